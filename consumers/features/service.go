@@ -1,0 +1,561 @@
+package features
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// Publisher sends one encoded tick batch to a subject with a message id.
+// Flush returns once every batch sent so far is durable.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	Flush(ctx context.Context) error
+}
+
+// Checkpoints stores partition snapshots; *jetstream.KeyValue satisfies it
+// through KVCheckpoints.
+type Checkpoints interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Put(ctx context.Context, key string, value []byte) error
+}
+
+// ErrNoCheckpoint is returned by Checkpoints.Get when there is none.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
+// KVCheckpoints adapts a JetStream key-value bucket to Checkpoints.
+type KVCheckpoints struct{ KV jetstream.KeyValue }
+
+// Get returns the value of key or ErrNoCheckpoint.
+func (c KVCheckpoints) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := c.KV.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrNoCheckpoint
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint %s: %w", key, err)
+	}
+	return e.Value(), nil
+}
+
+// Put stores value under key.
+func (c KVCheckpoints) Put(ctx context.Context, key string, value []byte) error {
+	if _, err := c.KV.Put(ctx, key, value); err != nil {
+		return fmt.Errorf("writing checkpoint %s: %w", key, err)
+	}
+	return nil
+}
+
+// Config configures the feature service.
+type Config struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// Topic is the telemetry topic (default strata.telemetry.v1).
+	Topic string
+	// Group is the consumer group (default strata-features).
+	Group string
+	// Epoch maps trace time 0 to the wall clock.
+	Epoch time.Time
+	// CheckpointEvery is the wall-clock interval between checkpoints
+	// (default 5 s); checkpoints are also written on revocation, at the end
+	// of a run and on shutdown.
+	CheckpointEvery time.Duration
+	// StopAfterFinal makes Run return once every partition has seen the
+	// final watermark of a run and its batches are durable.
+	StopAfterFinal bool
+	// RunID, if set, restricts the service to one run: records of other
+	// runs are skipped and counted.
+	RunID string
+	// OnBatch, if set, is called with every encoded batch after it is
+	// published (tests and the summary use it).
+	OnBatch func(h schemas.BatchHeader, rows int, data []byte)
+}
+
+// Stats counts what the service did.
+type Stats struct {
+	Invocations     int64            `json:"invocations"`
+	Late            int64            `json:"late"`
+	Malformed       int64            `json:"malformed"`
+	OtherRuns       int64            `json:"other_runs"`
+	StatesPublished int64            `json:"states_published"`
+	Ticks           map[string]int64 `json:"ticks"`
+}
+
+type svcMetrics struct {
+	records   prometheus.Counter
+	rejected  *prometheus.CounterVec
+	batches   *prometheus.CounterVec
+	encodeDur prometheus.Histogram
+}
+
+func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
+	m := &svcMetrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
+			Name: "invocations_total", Help: "Observed invocations windowed."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
+			Name: "rejected_total", Help: "Telemetry records rejected and dead-lettered, by reason."}, []string{"reason"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
+			Name: "state_batches_total", Help: "State batches published, by layer."}, []string{"layer"}),
+		encodeDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
+			Name: "batch_encode_seconds", Help: "Time to encode one state batch.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.rejected, m.batches, m.encodeDur)
+	}
+	return m
+}
+
+type owned struct {
+	part       *Partition
+	nextOffset int64 // offset after the last record applied
+	skipBelow  int64 // records below this offset are already in part
+}
+
+// Service windows strata.telemetry.v1 into state batches.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *svcMetrics
+	pub     Publisher
+	ckpt    Checkpoints
+	cl      *kgo.Client
+	nShards int
+
+	mu        sync.Mutex
+	parts     map[int32]*owned
+	stats     Stats
+	lastCkpt  time.Time
+	finalSeen map[int32]bool
+	assignErr error
+}
+
+// NewService connects to Kafka and prepares the service; Run starts it.
+func NewService(ctx context.Context, cfg Config, pub Publisher, ckpt Checkpoints, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if cfg.Topic == "" {
+		cfg.Topic = schemas.TopicTelemetry
+	}
+	if cfg.Group == "" {
+		cfg.Group = "strata-features"
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = 5 * time.Second
+	}
+	s := &Service{cfg: cfg, log: logger, m: newSvcMetrics(reg), pub: pub, ckpt: ckpt,
+		parts: map[int32]*owned{}, finalSeen: map[int32]bool{}, stats: Stats{Ticks: map[string]int64{}}}
+	opts := append(kafka.CommonOpts(cfg.Brokers, logger),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating features kafka client: %w", err)
+	}
+	n, err := kafka.PartitionCount(ctx, cl, cfg.Topic)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s.cl, s.nShards = cl, n
+	return s, nil
+}
+
+func (s *Service) ckptKey(p int32) string {
+	return "features." + s.cfg.Group + "." + s.cfg.Topic + "." + strconv.Itoa(int(p))
+}
+
+type snapshotEnvelope struct {
+	NextOffset int64
+	State      []byte
+}
+
+func (s *Service) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range assigned[s.cfg.Topic] {
+		o := &owned{}
+		data, err := s.ckpt.Get(ctx, s.ckptKey(p))
+		switch {
+		case errors.Is(err, ErrNoCheckpoint):
+		case err != nil:
+			s.assignErr = err
+			continue
+		default:
+			env, err := decodeEnvelope(data)
+			if err == nil {
+				o.part, err = RestorePartition(env.State)
+			}
+			if err != nil {
+				s.assignErr = fmt.Errorf("restoring partition %d: %w", p, err)
+				continue
+			}
+			o.nextOffset, o.skipBelow = env.NextOffset, env.NextOffset
+			s.finalSeen[p] = o.part.Final()
+			s.log.Info("restored features checkpoint", "partition", p, "offset", env.NextOffset, "run", o.part.RunID(), "next_tick", o.part.NextTick())
+		}
+		s.parts[p] = o
+	}
+}
+
+func (s *Service) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if err := s.checkpoint(ctx, true); err != nil {
+		s.log.Error("checkpointing on revocation", "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range revoked[s.cfg.Topic] {
+		delete(s.parts, p)
+	}
+}
+
+func (s *Service) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range lost[s.cfg.Topic] {
+		delete(s.parts, p)
+	}
+}
+
+// Stats returns a copy of the service's counters.
+func (s *Service) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.stats
+	out.Ticks = map[string]int64{}
+	for k, v := range s.stats.Ticks {
+		out.Ticks[k] = v
+	}
+	return out
+}
+
+// Run consumes until ctx is done (or, with StopAfterFinal, until every
+// partition finished its run), then checkpoints, commits and leaves the
+// group.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.cl.Close()
+	runErr := s.loop(ctx)
+	// Ordered shutdown: stop polling (loop returned), flush publishes,
+	// checkpoint and commit, leave the group.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.checkpoint(sctx, true); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := s.cl.LeaveGroupContext(sctx); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		runErr = fmt.Errorf("leaving consumer group: %w", err)
+	}
+	return runErr
+}
+
+func (s *Service) loop(ctx context.Context) error {
+	for {
+		fetches := s.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			s.cl.AllowRebalance()
+			return nil
+		}
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		var fetchErr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				fetchErr = fmt.Errorf("fetching %s/%d: %w", t, p, err)
+			}
+		})
+		if fetchErr != nil {
+			s.cl.AllowRebalance()
+			return fetchErr
+		}
+		s.mu.Lock()
+		err := s.assignErr
+		if err == nil {
+			fetches.EachRecord(func(r *kgo.Record) {
+				if err == nil {
+					err = s.apply(ctx, r)
+				}
+			})
+		}
+		done := s.cfg.StopAfterFinal && len(s.finalSeen) == s.nShards && s.allFinal()
+		s.mu.Unlock()
+		if err != nil {
+			s.cl.AllowRebalance()
+			return err
+		}
+		if time.Since(s.lastCkpt) >= s.cfg.CheckpointEvery || done {
+			if err := s.checkpoint(ctx, false); err != nil {
+				s.cl.AllowRebalance()
+				return err
+			}
+		}
+		s.cl.AllowRebalance()
+		if done {
+			return nil
+		}
+	}
+}
+
+func (s *Service) allFinal() bool {
+	for _, f := range s.finalSeen {
+		if !f {
+			return false
+		}
+	}
+	return true
+}
+
+// apply handles one record; s.mu is held.
+func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
+	o, ok := s.parts[r.Partition]
+	if !ok {
+		o = &owned{}
+		s.parts[r.Partition] = o
+	}
+	if r.Offset < o.skipBelow {
+		return nil
+	}
+	o.nextOffset = r.Offset + 1
+	loc := fmt.Sprintf("partition %d offset %d", r.Partition, r.Offset)
+	if kafka.IsWatermark(r) {
+		var wm stratapb.Watermark
+		if err := proto.Unmarshal(r.Value, &wm); err != nil {
+			s.reject(ctx, r, loc, "malformed watermark: "+err.Error(), "malformed")
+			return nil
+		}
+		if s.cfg.RunID != "" && wm.RunId != s.cfg.RunID {
+			s.stats.OtherRuns++
+			return nil
+		}
+		part := s.partitionFor(o, r.Partition, wm.RunId)
+		if err := part.Advance(wm.WatermarkUs, wm.Final, func(b *schemas.StateBatch) error {
+			return s.publish(ctx, b)
+		}); err != nil {
+			return err
+		}
+		if wm.Final {
+			s.finalSeen[r.Partition] = true
+		}
+		return nil
+	}
+	var obs stratapb.Observation
+	if err := proto.Unmarshal(r.Value, &obs); err != nil {
+		s.reject(ctx, r, loc, "malformed observation: "+err.Error(), "malformed")
+		return nil
+	}
+	if s.cfg.RunID != "" && obs.GetArrival().GetRunId() != s.cfg.RunID {
+		s.stats.OtherRuns++
+		return nil
+	}
+	ev, err := EventFromObservation(&obs)
+	if err != nil {
+		s.reject(ctx, r, loc, err.Error(), "invalid")
+		return nil
+	}
+	part := s.partitionFor(o, r.Partition, obs.GetArrival().GetRunId())
+	if err := part.Add(&ev); err != nil {
+		s.stats.Late++
+		s.reject(ctx, r, loc, err.Error(), "late")
+		return nil
+	}
+	s.stats.Invocations++
+	s.m.records.Inc()
+	return nil
+}
+
+// partitionFor returns the windows of run runID on partition p, starting new
+// ones when a new run begins.
+func (s *Service) partitionFor(o *owned, p int32, runID string) *Partition {
+	if o.part == nil || (o.part.RunID() != runID && o.part.Final()) || (o.part.RunID() != runID && !o.part.started) {
+		if o.part != nil && o.part.RunID() != runID {
+			s.log.Info("new run on partition", "partition", p, "run", runID, "previous", o.part.RunID())
+		}
+		o.part = NewPartition(runID, int(p), s.nShards, s.cfg.Epoch)
+		s.finalSeen[p] = false
+	}
+	return o.part
+}
+
+func (s *Service) publish(ctx context.Context, b *schemas.StateBatch) error {
+	t0 := time.Now()
+	data, err := schemas.EncodeState(b)
+	if err != nil {
+		return err
+	}
+	s.m.encodeDur.Observe(time.Since(t0).Seconds())
+	h := b.Header
+	if err := s.pub.Publish(ctx, schemas.StateSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
+		return err
+	}
+	s.stats.StatesPublished++
+	s.stats.Ticks[string(h.Layer)]++
+	s.m.batches.WithLabelValues(string(h.Layer)).Inc()
+	if s.cfg.OnBatch != nil {
+		s.cfg.OnBatch(h, b.Len(), data)
+	}
+	return nil
+}
+
+func (s *Service) reject(ctx context.Context, r *kgo.Record, loc, reason, kind string) {
+	if kind == "malformed" || kind == "invalid" {
+		s.stats.Malformed++
+	}
+	s.m.rejected.WithLabelValues(kind).Inc()
+	s.log.Warn("dead-lettering telemetry", "location", loc, "reason", reason)
+	val, err := proto.Marshal(&stratapb.DeadLetter{Source: r.Topic, Location: loc, Reason: reason,
+		Payload: truncate(r.Value, 64<<10), Component: "features"})
+	if err != nil {
+		return
+	}
+	s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicDeadLetter, Key: r.Key, Value: val}, nil)
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// checkpoint makes published batches durable, then stores every owned
+// partition's state with its next offset and commits those offsets.
+func (s *Service) checkpoint(ctx context.Context, force bool) error {
+	if err := s.pub.Flush(ctx); err != nil {
+		return fmt.Errorf("flushing state batches: %w", err)
+	}
+	if err := s.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flushing dead letters: %w", err)
+	}
+	s.mu.Lock()
+	offsets := map[int32]kgo.EpochOffset{}
+	for p, o := range s.parts {
+		if o.part == nil || o.nextOffset == 0 {
+			continue
+		}
+		state, err := o.part.MarshalBinary()
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		if err := s.ckpt.Put(ctx, s.ckptKey(p), encodeEnvelope(snapshotEnvelope{NextOffset: o.nextOffset, State: state})); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: o.nextOffset}
+	}
+	s.lastCkpt = time.Now()
+	s.mu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	var cerr error
+	s.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{s.cfg.Topic: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, pt := range t.Partitions {
+					if e := kerr.ErrorForCode(pt.ErrorCode); e != nil && cerr == nil {
+						cerr = fmt.Errorf("partition %d: %w", pt.Partition, e)
+					}
+				}
+			}
+		})
+	if cerr != nil && !force {
+		return fmt.Errorf("committing offsets: %w", cerr)
+	}
+	return nil
+}
+
+func encodeEnvelope(e snapshotEnvelope) []byte {
+	out := make([]byte, 8, 8+len(e.State))
+	binary.BigEndian.PutUint64(out, uint64(e.NextOffset))
+	return append(out, e.State...)
+}
+
+func decodeEnvelope(b []byte) (snapshotEnvelope, error) {
+	if len(b) < 8 {
+		return snapshotEnvelope{}, fmt.Errorf("decoding checkpoint: %d bytes, want at least 8", len(b))
+	}
+	return snapshotEnvelope{NextOffset: int64(binary.BigEndian.Uint64(b)), State: b[8:]}, nil
+}
+
+// EventFromObservation validates an observed invocation and converts it to
+// an Event. It rejects records without app, func or run id, with a negative
+// duration, or with non-finite or negative observation values.
+func EventFromObservation(o *stratapb.Observation) (Event, error) {
+	a := o.GetArrival()
+	if a == nil {
+		return Event{}, errors.New("observation has no arrival")
+	}
+	switch {
+	case a.GetApp() == "":
+		return Event{}, errors.New("arrival.app is empty")
+	case a.GetFunc() == "":
+		return Event{}, errors.New("arrival.func is empty")
+	case a.GetDurationUs() < 0:
+		return Event{}, fmt.Errorf("arrival.duration_us is negative (%d)", a.GetDurationUs())
+	case a.GetStartUs() != a.GetEndUs()-a.GetDurationUs():
+		return Event{}, fmt.Errorf("arrival.start_us %d is not end_us %d minus duration_us %d", a.GetStartUs(), a.GetEndUs(), a.GetDurationUs())
+	}
+	e := Event{App: a.GetApp(), Func: a.GetFunc(), StartUS: a.GetStartUs(), DurationUS: a.GetDurationUs(),
+		Provider: o.GetProvider(), Region: o.GetRegion(), MemoryMB: o.GetMemoryMb(), Instances: o.GetTotalInstances()}
+	opt := []struct {
+		name string
+		has  bool
+		v    float64
+		dst  *float64
+		flag *bool
+	}{
+		{"latency_ms", o.LatencyMs != nil, o.GetLatencyMs(), &e.LatencyMS, &e.HasLatency},
+		{"cpu_busy_ms", o.CpuBusyMs != nil, o.GetCpuBusyMs(), &e.CPUBusyMS, &e.HasCPU},
+		{"queue_wait_ms", o.QueueWaitMs != nil, o.GetQueueWaitMs(), &e.QueueWaitMS, &e.HasQueue},
+		{"memory_used_mb", o.MemoryUsedMb != nil, o.GetMemoryUsedMb(), &e.MemoryUsed, &e.HasMemory},
+		{"cost_usd", o.CostUsd != nil, o.GetCostUsd(), &e.CostUSD, &e.HasCost},
+		{"carbon_g", o.CarbonG != nil, o.GetCarbonG(), &e.CarbonG, &e.HasCarbon},
+	}
+	for _, f := range opt {
+		if !f.has {
+			continue
+		}
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return Event{}, fmt.Errorf("%s is %v: want a finite non-negative number", f.name, f.v)
+		}
+		*f.dst, *f.flag = f.v, true
+	}
+	if o.MemoryMb != nil && o.GetMemoryMb() <= 0 {
+		return Event{}, fmt.Errorf("memory_mb is %d: want a positive tier", o.GetMemoryMb())
+	}
+	if o.TotalInstances != nil && o.GetTotalInstances() < 0 {
+		return Event{}, fmt.Errorf("total_instances is %d: want ≥ 0", o.GetTotalInstances())
+	}
+	if o.ColdStart != nil {
+		e.HasCold, e.Cold = true, o.GetColdStart()
+	}
+	return e, nil
+}

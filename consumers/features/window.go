@@ -1,0 +1,663 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// ActiveWindowUS is how long a function stays active after its latest
+// invocation: 4 hours (DESIGN §1).
+const ActiveWindowUS int64 = 4 * 3600 * 1_000_000
+
+const (
+	ticksPerHour = replay.TacticalTickUS / replay.OperationalTickUS
+	ticksPerDay  = replay.StrategicTickUS / replay.OperationalTickUS
+	tickSeconds  = float64(replay.OperationalTickUS) / 1e6
+)
+
+// Event is one observed invocation as the windows need it. The optional
+// observation fields are valid only when their Has flag is set.
+type Event struct {
+	App, Func  string
+	StartUS    int64
+	DurationUS int64
+
+	HasLatency  bool
+	LatencyMS   float64
+	HasCPU      bool
+	CPUBusyMS   float64
+	HasQueue    bool
+	QueueWaitMS float64
+	HasMemory   bool
+	MemoryUsed  float64 // MB
+	MemoryMB    int32   // tier; 0 when unknown
+	Instances   int32   // total instances of the pool; 0 when unknown
+	HasCold     bool
+	Cold        bool
+	HasCost     bool
+	CostUSD     float64
+	HasCarbon   bool
+	CarbonG     float64
+	Provider    string
+	Region      string
+}
+
+// ErrLate is wrapped by Partition.Add for an event whose tick has already
+// been closed.
+var ErrLate = errors.New("event is later than the closed watermark")
+
+// stepAcc accumulates one function's invocations starting in one open tick.
+type stepAcc struct {
+	tick                  int64
+	n                     int64
+	maxStartUS            int64
+	cpuMS, queueMS, memMB float64 // memMB: Σ memory_used_mb × seconds
+	cpuN, queueN, memN    int64
+	maxInst               int32
+	tier                  int32
+}
+
+// step is a closed tick of one function.
+type step struct {
+	tick          int64
+	rate          float64
+	mem, cpu, que schemas.Value
+}
+
+// periodAcc accumulates a function-hour or an app-day.
+type periodAcc struct {
+	period     int64
+	n          int64
+	durSumMS   float64
+	dur, lat   logHist
+	latSum     float64
+	latN       int64
+	cost       float64
+	costN      int64
+	carbon     float64
+	carbonN    int64
+	cold, cldN int64
+	cpuS, memS float64 // Σ busy s, Σ MB·s
+	cpuN, memN int64
+	queueS     float64 // Σ queue-wait seconds
+	queueN     int64
+	maxInst    int32
+	tier       int32
+	peakTick   map[int64]int64 // hour: invocations per tick; day: per hour
+	funcs      map[string]struct{}
+	placement  map[string]int64
+}
+
+type funcState struct {
+	app, fn  string
+	app_     *appState
+	closedUS int64 // start of the latest invocation in a closed tick
+	closed   bool  // some invocation is in a closed tick
+	hasCPU   bool
+	hasMem   bool
+	hasQueue bool
+	open     []*stepAcc // open ticks, unordered, usually one
+	ring     [schemas.SeqLen]step
+	hours    []*periodAcc
+	// prevN is the invocation count of the last emitted hour, for the trend.
+	prevN periodCount
+}
+
+// periodCount is the invocation count of one hour or day.
+type periodCount struct{ Period, N int64 }
+
+type appState struct {
+	app      string
+	closedUS int64
+	closed   bool
+	days     []*periodAcc
+	prevN    periodCount
+}
+
+// Partition holds the windows of one Kafka partition (one shard) for one run.
+// It is not safe for concurrent use.
+type Partition struct {
+	runID   string
+	shard   int
+	nShards int
+	epoch   time.Time
+
+	started  bool
+	nextTick int64 // every tick < nextTick is closed
+	horizon  int64 // watermark seen so far
+	final    bool
+
+	funcs   map[string]*funcState
+	order   []*funcState // sorted by (app, func)
+	apps    map[string]*appState
+	appList []*appState // sorted by app
+
+	late int64
+
+	// opRows is reused for the rows of each operational batch; a batch is
+	// only valid during the Emit call.
+	opRows []schemas.OperationalRow
+}
+
+// NewPartition returns empty windows for shard `shard` of nShards of run
+// runID; epoch maps trace time 0 to the wall clock (for the hour of day).
+func NewPartition(runID string, shard, nShards int, epoch time.Time) *Partition {
+	return &Partition{runID: runID, shard: shard, nShards: nShards, epoch: epoch,
+		funcs: map[string]*funcState{}, apps: map[string]*appState{}}
+}
+
+// RunID returns the run the partition's windows belong to.
+func (p *Partition) RunID() string { return p.runID }
+
+// Late returns the number of events rejected by Add as late.
+func (p *Partition) Late() int64 { return p.late }
+
+// NextTick returns the first tick that is not closed yet.
+func (p *Partition) NextTick() int64 { return p.nextTick }
+
+// Final reports whether the final watermark of the run was seen.
+func (p *Partition) Final() bool { return p.final }
+
+// Add records one observed invocation. An event that starts in a tick that is
+// already closed is rejected with an error wrapping ErrLate and counted.
+func (p *Partition) Add(e *Event) error {
+	tick := replay.TickOf(e.StartUS, replay.OperationalTickUS)
+	if (p.started && tick < p.nextTick) || p.final {
+		p.late++
+		return fmt.Errorf("%w: %s/%s starts at %.3f s in tick %d, ticks before %d are closed",
+			ErrLate, e.App, e.Func, float64(e.StartUS)/1e6, tick, p.nextTick)
+	}
+	f := p.function(e.App, e.Func)
+	a := f.app_
+	durS := float64(e.DurationUS) / 1e6
+
+	s := f.openStep(tick)
+	s.n++
+	if s.n == 1 || e.StartUS > s.maxStartUS {
+		s.maxStartUS = e.StartUS
+	}
+	if e.Instances > s.maxInst {
+		s.maxInst = e.Instances
+	}
+	if e.MemoryMB > 0 {
+		s.tier = e.MemoryMB
+	}
+	if e.HasCPU {
+		f.hasCPU = true
+		s.cpuMS += e.CPUBusyMS
+		s.cpuN++
+	}
+	if e.HasQueue {
+		f.hasQueue = true
+		s.queueMS += e.QueueWaitMS
+		s.queueN++
+	}
+	if e.HasMemory {
+		f.hasMem = true
+		s.memMB += e.MemoryUsed * durS
+		s.memN++
+	}
+
+	h := f.hourAcc(tick / ticksPerHour)
+	h.add(e, tick)
+	d := a.dayAcc(tick / ticksPerDay)
+	d.add(e, tick/ticksPerHour)
+	d.funcs[e.Func] = struct{}{}
+	return nil
+}
+
+func (pa *periodAcc) add(e *Event, sub int64) {
+	pa.n++
+	dms := float64(e.DurationUS) / 1e3
+	pa.durSumMS += dms
+	pa.dur.add(dms)
+	pa.peakTick[sub]++
+	if e.HasLatency {
+		pa.latSum += e.LatencyMS
+		pa.latN++
+		pa.lat.add(e.LatencyMS)
+	}
+	if e.HasCost {
+		pa.cost += e.CostUSD
+		pa.costN++
+	}
+	if e.HasCarbon {
+		pa.carbon += e.CarbonG
+		pa.carbonN++
+	}
+	if e.HasCold {
+		pa.cldN++
+		if e.Cold {
+			pa.cold++
+		}
+	}
+	if e.HasCPU {
+		pa.cpuS += e.CPUBusyMS / 1e3
+		pa.cpuN++
+	}
+	if e.HasQueue {
+		pa.queueS += e.QueueWaitMS / 1e3
+		pa.queueN++
+	}
+	if e.HasMemory {
+		pa.memS += e.MemoryUsed * float64(e.DurationUS) / 1e6
+		pa.memN++
+	}
+	if e.Instances > pa.maxInst {
+		pa.maxInst = e.Instances
+	}
+	if e.MemoryMB > 0 {
+		pa.tier = e.MemoryMB
+	}
+	if e.Provider != "" || e.Region != "" || e.MemoryMB > 0 {
+		pa.placement[fmt.Sprintf("%s|%s|%d", e.Provider, e.Region, e.MemoryMB)]++
+	}
+}
+
+func newPeriod(period int64) *periodAcc {
+	return &periodAcc{period: period, peakTick: map[int64]int64{}, funcs: map[string]struct{}{}, placement: map[string]int64{}}
+}
+
+func (f *funcState) openStep(tick int64) *stepAcc {
+	for _, s := range f.open {
+		if s.tick == tick {
+			return s
+		}
+	}
+	s := &stepAcc{tick: tick}
+	f.open = append(f.open, s)
+	return s
+}
+
+func (f *funcState) hourAcc(hour int64) *periodAcc {
+	for _, h := range f.hours {
+		if h.period == hour {
+			return h
+		}
+	}
+	h := newPeriod(hour)
+	f.hours = append(f.hours, h)
+	return h
+}
+
+func (a *appState) dayAcc(day int64) *periodAcc {
+	for _, d := range a.days {
+		if d.period == day {
+			return d
+		}
+	}
+	d := newPeriod(day)
+	a.days = append(a.days, d)
+	return d
+}
+
+func (p *Partition) function(app, fn string) *funcState {
+	k := app + "\x00" + fn
+	if f, ok := p.funcs[k]; ok {
+		return f
+	}
+	f := &funcState{app: app, fn: fn, app_: p.app(app)}
+	for i := range f.ring {
+		f.ring[i].tick = math.MinInt64
+	}
+	p.funcs[k] = f
+	i := sort.Search(len(p.order), func(i int) bool {
+		o := p.order[i]
+		return o.app > app || (o.app == app && o.fn >= fn)
+	})
+	p.order = append(p.order, nil)
+	copy(p.order[i+1:], p.order[i:])
+	p.order[i] = f
+	return f
+}
+
+func (p *Partition) app(app string) *appState {
+	if a, ok := p.apps[app]; ok {
+		return a
+	}
+	a := &appState{app: app}
+	p.apps[app] = a
+	i := sort.Search(len(p.appList), func(i int) bool { return p.appList[i].app >= app })
+	p.appList = append(p.appList, nil)
+	copy(p.appList[i+1:], p.appList[i:])
+	p.appList[i] = a
+	return a
+}
+
+// Emit receives each state batch as it is completed. The batch and its rows
+// are only valid during the call.
+type Emit func(*schemas.StateBatch) error
+
+// Advance moves the partition's watermark to watermarkUS, closing every tick
+// that ends at or before it and emitting the state batches that closing
+// makes complete, in tick order: for each closed tick k the operational batch
+// of tick k+1, then at an hour boundary the tactical batch of the next hour,
+// then at a day boundary the strategic batch of the next day. The first call
+// also emits the batches of the first tick, hour and day (empty: nothing has
+// been observed before them). final marks the end of the run.
+func (p *Partition) Advance(watermarkUS int64, final bool, emit Emit) error {
+	if !p.started {
+		p.started = true
+		p.nextTick = replay.TickOf(watermarkUS, replay.OperationalTickUS)
+		if err := p.emitAll(p.nextTick, true, true, emit); err != nil {
+			return err
+		}
+	}
+	if watermarkUS > p.horizon {
+		p.horizon = watermarkUS
+	}
+	for (p.nextTick+1)*replay.OperationalTickUS <= watermarkUS {
+		k := p.nextTick
+		p.closeTick(k)
+		p.nextTick = k + 1
+		next := k + 1
+		if err := p.emitAll(next, next%ticksPerHour == 0, next%ticksPerDay == 0, emit); err != nil {
+			return err
+		}
+	}
+	if final {
+		p.final = true
+	}
+	return nil
+}
+
+func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
+	if err := emit(p.operationalBatch(tick)); err != nil {
+		return err
+	}
+	if hour {
+		if err := emit(p.tacticalBatch(tick / ticksPerHour)); err != nil {
+			return err
+		}
+	}
+	if day {
+		if err := emit(p.strategicBatch(tick / ticksPerDay)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closeTick turns every function's accumulator of tick k into a closed step.
+func (p *Partition) closeTick(k int64) {
+	for _, f := range p.order {
+		for i := 0; i < len(f.open); i++ {
+			s := f.open[i]
+			if s.tick != k {
+				continue
+			}
+			f.ring[k%schemas.SeqLen] = f.closeStep(s)
+			if !f.closed || s.maxStartUS > f.closedUS {
+				f.closedUS, f.closed = s.maxStartUS, true
+			}
+			if a := f.app_; !a.closed || s.maxStartUS > a.closedUS {
+				a.closedUS, a.closed = s.maxStartUS, true
+			}
+			f.open[i] = f.open[len(f.open)-1]
+			f.open = f.open[:len(f.open)-1]
+			break
+		}
+	}
+}
+
+func (f *funcState) closeStep(s *stepAcc) step {
+	st := step{tick: s.tick, rate: float64(s.n) / tickSeconds}
+	if s.cpuN > 0 && s.maxInst > 0 {
+		st.cpu = schemas.Some(s.cpuMS / 1e3 / (float64(s.maxInst) * tickSeconds))
+	}
+	if s.memN > 0 && s.maxInst > 0 && s.tier > 0 {
+		st.mem = schemas.Some(s.memMB / (float64(s.maxInst) * float64(s.tier) * tickSeconds))
+	}
+	if s.queueN > 0 {
+		st.que = schemas.Some(s.queueMS / 1e3 / tickSeconds)
+	}
+	return st
+}
+
+// stepAt returns the closed step of tick t, or the step of a tick with no
+// invocations: rate 0 and utilisation 0 where the function's telemetry is
+// known to carry the field, missing otherwise.
+func (f *funcState) stepAt(t int64) step {
+	if s := f.ring[((t%schemas.SeqLen)+schemas.SeqLen)%schemas.SeqLen]; s.tick == t {
+		return s
+	}
+	st := step{tick: t}
+	if f.hasCPU {
+		st.cpu = schemas.Some(0)
+	}
+	if f.hasMem {
+		st.mem = schemas.Some(0)
+	}
+	if f.hasQueue {
+		st.que = schemas.Some(0)
+	}
+	return st
+}
+
+func (p *Partition) header(l schemas.Layer, tick, tickUS int64) schemas.BatchHeader {
+	return schemas.BatchHeader{RunID: p.runID, Layer: l, Tick: tick, TickStartUS: tick * tickUS, Shard: p.shard, NShards: p.nShards}
+}
+
+// hourSin returns sin(2π·h/24) for the fractional hour of day at trace time t.
+func (p *Partition) hourSin(t int64) float64 {
+	w := p.epoch.Add(time.Duration(t) * time.Microsecond)
+	h := float64(w.Hour()) + float64(w.Minute())/60 + float64(w.Second())/3600
+	return math.Sin(2 * math.Pi * h / 24)
+}
+
+func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
+	b := &schemas.StateBatch{Header: p.header(schemas.Operational, tick, replay.OperationalTickUS)}
+	start := tick * replay.OperationalTickUS
+	var sins [schemas.SeqLen]float64
+	for i := range schemas.SeqLen {
+		sins[i] = p.hourSin((tick - schemas.SeqLen + int64(i)) * replay.OperationalTickUS)
+	}
+	rows := p.opRows[:0]
+	for _, f := range p.order {
+		if !f.activeAt(start) {
+			continue
+		}
+		rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, LastStartUS: f.closedUS, HourSin: sins})
+		r := &rows[len(rows)-1]
+		for i := range schemas.SeqLen {
+			s := f.stepAt(tick - schemas.SeqLen + int64(i))
+			r.RequestRate[i] = s.rate
+			r.MemoryUtil[i] = s.mem
+			r.CPUUtil[i] = s.cpu
+			r.QueueDepth[i] = s.que
+		}
+		last := f.stepAt(tick - 1)
+		r.Invocations = int64(math.Round(last.rate * tickSeconds))
+	}
+	p.opRows = rows
+	b.Operational = rows
+	return b
+}
+
+// activeAt reports whether the function was invoked within ActiveWindowUS
+// before trace time t, counting only closed ticks (all ticks before t are
+// closed when a batch for t is built).
+func (f *funcState) activeAt(t int64) bool {
+	return f.closed && f.closedUS >= t-ActiveWindowUS
+}
+
+func (a *appState) activeAt(t int64) bool {
+	return a.closed && a.closedUS >= t-ActiveWindowUS
+}
+
+// takePeriod removes and returns the accumulator of period from accs (nil if
+// there is none).
+func takePeriod(accs *[]*periodAcc, period int64) *periodAcc {
+	for i, pa := range *accs {
+		if pa.period == period {
+			(*accs)[i] = (*accs)[len(*accs)-1]
+			*accs = (*accs)[:len(*accs)-1]
+			return pa
+		}
+	}
+	return nil
+}
+
+// trend returns ln(1+n) − ln(1+prev) where prev is the count of the period
+// before, 0 if that period had none.
+func trend(prev periodCount, period, n int64) float64 {
+	var pn int64
+	if prev.Period == period-1 {
+		pn = prev.N
+	}
+	return math.Log1p(float64(n)) - math.Log1p(float64(pn))
+}
+
+// mode returns the most frequent placement key, ties broken by the key.
+func mode(m map[string]int64) (provider, region string, tier int32) {
+	best, bestN := "", int64(-1)
+	for k, n := range m {
+		if n > bestN || (n == bestN && k < best) {
+			best, bestN = k, n
+		}
+	}
+	if best == "" {
+		return "", "", 0
+	}
+	var t int
+	parts := splitPlacement(best)
+	fmt.Sscanf(parts[2], "%d", &t)
+	return parts[0], parts[1], int32(t)
+}
+
+func splitPlacement(k string) [3]string {
+	var out [3]string
+	i := 0
+	start := 0
+	for j := 0; j < len(k) && i < 2; j++ {
+		if k[j] == '|' {
+			out[i] = k[start:j]
+			i++
+			start = j + 1
+		}
+	}
+	out[i] = k[start:]
+	return out
+}
+
+func ratio(num float64, n int64) schemas.Value {
+	if n == 0 {
+		return schemas.Value{}
+	}
+	return schemas.Some(num / float64(n))
+}
+
+func sum(v float64, n int64) schemas.Value {
+	if n == 0 {
+		return schemas.Value{}
+	}
+	return schemas.Some(v)
+}
+
+// utilisation returns Σ resource-seconds ÷ (instances × period seconds ×
+// scale), missing when nothing was observed or the instance count is unknown.
+func utilisation(num float64, n int64, inst int32, scale float64, seconds float64) schemas.Value {
+	if n == 0 || inst <= 0 || scale <= 0 {
+		return schemas.Value{}
+	}
+	return schemas.Some(num / (float64(inst) * scale * seconds))
+}
+
+func maxCount(m map[int64]int64) int64 {
+	var best int64
+	for _, n := range m {
+		if n > best {
+			best = n
+		}
+	}
+	return best
+}
+
+func (p *Partition) tacticalBatch(hour int64) *schemas.StateBatch {
+	b := &schemas.StateBatch{Header: p.header(schemas.Tactical, hour, replay.TacticalTickUS)}
+	start := hour * replay.TacticalTickUS
+	for _, f := range p.order {
+		pa := takePeriod(&f.hours, hour-1)
+		if !f.activeAt(start) {
+			if pa != nil {
+				f.prevN = periodCount{hour - 1, pa.n}
+			}
+			continue
+		}
+		if pa == nil {
+			pa = newPeriod(hour - 1)
+		}
+		r := schemas.TacticalRow{
+			App: f.app, Func: f.fn, Invocations: pa.n,
+			RequestRate:   float64(pa.n) / 3600,
+			PeakRate:      float64(maxCount(pa.peakTick)) / tickSeconds,
+			LatencyMeanMS: ratio(pa.latSum, pa.latN),
+			CostUSD:       sum(pa.cost, pa.costN),
+			CarbonG:       sum(pa.carbon, pa.carbonN),
+			MemoryUtil:    utilisation(pa.memS, pa.memN, pa.maxInst, float64(pa.tier), 3600),
+			CPUUtil:       utilisation(pa.cpuS, pa.cpuN, pa.maxInst, 1, 3600),
+			ColdStartRate: ratio(float64(pa.cold), pa.cldN),
+			Trend:         trend(f.prevN, hour-1, pa.n),
+		}
+		if pa.n > 0 {
+			r.DurationMeanMS = pa.durSumMS / float64(pa.n)
+			r.DurationP95MS = pa.dur.quantile(0.95)
+		}
+		if pa.latN > 0 {
+			r.LatencyP95MS = schemas.Some(pa.lat.quantile(0.95))
+		}
+		if pa.queueN > 0 {
+			r.QueueDepth = schemas.Some(pa.queueS / 3600)
+		}
+		r.Provider, r.Region, r.MemoryMB = mode(pa.placement)
+		f.prevN = periodCount{hour - 1, pa.n}
+		b.Tactical = append(b.Tactical, r)
+	}
+	return b
+}
+
+func (p *Partition) strategicBatch(day int64) *schemas.StateBatch {
+	b := &schemas.StateBatch{Header: p.header(schemas.Strategic, day, replay.StrategicTickUS)}
+	start := day * replay.StrategicTickUS
+	for _, a := range p.appList {
+		pa := takePeriod(&a.days, day-1)
+		if !a.activeAt(start) {
+			if pa != nil {
+				a.prevN = periodCount{day - 1, pa.n}
+			}
+			continue
+		}
+		if pa == nil {
+			pa = newPeriod(day - 1)
+		}
+		r := schemas.StrategicRow{
+			App: a.app, Functions: int32(len(pa.funcs)), Invocations: pa.n,
+			RequestRate:   float64(pa.n) / 86400,
+			PeakHourRate:  float64(maxCount(pa.peakTick)) / 3600,
+			ActiveHours:   int32(len(pa.peakTick)),
+			LatencyMeanMS: ratio(pa.latSum, pa.latN),
+			CostUSD:       sum(pa.cost, pa.costN),
+			CarbonG:       sum(pa.carbon, pa.carbonN),
+			ColdStartRate: ratio(float64(pa.cold), pa.cldN),
+			CPUUtil:       utilisation(pa.cpuS, pa.cpuN, pa.maxInst, 1, 86400),
+			MemoryUtil:    utilisation(pa.memS, pa.memN, pa.maxInst, float64(pa.tier), 86400),
+			Trend:         trend(a.prevN, day-1, pa.n),
+		}
+		if pa.n > 0 {
+			r.DurationMeanMS = pa.durSumMS / float64(pa.n)
+			r.DurationP95MS = pa.dur.quantile(0.95)
+		}
+		if pa.latN > 0 {
+			r.LatencyP95MS = schemas.Some(pa.lat.quantile(0.95))
+		}
+		a.prevN = periodCount{day - 1, pa.n}
+		b.Strategic = append(b.Strategic, r)
+	}
+	return b
+}

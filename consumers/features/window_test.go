@@ -1,0 +1,186 @@
+package features
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+const s15 = replay.OperationalTickUS
+
+func collect(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateBatch {
+	t.Helper()
+	var out []*schemas.StateBatch
+	if err := p.Advance(wm, final, func(b *schemas.StateBatch) error {
+		cp := *b
+		out = append(out, &cp)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestPartitionCountsEachInvocationInItsStartTick(t *testing.T) {
+	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	first := collect(t, p, 0, false)
+	if len(first) != 3 {
+		t.Fatalf("first advance emitted %d batches, want operational+tactical+strategic for tick 0", len(first))
+	}
+	for _, b := range first {
+		if b.Len() != 0 || b.Header.Tick != 0 {
+			t.Fatalf("initial batch %+v not empty for tick 0", b.Header)
+		}
+	}
+	// Three invocations in tick 0, one in tick 2 (start = end − duration).
+	evs := []Event{
+		{App: "a", Func: "f", StartUS: 1_000_000, DurationUS: 500_000},
+		{App: "a", Func: "f", StartUS: 14_999_999, DurationUS: 30_000_000}, // ends in tick 2, starts in tick 0
+		{App: "a", Func: "g", StartUS: 0, DurationUS: 0},
+		{App: "a", Func: "f", StartUS: 2*s15 + 1, DurationUS: 10},
+	}
+	for i := range evs {
+		if err := p.Add(&evs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := collect(t, p, 3*s15, false)
+	// Ticks 0,1,2 close → operational batches for ticks 1,2,3.
+	if len(got) != 3 {
+		t.Fatalf("got %d batches, want 3", len(got))
+	}
+	var sum int64
+	for i, b := range got {
+		if b.Header.Layer != schemas.Operational || b.Header.Tick != int64(i+1) {
+			t.Fatalf("batch %d header %+v", i, b.Header)
+		}
+		for _, r := range b.Operational {
+			sum += r.Invocations
+		}
+	}
+	if sum != 4 {
+		t.Fatalf("invocations counted in last steps: %d, want 4", sum)
+	}
+	f := got[2].Operational[0] // tick 3 state, function a/f
+	if f.Func != "f" {
+		t.Fatalf("rows not sorted by (app, func): %+v", got[2].Operational)
+	}
+	want := [schemas.SeqLen]float64{}
+	want[9] = 2.0 / 15 // tick 0
+	want[11] = 1.0 / 15
+	if f.RequestRate != want {
+		t.Fatalf("request rate sequence %v, want %v", f.RequestRate, want)
+	}
+	for i := range schemas.SeqLen {
+		if f.CPUUtil[i].Valid || f.MemoryUtil[i].Valid || f.QueueDepth[i].Valid {
+			t.Fatalf("trace telemetry carries no utilisation, step %d marked valid", i)
+		}
+	}
+	// A late event is rejected and counted.
+	if err := p.Add(&Event{App: "a", Func: "f", StartUS: s15}); !errors.Is(err, ErrLate) {
+		t.Fatalf("late event: err %v, want ErrLate", err)
+	}
+	if p.Late() != 1 {
+		t.Fatalf("late count %d", p.Late())
+	}
+}
+
+func TestPartitionUtilisationAndActivity(t *testing.T) {
+	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	collect(t, p, 0, false)
+	ev := Event{App: "a", Func: "f", StartUS: 0, DurationUS: 3_000_000,
+		HasCPU: true, CPUBusyMS: 1500, HasMemory: true, MemoryUsed: 64, MemoryMB: 128, Instances: 2,
+		HasQueue: true, QueueWaitMS: 300, HasLatency: true, LatencyMS: 40, HasCold: true, Cold: true,
+		Provider: "aws", Region: "us-east"}
+	if err := p.Add(&ev); err != nil {
+		t.Fatal(err)
+	}
+	b := collect(t, p, s15, false)[0].Operational[0]
+	last := schemas.SeqLen - 1
+	if got, want := b.CPUUtil[last].V, 1.5/(2*15.0); math.Abs(got-want) > 1e-12 {
+		t.Fatalf("cpu util %v want %v", got, want)
+	}
+	if got, want := b.MemoryUtil[last].V, 64*3.0/(2*128*15.0); math.Abs(got-want) > 1e-12 {
+		t.Fatalf("memory util %v want %v", got, want)
+	}
+	if got, want := b.QueueDepth[last].V, 0.3/15; math.Abs(got-want) > 1e-12 {
+		t.Fatalf("queue depth %v want %v", got, want)
+	}
+	if !b.CPUUtil[0].Valid || b.CPUUtil[0].V != 0 {
+		t.Fatalf("idle step of a function with CPU telemetry should be a known 0, got %+v", b.CPUUtil[0])
+	}
+	// The function stays active for 4 h after its last invocation, then drops out.
+	hour := replay.TacticalTickUS / s15
+	var lastActive int64 = -1
+	var tac []*schemas.StateBatch
+	for _, bt := range collect(t, p, 5*replay.TacticalTickUS, false) {
+		if bt.Header.Layer == schemas.Operational && bt.Len() > 0 {
+			lastActive = bt.Header.Tick
+		}
+		if bt.Header.Layer == schemas.Tactical {
+			tac = append(tac, bt)
+		}
+	}
+	if want := ActiveWindowUS / s15; lastActive != want {
+		t.Fatalf("last active tick %d, want %d (4 h after the start in tick 0)", lastActive, want)
+	}
+	if len(tac) != 5 || tac[0].Header.Tick != 1 || tac[0].Len() != 1 {
+		t.Fatalf("tactical batches %d, first %+v", len(tac), tac[0].Header)
+	}
+	r := tac[0].Tactical[0]
+	if r.Invocations != 1 || r.Provider != "aws" || r.Region != "us-east" || r.MemoryMB != 128 ||
+		!r.ColdStartRate.Valid || r.ColdStartRate.V != 1 || !r.LatencyMeanMS.Valid || r.LatencyMeanMS.V != 40 {
+		t.Fatalf("tactical row %+v", r)
+	}
+	if math.Abs(r.DurationP95MS-3000)/3000 > 0.025 {
+		t.Fatalf("duration p95 %v, want 3000 within 2.5%%", r.DurationP95MS)
+	}
+	_ = hour
+}
+
+func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
+	mk := func() *Partition {
+		p := NewPartition("r", 1, 3, replay.DefaultEpoch)
+		collect(t, p, 0, false)
+		for i := range int64(50) {
+			e := Event{App: "a", Func: []string{"f", "g"}[i%2], StartUS: i * 7_000_000, DurationUS: 1000, HasCPU: i%3 == 0, CPUBusyMS: 1, Instances: 1}
+			if err := p.Add(&e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		collect(t, p, 10*s15, false)
+		return p
+	}
+	a := mk()
+	data, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := RestorePartition(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := func(p *Partition) []string {
+		var out []string
+		for _, bt := range collect(t, p, 2*replay.TacticalTickUS, true) {
+			d, err := schemas.EncodeState(bt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(d))
+		}
+		return out
+	}
+	ea, eb := enc(a), enc(b)
+	if len(ea) != len(eb) || len(ea) == 0 {
+		t.Fatalf("batch counts %d vs %d", len(ea), len(eb))
+	}
+	for i := range ea {
+		if ea[i] != eb[i] {
+			t.Fatalf("batch %d differs after restore", i)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+// Package infra groups strata's adapters to external systems: kafka
+// (franz-go clients, topics, the embedded kfake broker), natsbus (nats.go,
+// JetStream streams and the embedded nats-server), and the scripts that
+// install and start real servers for the integration tier (infra/scripts).
+package infra

@@ -1,0 +1,78 @@
+package kafka
+
+import (
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-rl/strata/schemas"
+)
+
+// Partitioner returns strata's partitioner: a keyed record goes to
+// murmur2(key) mod n, exactly as the Java client's default partitioner and
+// franz-go's StickyKeyPartitioner place keyed records, so other Kafka clients
+// that key by app agree with strata; a watermark record (header strata-kind:
+// watermark) keeps the partition set on it, because watermarks are written to
+// every partition in turn.
+func Partitioner() kgo.Partitioner {
+	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
+		return func(r *kgo.Record, n int) int {
+			if IsWatermark(r) {
+				return int(r.Partition)
+			}
+			return KeyPartition(r.Key, n)
+		}
+	})
+}
+
+// KeyPartition returns the partition of a record key among n partitions.
+func KeyPartition(key []byte, n int) int {
+	return int(murmur2(key)&0x7fffffff) % n
+}
+
+// IsWatermark reports whether r is a watermark record.
+func IsWatermark(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == schemas.HeaderKind {
+			return string(h.Value) == schemas.KindWatermark
+		}
+	}
+	return false
+}
+
+// WatermarkHeaders are the headers of a watermark record.
+var WatermarkHeaders = []kgo.RecordHeader{{Key: schemas.HeaderKind, Value: []byte(schemas.KindWatermark)}}
+
+// murmur2 is the 32-bit MurmurHash2 variant Kafka uses for keys (seed
+// 0x9747b28c), as specified by Apache Kafka's Utils.murmur2.
+func murmur2(data []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	n := len(data)
+	h := seed ^ uint32(n)
+	i := 0
+	for ; n-i >= 4; i += 4 {
+		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch n - i {
+	case 3:
+		h ^= uint32(data[i+2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(data[i+1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(data[i])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}

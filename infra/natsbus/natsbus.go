@@ -1,0 +1,163 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/strata-rl/strata/schemas"
+)
+
+// Embedded is an in-process nats-server with JetStream, listening on a
+// random loopback port.
+type Embedded struct {
+	s *server.Server
+}
+
+// StartEmbedded starts nats-server with JetStream storing under dir.
+func StartEmbedded(dir string) (*Embedded, error) {
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: dir,
+		NoLog: true, NoSigs: true,
+		MaxPayload: 8 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating embedded nats-server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("starting embedded nats-server: not ready after 10s")
+	}
+	return &Embedded{s: s}, nil
+}
+
+// URL returns the client URL of the embedded server.
+func (e *Embedded) URL() string { return e.s.ClientURL() }
+
+// Close shuts the server down and waits for it.
+func (e *Embedded) Close() {
+	e.s.Shutdown()
+	e.s.WaitForShutdown()
+}
+
+// Connect connects to url with a client name.
+func Connect(url, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to nats at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// StreamConfig sets the retention of the tick-batch streams.
+type StreamConfig struct {
+	// MaxBytes bounds each stream; the oldest batches are discarded beyond
+	// it. Default 1 GiB.
+	MaxBytes int64
+	// MaxAge bounds how long batches are kept. Default 24 h.
+	MaxAge time.Duration
+	// Duplicates is the deduplication window for message ids. Default 10 min.
+	Duplicates time.Duration
+	// Memory keeps the streams in memory instead of files.
+	Memory bool
+}
+
+func (c *StreamConfig) setDefaults() {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 1 << 30
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 24 * time.Hour
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 10 * time.Minute
+	}
+}
+
+// EnsureStreams creates or updates the state and decision streams and the
+// checkpoint bucket.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
+	cfg.setDefaults()
+	storage := jetstream.FileStorage
+	if cfg.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: schemas.StreamState, Subjects: []string{schemas.SubjectStatePrefix + ">"}},
+		{Name: schemas.StreamDecision, Subjects: []string{schemas.SubjectDecisionPrefix + ">"}},
+	} {
+		sc.Storage = storage
+		sc.MaxBytes = cfg.MaxBytes
+		sc.MaxAge = cfg.MaxAge
+		sc.Duplicates = cfg.Duplicates
+		sc.Discard = jetstream.DiscardOld
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schemas.BucketCheckpoints, Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("creating key-value bucket %s: %w", schemas.BucketCheckpoints, err)
+	}
+	return nil
+}
+
+// BatchPublisher publishes tick batches to JetStream asynchronously, with a
+// message id per batch so that a batch republished after a restart is
+// dropped as a duplicate. Published batches count as durable only after
+// Flush returns without error.
+type BatchPublisher struct {
+	js      jetstream.JetStream
+	pending []jetstream.PubAckFuture
+	maxPend int
+}
+
+// NewBatchPublisher returns a publisher that waits for acknowledgements
+// whenever maxPending batches are in flight (default 4096).
+func NewBatchPublisher(js jetstream.JetStream, maxPending int) *BatchPublisher {
+	if maxPending <= 0 {
+		maxPending = 4096
+	}
+	return &BatchPublisher{js: js, maxPend: maxPending}
+}
+
+// Publish sends one batch. It may block to wait for acknowledgements of
+// earlier batches.
+func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	f, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return fmt.Errorf("publishing %s to %s: %w", msgID, subject, err)
+	}
+	p.pending = append(p.pending, f)
+	if len(p.pending) >= p.maxPend {
+		return p.Flush(ctx)
+	}
+	return nil
+}
+
+// Flush waits until every batch published so far is acknowledged by
+// JetStream and returns the first error.
+func (p *BatchPublisher) Flush(ctx context.Context) error {
+	var first error
+	for _, f := range p.pending {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publishing %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
+		}
+	}
+	p.pending = p.pending[:0]
+	return first
+}

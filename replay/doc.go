@@ -1,0 +1,12 @@
+// Package replay reads invocation traces, generates synthetic ones and paces
+// them in event time.
+//
+// It is a pure domain package: it never imports a broker or database client.
+// Traces are streams of [Invocation] values ordered (approximately) by start
+// time; a [Source] yields them one at a time so that a 14-day trace is
+// replayed in constant memory.
+//
+// Time inside a trace is measured in microseconds from the trace start
+// ("trace time"). The trace epoch maps trace time 0 onto a wall-clock instant
+// (see [DefaultEpoch]); it fixes the hour of day and the day of week.
+package replay

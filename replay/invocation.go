@@ -1,0 +1,82 @@
+package replay
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
+
+// Tick lengths of the three decision layers, in microseconds of trace time.
+const (
+	// OperationalTickUS is the operational (15 s) tick length.
+	OperationalTickUS int64 = 15_000_000
+	// TacticalTickUS is the tactical (1 h) tick length.
+	TacticalTickUS int64 = 3_600_000_000
+	// StrategicTickUS is the strategic (1 day) tick length.
+	StrategicTickUS int64 = 86_400_000_000
+)
+
+// DefaultEpoch is the wall-clock instant that trace time 0 maps to:
+// 2022-01-30T00:00Z, a Sunday like the Azure 2021 trace's first day
+// (2021-01-31). ASSUMED: the trace's timestamps were shifted by Microsoft, so
+// the true hour of day is unknown; 2022 is chosen because the carbon-intensity
+// series in the project are for 2022.
+var DefaultEpoch = time.Date(2022, time.January, 30, 0, 0, 0, 0, time.UTC)
+
+// Invocation is one row of a trace: one execution of function Func of
+// application App that ended at EndUS after running for DurationUS.
+type Invocation struct {
+	// App is the application identifier (a hash in the Azure trace).
+	App string
+	// Func is the function identifier within the application.
+	Func string
+	// EndUS is the end timestamp in microseconds of trace time.
+	EndUS int64
+	// DurationUS is the execution duration in microseconds.
+	DurationUS int64
+	// Row is the 1-based data-row number of the invocation in its source
+	// (the header line is not counted). Synthetic invocations are numbered in
+	// the order the generator emits them, which is also the row number they
+	// get when written to a file.
+	Row int64
+}
+
+// StartUS returns the start of the invocation in microseconds of trace time:
+// end minus duration. An invocation belongs to the tick in which it starts.
+func (in Invocation) StartUS() int64 { return in.EndUS - in.DurationUS }
+
+// ID returns the invocation's deterministic identifier: the first 16 bytes,
+// hex-encoded, of SHA-256 over app, func, end, duration and row number. The
+// same trace row therefore always gets the same id, whether it is read from a
+// file or produced by the generator, so a retried or replayed record is
+// recognisable downstream.
+func (in Invocation) ID() string {
+	h := sha256.New()
+	h.Write([]byte(in.App))
+	h.Write([]byte{0})
+	h.Write([]byte(in.Func))
+	h.Write([]byte{0})
+	var b [24]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(in.EndUS))
+	binary.BigEndian.PutUint64(b[8:], uint64(in.DurationUS))
+	binary.BigEndian.PutUint64(b[16:], uint64(in.Row))
+	h.Write(b[:])
+	sum := h.Sum(nil)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Source yields invocations one at a time. Next returns io.EOF after the last
+// invocation. Implementations are not safe for concurrent use.
+type Source interface {
+	Next() (Invocation, error)
+}
+
+// TickOf returns the index of the tick of length tickUS that contains trace
+// time t (microseconds). Negative times belong to negative ticks.
+func TickOf(t, tickUS int64) int64 {
+	if t >= 0 {
+		return t / tickUS
+	}
+	return -((-t + tickUS - 1) / tickUS)
+}

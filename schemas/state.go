@@ -1,0 +1,468 @@
+package schemas
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+)
+
+// StateSchemaVersion is the version of the state-batch Arrow schemas.
+const StateSchemaVersion = 1
+
+// SeqLen is the length of the operational sequences: 12 steps of 15 s.
+const SeqLen = 12
+
+// Value is a measurement that may be missing. Valid is false when the
+// telemetry did not carry what the value is computed from; V is then 0 and
+// meaningless. In Arrow a missing value is a null.
+type Value struct {
+	V     float64
+	Valid bool
+}
+
+// Some returns a valid Value.
+func Some(v float64) Value { return Value{V: v, Valid: true} }
+
+// BatchHeader identifies a tick batch: which layer, which tick, which shard
+// of how many, and which run. TickStartUS is the start of the tick the batch
+// is for, in trace microseconds.
+type BatchHeader struct {
+	RunID       string
+	Layer       Layer
+	Tick        int64
+	TickStartUS int64
+	Shard       int
+	NShards     int
+}
+
+// OperationalRow is the operational state of one active function for tick k:
+// the 12 fifteen-second steps k−12 … k−1, oldest first. All values are raw;
+// normalisation happens in the agents.
+type OperationalRow struct {
+	App  string
+	Func string
+	// Invocations is the number of invocations that started in step k−1.
+	Invocations int64
+	// LastStartUS is the start of the function's latest invocation so far.
+	LastStartUS int64
+	// RequestRate[i] is the number of invocations that started in the step,
+	// divided by 15 s (invocations per second). Always known.
+	RequestRate [SeqLen]float64
+	// MemoryUtil[i] is the in-flight working set over the capacity held:
+	// Σ memory_used_mb × execution seconds of the invocations that started
+	// in the step ÷ (total instances × memory tier MB × 15 s). Missing unless
+	// the telemetry carries memory_used_mb, memory_mb and total_instances.
+	MemoryUtil [SeqLen]Value
+	// CPUUtil[i] is Σ cpu_busy seconds of the invocations that started in
+	// the step ÷ (total instances × 15 s). Missing unless the telemetry carries
+	// cpu_busy_ms and total_instances.
+	CPUUtil [SeqLen]Value
+	// QueueDepth[i] is the time-averaged number of invocations waiting for an
+	// instance: Σ queue_wait seconds of the step's invocations ÷ 15 s (Little's
+	// law). Missing unless the telemetry carries queue_wait_ms.
+	QueueDepth [SeqLen]Value
+	// HourSin[i] is sin(2π·h/24), h the fractional hour of day at the step's
+	// start under the trace epoch.
+	HourSin [SeqLen]float64
+}
+
+// TacticalRow is the tactical state of one function for hour h: aggregates
+// over hour h−1.
+type TacticalRow struct {
+	App  string
+	Func string
+	// Invocations started in hour h−1.
+	Invocations int64
+	// RequestRate is Invocations ÷ 3600 s.
+	RequestRate float64
+	// PeakRate is the highest 15 s request rate within the hour.
+	PeakRate float64
+	// DurationMeanMS and DurationP95MS summarise execution durations (the
+	// p95 from a log-bucket histogram, relative error ≤ 2.5 %).
+	DurationMeanMS float64
+	DurationP95MS  float64
+	// LatencyMeanMS and LatencyP95MS summarise observed latency.
+	LatencyMeanMS Value
+	LatencyP95MS  Value
+	// CostUSD and CarbonG are sums over the hour's invocations.
+	CostUSD Value
+	CarbonG Value
+	// MemoryUtil, CPUUtil and QueueDepth are the hour's means of the
+	// operational definitions (over the steps with invocations' telemetry).
+	MemoryUtil Value
+	CPUUtil    Value
+	QueueDepth Value
+	// ColdStartRate is the share of invocations that started cold.
+	ColdStartRate Value
+	// Provider, Region and MemoryMB are the placement most invocations ran
+	// under ("" / 0 when the telemetry does not say).
+	Provider string
+	Region   string
+	MemoryMB int32
+	// Trend is ln(1+n(h−1)) − ln(1+n(h−2)), the workload trend.
+	Trend float64
+}
+
+// StrategicRow is the strategic state of one app for day d: aggregates over
+// day d−1.
+type StrategicRow struct {
+	App string
+	// Functions is the number of the app's functions invoked in the day.
+	Functions int32
+	// Invocations started in day d−1; RequestRate is that ÷ 86400 s.
+	Invocations int64
+	RequestRate float64
+	// PeakHourRate is the highest hourly request rate of the day.
+	PeakHourRate float64
+	// ActiveHours is the number of hours with at least one invocation.
+	ActiveHours int32
+	// DurationMeanMS and DurationP95MS summarise execution durations.
+	DurationMeanMS float64
+	DurationP95MS  float64
+	// LatencyMeanMS, LatencyP95MS, CostUSD, CarbonG, ColdStartRate, CPUUtil
+	// and MemoryUtil are as in TacticalRow, over the day.
+	LatencyMeanMS Value
+	LatencyP95MS  Value
+	CostUSD       Value
+	CarbonG       Value
+	ColdStartRate Value
+	CPUUtil       Value
+	MemoryUtil    Value
+	// Trend is ln(1+n(d−1)) − ln(1+n(d−2)).
+	Trend float64
+}
+
+// StateBatch is one tick batch of one layer; exactly one of the row slices is
+// used, the one of Header.Layer.
+type StateBatch struct {
+	Header      BatchHeader
+	Operational []OperationalRow
+	Tactical    []TacticalRow
+	Strategic   []StrategicRow
+}
+
+// Len returns the number of rows of the batch.
+func (b *StateBatch) Len() int {
+	switch b.Header.Layer {
+	case Operational:
+		return len(b.Operational)
+	case Tactical:
+		return len(b.Tactical)
+	default:
+		return len(b.Strategic)
+	}
+}
+
+var seqType = arrow.FixedSizeListOf(SeqLen, arrow.PrimitiveTypes.Float64)
+
+var (
+	operationalFields = []arrow.Field{
+		{Name: "app", Type: arrow.BinaryTypes.String},
+		{Name: "func", Type: arrow.BinaryTypes.String},
+		{Name: "invocations", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "last_start_us", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "request_rate", Type: seqType},
+		{Name: "memory_util", Type: seqType},
+		{Name: "cpu_util", Type: seqType},
+		{Name: "queue_depth", Type: seqType},
+		{Name: "hour_sin", Type: seqType},
+	}
+	tacticalFields = []arrow.Field{
+		{Name: "app", Type: arrow.BinaryTypes.String},
+		{Name: "func", Type: arrow.BinaryTypes.String},
+		{Name: "invocations", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "request_rate", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "peak_rate", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "duration_mean_ms", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "duration_p95_ms", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "latency_mean_ms", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "latency_p95_ms", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "cost_usd", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "carbon_g", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "memory_util", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "cpu_util", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "queue_depth", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "cold_start_rate", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "provider", Type: arrow.BinaryTypes.String},
+		{Name: "region", Type: arrow.BinaryTypes.String},
+		{Name: "memory_mb", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "trend", Type: arrow.PrimitiveTypes.Float64},
+	}
+	strategicFields = []arrow.Field{
+		{Name: "app", Type: arrow.BinaryTypes.String},
+		{Name: "functions", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "invocations", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "request_rate", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "peak_hour_rate", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "active_hours", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "duration_mean_ms", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "duration_p95_ms", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "latency_mean_ms", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "latency_p95_ms", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "cost_usd", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "carbon_g", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "cold_start_rate", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "cpu_util", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "memory_util", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "trend", Type: arrow.PrimitiveTypes.Float64},
+	}
+)
+
+// StateFields returns the Arrow fields of layer's state batches.
+func StateFields(l Layer) []arrow.Field {
+	switch l {
+	case Operational:
+		return operationalFields
+	case Tactical:
+		return tacticalFields
+	default:
+		return strategicFields
+	}
+}
+
+// Schema metadata keys of tick batches.
+const (
+	MetaSchemaVersion = "strata.schema_version"
+	MetaRunID         = "strata.run_id"
+	MetaLayer         = "strata.layer"
+	MetaTick          = "strata.tick"
+	MetaTickStartUS   = "strata.tick_start_us"
+	MetaShard         = "strata.shard"
+	MetaNShards       = "strata.n_shards"
+)
+
+func stateSchema(h BatchHeader) *arrow.Schema {
+	md := arrow.NewMetadata(
+		[]string{MetaSchemaVersion, MetaRunID, MetaLayer, MetaTick, MetaTickStartUS, MetaShard, MetaNShards},
+		[]string{strconv.Itoa(StateSchemaVersion), h.RunID, string(h.Layer), strconv.FormatInt(h.Tick, 10),
+			strconv.FormatInt(h.TickStartUS, 10), strconv.Itoa(h.Shard), strconv.Itoa(h.NShards)},
+	)
+	return arrow.NewSchema(StateFields(h.Layer), &md)
+}
+
+// EncodeState serialises a state batch as an Arrow IPC stream (schema with
+// the header in its metadata, then one record batch). The encoding is
+// deterministic: equal batches give equal bytes.
+func EncodeState(b *StateBatch) ([]byte, error) {
+	schema := stateSchema(b.Header)
+	var cols []arrow.Array
+	switch b.Header.Layer {
+	case Operational:
+		cols = operationalColumns(b.Operational)
+	case Tactical:
+		cols = tacticalColumns(b.Tactical)
+	case Strategic:
+		cols = strategicColumns(b.Strategic)
+	default:
+		return nil, fmt.Errorf("encoding state batch: unknown layer %q", b.Header.Layer)
+	}
+	rec := array.NewRecordBatch(schema, cols, int64(b.Len()))
+	for _, c := range cols {
+		c.Release()
+	}
+	defer rec.Release()
+	buf := bytes.NewBuffer(make([]byte, 0, 2048+b.Len()*rowBytes(b.Header.Layer)))
+	w := ipc.NewWriter(buf, ipc.WithSchema(schema))
+	if err := w.Write(rec); err != nil {
+		return nil, fmt.Errorf("encoding %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("closing %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// rowBytes estimates the encoded size of one row, to size the output once.
+func rowBytes(l Layer) int {
+	switch l {
+	case Operational:
+		return 5*SeqLen*8 + 2*SeqLen/8 + 160
+	case Tactical:
+		return 19*8 + 160
+	default:
+		return 16*8 + 100
+	}
+}
+
+// ErrBadBatch is wrapped by DecodeState for input that is not a valid state
+// batch.
+var ErrBadBatch = errors.New("invalid state batch")
+
+// DecodeState parses a batch written by EncodeState.
+func DecodeState(data []byte) (*StateBatch, error) {
+	rd, err := ipc.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("reading state batch: %w: %w", ErrBadBatch, err)
+	}
+	defer rd.Release()
+	h, err := parseHeader(rd.Schema())
+	if err != nil {
+		return nil, err
+	}
+	want := arrow.NewSchema(StateFields(h.Layer), nil)
+	if !rd.Schema().Equal(want) {
+		return nil, fmt.Errorf("reading %s state batch: %w: schema does not match version %d", h.Layer, ErrBadBatch, StateSchemaVersion)
+	}
+	out := &StateBatch{Header: h}
+	for rd.Next() {
+		rec := rd.RecordBatch()
+		switch h.Layer {
+		case Operational:
+			out.Operational = append(out.Operational, readOperational(rec)...)
+		case Tactical:
+			out.Tactical = append(out.Tactical, readTactical(rec)...)
+		default:
+			out.Strategic = append(out.Strategic, readStrategic(rec)...)
+		}
+	}
+	if err := rd.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
+	}
+	return out, nil
+}
+
+func parseHeader(s *arrow.Schema) (BatchHeader, error) {
+	md := s.Metadata()
+	get := func(k string) (string, error) {
+		i := md.FindKey(k)
+		if i < 0 {
+			return "", fmt.Errorf("reading state batch: %w: metadata key %s missing", ErrBadBatch, k)
+		}
+		return md.Values()[i], nil
+	}
+	var h BatchHeader
+	v, err := get(MetaSchemaVersion)
+	if err != nil {
+		return h, err
+	}
+	if v != strconv.Itoa(StateSchemaVersion) {
+		return h, fmt.Errorf("reading state batch: %w: schema version %s, want %d", ErrBadBatch, v, StateSchemaVersion)
+	}
+	if h.RunID, err = get(MetaRunID); err != nil {
+		return h, err
+	}
+	ls, err := get(MetaLayer)
+	if err != nil {
+		return h, err
+	}
+	if h.Layer, err = ParseLayer(ls); err != nil {
+		return h, fmt.Errorf("reading state batch: %w: %w", ErrBadBatch, err)
+	}
+	ints := []struct {
+		key string
+		dst *int64
+	}{{MetaTick, &h.Tick}, {MetaTickStartUS, &h.TickStartUS}}
+	for _, it := range ints {
+		s, err := get(it.key)
+		if err != nil {
+			return h, err
+		}
+		if *it.dst, err = strconv.ParseInt(s, 10, 64); err != nil {
+			return h, fmt.Errorf("reading state batch: %w: %s=%q", ErrBadBatch, it.key, s)
+		}
+	}
+	for _, it := range []struct {
+		key string
+		dst *int
+	}{{MetaShard, &h.Shard}, {MetaNShards, &h.NShards}} {
+		s, err := get(it.key)
+		if err != nil {
+			return h, err
+		}
+		if *it.dst, err = strconv.Atoi(s); err != nil {
+			return h, fmt.Errorf("reading state batch: %w: %s=%q", ErrBadBatch, it.key, s)
+		}
+	}
+	return h, nil
+}
+
+func value(a *array.Float64, i int) Value {
+	if a.IsNull(i) {
+		return Value{}
+	}
+	return Some(a.Value(i))
+}
+
+func readSeq(a *array.FixedSizeList, i int, dst *[SeqLen]float64) {
+	vs := a.ListValues().(*array.Float64)
+	for j := range SeqLen {
+		dst[j] = vs.Value(i*SeqLen + j)
+	}
+}
+
+func readSeqValues(a *array.FixedSizeList, i int, dst *[SeqLen]Value) {
+	vs := a.ListValues().(*array.Float64)
+	for j := range SeqLen {
+		dst[j] = value(vs, i*SeqLen+j)
+	}
+}
+
+func readOperational(rec arrow.RecordBatch) []OperationalRow {
+	n := int(rec.NumRows())
+	rows := make([]OperationalRow, n)
+	app := rec.Column(0).(*array.String)
+	fn := rec.Column(1).(*array.String)
+	inv := rec.Column(2).(*array.Int64)
+	last := rec.Column(3).(*array.Int64)
+	for i := range n {
+		r := &rows[i]
+		r.App, r.Func, r.Invocations, r.LastStartUS = app.Value(i), fn.Value(i), inv.Value(i), last.Value(i)
+		readSeq(rec.Column(4).(*array.FixedSizeList), i, &r.RequestRate)
+		readSeqValues(rec.Column(5).(*array.FixedSizeList), i, &r.MemoryUtil)
+		readSeqValues(rec.Column(6).(*array.FixedSizeList), i, &r.CPUUtil)
+		readSeqValues(rec.Column(7).(*array.FixedSizeList), i, &r.QueueDepth)
+		readSeq(rec.Column(8).(*array.FixedSizeList), i, &r.HourSin)
+	}
+	return rows
+}
+
+func f64(rec arrow.RecordBatch, c, i int) float64 { return rec.Column(c).(*array.Float64).Value(i) }
+func val(rec arrow.RecordBatch, c, i int) Value   { return value(rec.Column(c).(*array.Float64), i) }
+func str(rec arrow.RecordBatch, c, i int) string  { return rec.Column(c).(*array.String).Value(i) }
+
+func readTactical(rec arrow.RecordBatch) []TacticalRow {
+	n := int(rec.NumRows())
+	rows := make([]TacticalRow, n)
+	for i := range n {
+		rows[i] = TacticalRow{
+			App: str(rec, 0, i), Func: str(rec, 1, i),
+			Invocations: rec.Column(2).(*array.Int64).Value(i),
+			RequestRate: f64(rec, 3, i), PeakRate: f64(rec, 4, i),
+			DurationMeanMS: f64(rec, 5, i), DurationP95MS: f64(rec, 6, i),
+			LatencyMeanMS: val(rec, 7, i), LatencyP95MS: val(rec, 8, i),
+			CostUSD: val(rec, 9, i), CarbonG: val(rec, 10, i),
+			MemoryUtil: val(rec, 11, i), CPUUtil: val(rec, 12, i), QueueDepth: val(rec, 13, i),
+			ColdStartRate: val(rec, 14, i),
+			Provider:      str(rec, 15, i), Region: str(rec, 16, i),
+			MemoryMB: rec.Column(17).(*array.Int32).Value(i),
+			Trend:    f64(rec, 18, i),
+		}
+	}
+	return rows
+}
+
+func readStrategic(rec arrow.RecordBatch) []StrategicRow {
+	n := int(rec.NumRows())
+	rows := make([]StrategicRow, n)
+	for i := range n {
+		rows[i] = StrategicRow{
+			App:            str(rec, 0, i),
+			Functions:      rec.Column(1).(*array.Int32).Value(i),
+			Invocations:    rec.Column(2).(*array.Int64).Value(i),
+			RequestRate:    f64(rec, 3, i),
+			PeakHourRate:   f64(rec, 4, i),
+			ActiveHours:    rec.Column(5).(*array.Int32).Value(i),
+			DurationMeanMS: f64(rec, 6, i), DurationP95MS: f64(rec, 7, i),
+			LatencyMeanMS: val(rec, 8, i), LatencyP95MS: val(rec, 9, i),
+			CostUSD: val(rec, 10, i), CarbonG: val(rec, 11, i),
+			ColdStartRate: val(rec, 12, i), CPUUtil: val(rec, 13, i), MemoryUtil: val(rec, 14, i),
+			Trend: f64(rec, 15, i),
+		}
+	}
+	return rows
+}
