@@ -1,0 +1,81 @@
+// Command strata decides where serverless functions run. Each subcommand is
+// one role of the pipeline; `strata run` wires them together in one process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `strata — multi-cloud serverless placement with hierarchical learning agents
+
+Usage: strata <command> [flags]
+
+Commands:
+  run        replay a trace through the whole pipeline in one process
+             (embedded Kafka, NATS and store unless addresses are given)
+  replay     produce a trace into Kafka (strata.invocations.v1, or
+             strata.telemetry.v1 with --observed)
+  features   window strata.telemetry.v1 into state batches on NATS
+  trace      synth | stats: generate a synthetic trace, print trace statistics
+  bench      pipeline: measure pipeline throughput against raw produce
+
+Run 'strata <command> -h' for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// A second signal forces exit.
+		<-ctx.Done()
+		stop()
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		fmt.Fprintln(os.Stderr, "strata: second signal, exiting now")
+		os.Exit(130)
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "strata:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches to a subcommand; it is what main and the in-process tests
+// call.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "run":
+		return runMain(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return replayMain(ctx, args[1:], stdout, stderr)
+	case "features":
+		return featuresMain(ctx, args[1:], stdout, stderr)
+	case "trace":
+		return traceMain(ctx, args[1:], stdout)
+	case "bench":
+		return benchMain(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/producers"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// sourceFlags select the trace: a file, or the synthetic generator.
+type sourceFlags struct {
+	trace     string
+	synthDays int
+	seed      int64
+	apps      int
+}
+
+func (f *sourceFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.trace, "trace", "", "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
+	fs.IntVar(&f.synthDays, "synth-days", 0, "days of synthetic trace to generate when no --trace is given (default 1)")
+	fs.Int64Var(&f.seed, "seed", 1, "seed of the synthetic trace")
+	fs.IntVar(&f.apps, "apps", 0, "keep only this many apps of the synthetic trace (0 = all 119)")
+}
+
+// open returns the selected source, its name for messages, its length in
+// trace microseconds when known (0 otherwise) and a closer.
+func (f *sourceFlags) open() (replay.Source, string, int64, func(), error) {
+	if f.trace != "" {
+		if f.synthDays != 0 {
+			return nil, "", 0, nil, errors.New("--trace and --synth-days are exclusive")
+		}
+		r, err := replay.OpenTrace(f.trace)
+		if err != nil {
+			return nil, "", 0, nil, err
+		}
+		return r, f.trace, 0, func() { _ = r.Close() }, nil
+	}
+	days := f.synthDays
+	if days == 0 {
+		days = 1
+	}
+	s, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: f.seed, Apps: f.apps})
+	if err != nil {
+		return nil, "", 0, nil, fmt.Errorf("creating synthetic trace: %w", err)
+	}
+	return s, fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d)", days, f.seed, f.apps), int64(days) * replay.StrategicTickUS, func() {}, nil
+}
+
+// pipelineOpts configures one replay → features → NATS pipeline.
+type pipelineOpts struct {
+	brokers    []string // nil: embedded kfake
+	natsURL    string   // "": embedded nats-server
+	partitions int
+	speed      replay.Speed
+	clock      replay.Clock
+	epoch      time.Time
+	runID      string
+	latenessUS int64
+	progress   io.Writer // nil: no progress bar
+	logger     *slog.Logger
+	reg        prometheus.Registerer
+	onBatch    func(h schemas.BatchHeader, rows int, data []byte)
+}
+
+type pipelineResult struct {
+	Replay   producers.ReplayResult
+	Features features.Stats
+	Wall     time.Duration
+}
+
+// env is a running Kafka + NATS pair, embedded or external.
+type env struct {
+	brokers []string
+	nc      natsConn
+	js      jetstream.JetStream
+	close   func()
+}
+
+type natsConn interface{ Drain() error }
+
+func newRunID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "run-" + hex.EncodeToString(b[:])
+}
+
+// startEnv starts or connects to Kafka and NATS and makes sure the topics,
+// streams and buckets exist.
+func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
+	e := &env{brokers: o.brokers}
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	embeddedNATS := o.natsURL == ""
+	if len(e.brokers) == 0 {
+		k, err := kafka.StartEmbedded(o.partitions)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, k.Close)
+		e.brokers = k.Brokers()
+	} else {
+		cl, err := kgo.NewClient(kafka.CommonOpts(e.brokers, o.logger)...)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("creating kafka admin client: %w", err)
+		}
+		err = kafka.EnsureTopics(ctx, cl, int32(o.partitions), kafka.AllTopics...)
+		cl.Close()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	url := o.natsURL
+	if embeddedNATS {
+		dir, err := os.MkdirTemp("", "strata-nats-")
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("creating nats store dir: %w", err)
+		}
+		closers = append(closers, func() { _ = os.RemoveAll(dir) })
+		n, err := natsbus.StartEmbedded(dir)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		closers = append(closers, n.Close)
+		url = n.URL()
+	}
+	nc, err := natsbus.Connect(url, "strata")
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	closers = append(closers, func() { _ = nc.Drain() })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("opening jetstream: %w", err)
+	}
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: embeddedNATS, MaxBytes: 512 << 20}); err != nil {
+		closeAll()
+		return nil, err
+	}
+	e.nc, e.js, e.close = nc, js, closeAll
+	return e, nil
+}
+
+// runPipeline replays src in the open loop (observed telemetry) through the
+// feature service to the state streams and returns when the features have
+// published the last batch of the run.
+func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName string, traceLenUS int64) (pipelineResult, error) {
+	var res pipelineResult
+	if o.partitions <= 0 {
+		o.partitions = kafka.DefaultPartitions
+	}
+	if o.runID == "" {
+		o.runID = newRunID()
+	}
+	e, err := startEnv(ctx, &o)
+	if err != nil {
+		return res, err
+	}
+	defer e.close()
+
+	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
+	if err != nil {
+		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	pub := natsbus.NewBatchPublisher(e.js, 0)
+	svc, err := features.NewService(ctx, features.Config{
+		Brokers: e.brokers, Group: "strata-features-" + o.runID, Epoch: o.epoch,
+		StopAfterFinal: true, RunID: o.runID, OnBatch: o.onBatch,
+	}, pub, features.KVCheckpoints{KV: kv}, o.logger.With("role", "features"), o.reg)
+	if err != nil {
+		return res, err
+	}
+	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.brokers, o.logger),
+		kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(200_000),
+		kgo.ProducerBatchMaxBytes(1<<20))...)
+	if err != nil {
+		return res, fmt.Errorf("creating replay kafka client: %w", err)
+	}
+	defer pcl.Close()
+	rcfg := producers.ReplayConfig{RunID: o.runID, Observed: true, AllowedLatenessUS: o.latenessUS,
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}
+	var bar *progressbar.ProgressBar
+	if o.progress != nil {
+		max := int64(-1)
+		if traceLenUS > 0 {
+			max = traceLenUS / 1e6
+		}
+		bar = progressbar.NewOptions64(max, progressbar.OptionSetWriter(o.progress),
+			progressbar.OptionSetDescription("replaying (trace seconds)"), progressbar.OptionShowCount(),
+			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+		rcfg.Progress = func(t, _ int64) { _ = bar.Set64(t / 1e6) }
+	}
+	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error {
+		r, err := rep.Run(gctx, src)
+		res.Replay = r
+		return err
+	})
+	err = g.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	res.Wall = time.Since(t0)
+	res.Features = svc.Stats()
+	return res, err
+}
+
+// summary is the JSON that `strata run --summary` writes.
+type summary struct {
+	RunID                string           `json:"run_id"`
+	Source               string           `json:"source"`
+	Invocations          int64            `json:"invocations"`
+	Windowed             int64            `json:"windowed_invocations"`
+	Ticks                map[string]int64 `json:"ticks"`
+	StatesPublished      int64            `json:"states_published"`
+	DeadLetters          int64            `json:"dead_letters"`
+	BadLines             int64            `json:"bad_lines"`
+	Late                 int64            `json:"late"`
+	HorizonSeconds       float64          `json:"horizon_seconds"`
+	WallSeconds          float64          `json:"wall_seconds"`
+	InvocationsPerSecond float64          `json:"invocations_per_second"`
+	Speed                string           `json:"speed"`
+	Kafka                string           `json:"kafka"`
+	NATS                 string           `json:"nats"`
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("parsing --log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func parseEpoch(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parsing --trace-epoch %q (want RFC 3339, e.g. 2022-01-30T00:00:00Z): %w", s, err)
+	}
+	return t.UTC(), nil
+}

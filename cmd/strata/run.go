@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/producers"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// commonFlags are shared by the roles.
+type commonFlags struct {
+	kafka       string
+	nats        string
+	partitions  int
+	logLevel    string
+	metricsAddr string
+	epoch       string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.kafka, "kafka", "", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
+	fs.StringVar(&c.nats, "nats", "", "NATS `URL` (default: an embedded nats-server with JetStream)")
+	fs.IntVar(&c.partitions, "partitions", kafka.DefaultPartitions, "partitions of the topics strata creates")
+	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
+	fs.StringVar(&c.epoch, "trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
+}
+
+// serveMetrics serves reg on addr until ctx is done; "" serves nothing.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	if addr == "" {
+		return nil
+	}
+	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() { _ = srv.ListenAndServe() }()
+	return nil
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cf       commonFlags
+		sf       sourceFlags
+		speed    = fs.String("speed", "max", "replay speed: trace seconds per wall second (3600 = an hour a second), or max")
+		summaryF = fs.String("summary", "", "write a JSON summary of the run to `FILE`")
+		runID    = fs.String("run-id", "", "run id (default: random)")
+		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be; later rows are dead-lettered")
+		observed = fs.Bool("observed", true, "open loop: replay the trace as telemetry observed on its own platform (the closed loop through the cloud twin is not built yet)")
+		progress = fs.Bool("progress", true, "show a progress bar on stderr")
+		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
+	)
+	cf.register(fs)
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*observed {
+		return errors.New("--observed=false needs the cloud twin, which is not built yet: only the open loop is available")
+	}
+	logger, err := newLogger(stderr, cf.logLevel)
+	if err != nil {
+		return err
+	}
+	sp, err := replay.ParseSpeed(*speed)
+	if err != nil {
+		return err
+	}
+	epoch, err := parseEpoch(cf.epoch)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
+		return err
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return fmt.Errorf("creating cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	src, name, traceLen, closeSrc, err := sf.open()
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+		speed: sp, epoch: epoch, runID: *runID, latenessUS: lateness.Microseconds(), logger: logger, reg: reg}
+	if *progress {
+		o.progress = stderr
+	}
+	if o.runID == "" {
+		o.runID = newRunID()
+	}
+	res, err := runPipeline(ctx, o, src, name, traceLen)
+	if err != nil {
+		return err
+	}
+	sum := summary{
+		RunID: o.runID, Source: name, Invocations: res.Replay.Invocations, Windowed: res.Features.Invocations,
+		Ticks: res.Features.Ticks, StatesPublished: res.Features.StatesPublished,
+		DeadLetters: res.Replay.DeadLetters + res.Features.Late + res.Features.Malformed,
+		BadLines:    res.Replay.BadLines, Late: res.Replay.Late + res.Features.Late,
+		HorizonSeconds: float64(res.Replay.HorizonUS) / 1e6,
+		WallSeconds:    res.Wall.Seconds(), Speed: sp.String(),
+		Kafka: orDefault(cf.kafka, "embedded"), NATS: orDefault(cf.nats, "embedded"),
+	}
+	if s := res.Wall.Seconds(); s > 0 {
+		sum.InvocationsPerSecond = float64(sum.Invocations) / s
+	}
+	fmt.Fprintf(stdout, "run %s: %d invocations from %s, %d windowed; state batches: %d (operational %d, tactical %d, strategic %d); dead letters %d; %.1f s wall, %.0f invocations/s\n",
+		sum.RunID, sum.Invocations, name, sum.Windowed, sum.StatesPublished,
+		sum.Ticks[string(schemas.Operational)], sum.Ticks[string(schemas.Tactical)], sum.Ticks[string(schemas.Strategic)],
+		sum.DeadLetters, sum.WallSeconds, sum.InvocationsPerSecond)
+	if *summaryF != "" {
+		return writeJSON(*summaryF, sum)
+	}
+	return nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// replayMain runs the replay producer alone against external Kafka.
+func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cf       commonFlags
+		sf       sourceFlags
+		speed    = fs.String("speed", "max", "replay speed: trace seconds per wall second, or max")
+		runID    = fs.String("run-id", "", "run id (default: random)")
+		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
+		observed = fs.Bool("observed", false, "write to strata.telemetry.v1 as observed on the trace's own platform (open loop)")
+		provider = fs.String("provider", "azure", "with --observed: the platform the trace was recorded on")
+	)
+	cf.register(fs)
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cf.kafka == "" {
+		return errors.New("strata replay needs --kafka (use strata run for the embedded pipeline)")
+	}
+	logger, err := newLogger(stderr, cf.logLevel)
+	if err != nil {
+		return err
+	}
+	sp, err := replay.ParseSpeed(*speed)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	_ = serveMetrics(ctx, cf.metricsAddr, reg)
+	src, name, _, closeSrc, err := sf.open()
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+	brokers := kafka.ParseBrokers(cf.kafka)
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, logger), kgo.ProducerLinger(2*time.Millisecond))...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, int32(cf.partitions), kafka.AllTopics...); err != nil {
+		return err
+	}
+	topic := schemas.TopicInvocations
+	if *observed {
+		topic = schemas.TopicTelemetry
+	}
+	n, err := kafka.PartitionCount(ctx, cl, topic)
+	if err != nil {
+		return err
+	}
+	if *runID == "" {
+		*runID = newRunID()
+	}
+	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: *runID, Observed: *observed, Provider: *provider,
+		AllowedLatenessUS: lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name}, cl, logger, reg)
+	if err != nil {
+		return err
+	}
+	res, err := rep.Run(ctx, src)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %d invocations (run %s) to %s: %d watermarks, %d dead letters, horizon %.0f s, %.1f s wall, %.0f records/s\n",
+		res.Invocations, *runID, rep.Topic(), res.Watermarks, res.DeadLetters, float64(res.HorizonUS)/1e6, res.WallSeconds, res.RecordsPerSec)
+	return nil
+}
+
+// featuresMain runs the feature service alone against external Kafka and
+// NATS until interrupted (or, with --stop-after-final, until a run ends).
+func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata features", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cf        commonFlags
+		group     = fs.String("group", "strata-features", "consumer group")
+		runID     = fs.String("run-id", "", "only window this run (default: every run)")
+		stopFinal = fs.Bool("stop-after-final", false, "exit once every partition has seen its run's final watermark")
+		ckptEvery = fs.Duration("checkpoint-every", 5*time.Second, "wall-clock interval between state checkpoints")
+	)
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cf.kafka == "" || cf.nats == "" {
+		return errors.New("strata features needs --kafka and --nats (use strata run for the embedded pipeline)")
+	}
+	logger, err := newLogger(stderr, cf.logLevel)
+	if err != nil {
+		return err
+	}
+	epoch, err := parseEpoch(cf.epoch)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	_ = serveMetrics(ctx, cf.metricsAddr, reg)
+	nc, err := natsbus.Connect(cf.nats, "strata-features")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("opening jetstream: %w", err)
+	}
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, schemas.BucketCheckpoints)
+	if err != nil {
+		return fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	svc, err := features.NewService(ctx, features.Config{Brokers: kafka.ParseBrokers(cf.kafka), Group: *group,
+		Epoch: epoch, StopAfterFinal: *stopFinal, RunID: *runID, CheckpointEvery: *ckptEvery},
+		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, logger, reg)
+	if err != nil {
+		return err
+	}
+	err = svc.Run(ctx)
+	st := svc.Stats()
+	fmt.Fprintf(stdout, "features: %d invocations windowed, %d late, %d malformed, %d state batches %v\n",
+		st.Invocations, st.Late, st.Malformed, st.StatesPublished, st.Ticks)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	_ = os.Stdout.Sync()
+	return nil
+}
