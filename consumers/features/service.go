@@ -90,12 +90,15 @@ type Config struct {
 
 // Stats counts what the service did.
 type Stats struct {
-	Invocations     int64            `json:"invocations"`
-	Late            int64            `json:"late"`
-	Malformed       int64            `json:"malformed"`
-	OtherRuns       int64            `json:"other_runs"`
-	StatesPublished int64            `json:"states_published"`
-	Ticks           map[string]int64 `json:"ticks"`
+	Invocations     int64 `json:"invocations"`
+	Late            int64 `json:"late"`
+	Malformed       int64 `json:"malformed"`
+	OtherRuns       int64 `json:"other_runs"`
+	StatesPublished int64 `json:"states_published"`
+	// Ticks counts the distinct ticks per layer that batches were
+	// published for; Batches counts the batches (one per shard and tick).
+	Ticks   map[string]int64 `json:"ticks"`
+	Batches map[string]int64 `json:"batches"`
 }
 
 type svcMetrics struct {
@@ -145,6 +148,7 @@ type Service struct {
 	lastCkpt  time.Time
 	finalSeen map[int32]bool
 	assignErr error
+	seenTicks map[schemas.Layer]map[int64]struct{}
 }
 
 // NewService connects to Kafka and prepares the service; Run starts it.
@@ -159,7 +163,9 @@ func NewService(ctx context.Context, cfg Config, pub Publisher, ckpt Checkpoints
 		cfg.CheckpointEvery = 5 * time.Second
 	}
 	s := &Service{cfg: cfg, log: logger, m: newSvcMetrics(reg), pub: pub, ckpt: ckpt,
-		parts: map[int32]*owned{}, finalSeen: map[int32]bool{}, stats: Stats{Ticks: map[string]int64{}}}
+		parts: map[int32]*owned{}, finalSeen: map[int32]bool{},
+		stats:     Stats{Ticks: map[string]int64{}, Batches: map[string]int64{}},
+		seenTicks: map[schemas.Layer]map[int64]struct{}{}}
 	opts := append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -245,9 +251,12 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.stats
-	out.Ticks = map[string]int64{}
+	out.Ticks, out.Batches = map[string]int64{}, map[string]int64{}
 	for k, v := range s.stats.Ticks {
 		out.Ticks[k] = v
+	}
+	for k, v := range s.stats.Batches {
+		out.Batches[k] = v
 	}
 	return out
 }
@@ -411,7 +420,16 @@ func (s *Service) publish(ctx context.Context, b *schemas.StateBatch) error {
 		return err
 	}
 	s.stats.StatesPublished++
-	s.stats.Ticks[string(h.Layer)]++
+	s.stats.Batches[string(h.Layer)]++
+	seen := s.seenTicks[h.Layer]
+	if seen == nil {
+		seen = map[int64]struct{}{}
+		s.seenTicks[h.Layer] = seen
+	}
+	if _, ok := seen[h.Tick]; !ok {
+		seen[h.Tick] = struct{}{}
+		s.stats.Ticks[string(h.Layer)]++
+	}
 	s.m.batches.WithLabelValues(string(h.Layer)).Inc()
 	if s.cfg.OnBatch != nil {
 		s.cfg.OnBatch(h, b.Len(), data)

@@ -15,7 +15,10 @@ func collect(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateB
 	t.Helper()
 	var out []*schemas.StateBatch
 	if err := p.Advance(wm, final, func(b *schemas.StateBatch) error {
-		cp := *b
+		cp := *b // rows are only valid during the call: copy them
+		cp.Operational = append([]schemas.OperationalRow(nil), b.Operational...)
+		cp.Tactical = append([]schemas.TacticalRow(nil), b.Tactical...)
+		cp.Strategic = append([]schemas.StrategicRow(nil), b.Strategic...)
 		out = append(out, &cp)
 		return nil
 	}); err != nil {

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+const realTrace = "../../testdata/azure2021/AzureFunctionsInvocationTraceForTwoWeeksJan2021.csv"
+
+// batchLog collects every state batch a pipeline publishes.
+type batchLog struct {
+	mu      sync.Mutex
+	batches []logged
+}
+
+type logged struct {
+	h    schemas.BatchHeader
+	data []byte
+}
+
+func (l *batchLog) add(h schemas.BatchHeader, _ int, data []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.batches = append(l.batches, logged{h, append([]byte(nil), data...)})
+}
+
+// hash returns a digest of all batches ordered by (layer, tick, shard).
+func (l *batchLog) hash() string {
+	bs := append([]logged(nil), l.batches...)
+	sort.Slice(bs, func(i, j int) bool {
+		a, b := bs[i].h, bs[j].h
+		if a.Layer != b.Layer {
+			return a.Layer < b.Layer
+		}
+		if a.Tick != b.Tick {
+			return a.Tick < b.Tick
+		}
+		return a.Shard < b.Shard
+	})
+	h := sha256.New()
+	for _, b := range bs {
+		h.Write(b.data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type fnKey struct{ app, fn string }
+
+// readAll reads a source to the end and returns its invocations.
+func readAll(t *testing.T, src replay.Source) []replay.Invocation {
+	t.Helper()
+	var out []replay.Invocation
+	for {
+		in, err := src.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, in)
+	}
+}
+
+type sliceSource struct {
+	ins []replay.Invocation
+	i   int
+}
+
+func (s *sliceSource) Next() (replay.Invocation, error) {
+	if s.i >= len(s.ins) {
+		return replay.Invocation{}, io.EOF
+	}
+	s.i++
+	return s.ins[s.i-1], nil
+}
+
+func testOpts(runID string, speed replay.Speed, partitions int, log *batchLog) pipelineOpts {
+	return pipelineOpts{partitions: partitions, speed: speed, epoch: replay.DefaultEpoch, runID: runID,
+		latenessUS: 600_000_000, logger: slog.New(slog.DiscardHandler), onBatch: log.add}
+}
+
+// checkPipeline asserts the invariants of one run over ins: every invocation
+// is counted in exactly one 15 s window of its function, every shard
+// publishes exactly one batch per tick of each layer, and the tick counts
+// follow event time.
+func checkPipeline(t *testing.T, ins []replay.Invocation, res pipelineResult, log *batchLog, partitions int) {
+	t.Helper()
+	want := map[fnKey]int64{}
+	var maxStart int64
+	for _, in := range ins {
+		want[fnKey{in.App, in.Func}]++
+		maxStart = max(maxStart, in.StartUS())
+	}
+	if res.Replay.Invocations != int64(len(ins)) || res.Features.Invocations != int64(len(ins)) {
+		t.Fatalf("replayed %d, windowed %d, want %d", res.Replay.Invocations, res.Features.Invocations, len(ins))
+	}
+	got := map[fnKey]int64{}
+	perShard := map[schemas.Layer]map[int]map[int64]int{}
+	for _, b := range log.batches {
+		sb, err := schemas.DecodeState(b.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sb.Header != b.h || sb.Header.NShards != partitions {
+			t.Fatalf("decoded header %+v, published as %+v", sb.Header, b.h)
+		}
+		if perShard[b.h.Layer] == nil {
+			perShard[b.h.Layer] = map[int]map[int64]int{}
+		}
+		if perShard[b.h.Layer][b.h.Shard] == nil {
+			perShard[b.h.Layer][b.h.Shard] = map[int64]int{}
+		}
+		perShard[b.h.Layer][b.h.Shard][b.h.Tick]++
+		for _, r := range sb.Operational {
+			got[fnKey{r.App, r.Func}] += r.Invocations
+		}
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s/%s counted %d times in operational windows, want %d", k.app[:8], k.fn[:8], got[k], n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("windows count %d functions, trace has %d", len(got), len(want))
+	}
+	lastTick := replay.TickOf(maxStart, replay.OperationalTickUS) // the last tick holding a start
+	wantTicks := map[schemas.Layer]int64{
+		schemas.Operational: lastTick + 2, // batches for ticks 0 … lastTick+1
+		schemas.Tactical:    (lastTick+1)/240 + 1,
+		schemas.Strategic:   (lastTick+1)/5760 + 1,
+	}
+	for _, l := range schemas.Layers {
+		if len(perShard[l]) != partitions {
+			t.Fatalf("%s: %d shards published, want %d", l, len(perShard[l]), partitions)
+		}
+		for shard, ticks := range perShard[l] {
+			if int64(len(ticks)) != wantTicks[l] {
+				t.Errorf("%s shard %d: %d ticks, want %d", l, shard, len(ticks), wantTicks[l])
+			}
+			for tick, n := range ticks {
+				if n != 1 || tick < 0 || tick >= wantTicks[l] {
+					t.Errorf("%s shard %d tick %d published %d times", l, shard, tick, n)
+				}
+			}
+		}
+		if res.Features.Ticks[string(l)] != wantTicks[l] {
+			t.Errorf("%s: service reports %d ticks, want %d", l, res.Features.Ticks[string(l)], wantTicks[l])
+		}
+	}
+}
+
+func TestEmbeddedPipelineRealRows(t *testing.T) {
+	r, err := replay.OpenTrace(realTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins := readAll(t, r)
+	_ = r.Close()
+	if len(ins) != 998 {
+		t.Fatalf("read %d rows, want 998", len(ins))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Same input, config and seed at two speeds: identical state batches.
+	var hashes []string
+	for _, sp := range []replay.Speed{0, 40000} {
+		log := &batchLog{}
+		res, err := runPipeline(ctx, testOpts("real-rows", sp, 3, log), &sliceSource{ins: ins}, "real", 0)
+		if err != nil {
+			t.Fatalf("speed %s: %v", sp, err)
+		}
+		checkPipeline(t, ins, res, log, 3)
+		hashes = append(hashes, log.hash())
+	}
+	if hashes[0] != hashes[1] {
+		t.Fatalf("state batches differ between speed max and 40000: %s vs %s", hashes[0], hashes[1])
+	}
+}
+
+func TestEmbeddedPipelineSyntheticDay(t *testing.T) {
+	s, err := replay.NewSynth(replay.SynthConfig{Days: 1, Seed: 7, Apps: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins := readAll(t, s)
+	if len(ins) < 1000 {
+		t.Fatalf("synthetic day has only %d invocations", len(ins))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := &batchLog{}
+	res, err := runPipeline(ctx, testOpts("synth-day", 0, 2, log), &sliceSource{ins: ins}, "synthetic", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPipeline(t, ins, res, log, 2)
+}
