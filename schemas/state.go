@@ -267,7 +267,7 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 	}
 	defer rec.Release()
 	buf := bytes.NewBuffer(make([]byte, 0, 2048+b.Len()*rowBytes(b.Header.Layer)))
-	w := ipc.NewWriter(buf, ipc.WithSchema(schema))
+	w := ipc.NewWriter(buf, ipc.WithSchema(schema), ipc.WithLZ4())
 	if err := w.Write(rec); err != nil {
 		return nil, fmt.Errorf("encoding %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
 	}

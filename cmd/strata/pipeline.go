@@ -81,6 +81,10 @@ type pipelineOpts struct {
 	logger     *slog.Logger
 	reg        prometheus.Registerer
 	onBatch    func(h schemas.BatchHeader, rows int, data []byte)
+	// stateRetention bounds each tick-batch stream (bytes, oldest dropped).
+	stateRetention int64
+	// env, if set, is an already running Kafka + NATS pair to use.
+	env *env
 }
 
 type pipelineResult struct {
@@ -163,7 +167,7 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 		closeAll()
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: embeddedNATS, MaxBytes: 512 << 20}); err != nil {
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: embeddedNATS, MaxBytes: o.stateRetention}); err != nil {
 		closeAll()
 		return nil, err
 	}
@@ -182,11 +186,17 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	if o.runID == "" {
 		o.runID = newRunID()
 	}
-	e, err := startEnv(ctx, &o)
-	if err != nil {
-		return res, err
+	if o.stateRetention == 0 {
+		o.stateRetention = 128 << 20
 	}
-	defer e.close()
+	e := o.env
+	if e == nil {
+		var err error
+		if e, err = startEnv(ctx, &o); err != nil {
+			return res, err
+		}
+		defer e.close()
+	}
 
 	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
 	if err != nil {

@@ -95,6 +95,7 @@ type Stats struct {
 	Malformed       int64 `json:"malformed"`
 	OtherRuns       int64 `json:"other_runs"`
 	StatesPublished int64 `json:"states_published"`
+	StateBytes      int64 `json:"state_bytes"`
 	// Ticks counts the distinct ticks per layer that batches were
 	// published for; Batches counts the batches (one per shard and tick).
 	Ticks   map[string]int64 `json:"ticks"`
@@ -420,6 +421,7 @@ func (s *Service) publish(ctx context.Context, b *schemas.StateBatch) error {
 		return err
 	}
 	s.stats.StatesPublished++
+	s.stats.StateBytes += int64(len(data))
 	s.stats.Batches[string(h.Layer)]++
 	seen := s.seenTicks[h.Layer]
 	if seen == nil {

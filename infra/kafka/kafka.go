@@ -69,13 +69,16 @@ var AllTopics = []string{
 }
 
 // CommonOpts returns the client options every strata client uses: seed
-// brokers, slog logging and the app-keyed partitioner.
+// brokers, slog logging (none when logger is nil) and the app-keyed partitioner.
 func CommonOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
-	return []kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.WithLogger(kslog.New(logger)),
 		kgo.RecordPartitioner(Partitioner()),
 	}
+	if logger != nil {
+		opts = append(opts, kgo.WithLogger(kslog.New(logger)))
+	}
+	return opts
 }
 
 // EnsureTopics creates the given topics with the given partition count and

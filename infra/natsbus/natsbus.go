@@ -119,10 +119,10 @@ type BatchPublisher struct {
 }
 
 // NewBatchPublisher returns a publisher that waits for acknowledgements
-// whenever maxPending batches are in flight (default 4096).
+// whenever maxPending batches are in flight (default 256).
 func NewBatchPublisher(js jetstream.JetStream, maxPending int) *BatchPublisher {
 	if maxPending <= 0 {
-		maxPending = 4096
+		maxPending = 256
 	}
 	return &BatchPublisher{js: js, maxPend: maxPending}
 }
