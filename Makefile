@@ -1,0 +1,60 @@
+# strata — see README.md. `make test` runs all three test tiers; it installs
+# and starts real Kafka, NATS and ClickHouse on a fresh Debian machine first.
+SHELL := /bin/bash
+GO ?= go
+GOLANGCI_VERSION ?= v2.15.0
+PKGS := ./...
+
+.PHONY: all build test test-unit test-race test-integration bench lint proto up down fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o strata ./cmd/strata
+
+## test: every tier — unit + embedded (with the calibration test), the unit
+## and embedded tiers again under -race (-short), and the integration tier
+## against real servers.
+test: test-unit test-race test-integration
+
+test-unit:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 10m $(PKGS)
+
+test-race:
+	$(GO) test -count=1 -race -short -timeout 10m $(PKGS)
+
+test-integration: up
+	set -a && . infra/.env.test && set +a && \
+	$(GO) test -count=1 -tags integration -run Integration -timeout 10m $(PKGS)
+
+## bench: Go benchmarks on hot paths, then the pipeline benchmark on the full
+## 14-day synthetic trace (its last line is the pipeline/raw ratio).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) run ./cmd/strata bench pipeline --days 14
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime 30s ./replay/
+	$(GO) test -run '^$$' -fuzz FuzzObservationDecode -fuzztime 30s ./consumers/features/
+
+lint:
+	@command -v golangci-lint >/dev/null || GOBIN=$$($(GO) env GOPATH)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" golangci-lint run $(PKGS)
+
+## proto: regenerate schemas/stratapb from schemas/proto (needs Debian's
+## protobuf-compiler; protoc-gen-go is pinned as a tool in go.mod).
+proto:
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	$(GO) build -o .cache/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	protoc --plugin=protoc-gen-go=.cache/protoc-gen-go -I schemas/proto --go_out=. \
+		--go_opt=module=github.com/strata-rl/strata schemas/proto/strata/v1/events.proto
+
+up:
+	infra/scripts/up.sh
+
+down:
+	infra/scripts/down.sh
+
+clean:
+	rm -f strata
