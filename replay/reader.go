@@ -96,25 +96,30 @@ func (r *CSVReader) Close() error {
 // Line returns the number of lines consumed so far, header included.
 func (r *CSVReader) Line() int64 { return r.line }
 
-func (r *CSVReader) readLine() ([]byte, error) {
+// readLine returns the next line; tooLong reports that it exceeded
+// maxLineBytes, in which case only its first maxLineBytes are returned.
+func (r *CSVReader) readLine() (line []byte, tooLong bool, err error) {
 	var buf []byte
 	for {
 		chunk, err := r.br.ReadSlice('\n')
 		if len(buf)+len(chunk) <= maxLineBytes {
 			buf = append(buf, chunk...)
-		} else if buf == nil || len(buf) < maxLineBytes {
-			buf = append(buf, chunk[:maxLineBytes-len(buf)]...)
+		} else {
+			tooLong = true
+			if len(buf) < maxLineBytes {
+				buf = append(buf, chunk[:maxLineBytes-len(buf)]...)
+			}
 		}
-		if err == bufio.ErrBufferFull {
+		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
 		if err != nil {
-			if err == io.EOF && len(buf) > 0 {
-				return buf, nil
+			if errors.Is(err, io.EOF) && len(buf) > 0 {
+				return buf, tooLong, nil
 			}
-			return buf, err
+			return buf, tooLong, err
 		}
-		return buf, nil
+		return buf, tooLong, nil
 	}
 }
 
@@ -123,9 +128,9 @@ func (r *CSVReader) readLine() ([]byte, error) {
 // the underlying stream failed.
 func (r *CSVReader) Next() (Invocation, error) {
 	for {
-		raw, err := r.readLine()
+		raw, tooLong, err := r.readLine()
 		if err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				if !r.started {
 					return Invocation{}, fmt.Errorf("reading %s: empty trace: %w", r.name, ErrBadHeader)
 				}
@@ -146,6 +151,10 @@ func (r *CSVReader) Next() (Invocation, error) {
 			continue // blank lines carry nothing; tolerated
 		}
 		r.row++
+		if tooLong {
+			return Invocation{}, &LineError{File: r.name, Line: r.line, Text: clip(line),
+				Reason: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}
+		}
 		inv, reason := parseRow(line)
 		if reason != "" {
 			return Invocation{}, &LineError{File: r.name, Line: r.line, Text: clip(line), Reason: reason}
@@ -243,7 +252,7 @@ func WriteCSV(w io.Writer, src Source) (int64, error) {
 	var buf []byte
 	for {
 		in, err := src.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

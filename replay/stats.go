@@ -139,7 +139,7 @@ func ComputeStats(src Source) (Stats, error) {
 	var under1, over60 int64
 	for {
 		in, err := src.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -16,7 +16,7 @@ func drain(t *testing.T, src Source) []Invocation {
 	var out []Invocation
 	for {
 		in, err := src.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {

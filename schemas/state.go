@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	flatbuffers "github.com/google/flatbuffers/go"
 )
 
 // StateSchemaVersion is the version of the state-batch Arrow schemas.
@@ -293,9 +296,51 @@ func rowBytes(l Layer) int {
 // batch.
 var ErrBadBatch = errors.New("invalid state batch")
 
-// DecodeState parses a batch written by EncodeState.
-func DecodeState(data []byte) (*StateBatch, error) {
-	rd, err := ipc.NewReader(bytes.NewReader(data))
+// MaxBatchRows bounds the rows of one state batch (one row per active
+// function of a shard); DecodeState rejects larger claims.
+const MaxBatchRows = 1_000_000
+
+// maxDecodeAlloc bounds any single allocation while decoding a batch: a
+// corrupt length prefix must not make the reader allocate what it claims.
+const maxDecodeAlloc = 64 << 20
+
+// boundedAllocator refuses allocations above maxDecodeAlloc by panicking
+// with errAllocTooLarge, which DecodeState turns into ErrBadBatch.
+type boundedAllocator struct{ memory.Allocator }
+
+var errAllocTooLarge = errors.New("allocation above the decode bound")
+
+func (a boundedAllocator) Allocate(n int) []byte {
+	if n > maxDecodeAlloc {
+		panic(errAllocTooLarge)
+	}
+	return a.Allocator.Allocate(n)
+}
+
+func (a boundedAllocator) Reallocate(n int, b []byte) []byte {
+	if n > maxDecodeAlloc {
+		panic(errAllocTooLarge)
+	}
+	return a.Allocator.Reallocate(n, b)
+}
+
+// DecodeState parses a batch written by EncodeState: exactly one record
+// batch whose arrays are valid. Any other input, including truncated or
+// corrupted bytes, gives an error wrapping ErrBadBatch; it never panics and
+// never allocates more than maxDecodeAlloc at once.
+func DecodeState(data []byte) (out *StateBatch, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("reading state batch: %w: %v", ErrBadBatch, p)
+		}
+	}()
+	if len(data) > maxDecodeAlloc {
+		return nil, fmt.Errorf("reading state batch: %w: %d bytes, more than %d", ErrBadBatch, len(data), maxDecodeAlloc)
+	}
+	if err := checkFraming(data); err != nil {
+		return nil, fmt.Errorf("reading state batch: %w: %w", ErrBadBatch, err)
+	}
+	rd, err := ipc.NewReader(bytes.NewReader(data), ipc.WithAllocator(boundedAllocator{memory.NewGoAllocator()}))
 	if err != nil {
 		return nil, fmt.Errorf("reading state batch: %w: %w", ErrBadBatch, err)
 	}
@@ -308,22 +353,123 @@ func DecodeState(data []byte) (*StateBatch, error) {
 	if !rd.Schema().Equal(want) {
 		return nil, fmt.Errorf("reading %s state batch: %w: schema does not match version %d", h.Layer, ErrBadBatch, StateSchemaVersion)
 	}
-	out := &StateBatch{Header: h}
-	for rd.Next() {
-		rec := rd.RecordBatch()
-		switch h.Layer {
-		case Operational:
-			out.Operational = append(out.Operational, readOperational(rec)...)
-		case Tactical:
-			out.Tactical = append(out.Tactical, readTactical(rec)...)
-		default:
-			out.Strategic = append(out.Strategic, readStrategic(rec)...)
+	if !rd.Next() {
+		if err := rd.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
 		}
+		return nil, fmt.Errorf("reading %s state batch: %w: no record batch", h.Layer, ErrBadBatch)
+	}
+	rec := rd.RecordBatch()
+	if rec.NumRows() < 0 || rec.NumRows() > MaxBatchRows {
+		return nil, fmt.Errorf("reading %s state batch: %w: %d rows, at most %d allowed", h.Layer, ErrBadBatch, rec.NumRows(), MaxBatchRows)
+	}
+	for i, col := range rec.Columns() {
+		if int64(col.Len()) != rec.NumRows() {
+			return nil, fmt.Errorf("reading %s state batch: %w: column %s has %d values for %d rows", h.Layer, ErrBadBatch, rec.ColumnName(i), col.Len(), rec.NumRows())
+		}
+		if err := validateFull(col); err != nil {
+			return nil, fmt.Errorf("reading %s state batch: %w: column %s: %w", h.Layer, ErrBadBatch, rec.ColumnName(i), err)
+		}
+	}
+	out = &StateBatch{Header: h}
+	switch h.Layer {
+	case Operational:
+		out.Operational = readOperational(rec)
+	case Tactical:
+		out.Tactical = readTactical(rec)
+	default:
+		out.Strategic = readStrategic(rec)
+	}
+	if rd.Next() {
+		return nil, fmt.Errorf("reading %s state batch: %w: more than one record batch", h.Layer, ErrBadBatch)
 	}
 	if err := rd.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
 	}
 	return out, nil
+}
+
+// checkFraming walks the IPC stream's message framing (continuation marker,
+// metadata length, the Message flatbuffer's bodyLength) and checks that every
+// length fits in data, so that the reader never allocates more than the input
+// holds for a message. Decompressed buffers are bounded by boundedAllocator.
+func checkFraming(data []byte) error {
+	pos := 0
+	for {
+		if len(data)-pos < 8 {
+			return fmt.Errorf("truncated message prefix at byte %d", pos)
+		}
+		if binary.LittleEndian.Uint32(data[pos:]) != 0xFFFFFFFF {
+			return fmt.Errorf("no continuation marker at byte %d", pos)
+		}
+		metaLen := int(int32(binary.LittleEndian.Uint32(data[pos+4:])))
+		pos += 8
+		if metaLen == 0 {
+			return nil // end-of-stream marker
+		}
+		if metaLen < 0 || metaLen > len(data)-pos {
+			return fmt.Errorf("message at byte %d claims %d metadata bytes, %d remain", pos-8, metaLen, len(data)-pos)
+		}
+		meta := data[pos : pos+metaLen]
+		pos += metaLen
+		if err := checkMessage(meta); err != nil {
+			return fmt.Errorf("message at byte %d: %w", pos-metaLen-8, err)
+		}
+		if len(meta) < 4 {
+			return fmt.Errorf("message metadata at byte %d too short", pos-metaLen)
+		}
+		root := int(flatbuffers.GetUOffsetT(meta))
+		if root < 0 || root+4 > len(meta) {
+			return fmt.Errorf("message metadata at byte %d has a bad root offset", pos-metaLen)
+		}
+		vt := root - int(flatbuffers.GetSOffsetT(meta[root:]))
+		if vt < 0 || vt+4 > len(meta) {
+			return fmt.Errorf("message metadata at byte %d has a bad vtable", pos-metaLen)
+		}
+		t := flatbuffers.Table{Bytes: meta, Pos: flatbuffers.UOffsetT(root)}
+		var body int64
+		// Message.bodyLength is field 3: vtable slot 4 + 2·3.
+		if vtLen := int(flatbuffers.GetVOffsetT(meta[vt:])); vtLen > 10 && vt+12 <= len(meta) {
+			if o := t.Offset(10); o != 0 {
+				if int(t.Pos)+int(o)+8 > len(meta) {
+					return fmt.Errorf("message metadata at byte %d has a bad body length field", pos-metaLen)
+				}
+				body = t.GetInt64(t.Pos + flatbuffers.UOffsetT(o))
+			}
+		}
+		if body < 0 || body > int64(len(data)-pos) {
+			return fmt.Errorf("message at byte %d claims a %d-byte body, %d remain", pos-metaLen-8, body, len(data)-pos)
+		}
+		pos += int(body)
+	}
+}
+
+// validateFull checks a column's buffers against its length: string
+// offsets, list child lengths and value buffer sizes.
+func validateFull(a arrow.Array) error {
+	switch c := a.(type) {
+	case *array.String:
+		return c.ValidateFull()
+	case *array.FixedSizeList:
+		if c.Len() > 0 && c.ListValues().Len() < c.Len()*SeqLen {
+			return fmt.Errorf("list values hold %d, want %d", c.ListValues().Len(), c.Len()*SeqLen)
+		}
+		return validateFull(c.ListValues())
+	}
+	d := a.Data()
+	if len(d.Buffers()) > 1 && d.Buffers()[1] != nil {
+		w := 0
+		switch a.DataType().ID() {
+		case arrow.INT64, arrow.FLOAT64:
+			w = 8
+		case arrow.INT32:
+			w = 4
+		}
+		if need := (d.Offset() + d.Len()) * w; d.Buffers()[1].Len() < need {
+			return fmt.Errorf("value buffer holds %d bytes, want %d", d.Buffers()[1].Len(), need)
+		}
+	}
+	return nil
 }
 
 func parseHeader(s *arrow.Schema) (BatchHeader, error) {

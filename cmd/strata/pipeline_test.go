@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"sort"
@@ -62,7 +63,7 @@ func readAll(t *testing.T, src replay.Source) []replay.Invocation {
 	var out []replay.Invocation
 	for {
 		in, err := src.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {

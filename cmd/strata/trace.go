@@ -109,7 +109,7 @@ func traceSynth(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // traceWrite writes src as CSV to path ("-" = stdout, .gz = gzip) and
 // removes a partly written file on error.
 func traceWrite(path string, stdout io.Writer, src replay.Source) (n int64, err error) {
-	var w io.Writer = stdout
+	w := io.Writer(stdout)
 	var f *os.File
 	if path != "-" {
 		f, err = os.Create(path)
@@ -158,7 +158,7 @@ func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	rep := &traceReportSource{src: &traceCtxSource{ctx: ctx, src: r}, w: stderr}
 	st, err := replay.ComputeStats(rep)
 	if err != nil {

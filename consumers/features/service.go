@@ -540,6 +540,10 @@ func EventFromObservation(o *stratapb.Observation) (Event, error) {
 		return Event{}, errors.New("arrival.func is empty")
 	case a.GetDurationUs() < 0:
 		return Event{}, fmt.Errorf("arrival.duration_us is negative (%d)", a.GetDurationUs())
+	case a.GetEndUs() < 0:
+		return Event{}, fmt.Errorf("arrival.end_us is negative (%d)", a.GetEndUs())
+	case a.GetDurationUs() > a.GetEndUs():
+		return Event{}, fmt.Errorf("arrival.duration_us %d exceeds end_us %d: start would be negative", a.GetDurationUs(), a.GetEndUs())
 	case a.GetStartUs() != a.GetEndUs()-a.GetDurationUs():
 		return Event{}, fmt.Errorf("arrival.start_us %d is not end_us %d minus duration_us %d", a.GetStartUs(), a.GetEndUs(), a.GetDurationUs())
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/strata-rl/strata/replay"
@@ -525,9 +526,8 @@ func mode(m map[string]int64) (provider, region string, tier int32) {
 	if best == "" {
 		return "", "", 0
 	}
-	var t int
 	parts := splitPlacement(best)
-	fmt.Sscanf(parts[2], "%d", &t)
+	t, _ := strconv.Atoi(parts[2]) // written by add as %d: always an integer
 	return parts[0], parts[1], int32(t)
 }
 

@@ -106,8 +106,11 @@ func PartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, err
 		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
 	}
 	t, ok := md.Topics[topic]
-	if !ok || t.Err != nil {
-		return 0, fmt.Errorf("reading metadata of %s: topic missing: %v", topic, t.Err)
+	if !ok {
+		return 0, fmt.Errorf("reading metadata of %s: topic missing", topic)
+	}
+	if t.Err != nil {
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, t.Err)
 	}
 	return len(t.Partitions), nil
 }

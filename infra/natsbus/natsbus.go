@@ -137,17 +137,22 @@ func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, dat
 		return fmt.Errorf("publishing %s to %s: %w", msgID, subject, err)
 	}
 	p.pending = append(p.pending, f)
-	if len(p.pending) >= p.maxPend {
-		return p.Flush(ctx)
+	if len(p.pending) < p.maxPend {
+		return nil
 	}
-	return nil
+	// Sliding window: wait for the oldest half only, so publishing keeps
+	// the pipe to JetStream full instead of draining it.
+	half := len(p.pending) / 2
+	err = p.wait(ctx, p.pending[:half])
+	n := copy(p.pending, p.pending[half:])
+	clear(p.pending[n:])
+	p.pending = p.pending[:n]
+	return err
 }
 
-// Flush waits until every batch published so far is acknowledged by
-// JetStream and returns the first error.
-func (p *BatchPublisher) Flush(ctx context.Context) error {
+func (p *BatchPublisher) wait(ctx context.Context, fs []jetstream.PubAckFuture) error {
 	var first error
-	for _, f := range p.pending {
+	for _, f := range fs {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
@@ -158,6 +163,14 @@ func (p *BatchPublisher) Flush(ctx context.Context) error {
 			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
 		}
 	}
-	p.pending = p.pending[:0]
 	return first
+}
+
+// Flush waits until every batch published so far is acknowledged by
+// JetStream and returns the first error.
+func (p *BatchPublisher) Flush(ctx context.Context) error {
+	err := p.wait(ctx, p.pending)
+	clear(p.pending)
+	p.pending = p.pending[:0]
+	return err
 }
