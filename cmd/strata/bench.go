@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		days      = fs.Int("days", 14, "days of synthetic trace")
 		seed      = fs.Int64("seed", 1, "seed of the synthetic trace")
 		apps      = fs.Int("apps", 0, "keep only this many apps (0 = all)")
-		rawMax    = fs.Int("raw-records", 1_000_000, "records produced for the raw ceiling (a rate; capped to bound broker memory)")
+		rawMax    = fs.Int("raw-records", 500_000, "records produced for the raw ceiling (a rate; capped to bound broker memory)")
 		retention = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
 	cf.register(fs)
@@ -72,7 +73,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "raw franz-go produce: %d records in %.2f s = %.0f records/s\n", rawN, raw.Seconds(), float64(rawN)/raw.Seconds())
+	fmt.Fprintf(stdout, "raw franz-go produce: %d records in %.2f s = %.0f records/s (peak RSS so far %s)\n", rawN, raw.Seconds(), float64(rawN)/raw.Seconds(), peakRSS())
+	runtime.GC()
+	debug.FreeOSMemory()
 
 	src, err = synth()
 	if err != nil {

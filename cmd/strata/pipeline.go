@@ -219,17 +219,7 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.runID, Observed: true, AllowedLatenessUS: o.latenessUS,
 		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}
-	var bar *progressbar.ProgressBar
-	if o.progress != nil {
-		max := int64(-1)
-		if traceLenUS > 0 {
-			max = traceLenUS / 1e6
-		}
-		bar = progressbar.NewOptions64(max, progressbar.OptionSetWriter(o.progress),
-			progressbar.OptionSetDescription("replaying (trace seconds)"), progressbar.OptionShowCount(),
-			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
-		rcfg.Progress = func(t, _ int64) { _ = bar.Set64(t / 1e6) }
-	}
+	bar := newProgress(o.progress, traceLenUS, &rcfg)
 	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
 		return res, err
@@ -249,6 +239,23 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	res.Wall = time.Since(t0)
 	res.Features = svc.Stats()
 	return res, err
+}
+
+// newProgress shows replay progress in trace seconds on w (nil: none) and
+// hooks it into cfg; the caller finishes the returned bar.
+func newProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *progressbar.ProgressBar {
+	if w == nil {
+		return nil
+	}
+	total := int64(-1)
+	if traceLenUS > 0 {
+		total = traceLenUS / 1e6
+	}
+	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("replaying (trace seconds)"), progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+	cfg.Progress = func(t, _ int64) { _ = bar.Set64(t / 1e6) }
+	return bar
 }
 
 // summary is the JSON that `strata run --summary` writes.

@@ -173,6 +173,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 		observed = fs.Bool("observed", false, "write to strata.telemetry.v1 as observed on the trace's own platform (open loop)")
 		provider = fs.String("provider", "azure", "with --observed: the platform the trace was recorded on")
+		progress = fs.Bool("progress", true, "show a progress bar on stderr")
 	)
 	cf.register(fs)
 	sf.register(fs)
@@ -192,7 +193,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	reg := newRegistry()
 	_ = serveMetrics(ctx, cf.metricsAddr, reg)
-	src, name, _, closeSrc, err := sf.open()
+	src, name, traceLen, closeSrc, err := sf.open()
 	if err != nil {
 		return err
 	}
@@ -217,12 +218,21 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *runID == "" {
 		*runID = newRunID()
 	}
-	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: *runID, Observed: *observed, Provider: *provider,
-		AllowedLatenessUS: lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name}, cl, logger, reg)
+	rcfg := producers.ReplayConfig{RunID: *runID, Observed: *observed, Provider: *provider,
+		AllowedLatenessUS: lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name}
+	var pw io.Writer
+	if *progress {
+		pw = stderr
+	}
+	bar := newProgress(pw, traceLen, &rcfg)
+	rep, err := producers.NewReplayer(rcfg, cl, logger, reg)
 	if err != nil {
 		return err
 	}
 	res, err := rep.Run(ctx, src)
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	if err != nil {
 		return err
 	}

@@ -397,11 +397,19 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 }
 
 // partitionFor returns the windows of run runID on partition p, starting new
-// ones when a new run begins.
+// ones when a new run begins. A producer writes a run's records after the
+// previous run's, so a new run id on a partition means the old run is over
+// there; two runs replayed into one topic at once must be told apart with
+// Config.RunID (one service per run).
 func (s *Service) partitionFor(o *owned, p int32, runID string) *Partition {
-	if o.part == nil || (o.part.RunID() != runID && o.part.Final()) || (o.part.RunID() != runID && !o.part.started) {
-		if o.part != nil && o.part.RunID() != runID {
-			s.log.Info("new run on partition", "partition", p, "run", runID, "previous", o.part.RunID())
+	if o.part == nil || o.part.RunID() != runID {
+		if o.part != nil {
+			lvl := slog.LevelInfo
+			if !o.part.Final() {
+				lvl = slog.LevelWarn
+			}
+			s.log.Log(context.Background(), lvl, "new run on partition", "partition", p, "run", runID,
+				"previous", o.part.RunID(), "previous_finished", o.part.Final())
 		}
 		o.part = NewPartition(runID, int(p), s.nShards, s.cfg.Epoch)
 		s.finalSeen[p] = false
