@@ -54,6 +54,7 @@ esac
 	echo "STRATA_KAFKA=127.0.0.1:9092"
 	echo "STRATA_NATS=nats://127.0.0.1:4222"
 	echo "STRATA_CLICKHOUSE=clickhouse://127.0.0.1:9000"
+	echo "STRATA_CLICKHOUSE_HTTP=http://127.0.0.1:8123"
 } >"$ENV_FILE.tmp"
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 log "all up in $((SECONDS - start))s ($mode); wrote $ENV_FILE"
