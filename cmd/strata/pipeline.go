@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -96,9 +97,12 @@ type pipelineResult struct {
 // env is a running Kafka + NATS pair, embedded or external.
 type env struct {
 	brokers []string
-	nc      natsConn
-	js      jetstream.JetStream
-	close   func()
+	// embeddedKafka is set when brokers is the in-process kfake, which
+	// keeps every record in memory and has no retention of its own.
+	embeddedKafka bool
+	nc            natsConn
+	js            jetstream.JetStream
+	close         func()
 }
 
 type natsConn interface{ Drain() error }
@@ -126,7 +130,7 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 			return nil, err
 		}
 		closers = append(closers, k.Close)
-		e.brokers = k.Brokers()
+		e.brokers, e.embeddedKafka = k.Brokers(), true
 	} else {
 		cl, err := kgo.NewClient(kafka.CommonOpts(e.brokers, o.logger)...)
 		if err != nil {
@@ -203,8 +207,9 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
 	pub := natsbus.NewBatchPublisher(e.js, 0)
+	group := "strata-features-" + o.runID
 	svc, err := features.NewService(ctx, features.Config{
-		Brokers: e.brokers, Group: "strata-features-" + o.runID, Epoch: o.epoch,
+		Brokers: e.brokers, Group: group, Epoch: o.epoch,
 		StopAfterFinal: true, RunID: o.runID, OnBatch: o.onBatch,
 	}, pub, features.KVCheckpoints{KV: kv}, o.logger.With("role", "features"), o.reg)
 	if err != nil {
@@ -232,6 +237,11 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 		res.Replay = r
 		return err
 	})
+	if e.embeddedKafka {
+		tctx, stopTrim := context.WithCancel(gctx)
+		defer stopTrim()
+		go trimConsumed(tctx, pcl, group, schemas.TopicTelemetry, 2*time.Second, o.logger)
+	}
 	err = g.Wait()
 	if bar != nil {
 		_ = bar.Finish()
@@ -256,6 +266,40 @@ func newProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *pr
 		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
 	cfg.Progress = func(t, _ int64) { _ = bar.Set64(t / 1e6) }
 	return bar
+}
+
+// trimConsumed is the embedded broker's retention: every interval it deletes
+// the records of topic that group has committed (the feature service commits
+// only after its checkpoint is durable), so a long run does not keep the
+// whole trace in memory. Real Kafka has its own retention; this runs only
+// against the in-process broker, which strata owns for the run.
+func trimConsumed(ctx context.Context, cl *kgo.Client, group, topic string, every time.Duration, log *slog.Logger) {
+	adm := kadm.NewClient(cl)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			continue // the group may not have committed yet
+		}
+		del := kadm.Offsets{}
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Err == nil && o.Topic == topic && o.At > 0 {
+				del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.At, LeaderEpoch: -1})
+			}
+		})
+		if len(del) == 0 {
+			continue
+		}
+		if _, err := adm.DeleteRecords(ctx, del); err != nil && ctx.Err() == nil {
+			log.Warn("trimming consumed records from the embedded broker", "err", err)
+		}
+	}
 }
 
 // summary is the JSON that `strata run --summary` writes.
