@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		apps       = fs.Int("apps", 0, "keep only this many apps (0 = all)")
 		rawSample  = fs.Int("raw-sample", 200_000, "distinct records encoded for the raw ceiling, produced in a cycle up to the trace's count")
 		rawRepeats = fs.Int("raw-runs", 3, "raw-ceiling runs; the best one is the ceiling")
+		memProf    = fs.String("memprofile", "", "write a heap profile at the end of the pipeline phase to `FILE`")
 		retention  = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
 	cf.register(fs)
@@ -99,6 +101,11 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		res.Replay.Invocations, ops, res.Features.StatesPublished, res.Wall.Seconds(), pipeRate, float64(ops)/res.Wall.Seconds())
 	fmt.Fprintf(stdout, "state batches: %.1f MB, %.1f KB per batch on average\n",
 		float64(res.Features.StateBytes)/1e6, float64(res.Features.StateBytes)/1e3/float64(max(res.Features.StatesPublished, 1)))
+	if *memProf != "" {
+		if err := writeHeapProfile(*memProf); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, "peak RSS of the pipeline phase: %s\n", peakRSS())
 	fmt.Fprintf(stdout, "pipeline/raw ratio: %.3f\n", pipeRate/rawRate)
 	return nil
@@ -178,6 +185,18 @@ func rawProduce(ctx context.Context, brokers []string, partitions int, src repla
 		debug.FreeOSMemory()
 	}
 	return runs, total, nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating heap profile: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("writing heap profile: %w", err)
+	}
+	return nil
 }
 
 // resetPeakRSS resets the kernel's peak-RSS mark (Linux ≥ 4.0: writing 5 to
