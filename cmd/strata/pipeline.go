@@ -263,7 +263,8 @@ func newProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *pr
 	}
 	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription("replaying (trace seconds)"), progressbar.OptionShowCount(),
-		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
 	cfg.Progress = func(t, _ int64) { _ = bar.Set64(t / 1e6) }
 	return bar
 }
