@@ -48,7 +48,7 @@ proto:
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	$(GO) build -o .cache/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	protoc --plugin=protoc-gen-go=.cache/protoc-gen-go -I schemas/proto --go_out=. \
-		--go_opt=module=github.com/strata-rl/strata schemas/proto/strata/v1/events.proto
+		--go_opt=module=github.com/strata-rl/strata schemas/proto/strata/v1/*.proto
 
 up:
 	infra/scripts/up.sh

@@ -345,7 +345,7 @@ func DecodeState(data []byte) (out *StateBatch, err error) {
 		return nil, fmt.Errorf("reading state batch: %w: %w", ErrBadBatch, err)
 	}
 	defer rd.Release()
-	h, err := parseHeader(rd.Schema())
+	h, err := parseHeader(rd.Schema(), StateSchemaVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +472,7 @@ func validateFull(a arrow.Array) error {
 	return nil
 }
 
-func parseHeader(s *arrow.Schema) (BatchHeader, error) {
+func parseHeader(s *arrow.Schema, version int) (BatchHeader, error) {
 	md := s.Metadata()
 	get := func(k string) (string, error) {
 		i := md.FindKey(k)
@@ -486,8 +486,8 @@ func parseHeader(s *arrow.Schema) (BatchHeader, error) {
 	if err != nil {
 		return h, err
 	}
-	if v != strconv.Itoa(StateSchemaVersion) {
-		return h, fmt.Errorf("reading state batch: %w: schema version %s, want %d", ErrBadBatch, v, StateSchemaVersion)
+	if v != strconv.Itoa(version) {
+		return h, fmt.Errorf("reading batch: %w: schema version %s, want %d", ErrBadBatch, v, version)
 	}
 	if h.RunID, err = get(MetaRunID); err != nil {
 		return h, err
