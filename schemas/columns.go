@@ -85,6 +85,17 @@ func seqCol(vals []float64, valid []bool) arrow.Array {
 	return array.MakeFromData(d)
 }
 
+// listCol builds a List<float64> column from the concatenated values and
+// the n+1 offsets of its rows.
+func listCol(vals []float64, offsets []int32) arrow.Array {
+	child := float64Col(vals, nil)
+	defer child.Release()
+	d := array.NewData(idleType, len(offsets)-1,
+		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets))}, []arrow.ArrayData{child.Data()}, 0, 0)
+	defer d.Release()
+	return array.MakeFromData(d)
+}
+
 func valueCol(vs []Value) arrow.Array {
 	vals := make([]float64, len(vs))
 	valid := make([]bool, len(vs))
@@ -99,6 +110,9 @@ func operationalColumns(rows []OperationalRow) []arrow.Array {
 	apps, fns := make([]string, n), make([]string, n)
 	inv, last := make([]int64, n), make([]int64, n)
 	rate, sin := make([]float64, n*SeqLen), make([]float64, n*SeqLen)
+	cmean, cpeak := make([]float64, n*SeqLen), make([]float64, n*SeqLen)
+	idleOff := make([]int32, n+1)
+	var idle []float64
 	var vals [3][]float64
 	var valid [3][]bool
 	for k := range vals {
@@ -111,6 +125,10 @@ func operationalColumns(rows []OperationalRow) []arrow.Array {
 		o := i * SeqLen
 		copy(rate[o:o+SeqLen], r.RequestRate[:])
 		copy(sin[o:o+SeqLen], r.HourSin[:])
+		copy(cmean[o:o+SeqLen], r.ConcurrencyMean[:])
+		copy(cpeak[o:o+SeqLen], r.ConcurrencyPeak[:])
+		idle = append(idle, r.IdleTimesS...)
+		idleOff[i+1] = int32(len(idle))
 		for j := range SeqLen {
 			for k, src := range [3]*[SeqLen]Value{&r.MemoryUtil, &r.CPUUtil, &r.QueueDepth} {
 				vals[k][o+j], valid[k][o+j] = src[j].V, src[j].Valid
@@ -118,7 +136,8 @@ func operationalColumns(rows []OperationalRow) []arrow.Array {
 		}
 	}
 	return []arrow.Array{stringCol(apps), stringCol(fns), int64Col(inv), int64Col(last),
-		seqCol(rate, nil), seqCol(vals[0], valid[0]), seqCol(vals[1], valid[1]), seqCol(vals[2], valid[2]), seqCol(sin, nil)}
+		seqCol(rate, nil), seqCol(vals[0], valid[0]), seqCol(vals[1], valid[1]), seqCol(vals[2], valid[2]), seqCol(sin, nil),
+		seqCol(cmean, nil), seqCol(cpeak, nil), listCol(idle, idleOff)}
 }
 
 func tacticalColumns(rows []TacticalRow) []arrow.Array {

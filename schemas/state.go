@@ -15,7 +15,7 @@ import (
 )
 
 // StateSchemaVersion is the version of the state-batch Arrow schemas.
-const StateSchemaVersion = 1
+const StateSchemaVersion = 2
 
 // SeqLen is the length of the operational sequences: 12 steps of 15 s.
 const SeqLen = 12
@@ -72,6 +72,21 @@ type OperationalRow struct {
 	// HourSin[i] is sin(2π·h/24), h the fractional hour of day at the step's
 	// start under the trace epoch.
 	HourSin [SeqLen]float64
+	// ConcurrencyMean[i] is the time-averaged number of the function's
+	// invocations in flight during the step: Σ overlap of [start, end) with
+	// the step ÷ 15 s, counting invocations that started in earlier steps.
+	ConcurrencyMean [SeqLen]float64
+	// ConcurrencyPeak[i] is the largest number of the function's invocations
+	// in flight at any instant of the step (an exact sweep over start and
+	// end times; an invocation ending at t is no longer in flight at t).
+	ConcurrencyPeak [SeqLen]float64
+	// IdleTimesS are the idle times, in seconds, of the invocations that
+	// started in step k−1, in start order: start − the latest end of the
+	// function's earlier invocations, clamped to 0 (an invocation starting
+	// while another still runs has idle time 0). The function's first
+	// invocation has none. Policies that keep idle-time histograms
+	// ("Serverless in the Wild") accumulate them tick by tick.
+	IdleTimesS []float64
 }
 
 // TacticalRow is the tactical state of one function for hour h: aggregates
@@ -161,7 +176,10 @@ func (b *StateBatch) Len() int {
 	}
 }
 
-var seqType = arrow.FixedSizeListOf(SeqLen, arrow.PrimitiveTypes.Float64)
+var (
+	seqType  = arrow.FixedSizeListOf(SeqLen, arrow.PrimitiveTypes.Float64)
+	idleType = arrow.ListOf(arrow.PrimitiveTypes.Float64)
+)
 
 var (
 	operationalFields = []arrow.Field{
@@ -174,6 +192,9 @@ var (
 		{Name: "cpu_util", Type: seqType},
 		{Name: "queue_depth", Type: seqType},
 		{Name: "hour_sin", Type: seqType},
+		{Name: "concurrency_mean", Type: seqType},
+		{Name: "concurrency_peak", Type: seqType},
+		{Name: "idle_times_s", Type: idleType},
 	}
 	tacticalFields = []arrow.Field{
 		{Name: "app", Type: arrow.BinaryTypes.String},
@@ -450,6 +471,11 @@ func validateFull(a arrow.Array) error {
 	switch c := a.(type) {
 	case *array.String:
 		return c.ValidateFull()
+	case *array.List:
+		if err := c.ValidateFull(); err != nil {
+			return err
+		}
+		return validateFull(c.ListValues())
 	case *array.FixedSizeList:
 		if c.Len() > 0 && c.ListValues().Len() < c.Len()*SeqLen {
 			return fmt.Errorf("list values hold %d, want %d", c.ListValues().Len(), c.Len()*SeqLen)
@@ -563,8 +589,24 @@ func readOperational(rec arrow.RecordBatch) []OperationalRow {
 		readSeqValues(rec.Column(6).(*array.FixedSizeList), i, &r.CPUUtil)
 		readSeqValues(rec.Column(7).(*array.FixedSizeList), i, &r.QueueDepth)
 		readSeq(rec.Column(8).(*array.FixedSizeList), i, &r.HourSin)
+		readSeq(rec.Column(9).(*array.FixedSizeList), i, &r.ConcurrencyMean)
+		readSeq(rec.Column(10).(*array.FixedSizeList), i, &r.ConcurrencyPeak)
+		r.IdleTimesS = readList(rec.Column(11).(*array.List), i)
 	}
 	return rows
+}
+
+func readList(a *array.List, i int) []float64 {
+	start, end := a.ValueOffsets(i)
+	if start == end {
+		return nil
+	}
+	vs := a.ListValues().(*array.Float64)
+	out := make([]float64, end-start)
+	for j := range out {
+		out[j] = vs.Value(int(start) + j)
+	}
+	return out
 }
 
 func f64(rec arrow.RecordBatch, c, i int) float64 { return rec.Column(c).(*array.Float64).Value(i) }

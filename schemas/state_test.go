@@ -51,6 +51,11 @@ func testBatch(l schemas.Layer, n int, seed uint64) *schemas.StateBatch {
 				row.CPUUtil[j] = optValue(r)
 				row.QueueDepth[j] = optValue(r)
 				row.HourSin[j] = r.Float64()*2 - 1
+				row.ConcurrencyMean[j] = r.Float64() * 3
+				row.ConcurrencyPeak[j] = float64(r.IntN(9))
+			}
+			for range r.IntN(4) { // zero to three idle times; rows without any keep nil
+				row.IdleTimesS = append(row.IdleTimesS, r.Float64()*600)
 			}
 			b.Operational = append(b.Operational, row)
 		case schemas.Tactical:
@@ -241,7 +246,7 @@ func TestDecodeStateRejects(t *testing.T) {
 		{"end of stream only", []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, ""},
 		{"truncated schema", valid[:20], ""},
 		{"truncated record", valid[:len(valid)-64], ""},
-		{"wrong schema version", with(schemas.MetaSchemaVersion, "2"), "schema version 2"},
+		{"wrong schema version", with(schemas.MetaSchemaVersion, "99"), "schema version 99"},
 		{"missing schema version", without(schemas.MetaSchemaVersion), schemas.MetaSchemaVersion},
 		{"missing run id", without(schemas.MetaRunID), schemas.MetaRunID},
 		{"missing layer", without(schemas.MetaLayer), schemas.MetaLayer},

@@ -16,6 +16,9 @@ type snapStep struct {
 	Tick          int64
 	Rate          float64
 	Mem, CPU, Que [2]float64 // value, valid (1/0)
+	ConcMean      float64
+	ConcPeak      float64
+	Idle          []float64
 }
 
 type snapStepAcc struct {
@@ -23,6 +26,7 @@ type snapStepAcc struct {
 	CPUMS, QueueMS, MemMB float64
 	CPUN, QueueN, MemN    int64
 	MaxInst, Tier         int32
+	Idle                  []float64
 }
 
 type snapPeriod struct {
@@ -55,6 +59,9 @@ type snapFunc struct {
 	Ring                     []snapStep
 	Hours                    []snapPeriod
 	PrevN                    periodCount
+	Running                  [][2]int64
+	MaxEnd                   int64
+	HasEnd                   bool
 }
 
 type snapApp struct {
@@ -127,10 +134,14 @@ func (p *Partition) MarshalBinary() ([]byte, error) {
 		for _, o := range f.open {
 			sf.Open = append(sf.Open, snapStepAcc{Tick: o.tick, N: o.n, MaxStartUS: o.maxStartUS,
 				CPUMS: o.cpuMS, QueueMS: o.queueMS, MemMB: o.memMB, CPUN: o.cpuN, QueueN: o.queueN, MemN: o.memN,
-				MaxInst: o.maxInst, Tier: o.tier})
+				MaxInst: o.maxInst, Tier: o.tier, Idle: o.idle})
 		}
+		for _, sp := range f.running {
+			sf.Running = append(sf.Running, [2]int64{sp.start, sp.end})
+		}
+		sf.MaxEnd, sf.HasEnd = f.maxEnd, f.hasEnd
 		for _, st := range f.ring {
-			sf.Ring = append(sf.Ring, snapStep{Tick: st.tick, Rate: st.rate,
+			sf.Ring = append(sf.Ring, snapStep{Tick: st.tick, Rate: st.rate, ConcMean: st.concMean, ConcPeak: st.concPeak, Idle: st.idle,
 				Mem: [2]float64{st.mem.V, b2f(st.mem.Valid)}, CPU: [2]float64{st.cpu.V, b2f(st.cpu.Valid)},
 				Que: [2]float64{st.que.V, b2f(st.que.Valid)}})
 		}
@@ -182,11 +193,15 @@ func RestorePartition(data []byte) (*Partition, error) {
 		for _, o := range sf.Open {
 			f.open = append(f.open, &stepAcc{tick: o.Tick, n: o.N, maxStartUS: o.MaxStartUS,
 				cpuMS: o.CPUMS, queueMS: o.QueueMS, memMB: o.MemMB, cpuN: o.CPUN, queueN: o.QueueN, memN: o.MemN,
-				maxInst: o.MaxInst, tier: o.Tier})
+				maxInst: o.MaxInst, tier: o.Tier, idle: o.Idle})
 		}
+		for _, sp := range sf.Running {
+			f.running = append(f.running, span{sp[0], sp[1]})
+		}
+		f.maxEnd, f.hasEnd = sf.MaxEnd, sf.HasEnd
 		for i, st := range sf.Ring {
 			if i < len(f.ring) {
-				f.ring[i] = step{tick: st.Tick, rate: st.Rate}
+				f.ring[i] = step{tick: st.Tick, rate: st.Rate, concMean: st.ConcMean, concPeak: st.ConcPeak, idle: st.Idle}
 				f.ring[i].mem.V, f.ring[i].mem.Valid = st.Mem[0], st.Mem[1] == 1
 				f.ring[i].cpu.V, f.ring[i].cpu.Valid = st.CPU[0], st.CPU[1] == 1
 				f.ring[i].que.V, f.ring[i].que.Valid = st.Que[0], st.Que[1] == 1

@@ -62,6 +62,7 @@ type stepAcc struct {
 	cpuN, queueN, memN    int64
 	maxInst               int32
 	tier                  int32
+	idle                  []float64
 }
 
 // step is a closed tick of one function.
@@ -69,7 +70,13 @@ type step struct {
 	tick          int64
 	rate          float64
 	mem, cpu, que schemas.Value
+	concMean      float64
+	concPeak      float64
+	idle          []float64 // idle times (s) of the step's invocations
 }
+
+// span is one invocation's execution [start, end) in trace microseconds.
+type span struct{ start, end int64 }
 
 // periodAcc accumulates a function-hour or an app-day.
 type periodAcc struct {
@@ -104,8 +111,15 @@ type funcState struct {
 	hasMem   bool
 	hasQueue bool
 	open     []*stepAcc // open ticks, unordered, usually one
-	ring     [schemas.SeqLen]step
-	hours    []*periodAcc
+	// running holds the invocations that may still be in flight in a tick
+	// that is not closed yet, for the concurrency sequences.
+	running []span
+	// maxEnd is the latest end of the function's invocations so far, for
+	// idle times; hasEnd is false before the first one.
+	maxEnd int64
+	hasEnd bool
+	ring   [schemas.SeqLen]step
+	hours  []*periodAcc
 	// prevN is the invocation count of the last emitted hour, for the trend.
 	prevN periodCount
 }
@@ -179,6 +193,14 @@ func (p *Partition) Add(e *Event) error {
 	durS := float64(e.DurationUS) / 1e6
 
 	s := f.openStep(tick)
+	end := e.StartUS + e.DurationUS
+	if f.hasEnd {
+		s.idle = append(s.idle, float64(max(0, e.StartUS-f.maxEnd))/1e6)
+	}
+	if !f.hasEnd || end > f.maxEnd {
+		f.maxEnd, f.hasEnd = end, true
+	}
+	f.running = append(f.running, span{e.StartUS, end})
 	s.n++
 	if s.n == 1 || e.StartUS > s.maxStartUS {
 		s.maxStartUS = e.StartUS
@@ -388,27 +410,103 @@ func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
 // closeTick turns every function's accumulator of tick k into a closed step.
 func (p *Partition) closeTick(k int64) {
 	for _, f := range p.order {
-		for i := 0; i < len(f.open); i++ {
-			s := f.open[i]
-			if s.tick != k {
-				continue
+		var acc *stepAcc
+		for i, s := range f.open {
+			if s.tick == k {
+				acc = s
+				f.open[i] = f.open[len(f.open)-1]
+				f.open = f.open[:len(f.open)-1]
+				break
 			}
-			f.ring[k%schemas.SeqLen] = f.closeStep(s)
-			if !f.closed || s.maxStartUS > f.closedUS {
-				f.closedUS, f.closed = s.maxStartUS, true
-			}
-			if a := f.app_; !a.closed || s.maxStartUS > a.closedUS {
-				a.closedUS, a.closed = s.maxStartUS, true
-			}
-			f.open[i] = f.open[len(f.open)-1]
-			f.open = f.open[:len(f.open)-1]
-			break
 		}
+		if acc == nil && len(f.running) == 0 {
+			continue
+		}
+		var st step
+		if acc != nil {
+			st = f.closeStep(acc)
+			if !f.closed || acc.maxStartUS > f.closedUS {
+				f.closedUS, f.closed = acc.maxStartUS, true
+			}
+			if a := f.app_; !a.closed || acc.maxStartUS > a.closedUS {
+				a.closedUS, a.closed = acc.maxStartUS, true
+			}
+		} else {
+			st = f.emptyStep(k)
+		}
+		st.concMean, st.concPeak = f.concurrency(k)
+		f.ring[k%schemas.SeqLen] = st
 	}
 }
 
+// concurrency returns the time-averaged and the peak number of the
+// function's invocations in flight during tick k, and drops the spans that
+// end within it. Every invocation that starts before the tick's end has
+// been added when the tick closes (the watermark is exact), so both are
+// exact. A zero-duration invocation is in flight at its start instant only.
+func (f *funcState) concurrency(k int64) (mean, peak float64) {
+	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
+	type ev struct {
+		t    int64
+		kind int8 // 0 end of a span, 1 start, 2 end of a zero-length span
+	}
+	var evs []ev
+	var busy int64
+	initial := 0
+	keep := f.running[:0]
+	for _, sp := range f.running {
+		if sp.start >= ke {
+			keep = append(keep, sp) // starts in a later tick
+			continue
+		}
+		lo, hi := max(sp.start, ks), min(sp.end, ke)
+		if hi > lo {
+			busy += hi - lo
+		}
+		switch {
+		case sp.end == sp.start:
+			if sp.start >= ks {
+				evs = append(evs, ev{sp.start, 1}, ev{sp.start, 2})
+			}
+		case sp.start < ks:
+			if sp.end > ks {
+				initial++
+				if sp.end < ke {
+					evs = append(evs, ev{sp.end, 0})
+				}
+			}
+		default:
+			evs = append(evs, ev{sp.start, 1})
+			if sp.end < ke {
+				evs = append(evs, ev{sp.end, 0})
+			}
+		}
+		if sp.end > ke {
+			keep = append(keep, sp)
+		}
+	}
+	clear(f.running[len(keep):])
+	f.running = keep
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].t != evs[j].t {
+			return evs[i].t < evs[j].t
+		}
+		return evs[i].kind < evs[j].kind
+	})
+	cur, top := initial, initial
+	for _, e := range evs {
+		if e.kind == 1 {
+			cur++
+			top = max(top, cur)
+		} else {
+			cur--
+		}
+	}
+	return float64(busy) / float64(replay.OperationalTickUS), float64(top)
+}
+
 func (f *funcState) closeStep(s *stepAcc) step {
-	st := step{tick: s.tick, rate: float64(s.n) / tickSeconds}
+	st := step{tick: s.tick, rate: float64(s.n) / tickSeconds, idle: s.idle}
 	if s.cpuN > 0 && s.maxInst > 0 {
 		st.cpu = schemas.Some(s.cpuMS / 1e3 / (float64(s.maxInst) * tickSeconds))
 	}
@@ -428,6 +526,11 @@ func (f *funcState) stepAt(t int64) step {
 	if s := f.ring[((t%schemas.SeqLen)+schemas.SeqLen)%schemas.SeqLen]; s.tick == t {
 		return s
 	}
+	return f.emptyStep(t)
+}
+
+// emptyStep is the step of a tick in which the function started nothing.
+func (f *funcState) emptyStep(t int64) step {
 	st := step{tick: t}
 	if f.hasCPU {
 		st.cpu = schemas.Some(0)
@@ -472,9 +575,12 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 			r.MemoryUtil[i] = s.mem
 			r.CPUUtil[i] = s.cpu
 			r.QueueDepth[i] = s.que
+			r.ConcurrencyMean[i] = s.concMean
+			r.ConcurrencyPeak[i] = s.concPeak
 		}
 		last := f.stepAt(tick - 1)
 		r.Invocations = int64(math.Round(last.rate * tickSeconds))
+		r.IdleTimesS = last.idle
 	}
 	p.opRows = rows
 	b.Operational = rows

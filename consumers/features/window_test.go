@@ -187,3 +187,55 @@ func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
 		}
 	}
 }
+
+func TestPartitionConcurrencyAndIdleTimes(t *testing.T) {
+	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	collect(t, p, 0, false)
+	sec := int64(1_000_000)
+	for _, iv := range [][2]int64{{0, 20}, {5, 6}, {10, 10}, {14, 16}, {40, 41}} {
+		e := Event{App: "a", Func: "f", StartUS: iv[0] * sec, DurationUS: (iv[1] - iv[0]) * sec}
+		if err := p.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs := collect(t, p, 4*s15, false)
+	if len(bs) != 4 {
+		t.Fatalf("%d batches, want operational batches for ticks 1..4", len(bs))
+	}
+	last := schemas.SeqLen - 1
+	cases := []struct {
+		batch      int // state for tick batch+1, last step = tick batch
+		mean, peak float64
+		idle       []float64
+	}{
+		// Tick 0: [0,20) 15 s + [5,6) 1 s + [10,10) 0 s + [14,16) 1 s = 17 s;
+		// two in flight at 5 s, at 10 s (the instant) and at 14 s.
+		{0, 17.0 / 15, 2, []float64{0, 0, 0}},
+		// Tick 1: [0,20) 5 s + [14,16) 1 s; both in flight at 15 s.
+		{1, 6.0 / 15, 2, nil},
+		// Tick 2: [40,41) 1 s; its idle time is 40 − 20 = 20 s.
+		{2, 1.0 / 15, 1, []float64{20}},
+		// Tick 3: nothing in flight.
+		{3, 0, 0, nil},
+	}
+	for _, c := range cases {
+		r := bs[c.batch].Operational[0]
+		if math.Abs(r.ConcurrencyMean[last]-c.mean) > 1e-12 || r.ConcurrencyPeak[last] != c.peak {
+			t.Errorf("tick %d: concurrency mean %v peak %v, want %v and %v", c.batch, r.ConcurrencyMean[last], r.ConcurrencyPeak[last], c.mean, c.peak)
+		}
+		if len(r.IdleTimesS) != len(c.idle) {
+			t.Errorf("tick %d: idle times %v, want %v", c.batch, r.IdleTimesS, c.idle)
+			continue
+		}
+		for i := range c.idle {
+			if r.IdleTimesS[i] != c.idle[i] {
+				t.Errorf("tick %d: idle times %v, want %v", c.batch, r.IdleTimesS, c.idle)
+			}
+		}
+	}
+	// The sequence of the tick-4 state holds ticks 0..3 in its last four steps.
+	seq := bs[3].Operational[0].ConcurrencyPeak
+	if got := seq[last-3 : last+1]; got[0] != 2 || got[1] != 2 || got[2] != 1 || got[3] != 0 {
+		t.Errorf("peak sequence %v", seq)
+	}
+}
