@@ -1,0 +1,26 @@
+// Package twin is the cloud twin of the closed loop: it runs each tick's
+// arrivals under the decisions in force on the cloud model, produces the
+// telemetry the feature service windows, and scores every decision against
+// the counterfactual alternatives of its layer.
+//
+// [Engine] is the pure core — no broker, no clock: the same arrivals,
+// decisions and configuration give the same telemetry, decisions and
+// rewards, whatever the replay speed. The service that feeds it from Kafka
+// and NATS and writes its output back lives beside it.
+//
+// Rewards, per DESIGN §2:
+//   - operational, per function-tick: the tick's invocations run from the
+//     tick's starting pool under each pre-warm alternative (Config.
+//     PrewarmAlternatives plus the decided count);
+//   - tactical, per function-hour: the hour's invocations run from the
+//     hour's starting pools under each of the 24 region × tier placements on
+//     the hour's provider, with the operational pre-warm schedule carried
+//     over;
+//   - strategic, per app-day: the day's invocations of every function of the
+//     app run from the day's starting pools on each provider, with each
+//     hour's metro and tier and the pre-warm schedule carried over.
+//
+// Each alternative is scored with cloud.Rewards; the decided alternative's
+// score is the reward, the best one the hindsight oracle, and the difference
+// the regret. An interval with no invocations and no cost emits no reward.
+package twin

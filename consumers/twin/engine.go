@@ -1,0 +1,328 @@
+package twin
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+const (
+	ticksPerHour = replay.TacticalTickUS / replay.OperationalTickUS
+	ticksPerDay  = replay.StrategicTickUS / replay.OperationalTickUS
+)
+
+// Arrival is one invocation arriving at the twin.
+type Arrival struct {
+	ID         string
+	App, Func  string
+	StartUS    int64
+	DurationUS int64
+	Row        int64
+}
+
+// Config configures an Engine.
+type Config struct {
+	// RunID is written on every output record.
+	RunID string
+	// DefaultPlacement applies before any decision (DESIGN §1).
+	DefaultPlacement cloud.Placement
+	// Reward weights and clips the rewards.
+	Reward cloud.RewardConfig
+	// PrewarmAlternatives are the pre-warm counts the operational reward
+	// compares the decided count with. Default 0, 1, 2, 4, 8.
+	PrewarmAlternatives []int
+	// Outcomes makes Tick return per-invocation outcomes.
+	Outcomes bool
+}
+
+// Output is what one tick produced, in a deterministic order.
+type Output struct {
+	// Telemetry holds the tick's observed invocations in start order.
+	Telemetry []*stratapb.Observation
+	// Decisions holds the decisions that took effect at this tick, joined
+	// with the placement they resolved to.
+	Decisions []*stratapb.Decision
+	// Rewards holds the rewards of the intervals that ended with this tick.
+	Rewards []*stratapb.Reward
+	// Outcomes holds per-invocation outcomes when Config.Outcomes is set.
+	Outcomes []*stratapb.Outcome
+}
+
+type fnKey struct{ app, fn string }
+
+// segment is one tick of a function's activity, kept for the hour's and
+// the day's counterfactuals.
+type segment struct {
+	tick    int64
+	metro   cloud.Metro
+	tier    cloud.Tier
+	prewarm int
+	reqs    []cloud.Request
+}
+
+type fnState struct {
+	key   fnKey
+	fn    cloud.Function
+	pools map[cloud.Placement]*cloud.Pool
+	// decisions in force
+	tactical, operational       schemas.DecisionRow
+	hasTactical, hasOperational bool
+	// lastEndUS is the end of the function's latest execution (keep-warm).
+	lastEndUS int64
+	// hour and day bookkeeping: pools at the first activity of the period
+	// (unchanged since its start, since pools only change when evaluated).
+	hour, day           int64
+	hourPools, dayPools map[cloud.Placement]*cloud.Pool
+	hourSegs, daySegs   []segment
+	hourProvider        cloud.Provider
+}
+
+type appState struct {
+	app         string
+	strategic   schemas.DecisionRow
+	hasDecision bool
+	funcs       []*fnState
+}
+
+// Engine is the twin's deterministic core. It is not safe for concurrent use.
+type Engine struct {
+	m      *cloud.Model
+	cfg    Config
+	funcs  map[fnKey]*fnState
+	apps   map[string]*appState
+	appIDs []string // sorted
+	// profile returns the modelled function (hidden properties, user metro,
+	// SLO) of a function seen for the first time.
+	profile func(app, fn string) cloud.Function
+	next    int64 // next tick to evaluate
+	started bool
+	pending map[schemas.Layer]*schemas.DecisionBatch
+}
+
+// ErrOutOfOrder is returned by Tick for a tick other than the next one.
+var ErrOutOfOrder = errors.New("tick out of order")
+
+// NewEngine returns an engine on model m. profile supplies each function's
+// modelled properties (see ProfileBuilder); it is called once per function.
+func NewEngine(m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Function) (*Engine, error) {
+	if !cfg.DefaultPlacement.Valid() {
+		return nil, fmt.Errorf("configuring twin: default placement %v is not valid", cfg.DefaultPlacement)
+	}
+	if err := cfg.Reward.Validate(); err != nil {
+		return nil, fmt.Errorf("configuring twin: %w", err)
+	}
+	if cfg.PrewarmAlternatives == nil {
+		cfg.PrewarmAlternatives = []int{0, 1, 2, 4, 8}
+	}
+	for _, n := range cfg.PrewarmAlternatives {
+		if n < 0 {
+			return nil, fmt.Errorf("configuring twin: negative pre-warm alternative %d", n)
+		}
+	}
+	return &Engine{m: m, cfg: cfg, funcs: map[fnKey]*fnState{}, apps: map[string]*appState{}, profile: profile,
+		pending: map[schemas.Layer]*schemas.DecisionBatch{}}, nil
+}
+
+// NextTick returns the tick Tick expects next.
+func (e *Engine) NextTick() int64 { return e.next }
+
+// Apply hands the engine a layer's decisions for a tick: they take effect
+// when that tick is evaluated. Shards of one layer and tick are merged.
+func (e *Engine) Apply(b *schemas.DecisionBatch) error {
+	tick := b.Header.Tick
+	var first int64
+	switch b.Header.Layer {
+	case schemas.Operational:
+		first = tick
+	case schemas.Tactical:
+		first = tick * ticksPerHour
+	case schemas.Strategic:
+		first = tick * ticksPerDay
+	default:
+		return fmt.Errorf("applying decisions: unknown layer %q", b.Header.Layer)
+	}
+	if e.started && first < e.next {
+		return fmt.Errorf("applying %s decisions for tick %d: %w: tick %d already evaluated", b.Header.Layer, tick, ErrOutOfOrder, first)
+	}
+	p := e.pending[b.Header.Layer]
+	if p == nil || p.Header.Tick != tick {
+		if p != nil {
+			return fmt.Errorf("applying %s decisions for tick %d: decisions for tick %d are still pending", b.Header.Layer, tick, p.Header.Tick)
+		}
+		p = &schemas.DecisionBatch{Header: b.Header}
+		e.pending[b.Header.Layer] = p
+	}
+	p.Rows = append(p.Rows, b.Rows...)
+	return nil
+}
+
+func (e *Engine) function(app, fn string) *fnState {
+	k := fnKey{app, fn}
+	if f, ok := e.funcs[k]; ok {
+		return f
+	}
+	f := &fnState{key: k, fn: e.profile(app, fn), pools: map[cloud.Placement]*cloud.Pool{}, hour: -1, day: -1, lastEndUS: math.MinInt64}
+	e.funcs[k] = f
+	a := e.app(app)
+	i := sort.Search(len(a.funcs), func(i int) bool { return a.funcs[i].key.fn >= fn })
+	a.funcs = slices.Insert(a.funcs, i, f)
+	return f
+}
+
+func (e *Engine) app(app string) *appState {
+	if a, ok := e.apps[app]; ok {
+		return a
+	}
+	a := &appState{app: app}
+	e.apps[app] = a
+	i := sort.SearchStrings(e.appIDs, app)
+	e.appIDs = slices.Insert(e.appIDs, i, app)
+	return a
+}
+
+// placement resolves the placement in force for f: the app's strategic
+// provider, the function's tactical metro and tier, the default otherwise.
+func (e *Engine) placement(f *fnState) cloud.Placement {
+	pl := e.cfg.DefaultPlacement
+	if a := e.apps[f.key.app]; a != nil && a.hasDecision {
+		if p, err := cloud.ParseProvider(a.strategic.Provider); err == nil {
+			pl.Provider = p
+		}
+	}
+	if f.hasTactical {
+		if m, err := cloud.ParseMetro(f.tactical.Region); err == nil {
+			pl.Metro = m
+		}
+		if t, err := cloud.TierOf(int(f.tactical.MemoryMB)); err == nil {
+			pl.Tier = t
+		}
+	}
+	return pl
+}
+
+// prewarm returns the pre-warm count in force for f at tick start t: the
+// operational decision's count, raised to 1 while a keep-warm window
+// (KeepWarmMS after the function's last execution ended) covers the tick's
+// start. One instance is what the window keeps, as in the keep-alive
+// baselines (BASELINES §4); expiry is rounded up to the tick.
+func (f *fnState) prewarm(t int64) int {
+	if !f.hasOperational {
+		return 0
+	}
+	n := int(f.operational.Prewarm)
+	if kw := f.operational.KeepWarmMS; kw > 0 && f.lastEndUS != math.MinInt64 && t < f.lastEndUS+kw*1000 && t >= f.lastEndUS-replay.OperationalTickUS {
+		n = max(n, 1)
+	}
+	return n
+}
+
+func clonePools(ps map[cloud.Placement]*cloud.Pool) map[cloud.Placement]*cloud.Pool {
+	out := make(map[cloud.Placement]*cloud.Pool, len(ps))
+	for k, p := range ps {
+		out[k] = p.Clone()
+	}
+	return out
+}
+
+func poolFrom(ps map[cloud.Placement]*cloud.Pool, pl cloud.Placement, startUS int64) *cloud.Pool {
+	if p, ok := ps[pl]; ok {
+		return p
+	}
+	p := cloud.NewPool(pl, startUS)
+	ps[pl] = p
+	return p
+}
+
+// Tick evaluates tick k with its arrivals (any order; each must start in
+// tick k) under the decisions applied for it and the ones still in force.
+// Ticks must come in order, without gaps.
+func (e *Engine) Tick(k int64, arrivals []Arrival) (*Output, error) {
+	if e.started && k != e.next {
+		return nil, fmt.Errorf("evaluating tick %d: %w: want tick %d", k, ErrOutOfOrder, e.next)
+	}
+	e.started = true
+	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
+	out := &Output{}
+	if err := e.takeDecisions(k, out); err != nil {
+		return nil, err
+	}
+	arr := slices.Clone(arrivals)
+	slices.SortFunc(arr, func(a, b Arrival) int {
+		if c := cmpInt(a.StartUS, b.StartUS); c != 0 {
+			return c
+		}
+		return cmpString(a.ID, b.ID)
+	})
+	byFn := map[fnKey][]Arrival{}
+	for _, a := range arr {
+		if a.StartUS < ks || a.StartUS >= ke {
+			return nil, fmt.Errorf("evaluating tick %d: arrival %s starts at %d, outside [%d, %d)", k, a.ID, a.StartUS, ks, ke)
+		}
+		if a.DurationUS < 0 {
+			return nil, fmt.Errorf("evaluating tick %d: arrival %s has negative duration", k, a.ID)
+		}
+		key := fnKey{a.App, a.Func}
+		if _, ok := e.funcs[key]; !ok {
+			e.function(a.App, a.Func)
+		}
+		byFn[key] = append(byFn[key], a)
+	}
+	var obs []obsAt
+	for _, app := range e.appIDs {
+		for _, f := range e.apps[app].funcs {
+			o, err := e.tickFunction(f, k, byFn[f.key], out)
+			if err != nil {
+				return nil, err
+			}
+			obs = append(obs, o...)
+		}
+	}
+	slices.SortStableFunc(obs, func(a, b obsAt) int { return cmpInt(a.start, b.start) })
+	for _, o := range obs {
+		out.Telemetry = append(out.Telemetry, o.obs)
+	}
+	if (k+1)%ticksPerHour == 0 {
+		if err := e.closeHour(k/ticksPerHour, out); err != nil {
+			return nil, err
+		}
+	}
+	if (k+1)%ticksPerDay == 0 {
+		if err := e.closeDay(k/ticksPerDay, out); err != nil {
+			return nil, err
+		}
+	}
+	e.next = k + 1
+	return out, nil
+}
+
+type obsAt struct {
+	start int64
+	obs   *stratapb.Observation
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,346 @@
+package twin
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// takeDecisions moves the pending batches that take effect at tick k into
+// force, slowest layer first, and emits them joined with the placement they
+// resolve to.
+func (e *Engine) takeDecisions(k int64, out *Output) error {
+	type taken struct {
+		layer schemas.Layer
+		b     *schemas.DecisionBatch
+	}
+	var ts []taken
+	for _, l := range schemas.Layers {
+		b := e.pending[l]
+		if b == nil {
+			continue
+		}
+		first := b.Header.Tick
+		switch l {
+		case schemas.Tactical:
+			first *= ticksPerHour
+		case schemas.Strategic:
+			first *= ticksPerDay
+		}
+		if first != k {
+			continue
+		}
+		delete(e.pending, l)
+		rows := slices.Clone(b.Rows)
+		slices.SortStableFunc(rows, func(a, b schemas.DecisionRow) int {
+			if c := cmpString(a.App, b.App); c != 0 {
+				return c
+			}
+			return cmpString(a.Func, b.Func)
+		})
+		for _, r := range rows {
+			switch l {
+			case schemas.Strategic:
+				if _, err := cloud.ParseProvider(r.Provider); err != nil {
+					return fmt.Errorf("applying strategic decision for app %s at day %d: %w", r.App, b.Header.Tick, err)
+				}
+				a := e.app(r.App)
+				a.strategic, a.hasDecision = r, true
+			case schemas.Tactical:
+				if _, err := cloud.ParseMetro(r.Region); err != nil {
+					return fmt.Errorf("applying tactical decision for %s/%s at hour %d: %w", r.App, r.Func, b.Header.Tick, err)
+				}
+				if _, err := cloud.TierOf(int(r.MemoryMB)); err != nil {
+					return fmt.Errorf("applying tactical decision for %s/%s at hour %d: %w", r.App, r.Func, b.Header.Tick, err)
+				}
+				f := e.function(r.App, r.Func)
+				f.tactical, f.hasTactical = r, true
+			case schemas.Operational:
+				if r.Prewarm < 0 || r.KeepWarmMS < 0 {
+					return fmt.Errorf("applying operational decision for %s/%s at tick %d: negative pre-warm or keep-warm", r.App, r.Func, b.Header.Tick)
+				}
+				f := e.function(r.App, r.Func)
+				f.operational, f.hasOperational = r, true
+			}
+		}
+		ts = append(ts, taken{l, &schemas.DecisionBatch{Header: b.Header, Rows: rows}})
+	}
+	for _, t := range ts {
+		tickMS := t.b.Header.TickStartUS / 1000
+		for _, r := range t.b.Rows {
+			d := &stratapb.Decision{RunId: e.cfg.RunID, Layer: string(t.layer), Tick: t.b.Header.Tick, TickMs: tickMS,
+				App: r.App, Func: r.Func, Policy: r.Policy, PolicyVersion: r.PolicyVersion, Action: r.Action,
+				KeepWarmMs: r.KeepWarmMS}
+			if r.LogProb.Valid {
+				d.LogProb = proto.Float64(r.LogProb.V)
+			}
+			if r.Value.Valid {
+				d.Value = proto.Float64(r.Value.V)
+			}
+			var pl cloud.Placement
+			if t.layer == schemas.Strategic {
+				pl = e.cfg.DefaultPlacement
+				pl.Provider, _ = cloud.ParseProvider(r.Provider)
+			} else {
+				f := e.function(r.App, r.Func)
+				pl = e.placement(f)
+				if t.layer == schemas.Operational {
+					d.Prewarm = r.Prewarm
+				}
+			}
+			d.Provider = pl.Provider.String()
+			if t.layer != schemas.Strategic {
+				d.Region, d.MemoryMb = pl.Metro.String(), int32(pl.Tier.MB())
+			}
+			out.Decisions = append(out.Decisions, d)
+		}
+	}
+	return nil
+}
+
+// tickFunction evaluates one function's tick k, records it for the hour's
+// and the day's counterfactuals, and emits its operational reward.
+func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) ([]obsAt, error) {
+	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
+	pw := f.prewarm(ks)
+	if len(arr) == 0 && pw == 0 {
+		return nil, nil
+	}
+	pl := e.placement(f)
+	if h := k / ticksPerHour; f.hour != h {
+		f.hour, f.hourPools, f.hourSegs, f.hourProvider = h, clonePools(f.pools), nil, pl.Provider
+	}
+	if d := k / ticksPerDay; f.day != d {
+		f.day, f.dayPools, f.daySegs = d, clonePools(f.pools), nil
+	}
+	reqs := make([]cloud.Request, len(arr))
+	for i, a := range arr {
+		reqs[i] = cloud.Request{StartUS: a.StartUS, DurationUS: a.DurationUS}
+	}
+	seg := segment{tick: k, metro: pl.Metro, tier: pl.Tier, prewarm: pw, reqs: reqs}
+	f.hourSegs = append(f.hourSegs, seg)
+	f.daySegs = append(f.daySegs, seg)
+
+	pool := poolFrom(f.pools, pl, ks)
+	start := pool.Clone()
+	iv := cloud.Interval{StartUS: ks, EndUS: ke}
+	res, err := e.m.Evaluate(&f.fn, pool, iv, []int{pw}, reqs)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating tick %d: %w", k, err)
+	}
+	ts := res.Ticks[0]
+	obs := make([]obsAt, len(arr))
+	for i, a := range arr {
+		o := res.Outcomes[i]
+		obs[i] = obsAt{a.StartUS, &stratapb.Observation{
+			Arrival: &stratapb.Arrival{InvocationId: a.ID, App: a.App, Func: a.Func, StartUs: a.StartUS,
+				EndUs: a.StartUS + a.DurationUS, DurationUs: a.DurationUS, Row: a.Row, RunId: e.cfg.RunID},
+			Provider: proto.String(pl.Provider.String()), Region: proto.String(pl.Metro.String()),
+			MemoryMb: proto.Int32(int32(pl.Tier.MB())), LatencyMs: proto.Float64(o.LatencyMS),
+			CpuBusyMs: proto.Float64(o.CPUBusyS * 1e3), QueueWaitMs: proto.Float64(o.QueueWaitMS),
+			MemoryUsedMb: proto.Float64(o.MemoryMB), ColdStart: proto.Bool(o.Cold),
+			WarmInstances: proto.Int32(int32(max(ts.Instances-ts.ColdStarts, 0))), TotalInstances: proto.Int32(int32(ts.Instances)),
+			CostUsd: proto.Float64(o.CostUSD), CarbonG: proto.Float64(o.CarbonG), Failed: proto.Bool(o.Failed),
+			Source: "twin",
+		}}
+		end := a.StartUS + int64((o.ColdStartMS+o.QueueWaitMS+o.ExecMS)*1e3)
+		f.lastEndUS = max(f.lastEndUS, end)
+		if e.cfg.Outcomes {
+			out.Outcomes = append(out.Outcomes, &stratapb.Outcome{RunId: e.cfg.RunID, InvocationId: a.ID, App: a.App, Func: a.Func,
+				StartUs: a.StartUS, Provider: pl.Provider.String(), Region: pl.Metro.String(), MemoryMb: int32(pl.Tier.MB()),
+				LatencyMs: o.LatencyMS, ExecMs: o.ExecMS, QueueWaitMs: o.QueueWaitMS, ColdStart: o.Cold, Failed: o.Failed,
+				SlaViolation: o.Violated, CostUsd: o.CostUSD, CarbonG: o.CarbonG})
+		}
+	}
+	if res.Aggregate.Invocations == 0 && res.Aggregate.CostUSD == 0 {
+		return obs, nil
+	}
+	// Operational reward: the decided pre-warm count against the
+	// alternatives, each from the tick's starting pool.
+	alts := slices.Clone(e.cfg.PrewarmAlternatives)
+	if !slices.Contains(alts, pw) {
+		alts = append(alts, pw)
+	}
+	slices.Sort(alts)
+	aggs := make([]cloud.Aggregate, len(alts))
+	lat := make([][]float64, len(alts))
+	chosen := slices.Index(alts, pw)
+	for i, n := range alts {
+		if n == pw {
+			aggs[i], lat[i] = res.Aggregate, latencies(res.Outcomes)
+			continue
+		}
+		r, err := e.m.Evaluate(&f.fn, start.Clone(), iv, []int{n}, reqs)
+		if err != nil {
+			return nil, fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, n, err)
+		}
+		aggs[i], lat[i] = r.Aggregate, latencies(r.Outcomes)
+	}
+	rw := e.reward(schemas.Operational, k, ks, f.key.app, f.key.fn, aggs, lat, chosen)
+	if f.hasOperational && f.operational.Predicted.Valid {
+		rw.PredError = math.Abs(f.operational.Predicted.V - float64(len(arr)))
+	}
+	if res.Aggregate.ColdStarts > 0 {
+		rw.Underprovisioned = 1
+	}
+	out.Rewards = append(out.Rewards, rw)
+	return obs, nil
+}
+
+func latencies(os []cloud.Outcome) []float64 {
+	out := make([]float64, len(os))
+	for i, o := range os {
+		out[i] = o.LatencyMS
+	}
+	return out
+}
+
+// percentile returns the nearest-rank q-quantile of xs (sorted in place).
+func percentile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	i := int(math.Ceil(q*float64(len(xs)))) - 1
+	return xs[min(max(i, 0), len(xs)-1)]
+}
+
+// reward scores the alternatives of one interval and builds the reward row
+// of the chosen one.
+func (e *Engine) reward(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) *stratapb.Reward {
+	rs, best := cloud.Rewards(aggs, e.cfg.Reward)
+	a, r := aggs[chosen], rs[chosen]
+	ls := slices.Clone(lat[chosen])
+	return &stratapb.Reward{RunId: e.cfg.RunID, Layer: string(l), Tick: tick, TickMs: startUS / 1000, App: app, Func: fn,
+		Reward: r.R, RCost: r.RCost, RPerf: r.RPerf, RCarbon: r.RCarbon, SlaPenalty: e.cfg.Reward.SLAPenalty * r.SLARate,
+		Invocations: int64(a.Invocations), ColdStarts: int64(a.ColdStarts), SlaViolations: int64(a.Violations),
+		CostUsd: a.CostUSD, PrewarmCostUsd: a.PrewarmCostUSD, CarbonG: a.CarbonG,
+		LatencyP50Ms: percentile(ls, 0.5), LatencyP95Ms: percentile(ls, 0.95),
+		OracleReward: rs[best].R, Regret: rs[best].R - r.R}
+}
+
+// addAggregate folds b into a: counts and totals add, the mean latency is
+// weighted by invocations and the maximum kept; P95 is left to the caller,
+// which keeps the latencies.
+func addAggregate(a *cloud.Aggregate, b cloud.Aggregate) {
+	n := a.Invocations + b.Invocations
+	if n > 0 {
+		a.MeanLatencyMS = (a.MeanLatencyMS*float64(a.Invocations) + b.MeanLatencyMS*float64(b.Invocations)) / float64(n)
+	}
+	a.Invocations = n
+	a.ColdStarts += b.ColdStarts
+	a.Queued += b.Queued
+	a.Failures += b.Failures
+	a.Violations += b.Violations
+	a.CostUSD += b.CostUSD
+	a.PrewarmCostUSD += b.PrewarmCostUSD
+	a.CarbonG += b.CarbonG
+	a.PrewarmCarbonG += b.PrewarmCarbonG
+	a.MaxLatencyMS = max(a.MaxLatencyMS, b.MaxLatencyMS)
+	a.BusySeconds += b.BusySeconds
+}
+
+// replaySegments runs segments on pools from start (cloned lazily per
+// placement), with place giving each segment's placement, and folds the
+// results into agg and lat.
+func (e *Engine) replaySegments(f *fnState, start map[cloud.Placement]*cloud.Pool, segs []segment, place func(segment) cloud.Placement, agg *cloud.Aggregate, lat *[]float64) error {
+	pools := map[cloud.Placement]*cloud.Pool{}
+	for _, s := range segs {
+		pl := place(s)
+		p, ok := pools[pl]
+		if !ok {
+			if sp, ok := start[pl]; ok {
+				p = sp.Clone()
+			} else {
+				p = cloud.NewPool(pl, s.tick*replay.OperationalTickUS)
+			}
+			pools[pl] = p
+		}
+		ks := s.tick * replay.OperationalTickUS
+		r, err := e.m.Evaluate(&f.fn, p, cloud.Interval{StartUS: ks, EndUS: ks + replay.OperationalTickUS}, []int{s.prewarm}, s.reqs)
+		if err != nil {
+			return err
+		}
+		addAggregate(agg, r.Aggregate)
+		*lat = append(*lat, latencies(r.Outcomes)...)
+	}
+	return nil
+}
+
+// closeHour emits the tactical rewards of hour h: for every function active
+// in it, the hour replayed under the 24 region × tier placements of the
+// hour's provider.
+func (e *Engine) closeHour(h int64, out *Output) error {
+	for _, app := range e.appIDs {
+		for _, f := range e.apps[app].funcs {
+			if f.hour != h || len(f.hourSegs) == 0 {
+				continue
+			}
+			n := cloud.NumMetros * cloud.NumTiers
+			aggs := make([]cloud.Aggregate, n)
+			lat := make([][]float64, n)
+			for m := range cloud.NumMetros {
+				for t := range cloud.NumTiers {
+					i := m*cloud.NumTiers + t
+					pl := cloud.Placement{Provider: f.hourProvider, Metro: cloud.Metro(m), Tier: cloud.Tier(t)}
+					if err := e.replaySegments(f, f.hourPools, f.hourSegs, func(segment) cloud.Placement { return pl }, &aggs[i], &lat[i]); err != nil {
+						return fmt.Errorf("scoring hour %d of %s/%s: %w", h, f.key.app, f.key.fn, err)
+					}
+				}
+			}
+			s0 := f.hourSegs[0]
+			chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
+			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
+				continue
+			}
+			out.Rewards = append(out.Rewards, e.reward(schemas.Tactical, h, h*replay.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen))
+			f.hourSegs, f.hourPools = nil, nil
+		}
+	}
+	return nil
+}
+
+// closeDay emits the strategic rewards of day d: for every app active in it,
+// the day of all its functions replayed on each provider with each hour's
+// metro and tier.
+func (e *Engine) closeDay(d int64, out *Output) error {
+	for _, app := range e.appIDs {
+		a := e.apps[app]
+		aggs := make([]cloud.Aggregate, cloud.NumProviders)
+		lat := make([][]float64, cloud.NumProviders)
+		active := false
+		chosen := int(e.cfg.DefaultPlacement.Provider)
+		if a.hasDecision {
+			if p, err := cloud.ParseProvider(a.strategic.Provider); err == nil {
+				chosen = int(p)
+			}
+		}
+		for _, f := range a.funcs {
+			if f.day != d || len(f.daySegs) == 0 {
+				continue
+			}
+			active = true
+			for p := range cloud.NumProviders {
+				place := func(s segment) cloud.Placement {
+					return cloud.Placement{Provider: cloud.Provider(p), Metro: s.metro, Tier: s.tier}
+				}
+				if err := e.replaySegments(f, f.dayPools, f.daySegs, place, &aggs[p], &lat[p]); err != nil {
+					return fmt.Errorf("scoring day %d of %s/%s: %w", d, f.key.app, f.key.fn, err)
+				}
+			}
+			f.daySegs, f.dayPools = nil, nil
+		}
+		if !active || (aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0) {
+			continue
+		}
+		out.Rewards = append(out.Rewards, e.reward(schemas.Strategic, d, d*replay.StrategicTickUS, app, "", aggs, lat, chosen))
+	}
+	return nil
+}
