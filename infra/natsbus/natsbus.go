@@ -174,3 +174,33 @@ func (p *BatchPublisher) Flush(ctx context.Context) error {
 	p.pending = p.pending[:0]
 	return err
 }
+
+// Follow delivers every message on subject in stream, oldest first, to fn,
+// until ctx is done (it then returns nil) or fn fails. It uses an ordered
+// consumer: nothing is acknowledged, and a reconnect resumes after the last
+// delivered message.
+func Follow(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(data []byte) error) error {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return fmt.Errorf("following %s: %w", subject, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("following %s: %w", subject, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("following %s: %w", subject, err)
+		}
+		if err := fn(msg.Data()); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// Policy is what the worker serves: one layer's decisions for one tick.
+type Policy interface {
+	Name() string
+	Version() string
+	Decide(ctx context.Context, state *schemas.StateBatch, out *schemas.DecisionBatch) error
+}
+
+// Publisher sends an encoded batch with a message id; natsbus.BatchPublisher
+// satisfies it.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	Flush(ctx context.Context) error
+}
+
+// Worker serves one layer's policy for one run.
+type Worker struct {
+	js     jetstream.JetStream
+	pub    Publisher
+	layer  schemas.Layer
+	runID  string
+	policy Policy
+	log    *slog.Logger
+	// Decided counts the decision batches published.
+	Decided int64
+}
+
+// New returns a worker for layer that answers the state batches of run
+// runID with policy.
+func New(js jetstream.JetStream, pub Publisher, layer schemas.Layer, runID string, policy Policy, logger *slog.Logger) *Worker {
+	return &Worker{js: js, pub: pub, layer: layer, runID: runID, policy: policy, log: logger}
+}
+
+// Run serves until ctx is done. A state batch that does not decode is
+// logged and skipped; a policy error stops the worker.
+func (w *Worker) Run(ctx context.Context) error {
+	subject := schemas.StateSubject(w.layer)
+	err := natsbus.Follow(ctx, w.js, schemas.StreamState, subject, func(data []byte) error {
+		st, err := schemas.DecodeState(data)
+		if err != nil {
+			w.log.Warn("skipping a state batch that does not decode", "subject", subject, "err", err)
+			return nil
+		}
+		h := st.Header
+		if h.RunID != w.runID || h.Layer != w.layer {
+			return nil
+		}
+		out := &schemas.DecisionBatch{Header: h}
+		if err := w.policy.Decide(ctx, st, out); err != nil {
+			return fmt.Errorf("deciding %s tick %d shard %d with %s: %w", h.Layer, h.Tick, h.Shard, w.policy.Name(), err)
+		}
+		for i := range out.Rows {
+			out.Rows[i].Policy, out.Rows[i].PolicyVersion = w.policy.Name(), w.policy.Version()
+		}
+		enc, err := schemas.EncodeDecisions(out)
+		if err != nil {
+			return err
+		}
+		if err := w.pub.Publish(ctx, schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), enc); err != nil {
+			return err
+		}
+		w.Decided++
+		// The twin waits for every decision: send it now rather than with a
+		// later batch.
+		return w.pub.Flush(ctx)
+	})
+	return err
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-rl/strata/agents/worker"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/producers"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// loopOpts configures a closed-loop run on top of pipelineOpts.
+type loopOpts struct {
+	pipelineOpts
+	model    *cloud.Model
+	policies map[schemas.Layer]worker.Policy // enabled layers
+	engine   twin.Config
+	// profile gives each function's modelled properties.
+	profile func(app, fn string) cloud.Function
+}
+
+type loopResult struct {
+	Replay   producers.ReplayResult
+	Features features.Stats
+	Twin     twin.Stats
+	Wall     time.Duration
+}
+
+// runClosedLoop replays src as arrivals through the twin, the feature
+// service and the policy workers: the twin runs each tick under the
+// decisions in force and writes telemetry, decisions and rewards; the
+// features turn the telemetry into state; the workers turn state into the
+// next decisions. It returns when the twin has evaluated the last tick and
+// the features have published the last state.
+func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName string) (loopResult, error) {
+	var res loopResult
+	if o.partitions <= 0 {
+		o.partitions = kafka.DefaultPartitions
+	}
+	if o.runID == "" {
+		o.runID = newRunID()
+	}
+	if o.stateRetention == 0 {
+		o.stateRetention = 128 << 20
+	}
+	e := o.env
+	if e == nil {
+		var err error
+		if e, err = startEnv(ctx, &o.pipelineOpts); err != nil {
+			return res, err
+		}
+		defer e.close()
+	}
+	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
+	if err != nil {
+		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.brokers, Group: "strata-features-" + o.runID,
+		Epoch: o.epoch, StopAfterFinal: true, RunID: o.runID, OnBatch: o.onBatch},
+		natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv}, o.logger.With("role", "features"), o.reg)
+	if err != nil {
+		return res, err
+	}
+	o.engine.RunID = o.runID
+	eng, err := twin.NewEngine(o.model, o.engine, o.profile)
+	if err != nil {
+		return res, err
+	}
+	var layers []schemas.Layer
+	for _, l := range schemas.Layers {
+		if o.policies[l] != nil {
+			layers = append(layers, l)
+		}
+	}
+	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers,
+		TelemetryPartitions: o.partitions}, eng, e.js, o.logger.With("role", "twin"))
+	if err != nil {
+		return res, err
+	}
+	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.brokers, o.logger), kgo.ProducerLinger(2*time.Millisecond))...)
+	if err != nil {
+		return res, fmt.Errorf("creating replay kafka client: %w", err)
+	}
+	defer pcl.Close()
+	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}, pcl, o.logger.With("role", "replay"), o.reg)
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var workers errgroup.Group
+	for _, l := range layers {
+		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, o.runID, o.policies[l], o.logger.With("role", "agent", "layer", l))
+		workers.Go(func() error { return w.Run(wctx) })
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return fsvc.Run(gctx) })
+	g.Go(func() error { return tsvc.Run(gctx) })
+	g.Go(func() error {
+		r, err := rep.Run(gctx, src)
+		res.Replay = r
+		return err
+	})
+	err = g.Wait()
+	stopWorkers()
+	if werr := workers.Wait(); err == nil {
+		err = werr
+	}
+	res.Wall = time.Since(t0)
+	res.Features, res.Twin = fsvc.Stats(), tsvc.Stats()
+	return res, err
+}

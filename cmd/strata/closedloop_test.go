@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/agents/worker"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// fixedPolicy decides the same for every entity: a test stand-in for the
+// baselines, which have their own tests.
+type fixedPolicy struct {
+	row schemas.DecisionRow
+}
+
+func (p fixedPolicy) Name() string    { return "fixed" }
+func (p fixedPolicy) Version() string { return "1" }
+func (p fixedPolicy) Decide(_ context.Context, st *schemas.StateBatch, out *schemas.DecisionBatch) error {
+	add := func(app, fn string) {
+		r := p.row
+		r.App, r.Func = app, fn
+		out.Rows = append(out.Rows, r)
+	}
+	for _, r := range st.Strategic {
+		add(r.App, "")
+	}
+	for _, r := range st.Tactical {
+		add(r.App, r.Func)
+	}
+	for _, r := range st.Operational {
+		add(r.App, r.Func)
+	}
+	return nil
+}
+
+func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batchLog) {
+	t.Helper()
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &batchLog{}
+	o := loopOpts{
+		pipelineOpts: testOpts(runID, speed, 2, log),
+		model:        m,
+		policies: map[schemas.Layer]worker.Policy{
+			schemas.Strategic:   fixedPolicy{row: schemas.DecisionRow{Provider: "gcp", Action: 2}},
+			schemas.Tactical:    fixedPolicy{row: schemas.DecisionRow{Region: "eu-west", MemoryMB: 512, Action: 2*6 + 2}},
+			schemas.Operational: fixedPolicy{row: schemas.DecisionRow{Prewarm: 1, Action: 1}},
+		},
+		engine:  twin.Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig()},
+		profile: func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) },
+	}
+	o.logger = slog.New(slog.DiscardHandler)
+	r, err := replay.OpenTrace(realTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := runClosedLoop(ctx, o, r, "real")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, log
+}
+
+func TestEmbeddedClosedLoop(t *testing.T) {
+	res, log := testLoop(t, "loop", 0)
+	// The 998 real rows start in ticks 0..430: the twin evaluates 431 ticks.
+	if res.Twin.Ticks != 431 || res.Twin.Arrivals != 998 || res.Twin.Telemetry != 998 {
+		t.Fatalf("twin stats %+v, want 431 ticks and 998 arrivals observed", res.Twin)
+	}
+	if res.Features.Invocations != 998 {
+		t.Fatalf("features windowed %d invocations of the twin's telemetry, want 998", res.Features.Invocations)
+	}
+	if res.Twin.Rewards == 0 || res.Twin.Decisions == 0 {
+		t.Fatalf("no rewards or decisions: %+v", res.Twin)
+	}
+	// The state the agents saw carries the twin's observations: utilisation
+	// is known, not missing.
+	var known bool
+	for _, b := range log.batches {
+		sb, err := schemas.DecodeState(b.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range sb.Operational {
+			if r.CPUUtil[schemas.SeqLen-1].Valid {
+				known = true
+			}
+		}
+	}
+	if !known {
+		t.Fatal("closed-loop operational state never carried CPU utilisation")
+	}
+	// Same input, config and seed at another speed: identical decisions and
+	// rewards.
+	again, _ := testLoop(t, "loop", 20000)
+	if again.Twin.RewardsSHA256 != res.Twin.RewardsSHA256 || again.Twin.DecisionsSHA256 != res.Twin.DecisionsSHA256 {
+		t.Fatalf("speed max and 20000 differ: rewards %s vs %s, decisions %s vs %s",
+			res.Twin.RewardsSHA256, again.Twin.RewardsSHA256, res.Twin.DecisionsSHA256, again.Twin.DecisionsSHA256)
+	}
+}

@@ -1,0 +1,429 @@
+package twin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// ServiceConfig configures the twin service.
+type ServiceConfig struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// RunID selects the run: arrivals and decision batches of other runs are
+	// ignored.
+	RunID string
+	// Group is the consumer group on strata.invocations.v1.
+	Group string
+	// Layers are the enabled decision layers; the twin waits for each one's
+	// batches (every shard) before it evaluates a tick.
+	Layers []schemas.Layer
+	// TelemetryPartitions is the partition count of strata.telemetry.v1:
+	// every tick's watermark goes to each.
+	TelemetryPartitions int
+}
+
+// Stats counts what the service did.
+type Stats struct {
+	Ticks       int64 `json:"ticks"`
+	Arrivals    int64 `json:"arrivals"`
+	Decisions   int64 `json:"decisions"`
+	Rewards     int64 `json:"rewards"`
+	Telemetry   int64 `json:"telemetry"`
+	Outcomes    int64 `json:"outcomes"`
+	HorizonTick int64 `json:"horizon_tick"`
+	// RewardsSHA256 and DecisionsSHA256 digest the serialised rewards and
+	// joined decisions in the order the twin wrote them: equal digests mean
+	// byte-identical tables, whatever the replay speed.
+	RewardsSHA256   string `json:"rewards_sha256"`
+	DecisionsSHA256 string `json:"decisions_sha256"`
+}
+
+// Service runs the Engine between Kafka and NATS: arrivals from
+// strata.invocations.v1 and decision batches from strata.decision.<layer>
+// in; telemetry with a watermark per tick, decisions, rewards and outcomes
+// out. It evaluates tick k once every arrival of the tick is in (the
+// arrivals' watermark passed its end) and every enabled layer's batch for it
+// is complete, so its output does not depend on timing.
+type Service struct {
+	cfg ServiceConfig
+	eng *Engine
+	cl  *kgo.Client
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	mu                         sync.Mutex
+	prodErr                    error
+	batches                    map[batchKey]*pendingBatch
+	wake                       chan struct{}
+	stats                      Stats
+	rewardsHash, decisionsHash hash.Hash
+}
+
+type batchKey struct {
+	layer schemas.Layer
+	tick  int64
+}
+
+type pendingBatch struct {
+	n      int
+	shards map[int]bool
+	merged *schemas.DecisionBatch
+}
+
+// NewService returns a service around eng.
+func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*Service, error) {
+	if cfg.TelemetryPartitions <= 0 {
+		return nil, errors.New("configuring twin: telemetry partition count must be positive")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "strata-twin-" + cfg.RunID
+	}
+	s := &Service{cfg: cfg, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
+		rewardsHash: sha256.New(), decisionsHash: sha256.New()}
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
+		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(schemas.TopicInvocations),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0))...)
+	if err != nil {
+		return nil, fmt.Errorf("creating twin kafka client: %w", err)
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// Stats returns a copy of the counters.
+func (s *Service) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.RewardsSHA256 = hex.EncodeToString(s.rewardsHash.Sum(nil))
+	st.DecisionsSHA256 = hex.EncodeToString(s.decisionsHash.Sum(nil))
+	return st
+}
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves until the run's arrivals end and the last tick is evaluated,
+// or ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.cl.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.cfg.Layers))
+	for _, l := range s.cfg.Layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := natsbus.Follow(ctx, s.js, schemas.StreamDecision, schemas.DecisionSubject(l), s.onDecision); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
+	err := s.loop(ctx)
+	cancel()
+	wg.Wait()
+	select {
+	case e := <-errs:
+		err = errors.Join(err, e)
+	default:
+	}
+	return err
+}
+
+func (s *Service) onDecision(data []byte) error {
+	b, err := schemas.DecodeDecisions(data)
+	if err != nil {
+		s.log.Warn("skipping a decision batch that does not decode", "err", err)
+		return nil
+	}
+	h := b.Header
+	if h.RunID != s.cfg.RunID {
+		return nil
+	}
+	s.mu.Lock()
+	k := batchKey{h.Layer, h.Tick}
+	p := s.batches[k]
+	if p == nil {
+		p = &pendingBatch{n: h.NShards, shards: map[int]bool{}, merged: &schemas.DecisionBatch{Header: h}}
+		p.merged.Header.Shard, p.merged.Header.NShards = 0, 1
+		s.batches[k] = p
+	}
+	if !p.shards[h.Shard] { // a redelivered shard is dropped
+		p.shards[h.Shard] = true
+		p.merged.Rows = append(p.merged.Rows, b.Rows...)
+	}
+	s.mu.Unlock()
+	s.poke()
+	return nil
+}
+
+// loop consumes arrivals and evaluates every tick that is ready.
+func (s *Service) loop(ctx context.Context) error {
+	arrivals := map[int64][]Arrival{}
+	wm := map[int32]int64{}
+	final := map[int32]bool{}
+	horizon := int64(-1)
+	nParts := -1
+	if err := s.watermark(ctx, 0, false); err != nil {
+		return err
+	}
+	for {
+		// Evaluate what is ready.
+		for {
+			k := s.eng.NextTick()
+			if horizon >= 0 && k*replay.OperationalTickUS >= horizon {
+				if err := s.watermark(ctx, horizon, true); err != nil {
+					return err
+				}
+				if err := s.cl.Flush(ctx); err != nil {
+					return fmt.Errorf("flushing twin output: %w", err)
+				}
+				return nil
+			}
+			allFinal := len(final) == nParts && horizon >= 0
+			if nParts <= 0 || len(wm) < nParts || (minWM(wm) < (k+1)*replay.OperationalTickUS && !allFinal) {
+				break
+			}
+			bs, ok := s.decisionsFor(k)
+			if !ok {
+				break
+			}
+			if err := s.evaluate(ctx, k, bs, arrivals[k]); err != nil {
+				return err
+			}
+			delete(arrivals, k)
+		}
+		// Wait for input.
+		fetches := s.pollOrWake(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fetches == nil {
+			continue
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s/%d: %w", t, p, err) })
+		if ferr != nil {
+			return ferr
+		}
+		var derr error
+		fetches.EachRecord(func(r *kgo.Record) {
+			if nParts < 0 {
+				n, err := kafka.PartitionCount(ctx, s.cl, schemas.TopicInvocations)
+				if err != nil {
+					derr = err
+					return
+				}
+				nParts = n
+			}
+			if kafka.IsWatermark(r) {
+				var w stratapb.Watermark
+				if err := proto.Unmarshal(r.Value, &w); err != nil || w.RunId != s.cfg.RunID {
+					return
+				}
+				wm[r.Partition] = max(wm[r.Partition], w.WatermarkUs)
+				if w.Final {
+					final[r.Partition] = true
+					horizon = max(horizon, w.WatermarkUs)
+				}
+				return
+			}
+			var a stratapb.Arrival
+			if err := proto.Unmarshal(r.Value, &a); err != nil || a.RunId != s.cfg.RunID {
+				return
+			}
+			k := replay.TickOf(a.StartUs, replay.OperationalTickUS)
+			if k < s.eng.NextTick() {
+				s.log.Warn("dropping an arrival for an evaluated tick", "id", a.InvocationId, "tick", k)
+				return
+			}
+			arrivals[k] = append(arrivals[k], Arrival{ID: a.InvocationId, App: a.App, Func: a.Func, StartUS: a.StartUs, DurationUS: a.DurationUs, Row: a.Row})
+			s.mu.Lock()
+			s.stats.Arrivals++
+			s.mu.Unlock()
+		})
+		if derr != nil {
+			return derr
+		}
+	}
+}
+
+// pollOrWake returns the next Kafka fetches, or nil when a decision batch
+// arrived first.
+func (s *Service) pollOrWake(ctx context.Context) kgo.Fetches {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.wake:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	f := s.cl.PollFetches(pctx)
+	if pctx.Err() != nil && ctx.Err() == nil {
+		// Woken by a decision batch; records fetched meanwhile are kept by
+		// the client for the next poll.
+		if f.NumRecords() == 0 {
+			return nil
+		}
+	}
+	return f
+}
+
+func minWM(wm map[int32]int64) int64 {
+	first := true
+	var m int64
+	for _, v := range wm {
+		if first || v < m {
+			m, first = v, false
+		}
+	}
+	return m
+}
+
+// decisionsFor returns the complete decision batches that tick k needs, or
+// false while one is incomplete.
+func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*schemas.DecisionBatch
+	for _, l := range s.cfg.Layers {
+		var tick int64
+		switch l {
+		case schemas.Operational:
+			tick = k
+		case schemas.Tactical:
+			if k%ticksPerHour != 0 {
+				continue
+			}
+			tick = k / ticksPerHour
+		case schemas.Strategic:
+			if k%ticksPerDay != 0 {
+				continue
+			}
+			tick = k / ticksPerDay
+		}
+		p := s.batches[batchKey{l, tick}]
+		if p == nil || len(p.shards) < p.n {
+			return nil, false
+		}
+		out = append(out, p.merged)
+	}
+	for _, b := range out {
+		delete(s.batches, batchKey{b.Header.Layer, b.Header.Tick})
+	}
+	return out, true
+}
+
+func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arr []Arrival) error {
+	for _, b := range bs {
+		if err := s.eng.Apply(b); err != nil {
+			return err
+		}
+	}
+	out, err := s.eng.Tick(k, arr)
+	if err != nil {
+		return err
+	}
+	for _, o := range out.Telemetry {
+		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o); err != nil {
+			return err
+		}
+	}
+	if err := s.watermark(ctx, (k+1)*replay.OperationalTickUS, false); err != nil {
+		return err
+	}
+	for _, d := range out.Decisions {
+		if err := s.produce(ctx, schemas.TopicDecisions, d.GetApp(), d, s.decisionsHash); err != nil {
+			return err
+		}
+	}
+	for _, r := range out.Rewards {
+		if err := s.produce(ctx, schemas.TopicRewards, r.GetApp(), r, s.rewardsHash); err != nil {
+			return err
+		}
+	}
+	for _, o := range out.Outcomes {
+		if err := s.produce(ctx, schemas.TopicOutcomes, o.GetApp(), o); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.stats.Ticks++
+	s.stats.Telemetry += int64(len(out.Telemetry))
+	s.stats.Decisions += int64(len(out.Decisions))
+	s.stats.Rewards += int64(len(out.Rewards))
+	s.stats.Outcomes += int64(len(out.Outcomes))
+	s.stats.HorizonTick = k
+	s.mu.Unlock()
+	return nil
+}
+
+// produce writes m to topic; digest, if given, also takes its bytes
+// (deterministic encoding).
+func (s *Service) produce(ctx context.Context, topic, key string, m proto.Message, digest ...hash.Hash) error {
+	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding a record for %s: %w", topic, err)
+	}
+	for _, h := range digest {
+		s.mu.Lock()
+		h.Write(v)
+		s.mu.Unlock()
+	}
+	s.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: v}, s.produced)
+	return s.producedErr()
+}
+
+func (s *Service) produced(r *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prodErr == nil {
+		s.prodErr = fmt.Errorf("producing to %s: %w", r.Topic, err)
+	}
+}
+
+func (s *Service) producedErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prodErr
+}
+
+// watermark writes the telemetry watermark w (the end of the tick just
+// evaluated) to every telemetry partition.
+func (s *Service) watermark(ctx context.Context, w int64, final bool) error {
+	v, err := proto.Marshal(&stratapb.Watermark{RunId: s.cfg.RunID, WatermarkUs: w, Final: final})
+	if err != nil {
+		return fmt.Errorf("encoding watermark: %w", err)
+	}
+	for p := range s.cfg.TelemetryPartitions {
+		s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicTelemetry, Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders}, s.produced)
+	}
+	return s.producedErr()
+}
