@@ -42,7 +42,7 @@ type loopResult struct {
 // features turn the telemetry into state; the workers turn state into the
 // next decisions. It returns when the twin has evaluated the last tick and
 // the features have published the last state.
-func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName string) (loopResult, error) {
+func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName string, traceLenUS int64) (loopResult, error) {
 	var res loopResult
 	if o.partitions <= 0 {
 		o.partitions = kafka.DefaultPartitions
@@ -92,8 +92,10 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		return res, fmt.Errorf("creating replay kafka client: %w", err)
 	}
 	defer pcl.Close()
-	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
-		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}, pcl, o.logger.With("role", "replay"), o.reg)
+	rcfg := producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}
+	bar := newProgress(o.progress, traceLenUS, &rcfg)
+	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
 		return res, err
 	}
@@ -114,6 +116,9 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		return err
 	})
 	err = g.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	stopWorkers()
 	if werr := workers.Wait(); err == nil {
 		err = werr

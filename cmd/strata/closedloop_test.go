@@ -69,7 +69,7 @@ func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batc
 	defer func() { _ = r.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := runClosedLoop(ctx, o, r, "real")
+	res, err := runClosedLoop(ctx, o, r, "real", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

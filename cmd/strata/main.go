@@ -19,11 +19,14 @@ const usage = `strata — multi-cloud serverless placement with hierarchical lea
 Usage: strata <command> [flags]
 
 Commands:
-  run        replay a trace through the whole pipeline in one process
-             (embedded Kafka, NATS and store unless addresses are given)
+  run        replay a trace through the closed loop in one process — twin,
+             features, policy workers (embedded Kafka and NATS unless
+             addresses are given); --observed for the open loop
   replay     produce a trace into Kafka (strata.invocations.v1, or
              strata.telemetry.v1 with --observed)
   features   window strata.telemetry.v1 into state batches on NATS
+  sink       write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB
+  sql        query the decision and reward tables (DuckDB file or ClickHouse)
   trace      synth | stats: generate a synthetic trace, print trace statistics
   bench      pipeline: measure pipeline throughput against raw produce
 
@@ -71,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return featuresMain(ctx, args[1:], stdout, stderr)
 	case "trace":
 		return traceMain(ctx, args[1:], stdout)
+	case "sink":
+		return sinkMain(ctx, args[1:], stdout, stderr)
+	case "sql":
+		return sqlMain(ctx, args[1:], stdout, stderr)
 	case "bench":
 		defaultMemoryLimit()
 		return benchMain(ctx, args[1:], stdout, stderr)

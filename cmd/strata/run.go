@@ -76,7 +76,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		summaryF = fs.String("summary", "", "write a JSON summary of the run to `FILE`")
 		runID    = fs.String("run-id", "", "run id (default: random)")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be; later rows are dead-lettered")
-		observed = fs.Bool("observed", true, "open loop: replay the trace as telemetry observed on its own platform (the closed loop through the cloud twin is not built yet)")
+		observed = fs.Bool("observed", false, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
+		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+policyNames(schemas.Strategic)+", or none")
+		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+policyNames(schemas.Tactical)+", or none")
+		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+policyNames(schemas.Operational)+", or none")
+		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		progress = fs.Bool("progress", true, "show a progress bar on stderr")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	)
@@ -84,9 +89,6 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if !*observed {
-		return errors.New("--observed=false needs the cloud twin, which is not built yet: only the open loop is available")
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
 	if err != nil {
@@ -127,6 +129,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if o.runID == "" {
 		o.runID = newRunID()
+	}
+	if !*observed {
+		pl, err := parsePlacement(*defPl)
+		if err != nil {
+			return err
+		}
+		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
+			policySeed: *polSeed, summary: *summaryF, sources: &sf}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,6 +53,26 @@ type Stats struct {
 	// byte-identical tables, whatever the replay speed.
 	RewardsSHA256   string `json:"rewards_sha256"`
 	DecisionsSHA256 string `json:"decisions_sha256"`
+	// Layers holds per-layer decision counts and mean rewards.
+	Layers map[string]LayerStats `json:"layers"`
+	// Totals over every evaluated function-tick of the run: execution and
+	// pre-warm cost (USD) and carbon (g), cold starts and SLA violations.
+	CostUSD    float64 `json:"cost_usd"`
+	CarbonG    float64 `json:"carbon_g"`
+	ColdStarts int64   `json:"cold_starts"`
+	Violations int64   `json:"sla_violations"`
+	// Latency percentiles over every invocation, milliseconds.
+	LatencyP50MS float64 `json:"latency_p50_ms"`
+	LatencyP95MS float64 `json:"latency_p95_ms"`
+	LatencyP99MS float64 `json:"latency_p99_ms"`
+}
+
+// LayerStats summarises one layer's decisions and rewards.
+type LayerStats struct {
+	Decisions  int64   `json:"decisions"`
+	Rewards    int64   `json:"rewards"`
+	MeanReward float64 `json:"mean_reward"`
+	MeanRegret float64 `json:"mean_regret"`
 }
 
 // Service runs the Engine between Kafka and NATS: arrivals from
@@ -73,6 +94,8 @@ type Service struct {
 	wake                       chan struct{}
 	stats                      Stats
 	rewardsHash, decisionsHash hash.Hash
+	latencies                  []float64
+	rewardSum, regretSum       map[string]float64
 }
 
 type batchKey struct {
@@ -95,7 +118,9 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 		cfg.Group = "strata-twin-" + cfg.RunID
 	}
 	s := &Service{cfg: cfg, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
-		rewardsHash: sha256.New(), decisionsHash: sha256.New()}
+		rewardsHash: sha256.New(), decisionsHash: sha256.New(),
+		rewardSum: map[string]float64{}, regretSum: map[string]float64{}}
+	s.stats.Layers = map[string]LayerStats{}
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(schemas.TopicInvocations),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0))...)
@@ -113,6 +138,15 @@ func (s *Service) Stats() Stats {
 	st := s.stats
 	st.RewardsSHA256 = hex.EncodeToString(s.rewardsHash.Sum(nil))
 	st.DecisionsSHA256 = hex.EncodeToString(s.decisionsHash.Sum(nil))
+	st.Layers = map[string]LayerStats{}
+	for l, ls := range s.stats.Layers {
+		if ls.Rewards > 0 {
+			ls.MeanReward, ls.MeanRegret = s.rewardSum[l]/float64(ls.Rewards), s.regretSum[l]/float64(ls.Rewards)
+		}
+		st.Layers[l] = ls
+	}
+	lat := slices.Clone(s.latencies)
+	st.LatencyP50MS, st.LatencyP95MS, st.LatencyP99MS = percentile(lat, 0.50), percentile(lat, 0.95), percentile(lat, 0.99)
 	return st
 }
 
@@ -372,6 +406,30 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 		}
 	}
 	s.mu.Lock()
+	for _, o := range out.Telemetry {
+		s.latencies = append(s.latencies, o.GetLatencyMs())
+	}
+	for _, d := range out.Decisions {
+		ls := s.stats.Layers[d.Layer]
+		ls.Decisions++
+		s.stats.Layers[d.Layer] = ls
+	}
+	for _, r := range out.Rewards {
+		ls := s.stats.Layers[r.Layer]
+		ls.Rewards++
+		s.stats.Layers[r.Layer] = ls
+		s.rewardSum[r.Layer] += r.Reward
+		s.regretSum[r.Layer] += r.Regret
+		if r.Layer == string(schemas.Operational) {
+			// The engine scores every function-tick it evaluated (whatever
+			// layers are enabled): their sums are the run's totals,
+			// pre-warm cost and carbon included.
+			s.stats.CostUSD += r.CostUsd
+			s.stats.CarbonG += r.CarbonG
+			s.stats.ColdStarts += r.ColdStarts
+			s.stats.Violations += r.SlaViolations
+		}
+	}
 	s.stats.Ticks++
 	s.stats.Telemetry += int64(len(out.Telemetry))
 	s.stats.Decisions += int64(len(out.Decisions))

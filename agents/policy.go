@@ -1,0 +1,71 @@
+package agents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/strata-rl/strata/agents/baselines"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// Policy decides one layer's decisions for one tick from that tick's state.
+// Implementations may keep state across ticks (histograms, moving windows);
+// given the same sequence of state batches they must return the same
+// decisions (deterministic: seeded randomness only). Not safe for concurrent use.
+type Policy interface {
+	Name() string
+	Version() string
+	Layer() schemas.Layer
+	// Decide appends one DecisionRow per entity it decides for to out.Rows.
+	// An entity left out keeps its previous decision in the twin.
+	Decide(ctx context.Context, state *schemas.StateBatch, out *schemas.DecisionBatch) error
+}
+
+// ErrUnknownPolicy is wrapped by New when no policy of the layer has the
+// requested name; the message lists the valid names.
+var ErrUnknownPolicy = baselines.ErrUnknownPolicy
+
+// ErrInvalidParam is wrapped by New for an unknown, malformed or
+// out-of-range parameter override; the message lists the valid keys.
+var ErrInvalidParam = baselines.ErrInvalidParam
+
+// Options configures a policy built by New.
+type Options struct {
+	// Seed seeds every random choice of the policy.
+	Seed int64
+	// Model is the cloud model policies evaluate placements with; the
+	// strategic and tactical greedy and power-tuning baselines require it.
+	Model *cloud.Model
+	// Epoch is the wall-clock instant of trace time 0 (hour of day for the
+	// user-metro rule). Zero means Model.Config().Epoch.
+	Epoch time.Time
+	// Params overrides named parameters of the policy, as strings (e.g.
+	// {"window": "3"}); docs/baselines.md lists each policy's keys and
+	// defaults. An unknown key is an error.
+	Params map[string]string
+}
+
+// New returns a fresh policy called name for layer.
+func New(name string, layer schemas.Layer, opts Options) (Policy, error) {
+	if _, err := schemas.ParseLayer(string(layer)); err != nil {
+		return nil, fmt.Errorf("creating policy %q: %w", name, err)
+	}
+	p, err := baselines.New(name, layer, baselines.Config{
+		Seed: opts.Seed, Model: opts.Model, Epoch: opts.Epoch, Params: opts.Params,
+	})
+	if err != nil {
+		if errors.Is(err, baselines.ErrUnknownPolicy) {
+			return nil, fmt.Errorf("creating %s policy %q: %w: valid names are %s", layer, name, ErrUnknownPolicy, strings.Join(Names(layer), ", "))
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Names returns the names New accepts for layer, in a fixed order; nil for
+// an unknown layer.
+func Names(layer schemas.Layer) []string { return baselines.Names(layer) }

@@ -1,0 +1,76 @@
+package agents_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas"
+)
+
+func testModel(t *testing.T) *cloud.Model {
+	t.Helper()
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		t.Fatalf("loading catalog: %v", err)
+	}
+	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	if err != nil {
+		t.Fatalf("building model: %v", err)
+	}
+	return m
+}
+
+func TestNewEveryName(t *testing.T) {
+	m := testModel(t)
+	want := map[schemas.Layer]int{schemas.Strategic: 4, schemas.Tactical: 5, schemas.Operational: 7}
+	for _, layer := range schemas.Layers {
+		names := agents.Names(layer)
+		if len(names) != want[layer] {
+			t.Errorf("Names(%s) = %v, want %d names", layer, names, want[layer])
+		}
+		for _, name := range names {
+			p, err := agents.New(name, layer, agents.Options{Seed: 1, Model: m})
+			if err != nil {
+				t.Fatalf("New(%q, %s): %v", name, layer, err)
+			}
+			if p.Name() != name || p.Layer() != layer || p.Version() == "" {
+				t.Errorf("New(%q, %s) gave %s/%s/%q", name, layer, p.Name(), p.Layer(), p.Version())
+			}
+			out := &schemas.DecisionBatch{}
+			st := &schemas.StateBatch{Header: schemas.BatchHeader{Layer: layer, Tick: 1}}
+			if err := p.Decide(context.Background(), st, out); err != nil || len(out.Rows) != 0 {
+				t.Errorf("%s/%s on an empty batch: %d rows, %v", layer, name, len(out.Rows), err)
+			}
+		}
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	tests := []struct {
+		name   string
+		layer  schemas.Layer
+		opts   agents.Options
+		is     error
+		substr string
+	}{
+		{"oracle", schemas.Tactical, agents.Options{}, agents.ErrUnknownPolicy, "valid names are random, greedy-latency, greedy-cost, greedy-carbon, power-tuning"},
+		{"knative", schemas.Strategic, agents.Options{}, agents.ErrUnknownPolicy, "valid names are random,"},
+		{"reactive", schemas.Layer("hourly"), agents.Options{}, nil, "unknown layer"},
+		{"keepalive-10m", schemas.Operational, agents.Options{Params: map[string]string{"keep_warm_ms": "-5"}}, agents.ErrInvalidParam, "keep_warm_ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := agents.New(tt.name, tt.layer, tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.substr) {
+				t.Fatalf("New: %v, want an error containing %q", err, tt.substr)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v does not wrap %v", err, tt.is)
+			}
+		})
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/worker"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+type loopFlags struct {
+	strategic, tactical, operational string
+	placement                        cloud.Placement
+	policySeed                       int64
+	summary                          string
+	sources                          *sourceFlags
+}
+
+func policyNames(l schemas.Layer) string { return strings.Join(agents.Names(l), ", ") }
+
+// parsePlacement parses provider/metro/memoryMB, e.g. aws/us-east/1024.
+func parsePlacement(s string) (cloud.Placement, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 {
+		return cloud.Placement{}, fmt.Errorf("parsing placement %q: want provider/metro/memoryMB, e.g. aws/us-east/1024", s)
+	}
+	p, err := cloud.ParseProvider(parts[0])
+	if err != nil {
+		return cloud.Placement{}, fmt.Errorf("parsing placement %q: %w", s, err)
+	}
+	m, err := cloud.ParseMetro(parts[1])
+	if err != nil {
+		return cloud.Placement{}, fmt.Errorf("parsing placement %q: %w", s, err)
+	}
+	mb, err := strconv.Atoi(parts[2])
+	if err != nil {
+		return cloud.Placement{}, fmt.Errorf("parsing placement %q: memory %q is not a number", s, parts[2])
+	}
+	t, err := cloud.TierOf(mb)
+	if err != nil {
+		return cloud.Placement{}, fmt.Errorf("parsing placement %q: %w", s, err)
+	}
+	return cloud.Placement{Provider: p, Metro: m, Tier: t}, nil
+}
+
+// loopSummary is the closed loop's --summary JSON: the open loop's fields
+// plus the twin's figures.
+type loopSummary struct {
+	summary
+	Policies          map[string]string          `json:"policies"`
+	Layers            map[string]twin.LayerStats `json:"layers"`
+	TwinTicks         int64                      `json:"twin_ticks"`
+	CostPerMillionUSD float64                    `json:"cost_per_million_usd"`
+	GCO2ePerMillion   float64                    `json:"gco2e_per_million"`
+	LatencyP50MS      float64                    `json:"latency_p50_ms"`
+	LatencyP95MS      float64                    `json:"latency_p95_ms"`
+	LatencyP99MS      float64                    `json:"latency_p99_ms"`
+	ColdStartRate     float64                    `json:"cold_start_rate"`
+	SLAViolationRate  float64                    `json:"sla_violation_rate"`
+	RewardsSHA256     string                     `json:"rewards_sha256"`
+	DecisionsSHA256   string                     `json:"decisions_sha256"`
+}
+
+// runLoopMain runs `strata run` in the closed loop: it derives the
+// functions' properties from the trace's training days, then replays the
+// trace through the twin, the features and the policy workers.
+func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.Source, name string, traceLen int64, stdout io.Writer) error {
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		return err
+	}
+	cfg := cloud.DefaultConfig()
+	cfg.Epoch = o.epoch
+	m, err := cloud.NewModel(cat, cfg)
+	if err != nil {
+		return err
+	}
+	// Pass 1: function properties from the training days (a second read of
+	// the trace; the generator is deterministic, a file is read again).
+	pre, _, _, closePre, err := lf.sources.open()
+	if err != nil {
+		return err
+	}
+	pb := twin.NewProfileBuilder(o.epoch)
+	for {
+		in, err := pre.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *replay.LineError
+		if errors.As(err, &le) {
+			continue // counted and dead-lettered by the replay pass
+		}
+		if err != nil {
+			closePre()
+			return fmt.Errorf("deriving function properties from %s: %w", name, err)
+		}
+		pb.Add(in)
+	}
+	closePre()
+
+	policies := map[schemas.Layer]worker.Policy{}
+	names := map[string]string{}
+	for l, n := range map[schemas.Layer]string{schemas.Strategic: lf.strategic, schemas.Tactical: lf.tactical, schemas.Operational: lf.operational} {
+		names[string(l)] = n
+		if n == "none" {
+			continue
+		}
+		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch})
+		if err != nil {
+			return err
+		}
+		policies[l] = p
+	}
+	lo := loopOpts{pipelineOpts: o, model: m, policies: policies, profile: pb.Build(m),
+		engine: twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig()}}
+	res, err := runClosedLoop(ctx, lo, src, name, traceLen)
+	if err != nil {
+		return err
+	}
+	t := res.Twin
+	sum := loopSummary{summary: summary{
+		RunID: o.runID, Source: name, Invocations: res.Replay.Invocations, Windowed: res.Features.Invocations,
+		Ticks: res.Features.Ticks, StatesPublished: res.Features.StatesPublished,
+		DeadLetters: res.Replay.DeadLetters + res.Features.Late + res.Features.Malformed,
+		BadLines:    res.Replay.BadLines, Late: res.Replay.Late + res.Features.Late,
+		HorizonSeconds: float64(res.Replay.HorizonUS) / 1e6, WallSeconds: res.Wall.Seconds(), Speed: o.speed.String(),
+		Kafka: orDefault(strings.Join(o.brokers, ","), "embedded"), NATS: orDefault(o.natsURL, "embedded"),
+	}, Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
+		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
+		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
+	if s := res.Wall.Seconds(); s > 0 {
+		sum.InvocationsPerSecond = float64(sum.Invocations) / s
+	}
+	if n := float64(t.Telemetry); n > 0 {
+		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
+		sum.GCO2ePerMillion = t.CarbonG / n * 1e6
+		sum.ColdStartRate = float64(t.ColdStarts) / n
+		sum.SLAViolationRate = float64(t.Violations) / n
+	}
+	fmt.Fprintf(stdout, "run %s (closed loop: strategic %s, tactical %s, operational %s): %d invocations from %s in %d ticks, %.1f s wall\n",
+		sum.RunID, lf.strategic, lf.tactical, lf.operational, sum.Invocations, name, t.Ticks, sum.WallSeconds)
+	fmt.Fprintf(stdout, "  cost %.2f USD per million, %.0f gCO2e per million, latency p50/p95/p99 %.0f/%.0f/%.0f ms, cold starts %.2f%%, SLA violations %.2f%%\n",
+		sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS, 100*sum.ColdStartRate, 100*sum.SLAViolationRate)
+	for _, l := range schemas.Layers {
+		ls := t.Layers[string(l)]
+		fmt.Fprintf(stdout, "  %-11s %-16s decisions %8d  rewards %8d  mean reward %.4f  mean regret %.4f\n", l, names[string(l)], ls.Decisions, ls.Rewards, ls.MeanReward, ls.MeanRegret)
+	}
+	if lf.summary != "" {
+		return writeJSON(lf.summary, sum)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/strata-rl/strata/consumers/sink"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/store"
+)
+
+// sinkMain runs the sink alone: Kafka → ClickHouse or a DuckDB file, until
+// interrupted or (with --stop-after-idle) until the topics are idle.
+func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata sink", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		sf          storeFlags
+		brokers     = fs.String("kafka", "", "Kafka seed brokers `host:port[,…]` (required)")
+		group       = fs.String("group", "strata-sink", "consumer group")
+		outcomes    = fs.Bool("outcomes", false, "also write strata.outcomes.v1 to the outcomes table")
+		partitions  = fs.Int("partitions", kafka.DefaultPartitions, "partitions of the topics the sink creates when missing")
+		batchRows   = fs.Int("batch-rows", 10000, "most records written in one batch")
+		flushEvery  = fs.Duration("flush-interval", 500*time.Millisecond, "longest a record waits for its batch")
+		idle        = fs.Duration("stop-after-idle", 0, "exit once no record arrived for this long (0: run until interrupted)")
+		logLevel    = fs.String("log-level", "warn", "log level: debug, info, warn, error")
+		metricsAddr = fs.String("metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
+		statsJSON   = fs.Bool("json", false, "print the final counters as JSON")
+	)
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *brokers == "" {
+		return errors.New("strata sink needs --kafka")
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	_ = serveMetrics(ctx, *metricsAddr, reg)
+	st, err := store.Open(ctx, sf.target())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close() }()
+	if err := st.EnsureSchema(ctx); err != nil {
+		return err
+	}
+	sk, err := sink.New(ctx, sink.Config{Brokers: kafka.ParseBrokers(*brokers), Group: *group, Outcomes: *outcomes,
+		Partitions: *partitions, BatchRows: *batchRows, FlushInterval: *flushEvery, StopAfterIdle: *idle}, st, logger, reg)
+	if err != nil {
+		return err
+	}
+	runErr := sk.Run(ctx)
+	s := sk.Stats()
+	if *statsJSON {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return fmt.Errorf("encoding sink stats: %w", err)
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		fmt.Fprintf(stdout, "sink: %d records, rows written: %d runs, %d decisions, %d rewards, %d outcomes; %d dead-lettered, %d batches\n",
+			s.Records, s.Rows[store.TableRuns], s.Rows[store.TableDecisions], s.Rows[store.TableRewards],
+			s.Rows[store.TableOutcomes], s.Rejected, s.Batches)
+	}
+	return runErr
+}

@@ -1,0 +1,569 @@
+// Package sink consumes the twin's records (runs, decisions, rewards and
+// optionally outcomes) from Kafka and writes them as table rows to a store
+// (ClickHouse or DuckDB, see infra/store). It commits a record's offset only
+// after the batch holding it was written, and the tables are keyed by the
+// records' natural keys, so a crash, a rebalance or a restart can replay
+// records but never loses or double-counts one.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// TopicRuns carries stratapb.Run records (one per run, keyed by run id) for
+// the runs table. It lives here until it moves to package schemas.
+const TopicRuns = "strata.runs.v1"
+
+// Writer is what the sink needs from a store; every store.Store is one.
+// A Write returns once its rows are durable.
+type Writer interface {
+	WriteRuns(ctx context.Context, rows []*stratapb.Run) error
+	WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error
+	WriteRewards(ctx context.Context, rows []*stratapb.Reward) error
+	WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome) error
+}
+
+// ErrNoBrokers is returned by New without seed brokers.
+var ErrNoBrokers = errors.New("sink: no kafka brokers")
+
+// Topics names the topics the sink reads; empty fields take the defaults.
+type Topics struct {
+	// Runs defaults to TopicRuns.
+	Runs string
+	// Decisions defaults to strata.decisions.v1.
+	Decisions string
+	// Rewards defaults to strata.rewards.v1.
+	Rewards string
+	// Outcomes defaults to strata.outcomes.v1 (read only with
+	// Config.Outcomes).
+	Outcomes string
+	// DeadLetter defaults to strata.deadletter.v1.
+	DeadLetter string
+}
+
+// Config configures a Sink.
+type Config struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// Group is the consumer group (default strata-sink).
+	Group string
+	// Topics overrides topic names (default: the strata topics).
+	Topics Topics
+	// Outcomes makes the sink read the outcomes topic too (default off).
+	Outcomes bool
+	// Partitions is the partition count of the topics the sink creates
+	// when they are missing (default kafka.DefaultPartitions).
+	Partitions int
+	// BatchRows is the most records written in one batch (default 10000).
+	BatchRows int
+	// FlushInterval is the longest a record waits for its batch to fill
+	// before it is written (default 500 ms).
+	FlushInterval time.Duration
+	// StopAfterIdle, if positive, makes Run return once no record arrived
+	// for that long since the last record or the last partition
+	// assignment, whichever is later (joining the group does not count).
+	StopAfterIdle time.Duration
+	// WriteRetries is how many times a failed batch write is retried, with
+	// backoff, before Run returns the error (default 5; negative: none).
+	// Retrying is safe: writes are idempotent.
+	WriteRetries int
+}
+
+func (c *Config) defaults() {
+	if c.Group == "" {
+		c.Group = "strata-sink"
+	}
+	t := &c.Topics
+	t.Runs = orDefault(t.Runs, TopicRuns)
+	t.Decisions = orDefault(t.Decisions, schemas.TopicDecisions)
+	t.Rewards = orDefault(t.Rewards, schemas.TopicRewards)
+	t.Outcomes = orDefault(t.Outcomes, schemas.TopicOutcomes)
+	t.DeadLetter = orDefault(t.DeadLetter, schemas.TopicDeadLetter)
+	if c.Partitions <= 0 {
+		c.Partitions = kafka.DefaultPartitions
+	}
+	if c.BatchRows <= 0 {
+		c.BatchRows = 10000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 500 * time.Millisecond
+	}
+	if c.WriteRetries == 0 {
+		c.WriteRetries = 5
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// Stats counts what a sink did.
+type Stats struct {
+	// Records is every record polled, including skipped and rejected ones.
+	Records int64 `json:"records"`
+	// Rows is the rows handed to the store per table, in batches that
+	// were written (a replayed record counts again).
+	Rows map[string]int64 `json:"rows"`
+	// Rejected is the malformed or invalid records sent to the dead-letter
+	// topic.
+	Rejected int64 `json:"rejected"`
+	// Skipped is records that are not rows (watermarks).
+	Skipped int64 `json:"skipped"`
+	// Batches is the batches written; Committed the records whose offsets
+	// were committed after their batch.
+	Batches   int64 `json:"batches"`
+	Committed int64 `json:"committed"`
+}
+
+type metrics struct {
+	records      *prometheus.CounterVec
+	rows         *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
+	writeSeconds *prometheus.HistogramVec
+	writeRetries prometheus.Counter
+	commitErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	const ns, sub = "strata", "sink"
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "records_total", Help: "Kafka records polled, by topic."}, []string{"topic"}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "rows_written_total", Help: "Rows written to the store, by table."}, []string{"table"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "rejected_total", Help: "Records dead-lettered, by reason."}, []string{"reason"}),
+		writeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "write_seconds", Help: "Time to write one batch of a table to the store.",
+			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 10)}, []string{"table"}),
+		writeRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "write_retries_total", Help: "Batch writes retried after an error."}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "commit_errors_total", Help: "Offset commits that failed (the records are replayed later)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.rows, m.rejected, m.writeSeconds, m.writeRetries, m.commitErrors)
+	}
+	return m
+}
+
+// batch is the records polled since the last write.
+type batch struct {
+	recs      []*kgo.Record
+	runs      []*stratapb.Run
+	decisions []*stratapb.Decision
+	rewards   []*stratapb.Reward
+	outcomes  []*stratapb.Outcome
+	since     time.Time // when the first record arrived
+}
+
+func (b *batch) reset() {
+	clear(b.recs)
+	b.recs, b.runs, b.decisions, b.rewards, b.outcomes = b.recs[:0], nil, nil, nil, nil
+}
+
+// Sink is a consumer-group member that writes records to a store.
+type Sink struct {
+	cfg Config
+	w   Writer
+	log *slog.Logger
+	m   *metrics
+	cl  *kgo.Client
+
+	// mu guards b, stats and dlErr; flushes hold it, so the revocation
+	// callback and the poll loop never write at the same time.
+	mu     sync.Mutex
+	b      batch
+	stats  Stats
+	dlErr  error
+	failed bool
+	// assignedAt is when partitions were last assigned; the idle clock
+	// does not run before the first assignment.
+	assignedAt time.Time
+}
+
+// New connects to Kafka, creates the sink's topics if they are missing and
+// joins the consumer group on the first poll of Run. The sink does not own
+// w: the caller closes it after Run returns.
+func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, ErrNoBrokers
+	}
+	cfg.defaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{cfg: cfg, w: w, log: logger, m: newMetrics(reg), stats: Stats{Rows: map[string]int64{}}}
+	topics := []string{cfg.Topics.Runs, cfg.Topics.Decisions, cfg.Topics.Rewards}
+	if cfg.Outcomes {
+		topics = append(topics, cfg.Topics.Outcomes)
+	}
+	opts := append(kafka.CommonOpts(cfg.Brokers, logger),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating sink kafka client: %w", err)
+	}
+	if err := kafka.EnsureTopics(ctx, cl, int32(cfg.Partitions), append(topics, cfg.Topics.DeadLetter)...); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// Stats returns a copy of the sink's counters.
+func (s *Sink) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.stats
+	out.Rows = make(map[string]int64, len(s.stats.Rows))
+	for k, v := range s.stats.Rows {
+		out.Rows[k] = v
+	}
+	return out
+}
+
+// Run consumes until ctx is done, a write fails for good, or (with
+// StopAfterIdle) the topics stay idle. Then it shuts down in order: stop
+// polling, write the last batch, commit its offsets, leave the group,
+// close the client. A cancelled ctx is a normal stop and returns nil.
+func (s *Sink) Run(ctx context.Context) error {
+	defer s.cl.Close()
+	runErr := s.loop(ctx)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if runErr == nil {
+		runErr = s.flush(sctx)
+	}
+	if runErr != nil {
+		// Drop what could not be written: its offsets stay uncommitted, so
+		// the next member reads it again. The revocation on leaving must
+		// not try again.
+		s.mu.Lock()
+		s.failed = true
+		s.b.reset()
+		s.mu.Unlock()
+	}
+	s.cl.AllowRebalance()
+	if err := s.cl.LeaveGroupContext(sctx); err != nil && runErr == nil {
+		runErr = fmt.Errorf("leaving consumer group %s: %w", s.cfg.Group, err)
+	}
+	return runErr
+}
+
+func (s *Sink) loop(ctx context.Context) error {
+	var lastRecord time.Time
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.mu.Lock()
+		n, since, assigned := len(s.b.recs), s.b.since, s.assignedAt
+		s.mu.Unlock()
+		idleSince := assigned
+		if lastRecord.After(idleSince) {
+			idleSince = lastRecord
+		}
+		// Poll until the batch is due, or until the sink counts as idle.
+		var deadline time.Time
+		switch {
+		case n > 0:
+			deadline = since.Add(s.cfg.FlushInterval)
+		case s.cfg.StopAfterIdle > 0 && !assigned.IsZero():
+			deadline = idleSince.Add(s.cfg.StopAfterIdle)
+		case s.cfg.StopAfterIdle > 0:
+			deadline = time.Now().Add(s.cfg.StopAfterIdle) // look again for an assignment
+		}
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			pctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := s.cl.PollRecords(pctx, s.cfg.BatchRows-n)
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		var fetchErr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && fetchErr == nil {
+				fetchErr = fmt.Errorf("fetching %s/%d: %w", t, p, err)
+			}
+		})
+		if fetchErr != nil {
+			return fetchErr
+		}
+		got := 0
+		s.mu.Lock()
+		fetches.EachRecord(func(r *kgo.Record) {
+			got++
+			s.add(r)
+		})
+		n = len(s.b.recs)
+		s.mu.Unlock()
+		now := time.Now()
+		if got > 0 {
+			lastRecord, idleSince = now, now
+		}
+		if ctx.Err() != nil {
+			return nil // Run writes the last batch
+		}
+		if n > 0 && (n >= s.cfg.BatchRows || !now.Before(s.b.since.Add(s.cfg.FlushInterval))) {
+			// A stop does not interrupt a write under way.
+			if err := s.flush(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			n = 0
+		}
+		if n == 0 {
+			// Nothing polled is unwritten: let a rebalance through.
+			s.cl.AllowRebalance()
+			if s.cfg.StopAfterIdle > 0 && !idleSince.IsZero() && now.Sub(idleSince) >= s.cfg.StopAfterIdle {
+				s.log.Info("sink idle, stopping", "idle", s.cfg.StopAfterIdle)
+				return nil
+			}
+		}
+	}
+}
+
+// add decodes r into the batch; s.mu is held.
+func (s *Sink) add(r *kgo.Record) {
+	if len(s.b.recs) == 0 {
+		s.b.since = time.Now()
+	}
+	s.b.recs = append(s.b.recs, r)
+	s.stats.Records++
+	s.m.records.WithLabelValues(r.Topic).Inc()
+	if kafka.IsWatermark(r) {
+		s.stats.Skipped++
+		return
+	}
+	t := s.cfg.Topics
+	var err error
+	switch r.Topic {
+	case t.Runs:
+		v := &stratapb.Run{}
+		if err = unmarshal(r.Value, v); err == nil {
+			if err = validate(v.GetRunId(), "-", "-"); err == nil {
+				s.b.runs = append(s.b.runs, v)
+			}
+		}
+	case t.Decisions:
+		v := &stratapb.Decision{}
+		if err = unmarshal(r.Value, v); err == nil {
+			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil {
+				s.b.decisions = append(s.b.decisions, v)
+			}
+		}
+	case t.Rewards:
+		v := &stratapb.Reward{}
+		if err = unmarshal(r.Value, v); err == nil {
+			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil {
+				s.b.rewards = append(s.b.rewards, v)
+			}
+		}
+	case t.Outcomes:
+		v := &stratapb.Outcome{}
+		if err = unmarshal(r.Value, v); err == nil {
+			if err = validate(v.GetRunId(), "-", v.GetApp()); err == nil && v.GetInvocationId() == "" {
+				err = invalidError("invocation_id is empty")
+			}
+			if err == nil {
+				s.b.outcomes = append(s.b.outcomes, v)
+			}
+		}
+	default:
+		err = invalidError("unexpected topic " + r.Topic)
+	}
+	if err != nil {
+		s.reject(r, err)
+	}
+}
+
+// invalidError marks a record that decoded but cannot be a row.
+type invalidError string
+
+func (e invalidError) Error() string { return string(e) }
+
+func unmarshal(b []byte, m proto.Message) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("decoding %s: %w", m.ProtoReflect().Descriptor().Name(), err)
+	}
+	return nil
+}
+
+// validate checks the key columns of a record: the run id always, the layer
+// and the app unless they are "-" (for records without them).
+func validate(runID, layer, app string) error {
+	if runID == "" {
+		return invalidError("run_id is empty")
+	}
+	if layer != "-" {
+		if _, err := schemas.ParseLayer(layer); err != nil {
+			return invalidError(err.Error())
+		}
+	}
+	if app == "" {
+		return invalidError("app is empty")
+	}
+	return nil
+}
+
+// reject dead-letters r; s.mu is held. The record stays in the batch, so
+// its offset is committed once the dead letter is flushed with the batch.
+func (s *Sink) reject(r *kgo.Record, cause error) {
+	reason := "malformed"
+	var inv invalidError
+	if errors.As(cause, &inv) {
+		reason = "invalid"
+	}
+	s.stats.Rejected++
+	s.m.rejected.WithLabelValues(reason).Inc()
+	loc := fmt.Sprintf("partition %d offset %d", r.Partition, r.Offset)
+	s.log.Warn("dead-lettering record", "topic", r.Topic, "location", loc, "reason", cause.Error())
+	payload := r.Value
+	if len(payload) > 64<<10 {
+		payload = payload[:64<<10]
+	}
+	val, err := proto.Marshal(&stratapb.DeadLetter{Source: r.Topic, Location: loc, Reason: reason + ": " + cause.Error(),
+		Payload: payload, Component: "sink", AtUnixMs: time.Now().UnixMilli()})
+	if err != nil {
+		s.dlErr = fmt.Errorf("encoding dead letter of %s %s: %w", r.Topic, loc, err)
+		return
+	}
+	s.cl.Produce(context.Background(), &kgo.Record{Topic: s.cfg.Topics.DeadLetter, Key: r.Key, Value: val},
+		func(_ *kgo.Record, err error) {
+			if err != nil {
+				s.mu.Lock()
+				if s.dlErr == nil {
+					s.dlErr = fmt.Errorf("producing dead letter of %s %s: %w", r.Topic, loc, err)
+				}
+				s.mu.Unlock()
+			}
+		})
+}
+
+// flush writes the batch, waits for its dead letters, then commits the
+// offsets of exactly the records in it.
+func (s *Sink) flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &s.b
+	if len(b.recs) == 0 || s.failed {
+		return nil
+	}
+	steps := []struct {
+		table string
+		n     int
+		write func(context.Context) error
+	}{
+		{store.TableRuns, len(b.runs), func(ctx context.Context) error { return s.w.WriteRuns(ctx, b.runs) }},
+		{store.TableDecisions, len(b.decisions), func(ctx context.Context) error { return s.w.WriteDecisions(ctx, b.decisions) }},
+		{store.TableRewards, len(b.rewards), func(ctx context.Context) error { return s.w.WriteRewards(ctx, b.rewards) }},
+		{store.TableOutcomes, len(b.outcomes), func(ctx context.Context) error { return s.w.WriteOutcomes(ctx, b.outcomes) }},
+	}
+	for _, st := range steps {
+		if st.n == 0 {
+			continue
+		}
+		if err := s.retry(ctx, st.table, st.n, st.write); err != nil {
+			return err
+		}
+	}
+	// Unlock while waiting for dead letters: their callbacks take s.mu.
+	s.mu.Unlock()
+	err := s.cl.Flush(ctx)
+	s.mu.Lock()
+	if err != nil {
+		return fmt.Errorf("flushing dead letters: %w", err)
+	}
+	if s.dlErr != nil {
+		return s.dlErr
+	}
+	for _, st := range steps {
+		s.stats.Rows[st.table] += int64(st.n)
+		s.m.rows.WithLabelValues(st.table).Add(float64(st.n))
+	}
+	s.stats.Batches++
+	if err := s.cl.CommitRecords(ctx, b.recs...); err != nil {
+		// The rows are written; their records will be read and written
+		// again after a restart, which changes nothing.
+		s.m.commitErrors.Inc()
+		s.log.Warn("committing sink offsets", "records", len(b.recs), "err", err)
+	} else {
+		s.stats.Committed += int64(len(b.recs))
+	}
+	b.reset()
+	return nil
+}
+
+func (s *Sink) retry(ctx context.Context, table string, n int, write func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		t0 := time.Now()
+		err := write(ctx)
+		if err == nil {
+			s.m.writeSeconds.WithLabelValues(table).Observe(time.Since(t0).Seconds())
+			return nil
+		}
+		if attempt >= s.cfg.WriteRetries || ctx.Err() != nil {
+			return fmt.Errorf("writing a batch of %d %s (attempt %d): %w", n, table, attempt+1, err)
+		}
+		s.m.writeRetries.Inc()
+		s.log.Warn("writing sink batch, retrying", "table", table, "rows", n, "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("writing a batch of %d %s: %w", n, table, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *Sink) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	s.assignedAt = time.Now()
+	s.mu.Unlock()
+	s.log.Info("sink partitions assigned", "assigned", assigned)
+}
+
+// onRevoked writes and commits what was polled from the partitions before
+// they go. With BlockRebalanceOnPoll the loop writes its batch before it
+// allows a rebalance, so this is a safety net (and runs on leaving).
+func (s *Sink) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if err := s.flush(ctx); err != nil {
+		s.log.Error("writing sink batch on revocation", "err", err, "revoked", revoked)
+	}
+}
+
+// onLost drops nothing: the batch's rows may still be written, and its
+// commit will fail harmlessly; another member replays the records.
+func (s *Sink) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.log.Warn("sink partitions lost", "lost", lost)
+}

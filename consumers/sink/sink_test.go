@@ -1,0 +1,328 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func startKafka(t *testing.T) []string {
+	t.Helper()
+	k, err := kafka.StartEmbedded(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k.Brokers()
+}
+
+func openDuck(t *testing.T) *store.DuckDB {
+	t.Helper()
+	s, err := store.OpenDuckDB(t.Context(), filepath.Join(t.TempDir(), "strata.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.EnsureSchema(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func produce(t *testing.T, brokers []string, recs []*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rec(topic, key string, m proto.Message) *kgo.Record {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
+}
+
+// workload returns n decisions and n rewards of run over distinct keys
+// (ticks × apps × funcs), and the records carrying them.
+func workload(run string, first, n int) []*kgo.Record {
+	var out []*kgo.Record
+	for i := first; i < first+n; i++ {
+		app := fmt.Sprintf("app-%d", i%7)
+		d := &stratapb.Decision{RunId: run, Layer: "tactical", Tick: int64(i / 14), TickMs: int64(i/14) * 3600000,
+			App: app, Func: fmt.Sprintf("f%d", i%2), Policy: "greedy-cost", Action: int32(i % 24), Provider: "aws",
+			Region: "eu-west-1", MemoryMb: 1024}
+		r := &stratapb.Reward{RunId: run, Layer: "tactical", Tick: d.Tick, TickMs: d.TickMs, App: app, Func: d.Func,
+			Reward: -float64(i), Invocations: int64(i)}
+		out = append(out, rec(schemas.TopicDecisions, app, d), rec(schemas.TopicRewards, app, r))
+	}
+	return out
+}
+
+func count(t *testing.T, s store.Store, q string) int64 {
+	t.Helper()
+	_, rows, err := s.Query(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows[0][0].(int64)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// start runs a sink in the background; stop cancels it and returns Run's
+// error.
+func start(t *testing.T, cfg Config, w Writer, reg prometheus.Registerer) (s *Sink, stop func() error) {
+	t.Helper()
+	s, err := New(t.Context(), cfg, w, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once atomic.Bool
+	var runErr error
+	stop = func() error {
+		if once.CompareAndSwap(false, true) {
+			cancel()
+			runErr = <-done
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return s, stop
+}
+
+func TestSinkWritesDistinctRowsAndDeadLetters(t *testing.T) {
+	brokers := startKafka(t)
+	db := openDuck(t)
+	recs := workload("run-1", 0, 100)
+	recs = append(recs, workload("run-1", 0, 30)...) // replayed keys
+	recs = append(recs, workload("run-2", 0, 10)...)
+	run := &stratapb.Run{RunId: "run-1", StartedUnixMs: 1_700_000_000_000, Source: "synthetic", Seed: 3}
+	recs = append(recs, rec(TopicRuns, "run-1", run), rec(TopicRuns, "run-1", run),
+		&kgo.Record{Topic: schemas.TopicDecisions, Key: []byte("bad"), Value: []byte{0xff, 0xff, 0xff}},
+		rec(schemas.TopicRewards, "x", &stratapb.Reward{Layer: "tactical", App: "x"}), // no run id
+		&kgo.Record{Topic: schemas.TopicDecisions, Key: []byte("app-1"), Value: []byte{1},
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderKind, Value: []byte(schemas.KindWatermark)}}})
+	reg := prometheus.NewRegistry()
+	// The sink creates strata.runs.v1, which the embedded broker lacks.
+	s, stop := start(t, Config{Brokers: brokers, BatchRows: 64, FlushInterval: 20 * time.Millisecond}, db, reg)
+	produce(t, brokers, recs)
+	total := int64(len(recs))
+	waitFor(t, "every record committed", func() bool { return s.Stats().Committed == total })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Records != total || st.Rejected != 2 || st.Skipped != 1 {
+		t.Errorf("stats = %+v, want %d records, 2 rejected, 1 skipped", st, total)
+	}
+	if st.Rows[store.TableDecisions] != 140 || st.Rows[store.TableRewards] != 140 || st.Rows[store.TableRuns] != 2 {
+		t.Errorf("rows = %v, want 140 decisions, 140 rewards, 2 runs", st.Rows)
+	}
+	for q, want := range map[string]int64{
+		"SELECT count() FROM decisions FINAL WHERE run_id = 'run-1'": 100,
+		"SELECT count() FROM rewards FINAL WHERE run_id = 'run-1'":   100,
+		"SELECT count() FROM decisions FINAL":                        110,
+		"SELECT count() FROM rewards FINAL":                          110,
+		"SELECT count() FROM runs FINAL":                             1,
+	} {
+		if got := count(t, db, q); got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	var m dto.Metric
+	if err := s.m.rejected.WithLabelValues("malformed").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("strata_sink_rejected_total{reason=malformed} = %v, want 1", got)
+	}
+
+	// The two rejected records are on the dead-letter topic with where
+	// they came from.
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ConsumeTopics(schemas.TopicDeadLetter),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var dls []*stratapb.DeadLetter
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(dls) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			dl := &stratapb.DeadLetter{}
+			if err := proto.Unmarshal(r.Value, dl); err != nil {
+				t.Fatal(err)
+			}
+			dls = append(dls, dl)
+		})
+	}
+	if len(dls) != 2 {
+		t.Fatalf("dead letters = %d, want 2", len(dls))
+	}
+	for _, dl := range dls {
+		if dl.Component != "sink" || !strings.HasPrefix(dl.Location, "partition ") || !strings.Contains(dl.Location, " offset ") {
+			t.Errorf("dead letter %v: want component sink and a partition/offset location", dl)
+		}
+		switch dl.Source {
+		case schemas.TopicDecisions:
+			if !strings.HasPrefix(dl.Reason, "malformed: ") || string(dl.Payload) != "\xff\xff\xff" {
+				t.Errorf("decision dead letter %v: want the malformed payload", dl)
+			}
+		case schemas.TopicRewards:
+			if dl.Reason != "invalid: run_id is empty" {
+				t.Errorf("reward dead letter reason %q", dl.Reason)
+			}
+		default:
+			t.Errorf("dead letter from %s", dl.Source)
+		}
+	}
+}
+
+func TestSinkRestartKeepsCountsExact(t *testing.T) {
+	brokers := startKafka(t)
+	db := openDuck(t)
+	first := workload("run-r", 0, 300)
+	produce(t, brokers, first)
+	cfg := Config{Brokers: brokers, Group: "restart", BatchRows: 16, FlushInterval: 10 * time.Millisecond}
+	s1, stop1 := start(t, cfg, db, nil)
+	waitFor(t, "some batches committed", func() bool { return s1.Stats().Committed >= 64 })
+	if err := stop1(); err != nil {
+		t.Fatal(err)
+	}
+	st1 := s1.Stats()
+	if st1.Committed != st1.Records || st1.Records >= int64(len(first)) {
+		t.Fatalf("first sink: %+v: want every polled record committed and the stop mid-way", st1)
+	}
+	// More keys, and some of the first ones again.
+	second := append(workload("run-r", 300, 100), workload("run-r", 0, 50)...)
+	produce(t, brokers, second)
+	total := int64(len(first) + len(second))
+
+	cfg.StopAfterIdle = 300 * time.Millisecond
+	s2, stop2 := start(t, cfg, db, nil)
+	waitFor(t, "the rest committed", func() bool { return s2.Stats().Committed >= total-st1.Committed })
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s2.Stats().Records; got != total-st1.Committed {
+		t.Errorf("second sink read %d records, want %d (the uncommitted rest)", got, total-st1.Committed)
+	}
+	for _, tb := range []string{"decisions", "rewards"} {
+		if got := count(t, db, "SELECT count() FROM "+tb+" FINAL WHERE run_id = 'run-r'"); got != 400 {
+			t.Errorf("%s = %d, want 400", tb, got)
+		}
+	}
+}
+
+// failingWriter fails the nth WriteDecisions call and every later one.
+type failingWriter struct {
+	Writer
+	n, calls int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (f *failingWriter) WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error {
+	f.calls++
+	if f.calls >= f.n {
+		return errDiskFull
+	}
+	return f.Writer.WriteDecisions(ctx, rows)
+}
+
+func TestSinkWriteFailureCommitsNothingUnwritten(t *testing.T) {
+	brokers := startKafka(t)
+	db := openDuck(t)
+	recs := workload("run-f", 0, 200)
+	produce(t, brokers, recs)
+	total := int64(len(recs))
+	cfg := Config{Brokers: brokers, Group: "fail", BatchRows: 32, FlushInterval: 10 * time.Millisecond, WriteRetries: -1}
+	s1, err := New(t.Context(), cfg, &failingWriter{Writer: db, n: 3}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Run(t.Context()); !errors.Is(err, errDiskFull) {
+		t.Fatalf("Run = %v, want %v", err, errDiskFull)
+	}
+	st1 := s1.Stats()
+	if st1.Committed == 0 || st1.Committed >= st1.Records {
+		t.Fatalf("failing sink: %+v, want some batches committed and not the failed one", st1)
+	}
+	cfg.StopAfterIdle, cfg.WriteRetries = 300*time.Millisecond, 0
+	s2, stop2 := start(t, cfg, db, nil)
+	waitFor(t, "the rest committed", func() bool { return s2.Stats().Committed >= total-st1.Committed })
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s2.Stats().Records; got != total-st1.Committed {
+		t.Errorf("second sink read %d records, want %d (every uncommitted one)", got, total-st1.Committed)
+	}
+	if got := count(t, db, "SELECT count() FROM decisions FINAL WHERE run_id = 'run-f'"); got != 200 {
+		t.Errorf("decisions = %d, want 200", got)
+	}
+}
+
+func TestSinkStopsWhenIdle(t *testing.T) {
+	brokers := startKafka(t)
+	db := openDuck(t)
+	produce(t, brokers, workload("run-i", 0, 5))
+	s, err := New(t.Context(), Config{Brokers: brokers, StopAfterIdle: 200 * time.Millisecond}, db, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run returned only at the test deadline")
+	}
+	if got := s.Stats().Committed; got != 10 {
+		t.Errorf("committed %d records, want 10", got)
+	}
+}
+
+func TestNewWithoutBrokers(t *testing.T) {
+	if _, err := New(context.Background(), Config{}, nil, nil, nil); !errors.Is(err, ErrNoBrokers) {
+		t.Fatalf("New = %v, want ErrNoBrokers", err)
+	}
+}

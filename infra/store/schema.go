@@ -1,0 +1,164 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Table names.
+const (
+	TableRuns      = "runs"
+	TableDecisions = "decisions"
+	TableRewards   = "rewards"
+	TableOutcomes  = "outcomes"
+)
+
+// column is one column of a table with its type in each backend. The two
+// types hold the same values: booleans are 0/1 in an unsigned byte in both,
+// so sum(carried) and carried = 1 read the same everywhere.
+type column struct {
+	name, ch, duck string
+}
+
+// table describes one table: its columns in INSERT order and its natural
+// key, which is the ClickHouse sort key (ReplacingMergeTree keeps one row
+// per key) and the DuckDB primary key (INSERT OR REPLACE).
+type table struct {
+	name string
+	cols []column
+	key  []string
+}
+
+var (
+	colStr  = func(n string) column { return column{n, "String", "VARCHAR"} }
+	colI64  = func(n string) column { return column{n, "Int64", "BIGINT"} }
+	colI32  = func(n string) column { return column{n, "Int32", "INTEGER"} }
+	colF64  = func(n string) column { return column{n, "Float64", "DOUBLE"} }
+	colNF64 = func(n string) column { return column{n, "Nullable(Float64)", "DOUBLE"} }
+	colBool = func(n string) column { return column{n, "UInt8", "UTINYINT"} }
+	colTime = func(n string) column { return column{n, "DateTime", "TIMESTAMP"} }
+)
+
+var tickKey = []string{"run_id", "layer", "tick", "app", "func"}
+
+var (
+	runsTable = table{name: TableRuns, key: []string{"run_id"}, cols: []column{
+		colStr("run_id"), colI64("started_ms"), colTime("started"), colStr("source"), colI64("seed"),
+		colStr("speed"), colStr("strategic_policy"), colStr("tactical_policy"), colStr("operational_policy"),
+		colStr("default_placement"), colStr("trace_epoch"), colStr("config_json"),
+	}}
+	decisionsTable = table{name: TableDecisions, key: tickKey, cols: []column{
+		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
+		colStr("policy"), colStr("policy_version"), colI32("action"), colStr("provider"), colStr("region"),
+		colI32("memory_mb"), colI32("prewarm"), colI64("keep_warm_ms"), colNF64("log_prob"), colNF64("value"),
+		colBool("carried"),
+	}}
+	rewardsTable = table{name: TableRewards, key: tickKey, cols: []column{
+		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
+		colF64("reward"), colF64("r_cost"), colF64("r_perf"), colF64("r_carbon"), colF64("sla_penalty"),
+		colI64("invocations"), colI64("cold_starts"), colI64("sla_violations"), colF64("cost_usd"),
+		colF64("prewarm_cost_usd"), colF64("carbon_g"), colF64("latency_p50_ms"), colF64("latency_p95_ms"),
+		colF64("pred_error"), colI32("underprovisioned"), colF64("oracle_reward"), colF64("regret"),
+	}}
+	outcomesTable = table{name: TableOutcomes, key: []string{"run_id", "app", "func", "invocation_id"}, cols: []column{
+		colStr("run_id"), colStr("invocation_id"), colStr("app"), colStr("func"), colI64("start_us"),
+		colStr("provider"), colStr("region"), colI32("memory_mb"), colF64("latency_ms"), colF64("exec_ms"),
+		colF64("queue_wait_ms"), colBool("cold_start"), colBool("failed"), colBool("sla_violation"),
+		colF64("cost_usd"), colF64("carbon_g"),
+	}}
+	tables = []table{runsTable, decisionsTable, rewardsTable, outcomesTable}
+)
+
+// Columns returns the column names of a table in the order the stores
+// insert them, or nil for an unknown table.
+func Columns(tableName string) []string {
+	for _, t := range tables {
+		if t.name == tableName {
+			return t.colNames()
+		}
+	}
+	return nil
+}
+
+func (t table) colNames() []string {
+	out := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		out[i] = c.name
+	}
+	return out
+}
+
+// quotedCols is the column list of an INSERT. Every INSERT names its
+// columns: ClickHouse 18.16 rejects a batch insert without them.
+func (t table) quotedCols() string {
+	names := t.colNames()
+	for i, n := range names {
+		names[i] = quoteIdent(n)
+	}
+	return strings.Join(names, ", ")
+}
+
+// quoteIdent quotes a column name; func and value are keywords in some
+// dialects. Double quotes work in ClickHouse and DuckDB.
+func quoteIdent(s string) string { return `"` + s + `"` }
+
+// clickHouseDDL is the CREATE TABLE statement of t for ClickHouse. It uses
+// only what ClickHouse 18.16 understands: a ReplacingMergeTree with the new
+// ORDER BY syntax, no LowCardinality, no DateTime64. Without a version
+// column the row inserted last wins when parts merge; reads use FINAL.
+func (t table) clickHouseDDL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", t.name)
+	for i, c := range t.cols {
+		sep := ","
+		if i == len(t.cols)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "    %s %s%s\n", quoteIdent(c.name), c.ch, sep)
+	}
+	keys := make([]string, len(t.key))
+	for i, k := range t.key {
+		keys[i] = quoteIdent(k)
+	}
+	fmt.Fprintf(&b, ") ENGINE = ReplacingMergeTree ORDER BY (%s)", strings.Join(keys, ", "))
+	return b.String()
+}
+
+// duckDBDDL is the CREATE TABLE statement of t for DuckDB.
+func (t table) duckDBDDL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", t.name)
+	for _, c := range t.cols {
+		null := " NOT NULL"
+		if strings.HasPrefix(c.ch, "Nullable(") {
+			null = ""
+		}
+		fmt.Fprintf(&b, "    %s %s%s,\n", quoteIdent(c.name), c.duck, null)
+	}
+	keys := make([]string, len(t.key))
+	for i, k := range t.key {
+		keys[i] = quoteIdent(k)
+	}
+	fmt.Fprintf(&b, "    PRIMARY KEY (%s)\n)", strings.Join(keys, ", "))
+	return b.String()
+}
+
+// ClickHouseDDL returns the CREATE TABLE statements EnsureSchema runs on
+// ClickHouse.
+func ClickHouseDDL() []string {
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		out[i] = t.clickHouseDDL()
+	}
+	return out
+}
+
+// DuckDBDDL returns the CREATE TABLE statements EnsureSchema runs on
+// DuckDB.
+func DuckDBDDL() []string {
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		out[i] = t.duckDBDDL()
+	}
+	return out
+}

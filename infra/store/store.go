@@ -1,0 +1,55 @@
+// Package store writes the sink's tables (runs, decisions, rewards,
+// outcomes) to ClickHouse or to a DuckDB file and runs ad-hoc queries on
+// them. Both backends have the same tables and columns; the DDL lives in
+// this package (schema.go). Writes are idempotent: every table has a
+// natural key, and writing a row again replaces the earlier one (DuckDB at
+// once, ClickHouse when parts merge, so ClickHouse reads use FINAL).
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// DefaultDuckDBFile is the DuckDB file the embedded tier writes to.
+const DefaultDuckDBFile = "strata.duckdb"
+
+// Store is what the sink and `strata sql` need from a database. The Write
+// methods are durable when they return nil; a batch may repeat keys (the
+// last row of a key wins) and may repeat rows written before.
+type Store interface {
+	// EnsureSchema creates the tables that do not exist yet.
+	EnsureSchema(ctx context.Context) error
+	WriteRuns(ctx context.Context, rows []*stratapb.Run) error
+	WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error
+	WriteRewards(ctx context.Context, rows []*stratapb.Reward) error
+	WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome) error
+	// Query runs one statement and returns its column names and rows.
+	Query(ctx context.Context, query string) (columns []string, rows [][]any, err error)
+	// Close releases the connection.
+	Close() error
+}
+
+// ErrEmptyTarget is returned by Open when neither a DSN nor a file is given.
+var ErrEmptyTarget = errors.New("no store: give a clickhouse:// DSN or a DuckDB file")
+
+// Open opens ClickHouse when target is a clickhouse:// (or tcp://) DSN and
+// a DuckDB file otherwise.
+func Open(ctx context.Context, target string) (Store, error) {
+	switch {
+	case target == "":
+		return nil, ErrEmptyTarget
+	case IsClickHouseDSN(target):
+		return OpenClickHouse(ctx, target)
+	default:
+		return OpenDuckDB(ctx, target)
+	}
+}
+
+// IsClickHouseDSN reports whether target names a ClickHouse server.
+func IsClickHouseDSN(target string) bool {
+	return strings.HasPrefix(target, "clickhouse://") || strings.HasPrefix(target, "tcp://")
+}
