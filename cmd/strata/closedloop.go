@@ -2,21 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // loopOpts configures a closed-loop run on top of pipelineOpts.
@@ -27,12 +32,17 @@ type loopOpts struct {
 	engine   twin.Config
 	// profile gives each function's modelled properties.
 	profile func(app, fn string) cloud.Function
+	// store, if set, receives the run's decisions and rewards through the
+	// sink, and run describes the run for its runs table.
+	store sink.Writer
+	run   *stratapb.Run
 }
 
 type loopResult struct {
 	Replay   producers.ReplayResult
 	Features features.Stats
 	Twin     twin.Stats
+	Sink     sink.Stats
 	Wall     time.Duration
 }
 
@@ -99,7 +109,33 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	if err != nil {
 		return res, err
 	}
+	var sk *sink.Sink
+	if o.store != nil {
+		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + o.runID, Partitions: o.partitions},
+			o.store, o.logger.With("role", "sink"), o.reg); err != nil {
+			return res, err
+		}
+		if o.run != nil {
+			v, err := proto.Marshal(o.run)
+			if err != nil {
+				return res, fmt.Errorf("encoding the run record: %w", err)
+			}
+			if err := pcl.ProduceSync(ctx, &kgo.Record{Topic: sink.TopicRuns, Key: []byte(o.runID), Value: v}).FirstErr(); err != nil {
+				return res, fmt.Errorf("writing the run record: %w", err)
+			}
+		}
+	}
 	t0 := time.Now()
+	sctx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSink()
+	sinkExited := make(chan struct{})
+	var sinkErr error
+	if sk != nil {
+		go func() {
+			defer close(sinkExited)
+			sinkErr = sk.Run(sctx)
+		}()
+	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var workers errgroup.Group
@@ -123,7 +159,44 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	if werr := workers.Wait(); err == nil {
 		err = werr
 	}
-	res.Wall = time.Since(t0)
 	res.Features, res.Twin = fsvc.Stats(), tsvc.Stats()
+	if sk != nil {
+		// The sink has caught up once it wrote as many decisions and
+		// rewards as the twin produced; then stop it (it flushes and
+		// commits on the way out).
+		if err == nil {
+			err = waitSink(ctx, sk, res.Twin, sinkExited)
+		}
+		stopSink()
+		<-sinkExited
+		if err == nil && sinkErr != nil && !errors.Is(sinkErr, context.Canceled) {
+			err = sinkErr
+		}
+		if err != nil && sinkErr != nil {
+			err = errors.Join(err, sinkErr)
+		}
+		res.Sink = sk.Stats()
+	}
+	res.Wall = time.Since(t0)
 	return res, err
+}
+
+// waitSink waits until the sink has written the twin's decisions and
+// rewards (a redelivered record counts again, so "at least").
+func waitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := sk.Stats()
+		if st.Rows[store.TableDecisions] >= ts.Decisions && st.Rows[store.TableRewards] >= ts.Rewards && st.Rows[store.TableRuns] >= 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return errors.New("sink stopped before it caught up")
+		case <-t.C:
+		}
+	}
 }

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // fixedPolicy decides the same for every entity: a test stand-in for the
@@ -62,6 +66,16 @@ func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batc
 		profile: func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) },
 	}
 	o.logger = slog.New(slog.DiscardHandler)
+	ctx0 := context.Background()
+	st, err := store.OpenDuckDB(ctx0, filepath.Join(t.TempDir(), "t.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.EnsureSchema(ctx0); err != nil {
+		t.Fatal(err)
+	}
+	o.store, o.run = st, &stratapb.Run{RunId: runID, Source: "real"}
 	r, err := replay.OpenTrace(realTrace)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +86,16 @@ func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batc
 	res, err := runClosedLoop(ctx, o, r, "real", 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every decision and reward the twin wrote is one row of its table.
+	for table, want := range map[string]int64{store.TableDecisions: res.Twin.Decisions, store.TableRewards: res.Twin.Rewards, store.TableRuns: 1} {
+		_, rows, err := st.Query(ctx, "SELECT count(*) FROM "+table+" WHERE run_id = '"+runID+"'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(rows[0][0]); got != fmt.Sprint(want) {
+			t.Fatalf("%s holds %s rows of the run, the twin wrote %d", table, got, want)
+		}
 	}
 	return res, log
 }

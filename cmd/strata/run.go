@@ -82,11 +82,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+policyNames(schemas.Operational)+", or none")
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		stf      storeFlags
 		progress = fs.Bool("progress", true, "show a progress bar on stderr")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	)
 	cf.register(fs)
 	sf.register(fs)
+	stf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -136,7 +138,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
-			policySeed: *polSeed, summary: *summaryF, sources: &sf}, o, src, name, traceLen, stdout)
+			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {

@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 type loopFlags struct {
@@ -22,6 +26,8 @@ type loopFlags struct {
 	policySeed                       int64
 	summary                          string
 	sources                          *sourceFlags
+	store                            string // DuckDB file or ClickHouse DSN; "" for none
+	args                             []string
 }
 
 func policyNames(l schemas.Layer) string { return strings.Join(agents.Names(l), ", ") }
@@ -122,6 +128,22 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 	}
 	lo := loopOpts{pipelineOpts: o, model: m, policies: policies, profile: pb.Build(m),
 		engine: twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig()}}
+	if lf.store != "" {
+		st, err := store.Open(ctx, lf.store)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = st.Close() }()
+		if err := st.EnsureSchema(ctx); err != nil {
+			return err
+		}
+		lo.store = st
+		cfgJSON, _ := json.Marshal(lf.args)
+		lo.run = &stratapb.Run{RunId: o.runID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lf.sources.seed,
+			Speed: o.speed.String(), StrategicPolicy: lf.strategic, TacticalPolicy: lf.tactical, OperationalPolicy: lf.operational,
+			DefaultPlacement: fmt.Sprintf("%s/%s/%d", lf.placement.Provider, lf.placement.Metro, lf.placement.Tier.MB()),
+			TraceEpoch:       o.epoch.Format(time.RFC3339), ConfigJson: string(cfgJSON)}
+	}
 	res, err := runClosedLoop(ctx, lo, src, name, traceLen)
 	if err != nil {
 		return err
@@ -153,6 +175,10 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 	for _, l := range schemas.Layers {
 		ls := t.Layers[string(l)]
 		fmt.Fprintf(stdout, "  %-11s %-16s decisions %8d  rewards %8d  mean reward %.4f  mean regret %.4f\n", l, names[string(l)], ls.Decisions, ls.Rewards, ls.MeanReward, ls.MeanRegret)
+	}
+	if lf.store != "" {
+		fmt.Fprintf(stdout, "  tables in %s: %d decisions, %d rewards written (query with: strata sql --store/--clickhouse …)\n",
+			lf.store, res.Sink.Rows[store.TableDecisions], res.Sink.Rows[store.TableRewards])
 	}
 	if lf.summary != "" {
 		return writeJSON(lf.summary, sum)
