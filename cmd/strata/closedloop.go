@@ -54,23 +54,11 @@ type loopResult struct {
 // the features have published the last state.
 func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName string, traceLenUS int64) (loopResult, error) {
 	var res loopResult
-	if o.partitions <= 0 {
-		o.partitions = kafka.DefaultPartitions
+	e, closeEnv, err := o.prepare(ctx)
+	if err != nil {
+		return res, err
 	}
-	if o.runID == "" {
-		o.runID = newRunID()
-	}
-	if o.stateRetention == 0 {
-		o.stateRetention = 128 << 20
-	}
-	e := o.env
-	if e == nil {
-		var err error
-		if e, err = startEnv(ctx, &o.pipelineOpts); err != nil {
-			return res, err
-		}
-		defer e.close()
-	}
+	defer closeEnv()
 	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
 	if err != nil {
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)

@@ -179,11 +179,10 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 	return e, nil
 }
 
-// runPipeline replays src in the open loop (observed telemetry) through the
-// feature service to the state streams and returns when the features have
-// published the last batch of the run.
-func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName string, traceLenUS int64) (pipelineResult, error) {
-	var res pipelineResult
+// prepare fills in the defaults (partitions, run id, stream retention) and
+// returns the Kafka + NATS pair to run on: o.env if set, else a new one
+// that the returned function closes.
+func (o *pipelineOpts) prepare(ctx context.Context) (*env, func(), error) {
 	if o.partitions <= 0 {
 		o.partitions = kafka.DefaultPartitions
 	}
@@ -193,14 +192,26 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	if o.stateRetention == 0 {
 		o.stateRetention = 128 << 20
 	}
-	e := o.env
-	if e == nil {
-		var err error
-		if e, err = startEnv(ctx, &o); err != nil {
-			return res, err
-		}
-		defer e.close()
+	if o.env != nil {
+		return o.env, func() {}, nil
 	}
+	e, err := startEnv(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, e.close, nil
+}
+
+// runPipeline replays src in the open loop (observed telemetry) through the
+// feature service to the state streams and returns when the features have
+// published the last batch of the run.
+func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName string, traceLenUS int64) (pipelineResult, error) {
+	var res pipelineResult
+	e, closeEnv, err := o.prepare(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer closeEnv()
 
 	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
 	if err != nil {
