@@ -99,7 +99,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	}
 	var sk *sink.Sink
 	if o.store != nil {
-		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + o.runID, Partitions: o.partitions},
+		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + o.runID, Partitions: o.partitions, Outcomes: o.engine.Outcomes},
 			o.store, o.logger.With("role", "sink"), o.reg); err != nil {
 			return res, err
 		}
@@ -176,7 +176,8 @@ func waitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan s
 	defer t.Stop()
 	for {
 		st := sk.Stats()
-		if st.Rows[store.TableDecisions] >= ts.Decisions && st.Rows[store.TableRewards] >= ts.Rewards && st.Rows[store.TableRuns] >= 1 {
+		if st.Rows[store.TableDecisions] >= ts.Decisions && st.Rows[store.TableRewards] >= ts.Rewards &&
+			st.Rows[store.TableOutcomes] >= ts.Outcomes && st.Rows[store.TableRuns] >= 1 {
 			return nil
 		}
 		select {

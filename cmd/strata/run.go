@@ -83,6 +83,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		stf      storeFlags
+		outcomes = fs.Bool("outcomes", false, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
 		progress = fs.Bool("progress", true, "show a progress bar on stderr")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	)
@@ -138,7 +139,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
-			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args}, o, src, name, traceLen, stdout)
+			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {

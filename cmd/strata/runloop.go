@@ -28,6 +28,7 @@ type loopFlags struct {
 	sources                          *sourceFlags
 	store                            string // DuckDB file or ClickHouse DSN; "" for none
 	args                             []string
+	outcomes                         bool
 }
 
 func policyNames(l schemas.Layer) string { return strings.Join(agents.Names(l), ", ") }
@@ -127,7 +128,7 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		policies[l] = p
 	}
 	lo := loopOpts{pipelineOpts: o, model: m, policies: policies, profile: pb.Build(m),
-		engine: twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig()}}
+		engine: twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig(), Outcomes: lf.outcomes}}
 	if lf.store != "" {
 		st, err := store.Open(ctx, lf.store)
 		if err != nil {
