@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -252,13 +253,7 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.stats
-	out.Ticks, out.Batches = map[string]int64{}, map[string]int64{}
-	for k, v := range s.stats.Ticks {
-		out.Ticks[k] = v
-	}
-	for k, v := range s.stats.Batches {
-		out.Batches[k] = v
-	}
+	out.Ticks, out.Batches = maps.Clone(s.stats.Ticks), maps.Clone(s.stats.Batches)
 	return out
 }
 

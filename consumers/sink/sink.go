@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -243,10 +244,7 @@ func (s *Sink) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.stats
-	out.Rows = make(map[string]int64, len(s.stats.Rows))
-	for k, v := range s.stats.Rows {
-		out.Rows[k] = v
-	}
+	out.Rows = maps.Clone(s.stats.Rows)
 	return out
 }
 
