@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,7 +252,7 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	if e.embeddedKafka {
 		tctx, stopTrim := context.WithCancel(gctx)
 		defer stopTrim()
-		go trimConsumed(tctx, pcl, group, schemas.TopicTelemetry, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, group, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
 	}
 	err = g.Wait()
 	if bar != nil {
@@ -281,11 +282,11 @@ func newProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *pr
 }
 
 // trimConsumed is the embedded broker's retention: every interval it deletes
-// the records of topic that group has committed (the feature service commits
-// only after its checkpoint is durable), so a long run does not keep the
-// whole trace in memory. Real Kafka has its own retention; this runs only
-// against the in-process broker, which strata owns for the run.
-func trimConsumed(ctx context.Context, cl *kgo.Client, group, topic string, every time.Duration, log *slog.Logger) {
+// the records of topics that group has committed (the feature service and
+// the sink commit only after their work is durable), so a long run does not
+// keep every record in memory. Real Kafka has its own retention; this runs
+// only against the in-process broker, which strata owns for the run.
+func trimConsumed(ctx context.Context, cl *kgo.Client, group string, topics []string, every time.Duration, log *slog.Logger) {
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -301,7 +302,7 @@ func trimConsumed(ctx context.Context, cl *kgo.Client, group, topic string, ever
 		}
 		del := kadm.Offsets{}
 		offs.Each(func(o kadm.OffsetResponse) {
-			if o.Err == nil && o.Topic == topic && o.At > 0 {
+			if o.Err == nil && slices.Contains(topics, o.Topic) && o.At > 0 {
 				del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.At, LeaderEpoch: -1})
 			}
 		})
