@@ -80,8 +80,15 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 			layers = append(layers, l)
 		}
 	}
+	// The progress bar follows the twin's ticks: the replay runs ahead.
+	var rcfgBar producers.ReplayConfig
+	bar := newProgress(o.progress, traceLenUS, &rcfgBar)
+	var onTick func(int64)
+	if bar != nil {
+		onTick = func(k int64) { rcfgBar.Progress((k+1)*replay.OperationalTickUS, 0) }
+	}
 	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers,
-		TelemetryPartitions: o.partitions}, eng, e.js, o.logger.With("role", "twin"))
+		TelemetryPartitions: o.partitions, OnTick: onTick}, eng, e.js, o.logger.With("role", "twin"))
 	if err != nil {
 		return res, err
 	}
@@ -92,7 +99,6 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
 		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}
-	bar := newProgress(o.progress, traceLenUS, &rcfg)
 	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
 		return res, err

@@ -37,6 +37,12 @@ type ServiceConfig struct {
 	// TelemetryPartitions is the partition count of strata.telemetry.v1:
 	// every tick's watermark goes to each.
 	TelemetryPartitions int
+	// ReadAheadTicks bounds how far past the next tick to evaluate the twin
+	// reads arrivals before it pauses fetching (default 240, one hour):
+	// replay at full speed must not pull the whole trace into memory.
+	ReadAheadTicks int64
+	// OnTick, if set, is called after each evaluated tick.
+	OnTick func(tick int64)
 }
 
 // Stats counts what the service did.
@@ -116,6 +122,9 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	}
 	if cfg.Group == "" {
 		cfg.Group = "strata-twin-" + cfg.RunID
+	}
+	if cfg.ReadAheadTicks <= 0 {
+		cfg.ReadAheadTicks = 240
 	}
 	s := &Service{cfg: cfg, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
 		rewardsHash: sha256.New(), decisionsHash: sha256.New(),
@@ -216,6 +225,8 @@ func (s *Service) onDecision(data []byte) error {
 // loop consumes arrivals and evaluates every tick that is ready.
 func (s *Service) loop(ctx context.Context) error {
 	arrivals := map[int64][]Arrival{}
+	ahead := map[int32]int64{} // per partition, the latest tick read
+	paused := map[int32]bool{}
 	wm := map[int32]int64{}
 	final := map[int32]bool{}
 	horizon := int64(-1)
@@ -248,6 +259,26 @@ func (s *Service) loop(ctx context.Context) error {
 				return err
 			}
 			delete(arrivals, k)
+		}
+		// Backpressure: a partition read more than ReadAheadTicks past the
+		// next tick pauses until the twin catches up to half that. Only
+		// partitions ahead pause, so the one the next tick waits for never
+		// does.
+		next := s.eng.NextTick()
+		var pause, resume []int32
+		for p, a := range ahead {
+			switch {
+			case !paused[p] && a-next > s.cfg.ReadAheadTicks:
+				pause, paused[p] = append(pause, p), true
+			case paused[p] && a-next <= s.cfg.ReadAheadTicks/2:
+				resume, paused[p] = append(resume, p), false
+			}
+		}
+		if len(pause) > 0 {
+			s.cl.PauseFetchPartitions(map[string][]int32{schemas.TopicInvocations: pause})
+		}
+		if len(resume) > 0 {
+			s.cl.ResumeFetchPartitions(map[string][]int32{schemas.TopicInvocations: resume})
 		}
 		// Wait for input.
 		fetches := s.pollOrWake(ctx)
@@ -294,6 +325,7 @@ func (s *Service) loop(ctx context.Context) error {
 				return
 			}
 			arrivals[k] = append(arrivals[k], Arrival{ID: a.InvocationId, App: a.App, Func: a.Func, StartUS: a.StartUs, DurationUS: a.DurationUs, Row: a.Row})
+			ahead[r.Partition] = max(ahead[r.Partition], k)
 			s.mu.Lock()
 			s.stats.Arrivals++
 			s.mu.Unlock()
@@ -437,6 +469,9 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	s.stats.Outcomes += int64(len(out.Outcomes))
 	s.stats.HorizonTick = k
 	s.mu.Unlock()
+	if s.cfg.OnTick != nil {
+		s.cfg.OnTick(k)
+	}
 	return nil
 }
 
