@@ -88,7 +88,8 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		onTick = func(k int64) { rcfgBar.Progress((k+1)*replay.OperationalTickUS, 0) }
 	}
 	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers,
-		TelemetryPartitions: o.partitions, OnTick: onTick}, eng, e.js, o.logger.With("role", "twin"))
+		TelemetryPartitions: o.partitions, OnTick: onTick, TelemetryOnly: o.store == nil && e.embeddedKafka},
+		eng, e.js, o.logger.With("role", "twin"))
 	if err != nil {
 		return res, err
 	}

@@ -43,6 +43,10 @@ type ServiceConfig struct {
 	ReadAheadTicks int64
 	// OnTick, if set, is called after each evaluated tick.
 	OnTick func(tick int64)
+	// TelemetryOnly skips writing decisions, rewards and outcomes to Kafka
+	// (they are still counted and digested): for an embedded run without a
+	// store, where nothing would ever read them.
+	TelemetryOnly bool
 }
 
 // Stats counts what the service did.
@@ -486,6 +490,9 @@ func (s *Service) produce(ctx context.Context, topic, key string, m proto.Messag
 		s.mu.Lock()
 		h.Write(v)
 		s.mu.Unlock()
+	}
+	if s.cfg.TelemetryOnly && topic != schemas.TopicTelemetry {
+		return nil
 	}
 	s.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: v}, s.produced)
 	return s.producedErr()
