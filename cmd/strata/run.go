@@ -93,6 +93,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *observed {
+		defaultMemoryLimit()
+	}
 	logger, err := newLogger(stderr, cf.logLevel)
 	if err != nil {
 		return err
