@@ -334,6 +334,22 @@ type summary struct {
 	NATS                 string           `json:"nats"`
 }
 
+// newSummary builds the summary fields both loops share.
+func newSummary(o pipelineOpts, source string, rep producers.ReplayResult, fs features.Stats, wall time.Duration) summary {
+	s := summary{
+		RunID: o.runID, Source: source, Invocations: rep.Invocations, Windowed: fs.Invocations,
+		Ticks: fs.Ticks, StatesPublished: fs.StatesPublished,
+		DeadLetters: rep.DeadLetters + fs.Late + fs.Malformed,
+		BadLines:    rep.BadLines, Late: rep.Late + fs.Late,
+		HorizonSeconds: float64(rep.HorizonUS) / 1e6, WallSeconds: wall.Seconds(), Speed: o.speed.String(),
+		Kafka: orDefault(strings.Join(o.brokers, ","), "embedded"), NATS: orDefault(o.natsURL, "embedded"),
+	}
+	if w := wall.Seconds(); w > 0 {
+		s.InvocationsPerSecond = float64(s.Invocations) / w
+	}
+	return s
+}
+
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

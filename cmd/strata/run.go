@@ -25,6 +25,21 @@ import (
 	"github.com/strata-rl/strata/schemas"
 )
 
+// replayFlags are the flags of the roles that replay a trace.
+type replayFlags struct {
+	speed    string
+	runID    string
+	lateness time.Duration
+	progress bool
+}
+
+func (r *replayFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.speed, "speed", "max", "replay speed: trace seconds per wall second (3600 = an hour a second), or max")
+	fs.StringVar(&r.runID, "run-id", "", "run id (default: random)")
+	fs.DurationVar(&r.lateness, "allowed-lateness", 600*time.Second, "how far out of start order the trace may be; later rows are dead-lettered")
+	fs.BoolVar(&r.progress, "progress", true, "show a progress bar on stderr")
+}
+
 // commonFlags are shared by the roles.
 type commonFlags struct {
 	kafka       string
@@ -72,10 +87,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var (
 		cf       commonFlags
 		sf       sourceFlags
-		speed    = fs.String("speed", "max", "replay speed: trace seconds per wall second (3600 = an hour a second), or max")
+		rf       replayFlags
 		summaryF = fs.String("summary", "", "write a JSON summary of the run to `FILE`")
-		runID    = fs.String("run-id", "", "run id (default: random)")
-		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be; later rows are dead-lettered")
 		observed = fs.Bool("observed", false, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
 		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+policyNames(schemas.Strategic)+", or none")
 		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+policyNames(schemas.Tactical)+", or none")
@@ -84,11 +97,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		stf      storeFlags
 		outcomes = fs.Bool("outcomes", false, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
-		progress = fs.Bool("progress", true, "show a progress bar on stderr")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	)
 	cf.register(fs)
 	sf.register(fs)
+	rf.register(fs)
 	stf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -100,7 +113,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	sp, err := replay.ParseSpeed(*speed)
+	sp, err := replay.ParseSpeed(rf.speed)
 	if err != nil {
 		return err
 	}
@@ -129,8 +142,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer closeSrc()
 	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-		speed: sp, epoch: epoch, runID: *runID, latenessUS: lateness.Microseconds(), logger: logger, reg: reg}
-	if *progress {
+		speed: sp, epoch: epoch, runID: rf.runID, latenessUS: rf.lateness.Microseconds(), logger: logger, reg: reg}
+	if rf.progress {
 		o.progress = stderr
 	}
 	if o.runID == "" {
@@ -148,18 +161,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	sum := summary{
-		RunID: o.runID, Source: name, Invocations: res.Replay.Invocations, Windowed: res.Features.Invocations,
-		Ticks: res.Features.Ticks, StatesPublished: res.Features.StatesPublished,
-		DeadLetters: res.Replay.DeadLetters + res.Features.Late + res.Features.Malformed,
-		BadLines:    res.Replay.BadLines, Late: res.Replay.Late + res.Features.Late,
-		HorizonSeconds: float64(res.Replay.HorizonUS) / 1e6,
-		WallSeconds:    res.Wall.Seconds(), Speed: sp.String(),
-		Kafka: orDefault(cf.kafka, "embedded"), NATS: orDefault(cf.nats, "embedded"),
-	}
-	if s := res.Wall.Seconds(); s > 0 {
-		sum.InvocationsPerSecond = float64(sum.Invocations) / s
-	}
+	sum := newSummary(o, name, res.Replay, res.Features, res.Wall)
 	fmt.Fprintf(stdout, "run %s: %d invocations from %s, %d windowed; state batches: %d (operational %d, tactical %d, strategic %d); dead letters %d; %.1f s wall, %.0f invocations/s\n",
 		sum.RunID, sum.Invocations, name, sum.Windowed, sum.StatesPublished,
 		sum.Ticks[string(schemas.Operational)], sum.Ticks[string(schemas.Tactical)], sum.Ticks[string(schemas.Strategic)],
@@ -184,15 +186,13 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var (
 		cf       commonFlags
 		sf       sourceFlags
-		speed    = fs.String("speed", "max", "replay speed: trace seconds per wall second, or max")
-		runID    = fs.String("run-id", "", "run id (default: random)")
-		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
+		rf       replayFlags
 		observed = fs.Bool("observed", false, "write to strata.telemetry.v1 as observed on the trace's own platform (open loop)")
 		provider = fs.String("provider", "azure", "with --observed: the platform the trace was recorded on")
-		progress = fs.Bool("progress", true, "show a progress bar on stderr")
 	)
 	cf.register(fs)
 	sf.register(fs)
+	rf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	sp, err := replay.ParseSpeed(*speed)
+	sp, err := replay.ParseSpeed(rf.speed)
 	if err != nil {
 		return err
 	}
@@ -231,13 +231,13 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if *runID == "" {
-		*runID = newRunID()
+	if rf.runID == "" {
+		rf.runID = newRunID()
 	}
-	rcfg := producers.ReplayConfig{RunID: *runID, Observed: *observed, Provider: *provider,
-		AllowedLatenessUS: lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name}
+	rcfg := producers.ReplayConfig{RunID: rf.runID, Observed: *observed, Provider: *provider,
+		AllowedLatenessUS: rf.lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name}
 	var pw io.Writer
-	if *progress {
+	if rf.progress {
 		pw = stderr
 	}
 	bar := newProgress(pw, traceLen, &rcfg)
@@ -253,7 +253,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "replayed %d invocations (run %s) to %s: %d watermarks, %d dead letters, horizon %.0f s, %.1f s wall, %.0f records/s\n",
-		res.Invocations, *runID, rep.Topic(), res.Watermarks, res.DeadLetters, float64(res.HorizonUS)/1e6, res.WallSeconds, res.RecordsPerSec)
+		res.Invocations, rf.runID, rep.Topic(), res.Watermarks, res.DeadLetters, float64(res.HorizonUS)/1e6, res.WallSeconds, res.RecordsPerSec)
 	return nil
 }
 

@@ -150,19 +150,9 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		return err
 	}
 	t := res.Twin
-	sum := loopSummary{summary: summary{
-		RunID: o.runID, Source: name, Invocations: res.Replay.Invocations, Windowed: res.Features.Invocations,
-		Ticks: res.Features.Ticks, StatesPublished: res.Features.StatesPublished,
-		DeadLetters: res.Replay.DeadLetters + res.Features.Late + res.Features.Malformed,
-		BadLines:    res.Replay.BadLines, Late: res.Replay.Late + res.Features.Late,
-		HorizonSeconds: float64(res.Replay.HorizonUS) / 1e6, WallSeconds: res.Wall.Seconds(), Speed: o.speed.String(),
-		Kafka: orDefault(strings.Join(o.brokers, ","), "embedded"), NATS: orDefault(o.natsURL, "embedded"),
-	}, Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
+	sum := loopSummary{summary: newSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
 		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
 		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
-	if s := res.Wall.Seconds(); s > 0 {
-		sum.InvocationsPerSecond = float64(sum.Invocations) / s
-	}
 	if n := float64(t.Telemetry); n > 0 {
 		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
 		sum.GCO2ePerMillion = t.CarbonG / n * 1e6
