@@ -27,7 +27,7 @@ func benchWrite(b *testing.B, write func(context.Context, []*stratapb.Decision) 
 }
 
 func openBenchClickHouse(b *testing.B) *ClickHouse {
-	s, err := OpenClickHouse(context.Background(), clickHouseTestDSNB(b))
+	s, err := OpenClickHouse(context.Background(), clickHouseTestDSN(b))
 	if err != nil {
 		b.Fatal(err)
 	}

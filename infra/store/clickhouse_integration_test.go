@@ -13,9 +13,7 @@ import (
 
 // clickHouseTestDSN returns STRATA_CLICKHOUSE with a fresh database name in
 // its path; the database is dropped when the test ends.
-func clickHouseTestDSN(t *testing.T) string { return clickHouseTestDSNB(t) }
-
-func clickHouseTestDSNB(t testing.TB) string {
+func clickHouseTestDSN(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv("STRATA_CLICKHOUSE")
 	if base == "" {
