@@ -297,11 +297,11 @@ func (e *Engine) closeHour(h int64, out *Output) error {
 			}
 			s0 := f.hourSegs[0]
 			chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
+			f.hourSegs, f.hourPools = nil, nil // the hour is scored: release it
 			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
 				continue
 			}
 			out.Rewards = append(out.Rewards, e.reward(schemas.Tactical, h, h*replay.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen))
-			f.hourSegs, f.hourPools = nil, nil
 		}
 	}
 	return nil
