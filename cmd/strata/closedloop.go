@@ -87,7 +87,13 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	if bar != nil {
 		onTick = func(k int64) { rcfgBar.Progress((k+1)*replay.OperationalTickUS, 0) }
 	}
-	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers,
+	var trLayers []schemas.Layer
+	for _, l := range schemas.Layers {
+		if o.engine.Transitions[l] {
+			trLayers = append(trLayers, l)
+		}
+	}
+	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers, Transitions: trLayers,
 		TelemetryPartitions: o.partitions, OnTick: onTick, TelemetryOnly: o.store == nil && e.embeddedKafka},
 		eng, e.js, o.logger.With("role", "twin"))
 	if err != nil {

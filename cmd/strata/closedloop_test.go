@@ -63,7 +63,8 @@ func loopOptsForTest(t *testing.T, runID string, speed replay.Speed, log *batchL
 			schemas.Tactical:    fixedPolicy{row: schemas.DecisionRow{Region: "eu-west", MemoryMB: 512, Action: 2*6 + 2}},
 			schemas.Operational: fixedPolicy{row: schemas.DecisionRow{Prewarm: 1, Action: 1}},
 		},
-		engine:  twin.Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig()},
+		engine: twin.Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig(),
+			Transitions: map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true}},
 		profile: func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) },
 	}
 	o.logger = slog.New(slog.DiscardHandler)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -97,6 +99,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		stf      storeFlags
 		outcomes = fs.Bool("outcomes", false, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
+		trans    = fs.String("transitions", "strategic,tactical", "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	)
 	cf.register(fs)
@@ -154,8 +157,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
+		tl, err := parseLayers(*trans)
+		if err != nil {
+			return fmt.Errorf("parsing --transitions: %w", err)
+		}
 		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
-			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes}, o, src, name, traceLen, stdout)
+			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes,
+			transitions: tl}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {
@@ -317,4 +325,23 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	_ = os.Stdout.Sync()
 	return nil
+}
+
+// parseLayers parses a comma-separated list of layer names; "none" or ""
+// is the empty list.
+func parseLayers(s string) ([]schemas.Layer, error) {
+	if s == "" || s == "none" {
+		return nil, nil
+	}
+	var out []schemas.Layer
+	for _, n := range strings.Split(s, ",") {
+		l, err := schemas.ParseLayer(strings.TrimSpace(n))
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }

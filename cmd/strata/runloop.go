@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,9 +31,19 @@ type loopFlags struct {
 	store                            string // DuckDB file or ClickHouse DSN; "" for none
 	args                             []string
 	outcomes                         bool
+	transitions                      []schemas.Layer
 }
 
-func policyNames(l schemas.Layer) string { return strings.Join(agents.Names(l), ", ") }
+// policyNames lists the policy names of layer l for the flag help: the
+// agents' baselines plus, for strategic and tactical, the policies that run
+// inside the twin.
+func policyNames(l schemas.Layer) string {
+	names := agents.Names(l)
+	if l != schemas.Operational {
+		names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+	}
+	return strings.Join(names, ", ")
+}
 
 // parsePlacement parses provider/metro/memoryMB, e.g. aws/us-east/1024.
 func parsePlacement(s string) (cloud.Placement, error) {
@@ -114,11 +126,21 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 	}
 	closePre()
 
+	profile := pb.Build(m)
+	engCfg := twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig(), Outcomes: lf.outcomes,
+		Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}}
 	policies := map[schemas.Layer]worker.Policy{}
 	names := map[string]string{}
 	for l, n := range map[schemas.Layer]string{schemas.Strategic: lf.strategic, schemas.Tactical: lf.tactical, schemas.Operational: lf.operational} {
 		names[string(l)] = n
 		if n == "none" {
+			continue
+		}
+		if slices.Contains(lf.transitions, l) {
+			engCfg.Transitions[l] = true
+		}
+		if ip, ok := twin.ParseInternalPolicy(n); ok && l != schemas.Operational {
+			engCfg.Internal[l] = ip
 			continue
 		}
 		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch})
@@ -127,8 +149,23 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		}
 		policies[l] = p
 	}
-	lo := loopOpts{pipelineOpts: o, model: m, policies: policies, profile: pb.Build(m),
-		engine: twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig(), Outcomes: lf.outcomes}}
+	if slices.Contains(slices.Collect(maps.Values(engCfg.Internal)), twin.PolicyStaticBest) {
+		// Pass 2: static-best's choices, from the training days replayed
+		// under the default placement.
+		src2, _, _, close2, err := lf.sources.open()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		c, err := twin.TrainStatic(ctx, m, engCfg, profile, src2, o.latenessUS)
+		close2()
+		if err != nil {
+			return err
+		}
+		engCfg.Static = c
+		o.logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
+	}
+	lo := loopOpts{pipelineOpts: o, model: m, policies: policies, profile: profile, engine: engCfg}
 	if lf.store != "" {
 		st, err := store.Open(ctx, lf.store)
 		if err != nil {

@@ -40,6 +40,21 @@ type Config struct {
 	PrewarmAlternatives []int
 	// Outcomes makes Tick return per-invocation outcomes.
 	Outcomes bool
+	// Internal names the layers whose policy runs inside the engine
+	// (oracle, static-best: strategic and tactical only). Their decisions
+	// are made at each interval's first tick, before the external ones of
+	// faster layers take effect, and are emitted like any other decision.
+	Internal map[schemas.Layer]InternalPolicy
+	// Static holds static-best's choices (TrainStatic); required when a
+	// layer's internal policy is static-best.
+	Static *StaticChoices
+	// Learn, if set, receives every tactical and strategic counterfactual
+	// scored (static-best's training).
+	Learn *StaticLearner
+	// Transitions names the layers whose rewards also yield transitions
+	// (Output.Transitions): one per reward of an entity whose decision in
+	// force was made for that interval.
+	Transitions map[schemas.Layer]bool
 }
 
 // Output is what one tick produced, in a deterministic order.
@@ -53,6 +68,10 @@ type Output struct {
 	Rewards []*stratapb.Reward
 	// Outcomes holds per-invocation outcomes when Config.Outcomes is set.
 	Outcomes []*stratapb.Outcome
+	// Transitions holds the transitions of the intervals that ended with
+	// this tick, without their state vectors: the engine sees no state
+	// batches; the service fills them in.
+	Transitions []*stratapb.Transition
 }
 
 type fnKey struct{ app, fn string }
@@ -74,6 +93,8 @@ type fnState struct {
 	// decisions in force
 	tactical, operational       schemas.DecisionRow
 	hasTactical, hasOperational bool
+	// the intervals the decisions in force were made for
+	tacticalTick, operationalTick int64
 	// lastEndUS is the end of the function's latest execution (keep-warm).
 	lastEndUS int64
 	// hour and day bookkeeping: pools at the first activity of the period
@@ -85,10 +106,11 @@ type fnState struct {
 }
 
 type appState struct {
-	app         string
-	strategic   schemas.DecisionRow
-	hasDecision bool
-	funcs       []*fnState
+	app           string
+	strategic     schemas.DecisionRow
+	hasDecision   bool
+	strategicTick int64
+	funcs         []*fnState
 }
 
 // Engine is the twin's deterministic core. It is not safe for concurrent use.
@@ -104,6 +126,8 @@ type Engine struct {
 	next    int64 // next tick to evaluate
 	started bool
 	pending map[schemas.Layer]*schemas.DecisionBatch
+	// staticDone marks the layers static-best has decided for.
+	staticDone map[schemas.Layer]bool
 }
 
 // ErrOutOfOrder is returned by Tick for a tick other than the next one.
@@ -126,8 +150,16 @@ func NewEngine(m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Fu
 			return nil, fmt.Errorf("configuring twin: negative pre-warm alternative %d", n)
 		}
 	}
+	for l, p := range cfg.Internal {
+		if _, ok := ParseInternalPolicy(string(p)); !ok || l == schemas.Operational {
+			return nil, fmt.Errorf("configuring twin: %s policy %q cannot run inside the twin (oracle and static-best, strategic and tactical only)", l, p)
+		}
+		if p == PolicyStaticBest && cfg.Static == nil {
+			return nil, fmt.Errorf("configuring twin: %s static-best needs its choices from the training days (TrainStatic)", l)
+		}
+	}
 	return &Engine{m: m, cfg: cfg, funcs: map[fnKey]*fnState{}, apps: map[string]*appState{}, profile: profile,
-		pending: map[schemas.Layer]*schemas.DecisionBatch{}}, nil
+		pending: map[schemas.Layer]*schemas.DecisionBatch{}, staticDone: map[schemas.Layer]bool{}}, nil
 }
 
 // NextTick returns the tick Tick expects next.
@@ -242,15 +274,27 @@ func poolFrom(ps map[cloud.Placement]*cloud.Pool, pl cloud.Placement, startUS in
 
 // Tick evaluates tick k with its arrivals (any order; each must start in
 // tick k) under the decisions applied for it and the ones still in force.
-// Ticks must come in order, without gaps.
+// Ticks must come in order, without gaps. An oracle that needs later ticks'
+// arrivals (Lookahead) sees none of them: use TickAhead.
 func (e *Engine) Tick(k int64, arrivals []Arrival) (*Output, error) {
+	return e.TickAhead(k, arrivals, func(t int64) []Arrival {
+		if t == k {
+			return arrivals
+		}
+		return nil
+	})
+}
+
+// TickAhead is Tick with ahead giving the arrivals of the ticks up to
+// Lookahead(k), which the internal oracles decide on.
+func (e *Engine) TickAhead(k int64, arrivals []Arrival, ahead func(tick int64) []Arrival) (*Output, error) {
 	if e.started && k != e.next {
 		return nil, fmt.Errorf("evaluating tick %d: %w: want tick %d", k, ErrOutOfOrder, e.next)
 	}
 	e.started = true
 	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
 	out := &Output{}
-	if err := e.takeDecisions(k, out); err != nil {
+	if err := e.takeDecisions(k, ahead, out); err != nil {
 		return nil, err
 	}
 	arr := slices.Clone(arrivals)

@@ -43,6 +43,12 @@ type ServiceConfig struct {
 	ReadAheadTicks int64
 	// OnTick, if set, is called after each evaluated tick.
 	OnTick func(tick int64)
+	// Transitions are the layers whose transitions the service writes to
+	// strata.transitions.v1; it follows their state batches for the state
+	// vectors and waits, at each interval boundary, for the interval's
+	// state batch (every shard) before it evaluates the interval's first
+	// tick. The engine's Config.Transitions must name the same layers.
+	Transitions []schemas.Layer
 	// TelemetryOnly skips writing decisions, rewards and outcomes to Kafka
 	// (they are still counted and digested): for an embedded run without a
 	// store, where nothing would ever read them.
@@ -51,13 +57,18 @@ type ServiceConfig struct {
 
 // Stats counts what the service did.
 type Stats struct {
-	Ticks       int64 `json:"ticks"`
-	Arrivals    int64 `json:"arrivals"`
-	Decisions   int64 `json:"decisions"`
-	Rewards     int64 `json:"rewards"`
-	Telemetry   int64 `json:"telemetry"`
-	Outcomes    int64 `json:"outcomes"`
-	HorizonTick int64 `json:"horizon_tick"`
+	Ticks     int64 `json:"ticks"`
+	Arrivals  int64 `json:"arrivals"`
+	Decisions int64 `json:"decisions"`
+	Rewards   int64 `json:"rewards"`
+	Telemetry int64 `json:"telemetry"`
+	Outcomes  int64 `json:"outcomes"`
+	// Transitions counts the transitions written; TransitionsDropped those
+	// left out because the decision's state row was missing or a vector
+	// was not finite.
+	Transitions        int64 `json:"transitions"`
+	TransitionsDropped int64 `json:"transitions_dropped"`
+	HorizonTick        int64 `json:"horizon_tick"`
 	// RewardsSHA256 and DecisionsSHA256 digest the serialised rewards and
 	// joined decisions in the order the twin wrote them: equal digests mean
 	// byte-identical tables, whatever the replay speed.
@@ -106,6 +117,17 @@ type Service struct {
 	rewardsHash, decisionsHash hash.Hash
 	latencies                  []float64
 	rewardSum, regretSum       map[string]float64
+	// states holds the state vectors of the transition layers by interval;
+	// pendingTr the transitions waiting for their next state.
+	states    map[batchKey]*stateAcc
+	pendingTr map[schemas.Layer][]*stratapb.Transition
+}
+
+// stateAcc gathers one interval's state vectors of a layer over its shards.
+type stateAcc struct {
+	n      int
+	shards map[int]bool
+	vec    map[FuncID][]float32
 }
 
 type batchKey struct {
@@ -130,9 +152,16 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	if cfg.ReadAheadTicks <= 0 {
 		cfg.ReadAheadTicks = 240
 	}
+	// An oracle decides on a whole interval's arrivals: read at least two
+	// intervals ahead, so that a paused partition resumes before the next
+	// interval's arrivals are needed.
+	if need := 2 * (eng.MaxLookahead() + 1); cfg.ReadAheadTicks < need {
+		cfg.ReadAheadTicks = need
+	}
 	s := &Service{cfg: cfg, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
 		rewardsHash: sha256.New(), decisionsHash: sha256.New(),
-		rewardSum: map[string]float64{}, regretSum: map[string]float64{}}
+		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
+		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}}
 	s.stats.Layers = map[string]LayerStats{}
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(schemas.TopicInvocations),
@@ -177,16 +206,22 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(s.cfg.Layers))
-	for _, l := range s.cfg.Layers {
+	errs := make(chan error, len(s.cfg.Layers)+len(s.cfg.Transitions))
+	follow := func(stream, subject string, fn func([]byte) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := natsbus.Follow(ctx, s.js, schemas.StreamDecision, schemas.DecisionSubject(l), s.onDecision); err != nil {
+			if err := natsbus.Follow(ctx, s.js, stream, subject, fn); err != nil {
 				errs <- err
 				cancel()
 			}
 		}()
+	}
+	for _, l := range s.cfg.Layers {
+		follow(schemas.StreamDecision, schemas.DecisionSubject(l), s.onDecision)
+	}
+	for _, l := range s.cfg.Transitions {
+		follow(schemas.StreamState, schemas.StateSubject(l), s.onState)
 	}
 	err := s.loop(ctx)
 	cancel()
@@ -226,6 +261,94 @@ func (s *Service) onDecision(data []byte) error {
 	return nil
 }
 
+// onState keeps the state vectors of a transition layer's batch.
+func (s *Service) onState(data []byte) error {
+	b, err := schemas.DecodeState(data)
+	if err != nil {
+		s.log.Warn("skipping a state batch that does not decode", "err", err)
+		return nil
+	}
+	h := b.Header
+	if h.RunID != s.cfg.RunID {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := batchKey{h.Layer, h.Tick}
+	a := s.states[k]
+	if a == nil {
+		a = &stateAcc{n: h.NShards, shards: map[int]bool{}, vec: map[FuncID][]float32{}}
+		s.states[k] = a
+	}
+	if a.shards[h.Shard] {
+		return nil // a redelivered shard
+	}
+	a.shards[h.Shard] = true
+	for i := range b.Strategic {
+		a.vec[FuncID{App: b.Strategic[i].App}] = b.Strategic[i].Vector()
+	}
+	for i := range b.Tactical {
+		a.vec[FuncID{b.Tactical[i].App, b.Tactical[i].Func}] = b.Tactical[i].Vector()
+	}
+	for i := range b.Operational {
+		a.vec[FuncID{b.Operational[i].App, b.Operational[i].Func}] = b.Operational[i].Vector()
+	}
+	s.poke()
+	return nil
+}
+
+// interval returns the interval of layer l that tick k starts, or false
+// when k starts none.
+func interval(l schemas.Layer, k int64) (int64, bool) {
+	per := int64(1)
+	switch l {
+	case schemas.Tactical:
+		per = ticksPerHour
+	case schemas.Strategic:
+		per = ticksPerDay
+	}
+	return k / per, k%per == 0
+}
+
+// completeTransitions writes the transitions of layer l's interval i−1,
+// now that interval i's state (next, nil at the end of the run) is known.
+func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i int64, end bool) error {
+	s.mu.Lock()
+	prev, next := s.states[batchKey{l, i - 1}], s.states[batchKey{l, i}]
+	trs := s.pendingTr[l]
+	delete(s.pendingTr, l)
+	for k := range s.states {
+		if k.layer == l && k.tick < i {
+			delete(s.states, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, tr := range trs {
+		id := FuncID{tr.App, tr.Func}
+		var st []float32
+		if prev != nil {
+			st = prev.vec[id]
+		}
+		if next != nil && !end {
+			tr.NextState = next.vec[id]
+		}
+		tr.State, tr.Done = st, tr.NextState == nil
+		if st == nil || !schemas.Finite(tr.State) || !schemas.Finite(tr.NextState) {
+			s.mu.Lock()
+			s.stats.TransitionsDropped++
+			s.mu.Unlock()
+			continue
+		}
+		if err := s.produce(ctx, schemas.TopicTransitions, tr.App, tr); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.stats.Transitions++
+		s.mu.Unlock()
+	}
+	return nil
+}
+
 // loop consumes arrivals and evaluates every tick that is ready.
 func (s *Service) loop(ctx context.Context) error {
 	arrivals := map[int64][]Arrival{}
@@ -243,6 +366,12 @@ func (s *Service) loop(ctx context.Context) error {
 		for {
 			k := s.eng.NextTick()
 			if horizon >= 0 && k*replay.OperationalTickUS >= horizon {
+				for _, l := range s.cfg.Transitions {
+					i, _ := interval(l, k)
+					if err := s.completeTransitions(ctx, l, i, true); err != nil {
+						return err
+					}
+				}
 				if err := s.watermark(ctx, horizon, true); err != nil {
 					return err
 				}
@@ -252,14 +381,14 @@ func (s *Service) loop(ctx context.Context) error {
 				return nil
 			}
 			allFinal := len(final) == nParts && horizon >= 0
-			if nParts <= 0 || len(wm) < nParts || (minWM(wm) < (k+1)*replay.OperationalTickUS && !allFinal) {
+			if nParts <= 0 || len(wm) < nParts || (minWM(wm) < (s.eng.Lookahead(k)+1)*replay.OperationalTickUS && !allFinal) {
 				break
 			}
 			bs, ok := s.decisionsFor(k)
 			if !ok {
 				break
 			}
-			if err := s.evaluate(ctx, k, bs, arrivals[k]); err != nil {
+			if err := s.evaluate(ctx, k, bs, arrivals); err != nil {
 				return err
 			}
 			delete(arrivals, k)
@@ -402,21 +531,43 @@ func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
 		}
 		out = append(out, p.merged)
 	}
+	for _, l := range s.cfg.Transitions {
+		if i, ok := interval(l, k); ok && i > 0 {
+			if a := s.states[batchKey{l, i}]; a == nil || len(a.shards) < a.n {
+				return nil, false
+			}
+		}
+	}
 	for _, b := range out {
 		delete(s.batches, batchKey{b.Header.Layer, b.Header.Tick})
 	}
 	return out, true
 }
 
-func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arr []Arrival) error {
+func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arrivals map[int64][]Arrival) error {
 	for _, b := range bs {
 		if err := s.eng.Apply(b); err != nil {
 			return err
 		}
 	}
-	out, err := s.eng.Tick(k, arr)
+	for _, l := range s.cfg.Transitions {
+		if i, ok := interval(l, k); ok && i > 0 {
+			if err := s.completeTransitions(ctx, l, i, false); err != nil {
+				return err
+			}
+		}
+	}
+	out, err := s.eng.TickAhead(k, arrivals[k], func(t int64) []Arrival { return arrivals[t] })
 	if err != nil {
 		return err
+	}
+	if len(out.Transitions) > 0 {
+		s.mu.Lock()
+		for _, tr := range out.Transitions {
+			l := schemas.Layer(tr.Layer)
+			s.pendingTr[l] = append(s.pendingTr[l], tr)
+		}
+		s.mu.Unlock()
 	}
 	for _, o := range out.Telemetry {
 		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o); err != nil {

@@ -14,30 +14,44 @@ import (
 )
 
 // takeDecisions moves the pending batches that take effect at tick k into
-// force, slowest layer first, and emits them joined with the placement they
+// force, slowest layer first, with the decisions of the internal policies
+// whose interval starts at k, and emits them joined with the placement they
 // resolve to.
-func (e *Engine) takeDecisions(k int64, out *Output) error {
+func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output) error {
 	type taken struct {
 		layer schemas.Layer
 		b     *schemas.DecisionBatch
 	}
 	var ts []taken
 	for _, l := range schemas.Layers {
-		b := e.pending[l]
-		if b == nil {
-			continue
-		}
-		first := b.Header.Tick
+		per := int64(1)
 		switch l {
 		case schemas.Tactical:
-			first *= ticksPerHour
+			per = ticksPerHour
 		case schemas.Strategic:
-			first *= ticksPerDay
+			per = ticksPerDay
 		}
-		if first != k {
-			continue
+		var b *schemas.DecisionBatch
+		if p, ok := e.cfg.Internal[l]; ok {
+			if p == PolicyStaticBest && e.staticDone[l] || p == PolicyOracle && k%per != 0 {
+				continue
+			}
+			rows, err := e.internalRows(l, p, k, ahead)
+			if err != nil {
+				return err
+			}
+			for i := range rows {
+				rows[i].Policy, rows[i].PolicyVersion = string(p), "1"
+			}
+			b = &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: e.cfg.RunID, Layer: l, Tick: k / per,
+				TickStartUS: k / per * per * replay.OperationalTickUS, NShards: 1}, Rows: rows}
+		} else {
+			b = e.pending[l]
+			if b == nil || b.Header.Tick*per != k {
+				continue
+			}
+			delete(e.pending, l)
 		}
-		delete(e.pending, l)
 		rows := slices.Clone(b.Rows)
 		slices.SortStableFunc(rows, func(a, b schemas.DecisionRow) int {
 			if c := cmpString(a.App, b.App); c != 0 {
@@ -52,7 +66,7 @@ func (e *Engine) takeDecisions(k int64, out *Output) error {
 					return fmt.Errorf("applying strategic decision for app %s at day %d: %w", r.App, b.Header.Tick, err)
 				}
 				a := e.app(r.App)
-				a.strategic, a.hasDecision = r, true
+				a.strategic, a.hasDecision, a.strategicTick = r, true, b.Header.Tick
 			case schemas.Tactical:
 				if _, err := cloud.ParseMetro(r.Region); err != nil {
 					return fmt.Errorf("applying tactical decision for %s/%s at hour %d: %w", r.App, r.Func, b.Header.Tick, err)
@@ -61,13 +75,13 @@ func (e *Engine) takeDecisions(k int64, out *Output) error {
 					return fmt.Errorf("applying tactical decision for %s/%s at hour %d: %w", r.App, r.Func, b.Header.Tick, err)
 				}
 				f := e.function(r.App, r.Func)
-				f.tactical, f.hasTactical = r, true
+				f.tactical, f.hasTactical, f.tacticalTick = r, true, b.Header.Tick
 			case schemas.Operational:
 				if r.Prewarm < 0 || r.KeepWarmMS < 0 {
 					return fmt.Errorf("applying operational decision for %s/%s at tick %d: negative pre-warm or keep-warm", r.App, r.Func, b.Header.Tick)
 				}
 				f := e.function(r.App, r.Func)
-				f.operational, f.hasOperational = r, true
+				f.operational, f.hasOperational, f.operationalTick = r, true, b.Header.Tick
 			}
 		}
 		ts = append(ts, taken{l, &schemas.DecisionBatch{Header: b.Header, Rows: rows}})
@@ -191,7 +205,27 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 		rw.Underprovisioned = 1
 	}
 	out.Rewards = append(out.Rewards, rw)
+	if f.hasOperational && f.operationalTick == k {
+		e.transition(rw, &f.operational, out)
+	}
 	return obs, nil
+}
+
+// transition adds the transition of reward rw under decision d, when its
+// layer's transitions are on.
+func (e *Engine) transition(rw *stratapb.Reward, d *schemas.DecisionRow, out *Output) {
+	if !e.cfg.Transitions[schemas.Layer(rw.Layer)] {
+		return
+	}
+	tr := &stratapb.Transition{RunId: rw.RunId, Layer: rw.Layer, Tick: rw.Tick, App: rw.App, Func: rw.Func,
+		Action: d.Action, Reward: rw.Reward, PolicyVersion: d.PolicyVersion, Policy: d.Policy}
+	if d.LogProb.Valid {
+		tr.LogProb = proto.Float64(d.LogProb.V)
+	}
+	if d.Value.Valid {
+		tr.Value = proto.Float64(d.Value.V)
+	}
+	out.Transitions = append(out.Transitions, tr)
 }
 
 func latencies(os []cloud.Outcome) []float64 {
@@ -216,6 +250,9 @@ func percentile(xs []float64, q float64) float64 {
 // of the chosen one.
 func (e *Engine) reward(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) *stratapb.Reward {
 	rs, best := cloud.Rewards(aggs, e.cfg.Reward)
+	if e.cfg.Learn != nil {
+		e.cfg.Learn.add(l, app, fn, rs)
+	}
 	a, r := aggs[chosen], rs[chosen]
 	ls := slices.Clone(lat[chosen])
 	return &stratapb.Reward{RunId: e.cfg.RunID, Layer: string(l), Tick: tick, TickMs: startUS / 1000, App: app, Func: fn,
@@ -301,7 +338,11 @@ func (e *Engine) closeHour(h int64, out *Output) error {
 			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
 				continue
 			}
-			out.Rewards = append(out.Rewards, e.reward(schemas.Tactical, h, h*replay.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen))
+			rw := e.reward(schemas.Tactical, h, h*replay.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen)
+			out.Rewards = append(out.Rewards, rw)
+			if f.hasTactical && f.tacticalTick == h {
+				e.transition(rw, &f.tactical, out)
+			}
 		}
 	}
 	return nil
@@ -340,7 +381,11 @@ func (e *Engine) closeDay(d int64, out *Output) error {
 		if !active || (aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0) {
 			continue
 		}
-		out.Rewards = append(out.Rewards, e.reward(schemas.Strategic, d, d*replay.StrategicTickUS, app, "", aggs, lat, chosen))
+		rw := e.reward(schemas.Strategic, d, d*replay.StrategicTickUS, app, "", aggs, lat, chosen)
+		out.Rewards = append(out.Rewards, rw)
+		if a.hasDecision && a.strategicTick == d {
+			e.transition(rw, &a.strategic, out)
+		}
 	}
 	return nil
 }

@@ -604,22 +604,34 @@ func (x *Outcome) GetCarbonG() float64 {
 	return 0
 }
 
-// Transition is one learning sample on strata.transitions.v1.
+// Transition is one learning sample on strata.transitions.v1: the state an
+// entity's decision for interval tick was made from, the action, the
+// interval's reward, and the state at the next interval. State vectors are
+// raw, in the order schemas.TacticalRow.Vector (and the Strategic and
+// Operational ones) document; the learner scales them.
 type Transition struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Layer         string                 `protobuf:"bytes,2,opt,name=layer,proto3" json:"layer,omitempty"`
-	Tick          int64                  `protobuf:"varint,3,opt,name=tick,proto3" json:"tick,omitempty"`
-	App           string                 `protobuf:"bytes,4,opt,name=app,proto3" json:"app,omitempty"`
-	Func          string                 `protobuf:"bytes,5,opt,name=func,proto3" json:"func,omitempty"`
-	State         []float32              `protobuf:"fixed32,6,rep,packed,name=state,proto3" json:"state,omitempty"`
-	Action        int32                  `protobuf:"varint,7,opt,name=action,proto3" json:"action,omitempty"`
-	Reward        float64                `protobuf:"fixed64,8,opt,name=reward,proto3" json:"reward,omitempty"`
-	NextState     []float32              `protobuf:"fixed32,9,rep,packed,name=next_state,json=nextState,proto3" json:"next_state,omitempty"`
-	Done          bool                   `protobuf:"varint,10,opt,name=done,proto3" json:"done,omitempty"`
-	PolicyVersion string                 `protobuf:"bytes,11,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
-	LogProb       *float64               `protobuf:"fixed64,12,opt,name=log_prob,json=logProb,proto3,oneof" json:"log_prob,omitempty"`
-	Value         *float64               `protobuf:"fixed64,13,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Layer string                 `protobuf:"bytes,2,opt,name=layer,proto3" json:"layer,omitempty"`
+	Tick  int64                  `protobuf:"varint,3,opt,name=tick,proto3" json:"tick,omitempty"`
+	App   string                 `protobuf:"bytes,4,opt,name=app,proto3" json:"app,omitempty"`
+	// Empty for strategic (app-level) transitions.
+	Func   string    `protobuf:"bytes,5,opt,name=func,proto3" json:"func,omitempty"`
+	State  []float32 `protobuf:"fixed32,6,rep,packed,name=state,proto3" json:"state,omitempty"`
+	Action int32     `protobuf:"varint,7,opt,name=action,proto3" json:"action,omitempty"`
+	Reward float64   `protobuf:"fixed64,8,opt,name=reward,proto3" json:"reward,omitempty"`
+	// Empty when done.
+	NextState []float32 `protobuf:"fixed32,9,rep,packed,name=next_state,json=nextState,proto3" json:"next_state,omitempty"`
+	// True when the entity has no next state: it is absent from the next
+	// interval's state batch (inactive), or the run ended.
+	Done          bool   `protobuf:"varint,10,opt,name=done,proto3" json:"done,omitempty"`
+	PolicyVersion string `protobuf:"bytes,11,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// PPO's log-probability of the action and value estimate, when the
+	// policy gave them.
+	LogProb *float64 `protobuf:"fixed64,12,opt,name=log_prob,json=logProb,proto3,oneof" json:"log_prob,omitempty"`
+	Value   *float64 `protobuf:"fixed64,13,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	// The policy that made the decision.
+	Policy        string `protobuf:"bytes,14,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +755,13 @@ func (x *Transition) GetValue() float64 {
 		return *x.Value
 	}
 	return 0
+}
+
+func (x *Transition) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
 }
 
 // Run describes one run for the runs table.
@@ -945,7 +964,7 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x06failed\x18\r \x01(\bR\x06failed\x12#\n" +
 	"\rsla_violation\x18\x0e \x01(\bR\fslaViolation\x12\x19\n" +
 	"\bcost_usd\x18\x0f \x01(\x01R\acostUsd\x12\x19\n" +
-	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xe5\x02\n" +
+	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xfd\x02\n" +
 	"\n" +
 	"Transition\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
@@ -962,7 +981,8 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	" \x01(\bR\x04done\x12%\n" +
 	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\x12\x1e\n" +
 	"\blog_prob\x18\f \x01(\x01H\x00R\alogProb\x88\x01\x01\x12\x19\n" +
-	"\x05value\x18\r \x01(\x01H\x01R\x05value\x88\x01\x01B\v\n" +
+	"\x05value\x18\r \x01(\x01H\x01R\x05value\x88\x01\x01\x12\x16\n" +
+	"\x06policy\x18\x0e \x01(\tR\x06policyB\v\n" +
 	"\t_log_probB\b\n" +
 	"\x06_value\"\xf8\x02\n" +
 	"\x03Run\x12\x15\n" +

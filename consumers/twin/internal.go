@@ -1,0 +1,427 @@
+package twin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// InternalPolicy names a policy that runs inside the engine's counterfactual
+// engine instead of an agent worker (DESIGN §3): it needs what no state batch
+// carries — the interval's own arrivals, or the training days' hindsight.
+type InternalPolicy string
+
+const (
+	// PolicyOracle is the per-interval hindsight oracle: at the start of
+	// each interval it evaluates every alternative action of the layer on
+	// the interval's actual arrivals, from the interval's starting pools,
+	// with the lower layers' decisions in force at the start carried over
+	// (for the strategic layer the functions' region and tier, for both the
+	// operational pre-warm count), and takes the one with the highest
+	// reward. It is myopic: it does not value what an action leaves in the
+	// pools for the next interval. When the lower layers change their
+	// decisions inside the interval, the reward's counterfactual (which uses
+	// the decisions as they happened) can differ from the oracle's estimate,
+	// so its regret is 0 only when they do not.
+	PolicyOracle InternalPolicy = "oracle"
+	// PolicyStaticBest holds, for the whole run, the single action per
+	// entity with the highest total reward over the training days (days
+	// 1–10), measured by replaying them under the default placement
+	// (TrainStatic). Entities not seen on the training days keep the
+	// default placement.
+	PolicyStaticBest InternalPolicy = "static-best"
+)
+
+// ParseInternalPolicy returns the internal policy called name, or false.
+func ParseInternalPolicy(name string) (InternalPolicy, bool) {
+	switch p := InternalPolicy(name); p {
+	case PolicyOracle, PolicyStaticBest:
+		return p, true
+	}
+	return "", false
+}
+
+// FuncID identifies a function of an app.
+type FuncID struct{ App, Func string }
+
+// RegionTier is a tactical action: a metro and a memory tier.
+type RegionTier struct {
+	Metro cloud.Metro
+	Tier  cloud.Tier
+}
+
+// Action returns the tactical action index, metro × 6 + tier, as the
+// tactical policies number their 24 actions.
+func (rt RegionTier) Action() int32 { return int32(int(rt.Metro)*cloud.NumTiers + int(rt.Tier)) }
+
+// StaticChoices are static-best's fixed actions: a provider per app and a
+// metro and tier per function.
+type StaticChoices struct {
+	Providers  map[string]cloud.Provider
+	Placements map[FuncID]RegionTier
+}
+
+// StaticLearner accumulates, per entity, the reward every alternative action
+// would have earned in each scored interval; its Choices are the argmax
+// totals. Plug it into Config.Learn of an engine replaying training days.
+type StaticLearner struct {
+	apps  map[string]*[cloud.NumProviders]float64
+	funcs map[FuncID]*[cloud.NumMetros * cloud.NumTiers]float64
+	// Intervals counts the scored intervals per layer.
+	Intervals map[schemas.Layer]int64
+}
+
+// NewStaticLearner returns an empty learner.
+func NewStaticLearner() *StaticLearner {
+	return &StaticLearner{apps: map[string]*[cloud.NumProviders]float64{},
+		funcs: map[FuncID]*[cloud.NumMetros * cloud.NumTiers]float64{}, Intervals: map[schemas.Layer]int64{}}
+}
+
+func (s *StaticLearner) add(l schemas.Layer, app, fn string, rs []cloud.Reward) {
+	switch l {
+	case schemas.Strategic:
+		a := s.apps[app]
+		if a == nil {
+			a = &[cloud.NumProviders]float64{}
+			s.apps[app] = a
+		}
+		for i := range min(len(rs), len(a)) {
+			a[i] += rs[i].R
+		}
+	case schemas.Tactical:
+		k := FuncID{app, fn}
+		f := s.funcs[k]
+		if f == nil {
+			f = &[cloud.NumMetros * cloud.NumTiers]float64{}
+			s.funcs[k] = f
+		}
+		for i := range min(len(rs), len(f)) {
+			f[i] += rs[i].R
+		}
+	default:
+		return
+	}
+	s.Intervals[l]++
+}
+
+// argmax returns the first index of the largest value.
+func argmax(xs []float64) int {
+	best := 0
+	for i, x := range xs {
+		if x > xs[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// Choices returns the action with the highest total reward per entity
+// (ties go to the lowest action index).
+func (s *StaticLearner) Choices() *StaticChoices {
+	c := &StaticChoices{Providers: map[string]cloud.Provider{}, Placements: map[FuncID]RegionTier{}}
+	for app, a := range s.apps {
+		c.Providers[app] = cloud.Provider(argmax(a[:]))
+	}
+	for k, f := range s.funcs {
+		i := argmax(f[:])
+		c.Placements[k] = RegionTier{Metro: cloud.Metro(i / cloud.NumTiers), Tier: cloud.Tier(i % cloud.NumTiers)}
+	}
+	return c
+}
+
+// TrainStatic chooses static-best's actions: it replays the training days
+// (days 1–10) of src through a fresh engine under cfg's default placement,
+// with no decisions, and returns each entity's action with the highest
+// total reward over its scored intervals. latenessUS is the replay's
+// allowed lateness (src is ordered by end time; the engine needs start
+// order). Lines that do not parse and late invocations are skipped, as the
+// replay dead-letters them.
+func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Function, src replay.Source, latenessUS int64) (*StaticChoices, error) {
+	l := NewStaticLearner()
+	cfg.Learn, cfg.Internal, cfg.Static, cfg.Outcomes = l, nil, nil, false
+	e, err := NewEngine(m, cfg, profile)
+	if err != nil {
+		return nil, err
+	}
+	const endUS = TrainingDays * replay.StrategicTickUS
+	ord := replay.NewOrderer(latenessUS)
+	var cur []Arrival
+	curTick := int64(0)
+	// advance evaluates every tick before k.
+	advance := func(k int64) error {
+		for e.NextTick() < k {
+			t := e.NextTick()
+			var arr []Arrival
+			if t == curTick {
+				arr, cur = cur, nil
+			}
+			if _, err := e.Tick(t, arr); err != nil {
+				return fmt.Errorf("training static-best: %w", err)
+			}
+			if err := ctx.Err(); err != nil && t%ticksPerHour == 0 {
+				return err
+			}
+		}
+		return nil
+	}
+	take := func(in replay.Invocation) error {
+		s := in.StartUS()
+		if s < 0 || s >= endUS {
+			return nil
+		}
+		k := replay.TickOf(s, replay.OperationalTickUS)
+		if k != curTick {
+			if err := advance(curTick); err != nil {
+				return err
+			}
+			if len(cur) > 0 {
+				if _, err := e.Tick(curTick, cur); err != nil {
+					return fmt.Errorf("training static-best: %w", err)
+				}
+				cur = nil
+			}
+			curTick = k
+		}
+		cur = append(cur, Arrival{ID: in.ID(), App: in.App, Func: in.Func, StartUS: s, DurationUS: in.DurationUS, Row: in.Row})
+		return nil
+	}
+	done := false
+	for !done {
+		in, err := src.Next()
+		switch {
+		case errors.Is(err, io.EOF):
+			done = true
+		case err != nil:
+			var le *replay.LineError
+			if errors.As(err, &le) {
+				continue
+			}
+			return nil, fmt.Errorf("training static-best: reading the trace: %w", err)
+		default:
+			if in.StartUS() >= endUS+latenessUS {
+				done = true // the training days are complete
+			}
+			if err := ord.Push(in); err != nil {
+				continue // late: dead-lettered by the replay
+			}
+		}
+		for {
+			var in replay.Invocation
+			var ok bool
+			if done {
+				in, ok = ord.Drain()
+			} else {
+				in, ok = ord.Pop()
+			}
+			if !ok {
+				break
+			}
+			if err := take(in); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Close the last day of the training (or of the trace).
+	last := max(curTick+1, e.NextTick())
+	last = (last + ticksPerDay - 1) / ticksPerDay * ticksPerDay
+	if err := advance(curTick); err != nil {
+		return nil, err
+	}
+	if e.NextTick() == curTick {
+		if _, err := e.Tick(curTick, cur); err != nil {
+			return nil, fmt.Errorf("training static-best: %w", err)
+		}
+	}
+	if err := advance(min(last, TrainingDays*ticksPerDay)); err != nil {
+		return nil, err
+	}
+	return l.Choices(), nil
+}
+
+// Lookahead returns the last tick whose arrivals Tick needs to evaluate
+// tick k: later than k only at the start of an interval an oracle decides.
+func (e *Engine) Lookahead(k int64) int64 {
+	if e.cfg.Internal[schemas.Strategic] == PolicyOracle && k%ticksPerDay == 0 {
+		return k + ticksPerDay - 1
+	}
+	if e.cfg.Internal[schemas.Tactical] == PolicyOracle && k%ticksPerHour == 0 {
+		return k + ticksPerHour - 1
+	}
+	return k
+}
+
+// MaxLookahead returns the largest k' − k of Lookahead.
+func (e *Engine) MaxLookahead() int64 {
+	switch {
+	case e.cfg.Internal[schemas.Strategic] == PolicyOracle:
+		return ticksPerDay - 1
+	case e.cfg.Internal[schemas.Tactical] == PolicyOracle:
+		return ticksPerHour - 1
+	}
+	return 0
+}
+
+// internalRows returns the decisions internal policy p makes for layer l at
+// tick k, the interval's first tick.
+func (e *Engine) internalRows(l schemas.Layer, p InternalPolicy, k int64, ahead func(int64) []Arrival) ([]schemas.DecisionRow, error) {
+	switch p {
+	case PolicyStaticBest:
+		if e.staticDone[l] {
+			return nil, nil // decided once, at the run's first interval
+		}
+		e.staticDone[l] = true
+		return e.staticRows(l), nil
+	case PolicyOracle:
+		per := int64(ticksPerHour)
+		if l == schemas.Strategic {
+			per = ticksPerDay
+		}
+		return e.oracleRows(l, k, per, ahead)
+	}
+	return nil, fmt.Errorf("internal %s policy %q is unknown", l, p)
+}
+
+func (e *Engine) staticRows(l schemas.Layer) []schemas.DecisionRow {
+	var rows []schemas.DecisionRow
+	switch l {
+	case schemas.Strategic:
+		for app, p := range e.cfg.Static.Providers {
+			rows = append(rows, schemas.DecisionRow{App: app, Action: int32(p), Provider: p.String()})
+		}
+	case schemas.Tactical:
+		for k, rt := range e.cfg.Static.Placements {
+			rows = append(rows, schemas.DecisionRow{App: k.App, Func: k.Func, Action: rt.Action(),
+				Region: rt.Metro.String(), MemoryMB: int32(rt.Tier.MB())})
+		}
+	}
+	return rows
+}
+
+// oracleSegments returns f's segments over ticks [k, k+per) from the
+// interval's arrivals, with the pre-warm count in force carried over.
+func (e *Engine) oracleSegments(f *fnState, k, per int64, arr map[fnKey][]Arrival) []segment {
+	pw := 0
+	if f.hasOperational {
+		pw = int(f.operational.Prewarm)
+	}
+	pl := e.placement(f)
+	as := arr[f.key]
+	var segs []segment
+	i := 0
+	for t := k; t < k+per; t++ {
+		te := (t + 1) * replay.OperationalTickUS
+		j := i
+		for j < len(as) && as[j].StartUS < te {
+			j++
+		}
+		if j == i && pw == 0 {
+			continue
+		}
+		reqs := make([]cloud.Request, j-i)
+		for n, a := range as[i:j] {
+			reqs[n] = cloud.Request{StartUS: a.StartUS, DurationUS: a.DurationUS}
+		}
+		segs = append(segs, segment{tick: t, metro: pl.Metro, tier: pl.Tier, prewarm: pw, reqs: reqs})
+		i = j
+	}
+	return segs
+}
+
+// oracleRows evaluates, for every entity active in the interval [k, k+per),
+// each alternative action on the interval's arrivals and returns the best.
+func (e *Engine) oracleRows(l schemas.Layer, k, per int64, ahead func(int64) []Arrival) ([]schemas.DecisionRow, error) {
+	arr := map[fnKey][]Arrival{}
+	for t := k; t < k+per; t++ {
+		for _, a := range ahead(t) {
+			key := fnKey{a.App, a.Func}
+			arr[key] = append(arr[key], a)
+		}
+	}
+	keys := make([]fnKey, 0, len(arr))
+	for key, as := range arr {
+		keys = append(keys, key)
+		slices.SortFunc(as, func(a, b Arrival) int {
+			if c := cmpInt(a.StartUS, b.StartUS); c != 0 {
+				return c
+			}
+			return cmpString(a.ID, b.ID)
+		})
+	}
+	slices.SortFunc(keys, func(a, b fnKey) int {
+		if c := cmpString(a.app, b.app); c != 0 {
+			return c
+		}
+		return cmpString(a.fn, b.fn)
+	})
+	var rows []schemas.DecisionRow
+	switch l {
+	case schemas.Tactical:
+		n := cloud.NumMetros * cloud.NumTiers
+		for _, key := range keys {
+			f := e.function(key.app, key.fn)
+			segs := e.oracleSegments(f, k, per, arr)
+			prov := e.placement(f).Provider
+			aggs := make([]cloud.Aggregate, n)
+			var lat []float64 // latencies are not needed: the reward uses the mean
+			for i := range n {
+				pl := cloud.Placement{Provider: prov, Metro: cloud.Metro(i / cloud.NumTiers), Tier: cloud.Tier(i % cloud.NumTiers)}
+				lat = lat[:0]
+				if err := e.replaySegments(f, f.pools, segs, func(segment) cloud.Placement { return pl }, &aggs[i], &lat); err != nil {
+					return nil, fmt.Errorf("oracle for hour %d of %s/%s: %w", k/per, key.app, key.fn, err)
+				}
+			}
+			_, best := cloud.Rewards(aggs, e.cfg.Reward)
+			rt := RegionTier{Metro: cloud.Metro(best / cloud.NumTiers), Tier: cloud.Tier(best % cloud.NumTiers)}
+			rows = append(rows, schemas.DecisionRow{App: key.app, Func: key.fn, Action: rt.Action(),
+				Region: rt.Metro.String(), MemoryMB: int32(rt.Tier.MB())})
+		}
+	case schemas.Strategic:
+		var app string
+		var fns []*fnState
+		flush := func() error {
+			if len(fns) == 0 {
+				return nil
+			}
+			aggs := make([]cloud.Aggregate, cloud.NumProviders)
+			var lat []float64 // latencies are not needed: the reward uses the mean
+			segs := make([][]segment, len(fns))
+			for i, f := range fns {
+				segs[i] = e.oracleSegments(f, k, per, arr)
+			}
+			for p := range cloud.NumProviders {
+				for i, f := range fns {
+					place := func(s segment) cloud.Placement {
+						return cloud.Placement{Provider: cloud.Provider(p), Metro: s.metro, Tier: s.tier}
+					}
+					lat = lat[:0]
+					if err := e.replaySegments(f, f.pools, segs[i], place, &aggs[p], &lat); err != nil {
+						return fmt.Errorf("oracle for day %d of %s: %w", k/per, app, err)
+					}
+				}
+			}
+			_, best := cloud.Rewards(aggs, e.cfg.Reward)
+			rows = append(rows, schemas.DecisionRow{App: app, Action: int32(best), Provider: cloud.Provider(best).String()})
+			fns = nil
+			return nil
+		}
+		for _, key := range keys {
+			if key.app != app {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+				app = key.app
+			}
+			fns = append(fns, e.function(key.app, key.fn))
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
