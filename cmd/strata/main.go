@@ -25,6 +25,7 @@ Commands:
   replay     produce a trace into Kafka (strata.invocations.v1, or
              strata.telemetry.v1 with --observed)
   features   window strata.telemetry.v1 into state batches on NATS
+  agent      serve one layer's policy on NATS: a run's tick batches (--act: strata.act.<layer>)
   sink       write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB
   sql        query the decision and reward tables (DuckDB file or ClickHouse)
   trace      synth | stats: generate a synthetic trace, print trace statistics
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return replayMain(ctx, args[1:], stdout, stderr)
 	case "features":
 		return featuresMain(ctx, args[1:], stdout, stderr)
+	case "agent":
+		return agentMain(ctx, args[1:], stdout, stderr)
 	case "trace":
 		return traceMain(ctx, args[1:], stdout)
 	case "sink":
