@@ -190,7 +190,7 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 	sum := loopSummary{summary: newSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
 		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
 		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
-	if n := float64(t.Telemetry); n > 0 {
+	if n := float64(t.ScoredInvocations); n > 0 {
 		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
 		sum.GCO2ePerMillion = t.CarbonG / n * 1e6
 		sum.ColdStartRate = float64(t.ColdStarts) / n

@@ -49,6 +49,11 @@ type ServiceConfig struct {
 	// state batch (every shard) before it evaluates the interval's first
 	// tick. The engine's Config.Transitions must name the same layers.
 	Transitions []schemas.Layer
+	// ScoreFromTick is the first tick the run's figures (Stats.Layers,
+	// costs, carbon, cold starts, violations, latencies,
+	// ScoredInvocations) count: the ticks before it are warm-up. It should
+	// start a day, so that every interval is scored whole or not at all.
+	ScoreFromTick int64
 	// TelemetryOnly skips writing decisions, rewards and outcomes to Kafka
 	// (they are still counted and digested): for an embedded run without a
 	// store, where nothing would ever read them.
@@ -69,6 +74,10 @@ type Stats struct {
 	Transitions        int64 `json:"transitions"`
 	TransitionsDropped int64 `json:"transitions_dropped"`
 	HorizonTick        int64 `json:"horizon_tick"`
+	// ScoredInvocations counts the invocations of the scored ticks
+	// (ServiceConfig.ScoreFromTick on): the denominator of per-invocation
+	// figures.
+	ScoredInvocations int64 `json:"scored_invocations"`
 	// RewardsSHA256 and DecisionsSHA256 digest the serialised rewards and
 	// joined decisions in the order the twin wrote them: equal digests mean
 	// byte-identical tables, whatever the replay speed.
@@ -593,6 +602,26 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 		}
 	}
 	s.mu.Lock()
+	s.stats.Ticks++
+	s.stats.Telemetry += int64(len(out.Telemetry))
+	s.stats.Decisions += int64(len(out.Decisions))
+	s.stats.Rewards += int64(len(out.Rewards))
+	s.stats.Outcomes += int64(len(out.Outcomes))
+	s.stats.HorizonTick = k
+	if k >= s.cfg.ScoreFromTick {
+		s.score(out)
+	}
+	s.mu.Unlock()
+	if s.cfg.OnTick != nil {
+		s.cfg.OnTick(k)
+	}
+	return nil
+}
+
+// score adds a scored tick's output to the run's figures. Intervals are
+// aligned, so every reward a scored tick emits is of a scored interval.
+func (s *Service) score(out *Output) {
+	s.stats.ScoredInvocations += int64(len(out.Telemetry))
 	for _, o := range out.Telemetry {
 		s.latencies = append(s.latencies, o.GetLatencyMs())
 	}
@@ -617,17 +646,6 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 			s.stats.Violations += r.SlaViolations
 		}
 	}
-	s.stats.Ticks++
-	s.stats.Telemetry += int64(len(out.Telemetry))
-	s.stats.Decisions += int64(len(out.Decisions))
-	s.stats.Rewards += int64(len(out.Rewards))
-	s.stats.Outcomes += int64(len(out.Outcomes))
-	s.stats.HorizonTick = k
-	s.mu.Unlock()
-	if s.cfg.OnTick != nil {
-		s.cfg.OnTick(k)
-	}
-	return nil
 }
 
 // produce writes m to topic; digest, if given, also takes its bytes
