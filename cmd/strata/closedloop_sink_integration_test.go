@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/consumers/sink"
@@ -104,7 +102,7 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	}
 
 	args := []string{"sink", "--kafka", strings.Join(brokers, ","), "--clickhouse", dsn, "--group", group,
-		"--batch-rows", "200", "--flush-interval", "100ms", "--json"}
+		"--batch-rows", "200", "--flush-interval", "100ms", "--json", "--instance-id", "it-sink-" + runID}
 	startSink := func() *sinkProc {
 		t.Helper()
 		p := &sinkProc{cmd: exec.CommandContext(ctx, bin, args...), exited: make(chan struct{})}
@@ -158,7 +156,6 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	members := groupMembers(ctx, t, adm, group)
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -172,9 +169,8 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	midDecisions, midRewards := count("count()", "decisions FINAL"), count("count()", "rewards FINAL")
 
 	// A killed member stays in the group until its session times out (45 s
-	// by default), and a joining member waits for it; remove it as its
-	// session expiry would, sooner.
-	evictMembers(ctx, t, cl, group, members)
+	// by default); restarted with the same --instance-id (static
+	// membership) the sink takes its partitions back at once.
 	second := startSink()
 
 	<-loopDone
@@ -272,48 +268,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// groupMembers returns the member ids of group.
-func groupMembers(ctx context.Context, t *testing.T, adm *kadm.Client, group string) []string {
-	t.Helper()
-	dg, err := adm.DescribeGroups(ctx, group)
-	if err == nil {
-		err = dg.Error()
-	}
-	if err != nil {
-		t.Fatalf("describing group %s: %v", group, err)
-	}
-	var ids []string
-	for _, m := range dg[group].Members {
-		ids = append(ids, m.MemberID)
-	}
-	if len(ids) == 0 {
-		t.Fatalf("group %s has no members", group)
-	}
-	return ids
-}
-
-// evictMembers removes the given (dead) members from group.
-func evictMembers(ctx context.Context, t *testing.T, cl *kgo.Client, group string, ids []string) {
-	t.Helper()
-	req := kmsg.NewPtrLeaveGroupRequest()
-	req.Group = group
-	for _, id := range ids {
-		m := kmsg.NewLeaveGroupRequestMember()
-		m.MemberID = id
-		req.Members = append(req.Members, m)
-	}
-	resp, err := req.RequestWith(ctx, cl)
-	if err == nil {
-		err = kerr.ErrorForCode(resp.ErrorCode)
-	}
-	if err != nil {
-		t.Fatalf("removing %v from group %s: %v", ids, group, err)
-	}
-	for _, m := range resp.Members {
-		if err := kerr.ErrorForCode(m.ErrorCode); err != nil {
-			t.Fatalf("removing %s from group %s: %v", m.MemberID, group, err)
-		}
-	}
 }

@@ -78,6 +78,15 @@ type Config struct {
 	// for that long since the last record or the last partition
 	// assignment, whichever is later (joining the group does not count).
 	StopAfterIdle time.Duration
+	// InstanceID, if set, makes the sink a static member of its group
+	// (KIP-345): a sink restarted with the same id after a crash takes its
+	// partitions back at once instead of waiting for the dead member's
+	// session to expire. At most one running sink may use an id.
+	InstanceID string
+	// SessionTimeout is the group session timeout (default franz-go's,
+	// 45 s): how long a crashed member without an instance id holds its
+	// partitions.
+	SessionTimeout time.Duration
 	// WriteRetries is how many times a failed batch write is retried, with
 	// backoff, before Run returns the error (default 5; negative: none).
 	// Retrying is safe: writes are idempotent.
@@ -227,6 +236,12 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating sink kafka client: %w", err)
