@@ -41,6 +41,11 @@ type ReplayConfig struct {
 	Partitions int
 	// SourceName names the input in dead letters (a file name, "synthetic").
 	SourceName string
+	// HorizonUS, if positive, is the trace's declared end: the final
+	// watermark is at least this, so consumers close every tick up to it
+	// (a synthetic trace of n days ends at n days, even if its last
+	// invocation starts earlier; the last hour and day are then whole).
+	HorizonUS int64
 	// Progress, if set, is called after every 10,000 records with the
 	// trace time reached and the records produced.
 	Progress func(traceUS int64, records int64)
@@ -200,6 +205,9 @@ func (r *Replayer) Run(ctx context.Context, src replay.Source) (ReplayResult, er
 	}
 	if ms, ok := ord.MaxStart(); ok {
 		res.HorizonUS = (replay.TickOf(ms, replay.OperationalTickUS) + 1) * replay.OperationalTickUS
+	}
+	if h := (r.cfg.HorizonUS + replay.OperationalTickUS - 1) / replay.OperationalTickUS * replay.OperationalTickUS; h > res.HorizonUS {
+		res.HorizonUS = h
 	}
 	if err := r.watermark(ctx, res.HorizonUS, true, &res); err != nil {
 		return res, err

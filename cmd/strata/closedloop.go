@@ -36,6 +36,8 @@ type loopOpts struct {
 	// sink, and run describes the run for its runs table.
 	store sink.Writer
 	run   *stratapb.Run
+	// scoreFromTick is the twin's first scored tick (warm-up before it).
+	scoreFromTick int64
 }
 
 type loopResult struct {
@@ -93,7 +95,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 			trLayers = append(trLayers, l)
 		}
 	}
-	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers, Transitions: trLayers,
+	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers, Transitions: trLayers, ScoreFromTick: o.scoreFromTick,
 		TelemetryPartitions: o.partitions, OnTick: onTick, TelemetryOnly: o.store == nil && e.embeddedKafka},
 		eng, e.js, o.logger.With("role", "twin"))
 	if err != nil {
@@ -105,7 +107,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	}
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
-		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName, HorizonUS: traceLenUS}
 	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
 		return res, err
@@ -116,14 +118,16 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 			o.store, o.logger.With("role", "sink"), o.reg); err != nil {
 			return res, err
 		}
-		if o.run != nil {
-			v, err := proto.Marshal(o.run)
-			if err != nil {
-				return res, fmt.Errorf("encoding the run record: %w", err)
-			}
-			if err := pcl.ProduceSync(ctx, &kgo.Record{Topic: sink.TopicRuns, Key: []byte(o.runID), Value: v}).FirstErr(); err != nil {
-				return res, fmt.Errorf("writing the run record: %w", err)
-			}
+	}
+	// The run record goes wherever a sink may read it: to the in-process
+	// one, or on an external broker to a `strata sink` of its own.
+	if o.run != nil && (o.store != nil || !e.embeddedKafka) {
+		v, err := proto.Marshal(o.run)
+		if err != nil {
+			return res, fmt.Errorf("encoding the run record: %w", err)
+		}
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Topic: sink.TopicRuns, Key: []byte(o.runID), Value: v}).FirstErr(); err != nil {
+			return res, fmt.Errorf("writing the run record: %w", err)
 		}
 	}
 	t0 := time.Now()
