@@ -28,8 +28,9 @@ Commands:
   agent      serve one layer's policy on NATS: a run's tick batches (--act: strata.act.<layer>)
   sink       write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB
   sql        query the decision and reward tables (DuckDB file or ClickHouse)
+  eval       --baselines: compare policies one layer at a time on evaluation days
   trace      synth | stats: generate a synthetic trace, print trace statistics
-  bench      pipeline: measure pipeline throughput against raw produce
+  bench      pipeline | twin | loop | sink: throughput against a ceiling measured in the same run
 
 Run 'strata <command> -h' for the flags of a command.
 `
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return sinkMain(ctx, args[1:], stdout, stderr)
 	case "sql":
 		return sqlMain(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return evalMain(ctx, args[1:], stdout, stderr)
 	case "bench":
 		defaultMemoryLimit()
 		return benchMain(ctx, args[1:], stdout, stderr)

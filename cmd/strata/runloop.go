@@ -32,6 +32,14 @@ type loopFlags struct {
 	args                             []string
 	outcomes                         bool
 	transitions                      []schemas.Layer
+	// cache, if set, keeps static-best's choices across the runs of an
+	// evaluation: they depend only on the trace's training days.
+	cache *loopCache
+}
+
+// loopCache holds what setupLoop derives from the training days once.
+type loopCache struct {
+	static *twin.StaticChoices
 }
 
 // policyNames lists the policy names of layer l for the flag help: the
@@ -88,27 +96,40 @@ type loopSummary struct {
 	DecisionsSHA256   string                     `json:"decisions_sha256"`
 }
 
-// runLoopMain runs `strata run` in the closed loop: it derives the
-// functions' properties from the trace's training days, then replays the
-// trace through the twin, the features and the policy workers.
-func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.Source, name string, traceLen int64, stdout io.Writer) error {
+// setupLoop builds what a closed-loop run needs besides the pipeline: the
+// cloud model (epoch o.epoch), the functions' properties and static-best's
+// choices from the trace's training days (read again from lf.sources,
+// under trainEpoch: the trace's own epoch, which differs from o.epoch only
+// when the run replays a shifted window of it), the policies and the twin's
+// configuration. It returns the policy name of each layer too.
+func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, trainEpoch time.Time) (loopOpts, map[string]string, error) {
+	var lo loopOpts
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
-		return err
+		return lo, nil, err
 	}
-	cfg := cloud.DefaultConfig()
-	cfg.Epoch = o.epoch
-	m, err := cloud.NewModel(cat, cfg)
+	newModel := func(epoch time.Time) (*cloud.Model, error) {
+		cfg := cloud.DefaultConfig()
+		cfg.Epoch = epoch
+		return cloud.NewModel(cat, cfg)
+	}
+	m, err := newModel(o.epoch)
 	if err != nil {
-		return err
+		return lo, nil, err
+	}
+	mTrain := m
+	if !trainEpoch.Equal(o.epoch) {
+		if mTrain, err = newModel(trainEpoch); err != nil {
+			return lo, nil, err
+		}
 	}
 	// Pass 1: function properties from the training days (a second read of
 	// the trace; the generator is deterministic, a file is read again).
 	pre, _, _, closePre, err := lf.sources.open()
 	if err != nil {
-		return err
+		return lo, nil, err
 	}
-	pb := twin.NewProfileBuilder(o.epoch)
+	pb := twin.NewProfileBuilder(trainEpoch)
 	for {
 		in, err := pre.Next()
 		if errors.Is(err, io.EOF) {
@@ -120,13 +141,13 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		}
 		if err != nil {
 			closePre()
-			return fmt.Errorf("deriving function properties from %s: %w", name, err)
+			return lo, nil, fmt.Errorf("deriving function properties from %s: %w", name, err)
 		}
 		pb.Add(in)
 	}
 	closePre()
 
-	profile := pb.Build(m)
+	profile := pb.Build(mTrain)
 	engCfg := twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig(), Outcomes: lf.outcomes,
 		Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}}
 	policies := map[schemas.Layer]worker.Policy{}
@@ -145,27 +166,47 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		}
 		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch})
 		if err != nil {
-			return err
+			return lo, nil, err
 		}
 		policies[l] = p
 	}
-	if slices.Contains(slices.Collect(maps.Values(engCfg.Internal)), twin.PolicyStaticBest) {
+	if lf.cache != nil && lf.cache.static != nil {
+		engCfg.Static = lf.cache.static
+	} else if slices.Contains(slices.Collect(maps.Values(engCfg.Internal)), twin.PolicyStaticBest) {
 		// Pass 2: static-best's choices, from the training days replayed
 		// under the default placement.
 		src2, _, _, close2, err := lf.sources.open()
 		if err != nil {
-			return err
+			return lo, nil, err
 		}
 		t0 := time.Now()
-		c, err := twin.TrainStatic(ctx, m, engCfg, profile, src2, o.latenessUS)
+		c, err := twin.TrainStatic(ctx, mTrain, engCfg, profile, src2, o.latenessUS)
 		close2()
 		if err != nil {
-			return err
+			return lo, nil, err
 		}
 		engCfg.Static = c
+		if lf.cache != nil {
+			lf.cache.static = c
+		}
 		o.logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
 	}
-	lo := loopOpts{pipelineOpts: o, model: m, policies: policies, profile: profile, engine: engCfg}
+	return loopOpts{pipelineOpts: o, model: m, policies: policies, profile: profile, engine: engCfg}, names, nil
+}
+
+// runLoopMain runs `strata run` in the closed loop: it derives the
+// functions' properties from the trace's training days, then replays the
+// trace through the twin, the features and the policy workers.
+func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.Source, name string, traceLen int64, stdout io.Writer) error {
+	lo, names, err := setupLoop(ctx, lf, o, name, o.epoch)
+	if err != nil {
+		return err
+	}
+	cfgJSON, _ := json.Marshal(lf.args)
+	lo.run = &stratapb.Run{RunId: o.runID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lf.sources.seed,
+		Speed: o.speed.String(), StrategicPolicy: lf.strategic, TacticalPolicy: lf.tactical, OperationalPolicy: lf.operational,
+		DefaultPlacement: fmt.Sprintf("%s/%s/%d", lf.placement.Provider, lf.placement.Metro, lf.placement.Tier.MB()),
+		TraceEpoch:       o.epoch.Format(time.RFC3339), ConfigJson: string(cfgJSON)}
 	if lf.store != "" {
 		st, err := store.Open(ctx, lf.store)
 		if err != nil {
@@ -176,26 +217,13 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 			return err
 		}
 		lo.store = st
-		cfgJSON, _ := json.Marshal(lf.args)
-		lo.run = &stratapb.Run{RunId: o.runID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lf.sources.seed,
-			Speed: o.speed.String(), StrategicPolicy: lf.strategic, TacticalPolicy: lf.tactical, OperationalPolicy: lf.operational,
-			DefaultPlacement: fmt.Sprintf("%s/%s/%d", lf.placement.Provider, lf.placement.Metro, lf.placement.Tier.MB()),
-			TraceEpoch:       o.epoch.Format(time.RFC3339), ConfigJson: string(cfgJSON)}
 	}
 	res, err := runClosedLoop(ctx, lo, src, name, traceLen)
 	if err != nil {
 		return err
 	}
 	t := res.Twin
-	sum := loopSummary{summary: newSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
-		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
-		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
-	if n := float64(t.ScoredInvocations); n > 0 {
-		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
-		sum.GCO2ePerMillion = t.CarbonG / n * 1e6
-		sum.ColdStartRate = float64(t.ColdStarts) / n
-		sum.SLAViolationRate = float64(t.Violations) / n
-	}
+	sum := newLoopSummary(o, name, res, names)
 	fmt.Fprintf(stdout, "run %s (closed loop: strategic %s, tactical %s, operational %s): %d invocations from %s in %d ticks, %.1f s wall\n",
 		sum.RunID, lf.strategic, lf.tactical, lf.operational, sum.Invocations, name, t.Ticks, sum.WallSeconds)
 	fmt.Fprintf(stdout, "  cost %.2f USD per million, %.0f gCO2e per million, latency p50/p95/p99 %.0f/%.0f/%.0f ms, cold starts %.2f%%, SLA violations %.2f%%\n",
@@ -212,4 +240,19 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		return writeJSON(lf.summary, sum)
 	}
 	return nil
+}
+
+// newLoopSummary builds the closed loop's summary from its result.
+func newLoopSummary(o pipelineOpts, name string, res loopResult, names map[string]string) loopSummary {
+	t := res.Twin
+	sum := loopSummary{summary: newSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
+		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
+		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
+	if n := float64(t.ScoredInvocations); n > 0 {
+		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
+		sum.GCO2ePerMillion = t.CarbonG / n * 1e6
+		sum.ColdStartRate = float64(t.ColdStarts) / n
+		sum.SLAViolationRate = float64(t.Violations) / n
+	}
+	return sum
 }

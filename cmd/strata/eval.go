@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// The reference configuration of `strata eval --baselines`: `strata run`'s
+// defaults. Each comparison row replaces one layer's policy of it.
+const (
+	refStrategic   = "greedy-cost"
+	refTactical    = "greedy-cost"
+	refOperational = "hybrid-histogram"
+)
+
+// window replays the invocations of src that start in [fromUS, toUS),
+// shifted by −fromUS so the window starts at trace time 0.
+type window struct {
+	src          replay.Source
+	fromUS, toUS int64
+}
+
+func (w *window) Next() (replay.Invocation, error) {
+	for {
+		in, err := w.src.Next()
+		if err != nil {
+			return in, err
+		}
+		if s := in.StartUS(); s < w.fromUS || s >= w.toUS {
+			continue
+		}
+		in.EndUS -= w.fromUS
+		return in, nil
+	}
+}
+
+// evalRow is one line of the comparison: a configuration and its figures
+// over the evaluation days.
+type evalRow struct {
+	Varied      string             `json:"varied"`
+	Policy      string             `json:"policy"`
+	Policies    map[string]string  `json:"policies"`
+	MeanReward  map[string]float64 `json:"mean_reward"`
+	MeanRegret  map[string]float64 `json:"mean_regret"`
+	Invocations int64              `json:"invocations"`
+	CostPerM    float64            `json:"cost_per_million_usd"`
+	GCO2ePerM   float64            `json:"gco2e_per_million"`
+	P50         float64            `json:"latency_p50_ms"`
+	P95         float64            `json:"latency_p95_ms"`
+	P99         float64            `json:"latency_p99_ms"`
+	ColdRate    float64            `json:"cold_start_rate"`
+	SLARate     float64            `json:"sla_violation_rate"`
+	WallSeconds float64            `json:"wall_seconds"`
+}
+
+// parseDays parses "13-14" or "13" (1-based, inclusive).
+func parseDays(s string) (first, last int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		b = a
+	}
+	if first, err = strconv.Atoi(strings.TrimSpace(a)); err == nil {
+		last, err = strconv.Atoi(strings.TrimSpace(b))
+	}
+	if err != nil || first < 1 || last < first {
+		return 0, 0, fmt.Errorf("parsing days %q: want FIRST-LAST, 1-based, e.g. 13-14", s)
+	}
+	return first, last, nil
+}
+
+// evalVariants returns the configurations to run: the reference, then for
+// each layer in layers every other policy of that layer (only those in
+// only, when it is not empty).
+func evalVariants(layers []schemas.Layer, only []string) []evalRow {
+	ref := map[string]string{string(schemas.Strategic): refStrategic, string(schemas.Tactical): refTactical, string(schemas.Operational): refOperational}
+	out := []evalRow{{Varied: "reference", Policy: "", Policies: ref}}
+	for _, l := range layers {
+		names := agents.Names(l)
+		if l != schemas.Operational {
+			names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+		}
+		for _, n := range names {
+			if n == ref[string(l)] || len(only) > 0 && !slices.Contains(only, n) {
+				continue
+			}
+			p := map[string]string{}
+			for k, v := range ref {
+				p[k] = v
+			}
+			p[string(l)] = n
+			out = append(out, evalRow{Varied: string(l), Policy: n, Policies: p})
+		}
+	}
+	return out
+}
+
+// evalMain runs `strata eval --baselines`: the closed loop once per
+// configuration over the evaluation days, after unscored warm-up days, and
+// one comparison table.
+func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cf       commonFlags
+		sf       sourceFlags
+		base     = fs.Bool("baselines", false, "compare the baseline policies, varying one layer at a time against the reference ("+refStrategic+" / "+refTactical+" / "+refOperational+")")
+		evalDays = fs.String("eval-days", "13-14", "evaluation days, 1-based inclusive (scored)")
+		warmup   = fs.Int("warmup-days", 1, "days before the evaluation window replayed unscored as warm-up (-1: every day before it)")
+		layersF  = fs.String("layers", "strategic,tactical,operational", "layers whose policies are varied")
+		onlyF    = fs.String("policies", "", "vary only to these policies (comma-separated; default every policy of each layer)")
+		csvOut   = fs.Bool("csv", false, "print CSV instead of a markdown table")
+		summaryF = fs.String("summary", "", "also write the rows as JSON to `FILE`")
+		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
+	)
+	cf.register(fs)
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*base {
+		return errors.New("strata eval: --baselines is the only comparison so far (learned policies come with the learning agents)")
+	}
+	if sf.trace == "" && sf.synthDays == 0 {
+		sf.synthDays = 14
+	}
+	first, last, err := parseDays(*evalDays)
+	if err != nil {
+		return err
+	}
+	w := *warmup
+	if w < 0 || w > first-1 {
+		w = first - 1
+	}
+	layers, err := parseLayers(*layersF)
+	if err != nil {
+		return fmt.Errorf("parsing --layers: %w", err)
+	}
+	logger, err := newLogger(stderr, cf.logLevel)
+	if err != nil {
+		return err
+	}
+	epoch, err := parseEpoch(cf.epoch)
+	if err != nil {
+		return err
+	}
+	pl, err := parsePlacement(*defPl)
+	if err != nil {
+		return err
+	}
+	fromUS := int64(first-1-w) * replay.StrategicTickUS
+	toUS := int64(last) * replay.StrategicTickUS
+	// The window starts at trace time 0 of the run; the epoch moves with it,
+	// so hours of day, weekdays and the carbon series stay those of the
+	// trace's days.
+	runEpoch := epoch.Add(time.Duration(fromUS) * time.Microsecond)
+	cache := &loopCache{}
+	var only []string
+	if *onlyF != "" {
+		only = strings.Split(*onlyF, ",")
+	}
+	rows := evalVariants(layers, only)
+	for i := range rows {
+		r := &rows[i]
+		o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+			speed: replay.Speed(0), epoch: runEpoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
+			runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, strings.ReplaceAll(r.Policy, "/", "_"), time.Now().UnixNano())}
+		lf := loopFlags{strategic: r.Policies["strategic"], tactical: r.Policies["tactical"], operational: r.Policies["operational"],
+			placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		src, name, _, closeSrc, err := sf.open()
+		if err != nil {
+			return err
+		}
+		lo, _, err := setupLoop(ctx, lf, o, name, epoch)
+		if err != nil {
+			closeSrc()
+			return err
+		}
+		lo.scoreFromTick = int64(w) * replay.StrategicTickUS / replay.OperationalTickUS
+		t0 := time.Now()
+		res, err := runClosedLoop(ctx, lo, &window{src: src, fromUS: fromUS, toUS: toUS}, name, toUS-fromUS)
+		closeSrc()
+		if err != nil {
+			return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
+		}
+		sum := newLoopSummary(o, name, res, r.Policies)
+		r.MeanReward, r.MeanRegret = map[string]float64{}, map[string]float64{}
+		for l, ls := range res.Twin.Layers {
+			r.MeanReward[l], r.MeanRegret[l] = ls.MeanReward, ls.MeanRegret
+		}
+		r.Invocations = res.Twin.ScoredInvocations
+		r.CostPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
+		r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
+		r.WallSeconds = time.Since(t0).Seconds()
+		fmt.Fprintf(stderr, "eval %d/%d: %s %s: %d invocations scored, %.1f s\n", i+1, len(rows), r.Varied, r.Policy, r.Invocations, r.WallSeconds)
+	}
+	header := []string{"varied", "policy", "R strategic", "R tactical", "R operational", "regret strategic", "regret tactical", "regret operational",
+		"USD / M inv", "gCO2e / M inv", "p50 ms", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
+	table := make([][]string, len(rows))
+	for i, r := range rows {
+		pol := r.Policy
+		if r.Varied == "reference" {
+			pol = r.Policies["strategic"] + " / " + r.Policies["tactical"] + " / " + r.Policies["operational"]
+		}
+		table[i] = []string{r.Varied, pol,
+			f4(r.MeanReward["strategic"]), f4(r.MeanReward["tactical"]), f4(r.MeanReward["operational"]),
+			f4(r.MeanRegret["strategic"]), f4(r.MeanRegret["tactical"]), f4(r.MeanRegret["operational"]),
+			fmt.Sprintf("%.2f", r.CostPerM), fmt.Sprintf("%.0f", r.GCO2ePerM),
+			fmt.Sprintf("%.0f", r.P50), fmt.Sprintf("%.0f", r.P95), fmt.Sprintf("%.0f", r.P99),
+			fmt.Sprintf("%.2f", 100*r.ColdRate), fmt.Sprintf("%.2f", 100*r.SLARate)}
+	}
+	if *csvOut {
+		cw := csv.NewWriter(stdout)
+		_ = cw.Write(header)
+		_ = cw.WriteAll(table)
+		if err := cw.Error(); err != nil {
+			return fmt.Errorf("writing the comparison: %w", err)
+		}
+	} else {
+		fmt.Fprintf(stdout, "Days %d–%d scored (%d warm-up day(s) before, unscored); mean reward and regret against the per-interval oracle per layer; figures over the scored invocations.\n\n", first, last, w)
+		fmt.Fprintf(stdout, "| %s |\n", strings.Join(header, " | "))
+		fmt.Fprintf(stdout, "|%s\n", strings.Repeat("---|", len(header)))
+		for _, t := range table {
+			fmt.Fprintf(stdout, "| %s |\n", strings.Join(t, " | "))
+		}
+	}
+	if *summaryF != "" {
+		return writeJSON(*summaryF, rows)
+	}
+	return nil
+}
+
+func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
