@@ -29,10 +29,16 @@ test-integration: up
 	$(GO) test -count=1 -tags integration -run Integration -timeout 10m $(PKGS)
 
 ## bench: Go benchmarks on hot paths, then the pipeline benchmark on the full
-## 14-day synthetic trace (its last line is the pipeline/raw ratio).
-bench:
+## 14-day synthetic trace (its last line is the pipeline/raw ratio), the twin
+## engine against the replay source, the closed loop against the twin engine
+## and the sink against a raw ClickHouse insert (each prints its ratio last).
+bench: up
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) run ./cmd/strata bench pipeline --days 14
+	$(GO) run ./cmd/strata bench twin --days 2
+	$(GO) run ./cmd/strata bench loop --days 1
+	set -a && . infra/.env.test && set +a && \
+	$(GO) run ./cmd/strata bench sink --clickhouse "$$STRATA_CLICKHOUSE"
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime 30s ./replay/

@@ -29,13 +29,36 @@ import (
 // benchTopic prefixes the topics that receive the raw ceiling's records.
 const benchTopic = "strata.bench.raw"
 
-// benchMain runs `strata bench pipeline`: on one broker, in one run, it
-// measures the raw franz-go produce throughput of the trace's records (the
-// ceiling) and the end-to-end replay → features → NATS throughput of the
-// whole trace, and prints the ratio as its last line.
+// benchUsage lists the benchmarks; each prints its ratio against a ceiling
+// measured in the same run as its last line.
+const benchUsage = `usage: strata bench <benchmark> [flags]
+
+Benchmarks (each prints "<name>/<ceiling> ratio: X" last):
+  pipeline  replay → features → NATS throughput against raw franz-go produce
+  twin      pure twin Engine arrivals/s against the replay source alone
+  loop      closed-loop ticks/s against the pure twin Engine on the same days
+  sink      sink rows/s into ClickHouse (--clickhouse) or DuckDB (--store)
+            against a raw batch insert of the same rows`
+
+// benchMain runs `strata bench <benchmark>`. For pipeline: on one broker,
+// in one run, it measures the raw franz-go produce throughput of the
+// trace's records (the ceiling) and the end-to-end replay → features → NATS
+// throughput of the whole trace, and prints the ratio as its last line.
+// The other benchmarks are in bench_twin.go, bench_loop.go and
+// bench_sink.go.
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "twin":
+			return benchTwinMain(ctx, args[1:], stdout, stderr)
+		case "loop":
+			return benchLoopMain(ctx, args[1:], stdout, stderr)
+		case "sink":
+			return benchSinkMain(ctx, args[1:], stdout, stderr)
+		}
+	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return errors.New("usage: strata bench pipeline [flags]")
+		return errors.New(benchUsage)
 	}
 	fs := flag.NewFlagSet("strata bench pipeline", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// benchLatenessUS is the allowed lateness of the benchmarks' replay: the
+// default of `strata run --allowed-lateness` (600 s).
+const benchLatenessUS = 600_000_000
+
+// benchSource holds the flags of the benchmarks that replay a trace: the
+// synthetic generator by default, or a trace file.
+type benchSource struct {
+	days  int
+	seed  int64
+	apps  int
+	trace string
+}
+
+func (b *benchSource) register(fs *flag.FlagSet, days int) {
+	fs.IntVar(&b.days, "days", days, "days of synthetic trace")
+	fs.Int64Var(&b.seed, "seed", 1, "seed of the synthetic trace")
+	fs.IntVar(&b.apps, "apps", 0, "keep only this many apps of the synthetic trace (0 = all)")
+	fs.StringVar(&b.trace, "trace", "", "replay this trace `FILE` (Azure 2021 format) instead of the synthetic trace")
+}
+
+// sources returns the source flags of `strata run` that select the same
+// trace.
+func (b *benchSource) sources() *sourceFlags {
+	if b.trace != "" {
+		return &sourceFlags{trace: b.trace}
+	}
+	return &sourceFlags{synthDays: b.days, seed: b.seed, apps: b.apps}
+}
+
+// benchTwinMain runs `strata bench twin`: in one process it measures the
+// replay ceiling (the trace source and the Orderer putting arrivals into
+// operational tick buckets, best of several runs) and then the pure twin
+// Engine evaluating every tick of the same buckets in order, with no
+// brokers; it prints the ratio of the two arrival rates as its last line.
+func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata bench twin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		bs       benchSource
+		prewarm  = fs.Int("prewarm", 0, "fixed operational pre-warm decided for every function arriving in a tick (0: no decisions, the default placement only)")
+		runs     = fs.Int("replay-runs", 3, "replay-ceiling runs; the best one is the ceiling")
+		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement of every function: provider/metro/memory MB")
+		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	)
+	bs.register(fs, 2)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *runs < 1 || *prewarm < 0 {
+		return errors.New("strata bench twin: --replay-runs must be at least 1 and --prewarm not negative")
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	pl, err := parsePlacement(*defPl)
+	if err != nil {
+		return err
+	}
+	sf := bs.sources()
+	ticks, replayRate, name, err := measureReplay(ctx, sf, *runs, stdout, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replay ceiling (best run): %.0f arrivals/s\n", replayRate)
+
+	lo, _, err := setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf},
+		pipelineOpts{epoch: replay.DefaultEpoch, logger: logger}, name, replay.DefaultEpoch)
+	if err != nil {
+		return err
+	}
+	lo.engine.RunID = "bench"
+	eng, err := twin.NewEngine(lo.model, lo.engine, lo.profile)
+	if err != nil {
+		return err
+	}
+	var decide func(k int64) *schemas.DecisionBatch
+	if *prewarm > 0 {
+		decide = fixedPrewarm(ticks, int32(*prewarm))
+	}
+	res, err := runEngine(ctx, eng, ticks, decide)
+	if err != nil {
+		return err
+	}
+	twinRate := float64(res.arrivals) / res.wall.Seconds()
+	fmt.Fprintf(stdout, "twin engine (prewarm %d): %d arrivals, %d ticks, %d decisions, %d rewards in %.2f s = %.0f arrivals/s, %.0f ticks/s\n",
+		*prewarm, res.arrivals, res.ticks, res.decisions, res.rewards, res.wall.Seconds(), twinRate, float64(res.ticks)/res.wall.Seconds())
+	fmt.Fprintf(stdout, "twin/replay ratio: %.3f\n", twinRate/replayRate)
+	return nil
+}
+
+// measureReplay runs the replay ceiling on the trace of sf runs times,
+// prints the machine and each run, and returns the last run's tick
+// buckets, the best rate in arrivals per second and the trace's name.
+func measureReplay(ctx context.Context, sf *sourceFlags, runs int, stdout io.Writer, logger *slog.Logger) ([][]twin.Arrival, float64, string, error) {
+	var (
+		ticks [][]twin.Arrival
+		best  float64
+		name  string
+	)
+	for i := range runs {
+		// Drop the previous run's buckets first, so the runs start equal.
+		clear(ticks)
+		runtime.GC()
+		src, srcName, traceLen, closeSrc, err := sf.open()
+		if err != nil {
+			return nil, 0, "", err
+		}
+		if i == 0 {
+			name = srcName
+			fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), name)
+		}
+		t0 := time.Now()
+		var n int64
+		ticks, n, err = replayTicks(ctx, src, traceLen/replay.OperationalTickUS, benchLatenessUS)
+		d := time.Since(t0)
+		closeSrc()
+		if err != nil {
+			return nil, 0, "", fmt.Errorf("replaying %s: %w", name, err)
+		}
+		rate := float64(n) / d.Seconds()
+		best = max(best, rate)
+		logger.Info("replay ceiling run done", "run", i+1, "arrivals", n, "seconds", d.Seconds())
+		fmt.Fprintf(stdout, "replay (source + Orderer → tick buckets), run %d: %d arrivals, %d ticks in %.3f s = %.0f arrivals/s\n",
+			i+1, n, len(ticks), d.Seconds(), rate)
+	}
+	return ticks, best, name, nil
+}
+
+// replayTicks is the replay source alone: src through an Orderer with the
+// given allowed lateness, each released invocation turned into a twin
+// arrival (with its id, as the replayer writes it) and put into the bucket
+// of its operational tick. The buckets are indexed by tick from 0, at
+// least minTicks of them; malformed lines and late invocations are
+// skipped, as the replay dead-letters them. It returns the buckets and the
+// number of arrivals in them.
+func replayTicks(ctx context.Context, src replay.Source, minTicks, latenessUS int64) ([][]twin.Arrival, int64, error) {
+	ord := replay.NewOrderer(latenessUS)
+	ticks := make([][]twin.Arrival, minTicks)
+	var n int64
+	add := func(in replay.Invocation) error {
+		s := in.StartUS()
+		k := replay.TickOf(s, replay.OperationalTickUS)
+		if k < 0 {
+			return fmt.Errorf("row %d starts before trace time 0", in.Row)
+		}
+		for int64(len(ticks)) <= k {
+			ticks = append(ticks, nil)
+		}
+		ticks[k] = append(ticks[k], twin.Arrival{ID: in.ID(), App: in.App, Func: in.Func, StartUS: s, DurationUS: in.DurationUS, Row: in.Row})
+		n++
+		return nil
+	}
+	for i := 0; ; i++ {
+		if i%65536 == 0 && ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+		in, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *replay.LineError
+		if errors.As(err, &le) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := ord.Push(in); err != nil {
+			if errors.Is(err, replay.ErrLate) {
+				continue
+			}
+			return nil, 0, err
+		}
+		for {
+			out, ok := ord.Pop()
+			if !ok {
+				break
+			}
+			if err := add(out); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	for {
+		out, ok := ord.Drain()
+		if !ok {
+			break
+		}
+		if err := add(out); err != nil {
+			return nil, 0, err
+		}
+	}
+	return ticks, n, nil
+}
+
+// fixedPrewarm returns the decisions of a fixed operational policy: at
+// every tick, n pre-warmed instances for each function arriving in it.
+// The batches are built before it returns, so building them is not timed.
+func fixedPrewarm(ticks [][]twin.Arrival, n int32) func(k int64) *schemas.DecisionBatch {
+	batches := make([]*schemas.DecisionBatch, len(ticks))
+	for k, arr := range ticks {
+		if len(arr) == 0 {
+			continue
+		}
+		type fn struct{ app, fn string }
+		seen := map[fn]bool{}
+		b := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: "bench", Layer: schemas.Operational, Tick: int64(k),
+			TickStartUS: int64(k) * replay.OperationalTickUS, NShards: 1}}
+		for _, a := range arr {
+			if f := (fn{a.App, a.Func}); !seen[f] {
+				seen[f] = true
+				b.Rows = append(b.Rows, schemas.DecisionRow{App: a.App, Func: a.Func, Action: n, Prewarm: n,
+					Policy: "fixed-prewarm", PolicyVersion: "1"})
+			}
+		}
+		slices.SortFunc(b.Rows, func(x, y schemas.DecisionRow) int {
+			return cmp.Or(cmp.Compare(x.App, y.App), cmp.Compare(x.Func, y.Func))
+		})
+		batches[k] = b
+	}
+	return func(k int64) *schemas.DecisionBatch { return batches[k] }
+}
+
+// engineResult counts what runEngine evaluated.
+type engineResult struct {
+	ticks, arrivals, decisions, rewards, telemetry int64
+	wall                                           time.Duration
+}
+
+// runEngine evaluates every tick of ticks in order, empty ones included,
+// applying decide's batch for a tick (if decide is set and has one) first,
+// and times the whole run.
+func runEngine(ctx context.Context, eng *twin.Engine, ticks [][]twin.Arrival, decide func(k int64) *schemas.DecisionBatch) (engineResult, error) {
+	var r engineResult
+	t0 := time.Now()
+	for k, arr := range ticks {
+		if k%1024 == 0 && ctx.Err() != nil {
+			return r, ctx.Err()
+		}
+		if decide != nil {
+			if b := decide(int64(k)); b != nil {
+				if err := eng.Apply(b); err != nil {
+					return r, fmt.Errorf("benchmarking the twin engine: %w", err)
+				}
+			}
+		}
+		out, err := eng.Tick(int64(k), arr)
+		if err != nil {
+			return r, fmt.Errorf("benchmarking the twin engine: %w", err)
+		}
+		r.ticks++
+		r.arrivals += int64(len(arr))
+		r.decisions += int64(len(out.Decisions))
+		r.rewards += int64(len(out.Rewards))
+		r.telemetry += int64(len(out.Telemetry))
+	}
+	r.wall = time.Since(t0)
+	return r, nil
+}
