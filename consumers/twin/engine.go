@@ -128,6 +128,8 @@ type Engine struct {
 	pending map[schemas.Layer]*schemas.DecisionBatch
 	// staticDone marks the layers static-best has decided for.
 	staticDone map[schemas.Layer]bool
+	// scoring is the work Simulate left to Score, in order.
+	scoring []func(out *Output) error
 }
 
 // ErrOutOfOrder is returned by Tick for a tick other than the next one.
@@ -288,6 +290,26 @@ func (e *Engine) Tick(k int64, arrivals []Arrival) (*Output, error) {
 // TickAhead is Tick with ahead giving the arrivals of the ticks up to
 // Lookahead(k), which the internal oracles decide on.
 func (e *Engine) TickAhead(k int64, arrivals []Arrival, ahead func(tick int64) []Arrival) (*Output, error) {
+	out, err := e.Simulate(k, arrivals, ahead)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Score(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Simulate is the first half of TickAhead: it takes the tick's decisions
+// and runs its arrivals, filling out's decisions, telemetry and outcomes,
+// and leaves the scoring — the counterfactuals behind the rewards and
+// transitions — to Score, which must follow before the next tick. The
+// telemetry does not depend on the scoring, so a caller can send it (and
+// let the next state be computed) while Score runs.
+func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []Arrival) (*Output, error) {
+	if len(e.scoring) > 0 {
+		return nil, fmt.Errorf("evaluating tick %d: the previous tick is not scored yet", k)
+	}
 	if e.started && k != e.next {
 		return nil, fmt.Errorf("evaluating tick %d: %w: want tick %d", k, ErrOutOfOrder, e.next)
 	}
@@ -333,17 +355,26 @@ func (e *Engine) TickAhead(k int64, arrivals []Arrival, ahead func(tick int64) [
 		out.Telemetry = append(out.Telemetry, o.obs)
 	}
 	if (k+1)%ticksPerHour == 0 {
-		if err := e.closeHour(k/ticksPerHour, out); err != nil {
-			return nil, err
-		}
+		e.scoring = append(e.scoring, func(out *Output) error { return e.closeHour(k/ticksPerHour, out) })
 	}
 	if (k+1)%ticksPerDay == 0 {
-		if err := e.closeDay(k/ticksPerDay, out); err != nil {
-			return nil, err
-		}
+		e.scoring = append(e.scoring, func(out *Output) error { return e.closeDay(k/ticksPerDay, out) })
 	}
 	e.next = k + 1
 	return out, nil
+}
+
+// Score runs the scoring Simulate left for the tick, in order, adding the
+// rewards and transitions to out.
+func (e *Engine) Score(out *Output) error {
+	fs := e.scoring
+	e.scoring = nil
+	for _, f := range fs {
+		if err := f(out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type obsAt struct {

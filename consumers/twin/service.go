@@ -566,8 +566,22 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 			}
 		}
 	}
-	out, err := s.eng.TickAhead(k, arrivals[k], func(t int64) []Arrival { return arrivals[t] })
+	out, err := s.eng.Simulate(k, arrivals[k], func(t int64) []Arrival { return arrivals[t] })
 	if err != nil {
+		return err
+	}
+	// Telemetry and the tick's watermark first: the features close the
+	// tick and the agents decide the next one while the twin scores this
+	// one (counterfactuals take most of a tick's work).
+	for _, o := range out.Telemetry {
+		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o); err != nil {
+			return err
+		}
+	}
+	if err := s.watermark(ctx, (k+1)*replay.OperationalTickUS, false); err != nil {
+		return err
+	}
+	if err := s.eng.Score(out); err != nil {
 		return err
 	}
 	if len(out.Transitions) > 0 {
@@ -577,14 +591,6 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 			s.pendingTr[l] = append(s.pendingTr[l], tr)
 		}
 		s.mu.Unlock()
-	}
-	for _, o := range out.Telemetry {
-		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o); err != nil {
-			return err
-		}
-	}
-	if err := s.watermark(ctx, (k+1)*replay.OperationalTickUS, false); err != nil {
-		return err
 	}
 	for _, d := range out.Decisions {
 		if err := s.produce(ctx, schemas.TopicDecisions, d.GetApp(), d, s.decisionsHash); err != nil {

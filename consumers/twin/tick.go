@@ -176,8 +176,24 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	if res.Aggregate.Invocations == 0 && res.Aggregate.CostUSD == 0 {
 		return obs, nil
 	}
-	// Operational reward: the decided pre-warm count against the
-	// alternatives, each from the tick's starting pool.
+	// The operational reward is scored later (Score): it needs the
+	// alternatives' counterfactuals, which the telemetry does not.
+	agg, lat0, n := res.Aggregate, latencies(res.Outcomes), len(arr)
+	dec, hasDec, decTick := f.operational, f.hasOperational, f.operationalTick
+	e.scoring = append(e.scoring, func(out *Output) error {
+		return e.scoreOperational(f, k, pw, start, reqs, agg, lat0, n, dec, hasDec && decTick == k, hasDec, out)
+	})
+	return obs, nil
+}
+
+// scoreOperational emits the operational reward of f's tick k: the decided
+// pre-warm count pw against the alternatives, each from the tick's starting
+// pool start; agg and lat0 are what pw gave, n the tick's arrivals, dec the
+// decision in force (hasDec) and decided for this tick (own).
+func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool, reqs []cloud.Request, agg cloud.Aggregate, lat0 []float64, n int,
+	dec schemas.DecisionRow, own, hasDec bool, out *Output) error {
+	ks := k * replay.OperationalTickUS
+	iv := cloud.Interval{StartUS: ks, EndUS: ks + replay.OperationalTickUS}
 	alts := slices.Clone(e.cfg.PrewarmAlternatives)
 	if !slices.Contains(alts, pw) {
 		alts = append(alts, pw)
@@ -186,29 +202,29 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	aggs := make([]cloud.Aggregate, len(alts))
 	lat := make([][]float64, len(alts))
 	chosen := slices.Index(alts, pw)
-	for i, n := range alts {
-		if n == pw {
-			aggs[i], lat[i] = res.Aggregate, latencies(res.Outcomes)
+	for i, a := range alts {
+		if a == pw {
+			aggs[i], lat[i] = agg, lat0
 			continue
 		}
-		r, err := e.m.Evaluate(&f.fn, start.Clone(), iv, []int{n}, reqs)
+		r, err := e.m.Evaluate(&f.fn, start.Clone(), iv, []int{a}, reqs)
 		if err != nil {
-			return nil, fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, n, err)
+			return fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, a, err)
 		}
 		aggs[i], lat[i] = r.Aggregate, latencies(r.Outcomes)
 	}
 	rw := e.reward(schemas.Operational, k, ks, f.key.app, f.key.fn, aggs, lat, chosen)
-	if f.hasOperational && f.operational.Predicted.Valid {
-		rw.PredError = math.Abs(f.operational.Predicted.V - float64(len(arr)))
+	if hasDec && dec.Predicted.Valid {
+		rw.PredError = math.Abs(dec.Predicted.V - float64(n))
 	}
-	if res.Aggregate.ColdStarts > 0 {
+	if agg.ColdStarts > 0 {
 		rw.Underprovisioned = 1
 	}
 	out.Rewards = append(out.Rewards, rw)
-	if f.hasOperational && f.operationalTick == k {
-		e.transition(rw, &f.operational, out)
+	if own {
+		e.transition(rw, &dec, out)
 	}
-	return obs, nil
+	return nil
 }
 
 // transition adds the transition of reward rw under decision d, when its
