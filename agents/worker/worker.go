@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,6 +23,9 @@ type Policy interface {
 // satisfies it.
 type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	// Check returns the first failure among the acknowledgements received
+	// so far, without waiting.
+	Check() error
 	Flush(ctx context.Context) error
 }
 
@@ -72,10 +76,19 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 		w.Decided++
-		// The twin waits for every decision: send it now rather than with a
-		// later batch.
-		return w.pub.Flush(ctx)
+		// The batch is on its way (an async publish is written at once);
+		// waiting for its acknowledgement here would add a JetStream round
+		// trip per shard to every tick of the closed loop. Failures surface
+		// at the next batch, and Run flushes on the way out.
+		return w.pub.Check()
 	})
+	if err == nil {
+		// Run returns once ctx is done: the acknowledgements still due
+		// get a few seconds of their own.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = w.pub.Flush(fctx)
+		cancel()
+	}
 	if err != nil && ctx.Err() != nil {
 		// Stopped while deciding or publishing: a batch the twin no
 		// longer waits for (it is past the run's last tick), not a

@@ -166,6 +166,33 @@ func (p *BatchPublisher) wait(ctx context.Context, fs []jetstream.PubAckFuture) 
 	return first
 }
 
+// Check returns the first error among the acknowledgements that have come
+// back, without waiting for the others, and forgets the acknowledged
+// batches: a publisher that must not wait for each acknowledgement (a
+// worker in the closed loop, whose next batch the twin is waiting for) still
+// learns of a failed publish at its next batch.
+func (p *BatchPublisher) Check() error {
+	var first error
+	n := 0
+	for _, f := range p.pending {
+		select {
+		case <-f.Ok():
+			continue
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publishing %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+			}
+			continue
+		default:
+		}
+		p.pending[n] = f
+		n++
+	}
+	clear(p.pending[n:])
+	p.pending = p.pending[:n]
+	return first
+}
+
 // Flush waits until every batch published so far is acknowledged by
 // JetStream and returns the first error.
 func (p *BatchPublisher) Flush(ctx context.Context) error {
