@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -367,6 +368,7 @@ func (s *Service) loop(ctx context.Context) error {
 	final := map[int32]bool{}
 	horizon := int64(-1)
 	nParts := -1
+	lastTick, lastMove := int64(-1), time.Now()
 	if err := s.watermark(ctx, 0, false); err != nil {
 		return err
 	}
@@ -422,7 +424,24 @@ func (s *Service) loop(ctx context.Context) error {
 		if len(resume) > 0 {
 			s.cl.ResumeFetchPartitions(map[string][]int32{schemas.TopicInvocations: resume})
 		}
-		// Wait for input.
+		// Wait for input; say what is missing when nothing moves for long.
+		if k := s.eng.NextTick(); k != lastTick {
+			lastTick, lastMove = k, time.Now()
+		} else if time.Since(lastMove) > stallAfter {
+			lastMove = time.Now()
+			s.mu.Lock()
+			var waiting []string
+			for bk, p := range s.batches {
+				waiting = append(waiting, fmt.Sprintf("%s/%d:%d of %d shards", bk.layer, bk.tick, len(p.shards), p.n))
+			}
+			for bk, a := range s.states {
+				waiting = append(waiting, fmt.Sprintf("state %s/%d:%d of %d shards", bk.layer, bk.tick, len(a.shards), a.n))
+			}
+			s.mu.Unlock()
+			slices.Sort(waiting)
+			s.log.Warn("twin waiting", "next_tick", k, "lookahead", s.eng.Lookahead(k), "partitions", nParts, "watermarks", wm,
+				"final", len(final), "horizon_us", horizon, "paused", paused, "ahead", ahead, "batches", waiting)
+		}
 		fetches := s.pollOrWake(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -478,10 +497,14 @@ func (s *Service) loop(ctx context.Context) error {
 	}
 }
 
+// stallAfter is how long the twin waits without evaluating a tick before it
+// logs what it is waiting for.
+const stallAfter = 30 * time.Second
+
 // pollOrWake returns the next Kafka fetches, or nil when a decision batch
-// arrived first.
+// arrived first or nothing came for stallAfter.
 func (s *Service) pollOrWake(ctx context.Context) kgo.Fetches {
-	pctx, cancel := context.WithCancel(ctx)
+	pctx, cancel := context.WithTimeout(ctx, stallAfter)
 	defer cancel()
 	go func() {
 		select {
