@@ -1,0 +1,173 @@
+package nn
+
+import (
+	"fmt"
+	"testing"
+)
+
+// Forward-pass benchmarks: the gorgonia graph (evaluation mode) against
+// the exported-weight pure-Go pass, per network and batch size.
+
+func BenchmarkPPOForwardGorgonia(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			n := mustPPO(b, DefaultPPOConfig(), 1)
+			x := randn(1, batch*n.cfg.Inputs)
+			for b.Loop() {
+				if _, err := n.Forward(x, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}
+
+func BenchmarkPPOForwardExported(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			n := mustPPO(b, DefaultPPOConfig(), 1)
+			w := n.Export()
+			x := randn(1, batch*n.cfg.Inputs)
+			var out PPOOutput
+			var err error
+			for b.Loop() {
+				if out, err = w.Forward(out, x, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}
+
+func BenchmarkQForwardGorgonia(b *testing.B) {
+	n := mustQ(b, DefaultQConfig(), 1)
+	x := randn(1, n.cfg.Inputs())
+	for b.Loop() {
+		if _, err := n.Forward(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkQForwardExported(b *testing.B) {
+	n := mustQ(b, DefaultQConfig(), 1)
+	w := n.Export()
+	x := randn(1, n.cfg.Inputs())
+	var out []float32
+	var err error
+	for b.Loop() {
+		if out, err = w.Forward(out, x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLSTMForwardGorgonia(b *testing.B) {
+	n := mustLSTM(b, DefaultLSTMConfig(), 1)
+	x := randn(1, n.cfg.Inputs())
+	for b.Loop() {
+		if _, err := n.Forward(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLSTMForwardExported(b *testing.B) {
+	n := mustLSTM(b, DefaultLSTMConfig(), 1)
+	w := n.Export()
+	x := randn(1, n.cfg.Inputs())
+	var out []float32
+	var err error
+	for b.Loop() {
+		if out, err = w.Forward(out, x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkForwardRatio measures both passes side by side with
+// CompareForward and reports the exported/gorgonia speed ratio, so one run
+// prints the ratios.
+func BenchmarkForwardRatio(b *testing.B) {
+	type comparer interface {
+		CompareForward(batch, calls int) (ForwardTiming, error)
+	}
+	cases := []struct {
+		name  string
+		batch int
+		calls int
+		net   func() comparer
+	}{
+		{"PPO/batch=1", 1, 500, func() comparer { return mustPPO(b, DefaultPPOConfig(), 1) }},
+		{"PPO/batch=64", 64, 50, func() comparer { return mustPPO(b, DefaultPPOConfig(), 1) }},
+		{"Q/batch=1", 1, 500, func() comparer { return mustQ(b, DefaultQConfig(), 1) }},
+		{"LSTM/batch=1", 1, 50, func() comparer { return mustLSTM(b, DefaultLSTMConfig(), 1) }},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			n := tc.net()
+			var t ForwardTiming
+			var err error
+			for b.Loop() {
+				if t, err = n.CompareForward(tc.batch, tc.calls); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(t.Ratio(), "exported/gorgonia")
+			b.ReportMetric(float64(t.Gorgonia.Nanoseconds()), "gorgonia-ns/call")
+			b.ReportMetric(float64(t.Exported.Nanoseconds()), "exported-ns/call")
+		})
+	}
+}
+
+// Training-step benchmarks (forward, backward, clip, Adam) at the seed's
+// minibatch sizes.
+
+func BenchmarkPPOTrainStep(b *testing.B) {
+	n := mustPPO(b, DefaultPPOConfig(), 1)
+	const batch = 64
+	states := randn(1, batch*n.cfg.Inputs)
+	out, err := n.Forward(states, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	actions := make([]int, batch)
+	old := make([]float32, batch)
+	for i := range actions {
+		actions[i] = i % n.cfg.Actions
+		old[i] = out.LogProbs[i*n.cfg.Actions+actions[i]]
+	}
+	tb := PPOBatch{States: states, Actions: actions, OldLogProbs: old, Advantages: randn(2, batch), Returns: randn(3, batch)}
+	for b.Loop() {
+		if _, err := n.TrainStep(tb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+}
+
+func BenchmarkQTrainStep(b *testing.B) {
+	n := mustQ(b, DefaultQConfig(), 1)
+	const batch = 64
+	tb := QBatch{States: randn(1, batch*n.cfg.Inputs()), Actions: make([]int, batch), Targets: randn(2, batch)}
+	for b.Loop() {
+		if _, err := n.TrainStep(tb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+}
+
+func BenchmarkLSTMTrainStep(b *testing.B) {
+	n := mustLSTM(b, DefaultLSTMConfig(), 1)
+	const batch = 128
+	tb := LSTMBatch{Seqs: randn(1, batch*n.cfg.Inputs()), Targets: randn(2, batch*n.cfg.Outputs)}
+	for b.Loop() {
+		if _, err := n.TrainStep(tb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+}

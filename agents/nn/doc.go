@@ -1,0 +1,37 @@
+// Package nn holds the three networks of the learning agents (DESIGN §3,
+// seed §2.4–2.6), built in gorgonia for training and exported to plain
+// float32 slices for serving:
+//
+//   - QNet, the strategic dual-encoder Q-network (14 inputs → 3 Q-values),
+//   - PPONet, the tactical actor-critic (11 inputs → 24 action
+//     probabilities and a state value),
+//   - LSTMNet, the operational two-layer LSTM (12 steps × 5 features → 3
+//     predictions).
+//
+// Each network is created from a configuration (DefaultQConfig,
+// DefaultPPOConfig, DefaultLSTMConfig give the seed's) and a seed that
+// fixes its initial weights (He- or Glorot-uniform from math/rand/v2) and
+// its dropout masks. Forward runs the gorgonia graph in evaluation mode;
+// TrainStep runs one training step — forward with dropout, backward,
+// global-norm gradient clipping, Adam — on the loss the algorithm needs:
+// Huber or MSE on Q(s, a) for the DQN, the clipped PPO surrogate with value
+// loss and entropy bonus, the asymmetric squared error for the LSTM. A
+// step whose batch, loss or gradient norm is NaN or infinite is rejected
+// with ErrNonFinite, leaves the weights unchanged and is counted in the
+// network's Stats; the package keeps no global state.
+//
+// Graphs are built lazily, once per batch size and mode, and cached. The
+// networks are not safe for concurrent use.
+//
+// Export copies the weights into QWeights, PPOWeights or LSTMWeights,
+// whose Forward is a pure-Go pass (no gorgonia, no allocation once its
+// buffers are sized) that tests hold to the gorgonia output within 1e-5.
+// CompareForward times the two side by side.
+//
+// Save and Load write and read safetensors checkpoints whose metadata
+// carries the format version (FormatVersion), the network kind, the
+// configuration, the seed and the feature Scaler; docs/nn.md describes the
+// layout and how to read it from Python.
+//
+// The package is domain code: it imports no broker or database client.
+package nn

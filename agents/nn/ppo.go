@@ -1,0 +1,326 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+)
+
+// maskedLogit is added to the logits of actions a mask forbids, so their
+// softmax probability underflows to 0.
+const maskedLogit = -1e9
+
+// PPOConfig describes the tactical actor-critic and its PPO loss. The zero
+// value is not usable; start from DefaultPPOConfig.
+type PPOConfig struct {
+	// Inputs is the state width (11).
+	Inputs int `json:"inputs"`
+	// Shared are the shared extractor's widths (128, 128), each layer
+	// Linear → LayerNorm → ReLU → dropout.
+	Shared [2]int `json:"shared"`
+	// ActorHidden are the actor's hidden widths (128, 64), Linear → ReLU.
+	ActorHidden [2]int `json:"actor_hidden"`
+	// CriticHidden is the critic's hidden width (64), Linear → ReLU.
+	CriticHidden int `json:"critic_hidden"`
+	// Actions is the number of logits (24 = 4 regions × 6 memory tiers).
+	Actions int `json:"actions"`
+	// Dropout is the shared extractor's drop probability in training (0.1).
+	Dropout float64 `json:"dropout"`
+	// LayerNormEps is LayerNorm's variance floor (1e-5).
+	LayerNormEps float64 `json:"layernorm_eps"`
+	// ClipEpsilon is the surrogate's clip (0.2).
+	ClipEpsilon float64 `json:"clip_epsilon"`
+	// ValueCoef weighs the value loss (0.5).
+	ValueCoef float64 `json:"value_coef"`
+	// EntropyCoef weighs the entropy bonus (0.01).
+	EntropyCoef float64 `json:"entropy_coef"`
+	// RatioMin and RatioMax bound the probability ratio before the
+	// surrogate's clip (0.01, 100).
+	RatioMin float64 `json:"ratio_min"`
+	RatioMax float64 `json:"ratio_max"`
+	// Optimizer is Adam 3e-4 with global-norm clip 0.5.
+	Optimizer Optimizer `json:"optimizer"`
+}
+
+// DefaultPPOConfig returns the seed's tactical actor-critic (DESIGN §3).
+func DefaultPPOConfig() PPOConfig {
+	return PPOConfig{
+		Inputs: 11, Shared: [2]int{128, 128},
+		ActorHidden: [2]int{128, 64}, CriticHidden: 64, Actions: 24,
+		Dropout: 0.1, LayerNormEps: 1e-5,
+		ClipEpsilon: 0.2, ValueCoef: 0.5, EntropyCoef: 0.01,
+		RatioMin: 0.01, RatioMax: 100,
+		Optimizer: adamDefaults(3e-4, 0.5),
+	}
+}
+
+// Validate reports an invalid configuration.
+func (c PPOConfig) Validate() error {
+	if !positive(c.Inputs, c.Shared[0], c.Shared[1], c.ActorHidden[0], c.ActorHidden[1], c.CriticHidden, c.Actions) {
+		return fmt.Errorf("%w: actor-critic widths must be positive: %+v", ErrConfig, c)
+	}
+	if !(c.Dropout >= 0 && c.Dropout < 1) || !(c.LayerNormEps > 0) {
+		return fmt.Errorf("%w: dropout %v, LayerNorm eps %v", ErrConfig, c.Dropout, c.LayerNormEps)
+	}
+	if !(c.ClipEpsilon > 0 && c.ClipEpsilon < 1) || !(c.ValueCoef >= 0) || !(c.EntropyCoef >= 0) {
+		return fmt.Errorf("%w: clip %v, value coef %v, entropy coef %v", ErrConfig, c.ClipEpsilon, c.ValueCoef, c.EntropyCoef)
+	}
+	if !(c.RatioMin > 0 && c.RatioMin < 1 && c.RatioMax > 1) || math.IsInf(c.RatioMax, 0) {
+		return fmt.Errorf("%w: ratio bounds [%v, %v]", ErrConfig, c.RatioMin, c.RatioMax)
+	}
+	return c.Optimizer.validate()
+}
+
+type ppoLayers struct {
+	shared   [2]denseParams
+	sharedLN [2]normParams
+	actor    [3]denseParams
+	critic   [2]denseParams
+}
+
+func newPPOLayers(ps *paramSet, c PPOConfig) ppoLayers {
+	var l ppoLayers
+	l.shared[0] = addDense(ps, "shared.0", c.Inputs, c.Shared[0], initHe)
+	l.sharedLN[0] = addNorm(ps, "shared.0.norm", c.Shared[0])
+	l.shared[1] = addDense(ps, "shared.1", c.Shared[0], c.Shared[1], initHe)
+	l.sharedLN[1] = addNorm(ps, "shared.1.norm", c.Shared[1])
+	l.actor[0] = addDense(ps, "actor.0", c.Shared[1], c.ActorHidden[0], initHe)
+	l.actor[1] = addDense(ps, "actor.1", c.ActorHidden[0], c.ActorHidden[1], initHe)
+	l.actor[2] = addDense(ps, "actor.out", c.ActorHidden[1], c.Actions, initGlorot)
+	l.critic[0] = addDense(ps, "critic.0", c.Shared[1], c.CriticHidden, initHe)
+	l.critic[1] = addDense(ps, "critic.out", c.CriticHidden, 1, initGlorot)
+	return l
+}
+
+// PPONet is the tactical actor-critic. It is not safe for concurrent use;
+// serve decisions from an exported copy (Export).
+type PPONet struct {
+	cfg PPOConfig
+	l   ppoLayers
+	c   *core
+	// Scaler is the input scaler saved with the network. Forward and
+	// TrainStep take inputs already transformed. Nil means none.
+	Scaler *Scaler
+	// Stats counts training steps and rejections.
+	Stats TrainStats
+	// Last holds the loss terms of the last accepted training step.
+	Last PPOLosses
+}
+
+// PPOLosses are the terms of the PPO loss: Total = Policy +
+// ValueCoef·Value − EntropyCoef·Entropy.
+type PPOLosses struct {
+	Total, Policy, Value, Entropy float32
+}
+
+// PPOOutput is the actor-critic's output for B states.
+type PPOOutput struct {
+	// LogProbs and Probs are B×Actions, row-major; masked actions have
+	// probability 0 and a log-probability near −1e9.
+	LogProbs, Probs []float32
+	// Values are the B state values.
+	Values []float32
+}
+
+// PPOBatch is a PPO minibatch.
+type PPOBatch struct {
+	// States holds B rows of Inputs values.
+	States []float32
+	// Masks holds B×Actions flags, true where the action is allowed; nil
+	// allows every action.
+	Masks []bool
+	// Actions, OldLogProbs, Advantages and Returns hold one value per row:
+	// the action taken, its log-probability under the rollout policy, its
+	// (normalised) advantage and the value target.
+	Actions     []int
+	OldLogProbs []float32
+	Advantages  []float32
+	Returns     []float32
+}
+
+// NewPPONet returns an actor-critic initialised from seed.
+func NewPPONet(cfg PPOConfig, seed uint64) (*PPONet, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("creating actor-critic: %w", err)
+	}
+	n := &PPONet{cfg: cfg}
+	ps := newParamSet()
+	n.l = newPPOLayers(ps, cfg)
+	n.c = newCore(ps, seed, cfg.Optimizer, n.build)
+	return n, nil
+}
+
+// Config returns the network's configuration.
+func (n *PPONet) Config() PPOConfig { return n.cfg }
+
+// Seed returns the seed the network was initialised from.
+func (n *PPONet) Seed() uint64 { return n.c.seed }
+
+// NumParams returns the number of trainable scalars.
+func (n *PPONet) NumParams() int { return n.c.ps.count() }
+
+// SetLearningRate changes Adam's step size (for schedules such as
+// ReduceLROnPlateau); the new rate is saved with the network.
+func (n *PPONet) SetLearningRate(lr float64) {
+	n.cfg.Optimizer.LearningRate = lr
+	n.c.opt.cfg.LearningRate = lr
+}
+
+// LearningRate returns Adam's current step size.
+func (n *PPONet) LearningRate() float64 { return n.c.opt.cfg.LearningRate }
+
+// Close releases the compiled graphs; the network stays usable and
+// rebuilds them on demand.
+func (n *PPONet) Close() { n.c.close() }
+
+func (n *PPONet) build(batch int, train bool) (*compiled, error) {
+	c, l := n.cfg, n.l
+	b := newBuilder(n.c.ps, train)
+	eps := float32(c.LayerNormEps)
+	x := b.newInput("state", batch, c.Inputs)
+	mask := b.newInput("mask", batch, c.Actions)
+	h := x.node
+	for i := range l.shared {
+		h = b.dropout(b.relu(b.layerNorm(b.linear(h, l.shared[i]), l.sharedLN[i], eps)), c.Dropout)
+	}
+	a := b.relu(b.linear(h, l.actor[0]))
+	a = b.relu(b.linear(a, l.actor[1]))
+	logits := b.add(b.linear(a, l.actor[2]), mask.node)
+	logp := b.logSoftmax(logits)
+	v := b.relu(b.linear(h, l.critic[0]))
+	v = b.reshape(b.linear(v, l.critic[1]), batch)
+	outs := map[string]*G.Node{"logp": logp, "value": v}
+	if !train {
+		return b.compile(batch, outs, nil)
+	}
+	act := b.newInput("onehot", batch, c.Actions)
+	oldLogp := b.newInput("old_logp", batch)
+	adv := b.newInput("advantage", batch)
+	ret := b.newInput("return", batch)
+	logpA := b.rowSum(b.mul(logp, act.node))
+	// The ratio is clipped to [RatioMin, RatioMax] in log space, before the
+	// surrogate's own clip to [1−ε, 1+ε].
+	logRatio := b.clamp(b.sub(logpA, oldLogp.node), float32(math.Log(c.RatioMin)), float32(math.Log(c.RatioMax)))
+	ratio := b.exp(logRatio)
+	eps2 := float32(c.ClipEpsilon)
+	s1 := b.mul(ratio, adv.node)
+	s2 := b.mul(b.clamp(ratio, 1-eps2, 1+eps2), adv.node)
+	policy := b.neg(b.mean(b.minimum(s1, s2)))
+	value := b.mean(b.square(b.sub(v, ret.node)))
+	entropy := b.neg(b.mean(b.rowSum(b.mul(b.exp(logp), logp))))
+	total := b.sub(b.add(policy, b.scale(value, float32(c.ValueCoef))), b.scale(entropy, float32(c.EntropyCoef)))
+	outs["policy"], outs["value_loss"], outs["entropy"] = policy, value, entropy
+	return b.compile(batch, outs, total)
+}
+
+// load copies states and the additive mask into the graph.
+func (n *PPONet) load(g *compiled, states []float32, masks []bool) error {
+	copy(g.in["state"].buf, states)
+	return fillMask(g.in["mask"].buf, masks, n.cfg.Actions)
+}
+
+// fillMask writes the additive mask: 0 where allowed, −1e9 where not.
+func fillMask(dst []float32, masks []bool, actions int) error {
+	if masks == nil {
+		clear(dst)
+		return nil
+	}
+	if len(masks) != len(dst) {
+		return fmt.Errorf("%w: %d mask flags, want %d", ErrShape, len(masks), len(dst))
+	}
+	for r := 0; r < len(dst); r += actions {
+		allowed := false
+		for j := r; j < r+actions; j++ {
+			if masks[j] {
+				dst[j] = 0
+				allowed = true
+			} else {
+				dst[j] = maskedLogit
+			}
+		}
+		if !allowed {
+			return fmt.Errorf("%w: row %d of the mask allows no action", ErrShape, r/actions)
+		}
+	}
+	return nil
+}
+
+// Forward returns the policy and values of B states in evaluation mode
+// (no dropout). masks is nil or B×Actions flags, true where allowed.
+func (n *PPONet) Forward(states []float32, masks []bool) (PPOOutput, error) {
+	batch, err := batchOf(states, n.cfg.Inputs, "states")
+	if err != nil {
+		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
+	}
+	g, err := n.c.graph(batch, false)
+	if err != nil {
+		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
+	}
+	if err := n.load(g, states, masks); err != nil {
+		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
+	}
+	if err := g.run(); err != nil {
+		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
+	}
+	out := PPOOutput{LogProbs: clone(g.out["logp"].floats()), Values: clone(g.out["value"].floats())}
+	out.Probs = make([]float32, len(out.LogProbs))
+	for i, lp := range out.LogProbs {
+		out.Probs[i] = float32(math.Exp(float64(lp)))
+	}
+	return out, nil
+}
+
+// TrainStep does one PPO update on a minibatch: clipped surrogate, value
+// loss and entropy bonus (see PPOLosses), global-norm clip, Adam. A batch
+// with a non-finite value, or a step whose loss or gradient norm is not
+// finite, is rejected with ErrNonFinite, counted in Stats and leaves the
+// weights unchanged.
+func (n *PPONet) TrainStep(b PPOBatch) (float32, error) {
+	g, err := n.prepare(b)
+	if err != nil {
+		return 0, err
+	}
+	loss, err := n.c.step(g, &n.Stats)
+	if err != nil {
+		return loss, fmt.Errorf("training actor-critic: %w", err)
+	}
+	n.Last = PPOLosses{Total: loss, Policy: g.out["policy"].scalar(), Value: g.out["value_loss"].scalar(), Entropy: g.out["entropy"].scalar()}
+	return loss, nil
+}
+
+// prepare checks a batch and copies it into the training graph.
+func (n *PPONet) prepare(b PPOBatch) (*compiled, error) {
+	batch, err := batchOf(b.States, n.cfg.Inputs, "states")
+	if err != nil {
+		return nil, fmt.Errorf("training actor-critic: %w", err)
+	}
+	if len(b.Actions) != batch || len(b.OldLogProbs) != batch || len(b.Advantages) != batch || len(b.Returns) != batch {
+		return nil, fmt.Errorf("training actor-critic: %w: %d states, %d actions, %d old log-probs, %d advantages, %d returns",
+			ErrShape, batch, len(b.Actions), len(b.OldLogProbs), len(b.Advantages), len(b.Returns))
+	}
+	if !allFinite(b.States, b.OldLogProbs, b.Advantages, b.Returns) {
+		return nil, rejectInput(&n.Stats, "training actor-critic")
+	}
+	g, err := n.c.graph(batch, true)
+	if err != nil {
+		return nil, fmt.Errorf("training actor-critic: %w", err)
+	}
+	if err := n.load(g, b.States, b.Masks); err != nil {
+		return nil, fmt.Errorf("training actor-critic: %w", err)
+	}
+	if err := oneHot(g.in["onehot"].buf, b.Actions, n.cfg.Actions); err != nil {
+		return nil, fmt.Errorf("training actor-critic: %w", err)
+	}
+	if b.Masks != nil {
+		for i, a := range b.Actions {
+			if !b.Masks[i*n.cfg.Actions+a] {
+				return nil, fmt.Errorf("training actor-critic: %w: row %d took masked action %d", ErrShape, i, a)
+			}
+		}
+	}
+	copy(g.in["old_logp"].buf, b.OldLogProbs)
+	copy(g.in["advantage"].buf, b.Advantages)
+	copy(g.in["return"].buf, b.Returns)
+	return g, nil
+}
