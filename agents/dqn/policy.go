@@ -1,0 +1,208 @@
+package dqn
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/strata-rl/strata/agents/nn"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// Name is the policy's registry name.
+const Name = "dqn"
+
+// PolicyConfig configures a serving policy.
+type PolicyConfig struct {
+	// Seed keys the exploration draws (with the tick and the app).
+	Seed int64
+	// Epsilon is the probability of a uniformly random provider instead of
+	// the greedy one: the episode's ε in closed-loop training, 0 in
+	// evaluation.
+	Epsilon float64
+	// Version is reported in every decision row (the learner's or the
+	// checkpoint's version).
+	Version string
+}
+
+// PolicyStats counts what a policy did.
+type PolicyStats struct {
+	// Decisions counts decision rows written.
+	Decisions uint64
+	// Explored counts decisions drawn at random (the ε branch).
+	Explored uint64
+	// NonFiniteInputs counts state values that were NaN or ±Inf and were
+	// replaced by 0, the missing-value convention of schemas.
+	NonFiniteInputs uint64
+	// NonFiniteQ counts rows whose Q-values were not all finite; their
+	// decision takes the best finite Q-value (aws when none is) and has no
+	// Value.
+	NonFiniteQ uint64
+}
+
+// Policy is the strategic DQN serving policy: one network shared by every
+// app. For each strategic state row it builds the 14-value vector
+// (schemas.StrategicRow.Vector), scales it with the checkpoint's scaler,
+// runs the exported forward pass and chooses the provider ε-greedily.
+// The random draw is a hash of (seed, tick, app), so decisions depend
+// neither on the order of the rows nor on earlier ticks. It implements
+// agents.Policy and is not safe for concurrent use.
+type Policy struct {
+	w     *nn.QWeights
+	cfg   PolicyConfig
+	x, q  []float32
+	Stats PolicyStats
+}
+
+// NewPolicy returns a policy serving w (which it clones, so w may be
+// reused). w.Scaler, when set, scales the inputs; the network must take
+// schemas.StrategicDim inputs and give one Q-value per provider.
+func NewPolicy(w *nn.QWeights, cfg PolicyConfig) (*Policy, error) {
+	if w == nil {
+		return nil, fmt.Errorf("creating DQN policy: %w: nil weights", ErrConfig)
+	}
+	if w.Inputs() != schemas.StrategicDim || w.Out.Out != cloud.NumProviders {
+		return nil, fmt.Errorf("creating DQN policy: %w: network of %d inputs and %d outputs, want %d and %d", ErrConfig, w.Inputs(), w.Out.Out, schemas.StrategicDim, cloud.NumProviders)
+	}
+	if w.Scaler != nil && w.Scaler.Dim != schemas.StrategicDim {
+		return nil, fmt.Errorf("creating DQN policy: %w: scaler of %d features", ErrConfig, w.Scaler.Dim)
+	}
+	if !(cfg.Epsilon >= 0 && cfg.Epsilon <= 1) {
+		return nil, fmt.Errorf("creating DQN policy: %w: epsilon %v outside [0, 1]", ErrConfig, cfg.Epsilon)
+	}
+	return &Policy{w: w.Clone(), cfg: cfg}, nil
+}
+
+// Name returns "dqn".
+func (p *Policy) Name() string { return Name }
+
+// Version returns the version of the weights served.
+func (p *Policy) Version() string { return p.cfg.Version }
+
+// Layer returns schemas.Strategic.
+func (p *Policy) Layer() schemas.Layer { return schemas.Strategic }
+
+// Epsilon returns the exploration rate.
+func (p *Policy) Epsilon() float64 { return p.cfg.Epsilon }
+
+// Decide appends one decision per strategic row to out.Rows: Action and
+// Provider (0 aws, 1 azure, 2 gcp) and Value, the row's largest Q-value
+// (whichever action was taken).
+func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *schemas.DecisionBatch) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("dqn deciding: %w", err)
+	}
+	if state == nil || out == nil {
+		return fmt.Errorf("dqn deciding: nil state or output batch")
+	}
+	if state.Header.Layer != schemas.Strategic {
+		return fmt.Errorf("dqn deciding tick %d: got a %s state batch, want %s", state.Header.Tick, state.Header.Layer, schemas.Strategic)
+	}
+	n := len(state.Strategic)
+	if n == 0 {
+		return nil
+	}
+	const d, a = schemas.StrategicDim, cloud.NumProviders
+	p.x = resize(p.x, n*d)
+	for i := range state.Strategic {
+		row := p.x[i*d : (i+1)*d]
+		copy(row, state.Strategic[i].Vector())
+		for j, v := range row {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				row[j] = 0
+				p.Stats.NonFiniteInputs++
+			}
+		}
+	}
+	if sc := p.w.Scaler; sc != nil {
+		if _, err := sc.Transform(p.x, p.x); err != nil {
+			return fmt.Errorf("dqn deciding tick %d: %w", state.Header.Tick, err)
+		}
+	}
+	q, err := p.w.Forward(p.q, p.x)
+	if err != nil {
+		return fmt.Errorf("dqn deciding tick %d: %w", state.Header.Tick, err)
+	}
+	p.q = q
+	tick := state.Header.Tick
+	for i := range state.Strategic {
+		app := state.Strategic[i].App
+		best, value := argmax(q[i*a : (i+1)*a])
+		act := best
+		if p.cfg.Epsilon > 0 {
+			h := drawHash(p.cfg.Seed, tick, app)
+			if uniform(h) < p.cfg.Epsilon {
+				act = min(int(uniform(splitmix(h))*a), a-1)
+				p.Stats.Explored++
+			}
+		}
+		dec := schemas.DecisionRow{
+			App: app, Action: int32(act), Provider: cloud.Provider(act).String(),
+			Policy: Name, PolicyVersion: p.cfg.Version,
+		}
+		if math.IsNaN(value) {
+			p.Stats.NonFiniteQ++
+		} else {
+			dec.Value = schemas.Some(value)
+		}
+		out.Rows = append(out.Rows, dec)
+		p.Stats.Decisions++
+	}
+	return nil
+}
+
+// argmax returns the index of the largest finite value (the lowest index
+// on ties; 0 when none is finite) and that value, or NaN when some value
+// is not finite.
+func argmax(q []float32) (int, float64) {
+	best, bv, finite := 0, math.Inf(-1), true
+	for i, v := range q {
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			finite = false
+			continue
+		}
+		if f > bv {
+			best, bv = i, f
+		}
+	}
+	if !finite {
+		return best, math.NaN()
+	}
+	return best, bv
+}
+
+// drawHash hashes (seed, tick, app) with FNV-1a, salted with the policy
+// name so that the draws differ from the random baseline's, and mixes the
+// result with splitmix64.
+func drawHash(seed, tick int64, app string) uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(b byte) {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	for _, v := range [2]int64{seed, tick} {
+		for i := range 8 {
+			mix(byte(uint64(v) >> (8 * i)))
+		}
+	}
+	for _, s := range [2]string{Name, app} {
+		for i := 0; i < len(s); i++ {
+			mix(s[i])
+		}
+		mix(0)
+	}
+	return splitmix(h)
+}
+
+// splitmix is one splitmix64 step.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// uniform maps a hash to (0, 1).
+func uniform(h uint64) float64 { return (float64(h>>11) + 0.5) / (1 << 53) }
