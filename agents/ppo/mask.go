@@ -1,0 +1,112 @@
+package ppo
+
+import (
+	"math"
+
+	"github.com/strata-rl/strata/cloud"
+)
+
+// Availability marks, per provider, which of the 24 tactical actions
+// (metro·6 + tier) the provider offers. A forbidden action gets
+// probability 0 in Decide (the network's action mask) and a transition
+// that took one is rejected by the learner.
+//
+// With the embedded catalog every action is available on every provider:
+// Azure's Consumption plan stops at 1536 MB, but the catalog prices the
+// 2048 and 3008 MB tiers on Flex Consumption and the twin runs them there
+// (docs/cloud-model.md). CatalogAvailability therefore masks nothing
+// today; the mask plumbing stays for a catalog that lacks a combination.
+type Availability struct {
+	allowed [cloud.NumProviders][Actions]bool
+}
+
+// AllAvailable returns an Availability that allows every action on every
+// provider.
+func AllAvailable() *Availability {
+	a := &Availability{}
+	for p := range a.allowed {
+		for i := range a.allowed[p] {
+			a.allowed[p][i] = true
+		}
+	}
+	return a
+}
+
+// CatalogAvailability derives the available actions from a catalog: an
+// action is available on a provider when the provider's region in the
+// metro has a finite, positive request and GB-second price (for GCP,
+// either its 1st-gen or 2nd-gen prices) and, for Azure tiers the
+// Consumption plan lacks, a Flex Consumption instance size.
+func CatalogAvailability(cat *cloud.Catalog) *Availability {
+	a := &Availability{}
+	ok := func(s cloud.Sourced) bool { return s.Value > 0 && !math.IsInf(s.Value, 0) }
+	for p := range cloud.Provider(cloud.NumProviders) {
+		for m := range cloud.Metro(cloud.NumMetros) {
+			r := cat.RegionOf(p, m)
+			priced := ok(r.RequestUSD) && ok(r.GBSecondUSD)
+			if p == cloud.GCP {
+				priced = priced || (ok(r.RequestUSD) && ok(r.Gen2GiBSecondUSD) && ok(r.Gen2VCPUSecondUSD))
+			}
+			for t := range cloud.Tier(cloud.NumTiers) {
+				tierOK := true
+				if p == cloud.Azure && !cat.Tiers[t].AzureConsumption {
+					tierOK = ok(cat.Tiers[t].AzureFlexMB) && ok(r.FlexGBSecondUSD)
+				}
+				a.allowed[p][int(m)*cloud.NumTiers+int(t)] = priced && tierOK
+			}
+		}
+	}
+	return a
+}
+
+// Set allows or forbids action on provider p.
+func (a *Availability) Set(p cloud.Provider, action int, allowed bool) {
+	a.allowed[p][action] = allowed
+}
+
+// Allowed reports whether provider p offers action.
+func (a *Availability) Allowed(p cloud.Provider, action int) bool {
+	return int(p) < cloud.NumProviders && action >= 0 && action < Actions && a.allowed[p][action]
+}
+
+// Count returns how many actions provider p offers.
+func (a *Availability) Count(p cloud.Provider) int {
+	n := 0
+	for _, ok := range a.allowed[p] {
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// All reports whether every provider offers every action (no mask is
+// needed).
+func (a *Availability) All() bool {
+	for p := range cloud.Provider(cloud.NumProviders) {
+		if a.Count(p) != Actions {
+			return false
+		}
+	}
+	return true
+}
+
+// Mask returns provider p's 24 flags, true where allowed, as a new slice
+// (for Transition.Mask).
+func (a *Availability) Mask(p cloud.Provider) []bool {
+	return append([]bool(nil), a.allowed[p][:]...)
+}
+
+// ProviderOfState returns the provider of a raw tactical state vector (its
+// one-hot, features 7–9, schemas.TacticalRow.Vector), or def when the
+// one-hot is all zero: the provider Decide masks the row's actions for.
+func ProviderOfState(state []float32, def cloud.Provider) cloud.Provider {
+	if len(state) >= 10 {
+		for p := range cloud.Provider(cloud.NumProviders) {
+			if state[7+int(p)] == 1 {
+				return p
+			}
+		}
+	}
+	return def
+}
