@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-rl/strata/agents/internal/draw"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -240,41 +241,6 @@ func (p *params) finish() error {
 	return errors.Join(p.errs...)
 }
 
-// entityHash hashes (seed, tick, app, func) with FNV-1a, the parts
-// separated by a zero byte, and finishes with a splitmix64 step. The result
-// does not depend on anything but its arguments, so a random choice made
-// from it does not depend on the order of rows in a batch.
-func entityHash(seed, tick int64, app, fn string) uint64 {
-	h := uint64(14695981039346656037)
-	mix := func(b byte) {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	for _, v := range [2]int64{seed, tick} {
-		for i := range 8 {
-			mix(byte(uint64(v) >> (8 * i)))
-		}
-	}
-	for _, s := range [2]string{app, fn} {
-		for i := 0; i < len(s); i++ {
-			mix(s[i])
-		}
-		mix(0)
-	}
-	return splitmix(h)
-}
-
-// splitmix is one splitmix64 step.
-func splitmix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
-// uniform maps a hash to a float in (0, 1).
-func uniform(h uint64) float64 { return (float64(h>>11) + 0.5) / (1 << 53) }
-
 // ceilCount rounds a non-negative expected count up to an instance count,
 // ignoring floating-point noise below 1e-9.
 func ceilCount(x float64) int32 {
@@ -290,3 +256,9 @@ type entity struct{ app, fn string }
 
 // key returns the map key of (app, fn).
 func key(app, fn string) entity { return entity{app, fn} }
+
+// entityHash is the draw for (seed, tick, app, func) (agents/internal/draw).
+func entityHash(seed, tick int64, app, fn string) uint64 { return draw.Hash(seed, tick, app, fn) }
+
+// uniform maps a hash to a float in (0, 1).
+func uniform(h uint64) float64 { return draw.Uniform(h) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/strata-rl/strata/agents/internal/draw"
 	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
@@ -131,9 +132,9 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 		best, value := argmax(q[i*a : (i+1)*a])
 		act := best
 		if p.cfg.Epsilon > 0 {
-			h := drawHash(p.cfg.Seed, tick, app)
-			if uniform(h) < p.cfg.Epsilon {
-				act = min(int(uniform(splitmix(h))*a), a-1)
+			h := draw.Hash(p.cfg.Seed, tick, Name, app) // salted with the name: not the random baseline's draws
+			if draw.Uniform(h) < p.cfg.Epsilon {
+				act = min(int(draw.Uniform(draw.SplitMix(h))*a), a-1)
 				p.Stats.Explored++
 			}
 		}
@@ -172,37 +173,3 @@ func argmax(q []float32) (int, float64) {
 	}
 	return best, bv
 }
-
-// drawHash hashes (seed, tick, app) with FNV-1a, salted with the policy
-// name so that the draws differ from the random baseline's, and mixes the
-// result with splitmix64.
-func drawHash(seed, tick int64, app string) uint64 {
-	h := uint64(14695981039346656037)
-	mix := func(b byte) {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	for _, v := range [2]int64{seed, tick} {
-		for i := range 8 {
-			mix(byte(uint64(v) >> (8 * i)))
-		}
-	}
-	for _, s := range [2]string{Name, app} {
-		for i := 0; i < len(s); i++ {
-			mix(s[i])
-		}
-		mix(0)
-	}
-	return splitmix(h)
-}
-
-// splitmix is one splitmix64 step.
-func splitmix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
-// uniform maps a hash to (0, 1).
-func uniform(h uint64) float64 { return (float64(h>>11) + 0.5) / (1 << 53) }

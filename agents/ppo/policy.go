@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/strata-rl/strata/agents/internal/draw"
 	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
@@ -162,7 +163,7 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	for k, i := range p.keep {
 		r := &state.Tactical[i]
 		mask := p.masks[k*Actions : (k+1)*Actions]
-		u := uniform(entityHash(p.opts.Seed, tick, r.App, r.Func))
+		u := draw.Uniform(draw.Hash(p.opts.Seed, tick, r.App, r.Func))
 		var a int
 		d := schemas.DecisionRow{App: r.App, Func: r.Func, Policy: Name, PolicyVersion: version}
 		if fitted {
@@ -233,34 +234,6 @@ func nthAllowed(mask []bool, n int) int {
 	}
 	return -1
 }
-
-// entityHash is FNV-1a over (seed, tick, app, func), finished with a
-// splitmix64 step (the same scheme as agents/baselines' random policy).
-func entityHash(seed, tick int64, app, fn string) uint64 {
-	h := uint64(14695981039346656037)
-	mix := func(b byte) {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	for _, v := range [2]int64{seed, tick} {
-		for i := range 8 {
-			mix(byte(uint64(v) >> (8 * i)))
-		}
-	}
-	for _, s := range [2]string{app, fn} {
-		for i := 0; i < len(s); i++ {
-			mix(s[i])
-		}
-		mix(0)
-	}
-	h += 0x9e3779b97f4a7c15
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9
-	h = (h ^ (h >> 27)) * 0x94d049bb133111eb
-	return h ^ (h >> 31)
-}
-
-// uniform maps a hash to (0, 1).
-func uniform(h uint64) float64 { return (float64(h>>11) + 0.5) / (1 << 53) }
 
 // grow returns dst resized to n values, reusing its storage when it can.
 func grow(dst []float32, n int) []float32 {
