@@ -18,6 +18,18 @@ const (
 	ticksPerDay  = replay.StrategicTickUS / replay.OperationalTickUS
 )
 
+// ticksPer returns the number of operational ticks in one interval of
+// layer l.
+func ticksPer(l schemas.Layer) int64 {
+	switch l {
+	case schemas.Tactical:
+		return ticksPerHour
+	case schemas.Strategic:
+		return ticksPerDay
+	}
+	return 1
+}
+
 // Arrival is one invocation arriving at the twin.
 type Arrival struct {
 	ID         string

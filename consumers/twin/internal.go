@@ -278,11 +278,7 @@ func (e *Engine) internalRows(l schemas.Layer, p InternalPolicy, k int64, ahead 
 		e.staticDone[l] = true
 		return e.staticRows(l), nil
 	case PolicyOracle:
-		per := int64(ticksPerHour)
-		if l == schemas.Strategic {
-			per = ticksPerDay
-		}
-		return e.oracleRows(l, k, per, ahead)
+		return e.oracleRows(l, k, ticksPer(l), ahead)
 	}
 	return nil, fmt.Errorf("internal %s policy %q is unknown", l, p)
 }

@@ -310,13 +310,7 @@ func (s *Service) onState(data []byte) error {
 // interval returns the interval of layer l that tick k starts, or false
 // when k starts none.
 func interval(l schemas.Layer, k int64) (int64, bool) {
-	per := int64(1)
-	switch l {
-	case schemas.Tactical:
-		per = ticksPerHour
-	case schemas.Strategic:
-		per = ticksPerDay
-	}
+	per := ticksPer(l)
 	return k / per, k%per == 0
 }
 

@@ -24,13 +24,7 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 	}
 	var ts []taken
 	for _, l := range schemas.Layers {
-		per := int64(1)
-		switch l {
-		case schemas.Tactical:
-			per = ticksPerHour
-		case schemas.Strategic:
-			per = ticksPerDay
-		}
+		per := ticksPer(l)
 		var b *schemas.DecisionBatch
 		if p, ok := e.cfg.Internal[l]; ok {
 			if p == PolicyStaticBest && e.staticDone[l] || p == PolicyOracle && k%per != 0 {
