@@ -1,0 +1,78 @@
+package lstm
+
+import (
+	"fmt"
+
+	"github.com/strata-rl/strata/agents/nn"
+)
+
+// Model is a trained predictor ready to serve: exported weights and the
+// scalers. Predict is not safe for concurrent use (the weights own scratch
+// buffers); give each goroutine its own Clone.
+type Model struct {
+	// Weights are the exported network (its Scaler is Scalers.Input).
+	Weights *nn.LSTMWeights
+	// Scalers are the input and target scalers.
+	Scalers Scalers
+	// Config is the training configuration.
+	Config Config
+
+	x []float32
+	y []float32
+}
+
+// Clone returns a model that shares the read-only weights and scalers and
+// has its own scratch buffers.
+func (m *Model) Clone() *Model {
+	return &Model{Weights: m.Weights.Clone(), Scalers: m.Scalers, Config: m.Config}
+}
+
+// validate checks that the model's shapes fit the operational sequences.
+func (m *Model) validate() error {
+	if m == nil || m.Weights == nil {
+		return fmt.Errorf("%w: nil model", ErrConfig)
+	}
+	if m.Weights.Features != Features || m.Weights.Steps != Steps || m.Weights.Dense[1].Out != Targets {
+		return fmt.Errorf("%w: network of %d×%d inputs and %d outputs, want %d×%d and %d", ErrConfig,
+			m.Weights.Steps, m.Weights.Features, m.Weights.Dense[1].Out, Steps, Features, Targets)
+	}
+	return m.Scalers.validate()
+}
+
+// Predict returns the raw predictions (CPU util, memory util, request
+// rate per sample) for raw sequences seqs (a whole number of SeqDim
+// values, all finite): scale, exported forward pass, inverse scale, and
+// clamp at 0 (every target is non-negative).
+func (m *Model) Predict(seqs []float32) ([][Targets]float32, error) {
+	if len(seqs)%SeqDim != 0 {
+		return nil, fmt.Errorf("predicting: %w: %d values, not a multiple of %d", ErrConfig, len(seqs), SeqDim)
+	}
+	m.x = append(m.x[:0], seqs...)
+	if _, err := m.Scalers.Input.Transform(m.x, m.x); err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
+	y, err := m.Weights.Forward(m.y, m.x)
+	if err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
+	m.y = y
+	out := make([][Targets]float32, len(seqs)/SeqDim)
+	for i := range out {
+		if _, err := m.Scalers.Target.Inverse(out[i][:], y[i*Targets:(i+1)*Targets]); err != nil {
+			return nil, fmt.Errorf("predicting: %w", err)
+		}
+		for j := range out[i] {
+			out[i][j] = max(out[i][j], 0)
+		}
+	}
+	return out, nil
+}
+
+// PredictSamples returns the predictions for the samples' sequences.
+func (m *Model) PredictSamples(samples []Sample) ([][Targets]float32, error) {
+	x := make([]float32, 0, len(samples)*SeqDim)
+	for i := range samples {
+		x = append(x, samples[i].Seq[:]...)
+	}
+	return m.Predict(x)
+}

@@ -1,0 +1,237 @@
+package lstm
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/strata-rl/strata/agents/nn"
+)
+
+// Epoch is one point of the learning curve.
+type Epoch struct {
+	// Epoch counts from 1.
+	Epoch int `json:"epoch"`
+	// TrainLoss is the mean loss of the epoch's accepted minibatch steps
+	// (training mode, with dropout), on scaled targets.
+	TrainLoss float64 `json:"train_loss"`
+	// ValLoss is the configured loss on the validation samples in
+	// evaluation mode (no dropout), on scaled targets.
+	ValLoss float64 `json:"val_loss"`
+	// LR is the learning rate the epoch trained with.
+	LR float64 `json:"lr"`
+}
+
+// TrainStats counts what the trainer did.
+type TrainStats struct {
+	// TrainSamples and ValSamples are the sizes of the two sets.
+	TrainSamples, ValSamples int
+	// RejectedSamples counts NaN/±Inf samples rejected by the datasets
+	// (Dataset.Rejected of both).
+	RejectedSamples uint64
+	// Steps counts accepted gradient steps and RejectedSteps the steps the
+	// network refused (non-finite loss or gradient).
+	Steps, RejectedSteps uint64
+	// LRReductions counts ReduceLROnPlateau reductions.
+	LRReductions int
+	// EarlyStopped is true when training stopped before MaxEpochs.
+	EarlyStopped bool
+}
+
+// Result is a finished training run.
+type Result struct {
+	// Net is the network with the best validation epoch's weights and the
+	// input scaler attached. The caller closes it.
+	Net *nn.LSTMNet
+	// Scalers are the fitted scalers.
+	Scalers Scalers
+	// Curve is the learning curve, one entry per epoch run.
+	Curve []Epoch
+	// BestEpoch is the epoch whose weights Net holds, and BestValLoss its
+	// validation loss.
+	BestEpoch   int
+	BestValLoss float64
+	// Stats counts samples and steps.
+	Stats TrainStats
+}
+
+// Model returns the serving model of the result.
+func (r *Result) Model(cfg Config) *Model {
+	return &Model{Weights: r.Net.Export(), Scalers: r.Scalers, Config: cfg}
+}
+
+// Train fits an LSTM predictor on train (pure: no I/O). When val is nil
+// or empty, a seeded ValFraction of train is held out for validation. The
+// scalers are fitted on the training samples only. Each epoch shuffles the
+// training samples (seeded) into minibatches of BatchSize; after each
+// epoch the validation loss drives ReduceLROnPlateau and early stopping,
+// and the best epoch's weights are restored at the end.
+func Train(cfg Config, train, val *Dataset) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("training LSTM: %w", err)
+	}
+	if train == nil {
+		return nil, fmt.Errorf("training LSTM: %w: no training set", ErrConfig)
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6c73746d)) // "lstm"
+	tr, va := train.Samples, []Sample(nil)
+	rejected := train.Rejected
+	if val != nil && val.Len() > 0 {
+		va = val.Samples
+		rejected += val.Rejected
+	} else {
+		tr, va = split(tr, cfg.ValFraction, rng)
+	}
+	if len(tr) == 0 || len(va) == 0 {
+		return nil, fmt.Errorf("training LSTM: %w: %d training and %d validation samples", ErrConfig, len(tr), len(va))
+	}
+	sc, err := FitScalers(cfg.Scaler, tr)
+	if err != nil {
+		return nil, fmt.Errorf("training LSTM: %w", err)
+	}
+	trX, trY, err := scaled(sc, tr)
+	if err != nil {
+		return nil, fmt.Errorf("training LSTM: %w", err)
+	}
+	vaX, vaY, err := scaled(sc, va)
+	if err != nil {
+		return nil, fmt.Errorf("training LSTM: %w", err)
+	}
+	netCfg := cfg.Net
+	netCfg.BetaUnder, netCfg.BetaOver = cfg.betas()
+	net, err := nn.NewLSTMNet(netCfg, cfg.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("training LSTM: %w", err)
+	}
+	net.Scaler = sc.Input
+	res := &Result{Scalers: sc, BestValLoss: math.Inf(1)}
+	res.Stats.TrainSamples, res.Stats.ValSamples, res.Stats.RejectedSamples = len(tr), len(va), rejected
+	bu, bo := netCfg.BetaUnder, netCfg.BetaOver
+	var best bytes.Buffer
+	idx := make([]int, len(tr))
+	for i := range idx {
+		idx[i] = i
+	}
+	bx := make([]float32, 0, cfg.BatchSize*SeqDim)
+	by := make([]float32, 0, cfg.BatchSize*Targets)
+	sinceBest, sincePlateau := 0, 0
+	for ep := 1; ep <= cfg.MaxEpochs; ep++ {
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		lr := net.LearningRate()
+		var sum float64
+		var steps int
+		for s := 0; s < len(idx); s += cfg.BatchSize {
+			bx, by = bx[:0], by[:0]
+			for _, k := range idx[s:min(s+cfg.BatchSize, len(idx))] {
+				bx = append(bx, trX[k*SeqDim:(k+1)*SeqDim]...)
+				by = append(by, trY[k*Targets:(k+1)*Targets]...)
+			}
+			loss, err := net.TrainStep(nn.LSTMBatch{Seqs: bx, Targets: by})
+			if err != nil {
+				res.Stats.RejectedSteps++
+				continue
+			}
+			sum += float64(loss)
+			steps++
+		}
+		res.Stats.Steps += uint64(steps)
+		vl, err := evalLoss(net.Export(), vaX, vaY, bu, bo)
+		if err != nil {
+			net.Close()
+			return nil, fmt.Errorf("training LSTM: epoch %d: %w", ep, err)
+		}
+		tl := math.NaN()
+		if steps > 0 {
+			tl = sum / float64(steps)
+		}
+		res.Curve = append(res.Curve, Epoch{Epoch: ep, TrainLoss: tl, ValLoss: vl, LR: lr})
+		if vl < res.BestValLoss {
+			res.BestValLoss, res.BestEpoch = vl, ep
+			sinceBest, sincePlateau = 0, 0
+			best.Reset()
+			if err := net.Save(&best); err != nil {
+				net.Close()
+				return nil, fmt.Errorf("training LSTM: keeping epoch %d: %w", ep, err)
+			}
+			continue
+		}
+		sinceBest++
+		sincePlateau++
+		if sinceBest >= cfg.EarlyStopPatience {
+			res.Stats.EarlyStopped = ep < cfg.MaxEpochs
+			break
+		}
+		if sincePlateau >= cfg.PlateauPatience {
+			net.SetLearningRate(max(lr*cfg.PlateauFactor, cfg.MinLR))
+			res.Stats.LRReductions++
+			sincePlateau = 0
+		}
+	}
+	net.Close()
+	if best.Len() == 0 {
+		return nil, fmt.Errorf("training LSTM: %w: no epoch gave a finite validation loss", ErrConfig)
+	}
+	bn, err := nn.LoadLSTMNet(&best)
+	if err != nil {
+		return nil, fmt.Errorf("training LSTM: restoring epoch %d: %w", res.BestEpoch, err)
+	}
+	res.Net = bn
+	return res, nil
+}
+
+// split shuffles a copy of samples with rng and returns the training part
+// and the validation part (frac of them, at least one when there are two
+// or more samples).
+func split(samples []Sample, frac float64, rng *rand.Rand) ([]Sample, []Sample) {
+	s := append([]Sample(nil), samples...)
+	rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+	nv := int(math.Round(frac * float64(len(s))))
+	if nv == 0 && len(s) > 1 {
+		nv = 1
+	}
+	return s[nv:], s[:nv]
+}
+
+// scaled returns the scaled sequences and targets of samples, flattened.
+func scaled(sc Scalers, samples []Sample) ([]float32, []float32, error) {
+	x := make([]float32, 0, len(samples)*SeqDim)
+	y := make([]float32, 0, len(samples)*Targets)
+	for i := range samples {
+		x = append(x, samples[i].Seq[:]...)
+		y = append(y, samples[i].Target[:]...)
+	}
+	if _, err := sc.Input.Transform(x, x); err != nil {
+		return nil, nil, fmt.Errorf("scaling sequences: %w", err)
+	}
+	if _, err := sc.Target.Transform(y, y); err != nil {
+		return nil, nil, fmt.Errorf("scaling targets: %w", err)
+	}
+	return x, y, nil
+}
+
+// evalLoss returns the weighted squared error β·(y − t)², averaged over
+// every value, of the exported network on scaled sequences x and targets
+// y; β is betaUnder where y < t.
+func evalLoss(w *nn.LSTMWeights, x, y []float32, betaUnder, betaOver float64) (float64, error) {
+	p, err := w.Forward(nil, x)
+	if err != nil {
+		return 0, fmt.Errorf("validation forward: %w", err)
+	}
+	return weightedSE(p, y, betaUnder, betaOver), nil
+}
+
+// weightedSE is the mean of β·(p − t)² over paired values, β = betaUnder
+// where p < t and betaOver elsewhere.
+func weightedSE(p, t []float32, betaUnder, betaOver float64) float64 {
+	var s float64
+	for i := range p {
+		e := float64(p[i]) - float64(t[i])
+		b := betaOver
+		if e < 0 {
+			b = betaUnder
+		}
+		s += b * e * e
+	}
+	return s / float64(len(p))
+}
