@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/strata-rl/strata/agents/baselines"
+	"github.com/strata-rl/strata/agents/dqn"
+	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -47,6 +52,62 @@ type Options struct {
 	// {"window": "3"}); docs/baselines.md lists each policy's keys and
 	// defaults. An unknown key is an error.
 	Params map[string]string
+	// Models is the directory the learned policies load their checkpoints
+	// from (CheckpointFile names them); required for LearnedName(layer).
+	Models string
+}
+
+// LearnedName returns the name of layer's learned policy: dqn (strategic),
+// ppo (tactical), lstm (operational).
+func LearnedName(layer schemas.Layer) string {
+	switch layer {
+	case schemas.Strategic:
+		return dqn.Name
+	case schemas.Tactical:
+		return ppo.Name
+	case schemas.Operational:
+		return lstm.Name
+	}
+	return ""
+}
+
+// CheckpointFile returns the file, inside a models directory, that layer's
+// learned policy loads: dqn.ckpt, ppo.ckpt or lstm.ckpt.
+func CheckpointFile(layer schemas.Layer) string { return LearnedName(layer) + ".ckpt" }
+
+// newLearned loads layer's learned policy from opts.Models, for serving:
+// greedy (no exploration, no sampling).
+func newLearned(layer schemas.Layer, opts Options) (Policy, error) {
+	name := LearnedName(layer)
+	if opts.Models == "" {
+		return nil, fmt.Errorf("creating %s policy %q: a models directory is required (--models DIR)", layer, name)
+	}
+	path := filepath.Join(opts.Models, CheckpointFile(layer))
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s policy %q: %w", layer, name, err)
+	}
+	defer func() { _ = f.Close() }()
+	var p Policy
+	switch layer {
+	case schemas.Strategic:
+		p, err = dqn.LoadPolicy(f, opts.Seed, false)
+	case schemas.Tactical:
+		var m *ppo.Model
+		if m, err = ppo.LoadModel(f); err == nil {
+			po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: true}
+			if opts.Model != nil {
+				po.Availability = ppo.CatalogAvailability(opts.Model.Catalog())
+			}
+			p, err = ppo.NewPolicy(m, po)
+		}
+	case schemas.Operational:
+		p, err = lstm.LoadPolicy(f)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating %s policy %q from %s: %w", layer, name, path, err)
+	}
+	return p, nil
 }
 
 // New returns a fresh policy called name for layer.
@@ -54,12 +115,15 @@ func New(name string, layer schemas.Layer, opts Options) (Policy, error) {
 	if _, err := schemas.ParseLayer(string(layer)); err != nil {
 		return nil, fmt.Errorf("creating policy %q: %w", name, err)
 	}
+	if name == LearnedName(layer) {
+		return newLearned(layer, opts)
+	}
 	p, err := baselines.New(name, layer, baselines.Config{
 		Seed: opts.Seed, Model: opts.Model, Epoch: opts.Epoch, Params: opts.Params,
 	})
 	if err != nil {
 		if errors.Is(err, baselines.ErrUnknownPolicy) {
-			return nil, fmt.Errorf("creating %s policy %q: %w: valid names are %s", layer, name, ErrUnknownPolicy, strings.Join(Names(layer), ", "))
+			return nil, fmt.Errorf("creating %s policy %q: %w: valid names are %s, and %s with --models", layer, name, ErrUnknownPolicy, strings.Join(Names(layer), ", "), LearnedName(layer))
 		}
 		return nil, err
 	}
