@@ -99,6 +99,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		stf      storeFlags
 		outcomes = fs.Bool("outcomes", false, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
+		models   = fs.String("models", "", "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
 		trans    = fs.String("transitions", "strategic,tactical", "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	)
@@ -163,7 +164,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
 			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes,
-			transitions: tl}, o, src, name, traceLen, stdout)
+			transitions: tl, models: *models}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {

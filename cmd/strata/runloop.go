@@ -32,6 +32,9 @@ type loopFlags struct {
 	args                             []string
 	outcomes                         bool
 	transitions                      []schemas.Layer
+	// models is the directory the learned policies (dqn, ppo, lstm) load
+	// their checkpoints from.
+	models string
 	// cache, if set, keeps static-best's choices across the runs of an
 	// evaluation: they depend only on the trace's training days.
 	cache *loopCache
@@ -50,7 +53,7 @@ func policyNames(l schemas.Layer) string {
 	if l != schemas.Operational {
 		names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names, ", ") + ", " + agents.LearnedName(l) + " (with --models)"
 }
 
 // parsePlacement parses provider/metro/memoryMB, e.g. aws/us-east/1024.
@@ -164,7 +167,7 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 			engCfg.Internal[l] = ip
 			continue
 		}
-		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch})
+		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch, Models: lf.models})
 		if err != nil {
 			return lo, nil, err
 		}
