@@ -30,6 +30,8 @@ Commands:
   sql        query the decision and reward tables (DuckDB file or ClickHouse)
   eval       --baselines: compare policies one layer at a time on evaluation days
   trace      synth | stats: generate a synthetic trace, print trace statistics
+  export     sequences: operational state of a closed-loop run as LSTM samples (Parquet)
+  train-lstm train the operational LSTM on exported sequences, compare with moving-average
   bench      pipeline | twin | loop | sink: throughput against a ceiling measured in the same run
 
 Run 'strata <command> -h' for the flags of a command.
@@ -83,6 +85,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return sqlMain(ctx, args[1:], stdout, stderr)
 	case "eval":
 		return evalMain(ctx, args[1:], stdout, stderr)
+	case "export":
+		return exportMain(ctx, args[1:], stdout, stderr)
+	case "train-lstm":
+		return trainLSTMMain(ctx, args[1:], stdout, stderr)
 	case "bench":
 		defaultMemoryLimit()
 		return benchMain(ctx, args[1:], stdout, stderr)
