@@ -114,7 +114,8 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	}
 	var sk *sink.Sink
 	if o.store != nil {
-		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + o.runID, Partitions: o.partitions, Outcomes: o.engine.Outcomes},
+		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + o.runID, Partitions: o.partitions, Outcomes: o.engine.Outcomes,
+			RunID: o.runID},
 			o.store, o.logger.With("role", "sink"), o.reg); err != nil {
 			return res, err
 		}

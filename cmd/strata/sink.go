@@ -31,6 +31,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logLevel    = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 		metricsAddr = fs.String("metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
 		statsJSON   = fs.Bool("json", false, "print the final counters as JSON")
+		runID       = fs.String("run-id", "", "write only the rows of this run (default: every run on the topics)")
 		instanceID  = fs.String("instance-id", "", "static group membership `ID`: a sink restarted with it after a crash resumes at once (one running sink per id)")
 		sessionTO   = fs.Duration("session-timeout", 0, "group session timeout: how long a crashed sink without --instance-id holds its partitions (default 45s)")
 	)
@@ -57,7 +58,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sk, err := sink.New(ctx, sink.Config{Brokers: kafka.ParseBrokers(*brokers), Group: *group, Outcomes: *outcomes,
 		Partitions: *partitions, BatchRows: *batchRows, FlushInterval: *flushEvery, StopAfterIdle: *idle,
-		InstanceID: *instanceID, SessionTimeout: *sessionTO}, st, logger, reg)
+		InstanceID: *instanceID, SessionTimeout: *sessionTO, RunID: *runID}, st, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,10 @@ type Config struct {
 	// for that long since the last record or the last partition
 	// assignment, whichever is later (joining the group does not count).
 	StopAfterIdle time.Duration
+	// RunID, if set, keeps the rows of that run only: records of other runs
+	// on the topics are skipped (and counted in Stats.OtherRuns), so the
+	// counters say what this run wrote.
+	RunID string
 	// InstanceID, if set, makes the sink a static member of its group
 	// (KIP-345): a sink restarted with the same id after a crash takes its
 	// partitions back at once instead of waiting for the dead member's
@@ -136,6 +140,8 @@ type Stats struct {
 	Rejected int64 `json:"rejected"`
 	// Skipped is records that are not rows (watermarks).
 	Skipped int64 `json:"skipped"`
+	// OtherRuns is records of runs other than Config.RunID, not written.
+	OtherRuns int64 `json:"other_runs"`
 	// Batches is the batches written; Committed the records whose offsets
 	// were committed after their batch.
 	Batches   int64 `json:"batches"`
@@ -379,25 +385,33 @@ func (s *Sink) add(r *kgo.Record) {
 	}
 	t := s.cfg.Topics
 	var err error
+	// mine reports whether a decoded record belongs to the configured run.
+	mine := func(run string) bool {
+		if s.cfg.RunID == "" || run == s.cfg.RunID {
+			return true
+		}
+		s.stats.OtherRuns++
+		return false
+	}
 	switch r.Topic {
 	case t.Runs:
 		v := &stratapb.Run{}
 		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), "-", "-"); err == nil {
+			if err = validate(v.GetRunId(), "-", "-"); err == nil && mine(v.GetRunId()) {
 				s.b.runs = append(s.b.runs, v)
 			}
 		}
 	case t.Decisions:
 		v := &stratapb.Decision{}
 		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil {
+			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil && mine(v.GetRunId()) {
 				s.b.decisions = append(s.b.decisions, v)
 			}
 		}
 	case t.Rewards:
 		v := &stratapb.Reward{}
 		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil {
+			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil && mine(v.GetRunId()) {
 				s.b.rewards = append(s.b.rewards, v)
 			}
 		}
@@ -407,7 +421,7 @@ func (s *Sink) add(r *kgo.Record) {
 			if err = validate(v.GetRunId(), "-", v.GetApp()); err == nil && v.GetInvocationId() == "" {
 				err = invalidError("invocation_id is empty")
 			}
-			if err == nil {
+			if err == nil && mine(v.GetRunId()) {
 				s.b.outcomes = append(s.b.outcomes, v)
 			}
 		}
