@@ -52,15 +52,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(math.MaxInt64)
 	}
-	logger, err := newLogger(stderr, cf.logLevel)
-	if err != nil {
-		return err
-	}
-	epoch, err := parseEpoch(cf.epoch)
-	if err != nil {
-		return err
-	}
-	pl, err := parsePlacement(*defPl)
+	logger, epoch, pl, err := loopBasics(stderr, cf, *defPl)
 	if err != nil {
 		return err
 	}

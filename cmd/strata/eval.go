@@ -151,15 +151,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("parsing --layers: %w", err)
 	}
-	logger, err := newLogger(stderr, cf.logLevel)
-	if err != nil {
-		return err
-	}
-	epoch, err := parseEpoch(cf.epoch)
-	if err != nil {
-		return err
-	}
-	pl, err := parsePlacement(*defPl)
+	logger, epoch, pl, err := loopBasics(stderr, cf, *defPl)
 	if err != nil {
 		return err
 	}

@@ -349,15 +349,7 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	if sf.trace == "" && sf.synthDays == 0 {
 		sf.synthDays = last
 	}
-	logger, err := newLogger(stderr, cf.logLevel)
-	if err != nil {
-		return err
-	}
-	epoch, err := parseEpoch(cf.epoch)
-	if err != nil {
-		return err
-	}
-	pl, err := parsePlacement(*defPl)
+	logger, epoch, pl, err := loopBasics(stderr, cf, *defPl)
 	if err != nil {
 		return err
 	}

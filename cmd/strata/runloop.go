@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -258,4 +259,22 @@ func newLoopSummary(o pipelineOpts, name string, res loopResult, names map[strin
 		sum.SLAViolationRate = float64(t.Violations) / n
 	}
 	return sum
+}
+
+// loopBasics parses what every closed-loop command takes from its common
+// flags: the logger, the trace epoch and the default placement.
+func loopBasics(stderr io.Writer, cf commonFlags, placement string) (*slog.Logger, time.Time, cloud.Placement, error) {
+	logger, err := newLogger(stderr, cf.logLevel)
+	if err != nil {
+		return nil, time.Time{}, cloud.Placement{}, err
+	}
+	epoch, err := parseEpoch(cf.epoch)
+	if err != nil {
+		return nil, time.Time{}, cloud.Placement{}, err
+	}
+	pl, err := parsePlacement(placement)
+	if err != nil {
+		return nil, time.Time{}, cloud.Placement{}, err
+	}
+	return logger, epoch, pl, nil
 }
