@@ -157,10 +157,6 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fromUS := int64(first-1-w) * replay.StrategicTickUS
 	toUS := int64(last) * replay.StrategicTickUS
-	// The window starts at trace time 0 of the run; the epoch moves with it,
-	// so hours of day, weekdays and the carbon series stay those of the
-	// trace's days.
-	runEpoch := epoch.Add(time.Duration(fromUS) * time.Microsecond)
 	cache := &loopCache{}
 	var only []string
 	if *onlyF != "" {
@@ -170,23 +166,12 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for i := range rows {
 		r := &rows[i]
 		o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-			speed: replay.Speed(0), epoch: runEpoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
+			speed: replay.Speed(0), epoch: epoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
 			runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, strings.ReplaceAll(r.Policy, "/", "_"), time.Now().UnixNano())}
 		lf := loopFlags{strategic: r.Policies["strategic"], tactical: r.Policies["tactical"], operational: r.Policies["operational"],
 			placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
-		src, name, _, closeSrc, err := sf.open()
-		if err != nil {
-			return err
-		}
-		lo, _, err := setupLoop(ctx, lf, o, name, epoch)
-		if err != nil {
-			closeSrc()
-			return err
-		}
-		lo.scoreFromTick = int64(w) * replay.StrategicTickUS / replay.OperationalTickUS
 		t0 := time.Now()
-		res, err := runClosedLoop(ctx, lo, &window{src: src, fromUS: fromUS, toUS: toUS}, name, toUS-fromUS)
-		closeSrc()
+		res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(w)*replay.StrategicTickUS/replay.OperationalTickUS)
 		if err != nil {
 			return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
 		}
@@ -238,3 +223,26 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
+
+// runWindow runs the closed loop over the invocations of lf.sources that
+// start in [fromUS, toUS), replayed from trace time 0 with o.epoch moved by
+// fromUS, so hours of day, weekdays and the carbon series stay those of the
+// trace's days; function properties and static-best come from the
+// unshifted trace under o.epoch. Ticks before scoreFromTick are warm-up.
+// It returns the source's name and the options the run used.
+func runWindow(ctx context.Context, lf loopFlags, o pipelineOpts, fromUS, toUS, scoreFromTick int64) (loopResult, string, pipelineOpts, error) {
+	trainEpoch := o.epoch
+	o.epoch = trainEpoch.Add(time.Duration(fromUS) * time.Microsecond)
+	src, name, _, closeSrc, err := lf.sources.open()
+	if err != nil {
+		return loopResult{}, "", o, err
+	}
+	defer closeSrc()
+	lo, _, err := setupLoop(ctx, lf, o, name, trainEpoch)
+	if err != nil {
+		return loopResult{}, name, o, err
+	}
+	lo.scoreFromTick = scoreFromTick
+	res, err := runClosedLoop(ctx, lo, &window{src: src, fromUS: fromUS, toUS: toUS}, name, toUS-fromUS)
+	return res, name, o, err
+}

@@ -355,23 +355,14 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	}
 	fromUS := int64(first-1) * replay.StrategicTickUS
 	toUS := int64(last) * replay.StrategicTickUS
-	runEpoch := epoch.Add(time.Duration(fromUS) * time.Microsecond)
 	col := newSeqCollector(*seed, *sampleN)
 	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-		speed: replay.Speed(0), epoch: runEpoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
+		speed: replay.Speed(0), epoch: epoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
 		runID: fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()), onBatch: col.onBatch}
 	lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *polSeed, sources: &sf}
-	src, name, _, closeSrc, err := sf.open()
-	if err != nil {
-		return err
-	}
-	defer closeSrc()
 	t0 := time.Now()
-	lo, _, err := setupLoop(ctx, lf, o, name, epoch)
+	_, name, _, err := runWindow(ctx, lf, o, fromUS, toUS, 0)
 	if err != nil {
-		return err
-	}
-	if _, err := runClosedLoop(ctx, lo, &window{src: src, fromUS: fromUS, toUS: toUS}, name, toUS-fromUS); err != nil {
 		return fmt.Errorf("exporting sequences: %w", err)
 	}
 	col.mu.Lock()
