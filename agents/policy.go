@@ -1,6 +1,7 @@
 package agents
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,31 +84,41 @@ func newLearned(layer schemas.Layer, opts Options) (Policy, error) {
 		return nil, fmt.Errorf("creating %s policy %q: a models directory is required (--models DIR)", layer, name)
 	}
 	path := filepath.Join(opts.Models, CheckpointFile(layer))
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s policy %q: %w", layer, name, err)
 	}
-	defer func() { _ = f.Close() }()
-	var p Policy
-	switch layer {
-	case schemas.Strategic:
-		p, err = dqn.LoadPolicy(f, opts.Seed, false)
-	case schemas.Tactical:
-		var m *ppo.Model
-		if m, err = ppo.LoadModel(f); err == nil {
-			po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: true}
-			if opts.Model != nil {
-				po.Availability = ppo.CatalogAvailability(opts.Model.Catalog())
-			}
-			p, err = ppo.NewPolicy(m, po)
-		}
-	case schemas.Operational:
-		p, err = lstm.LoadPolicy(f)
-	}
+	p, err := LoadCheckpoint(layer, data, opts, false)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s policy %q from %s: %w", layer, name, path, err)
 	}
 	return p, nil
+}
+
+// LoadCheckpoint returns layer's learned policy serving the checkpoint
+// data (the format of CheckpointFile(layer)). With explore unset it
+// serves greedily (evaluation); with explore set it acts as in training:
+// the DQN ε-greedy at the checkpoint's ε, PPO sampling from its policy.
+// The LSTM has no exploration.
+func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool) (Policy, error) {
+	r := bytes.NewReader(data)
+	switch layer {
+	case schemas.Strategic:
+		return dqn.LoadPolicy(r, opts.Seed, explore)
+	case schemas.Tactical:
+		m, err := ppo.LoadModel(r)
+		if err != nil {
+			return nil, err
+		}
+		po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: !explore}
+		if opts.Model != nil {
+			po.Availability = ppo.CatalogAvailability(opts.Model.Catalog())
+		}
+		return ppo.NewPolicy(m, po)
+	case schemas.Operational:
+		return lstm.LoadPolicy(r)
+	}
+	return nil, fmt.Errorf("loading a checkpoint: unknown layer %q", layer)
 }
 
 // New returns a fresh policy called name for layer.

@@ -72,6 +72,12 @@ const (
 	// BucketCheckpoints is the JetStream key-value bucket where consumers
 	// keep their state checkpoints.
 	BucketCheckpoints = "strata_checkpoints"
+	// BucketModels is the JetStream object store of the learner's model
+	// checkpoints, one object per (run, layer, version).
+	BucketModels = "strata_models"
+	// BucketLearner is the JetStream key-value bucket of the learner's
+	// per-run progress and checkpoint index.
+	BucketLearner = "strata_learner"
 )
 
 // StateSubject returns the subject of layer's state batches.

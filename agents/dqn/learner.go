@@ -32,6 +32,9 @@ type Stats struct {
 	TargetsClipped uint64
 	// LastLoss is the loss of the last accepted step (Huber by default).
 	LastLoss float32
+	// LossSum is the sum of the accepted steps' losses (for mean losses
+	// over a span of steps).
+	LossSum float64
 	// ScalerFitted reports whether the input scaler is in place.
 	ScalerFitted bool
 	// Net is a copy of the online network's own counters.
@@ -276,6 +279,7 @@ func (l *Learner) TrainStep() (float32, error) {
 	l.stats.Steps++
 	l.stats.TargetsClipped += uint64(clipped)
 	l.stats.LastLoss = loss
+	l.stats.LossSum += float64(loss)
 	return loss, nil
 }
 

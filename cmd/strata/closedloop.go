@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/features"
@@ -38,6 +41,18 @@ type loopOpts struct {
 	run   *stratapb.Run
 	// scoreFromTick is the twin's first scored tick (warm-up before it).
 	scoreFromTick int64
+	// learn, if set, trains in the loop: an in-process learner reads the
+	// run's transitions, and the layers it trains are served by followers
+	// of its checkpoints (exploring) instead of policies.
+	learn *learnOpts
+}
+
+// learnOpts is a training episode's learner.
+type learnOpts struct {
+	learner *learner.Learner
+	episode int
+	// agentOpts builds the followers' policies (seed, cloud model).
+	agentOpts agents.Options
 }
 
 type loopResult struct {
@@ -70,6 +85,24 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv}, o.logger.With("role", "features"), o.reg)
 	if err != nil {
 		return res, err
+	}
+	if o.learn != nil {
+		ms, err := natsbus.OpenModelStore(ctx, e.js)
+		if err != nil {
+			return res, err
+		}
+		if err := o.learn.learner.Begin(ctx, o.runID, o.learn.episode, ms); err != nil {
+			return res, err
+		}
+		pol := maps.Clone(o.policies)
+		o.engine.Transitions = maps.Clone(o.engine.Transitions)
+		for _, l := range schemas.Layers {
+			if o.learn.learner.Trains(l) {
+				pol[l] = learner.NewFollower(agents.LearnedName(l), l, o.runID, ms, followerLoader(l, o.learn.agentOpts, true), false)
+				o.engine.Transitions[l] = true
+			}
+		}
+		o.policies = pol
 	}
 	o.engine.RunID = o.runID
 	eng, err := twin.NewEngine(o.model, o.engine, o.profile)
@@ -158,6 +191,15 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, o.runID, o.policies[l], o.logger.With("role", "agent", "layer", l))
 		workers.Go(func() error { return w.Run(wctx) })
 	}
+	learnerExited := make(chan struct{})
+	if o.learn != nil {
+		lrn := o.learn.learner
+		workers.Go(func() error {
+			defer close(learnerExited)
+			return consumeTransitions(wctx, e.brokers, "strata-learner-"+o.runID, o.runID, o.logger.With("role", "learner"),
+				func(tr *stratapb.Transition) error { return lrn.Handle(wctx, tr) })
+		})
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return fsvc.Run(gctx) })
 	g.Go(func() error { return tsvc.Run(gctx) })
@@ -169,6 +211,11 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	err = g.Wait()
 	if bar != nil {
 		_ = bar.Finish()
+	}
+	if err == nil && o.learn != nil {
+		// The episode ends when the learner has trained on its last
+		// interval.
+		err = waitLearner(ctx, o.learn.learner, tsvc.Stats().TransitionIntervals, learnerExited)
 	}
 	stopWorkers()
 	if werr := workers.Wait(); err == nil {

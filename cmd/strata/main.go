@@ -31,6 +31,8 @@ Commands:
   eval       --baselines: compare policies one layer at a time on evaluation days
   trace      synth | stats: generate a synthetic trace, print trace statistics
   export     sequences: operational state of a closed-loop run as LSTM samples (Parquet)
+  learner    train DQN and PPO on a run's transitions, publish checkpoints to JetStream
+  train      train the learned agents: closed-loop episodes over days 1–10, validation on 11–12
   train-lstm train the operational LSTM on exported sequences, compare with moving-average
   bench      pipeline | twin | loop | sink: throughput against a ceiling measured in the same run
 
@@ -77,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return featuresMain(ctx, args[1:], stdout, stderr)
 	case "agent":
 		return agentMain(ctx, args[1:], stdout, stderr)
+	case "learner":
+		return learnerMain(ctx, args[1:], stdout, stderr)
+	case "train":
+		return trainMain(ctx, args[1:], stdout, stderr)
 	case "trace":
 		return traceMain(ctx, args[1:], stdout)
 	case "sink":

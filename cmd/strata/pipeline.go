@@ -38,10 +38,14 @@ type sourceFlags struct {
 	apps      int
 }
 
-func (f *sourceFlags) register(fs *flag.FlagSet) {
+func (f *sourceFlags) register(fs *flag.FlagSet) { f.registerSeedAs(fs, "seed") }
+
+// registerSeedAs registers the flags with the synthetic trace's seed
+// called seedFlag.
+func (f *sourceFlags) registerSeedAs(fs *flag.FlagSet, seedFlag string) {
 	fs.StringVar(&f.trace, "trace", "", "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
 	fs.IntVar(&f.synthDays, "synth-days", 0, "days of synthetic trace to generate when no --trace is given (default 1)")
-	fs.Int64Var(&f.seed, "seed", 1, "seed of the synthetic trace")
+	fs.Int64Var(&f.seed, seedFlag, 1, "seed of the synthetic trace")
 	fs.IntVar(&f.apps, "apps", 0, "keep only this many apps of the synthetic trace (0 = all 119)")
 }
 

@@ -39,6 +39,10 @@ type loopFlags struct {
 	// cache, if set, keeps static-best's choices across the runs of an
 	// evaluation: they depend only on the trace's training days.
 	cache *loopCache
+	// learn, if set, makes the run a training episode of its learner: the
+	// layers it trains follow its checkpoints (their policy names are
+	// ignored).
+	learn *learnOpts
 }
 
 // loopCache holds what setupLoop derives from the training days once.
@@ -161,6 +165,9 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 		if n == "none" {
 			continue
 		}
+		if lf.learn != nil && lf.learn.learner.Trains(l) {
+			continue // a follower of the learner's checkpoints (runClosedLoop)
+		}
 		if slices.Contains(lf.transitions, l) {
 			engCfg.Transitions[l] = true
 		}
@@ -195,7 +202,13 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 		}
 		o.logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
 	}
-	return loopOpts{pipelineOpts: o, model: m, policies: policies, profile: profile, engine: engCfg}, names, nil
+	var learn *learnOpts
+	if lf.learn != nil {
+		lo := *lf.learn
+		lo.agentOpts = agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch}
+		learn = &lo
+	}
+	return loopOpts{pipelineOpts: o, model: m, policies: policies, profile: profile, engine: engCfg, learn: learn}, names, nil
 }
 
 // runLoopMain runs `strata run` in the closed loop: it derives the

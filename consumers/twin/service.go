@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -74,7 +75,10 @@ type Stats struct {
 	// was not finite.
 	Transitions        int64 `json:"transitions"`
 	TransitionsDropped int64 `json:"transitions_dropped"`
-	HorizonTick        int64 `json:"horizon_tick"`
+	// TransitionIntervals counts, per layer, the intervals closed with an
+	// end-of-interval marker.
+	TransitionIntervals map[string]int64 `json:"transition_intervals,omitempty"`
+	HorizonTick         int64            `json:"horizon_tick"`
 	// ScoredInvocations counts the invocations of the scored ticks
 	// (ServiceConfig.ScoreFromTick on): the denominator of per-invocation
 	// figures.
@@ -131,6 +135,9 @@ type Service struct {
 	// pendingTr the transitions waiting for their next state.
 	states    map[batchKey]*stateAcc
 	pendingTr map[schemas.Layer][]*stratapb.Transition
+	// trDone is, per transition layer, the last interval whose
+	// transitions and end-of-interval marker are written.
+	trDone map[schemas.Layer]int64
 }
 
 // stateAcc gathers one interval's state vectors of a layer over its shards.
@@ -171,7 +178,7 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	s := &Service{cfg: cfg, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
 		rewardsHash: sha256.New(), decisionsHash: sha256.New(),
 		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
-		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}}
+		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	s.stats.Layers = map[string]LayerStats{}
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(schemas.TopicInvocations),
@@ -190,6 +197,7 @@ func (s *Service) Stats() Stats {
 	st := s.stats
 	st.RewardsSHA256 = hex.EncodeToString(s.rewardsHash.Sum(nil))
 	st.DecisionsSHA256 = hex.EncodeToString(s.decisionsHash.Sum(nil))
+	st.TransitionIntervals = maps.Clone(s.stats.TransitionIntervals)
 	st.Layers = map[string]LayerStats{}
 	for l, ls := range s.stats.Layers {
 		if ls.Rewards > 0 {
@@ -316,8 +324,17 @@ func interval(l schemas.Layer, k int64) (int64, bool) {
 
 // completeTransitions writes the transitions of layer l's interval i−1,
 // now that interval i's state (next, nil at the end of the run) is known.
+//
+// It runs once per interval: the first call for interval i−1 writes its
+// transitions and then an end-of-interval marker (stratapb.Transition with
+// EndOfInterval and the count written), later calls do nothing.
 func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i int64, end bool) error {
 	s.mu.Lock()
+	if d, ok := s.trDone[l]; ok && d >= i-1 {
+		s.mu.Unlock()
+		return nil
+	}
+	s.trDone[l] = i - 1
 	prev, next := s.states[batchKey{l, i - 1}], s.states[batchKey{l, i}]
 	trs := s.pendingTr[l]
 	delete(s.pendingTr, l)
@@ -327,6 +344,7 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 		}
 	}
 	s.mu.Unlock()
+	var written int64
 	for _, tr := range trs {
 		id := FuncID{tr.App, tr.Func}
 		var st []float32
@@ -349,6 +367,47 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 		s.mu.Lock()
 		s.stats.Transitions++
 		s.mu.Unlock()
+		written++
+	}
+	mark := &stratapb.Transition{RunId: s.cfg.RunID, Layer: string(l), Tick: i - 1, EndOfInterval: true, Count: written}
+	if err := s.produce(ctx, schemas.TopicTransitions, string(l), mark); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.stats.TransitionIntervals == nil {
+		s.stats.TransitionIntervals = map[string]int64{}
+	}
+	s.stats.TransitionIntervals[string(l)]++
+	s.mu.Unlock()
+	return nil
+}
+
+// completeReady writes the transitions of each transition layer's interval
+// that ended at tick k (the engine's next tick) as soon as the next
+// interval's state batch is complete — before that interval's decisions
+// arrive — so that a learner whose checkpoint is to be in force from the
+// next interval can train on them while the workers wait for it
+// (agents/learner). covered says the arrivals reach past tick k's start,
+// so the run does not end at k (at the end, the transitions are done).
+func (s *Service) completeReady(ctx context.Context, k int64, covered bool) error {
+	if !covered {
+		return nil
+	}
+	for _, l := range s.cfg.Transitions {
+		i, start := interval(l, k)
+		if !start || i == 0 {
+			continue
+		}
+		s.mu.Lock()
+		a := s.states[batchKey{l, i}]
+		full := a != nil && len(a.shards) >= a.n
+		d, ok := s.trDone[l]
+		s.mu.Unlock()
+		if full && (!ok || d < i-1) {
+			if err := s.completeTransitions(ctx, l, i, false); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -397,6 +456,11 @@ func (s *Service) loop(ctx context.Context) error {
 				return err
 			}
 			delete(arrivals, k)
+		}
+		if k := s.eng.NextTick(); nParts > 0 && len(wm) == nParts {
+			if err := s.completeReady(ctx, k, minWM(wm) > k*replay.OperationalTickUS); err != nil {
+				return err
+			}
 		}
 		// Backpressure: a partition read more than ReadAheadTicks past the
 		// next tick pauses until the twin catches up to half that. Only
@@ -683,7 +747,7 @@ func (s *Service) produce(ctx context.Context, topic, key string, m proto.Messag
 		h.Write(v)
 		s.mu.Unlock()
 	}
-	if s.cfg.TelemetryOnly && topic != schemas.TopicTelemetry {
+	if s.cfg.TelemetryOnly && topic != schemas.TopicTelemetry && topic != schemas.TopicTransitions {
 		return nil
 	}
 	s.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: v}, s.produced)

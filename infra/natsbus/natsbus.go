@@ -105,6 +105,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schemas.BucketCheckpoints, Storage: jetstream.FileStorage}); err != nil {
 		return fmt.Errorf("creating key-value bucket %s: %w", schemas.BucketCheckpoints, err)
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schemas.BucketLearner, Storage: storage}); err != nil {
+		return fmt.Errorf("creating key-value bucket %s: %w", schemas.BucketLearner, err)
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: schemas.BucketModels, Storage: storage}); err != nil {
+		return fmt.Errorf("creating object store %s: %w", schemas.BucketModels, err)
+	}
 	return nil
 }
 

@@ -631,7 +631,14 @@ type Transition struct {
 	LogProb *float64 `protobuf:"fixed64,12,opt,name=log_prob,json=logProb,proto3,oneof" json:"log_prob,omitempty"`
 	Value   *float64 `protobuf:"fixed64,13,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// The policy that made the decision.
-	Policy        string `protobuf:"bytes,14,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy string `protobuf:"bytes,14,opt,name=policy,proto3" json:"policy,omitempty"`
+	// True for the end-of-interval marker the twin writes after the last
+	// transition of (run_id, layer, tick): count is then the number of
+	// transitions of that interval written before it (on any partition), so
+	// a learner knows when it holds the whole interval. A marker carries no
+	// state, action or reward.
+	EndOfInterval bool  `protobuf:"varint,15,opt,name=end_of_interval,json=endOfInterval,proto3" json:"end_of_interval,omitempty"`
+	Count         int64 `protobuf:"varint,16,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -762,6 +769,20 @@ func (x *Transition) GetPolicy() string {
 		return x.Policy
 	}
 	return ""
+}
+
+func (x *Transition) GetEndOfInterval() bool {
+	if x != nil {
+		return x.EndOfInterval
+	}
+	return false
+}
+
+func (x *Transition) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 // Run describes one run for the runs table.
@@ -964,7 +985,7 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x06failed\x18\r \x01(\bR\x06failed\x12#\n" +
 	"\rsla_violation\x18\x0e \x01(\bR\fslaViolation\x12\x19\n" +
 	"\bcost_usd\x18\x0f \x01(\x01R\acostUsd\x12\x19\n" +
-	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xfd\x02\n" +
+	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xbb\x03\n" +
 	"\n" +
 	"Transition\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
@@ -982,7 +1003,9 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\x12\x1e\n" +
 	"\blog_prob\x18\f \x01(\x01H\x00R\alogProb\x88\x01\x01\x12\x19\n" +
 	"\x05value\x18\r \x01(\x01H\x01R\x05value\x88\x01\x01\x12\x16\n" +
-	"\x06policy\x18\x0e \x01(\tR\x06policyB\v\n" +
+	"\x06policy\x18\x0e \x01(\tR\x06policy\x12&\n" +
+	"\x0fend_of_interval\x18\x0f \x01(\bR\rendOfInterval\x12\x14\n" +
+	"\x05count\x18\x10 \x01(\x03R\x05countB\v\n" +
 	"\t_log_probB\b\n" +
 	"\x06_value\"\xf8\x02\n" +
 	"\x03Run\x12\x15\n" +

@@ -1,0 +1,412 @@
+package learner
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-rl/strata/agents/dqn"
+	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// Checkpoint is one published model version of a layer.
+type Checkpoint struct {
+	// Layer is the layer the model decides for.
+	Layer schemas.Layer
+	// Version is the policy version the model's decisions carry
+	// (dqn "e<episode>-s<steps>", ppo "v<n>").
+	Version string
+	// InForce is the layer interval (day or hour index of the run) from
+	// which the model decides.
+	InForce int64
+	// Data is the checkpoint file (dqn's tar archive, ppo's safetensors).
+	Data []byte
+}
+
+// Store receives what a learner publishes, namespaced by run id.
+type Store interface {
+	// PutCheckpoint stores c for runID's layer c.Layer.
+	PutCheckpoint(ctx context.Context, runID string, c Checkpoint) error
+	// PutProgress records that the learner has processed every
+	// transition of runID's layer up to and including interval i.
+	PutProgress(ctx context.Context, runID string, layer schemas.Layer, i int64) error
+}
+
+// Config configures a Learner.
+type Config struct {
+	// Layers are the layers trained: strategic (DQN) and/or tactical (PPO).
+	Layers []schemas.Layer
+	// DQN and PPO configure the two learners.
+	DQN dqn.Config
+	PPO ppo.Config
+	// PPOSeed seeds the PPO network's initialisation and minibatch order.
+	PPOSeed uint64
+	// Availability gives the PPO action mask of each provider; nil allows
+	// every action.
+	Availability *ppo.Availability
+}
+
+// DefaultConfig returns the seed's learners (DESIGN §3) for layers, seeded
+// with seed.
+func DefaultConfig(seed uint64, layers ...schemas.Layer) Config {
+	d := dqn.DefaultConfig()
+	d.Seed = seed
+	return Config{Layers: layers, DQN: d, PPO: ppo.DefaultConfig(), PPOSeed: seed}
+}
+
+// Stats counts what a learner did, all runs together.
+type Stats struct {
+	// Transitions counts transitions received per layer, Markers the
+	// end-of-interval markers, Intervals the intervals processed.
+	Transitions, Markers, Intervals map[schemas.Layer]int64
+	// Rejected counts transitions the layer's algorithm refused, by reason
+	// ("non-finite", "invalid", "stale-version", "duplicate", "full").
+	Rejected map[string]int64
+	// Checkpoints counts published checkpoints per layer.
+	Checkpoints map[schemas.Layer]int64
+	// DQN and PPO are the algorithms' own counters.
+	DQN dqn.Stats
+	PPO ppo.Stats
+}
+
+// UpdateEvent describes one published checkpoint, for progress output.
+type UpdateEvent struct {
+	RunID   string
+	Layer   schemas.Layer
+	Version string
+	InForce int64
+	// PPO is set for a tactical update.
+	PPO *ppo.UpdateStats
+	// Loss is DQN's mean loss over the interval's gradient steps (0 when
+	// none ran).
+	Loss float64
+}
+
+// Learner trains the strategic DQN and the tactical PPO from transitions
+// and publishes their checkpoints. Its learners live across runs
+// (episodes): Begin starts the next. Safe for concurrent use.
+type Learner struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	// OnUpdate, if set, is called after each checkpoint is published.
+	OnUpdate func(UpdateEvent)
+
+	mu    sync.Mutex
+	dqn   *dqn.Learner
+	ppo   *ppo.Learner
+	run   string
+	acc   map[schemas.Layer]map[int64]*intervalAcc
+	next  map[schemas.Layer]int64
+	stats Stats
+	// done counts the intervals processed in the current run, per layer.
+	done map[schemas.Layer]int64
+	// dqnVersion is the last DQN version published in this run.
+	dqnVersion string
+}
+
+// intervalAcc gathers one interval's transitions until its marker's count
+// is reached.
+type intervalAcc struct {
+	trs  []*stratapb.Transition
+	want int64 // −1 until the marker arrives
+}
+
+// New returns a learner with fresh networks for cfg.Layers. reg, if not
+// nil, receives its metrics.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Learner, error) {
+	if len(cfg.Layers) == 0 {
+		return nil, errors.New("creating learner: no layer to train")
+	}
+	l := &Learner{cfg: cfg, log: logger}
+	l.stats = Stats{Transitions: map[schemas.Layer]int64{}, Markers: map[schemas.Layer]int64{}, Intervals: map[schemas.Layer]int64{},
+		Rejected: map[string]int64{}, Checkpoints: map[schemas.Layer]int64{}}
+	for _, layer := range cfg.Layers {
+		var err error
+		switch layer {
+		case schemas.Strategic:
+			l.dqn, err = dqn.NewLearner(cfg.DQN)
+		case schemas.Tactical:
+			l.ppo, err = ppo.NewLearner(cfg.PPO, cfg.PPOSeed)
+		default:
+			err = fmt.Errorf("layer %s is not trained from transitions (the operational LSTM is trained supervised: strata train-lstm)", layer)
+		}
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("creating learner: %w", err)
+		}
+	}
+	if reg != nil {
+		if err := reg.Register(collector{l}); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("registering learner metrics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Close releases the networks.
+func (l *Learner) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dqn != nil {
+		l.dqn.Close()
+	}
+	if l.ppo != nil {
+		l.ppo.Close()
+	}
+}
+
+// Trains reports whether the learner trains layer.
+func (l *Learner) Trains(layer schemas.Layer) bool {
+	return (layer == schemas.Strategic && l.dqn != nil) || (layer == schemas.Tactical && l.ppo != nil)
+}
+
+// Begin starts run runID as episode (0-based; it sets DQN's ε), publishing
+// to store: it drops what is pending of an earlier run and publishes each
+// layer's current model as in force from interval 0 of runID.
+func (l *Learner) Begin(ctx context.Context, runID string, episode int, store Store) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.run, l.store = runID, store
+	l.done = map[schemas.Layer]int64{}
+	l.acc = map[schemas.Layer]map[int64]*intervalAcc{}
+	l.next = map[schemas.Layer]int64{}
+	l.dqnVersion = ""
+	if l.dqn != nil {
+		l.dqn.SetEpisode(episode)
+	}
+	for _, layer := range l.cfg.Layers {
+		if err := l.publish(ctx, layer, 0, nil, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Snapshot returns layer's current model as a checkpoint file and its
+// version.
+func (l *Learner) Snapshot(layer schemas.Layer) ([]byte, string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.snapshot(layer)
+}
+
+func (l *Learner) snapshot(layer schemas.Layer) ([]byte, string, error) {
+	var buf bytes.Buffer
+	switch {
+	case layer == schemas.Strategic && l.dqn != nil:
+		if err := l.dqn.Save(&buf); err != nil {
+			return nil, "", err
+		}
+		return buf.Bytes(), l.dqn.Version(), nil
+	case layer == schemas.Tactical && l.ppo != nil:
+		if err := l.ppo.Save(&buf); err != nil {
+			return nil, "", err
+		}
+		return buf.Bytes(), l.ppo.Version(), nil
+	}
+	return nil, "", fmt.Errorf("snapshot of %s: the learner does not train this layer", layer)
+}
+
+// Done returns the number of intervals of layer processed in the current
+// run.
+func (l *Learner) Done(layer schemas.Layer) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.done[layer]
+}
+
+// Stats returns a copy of the counters.
+func (l *Learner) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.Transitions, s.Markers, s.Intervals = clone(s.Transitions), clone(s.Markers), clone(s.Intervals)
+	s.Rejected, s.Checkpoints = clone(s.Rejected), clone(s.Checkpoints)
+	if l.dqn != nil {
+		s.DQN = l.dqn.Stats()
+	}
+	if l.ppo != nil {
+		s.PPO = l.ppo.Stats()
+	}
+	return s
+}
+
+func clone[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Handle takes one record of strata.transitions.v1. Records of other runs
+// and of layers the learner does not train are ignored. When the record
+// completes an interval (and every earlier one is complete), the
+// intervals are trained on and published in order.
+func (l *Learner) Handle(ctx context.Context, tr *stratapb.Transition) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	layer := schemas.Layer(tr.GetLayer())
+	if tr.GetRunId() != l.run || l.run == "" || !l.Trains(layer) {
+		return nil
+	}
+	m := l.acc[layer]
+	if m == nil {
+		m = map[int64]*intervalAcc{}
+		l.acc[layer] = m
+	}
+	a := m[tr.GetTick()]
+	if a == nil {
+		a = &intervalAcc{want: -1}
+		m[tr.GetTick()] = a
+	}
+	if tr.GetEndOfInterval() {
+		l.stats.Markers[layer]++
+		a.want = tr.GetCount()
+		if _, ok := l.next[layer]; !ok {
+			// Markers of a layer share a partition (key = layer), so the
+			// first one names the run's first interval.
+			l.next[layer] = tr.GetTick()
+		}
+	} else {
+		l.stats.Transitions[layer]++
+		a.trs = append(a.trs, tr)
+	}
+	for {
+		i, ok := l.next[layer]
+		if !ok {
+			return nil
+		}
+		a := m[i]
+		if a == nil || a.want < 0 || int64(len(a.trs)) < a.want {
+			return nil
+		}
+		delete(m, i)
+		l.next[layer] = i + 1
+		if err := l.process(ctx, layer, i, a.trs); err != nil {
+			return err
+		}
+	}
+}
+
+// process trains on interval i's transitions of layer, then publishes a
+// new checkpoint (if any) in force from i+1 and the progress i.
+func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs []*stratapb.Transition) error {
+	slices.SortFunc(trs, func(a, b *stratapb.Transition) int {
+		return cmp.Or(cmp.Compare(a.GetApp(), b.GetApp()), cmp.Compare(a.GetFunc(), b.GetFunc()))
+	})
+	l.stats.Intervals[layer]++
+	l.done[layer]++
+	switch layer {
+	case schemas.Strategic:
+		steps0, loss0 := l.dqn.Stats().Steps, l.dqn.Stats().LossSum
+		for _, tr := range trs {
+			err := l.dqn.Add(dqn.Transition{State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
+				Next: tr.GetNextState(), Done: tr.GetDone()})
+			if err != nil {
+				if !l.reject(err) {
+					return fmt.Errorf("training DQN on day %d of %s: %w", i, l.run, err)
+				}
+			}
+		}
+		st := l.dqn.Stats()
+		loss := 0.0
+		if n := st.Steps - steps0; n > 0 {
+			loss = (st.LossSum - loss0) / float64(n)
+		}
+		if v := l.dqn.Version(); v != l.dqnVersion {
+			if err := l.publish(ctx, layer, i+1, nil, loss); err != nil {
+				return err
+			}
+		}
+	case schemas.Tactical:
+		var updates []ppo.UpdateStats
+		for _, tr := range trs {
+			pt := ppo.Transition{RunID: tr.GetRunId(), App: tr.GetApp(), Func: tr.GetFunc(), Tick: tr.GetTick(),
+				State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
+				NextState: tr.GetNextState(), Done: tr.GetDone(), LogProb: float32(tr.GetLogProb()), Value: float32(tr.GetValue()),
+				PolicyVersion: tr.GetPolicyVersion()}
+			if l.cfg.Availability != nil && len(pt.State) == schemas.TacticalDim {
+				pt.Mask = l.cfg.Availability.Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
+			}
+			if err := l.ppo.Add(pt); err != nil {
+				if !l.reject(err) {
+					return fmt.Errorf("training PPO on hour %d of %s: %w", i, l.run, err)
+				}
+				continue
+			}
+			if l.ppo.Ready() {
+				us, err := l.ppo.Update()
+				if err != nil {
+					return fmt.Errorf("updating PPO after hour %d of %s: %w", i, l.run, err)
+				}
+				updates = append(updates, us)
+			}
+		}
+		if len(updates) > 0 {
+			if err := l.publish(ctx, layer, i+1, &updates[len(updates)-1], 0); err != nil {
+				return err
+			}
+		}
+	}
+	if err := l.store.PutProgress(ctx, l.run, layer, i); err != nil {
+		return fmt.Errorf("publishing %s progress %d of %s: %w", layer, i, l.run, err)
+	}
+	return nil
+}
+
+// reject counts an error of the algorithms' input checks and reports
+// whether it was one (the transition is dropped, training goes on).
+func (l *Learner) reject(err error) bool {
+	var reason string
+	switch {
+	case errors.Is(err, dqn.ErrNonFinite), errors.Is(err, ppo.ErrNonFinite):
+		reason = "non-finite"
+	case errors.Is(err, dqn.ErrTransition), errors.Is(err, ppo.ErrInvalidTransition):
+		reason = "invalid"
+	case errors.Is(err, ppo.ErrStaleVersion):
+		reason = "stale-version"
+	case errors.Is(err, ppo.ErrDuplicate):
+		reason = "duplicate"
+	case errors.Is(err, ppo.ErrBufferFull):
+		reason = "full"
+	default:
+		return false
+	}
+	l.stats.Rejected[reason]++
+	if reason != "stale-version" {
+		l.log.Debug("transition rejected", "reason", reason, "err", err)
+	}
+	return true
+}
+
+// publish stores layer's current model as in force from interval from.
+func (l *Learner) publish(ctx context.Context, layer schemas.Layer, from int64, us *ppo.UpdateStats, loss float64) error {
+	data, version, err := l.snapshot(layer)
+	if err != nil {
+		return fmt.Errorf("publishing %s checkpoint of %s: %w", layer, l.run, err)
+	}
+	if err := l.store.PutCheckpoint(ctx, l.run, Checkpoint{Layer: layer, Version: version, InForce: from, Data: data}); err != nil {
+		return fmt.Errorf("publishing %s checkpoint %s of %s: %w", layer, version, l.run, err)
+	}
+	if layer == schemas.Strategic {
+		l.dqnVersion = version
+	}
+	l.stats.Checkpoints[layer]++
+	if l.OnUpdate != nil {
+		l.OnUpdate(UpdateEvent{RunID: l.run, Layer: layer, Version: version, InForce: from, PPO: us, Loss: loss})
+	}
+	return nil
+}

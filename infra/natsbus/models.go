@@ -1,0 +1,180 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// ModelStore keeps the learner's checkpoints in the JetStream object store
+// schemas.BucketModels (object "<run>/<layer>/<version>") and, in the
+// key-value bucket schemas.BucketLearner, each run and layer's checkpoint
+// index ("<run>.<layer>.index": JSON list of version, in-force interval and
+// object name, oldest first) and progress ("<run>.<layer>.progress": the
+// last interval processed, decimal). It implements learner.Store and
+// learner.Models. The buckets must exist (EnsureStreams).
+type ModelStore struct {
+	kv  jetstream.KeyValue
+	obj jetstream.ObjectStore
+
+	mu    sync.Mutex
+	cache map[string][]byte // object name → checkpoint, read once
+}
+
+// IndexEntry is one entry of a run and layer's checkpoint index.
+type IndexEntry struct {
+	Version string `json:"version"`
+	InForce int64  `json:"in_force"`
+	Object  string `json:"object"`
+	Bytes   int    `json:"bytes"`
+}
+
+// OpenModelStore opens the model buckets of js.
+func OpenModelStore(ctx context.Context, js jetstream.JetStream) (*ModelStore, error) {
+	kv, err := js.KeyValue(ctx, schemas.BucketLearner)
+	if err != nil {
+		return nil, fmt.Errorf("opening key-value bucket %s: %w", schemas.BucketLearner, err)
+	}
+	obj, err := js.ObjectStore(ctx, schemas.BucketModels)
+	if err != nil {
+		return nil, fmt.Errorf("opening object store %s: %w", schemas.BucketModels, err)
+	}
+	return &ModelStore{kv: kv, obj: obj, cache: map[string][]byte{}}, nil
+}
+
+func indexKey(run string, l schemas.Layer) string    { return run + "." + string(l) + ".index" }
+func progressKey(run string, l schemas.Layer) string { return run + "." + string(l) + ".progress" }
+
+// PutCheckpoint stores c and appends it to the run's index of its layer.
+// The learner is the index's only writer.
+func (m *ModelStore) PutCheckpoint(ctx context.Context, runID string, c learner.Checkpoint) error {
+	name := runID + "/" + string(c.Layer) + "/" + c.Version
+	if _, err := m.obj.PutBytes(ctx, name, c.Data); err != nil {
+		return fmt.Errorf("storing checkpoint %s: %w", name, err)
+	}
+	idx, err := m.index(ctx, runID, c.Layer)
+	if err != nil {
+		return err
+	}
+	idx = append(idx, IndexEntry{Version: c.Version, InForce: c.InForce, Object: name, Bytes: len(c.Data)})
+	v, err := json.Marshal(idx)
+	if err != nil {
+		return fmt.Errorf("encoding the checkpoint index of %s: %w", name, err)
+	}
+	if _, err := m.kv.Put(ctx, indexKey(runID, c.Layer), v); err != nil {
+		return fmt.Errorf("updating the checkpoint index for %s: %w", name, err)
+	}
+	return nil
+}
+
+// PutProgress records the last interval the learner processed.
+func (m *ModelStore) PutProgress(ctx context.Context, runID string, l schemas.Layer, i int64) error {
+	if _, err := m.kv.Put(ctx, progressKey(runID, l), []byte(strconv.FormatInt(i, 10))); err != nil {
+		return fmt.Errorf("recording %s learner progress of %s: %w", l, runID, err)
+	}
+	return nil
+}
+
+// Index returns the run's checkpoint index of layer l, oldest first (empty
+// when there is none).
+func (m *ModelStore) Index(ctx context.Context, runID string, l schemas.Layer) ([]IndexEntry, error) {
+	return m.index(ctx, runID, l)
+}
+
+func (m *ModelStore) index(ctx context.Context, runID string, l schemas.Layer) ([]IndexEntry, error) {
+	e, err := m.kv.Get(ctx, indexKey(runID, l))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s checkpoint index of %s: %w", l, runID, err)
+	}
+	var idx []IndexEntry
+	if err := json.Unmarshal(e.Value(), &idx); err != nil {
+		return nil, fmt.Errorf("decoding the %s checkpoint index of %s: %w", l, runID, err)
+	}
+	return idx, nil
+}
+
+// WaitProgress blocks until the run's progress of layer l reaches i.
+func (m *ModelStore) WaitProgress(ctx context.Context, runID string, l schemas.Layer, i int64) error {
+	key := progressKey(runID, l)
+	if e, err := m.kv.Get(ctx, key); err == nil {
+		if p, _ := strconv.ParseInt(string(e.Value()), 10, 64); p >= i {
+			return nil
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("reading %s: %w", key, err)
+	}
+	w, err := m.kv.Watch(ctx, key)
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", key, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watching %s: the watch ended", key)
+			}
+			if e == nil {
+				continue // the initial values are all delivered
+			}
+			p, err := strconv.ParseInt(string(e.Value()), 10, 64)
+			if err != nil {
+				return fmt.Errorf("reading %s: %q is not an interval: %w", key, e.Value(), err)
+			}
+			if p >= i {
+				return nil
+			}
+		}
+	}
+}
+
+// InForce returns the newest checkpoint of the run's layer in force at
+// interval i (i < 0: the newest of all).
+func (m *ModelStore) InForce(ctx context.Context, runID string, l schemas.Layer, i int64) (learner.Checkpoint, bool, error) {
+	idx, err := m.index(ctx, runID, l)
+	if err != nil {
+		return learner.Checkpoint{}, false, err
+	}
+	for k := len(idx) - 1; k >= 0; k-- {
+		e := idx[k]
+		if i >= 0 && e.InForce > i {
+			continue
+		}
+		data, err := m.object(ctx, e.Object)
+		if err != nil {
+			return learner.Checkpoint{}, false, err
+		}
+		return learner.Checkpoint{Layer: l, Version: e.Version, InForce: e.InForce, Data: data}, true, nil
+	}
+	return learner.Checkpoint{}, false, nil
+}
+
+func (m *ModelStore) object(ctx context.Context, name string) ([]byte, error) {
+	m.mu.Lock()
+	data, ok := m.cache[name]
+	m.mu.Unlock()
+	if ok {
+		return data, nil
+	}
+	data, err := m.obj.GetBytes(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint %s: %w", name, err)
+	}
+	m.mu.Lock()
+	m.cache = map[string][]byte{name: data} // the latest only: versions move forward
+	m.mu.Unlock()
+	return data, nil
+}
