@@ -1,0 +1,281 @@
+package learner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// modelStore starts an in-process nats-server with JetStream and returns a
+// model store on it.
+func modelStore(t *testing.T) *natsbus.ModelStore {
+	t.Helper()
+	srv, err := natsbus.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	nc, err := natsbus.Connect(srv.URL(), "learner-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := natsbus.OpenModelStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// tacticalRun builds the transitions of hours 0..hours−1 of run, perFunc
+// functions each, as the twin writes them: hour h's transitions carry the
+// version in force at h under a 64-transition rollout with 40 functions
+// (v0 for hours 0–1, v1 for 2–3, …), then the hour's marker. The reward
+// favours action 3.
+func tacticalRun(run string, hours, funcs int) []*stratapb.Transition {
+	var out []*stratapb.Transition
+	for h := range hours {
+		for f := range funcs {
+			state := make([]float32, schemas.TacticalDim)
+			for i := range state {
+				state[i] = float32((f*7+i*3+h)%11) / 10
+			}
+			state[7], state[8], state[9] = 1, 0, 0
+			a := int32((f + h) % 24)
+			r := -0.2
+			if a == 3 {
+				r = 1
+			}
+			next := append([]float32(nil), state...)
+			next[0] += 0.1
+			out = append(out, &stratapb.Transition{RunId: run, Layer: string(schemas.Tactical), Tick: int64(h), App: "app" + strconv.Itoa(f%5),
+				Func: "f" + strconv.Itoa(f), State: state, Action: a, Reward: r, NextState: next, PolicyVersion: ppo.FormatVersion(uint64(h / 2)),
+				LogProb: ptr(math.Log(1.0 / 24)), Policy: ppo.Name})
+		}
+		out = append(out, &stratapb.Transition{RunId: run, Layer: string(schemas.Tactical), Tick: int64(h), EndOfInterval: true, Count: int64(funcs)})
+	}
+	return out
+}
+
+func ptr(x float64) *float64 { return &x }
+
+func newLearner(t *testing.T) *learner.Learner {
+	t.Helper()
+	cfg := learner.DefaultConfig(7, schemas.Tactical)
+	cfg.PPO.Rollout, cfg.PPO.Minibatch, cfg.PPO.Epochs = 64, 32, 2
+	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// TestLearnerOrderIndependent feeds the same run's transitions in their
+// order and shuffled (markers anywhere, as from several partitions): the
+// learner trains on whole intervals in interval order, so both publish
+// the same checkpoints, byte for byte, in force from the same hours.
+func TestLearnerOrderIndependent(t *testing.T) {
+	ctx := context.Background()
+	ms := modelStore(t)
+	const hours, funcs = 6, 40
+	feed := func(run string, shuffle bool) []natsbus.IndexEntry {
+		l := newLearner(t)
+		if err := l.Begin(ctx, run, 0, ms); err != nil {
+			t.Fatal(err)
+		}
+		trs := tacticalRun(run, hours, funcs)
+		if shuffle {
+			// Markers keep their relative order (one partition, key =
+			// layer); transitions go anywhere.
+			rng := rand.New(rand.NewPCG(1, 2))
+			rng.Shuffle(len(trs), func(i, j int) {
+				if !trs[i].EndOfInterval && !trs[j].EndOfInterval {
+					trs[i], trs[j] = trs[j], trs[i]
+				}
+			})
+			// Move every marker to the front half at random, keeping order.
+			var marks, rest []*stratapb.Transition
+			for _, tr := range trs {
+				if tr.EndOfInterval {
+					marks = append(marks, tr)
+				} else {
+					rest = append(rest, tr)
+				}
+			}
+			trs = append(marks, rest...)
+		}
+		for _, tr := range trs {
+			if err := l.Handle(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := l.Done(schemas.Tactical); got != hours {
+			t.Fatalf("%s: %d hours processed, want %d", run, got, hours)
+		}
+		st := l.Stats()
+		// Each update leaves the rest of its second hour stale: 16 of 40.
+		if st.Rejected["stale-version"] != 3*16 {
+			t.Fatalf("%s: rejected %v, want 48 stale", run, st.Rejected)
+		}
+		idx, err := ms.Index(ctx, run, schemas.Tactical)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx
+	}
+	a, b := feed("ordered", false), feed("shuffled", true)
+	want := []int64{0, 2, 4, 6}
+	if len(a) != len(want) || len(b) != len(want) {
+		t.Fatalf("index entries %v and %v, want in force from %v", a, b, want)
+	}
+	for i := range a {
+		if a[i].InForce != want[i] || b[i].InForce != want[i] || a[i].Version != b[i].Version || a[i].Version != ppo.FormatVersion(uint64(i)) {
+			t.Fatalf("entry %d: %+v vs %+v, want v%d in force from %d", i, a[i], b[i], i, want[i])
+		}
+		ca, _, err := ms.InForce(ctx, "ordered", schemas.Tactical, a[i].InForce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb, _, err := ms.InForce(ctx, "shuffled", schemas.Tactical, b[i].InForce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ca.Data, cb.Data) {
+			t.Fatalf("checkpoint %s differs between the orders", a[i].Version)
+		}
+	}
+}
+
+// TestLearnerRejectsNonFinite counts a NaN transition and trains on.
+func TestLearnerRejectsNonFinite(t *testing.T) {
+	ctx := context.Background()
+	l := newLearner(t)
+	if err := l.Begin(ctx, "nan", 0, modelStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	trs := tacticalRun("nan", 1, 3)
+	trs[1].State[2] = float32(math.NaN())
+	trs[2].Reward = math.Inf(1)
+	for _, tr := range trs {
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := l.Stats()
+	if st.Rejected["non-finite"] != 2 || st.PPO.Accepted != 1 || l.Done(schemas.Tactical) != 1 {
+		t.Fatalf("rejected %v, accepted %d, done %d: want 2 non-finite, 1 accepted, the hour done", st.Rejected, st.PPO.Accepted, l.Done(schemas.Tactical))
+	}
+}
+
+// TestLearnerIgnoresOtherRuns drops transitions of another run.
+func TestLearnerIgnoresOtherRuns(t *testing.T) {
+	ctx := context.Background()
+	l := newLearner(t)
+	if err := l.Begin(ctx, "mine", 0, modelStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range tacticalRun("theirs", 2, 5) {
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := l.Stats(); st.Transitions[schemas.Tactical] != 0 || l.Done(schemas.Tactical) != 0 {
+		t.Fatalf("took another run's transitions: %+v", st)
+	}
+}
+
+// versionPolicy serves a checkpoint's version and records its decisions.
+type versionPolicy struct{ v string }
+
+func (p versionPolicy) Name() string    { return "test" }
+func (p versionPolicy) Version() string { return p.v }
+func (p versionPolicy) Decide(_ context.Context, st *schemas.StateBatch, out *schemas.DecisionBatch) error {
+	out.Rows = append(out.Rows, schemas.DecisionRow{App: "a", PolicyVersion: p.v})
+	return nil
+}
+
+// TestFollowerSwitchesAtNamedInterval: in replay the follower waits for
+// the learner's progress before deciding, then serves the checkpoint in
+// force at the interval; a checkpoint in force later does not leak in.
+func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ms := modelStore(t)
+	put := func(v string, from int64) {
+		if err := ms.PutCheckpoint(ctx, "run", learner.Checkpoint{Layer: schemas.Tactical, Version: v, InForce: from, Data: []byte(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func(c learner.Checkpoint) (learner.Policy, error) { return versionPolicy{v: string(c.Data)}, nil }
+	f := learner.NewFollower("ppo", schemas.Tactical, "run", ms, load, false)
+	decide := func(i int64) (string, error) {
+		out := &schemas.DecisionBatch{}
+		err := f.Decide(ctx, &schemas.StateBatch{Header: schemas.BatchHeader{RunID: "run", Layer: schemas.Tactical, Tick: i}}, out)
+		if err != nil {
+			return "", err
+		}
+		return out.Rows[0].PolicyVersion, nil
+	}
+	if _, err := decide(0); !errors.Is(err, learner.ErrNoModel) {
+		t.Fatalf("deciding without a model: %v, want ErrNoModel", err)
+	}
+	put("v0", 0)
+	if v, err := decide(0); err != nil || v != "v0" {
+		t.Fatalf("interval 0: %q %v, want v0", v, err)
+	}
+	// Interval 3 waits for progress 2; meanwhile v1 (from 3) and v2 (from
+	// 5) are published.
+	got := make(chan string, 1)
+	go func() {
+		v, err := decide(3)
+		if err != nil {
+			v = err.Error()
+		}
+		got <- v
+	}()
+	select {
+	case v := <-got:
+		t.Fatalf("decided interval 3 before the learner's progress reached 2: %s", v)
+	case <-time.After(200 * time.Millisecond):
+	}
+	put("v1", 3)
+	put("v2", 5)
+	if err := ms.PutProgress(ctx, "run", schemas.Tactical, 2); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-got; v != "v1" {
+		t.Fatalf("interval 3 served %q, want v1", v)
+	}
+	if f.Switches != 2 {
+		t.Fatalf("%d switches, want 2", f.Switches)
+	}
+	// Live mode serves the newest at once.
+	live := learner.NewFollower("ppo", schemas.Tactical, "run", ms, load, true)
+	out := &schemas.DecisionBatch{}
+	if err := live.Decide(ctx, &schemas.StateBatch{Header: schemas.BatchHeader{Tick: 1}}, out); err != nil || out.Rows[0].PolicyVersion != "v2" {
+		t.Fatalf("live follower: %v %v, want v2", out.Rows, err)
+	}
+}
