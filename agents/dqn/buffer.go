@@ -50,6 +50,8 @@ type Buffer struct {
 	pos   int
 	added uint64
 	rng   *rand.Rand
+	// zero is the stored Next of a terminal transition given without one.
+	zero []float32
 }
 
 // NewBuffer returns an empty buffer for transitions of dim-wide states,
@@ -75,9 +77,13 @@ func (b *Buffer) Added() uint64 { return b.added }
 // Add stores a copy of t, overwriting the oldest transition when the
 // buffer is full. A transition of the wrong width is an ErrTransition
 // error and one holding NaN or ±Inf an ErrNonFinite error; neither is
-// stored. The action is not checked against a network here; the
-// Learner does that.
+// stored. A terminal transition (Done) may leave Next empty: it is
+// stored as zeros (targets ignore it). The action is not checked against
+// a network here; the Learner does that.
 func (b *Buffer) Add(t Transition) error {
+	if t.Done && len(t.Next) == 0 {
+		t.Next = b.zeros()
+	}
 	if len(t.State) != b.dim || len(t.Next) != b.dim || t.Action < 0 {
 		return fmt.Errorf("adding transition: %w: states of %d and %d values (want %d), action %d", ErrTransition, len(t.State), len(t.Next), b.dim, t.Action)
 	}
@@ -99,6 +105,14 @@ func (b *Buffer) Add(t Transition) error {
 	b.actions[i], b.rewards[i], b.dones[i] = int32(t.Action), t.Reward, t.Done
 	b.pos = (b.pos + 1) % b.capacity
 	return nil
+}
+
+// zeros returns a shared all-zero state (never written to: Add copies).
+func (b *Buffer) zeros() []float32 {
+	if len(b.zero) != b.dim {
+		b.zero = make([]float32, b.dim)
+	}
+	return b.zero
 }
 
 // At returns a copy of the i-th oldest transition held (0 ≤ i < Len).

@@ -588,3 +588,21 @@ func TestCheckpointWithoutTarget(t *testing.T) {
 		t.Error("the target network is not a copy of the online network")
 	}
 }
+
+// TestBufferTerminalWithoutNext stores a terminal transition whose next
+// state is absent (as the twin writes a done transition) with zeros.
+func TestBufferTerminalWithoutNext(t *testing.T) {
+	b, err := NewBuffer(4, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(Transition{State: []float32{1, 2, 3}, Action: 1, Reward: 0.5, Done: true}); err != nil {
+		t.Fatalf("terminal transition without a next state: %v", err)
+	}
+	if got := b.At(0); !got.Done || len(got.Next) != 3 || got.Next[0] != 0 || got.Next[2] != 0 {
+		t.Fatalf("stored %+v, want done with a zero next state", got)
+	}
+	if err := b.Add(Transition{State: []float32{1, 2, 3}, Action: 1}); err == nil {
+		t.Fatal("a non-terminal transition without a next state was accepted")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ type evalRow struct {
 	Varied      string             `json:"varied"`
 	Policy      string             `json:"policy"`
 	Policies    map[string]string  `json:"policies"`
+	Models      string             `json:"models,omitempty"`
 	MeanReward  map[string]float64 `json:"mean_reward"`
 	MeanRegret  map[string]float64 `json:"mean_regret"`
 	Invocations int64              `json:"invocations"`
@@ -124,6 +126,10 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		onlyF    = fs.String("policies", "", "vary only to these policies (comma-separated; default every policy of each layer)")
 		csvOut   = fs.Bool("csv", false, "print CSV instead of a markdown table")
 		summaryF = fs.String("summary", "", "also write the rows as JSON to `FILE`")
+		modelsF  = fs.String("models", "", "evaluate the learned policies of these model `DIR`s (one per training seed, comma-separated; from strata train): PPO against the tactical baselines, the ablations, the LSTM's metrics")
+		tacOp    = fs.String("tactical-operational", "none", "with --models: operational policy of the tactical comparison (the one strata train ran; none = no pre-warming)")
+		lstmTest = fs.String("lstm-test", "", "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
+		lstmMore = fs.String("lstm-models", "", "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
@@ -133,8 +139,8 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if !*base {
-		return errors.New("strata eval: --baselines is the only comparison so far (learned policies come with the learning agents)")
+	if !*base && *modelsF == "" {
+		return errors.New("strata eval: say what to compare: --baselines, or --models DIR[,DIR…]")
 	}
 	if sf.trace == "" && sf.synthDays == 0 {
 		sf.synthDays = 14
@@ -158,6 +164,15 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fromUS := int64(first-1-w) * replay.StrategicTickUS
 	toUS := int64(last) * replay.StrategicTickUS
 	cache := &loopCache{}
+	if *modelsF != "" {
+		me := modelsEval{dirs: splitNonEmpty(*modelsF), tacticalOperational: *tacOp, lstmTest: *lstmTest, lstmExtra: splitNonEmpty(*lstmMore),
+			csv: *csvOut, summary: *summaryF}
+		if len(me.dirs) == 0 {
+			return errNoModels
+		}
+		base := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		return evalModels(ctx, me, base, cf, epoch, lateness.Microseconds(), logger, fromUS, toUS, w, first, last, stdout, stderr)
+	}
 	var only []string
 	if *onlyF != "" {
 		only = strings.Split(*onlyF, ",")
@@ -165,25 +180,10 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rows := evalVariants(layers, only)
 	for i := range rows {
 		r := &rows[i]
-		o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-			speed: replay.Speed(0), epoch: epoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
-			runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, strings.ReplaceAll(r.Policy, "/", "_"), time.Now().UnixNano())}
-		lf := loopFlags{strategic: r.Policies["strategic"], tactical: r.Policies["tactical"], operational: r.Policies["operational"],
-			placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
-		t0 := time.Now()
-		res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(w)*replay.StrategicTickUS/replay.OperationalTickUS)
-		if err != nil {
-			return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
+		lf := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		if err := runEvalRow(ctx, r, lf, cf, epoch, lateness.Microseconds(), logger, fromUS, toUS, w); err != nil {
+			return err
 		}
-		sum := newLoopSummary(o, name, res, r.Policies)
-		r.MeanReward, r.MeanRegret = map[string]float64{}, map[string]float64{}
-		for l, ls := range res.Twin.Layers {
-			r.MeanReward[l], r.MeanRegret[l] = ls.MeanReward, ls.MeanRegret
-		}
-		r.Invocations = res.Twin.ScoredInvocations
-		r.CostPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
-		r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
-		r.WallSeconds = time.Since(t0).Seconds()
 		fmt.Fprintf(stderr, "eval %d/%d: %s %s: %d invocations scored, %.1f s\n", i+1, len(rows), r.Varied, r.Policy, r.Invocations, r.WallSeconds)
 	}
 	header := []string{"varied", "policy", "R strategic", "R tactical", "R operational", "regret strategic", "regret tactical", "regret operational",
@@ -222,7 +222,44 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// splitNonEmpty splits a comma-separated list, dropping empty items.
+func splitNonEmpty(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
+
+// runEvalRow runs r's configuration (r.Policies; lf gives the rest) over
+// the window [fromUS, toUS) with its first warmupDays unscored, and fills
+// r's figures.
+func runEvalRow(ctx context.Context, r *evalRow, lf loopFlags, cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger,
+	fromUS, toUS int64, warmupDays int) error {
+	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(),
+		runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, strings.ReplaceAll(r.Policy, "/", "_"), time.Now().UnixNano())}
+	lf.strategic, lf.tactical, lf.operational = r.Policies["strategic"], r.Policies["tactical"], r.Policies["operational"]
+	t0 := time.Now()
+	res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(warmupDays)*replay.StrategicTickUS/replay.OperationalTickUS)
+	if err != nil {
+		return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
+	}
+	sum := newLoopSummary(o, name, res, r.Policies)
+	r.MeanReward, r.MeanRegret = map[string]float64{}, map[string]float64{}
+	for l, ls := range res.Twin.Layers {
+		r.MeanReward[l], r.MeanRegret[l] = ls.MeanReward, ls.MeanRegret
+	}
+	r.Invocations = res.Twin.ScoredInvocations
+	r.CostPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
+	r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
+	r.WallSeconds = time.Since(t0).Seconds()
+	return nil
+}
 
 // runWindow runs the closed loop over the invocations of lf.sources that
 // start in [fromUS, toUS), replayed from trace time 0 with o.epoch moved by
