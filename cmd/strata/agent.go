@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/natsbus"
@@ -40,6 +41,9 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		runID    = fs.String("run-id", "", "answer this run's state batches (the tick loop); may be left out with --act to serve live requests only")
 		act      = fs.Bool("act", false, "also answer single live decisions on strata.act.<layer> (request/reply, queue group "+worker.ActQueueGroup+")")
 		seed     = fs.Int64("seed", 1, "seed of the policy's random choices")
+		models   = fs.String("models", "", "`DIR` of trained checkpoints for the learned policies (dqn, ppo, lstm)")
+		follow   = fs.Bool("follow", false, "serve the checkpoints `strata learner` publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
+		live     = fs.Bool("live", false, "with --follow: switch to a new checkpoint on arrival, never wait (live mode)")
 		epochF   = fs.String("trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
@@ -57,6 +61,8 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errors.New("strata agent needs --nats")
 	case *runID == "" && !*act:
 		return errors.New("strata agent needs --run-id (the run whose state batches to answer), --act, or both")
+	case *follow && (*runID == "" || *policyF != agents.LearnedName(layer) || layer == schemas.Operational):
+		return fmt.Errorf("strata agent --follow needs --run-id and the layer's learned policy (%s); the operational LSTM is trained offline", agents.LearnedName(layer))
 	}
 	logger, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -76,12 +82,12 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	opts := agents.Options{Seed: *seed, Model: model, Epoch: epoch}
+	opts := agents.Options{Seed: *seed, Model: model, Epoch: epoch, Models: *models}
 	// The tick loop and the act server each get an instance of their own:
 	// policies keep state across the ticks they see, so live requests
 	// sharing the tick loop's instance would change its decisions.
 	var tickPolicy, actPolicy agents.Policy
-	if *runID != "" {
+	if *runID != "" && !*follow {
 		if tickPolicy, err = agents.New(*policyF, layer, opts); err != nil {
 			return err
 		}
@@ -114,7 +120,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}()
 
 	var w *worker.Worker
-	if tickPolicy != nil {
+	if *runID != "" {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return fmt.Errorf("opening jetstream: %w", err)
@@ -122,7 +128,15 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
 			return err
 		}
-		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, *runID, tickPolicy, log)
+		var wp worker.Policy = tickPolicy
+		if *follow {
+			ms, err := natsbus.OpenModelStore(ctx, js)
+			if err != nil {
+				return err
+			}
+			wp = learner.NewFollower(*policyF, layer, *runID, ms, followerLoader(layer, opts, true), *live)
+		}
+		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, *runID, wp, log)
 	}
 	var as *worker.ActServer
 	if actPolicy != nil {

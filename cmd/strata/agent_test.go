@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
@@ -155,5 +157,92 @@ func TestAgentFlags(t *testing.T) {
 				t.Errorf("err %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAgentFollowsLearner runs `strata agent --follow` for the tactical
+// layer: it serves the learner's checkpoint in force (v0) and decides hour
+// 1 only once the learner's progress has reached hour 0.
+func TestAgentFollowsLearner(t *testing.T) {
+	srv, err := natsbus.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	const runID = "run-follow-test"
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	nc, err := natsbus.Connect(srv.URL(), "follow-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := natsbus.OpenModelStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lrn, err := learner.New(learner.DefaultConfig(1, schemas.Tactical), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lrn.Close()
+	if err := lrn.Begin(ctx, runID, 0, ms); err != nil { // v0 in force from hour 0
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"agent", "--layer", "tactical", "--policy", "ppo", "--follow", "--nats", srv.URL(), "--run-id", runID}, io.Discard, io.Discard)
+	}()
+	cons, err := js.OrderedConsumer(ctx, schemas.StreamDecision, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{schemas.DecisionSubject(schemas.Tactical)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(hour int64) {
+		st := &schemas.StateBatch{Header: schemas.BatchHeader{RunID: runID, Layer: schemas.Tactical, Tick: hour, TickStartUS: hour * 3_600_000_000, NShards: 1},
+			Tactical: []schemas.TacticalRow{{App: "app", Func: "f", Provider: "aws", Invocations: 3, RequestRate: 0.1}}}
+		enc, err := schemas.EncodeState(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, schemas.StateSubject(schemas.Tactical), enc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(wait time.Duration) (*schemas.DecisionBatch, error) {
+		msg, err := cons.Next(jetstream.FetchMaxWait(wait))
+		if err != nil {
+			return nil, err
+		}
+		return schemas.DecodeDecisions(msg.Data())
+	}
+	publish(0)
+	dec, err := next(30 * time.Second)
+	if err != nil {
+		t.Fatalf("waiting for hour 0's decisions: %v", err)
+	}
+	if len(dec.Rows) != 1 || dec.Rows[0].Policy != "ppo" || dec.Rows[0].PolicyVersion != "v0" {
+		t.Fatalf("hour 0 decisions %+v, want one ppo v0 row", dec.Rows)
+	}
+	publish(1)
+	if dec, err := next(500 * time.Millisecond); err == nil {
+		t.Fatalf("hour 1 decided before the learner finished hour 0: %+v", dec)
+	}
+	if err := ms.PutProgress(ctx, runID, schemas.Tactical, 0); err != nil {
+		t.Fatal(err)
+	}
+	if dec, err = next(30 * time.Second); err != nil || dec.Header.Tick != 1 {
+		t.Fatalf("hour 1 after the learner's progress: %+v %v", dec, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("agent: %v", err)
 	}
 }
