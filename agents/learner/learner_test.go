@@ -22,7 +22,7 @@ import (
 
 // modelStore starts an in-process nats-server with JetStream and returns a
 // model store on it.
-func modelStore(t *testing.T) *natsbus.ModelStore {
+func modelStore(t testing.TB) *natsbus.ModelStore {
 	t.Helper()
 	srv, err := natsbus.StartEmbedded(t.TempDir())
 	if err != nil {

@@ -1,0 +1,87 @@
+package learner_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// BenchmarkLearnerTacticalRatio trains PPO on one rollout of the seed's
+// size (2048 transitions, 10 epochs of minibatches of 64) twice per
+// iteration: through the learner (protobuf transitions held per hour,
+// sorted, version-checked, masked, then the update and a checkpoint
+// published to an in-process JetStream object store) and, as the ceiling,
+// straight into ppo.Learner. It reports both in samples per second and
+// learner ÷ direct, so one run prints the learner's overhead.
+func BenchmarkLearnerTacticalRatio(b *testing.B) {
+	ctx := context.Background()
+	ms := modelStore(b)
+	const funcs, hours = 256, 8 // 2048 transitions of v0
+	var viaLearner, direct time.Duration
+	n := 0
+	for b.Loop() {
+		n++
+		run := fmt.Sprintf("bench-%d", n)
+		cfg := learner.DefaultConfig(1, schemas.Tactical)
+		l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Begin(ctx, run, 0, ms); err != nil {
+			b.Fatal(err)
+		}
+		trs := allVersion(tacticalRun(run, hours, funcs), "v0")
+		t0 := time.Now()
+		for _, tr := range trs {
+			if err := l.Handle(ctx, tr); err != nil {
+				b.Fatal(err)
+			}
+		}
+		viaLearner += time.Since(t0)
+		if st := l.Stats(); st.PPO.Updates != 1 {
+			b.Fatalf("%d updates through the learner, want 1", st.PPO.Updates)
+		}
+		l.Close()
+
+		p, err := ppo.NewLearner(cfg.PPO, cfg.PPOSeed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		for _, tr := range trs {
+			if tr.EndOfInterval {
+				continue
+			}
+			if err := p.Add(ppo.Transition{RunID: run, App: tr.App, Func: tr.Func, Tick: tr.Tick, State: tr.State, Action: int(tr.Action),
+				Reward: float32(tr.Reward), NextState: tr.NextState, LogProb: float32(tr.GetLogProb()), PolicyVersion: tr.PolicyVersion}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := p.Update(); err != nil {
+			b.Fatal(err)
+		}
+		direct += time.Since(t0)
+		p.Close()
+	}
+	samples := float64(n * funcs * hours)
+	b.ReportMetric(samples/viaLearner.Seconds(), "learner-samples/s")
+	b.ReportMetric(samples/direct.Seconds(), "direct-samples/s")
+	b.ReportMetric(direct.Seconds()/viaLearner.Seconds(), "learner/direct")
+}
+
+// allVersion sets every transition's policy version.
+func allVersion(trs []*stratapb.Transition, v string) []*stratapb.Transition {
+	for _, tr := range trs {
+		if !tr.EndOfInterval {
+			tr.PolicyVersion = v
+		}
+	}
+	return trs
+}
