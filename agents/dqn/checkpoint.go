@@ -1,13 +1,11 @@
 package dqn
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/strata-rl/strata/agents/nn"
 )
@@ -89,21 +87,9 @@ func (l *Learner) Save(w io.Writer) error {
 	if err := l.target.Save(&target); err != nil {
 		return fmt.Errorf("saving DQN checkpoint: %w", err)
 	}
-	tw := tar.NewWriter(w)
-	for _, e := range []struct {
-		name string
-		data []byte
-	}{{EntryManifest, mj}, {EntryOnline, online.Bytes()}, {EntryTarget, target.Bytes()}} {
-		hdr := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg, Format: tar.FormatUSTAR}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("saving DQN checkpoint: writing %s header: %w", e.name, err)
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return fmt.Errorf("saving DQN checkpoint: writing %s: %w", e.name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("saving DQN checkpoint: closing archive: %w", err)
+	entries := []nn.ArchiveEntry{{Name: EntryManifest, Data: mj}, {Name: EntryOnline, Data: online.Bytes()}, {Name: EntryTarget, Data: target.Bytes()}}
+	if err := nn.WriteArchive(w, entries); err != nil {
+		return fmt.Errorf("saving DQN checkpoint: %w", err)
 	}
 	return nil
 }
@@ -113,32 +99,9 @@ func (l *Learner) Save(w io.Writer) error {
 // are an error, as are a format version other than FormatVersion and
 // networks whose configuration differs from the manifest's.
 func ReadCheckpoint(r io.Reader) (*Checkpoint, error) {
-	tr := tar.NewReader(r)
-	raw := map[string][]byte{}
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading DQN checkpoint: %w: %w", ErrCheckpoint, err)
-		}
-		switch hdr.Name {
-		case EntryManifest, EntryOnline, EntryTarget:
-		default:
-			return nil, fmt.Errorf("reading DQN checkpoint: %w: unexpected entry %q", ErrCheckpoint, hdr.Name)
-		}
-		if _, dup := raw[hdr.Name]; dup {
-			return nil, fmt.Errorf("reading DQN checkpoint: %w: entry %q twice", ErrCheckpoint, hdr.Name)
-		}
-		if hdr.Size < 0 || hdr.Size > maxEntryBytes {
-			return nil, fmt.Errorf("reading DQN checkpoint: %w: entry %q of %d bytes", ErrCheckpoint, hdr.Name, hdr.Size)
-		}
-		data, err := io.ReadAll(io.LimitReader(tr, maxEntryBytes))
-		if err != nil {
-			return nil, fmt.Errorf("reading DQN checkpoint entry %q: %w: %w", hdr.Name, ErrCheckpoint, err)
-		}
-		raw[hdr.Name] = data
+	raw, err := nn.ReadArchive(r, []string{EntryManifest, EntryOnline, EntryTarget}, maxEntryBytes)
+	if err != nil {
+		return nil, fmt.Errorf("reading DQN checkpoint: %w: %w", ErrCheckpoint, err)
 	}
 	mj, ok := raw[EntryManifest]
 	if !ok {
@@ -154,7 +117,6 @@ func ReadCheckpoint(r io.Reader) (*Checkpoint, error) {
 	if _, ok := raw[EntryOnline]; !ok {
 		return nil, fmt.Errorf("reading DQN checkpoint: %w: no %s", ErrCheckpoint, EntryOnline)
 	}
-	var err error
 	if c.Online, err = nn.LoadQNet(bytes.NewReader(raw[EntryOnline])); err != nil {
 		return nil, fmt.Errorf("reading DQN checkpoint online network: %w", err)
 	}

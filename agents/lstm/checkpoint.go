@@ -1,13 +1,11 @@
 package lstm
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/strata-rl/strata/agents/nn"
 )
@@ -81,21 +79,8 @@ func Save(w io.Writer, net *nn.LSTMNet, m Manifest) error {
 	if err := net.Save(&nb); err != nil {
 		return fmt.Errorf("saving LSTM checkpoint: %w", err)
 	}
-	tw := tar.NewWriter(w)
-	for _, e := range []struct {
-		name string
-		data []byte
-	}{{EntryManifest, mj}, {EntryNet, nb.Bytes()}} {
-		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), ModTime: time.Unix(0, 0), Format: tar.FormatPAX, Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(h); err != nil {
-			return fmt.Errorf("saving LSTM checkpoint: writing %s header: %w", e.name, err)
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return fmt.Errorf("saving LSTM checkpoint: writing %s: %w", e.name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("saving LSTM checkpoint: closing archive: %w", err)
+	if err := nn.WriteArchive(w, []nn.ArchiveEntry{{Name: EntryManifest, Data: mj}, {Name: EntryNet, Data: nb.Bytes()}}); err != nil {
+		return fmt.Errorf("saving LSTM checkpoint: %w", err)
 	}
 	return nil
 }
@@ -116,27 +101,9 @@ func (c *Checkpoint) Model() *Model {
 // with an error wrapping ErrCheckpoint (or nn's ErrVersion and ErrKind for
 // the network entry).
 func ReadCheckpoint(r io.Reader) (*Checkpoint, error) {
-	tr := tar.NewReader(r)
-	entries := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading LSTM checkpoint: %w: %w", ErrCheckpoint, err)
-		}
-		if h.Name != EntryManifest && h.Name != EntryNet {
-			return nil, fmt.Errorf("reading LSTM checkpoint: %w: unexpected entry %q", ErrCheckpoint, h.Name)
-		}
-		if h.Size < 0 || h.Size > maxEntryBytes {
-			return nil, fmt.Errorf("reading LSTM checkpoint: %w: entry %s of %d bytes", ErrCheckpoint, h.Name, h.Size)
-		}
-		b, err := io.ReadAll(io.LimitReader(tr, h.Size))
-		if err != nil {
-			return nil, fmt.Errorf("reading LSTM checkpoint: %w: entry %s: %w", ErrCheckpoint, h.Name, err)
-		}
-		entries[h.Name] = b
+	entries, err := nn.ReadArchive(r, []string{EntryManifest, EntryNet}, maxEntryBytes)
+	if err != nil {
+		return nil, fmt.Errorf("reading LSTM checkpoint: %w: %w", ErrCheckpoint, err)
 	}
 	mj, ok := entries[EntryManifest]
 	nb, ok2 := entries[EntryNet]
