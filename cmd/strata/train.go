@@ -245,17 +245,19 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	if err := writeCurvesCSV(filepath.Join(*outDir, "curves.csv"), sum.Curves); err != nil {
-		return err
-	}
-	if len(sum.Curves) > 0 {
+	sum.WallSeconds = time.Since(t0).Seconds()
+	if len(rl) > 0 {
+		// The LSTM alone writes its own lstm_curve.csv; DQN and PPO's
+		// curves and summary are left as they are.
+		if err := writeCurvesCSV(filepath.Join(*outDir, "curves.csv"), sum.Curves); err != nil {
+			return err
+		}
 		if err := plotCurves(filepath.Join(*outDir, "curves.png"), sum.Curves); err != nil {
 			return err
 		}
-	}
-	sum.WallSeconds = time.Since(t0).Seconds()
-	if err := writeJSON(filepath.Join(*outDir, "train.json"), sum); err != nil {
-		return err
+		if err := writeJSON(filepath.Join(*outDir, "train.json"), sum); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "trained %v in %.0f s: best checkpoints in %s (best episode per layer %v, validation reward %v); curves in curves.csv and curves.png\n",
 		sum.Layers, sum.WallSeconds, *outDir, sum.Best, roundMap(sum.BestReward))
