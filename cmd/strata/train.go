@@ -87,6 +87,8 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		tactical   = fs.String("tactical", "greedy-cost", "tactical policy when the tactical layer is not trained")
 		oper       = fs.String("operational", "none", "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
 		rollout    = fs.Int("rollout", ppo.DefaultConfig().Rollout, "PPO rollout size (transitions per update)")
+		dqnWarm    = fs.Int("dqn-warmup", 256, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
+		dqnUpdates = fs.Float64("dqn-updates", 8, "DQN: gradient steps per transition once warmed up")
 		defPl      = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		lateness   = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 		lstmData   = fs.String("lstm-data", "", "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
@@ -151,6 +153,11 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		lcfg := learner.DefaultConfig(uint64(*seed), rl...)
 		lcfg.PPO.Rollout = *rollout
+		// A 10-day episode yields only ~500 strategic transitions (one per
+		// active app and day): the algorithm's defaults (1,000 warm-up, one
+		// step per transition) would leave the DQN untrained for two
+		// episodes and with ~500 steps per episode after (docs/learner.md).
+		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = *dqnWarm, *dqnWarm, *dqnUpdates
 		lcfg.Availability = ppo.CatalogAvailability(cat)
 		lrn, err := learner.New(lcfg, logger.With("role", "learner"), nil)
 		if err != nil {
