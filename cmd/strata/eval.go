@@ -130,6 +130,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		tacOp    = fs.String("tactical-operational", "none", "with --models: operational policy of the tactical comparison (the one strata train ran; none = no pre-warming)")
 		lstmTest = fs.String("lstm-test", "", "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
 		lstmMore = fs.String("lstm-models", "", "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
+		rowsF    = fs.String("rows", "", "with --models: run only these configurations (tactical policy names, ppo, random, DQN only, DQN+PPO, DQN+PPO+LSTM; comma-separated)")
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
@@ -166,7 +167,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cache := &loopCache{}
 	if *modelsF != "" {
 		me := modelsEval{dirs: splitNonEmpty(*modelsF), tacticalOperational: *tacOp, lstmTest: *lstmTest, lstmExtra: splitNonEmpty(*lstmMore),
-			csv: *csvOut, summary: *summaryF}
+			csv: *csvOut, summary: *summaryF, rows: splitNonEmpty(*rowsF)}
 		if len(me.dirs) == 0 {
 			return errNoModels
 		}
@@ -222,6 +223,17 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// runIDSafe maps s to the characters a run id may hold (it becomes part
+// of NATS keys and subjects): letters, digits, '-' and '_'.
+func runIDSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
 // splitNonEmpty splits a comma-separated list, dropping empty items.
 func splitNonEmpty(s string) []string {
 	var out []string
@@ -242,7 +254,7 @@ func runEvalRow(ctx context.Context, r *evalRow, lf loopFlags, cf commonFlags, e
 	fromUS, toUS int64, warmupDays int) error {
 	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
 		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(),
-		runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, strings.ReplaceAll(r.Policy, "/", "_"), time.Now().UnixNano())}
+		runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, runIDSafe(r.Policy), time.Now().UnixNano())}
 	lf.strategic, lf.tactical, lf.operational = r.Policies["strategic"], r.Policies["tactical"], r.Policies["operational"]
 	t0 := time.Now()
 	res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(warmupDays)*replay.StrategicTickUS/replay.OperationalTickUS)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,10 @@ type modelsEval struct {
 	lstmExtra []string
 	csv       bool
 	summary   string
+	// rows keeps only the configurations with these labels (tactical
+	// policy names, or random, DQN only, DQN+PPO, DQN+PPO+LSTM); all
+	// when empty.
+	rows []string
 }
 
 // modelsRow is one configuration of the models evaluation, run once per
@@ -97,6 +102,15 @@ func evalModels(ctx context.Context, me modelsEval, base loopFlags, cf commonFla
 		rows = append(rows, perSeed("ablation", "DQN+PPO+LSTM", "dqn", "ppo", "lstm"))
 	} else {
 		fmt.Fprintln(stderr, "eval: DQN+PPO+LSTM left out: not every model directory holds lstm.ckpt")
+	}
+	if len(me.rows) > 0 {
+		kept := rows[:0]
+		for _, r := range rows {
+			if slices.Contains(me.rows, r.Label) {
+				kept = append(kept, r)
+			}
+		}
+		rows = kept
 	}
 	total := 0
 	for _, r := range rows {

@@ -139,4 +139,14 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	if lines := strings.Count(string(curve), "\n"); lines != 3 {
 		t.Fatalf("curve has %d lines, want a header and 2 epochs:\n%s", lines, curve)
 	}
+	// strata eval --models scores the checkpoint on a sequences file
+	// against the moving average.
+	rows, err := lstmTestMetrics(ctx, p1, []string{out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Predictor != "lstm (asymmetric loss)" || rows[1].Predictor != "moving-average (5 steps)" ||
+		rows[0].Metrics[0].N == 0 || rows[0].Metrics[0].N != rows[1].Metrics[0].N {
+		t.Fatalf("LSTM test metrics %+v, want the LSTM and the moving average on the same samples", rows)
+	}
 }

@@ -105,4 +105,17 @@ func TestTrainCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "tactical    ppo") {
 		t.Fatalf("serving the trained checkpoints: %v\n%s\n%s", err, &out, &errb)
 	}
+	// strata eval --models: PPO next to a tactical baseline, and an ablation.
+	out.Reset()
+	errb.Reset()
+	err = run(context.Background(), []string{"eval", "--models", dir, "--synth-days", "2", "--apps", "6", "--eval-days", "2-2",
+		"--rows", "greedy-cost,ppo,DQN+PPO"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("eval --models: %v\n%s", err, &errb)
+	}
+	for _, want := range []string{"| tactical | greedy-cost / ppo / none | 1 |", "| tactical | greedy-cost / greedy-cost / none | 1 |", "| ablation | DQN+PPO: dqn / ppo / reactive | 1 |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("eval --models output lacks %q:\n%s", want, &out)
+		}
+	}
 }
