@@ -279,3 +279,57 @@ func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
 		t.Fatalf("live follower: %v %v, want v2", out.Rows, err)
 	}
 }
+
+// TestLearnerDQNPublishesPerDay trains the strategic DQN off-policy on
+// three days of app transitions (the last day's terminal, without a next
+// state): once warmed up, each day's steps give a checkpoint in force
+// from the next day, and the follower's loader can serve it.
+func TestLearnerDQNPublishesPerDay(t *testing.T) {
+	ctx := context.Background()
+	ms := modelStore(t)
+	cfg := learner.DefaultConfig(5, schemas.Strategic)
+	cfg.DQN.WarmUp, cfg.DQN.ScalerFit, cfg.DQN.BatchSize, cfg.DQN.UpdatesPerTransition = 16, 16, 8, 2
+	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Begin(ctx, "dqn", 2, ms); err != nil {
+		t.Fatal(err)
+	}
+	const apps, days = 20, 3
+	for d := range days {
+		for a := range apps {
+			st := make([]float32, schemas.StrategicDim)
+			for i := range st {
+				st[i] = float32((a*5+i+d)%9) + 0.5
+			}
+			tr := &stratapb.Transition{RunId: "dqn", Layer: string(schemas.Strategic), Tick: int64(d), App: "app" + strconv.Itoa(a),
+				State: st, Action: int32(a % 3), Reward: float64(a%3) - 1, Policy: "dqn"}
+			if d < days-1 {
+				tr.NextState = st
+			} else {
+				tr.Done = true
+			}
+			if err := l.Handle(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Handle(ctx, &stratapb.Transition{RunId: "dqn", Layer: string(schemas.Strategic), Tick: int64(d), EndOfInterval: true, Count: apps}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := l.Stats()
+	if st.DQN.Added != apps*days || len(st.Rejected) != 0 || st.DQN.Steps == 0 {
+		t.Fatalf("DQN added %d, rejected %v, %d steps: want all %d added and trained on", st.DQN.Added, st.Rejected, st.DQN.Steps, apps*days)
+	}
+	idx, err := ms.Index(ctx, "dqn", schemas.Strategic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Begin's e2-s0 from day 0; days 0 (16 of 20 warm up, 8 steps), 1
+	// and 2 each add steps and a checkpoint in force the next day.
+	if len(idx) != 4 || idx[0].InForce != 0 || idx[1].InForce != 1 || idx[3].InForce != 3 || idx[0].Version != "e2-s0" {
+		t.Fatalf("index %+v, want e2-s0 from day 0 then one checkpoint per day from day 1", idx)
+	}
+}
