@@ -266,8 +266,12 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "trained %v in %.0f s: best checkpoints in %s (best episode per layer %v, validation reward %v); curves in curves.csv and curves.png\n",
-		sum.Layers, sum.WallSeconds, *outDir, sum.Best, roundMap(sum.BestReward))
+	if len(rl) > 0 {
+		fmt.Fprintf(stdout, "trained %v in %.0f s: best checkpoints in %s (best episode per layer %v, validation reward %v); curves in curves.csv and curves.png\n",
+			sum.Layers, sum.WallSeconds, *outDir, sum.Best, roundMap(sum.BestReward))
+	} else {
+		fmt.Fprintf(stdout, "trained the LSTM in %.0f s: %s\n", sum.WallSeconds, filepath.Join(*outDir, agents.CheckpointFile(schemas.Operational)))
+	}
 	return nil
 }
 
