@@ -8,10 +8,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/ppo"
@@ -331,5 +334,35 @@ func TestLearnerDQNPublishesPerDay(t *testing.T) {
 	// and 2 each add steps and a checkpoint in force the next day.
 	if len(idx) != 4 || idx[0].InForce != 0 || idx[1].InForce != 1 || idx[3].InForce != 3 || idx[0].Version != "e2-s0" {
 		t.Fatalf("index %+v, want e2-s0 from day 0 then one checkpoint per day from day 1", idx)
+	}
+}
+
+// TestLearnerMetrics exposes the rejection counters on the registerer.
+func TestLearnerMetrics(t *testing.T) {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	cfg := learner.DefaultConfig(1, schemas.Tactical)
+	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Begin(ctx, "m", 0, modelStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	trs := tacticalRun("m", 1, 2)
+	trs[0].Reward = math.NaN()
+	for _, tr := range trs {
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `
+# HELP strata_learner_rejected_transitions_total Transitions the algorithms refused (NaN/Inf, malformed, stale version, duplicate, full buffer), by reason.
+# TYPE strata_learner_rejected_transitions_total counter
+strata_learner_rejected_transitions_total{reason="non-finite"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "strata_learner_rejected_transitions_total"); err != nil {
+		t.Fatal(err)
 	}
 }

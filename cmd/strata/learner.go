@@ -110,6 +110,7 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		seed     = fs.Int64("seed", 1, "seed of the networks' initialisation and the minibatch order")
 		episode  = fs.Int("episode", 0, "episode number of the run (0-based; sets the DQN's ε)")
 		logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		metrics  = fs.String("metrics-addr", "", "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -131,11 +132,15 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg := learner.DefaultConfig(uint64(*seed), layers...)
 	cfg.Availability = ppo.CatalogAvailability(cat)
-	l, err := learner.New(cfg, logger.With("role", "learner"), nil)
+	reg := newRegistry()
+	l, err := learner.New(cfg, logger.With("role", "learner"), reg)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	if err := serveMetrics(ctx, *metrics, reg); err != nil {
+		return err
+	}
 	nc, err := natsbus.Connect(*natsURL, "strata-learner")
 	if err != nil {
 		return err

@@ -159,11 +159,15 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// episodes and with ~500 steps per episode after (docs/learner.md).
 		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = *dqnWarm, *dqnWarm, *dqnUpdates
 		lcfg.Availability = ppo.CatalogAvailability(cat)
-		lrn, err := learner.New(lcfg, logger.With("role", "learner"), nil)
+		reg := newRegistry()
+		lrn, err := learner.New(lcfg, logger.With("role", "learner"), reg)
 		if err != nil {
 			return err
 		}
 		defer lrn.Close()
+		if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
+			return err
+		}
 		var updates []trainUpdate
 		episode := 0
 		lrn.OnUpdate = func(e learner.UpdateEvent) {
