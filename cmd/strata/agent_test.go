@@ -172,18 +172,7 @@ func TestAgentFollowsLearner(t *testing.T) {
 	const runID = "run-follow-test"
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	nc, err := natsbus.Connect(srv.URL(), "follow-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamForTest(ctx, t, srv.URL())
 	ms, err := natsbus.OpenModelStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -245,4 +234,24 @@ func TestAgentFollowsLearner(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)
 	}
+}
+
+// jetStreamForTest connects to the nats-server at url, opens JetStream and
+// creates strata's streams and buckets; the connection closes with the
+// test.
+func jetStreamForTest(ctx context.Context, t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := natsbus.Connect(url, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -89,18 +88,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	}
 	runID := fmt.Sprintf("it-kill-%d", time.Now().UnixNano())
 
-	nc, err := natsbus.Connect(natsURL, "it")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamForTest(ctx, t, natsURL)
 	stream, err := js.Stream(ctx, schemas.StreamState)
 	if err != nil {
 		t.Fatal(err)
