@@ -114,7 +114,9 @@ func TestSQLErrors(t *testing.T) {
 }
 
 // TestSinkThenSQL runs `strata sink` on the embedded broker into a DuckDB
-// file until idle, then reads the counts back with `strata sql`.
+// file until idle (3 s: joining the group can take a while on a loaded
+// machine, and idleness counts from the start), then reads the counts back
+// with `strata sql`.
 func TestSinkThenSQL(t *testing.T) {
 	k, err := kafka.StartEmbedded(2)
 	if err != nil {
@@ -139,7 +141,7 @@ func TestSinkThenSQL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.duckdb")
 	var out, errOut bytes.Buffer
 	if err := sinkMain(context.Background(), []string{"--kafka", strings.Join(k.Brokers(), ","), "--store", path,
-		"--stop-after-idle", "300ms", "--flush-interval", "20ms"}, &out, &errOut); err != nil {
+		"--stop-after-idle", "3s", "--flush-interval", "20ms"}, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
 	if !strings.Contains(out.String(), "50 records") {
