@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 
@@ -232,8 +233,8 @@ func (l *Learner) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
-	s.Transitions, s.Markers, s.Intervals = clone(s.Transitions), clone(s.Markers), clone(s.Intervals)
-	s.Rejected, s.Checkpoints = clone(s.Rejected), clone(s.Checkpoints)
+	s.Transitions, s.Markers, s.Intervals = maps.Clone(s.Transitions), maps.Clone(s.Markers), maps.Clone(s.Intervals)
+	s.Rejected, s.Checkpoints = maps.Clone(s.Rejected), maps.Clone(s.Checkpoints)
 	if l.dqn != nil {
 		s.DQN = l.dqn.Stats()
 	}
@@ -241,14 +242,6 @@ func (l *Learner) Stats() Stats {
 		s.PPO = l.ppo.Stats()
 	}
 	return s
-}
-
-func clone[K comparable, V any](m map[K]V) map[K]V {
-	c := make(map[K]V, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // Handle takes one record of strata.transitions.v1. Records of other runs
@@ -311,7 +304,7 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 	l.done[layer]++
 	switch layer {
 	case schemas.Strategic:
-		steps0, loss0 := l.dqn.Stats().Steps, l.dqn.Stats().LossSum
+		before := l.dqn.Stats()
 		for _, tr := range trs {
 			err := l.dqn.Add(dqn.Transition{State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
 				Next: tr.GetNextState(), Done: tr.GetDone()})
@@ -323,8 +316,8 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 		}
 		st := l.dqn.Stats()
 		loss := 0.0
-		if n := st.Steps - steps0; n > 0 {
-			loss = (st.LossSum - loss0) / float64(n)
+		if n := st.Steps - before.Steps; n > 0 {
+			loss = (st.LossSum - before.LossSum) / float64(n)
 		}
 		if v := l.dqn.Version(); v != l.dqnVersion {
 			if err := l.publish(ctx, layer, i+1, nil, loss); err != nil {

@@ -247,14 +247,20 @@ func splitNonEmpty(s string) []string {
 
 func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 
+// fullSpeedOpts are the pipeline options of one evaluation, training,
+// validation or export run: full speed, its own metrics registry, the
+// brokers of cf (embedded when empty).
+func fullSpeedOpts(cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger, runID string) pipelineOpts {
+	return pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(), runID: runID}
+}
+
 // runEvalRow runs r's configuration (r.Policies; lf gives the rest) over
 // the window [fromUS, toUS) with its first warmupDays unscored, and fills
 // r's figures.
 func runEvalRow(ctx context.Context, r *evalRow, lf loopFlags, cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger,
 	fromUS, toUS int64, warmupDays int) error {
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(),
-		runID: fmt.Sprintf("eval-%s-%s-%d", r.Varied, runIDSafe(r.Policy), time.Now().UnixNano())}
+	o := fullSpeedOpts(cf, epoch, latenessUS, logger, fmt.Sprintf("eval-%s-%s-%d", r.Varied, runIDSafe(r.Policy), time.Now().UnixNano()))
 	lf.strategic, lf.tactical, lf.operational = r.Policies["strategic"], r.Policies["tactical"], r.Policies["operational"]
 	t0 := time.Now()
 	res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(warmupDays)*replay.StrategicTickUS/replay.OperationalTickUS)

@@ -220,11 +220,12 @@ func meanStd(xs []float64) (float64, float64) {
 	return m, math.Sqrt(v / float64(len(xs)-1))
 }
 
-// pm formats mean ± std of f over runs with format verb.
-func pm(runs []evalRow, f func(evalRow) float64, verb string) string {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
+// pm formats mean ± sample std of f over items with format verb (the mean
+// alone for one item).
+func pm[T any](items []T, f func(T) float64, verb string) string {
+	xs := make([]float64, len(items))
+	for i, it := range items {
+		xs[i] = f(it)
 	}
 	m, s := meanStd(xs)
 	if len(xs) == 1 {
@@ -268,17 +269,7 @@ func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []lstmR
 	var ltable [][]string
 	for _, r := range lrows {
 		row := []string{r.Predictor, strconv.Itoa(len(r.Metrics))}
-		col := func(f func(lstm.Metrics) float64, verb string) string {
-			xs := make([]float64, len(r.Metrics))
-			for i, m := range r.Metrics {
-				xs[i] = f(m)
-			}
-			m, s := meanStd(xs)
-			if len(xs) == 1 {
-				return fmt.Sprintf(verb, m)
-			}
-			return fmt.Sprintf(verb+" ± "+verb, m, s)
-		}
+		col := func(f func(lstm.Metrics) float64, verb string) string { return pm(r.Metrics, f, verb) }
 		for _, part := range []func(lstm.Metrics) [lstm.Targets]float64{
 			func(m lstm.Metrics) [lstm.Targets]float64 { return m.RMSE },
 			func(m lstm.Metrics) [lstm.Targets]float64 { return m.MAE },

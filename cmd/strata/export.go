@@ -21,7 +21,6 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
-	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -356,9 +355,8 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	fromUS := int64(first-1) * replay.StrategicTickUS
 	toUS := int64(last) * replay.StrategicTickUS
 	col := newSeqCollector(*seed, *sampleN)
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-		speed: replay.Speed(0), epoch: epoch, latenessUS: lateness.Microseconds(), logger: logger, reg: newRegistry(),
-		runID: fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()), onBatch: col.onBatch}
+	o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()))
+	o.onBatch = col.onBatch
 	lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *polSeed, sources: &sf}
 	t0 := time.Now()
 	_, name, _, err := runWindow(ctx, lf, o, fromUS, toUS, 0)

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +17,6 @@ import (
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -185,7 +183,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			te := time.Now()
 			lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf,
 				learn: &learnOpts{learner: lrn, episode: episode}}
-			o := trainPipelineOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
+			o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
 			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*replay.StrategicTickUS, int64(tLast)*replay.StrategicTickUS, 0)
 			if err != nil {
 				return fmt.Errorf("training episode %d: %w", episode+1, err)
@@ -223,7 +221,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 					vlf.tactical = agents.LearnedName(l)
 				}
 			}
-			vo := trainPipelineOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("valid-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
+			vo := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("valid-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
 			vres, _, _, err := runWindow(ctx, vlf, vo, int64(vFirst-2)*replay.StrategicTickUS, int64(vLast)*replay.StrategicTickUS, replay.StrategicTickUS/replay.OperationalTickUS)
 			if err != nil {
 				return fmt.Errorf("validating episode %d: %w", episode+1, err)
@@ -292,13 +290,6 @@ func roundMap(m map[string]float64) map[string]string {
 		out[k] = f4(v)
 	}
 	return out
-}
-
-// trainPipelineOpts are the pipeline options of one training or validation
-// run: full speed, no store, the brokers of cf (embedded when empty).
-func trainPipelineOpts(cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger, runID string) pipelineOpts {
-	return pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
-		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(), runID: runID}
 }
 
 // trainLSTMPart exports the operational sequences of the training and

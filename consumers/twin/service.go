@@ -401,9 +401,8 @@ func (s *Service) completeReady(ctx context.Context, k int64, covered bool) erro
 		s.mu.Lock()
 		a := s.states[batchKey{l, i}]
 		full := a != nil && len(a.shards) >= a.n
-		d, ok := s.trDone[l]
 		s.mu.Unlock()
-		if full && (!ok || d < i-1) {
+		if full { // completeTransitions does nothing for an interval already written
 			if err := s.completeTransitions(ctx, l, i, false); err != nil {
 				return err
 			}
