@@ -35,6 +35,10 @@ const (
 // act request with an error reply (HeaderActError) instead of decisions.
 var ErrActRejected = errors.New("act request rejected")
 
+// errExpired marks a request whose deadline passed while its policy
+// decided: it gets no reply (the requester has fallen back already).
+var errExpired = errors.New("the request's deadline passed")
+
 // maxErrorHeader bounds the length of an error reply's header value.
 const maxErrorHeader = 1024
 
@@ -74,7 +78,8 @@ type ActServer struct {
 type ActStats struct {
 	// Answered counts requests answered with decisions.
 	Answered int64
-	// Rejected counts requests answered with an error reply.
+	// Rejected counts requests answered with an error reply, or dropped
+	// unanswered because their deadline passed while the policy decided.
 	Rejected int64
 }
 
@@ -166,6 +171,13 @@ func (s *ActServer) handle(ctx context.Context, msg *nats.Msg) {
 		return
 	}
 	data, err := s.decide(ctx, msg)
+	if errors.Is(err, errExpired) {
+		// The requester has stopped waiting and decided with its fallback:
+		// an error reply now could only race its own deadline.
+		s.rejected.Add(1)
+		s.log.Warn("dropping an act request past its deadline", "subject", msg.Subject, "err", err)
+		return
+	}
 	reply := &nats.Msg{Data: data}
 	if err != nil {
 		s.rejected.Add(1)
@@ -204,6 +216,9 @@ func (s *ActServer) decide(ctx context.Context, msg *nats.Msg) ([]byte, error) {
 	err = s.policy.Decide(ctx, st, out)
 	name, version := s.policy.Name(), s.policy.Version()
 	s.mu.Unlock()
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("deciding %s act request for tick %d with %s: %w", h.Layer, h.Tick, name, errExpired)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("deciding %s act request for tick %d (%d rows) with %s: %w", h.Layer, h.Tick, st.Len(), name, err)
 	}
