@@ -42,7 +42,7 @@ func TestEventFromObservationAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := features.Event{
-		App: "app", Func: "fn", StartUS: 1_000_000, DurationUS: 250_000,
+		ID: "0123456789abcdef0123456789abcdef", App: "app", Func: "fn", StartUS: 1_000_000, DurationUS: 250_000,
 		HasLatency: true, LatencyMS: 260, HasCPU: true, CPUBusyMS: 200, HasQueue: true, QueueWaitMS: 0,
 		HasMemory: true, MemoryUsed: 128.5, MemoryMB: 512, Instances: 3, HasCold: true, Cold: true,
 		HasCost: true, CostUSD: 1e-6, HasCarbon: true, CarbonG: 0.01, Provider: "aws", Region: "eu-west",

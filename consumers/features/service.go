@@ -91,8 +91,12 @@ type Config struct {
 
 // Stats counts what the service did.
 type Stats struct {
-	Invocations     int64 `json:"invocations"`
-	Late            int64 `json:"late"`
+	Invocations int64 `json:"invocations"`
+	Late        int64 `json:"late"`
+	// Duplicates counts the observations dropped because their invocation
+	// id was already windowed in an open tick (retried ingest requests);
+	// they are not dead-lettered.
+	Duplicates      int64 `json:"duplicates"`
 	Malformed       int64 `json:"malformed"`
 	OtherRuns       int64 `json:"other_runs"`
 	StatesPublished int64 `json:"states_published"`
@@ -115,7 +119,7 @@ func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
 		records: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
 			Name: "invocations_total", Help: "Observed invocations windowed."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
-			Name: "rejected_total", Help: "Telemetry records rejected and dead-lettered, by reason."}, []string{"reason"}),
+			Name: "rejected_total", Help: "Telemetry records rejected, by reason; all but duplicates are dead-lettered."}, []string{"reason"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
 			Name: "state_batches_total", Help: "State batches published, by layer."}, []string{"layer"}),
 		encodeDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
@@ -382,6 +386,14 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 	}
 	part := s.partitionFor(o, r.Partition, obs.GetArrival().GetRunId())
 	if err := part.Add(&ev); err != nil {
+		if errors.Is(err, ErrDuplicate) {
+			// A retried ingest request: harmless, so counted but not
+			// dead-lettered.
+			s.stats.Duplicates++
+			s.m.rejected.WithLabelValues("duplicate").Inc()
+			s.log.Debug("dropping a duplicate observation", "location", loc, "reason", err)
+			return nil
+		}
 		s.stats.Late++
 		s.reject(ctx, r, loc, err.Error(), "late")
 		return nil
@@ -550,7 +562,7 @@ func EventFromObservation(o *stratapb.Observation) (Event, error) {
 	case a.GetStartUs() != a.GetEndUs()-a.GetDurationUs():
 		return Event{}, fmt.Errorf("arrival.start_us %d is not end_us %d minus duration_us %d", a.GetStartUs(), a.GetEndUs(), a.GetDurationUs())
 	}
-	e := Event{App: a.GetApp(), Func: a.GetFunc(), StartUS: a.GetStartUs(), DurationUS: a.GetDurationUs(),
+	e := Event{ID: a.GetInvocationId(), App: a.GetApp(), Func: a.GetFunc(), StartUS: a.GetStartUs(), DurationUS: a.GetDurationUs(),
 		Provider: o.GetProvider(), Region: o.GetRegion(), MemoryMB: o.GetMemoryMb(), Instances: o.GetTotalInstances()}
 	opt := []struct {
 		name string

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/gob"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -72,7 +74,16 @@ type snapApp struct {
 	PrevN    periodCount
 }
 
-// Snapshot is the serialisable state of a Partition.
+// snapIDs is the invocation ids added to one open tick, in the order added.
+type snapIDs struct {
+	Tick int64
+	IDs  []string
+}
+
+// Snapshot is the serialisable state of a Partition. It is not versioned:
+// gob matches fields by name, so a snapshot written before a field was
+// added decodes with that field's zero value (OpenIDs and Duplicates came
+// with deduplication; an older snapshot restores with no open ids).
 type Snapshot struct {
 	RunID    string
 	Shard    int
@@ -85,6 +96,10 @@ type Snapshot struct {
 	Late     int64
 	Funcs    []snapFunc
 	Apps     []snapApp
+	// Duplicates and OpenIDs are the deduplication state: the count of
+	// duplicates rejected and the ids of the open ticks, by tick.
+	Duplicates int64
+	OpenIDs    []snapIDs
 }
 
 func snapPeriodOf(pa *periodAcc) snapPeriod {
@@ -127,7 +142,11 @@ func (sp snapPeriod) acc() *periodAcc {
 // MarshalBinary encodes the partition's state.
 func (p *Partition) MarshalBinary() ([]byte, error) {
 	s := Snapshot{RunID: p.runID, Shard: p.shard, NShards: p.nShards, Epoch: p.epoch, Started: p.started,
-		NextTick: p.nextTick, Horizon: p.horizon, Final: p.final, Late: p.late}
+		NextTick: p.nextTick, Horizon: p.horizon, Final: p.final, Late: p.late, Duplicates: p.dup}
+	ticks := slices.Sorted(maps.Keys(p.idTicks))
+	for _, t := range ticks {
+		s.OpenIDs = append(s.OpenIDs, snapIDs{Tick: t, IDs: p.idTicks[t]})
+	}
 	for _, f := range p.order {
 		sf := snapFunc{App: f.app, Fn: f.fn, ClosedUS: f.closedUS, Closed: f.closed,
 			HasCPU: f.hasCPU, HasMem: f.hasMem, HasQueue: f.hasQueue, PrevN: f.prevN}
@@ -178,7 +197,13 @@ func RestorePartition(data []byte) (*Partition, error) {
 		return nil, fmt.Errorf("decoding features snapshot: %w", err)
 	}
 	p := NewPartition(s.RunID, s.Shard, s.NShards, s.Epoch)
-	p.started, p.nextTick, p.horizon, p.final, p.late = s.Started, s.NextTick, s.Horizon, s.Final, s.Late
+	p.started, p.nextTick, p.horizon, p.final, p.late, p.dup = s.Started, s.NextTick, s.Horizon, s.Final, s.Late, s.Duplicates
+	for _, o := range s.OpenIDs {
+		p.idTicks[o.Tick] = o.IDs
+		for _, id := range o.IDs {
+			p.ids[id] = o.Tick
+		}
+	}
 	for _, sa := range s.Apps {
 		a := p.app(sa.App)
 		a.closedUS, a.closed, a.prevN = sa.ClosedUS, sa.Closed, sa.PrevN

@@ -25,6 +25,10 @@ const (
 // Event is one observed invocation as the windows need it. The optional
 // observation fields are valid only when their Has flag is set.
 type Event struct {
+	// ID is the invocation id; a non-empty id is added at most once while
+	// its tick is open (ingest is at-least-once: a retried request re-sends
+	// the same ids).
+	ID         string
 	App, Func  string
 	StartUS    int64
 	DurationUS int64
@@ -52,6 +56,10 @@ type Event struct {
 // ErrLate is wrapped by Partition.Add for an event whose tick has already
 // been closed.
 var ErrLate = errors.New("event is later than the closed watermark")
+
+// ErrDuplicate is wrapped by Partition.Add for an event whose invocation id
+// was already added to a tick that is still open.
+var ErrDuplicate = errors.New("invocation id already added")
 
 // stepAcc accumulates one function's invocations starting in one open tick.
 type stepAcc struct {
@@ -153,7 +161,13 @@ type Partition struct {
 	apps    map[string]*appState
 	appList []*appState // sorted by app
 
-	late int64
+	late, dup int64
+
+	// ids holds the invocation ids added to the open ticks, with the tick
+	// each was added to; idTicks lists them by tick, in the order added, so
+	// that closing a tick forgets its ids.
+	ids     map[string]int64
+	idTicks map[int64][]string
 
 	// opRows is reused for the rows of each operational batch; a batch is
 	// only valid during the Emit call.
@@ -164,7 +178,8 @@ type Partition struct {
 // runID; epoch maps trace time 0 to the wall clock (for the hour of day).
 func NewPartition(runID string, shard, nShards int, epoch time.Time) *Partition {
 	return &Partition{runID: runID, shard: shard, nShards: nShards, epoch: epoch,
-		funcs: map[string]*funcState{}, apps: map[string]*appState{}}
+		funcs: map[string]*funcState{}, apps: map[string]*appState{},
+		ids: map[string]int64{}, idTicks: map[int64][]string{}}
 }
 
 // RunID returns the run the partition's windows belong to.
@@ -173,6 +188,9 @@ func (p *Partition) RunID() string { return p.runID }
 // Late returns the number of events rejected by Add as late.
 func (p *Partition) Late() int64 { return p.late }
 
+// Duplicates returns the number of events rejected by Add as duplicates.
+func (p *Partition) Duplicates() int64 { return p.dup }
+
 // NextTick returns the first tick that is not closed yet.
 func (p *Partition) NextTick() int64 { return p.nextTick }
 
@@ -180,13 +198,24 @@ func (p *Partition) NextTick() int64 { return p.nextTick }
 func (p *Partition) Final() bool { return p.final }
 
 // Add records one observed invocation. An event that starts in a tick that is
-// already closed is rejected with an error wrapping ErrLate and counted.
+// already closed is rejected with an error wrapping ErrLate and counted. An
+// event with a non-empty ID already added to a tick that is still open is
+// rejected with an error wrapping ErrDuplicate and counted; the ids of a
+// tick are forgotten when it closes (a duplicate of a closed tick is late).
 func (p *Partition) Add(e *Event) error {
 	tick := replay.TickOf(e.StartUS, replay.OperationalTickUS)
 	if (p.started && tick < p.nextTick) || p.final {
 		p.late++
 		return fmt.Errorf("%w: %s/%s starts at %.3f s in tick %d, ticks before %d are closed",
 			ErrLate, e.App, e.Func, float64(e.StartUS)/1e6, tick, p.nextTick)
+	}
+	if e.ID != "" {
+		if t, ok := p.ids[e.ID]; ok {
+			p.dup++
+			return fmt.Errorf("%w: %s of %s/%s, added to tick %d", ErrDuplicate, e.ID, e.App, e.Func, t)
+		}
+		p.ids[e.ID] = tick
+		p.idTicks[tick] = append(p.idTicks[tick], e.ID)
 	}
 	f := p.function(e.App, e.Func)
 	a := f.app_
@@ -368,6 +397,11 @@ func (p *Partition) Advance(watermarkUS int64, final bool, emit Emit) error {
 	if !p.started {
 		p.started = true
 		p.nextTick = replay.TickOf(watermarkUS, replay.OperationalTickUS)
+		for t := range p.idTicks {
+			if t < p.nextTick { // added before the first watermark; never closed
+				p.forgetIDs(t)
+			}
+		}
 		if err := p.emitAll(p.nextTick, true, true, emit); err != nil {
 			return err
 		}
@@ -407,8 +441,20 @@ func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
 	return nil
 }
 
-// closeTick turns every function's accumulator of tick k into a closed step.
+// forgetIDs drops the invocation ids added to tick k.
+func (p *Partition) forgetIDs(k int64) {
+	for _, id := range p.idTicks[k] {
+		if p.ids[id] == k {
+			delete(p.ids, id)
+		}
+	}
+	delete(p.idTicks, k)
+}
+
+// closeTick turns every function's accumulator of tick k into a closed step
+// and forgets the tick's invocation ids.
 func (p *Partition) closeTick(k int64) {
+	p.forgetIDs(k)
 	for _, f := range p.order {
 		var acc *stepAcc
 		for i, s := range f.open {

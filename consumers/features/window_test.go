@@ -1,7 +1,10 @@
 package features
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 
@@ -237,5 +240,124 @@ func TestPartitionConcurrencyAndIdleTimes(t *testing.T) {
 	seq := bs[3].Operational[0].ConcurrencyPeak
 	if got := seq[last-3 : last+1]; got[0] != 2 || got[1] != 2 || got[2] != 1 || got[3] != 0 {
 		t.Errorf("peak sequence %v", seq)
+	}
+}
+
+func TestPartitionDeduplicatesOpenTicks(t *testing.T) {
+	ev := func(id string, start int64) Event {
+		return Event{ID: id, App: "a", Func: "f", StartUS: start, DurationUS: 1000}
+	}
+	tests := []struct {
+		name string
+		// first is added before the watermark moves to wm; second after.
+		first, second Event
+		wm            int64
+		wantErr       error
+		wantDup       int64
+		wantLate      int64
+	}{
+		{name: "same tick", first: ev("x", 1_000_000), second: ev("x", 2_000_000), wm: 0,
+			wantErr: ErrDuplicate, wantDup: 1},
+		{name: "another open tick", first: ev("x", 1_000_000), second: ev("x", 3*s15+5), wm: s15 / 2,
+			wantErr: ErrDuplicate, wantDup: 1},
+		{name: "after its tick closed it is late", first: ev("x", 1_000_000), second: ev("x", 1_000_000), wm: s15,
+			wantErr: ErrLate, wantLate: 1},
+		{name: "after its tick closed a later tick takes it", first: ev("x", 1_000_000), second: ev("x", s15+1), wm: s15},
+		{name: "empty id is never deduplicated", first: ev("", 1_000_000), second: ev("", 1_000_000), wm: 0},
+		{name: "distinct ids", first: ev("x", 1_000_000), second: ev("y", 1_000_000), wm: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+			collect(t, p, 0, false)
+			if err := p.Add(&tt.first); err != nil {
+				t.Fatal(err)
+			}
+			collect(t, p, tt.wm, false)
+			err := p.Add(&tt.second)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("second Add: err %v, want %v", err, tt.wantErr)
+			}
+			if p.Duplicates() != tt.wantDup || p.Late() != tt.wantLate {
+				t.Fatalf("duplicates %d late %d, want %d and %d", p.Duplicates(), p.Late(), tt.wantDup, tt.wantLate)
+			}
+			// The windows count the invocation once (twice when both were taken).
+			want := int64(1)
+			if tt.wantErr == nil {
+				want = 2
+			}
+			var n int64
+			for _, b := range collect(t, p, 5*s15, false) {
+				for _, r := range b.Operational {
+					n += r.Invocations
+				}
+			}
+			if tt.wm < s15 && n != want { // with wm ≥ s15 the first invocation's tick closed earlier
+				t.Fatalf("windowed %d invocations, want %d", n, want)
+			}
+		})
+	}
+}
+
+func TestSnapshotKeepsOpenIDs(t *testing.T) {
+	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	collect(t, p, 0, false)
+	for i, start := range []int64{1_000_000, s15 + 1, 2*s15 + 1} {
+		e := Event{ID: fmt.Sprintf("id%d", i), App: "a", Func: "f", StartUS: start, DurationUS: 1000}
+		if err := p.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dup := Event{ID: "id1", App: "a", Func: "f", StartUS: s15 + 2}
+	if err := p.Add(&dup); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("duplicate before the snapshot: err %v", err)
+	}
+	collect(t, p, s15, false) // closes tick 0: id0 is forgotten
+	data, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := RestorePartition(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Duplicates() != 1 {
+		t.Fatalf("restored duplicate count %d, want 1", q.Duplicates())
+	}
+	for _, c := range []struct {
+		id      string
+		start   int64
+		wantErr error
+	}{
+		{"id1", s15 + 3, ErrDuplicate},
+		{"id2", 3 * s15, ErrDuplicate}, // another open tick
+		{"id0", 1_000_000, ErrLate},
+		{"id0", s15 + 4, nil}, // tick 0 closed: its ids are forgotten
+	} {
+		e := Event{ID: c.id, App: "a", Func: "f", StartUS: c.start}
+		if err := q.Add(&e); c.wantErr == nil && err != nil || c.wantErr != nil && !errors.Is(err, c.wantErr) {
+			t.Fatalf("restored Add(%s at %d): err %v, want %v", c.id, c.start, err, c.wantErr)
+		}
+	}
+	// A snapshot without the deduplication fields (written before they
+	// existed) still restores.
+	type oldSnapshot struct {
+		RunID    string
+		Shard    int
+		NShards  int
+		Started  bool
+		NextTick int64
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(oldSnapshot{RunID: "r", NShards: 1, Started: true, NextTick: 7}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := RestorePartition(buf.Bytes())
+	if err != nil {
+		t.Fatalf("restoring a snapshot without open ids: %v", err)
+	}
+	e := Event{ID: "z", App: "a", Func: "f", StartUS: 7 * s15}
+	if err := old.Add(&e); err != nil || old.NextTick() != 7 {
+		t.Fatalf("old snapshot: add err %v, next tick %d", err, old.NextTick())
 	}
 }
