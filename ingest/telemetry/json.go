@@ -1,0 +1,432 @@
+package telemetry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// DecodeJSON decodes a body of strata's JSON telemetry schema (see Record):
+// a JSON array of records when its first non-space byte is '[', else JSON
+// lines, one record per line (blank lines are skipped and RecordError.Line
+// is set). Each record is decoded and validated on its own, so one bad
+// record is reported in Result.Errors and costs the others nothing.
+//
+// Field names match exactly (unlike encoding/json, case matters); an unknown
+// or duplicate field, a value of the wrong type, or a missing required field
+// rejects the record and names the field. null reads as absent for optional
+// fields. Valid records become Observations with Source "live" and an empty
+// RunId.
+//
+// The error is non-nil only when the body cannot be split into records at
+// all: an array that is not valid JSON (truncated, say) or a body that is
+// neither an array nor JSON lines. It says at which byte, line and column.
+// An empty body yields an empty Result.
+func DecodeJSON(body []byte) (Result, error) {
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		return Result{}, fmt.Errorf("decoding telemetry JSON: loading the cloud catalog: %w", err)
+	}
+	i := skipSpace(body, 0)
+	if i == len(body) {
+		return Result{}, nil
+	}
+	switch body[i] {
+	case '[':
+		return decodeArray(body, cat)
+	case '{':
+		return decodeLines(body, cat), nil
+	default:
+		return Result{}, fmt.Errorf("decoding telemetry JSON: %s: found %s, want a JSON array of records or JSON lines",
+			where(body, i), quoteByte(body[i]))
+	}
+}
+
+// decodeArray decodes a body that holds one JSON array of records.
+func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
+	if !json.Valid(body) {
+		var raw json.RawMessage
+		err := json.Unmarshal(body, &raw)
+		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+			return Result{}, fmt.Errorf("decoding telemetry JSON array: %s: %w", where(body, int(se.Offset)), err)
+		}
+		return Result{}, fmt.Errorf("decoding telemetry JSON array (%d bytes): %w", len(body), err)
+	}
+	// The body is valid JSON, so the scanning below need not check syntax.
+	var r Result
+	if n := len(body) / 160; n > 0 {
+		r.Observations = make([]*stratapb.Observation, 0, n)
+		r.Index = make([]int, 0, n)
+	}
+	i := skipSpace(body, skipSpace(body, 0)+1)
+	if body[i] == ']' {
+		return r, nil
+	}
+	var d draft
+	for index := 0; ; index++ {
+		end := skipValue(body, i)
+		rec := body[i:end]
+		d = draft{}
+		if o, bad := d.decodeRecord(rec, cat); bad != nil {
+			r.reject(index, 0, bad, &jsonNames, rec)
+		} else {
+			r.accept(index, o)
+		}
+		i = skipSpace(body, end)
+		if body[i] == ']' {
+			return r, nil
+		}
+		i = skipSpace(body, i+1) // the comma
+	}
+}
+
+// decodeLines decodes a body of JSON lines.
+func decodeLines(body []byte, cat *cloud.Catalog) Result {
+	var r Result
+	if n := len(body) / 160; n > 0 {
+		r.Observations = make([]*stratapb.Observation, 0, n)
+		r.Index = make([]int, 0, n)
+	}
+	var d draft
+	index, lineNo := 0, 0
+	for off := 0; off < len(body); {
+		line := body[off:]
+		if nl := bytes.IndexByte(line, '\n'); nl >= 0 {
+			line = line[:nl]
+			off += nl + 1
+		} else {
+			off = len(body)
+		}
+		lineNo++
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if skipSpace(line, 0) == len(line) {
+			continue
+		}
+		if !json.Valid(line) {
+			var raw json.RawMessage
+			err := json.Unmarshal(line, &raw)
+			reason := "is not valid JSON: " + err.Error()
+			if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+				reason = fmt.Sprintf("is not valid JSON at column %d: %v", se.Offset, err)
+			}
+			r.reject(index, lineNo, &badField{f: fieldNone, reason: "record " + reason}, &jsonNames, line)
+			index++
+			continue
+		}
+		d = draft{}
+		if o, bad := d.decodeRecord(line, cat); bad != nil {
+			r.reject(index, lineNo, bad, &jsonNames, line)
+		} else {
+			r.accept(index, o)
+		}
+		index++
+	}
+	return r
+}
+
+// decodeRecord decodes and validates one record, a valid JSON value.
+func (d *draft) decodeRecord(rec []byte, cat *cloud.Catalog) (*stratapb.Observation, *badField) {
+	if bad := d.parseJSON(rec, cat); bad != nil {
+		return nil, bad
+	}
+	return d.observation(cat)
+}
+
+// parseJSON fills d from rec, a syntactically valid JSON value, checking
+// field names and JSON types; observation checks the values.
+func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) *badField {
+	i := skipSpace(rec, 0)
+	if rec[i] != '{' {
+		return &badField{f: fieldNone, reason: fmt.Sprintf("record is %s: want a JSON object", kindOf(rec[i]))}
+	}
+	var seen uint32
+	i = skipSpace(rec, i+1)
+	if rec[i] == '}' {
+		return nil
+	}
+	for {
+		kEnd, esc := scanString(rec, i)
+		key := rec[i+1 : kEnd-1]
+		if esc {
+			var s string
+			if err := json.Unmarshal(rec[i:kEnd], &s); err != nil {
+				return &badField{f: fieldNone, reason: "field name cannot be decoded: " + err.Error()}
+			}
+			key = []byte(s)
+		}
+		i = skipSpace(rec, skipSpace(rec, kEnd)+1) // the colon
+		vEnd := skipValue(rec, i)
+		f := fieldOf(key)
+		if f == fieldNone {
+			return &badField{name: fieldName(key), reason: "unknown field"}
+		}
+		if seen&(1<<uint(f)) != 0 {
+			return &badField{f: f, reason: "duplicate field"}
+		}
+		seen |= 1 << uint(f)
+		if bad := d.setJSON(f, rec[i:vEnd], cat); bad != nil {
+			return bad
+		}
+		i = skipSpace(rec, vEnd)
+		if rec[i] == '}' {
+			return nil
+		}
+		i = skipSpace(rec, i+1) // the comma
+	}
+}
+
+// setJSON stores the JSON value v of field f.
+func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
+	if v[0] == 'n' { // null
+		if required(f) {
+			return &badField{f: f, reason: "is null: the field is required"}
+		}
+		return nil
+	}
+	switch kinds[f] {
+	case kString:
+		if v[0] != '"' {
+			return &badField{f: f, reason: fmt.Sprintf("is %s: want a string", kindOf(v[0]))}
+		}
+		if !utf8.Valid(v) {
+			return &badField{f: f, reason: "is not valid UTF-8"}
+		}
+		s := v[1 : len(v)-1]
+		if bytes.IndexByte(s, '\\') >= 0 {
+			var u string
+			if err := json.Unmarshal(v, &u); err != nil {
+				return &badField{f: f, reason: "cannot be decoded: " + err.Error()}
+			}
+			d.str[f] = u
+		} else if f == fProvider || f == fRegion {
+			d.str[f] = canonical(cat, s)
+		} else {
+			d.str[f] = string(s)
+		}
+	case kInt:
+		n, reason := parseInt(v)
+		if reason != "" {
+			return &badField{f: f, reason: reason}
+		}
+		d.num[f] = n
+	case kFloat:
+		if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+			return &badField{f: f, reason: fmt.Sprintf("is %s: want a number", kindOf(v[0]))}
+		}
+		x, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return &badField{f: f, reason: fmt.Sprintf("is %s: out of range", cut(v))}
+		}
+		d.flt[f] = x
+	case kBool:
+		switch v[0] {
+		case 't':
+			d.bln[f] = true
+		case 'f':
+			d.bln[f] = false
+		default:
+			return &badField{f: f, reason: fmt.Sprintf("is %s: want true or false", kindOf(v[0]))}
+		}
+	}
+	d.mark(f)
+	return nil
+}
+
+// parseInt parses a JSON number that must be an integer within int64; the
+// reason is empty on success.
+func parseInt(v []byte) (int64, string) {
+	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+		return 0, fmt.Sprintf("is %s: want an integer", kindOf(v[0]))
+	}
+	neg := v[0] == '-'
+	digits := v
+	if neg {
+		digits = v[1:]
+	}
+	var n uint64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, fmt.Sprintf("is %s: want an integer", cut(v))
+		}
+		if n > (1<<63)/10 {
+			return 0, fmt.Sprintf("is %s: out of range", cut(v))
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return -int64(n), ""
+	case !neg && n < 1<<63:
+		return int64(n), ""
+	}
+	return 0, fmt.Sprintf("is %s: out of range", cut(v))
+}
+
+// fieldOf returns the field whose JSON name is key, or fieldNone.
+func fieldOf(key []byte) field {
+	switch string(key) {
+	case "invocation_id":
+		return fID
+	case "app":
+		return fApp
+	case "func":
+		return fFunc
+	case "end_us":
+		return fEnd
+	case "duration_us":
+		return fDuration
+	case "start_us":
+		return fStart
+	case "provider":
+		return fProvider
+	case "region":
+		return fRegion
+	case "memory_mb":
+		return fMemory
+	case "latency_ms":
+		return fLatency
+	case "cpu_busy_ms":
+		return fCPUBusy
+	case "queue_wait_ms":
+		return fQueueWait
+	case "memory_used_mb":
+		return fMemoryUsed
+	case "cold_start":
+		return fColdStart
+	case "warm_instances":
+		return fWarm
+	case "total_instances":
+		return fTotal
+	case "cost_usd":
+		return fCost
+	case "carbon_g":
+		return fCarbon
+	case "failed":
+		return fFailed
+	}
+	return fieldNone
+}
+
+// fieldName renders an unknown field's name for RecordError.Field: valid
+// UTF-8, at most 128 bytes.
+func fieldName(key []byte) string {
+	const limit = 128
+	if len(key) > limit {
+		return string(bytes.ToValidUTF8(key[:limit], []byte("\uFFFD"))) + "…"
+	}
+	return string(bytes.ToValidUTF8(key, []byte("\uFFFD")))
+}
+
+// cut renders a JSON token for a reason, at most 32 bytes.
+func cut(v []byte) string {
+	const limit = 32
+	if len(v) > limit {
+		return string(v[:limit]) + "…"
+	}
+	return string(v)
+}
+
+// kindOf names the JSON type of the value that starts with c.
+func kindOf(c byte) string {
+	switch c {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// skipSpace returns the index of the first non-space byte of b at or after
+// i, or len(b).
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index just past the string that starts at b[i]
+// (a '"') and whether it holds escapes. b must be valid JSON.
+func scanString(b []byte, i int) (int, bool) {
+	q := bytes.IndexByte(b[i+1:], '"')
+	if q < 0 {
+		return len(b), false
+	}
+	if bytes.IndexByte(b[i+1:i+1+q], '\\') < 0 {
+		return i + q + 2, false
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return len(b), true
+}
+
+// skipValue returns the index just past the JSON value that starts at
+// b[i]. b must be valid JSON.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		end, _ := scanString(b, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i, _ = scanString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+// where locates byte offset off of body: "byte 12 (line 2, column 3)".
+func where(body []byte, off int) string {
+	off = min(max(off, 0), len(body))
+	line := 1 + bytes.Count(body[:off], []byte{'\n'})
+	col := off - bytes.LastIndexByte(body[:off], '\n')
+	return fmt.Sprintf("byte %d (line %d, column %d)", off, line, col)
+}
+
+// quoteByte renders a byte for an error message.
+func quoteByte(c byte) string {
+	if c < utf8.RuneSelf {
+		return strconv.QuoteRune(rune(c))
+	}
+	return fmt.Sprintf("byte 0x%02x", c)
+}
