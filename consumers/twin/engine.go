@@ -179,6 +179,19 @@ func NewEngine(m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Fu
 // NextTick returns the tick Tick expects next.
 func (e *Engine) NextTick() int64 { return e.next }
 
+// StartAt makes k the first tick the engine evaluates, before it has
+// evaluated any: decisions for earlier ticks are then out of order, and
+// Simulate wants k first. Without it the first tick simulated is the start
+// (replay starts at tick 0); shadow mode, whose Unix-epoch ticks are
+// around 1.2e8, starts at its first watermark's tick.
+func (e *Engine) StartAt(k int64) error {
+	if e.started {
+		return fmt.Errorf("starting the twin at tick %d: %w: it started before tick %d", k, ErrOutOfOrder, e.next)
+	}
+	e.next, e.started = k, true
+	return nil
+}
+
 // Apply hands the engine a layer's decisions for a tick: they take effect
 // when that tick is evaluated. Shards of one layer and tick are merged.
 func (e *Engine) Apply(b *schemas.DecisionBatch) error {

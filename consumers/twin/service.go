@@ -31,7 +31,9 @@ type ServiceConfig struct {
 	// RunID selects the run: arrivals and decision batches of other runs are
 	// ignored.
 	RunID string
-	// Group is the consumer group on strata.invocations.v1.
+	// Group is the consumer group on strata.invocations.v1 (default
+	// "strata-twin-"+RunID), or on strata.telemetry.v1 in shadow mode
+	// (default "strata-shadow-"+RunID).
 	Group string
 	// Layers are the enabled decision layers; the twin waits for each one's
 	// batches (every shard) before it evaluates a tick.
@@ -60,6 +62,21 @@ type ServiceConfig struct {
 	// (they are still counted and digested): for an embedded run without a
 	// store, where nothing would ever read them.
 	TelemetryOnly bool
+	// Shadow runs the twin beside a live run (docs/shadow.md): it reads the
+	// run's observed invocations (stratapb.Observation of RunID whose
+	// Source is not "twin") and watermarks from strata.telemetry.v1
+	// instead of strata.invocations.v1, drops duplicate invocation ids,
+	// starts at the tick of the first watermark it sees, and evaluates each
+	// tick as soon as the watermarks pass it, with the decision batches
+	// that are complete by then — a missing batch leaves the layer's
+	// decisions in force, a late one takes effect at the layer's next
+	// interval start (the next tick for the operational layer) — and
+	// without waiting for state batches. It writes decisions, rewards,
+	// outcomes and transitions but no telemetry and no watermarks (the
+	// features window the live telemetry), and runs until ctx is done.
+	// TelemetryPartitions is then unused; latency percentiles are not
+	// kept (an endless run would hold every latency).
+	Shadow bool
 }
 
 // Stats counts what the service did.
@@ -100,6 +117,20 @@ type Stats struct {
 	LatencyP50MS float64 `json:"latency_p50_ms"`
 	LatencyP95MS float64 `json:"latency_p95_ms"`
 	LatencyP99MS float64 `json:"latency_p99_ms"`
+	// LateArrivals counts the arrivals dropped because their tick was
+	// already evaluated (in shadow mode also those before the first
+	// watermark's tick); DuplicateArrivals those dropped because their
+	// invocation id was already read for a tick not yet evaluated (shadow
+	// mode); InvalidArrivals the live observations that could not be
+	// simulated (no app or func, negative duration).
+	LateArrivals      int64 `json:"late_arrivals,omitempty"`
+	DuplicateArrivals int64 `json:"duplicate_arrivals,omitempty"`
+	InvalidArrivals   int64 `json:"invalid_arrivals,omitempty"`
+	// DecisionBatches counts the decision batches completed (every shard
+	// in); LateDecisionBatches, in shadow mode, those that completed after
+	// their interval's first tick was evaluated and took effect later.
+	DecisionBatches     int64 `json:"decision_batches,omitempty"`
+	LateDecisionBatches int64 `json:"late_decision_batches,omitempty"`
 }
 
 // LayerStats summarises one layer's decisions and rewards.
@@ -115,13 +146,17 @@ type LayerStats struct {
 // in; telemetry with a watermark per tick, decisions, rewards and outcomes
 // out. It evaluates tick k once every arrival of the tick is in (the
 // arrivals' watermark passed its end) and every enabled layer's batch for it
-// is complete, so its output does not depend on timing.
+// is complete, so its output does not depend on timing. In shadow mode
+// (ServiceConfig.Shadow) it follows a live run instead and never waits for
+// decisions.
 type Service struct {
 	cfg ServiceConfig
-	eng *Engine
-	cl  *kgo.Client
-	js  jetstream.JetStream
-	log *slog.Logger
+	// topic is the topic the arrivals come from.
+	topic string
+	eng   *Engine
+	cl    *kgo.Client
+	js    jetstream.JetStream
+	log   *slog.Logger
 
 	mu                         sync.Mutex
 	prodErr                    error
@@ -138,6 +173,9 @@ type Service struct {
 	// trDone is, per transition layer, the last interval whose
 	// transitions and end-of-interval marker are written.
 	trDone map[schemas.Layer]int64
+	// applied is, in shadow mode, the newest interval per layer whose
+	// decision batch was applied.
+	applied map[schemas.Layer]int64
 }
 
 // stateAcc gathers one interval's state vectors of a layer over its shards.
@@ -160,10 +198,16 @@ type pendingBatch struct {
 
 // NewService returns a service around eng.
 func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*Service, error) {
-	if cfg.TelemetryPartitions <= 0 {
+	topic := schemas.TopicInvocations
+	switch {
+	case cfg.Shadow:
+		topic = schemas.TopicTelemetry
+		if cfg.Group == "" {
+			cfg.Group = "strata-shadow-" + cfg.RunID
+		}
+	case cfg.TelemetryPartitions <= 0:
 		return nil, errors.New("configuring twin: telemetry partition count must be positive")
-	}
-	if cfg.Group == "" {
+	case cfg.Group == "":
 		cfg.Group = "strata-twin-" + cfg.RunID
 	}
 	if cfg.ReadAheadTicks <= 0 {
@@ -175,13 +219,13 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	if need := 2 * (eng.MaxLookahead() + 1); cfg.ReadAheadTicks < need {
 		cfg.ReadAheadTicks = need
 	}
-	s := &Service{cfg: cfg, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
+	s := &Service{cfg: cfg, topic: topic, applied: map[schemas.Layer]int64{}, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
 		rewardsHash: sha256.New(), decisionsHash: sha256.New(),
 		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	s.stats.Layers = map[string]LayerStats{}
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
-		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(schemas.TopicInvocations),
+		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0))...)
 	if err != nil {
 		return nil, fmt.Errorf("creating twin kafka client: %w", err)
@@ -218,9 +262,11 @@ func (s *Service) poke() {
 }
 
 // Run serves until the run's arrivals end and the last tick is evaluated,
-// or ctx is done.
+// or ctx is done. In shadow mode the run has no end: Run returns when ctx
+// is done, once the records of the ticks evaluated are flushed.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.cl.Close()
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -244,6 +290,16 @@ func (s *Service) Run(ctx context.Context) error {
 	err := s.loop(ctx)
 	cancel()
 	wg.Wait()
+	if s.cfg.Shadow {
+		// Graceful: what the evaluated ticks produced reaches Kafka.
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(parent), shadowFlushTimeout)
+		if ferr := s.cl.Flush(fctx); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("flushing twin output: %w", ferr))
+		} else if perr := s.producedErr(); perr != nil {
+			err = errors.Join(err, perr)
+		}
+		fcancel()
+	}
 	select {
 	case e := <-errs:
 		err = errors.Join(err, e)
@@ -273,6 +329,9 @@ func (s *Service) onDecision(data []byte) error {
 	if !p.shards[h.Shard] { // a redelivered shard is dropped
 		p.shards[h.Shard] = true
 		p.merged.Rows = append(p.merged.Rows, b.Rows...)
+		if len(p.shards) == p.n {
+			s.stats.DecisionBatches++
+		}
 	}
 	s.mu.Unlock()
 	s.poke()
@@ -344,6 +403,9 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 		}
 	}
 	s.mu.Unlock()
+	// In shadow mode nothing waits for the next state: without it (not
+	// every shard in) the transitions cannot be completed.
+	noNext := s.cfg.Shadow && !end && (next == nil || len(next.shards) < next.n)
 	var written int64
 	for _, tr := range trs {
 		id := FuncID{tr.App, tr.Func}
@@ -355,7 +417,7 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 			tr.NextState = next.vec[id]
 		}
 		tr.State, tr.Done = st, tr.NextState == nil
-		if st == nil || !schemas.Finite(tr.State) || !schemas.Finite(tr.NextState) {
+		if noNext || st == nil || !schemas.Finite(tr.State) || !schemas.Finite(tr.NextState) {
 			s.mu.Lock()
 			s.stats.TransitionsDropped++
 			s.mu.Unlock()
@@ -413,6 +475,18 @@ func (s *Service) completeReady(ctx context.Context, k int64, covered bool) erro
 
 // loop consumes arrivals and evaluates every tick that is ready.
 func (s *Service) loop(ctx context.Context) error {
+	// started says the engine's first tick is known: tick 0 in replay, the
+	// first watermark's tick in shadow mode.
+	started := !s.cfg.Shadow
+	var startTick int64
+	ids := newIDSet()                         // shadow: invocation ids of the ticks not evaluated
+	lateDec := map[batchKey]map[FuncID]bool{} // shadow: entities whose decision was taken late
+	// octx is the context records are produced under: in shadow mode a
+	// tick evaluated when ctx ends still reaches Kafka (Run flushes it).
+	octx := ctx
+	if s.cfg.Shadow {
+		octx = context.WithoutCancel(ctx)
+	}
 	arrivals := map[int64][]Arrival{}
 	ahead := map[int32]int64{} // per partition, the latest tick read
 	paused := map[int32]bool{}
@@ -421,22 +495,26 @@ func (s *Service) loop(ctx context.Context) error {
 	horizon := int64(-1)
 	nParts := -1
 	lastTick, lastMove := int64(-1), time.Now()
-	if err := s.watermark(ctx, 0, false); err != nil {
-		return err
+	if !s.cfg.Shadow {
+		if err := s.watermark(ctx, 0, false); err != nil {
+			return err
+		}
 	}
 	for {
 		// Evaluate what is ready.
-		for {
+		for started && ctx.Err() == nil {
 			k := s.eng.NextTick()
 			if horizon >= 0 && k*replay.OperationalTickUS >= horizon {
 				for _, l := range s.cfg.Transitions {
 					i, _ := interval(l, k)
-					if err := s.completeTransitions(ctx, l, i, true); err != nil {
+					if err := s.completeTransitions(octx, l, i, true); err != nil {
 						return err
 					}
 				}
-				if err := s.watermark(ctx, horizon, true); err != nil {
-					return err
+				if !s.cfg.Shadow {
+					if err := s.watermark(ctx, horizon, true); err != nil {
+						return err
+					}
 				}
 				if err := s.cl.Flush(ctx); err != nil {
 					return fmt.Errorf("flushing twin output: %w", err)
@@ -447,17 +525,23 @@ func (s *Service) loop(ctx context.Context) error {
 			if nParts <= 0 || len(wm) < nParts || (minWM(wm) < (s.eng.Lookahead(k)+1)*replay.OperationalTickUS && !allFinal) {
 				break
 			}
-			bs, ok := s.decisionsFor(k)
-			if !ok {
-				break
+			var bs []*schemas.DecisionBatch
+			if s.cfg.Shadow {
+				bs = s.shadowDecisions(k, startTick, lateDec)
+			} else {
+				var ok bool
+				if bs, ok = s.decisionsFor(k); !ok {
+					break
+				}
 			}
-			if err := s.evaluate(ctx, k, bs, arrivals); err != nil {
+			if err := s.evaluate(octx, k, bs, arrivals, lateDec); err != nil {
 				return err
 			}
 			delete(arrivals, k)
+			ids.forget(k)
 		}
-		if k := s.eng.NextTick(); nParts > 0 && len(wm) == nParts {
-			if err := s.completeReady(ctx, k, minWM(wm) > k*replay.OperationalTickUS); err != nil {
+		if k := s.eng.NextTick(); started && nParts > 0 && len(wm) == nParts {
+			if err := s.completeReady(octx, k, minWM(wm) > k*replay.OperationalTickUS); err != nil {
 				return err
 			}
 		}
@@ -468,6 +552,9 @@ func (s *Service) loop(ctx context.Context) error {
 		next := s.eng.NextTick()
 		var pause, resume []int32
 		for p, a := range ahead {
+			if !started {
+				break // the next tick is not known yet
+			}
 			switch {
 			case !paused[p] && a-next > s.cfg.ReadAheadTicks:
 				pause, paused[p] = append(pause, p), true
@@ -476,10 +563,10 @@ func (s *Service) loop(ctx context.Context) error {
 			}
 		}
 		if len(pause) > 0 {
-			s.cl.PauseFetchPartitions(map[string][]int32{schemas.TopicInvocations: pause})
+			s.cl.PauseFetchPartitions(map[string][]int32{s.topic: pause})
 		}
 		if len(resume) > 0 {
-			s.cl.ResumeFetchPartitions(map[string][]int32{schemas.TopicInvocations: resume})
+			s.cl.ResumeFetchPartitions(map[string][]int32{s.topic: resume})
 		}
 		// Wait for input; say what is missing when nothing moves for long.
 		if k := s.eng.NextTick(); k != lastTick {
@@ -514,7 +601,7 @@ func (s *Service) loop(ctx context.Context) error {
 		var derr error
 		fetches.EachRecord(func(r *kgo.Record) {
 			if nParts < 0 {
-				n, err := kafka.PartitionCount(ctx, s.cl, schemas.TopicInvocations)
+				n, err := kafka.PartitionCount(ctx, s.cl, s.topic)
 				if err != nil {
 					derr = err
 					return
@@ -531,18 +618,66 @@ func (s *Service) loop(ctx context.Context) error {
 					final[r.Partition] = true
 					horizon = max(horizon, w.WatermarkUs)
 				}
+				if !started {
+					// Shadow mode starts at the first watermark's tick:
+					// arrivals read before it for earlier ticks are late.
+					started, startTick = true, replay.TickOf(w.WatermarkUs, replay.OperationalTickUS)
+					if err := s.eng.StartAt(startTick); err != nil {
+						derr = err
+						return
+					}
+					s.log.Info("shadow twin starting", "run", s.cfg.RunID, "tick", startTick, "watermark_us", w.WatermarkUs)
+					var dropped int64
+					for k, as := range arrivals {
+						if k < startTick {
+							dropped += int64(len(as))
+							delete(arrivals, k)
+							ids.forget(k)
+						}
+					}
+					s.mu.Lock()
+					s.stats.Arrivals -= dropped
+					s.stats.LateArrivals += dropped
+					s.mu.Unlock()
+				}
 				return
 			}
-			var a stratapb.Arrival
-			if err := proto.Unmarshal(r.Value, &a); err != nil || a.RunId != s.cfg.RunID {
+			var a Arrival
+			if s.cfg.Shadow {
+				var ok bool
+				var err error
+				if a, ok, err = liveArrival(r.Value, s.cfg.RunID); err != nil {
+					s.log.Warn("skipping a live observation", "partition", r.Partition, "offset", r.Offset, "err", err)
+					s.mu.Lock()
+					s.stats.InvalidArrivals++
+					s.mu.Unlock()
+					return
+				} else if !ok {
+					return
+				}
+			} else {
+				var in stratapb.Arrival
+				if err := proto.Unmarshal(r.Value, &in); err != nil || in.RunId != s.cfg.RunID {
+					return
+				}
+				a = Arrival{ID: in.InvocationId, App: in.App, Func: in.Func, StartUS: in.StartUs, DurationUS: in.DurationUs, Row: in.Row}
+			}
+			k := replay.TickOf(a.StartUS, replay.OperationalTickUS)
+			if started && k < s.eng.NextTick() {
+				s.log.Warn("dropping an arrival for an evaluated tick", "id", a.ID, "tick", k)
+				s.mu.Lock()
+				s.stats.LateArrivals++
+				s.mu.Unlock()
 				return
 			}
-			k := replay.TickOf(a.StartUs, replay.OperationalTickUS)
-			if k < s.eng.NextTick() {
-				s.log.Warn("dropping an arrival for an evaluated tick", "id", a.InvocationId, "tick", k)
+			if s.cfg.Shadow && !ids.add(a.ID, k) {
+				s.log.Debug("dropping a duplicate arrival", "id", a.ID, "tick", k)
+				s.mu.Lock()
+				s.stats.DuplicateArrivals++
+				s.mu.Unlock()
 				return
 			}
-			arrivals[k] = append(arrivals[k], Arrival{ID: a.InvocationId, App: a.App, Func: a.Func, StartUS: a.StartUs, DurationUS: a.DurationUs, Row: a.Row})
+			arrivals[k] = append(arrivals[k], a)
 			ahead[r.Partition] = max(ahead[r.Partition], k)
 			s.mu.Lock()
 			s.stats.Arrivals++
@@ -553,6 +688,10 @@ func (s *Service) loop(ctx context.Context) error {
 		}
 	}
 }
+
+// shadowFlushTimeout bounds how long a shadow twin whose ctx is done waits
+// for its last records to reach Kafka.
+const shadowFlushTimeout = 30 * time.Second
 
 // stallAfter is how long the twin waits without evaluating a tick before it
 // logs what it is waiting for.
@@ -633,7 +772,9 @@ func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
 	return out, true
 }
 
-func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arrivals map[int64][]Arrival) error {
+// evaluate runs tick k under bs and writes its output; lateDec (shadow
+// mode) names the decisions taken late, whose transitions are dropped.
+func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arrivals map[int64][]Arrival, lateDec map[batchKey]map[FuncID]bool) error {
 	for _, b := range bs {
 		if err := s.eng.Apply(b); err != nil {
 			return err
@@ -652,17 +793,27 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	// Telemetry and the tick's watermark first: the features close the
 	// tick and the agents decide the next one while the twin scores this
-	// one (counterfactuals take most of a tick's work).
-	for _, o := range out.Telemetry {
-		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o); err != nil {
+	// one (counterfactuals take most of a tick's work). A shadow twin
+	// writes neither: the live telemetry is the features' input.
+	if !s.cfg.Shadow {
+		for _, o := range out.Telemetry {
+			if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o); err != nil {
+				return err
+			}
+		}
+		if err := s.watermark(ctx, (k+1)*replay.OperationalTickUS, false); err != nil {
 			return err
 		}
 	}
-	if err := s.watermark(ctx, (k+1)*replay.OperationalTickUS, false); err != nil {
-		return err
-	}
 	if err := s.eng.Score(out); err != nil {
 		return err
+	}
+	if s.cfg.Shadow {
+		var dropped int64
+		out.Transitions, dropped = dropLateTransitions(out.Transitions, lateDec, k)
+		s.mu.Lock()
+		s.stats.TransitionsDropped += dropped
+		s.mu.Unlock()
 	}
 	if len(out.Transitions) > 0 {
 		s.mu.Lock()
@@ -689,7 +840,9 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	s.mu.Lock()
 	s.stats.Ticks++
-	s.stats.Telemetry += int64(len(out.Telemetry))
+	if !s.cfg.Shadow {
+		s.stats.Telemetry += int64(len(out.Telemetry))
+	}
 	s.stats.Decisions += int64(len(out.Decisions))
 	s.stats.Rewards += int64(len(out.Rewards))
 	s.stats.Outcomes += int64(len(out.Outcomes))
@@ -709,6 +862,9 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 func (s *Service) score(out *Output) {
 	s.stats.ScoredInvocations += int64(len(out.Telemetry))
 	for _, o := range out.Telemetry {
+		if s.cfg.Shadow {
+			break // an endless run cannot keep every latency
+		}
 		s.latencies = append(s.latencies, o.GetLatencyMs())
 	}
 	for _, d := range out.Decisions {
