@@ -1,0 +1,100 @@
+package telemetry_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/strata-rl/strata/ingest/telemetry"
+)
+
+// benchRecords is the number of records in a benchmark request.
+const benchRecords = 1000
+
+// benchJSON returns a request of benchRecords realistic records, every
+// fourth without an invocation id, as an array or as JSON lines.
+func benchJSON(lines bool) []byte {
+	var b bytes.Buffer
+	if !lines {
+		b.WriteByte('[')
+	}
+	regions := []string{"us-east-1", "eastus", "us-east1", "eu-west"}
+	providers := []string{"aws", "azure", "gcp", "aws"}
+	for i := range benchRecords {
+		if i > 0 && !lines {
+			b.WriteByte(',')
+		}
+		end, dur := 1700000000000000+int64(i)*1000, int64(1000+i%7*1000)
+		id := ""
+		if i%4 != 0 {
+			id = fmt.Sprintf(`"invocation_id":"0a1b2c3d4e5f%020d",`, i)
+		}
+		fmt.Fprintf(&b, `{%s"app":"app-%03d","func":"func-%d","end_us":%d,"duration_us":%d,"provider":"%s","region":"%s",`+
+			`"memory_mb":512,"latency_ms":%.3f,"cold_start":%v,"cost_usd":0.0000021,"carbon_g":0.00012}`,
+			id, i%50, i%5, end, dur, providers[i%4], regions[i%4], float64(dur)/1000+0.25, i%10 == 0)
+		if lines {
+			b.WriteByte('\n')
+		}
+	}
+	if !lines {
+		b.WriteByte(']')
+	}
+	return b.Bytes()
+}
+
+func BenchmarkDecodeJSON(b *testing.B) {
+	for _, lines := range []bool{false, true} {
+		name := "array"
+		if lines {
+			name = "lines"
+		}
+		b.Run(name, func(b *testing.B) {
+			body := benchJSON(lines)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := telemetry.DecodeJSON(body)
+				if err != nil || len(r.Observations) != benchRecords {
+					b.Fatalf("%d observations, errors %v, %v", len(r.Observations), r.Errors, err)
+				}
+			}
+			b.ReportMetric(float64(benchRecords*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+func BenchmarkDecodeOTLP(b *testing.B) {
+	spans := make([]spanSpec, benchRecords)
+	for i := range spans {
+		spans[i] = spanSpec{name: "handler", kind: ptrace.SpanKindServer, start: t0NS + uint64(i)*1_000_000,
+			end: t0NS + uint64(i)*1_000_000 + 250_000, traceByte: byte(i%250 + 1),
+			attrs: map[string]any{"faas.invocation_id": fmt.Sprintf("req-%d", i), "faas.trigger": "http", "faas.coldstart": i%10 == 0}}
+	}
+	req := request(b, []map[string]any{lambdaResource()}, [][]spanSpec{spans})
+	for ct, body := range map[string][]byte{"proto": must(req.MarshalProto()), "json": must(req.MarshalJSON())} {
+		contentType := "application/x-protobuf"
+		if ct == "json" {
+			contentType = "application/json"
+		}
+		b.Run(ct, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := telemetry.DecodeOTLP(body, contentType)
+				if err != nil || len(r.Observations) != benchRecords {
+					b.Fatalf("%d observations, errors %v, %v", len(r.Observations), r.Errors, err)
+				}
+			}
+			b.ReportMetric(float64(benchRecords*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
