@@ -23,4 +23,9 @@
 // Each alternative is scored with cloud.Rewards; the decided alternative's
 // score is the reward, the best one the hindsight oracle, and the difference
 // the regret. An interval with no invocations and no cost emits no reward.
+//
+// In shadow mode (ServiceConfig.Shadow, docs/shadow.md) the service follows
+// a live run instead: it simulates the observed invocations on
+// strata.telemetry.v1 under the decisions that arrived in time, scores
+// them, and writes decisions, rewards and transitions but no telemetry.
 package twin
