@@ -41,9 +41,12 @@ type Config struct {
 	Brokers []string
 	// RunID is the run the telemetry belongs to (default DefaultRunID).
 	RunID string
-	// Lateness is how long after the wall clock a record may still start:
-	// the watermark is now − Lateness, and a record that starts before the
-	// watermark is rejected as late (default 5 s).
+	// Lateness is how far behind the wall clock a record may start: the
+	// watermark is now − Lateness, and a record that starts before the
+	// watermark is rejected as late (default 1 min). Telemetry arrives when
+	// an invocation ends, so an invocation longer than the lateness (less
+	// its delivery delay) is always late: choose it above the functions'
+	// longest durations. Decisions lag the wall clock by about as much.
 	Lateness time.Duration
 	// WatermarkEvery is the interval between watermarks (default 1 s).
 	WatermarkEvery time.Duration
@@ -147,7 +150,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		cfg.RunID = DefaultRunID
 	}
 	if cfg.Lateness <= 0 {
-		cfg.Lateness = 5 * time.Second
+		cfg.Lateness = time.Minute
 	}
 	if cfg.WatermarkEvery <= 0 {
 		cfg.WatermarkEvery = time.Second

@@ -38,7 +38,9 @@ Benchmarks (each prints "<name>/<ceiling> ratio: X" last):
   twin      pure twin Engine arrivals/s against the replay source alone
   loop      closed-loop ticks/s against the pure twin Engine on the same days
   sink      sink rows/s into ClickHouse (--clickhouse) or DuckDB (--store)
-            against a raw batch insert of the same rows`
+            against a raw batch insert of the same rows
+  ingest    live telemetry over HTTP (strata ingest) against raw franz-go
+            produce of the same records, with request latency p50/p99`
 
 // benchMain runs `strata bench <benchmark>`. For pipeline: on one broker,
 // in one run, it measures the raw franz-go produce throughput of the
@@ -55,6 +57,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return benchLoopMain(ctx, args[1:], stdout, stderr)
 		case "sink":
 			return benchSinkMain(ctx, args[1:], stdout, stderr)
+		case "ingest":
+			return benchIngestMain(ctx, args[1:], stdout, stderr)
 		}
 	}
 	if len(args) == 0 || args[0] != "pipeline" {

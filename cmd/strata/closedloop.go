@@ -178,11 +178,11 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	if e.embeddedKafka {
 		tctx, stopTrim := context.WithCancel(ctx)
 		defer stopTrim()
-		go trimConsumed(tctx, pcl, "strata-features-"+o.runID, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{"strata-features-" + o.runID}, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
 		// The twin's client commits what it polled (it keeps the arrivals
 		// of open ticks in memory and does not resume after a restart yet).
-		go trimConsumed(tctx, pcl, "strata-twin-"+o.runID, []string{schemas.TopicInvocations}, 2*time.Second, o.logger)
-		go trimConsumed(tctx, pcl, "strata-sink-"+o.runID, []string{schemas.TopicDecisions, schemas.TopicRewards, schemas.TopicOutcomes}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{"strata-twin-" + o.runID}, []string{schemas.TopicInvocations}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{"strata-sink-" + o.runID}, []string{schemas.TopicDecisions, schemas.TopicRewards, schemas.TopicOutcomes}, 2*time.Second, o.logger)
 	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()

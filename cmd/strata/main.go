@@ -34,6 +34,10 @@ Commands:
   learner    train DQN and PPO on a run's transitions, publish checkpoints to JetStream
   train      train the learned agents: closed-loop episodes over days 1–10, validation on 11–12
   train-lstm train the operational LSTM on exported sequences, compare with moving-average
+  ingest     serve live telemetry over HTTP (JSON, OTLP) into strata.telemetry.v1,
+             and the decisions API; ingest load: send a trace as live telemetry
+  live       live mode in one process: ingest, features, agents, decisions API,
+             shadow twin, sink (embedded Kafka, NATS and DuckDB by default)
   bench      pipeline | twin | loop | sink: throughput against a ceiling measured in the same run
 
 Run 'strata <command> -h' for the flags of a command.
@@ -95,6 +99,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return exportMain(ctx, args[1:], stdout, stderr)
 	case "train-lstm":
 		return trainLSTMMain(ctx, args[1:], stdout, stderr)
+	case "ingest":
+		return ingestMain(ctx, args[1:], stdout, stderr)
+	case "live":
+		return liveMain(ctx, args[1:], stdout, stderr)
 	case "bench":
 		defaultMemoryLimit()
 		return benchMain(ctx, args[1:], stdout, stderr)

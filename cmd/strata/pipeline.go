@@ -256,7 +256,7 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	if e.embeddedKafka {
 		tctx, stopTrim := context.WithCancel(gctx)
 		defer stopTrim()
-		go trimConsumed(tctx, pcl, group, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{group}, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
 	}
 	err = g.Wait()
 	if bar != nil {
@@ -286,30 +286,50 @@ func newProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *pr
 }
 
 // trimConsumed is the embedded broker's retention: every interval it deletes
-// the records of topics that group has committed (the feature service and
-// the sink commit only after their work is durable), so a long run does not
-// keep every record in memory. Real Kafka has its own retention; this runs
-// only against the in-process broker, which strata owns for the run.
-func trimConsumed(ctx context.Context, cl *kgo.Client, group string, topics []string, every time.Duration, log *slog.Logger) {
+// the records of topics that every one of groups has committed (the feature
+// service and the sink commit only after their work is durable), so a long
+// run does not keep every record in memory. Real Kafka has its own
+// retention; this runs only against the in-process broker, which strata
+// owns for the run.
+func trimConsumed(ctx context.Context, cl *kgo.Client, groups []string, topics []string, every time.Duration, log *slog.Logger) {
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	type tp struct {
+		topic string
+		part  int32
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		offs, err := adm.FetchOffsets(ctx, group)
-		if err != nil {
-			continue // the group may not have committed yet
+		// The lowest offset committed by every group, per partition.
+		low := map[tp]int64{}
+		seen := map[tp]int{}
+		for _, g := range groups {
+			offs, err := adm.FetchOffsets(ctx, g)
+			if err != nil {
+				break // the group may not have committed yet
+			}
+			offs.Each(func(o kadm.OffsetResponse) {
+				if o.Err != nil || !slices.Contains(topics, o.Topic) || o.At <= 0 {
+					return
+				}
+				k := tp{o.Topic, o.Partition}
+				if v, ok := low[k]; !ok || o.At < v {
+					low[k] = o.At
+				}
+				seen[k]++
+			})
 		}
 		del := kadm.Offsets{}
-		offs.Each(func(o kadm.OffsetResponse) {
-			if o.Err == nil && slices.Contains(topics, o.Topic) && o.At > 0 {
-				del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.At, LeaderEpoch: -1})
+		for k, at := range low {
+			if seen[k] == len(groups) {
+				del.Add(kadm.Offset{Topic: k.topic, Partition: k.part, At: at, LeaderEpoch: -1})
 			}
-		})
+		}
 		if len(del) == 0 {
 			continue
 		}

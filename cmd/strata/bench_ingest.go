@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/ingest"
+	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/replay"
+)
+
+// limitSource yields at most n invocations of src.
+type limitSource struct {
+	src replay.Source
+	n   int64
+}
+
+func (s *limitSource) Next() (replay.Invocation, error) {
+	if s.n <= 0 {
+		return replay.Invocation{}, io.EOF
+	}
+	s.n--
+	return s.src.Next()
+}
+
+// benchIngestMain runs `strata bench ingest`: on one broker, in one run, the
+// raw franz-go produce throughput of n telemetry records (the ceiling) and
+// the throughput of the same number of records sent over HTTP to an
+// in-process `strata ingest` (authenticated, validated, acknowledged only
+// after Kafka acknowledged them), with the request latency percentiles.
+func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("strata bench ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cf          commonFlags
+		records     = fs.Int64("records", 300_000, "records to send")
+		batch       = fs.Int("batch", 500, "records per request")
+		concurrency = fs.Int("concurrency", 8, "requests in flight")
+		format      = fs.String("format", "json", "request format: json, otlp-proto or otlp-json")
+		rawRepeats  = fs.Int("raw-runs", 3, "raw-ceiling runs; the best one is the ceiling")
+	)
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, cf.logLevel)
+	if err != nil {
+		return err
+	}
+	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, logger: logger}
+	e, err := startEnv(ctx, &o)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	days := int(*records/120_000) + 1 // the synthetic trace holds ~140,000 invocations a day
+	newSrc := func() (replay.Source, error) {
+		s, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: 1})
+		if err != nil {
+			return nil, err
+		}
+		return &limitSource{src: s, n: *records}, nil
+	}
+	src, err := newSrc()
+	if err != nil {
+		return err
+	}
+	runs, rawN, err := rawProduce(ctx, e.brokers, cf.partitions, src, int(*records), *rawRepeats)
+	if err != nil {
+		return err
+	}
+	var rawRate float64
+	for i, d := range runs {
+		rate := float64(rawN) / d.Seconds()
+		rawRate = max(rawRate, rate)
+		fmt.Fprintf(stdout, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, rawN, d.Seconds(), rate)
+	}
+	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s\n", rawRate)
+
+	const token = "bench-token"
+	srv, err := ingest.New(ctx, ingest.Config{Brokers: e.brokers, RunID: "bench-ingest", Tokens: []string{token}}, logger, nil)
+	if err != nil {
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln, "", "") }()
+	if src, err = newSrc(); err != nil {
+		stop()
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency * 2}}
+	res, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + ln.Addr().String(), Token: token, Format: loadgen.Format(*format),
+		Batch: *batch, Concurrency: *concurrency, Client: client}, src, logger)
+	stop()
+	if serr := <-served; err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	if res.Failed > 0 || res.Rejected > 0 {
+		return fmt.Errorf("ingest bench: %d records failed, %d rejected", res.Failed, res.Rejected)
+	}
+	if res.Accepted == 0 {
+		return errors.New("ingest bench: nothing accepted")
+	}
+	fmt.Fprintf(stdout, "ingest over HTTP (%s, %d records a request, %d in flight): %d records in %.2f s = %.0f records/s; request latency p50 %v p90 %v p99 %v max %v\n",
+		*format, *batch, *concurrency, res.Accepted, res.Wall.Seconds(), res.RecordsPerSec,
+		res.P50.Round(time.Microsecond), res.P90.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond))
+	fmt.Fprintf(stdout, "ingest/raw ratio: %.3f\n", res.RecordsPerSec/rawRate)
+	return nil
+}

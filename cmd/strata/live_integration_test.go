@@ -1,0 +1,172 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// TestIntegrationLive is TestLiveEndToEnd on real Kafka, NATS and
+// ClickHouse: telemetry over HTTP (JSON and OTLP) → Kafka → features →
+// agents → the decisions API, the shadow twin → sink → ClickHouse.
+func TestIntegrationLive(t *testing.T) {
+	brokers, natsURL := servers(t)
+	liveEndToEnd(t, brokers, natsURL, clickHouseDB(t))
+}
+
+// TestIntegrationIngestKilledMidLoad kills `strata ingest` (SIGKILL) in the
+// middle of a load and restarts it; the load generator retries what was not
+// acknowledged. Every acknowledged record must be on Kafka at least once,
+// and a feature consumer downstream must count every invocation id exactly
+// once.
+func TestIntegrationIngestKilledMidLoad(t *testing.T) {
+	brokers, natsURL := servers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "strata")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building strata: %v\n%s", err, out)
+	}
+	runID := fmt.Sprintf("it-ingest-kill-%d", time.Now().UnixNano())
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	// 15 min: above the synthetic trace's longest durations, so that no
+	// record is late (telemetry arrives when an invocation ends).
+	args := []string{"ingest", "--kafka", brokers[0], "--run-id", runID, "--tokens", "tok", "--listen", addr,
+		"--lateness", "15m", "--log-level", "warn"}
+	startIngest := func() *exec.Cmd {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, "strata ingest to serve", func() bool {
+			resp, err := http.Get("http://" + addr + "/healthz") //nolint:noctx // a probe
+			if err != nil {
+				return false
+			}
+			_ = resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		return cmd
+	}
+
+	// Downstream: a feature consumer of the run.
+	js := jetStreamForTest(ctx, t, natsURL)
+	kv, err := js.KeyValue(ctx, schemas.BucketCheckpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Group: "it-" + runID, Epoch: liveEpoch, RunID: runID},
+		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, stopFeatures := context.WithCancel(ctx)
+	fdone := make(chan error, 1)
+	go func() { fdone <- fsvc.Run(fctx) }()
+	defer func() {
+		stopFeatures()
+		<-fdone
+	}()
+
+	first := startIngest()
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	s, err := replay.NewSynth(replay.SynthConfig{Days: 2, Seed: 5, Apps: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As fast as ingest takes them, eight requests in flight: the kill
+	// interrupts requests whose records may be on Kafka unacknowledged.
+	const n = 40000
+	type loadOut struct {
+		res loadgen.Result
+		err error
+	}
+	loadDone := make(chan loadOut, 1)
+	go func() {
+		res, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr, Token: "tok", Format: loadgen.FormatJSON, Rate: 0,
+			Batch: 100, Concurrency: 8, MaxRetries: 60, Limit: n, OnAck: func(ids []string) {
+				mu.Lock()
+				for _, id := range ids {
+					acked[id] = true
+				}
+				mu.Unlock()
+			}}, s, slog.New(slog.DiscardHandler))
+		loadDone <- loadOut{res, err}
+	}()
+	waitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= n/5
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	mu.Lock()
+	atKill := len(acked)
+	mu.Unlock()
+	second := startIngest()
+	lo := <-loadDone
+	if lo.err != nil || lo.res.Failed > 0 || lo.res.Rejected > 0 {
+		t.Fatalf("load: %+v, %v", lo.res, lo.err)
+	}
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("restarted ingest did not stop cleanly: %v", err)
+	}
+
+	obs, _ := readRun(t, ctx, brokers, runID)
+	inKafka := map[string]int{}
+	for _, o := range obs {
+		inKafka[o.GetArrival().GetInvocationId()]++
+	}
+	mu.Lock()
+	for id := range acked {
+		if inKafka[id] == 0 {
+			t.Fatalf("acknowledged record %s is not on Kafka", id)
+		}
+	}
+	nAcked := len(acked)
+	mu.Unlock()
+	if int64(nAcked) != lo.res.Records || nAcked < n/2 {
+		t.Fatalf("%d distinct records acknowledged, %d sent", nAcked, lo.res.Records)
+	}
+	waitFor(t, ctx, "the feature consumer to read every record", func() bool {
+		st := fsvc.Stats()
+		return st.Invocations+st.Duplicates+st.Late >= int64(len(obs))
+	})
+	st := fsvc.Stats()
+	if st.Invocations != int64(len(inKafka)) || st.Late != 0 {
+		t.Fatalf("features counted %d invocations (%d duplicates, %d late); Kafka holds %d distinct ids in %d records",
+			st.Invocations, st.Duplicates, st.Late, len(inKafka), len(obs))
+	}
+	t.Logf("killed after %d acknowledged; load %+v; Kafka holds %d records of %d ids; features counted %d, dropped %d duplicates",
+		atKill, lo.res, len(obs), len(inKafka), st.Invocations, st.Duplicates)
+}
