@@ -97,6 +97,11 @@ type Config struct {
 	// the earlier, so that end times, and with them invocation ids, never
 	// repeat across batches of a run.
 	Now func() time.Time
+	// Prebuild reads the source and encodes every request before the clock
+	// starts, so that Wall and RecordsPerSec measure sending alone (as a
+	// benchmark's raw ceiling does not time encoding either). Records are
+	// then stamped when built, not when sent; Rate still paces sending.
+	Prebuild bool
 	// Client sends the requests. Nil makes a client of Run's own, with
 	// DefaultAttemptTimeout per attempt and Concurrency idle connections,
 	// whose connections are closed when Run returns.
@@ -249,22 +254,17 @@ func Run(ctx context.Context, cfg Config, src replay.Source, logger *slog.Logger
 		lim = s.wrapLimiter(lim.(*rate.Limiter))
 	}
 
-	logger.Info("starting load", "url", s.endpoint, "format", s.Format, "rate", s.Rate,
-		"batch", s.Batch, "concurrency", s.Concurrency, "limit", s.Limit)
-	start := time.Now()
-	snd := &sender{client: client, s: &s, log: logger}
-	agg := &aggregate{onAck: s.OnAck}
 	b := newBuilder(s.Format, s.Now)
-	sem := make(chan struct{}, s.Concurrency)
-	var wg sync.WaitGroup
 	invs := make([]replay.Invocation, 0, s.Batch)
 	var runErr error
-	for done := false; !done; {
+	read := 0 // records read into requests so far
+	// next reads the next batch of the source; it returns no records at
+	// the end.
+	next := func() ([]replay.Invocation, error) {
 		invs = invs[:0]
-		for len(invs) < s.Batch && (s.Limit == 0 || res.Records+int64(len(invs)) < s.Limit) {
+		for len(invs) < s.Batch && (s.Limit == 0 || int64(read+len(invs)) < s.Limit) {
 			in, err := src.Next()
 			if errors.Is(err, io.EOF) {
-				done = true
 				break
 			}
 			if le, ok := errors.AsType[*replay.LineError](err); ok {
@@ -273,35 +273,77 @@ func Run(ctx context.Context, cfg Config, src replay.Source, logger *slog.Logger
 				continue
 			}
 			if err != nil {
-				runErr = fmt.Errorf("reading the source after record %d: %w", res.Records+int64(len(invs)), err)
-				done = true
-				break
+				return invs, fmt.Errorf("reading the source after record %d: %w", read+len(invs), err)
 			}
 			invs = append(invs, in)
 		}
-		if s.Limit > 0 && res.Records+int64(len(invs)) >= s.Limit {
-			done = true
+		read += len(invs)
+		return invs, nil
+	}
+	var pre []*request
+	if s.Prebuild {
+		for {
+			batch, err := next()
+			if err != nil {
+				return res, err
+			}
+			if len(batch) == 0 {
+				break
+			}
+			req, err := b.build(batch)
+			if err != nil {
+				return res, fmt.Errorf("building request %d: %w", len(pre)+1, err)
+			}
+			pre = append(pre, req)
 		}
-		if len(invs) == 0 {
-			break
+	}
+
+	logger.Info("starting load", "url", s.endpoint, "format", s.Format, "rate", s.Rate,
+		"batch", s.Batch, "concurrency", s.Concurrency, "limit", s.Limit, "prebuilt", len(pre))
+	start := time.Now()
+	snd := &sender{client: client, s: &s, log: logger}
+	agg := &aggregate{onAck: s.OnAck}
+	sem := make(chan struct{}, s.Concurrency)
+	var wg sync.WaitGroup
+	for i := 0; ; i++ {
+		var req *request
+		if s.Prebuild {
+			if i == len(pre) {
+				break
+			}
+			req = pre[i]
+			if err := waitTurn(ctx, lim, sem, len(req.ids)); err != nil {
+				runErr = err
+				break
+			}
+		} else {
+			batch, err := next()
+			if err != nil {
+				runErr = err
+			}
+			if len(batch) == 0 {
+				break
+			}
+			if err := waitTurn(ctx, lim, sem, len(batch)); err != nil {
+				runErr = err
+				break
+			}
+			if req, err = b.build(batch); err != nil {
+				<-sem
+				runErr = fmt.Errorf("building request %d: %w", res.Requests+1, err)
+				break
+			}
 		}
-		if err := waitTurn(ctx, lim, sem, len(invs)); err != nil {
-			runErr = err
-			break
-		}
-		req, err := b.build(invs)
-		if err != nil {
-			<-sem
-			runErr = fmt.Errorf("building request %d: %w", res.Requests+1, err)
-			break
-		}
-		res.Records += int64(len(invs))
+		res.Records += int64(len(req.ids))
 		res.Requests++
 		req.seq = res.Requests
 		wg.Go(func() {
 			defer func() { <-sem }()
 			agg.add(req, snd.send(ctx, req))
 		})
+		if runErr != nil {
+			break
+		}
 	}
 	wg.Wait()
 	agg.fill(&res)

@@ -404,8 +404,12 @@ func (a *acks) check(t *testing.T, got map[string]telemetry.Record, requests int
 
 func TestRunDeliversEveryRecordOnce(t *testing.T) {
 	invs := loadTrace(t)
-	for _, format := range allFormats {
-		t.Run(string(format), func(t *testing.T) {
+	for _, tc := range []struct {
+		format   Format
+		prebuild bool
+	}{{allFormats[0], false}, {allFormats[1], false}, {allFormats[2], false}, {FormatJSON, true}, {FormatOTLPProto, true}} {
+		t.Run(fmt.Sprintf("%s/prebuild=%v", tc.format, tc.prebuild), func(t *testing.T) {
+			format := tc.format
 			f := newFakeIngest(t)
 			srv := f.server(t)
 			base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -413,7 +417,7 @@ func TestRunDeliversEveryRecordOnce(t *testing.T) {
 			var a acks
 			res, err := Run(t.Context(), Config{
 				URL: srv.URL, Token: testToken, Format: format, Client: srv.Client(),
-				Now: now, OnAck: a.onAck,
+				Now: now, OnAck: a.onAck, Prebuild: tc.prebuild,
 			}, &sliceSource{invs: invs}, testLogger(t))
 			if err != nil {
 				t.Fatalf("Run: %v", err)

@@ -20,6 +20,12 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte("[" + minRecord))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := telemetry.DecodeJSON(body)
+		// The syntax check (fastjson's validator, for speed) must agree
+		// with encoding/json: an array body is refused exactly when it is
+		// not valid JSON.
+		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' && (err != nil) == json.Valid(body) {
+			t.Fatalf("array body %q: error %v, but encoding/json says valid=%v", body, err, json.Valid(body))
+		}
 		if err != nil {
 			if r.Total != 0 || len(r.Observations) != 0 || len(r.Errors) != 0 {
 				t.Fatalf("error %v with a non-empty result", err)

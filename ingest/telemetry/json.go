@@ -1,6 +1,8 @@
 package telemetry
 
 import (
+	"github.com/valyala/fastjson"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -50,7 +52,7 @@ func DecodeJSON(body []byte) (Result, error) {
 
 // decodeArray decodes a body that holds one JSON array of records.
 func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
-	if !json.Valid(body) {
+	if fastjson.ValidateBytes(body) != nil {
 		var raw json.RawMessage
 		err := json.Unmarshal(body, &raw)
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
@@ -108,7 +110,7 @@ func decodeLines(body []byte, cat *cloud.Catalog) Result {
 		if skipSpace(line, 0) == len(line) {
 			continue
 		}
-		if !json.Valid(line) {
+		if fastjson.ValidateBytes(line) != nil {
 			var raw json.RawMessage
 			err := json.Unmarshal(line, &raw)
 			reason := "is not valid JSON: " + err.Error()
