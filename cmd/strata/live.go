@@ -209,6 +209,7 @@ func liveMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		act      = fs.Bool("act", true, "also answer single decisions on strata.act.<layer>")
 		shadow   = fs.Bool("shadow", true, "run the twin in shadow: score every decision against the model's counterfactuals")
 		noStore  = fs.Bool("no-store", false, "write no tables (the twin's records stay on Kafka)")
+		trans    = fs.String("transitions", "auto", "layers whose transitions the shadow twin writes to strata.transitions.v1 for `strata learner --run-id <run>`: a list, none, or auto (the layers served by dqn or ppo)")
 	)
 	cf.register(fs)
 	inf.register(fs)
@@ -241,6 +242,19 @@ order and loses no acknowledged record. See docs/ingest.md.
 	if err != nil {
 		return err
 	}
+	var trLayers []schemas.Layer
+	switch *trans {
+	case "auto":
+		for l, n := range map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact} {
+			if n == agents.LearnedName(l) {
+				trLayers = append(trLayers, l)
+			}
+		}
+	default:
+		if trLayers, err = parseLayers(*trans); err != nil {
+			return fmt.Errorf("strata live --transitions: %w", err)
+		}
+	}
 	lo := liveOpts{
 		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
 			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: newRegistry()},
@@ -265,6 +279,8 @@ type liveOpts struct {
 	seed                    int64
 	act, shadow             bool
 	store                   string // DuckDB file or ClickHouse DSN; "" for none
+	// transitions are the layers whose transitions the shadow twin writes.
+	transitions []schemas.Layer
 }
 
 // liveRun is a running live process, for tests.
@@ -366,14 +382,18 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		}
 	}
 	if lo.shadow {
+		tr := map[schemas.Layer]bool{}
+		for _, l := range lo.transitions {
+			tr[l] = true
+		}
 		eng, err := twin.NewEngine(model, twin.Config{RunID: runID, DefaultPlacement: lo.placement, Reward: cloud.DefaultRewardConfig(),
-			Outcomes: true, Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}},
+			Outcomes: true, Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: tr},
 			twin.NewProfileBuilder(liveEpoch).Build(model))
 		if err != nil {
 			return errors.Join(err, stop())
 		}
 		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: runID, Layers: layers, Shadow: true,
-			TelemetryPartitions: lo.pipe.partitions}, eng, e.js, logger.With("role", "shadow")); err != nil {
+			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions}, eng, e.js, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.shadow.Run(bctx) })

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +24,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
@@ -76,6 +79,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 		policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
 			schemas.Operational: "reactive"},
 		placement: cloudPlacement(t, "aws/us-east/1024"), seed: 1, act: true, shadow: true, store: storeTarget,
+		transitions: []schemas.Layer{schemas.Tactical},
 	}
 	readyC := make(chan *liveRun, 1)
 	done := make(chan error, 1)
@@ -245,12 +249,76 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 		r := run.sink.Stats().Rows
 		return r[store.TableOutcomes] >= 7 && r[store.TableDecisions] > 0
 	})
+	// 7. A single decision on demand: strata.act.operational answers with
+	// the live agent's policy, within the deadline.
+	nc, ok := run.env.nc.(*nats.Conn)
+	if !ok {
+		t.Fatal("no NATS connection")
+	}
+	k := t0.UnixMicro() / replay.OperationalTickUS
+	fallback, err := agents.New("static-2x", schemas.Operational, agents.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, res, err := worker.Act(ctx, nc, agentState(runID, k, "checkout"), 5*time.Second, fallback)
+	if err != nil || res.Fallback || len(out.Rows) != 1 || out.Rows[0].Policy != "reactive" {
+		t.Fatalf("act: %+v, %+v, %v; want the reactive agent's decision", out, res, err)
+	}
+
+	// 8. The next hour: its tactical decisions come from this hour's state,
+	// and once it is over the shadow twin writes its tactical transitions
+	// for the learner. The clock moves to just past each boundary, as a
+	// wall clock would, so that decisions arrive before their hour is
+	// evaluated.
+	h1 := t0.Truncate(time.Hour).Add(time.Hour)
+	clock.set(h1.Add(time.Second + lo.ingest.Lateness))
+	waitFor(t, ctx, "a tactical decision for shop/checkout", func() bool {
+		code, m := getJSON("/v1/decisions/shop/checkout", token)
+		fn = m
+		return code == http.StatusOK && m["tactical"] != nil
+	})
+	if tc, _ := fn["tactical"].(map[string]any); tc["policy"] != "greedy-cost" {
+		t.Errorf("tactical decision %v: want policy greedy-cost", tc)
+	}
+	// The shadow twin never waits for decisions: before the clock passes
+	// the hour's first tick, let it receive the hour's tactical decisions,
+	// as a wall clock moving 15 s a tick would.
+	twinHolds := func(h time.Time) func() bool {
+		return func() bool { return run.shadow.HoldsDecisions(schemas.Tactical, h.Unix()/3600) }
+	}
+	waitFor(t, ctx, "the shadow twin to hold the second hour's tactical decisions", twinHolds(h1))
+	// Invocations in the hour, under its decisions: rewards, and with them
+	// transitions, are per function invoked in the interval.
+	var more []string
+	for i := range 3 {
+		more = append(more, fmt.Sprintf(`{"app":"shop","func":"checkout","end_us":%d,"duration_us":100000}`,
+			h1.Add(time.Duration(11+i)*time.Second).UnixMicro()))
+	}
+	clock.set(h1.Add(10*time.Second + lo.ingest.Lateness)) // the watermark: h1 + 10 s
+	if code, b := post("/v1/telemetry", "application/x-ndjson", token, []byte(strings.Join(more, "\n"))); code != http.StatusOK || !strings.Contains(string(b), `"accepted":3`) {
+		t.Fatalf("telemetry in the second hour: %d %s", code, b)
+	}
+	// Past the next boundary: the third hour's state is out (the agent's
+	// decision for it shows), then its first tick closes and the twin
+	// completes the second hour's transitions with that state.
+	h2 := h1.Add(time.Hour)
+	clock.set(h2.Add(time.Second + lo.ingest.Lateness))
+	waitFor(t, ctx, "the third hour's tactical decision", func() bool {
+		code, m := getJSON("/v1/decisions/shop/checkout", token)
+		tc, _ := m["tactical"].(map[string]any)
+		return code == http.StatusOK && tc != nil && tc["tick"] == float64(h2.Unix()/3600)
+	})
+	clock.set(h2.Add(16*time.Second + lo.ingest.Lateness))
+	waitFor(t, ctx, "tactical transitions and the sink", func() bool {
+		return run.shadow.Stats().Transitions > 0 && run.sink.Stats().Rows[store.TableOutcomes] >= 10
+	})
+
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("strata live: %v", err)
 	}
 
-	// 7. The tables: the live decisions and one outcome per invocation id.
+	// 9. The tables: the live decisions and one outcome per invocation id.
 	st, err := store.Open(context.Background(), storeTarget)
 	if err != nil {
 		t.Fatal(err)
@@ -264,8 +332,8 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 		return fmt.Sprint(rows[0][0])
 	}
 	where := " FINAL WHERE run_id = '" + runID + "'"
-	if n := count("SELECT count(*) FROM outcomes" + where); n != "7" {
-		t.Errorf("outcomes of the run: %s rows, want one per invocation id (7)", n)
+	if n := count("SELECT count(*) FROM outcomes" + where); n != "10" {
+		t.Errorf("outcomes of the run: %s rows, want one per invocation id (10)", n)
 	}
 	for _, q := range []string{"SELECT count(*) FROM decisions" + where + " AND func = 'checkout' AND layer = 'operational'",
 		"SELECT count(*) FROM rewards" + where} {

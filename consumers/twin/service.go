@@ -308,6 +308,16 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
+// HoldsDecisions reports whether the service holds a complete decision
+// batch of layer l for interval i that it has not applied yet (tests and
+// diagnostics of shadow mode use it).
+func (s *Service) HoldsDecisions(l schemas.Layer, i int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.batches[batchKey{l, i}]
+	return p != nil && len(p.shards) >= p.n
+}
+
 func (s *Service) onDecision(data []byte) error {
 	b, err := schemas.DecodeDecisions(data)
 	if err != nil {
@@ -444,6 +454,21 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 	return nil
 }
 
+// stateMissing reports whether tick k starts an interval of a transition
+// layer whose state batch is not complete yet.
+func (s *Service) stateMissing(k int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.cfg.Transitions {
+		if i, start := interval(l, k); start && i > 0 {
+			if a := s.states[batchKey{l, i}]; a == nil || len(a.shards) < a.n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // completeReady writes the transitions of each transition layer's interval
 // that ended at tick k (the engine's next tick) as soon as the next
 // interval's state batch is complete — before that interval's decisions
@@ -527,6 +552,15 @@ func (s *Service) loop(ctx context.Context) error {
 			}
 			var bs []*schemas.DecisionBatch
 			if s.cfg.Shadow {
+				// The one wait of shadow mode: an interval's first tick waits
+				// for the interval's state (its transitions need it) for
+				// one tick at most. The features publish that state when
+				// the previous interval closes, a tick before this one can
+				// be evaluated, so it is only missing when the watermark
+				// jumped or the features lag; then the transitions are lost.
+				if s.stateMissing(k) && minWM(wm) < (s.eng.Lookahead(k)+2)*replay.OperationalTickUS {
+					break
+				}
 				bs = s.shadowDecisions(k, startTick, lateDec)
 			} else {
 				var ok bool
