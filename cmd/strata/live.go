@@ -260,7 +260,7 @@ order and loses no acknowledged record. See docs/ingest.md.
 			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: newRegistry()},
 		ingest: icfg, listen: inf.listen, tlsCert: inf.tlsCert, tlsKey: inf.tlsKey,
 		policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
-		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow,
+		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow, transitions: trLayers,
 	}
 	if !*noStore {
 		lo.store = stf.target()
