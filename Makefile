@@ -43,6 +43,8 @@ bench: up
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime 30s ./replay/
 	$(GO) test -run '^$$' -fuzz FuzzObservationDecode -fuzztime 30s ./consumers/features/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeJSON -fuzztime 30s ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeOTLP -fuzztime 30s ./ingest/telemetry/
 
 lint:
 	@command -v golangci-lint >/dev/null || GOBIN=$$($(GO) env GOPATH)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
