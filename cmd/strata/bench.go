@@ -105,12 +105,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var rawRate float64
-	for i, d := range runs {
-		rate := float64(rawN) / d.Seconds()
-		rawRate = max(rawRate, rate)
-		fmt.Fprintf(stdout, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, rawN, d.Seconds(), rate)
-	}
+	rawRate := printRawRuns(stdout, runs, rawN)
 	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; peak RSS so far %s\n", rawRate, peakRSS())
 	resetPeakRSS()
 
@@ -212,6 +207,18 @@ func rawProduce(ctx context.Context, brokers []string, partitions int, src repla
 		debug.FreeOSMemory()
 	}
 	return runs, total, nil
+}
+
+// printRawRuns prints each raw-ceiling run of n records and returns the
+// best rate, the ceiling.
+func printRawRuns(w io.Writer, runs []time.Duration, n int) float64 {
+	var best float64
+	for i, d := range runs {
+		rate := float64(n) / d.Seconds()
+		best = max(best, rate)
+		fmt.Fprintf(w, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, n, d.Seconds(), rate)
+	}
+	return best
 }
 
 func writeHeapProfile(path string) error {

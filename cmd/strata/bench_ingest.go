@@ -79,12 +79,7 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	var rawRate float64
-	for i, d := range runs {
-		rate := float64(rawN) / d.Seconds()
-		rawRate = max(rawRate, rate)
-		fmt.Fprintf(stdout, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, rawN, d.Seconds(), rate)
-	}
+	rawRate := printRawRuns(stdout, runs, rawN)
 	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s\n", rawRate)
 
 	const token = "bench-token"

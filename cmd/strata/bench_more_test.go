@@ -53,6 +53,15 @@ func TestBenchLoopRealRows(t *testing.T) {
 	}
 }
 
+func TestBenchIngest(t *testing.T) {
+	for _, format := range []string{"json", "otlp-proto"} {
+		out, _ := benchRatio(t, "ingest/raw", "ingest", "--records", "3000", "--raw-runs", "1", "--batch", "100", "--format", format)
+		if !strings.Contains(out, "3000 records in") || !strings.Contains(out, "p99") {
+			t.Errorf("%s: want every record sent and the latency percentiles:\n%s", format, out)
+		}
+	}
+}
+
 func TestBenchUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	for _, args := range [][]string{nil, {"nope"}, {"sink"}, {"sink", "--clickhouse", "clickhouse://x:9000", "--store", "x.duckdb"}} {
