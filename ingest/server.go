@@ -41,6 +41,9 @@ type Config struct {
 	Brokers []string
 	// RunID is the run the telemetry belongs to (default DefaultRunID).
 	RunID string
+	// Topic is the telemetry topic (default strata.telemetry.v1; tests and
+	// benchmarks use scratch topics).
+	Topic string
 	// Lateness is how far behind the wall clock a record may start: the
 	// watermark is now − Lateness, and a record that starts before the
 	// watermark is rejected as late (default 1 min). Telemetry arrives when
@@ -149,6 +152,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	if cfg.RunID == "" {
 		cfg.RunID = DefaultRunID
 	}
+	if cfg.Topic == "" {
+		cfg.Topic = schemas.TopicTelemetry
+	}
 	if cfg.Lateness <= 0 {
 		cfg.Lateness = time.Minute
 	}
@@ -186,7 +192,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	if err != nil {
 		return nil, fmt.Errorf("creating ingest kafka client: %w", err)
 	}
-	n, err := kafka.PartitionCount(ctx, cl, schemas.TopicTelemetry)
+	n, err := kafka.PartitionCount(ctx, cl, cfg.Topic)
 	if err != nil {
 		cl.Close()
 		return nil, err
@@ -308,7 +314,7 @@ func (s *Server) Watermark(ctx context.Context) error {
 	var pmu sync.Mutex
 	wg.Add(s.nParts)
 	for p := range s.nParts {
-		s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicTelemetry, Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders},
+		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Topic, Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders},
 			func(_ *kgo.Record, err error) {
 				if err != nil {
 					pmu.Lock()
@@ -456,6 +462,7 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 	errs := append([]telemetry.RecordError(nil), res.Errors...)
 	nowUS := s.cfg.Now().UnixMicro()
 	maxEnd := nowUS + s.cfg.MaxFuture.Microseconds()
+	buf := make([]byte, 0, 160*len(res.Observations))
 	s.wmMu.RLock()
 	wm := s.wm
 	for i, o := range res.Observations {
@@ -477,14 +484,18 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 			continue
 		}
 		a.RunId = s.cfg.RunID
-		v, err := proto.MarshalOptions{Deterministic: true}.Marshal(o)
-		if err != nil {
+		// One buffer for the request's records: each value is a capped
+		// slice of it (a reallocation leaves earlier values where they are).
+		at := len(buf)
+		var err error
+		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, o); err != nil {
 			s.wmMu.RUnlock()
 			wg.Wait()
 			return out, http.StatusInternalServerError, fmt.Errorf("encoding record %d: %w", res.Index[i], err)
 		}
+		v := buf[at:len(buf):len(buf)]
 		wg.Add(1)
-		s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicTelemetry, Key: []byte(a.GetApp()), Value: v}, done)
+		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Topic, Key: []byte(a.GetApp()), Value: v}, done)
 		out.accepted++
 	}
 	s.wmMu.RUnlock()

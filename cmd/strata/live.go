@@ -53,6 +53,9 @@ type ingestFlags struct {
 	rateBurst          int
 	tlsCert, tlsKey    string
 	noWatermarks       bool
+	// topic is set by `strata ingest --topic` only: in `strata live` the
+	// features and the shadow twin read the standard topic.
+	topic string
 }
 
 func (f *ingestFlags) register(fs *flag.FlagSet) {
@@ -97,7 +100,7 @@ func (f *ingestFlags) config(brokers []string) (ingest.Config, error) {
 	}
 	return ingest.Config{Brokers: brokers, RunID: f.runID, Lateness: f.lateness, WatermarkEvery: f.wmEvery, Tokens: toks,
 		NoAuth: f.noAuth, MaxBodyBytes: f.maxBody, RatePerToken: f.ratePerToken, RateBurst: f.rateBurst,
-		NoWatermarks: f.noWatermarks}, nil
+		NoWatermarks: f.noWatermarks, Topic: f.topic}, nil
 }
 
 // ingestMain runs `strata ingest` (the HTTP service) or `strata ingest load`.
@@ -127,6 +130,7 @@ See docs/ingest.md.
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	inf.register(fs)
+	fs.StringVar(&inf.topic, "topic", schemas.TopicTelemetry, "telemetry `TOPIC` (tests use scratch topics; the other roles read strata.telemetry.v1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/ingest/loadgen"
 	"github.com/strata-rl/strata/replay"
@@ -53,7 +57,20 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	_ = ln.Close()
 	// 15 min: above the synthetic trace's longest durations, so that no
 	// record is late (telemetry arrives when an invocation ends).
-	args := []string{"ingest", "--kafka", brokers[0], "--run-id", runID, "--tokens", "tok", "--listen", addr,
+	// A topic of its own: the feature consumer below reads it from the
+	// start, and the long-lived broker's telemetry topic holds every
+	// earlier run.
+	topic := "strata.telemetry.it." + runID
+	admin, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafka.EnsureTopics(ctx, admin, 3, topic); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = kadm.NewClient(admin).DeleteTopics(context.Background(), topic) }()
+	args := []string{"ingest", "--kafka", brokers[0], "--run-id", runID, "--topic", topic, "--tokens", "tok", "--listen", addr,
 		"--lateness", "15m", "--log-level", "warn"}
 	startIngest := func() *exec.Cmd {
 		t.Helper()
@@ -79,7 +96,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Group: "it-" + runID, Epoch: liveEpoch, RunID: runID},
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Topic: topic, Group: "it-" + runID, Epoch: liveEpoch, RunID: runID},
 		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +159,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 		t.Fatalf("restarted ingest did not stop cleanly: %v", err)
 	}
 
-	obs, _ := readRun(t, ctx, brokers, runID)
+	obs, _ := readRun(t, ctx, brokers, topic, runID)
 	inKafka := map[string]int{}
 	for _, o := range obs {
 		inKafka[o.GetArrival().GetInvocationId()]++

@@ -232,7 +232,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 	if st := run.ingest.Stats(); st.Accepted != 8 || st.Rejected != 2 || st.Refused != 3 {
 		t.Errorf("ingest: %+v; want 8 accepted, 2 rejected, 3 refused", st)
 	}
-	obs, dead := readRun(t, ctx, run.env.brokers, runID)
+	obs, dead := readRun(t, ctx, run.env.brokers, schemas.TopicTelemetry, runID)
 	if len(obs) != 8 || len(dead) != 2 {
 		t.Errorf("kafka: %d observations, %d dead letters of the run; want 8 and 2", len(obs), len(dead))
 	}
@@ -363,17 +363,17 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 	}
 }
 
-// readRun reads strata.telemetry.v1 and strata.deadletter.v1 to their ends
+// readRun reads the telemetry topic and strata.deadletter.v1 to their ends
 // and returns the run's observations and ingest dead letters.
-func readRun(t *testing.T, ctx context.Context, brokers []string, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
+func readRun(t *testing.T, ctx context.Context, brokers []string, topic, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
 	t.Helper()
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
-		kgo.ConsumeTopics(schemas.TopicTelemetry, schemas.TopicDeadLetter), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumeTopics(topic, schemas.TopicDeadLetter), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicTelemetry, schemas.TopicDeadLetter)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic, schemas.TopicDeadLetter)
 	if err != nil {
 		t.Fatal(err)
 	}

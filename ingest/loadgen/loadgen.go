@@ -102,6 +102,9 @@ type Config struct {
 	// benchmark's raw ceiling does not time encoding either). Records are
 	// then stamped when built, not when sent; Rate still paces sending.
 	Prebuild bool
+	// OnStart, if set, is called once, when the clock starts (after
+	// Prebuild's encoding): a benchmark starts its CPU profile there.
+	OnStart func()
 	// Client sends the requests. Nil makes a client of Run's own, with
 	// DefaultAttemptTimeout per attempt and Concurrency idle connections,
 	// whose connections are closed when Run returns.
@@ -300,6 +303,9 @@ func Run(ctx context.Context, cfg Config, src replay.Source, logger *slog.Logger
 
 	logger.Info("starting load", "url", s.endpoint, "format", s.Format, "rate", s.Rate,
 		"batch", s.Batch, "concurrency", s.Concurrency, "limit", s.Limit, "prebuilt", len(pre))
+	if s.OnStart != nil {
+		s.OnStart()
+	}
 	start := time.Now()
 	snd := &sender{client: client, s: &s, log: logger}
 	agg := &aggregate{onAck: s.OnAck}
