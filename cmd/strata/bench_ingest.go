@@ -115,6 +115,23 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx, ln, "", "") }()
+	// Wait until it serves: its first watermark waits for the new topic's
+	// partitions to have leaders, which is not ingest's work to time.
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/healthz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && srv.Stats().Watermarks > 0 {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			stop()
+			return ctx.Err()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if src, err = newSrc(); err != nil {
 		stop()
 		return err
