@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/natsbus/natstest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -27,24 +27,8 @@ import (
 // model store on it.
 func modelStore(t testing.TB) *natsbus.ModelStore {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	nc, err := natsbus.Connect(srv.URL(), "learner-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := natstest.JetStream(t, "learner-test", natsbus.StreamConfig{Memory: true})
 	ctx := context.Background()
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: true}); err != nil {
-		t.Fatal(err)
-	}
 	ms, err := natsbus.OpenModelStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-rl/strata/consumers/decisions"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/natsbus/natstest"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -17,23 +18,7 @@ import (
 // and returns a JetStream context on a connection closed at cleanup.
 func startJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	nc, err := natsbus.Connect(srv.URL(), "decisions-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsbus.EnsureStreams(t.Context(), js, natsbus.StreamConfig{Memory: true}); err != nil {
-		t.Fatal(err)
-	}
+	js, _ := natstest.JetStream(t, "decisions-test", natsbus.StreamConfig{Memory: true})
 	return js
 }
 

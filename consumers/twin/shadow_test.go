@@ -18,6 +18,7 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/natsbus/natstest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -47,23 +48,7 @@ func startShadowEnv(t *testing.T) *shadowEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(k.Close)
-	n, err := natsbus.StartEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	nc, err := natsbus.Connect(n.URL(), "shadow-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsbus.EnsureStreams(t.Context(), js, natsbus.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	js, _ := natstest.JetStream(t, "shadow-test", natsbus.StreamConfig{})
 	prod, err := kgo.NewClient(kafka.CommonOpts(k.Brokers(), nil)...)
 	if err != nil {
 		t.Fatal(err)
