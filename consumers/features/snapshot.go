@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/gob"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 )
 
@@ -143,9 +141,8 @@ func (sp snapPeriod) acc() *periodAcc {
 func (p *Partition) MarshalBinary() ([]byte, error) {
 	s := Snapshot{RunID: p.runID, Shard: p.shard, NShards: p.nShards, Epoch: p.epoch, Started: p.started,
 		NextTick: p.nextTick, Horizon: p.horizon, Final: p.final, Late: p.late, Duplicates: p.dup}
-	ticks := slices.Sorted(maps.Keys(p.idTicks))
-	for _, t := range ticks {
-		s.OpenIDs = append(s.OpenIDs, snapIDs{Tick: t, IDs: p.idTicks[t]})
+	for _, t := range p.ids.Ticks() {
+		s.OpenIDs = append(s.OpenIDs, snapIDs{Tick: t, IDs: p.ids.IDs(t)})
 	}
 	for _, f := range p.order {
 		sf := snapFunc{App: f.app, Fn: f.fn, ClosedUS: f.closedUS, Closed: f.closed,
@@ -199,10 +196,7 @@ func RestorePartition(data []byte) (*Partition, error) {
 	p := NewPartition(s.RunID, s.Shard, s.NShards, s.Epoch)
 	p.started, p.nextTick, p.horizon, p.final, p.late, p.dup = s.Started, s.NextTick, s.Horizon, s.Final, s.Late, s.Duplicates
 	for _, o := range s.OpenIDs {
-		p.idTicks[o.Tick] = o.IDs
-		for _, id := range o.IDs {
-			p.ids[id] = o.Tick
-		}
+		p.ids.Restore(o.Tick, o.IDs)
 	}
 	for _, sa := range s.Apps {
 		a := p.app(sa.App)

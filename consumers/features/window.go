@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/strata-rl/strata/consumers/internal/dedup"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -163,11 +164,9 @@ type Partition struct {
 
 	late, dup int64
 
-	// ids holds the invocation ids added to the open ticks, with the tick
-	// each was added to; idTicks lists them by tick, in the order added, so
-	// that closing a tick forgets its ids.
-	ids     map[string]int64
-	idTicks map[int64][]string
+	// ids holds the invocation ids added to the open ticks; closing a tick
+	// forgets its ids.
+	ids *dedup.Set
 
 	// opRows is reused for the rows of each operational batch; a batch is
 	// only valid during the Emit call.
@@ -179,7 +178,7 @@ type Partition struct {
 func NewPartition(runID string, shard, nShards int, epoch time.Time) *Partition {
 	return &Partition{runID: runID, shard: shard, nShards: nShards, epoch: epoch,
 		funcs: map[string]*funcState{}, apps: map[string]*appState{},
-		ids: map[string]int64{}, idTicks: map[int64][]string{}}
+		ids: dedup.New()}
 }
 
 // RunID returns the run the partition's windows belong to.
@@ -210,12 +209,10 @@ func (p *Partition) Add(e *Event) error {
 			ErrLate, e.App, e.Func, float64(e.StartUS)/1e6, tick, p.nextTick)
 	}
 	if e.ID != "" {
-		if t, ok := p.ids[e.ID]; ok {
+		if t, added := p.ids.Add(e.ID, tick); !added {
 			p.dup++
 			return fmt.Errorf("%w: %s of %s/%s, added to tick %d", ErrDuplicate, e.ID, e.App, e.Func, t)
 		}
-		p.ids[e.ID] = tick
-		p.idTicks[tick] = append(p.idTicks[tick], e.ID)
 	}
 	f := p.function(e.App, e.Func)
 	a := f.app_
@@ -397,11 +394,7 @@ func (p *Partition) Advance(watermarkUS int64, final bool, emit Emit) error {
 	if !p.started {
 		p.started = true
 		p.nextTick = replay.TickOf(watermarkUS, replay.OperationalTickUS)
-		for t := range p.idTicks {
-			if t < p.nextTick { // added before the first watermark; never closed
-				p.forgetIDs(t)
-			}
-		}
+		p.ids.ForgetBefore(p.nextTick) // added before the first watermark; never closed
 		if err := p.emitAll(p.nextTick, true, true, emit); err != nil {
 			return err
 		}
@@ -441,20 +434,10 @@ func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
 	return nil
 }
 
-// forgetIDs drops the invocation ids added to tick k.
-func (p *Partition) forgetIDs(k int64) {
-	for _, id := range p.idTicks[k] {
-		if p.ids[id] == k {
-			delete(p.ids, id)
-		}
-	}
-	delete(p.idTicks, k)
-}
-
 // closeTick turns every function's accumulator of tick k into a closed step
 // and forgets the tick's invocation ids.
 func (p *Partition) closeTick(k int64) {
-	p.forgetIDs(k)
+	p.ids.Forget(k)
 	for _, f := range p.order {
 		var acc *stepAcc
 		for i, s := range f.open {

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-rl/strata/consumers/internal/dedup"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/replay"
@@ -504,7 +505,7 @@ func (s *Service) loop(ctx context.Context) error {
 	// first watermark's tick in shadow mode.
 	started := !s.cfg.Shadow
 	var startTick int64
-	ids := newIDSet()                         // shadow: invocation ids of the ticks not evaluated
+	ids := dedup.New()                        // shadow: invocation ids of the ticks not evaluated
 	lateDec := map[batchKey]map[FuncID]bool{} // shadow: entities whose decision was taken late
 	// octx is the context records are produced under: in shadow mode a
 	// tick evaluated when ctx ends still reaches Kafka (Run flushes it).
@@ -572,7 +573,7 @@ func (s *Service) loop(ctx context.Context) error {
 				return err
 			}
 			delete(arrivals, k)
-			ids.forget(k)
+			ids.Forget(k)
 		}
 		if k := s.eng.NextTick(); started && nParts > 0 && len(wm) == nParts {
 			if err := s.completeReady(octx, k, minWM(wm) > k*replay.OperationalTickUS); err != nil {
@@ -666,7 +667,7 @@ func (s *Service) loop(ctx context.Context) error {
 						if k < startTick {
 							dropped += int64(len(as))
 							delete(arrivals, k)
-							ids.forget(k)
+							ids.Forget(k)
 						}
 					}
 					s.mu.Lock()
@@ -704,7 +705,7 @@ func (s *Service) loop(ctx context.Context) error {
 				s.mu.Unlock()
 				return
 			}
-			if s.cfg.Shadow && !ids.add(a.ID, k) {
+			if s.cfg.Shadow && isDuplicate(ids, a.ID, k) {
 				s.log.Debug("dropping a duplicate arrival", "id", a.ID, "tick", k)
 				s.mu.Lock()
 				s.stats.DuplicateArrivals++
@@ -726,6 +727,13 @@ func (s *Service) loop(ctx context.Context) error {
 // shadowFlushTimeout bounds how long a shadow twin whose ctx is done waits
 // for its last records to reach Kafka.
 const shadowFlushTimeout = 30 * time.Second
+
+// isDuplicate records id in tick k of ids and reports whether it was there
+// already.
+func isDuplicate(ids *dedup.Set, id string, k int64) bool {
+	_, added := ids.Add(id, k)
+	return !added
+}
 
 // stallAfter is how long the twin waits without evaluating a tick before it
 // logs what it is waiting for.

@@ -44,39 +44,6 @@ func liveArrival(value []byte, runID string) (a Arrival, ok bool, err error) {
 		DurationUS: in.GetDurationUs(), Row: in.GetRow()}, true, nil
 }
 
-// idSet holds the invocation ids of the ticks not evaluated yet, for
-// deduplication: ingest is at-least-once, and a retried request re-sends
-// the same ids. The ids of a tick are forgotten once it is evaluated (an
-// arrival for an evaluated tick is late anyway).
-type idSet struct {
-	ids    map[string]int64
-	byTick map[int64][]string
-}
-
-func newIDSet() *idSet { return &idSet{ids: map[string]int64{}, byTick: map[int64][]string{}} }
-
-// add records id in tick k and reports whether it is new. An empty id is
-// always new.
-func (s *idSet) add(id string, k int64) bool {
-	if id == "" {
-		return true
-	}
-	if _, ok := s.ids[id]; ok {
-		return false
-	}
-	s.ids[id] = k
-	s.byTick[k] = append(s.byTick[k], id)
-	return true
-}
-
-// forget drops the ids of tick k.
-func (s *idSet) forget(k int64) {
-	for _, id := range s.byTick[k] {
-		delete(s.ids, id)
-	}
-	delete(s.byTick, k)
-}
-
 // shadowDecisions returns the decisions to apply at tick k in shadow mode,
 // without waiting for any: for each layer whose interval i starts at k,
 // the complete batches that have arrived for intervals ≤ i and newer than
