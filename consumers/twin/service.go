@@ -186,6 +186,9 @@ type stateAcc struct {
 	vec    map[FuncID][]float32
 }
 
+// complete reports whether every shard of the interval's state is in.
+func (a *stateAcc) complete() bool { return a != nil && len(a.shards) >= a.n }
+
 type batchKey struct {
 	layer schemas.Layer
 	tick  int64
@@ -196,6 +199,9 @@ type pendingBatch struct {
 	shards map[int]bool
 	merged *schemas.DecisionBatch
 }
+
+// complete reports whether every shard of the batch is in.
+func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n }
 
 // NewService returns a service around eng.
 func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*Service, error) {
@@ -315,8 +321,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) HoldsDecisions(l schemas.Layer, i int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.batches[batchKey{l, i}]
-	return p != nil && len(p.shards) >= p.n
+	return s.batches[batchKey{l, i}].complete()
 }
 
 func (s *Service) onDecision(data []byte) error {
@@ -340,7 +345,7 @@ func (s *Service) onDecision(data []byte) error {
 	if !p.shards[h.Shard] { // a redelivered shard is dropped
 		p.shards[h.Shard] = true
 		p.merged.Rows = append(p.merged.Rows, b.Rows...)
-		if len(p.shards) == p.n {
+		if len(p.shards) == p.n { // just completed
 			s.stats.DecisionBatches++
 		}
 	}
@@ -416,7 +421,7 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 	s.mu.Unlock()
 	// In shadow mode nothing waits for the next state: without it (not
 	// every shard in) the transitions cannot be completed.
-	noNext := s.cfg.Shadow && !end && (next == nil || len(next.shards) < next.n)
+	noNext := s.cfg.Shadow && !end && !next.complete()
 	var written int64
 	for _, tr := range trs {
 		id := FuncID{tr.App, tr.Func}
@@ -460,11 +465,14 @@ func (s *Service) completeTransitions(ctx context.Context, l schemas.Layer, i in
 func (s *Service) stateMissing(k int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.stateMissingLocked(k)
+}
+
+// stateMissingLocked is stateMissing with s.mu held.
+func (s *Service) stateMissingLocked(k int64) bool {
 	for _, l := range s.cfg.Transitions {
-		if i, start := interval(l, k); start && i > 0 {
-			if a := s.states[batchKey{l, i}]; a == nil || len(a.shards) < a.n {
-				return true
-			}
+		if i, start := interval(l, k); start && i > 0 && !s.states[batchKey{l, i}].complete() {
+			return true
 		}
 	}
 	return false
@@ -488,7 +496,7 @@ func (s *Service) completeReady(ctx context.Context, k int64, covered bool) erro
 		}
 		s.mu.Lock()
 		a := s.states[batchKey{l, i}]
-		full := a != nil && len(a.shards) >= a.n
+		full := a.complete()
 		s.mu.Unlock()
 		if full { // completeTransitions does nothing for an interval already written
 			if err := s.completeTransitions(ctx, l, i, false); err != nil {
@@ -796,17 +804,13 @@ func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
 			tick = k / ticksPerDay
 		}
 		p := s.batches[batchKey{l, tick}]
-		if p == nil || len(p.shards) < p.n {
+		if !p.complete() {
 			return nil, false
 		}
 		out = append(out, p.merged)
 	}
-	for _, l := range s.cfg.Transitions {
-		if i, ok := interval(l, k); ok && i > 0 {
-			if a := s.states[batchKey{l, i}]; a == nil || len(a.shards) < a.n {
-				return nil, false
-			}
-		}
+	if s.stateMissingLocked(k) {
+		return nil, false
 	}
 	for _, b := range out {
 		delete(s.batches, batchKey{b.Header.Layer, b.Header.Tick})

@@ -77,7 +77,7 @@ func (s *Service) shadowDecisions(k, startTick int64, late map[batchKey]map[Func
 			if bk.layer != l || bk.tick > i {
 				continue
 			}
-			complete := len(p.shards) >= p.n
+			complete := p.complete()
 			if !complete && bk.tick == i {
 				continue // may still complete: then it is late, for the next interval
 			}
