@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -13,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -499,7 +501,8 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 		out.accepted++
 	}
 	s.wmMu.RUnlock()
-	sortErrors(errs)
+	// The decoder's errors and the time checks' are each in request order.
+	slices.SortStableFunc(errs, func(a, b telemetry.RecordError) int { return cmp.Compare(a.Index, b.Index) })
 	out.errs = errs
 	s.m.rejected.WithLabelValues("invalid").Add(float64(len(res.Errors)))
 	for _, e := range errs {
@@ -520,16 +523,6 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 	s.m.records.WithLabelValues(endpoint, "accepted").Add(float64(out.accepted))
 	s.m.records.WithLabelValues(endpoint, "rejected").Add(float64(len(errs)))
 	return out, 0, nil
-}
-
-func sortErrors(errs []telemetry.RecordError) {
-	// Insertion sort: the decoder's errors are ordered, the time-check ones
-	// are ordered, and there are few.
-	for i := 1; i < len(errs); i++ {
-		for j := i; j > 0 && errs[j].Index < errs[j-1].Index; j-- {
-			errs[j], errs[j-1] = errs[j-1], errs[j]
-		}
-	}
 }
 
 type retryAfter struct{ d time.Duration }

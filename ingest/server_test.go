@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -250,7 +251,7 @@ func TestTelemetryRequests(t *testing.T) {
 			}
 		}
 	}
-	if got := strings.Join(sorted(ids), ","); got != "gz-1,v-1,v-2,v-3" {
+	if got := strings.Join(slices.Sorted(slices.Values(ids)), ","); got != "gz-1,v-1,v-2,v-3" {
 		t.Errorf("telemetry holds %s, want gz-1,v-1,v-2,v-3", got)
 	}
 	st := h.srv.Stats()
@@ -260,16 +261,6 @@ func TestTelemetryRequests(t *testing.T) {
 	if n := testutil.ToFloat64(h.srv.m.rejected.WithLabelValues("late")); n != 1 {
 		t.Errorf("late rejections metric %v, want 1", n)
 	}
-}
-
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 func TestRateLimitRefusesWholeRequest(t *testing.T) {

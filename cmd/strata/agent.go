@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/agents"
@@ -121,11 +120,8 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var w *worker.Worker
 	if *runID != "" {
-		js, err := jetstream.New(nc)
+		js, err := jsFor(ctx, nc)
 		if err != nil {
-			return fmt.Errorf("opening jetstream: %w", err)
-		}
-		if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
 			return err
 		}
 		var wp worker.Policy = tickPolicy

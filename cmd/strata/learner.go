@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -146,11 +145,8 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := jsFor(ctx, nc)
 	if err != nil {
-		return fmt.Errorf("opening jetstream: %w", err)
-	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
 		return err
 	}
 	ms, err := natsbus.OpenModelStore(ctx, js)

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -300,11 +299,8 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
-	js, err := jetstream.New(nc)
+	js, err := jsFor(ctx, nc)
 	if err != nil {
-		return fmt.Errorf("opening jetstream: %w", err)
-	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
 		return err
 	}
 	kv, err := js.KeyValue(ctx, schemas.BucketCheckpoints)
