@@ -5,7 +5,7 @@ GO ?= go
 GOLANGCI_VERSION ?= v2.15.0
 PKGS := ./...
 
-.PHONY: all build test test-unit test-race test-integration bench lint proto up down fuzz clean
+.PHONY: all build test test-unit test-race test-integration up-test bench lint proto up down fuzz clean
 
 all: build
 
@@ -21,12 +21,25 @@ test-unit:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 
+## The race tier covers the packages whose code or tests run goroutines
+## (broker clients, servers, the pipeline, the learner); the pure numeric,
+## decoding and model packages run on one goroutine and gain nothing from it
+## (the unit tier runs them). -short skips the tests that only train longer.
+RACE_SKIP := /agents$$|/agentstest$$|/baselines$$|/dqn$$|/draw$$|/lstm$$|/nn$$|/ppo$$|/cloud$$|/replay$$|/schemas$$|/stratapb$$|/telemetry$$|/dedup$$
 test-race:
-	$(GO) test -count=1 -race -short -timeout 10m $(PKGS)
+	$(GO) test -count=1 -race -short -timeout 10m $$($(GO) list $(PKGS) | grep -Ev '$(RACE_SKIP)')
 
-test-integration: up
+## test-integration starts the servers from fresh state (a new Kafka log
+## directory, JetStream store and ClickHouse data), as on a new machine, and
+## runs the tier in shuffled order. STRATA_REUSE=1 keeps the running servers
+## and their state (quick local runs).
+test-integration: up-test
 	set -a && . infra/.env.test && set +a && \
-	$(GO) test -count=1 -tags integration -run Integration -timeout 10m $(PKGS)
+	$(GO) test -count=1 -shuffle=on -tags integration -run Integration -timeout 15m $(PKGS)
+
+up-test:
+	@if [ "$${STRATA_REUSE:-0}" != 1 ]; then infra/scripts/down.sh --purge; fi
+	infra/scripts/up.sh
 
 ## bench: Go benchmarks on hot paths, then the pipeline benchmark on the full
 ## 14-day synthetic trace (its last line is the pipeline/raw ratio), the twin
@@ -43,6 +56,7 @@ bench: up
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime 30s ./replay/
 	$(GO) test -run '^$$' -fuzz FuzzObservationDecode -fuzztime 30s ./consumers/features/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeState -fuzztime 30s ./schemas/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeJSON -fuzztime 30s ./ingest/telemetry/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOTLP -fuzztime 30s ./ingest/telemetry/
 

@@ -49,6 +49,8 @@ type ReplayConfig struct {
 	// Progress, if set, is called after every 10,000 records with the
 	// trace time reached and the records produced.
 	Progress func(traceUS int64, records int64)
+	// Names prefixes the topics (see schemas.Names).
+	Names schemas.Names
 }
 
 // ReplayResult reports what a replay did.
@@ -120,9 +122,9 @@ func NewReplayer(cfg ReplayConfig, cl *kgo.Client, logger *slog.Logger, reg prom
 	if cfg.Provider == "" {
 		cfg.Provider = "azure"
 	}
-	topic := schemas.TopicInvocations
+	topic := cfg.Names.Topic(schemas.TopicInvocations)
 	if cfg.Observed {
-		topic = schemas.TopicTelemetry
+		topic = cfg.Names.Topic(schemas.TopicTelemetry)
 	}
 	return &Replayer{cfg: cfg, cl: cl, log: logger, m: newReplayMetrics(reg), topic: topic, wmTick: -1}, nil
 }
@@ -290,7 +292,7 @@ func (r *Replayer) deadLetter(ctx context.Context, location, reason string, payl
 		r.log.Error("encoding dead letter", "err", err)
 		return
 	}
-	r.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicDeadLetter, Key: []byte(r.cfg.SourceName), Value: val}, r.produced)
+	r.cl.Produce(ctx, &kgo.Record{Topic: r.cfg.Names.Topic(schemas.TopicDeadLetter), Key: []byte(r.cfg.SourceName), Value: val}, r.produced)
 }
 
 func csvLine(in replay.Invocation) []byte {

@@ -1,6 +1,9 @@
 package schemas
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Kafka topics. The key of every record is the app id, so an app's functions
 // and its strategic state share a partition.
@@ -94,4 +97,97 @@ func ActSubject(l Layer) string { return SubjectActPrefix + string(l) }
 // duplicate.
 func BatchMsgID(runID string, l Layer, tick int64, shard, nShards int) string {
 	return fmt.Sprintf("%s.%s.%d.%d.%d", runID, l, tick, shard, nShards)
+}
+
+// Names are the broker-side names of one deployment: its Kafka topics and
+// consumer groups, its JetStream streams, subjects and buckets. A non-empty
+// Prefix puts every one of them in a namespace of its own, so several
+// deployments (or tests) share a Kafka cluster and a NATS server without
+// seeing each other's records; the zero Names are the bare names above.
+//
+// With prefix p, topic strata.telemetry.v1 becomes p.strata.telemetry.v1,
+// subject strata.state.tactical p.strata.state.tactical, group
+// strata-features p.strata-features, stream STRATA_STATE P_STRATA_STATE (in
+// upper case, '-' as '_') and bucket strata_models p_strata_models.
+type Names struct {
+	// Prefix is empty, or 1–48 of [a-z0-9-], starting with a letter or a
+	// digit (see ValidatePrefix).
+	Prefix string
+}
+
+// ValidatePrefix checks that p can prefix every kind of name: Kafka topics,
+// NATS subjects, stream and bucket names.
+func ValidatePrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if len(p) > 48 {
+		return fmt.Errorf("name prefix %q: longer than 48 bytes", p)
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i > 0:
+		default:
+			return fmt.Errorf("name prefix %q: byte %d is %q; want lower-case letters, digits and '-' (not first)", p, i, c)
+		}
+	}
+	return nil
+}
+
+// Topic returns the Kafka topic of base (one of the Topic constants).
+func (n Names) Topic(base string) string { return n.dotted(base) }
+
+// Group returns the Kafka consumer group (or NATS queue group) of base.
+func (n Names) Group(base string) string { return n.dotted(base) }
+
+// Stream returns the JetStream stream of base (one of the Stream
+// constants).
+func (n Names) Stream(base string) string {
+	if n.Prefix == "" {
+		return base
+	}
+	return strings.ToUpper(strings.ReplaceAll(n.Prefix, "-", "_")) + "_" + base
+}
+
+// Bucket returns the JetStream key-value or object bucket of base (one of
+// the Bucket constants).
+func (n Names) Bucket(base string) string {
+	if n.Prefix == "" {
+		return base
+	}
+	return n.Prefix + "_" + base
+}
+
+// StateSubject returns the subject of layer's state batches.
+func (n Names) StateSubject(l Layer) string { return n.dotted(StateSubject(l)) }
+
+// DecisionSubject returns the subject of layer's decision batches.
+func (n Names) DecisionSubject(l Layer) string { return n.dotted(DecisionSubject(l)) }
+
+// ActSubject returns the request/reply subject of layer.
+func (n Names) ActSubject(l Layer) string { return n.dotted(ActSubject(l)) }
+
+// StateSubjects returns the subject filter of the state stream.
+func (n Names) StateSubjects() string { return n.dotted(SubjectStatePrefix + ">") }
+
+// DecisionSubjects returns the subject filter of the decision stream.
+func (n Names) DecisionSubjects() string { return n.dotted(SubjectDecisionPrefix + ">") }
+
+// Topics lists every Kafka topic of the deployment.
+func (n Names) Topics() []string {
+	base := []string{TopicInvocations, TopicTelemetry, TopicDecisions, TopicRewards, TopicOutcomes, TopicTransitions, TopicDeadLetter}
+	out := make([]string, len(base))
+	for i, t := range base {
+		out[i] = n.Topic(t)
+	}
+	return out
+}
+
+func (n Names) dotted(base string) string {
+	if n.Prefix == "" {
+		return base
+	}
+	return n.Prefix + "." + base
 }

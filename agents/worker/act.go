@@ -63,6 +63,10 @@ type ActServer struct {
 	policy Policy
 	log    *slog.Logger
 
+	// Names prefixes the act subject and queue group (see schemas.Names);
+	// set it before Listen or Serve.
+	Names schemas.Names
+
 	// Handlers is the number of goroutines that decode, decide and encode
 	// requests; set it before Serve. Decoding and encoding overlap, the
 	// policy's Decide calls are serialised. Default 2.
@@ -106,8 +110,8 @@ func (s *ActServer) Listen() error {
 	if _, err := schemas.ParseLayer(string(s.layer)); err != nil {
 		return fmt.Errorf("serving act requests: %w", err)
 	}
-	subject := schemas.ActSubject(s.layer)
-	sub, err := s.nc.QueueSubscribeSync(subject, ActQueueGroup)
+	subject := s.Names.ActSubject(s.layer)
+	sub, err := s.nc.QueueSubscribeSync(subject, s.Names.Group(ActQueueGroup))
 	if err != nil {
 		return fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
@@ -148,7 +152,7 @@ func (s *ActServer) Stats() ActStats {
 }
 
 func (s *ActServer) loop(ctx context.Context) error {
-	subject := schemas.ActSubject(s.layer)
+	subject := s.Names.ActSubject(s.layer)
 	for {
 		msg, err := s.sub.NextMsgWithContext(ctx)
 		switch {
@@ -272,6 +276,12 @@ type ActResult struct {
 // strata's embedded server allows 8 MiB). The fallback is called from the
 // caller's goroutine and must not be shared with other goroutines.
 func Act(ctx context.Context, nc *nats.Conn, state *schemas.StateBatch, deadline time.Duration, fallback Policy) (*schemas.DecisionBatch, ActResult, error) {
+	return ActIn(ctx, nc, schemas.Names{}, state, deadline, fallback)
+}
+
+// ActIn is Act on the act subjects of a deployment's names (see
+// schemas.Names).
+func ActIn(ctx context.Context, nc *nats.Conn, names schemas.Names, state *schemas.StateBatch, deadline time.Duration, fallback Policy) (*schemas.DecisionBatch, ActResult, error) {
 	var res ActResult
 	if state == nil {
 		return nil, res, errors.New("act: nil state batch")
@@ -280,7 +290,7 @@ func Act(ctx context.Context, nc *nats.Conn, state *schemas.StateBatch, deadline
 	if deadline <= 0 {
 		return nil, res, fmt.Errorf("act for %s tick %d: deadline %v is not positive", h.Layer, h.Tick, deadline)
 	}
-	out, err := request(ctx, nc, state, deadline)
+	out, err := request(ctx, nc, names.ActSubject(h.Layer), state, deadline)
 	if err == nil {
 		return out, res, nil
 	}
@@ -302,9 +312,8 @@ func Act(ctx context.Context, nc *nats.Conn, state *schemas.StateBatch, deadline
 }
 
 // request sends one act request and returns the served decisions.
-func request(ctx context.Context, nc *nats.Conn, state *schemas.StateBatch, deadline time.Duration) (*schemas.DecisionBatch, error) {
+func request(ctx context.Context, nc *nats.Conn, subject string, state *schemas.StateBatch, deadline time.Duration) (*schemas.DecisionBatch, error) {
 	h := state.Header
-	subject := schemas.ActSubject(h.Layer)
 	data, err := schemas.EncodeState(state)
 	if err != nil {
 		return nil, fmt.Errorf("encoding act request for %s: %w", subject, err)

@@ -37,6 +37,9 @@ type Worker struct {
 	runID  string
 	policy Policy
 	log    *slog.Logger
+	// Names prefixes the streams and subjects the worker reads and writes
+	// (see schemas.Names); set it before Run.
+	Names schemas.Names
 	// Decided counts the decision batches published.
 	Decided int64
 }
@@ -50,8 +53,8 @@ func New(js jetstream.JetStream, pub Publisher, layer schemas.Layer, runID strin
 // Run serves until ctx is done. A state batch that does not decode is
 // logged and skipped; a policy error stops the worker.
 func (w *Worker) Run(ctx context.Context) error {
-	subject := schemas.StateSubject(w.layer)
-	err := natsbus.Follow(ctx, w.js, schemas.StreamState, subject, func(data []byte) error {
+	subject := w.Names.StateSubject(w.layer)
+	err := natsbus.Follow(ctx, w.js, w.Names.Stream(schemas.StreamState), subject, func(data []byte) error {
 		st, err := schemas.DecodeState(data)
 		if err != nil {
 			w.log.Warn("skipping a state batch that does not decode", "subject", subject, "err", err)
@@ -72,7 +75,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := w.pub.Publish(ctx, schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), enc); err != nil {
+		if err := w.pub.Publish(ctx, w.Names.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), enc); err != nil {
 			return err
 		}
 		w.Decided++

@@ -45,8 +45,13 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		live     = fs.Bool("live", false, "with --follow: switch to a new checkpoint on arrival, never wait (live mode)")
 		epochF   = fs.String("trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
+		names    schemas.Names
 	)
+	registerPrefix(fs, &names)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
 		return err
 	}
 	layer, err := schemas.ParseLayer(*layerF)
@@ -120,23 +125,25 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var w *worker.Worker
 	if *runID != "" {
-		js, err := jsFor(ctx, nc)
+		js, err := jsFor(ctx, nc, names)
 		if err != nil {
 			return err
 		}
 		var wp worker.Policy = tickPolicy
 		if *follow {
-			ms, err := natsbus.OpenModelStore(ctx, js)
+			ms, err := natsbus.OpenModelStore(ctx, js, names)
 			if err != nil {
 				return err
 			}
 			wp = learner.NewFollower(*policyF, layer, *runID, ms, followerLoader(layer, opts, true), *live)
 		}
 		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, *runID, wp, log)
+		w.Names = names
 	}
 	var as *worker.ActServer
 	if actPolicy != nil {
 		as = worker.NewActServer(nc, layer, actPolicy, log)
+		as.Names = names
 		if err := as.Listen(); err != nil {
 			return err
 		}

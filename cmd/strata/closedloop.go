@@ -76,18 +76,24 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		return res, err
 	}
 	defer closeEnv()
-	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
+	nm := o.names
+	if o.run != nil {
+		// The run record says which partition count and names were used.
+		o.run = proto.CloneOf(o.run)
+		o.run.ConfigJson = runConfigJSON(o.run.GetConfigJson(), o.partitions, nm)
+	}
+	kv, err := e.js.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
-	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.brokers, Group: "strata-features-" + o.runID,
-		Epoch: o.epoch, StopAfterFinal: true, RunID: o.runID, OnBatch: o.onBatch},
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.brokers, Group: nm.Group("strata-features-" + o.runID),
+		Epoch: o.epoch, StopAfterFinal: true, RunID: o.runID, OnBatch: o.onBatch, Names: nm},
 		natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv}, o.logger.With("role", "features"), o.reg)
 	if err != nil {
 		return res, err
 	}
 	if o.learn != nil {
-		ms, err := natsbus.OpenModelStore(ctx, e.js)
+		ms, err := natsbus.OpenModelStore(ctx, e.js, nm)
 		if err != nil {
 			return res, err
 		}
@@ -128,7 +134,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 			trLayers = append(trLayers, l)
 		}
 	}
-	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Layers: layers, Transitions: trLayers, ScoreFromTick: o.scoreFromTick,
+	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Names: nm, Layers: layers, Transitions: trLayers, ScoreFromTick: o.scoreFromTick,
 		TelemetryPartitions: o.partitions, OnTick: onTick, TelemetryOnly: o.store == nil && e.embeddedKafka},
 		eng, e.js, o.logger.With("role", "twin"))
 	if err != nil {
@@ -140,15 +146,15 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	}
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
-		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName, HorizonUS: traceLenUS}
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm}
 	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
 		return res, err
 	}
 	var sk *sink.Sink
 	if o.store != nil {
-		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + o.runID, Partitions: o.partitions, Outcomes: o.engine.Outcomes,
-			RunID: o.runID},
+		if sk, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: nm.Group("strata-sink-" + o.runID), Partitions: o.partitions, Outcomes: o.engine.Outcomes,
+			RunID: o.runID, Names: nm},
 			o.store, o.logger.With("role", "sink"), o.reg); err != nil {
 			return res, err
 		}
@@ -160,7 +166,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		if err != nil {
 			return res, fmt.Errorf("encoding the run record: %w", err)
 		}
-		if err := pcl.ProduceSync(ctx, &kgo.Record{Topic: sink.TopicRuns, Key: []byte(o.runID), Value: v}).FirstErr(); err != nil {
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Topic: nm.Topic(sink.TopicRuns), Key: []byte(o.runID), Value: v}).FirstErr(); err != nil {
 			return res, fmt.Errorf("writing the run record: %w", err)
 		}
 	}
@@ -178,17 +184,18 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	if e.embeddedKafka {
 		tctx, stopTrim := context.WithCancel(ctx)
 		defer stopTrim()
-		go trimConsumed(tctx, pcl, []string{"strata-features-" + o.runID}, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{nm.Group("strata-features-" + o.runID)}, []string{nm.Topic(schemas.TopicTelemetry)}, 2*time.Second, o.logger)
 		// The twin's client commits what it polled (it keeps the arrivals
 		// of open ticks in memory and does not resume after a restart yet).
-		go trimConsumed(tctx, pcl, []string{"strata-twin-" + o.runID}, []string{schemas.TopicInvocations}, 2*time.Second, o.logger)
-		go trimConsumed(tctx, pcl, []string{"strata-sink-" + o.runID}, []string{schemas.TopicDecisions, schemas.TopicRewards, schemas.TopicOutcomes}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{nm.Group("strata-twin-" + o.runID)}, []string{nm.Topic(schemas.TopicInvocations)}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{nm.Group("strata-sink-" + o.runID)}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 2*time.Second, o.logger)
 	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var workers errgroup.Group
 	for _, l := range layers {
 		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, o.runID, o.policies[l], o.logger.With("role", "agent", "layer", l))
+		w.Names = nm
 		workers.Go(func() error { return w.Run(wctx) })
 	}
 	learnerExited := make(chan struct{})
@@ -196,7 +203,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		lrn := o.learn.learner
 		workers.Go(func() error {
 			defer close(learnerExited)
-			return consumeTransitions(wctx, e.brokers, "strata-learner-"+o.runID, o.runID, o.logger.With("role", "learner"),
+			return consumeTransitions(wctx, e.brokers, nm, nm.Group("strata-learner-"+o.runID), o.runID, o.logger.With("role", "learner"),
 				func(tr *stratapb.Transition) error { return lrn.Handle(wctx, tr) })
 		})
 	}

@@ -251,7 +251,7 @@ func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 // validation or export run: full speed, its own metrics registry, the
 // brokers of cf (embedded when empty).
 func fullSpeedOpts(cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger, runID string) pipelineOpts {
-	return pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+	return pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
 		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(), runID: runID}
 }
 

@@ -299,6 +299,10 @@ func writeSequences(path string, samples []*seqSample, meta map[string]string) (
 
 // exportMain dispatches `strata export <what>`.
 func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stdout, "Usage: strata export sequences --out FILE.parquet [flags]")
+		return nil
+	}
 	if len(args) == 0 || args[0] != "sequences" {
 		fmt.Fprintln(stderr, "Usage: strata export sequences --out FILE.parquet [flags]")
 		return errors.New("strata export: the only export so far is 'sequences'")

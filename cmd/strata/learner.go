@@ -26,9 +26,9 @@ import (
 // consumer group group and hands every record of run runID to fn, until
 // ctx ends. A record that does not decode is logged and skipped (the twin
 // is its only writer; nothing else is lost).
-func consumeTransitions(ctx context.Context, brokers []string, group, runID string, logger *slog.Logger, fn func(*stratapb.Transition) error) error {
+func consumeTransitions(ctx context.Context, brokers []string, names schemas.Names, group, runID string, logger *slog.Logger, fn func(*stratapb.Transition) error) error {
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, logger), kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(schemas.TopicTransitions), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumeTopics(names.Topic(schemas.TopicTransitions)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return fmt.Errorf("creating learner kafka client: %w", err)
 	}
@@ -110,8 +110,13 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		episode  = fs.Int("episode", 0, "episode number of the run (0-based; sets the DQN's ε)")
 		logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		metrics  = fs.String("metrics-addr", "", "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
+		names    schemas.Names
 	)
+	registerPrefix(fs, &names)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
 		return err
 	}
 	if *kafkaF == "" || *natsURL == "" || *runID == "" {
@@ -145,11 +150,11 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer nc.Close()
-	js, err := jsFor(ctx, nc)
+	js, err := jsFor(ctx, nc, names)
 	if err != nil {
 		return err
 	}
-	ms, err := natsbus.OpenModelStore(ctx, js)
+	ms, err := natsbus.OpenModelStore(ctx, js, names)
 	if err != nil {
 		return err
 	}
@@ -159,7 +164,7 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := l.Begin(ctx, *runID, *episode, ms); err != nil {
 		return err
 	}
-	err = consumeTransitions(ctx, kafka.ParseBrokers(*kafkaF), "strata-learner-"+*runID, *runID, logger, func(tr *stratapb.Transition) error {
+	err = consumeTransitions(ctx, kafka.ParseBrokers(*kafkaF), names, names.Group("strata-learner-"+*runID), *runID, logger, func(tr *stratapb.Transition) error {
 		return l.Handle(ctx, tr)
 	})
 	st := l.Stats()

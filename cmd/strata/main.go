@@ -57,13 +57,28 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	default:
+	code := exitCode(err)
+	if code == 1 {
 		fmt.Fprintln(os.Stderr, "strata:", err)
-		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+// errUsage reports a command line without a command (the usage was
+// printed): exit status 2, as for a flag error.
+var errUsage = errors.New("no command given")
+
+// exitCode maps run's error to the process's exit status: 0 on success and
+// when help was asked for (-h, --help), 2 when no command was given, 1
+// otherwise.
+func exitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		return 1
 	}
 }
 
@@ -72,7 +87,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+		return errUsage
 	}
 	switch args[0] {
 	case "run":
@@ -88,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "train":
 		return trainMain(ctx, args[1:], stdout, stderr)
 	case "trace":
-		return traceMain(ctx, args[1:], stdout)
+		return traceRun(ctx, args[1:], stdout, stderr)
 	case "sink":
 		return sinkMain(ctx, args[1:], stdout, stderr)
 	case "sql":

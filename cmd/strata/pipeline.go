@@ -75,9 +75,14 @@ func (f *sourceFlags) open() (replay.Source, string, int64, func(), error) {
 
 // pipelineOpts configures one replay → features → NATS pipeline.
 type pipelineOpts struct {
-	brokers    []string // nil: embedded kfake
-	natsURL    string   // "": embedded nats-server
+	brokers []string // nil: embedded kfake
+	natsURL string   // "": embedded nats-server
+	// partitions is the partition count asked for on the command line; 0
+	// adopts the existing topics' (kafka.ResolvePartitions). prepare sets it
+	// to the count in use.
 	partitions int
+	// names prefixes every topic, group, stream, subject and bucket.
+	names      schemas.Names
 	speed      replay.Speed
 	clock      replay.Clock
 	epoch      time.Time
@@ -105,9 +110,12 @@ type env struct {
 	// embeddedKafka is set when brokers is the in-process kfake, which
 	// keeps every record in memory and has no retention of its own.
 	embeddedKafka bool
-	nc            natsConn
-	js            jetstream.JetStream
-	close         func()
+	// partitions is the partition count of the topics.
+	partitions int
+	names      schemas.Names
+	nc         natsConn
+	js         jetstream.JetStream
+	close      func()
 }
 
 type natsConn interface{ Drain() error }
@@ -121,7 +129,7 @@ func newRunID() string {
 // startEnv starts or connects to Kafka and NATS and makes sure the topics,
 // streams and buckets exist.
 func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
-	e := &env{brokers: o.brokers}
+	e := &env{brokers: o.brokers, names: o.names}
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -136,18 +144,20 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 		}
 		closers = append(closers, k.Close)
 		e.brokers, e.embeddedKafka = k.Brokers(), true
-	} else {
-		cl, err := kgo.NewClient(kafka.CommonOpts(e.brokers, o.logger)...)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("creating kafka admin client: %w", err)
-		}
-		err = kafka.EnsureTopics(ctx, cl, int32(o.partitions), kafka.AllTopics...)
-		cl.Close()
-		if err != nil {
-			closeAll()
-			return nil, err
-		}
+	}
+	cl, err := kgo.NewClient(kafka.CommonOpts(e.brokers, o.logger)...)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("creating kafka admin client: %w", err)
+	}
+	e.partitions, err = kafka.ResolvePartitions(ctx, cl, o.partitions, o.names.Topics()...)
+	cl.Close()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if o.logger != nil {
+		o.logger.Info("kafka topics", "partitions", e.partitions, "asked", o.partitions, "prefix", o.names.Prefix)
 	}
 	url := o.natsURL
 	if embeddedNATS {
@@ -176,7 +186,7 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 		closeAll()
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: embeddedNATS, MaxBytes: o.stateRetention}); err != nil {
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Memory: embeddedNATS, MaxBytes: o.stateRetention, Names: o.names}); err != nil {
 		closeAll()
 		return nil, err
 	}
@@ -184,12 +194,13 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 	return e, nil
 }
 
-// prepare fills in the defaults (partitions, run id, stream retention) and
-// returns the Kafka + NATS pair to run on: o.env if set, else a new one
-// that the returned function closes.
+// prepare fills in the defaults (run id, stream retention) and returns the
+// Kafka + NATS pair to run on: o.env if set, else a new one that the
+// returned function closes. o.partitions becomes the topics' partition
+// count; a count asked for that differs from existing topics' is an error.
 func (o *pipelineOpts) prepare(ctx context.Context) (*env, func(), error) {
-	if o.partitions <= 0 {
-		o.partitions = kafka.DefaultPartitions
+	if err := schemas.ValidatePrefix(o.names.Prefix); err != nil {
+		return nil, nil, err
 	}
 	if o.runID == "" {
 		o.runID = newRunID()
@@ -198,12 +209,20 @@ func (o *pipelineOpts) prepare(ctx context.Context) (*env, func(), error) {
 		o.stateRetention = 128 << 20
 	}
 	if o.env != nil {
+		switch {
+		case o.names != o.env.names:
+			return nil, nil, fmt.Errorf("running with name prefix %q on an environment prepared for %q", o.names.Prefix, o.env.names.Prefix)
+		case o.partitions > 0 && o.partitions != o.env.partitions:
+			return nil, nil, fmt.Errorf("the topics have %d partitions but %d were asked for", o.env.partitions, o.partitions)
+		}
+		o.partitions = o.env.partitions
 		return o.env, func() {}, nil
 	}
 	e, err := startEnv(ctx, o)
 	if err != nil {
 		return nil, nil, err
 	}
+	o.partitions = e.partitions
 	return e, e.close, nil
 }
 
@@ -218,14 +237,14 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	}
 	defer closeEnv()
 
-	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
+	kv, err := e.js.KeyValue(ctx, o.names.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
 	pub := natsbus.NewBatchPublisher(e.js, 0)
-	group := "strata-features-" + o.runID
+	group := o.names.Group("strata-features-" + o.runID)
 	svc, err := features.NewService(ctx, features.Config{
-		Brokers: e.brokers, Group: group, Epoch: o.epoch,
+		Brokers: e.brokers, Group: group, Epoch: o.epoch, Names: o.names,
 		StopAfterFinal: true, RunID: o.runID, OnBatch: o.onBatch,
 	}, pub, features.KVCheckpoints{KV: kv}, o.logger.With("role", "features"), o.reg)
 	if err != nil {
@@ -239,7 +258,7 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	}
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.runID, Observed: true, AllowedLatenessUS: o.latenessUS,
-		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName}
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName, Names: o.names}
 	bar := newProgress(o.progress, traceLenUS, &rcfg)
 	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
@@ -256,7 +275,7 @@ func runPipeline(ctx context.Context, o pipelineOpts, src replay.Source, srcName
 	if e.embeddedKafka {
 		tctx, stopTrim := context.WithCancel(gctx)
 		defer stopTrim()
-		go trimConsumed(tctx, pcl, []string{group}, []string{schemas.TopicTelemetry}, 2*time.Second, o.logger)
+		go trimConsumed(tctx, pcl, []string{group}, []string{o.names.Topic(schemas.TopicTelemetry)}, 2*time.Second, o.logger)
 	}
 	err = g.Wait()
 	if bar != nil {

@@ -41,10 +41,16 @@ func (r *replayFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&r.progress, "progress", true, "show a progress bar on stderr")
 }
 
+// registerPrefix registers --prefix, the name prefix of a deployment.
+func registerPrefix(fs *flag.FlagSet, n *schemas.Names) {
+	fs.StringVar(&n.Prefix, "prefix", "", "name `PREFIX` of every Kafka topic and consumer group, JetStream stream, subject and bucket (lower-case letters, digits, '-'): several deployments or test runs on one cluster")
+}
+
 // commonFlags are shared by the roles.
 type commonFlags struct {
 	kafka       string
 	nats        string
+	names       schemas.Names
 	partitions  int
 	logLevel    string
 	metricsAddr string
@@ -54,7 +60,8 @@ type commonFlags struct {
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.kafka, "kafka", "", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
 	fs.StringVar(&c.nats, "nats", "", "NATS `URL` (default: an embedded nats-server with JetStream)")
-	fs.IntVar(&c.partitions, "partitions", kafka.DefaultPartitions, "partitions of the topics strata creates")
+	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists); a count that differs from existing topics' is refused", kafka.DefaultPartitions))
+	registerPrefix(fs, &c.names)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
 	fs.StringVar(&c.epoch, "trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
@@ -144,7 +151,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer closeSrc()
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
 		speed: sp, epoch: epoch, runID: rf.runID, latenessUS: rf.lateness.Microseconds(), logger: logger, reg: reg}
 	if rf.progress {
 		o.progress = stderr
@@ -228,22 +235,19 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
 	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, int32(cf.partitions), kafka.AllTopics...); err != nil {
+	if err := schemas.ValidatePrefix(cf.names.Prefix); err != nil {
 		return err
 	}
-	topic := schemas.TopicInvocations
-	if *observed {
-		topic = schemas.TopicTelemetry
-	}
-	n, err := kafka.PartitionCount(ctx, cl, topic)
+	n, err := kafka.ResolvePartitions(ctx, cl, cf.partitions, cf.names.Topics()...)
 	if err != nil {
 		return err
 	}
+	logger.Info("kafka topics", "partitions", n, "asked", cf.partitions, "prefix", cf.names.Prefix)
 	if rf.runID == "" {
 		rf.runID = newRunID()
 	}
 	rcfg := producers.ReplayConfig{RunID: rf.runID, Observed: *observed, Provider: *provider,
-		AllowedLatenessUS: rf.lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name}
+		AllowedLatenessUS: rf.lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name, Names: cf.names}
 	var pw io.Writer
 	if rf.progress {
 		pw = stderr
@@ -272,7 +276,7 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	var (
 		cf        commonFlags
-		group     = fs.String("group", "strata-features", "consumer group")
+		group     = fs.String("group", "", "consumer group (default strata-features under --prefix)")
 		runID     = fs.String("run-id", "", "only window this run (default: every run)")
 		stopFinal = fs.Bool("stop-after-final", false, "exit once every partition has seen its run's final watermark")
 		ckptEvery = fs.Duration("checkpoint-every", 5*time.Second, "wall-clock interval between state checkpoints")
@@ -294,21 +298,24 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	reg := newRegistry()
 	_ = serveMetrics(ctx, cf.metricsAddr, reg)
+	if err := schemas.ValidatePrefix(cf.names.Prefix); err != nil {
+		return err
+	}
 	nc, err := natsbus.Connect(cf.nats, "strata-features")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
-	js, err := jsFor(ctx, nc)
+	js, err := jsFor(ctx, nc, cf.names)
 	if err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, schemas.BucketCheckpoints)
+	kv, err := js.KeyValue(ctx, cf.names.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		return fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
 	svc, err := features.NewService(ctx, features.Config{Brokers: kafka.ParseBrokers(cf.kafka), Group: *group,
-		Epoch: epoch, StopAfterFinal: *stopFinal, RunID: *runID, CheckpointEvery: *ckptEvery},
+		Epoch: epoch, StopAfterFinal: *stopFinal, RunID: *runID, CheckpointEvery: *ckptEvery, Names: cf.names},
 		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, logger, reg)
 	if err != nil {
 		return err

@@ -291,3 +291,20 @@ func loopBasics(stderr io.Writer, cf commonFlags, placement string) (*slog.Logge
 	}
 	return logger, epoch, pl, nil
 }
+
+// runConfigJSON is the config_json of a run's record: the command line's
+// arguments (args, a JSON list as flags gave them) with what the run
+// resolved — the topics' partition count and the name prefix.
+func runConfigJSON(args string, partitions int, names schemas.Names) string {
+	var a []string
+	_ = json.Unmarshal([]byte(args), &a)
+	b, err := json.Marshal(struct {
+		Args       []string `json:"args"`
+		Partitions int      `json:"partitions"`
+		Prefix     string   `json:"name_prefix,omitempty"`
+	}{a, partitions, names.Prefix})
+	if err != nil {
+		return args
+	}
+	return string(b)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/schemas"
 )
 
 // sinkMain runs the sink alone: Kafka → ClickHouse or a DuckDB file, until
@@ -22,9 +23,9 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var (
 		sf          storeFlags
 		brokers     = fs.String("kafka", "", "Kafka seed brokers `host:port[,…]` (required)")
-		group       = fs.String("group", "strata-sink", "consumer group")
+		group       = fs.String("group", "", "consumer group (default strata-sink under --prefix)")
 		outcomes    = fs.Bool("outcomes", false, "also write strata.outcomes.v1 to the outcomes table")
-		partitions  = fs.Int("partitions", kafka.DefaultPartitions, "partitions of the topics the sink creates when missing")
+		partitions  = fs.Int("partitions", 0, "partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or 4)")
 		batchRows   = fs.Int("batch-rows", 10000, "most records written in one batch")
 		flushEvery  = fs.Duration("flush-interval", 500*time.Millisecond, "longest a record waits for its batch")
 		idle        = fs.Duration("stop-after-idle", 0, "exit once no record arrived for this long (0: run until interrupted)")
@@ -35,8 +36,13 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		instanceID  = fs.String("instance-id", "", "static group membership `ID`: a sink restarted with it after a crash resumes at once (one running sink per id)")
 		sessionTO   = fs.Duration("session-timeout", 0, "group session timeout: how long a crashed sink without --instance-id holds its partitions (default 45s)")
 	)
+	var names schemas.Names
+	registerPrefix(fs, &names)
 	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
 		return err
 	}
 	if *brokers == "" {
@@ -58,7 +64,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sk, err := sink.New(ctx, sink.Config{Brokers: kafka.ParseBrokers(*brokers), Group: *group, Outcomes: *outcomes,
 		Partitions: *partitions, BatchRows: *batchRows, FlushInterval: *flushEvery, StopAfterIdle: *idle,
-		InstanceID: *instanceID, SessionTimeout: *sessionTO, RunID: *runID}, st, logger, reg)
+		InstanceID: *instanceID, SessionTimeout: *sessionTO, RunID: *runID, Names: names}, st, logger, reg)
 	if err != nil {
 		return err
 	}

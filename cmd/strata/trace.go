@@ -37,7 +37,7 @@ func traceMain(ctx context.Context, args []string, stdout io.Writer) error {
 func traceRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, traceUsage)
-		return flag.ErrHelp
+		return errUsage
 	}
 	switch args[0] {
 	case "synth":

@@ -106,9 +106,9 @@ func TestTraceUsageErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		wantErr string // substring; "help" means flag.ErrHelp
+		wantErr string // substring; "help" means flag.ErrHelp, "usage" errUsage
 	}{
-		{"no subcommand", nil, "help"},
+		{"no subcommand", nil, "usage"},
 		{"unknown subcommand", []string{"shuffle"}, `unknown trace command "shuffle"`},
 		{"synth without out", []string{"synth", "--days", "1"}, "--out is required"},
 		{"synth bad days", []string{"synth", "--days", "0", "--out", filepath.Join(dir, "x.csv")}, "invalid synthetic trace config"},
@@ -124,6 +124,12 @@ func TestTraceUsageErrors(t *testing.T) {
 			if tt.wantErr == "help" {
 				if !errors.Is(err, flag.ErrHelp) {
 					t.Fatalf("error = %v, want flag.ErrHelp", err)
+				}
+				return
+			}
+			if tt.wantErr == "usage" {
+				if !errors.Is(err, errUsage) {
+					t.Fatalf("error = %v, want errUsage", err)
 				}
 				return
 			}

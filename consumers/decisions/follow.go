@@ -13,7 +13,8 @@ import (
 )
 
 // Follow applies the decision batches of every layer from JetStream (stream
-// schemas.StreamDecision, subjects schemas.DecisionSubject(layer)), oldest
+// schemas.StreamDecision, subjects schemas.DecisionSubject(layer), under
+// Config.Names), oldest
 // first, until ctx is done; it then returns nil. The subjects are shared by
 // all runs: batches of other runs are read and ignored. A batch that cannot
 // be decoded is logged, counted and skipped, never fatal. Follow returns an
@@ -22,9 +23,9 @@ import (
 func (v *View) Follow(ctx context.Context, js jetstream.JetStream) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, l := range schemas.Layers {
-		subject := schemas.DecisionSubject(l)
+		subject := v.cfg.Names.DecisionSubject(l)
 		g.Go(func() error {
-			err := natsbus.Follow(gctx, js, schemas.StreamDecision, subject, func(data []byte) error {
+			err := natsbus.Follow(gctx, js, v.cfg.Names.Stream(schemas.StreamDecision), subject, func(data []byte) error {
 				b, err := schemas.DecodeDecisions(data)
 				if err != nil {
 					v.m.decode.Inc()

@@ -68,6 +68,9 @@ type Config struct {
 	// Now returns the wall-clock time recorded as a decision's received_at.
 	// Default time.Now.
 	Now func() time.Time
+	// Names prefixes the decision stream and subjects Follow reads (see
+	// schemas.Names).
+	Names schemas.Names
 }
 
 // entry is one entity's decision in force in one layer.

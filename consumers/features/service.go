@@ -87,6 +87,9 @@ type Config struct {
 	// OnBatch, if set, is called with every encoded batch after it is
 	// published (tests and the summary use it).
 	OnBatch func(h schemas.BatchHeader, rows int, data []byte)
+	// Names prefixes the default topic and group, the state subjects and
+	// the dead-letter topic (see schemas.Names).
+	Names schemas.Names
 }
 
 // Stats counts what the service did.
@@ -160,10 +163,10 @@ type Service struct {
 // NewService connects to Kafka and prepares the service; Run starts it.
 func NewService(ctx context.Context, cfg Config, pub Publisher, ckpt Checkpoints, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if cfg.Topic == "" {
-		cfg.Topic = schemas.TopicTelemetry
+		cfg.Topic = cfg.Names.Topic(schemas.TopicTelemetry)
 	}
 	if cfg.Group == "" {
-		cfg.Group = "strata-features"
+		cfg.Group = cfg.Names.Group("strata-features")
 	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = 5 * time.Second
@@ -432,7 +435,7 @@ func (s *Service) publish(ctx context.Context, b *schemas.StateBatch) error {
 	}
 	s.m.encodeDur.Observe(time.Since(t0).Seconds())
 	h := b.Header
-	if err := s.pub.Publish(ctx, schemas.StateSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
+	if err := s.pub.Publish(ctx, s.cfg.Names.StateSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
 		return err
 	}
 	s.stats.StatesPublished++
@@ -465,7 +468,7 @@ func (s *Service) reject(ctx context.Context, r *kgo.Record, loc, reason, kind s
 	if err != nil {
 		return
 	}
-	s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicDeadLetter, Key: r.Key, Value: val}, nil)
+	s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicDeadLetter), Key: r.Key, Value: val}, nil)
 }
 
 func truncate(b []byte, n int) []byte {

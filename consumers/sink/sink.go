@@ -62,12 +62,17 @@ type Config struct {
 	Brokers []string
 	// Group is the consumer group (default strata-sink).
 	Group string
-	// Topics overrides topic names (default: the strata topics).
+	// Topics overrides topic names (default: the strata topics under
+	// Names).
 	Topics Topics
+	// Names prefixes the default topics and group (see schemas.Names).
+	Names schemas.Names
 	// Outcomes makes the sink read the outcomes topic too (default off).
 	Outcomes bool
-	// Partitions is the partition count of the topics the sink creates
-	// when they are missing (default kafka.DefaultPartitions).
+	// Partitions, if positive, is the partition count the topics must have:
+	// an existing topic with another count is refused. 0 adopts the
+	// existing topics' count; missing topics are created with it (or
+	// kafka.DefaultPartitions when none exists).
 	Partitions int
 	// BatchRows is the most records written in one batch (default 10000).
 	BatchRows int
@@ -99,16 +104,16 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Group == "" {
-		c.Group = "strata-sink"
+		c.Group = c.Names.Group("strata-sink")
 	}
-	t := &c.Topics
-	t.Runs = orDefault(t.Runs, TopicRuns)
-	t.Decisions = orDefault(t.Decisions, schemas.TopicDecisions)
-	t.Rewards = orDefault(t.Rewards, schemas.TopicRewards)
-	t.Outcomes = orDefault(t.Outcomes, schemas.TopicOutcomes)
-	t.DeadLetter = orDefault(t.DeadLetter, schemas.TopicDeadLetter)
-	if c.Partitions <= 0 {
-		c.Partitions = kafka.DefaultPartitions
+	t, n := &c.Topics, c.Names
+	t.Runs = orDefault(t.Runs, n.Topic(TopicRuns))
+	t.Decisions = orDefault(t.Decisions, n.Topic(schemas.TopicDecisions))
+	t.Rewards = orDefault(t.Rewards, n.Topic(schemas.TopicRewards))
+	t.Outcomes = orDefault(t.Outcomes, n.Topic(schemas.TopicOutcomes))
+	t.DeadLetter = orDefault(t.DeadLetter, n.Topic(schemas.TopicDeadLetter))
+	if c.Partitions < 0 {
+		c.Partitions = 0
 	}
 	if c.BatchRows <= 0 {
 		c.BatchRows = 10000
@@ -252,7 +257,7 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 	if err != nil {
 		return nil, fmt.Errorf("creating sink kafka client: %w", err)
 	}
-	if err := kafka.EnsureTopics(ctx, cl, int32(cfg.Partitions), append(topics, cfg.Topics.DeadLetter)...); err != nil {
+	if _, err := kafka.ResolvePartitions(ctx, cl, cfg.Partitions, append(topics, cfg.Topics.DeadLetter)...); err != nil {
 		cl.Close()
 		return nil, err
 	}

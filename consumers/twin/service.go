@@ -36,6 +36,9 @@ type ServiceConfig struct {
 	// "strata-twin-"+RunID), or on strata.telemetry.v1 in shadow mode
 	// (default "strata-shadow-"+RunID).
 	Group string
+	// Names prefixes the topics, default groups, streams and subjects (see
+	// schemas.Names).
+	Names schemas.Names
 	// Layers are the enabled decision layers; the twin waits for each one's
 	// batches (every shard) before it evaluates a tick.
 	Layers []schemas.Layer
@@ -205,17 +208,17 @@ func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n
 
 // NewService returns a service around eng.
 func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*Service, error) {
-	topic := schemas.TopicInvocations
+	topic := cfg.Names.Topic(schemas.TopicInvocations)
 	switch {
 	case cfg.Shadow:
-		topic = schemas.TopicTelemetry
+		topic = cfg.Names.Topic(schemas.TopicTelemetry)
 		if cfg.Group == "" {
-			cfg.Group = "strata-shadow-" + cfg.RunID
+			cfg.Group = cfg.Names.Group("strata-shadow-" + cfg.RunID)
 		}
 	case cfg.TelemetryPartitions <= 0:
 		return nil, errors.New("configuring twin: telemetry partition count must be positive")
 	case cfg.Group == "":
-		cfg.Group = "strata-twin-" + cfg.RunID
+		cfg.Group = cfg.Names.Group("strata-twin-" + cfg.RunID)
 	}
 	if cfg.ReadAheadTicks <= 0 {
 		cfg.ReadAheadTicks = 240
@@ -289,10 +292,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	for _, l := range s.cfg.Layers {
-		follow(schemas.StreamDecision, schemas.DecisionSubject(l), s.onDecision)
+		follow(s.cfg.Names.Stream(schemas.StreamDecision), s.cfg.Names.DecisionSubject(l), s.onDecision)
 	}
 	for _, l := range s.cfg.Transitions {
-		follow(schemas.StreamState, schemas.StateSubject(l), s.onState)
+		follow(s.cfg.Names.Stream(schemas.StreamState), s.cfg.Names.StateSubject(l), s.onState)
 	}
 	err := s.loop(ctx)
 	cancel()
@@ -937,7 +940,8 @@ func (s *Service) score(out *Output) {
 }
 
 // produce writes m to topic; digest, if given, also takes its bytes
-// (deterministic encoding).
+// (deterministic encoding). topic is the base name (schemas.Topic…); the
+// record goes to its prefixed topic.
 func (s *Service) produce(ctx context.Context, topic, key string, m proto.Message, digest ...hash.Hash) error {
 	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
@@ -951,7 +955,7 @@ func (s *Service) produce(ctx context.Context, topic, key string, m proto.Messag
 	if s.cfg.TelemetryOnly && topic != schemas.TopicTelemetry && topic != schemas.TopicTransitions {
 		return nil
 	}
-	s.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: v}, s.produced)
+	s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(topic), Key: []byte(key), Value: v}, s.produced)
 	return s.producedErr()
 }
 
@@ -980,7 +984,7 @@ func (s *Service) watermark(ctx context.Context, w int64, final bool) error {
 		return fmt.Errorf("encoding watermark: %w", err)
 	}
 	for p := range s.cfg.TelemetryPartitions {
-		s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicTelemetry, Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders}, s.produced)
+		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicTelemetry), Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders}, s.produced)
 	}
 	return s.producedErr()
 }

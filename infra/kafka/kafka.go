@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/strata-rl/strata/schemas"
@@ -62,11 +64,8 @@ func (e *Embedded) Brokers() []string { return e.c.ListenAddrs() }
 // Close stops the broker; its data is lost.
 func (e *Embedded) Close() { e.c.Close() }
 
-// AllTopics lists every topic strata uses.
-var AllTopics = []string{
-	schemas.TopicInvocations, schemas.TopicTelemetry, schemas.TopicDecisions,
-	schemas.TopicRewards, schemas.TopicOutcomes, schemas.TopicTransitions, schemas.TopicDeadLetter,
-}
+// AllTopics lists every topic strata uses, without a name prefix.
+var AllTopics = schemas.Names{}.Topics()
 
 // CommonOpts returns the client options every strata client uses: seed
 // brokers, slog logging (none when logger is nil) and the app-keyed partitioner.
@@ -113,4 +112,125 @@ func PartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, err
 		return 0, fmt.Errorf("reading metadata of %s: %w", topic, t.Err)
 	}
 	return len(t.Partitions), nil
+}
+
+// ResolvePartitions makes sure topics exist and returns their partition
+// count, which every role must use (records are keyed by app, and an app's
+// partition is its shard). asked is the count given on the command line, 0
+// when none was given.
+//
+// Existing topics keep their partition count: with asked 0 it is adopted
+// (missing topics are created with the same count, or DefaultPartitions
+// when none exists yet); with asked > 0 a count that differs is refused
+// with an error naming the topic, the count found and the count asked for.
+// Existing topics that disagree among themselves are refused too.
+func ResolvePartitions(ctx context.Context, cl *kgo.Client, asked int, topics ...string) (int, error) {
+	if asked < 0 {
+		return 0, fmt.Errorf("resolving partitions: asked for %d partitions", asked)
+	}
+	md, err := metadataNow(ctx, cl, topics...)
+	if err != nil {
+		return 0, fmt.Errorf("reading metadata of topics %v: %w", topics, err)
+	}
+	found, foundTopic := 0, ""
+	var missing []string
+	for _, t := range topics {
+		td, ok := md[t]
+		tErr := kerr.ErrorForCode(td.ErrorCode)
+		switch {
+		case !ok || errors.Is(tErr, kerr.UnknownTopicOrPartition):
+			missing = append(missing, t)
+			continue
+		case tErr != nil:
+			return 0, fmt.Errorf("reading metadata of %s: %w", t, tErr)
+		}
+		n := len(td.Partitions)
+		if asked > 0 && n != asked {
+			return 0, fmt.Errorf("topic %s has %d partitions but --partitions %d was asked for: omit --partitions to use %d, or use other topics (--prefix)", t, n, asked, n)
+		}
+		if found > 0 && n != found {
+			return 0, fmt.Errorf("topics %s and %s have %d and %d partitions: strata needs one partition count for all its topics", foundTopic, t, found, n)
+		}
+		found, foundTopic = n, t
+	}
+	n := found
+	switch {
+	case n > 0:
+	case asked > 0:
+		n = asked
+	default:
+		n = DefaultPartitions
+	}
+	if len(missing) > 0 {
+		if err := EnsureTopics(ctx, cl, int32(n), missing...); err != nil {
+			return 0, err
+		}
+		// A topic another process created meanwhile may have another count.
+		for _, t := range missing {
+			got, err := waitPartitionCount(ctx, cl, t)
+			if err != nil {
+				return 0, err
+			}
+			if got != n {
+				return 0, fmt.Errorf("topic %s was created with %d partitions while strata created its topics with %d", t, got, n)
+			}
+		}
+	}
+	return n, nil
+}
+
+// metadataNow reads the metadata of topics from a broker, by topic name.
+// Unlike kadm's Metadata it does not answer from the client's cache, which
+// keeps a topic's entry — "unknown topic" included — for MetadataMinAge
+// (5 s by default): a topic just created would look missing that long.
+func metadataNow(ctx context.Context, cl *kgo.Client, topics ...string) (map[string]kmsg.MetadataResponseTopic, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	req.AllowAutoTopicCreation = false // a broker may auto-create with its own count
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]kmsg.MetadataResponseTopic, len(resp.Topics))
+	for _, t := range resp.Topics {
+		if t.Topic != nil {
+			out[*t.Topic] = t
+		}
+	}
+	return out, nil
+}
+
+// waitPartitionCount is PartitionCount for a topic just created: the
+// broker's metadata may not list it for a moment.
+func waitPartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	for attempt := 0; ; attempt++ {
+		var n int
+		md, err := metadataNow(ctx, cl, topic)
+		if err == nil {
+			td := md[topic]
+			if err = kerr.ErrorForCode(td.ErrorCode); err == nil {
+				n = len(td.Partitions)
+			} else {
+				err = fmt.Errorf("reading metadata of %s: %w", topic, err)
+			}
+		}
+		if err == nil && n > 0 {
+			return n, nil
+		}
+		if attempt == 50 {
+			if err == nil {
+				err = fmt.Errorf("reading metadata of %s: no partitions listed", topic)
+			}
+			return 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -37,15 +37,15 @@ type IndexEntry struct {
 	Bytes   int    `json:"bytes"`
 }
 
-// OpenModelStore opens the model buckets of js.
-func OpenModelStore(ctx context.Context, js jetstream.JetStream) (*ModelStore, error) {
-	kv, err := js.KeyValue(ctx, schemas.BucketLearner)
+// OpenModelStore opens the model buckets of js under names.
+func OpenModelStore(ctx context.Context, js jetstream.JetStream, names schemas.Names) (*ModelStore, error) {
+	kv, err := js.KeyValue(ctx, names.Bucket(schemas.BucketLearner))
 	if err != nil {
-		return nil, fmt.Errorf("opening key-value bucket %s: %w", schemas.BucketLearner, err)
+		return nil, fmt.Errorf("opening key-value bucket %s: %w", names.Bucket(schemas.BucketLearner), err)
 	}
-	obj, err := js.ObjectStore(ctx, schemas.BucketModels)
+	obj, err := js.ObjectStore(ctx, names.Bucket(schemas.BucketModels))
 	if err != nil {
-		return nil, fmt.Errorf("opening object store %s: %w", schemas.BucketModels, err)
+		return nil, fmt.Errorf("opening object store %s: %w", names.Bucket(schemas.BucketModels), err)
 	}
 	return &ModelStore{kv: kv, obj: obj, cache: map[string][]byte{}}, nil
 }

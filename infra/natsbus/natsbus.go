@@ -67,6 +67,8 @@ type StreamConfig struct {
 	Duplicates time.Duration
 	// Memory keeps the streams in memory instead of files.
 	Memory bool
+	// Names prefixes the streams, subjects and buckets (see schemas.Names).
+	Names schemas.Names
 }
 
 func (c *StreamConfig) setDefaults() {
@@ -90,8 +92,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		storage = jetstream.MemoryStorage
 	}
 	for _, sc := range []jetstream.StreamConfig{
-		{Name: schemas.StreamState, Subjects: []string{schemas.SubjectStatePrefix + ">"}},
-		{Name: schemas.StreamDecision, Subjects: []string{schemas.SubjectDecisionPrefix + ">"}},
+		{Name: cfg.Names.Stream(schemas.StreamState), Subjects: []string{cfg.Names.StateSubjects()}},
+		{Name: cfg.Names.Stream(schemas.StreamDecision), Subjects: []string{cfg.Names.DecisionSubjects()}},
 	} {
 		sc.Storage = storage
 		sc.MaxBytes = cfg.MaxBytes
@@ -102,14 +104,15 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schemas.BucketCheckpoints, Storage: jetstream.FileStorage}); err != nil {
-		return fmt.Errorf("creating key-value bucket %s: %w", schemas.BucketCheckpoints, err)
+	n := cfg.Names
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketCheckpoints), Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("creating key-value bucket %s: %w", n.Bucket(schemas.BucketCheckpoints), err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schemas.BucketLearner, Storage: storage}); err != nil {
-		return fmt.Errorf("creating key-value bucket %s: %w", schemas.BucketLearner, err)
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketLearner), Storage: storage}); err != nil {
+		return fmt.Errorf("creating key-value bucket %s: %w", n.Bucket(schemas.BucketLearner), err)
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: schemas.BucketModels, Storage: storage}); err != nil {
-		return fmt.Errorf("creating object store %s: %w", schemas.BucketModels, err)
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: n.Bucket(schemas.BucketModels), Storage: storage}); err != nil {
+		return fmt.Errorf("creating object store %s: %w", n.Bucket(schemas.BucketModels), err)
 	}
 	return nil
 }
