@@ -173,7 +173,7 @@ func TestAgentFollowsLearner(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	js := jetStreamForTest(ctx, t, srv.URL())
-	ms, err := natsbus.OpenModelStore(ctx, js)
+	ms, err := natsbus.OpenModelStore(ctx, js, schemas.Names{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +221,30 @@ func TestAgentFollowsLearner(t *testing.T) {
 		t.Fatalf("hour 0 decisions %+v, want one ppo v0 row", dec.Rows)
 	}
 	publish(1)
-	if dec, err := next(500 * time.Millisecond); err == nil {
-		t.Fatalf("hour 1 decided before the learner finished hour 0: %+v", dec)
+	// Hour 1 must wait for the learner. Seeing no decision within some
+	// hundred milliseconds would prove nothing on a slow machine (an agent
+	// that did not wait could simply not have got there yet), so the test
+	// waits for a positive sign that the agent has got past the point
+	// where it would have decided hour 1: its follower watching the
+	// learner's progress key. ModelStore.WaitProgress creates that watch
+	// (a consumer on the bucket's stream) only after reading the progress
+	// and finding it short of hour 0, and it does so inside Decide, before
+	// the decision batch is published; nothing else watches the key, and
+	// hour 0 did not wait. From then on, until the progress is written
+	// below, the agent is blocked there, so the decision stream must hold
+	// hour 0's batch alone.
+	waitProgressWatch(ctx, t, js, runID)
+	ds, err := js.Stream(ctx, schemas.StreamDecision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := schemas.DecisionSubject(schemas.Tactical)
+	info, err := ds.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[subj]; n != 1 {
+		t.Fatalf("%d decision batches on %s while the agent waits for the learner's progress, want hour 0's alone", n, subj)
 	}
 	if err := ms.PutProgress(ctx, runID, schemas.Tactical, 0); err != nil {
 		t.Fatal(err)
@@ -233,6 +255,40 @@ func TestAgentFollowsLearner(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)
+	}
+}
+
+// waitProgressWatch waits (up to 30 s) until a consumer on the stream of
+// the learner's key-value bucket filters on runID's progress key: a
+// follower blocked in natsbus.ModelStore.WaitProgress.
+func waitProgressWatch(ctx context.Context, t *testing.T, js jetstream.JetStream, runID string) {
+	t.Helper()
+	// The key-value bucket B is stored in stream KV_B, its key K under
+	// subject $KV.B.K; the progress key is "<run>.<layer>.progress".
+	stream, err := js.Stream(ctx, "KV_"+schemas.BucketLearner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watching := func() bool {
+		l := stream.ListConsumers(ctx)
+		found := false
+		for ci := range l.Info() {
+			for _, f := range append([]string{ci.Config.FilterSubject}, ci.Config.FilterSubjects...) {
+				if strings.Contains(f, runID) && strings.HasSuffix(f, ".progress") {
+					found = true
+				}
+			}
+		}
+		if err := l.Err(); err != nil {
+			t.Fatalf("listing the consumers of %s: %v", "KV_"+schemas.BucketLearner, err)
+		}
+		return found
+	}
+	for wait := time.Now().Add(30 * time.Second); !watching(); {
+		if time.Now().After(wait) {
+			t.Fatal("the agent did not start waiting for the learner's progress within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -30,10 +30,15 @@ import (
 const benchTopic = "strata.bench.raw"
 
 // benchUsage lists the benchmarks; each prints its ratio against a ceiling
-// measured in the same run as its last line.
+// measured in the same process as its last line.
 const benchUsage = `usage: strata bench <benchmark> [flags]
 
-Benchmarks (each prints "<name>/<ceiling> ratio: X" last):
+Each benchmark runs its ceiling and the measured path alternately, --runs
+times each (ceiling, measured, ceiling, …), prints every run, then both
+sides' best rates, and last "<name>/<ceiling> ratio: X", the ratio of the
+best runs.
+
+Benchmarks:
   pipeline  replay → features → NATS throughput against raw franz-go produce
   twin      pure twin Engine arrivals/s against the replay source alone
   loop      closed-loop ticks/s against the pure twin Engine on the same days
@@ -42,12 +47,13 @@ Benchmarks (each prints "<name>/<ceiling> ratio: X" last):
   ingest    live telemetry over HTTP (strata ingest) against raw franz-go
             produce of the same records, with request latency p50/p99`
 
-// benchMain runs `strata bench <benchmark>`. For pipeline: on one broker,
-// in one run, it measures the raw franz-go produce throughput of the
-// trace's records (the ceiling) and the end-to-end replay → features → NATS
-// throughput of the whole trace, and prints the ratio as its last line.
-// The other benchmarks are in bench_twin.go, bench_loop.go and
-// bench_sink.go.
+// benchMain runs `strata bench <benchmark>`. For pipeline: in --runs
+// interleaved rounds, each on a fresh environment (one broker for both
+// sides), it measures the raw franz-go produce throughput of the trace's
+// records (the ceiling) and then the end-to-end replay → features → NATS
+// throughput of the whole trace, prints every run, and prints the ratio of
+// the two sides' best runs as its last line. The other benchmarks are in
+// bench_twin.go, bench_loop.go, bench_sink.go and bench_ingest.go.
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -59,6 +65,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return benchSinkMain(ctx, args[1:], stdout, stderr)
 		case "ingest":
 			return benchIngestMain(ctx, args[1:], stdout, stderr)
+		case "-h", "--help", "help":
+			fmt.Fprint(stdout, benchUsage)
+			return nil
 		}
 	}
 	if len(args) == 0 || args[0] != "pipeline" {
@@ -67,31 +76,29 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("strata bench pipeline", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cf         commonFlags
-		days       = fs.Int("days", 14, "days of synthetic trace")
-		seed       = fs.Int64("seed", 1, "seed of the synthetic trace")
-		apps       = fs.Int("apps", 0, "keep only this many apps (0 = all)")
-		rawSample  = fs.Int("raw-sample", 200_000, "distinct records encoded for the raw ceiling, produced in a cycle up to the trace's count")
-		rawRepeats = fs.Int("raw-runs", 3, "raw-ceiling runs; the best one is the ceiling")
-		memProf    = fs.String("memprofile", "", "write a heap profile at the end of the pipeline phase to `FILE`")
-		retention  = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
+		cf        commonFlags
+		days      = fs.Int("days", 14, "days of synthetic trace")
+		seed      = fs.Int64("seed", 1, "seed of the synthetic trace")
+		apps      = fs.Int("apps", 0, "keep only this many apps (0 = all)")
+		rawSample = fs.Int("raw-sample", 200_000, "distinct records encoded for the raw ceiling, produced in a cycle up to the trace's count")
+		runs      = fs.Int("runs", 3, "runs of each side, interleaved (raw, pipeline, raw, …); each side's best run counts")
+		memProf   = fs.String("memprofile", "", "write a heap profile at the end of the last pipeline run to `FILE`")
+		retention = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
+	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
 	cf.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *runs < 1 || *rawSample < 1 {
+		return errors.New("strata bench pipeline: --runs and --raw-sample must be positive")
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
 	if err != nil {
 		return err
 	}
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
 		epoch: replay.DefaultEpoch, latenessUS: 600_000_000, logger: logger, stateRetention: *retention}
-	e, err := startEnv(ctx, &o)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	o.env = e
 	synth := func() (replay.Source, error) {
 		return replay.NewSynth(replay.SynthConfig{Days: *days, Seed: *seed, Apps: *apps})
 	}
@@ -101,124 +108,149 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	runs, rawN, err := rawProduce(ctx, e.brokers, cf.partitions, src, *rawSample, *rawRepeats)
+	raw, err := encodeRawRecords(src, *rawSample)
 	if err != nil {
 		return err
 	}
-	rawRate := printRawRuns(stdout, runs, rawN)
-	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; peak RSS so far %s\n", rawRate, peakRSS())
-	resetPeakRSS()
-
-	src, err = synth()
-	if err != nil {
-		return err
-	}
-	res, err := runPipeline(ctx, o, src, "synthetic", int64(*days)*replay.StrategicTickUS)
-	if err != nil {
-		return err
-	}
-	pipeRate := float64(res.Replay.Invocations) / res.Wall.Seconds()
-	ops := res.Features.Ticks[string(schemas.Operational)]
-	fmt.Fprintf(stdout, "pipeline replay → features → NATS: %d invocations, %d operational ticks (%d state batches) in %.2f s = %.0f invocations/s, %.0f ticks/s\n",
-		res.Replay.Invocations, ops, res.Features.StatesPublished, res.Wall.Seconds(), pipeRate, float64(ops)/res.Wall.Seconds())
-	fmt.Fprintf(stdout, "state batches: %.1f MB, %.1f KB per batch on average\n",
-		float64(res.Features.StateBytes)/1e6, float64(res.Features.StateBytes)/1e3/float64(max(res.Features.StatesPublished, 1)))
-	if *memProf != "" {
-		if err := writeHeapProfile(*memProf); err != nil {
+	var rawRate, pipeRate, pipeTickRate float64
+	for i := range *runs {
+		// Each round gets an environment of its own (with embedded
+		// brokers, a fresh kfake and nats-server): the feature service
+		// reads the telemetry topic from its start, so a later run on the
+		// same broker would also read, and skip, the earlier runs'
+		// records.
+		e, err := startEnv(ctx, &o)
+		if err != nil {
 			return err
 		}
+		rate, err := raw.run(ctx, stdout, e.brokers, e.partitions, i)
+		if err != nil {
+			e.close()
+			return err
+		}
+		rawRate = max(rawRate, rate)
+
+		if src, err = synth(); err != nil {
+			e.close()
+			return err
+		}
+		runtime.GC()
+		debug.FreeOSMemory()
+		resetPeakRSS()
+		po := o
+		po.env = e
+		res, err := runPipeline(ctx, po, src, "synthetic", int64(*days)*replay.StrategicTickUS)
+		if err != nil {
+			e.close()
+			return err
+		}
+		rate = float64(res.Replay.Invocations) / res.Wall.Seconds()
+		pipeRate = max(pipeRate, rate)
+		ops := res.Features.Ticks[string(schemas.Operational)]
+		pipeTickRate = max(pipeTickRate, float64(ops)/res.Wall.Seconds())
+		fmt.Fprintf(stdout, "pipeline replay → features → NATS, run %d: %d invocations, %d operational ticks (%d state batches, %.1f MB, %.1f KB per batch) in %.2f s = %.0f invocations/s, %.0f ticks/s; peak RSS %s\n",
+			i+1, res.Replay.Invocations, ops, res.Features.StatesPublished, float64(res.Features.StateBytes)/1e6,
+			float64(res.Features.StateBytes)/1e3/float64(max(res.Features.StatesPublished, 1)),
+			res.Wall.Seconds(), rate, float64(ops)/res.Wall.Seconds(), peakRSS())
+		if *memProf != "" && i == *runs-1 {
+			if err := writeHeapProfile(*memProf); err != nil {
+				e.close()
+				return err
+			}
+		}
+		e.close()
 	}
-	fmt.Fprintf(stdout, "peak RSS of the pipeline phase: %s\n", peakRSS())
+	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; pipeline (best run): %.0f invocations/s, %.0f ticks/s\n", rawRate, pipeRate, pipeTickRate)
 	fmt.Fprintf(stdout, "pipeline/raw ratio: %.3f\n", pipeRate/rawRate)
 	return nil
 }
 
-// rawProduce measures the ceiling: how fast franz-go produces as many
-// records as the source holds, of the same kind the pipeline writes
-// (observed telemetry keyed by app), to the same broker. The first sample
-// records are encoded before the clock starts and produced in a cycle, so
-// encoding and generation are not timed. It repeats the measurement and
-// returns every run's duration and the record count; each run's topic is
-// deleted afterwards.
-func rawProduce(ctx context.Context, brokers []string, partitions int, src replay.Source, sample, repeats int) ([]time.Duration, int, error) {
-	type kv struct{ k, v []byte }
-	var recs []kv
-	total := 0
+// rawRecords are the raw ceiling's records: as many as the source holds,
+// of the same kind the pipeline writes (observed telemetry keyed by app).
+// The first sample records are encoded once, before any run, and produced
+// in a cycle, so neither encoding nor generation is timed.
+type rawRecords struct {
+	recs  []rawRecord
+	total int
+}
+
+type rawRecord struct{ k, v []byte }
+
+// encodeRawRecords reads src to its end and encodes its first sample
+// invocations.
+func encodeRawRecords(src replay.Source, sample int) (*rawRecords, error) {
+	r := &rawRecords{}
 	for {
 		in, err := src.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
-		total++
-		if len(recs) >= sample {
+		r.total++
+		if len(r.recs) >= sample {
 			continue
 		}
 		v, err := proto.Marshal(&stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
 			StartUs: in.StartUS(), EndUs: in.EndUS, DurationUs: in.DurationUS, Row: in.Row, RunId: "bench"},
 			Provider: proto.String("azure"), Source: "trace"})
 		if err != nil {
-			return nil, 0, fmt.Errorf("encoding bench record: %w", err)
+			return nil, fmt.Errorf("encoding bench record: %w", err)
 		}
-		recs = append(recs, kv{[]byte(in.App), v})
+		r.recs = append(r.recs, rawRecord{[]byte(in.App), v})
 	}
-	if len(recs) == 0 {
-		return nil, 0, errors.New("measuring raw produce: empty trace")
+	if len(r.recs) == 0 {
+		return nil, errors.New("measuring raw produce: empty trace")
 	}
+	return r, nil
+}
+
+// run is one raw-ceiling run, run i of the benchmark: it produces the
+// records with franz-go to a fresh topic on brokers (created before and
+// deleted after the clock runs), waits until every one is acknowledged,
+// prints the run and returns its rate in records per second.
+func (r *rawRecords) run(ctx context.Context, w io.Writer, brokers []string, partitions, i int) (float64, error) {
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ProducerLinger(2*time.Millisecond),
 		kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchMaxBytes(1<<20))...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("creating bench client: %w", err)
+		return 0, fmt.Errorf("creating bench client: %w", err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	var runs []time.Duration
-	for run := range repeats {
-		topic := fmt.Sprintf("%s.%d", benchTopic, run)
-		if err := kafka.EnsureTopics(ctx, cl, int32(partitions), topic); err != nil {
-			return nil, 0, err
-		}
-		var perr error
-		var mu sync.Mutex
-		t0 := time.Now()
-		for i := range total {
-			r := recs[i%len(recs)]
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: r.k, Value: r.v}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					perr = cmp.Or(perr, err)
-					mu.Unlock()
-				}
-			})
-		}
-		if err := cl.Flush(ctx); err != nil {
-			return nil, 0, fmt.Errorf("flushing bench records: %w", err)
-		}
-		runs = append(runs, time.Since(t0))
-		if perr != nil {
-			return nil, 0, fmt.Errorf("producing bench records: %w", perr)
-		}
-		if _, err := adm.DeleteTopics(ctx, topic); err != nil {
-			return nil, 0, fmt.Errorf("deleting %s: %w", topic, err)
-		}
-		runtime.GC()
-		debug.FreeOSMemory()
+	topic := fmt.Sprintf("%s.%d", benchTopic, i)
+	if err := kafka.EnsureTopics(ctx, cl, int32(partitions), topic); err != nil {
+		return 0, err
 	}
-	return runs, total, nil
-}
-
-// printRawRuns prints each raw-ceiling run of n records and returns the
-// best rate, the ceiling.
-func printRawRuns(w io.Writer, runs []time.Duration, n int) float64 {
-	var best float64
-	for i, d := range runs {
-		rate := float64(n) / d.Seconds()
-		best = max(best, rate)
-		fmt.Fprintf(w, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, n, d.Seconds(), rate)
+	var (
+		perr error
+		mu   sync.Mutex
+	)
+	t0 := time.Now()
+	for k := range r.total {
+		rec := r.recs[k%len(r.recs)]
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: rec.k, Value: rec.v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				perr = cmp.Or(perr, err)
+				mu.Unlock()
+			}
+		})
 	}
-	return best
+	if err := cl.Flush(ctx); err != nil {
+		return 0, fmt.Errorf("flushing bench records: %w", err)
+	}
+	d := time.Since(t0)
+	if perr != nil {
+		return 0, fmt.Errorf("producing bench records: %w", perr)
+	}
+	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, topic); err != nil {
+		return 0, fmt.Errorf("deleting %s: %w", topic, err)
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	rate := float64(r.total) / d.Seconds()
+	fmt.Fprintf(w, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, r.total, d.Seconds(), rate)
+	return rate, nil
 }
 
 func writeHeapProfile(path string) error {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,11 +36,14 @@ func (s *limitSource) Next() (replay.Invocation, error) {
 	return s.src.Next()
 }
 
-// benchIngestMain runs `strata bench ingest`: on one broker, in one run, the
-// raw franz-go produce throughput of n telemetry records (the ceiling) and
-// the throughput of the same number of records sent over HTTP to an
-// in-process `strata ingest` (authenticated, validated, acknowledged only
-// after Kafka acknowledged them), with the request latency percentiles.
+// benchIngestMain runs `strata bench ingest`: on one broker, in --runs
+// interleaved rounds, the raw franz-go produce throughput of n telemetry
+// records (the ceiling) and then the throughput of the same number of
+// records sent over HTTP to an in-process `strata ingest` (authenticated,
+// validated, acknowledged only after Kafka acknowledged them), with the
+// request latency percentiles. Each run writes to a fresh scratch topic
+// (and each ingest run to a fresh server), deleted afterwards; the last
+// line is the ratio of the two sides' best runs.
 func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("strata bench ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -49,18 +53,22 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		batch       = fs.Int("batch", 500, "records per request")
 		concurrency = fs.Int("concurrency", 8, "requests in flight")
 		format      = fs.String("format", "json", "request format: json, otlp-proto or otlp-json")
-		rawRepeats  = fs.Int("raw-runs", 3, "raw-ceiling runs; the best one is the ceiling")
-		cpuProf     = fs.String("cpuprofile", "", "write a CPU profile of the ingest phase (after the requests are encoded) to `FILE`")
+		runs        = fs.Int("runs", 3, "runs of each side, interleaved (raw, ingest, raw, …); each side's best run counts")
+		cpuProf     = fs.String("cpuprofile", "", "write a CPU profile of the last ingest run (after its requests are encoded) to `FILE`")
 	)
+	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *runs < 1 || *records < 1 {
+		return errors.New("strata bench ingest: --runs and --records must be positive")
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
 	if err != nil {
 		return err
 	}
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, logger: logger}
+	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names, logger: logger}
 	e, closeEnv, err := o.prepare(ctx)
 	if err != nil {
 		return err
@@ -78,39 +86,84 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	runs, rawN, err := rawProduce(ctx, e.brokers, cf.partitions, src, int(*records), *rawRepeats)
+	raw, err := encodeRawRecords(src, int(*records))
 	if err != nil {
 		return err
 	}
-	rawRate := printRawRuns(stdout, runs, rawN)
-	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s\n", rawRate)
-
-	// The ingest phase writes to a scratch topic, deleted afterwards, as
-	// the ceiling does: a benchmark must not fill the telemetry topic.
-	topic := benchTopic + ".ingest"
 	admin, err := kgo.NewClient(kafka.CommonOpts(e.brokers, nil)...)
 	if err != nil {
 		return fmt.Errorf("creating bench admin client: %w", err)
 	}
 	defer admin.Close()
-	if err := kafka.EnsureTopics(ctx, admin, int32(cf.partitions), topic); err != nil {
-		return err
+	ib := ingestBench{brokers: e.brokers, partitions: e.partitions, admin: admin, logger: logger,
+		lcfg: loadgen.Config{Format: loadgen.Format(*format), Batch: *batch, Concurrency: *concurrency, Prebuild: true}}
+	var rawRate, ingestRate float64
+	for i := range *runs {
+		rate, err := raw.run(ctx, stdout, e.brokers, e.partitions, i)
+		if err != nil {
+			return err
+		}
+		rawRate = max(rawRate, rate)
+
+		if src, err = newSrc(); err != nil {
+			return err
+		}
+		profile := ""
+		if i == *runs-1 {
+			profile = *cpuProf
+		}
+		res, err := ib.run(ctx, src, i, profile)
+		if err != nil {
+			return err
+		}
+		ingestRate = max(ingestRate, res.RecordsPerSec)
+		fmt.Fprintf(stdout, "ingest over HTTP (%s, %d records a request, %d in flight), run %d: %d records in %.2f s = %.0f records/s; request latency p50 %v p90 %v p99 %v max %v\n",
+			*format, *batch, *concurrency, i+1, res.Accepted, res.Wall.Seconds(), res.RecordsPerSec,
+			res.P50.Round(time.Microsecond), res.P90.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond))
+	}
+	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; ingest (best run): %.0f records/s\n", rawRate, ingestRate)
+	fmt.Fprintf(stdout, "ingest/raw ratio: %.3f\n", ingestRate/rawRate)
+	return nil
+}
+
+// ingestBench is the measured side of `strata bench ingest`.
+type ingestBench struct {
+	brokers    []string
+	partitions int
+	admin      *kgo.Client
+	logger     *slog.Logger
+	// lcfg is the load generator's configuration less URL, token, client
+	// and OnStart, which each run sets.
+	lcfg loadgen.Config
+}
+
+// run is ingest run i: a fresh `strata ingest` server writing to a fresh
+// scratch topic (a benchmark must not fill the telemetry topic), started
+// and serving before the clock starts; then src's records are encoded into
+// requests and sent, timed by the load generator. It stops the server and
+// deletes the topic before it returns. With profile set it writes a CPU
+// profile of the sending to that file.
+func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile string) (loadgen.Result, error) {
+	var res loadgen.Result
+	topic := fmt.Sprintf("%s.ingest.%d", benchTopic, i)
+	if err := kafka.EnsureTopics(ctx, b.admin, int32(b.partitions), topic); err != nil {
+		return res, err
 	}
 	defer func() {
-		if _, err := kadm.NewClient(admin).DeleteTopics(context.WithoutCancel(ctx), topic); err != nil {
-			logger.Warn("deleting the bench topic", "topic", topic, "err", err)
+		if _, err := kadm.NewClient(b.admin).DeleteTopics(context.WithoutCancel(ctx), topic); err != nil {
+			b.logger.Warn("deleting the bench topic", "topic", topic, "err", err)
 		}
 	}()
 	const token = "bench-token"
 	// 15 min lateness: no record of the trace is late (it would be written
 	// to the dead-letter topic instead, and counted as rejected).
-	srv, err := ingest.New(ctx, ingest.Config{Brokers: e.brokers, RunID: "bench-ingest", Topic: topic, Tokens: []string{token}, Lateness: 15 * time.Minute}, logger, nil)
+	srv, err := ingest.New(ctx, ingest.Config{Brokers: b.brokers, RunID: "bench-ingest", Topic: topic, Tokens: []string{token}, Lateness: 15 * time.Minute}, b.logger, nil)
 	if err != nil {
-		return err
+		return res, err
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("listening: %w", err)
+		return res, fmt.Errorf("listening: %w", err)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
@@ -128,48 +181,44 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		if ctx.Err() != nil {
 			stop()
-			return ctx.Err()
+			<-served
+			return res, ctx.Err()
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if src, err = newSrc(); err != nil {
-		stop()
-		return err
-	}
-	var startProfile func()
-	if *cpuProf != "" {
-		f, err := os.Create(*cpuProf)
+	cfg := b.lcfg
+	cfg.URL, cfg.Token = "http://"+ln.Addr().String(), token
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}}
+	defer client.CloseIdleConnections()
+	cfg.Client = client
+	if profile != "" {
+		f, err := os.Create(profile)
 		if err != nil {
 			stop()
-			return fmt.Errorf("creating cpu profile: %w", err)
+			<-served
+			return res, fmt.Errorf("creating cpu profile: %w", err)
 		}
 		defer func() { _ = f.Close() }()
-		startProfile = func() {
+		cfg.OnStart = func() {
 			if err := pprof.StartCPUProfile(f); err != nil {
-				logger.Warn("starting cpu profile", "err", err)
+				b.logger.Warn("starting cpu profile", "err", err)
 			}
 		}
 		defer pprof.StopCPUProfile()
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency * 2}}
-	res, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + ln.Addr().String(), Token: token, Format: loadgen.Format(*format),
-		Batch: *batch, Concurrency: *concurrency, Client: client, Prebuild: true, OnStart: startProfile}, src, logger)
+	res, err = loadgen.Run(ctx, cfg, src, b.logger)
 	stop()
 	if serr := <-served; err == nil {
 		err = serr
 	}
 	if err != nil {
-		return err
+		return res, err
 	}
 	if res.Failed > 0 || res.Rejected > 0 {
-		return fmt.Errorf("ingest bench: %d records failed, %d rejected", res.Failed, res.Rejected)
+		return res, fmt.Errorf("ingest bench, run %d: %d records failed, %d rejected", i+1, res.Failed, res.Rejected)
 	}
 	if res.Accepted == 0 {
-		return errors.New("ingest bench: nothing accepted")
+		return res, fmt.Errorf("ingest bench, run %d: nothing accepted", i+1)
 	}
-	fmt.Fprintf(stdout, "ingest over HTTP (%s, %d records a request, %d in flight): %d records in %.2f s = %.0f records/s; request latency p50 %v p90 %v p99 %v max %v\n",
-		*format, *batch, *concurrency, res.Accepted, res.Wall.Seconds(), res.RecordsPerSec,
-		res.P50.Round(time.Microsecond), res.P90.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond))
-	fmt.Fprintf(stdout, "ingest/raw ratio: %.3f\n", res.RecordsPerSec/rawRate)
-	return nil
+	return res, nil
 }

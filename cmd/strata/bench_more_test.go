@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,31 +36,90 @@ func benchRatio(t *testing.T, label string, args ...string) (string, float64) {
 	return out, r
 }
 
+// checkInterleaved fails the test unless out's run lines alternate between
+// the ceiling's (starting with ceiling) and the measured path's (starting
+// with measured), runs of each, numbered run 1, run 1, run 2, run 2, …, and
+// the line before the ratio gives both sides' best rates.
+func checkInterleaved(t *testing.T, out, ceiling, measured string, runs int) {
+	t.Helper()
+	var seq []string
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, ceiling):
+			seq = append(seq, "ceiling"+runNumber(l))
+		case strings.HasPrefix(l, measured):
+			seq = append(seq, "measured"+runNumber(l))
+		}
+	}
+	var want []string
+	for i := range runs {
+		n := strconv.Itoa(i + 1)
+		want = append(want, "ceiling"+n, "measured"+n)
+	}
+	if !slices.Equal(seq, want) {
+		t.Errorf("run lines %v, want %v (interleaved); output:\n%s", seq, want, out)
+	}
+	if len(lines) < 2 || strings.Count(lines[len(lines)-2], "(best run): ") != 2 || strings.Count(lines[len(lines)-2], "/s") < 2 {
+		t.Errorf("want both sides' best rates just before the ratio; output:\n%s", out)
+	}
+}
+
+// runNumber returns N of the first ", run N:" in line ("?" if none).
+func runNumber(line string) string {
+	_, after, ok := strings.Cut(line, ", run ")
+	if !ok {
+		return "?"
+	}
+	n, _, _ := strings.Cut(after, ":")
+	return n
+}
+
 func TestBenchTwinRealRowsAndSyntheticSlice(t *testing.T) {
+	// --replay-runs is the deprecated alias of --runs.
 	out, _ := benchRatio(t, "twin/replay", "twin", "--trace", realTrace, "--replay-runs", "1", "--prewarm", "1")
 	if !strings.Contains(out, "998 arrivals") {
 		t.Errorf("the twin did not evaluate the 998 real rows:\n%s", out)
 	}
-	out, _ = benchRatio(t, "twin/replay", "twin", "--days", "1", "--apps", "2", "--replay-runs", "2")
-	if !strings.Contains(out, "5760 ticks") || strings.Count(out, "replay (source") != 2 {
-		t.Errorf("want two replay runs and every tick of the day evaluated:\n%s", out)
+	checkInterleaved(t, out, "replay (source", "twin engine (prewarm 1)", 1)
+	out, _ = benchRatio(t, "twin/replay", "twin", "--days", "1", "--apps", "2", "--runs", "2")
+	if !strings.Contains(out, "5760 ticks") {
+		t.Errorf("want every tick of the day evaluated:\n%s", out)
 	}
+	checkInterleaved(t, out, "replay (source", "twin engine (prewarm 0)", 2)
 }
 
 func TestBenchLoopRealRows(t *testing.T) {
-	out, _ := benchRatio(t, "loop/engine", "loop", "--trace", realTrace, "--partitions", "2")
-	if !strings.Contains(out, "998 invocations") {
-		t.Errorf("the closed loop did not replay the 998 real rows:\n%s", out)
+	out, _ := benchRatio(t, "loop/engine", "loop", "--trace", realTrace, "--partitions", "2", "--runs", "2")
+	if strings.Count(out, "998 invocations") != 2 {
+		t.Errorf("the closed loop did not replay the 998 real rows in each run:\n%s", out)
 	}
+	checkInterleaved(t, out, "twin engine alone", "closed loop", 2)
 }
 
 func TestBenchIngest(t *testing.T) {
-	for _, format := range []string{"json", "otlp-proto"} {
-		out, _ := benchRatio(t, "ingest/raw", "ingest", "--records", "3000", "--raw-runs", "1", "--batch", "100", "--format", format)
-		if !strings.Contains(out, "3000 records in") || !strings.Contains(out, "p99") {
-			t.Errorf("%s: want every record sent and the latency percentiles:\n%s", format, out)
+	for _, tc := range []struct {
+		format string
+		runs   int
+	}{{"json", 2}, {"otlp-proto", 1}} {
+		out, _ := benchRatio(t, "ingest/raw", "ingest", "--records", "3000", "--runs", strconv.Itoa(tc.runs), "--batch", "100", "--format", tc.format)
+		if strings.Count(out, "3000 records in") != 2*tc.runs || !strings.Contains(out, "p99") {
+			t.Errorf("%s: want every record sent in every run and the latency percentiles:\n%s", tc.format, out)
 		}
+		checkInterleaved(t, out, "raw franz-go produce", "ingest over HTTP", tc.runs)
 	}
+}
+
+func TestBenchPipelineSlice(t *testing.T) {
+	out, _ := benchRatio(t, "pipeline/raw", "pipeline", "--days", "1", "--apps", "2", "--runs", "2", "--raw-sample", "1000", "--partitions", "2")
+	// Each round replays the whole slice: as many invocations as the raw
+	// ceiling produced records.
+	_, after, _ := strings.Cut(out, "raw franz-go produce, run 1: ")
+	n, _, _ := strings.Cut(after, " records")
+	if _, err := strconv.Atoi(n); err != nil || strings.Count(out, ": "+n+" invocations, ") != 2 {
+		t.Errorf("want the trace's %s invocations replayed in each pipeline run:\n%s", n, out)
+	}
+	checkInterleaved(t, out, "raw franz-go produce", "pipeline replay", 2)
 }
 
 func TestBenchUsage(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"runtime"
 	"slices"
 	"time"
@@ -46,27 +45,30 @@ func (b *benchSource) sources() *sourceFlags {
 	return &sourceFlags{synthDays: b.days, seed: b.seed, apps: b.apps}
 }
 
-// benchTwinMain runs `strata bench twin`: in one process it measures the
-// replay ceiling (the trace source and the Orderer putting arrivals into
-// operational tick buckets, best of several runs) and then the pure twin
-// Engine evaluating every tick of the same buckets in order, with no
-// brokers; it prints the ratio of the two arrival rates as its last line.
+// benchTwinMain runs `strata bench twin`: in one process, in --runs
+// interleaved rounds, it measures the replay ceiling (the trace source and
+// the Orderer putting arrivals into operational tick buckets) and then the
+// pure twin Engine (a fresh one each round) evaluating every tick of that
+// round's buckets in order, with no brokers; it prints every run, both
+// sides' best rates, and the ratio of the best arrival rates as its last
+// line.
 func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("strata bench twin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		bs       benchSource
 		prewarm  = fs.Int("prewarm", 0, "fixed operational pre-warm decided for every function arriving in a tick (0: no decisions, the default placement only)")
-		runs     = fs.Int("replay-runs", 3, "replay-ceiling runs; the best one is the ceiling")
+		runs     = fs.Int("runs", 3, "runs of each side, interleaved (replay, twin, replay, …); each side's best run counts")
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement of every function: provider/metro/memory MB")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
+	fs.IntVar(runs, "replay-runs", *runs, "alias of --runs (deprecated)")
 	bs.register(fs, 2)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *runs < 1 || *prewarm < 0 {
-		return errors.New("strata bench twin: --replay-runs must be at least 1 and --prewarm not negative")
+		return errors.New("strata bench twin: --runs must be at least 1 and --prewarm not negative")
 	}
 	logger, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -77,73 +79,88 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	sf := bs.sources()
-	ticks, replayRate, name, err := measureReplay(ctx, sf, *runs, stdout, logger)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "replay ceiling (best run): %.0f arrivals/s\n", replayRate)
+	var (
+		lo                                 loopOpts
+		ticks                              [][]twin.Arrival
+		replayRate, twinRate, twinTickRate float64
+	)
+	for i := range *runs {
+		// Drop the previous round's buckets first, so the runs start equal.
+		ticks = nil
+		runtime.GC()
+		var (
+			n    int64
+			d    time.Duration
+			name string
+		)
+		ticks, n, d, name, err = replayRun(ctx, sf, func(trace string) {
+			if i == 0 {
+				fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), trace)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		rate := float64(n) / d.Seconds()
+		replayRate = max(replayRate, rate)
+		logger.Info("replay ceiling run done", "run", i+1, "arrivals", n, "seconds", d.Seconds())
+		fmt.Fprintf(stdout, "replay (source + Orderer → tick buckets), run %d: %d arrivals, %d ticks in %.3f s = %.0f arrivals/s\n",
+			i+1, n, len(ticks), d.Seconds(), rate)
 
-	lo, _, err := setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf},
-		pipelineOpts{epoch: replay.DefaultEpoch, logger: logger}, name, replay.DefaultEpoch)
-	if err != nil {
-		return err
+		if i == 0 {
+			// The engine's model and function profiles, derived once
+			// (untimed).
+			lo, _, err = setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf},
+				pipelineOpts{epoch: replay.DefaultEpoch, logger: logger}, name, replay.DefaultEpoch)
+			if err != nil {
+				return err
+			}
+			lo.engine.RunID = "bench"
+		}
+		eng, err := twin.NewEngine(lo.model, lo.engine, lo.profile)
+		if err != nil {
+			return err
+		}
+		var decide func(k int64) *schemas.DecisionBatch
+		if *prewarm > 0 {
+			decide = fixedPrewarm(ticks, int32(*prewarm))
+		}
+		runtime.GC()
+		res, err := runEngine(ctx, eng, ticks, decide)
+		if err != nil {
+			return err
+		}
+		rate = float64(res.arrivals) / res.wall.Seconds()
+		twinRate = max(twinRate, rate)
+		twinTickRate = max(twinTickRate, float64(res.ticks)/res.wall.Seconds())
+		fmt.Fprintf(stdout, "twin engine (prewarm %d), run %d: %d arrivals, %d ticks, %d decisions, %d rewards in %.2f s = %.0f arrivals/s, %.0f ticks/s\n",
+			*prewarm, i+1, res.arrivals, res.ticks, res.decisions, res.rewards, res.wall.Seconds(), rate, float64(res.ticks)/res.wall.Seconds())
 	}
-	lo.engine.RunID = "bench"
-	eng, err := twin.NewEngine(lo.model, lo.engine, lo.profile)
-	if err != nil {
-		return err
-	}
-	var decide func(k int64) *schemas.DecisionBatch
-	if *prewarm > 0 {
-		decide = fixedPrewarm(ticks, int32(*prewarm))
-	}
-	res, err := runEngine(ctx, eng, ticks, decide)
-	if err != nil {
-		return err
-	}
-	twinRate := float64(res.arrivals) / res.wall.Seconds()
-	fmt.Fprintf(stdout, "twin engine (prewarm %d): %d arrivals, %d ticks, %d decisions, %d rewards in %.2f s = %.0f arrivals/s, %.0f ticks/s\n",
-		*prewarm, res.arrivals, res.ticks, res.decisions, res.rewards, res.wall.Seconds(), twinRate, float64(res.ticks)/res.wall.Seconds())
+	fmt.Fprintf(stdout, "replay ceiling (best run): %.0f arrivals/s; twin engine (best run): %.0f arrivals/s, %.0f ticks/s\n", replayRate, twinRate, twinTickRate)
 	fmt.Fprintf(stdout, "twin/replay ratio: %.3f\n", twinRate/replayRate)
 	return nil
 }
 
-// measureReplay runs the replay ceiling on the trace of sf runs times,
-// prints the machine and each run, and returns the last run's tick
-// buckets, the best rate in arrivals per second and the trace's name.
-func measureReplay(ctx context.Context, sf *sourceFlags, runs int, stdout io.Writer, logger *slog.Logger) ([][]twin.Arrival, float64, string, error) {
-	var (
-		ticks [][]twin.Arrival
-		best  float64
-		name  string
-	)
-	for i := range runs {
-		// Drop the previous run's buckets first, so the runs start equal.
-		clear(ticks)
-		runtime.GC()
-		src, srcName, traceLen, closeSrc, err := sf.open()
-		if err != nil {
-			return nil, 0, "", err
-		}
-		if i == 0 {
-			name = srcName
-			fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), name)
-		}
-		t0 := time.Now()
-		var n int64
-		ticks, n, err = replayTicks(ctx, src, traceLen/replay.OperationalTickUS, benchLatenessUS)
-		d := time.Since(t0)
-		closeSrc()
-		if err != nil {
-			return nil, 0, "", fmt.Errorf("replaying %s: %w", name, err)
-		}
-		rate := float64(n) / d.Seconds()
-		best = max(best, rate)
-		logger.Info("replay ceiling run done", "run", i+1, "arrivals", n, "seconds", d.Seconds())
-		fmt.Fprintf(stdout, "replay (source + Orderer → tick buckets), run %d: %d arrivals, %d ticks in %.3f s = %.0f arrivals/s\n",
-			i+1, n, len(ticks), d.Seconds(), rate)
+// replayRun is one run of the replay ceiling on the trace of sf: it opens
+// the trace (calling opened with its name before the clock starts) and
+// returns its tick buckets, the number of arrivals in them, the time
+// replayTicks took and the trace's name.
+func replayRun(ctx context.Context, sf *sourceFlags, opened func(name string)) ([][]twin.Arrival, int64, time.Duration, string, error) {
+	src, name, traceLen, closeSrc, err := sf.open()
+	if err != nil {
+		return nil, 0, 0, "", err
 	}
-	return ticks, best, name, nil
+	defer closeSrc()
+	if opened != nil {
+		opened(name)
+	}
+	t0 := time.Now()
+	ticks, n, err := replayTicks(ctx, src, traceLen/replay.OperationalTickUS, benchLatenessUS)
+	d := time.Since(t0)
+	if err != nil {
+		return nil, 0, 0, name, fmt.Errorf("replaying %s: %w", name, err)
+	}
+	return ticks, n, d, name, nil
 }
 
 // replayTicks is the replay source alone: src through an Orderer with the
