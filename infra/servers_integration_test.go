@@ -4,6 +4,7 @@ package infra_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -40,7 +41,7 @@ func TestIntegrationClickHouseAnswers(t *testing.T) {
 		}
 		return strings.TrimSpace(string(body))
 	}
-	db := "strata_it_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	db := fmt.Sprintf("strata_it_servers_%d", time.Now().UnixNano()) // the test's own database
 	query("CREATE DATABASE " + db)
 	defer query("DROP DATABASE " + db)
 	query("CREATE TABLE " + db + ".t (id UInt64, v String, ver UInt64) ENGINE = ReplacingMergeTree(ver) ORDER BY id")

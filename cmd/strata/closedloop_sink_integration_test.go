@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -23,7 +22,6 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
-	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -40,6 +38,7 @@ const loopKillSpeed replay.Speed = 500
 // the twin wrote: nothing lost, nothing counted twice.
 func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	brokers, natsURL := servers(t)
+	names := testNames(t)
 	dsn := clickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -48,7 +47,7 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 		t.Fatalf("building strata: %v\n%s", err, out)
 	}
 	runID := fmt.Sprintf("it-loop-kill-%d", time.Now().UnixNano())
-	group := "it-sink-" + runID
+	group := names.Group("it-sink")
 
 	st, err := store.OpenClickHouse(ctx, dsn)
 	if err != nil {
@@ -74,34 +73,21 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	nParts := partitionsOf(t, brokers)
-	sinkTopics := []string{sink.TopicRuns, schemas.TopicDecisions, schemas.TopicRewards}
-	if err := kafka.EnsureTopics(ctx, cl, int32(nParts), append(kafka.AllTopics, sink.TopicRuns)...); err != nil {
-		t.Fatal(err)
-	}
-	// The group starts at the topics' ends: a new group would otherwise
-	// read every earlier run's records first.
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, sinkTopics...)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err == nil {
-		err = adm.CommitAllOffsets(ctx, group, ends.Offsets())
-	}
+	// The test's own topics, created with the count the run will adopt.
+	nParts, err := kafka.ResolvePartitions(ctx, cl, 0, append(names.Topics(), names.Topic(sink.TopicRuns))...)
 	if err != nil {
-		t.Fatalf("starting group %s at the end of %v: %v", group, sinkTopics, err)
+		t.Fatal(err)
 	}
 	// The runs table's record (runClosedLoop writes it only with a store).
 	v, err := proto.Marshal(&stratapb.Run{RunId: runID, Source: "real"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: sink.TopicRuns, Key: []byte(runID), Value: v}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: names.Topic(sink.TopicRuns), Key: []byte(runID), Value: v}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 
-	args := []string{"sink", "--kafka", strings.Join(brokers, ","), "--clickhouse", dsn, "--group", group,
+	args := []string{"sink", "--kafka", strings.Join(brokers, ","), "--clickhouse", dsn, "--prefix", names.Prefix, "--group", group,
 		"--batch-rows", "200", "--flush-interval", "100ms", "--json", "--instance-id", "it-sink-" + runID}
 	startSink := func() *sinkProc {
 		t.Helper()
@@ -125,7 +111,7 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	// The loop, with no in-process store: the twin writes decisions and
 	// rewards to Kafka for the sink process.
 	o := loopOptsForTest(t, runID, loopKillSpeed, &batchLog{})
-	o.brokers, o.natsURL, o.partitions = brokers, natsURL, nParts
+	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, nParts
 	tr, err := replay.OpenTrace(realTrace)
 	if err != nil {
 		t.Fatal(err)

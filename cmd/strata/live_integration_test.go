@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-rl/strata/consumers/features"
@@ -32,7 +31,7 @@ import (
 // agents → the decisions API, the shadow twin → sink → ClickHouse.
 func TestIntegrationLive(t *testing.T) {
 	brokers, natsURL := servers(t)
-	liveEndToEnd(t, brokers, natsURL, clickHouseDB(t))
+	liveEndToEnd(t, brokers, natsURL, testNames(t), clickHouseDB(t))
 }
 
 // TestIntegrationIngestKilledMidLoad kills `strata ingest` (SIGKILL) in the
@@ -42,6 +41,7 @@ func TestIntegrationLive(t *testing.T) {
 // once.
 func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	brokers, natsURL := servers(t)
+	names := testNames(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "strata")
@@ -55,22 +55,19 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	// 15 min: above the synthetic trace's longest durations, so that no
-	// record is late (telemetry arrives when an invocation ends).
-	// A topic of its own: the feature consumer below reads it from the
-	// start, and the long-lived broker's telemetry topic holds every
-	// earlier run.
-	topic := "strata.telemetry.it." + runID
+	// The test's own topics (ingest writes telemetry and dead letters,
+	// the feature consumer below reads the telemetry from the start).
 	admin, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := kafka.EnsureTopics(ctx, admin, 3, topic); err != nil {
+	if _, err := kafka.ResolvePartitions(ctx, admin, 3, names.Topics()...); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _, _ = kadm.NewClient(admin).DeleteTopics(context.Background(), topic) }()
-	args := []string{"ingest", "--kafka", brokers[0], "--run-id", runID, "--topic", topic, "--tokens", "tok", "--listen", addr,
+	// 15 min: above the synthetic trace's longest durations, so that no
+	// record is late (telemetry arrives when an invocation ends).
+	args := []string{"ingest", "--kafka", brokers[0], "--run-id", runID, "--prefix", names.Prefix, "--tokens", "tok", "--listen", addr,
 		"--lateness", "15m", "--log-level", "warn"}
 	startIngest := func() *exec.Cmd {
 		t.Helper()
@@ -91,12 +88,12 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	}
 
 	// Downstream: a feature consumer of the run.
-	js := jetStreamForTest(ctx, t, natsURL)
-	kv, err := js.KeyValue(ctx, schemas.BucketCheckpoints)
+	js := testJetStream(ctx, t, natsURL, names)
+	kv, err := js.KeyValue(ctx, names.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Topic: topic, Group: "it-" + runID, Epoch: liveEpoch, RunID: runID},
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Names: names, Epoch: liveEpoch, RunID: runID},
 		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +156,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 		t.Fatalf("restarted ingest did not stop cleanly: %v", err)
 	}
 
-	obs, _ := readRun(t, ctx, brokers, topic, runID)
+	obs, _ := readRun(t, ctx, brokers, names, runID)
 	inKafka := map[string]int{}
 	for _, o := range obs {
 		inKafka[o.GetArrival().GetInvocationId()]++

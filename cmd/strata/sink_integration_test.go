@@ -35,7 +35,7 @@ func clickHouseDB(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := fmt.Sprintf("strata_it_%d", time.Now().UnixNano())
+	db := fmt.Sprintf("strata_it_%s_%d", strings.ReplaceAll(testSlug(t), "-", "_"), time.Now().UnixNano())
 	u.Path = "/" + db
 	t.Cleanup(func() {
 		st, err := store.OpenClickHouse(context.Background(), base)
@@ -52,8 +52,9 @@ func clickHouseDB(t *testing.T) string {
 }
 
 // sinkRecords returns decisions and rewards of run over keys first..first+n
-// (operational layer, 10 functions of 5 apps per tick).
-func sinkRecords(run string, first, n int) []*kgo.Record {
+// (operational layer, 10 functions of 5 apps per tick) for the topics
+// under names.
+func sinkRecords(names schemas.Names, run string, first, n int) []*kgo.Record {
 	var out []*kgo.Record
 	for i := first; i < first+n; i++ {
 		app := fmt.Sprintf("app-%d", i%5)
@@ -62,12 +63,12 @@ func sinkRecords(run string, first, n int) []*kgo.Record {
 		d := &stratapb.Decision{RunId: run, Layer: "operational", Tick: tick, TickMs: tick * 15000, App: app, Func: fn,
 			Policy: "threshold", Action: int32(i % 4), Prewarm: int32(i % 4), Provider: "azure", Region: "eastus", MemoryMb: 256}
 		db, _ := proto.Marshal(d)
-		out = append(out, &kgo.Record{Topic: schemas.TopicDecisions, Key: []byte(app), Value: db})
+		out = append(out, &kgo.Record{Topic: names.Topic(schemas.TopicDecisions), Key: []byte(app), Value: db})
 		if i%2 == 0 { // rewards for half the keys
 			r := &stratapb.Reward{RunId: run, Layer: "operational", Tick: tick, TickMs: d.TickMs, App: app, Func: fn,
 				Reward: -0.1, Invocations: int64(i % 17), ColdStarts: int64(i % 3)}
 			rb, _ := proto.Marshal(r)
-			out = append(out, &kgo.Record{Topic: schemas.TopicRewards, Key: []byte(app), Value: rb})
+			out = append(out, &kgo.Record{Topic: names.Topic(schemas.TopicRewards), Key: []byte(app), Value: rb})
 		}
 	}
 	return out
@@ -80,18 +81,19 @@ func sinkRecords(run string, first, n int) []*kgo.Record {
 // key is there exactly once.
 func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 	brokers, _ := servers(t)
+	names := testNames(t)
 	dsn := clickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run := fmt.Sprintf("it-sink-%d", time.Now().UnixNano())
-	group := "it-sink-" + run
+	group := names.Group("it-sink")
 
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, kafka.DefaultPartitions, append(kafka.AllTopics, sink.TopicRuns)...); err != nil {
+	if _, err := kafka.ResolvePartitions(ctx, cl, 0, append(names.Topics(), names.Topic(sink.TopicRuns))...); err != nil {
 		t.Fatal(err)
 	}
 	produce := func(recs []*kgo.Record) {
@@ -101,8 +103,8 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 		}
 	}
 	const n1, n2, dup = 20000, 10000, 4000
-	produce(sinkRecords(run, 0, n1))
-	produce(sinkRecords(run, 0, dup)) // the same keys again
+	produce(sinkRecords(names, run, 0, n1))
+	produce(sinkRecords(names, run, 0, dup)) // the same keys again
 
 	st, err := store.OpenClickHouse(ctx, dsn)
 	if err != nil {
@@ -120,7 +122,7 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 		}
 		return rows[0][0].(uint64)
 	}
-	common := []string{"--kafka", strings.Join(brokers, ","), "--clickhouse", dsn, "--group", group,
+	common := []string{"--kafka", strings.Join(brokers, ","), "--clickhouse", dsn, "--prefix", names.Prefix, "--group", group,
 		"--batch-rows", "500", "--flush-interval", "50ms", "--json"}
 	sinkCmd := func(ctx context.Context, extra ...string) (sink.Stats, error) {
 		var out, errOut bytes.Buffer
@@ -158,8 +160,8 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 	}
 
 	// More keys and repeats while no sink runs; then the restart.
-	produce(sinkRecords(run, n1, n2))
-	produce(sinkRecords(run, dup, dup))
+	produce(sinkRecords(names, run, n1, n2))
+	produce(sinkRecords(names, run, dup, dup))
 	t0 := time.Now()
 	s2, err := sinkCmd(ctx, "--stop-after-idle", "3s")
 	if err != nil {
