@@ -4,19 +4,25 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -35,8 +41,149 @@ func servers(t *testing.T) (brokers []string, natsURL string) {
 	return kafka.ParseBrokers(k), n
 }
 
+// testSlug is the test's name, short and in lower case, for the names of
+// what the test creates: TestIntegrationClosedLoop/sub → closedloop-sub.
+func testSlug(t *testing.T) string {
+	name := strings.ToLower(strings.TrimPrefix(t.Name(), "TestIntegration"))
+	var b strings.Builder
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	s := strings.TrimSuffix(b.String(), "-")
+	if len(s) > 30 {
+		s = strings.TrimSuffix(s[:30], "-")
+	}
+	return s
+}
+
+// testNames returns the broker-side names of one test: a name prefix of
+// its own, it-<test>-<random>, for its Kafka topics and consumer groups
+// and its JetStream streams, subjects and buckets. The test reads only
+// what it created, whatever earlier tests and runs left on the servers
+// and whatever runs beside it. When the test ends, the topics, groups,
+// streams and buckets under the prefix are deleted.
+func testNames(t *testing.T) schemas.Names {
+	t.Helper()
+	brokers, natsURL := servers(t)
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	names := schemas.Names{Prefix: "it-" + testSlug(t) + "-" + hex.EncodeToString(r[:])}
+	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteNamed(t, brokers, natsURL, names) })
+	return names
+}
+
+// deleteNamed deletes the Kafka topics and consumer groups and the
+// JetStream streams and buckets under names' prefix.
+func deleteNamed(t *testing.T, brokers []string, natsURL string, names schemas.Names) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	notUnder := func(prefix string) func(string) bool {
+		return func(s string) bool { return !strings.HasPrefix(s, prefix) }
+	}
+	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
+	if err != nil {
+		t.Errorf("cleaning up %s: %v", names.Prefix, err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if tds, err := adm.ListTopics(ctx); err != nil {
+		t.Logf("cleaning up %s: listing topics: %v", names.Prefix, err)
+	} else if topics := slices.DeleteFunc(tds.Names(), notUnder(names.Topic(""))); len(topics) > 0 {
+		if resp, err := adm.DeleteTopics(ctx, topics...); err != nil || resp.Error() != nil {
+			t.Logf("cleaning up %s: deleting topics %v: %v %v", names.Prefix, topics, err, resp.Error())
+		}
+	}
+	if ls, err := adm.ListGroups(ctx); err != nil {
+		t.Logf("cleaning up %s: listing groups: %v", names.Prefix, err)
+	} else if groups := slices.DeleteFunc(ls.Groups(), notUnder(names.Group(""))); len(groups) > 0 {
+		// A static member (a sink with --instance-id) stays in its group
+		// after it stops, until its session expires, and a group with a
+		// member cannot be deleted: remove such members first.
+		if dgs, err := adm.DescribeGroups(ctx, groups...); err == nil {
+			for _, g := range dgs.Sorted() {
+				var ids []string
+				for _, m := range g.Members {
+					if m.InstanceID != nil {
+						ids = append(ids, *m.InstanceID)
+					}
+				}
+				if len(ids) > 0 {
+					_, _ = adm.LeaveGroup(ctx, kadm.LeaveGroup(g.Group).InstanceIDs(ids...).Reason("test cleanup"))
+				}
+			}
+		}
+		if resp, err := adm.DeleteGroups(ctx, groups...); err != nil || resp.Error() != nil {
+			t.Logf("cleaning up %s: deleting groups %v: %v %v", names.Prefix, groups, err, resp.Error())
+		}
+	}
+	nc, err := natsbus.Connect(natsURL, "test-cleanup")
+	if err != nil {
+		t.Logf("cleaning up %s: %v", names.Prefix, err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Logf("cleaning up %s: %v", names.Prefix, err)
+		return
+	}
+	// A stream is names.Stream(base); a key-value bucket is the stream
+	// KV_<bucket>, an object store OBJ_<bucket>.
+	sl := js.StreamNames(ctx)
+	var streams []string
+	for s := range sl.Name() {
+		for _, p := range []string{names.Stream(""), "KV_" + names.Bucket(""), "OBJ_" + names.Bucket("")} {
+			if strings.HasPrefix(s, p) {
+				streams = append(streams, s)
+				break
+			}
+		}
+	}
+	if err := sl.Err(); err != nil {
+		t.Logf("cleaning up %s: listing streams: %v", names.Prefix, err)
+	}
+	for _, s := range streams {
+		if err := js.DeleteStream(ctx, s); err != nil {
+			t.Logf("cleaning up %s: deleting stream %s: %v", names.Prefix, s, err)
+		}
+	}
+}
+
+// testJetStream connects to the nats-server at url, opens JetStream and
+// creates strata's streams and buckets under names; the connection closes
+// with the test.
+func testJetStream(ctx context.Context, t *testing.T, url string, names schemas.Names) jetstream.JetStream {
+	t.Helper()
+	nc, err := natsbus.Connect(url, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Names: names}); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestIntegrationPipeline replays the 998 real rows through the features
+// twice on topics of its own: first asking for 3 partitions (the topics
+// are created with them), then asking for none (the run adopts the 3).
 func TestIntegrationPipeline(t *testing.T) {
 	brokers, natsURL := servers(t)
+	names := testNames(t)
 	r, err := replay.OpenTrace(realTrace)
 	if err != nil {
 		t.Fatal(err)
@@ -45,32 +192,23 @@ func TestIntegrationPipeline(t *testing.T) {
 	_ = r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	const parts = 3
 	runID := fmt.Sprintf("it-real-%d", time.Now().UnixNano())
-	for _, sp := range []replay.Speed{0, 40000} {
+	for i, sp := range []replay.Speed{0, 40000} {
 		log := &batchLog{}
-		o := testOpts(runID, sp, 3, log)
-		o.brokers, o.natsURL = brokers, natsURL
+		o := testOpts(runID, sp, parts, log)
+		o.brokers, o.natsURL, o.names = brokers, natsURL, names
+		if i > 0 {
+			o.partitions = 0 // adopt the topics' count
+		}
 		res, err := runPipeline(ctx, o, &sliceSource{ins: ins}, "real", 0)
 		if err != nil {
 			t.Fatalf("speed %s: %v", sp, err)
 		}
-		checkPipeline(t, ins, res, log, partitionsOf(t, brokers))
-		runID += "-b" // a second run on the same topics, with its own consumer group
+		checkPipeline(t, ins, res, log, parts) // every batch says 3 shards
+		// A second run on the same topics, with its own consumer group.
+		runID += "-b"
 	}
-}
-
-func partitionsOf(t *testing.T, brokers []string) int {
-	t.Helper()
-	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	n, err := kafka.PartitionCount(context.Background(), cl, schemas.TopicTelemetry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestIntegrationFeaturesKilledAndRestarted replays a synthetic day to real
@@ -80,6 +218,7 @@ func partitionsOf(t *testing.T, brokers []string) int {
 // invocation is counted exactly once.
 func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	brokers, natsURL := servers(t)
+	names := testNames(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "strata")
@@ -88,8 +227,9 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	}
 	runID := fmt.Sprintf("it-kill-%d", time.Now().UnixNano())
 
-	js := jetStreamForTest(ctx, t, natsURL)
-	stream, err := js.Stream(ctx, schemas.StreamState)
+	js := testJetStream(ctx, t, natsURL, names)
+	streamName := names.Stream(schemas.StreamState)
+	stream, err := js.Stream(ctx, streamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +237,9 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startSeq := info.State.LastSeq + 1
+	startSeq := info.State.LastSeq + 1 // 1: the stream is the test's own
 
-	// 1. Replay a synthetic day into strata.telemetry.v1 (open loop).
+	// 1. Replay a synthetic day into the telemetry topic (open loop).
 	s, err := replay.NewSynth(replay.SynthConfig{Days: 1, Seed: 11, Apps: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -110,12 +250,13 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, 3, kafka.AllTopics...); err != nil {
+	nParts, err := kafka.ResolvePartitions(ctx, cl, 3, names.Topics()...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	nParts := partitionsOf(t, brokers)
-	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: runID, Observed: true, Partitions: nParts, SourceName: "synthetic"},
-		cl, slog.New(slog.DiscardHandler), nil)
+	// The horizon is the day's end, whatever the last invocation's tick.
+	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: runID, Observed: true, Partitions: nParts, SourceName: "synthetic",
+		HorizonUS: replay.StrategicTickUS, Names: names}, cl, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +265,21 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	}
 
 	// 2. Start the feature service, kill it once part of the run is out.
-	args := []string{"features", "--kafka", brokers[0], "--nats", natsURL, "--group", "it-" + runID,
+	// Its consumer group is strata-features under the prefix.
+	args := []string{"features", "--kafka", brokers[0], "--nats", natsURL, "--prefix", names.Prefix,
 		"--run-id", runID, "--checkpoint-every", "100ms", "--stop-after-final", "--log-level", "info"}
 	first := exec.CommandContext(ctx, bin, args...)
 	first.Stderr = os.Stderr
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	total := 5761 * nParts // operational batches of a one-day run, all shards
+	// The operational batches of the run, all shards: the one-day horizon
+	// holds StrategicTickUS / OperationalTickUS = 86400 s / 15 s = 5760
+	// operational ticks, 0 … 5759, and, by the tick contract, the final
+	// watermark at the horizon makes every shard publish one batch more,
+	// for tick T+1 = 5760: 5761 batches per shard.
+	ticks := replay.StrategicTickUS/replay.OperationalTickUS + 1
+	total := int(ticks) * nParts
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		info, err := stream.Info(ctx)
@@ -160,7 +308,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 
 	// 4. Every batch of the run is in the stream once; every invocation is
 	// counted once.
-	cons, err := js.OrderedConsumer(ctx, schemas.StreamState, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: startSeq})
 	if err != nil {
 		t.Fatal(err)
