@@ -97,6 +97,7 @@ func TestRewards(t *testing.T) {
 func TestOracleNeverBeaten(t *testing.T) {
 	m := newModel(t, nil)
 	rng := rand.New(rand.NewPCG(7, 11))
+	bests := map[int]int{} // trials won by each alternative index
 	for trial := range 40 {
 		fn := m.NewFunction("app", string(rune('a'+trial)), cloud.Metro(rng.IntN(cloud.NumMetros)), nil)
 		if trial%3 == 0 {
@@ -136,14 +137,30 @@ func TestOracleNeverBeaten(t *testing.T) {
 			aggs[i] = run(a)
 		}
 		rewards, best := cloud.Rewards(aggs, m.Config().Reward)
+		// The oracle, recomputed here: each alternative's reward from the
+		// formula of DESIGN §2 (referenceRewards), and their argmax.
+		want := referenceRewards(aggs, m.Config().Reward)
+		wantBest := 0
+		for i, r := range want {
+			if r > want[wantBest] {
+				wantBest = i
+			}
+		}
 		for i, r := range rewards {
 			if math.IsNaN(r.R) || math.IsInf(r.R, 0) || r.R < -10 || r.R > 10 {
 				t.Fatalf("trial %d: reward %v out of range", trial, r.R)
 			}
-			if r.R > rewards[best].R {
-				t.Errorf("trial %d: alternative %d (%v) beats the oracle %d: %v > %v", trial, i, alts[i].pl, best, r.R, rewards[best].R)
+			if math.Abs(r.R-want[i]) > 1e-12 {
+				t.Errorf("trial %d: alternative %d (%v) scored %v, the formula gives %v", trial, i, alts[i].pl, r.R, want[i])
 			}
 		}
+		// best must be the argmax (the lowest index among exact ties; a
+		// tie within rounding of the two computations is accepted).
+		if len(rewards) != len(alts) || best < 0 || best >= len(alts) ||
+			best != wantBest && math.Abs(want[best]-want[wantBest]) > 1e-12 {
+			t.Errorf("trial %d: oracle is alternative %d, want %d (rewards %v)", trial, best, wantBest, want)
+		}
+		bests[wantBest]++
 		if again := run(alts[best]); !reflect.DeepEqual(again, aggs[best]) {
 			t.Errorf("trial %d: re-evaluating the oracle gave %+v, first %+v", trial, again, aggs[best])
 		}
@@ -151,6 +168,51 @@ func TestOracleNeverBeaten(t *testing.T) {
 			t.Errorf("trial %d: the starting pool moved to %d", trial, p.Now())
 		}
 	}
+	// The check can tell an argmax from "always the first" or "always the
+	// last": the oracle must move between alternatives across trials.
+	if len(bests) < 3 {
+		t.Errorf("the oracle was one of only %d alternative indices over 40 trials (%v): the trials cannot tell a wrong argmax", len(bests), bests)
+	}
+	t.Logf("trials won per alternative index: %v", bests)
+}
+
+// referenceRewards computes each alternative's reward from the formula of
+// DESIGN §2 (cloud.Rewards' doc comment), independently of Rewards:
+//
+//	R = WCost·(1 − c/max c) + WPerf·(1 − l/max l) + WCarbon·(1 − g/max g) − SLAPenalty·violations/invocations
+//
+// with cost c, mean latency l and carbon g clipped to [0, Max…] first (NaN
+// as 0), a component scoring 1 when its maximum is at most Epsilon, and R
+// clipped to ±MaxReward.
+func referenceRewards(alts []cloud.Aggregate, cfg cloud.RewardConfig) []float64 {
+	clip := func(v, hi float64) float64 {
+		if !(v > 0) { // NaN, negative, zero
+			return 0
+		}
+		return math.Min(v, hi)
+	}
+	c, l, g := make([]float64, len(alts)), make([]float64, len(alts)), make([]float64, len(alts))
+	var maxC, maxL, maxG float64
+	for i, a := range alts {
+		c[i], l[i], g[i] = clip(a.CostUSD, cfg.MaxCostUSD), clip(a.MeanLatencyMS, cfg.MaxLatencyMS), clip(a.CarbonG, cfg.MaxCarbonG)
+		maxC, maxL, maxG = math.Max(maxC, c[i]), math.Max(maxL, l[i]), math.Max(maxG, g[i])
+	}
+	score := func(x, mx float64) float64 {
+		if mx <= cfg.Epsilon {
+			return 1
+		}
+		return 1 - x/mx
+	}
+	out := make([]float64, len(alts))
+	for i, a := range alts {
+		sla := 0.0
+		if a.Invocations > 0 {
+			sla = math.Min(float64(a.Violations)/float64(a.Invocations), 1)
+		}
+		r := cfg.WCost*score(c[i], maxC) + cfg.WPerf*score(l[i], maxL) + cfg.WCarbon*score(g[i], maxG) - cfg.SLAPenalty*sla
+		out[i] = math.Max(-cfg.MaxReward, math.Min(cfg.MaxReward, r))
+	}
+	return out
 }
 
 // randomRequests returns 0–40 requests in [from, to), sorted, with bursts.
