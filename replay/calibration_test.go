@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,7 +15,7 @@ import (
 )
 
 // Calibration targets: the published statistics of the full Azure Functions
-// 2021 trace (data/azure2021/STATS.md), with the tolerance each check allows
+// 2021 trace (testdata/azure2021/STATS.md), with the tolerance each check allows
 // and why.
 //
 //	check                      target (STATS.md)     accepted              why this tolerance
@@ -103,6 +104,43 @@ func calibrationViolations(s Stats) []string {
 		fail("timer app", "best timer-like app %s has %.3g of inter-arrivals within 2%% of 60 s, want ≥ 0.30", short(s.Timer.App), s.Timer.Share)
 	}
 	return v
+}
+
+// statsPath is the committed file of published statistics the calibration
+// targets come from.
+const statsPath = "../testdata/azure2021/STATS.md"
+
+// TestCalibrationTargetsAreInStats checks that every target of the table
+// above is written in STATS.md, so the targets and their cited source
+// cannot drift apart.
+func TestCalibrationTargetsAreInStats(t *testing.T) {
+	b, err := os.ReadFile(statsPath)
+	if err != nil {
+		t.Fatalf("reading the committed statistics: %v", err)
+	}
+	for check, text := range map[string]string{
+		"invocations":           "**1,980,951**",
+		"apps / functions":      "**119 / 424**",
+		"duration mean":         "**3.35**",
+		"duration p50":          "**0.031**",
+		"duration p95 / p99":    "**14.416 / 72.200**",
+		"zero durations":        "| 8.6% |",
+		"duration max":          "0 / 578.62",
+		"top 1 / 5 / 20 share":  "27.0% / 43.6% / 72.3% / 83.9% / 92.5%",
+		"hourly rate min / max": "0.87/s to 2.78/s",
+		"wed/sat":               "(6.2×)",
+		"second week flatter":   "the second week is flatter",
+		"top-10 minute CV":      "CV of counts 1.5–25.6",
+		"top-10 empty minutes":  "34–98% of minutes empty",
+		"top-10 apps idle":      "4 of the top 10 apps have no invocation on 7–10",
+		"inter-arrivals < 1 s":  "73% of same-app inter-arrivals are under 1 s",
+		"inter-arrivals > 60 s": "3% are over 60 s",
+		"timer-like app":        "35% of its inter-arrivals fall within 2% of 60 s",
+	} {
+		if !strings.Contains(string(b), text) {
+			t.Errorf("%s: %s does not state %q", check, statsPath, text)
+		}
+	}
 }
 
 func TestCalibration(t *testing.T) {

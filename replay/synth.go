@@ -14,7 +14,7 @@ import (
 )
 
 // Population constants of the synthetic trace, taken from the published
-// statistics of the full Azure Functions 2021 trace (data/azure2021/STATS.md).
+// statistics of the full Azure Functions 2021 trace (testdata/azure2021/STATS.md).
 const (
 	// SynthPopulationApps is the number of applications in the full synthetic
 	// population, as in the real trace.

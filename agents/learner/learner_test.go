@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +33,7 @@ func modelStore(t testing.TB) *natsbus.ModelStore {
 	t.Helper()
 	js, _ := natstest.JetStream(t, "learner-test", natsbus.StreamConfig{Memory: true})
 	ctx := context.Background()
-	ms, err := natsbus.OpenModelStore(ctx, js)
+	ms, err := natsbus.OpenModelStore(ctx, js, schemas.Names{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +208,43 @@ func (p versionPolicy) Decide(_ context.Context, st *schemas.StateBatch, out *sc
 	return nil
 }
 
+// recordingModels is the model store as the follower sees it, with a log
+// of its calls: a WaitProgress call is also announced on entered, and an
+// InForce call notes whether progress had been published by then.
+type recordingModels struct {
+	learner.Models
+	entered   chan int64
+	published atomic.Bool // set before the progress that ends the wait is put
+	mu        sync.Mutex
+	log       []string
+}
+
+func (r *recordingModels) record(e string) {
+	r.mu.Lock()
+	r.log = append(r.log, e)
+	r.mu.Unlock()
+}
+
+func (r *recordingModels) WaitProgress(ctx context.Context, runID string, l schemas.Layer, i int64) error {
+	r.record(fmt.Sprintf("wait %d", i))
+	r.entered <- i
+	err := r.Models.WaitProgress(ctx, runID, l, i)
+	r.record(fmt.Sprintf("waited %d: %v", i, err))
+	return err
+}
+
+func (r *recordingModels) InForce(ctx context.Context, runID string, l schemas.Layer, i int64) (learner.Checkpoint, bool, error) {
+	r.record(fmt.Sprintf("in force %d (progress published %v)", i, r.published.Load()))
+	return r.Models.InForce(ctx, runID, l, i)
+}
+
 // TestFollowerSwitchesAtNamedInterval: in replay the follower waits for
 // the learner's progress before deciding, then serves the checkpoint in
 // force at the interval; a checkpoint in force later does not leak in.
+// The wait is checked by events, not by timing: the follower must ask for
+// progress i−1 (observed before anything else is published) and look the
+// model up only after that wait returned, and only once the progress was
+// being published.
 func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -217,7 +255,8 @@ func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
 		}
 	}
 	load := func(c learner.Checkpoint) (learner.Policy, error) { return versionPolicy{v: string(c.Data)}, nil }
-	f := learner.NewFollower("ppo", schemas.Tactical, "run", ms, load, false)
+	rm := &recordingModels{Models: ms, entered: make(chan int64, 1)}
+	f := learner.NewFollower("ppo", schemas.Tactical, "run", rm, load, false)
 	decide := func(i int64) (string, error) {
 		out := &schemas.DecisionBatch{}
 		err := f.Decide(ctx, &schemas.StateBatch{Header: schemas.BatchHeader{RunID: "run", Layer: schemas.Tactical, Tick: i}}, out)
@@ -233,8 +272,14 @@ func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
 	if v, err := decide(0); err != nil || v != "v0" {
 		t.Fatalf("interval 0: %q %v, want v0", v, err)
 	}
-	// Interval 3 waits for progress 2; meanwhile v1 (from 3) and v2 (from
-	// 5) are published.
+	// Interval 3 waits for progress 2 (the learner is at 1); meanwhile v1
+	// (from 3) and v2 (from 5) are published.
+	if err := ms.PutProgress(ctx, "run", schemas.Tactical, 1); err != nil {
+		t.Fatal(err)
+	}
+	rm.mu.Lock()
+	rm.log = nil
+	rm.mu.Unlock()
 	got := make(chan string, 1)
 	go func() {
 		v, err := decide(3)
@@ -244,17 +289,27 @@ func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
 		got <- v
 	}()
 	select {
+	case i := <-rm.entered:
+		if i != 2 {
+			t.Fatalf("deciding interval 3 waited for progress %d, want 2", i)
+		}
 	case v := <-got:
-		t.Fatalf("decided interval 3 before the learner's progress reached 2: %s", v)
-	case <-time.After(200 * time.Millisecond):
+		t.Fatalf("decided interval 3 without waiting for the learner's progress: %s", v)
 	}
 	put("v1", 3)
 	put("v2", 5)
+	rm.published.Store(true)
 	if err := ms.PutProgress(ctx, "run", schemas.Tactical, 2); err != nil {
 		t.Fatal(err)
 	}
 	if v := <-got; v != "v1" {
 		t.Fatalf("interval 3 served %q, want v1", v)
+	}
+	rm.mu.Lock()
+	log := rm.log
+	rm.mu.Unlock()
+	if want := []string{"wait 2", "waited 2: <nil>", "in force 3 (progress published true)"}; !slices.Equal(log, want) {
+		t.Fatalf("the follower's calls deciding interval 3: %q, want %q", log, want)
 	}
 	if f.Switches != 2 {
 		t.Fatalf("%d switches, want 2", f.Switches)

@@ -222,21 +222,29 @@ func TestSinkRestartKeepsCountsExact(t *testing.T) {
 	first := workload("run-r", 0, 300)
 	produce(t, brokers, first)
 	cfg := Config{Brokers: brokers, Group: "restart", BatchRows: 16, FlushInterval: 10 * time.Millisecond}
-	s1, stop1 := start(t, cfg, db, nil)
-	waitFor(t, "some batches committed", func() bool { return s1.Stats().Committed >= 64 })
-	if err := stop1(); err != nil {
+	// The first sink is stopped from inside its 4th decisions write, so
+	// the stop falls mid-way whatever the machine's speed: that batch is
+	// still written and committed, nothing after it is read.
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	s1, err := New(t.Context(), cfg, &cancellingWriter{Writer: db, n: 4, cancel: cancel1}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Run(ctx1); err != nil {
 		t.Fatal(err)
 	}
 	st1 := s1.Stats()
-	if st1.Committed != st1.Records || st1.Records >= int64(len(first)) {
-		t.Fatalf("first sink: %+v: want every polled record committed and the stop mid-way", st1)
+	if st1.Committed != st1.Records || st1.Batches < 4 || st1.Records >= int64(len(first)) {
+		t.Fatalf("first sink: %+v: want every polled record committed and the stop mid-way, after 4 batches", st1)
 	}
 	// More keys, and some of the first ones again.
 	second := append(workload("run-r", 300, 100), workload("run-r", 0, 50)...)
 	produce(t, brokers, second)
 	total := int64(len(first) + len(second))
 
-	cfg.StopAfterIdle = 300 * time.Millisecond
+	// The second sink stops on the count of records committed, not when
+	// idle (an idle stop can come before a slow machine's first fetch).
 	s2, stop2 := start(t, cfg, db, nil)
 	waitFor(t, "the rest committed", func() bool { return s2.Stats().Committed >= total-st1.Committed })
 	if err := stop2(); err != nil {
@@ -250,6 +258,22 @@ func TestSinkRestartKeepsCountsExact(t *testing.T) {
 			t.Errorf("%s = %d, want 400", tb, got)
 		}
 	}
+}
+
+// cancellingWriter calls cancel in its nth WriteDecisions call, before
+// writing.
+type cancellingWriter struct {
+	Writer
+	n, calls int
+	cancel   func()
+}
+
+func (c *cancellingWriter) WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error {
+	c.calls++
+	if c.calls == c.n {
+		c.cancel()
+	}
+	return c.Writer.WriteDecisions(ctx, rows)
 }
 
 // failingWriter fails the nth WriteDecisions call and every later one.
@@ -286,8 +310,8 @@ func TestSinkWriteFailureCommitsNothingUnwritten(t *testing.T) {
 	if st1.Committed == 0 || st1.Committed >= st1.Records {
 		t.Fatalf("failing sink: %+v, want some batches committed and not the failed one", st1)
 	}
-	cfg.StopAfterIdle, cfg.WriteRetries = 300*time.Millisecond, 0
-	s2, stop2 := start(t, cfg, db, nil)
+	cfg.WriteRetries = 0
+	s2, stop2 := start(t, cfg, db, nil) // stopped on the count below
 	waitFor(t, "the rest committed", func() bool { return s2.Stats().Committed >= total-st1.Committed })
 	if err := stop2(); err != nil {
 		t.Fatal(err)
@@ -300,24 +324,40 @@ func TestSinkWriteFailureCommitsNothingUnwritten(t *testing.T) {
 	}
 }
 
+// TestSinkStopsWhenIdle checks that Run returns by itself once the topics
+// stay idle, after committing everything. The idle time is long (5 s)
+// because the idle clock starts at the partition assignment, before the
+// first fetch: with a short one a loaded machine stops the sink before it
+// reads anything. The test waits for the positive condition (all records
+// committed while Run still runs), then for Run to return on its own.
 func TestSinkStopsWhenIdle(t *testing.T) {
 	brokers := startKafka(t)
 	db := openDuck(t)
 	produce(t, brokers, workload("run-i", 0, 5))
-	s, err := New(t.Context(), Config{Brokers: brokers, StopAfterIdle: 200 * time.Millisecond}, db, nil, nil)
+	s, err := New(t.Context(), Config{Brokers: brokers, StopAfterIdle: 5 * time.Second, FlushInterval: 20 * time.Millisecond}, db, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := s.Run(ctx); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "all 10 records committed", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned (%v) after committing %d of 10 records", err, s.Stats().Committed)
+		default:
+		}
+		return s.Stats().Committed == 10
+	})
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("Run returned only at the test deadline")
 	}
-	if got := s.Stats().Committed; got != 10 {
-		t.Errorf("committed %d records, want 10", got)
+	if st := s.Stats(); st.Committed != 10 || st.Records != 10 {
+		t.Errorf("stats %+v, want 10 records read and committed", st)
 	}
 }
 
