@@ -3,11 +3,19 @@ package dqn
 import (
 	"testing"
 
+	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
 
-// BenchmarkDecide times one strategic tick of 120 apps: vectors, scaling,
-// the exported forward pass and the ε-greedy draw.
+// benchApps is the number of rows of one strategic tick: the strategic
+// layer decides once a day for every app, and the Azure Functions 2021
+// trace (like the synthetic population calibrated to it,
+// testdata/azure2021/STATS.md) has 119 apps.
+const benchApps = replay.SynthPopulationApps
+
+// BenchmarkDecide times one strategic tick of every app of the trace
+// (benchApps rows): vectors, scaling, the exported forward pass and the
+// ε-greedy draw.
 func BenchmarkDecide(b *testing.B) {
 	for _, mode := range []struct {
 		name    string
@@ -21,8 +29,8 @@ func BenchmarkDecide(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			state := stateBatch(1, strategicRows(2, 120))
-			out := schemas.DecisionBatch{Rows: make([]schemas.DecisionRow, 0, 120)}
+			state := stateBatch(1, strategicRows(2, benchApps))
+			out := schemas.DecisionBatch{Rows: make([]schemas.DecisionRow, 0, benchApps)}
 			ctx := b.Context()
 			for b.Loop() {
 				out.Rows = out.Rows[:0]
@@ -30,7 +38,10 @@ func BenchmarkDecide(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*120)/b.Elapsed().Seconds(), "decisions/s")
+			if len(out.Rows) != benchApps {
+				b.Fatalf("%d decisions for %d apps", len(out.Rows), benchApps)
+			}
+			b.ReportMetric(float64(b.N*benchApps)/b.Elapsed().Seconds(), "decisions/s")
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/tick")
 		})
 	}

@@ -55,7 +55,15 @@ func chainConfig() Config {
 // transitions of the chain collected by a uniformly random behaviour
 // policy (DQN is off-policy), one gradient step per added transition, and
 // checks that the greedy policy is optimal in every non-terminal state.
+//
+// It takes 6–10 s (about 100 s under the race detector), so -short
+// skips it: the learner is single-goroutine numeric code, and the goroutine
+// gorgonia runs each pass on is exercised under -race by the short tests'
+// training steps (TestTrainStepUsesTargets, TestSoftUpdateMovesTargetByTau).
 func TestLearnsChain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 900 training steps; single-goroutine numeric code, see the comment")
+	}
 	start := time.Now()
 	l, err := NewLearner(chainConfig())
 	if err != nil {

@@ -153,7 +153,18 @@ func sineBatch(cfg LSTMConfig, count int, offset float64) LSTMBatch {
 }
 
 // TestLSTMFitsSine trains the LSTM to predict a sine series' next value.
+// 100 steps are enough: over seeds 6–10 the held-out MSE after 100 steps
+// was 0.0014–0.0078 (at most 0.0117 anywhere in steps 90–110) against the
+// 0.02 required, no better after 150.
+//
+// It takes about 5 s (about 30 s under the race detector), so -short
+// skips it: the network is single-goroutine numeric code, and the
+// goroutine gorgonia runs each pass on is exercised under -race by the
+// short tests' LSTM training steps (TestTrainingIsDeterministicPerSeed).
 func TestLSTMFitsSine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 LSTM training steps; single-goroutine numeric code, see the comment")
+	}
 	cfg := DefaultLSTMConfig()
 	cfg.Optimizer.LearningRate = 3e-3
 	n := mustLSTM(t, cfg, 6)
@@ -172,7 +183,7 @@ func TestLSTMFitsSine(t *testing.T) {
 		return m
 	}
 	before := mse()
-	for range 150 {
+	for range 100 {
 		if _, err := n.TrainStep(train); err != nil {
 			t.Fatal(err)
 		}

@@ -279,13 +279,29 @@ func TestFirstUpdateFitsScaler(t *testing.T) {
 // TestLearnsContextualBandit trains the tactical PPO end to end on a
 // contextual bandit (see runBandit) with the default configuration
 // (rollout 2048, minibatch 64, 10 epochs, dropout 0). The mean probability
-// of the best action must pass 0.9 within 8 rollouts (6 with seed 7).
+// of the best action must pass 0.9 within 8 rollouts (6 with seed 7), and
+// no context may lag: the worst context's best-action probability must
+// then be above 0.8 (a mean above 0.9 alone allows 0.6). Seeds 7–11 all
+// pass the mean at the 6th update with the worst context at 0.86–0.92.
+//
+// It takes 10–12 s (about 160 s under the race detector), so -short skips
+// it: the learner and the network are single-goroutine numeric code, and
+// the goroutine gorgonia runs each pass on is exercised under -race by the
+// short tests' updates (TestFirstUpdateFitsScaler, TestTargetKLStopsEarly).
 func TestLearnsContextualBandit(t *testing.T) {
-	mean, updates := runBandit(t, DefaultConfig(), 7, 8, 0.9)
-	if mean <= 0.9 {
-		t.Errorf("mean probability of the best action %.3f after %d updates, want > 0.9", mean, updates)
+	if testing.Short() {
+		t.Skip("trains for 6 full PPO updates; single-goroutine numeric code, see the comment")
+	}
+	steps := runBandit(t, DefaultConfig(), 7, 8, 0.9)
+	last := steps[len(steps)-1]
+	if last.mean <= 0.9 || last.worst <= 0.8 {
+		t.Errorf("best-action probability after %d updates: mean %.3f, worst context %.3f; want > 0.9 and > 0.8", len(steps), last.mean, last.worst)
 	}
 }
+
+// banditStep is the best-action probability after one update of
+// runBandit: the mean over the contexts and the worst context's.
+type banditStep struct{ mean, worst float64 }
 
 // runBandit trains a learner on a contextual bandit: four contexts (one
 // per provider and one without), each with one best action (reward 1,
@@ -293,8 +309,8 @@ func TestLearnsContextualBandit(t *testing.T) {
 // through the learner's buffer, GAE (every step done) and updates. One
 // action is masked for azure rows and must never be taken. It stops when
 // the mean probability of the best action passes stop or after maxUpdates,
-// and returns that probability and the number of updates.
-func runBandit(t testing.TB, cfg Config, seed uint64, maxUpdates int, stop float64) (float64, int) {
+// and returns the probabilities after each update.
+func runBandit(t testing.TB, cfg Config, seed uint64, maxUpdates int, stop float64) []banditStep {
 	t.Helper()
 	l := mustLearner(t, cfg, seed)
 	avail := AllAvailable()
@@ -339,9 +355,8 @@ func runBandit(t testing.TB, cfg Config, seed uint64, maxUpdates int, stop float
 		return mean, worst
 	}
 	tick := int64(0)
-	var mean, worst float64
-	update := 1
-	for ; update <= maxUpdates; update++ {
+	var steps []banditStep
+	for update := 1; update <= maxUpdates; update++ {
 		for !l.Ready() {
 			for i, d := range decide(t, p, tick, rows) {
 				c := rowCtx[i]
@@ -369,7 +384,8 @@ func runBandit(t testing.TB, cfg Config, seed uint64, maxUpdates int, stop float
 		if err := p.SetModel(l.Model()); err != nil {
 			t.Fatal(err)
 		}
-		mean, worst = meanBest()
+		mean, worst := meanBest()
+		steps = append(steps, banditStep{mean, worst})
 		t.Logf("update %d: mean reward %.3f, best-action probability mean %.3f (worst context %.3f), entropy %.2f, KL %.4f, clip fraction %.2f, epochs %d",
 			update, us.MeanReward, mean, worst, us.Entropy, us.ApproxKL, us.ClipFraction, us.Epochs)
 		if mean > stop {
@@ -379,7 +395,7 @@ func runBandit(t testing.TB, cfg Config, seed uint64, maxUpdates int, stop float
 	if s := l.Stats(); s.SkippedMinibatches != 0 {
 		t.Errorf("%d minibatches skipped as non-finite", s.SkippedMinibatches)
 	}
-	return mean, min(update, maxUpdates)
+	return steps
 }
 
 // TestTargetKLStopsEarly checks that a KL target ends the epochs early and
