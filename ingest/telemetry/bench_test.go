@@ -98,3 +98,34 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// BenchmarkPreScan measures the pre-scans alone on the bodies of
+// BenchmarkDecodeJSON and BenchmarkDecodeOTLP.
+func BenchmarkPreScan(b *testing.B) {
+	spans := make([]spanSpec, benchRecords)
+	for i := range spans {
+		spans[i] = spanSpec{name: "handler", kind: ptrace.SpanKindServer, start: t0NS + uint64(i)*1_000_000,
+			end: t0NS + uint64(i)*1_000_000 + 250_000, traceByte: byte(i%250 + 1),
+			attrs: map[string]any{"faas.invocation_id": fmt.Sprintf("req-%d", i), "faas.trigger": "http", "faas.coldstart": i%10 == 0}}
+	}
+	req := request(b, []map[string]any{lambdaResource()}, [][]spanSpec{spans})
+	for _, c := range []struct {
+		name string
+		body []byte
+		scan func([]byte) telemetry.ScanError
+	}{
+		{"json/array", benchJSON(false), func(b []byte) telemetry.ScanError { return telemetry.CheckJSON(b, telemetry.MaxJSONDepth) }},
+		{"otlp/json", must(req.MarshalJSON()), func(b []byte) telemetry.ScanError { return telemetry.CheckJSON(b, telemetry.MaxOTLPDepth) }},
+		{"otlp/proto", must(req.MarshalProto()), telemetry.CheckOTLPProto},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if v := c.scan(c.body); !v.OK {
+					b.Fatal(v)
+				}
+			}
+		})
+	}
+}

@@ -18,13 +18,25 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`[{"app":"a\u00e9","func":"f","end_us":1e3,"duration_us":1,"region":"eastus","latency_ms":-0}, 7, null]`))
 	f.Add([]byte(`{"App":"a","func":"f","end_us":1000,"duration_us":10,"start_us":990,"provider":"gcp","region":"us-east1","invocation_id":""}`))
 	f.Add([]byte("[" + minRecord))
+	// Nesting around the depth limit and far beyond it.
+	const limit = telemetry.MaxJSONDepth
+	for _, n := range []int{limit - 1, limit, limit + 1, 10_000} {
+		f.Add(nested("[", "", "]", n))
+		f.Add(nested("[", "", "", n))
+		f.Add(append([]byte("["+minRecord+","), nested(`{"a":`, "1", "}", n-1)...))
+		f.Add([]byte(minRecord + "\n" + string(nested(`{"start_us":[`, "", "]}", n/2)) + "\n" + fullRecord))
+	}
+	f.Add(nested("[", `"[[[\"\\",{"a":"]]"}`, "]", limit-1))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := telemetry.DecodeJSON(body)
-		// The syntax check (fastjson's validator, for speed) must agree
-		// with encoding/json: an array body is refused exactly when it is
-		// not valid JSON.
-		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' && (err != nil) == json.Valid(body) {
-			t.Fatalf("array body %q: error %v, but encoding/json says valid=%v", body, err, json.Valid(body))
+		// The pre-scan must agree with encoding/json: an array body is
+		// refused exactly when it is not valid JSON or nests deeper than
+		// MaxJSONDepth.
+		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+			valid := json.Valid(body)
+			if want := !valid || jsonDepth(body) > limit; (err != nil) != want {
+				t.Fatalf("array body %q: error %v, but encoding/json says valid=%v, depth %d", body, err, valid, jsonDepth(body))
+			}
 		}
 		if err != nil {
 			if r.Total != 0 || len(r.Observations) != 0 || len(r.Errors) != 0 {
@@ -130,6 +142,16 @@ func FuzzDecodeOTLP(f *testing.F) {
 		f.Add(pb, false)
 		f.Add(js, true)
 	}
+	// Nesting around the depth limit and far beyond it.
+	// A span attribute's AnyValue is at protobuf level 6 and JSON level 10;
+	// a nested array value adds 2 and 3.
+	for _, n := range []int{0, 1, 5000} {
+		f.Add(deepAnyValue((telemetry.MaxOTLPDepth-6)/2+n), false)
+		b := []byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":2,"attributes":[{"key":"faas.trigger","value":{"stringValue":"x"}},{"key":"k","value":`)
+		b = append(b, nested(`{"arrayValue":{"values":[`, `{"boolValue":true}`, `]}}`, (telemetry.MaxOTLPDepth-10)/3+n)...)
+		f.Add(append(b, `}]}]}]}]}`...), true)
+		f.Add(b, true)
+	}
 	f.Fuzz(func(t *testing.T, body []byte, asJSON bool) {
 		ct := "application/x-protobuf"
 		if asJSON {
@@ -140,5 +162,10 @@ func FuzzDecodeOTLP(f *testing.F) {
 			return
 		}
 		checkResult(t, r)
+		for _, e := range r.Errors {
+			if len(e.Raw) < 64<<10 && !json.Valid(e.Raw) {
+				t.Fatalf("Raw is not JSON: %q", e.Raw)
+			}
+		}
 	})
 }

@@ -1,11 +1,8 @@
 package telemetry
 
 import (
-	"github.com/valyala/fastjson"
-
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -27,9 +24,16 @@ import (
 // RunId.
 //
 // The error is non-nil only when the body cannot be split into records at
-// all: an array that is not valid JSON (truncated, say) or a body that is
-// neither an array nor JSON lines. It says at which byte, line and column.
-// An empty body yields an empty Result.
+// all: an array that is not valid JSON (truncated, say) or nests arrays and
+// objects deeper than MaxJSONDepth, or a body that is neither an array nor
+// JSON lines. It says what was wrong and at which byte, line and column
+// (those just past the offending byte, as encoding/json counts). A JSON
+// line that is not valid JSON or nests deeper than MaxJSONDepth rejects
+// that record only. An empty body yields an empty Result.
+//
+// Syntax and depth are checked in one linear pass without recursion before
+// any record is decoded, so the time and memory a body costs grow linearly
+// with its size, however it is nested.
 func DecodeJSON(body []byte) (Result, error) {
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
@@ -52,20 +56,12 @@ func DecodeJSON(body []byte) (Result, error) {
 
 // decodeArray decodes a body that holds one JSON array of records.
 func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
-	if fastjson.ValidateBytes(body) != nil {
-		var raw json.RawMessage
-		err := json.Unmarshal(body, &raw)
-		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-			return Result{}, fmt.Errorf("decoding telemetry JSON array: %s: %w", where(body, int(se.Offset)), err)
-		}
-		return Result{}, fmt.Errorf("decoding telemetry JSON array (%d bytes): %w", len(body), err)
+	n, e := checkJSON(body, MaxJSONDepth)
+	if e != nil {
+		return Result{}, fmt.Errorf("decoding telemetry JSON array: %s: %s", where(body, e.off), e.msg)
 	}
 	// The body is valid JSON, so the scanning below need not check syntax.
 	var r Result
-	if n := len(body) / 160; n > 0 {
-		r.Observations = make([]*stratapb.Observation, 0, n)
-		r.Index = make([]int, 0, n)
-	}
 	i := skipSpace(body, skipSpace(body, 0)+1)
 	if body[i] == ']' {
 		return r, nil
@@ -76,9 +72,9 @@ func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
 		rec := body[i:end]
 		d = draft{}
 		if o, bad := d.decodeRecord(rec, cat); bad != nil {
-			r.reject(index, 0, bad, &jsonNames, rec)
+			r.reject(index, 0, bad, &jsonNames, rec, n-index)
 		} else {
-			r.accept(index, o)
+			r.accept(index, o, n-index)
 		}
 		i = skipSpace(body, end)
 		if body[i] == ']' {
@@ -90,46 +86,53 @@ func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
 
 // decodeLines decodes a body of JSON lines.
 func decodeLines(body []byte, cat *cloud.Catalog) Result {
-	var r Result
-	if n := len(body) / 160; n > 0 {
-		r.Observations = make([]*stratapb.Observation, 0, n)
-		r.Index = make([]int, 0, n)
-	}
-	var d draft
-	index, lineNo := 0, 0
-	for off := 0; off < len(body); {
-		line := body[off:]
-		if nl := bytes.IndexByte(line, '\n'); nl >= 0 {
-			line = line[:nl]
-			off += nl + 1
-		} else {
-			off = len(body)
+	n := 0 // records: lines that are not blank
+	for line, off := []byte(nil), 0; off < len(body); {
+		if line, off = nextLine(body, off); skipSpace(line, 0) < len(line) {
+			n++
 		}
+	}
+	var (
+		r             Result
+		d             draft
+		line          []byte
+		index, lineNo int
+	)
+	for off := 0; off < len(body); {
+		line, off = nextLine(body, off)
 		lineNo++
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if skipSpace(line, 0) == len(line) {
 			continue
 		}
-		if fastjson.ValidateBytes(line) != nil {
-			var raw json.RawMessage
-			err := json.Unmarshal(line, &raw)
-			reason := "is not valid JSON: " + err.Error()
-			if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-				reason = fmt.Sprintf("is not valid JSON at column %d: %v", se.Offset, err)
+		if _, e := checkJSON(line, MaxJSONDepth); e != nil {
+			reason := fmt.Sprintf("record is not valid JSON at column %d: %s", e.off, e.msg)
+			if e.deep {
+				reason = fmt.Sprintf("record is too deep at column %d: %s", e.off, e.msg)
 			}
-			r.reject(index, lineNo, &badField{f: fieldNone, reason: "record " + reason}, &jsonNames, line)
+			r.reject(index, lineNo, &badField{f: fieldNone, reason: reason}, &jsonNames, line, n-index)
 			index++
 			continue
 		}
 		d = draft{}
 		if o, bad := d.decodeRecord(line, cat); bad != nil {
-			r.reject(index, lineNo, bad, &jsonNames, line)
+			r.reject(index, lineNo, bad, &jsonNames, line, n-index)
 		} else {
-			r.accept(index, o)
+			r.accept(index, o, n-index)
 		}
 		index++
 	}
 	return r
+}
+
+// nextLine returns the line of body that starts at off, without its '\n',
+// and the offset of the next.
+func nextLine(body []byte, off int) ([]byte, int) {
+	line := body[off:]
+	if nl := bytes.IndexByte(line, '\n'); nl >= 0 {
+		return line[:nl], off + nl + 1
+	}
+	return line, len(body)
 }
 
 // decodeRecord decodes and validates one record, a valid JSON value.
@@ -145,7 +148,7 @@ func (d *draft) decodeRecord(rec []byte, cat *cloud.Catalog) (*stratapb.Observat
 func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) *badField {
 	i := skipSpace(rec, 0)
 	if rec[i] != '{' {
-		return &badField{f: fieldNone, reason: fmt.Sprintf("record is %s: want a JSON object", kindOf(rec[i]))}
+		return &badField{f: fieldNone, reason: notAnObject(rec[i])}
 	}
 	var seen uint32
 	i = skipSpace(rec, i+1)
@@ -351,10 +354,27 @@ func kindOf(c byte) string {
 	return "a number"
 }
 
+// notAnObject is the reason for a record that is not an object but the
+// JSON value that starts with c (a constant, not built for every record of
+// a body like [0,0,…]).
+func notAnObject(c byte) string {
+	switch c {
+	case '"':
+		return "record is a string: want a JSON object"
+	case '[':
+		return "record is an array: want a JSON object"
+	case 't', 'f':
+		return "record is a boolean: want a JSON object"
+	case 'n':
+		return "record is null: want a JSON object"
+	}
+	return "record is a number: want a JSON object"
+}
+
 // skipSpace returns the index of the first non-space byte of b at or after
 // i, or len(b).
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i

@@ -77,6 +77,14 @@ func checkResult(t testing.TB, r telemetry.Result) {
 			t.Fatalf("error Raw is %d bytes", len(e.Raw))
 		}
 	}
+	// The decoders count the records first and allocate each slice once,
+	// for the records from the first of its kind on.
+	if len(r.Observations) > 0 && (cap(r.Observations) != r.Total-r.Index[0] || cap(r.Index) != cap(r.Observations)) {
+		t.Fatalf("%d observations of %d records from %d: capacity %d", len(r.Observations), r.Total, r.Index[0], cap(r.Observations))
+	}
+	if len(r.Errors) > 0 && cap(r.Errors) != r.Total-r.Errors[0].Index {
+		t.Fatalf("%d errors of %d records from %d: capacity %d", len(r.Errors), r.Total, r.Errors[0].Index, cap(r.Errors))
+	}
 	for _, o := range r.Observations {
 		if _, err := features.EventFromObservation(o); err != nil {
 			t.Fatalf("observation %v fails the feature consumer: %v", o, err)

@@ -1,6 +1,7 @@
 package telemetry_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -181,7 +182,7 @@ func TestDecodeOTLPMapping(t *testing.T) {
 					t.Errorf("error %d: %+v, want index %d field %s reason with %q", i, e, w.index, w.field, w.why)
 				}
 				raw := string(e.Raw)
-				if !strings.Contains(raw, `"name":"`+w.rawSpanName+`"`) || !strings.Contains(raw, w.rawAttribute) {
+				if !strings.Contains(raw, `"name":"`+w.rawSpanName+`"`) || !strings.Contains(raw, w.rawAttribute) || !json.Valid(e.Raw) {
 					t.Errorf("error %d: Raw %s", i, raw)
 				}
 			}
@@ -203,6 +204,17 @@ func TestDecodeOTLPFieldErrors(t *testing.T) {
 		{"faas.name not a string", nil, map[string]any{"faas.name": true}, t0NS, t0NS + 1, "faas.name", "want a string"},
 		{"empty faas.name", nil, map[string]any{"faas.name": ""}, t0NS, t0NS + 1, "faas.name", "empty"},
 		{"missing faas.name", map[string]any{"service.name": "shop"}, nil, t0NS, t0NS + 1, "faas.name", "missing"},
+		// Without service.name the app falls back to faas.name: the missing
+		// attribute is faas.name, not service.name.
+		{"faas.trigger without faas.name or service.name", map[string]any{"cloud.provider": "aws"}, nil, t0NS, t0NS + 1, "faas.name", "required attribute is missing"},
+		{"invocation id without faas.name", map[string]any{}, map[string]any{"faas.invocation_id": "x"}, t0NS, t0NS + 1, "faas.name", "required attribute is missing"},
+		{"missing faas.name before a bad end", map[string]any{}, nil, t0NS, 0, "faas.name", "missing"},
+		{"service.name not a string", nil, map[string]any{"service.name": int64(3)}, t0NS, t0NS + 1, "service.name", "is a Int attribute: want a string"},
+		{"empty service.name", nil, map[string]any{"service.name": ""}, t0NS, t0NS + 1, "service.name", "empty"},
+		{"long faas.name as the app", map[string]any{}, map[string]any{"faas.name": strings.Repeat("f", 300)}, t0NS, t0NS + 1, "faas.name", "at most 256"},
+		{"long faas.name with service.name", nil, map[string]any{"faas.name": strings.Repeat("f", 300)}, t0NS, t0NS + 1, "faas.name", "at most 256"},
+		{"faas.name not UTF-8", map[string]any{}, map[string]any{"faas.name": "\xff"}, t0NS, t0NS + 1, "faas.name", "UTF-8"},
+		{"region not a string", nil, map[string]any{"cloud.region": []any{"us-east-1"}}, t0NS, t0NS + 1, "cloud.region", "is a Slice attribute: want a string"},
 		{"app from empty faas.name", map[string]any{}, map[string]any{"faas.name": ""}, t0NS, t0NS + 1, "faas.name", "empty"},
 		{"long service.name", nil, map[string]any{"service.name": strings.Repeat("s", 300)}, t0NS, t0NS + 1, "service.name", "at most 256"},
 		{"long invocation id", nil, map[string]any{"faas.invocation_id": strings.Repeat("i", 129)}, t0NS, t0NS + 1, "faas.invocation_id", "at most 128"},
@@ -210,11 +222,12 @@ func TestDecodeOTLPFieldErrors(t *testing.T) {
 		{"coldstart not a bool", nil, map[string]any{"faas.coldstart": "true"}, t0NS, t0NS + 1, "faas.coldstart", "want a bool"},
 		{"max_memory not an int", nil, map[string]any{"faas.max_memory": 128.0}, t0NS, t0NS + 1, "faas.max_memory", "want an int"},
 		{"max_memory zero", nil, map[string]any{"faas.max_memory": int64(0)}, t0NS, t0NS + 1, "faas.max_memory", "want 1 to"},
-		{"max_memory huge", nil, map[string]any{"faas.max_memory": int64(1) << 60}, t0NS, t0NS + 1, "faas.max_memory", "want 1 to"},
+		{"max_memory huge", nil, map[string]any{"faas.max_memory": int64(1) << 60}, t0NS, t0NS + 1, "faas.max_memory", "is 1152921504606846976: want 1 to 2251799813685247"},
+		{"max_memory negative", nil, map[string]any{"faas.max_memory": int64(-512)}, t0NS, t0NS + 1, "faas.max_memory", "is -512: want 1 to"},
 		{"zero end", nil, nil, t0NS, 0, "end_time_unix_nano", "zero"},
 		{"zero start", nil, nil, 0, t0NS, "start_time_unix_nano", "zero"},
 		{"end before start", nil, nil, t0NS, t0NS - 1000, "end_time_unix_nano", "before"},
-		{"end before 1 µs", nil, nil, 1, 999, "end_time_unix_nano", "positive"},
+		{"end before 1 µs", nil, nil, 1, 999, "end_time_unix_nano", "is 999: want a positive time"},
 		{"end out of range", nil, nil, t0NS, 1 << 63, "end_time_unix_nano", "out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,6 +250,47 @@ func TestDecodeOTLPFieldErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDecodeOTLPRaw(t *testing.T) {
+	// A rejected span's Raw is JSON: its fields, its own attributes and
+	// the resource attributes the decoder reads, not the others.
+	name := "n\"a\\m\x01e\xff\u2028é"
+	res := lambdaResource()
+	res["host.name"] = "h"
+	res["service.name"] = strings.Repeat("s", 300) // rejected, and cut in Raw
+	req := request(t, []map[string]any{res}, [][]spanSpec{{{name: name, kind: ptrace.SpanKindServer, start: t0NS, end: t0NS + 1000, traceByte: 2,
+		attrs: map[string]any{"cloud.region": "us-west-2", "list": []any{int64(1), "x"}}}}})
+	for ct, body := range encodings(t, req) {
+		r := decodeOTLP(t, body, ct)
+		if len(r.Errors) != 1 || r.Errors[0].Field != "service.name" {
+			t.Fatalf("%s: errors %v", ct, r.Errors)
+		}
+		var raw struct {
+			Name       string            `json:"name"`
+			TraceID    string            `json:"trace_id"`
+			SpanID     string            `json:"span_id"`
+			Kind       string            `json:"kind"`
+			Start      uint64            `json:"start_time_unix_nano"`
+			End        uint64            `json:"end_time_unix_nano"`
+			Status     string            `json:"status"`
+			Attributes map[string]string `json:"attributes"`
+		}
+		if err := json.Unmarshal(r.Errors[0].Raw, &raw); err != nil {
+			t.Fatalf("%s: Raw %s: %v", ct, r.Errors[0].Raw, err)
+		}
+		want := map[string]string{"cloud.region": "us-west-2", "list": `[1,"x"]`, "service.name": strings.Repeat("s", 256) + "…",
+			"faas.name": "checkout", "faas.max_memory": "536870912", "cloud.provider": "aws"}
+		if raw.Name != strings.ToValidUTF8(name, "\uFFFD") || raw.TraceID != strings.Repeat("02", 16) || raw.SpanID != strings.Repeat("03", 8) ||
+			raw.Kind != "Server" || raw.Start != t0NS || raw.End != t0NS+1000 || raw.Status != "Unset" || len(raw.Attributes) != len(want) {
+			t.Errorf("%s: Raw %s", ct, r.Errors[0].Raw)
+		}
+		for k, v := range want {
+			if raw.Attributes[k] != v {
+				t.Errorf("%s: attribute %s = %q, want %q", ct, k, raw.Attributes[k], v)
+			}
+		}
 	}
 }
 

@@ -326,20 +326,35 @@ func truncRaw(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
-// accept appends a valid record to r.
-func (r *Result) accept(index int, o *stratapb.Observation) {
+// accept appends a valid record to r. left is the number of records from
+// this one on, at most: the first observation makes room for all of them,
+// so that a request of many records allocates the slices once.
+func (r *Result) accept(index int, o *stratapb.Observation, left int) {
 	r.Total++
+	if r.Observations == nil {
+		r.Observations = make([]*stratapb.Observation, 0, max(left, 1))
+		r.Index = make([]int, 0, max(left, 1))
+	}
 	r.Observations = append(r.Observations, o)
 	r.Index = append(r.Index, index)
 }
 
 // reject appends a rejected record to r. names maps bad's field to the
-// encoding's name for it; raw is copied and truncated.
-func (r *Result) reject(index, line int, bad *badField, names *[numFields]string, raw []byte) {
+// encoding's name for it; raw is copied and truncated; left is as for
+// accept.
+func (r *Result) reject(index, line int, bad *badField, names *[numFields]string, raw []byte, left int) {
+	r.rejectOwned(index, line, bad, names, truncRaw(raw), left)
+}
+
+// rejectOwned is reject for a raw of at most maxRawBytes that r may keep.
+func (r *Result) rejectOwned(index, line int, bad *badField, names *[numFields]string, raw []byte, left int) {
 	r.Total++
-	e := RecordError{Index: index, Line: line, Field: bad.name, Reason: bad.reason, Raw: truncRaw(raw)}
+	e := RecordError{Index: index, Line: line, Field: bad.name, Reason: bad.reason, Raw: raw}
 	if e.Field == "" && bad.f != fieldNone {
 		e.Field = names[bad.f]
+	}
+	if r.Errors == nil {
+		r.Errors = make([]RecordError, 0, max(left, 1))
 	}
 	r.Errors = append(r.Errors, e)
 }
