@@ -12,8 +12,17 @@
 // are authenticated with bearer tokens, bounded in size, and rate-limited
 // per token in records per second.
 //
+// Connections and requests are bounded too (Config, docs/ingest.md): a
+// header timeout, a body deadline (408 when a body is not in by then), a
+// write timeout that covers the wait for Kafka, an idle timeout for
+// keep-alive connections, and caps on open connections and on requests
+// in flight (503 beyond either, before anything of the request is read).
+//
 // The service writes wall-clock watermarks: every second it promises on
 // every telemetry partition that no record starting before now − lateness
 // follows, and it rejects such records as late. The feature consumer closes
 // live ticks with these watermarks, exactly as it closes replayed ones.
+// With Config.DrainWindow it writes one last watermark when it stops, past
+// the window of every record it accepted, for a process that drains its
+// consumers before it exits (strata live on the embedded broker).
 package ingest

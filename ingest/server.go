@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"cmp"
 	"compress/gzip"
 	"context"
@@ -14,6 +15,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,15 +39,28 @@ import (
 // configuration names another.
 const DefaultRunID = "live"
 
+// The defaults of the connection limits (Config).
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxConns          = 1024
+	DefaultMaxInFlight       = 64
+)
+
 // Config configures the ingest service.
 type Config struct {
 	// Brokers are the Kafka seed brokers.
 	Brokers []string
 	// RunID is the run the telemetry belongs to (default DefaultRunID).
 	RunID string
-	// Topic is the telemetry topic (default strata.telemetry.v1; tests and
-	// benchmarks use scratch topics).
+	// Topic is the telemetry topic (default strata.telemetry.v1 under
+	// Names; benchmarks use scratch topics).
 	Topic string
+	// Names prefixes the default telemetry topic and the dead-letter topic
+	// (see schemas.Names).
+	Names schemas.Names
 	// Lateness is how far behind the wall clock a record may start: the
 	// watermark is now − Lateness, and a record that starts before the
 	// watermark is rejected as late (default 1 min). Telemetry arrives when
@@ -66,6 +81,51 @@ type Config struct {
 	// MaxBodyBytes bounds a request body, after decompression
 	// (default 8 MiB).
 	MaxBodyBytes int64
+	// ReadHeaderTimeout bounds the wait for a request's headers, on a new
+	// connection and after an idle one's next request began (default
+	// DefaultReadHeaderTimeout): a connection that has not sent complete
+	// headers by then is closed without an answer.
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body, counted from the end of
+	// its headers (default DefaultBodyTimeout): a body still arriving then
+	// is answered 408, the connection is closed and nothing of the request
+	// is written.
+	BodyTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, headers and body
+	// (default ReadHeaderTimeout + BodyTimeout); on the telemetry and
+	// traces endpoints the body's own deadline, BodyTimeout, replaces it
+	// once the headers are in.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its reply, the body and the wait for Kafka's acknowledgements
+	// included (default DefaultWriteTimeout): a reply not written by then
+	// is cut off and the connection closed (the client retries; the
+	// invocation ids make that harmless).
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that waits longer than
+	// this for its next request (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxConns caps the open connections (default DefaultMaxConns): a
+	// connection beyond it is answered 503 with Connection: close before
+	// anything is read from it, and closed (over TLS it is closed without
+	// an answer: nothing can be said before a handshake).
+	MaxConns int
+	// MaxInFlight caps the requests being handled at once, each holding
+	// up to MaxBodyBytes and its decoded records (default
+	// DefaultMaxInFlight): beyond it an authenticated request is answered
+	// 503 with Retry-After: 1 before anything of its body is read.
+	MaxInFlight int
+	// DrainWindow, if positive, makes Serve write one last watermark when
+	// it stops, after the last request: the end of the DrainWindow-wide
+	// window (windows aligned on the Unix epoch) that holds the latest
+	// start it accepted, when that is past the current watermark. A
+	// consumer that windows by DrainWindow then closes every window an
+	// accepted record is in, so a process that drains its consumers before
+	// it exits processes every record it acknowledged: strata live sets it
+	// to the 15 s operational tick on the embedded broker, whose records
+	// do not outlive the process. Leave it 0 with a durable broker:
+	// records of those windows that arrive after a restart would be late.
+	DrainWindow time.Duration
 	// RatePerToken bounds the records per second of each token (0: no
 	// limit); RateBurst is the bucket size in records (default: one
 	// second's worth, at least 1,000).
@@ -85,13 +145,19 @@ type Config struct {
 
 // Stats counts what the service did.
 type Stats struct {
-	Requests   int64 `json:"requests"`
-	Accepted   int64 `json:"accepted"`
-	Rejected   int64 `json:"rejected"`
-	Refused    int64 `json:"refused"` // requests refused whole (auth, size, rate, body)
-	Watermarks int64 `json:"watermarks"`
+	Requests int64 `json:"requests"`
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+	Refused  int64 `json:"refused"` // requests refused whole (auth, size, rate, body, in-flight cap)
+	// RefusedConns counts the connections answered 503 and closed at the
+	// MaxConns cap.
+	RefusedConns int64 `json:"refused_conns"`
+	Watermarks   int64 `json:"watermarks"`
 	// WatermarkUS is the latest watermark written, Unix microseconds.
 	WatermarkUS int64 `json:"watermark_us"`
+	// MaxStartUS is the latest start of an accepted record, Unix
+	// microseconds (0 before the first).
+	MaxStartUS int64 `json:"max_start_us"`
 }
 
 type metrics struct {
@@ -101,6 +167,8 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	watermark prometheus.Gauge
 	inFlight  prometheus.Gauge
+	conns     prometheus.Gauge
+	limited   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -118,9 +186,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "watermark_seconds", Help: "The latest watermark written, Unix seconds."}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "ingest",
 			Name: "in_flight_requests", Help: "Requests being handled."}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "ingest",
+			Name: "open_connections", Help: "Open connections, under the --max-conns cap."}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "ingest",
+			Name: "limited_total", Help: "Connections and requests cut off by a limit: max_conns and max_in_flight (503), body_timeout (408)."}, []string{"limit"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.records, m.rejected, m.latency, m.watermark, m.inFlight)
+		reg.MustRegister(m.requests, m.records, m.rejected, m.latency, m.watermark, m.inFlight, m.conns, m.limited)
 	}
 	return m
 }
@@ -143,10 +215,22 @@ type Server struct {
 	wmMu sync.RWMutex
 	wm   int64
 
+	// maxStart is the latest start of an accepted record (math.MinInt64
+	// before the first); it moves under wmMu's read lock, with the records.
+	maxStart atomic.Int64
+
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
 
-	requests, accepted, rejected, refused, watermarks atomic.Int64
+	// slots holds a token per request being handled (MaxInFlight).
+	slots chan struct{}
+	// refusing counts the refused connections still being answered;
+	// refusals waits for them.
+	refusing  atomic.Int64
+	refusals  sync.WaitGroup
+	openConns atomic.Int64
+
+	requests, accepted, rejected, refused, refusedConns, watermarks atomic.Int64
 }
 
 // New connects to Kafka and returns the service; Serve runs it.
@@ -155,7 +239,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		cfg.RunID = DefaultRunID
 	}
 	if cfg.Topic == "" {
-		cfg.Topic = schemas.TopicTelemetry
+		cfg.Topic = cfg.Names.Topic(schemas.TopicTelemetry)
 	}
 	if cfg.Lateness <= 0 {
 		cfg.Lateness = time.Minute
@@ -175,10 +259,19 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.ReadHeaderTimeout = cmp.Or(max(cfg.ReadHeaderTimeout, 0), DefaultReadHeaderTimeout)
+	cfg.BodyTimeout = cmp.Or(max(cfg.BodyTimeout, 0), DefaultBodyTimeout)
+	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), cfg.ReadHeaderTimeout+cfg.BodyTimeout)
+	cfg.WriteTimeout = cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout)
+	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
+	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
+	cfg.MaxInFlight = cmp.Or(max(cfg.MaxInFlight, 0), DefaultMaxInFlight)
 	if len(cfg.Tokens) == 0 && !cfg.NoAuth {
 		return nil, errors.New("configuring ingest: no bearer tokens; give tokens, or allow unauthenticated requests explicitly for development")
 	}
-	s := &Server{cfg: cfg, log: logger, m: newMetrics(reg), limiters: map[string]*rate.Limiter{}}
+	s := &Server{cfg: cfg, log: logger, m: newMetrics(reg), limiters: map[string]*rate.Limiter{},
+		slots: make(chan struct{}, cfg.MaxInFlight)}
+	s.maxStart.Store(math.MinInt64)
 	for _, t := range cfg.Tokens {
 		if t == "" {
 			return nil, errors.New("configuring ingest: an empty bearer token")
@@ -209,7 +302,8 @@ func (s *Server) Stats() Stats {
 	wm := s.wm
 	s.wmMu.RUnlock()
 	return Stats{Requests: s.requests.Load(), Accepted: s.accepted.Load(), Rejected: s.rejected.Load(),
-		Refused: s.refused.Load(), Watermarks: s.watermarks.Load(), WatermarkUS: wm}
+		Refused: s.refused.Load(), RefusedConns: s.refusedConns.Load(), Watermarks: s.watermarks.Load(), WatermarkUS: wm,
+		MaxStartUS: max(s.maxStart.Load(), 0)}
 }
 
 // Handler returns the service's HTTP routes: POST /v1/telemetry,
@@ -217,10 +311,10 @@ func (s *Server) Stats() Stats {
 // GET /metrics (when configured).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/telemetry", s.auth("telemetry", http.HandlerFunc(s.handleTelemetry)))
-	mux.Handle("POST /v1/traces", s.auth("traces", http.HandlerFunc(s.handleTraces)))
+	mux.Handle("POST /v1/telemetry", s.auth("telemetry", s.limit("telemetry", http.HandlerFunc(s.handleTelemetry))))
+	mux.Handle("POST /v1/traces", s.auth("traces", s.limit("traces", http.HandlerFunc(s.handleTraces))))
 	if s.cfg.Decisions != nil {
-		mux.Handle("/v1/decisions/", s.auth("decisions", s.cfg.Decisions))
+		mux.Handle("/v1/decisions/", s.auth("decisions", s.limit("decisions", s.cfg.Decisions)))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	if s.cfg.Gatherer != nil {
@@ -231,10 +325,12 @@ func (s *Server) Handler() http.Handler {
 
 // Serve writes an initial watermark, then serves HTTP on ln (TLS when
 // certFile and keyFile are set) and writes watermarks until ctx is done.
+// Connections and requests are bounded by the Config's timeouts and caps.
 // Shutdown is ordered so that no accepted record is lost: stop accepting
 // connections and wait for the requests in flight (each returns only once
-// Kafka acknowledged its records), stop the watermarks, flush the client,
-// close it.
+// Kafka acknowledged its records; WriteTimeout bounds the wait), stop the
+// watermarks, write the DrainWindow watermark if configured, flush the
+// client, close it.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string) error {
 	defer s.cl.Close()
 	if !s.cfg.NoWatermarks {
@@ -242,15 +338,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 			return err
 		}
 	}
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	tlsOn := certFile != "" || keyFile != ""
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: s.cfg.ReadTimeout,
+		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	lim := &limitListener{Listener: ln, s: s, tls: tlsOn}
 	served := make(chan error, 1)
+	serveDone := make(chan struct{})
 	go func() {
+		defer close(serveDone)
 		var err error
-		if certFile != "" || keyFile != "" {
-			err = hs.ServeTLS(ln, certFile, keyFile)
+		if tlsOn {
+			err = hs.ServeTLS(lim, certFile, keyFile)
 		} else {
-			err = hs.Serve(ln)
+			err = hs.Serve(lim)
 		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
@@ -266,15 +367,49 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	} else {
 		runErr = s.watermarkLoop(ctx, served)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	// A request in flight has WriteTimeout to finish; the last watermark
+	// and the flush get as long again.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout+5*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil && runErr == nil {
-		runErr = fmt.Errorf("shutting down the ingest http server: %w", err)
+	hctx, hcancel := context.WithTimeout(sctx, s.cfg.WriteTimeout)
+	err := hs.Shutdown(hctx)
+	hcancel()
+	if err != nil {
+		_ = hs.Close()
+		if runErr == nil {
+			runErr = fmt.Errorf("shutting down the ingest http server: %w", err)
+		}
+	}
+	// No connection is refused once Serve returned; the last refusals end
+	// within refuseLinger.
+	<-serveDone
+	s.refusals.Wait()
+	if s.cfg.DrainWindow > 0 && !s.cfg.NoWatermarks {
+		if err := s.drainWatermark(sctx); err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	if err := s.cl.Flush(sctx); err != nil && runErr == nil {
 		runErr = fmt.Errorf("flushing ingest records: %w", err)
 	}
 	return runErr
+}
+
+// drainWatermark writes the last watermark of DrainWindow: the end of the
+// window that holds the latest start accepted.
+func (s *Server) drainWatermark(ctx context.Context) error {
+	win := s.cfg.DrainWindow.Microseconds()
+	return s.advance(ctx, func() int64 {
+		m := s.maxStart.Load()
+		if m == math.MinInt64 {
+			return m // nothing accepted: nothing to close
+		}
+		k := m / win
+		if m < 0 && m%win != 0 {
+			k-- // floor
+		}
+		return (k + 1) * win
+	})
 }
 
 // watermarkLoop writes a watermark every WatermarkEvery until ctx is done or
@@ -303,8 +438,14 @@ func (s *Server) watermarkLoop(ctx context.Context, served <-chan error) error {
 // and writes it to every telemetry partition, after every record accepted
 // before it. It returns once Kafka acknowledged it.
 func (s *Server) Watermark(ctx context.Context) error {
+	return s.advance(ctx, func() int64 { return s.cfg.Now().Add(-s.cfg.Lateness).UnixMicro() })
+}
+
+// advance moves the watermark to target() (computed under the write lock)
+// unless it is there already, and writes it to every telemetry partition.
+func (s *Server) advance(ctx context.Context, target func() int64) error {
 	s.wmMu.Lock()
-	w := max(s.wm, s.cfg.Now().Add(-s.cfg.Lateness).UnixMicro())
+	w := max(s.wm, target())
 	s.wm = w
 	v, err := proto.Marshal(&stratapb.Watermark{RunId: s.cfg.RunID, WatermarkUs: w, EmittedUnixMs: time.Now().UnixMilli()})
 	if err != nil {
@@ -333,6 +474,124 @@ func (s *Server) Watermark(ctx context.Context) error {
 	}
 	s.watermarks.Add(1)
 	s.m.watermark.Set(float64(w) / 1e6)
+	return nil
+}
+
+// limit admits a request when fewer than MaxInFlight are being handled,
+// and otherwise answers 503 with Retry-After before reading anything.
+func (s *Server) limit(endpoint string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+			next.ServeHTTP(w, r)
+		default:
+			s.refused.Add(1)
+			s.m.limited.WithLabelValues("max_in_flight").Inc()
+			s.m.requests.WithLabelValues(endpoint, "503").Inc()
+			w.Header().Set("Retry-After", "1")
+			// The body stays unread: the connection cannot be reused.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusServiceUnavailable,
+				fmt.Sprintf("server busy: %d requests in flight (the --max-in-flight cap); retry the same body", s.cfg.MaxInFlight))
+		}
+	})
+}
+
+// busyReply is the answer on a connection over the MaxConns cap.
+var busyReply = func() string {
+	body := `{"error":"server busy: too many connections (the --max-conns cap); retry the same body"}` + "\n"
+	return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
+
+// refuseLinger bounds how long a refused connection is given to read the
+// 503 before it is closed, and refuseMax how many are being answered at
+// once (beyond it, a refused connection is closed without an answer).
+const (
+	refuseLinger = time.Second
+	refuseMax    = 256
+)
+
+// limitListener caps the open connections of a Server at MaxConns.
+type limitListener struct {
+	net.Listener
+	s   *Server
+	tls bool
+}
+
+// Accept returns the next connection under the cap; one over it is
+// answered and closed here.
+func (l *limitListener) Accept() (net.Conn, error) {
+	s := l.s
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if s.openConns.Add(1) <= int64(s.cfg.MaxConns) {
+			s.m.conns.Inc()
+			return &limitConn{Conn: c, s: s}, nil
+		}
+		s.openConns.Add(-1)
+		s.refuseConn(c, l.tls)
+	}
+}
+
+// refuseConn answers a connection over the cap with busyReply (plain HTTP
+// only), half-closes it and gives the client refuseLinger to read the reply
+// before it closes: closing a socket with unread input would reset it and
+// could drop the reply.
+func (s *Server) refuseConn(c net.Conn, tlsOn bool) {
+	s.refusedConns.Add(1)
+	s.m.limited.WithLabelValues("max_conns").Inc()
+	if tlsOn {
+		_ = c.Close()
+		return
+	}
+	if s.refusing.Add(1) > refuseMax {
+		s.refusing.Add(-1)
+		_ = c.Close()
+		return
+	}
+	s.refusals.Add(1)
+	go func() {
+		defer s.refusals.Done()
+		defer s.refusing.Add(-1)
+		defer func() { _ = c.Close() }()
+		_ = c.SetDeadline(time.Now().Add(refuseLinger))
+		if _, err := io.WriteString(c, busyReply); err != nil {
+			return
+		}
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_, _ = io.CopyN(io.Discard, c, 64<<10)
+	}()
+}
+
+// limitConn releases its place under the cap when it is closed.
+type limitConn struct {
+	net.Conn
+	s    *Server
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.s.openConns.Add(-1)
+		c.s.m.conns.Dec()
+	})
+	return err
+}
+
+// CloseWrite half-closes a TCP connection; net/http uses it to let the
+// client read a last reply before the connection closes.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
 	return nil
 }
 
@@ -394,16 +653,23 @@ func (s *Server) limiter(key string) *rate.Limiter {
 }
 
 // readBody reads a request body of at most MaxBodyBytes, decompressing
-// gzip (the OpenTelemetry Collector's default).
+// gzip (the OpenTelemetry Collector's default), within BodyTimeout of the
+// end of the headers.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	// The body's own deadline: the server's ReadTimeout bounds headers and
+	// body together, this one the body alone, whatever the headers took.
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, http.StatusInternalServerError, fmt.Errorf("setting the body deadline: %w", err)
+	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	var rd io.Reader = body
 	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
-		zr, err := gzip.NewReader(body)
+		zr, err := newGzipBody(body)
 		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("reading gzip body: %w", err)
+			return nil, s.bodyErrStatus(w, err), s.bodyErr(err)
 		}
 		defer func() { _ = zr.Close() }()
 		rd = io.LimitReader(zr, s.cfg.MaxBodyBytes+1)
@@ -411,16 +677,123 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q (want gzip or none)", enc)
 	}
 	b, err := io.ReadAll(rd)
-	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &mbe):
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)
 	case err != nil:
-		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %w", err)
+		return nil, s.bodyErrStatus(w, err), s.bodyErr(err)
 	case int64(len(b)) > s.cfg.MaxBodyBytes:
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("decompressed request body exceeds %d bytes", s.cfg.MaxBodyBytes)
 	}
+	// The body is in. The server watches the connection for a close while
+	// the request waits for Kafka (WriteTimeout bounds that): a read
+	// deadline passing then would cancel the request.
+	_ = rc.SetReadDeadline(time.Time{})
 	return b, 0, nil
+}
+
+// bodyErrStatus is the status of a failed body read: 408 at the deadline
+// (the connection is closed: the rest of the body is not read), 413 over
+// the size limit, else 400.
+func (s *Server) bodyErrStatus(w http.ResponseWriter, err error) int {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.m.limited.WithLabelValues("body_timeout").Inc()
+		w.Header().Set("Connection", "close")
+		return http.StatusRequestTimeout
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
+// bodyErr says what went wrong reading the body.
+func (s *Server) bodyErr(err error) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("request body not received within %v (the --body-timeout)", s.cfg.BodyTimeout)
+	case errors.As(err, &mbe):
+		return fmt.Errorf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)
+	case errors.Is(err, errGzip):
+		return err
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("reading request body: truncated: the body ended before its Content-Length or final chunk")
+	}
+	return fmt.Errorf("reading request body: %w", err)
+}
+
+// errGzip marks the errors of a gzip body, which say what is wrong.
+var errGzip = errors.New("reading gzip body")
+
+// gzipBody decompresses a gzip body: one or more gzip members (RFC 1952
+// allows several; Go and curl read them all) and nothing after them.
+type gzipBody struct {
+	src *bufio.Reader
+	zr  *gzip.Reader
+}
+
+// newGzipBody reads the first member's header.
+func newGzipBody(r io.Reader) (*gzipBody, error) {
+	// A bufio.Reader is a flate.Reader: the gzip reader reads no byte past
+	// a member's end, so the next member (or trailing bytes) is still in
+	// src when it ends.
+	g := &gzipBody{src: bufio.NewReader(r)}
+	zr, err := gzip.NewReader(g.src)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("%w: empty body, not a gzip stream (Content-Encoding: gzip)", errGzip)
+	case errors.Is(err, gzip.ErrHeader):
+		return nil, fmt.Errorf("%w: not a gzip stream (Content-Encoding: gzip): %w", errGzip, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("%w: gzip stream truncated in its header", errGzip)
+	case err != nil:
+		return nil, gzipErr(err)
+	}
+	zr.Multistream(false)
+	g.zr = zr
+	return g, nil
+}
+
+func (g *gzipBody) Read(p []byte) (int, error) {
+	for {
+		n, err := g.zr.Read(p)
+		if !errors.Is(err, io.EOF) {
+			return n, gzipErr(err)
+		}
+		// The end of a member: the end of the body, or another member.
+		if _, perr := g.src.Peek(1); errors.Is(perr, io.EOF) {
+			return n, io.EOF
+		} else if perr != nil {
+			return n, gzipErr(perr)
+		}
+		if rerr := g.zr.Reset(g.src); rerr != nil {
+			if errors.Is(rerr, gzip.ErrHeader) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+				return n, fmt.Errorf("%w: trailing bytes after the gzip stream", errGzip)
+			}
+			return n, gzipErr(rerr)
+		}
+		g.zr.Multistream(false)
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (g *gzipBody) Close() error { return g.zr.Close() }
+
+// gzipErr names what went wrong in a gzip stream; the transport's errors
+// (deadline, size limit) pass through for their status.
+func gzipErr(err error) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil, errors.Is(err, errGzip), errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &mbe):
+		return err
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: gzip stream truncated: the body ends inside the compressed data", errGzip)
+	case errors.Is(err, gzip.ErrChecksum):
+		return fmt.Errorf("%w: gzip checksum mismatch: the stream is corrupt", errGzip)
+	}
+	return fmt.Errorf("%w: %w", errGzip, err)
 }
 
 // outcome is what became of one request's records.
@@ -438,7 +811,7 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 	key, _ := ctx.Value(tokenKey{}).(string)
 	if s.cfg.RatePerToken > 0 && res.Total > 0 {
 		lim := s.limiter(key)
-		now := time.Now()
+		now := s.cfg.Now()
 		rv := lim.ReserveN(now, res.Total)
 		if !rv.OK() {
 			return out, http.StatusRequestEntityTooLarge, fmt.Errorf("request holds %d records, more than the rate burst of %d", res.Total, s.cfg.RateBurst)
@@ -465,6 +838,7 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 	nowUS := s.cfg.Now().UnixMicro()
 	maxEnd := nowUS + s.cfg.MaxFuture.Microseconds()
 	buf := make([]byte, 0, 160*len(res.Observations))
+	maxStart := int64(math.MinInt64)
 	s.wmMu.RLock()
 	wm := s.wm
 	for i, o := range res.Observations {
@@ -491,6 +865,7 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 		at := len(buf)
 		var err error
 		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, o); err != nil {
+			s.noteStart(maxStart)
 			s.wmMu.RUnlock()
 			wg.Wait()
 			return out, http.StatusInternalServerError, fmt.Errorf("encoding record %d: %w", res.Index[i], err)
@@ -499,7 +874,9 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 		wg.Add(1)
 		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Topic, Key: []byte(a.GetApp()), Value: v}, done)
 		out.accepted++
+		maxStart = max(maxStart, a.GetStartUs())
 	}
+	s.noteStart(maxStart)
 	s.wmMu.RUnlock()
 	// The decoder's errors and the time checks' are each in request order.
 	slices.SortStableFunc(errs, func(a, b telemetry.RecordError) int { return cmp.Compare(a.Index, b.Index) })
@@ -512,7 +889,7 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 			continue
 		}
 		wg.Add(1)
-		s.cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicDeadLetter, Key: []byte(endpoint), Value: v}, done)
+		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicDeadLetter), Key: []byte(endpoint), Value: v}, done)
 	}
 	wg.Wait()
 	if perr != nil {
@@ -523,6 +900,17 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 	s.m.records.WithLabelValues(endpoint, "accepted").Add(float64(out.accepted))
 	s.m.records.WithLabelValues(endpoint, "rejected").Add(float64(len(errs)))
 	return out, 0, nil
+}
+
+// noteStart raises maxStart to start. It is called under the read lock,
+// with the records handed over: the drain watermark, computed under the
+// write lock, covers every one of them.
+func (s *Server) noteStart(start int64) {
+	for m := s.maxStart.Load(); start > m; m = s.maxStart.Load() {
+		if s.maxStart.CompareAndSwap(m, start) {
+			return
+		}
+	}
 }
 
 type retryAfter struct{ d time.Duration }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -12,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,12 +63,15 @@ func (c *clock) set(t time.Time) {
 // harness is an ingest server on an embedded broker.
 type harness struct {
 	t       *testing.T
+	addr    string
 	url     string
 	brokers []string
 	srv     *Server
 	clk     *clock
 	reg     *prometheus.Registry
 	stop    func() error
+	// read counts the bytes the server read from its connections.
+	read *atomic.Int64
 }
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -88,10 +94,11 @@ func start(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	raw, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := countingListener{Listener: raw, n: new(atomic.Int64)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, "", "") }()
@@ -105,7 +112,66 @@ func start(t *testing.T, mod func(*Config)) *harness {
 		return serr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &harness{t: t, url: "http://" + ln.Addr().String(), brokers: k.Brokers(), srv: srv, clk: clk, reg: reg, stop: stop}
+	return &harness{t: t, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), brokers: k.Brokers(), srv: srv, clk: clk,
+		reg: reg, stop: stop, read: ln.n}
+}
+
+// countingListener counts the bytes read from its connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, n: l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// dial opens a raw connection to the server, closed at the end of the test.
+func (h *harness) dial() net.Conn {
+	h.t.Helper()
+	c, err := (&net.Dialer{}).DialContext(h.t.Context(), "tcp", h.addr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// ids returns the invocation ids on the telemetry topic, sorted.
+func (h *harness) ids() []string {
+	h.t.Helper()
+	var ids []string
+	for _, rs := range h.records() {
+		for _, r := range rs {
+			if !strings.HasPrefix(r, "wm:") {
+				ids = append(ids, r)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (h *harness) post(path, tok string, body []byte, hdr ...string) (int, http.Header, []byte) {
@@ -192,16 +258,17 @@ type reply struct {
 func TestTelemetryRequests(t *testing.T) {
 	h := start(t, func(c *Config) { c.MaxBodyBytes = 1 << 20 })
 	big := "[" + strings.Repeat(rec("x", t0, 1)+",", 20000) + rec("x", t0, 1) + "]"
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write([]byte(rec("gz-1", t0, 10)))
-	_ = zw.Close()
+	gz := gzipped([]byte(rec("gz-1", t0, 10)))
+	twoMembers := append(gzipped([]byte(rec("gz-2", t0, 10)+"\n")), gzipped([]byte(rec("gz-3", t0, 10)))...)
+	bomb := gzipped(bytes.Repeat([]byte(" "), 2<<20)) // 2 MiB of blanks in a few kB
+	gzHdr := []string{"Content-Encoding", "gzip"}
 	cases := []struct {
 		name         string
 		tok          string
 		body         []byte
 		hdr          []string
 		code         int
+		err          string // in the error reply
 		accepted     int
 		rejectField  string
 		rejectReason string
@@ -209,20 +276,33 @@ func TestTelemetryRequests(t *testing.T) {
 		{name: "no token", body: []byte(rec("n-1", t0, 10)), code: 401},
 		{name: "wrong token", tok: "nope", body: []byte(rec("n-2", t0, 10)), code: 401},
 		{name: "valid", tok: "tok", body: []byte("[" + rec("v-1", t0, 10) + "," + rec("v-2", t0, 20) + "]"), code: 200, accepted: 2},
-		{name: "gzip", tok: "tok", body: gz.Bytes(), hdr: []string{"Content-Encoding", "gzip"}, code: 200, accepted: 1},
+		{name: "gzip", tok: "tok", body: gz, hdr: gzHdr, code: 200, accepted: 1},
+		{name: "gzip members", tok: "tok", body: twoMembers, hdr: gzHdr, code: 200, accepted: 2},
+		{name: "gzip trailing bytes", tok: "tok", body: append(gzipped([]byte(rec("gz-t", t0, 10))), "xyz"...), hdr: gzHdr, code: 400,
+			err: "reading gzip body: trailing bytes after the gzip stream"},
+		{name: "gzip trailing garbage", tok: "tok", body: append(gzipped([]byte(rec("gz-g", t0, 10))), bytes.Repeat([]byte("garbage "), 8)...), hdr: gzHdr,
+			code: 400, err: "reading gzip body: trailing bytes after the gzip stream"},
+		{name: "gzip truncated", tok: "tok", body: gz[:len(gz)-6], hdr: gzHdr, code: 400, err: "reading gzip body: gzip stream truncated"},
+		{name: "gzip header truncated", tok: "tok", body: gz[:5], hdr: gzHdr, code: 400, err: "reading gzip body: gzip stream truncated"},
+		{name: "not gzip", tok: "tok", body: []byte(rec("gz-n", t0, 10)), hdr: gzHdr, code: 400, err: "reading gzip body: not a gzip stream"},
+		{name: "empty gzip", tok: "tok", hdr: gzHdr, code: 400, err: "reading gzip body: empty body"},
+		{name: "gzip bomb", tok: "tok", body: bomb, hdr: gzHdr, code: 413, err: "decompressed request body exceeds 1048576 bytes"},
 		{name: "unknown encoding", tok: "tok", body: []byte(rec("e-1", t0, 10)), hdr: []string{"Content-Encoding", "br"}, code: 415},
 		{name: "late", tok: "tok", body: []byte(rec("v-3", t0, 10) + "\n" + rec("l-1", t0.Add(-10*time.Second), 10)), code: 200, accepted: 1,
 			rejectField: "start", rejectReason: "before the watermark"},
 		{name: "future", tok: "tok", body: []byte(rec("f-1", t0.Add(2*time.Minute), 10)), code: 422, rejectField: "end", rejectReason: "after the server's clock"},
 		{name: "invalid only", tok: "tok", body: []byte(`{"app":"a","func":"f","end_us":-1,"duration_us":0}`), code: 422, rejectField: "end_us"},
 		{name: "unreadable", tok: "tok", body: []byte(`[{"app":`), code: 400},
-		{name: "too large", tok: "tok", body: []byte(big), code: 413},
+		{name: "too large", tok: "tok", body: []byte(big), code: 413, err: "request body exceeds 1048576 bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, b := h.post("/v1/telemetry", tc.tok, tc.body, tc.hdr...)
 			if code != tc.code {
 				t.Fatalf("status %d (%s), want %d", code, b, tc.code)
+			}
+			if !strings.Contains(string(b), tc.err) {
+				t.Errorf("reply %s, want an error saying %q", b, tc.err)
 			}
 			if code != 200 && code != 422 {
 				return
@@ -243,19 +323,12 @@ func TestTelemetryRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Written: exactly the accepted records; refused requests wrote nothing.
-	var ids []string
-	for _, rs := range h.records() {
-		for _, r := range rs {
-			if !strings.HasPrefix(r, "wm:") {
-				ids = append(ids, r)
-			}
-		}
-	}
-	if got := strings.Join(slices.Sorted(slices.Values(ids)), ","); got != "gz-1,v-1,v-2,v-3" {
-		t.Errorf("telemetry holds %s, want gz-1,v-1,v-2,v-3", got)
+	const want = "gz-1,gz-2,gz-3,v-1,v-2,v-3"
+	if got := strings.Join(h.ids(), ","); got != want {
+		t.Errorf("telemetry holds %s, want %s", got, want)
 	}
 	st := h.srv.Stats()
-	if st.Accepted != 4 || st.Rejected != 3 || st.Refused != 5 {
+	if st.Accepted != 6 || st.Rejected != 3 || st.Refused != 12 {
 		t.Errorf("stats %+v", st)
 	}
 	if n := testutil.ToFloat64(h.srv.m.rejected.WithLabelValues("late")); n != 1 {
@@ -263,6 +336,17 @@ func TestTelemetryRequests(t *testing.T) {
 	}
 }
 
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// TestRateLimitRefusesWholeRequest runs the limiter on the harness's
+// clock, which only the test moves: the budget does not depend on how long
+// the requests take.
 func TestRateLimitRefusesWholeRequest(t *testing.T) {
 	h := start(t, func(c *Config) { c.RatePerToken, c.RateBurst = 5, 5 })
 	body := func(prefix string, n int) []byte {
@@ -275,27 +359,27 @@ func TestRateLimitRefusesWholeRequest(t *testing.T) {
 	if code, _, b := h.post("/v1/telemetry", "tok", body("a", 4)); code != 200 {
 		t.Fatalf("first request: %d %s", code, b)
 	}
+	// One record left in the bucket: four more need 0.6 s.
 	code, hdr, _ := h.post("/v1/telemetry", "tok", body("b", 4))
-	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
-		t.Fatalf("second request: %d (Retry-After %q), want 429 with Retry-After", code, hdr.Get("Retry-After"))
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") != "1" {
+		t.Fatalf("second request: %d (Retry-After %q), want 429 with Retry-After 1", code, hdr.Get("Retry-After"))
 	}
 	if code, _, _ := h.post("/v1/telemetry", "tok", body("c", 6)); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("request over the burst: %d, want 413", code)
 	}
-	_ = h.stop()
-	n := 0
-	for _, rs := range h.records() {
-		for _, r := range rs {
-			if strings.HasPrefix(r, "b-") || strings.HasPrefix(r, "c-") {
-				t.Fatalf("a refused request wrote %s", r)
-			}
-			if strings.HasPrefix(r, "a-") {
-				n++
-			}
-		}
+	// A second later the bucket is full again.
+	h.clk.set(t0.Add(time.Second))
+	if code, _, b := h.post("/v1/telemetry", "tok", body("d", 5)); code != 200 {
+		t.Fatalf("request after a second: %d %s", code, b)
 	}
-	if n != 4 {
-		t.Fatalf("%d records of the accepted request written, want 4", n)
+	_ = h.stop()
+	n := map[string]int{}
+	for _, id := range h.ids() {
+		p, _, _ := strings.Cut(id, "-")
+		n[p]++
+	}
+	if n["a"] != 4 || n["d"] != 5 || n["b"] != 0 || n["c"] != 0 {
+		t.Fatalf("records written per request %v, want a: 4, d: 5 and none of the refused b and c", n)
 	}
 }
 
@@ -336,7 +420,9 @@ func TestRecordsPrecedeWatermarks(t *testing.T) {
 		var wm int64
 		for _, r := range rs {
 			if v, ok := strings.CutPrefix(r, "wm:"); ok {
-				_, _ = fmt.Sscan(v, &wm)
+				if _, err := fmt.Sscan(v, &wm); err != nil {
+					t.Fatalf("partition %d: watermark %q: %v", p, v, err)
+				}
 				continue
 			}
 			if s := startUS[r]; s < wm {
@@ -447,4 +533,381 @@ func mustParse(t *testing.T, der []byte) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestHostileNesting sends the bodies that crashed the service (a stack
+// overflow in the JSON syntax check): deep and unclosed nesting is
+// answered 400 naming the nesting (a record nested too deep inside a
+// readable body is that record's rejection, 422), nothing is written and
+// the service keeps serving.
+func TestHostileNesting(t *testing.T) {
+	h := start(t, nil)
+	const deep = 2_000_000
+	cases := []struct {
+		name string
+		path string
+		body []byte
+		code int
+	}{
+		{"nested arrays", "/v1/telemetry", []byte(strings.Repeat("[", deep) + strings.Repeat("]", deep)), http.StatusBadRequest},
+		{"unclosed arrays", "/v1/telemetry", bytes.Repeat([]byte("["), 1<<20), http.StatusBadRequest},
+		{"nested objects in a record", "/v1/telemetry", []byte(`{"app":"a","func":"f","x":` + strings.Repeat(`{"y":`, deep/4) + "1" + strings.Repeat("}", deep/4) + "}"),
+			http.StatusUnprocessableEntity},
+		{"OTLP JSON nested arrays", "/v1/traces", []byte(`{"resourceSpans":` + strings.Repeat("[", deep) + strings.Repeat("]", deep) + "}"), http.StatusBadRequest},
+		{"OTLP JSON unclosed", "/v1/traces", []byte(`{"resourceSpans":` + strings.Repeat("[", 1<<20)), http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, b := h.post(tc.path, "tok", tc.body)
+			if code != tc.code || !strings.Contains(string(b), "nesting deeper than") {
+				t.Fatalf("status %d (%.300s), want %d naming the nesting", code, b, tc.code)
+			}
+			// The service is alive and serves the next request.
+			if code, _, b := h.post("/v1/telemetry", "tok", []byte(rec("after-"+tc.name, t0, 1))); code != http.StatusOK {
+				t.Fatalf("the next request: %d %s", code, b)
+			}
+		})
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := h.ids(); len(ids) != len(cases) {
+		t.Errorf("telemetry holds %v, want only the %d records sent after each hostile body", ids, len(cases))
+	}
+}
+
+// TestSlowBodyCut drips a body byte by byte on a raw connection: the server
+// answers 408 (or closes) at the body deadline, having read a few bytes of
+// the megabyte announced, writes nothing and leaves no goroutine behind.
+func TestSlowBodyCut(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	const declared = 1 << 20
+	for _, tc := range []struct {
+		name string
+		enc  string
+		body []byte
+	}{
+		{"plain", "", []byte(rec("slow-1", t0, 1))},
+		{"gzip", "gzip", gzipped([]byte(rec("slow-2", t0, 1)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, func(c *Config) { c.BodyTimeout = 200 * time.Millisecond })
+			c := h.dial()
+			hdr := "POST /v1/telemetry HTTP/1.1\r\nHost: ingest\r\nAuthorization: Bearer tok\r\nContent-Type: application/json\r\n" +
+				fmt.Sprintf("Content-Length: %d\r\n", declared)
+			if tc.enc != "" {
+				hdr += "Content-Encoding: " + tc.enc + "\r\n"
+			}
+			if _, err := io.WriteString(c, hdr+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			// Drip the body until the server answers; nothing marks the
+			// time but the server's own deadline.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					b := []byte{' '}
+					if i < len(tc.body) {
+						b = tc.body[i : i+1]
+					}
+					if _, err := c.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a bound on the test, not an assertion
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			close(stop)
+			wg.Wait()
+			switch {
+			case err == nil:
+				b, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "not received within") {
+					t.Fatalf("reply %d %s, want 408", resp.StatusCode, b)
+				}
+				if !resp.Close {
+					t.Error("the 408 keeps the connection open")
+				}
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				t.Fatal("the server neither answered nor closed the connection")
+			}
+			if err := h.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if n := h.read.Load(); n >= declared {
+				t.Errorf("the server read %d bytes, want a few of the %d announced", n, declared)
+			}
+			if ids := h.ids(); len(ids) != 0 {
+				t.Errorf("telemetry holds %v, want nothing", ids)
+			}
+			if n := testutil.ToFloat64(h.srv.m.limited.WithLabelValues("body_timeout")); n != 1 {
+				t.Errorf("body timeouts counted %v, want 1", n)
+			}
+		})
+	}
+}
+
+// TestIdleConnectionsClosed opens connections that send nothing, that
+// dribble their headers, and keep-alive connections that sent one request:
+// with small timeouts the server closes every one (a read returns EOF or a
+// reset, never the test's own deadline).
+func TestIdleConnectionsClosed(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	// The header timeout leaves the kept-alive connections' first request
+	// time to arrive on a loaded machine; the idle timeout is short.
+	h := start(t, func(c *Config) {
+		c.ReadHeaderTimeout, c.IdleTimeout = time.Second, 200*time.Millisecond
+	})
+	const n = 20
+	var conns []net.Conn
+	for range n { // silent: no token, no request
+		conns = append(conns, h.dial())
+	}
+	for range n { // keep-alive after one request
+		c := h.dial()
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: ingest\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("healthz: %d (close %v), want 200 on a kept-alive connection", resp.StatusCode, resp.Close)
+		}
+		conns = append(conns, readerConn{Conn: c, r: br})
+	}
+	// One dribbling its headers, a byte at a time.
+	drip := h.dial()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, err := io.WriteString(drip, "GET /healthz HTTP/1.1\r\nX-Slow: "); err != nil {
+			return
+		}
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := io.WriteString(drip, "a"); err != nil {
+				return
+			}
+		}
+	}()
+	conns = append(conns, drip)
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a bound on the test, not an assertion
+		b, err := io.ReadAll(c)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("connection %d still open (read %q)", i, b)
+		}
+		if len(b) > 0 {
+			t.Errorf("connection %d: the server wrote %q before closing, want nothing", i, b)
+		}
+	}
+}
+
+// readerConn reads through the buffered reader that holds what was read
+// past a response.
+type readerConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// TestConnectionCap holds MaxConns connections open: the next one is
+// answered 503 and closed without being read, and once one of them closes
+// a new connection is served.
+func TestConnectionCap(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	const maxConns = 3
+	h := start(t, func(c *Config) { c.MaxConns = maxConns })
+	healthz := func(c net.Conn) (*http.Response, error) {
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: ingest\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a bound on the test
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp, nil
+	}
+	var held []net.Conn
+	for range maxConns {
+		c := h.dial()
+		if resp, err := healthz(c); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("connection under the cap: %v %v", resp, err)
+		}
+		held = append(held, c)
+	}
+	over := h.dial()
+	_ = over.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("connection over the cap: %v, want a 503", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close || resp.Header.Get("Retry-After") != "1" ||
+		!strings.Contains(string(b), "--max-conns") {
+		t.Fatalf("over the cap: %d %v %s, want 503 with Retry-After and Connection: close", resp.StatusCode, resp.Header, b)
+	}
+	if _, err := over.Read(make([]byte, 1)); err == nil {
+		t.Error("the connection over the cap stays open")
+	}
+	// A place frees up when a held connection closes; the server notices
+	// the close on its own time, so try until it does.
+	_ = held[0].Close()
+	for i := 0; ; i++ {
+		c := h.dial()
+		resp, err := healthz(c)
+		_ = c.Close()
+		if err == nil && resp.StatusCode == http.StatusOK {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("no connection served after one closed: %v %v", resp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := h.srv.Stats(); st.RefusedConns < 1 {
+		t.Errorf("stats %+v, want the refused connection counted", st)
+	}
+	if n := testutil.ToFloat64(h.srv.m.limited.WithLabelValues("max_conns")); n < 1 {
+		t.Errorf("max_conns refusals %v, want at least 1", n)
+	}
+}
+
+// TestInFlightCap holds MaxInFlight requests in flight (their bodies half
+// sent): the next request is answered 503 with Retry-After before its body
+// is read, writes nothing, and the held requests complete.
+func TestInFlightCap(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	const maxInFlight = 2
+	h := start(t, func(c *Config) { c.MaxInFlight = maxInFlight })
+	type heldReq struct {
+		c    net.Conn
+		rest string
+	}
+	var held []heldReq
+	for i := range maxInFlight {
+		body := rec(fmt.Sprintf("held-%d", i), t0, 1)
+		c := h.dial()
+		req := "POST /v1/telemetry HTTP/1.1\r\nHost: ingest\r\nAuthorization: Bearer tok\r\nContent-Type: application/json\r\n" +
+			fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body[:10]
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, heldReq{c, body[10:]})
+	}
+	// Both handlers hold their place once they wait for the rest.
+	for i := 0; len(h.srv.slots) < maxInFlight; i++ {
+		if i == 3000 {
+			t.Fatalf("%d requests in flight, want %d", len(h.srv.slots), maxInFlight)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, hdr, b := h.post("/v1/telemetry", "tok", []byte(rec("over-1", t0, 1)))
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "1" || !strings.Contains(string(b), "--max-in-flight") {
+		t.Fatalf("over the cap: %d %v %s, want 503 with Retry-After 1", code, hdr, b)
+	}
+	for i, r := range held {
+		if _, err := io.WriteString(r.c, r.rest); err != nil {
+			t.Fatal(err)
+		}
+		_ = r.c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a bound on the test
+		resp, err := http.ReadResponse(bufio.NewReader(r.c), nil)
+		if err != nil {
+			t.Fatalf("held request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"accepted":1`) {
+			t.Fatalf("held request %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	if code, _, b := h.post("/v1/telemetry", "tok", []byte(rec("after-1", t0, 1))); code != http.StatusOK {
+		t.Fatalf("after the held requests: %d %s", code, b)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(h.ids(), ","); got != "after-1,held-0,held-1" {
+		t.Errorf("telemetry holds %s, want after-1,held-0,held-1", got)
+	}
+	if n := testutil.ToFloat64(h.srv.m.limited.WithLabelValues("max_in_flight")); n != 1 {
+		t.Errorf("max_in_flight refusals %v, want 1", n)
+	}
+}
+
+// TestDrainWatermark checks the last watermark of DrainWindow: the end of
+// the window holding the latest start accepted, after every record, and
+// none when nothing was accepted.
+func TestDrainWatermark(t *testing.T) {
+	const win = 15 * time.Second
+	for _, tc := range []struct {
+		name   string
+		ends   []time.Duration // after t0, 1 s long
+		wantWM time.Time       // the last watermark
+	}{
+		{"records", []time.Duration{3 * time.Second, 20 * time.Second, 10 * time.Second}, t0.Add(30 * time.Second)},
+		{"a record on a window start", []time.Duration{16 * time.Second}, t0.Add(30 * time.Second)},
+		{"nothing accepted", nil, t0.Add(-5 * time.Second)}, // the initial one: now − lateness
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, func(c *Config) { c.DrainWindow = win })
+			// Served: the initial watermark is written.
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+"/healthz", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			for i, e := range tc.ends {
+				if code, _, b := h.post("/v1/telemetry", "tok", []byte(rec(fmt.Sprint("d-", i), t0.Add(e), 1000))); code != 200 {
+					t.Fatalf("record %d: %d %s", i, code, b)
+				}
+			}
+			if err := h.stop(); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprint("wm:", tc.wantWM.UnixMicro())
+			for p, rs := range h.records() {
+				if rs[len(rs)-1] != want {
+					t.Errorf("partition %d ends with %v, want %s", p, rs, want)
+				}
+			}
+			if st := h.srv.Stats(); st.WatermarkUS != tc.wantWM.UnixMicro() {
+				t.Errorf("stats %+v, want watermark %d", st, tc.wantWM.UnixMicro())
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,15 +9,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -33,6 +37,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -53,6 +58,10 @@ type ingestFlags struct {
 	rateBurst          int
 	tlsCert, tlsKey    string
 	noWatermarks       bool
+	// The connection limits (ingest.Config).
+	headerTimeout, bodyTimeout, readTimeout time.Duration
+	writeTimeout, idleTimeout               time.Duration
+	maxConns, maxInFlight                   int
 	// topic is set by `strata ingest --topic` only: in `strata live` the
 	// features and the shadow twin read the standard topic.
 	topic string
@@ -72,6 +81,13 @@ func (f *ingestFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `FILE` (with --tls-key: serve HTTPS)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key `FILE`")
 	fs.BoolVar(&f.noWatermarks, "no-watermarks", false, "do not write watermarks (a second ingest instance; see docs/ingest.md)")
+	fs.DurationVar(&f.headerTimeout, "header-timeout", ingest.DefaultReadHeaderTimeout, "close a connection that has not sent a request's complete headers within this")
+	fs.DurationVar(&f.bodyTimeout, "body-timeout", ingest.DefaultBodyTimeout, "answer 408 and close the connection when a request's body is not in within this of its headers; nothing of it is written")
+	fs.DurationVar(&f.readTimeout, "read-timeout", 0, "bound on reading a whole request, headers and body (default: --header-timeout plus --body-timeout); the telemetry and traces bodies have --body-timeout instead")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", ingest.DefaultWriteTimeout, "bound on a request from the end of its headers to the end of its reply, the wait for Kafka's acknowledgements included")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", ingest.DefaultIdleTimeout, "close a keep-alive connection idle for this long")
+	fs.IntVar(&f.maxConns, "max-conns", ingest.DefaultMaxConns, "open connections at most; one more is answered 503 (Connection: close) and closed unread")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", ingest.DefaultMaxInFlight, "requests handled at once at most (each holds up to --max-body); one more is answered 503 with Retry-After: 1, its body unread")
 }
 
 // config builds the ingest configuration (tokens from the flag, the
@@ -98,9 +114,23 @@ func (f *ingestFlags) config(brokers []string) (ingest.Config, error) {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return ingest.Config{}, errors.New("--tls-cert and --tls-key go together")
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--header-timeout", f.headerTimeout}, {"--body-timeout", f.bodyTimeout}, {"--read-timeout", f.readTimeout},
+		{"--write-timeout", f.writeTimeout}, {"--idle-timeout", f.idleTimeout}} {
+		if d.v < 0 {
+			return ingest.Config{}, fmt.Errorf("%s %v: a timeout cannot be negative", d.name, d.v)
+		}
+	}
+	if f.maxConns < 1 || f.maxInFlight < 1 {
+		return ingest.Config{}, fmt.Errorf("--max-conns %d, --max-in-flight %d: both must be at least 1", f.maxConns, f.maxInFlight)
+	}
 	return ingest.Config{Brokers: brokers, RunID: f.runID, Lateness: f.lateness, WatermarkEvery: f.wmEvery, Tokens: toks,
 		NoAuth: f.noAuth, MaxBodyBytes: f.maxBody, RatePerToken: f.ratePerToken, RateBurst: f.rateBurst,
-		NoWatermarks: f.noWatermarks, Topic: f.topic}, nil
+		NoWatermarks: f.noWatermarks, Topic: f.topic,
+		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, ReadTimeout: f.readTimeout,
+		WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout, MaxConns: f.maxConns, MaxInFlight: f.maxInFlight}, nil
 }
 
 // ingestMain runs `strata ingest` (the HTTP service) or `strata ingest load`.
@@ -130,8 +160,13 @@ See docs/ingest.md.
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	inf.register(fs)
-	fs.StringVar(&inf.topic, "topic", schemas.TopicTelemetry, "telemetry `TOPIC` (tests use scratch topics; the other roles read strata.telemetry.v1)")
+	fs.StringVar(&inf.topic, "topic", "", "telemetry `TOPIC` (default strata.telemetry.v1 under --prefix; benchmarks use scratch topics, the other roles read strata.telemetry.v1)")
+	var names schemas.Names
+	registerPrefix(fs, &names)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
 		return err
 	}
 	if *brokers == "" {
@@ -145,6 +180,7 @@ See docs/ingest.md.
 	if err != nil {
 		return err
 	}
+	cfg.Names = names
 	pl, err := parsePlacement(*defPl)
 	if err != nil {
 		return err
@@ -160,11 +196,11 @@ See docs/ingest.md.
 			return err
 		}
 		defer func() { _ = nc.Drain() }()
-		js, err := jsFor(ctx, nc)
+		js, err := jsFor(ctx, nc, names)
 		if err != nil {
 			return err
 		}
-		view := newDecisionView(inf.runID, pl, logger, reg)
+		view := newDecisionView(inf.runID, names, pl, logger, reg)
 		cfg.Decisions = view.Handler()
 		g.Go(func() error { return view.Follow(ctx, js) })
 	}
@@ -188,8 +224,8 @@ See docs/ingest.md.
 	return err
 }
 
-func newDecisionView(runID string, pl cloud.Placement, logger *slog.Logger, reg prometheus.Registerer) *decisions.View {
-	return decisions.NewView(decisions.Config{RunID: runID, Epoch: liveEpoch, Default: decisions.Placement{
+func newDecisionView(runID string, names schemas.Names, pl cloud.Placement, logger *slog.Logger, reg prometheus.Registerer) *decisions.View {
+	return decisions.NewView(decisions.Config{RunID: runID, Epoch: liveEpoch, Names: names, Default: decisions.Placement{
 		Provider: pl.Provider.String(), Region: pl.Metro.String(), MemoryMB: int32(pl.Tier.MB())}},
 		logger.With("role", "decisions"), reg)
 }
@@ -214,6 +250,7 @@ func liveMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		shadow   = fs.Bool("shadow", true, "run the twin in shadow: score every decision against the model's counterfactuals")
 		noStore  = fs.Bool("no-store", false, "write no tables (the twin's records stay on Kafka)")
 		trans    = fs.String("transitions", "auto", "layers whose transitions the shadow twin writes to strata.transitions.v1 for `strata learner --run-id <run>`: a list, none, or auto (the layers served by dqn or ppo)")
+		drainT   = fs.Duration("drain-timeout", 30*time.Second, "on the embedded broker, how long a stop waits for the back end to process every acknowledged record before it gives up and reports how many were left (they are lost)")
 	)
 	cf.register(fs)
 	inf.register(fs)
@@ -225,8 +262,18 @@ Live mode in one process: the HTTP ingest service (JSON and OTLP telemetry),
 the feature consumer on wall-clock ticks, one agent per layer (and its
 strata.act.<layer> server), the decisions API, the twin in shadow and the
 sink — on an embedded broker, nats-server and DuckDB file unless --kafka,
---nats or --clickhouse are given. Stop it with Ctrl-C: it shuts down in
-order and loses no acknowledged record. See docs/ingest.md.
+--nats or --clickhouse are given. See docs/ingest.md.
+
+Stop it with Ctrl-C (SIGINT or SIGTERM): ingest stops accepting and answers
+the requests in flight. On the embedded broker, which keeps records in
+memory only, it then writes a last watermark past every acknowledged record
+and waits, up to --drain-timeout, until the features have closed their
+ticks, the shadow twin has scored them and the sink has written its rows;
+if the wait runs out it exits with an error saying how many records were
+left, and those are lost, as is everything not yet in the tables after a
+crash, a second Ctrl-C or SIGKILL. With --kafka an acknowledged record is
+durable on Kafka: the back end stops at what it has handled and resumes from
+its committed offsets on the next start.
 
 `)
 		fs.PrintDefaults()
@@ -260,11 +307,12 @@ order and loses no acknowledged record. See docs/ingest.md.
 		}
 	}
 	lo := liveOpts{
-		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions,
+		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
 			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: newRegistry()},
 		ingest: icfg, listen: inf.listen, tlsCert: inf.tlsCert, tlsKey: inf.tlsKey,
 		policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
 		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow, transitions: trLayers,
+		drainTimeout: *drainT,
 	}
 	if !*noStore {
 		lo.store = stf.target()
@@ -285,6 +333,9 @@ type liveOpts struct {
 	store                   string // DuckDB file or ClickHouse DSN; "" for none
 	// transitions are the layers whose transitions the shadow twin writes.
 	transitions []schemas.Layer
+	// drainTimeout bounds the drain at a stop on the embedded broker
+	// (default 30 s).
+	drainTimeout time.Duration
 }
 
 // liveRun is a running live process, for tests.
@@ -299,7 +350,9 @@ type liveRun struct {
 
 // runLive runs live mode until ctx is done, then shuts down in order: the
 // HTTP service first (every record it acknowledged is on Kafka when it
-// returns), then the back end. ready, if set, is called once it serves.
+// returns), then, on the embedded broker, the drain (every acknowledged
+// record processed by the back end, within lo.drainTimeout), then the back
+// end and last the sink. ready, if set, is called once it serves.
 func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liveRun)) error {
 	logger, reg := lo.pipe.logger, lo.pipe.reg
 	e, closeEnv, err := lo.pipe.prepare(ctx)
@@ -308,7 +361,13 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 	}
 	defer closeEnv()
 	icfg := lo.ingest
-	icfg.Brokers, icfg.RunID = e.brokers, lo.pipe.runID
+	icfg.Brokers, icfg.RunID, icfg.Names = e.brokers, lo.pipe.runID, lo.pipe.names
+	if e.embeddedKafka {
+		// The records die with the process: at a stop, ingest's last
+		// watermark closes the tick of every record it accepted, and the
+		// drain waits for the back end to process them.
+		icfg.DrainWindow = time.Duration(replay.OperationalTickUS) * time.Microsecond
+	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		icfg.Gatherer = g
 	}
@@ -347,31 +406,42 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 	}
 	run := &liveRun{env: e}
 
-	// The back end (stops last): features, agents, the decisions view, the
-	// shadow twin and the sink.
-	bctx, stopBack := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBack()
-	var back errgroup.Group
-	stop := func() error {
-		stopBack()
+	// The back end (stops after ingest): features, agents, the decisions
+	// view and the shadow twin, then the sink, which writes what the twin
+	// flushed as it stopped.
+	bctx, cancelBack := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBack()
+	sctx, cancelSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSink()
+	var back, sinkGroup errgroup.Group
+	stopBack := func() error {
+		cancelBack()
 		return back.Wait()
 	}
-	kv, err := e.js.KeyValue(ctx, schemas.BucketCheckpoints)
+	stop := func() error {
+		err := stopBack()
+		cancelSink()
+		return errors.Join(err, sinkGroup.Wait())
+	}
+	prog := newLiveProgress()
+	nm := lo.pipe.names
+	kv, err := e.js.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		return fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
 	runID := lo.pipe.runID
-	if run.features, err = features.NewService(ctx, features.Config{Brokers: e.brokers, Group: "strata-features-" + runID,
-		Epoch: liveEpoch, RunID: runID}, natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv},
+	if run.features, err = features.NewService(ctx, features.Config{Brokers: e.brokers, Group: nm.Group("strata-features-" + runID),
+		Epoch: liveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch}, natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv},
 		logger.With("role", "features"), reg); err != nil {
 		return err
 	}
-	view := newDecisionView(runID, lo.placement, logger, reg)
+	view := newDecisionView(runID, nm, lo.placement, logger, reg)
 	icfg.Decisions = view.Handler()
 	back.Go(func() error { return run.features.Run(bctx) })
 	back.Go(func() error { return view.Follow(bctx, e.js) })
 	for _, l := range layers {
 		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
+		w.Names = nm
 		back.Go(func() error { return w.Run(bctx) })
 		if p := actPol[l]; p != nil {
 			nc, ok := e.nc.(*nats.Conn)
@@ -379,6 +449,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 				return errors.Join(errors.New("strata live: the NATS connection cannot serve act requests"), stop())
 			}
 			srv := worker.NewActServer(nc, l, p, logger.With("role", "act", "layer", l))
+			srv.Names = nm
 			if err := srv.Listen(); err != nil {
 				return errors.Join(err, stop())
 			}
@@ -396,8 +467,8 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		if err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: runID, Layers: layers, Shadow: true,
-			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions}, eng, e.js, logger.With("role", "shadow")); err != nil {
+		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: runID, Names: nm, Layers: layers, Shadow: true,
+			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions, OnTick: prog.onTick}, eng, e.js, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.shadow.Run(bctx) })
@@ -411,11 +482,11 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		if err := st.EnsureSchema(ctx); err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.sink, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: "strata-sink-" + runID, Partitions: lo.pipe.partitions,
-			Outcomes: true, RunID: runID}, st, logger.With("role", "sink"), reg); err != nil {
+		if run.sink, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: nm.Group("strata-sink-" + runID), Partitions: lo.pipe.partitions,
+			Outcomes: true, RunID: runID, Names: nm}, st, logger.With("role", "sink"), reg); err != nil {
 			return errors.Join(err, stop())
 		}
-		back.Go(func() error { return run.sink.Run(bctx) })
+		sinkGroup.Go(func() error { return run.sink.Run(sctx) })
 	}
 
 	if run.sink != nil || !e.embeddedKafka {
@@ -432,17 +503,17 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 			return errors.Join(fmt.Errorf("creating the trimming client: %w", err), stop())
 		}
 		defer tcl.Close()
-		telemetryReaders := []string{"strata-features-" + runID}
+		telemetryReaders := []string{nm.Group("strata-features-" + runID)}
 		if lo.shadow {
-			telemetryReaders = append(telemetryReaders, "strata-shadow-"+runID)
+			telemetryReaders = append(telemetryReaders, nm.Group("strata-shadow-"+runID))
 		}
 		back.Go(func() error {
-			trimConsumed(bctx, tcl, telemetryReaders, []string{schemas.TopicTelemetry}, 5*time.Second, logger)
+			trimConsumed(bctx, tcl, telemetryReaders, []string{nm.Topic(schemas.TopicTelemetry)}, 5*time.Second, logger)
 			return nil
 		})
 		if run.sink != nil {
-			back.Go(func() error {
-				trimConsumed(bctx, tcl, []string{"strata-sink-" + runID}, []string{schemas.TopicDecisions, schemas.TopicRewards, schemas.TopicOutcomes}, 5*time.Second, logger)
+			sinkGroup.Go(func() error {
+				trimConsumed(sctx, tcl, []string{nm.Group("strata-sink-" + runID)}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 5*time.Second, logger)
 				return nil
 			})
 		}
@@ -466,10 +537,17 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		ready(run)
 	}
 	serveErr := run.ingest.Serve(ctx, ln, lo.tlsCert, lo.tlsKey)
-	// The back end commits only what it has durably handled: what it has
-	// not reached yet stays on Kafka for its next start.
-	backErr := stop()
 	st := run.ingest.Stats()
+	var drainErr error
+	if e.embeddedKafka {
+		drainErr = run.drain(ctx, lo, st, prog, stopBack, stdout, logger)
+	} else {
+		// The back end commits only what it has durably handled: what it
+		// has not reached yet stays on Kafka for its next start.
+		fmt.Fprintf(stdout, "live: the %d records acknowledged are durable on Kafka; the back end resumes from its committed offsets on the next start\n", st.Accepted)
+		logger.Info("stopping: acknowledged records are durable on Kafka", "accepted", st.Accepted)
+	}
+	backErr := stop()
 	fmt.Fprintf(stdout, "live: %d requests, %d records accepted, %d rejected, %d refused\n", st.Requests, st.Accepted, st.Rejected, st.Refused)
 	fst := run.features.Stats()
 	fmt.Fprintf(stdout, "features: %d invocations windowed, %d late, %d duplicates, %d state batches\n", fst.Invocations, fst.Late, fst.Duplicates, fst.StatesPublished)
@@ -480,10 +558,222 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 	if serveErr != nil {
 		return serveErr
 	}
+	if drainErr != nil {
+		return drainErr
+	}
 	if backErr != nil && !errors.Is(backErr, context.Canceled) {
 		return backErr
 	}
 	return nil
+}
+
+// liveProgress follows the back end for the drain: the operational ticks
+// each features shard has closed and the latest tick the shadow twin has
+// evaluated.
+type liveProgress struct {
+	mu     sync.Mutex
+	shards int
+	closed map[int]int64 // per shard: every tick before this one is closed
+	twin   int64
+}
+
+func newLiveProgress() *liveProgress {
+	return &liveProgress{closed: map[int]int64{}, twin: math.MinInt64}
+}
+
+// onBatch is the features' OnBatch: an operational state batch for tick k
+// is published once tick k−1 closed (the first one, for the first
+// watermark's tick, once the ticks before it are out of reach).
+func (p *liveProgress) onBatch(h schemas.BatchHeader, _ int, _ []byte) {
+	if h.Layer != schemas.Operational {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.shards = h.NShards
+	if c, ok := p.closed[h.Shard]; !ok || h.Tick > c {
+		p.closed[h.Shard] = h.Tick
+	}
+}
+
+// onTick is the shadow twin's OnTick.
+func (p *liveProgress) onTick(k int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.twin = max(p.twin, k)
+}
+
+// featuresClosed returns the first tick that is not closed on every shard
+// (math.MinInt64 before every shard published).
+func (p *liveProgress) featuresClosed() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shards == 0 || len(p.closed) < p.shards {
+		return math.MinInt64
+	}
+	first := int64(math.MaxInt64)
+	for _, c := range p.closed {
+		first = min(first, c)
+	}
+	return first
+}
+
+// twinEvaluated returns the latest tick the shadow twin evaluated.
+func (p *liveProgress) twinEvaluated() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.twin
+}
+
+// drain runs at a stop on the embedded broker, whose records die with the
+// process, once ingest has answered its last request (st) and written its
+// last watermark past the tick of every record it accepted. It waits until
+// the features have closed that tick on every shard and the shadow twin (if
+// it runs) has evaluated it, stops the back end but the sink with stopBack
+// (the twin flushes its output to Kafka as it stops), and waits until the
+// sink (if it runs) has written and committed every record on its topics.
+// lo.drainTimeout bounds the whole wait; the error then says how many
+// acknowledged records were left unprocessed. The back end's own errors are
+// runLive's to report.
+func (run *liveRun) drain(ctx context.Context, lo liveOpts, st ingest.Stats, prog *liveProgress, stopBack func() error,
+	stdout io.Writer, logger *slog.Logger) error {
+	timeout := cmp.Or(lo.drainTimeout, 30*time.Second)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	t0 := time.Now()
+	last := int64(math.MinInt64) // the tick of the latest record accepted
+	if st.Accepted > 0 {
+		last = replay.TickOf(st.MaxStartUS, replay.OperationalTickUS)
+	}
+	processed := func() bool {
+		return prog.featuresClosed() > last && (run.shadow == nil || prog.twinEvaluated() >= last)
+	}
+	waitUntil(dctx, processed)
+	done := processed()
+	_ = stopBack() // runLive's last stop returns its error
+	var sinkBehind int64
+	var sinkErr error
+	if run.sink != nil {
+		nm := lo.pipe.names
+		sinkBehind, sinkErr = waitCommitted(dctx, run.env.brokers, nm.Group("strata-sink-"+lo.pipe.runID),
+			[]string{nm.Topic(sink.TopicRuns), nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, logger)
+	}
+	if done && sinkBehind == 0 && sinkErr == nil {
+		var parts []string
+		for _, r := range []struct {
+			name string
+			on   bool
+		}{{"the features", true}, {"the shadow twin", run.shadow != nil}, {"the sink", run.sink != nil}} {
+			if r.on {
+				parts = append(parts, r.name)
+			}
+		}
+		fmt.Fprintf(stdout, "live: drained in %v: %s processed every one of the %d records acknowledged\n",
+			time.Since(t0).Round(time.Millisecond), strings.Join(parts, ", "), st.Accepted)
+		return nil
+	}
+	// What was left: the shadow twin counts what it scored or dropped; the
+	// features only say which ticks they closed.
+	var where []string
+	if !done {
+		if run.shadow != nil {
+			ts := run.shadow.Stats()
+			left := st.Accepted - (ts.Outcomes + ts.DuplicateArrivals + ts.LateArrivals + ts.InvalidArrivals)
+			where = append(where, fmt.Sprintf("%d of the %d records acknowledged not scored by the shadow twin (it evaluated the ticks through %d, the last record accepted starts in tick %d)",
+				max(left, 0), st.Accepted, prog.twinEvaluated(), last))
+		} else if c := prog.featuresClosed(); c == math.MinInt64 {
+			where = append(where, fmt.Sprintf("the features have closed no tick; the %d records acknowledged are not processed", st.Accepted))
+		} else {
+			where = append(where, fmt.Sprintf("the features have not closed the ticks from %d to %d, which hold records among the %d acknowledged",
+				c, last, st.Accepted))
+		}
+	}
+	switch {
+	case sinkBehind > 0:
+		where = append(where, fmt.Sprintf("the sink is %d records behind on its topics (rows of decisions, rewards and outcomes not written)", sinkBehind))
+	case sinkErr != nil:
+		where = append(where, "the sink's progress is unknown")
+	}
+	err := fmt.Errorf("draining strata live: not done within --drain-timeout %v: %s; the embedded broker keeps records in memory only, so these are lost",
+		timeout, strings.Join(where, "; "))
+	if sinkErr != nil {
+		err = errors.Join(err, sinkErr)
+	}
+	logger.Error("drain incomplete", "err", err)
+	return err
+}
+
+// waitUntil polls ok until it holds or ctx is done.
+func waitUntil(ctx context.Context, ok func() bool) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// waitCommitted waits until group has committed the end offsets that
+// topics have now, and returns how many records it is still behind when
+// ctx ends first.
+func waitCommitted(ctx context.Context, brokers []string, group string, topics []string, logger *slog.Logger) (int64, error) {
+	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, logger)...)
+	if err != nil {
+		return 0, fmt.Errorf("creating the drain's kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	// Each look gets a few seconds of its own, so that a wait already over
+	// still says how far behind the group is.
+	look := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	}
+	lctx, lcancel := look()
+	ends, err := adm.ListEndOffsets(lctx, topics...)
+	lcancel()
+	if err != nil {
+		return 0, fmt.Errorf("listing the end offsets of %v: %w", topics, err)
+	}
+	behind := func() (int64, error) {
+		lctx, lcancel := look()
+		defer lcancel()
+		offs, err := adm.FetchOffsets(lctx, group)
+		if err != nil {
+			return 0, fmt.Errorf("fetching the offsets of group %s: %w", group, err)
+		}
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) {
+			var at int64
+			if c, ok := offs.Lookup(o.Topic, o.Partition); ok && c.Err == nil {
+				at = max(c.At, 0)
+			}
+			n += max(o.Offset-at, 0)
+		})
+		return n, nil
+	}
+	n := int64(-1) // the last count taken
+	var lastErr error
+	waitUntil(ctx, func() bool {
+		m, err := behind()
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		n, lastErr = m, nil
+		return m == 0
+	})
+	switch {
+	case n == 0:
+		return 0, nil
+	case n > 0:
+		return n, nil // the deadline: n says how far behind
+	case lastErr != nil:
+		return 0, lastErr
+	}
+	return 0, fmt.Errorf("waiting for group %s: %w", group, ctx.Err())
 }
 
 // writeLiveRun writes the live run's record for the runs table.
@@ -494,7 +784,8 @@ func writeLiveRun(ctx context.Context, brokers []string, lo liveOpts, layers []s
 	}
 	v, err := proto.Marshal(&stratapb.Run{RunId: lo.pipe.runID, StartedUnixMs: time.Now().UnixMilli(), Source: "live", Seed: lo.seed,
 		Speed: "wall-clock", StrategicPolicy: pol[schemas.Strategic], TacticalPolicy: pol[schemas.Tactical],
-		OperationalPolicy: pol[schemas.Operational], DefaultPlacement: lo.placement.String(), TraceEpoch: liveEpoch.Format(time.RFC3339)})
+		OperationalPolicy: pol[schemas.Operational], DefaultPlacement: lo.placement.String(), TraceEpoch: liveEpoch.Format(time.RFC3339),
+		ConfigJson: runConfigJSON("[]", lo.pipe.partitions, lo.pipe.names)})
 	if err != nil {
 		return fmt.Errorf("encoding the live run record: %w", err)
 	}
@@ -503,19 +794,20 @@ func writeLiveRun(ctx context.Context, brokers []string, lo liveOpts, layers []s
 		return fmt.Errorf("creating a kafka client for the run record: %w", err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: sink.TopicRuns, Key: []byte(lo.pipe.runID), Value: v}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: lo.pipe.names.Topic(sink.TopicRuns), Key: []byte(lo.pipe.runID), Value: v}).FirstErr(); err != nil {
 		return fmt.Errorf("writing the live run record: %w", err)
 	}
 	return nil
 }
 
-// jsFor opens JetStream on nc and makes sure strata's streams exist.
-func jsFor(ctx context.Context, nc *nats.Conn) (jetstream.JetStream, error) {
+// jsFor opens JetStream on nc and makes sure strata's streams exist under
+// names.
+func jsFor(ctx context.Context, nc *nats.Conn, names schemas.Names) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Names: names}); err != nil {
 		return nil, err
 	}
 	return js, nil

@@ -57,14 +57,14 @@ func (c *testClock) set(t time.Time) {
 }
 
 func TestLiveEndToEnd(t *testing.T) {
-	liveEndToEnd(t, nil, "", filepath.Join(t.TempDir(), "live.duckdb"))
+	liveEndToEnd(t, nil, "", schemas.Names{}, filepath.Join(t.TempDir(), "live.duckdb"))
 }
 
 // liveEndToEnd runs `strata live` (runLive) on the given servers (nil and
-// "": embedded) and store, sends telemetry over HTTP as JSON and OTLP, and
+// "": embedded), names and store, sends telemetry over HTTP as JSON and OTLP, and
 // follows it through Kafka, the features, the agents and the shadow twin to
 // the decisions API and the tables.
-func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
+func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.Names, storeTarget string) {
 	const token = "s3cret"
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -72,7 +72,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 	t0 := time.Now().UTC().Truncate(time.Duration(replay.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0}
 	lo := liveOpts{
-		pipe: pipelineOpts{brokers: brokers, natsURL: natsURL, partitions: 3, epoch: liveEpoch, runID: runID,
+		pipe: pipelineOpts{brokers: brokers, natsURL: natsURL, names: names, partitions: 3, epoch: liveEpoch, runID: runID,
 			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
 		ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Second, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
 		listen: "127.0.0.1:0",
@@ -232,7 +232,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 	if st := run.ingest.Stats(); st.Accepted != 8 || st.Rejected != 2 || st.Refused != 3 {
 		t.Errorf("ingest: %+v; want 8 accepted, 2 rejected, 3 refused", st)
 	}
-	obs, dead := readRun(t, ctx, run.env.brokers, schemas.TopicTelemetry, runID)
+	obs, dead := readRun(t, ctx, run.env.brokers, names, runID)
 	if len(obs) != 8 || len(dead) != 2 {
 		t.Errorf("kafka: %d observations, %d dead letters of the run; want 8 and 2", len(obs), len(dead))
 	}
@@ -343,6 +343,140 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL, storeTarget string) {
 	}
 }
 
+// startLive runs runLive in the background until ctx ends and returns the
+// running process and where runLive's error arrives.
+func startLive(t *testing.T, ctx context.Context, lo liveOpts, stdout io.Writer) (*liveRun, <-chan error) {
+	t.Helper()
+	readyC := make(chan *liveRun, 1)
+	done := make(chan error, 1)
+	go func() { done <- runLive(ctx, lo, stdout, func(r *liveRun) { readyC <- r }) }()
+	select {
+	case run := <-readyC:
+		return run, done
+	case err := <-done:
+		t.Fatalf("strata live stopped before serving: %v", err)
+	}
+	return nil, nil
+}
+
+// postRecords sends JSON lines to a live process and returns the reply.
+func postRecords(t *testing.T, ctx context.Context, addr, token string, lines []string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/telemetry", strings.NewReader(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestLiveDrainOnStop stops `strata live` on the embedded broker right
+// after its acknowledgements, with the ticks of the records still open
+// (the clock never moves): the drain closes them with ingest's last
+// watermark and waits, so every acknowledged record has its outcome row
+// when runLive returns.
+func TestLiveDrainOnStop(t *testing.T) {
+	const token = "s3cret"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runID := fmt.Sprintf("live-drain-%d", time.Now().UnixNano())
+	t0 := time.Now().UTC().Truncate(time.Duration(replay.OperationalTickUS) * time.Microsecond)
+	clock := &testClock{now: t0.Add(50 * time.Second)}
+	storeTarget := filepath.Join(t.TempDir(), "live.duckdb")
+	lo := liveOpts{
+		pipe: pipelineOpts{partitions: 3, epoch: liveEpoch, runID: runID,
+			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
+		ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Minute, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
+		listen: "127.0.0.1:0",
+		policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
+			schemas.Operational: "reactive"},
+		placement: cloudPlacement(t, "aws/us-east/1024"), seed: 1, act: false, shadow: true, store: storeTarget,
+		drainTimeout: 2 * time.Minute, // a bound on the test; the drain ends when the records are processed
+	}
+	var out bytes.Buffer
+	run, done := startLive(t, ctx, lo, &out)
+	// Records in four ticks, none closed: the watermark stays at
+	// t0 + 50 s − 2 min.
+	ids := map[string]bool{}
+	for req := range 4 {
+		var lines []string
+		for i := range 10 {
+			id := fmt.Sprintf("d-%d-%d", req, i)
+			ids[id] = true
+			end := t0.Add(time.Duration(req*15+i) * time.Second)
+			lines = append(lines, fmt.Sprintf(`{"invocation_id":%q,"app":"shop","func":"f%d","end_us":%d,"duration_us":200000}`, id, i%3, end.UnixMicro()))
+		}
+		if code, b := postRecords(t, ctx, run.addr, token, lines); code != http.StatusOK || !strings.Contains(b, `"accepted":10`) {
+			t.Fatalf("request %d: %d %s", req, code, b)
+		}
+	}
+	cancel() // right after the acknowledgements
+	if err := <-done; err != nil {
+		t.Fatalf("strata live: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "live: drained in") {
+		t.Errorf("output %q: want the drain reported", out.String())
+	}
+	st, err := store.Open(context.Background(), storeTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	_, rows, err := st.Query(context.Background(), "SELECT invocation_id FROM outcomes FINAL WHERE run_id = '"+runID+"'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range rows {
+		got[fmt.Sprint(r[0])] = true
+	}
+	for id := range ids {
+		if !got[id] {
+			t.Errorf("acknowledged record %s has no outcome row", id)
+		}
+	}
+	if len(got) != len(ids) {
+		t.Errorf("%d outcome rows, want %d", len(got), len(ids))
+	}
+}
+
+// TestLiveDrainTimeout stops `strata live` when its back end cannot
+// process the records (no watermarks, so no tick ever closes): the drain
+// gives up after --drain-timeout and says what was left.
+func TestLiveDrainTimeout(t *testing.T) {
+	const token = "s3cret"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	now := time.Now().UTC()
+	lo := liveOpts{
+		pipe: pipelineOpts{partitions: 2, epoch: liveEpoch, runID: fmt.Sprintf("live-drain-timeout-%d", now.UnixNano()),
+			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
+		ingest:       ingest.Config{Tokens: []string{token}, NoWatermarks: true, Now: func() time.Time { return now }},
+		listen:       "127.0.0.1:0",
+		policies:     map[schemas.Layer]string{schemas.Operational: "reactive"},
+		placement:    cloudPlacement(t, "aws/us-east/1024"),
+		drainTimeout: 200 * time.Millisecond,
+	}
+	run, done := startLive(t, ctx, lo, io.Discard)
+	line := fmt.Sprintf(`{"invocation_id":"x-1","app":"shop","func":"f","end_us":%d,"duration_us":1000}`, now.UnixMicro())
+	if code, b := postRecords(t, ctx, run.addr, token, []string{line}); code != http.StatusOK {
+		t.Fatalf("request: %d %s", code, b)
+	}
+	cancel()
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "not done within --drain-timeout 200ms") ||
+		!strings.Contains(err.Error(), "the features have closed no tick; the 1 records acknowledged are not processed") {
+		t.Fatalf("strata live returned %v, want the drain's timeout and what was left", err)
+	}
+}
+
 func cloudPlacement(t *testing.T, s string) cloud.Placement {
 	t.Helper()
 	p, err := parsePlacement(s)
@@ -363,17 +497,18 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 	}
 }
 
-// readRun reads the telemetry topic and strata.deadletter.v1 to their ends
+// readRun reads the telemetry and dead-letter topics of names to their ends
 // and returns the run's observations and ingest dead letters.
-func readRun(t *testing.T, ctx context.Context, brokers []string, topic, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
+func readRun(t *testing.T, ctx context.Context, brokers []string, names schemas.Names, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
 	t.Helper()
+	topic, deadTopic := names.Topic(schemas.TopicTelemetry), names.Topic(schemas.TopicDeadLetter)
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
-		kgo.ConsumeTopics(topic, schemas.TopicDeadLetter), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumeTopics(topic, deadTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic, schemas.TopicDeadLetter)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic, deadTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +540,7 @@ func readRun(t *testing.T, ctx context.Context, brokers []string, topic, runID s
 				delete(left[r.Topic], r.Partition)
 			}
 			switch {
-			case r.Topic == schemas.TopicDeadLetter:
+			case r.Topic == deadTopic:
 				var d stratapb.DeadLetter
 				if proto.Unmarshal(r.Value, &d) == nil && d.RunId == runID && d.Component == "ingest" {
 					dead = append(dead, &d)
