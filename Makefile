@@ -59,6 +59,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeState -fuzztime 30s ./schemas/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeJSON -fuzztime 30s ./ingest/telemetry/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOTLP -fuzztime 30s ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz FuzzCheckJSON -fuzztime 30s ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz FuzzCheckOTLPProto -fuzztime 30s ./ingest/telemetry/
 
 lint:
 	@command -v golangci-lint >/dev/null || GOBIN=$$($(GO) env GOPATH)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
