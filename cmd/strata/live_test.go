@@ -260,7 +260,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, res, err := worker.Act(ctx, nc, agentState(runID, k, "checkout"), 5*time.Second, fallback)
+	out, res, err := worker.ActIn(ctx, nc, names, agentState(runID, k, "checkout"), 5*time.Second, fallback)
 	if err != nil || res.Fallback || len(out.Rows) != 1 || out.Rows[0].Policy != "reactive" {
 		t.Fatalf("act: %+v, %+v, %v; want the reactive agent's decision", out, res, err)
 	}
