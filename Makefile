@@ -17,9 +17,11 @@ build:
 ## against real servers.
 test: test-unit test-race test-integration
 
+## -parallel 4: the closed-loop tests (t.Parallel) wait on tick round trips
+## more than they compute, so four of them share two cores well.
 test-unit:
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 10m $(PKGS)
+	$(GO) test -count=1 -parallel 4 -timeout 10m $(PKGS)
 
 ## The race tier covers the packages whose code or tests run goroutines
 ## (broker clients, servers, the pipeline, the learner); the pure numeric,
@@ -27,7 +29,7 @@ test-unit:
 ## (the unit tier runs them). -short skips the tests that only train longer.
 RACE_SKIP := /agents$$|/agentstest$$|/baselines$$|/dqn$$|/draw$$|/lstm$$|/nn$$|/ppo$$|/cloud$$|/replay$$|/schemas$$|/stratapb$$|/telemetry$$|/dedup$$
 test-race:
-	$(GO) test -count=1 -race -short -timeout 10m $$($(GO) list $(PKGS) | grep -Ev '$(RACE_SKIP)')
+	$(GO) test -count=1 -race -short -parallel 4 -timeout 10m $$($(GO) list $(PKGS) | grep -Ev '$(RACE_SKIP)')
 
 ## test-integration starts the servers from fresh state (a new Kafka log
 ## directory, JetStream store and ClickHouse data), as on a new machine, and

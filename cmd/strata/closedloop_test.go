@@ -115,6 +115,7 @@ func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batc
 }
 
 func TestEmbeddedClosedLoop(t *testing.T) {
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	res, log := testLoop(t, "loop", 0)
 	// The 998 real rows start in ticks 0..430: the twin evaluates 431 ticks.
 	if res.Twin.Ticks != 431 || res.Twin.Arrivals != 998 || res.Twin.Telemetry != 998 {

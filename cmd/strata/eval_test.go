@@ -116,6 +116,7 @@ func TestEvalOracle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two closed-loop runs of a day")
 	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	js := filepath.Join(t.TempDir(), "eval.json")
 	var out, errb bytes.Buffer
 	err := run(context.Background(), []string{"eval", "--baselines", "--synth-days", "1", "--apps", "3", "--eval-days", "1-1", "--warmup-days", "0",

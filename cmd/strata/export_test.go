@@ -55,6 +55,7 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("closed-loop export in -short mode")
 	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

@@ -200,6 +200,7 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 // concurrency in the tick before a firing and relies on the provider's
 // 10-min free keep-alive: every invocation of every firing is cold.
 func TestHybridHistogramPrewarmsTimerBursts(t *testing.T) {
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 // shards, so the twin's decisions and rewards — their digests, which take
 // every record in the order the twin wrote it — are the same.
 func TestEmbeddedClosedLoopPartitions(t *testing.T) {
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	type result struct {
 		parts                int
 		decisions, rewards   string

@@ -55,6 +55,7 @@ func TestStaticBestBeatsRandomAndGreedyLatency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three closed-loop runs")
 	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	const hours = 5
 	mean := map[string]float64{}
 	for _, pol := range []string{"static-best", "random", "greedy-latency"} {

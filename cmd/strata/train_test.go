@@ -50,6 +50,7 @@ func TestModelSwitchSameAtTwoSpeeds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two closed-loop training days")
 	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	a, sa := learnLoop(t, 0)
 	if sa.Checkpoints[schemas.Tactical] < 4 || sa.PPO.Updates < 3 {
 		t.Fatalf("only %d tactical checkpoints, %d updates: the test needs model switches", sa.Checkpoints[schemas.Tactical], sa.PPO.Updates)
@@ -67,12 +68,13 @@ func TestModelSwitchSameAtTwoSpeeds(t *testing.T) {
 	}
 }
 
-// TestTrainCommand runs `strata train` for two short episodes and serves
-// the kept checkpoints with `strata run`.
+// TestTrainCommand runs `strata train` for two short episodes and checks
+// what it writes.
 func TestTrainCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("four closed-loop runs")
 	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), []string{"train", "--layers", "strategic,tactical", "--episodes", "2", "--synth-days", "2", "--apps", "6",
@@ -98,6 +100,24 @@ func TestTrainCommand(t *testing.T) {
 	if len(recs) != 9 || !strings.Contains(errb.String(), "episode 2/2") {
 		t.Fatalf("curves.csv has %d lines, want 9:\n%v\n%s", len(recs), recs, &errb)
 	}
+}
+
+// TestServeAndEvalTrainedModels trains one short episode with `strata
+// train`, serves the kept checkpoints with `strata run` and evaluates them
+// with `strata eval --models` (beside TestTrainCommand: the closed loop
+// waits on round trips more than it computes).
+func TestServeAndEvalTrainedModels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three closed-loop runs and an evaluation")
+	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"train", "--layers", "strategic,tactical", "--episodes", "1", "--synth-days", "2", "--apps", "6",
+		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64", "--out", dir}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, &errb)
+	}
 	out.Reset()
 	errb.Reset()
 	err = run(context.Background(), []string{"run", "--synth-days", "1", "--apps", "8", "--models", dir, "--strategic", "dqn", "--tactical", "ppo",
@@ -108,8 +128,9 @@ func TestTrainCommand(t *testing.T) {
 	// strata eval --models: PPO next to a tactical baseline, and an ablation.
 	out.Reset()
 	errb.Reset()
+	// No warm-up day: the rows are what this test checks, not their figures.
 	err = run(context.Background(), []string{"eval", "--models", dir, "--synth-days", "2", "--apps", "6", "--eval-days", "2-2",
-		"--rows", "greedy-cost,ppo,DQN+PPO"}, &out, &errb)
+		"--warmup-days", "0", "--rows", "greedy-cost,ppo,DQN+PPO"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("eval --models: %v\n%s", err, &errb)
 	}
