@@ -172,7 +172,7 @@ func TestAgentFollowsLearner(t *testing.T) {
 	const runID = "run-follow-test"
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	js := jetStreamForTest(ctx, t, srv.URL())
+	js := jetStreamForTest(ctx, t, srv.URL(), schemas.Names{})
 	ms, err := natsbus.OpenModelStore(ctx, js, schemas.Names{})
 	if err != nil {
 		t.Fatal(err)
@@ -293,9 +293,9 @@ func waitProgressWatch(ctx context.Context, t *testing.T, js jetstream.JetStream
 }
 
 // jetStreamForTest connects to the nats-server at url, opens JetStream and
-// creates strata's streams and buckets; the connection closes with the
-// test.
-func jetStreamForTest(ctx context.Context, t *testing.T, url string) jetstream.JetStream {
+// creates strata's streams and buckets under names; the connection closes
+// with the test.
+func jetStreamForTest(ctx context.Context, t *testing.T, url string, names schemas.Names) jetstream.JetStream {
 	t.Helper()
 	nc, err := natsbus.Connect(url, "test")
 	if err != nil {
@@ -306,7 +306,7 @@ func jetStreamForTest(ctx context.Context, t *testing.T, url string) jetstream.J
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{}); err != nil {
+	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Names: names}); err != nil {
 		t.Fatal(err)
 	}
 	return js

@@ -181,8 +181,7 @@ func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile
 		}
 		if ctx.Err() != nil {
 			stop()
-			<-served
-			return res, ctx.Err()
+			return res, errors.Join(ctx.Err(), <-served)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -195,8 +194,7 @@ func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile
 		f, err := os.Create(profile)
 		if err != nil {
 			stop()
-			<-served
-			return res, fmt.Errorf("creating cpu profile: %w", err)
+			return res, errors.Join(fmt.Errorf("creating cpu profile: %w", err), <-served)
 		}
 		defer func() { _ = f.Close() }()
 		cfg.OnStart = func() {

@@ -81,17 +81,17 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	sf := bs.sources()
 	var (
 		lo                                 loopOpts
-		ticks                              [][]twin.Arrival
 		replayRate, twinRate, twinTickRate float64
 	)
 	for i := range *runs {
-		// Drop the previous round's buckets first, so the runs start equal.
-		ticks = nil
+		// The previous round's buckets are out of scope: collect them first,
+		// so the runs start equal.
 		runtime.GC()
 		var (
-			n    int64
-			d    time.Duration
-			name string
+			ticks [][]twin.Arrival
+			n     int64
+			d     time.Duration
+			name  string
 		)
 		ticks, n, d, name, err = replayRun(ctx, sf, func(trace string) {
 			if i == 0 {

@@ -158,26 +158,6 @@ func deleteNamed(t *testing.T, brokers []string, natsURL string, names schemas.N
 	}
 }
 
-// testJetStream connects to the nats-server at url, opens JetStream and
-// creates strata's streams and buckets under names; the connection closes
-// with the test.
-func testJetStream(ctx context.Context, t *testing.T, url string, names schemas.Names) jetstream.JetStream {
-	t.Helper()
-	nc, err := natsbus.Connect(url, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsbus.EnsureStreams(ctx, js, natsbus.StreamConfig{Names: names}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // TestIntegrationPipeline replays the 998 real rows through the features
 // twice on topics of its own: first asking for 3 partitions (the topics
 // are created with them), then asking for none (the run adopts the 3).
@@ -227,7 +207,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	}
 	runID := fmt.Sprintf("it-kill-%d", time.Now().UnixNano())
 
-	js := testJetStream(ctx, t, natsURL, names)
+	js := jetStreamForTest(ctx, t, natsURL, names)
 	streamName := names.Stream(schemas.StreamState)
 	stream, err := js.Stream(ctx, streamName)
 	if err != nil {

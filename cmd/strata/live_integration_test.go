@@ -88,7 +88,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	}
 
 	// Downstream: a feature consumer of the run.
-	js := testJetStream(ctx, t, natsURL, names)
+	js := jetStreamForTest(ctx, t, natsURL, names)
 	kv, err := js.KeyValue(ctx, names.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		t.Fatal(err)

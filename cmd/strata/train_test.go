@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,16 +76,10 @@ func TestTrainCommand(t *testing.T) {
 		t.Skip("four closed-loop runs")
 	}
 	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
-	dir := t.TempDir()
-	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"train", "--layers", "strategic,tactical", "--episodes", "2", "--synth-days", "2", "--apps", "6",
-		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64", "--out", dir}, &out, &errb)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, &errb)
-	}
+	dir, errb := trainForTest(t, 2)
 	for _, f := range []string{"dqn.ckpt", "ppo.ckpt", "curves.csv", "curves.png", "updates.csv", "train.json", "episodes/2/ppo.ckpt"} {
 		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
-			t.Fatalf("%s missing or empty (%v)\n%s", f, err, &errb)
+			t.Fatalf("%s missing or empty (%v)\n%s", f, err, errb)
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, "curves.csv"))
@@ -98,7 +93,7 @@ func TestTrainCommand(t *testing.T) {
 	}
 	// Header + 2 episodes × (train, validation) × 2 layers.
 	if len(recs) != 9 || !strings.Contains(errb.String(), "episode 2/2") {
-		t.Fatalf("curves.csv has %d lines, want 9:\n%v\n%s", len(recs), recs, &errb)
+		t.Fatalf("curves.csv has %d lines, want 9:\n%v\n%s", len(recs), recs, errb)
 	}
 }
 
@@ -111,16 +106,9 @@ func TestServeAndEvalTrainedModels(t *testing.T) {
 		t.Skip("three closed-loop runs and an evaluation")
 	}
 	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
-	dir := t.TempDir()
+	dir, _ := trainForTest(t, 1)
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"train", "--layers", "strategic,tactical", "--episodes", "1", "--synth-days", "2", "--apps", "6",
-		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64", "--out", dir}, &out, &errb)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, &errb)
-	}
-	out.Reset()
-	errb.Reset()
-	err = run(context.Background(), []string{"run", "--synth-days", "1", "--apps", "8", "--models", dir, "--strategic", "dqn", "--tactical", "ppo",
+	err := run(context.Background(), []string{"run", "--synth-days", "1", "--apps", "8", "--models", dir, "--strategic", "dqn", "--tactical", "ppo",
 		"--operational", "none", "--store", "", "--progress=false"}, &out, &errb)
 	if err != nil || !strings.Contains(out.String(), "tactical    ppo") {
 		t.Fatalf("serving the trained checkpoints: %v\n%s\n%s", err, &out, &errb)
@@ -139,4 +127,19 @@ func TestServeAndEvalTrainedModels(t *testing.T) {
 			t.Fatalf("eval --models output lacks %q:\n%s", want, &out)
 		}
 	}
+}
+
+// trainForTest runs `strata train` for the strategic and tactical layers
+// over a 2-day, 6-app synthetic trace (train on day 1, validate on day 2)
+// and returns the output directory and the command's stderr.
+func trainForTest(t *testing.T, episodes int) (string, *bytes.Buffer) {
+	t.Helper()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"train", "--layers", "strategic,tactical", "--episodes", strconv.Itoa(episodes), "--synth-days", "2", "--apps", "6",
+		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64", "--out", dir}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, &errb)
+	}
+	return dir, &errb
 }
