@@ -97,19 +97,19 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, topics 
 	return nil
 }
 
-// PartitionCount returns the number of partitions of topic.
+// PartitionCount returns the number of partitions of topic, read from a
+// broker (not from the client's metadata cache: see metadataNow).
 func PartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
-	adm := kadm.NewClient(cl)
-	md, err := adm.Metadata(ctx, topic)
+	md, err := metadataNow(ctx, cl, topic)
 	if err != nil {
 		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
 	}
-	t, ok := md.Topics[topic]
+	t, ok := md[topic]
 	if !ok {
 		return 0, fmt.Errorf("reading metadata of %s: topic missing", topic)
 	}
-	if t.Err != nil {
-		return 0, fmt.Errorf("reading metadata of %s: %w", topic, t.Err)
+	if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
 	}
 	return len(t.Partitions), nil
 }
@@ -205,19 +205,10 @@ func metadataNow(ctx context.Context, cl *kgo.Client, topics ...string) (map[str
 }
 
 // waitPartitionCount is PartitionCount for a topic just created: the
-// broker's metadata may not list it for a moment.
+// broker's metadata may not list it, or its partitions, for a moment.
 func waitPartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
 	for attempt := 0; ; attempt++ {
-		var n int
-		md, err := metadataNow(ctx, cl, topic)
-		if err == nil {
-			td := md[topic]
-			if err = kerr.ErrorForCode(td.ErrorCode); err == nil {
-				n = len(td.Partitions)
-			} else {
-				err = fmt.Errorf("reading metadata of %s: %w", topic, err)
-			}
-		}
+		n, err := PartitionCount(ctx, cl, topic)
 		if err == nil && n > 0 {
 			return n, nil
 		}
