@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/strata-rl/strata/ingest/telemetry"
 )
@@ -66,13 +67,7 @@ func BenchmarkDecodeJSON(b *testing.B) {
 }
 
 func BenchmarkDecodeOTLP(b *testing.B) {
-	spans := make([]spanSpec, benchRecords)
-	for i := range spans {
-		spans[i] = spanSpec{name: "handler", kind: ptrace.SpanKindServer, start: t0NS + uint64(i)*1_000_000,
-			end: t0NS + uint64(i)*1_000_000 + 250_000, traceByte: byte(i%250 + 1),
-			attrs: map[string]any{"faas.invocation_id": fmt.Sprintf("req-%d", i), "faas.trigger": "http", "faas.coldstart": i%10 == 0}}
-	}
-	req := request(b, []map[string]any{lambdaResource()}, [][]spanSpec{spans})
+	req := benchOTLPRequest(b)
 	for ct, body := range map[string][]byte{"proto": must(req.MarshalProto()), "json": must(req.MarshalJSON())} {
 		contentType := "application/x-protobuf"
 		if ct == "json" {
@@ -92,6 +87,19 @@ func BenchmarkDecodeOTLP(b *testing.B) {
 	}
 }
 
+// benchOTLPRequest is the OTLP export request of benchRecords Lambda
+// invocation spans that BenchmarkDecodeOTLP and BenchmarkPreScan decode.
+func benchOTLPRequest(b *testing.B) ptraceotlp.ExportRequest {
+	b.Helper()
+	spans := make([]spanSpec, benchRecords)
+	for i := range spans {
+		spans[i] = spanSpec{name: "handler", kind: ptrace.SpanKindServer, start: t0NS + uint64(i)*1_000_000,
+			end: t0NS + uint64(i)*1_000_000 + 250_000, traceByte: byte(i%250 + 1),
+			attrs: map[string]any{"faas.invocation_id": fmt.Sprintf("req-%d", i), "faas.trigger": "http", "faas.coldstart": i%10 == 0}}
+	}
+	return request(b, []map[string]any{lambdaResource()}, [][]spanSpec{spans})
+}
+
 func must(b []byte, err error) []byte {
 	if err != nil {
 		panic(err)
@@ -102,13 +110,7 @@ func must(b []byte, err error) []byte {
 // BenchmarkPreScan measures the pre-scans alone on the bodies of
 // BenchmarkDecodeJSON and BenchmarkDecodeOTLP.
 func BenchmarkPreScan(b *testing.B) {
-	spans := make([]spanSpec, benchRecords)
-	for i := range spans {
-		spans[i] = spanSpec{name: "handler", kind: ptrace.SpanKindServer, start: t0NS + uint64(i)*1_000_000,
-			end: t0NS + uint64(i)*1_000_000 + 250_000, traceByte: byte(i%250 + 1),
-			attrs: map[string]any{"faas.invocation_id": fmt.Sprintf("req-%d", i), "faas.trigger": "http", "faas.coldstart": i%10 == 0}}
-	}
-	req := request(b, []map[string]any{lambdaResource()}, [][]spanSpec{spans})
+	req := benchOTLPRequest(b)
 	for _, c := range []struct {
 		name string
 		body []byte
