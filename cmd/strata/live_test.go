@@ -93,21 +93,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	base := "http://" + run.addr
 	post := func(path, ctype, tok string, body []byte) (int, []byte) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", ctype)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = resp.Body.Close() }()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return postLive(t, ctx, base+path, ctype, tok, body)
 	}
 	us := func(d time.Duration) int64 { return t0.Add(d).UnixMicro() }
 
@@ -362,19 +348,29 @@ func startLive(t *testing.T, ctx context.Context, lo liveOpts, stdout io.Writer)
 // postRecords sends JSON lines to a live process and returns the reply.
 func postRecords(t *testing.T, ctx context.Context, addr, token string, lines []string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/telemetry", strings.NewReader(strings.Join(lines, "\n")))
+	code, b := postLive(t, ctx, "http://"+addr+"/v1/telemetry", "application/x-ndjson", token, []byte(strings.Join(lines, "\n")))
+	return code, string(b)
+}
+
+// postLive POSTs body to url with a content type and, unless tok is empty,
+// a bearer token, and returns the status code and the reply.
+func postLive(t *testing.T, ctx context.Context, url, ctype, tok string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", ctype)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, b
 }
 
 // TestLiveDrainOnStop stops `strata live` on the embedded broker right
