@@ -93,7 +93,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	base := "http://" + run.addr
 	post := func(path, ctype, tok string, body []byte) (int, []byte) {
 		t.Helper()
-		return postLive(t, ctx, base+path, ctype, tok, body)
+		return requestLive(t, ctx, http.MethodPost, base+path, ctype, tok, body)
 	}
 	us := func(d time.Duration) int64 { return t0.Add(d).UnixMicro() }
 
@@ -171,18 +171,10 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	// the agents decide, the decisions API answers.
 	clock.set(t0.Add(16*time.Second + lo.ingest.Lateness))
 	getJSON := func(path, tok string) (int, map[string]any) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = resp.Body.Close() }()
+		code, b := requestLive(t, ctx, http.MethodGet, base+path, "", tok, nil)
 		var m map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&m)
-		return resp.StatusCode, m
+		_ = json.Unmarshal(b, &m)
+		return code, m
 	}
 	var fn map[string]any
 	waitFor(t, ctx, "an operational decision for shop/checkout", func() bool {
@@ -348,19 +340,22 @@ func startLive(t *testing.T, ctx context.Context, lo liveOpts, stdout io.Writer)
 // postRecords sends JSON lines to a live process and returns the reply.
 func postRecords(t *testing.T, ctx context.Context, addr, token string, lines []string) (int, string) {
 	t.Helper()
-	code, b := postLive(t, ctx, "http://"+addr+"/v1/telemetry", "application/x-ndjson", token, []byte(strings.Join(lines, "\n")))
+	code, b := requestLive(t, ctx, http.MethodPost, "http://"+addr+"/v1/telemetry", "application/x-ndjson", token, []byte(strings.Join(lines, "\n")))
 	return code, string(b)
 }
 
-// postLive POSTs body to url with a content type and, unless tok is empty,
-// a bearer token, and returns the status code and the reply.
-func postLive(t *testing.T, ctx context.Context, url, ctype, tok string, body []byte) (int, []byte) {
+// requestLive sends a request to url with body (nil: none), a content type
+// (unless empty) and a bearer token (unless empty), and returns the status
+// code and the reply.
+func requestLive(t *testing.T, ctx context.Context, method, url, ctype, tok string, body []byte) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", ctype)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
