@@ -18,15 +18,20 @@ import (
 )
 
 // benchLoopMain runs `strata bench loop`: in one process, in --runs
-// interleaved rounds, it measures the pure twin Engine's ticks per second
-// over the trace (the ceiling: arrivals already in tick buckets, default
-// placement, no decisions, no brokers) and then the embedded closed loop's
-// ticks per second over the same trace, as `strata run` runs it without a
-// store (replay, twin, features and the baseline policy workers on kfake
-// and an in-process nats-server); it prints every run, both sides' best
-// rates, and the ratio of the best runs as its last line. Every round sets
-// the loop up afresh (policies keep state across the ticks they see) and
-// gives it a run id and, with embedded brokers, an environment of its own.
+// interleaved rounds, it measures the embedded closed loop's ticks per
+// second over the trace, as `strata run` runs it without a store (replay,
+// twin, features and the baseline policy workers on kfake and an
+// in-process nats-server, or on --kafka/--nats), and its ceiling: the pure
+// twin Engine, with the loop's engine configuration, replaying the
+// decision batches the first round's loop evaluated each tick under
+// (arrivals already in tick buckets, no brokers, no features, no
+// policies). The ceiling does the loop's engine work exactly — idle
+// functions held warm, every counterfactual behind the rewards — so its
+// decision and reward digests must equal the loop's; the bench checks
+// that. It prints every run, both sides' best rates and the ratio of the
+// best runs as its last line. Every round sets the loop up afresh
+// (policies keep state across the ticks they see) and gives it an
+// environment of its own with embedded brokers.
 func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("strata bench loop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -38,11 +43,13 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		oper     = fs.String("operational", "hybrid-histogram", "operational policy: "+policyNames(schemas.Operational)+", or none")
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
-		runs     = fs.Int("runs", 3, "runs of each side, interleaved (engine, loop, engine, …); each side's best run counts")
+		runs     = fs.Int("runs", 3, "runs of each side, interleaved (loop, engine, loop, …); each side's best run counts")
+		prof     profileFlags
 	)
 	fs.IntVar(runs, "engine-runs", *runs, "alias of --runs (deprecated)")
 	cf.register(fs)
 	bs.register(fs, 1)
+	prof.register(fs, "the closed loop's runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,24 +87,28 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("replaying %s into tick buckets: %w", name, err)
 	}
 
-	var engineRate, loopRate float64
+	// rec holds the first round's decision batches by tick, and ref that
+	// round's run id and digests.
+	var (
+		rec                  map[int64][]*schemas.DecisionBatch
+		ref                  twin.Stats
+		refRunID             string
+		engineRate, loopRate float64
+	)
 	for i := range *runs {
 		lo, names, err := setupLoop(ctx, lf, o, name, o.epoch)
 		if err != nil {
 			return err
 		}
 		lo.runID = newRunID()
-
-		// Ceiling: the pure engine on the same trace.
-		runtime.GC()
-		er, err := engineRun(ctx, lo, ticks)
-		if err != nil {
-			return fmt.Errorf("replaying %s through the twin engine: %w", name, err)
+		if rec == nil {
+			rec = map[int64][]*schemas.DecisionBatch{}
+			lo.record = func(k int64, bs []*schemas.DecisionBatch) {
+				if len(bs) > 0 {
+					rec[k] = bs
+				}
+			}
 		}
-		rate := float64(er.ticks) / er.wall.Seconds()
-		engineRate = max(engineRate, rate)
-		fmt.Fprintf(stdout, "twin engine alone (default placement, no decisions), run %d: %d ticks, %d arrivals in %.2f s = %.0f ticks/s\n",
-			i+1, er.ticks, er.arrivals, er.wall.Seconds(), rate)
 
 		// The closed loop, as `strata run --store ""` runs it.
 		lsrc, _, _, closeLoopSrc, err := sf.open()
@@ -105,16 +116,46 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		runtime.GC()
+		stopProf, err := prof.start()
+		if err != nil {
+			closeLoopSrc()
+			return err
+		}
 		res, err := runClosedLoop(ctx, lo, lsrc, name, traceLen)
 		closeLoopSrc()
+		if perr := stopProf(); err == nil {
+			err = perr
+		}
 		if err != nil {
 			return err
 		}
-		rate = float64(res.Twin.Ticks) / res.Wall.Seconds()
+		rate := float64(res.Twin.Ticks) / res.Wall.Seconds()
 		loopRate = max(loopRate, rate)
 		fmt.Fprintf(stdout, "closed loop (strategic %s, tactical %s, operational %s, no store), run %d: %d invocations, %d ticks, %d decisions, %d rewards in %.2f s = %.1f ticks/s\n",
 			names[string(schemas.Strategic)], names[string(schemas.Tactical)], names[string(schemas.Operational)], i+1,
 			res.Replay.Invocations, res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards, res.Wall.Seconds(), rate)
+		if i == 0 {
+			ref, refRunID = res.Twin, lo.runID
+			if int64(len(ticks)) != ref.Ticks {
+				return fmt.Errorf("the loop evaluated %d ticks, the trace has %d", ref.Ticks, len(ticks))
+			}
+		}
+
+		// Ceiling: the pure engine replaying the first round's decisions.
+		lo.runID = refRunID
+		runtime.GC()
+		er, dg, err := engineRun(ctx, lo, ticks, rec)
+		if err != nil {
+			return fmt.Errorf("replaying %s through the twin engine: %w", name, err)
+		}
+		if dg.Decisions() != ref.DecisionsSHA256 || dg.Rewards() != ref.RewardsSHA256 {
+			return fmt.Errorf("the engine replaying the loop's decisions wrote other tables than the loop: decisions %s vs %s, rewards %s vs %s",
+				dg.Decisions(), ref.DecisionsSHA256, dg.Rewards(), ref.RewardsSHA256)
+		}
+		rate = float64(er.ticks) / er.wall.Seconds()
+		engineRate = max(engineRate, rate)
+		fmt.Fprintf(stdout, "twin engine alone (the loop's decisions replayed, digests equal the loop's), run %d: %d ticks, %d arrivals, %d decisions, %d rewards in %.2f s = %.0f ticks/s\n",
+			i+1, er.ticks, er.arrivals, er.decisions, er.rewards, er.wall.Seconds(), rate)
 	}
 	fmt.Fprintf(stdout, "engine ceiling (best run): %.0f ticks/s; closed loop (best run): %.1f ticks/s\n", engineRate, loopRate)
 	fmt.Fprintf(stdout, "loop/engine ratio: %.4f\n", loopRate/engineRate)
@@ -122,12 +163,17 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // engineRun times the pure twin Engine once over ticks, with a fresh
-// engine: lo's model, profile and default placement, no decisions, no
-// policy inside the twin, no brokers.
-func engineRun(ctx context.Context, lo loopOpts, ticks [][]twin.Arrival) (engineResult, error) {
-	eng, err := twin.NewEngine(lo.model, twin.Config{RunID: lo.runID, DefaultPlacement: lo.engine.DefaultPlacement, Reward: lo.engine.Reward}, lo.profile)
+// engine configured as lo's loop (run id included), applying rec's
+// decision batches at their ticks, with no brokers; it returns the
+// digests of the decisions and rewards it produced.
+func engineRun(ctx context.Context, lo loopOpts, ticks [][]twin.Arrival, rec map[int64][]*schemas.DecisionBatch) (engineResult, *twin.Digests, error) {
+	cfg := lo.engine
+	cfg.RunID = lo.runID
+	eng, err := twin.NewEngine(lo.model, cfg, lo.profile)
 	if err != nil {
-		return engineResult{}, err
+		return engineResult{}, nil, err
 	}
-	return runEngine(ctx, eng, ticks, nil)
+	dg := twin.NewDigests()
+	r, err := runEngine(ctx, eng, ticks, func(k int64) []*schemas.DecisionBatch { return rec[k] }, dg)
+	return r, dg, err
 }

@@ -121,12 +121,12 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
-		var decide func(k int64) *schemas.DecisionBatch
+		var decide func(k int64) []*schemas.DecisionBatch
 		if *prewarm > 0 {
 			decide = fixedPrewarm(ticks, int32(*prewarm))
 		}
 		runtime.GC()
-		res, err := runEngine(ctx, eng, ticks, decide)
+		res, err := runEngine(ctx, eng, ticks, decide, nil)
 		if err != nil {
 			return err
 		}
@@ -233,7 +233,7 @@ func replayTicks(ctx context.Context, src replay.Source, minTicks, latenessUS in
 // fixedPrewarm returns the decisions of a fixed operational policy: at
 // every tick, n pre-warmed instances for each function arriving in it.
 // The batches are built before it returns, so building them is not timed.
-func fixedPrewarm(ticks [][]twin.Arrival, n int32) func(k int64) *schemas.DecisionBatch {
+func fixedPrewarm(ticks [][]twin.Arrival, n int32) func(k int64) []*schemas.DecisionBatch {
 	batches := make([]*schemas.DecisionBatch, len(ticks))
 	for k, arr := range ticks {
 		if len(arr) == 0 {
@@ -255,7 +255,12 @@ func fixedPrewarm(ticks [][]twin.Arrival, n int32) func(k int64) *schemas.Decisi
 		})
 		batches[k] = b
 	}
-	return func(k int64) *schemas.DecisionBatch { return batches[k] }
+	return func(k int64) []*schemas.DecisionBatch {
+		if batches[k] == nil {
+			return nil
+		}
+		return batches[k : k+1]
+	}
 }
 
 // engineResult counts what runEngine evaluated.
@@ -265,25 +270,37 @@ type engineResult struct {
 }
 
 // runEngine evaluates every tick of ticks in order, empty ones included,
-// applying decide's batch for a tick (if decide is set and has one) first,
-// and times the whole run.
-func runEngine(ctx context.Context, eng *twin.Engine, ticks [][]twin.Arrival, decide func(k int64) *schemas.DecisionBatch) (engineResult, error) {
+// applying decide's batches for a tick (if decide is set) first, and times
+// the whole run. Internal oracles see the later ticks' arrivals. dg, if
+// set, digests the decisions and rewards.
+func runEngine(ctx context.Context, eng *twin.Engine, ticks [][]twin.Arrival, decide func(k int64) []*schemas.DecisionBatch, dg *twin.Digests) (engineResult, error) {
 	var r engineResult
+	ahead := func(t int64) []twin.Arrival {
+		if t < 0 || t >= int64(len(ticks)) {
+			return nil
+		}
+		return ticks[t]
+	}
 	t0 := time.Now()
 	for k, arr := range ticks {
 		if k%1024 == 0 && ctx.Err() != nil {
 			return r, ctx.Err()
 		}
 		if decide != nil {
-			if b := decide(int64(k)); b != nil {
+			for _, b := range decide(int64(k)) {
 				if err := eng.Apply(b); err != nil {
 					return r, fmt.Errorf("benchmarking the twin engine: %w", err)
 				}
 			}
 		}
-		out, err := eng.Tick(int64(k), arr)
+		out, err := eng.TickAhead(int64(k), arr, ahead)
 		if err != nil {
 			return r, fmt.Errorf("benchmarking the twin engine: %w", err)
+		}
+		if dg != nil {
+			if err := dg.Add(out); err != nil {
+				return r, err
+			}
 		}
 		r.ticks++
 		r.arrivals += int64(len(arr))

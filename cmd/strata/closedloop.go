@@ -45,6 +45,9 @@ type loopOpts struct {
 	// run's transitions, and the layers it trains are served by followers
 	// of its checkpoints (exploring) instead of policies.
 	learn *learnOpts
+	// record, if set, is handed the decision batches each tick was
+	// evaluated under (twin.ServiceConfig.Record).
+	record func(tick int64, batches []*schemas.DecisionBatch)
 }
 
 // learnOpts is a training episode's learner.
@@ -135,7 +138,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 		}
 	}
 	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: o.runID, Names: nm, Layers: layers, Transitions: trLayers, ScoreFromTick: o.scoreFromTick,
-		TelemetryPartitions: o.partitions, OnTick: onTick, TelemetryOnly: o.store == nil && e.embeddedKafka},
+		TelemetryPartitions: o.partitions, OnTick: onTick, Record: o.record, TelemetryOnly: o.store == nil && e.embeddedKafka},
 		eng, e.js, o.logger.With("role", "twin"))
 	if err != nil {
 		return res, err

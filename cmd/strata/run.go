@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -107,12 +106,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		outcomes = fs.Bool("outcomes", false, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
 		models   = fs.String("models", "", "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
 		trans    = fs.String("transitions", "strategic,tactical", "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
-		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile to `FILE`")
+		prof     profileFlags
 	)
 	cf.register(fs)
 	sf.register(fs)
 	rf.register(fs)
 	stf.register(fs)
+	prof.register(fs, "the run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,17 +135,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
 		return err
 	}
-	if *cpuProf != "" {
-		f, err := os.Create(*cpuProf)
-		if err != nil {
-			return fmt.Errorf("creating cpu profile: %w", err)
-		}
-		defer func() { _ = f.Close() }()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("starting cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProf, err := prof.start()
+	if err != nil {
+		return err
 	}
+	defer func() {
+		if perr := stopProf(); perr != nil {
+			logger.Error("writing profiles", "err", perr)
+		}
+	}()
 	src, name, traceLen, closeSrc, err := sf.open()
 	if err != nil {
 		return err

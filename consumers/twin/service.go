@@ -2,8 +2,6 @@ package twin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -51,6 +49,11 @@ type ServiceConfig struct {
 	ReadAheadTicks int64
 	// OnTick, if set, is called after each evaluated tick.
 	OnTick func(tick int64)
+	// Record, if set, is handed the decision batches each tick is
+	// evaluated under, before they are applied (the batches are not
+	// changed afterwards): `strata bench loop` replays them through the
+	// engine alone as its ceiling. Not called in shadow mode.
+	Record func(tick int64, batches []*schemas.DecisionBatch)
 	// Transitions are the layers whose transitions the service writes to
 	// strata.transitions.v1; it follows their state batches for the state
 	// vectors and waits, at each interval boundary, for the interval's
@@ -162,14 +165,14 @@ type Service struct {
 	js    jetstream.JetStream
 	log   *slog.Logger
 
-	mu                         sync.Mutex
-	prodErr                    error
-	batches                    map[batchKey]*pendingBatch
-	wake                       chan struct{}
-	stats                      Stats
-	rewardsHash, decisionsHash hash.Hash
-	latencies                  []float64
-	rewardSum, regretSum       map[string]float64
+	mu                   sync.Mutex
+	prodErr              error
+	batches              map[batchKey]*pendingBatch
+	wake                 chan struct{}
+	stats                Stats
+	digests              *Digests
+	latencies            []float64
+	rewardSum, regretSum map[string]float64
 	// states holds the state vectors of the transition layers by interval;
 	// pendingTr the transitions waiting for their next state.
 	states    map[batchKey]*stateAcc
@@ -230,7 +233,7 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 		cfg.ReadAheadTicks = need
 	}
 	s := &Service{cfg: cfg, topic: topic, applied: map[schemas.Layer]int64{}, eng: eng, js: js, log: logger, batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1),
-		rewardsHash: sha256.New(), decisionsHash: sha256.New(),
+		digests:   NewDigests(),
 		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	s.stats.Layers = map[string]LayerStats{}
@@ -249,8 +252,8 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.RewardsSHA256 = hex.EncodeToString(s.rewardsHash.Sum(nil))
-	st.DecisionsSHA256 = hex.EncodeToString(s.decisionsHash.Sum(nil))
+	st.RewardsSHA256 = s.digests.Rewards()
+	st.DecisionsSHA256 = s.digests.Decisions()
 	st.TransitionIntervals = maps.Clone(s.stats.TransitionIntervals)
 	st.Layers = map[string]LayerStats{}
 	for l, ls := range s.stats.Layers {
@@ -824,6 +827,9 @@ func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
 // evaluate runs tick k under bs and writes its output; lateDec (shadow
 // mode) names the decisions taken late, whose transitions are dropped.
 func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arrivals map[int64][]Arrival, lateDec map[batchKey]map[FuncID]bool) error {
+	if s.cfg.Record != nil && !s.cfg.Shadow {
+		s.cfg.Record(k, bs)
+	}
 	for _, b := range bs {
 		if err := s.eng.Apply(b); err != nil {
 			return err
@@ -873,12 +879,12 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 		s.mu.Unlock()
 	}
 	for _, d := range out.Decisions {
-		if err := s.produce(ctx, schemas.TopicDecisions, d.GetApp(), d, s.decisionsHash); err != nil {
+		if err := s.produce(ctx, schemas.TopicDecisions, d.GetApp(), d, s.digests.decisions); err != nil {
 			return err
 		}
 	}
 	for _, r := range out.Rewards {
-		if err := s.produce(ctx, schemas.TopicRewards, r.GetApp(), r, s.rewardsHash); err != nil {
+		if err := s.produce(ctx, schemas.TopicRewards, r.GetApp(), r, s.digests.rewards); err != nil {
 			return err
 		}
 	}

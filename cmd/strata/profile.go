@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"runtime/trace"
+)
+
+// profileFlags are the profiling flags of the commands that run the
+// pipeline: a CPU profile, block and mutex profiles, and an execution
+// trace for `go tool trace`.
+type profileFlags struct {
+	cpu, block, mutex, trace string
+	// started makes start one-shot: a bench profiles its first measured
+	// run only.
+	started bool
+}
+
+// register adds the flags; what says what is profiled.
+func (p *profileFlags) register(fs *flag.FlagSet, what string) {
+	fs.StringVar(&p.cpu, "cpuprofile", "", "write a CPU profile of "+what+" to `FILE`")
+	fs.StringVar(&p.block, "blockprofile", "", "write a blocking profile (every blocking event) of "+what+" to `FILE`")
+	fs.StringVar(&p.mutex, "mutexprofile", "", "write a mutex contention profile (every event) of "+what+" to `FILE`")
+	fs.StringVar(&p.trace, "exectrace", "", "write an execution trace (go tool trace) of "+what+" to `FILE`")
+}
+
+// start starts the profiles asked for and returns the function that stops
+// them and writes them out. Only the first call profiles; later ones
+// return a no-op.
+func (p *profileFlags) start() (stop func() error, err error) {
+	if p.started {
+		return func() error { return nil }, nil
+	}
+	p.started = true
+	var stops []func() error
+	stopAll := func() error {
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			errs = append(errs, stops[i]())
+		}
+		return errors.Join(errs...)
+	}
+	if p.cpu != "" {
+		f, err := os.Create(p.cpu)
+		if err != nil {
+			return nil, fmt.Errorf("creating cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("starting cpu profile: %w", err)
+		}
+		stops = append(stops, func() error { pprof.StopCPUProfile(); return f.Close() })
+	}
+	if p.trace != "" {
+		f, err := os.Create(p.trace)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("creating execution trace: %w", err), stopAll())
+		}
+		if err := trace.Start(f); err != nil {
+			_ = f.Close()
+			return nil, errors.Join(fmt.Errorf("starting execution trace: %w", err), stopAll())
+		}
+		stops = append(stops, func() error { trace.Stop(); return f.Close() })
+	}
+	for _, prof := range []struct {
+		name, file string
+		on, off    func()
+	}{
+		{"block", p.block, func() { runtime.SetBlockProfileRate(1) }, func() { runtime.SetBlockProfileRate(0) }},
+		{"mutex", p.mutex, func() { runtime.SetMutexProfileFraction(1) }, func() { runtime.SetMutexProfileFraction(0) }},
+	} {
+		if prof.file == "" {
+			continue
+		}
+		prof.on()
+		stops = append(stops, func() error {
+			prof.off()
+			f, err := os.Create(prof.file)
+			if err != nil {
+				return fmt.Errorf("creating %s profile: %w", prof.name, err)
+			}
+			if err := pprof.Lookup(prof.name).WriteTo(f, 0); err != nil {
+				_ = f.Close()
+				return fmt.Errorf("writing %s profile: %w", prof.name, err)
+			}
+			return f.Close()
+		})
+	}
+	return stopAll, nil
+}
