@@ -55,6 +55,18 @@ func (s *CarbonSeries) HourIndex(t time.Time) int {
 	return int(((h % n) + n) % n)
 }
 
+// hourOf returns the row of the instant offsetUS microseconds after Start,
+// as HourIndex does (floor, wrapped around the series).
+func (s *CarbonSeries) hourOf(offsetUS int64) int {
+	const hourUS = int64(time.Hour / time.Microsecond)
+	h := offsetUS / hourUS
+	if offsetUS < 0 && offsetUS%hourUS != 0 {
+		h--
+	}
+	n := int64(s.Hours)
+	return int(((h % n) + n) % n)
+}
+
 // At returns the intensity (gCO2e/kWh) of column col in row hour.
 func (s *CarbonSeries) At(col, hour int) float64 { return s.cols[col][hour] }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"time"
 )
 
 // Model evaluates invocations under placements: execution time, pools, cold
@@ -18,6 +17,10 @@ type Model struct {
 	keepUS    [NumProviders]int64
 	carbonCol [NumProviders][NumMetros]int
 	rttMS     [NumMetros][NumMetros]float64 // user metro → region metro, access included
+	// seriesOffsetUS is the epoch's offset from the carbon series' first
+	// hour, in microseconds: trace time t falls in series hour
+	// ⌊(seriesOffsetUS + t) / 1 h⌋ (IntensityGPerKWh, without time.Time).
+	seriesOffsetUS int64
 }
 
 // NewModel validates cfg and returns a Model over cat.
@@ -50,6 +53,9 @@ func NewModel(cat *Catalog, cfg Config) (*Model, error) {
 		for r := range Metro(NumMetros) {
 			m.rttMS[u][r] = cat.UserAccessRTTMS.Value + cat.MetroRTTMS[u][r].Value
 		}
+	}
+	if cat.Series != nil {
+		m.seriesOffsetUS = cfg.Epoch.Sub(cat.Series.Start).Microseconds()
 	}
 	return m, nil
 }
@@ -173,8 +179,7 @@ func (m *Model) IntensityGPerKWh(p Provider, mt Metro, traceUS int64) float64 {
 		return m.cat.Regions[p][mt].StaticGCO2PerKWh.Value
 	}
 	s := m.cat.Series
-	t := m.cfg.Epoch.Add(time.Duration(traceUS) * time.Microsecond)
-	return s.At(col, s.HourIndex(t))
+	return s.At(col, s.hourOf(m.seriesOffsetUS+traceUS))
 }
 
 // EnergyKWh returns the energy, by the Cloud Carbon Footprint method, of
@@ -300,6 +305,8 @@ type Result struct {
 	Ticks []TickStats
 	// Aggregate summarises the interval.
 	Aggregate Aggregate
+	// lat is EvaluateInto's scratch for the latencies it sorts.
+	lat []float64
 }
 
 // Evaluate runs one interval of one function's invocations on pool (which
@@ -325,15 +332,25 @@ type Result struct {
 // in 5-minute blocks; others per second).
 func (m *Model) Evaluate(fn *Function, pool *Pool, iv Interval, prewarm []int, reqs []Request) (Result, error) {
 	var res Result
+	err := m.EvaluateInto(&res, fn, pool, iv, prewarm, reqs)
+	return res, err
+}
+
+// EvaluateInto is Evaluate writing its result into res, whose Outcomes
+// and Ticks slices it reuses (overwrites) when their capacity suffices: a
+// caller evaluating many alternatives in a row allocates them once. The
+// result is the same as Evaluate's.
+func (m *Model) EvaluateInto(res *Result, fn *Function, pool *Pool, iv Interval, prewarm []int, reqs []Request) error {
 	if err := m.checkEval(fn, pool, iv, prewarm, reqs); err != nil {
-		return res, fmt.Errorf("evaluating %s/%s: %w", fn.App, fn.Func, err)
+		return fmt.Errorf("evaluating %s/%s: %w", fn.App, fn.Func, err)
 	}
 	pl := pool.placement
 	prof := fn.Profile
 	tick := m.cfg.TickUS
 	nt := int((iv.EndUS - iv.StartUS + tick - 1) / tick)
-	res.Ticks = make([]TickStats, nt)
-	res.Outcomes = make([]Outcome, len(reqs))
+	res.Ticks = resize(res.Ticks, nt)
+	res.Outcomes = resize(res.Outcomes, len(reqs))
+	res.Aggregate = Aggregate{}
 	keep := m.keepUS[pl.Provider]
 	tierMB := float64(pl.Tier.MB())
 	rtt := m.rttMS[fn.UserMetro][pl.Metro]
@@ -383,7 +400,7 @@ func (m *Model) Evaluate(fn *Function, pool *Pool, iv Interval, prewarm []int, r
 			t.PrewarmCostUSD = m.prewarmCost(pool, pl, hold, t.StartUS, min(t.StartUS+tick, iv.EndUS), warmPerHour)
 		}
 	}
-	var lat []float64
+	lat := res.lat[:0]
 	agg := &res.Aggregate
 	for i, rq := range reqs {
 		for k := TickIndex(iv.StartUS, rq.StartUS, tick); ti < k; {
@@ -504,7 +521,19 @@ func (m *Model) Evaluate(fn *Function, pool *Pool, iv Interval, prewarm []int, r
 		agg.P95LatencyMS = lat[min(max(int(math.Ceil(0.95*float64(n)))-1, 0), n-1)]
 		agg.MaxLatencyMS = lat[n-1]
 	}
-	return res, nil
+	res.lat = lat
+	return nil
+}
+
+// resize returns s with length n and every element zero, reusing its
+// array when the capacity suffices.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // prewarmCost bills hold pre-warmed instances over [from, to). AWS bills

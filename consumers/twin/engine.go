@@ -142,6 +142,10 @@ type Engine struct {
 	staticDone map[schemas.Layer]bool
 	// scoring is the work Simulate left to Score, in order.
 	scoring []func(out *Output) error
+	// Scratch of the counterfactuals, reused call after call.
+	evalScratch    cloud.Result
+	prewarmScratch [1]int
+	placedScratch  []placedPool
 }
 
 // ErrOutOfOrder is returned by Tick for a tick other than the next one.

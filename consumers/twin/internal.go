@@ -364,11 +364,9 @@ func (e *Engine) oracleRows(l schemas.Layer, k, per int64, ahead func(int64) []A
 			segs := e.oracleSegments(f, k, per, arr)
 			prov := e.placement(f).Provider
 			aggs := make([]cloud.Aggregate, n)
-			var lat []float64 // latencies are not needed: the reward uses the mean
-			for i := range n {
+			for i := range n { // latencies are not needed: the reward uses the mean
 				pl := cloud.Placement{Provider: prov, Metro: cloud.Metro(i / cloud.NumTiers), Tier: cloud.Tier(i % cloud.NumTiers)}
-				lat = lat[:0]
-				if err := e.replaySegments(f, f.pools, segs, func(segment) cloud.Placement { return pl }, &aggs[i], &lat); err != nil {
+				if err := e.replaySegments(f, f.pools, segs, func(segment) cloud.Placement { return pl }, &aggs[i], nil); err != nil {
 					return nil, fmt.Errorf("oracle for hour %d of %s/%s: %w", k/per, key.app, key.fn, err)
 				}
 			}
@@ -385,8 +383,7 @@ func (e *Engine) oracleRows(l schemas.Layer, k, per int64, ahead func(int64) []A
 				return nil
 			}
 			aggs := make([]cloud.Aggregate, cloud.NumProviders)
-			var lat []float64 // latencies are not needed: the reward uses the mean
-			segs := make([][]segment, len(fns))
+			segs := make([][]segment, len(fns)) // latencies are not needed: the reward uses the mean
 			for i, f := range fns {
 				segs[i] = e.oracleSegments(f, k, per, arr)
 			}
@@ -395,8 +392,7 @@ func (e *Engine) oracleRows(l schemas.Layer, k, per int64, ahead func(int64) []A
 					place := func(s segment) cloud.Placement {
 						return cloud.Placement{Provider: cloud.Provider(p), Metro: s.metro, Tier: s.tier}
 					}
-					lat = lat[:0]
-					if err := e.replaySegments(f, f.pools, segs[i], place, &aggs[p], &lat); err != nil {
+					if err := e.replaySegments(f, f.pools, segs[i], place, &aggs[p], nil); err != nil {
 						return fmt.Errorf("oracle for day %d of %s: %w", k/per, app, err)
 					}
 				}

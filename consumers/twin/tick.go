@@ -201,11 +201,12 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 			aggs[i], lat[i] = agg, lat0
 			continue
 		}
-		r, err := e.m.Evaluate(&f.fn, start.Clone(), iv, []int{a}, reqs)
-		if err != nil {
+		// Only the chosen count's latencies enter the reward.
+		e.prewarmScratch[0] = a
+		if err := e.m.EvaluateInto(&e.evalScratch, &f.fn, start.Clone(), iv, e.prewarmScratch[:], reqs); err != nil {
 			return fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, a, err)
 		}
-		aggs[i], lat[i] = r.Aggregate, latencies(r.Outcomes)
+		aggs[i] = e.evalScratch.Aggregate
 	}
 	rw := e.reward(schemas.Operational, k, ks, f.key.app, f.key.fn, aggs, lat, chosen)
 	if hasDec && dec.Predicted.Valid {
@@ -296,29 +297,49 @@ func addAggregate(a *cloud.Aggregate, b cloud.Aggregate) {
 
 // replaySegments runs segments on pools from start (cloned lazily per
 // placement), with place giving each segment's placement, and folds the
-// results into agg and lat.
+// results into agg and, if lat is not nil, the latencies into lat.
 func (e *Engine) replaySegments(f *fnState, start map[cloud.Placement]*cloud.Pool, segs []segment, place func(segment) cloud.Placement, agg *cloud.Aggregate, lat *[]float64) error {
-	pools := map[cloud.Placement]*cloud.Pool{}
+	// The placements of one replay are few (one for an hour's alternative,
+	// one per tactical choice of the day): a list beats a map.
+	pools := e.placedScratch[:0]
 	for _, s := range segs {
 		pl := place(s)
-		p, ok := pools[pl]
-		if !ok {
+		var p *cloud.Pool
+		for _, pp := range pools {
+			if pp.pl == pl {
+				p = pp.pool
+				break
+			}
+		}
+		if p == nil {
 			if sp, ok := start[pl]; ok {
 				p = sp.Clone()
 			} else {
 				p = cloud.NewPool(pl, s.tick*replay.OperationalTickUS)
 			}
-			pools[pl] = p
+			pools = append(pools, placedPool{pl, p})
 		}
 		ks := s.tick * replay.OperationalTickUS
-		r, err := e.m.Evaluate(&f.fn, p, cloud.Interval{StartUS: ks, EndUS: ks + replay.OperationalTickUS}, []int{s.prewarm}, s.reqs)
-		if err != nil {
+		e.prewarmScratch[0] = s.prewarm
+		if err := e.m.EvaluateInto(&e.evalScratch, &f.fn, p, cloud.Interval{StartUS: ks, EndUS: ks + replay.OperationalTickUS}, e.prewarmScratch[:], s.reqs); err != nil {
 			return err
 		}
-		addAggregate(agg, r.Aggregate)
-		*lat = append(*lat, latencies(r.Outcomes)...)
+		addAggregate(agg, e.evalScratch.Aggregate)
+		if lat != nil {
+			for _, o := range e.evalScratch.Outcomes {
+				*lat = append(*lat, o.LatencyMS)
+			}
+		}
 	}
+	clear(pools)
+	e.placedScratch = pools[:0]
 	return nil
+}
+
+// placedPool is a pool of one placement in a replay (replaySegments).
+type placedPool struct {
+	pl   cloud.Placement
+	pool *cloud.Pool
 }
 
 // closeHour emits the tactical rewards of hour h: for every function active
@@ -333,17 +354,21 @@ func (e *Engine) closeHour(h int64, out *Output) error {
 			n := cloud.NumMetros * cloud.NumTiers
 			aggs := make([]cloud.Aggregate, n)
 			lat := make([][]float64, n)
+			s0 := f.hourSegs[0]
+			chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
 			for m := range cloud.NumMetros {
 				for t := range cloud.NumTiers {
 					i := m*cloud.NumTiers + t
 					pl := cloud.Placement{Provider: f.hourProvider, Metro: cloud.Metro(m), Tier: cloud.Tier(t)}
-					if err := e.replaySegments(f, f.hourPools, f.hourSegs, func(segment) cloud.Placement { return pl }, &aggs[i], &lat[i]); err != nil {
+					var li *[]float64 // the reward's percentiles are the chosen one's
+					if i == chosen {
+						li = &lat[i]
+					}
+					if err := e.replaySegments(f, f.hourPools, f.hourSegs, func(segment) cloud.Placement { return pl }, &aggs[i], li); err != nil {
 						return fmt.Errorf("scoring hour %d of %s/%s: %w", h, f.key.app, f.key.fn, err)
 					}
 				}
 			}
-			s0 := f.hourSegs[0]
-			chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
 			f.hourSegs, f.hourPools = nil, nil // the hour is scored: release it
 			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
 				continue
@@ -382,7 +407,11 @@ func (e *Engine) closeDay(d int64, out *Output) error {
 				place := func(s segment) cloud.Placement {
 					return cloud.Placement{Provider: cloud.Provider(p), Metro: s.metro, Tier: s.tier}
 				}
-				if err := e.replaySegments(f, f.dayPools, f.daySegs, place, &aggs[p], &lat[p]); err != nil {
+				var lp *[]float64 // the reward's percentiles are the chosen one's
+				if p == chosen {
+					lp = &lat[p]
+				}
+				if err := e.replaySegments(f, f.dayPools, f.daySegs, place, &aggs[p], lp); err != nil {
 					return fmt.Errorf("scoring day %d of %s/%s: %w", d, f.key.app, f.key.fn, err)
 				}
 			}
