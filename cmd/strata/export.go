@@ -117,6 +117,7 @@ type seqRow struct {
 }
 
 type fnTick struct {
+	shard   int
 	app, fn string
 	tick    int64
 }
@@ -124,22 +125,25 @@ type fnTick struct {
 // seqCollector turns operational state batches into samples and keeps a
 // seeded sample of them.
 type seqCollector struct {
-	mu      sync.Mutex
-	seed    uint64
-	n       int // 0: keep all
-	rows    map[fnTick]*seqRow
-	maxTick int64
+	mu   sync.Mutex
+	seed uint64
+	n    int // 0: keep all
+	rows map[fnTick]*seqRow
+	// maxTick is the newest tick read per shard: a function's batches come
+	// from one shard, in tick order, while the shards run at their own
+	// pace, so rows are pruned (and found late) per shard.
+	maxTick map[int]int64
 	kept    sampleHeap
 	err     error
 	// Seen counts samples built, Skipped those whose target had a missing
 	// value, Late rows that arrived after their neighbours were dropped
-	// (0 when batches arrive in tick order), Batches the operational
+	// (0 when each shard's batches arrive in tick order), Batches the operational
 	// batches read.
 	Seen, Skipped, Late, Batches int64
 }
 
 func newSeqCollector(seed uint64, n int) *seqCollector {
-	return &seqCollector{seed: seed, n: n, rows: map[fnTick]*seqRow{}, maxTick: -1}
+	return &seqCollector{seed: seed, n: n, rows: map[fnTick]*seqRow{}, maxTick: map[int]int64{}}
 }
 
 // onBatch is the pipeline's OnBatch hook.
@@ -157,8 +161,12 @@ func (c *seqCollector) onBatch(h schemas.BatchHeader, _ int, data []byte) {
 		return
 	}
 	c.Batches++
-	k := b.Header.Tick
-	if k < c.maxTick-seqWindow+2 {
+	k, sh := b.Header.Tick, b.Header.Shard
+	maxTick, ok := c.maxTick[sh]
+	if !ok {
+		maxTick = -1
+	}
+	if k < maxTick-seqWindow+2 {
 		c.Late += int64(len(b.Operational))
 		return
 	}
@@ -169,18 +177,18 @@ func (c *seqCollector) onBatch(h schemas.BatchHeader, _ int, data []byte) {
 		const last = schemas.SeqLen - 1
 		sr.ok = r.CPUUtil[last].Valid && r.MemoryUtil[last].Valid
 		sr.target = [seqTargetDim]float32{float32(r.CPUUtil[last].V), float32(r.MemoryUtil[last].V), float32(r.RequestRate[last])}
-		c.rows[fnTick{r.App, r.Func, k}] = sr
-		if prev, ok := c.rows[fnTick{r.App, r.Func, k - 1}]; ok {
+		c.rows[fnTick{sh, r.App, r.Func, k}] = sr
+		if prev, ok := c.rows[fnTick{sh, r.App, r.Func, k - 1}]; ok {
 			c.pair(k-1, r.App, r.Func, prev, sr)
 		}
-		if next, ok := c.rows[fnTick{r.App, r.Func, k + 1}]; ok {
+		if next, ok := c.rows[fnTick{sh, r.App, r.Func, k + 1}]; ok {
 			c.pair(k, r.App, r.Func, sr, next)
 		}
 	}
-	if k > c.maxTick {
-		c.maxTick = k
+	if k > maxTick {
+		c.maxTick[sh] = k
 		for key := range c.rows {
-			if key.tick < k-seqWindow {
+			if key.shard == sh && key.tick < k-seqWindow {
 				delete(c.rows, key)
 			}
 		}

@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/schemas"
 )
 
 // TestSampleKeyOrderIndependent checks that the kept sample depends only on
@@ -149,5 +152,56 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	if len(rows) != 2 || rows[0].Predictor != "lstm (asymmetric loss)" || rows[1].Predictor != "moving-average (5 steps)" ||
 		rows[0].Metrics[0].N == 0 || rows[0].Metrics[0].N != rows[1].Metrics[0].N {
 		t.Fatalf("LSTM test metrics %+v, want the LSTM and the moving average on the same samples", rows)
+	}
+}
+
+// TestSeqCollectorShardsAtTheirOwnPace feeds the same operational batches
+// of two shards interleaved tick by tick and one shard after the other (a
+// lagging partition): the samples kept are the same, none late.
+func TestSeqCollectorShardsAtTheirOwnPace(t *testing.T) {
+	const ticks = 100 // more than seqWindow: one shard runs far ahead
+	batch := func(shard int, k int64) []byte {
+		r := schemas.OperationalRow{App: fmt.Sprintf("app%d", shard), Func: "f"}
+		for i := range schemas.SeqLen {
+			r.RequestRate[i] = float64(k + int64(i))
+			r.CPUUtil[i], r.MemoryUtil[i] = schemas.Some(0.5), schemas.Some(0.25)
+		}
+		h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * 15_000_000, Shard: shard, NShards: 2}
+		data, err := schemas.EncodeState(&schemas.StateBatch{Header: h, Operational: []schemas.OperationalRow{r}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	collect := func(order [][2]int64) *seqCollector {
+		c := newSeqCollector(7, 10)
+		for _, o := range order {
+			c.onBatch(schemas.BatchHeader{Layer: schemas.Operational}, 1, batch(int(o[0]), o[1]))
+		}
+		return c
+	}
+	var interleaved, lagging [][2]int64
+	for k := range int64(ticks) {
+		interleaved = append(interleaved, [2]int64{0, k}, [2]int64{1, k})
+	}
+	for s := range int64(2) {
+		for k := range int64(ticks) {
+			lagging = append(lagging, [2]int64{s, k})
+		}
+	}
+	a, b := collect(interleaved), collect(lagging)
+	if a.Late != 0 || b.Late != 0 || a.Seen != b.Seen || a.Seen != 2*(ticks-1) {
+		t.Fatalf("late %d/%d, seen %d/%d; want 0 late and %d seen each", a.Late, b.Late, a.Seen, b.Seen, 2*(ticks-1))
+	}
+	key := func(c *seqCollector) []string {
+		var ks []string
+		for _, s := range c.kept {
+			ks = append(ks, fmt.Sprintf("%s/%d", s.App, s.Tick))
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	if !slices.Equal(key(a), key(b)) {
+		t.Fatalf("kept %v interleaved, %v with a lagging shard", key(a), key(b))
 	}
 }
