@@ -45,7 +45,11 @@ type DecisionBatch struct {
 }
 
 // DecisionSchemaVersion is the version of the decision-batch Arrow schema.
-const DecisionSchemaVersion = 1
+// Version 2 (same columns as 1): an operational batch carries only the
+// functions whose decision changed since the worker's previous batch; a
+// function missing from a batch keeps its decision in force
+// (docs/state-contract.md).
+const DecisionSchemaVersion = 2
 
 var decisionFields = []arrow.Field{
 	{Name: "app", Type: arrow.BinaryTypes.String},

@@ -42,12 +42,39 @@ type Worker struct {
 	Names schemas.Names
 	// Decided counts the decision batches published.
 	Decided int64
+	// sent is, for the operational layer, the last row published per
+	// function (see Run).
+	sent map[entity]schemas.DecisionRow
 }
+
+type entity struct{ app, fn string }
 
 // New returns a worker for layer that answers the state batches of run
 // runID with policy.
 func New(js jetstream.JetStream, pub Publisher, layer schemas.Layer, runID string, policy Policy, logger *slog.Logger) *Worker {
 	return &Worker{js: js, pub: pub, layer: layer, runID: runID, policy: policy, log: logger}
+}
+
+// changed keeps the operational rows that differ from the last row
+// published for their function (the first one always does) and remembers
+// them: an operational batch carries only the decisions that changed
+// (docs/state-contract.md), and a function missing from a batch keeps its
+// decision in force. A worker that restarts follows the state stream from
+// its start again, so it publishes the same batches.
+func (w *Worker) changed(rows []schemas.DecisionRow) []schemas.DecisionRow {
+	if w.sent == nil {
+		w.sent = map[entity]schemas.DecisionRow{}
+	}
+	out := rows[:0]
+	for _, r := range rows {
+		k := entity{r.App, r.Func}
+		if last, ok := w.sent[k]; ok && last == r {
+			continue
+		}
+		w.sent[k] = r
+		out = append(out, r)
+	}
+	return out
 }
 
 // Run serves until ctx is done. A state batch that does not decode is
@@ -70,6 +97,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		for i := range out.Rows {
 			out.Rows[i].Policy, out.Rows[i].PolicyVersion = w.policy.Name(), w.policy.Version()
+		}
+		if h.Layer == schemas.Operational {
+			out.Rows = w.changed(out.Rows)
 		}
 		enc, err := schemas.EncodeDecisions(out)
 		if err != nil {

@@ -37,9 +37,11 @@ func benchRatio(t *testing.T, label string, args ...string) (string, float64) {
 }
 
 // checkInterleaved fails the test unless out's run lines alternate between
-// the ceiling's (starting with ceiling) and the measured path's (starting
-// with measured), runs of each, numbered run 1, run 1, run 2, run 2, …, and
-// the line before the ratio gives both sides' best rates.
+// the side that runs first in a round (lines starting with ceiling) and
+// the other (starting with measured), runs of each, numbered run 1, run 1,
+// run 2, run 2, …, and the line before the ratio gives both sides' best
+// rates. The loop bench runs its measured side first (its ceiling replays
+// what the loop decided): it passes the sides the other way round.
 func checkInterleaved(t *testing.T, out, ceiling, measured string, runs int) {
 	t.Helper()
 	var seq []string
@@ -94,7 +96,10 @@ func TestBenchLoopRealRows(t *testing.T) {
 	if strings.Count(out, "998 invocations") != 2 {
 		t.Errorf("the closed loop did not replay the 998 real rows in each run:\n%s", out)
 	}
-	checkInterleaved(t, out, "twin engine alone", "closed loop", 2)
+	if strings.Count(out, "digests equal the loop's") != 2 {
+		t.Errorf("want each ceiling run to reproduce the loop's decisions and rewards:\n%s", out)
+	}
+	checkInterleaved(t, out, "closed loop", "twin engine alone", 2)
 }
 
 func TestBenchIngest(t *testing.T) {

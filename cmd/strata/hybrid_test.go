@@ -149,15 +149,17 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 			}
 		}
 	}
-	_, rows, err = st.Query(ctx, "SELECT app, tick, prewarm FROM decisions FINAL WHERE run_id = '"+runID+"' AND layer = 'operational'")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, row := range rows {
-		app, tick := fmt.Sprint(row[0]), num(row[1])
-		for i := range hhFirings {
-			if replay.TickOf(int64(hhFirstUS+i*hhPeriodUS), replay.OperationalTickUS) == tick {
-				run.prewarm[app][i] = int(num(row[2]))
+	// The decision in force at each firing's tick: the table holds an
+	// operational row when a function's decision changes (docs/tables.md).
+	for i := range hhFirings {
+		k := replay.TickOf(int64(hhFirstUS+i*hhPeriodUS), replay.OperationalTickUS)
+		_, rows, err := st.Query(ctx, fmt.Sprintf("SELECT app, argMax(prewarm, tick) FROM decisions FINAL WHERE run_id = '%s' AND layer = 'operational' AND tick <= %d GROUP BY app", runID, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range rows {
+			if app := fmt.Sprint(row[0]); run.prewarm[app] != nil {
+				run.prewarm[app][i] = int(num(row[1]))
 			}
 		}
 	}

@@ -74,7 +74,8 @@ type Output struct {
 	// Telemetry holds the tick's observed invocations in start order.
 	Telemetry []*stratapb.Observation
 	// Decisions holds the decisions that took effect at this tick, joined
-	// with the placement they resolved to.
+	// with the placement they resolved to; an operational decision equal
+	// to the function's decision in force is applied but not repeated.
 	Decisions []*stratapb.Decision
 	// Rewards holds the rewards of the intervals that ended with this tick.
 	Rewards []*stratapb.Reward

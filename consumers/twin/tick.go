@@ -16,11 +16,15 @@ import (
 // takeDecisions moves the pending batches that take effect at tick k into
 // force, slowest layer first, with the decisions of the internal policies
 // whose interval starts at k, and emits them joined with the placement they
-// resolve to.
+// resolve to — an operational decision only when it changes the function's
+// decision in force (the decisions table holds changes; docs/tables.md).
 func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output) error {
 	type taken struct {
 		layer schemas.Layer
 		b     *schemas.DecisionBatch
+		// same marks the operational rows equal to the decision they
+		// replace: they are applied but not written again.
+		same []bool
 	}
 	var ts []taken
 	for _, l := range schemas.Layers {
@@ -53,7 +57,11 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 			}
 			return cmpString(a.Func, b.Func)
 		})
-		for _, r := range rows {
+		var same []bool
+		if l == schemas.Operational {
+			same = make([]bool, len(rows))
+		}
+		for i, r := range rows {
 			switch l {
 			case schemas.Strategic:
 				if _, err := cloud.ParseProvider(r.Provider); err != nil {
@@ -75,14 +83,18 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 					return fmt.Errorf("applying operational decision for %s/%s at tick %d: negative pre-warm or keep-warm", r.App, r.Func, b.Header.Tick)
 				}
 				f := e.function(r.App, r.Func)
+				same[i] = f.hasOperational && sameOperational(f.operational, r)
 				f.operational, f.hasOperational, f.operationalTick = r, true, b.Header.Tick
 			}
 		}
-		ts = append(ts, taken{l, &schemas.DecisionBatch{Header: b.Header, Rows: rows}})
+		ts = append(ts, taken{l, &schemas.DecisionBatch{Header: b.Header, Rows: rows}, same})
 	}
 	for _, t := range ts {
 		tickMS := t.b.Header.TickStartUS / 1000
-		for _, r := range t.b.Rows {
+		for i, r := range t.b.Rows {
+			if t.same != nil && t.same[i] {
+				continue
+			}
 			d := &stratapb.Decision{RunId: e.cfg.RunID, Layer: string(t.layer), Tick: t.b.Header.Tick, TickMs: tickMS,
 				App: r.App, Func: r.Func, Policy: r.Policy, PolicyVersion: r.PolicyVersion, Action: r.Action,
 				KeepWarmMs: r.KeepWarmMS}
@@ -111,6 +123,13 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 		}
 	}
 	return nil
+}
+
+// sameOperational reports whether operational decision b repeats a: equal
+// in every field the decisions table records (the prediction is not one).
+func sameOperational(a, b schemas.DecisionRow) bool {
+	a.Predicted, b.Predicted = schemas.Value{}, schemas.Value{}
+	return a == b
 }
 
 // tickFunction evaluates one function's tick k, records it for the hour's
