@@ -290,13 +290,35 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 		c.Release()
 	}
 	defer rec.Release()
-	buf := bytes.NewBuffer(make([]byte, 0, 2048+b.Len()*rowBytes(b.Header.Layer)))
-	w := ipc.NewWriter(buf, ipc.WithSchema(schema), ipc.WithLZ4())
-	if err := w.Write(rec); err != nil {
+	data, err := writeIPC(schema, rec, 2048+b.Len()*rowBytes(b.Header.Layer), false)
+	if err == nil && len(data) > CompressAbove {
+		data, err = writeIPC(schema, rec, len(data)/2, true)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("encoding %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
 	}
+	return data, nil
+}
+
+// CompressAbove is the encoded size above which a state batch's buffers
+// are LZ4-compressed (Arrow IPC body compression; readers handle both).
+// Below it compression costs more CPU than the bytes it saves on a loopback
+// or LAN hop; above it, it keeps big batches under the NATS payload limit.
+const CompressAbove = 256 << 10
+
+// writeIPC writes rec as a one-batch Arrow IPC stream.
+func writeIPC(schema *arrow.Schema, rec arrow.RecordBatch, size int, lz4 bool) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	opts := []ipc.Option{ipc.WithSchema(schema)}
+	if lz4 {
+		opts = append(opts, ipc.WithLZ4())
+	}
+	w := ipc.NewWriter(buf, opts...)
+	if err := w.Write(rec); err != nil {
+		return nil, err
+	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("closing %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
+		return nil, fmt.Errorf("closing the stream: %w", err)
 	}
 	return buf.Bytes(), nil
 }

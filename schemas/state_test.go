@@ -450,3 +450,27 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+// TestStateCompressedOnlyWhenBig checks that a state batch is written with
+// LZ4-compressed buffers only when its plain encoding exceeds
+// CompressAbove, and that both forms decode to the batch.
+func TestStateCompressedOnlyWhenBig(t *testing.T) {
+	lz4Magic := []byte{0x04, 0x22, 0x4d, 0x18} // an LZ4 frame's first bytes, little-endian 0x184D2204
+	for _, tc := range []struct {
+		rows       int
+		compressed bool
+	}{{2, false}, {150, false}, {3000, true}} {
+		in := testBatch(schemas.Operational, tc.rows, 9)
+		data, err := schemas.EncodeState(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(data, lz4Magic); got != tc.compressed {
+			t.Errorf("%d rows (%d bytes): compressed %v, want %v", tc.rows, len(data), got, tc.compressed)
+		}
+		out, err := schemas.DecodeState(data)
+		if err != nil || !sameBatch(in, out) {
+			t.Errorf("%d rows: the batch does not round-trip (%v)", tc.rows, err)
+		}
+	}
+}
