@@ -6,7 +6,7 @@
 //
 // A policy receives one state batch per tick (schemas.StateBatch: raw,
 // documented values) and appends one schemas.DecisionRow per entity it
-// decides for to the tick's decision batch. The tick loop (DESIGN §1) makes
+// decides for to the tick's decision batch. The tick loop (docs/tick-contract.md) makes
 // the whole system deterministic as long as every policy is: the same
 // sequence of batches and the same Options give the same decisions.
 package agents

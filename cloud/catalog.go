@@ -641,7 +641,7 @@ func (c *Catalog) parseColdStarts(raw *rawCatalog) error {
 	if ka.AWS.Value.Policy == nil || ka.Azure.Value.Policy == nil || ka.GCP.Value.Observed == nil {
 		return fmt.Errorf("loading catalog: keep-alive: %w", ErrUnknownName)
 	}
-	c.KeepAliveMin[AWS] = sourced(*ka.AWS.Value.Policy, "S-WILD", "fixed policy cited by ATC'20 (BASELINES.md §4 default); "+ka.AWS.Note)
+	c.KeepAliveMin[AWS] = sourced(*ka.AWS.Value.Policy, "S-WILD", "fixed policy cited by ATC'20 (docs/baselines.md keep-alive default); "+ka.AWS.Note)
 	c.KeepAliveMin[Azure] = sourced(*ka.Azure.Value.Policy, "S-WILD", "fixed policy cited by ATC'20; "+ka.Azure.Note)
 	c.KeepAliveMin[GCP] = sourced(*ka.GCP.Value.Observed, "S-SHILKOV", "observed 2021; "+ka.GCP.Note)
 	return nil

@@ -37,7 +37,7 @@ type Config struct {
 
 	// KeepAliveMin is the free keep-alive per provider in minutes: an idle
 	// instance expires this long after its last execution ends. Default AWS
-	// 10 (S-WILD; BASELINES.md §4), Azure 20 (S-WILD), GCP 15 (S-SHILKOV),
+	// 10 (S-WILD; docs/baselines.md#keepalive), Azure 20 (S-WILD), GCP 15 (S-SHILKOV),
 	// the catalog's values.
 	KeepAliveMin [NumProviders]float64
 	// MaxInstances is the most instances one pool may hold (ASSUMED 1000,

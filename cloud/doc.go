@@ -21,7 +21,7 @@
 //     per-invocation outcomes (latency, cold start, cost, carbon, SLA),
 //     per-tick telemetry and aggregates. Evaluate alternatives on
 //     [Pool.Clone]s of the same starting pool for counterfactuals.
-//   - [Rewards] turns the alternatives' aggregates into the DESIGN §2
+//   - [Rewards] turns the alternatives' aggregates into the docs/reward.md
 //     reward and names the best one (the per-interval oracle).
 //
 // The package does no I/O beyond reading its embedded files, imports no

@@ -7,7 +7,7 @@ import (
 )
 
 // RewardConfig holds the reward's weights, SLA penalty and clipping bounds
-// (DESIGN §2, seed §2.2).
+// (docs/reward.md, seed §2.2).
 type RewardConfig struct {
 	// WCost, WPerf and WCarbon weight the normalised components. Defaults
 	// 0.4, 0.4, 0.2.
@@ -25,7 +25,7 @@ type RewardConfig struct {
 	Epsilon float64
 }
 
-// DefaultRewardConfig returns the reward defaults of DESIGN §2.
+// DefaultRewardConfig returns the reward defaults of docs/reward.md.
 func DefaultRewardConfig() RewardConfig {
 	return RewardConfig{
 		WCost: 0.4, WPerf: 0.4, WCarbon: 0.2, SLAPenalty: 10, MaxReward: 10,

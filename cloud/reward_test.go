@@ -138,7 +138,7 @@ func TestOracleNeverBeaten(t *testing.T) {
 		}
 		rewards, best := cloud.Rewards(aggs, m.Config().Reward)
 		// The oracle, recomputed here: each alternative's reward from the
-		// formula of DESIGN §2 (referenceRewards), and their argmax.
+		// formula of docs/reward.md (referenceRewards), and their argmax.
 		want := referenceRewards(aggs, m.Config().Reward)
 		wantBest := 0
 		for i, r := range want {
@@ -177,7 +177,7 @@ func TestOracleNeverBeaten(t *testing.T) {
 }
 
 // referenceRewards computes each alternative's reward from the formula of
-// DESIGN §2 (cloud.Rewards' doc comment), independently of Rewards:
+// docs/reward.md (cloud.Rewards' doc comment), independently of Rewards:
 //
 //	R = WCost·(1 − c/max c) + WPerf·(1 − l/max l) + WCarbon·(1 − g/max g) − SLAPenalty·violations/invocations
 //

@@ -85,7 +85,7 @@ func (r *OperationalRow) Vector() []float32 {
 }
 
 // Finite reports whether every value of v is finite: learners reject
-// transitions that are not (DESIGN §3).
+// transitions that are not (docs/agents.md, stability rules).
 func Finite(v []float32) bool {
 	for _, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {

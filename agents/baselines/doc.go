@@ -1,5 +1,5 @@
 // Package baselines holds strata's baseline policies, one per name and
-// layer (DESIGN §3, BASELINES.md):
+// layer (docs/agents.md, docs/baselines.md):
 //
 //   - strategic: random, greedy-latency, greedy-cost, greedy-carbon;
 //   - tactical: random, greedy-latency, greedy-cost, greedy-carbon,

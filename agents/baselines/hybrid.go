@@ -11,7 +11,7 @@ import (
 )
 
 // hybrid is the "Serverless in the Wild" hybrid histogram policy
-// (Shahrad et al., ATC'20; BASELINES §1), per function by default or per app
+// (Shahrad et al., ATC'20; docs/baselines.md#hybrid-histogram), per function by default or per app
 // (parameter unit=app).
 //
 // Histogram (updated at every tick from the rows' IdleTimesS, in start
@@ -33,7 +33,7 @@ import (
 //     99th (the first bin whose cumulative share reaches p);
 //     PW = 0.9·head, KA = min(1.1·tail, 4 h).
 //
-// Mapping onto the 15 s ticks (BASELINES §1.5): the unit's last execution
+// Mapping onto the 15 s ticks (docs/baselines.md#hybrid-histogram): the unit's last execution
 // end is estimated as LastStartUS + its mean duration (Σ ConcurrencyMean ÷
 // Σ RequestRate over the 12 steps, i.e. busy seconds per invocation; the
 // rows carry no end times). A PW below one step becomes 0. The instance is

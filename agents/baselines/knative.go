@@ -7,7 +7,7 @@ import (
 	"github.com/strata-rl/strata/schemas"
 )
 
-// knative is the Knative Serving KPA autoscaler (BASELINES §2) run once per
+// knative is the Knative Serving KPA autoscaler (docs/baselines.md#knative) run once per
 // 15 s operational tick instead of every 2 s, per function. Its decision is
 // the pod count, published as Prewarm.
 //
@@ -33,7 +33,7 @@ import (
 //   - scale to zero: desired falls to 0 only through d_stable = 0 (no
 //     concurrency for the stable window), and a function that held pods
 //     keeps one until it has had no concurrency for (stable window + grace
-//     30 s) / 15 s = 6 steps (the ≈90 s of BASELINES §2.4). With
+//     30 s) / 15 s = 6 steps (Knative's ≈90 s, docs/baselines.md#knative). With
 //     enable_scale_to_zero false it keeps at least one.
 //
 // KeepWarmMS is keep_warm_ms (default 0: the provider's keep-alive). The KPA

@@ -93,7 +93,7 @@ func (p *movingAverage) Decide(ctx context.Context, state *schemas.StateBatch, o
 	return nil
 }
 
-// keepAlive is the fixed keep-alive baseline (BASELINES §4): no pre-warming
+// keepAlive is the fixed keep-alive baseline (docs/baselines.md#keepalive): no pre-warming
 // (Prewarm 0) and an idle instance kept keepMS after its last execution ends
 // (KeepWarmMS; 600 000 for AWS's 10 min, 1 200 000 for Azure's 20 min). It
 // does not predict.

@@ -11,7 +11,7 @@ import (
 )
 
 // powerTuning is an AWS Lambda Power Tuning style memory sweep
-// (BASELINES §3), a tactical baseline, per function.
+// (docs/baselines.md#power-tuning), a tactical baseline, per function.
 //
 // Sampling: every tactical row with invocations offers one item, the hour's
 // mean duration converted to the reference configuration (as greedy does),

@@ -27,7 +27,7 @@ var (
 	ErrNotReady = errors.New("learner not ready to train")
 )
 
-// Config holds the DQN hyperparameters (DESIGN §3, seed §2.4). The zero
+// Config holds the DQN hyperparameters (docs/dqn.md, seed §2.4). The zero
 // value is not usable; start from DefaultConfig.
 type Config struct {
 	// Net is the Q-network and its optimiser: the seed's dual encoder,
@@ -87,7 +87,7 @@ var strategicLog1p = [schemas.StrategicDim]bool{
 	8: true, 9: true, 11: true,
 }
 
-// DefaultConfig returns the seed's strategic DQN (DESIGN §3).
+// DefaultConfig returns the seed's strategic DQN (docs/agents.md).
 func DefaultConfig() Config {
 	return Config{
 		Net:                  nn.DefaultQConfig(),

@@ -1,4 +1,4 @@
-// Package dqn is the strategic layer's learning agent (DESIGN §3, seed
+// Package dqn is the strategic layer's learning agent (docs/dqn.md, seed
 // §2.4): a deep Q-network that chooses each app's cloud provider once a
 // day, one policy shared by all apps.
 //

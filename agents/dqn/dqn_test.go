@@ -25,7 +25,7 @@ func TestDefaultConfig(t *testing.T) {
 		c.QMin != -100 || c.QMax != 100 || c.Net.Optimizer.LearningRate != 1e-4 ||
 		c.Net.Optimizer.ClipNorm != 1 || c.Net.Loss != nn.LossHuber || c.WarmUp != 1_000 ||
 		c.UpdatesPerTransition != 1 || c.EpsilonStart != 1 || c.EpsilonEnd != 0.05 || c.EpsilonEpisodes != 40 {
-		t.Errorf("defaults differ from DESIGN §3: %+v", c)
+		t.Errorf("defaults differ from docs/agents.md: %+v", c)
 	}
 	if c.Net.Inputs() != schemas.StrategicDim || c.Net.Actions != 3 {
 		t.Errorf("network of %d inputs and %d actions", c.Net.Inputs(), c.Net.Actions)

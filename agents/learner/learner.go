@@ -57,7 +57,7 @@ type Config struct {
 	Availability *ppo.Availability
 }
 
-// DefaultConfig returns the seed's learners (DESIGN §3) for layers, seeded
+// DefaultConfig returns the seed's learners (docs/agents.md) for layers, seeded
 // with seed.
 func DefaultConfig(seed uint64, layers ...schemas.Layer) Config {
 	d := dqn.DefaultConfig()

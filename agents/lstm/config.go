@@ -20,7 +20,7 @@ const (
 // that the trainer, the pre-warm rule or the policy cannot use.
 var ErrConfig = errors.New("invalid LSTM configuration")
 
-// Config configures the supervised trainer (DESIGN §3, seed §2.6).
+// Config configures the supervised trainer (docs/lstm.md, seed §2.6).
 type Config struct {
 	// Net is the network: 5→128→64 LSTM, dropout 0.2, dense 64→32→3, Adam
 	// 1e-3. Its BetaUnder and BetaOver are the asymmetric loss's weights;

@@ -1,4 +1,4 @@
-// Package lstm is the operational layer's learned predictor (DESIGN §3,
+// Package lstm is the operational layer's learned predictor (docs/lstm.md,
 // seed §2.6): a two-layer LSTM that reads a function's last 12 fifteen-
 // second steps (request rate, memory util, CPU util, queue depth, hour
 // sine; schemas.OperationalRow.Vector) and predicts the next step's CPU

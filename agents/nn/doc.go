@@ -1,4 +1,4 @@
-// Package nn holds the three networks of the learning agents (DESIGN §3,
+// Package nn holds the three networks of the learning agents (docs/nn.md,
 // seed §2.4–2.6), built in gorgonia for training and exported to plain
 // float32 slices for serving:
 //

@@ -33,7 +33,7 @@ type LSTMConfig struct {
 	Optimizer Optimizer `json:"optimizer"`
 }
 
-// DefaultLSTMConfig returns the seed's operational LSTM (DESIGN §3) with
+// DefaultLSTMConfig returns the seed's operational LSTM (docs/agents.md) with
 // the asymmetric loss.
 func DefaultLSTMConfig() LSTMConfig {
 	return LSTMConfig{

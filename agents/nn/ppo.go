@@ -43,7 +43,7 @@ type PPOConfig struct {
 	Optimizer Optimizer `json:"optimizer"`
 }
 
-// DefaultPPOConfig returns the seed's tactical actor-critic (DESIGN §3).
+// DefaultPPOConfig returns the seed's tactical actor-critic (docs/agents.md).
 func DefaultPPOConfig() PPOConfig {
 	return PPOConfig{
 		Inputs: 11, Shared: [2]int{128, 128},

@@ -43,7 +43,7 @@ type QConfig struct {
 	Optimizer Optimizer `json:"optimizer"`
 }
 
-// DefaultQConfig returns the seed's strategic Q-network (DESIGN §3).
+// DefaultQConfig returns the seed's strategic Q-network (docs/agents.md).
 func DefaultQConfig() QConfig {
 	return QConfig{
 		StrategicInputs: 10, AppInputs: 4,

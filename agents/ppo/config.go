@@ -45,7 +45,7 @@ var (
 	ErrCheckpoint = errors.New("malformed PPO checkpoint")
 )
 
-// Config holds the PPO algorithm's settings (DESIGN §3, seed §2.5) and the
+// Config holds the PPO algorithm's settings (docs/ppo.md, seed §2.5) and the
 // actor-critic's. The zero value is not usable; start from DefaultConfig.
 type Config struct {
 	// Net is the actor-critic and its loss: clip 0.2, value coefficient
@@ -89,7 +89,7 @@ type Config struct {
 	ScalerLog1p []bool `json:"scaler_log1p,omitempty"`
 }
 
-// DefaultConfig returns the seed's tactical PPO (DESIGN §3) with dropout 0.
+// DefaultConfig returns the seed's tactical PPO (docs/agents.md) with dropout 0.
 func DefaultConfig() Config {
 	net := nn.DefaultPPOConfig()
 	net.Dropout = 0

@@ -1,4 +1,4 @@
-// Package ppo is the tactical layer's learning agent (DESIGN §3, seed
+// Package ppo is the tactical layer's learning agent (docs/ppo.md, seed
 // §2.5): Proximal Policy Optimization over the actor-critic of agents/nn,
 // and the policy that serves it.
 //

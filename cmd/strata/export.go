@@ -319,7 +319,7 @@ func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // exportSequencesMain runs `strata export sequences`: the closed loop over
-// the given days (the operational layer moving-average, DESIGN §3), its
+// the given days (the operational layer moving-average, docs/agents.md), its
 // operational state batches turned into LSTM samples, a seeded sample of
 // them written as Parquet.
 func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -167,13 +167,13 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 }
 
 // TestHybridHistogramPrewarmsTimerBursts runs the real hybrid-histogram
-// baseline (BASELINES §1, docs/baselines.md) and the reactive baseline as
+// baseline (docs/baselines.md#hybrid-histogram) and the reactive baseline as
 // the control through the embedded closed loop on a timer trace whose
 // period exceeds every provider's free keep-alive, and counts the twin's
 // cold starts per firing.
 //
 // What the hybrid policy guarantees here, by its spec: it manages ONE warm
-// instance per function (BASELINES §1.3 step 4; Prewarm ∈ {0, 1}), so a
+// instance per function (docs/baselines.md#hybrid-histogram; Prewarm ∈ {0, 1}), so a
 // burst of hhBurst concurrent invocations gets exactly one warm start and
 // hhBurst−1 cold ones once the policy has learned the period; a single-shot
 // timer gets no cold start. Hand-derived, per function (1-min bins,
@@ -196,7 +196,7 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 //
 // So the learning period is one firing for the single timer and two for the
 // burst (its first firing teaches only the zero ITs of the concurrent
-// starts); BASELINES sets no minimum number of ITs (S2, min_idle_times 0).
+// starts); docs/baselines.md sets no minimum number of ITs (S2, min_idle_times 0).
 //
 // The control, reactive (Prewarm = ⌈ConcurrencyPeak[k−1]⌉), sees no
 // concurrency in the tick before a firing and relies on the provider's

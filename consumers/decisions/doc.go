@@ -5,7 +5,7 @@
 // JetStream (subject strata.decision.<layer>, stream STRATA_DECISION) for one
 // run and keeps, per layer and entity, the decision of the newest tick: the
 // strategic decision per app, the tactical and operational decisions per
-// function. The semantics are those of the tick loop (DESIGN §1):
+// function. The semantics are those of the tick loop (docs/tick-contract.md):
 //
 //   - a batch for tick k is in force from the start of tick k, epoch +
 //     k·period with periods of 15 s (operational), 1 h (tactical) and 24 h

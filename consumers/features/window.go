@@ -14,7 +14,7 @@ import (
 )
 
 // ActiveWindowUS is how long a function stays active after its latest
-// invocation: 4 hours (DESIGN §1).
+// invocation: 4 hours (docs/tick-contract.md).
 const ActiveWindowUS int64 = 4 * 3600 * 1_000_000
 
 const (

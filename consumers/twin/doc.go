@@ -8,7 +8,7 @@
 // rewards, whatever the replay speed. The service that feeds it from Kafka
 // and NATS and writes its output back lives beside it.
 //
-// Rewards, per DESIGN §2:
+// Rewards, per docs/reward.md:
 //   - operational, per function-tick: the tick's invocations run from the
 //     tick's starting pool under each pre-warm alternative (Config.
 //     PrewarmAlternatives plus the decided count);

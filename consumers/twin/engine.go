@@ -43,7 +43,7 @@ type Arrival struct {
 type Config struct {
 	// RunID is written on every output record.
 	RunID string
-	// DefaultPlacement applies before any decision (DESIGN §1).
+	// DefaultPlacement applies before any decision (docs/tick-contract.md).
 	DefaultPlacement cloud.Placement
 	// Reward weights and clips the rewards.
 	Reward cloud.RewardConfig
@@ -275,7 +275,7 @@ func (e *Engine) placement(f *fnState) cloud.Placement {
 // operational decision's count, raised to 1 while a keep-warm window
 // (KeepWarmMS after the function's last execution ended) covers the tick's
 // start. One instance is what the window keeps, as in the keep-alive
-// baselines (BASELINES §4); expiry is rounded up to the tick.
+// baselines (docs/baselines.md#keepalive); expiry is rounded up to the tick.
 func (f *fnState) prewarm(t int64) int {
 	if !f.hasOperational {
 		return 0

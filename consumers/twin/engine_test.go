@@ -186,7 +186,7 @@ func runAlternative(t *testing.T, l schemas.Layer, ticks int64, d *schemas.Decis
 	return rows, obs
 }
 
-// referenceRewards computes DESIGN §2's reward of each alternative (cost
+// referenceRewards computes docs/reward.md's reward of each alternative (cost
 // c, mean latency lat, carbon g, SLA-violation rate sla), here and not by
 // cloud.Rewards: c, lat and g clipped to their bounds, each scored
 // 1 − x/max over the alternatives, weighted, less the SLA penalty, and

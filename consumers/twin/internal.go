@@ -13,7 +13,7 @@ import (
 )
 
 // InternalPolicy names a policy that runs inside the engine's counterfactual
-// engine instead of an agent worker (DESIGN §3): it needs what no state batch
+// engine instead of an agent worker (docs/twin.md): it needs what no state batch
 // carries — the interval's own arrivals, or the training days' hindsight.
 type InternalPolicy string
 

@@ -75,7 +75,7 @@ func testModel(t *testing.T) *cloud.Model {
 	return m
 }
 
-// TestOracleNeverBeaten checks DESIGN §2's property: from the same starting
+// TestOracleNeverBeaten checks docs/reward.md's property: from the same starting
 // state no alternative beats the oracle. Every interval's reward row
 // carries the best alternative's reward evaluated from the interval's
 // starting pools (oracle_reward); with the oracle deciding, the chosen

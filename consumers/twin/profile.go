@@ -8,7 +8,7 @@ import (
 )
 
 // TrainingDays is the number of leading trace days that function
-// properties (SLO, user metro) are derived from: days 1–10 (DESIGN §3).
+// properties (SLO, user metro) are derived from: days 1–10 (docs/agents.md).
 const TrainingDays = 10
 
 // ProfileBuilder derives the twin's per-function properties from a trace's
