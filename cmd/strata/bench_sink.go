@@ -491,7 +491,7 @@ func clickHouseTarget(ctx context.Context, dsn string) (*sinkTarget, error) {
 	closers = append(closers, rawSt.Close)
 	reset := func(st *store.ClickHouse) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			for _, t := range []string{store.TableRuns, store.TableDecisions, store.TableRewards} {
+			for _, t := range []string{schemas.TableRuns, schemas.TableDecisions, schemas.TableRewards} {
 				if err := st.Conn().Exec(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 					return fmt.Errorf("dropping clickhouse table %s: %w", t, err)
 				}
@@ -565,7 +565,7 @@ func duckDBTarget(ctx context.Context, path string) (*sinkTarget, error) {
 	closers = append(closers, rawSt.Close)
 	reset := func(st *store.DuckDB) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			for _, t := range []string{store.TableRuns, store.TableDecisions, store.TableRewards} {
+			for _, t := range []string{schemas.TableRuns, schemas.TableDecisions, schemas.TableRewards} {
 				if _, err := st.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 					return fmt.Errorf("dropping duckdb table %s: %w", t, err)
 				}
@@ -626,13 +626,13 @@ func duckDBTarget(ctx context.Context, path string) (*sinkTarget, error) {
 // the order of store.Columns (the raw path converts the records itself).
 func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int) []any) error) error {
 	r := rows.run
-	if err := insert(store.TableRuns, 1, func(int) []any {
+	if err := insert(schemas.TableRuns, 1, func(int) []any {
 		return []any{r.RunId, r.StartedUnixMs, time.UnixMilli(r.StartedUnixMs).UTC().Truncate(time.Second), r.Source, r.Seed,
 			r.Speed, r.StrategicPolicy, r.TacticalPolicy, r.OperationalPolicy, r.DefaultPlacement, r.TraceEpoch, r.ConfigJson}
 	}); err != nil {
 		return err
 	}
-	if err := insert(store.TableDecisions, len(rows.decisions), func(i int) []any {
+	if err := insert(schemas.TableDecisions, len(rows.decisions), func(i int) []any {
 		d := rows.decisions[i]
 		var carried uint8
 		if d.Carried {
@@ -643,7 +643,7 @@ func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int)
 	}); err != nil {
 		return err
 	}
-	return insert(store.TableRewards, len(rows.rewards), func(i int) []any {
+	return insert(schemas.TableRewards, len(rows.rewards), func(i int) []any {
 		w := rows.rewards[i]
 		return []any{w.RunId, w.Layer, w.Tick, w.TickMs, w.App, w.Func, w.Reward, w.RCost, w.RPerf, w.RCarbon,
 			w.SlaPenalty, w.Invocations, w.ColdStarts, w.SlaViolations, w.CostUsd, w.PrewarmCostUsd, w.CarbonG,

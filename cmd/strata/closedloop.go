@@ -20,7 +20,6 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -257,8 +256,8 @@ func waitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan s
 	defer t.Stop()
 	for {
 		st := sk.Stats()
-		if st.Rows[store.TableDecisions] >= ts.Decisions && st.Rows[store.TableRewards] >= ts.Rewards &&
-			st.Rows[store.TableOutcomes] >= ts.Outcomes && st.Rows[store.TableRuns] >= 1 {
+		if st.Rows[schemas.TableDecisions] >= ts.Decisions && st.Rows[schemas.TableRewards] >= ts.Rewards &&
+			st.Rows[schemas.TableOutcomes] >= ts.Outcomes && st.Rows[schemas.TableRuns] >= 1 {
 			return nil
 		}
 		select {

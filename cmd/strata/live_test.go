@@ -225,7 +225,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	waitFor(t, ctx, "the shadow twin to score the decisions of the second tick", func() bool { return run.shadow.Stats().Decisions > 0 })
 	waitFor(t, ctx, "the sink to write the outcomes and decisions", func() bool {
 		r := run.sink.Stats().Rows
-		return r[store.TableOutcomes] >= 7 && r[store.TableDecisions] > 0
+		return r[schemas.TableOutcomes] >= 7 && r[schemas.TableDecisions] > 0
 	})
 	// 7. A single decision on demand: strata.act.operational answers with
 	// the live agent's policy, within the deadline.
@@ -288,7 +288,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	})
 	clock.set(h2.Add(16*time.Second + lo.ingest.Lateness))
 	waitFor(t, ctx, "tactical transitions and the sink", func() bool {
-		return run.shadow.Stats().Transitions > 0 && run.sink.Stats().Rows[store.TableOutcomes] >= 10
+		return run.shadow.Stats().Transitions > 0 && run.sink.Stats().Rows[schemas.TableOutcomes] >= 10
 	})
 
 	cancel()
