@@ -23,6 +23,7 @@ import (
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -125,7 +126,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	bar := newProgress(o.progress, traceLenUS, &rcfgBar)
 	var onTick func(int64)
 	if bar != nil {
-		onTick = func(k int64) { rcfgBar.Progress((k+1)*replay.OperationalTickUS, 0) }
+		onTick = func(k int64) { rcfgBar.Progress((k+1)*grid.OperationalTickUS, 0) }
 	}
 	var trLayers []schemas.Layer
 	for _, l := range schemas.Layers {

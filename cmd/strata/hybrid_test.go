@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -156,7 +157,7 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 	for _, row := range rows {
 		app, tick := fmt.Sprint(row[0]), num(row[1])
 		for i := range hhFirings {
-			if replay.TickOf(int64(hhFirstUS+i*hhPeriodUS), replay.OperationalTickUS) == tick {
+			if grid.TickOf(int64(hhFirstUS+i*hhPeriodUS), grid.OperationalTickUS) == tick {
 				run.prewarm[app][i] = int(num(row[2]))
 			}
 		}

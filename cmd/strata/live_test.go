@@ -31,8 +31,8 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/telemetry"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -69,7 +69,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	runID := fmt.Sprintf("live-test-%d", time.Now().UnixNano())
-	t0 := time.Now().UTC().Truncate(time.Duration(replay.OperationalTickUS) * time.Microsecond)
+	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0}
 	lo := liveOpts{
 		pipe: pipelineOpts{brokers: brokers, natsURL: natsURL, names: names, partitions: 3, epoch: liveEpoch, runID: runID,
@@ -233,7 +233,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	if !ok {
 		t.Fatal("no NATS connection")
 	}
-	k := t0.UnixMicro() / replay.OperationalTickUS
+	k := t0.UnixMicro() / grid.OperationalTickUS
 	fallback, err := agents.New("static-2x", schemas.Operational, agents.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +378,7 @@ func TestLiveDrainOnStop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	runID := fmt.Sprintf("live-drain-%d", time.Now().UnixNano())
-	t0 := time.Now().UTC().Truncate(time.Duration(replay.OperationalTickUS) * time.Microsecond)
+	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0.Add(50 * time.Second)}
 	storeTarget := filepath.Join(t.TempDir(), "live.duckdb")
 	lo := liveOpts{
