@@ -26,8 +26,9 @@ test-unit:
 ## The race tier covers the packages whose code or tests run goroutines
 ## (broker clients, servers, the pipeline, the learner); the pure numeric,
 ## decoding and model packages run on one goroutine and gain nothing from it
-## (the unit tier runs them). -short skips the tests that only train longer.
-RACE_SKIP := /agents$$|/agentstest$$|/baselines$$|/dqn$$|/draw$$|/lstm$$|/nn$$|/ppo$$|/cloud$$|/replay$$|/schemas$$|/stratapb$$|/telemetry$$|/dedup$$
+## (the unit tier runs them), nor does depcheck, which runs go list. -short
+## skips the tests that only train longer.
+RACE_SKIP := /agents$$|/agentstest$$|/baselines$$|/dqn$$|/draw$$|/lstm$$|/nn$$|/ppo$$|/cloud$$|/replay$$|/schemas$$|/grid$$|/stratapb$$|/telemetry$$|/dedup$$|/depcheck$$
 test-race:
 	$(GO) test -count=1 -race -short -parallel 4 -timeout 10m $$($(GO) list $(PKGS) | grep -Ev '$(RACE_SKIP)')
 

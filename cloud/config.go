@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // Config names every assumption of the model. Start from DefaultConfig and
@@ -18,10 +18,10 @@ type Config struct {
 	Seed uint64
 	// Epoch is the wall-clock instant of trace time 0; it places invocations
 	// in the hourly carbon series and in the day for the user-metro rule.
-	// Default replay.DefaultEpoch (2022-01-30T00:00Z).
+	// Default grid.DefaultEpoch (2022-01-30T00:00Z).
 	Epoch time.Time
 	// TickUS is the operational tick in microseconds: pre-warm counts and
-	// telemetry are per tick. Default replay.OperationalTickUS (15 s).
+	// telemetry are per tick. Default grid.OperationalTickUS (15 s).
 	TickUS int64
 
 	// ReferenceProvider and ReferenceTier name the configuration at which
@@ -119,8 +119,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Seed:                         1,
-		Epoch:                        replay.DefaultEpoch,
-		TickUS:                       replay.OperationalTickUS,
+		Epoch:                        grid.DefaultEpoch,
+		TickUS:                       grid.OperationalTickUS,
 		ReferenceProvider:            Azure,
 		ReferenceTier:                3, // 1024 MB
 		MaxUsableVCPU:                1.0,

@@ -32,6 +32,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/ingest/telemetry"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -404,11 +405,7 @@ func (s *Server) drainWatermark(ctx context.Context) error {
 		if m == math.MinInt64 {
 			return m // nothing accepted: nothing to close
 		}
-		k := m / win
-		if m < 0 && m%win != 0 {
-			k-- // floor
-		}
-		return (k + 1) * win
+		return (grid.TickOf(m, win) + 1) * win
 	})
 }
 

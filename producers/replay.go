@@ -17,6 +17,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -206,9 +207,9 @@ func (r *Replayer) Run(ctx context.Context, src replay.Source) (ReplayResult, er
 		}
 	}
 	if ms, ok := ord.MaxStart(); ok {
-		res.HorizonUS = (replay.TickOf(ms, replay.OperationalTickUS) + 1) * replay.OperationalTickUS
+		res.HorizonUS = (grid.TickOf(ms, grid.OperationalTickUS) + 1) * grid.OperationalTickUS
 	}
-	if h := (r.cfg.HorizonUS + replay.OperationalTickUS - 1) / replay.OperationalTickUS * replay.OperationalTickUS; h > res.HorizonUS {
+	if h := (r.cfg.HorizonUS + grid.OperationalTickUS - 1) / grid.OperationalTickUS * grid.OperationalTickUS; h > res.HorizonUS {
 		res.HorizonUS = h
 	}
 	if err := r.watermark(ctx, res.HorizonUS, true, &res); err != nil {
@@ -260,13 +261,13 @@ func (r *Replayer) send(ctx context.Context, pacer *replay.Pacer, in replay.Invo
 // boundary (always when final). The value written is the tick boundary at or
 // below w, so consumers close exactly the ticks that are complete.
 func (r *Replayer) watermark(ctx context.Context, w int64, final bool, res *ReplayResult) error {
-	tick := replay.TickOf(w, replay.OperationalTickUS)
+	tick := grid.TickOf(w, grid.OperationalTickUS)
 	if !final && tick <= r.wmTick {
 		return nil
 	}
 	r.wmTick = tick
 	val, err := proto.Marshal(&stratapb.Watermark{
-		RunId: r.cfg.RunID, WatermarkUs: tick * replay.OperationalTickUS, Final: final,
+		RunId: r.cfg.RunID, WatermarkUs: tick * grid.OperationalTickUS, Final: final,
 		EmittedUnixMs: 0,
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -200,7 +201,7 @@ func testReplayerEmbedded(t *testing.T, observed bool) {
 		wantByID[inv.ID()] = inv
 		maxStart = max(maxStart, inv.StartUS())
 	}
-	horizon := (replay.TickOf(maxStart, replay.OperationalTickUS) + 1) * replay.OperationalTickUS
+	horizon := (grid.TickOf(maxStart, grid.OperationalTickUS) + 1) * grid.OperationalTickUS
 	if res.HorizonUS != horizon {
 		t.Errorf("HorizonUS = %d, want %d", res.HorizonUS, horizon)
 	}
@@ -229,7 +230,7 @@ func testReplayerEmbedded(t *testing.T, observed bool) {
 					t.Fatalf("partition %d offset %d: decoding watermark: %v", p, r.Offset, err)
 				}
 				watermarks++
-				if w.RunId != runID || w.WatermarkUs%replay.OperationalTickUS != 0 || w.WatermarkUs < wm {
+				if w.RunId != runID || w.WatermarkUs%grid.OperationalTickUS != 0 || w.WatermarkUs < wm {
 					t.Fatalf("partition %d offset %d: watermark %+v after %d: want run %s, a non-decreasing tick boundary", p, r.Offset, &w, wm, runID)
 				}
 				if i == 0 && (w.WatermarkUs != 0 || w.Final) {

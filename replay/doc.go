@@ -8,5 +8,6 @@
 //
 // Time inside a trace is measured in microseconds from the trace start
 // ("trace time"). The trace epoch maps trace time 0 onto a wall-clock instant
-// (see [DefaultEpoch]); it fixes the hour of day and the day of week.
+// (DefaultEpoch in schemas/grid, with the tick lengths); it fixes the hour of
+// day and the day of week.
 package replay

@@ -4,25 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"time"
 )
-
-// Tick lengths of the three decision layers, in microseconds of trace time.
-const (
-	// OperationalTickUS is the operational (15 s) tick length.
-	OperationalTickUS int64 = 15_000_000
-	// TacticalTickUS is the tactical (1 h) tick length.
-	TacticalTickUS int64 = 3_600_000_000
-	// StrategicTickUS is the strategic (1 day) tick length.
-	StrategicTickUS int64 = 86_400_000_000
-)
-
-// DefaultEpoch is the wall-clock instant that trace time 0 maps to:
-// 2022-01-30T00:00Z, a Sunday like the Azure 2021 trace's first day
-// (2021-01-31). ASSUMED: the trace's timestamps were shifted by Microsoft, so
-// the true hour of day is unknown; 2022 is chosen because the carbon-intensity
-// series in the project are for 2022.
-var DefaultEpoch = time.Date(2022, time.January, 30, 0, 0, 0, 0, time.UTC)
 
 // Invocation is one row of a trace: one execution of function Func of
 // application App that ended at EndUS after running for DurationUS.
@@ -70,13 +52,4 @@ func (in Invocation) ID() string {
 // invocation. Implementations are not safe for concurrent use.
 type Source interface {
 	Next() (Invocation, error)
-}
-
-// TickOf returns the index of the tick of length tickUS that contains trace
-// time t (microseconds). Negative times belong to negative ticks.
-func TickOf(t, tickUS int64) int64 {
-	if t >= 0 {
-		return t / tickUS
-	}
-	return -((-t + tickUS - 1) / tickUS)
 }

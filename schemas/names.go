@@ -3,6 +3,8 @@ package schemas
 import (
 	"fmt"
 	"strings"
+
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // Kafka topics. The key of every record is the app id, so an app's functions
@@ -59,6 +61,25 @@ func ParseLayer(s string) (Layer, error) {
 	}
 	return "", fmt.Errorf("unknown layer %q: want strategic, tactical or operational", s)
 }
+
+// TickUS returns the length of one tick of layer l in microseconds of trace
+// time (package grid), 0 for an unknown layer.
+func (l Layer) TickUS() int64 {
+	switch l {
+	case Strategic:
+		return grid.StrategicTickUS
+	case Tactical:
+		return grid.TacticalTickUS
+	case Operational:
+		return grid.OperationalTickUS
+	}
+	return 0
+}
+
+// OperationalTicks returns the number of operational ticks in one tick of
+// layer l: 1, grid.TicksPerHour or grid.TicksPerDay; 0 for an unknown
+// layer.
+func (l Layer) OperationalTicks() int64 { return l.TickUS() / grid.OperationalTickUS }
 
 // NATS JetStream streams and subjects.
 const (

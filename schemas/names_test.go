@@ -66,3 +66,22 @@ func TestValidatePrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestLayerTicks(t *testing.T) {
+	for _, c := range []struct {
+		l           Layer
+		tickUS, ops int64
+	}{
+		{Strategic, 86_400_000_000, 5760},
+		{Tactical, 3_600_000_000, 240},
+		{Operational, 15_000_000, 1},
+		{"hourly", 0, 0},
+	} {
+		if got := c.l.TickUS(); got != c.tickUS {
+			t.Errorf("%q.TickUS() = %d, want %d", c.l, got, c.tickUS)
+		}
+		if got := c.l.OperationalTicks(); got != c.ops {
+			t.Errorf("%q.OperationalTicks() = %d, want %d", c.l, got, c.ops)
+		}
+	}
+}

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // model returns the default cloud model (DefaultCatalog parses its data
@@ -47,21 +47,21 @@ func decide(tb testing.TB, p Policy, b *schemas.StateBatch) []schemas.DecisionRo
 
 func opBatch(tick int64, rows ...schemas.OperationalRow) *schemas.StateBatch {
 	return &schemas.StateBatch{
-		Header:      schemas.BatchHeader{RunID: "t", Layer: schemas.Operational, Tick: tick, TickStartUS: tick * replay.OperationalTickUS, NShards: 1},
+		Header:      schemas.BatchHeader{RunID: "t", Layer: schemas.Operational, Tick: tick, TickStartUS: tick * grid.OperationalTickUS, NShards: 1},
 		Operational: rows,
 	}
 }
 
 func tacBatch(tick int64, rows ...schemas.TacticalRow) *schemas.StateBatch {
 	return &schemas.StateBatch{
-		Header:   schemas.BatchHeader{RunID: "t", Layer: schemas.Tactical, Tick: tick, TickStartUS: tick * replay.TacticalTickUS, NShards: 1},
+		Header:   schemas.BatchHeader{RunID: "t", Layer: schemas.Tactical, Tick: tick, TickStartUS: tick * grid.TacticalTickUS, NShards: 1},
 		Tactical: rows,
 	}
 }
 
 func stratBatch(tick int64, rows ...schemas.StrategicRow) *schemas.StateBatch {
 	return &schemas.StateBatch{
-		Header:    schemas.BatchHeader{RunID: "t", Layer: schemas.Strategic, Tick: tick, TickStartUS: tick * replay.StrategicTickUS, NShards: 1},
+		Header:    schemas.BatchHeader{RunID: "t", Layer: schemas.Strategic, Tick: tick, TickStartUS: tick * grid.StrategicTickUS, NShards: 1},
 		Strategic: rows,
 	}
 }
@@ -73,7 +73,7 @@ type inv struct{ start, end int64 }
 // invocations (ordered by start) exactly as schemas.OperationalRow defines
 // it; ok is false before the first invocation.
 func simRow(app, fn string, invs []inv, k int64) (schemas.OperationalRow, bool) {
-	const step = replay.OperationalTickUS
+	const step = grid.OperationalTickUS
 	T := k * step
 	r := schemas.OperationalRow{App: app, Func: fn}
 	seen := false
@@ -150,7 +150,7 @@ func randomOperational(seed uint64, tick int64, n int) []schemas.OperationalRow 
 			r.RequestRate[j] = c * rng.Float64()
 		}
 		r.Invocations = int64(r.RequestRate[schemas.SeqLen-1] * 15)
-		r.LastStartUS = tick*replay.OperationalTickUS - rng.Int64N(60_000_000)
+		r.LastStartUS = tick*grid.OperationalTickUS - rng.Int64N(60_000_000)
 		for range rng.IntN(4) {
 			r.IdleTimesS = append(r.IdleTimesS, rng.ExpFloat64()*float64(30+600*(i%3)))
 		}

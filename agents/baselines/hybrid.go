@@ -6,8 +6,8 @@ import (
 	"math"
 	"slices"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // hybrid is the "Serverless in the Wild" hybrid histogram policy
@@ -308,7 +308,7 @@ func (p *hybrid) window(u *hhUnit, tickUS int64) (int32, int64) {
 	}
 	from := u.endUS + int64(math.Round(pw*1e6))
 	to := u.endUS + int64(math.Round(end*1e6))
-	if from < tickUS+replay.OperationalTickUS && to > tickUS {
+	if from < tickUS+grid.OperationalTickUS && to > tickUS {
 		return 1, keep
 	}
 	return 0, keep

@@ -3,12 +3,12 @@ package baselines
 import (
 	"context"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // stepS is the length of one operational step in seconds.
-const stepS = float64(replay.OperationalTickUS) / 1e6
+const stepS = float64(grid.OperationalTickUS) / 1e6
 
 // last is the index of step k−1, the newest of the operational sequences.
 const last = schemas.SeqLen - 1

@@ -4,8 +4,8 @@ import (
 	"math"
 	"testing"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // handRow is an operational row with hand-set last steps: the last five
@@ -157,7 +157,7 @@ func TestHybridHistogramTimer(t *testing.T) {
 	invs := timerInvocations(80)
 	p := mustNew(t, "hybrid-histogram", schemas.Operational, nil)
 	h := p.(*hybrid)
-	const step = replay.OperationalTickUS
+	const step = grid.OperationalTickUS
 	lastTick := invs[len(invs)-1].start / step
 	var checkedDue, checkedGap int
 	for k := int64(1); k <= lastTick; k++ {
@@ -234,7 +234,7 @@ func TestHybridHistogramPatterns(t *testing.T) {
 			// time (rate without concurrency).
 			r := schemas.OperationalRow{App: "a", Func: "f", LastStartUS: 990_000_000, IdleTimesS: tt.its}
 			r.RequestRate[11] = 1.0 / 15
-			d := decide(t, p, opBatch(990_000_000/replay.OperationalTickUS, r))[0]
+			d := decide(t, p, opBatch(990_000_000/grid.OperationalTickUS, r))[0]
 			u := p.units[key("a", "f")]
 			if u.mode != tt.mode || math.Abs(u.pw-tt.pw) > 1e-6 || math.Abs(u.ka-tt.ka) > 1e-6 {
 				t.Errorf("mode %d PW %g KA %g, want %d %g %g", u.mode, u.pw, u.ka, tt.mode, tt.pw, tt.ka)

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // numTactical is the size of the tactical action space: metro × tier,
@@ -300,7 +300,7 @@ func (p *greedy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 		}
 		return nil
 	}
-	hour := cloud.HourOfDayUTC(p.epoch, start-replay.TacticalTickUS)
+	hour := cloud.HourOfDayUTC(p.epoch, start-grid.TacticalTickUS)
 	for i := range state.Tactical {
 		r := &state.Tactical[i]
 		h := p.apps[r.App]
@@ -330,7 +330,7 @@ func (p *greedy) intensities(startUS int64, hours int) {
 		for mt := range cloud.Metro(cloud.NumMetros) {
 			sum := 0.0
 			for h := range hours {
-				sum += p.ev.m.IntensityGPerKWh(pv, mt, startUS+int64(h)*replay.TacticalTickUS)
+				sum += p.ev.m.IntensityGPerKWh(pv, mt, startUS+int64(h)*grid.TacticalTickUS)
 			}
 			p.inten[pv][mt] = sum / float64(hours)
 		}

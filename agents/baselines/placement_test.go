@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // bruteForce returns the argmin over providers (or only pv when onlyPv),
@@ -104,7 +104,7 @@ func bruteForceDay(m *cloud.Model, refMS float64, dayUS int64) cloud.Placement {
 				ex := m.ExecUS(pl, prior, int64(refMS*1000))
 				v := 0.0
 				for h := range int64(24) {
-					v += m.CarbonG(pl, float64(ex)/1e6, 0.4, dayUS+h*replay.TacticalTickUS)
+					v += m.CarbonG(pl, float64(ex)/1e6, 0.4, dayUS+h*grid.TacticalTickUS)
 				}
 				if v < bestV {
 					best, bestV = pl, v
@@ -153,7 +153,7 @@ func TestGreedyTactical(t *testing.T) {
 		{"cost on gcp", "greedy-cost", onGCP, bruteForce(m, objCost, 1000, 512, cloud.EUWest, 0, cloud.GCP)},
 		// Empty provider → default aws.
 		{"cost no provider", "greedy-cost", noProvider, cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 2}},
-		{"carbon", "greedy-carbon", row, bruteForce(m, objCarbon, 1000, 512, cloud.EUWest, tick*replay.TacticalTickUS, cloud.AWS)},
+		{"carbon", "greedy-carbon", row, bruteForce(m, objCarbon, 1000, 512, cloud.EUWest, tick*grid.TacticalTickUS, cloud.AWS)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,7 +170,7 @@ func TestGreedyTactical(t *testing.T) {
 			}
 		})
 	}
-	if got := bruteForce(m, objCarbon, 1000, 512, cloud.EUWest, tick*replay.TacticalTickUS, cloud.AWS); got.Metro != cloud.USWest {
+	if got := bruteForce(m, objCarbon, 1000, 512, cloud.EUWest, tick*grid.TacticalTickUS, cloud.AWS); got.Metro != cloud.USWest {
 		t.Errorf("carbon brute force picked %v; the hydro-heavy us-west grid was expected", got)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"slices"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // powerTuning is an AWS Lambda Power Tuning style memory sweep
@@ -97,10 +97,7 @@ func (p *powerTuning) Decide(ctx context.Context, state *schemas.StateBatch, out
 		return err
 	}
 	start := state.Header.TickStartUS
-	day := start / replay.StrategicTickUS
-	if start < 0 && start%replay.StrategicTickUS != 0 {
-		day--
-	}
+	day := grid.TickOf(start, grid.StrategicTickUS)
 	for i := range state.Tactical {
 		r := &state.Tactical[i]
 		k := key(r.App, r.Func)

@@ -17,7 +17,7 @@ type Models interface {
 	// InForce returns the newest checkpoint of runID's layer whose InForce
 	// is at most i; ok is false when there is none. With i < 0 it returns
 	// the newest checkpoint whatever its InForce (live mode).
-	InForce(ctx context.Context, runID string, layer schemas.Layer, i int64) (c Checkpoint, ok bool, err error)
+	InForce(ctx context.Context, runID string, layer schemas.Layer, i int64) (c schemas.Checkpoint, ok bool, err error)
 }
 
 // Policy is what a Follower serves (agents.Policy).
@@ -28,7 +28,7 @@ type Policy interface {
 }
 
 // Loader turns a checkpoint into a policy to serve.
-type Loader func(c Checkpoint) (Policy, error)
+type Loader func(c schemas.Checkpoint) (Policy, error)
 
 // ErrNoModel is returned (wrapped) when a Follower has no checkpoint in
 // force for the interval it is asked to decide.

@@ -20,24 +20,10 @@ import (
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
-// Checkpoint is one published model version of a layer.
-type Checkpoint struct {
-	// Layer is the layer the model decides for.
-	Layer schemas.Layer
-	// Version is the policy version the model's decisions carry
-	// (dqn "e<episode>-s<steps>", ppo "v<n>").
-	Version string
-	// InForce is the layer interval (day or hour index of the run) from
-	// which the model decides.
-	InForce int64
-	// Data is the checkpoint file (dqn's tar archive, ppo's safetensors).
-	Data []byte
-}
-
 // Store receives what a learner publishes, namespaced by run id.
 type Store interface {
 	// PutCheckpoint stores c for runID's layer c.Layer.
-	PutCheckpoint(ctx context.Context, runID string, c Checkpoint) error
+	PutCheckpoint(ctx context.Context, runID string, c schemas.Checkpoint) error
 	// PutProgress records that the learner has processed every
 	// transition of runID's layer up to and including interval i.
 	PutProgress(ctx context.Context, runID string, layer schemas.Layer, i int64) error
@@ -391,7 +377,7 @@ func (l *Learner) publish(ctx context.Context, layer schemas.Layer, from int64, 
 	if err != nil {
 		return fmt.Errorf("publishing %s checkpoint of %s: %w", layer, l.run, err)
 	}
-	if err := l.store.PutCheckpoint(ctx, l.run, Checkpoint{Layer: layer, Version: version, InForce: from, Data: data}); err != nil {
+	if err := l.store.PutCheckpoint(ctx, l.run, schemas.Checkpoint{Layer: layer, Version: version, InForce: from, Data: data}); err != nil {
 		return fmt.Errorf("publishing %s checkpoint %s of %s: %w", layer, version, l.run, err)
 	}
 	if layer == schemas.Strategic {

@@ -233,7 +233,7 @@ func (r *recordingModels) WaitProgress(ctx context.Context, runID string, l sche
 	return err
 }
 
-func (r *recordingModels) InForce(ctx context.Context, runID string, l schemas.Layer, i int64) (learner.Checkpoint, bool, error) {
+func (r *recordingModels) InForce(ctx context.Context, runID string, l schemas.Layer, i int64) (schemas.Checkpoint, bool, error) {
 	r.record(fmt.Sprintf("in force %d (progress published %v)", i, r.published.Load()))
 	return r.Models.InForce(ctx, runID, l, i)
 }
@@ -250,11 +250,11 @@ func TestFollowerSwitchesAtNamedInterval(t *testing.T) {
 	defer cancel()
 	ms := modelStore(t)
 	put := func(v string, from int64) {
-		if err := ms.PutCheckpoint(ctx, "run", learner.Checkpoint{Layer: schemas.Tactical, Version: v, InForce: from, Data: []byte(v)}); err != nil {
+		if err := ms.PutCheckpoint(ctx, "run", schemas.Checkpoint{Layer: schemas.Tactical, Version: v, InForce: from, Data: []byte(v)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	load := func(c learner.Checkpoint) (learner.Policy, error) { return versionPolicy{v: string(c.Data)}, nil }
+	load := func(c schemas.Checkpoint) (learner.Policy, error) { return versionPolicy{v: string(c.Data)}, nil }
 	rm := &recordingModels{Models: ms, entered: make(chan int64, 1)}
 	f := learner.NewFollower("ppo", schemas.Tactical, "run", rm, load, false)
 	decide := func(i int64) (string, error) {

@@ -17,8 +17,8 @@ import (
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // agentDrainTimeout bounds how long a stopping agent waits for its NATS
@@ -43,7 +43,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		models   = fs.String("models", "", "`DIR` of trained checkpoints for the learned policies (dqn, ppo, lstm)")
 		follow   = fs.Bool("follow", false, "serve the checkpoints `strata learner` publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
 		live     = fs.Bool("live", false, "with --follow: switch to a new checkpoint on arrival, never wait (live mode)")
-		epochF   = fs.String("trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
+		epochF   = fs.String("trace-epoch", grid.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 		names    schemas.Names
 	)

@@ -23,6 +23,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -98,7 +99,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		epoch: replay.DefaultEpoch, latenessUS: 600_000_000, logger: logger, stateRetention: *retention}
+		epoch: grid.DefaultEpoch, latenessUS: 600_000_000, logger: logger, stateRetention: *retention}
 	synth := func() (replay.Source, error) {
 		return replay.NewSynth(replay.SynthConfig{Days: *days, Seed: *seed, Apps: *apps})
 	}
@@ -139,7 +140,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		resetPeakRSS()
 		po := o
 		po.env = e
-		res, err := runPipeline(ctx, po, src, "synthetic", int64(*days)*replay.StrategicTickUS)
+		res, err := runPipeline(ctx, po, src, "synthetic", int64(*days)*grid.StrategicTickUS)
 		if err != nil {
 			e.close()
 			return err

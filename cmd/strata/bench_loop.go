@@ -13,8 +13,8 @@ import (
 
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // benchLoopMain runs `strata bench loop`: in one process, in --runs
@@ -81,7 +81,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s; broker: %s\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(cf.kafka, "embedded kfake"))
-	ticks, _, err := replayTicks(ctx, src, traceLen/replay.OperationalTickUS, benchLatenessUS)
+	ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
 	closeSrc()
 	if err != nil {
 		return fmt.Errorf("replaying %s into tick buckets: %w", name, err)

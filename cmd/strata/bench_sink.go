@@ -27,6 +27,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -152,13 +153,13 @@ func sinkBenchRows(ctx context.Context, runID string, n int, seed int64) (*bench
 		return nil, err
 	}
 	mcfg := cloud.DefaultConfig()
-	mcfg.Epoch = replay.DefaultEpoch
+	mcfg.Epoch = grid.DefaultEpoch
 	m, err := cloud.NewModel(cat, mcfg)
 	if err != nil {
 		return nil, err
 	}
 	// Function properties from the first day (enough for realistic rows).
-	pb := twin.NewProfileBuilder(replay.DefaultEpoch)
+	pb := twin.NewProfileBuilder(grid.DefaultEpoch)
 	day, err := replay.NewSynth(replay.SynthConfig{Days: 1, Seed: seed})
 	if err != nil {
 		return nil, fmt.Errorf("creating synthetic trace: %w", err)
@@ -187,7 +188,7 @@ func sinkBenchRows(ctx context.Context, runID string, n int, seed int64) (*bench
 	}
 	out := &benchRows{run: &stratapb.Run{RunId: runID, StartedUnixMs: time.Now().UnixMilli(), Source: fmt.Sprintf("synthetic(days=14,seed=%d)", seed),
 		Seed: seed, Speed: "max", StrategicPolicy: "none", TacticalPolicy: "none", OperationalPolicy: benchSinkPolicy,
-		DefaultPlacement: "gcp/us-east/1024", TraceEpoch: replay.DefaultEpoch.Format(time.RFC3339), ConfigJson: `["bench","sink"]`}}
+		DefaultPlacement: "gcp/us-east/1024", TraceEpoch: grid.DefaultEpoch.Format(time.RFC3339), ConfigJson: `["bench","sink"]`}}
 	type fnKey struct{ app, fn string }
 	lastSeen := map[fnKey]int64{}
 	var (
@@ -199,10 +200,10 @@ func sinkBenchRows(ctx context.Context, runID string, n int, seed int64) (*bench
 			lastSeen[fnKey{a.App, a.Func}] = tick
 		}
 		b := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: runID, Layer: schemas.Operational, Tick: tick,
-			TickStartUS: tick * replay.OperationalTickUS, NShards: 1}}
+			TickStartUS: tick * grid.OperationalTickUS, NShards: 1}}
 		for f, k := range lastSeen {
 			var pre int32 = 1
-			if tick-k >= replay.TacticalTickUS/replay.OperationalTickUS {
+			if tick-k >= grid.TicksPerHour {
 				// Inactive for an hour: a last decision releases the
 				// pre-warmed instance.
 				delete(lastSeen, f)
@@ -238,7 +239,7 @@ func sinkBenchRows(ctx context.Context, runID string, n int, seed int64) (*bench
 		}
 		// The generator emits in start order: evaluate the ticks before
 		// this invocation's.
-		k := replay.TickOf(in.StartUS(), replay.OperationalTickUS)
+		k := grid.TickOf(in.StartUS(), grid.OperationalTickUS)
 		for tick < k && len(out.decisions)+len(out.rewards) < n {
 			if err := evaluate(); err != nil {
 				return nil, fmt.Errorf("generating benchmark rows: %w", err)
@@ -491,7 +492,7 @@ func clickHouseTarget(ctx context.Context, dsn string) (*sinkTarget, error) {
 	closers = append(closers, rawSt.Close)
 	reset := func(st *store.ClickHouse) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			for _, t := range []string{store.TableRuns, store.TableDecisions, store.TableRewards} {
+			for _, t := range []string{schemas.TableRuns, schemas.TableDecisions, schemas.TableRewards} {
 				if err := st.Conn().Exec(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 					return fmt.Errorf("dropping clickhouse table %s: %w", t, err)
 				}
@@ -565,7 +566,7 @@ func duckDBTarget(ctx context.Context, path string) (*sinkTarget, error) {
 	closers = append(closers, rawSt.Close)
 	reset := func(st *store.DuckDB) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			for _, t := range []string{store.TableRuns, store.TableDecisions, store.TableRewards} {
+			for _, t := range []string{schemas.TableRuns, schemas.TableDecisions, schemas.TableRewards} {
 				if _, err := st.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 					return fmt.Errorf("dropping duckdb table %s: %w", t, err)
 				}
@@ -626,13 +627,13 @@ func duckDBTarget(ctx context.Context, path string) (*sinkTarget, error) {
 // the order of store.Columns (the raw path converts the records itself).
 func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int) []any) error) error {
 	r := rows.run
-	if err := insert(store.TableRuns, 1, func(int) []any {
+	if err := insert(schemas.TableRuns, 1, func(int) []any {
 		return []any{r.RunId, r.StartedUnixMs, time.UnixMilli(r.StartedUnixMs).UTC().Truncate(time.Second), r.Source, r.Seed,
 			r.Speed, r.StrategicPolicy, r.TacticalPolicy, r.OperationalPolicy, r.DefaultPlacement, r.TraceEpoch, r.ConfigJson}
 	}); err != nil {
 		return err
 	}
-	if err := insert(store.TableDecisions, len(rows.decisions), func(i int) []any {
+	if err := insert(schemas.TableDecisions, len(rows.decisions), func(i int) []any {
 		d := rows.decisions[i]
 		var carried uint8
 		if d.Carried {
@@ -643,7 +644,7 @@ func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int)
 	}); err != nil {
 		return err
 	}
-	return insert(store.TableRewards, len(rows.rewards), func(i int) []any {
+	return insert(schemas.TableRewards, len(rows.rewards), func(i int) []any {
 		w := rows.rewards[i]
 		return []any{w.RunId, w.Layer, w.Tick, w.TickMs, w.App, w.Func, w.Reward, w.RCost, w.RPerf, w.RCarbon,
 			w.SlaPenalty, w.Invocations, w.ColdStarts, w.SlaViolations, w.CostUsd, w.PrewarmCostUsd, w.CarbonG,

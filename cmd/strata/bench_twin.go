@@ -14,6 +14,7 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // benchLatenessUS is the allowed lateness of the benchmarks' replay: the
@@ -111,7 +112,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			// The engine's model and function profiles, derived once
 			// (untimed).
 			lo, _, err = setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf},
-				pipelineOpts{epoch: replay.DefaultEpoch, logger: logger}, name, replay.DefaultEpoch)
+				pipelineOpts{epoch: grid.DefaultEpoch, logger: logger}, name, grid.DefaultEpoch)
 			if err != nil {
 				return err
 			}
@@ -155,7 +156,7 @@ func replayRun(ctx context.Context, sf *sourceFlags, opened func(name string)) (
 		opened(name)
 	}
 	t0 := time.Now()
-	ticks, n, err := replayTicks(ctx, src, traceLen/replay.OperationalTickUS, benchLatenessUS)
+	ticks, n, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
 	d := time.Since(t0)
 	if err != nil {
 		return nil, 0, 0, name, fmt.Errorf("replaying %s: %w", name, err)
@@ -176,7 +177,7 @@ func replayTicks(ctx context.Context, src replay.Source, minTicks, latenessUS in
 	var n int64
 	add := func(in replay.Invocation) error {
 		s := in.StartUS()
-		k := replay.TickOf(s, replay.OperationalTickUS)
+		k := grid.TickOf(s, grid.OperationalTickUS)
 		if k < 0 {
 			return fmt.Errorf("row %d starts before trace time 0", in.Row)
 		}
@@ -242,7 +243,7 @@ func fixedPrewarm(ticks [][]twin.Arrival, n int32) func(k int64) []*schemas.Deci
 		type fn struct{ app, fn string }
 		seen := map[fn]bool{}
 		b := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: "bench", Layer: schemas.Operational, Tick: int64(k),
-			TickStartUS: int64(k) * replay.OperationalTickUS, NShards: 1}}
+			TickStartUS: int64(k) * grid.OperationalTickUS, NShards: 1}}
 		for _, a := range arr {
 			if f := (fn{a.App, a.Func}); !seen[f] {
 				seen[f] = true

@@ -20,10 +20,10 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -129,7 +129,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	bar := newProgress(o.progress, traceLenUS, &rcfgBar)
 	var onTick func(int64)
 	if bar != nil {
-		onTick = func(k int64) { rcfgBar.Progress((k+1)*replay.OperationalTickUS, 0) }
+		onTick = func(k int64) { rcfgBar.Progress((k+1)*grid.OperationalTickUS, 0) }
 	}
 	var trLayers []schemas.Layer
 	for _, l := range schemas.Layers {
@@ -260,8 +260,8 @@ func waitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan s
 	defer t.Stop()
 	for {
 		st := sk.Stats()
-		if st.Rows[store.TableDecisions] >= ts.Decisions && st.Rows[store.TableRewards] >= ts.Rewards &&
-			st.Rows[store.TableOutcomes] >= ts.Outcomes && st.Rows[store.TableRuns] >= 1 {
+		if st.Rows[schemas.TableDecisions] >= ts.Decisions && st.Rows[schemas.TableRewards] >= ts.Rewards &&
+			st.Rows[schemas.TableOutcomes] >= ts.Outcomes && st.Rows[schemas.TableRuns] >= 1 {
 			return nil
 		}
 		select {

@@ -91,7 +91,7 @@ func runLoopInto(t *testing.T, o loopOpts, st store.Store) loopResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for table, want := range map[string]int64{store.TableDecisions: res.Twin.Decisions, store.TableRewards: res.Twin.Rewards, store.TableRuns: 1} {
+	for table, want := range map[string]int64{schemas.TableDecisions: res.Twin.Decisions, schemas.TableRewards: res.Twin.Rewards, schemas.TableRuns: 1} {
 		_, rows, err := st.Query(ctx, "SELECT count(*) FROM "+table+" FINAL WHERE run_id = '"+o.runID+"'")
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // The reference configuration of `strata eval --baselines`: `strata run`'s
@@ -162,8 +163,8 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fromUS := int64(first-1-w) * replay.StrategicTickUS
-	toUS := int64(last) * replay.StrategicTickUS
+	fromUS := int64(first-1-w) * grid.StrategicTickUS
+	toUS := int64(last) * grid.StrategicTickUS
 	cache := &loopCache{}
 	if *modelsF != "" {
 		me := modelsEval{dirs: splitNonEmpty(*modelsF), tacticalOperational: *tacOp, lstmTest: *lstmTest, lstmExtra: splitNonEmpty(*lstmMore),
@@ -263,7 +264,7 @@ func runEvalRow(ctx context.Context, r *evalRow, lf loopFlags, cf commonFlags, e
 	o := fullSpeedOpts(cf, epoch, latenessUS, logger, fmt.Sprintf("eval-%s-%s-%d", r.Varied, runIDSafe(r.Policy), time.Now().UnixNano()))
 	lf.strategic, lf.tactical, lf.operational = r.Policies["strategic"], r.Policies["tactical"], r.Policies["operational"]
 	t0 := time.Now()
-	res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(warmupDays)*replay.StrategicTickUS/replay.OperationalTickUS)
+	res, name, o, err := runWindow(ctx, lf, o, fromUS, toUS, int64(warmupDays)*grid.TicksPerDay)
 	if err != nil {
 		return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
 	}

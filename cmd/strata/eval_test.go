@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 func TestParseDays(t *testing.T) {
@@ -72,7 +73,7 @@ func TestEvalVariants(t *testing.T) {
 // TestWindowShiftsTheTrace checks the evaluation window: only invocations
 // starting inside it, moved to start at trace time 0, durations kept.
 func TestWindowShiftsTheTrace(t *testing.T) {
-	const day = replay.StrategicTickUS
+	const day = grid.StrategicTickUS
 	src, err := replay.NewSynth(replay.SynthConfig{Days: 3, Seed: 2, Apps: 3})
 	if err != nil {
 		t.Fatal(err)

@@ -21,8 +21,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // The operational sequences file (`strata export sequences`, read by
@@ -364,8 +364,8 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	fromUS := int64(first-1) * replay.StrategicTickUS
-	toUS := int64(last) * replay.StrategicTickUS
+	fromUS := int64(first-1) * grid.StrategicTickUS
+	toUS := int64(last) * grid.StrategicTickUS
 	col := newSeqCollector(*seed, *sampleN)
 	o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()))
 	o.onBatch = col.onBatch

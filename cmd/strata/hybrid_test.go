@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -152,7 +153,7 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 	// The decision in force at each firing's tick: the table holds an
 	// operational row when a function's decision changes (docs/tables.md).
 	for i := range hhFirings {
-		k := replay.TickOf(int64(hhFirstUS+i*hhPeriodUS), replay.OperationalTickUS)
+		k := grid.TickOf(int64(hhFirstUS+i*hhPeriodUS), grid.OperationalTickUS)
 		_, rows, err := st.Query(ctx, fmt.Sprintf("SELECT app, argMax(prewarm, tick) FROM decisions FINAL WHERE run_id = '%s' AND layer = 'operational' AND tick <= %d GROUP BY app", runID, k))
 		if err != nil {
 			t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // The integration tier runs against real servers: Apache Kafka (KRaft),
@@ -236,7 +237,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	}
 	// The horizon is the day's end, whatever the last invocation's tick.
 	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: runID, Observed: true, Partitions: nParts, SourceName: "synthetic",
-		HorizonUS: replay.StrategicTickUS, Names: names}, cl, slog.New(slog.DiscardHandler), nil)
+		HorizonUS: grid.StrategicTickUS, Names: names}, cl, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	// operational ticks, 0 … 5759, and, by the tick contract, the final
 	// watermark at the horizon makes every shard publish one batch more,
 	// for tick T+1 = 5760: 5761 batches per shard.
-	ticks := replay.StrategicTickUS/replay.OperationalTickUS + 1
+	ticks := grid.TicksPerDay + 1
 	total := int(ticks) * nParts
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

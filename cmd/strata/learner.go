@@ -67,7 +67,7 @@ func consumeTransitions(ctx context.Context, brokers []string, names schemas.Nam
 // followerLoader returns the loader of layer's learned policy for a
 // follower: exploring (training) or greedy.
 func followerLoader(layer schemas.Layer, opts agents.Options, explore bool) learner.Loader {
-	return func(c learner.Checkpoint) (learner.Policy, error) {
+	return func(c schemas.Checkpoint) (learner.Policy, error) {
 		return agents.LoadCheckpoint(layer, c.Data, opts, explore)
 	}
 }

@@ -37,8 +37,8 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/loadgen"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -366,7 +366,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		// The records die with the process: at a stop, ingest's last
 		// watermark closes the tick of every record it accepted, and the
 		// drain waits for the back end to process them.
-		icfg.DrainWindow = time.Duration(replay.OperationalTickUS) * time.Microsecond
+		icfg.DrainWindow = time.Duration(grid.OperationalTickUS) * time.Microsecond
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		icfg.Gatherer = g
@@ -643,7 +643,7 @@ func (run *liveRun) drain(ctx context.Context, lo liveOpts, st ingest.Stats, pro
 	t0 := time.Now()
 	last := int64(math.MinInt64) // the tick of the latest record accepted
 	if st.Accepted > 0 {
-		last = replay.TickOf(st.MaxStartUS, replay.OperationalTickUS)
+		last = grid.TickOf(st.MaxStartUS, grid.OperationalTickUS)
 	}
 	processed := func() bool {
 		return prog.featuresClosed() > last && (run.shadow == nil || prog.twinEvaluated() >= last)

@@ -31,8 +31,8 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/telemetry"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -69,7 +69,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	runID := fmt.Sprintf("live-test-%d", time.Now().UnixNano())
-	t0 := time.Now().UTC().Truncate(time.Duration(replay.OperationalTickUS) * time.Microsecond)
+	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0}
 	lo := liveOpts{
 		pipe: pipelineOpts{brokers: brokers, natsURL: natsURL, names: names, partitions: 3, epoch: liveEpoch, runID: runID,
@@ -225,7 +225,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	waitFor(t, ctx, "the shadow twin to score the decisions of the second tick", func() bool { return run.shadow.Stats().Decisions > 0 })
 	waitFor(t, ctx, "the sink to write the outcomes and decisions", func() bool {
 		r := run.sink.Stats().Rows
-		return r[store.TableOutcomes] >= 7 && r[store.TableDecisions] > 0
+		return r[schemas.TableOutcomes] >= 7 && r[schemas.TableDecisions] > 0
 	})
 	// 7. A single decision on demand: strata.act.operational answers with
 	// the live agent's policy, within the deadline.
@@ -233,7 +233,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	if !ok {
 		t.Fatal("no NATS connection")
 	}
-	k := t0.UnixMicro() / replay.OperationalTickUS
+	k := t0.UnixMicro() / grid.OperationalTickUS
 	fallback, err := agents.New("static-2x", schemas.Operational, agents.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +288,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	})
 	clock.set(h2.Add(16*time.Second + lo.ingest.Lateness))
 	waitFor(t, ctx, "tactical transitions and the sink", func() bool {
-		return run.shadow.Stats().Transitions > 0 && run.sink.Stats().Rows[store.TableOutcomes] >= 10
+		return run.shadow.Stats().Transitions > 0 && run.sink.Stats().Rows[schemas.TableOutcomes] >= 10
 	})
 
 	cancel()
@@ -378,7 +378,7 @@ func TestLiveDrainOnStop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	runID := fmt.Sprintf("live-drain-%d", time.Now().UnixNano())
-	t0 := time.Now().UTC().Truncate(time.Duration(replay.OperationalTickUS) * time.Microsecond)
+	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0.Add(50 * time.Second)}
 	storeTarget := filepath.Join(t.TempDir(), "live.duckdb")
 	lo := liveOpts{

@@ -28,6 +28,7 @@ import (
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // sourceFlags select the trace: a file, or the synthetic generator.
@@ -70,7 +71,7 @@ func (f *sourceFlags) open() (replay.Source, string, int64, func(), error) {
 	if err != nil {
 		return nil, "", 0, nil, fmt.Errorf("creating synthetic trace: %w", err)
 	}
-	return s, fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d)", days, f.seed, f.apps), int64(days) * replay.StrategicTickUS, func() {}, nil
+	return s, fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d)", days, f.seed, f.apps), int64(days) * grid.StrategicTickUS, func() {}, nil
 }
 
 // pipelineOpts configures one replay → features → NATS pipeline.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 const realTrace = "../../testdata/azure2021/AzureFunctionsInvocationTraceForTwoWeeksJan2021.csv"
@@ -87,7 +88,7 @@ func (s *sliceSource) Next() (replay.Invocation, error) {
 }
 
 func testOpts(runID string, speed replay.Speed, partitions int, log *batchLog) pipelineOpts {
-	return pipelineOpts{partitions: partitions, speed: speed, epoch: replay.DefaultEpoch, runID: runID,
+	return pipelineOpts{partitions: partitions, speed: speed, epoch: grid.DefaultEpoch, runID: runID,
 		latenessUS: 600_000_000, logger: slog.New(slog.DiscardHandler), onBatch: log.add}
 }
 
@@ -135,7 +136,7 @@ func checkPipeline(t *testing.T, ins []replay.Invocation, res pipelineResult, lo
 	if len(got) != len(want) {
 		t.Errorf("windows count %d functions, trace has %d", len(got), len(want))
 	}
-	lastTick := replay.TickOf(maxStart, replay.OperationalTickUS) // the last tick holding a start
+	lastTick := grid.TickOf(maxStart, grid.OperationalTickUS) // the last tick holding a start
 	wantTicks := map[schemas.Layer]int64{
 		schemas.Operational: lastTick + 2, // batches for ticks 0 … lastTick+1
 		schemas.Tactical:    (lastTick+1)/240 + 1,

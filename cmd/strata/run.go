@@ -23,6 +23,7 @@ import (
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // replayFlags are the flags of the roles that replay a trace.
@@ -63,7 +64,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	registerPrefix(fs, &c.names)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
-	fs.StringVar(&c.epoch, "trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
+	fs.StringVar(&c.epoch, "trace-epoch", grid.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 }
 
 // serveMetrics serves reg on addr until ctx is done; "" serves nothing.

@@ -251,7 +251,7 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 	}
 	if lf.store != "" {
 		fmt.Fprintf(stdout, "  tables in %s: %d decisions, %d rewards written (query with: strata sql --store/--clickhouse …)\n",
-			lf.store, res.Sink.Rows[store.TableDecisions], res.Sink.Rows[store.TableRewards])
+			lf.store, res.Sink.Rows[schemas.TableDecisions], res.Sink.Rows[schemas.TableRewards])
 	}
 	if lf.summary != "" {
 		return writeJSON(lf.summary, sum)

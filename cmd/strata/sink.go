@@ -78,8 +78,8 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, string(b))
 	} else {
 		fmt.Fprintf(stdout, "sink: %d records, rows written: %d runs, %d decisions, %d rewards, %d outcomes; %d dead-lettered, %d batches\n",
-			s.Records, s.Rows[store.TableRuns], s.Rows[store.TableDecisions], s.Rows[store.TableRewards],
-			s.Rows[store.TableOutcomes], s.Rejected, s.Batches)
+			s.Records, s.Rows[schemas.TableRuns], s.Rows[schemas.TableDecisions], s.Rows[schemas.TableRewards],
+			s.Rows[schemas.TableOutcomes], s.Rejected, s.Batches)
 	}
 	return runErr
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -42,7 +43,7 @@ func synthHours(t *testing.T, hours int) replay.Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &hoursOf{src: s, end: int64(hours) * replay.TacticalTickUS}
+	return &hoursOf{src: s, end: int64(hours) * grid.TacticalTickUS}
 }
 
 // TestStaticBestBeatsRandomAndGreedyLatency runs the closed loop on a few

@@ -17,8 +17,8 @@ import (
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // trainCurve is one line of curves.csv: a layer's figures in one phase of
@@ -184,7 +184,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf,
 				learn: &learnOpts{learner: lrn, episode: episode}}
 			o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
-			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*replay.StrategicTickUS, int64(tLast)*replay.StrategicTickUS, 0)
+			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0)
 			if err != nil {
 				return fmt.Errorf("training episode %d: %w", episode+1, err)
 			}
@@ -222,7 +222,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				}
 			}
 			vo := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("valid-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
-			vres, _, _, err := runWindow(ctx, vlf, vo, int64(vFirst-2)*replay.StrategicTickUS, int64(vLast)*replay.StrategicTickUS, replay.StrategicTickUS/replay.OperationalTickUS)
+			vres, _, _, err := runWindow(ctx, vlf, vo, int64(vFirst-2)*grid.StrategicTickUS, int64(vLast)*grid.StrategicTickUS, grid.TicksPerDay)
 			if err != nil {
 				return fmt.Errorf("validating episode %d: %w", episode+1, err)
 			}

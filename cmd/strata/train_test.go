@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // learnLoop runs one training episode over the first day of a small
@@ -36,7 +37,7 @@ func learnLoop(t *testing.T, speed replay.Speed) (loopResult, learner.Stats) {
 	lf := loopFlags{strategic: "greedy-cost", tactical: "greedy-cost", operational: "none", placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
 		policySeed: 5, sources: sf, learn: &learnOpts{learner: lrn}}
 	o := testOpts("switch", speed, 2, &batchLog{})
-	res, _, _, err := runWindow(ctx, lf, o, 0, replay.StrategicTickUS, 0)
+	res, _, _, err := runWindow(ctx, lf, o, 0, grid.StrategicTickUS, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

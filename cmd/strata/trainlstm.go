@@ -21,7 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/strata-rl/strata/agents/lstm"
-	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // seqFile is a sequences file read back: its samples with their ticks and
@@ -220,7 +220,7 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", *data, err)
 		}
-		perDay := replay.StrategicTickUS / replay.OperationalTickUS
+		perDay := grid.TicksPerDay
 		for i, s := range sf.Samples {
 			d := first + int(sf.Ticks[i]/perDay)
 			if d >= vFirst && d <= vLast {

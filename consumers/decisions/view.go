@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -120,20 +119,6 @@ func NewView(cfg Config, logger *slog.Logger, reg prometheus.Registerer) *View {
 		apps: map[string]*appState{}, held: map[schemas.Layer]int{}}
 }
 
-// periodUS returns the tick length of layer l in microseconds, 0 for an
-// unknown layer.
-func periodUS(l schemas.Layer) int64 {
-	switch l {
-	case schemas.Strategic:
-		return replay.StrategicTickUS
-	case schemas.Tactical:
-		return replay.TacticalTickUS
-	case schemas.Operational:
-		return replay.OperationalTickUS
-	}
-	return 0
-}
-
 // latestInForce is the latest start of a tick the view represents: JSON
 // (RFC 3339) has four-digit years.
 var latestInForce = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
@@ -141,7 +126,7 @@ var latestInForce = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 // inForceFrom returns the start of tick of layer l, and false when it is
 // negative or cannot be represented.
 func (v *View) inForceFrom(l schemas.Layer, tick int64) (time.Time, bool) {
-	p := periodUS(l)
+	p := l.TickUS()
 	if p == 0 || tick < 0 || tick > math.MaxInt64/(p*int64(time.Microsecond)) {
 		return time.Time{}, false
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -543,58 +542,33 @@ func decodeEnvelope(b []byte) (snapshotEnvelope, error) {
 	return snapshotEnvelope{NextOffset: int64(binary.BigEndian.Uint64(b)), State: b[8:]}, nil
 }
 
-// EventFromObservation validates an observed invocation and converts it to
-// an Event. It rejects records without app, func or run id, with a negative
-// duration, or with non-finite or negative observation values.
+// EventFromObservation validates an observed invocation with
+// schemas.CheckObservation and converts it to an Event.
 func EventFromObservation(o *stratapb.Observation) (Event, error) {
+	if err := schemas.CheckObservation(o); err != nil {
+		return Event{}, err
+	}
 	a := o.GetArrival()
-	if a == nil {
-		return Event{}, errors.New("observation has no arrival")
-	}
-	switch {
-	case a.GetApp() == "":
-		return Event{}, errors.New("arrival.app is empty")
-	case a.GetFunc() == "":
-		return Event{}, errors.New("arrival.func is empty")
-	case a.GetDurationUs() < 0:
-		return Event{}, fmt.Errorf("arrival.duration_us is negative (%d)", a.GetDurationUs())
-	case a.GetEndUs() < 0:
-		return Event{}, fmt.Errorf("arrival.end_us is negative (%d)", a.GetEndUs())
-	case a.GetDurationUs() > a.GetEndUs():
-		return Event{}, fmt.Errorf("arrival.duration_us %d exceeds end_us %d: start would be negative", a.GetDurationUs(), a.GetEndUs())
-	case a.GetStartUs() != a.GetEndUs()-a.GetDurationUs():
-		return Event{}, fmt.Errorf("arrival.start_us %d is not end_us %d minus duration_us %d", a.GetStartUs(), a.GetEndUs(), a.GetDurationUs())
-	}
 	e := Event{ID: a.GetInvocationId(), App: a.GetApp(), Func: a.GetFunc(), StartUS: a.GetStartUs(), DurationUS: a.GetDurationUs(),
 		Provider: o.GetProvider(), Region: o.GetRegion(), MemoryMB: o.GetMemoryMb(), Instances: o.GetTotalInstances()}
 	opt := []struct {
-		name string
 		has  bool
 		v    float64
 		dst  *float64
 		flag *bool
 	}{
-		{"latency_ms", o.LatencyMs != nil, o.GetLatencyMs(), &e.LatencyMS, &e.HasLatency},
-		{"cpu_busy_ms", o.CpuBusyMs != nil, o.GetCpuBusyMs(), &e.CPUBusyMS, &e.HasCPU},
-		{"queue_wait_ms", o.QueueWaitMs != nil, o.GetQueueWaitMs(), &e.QueueWaitMS, &e.HasQueue},
-		{"memory_used_mb", o.MemoryUsedMb != nil, o.GetMemoryUsedMb(), &e.MemoryUsed, &e.HasMemory},
-		{"cost_usd", o.CostUsd != nil, o.GetCostUsd(), &e.CostUSD, &e.HasCost},
-		{"carbon_g", o.CarbonG != nil, o.GetCarbonG(), &e.CarbonG, &e.HasCarbon},
+		{o.LatencyMs != nil, o.GetLatencyMs(), &e.LatencyMS, &e.HasLatency},
+		{o.CpuBusyMs != nil, o.GetCpuBusyMs(), &e.CPUBusyMS, &e.HasCPU},
+		{o.QueueWaitMs != nil, o.GetQueueWaitMs(), &e.QueueWaitMS, &e.HasQueue},
+		{o.MemoryUsedMb != nil, o.GetMemoryUsedMb(), &e.MemoryUsed, &e.HasMemory},
+		{o.CostUsd != nil, o.GetCostUsd(), &e.CostUSD, &e.HasCost},
+		{o.CarbonG != nil, o.GetCarbonG(), &e.CarbonG, &e.HasCarbon},
 	}
 	for _, f := range opt {
 		if !f.has {
 			continue
 		}
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return Event{}, fmt.Errorf("%s is %v: want a finite non-negative number", f.name, f.v)
-		}
 		*f.dst, *f.flag = f.v, true
-	}
-	if o.MemoryMb != nil && o.GetMemoryMb() <= 0 {
-		return Event{}, fmt.Errorf("memory_mb is %d: want a positive tier", o.GetMemoryMb())
-	}
-	if o.TotalInstances != nil && o.GetTotalInstances() < 0 {
-		return Event{}, fmt.Errorf("total_instances is %d: want ≥ 0", o.GetTotalInstances())
 	}
 	if o.ColdStart != nil {
 		e.HasCold, e.Cold = true, o.GetColdStart()

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/consumers/internal/dedup"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // ActiveWindowUS is how long a function stays active after its latest
@@ -18,9 +18,7 @@ import (
 const ActiveWindowUS int64 = 4 * 3600 * 1_000_000
 
 const (
-	ticksPerHour = replay.TacticalTickUS / replay.OperationalTickUS
-	ticksPerDay  = replay.StrategicTickUS / replay.OperationalTickUS
-	tickSeconds  = float64(replay.OperationalTickUS) / 1e6
+	tickSeconds = float64(grid.OperationalTickUS) / 1e6
 )
 
 // Event is one observed invocation as the windows need it. The optional
@@ -202,7 +200,7 @@ func (p *Partition) Final() bool { return p.final }
 // rejected with an error wrapping ErrDuplicate and counted; the ids of a
 // tick are forgotten when it closes (a duplicate of a closed tick is late).
 func (p *Partition) Add(e *Event) error {
-	tick := replay.TickOf(e.StartUS, replay.OperationalTickUS)
+	tick := grid.TickOf(e.StartUS, grid.OperationalTickUS)
 	if (p.started && tick < p.nextTick) || p.final {
 		p.late++
 		return fmt.Errorf("%w: %s/%s starts at %.3f s in tick %d, ticks before %d are closed",
@@ -253,10 +251,10 @@ func (p *Partition) Add(e *Event) error {
 		s.memN++
 	}
 
-	h := f.hourAcc(tick / ticksPerHour)
+	h := f.hourAcc(tick / grid.TicksPerHour)
 	h.add(e, tick)
-	d := a.dayAcc(tick / ticksPerDay)
-	d.add(e, tick/ticksPerHour)
+	d := a.dayAcc(tick / grid.TicksPerDay)
+	d.add(e, tick/grid.TicksPerHour)
 	d.funcs[e.Func] = struct{}{}
 	return nil
 }
@@ -393,7 +391,7 @@ type Emit func(*schemas.StateBatch) error
 func (p *Partition) Advance(watermarkUS int64, final bool, emit Emit) error {
 	if !p.started {
 		p.started = true
-		p.nextTick = replay.TickOf(watermarkUS, replay.OperationalTickUS)
+		p.nextTick = grid.TickOf(watermarkUS, grid.OperationalTickUS)
 		p.ids.ForgetBefore(p.nextTick) // added before the first watermark; never closed
 		if err := p.emitAll(p.nextTick, true, true, emit); err != nil {
 			return err
@@ -402,12 +400,12 @@ func (p *Partition) Advance(watermarkUS int64, final bool, emit Emit) error {
 	if watermarkUS > p.horizon {
 		p.horizon = watermarkUS
 	}
-	for (p.nextTick+1)*replay.OperationalTickUS <= watermarkUS {
+	for (p.nextTick+1)*grid.OperationalTickUS <= watermarkUS {
 		k := p.nextTick
 		p.closeTick(k)
 		p.nextTick = k + 1
 		next := k + 1
-		if err := p.emitAll(next, next%ticksPerHour == 0, next%ticksPerDay == 0, emit); err != nil {
+		if err := p.emitAll(next, next%grid.TicksPerHour == 0, next%grid.TicksPerDay == 0, emit); err != nil {
 			return err
 		}
 	}
@@ -422,12 +420,12 @@ func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
 		return err
 	}
 	if hour {
-		if err := emit(p.tacticalBatch(tick / ticksPerHour)); err != nil {
+		if err := emit(p.tacticalBatch(tick / grid.TicksPerHour)); err != nil {
 			return err
 		}
 	}
 	if day {
-		if err := emit(p.strategicBatch(tick / ticksPerDay)); err != nil {
+		if err := emit(p.strategicBatch(tick / grid.TicksPerDay)); err != nil {
 			return err
 		}
 	}
@@ -474,7 +472,7 @@ func (p *Partition) closeTick(k int64) {
 // been added when the tick closes (the watermark is exact), so both are
 // exact. A zero-duration invocation is in flight at its start instant only.
 func (f *funcState) concurrency(k int64) (mean, peak float64) {
-	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
+	ks, ke := k*grid.OperationalTickUS, (k+1)*grid.OperationalTickUS
 	type ev struct {
 		t    int64
 		kind int8 // 0 end of a span, 1 start, 2 end of a zero-length span
@@ -531,7 +529,7 @@ func (f *funcState) concurrency(k int64) (mean, peak float64) {
 			cur--
 		}
 	}
-	return float64(busy) / float64(replay.OperationalTickUS), float64(top)
+	return float64(busy) / float64(grid.OperationalTickUS), float64(top)
 }
 
 func (f *funcState) closeStep(s *stepAcc) step {
@@ -585,11 +583,11 @@ func (p *Partition) hourSin(t int64) float64 {
 }
 
 func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
-	b := &schemas.StateBatch{Header: p.header(schemas.Operational, tick, replay.OperationalTickUS)}
-	start := tick * replay.OperationalTickUS
+	b := &schemas.StateBatch{Header: p.header(schemas.Operational, tick, grid.OperationalTickUS)}
+	start := tick * grid.OperationalTickUS
 	var sins [schemas.SeqLen]float64
 	for i := range schemas.SeqLen {
-		sins[i] = p.hourSin((tick - schemas.SeqLen + int64(i)) * replay.OperationalTickUS)
+		sins[i] = p.hourSin((tick - schemas.SeqLen + int64(i)) * grid.OperationalTickUS)
 	}
 	rows := p.opRows[:0]
 	for _, f := range p.order {
@@ -715,8 +713,8 @@ func maxCount(m map[int64]int64) int64 {
 }
 
 func (p *Partition) tacticalBatch(hour int64) *schemas.StateBatch {
-	b := &schemas.StateBatch{Header: p.header(schemas.Tactical, hour, replay.TacticalTickUS)}
-	start := hour * replay.TacticalTickUS
+	b := &schemas.StateBatch{Header: p.header(schemas.Tactical, hour, grid.TacticalTickUS)}
+	start := hour * grid.TacticalTickUS
 	for _, f := range p.order {
 		pa := takePeriod(&f.hours, hour-1)
 		if !f.activeAt(start) {
@@ -758,8 +756,8 @@ func (p *Partition) tacticalBatch(hour int64) *schemas.StateBatch {
 }
 
 func (p *Partition) strategicBatch(day int64) *schemas.StateBatch {
-	b := &schemas.StateBatch{Header: p.header(schemas.Strategic, day, replay.StrategicTickUS)}
-	start := day * replay.StrategicTickUS
+	b := &schemas.StateBatch{Header: p.header(schemas.Strategic, day, grid.StrategicTickUS)}
+	start := day * grid.StrategicTickUS
 	for _, a := range p.appList {
 		pa := takePeriod(&a.days, day-1)
 		if !a.activeAt(start) {

@@ -8,11 +8,11 @@ import (
 	"math"
 	"testing"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
-const s15 = replay.OperationalTickUS
+const s15 = grid.OperationalTickUS
 
 func collect(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateBatch {
 	t.Helper()
@@ -31,7 +31,7 @@ func collect(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateB
 }
 
 func TestPartitionCountsEachInvocationInItsStartTick(t *testing.T) {
-	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	p := NewPartition("r", 0, 1, grid.DefaultEpoch)
 	first := collect(t, p, 0, false)
 	if len(first) != 3 {
 		t.Fatalf("first advance emitted %d batches, want operational+tactical+strategic for tick 0", len(first))
@@ -95,7 +95,7 @@ func TestPartitionCountsEachInvocationInItsStartTick(t *testing.T) {
 }
 
 func TestPartitionUtilisationAndActivity(t *testing.T) {
-	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	p := NewPartition("r", 0, 1, grid.DefaultEpoch)
 	collect(t, p, 0, false)
 	ev := Event{App: "a", Func: "f", StartUS: 0, DurationUS: 3_000_000,
 		HasCPU: true, CPUBusyMS: 1500, HasMemory: true, MemoryUsed: 64, MemoryMB: 128, Instances: 2,
@@ -119,10 +119,10 @@ func TestPartitionUtilisationAndActivity(t *testing.T) {
 		t.Fatalf("idle step of a function with CPU telemetry should be a known 0, got %+v", b.CPUUtil[0])
 	}
 	// The function stays active for 4 h after its last invocation, then drops out.
-	hour := replay.TacticalTickUS / s15
+	hour := grid.TacticalTickUS / s15
 	var lastActive int64 = -1
 	var tac []*schemas.StateBatch
-	for _, bt := range collect(t, p, 5*replay.TacticalTickUS, false) {
+	for _, bt := range collect(t, p, 5*grid.TacticalTickUS, false) {
 		if bt.Header.Layer == schemas.Operational && bt.Len() > 0 {
 			lastActive = bt.Header.Tick
 		}
@@ -149,7 +149,7 @@ func TestPartitionUtilisationAndActivity(t *testing.T) {
 
 func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
 	mk := func() *Partition {
-		p := NewPartition("r", 1, 3, replay.DefaultEpoch)
+		p := NewPartition("r", 1, 3, grid.DefaultEpoch)
 		collect(t, p, 0, false)
 		for i := range int64(50) {
 			e := Event{App: "a", Func: []string{"f", "g"}[i%2], StartUS: i * 7_000_000, DurationUS: 1000, HasCPU: i%3 == 0, CPUBusyMS: 1, Instances: 1}
@@ -171,7 +171,7 @@ func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
 	}
 	enc := func(p *Partition) []string {
 		var out []string
-		for _, bt := range collect(t, p, 2*replay.TacticalTickUS, true) {
+		for _, bt := range collect(t, p, 2*grid.TacticalTickUS, true) {
 			d, err := schemas.EncodeState(bt)
 			if err != nil {
 				t.Fatal(err)
@@ -192,7 +192,7 @@ func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
 }
 
 func TestPartitionConcurrencyAndIdleTimes(t *testing.T) {
-	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	p := NewPartition("r", 0, 1, grid.DefaultEpoch)
 	collect(t, p, 0, false)
 	sec := int64(1_000_000)
 	for _, iv := range [][2]int64{{0, 20}, {5, 6}, {10, 10}, {14, 16}, {40, 41}} {
@@ -268,7 +268,7 @@ func TestPartitionDeduplicatesOpenTicks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+			p := NewPartition("r", 0, 1, grid.DefaultEpoch)
 			collect(t, p, 0, false)
 			if err := p.Add(&tt.first); err != nil {
 				t.Fatal(err)
@@ -300,7 +300,7 @@ func TestPartitionDeduplicatesOpenTicks(t *testing.T) {
 }
 
 func TestSnapshotKeepsOpenIDs(t *testing.T) {
-	p := NewPartition("r", 0, 1, replay.DefaultEpoch)
+	p := NewPartition("r", 0, 1, grid.DefaultEpoch)
 	collect(t, p, 0, false)
 	for i, start := range []int64{1_000_000, s15 + 1, 2*s15 + 1} {
 		e := Event{ID: fmt.Sprintf("id%d", i), App: "a", Func: "f", StartUS: start, DurationUS: 1000}

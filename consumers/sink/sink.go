@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -515,10 +514,10 @@ func (s *Sink) flush(ctx context.Context) error {
 		n     int
 		write func(context.Context) error
 	}{
-		{store.TableRuns, len(b.runs), func(ctx context.Context) error { return s.w.WriteRuns(ctx, b.runs) }},
-		{store.TableDecisions, len(b.decisions), func(ctx context.Context) error { return s.w.WriteDecisions(ctx, b.decisions) }},
-		{store.TableRewards, len(b.rewards), func(ctx context.Context) error { return s.w.WriteRewards(ctx, b.rewards) }},
-		{store.TableOutcomes, len(b.outcomes), func(ctx context.Context) error { return s.w.WriteOutcomes(ctx, b.outcomes) }},
+		{schemas.TableRuns, len(b.runs), func(ctx context.Context) error { return s.w.WriteRuns(ctx, b.runs) }},
+		{schemas.TableDecisions, len(b.decisions), func(ctx context.Context) error { return s.w.WriteDecisions(ctx, b.decisions) }},
+		{schemas.TableRewards, len(b.rewards), func(ctx context.Context) error { return s.w.WriteRewards(ctx, b.rewards) }},
+		{schemas.TableOutcomes, len(b.outcomes), func(ctx context.Context) error { return s.w.WriteOutcomes(ctx, b.outcomes) }},
 	}
 	for _, st := range steps {
 		if st.n == 0 {

@@ -152,7 +152,7 @@ func TestSinkWritesDistinctRowsAndDeadLetters(t *testing.T) {
 	if st.Records != total || st.Rejected != 2 || st.Skipped != 1 {
 		t.Errorf("stats = %+v, want %d records, 2 rejected, 1 skipped", st, total)
 	}
-	if st.Rows[store.TableDecisions] != 140 || st.Rows[store.TableRewards] != 140 || st.Rows[store.TableRuns] != 2 {
+	if st.Rows[schemas.TableDecisions] != 140 || st.Rows[schemas.TableRewards] != 140 || st.Rows[schemas.TableRuns] != 2 {
 		t.Errorf("rows = %v, want 140 decisions, 140 rewards, 2 runs", st.Rows)
 	}
 	for q, want := range map[string]int64{

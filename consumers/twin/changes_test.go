@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // TestOperationalDecisionsWrittenOnChange checks that an operational
@@ -45,7 +45,7 @@ func TestOperationalDecisionsWrittenOnChange(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := e.NextTick()
-			h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * replay.OperationalTickUS, NShards: 1}
+			h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * grid.OperationalTickUS, NShards: 1}
 			if err := e.Apply(&schemas.DecisionBatch{Header: h, Rows: tc.rows}); err != nil {
 				t.Fatal(err)
 			}

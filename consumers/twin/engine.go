@@ -8,27 +8,10 @@ import (
 	"sort"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
-
-const (
-	ticksPerHour = replay.TacticalTickUS / replay.OperationalTickUS
-	ticksPerDay  = replay.StrategicTickUS / replay.OperationalTickUS
-)
-
-// ticksPer returns the number of operational ticks in one interval of
-// layer l.
-func ticksPer(l schemas.Layer) int64 {
-	switch l {
-	case schemas.Tactical:
-		return ticksPerHour
-	case schemas.Strategic:
-		return ticksPerDay
-	}
-	return 1
-}
 
 // Arrival is one invocation arriving at the twin.
 type Arrival struct {
@@ -206,9 +189,9 @@ func (e *Engine) Apply(b *schemas.DecisionBatch) error {
 	case schemas.Operational:
 		first = tick
 	case schemas.Tactical:
-		first = tick * ticksPerHour
+		first = tick * grid.TicksPerHour
 	case schemas.Strategic:
-		first = tick * ticksPerDay
+		first = tick * grid.TicksPerDay
 	default:
 		return fmt.Errorf("applying decisions: unknown layer %q", b.Header.Layer)
 	}
@@ -281,7 +264,7 @@ func (f *fnState) prewarm(t int64) int {
 		return 0
 	}
 	n := int(f.operational.Prewarm)
-	if kw := f.operational.KeepWarmMS; kw > 0 && f.lastEndUS != math.MinInt64 && t < f.lastEndUS+kw*1000 && t >= f.lastEndUS-replay.OperationalTickUS {
+	if kw := f.operational.KeepWarmMS; kw > 0 && f.lastEndUS != math.MinInt64 && t < f.lastEndUS+kw*1000 && t >= f.lastEndUS-grid.OperationalTickUS {
 		n = max(n, 1)
 	}
 	return n
@@ -344,7 +327,7 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 		return nil, fmt.Errorf("evaluating tick %d: %w: want tick %d", k, ErrOutOfOrder, e.next)
 	}
 	e.started = true
-	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
+	ks, ke := k*grid.OperationalTickUS, (k+1)*grid.OperationalTickUS
 	out := &Output{}
 	if err := e.takeDecisions(k, ahead, out); err != nil {
 		return nil, err
@@ -384,11 +367,11 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 	for _, o := range obs {
 		out.Telemetry = append(out.Telemetry, o.obs)
 	}
-	if (k+1)%ticksPerHour == 0 {
-		e.scoring = append(e.scoring, func(out *Output) error { return e.closeHour(k/ticksPerHour, out) })
+	if (k+1)%grid.TicksPerHour == 0 {
+		e.scoring = append(e.scoring, func(out *Output) error { return e.closeHour(k/grid.TicksPerHour, out) })
 	}
-	if (k+1)%ticksPerDay == 0 {
-		e.scoring = append(e.scoring, func(out *Output) error { return e.closeDay(k/ticksPerDay, out) })
+	if (k+1)%grid.TicksPerDay == 0 {
+		e.scoring = append(e.scoring, func(out *Output) error { return e.closeDay(k/grid.TicksPerDay, out) })
 	}
 	e.next = k + 1
 	return out, nil

@@ -8,6 +8,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // benchHour is the synthetic hour the engine benchmarks evaluate: noon of
@@ -31,9 +32,9 @@ func synthHour(b *testing.B, h int64) ([][]Arrival, *cloud.Model, func(app, fn s
 	if err != nil {
 		b.Fatal(err)
 	}
-	pb := NewProfileBuilder(replay.DefaultEpoch)
-	first := h * ticksPerHour
-	ticks := make([][]Arrival, ticksPerHour)
+	pb := NewProfileBuilder(grid.DefaultEpoch)
+	first := h * grid.TicksPerHour
+	ticks := make([][]Arrival, grid.TicksPerHour)
 	n := 0
 	for {
 		in, err := src.Next()
@@ -44,7 +45,7 @@ func synthHour(b *testing.B, h int64) ([][]Arrival, *cloud.Model, func(app, fn s
 			b.Fatal(err)
 		}
 		pb.Add(in)
-		if k := replay.TickOf(in.StartUS(), replay.OperationalTickUS) - first; k >= 0 && k < ticksPerHour {
+		if k := grid.TickOf(in.StartUS(), grid.OperationalTickUS) - first; k >= 0 && k < grid.TicksPerHour {
 			ticks[k] = append(ticks[k], Arrival{ID: in.ID(), App: in.App, Func: in.Func, StartUS: in.StartUS(), DurationUS: in.DurationUS, Row: in.Row})
 			n++
 		}
@@ -58,14 +59,14 @@ func synthHour(b *testing.B, h int64) ([][]Arrival, *cloud.Model, func(app, fn s
 // pre-warmed instance for every function arriving in a tick.
 func BenchmarkEngineTick(b *testing.B) {
 	ticks, m, profile, n := synthHour(b, benchHour)
-	first := int64(benchHour) * ticksPerHour
+	first := int64(benchHour) * grid.TicksPerHour
 	cfg := Config{RunID: "bench", Reward: cloud.DefaultRewardConfig(),
 		DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}}
 	prewarm := make([]*schemas.DecisionBatch, len(ticks))
 	for i, arr := range ticks {
 		k := first + int64(i)
 		bt := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: "bench", Layer: schemas.Operational, Tick: k,
-			TickStartUS: k * replay.OperationalTickUS, NShards: 1}}
+			TickStartUS: k * grid.OperationalTickUS, NShards: 1}}
 		seen := map[fnKey]bool{}
 		for _, a := range arr {
 			if key := (fnKey{a.App, a.Func}); !seen[key] {

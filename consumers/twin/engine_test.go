@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -44,13 +44,13 @@ func newEngineWith(t *testing.T, edit func(*Config)) *Engine {
 func workload() map[int64][]Arrival {
 	out := map[int64][]Arrival{}
 	add := func(app, fn string, start, dur int64) {
-		k := start / replay.OperationalTickUS
+		k := start / grid.OperationalTickUS
 		out[k] = append(out[k], Arrival{ID: fmt.Sprintf("%s-%s-%d", app, fn, start), App: app, Func: fn, StartUS: start, DurationUS: dur})
 	}
-	for s := int64(0); s < 2*replay.TacticalTickUS; s += 20_000_000 {
+	for s := int64(0); s < 2*grid.TacticalTickUS; s += 20_000_000 {
 		add("a", "f", s+1_000_000, 150_000)
 	}
-	for s := int64(0); s < 2*replay.TacticalTickUS; s += 1_800_000_000 {
+	for s := int64(0); s < 2*grid.TacticalTickUS; s += 1_800_000_000 {
 		add("b", "g", s+5_000_000, 2_000_000)
 	}
 	return out
@@ -78,8 +78,8 @@ func run(t *testing.T, e *Engine, ticks int64, decide func(k int64) []*schemas.D
 }
 
 func TestEngineDeterministic(t *testing.T) {
-	a := run(t, newEngine(t), 2*ticksPerHour, nil)
-	b := run(t, newEngine(t), 2*ticksPerHour, nil)
+	a := run(t, newEngine(t), 2*grid.TicksPerHour, nil)
+	b := run(t, newEngine(t), 2*grid.TicksPerHour, nil)
 	for k := range a {
 		for i := range a[k].Telemetry {
 			if !proto.Equal(a[k].Telemetry[i], b[k].Telemetry[i]) {
@@ -98,7 +98,7 @@ func TestEngineDeterministic(t *testing.T) {
 }
 
 func TestEngineRewardsAddUpAndOracleIsNeverBeaten(t *testing.T) {
-	outs := run(t, newEngine(t), 2*ticksPerHour, nil)
+	outs := run(t, newEngine(t), 2*grid.TicksPerHour, nil)
 	opCost := map[string]float64{}
 	opInv := map[string]int64{}
 	var tactical int
@@ -167,7 +167,7 @@ func runAlternative(t *testing.T, l schemas.Layer, ticks int64, d *schemas.Decis
 			}
 		}
 		for _, oc := range o.Outcomes {
-			if l == schemas.Operational && oc.StartUs >= replay.OperationalTickUS {
+			if l == schemas.Operational && oc.StartUs >= grid.OperationalTickUS {
 				continue
 			}
 			ob := obs[key(oc.App, oc.Func)]
@@ -260,8 +260,8 @@ func TestEngineOracleIsBestAlternative(t *testing.T) {
 		alts  []alt
 	}{
 		{schemas.Operational, 1, operational},
-		{schemas.Tactical, ticksPerHour, tactical},
-		{schemas.Strategic, ticksPerDay, strategic},
+		{schemas.Tactical, grid.TicksPerHour, tactical},
+		{schemas.Strategic, grid.TicksPerDay, strategic},
 	} {
 		t.Run(string(c.layer), func(t *testing.T) {
 			rows := make([]map[string]*stratapb.Reward, len(c.alts))
@@ -320,8 +320,8 @@ func TestEngineOracleIsBestAlternative(t *testing.T) {
 func TestEnginePrewarmAvoidsColdStarts(t *testing.T) {
 	cold := func(prewarm int32) int64 {
 		e := newEngine(t)
-		outs := run(t, e, 2*ticksPerHour, func(k int64) []*schemas.DecisionBatch {
-			h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * replay.OperationalTickUS, NShards: 1}
+		outs := run(t, e, 2*grid.TicksPerHour, func(k int64) []*schemas.DecisionBatch {
+			h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * grid.OperationalTickUS, NShards: 1}
 			return []*schemas.DecisionBatch{{Header: h, Rows: []schemas.DecisionRow{{App: "b", Func: "g", Prewarm: prewarm, Policy: "test"}}}}
 		})
 		var n int64
@@ -341,18 +341,18 @@ func TestEnginePrewarmAvoidsColdStarts(t *testing.T) {
 
 func TestEngineDecisionsMovePlacement(t *testing.T) {
 	e := newEngine(t)
-	outs := run(t, e, 2*ticksPerHour, func(k int64) []*schemas.DecisionBatch {
+	outs := run(t, e, 2*grid.TicksPerHour, func(k int64) []*schemas.DecisionBatch {
 		switch k {
 		case 0:
 			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 0, NShards: 1},
 				Rows: []schemas.DecisionRow{{App: "a", Provider: "gcp", Action: 2, Policy: "test"}}}}
-		case ticksPerHour:
-			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 1, TickStartUS: replay.TacticalTickUS, NShards: 1},
+		case grid.TicksPerHour:
+			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 1, TickStartUS: grid.TacticalTickUS, NShards: 1},
 				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "eu-west", MemoryMB: 256, Action: 2*6 + 1, Policy: "test"}}}}
 		}
 		return nil
 	})
-	first, later := outs[0].Telemetry[0], outs[ticksPerHour].Telemetry[0]
+	first, later := outs[0].Telemetry[0], outs[grid.TicksPerHour].Telemetry[0]
 	if first.GetProvider() != "gcp" || first.GetRegion() != "us-east" || first.GetMemoryMb() != 1024 {
 		t.Fatalf("hour 0 placement %s/%s/%d, want gcp/us-east/1024 (default metro and tier)", first.GetProvider(), first.GetRegion(), first.GetMemoryMb())
 	}
@@ -362,7 +362,7 @@ func TestEngineDecisionsMovePlacement(t *testing.T) {
 	if len(outs[0].Decisions) != 1 || outs[0].Decisions[0].GetProvider() != "gcp" {
 		t.Fatalf("decisions of tick 0: %v", outs[0].Decisions)
 	}
-	if d := outs[ticksPerHour].Decisions; len(d) != 1 || d[0].GetRegion() != "eu-west" || d[0].GetProvider() != "gcp" {
+	if d := outs[grid.TicksPerHour].Decisions; len(d) != 1 || d[0].GetRegion() != "eu-west" || d[0].GetProvider() != "gcp" {
 		t.Fatalf("joined tactical decision: %v", d)
 	}
 	// Tick order is enforced.

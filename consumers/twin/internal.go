@@ -10,6 +10,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // InternalPolicy names a policy that runs inside the engine's counterfactual
@@ -149,7 +150,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 	if err != nil {
 		return nil, err
 	}
-	const endUS = TrainingDays * replay.StrategicTickUS
+	const endUS = TrainingDays * grid.StrategicTickUS
 	ord := replay.NewOrderer(latenessUS)
 	var cur []Arrival
 	curTick := int64(0)
@@ -164,7 +165,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 			if _, err := e.Tick(t, arr); err != nil {
 				return fmt.Errorf("training static-best: %w", err)
 			}
-			if err := ctx.Err(); err != nil && t%ticksPerHour == 0 {
+			if err := ctx.Err(); err != nil && t%grid.TicksPerHour == 0 {
 				return err
 			}
 		}
@@ -175,7 +176,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 		if s < 0 || s >= endUS {
 			return nil
 		}
-		k := replay.TickOf(s, replay.OperationalTickUS)
+		k := grid.TickOf(s, grid.OperationalTickUS)
 		if k != curTick {
 			if err := advance(curTick); err != nil {
 				return err
@@ -229,7 +230,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 	}
 	// Close the last day of the training (or of the trace).
 	last := max(curTick+1, e.NextTick())
-	last = (last + ticksPerDay - 1) / ticksPerDay * ticksPerDay
+	last = (last + grid.TicksPerDay - 1) / grid.TicksPerDay * grid.TicksPerDay
 	if err := advance(curTick); err != nil {
 		return nil, err
 	}
@@ -238,7 +239,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 			return nil, fmt.Errorf("training static-best: %w", err)
 		}
 	}
-	if err := advance(min(last, TrainingDays*ticksPerDay)); err != nil {
+	if err := advance(min(last, TrainingDays*grid.TicksPerDay)); err != nil {
 		return nil, err
 	}
 	return l.Choices(), nil
@@ -247,11 +248,11 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 // Lookahead returns the last tick whose arrivals Tick needs to evaluate
 // tick k: later than k only at the start of an interval an oracle decides.
 func (e *Engine) Lookahead(k int64) int64 {
-	if e.cfg.Internal[schemas.Strategic] == PolicyOracle && k%ticksPerDay == 0 {
-		return k + ticksPerDay - 1
+	if e.cfg.Internal[schemas.Strategic] == PolicyOracle && k%grid.TicksPerDay == 0 {
+		return k + grid.TicksPerDay - 1
 	}
-	if e.cfg.Internal[schemas.Tactical] == PolicyOracle && k%ticksPerHour == 0 {
-		return k + ticksPerHour - 1
+	if e.cfg.Internal[schemas.Tactical] == PolicyOracle && k%grid.TicksPerHour == 0 {
+		return k + grid.TicksPerHour - 1
 	}
 	return k
 }
@@ -260,9 +261,9 @@ func (e *Engine) Lookahead(k int64) int64 {
 func (e *Engine) MaxLookahead() int64 {
 	switch {
 	case e.cfg.Internal[schemas.Strategic] == PolicyOracle:
-		return ticksPerDay - 1
+		return grid.TicksPerDay - 1
 	case e.cfg.Internal[schemas.Tactical] == PolicyOracle:
-		return ticksPerHour - 1
+		return grid.TicksPerHour - 1
 	}
 	return 0
 }
@@ -278,7 +279,7 @@ func (e *Engine) internalRows(l schemas.Layer, p InternalPolicy, k int64, ahead 
 		e.staticDone[l] = true
 		return e.staticRows(l), nil
 	case PolicyOracle:
-		return e.oracleRows(l, k, ticksPer(l), ahead)
+		return e.oracleRows(l, k, l.OperationalTicks(), ahead)
 	}
 	return nil, fmt.Errorf("internal %s policy %q is unknown", l, p)
 }
@@ -311,7 +312,7 @@ func (e *Engine) oracleSegments(f *fnState, k, per int64, arr map[fnKey][]Arriva
 	var segs []segment
 	i := 0
 	for t := k; t < k+per; t++ {
-		te := (t + 1) * replay.OperationalTickUS
+		te := (t + 1) * grid.OperationalTickUS
 		j := i
 		for j < len(as) && as[j].StartUS < te {
 			j++

@@ -9,6 +9,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -20,7 +21,7 @@ func synthDay(t *testing.T, m *cloud.Model, apps int) (map[int64][]Arrival, func
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb := NewProfileBuilder(replay.DefaultEpoch)
+	pb := NewProfileBuilder(grid.DefaultEpoch)
 	byTick := map[int64][]Arrival{}
 	for {
 		in, err := src.Next()
@@ -32,8 +33,8 @@ func synthDay(t *testing.T, m *cloud.Model, apps int) (map[int64][]Arrival, func
 		}
 		pb.Add(in)
 		s := in.StartUS()
-		k := replay.TickOf(s, replay.OperationalTickUS)
-		if k < 0 || k >= ticksPerDay {
+		k := grid.TickOf(s, grid.OperationalTickUS)
+		if k < 0 || k >= grid.TicksPerDay {
 			continue
 		}
 		byTick[k] = append(byTick[k], Arrival{ID: in.ID(), App: in.App, Func: in.Func, StartUS: s, DurationUS: in.DurationUS, Row: in.Row})
@@ -49,7 +50,7 @@ func runDay(t *testing.T, m *cloud.Model, cfg Config, profile func(app, fn strin
 		t.Fatal(err)
 	}
 	var rw []*stratapb.Reward
-	for k := range int64(ticksPerDay) {
+	for k := range int64(grid.TicksPerDay) {
 		if decide != nil {
 			decide(k, e)
 		}

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // TestPrewarmCoversKnownBurst checks the engine's pre-warm semantics on a
@@ -32,7 +32,7 @@ func TestPrewarmCoversKnownBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	burstUS := int64(k)*replay.OperationalTickUS + 3_000_000
+	burstUS := int64(k)*grid.OperationalTickUS + 3_000_000
 	for p := range cloud.NumProviders {
 		if ka := int64(cat.KeepAliveMin[p].Value * 60e6); ka >= burstUS-(1_000_000+durUS) {
 			t.Fatalf("%s free keep-alive %v min reaches the burst: the gap no longer tests pre-warm", cloud.Provider(p), cat.KeepAliveMin[p].Value)
@@ -53,7 +53,7 @@ func TestPrewarmCoversKnownBurst(t *testing.T) {
 				}
 				for tick := range int64(k + 1) {
 					if tick == k {
-						h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * replay.OperationalTickUS, NShards: 1}
+						h := schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, TickStartUS: k * grid.OperationalTickUS, NShards: 1}
 						if err := e.Apply(&schemas.DecisionBatch{Header: h, Rows: []schemas.DecisionRow{
 							{App: "p", Func: "f", Prewarm: int32(tt.prewarm), Action: int32(tt.prewarm), Policy: "test"}}}); err != nil {
 							t.Fatal(err)

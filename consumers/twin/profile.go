@@ -5,6 +5,7 @@ import (
 
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // TrainingDays is the number of leading trace days that function
@@ -30,7 +31,7 @@ func NewProfileBuilder(epoch time.Time) *ProfileBuilder {
 // ignored.
 func (b *ProfileBuilder) Add(in replay.Invocation) {
 	s := in.StartUS()
-	if s >= TrainingDays*replay.StrategicTickUS {
+	if s >= TrainingDays*grid.StrategicTickUS {
 		return
 	}
 	k := fnKey{in.App, in.Func}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 func TestProfileBuilderUsesTrainingDaysOnly(t *testing.T) {
@@ -16,8 +17,8 @@ func TestProfileBuilderUsesTrainingDaysOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewProfileBuilder(replay.DefaultEpoch)
-	day := replay.StrategicTickUS
+	b := NewProfileBuilder(grid.DefaultEpoch)
+	day := grid.StrategicTickUS
 	for i := range int64(100) {
 		b.Add(replay.Invocation{App: "a", Func: "f", EndUS: 14*3_600_000_000 + i*1000 + 2_000_000, DurationUS: 2_000_000})
 	}

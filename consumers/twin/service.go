@@ -18,8 +18,8 @@ import (
 	"github.com/strata-rl/strata/consumers/internal/dedup"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -399,7 +399,7 @@ func (s *Service) onState(data []byte) error {
 // interval returns the interval of layer l that tick k starts, or false
 // when k starts none.
 func interval(l schemas.Layer, k int64) (int64, bool) {
-	per := ticksPer(l)
+	per := l.OperationalTicks()
 	return k / per, k%per == 0
 }
 
@@ -544,7 +544,7 @@ func (s *Service) loop(ctx context.Context) error {
 		// Evaluate what is ready.
 		for started && ctx.Err() == nil {
 			k := s.eng.NextTick()
-			if horizon >= 0 && k*replay.OperationalTickUS >= horizon {
+			if horizon >= 0 && k*grid.OperationalTickUS >= horizon {
 				for _, l := range s.cfg.Transitions {
 					i, _ := interval(l, k)
 					if err := s.completeTransitions(octx, l, i, true); err != nil {
@@ -562,7 +562,7 @@ func (s *Service) loop(ctx context.Context) error {
 				return nil
 			}
 			allFinal := len(final) == nParts && horizon >= 0
-			if nParts <= 0 || len(wm) < nParts || (minWM(wm) < (s.eng.Lookahead(k)+1)*replay.OperationalTickUS && !allFinal) {
+			if nParts <= 0 || len(wm) < nParts || (minWM(wm) < (s.eng.Lookahead(k)+1)*grid.OperationalTickUS && !allFinal) {
 				break
 			}
 			var bs []*schemas.DecisionBatch
@@ -573,7 +573,7 @@ func (s *Service) loop(ctx context.Context) error {
 				// the previous interval closes, a tick before this one can
 				// be evaluated, so it is only missing when the watermark
 				// jumped or the features lag; then the transitions are lost.
-				if s.stateMissing(k) && minWM(wm) < (s.eng.Lookahead(k)+2)*replay.OperationalTickUS {
+				if s.stateMissing(k) && minWM(wm) < (s.eng.Lookahead(k)+2)*grid.OperationalTickUS {
 					break
 				}
 				bs = s.shadowDecisions(k, startTick, lateDec)
@@ -590,7 +590,7 @@ func (s *Service) loop(ctx context.Context) error {
 			ids.Forget(k)
 		}
 		if k := s.eng.NextTick(); started && nParts > 0 && len(wm) == nParts {
-			if err := s.completeReady(octx, k, minWM(wm) > k*replay.OperationalTickUS); err != nil {
+			if err := s.completeReady(octx, k, minWM(wm) > k*grid.OperationalTickUS); err != nil {
 				return err
 			}
 		}
@@ -670,7 +670,7 @@ func (s *Service) loop(ctx context.Context) error {
 				if !started {
 					// Shadow mode starts at the first watermark's tick:
 					// arrivals read before it for earlier ticks are late.
-					started, startTick = true, replay.TickOf(w.WatermarkUs, replay.OperationalTickUS)
+					started, startTick = true, grid.TickOf(w.WatermarkUs, grid.OperationalTickUS)
 					if err := s.eng.StartAt(startTick); err != nil {
 						derr = err
 						return
@@ -711,7 +711,7 @@ func (s *Service) loop(ctx context.Context) error {
 				}
 				a = Arrival{ID: in.InvocationId, App: in.App, Func: in.Func, StartUS: in.StartUs, DurationUS: in.DurationUs, Row: in.Row}
 			}
-			k := replay.TickOf(a.StartUS, replay.OperationalTickUS)
+			k := grid.TickOf(a.StartUS, grid.OperationalTickUS)
 			if started && k < s.eng.NextTick() {
 				s.log.Warn("dropping an arrival for an evaluated tick", "id", a.ID, "tick", k)
 				s.mu.Lock()
@@ -799,15 +799,15 @@ func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
 		case schemas.Operational:
 			tick = k
 		case schemas.Tactical:
-			if k%ticksPerHour != 0 {
+			if k%grid.TicksPerHour != 0 {
 				continue
 			}
-			tick = k / ticksPerHour
+			tick = k / grid.TicksPerHour
 		case schemas.Strategic:
-			if k%ticksPerDay != 0 {
+			if k%grid.TicksPerDay != 0 {
 				continue
 			}
-			tick = k / ticksPerDay
+			tick = k / grid.TicksPerDay
 		}
 		p := s.batches[batchKey{l, tick}]
 		if !p.complete() {
@@ -856,7 +856,7 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 				return err
 			}
 		}
-		if err := s.watermark(ctx, (k+1)*replay.OperationalTickUS, false); err != nil {
+		if err := s.watermark(ctx, (k+1)*grid.OperationalTickUS, false); err != nil {
 			return err
 		}
 	}

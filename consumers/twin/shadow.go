@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -66,7 +66,7 @@ func (s *Service) shadowDecisions(k, startTick int64, late map[batchKey]map[Func
 	defer s.mu.Unlock()
 	var out []*schemas.DecisionBatch
 	for _, l := range s.cfg.Layers {
-		per := ticksPer(l)
+		per := l.OperationalTicks()
 		if k%per != 0 {
 			continue
 		}
@@ -97,7 +97,7 @@ func (s *Service) shadowDecisions(k, startTick int64, late map[batchKey]map[Func
 		}
 		slices.SortFunc(ready, func(a, b *pendingBatch) int { return cmpInt(a.merged.Header.Tick, b.merged.Header.Tick) })
 		merged := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: s.cfg.RunID, Layer: l, Tick: i,
-			TickStartUS: k * replay.OperationalTickUS, NShards: 1}}
+			TickStartUS: k * grid.OperationalTickUS, NShards: 1}}
 		newer := map[FuncID]bool{}
 		for j := len(ready) - 1; j >= 0; j-- {
 			b := ready[j].merged
@@ -141,7 +141,7 @@ func dropLateTransitions(trs []*stratapb.Transition, late map[batchKey]map[FuncI
 		return late[batchKey{schemas.Layer(tr.Layer), tr.Tick}][FuncID{tr.App, tr.Func}]
 	})
 	for bk := range late {
-		if bk.tick < k/ticksPer(bk.layer) {
+		if bk.tick < k/bk.layer.OperationalTicks() {
 			delete(late, bk)
 		}
 	}

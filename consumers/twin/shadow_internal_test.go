@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // TestShadowDecisionsTakeLateBatchesAtTheNextInterval checks the shadow
@@ -39,7 +40,7 @@ func TestShadowDecisionsTakeLateBatchesAtTheNextInterval(t *testing.T) {
 		}
 		return out
 	}
-	const start = 100 * ticksPerHour // the shadow twin started at hour 100
+	const start = 100 * grid.TicksPerHour // the shadow twin started at hour 100
 	late := map[batchKey]map[FuncID]bool{}
 
 	publish(99, 0, 1, "before-start", "f", "g") // seeds the decisions, not late
@@ -57,12 +58,12 @@ func TestShadowDecisionsTakeLateBatchesAtTheNextInterval(t *testing.T) {
 		t.Fatalf("mid-hour decisions %v", got)
 	}
 	publish(102, 0, 1, "own", "f") // hour 102 in time
-	if got := s.shadowDecisions(101*ticksPerHour, start, late); len(got) != 0 {
+	if got := s.shadowDecisions(101*grid.TicksPerHour, start, late); len(got) != 0 {
 		t.Fatalf("hour 101 took an incomplete batch: %v", rows(got))
 	}
 	publish(101, 1, 2, "late", "h2") // hour 101 completes late
 	publish(100, 0, 1, "superseded", "x")
-	got = s.shadowDecisions(102*ticksPerHour, start, late)
+	got = s.shadowDecisions(102*grid.TicksPerHour, start, late)
 	if r := rows(got); len(r) != 3 || r["f"] != "own" || r["h"] != "late" || r["h2"] != "late" {
 		t.Fatalf("hour 102: %v, want f by its own batch, h and h2 by the late one", r)
 	}

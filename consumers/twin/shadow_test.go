@@ -19,8 +19,8 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/natsbus/natstest"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -98,7 +98,7 @@ func watermarks(t *testing.T, run string, w int64) []*kgo.Record {
 func (e *shadowEnv) publishDecisions(t *testing.T, run string, k int64, policy string, fns ...string) {
 	t.Helper()
 	b := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: run, Layer: schemas.Operational, Tick: k,
-		TickStartUS: k * replay.OperationalTickUS, NShards: 1}}
+		TickStartUS: k * grid.OperationalTickUS, NShards: 1}}
 	for _, fn := range fns {
 		b.Rows = append(b.Rows, schemas.DecisionRow{App: "app", Func: fn, Action: 1, Prewarm: 1,
 			Policy: policy, PolicyVersion: fmt.Sprint(k)})
@@ -203,8 +203,8 @@ func TestShadowFollowsLiveTelemetry(t *testing.T) {
 	go func() { done <- svc.Run(ctx) }()
 
 	// Live times are Unix microseconds: ticks around 1.2e8.
-	t0 := replay.TickOf(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixMicro(), replay.OperationalTickUS)
-	tickUS := replay.OperationalTickUS
+	t0 := grid.TickOf(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixMicro(), grid.OperationalTickUS)
+	tickUS := grid.OperationalTickUS
 	produced := 0 // records the test writes to strata.telemetry.v1
 	// Before the first watermark: one observation of the tick before it
 	// (dropped as late once the twin starts at t0), one the twin wrote

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -28,7 +28,7 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 	}
 	var ts []taken
 	for _, l := range schemas.Layers {
-		per := ticksPer(l)
+		per := l.OperationalTicks()
 		var b *schemas.DecisionBatch
 		if p, ok := e.cfg.Internal[l]; ok {
 			if p == PolicyStaticBest && e.staticDone[l] || p == PolicyOracle && k%per != 0 {
@@ -42,7 +42,7 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 				rows[i].Policy, rows[i].PolicyVersion = string(p), "1"
 			}
 			b = &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: e.cfg.RunID, Layer: l, Tick: k / per,
-				TickStartUS: k / per * per * replay.OperationalTickUS, NShards: 1}, Rows: rows}
+				TickStartUS: k / per * per * grid.OperationalTickUS, NShards: 1}, Rows: rows}
 		} else {
 			b = e.pending[l]
 			if b == nil || b.Header.Tick*per != k {
@@ -135,16 +135,16 @@ func sameOperational(a, b schemas.DecisionRow) bool {
 // tickFunction evaluates one function's tick k, records it for the hour's
 // and the day's counterfactuals, and emits its operational reward.
 func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) ([]obsAt, error) {
-	ks, ke := k*replay.OperationalTickUS, (k+1)*replay.OperationalTickUS
+	ks, ke := k*grid.OperationalTickUS, (k+1)*grid.OperationalTickUS
 	pw := f.prewarm(ks)
 	if len(arr) == 0 && pw == 0 {
 		return nil, nil
 	}
 	pl := e.placement(f)
-	if h := k / ticksPerHour; f.hour != h {
+	if h := k / grid.TicksPerHour; f.hour != h {
 		f.hour, f.hourPools, f.hourSegs, f.hourProvider = h, clonePools(f.pools), nil, pl.Provider
 	}
-	if d := k / ticksPerDay; f.day != d {
+	if d := k / grid.TicksPerDay; f.day != d {
 		f.day, f.dayPools, f.daySegs = d, clonePools(f.pools), nil
 	}
 	reqs := make([]cloud.Request, len(arr))
@@ -205,8 +205,8 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 // decision in force (hasDec) and decided for this tick (own).
 func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool, reqs []cloud.Request, agg cloud.Aggregate, lat0 []float64, n int,
 	dec schemas.DecisionRow, own, hasDec bool, out *Output) error {
-	ks := k * replay.OperationalTickUS
-	iv := cloud.Interval{StartUS: ks, EndUS: ks + replay.OperationalTickUS}
+	ks := k * grid.OperationalTickUS
+	iv := cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}
 	alts := slices.Clone(e.cfg.PrewarmAlternatives)
 	if !slices.Contains(alts, pw) {
 		alts = append(alts, pw)
@@ -334,13 +334,13 @@ func (e *Engine) replaySegments(f *fnState, start map[cloud.Placement]*cloud.Poo
 			if sp, ok := start[pl]; ok {
 				p = sp.Clone()
 			} else {
-				p = cloud.NewPool(pl, s.tick*replay.OperationalTickUS)
+				p = cloud.NewPool(pl, s.tick*grid.OperationalTickUS)
 			}
 			pools = append(pools, placedPool{pl, p})
 		}
-		ks := s.tick * replay.OperationalTickUS
+		ks := s.tick * grid.OperationalTickUS
 		e.prewarmScratch[0] = s.prewarm
-		if err := e.m.EvaluateInto(&e.evalScratch, &f.fn, p, cloud.Interval{StartUS: ks, EndUS: ks + replay.OperationalTickUS}, e.prewarmScratch[:], s.reqs); err != nil {
+		if err := e.m.EvaluateInto(&e.evalScratch, &f.fn, p, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, e.prewarmScratch[:], s.reqs); err != nil {
 			return err
 		}
 		addAggregate(agg, e.evalScratch.Aggregate)
@@ -392,7 +392,7 @@ func (e *Engine) closeHour(h int64, out *Output) error {
 			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
 				continue
 			}
-			rw := e.reward(schemas.Tactical, h, h*replay.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen)
+			rw := e.reward(schemas.Tactical, h, h*grid.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen)
 			out.Rewards = append(out.Rewards, rw)
 			if f.hasTactical && f.tacticalTick == h {
 				e.transition(rw, &f.tactical, out)
@@ -439,7 +439,7 @@ func (e *Engine) closeDay(d int64, out *Output) error {
 		if !active || (aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0) {
 			continue
 		}
-		rw := e.reward(schemas.Strategic, d, d*replay.StrategicTickUS, app, "", aggs, lat, chosen)
+		rw := e.reward(schemas.Strategic, d, d*grid.StrategicTickUS, app, "", aggs, lat, chosen)
 		out.Rewards = append(out.Rewards, rw)
 		if a.hasDecision && a.strategicTick == d {
 			e.transition(rw, &a.strategic, out)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -19,8 +18,10 @@ import (
 // key-value bucket schemas.BucketLearner, each run and layer's checkpoint
 // index ("<run>.<layer>.index": JSON list of version, in-force interval and
 // object name, oldest first) and progress ("<run>.<layer>.progress": the
-// last interval processed, decimal). It implements learner.Store and
-// learner.Models. The buckets must exist (EnsureStreams).
+// last interval processed, decimal). It implements agents/learner's Store
+// and Models without importing that package (which links gorgonia), so the
+// twin, the decisions view and the workers that use this package stay free
+// of it. The buckets must exist (EnsureStreams).
 type ModelStore struct {
 	kv  jetstream.KeyValue
 	obj jetstream.ObjectStore
@@ -55,7 +56,7 @@ func progressKey(run string, l schemas.Layer) string { return run + "." + string
 
 // PutCheckpoint stores c and appends it to the run's index of its layer.
 // The learner is the index's only writer.
-func (m *ModelStore) PutCheckpoint(ctx context.Context, runID string, c learner.Checkpoint) error {
+func (m *ModelStore) PutCheckpoint(ctx context.Context, runID string, c schemas.Checkpoint) error {
 	name := runID + "/" + string(c.Layer) + "/" + c.Version
 	if _, err := m.obj.PutBytes(ctx, name, c.Data); err != nil {
 		return fmt.Errorf("storing checkpoint %s: %w", name, err)
@@ -143,10 +144,10 @@ func (m *ModelStore) WaitProgress(ctx context.Context, runID string, l schemas.L
 
 // InForce returns the newest checkpoint of the run's layer in force at
 // interval i (i < 0: the newest of all).
-func (m *ModelStore) InForce(ctx context.Context, runID string, l schemas.Layer, i int64) (learner.Checkpoint, bool, error) {
+func (m *ModelStore) InForce(ctx context.Context, runID string, l schemas.Layer, i int64) (schemas.Checkpoint, bool, error) {
 	idx, err := m.index(ctx, runID, l)
 	if err != nil {
-		return learner.Checkpoint{}, false, err
+		return schemas.Checkpoint{}, false, err
 	}
 	for k := len(idx) - 1; k >= 0; k-- {
 		e := idx[k]
@@ -155,11 +156,11 @@ func (m *ModelStore) InForce(ctx context.Context, runID string, l schemas.Layer,
 		}
 		data, err := m.object(ctx, e.Object)
 		if err != nil {
-			return learner.Checkpoint{}, false, err
+			return schemas.Checkpoint{}, false, err
 		}
-		return learner.Checkpoint{Layer: l, Version: e.Version, InForce: e.InForce, Data: data}, true, nil
+		return schemas.Checkpoint{Layer: l, Version: e.Version, InForce: e.InForce, Data: data}, true, nil
 	}
-	return learner.Checkpoint{}, false, nil
+	return schemas.Checkpoint{}, false, nil
 }
 
 func (m *ModelStore) object(ctx context.Context, name string) ([]byte, error) {

@@ -3,14 +3,8 @@ package store
 import (
 	"fmt"
 	"strings"
-)
 
-// Table names.
-const (
-	TableRuns      = "runs"
-	TableDecisions = "decisions"
-	TableRewards   = "rewards"
-	TableOutcomes  = "outcomes"
+	"github.com/strata-rl/strata/schemas"
 )
 
 // column is one column of a table with its type in each backend. The two
@@ -42,25 +36,25 @@ var (
 var tickKey = []string{"run_id", "layer", "tick", "app", "func"}
 
 var (
-	runsTable = table{name: TableRuns, key: []string{"run_id"}, cols: []column{
+	runsTable = table{name: schemas.TableRuns, key: []string{"run_id"}, cols: []column{
 		colStr("run_id"), colI64("started_ms"), colTime("started"), colStr("source"), colI64("seed"),
 		colStr("speed"), colStr("strategic_policy"), colStr("tactical_policy"), colStr("operational_policy"),
 		colStr("default_placement"), colStr("trace_epoch"), colStr("config_json"),
 	}}
-	decisionsTable = table{name: TableDecisions, key: tickKey, cols: []column{
+	decisionsTable = table{name: schemas.TableDecisions, key: tickKey, cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
 		colStr("policy"), colStr("policy_version"), colI32("action"), colStr("provider"), colStr("region"),
 		colI32("memory_mb"), colI32("prewarm"), colI64("keep_warm_ms"), colNF64("log_prob"), colNF64("value"),
 		colBool("carried"),
 	}}
-	rewardsTable = table{name: TableRewards, key: tickKey, cols: []column{
+	rewardsTable = table{name: schemas.TableRewards, key: tickKey, cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
 		colF64("reward"), colF64("r_cost"), colF64("r_perf"), colF64("r_carbon"), colF64("sla_penalty"),
 		colI64("invocations"), colI64("cold_starts"), colI64("sla_violations"), colF64("cost_usd"),
 		colF64("prewarm_cost_usd"), colF64("carbon_g"), colF64("latency_p50_ms"), colF64("latency_p95_ms"),
 		colF64("pred_error"), colI32("underprovisioned"), colF64("oracle_reward"), colF64("regret"),
 	}}
-	outcomesTable = table{name: TableOutcomes, key: []string{"run_id", "app", "func", "invocation_id"}, cols: []column{
+	outcomesTable = table{name: schemas.TableOutcomes, key: []string{"run_id", "app", "func", "invocation_id"}, cols: []column{
 		colStr("run_id"), colStr("invocation_id"), colStr("app"), colStr("func"), colI64("start_us"),
 		colStr("provider"), colStr("region"), colI32("memory_mb"), colF64("latency_ms"), colF64("exec_ms"),
 		colF64("queue_wait_ms"), colBool("cold_start"), colBool("failed"), colBool("sla_violation"),

@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -224,7 +224,7 @@ func (d *draft) observation(cat *cloud.Catalog) (*stratapb.Observation, *badFiel
 		b.failed = d.bln[fFailed]
 		o.Failed = &b.failed
 	}
-	if _, err := features.EventFromObservation(o); err != nil {
+	if err := schemas.CheckObservation(o); err != nil {
 		return nil, &badField{f: fieldNone, reason: "rejected by the feature consumer's checks: " + err.Error()}
 	}
 	return o, nil
