@@ -10,4 +10,15 @@
 // requests. Act is the client side: it waits for the reply up to a
 // deadline and decides with a local fallback policy when none comes, no
 // server listens or the server answers with an error.
+//
+// An operational batch carries only the functions whose decision changed
+// since the worker's previous batch (decision schema version 2); a
+// function missing from it keeps its decision in force.
+//
+// # Metrics
+//
+// With Worker.Registerer a worker exports, labelled by layer,
+// strata_worker_batches_total, strata_worker_decisions_total (decisions
+// per second with rate()) and strata_worker_tick_seconds (per state batch:
+// decode, decide, publish — the agent's hop of the loop).
 package worker

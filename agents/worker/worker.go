@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
@@ -42,9 +43,36 @@ type Worker struct {
 	Names schemas.Names
 	// Decided counts the decision batches published.
 	Decided int64
+	// Registerer, if set, receives the worker's metrics: set it before
+	// Run (doc.go).
+	Registerer prometheus.Registerer
 	// sent is, for the operational layer, the last row published per
 	// function (see Run).
 	sent map[entity]schemas.DecisionRow
+}
+
+// workerMetrics are a worker's Prometheus metrics.
+type workerMetrics struct {
+	batches prometheus.Counter
+	rows    prometheus.Counter
+	decide  prometheus.Histogram
+}
+
+func newWorkerMetrics(reg prometheus.Registerer, layer schemas.Layer) *workerMetrics {
+	l := prometheus.Labels{"layer": string(layer)}
+	m := &workerMetrics{
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "worker", Name: "batches_total",
+			Help: "Decision batches published.", ConstLabels: l}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "worker", Name: "decisions_total",
+			Help: "Decision rows published (operational: changes only).", ConstLabels: l}),
+		decide: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "worker", Name: "tick_seconds",
+			Help: "Per state batch: decoding it, deciding and publishing the decision batch (the agent's hop of the loop).", ConstLabels: l,
+			Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.batches, m.rows, m.decide)
+	}
+	return m
 }
 
 type entity struct{ app, fn string }
@@ -81,7 +109,9 @@ func (w *Worker) changed(rows []schemas.DecisionRow) []schemas.DecisionRow {
 // logged and skipped; a policy error stops the worker.
 func (w *Worker) Run(ctx context.Context) error {
 	subject := w.Names.StateSubject(w.layer)
+	met := newWorkerMetrics(w.Registerer, w.layer)
 	err := natsbus.Follow(ctx, w.js, w.Names.Stream(schemas.StreamState), subject, func(data []byte) error {
+		t0 := time.Now()
 		st, err := schemas.DecodeState(data)
 		if err != nil {
 			w.log.Warn("skipping a state batch that does not decode", "subject", subject, "err", err)
@@ -109,6 +139,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 		w.Decided++
+		met.batches.Inc()
+		met.rows.Add(float64(len(out.Rows)))
+		met.decide.Observe(time.Since(t0).Seconds())
 		// The batch is on its way (an async publish is written at once);
 		// waiting for its acknowledgement here would add a JetStream round
 		// trip per shard to every tick of the closed loop. Failures surface

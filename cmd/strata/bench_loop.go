@@ -10,6 +10,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
@@ -110,7 +113,10 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			}
 		}
 
-		// The closed loop, as `strata run --store ""` runs it.
+		// The closed loop, as `strata run --store ""` runs it, with the
+		// hops' metrics on a registry of the round's own.
+		reg := prometheus.NewRegistry()
+		lo.reg = reg
 		lsrc, _, _, closeLoopSrc, err := sf.open()
 		if err != nil {
 			return err
@@ -134,6 +140,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "closed loop (strategic %s, tactical %s, operational %s, no store), run %d: %d invocations, %d ticks, %d decisions, %d rewards in %.2f s = %.1f ticks/s\n",
 			names[string(schemas.Strategic)], names[string(schemas.Tactical)], names[string(schemas.Operational)], i+1,
 			res.Replay.Invocations, res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards, res.Wall.Seconds(), rate)
+		fmt.Fprintf(stdout, "  per tick, mean: %s\n", hopSummary(reg, res.Twin.Ticks))
 		if i == 0 {
 			ref, refRunID = res.Twin, lo.runID
 			if int64(len(ticks)) != ref.Ticks {
@@ -176,4 +183,38 @@ func engineRun(ctx context.Context, lo loopOpts, ticks [][]twin.Arrival, rec map
 	dg := twin.NewDigests()
 	r, err := runEngine(ctx, eng, ticks, func(k int64) []*schemas.DecisionBatch { return rec[k] }, dg)
 	return r, dg, err
+}
+
+// hopSummary describes where a closed-loop run's ticks went, from the
+// metrics the twin, the features and the workers recorded in reg: each
+// hop's mean time per tick (histogram sum over ticks).
+func hopSummary(reg prometheus.Gatherer, ticks int64) string {
+	mfs, err := reg.Gather()
+	if err != nil || ticks == 0 {
+		return "(no metrics)"
+	}
+	sums := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				name := mf.GetName()
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "layer" {
+						name += "{" + lp.GetValue() + "}"
+					}
+				}
+				sums[name] += h.GetSampleSum()
+			}
+		}
+	}
+	ms := func(name string) float64 { return sums[name] / float64(ticks) * 1e3 }
+	var agents []string
+	for _, l := range schemas.Layers {
+		if v, ok := sums["strata_worker_tick_seconds{"+string(l)+"}"]; ok {
+			agents = append(agents, fmt.Sprintf("%s %.3f", l, v/float64(ticks)*1e3))
+		}
+	}
+	return fmt.Sprintf("twin evaluate %.3f ms + decision wait %.3f ms (scoring %.3f ms overlapped); features %.3f ms (encoding %.3f; watermarks read %.3f ms after produced, summed over partitions); agents %s ms",
+		ms("strata_twin_evaluate_seconds"), ms("strata_twin_decision_wait_seconds"), ms("strata_twin_score_seconds"),
+		ms("strata_features_watermark_seconds"), ms("strata_features_batch_encode_seconds"), ms("strata_features_watermark_delay_seconds"), strings.Join(agents, ", "))
 }

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
@@ -150,5 +154,67 @@ func TestEmbeddedClosedLoop(t *testing.T) {
 	if again.Twin.RewardsSHA256 != res.Twin.RewardsSHA256 || again.Twin.DecisionsSHA256 != res.Twin.DecisionsSHA256 {
 		t.Fatalf("speed max and 20000 differ: rewards %s vs %s, decisions %s vs %s",
 			res.Twin.RewardsSHA256, again.Twin.RewardsSHA256, res.Twin.DecisionsSHA256, again.Twin.DecisionsSHA256)
+	}
+}
+
+// TestClosedLoopMetrics checks that every role of the closed loop reports
+// its hop on the registry it is given: a tick counted once by the twin,
+// each tick's evaluation and decision wait timed, each state batch's agent
+// hop timed, the features' watermark hop timed.
+func TestClosedLoopMetrics(t *testing.T) {
+	t.Parallel() // its own embedded servers
+	reg := prometheus.NewRegistry()
+	o := loopOptsForTest(t, "metrics", 0, &batchLog{})
+	o.reg = reg
+	st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	res := runLoopInto(t, o, st)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// value returns a counter's value or a histogram's sample count.
+	value := func(name, layer string) float64 {
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if layer != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "layer" && l.GetValue() == layer }) {
+					continue
+				}
+				if h := m.GetHistogram(); h != nil {
+					return float64(h.GetSampleCount())
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no metric %s{layer=%q}", name, layer)
+		return 0
+	}
+	ticks := float64(res.Twin.Ticks)
+	for _, c := range []struct {
+		name, layer string
+		want        float64
+		atLeast     bool // the features publish state past the twin's last tick
+	}{
+		{"strata_twin_ticks_total", "", ticks, false},
+		{"strata_twin_evaluate_seconds", "", ticks, false},
+		{"strata_twin_score_seconds", "", ticks, false},
+		{"strata_twin_decision_wait_seconds", "", ticks - 1, false},
+		{"strata_twin_rewards_total", "operational", float64(res.Twin.Layers["operational"].Rewards), false},
+		// Two partitions: each tick's operational state comes in two shards.
+		{"strata_worker_tick_seconds", "operational", 2 * ticks, true},
+		{"strata_worker_batches_total", "operational", 2 * ticks, true},
+	} {
+		if got := value(c.name, c.layer); got != c.want && !(c.atLeast && got > c.want) {
+			t.Errorf("%s{layer=%q} = %v, want %v", c.name, c.layer, got, c.want)
+		}
+	}
+	if n := value("strata_features_watermark_seconds", ""); n < ticks {
+		t.Errorf("features timed %v watermarks for %v ticks", n, ticks)
 	}
 }

@@ -441,7 +441,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 	back.Go(func() error { return view.Follow(bctx, e.js) })
 	for _, l := range layers {
 		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
-		w.Names = nm
+		w.Names, w.Registerer = nm, reg
 		back.Go(func() error { return w.Run(bctx) })
 		if p := actPol[l]; p != nil {
 			nc, ok := e.nc.(*nats.Conn)
@@ -468,7 +468,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 			return errors.Join(err, stop())
 		}
 		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: runID, Names: nm, Layers: layers, Shadow: true,
-			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions, OnTick: prog.onTick}, eng, e.js, logger.With("role", "shadow")); err != nil {
+			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions, OnTick: prog.onTick, Registerer: reg}, eng, e.js, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.shadow.Run(bctx) })

@@ -60,7 +60,7 @@ type commonFlags struct {
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.kafka, "kafka", "", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
 	fs.StringVar(&c.nats, "nats", "", "NATS `URL` (default: an embedded nats-server with JetStream)")
-	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists); a count that differs from existing topics' is refused", kafka.DefaultPartitions))
+	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, embeddedLoopPartitions))
 	registerPrefix(fs, &c.names)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")

@@ -20,4 +20,13 @@
 // partition after a rebalance or restart restores its checkpoint and
 // continues; batches carry deterministic message ids, so JetStream drops the
 // ones republished after a restart.
+//
+// # Metrics
+//
+// With a registerer the service exports strata_features_invocations_total,
+// strata_features_rejected_total{reason}, strata_features_state_batches_total
+// {layer}, strata_features_batch_encode_seconds and
+// strata_features_watermark_seconds (per watermark of a partition: closing
+// the ticks it passes and publishing their batches — the features' hop of
+// the closed loop).
 package features

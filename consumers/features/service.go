@@ -114,6 +114,8 @@ type svcMetrics struct {
 	rejected  *prometheus.CounterVec
 	batches   *prometheus.CounterVec
 	encodeDur prometheus.Histogram
+	advance   prometheus.Histogram
+	delay     prometheus.Histogram
 }
 
 func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
@@ -127,9 +129,15 @@ func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
 		encodeDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
 			Name: "batch_encode_seconds", Help: "Time to encode one state batch.",
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}),
+		advance: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
+			Name: "watermark_seconds", Help: "Per watermark of a partition: closing the ticks it passes and publishing their state batches (the features' hop of the loop).",
+			Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)}),
 	}
+	m.delay = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
+		Name: "watermark_delay_seconds", Help: "Per watermark: from its Kafka record's timestamp (when it was produced) until the service reads it (the Kafka hop; clocks of two hosts when remote).",
+		Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)})
 	if reg != nil {
-		reg.MustRegister(m.records, m.rejected, m.batches, m.encodeDur)
+		reg.MustRegister(m.records, m.rejected, m.batches, m.encodeDur, m.advance, m.delay)
 	}
 	return m
 }
@@ -362,11 +370,14 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 			return nil
 		}
 		part := s.partitionFor(o, r.Partition, wm.RunId)
+		t0 := time.Now()
+		s.m.delay.Observe(max(t0.Sub(r.Timestamp), 0).Seconds())
 		if err := part.Advance(wm.WatermarkUs, wm.Final, func(b *schemas.StateBatch) error {
 			return s.publish(ctx, b)
 		}); err != nil {
 			return err
 		}
+		s.m.advance.Observe(time.Since(t0).Seconds())
 		if wm.Final {
 			s.finalSeen[r.Partition] = true
 		}

@@ -28,4 +28,15 @@
 // a live run instead: it simulates the observed invocations on
 // strata.telemetry.v1 under the decisions that arrived in time, scores
 // them, and writes decisions, rewards and transitions but no telemetry.
+//
+// # Metrics
+//
+// With ServiceConfig.Registerer the service exports
+// strata_twin_ticks_total, strata_twin_evaluate_seconds (per tick: decisions
+// applied, arrivals simulated, telemetry written — the twin's hop),
+// strata_twin_score_seconds (the counterfactuals and records after it),
+// strata_twin_decision_wait_seconds (replay: idle from one tick's end until
+// the next one's decisions are complete — the features' and agents' hops
+// not hidden behind scoring), strata_twin_watermark_lag_ticks and
+// strata_twin_decisions_total{layer}, strata_twin_rewards_total{layer}.
 package twin

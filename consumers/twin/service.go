@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -49,6 +50,8 @@ type ServiceConfig struct {
 	ReadAheadTicks int64
 	// OnTick, if set, is called after each evaluated tick.
 	OnTick func(tick int64)
+	// Registerer, if set, receives the service's metrics (doc.go).
+	Registerer prometheus.Registerer
 	// Record, if set, is handed the decision batches each tick is
 	// evaluated under, before they are applied (the batches are not
 	// changed afterwards): `strata bench loop` replays them through the
@@ -183,6 +186,10 @@ type Service struct {
 	// applied is, in shadow mode, the newest interval per layer whose
 	// decision batch was applied.
 	applied map[schemas.Layer]int64
+	met     *serviceMetrics
+	// evaluated is when the last tick's evaluation ended (the start of
+	// the next tick's decision wait).
+	evaluated time.Time
 }
 
 // stateAcc gathers one interval's state vectors of a layer over its shards.
@@ -237,6 +244,7 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	s.stats.Layers = map[string]LayerStats{}
+	s.met = newServiceMetrics(cfg.Registerer)
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0))...)
@@ -735,6 +743,9 @@ func (s *Service) loop(ctx context.Context) error {
 		if derr != nil {
 			return derr
 		}
+		if started && nParts > 0 && len(wm) == nParts {
+			s.met.lag.Set(float64(grid.TickOf(minWM(wm), grid.OperationalTickUS) - s.eng.NextTick()))
+		}
 	}
 }
 
@@ -827,6 +838,10 @@ func (s *Service) decisionsFor(k int64) ([]*schemas.DecisionBatch, bool) {
 // evaluate runs tick k under bs and writes its output; lateDec (shadow
 // mode) names the decisions taken late, whose transitions are dropped.
 func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, arrivals map[int64][]Arrival, lateDec map[batchKey]map[FuncID]bool) error {
+	t0 := time.Now()
+	if !s.evaluated.IsZero() && !s.cfg.Shadow {
+		s.met.decisionWait.Observe(t0.Sub(s.evaluated).Seconds())
+	}
 	if s.cfg.Record != nil && !s.cfg.Shadow {
 		s.cfg.Record(k, bs)
 	}
@@ -860,6 +875,8 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 			return err
 		}
 	}
+	t1 := time.Now()
+	s.met.evaluate.Observe(t1.Sub(t0).Seconds())
 	if err := s.eng.Score(out); err != nil {
 		return err
 	}
@@ -906,6 +923,15 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 		s.score(out)
 	}
 	s.mu.Unlock()
+	s.met.ticks.Inc()
+	for _, d := range out.Decisions {
+		s.met.decisions.WithLabelValues(d.Layer).Inc()
+	}
+	for _, r := range out.Rewards {
+		s.met.rewards.WithLabelValues(r.Layer).Inc()
+	}
+	s.evaluated = time.Now()
+	s.met.score.Observe(s.evaluated.Sub(t1).Seconds())
 	if s.cfg.OnTick != nil {
 		s.cfg.OnTick(k)
 	}

@@ -1,0 +1,42 @@
+package twin
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serviceMetrics are the service's Prometheus metrics (see doc.go).
+type serviceMetrics struct {
+	ticks        prometheus.Counter
+	evaluate     prometheus.Histogram
+	score        prometheus.Histogram
+	decisionWait prometheus.Histogram
+	lag          prometheus.Gauge
+	decisions    *prometheus.CounterVec
+	rewards      *prometheus.CounterVec
+}
+
+// tickBuckets span 10 µs to ~2.7 s, for per-tick latencies.
+var tickBuckets = prometheus.ExponentialBuckets(1e-5, 2, 19)
+
+func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
+	m := &serviceMetrics{
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "ticks_total", Help: "Ticks evaluated."}),
+		evaluate: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "evaluate_seconds", Help: "Per tick: applying the decisions, simulating the arrivals and writing the telemetry and watermark (the twin's hop of the loop).", Buckets: tickBuckets}),
+		score: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "score_seconds", Help: "Per tick: counterfactuals, rewards and the records after the telemetry (overlaps the next tick's round trip).", Buckets: tickBuckets}),
+		decisionWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "decision_wait_seconds", Help: "Replay: from the end of tick k's evaluation (telemetry written) until tick k+1 could be evaluated: the round trip through the features and the agents, minus the scoring it overlaps.", Buckets: tickBuckets}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "watermark_lag_ticks", Help: "Ticks between the input watermark and the next tick to evaluate."}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "decisions_total", Help: "Decision records written, by layer."}, []string{"layer"}),
+		rewards: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "rewards_total", Help: "Reward records written, by layer."}, []string{"layer"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.ticks, m.evaluate, m.score, m.decisionWait, m.lag, m.decisions, m.rewards)
+	}
+	return m
+}
