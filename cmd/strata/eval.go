@@ -136,15 +136,12 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
 	cf.register(fs)
-	sf.register(fs)
+	sf.registerWith(fs, "seed", 14)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if !*base && *modelsF == "" {
 		return errors.New("strata eval: say what to compare: --baselines, or --models DIR[,DIR…]")
-	}
-	if sf.trace == "" && sf.synthDays == 0 {
-		sf.synthDays = 14
 	}
 	first, last, err := parseDays(*evalDays)
 	if err != nil {

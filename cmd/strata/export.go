@@ -332,10 +332,8 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 		lateness  = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
 	cf.register(fs)
-	fs.StringVar(&sf.trace, "trace", "", "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
-	fs.IntVar(&sf.synthDays, "synth-days", 0, "days of synthetic trace to generate when no --trace is given (default: the last of --days)")
-	fs.Int64Var(&sf.seed, "trace-seed", 1, "seed of the synthetic trace")
-	fs.IntVar(&sf.apps, "apps", 0, "keep only this many apps of the synthetic trace (0 = all 119)")
+	sf.registerWith(fs, "trace-seed", 0)
+	fs.Lookup("synth-days").Usage = "generate `N` days of synthetic trace when no --trace is given (default: the last of --days)"
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		brokers     = fs.String("kafka", "", "Kafka seed brokers `host:port[,…]` (required)")
 		group       = fs.String("group", "", "consumer group (default strata-sink under --prefix)")
 		outcomes    = fs.Bool("outcomes", false, "also write strata.outcomes.v1 to the outcomes table")
-		partitions  = fs.Int("partitions", 0, "partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or 4)")
+		partitions  = fs.Int("partitions", 0, fmt.Sprintf("partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or %d)", kafka.DefaultPartitions))
 		batchRows   = fs.Int("batch-rows", 10000, "most records written in one batch")
 		flushEvery  = fs.Duration("flush-interval", 500*time.Millisecond, "longest a record waits for its batch")
 		idle        = fs.Duration("stop-after-idle", 0, "exit once no record arrived for this long (0: run until interrupted)")

@@ -96,20 +96,21 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		lstmLoss   = fs.String("loss", "asymmetric", "LSTM training loss: asymmetric or symmetric")
 	)
 	cf.register(fs)
-	sf.registerSeedAs(fs, "trace-seed")
-	fs.BoolVar(new(bool), "progress", true, "show progress on stderr (per episode; the loop's bar at --log-level info)")
+	sf.registerWith(fs, "trace-seed", 14)
+	progress := fs.Bool("progress", true, "print each episode's results and PPO's updates on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *outDir == "" {
 		return errors.New("strata train: --out DIR is required")
 	}
-	if sf.trace == "" && sf.synthDays == 0 {
-		sf.synthDays = 14
-	}
 	layers, err := parseLayers(*layersF)
 	if err != nil {
 		return fmt.Errorf("strata train --layers: %w", err)
+	}
+	pw := stderr
+	if !*progress {
+		pw = io.Discard
 	}
 	tFirst, tLast, err := parseDays(*trainDaysF)
 	if err != nil {
@@ -173,7 +174,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if e.PPO != nil {
 				u.RolloutReward, u.PolicyLoss, u.ValueLoss, u.Entropy = e.PPO.MeanReward, e.PPO.PolicyLoss, e.PPO.ValueLoss, e.PPO.Entropy
 				u.ApproxKL, u.ExplainedVariance = e.PPO.ApproxKL, e.PPO.ExplainedVariance
-				fmt.Fprintf(stderr, "  episode %d: ppo %s in force from hour %d (rollout mean reward %.4f, policy loss %.4f, value loss %.4f, entropy %.3f, KL %.4f)\n",
+				fmt.Fprintf(pw, "  episode %d: ppo %s in force from hour %d (rollout mean reward %.4f, policy loss %.4f, value loss %.4f, entropy %.3f, KL %.4f)\n",
 					episode+1, e.Version, e.InForce, u.RolloutReward, u.PolicyLoss, u.ValueLoss, u.Entropy, u.ApproxKL)
 			}
 			updates = append(updates, u)
@@ -242,7 +243,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				trainR := res.Twin.Layers[string(l)].MeanReward
 				line += fmt.Sprintf(" %s %s train R %.4f, validation R %.4f (regret %.4f)%s;", l, versions[l], trainR, c.MeanReward, c.MeanRegret, map[bool]string{true: " best", false: ""}[c.Best])
 			}
-			fmt.Fprintln(stderr, line)
+			fmt.Fprintln(pw, line)
 		}
 		if err := writeUpdatesCSV(filepath.Join(*outDir, "updates.csv"), updates); err != nil {
 			return err
