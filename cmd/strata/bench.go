@@ -86,7 +86,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		retention = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
-	cf.register(fs)
+	cf.registerBatch(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

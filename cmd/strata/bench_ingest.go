@@ -57,7 +57,7 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		cpuProf     = fs.String("cpuprofile", "", "write a CPU profile of the last ingest run (after its requests are encoded) to `FILE`")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
-	cf.register(fs)
+	cf.registerBatch(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

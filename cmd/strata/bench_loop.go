@@ -41,7 +41,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		runs     = fs.Int("runs", 3, "runs of each side, interleaved (engine, loop, engine, …); each side's best run counts")
 	)
 	fs.IntVar(runs, "engine-runs", *runs, "alias of --runs (deprecated)")
-	cf.register(fs)
+	cf.registerBatch(fs)
 	bs.register(fs, 1)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -135,7 +135,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
-	cf.register(fs)
+	cf.registerBatch(fs)
 	sf.registerWith(fs, "seed", 14)
 	if err := fs.Parse(args); err != nil {
 		return err

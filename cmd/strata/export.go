@@ -331,7 +331,7 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 		polSeed   = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		lateness  = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
-	cf.register(fs)
+	cf.registerBatch(fs)
 	sf.registerWith(fs, "trace-seed", 0)
 	fs.Lookup("synth-days").Usage = "generate `N` days of synthetic trace when no --trace is given (default: the last of --days)"
 	if err := fs.Parse(args); err != nil {

@@ -306,9 +306,13 @@ its committed offsets on the next start.
 			return fmt.Errorf("strata live --transitions: %w", err)
 		}
 	}
+	reg := newRegistry()
+	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
+		return err
+	}
 	lo := liveOpts{
 		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: newRegistry()},
+			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: reg},
 		ingest: icfg, listen: inf.listen, tlsCert: inf.tlsCert, tlsKey: inf.tlsKey,
 		policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
 		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow, transitions: trLayers,

@@ -53,7 +53,9 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	reg := newRegistry()
-	_ = serveMetrics(ctx, *metricsAddr, reg)
+	if err := serveMetrics(ctx, *metricsAddr, reg); err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, sf.target())
 	if err != nil {
 		return err
