@@ -297,17 +297,12 @@ func writeSequences(path string, samples []*seqSample, meta map[string]string) (
 	return st.Size(), nil
 }
 
+// exportUsage lists the exports.
+const exportUsage = "Usage: strata export sequences --out FILE.parquet [flags]\n"
+
 // exportMain dispatches `strata export <what>`.
 func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprintln(stdout, "Usage: strata export sequences --out FILE.parquet [flags]")
-		return nil
-	}
-	if len(args) == 0 || args[0] != "sequences" {
-		fmt.Fprintln(stderr, "Usage: strata export sequences --out FILE.parquet [flags]")
-		return errors.New("strata export: the only export so far is 'sequences'")
-	}
-	return exportSequencesMain(ctx, args[1:], stdout, stderr)
+	return runGroup(ctx, "export", args, stdout, stderr, exportUsage)
 }
 
 // exportSequencesMain runs `strata export sequences`: the closed loop over

@@ -135,8 +135,10 @@ func (f *ingestFlags) config(brokers []string) (ingest.Config, error) {
 
 // ingestMain runs `strata ingest` (the HTTP service) or `strata ingest load`.
 func ingestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "load" {
-		return ingestLoadMain(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		if sub, ok := subcommand("ingest", args[0]); ok {
+			return sub.main(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("strata ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)

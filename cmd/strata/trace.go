@@ -35,22 +35,7 @@ func traceMain(ctx context.Context, args []string, stdout io.Writer) error {
 
 // traceRun is traceMain with an explicit diagnostics writer.
 func traceRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, traceUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "synth":
-		return traceSynth(ctx, args[1:], stdout, stderr)
-	case "stats":
-		return traceStats(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, traceUsage)
-		return nil
-	default:
-		fmt.Fprint(stderr, traceUsage)
-		return fmt.Errorf("unknown trace command %q", args[0])
-	}
+	return runGroup(ctx, "trace", args, stdout, stderr, traceUsage)
 }
 
 // traceParse parses args with fs, accepting flags before and after the
