@@ -211,6 +211,8 @@ func (c *Config) Set(s Setting) error {
 	switch {
 	case p.Keys == nil && s.Key != "":
 		return fmt.Errorf("%w: %s takes one value, not one per %q", ErrInvalidConfig, s.Name, s.Key)
+	case p.Keys != nil && s.Key == "":
+		return fmt.Errorf("%w: %s takes one value per %s", ErrInvalidConfig, s.Name, strings.Join(p.Keys, ", "))
 	case p.Keys != nil:
 		if k = slices.Index(p.Keys, s.Key); k < 0 {
 			return fmt.Errorf("%w: %s has no %q (want one of %s)", ErrUnknownName, s.Name, s.Key, strings.Join(p.Keys, ", "))

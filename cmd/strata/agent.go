@@ -15,7 +15,6 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
-	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -48,7 +47,8 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		names    schemas.Names
 	)
 	registerPrefix(fs, &names)
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
@@ -76,13 +76,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		return err
-	}
-	cfg := cloud.DefaultConfig()
-	cfg.Epoch = epoch
-	model, err := cloud.NewModel(cat, cfg)
+	model, err := conf.newModel(epoch)
 	if err != nil {
 		return err
 	}

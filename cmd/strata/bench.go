@@ -74,7 +74,7 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
 	cf.registerBatch(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *runs < 1 || *rawSample < 1 {

@@ -58,7 +58,7 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
 	cf.registerBatch(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *runs < 1 || *records < 1 {

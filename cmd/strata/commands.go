@@ -137,6 +137,10 @@ Usage: strata <command> [subcommand] [flags]
 Commands:
 `)
 	listCommands(&b, commands())
-	b.WriteString("\nRun 'strata <command> -h' for the flags of a command.\n")
+	b.WriteString(`
+Every command takes --config FILE: its flags from a YAML file, and for the
+commands that build the cloud model its reward, model and catalog sections
+(docs/config.md). Run 'strata <command> -h' for the flags of a command.
+`)
 	return b.String()
 }

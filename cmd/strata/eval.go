@@ -137,7 +137,8 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	)
 	cf.registerBatch(fs)
 	sf.registerWith(fs, "seed", 14)
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if !*base && *modelsF == "" {
@@ -168,7 +169,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(me.dirs) == 0 {
 			return errNoModels
 		}
-		base := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		base := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache, conf: conf}
 		return evalModels(ctx, me, base, cf, epoch, lateness.Microseconds(), logger, fromUS, toUS, w, first, last, stdout, stderr)
 	}
 	var only []string
@@ -178,7 +179,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rows := evalVariants(layers, only)
 	for i := range rows {
 		r := &rows[i]
-		lf := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		lf := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache, conf: conf}
 		if err := runEvalRow(ctx, r, lf, cf, epoch, lateness.Microseconds(), logger, fromUS, toUS, w); err != nil {
 			return err
 		}

@@ -310,6 +310,13 @@ func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // operational state batches turned into LSTM samples, a seeded sample of
 // them written as Parquet.
 func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return exportSequences(ctx, args, stdout, stderr, nil)
+}
+
+// exportSequences is exportSequencesMain with the cloud model of model
+// (strata train's, for the LSTM's exports) unless args give a config file
+// with the model's sections.
+func exportSequences(ctx context.Context, args []string, stdout, stderr io.Writer, model *roleConfig) error {
 	fs := flag.NewFlagSet("strata export sequences", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -329,7 +336,8 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	cf.registerBatch(fs)
 	sf.registerWith(fs, "trace-seed", 0)
 	fs.Lookup("synth-days").Usage = "generate `N` days of synthetic trace when no --trace is given (default: the last of --days)"
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *out == "" {
@@ -354,7 +362,10 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	col := newSeqCollector(*seed, *sampleN)
 	o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()))
 	o.onBatch = col.onBatch
-	lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *polSeed, sources: &sf}
+	if !conf.hasCloud() && model != nil {
+		conf = model
+	}
+	lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *polSeed, sources: &sf, conf: conf}
 	t0 := time.Now()
 	_, name, _, err := runWindow(ctx, lf, o, fromUS, toUS, 0)
 	if err != nil {

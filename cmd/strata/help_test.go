@@ -86,6 +86,17 @@ func TestUsageListsEveryCommand(t *testing.T) {
 			}
 		}
 	}
+	// Every command reads a config file.
+	for _, c := range tableCommands() {
+		if g, _ := findCommand(commands(), c[0]); len(c) == 1 && g.group {
+			continue
+		}
+		var help bytes.Buffer
+		_ = run(context.Background(), append(c, "-h"), &help, &help)
+		if !strings.Contains(help.String(), "-config FILE") {
+			t.Errorf("strata %s -h lists no --config FILE", strings.Join(c, " "))
+		}
+	}
 	for _, args := range [][]string{{"nope"}, {"bench", "nope"}, {"trace", "nope"}, {"export", "nope"}} {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `unknown`) {
 			t.Errorf("strata %s: %v, want an unknown-command error", strings.Join(args, " "), err)

@@ -127,10 +127,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sf.register(fs)
 	rf.register(fs)
 	stf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *observed {
+		if conf.hasCloud() {
+			return errors.New("strata run --observed builds no cloud model: its config file cannot hold the reward, model and catalog sections")
+		}
 		defaultMemoryLimit()
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
@@ -184,7 +188,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
 			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes,
-			transitions: tl, models: *models}, o, src, name, traceLen, stdout)
+			transitions: tl, models: *models, conf: conf}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {
@@ -222,7 +226,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cf.register(fs)
 	sf.register(fs)
 	rf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if cf.kafka == "" {
@@ -298,7 +302,7 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		ckptEvery = fs.Duration("checkpoint-every", 5*time.Second, "wall-clock interval between state checkpoints")
 	)
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if cf.kafka == "" || cf.nats == "" {

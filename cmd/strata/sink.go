@@ -39,7 +39,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var names schemas.Names
 	registerPrefix(fs, &names)
 	sf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(names.Prefix); err != nil {

@@ -98,7 +98,8 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cf.register(fs)
 	sf.registerWith(fs, "trace-seed", 14)
 	progress := fs.Bool("progress", true, "print each episode's results and PPO's updates on stderr")
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *outDir == "" {
@@ -183,7 +184,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for episode = 0; episode < *episodes; episode++ {
 			te := time.Now()
 			lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf,
-				learn: &learnOpts{learner: lrn, episode: episode}}
+				learn: &learnOpts{learner: lrn, episode: episode}, conf: conf}
 			o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
 			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*replay.StrategicTickUS, int64(tLast)*replay.StrategicTickUS, 0)
 			if err != nil {
@@ -213,7 +214,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			// Validation: the episode's greedy policies on the validation
 			// days, the day before them replayed unscored.
 			tv := time.Now()
-			vlf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf, models: epDir}
+			vlf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf, models: epDir, conf: conf}
 			for _, l := range rl {
 				switch l {
 				case schemas.Strategic:
@@ -251,7 +252,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		sum.Learner = lrn.Stats()
 	}
 	if slices.Contains(layers, schemas.Operational) {
-		if err := trainLSTMPart(ctx, stdout, stderr, cf, sf, *outDir, *seed, *trainDaysF, *validDaysF, *lstmData, *lstmValid, *lstmSample, *lstmEpochs, *lstmLoss); err != nil {
+		if err := trainLSTMPart(ctx, stdout, stderr, conf, cf, sf, *outDir, *seed, *trainDaysF, *validDaysF, *lstmData, *lstmValid, *lstmSample, *lstmEpochs, *lstmLoss); err != nil {
 			return err
 		}
 	}
@@ -295,7 +296,7 @@ func roundMap(m map[string]float64) map[string]string {
 
 // trainLSTMPart exports the operational sequences of the training and
 // validation days (unless given) and trains the LSTM into outDir.
-func trainLSTMPart(ctx context.Context, stdout, stderr io.Writer, cf commonFlags, sf sourceFlags, outDir string, seed int64,
+func trainLSTMPart(ctx context.Context, stdout, stderr io.Writer, conf *roleConfig, cf commonFlags, sf sourceFlags, outDir string, seed int64,
 	trainDays, validDays, data, valid string, sample, epochs int, loss string) error {
 	common := []string{"--trace-seed", strconv.FormatInt(sf.seed, 10), "--log-level", cf.logLevel}
 	if sf.trace != "" {
@@ -309,14 +310,14 @@ func trainLSTMPart(ctx context.Context, stdout, stderr io.Writer, cf commonFlags
 	if data == "" {
 		data = filepath.Join(outDir, "sequences-train.parquet")
 		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", trainDays, data)
-		if err := exportMain(ctx, append([]string{"sequences", "--out", data, "--days", trainDays, "--sample", strconv.Itoa(sample)}, common...), stderr, stderr); err != nil {
+		if err := exportSequences(ctx, append([]string{"--out", data, "--days", trainDays, "--sample", strconv.Itoa(sample)}, common...), stderr, stderr, conf); err != nil {
 			return fmt.Errorf("exporting the LSTM's training sequences: %w", err)
 		}
 	}
 	if valid == "" {
 		valid = filepath.Join(outDir, "sequences-valid.parquet")
 		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", validDays, valid)
-		if err := exportMain(ctx, append([]string{"sequences", "--out", valid, "--days", validDays, "--sample", strconv.Itoa(max(sample/4, 1))}, common...), stderr, stderr); err != nil {
+		if err := exportSequences(ctx, append([]string{"--out", valid, "--days", validDays, "--sample", strconv.Itoa(max(sample/4, 1))}, common...), stderr, stderr, conf); err != nil {
 			return fmt.Errorf("exporting the LSTM's validation sequences: %w", err)
 		}
 	}
