@@ -40,7 +40,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		act      = fs.Bool("act", false, "also answer single live decisions on strata.act.<layer> (request/reply, queue group "+worker.ActQueueGroup+")")
 		seed     = fs.Int64("seed", 1, "seed of the policy's random choices")
 		models   = fs.String("models", "", "`DIR` of trained checkpoints for the learned policies (dqn, ppo, lstm)")
-		follow   = fs.Bool("follow", false, "serve the checkpoints `strata learner` publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
+		follow   = fs.Bool("follow", false, "serve the checkpoints that strata learner publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
 		live     = fs.Bool("live", false, "with --follow: switch to a new checkpoint on arrival, never wait (live mode)")
 		epochF   = fs.String("trace-epoch", replay.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")

@@ -96,6 +96,13 @@ func TestUsageListsEveryCommand(t *testing.T) {
 		if !strings.Contains(help.String(), "-config FILE") {
 			t.Errorf("strata %s -h lists no --config FILE", strings.Join(c, " "))
 		}
+		// A backquoted phrase in a flag's help becomes its value's name:
+		// a placeholder is one word.
+		for _, l := range regexp.MustCompile(`(?m)^  -[a-z0-9-]+ .*$`).FindAllString(help.String(), -1) {
+			if strings.Count(l, " ") != 3 {
+				t.Errorf("strata %s -h: flag line %q: its value's name is more than a word", strings.Join(c, " "), l)
+			}
+		}
 	}
 	for _, args := range [][]string{{"nope"}, {"bench", "nope"}, {"trace", "nope"}, {"export", "nope"}} {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `unknown`) {

@@ -251,7 +251,7 @@ func liveMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		act      = fs.Bool("act", true, "also answer single decisions on strata.act.<layer>")
 		shadow   = fs.Bool("shadow", true, "run the twin in shadow: score every decision against the model's counterfactuals")
 		noStore  = fs.Bool("no-store", false, "write no tables (the twin's records stay on Kafka)")
-		trans    = fs.String("transitions", "auto", "layers whose transitions the shadow twin writes to strata.transitions.v1 for `strata learner --run-id <run>`: a list, none, or auto (the layers served by dqn or ppo)")
+		trans    = fs.String("transitions", "auto", "layers whose transitions the shadow twin writes to strata.transitions.v1 for 'strata learner --run-id <run>': a list, none, or auto (the layers served by dqn or ppo)")
 		drainT   = fs.Duration("drain-timeout", 30*time.Second, "on the embedded broker, how long a stop waits for the back end to process every acknowledged record before it gives up and reports how many were left (they are lost)")
 	)
 	cf.register(fs)
