@@ -34,7 +34,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		statsJSON   = fs.Bool("json", false, "print the final counters as JSON")
 		runID       = fs.String("run-id", "", "write only the rows of this run (default: every run on the topics)")
 		instanceID  = fs.String("instance-id", "", "static group membership `ID`: a sink restarted with it after a crash resumes at once (one running sink per id)")
-		sessionTO   = fs.Duration("session-timeout", 0, "group session timeout: how long a crashed sink without --instance-id holds its partitions (default 45s)")
+		sessionTO   = fs.Duration("session-timeout", 45*time.Second, "group session timeout: how long a crashed sink without --instance-id holds its partitions")
 	)
 	var names schemas.Names
 	registerPrefix(fs, &names)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
@@ -92,7 +93,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		lstmData   = fs.String("lstm-data", "", "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
 		lstmValid  = fs.String("lstm-valid", "", "LSTM validation sequences `FILE`.parquet (default: exported from the validation days into --out)")
 		lstmSample = fs.Int("lstm-sample", 200_000, "seeded sample size of the LSTM's training export (the validation export keeps a quarter of it)")
-		lstmEpochs = fs.Int("lstm-epochs", 0, "LSTM epochs at most (0: the default, early stopping may end sooner)")
+		lstmEpochs = fs.Int("lstm-epochs", lstm.DefaultConfig().MaxEpochs, "LSTM epochs at most (early stopping may end sooner)")
 		lstmLoss   = fs.String("loss", "asymmetric", "LSTM training loss: asymmetric or symmetric")
 	)
 	cf.register(fs)
