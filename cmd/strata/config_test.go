@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -276,5 +277,49 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 	}
 	if strings.Contains(defJSON, "config_file") || strings.Contains(defJSON, "overrides") {
 		t.Errorf("config_json of a run without a file: %s", defJSON)
+	}
+}
+
+// TestConfigDocCoversEveryFlag checks docs/config.md against the commands:
+// every flag of every command in its command's block, every parameter of
+// the model and reward sections and every price of the catalog section.
+func TestConfigDocCoversEveryFlag(t *testing.T) {
+	b, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	for _, c := range tableCommands() {
+		if g, _ := findCommand(commands(), c[0]); len(c) == 1 && g.group {
+			continue
+		}
+		name := strings.Join(c, " ")
+		_, block, ok := strings.Cut(doc, "### strata "+name+"\n")
+		if !ok {
+			t.Errorf("docs/config.md has no block for strata %s", name)
+			continue
+		}
+		block, _, _ = strings.Cut(block, "\n### ")
+		var help bytes.Buffer
+		_ = run(context.Background(), append(c, "-h"), &help, &help)
+		for _, m := range flagLine.FindAllStringSubmatch(help.String(), -1) {
+			if m[1] != "config" && !strings.Contains(block, "# "+m[1]+": ") {
+				t.Errorf("docs/config.md: strata %s's block lacks --%s", name, m[1])
+			}
+		}
+	}
+	for _, p := range cloud.Params() {
+		if !strings.Contains(doc, "`"+strings.TrimPrefix(p.Name, "reward.")+"`") {
+			t.Errorf("docs/config.md does not list the parameter %s", p.Name)
+		}
+	}
+	for p := range cloud.Provider(cloud.NumProviders) {
+		names, _ := cloud.PriceNames(p)
+		for _, n := range names {
+			if !strings.Contains(doc, "`"+n+"`") {
+				t.Errorf("docs/config.md does not list the price %s", n)
+			}
+		}
 	}
 }
