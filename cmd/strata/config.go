@@ -236,14 +236,8 @@ func recordValue(n *yaml.Node) any {
 func (rc *roleConfig) applyCloud(file string, sections map[string]entry) error {
 	rc.sections = map[string]any{}
 	var (
-		sets   []cloud.Setting
-		where  []string // each setting's file:line and name, for errors
-		record = func(sec string) map[string]any {
-			if rc.sections[sec] == nil {
-				rc.sections[sec] = map[string]any{}
-			}
-			return rc.sections[sec].(map[string]any)
-		}
+		sets  []cloud.Setting
+		where []string // each setting's file:line and name, for errors
 	)
 	add := func(e entry, label string, s cloud.Setting) error {
 		val, err := scalarText(e.value)
@@ -263,7 +257,8 @@ func (rc *roleConfig) applyCloud(file string, sections map[string]entry) error {
 		if err != nil {
 			return err
 		}
-		rec := record(sec)
+		rec := map[string]any{}
+		rc.sections[sec] = rec
 		for _, e := range entries {
 			label := sec + "." + e.key
 			name := e.key
