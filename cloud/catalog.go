@@ -155,8 +155,9 @@ var (
 )
 
 // Sourced is a number together with where it comes from: Src holds keys of
-// the catalog's source table separated by ";" (see Catalog.Sources), or
-// "ASSUMED" when no source was found.
+// the catalog's source table separated by ";" (see Catalog.Sources),
+// "ASSUMED" when no source was found, or SrcOverride for a price a
+// configuration replaced (Catalog.WithPrices).
 type Sourced struct {
 	// Value is the number, in the unit the field's documentation names.
 	Value float64

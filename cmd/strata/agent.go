@@ -15,7 +15,6 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
-	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -41,14 +40,15 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		act      = fs.Bool("act", false, "also answer single live decisions on strata.act.<layer> (request/reply, queue group "+worker.ActQueueGroup+")")
 		seed     = fs.Int64("seed", 1, "seed of the policy's random choices")
 		models   = fs.String("models", "", "`DIR` of trained checkpoints for the learned policies (dqn, ppo, lstm)")
-		follow   = fs.Bool("follow", false, "serve the checkpoints `strata learner` publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
+		follow   = fs.Bool("follow", false, "serve the checkpoints that strata learner publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
 		live     = fs.Bool("live", false, "with --follow: switch to a new checkpoint on arrival, never wait (live mode)")
 		epochF   = fs.String("trace-epoch", grid.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 		names    schemas.Names
 	)
 	registerPrefix(fs, &names)
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
@@ -76,13 +76,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		return err
-	}
-	cfg := cloud.DefaultConfig()
-	cfg.Epoch = epoch
-	model, err := cloud.NewModel(cat, cfg)
+	model, err := conf.newModel(epoch)
 	if err != nil {
 		return err
 	}

@@ -30,9 +30,11 @@ import (
 // benchTopic prefixes the topics that receive the raw ceiling's records.
 const benchTopic = "strata.bench.raw"
 
-// benchUsage lists the benchmarks; each prints its ratio against a ceiling
-// measured in the same process as its last line.
-const benchUsage = `usage: strata bench <benchmark> [flags]
+// benchUsage lists the benchmarks of the command table; each prints its
+// ratio against a ceiling measured in the same process as its last line.
+func benchUsage() string {
+	var b strings.Builder
+	b.WriteString(`usage: strata bench <benchmark> [flags]
 
 Each benchmark runs its ceiling and the measured path alternately, --runs
 times each (ceiling, measured, ceiling, …), prints every run, then both
@@ -40,40 +42,25 @@ sides' best rates, and last "<name>/<ceiling> ratio: X", the ratio of the
 best runs.
 
 Benchmarks:
-  pipeline  replay → features → NATS throughput against raw franz-go produce
-  twin      pure twin Engine arrivals/s against the replay source alone
-  loop      closed-loop ticks/s against the pure twin Engine on the same days
-  sink      sink rows/s into ClickHouse (--clickhouse) or DuckDB (--store)
-            against a raw batch insert of the same rows
-  ingest    live telemetry over HTTP (strata ingest) against raw franz-go
-            produce of the same records, with request latency p50/p99`
+`)
+	g, _ := findCommand(commands(), "bench")
+	listCommands(&b, g.subs)
+	return b.String()
+}
 
-// benchMain runs `strata bench <benchmark>`. For pipeline: in --runs
-// interleaved rounds, each on a fresh environment (one broker for both
-// sides), it measures the raw franz-go produce throughput of the trace's
-// records (the ceiling) and then the end-to-end replay → features → NATS
-// throughput of the whole trace, prints every run, and prints the ratio of
-// the two sides' best runs as its last line. The other benchmarks are in
-// bench_twin.go, bench_loop.go, bench_sink.go and bench_ingest.go.
+// benchMain runs `strata bench <benchmark>`.
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "twin":
-			return benchTwinMain(ctx, args[1:], stdout, stderr)
-		case "loop":
-			return benchLoopMain(ctx, args[1:], stdout, stderr)
-		case "sink":
-			return benchSinkMain(ctx, args[1:], stdout, stderr)
-		case "ingest":
-			return benchIngestMain(ctx, args[1:], stdout, stderr)
-		case "-h", "--help", "help":
-			fmt.Fprint(stdout, benchUsage)
-			return nil
-		}
-	}
-	if len(args) == 0 || args[0] != "pipeline" {
-		return errors.New(benchUsage)
-	}
+	return runGroup(ctx, "bench", args, stdout, stderr, benchUsage())
+}
+
+// benchPipelineMain runs `strata bench pipeline`: in --runs interleaved
+// rounds, each on a fresh environment (one broker for both sides), it
+// measures the raw franz-go produce throughput of the trace's records (the
+// ceiling) and then the end-to-end replay → features → NATS throughput of
+// the whole trace, prints every run, and prints the ratio of the two sides'
+// best runs as its last line. The other benchmarks are in bench_twin.go,
+// bench_loop.go, bench_sink.go and bench_ingest.go.
+func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("strata bench pipeline", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -87,8 +74,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		retention = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
-	cf.register(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	cf.registerBatch(fs)
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *runs < 1 || *rawSample < 1 {

@@ -57,8 +57,8 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		cpuProf     = fs.String("cpuprofile", "", "write a CPU profile of the last ingest run (after its requests are encoded) to `FILE`")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
-	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	cf.registerBatch(fs)
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *runs < 1 || *records < 1 {

@@ -50,10 +50,11 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		prof     profileFlags
 	)
 	fs.IntVar(runs, "engine-runs", *runs, "alias of --runs (deprecated)")
-	cf.register(fs)
+	cf.registerBatch(fs)
 	bs.register(fs, 1)
 	prof.register(fs, "the closed loop's runs")
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *runs < 1 {
@@ -75,7 +76,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	// The cache keeps static-best's choices (if a layer runs it) from the
 	// first round's setup for the others.
 	lf := loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl, policySeed: *polSeed, sources: sf,
-		cache: &loopCache{}}
+		cache: &loopCache{}, conf: conf}
 
 	// The ceiling's tick buckets, built once (untimed).
 	src, name, traceLen, closeSrc, err := sf.open()

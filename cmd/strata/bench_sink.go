@@ -52,7 +52,8 @@ func benchSinkMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		seed       = fs.Int64("seed", 1, "seed of the synthetic trace the rows come from")
 		logLevel   = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if (*chDSN == "") == (*duckFile == "") {
@@ -81,7 +82,7 @@ func benchSinkMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}()
 
 	runID := "bench-" + strings.TrimPrefix(newRunID(), "run-")
-	rows, err := sinkBenchRows(ctx, runID, *nRows, *seed)
+	rows, err := sinkBenchRows(ctx, conf, runID, *nRows, *seed)
 	if err != nil {
 		return err
 	}
@@ -146,15 +147,9 @@ const benchSinkPolicy = "bench-prewarm-active"
 // function active in the last hour, none once it is not), with every
 // function at the default placement, until it has emitted n rows. Like the
 // closed loop's runs, that gives about one operational reward per
-// decision, plus the hourly and daily rewards.
-func sinkBenchRows(ctx context.Context, runID string, n int, seed int64) (*benchRows, error) {
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		return nil, err
-	}
-	mcfg := cloud.DefaultConfig()
-	mcfg.Epoch = grid.DefaultEpoch
-	m, err := cloud.NewModel(cat, mcfg)
+// decision, plus the hourly and daily rewards. The cloud model is conf's.
+func sinkBenchRows(ctx context.Context, conf *roleConfig, runID string, n int, seed int64) (*benchRows, error) {
+	m, err := conf.newModel(grid.DefaultEpoch)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +173,7 @@ func sinkBenchRows(ctx context.Context, runID string, n int, seed int64) (*bench
 	// provisioned concurrency in blocks), so every pre-warmed function-tick
 	// is scored, as in the closed loop's runs.
 	pl := cloud.Placement{Provider: cloud.GCP, Metro: cloud.USEast, Tier: 3}
-	eng, err := twin.NewEngine(m, twin.Config{RunID: runID, DefaultPlacement: pl, Reward: cloud.DefaultRewardConfig()}, pb.Build(m))
+	eng, err := twin.NewEngine(m, twin.Config{RunID: runID, DefaultPlacement: pl, Reward: m.Config().Reward}, pb.Build(m))
 	if err != nil {
 		return nil, err
 	}

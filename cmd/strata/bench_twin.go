@@ -65,7 +65,8 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	)
 	fs.IntVar(runs, "replay-runs", *runs, "alias of --runs (deprecated)")
 	bs.register(fs, 2)
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *runs < 1 || *prewarm < 0 {
@@ -111,7 +112,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if i == 0 {
 			// The engine's model and function profiles, derived once
 			// (untimed).
-			lo, _, err = setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf},
+			lo, _, err = setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf, conf: conf},
 				pipelineOpts{epoch: grid.DefaultEpoch, logger: logger}, name, grid.DefaultEpoch)
 			if err != nil {
 				return err

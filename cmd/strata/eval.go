@@ -136,16 +136,14 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
-	cf.register(fs)
-	sf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	cf.registerBatch(fs)
+	sf.registerWith(fs, "seed", 14)
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if !*base && *modelsF == "" {
 		return errors.New("strata eval: say what to compare: --baselines, or --models DIR[,DIR…]")
-	}
-	if sf.trace == "" && sf.synthDays == 0 {
-		sf.synthDays = 14
 	}
 	first, last, err := parseDays(*evalDays)
 	if err != nil {
@@ -172,7 +170,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(me.dirs) == 0 {
 			return errNoModels
 		}
-		base := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		base := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache, conf: conf}
 		return evalModels(ctx, me, base, cf, epoch, lateness.Microseconds(), logger, fromUS, toUS, w, first, last, stdout, stderr)
 	}
 	var only []string
@@ -182,7 +180,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rows := evalVariants(layers, only)
 	for i := range rows {
 		r := &rows[i]
-		lf := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache}
+		lf := loopFlags{placement: pl, policySeed: *polSeed, sources: &sf, cache: cache, conf: conf}
 		if err := runEvalRow(ctx, r, lf, cf, epoch, lateness.Microseconds(), logger, fromUS, toUS, w); err != nil {
 			return err
 		}

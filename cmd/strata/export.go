@@ -305,17 +305,12 @@ func writeSequences(path string, samples []*seqSample, meta map[string]string) (
 	return st.Size(), nil
 }
 
+// exportUsage lists the exports.
+const exportUsage = "Usage: strata export sequences --out FILE.parquet [flags]\n"
+
 // exportMain dispatches `strata export <what>`.
 func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprintln(stdout, "Usage: strata export sequences --out FILE.parquet [flags]")
-		return nil
-	}
-	if len(args) == 0 || args[0] != "sequences" {
-		fmt.Fprintln(stderr, "Usage: strata export sequences --out FILE.parquet [flags]")
-		return errors.New("strata export: the only export so far is 'sequences'")
-	}
-	return exportSequencesMain(ctx, args[1:], stdout, stderr)
+	return runGroup(ctx, "export", args, stdout, stderr, exportUsage)
 }
 
 // exportSequencesMain runs `strata export sequences`: the closed loop over
@@ -323,6 +318,13 @@ func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // operational state batches turned into LSTM samples, a seeded sample of
 // them written as Parquet.
 func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return exportSequences(ctx, args, stdout, stderr, nil)
+}
+
+// exportSequences is exportSequencesMain with the cloud model of model
+// (strata train's, for the LSTM's exports) unless args give a config file
+// with the model's sections.
+func exportSequences(ctx context.Context, args []string, stdout, stderr io.Writer, model *roleConfig) error {
 	fs := flag.NewFlagSet("strata export sequences", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -339,12 +341,11 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 		polSeed   = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		lateness  = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
-	cf.register(fs)
-	fs.StringVar(&sf.trace, "trace", "", "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
-	fs.IntVar(&sf.synthDays, "synth-days", 0, "days of synthetic trace to generate when no --trace is given (default: the last of --days)")
-	fs.Int64Var(&sf.seed, "trace-seed", 1, "seed of the synthetic trace")
-	fs.IntVar(&sf.apps, "apps", 0, "keep only this many apps of the synthetic trace (0 = all 119)")
-	if err := fs.Parse(args); err != nil {
+	cf.registerBatch(fs)
+	sf.registerWith(fs, "trace-seed", 0)
+	fs.Lookup("synth-days").Usage = "generate `N` days of synthetic trace when no --trace is given (default: the last of --days)"
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *out == "" {
@@ -369,7 +370,10 @@ func exportSequencesMain(ctx context.Context, args []string, stdout, stderr io.W
 	col := newSeqCollector(*seed, *sampleN)
 	o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()))
 	o.onBatch = col.onBatch
-	lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *polSeed, sources: &sf}
+	if !conf.hasCloud() && model != nil {
+		conf = model
+	}
+	lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *polSeed, sources: &sf, conf: conf}
 	t0 := time.Now()
 	_, name, _, err := runWindow(ctx, lf, o, fromUS, toUS, 0)
 	if err != nil {

@@ -113,7 +113,7 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		names    schemas.Names
 	)
 	registerPrefix(fs, &names)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(names.Prefix); err != nil {

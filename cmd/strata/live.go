@@ -135,8 +135,10 @@ func (f *ingestFlags) config(brokers []string) (ingest.Config, error) {
 
 // ingestMain runs `strata ingest` (the HTTP service) or `strata ingest load`.
 func ingestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "load" {
-		return ingestLoadMain(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		if sub, ok := subcommand("ingest", args[0]); ok {
+			return sub.main(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("strata ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -163,7 +165,7 @@ See docs/ingest.md.
 	fs.StringVar(&inf.topic, "topic", "", "telemetry `TOPIC` (default strata.telemetry.v1 under --prefix; benchmarks use scratch topics, the other roles read strata.telemetry.v1)")
 	var names schemas.Names
 	registerPrefix(fs, &names)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
@@ -249,7 +251,7 @@ func liveMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		act      = fs.Bool("act", true, "also answer single decisions on strata.act.<layer>")
 		shadow   = fs.Bool("shadow", true, "run the twin in shadow: score every decision against the model's counterfactuals")
 		noStore  = fs.Bool("no-store", false, "write no tables (the twin's records stay on Kafka)")
-		trans    = fs.String("transitions", "auto", "layers whose transitions the shadow twin writes to strata.transitions.v1 for `strata learner --run-id <run>`: a list, none, or auto (the layers served by dqn or ppo)")
+		trans    = fs.String("transitions", "auto", "layers whose transitions the shadow twin writes to strata.transitions.v1 for 'strata learner --run-id <run>': a list, none, or auto (the layers served by dqn or ppo)")
 		drainT   = fs.Duration("drain-timeout", 30*time.Second, "on the embedded broker, how long a stop waits for the back end to process every acknowledged record before it gives up and reports how many were left (they are lost)")
 	)
 	cf.register(fs)
@@ -278,7 +280,8 @@ its committed offsets on the next start.
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
@@ -306,13 +309,17 @@ its committed offsets on the next start.
 			return fmt.Errorf("strata live --transitions: %w", err)
 		}
 	}
+	reg := newRegistry()
+	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
+		return err
+	}
 	lo := liveOpts{
 		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: newRegistry()},
+			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: reg},
 		ingest: icfg, listen: inf.listen, tlsCert: inf.tlsCert, tlsKey: inf.tlsKey,
 		policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
 		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow, transitions: trLayers,
-		drainTimeout: *drainT,
+		drainTimeout: *drainT, conf: conf,
 	}
 	if !*noStore {
 		lo.store = stf.target()
@@ -336,6 +343,9 @@ type liveOpts struct {
 	// drainTimeout bounds the drain at a stop on the embedded broker
 	// (default 30 s).
 	drainTimeout time.Duration
+	// conf is the --config file: the cloud model's overrides and what
+	// the runs row records of it (nil: the defaults).
+	conf *roleConfig
 }
 
 // liveRun is a running live process, for tests.
@@ -371,13 +381,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		icfg.Gatherer = g
 	}
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		return err
-	}
-	mcfg := cloud.DefaultConfig()
-	mcfg.Epoch = liveEpoch
-	model, err := cloud.NewModel(cat, mcfg)
+	model, err := lo.conf.newModel(liveEpoch)
 	if err != nil {
 		return err
 	}
@@ -461,7 +465,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		for _, l := range lo.transitions {
 			tr[l] = true
 		}
-		eng, err := twin.NewEngine(model, twin.Config{RunID: runID, DefaultPlacement: lo.placement, Reward: cloud.DefaultRewardConfig(),
+		eng, err := twin.NewEngine(model, twin.Config{RunID: runID, DefaultPlacement: lo.placement, Reward: model.Config().Reward,
 			Outcomes: true, Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: tr},
 			twin.NewProfileBuilder(liveEpoch).Build(model))
 		if err != nil {
@@ -785,7 +789,7 @@ func writeLiveRun(ctx context.Context, brokers []string, lo liveOpts, layers []s
 	v, err := proto.Marshal(&stratapb.Run{RunId: lo.pipe.runID, StartedUnixMs: time.Now().UnixMilli(), Source: "live", Seed: lo.seed,
 		Speed: "wall-clock", StrategicPolicy: pol[schemas.Strategic], TacticalPolicy: pol[schemas.Tactical],
 		OperationalPolicy: pol[schemas.Operational], DefaultPlacement: lo.placement.String(), TraceEpoch: liveEpoch.Format(time.RFC3339),
-		ConfigJson: runConfigJSON("[]", lo.pipe.partitions, lo.pipe.names)})
+		ConfigJson: runConfigJSON(lo.conf.runJSON(nil), lo.pipe.partitions, lo.pipe.names)})
 	if err != nil {
 		return fmt.Errorf("encoding the live run record: %w", err)
 	}
@@ -831,7 +835,7 @@ func ingestLoadMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		logLevel    = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	sf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	logger, err := newLogger(stderr, *logLevel)

@@ -14,35 +14,6 @@ import (
 	"syscall"
 )
 
-const usage = `strata — multi-cloud serverless placement with hierarchical learning agents
-
-Usage: strata <command> [flags]
-
-Commands:
-  run        replay a trace through the closed loop in one process — twin,
-             features, policy workers (embedded Kafka and NATS unless
-             addresses are given); --observed for the open loop
-  replay     produce a trace into Kafka (strata.invocations.v1, or
-             strata.telemetry.v1 with --observed)
-  features   window strata.telemetry.v1 into state batches on NATS
-  agent      serve one layer's policy on NATS: a run's tick batches (--act: strata.act.<layer>)
-  sink       write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB
-  sql        query the decision and reward tables (DuckDB file or ClickHouse)
-  eval       --baselines: compare policies one layer at a time on evaluation days
-  trace      synth | stats: generate a synthetic trace, print trace statistics
-  export     sequences: operational state of a closed-loop run as LSTM samples (Parquet)
-  learner    train DQN and PPO on a run's transitions, publish checkpoints to JetStream
-  train      train the learned agents: closed-loop episodes over days 1–10, validation on 11–12
-  train-lstm train the operational LSTM on exported sequences, compare with moving-average
-  ingest     serve live telemetry over HTTP (JSON, OTLP) into strata.telemetry.v1,
-             and the decisions API; ingest load: send a trace as live telemetry
-  live       live mode in one process: ingest, features, agents, decisions API,
-             shadow twin, sink (embedded Kafka, NATS and DuckDB by default)
-  bench      pipeline | twin | loop | sink: throughput against a ceiling measured in the same run
-
-Run 'strata <command> -h' for the flags of a command.
-`
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -82,52 +53,24 @@ func exitCode(err error) int {
 	}
 }
 
-// run dispatches to a subcommand; it is what main and the in-process tests
-// call.
+// run dispatches to a command of the command table; it is what main and
+// the in-process tests call.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return errUsage
 	}
 	switch args[0] {
-	case "run":
-		return runMain(ctx, args[1:], stdout, stderr)
-	case "replay":
-		return replayMain(ctx, args[1:], stdout, stderr)
-	case "features":
-		return featuresMain(ctx, args[1:], stdout, stderr)
-	case "agent":
-		return agentMain(ctx, args[1:], stdout, stderr)
-	case "learner":
-		return learnerMain(ctx, args[1:], stdout, stderr)
-	case "train":
-		return trainMain(ctx, args[1:], stdout, stderr)
-	case "trace":
-		return traceRun(ctx, args[1:], stdout, stderr)
-	case "sink":
-		return sinkMain(ctx, args[1:], stdout, stderr)
-	case "sql":
-		return sqlMain(ctx, args[1:], stdout, stderr)
-	case "eval":
-		return evalMain(ctx, args[1:], stdout, stderr)
-	case "export":
-		return exportMain(ctx, args[1:], stdout, stderr)
-	case "train-lstm":
-		return trainLSTMMain(ctx, args[1:], stdout, stderr)
-	case "ingest":
-		return ingestMain(ctx, args[1:], stdout, stderr)
-	case "live":
-		return liveMain(ctx, args[1:], stdout, stderr)
-	case "bench":
-		defaultMemoryLimit()
-		return benchMain(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return nil
-	default:
-		fmt.Fprint(stderr, usage)
+	}
+	c, ok := findCommand(commands(), args[0])
+	if !ok {
+		fmt.Fprint(stderr, usage())
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+	return c.main(ctx, args[1:], stdout, stderr)
 }
 
 // embeddedMemoryLimit is the Go soft memory limit of the all-in-one open

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,26 +36,55 @@ import (
 type sourceFlags struct {
 	trace     string
 	synthDays int
-	seed      int64
-	apps      int
+	// synthSet records that --synth-days was given: --trace excludes it.
+	synthSet bool
+	seed     int64
+	apps     int
 }
 
-func (f *sourceFlags) register(fs *flag.FlagSet) { f.registerSeedAs(fs, "seed") }
+// register registers the flags: one synthetic day by default, its seed
+// called --seed.
+func (f *sourceFlags) register(fs *flag.FlagSet) { f.registerWith(fs, "seed", 1) }
 
-// registerSeedAs registers the flags with the synthetic trace's seed
-// called seedFlag.
-func (f *sourceFlags) registerSeedAs(fs *flag.FlagSet, seedFlag string) {
+// registerWith registers the flags with the synthetic trace's seed called
+// seedFlag and days synthetic days by default, which --synth-days -h
+// prints.
+func (f *sourceFlags) registerWith(fs *flag.FlagSet, seedFlag string, days int) {
 	fs.StringVar(&f.trace, "trace", "", "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
-	fs.IntVar(&f.synthDays, "synth-days", 0, "days of synthetic trace to generate when no --trace is given (default 1)")
+	f.synthDays = days
+	fs.Var(&daysValue{days: &f.synthDays, set: &f.synthSet}, "synth-days", "generate `N` days of synthetic trace when no --trace is given")
 	fs.Int64Var(&f.seed, seedFlag, 1, "seed of the synthetic trace")
 	fs.IntVar(&f.apps, "apps", 0, "keep only this many apps of the synthetic trace (0 = all 119)")
+}
+
+// daysValue is the value of --synth-days: a number of days that records
+// whether the command line (or a config file) set it.
+type daysValue struct {
+	days *int
+	set  *bool
+}
+
+func (v *daysValue) String() string {
+	if v == nil || v.days == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.days)
+}
+
+func (v *daysValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a whole number of days")
+	}
+	*v.days, *v.set = n, true
+	return nil
 }
 
 // open returns the selected source, its name for messages, its length in
 // trace microseconds when known (0 otherwise) and a closer.
 func (f *sourceFlags) open() (replay.Source, string, int64, func(), error) {
 	if f.trace != "" {
-		if f.synthDays != 0 {
+		if f.synthSet {
 			return nil, "", 0, nil, errors.New("--trace and --synth-days are exclusive")
 		}
 		r, err := replay.OpenTrace(f.trace)
@@ -64,9 +94,6 @@ func (f *sourceFlags) open() (replay.Source, string, int64, func(), error) {
 		return r, f.trace, 0, func() { _ = r.Close() }, nil
 	}
 	days := f.synthDays
-	if days == 0 {
-		days = 1
-	}
 	s, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: f.seed, Apps: f.apps})
 	if err != nil {
 		return nil, "", 0, nil, fmt.Errorf("creating synthetic trace: %w", err)

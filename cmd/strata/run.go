@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -58,28 +59,41 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
+	c.registerBatch(fs)
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
+}
+
+// registerBatch registers the common flags except --metrics-addr, for the
+// batch commands (eval, export, bench), which run one pipeline after
+// another, each with a registry of its own, and serve no metrics.
+func (c *commonFlags) registerBatch(fs *flag.FlagSet) {
 	fs.StringVar(&c.kafka, "kafka", "", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
 	fs.StringVar(&c.nats, "nats", "", "NATS `URL` (default: an embedded nats-server with JetStream)")
 	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, embeddedLoopPartitions))
 	registerPrefix(fs, &c.names)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
 	fs.StringVar(&c.epoch, "trace-epoch", grid.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 }
 
-// serveMetrics serves reg on addr until ctx is done; "" serves nothing.
+// serveMetrics serves reg on addr until ctx is done; "" serves nothing. It
+// listens before it returns, so a taken or malformed address fails the
+// command before its role starts.
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
 	if addr == "" {
 		return nil
 	}
-	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("serving metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	go func() { _ = srv.ListenAndServe() }()
+	go func() { _ = srv.Serve(ln) }()
 	return nil
 }
 
@@ -114,10 +128,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rf.register(fs)
 	stf.register(fs)
 	prof.register(fs, "the run")
-	if err := fs.Parse(args); err != nil {
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *observed {
+		if conf.hasCloud() {
+			return errors.New("strata run --observed builds no cloud model: its config file cannot hold the reward, model and catalog sections")
+		}
 		defaultMemoryLimit()
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
@@ -169,7 +187,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return runLoopMain(ctx, loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl,
 			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes,
-			transitions: tl, models: *models}, o, src, name, traceLen, stdout)
+			transitions: tl, models: *models, conf: conf}, o, src, name, traceLen, stdout)
 	}
 	res, err := runPipeline(ctx, o, src, name, traceLen)
 	if err != nil {
@@ -207,7 +225,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cf.register(fs)
 	sf.register(fs)
 	rf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if cf.kafka == "" {
@@ -222,7 +240,9 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	reg := newRegistry()
-	_ = serveMetrics(ctx, cf.metricsAddr, reg)
+	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
+		return err
+	}
 	src, name, traceLen, closeSrc, err := sf.open()
 	if err != nil {
 		return err
@@ -281,7 +301,7 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		ckptEvery = fs.Duration("checkpoint-every", 5*time.Second, "wall-clock interval between state checkpoints")
 	)
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if cf.kafka == "" || cf.nats == "" {
@@ -296,7 +316,9 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	reg := newRegistry()
-	_ = serveMetrics(ctx, cf.metricsAddr, reg)
+	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
+		return err
+	}
 	if err := schemas.ValidatePrefix(cf.names.Prefix); err != nil {
 		return err
 	}

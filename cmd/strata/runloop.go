@@ -43,6 +43,9 @@ type loopFlags struct {
 	// layers it trains follow its checkpoints (their policy names are
 	// ignored).
 	learn *learnOpts
+	// conf is the command's --config file: the cloud model's overrides
+	// and what the runs row records of it (nil: the defaults).
+	conf *roleConfig
 }
 
 // loopCache holds what setupLoop derives from the training days once.
@@ -105,22 +108,15 @@ type loopSummary struct {
 }
 
 // setupLoop builds what a closed-loop run needs besides the pipeline: the
-// cloud model (epoch o.epoch), the functions' properties and static-best's
-// choices from the trace's training days (read again from lf.sources,
-// under trainEpoch: the trace's own epoch, which differs from o.epoch only
-// when the run replays a shifted window of it), the policies and the twin's
-// configuration. It returns the policy name of each layer too.
+// cloud model (epoch o.epoch, lf.conf's overrides), the functions'
+// properties and static-best's choices from the trace's training days
+// (read again from lf.sources, under trainEpoch: the trace's own epoch,
+// which differs from o.epoch only when the run replays a shifted window of
+// it), the policies and the twin's configuration. It returns the policy
+// name of each layer too.
 func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, trainEpoch time.Time) (loopOpts, map[string]string, error) {
 	var lo loopOpts
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		return lo, nil, err
-	}
-	newModel := func(epoch time.Time) (*cloud.Model, error) {
-		cfg := cloud.DefaultConfig()
-		cfg.Epoch = epoch
-		return cloud.NewModel(cat, cfg)
-	}
+	newModel := lf.conf.newModel
 	m, err := newModel(o.epoch)
 	if err != nil {
 		return lo, nil, err
@@ -156,7 +152,7 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 	closePre()
 
 	profile := pb.Build(mTrain)
-	engCfg := twin.Config{DefaultPlacement: lf.placement, Reward: cloud.DefaultRewardConfig(), Outcomes: lf.outcomes,
+	engCfg := twin.Config{DefaultPlacement: lf.placement, Reward: m.Config().Reward, Outcomes: lf.outcomes,
 		Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}}
 	policies := map[schemas.Layer]worker.Policy{}
 	names := map[string]string{}
@@ -219,11 +215,10 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 	if err != nil {
 		return err
 	}
-	cfgJSON, _ := json.Marshal(lf.args)
 	lo.run = &stratapb.Run{RunId: o.runID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lf.sources.seed,
 		Speed: o.speed.String(), StrategicPolicy: lf.strategic, TacticalPolicy: lf.tactical, OperationalPolicy: lf.operational,
 		DefaultPlacement: fmt.Sprintf("%s/%s/%d", lf.placement.Provider, lf.placement.Metro, lf.placement.Tier.MB()),
-		TraceEpoch:       o.epoch.Format(time.RFC3339), ConfigJson: string(cfgJSON)}
+		TraceEpoch:       o.epoch.Format(time.RFC3339), ConfigJson: lf.conf.runJSON(lf.args)}
 	if lf.store != "" {
 		st, err := store.Open(ctx, lf.store)
 		if err != nil {
@@ -293,16 +288,25 @@ func loopBasics(stderr io.Writer, cf commonFlags, placement string) (*slog.Logge
 }
 
 // runConfigJSON is the config_json of a run's record: the command line's
-// arguments (args, a JSON list as flags gave them) with what the run
+// arguments (args: a JSON list as flags gave them, or roleConfig.runJSON's
+// object, which adds the config file and what it set) with what the run
 // resolved — the topics' partition count and the name prefix.
 func runConfigJSON(args string, partitions int, names schemas.Names) string {
-	var a []string
-	_ = json.Unmarshal([]byte(args), &a)
+	var rec struct {
+		Args       []string        `json:"args"`
+		ConfigFile string          `json:"config_file,omitempty"`
+		Overrides  json.RawMessage `json:"overrides,omitempty"`
+	}
+	if json.Unmarshal([]byte(args), &rec) != nil {
+		_ = json.Unmarshal([]byte(args), &rec.Args)
+	}
 	b, err := json.Marshal(struct {
-		Args       []string `json:"args"`
-		Partitions int      `json:"partitions"`
-		Prefix     string   `json:"name_prefix,omitempty"`
-	}{a, partitions, names.Prefix})
+		Args       []string        `json:"args"`
+		Partitions int             `json:"partitions"`
+		Prefix     string          `json:"name_prefix,omitempty"`
+		ConfigFile string          `json:"config_file,omitempty"`
+		Overrides  json.RawMessage `json:"overrides,omitempty"`
+	}{rec.Args, partitions, names.Prefix, rec.ConfigFile, rec.Overrides})
 	if err != nil {
 		return args
 	}

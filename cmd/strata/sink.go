@@ -25,7 +25,7 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		brokers     = fs.String("kafka", "", "Kafka seed brokers `host:port[,…]` (required)")
 		group       = fs.String("group", "", "consumer group (default strata-sink under --prefix)")
 		outcomes    = fs.Bool("outcomes", false, "also write strata.outcomes.v1 to the outcomes table")
-		partitions  = fs.Int("partitions", 0, "partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or 4)")
+		partitions  = fs.Int("partitions", 0, fmt.Sprintf("partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or %d)", kafka.DefaultPartitions))
 		batchRows   = fs.Int("batch-rows", 10000, "most records written in one batch")
 		flushEvery  = fs.Duration("flush-interval", 500*time.Millisecond, "longest a record waits for its batch")
 		idle        = fs.Duration("stop-after-idle", 0, "exit once no record arrived for this long (0: run until interrupted)")
@@ -34,12 +34,12 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		statsJSON   = fs.Bool("json", false, "print the final counters as JSON")
 		runID       = fs.String("run-id", "", "write only the rows of this run (default: every run on the topics)")
 		instanceID  = fs.String("instance-id", "", "static group membership `ID`: a sink restarted with it after a crash resumes at once (one running sink per id)")
-		sessionTO   = fs.Duration("session-timeout", 0, "group session timeout: how long a crashed sink without --instance-id holds its partitions (default 45s)")
+		sessionTO   = fs.Duration("session-timeout", 45*time.Second, "group session timeout: how long a crashed sink without --instance-id holds its partitions")
 	)
 	var names schemas.Names
 	registerPrefix(fs, &names)
 	sf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
@@ -53,7 +53,9 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	reg := newRegistry()
-	_ = serveMetrics(ctx, *metricsAddr, reg)
+	if err := serveMetrics(ctx, *metricsAddr, reg); err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, sf.target())
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ ClickHouse form of a query (SELECT count() FROM decisions FINAL) runs on both.
 	var sf storeFlags
 	sf.register(fs)
 	format := fs.String("format", "table", "output format: table, csv or json")
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	query := strings.TrimSpace(strings.Join(fs.Args(), " "))

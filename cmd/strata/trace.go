@@ -35,22 +35,7 @@ func traceMain(ctx context.Context, args []string, stdout io.Writer) error {
 
 // traceRun is traceMain with an explicit diagnostics writer.
 func traceRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, traceUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "synth":
-		return traceSynth(ctx, args[1:], stdout, stderr)
-	case "stats":
-		return traceStats(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, traceUsage)
-		return nil
-	default:
-		fmt.Fprint(stderr, traceUsage)
-		return fmt.Errorf("unknown trace command %q", args[0])
-	}
+	return runGroup(ctx, "trace", args, stdout, stderr, traceUsage)
 }
 
 // traceParse parses args with fs, accepting flags before and after the
@@ -79,8 +64,12 @@ func traceSynth(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Int64Var(&cfg.Seed, "seed", 1, "`seed` of the realisation; the same flags give byte-identical output")
 	fs.IntVar(&cfg.Apps, "apps", 0, "keep this many `apps` of the 119 (0 = all)")
 	fs.StringVar(&out, "out", "", "output `FILE` (\"-\" = stdout, .gz suffix = gzip)")
+	confPath := registerConfig(fs)
 	pos, err := traceParse(fs, args)
 	if err != nil {
+		return err
+	}
+	if _, err := loadConfig(fs, *confPath, false); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -141,8 +130,12 @@ func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("strata trace stats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the statistics as JSON")
+	confPath := registerConfig(fs)
 	pos, err := traceParse(fs, args)
 	if err != nil {
+		return err
+	}
+	if _, err := loadConfig(fs, *confPath, false); err != nil {
 		return err
 	}
 	if len(pos) != 1 {

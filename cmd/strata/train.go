@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
@@ -92,24 +93,26 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		lstmData   = fs.String("lstm-data", "", "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
 		lstmValid  = fs.String("lstm-valid", "", "LSTM validation sequences `FILE`.parquet (default: exported from the validation days into --out)")
 		lstmSample = fs.Int("lstm-sample", 200_000, "seeded sample size of the LSTM's training export (the validation export keeps a quarter of it)")
-		lstmEpochs = fs.Int("lstm-epochs", 0, "LSTM epochs at most (0: the default, early stopping may end sooner)")
+		lstmEpochs = fs.Int("lstm-epochs", lstm.DefaultConfig().MaxEpochs, "LSTM epochs at most (early stopping may end sooner)")
 		lstmLoss   = fs.String("loss", "asymmetric", "LSTM training loss: asymmetric or symmetric")
 	)
 	cf.register(fs)
-	sf.registerSeedAs(fs, "trace-seed")
-	fs.BoolVar(new(bool), "progress", true, "show progress on stderr (per episode; the loop's bar at --log-level info)")
-	if err := fs.Parse(args); err != nil {
+	sf.registerWith(fs, "trace-seed", 14)
+	progress := fs.Bool("progress", true, "print each episode's results and PPO's updates on stderr")
+	conf, err := parseModelFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *outDir == "" {
 		return errors.New("strata train: --out DIR is required")
 	}
-	if sf.trace == "" && sf.synthDays == 0 {
-		sf.synthDays = 14
-	}
 	layers, err := parseLayers(*layersF)
 	if err != nil {
 		return fmt.Errorf("strata train --layers: %w", err)
+	}
+	pw := stderr
+	if !*progress {
+		pw = io.Discard
 	}
 	tFirst, tLast, err := parseDays(*trainDaysF)
 	if err != nil {
@@ -173,7 +176,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if e.PPO != nil {
 				u.RolloutReward, u.PolicyLoss, u.ValueLoss, u.Entropy = e.PPO.MeanReward, e.PPO.PolicyLoss, e.PPO.ValueLoss, e.PPO.Entropy
 				u.ApproxKL, u.ExplainedVariance = e.PPO.ApproxKL, e.PPO.ExplainedVariance
-				fmt.Fprintf(stderr, "  episode %d: ppo %s in force from hour %d (rollout mean reward %.4f, policy loss %.4f, value loss %.4f, entropy %.3f, KL %.4f)\n",
+				fmt.Fprintf(pw, "  episode %d: ppo %s in force from hour %d (rollout mean reward %.4f, policy loss %.4f, value loss %.4f, entropy %.3f, KL %.4f)\n",
 					episode+1, e.Version, e.InForce, u.RolloutReward, u.PolicyLoss, u.ValueLoss, u.Entropy, u.ApproxKL)
 			}
 			updates = append(updates, u)
@@ -182,7 +185,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for episode = 0; episode < *episodes; episode++ {
 			te := time.Now()
 			lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf,
-				learn: &learnOpts{learner: lrn, episode: episode}}
+				learn: &learnOpts{learner: lrn, episode: episode}, conf: conf}
 			o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
 			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0)
 			if err != nil {
@@ -212,7 +215,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			// Validation: the episode's greedy policies on the validation
 			// days, the day before them replayed unscored.
 			tv := time.Now()
-			vlf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf, models: epDir}
+			vlf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf, models: epDir, conf: conf}
 			for _, l := range rl {
 				switch l {
 				case schemas.Strategic:
@@ -242,7 +245,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				trainR := res.Twin.Layers[string(l)].MeanReward
 				line += fmt.Sprintf(" %s %s train R %.4f, validation R %.4f (regret %.4f)%s;", l, versions[l], trainR, c.MeanReward, c.MeanRegret, map[bool]string{true: " best", false: ""}[c.Best])
 			}
-			fmt.Fprintln(stderr, line)
+			fmt.Fprintln(pw, line)
 		}
 		if err := writeUpdatesCSV(filepath.Join(*outDir, "updates.csv"), updates); err != nil {
 			return err
@@ -250,7 +253,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		sum.Learner = lrn.Stats()
 	}
 	if slices.Contains(layers, schemas.Operational) {
-		if err := trainLSTMPart(ctx, stdout, stderr, cf, sf, *outDir, *seed, *trainDaysF, *validDaysF, *lstmData, *lstmValid, *lstmSample, *lstmEpochs, *lstmLoss); err != nil {
+		if err := trainLSTMPart(ctx, stdout, stderr, conf, cf, sf, *outDir, *seed, *trainDaysF, *validDaysF, *lstmData, *lstmValid, *lstmSample, *lstmEpochs, *lstmLoss); err != nil {
 			return err
 		}
 	}
@@ -294,7 +297,7 @@ func roundMap(m map[string]float64) map[string]string {
 
 // trainLSTMPart exports the operational sequences of the training and
 // validation days (unless given) and trains the LSTM into outDir.
-func trainLSTMPart(ctx context.Context, stdout, stderr io.Writer, cf commonFlags, sf sourceFlags, outDir string, seed int64,
+func trainLSTMPart(ctx context.Context, stdout, stderr io.Writer, conf *roleConfig, cf commonFlags, sf sourceFlags, outDir string, seed int64,
 	trainDays, validDays, data, valid string, sample, epochs int, loss string) error {
 	common := []string{"--trace-seed", strconv.FormatInt(sf.seed, 10), "--log-level", cf.logLevel}
 	if sf.trace != "" {
@@ -308,14 +311,14 @@ func trainLSTMPart(ctx context.Context, stdout, stderr io.Writer, cf commonFlags
 	if data == "" {
 		data = filepath.Join(outDir, "sequences-train.parquet")
 		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", trainDays, data)
-		if err := exportMain(ctx, append([]string{"sequences", "--out", data, "--days", trainDays, "--sample", strconv.Itoa(sample)}, common...), stderr, stderr); err != nil {
+		if err := exportSequences(ctx, append([]string{"--out", data, "--days", trainDays, "--sample", strconv.Itoa(sample)}, common...), stderr, stderr, conf); err != nil {
 			return fmt.Errorf("exporting the LSTM's training sequences: %w", err)
 		}
 	}
 	if valid == "" {
 		valid = filepath.Join(outDir, "sequences-valid.parquet")
 		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", validDays, valid)
-		if err := exportMain(ctx, append([]string{"sequences", "--out", valid, "--days", validDays, "--sample", strconv.Itoa(max(sample/4, 1))}, common...), stderr, stderr); err != nil {
+		if err := exportSequences(ctx, append([]string{"--out", valid, "--days", validDays, "--sample", strconv.Itoa(max(sample/4, 1))}, common...), stderr, stderr, conf); err != nil {
 			return fmt.Errorf("exporting the LSTM's validation sequences: %w", err)
 		}
 	}

@@ -172,7 +172,7 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		dense     = fs.Int("dense-hidden", def.Net.DenseHidden, "width of the dense head's hidden layer")
 		version   = fs.String("version", "", "model version in the checkpoint (default: lstm-<loss>-seed<seed>)")
 	)
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *data == "" || *outDir == "" {

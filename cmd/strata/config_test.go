@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// testFlags is a flag set with a flag of each kind the roles use, and an
+// alias (--raw-runs of --runs).
+type testFlags struct {
+	fs       *flag.FlagSet
+	days     int
+	speed    string
+	progress bool
+	layers   string
+	runs     int
+	lateness time.Duration
+}
+
+func newTestFlags() *testFlags {
+	f := &testFlags{fs: flag.NewFlagSet("strata test", flag.ContinueOnError)}
+	f.fs.SetOutput(io.Discard)
+	f.fs.IntVar(&f.days, "days", 1, "")
+	f.fs.StringVar(&f.speed, "speed", "max", "")
+	f.fs.BoolVar(&f.progress, "progress", true, "")
+	f.fs.StringVar(&f.layers, "layers", "strategic", "")
+	f.fs.IntVar(&f.runs, "runs", 3, "")
+	f.fs.IntVar(&f.runs, "raw-runs", 3, "alias of --runs")
+	f.fs.DurationVar(&f.lateness, "lateness", time.Minute, "")
+	return f
+}
+
+// TestApplyConfigFlags covers the YAML → flags layer: what the file sets,
+// what the command line keeps, lists, and the errors, which name the file,
+// the line and the key.
+func TestApplyConfigFlags(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		yaml      string
+		want      testFlags // compared field by field (fs ignored)
+		wantFlags map[string]string
+		wantErr   string
+	}{
+		{name: "sets unset flags", yaml: "days: 4\nspeed: '3600'\nprogress: false\nlateness: 90s\n",
+			want:      testFlags{days: 4, speed: "3600", progress: false, layers: "strategic", runs: 3, lateness: 90 * time.Second},
+			wantFlags: map[string]string{"days": "4", "speed": "3600", "progress": "false", "lateness": "90s"}},
+		{name: "command line wins", args: []string{"--days", "2", "--runs", "5"}, yaml: "days: 4\nraw-runs: 7\nspeed: '10'\n",
+			want:      testFlags{days: 2, speed: "10", progress: true, layers: "strategic", runs: 5, lateness: time.Minute},
+			wantFlags: map[string]string{"speed": "10"}},
+		{name: "a list is joined with commas", yaml: "layers: [strategic, tactical]\n",
+			want:      testFlags{days: 1, speed: "max", progress: true, layers: "strategic,tactical", runs: 3, lateness: time.Minute},
+			wantFlags: map[string]string{"layers": "strategic,tactical"}},
+		{name: "block list and an anchor", yaml: "layers:\n  - &t tactical\n  - operational\nspeed: *t\n",
+			want:      testFlags{days: 1, speed: "tactical", progress: true, layers: "tactical,operational", runs: 3, lateness: time.Minute},
+			wantFlags: map[string]string{"layers": "tactical,operational", "speed": "tactical"}},
+		{name: "empty file", yaml: "# nothing yet\n",
+			want:      testFlags{days: 1, speed: "max", progress: true, layers: "strategic", runs: 3, lateness: time.Minute},
+			wantFlags: map[string]string{}},
+		{name: "unknown key", yaml: "days: 2\n\n# the next line is wrong\ndayz: 3\n",
+			wantErr: `c.yaml:4: unknown key "dayz": strata test has no flag --dayz`},
+		{name: "bad value", yaml: "days: 2\nlateness: soon\n",
+			wantErr: `c.yaml:2: lateness: invalid value "soon": parse error`},
+		{name: "the command line's flag is not read from the file", args: []string{"--days", "3"}, yaml: "days: many\n",
+			want:      testFlags{days: 3, speed: "max", progress: true, layers: "strategic", runs: 3, lateness: time.Minute},
+			wantFlags: map[string]string{}},
+		{name: "no value", yaml: "speed:\n", wantErr: "c.yaml:1: speed: no value"},
+		{name: "a mapping", yaml: "speed: {x: 1}\n", wantErr: "c.yaml:1: speed: want a value or a list of values"},
+		{name: "a list of lists", yaml: "layers: [[a]]\n", wantErr: "c.yaml:1: layers: list item 1: want a single value"},
+		{name: "repeated key", yaml: "days: 2\nspeed: max\ndays: 3\n", wantErr: "c.yaml:3: days repeats line 1"},
+		{name: "a config names another", yaml: "config: other.yaml\n", wantErr: "c.yaml:1: config: a config file cannot name another"},
+		{name: "cloud section without a model", yaml: "days: 2\nreward:\n  w_cost: 1\n",
+			wantErr: "c.yaml:2: reward: strata test builds no cloud model"},
+		{name: "not a mapping", yaml: "- days\n", wantErr: "c.yaml:1: want a mapping of flag names to values"},
+		{name: "not YAML", yaml: "days: [\n", wantErr: "c.yaml: yaml: line 1:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newTestFlags()
+			if err := f.fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			rc, err := applyConfig(f.fs, "c.yaml", []byte(tt.yaml), false)
+			if tt.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one starting %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := *f
+			got.fs = nil
+			if got != tt.want {
+				t.Errorf("flags %+v, want %+v", got, tt.want)
+			}
+			if !maps.Equal(rc.flags, tt.wantFlags) {
+				t.Errorf("recorded flags %v, want %v", rc.flags, tt.wantFlags)
+			}
+		})
+	}
+}
+
+// TestApplyConfigCloud covers the reward, model and catalog sections:
+// applied, validated, and errors at the line at fault.
+func TestApplyConfigCloud(t *testing.T) {
+	def, err := cloud.DefaultCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		yaml    string
+		check   func(rc *roleConfig) error
+		wantErr string
+	}{
+		{name: "reward and model", yaml: "days: 2\nreward:\n  w_cost: 0.7\n  w_perf: 0.2\n  w_carbon: 0.1\nmodel:\n  keep_alive_min: {aws: 12, gcp: 5}\n  carbon_mode: static\n",
+			check: func(rc *roleConfig) error {
+				c := rc.modelConfig()
+				if c.Reward.WCost != 0.7 || c.Reward.WPerf != 0.2 || c.KeepAliveMin[cloud.AWS] != 12 || c.KeepAliveMin[cloud.GCP] != 5 ||
+					c.CarbonMode != cloud.CarbonStatic || rc.cat != nil {
+					return fmt.Errorf("config %+v", c)
+				}
+				m, err := rc.newModel(time.Unix(0, 0))
+				if err != nil || m.Config().Reward.WCost != 0.7 {
+					return fmt.Errorf("model: %w", err)
+				}
+				return nil
+			}},
+		{name: "catalog: a metro's own price wins over all", yaml: "catalog:\n  aws:\n    us-east:\n      gb_second_usd: 0.002\n    all:\n      gb_second_usd: 0.001\n      request_usd: 0\n  gcp:\n    ap-southeast:\n      gen2_keep_warm_usd_per_hour: {1024: 0.5}\n",
+			check: func(rc *roleConfig) error {
+				aws := rc.cat.Regions[cloud.AWS]
+				kw := rc.cat.Regions[cloud.GCP][cloud.APSoutheast].Gen2KeepWarmUSDPerHour
+				if aws[cloud.USEast].GBSecondUSD.Value != 0.002 || aws[cloud.EUWest].GBSecondUSD.Value != 0.001 || aws[cloud.USWest].RequestUSD.Value != 0 ||
+					kw[3].Value != 0.5 || kw[3].Src != cloud.SrcOverride || kw[2] != def.Regions[cloud.GCP][cloud.APSoutheast].Gen2KeepWarmUSDPerHour[2] {
+					return fmt.Errorf("catalog not as the file says")
+				}
+				if rc.cfg != nil {
+					return fmt.Errorf("a catalog-only file changed the config")
+				}
+				return nil
+			}},
+		{name: "weights that do not validate", yaml: "reward:\n  w_cost: 0.5\n  w_perf: -1\n",
+			wantErr: "c.yaml:3: reward.w_perf: invalid cloud config: Reward.WPerf -1 must be finite and non-negative"},
+		{name: "unknown reward parameter", yaml: "reward:\n  w_cots: 0.5\n", wantErr: `c.yaml:2: reward.w_cots: unknown name: no parameter "reward.w_cots"`},
+		{name: "reward's parameter in model", yaml: "model:\n  reward.w_cost: 0.5\n", wantErr: "c.yaml:2: model.reward.w_cost: unknown parameter"},
+		{name: "unknown provider of a model parameter", yaml: "model:\n  keep_alive_min:\n    aws: 3\n    ibm: 4\n",
+			wantErr: `c.yaml:4: model.keep_alive_min.ibm: unknown name: keep_alive_min has no "ibm"`},
+		{name: "a model value that is not a number", yaml: "model:\n  slo_floor_ms: fast\n", wantErr: `c.yaml:2: model.slo_floor_ms: invalid cloud config: "fast" is not a number`},
+		{name: "valid alone, invalid together", yaml: "model:\n  working_set_min_mb: 500\n  working_set_max_mb: 400\n",
+			wantErr: "c.yaml: the reward and model sections: overrides together: invalid cloud config: working-set clamp"},
+		{name: "negative price", yaml: "catalog:\n  azure:\n    eu-west:\n      request_usd: 0\n      gb_second_usd: -0.1\n",
+			wantErr: "c.yaml:5: catalog.azure.eu-west.gb_second_usd: invalid cloud config: price -0.1 USD is negative or not finite"},
+		{name: "unknown provider", yaml: "catalog:\n  ibm:\n    us-east:\n      request_usd: 1\n", wantErr: `c.yaml:2: catalog.ibm: parsing provider "ibm": unknown name`},
+		{name: "unknown metro", yaml: "catalog:\n  aws:\n    mars:\n      request_usd: 1\n", wantErr: `c.yaml:3: catalog.aws.mars: parsing metro "mars": unknown name (or all)`},
+		{name: "another provider's price", yaml: "catalog:\n  aws:\n    all:\n      flex_request_usd: 1\n", wantErr: `c.yaml:4: catalog.aws.all.flex_request_usd: unknown name: aws has no price "flex_request_usd"`},
+		{name: "not a tier", yaml: "catalog:\n  aws:\n    all:\n      keep_warm_usd_per_hour: {big: 1}\n", wantErr: "c.yaml:4: catalog.aws.all.keep_warm_usd_per_hour.big: a memory tier in MB"},
+		{name: "price not a number", yaml: "catalog:\n  aws:\n    all:\n      request_usd: cheap\n", wantErr: `c.yaml:4: catalog.aws.all.request_usd: "cheap" is not a number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newTestFlags()
+			rc, err := applyConfig(f.fs, "c.yaml", []byte(tt.yaml), true)
+			if tt.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one starting %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.check(rc); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestRunJSONRecordsOverrides checks the config_json of a run with a
+// config file: the file, the flags it set and its sections, completed by
+// runConfigJSON.
+func TestRunJSONRecordsOverrides(t *testing.T) {
+	f := newTestFlags()
+	if err := f.fs.Parse([]string{"--speed", "10"}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := applyConfig(f.fs, "c.yaml", []byte("speed: max\ndays: 3\nreward: {w_cost: 0.5}\ncatalog:\n  gcp:\n    all:\n      keep_warm_usd_per_hour: {128: 0.25}\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runConfigJSON(rc.runJSON([]string{"--speed", "10"}), 3, schemas.Names{})
+	want := `{"args":["--speed","10"],"partitions":3,"config_file":"c.yaml","overrides":{"catalog":{"gcp":{"all":{"keep_warm_usd_per_hour":{"128":0.25}}}},"flags":{"days":"3"},"reward":{"w_cost":0.5}}}`
+	if got != want {
+		t.Errorf("config_json\n%s, want\n%s", got, want)
+	}
+	// Without a file, and the plain list of arguments of before.
+	if got, want := runConfigJSON((*roleConfig)(nil).runJSON(nil), 1, schemas.Names{}), `{"args":[],"partitions":1}`; got != want {
+		t.Errorf("config_json %s, want %s", got, want)
+	}
+	if got, want := runConfigJSON(`["--x"]`, 1, schemas.Names{}), `{"args":["--x"],"partitions":1}`; got != want {
+		t.Errorf("config_json %s, want %s", got, want)
+	}
+}
+
+// TestRunConfigFileChangesReward runs the closed loop on the 998 real rows
+// twice, the second time with a config file that gives the trace and a
+// reward weight: the runs row records the file and its overrides, and
+// the rewards differ from the default's.
+func TestRunConfigFileChangesReward(t *testing.T) {
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "reward.yaml")
+	if err := os.WriteFile(conf, []byte("trace: "+realTrace+"\nprogress: false\nreward:\n  w_cost: 0.8\n  w_perf: 0.1\n  w_carbon: 0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runOnce := func(name string, args ...string) (digest, configJSON string) {
+		t.Helper()
+		db, sum := filepath.Join(dir, name+".duckdb"), filepath.Join(dir, name+".json")
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), append([]string{"run", "--store", db, "--run-id", name, "--summary", sum}, args...), &out, &errb); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, &errb)
+		}
+		var s loopSummary
+		b, err := os.ReadFile(sum)
+		if err == nil {
+			err = json.Unmarshal(b, &s)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := store.OpenDuckDB(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = st.Close() }()
+		_, rows, err := st.Query(context.Background(), "SELECT config_json FROM runs WHERE run_id = '"+name+"'")
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("runs row of %s: %v, %v", name, rows, err)
+		}
+		return s.RewardsSHA256, fmt.Sprint(rows[0][0])
+	}
+	defDigest, defJSON := runOnce("default", "--trace", realTrace, "--progress=false")
+	digest, cj := runOnce("reward", "--config", conf)
+	if digest == defDigest {
+		t.Errorf("reward weights 0.8/0.1/0.1 left the rewards digest at the default's %s", digest)
+	}
+	var rec struct {
+		Args       []string `json:"args"`
+		ConfigFile string   `json:"config_file"`
+		Overrides  struct {
+			Flags  map[string]string  `json:"flags"`
+			Reward map[string]float64 `json:"reward"`
+		} `json:"overrides"`
+	}
+	if err := json.Unmarshal([]byte(cj), &rec); err != nil {
+		t.Fatalf("config_json %s: %v", cj, err)
+	}
+	if rec.ConfigFile != conf || rec.Overrides.Reward["w_cost"] != 0.8 || rec.Overrides.Flags["trace"] != realTrace || rec.Args[0] != "--store" {
+		t.Errorf("config_json %s: want the file %s, its flags and its reward", cj, conf)
+	}
+	if strings.Contains(defJSON, "config_file") || strings.Contains(defJSON, "overrides") {
+		t.Errorf("config_json of a run without a file: %s", defJSON)
+	}
+}
+
+// TestConfigDocCoversEveryFlag checks docs/config.md against the commands:
+// every flag of every command in its command's block, every parameter of
+// the model and reward sections and every price of the catalog section.
+func TestConfigDocCoversEveryFlag(t *testing.T) {
+	b, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	for _, c := range tableCommands() {
+		if g, _ := findCommand(commands(), c[0]); len(c) == 1 && g.group {
+			continue
+		}
+		name := strings.Join(c, " ")
+		_, block, ok := strings.Cut(doc, "### strata "+name+"\n")
+		if !ok {
+			t.Errorf("docs/config.md has no block for strata %s", name)
+			continue
+		}
+		block, _, _ = strings.Cut(block, "\n### ")
+		var help bytes.Buffer
+		_ = run(context.Background(), append(c, "-h"), &help, &help)
+		for _, m := range flagLine.FindAllStringSubmatch(help.String(), -1) {
+			if m[1] != "config" && !strings.Contains(block, "# "+m[1]+": ") {
+				t.Errorf("docs/config.md: strata %s's block lacks --%s", name, m[1])
+			}
+		}
+	}
+	for _, p := range cloud.Params() {
+		if !strings.Contains(doc, "`"+strings.TrimPrefix(p.Name, "reward.")+"`") {
+			t.Errorf("docs/config.md does not list the parameter %s", p.Name)
+		}
+	}
+	for p := range cloud.Provider(cloud.NumProviders) {
+		names, _ := cloud.PriceNames(p)
+		for _, n := range names {
+			if !strings.Contains(doc, "`"+n+"`") {
+				t.Errorf("docs/config.md does not list the price %s", n)
+			}
+		}
+	}
+}
