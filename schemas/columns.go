@@ -74,13 +74,14 @@ func stringCol(vals []string) arrow.Array {
 	return array.MakeFromData(d)
 }
 
-// seqCol builds a FixedSizeList<SeqLen, float64> column from rows×SeqLen
-// values (row-major) and, when valid is not nil, their validity.
-func seqCol(vals []float64, valid []bool) arrow.Array {
+// seqCol builds a List<float64> sequence column from the concatenated
+// values of its rows (each row's newest steps, oldest first), the n+1
+// offsets of the rows and, when valid is not nil, the values' validity.
+func seqCol(vals []float64, valid []bool, offsets []int32) arrow.Array {
 	child := float64Col(vals, valid)
 	defer child.Release()
-	n := len(vals) / SeqLen
-	d := array.NewData(seqType, n, []*memory.Buffer{nil}, []arrow.ArrayData{child.Data()}, 0, 0)
+	d := array.NewData(seqType, len(offsets)-1,
+		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets))}, []arrow.ArrayData{child.Data()}, 0, 0)
 	defer d.Release()
 	return array.MakeFromData(d)
 }
@@ -109,35 +110,41 @@ func operationalColumns(rows []OperationalRow) []arrow.Array {
 	n := len(rows)
 	apps, fns := make([]string, n), make([]string, n)
 	inv, last := make([]int64, n), make([]int64, n)
-	rate, sin := make([]float64, n*SeqLen), make([]float64, n*SeqLen)
-	cmean, cpeak := make([]float64, n*SeqLen), make([]float64, n*SeqLen)
+	total := 0
+	for i := range rows {
+		total += rows[i].steps()
+	}
+	rate, sin := make([]float64, 0, total), make([]float64, 0, total)
+	cmean, cpeak := make([]float64, 0, total), make([]float64, 0, total)
+	offs := make([]int32, n+1)
 	idleOff := make([]int32, n+1)
 	var idle []float64
 	var vals [3][]float64
 	var valid [3][]bool
 	for k := range vals {
-		vals[k] = make([]float64, n*SeqLen)
-		valid[k] = make([]bool, n*SeqLen)
+		vals[k] = make([]float64, 0, total)
+		valid[k] = make([]bool, 0, total)
 	}
 	for i := range rows {
 		r := &rows[i]
 		apps[i], fns[i], inv[i], last[i] = r.App, r.Func, r.Invocations, r.LastStartUS
-		o := i * SeqLen
-		copy(rate[o:o+SeqLen], r.RequestRate[:])
-		copy(sin[o:o+SeqLen], r.HourSin[:])
-		copy(cmean[o:o+SeqLen], r.ConcurrencyMean[:])
-		copy(cpeak[o:o+SeqLen], r.ConcurrencyPeak[:])
+		from := SeqLen - r.steps()
+		rate = append(rate, r.RequestRate[from:]...)
+		sin = append(sin, r.HourSin[from:]...)
+		cmean = append(cmean, r.ConcurrencyMean[from:]...)
+		cpeak = append(cpeak, r.ConcurrencyPeak[from:]...)
+		offs[i+1] = int32(len(rate))
 		idle = append(idle, r.IdleTimesS...)
 		idleOff[i+1] = int32(len(idle))
-		for j := range SeqLen {
-			for k, src := range [3]*[SeqLen]Value{&r.MemoryUtil, &r.CPUUtil, &r.QueueDepth} {
-				vals[k][o+j], valid[k][o+j] = src[j].V, src[j].Valid
+		for k, src := range [3]*[SeqLen]Value{&r.MemoryUtil, &r.CPUUtil, &r.QueueDepth} {
+			for _, v := range src[from:] {
+				vals[k], valid[k] = append(vals[k], v.V), append(valid[k], v.Valid)
 			}
 		}
 	}
 	return []arrow.Array{stringCol(apps), stringCol(fns), int64Col(inv), int64Col(last),
-		seqCol(rate, nil), seqCol(vals[0], valid[0]), seqCol(vals[1], valid[1]), seqCol(vals[2], valid[2]), seqCol(sin, nil),
-		seqCol(cmean, nil), seqCol(cpeak, nil), listCol(idle, idleOff)}
+		seqCol(rate, nil, offs), seqCol(vals[0], valid[0], offs), seqCol(vals[1], valid[1], offs), seqCol(vals[2], valid[2], offs), seqCol(sin, nil, offs),
+		seqCol(cmean, nil, offs), seqCol(cpeak, nil, offs), listCol(idle, idleOff)}
 }
 
 func tacticalColumns(rows []TacticalRow) []arrow.Array {

@@ -15,7 +15,10 @@ import (
 )
 
 // StateSchemaVersion is the version of the state-batch Arrow schemas.
-const StateSchemaVersion = 2
+// Version 3: an operational row's sequence columns hold its newest Steps
+// steps (1 to SeqLen) instead of always SeqLen; readers keep the sequences
+// (Sequences). Tactical and strategic batches are as in version 2.
+const StateSchemaVersion = 3
 
 // SeqLen is the length of the operational sequences: 12 steps of 15 s.
 const SeqLen = 12
@@ -46,9 +49,18 @@ type BatchHeader struct {
 // OperationalRow is the operational state of one active function for tick k:
 // the 12 fifteen-second steps k−12 … k−1, oldest first. All values are raw;
 // normalisation happens in the agents.
+//
+// On the wire a row may carry only its newest steps (Steps): the feature
+// service sends a function's whole sequence when it enters its shard's
+// batches and its newest step after that, and readers rebuild the rest
+// with Sequences (docs/state-contract.md).
 type OperationalRow struct {
 	App  string
 	Func string
+	// Steps is how many of the newest steps the row carries, 1 to SeqLen;
+	// 0 means all of them. Encoding writes that many; decoding sets it (0
+	// for a whole sequence) and leaves the older steps zero.
+	Steps int
 	// Invocations is the number of invocations that started in step k−1.
 	Invocations int64
 	// LastStartUS is the start of the function's latest invocation so far.
@@ -87,6 +99,14 @@ type OperationalRow struct {
 	// invocation has none. Policies that keep idle-time histograms
 	// ("Serverless in the Wild") accumulate them tick by tick.
 	IdleTimesS []float64
+}
+
+// steps returns the number of newest steps r carries.
+func (r *OperationalRow) steps() int {
+	if r.Steps <= 0 || r.Steps > SeqLen {
+		return SeqLen
+	}
+	return r.Steps
 }
 
 // TacticalRow is the tactical state of one function for hour h: aggregates
@@ -177,7 +197,7 @@ func (b *StateBatch) Len() int {
 }
 
 var (
-	seqType  = arrow.FixedSizeListOf(SeqLen, arrow.PrimitiveTypes.Float64)
+	seqType  = arrow.ListOf(arrow.PrimitiveTypes.Float64)
 	idleType = arrow.ListOf(arrow.PrimitiveTypes.Float64)
 )
 
@@ -417,7 +437,9 @@ func DecodeState(data []byte) (out *StateBatch, err error) {
 	out = &StateBatch{Header: h}
 	switch h.Layer {
 	case Operational:
-		out.Operational = readOperational(rec)
+		if out.Operational, err = readOperational(rec); err != nil {
+			return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
+		}
 	case Tactical:
 		out.Tactical = readTactical(rec)
 	default:
@@ -496,11 +518,6 @@ func validateFull(a arrow.Array) error {
 	case *array.List:
 		if err := c.ValidateFull(); err != nil {
 			return err
-		}
-		return validateFull(c.ListValues())
-	case *array.FixedSizeList:
-		if c.Len() > 0 && c.ListValues().Len() < c.Len()*SeqLen {
-			return fmt.Errorf("list values hold %d, want %d", c.ListValues().Len(), c.Len()*SeqLen)
 		}
 		return validateFull(c.ListValues())
 	}
@@ -582,40 +599,63 @@ func value(a *array.Float64, i int) Value {
 	return Some(a.Value(i))
 }
 
-func readSeq(a *array.FixedSizeList, i int, dst *[SeqLen]float64) {
+// readSeq writes row i of the sequence column a into the newest entries of
+// dst and returns how many it wrote.
+func readSeq(a *array.List, i int, dst *[SeqLen]float64) int {
+	start, end := a.ValueOffsets(i)
+	n := int(end - start)
 	vs := a.ListValues().(*array.Float64)
-	for j := range SeqLen {
-		dst[j] = vs.Value(i*SeqLen + j)
+	for j := range min(n, SeqLen) {
+		dst[SeqLen-n+j] = vs.Value(int(start) + j)
 	}
+	return n
 }
 
-func readSeqValues(a *array.FixedSizeList, i int, dst *[SeqLen]Value) {
+// readSeqValues is readSeq for a column whose values may be missing.
+func readSeqValues(a *array.List, i int, dst *[SeqLen]Value) int {
+	start, end := a.ValueOffsets(i)
+	n := int(end - start)
 	vs := a.ListValues().(*array.Float64)
-	for j := range SeqLen {
-		dst[j] = value(vs, i*SeqLen+j)
+	for j := range min(n, SeqLen) {
+		dst[SeqLen-n+j] = value(vs, int(start)+j)
 	}
+	return n
 }
 
-func readOperational(rec arrow.RecordBatch) []OperationalRow {
+// readOperational reads the rows of an operational batch; every row's
+// sequences must hold the same number of steps, 1 to SeqLen.
+func readOperational(rec arrow.RecordBatch) ([]OperationalRow, error) {
 	n := int(rec.NumRows())
 	rows := make([]OperationalRow, n)
 	app := rec.Column(0).(*array.String)
 	fn := rec.Column(1).(*array.String)
 	inv := rec.Column(2).(*array.Int64)
 	last := rec.Column(3).(*array.Int64)
+	seq := func(c int) *array.List { return rec.Column(c).(*array.List) }
 	for i := range n {
 		r := &rows[i]
 		r.App, r.Func, r.Invocations, r.LastStartUS = app.Value(i), fn.Value(i), inv.Value(i), last.Value(i)
-		readSeq(rec.Column(4).(*array.FixedSizeList), i, &r.RequestRate)
-		readSeqValues(rec.Column(5).(*array.FixedSizeList), i, &r.MemoryUtil)
-		readSeqValues(rec.Column(6).(*array.FixedSizeList), i, &r.CPUUtil)
-		readSeqValues(rec.Column(7).(*array.FixedSizeList), i, &r.QueueDepth)
-		readSeq(rec.Column(8).(*array.FixedSizeList), i, &r.HourSin)
-		readSeq(rec.Column(9).(*array.FixedSizeList), i, &r.ConcurrencyMean)
-		readSeq(rec.Column(10).(*array.FixedSizeList), i, &r.ConcurrencyPeak)
+		for c := 4; c <= 10; c++ {
+			start, end := seq(c).ValueOffsets(i)
+			steps := int(end - start)
+			if steps < 1 || steps > SeqLen || (c > 4 && steps != r.Steps) {
+				return nil, fmt.Errorf("row %d (%s/%s): column %s holds %d steps, want 1 to %d and as many as request_rate", i, r.App, r.Func, rec.ColumnName(c), steps, SeqLen)
+			}
+			r.Steps = steps
+		}
+		readSeq(seq(4), i, &r.RequestRate)
+		readSeqValues(seq(5), i, &r.MemoryUtil)
+		readSeqValues(seq(6), i, &r.CPUUtil)
+		readSeqValues(seq(7), i, &r.QueueDepth)
+		readSeq(seq(8), i, &r.HourSin)
+		readSeq(seq(9), i, &r.ConcurrencyMean)
+		readSeq(seq(10), i, &r.ConcurrencyPeak)
 		r.IdleTimesS = readList(rec.Column(11).(*array.List), i)
+		if r.Steps == SeqLen {
+			r.Steps = 0 // a whole sequence
+		}
 	}
-	return rows
+	return rows, nil
 }
 
 func readList(a *array.List, i int) []float64 {

@@ -44,7 +44,8 @@ const maxErrorHeader = 1024
 
 // ActServer answers single live decisions on strata.act.<layer>
 // (request/reply): a request is an Arrow state batch (schemas.EncodeState)
-// of the layer holding the entities to decide for, the reply the decision
+// of the layer holding the entities to decide for (operational rows with
+// their whole sequences: the server keeps none between requests), the reply the decision
 // batch (schemas.EncodeDecisions) its policy returns, every row stamped
 // with the policy's name and version, under the request's header. A
 // request that does not decode, is for another layer or that the policy
@@ -205,6 +206,13 @@ func (s *ActServer) decide(ctx context.Context, msg *nats.Msg) ([]byte, error) {
 	h := st.Header
 	if h.Layer != s.layer {
 		return nil, fmt.Errorf("act request on %s holds a %s state batch, want %s", msg.Subject, h.Layer, s.layer)
+	}
+	// A request stands alone: the server keeps no sequences between
+	// requests, so its rows carry whole ones.
+	for i := range st.Operational {
+		if r := &st.Operational[i]; r.Steps != 0 {
+			return nil, fmt.Errorf("act request on %s: row %d (%s/%s) carries %d of the %d steps; act requests carry whole sequences", msg.Subject, i, r.App, r.Func, r.Steps, schemas.SeqLen)
+		}
 	}
 	if v := msg.Header.Get(HeaderActDeadline); v != "" {
 		d, err := time.ParseDuration(v)

@@ -202,6 +202,12 @@ func TestActServerRejectsMalformedRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	newestOnly := opState(3, "f")
+	newestOnly.Operational[0].Steps = 1
+	partial, err := schemas.EncodeState(newestOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name     string
 		data     []byte
@@ -213,6 +219,7 @@ func TestActServerRejectsMalformedRequests(t *testing.T) {
 		{name: "truncated", data: good[:len(good)/2], want: "decoding act request"},
 		{name: "other layer", data: tactical, want: "holds a tactical state batch, want operational"},
 		{name: "bad deadline", data: good, deadline: "soon", want: HeaderActDeadline},
+		{name: "newest step only", data: partial, want: "carries 1 of the 12 steps; act requests carry whole sequences"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

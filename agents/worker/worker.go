@@ -49,6 +49,9 @@ type Worker struct {
 	// sent is, for the operational layer, the last row published per
 	// function (see Run).
 	sent map[entity]schemas.DecisionRow
+	// seq rebuilds the operational sequences from the batches' newest
+	// steps; it has read the run's batches from the stream's start.
+	seq schemas.Sequences
 }
 
 // workerMetrics are a worker's Prometheus metrics.
@@ -121,6 +124,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if h.RunID != w.runID || h.Layer != w.layer {
 			return nil
 		}
+		w.seq.Fill(st)
 		out := &schemas.DecisionBatch{Header: h}
 		if err := w.policy.Decide(ctx, st, out); err != nil {
 			return fmt.Errorf("deciding %s tick %d shard %d with %s: %w", h.Layer, h.Tick, h.Shard, w.policy.Name(), err)

@@ -133,6 +133,8 @@ type seqCollector struct {
 	// from one shard, in tick order, while the shards run at their own
 	// pace, so rows are pruned (and found late) per shard.
 	maxTick map[int]int64
+	// seq rebuilds the sequences from the batches' newest steps.
+	seq schemas.Sequences
 	kept    sampleHeap
 	err     error
 	// Seen counts samples built, Skipped those whose target had a missing
@@ -161,6 +163,7 @@ func (c *seqCollector) onBatch(h schemas.BatchHeader, _ int, data []byte) {
 		return
 	}
 	c.Batches++
+	c.seq.Fill(b)
 	k, sh := b.Header.Tick, b.Header.Shard
 	maxTick, ok := c.maxTick[sh]
 	if !ok {

@@ -62,6 +62,12 @@ type snapFunc struct {
 	Running                  [][2]int64
 	MaxEnd                   int64
 	HasEnd                   bool
+	// Sent, SentTick and SentFlags say which row the function's next
+	// operational batch sends (whole or newest step), so that batches
+	// republished after a restore are the same bytes.
+	Sent      bool
+	SentTick  int64
+	SentFlags uint8
 }
 
 type snapApp struct {
@@ -146,7 +152,8 @@ func (p *Partition) MarshalBinary() ([]byte, error) {
 	}
 	for _, f := range p.order {
 		sf := snapFunc{App: f.app, Fn: f.fn, ClosedUS: f.closedUS, Closed: f.closed,
-			HasCPU: f.hasCPU, HasMem: f.hasMem, HasQueue: f.hasQueue, PrevN: f.prevN}
+			HasCPU: f.hasCPU, HasMem: f.hasMem, HasQueue: f.hasQueue, PrevN: f.prevN,
+			Sent: f.sent, SentTick: f.sentTick, SentFlags: f.sentFlags}
 		for _, o := range f.open {
 			sf.Open = append(sf.Open, snapStepAcc{Tick: o.tick, N: o.n, MaxStartUS: o.maxStartUS,
 				CPUMS: o.cpuMS, QueueMS: o.queueMS, MemMB: o.memMB, CPUN: o.cpuN, QueueN: o.queueN, MemN: o.memN,
@@ -209,6 +216,7 @@ func RestorePartition(data []byte) (*Partition, error) {
 		f := p.function(sf.App, sf.Fn)
 		f.closedUS, f.closed, f.prevN = sf.ClosedUS, sf.Closed, sf.PrevN
 		f.hasCPU, f.hasMem, f.hasQueue = sf.HasCPU, sf.HasMem, sf.HasQueue
+		f.sent, f.sentTick, f.sentFlags = sf.Sent, sf.SentTick, sf.SentFlags
 		for _, o := range sf.Open {
 			f.open = append(f.open, &stepAcc{tick: o.Tick, n: o.N, maxStartUS: o.MaxStartUS,
 				cpuMS: o.CPUMS, queueMS: o.QueueMS, memMB: o.MemMB, cpuN: o.CPUN, queueN: o.QueueN, memN: o.MemN,

@@ -126,7 +126,13 @@ type funcState struct {
 	maxEnd int64
 	hasEnd bool
 	ring   [schemas.SeqLen]step
-	hours  []*periodAcc
+	// sent says the function was in the operational batch of tick
+	// sentTick with the telemetry flags sentFlags: its next row carries
+	// its newest step only (state schema version 3).
+	sent      bool
+	sentTick  int64
+	sentFlags uint8
+	hours     []*periodAcc
 	// prevN is the invocation count of the last emitted hour, for the trend.
 	prevN periodCount
 }
@@ -556,6 +562,21 @@ func (f *funcState) stepAt(t int64) step {
 	return f.emptyStep(t)
 }
 
+// flags packs what the function's telemetry carries (emptyStep).
+func (f *funcState) flags() uint8 {
+	var b uint8
+	if f.hasCPU {
+		b |= 1
+	}
+	if f.hasMem {
+		b |= 2
+	}
+	if f.hasQueue {
+		b |= 4
+	}
+	return b
+}
+
 // emptyStep is the step of a tick in which the function started nothing.
 func (f *funcState) emptyStep(t int64) step {
 	st := step{tick: t}
@@ -596,6 +617,15 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 		}
 		rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, LastStartUS: f.closedUS, HourSin: sins})
 		r := &rows[len(rows)-1]
+		// Readers keep the sequences (schemas.Sequences): a function that
+		// was in this shard's previous batch, under the same telemetry
+		// flags (they decide its empty steps), gets its newest step only.
+		if flags := f.flags(); f.sent && f.sentTick == tick-1 && f.sentFlags == flags {
+			r.Steps = 1
+		} else {
+			f.sentFlags = flags
+		}
+		f.sent, f.sentTick = true, tick
 		for i := range schemas.SeqLen {
 			s := f.stepAt(tick - schemas.SeqLen + int64(i))
 			r.RequestRate[i] = s.rate

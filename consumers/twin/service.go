@@ -187,6 +187,8 @@ type Service struct {
 	// decision batch was applied.
 	applied map[schemas.Layer]int64
 	met     *serviceMetrics
+	// opSeq rebuilds the operational state's sequences (transitions).
+	opSeq schemas.Sequences
 	// evaluated is when the last tick's evaluation ended (the start of
 	// the next tick's decision wait).
 	evaluated time.Time
@@ -379,6 +381,9 @@ func (s *Service) onState(data []byte) error {
 	if h.RunID != s.cfg.RunID {
 		return nil
 	}
+	// Only the operational layer's follower calls this with operational
+	// batches: the sequences are its own.
+	s.opSeq.Fill(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := batchKey{h.Layer, h.Tick}
