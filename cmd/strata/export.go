@@ -134,9 +134,9 @@ type seqCollector struct {
 	// pace, so rows are pruned (and found late) per shard.
 	maxTick map[int]int64
 	// seq rebuilds the sequences from the batches' newest steps.
-	seq schemas.Sequences
-	kept    sampleHeap
-	err     error
+	seq  schemas.Sequences
+	kept sampleHeap
+	err  error
 	// Seen counts samples built, Skipped those whose target had a missing
 	// value, Late rows that arrived after their neighbours were dropped
 	// (0 when each shard's batches arrive in tick order), Batches the operational
