@@ -122,7 +122,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sf       sourceFlags
 		base     = fs.Bool("baselines", false, "compare the baseline policies, varying one layer at a time against the reference ("+refStrategic+" / "+refTactical+" / "+refOperational+")")
 		evalDays = fs.String("eval-days", "13-14", "evaluation days, 1-based inclusive (scored)")
-		warmup   = fs.Int("warmup-days", 1, "days before the evaluation window replayed unscored as warm-up (-1: every day before it)")
+		warmup   = fs.Int("warmup-days", -1, "days before the evaluation window replayed unscored as warm-up (-1: every day before it, so pools, histograms and keep-alive state are those of a system that ran the whole trace)")
 		layersF  = fs.String("layers", "strategic,tactical,operational", "layers whose policies are varied")
 		onlyF    = fs.String("policies", "", "vary only to these policies (comma-separated; default every policy of each layer)")
 		csvOut   = fs.Bool("csv", false, "print CSV instead of a markdown table")
