@@ -14,20 +14,7 @@ import (
 // that a repeated or omitted decision stays in force: the pre-warmed pool
 // is billed at every tick either way.
 func TestOperationalDecisionsWrittenOnChange(t *testing.T) {
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewEngine(m, Config{RunID: "r", Reward: cloud.DefaultRewardConfig(),
-		DefaultPlacement: cloud.Placement{Provider: cloud.GCP, Metro: cloud.USEast, Tier: 3}},
-		func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEngineWith(t, func(c *Config) { c.DefaultPlacement.Provider = cloud.GCP })
 	row := func(prewarm int32, predicted float64) []schemas.DecisionRow {
 		return []schemas.DecisionRow{{App: "p", Func: "f", Prewarm: prewarm, Action: prewarm, Policy: "test", PolicyVersion: "1", Predicted: schemas.Some(predicted)}}
 	}
