@@ -52,6 +52,10 @@ type ReplayConfig struct {
 	Progress func(traceUS int64, records int64)
 	// Names prefixes the topics (see schemas.Names).
 	Names schemas.Names
+	// Gate, if set, is called before each record is written with its start
+	// time and may block: flow control (see Lead). An error stops the
+	// replay.
+	Gate func(ctx context.Context, startUS int64) error
 }
 
 // ReplayResult reports what a replay did.
@@ -231,6 +235,11 @@ func (r *Replayer) Run(ctx context.Context, src replay.Source) (ReplayResult, er
 func (r *Replayer) send(ctx context.Context, pacer *replay.Pacer, in replay.Invocation, res *ReplayResult) error {
 	if err := pacer.Wait(ctx, in.StartUS()); err != nil {
 		return fmt.Errorf("pacing replay: %w", err)
+	}
+	if r.cfg.Gate != nil {
+		if err := r.cfg.Gate(ctx, in.StartUS()); err != nil {
+			return fmt.Errorf("holding the replay for its consumer: %w", err)
+		}
 	}
 	if err := r.err(); err != nil {
 		return fmt.Errorf("producing replay records: %w", err)

@@ -138,9 +138,17 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	// The progress bar follows the twin's ticks: the replay runs ahead.
 	var rcfgBar producers.ReplayConfig
 	bar := newProgress(o.progress, traceLenUS, &rcfgBar)
-	var onTick func(int64)
+	// Flow control: the replay runs at most this far ahead of the twin's
+	// evaluated ticks — past the Orderer's lateness and what the twin's
+	// oracles look ahead, with two hours to spare — so that the broker
+	// holds hours of invocations, not the trace.
+	lead := producers.NewLead(o.latenessUS + (eng.MaxLookahead()+1+2*grid.TicksPerHour)*grid.OperationalTickUS)
+	onTick := func(k int64) { lead.Advance((k + 1) * grid.OperationalTickUS) }
 	if bar != nil {
-		onTick = func(k int64) { rcfgBar.Progress((k+1)*grid.OperationalTickUS, 0) }
+		onTick = func(k int64) {
+			lead.Advance((k + 1) * grid.OperationalTickUS)
+			rcfgBar.Progress((k+1)*grid.OperationalTickUS, 0)
+		}
 	}
 	var trLayers []schemas.Layer
 	for _, l := range schemas.Layers {
@@ -160,7 +168,7 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	}
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.runID, AllowedLatenessUS: o.latenessUS,
-		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm}
+		Speed: o.speed, Clock: o.clock, Partitions: o.partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm, Gate: lead.Wait}
 	rep, err := producers.NewReplayer(rcfg, pcl, o.logger.With("role", "replay"), o.reg)
 	if err != nil {
 		return res, err
