@@ -215,10 +215,20 @@ func runClosedLoop(ctx context.Context, o loopOpts, src replay.Source, srcName s
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var workers errgroup.Group
+	var external []schemas.Layer
 	for _, l := range layers {
+		if _, ok := o.policies[l].(externalPolicy); ok {
+			external = append(external, l)
+			continue
+		}
 		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, o.runID, o.policies[l], o.logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, o.reg
 		workers.Go(func() error { return w.Run(wctx) })
+	}
+	if len(external) > 0 {
+		// Warn level: the run stands still until a worker connects here.
+		o.logger.Warn("waiting for the decision batches of layers served outside this process",
+			"layers", external, "nats", e.natsURL, "run_id", o.runID, "prefix", nm.Prefix)
 	}
 	learnerExited := make(chan struct{})
 	if o.learn != nil {

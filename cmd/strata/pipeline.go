@@ -144,6 +144,9 @@ type env struct {
 	nc         natsConn
 	js         jetstream.JetStream
 	close      func()
+	// natsURL is the NATS server's client URL (an embedded one listens on a
+	// random loopback port).
+	natsURL string
 }
 
 type natsConn interface{ Drain() error }
@@ -218,7 +221,7 @@ func startEnv(ctx context.Context, o *pipelineOpts) (*env, error) {
 		closeAll()
 		return nil, err
 	}
-	e.nc, e.js, e.close = nc, js, closeAll
+	e.nc, e.js, e.close, e.natsURL = nc, js, closeAll, url
 	return e, nil
 }
 

@@ -112,9 +112,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		rf       replayFlags
 		summaryF = fs.String("summary", "", "write a JSON summary of the run to `FILE`")
 		observed = fs.Bool("observed", false, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
-		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+policyNames(schemas.Strategic)+", or none")
-		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+policyNames(schemas.Tactical)+", or none")
-		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+policyNames(schemas.Operational)+", or none")
+		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+policyNames(schemas.Strategic)+", none, or "+policyExternal+" (served by a worker outside this process, docs/worker-contract.md)")
+		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+policyNames(schemas.Tactical)+", none, or "+policyExternal+" (as for --strategic; agents/pyworker serves it from Python)")
+		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+policyNames(schemas.Operational)+", none, or "+policyExternal+" (as for --strategic)")
 		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
 		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
 		stf      storeFlags

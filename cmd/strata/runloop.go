@@ -64,6 +64,22 @@ func policyNames(l schemas.Layer) string {
 	return strings.Join(names, ", ") + ", " + agents.LearnedName(l) + " (with --models)"
 }
 
+// policyExternal is the policy name of a layer decided outside the
+// process: a worker of another process (or language) follows the layer's
+// state subject and publishes its decision batches (docs/worker-contract.md).
+const policyExternal = "external"
+
+// externalPolicy enables a layer that no in-process worker serves: the twin
+// waits for the layer's decision batches, runClosedLoop starts no worker for
+// it.
+type externalPolicy struct{}
+
+func (externalPolicy) Name() string    { return policyExternal }
+func (externalPolicy) Version() string { return "" }
+func (externalPolicy) Decide(context.Context, *schemas.StateBatch, *schemas.DecisionBatch) error {
+	return errors.New("an external layer is decided outside this process")
+}
+
 // parsePlacement parses provider/metro/memoryMB, e.g. aws/us-east/1024.
 func parsePlacement(s string) (cloud.Placement, error) {
 	parts := strings.Split(s, "/")
@@ -166,6 +182,10 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 		}
 		if slices.Contains(lf.transitions, l) {
 			engCfg.Transitions[l] = true
+		}
+		if n == policyExternal {
+			policies[l] = externalPolicy{}
+			continue
 		}
 		if ip, ok := twin.ParseInternalPolicy(n); ok && l != schemas.Operational {
 			engCfg.Internal[l] = ip

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/infra/natsbus"
+)
+
+// TestRunExternalLayer runs the 998 real rows with `--tactical external`
+// and the tactical layer served by `strata agent` on the same NATS server,
+// outside the run: the twin waits for the agent's batches, and the run's
+// decisions and rewards are byte-identical to a run that serves the same
+// policy in process. (TestPythonWorkerServesTactical does the same with a
+// worker in Python.)
+func TestRunExternalLayer(t *testing.T) {
+	t.Parallel() // its own embedded servers; the loop waits on round trips
+	inProcess := runSummary(t, "--tactical", "greedy-cost")
+
+	srv, err := natsbus.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	actx, stopAgent := context.WithCancel(context.Background())
+	defer stopAgent()
+	var agentOut, agentErr bytes.Buffer
+	agentDone := make(chan error, 1)
+	go func() {
+		agentDone <- run(actx, []string{"agent", "--layer", "tactical", "--policy", "greedy-cost", "--nats", srv.URL(), "--run-id", "ext"}, &agentOut, &agentErr)
+	}()
+	external := runSummary(t, "--tactical", policyExternal, "--nats", srv.URL())
+	stopAgent()
+	if err := <-agentDone; err != nil {
+		t.Fatalf("strata agent: %v\n%s", err, &agentErr)
+	}
+
+	if external.TwinTicks != 431 || external.Policies["tactical"] != policyExternal || external.Layers["tactical"].Decisions == 0 {
+		t.Fatalf("external tactical layer: %d ticks, policy %q, %d decisions; want 431 ticks and the agent's decisions",
+			external.TwinTicks, external.Policies["tactical"], external.Layers["tactical"].Decisions)
+	}
+	if external.DecisionsSHA256 != inProcess.DecisionsSHA256 || external.RewardsSHA256 != inProcess.RewardsSHA256 {
+		t.Fatalf("greedy-cost in process and served by strata agent differ: decisions %s vs %s, rewards %s vs %s\nagent: %s",
+			inProcess.DecisionsSHA256, external.DecisionsSHA256, inProcess.RewardsSHA256, external.RewardsSHA256, &agentOut)
+	}
+}
+
+// runSummary runs `strata run` on the 998 real rows (run id ext, two
+// partitions, no store) with extra flags and returns its summary.
+func runSummary(t *testing.T, flags ...string) loopSummary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "summary.json")
+	var out, errb bytes.Buffer
+	args := append([]string{"run", "--trace", realTrace, "--run-id", "ext", "--partitions", "2", "--store=", "--summary", path, "--progress=false"}, flags...)
+	if err := run(ctx, args, &out, &errb); err != nil {
+		t.Fatalf("strata %v: %v\n%s", args, err, &errb)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum loopSummary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
