@@ -1,11 +1,12 @@
 # strata — see README.md. `make test` runs all three test tiers; it installs
-# and starts real Kafka, NATS and ClickHouse on a fresh Debian machine first.
+# and starts real Kafka, NATS and ClickHouse on a fresh Debian machine first,
+# and the Python environment of agents/pyworker for the unit tier.
 SHELL := /bin/bash
 GO ?= go
 GOLANGCI_VERSION ?= v2.15.0
 PKGS := ./...
 
-.PHONY: all build test test-unit test-race test-integration up-test bench lint proto up down fuzz clean
+.PHONY: all build test test-unit test-race test-integration up-test py-env bench lint proto up down fuzz clean
 
 all: build
 
@@ -19,9 +20,17 @@ test: test-unit test-race test-integration
 
 ## -parallel 4: the closed-loop tests (t.Parallel) wait on tick round trips
 ## more than they compute, so four of them share two cores well.
-test-unit:
+## STRATA_PYTHON (py-env) lets cmd/strata's test serve the tactical layer with
+## the Python worker of agents/pyworker; without it that test skips.
+test-unit: py-env
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -parallel 4 -timeout 10m $(PKGS)
+	STRATA_PYTHON="$$(infra/scripts/pyenv.sh)" $(GO) test -count=1 -parallel 4 -timeout 10m $(PKGS)
+
+## py-env: the virtual environment of agents/pyworker with its pinned
+## requirements from PyPI, created once and cached under
+## ~/.cache/strata-infra/pyenv (infra/scripts/pyenv.sh prints its python).
+py-env:
+	@infra/scripts/pyenv.sh >/dev/null
 
 ## The race tier covers the packages whose code or tests run goroutines
 ## (broker clients, servers, the pipeline, the learner); the pure numeric,
