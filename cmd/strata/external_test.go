@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/strata-rl/strata/infra/natsbus"
 )
 
@@ -27,6 +29,22 @@ func TestRunExternalLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
+	// The streams exist before the agent and the run start, as on a
+	// deployed server: two processes creating them at the same instant on
+	// a fresh server can race (one gets "stream name already in use").
+	nc, err := natsbus.Connect(srv.URL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = natsbus.EnsureStreams(context.Background(), js, natsbus.StreamConfig{})
+	nc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	actx, stopAgent := context.WithCancel(context.Background())
 	defer stopAgent()
 	var agentOut, agentErr bytes.Buffer
