@@ -135,7 +135,7 @@ class WireTest(unittest.TestCase):
             "garbage": b"\x00\x01\x02",
             "empty": b"",
             "other layer": encode_state(HEADER, rows, layer="strategic"),
-            "old version": encode_state(HEADER, rows, version="1"),
+            "old version": encode_state(HEADER, rows, version="2"),
             "two batches": encode_state(HEADER, rows, batches=2),
             "decision batch": w.encode_decisions(HEADER, []),
         }.items():

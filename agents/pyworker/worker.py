@@ -56,8 +56,9 @@ POLICY = "py-rightsize"
 POLICY_VERSION = "1"
 
 # Versions of the batch schemas this worker reads and writes
-# (schemas.StateSchemaVersion, schemas.DecisionSchemaVersion).
-STATE_SCHEMA_VERSION = "2"
+# (schemas.StateSchemaVersion, schemas.DecisionSchemaVersion). State version
+# 3 changed the operational columns only; the tactical ones are as in 2.
+STATE_SCHEMA_VERSION = "3"
 DECISION_SCHEMA_VERSION = "2"
 
 # Stream and subject bases (schemas/names.go).
