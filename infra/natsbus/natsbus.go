@@ -83,6 +83,20 @@ func (c *StreamConfig) setDefaults() {
 	}
 }
 
+// racing runs a create-or-update a few times while it fails because another
+// process created the same stream or bucket between its lookup and its
+// create (several roles start against a fresh server at once); the next
+// attempt then finds it and updates it.
+func racing(createOrUpdate func() error) error {
+	var err error
+	for range 5 {
+		if err = createOrUpdate(); err == nil || !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && !errors.Is(err, jetstream.ErrBucketExists) {
+			return err
+		}
+	}
+	return err
+}
+
 // EnsureStreams creates or updates the state and decision streams and the
 // checkpoint bucket.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
@@ -100,15 +114,21 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		sc.MaxAge = cfg.MaxAge
 		sc.Duplicates = cfg.Duplicates
 		sc.Discard = jetstream.DiscardOld
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := racing(func() error { _, err := js.CreateOrUpdateStream(ctx, sc); return err }); err != nil {
 			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
 	}
 	n := cfg.Names
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketCheckpoints), Storage: jetstream.FileStorage}); err != nil {
+	if err := racing(func() error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketCheckpoints), Storage: jetstream.FileStorage})
+		return err
+	}); err != nil {
 		return fmt.Errorf("creating key-value bucket %s: %w", n.Bucket(schemas.BucketCheckpoints), err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketLearner), Storage: storage}); err != nil {
+	if err := racing(func() error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketLearner), Storage: storage})
+		return err
+	}); err != nil {
 		return fmt.Errorf("creating key-value bucket %s: %w", n.Bucket(schemas.BucketLearner), err)
 	}
 	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: n.Bucket(schemas.BucketModels), Storage: storage}); err != nil {
