@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -35,7 +36,7 @@ func clickHouseDB(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := fmt.Sprintf("strata_it_%s_%d", strings.ReplaceAll(testSlug(t), "-", "_"), time.Now().UnixNano())
+	db := fmt.Sprintf("strata_it_%s_%d", strings.ReplaceAll(kafkatest.Slug(t), "-", "_"), time.Now().UnixNano())
 	u.Path = "/" + db
 	t.Cleanup(func() {
 		st, err := store.OpenClickHouse(context.Background(), base)
