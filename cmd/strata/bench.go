@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -85,8 +86,8 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		epoch: grid.DefaultEpoch, latenessUS: 600_000_000, logger: logger, stateRetention: *retention}
+	o := pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+		Epoch: grid.DefaultEpoch, LatenessUS: 600_000_000, Logger: logger, StateRetention: *retention}
 	synth := func() (replay.Source, error) {
 		return replay.NewSynth(replay.SynthConfig{Days: *days, Seed: *seed, Apps: *apps})
 	}
@@ -107,29 +108,29 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		// reads the telemetry topic from its start, so a later run on the
 		// same broker would also read, and skip, the earlier runs'
 		// records.
-		e, err := startEnv(ctx, &o)
+		e, err := pipeline.StartEnv(ctx, &o)
 		if err != nil {
 			return err
 		}
-		rate, err := raw.run(ctx, stdout, e.brokers, e.partitions, i)
+		rate, err := raw.run(ctx, stdout, e.Brokers, e.Partitions, i)
 		if err != nil {
-			e.close()
+			e.Close()
 			return err
 		}
 		rawRate = max(rawRate, rate)
 
 		if src, err = synth(); err != nil {
-			e.close()
+			e.Close()
 			return err
 		}
 		runtime.GC()
 		debug.FreeOSMemory()
 		resetPeakRSS()
 		po := o
-		po.env = e
-		res, err := runPipeline(ctx, po, src, "synthetic", int64(*days)*grid.StrategicTickUS)
+		po.Env = e
+		res, err := pipeline.OpenLoop(ctx, po, src, "synthetic", int64(*days)*grid.StrategicTickUS)
 		if err != nil {
-			e.close()
+			e.Close()
 			return err
 		}
 		rate = float64(res.Replay.Invocations) / res.Wall.Seconds()
@@ -142,11 +143,11 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 			res.Wall.Seconds(), rate, float64(ops)/res.Wall.Seconds(), peakRSS())
 		if *memProf != "" && i == *runs-1 {
 			if err := writeHeapProfile(*memProf); err != nil {
-				e.close()
+				e.Close()
 				return err
 			}
 		}
-		e.close()
+		e.Close()
 	}
 	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; pipeline (best run): %.0f invocations/s, %.0f ticks/s\n", rawRate, pipeRate, pipeTickRate)
 	fmt.Fprintf(stdout, "pipeline/raw ratio: %.3f\n", pipeRate/rawRate)

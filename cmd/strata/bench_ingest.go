@@ -19,6 +19,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 )
 
@@ -68,8 +69,8 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names, logger: logger}
-	e, closeEnv, err := o.prepare(ctx)
+	o := pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names, Logger: logger}
+	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {
 		return err
 	}
@@ -90,16 +91,16 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	admin, err := kgo.NewClient(kafka.CommonOpts(e.brokers, nil)...)
+	admin, err := kgo.NewClient(kafka.CommonOpts(e.Brokers, nil)...)
 	if err != nil {
 		return fmt.Errorf("creating bench admin client: %w", err)
 	}
 	defer admin.Close()
-	ib := ingestBench{brokers: e.brokers, partitions: e.partitions, admin: admin, logger: logger,
+	ib := ingestBench{brokers: e.Brokers, partitions: e.Partitions, admin: admin, logger: logger,
 		lcfg: loadgen.Config{Format: loadgen.Format(*format), Batch: *batch, Concurrency: *concurrency, Prebuild: true}}
 	var rawRate, ingestRate float64
 	for i := range *runs {
-		rate, err := raw.run(ctx, stdout, e.brokers, e.partitions, i)
+		rate, err := raw.run(ctx, stdout, e.Brokers, e.Partitions, i)
 		if err != nil {
 			return err
 		}

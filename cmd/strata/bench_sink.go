@@ -25,6 +25,7 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -81,7 +82,7 @@ func benchSinkMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}()
 
-	runID := "bench-" + strings.TrimPrefix(newRunID(), "run-")
+	runID := "bench-" + strings.TrimPrefix(pipeline.NewRunID(), "run-")
 	rows, err := sinkBenchRows(ctx, conf, runID, *nRows, *seed)
 	if err != nil {
 		return err
@@ -365,7 +366,7 @@ func (k *sinkBenchKafka) run(ctx context.Context, st sink.Writer, rows *benchRow
 		}
 		firstRecord = time.Since(t0)
 	}()
-	err = waitSink(ctx, sk, twin.Stats{Decisions: int64(len(rows.decisions)), Rewards: int64(len(rows.rewards))}, exited)
+	err = pipeline.WaitSink(ctx, sk, twin.Stats{Decisions: int64(len(rows.decisions)), Rewards: int64(len(rows.rewards))}, exited)
 	res.wall = time.Since(t0)
 	stop()
 	<-exited

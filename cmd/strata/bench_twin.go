@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -82,7 +83,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	sf := bs.sources()
 	var (
-		lo                                 loopOpts
+		lo                                 pipeline.LoopConfig
 		replayRate, twinRate, twinTickRate float64
 	)
 	for i := range *runs {
@@ -113,13 +114,13 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			// The engine's model and function profiles, derived once
 			// (untimed).
 			lo, _, err = setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf, conf: conf},
-				pipelineOpts{epoch: grid.DefaultEpoch, logger: logger}, name, grid.DefaultEpoch)
+				pipeline.Config{Epoch: grid.DefaultEpoch, Logger: logger}, name, grid.DefaultEpoch)
 			if err != nil {
 				return err
 			}
-			lo.engine.RunID = "bench"
+			lo.Engine.RunID = "bench"
 		}
-		eng, err := twin.NewEngine(lo.model, lo.engine, lo.profile)
+		eng, err := twin.NewEngine(lo.Model, lo.Engine, lo.Profile)
 		if err != nil {
 			return err
 		}

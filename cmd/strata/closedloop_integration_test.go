@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -36,12 +37,12 @@ func TestIntegrationClosedLoop(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	log := &batchLog{}
 	o := loopOptsForTest(t, fmt.Sprintf("it-loop-%d", time.Now().UnixNano()), 0, log)
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, 0
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, 0
 	res := runLoopInto(t, o, st)
 	if res.Twin.Ticks != 431 || res.Twin.Telemetry != 998 || res.Features.Invocations != 998 {
 		t.Fatalf("twin %+v, features windowed %d: want 431 ticks and 998 invocations observed and windowed", res.Twin, res.Features.Invocations)
 	}
-	checkPartitionsUsed(t, res, log, st, o.runID, names, kafka.DefaultPartitions)
+	checkPartitionsUsed(t, res, log, st, o.RunID, names, kafka.DefaultPartitions)
 }
 
 // TestIntegrationClosedLoopPartitions runs the closed loop on topics the
@@ -67,12 +68,12 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 
 	// --partitions 4 on 3-partition topics: refused before anything runs.
 	o := loopOptsForTest(t, runID+"-4", 0, &batchLog{})
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, 4
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, 4
 	tr, err := replay.OpenTrace(realTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = runClosedLoop(ctx, o, tr, "real", 0)
+	_, err = pipeline.ClosedLoop(ctx, o, tr, "real", 0)
 	_ = tr.Close()
 	if err == nil {
 		t.Fatal("the loop ran with --partitions 4 on topics of 3 partitions")
@@ -108,7 +109,7 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	log := &batchLog{}
 	o = loopOptsForTest(t, runID, 0, log)
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, 0
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, 0
 	res := runLoopInto(t, o, st)
 	if res.Twin.Ticks != 431 || res.Twin.Telemetry != 998 || res.Features.Invocations != 998 {
 		t.Fatalf("twin %+v, features windowed %d: want 431 ticks and 998 invocations observed and windowed", res.Twin, res.Features.Invocations)
@@ -119,7 +120,7 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 // checkPartitionsUsed checks that a closed-loop run used parts partitions:
 // every layer's state batches came from parts shards, and the run's runs
 // row records parts and the name prefix in its config_json.
-func checkPartitionsUsed(t *testing.T, res loopResult, log *batchLog, st store.Store, runID string, names schemas.Names, parts int) {
+func checkPartitionsUsed(t *testing.T, res pipeline.LoopResult, log *batchLog, st store.Store, runID string, names schemas.Names, parts int) {
 	t.Helper()
 	for l, ticks := range res.Features.Ticks {
 		if b := res.Features.Batches[l]; b != ticks*int64(parts) {

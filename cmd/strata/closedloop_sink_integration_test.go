@@ -21,6 +21,7 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -111,21 +112,21 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	// The loop, with no in-process store: the twin writes decisions and
 	// rewards to Kafka for the sink process.
 	o := loopOptsForTest(t, runID, loopKillSpeed, &batchLog{})
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, nParts
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, nParts
 	tr, err := replay.OpenTrace(realTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tr.Close() }()
 	var (
-		res     loopResult
+		res     pipeline.LoopResult
 		loopErr error
 	)
 	loopDone := make(chan struct{})
 	t0 := time.Now()
 	go func() {
 		defer close(loopDone)
-		res, loopErr = runClosedLoop(ctx, o, tr, "real", 0)
+		res, loopErr = pipeline.ClosedLoop(ctx, o, tr, "real", 0)
 	}()
 	defer func() { cancel(); <-loopDone }()
 

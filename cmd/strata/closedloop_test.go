@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -49,7 +50,7 @@ func (p fixedPolicy) Decide(_ context.Context, st *schemas.StateBatch, out *sche
 
 // loopOptsForTest returns closed-loop options with fixed policies on the
 // embedded servers; callers may point them at real ones.
-func loopOptsForTest(t *testing.T, runID string, speed replay.Speed, log *batchLog) loopOpts {
+func loopOptsForTest(t *testing.T, runID string, speed replay.Speed, log *batchLog) pipeline.LoopConfig {
 	t.Helper()
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
@@ -59,44 +60,44 @@ func loopOptsForTest(t *testing.T, runID string, speed replay.Speed, log *batchL
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := loopOpts{
-		pipelineOpts: testOpts(runID, speed, 2, log),
-		model:        m,
-		policies: map[schemas.Layer]worker.Policy{
+	o := pipeline.LoopConfig{
+		Config: testOpts(runID, speed, 2, log),
+		Model:  m,
+		Policies: map[schemas.Layer]worker.Policy{
 			schemas.Strategic:   fixedPolicy{row: schemas.DecisionRow{Provider: "gcp", Action: 2}},
 			schemas.Tactical:    fixedPolicy{row: schemas.DecisionRow{Region: "eu-west", MemoryMB: 512, Action: 2*6 + 2}},
 			schemas.Operational: fixedPolicy{row: schemas.DecisionRow{Prewarm: 1, Action: 1}},
 		},
-		engine: twin.Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig(),
+		Engine: twin.Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig(),
 			Transitions: map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true}},
-		profile: func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) },
+		Profile: func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) },
 	}
-	o.logger = slog.New(slog.DiscardHandler)
+	o.Logger = slog.New(slog.DiscardHandler)
 	return o
 }
 
 // runLoopInto runs the 998 real rows through the closed loop into st and
 // checks that every decision and reward the twin wrote is one row of its
 // table (FINAL: ClickHouse merges replaced rows lazily; DuckDB ignores it).
-func runLoopInto(t *testing.T, o loopOpts, st store.Store) loopResult {
+func runLoopInto(t *testing.T, o pipeline.LoopConfig, st store.Store) pipeline.LoopResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := st.EnsureSchema(ctx); err != nil {
 		t.Fatal(err)
 	}
-	o.store, o.run = st, &stratapb.Run{RunId: o.runID, Source: "real"}
+	o.Store, o.Run = st, &stratapb.Run{RunId: o.RunID, Source: "real"}
 	r, err := replay.OpenTrace(realTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = r.Close() }()
-	res, err := runClosedLoop(ctx, o, r, "real", 0)
+	res, err := pipeline.ClosedLoop(ctx, o, r, "real", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for table, want := range map[string]int64{schemas.TableDecisions: res.Twin.Decisions, schemas.TableRewards: res.Twin.Rewards, schemas.TableRuns: 1} {
-		_, rows, err := st.Query(ctx, "SELECT count(*) FROM "+table+" FINAL WHERE run_id = '"+o.runID+"'")
+		_, rows, err := st.Query(ctx, "SELECT count(*) FROM "+table+" FINAL WHERE run_id = '"+o.RunID+"'")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +108,7 @@ func runLoopInto(t *testing.T, o loopOpts, st store.Store) loopResult {
 	return res
 }
 
-func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batchLog) {
+func testLoop(t *testing.T, runID string, speed replay.Speed) (pipeline.LoopResult, *batchLog) {
 	t.Helper()
 	log := &batchLog{}
 	st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"))
@@ -165,7 +166,7 @@ func TestClosedLoopMetrics(t *testing.T) {
 	t.Parallel() // its own embedded servers
 	reg := prometheus.NewRegistry()
 	o := loopOptsForTest(t, "metrics", 0, &batchLog{})
-	o.reg = reg
+	o.Registerer = reg
 	st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"))
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -205,16 +206,16 @@ func TestRunJSONRecordsOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := runConfigJSON(rc.runJSON([]string{"--speed", "10"}), 3, schemas.Names{})
+	got := pipeline.RunConfigJSON(rc.runJSON([]string{"--speed", "10"}), 3, schemas.Names{})
 	want := `{"args":["--speed","10"],"partitions":3,"config_file":"c.yaml","overrides":{"catalog":{"gcp":{"all":{"keep_warm_usd_per_hour":{"128":0.25}}}},"flags":{"days":"3"},"reward":{"w_cost":0.5}}}`
 	if got != want {
 		t.Errorf("config_json\n%s, want\n%s", got, want)
 	}
 	// Without a file, and the plain list of arguments of before.
-	if got, want := runConfigJSON((*roleConfig)(nil).runJSON(nil), 1, schemas.Names{}), `{"args":[],"partitions":1}`; got != want {
+	if got, want := pipeline.RunConfigJSON((*roleConfig)(nil).runJSON(nil), 1, schemas.Names{}), `{"args":[],"partitions":1}`; got != want {
 		t.Errorf("config_json %s, want %s", got, want)
 	}
-	if got, want := runConfigJSON(`["--x"]`, 1, schemas.Names{}), `{"args":["--x"],"partitions":1}`; got != want {
+	if got, want := pipeline.RunConfigJSON(`["--x"]`, 1, schemas.Names{}), `{"args":["--x"],"partitions":1}`; got != want {
 		t.Errorf("config_json %s, want %s", got, want)
 	}
 }

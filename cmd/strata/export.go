@@ -369,7 +369,7 @@ func exportSequences(ctx context.Context, args []string, stdout, stderr io.Write
 	toUS := int64(last) * grid.StrategicTickUS
 	col := newSeqCollector(*seed, *sampleN)
 	o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("export-sequences-%d", time.Now().UnixNano()))
-	o.onBatch = col.onBatch
+	o.OnBatch = col.onBatch
 	if !conf.hasCloud() && model != nil {
 		conf = model
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/kafka/kafkatest"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -112,11 +113,11 @@ func TestIntegrationPipeline(t *testing.T) {
 	for i, sp := range []replay.Speed{0, 40000} {
 		log := &batchLog{}
 		o := testOpts(runID, sp, parts, log)
-		o.brokers, o.natsURL, o.names = brokers, natsURL, names
+		o.Brokers, o.NATSURL, o.Names = brokers, natsURL, names
 		if i > 0 {
-			o.partitions = 0 // adopt the topics' count
+			o.Partitions = 0 // adopt the topics' count
 		}
-		res, err := runPipeline(ctx, o, &sliceSource{ins: ins}, "real", 0)
+		res, err := pipeline.OpenLoop(ctx, o, &sliceSource{ins: ins}, "real", 0)
 		if err != nil {
 			t.Fatalf("speed %s: %v", sp, err)
 		}

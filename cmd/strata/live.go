@@ -37,6 +37,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -314,8 +315,8 @@ its committed offsets on the next start.
 		return err
 	}
 	lo := liveOpts{
-		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: reg},
+		pipe: pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+			Epoch: liveEpoch, RunID: inf.runID, Logger: logger, Registerer: reg},
 		ingest: icfg, listen: inf.listen, tlsCert: inf.tlsCert, tlsKey: inf.tlsKey,
 		policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
 		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow, transitions: trLayers,
@@ -329,7 +330,7 @@ its committed offsets on the next start.
 
 // liveOpts configures runLive.
 type liveOpts struct {
-	pipe                    pipelineOpts
+	pipe                    pipeline.Config
 	ingest                  ingest.Config // Brokers and Gatherer are filled in
 	listen, tlsCert, tlsKey string
 	policies                map[schemas.Layer]string
@@ -351,7 +352,7 @@ type liveOpts struct {
 // liveRun is a running live process, for tests.
 type liveRun struct {
 	addr     string
-	env      *env
+	env      *pipeline.Env
 	ingest   *ingest.Server
 	features *features.Service
 	shadow   *twin.Service
@@ -364,15 +365,15 @@ type liveRun struct {
 // record processed by the back end, within lo.drainTimeout), then the back
 // end and last the sink. ready, if set, is called once it serves.
 func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liveRun)) error {
-	logger, reg := lo.pipe.logger, lo.pipe.reg
-	e, closeEnv, err := lo.pipe.prepare(ctx)
+	logger, reg := lo.pipe.Logger, lo.pipe.Registerer
+	e, closeEnv, err := lo.pipe.Prepare(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeEnv()
 	icfg := lo.ingest
-	icfg.Brokers, icfg.RunID, icfg.Names = e.brokers, lo.pipe.runID, lo.pipe.names
-	if e.embeddedKafka {
+	icfg.Brokers, icfg.RunID, icfg.Names = e.Brokers, lo.pipe.RunID, lo.pipe.Names
+	if e.EmbeddedKafka {
 		// The records die with the process: at a stop, ingest's last
 		// watermark closes the tick of every record it accepted, and the
 		// drain waits for the back end to process them.
@@ -428,30 +429,28 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		return errors.Join(err, sinkGroup.Wait())
 	}
 	prog := newLiveProgress()
-	nm := lo.pipe.names
-	kv, err := e.js.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
+	nm := lo.pipe.Names
+	kv, err := e.JS.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		return fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
-	runID := lo.pipe.runID
-	if run.features, err = features.NewService(ctx, features.Config{Brokers: e.brokers, Group: nm.Group("strata-features-" + runID),
-		Epoch: liveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch}, natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv},
+	runID := lo.pipe.RunID
+	groups := pipeline.GroupsOf(nm, runID)
+	if run.features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
+		Epoch: liveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch}, natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv},
 		logger.With("role", "features"), reg); err != nil {
 		return err
 	}
 	view := newDecisionView(runID, nm, lo.placement, logger, reg)
 	icfg.Decisions = view.Handler()
 	back.Go(func() error { return run.features.Run(bctx) })
-	back.Go(func() error { return view.Follow(bctx, e.js) })
+	back.Go(func() error { return view.Follow(bctx, e.JS) })
 	for _, l := range layers {
-		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
+		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, reg
 		back.Go(func() error { return w.Run(bctx) })
 		if p := actPol[l]; p != nil {
-			nc, ok := e.nc.(*nats.Conn)
-			if !ok {
-				return errors.Join(errors.New("strata live: the NATS connection cannot serve act requests"), stop())
-			}
+			nc := e.NC
 			srv := worker.NewActServer(nc, l, p, logger.With("role", "act", "layer", l))
 			srv.Names = nm
 			if err := srv.Listen(); err != nil {
@@ -471,8 +470,8 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		if err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: runID, Names: nm, Layers: layers, Shadow: true,
-			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions, OnTick: prog.onTick, Registerer: reg}, eng, e.js, logger.With("role", "shadow")); err != nil {
+		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers, Shadow: true,
+			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.Partitions, OnTick: prog.onTick, Registerer: reg}, eng, e.JS, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.shadow.Run(bctx) })
@@ -486,38 +485,38 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 		if err := st.EnsureSchema(ctx); err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.sink, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: nm.Group("strata-sink-" + runID), Partitions: lo.pipe.partitions,
+		if run.sink, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: lo.pipe.Partitions,
 			Outcomes: true, RunID: runID, Names: nm}, st, logger.With("role", "sink"), reg); err != nil {
 			return errors.Join(err, stop())
 		}
 		sinkGroup.Go(func() error { return run.sink.Run(sctx) })
 	}
 
-	if run.sink != nil || !e.embeddedKafka {
+	if run.sink != nil || !e.EmbeddedKafka {
 		// The live run's row in the runs table (a restart replaces it).
-		if err := writeLiveRun(ctx, e.brokers, lo, layers); err != nil {
+		if err := writeLiveRun(ctx, e.Brokers, lo, layers); err != nil {
 			return errors.Join(err, stop())
 		}
 	}
-	if e.embeddedKafka {
+	if e.EmbeddedKafka {
 		// The in-process broker keeps every record in memory: drop what
 		// every reader has committed.
-		tcl, err := kgo.NewClient(kafka.CommonOpts(e.brokers, logger)...)
+		tcl, err := kgo.NewClient(kafka.CommonOpts(e.Brokers, logger)...)
 		if err != nil {
 			return errors.Join(fmt.Errorf("creating the trimming client: %w", err), stop())
 		}
 		defer tcl.Close()
-		telemetryReaders := []string{nm.Group("strata-features-" + runID)}
+		telemetryReaders := []string{groups.Features}
 		if lo.shadow {
-			telemetryReaders = append(telemetryReaders, nm.Group("strata-shadow-"+runID))
+			telemetryReaders = append(telemetryReaders, groups.Shadow)
 		}
 		back.Go(func() error {
-			trimConsumed(bctx, tcl, telemetryReaders, []string{nm.Topic(schemas.TopicTelemetry)}, 5*time.Second, logger)
+			pipeline.TrimConsumed(bctx, tcl, telemetryReaders, []string{nm.Topic(schemas.TopicTelemetry)}, 5*time.Second, logger)
 			return nil
 		})
 		if run.sink != nil {
 			sinkGroup.Go(func() error {
-				trimConsumed(sctx, tcl, []string{nm.Group("strata-sink-" + runID)}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 5*time.Second, logger)
+				pipeline.TrimConsumed(sctx, tcl, []string{groups.Sink}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 5*time.Second, logger)
 				return nil
 			})
 		}
@@ -543,7 +542,7 @@ func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liv
 	serveErr := run.ingest.Serve(ctx, ln, lo.tlsCert, lo.tlsKey)
 	st := run.ingest.Stats()
 	var drainErr error
-	if e.embeddedKafka {
+	if e.EmbeddedKafka {
 		drainErr = run.drain(ctx, lo, st, prog, stopBack, stdout, logger)
 	} else {
 		// The back end commits only what it has durably handled: what it
@@ -658,8 +657,8 @@ func (run *liveRun) drain(ctx context.Context, lo liveOpts, st ingest.Stats, pro
 	var sinkBehind int64
 	var sinkErr error
 	if run.sink != nil {
-		nm := lo.pipe.names
-		sinkBehind, sinkErr = waitCommitted(dctx, run.env.brokers, nm.Group("strata-sink-"+lo.pipe.runID),
+		nm := lo.pipe.Names
+		sinkBehind, sinkErr = waitCommitted(dctx, run.env.Brokers, pipeline.GroupsOf(nm, lo.pipe.RunID).Sink,
 			[]string{nm.Topic(sink.TopicRuns), nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, logger)
 	}
 	if done && sinkBehind == 0 && sinkErr == nil {
@@ -786,10 +785,10 @@ func writeLiveRun(ctx context.Context, brokers []string, lo liveOpts, layers []s
 	for _, l := range layers {
 		pol[l] = lo.policies[l]
 	}
-	v, err := proto.Marshal(&stratapb.Run{RunId: lo.pipe.runID, StartedUnixMs: time.Now().UnixMilli(), Source: "live", Seed: lo.seed,
+	v, err := proto.Marshal(&stratapb.Run{RunId: lo.pipe.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: "live", Seed: lo.seed,
 		Speed: "wall-clock", StrategicPolicy: pol[schemas.Strategic], TacticalPolicy: pol[schemas.Tactical],
 		OperationalPolicy: pol[schemas.Operational], DefaultPlacement: lo.placement.String(), TraceEpoch: liveEpoch.Format(time.RFC3339),
-		ConfigJson: runConfigJSON(lo.conf.runJSON(nil), lo.pipe.partitions, lo.pipe.names)})
+		ConfigJson: pipeline.RunConfigJSON(lo.conf.runJSON(nil), lo.pipe.Partitions, lo.pipe.Names)})
 	if err != nil {
 		return fmt.Errorf("encoding the live run record: %w", err)
 	}
@@ -798,7 +797,7 @@ func writeLiveRun(ctx context.Context, brokers []string, lo liveOpts, layers []s
 		return fmt.Errorf("creating a kafka client for the run record: %w", err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: lo.pipe.names.Topic(sink.TopicRuns), Key: []byte(lo.pipe.runID), Value: v}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: lo.pipe.Names.Topic(sink.TopicRuns), Key: []byte(lo.pipe.RunID), Value: v}).FirstErr(); err != nil {
 		return fmt.Errorf("writing the live run record: %w", err)
 	}
 	return nil

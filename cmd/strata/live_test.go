@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -31,6 +30,7 @@ import (
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/telemetry"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -72,8 +72,8 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0}
 	lo := liveOpts{
-		pipe: pipelineOpts{brokers: brokers, natsURL: natsURL, names: names, partitions: 3, epoch: liveEpoch, runID: runID,
-			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
+		pipe: pipeline.Config{Brokers: brokers, NATSURL: natsURL, Names: names, Partitions: 3, Epoch: liveEpoch, RunID: runID,
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
 		ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Second, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
 		listen: "127.0.0.1:0",
 		policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
@@ -210,7 +210,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	if st := run.ingest.Stats(); st.Accepted != 8 || st.Rejected != 2 || st.Refused != 3 {
 		t.Errorf("ingest: %+v; want 8 accepted, 2 rejected, 3 refused", st)
 	}
-	obs, dead := readRun(t, ctx, run.env.brokers, names, runID)
+	obs, dead := readRun(t, ctx, run.env.Brokers, names, runID)
 	if len(obs) != 8 || len(dead) != 2 {
 		t.Errorf("kafka: %d observations, %d dead letters of the run; want 8 and 2", len(obs), len(dead))
 	}
@@ -229,10 +229,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	})
 	// 7. A single decision on demand: strata.act.operational answers with
 	// the live agent's policy, within the deadline.
-	nc, ok := run.env.nc.(*nats.Conn)
-	if !ok {
-		t.Fatal("no NATS connection")
-	}
+	nc := run.env.NC
 	k := t0.UnixMicro() / grid.OperationalTickUS
 	fallback, err := agents.New("static-2x", schemas.Operational, agents.Options{Seed: 1})
 	if err != nil {
@@ -382,8 +379,8 @@ func TestLiveDrainOnStop(t *testing.T) {
 	clock := &testClock{now: t0.Add(50 * time.Second)}
 	storeTarget := filepath.Join(t.TempDir(), "live.duckdb")
 	lo := liveOpts{
-		pipe: pipelineOpts{partitions: 3, epoch: liveEpoch, runID: runID,
-			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
+		pipe: pipeline.Config{Partitions: 3, Epoch: liveEpoch, RunID: runID,
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
 		ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Minute, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
 		listen: "127.0.0.1:0",
 		policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
@@ -447,8 +444,8 @@ func TestLiveDrainTimeout(t *testing.T) {
 	defer cancel()
 	now := time.Now().UTC()
 	lo := liveOpts{
-		pipe: pipelineOpts{partitions: 2, epoch: liveEpoch, runID: fmt.Sprintf("live-drain-timeout-%d", now.UnixNano()),
-			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
+		pipe: pipeline.Config{Partitions: 2, Epoch: liveEpoch, RunID: fmt.Sprintf("live-drain-timeout-%d", now.UnixNano()),
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
 		ingest:       ingest.Config{Tokens: []string{token}, NoWatermarks: true, Now: func() time.Time { return now }},
 		listen:       "127.0.0.1:0",
 		policies:     map[schemas.Layer]string{schemas.Operational: "reactive"},

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -27,13 +28,13 @@ func TestEmbeddedClosedLoopPartitions(t *testing.T) {
 	for _, parts := range []int{1, 3, 4} {
 		log := &batchLog{}
 		o := loopOptsForTest(t, "loop-parts", 0, log)
-		o.partitions = parts
+		o.Partitions = parts
 		for l, name := range map[schemas.Layer]string{schemas.Strategic: "random", schemas.Tactical: "greedy-cost", schemas.Operational: "hybrid-histogram"} {
-			p, err := agents.New(name, l, agents.Options{Seed: 7, Model: o.model, Epoch: o.epoch})
+			p, err := agents.New(name, l, agents.Options{Seed: 7, Model: o.Model, Epoch: o.Epoch})
 			if err != nil {
 				t.Fatal(err)
 			}
-			o.policies[l] = p
+			o.Policies[l] = p
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		r, err := replay.OpenTrace(realTrace)
@@ -41,7 +42,7 @@ func TestEmbeddedClosedLoopPartitions(t *testing.T) {
 			cancel()
 			t.Fatal(err)
 		}
-		res, err := runClosedLoop(ctx, o, r, "real", 0)
+		res, err := pipeline.ClosedLoop(ctx, o, r, "real", 0)
 		_ = r.Close()
 		cancel()
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -87,16 +88,16 @@ func (s *sliceSource) Next() (replay.Invocation, error) {
 	return s.ins[s.i-1], nil
 }
 
-func testOpts(runID string, speed replay.Speed, partitions int, log *batchLog) pipelineOpts {
-	return pipelineOpts{partitions: partitions, speed: speed, epoch: grid.DefaultEpoch, runID: runID,
-		latenessUS: 600_000_000, logger: slog.New(slog.DiscardHandler), onBatch: log.add}
+func testOpts(runID string, speed replay.Speed, partitions int, log *batchLog) pipeline.Config {
+	return pipeline.Config{Partitions: partitions, Speed: speed, Epoch: grid.DefaultEpoch, RunID: runID,
+		LatenessUS: 600_000_000, Logger: slog.New(slog.DiscardHandler), OnBatch: log.add}
 }
 
 // checkPipeline asserts the invariants of one run over ins: every invocation
 // is counted in exactly one 15 s window of its function, every shard
 // publishes exactly one batch per tick of each layer, and the tick counts
 // follow event time.
-func checkPipeline(t *testing.T, ins []replay.Invocation, res pipelineResult, log *batchLog, partitions int) {
+func checkPipeline(t *testing.T, ins []replay.Invocation, res pipeline.OpenLoopResult, log *batchLog, partitions int) {
 	t.Helper()
 	want := map[fnKey]int64{}
 	var maxStart int64
@@ -179,7 +180,7 @@ func TestEmbeddedPipelineRealRows(t *testing.T) {
 	var hashes []string
 	for _, sp := range []replay.Speed{0, 40000} {
 		log := &batchLog{}
-		res, err := runPipeline(ctx, testOpts("real-rows", sp, 3, log), &sliceSource{ins: ins}, "real", 0)
+		res, err := pipeline.OpenLoop(ctx, testOpts("real-rows", sp, 3, log), &sliceSource{ins: ins}, "real", 0)
 		if err != nil {
 			t.Fatalf("speed %s: %v", sp, err)
 		}
@@ -203,7 +204,7 @@ func TestEmbeddedPipelineSyntheticDay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := &batchLog{}
-	res, err := runPipeline(ctx, testOpts("synth-day", 0, 2, log), &sliceSource{ins: ins}, "synthetic", 0)
+	res, err := pipeline.OpenLoop(ctx, testOpts("synth-day", 0, 2, log), &sliceSource{ins: ins}, "synthetic", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

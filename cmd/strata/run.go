@@ -21,6 +21,7 @@ import (
 	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -69,7 +70,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 func (c *commonFlags) registerBatch(fs *flag.FlagSet) {
 	fs.StringVar(&c.kafka, "kafka", "", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
 	fs.StringVar(&c.nats, "nats", "", "NATS `URL` (default: an embedded nats-server with JetStream)")
-	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, embeddedLoopPartitions))
+	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, pipeline.EmbeddedLoopPartitions))
 	registerPrefix(fs, &c.names)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.epoch, "trace-epoch", grid.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
@@ -168,13 +169,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer closeSrc()
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		speed: sp, epoch: epoch, runID: rf.runID, latenessUS: rf.lateness.Microseconds(), logger: logger, reg: reg}
+	o := pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+		Speed: sp, Epoch: epoch, RunID: rf.runID, LatenessUS: rf.lateness.Microseconds(), Logger: logger, Registerer: reg}
 	if rf.progress {
-		o.progress = stderr
+		o.Progress = stderr
 	}
-	if o.runID == "" {
-		o.runID = newRunID()
+	if o.RunID == "" {
+		o.RunID = pipeline.NewRunID()
 	}
 	if !*observed {
 		pl, err := parsePlacement(*defPl)
@@ -189,7 +190,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes,
 			transitions: tl, models: *models, conf: conf}, o, src, name, traceLen, stdout)
 	}
-	res, err := runPipeline(ctx, o, src, name, traceLen)
+	res, err := pipeline.OpenLoop(ctx, o, src, name, traceLen)
 	if err != nil {
 		return err
 	}
@@ -263,7 +264,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	logger.Info("kafka topics", "partitions", n, "asked", cf.partitions, "prefix", cf.names.Prefix)
 	if rf.runID == "" {
-		rf.runID = newRunID()
+		rf.runID = pipeline.NewRunID()
 	}
 	rcfg := producers.ReplayConfig{RunID: rf.runID, Observed: *observed, Provider: *provider,
 		AllowedLatenessUS: rf.lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name, Names: cf.names}
@@ -271,7 +272,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if rf.progress {
 		pw = stderr
 	}
-	bar := newProgress(pw, traceLen, &rcfg)
+	bar := pipeline.NewProgress(pw, traceLen, &rcfg)
 	rep, err := producers.NewReplayer(rcfg, cl, logger, reg)
 	if err != nil {
 		return err

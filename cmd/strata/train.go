@@ -18,6 +18,7 @@ import (
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -185,7 +186,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for episode = 0; episode < *episodes; episode++ {
 			te := time.Now()
 			lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf,
-				learn: &learnOpts{learner: lrn, episode: episode}, conf: conf}
+				learn: &pipeline.Learn{Learner: lrn, Episode: episode}, conf: conf}
 			o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
 			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0)
 			if err != nil {
