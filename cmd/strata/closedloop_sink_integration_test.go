@@ -22,6 +22,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -111,9 +112,9 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 
 	// The loop, with no in-process store: the twin writes decisions and
 	// rewards to Kafka for the sink process.
-	o := loopOptsForTest(t, runID, loopKillSpeed, &batchLog{})
+	o := pipelinetest.LoopConfig(t, runID, loopKillSpeed, &pipelinetest.BatchLog{})
 	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, nParts
-	tr, err := replay.OpenTrace(realTrace)
+	tr, err := replay.OpenTrace(pipelinetest.RealTrace)
 	if err != nil {
 		t.Fatal(err)
 	}

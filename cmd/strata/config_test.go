@@ -18,6 +18,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -228,7 +229,7 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "reward.yaml")
-	if err := os.WriteFile(conf, []byte("trace: "+realTrace+"\nprogress: false\nreward:\n  w_cost: 0.8\n  w_perf: 0.1\n  w_carbon: 0.1\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("trace: "+pipelinetest.RealTrace+"\nprogress: false\nreward:\n  w_cost: 0.8\n  w_perf: 0.1\n  w_carbon: 0.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	runOnce := func(name string, args ...string) (digest, configJSON string) {
@@ -257,7 +258,7 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 		}
 		return s.RewardsSHA256, fmt.Sprint(rows[0][0])
 	}
-	defDigest, defJSON := runOnce("default", "--trace", realTrace, "--progress=false")
+	defDigest, defJSON := runOnce("default", "--trace", pipelinetest.RealTrace, "--progress=false")
 	digest, cj := runOnce("reward", "--config", conf)
 	if digest == defDigest {
 		t.Errorf("reward weights 0.8/0.1/0.1 left the rewards digest at the default's %s", digest)
@@ -273,7 +274,7 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 	if err := json.Unmarshal([]byte(cj), &rec); err != nil {
 		t.Fatalf("config_json %s: %v", cj, err)
 	}
-	if rec.ConfigFile != conf || rec.Overrides.Reward["w_cost"] != 0.8 || rec.Overrides.Flags["trace"] != realTrace || rec.Args[0] != "--store" {
+	if rec.ConfigFile != conf || rec.Overrides.Reward["w_cost"] != 0.8 || rec.Overrides.Flags["trace"] != pipelinetest.RealTrace || rec.Args[0] != "--store" {
 		t.Errorf("config_json %s: want the file %s, its flags and its reward", cj, conf)
 	}
 	if strings.Contains(defJSON, "config_file") || strings.Contains(defJSON, "overrides") {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,8 +18,8 @@ import (
 
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/kafka/kafkatest"
-	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/infra/natsbus/natstest"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -55,77 +54,15 @@ func testNames(t *testing.T) schemas.Names {
 }
 
 // deleteNamed deletes the Kafka topics and consumer groups
-// (kafkatest.DeleteNamed) and the JetStream streams and buckets under
-// names' prefix.
+// (kafkatest.DeleteNamed) and the JetStream streams and buckets
+// (natstest.DeleteNamed) under names' prefix.
 func deleteNamed(t *testing.T, brokers []string, natsURL string, names schemas.Names) {
 	kafkatest.DeleteNamed(t, brokers, names)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nc, err := natsbus.Connect(natsURL, "test-cleanup")
-	if err != nil {
-		t.Logf("cleaning up %s: %v", names.Prefix, err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Logf("cleaning up %s: %v", names.Prefix, err)
-		return
-	}
-	// A stream is names.Stream(base); a key-value bucket is the stream
-	// KV_<bucket>, an object store OBJ_<bucket>.
-	sl := js.StreamNames(ctx)
-	var streams []string
-	for s := range sl.Name() {
-		for _, p := range []string{names.Stream(""), "KV_" + names.Bucket(""), "OBJ_" + names.Bucket("")} {
-			if strings.HasPrefix(s, p) {
-				streams = append(streams, s)
-				break
-			}
-		}
-	}
-	if err := sl.Err(); err != nil {
-		t.Logf("cleaning up %s: listing streams: %v", names.Prefix, err)
-	}
-	for _, s := range streams {
-		if err := js.DeleteStream(ctx, s); err != nil {
-			t.Logf("cleaning up %s: deleting stream %s: %v", names.Prefix, s, err)
-		}
-	}
+	natstest.DeleteNamed(t, natsURL, names)
 }
 
-// TestIntegrationPipeline replays the 998 real rows through the features
-// twice on topics of its own: first asking for 3 partitions (the topics
-// are created with them), then asking for none (the run adopts the 3).
-func TestIntegrationPipeline(t *testing.T) {
-	brokers, natsURL := servers(t)
-	names := testNames(t)
-	r, err := replay.OpenTrace(realTrace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins := readAll(t, r)
-	_ = r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	const parts = 3
-	runID := fmt.Sprintf("it-real-%d", time.Now().UnixNano())
-	for i, sp := range []replay.Speed{0, 40000} {
-		log := &batchLog{}
-		o := testOpts(runID, sp, parts, log)
-		o.Brokers, o.NATSURL, o.Names = brokers, natsURL, names
-		if i > 0 {
-			o.Partitions = 0 // adopt the topics' count
-		}
-		res, err := pipeline.OpenLoop(ctx, o, &sliceSource{ins: ins}, "real", 0)
-		if err != nil {
-			t.Fatalf("speed %s: %v", sp, err)
-		}
-		checkPipeline(t, ins, res, log, parts) // every batch says 3 shards
-		// A second run on the same topics, with its own consumer group.
-		runID += "-b"
-	}
-}
+// fnKey is a function of an app.
+type fnKey struct{ app, fn string }
 
 // TestIntegrationFeaturesKilledAndRestarted replays a synthetic day to real
 // Kafka, runs `strata features` as a separate process, SIGKILLs it
@@ -160,7 +97,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := readAll(t, s)
+	ins := pipelinetest.ReadAll(t, s)
 	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +113,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rep.Run(ctx, &sliceSource{ins: ins}); err != nil {
+	if _, err := rep.Run(ctx, &pipelinetest.SliceSource{Ins: ins}); err != nil {
 		t.Fatal(err)
 	}
 

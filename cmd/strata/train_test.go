@@ -15,6 +15,7 @@ import (
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -37,7 +38,7 @@ func learnLoop(t *testing.T, speed replay.Speed) (pipeline.LoopResult, learner.S
 	sf := &sourceFlags{synthDays: 1, apps: 6, seed: 1}
 	lf := loopFlags{strategic: "greedy-cost", tactical: "greedy-cost", operational: "none", placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
 		policySeed: 5, sources: sf, learn: &pipeline.Learn{Learner: lrn}}
-	o := testOpts("switch", speed, 2, &batchLog{})
+	o := pipelinetest.Config("switch", speed, 2, &pipelinetest.BatchLog{})
 	res, _, _, err := runWindow(ctx, lf, o, 0, grid.StrategicTickUS, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package pipeline_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -61,7 +62,7 @@ func TestStaticBestBeatsRandomAndGreedyLatency(t *testing.T) {
 	const hours = 5
 	mean := map[string]float64{}
 	for _, pol := range []string{"static-best", "random", "greedy-latency"} {
-		o := loopOptsForTest(t, "sb-"+pol, 0, &batchLog{})
+		o := pipelinetest.LoopConfig(t, "sb-"+pol, 0, &pipelinetest.BatchLog{})
 		m := o.Model
 		pb := twin.NewProfileBuilder(o.Epoch)
 		src := synthHours(t, hours)

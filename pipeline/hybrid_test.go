@@ -1,4 +1,4 @@
-package main
+package pipeline_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -91,7 +92,7 @@ type timerRun struct {
 // and decisions back from a DuckDB store.
 func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun {
 	t.Helper()
-	o := loopOptsForTest(t, runID, 0, &batchLog{})
+	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
 	o.Policies = map[schemas.Layer]worker.Policy{}
 	if op != nil {
 		o.Policies[schemas.Operational] = op
@@ -215,7 +216,7 @@ func TestHybridHistogramPrewarmsTimerBursts(t *testing.T) {
 		}
 	}
 	trace := writeTimerTrace(t)
-	m := loopOptsForTest(t, "x", 0, &batchLog{}).Model
+	m := pipelinetest.LoopConfig(t, "x", 0, &pipelinetest.BatchLog{}).Model
 	policy := func(name string) worker.Policy {
 		p, err := agents.New(name, schemas.Operational, agents.Options{Seed: 1, Model: m})
 		if err != nil {
