@@ -274,7 +274,10 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 }
 
 // WaitSink waits until the sink has written the twin's decisions and
-// rewards (a redelivered record counts again, so "at least").
+// rewards (a redelivered record counts again, so "at least"). It polls
+// the sink's Stats: the sink counts rows as it writes them but has no
+// signal for reaching given offsets, and the twin's counts are only known
+// once the loop's sources have stopped.
 func WaitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()

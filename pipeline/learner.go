@@ -68,7 +68,10 @@ func FollowerLoader(layer schemas.Layer, opts agents.Options, explore bool) lear
 }
 
 // waitLearner waits until the learner has processed, for each layer it
-// trains, as many intervals as the twin closed (want).
+// trains, as many intervals as the twin closed (want). It polls
+// Learner.Done: the learner counts the intervals it trained on but does
+// not signal reaching a count, and the count is only known once the twin
+// has stopped.
 func waitLearner(ctx context.Context, l *learner.Learner, want map[string]int64, exited <-chan struct{}) error {
 	for {
 		done := true

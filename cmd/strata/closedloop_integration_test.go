@@ -30,7 +30,7 @@ import (
 func TestIntegrationClosedLoop(t *testing.T) {
 	brokers, natsURL := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	st, err := store.OpenClickHouse(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func TestIntegrationClosedLoop(t *testing.T) {
 func TestIntegrationClosedLoopPartitions(t *testing.T) {
 	brokers, natsURL := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)

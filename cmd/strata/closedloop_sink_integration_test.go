@@ -41,7 +41,7 @@ const loopKillSpeed replay.Speed = 500
 func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	brokers, natsURL := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "strata")

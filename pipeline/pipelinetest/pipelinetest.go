@@ -10,11 +10,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,4 +211,115 @@ func RunLoopInto(t testing.TB, o pipeline.LoopConfig, st store.Store) pipeline.L
 		}
 	}
 	return res
+}
+
+// OperationalState returns an operational state batch of run runID for
+// tick with one row per function of app "app".
+func OperationalState(runID string, tick int64, funcs ...string) *schemas.StateBatch {
+	st := &schemas.StateBatch{Header: schemas.BatchHeader{RunID: runID, Layer: schemas.Operational, Tick: tick,
+		TickStartUS: tick * 15_000_000, NShards: 1}}
+	for _, f := range funcs {
+		r := schemas.OperationalRow{App: "app", Func: f, Invocations: 2}
+		r.ConcurrencyPeak[schemas.SeqLen-1] = 2
+		st.Operational = append(st.Operational, r)
+	}
+	return st
+}
+
+func WaitFor(t testing.TB, ctx context.Context, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ReadRun reads the telemetry and dead-letter topics of names to their ends
+// and returns the run's observations and ingest dead letters.
+func ReadRun(t testing.TB, ctx context.Context, brokers []string, names schemas.Names, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
+	t.Helper()
+	topic, deadTopic := names.Topic(schemas.TopicTelemetry), names.Topic(schemas.TopicDeadLetter)
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
+		kgo.ConsumeTopics(topic, deadTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic, deadTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			if left[o.Topic] == nil {
+				left[o.Topic] = map[int32]int64{}
+			}
+			left[o.Topic][o.Partition] = o.Offset
+		}
+	})
+	var obs []*stratapb.Observation
+	var dead []*stratapb.DeadLetter
+	for n := 0; ; n++ {
+		remaining := 0
+		for _, ps := range left {
+			remaining += len(ps)
+		}
+		if remaining == 0 {
+			return obs, dead
+		}
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("reading the topics: ", ctx.Err())
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			if end, ok := left[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
+				delete(left[r.Topic], r.Partition)
+			}
+			switch {
+			case r.Topic == deadTopic:
+				var d stratapb.DeadLetter
+				if proto.Unmarshal(r.Value, &d) == nil && d.RunId == runID && d.Component == "ingest" {
+					dead = append(dead, &d)
+				}
+			case kafka.IsWatermark(r):
+			default:
+				var o stratapb.Observation
+				if proto.Unmarshal(r.Value, &o) == nil && o.GetArrival().GetRunId() == runID {
+					obs = append(obs, &o)
+				}
+			}
+		})
+	}
+}
+
+// ClickHouseDB returns a DSN of a fresh database on STRATA_CLICKHOUSE (the
+// store creates it on open) and drops the database when the test ends.
+func ClickHouseDB(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("STRATA_CLICKHOUSE")
+	if base == "" {
+		t.Fatal("STRATA_CLICKHOUSE must be set (run infra/scripts/up.sh, or make test-integration)")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := fmt.Sprintf("strata_it_%s_%d", strings.ReplaceAll(kafkatest.Slug(t), "-", "_"), time.Now().UnixNano())
+	u.Path = "/" + db
+	t.Cleanup(func() {
+		st, err := store.OpenClickHouse(context.Background(), base)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer func() { _ = st.Close() }()
+		if err := st.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+			t.Error(err)
+		}
+	})
+	return u.String()
 }

@@ -34,6 +34,14 @@ func servers(t *testing.T, partitions int) (kafkatest.Cluster, string) {
 	return k, natsURL
 }
 
+// TestIntegrationLive is TestLiveEndToEnd on real Kafka, NATS and
+// ClickHouse: telemetry over HTTP (JSON and OTLP) → Kafka → features →
+// agents → the decisions API, the shadow twin → sink → ClickHouse.
+func TestIntegrationLive(t *testing.T) {
+	k, natsURL := servers(t, 3) // liveEndToEnd asks for 3 partitions
+	liveEndToEnd(t, k.Brokers, natsURL, k.Names, pipelinetest.ClickHouseDB(t))
+}
+
 // TestIntegrationPipeline replays the 998 real rows through the features
 // twice on topics of its own with 3 partitions: first asking for 3, then
 // asking for none (the run adopts the 3).
