@@ -86,13 +86,13 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	o := pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+	o := pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
 		Epoch: grid.DefaultEpoch, LatenessUS: 600_000_000, Logger: logger, StateRetention: *retention}
 	synth := func() (replay.Source, error) {
 		return replay.NewSynth(replay.SynthConfig{Days: *days, Seed: *seed, Apps: *apps})
 	}
 
-	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; broker: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), orDefault(cf.kafka, "embedded kfake"))
+	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; broker: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
 	src, err := synth()
 	if err != nil {
 		return err

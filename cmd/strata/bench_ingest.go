@@ -69,7 +69,7 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	o := pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names, Logger: logger}
+	o := pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names, Logger: logger}
 	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-rl/strata/consumers/twin"
-	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -42,11 +41,11 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var (
 		cf       commonFlags
 		bs       benchSource
-		stratPol = fs.String("strategic", "greedy-cost", "strategic policy: "+policyNames(schemas.Strategic)+", or none")
-		tact     = fs.String("tactical", "greedy-cost", "tactical policy: "+policyNames(schemas.Tactical)+", or none")
-		oper     = fs.String("operational", "hybrid-histogram", "operational policy: "+policyNames(schemas.Operational)+", or none")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		stratPol = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy: "+policyNames(schemas.Strategic)+", or none")
+		tact     = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy: "+policyNames(schemas.Tactical)+", or none")
+		oper     = fs.String("operational", pipeline.DefaultOperationalPolicy, "operational policy: "+policyNames(schemas.Operational)+", or none")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		runs     = fs.Int("runs", 3, "runs of each side, interleaved (loop, engine, loop, …); each side's best run counts")
 		prof     profileFlags
 	)
@@ -72,7 +71,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	sf := bs.sources()
-	o := pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+	o := pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
 		Epoch: epoch, LatenessUS: benchLatenessUS, Logger: logger}
 	// The cache keeps static-best's choices (if a layer runs it) from the
 	// first round's setup for the others.
@@ -85,7 +84,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s; broker: %s\n",
-		cpuModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(cf.kafka, "embedded kfake"))
+		cpuModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
 	ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
 	closeSrc()
 	if err != nil {

@@ -61,7 +61,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		bs       benchSource
 		prewarm  = fs.Int("prewarm", 0, "fixed operational pre-warm decided for every function arriving in a tick (0: no decisions, the default placement only)")
 		runs     = fs.Int("runs", 3, "runs of each side, interleaved (replay, twin, replay, …); each side's best run counts")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement of every function: provider/metro/memory MB")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement of every function: provider/metro/memory MB")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	fs.IntVar(runs, "replay-runs", *runs, "alias of --runs (deprecated)")

@@ -15,7 +15,6 @@ import (
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/consumers/twin"
-	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -133,8 +132,8 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		lstmTest = fs.String("lstm-test", "", "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
 		lstmMore = fs.String("lstm-models", "", "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
 		rowsF    = fs.String("rows", "", "with --models: run only these configurations (tactical policy names, ppo, random, DQN only, DQN+PPO, DQN+PPO+LSTM; comma-separated)")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
 	cf.registerBatch(fs)
@@ -251,7 +250,7 @@ func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 // validation or export run: full speed, its own metrics registry, the
 // brokers of cf (embedded when empty).
 func fullSpeedOpts(cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger, runID string) pipeline.Config {
-	return pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+	return pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
 		Speed: replay.Speed(0), Epoch: epoch, LatenessUS: latenessUS, Logger: logger, Registerer: newRegistry(), RunID: runID}
 }
 

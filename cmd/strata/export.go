@@ -21,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -334,11 +335,11 @@ func exportSequences(ctx context.Context, args []string, stdout, stderr io.Write
 		daysF     = fs.String("days", "1-10", "days of the trace to replay, 1-based inclusive")
 		sampleN   = fs.Int("sample", 200_000, "keep a seeded sample of this many samples (0: all)")
 		seed      = fs.Uint64("seed", 1, "seed of the sample")
-		strategic = fs.String("strategic", "greedy-cost", "strategic policy during the export: "+policyNames(schemas.Strategic))
-		tactical  = fs.String("tactical", "greedy-cost", "tactical policy during the export: "+policyNames(schemas.Tactical))
+		strategic = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy during the export: "+policyNames(schemas.Strategic))
+		tactical  = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy during the export: "+policyNames(schemas.Tactical))
 		oper      = fs.String("operational", "moving-average", "operational policy during the export: "+policyNames(schemas.Operational))
-		defPl     = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed   = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		defPl     = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed   = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		lateness  = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
 	cf.registerBatch(fs)

@@ -138,7 +138,7 @@ See docs/ingest.md.
 		inf      ingestFlags
 		brokers  = fs.String("kafka", "", "Kafka seed brokers `host:port[,…]` (required)")
 		natsURL  = fs.String("nats", "", "NATS `URL`: serve the decisions API from the decision streams")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement the decisions API reports before any decision")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement the decisions API reports before any decision")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	inf.register(fs)
@@ -216,12 +216,12 @@ func liveMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cf       commonFlags
 		inf      ingestFlags
 		stf      storeFlags
-		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+strings.Join(agents.Names(schemas.Strategic), ", ")+", dqn (with --models), or none")
-		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+strings.Join(agents.Names(schemas.Tactical), ", ")+", ppo (with --models), or none")
-		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+strings.Join(agents.Names(schemas.Operational), ", ")+", lstm (with --models), or none")
+		stratPol = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy (daily, per app): "+strings.Join(agents.Names(schemas.Strategic), ", ")+", dqn (with --models), or none")
+		tact     = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy (hourly, per function): "+strings.Join(agents.Names(schemas.Tactical), ", ")+", ppo (with --models), or none")
+		oper     = fs.String("operational", pipeline.DefaultOperationalPolicy, "operational policy (15 s, per active function): "+strings.Join(agents.Names(schemas.Operational), ", ")+", lstm (with --models), or none")
 		models   = fs.String("models", "", "`DIR` of trained checkpoints for dqn, ppo and lstm")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		act      = fs.Bool("act", true, "also answer single decisions on strata.act.<layer>")
 		shadow   = fs.Bool("shadow", true, "run the twin in shadow: score every decision against the model's counterfactuals")
 		noStore  = fs.Bool("no-store", false, "write no tables (the twin's records stay on Kafka)")
@@ -288,7 +288,7 @@ its committed offsets on the next start.
 		return err
 	}
 	lo := pipeline.LiveConfig{
-		Config: pipeline.Config{Brokers: kafka.ParseBrokers(cf.kafka), NATSURL: cf.nats, Partitions: cf.partitions, Names: cf.names,
+		Config: pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
 			Epoch: pipeline.LiveEpoch, RunID: inf.runID, Logger: logger, Registerer: reg},
 		Ingest: icfg, Listen: inf.listen, TLSCert: inf.tlsCert, TLSKey: inf.tlsKey,
 		Policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
