@@ -22,6 +22,7 @@ import (
 
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/bench"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -92,7 +93,7 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		return replay.NewSynth(replay.SynthConfig{Days: *days, Seed: *seed, Apps: *apps})
 	}
 
-	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; broker: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
+	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; broker: %s\n", bench.CPUModel(), runtime.NumCPU(), runtime.Version(), orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
 	src, err := synth()
 	if err != nil {
 		return err
@@ -278,19 +279,4 @@ func procStatus(key string) string {
 		}
 	}
 	return "unknown"
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/bench"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -84,7 +85,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s; broker: %s\n",
-		cpuModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
+		bench.CPUModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
 	ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
 	closeSrc()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/bench"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -98,7 +99,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		)
 		ticks, n, d, name, err = replayRun(ctx, sf, func(trace string) {
 			if i == 0 {
-				fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), trace)
+				fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", bench.CPUModel(), runtime.NumCPU(), runtime.Version(), trace)
 			}
 		})
 		if err != nil {
