@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -13,24 +12,13 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/bench"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
-
-// benchTopic prefixes the topics that receive the raw ceiling's records.
-const benchTopic = "strata.bench.raw"
 
 // benchUsage lists the benchmarks of the command table; each prints its
 // ratio against a ceiling measured in the same process as its last line.
@@ -98,7 +86,7 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	raw, err := encodeRawRecords(src, *rawSample)
+	raw, err := bench.EncodeRaw(src, *rawSample)
 	if err != nil {
 		return err
 	}
@@ -113,7 +101,7 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		rate, err := raw.run(ctx, stdout, e.Brokers, e.Partitions, i)
+		rate, err := raw.Run(ctx, stdout, e.Brokers, e.Partitions, i)
 		if err != nil {
 			e.Close()
 			return err
@@ -153,94 +141,6 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; pipeline (best run): %.0f invocations/s, %.0f ticks/s\n", rawRate, pipeRate, pipeTickRate)
 	fmt.Fprintf(stdout, "pipeline/raw ratio: %.3f\n", pipeRate/rawRate)
 	return nil
-}
-
-// rawRecords are the raw ceiling's records: as many as the source holds,
-// of the same kind the pipeline writes (observed telemetry keyed by app).
-// The first sample records are encoded once, before any run, and produced
-// in a cycle, so neither encoding nor generation is timed.
-type rawRecords struct {
-	recs  []rawRecord
-	total int
-}
-
-type rawRecord struct{ k, v []byte }
-
-// encodeRawRecords reads src to its end and encodes its first sample
-// invocations.
-func encodeRawRecords(src replay.Source, sample int) (*rawRecords, error) {
-	r := &rawRecords{}
-	for {
-		in, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		r.total++
-		if len(r.recs) >= sample {
-			continue
-		}
-		v, err := proto.Marshal(&stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
-			StartUs: in.StartUS(), EndUs: in.EndUS, DurationUs: in.DurationUS, Row: in.Row, RunId: "bench"},
-			Provider: proto.String("azure"), Source: "trace"})
-		if err != nil {
-			return nil, fmt.Errorf("encoding bench record: %w", err)
-		}
-		r.recs = append(r.recs, rawRecord{[]byte(in.App), v})
-	}
-	if len(r.recs) == 0 {
-		return nil, errors.New("measuring raw produce: empty trace")
-	}
-	return r, nil
-}
-
-// run is one raw-ceiling run, run i of the benchmark: it produces the
-// records with franz-go to a fresh topic on brokers (created before and
-// deleted after the clock runs), waits until every one is acknowledged,
-// prints the run and returns its rate in records per second.
-func (r *rawRecords) run(ctx context.Context, w io.Writer, brokers []string, partitions, i int) (float64, error) {
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ProducerLinger(2*time.Millisecond),
-		kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchMaxBytes(1<<20))...)
-	if err != nil {
-		return 0, fmt.Errorf("creating bench client: %w", err)
-	}
-	defer cl.Close()
-	topic := fmt.Sprintf("%s.%d", benchTopic, i)
-	if err := kafka.EnsureTopics(ctx, cl, int32(partitions), topic); err != nil {
-		return 0, err
-	}
-	var (
-		perr error
-		mu   sync.Mutex
-	)
-	t0 := time.Now()
-	for k := range r.total {
-		rec := r.recs[k%len(r.recs)]
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: rec.k, Value: rec.v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				perr = cmp.Or(perr, err)
-				mu.Unlock()
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return 0, fmt.Errorf("flushing bench records: %w", err)
-	}
-	d := time.Since(t0)
-	if perr != nil {
-		return 0, fmt.Errorf("producing bench records: %w", perr)
-	}
-	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, topic); err != nil {
-		return 0, fmt.Errorf("deleting %s: %w", topic, err)
-	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	rate := float64(r.total) / d.Seconds()
-	fmt.Fprintf(w, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, r.total, d.Seconds(), rate)
-	return rate, nil
 }
 
 func writeHeapProfile(path string) error {
