@@ -37,7 +37,7 @@ py-env:
 ## decoding and model packages run on one goroutine and gain nothing from it
 ## (the unit tier runs them), nor does depcheck, which runs go list. -short
 ## skips the tests that only train longer.
-RACE_SKIP := /agents$$|/agentstest$$|/baselines$$|/dqn$$|/draw$$|/lstm$$|/nn$$|/ppo$$|/cloud$$|/replay$$|/schemas$$|/grid$$|/stratapb$$|/telemetry$$|/dedup$$|/depcheck$$
+RACE_SKIP := /agents$$|/agentstest$$|/baselines$$|/dqn$$|/draw$$|/lstm$$|/nn$$|/ppo$$|/cloud$$|/replay$$|/schemas$$|/grid$$|/stratapb$$|/telemetry$$|/dedup$$|/depcheck$$|/sequences$$
 test-race:
 	$(GO) test -count=1 -race -short -parallel 4 -timeout 10m $$($(GO) list $(PKGS) | grep -Ev '$(RACE_SKIP)')
 

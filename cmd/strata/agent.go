@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -129,7 +130,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return err
 			}
-			wp = learner.NewFollower(*policyF, layer, *runID, ms, followerLoader(layer, opts, true), *live)
+			wp = learner.NewFollower(*policyF, layer, *runID, ms, pipeline.FollowerLoader(layer, opts, true), *live)
 		}
 		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, *runID, wp, log)
 		w.Names = names

@@ -17,21 +17,9 @@ import (
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 )
-
-// agentState returns an operational state batch of run runID for tick with
-// one row per function.
-func agentState(runID string, tick int64, funcs ...string) *schemas.StateBatch {
-	st := &schemas.StateBatch{Header: schemas.BatchHeader{RunID: runID, Layer: schemas.Operational, Tick: tick,
-		TickStartUS: tick * 15_000_000, NShards: 1}}
-	for _, f := range funcs {
-		r := schemas.OperationalRow{App: "app", Func: f, Invocations: 2}
-		r.ConcurrencyPeak[schemas.SeqLen-1] = 2
-		st.Operational = append(st.Operational, r)
-	}
-	return st
-}
 
 // TestAgentServesActAndTickBatches runs `strata agent --act` against an
 // in-process nats-server with JetStream: a live request is answered by the
@@ -67,7 +55,7 @@ func TestAgentServesActAndTickBatches(t *testing.T) {
 	var out *schemas.DecisionBatch
 	for wait := time.Now().Add(30 * time.Second); ; {
 		var res worker.ActResult
-		out, res, err = worker.Act(ctx, nc, agentState("live", 5, "f1", "f2"), 5*time.Second, fallback)
+		out, res, err = worker.Act(ctx, nc, pipelinetest.OperationalState("live", 5, "f1", "f2"), 5*time.Second, fallback)
 		if err != nil {
 			t.Fatalf("act: %v", err)
 		}
@@ -98,7 +86,7 @@ func TestAgentServesActAndTickBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := schemas.EncodeState(agentState(runID, 9, "f1", "f2", "f3"))
+	enc, err := schemas.EncodeState(pipelinetest.OperationalState(runID, 9, "f1", "f2", "f3"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,34 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"cmp"
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"runtime/pprof"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/replay"
-	"github.com/strata-rl/strata/schemas"
-	"github.com/strata-rl/strata/schemas/grid"
-	"github.com/strata-rl/strata/schemas/stratapb"
+	"github.com/strata-rl/strata/pipeline/bench"
 )
-
-// benchTopic prefixes the topics that receive the raw ceiling's records.
-const benchTopic = "strata.bench.raw"
 
 // benchUsage lists the benchmarks of the command table; each prints its
 // ratio against a ceiling measured in the same process as its last line.
@@ -78,218 +57,12 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *runs < 1 || *rawSample < 1 {
-		return errors.New("strata bench pipeline: --runs and --raw-sample must be positive")
-	}
 	logger, err := newLogger(stderr, cf.logLevel)
 	if err != nil {
 		return err
 	}
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		epoch: grid.DefaultEpoch, latenessUS: 600_000_000, logger: logger, stateRetention: *retention}
-	synth := func() (replay.Source, error) {
-		return replay.NewSynth(replay.SynthConfig{Days: *days, Seed: *seed, Apps: *apps})
-	}
-
-	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; broker: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), orDefault(cf.kafka, "embedded kfake"))
-	src, err := synth()
-	if err != nil {
-		return err
-	}
-	raw, err := encodeRawRecords(src, *rawSample)
-	if err != nil {
-		return err
-	}
-	var rawRate, pipeRate, pipeTickRate float64
-	for i := range *runs {
-		// Each round gets an environment of its own (with embedded
-		// brokers, a fresh kfake and nats-server): the feature service
-		// reads the telemetry topic from its start, so a later run on the
-		// same broker would also read, and skip, the earlier runs'
-		// records.
-		e, err := startEnv(ctx, &o)
-		if err != nil {
-			return err
-		}
-		rate, err := raw.run(ctx, stdout, e.brokers, e.partitions, i)
-		if err != nil {
-			e.close()
-			return err
-		}
-		rawRate = max(rawRate, rate)
-
-		if src, err = synth(); err != nil {
-			e.close()
-			return err
-		}
-		runtime.GC()
-		debug.FreeOSMemory()
-		resetPeakRSS()
-		po := o
-		po.env = e
-		res, err := runPipeline(ctx, po, src, "synthetic", int64(*days)*grid.StrategicTickUS)
-		if err != nil {
-			e.close()
-			return err
-		}
-		rate = float64(res.Replay.Invocations) / res.Wall.Seconds()
-		pipeRate = max(pipeRate, rate)
-		ops := res.Features.Ticks[string(schemas.Operational)]
-		pipeTickRate = max(pipeTickRate, float64(ops)/res.Wall.Seconds())
-		fmt.Fprintf(stdout, "pipeline replay → features → NATS, run %d: %d invocations, %d operational ticks (%d state batches, %.1f MB, %.1f KB per batch) in %.2f s = %.0f invocations/s, %.0f ticks/s; peak RSS %s\n",
-			i+1, res.Replay.Invocations, ops, res.Features.StatesPublished, float64(res.Features.StateBytes)/1e6,
-			float64(res.Features.StateBytes)/1e3/float64(max(res.Features.StatesPublished, 1)),
-			res.Wall.Seconds(), rate, float64(ops)/res.Wall.Seconds(), peakRSS())
-		if *memProf != "" && i == *runs-1 {
-			if err := writeHeapProfile(*memProf); err != nil {
-				e.close()
-				return err
-			}
-		}
-		e.close()
-	}
-	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; pipeline (best run): %.0f invocations/s, %.0f ticks/s\n", rawRate, pipeRate, pipeTickRate)
-	fmt.Fprintf(stdout, "pipeline/raw ratio: %.3f\n", pipeRate/rawRate)
-	return nil
-}
-
-// rawRecords are the raw ceiling's records: as many as the source holds,
-// of the same kind the pipeline writes (observed telemetry keyed by app).
-// The first sample records are encoded once, before any run, and produced
-// in a cycle, so neither encoding nor generation is timed.
-type rawRecords struct {
-	recs  []rawRecord
-	total int
-}
-
-type rawRecord struct{ k, v []byte }
-
-// encodeRawRecords reads src to its end and encodes its first sample
-// invocations.
-func encodeRawRecords(src replay.Source, sample int) (*rawRecords, error) {
-	r := &rawRecords{}
-	for {
-		in, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		r.total++
-		if len(r.recs) >= sample {
-			continue
-		}
-		v, err := proto.Marshal(&stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
-			StartUs: in.StartUS(), EndUs: in.EndUS, DurationUs: in.DurationUS, Row: in.Row, RunId: "bench"},
-			Provider: proto.String("azure"), Source: "trace"})
-		if err != nil {
-			return nil, fmt.Errorf("encoding bench record: %w", err)
-		}
-		r.recs = append(r.recs, rawRecord{[]byte(in.App), v})
-	}
-	if len(r.recs) == 0 {
-		return nil, errors.New("measuring raw produce: empty trace")
-	}
-	return r, nil
-}
-
-// run is one raw-ceiling run, run i of the benchmark: it produces the
-// records with franz-go to a fresh topic on brokers (created before and
-// deleted after the clock runs), waits until every one is acknowledged,
-// prints the run and returns its rate in records per second.
-func (r *rawRecords) run(ctx context.Context, w io.Writer, brokers []string, partitions, i int) (float64, error) {
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ProducerLinger(2*time.Millisecond),
-		kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchMaxBytes(1<<20))...)
-	if err != nil {
-		return 0, fmt.Errorf("creating bench client: %w", err)
-	}
-	defer cl.Close()
-	topic := fmt.Sprintf("%s.%d", benchTopic, i)
-	if err := kafka.EnsureTopics(ctx, cl, int32(partitions), topic); err != nil {
-		return 0, err
-	}
-	var (
-		perr error
-		mu   sync.Mutex
-	)
-	t0 := time.Now()
-	for k := range r.total {
-		rec := r.recs[k%len(r.recs)]
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: rec.k, Value: rec.v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				perr = cmp.Or(perr, err)
-				mu.Unlock()
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return 0, fmt.Errorf("flushing bench records: %w", err)
-	}
-	d := time.Since(t0)
-	if perr != nil {
-		return 0, fmt.Errorf("producing bench records: %w", perr)
-	}
-	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, topic); err != nil {
-		return 0, fmt.Errorf("deleting %s: %w", topic, err)
-	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	rate := float64(r.total) / d.Seconds()
-	fmt.Fprintf(w, "raw franz-go produce, run %d: %d records in %.2f s = %.0f records/s\n", i+1, r.total, d.Seconds(), rate)
-	return rate, nil
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("creating heap profile: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		return fmt.Errorf("writing heap profile: %w", err)
-	}
-	return nil
-}
-
-// resetPeakRSS resets the kernel's peak-RSS mark (Linux ≥ 4.0: writing 5 to
-// /proc/self/clear_refs), so the pipeline phase is measured on its own.
-func resetPeakRSS() {
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
-
-// peakRSS reads the process's peak resident set size (VmHWM) on Linux.
-func peakRSS() string {
-	return procStatus("VmHWM:")
-}
-
-func procStatus(key string) string {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return "unknown"
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), key) {
-			return strings.TrimSpace(strings.TrimPrefix(sc.Text(), key))
-		}
-	}
-	return "unknown"
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
+	o := cf.pipe
+	o.Logger = logger
+	return bench.Pipeline(ctx, bench.PipelineConfig{Config: o, Days: *days, Seed: *seed, Apps: *apps, RawSample: *rawSample,
+		Runs: *runs, MemProfile: *memProf, StateRetention: *retention}, stdout)
 }

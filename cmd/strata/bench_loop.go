@@ -15,7 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-rl/strata/consumers/twin"
-	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/bench"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -41,11 +42,11 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var (
 		cf       commonFlags
 		bs       benchSource
-		stratPol = fs.String("strategic", "greedy-cost", "strategic policy: "+policyNames(schemas.Strategic)+", or none")
-		tact     = fs.String("tactical", "greedy-cost", "tactical policy: "+policyNames(schemas.Tactical)+", or none")
-		oper     = fs.String("operational", "hybrid-histogram", "operational policy: "+policyNames(schemas.Operational)+", or none")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		stratPol = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy: "+policyNames(schemas.Strategic)+", or none")
+		tact     = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy: "+policyNames(schemas.Tactical)+", or none")
+		oper     = fs.String("operational", pipeline.DefaultOperationalPolicy, "operational policy: "+policyNames(schemas.Operational)+", or none")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		runs     = fs.Int("runs", 3, "runs of each side, interleaved (loop, engine, loop, …); each side's best run counts")
 		prof     profileFlags
 	)
@@ -71,8 +72,8 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	sf := bs.sources()
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		epoch: epoch, latenessUS: benchLatenessUS, logger: logger}
+	o := pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
+		Epoch: epoch, LatenessUS: benchLatenessUS, Logger: logger}
 	// The cache keeps static-best's choices (if a layer runs it) from the
 	// first round's setup for the others.
 	lf := loopFlags{strategic: *stratPol, tactical: *tact, operational: *oper, placement: pl, policySeed: *polSeed, sources: sf,
@@ -84,7 +85,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s; broker: %s\n",
-		cpuModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(cf.kafka, "embedded kfake"))
+		bench.CPUModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(strings.Join(cf.pipe.Brokers, ","), "embedded kfake"))
 	ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
 	closeSrc()
 	if err != nil {
@@ -100,14 +101,14 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		engineRate, loopRate float64
 	)
 	for i := range *runs {
-		lo, names, err := setupLoop(ctx, lf, o, name, o.epoch)
+		lo, names, err := setupLoop(ctx, lf, o, name, o.Epoch)
 		if err != nil {
 			return err
 		}
-		lo.runID = newRunID()
+		lo.RunID = pipeline.NewRunID()
 		if rec == nil {
 			rec = map[int64][]*schemas.DecisionBatch{}
-			lo.record = func(k int64, bs []*schemas.DecisionBatch) {
+			lo.Record = func(k int64, bs []*schemas.DecisionBatch) {
 				if len(bs) > 0 {
 					rec[k] = bs
 				}
@@ -117,7 +118,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		// The closed loop, as `strata run --store ""` runs it, with the
 		// hops' metrics on a registry of the round's own.
 		reg := prometheus.NewRegistry()
-		lo.reg = reg
+		lo.Registerer = reg
 		lsrc, _, _, closeLoopSrc, err := sf.open()
 		if err != nil {
 			return err
@@ -128,7 +129,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			closeLoopSrc()
 			return err
 		}
-		res, err := runClosedLoop(ctx, lo, lsrc, name, traceLen)
+		res, err := pipeline.ClosedLoop(ctx, lo, lsrc, name, traceLen)
 		closeLoopSrc()
 		if perr := stopProf(); err == nil {
 			err = perr
@@ -143,14 +144,14 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			res.Replay.Invocations, res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards, res.Wall.Seconds(), rate)
 		fmt.Fprintf(stdout, "  per tick, mean: %s\n", hopSummary(reg, res.Twin.Ticks))
 		if i == 0 {
-			ref, refRunID = res.Twin, lo.runID
+			ref, refRunID = res.Twin, lo.RunID
 			if int64(len(ticks)) != ref.Ticks {
 				return fmt.Errorf("the loop evaluated %d ticks, the trace has %d", ref.Ticks, len(ticks))
 			}
 		}
 
 		// Ceiling: the pure engine replaying the first round's decisions.
-		lo.runID = refRunID
+		lo.RunID = refRunID
 		runtime.GC()
 		er, dg, err := engineRun(ctx, lo, ticks, rec)
 		if err != nil {
@@ -174,10 +175,10 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 // engine configured as lo's loop (run id included), applying rec's
 // decision batches at their ticks, with no brokers; it returns the
 // digests of the decisions and rewards it produced.
-func engineRun(ctx context.Context, lo loopOpts, ticks [][]twin.Arrival, rec map[int64][]*schemas.DecisionBatch) (engineResult, *twin.Digests, error) {
-	cfg := lo.engine
-	cfg.RunID = lo.runID
-	eng, err := twin.NewEngine(lo.model, cfg, lo.profile)
+func engineRun(ctx context.Context, lo pipeline.LoopConfig, ticks [][]twin.Arrival, rec map[int64][]*schemas.DecisionBatch) (engineResult, *twin.Digests, error) {
+	cfg := lo.Engine
+	cfg.RunID = lo.RunID
+	eng, err := twin.NewEngine(lo.Model, cfg, lo.Profile)
 	if err != nil {
 		return engineResult{}, nil, err
 	}

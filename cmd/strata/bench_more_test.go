@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"math"
 	"slices"
 	"strconv"
@@ -79,7 +80,7 @@ func runNumber(line string) string {
 
 func TestBenchTwinRealRowsAndSyntheticSlice(t *testing.T) {
 	// --replay-runs is the deprecated alias of --runs.
-	out, _ := benchRatio(t, "twin/replay", "twin", "--trace", realTrace, "--replay-runs", "1", "--prewarm", "1")
+	out, _ := benchRatio(t, "twin/replay", "twin", "--trace", pipelinetest.RealTrace, "--replay-runs", "1", "--prewarm", "1")
 	if !strings.Contains(out, "998 arrivals") {
 		t.Errorf("the twin did not evaluate the 998 real rows:\n%s", out)
 	}
@@ -92,7 +93,7 @@ func TestBenchTwinRealRowsAndSyntheticSlice(t *testing.T) {
 }
 
 func TestBenchLoopRealRows(t *testing.T) {
-	out, _ := benchRatio(t, "loop/engine", "loop", "--trace", realTrace, "--partitions", "2", "--runs", "2")
+	out, _ := benchRatio(t, "loop/engine", "loop", "--trace", pipelinetest.RealTrace, "--partitions", "2", "--runs", "2")
 	if strings.Count(out, "998 invocations") != 2 {
 		t.Errorf("the closed loop did not replay the 998 real rows in each run:\n%s", out)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/bench"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -60,7 +62,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		bs       benchSource
 		prewarm  = fs.Int("prewarm", 0, "fixed operational pre-warm decided for every function arriving in a tick (0: no decisions, the default placement only)")
 		runs     = fs.Int("runs", 3, "runs of each side, interleaved (replay, twin, replay, …); each side's best run counts")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement of every function: provider/metro/memory MB")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement of every function: provider/metro/memory MB")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	fs.IntVar(runs, "replay-runs", *runs, "alias of --runs (deprecated)")
@@ -82,7 +84,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	sf := bs.sources()
 	var (
-		lo                                 loopOpts
+		lo                                 pipeline.LoopConfig
 		replayRate, twinRate, twinTickRate float64
 	)
 	for i := range *runs {
@@ -97,7 +99,7 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		)
 		ticks, n, d, name, err = replayRun(ctx, sf, func(trace string) {
 			if i == 0 {
-				fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), trace)
+				fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s\n", bench.CPUModel(), runtime.NumCPU(), runtime.Version(), trace)
 			}
 		})
 		if err != nil {
@@ -113,13 +115,13 @@ func benchTwinMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			// The engine's model and function profiles, derived once
 			// (untimed).
 			lo, _, err = setupLoop(ctx, loopFlags{strategic: "none", tactical: "none", operational: "none", placement: pl, sources: sf, conf: conf},
-				pipelineOpts{epoch: grid.DefaultEpoch, logger: logger}, name, grid.DefaultEpoch)
+				pipeline.Config{Epoch: grid.DefaultEpoch, Logger: logger}, name, grid.DefaultEpoch)
 			if err != nil {
 				return err
 			}
-			lo.engine.RunID = "bench"
+			lo.Engine.RunID = "bench"
 		}
-		eng, err := twin.NewEngine(lo.model, lo.engine, lo.profile)
+		eng, err := twin.NewEngine(lo.Model, lo.Engine, lo.Profile)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -28,20 +30,20 @@ import (
 func TestIntegrationClosedLoop(t *testing.T) {
 	brokers, natsURL := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	st, err := store.OpenClickHouse(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	log := &batchLog{}
-	o := loopOptsForTest(t, fmt.Sprintf("it-loop-%d", time.Now().UnixNano()), 0, log)
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, 0
-	res := runLoopInto(t, o, st)
+	log := &pipelinetest.BatchLog{}
+	o := pipelinetest.LoopConfig(t, fmt.Sprintf("it-loop-%d", time.Now().UnixNano()), 0, log)
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, 0
+	res := pipelinetest.RunLoopInto(t, o, st)
 	if res.Twin.Ticks != 431 || res.Twin.Telemetry != 998 || res.Features.Invocations != 998 {
 		t.Fatalf("twin %+v, features windowed %d: want 431 ticks and 998 invocations observed and windowed", res.Twin, res.Features.Invocations)
 	}
-	checkPartitionsUsed(t, res, log, st, o.runID, names, kafka.DefaultPartitions)
+	checkPartitionsUsed(t, res, log, st, o.RunID, names, kafka.DefaultPartitions)
 }
 
 // TestIntegrationClosedLoopPartitions runs the closed loop on topics the
@@ -51,7 +53,7 @@ func TestIntegrationClosedLoop(t *testing.T) {
 func TestIntegrationClosedLoopPartitions(t *testing.T) {
 	brokers, natsURL := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
@@ -66,13 +68,13 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 	runID := fmt.Sprintf("it-loop-parts-%d", time.Now().UnixNano())
 
 	// --partitions 4 on 3-partition topics: refused before anything runs.
-	o := loopOptsForTest(t, runID+"-4", 0, &batchLog{})
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, 4
-	tr, err := replay.OpenTrace(realTrace)
+	o := pipelinetest.LoopConfig(t, runID+"-4", 0, &pipelinetest.BatchLog{})
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, 4
+	tr, err := replay.OpenTrace(pipelinetest.RealTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = runClosedLoop(ctx, o, tr, "real", 0)
+	_, err = pipeline.ClosedLoop(ctx, o, tr, "real", 0)
 	_ = tr.Close()
 	if err == nil {
 		t.Fatal("the loop ran with --partitions 4 on topics of 3 partitions")
@@ -106,10 +108,10 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	log := &batchLog{}
-	o = loopOptsForTest(t, runID, 0, log)
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, 0
-	res := runLoopInto(t, o, st)
+	log := &pipelinetest.BatchLog{}
+	o = pipelinetest.LoopConfig(t, runID, 0, log)
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, 0
+	res := pipelinetest.RunLoopInto(t, o, st)
 	if res.Twin.Ticks != 431 || res.Twin.Telemetry != 998 || res.Features.Invocations != 998 {
 		t.Fatalf("twin %+v, features windowed %d: want 431 ticks and 998 invocations observed and windowed", res.Twin, res.Features.Invocations)
 	}
@@ -119,16 +121,16 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 // checkPartitionsUsed checks that a closed-loop run used parts partitions:
 // every layer's state batches came from parts shards, and the run's runs
 // row records parts and the name prefix in its config_json.
-func checkPartitionsUsed(t *testing.T, res loopResult, log *batchLog, st store.Store, runID string, names schemas.Names, parts int) {
+func checkPartitionsUsed(t *testing.T, res pipeline.LoopResult, log *pipelinetest.BatchLog, st store.Store, runID string, names schemas.Names, parts int) {
 	t.Helper()
 	for l, ticks := range res.Features.Ticks {
 		if b := res.Features.Batches[l]; b != ticks*int64(parts) {
 			t.Errorf("%s: %d state batches over %d ticks, want %d shards", l, b, ticks, parts)
 		}
 	}
-	for _, b := range log.batches {
-		if b.h.NShards != parts {
-			t.Fatalf("state batch %+v: want %d shards", b.h, parts)
+	for _, b := range log.Batches {
+		if b.H.NShards != parts {
+			t.Fatalf("state batch %+v: want %d shards", b.H, parts)
 		}
 	}
 	_, rows, err := st.Query(context.Background(), "SELECT config_json FROM runs FINAL WHERE run_id = '"+runID+"'")

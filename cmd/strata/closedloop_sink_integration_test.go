@@ -21,6 +21,8 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -39,7 +41,7 @@ const loopKillSpeed replay.Speed = 500
 func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 	brokers, natsURL := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "strata")
@@ -110,22 +112,22 @@ func TestIntegrationClosedLoopSinkKilled(t *testing.T) {
 
 	// The loop, with no in-process store: the twin writes decisions and
 	// rewards to Kafka for the sink process.
-	o := loopOptsForTest(t, runID, loopKillSpeed, &batchLog{})
-	o.brokers, o.natsURL, o.names, o.partitions = brokers, natsURL, names, nParts
-	tr, err := replay.OpenTrace(realTrace)
+	o := pipelinetest.LoopConfig(t, runID, loopKillSpeed, &pipelinetest.BatchLog{})
+	o.Brokers, o.NATSURL, o.Names, o.Partitions = brokers, natsURL, names, nParts
+	tr, err := replay.OpenTrace(pipelinetest.RealTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tr.Close() }()
 	var (
-		res     loopResult
+		res     pipeline.LoopResult
 		loopErr error
 	)
 	loopDone := make(chan struct{})
 	t0 := time.Now()
 	go func() {
 		defer close(loopDone)
-		res, loopErr = runClosedLoop(ctx, o, tr, "real", 0)
+		res, loopErr = pipeline.ClosedLoop(ctx, o, tr, "real", 0)
 	}()
 	defer func() { cancel(); <-loopDone }()
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -205,16 +207,16 @@ func TestRunJSONRecordsOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := runConfigJSON(rc.runJSON([]string{"--speed", "10"}), 3, schemas.Names{})
+	got := pipeline.RunConfigJSON(rc.runJSON([]string{"--speed", "10"}), 3, schemas.Names{})
 	want := `{"args":["--speed","10"],"partitions":3,"config_file":"c.yaml","overrides":{"catalog":{"gcp":{"all":{"keep_warm_usd_per_hour":{"128":0.25}}}},"flags":{"days":"3"},"reward":{"w_cost":0.5}}}`
 	if got != want {
 		t.Errorf("config_json\n%s, want\n%s", got, want)
 	}
 	// Without a file, and the plain list of arguments of before.
-	if got, want := runConfigJSON((*roleConfig)(nil).runJSON(nil), 1, schemas.Names{}), `{"args":[],"partitions":1}`; got != want {
+	if got, want := pipeline.RunConfigJSON((*roleConfig)(nil).runJSON(nil), 1, schemas.Names{}), `{"args":[],"partitions":1}`; got != want {
 		t.Errorf("config_json %s, want %s", got, want)
 	}
-	if got, want := runConfigJSON(`["--x"]`, 1, schemas.Names{}), `{"args":["--x"],"partitions":1}`; got != want {
+	if got, want := pipeline.RunConfigJSON(`["--x"]`, 1, schemas.Names{}), `{"args":["--x"],"partitions":1}`; got != want {
 		t.Errorf("config_json %s, want %s", got, want)
 	}
 }
@@ -227,7 +229,7 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "reward.yaml")
-	if err := os.WriteFile(conf, []byte("trace: "+realTrace+"\nprogress: false\nreward:\n  w_cost: 0.8\n  w_perf: 0.1\n  w_carbon: 0.1\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("trace: "+pipelinetest.RealTrace+"\nprogress: false\nreward:\n  w_cost: 0.8\n  w_perf: 0.1\n  w_carbon: 0.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	runOnce := func(name string, args ...string) (digest, configJSON string) {
@@ -256,7 +258,7 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 		}
 		return s.RewardsSHA256, fmt.Sprint(rows[0][0])
 	}
-	defDigest, defJSON := runOnce("default", "--trace", realTrace, "--progress=false")
+	defDigest, defJSON := runOnce("default", "--trace", pipelinetest.RealTrace, "--progress=false")
 	digest, cj := runOnce("reward", "--config", conf)
 	if digest == defDigest {
 		t.Errorf("reward weights 0.8/0.1/0.1 left the rewards digest at the default's %s", digest)
@@ -272,7 +274,7 @@ func TestRunConfigFileChangesReward(t *testing.T) {
 	if err := json.Unmarshal([]byte(cj), &rec); err != nil {
 		t.Fatalf("config_json %s: %v", cj, err)
 	}
-	if rec.ConfigFile != conf || rec.Overrides.Reward["w_cost"] != 0.8 || rec.Overrides.Flags["trace"] != realTrace || rec.Args[0] != "--store" {
+	if rec.ConfigFile != conf || rec.Overrides.Reward["w_cost"] != 0.8 || rec.Overrides.Flags["trace"] != pipelinetest.RealTrace || rec.Args[0] != "--store" {
 		t.Errorf("config_json %s: want the file %s, its flags and its reward", cj, conf)
 	}
 	if strings.Contains(defJSON, "config_file") || strings.Contains(defJSON, "overrides") {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/consumers/twin"
-	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -132,8 +132,8 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		lstmTest = fs.String("lstm-test", "", "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
 		lstmMore = fs.String("lstm-models", "", "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
 		rowsF    = fs.String("rows", "", "with --models: run only these configurations (tactical policy names, ppo, random, DQN only, DQN+PPO, DQN+PPO+LSTM; comma-separated)")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		lateness = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 	)
 	cf.registerBatch(fs)
@@ -249,9 +249,9 @@ func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 // fullSpeedOpts are the pipeline options of one evaluation, training,
 // validation or export run: full speed, its own metrics registry, the
 // brokers of cf (embedded when empty).
-func fullSpeedOpts(cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger, runID string) pipelineOpts {
-	return pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		speed: replay.Speed(0), epoch: epoch, latenessUS: latenessUS, logger: logger, reg: newRegistry(), runID: runID}
+func fullSpeedOpts(cf commonFlags, epoch time.Time, latenessUS int64, logger *slog.Logger, runID string) pipeline.Config {
+	return pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
+		Speed: replay.Speed(0), Epoch: epoch, LatenessUS: latenessUS, Logger: logger, Registerer: newRegistry(), RunID: runID}
 }
 
 // runEvalRow runs r's configuration (r.Policies; lf gives the rest) over
@@ -284,19 +284,19 @@ func runEvalRow(ctx context.Context, r *evalRow, lf loopFlags, cf commonFlags, e
 // trace's days; function properties and static-best come from the
 // unshifted trace under o.epoch. Ticks before scoreFromTick are warm-up.
 // It returns the source's name and the options the run used.
-func runWindow(ctx context.Context, lf loopFlags, o pipelineOpts, fromUS, toUS, scoreFromTick int64) (loopResult, string, pipelineOpts, error) {
-	trainEpoch := o.epoch
-	o.epoch = trainEpoch.Add(time.Duration(fromUS) * time.Microsecond)
+func runWindow(ctx context.Context, lf loopFlags, o pipeline.Config, fromUS, toUS, scoreFromTick int64) (pipeline.LoopResult, string, pipeline.Config, error) {
+	trainEpoch := o.Epoch
+	o.Epoch = trainEpoch.Add(time.Duration(fromUS) * time.Microsecond)
 	src, name, _, closeSrc, err := lf.sources.open()
 	if err != nil {
-		return loopResult{}, "", o, err
+		return pipeline.LoopResult{}, "", o, err
 	}
 	defer closeSrc()
 	lo, _, err := setupLoop(ctx, lf, o, name, trainEpoch)
 	if err != nil {
-		return loopResult{}, name, o, err
+		return pipeline.LoopResult{}, name, o, err
 	}
-	lo.scoreFromTick = scoreFromTick
-	res, err := runClosedLoop(ctx, lo, &window{src: src, fromUS: fromUS, toUS: toUS}, name, toUS-fromUS)
+	lo.ScoreFromTick = scoreFromTick
+	res, err := pipeline.ClosedLoop(ctx, lo, &window{src: src, fromUS: fromUS, toUS: toUS}, name, toUS-fromUS)
 	return res, name, o, err
 }

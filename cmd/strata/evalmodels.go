@@ -18,6 +18,7 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/experiments/sequences"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -153,7 +154,7 @@ func evalModels(ctx context.Context, me modelsEval, base loopFlags, cf commonFla
 // average on the sequences in path; predictors are grouped by the
 // checkpoint's training loss.
 func lstmTestMetrics(ctx context.Context, path string, dirs []string) ([]lstmRow, error) {
-	sf, err := readSequences(ctx, path)
+	sf, err := sequences.Read(ctx, path)
 	if err != nil {
 		return nil, err
 	}

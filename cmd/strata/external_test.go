@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 )
 
 // TestRunExternalLayer runs the 998 real rows with `--tactical external`
@@ -76,7 +77,7 @@ func runSummary(t *testing.T, flags ...string) loopSummary {
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "summary.json")
 	var out, errb bytes.Buffer
-	args := append([]string{"run", "--trace", realTrace, "--run-id", "ext", "--partitions", "2", "--store=", "--summary", path, "--progress=false"}, flags...)
+	args := append([]string{"run", "--trace", pipelinetest.RealTrace, "--run-id", "ext", "--partitions", "2", "--store=", "--summary", path, "--progress=false"}, flags...)
 	if err := run(ctx, args, &out, &errb); err != nil {
 		t.Fatalf("strata %v: %v\n%s", args, err, &errb)
 	}

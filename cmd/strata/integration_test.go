@@ -4,25 +4,22 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
+	"github.com/strata-rl/strata/infra/natsbus/natstest"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -42,155 +39,30 @@ func servers(t *testing.T) (brokers []string, natsURL string) {
 	return kafka.ParseBrokers(k), n
 }
 
-// testSlug is the test's name, short and in lower case, for the names of
-// what the test creates: TestIntegrationClosedLoop/sub → closedloop-sub.
-func testSlug(t *testing.T) string {
-	name := strings.ToLower(strings.TrimPrefix(t.Name(), "TestIntegration"))
-	var b strings.Builder
-	for _, c := range name {
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-			b.WriteRune(c)
-		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
-			b.WriteByte('-')
-		}
-	}
-	s := strings.TrimSuffix(b.String(), "-")
-	if len(s) > 30 {
-		s = strings.TrimSuffix(s[:30], "-")
-	}
-	return s
-}
-
 // testNames returns the broker-side names of one test: a name prefix of
-// its own, it-<test>-<random>, for its Kafka topics and consumer groups
-// and its JetStream streams, subjects and buckets. The test reads only
-// what it created, whatever earlier tests and runs left on the servers
-// and whatever runs beside it. When the test ends, the topics, groups,
-// streams and buckets under the prefix are deleted.
+// its own, it-<test>-<random> (kafkatest.TestNames), for its Kafka topics
+// and consumer groups and its JetStream streams, subjects and buckets. The
+// test reads only what it created, whatever earlier tests and runs left on
+// the servers and whatever runs beside it. When the test ends, the topics,
+// groups, streams and buckets under the prefix are deleted.
 func testNames(t *testing.T) schemas.Names {
 	t.Helper()
 	brokers, natsURL := servers(t)
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	names := schemas.Names{Prefix: "it-" + testSlug(t) + "-" + hex.EncodeToString(r[:])}
-	if err := schemas.ValidatePrefix(names.Prefix); err != nil {
-		t.Fatal(err)
-	}
+	names := kafkatest.TestNames(t)
 	t.Cleanup(func() { deleteNamed(t, brokers, natsURL, names) })
 	return names
 }
 
-// deleteNamed deletes the Kafka topics and consumer groups and the
-// JetStream streams and buckets under names' prefix.
+// deleteNamed deletes the Kafka topics and consumer groups
+// (kafkatest.DeleteNamed) and the JetStream streams and buckets
+// (natstest.DeleteNamed) under names' prefix.
 func deleteNamed(t *testing.T, brokers []string, natsURL string, names schemas.Names) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	notUnder := func(prefix string) func(string) bool {
-		return func(s string) bool { return !strings.HasPrefix(s, prefix) }
-	}
-	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
-	if err != nil {
-		t.Errorf("cleaning up %s: %v", names.Prefix, err)
-		return
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if tds, err := adm.ListTopics(ctx); err != nil {
-		t.Logf("cleaning up %s: listing topics: %v", names.Prefix, err)
-	} else if topics := slices.DeleteFunc(tds.Names(), notUnder(names.Topic(""))); len(topics) > 0 {
-		if resp, err := adm.DeleteTopics(ctx, topics...); err != nil || resp.Error() != nil {
-			t.Logf("cleaning up %s: deleting topics %v: %v %v", names.Prefix, topics, err, resp.Error())
-		}
-	}
-	if ls, err := adm.ListGroups(ctx); err != nil {
-		t.Logf("cleaning up %s: listing groups: %v", names.Prefix, err)
-	} else if groups := slices.DeleteFunc(ls.Groups(), notUnder(names.Group(""))); len(groups) > 0 {
-		// A static member (a sink with --instance-id) stays in its group
-		// after it stops, until its session expires, and a group with a
-		// member cannot be deleted: remove such members first.
-		if dgs, err := adm.DescribeGroups(ctx, groups...); err == nil {
-			for _, g := range dgs.Sorted() {
-				var ids []string
-				for _, m := range g.Members {
-					if m.InstanceID != nil {
-						ids = append(ids, *m.InstanceID)
-					}
-				}
-				if len(ids) > 0 {
-					_, _ = adm.LeaveGroup(ctx, kadm.LeaveGroup(g.Group).InstanceIDs(ids...).Reason("test cleanup"))
-				}
-			}
-		}
-		if resp, err := adm.DeleteGroups(ctx, groups...); err != nil || resp.Error() != nil {
-			t.Logf("cleaning up %s: deleting groups %v: %v %v", names.Prefix, groups, err, resp.Error())
-		}
-	}
-	nc, err := natsbus.Connect(natsURL, "test-cleanup")
-	if err != nil {
-		t.Logf("cleaning up %s: %v", names.Prefix, err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Logf("cleaning up %s: %v", names.Prefix, err)
-		return
-	}
-	// A stream is names.Stream(base); a key-value bucket is the stream
-	// KV_<bucket>, an object store OBJ_<bucket>.
-	sl := js.StreamNames(ctx)
-	var streams []string
-	for s := range sl.Name() {
-		for _, p := range []string{names.Stream(""), "KV_" + names.Bucket(""), "OBJ_" + names.Bucket("")} {
-			if strings.HasPrefix(s, p) {
-				streams = append(streams, s)
-				break
-			}
-		}
-	}
-	if err := sl.Err(); err != nil {
-		t.Logf("cleaning up %s: listing streams: %v", names.Prefix, err)
-	}
-	for _, s := range streams {
-		if err := js.DeleteStream(ctx, s); err != nil {
-			t.Logf("cleaning up %s: deleting stream %s: %v", names.Prefix, s, err)
-		}
-	}
+	kafkatest.DeleteNamed(t, brokers, names)
+	natstest.DeleteNamed(t, natsURL, names)
 }
 
-// TestIntegrationPipeline replays the 998 real rows through the features
-// twice on topics of its own: first asking for 3 partitions (the topics
-// are created with them), then asking for none (the run adopts the 3).
-func TestIntegrationPipeline(t *testing.T) {
-	brokers, natsURL := servers(t)
-	names := testNames(t)
-	r, err := replay.OpenTrace(realTrace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins := readAll(t, r)
-	_ = r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	const parts = 3
-	runID := fmt.Sprintf("it-real-%d", time.Now().UnixNano())
-	for i, sp := range []replay.Speed{0, 40000} {
-		log := &batchLog{}
-		o := testOpts(runID, sp, parts, log)
-		o.brokers, o.natsURL, o.names = brokers, natsURL, names
-		if i > 0 {
-			o.partitions = 0 // adopt the topics' count
-		}
-		res, err := runPipeline(ctx, o, &sliceSource{ins: ins}, "real", 0)
-		if err != nil {
-			t.Fatalf("speed %s: %v", sp, err)
-		}
-		checkPipeline(t, ins, res, log, parts) // every batch says 3 shards
-		// A second run on the same topics, with its own consumer group.
-		runID += "-b"
-	}
-}
+// fnKey is a function of an app.
+type fnKey struct{ app, fn string }
 
 // TestIntegrationFeaturesKilledAndRestarted replays a synthetic day to real
 // Kafka, runs `strata features` as a separate process, SIGKILLs it
@@ -225,7 +97,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := readAll(t, s)
+	ins := pipelinetest.ReadAll(t, s)
 	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +113,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rep.Run(ctx, &sliceSource{ins: ins}); err != nil {
+	if _, err := rep.Run(ctx, &pipelinetest.SliceSource{Ins: ins}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-rl/strata/agents/agentstest"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 )
 
 // TestRunServesLearnedPolicies runs the closed loop on the 998 real rows
@@ -19,7 +20,7 @@ func TestRunServesLearnedPolicies(t *testing.T) {
 	agentstest.WriteCheckpoints(t, dir)
 	db := filepath.Join(t.TempDir(), "learned.duckdb")
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"run", "--trace", realTrace, "--models", dir, "--strategic", "dqn", "--tactical", "ppo",
+	err := run(context.Background(), []string{"run", "--trace", pipelinetest.RealTrace, "--models", dir, "--strategic", "dqn", "--tactical", "ppo",
 		"--operational", "lstm", "--store", db, "--run-id", "learned", "--progress=false"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, &errb)

@@ -6,94 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
-
-// consumeTransitions reads strata.transitions.v1 from the start in
-// consumer group group and hands every record of run runID to fn, until
-// ctx ends. A record that does not decode is logged and skipped (the twin
-// is its only writer; nothing else is lost).
-func consumeTransitions(ctx context.Context, brokers []string, names schemas.Names, group, runID string, logger *slog.Logger, fn func(*stratapb.Transition) error) error {
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, logger), kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(names.Topic(schemas.TopicTransitions)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		return fmt.Errorf("creating learner kafka client: %w", err)
-	}
-	defer cl.Close()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s/%d: %w", t, p, err) })
-		if ferr != nil {
-			return ferr
-		}
-		var herr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if herr != nil {
-				return
-			}
-			var tr stratapb.Transition
-			if err := proto.Unmarshal(r.Value, &tr); err != nil {
-				logger.Warn("skipping a transition record that does not decode", "partition", r.Partition, "offset", r.Offset, "err", err)
-				return
-			}
-			if tr.GetRunId() != runID {
-				return
-			}
-			herr = fn(&tr)
-		})
-		if herr != nil {
-			return herr
-		}
-	}
-}
-
-// followerLoader returns the loader of layer's learned policy for a
-// follower: exploring (training) or greedy.
-func followerLoader(layer schemas.Layer, opts agents.Options, explore bool) learner.Loader {
-	return func(c schemas.Checkpoint) (learner.Policy, error) {
-		return agents.LoadCheckpoint(layer, c.Data, opts, explore)
-	}
-}
-
-// waitLearner waits until the learner has processed, for each layer it
-// trains, as many intervals as the twin closed (want).
-func waitLearner(ctx context.Context, l *learner.Learner, want map[string]int64, exited <-chan struct{}) error {
-	for {
-		done := true
-		for _, layer := range schemas.Layers {
-			if l.Trains(layer) && l.Done(layer) < want[string(layer)] {
-				done = false
-			}
-		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errors.New("the learner stopped before it processed the run's last transitions")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
 
 // learnerMain runs `strata learner`: it trains the strategic DQN and the
 // tactical PPO on one run's transitions from Kafka and publishes versioned
@@ -164,7 +86,7 @@ func learnerMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := l.Begin(ctx, *runID, *episode, ms); err != nil {
 		return err
 	}
-	err = consumeTransitions(ctx, kafka.ParseBrokers(*kafkaF), names, names.Group("strata-learner-"+*runID), *runID, logger, func(tr *stratapb.Transition) error {
+	err = pipeline.ConsumeTransitions(ctx, kafka.ParseBrokers(*kafkaF), names, pipeline.GroupsOf(names, *runID).Learner, *runID, logger, func(tr *stratapb.Transition) error {
 		return l.Handle(ctx, tr)
 	})
 	st := l.Stats()

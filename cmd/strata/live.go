@@ -1,50 +1,30 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/agents"
-	"github.com/strata-rl/strata/agents/worker"
-	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/consumers/decisions"
-	"github.com/strata-rl/strata/consumers/features"
-	"github.com/strata-rl/strata/consumers/sink"
-	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
-	"github.com/strata-rl/strata/schemas/grid"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
-
-// LiveEpoch is trace time 0 in live mode: live times are Unix
-// microseconds, so ticks, hours and days are the wall clock's (UTC).
-var liveEpoch = time.Unix(0, 0).UTC()
 
 // ingestFlags are the flags of the HTTP ingest service, shared by
 // `strata ingest` and `strata live`.
@@ -158,7 +138,7 @@ See docs/ingest.md.
 		inf      ingestFlags
 		brokers  = fs.String("kafka", "", "Kafka seed brokers `host:port[,…]` (required)")
 		natsURL  = fs.String("nats", "", "NATS `URL`: serve the decisions API from the decision streams")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement the decisions API reports before any decision")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement the decisions API reports before any decision")
 		logLevel = fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	)
 	inf.register(fs)
@@ -202,7 +182,7 @@ See docs/ingest.md.
 		if err != nil {
 			return err
 		}
-		view := newDecisionView(inf.runID, names, pl, logger, reg)
+		view := pipeline.NewDecisionView(inf.runID, names, pl, logger, reg)
 		cfg.Decisions = view.Handler()
 		g.Go(func() error { return view.Follow(ctx, js) })
 	}
@@ -226,12 +206,6 @@ See docs/ingest.md.
 	return err
 }
 
-func newDecisionView(runID string, names schemas.Names, pl cloud.Placement, logger *slog.Logger, reg prometheus.Registerer) *decisions.View {
-	return decisions.NewView(decisions.Config{RunID: runID, Epoch: liveEpoch, Names: names, Default: decisions.Placement{
-		Provider: pl.Provider.String(), Region: pl.Metro.String(), MemoryMB: int32(pl.Tier.MB())}},
-		logger.With("role", "decisions"), reg)
-}
-
 // liveMain runs `strata live`: ingest, features, agents, the decisions API,
 // the twin in shadow and the sink in one process, on embedded Kafka, NATS
 // and DuckDB unless addresses are given.
@@ -242,12 +216,12 @@ func liveMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cf       commonFlags
 		inf      ingestFlags
 		stf      storeFlags
-		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+strings.Join(agents.Names(schemas.Strategic), ", ")+", dqn (with --models), or none")
-		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+strings.Join(agents.Names(schemas.Tactical), ", ")+", ppo (with --models), or none")
-		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+strings.Join(agents.Names(schemas.Operational), ", ")+", lstm (with --models), or none")
+		stratPol = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy (daily, per app): "+strings.Join(agents.Names(schemas.Strategic), ", ")+", dqn (with --models), or none")
+		tact     = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy (hourly, per function): "+strings.Join(agents.Names(schemas.Tactical), ", ")+", ppo (with --models), or none")
+		oper     = fs.String("operational", pipeline.DefaultOperationalPolicy, "operational policy (15 s, per active function): "+strings.Join(agents.Names(schemas.Operational), ", ")+", lstm (with --models), or none")
 		models   = fs.String("models", "", "`DIR` of trained checkpoints for dqn, ppo and lstm")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		act      = fs.Bool("act", true, "also answer single decisions on strata.act.<layer>")
 		shadow   = fs.Bool("shadow", true, "run the twin in shadow: score every decision against the model's counterfactuals")
 		noStore  = fs.Bool("no-store", false, "write no tables (the twin's records stay on Kafka)")
@@ -313,495 +287,18 @@ its committed offsets on the next start.
 	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
 		return err
 	}
-	lo := liveOpts{
-		pipe: pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-			epoch: liveEpoch, runID: inf.runID, logger: logger, reg: reg},
-		ingest: icfg, listen: inf.listen, tlsCert: inf.tlsCert, tlsKey: inf.tlsKey,
-		policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
-		models:   *models, placement: pl, seed: *polSeed, act: *act, shadow: *shadow, transitions: trLayers,
-		drainTimeout: *drainT, conf: conf,
+	lo := pipeline.LiveConfig{
+		Config: pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
+			Epoch: pipeline.LiveEpoch, RunID: inf.runID, Logger: logger, Registerer: reg},
+		Ingest: icfg, Listen: inf.listen, TLSCert: inf.tlsCert, TLSKey: inf.tlsKey,
+		Policies: map[schemas.Layer]string{schemas.Strategic: *stratPol, schemas.Tactical: *tact, schemas.Operational: *oper},
+		Models:   *models, Placement: pl, Seed: *polSeed, Act: *act, Shadow: *shadow, Transitions: trLayers,
+		DrainTimeout: *drainT, NewModel: conf.newModel, RunJSON: conf.runJSON(nil),
 	}
 	if !*noStore {
-		lo.store = stf.target()
+		lo.Store = stf.target()
 	}
-	return runLive(ctx, lo, stdout, nil)
-}
-
-// liveOpts configures runLive.
-type liveOpts struct {
-	pipe                    pipelineOpts
-	ingest                  ingest.Config // Brokers and Gatherer are filled in
-	listen, tlsCert, tlsKey string
-	policies                map[schemas.Layer]string
-	models                  string
-	placement               cloud.Placement
-	seed                    int64
-	act, shadow             bool
-	store                   string // DuckDB file or ClickHouse DSN; "" for none
-	// transitions are the layers whose transitions the shadow twin writes.
-	transitions []schemas.Layer
-	// drainTimeout bounds the drain at a stop on the embedded broker
-	// (default 30 s).
-	drainTimeout time.Duration
-	// conf is the --config file: the cloud model's overrides and what
-	// the runs row records of it (nil: the defaults).
-	conf *roleConfig
-}
-
-// liveRun is a running live process, for tests.
-type liveRun struct {
-	addr     string
-	env      *env
-	ingest   *ingest.Server
-	features *features.Service
-	shadow   *twin.Service
-	sink     *sink.Sink
-}
-
-// runLive runs live mode until ctx is done, then shuts down in order: the
-// HTTP service first (every record it acknowledged is on Kafka when it
-// returns), then, on the embedded broker, the drain (every acknowledged
-// record processed by the back end, within lo.drainTimeout), then the back
-// end and last the sink. ready, if set, is called once it serves.
-func runLive(ctx context.Context, lo liveOpts, stdout io.Writer, ready func(*liveRun)) error {
-	logger, reg := lo.pipe.logger, lo.pipe.reg
-	e, closeEnv, err := lo.pipe.prepare(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeEnv()
-	icfg := lo.ingest
-	icfg.Brokers, icfg.RunID, icfg.Names = e.brokers, lo.pipe.runID, lo.pipe.names
-	if e.embeddedKafka {
-		// The records die with the process: at a stop, ingest's last
-		// watermark closes the tick of every record it accepted, and the
-		// drain waits for the back end to process them.
-		icfg.DrainWindow = time.Duration(grid.OperationalTickUS) * time.Microsecond
-	}
-	if g, ok := reg.(prometheus.Gatherer); ok {
-		icfg.Gatherer = g
-	}
-	model, err := lo.conf.newModel(liveEpoch)
-	if err != nil {
-		return err
-	}
-	aopts := agents.Options{Seed: lo.seed, Model: model, Epoch: liveEpoch, Models: lo.models}
-	var layers []schemas.Layer
-	tickPol, actPol := map[schemas.Layer]worker.Policy{}, map[schemas.Layer]worker.Policy{}
-	for _, l := range schemas.Layers {
-		n := lo.policies[l]
-		if n == "none" || n == "" {
-			continue
-		}
-		if _, internal := twin.ParseInternalPolicy(n); internal {
-			return fmt.Errorf("strata live --%s %s: this policy runs inside the twin on a replayed trace; live decisions need an agent policy", l, n)
-		}
-		p, err := agents.New(n, l, aopts)
-		if err != nil {
-			return err
-		}
-		tickPol[l] = p
-		layers = append(layers, l)
-		if lo.act {
-			if actPol[l], err = agents.New(n, l, aopts); err != nil {
-				return err
-			}
-		}
-	}
-	run := &liveRun{env: e}
-
-	// The back end (stops after ingest): features, agents, the decisions
-	// view and the shadow twin, then the sink, which writes what the twin
-	// flushed as it stopped.
-	bctx, cancelBack := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBack()
-	sctx, cancelSink := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelSink()
-	var back, sinkGroup errgroup.Group
-	stopBack := func() error {
-		cancelBack()
-		return back.Wait()
-	}
-	stop := func() error {
-		err := stopBack()
-		cancelSink()
-		return errors.Join(err, sinkGroup.Wait())
-	}
-	prog := newLiveProgress()
-	nm := lo.pipe.names
-	kv, err := e.js.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
-	if err != nil {
-		return fmt.Errorf("opening checkpoint bucket: %w", err)
-	}
-	runID := lo.pipe.runID
-	if run.features, err = features.NewService(ctx, features.Config{Brokers: e.brokers, Group: nm.Group("strata-features-" + runID),
-		Epoch: liveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch}, natsbus.NewBatchPublisher(e.js, 0), features.KVCheckpoints{KV: kv},
-		logger.With("role", "features"), reg); err != nil {
-		return err
-	}
-	view := newDecisionView(runID, nm, lo.placement, logger, reg)
-	icfg.Decisions = view.Handler()
-	back.Go(func() error { return run.features.Run(bctx) })
-	back.Go(func() error { return view.Follow(bctx, e.js) })
-	for _, l := range layers {
-		w := worker.New(e.js, natsbus.NewBatchPublisher(e.js, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
-		w.Names, w.Registerer = nm, reg
-		back.Go(func() error { return w.Run(bctx) })
-		if p := actPol[l]; p != nil {
-			nc, ok := e.nc.(*nats.Conn)
-			if !ok {
-				return errors.Join(errors.New("strata live: the NATS connection cannot serve act requests"), stop())
-			}
-			srv := worker.NewActServer(nc, l, p, logger.With("role", "act", "layer", l))
-			srv.Names = nm
-			if err := srv.Listen(); err != nil {
-				return errors.Join(err, stop())
-			}
-			back.Go(func() error { return srv.Serve(bctx) })
-		}
-	}
-	if lo.shadow {
-		tr := map[schemas.Layer]bool{}
-		for _, l := range lo.transitions {
-			tr[l] = true
-		}
-		eng, err := twin.NewEngine(model, twin.Config{RunID: runID, DefaultPlacement: lo.placement, Reward: model.Config().Reward,
-			Outcomes: true, Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: tr},
-			twin.NewProfileBuilder(liveEpoch).Build(model))
-		if err != nil {
-			return errors.Join(err, stop())
-		}
-		if run.shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.brokers, RunID: runID, Names: nm, Layers: layers, Shadow: true,
-			Transitions: lo.transitions, TelemetryPartitions: lo.pipe.partitions, OnTick: prog.onTick, Registerer: reg}, eng, e.js, logger.With("role", "shadow")); err != nil {
-			return errors.Join(err, stop())
-		}
-		back.Go(func() error { return run.shadow.Run(bctx) })
-	}
-	if lo.store != "" {
-		st, err := store.Open(ctx, lo.store)
-		if err != nil {
-			return errors.Join(err, stop())
-		}
-		defer func() { _ = st.Close() }()
-		if err := st.EnsureSchema(ctx); err != nil {
-			return errors.Join(err, stop())
-		}
-		if run.sink, err = sink.New(ctx, sink.Config{Brokers: e.brokers, Group: nm.Group("strata-sink-" + runID), Partitions: lo.pipe.partitions,
-			Outcomes: true, RunID: runID, Names: nm}, st, logger.With("role", "sink"), reg); err != nil {
-			return errors.Join(err, stop())
-		}
-		sinkGroup.Go(func() error { return run.sink.Run(sctx) })
-	}
-
-	if run.sink != nil || !e.embeddedKafka {
-		// The live run's row in the runs table (a restart replaces it).
-		if err := writeLiveRun(ctx, e.brokers, lo, layers); err != nil {
-			return errors.Join(err, stop())
-		}
-	}
-	if e.embeddedKafka {
-		// The in-process broker keeps every record in memory: drop what
-		// every reader has committed.
-		tcl, err := kgo.NewClient(kafka.CommonOpts(e.brokers, logger)...)
-		if err != nil {
-			return errors.Join(fmt.Errorf("creating the trimming client: %w", err), stop())
-		}
-		defer tcl.Close()
-		telemetryReaders := []string{nm.Group("strata-features-" + runID)}
-		if lo.shadow {
-			telemetryReaders = append(telemetryReaders, nm.Group("strata-shadow-"+runID))
-		}
-		back.Go(func() error {
-			trimConsumed(bctx, tcl, telemetryReaders, []string{nm.Topic(schemas.TopicTelemetry)}, 5*time.Second, logger)
-			return nil
-		})
-		if run.sink != nil {
-			sinkGroup.Go(func() error {
-				trimConsumed(sctx, tcl, []string{nm.Group("strata-sink-" + runID)}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 5*time.Second, logger)
-				return nil
-			})
-		}
-	}
-
-	// The front: the HTTP service.
-	if run.ingest, err = ingest.New(ctx, icfg, logger.With("role", "ingest"), reg); err != nil {
-		return errors.Join(err, stop())
-	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", lo.listen)
-	if err != nil {
-		return errors.Join(fmt.Errorf("listening on %s: %w", lo.listen, err), stop())
-	}
-	run.addr = ln.Addr().String()
-	where := lo.store
-	if where == "" {
-		where = "none"
-	}
-	fmt.Fprintf(stdout, "live: ingest on %s (run %s, lateness %v), layers %v, tables %s\n", run.addr, runID, icfg.Lateness, layers, where)
-	if ready != nil {
-		ready(run)
-	}
-	serveErr := run.ingest.Serve(ctx, ln, lo.tlsCert, lo.tlsKey)
-	st := run.ingest.Stats()
-	var drainErr error
-	if e.embeddedKafka {
-		drainErr = run.drain(ctx, lo, st, prog, stopBack, stdout, logger)
-	} else {
-		// The back end commits only what it has durably handled: what it
-		// has not reached yet stays on Kafka for its next start.
-		fmt.Fprintf(stdout, "live: the %d records acknowledged are durable on Kafka; the back end resumes from its committed offsets on the next start\n", st.Accepted)
-		logger.Info("stopping: acknowledged records are durable on Kafka", "accepted", st.Accepted)
-	}
-	backErr := stop()
-	fmt.Fprintf(stdout, "live: %d requests, %d records accepted, %d rejected, %d refused\n", st.Requests, st.Accepted, st.Rejected, st.Refused)
-	fst := run.features.Stats()
-	fmt.Fprintf(stdout, "features: %d invocations windowed, %d late, %d duplicates, %d state batches\n", fst.Invocations, fst.Late, fst.Duplicates, fst.StatesPublished)
-	if run.shadow != nil {
-		ts := run.shadow.Stats()
-		fmt.Fprintf(stdout, "shadow: %d ticks, %d arrivals, %d decisions, %d rewards\n", ts.Ticks, ts.Arrivals, ts.Decisions, ts.Rewards)
-	}
-	if serveErr != nil {
-		return serveErr
-	}
-	if drainErr != nil {
-		return drainErr
-	}
-	if backErr != nil && !errors.Is(backErr, context.Canceled) {
-		return backErr
-	}
-	return nil
-}
-
-// liveProgress follows the back end for the drain: the operational ticks
-// each features shard has closed and the latest tick the shadow twin has
-// evaluated.
-type liveProgress struct {
-	mu     sync.Mutex
-	shards int
-	closed map[int]int64 // per shard: every tick before this one is closed
-	twin   int64
-}
-
-func newLiveProgress() *liveProgress {
-	return &liveProgress{closed: map[int]int64{}, twin: math.MinInt64}
-}
-
-// onBatch is the features' OnBatch: an operational state batch for tick k
-// is published once tick k−1 closed (the first one, for the first
-// watermark's tick, once the ticks before it are out of reach).
-func (p *liveProgress) onBatch(h schemas.BatchHeader, _ int, _ []byte) {
-	if h.Layer != schemas.Operational {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.shards = h.NShards
-	if c, ok := p.closed[h.Shard]; !ok || h.Tick > c {
-		p.closed[h.Shard] = h.Tick
-	}
-}
-
-// onTick is the shadow twin's OnTick.
-func (p *liveProgress) onTick(k int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.twin = max(p.twin, k)
-}
-
-// featuresClosed returns the first tick that is not closed on every shard
-// (math.MinInt64 before every shard published).
-func (p *liveProgress) featuresClosed() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shards == 0 || len(p.closed) < p.shards {
-		return math.MinInt64
-	}
-	first := int64(math.MaxInt64)
-	for _, c := range p.closed {
-		first = min(first, c)
-	}
-	return first
-}
-
-// twinEvaluated returns the latest tick the shadow twin evaluated.
-func (p *liveProgress) twinEvaluated() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.twin
-}
-
-// drain runs at a stop on the embedded broker, whose records die with the
-// process, once ingest has answered its last request (st) and written its
-// last watermark past the tick of every record it accepted. It waits until
-// the features have closed that tick on every shard and the shadow twin (if
-// it runs) has evaluated it, stops the back end but the sink with stopBack
-// (the twin flushes its output to Kafka as it stops), and waits until the
-// sink (if it runs) has written and committed every record on its topics.
-// lo.drainTimeout bounds the whole wait; the error then says how many
-// acknowledged records were left unprocessed. The back end's own errors are
-// runLive's to report.
-func (run *liveRun) drain(ctx context.Context, lo liveOpts, st ingest.Stats, prog *liveProgress, stopBack func() error,
-	stdout io.Writer, logger *slog.Logger) error {
-	timeout := cmp.Or(lo.drainTimeout, 30*time.Second)
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	t0 := time.Now()
-	last := int64(math.MinInt64) // the tick of the latest record accepted
-	if st.Accepted > 0 {
-		last = grid.TickOf(st.MaxStartUS, grid.OperationalTickUS)
-	}
-	processed := func() bool {
-		return prog.featuresClosed() > last && (run.shadow == nil || prog.twinEvaluated() >= last)
-	}
-	waitUntil(dctx, processed)
-	done := processed()
-	_ = stopBack() // runLive's last stop returns its error
-	var sinkBehind int64
-	var sinkErr error
-	if run.sink != nil {
-		nm := lo.pipe.names
-		sinkBehind, sinkErr = waitCommitted(dctx, run.env.brokers, nm.Group("strata-sink-"+lo.pipe.runID),
-			[]string{nm.Topic(sink.TopicRuns), nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, logger)
-	}
-	if done && sinkBehind == 0 && sinkErr == nil {
-		var parts []string
-		for _, r := range []struct {
-			name string
-			on   bool
-		}{{"the features", true}, {"the shadow twin", run.shadow != nil}, {"the sink", run.sink != nil}} {
-			if r.on {
-				parts = append(parts, r.name)
-			}
-		}
-		fmt.Fprintf(stdout, "live: drained in %v: %s processed every one of the %d records acknowledged\n",
-			time.Since(t0).Round(time.Millisecond), strings.Join(parts, ", "), st.Accepted)
-		return nil
-	}
-	// What was left: the shadow twin counts what it scored or dropped; the
-	// features only say which ticks they closed.
-	var where []string
-	if !done {
-		if run.shadow != nil {
-			ts := run.shadow.Stats()
-			left := st.Accepted - (ts.Outcomes + ts.DuplicateArrivals + ts.LateArrivals + ts.InvalidArrivals)
-			where = append(where, fmt.Sprintf("%d of the %d records acknowledged not scored by the shadow twin (it evaluated the ticks through %d, the last record accepted starts in tick %d)",
-				max(left, 0), st.Accepted, prog.twinEvaluated(), last))
-		} else if c := prog.featuresClosed(); c == math.MinInt64 {
-			where = append(where, fmt.Sprintf("the features have closed no tick; the %d records acknowledged are not processed", st.Accepted))
-		} else {
-			where = append(where, fmt.Sprintf("the features have not closed the ticks from %d to %d, which hold records among the %d acknowledged",
-				c, last, st.Accepted))
-		}
-	}
-	switch {
-	case sinkBehind > 0:
-		where = append(where, fmt.Sprintf("the sink is %d records behind on its topics (rows of decisions, rewards and outcomes not written)", sinkBehind))
-	case sinkErr != nil:
-		where = append(where, "the sink's progress is unknown")
-	}
-	err := fmt.Errorf("draining strata live: not done within --drain-timeout %v: %s; the embedded broker keeps records in memory only, so these are lost",
-		timeout, strings.Join(where, "; "))
-	if sinkErr != nil {
-		err = errors.Join(err, sinkErr)
-	}
-	logger.Error("drain incomplete", "err", err)
-	return err
-}
-
-// waitUntil polls ok until it holds or ctx is done.
-func waitUntil(ctx context.Context, ok func() bool) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// waitCommitted waits until group has committed the end offsets that
-// topics have now, and returns how many records it is still behind when
-// ctx ends first.
-func waitCommitted(ctx context.Context, brokers []string, group string, topics []string, logger *slog.Logger) (int64, error) {
-	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, logger)...)
-	if err != nil {
-		return 0, fmt.Errorf("creating the drain's kafka client: %w", err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	// Each look gets a few seconds of its own, so that a wait already over
-	// still says how far behind the group is.
-	look := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	}
-	lctx, lcancel := look()
-	ends, err := adm.ListEndOffsets(lctx, topics...)
-	lcancel()
-	if err != nil {
-		return 0, fmt.Errorf("listing the end offsets of %v: %w", topics, err)
-	}
-	behind := func() (int64, error) {
-		lctx, lcancel := look()
-		defer lcancel()
-		offs, err := adm.FetchOffsets(lctx, group)
-		if err != nil {
-			return 0, fmt.Errorf("fetching the offsets of group %s: %w", group, err)
-		}
-		var n int64
-		ends.Each(func(o kadm.ListedOffset) {
-			var at int64
-			if c, ok := offs.Lookup(o.Topic, o.Partition); ok && c.Err == nil {
-				at = max(c.At, 0)
-			}
-			n += max(o.Offset-at, 0)
-		})
-		return n, nil
-	}
-	n := int64(-1) // the last count taken
-	var lastErr error
-	waitUntil(ctx, func() bool {
-		m, err := behind()
-		if err != nil {
-			lastErr = err
-			return false
-		}
-		n, lastErr = m, nil
-		return m == 0
-	})
-	switch {
-	case n == 0:
-		return 0, nil
-	case n > 0:
-		return n, nil // the deadline: n says how far behind
-	case lastErr != nil:
-		return 0, lastErr
-	}
-	return 0, fmt.Errorf("waiting for group %s: %w", group, ctx.Err())
-}
-
-// writeLiveRun writes the live run's record for the runs table.
-func writeLiveRun(ctx context.Context, brokers []string, lo liveOpts, layers []schemas.Layer) error {
-	pol := map[schemas.Layer]string{}
-	for _, l := range layers {
-		pol[l] = lo.policies[l]
-	}
-	v, err := proto.Marshal(&stratapb.Run{RunId: lo.pipe.runID, StartedUnixMs: time.Now().UnixMilli(), Source: "live", Seed: lo.seed,
-		Speed: "wall-clock", StrategicPolicy: pol[schemas.Strategic], TacticalPolicy: pol[schemas.Tactical],
-		OperationalPolicy: pol[schemas.Operational], DefaultPlacement: lo.placement.String(), TraceEpoch: liveEpoch.Format(time.RFC3339),
-		ConfigJson: runConfigJSON(lo.conf.runJSON(nil), lo.pipe.partitions, lo.pipe.names)})
-	if err != nil {
-		return fmt.Errorf("encoding the live run record: %w", err)
-	}
-	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
-	if err != nil {
-		return fmt.Errorf("creating a kafka client for the run record: %w", err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: lo.pipe.names.Topic(sink.TopicRuns), Key: []byte(lo.pipe.runID), Value: v}).FirstErr(); err != nil {
-		return fmt.Errorf("writing the live run record: %w", err)
-	}
-	return nil
+	return pipeline.Live(ctx, lo, stdout, nil)
 }
 
 // jsFor opens JetStream on nc and makes sure strata's streams exist under

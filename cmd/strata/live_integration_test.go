@@ -22,17 +22,11 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/ingest/loadgen"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
-
-// TestIntegrationLive is TestLiveEndToEnd on real Kafka, NATS and
-// ClickHouse: telemetry over HTTP (JSON and OTLP) → Kafka → features →
-// agents → the decisions API, the shadow twin → sink → ClickHouse.
-func TestIntegrationLive(t *testing.T) {
-	brokers, natsURL := servers(t)
-	liveEndToEnd(t, brokers, natsURL, testNames(t), clickHouseDB(t))
-}
 
 // TestIntegrationIngestKilledMidLoad kills `strata ingest` (SIGKILL) in the
 // middle of a load and restarts it; the load generator retries what was not
@@ -76,7 +70,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ctx, "strata ingest to serve", func() bool {
+		pipelinetest.WaitFor(t, ctx, "strata ingest to serve", func() bool {
 			resp, err := http.Get("http://" + addr + "/healthz") //nolint:noctx // a probe
 			if err != nil {
 				return false
@@ -93,7 +87,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Names: names, Epoch: liveEpoch, RunID: runID},
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Names: names, Epoch: pipeline.LiveEpoch, RunID: runID},
 		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +126,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 			}}, s, slog.New(slog.DiscardHandler))
 		loadDone <- loadOut{res, err}
 	}()
-	waitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool {
+	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(acked) >= n/5
@@ -156,7 +150,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 		t.Fatalf("restarted ingest did not stop cleanly: %v", err)
 	}
 
-	obs, _ := readRun(t, ctx, brokers, names, runID)
+	obs, _ := pipelinetest.ReadRun(t, ctx, brokers, names, runID)
 	inKafka := map[string]int{}
 	for _, o := range obs {
 		inKafka[o.GetArrival().GetInvocationId()]++
@@ -172,7 +166,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	if int64(nAcked) != lo.res.Records || nAcked < n/2 {
 		t.Fatalf("%d distinct records acknowledged, %d sent", nAcked, lo.res.Records)
 	}
-	waitFor(t, ctx, "the feature consumer to read every record", func() bool {
+	pipelinetest.WaitFor(t, ctx, "the feature consumer to read every record", func() bool {
 		st := fsvc.Stats()
 		return st.Invocations+st.Duplicates+st.Late >= int64(len(obs))
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 )
 
 // pyWorkerDir holds the example tactical worker in Python.
@@ -168,7 +169,7 @@ func runWithPyWorker(t *testing.T, py, store string) loopSummary {
 	var out, errb bytes.Buffer
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, []string{"run", "--trace", realTrace, "--nats", srv.URL(), "--tactical", policyExternal,
+		ran <- run(ctx, []string{"run", "--trace", pipelinetest.RealTrace, "--nats", srv.URL(), "--tactical", policyExternal,
 			"--run-id", pyRunID, "--partitions", "2", "--store=" + store, "--summary", sumPath, "--progress=false"}, &out, &errb)
 	}()
 	select {

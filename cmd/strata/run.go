@@ -21,6 +21,7 @@ import (
 	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -43,16 +44,13 @@ func (r *replayFlags) register(fs *flag.FlagSet) {
 }
 
 // registerPrefix registers --prefix, the name prefix of a deployment.
-func registerPrefix(fs *flag.FlagSet, n *schemas.Names) {
-	fs.StringVar(&n.Prefix, "prefix", "", "name `PREFIX` of every Kafka topic and consumer group, JetStream stream, subject and bucket (lower-case letters, digits, '-'): several deployments or test runs on one cluster")
-}
+func registerPrefix(fs *flag.FlagSet, n *schemas.Names) { pipeline.RegisterPrefixFlag(fs, "prefix", n) }
 
 // commonFlags are shared by the roles.
 type commonFlags struct {
-	kafka       string
-	nats        string
-	names       schemas.Names
-	partitions  int
+	// pipe holds --kafka, --nats, --partitions and --prefix
+	// (pipeline.Config.RegisterFlags).
+	pipe        pipeline.Config
 	logLevel    string
 	metricsAddr string
 	epoch       string
@@ -67,10 +65,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 // batch commands (eval, export, bench), which run one pipeline after
 // another, each with a registry of its own, and serve no metrics.
 func (c *commonFlags) registerBatch(fs *flag.FlagSet) {
-	fs.StringVar(&c.kafka, "kafka", "", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
-	fs.StringVar(&c.nats, "nats", "", "NATS `URL` (default: an embedded nats-server with JetStream)")
-	fs.IntVar(&c.partitions, "partitions", 0, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, embeddedLoopPartitions))
-	registerPrefix(fs, &c.names)
+	c.pipe.RegisterFlags(fs, "")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.epoch, "trace-epoch", grid.DefaultEpoch.Format(time.RFC3339), "wall-clock instant of trace time 0 (sets hour of day)")
 }
@@ -112,11 +107,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		rf       replayFlags
 		summaryF = fs.String("summary", "", "write a JSON summary of the run to `FILE`")
 		observed = fs.Bool("observed", false, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
-		stratPol = fs.String("strategic", "greedy-cost", "strategic policy (daily, per app): "+policyNames(schemas.Strategic)+", none, or "+policyExternal+" (served by a worker outside this process, docs/worker-contract.md)")
-		tact     = fs.String("tactical", "greedy-cost", "tactical policy (hourly, per function): "+policyNames(schemas.Tactical)+", none, or "+policyExternal+" (as for --strategic; agents/pyworker serves it from Python)")
-		oper     = fs.String("operational", "hybrid-histogram", "operational policy (15 s, per active function): "+policyNames(schemas.Operational)+", none, or "+policyExternal+" (as for --strategic)")
-		defPl    = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
-		polSeed  = fs.Int64("policy-seed", 1, "seed of the policies' random choices")
+		stratPol = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy (daily, per app): "+policyNames(schemas.Strategic)+", none, or "+pipeline.PolicyExternal+" (served by a worker outside this process, docs/worker-contract.md)")
+		tact     = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy (hourly, per function): "+policyNames(schemas.Tactical)+", none, or "+pipeline.PolicyExternal+" (as for --strategic; agents/pyworker serves it from Python)")
+		oper     = fs.String("operational", pipeline.DefaultOperationalPolicy, "operational policy (15 s, per active function): "+policyNames(schemas.Operational)+", none, or "+pipeline.PolicyExternal+" (as for --strategic)")
+		defPl    = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
+		polSeed  = fs.Int64("policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 		stf      storeFlags
 		outcomes = fs.Bool("outcomes", false, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
 		models   = fs.String("models", "", "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
@@ -168,13 +163,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer closeSrc()
-	o := pipelineOpts{brokers: kafka.ParseBrokers(cf.kafka), natsURL: cf.nats, partitions: cf.partitions, names: cf.names,
-		speed: sp, epoch: epoch, runID: rf.runID, latenessUS: rf.lateness.Microseconds(), logger: logger, reg: reg}
+	o := pipeline.Config{Brokers: cf.pipe.Brokers, NATSURL: cf.pipe.NATSURL, Partitions: cf.pipe.Partitions, Names: cf.pipe.Names,
+		Speed: sp, Epoch: epoch, RunID: rf.runID, LatenessUS: rf.lateness.Microseconds(), Logger: logger, Registerer: reg}
 	if rf.progress {
-		o.progress = stderr
+		o.Progress = stderr
 	}
-	if o.runID == "" {
-		o.runID = newRunID()
+	if o.RunID == "" {
+		o.RunID = pipeline.NewRunID()
 	}
 	if !*observed {
 		pl, err := parsePlacement(*defPl)
@@ -189,7 +184,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			policySeed: *polSeed, summary: *summaryF, sources: &sf, store: stf.target(), args: args, outcomes: *outcomes,
 			transitions: tl, models: *models, conf: conf}, o, src, name, traceLen, stdout)
 	}
-	res, err := runPipeline(ctx, o, src, name, traceLen)
+	res, err := pipeline.OpenLoop(ctx, o, src, name, traceLen)
 	if err != nil {
 		return err
 	}
@@ -228,7 +223,7 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if cf.kafka == "" {
+	if len(cf.pipe.Brokers) == 0 {
 		return errors.New("strata replay needs --kafka (use strata run for the embedded pipeline)")
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
@@ -248,30 +243,30 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer closeSrc()
-	brokers := kafka.ParseBrokers(cf.kafka)
+	brokers := cf.pipe.Brokers
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, logger), kgo.ProducerLinger(2*time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
 	defer cl.Close()
-	if err := schemas.ValidatePrefix(cf.names.Prefix); err != nil {
+	if err := schemas.ValidatePrefix(cf.pipe.Names.Prefix); err != nil {
 		return err
 	}
-	n, err := kafka.ResolvePartitions(ctx, cl, cf.partitions, cf.names.Topics()...)
+	n, err := kafka.ResolvePartitions(ctx, cl, cf.pipe.Partitions, cf.pipe.Names.Topics()...)
 	if err != nil {
 		return err
 	}
-	logger.Info("kafka topics", "partitions", n, "asked", cf.partitions, "prefix", cf.names.Prefix)
+	logger.Info("kafka topics", "partitions", n, "asked", cf.pipe.Partitions, "prefix", cf.pipe.Names.Prefix)
 	if rf.runID == "" {
-		rf.runID = newRunID()
+		rf.runID = pipeline.NewRunID()
 	}
 	rcfg := producers.ReplayConfig{RunID: rf.runID, Observed: *observed, Provider: *provider,
-		AllowedLatenessUS: rf.lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name, Names: cf.names}
+		AllowedLatenessUS: rf.lateness.Microseconds(), Speed: sp, Partitions: n, SourceName: name, Names: cf.pipe.Names}
 	var pw io.Writer
 	if rf.progress {
 		pw = stderr
 	}
-	bar := newProgress(pw, traceLen, &rcfg)
+	bar := pipeline.NewProgress(pw, traceLen, &rcfg)
 	rep, err := producers.NewReplayer(rcfg, cl, logger, reg)
 	if err != nil {
 		return err
@@ -304,7 +299,7 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if cf.kafka == "" || cf.nats == "" {
+	if len(cf.pipe.Brokers) == 0 || cf.pipe.NATSURL == "" {
 		return errors.New("strata features needs --kafka and --nats (use strata run for the embedded pipeline)")
 	}
 	logger, err := newLogger(stderr, cf.logLevel)
@@ -319,24 +314,24 @@ func featuresMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := serveMetrics(ctx, cf.metricsAddr, reg); err != nil {
 		return err
 	}
-	if err := schemas.ValidatePrefix(cf.names.Prefix); err != nil {
+	if err := schemas.ValidatePrefix(cf.pipe.Names.Prefix); err != nil {
 		return err
 	}
-	nc, err := natsbus.Connect(cf.nats, "strata-features")
+	nc, err := natsbus.Connect(cf.pipe.NATSURL, "strata-features")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
-	js, err := jsFor(ctx, nc, cf.names)
+	js, err := jsFor(ctx, nc, cf.pipe.Names)
 	if err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, cf.names.Bucket(schemas.BucketCheckpoints))
+	kv, err := js.KeyValue(ctx, cf.pipe.Names.Bucket(schemas.BucketCheckpoints))
 	if err != nil {
 		return fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
-	svc, err := features.NewService(ctx, features.Config{Brokers: kafka.ParseBrokers(cf.kafka), Group: *group,
-		Epoch: epoch, StopAfterFinal: *stopFinal, RunID: *runID, CheckpointEvery: *ckptEvery, Names: cf.names},
+	svc, err := features.NewService(ctx, features.Config{Brokers: cf.pipe.Brokers, Group: *group,
+		Epoch: epoch, StopAfterFinal: *stopFinal, RunID: *runID, CheckpointEvery: *ckptEvery, Names: cf.pipe.Names},
 		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, logger, reg)
 	if err != nil {
 		return err

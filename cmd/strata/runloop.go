@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -42,7 +42,7 @@ type loopFlags struct {
 	// learn, if set, makes the run a training episode of its learner: the
 	// layers it trains follow its checkpoints (their policy names are
 	// ignored).
-	learn *learnOpts
+	learn *pipeline.Learn
 	// conf is the command's --config file: the cloud model's overrides
 	// and what the runs row records of it (nil: the defaults).
 	conf *roleConfig
@@ -64,21 +64,9 @@ func policyNames(l schemas.Layer) string {
 	return strings.Join(names, ", ") + ", " + agents.LearnedName(l) + " (with --models)"
 }
 
-// policyExternal is the policy name of a layer decided outside the
-// process: a worker of another process (or language) follows the layer's
-// state subject and publishes its decision batches (docs/worker-contract.md).
-const policyExternal = "external"
-
-// externalPolicy enables a layer that no in-process worker serves: the twin
-// waits for the layer's decision batches, runClosedLoop starts no worker for
-// it.
-type externalPolicy struct{}
-
-func (externalPolicy) Name() string    { return policyExternal }
-func (externalPolicy) Version() string { return "" }
-func (externalPolicy) Decide(context.Context, *schemas.StateBatch, *schemas.DecisionBatch) error {
-	return errors.New("an external layer is decided outside this process")
-}
+// policyExternal is pipeline.PolicyExternal, the policy name of a layer
+// decided outside the process.
+const policyExternal = pipeline.PolicyExternal
 
 // parsePlacement parses provider/metro/memoryMB, e.g. aws/us-east/1024.
 func parsePlacement(s string) (cloud.Placement, error) {
@@ -130,15 +118,15 @@ type loopSummary struct {
 // which differs from o.epoch only when the run replays a shifted window of
 // it), the policies and the twin's configuration. It returns the policy
 // name of each layer too.
-func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, trainEpoch time.Time) (loopOpts, map[string]string, error) {
-	var lo loopOpts
+func setupLoop(ctx context.Context, lf loopFlags, o pipeline.Config, name string, trainEpoch time.Time) (pipeline.LoopConfig, map[string]string, error) {
+	var lo pipeline.LoopConfig
 	newModel := lf.conf.newModel
-	m, err := newModel(o.epoch)
+	m, err := newModel(o.Epoch)
 	if err != nil {
 		return lo, nil, err
 	}
 	mTrain := m
-	if !trainEpoch.Equal(o.epoch) {
+	if !trainEpoch.Equal(o.Epoch) {
 		if mTrain, err = newModel(trainEpoch); err != nil {
 			return lo, nil, err
 		}
@@ -177,21 +165,21 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 		if n == "none" {
 			continue
 		}
-		if lf.learn != nil && lf.learn.learner.Trains(l) {
+		if lf.learn != nil && lf.learn.Learner.Trains(l) {
 			continue // a follower of the learner's checkpoints (runClosedLoop)
 		}
 		if slices.Contains(lf.transitions, l) {
 			engCfg.Transitions[l] = true
 		}
 		if n == policyExternal {
-			policies[l] = externalPolicy{}
+			policies[l] = pipeline.ExternalPolicy{}
 			continue
 		}
 		if ip, ok := twin.ParseInternalPolicy(n); ok && l != schemas.Operational {
 			engCfg.Internal[l] = ip
 			continue
 		}
-		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch, Models: lf.models})
+		p, err := agents.New(n, l, agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.Epoch, Models: lf.models})
 		if err != nil {
 			return lo, nil, err
 		}
@@ -207,7 +195,7 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 			return lo, nil, err
 		}
 		t0 := time.Now()
-		c, err := twin.TrainStatic(ctx, mTrain, engCfg, profile, src2, o.latenessUS)
+		c, err := twin.TrainStatic(ctx, mTrain, engCfg, profile, src2, o.LatenessUS)
 		close2()
 		if err != nil {
 			return lo, nil, err
@@ -216,29 +204,29 @@ func setupLoop(ctx context.Context, lf loopFlags, o pipelineOpts, name string, t
 		if lf.cache != nil {
 			lf.cache.static = c
 		}
-		o.logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
+		o.Logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
 	}
-	var learn *learnOpts
+	var learn *pipeline.Learn
 	if lf.learn != nil {
 		lo := *lf.learn
-		lo.agentOpts = agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.epoch}
+		lo.AgentOpts = agents.Options{Seed: lf.policySeed, Model: m, Epoch: o.Epoch}
 		learn = &lo
 	}
-	return loopOpts{pipelineOpts: o, model: m, policies: policies, profile: profile, engine: engCfg, learn: learn}, names, nil
+	return pipeline.LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn}, names, nil
 }
 
 // runLoopMain runs `strata run` in the closed loop: it derives the
 // functions' properties from the trace's training days, then replays the
 // trace through the twin, the features and the policy workers.
-func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.Source, name string, traceLen int64, stdout io.Writer) error {
-	lo, names, err := setupLoop(ctx, lf, o, name, o.epoch)
+func runLoopMain(ctx context.Context, lf loopFlags, o pipeline.Config, src replay.Source, name string, traceLen int64, stdout io.Writer) error {
+	lo, names, err := setupLoop(ctx, lf, o, name, o.Epoch)
 	if err != nil {
 		return err
 	}
-	lo.run = &stratapb.Run{RunId: o.runID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lf.sources.seed,
-		Speed: o.speed.String(), StrategicPolicy: lf.strategic, TacticalPolicy: lf.tactical, OperationalPolicy: lf.operational,
+	lo.Run = &stratapb.Run{RunId: o.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lf.sources.seed,
+		Speed: o.Speed.String(), StrategicPolicy: lf.strategic, TacticalPolicy: lf.tactical, OperationalPolicy: lf.operational,
 		DefaultPlacement: fmt.Sprintf("%s/%s/%d", lf.placement.Provider, lf.placement.Metro, lf.placement.Tier.MB()),
-		TraceEpoch:       o.epoch.Format(time.RFC3339), ConfigJson: lf.conf.runJSON(lf.args)}
+		TraceEpoch:       o.Epoch.Format(time.RFC3339), ConfigJson: lf.conf.runJSON(lf.args)}
 	if lf.store != "" {
 		st, err := store.Open(ctx, lf.store)
 		if err != nil {
@@ -248,9 +236,9 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 		if err := st.EnsureSchema(ctx); err != nil {
 			return err
 		}
-		lo.store = st
+		lo.Store = st
 	}
-	res, err := runClosedLoop(ctx, lo, src, name, traceLen)
+	res, err := pipeline.ClosedLoop(ctx, lo, src, name, traceLen)
 	if err != nil {
 		return err
 	}
@@ -275,7 +263,7 @@ func runLoopMain(ctx context.Context, lf loopFlags, o pipelineOpts, src replay.S
 }
 
 // newLoopSummary builds the closed loop's summary from its result.
-func newLoopSummary(o pipelineOpts, name string, res loopResult, names map[string]string) loopSummary {
+func newLoopSummary(o pipeline.Config, name string, res pipeline.LoopResult, names map[string]string) loopSummary {
 	t := res.Twin
 	sum := loopSummary{summary: newSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
 		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
@@ -305,30 +293,4 @@ func loopBasics(stderr io.Writer, cf commonFlags, placement string) (*slog.Logge
 		return nil, time.Time{}, cloud.Placement{}, err
 	}
 	return logger, epoch, pl, nil
-}
-
-// runConfigJSON is the config_json of a run's record: the command line's
-// arguments (args: a JSON list as flags gave them, or roleConfig.runJSON's
-// object, which adds the config file and what it set) with what the run
-// resolved — the topics' partition count and the name prefix.
-func runConfigJSON(args string, partitions int, names schemas.Names) string {
-	var rec struct {
-		Args       []string        `json:"args"`
-		ConfigFile string          `json:"config_file,omitempty"`
-		Overrides  json.RawMessage `json:"overrides,omitempty"`
-	}
-	if json.Unmarshal([]byte(args), &rec) != nil {
-		_ = json.Unmarshal([]byte(args), &rec.Args)
-	}
-	b, err := json.Marshal(struct {
-		Args       []string        `json:"args"`
-		Partitions int             `json:"partitions"`
-		Prefix     string          `json:"name_prefix,omitempty"`
-		ConfigFile string          `json:"config_file,omitempty"`
-		Overrides  json.RawMessage `json:"overrides,omitempty"`
-	}{rec.Args, partitions, names.Prefix, rec.ConfigFile, rec.Overrides})
-	if err != nil {
-		return args
-	}
-	return string(b)
 }

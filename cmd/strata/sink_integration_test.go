@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,37 +17,10 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
-
-// clickHouseDB returns a DSN of a fresh database on STRATA_CLICKHOUSE (the
-// store creates it on open) and drops the database when the test ends.
-func clickHouseDB(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("STRATA_CLICKHOUSE")
-	if base == "" {
-		t.Fatal("STRATA_CLICKHOUSE must be set (run infra/scripts/up.sh, or make test-integration)")
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := fmt.Sprintf("strata_it_%s_%d", strings.ReplaceAll(testSlug(t), "-", "_"), time.Now().UnixNano())
-	u.Path = "/" + db
-	t.Cleanup(func() {
-		st, err := store.OpenClickHouse(context.Background(), base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer st.Close()
-		if err := st.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Error(err)
-		}
-	})
-	return u.String()
-}
 
 // sinkRecords returns decisions and rewards of run over keys first..first+n
 // (operational layer, 10 functions of 5 apps per tick) for the topics
@@ -82,7 +53,7 @@ func sinkRecords(names schemas.Names, run string, first, n int) []*kgo.Record {
 func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 	brokers, _ := servers(t)
 	names := testNames(t)
-	dsn := clickHouseDB(t)
+	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run := fmt.Sprintf("it-sink-%d", time.Now().UnixNano())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"io"
 	"strconv"
 	"strings"
@@ -22,8 +23,8 @@ func TestSourceFlags(t *testing.T) {
 		{"run's default", 1, nil, "synthetic(days=1,", ""},
 		{"eval's default", 14, nil, "synthetic(days=14,", ""},
 		{"given", 14, []string{"--synth-days", "3"}, "synthetic(days=3,", ""},
-		{"trace with a default", 14, []string{"--trace", realTrace}, realTrace, ""},
-		{"trace and synth-days", 1, []string{"--trace", realTrace, "--synth-days", "1"}, "", "exclusive"},
+		{"trace with a default", 14, []string{"--trace", pipelinetest.RealTrace}, pipelinetest.RealTrace, ""},
+		{"trace and synth-days", 1, []string{"--trace", pipelinetest.RealTrace, "--synth-days", "1"}, "", "exclusive"},
 		{"zero days", 1, []string{"--synth-days", "0"}, "", "invalid synthetic trace config"},
 	}
 	for _, tt := range tests {

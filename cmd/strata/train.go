@@ -18,6 +18,7 @@ import (
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -82,13 +83,13 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		outDir     = fs.String("out", "", "write the best checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt), curves and train.json to `DIR` (required)")
 		trainDaysF = fs.String("train-days", "1-10", "training days, 1-based inclusive")
 		validDaysF = fs.String("valid-days", "11-12", "validation days, 1-based inclusive (the day before is replayed unscored as warm-up)")
-		strategic  = fs.String("strategic", "greedy-cost", "strategic policy when the strategic layer is not trained")
-		tactical   = fs.String("tactical", "greedy-cost", "tactical policy when the tactical layer is not trained")
+		strategic  = fs.String("strategic", pipeline.DefaultStrategicPolicy, "strategic policy when the strategic layer is not trained")
+		tactical   = fs.String("tactical", pipeline.DefaultTacticalPolicy, "tactical policy when the tactical layer is not trained")
 		oper       = fs.String("operational", "none", "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
 		rollout    = fs.Int("rollout", ppo.DefaultConfig().Rollout, "PPO rollout size (transitions per update)")
 		dqnWarm    = fs.Int("dqn-warmup", 256, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 		dqnUpdates = fs.Float64("dqn-updates", 8, "DQN: gradient steps per transition once warmed up")
-		defPl      = fs.String("default-placement", "aws/us-east/1024", "placement before any decision: provider/metro/memory MB")
+		defPl      = fs.String("default-placement", pipeline.DefaultPlacement, "placement before any decision: provider/metro/memory MB")
 		lateness   = fs.Duration("allowed-lateness", 600*time.Second, "how far out of start order the trace may be")
 		lstmData   = fs.String("lstm-data", "", "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
 		lstmValid  = fs.String("lstm-valid", "", "LSTM validation sequences `FILE`.parquet (default: exported from the validation days into --out)")
@@ -185,7 +186,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for episode = 0; episode < *episodes; episode++ {
 			te := time.Now()
 			lf := loopFlags{strategic: *strategic, tactical: *tactical, operational: *oper, placement: pl, policySeed: *seed, sources: &sf,
-				learn: &learnOpts{learner: lrn, episode: episode}, conf: conf}
+				learn: &pipeline.Learn{Learner: lrn, Episode: episode}, conf: conf}
 			o := fullSpeedOpts(cf, epoch, lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", *seed, episode+1, time.Now().UnixNano()))
 			res, _, _, err := runWindow(ctx, lf, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0)
 			if err != nil {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -22,7 +24,7 @@ import (
 // learnLoop runs one training episode over the first day of a small
 // synthetic trace at speed, with a fresh learner whose PPO updates every
 // 32 transitions: its checkpoints switch the tactical model many times.
-func learnLoop(t *testing.T, speed replay.Speed) (loopResult, learner.Stats) {
+func learnLoop(t *testing.T, speed replay.Speed) (pipeline.LoopResult, learner.Stats) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -35,8 +37,8 @@ func learnLoop(t *testing.T, speed replay.Speed) (loopResult, learner.Stats) {
 	defer lrn.Close()
 	sf := &sourceFlags{synthDays: 1, apps: 6, seed: 1}
 	lf := loopFlags{strategic: "greedy-cost", tactical: "greedy-cost", operational: "none", placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
-		policySeed: 5, sources: sf, learn: &learnOpts{learner: lrn}}
-	o := testOpts("switch", speed, 2, &batchLog{})
+		policySeed: 5, sources: sf, learn: &pipeline.Learn{Learner: lrn}}
+	o := pipelinetest.Config("switch", speed, 2, &pipelinetest.BatchLog{})
 	res, _, _, err := runWindow(ctx, lf, o, 0, grid.StrategicTickUS, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -14,142 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-
 	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/experiments/sequences"
 	"github.com/strata-rl/strata/schemas/grid"
 )
-
-// seqFile is a sequences file read back: its samples with their ticks and
-// its schema metadata.
-type seqFile struct {
-	Ticks   []int64
-	Apps    []string
-	Funcs   []string
-	Samples []lstm.Sample
-	Meta    map[string]string
-}
-
-// float32Values returns the flat float32 values of a fixed-size list or
-// list column chunk and checks that every row holds width of them.
-func float32Values(a arrow.Array, width int) ([]float32, error) {
-	var vals arrow.Array
-	switch c := a.(type) {
-	case *array.FixedSizeList:
-		vals = array.NewSlice(c.ListValues(), int64(c.Offset()*width), int64((c.Offset()+c.Len())*width))
-	case *array.List:
-		off := c.Offsets()
-		for i := 0; i < c.Len(); i++ {
-			if int(off[i+1]-off[i]) != width {
-				return nil, fmt.Errorf("row of %d values, want %d", off[i+1]-off[i], width)
-			}
-		}
-		vals = array.NewSlice(c.ListValues(), int64(off[0]), int64(off[c.Len()]))
-	default:
-		return nil, fmt.Errorf("column of type %s, want a list of float32", a.DataType())
-	}
-	defer vals.Release()
-	f, ok := vals.(*array.Float32)
-	if !ok {
-		return nil, fmt.Errorf("list values of type %s, want float32", vals.DataType())
-	}
-	if f.Len() != a.Len()*width {
-		return nil, fmt.Errorf("%d values for %d rows of %d", f.Len(), a.Len(), width)
-	}
-	return append([]float32(nil), f.Float32Values()...), nil
-}
-
-// readSequences reads a sequences file written by `strata export
-// sequences`.
-func readSequences(ctx context.Context, path string) (*seqFile, error) {
-	rdr, err := file.OpenParquetFile(path, false)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer func() { _ = rdr.Close() }()
-	out := &seqFile{Meta: map[string]string{}}
-	for _, kv := range rdr.MetaData().KeyValueMetadata() {
-		if kv.Value != nil {
-			out.Meta[kv.Key] = *kv.Value
-		}
-	}
-	if out.Meta[seqKeyFormat] != seqFormat {
-		return nil, fmt.Errorf("reading %s: %s is %q, want %q", path, seqKeyFormat, out.Meta[seqKeyFormat], seqFormat)
-	}
-	mem := memory.NewGoAllocator()
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: 1 << 16}, mem)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	tbl, err := fr.ReadTable(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer tbl.Release()
-	col := func(name string) (*arrow.Chunked, error) {
-		idx := tbl.Schema().FieldIndices(name)
-		if len(idx) != 1 {
-			return nil, fmt.Errorf("reading %s: no column %q", path, name)
-		}
-		return tbl.Column(idx[0]).Data(), nil
-	}
-	cols := map[string]*arrow.Chunked{}
-	for _, n := range []string{"tick", "app", "func", "input", "target"} {
-		c, err := col(n)
-		if err != nil {
-			return nil, err
-		}
-		cols[n] = c
-	}
-	n := int(tbl.NumRows())
-	out.Ticks, out.Apps, out.Funcs = make([]int64, 0, n), make([]string, 0, n), make([]string, 0, n)
-	out.Samples = make([]lstm.Sample, 0, n)
-	for ci := range cols["tick"].Chunks() {
-		t, ok1 := cols["tick"].Chunk(ci).(*array.Int64)
-		a, ok2 := cols["app"].Chunk(ci).(*array.String)
-		f, ok3 := cols["func"].Chunk(ci).(*array.String)
-		if !ok1 || !ok2 || !ok3 {
-			return nil, fmt.Errorf("reading %s: tick, app, func must be int64, string, string", path)
-		}
-		in, err := float32Values(cols["input"].Chunk(ci), seqInputDim)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: input: %w", path, err)
-		}
-		tg, err := float32Values(cols["target"].Chunk(ci), seqTargetDim)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: target: %w", path, err)
-		}
-		for i := 0; i < t.Len(); i++ {
-			out.Ticks = append(out.Ticks, t.Value(i))
-			out.Apps = append(out.Apps, a.Value(i))
-			out.Funcs = append(out.Funcs, f.Value(i))
-			var s lstm.Sample
-			copy(s.Seq[:], in[i*seqInputDim:])
-			copy(s.Target[:], tg[i*seqTargetDim:])
-			out.Samples = append(out.Samples, s)
-		}
-	}
-	if len(out.Samples) != n {
-		return nil, fmt.Errorf("reading %s: %d rows read of %d (chunks of the columns differ)", path, len(out.Samples), n)
-	}
-	return out, nil
-}
-
-// dataset adds the samples to a dataset (NaN/±Inf ones are rejected and
-// counted).
-func dataset(samples []lstm.Sample) (*lstm.Dataset, error) {
-	d := &lstm.Dataset{Samples: make([]lstm.Sample, 0, len(samples))}
-	for i := range samples {
-		if _, err := d.Add(samples[i].Seq[:], samples[i].Target[:]); err != nil {
-			return nil, err
-		}
-	}
-	return d, nil
-}
 
 // trainLSTMMain runs `strata train-lstm`: supervised training of the
 // operational LSTM on exported sequences, its checkpoint and learning
@@ -197,7 +65,7 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		*version = fmt.Sprintf("lstm-%s-seed%d", cfg.Loss, cfg.Seed)
 	}
 	t0 := time.Now()
-	sf, err := readSequences(context.Background(), *data)
+	sf, err := sequences.Read(context.Background(), *data)
 	if err != nil {
 		return err
 	}
@@ -205,7 +73,7 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	valDesc := ""
 	switch {
 	case *validF != "":
-		vf, err := readSequences(context.Background(), *validF)
+		vf, err := sequences.Read(context.Background(), *validF)
 		if err != nil {
 			return err
 		}
@@ -216,7 +84,7 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		first, _, err := parseDays(sf.Meta[seqKeyDays])
+		first, _, err := parseDays(sf.Meta[sequences.KeyDays])
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", *data, err)
 		}
@@ -246,11 +114,11 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		valDesc = fmt.Sprintf("a seeded %.0f%% of %s", 100*cfg.ValFraction, *data)
 	}
-	train, err := dataset(trS)
+	train, err := sequences.Dataset(trS)
 	if err != nil {
 		return err
 	}
-	val, err := dataset(vaS)
+	val, err := sequences.Dataset(vaS)
 	if err != nil {
 		return err
 	}
@@ -258,7 +126,7 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("strata train-lstm: %d training and %d validation samples; both must be non-empty", train.Len(), val.Len())
 	}
 	fmt.Fprintf(stdout, "train-lstm: %d training samples from %s (exported days %s, %s of %s seen), %d validation samples (%s), %d rejected; network LSTM 5→%d→%d, dense %d→3, loss %s, batch %d, at most %d epochs, seed %d (read in %.1f s)\n",
-		train.Len(), *data, sf.Meta[seqKeyDays], sf.Meta[seqKeySampled], sf.Meta[seqKeySeen], val.Len(), valDesc, train.Rejected+val.Rejected,
+		train.Len(), *data, sf.Meta[sequences.KeyDays], sf.Meta[sequences.KeySampled], sf.Meta[sequences.KeySeen], val.Len(), valDesc, train.Rejected+val.Rejected,
 		cfg.Net.Hidden[0], cfg.Net.Hidden[1], cfg.Net.DenseHidden, cfg.Loss, cfg.BatchSize, cfg.MaxEpochs, cfg.Seed, time.Since(t0).Seconds())
 
 	// agents/lstm.Train has no per-epoch hook: a ticker shows it is alive,

@@ -1,121 +1,30 @@
-package main
+package pipeline_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/strata-rl/strata/agents/worker"
-	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
-// fixedPolicy decides the same for every entity: a test stand-in for the
-// baselines, which have their own tests.
-type fixedPolicy struct {
-	row schemas.DecisionRow
-}
-
-func (p fixedPolicy) Name() string    { return "fixed" }
-func (p fixedPolicy) Version() string { return "1" }
-func (p fixedPolicy) Decide(_ context.Context, st *schemas.StateBatch, out *schemas.DecisionBatch) error {
-	add := func(app, fn string) {
-		r := p.row
-		r.App, r.Func = app, fn
-		out.Rows = append(out.Rows, r)
-	}
-	for _, r := range st.Strategic {
-		add(r.App, "")
-	}
-	for _, r := range st.Tactical {
-		add(r.App, r.Func)
-	}
-	for _, r := range st.Operational {
-		add(r.App, r.Func)
-	}
-	return nil
-}
-
-// loopOptsForTest returns closed-loop options with fixed policies on the
-// embedded servers; callers may point them at real ones.
-func loopOptsForTest(t *testing.T, runID string, speed replay.Speed, log *batchLog) loopOpts {
+func testLoop(t *testing.T, runID string, speed replay.Speed) (pipeline.LoopResult, *pipelinetest.BatchLog) {
 	t.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := loopOpts{
-		pipelineOpts: testOpts(runID, speed, 2, log),
-		model:        m,
-		policies: map[schemas.Layer]worker.Policy{
-			schemas.Strategic:   fixedPolicy{row: schemas.DecisionRow{Provider: "gcp", Action: 2}},
-			schemas.Tactical:    fixedPolicy{row: schemas.DecisionRow{Region: "eu-west", MemoryMB: 512, Action: 2*6 + 2}},
-			schemas.Operational: fixedPolicy{row: schemas.DecisionRow{Prewarm: 1, Action: 1}},
-		},
-		engine: twin.Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig(),
-			Transitions: map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true}},
-		profile: func(app, fn string) cloud.Function { return m.NewFunction(app, fn, cloud.USEast, nil) },
-	}
-	o.logger = slog.New(slog.DiscardHandler)
-	return o
-}
-
-// runLoopInto runs the 998 real rows through the closed loop into st and
-// checks that every decision and reward the twin wrote is one row of its
-// table (FINAL: ClickHouse merges replaced rows lazily; DuckDB ignores it).
-func runLoopInto(t *testing.T, o loopOpts, st store.Store) loopResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := st.EnsureSchema(ctx); err != nil {
-		t.Fatal(err)
-	}
-	o.store, o.run = st, &stratapb.Run{RunId: o.runID, Source: "real"}
-	r, err := replay.OpenTrace(realTrace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = r.Close() }()
-	res, err := runClosedLoop(ctx, o, r, "real", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for table, want := range map[string]int64{schemas.TableDecisions: res.Twin.Decisions, schemas.TableRewards: res.Twin.Rewards, schemas.TableRuns: 1} {
-		_, rows, err := st.Query(ctx, "SELECT count(*) FROM "+table+" FINAL WHERE run_id = '"+o.runID+"'")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fmt.Sprint(rows[0][0]); got != fmt.Sprint(want) {
-			t.Fatalf("%s holds %s rows of the run, the twin wrote %d", table, got, want)
-		}
-	}
-	return res
-}
-
-func testLoop(t *testing.T, runID string, speed replay.Speed) (loopResult, *batchLog) {
-	t.Helper()
-	log := &batchLog{}
+	log := &pipelinetest.BatchLog{}
 	st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	return runLoopInto(t, loopOptsForTest(t, runID, speed, log), st), log
+	return pipelinetest.RunLoopInto(t, pipelinetest.LoopConfig(t, runID, speed, log), st), log
 }
 
 func TestEmbeddedClosedLoop(t *testing.T) {
@@ -134,8 +43,8 @@ func TestEmbeddedClosedLoop(t *testing.T) {
 	// The state the agents saw carries the twin's observations: utilisation
 	// is known, not missing.
 	var known bool
-	for _, b := range log.batches {
-		sb, err := schemas.DecodeState(b.data)
+	for _, b := range log.Batches {
+		sb, err := schemas.DecodeState(b.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,14 +73,14 @@ func TestEmbeddedClosedLoop(t *testing.T) {
 func TestClosedLoopMetrics(t *testing.T) {
 	t.Parallel() // its own embedded servers
 	reg := prometheus.NewRegistry()
-	o := loopOptsForTest(t, "metrics", 0, &batchLog{})
-	o.reg = reg
+	o := pipelinetest.LoopConfig(t, "metrics", 0, &pipelinetest.BatchLog{})
+	o.Registerer = reg
 	st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), "t.duckdb"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	res := runLoopInto(t, o, st)
+	res := pipelinetest.RunLoopInto(t, o, st)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -1,102 +1,24 @@
-package main
+package pipeline_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"io"
-	"log/slog"
-	"sort"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
 
-const realTrace = "../../testdata/azure2021/AzureFunctionsInvocationTraceForTwoWeeksJan2021.csv"
-
-// batchLog collects every state batch a pipeline publishes.
-type batchLog struct {
-	mu      sync.Mutex
-	batches []logged
-}
-
-type logged struct {
-	h    schemas.BatchHeader
-	data []byte
-}
-
-func (l *batchLog) add(h schemas.BatchHeader, _ int, data []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.batches = append(l.batches, logged{h, append([]byte(nil), data...)})
-}
-
-// hash returns a digest of all batches ordered by (layer, tick, shard).
-func (l *batchLog) hash() string {
-	bs := append([]logged(nil), l.batches...)
-	sort.Slice(bs, func(i, j int) bool {
-		a, b := bs[i].h, bs[j].h
-		if a.Layer != b.Layer {
-			return a.Layer < b.Layer
-		}
-		if a.Tick != b.Tick {
-			return a.Tick < b.Tick
-		}
-		return a.Shard < b.Shard
-	})
-	h := sha256.New()
-	for _, b := range bs {
-		h.Write(b.data)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 type fnKey struct{ app, fn string }
-
-// readAll reads a source to the end and returns its invocations.
-func readAll(t *testing.T, src replay.Source) []replay.Invocation {
-	t.Helper()
-	var out []replay.Invocation
-	for {
-		in, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, in)
-	}
-}
-
-type sliceSource struct {
-	ins []replay.Invocation
-	i   int
-}
-
-func (s *sliceSource) Next() (replay.Invocation, error) {
-	if s.i >= len(s.ins) {
-		return replay.Invocation{}, io.EOF
-	}
-	s.i++
-	return s.ins[s.i-1], nil
-}
-
-func testOpts(runID string, speed replay.Speed, partitions int, log *batchLog) pipelineOpts {
-	return pipelineOpts{partitions: partitions, speed: speed, epoch: grid.DefaultEpoch, runID: runID,
-		latenessUS: 600_000_000, logger: slog.New(slog.DiscardHandler), onBatch: log.add}
-}
 
 // checkPipeline asserts the invariants of one run over ins: every invocation
 // is counted in exactly one 15 s window of its function, every shard
 // publishes exactly one batch per tick of each layer, and the tick counts
 // follow event time.
-func checkPipeline(t *testing.T, ins []replay.Invocation, res pipelineResult, log *batchLog, partitions int) {
+func checkPipeline(t *testing.T, ins []replay.Invocation, res pipeline.OpenLoopResult, log *pipelinetest.BatchLog, partitions int) {
 	t.Helper()
 	want := map[fnKey]int64{}
 	var maxStart int64
@@ -109,21 +31,21 @@ func checkPipeline(t *testing.T, ins []replay.Invocation, res pipelineResult, lo
 	}
 	got := map[fnKey]int64{}
 	perShard := map[schemas.Layer]map[int]map[int64]int{}
-	for _, b := range log.batches {
-		sb, err := schemas.DecodeState(b.data)
+	for _, b := range log.Batches {
+		sb, err := schemas.DecodeState(b.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sb.Header != b.h || sb.Header.NShards != partitions {
-			t.Fatalf("decoded header %+v, published as %+v", sb.Header, b.h)
+		if sb.Header != b.H || sb.Header.NShards != partitions {
+			t.Fatalf("decoded header %+v, published as %+v", sb.Header, b.H)
 		}
-		if perShard[b.h.Layer] == nil {
-			perShard[b.h.Layer] = map[int]map[int64]int{}
+		if perShard[b.H.Layer] == nil {
+			perShard[b.H.Layer] = map[int]map[int64]int{}
 		}
-		if perShard[b.h.Layer][b.h.Shard] == nil {
-			perShard[b.h.Layer][b.h.Shard] = map[int64]int{}
+		if perShard[b.H.Layer][b.H.Shard] == nil {
+			perShard[b.H.Layer][b.H.Shard] = map[int64]int{}
 		}
-		perShard[b.h.Layer][b.h.Shard][b.h.Tick]++
+		perShard[b.H.Layer][b.H.Shard][b.H.Tick]++
 		for _, r := range sb.Operational {
 			got[fnKey{r.App, r.Func}] += r.Invocations
 		}
@@ -163,11 +85,11 @@ func checkPipeline(t *testing.T, ins []replay.Invocation, res pipelineResult, lo
 }
 
 func TestEmbeddedPipelineRealRows(t *testing.T) {
-	r, err := replay.OpenTrace(realTrace)
+	r, err := replay.OpenTrace(pipelinetest.RealTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := readAll(t, r)
+	ins := pipelinetest.ReadAll(t, r)
 	_ = r.Close()
 	if len(ins) != 998 {
 		t.Fatalf("read %d rows, want 998", len(ins))
@@ -178,13 +100,13 @@ func TestEmbeddedPipelineRealRows(t *testing.T) {
 	// Same input, config and seed at two speeds: identical state batches.
 	var hashes []string
 	for _, sp := range []replay.Speed{0, 40000} {
-		log := &batchLog{}
-		res, err := runPipeline(ctx, testOpts("real-rows", sp, 3, log), &sliceSource{ins: ins}, "real", 0)
+		log := &pipelinetest.BatchLog{}
+		res, err := pipeline.OpenLoop(ctx, pipelinetest.Config("real-rows", sp, 3, log), &pipelinetest.SliceSource{Ins: ins}, "real", 0)
 		if err != nil {
 			t.Fatalf("speed %s: %v", sp, err)
 		}
 		checkPipeline(t, ins, res, log, 3)
-		hashes = append(hashes, log.hash())
+		hashes = append(hashes, log.Hash())
 	}
 	if hashes[0] != hashes[1] {
 		t.Fatalf("state batches differ between speed max and 40000: %s vs %s", hashes[0], hashes[1])
@@ -196,14 +118,14 @@ func TestEmbeddedPipelineSyntheticDay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := readAll(t, s)
+	ins := pipelinetest.ReadAll(t, s)
 	if len(ins) < 1000 {
 		t.Fatalf("synthetic day has only %d invocations", len(ins))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	log := &batchLog{}
-	res, err := runPipeline(ctx, testOpts("synth-day", 0, 2, log), &sliceSource{ins: ins}, "synthetic", 0)
+	log := &pipelinetest.BatchLog{}
+	res, err := pipeline.OpenLoop(ctx, pipelinetest.Config("synth-day", 0, 2, log), &pipelinetest.SliceSource{Ins: ins}, "synthetic", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package pipeline_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -25,23 +27,23 @@ func TestEmbeddedClosedLoopPartitions(t *testing.T) {
 	}
 	var got []result
 	for _, parts := range []int{1, 3, 4} {
-		log := &batchLog{}
-		o := loopOptsForTest(t, "loop-parts", 0, log)
-		o.partitions = parts
+		log := &pipelinetest.BatchLog{}
+		o := pipelinetest.LoopConfig(t, "loop-parts", 0, log)
+		o.Partitions = parts
 		for l, name := range map[schemas.Layer]string{schemas.Strategic: "random", schemas.Tactical: "greedy-cost", schemas.Operational: "hybrid-histogram"} {
-			p, err := agents.New(name, l, agents.Options{Seed: 7, Model: o.model, Epoch: o.epoch})
+			p, err := agents.New(name, l, agents.Options{Seed: 7, Model: o.Model, Epoch: o.Epoch})
 			if err != nil {
 				t.Fatal(err)
 			}
-			o.policies[l] = p
+			o.Policies[l] = p
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		r, err := replay.OpenTrace(realTrace)
+		r, err := replay.OpenTrace(pipelinetest.RealTrace)
 		if err != nil {
 			cancel()
 			t.Fatal(err)
 		}
-		res, err := runClosedLoop(ctx, o, r, "real", 0)
+		res, err := pipeline.ClosedLoop(ctx, o, r, "real", 0)
 		_ = r.Close()
 		cancel()
 		if err != nil {
@@ -58,8 +60,8 @@ func TestEmbeddedClosedLoopPartitions(t *testing.T) {
 		}
 		// ... and the apps really are spread over them.
 		busy := map[int]bool{}
-		for _, b := range log.batches {
-			sb, err := schemas.DecodeState(b.data)
+		for _, b := range log.Batches {
+			sb, err := schemas.DecodeState(b.Data)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package main
+package pipeline_test
 
 import (
 	"bytes"
@@ -10,30 +10,27 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/telemetry"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // testClock is a wall clock a test moves by hand: live ticks are 15 s of
@@ -60,7 +57,7 @@ func TestLiveEndToEnd(t *testing.T) {
 	liveEndToEnd(t, nil, "", schemas.Names{}, filepath.Join(t.TempDir(), "live.duckdb"))
 }
 
-// liveEndToEnd runs `strata live` (runLive) on the given servers (nil and
+// liveEndToEnd runs `strata live` (pipeline.Live) on the given servers (nil and
 // "": embedded), names and store, sends telemetry over HTTP as JSON and OTLP, and
 // follows it through Kafka, the features, the agents and the shadow twin to
 // the decisions API and the tables.
@@ -71,26 +68,26 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	runID := fmt.Sprintf("live-test-%d", time.Now().UnixNano())
 	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0}
-	lo := liveOpts{
-		pipe: pipelineOpts{brokers: brokers, natsURL: natsURL, names: names, partitions: 3, epoch: liveEpoch, runID: runID,
-			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
-		ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Second, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
-		listen: "127.0.0.1:0",
-		policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
+	lo := pipeline.LiveConfig{
+		Config: pipeline.Config{Brokers: brokers, NATSURL: natsURL, Names: names, Partitions: 3, Epoch: pipeline.LiveEpoch, RunID: runID,
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
+		Ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Second, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
+		Listen: "127.0.0.1:0",
+		Policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
 			schemas.Operational: "reactive"},
-		placement: cloudPlacement(t, "aws/us-east/1024"), seed: 1, act: true, shadow: true, store: storeTarget,
-		transitions: []schemas.Layer{schemas.Tactical},
+		Placement: cloudPlacement(t, "aws/us-east/1024"), Seed: 1, Act: true, Shadow: true, Store: storeTarget,
+		Transitions: []schemas.Layer{schemas.Tactical},
 	}
-	readyC := make(chan *liveRun, 1)
+	readyC := make(chan *pipeline.LiveRun, 1)
 	done := make(chan error, 1)
-	go func() { done <- runLive(ctx, lo, io.Discard, func(r *liveRun) { readyC <- r }) }()
-	var run *liveRun
+	go func() { done <- pipeline.Live(ctx, lo, io.Discard, func(r *pipeline.LiveRun) { readyC <- r }) }()
+	var run *pipeline.LiveRun
 	select {
 	case run = <-readyC:
 	case err := <-done:
 		t.Fatalf("strata live stopped before serving: %v", err)
 	}
-	base := "http://" + run.addr
+	base := "http://" + run.Addr
 	post := func(path, ctype, tok string, body []byte) (int, []byte) {
 		t.Helper()
 		return requestLive(t, ctx, http.MethodPost, base+path, ctype, tok, body)
@@ -169,7 +166,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 
 	// 4. Close the first tick: the features publish the next tick's state,
 	// the agents decide, the decisions API answers.
-	clock.set(t0.Add(16*time.Second + lo.ingest.Lateness))
+	clock.set(t0.Add(16*time.Second + lo.Ingest.Lateness))
 	getJSON := func(path, tok string) (int, map[string]any) {
 		code, b := requestLive(t, ctx, http.MethodGet, base+path, "", tok, nil)
 		var m map[string]any
@@ -177,7 +174,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 		return code, m
 	}
 	var fn map[string]any
-	waitFor(t, ctx, "an operational decision for shop/checkout", func() bool {
+	pipelinetest.WaitFor(t, ctx, "an operational decision for shop/checkout", func() bool {
 		code, m := getJSON("/v1/decisions/shop/checkout", token)
 		fn = m
 		return code == http.StatusOK && m["operational"] != nil
@@ -196,21 +193,21 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	}
 
 	// 5. Downstream, each invocation id counts once: 5 + 2 distinct.
-	waitFor(t, ctx, "the features and the shadow twin to count every invocation", func() bool {
-		fs, ts := run.features.Stats(), run.shadow.Stats()
+	pipelinetest.WaitFor(t, ctx, "the features and the shadow twin to count every invocation", func() bool {
+		fs, ts := run.Features.Stats(), run.Shadow.Stats()
 		return fs.Invocations+fs.Duplicates == 8 && ts.Arrivals+ts.DuplicateArrivals == 8 && ts.Rewards > 0
 	})
-	if fs := run.features.Stats(); fs.Invocations != 7 || fs.Duplicates != 1 {
+	if fs := run.Features.Stats(); fs.Invocations != 7 || fs.Duplicates != 1 {
 		t.Errorf("features: %d invocations, %d duplicates; want 7 and 1", fs.Invocations, fs.Duplicates)
 	}
-	if ts := run.shadow.Stats(); ts.Arrivals != 7 {
+	if ts := run.Shadow.Stats(); ts.Arrivals != 7 {
 		t.Errorf("shadow twin: %d arrivals; want 7", ts.Arrivals)
 	}
 	// Three requests refused for their token: two writes, one read.
-	if st := run.ingest.Stats(); st.Accepted != 8 || st.Rejected != 2 || st.Refused != 3 {
+	if st := run.Ingest.Stats(); st.Accepted != 8 || st.Rejected != 2 || st.Refused != 3 {
 		t.Errorf("ingest: %+v; want 8 accepted, 2 rejected, 3 refused", st)
 	}
-	obs, dead := readRun(t, ctx, run.env.brokers, names, runID)
+	obs, dead := pipelinetest.ReadRun(t, ctx, run.Env.Brokers, names, runID)
 	if len(obs) != 8 || len(dead) != 2 {
 		t.Errorf("kafka: %d observations, %d dead letters of the run; want 8 and 2", len(obs), len(dead))
 	}
@@ -221,24 +218,21 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	}
 	// 6. Close the second tick: the shadow twin scores the decisions in
 	// force in it and the sink writes them.
-	clock.set(t0.Add(31*time.Second + lo.ingest.Lateness))
-	waitFor(t, ctx, "the shadow twin to score the decisions of the second tick", func() bool { return run.shadow.Stats().Decisions > 0 })
-	waitFor(t, ctx, "the sink to write the outcomes and decisions", func() bool {
-		r := run.sink.Stats().Rows
+	clock.set(t0.Add(31*time.Second + lo.Ingest.Lateness))
+	pipelinetest.WaitFor(t, ctx, "the shadow twin to score the decisions of the second tick", func() bool { return run.Shadow.Stats().Decisions > 0 })
+	pipelinetest.WaitFor(t, ctx, "the sink to write the outcomes and decisions", func() bool {
+		r := run.Sink.Stats().Rows
 		return r[schemas.TableOutcomes] >= 7 && r[schemas.TableDecisions] > 0
 	})
 	// 7. A single decision on demand: strata.act.operational answers with
 	// the live agent's policy, within the deadline.
-	nc, ok := run.env.nc.(*nats.Conn)
-	if !ok {
-		t.Fatal("no NATS connection")
-	}
+	nc := run.Env.NC
 	k := t0.UnixMicro() / grid.OperationalTickUS
 	fallback, err := agents.New("static-2x", schemas.Operational, agents.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, res, err := worker.ActIn(ctx, nc, names, agentState(runID, k, "checkout"), 5*time.Second, fallback)
+	out, res, err := worker.ActIn(ctx, nc, names, pipelinetest.OperationalState(runID, k, "checkout"), 5*time.Second, fallback)
 	if err != nil || res.Fallback || len(out.Rows) != 1 || out.Rows[0].Policy != "reactive" {
 		t.Fatalf("act: %+v, %+v, %v; want the reactive agent's decision", out, res, err)
 	}
@@ -249,8 +243,8 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	// wall clock would, so that decisions arrive before their hour is
 	// evaluated.
 	h1 := t0.Truncate(time.Hour).Add(time.Hour)
-	clock.set(h1.Add(time.Second + lo.ingest.Lateness))
-	waitFor(t, ctx, "a tactical decision for shop/checkout", func() bool {
+	clock.set(h1.Add(time.Second + lo.Ingest.Lateness))
+	pipelinetest.WaitFor(t, ctx, "a tactical decision for shop/checkout", func() bool {
 		code, m := getJSON("/v1/decisions/shop/checkout", token)
 		fn = m
 		return code == http.StatusOK && m["tactical"] != nil
@@ -262,9 +256,9 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	// the hour's first tick, let it receive the hour's tactical decisions,
 	// as a wall clock moving 15 s a tick would.
 	twinHolds := func(h time.Time) func() bool {
-		return func() bool { return run.shadow.HoldsDecisions(schemas.Tactical, h.Unix()/3600) }
+		return func() bool { return run.Shadow.HoldsDecisions(schemas.Tactical, h.Unix()/3600) }
 	}
-	waitFor(t, ctx, "the shadow twin to hold the second hour's tactical decisions", twinHolds(h1))
+	pipelinetest.WaitFor(t, ctx, "the shadow twin to hold the second hour's tactical decisions", twinHolds(h1))
 	// Invocations in the hour, under its decisions: rewards, and with them
 	// transitions, are per function invoked in the interval.
 	var more []string
@@ -272,7 +266,7 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 		more = append(more, fmt.Sprintf(`{"app":"shop","func":"checkout","end_us":%d,"duration_us":100000}`,
 			h1.Add(time.Duration(11+i)*time.Second).UnixMicro()))
 	}
-	clock.set(h1.Add(10*time.Second + lo.ingest.Lateness)) // the watermark: h1 + 10 s
+	clock.set(h1.Add(10*time.Second + lo.Ingest.Lateness)) // the watermark: h1 + 10 s
 	if code, b := post("/v1/telemetry", "application/x-ndjson", token, []byte(strings.Join(more, "\n"))); code != http.StatusOK || !strings.Contains(string(b), `"accepted":3`) {
 		t.Fatalf("telemetry in the second hour: %d %s", code, b)
 	}
@@ -280,15 +274,15 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	// decision for it shows), then its first tick closes and the twin
 	// completes the second hour's transitions with that state.
 	h2 := h1.Add(time.Hour)
-	clock.set(h2.Add(time.Second + lo.ingest.Lateness))
-	waitFor(t, ctx, "the third hour's tactical decision", func() bool {
+	clock.set(h2.Add(time.Second + lo.Ingest.Lateness))
+	pipelinetest.WaitFor(t, ctx, "the third hour's tactical decision", func() bool {
 		code, m := getJSON("/v1/decisions/shop/checkout", token)
 		tc, _ := m["tactical"].(map[string]any)
 		return code == http.StatusOK && tc != nil && tc["tick"] == float64(h2.Unix()/3600)
 	})
-	clock.set(h2.Add(16*time.Second + lo.ingest.Lateness))
-	waitFor(t, ctx, "tactical transitions and the sink", func() bool {
-		return run.shadow.Stats().Transitions > 0 && run.sink.Stats().Rows[schemas.TableOutcomes] >= 10
+	clock.set(h2.Add(16*time.Second + lo.Ingest.Lateness))
+	pipelinetest.WaitFor(t, ctx, "tactical transitions and the sink", func() bool {
+		return run.Shadow.Stats().Transitions > 0 && run.Sink.Stats().Rows[schemas.TableOutcomes] >= 10
 	})
 
 	cancel()
@@ -321,13 +315,13 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	}
 }
 
-// startLive runs runLive in the background until ctx ends and returns the
-// running process and where runLive's error arrives.
-func startLive(t *testing.T, ctx context.Context, lo liveOpts, stdout io.Writer) (*liveRun, <-chan error) {
+// startLive runs pipeline.Live in the background until ctx ends and returns the
+// running process and where pipeline.Live's error arrives.
+func startLive(t *testing.T, ctx context.Context, lo pipeline.LiveConfig, stdout io.Writer) (*pipeline.LiveRun, <-chan error) {
 	t.Helper()
-	readyC := make(chan *liveRun, 1)
+	readyC := make(chan *pipeline.LiveRun, 1)
 	done := make(chan error, 1)
-	go func() { done <- runLive(ctx, lo, stdout, func(r *liveRun) { readyC <- r }) }()
+	go func() { done <- pipeline.Live(ctx, lo, stdout, func(r *pipeline.LiveRun) { readyC <- r }) }()
 	select {
 	case run := <-readyC:
 		return run, done
@@ -372,7 +366,7 @@ func requestLive(t *testing.T, ctx context.Context, method, url, ctype, tok stri
 // after its acknowledgements, with the ticks of the records still open
 // (the clock never moves): the drain closes them with ingest's last
 // watermark and waits, so every acknowledged record has its outcome row
-// when runLive returns.
+// when pipeline.Live returns.
 func TestLiveDrainOnStop(t *testing.T) {
 	const token = "s3cret"
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -381,15 +375,15 @@ func TestLiveDrainOnStop(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
 	clock := &testClock{now: t0.Add(50 * time.Second)}
 	storeTarget := filepath.Join(t.TempDir(), "live.duckdb")
-	lo := liveOpts{
-		pipe: pipelineOpts{partitions: 3, epoch: liveEpoch, runID: runID,
-			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
-		ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Minute, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
-		listen: "127.0.0.1:0",
-		policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
+	lo := pipeline.LiveConfig{
+		Config: pipeline.Config{Partitions: 3, Epoch: pipeline.LiveEpoch, RunID: runID,
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
+		Ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Minute, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
+		Listen: "127.0.0.1:0",
+		Policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
 			schemas.Operational: "reactive"},
-		placement: cloudPlacement(t, "aws/us-east/1024"), seed: 1, act: false, shadow: true, store: storeTarget,
-		drainTimeout: 2 * time.Minute, // a bound on the test; the drain ends when the records are processed
+		Placement: cloudPlacement(t, "aws/us-east/1024"), Seed: 1, Act: false, Shadow: true, Store: storeTarget,
+		DrainTimeout: 2 * time.Minute, // a bound on the test; the drain ends when the records are processed
 	}
 	var out bytes.Buffer
 	run, done := startLive(t, ctx, lo, &out)
@@ -404,7 +398,7 @@ func TestLiveDrainOnStop(t *testing.T) {
 			end := t0.Add(time.Duration(req*15+i) * time.Second)
 			lines = append(lines, fmt.Sprintf(`{"invocation_id":%q,"app":"shop","func":"f%d","end_us":%d,"duration_us":200000}`, id, i%3, end.UnixMicro()))
 		}
-		if code, b := postRecords(t, ctx, run.addr, token, lines); code != http.StatusOK || !strings.Contains(b, `"accepted":10`) {
+		if code, b := postRecords(t, ctx, run.Addr, token, lines); code != http.StatusOK || !strings.Contains(b, `"accepted":10`) {
 			t.Fatalf("request %d: %d %s", req, code, b)
 		}
 	}
@@ -446,18 +440,18 @@ func TestLiveDrainTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	now := time.Now().UTC()
-	lo := liveOpts{
-		pipe: pipelineOpts{partitions: 2, epoch: liveEpoch, runID: fmt.Sprintf("live-drain-timeout-%d", now.UnixNano()),
-			logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()},
-		ingest:       ingest.Config{Tokens: []string{token}, NoWatermarks: true, Now: func() time.Time { return now }},
-		listen:       "127.0.0.1:0",
-		policies:     map[schemas.Layer]string{schemas.Operational: "reactive"},
-		placement:    cloudPlacement(t, "aws/us-east/1024"),
-		drainTimeout: 200 * time.Millisecond,
+	lo := pipeline.LiveConfig{
+		Config: pipeline.Config{Partitions: 2, Epoch: pipeline.LiveEpoch, RunID: fmt.Sprintf("live-drain-timeout-%d", now.UnixNano()),
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
+		Ingest:       ingest.Config{Tokens: []string{token}, NoWatermarks: true, Now: func() time.Time { return now }},
+		Listen:       "127.0.0.1:0",
+		Policies:     map[schemas.Layer]string{schemas.Operational: "reactive"},
+		Placement:    cloudPlacement(t, "aws/us-east/1024"),
+		DrainTimeout: 200 * time.Millisecond,
 	}
 	run, done := startLive(t, ctx, lo, io.Discard)
 	line := fmt.Sprintf(`{"invocation_id":"x-1","app":"shop","func":"f","end_us":%d,"duration_us":1000}`, now.UnixMicro())
-	if code, b := postRecords(t, ctx, run.addr, token, []string{line}); code != http.StatusOK {
+	if code, b := postRecords(t, ctx, run.Addr, token, []string{line}); code != http.StatusOK {
 		t.Fatalf("request: %d %s", code, b)
 	}
 	cancel()
@@ -470,79 +464,25 @@ func TestLiveDrainTimeout(t *testing.T) {
 
 func cloudPlacement(t *testing.T, s string) cloud.Placement {
 	t.Helper()
-	p, err := parsePlacement(s)
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 {
+		t.Fatalf("placement %q: want provider/metro/memoryMB", s)
+	}
+	p, err := cloud.ParseProvider(parts[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
-}
-
-func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// readRun reads the telemetry and dead-letter topics of names to their ends
-// and returns the run's observations and ingest dead letters.
-func readRun(t *testing.T, ctx context.Context, brokers []string, names schemas.Names, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
-	t.Helper()
-	topic, deadTopic := names.Topic(schemas.TopicTelemetry), names.Topic(schemas.TopicDeadLetter)
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
-		kgo.ConsumeTopics(topic, deadTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	m, err := cloud.ParseMetro(parts[1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic, deadTopic)
+	mb, err := strconv.Atoi(parts[2])
 	if err != nil {
 		t.Fatal(err)
 	}
-	left := map[string]map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			if left[o.Topic] == nil {
-				left[o.Topic] = map[int32]int64{}
-			}
-			left[o.Topic][o.Partition] = o.Offset
-		}
-	})
-	var obs []*stratapb.Observation
-	var dead []*stratapb.DeadLetter
-	for n := 0; ; n++ {
-		remaining := 0
-		for _, ps := range left {
-			remaining += len(ps)
-		}
-		if remaining == 0 {
-			return obs, dead
-		}
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatal("reading the topics: ", ctx.Err())
-		}
-		f.EachRecord(func(r *kgo.Record) {
-			if end, ok := left[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
-				delete(left[r.Topic], r.Partition)
-			}
-			switch {
-			case r.Topic == deadTopic:
-				var d stratapb.DeadLetter
-				if proto.Unmarshal(r.Value, &d) == nil && d.RunId == runID && d.Component == "ingest" {
-					dead = append(dead, &d)
-				}
-			case kafka.IsWatermark(r):
-			default:
-				var o stratapb.Observation
-				if proto.Unmarshal(r.Value, &o) == nil && o.GetArrival().GetRunId() == runID {
-					obs = append(obs, &o)
-				}
-			}
-		})
+	tier, err := cloud.TierOf(mb)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return cloud.Placement{Provider: p, Metro: m, Tier: tier}
 }

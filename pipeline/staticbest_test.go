@@ -1,4 +1,4 @@
-package main
+package pipeline_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -60,9 +62,9 @@ func TestStaticBestBeatsRandomAndGreedyLatency(t *testing.T) {
 	const hours = 5
 	mean := map[string]float64{}
 	for _, pol := range []string{"static-best", "random", "greedy-latency"} {
-		o := loopOptsForTest(t, "sb-"+pol, 0, &batchLog{})
-		m := o.model
-		pb := twin.NewProfileBuilder(o.epoch)
+		o := pipelinetest.LoopConfig(t, "sb-"+pol, 0, &pipelinetest.BatchLog{})
+		m := o.Model
+		pb := twin.NewProfileBuilder(o.Epoch)
 		src := synthHours(t, hours)
 		for {
 			in, err := src.Next()
@@ -71,21 +73,21 @@ func TestStaticBestBeatsRandomAndGreedyLatency(t *testing.T) {
 			}
 			pb.Add(in)
 		}
-		o.profile = pb.Build(m)
-		o.policies = map[schemas.Layer]worker.Policy{}
+		o.Profile = pb.Build(m)
+		o.Policies = map[schemas.Layer]worker.Policy{}
 		if pol == "static-best" {
-			c, err := twin.TrainStatic(context.Background(), m, o.engine, o.profile, synthHours(t, hours), o.latenessUS)
+			c, err := twin.TrainStatic(context.Background(), m, o.Engine, o.Profile, synthHours(t, hours), o.LatenessUS)
 			if err != nil {
 				t.Fatal(err)
 			}
-			o.engine.Internal = map[schemas.Layer]twin.InternalPolicy{schemas.Tactical: twin.PolicyStaticBest}
-			o.engine.Static = c
+			o.Engine.Internal = map[schemas.Layer]twin.InternalPolicy{schemas.Tactical: twin.PolicyStaticBest}
+			o.Engine.Static = c
 		} else {
-			p, err := agents.New(pol, schemas.Tactical, agents.Options{Seed: 1, Model: m, Epoch: o.epoch})
+			p, err := agents.New(pol, schemas.Tactical, agents.Options{Seed: 1, Model: m, Epoch: o.Epoch})
 			if err != nil {
 				t.Fatal(err)
 			}
-			o.policies[schemas.Tactical] = p
+			o.Policies[schemas.Tactical] = p
 		}
 		st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), "sb.duckdb"))
 		if err != nil {
@@ -95,12 +97,12 @@ func TestStaticBestBeatsRandomAndGreedyLatency(t *testing.T) {
 		if err := st.EnsureSchema(ctx); err != nil {
 			t.Fatal(err)
 		}
-		o.store, o.run = st, &stratapb.Run{RunId: o.runID, Source: "synth"}
-		res, err := runClosedLoop(ctx, o, synthHours(t, hours), "synth", 0)
+		o.Store, o.Run = st, &stratapb.Run{RunId: o.RunID, Source: "synth"}
+		res, err := pipeline.ClosedLoop(ctx, o, synthHours(t, hours), "synth", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, rows, err := st.Query(ctx, "SELECT avg(reward), count(*) FROM rewards WHERE layer = 'tactical' AND tick >= 1 AND run_id = '"+o.runID+"'")
+		_, rows, err := st.Query(ctx, "SELECT avg(reward), count(*) FROM rewards WHERE layer = 'tactical' AND tick >= 1 AND run_id = '"+o.RunID+"'")
 		cancel()
 		_ = st.Close()
 		if err != nil {

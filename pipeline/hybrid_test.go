@@ -1,4 +1,4 @@
-package main
+package pipeline_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -90,12 +92,12 @@ type timerRun struct {
 // and decisions back from a DuckDB store.
 func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun {
 	t.Helper()
-	o := loopOptsForTest(t, runID, 0, &batchLog{})
-	o.policies = map[schemas.Layer]worker.Policy{}
+	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+	o.Policies = map[schemas.Layer]worker.Policy{}
 	if op != nil {
-		o.policies[schemas.Operational] = op
+		o.Policies[schemas.Operational] = op
 	}
-	o.engine.Outcomes = true
+	o.Engine.Outcomes = true
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	st, err := store.OpenDuckDB(ctx, filepath.Join(t.TempDir(), "t.duckdb"))
@@ -106,13 +108,13 @@ func runTimerLoop(t *testing.T, runID, trace string, op worker.Policy) timerRun 
 	if err := st.EnsureSchema(ctx); err != nil {
 		t.Fatal(err)
 	}
-	o.store, o.run = st, &stratapb.Run{RunId: runID, Source: "timer"}
+	o.Store, o.Run = st, &stratapb.Run{RunId: runID, Source: "timer"}
 	r, err := replay.OpenTrace(trace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = r.Close() }()
-	if _, err := runClosedLoop(ctx, o, r, "timer", 0); err != nil {
+	if _, err := pipeline.ClosedLoop(ctx, o, r, "timer", 0); err != nil {
 		t.Fatal(err)
 	}
 	num := func(v any) int64 {
@@ -214,7 +216,7 @@ func TestHybridHistogramPrewarmsTimerBursts(t *testing.T) {
 		}
 	}
 	trace := writeTimerTrace(t)
-	m := loopOptsForTest(t, "x", 0, &batchLog{}).model
+	m := pipelinetest.LoopConfig(t, "x", 0, &pipelinetest.BatchLog{}).Model
 	policy := func(name string) worker.Policy {
 		p, err := agents.New(name, schemas.Operational, agents.Options{Seed: 1, Model: m})
 		if err != nil {

@@ -1,0 +1,316 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/worker"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/consumers/sink"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/producers"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// LoopConfig configures a closed-loop run on top of Config.
+type LoopConfig struct {
+	Config
+	// Model is the cloud model the twin evaluates under.
+	Model *cloud.Model
+	// Policies are the policies of the layers the workers decide; a layer
+	// without one is decided inside the twin (Engine.Internal) or not at
+	// all.
+	Policies map[schemas.Layer]worker.Policy
+	// Engine configures the twin.
+	Engine twin.Config
+	// Profile gives each function's modelled properties.
+	Profile func(app, fn string) cloud.Function
+	// Store, if set, receives the run's decisions and rewards through the
+	// sink, and Run describes the run for its runs table.
+	Store sink.Writer
+	Run   *stratapb.Run
+	// ScoreFromTick is the twin's first scored tick (warm-up before it).
+	ScoreFromTick int64
+	// Learn, if set, trains in the loop: an in-process learner reads the
+	// run's transitions, and the layers it trains are served by followers
+	// of its checkpoints (exploring) instead of policies.
+	Learn *Learn
+	// Record, if set, is handed the decision batches each tick was
+	// evaluated under (twin.ServiceConfig.Record).
+	Record func(tick int64, batches []*schemas.DecisionBatch)
+}
+
+// Learn is a training episode's learner.
+type Learn struct {
+	// Learner trains; it begins an episode per run.
+	Learner *learner.Learner
+	// Episode is the run's episode number.
+	Episode int
+	// AgentOpts builds the followers' policies (seed, cloud model).
+	AgentOpts agents.Options
+}
+
+// LoopResult is what a closed-loop run did.
+type LoopResult struct {
+	Replay   producers.ReplayResult
+	Features features.Stats
+	Twin     twin.Stats
+	Sink     sink.Stats
+	Wall     time.Duration
+}
+
+// EmbeddedLoopPartitions is the partition count of a closed loop on its own
+// embedded broker when none is asked for. Partitions shard the features and
+// the agents across processes; in one process they only multiply each
+// tick's batches and the shards the twin waits for. Measured with `strata
+// bench loop --days 1 --apps 30` on 2 cores: 196 ticks/s with 4
+// partitions, 574 with 1, same digests (TestEmbeddedClosedLoopPartitions).
+const EmbeddedLoopPartitions = 1
+
+// ClosedLoop replays src as arrivals through the twin, the feature
+// service and the policy workers: the twin runs each tick under the
+// decisions in force and writes telemetry, decisions and rewards; the
+// features turn the telemetry into state; the workers turn state into the
+// next decisions. It returns when the twin has evaluated the last tick and
+// the features have published the last state.
+func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName string, traceLenUS int64) (LoopResult, error) {
+	var res LoopResult
+	if len(o.Brokers) == 0 && o.Env == nil && o.Partitions == 0 {
+		o.Partitions = EmbeddedLoopPartitions
+	}
+	e, closeEnv, err := o.Prepare(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer closeEnv()
+	nm := o.Names
+	groups := GroupsOf(nm, o.RunID)
+	if o.Run != nil {
+		// The run record says which partition count and names were used.
+		o.Run = proto.CloneOf(o.Run)
+		o.Run.ConfigJson = RunConfigJSON(o.Run.GetConfigJson(), o.Partitions, nm)
+	}
+	kv, err := e.JS.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
+	if err != nil {
+		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
+		Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm},
+		natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
+	if err != nil {
+		return res, err
+	}
+	if o.Learn != nil {
+		ms, err := natsbus.OpenModelStore(ctx, e.JS, nm)
+		if err != nil {
+			return res, err
+		}
+		if err := o.Learn.Learner.Begin(ctx, o.RunID, o.Learn.Episode, ms); err != nil {
+			return res, err
+		}
+		pol := maps.Clone(o.Policies)
+		o.Engine.Transitions = maps.Clone(o.Engine.Transitions)
+		for _, l := range schemas.Layers {
+			if o.Learn.Learner.Trains(l) {
+				pol[l] = learner.NewFollower(agents.LearnedName(l), l, o.RunID, ms, FollowerLoader(l, o.Learn.AgentOpts, true), false)
+				o.Engine.Transitions[l] = true
+			}
+		}
+		o.Policies = pol
+	}
+	o.Engine.RunID = o.RunID
+	eng, err := twin.NewEngine(o.Model, o.Engine, o.Profile)
+	if err != nil {
+		return res, err
+	}
+	var layers []schemas.Layer
+	for _, l := range schemas.Layers {
+		if o.Policies[l] != nil {
+			layers = append(layers, l)
+		}
+	}
+	// The progress bar follows the twin's ticks: the replay runs ahead.
+	var rcfgBar producers.ReplayConfig
+	bar := NewProgress(o.Progress, traceLenUS, &rcfgBar)
+	// Flow control: the replay runs at most this far ahead of the twin's
+	// evaluated ticks — past the Orderer's lateness and what the twin's
+	// oracles look ahead, with two hours to spare — so that the broker
+	// holds hours of invocations, not the trace.
+	lead := producers.NewLead(o.LatenessUS + (eng.MaxLookahead()+1+2*grid.TicksPerHour)*grid.OperationalTickUS)
+	onTick := func(k int64) { lead.Advance((k + 1) * grid.OperationalTickUS) }
+	if bar != nil {
+		onTick = func(k int64) {
+			lead.Advance((k + 1) * grid.OperationalTickUS)
+			rcfgBar.Progress((k+1)*grid.OperationalTickUS, 0)
+		}
+	}
+	var trLayers []schemas.Layer
+	for _, l := range schemas.Layers {
+		if o.Engine.Transitions[l] {
+			trLayers = append(trLayers, l)
+		}
+	}
+	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers, ScoreFromTick: o.ScoreFromTick,
+		TelemetryPartitions: o.Partitions, OnTick: onTick, Record: o.Record, Registerer: o.Registerer, TelemetryOnly: o.Store == nil && e.EmbeddedKafka},
+		eng, e.JS, o.Logger.With("role", "twin"))
+	if err != nil {
+		return res, err
+	}
+	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.Brokers, o.Logger), kgo.ProducerLinger(2*time.Millisecond))...)
+	if err != nil {
+		return res, fmt.Errorf("creating replay kafka client: %w", err)
+	}
+	defer pcl.Close()
+	rcfg := producers.ReplayConfig{RunID: o.RunID, AllowedLatenessUS: o.LatenessUS,
+		Speed: o.Speed, Clock: o.Clock, Partitions: o.Partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm, Gate: lead.Wait}
+	rep, err := producers.NewReplayer(rcfg, pcl, o.Logger.With("role", "replay"), o.Registerer)
+	if err != nil {
+		return res, err
+	}
+	var sk *sink.Sink
+	if o.Store != nil {
+		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
+			RunID: o.RunID, Names: nm},
+			o.Store, o.Logger.With("role", "sink"), o.Registerer); err != nil {
+			return res, err
+		}
+	}
+	// The run record goes wherever a sink may read it: to the in-process
+	// one, or on an external broker to a `strata sink` of its own.
+	if o.Run != nil && (o.Store != nil || !e.EmbeddedKafka) {
+		v, err := proto.Marshal(o.Run)
+		if err != nil {
+			return res, fmt.Errorf("encoding the run record: %w", err)
+		}
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Topic: nm.Topic(sink.TopicRuns), Key: []byte(o.RunID), Value: v}).FirstErr(); err != nil {
+			return res, fmt.Errorf("writing the run record: %w", err)
+		}
+	}
+	t0 := time.Now()
+	sctx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSink()
+	sinkExited := make(chan struct{})
+	var sinkErr error
+	if sk != nil {
+		go func() {
+			defer close(sinkExited)
+			sinkErr = sk.Run(sctx)
+		}()
+	}
+	if e.EmbeddedKafka {
+		tctx, stopTrim := context.WithCancel(ctx)
+		defer stopTrim()
+		go TrimConsumed(tctx, pcl, []string{groups.Features}, []string{nm.Topic(schemas.TopicTelemetry)}, 2*time.Second, o.Logger)
+		// The twin's client commits what it polled (it keeps the arrivals
+		// of open ticks in memory and does not resume after a restart yet).
+		go TrimConsumed(tctx, pcl, []string{groups.Twin}, []string{nm.Topic(schemas.TopicInvocations)}, 2*time.Second, o.Logger)
+		go TrimConsumed(tctx, pcl, []string{groups.Sink}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 2*time.Second, o.Logger)
+	}
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var workers errgroup.Group
+	var external []schemas.Layer
+	for _, l := range layers {
+		if _, ok := o.Policies[l].(ExternalPolicy); ok {
+			external = append(external, l)
+			continue
+		}
+		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, o.RunID, o.Policies[l], o.Logger.With("role", "agent", "layer", l))
+		w.Names, w.Registerer = nm, o.Registerer
+		workers.Go(func() error { return w.Run(wctx) })
+	}
+	if len(external) > 0 {
+		// Warn level: the run stands still until a worker connects here.
+		o.Logger.Warn("waiting for the decision batches of layers served outside this process",
+			"layers", external, "nats", e.NATSURL, "run_id", o.RunID, "prefix", nm.Prefix)
+	}
+	learnerExited := make(chan struct{})
+	if o.Learn != nil {
+		lrn := o.Learn.Learner
+		workers.Go(func() error {
+			defer close(learnerExited)
+			return ConsumeTransitions(wctx, e.Brokers, nm, groups.Learner, o.RunID, o.Logger.With("role", "learner"),
+				func(tr *stratapb.Transition) error { return lrn.Handle(wctx, tr) })
+		})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return fsvc.Run(gctx) })
+	g.Go(func() error { return tsvc.Run(gctx) })
+	g.Go(func() error {
+		r, err := rep.Run(gctx, src)
+		res.Replay = r
+		return err
+	})
+	err = g.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err == nil && o.Learn != nil {
+		// The episode ends when the learner has trained on its last
+		// interval.
+		err = waitLearner(ctx, o.Learn.Learner, tsvc.Stats().TransitionIntervals, learnerExited)
+	}
+	stopWorkers()
+	if werr := workers.Wait(); err == nil {
+		err = werr
+	}
+	res.Features, res.Twin = fsvc.Stats(), tsvc.Stats()
+	if sk != nil {
+		// The sink has caught up once it wrote as many decisions and
+		// rewards as the twin produced; then stop it (it flushes and
+		// commits on the way out).
+		if err == nil {
+			err = WaitSink(ctx, sk, res.Twin, sinkExited)
+		}
+		stopSink()
+		<-sinkExited
+		if err == nil && sinkErr != nil && !errors.Is(sinkErr, context.Canceled) {
+			err = sinkErr
+		}
+		if err != nil && sinkErr != nil {
+			err = errors.Join(err, sinkErr)
+		}
+		res.Sink = sk.Stats()
+	}
+	res.Wall = time.Since(t0)
+	return res, err
+}
+
+// WaitSink waits until the sink has written the twin's decisions and
+// rewards (a redelivered record counts again, so "at least"). It polls
+// the sink's Stats: the sink counts rows as it writes them but has no
+// signal for reaching given offsets, and the twin's counts are only known
+// once the loop's sources have stopped.
+func WaitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := sk.Stats()
+		if st.Rows[schemas.TableDecisions] >= ts.Decisions && st.Rows[schemas.TableRewards] >= ts.Rewards &&
+			st.Rows[schemas.TableOutcomes] >= ts.Outcomes && st.Rows[schemas.TableRuns] >= 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return errors.New("sink stopped before it caught up")
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,19 @@
+package pipeline
+
+// The defaults every command that runs a loop shares, spelled once: the
+// commands' flags and configuration files take them from here.
+const (
+	// DefaultPlacement is the placement of a function before any
+	// decision: provider/metro/memory MB.
+	DefaultPlacement = "aws/us-east/1024"
+	// DefaultStrategicPolicy and DefaultTacticalPolicy decide the
+	// strategic and tactical layers unless told otherwise.
+	DefaultStrategicPolicy = "greedy-cost"
+	DefaultTacticalPolicy  = "greedy-cost"
+	// DefaultOperationalPolicy decides the operational layer of a run and
+	// of live mode unless told otherwise (training and export choose their
+	// own).
+	DefaultOperationalPolicy = "hybrid-histogram"
+	// DefaultPolicySeed seeds the policies' random choices.
+	DefaultPolicySeed = 1
+)

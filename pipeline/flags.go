@@ -1,0 +1,59 @@
+package pipeline
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// RegisterFlags registers the flags of where a run's Kafka and NATS are
+// and how its names are prefixed (--kafka, --nats, --partitions,
+// --prefix), each name preceded by prefix, into c's fields; their
+// defaults are c's values.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.Var((*brokersValue)(&c.Brokers), prefix+"kafka", "Kafka seed brokers `host:port[,…]` (default: an embedded in-process broker)")
+	fs.StringVar(&c.NATSURL, prefix+"nats", c.NATSURL, "NATS `URL` (default: an embedded nats-server with JetStream)")
+	fs.IntVar(&c.Partitions, prefix+"partitions", c.Partitions, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, EmbeddedLoopPartitions))
+	RegisterPrefixFlag(fs, prefix+"prefix", &c.Names)
+}
+
+// RegisterPrefixFlag registers the flag name (--prefix for the commands)
+// that sets the name prefix of a deployment.
+func RegisterPrefixFlag(fs *flag.FlagSet, name string, n *schemas.Names) {
+	fs.StringVar(&n.Prefix, name, n.Prefix, "name `PREFIX` of every Kafka topic and consumer group, JetStream stream, subject and bucket (lower-case letters, digits, '-'): several deployments or test runs on one cluster")
+}
+
+// Validate reports what the flags set wrongly: a name prefix that is not
+// one, a negative partition count.
+func (c *Config) Validate() error {
+	if err := schemas.ValidatePrefix(c.Names.Prefix); err != nil {
+		return err
+	}
+	if c.Partitions < 0 {
+		return fmt.Errorf("--partitions %d: a partition count cannot be negative", c.Partitions)
+	}
+	return nil
+}
+
+// brokersValue is the value of --kafka: a comma-separated broker list.
+type brokersValue []string
+
+func (v *brokersValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return strings.Join(*v, ",")
+}
+
+func (v *brokersValue) Set(s string) error {
+	b := kafka.ParseBrokers(s)
+	if len(b) == 0 && strings.TrimSpace(s) != "" {
+		return errors.New("no broker address in the list")
+	}
+	*v = b
+	return nil
+}

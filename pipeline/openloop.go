@@ -1,0 +1,84 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/producers"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// OpenLoopResult is what an open-loop run did.
+type OpenLoopResult struct {
+	Replay   producers.ReplayResult
+	Features features.Stats
+	Wall     time.Duration
+}
+
+// OpenLoop replays src in the open loop (observed telemetry) through the
+// feature service to the state streams and returns when the features have
+// published the last batch of the run.
+func OpenLoop(ctx context.Context, o Config, src replay.Source, srcName string, traceLenUS int64) (OpenLoopResult, error) {
+	var res OpenLoopResult
+	e, closeEnv, err := o.Prepare(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer closeEnv()
+
+	kv, err := e.JS.KeyValue(ctx, o.Names.Bucket(schemas.BucketCheckpoints))
+	if err != nil {
+		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	pub := natsbus.NewBatchPublisher(e.JS, 0)
+	group := GroupsOf(o.Names, o.RunID).Features
+	svc, err := features.NewService(ctx, features.Config{
+		Brokers: e.Brokers, Group: group, Epoch: o.Epoch, Names: o.Names,
+		StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch,
+	}, pub, features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
+	if err != nil {
+		return res, err
+	}
+	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.Brokers, o.Logger),
+		kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(200_000),
+		kgo.ProducerBatchMaxBytes(1<<20))...)
+	if err != nil {
+		return res, fmt.Errorf("creating replay kafka client: %w", err)
+	}
+	defer pcl.Close()
+	rcfg := producers.ReplayConfig{RunID: o.RunID, Observed: true, AllowedLatenessUS: o.LatenessUS,
+		Speed: o.Speed, Clock: o.Clock, Partitions: o.Partitions, SourceName: srcName, Names: o.Names}
+	bar := NewProgress(o.Progress, traceLenUS, &rcfg)
+	rep, err := producers.NewReplayer(rcfg, pcl, o.Logger.With("role", "replay"), o.Registerer)
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error {
+		r, err := rep.Run(gctx, src)
+		res.Replay = r
+		return err
+	})
+	if e.EmbeddedKafka {
+		tctx, stopTrim := context.WithCancel(gctx)
+		defer stopTrim()
+		go TrimConsumed(tctx, pcl, []string{group}, []string{o.Names.Topic(schemas.TopicTelemetry)}, 2*time.Second, o.Logger)
+	}
+	err = g.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	res.Wall = time.Since(t0)
+	res.Features = svc.Stats()
+	return res, err
+}
