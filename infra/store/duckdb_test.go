@@ -73,3 +73,24 @@ func TestOpenEmpty(t *testing.T) {
 		t.Fatal("want an error for an empty target")
 	}
 }
+
+// TestDuckDBMemoryLimit checks that a file and an in-memory store run with
+// DuckDB's buffer pool bounded by DuckDBMemoryLimit, not DuckDB's default
+// of 80 % of the machine.
+func TestDuckDBMemoryLimit(t *testing.T) {
+	for _, path := range []string{filepath.Join(t.TempDir(), "m.duckdb"), ":memory:"} {
+		d, err := OpenDuckDB(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var limit string
+		if err := d.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Close()
+		// DuckDB reports 1GB as 953.6 MiB.
+		if limit != "953.6 MiB" {
+			t.Errorf("%s: memory_limit %q, want 1GB (953.6 MiB)", path, limit)
+		}
+	}
+}
