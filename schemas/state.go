@@ -310,7 +310,7 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 		c.Release()
 	}
 	defer rec.Release()
-	data, err := writeIPC(schema, rec, 2048+b.Len()*rowBytes(b.Header.Layer), false)
+	data, err := writeIPC(schema, rec, encodedSize(b), false)
 	if err == nil && len(data) > CompressAbove {
 		data, err = writeIPC(schema, rec, len(data)/2, true)
 	}
@@ -343,16 +343,23 @@ func writeIPC(schema *arrow.Schema, rec arrow.RecordBatch, size int, lz4 bool) (
 	return buf.Bytes(), nil
 }
 
-// rowBytes estimates the encoded size of one row, to size the output once.
-func rowBytes(l Layer) int {
-	switch l {
+// encodedSize estimates b's plain encoding, to size the output once: an
+// operational row carries its steps (7 sequence columns) and idle times
+// besides its names.
+func encodedSize(b *StateBatch) int {
+	n := 2048
+	switch b.Header.Layer {
 	case Operational:
-		return 5*SeqLen*8 + 2*SeqLen/8 + 160
+		for i := range b.Operational {
+			r := &b.Operational[i]
+			n += 7*8*r.steps() + 2*SeqLen/8 + 8*len(r.IdleTimesS) + len(r.App) + len(r.Func) + 64
+		}
 	case Tactical:
-		return 19*8 + 160
+		n += len(b.Tactical) * (19*8 + 160)
 	default:
-		return 16*8 + 100
+		n += len(b.Strategic) * (16*8 + 100)
 	}
+	return n
 }
 
 // ErrBadBatch is wrapped by DecodeState for input that is not a valid state

@@ -14,7 +14,7 @@ import (
 // pipeline: a CPU profile, block and mutex profiles, and an execution
 // trace for `go tool trace`.
 type profileFlags struct {
-	cpu, block, mutex, trace string
+	cpu, block, mutex, trace, mem string
 	// started makes start one-shot: a bench profiles its first measured
 	// run only.
 	started bool
@@ -25,6 +25,7 @@ func (p *profileFlags) register(fs *flag.FlagSet, what string) {
 	fs.StringVar(&p.cpu, "cpuprofile", "", "write a CPU profile of "+what+" to `FILE`")
 	fs.StringVar(&p.block, "blockprofile", "", "write a blocking profile (every blocking event) of "+what+" to `FILE`")
 	fs.StringVar(&p.mutex, "mutexprofile", "", "write a mutex contention profile (every event) of "+what+" to `FILE`")
+	fs.StringVar(&p.mem, "memprofile", "", "write a heap profile (live objects at the end, after a GC) of "+what+" to `FILE`")
 	fs.StringVar(&p.trace, "exectrace", "", "write an execution trace (go tool trace) of "+what+" to `FILE`")
 }
 
@@ -65,6 +66,20 @@ func (p *profileFlags) start() (stop func() error, err error) {
 			return nil, errors.Join(fmt.Errorf("starting execution trace: %w", err), stopAll())
 		}
 		stops = append(stops, func() error { trace.Stop(); return f.Close() })
+	}
+	if p.mem != "" {
+		stops = append(stops, func() error {
+			f, err := os.Create(p.mem)
+			if err != nil {
+				return fmt.Errorf("creating heap profile: %w", err)
+			}
+			runtime.GC()
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				_ = f.Close()
+				return fmt.Errorf("writing heap profile: %w", err)
+			}
+			return f.Close()
+		})
 	}
 	for _, prof := range []struct {
 		name, file string
