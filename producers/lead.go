@@ -3,6 +3,7 @@ package producers
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // Lead holds a replay at most a fixed lead of trace time ahead of a
@@ -13,10 +14,12 @@ import (
 // replay changes only when records are written, never what is written.
 type Lead struct {
 	leadUS int64
+	// doneUS is read without the lock on every record (Wait's fast path)
+	// and written under it.
+	doneUS atomic.Int64
 
-	mu     sync.Mutex
-	doneUS int64
-	moved  chan struct{} // closed and replaced by every Advance
+	mu    sync.Mutex
+	moved chan struct{} // closed and replaced by every Advance
 }
 
 // NewLead returns a Lead that lets records start up to leadUS after the
@@ -29,10 +32,10 @@ func NewLead(leadUS int64) *Lead {
 func (l *Lead) Advance(doneUS int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if doneUS <= l.doneUS {
+	if doneUS <= l.doneUS.Load() {
 		return
 	}
-	l.doneUS = doneUS
+	l.doneUS.Store(doneUS)
 	close(l.moved)
 	l.moved = make(chan struct{})
 }
@@ -41,8 +44,13 @@ func (l *Lead) Advance(doneUS int64) {
 // consumer's progress, or ctx is done.
 func (l *Lead) Wait(ctx context.Context, startUS int64) error {
 	for {
+		if startUS < l.doneUS.Load()+l.leadUS {
+			return nil
+		}
 		l.mu.Lock()
-		ok, moved := startUS < l.doneUS+l.leadUS, l.moved
+		// Read again under the lock: an Advance between the check and
+		// taking moved would otherwise be missed.
+		ok, moved := startUS < l.doneUS.Load()+l.leadUS, l.moved
 		l.mu.Unlock()
 		if ok {
 			return nil

@@ -27,7 +27,7 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 		score: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "twin",
 			Name: "score_seconds", Help: "Per tick: counterfactuals, rewards and the records after the telemetry (overlaps the next tick's round trip).", Buckets: tickBuckets}),
 		decisionWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "twin",
-			Name: "decision_wait_seconds", Help: "Replay: from the end of tick k's evaluation (telemetry written) until tick k+1 could be evaluated: the round trip through the features and the agents, minus the scoring it overlaps.", Buckets: tickBuckets}),
+			Name: "decision_wait_seconds", Help: "Replay: from the end of tick k (its scoring done) until tick k+1 could be evaluated: the round trip through the features and the agents, minus the scoring it overlaps.", Buckets: tickBuckets}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "twin",
 			Name: "watermark_lag_ticks", Help: "Ticks between the input watermark and the next tick to evaluate."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
@@ -39,4 +39,18 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 		reg.MustRegister(m.ticks, m.evaluate, m.score, m.decisionWait, m.lag, m.decisions, m.rewards)
 	}
 	return m
+}
+
+// addByLayer counts records on vec by their layer, one Add per run of
+// records of the same layer (a tick's records come grouped by layer, and
+// a reward per function-tick is too many for a label lookup each).
+func addByLayer[M interface{ GetLayer() string }](vec *prometheus.CounterVec, ms []M) {
+	for i := 0; i < len(ms); {
+		l, j := ms[i].GetLayer(), i+1
+		for j < len(ms) && ms[j].GetLayer() == l {
+			j++
+		}
+		vec.WithLabelValues(l).Add(float64(j - i))
+		i = j
+	}
 }

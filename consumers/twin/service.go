@@ -929,12 +929,8 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	s.mu.Unlock()
 	s.met.ticks.Inc()
-	for _, d := range out.Decisions {
-		s.met.decisions.WithLabelValues(d.Layer).Inc()
-	}
-	for _, r := range out.Rewards {
-		s.met.rewards.WithLabelValues(r.Layer).Inc()
-	}
+	addByLayer(s.met.decisions, out.Decisions)
+	addByLayer(s.met.rewards, out.Rewards)
 	s.evaluated = time.Now()
 	s.met.score.Observe(s.evaluated.Sub(t1).Seconds())
 	if s.cfg.OnTick != nil {
