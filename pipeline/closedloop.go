@@ -152,10 +152,9 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	// oracles look ahead, with two hours to spare — so that the broker
 	// holds hours of invocations, not the trace.
 	lead := producers.NewLead(o.LatenessUS + (eng.MaxLookahead()+1+2*grid.TicksPerHour)*grid.OperationalTickUS)
-	onTick := func(k int64) { lead.Advance((k + 1) * grid.OperationalTickUS) }
-	if bar != nil {
-		onTick = func(k int64) {
-			lead.Advance((k + 1) * grid.OperationalTickUS)
+	onTick := func(k int64) {
+		lead.Advance((k + 1) * grid.OperationalTickUS)
+		if bar != nil {
 			rcfgBar.Progress((k+1)*grid.OperationalTickUS, 0)
 		}
 	}

@@ -104,15 +104,11 @@ func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
 		c.Release()
 	}
 	defer rec.Release()
-	buf := bytes.NewBuffer(make([]byte, 0, 2048+n*160))
-	w := ipc.NewWriter(buf, ipc.WithSchema(schema))
-	if err := w.Write(rec); err != nil {
+	data, err := writeIPC(schema, rec, 2048+n*160, false)
+	if err != nil {
 		return nil, fmt.Errorf("encoding %s decision batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
 	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("closing %s decision batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
-	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // DecodeDecisions parses a batch written by EncodeDecisions with the same

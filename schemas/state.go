@@ -606,27 +606,25 @@ func value(a *array.Float64, i int) Value {
 	return Some(a.Value(i))
 }
 
-// readSeq writes row i of the sequence column a into the newest entries of
-// dst and returns how many it wrote.
-func readSeq(a *array.List, i int, dst *[SeqLen]float64) int {
+// readSeq writes row i of the sequence column a (1 to SeqLen steps,
+// checked by the caller) into the newest entries of dst.
+func readSeq(a *array.List, i int, dst *[SeqLen]float64) {
 	start, end := a.ValueOffsets(i)
 	n := int(end - start)
 	vs := a.ListValues().(*array.Float64)
-	for j := range min(n, SeqLen) {
+	for j := range n {
 		dst[SeqLen-n+j] = vs.Value(int(start) + j)
 	}
-	return n
 }
 
 // readSeqValues is readSeq for a column whose values may be missing.
-func readSeqValues(a *array.List, i int, dst *[SeqLen]Value) int {
+func readSeqValues(a *array.List, i int, dst *[SeqLen]Value) {
 	start, end := a.ValueOffsets(i)
 	n := int(end - start)
 	vs := a.ListValues().(*array.Float64)
-	for j := range min(n, SeqLen) {
+	for j := range n {
 		dst[SeqLen-n+j] = value(vs, int(start)+j)
 	}
-	return n
 }
 
 // readOperational reads the rows of an operational batch; every row's
