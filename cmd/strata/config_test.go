@@ -98,14 +98,8 @@ func TestApplyConfigFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			rc, err := applyConfig(f.fs, "c.yaml", []byte(tt.yaml), false)
-			if tt.wantErr != "" {
-				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one starting %q", err, tt.wantErr)
-				}
+			if !checkConfigErr(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			got := *f
 			got.fs = nil
@@ -179,14 +173,8 @@ func TestApplyConfigCloud(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newTestFlags()
 			rc, err := applyConfig(f.fs, "c.yaml", []byte(tt.yaml), true)
-			if tt.wantErr != "" {
-				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one starting %q", err, tt.wantErr)
-				}
+			if !checkConfigErr(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if err := tt.check(rc); err != nil {
 				t.Fatal(err)
@@ -324,4 +312,20 @@ func TestConfigDocCoversEveryFlag(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkConfigErr fails t unless err starts with want ("" wants no error)
+// and reports whether the case goes on to check a result.
+func checkConfigErr(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want != "" {
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Fatalf("error %v, want one starting %q", err, want)
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
 }
