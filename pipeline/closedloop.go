@@ -82,6 +82,13 @@ type LoopResult struct {
 // partitions, 574 with 1, same digests (TestEmbeddedClosedLoopPartitions).
 const EmbeddedLoopPartitions = 1
 
+// LoopStateRetention is the closed loop's default StateRetention. Its
+// readers cannot fall behind the features by more than a few ticks — the
+// state of tick k+1 needs the twin's telemetry of tick k, and the twin waits
+// for the decisions of tick k+1 — so the streams need not keep hours of
+// batches; on the embedded nats-server they are memory.
+const LoopStateRetention = 32 << 20
+
 // ClosedLoop replays src as arrivals through the twin, the feature
 // service and the policy workers: the twin runs each tick under the
 // decisions in force and writes telemetry, decisions and rewards; the
@@ -92,6 +99,9 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	var res LoopResult
 	if len(o.Brokers) == 0 && o.Env == nil && o.Partitions == 0 {
 		o.Partitions = EmbeddedLoopPartitions
+	}
+	if o.StateRetention == 0 {
+		o.StateRetention = LoopStateRetention
 	}
 	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {
@@ -219,6 +229,12 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		// of open ticks in memory and does not resume after a restart yet).
 		go TrimConsumed(tctx, pcl, []string{groups.Twin}, []string{nm.Topic(schemas.TopicInvocations)}, 2*time.Second, o.Logger)
 		go TrimConsumed(tctx, pcl, []string{groups.Sink}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 2*time.Second, o.Logger)
+		// The learner's client commits what it polled, after handling it.
+		var trReaders []string
+		if o.Learn != nil {
+			trReaders = []string{groups.Learner}
+		}
+		go TrimConsumed(tctx, pcl, trReaders, []string{nm.Topic(schemas.TopicTransitions)}, 2*time.Second, o.Logger)
 	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()

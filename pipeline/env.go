@@ -54,7 +54,7 @@ type Config struct {
 	// OnBatch, if set, is handed every state batch the features publish.
 	OnBatch func(h schemas.BatchHeader, rows int, data []byte)
 	// StateRetention bounds each tick-batch stream (bytes, oldest
-	// dropped); 0 is 128 MiB.
+	// dropped); 0 is 128 MiB (LoopStateRetention in the closed loop).
 	StateRetention int64
 	// Env, if set, is an already running Kafka + NATS pair to use.
 	Env *Env

@@ -40,7 +40,8 @@ func NewProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *pr
 // service and the sink commit only after their work is durable), so a long
 // run does not keep every record in memory. Real Kafka has its own
 // retention; this runs only against the in-process broker, which strata
-// owns for the run.
+// owns for the run. With no groups, no role of the run reads topics, and
+// their records are deleted up to the end of each partition.
 func TrimConsumed(ctx context.Context, cl *kgo.Client, groups []string, topics []string, every time.Duration, log *slog.Logger) {
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(every)
@@ -54,6 +55,22 @@ func TrimConsumed(ctx context.Context, cl *kgo.Client, groups []string, topics [
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		del := kadm.Offsets{}
+		if len(groups) == 0 {
+			// No role of the run reads these topics: records go as soon
+			// as they are written.
+			ends, err := adm.ListEndOffsets(ctx, topics...)
+			if err != nil {
+				continue
+			}
+			ends.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil && o.Offset > 0 {
+					del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+				}
+			})
+			deleteRecords(ctx, adm, del, log)
+			continue
 		}
 		// The lowest offset committed by every group, per partition.
 		low := map[tp]int64{}
@@ -74,18 +91,23 @@ func TrimConsumed(ctx context.Context, cl *kgo.Client, groups []string, topics [
 				seen[k]++
 			})
 		}
-		del := kadm.Offsets{}
 		for k, at := range low {
 			if seen[k] == len(groups) {
 				del.Add(kadm.Offset{Topic: k.topic, Partition: k.part, At: at, LeaderEpoch: -1})
 			}
 		}
-		if len(del) == 0 {
-			continue
-		}
-		if _, err := adm.DeleteRecords(ctx, del); err != nil && ctx.Err() == nil {
-			log.Warn("trimming consumed records from the embedded broker", "err", err)
-		}
+		deleteRecords(ctx, adm, del, log)
+	}
+}
+
+// deleteRecords deletes the records before del's offsets, logging a failure
+// (the next round tries again).
+func deleteRecords(ctx context.Context, adm *kadm.Client, del kadm.Offsets, log *slog.Logger) {
+	if len(del) == 0 {
+		return
+	}
+	if _, err := adm.DeleteRecords(ctx, del); err != nil && ctx.Err() == nil {
+		log.Warn("trimming consumed records from the embedded broker", "err", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ type Embedded struct {
 	c *kfake.Cluster
 }
 
+// EmbeddedSegmentBytes is the segment size of the embedded broker's logs.
+const EmbeddedSegmentBytes = 4 << 20
+
 // StartEmbedded starts an in-process broker with the strata topics created
 // with the given number of partitions.
 func StartEmbedded(partitions int) (*Embedded, error) {
@@ -51,6 +55,11 @@ func StartEmbedded(partitions int) (*Embedded, error) {
 		kfake.SeedTopics(int32(partitions), AllTopics...),
 		kfake.DefaultNumPartitions(partitions),
 		kfake.AllowAutoTopicCreation(),
+		// Records live in memory in segments of this size, and deleting
+		// consumed records (pipeline.TrimConsumed) frees whole segments
+		// only: at kfake's default of 100 MiB a 14-day closed loop kept
+		// over a gigabyte of consumed records.
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(EmbeddedSegmentBytes)}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded kafka: %w", err)
