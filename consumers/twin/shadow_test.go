@@ -192,8 +192,8 @@ func TestShadowFollowsLiveTelemetry(t *testing.T) {
 	var evaluated atomic.Int64
 	evaluated.Store(-1)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := twin.NewService(twin.ServiceConfig{Brokers: env.brokers, RunID: run, Shadow: true,
-		Layers: []schemas.Layer{schemas.Operational}, OnTick: evaluated.Store}, eng, env.js, logger)
+	svc, err := twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
+		Layers: []schemas.Layer{schemas.Operational}, OnTick: evaluated.Store}}, eng, env.js, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
