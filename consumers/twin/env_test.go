@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,6 +137,67 @@ func testEngine(t *testing.T, run string) *twin.Engine {
 // testLogger logs warnings and errors to the test's output.
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// invocation is an invocation of fn of app "app" by run, starting at
+// startUS and lasting 200 ms.
+func invocation(run, id, fn string, startUS int64) *stratapb.Arrival {
+	const dur = 200_000
+	return &stratapb.Arrival{InvocationId: id, App: "app", Func: fn, StartUs: startUS, EndUs: startUS + dur, DurationUs: dur, RunId: run}
+}
+
+// record is m as a record of topic keyed by its app, "app".
+func record(t *testing.T, topic string, m proto.Message) *kgo.Record {
+	t.Helper()
+	v, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: topic, Key: []byte("app"), Value: v}
+}
+
+// running is a service whose Run runs in the background; evaluated is the
+// last tick it evaluated (its OnTick), −1 before any.
+type running struct {
+	evaluated *atomic.Int64
+	cancel    context.CancelFunc
+	done      chan error
+}
+
+// newRunning returns the OnTick bookkeeping of a service to be started.
+func newRunning() *running {
+	r := &running{evaluated: &atomic.Int64{}, done: make(chan error, 1)}
+	r.evaluated.Store(-1)
+	return r
+}
+
+// start runs svc in the background until the test ends or stop.
+func (r *running) start(t *testing.T, svc interface{ Run(context.Context) error }) {
+	ctx, cancel := context.WithCancel(t.Context())
+	r.cancel = cancel
+	t.Cleanup(cancel)
+	go func() { r.done <- svc.Run(ctx) }()
+}
+
+// wait fails the test unless Run returns nil within 20 s; what says what
+// should have ended it.
+func (r *running) wait(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Run did not return %s", what)
+	}
+}
+
+// stop cancels Run's context and waits for it to return nil.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	r.wait(t, "after its context was cancelled")
 }
 
 // waitFor polls cond until it holds or 20 s pass.

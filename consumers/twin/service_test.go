@@ -1,31 +1,21 @@
 package twin_test
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
-// arrival is an invocation of run starting at startUS, as the replay
-// writes it to strata.invocations.v1.
+// arrival is an invocation of fn by run starting at startUS, as the
+// replay writes it to strata.invocations.v1.
 func arrival(t *testing.T, run, id string, startUS int64) *kgo.Record {
 	t.Helper()
-	const dur = 200_000
-	v, err := proto.Marshal(&stratapb.Arrival{InvocationId: id, App: "app", Func: "fn", StartUs: startUS, EndUs: startUS + dur,
-		DurationUs: dur, RunId: run})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kgo.Record{Topic: schemas.TopicInvocations, Key: []byte("app"), Value: v}
+	return record(t, schemas.TopicInvocations, invocation(run, id, "fn", startUS))
 }
 
 // TestServiceWaitsForDecisions runs the replay-synchronous twin on an
@@ -35,41 +25,30 @@ func arrival(t *testing.T, run, id string, startUS int64) *kgo.Record {
 func TestServiceWaitsForDecisions(t *testing.T) {
 	const run = "replay-1"
 	env := startTestEnv(t)
-	var evaluated atomic.Int64
-	evaluated.Store(-1)
+	r := newRunning()
 	svc, err := twin.NewService(twin.ServiceConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
-		Layers: []schemas.Layer{schemas.Operational}, OnTick: evaluated.Store}, TelemetryPartitions: testPartitions},
+		Layers: []schemas.Layer{schemas.Operational}, OnTick: r.evaluated.Store}, TelemetryPartitions: testPartitions},
 		testEngine(t, run), env.js, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	r.start(t, svc)
 
 	tickUS := grid.OperationalTickUS
 	env.produce(t, arrival(t, run, "0-0", 1_000_000), arrival(t, run, "0-1", 2_000_000), arrival(t, "other-run", "x", 1_000_000))
 	env.produce(t, watermarksOn(t, schemas.TopicInvocations, run, tickUS, false)...)
 	waitFor(t, "the twin to read tick 0's arrivals", func() bool { return svc.Stats().Arrivals == 2 })
 	time.Sleep(300 * time.Millisecond)
-	if k := evaluated.Load(); k >= 0 {
+	if k := r.evaluated.Load(); k >= 0 {
 		t.Fatalf("tick %d evaluated before its decision batch", k)
 	}
 	env.publishDecisions(t, run, 0, "agent", "fn")
-	waitFor(t, "tick 0 to be evaluated", func() bool { return evaluated.Load() == 0 })
+	waitFor(t, "tick 0 to be evaluated", func() bool { return r.evaluated.Load() == 0 })
 
 	env.produce(t, arrival(t, run, "late", 3_000_000), arrival(t, run, "1-0", tickUS+1_000_000))
 	env.publishDecisions(t, run, 1, "agent", "fn")
 	env.produce(t, watermarksOn(t, schemas.TopicInvocations, run, 2*tickUS, true)...)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after the final watermark")
-	}
+	r.wait(t, "after the final watermark")
 
 	st := svc.Stats()
 	if st.Ticks != 2 || st.HorizonTick != 1 || st.Arrivals != 3 || st.LateArrivals != 1 || st.Telemetry != 3 {

@@ -1,9 +1,7 @@
 package twin_test
 
 import (
-	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,31 +17,21 @@ import (
 // observation is a live observed invocation of run starting at startUS.
 func observation(t *testing.T, run, id, fn string, startUS int64, source string) *kgo.Record {
 	t.Helper()
-	const dur = 200_000
-	v, err := proto.Marshal(&stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: id, App: "app", Func: fn,
-		StartUs: startUS, EndUs: startUS + dur, DurationUs: dur, RunId: run},
+	return record(t, schemas.TopicTelemetry, &stratapb.Observation{Arrival: invocation(run, id, fn, startUS),
 		LatencyMs: proto.Float64(250), Source: source})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kgo.Record{Topic: schemas.TopicTelemetry, Key: []byte("app"), Value: v}
 }
 
 func TestShadowFollowsLiveTelemetry(t *testing.T) {
 	const run = "live-1"
 	env := startTestEnv(t)
 
-	var evaluated atomic.Int64
-	evaluated.Store(-1)
+	r := newRunning()
 	svc, err := twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
-		Layers: []schemas.Layer{schemas.Operational}, OnTick: evaluated.Store}}, testEngine(t, run), env.js, testLogger(t))
+		Layers: []schemas.Layer{schemas.Operational}, OnTick: r.evaluated.Store}}, testEngine(t, run), env.js, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	r.start(t, svc)
 
 	// Live times are Unix microseconds: ticks around 1.2e8.
 	t0 := grid.TickOf(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixMicro(), grid.OperationalTickUS)
@@ -75,7 +63,7 @@ func TestShadowFollowsLiveTelemetry(t *testing.T) {
 			}
 		}
 		produced += env.produce(t, watermarks(t, run, (k+1)*tickUS)...)
-		waitFor(t, fmt.Sprintf("tick %d to be evaluated", k), func() bool { return evaluated.Load() >= k })
+		waitFor(t, fmt.Sprintf("tick %d to be evaluated", k), func() bool { return r.evaluated.Load() >= k })
 		if k == late {
 			// Tick `late` was evaluated without its batch: it comes now
 			// and takes effect at the next tick, beside that tick's own
@@ -175,13 +163,5 @@ func TestShadowFollowsLiveTelemetry(t *testing.T) {
 	}
 
 	// Cancelled, the service returns promptly.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context was cancelled")
-	}
+	r.stop(t)
 }
