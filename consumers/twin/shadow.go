@@ -64,9 +64,11 @@ func NewShadow(cfg ShadowConfig, eng *Engine, js jetstream.JetStream, logger *sl
 // Stats returns a copy of the counters.
 func (s *Shadow) Stats() Stats { return s.snapshot() }
 
-// Run serves until ctx is done. The run has no end: a tick being evaluated
-// when ctx is done is finished, and what the evaluated ticks produced is
-// flushed to Kafka (30 s at most) before Run returns.
+// Run serves until ctx is done: a live run has no end (live ingest writes
+// no final watermark; were every partition's final watermark read, Run
+// would end there as a Service does). A tick being evaluated when ctx is
+// done is finished, and what the evaluated ticks produced is flushed to
+// Kafka (30 s at most) before Run returns.
 func (s *Shadow) Run(ctx context.Context) error {
 	return s.serve(ctx, func(ctx context.Context) error {
 		// Records are produced without ctx's cancellation: the tick being
