@@ -174,8 +174,10 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			trLayers = append(trLayers, l)
 		}
 	}
-	tsvc, err := twin.NewService(twin.ServiceConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers, ScoreFromTick: o.ScoreFromTick,
-		TelemetryPartitions: o.Partitions, OnTick: onTick, Record: o.Record, Registerer: o.Registerer, TelemetryOnly: o.Store == nil && e.EmbeddedKafka},
+	tsvc, err := twin.NewService(twin.ServiceConfig{
+		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
+			OnTick: onTick, Registerer: o.Registerer},
+		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka},
 		eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {
 		return res, err

@@ -91,7 +91,7 @@ type LiveRun struct {
 	Ingest   *ingest.Server
 	Features *features.Service
 	// Shadow is nil without LiveConfig.Shadow, Sink without a store.
-	Shadow *twin.Service
+	Shadow *twin.Shadow
 	Sink   *sink.Sink
 }
 
@@ -206,8 +206,8 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		if err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.Shadow, err = twin.NewService(twin.ServiceConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers, Shadow: true,
-			Transitions: lo.Transitions, TelemetryPartitions: lo.Partitions, OnTick: prog.onTick, Registerer: reg}, eng, e.JS, logger.With("role", "shadow")); err != nil {
+		if run.Shadow, err = twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
+			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg}}, eng, e.JS, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.Shadow.Run(bctx) })

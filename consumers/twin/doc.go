@@ -5,8 +5,30 @@
 //
 // [Engine] is the pure core — no broker, no clock: the same arrivals,
 // decisions and configuration give the same telemetry, decisions and
-// rewards, whatever the replay speed. The service that feeds it from Kafka
-// and NATS and writes its output back lives beside it.
+// rewards, whatever the replay speed. Two services feed it from Kafka and
+// NATS and write its output back:
+//
+//   - [Service], the replay-synchronous twin of the closed loop (strata
+//     run, train, eval): it reads the replay's arrivals from
+//     strata.invocations.v1, waits for every enabled layer's decision batch
+//     of a tick (and, for the transition layers, the interval's state
+//     batch), evaluates and scores the tick, and writes the telemetry the
+//     features window with a watermark per tick, then the decisions,
+//     rewards, outcomes and transitions. Its output does not depend on
+//     timing (docs/tick-contract.md).
+//   - [Shadow], the twin beside a live run (strata live, docs/shadow.md):
+//     it reads the observed invocations and watermarks on
+//     strata.telemetry.v1, evaluates each tick as soon as the watermarks
+//     pass it with the decisions that arrived in time, never waiting for
+//     one, and writes decisions, rewards, outcomes and transitions but no
+//     telemetry.
+//
+// Both are configured by [CommonConfig] (inside [ServiceConfig] and
+// [ShadowConfig]) and share everything but that difference: the decision
+// and state intake, the loop that reads the input topic, tracks its
+// watermarks and pauses partitions read too far ahead, the evaluation and
+// scoring of a tick, the records produced with their digests, the
+// transitions and the [Stats].
 //
 // Rewards, per docs/reward.md:
 //   - operational, per function-tick: the tick's invocations run from the
@@ -24,19 +46,14 @@
 // score is the reward, the best one the hindsight oracle, and the difference
 // the regret. An interval with no invocations and no cost emits no reward.
 //
-// In shadow mode (ServiceConfig.Shadow, docs/shadow.md) the service follows
-// a live run instead: it simulates the observed invocations on
-// strata.telemetry.v1 under the decisions that arrived in time, scores
-// them, and writes decisions, rewards and transitions but no telemetry.
-//
 // # Metrics
 //
-// With ServiceConfig.Registerer the service exports
+// With CommonConfig.Registerer either service exports
 // strata_twin_ticks_total, strata_twin_evaluate_seconds (per tick: decisions
 // applied, arrivals simulated, telemetry written — the twin's hop),
 // strata_twin_score_seconds (the counterfactuals and records after it),
-// strata_twin_decision_wait_seconds (replay: idle from one tick's end until
-// the next one's decisions are complete — the features' and agents' hops
-// not hidden behind scoring), strata_twin_watermark_lag_ticks and
+// strata_twin_decision_wait_seconds (Service only: idle from one tick's end
+// until the next one's decisions are complete — the features' and agents'
+// hops not hidden behind scoring), strata_twin_watermark_lag_ticks and
 // strata_twin_decisions_total{layer}, strata_twin_rewards_total{layer}.
 package twin

@@ -1,0 +1,347 @@
+package twin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// CommonConfig is the configuration the replay-synchronous Service and the
+// live Shadow share: where they read and write, which run, which layers,
+// and how they report.
+type CommonConfig struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// RunID selects the run: arrivals, observations, watermarks and
+	// decision and state batches of other runs are ignored.
+	RunID string
+	// Group is the consumer group on the input topic: by default
+	// "strata-twin-"+RunID on strata.invocations.v1 for a Service,
+	// "strata-shadow-"+RunID on strata.telemetry.v1 for a Shadow.
+	Group string
+	// Names prefixes the topics, default groups, streams and subjects (see
+	// schemas.Names).
+	Names schemas.Names
+	// Layers are the enabled decision layers, whose batches (every shard)
+	// the service follows: a Service waits for each one's batch before it
+	// evaluates a tick, a Shadow applies those complete in time.
+	Layers []schemas.Layer
+	// Transitions are the layers whose transitions the service writes to
+	// strata.transitions.v1; it follows their state batches for the state
+	// vectors. A Service waits, at each interval boundary, for the
+	// interval's state batch (every shard) before it evaluates the
+	// interval's first tick; a Shadow waits a tick at most. The engine's
+	// Config.Transitions must name the same layers.
+	Transitions []schemas.Layer
+	// ReadAheadTicks bounds how far past the next tick to evaluate the twin
+	// reads its input before it pauses fetching (default 240, one hour; at
+	// least two of the engine's oracle intervals): replay at full speed
+	// must not pull the whole trace into memory.
+	ReadAheadTicks int64
+	// OnTick, if set, is called after each evaluated tick.
+	OnTick func(tick int64)
+	// Registerer, if set, receives the service's metrics (doc.go).
+	Registerer prometheus.Registerer
+}
+
+// core is what the two services share around the Engine: the Kafka client
+// and the decision and state intake, the loop that reads the input and
+// evaluates the ready ticks, the records produced with their digests, the
+// transitions and the run's figures. Service and Shadow embed it and add
+// what they do their own way (mode).
+type core struct {
+	cfg CommonConfig
+	// topic is the (prefixed) topic the input comes from.
+	topic string
+	eng   *Engine
+	cl    *kgo.Client
+	js    jetstream.JetStream
+	log   *slog.Logger
+	met   *serviceMetrics
+	// scoreFrom, telemetryOnly and keepLatencies are the replay's
+	// ServiceConfig.ScoreFromTick, ServiceConfig.TelemetryOnly and its
+	// latency percentiles (an endless Shadow keeps no latencies).
+	scoreFrom     int64
+	telemetryOnly bool
+	keepLatencies bool
+
+	mu                   sync.Mutex
+	prodErr              error
+	batches              map[batchKey]*pendingBatch
+	wake                 chan struct{}
+	stats                Stats
+	digests              *Digests
+	latencies            []float64
+	rewardSum, regretSum map[string]float64
+	// states holds the state vectors of the transition layers by interval;
+	// pendingTr the transitions waiting for their next state.
+	states    map[batchKey]*stateAcc
+	pendingTr map[schemas.Layer][]*stratapb.Transition
+	// trDone is, per transition layer, the last interval whose
+	// transitions and end-of-interval marker are written.
+	trDone map[schemas.Layer]int64
+	// opSeq rebuilds the operational state's sequences (transitions).
+	opSeq schemas.Sequences
+	// evaluated is when the last tick's evaluation ended (the start of
+	// the next tick's decision wait).
+	evaluated time.Time
+}
+
+type batchKey struct {
+	layer schemas.Layer
+	tick  int64
+}
+
+type pendingBatch struct {
+	n      int
+	shards map[int]bool
+	merged *schemas.DecisionBatch
+}
+
+// complete reports whether every shard of the batch is in.
+func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n }
+
+// newCore returns the shared part of a service around eng that reads
+// topic (a base name, schemas.Topic…) in consumer group cfg.Group.
+func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*core, error) {
+	if cfg.ReadAheadTicks <= 0 {
+		cfg.ReadAheadTicks = 240
+	}
+	// An oracle decides on a whole interval's arrivals: read at least two
+	// intervals ahead, so that a paused partition resumes before the next
+	// interval's arrivals are needed.
+	if need := 2 * (eng.MaxLookahead() + 1); cfg.ReadAheadTicks < need {
+		cfg.ReadAheadTicks = need
+	}
+	c := &core{cfg: cfg, topic: cfg.Names.Topic(topic), eng: eng, js: js, log: logger, met: newServiceMetrics(cfg.Registerer),
+		batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1), digests: NewDigests(),
+		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
+		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
+	c.stats.Layers = map[string]LayerStats{}
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
+		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(c.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0))...)
+	if err != nil {
+		return nil, fmt.Errorf("creating twin kafka client: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// serve runs loop while it follows the decision subject of every enabled
+// layer and the state subject of every transition layer. Once loop
+// returns and the followers are stopped it calls stopped, if set, with
+// Run's own ctx. It returns loop's error joined with stopped's and a
+// follower's.
+func (c *core) serve(ctx context.Context, loop func(context.Context) error, stopped func(parent context.Context) error) error {
+	defer c.cl.Close()
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(c.cfg.Layers)+len(c.cfg.Transitions))
+	follow := func(stream, subject string, fn func([]byte) error) {
+		wg.Go(func() {
+			if err := natsbus.Follow(ctx, c.js, stream, subject, fn); err != nil {
+				errs <- err
+				cancel()
+			}
+		})
+	}
+	for _, l := range c.cfg.Layers {
+		follow(c.cfg.Names.Stream(schemas.StreamDecision), c.cfg.Names.DecisionSubject(l), c.onDecision)
+	}
+	for _, l := range c.cfg.Transitions {
+		follow(c.cfg.Names.Stream(schemas.StreamState), c.cfg.Names.StateSubject(l), c.onState)
+	}
+	err := loop(ctx)
+	cancel()
+	wg.Wait()
+	if stopped != nil {
+		if serr := stopped(parent); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	select {
+	case e := <-errs:
+		err = errors.Join(err, e)
+	default:
+	}
+	return err
+}
+
+// poke wakes the loop when it waits for input.
+func (c *core) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onDecision merges a shard of a decision batch of the run into its
+// pending batch; a redelivered shard is dropped.
+func (c *core) onDecision(data []byte) error {
+	b, err := schemas.DecodeDecisions(data)
+	if err != nil {
+		c.log.Warn("skipping a decision batch that does not decode", "err", err)
+		return nil
+	}
+	h := b.Header
+	if h.RunID != c.cfg.RunID {
+		return nil
+	}
+	c.mu.Lock()
+	k := batchKey{h.Layer, h.Tick}
+	p := c.batches[k]
+	if p == nil {
+		p = &pendingBatch{n: h.NShards, shards: map[int]bool{}, merged: &schemas.DecisionBatch{Header: h}}
+		p.merged.Header.Shard, p.merged.Header.NShards = 0, 1
+		c.batches[k] = p
+	}
+	if !p.shards[h.Shard] { // a redelivered shard is dropped
+		p.shards[h.Shard] = true
+		p.merged.Rows = append(p.merged.Rows, b.Rows...)
+		if len(p.shards) == p.n { // just completed
+			c.stats.DecisionBatches++
+		}
+	}
+	c.mu.Unlock()
+	c.poke()
+	return nil
+}
+
+// simulate applies bs, completes the transitions of the intervals that end
+// before tick k, and runs tick k's arrivals on the engine (Engine.Simulate:
+// the output before scoring).
+func (c *core) simulate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, in *input) (*Output, error) {
+	for _, b := range bs {
+		if err := c.eng.Apply(b); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range c.cfg.Transitions {
+		if i, ok := interval(l, k); ok && i > 0 {
+			if err := c.completeTransitions(ctx, l, i, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c.eng.Simulate(k, in.arrivals[k], func(t int64) []Arrival { return in.arrivals[t] })
+}
+
+// scoreTick ends the tick's evaluation that began at t0 (the evaluate
+// histogram) and scores out; it returns when scoring began.
+func (c *core) scoreTick(t0 time.Time, out *Output) (time.Time, error) {
+	t1 := time.Now()
+	c.met.evaluate.Observe(t1.Sub(t0).Seconds())
+	return t1, c.eng.Score(out)
+}
+
+// write queues tick k's transitions for their next state, writes its
+// decisions (digested), rewards (digested) and outcomes, counts them, and
+// calls OnTick; t1 is when the tick's scoring began.
+func (c *core) write(ctx context.Context, k int64, out *Output, t1 time.Time) error {
+	if len(out.Transitions) > 0 {
+		c.mu.Lock()
+		for _, tr := range out.Transitions {
+			l := schemas.Layer(tr.Layer)
+			c.pendingTr[l] = append(c.pendingTr[l], tr)
+		}
+		c.mu.Unlock()
+	}
+	if err := produceEach(ctx, c, schemas.TopicDecisions, out.Decisions, c.digests.decisions); err != nil {
+		return err
+	}
+	if err := produceEach(ctx, c, schemas.TopicRewards, out.Rewards, c.digests.rewards); err != nil {
+		return err
+	}
+	if err := produceEach(ctx, c, schemas.TopicOutcomes, out.Outcomes, nil); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.stats.Ticks++
+	c.stats.Decisions += int64(len(out.Decisions))
+	c.stats.Rewards += int64(len(out.Rewards))
+	c.stats.Outcomes += int64(len(out.Outcomes))
+	c.stats.HorizonTick = k
+	if k >= c.scoreFrom {
+		c.tally(out)
+	}
+	c.mu.Unlock()
+	c.met.ticks.Inc()
+	addByLayer(c.met.decisions, out.Decisions)
+	addByLayer(c.met.rewards, out.Rewards)
+	c.evaluated = time.Now()
+	c.met.score.Observe(c.evaluated.Sub(t1).Seconds())
+	if c.cfg.OnTick != nil {
+		c.cfg.OnTick(k)
+	}
+	return nil
+}
+
+// produceEach writes each of ms to topic keyed by its app; digest, if not
+// nil, also takes each one's bytes.
+func produceEach[M interface {
+	proto.Message
+	GetApp() string
+}](ctx context.Context, c *core, topic string, ms []M, digest hash.Hash) error {
+	for _, m := range ms {
+		if err := c.produce(ctx, topic, m.GetApp(), m, digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// produce writes m to topic; digest, if not nil, also takes its bytes
+// (deterministic encoding). topic is the base name (schemas.Topic…); the
+// record goes to its prefixed topic.
+func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, digest hash.Hash) error {
+	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding a record for %s: %w", topic, err)
+	}
+	if digest != nil {
+		c.mu.Lock()
+		digest.Write(v)
+		c.mu.Unlock()
+	}
+	if c.telemetryOnly && topic != schemas.TopicTelemetry && topic != schemas.TopicTransitions {
+		return nil
+	}
+	c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.Names.Topic(topic), Key: []byte(key), Value: v}, c.produced)
+	return c.producedErr()
+}
+
+// produced keeps the first error a produced record met.
+func (c *core) produced(r *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prodErr == nil {
+		c.prodErr = fmt.Errorf("producing to %s: %w", r.Topic, err)
+	}
+}
+
+// producedErr returns the first error a produced record met.
+func (c *core) producedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prodErr
+}
