@@ -73,14 +73,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return c.main(ctx, args[1:], stdout, stderr)
 }
 
-// embeddedMemoryLimit is the Go soft memory limit of the all-in-one open
-// loop (bench, run --observed) unless GOMEMLIMIT says otherwise. It hosts
-// the embedded broker and nats-server too; without a limit the Go GC lets
-// the heap grow to twice the live data, which for a 14-day replay passes
-// 1 GiB. With it the GC works harder near the limit; measured on the 14-day
-// benchmark it costs no throughput. The closed loop's live heap is larger
-// (~0.8 GB on the 14-day trace): under this limit its GC thrashed and the
-// run crawled, so it gets none.
+// embeddedMemoryLimit is the Go soft memory limit of `strata run` and
+// `strata bench` unless GOMEMLIMIT says otherwise. They host the embedded
+// broker and nats-server too; without a limit the Go GC lets the heap grow
+// to twice the live data. The closed loop once kept ~0.8 GB live on the
+// 14-day trace — the brokers' logs — and thrashed under this limit; since
+// the embedded broker frees consumed records (4 MiB segments, trimmed) and
+// its state streams keep 32 MiB, its live heap stays near 250 MB and the
+// 14-day run peaks at 770 MB RSS with the limit (README, Performance).
 const embeddedMemoryLimit = 768 << 20
 
 func defaultMemoryLimit() {

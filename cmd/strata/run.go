@@ -127,12 +127,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if *observed {
-		if conf.hasCloud() {
-			return errors.New("strata run --observed builds no cloud model: its config file cannot hold the reward, model and catalog sections")
-		}
-		defaultMemoryLimit()
+	if *observed && conf.hasCloud() {
+		return errors.New("strata run --observed builds no cloud model: its config file cannot hold the reward, model and catalog sections")
 	}
+	defaultMemoryLimit()
 	logger, err := newLogger(stderr, cf.logLevel)
 	if err != nil {
 		return err
