@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/strata-rl/strata/infra/notify"
 )
 
 // Lead holds a replay at most a fixed lead of trace time ahead of a
@@ -14,18 +16,17 @@ import (
 // replay changes only when records are written, never what is written.
 type Lead struct {
 	leadUS int64
-	// doneUS is read without the lock on every record (Wait's fast path)
-	// and written under it.
+	// doneUS is read without a lock on every record (Wait's fast path).
 	doneUS atomic.Int64
-
+	// mu orders Advances; moved wakes the waiting replay after each.
 	mu    sync.Mutex
-	moved chan struct{} // closed and replaced by every Advance
+	moved notify.Signal
 }
 
 // NewLead returns a Lead that lets records start up to leadUS after the
 // consumer's progress (0 before the first Advance).
 func NewLead(leadUS int64) *Lead {
-	return &Lead{leadUS: leadUS, moved: make(chan struct{})}
+	return &Lead{leadUS: leadUS}
 }
 
 // Advance reports that the consumer is done with trace time before doneUS.
@@ -36,29 +37,15 @@ func (l *Lead) Advance(doneUS int64) {
 		return
 	}
 	l.doneUS.Store(doneUS)
-	close(l.moved)
-	l.moved = make(chan struct{})
+	l.moved.Notify()
 }
 
 // Wait blocks until a record starting at startUS is within the lead of the
 // consumer's progress, or ctx is done.
 func (l *Lead) Wait(ctx context.Context, startUS int64) error {
-	for {
-		if startUS < l.doneUS.Load()+l.leadUS {
-			return nil
-		}
-		l.mu.Lock()
-		// Read again under the lock: an Advance between the check and
-		// taking moved would otherwise be missed.
-		ok, moved := startUS < l.doneUS.Load()+l.leadUS, l.moved
-		l.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-moved:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	within := func() bool { return startUS < l.doneUS.Load()+l.leadUS }
+	if within() {
+		return nil
 	}
+	return notify.Until(ctx, l.moved.Changed, within, nil)
 }

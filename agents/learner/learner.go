@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -98,6 +99,8 @@ type Learner struct {
 	stats Stats
 	// done counts the intervals processed in the current run, per layer.
 	done map[schemas.Layer]int64
+	// changed is notified after every interval processed.
+	changed notify.Signal
 	// dqnVersion is the last DQN version published in this run.
 	dqnVersion string
 }
@@ -206,6 +209,11 @@ func (l *Learner) snapshot(layer schemas.Layer) ([]byte, string, error) {
 	return nil, "", fmt.Errorf("snapshot of %s: the learner does not train this layer", layer)
 }
 
+// Changed returns a channel closed the next time the learner has
+// processed an interval (Done counts it), for waiting on its progress with
+// notify.Until instead of polling.
+func (l *Learner) Changed() <-chan struct{} { return l.changed.Changed() }
+
 // Done returns the number of intervals of layer processed in the current
 // run.
 func (l *Learner) Done(layer schemas.Layer) int64 {
@@ -277,6 +285,7 @@ func (l *Learner) Handle(ctx context.Context, tr *stratapb.Transition) error {
 		if err := l.process(ctx, layer, i, a.trs); err != nil {
 			return err
 		}
+		l.changed.Notify()
 	}
 }
 

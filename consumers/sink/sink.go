@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -209,11 +210,13 @@ type Sink struct {
 
 	// mu guards b, stats and dlErr; flushes hold it, so the revocation
 	// callback and the poll loop never write at the same time.
-	mu     sync.Mutex
-	b      batch
-	stats  Stats
-	dlErr  error
-	failed bool
+	mu sync.Mutex
+	// changed is notified after every batch written and committed.
+	changed notify.Signal
+	b       batch
+	stats   Stats
+	dlErr   error
+	failed  bool
 	// assignedAt is when partitions were last assigned; the idle clock
 	// does not run before the first assignment.
 	assignedAt time.Time
@@ -263,6 +266,11 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 	s.cl = cl
 	return s, nil
 }
+
+// Changed returns a channel closed the next time the sink has written a
+// batch of rows (its Stats count them), for waiting on its progress with
+// notify.Until instead of polling.
+func (s *Sink) Changed() <-chan struct{} { return s.changed.Changed() }
 
 // Stats returns a copy of the sink's counters.
 func (s *Sink) Stats() Stats {
@@ -550,6 +558,7 @@ func (s *Sink) flush(ctx context.Context) error {
 	} else {
 		s.stats.Committed += int64(len(b.recs))
 	}
+	s.changed.Notify()
 	b.reset()
 	return nil
 }
