@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/strata-rl/strata/experiments/sequences"
@@ -92,12 +91,8 @@ func exportSequences(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("exporting sequences: %w", err)
 	}
-	meta := map[string]string{
-		sequences.KeyFormat: sequences.Format, sequences.KeySeed: strconv.FormatUint(*seed, 10), sequences.KeyDays: fmt.Sprintf("%d-%d", first, last),
-		sequences.KeySource: name, sequences.KeySeen: strconv.FormatInt(col.Seen, 10), sequences.KeySampled: strconv.Itoa(len(samples)),
-		sequences.KeySkipped: strconv.FormatInt(col.Skipped, 10),
-	}
-	size, err := sequences.Write(*out, samples, meta)
+	size, err := sequences.Write(*out, samples, sequences.Meta{Seed: *seed, FirstDay: first, LastDay: last, Source: name,
+		Seen: col.Seen, Skipped: col.Skipped})
 	if err != nil {
 		return err
 	}

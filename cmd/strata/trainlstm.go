@@ -16,7 +16,6 @@ import (
 
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/experiments/sequences"
-	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // trainLSTMMain runs `strata train-lstm`: supervised training of the
@@ -84,18 +83,8 @@ func trainLSTMMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		first, _, err := parseDays(sf.Meta[sequences.KeyDays])
-		if err != nil {
+		if vaS, trS, err = sf.SplitDays(vFirst, vLast); err != nil {
 			return fmt.Errorf("reading %s: %w", *data, err)
-		}
-		perDay := grid.TicksPerDay
-		for i, s := range sf.Samples {
-			d := first + int(sf.Ticks[i]/perDay)
-			if d >= vFirst && d <= vLast {
-				vaS = append(vaS, s)
-			} else {
-				trS = append(trS, s)
-			}
 		}
 		valDesc = "days " + *validDays + " of " + *data
 	default:
