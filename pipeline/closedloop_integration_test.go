@@ -1,12 +1,13 @@
 //go:build integration
 
-package main
+package pipeline_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
+	"github.com/strata-rl/strata/infra/natsbus/natstest"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
@@ -22,14 +25,30 @@ import (
 	"github.com/strata-rl/strata/schemas"
 )
 
+// emptyServers returns the real Kafka and NATS and a name prefix of the
+// test's own under which nothing exists yet (kafkatest.TestNames); what
+// the test creates under it is deleted when it ends.
+func emptyServers(t *testing.T) ([]string, string, schemas.Names) {
+	t.Helper()
+	brokers, natsURL := kafka.ParseBrokers(os.Getenv("STRATA_KAFKA")), os.Getenv("STRATA_NATS")
+	if len(brokers) == 0 || natsURL == "" {
+		t.Fatal("STRATA_KAFKA and STRATA_NATS must be set (run infra/scripts/up.sh, or make test-integration)")
+	}
+	names := kafkatest.TestNames(t)
+	t.Cleanup(func() {
+		kafkatest.DeleteNamed(t, brokers, names)
+		natstest.DeleteNamed(t, natsURL, names)
+	})
+	return brokers, natsURL, names
+}
+
 // TestIntegrationClosedLoop runs the whole loop — replay, twin, features,
 // policy workers, sink — on real Kafka, nats-server and ClickHouse: every
 // decision and reward the twin wrote is one row of its table (FINAL). No
 // partition count is asked for and the test's topics do not exist yet: the
 // run creates them with kafka.DefaultPartitions and its runs row says so.
 func TestIntegrationClosedLoop(t *testing.T) {
-	brokers, natsURL := servers(t)
-	names := testNames(t)
+	brokers, natsURL, names := emptyServers(t)
 	dsn := pipelinetest.ClickHouseDB(t)
 	st, err := store.OpenClickHouse(context.Background(), dsn)
 	if err != nil {
@@ -51,8 +70,7 @@ func TestIntegrationClosedLoop(t *testing.T) {
 // the count found and the count asked for, and leaves the topics as they
 // are; asked for none it adopts the 3 and records them in its runs row.
 func TestIntegrationClosedLoopPartitions(t *testing.T) {
-	brokers, natsURL := servers(t)
-	names := testNames(t)
+	brokers, natsURL, names := emptyServers(t)
 	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -90,8 +108,9 @@ func TestIntegrationClosedLoopPartitions(t *testing.T) {
 	}
 	// So does the sink role, before it reads anything.
 	var out, errOut bytes.Buffer
-	err = sinkMain(ctx, []string{"--kafka", strings.Join(brokers, ","), "--clickhouse", dsn, "--prefix", names.Prefix,
-		"--partitions", "4", "--stop-after-idle", "1s"}, &out, &errOut)
+	sr := pipeline.DefaultSinkRole()
+	sr.Brokers, sr.Store.ClickHouse, sr.Names, sr.Partitions, sr.StopAfterIdle = strings.Join(brokers, ","), dsn, names, 4, time.Second
+	err = sr.Run(ctx, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), names.Prefix+".") || !strings.Contains(err.Error(), " 3 partitions") ||
 		!strings.Contains(err.Error(), "--partitions 4") {
 		t.Errorf("strata sink --partitions 4 on 3-partition topics: %v\n%s", err, &errOut)
