@@ -25,11 +25,15 @@ type role interface {
 	Run(ctx context.Context, stdout, stderr io.Writer) error
 }
 
-// roleMain runs the role newRole returns (a fresh one each call) as the
-// command name, with a --config file that builds no cloud model.
-func roleMain(name string, newRole func() role) mainFunc {
+// roleMain runs the role def returns (its defaults, afresh for each call)
+// as the command name, with a --config file that builds no cloud model.
+func roleMain[R any, P interface {
+	*R
+	role
+}](name string, def func() R) mainFunc {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		r := newRole()
+		c := def()
+		r := P(&c)
 		fs := newFlagSet(name, stderr)
 		r.RegisterFlags(fs, "")
 		if _, err := roleconf.Parse(fs, args); err != nil {
