@@ -1,5 +1,7 @@
 package pipeline
 
+import "time"
+
 // The defaults every command that runs a loop shares, spelled once: the
 // commands' flags and configuration files take them from here.
 const (
@@ -16,4 +18,10 @@ const (
 	DefaultOperationalPolicy = "hybrid-histogram"
 	// DefaultPolicySeed seeds the policies' random choices.
 	DefaultPolicySeed = 1
+	// DefaultLogLevel is the log level of the commands unless told
+	// otherwise (the learner's is info).
+	DefaultLogLevel = "warn"
+	// DefaultLateness is the replay's allowed lateness unless told
+	// otherwise: longer than the Azure trace's longest duration (578.6 s).
+	DefaultLateness = 600 * time.Second
 )

@@ -20,6 +20,20 @@
 // of one another; this package is where they meet. cmd/strata parses
 // flags into the Configs here and calls the entry points.
 //
+// # Commands
+//
+// Each command that runs the pipeline has its configuration here, as the
+// command line gives it, with RegisterFlags(fs, prefix) and Validate(),
+// its defaults spelled once (DefaultRunRole and the like, on the
+// constants of defaults.go): RunRole (`strata run`: RunLoop, which sets
+// the closed loop up with SetupLoop, or OpenLoop), LiveRole, and the roles
+// run alone against external servers — ReplayRole, FeaturesRole,
+// AgentRole, SinkRole, LearnerRole, IngestRole and LoadRole (`strata
+// ingest load`). The flag groups they share are Common (--kafka, --nats,
+// --partitions, --prefix, --log-level, --metrics-addr, --trace-epoch),
+// Source (the trace), ReplayFlags, StoreFlags, IngestFlags and Profiles.
+// Package roleconf reads a command's --config file.
+//
 // # Shutdown
 //
 // A run stops its sources first (the replay ends, the twin evaluates the

@@ -118,7 +118,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		icfg.Gatherer = g
 	}
-	model, err := newLiveModel(lo.NewModel)
+	model, err := ModelAt(lo.NewModel, LiveEpoch)
 	if err != nil {
 		return err
 	}
@@ -540,19 +540,4 @@ func writeLiveRun(ctx context.Context, brokers []string, lo LiveConfig, layers [
 		return fmt.Errorf("writing the live run record: %w", err)
 	}
 	return nil
-}
-
-// newLiveModel builds live mode's cloud model with newModel, or the
-// default one when newModel is nil.
-func newLiveModel(newModel func(time.Time) (*cloud.Model, error)) (*cloud.Model, error) {
-	if newModel != nil {
-		return newModel(LiveEpoch)
-	}
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		return nil, err
-	}
-	cfg := cloud.DefaultConfig()
-	cfg.Epoch = LiveEpoch
-	return cloud.NewModel(cat, cfg)
 }

@@ -112,7 +112,7 @@ func deleteRecords(ctx context.Context, adm *kadm.Client, del kadm.Offsets, log 
 }
 
 // RunConfigJSON is the config_json of a run's record: the command line's
-// arguments (args: a JSON list as flags gave them, or roleConfig.runJSON's
+// arguments (args: a JSON list as flags gave them, or roleconf.Config.RunJSON's
 // object, which adds the config file and what it set) with what the run
 // resolved — the topics' partition count and the name prefix.
 func RunConfigJSON(args string, partitions int, names schemas.Names) string {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/strata-rl/strata/pipeline"
 )
 
 // mainFunc runs a command with the arguments after its name.
@@ -32,10 +34,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "run", summary: "replay a trace through the closed loop in one process (--observed: the open loop)", main: runMain},
-		{name: "replay", summary: "produce a trace into Kafka: invocations, or telemetry with --observed", main: replayMain},
-		{name: "features", summary: "window strata.telemetry.v1 into state batches on NATS", main: featuresMain},
+		{name: "replay", summary: "produce a trace into Kafka: invocations, or telemetry with --observed", main: roleMain("strata replay", pipeline.DefaultReplayRole)},
+		{name: "features", summary: "window strata.telemetry.v1 into state batches on NATS", main: roleMain("strata features", pipeline.DefaultFeaturesRole)},
 		{name: "agent", summary: "serve one layer's policy on NATS: a run's ticks, and single decisions with --act", main: agentMain},
-		{name: "sink", summary: "write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB", main: sinkMain},
+		{name: "sink", summary: "write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB", main: roleMain("strata sink", pipeline.DefaultSinkRole)},
 		{name: "sql", summary: "query the decision and reward tables (DuckDB file or ClickHouse)", main: sqlMain},
 		{name: "eval", summary: "compare the baselines (--baselines) or trained models (--models) on evaluation days", main: evalMain},
 		{name: "trace", group: true, main: traceRun, subs: []command{
@@ -45,11 +47,11 @@ func commands() []command {
 		{name: "export", group: true, main: exportMain, subs: []command{
 			{name: "sequences", summary: "the operational state of a closed-loop run as LSTM samples (Parquet)", main: exportSequencesMain},
 		}},
-		{name: "learner", summary: "train DQN and PPO on a run's transitions, publish checkpoints to JetStream", main: learnerMain},
+		{name: "learner", summary: "train DQN and PPO on a run's transitions, publish checkpoints to JetStream", main: roleMain("strata learner", pipeline.DefaultLearnerRole)},
 		{name: "train", summary: "train the learned agents: closed-loop episodes on days 1–10, validation on 11–12", main: trainMain},
 		{name: "train-lstm", summary: "train the operational LSTM on exported sequences", main: trainLSTMMain},
 		{name: "ingest", summary: "serve live telemetry over HTTP (JSON, OTLP) into Kafka, and the decisions API", main: ingestMain, subs: []command{
-			{name: "load", summary: "send a trace to strata ingest as live telemetry at a target rate", main: ingestLoadMain},
+			{name: "load", summary: "send a trace to strata ingest as live telemetry at a target rate", main: roleMain("strata ingest load", pipeline.DefaultLoadRole)},
 		}},
 		{name: "live", summary: "live mode in one process: ingest, features, agents, decisions API, shadow twin, sink", main: liveMain},
 		{name: "bench", group: true, main: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {

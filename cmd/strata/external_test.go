@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 )
 
@@ -53,13 +54,13 @@ func TestRunExternalLayer(t *testing.T) {
 	go func() {
 		agentDone <- run(actx, []string{"agent", "--layer", "tactical", "--policy", "greedy-cost", "--nats", srv.URL(), "--run-id", "ext"}, &agentOut, &agentErr)
 	}()
-	external := runSummary(t, "--tactical", policyExternal, "--nats", srv.URL())
+	external := runSummary(t, "--tactical", pipeline.PolicyExternal, "--nats", srv.URL())
 	stopAgent()
 	if err := <-agentDone; err != nil {
 		t.Fatalf("strata agent: %v\n%s", err, &agentErr)
 	}
 
-	if external.TwinTicks != 431 || external.Policies["tactical"] != policyExternal || external.Layers["tactical"].Decisions == 0 {
+	if external.TwinTicks != 431 || external.Policies["tactical"] != pipeline.PolicyExternal || external.Layers["tactical"].Decisions == 0 {
 		t.Fatalf("external tactical layer: %d ticks, policy %q, %d decisions; want 431 ticks and the agent's decisions",
 			external.TwinTicks, external.Policies["tactical"], external.Layers["tactical"].Decisions)
 	}
@@ -71,7 +72,7 @@ func TestRunExternalLayer(t *testing.T) {
 
 // runSummary runs `strata run` on the 998 real rows (run id ext, two
 // partitions, no store) with extra flags and returns its summary.
-func runSummary(t *testing.T, flags ...string) loopSummary {
+func runSummary(t *testing.T, flags ...string) pipeline.LoopSummary {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -85,7 +86,7 @@ func runSummary(t *testing.T, flags ...string) loopSummary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum loopSummary
+	var sum pipeline.LoopSummary
 	if err := json.Unmarshal(b, &sum); err != nil {
 		t.Fatal(err)
 	}

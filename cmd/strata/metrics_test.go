@@ -4,53 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 )
-
-// TestServeMetrics serves the metrics on a free port and refuses a taken
-// one with the listener's error.
-func TestServeMetrics(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := serveMetrics(ctx, addr, newRegistry()); err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("go_goroutines")) {
-		t.Fatalf("GET /metrics: %v, status %d, %d bytes", err, resp.StatusCode, len(body))
-	}
-	// The port is now taken by the server above.
-	err = serveMetrics(ctx, addr, newRegistry())
-	want := "serving metrics on " + addr + ": listen tcp " + addr + ": bind: address already in use"
-	if err == nil || !errors.Is(err, syscall.EADDRINUSE) || err.Error() != want {
-		t.Fatalf("serving on a taken port: %v, want %q", err, want)
-	}
-}
 
 // TestMetricsAddrTaken starts every role that serves metrics on a taken
 // port: each fails at once with the listener's error, before it connects

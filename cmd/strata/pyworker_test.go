@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 )
 
@@ -53,7 +54,7 @@ func TestPythonWorkerServesTactical(t *testing.T) {
 	if first.TwinTicks != 431 || first.Invocations != 998 {
 		t.Fatalf("twin evaluated %d ticks of %d invocations, want 431 of 998", first.TwinTicks, first.Invocations)
 	}
-	if first.Policies["tactical"] != policyExternal || first.Layers["tactical"].Decisions == 0 {
+	if first.Policies["tactical"] != pipeline.PolicyExternal || first.Layers["tactical"].Decisions == 0 {
 		t.Fatalf("tactical layer: policy %q, %d decisions; want external with decisions", first.Policies["tactical"], first.Layers["tactical"].Decisions)
 	}
 	st, err := store.OpenDuckDB(context.Background(), db)
@@ -155,7 +156,7 @@ var servedRE = regexp.MustCompile(`served (\d+) decision batches`)
 // `strata run` with the tactical layer external on the same server (Kafka
 // embedded, two partitions) and store (DuckDB file; "" for none), stops the
 // worker with SIGTERM and returns the run's summary.
-func runWithPyWorker(t *testing.T, py, store string) loopSummary {
+func runWithPyWorker(t *testing.T, py, store string) pipeline.LoopSummary {
 	t.Helper()
 	srv, err := natsbus.StartEmbedded(t.TempDir())
 	if err != nil {
@@ -169,7 +170,7 @@ func runWithPyWorker(t *testing.T, py, store string) loopSummary {
 	var out, errb bytes.Buffer
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, []string{"run", "--trace", pipelinetest.RealTrace, "--nats", srv.URL(), "--tactical", policyExternal,
+		ran <- run(ctx, []string{"run", "--trace", pipelinetest.RealTrace, "--nats", srv.URL(), "--tactical", pipeline.PolicyExternal,
 			"--run-id", pyRunID, "--partitions", "2", "--store=" + store, "--summary", sumPath, "--progress=false"}, &out, &errb)
 	}()
 	select {
@@ -186,7 +187,7 @@ func runWithPyWorker(t *testing.T, py, store string) loopSummary {
 	if err := p.stop(); err != nil {
 		t.Fatalf("the Python worker did not stop cleanly on SIGTERM: %v\n%s", err, &p.logs)
 	}
-	var sum loopSummary
+	var sum pipeline.LoopSummary
 	b, err := os.ReadFile(sumPath)
 	if err != nil {
 		t.Fatal(err)

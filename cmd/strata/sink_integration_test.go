@@ -56,7 +56,7 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run := fmt.Sprintf("it-sink-%d", time.Now().UnixNano())
+	runID := fmt.Sprintf("it-sink-%d", time.Now().UnixNano())
 	group := names.Group("it-sink")
 
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ProducerLinger(5*time.Millisecond))...)
@@ -74,8 +74,8 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 		}
 	}
 	const n1, n2, dup = 20000, 10000, 4000
-	produce(sinkRecords(names, run, 0, n1))
-	produce(sinkRecords(names, run, 0, dup)) // the same keys again
+	produce(sinkRecords(names, runID, 0, n1))
+	produce(sinkRecords(names, runID, 0, dup)) // the same keys again
 
 	st, err := store.OpenClickHouse(ctx, dsn)
 	if err != nil {
@@ -87,7 +87,7 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 	}
 	countOf := func(table string) uint64 {
 		t.Helper()
-		_, rows, err := st.Query(ctx, "SELECT count() FROM "+table+" FINAL WHERE run_id = '"+run+"'")
+		_, rows, err := st.Query(ctx, "SELECT count() FROM "+table+" FINAL WHERE run_id = '"+runID+"'")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +97,7 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 		"--batch-rows", "500", "--flush-interval", "50ms", "--json"}
 	sinkCmd := func(ctx context.Context, extra ...string) (sink.Stats, error) {
 		var out, errOut bytes.Buffer
-		if err := sinkMain(ctx, append(append([]string(nil), common...), extra...), &out, &errOut); err != nil {
+		if err := run(ctx, append(append([]string{"sink"}, common...), extra...), &out, &errOut); err != nil {
 			return sink.Stats{}, fmt.Errorf("strata sink: %w\n%s", err, errOut.String())
 		}
 		var s sink.Stats
@@ -131,8 +131,8 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 	}
 
 	// More keys and repeats while no sink runs; then the restart.
-	produce(sinkRecords(names, run, n1, n2))
-	produce(sinkRecords(names, run, dup, dup))
+	produce(sinkRecords(names, runID, n1, n2))
+	produce(sinkRecords(names, runID, dup, dup))
 	t0 := time.Now()
 	s2, err := sinkCmd(ctx, "--stop-after-idle", "3s")
 	if err != nil {
@@ -147,7 +147,7 @@ func TestIntegrationSinkKilledAndRestarted(t *testing.T) {
 		t.Errorf("rewards FINAL = %d, want %d distinct keys", got, want)
 	}
 	// Nothing lost: every key's row is the one produced for it.
-	_, rows, err := st.Query(ctx, "SELECT sum(prewarm), uniqExact(tick, app, func) FROM decisions FINAL WHERE run_id = '"+run+"'")
+	_, rows, err := st.Query(ctx, "SELECT sum(prewarm), uniqExact(tick, app, func) FROM decisions FINAL WHERE run_id = '"+runID+"'")
 	if err != nil {
 		t.Fatal(err)
 	}

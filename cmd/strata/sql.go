@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -15,30 +14,13 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/roleconf"
 )
-
-// storeFlags select the store: a ClickHouse server or a DuckDB file.
-type storeFlags struct {
-	file       string
-	clickhouse string
-}
-
-func (f *storeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.file, "store", store.DefaultDuckDBFile, "DuckDB `FILE` of the tables (used unless --clickhouse is given)")
-	fs.StringVar(&f.clickhouse, "clickhouse", "", "ClickHouse `DSN` (clickhouse://host:9000/database); the database is created if missing")
-}
-
-func (f *storeFlags) target() string {
-	if f.clickhouse != "" {
-		return f.clickhouse
-	}
-	return f.file
-}
 
 // sqlMain runs one query on the tables and prints its result.
 func sqlMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("strata sql", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("strata sql", stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: strata sql [--store FILE | --clickhouse DSN] [--format table|csv|json] "QUERY"
 
@@ -49,10 +31,10 @@ ClickHouse form of a query (SELECT count() FROM decisions FINAL) runs on both.
 `)
 		fs.PrintDefaults()
 	}
-	var sf storeFlags
-	sf.register(fs)
+	var sf pipeline.StoreFlags
+	sf.RegisterFlags(fs, "")
 	format := fs.String("format", "table", "output format: table, csv or json")
-	if _, err := parseFlags(fs, args); err != nil {
+	if _, err := roleconf.Parse(fs, args); err != nil {
 		return err
 	}
 	query := strings.TrimSpace(strings.Join(fs.Args(), " "))
@@ -71,7 +53,7 @@ ClickHouse form of a query (SELECT count() FROM decisions FINAL) runs on both.
 	default:
 		return fmt.Errorf("unknown --format %q: want table, csv or json", *format)
 	}
-	st, err := store.Open(ctx, sf.target())
+	st, err := store.Open(ctx, sf.Target())
 	if err != nil {
 		return err
 	}

@@ -140,7 +140,7 @@ func TestSinkThenSQL(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "s.duckdb")
 	var out, errOut bytes.Buffer
-	if err := sinkMain(context.Background(), []string{"--kafka", strings.Join(k.Brokers(), ","), "--store", path,
+	if err := run(context.Background(), []string{"sink", "--kafka", strings.Join(k.Brokers(), ","), "--store", path,
 		"--stop-after-idle", "3s", "--flush-interval", "20ms"}, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/strata-rl/strata/pipeline/roleconf"
 	"github.com/strata-rl/strata/replay"
 )
 
@@ -56,20 +57,19 @@ func traceParse(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func traceSynth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("strata trace synth", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("strata trace synth", stderr)
 	var cfg replay.SynthConfig
 	var out string
 	fs.IntVar(&cfg.Days, "days", 14, "length of the trace in `days` (day 0 is a Sunday)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "`seed` of the realisation; the same flags give byte-identical output")
 	fs.IntVar(&cfg.Apps, "apps", 0, "keep this many `apps` of the 119 (0 = all)")
 	fs.StringVar(&out, "out", "", "output `FILE` (\"-\" = stdout, .gz suffix = gzip)")
-	confPath := registerConfig(fs)
+	confPath := roleconf.Register(fs)
 	pos, err := traceParse(fs, args)
 	if err != nil {
 		return err
 	}
-	if _, err := loadConfig(fs, *confPath, false); err != nil {
+	if _, err := roleconf.Load(fs, *confPath, false); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -127,15 +127,14 @@ func traceWrite(path string, stdout io.Writer, src replay.Source) (n int64, err 
 }
 
 func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("strata trace stats", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("strata trace stats", stderr)
 	asJSON := fs.Bool("json", false, "print the statistics as JSON")
-	confPath := registerConfig(fs)
+	confPath := roleconf.Register(fs)
 	pos, err := traceParse(fs, args)
 	if err != nil {
 		return err
 	}
-	if _, err := loadConfig(fs, *confPath, false); err != nil {
+	if _, err := roleconf.Load(fs, *confPath, false); err != nil {
 		return err
 	}
 	if len(pos) != 1 {

@@ -1,11 +1,13 @@
 // Package sequences is the operational sequences file, a format of its
 // own with its writer and its reader side by side: `strata export
 // sequences` collects samples from the operational state batches of a run
-// (Collector, a pipeline.Config.OnBatch) and writes them as Parquet
-// (Write); `strata train-lstm` and `strata eval --lstm-test` read them
-// back (Read) into the LSTM's dataset (Dataset). One row per sample: the
-// operational row of a function at a tick and the newest step of its row
-// at the next tick; the schema metadata keys below describe the file.
+// (Collector, a pipeline.Config.OnBatch) and writes them as Parquet with
+// what the file says of itself (Write, Meta); `strata train-lstm` and
+// `strata eval --lstm-test` read them back (Read; File.Days and
+// File.SplitDays read the days back) into the LSTM's dataset (Dataset).
+// One row per sample: the operational row of a function at a tick and the
+// newest step of its row at the next tick; the schema metadata keys below
+// describe the file.
 package sequences
 
 import (
@@ -15,6 +17,8 @@ import (
 	"hash/fnv"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -27,6 +31,7 @@ import (
 
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // The operational sequences file (`strata export sequences`, read by
@@ -247,6 +252,31 @@ func (c *Collector) sorted() []*Sample {
 	return out
 }
 
+// Meta is what a sequences file says of itself, in its schema metadata
+// (the keys above; KeyFormat is always Format).
+type Meta struct {
+	// Seed seeded the sample (KeySeed).
+	Seed uint64
+	// FirstDay and LastDay are the trace days exported, 1-based inclusive
+	// (KeyDays, "first-last").
+	FirstDay, LastDay int
+	// Source names the trace (KeySource).
+	Source string
+	// Seen counts the samples built, Skipped those whose target had a
+	// missing value (KeySeen, KeySkipped); Write sets KeySampled to the
+	// samples it writes.
+	Seen, Skipped int64
+}
+
+// keys returns the schema metadata of m for a file of sampled samples.
+func (m Meta) keys(sampled int) map[string]string {
+	return map[string]string{
+		KeyFormat: Format, KeySeed: strconv.FormatUint(m.Seed, 10), KeyDays: fmt.Sprintf("%d-%d", m.FirstDay, m.LastDay),
+		KeySource: m.Source, KeySeen: strconv.FormatInt(m.Seen, 10), KeySampled: strconv.Itoa(sampled),
+		KeySkipped: strconv.FormatInt(m.Skipped, 10),
+	}
+}
+
 // arrowSchema is the sequences file's schema with meta attached.
 func arrowSchema(meta map[string]string) *arrow.Schema {
 	keys := make([]string, 0, len(meta))
@@ -269,9 +299,9 @@ func arrowSchema(meta map[string]string) *arrow.Schema {
 }
 
 // Write writes samples to path as Parquet (zstd, row groups of
-// 64Ki rows) and returns the file size.
-func Write(path string, samples []*Sample, meta map[string]string) (int64, error) {
-	sc := arrowSchema(meta)
+// 64Ki rows) with meta in its schema metadata and returns the file size.
+func Write(path string, samples []*Sample, meta Meta) (int64, error) {
+	sc := arrowSchema(meta.keys(len(samples)))
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
@@ -323,8 +353,6 @@ func Write(path string, samples []*Sample, meta map[string]string) (int64, error
 	}
 	return st.Size(), nil
 }
-
-// exportUsage lists the exports.
 
 // File is a sequences file read back: its samples with their ticks and
 // its schema metadata.
@@ -439,6 +467,39 @@ func Read(ctx context.Context, path string) (*File, error) {
 		return nil, fmt.Errorf("reading %s: %d rows read of %d (chunks of the columns differ)", path, len(out.Samples), n)
 	}
 	return out, nil
+}
+
+// Days returns the trace days the file holds (KeyDays), 1-based
+// inclusive.
+func (f *File) Days() (first, last int, err error) {
+	v := f.Meta[KeyDays]
+	a, b, ok := strings.Cut(v, "-")
+	if ok {
+		if first, err = strconv.Atoi(a); err == nil {
+			last, err = strconv.Atoi(b)
+		}
+	}
+	if !ok || err != nil || first < 1 || last < first {
+		return 0, 0, fmt.Errorf("%s %q: want FIRST-LAST, 1-based", KeyDays, v)
+	}
+	return first, last, nil
+}
+
+// SplitDays splits the file's samples by trace day: those of days first
+// to last (1-based inclusive) and the others.
+func (f *File) SplitDays(first, last int) (in, others []lstm.Sample, err error) {
+	from, _, err := f.Days()
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, s := range f.Samples {
+		if d := from + int(f.Ticks[i]/grid.TicksPerDay); d >= first && d <= last {
+			in = append(in, s)
+		} else {
+			others = append(others, s)
+		}
+	}
+	return in, others, nil
 }
 
 // Dataset adds the samples to a Dataset (NaN/±Inf ones are rejected and

@@ -32,7 +32,7 @@
 // serves them; neither trains or runs a network.
 //
 // consumers/... links no database client: the sink writes through its
-// Writer interface, which cmd/strata fills with an infra/store backend.
+// Writer interface, which pipeline fills with an infra/store backend.
 //
 // # Adapters
 //
@@ -47,7 +47,8 @@
 //     (service.go);
 //   - consumers/decisions: the pure View.Apply beside the JetStream Follow;
 //   - consumers/sink, producers, ingest (the HTTP service writes to Kafka),
-//     infra/... and cmd/strata.
+//     infra/..., the wiring (pipeline/... and the workflows of
+//     experiments/train and experiments/eval) and cmd/strata.
 //
 // Moving the twin's and the features' cores into packages of their own
 // would let the first rule cover them.

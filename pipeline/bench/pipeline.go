@@ -47,7 +47,7 @@ func Pipeline(ctx context.Context, c PipelineConfig, stdout io.Writer) error {
 		return errors.New("strata bench pipeline: --runs and --raw-sample must be positive")
 	}
 	o := c.Config
-	o.Epoch, o.LatenessUS, o.StateRetention = grid.DefaultEpoch, 600_000_000, c.StateRetention
+	o.Epoch, o.LatenessUS, o.StateRetention = grid.DefaultEpoch, benchLatenessUS, c.StateRetention
 	synth := func() (replay.Source, error) {
 		return replay.NewSynth(replay.SynthConfig{Days: c.Days, Seed: c.Seed, Apps: c.Apps})
 	}

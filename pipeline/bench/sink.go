@@ -55,7 +55,8 @@ type SinkConfig struct {
 	Rows, BatchRows, Runs int
 	// Seed seeds the synthetic trace the rows come from.
 	Seed int64
-	// NewModel builds the cloud model with trace time 0 at an epoch.
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
 	// Logger receives the sink's log.
 	Logger *slog.Logger
@@ -155,7 +156,7 @@ const benchSinkPolicy = "bench-prewarm-active"
 // closed loop's runs, that gives about one operational reward per
 // decision, plus the hourly and daily rewards. The cloud model is newModel's.
 func sinkBenchRows(ctx context.Context, newModel func(time.Time) (*cloud.Model, error), runID string, n int, seed int64) (*benchRows, error) {
-	m, err := newModel(grid.DefaultEpoch)
+	m, err := pipeline.ModelAt(newModel, grid.DefaultEpoch)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,283 @@
+package eval
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/experiments"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
+)
+
+// The reference configuration of `strata eval --baselines`: `strata run`'s
+// defaults. Each comparison row replaces one layer's policy of it.
+const (
+	refStrategic   = pipeline.DefaultStrategicPolicy
+	refTactical    = pipeline.DefaultTacticalPolicy
+	refOperational = pipeline.DefaultOperationalPolicy
+)
+
+// evalRow is one line of the comparison: a configuration and its figures
+// over the evaluation days.
+type evalRow struct {
+	Varied      string             `json:"varied"`
+	Policy      string             `json:"policy"`
+	Policies    map[string]string  `json:"policies"`
+	Models      string             `json:"models,omitempty"`
+	MeanReward  map[string]float64 `json:"mean_reward"`
+	MeanRegret  map[string]float64 `json:"mean_regret"`
+	Invocations int64              `json:"invocations"`
+	CostPerM    float64            `json:"cost_per_million_usd"`
+	GCO2ePerM   float64            `json:"gco2e_per_million"`
+	P50         float64            `json:"latency_p50_ms"`
+	P95         float64            `json:"latency_p95_ms"`
+	P99         float64            `json:"latency_p99_ms"`
+	ColdRate    float64            `json:"cold_start_rate"`
+	SLARate     float64            `json:"sla_violation_rate"`
+	WallSeconds float64            `json:"wall_seconds"`
+}
+
+// evalVariants returns the configurations to run: the reference, then for
+// each layer in layers every other policy of that layer (only those in
+// only, when it is not empty).
+func evalVariants(layers []schemas.Layer, only []string) []evalRow {
+	ref := map[string]string{string(schemas.Strategic): refStrategic, string(schemas.Tactical): refTactical, string(schemas.Operational): refOperational}
+	out := []evalRow{{Varied: "reference", Policy: "", Policies: ref}}
+	for _, l := range layers {
+		names := agents.Names(l)
+		if l != schemas.Operational {
+			names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+		}
+		for _, n := range names {
+			if n == ref[string(l)] || len(only) > 0 && !slices.Contains(only, n) {
+				continue
+			}
+			p := map[string]string{}
+			for k, v := range ref {
+				p[k] = v
+			}
+			p[string(l)] = n
+			out = append(out, evalRow{Varied: string(l), Policy: n, Policies: p})
+		}
+	}
+	return out
+}
+
+// Config configures `strata eval`.
+type Config struct {
+	// Common is where Kafka and NATS are (embedded when empty), the log
+	// level and the trace epoch.
+	pipeline.Common
+	Source pipeline.Source
+	// Baselines compares the baseline policies, varying one layer at a
+	// time against the reference.
+	Baselines bool
+	// EvalDays are the scored days, 1-based inclusive; WarmupDays the days
+	// before them replayed unscored (-1: every day before them).
+	EvalDays   string
+	WarmupDays int
+	// Layers are the layers whose policies are varied; Policies, if set,
+	// the only policies varied to (both comma-separated).
+	Layers, Policies string
+	// CSV prints CSV instead of a markdown table; Summary, if set, also
+	// writes the rows as JSON to that file.
+	CSV     bool
+	Summary string
+	// Models are the model directories of the learned policies evaluated
+	// (one per training seed, comma-separated); TacticalOperational the
+	// operational policy of the tactical comparison; LSTMTest the
+	// sequences file of the evaluation days the LSTMs are scored on;
+	// LSTMModels more directories whose lstm.ckpt is scored; Rows the only
+	// configurations run.
+	Models, TacticalOperational, LSTMTest, LSTMModels, Rows string
+	// Placement is the placement before any decision.
+	Placement string
+	// PolicySeed seeds the policies' random choices.
+	PolicySeed int64
+	// Lateness is how far out of start order the trace may be.
+	Lateness time.Duration
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration.
+	NewModel func(epoch time.Time) (*cloud.Model, error)
+}
+
+// DefaultConfig is `strata eval`'s defaults.
+func DefaultConfig() Config {
+	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1}, EvalDays: "13-14", WarmupDays: -1,
+		Layers: "strategic,tactical,operational", TacticalOperational: "none", Placement: pipeline.DefaultPlacement,
+		PolicySeed: pipeline.DefaultPolicySeed, Lateness: pipeline.DefaultLateness}
+}
+
+// RegisterFlags registers the evaluation's flags, each name preceded by
+// prefix; their defaults are c's values.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	c.RegisterBatchFlags(fs, prefix)
+	c.Source.RegisterFlags(fs, prefix)
+	fs.BoolVar(&c.Baselines, prefix+"baselines", c.Baselines, "compare the baseline policies, varying one layer at a time against the reference ("+refStrategic+" / "+refTactical+" / "+refOperational+")")
+	fs.StringVar(&c.EvalDays, prefix+"eval-days", c.EvalDays, "evaluation days, 1-based inclusive (scored)")
+	fs.IntVar(&c.WarmupDays, prefix+"warmup-days", c.WarmupDays, "days before the evaluation window replayed unscored as warm-up (-1: every day before it, so pools, histograms and keep-alive state are those of a system that ran the whole trace)")
+	fs.StringVar(&c.Layers, prefix+"layers", c.Layers, "layers whose policies are varied")
+	fs.StringVar(&c.Policies, prefix+"policies", c.Policies, "vary only to these policies (comma-separated; default every policy of each layer)")
+	fs.BoolVar(&c.CSV, prefix+"csv", c.CSV, "print CSV instead of a markdown table")
+	fs.StringVar(&c.Summary, prefix+"summary", c.Summary, "also write the rows as JSON to `FILE`")
+	fs.StringVar(&c.Models, prefix+"models", c.Models, "evaluate the learned policies of these model `DIR`s (one per training seed, comma-separated; from strata train): PPO against the tactical baselines, the ablations, the LSTM's metrics")
+	fs.StringVar(&c.TacticalOperational, prefix+"tactical-operational", c.TacticalOperational, "with --models: operational policy of the tactical comparison (the one strata train ran; none = no pre-warming)")
+	fs.StringVar(&c.LSTMTest, prefix+"lstm-test", c.LSTMTest, "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
+	fs.StringVar(&c.LSTMModels, prefix+"lstm-models", c.LSTMModels, "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
+	fs.StringVar(&c.Rows, prefix+"rows", c.Rows, "with --models: run only these configurations (tactical policy names, ppo, random, DQN only, DQN+PPO, DQN+PPO+LSTM; comma-separated)")
+	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
+	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
+	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
+}
+
+// Validate reports an evaluation of nothing and days or layers that do
+// not parse.
+func (c *Config) Validate() error {
+	if !c.Baselines && c.Models == "" {
+		return errors.New("strata eval: say what to compare: --baselines, or --models DIR[,DIR…]")
+	}
+	if _, _, err := experiments.ParseDays(c.EvalDays); err != nil {
+		return err
+	}
+	if _, err := pipeline.ParseLayers(c.Layers); err != nil {
+		return fmt.Errorf("parsing --layers: %w", err)
+	}
+	return nil
+}
+
+// Run runs the evaluation: with Models the learned policies (Models),
+// else the baselines, the closed loop once per configuration over the
+// evaluation days after unscored warm-up days, and one comparison table
+// on stdout; each run's figures go to stderr as it ends.
+func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	first, last, _ := experiments.ParseDays(c.EvalDays)
+	w := c.WarmupDays
+	if w < 0 || w > first-1 {
+		w = first - 1
+	}
+	layers, _ := pipeline.ParseLayers(c.Layers)
+	logger, epoch, pl, err := c.LoopBasics(stderr, c.Placement)
+	if err != nil {
+		return err
+	}
+	win := window{cfg: c.Config, epoch: epoch, latenessUS: c.Lateness.Microseconds(), logger: logger,
+		fromUS: int64(first-1-w) * grid.StrategicTickUS, toUS: int64(last) * grid.StrategicTickUS, warmupDays: w}
+	base := pipeline.LoopOptions{Placement: pl, PolicySeed: c.PolicySeed, Source: &c.Source, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
+	if c.Models != "" {
+		me := modelsEval{dirs: pipeline.SplitList(c.Models), tacticalOperational: c.TacticalOperational, lstmTest: c.LSTMTest,
+			lstmExtra: pipeline.SplitList(c.LSTMModels), csv: c.CSV, summary: c.Summary, rows: pipeline.SplitList(c.Rows)}
+		if len(me.dirs) == 0 {
+			return errNoModels
+		}
+		return evalModels(ctx, me, base, win, first, last, stdout, stderr)
+	}
+	var only []string
+	if c.Policies != "" {
+		only = strings.Split(c.Policies, ",")
+	}
+	rows := evalVariants(layers, only)
+	for i := range rows {
+		r := &rows[i]
+		if err := runEvalRow(ctx, r, base, win); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "eval %d/%d: %s %s: %d invocations scored, %.1f s\n", i+1, len(rows), r.Varied, r.Policy, r.Invocations, r.WallSeconds)
+	}
+	header := []string{"varied", "policy", "R strategic", "R tactical", "R operational", "regret strategic", "regret tactical", "regret operational",
+		"USD / M inv", "gCO2e / M inv", "p50 ms", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
+	table := make([][]string, len(rows))
+	for i, r := range rows {
+		pol := r.Policy
+		if r.Varied == "reference" {
+			pol = r.Policies["strategic"] + " / " + r.Policies["tactical"] + " / " + r.Policies["operational"]
+		}
+		table[i] = []string{r.Varied, pol,
+			f4(r.MeanReward["strategic"]), f4(r.MeanReward["tactical"]), f4(r.MeanReward["operational"]),
+			f4(r.MeanRegret["strategic"]), f4(r.MeanRegret["tactical"]), f4(r.MeanRegret["operational"]),
+			fmt.Sprintf("%.2f", r.CostPerM), fmt.Sprintf("%.0f", r.GCO2ePerM),
+			fmt.Sprintf("%.0f", r.P50), fmt.Sprintf("%.0f", r.P95), fmt.Sprintf("%.0f", r.P99),
+			fmt.Sprintf("%.2f", 100*r.ColdRate), fmt.Sprintf("%.2f", 100*r.SLARate)}
+	}
+	if c.CSV {
+		cw := csv.NewWriter(stdout)
+		_ = cw.Write(header)
+		_ = cw.WriteAll(table)
+		if err := cw.Error(); err != nil {
+			return fmt.Errorf("writing the comparison: %w", err)
+		}
+	} else {
+		fmt.Fprintf(stdout, "Days %d–%d scored (%d warm-up day(s) before, unscored); mean reward and regret against the per-interval oracle per layer; figures over the scored invocations.\n\n", first, last, w)
+		fmt.Fprintf(stdout, "| %s |\n", strings.Join(header, " | "))
+		fmt.Fprintf(stdout, "|%s\n", strings.Repeat("---|", len(header)))
+		for _, t := range table {
+			fmt.Fprintf(stdout, "| %s |\n", strings.Join(t, " | "))
+		}
+	}
+	if c.Summary != "" {
+		return pipeline.WriteJSON(c.Summary, rows)
+	}
+	return nil
+}
+
+// window is the evaluation window every configuration runs over: the
+// days [fromUS, toUS) of the trace, the first warmupDays of them
+// unscored, on cfg's Kafka and NATS.
+type window struct {
+	cfg          pipeline.Config
+	epoch        time.Time
+	latenessUS   int64
+	logger       *slog.Logger
+	fromUS, toUS int64
+	warmupDays   int
+}
+
+// runIDSafe maps s to the characters a run id may hold (it becomes part
+// of NATS keys and subjects): letters, digits, '-' and '_'.
+func runIDSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
+
+// runEvalRow runs r's configuration (r.Policies; lo gives the rest) over
+// the window w, and fills r's figures.
+func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w window) error {
+	o := experiments.FullSpeed(w.cfg, w.epoch, w.latenessUS, w.logger, fmt.Sprintf("eval-%s-%s-%d", r.Varied, runIDSafe(r.Policy), time.Now().UnixNano()))
+	lo.Strategic, lo.Tactical, lo.Operational = r.Policies["strategic"], r.Policies["tactical"], r.Policies["operational"]
+	t0 := time.Now()
+	res, name, o, err := experiments.RunWindow(ctx, lo, o, w.fromUS, w.toUS, int64(w.warmupDays)*grid.TicksPerDay)
+	if err != nil {
+		return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
+	}
+	sum := pipeline.NewLoopSummary(o, name, res, r.Policies)
+	r.MeanReward, r.MeanRegret = map[string]float64{}, map[string]float64{}
+	for l, ls := range res.Twin.Layers {
+		r.MeanReward[l], r.MeanRegret[l] = ls.MeanReward, ls.MeanRegret
+	}
+	r.Invocations = res.Twin.ScoredInvocations
+	r.CostPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
+	r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
+	r.WallSeconds = time.Since(t0).Seconds()
+	return nil
+}

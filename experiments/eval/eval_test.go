@@ -1,0 +1,106 @@
+package eval
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/strata-rl/strata/schemas"
+)
+
+// runEval runs the evaluation that args, `strata eval`'s flags, ask for.
+func runEval(t *testing.T, stdout, stderr io.Writer, args []string) error {
+	t.Helper()
+	c := DefaultConfig()
+	parseInto(t, &c, args...)
+	return Run(context.Background(), c, stdout, stderr)
+}
+
+func TestEvalVariants(t *testing.T) {
+	rows := evalVariants([]schemas.Layer{schemas.Tactical, schemas.Operational}, nil)
+	if rows[0].Varied != "reference" {
+		t.Fatalf("first row %+v, want the reference", rows[0])
+	}
+	seen := map[string]bool{}
+	for _, r := range rows[1:] {
+		// One layer differs from the reference, never to the reference's
+		// own policy.
+		diff := 0
+		for l, p := range r.Policies {
+			if p != rows[0].Policies[l] {
+				diff++
+				if l != r.Varied || p != r.Policy {
+					t.Fatalf("row %+v changes %s", r, l)
+				}
+			}
+		}
+		if diff != 1 {
+			t.Fatalf("row %+v changes %d layers", r, diff)
+		}
+		seen[r.Varied+"/"+r.Policy] = true
+	}
+	for _, want := range []string{"tactical/oracle", "tactical/static-best", "tactical/power-tuning", "tactical/random", "operational/knative", "operational/reactive"} {
+		if !seen[want] {
+			t.Errorf("no row varies %s", want)
+		}
+	}
+	if seen["tactical/greedy-cost"] || seen["operational/hybrid-histogram"] || seen["strategic/random"] {
+		t.Errorf("rows vary the reference or an unselected layer: %v", seen)
+	}
+	if got := evalVariants([]schemas.Layer{schemas.Strategic}, []string{"oracle"}); len(got) != 2 || got[1].Policy != "oracle" {
+		t.Fatalf("--policies oracle: %+v", got)
+	}
+}
+
+// TestEvalOracle runs `strata eval --baselines` end to end on one synthetic
+// day of 3 apps without warm-up, varying the tactical layer to the
+// oracle only: two closed-loop runs, one table. The oracle's tactical
+// regret is below the reference's and its tactical reward above (with the
+// operational layer pre-warming, its regret need not be 0; see
+// docs/baselines.md).
+func TestEvalOracle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two closed-loop runs of a day")
+	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
+	js := filepath.Join(t.TempDir(), "eval.json")
+	var out, errb bytes.Buffer
+	err := runEval(t, &out, &errb, []string{"--baselines", "--synth-days", "1", "--apps", "3", "--eval-days", "1-1", "--warmup-days", "0",
+		"--layers", "tactical", "--policies", "oracle", "--csv", "--summary", js})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, &errb)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out.String())).ReadAll()
+	if err != nil {
+		t.Fatalf("output is not CSV: %v\n%s", err, &out)
+	}
+	if len(recs) != 3 || recs[0][0] != "varied" || recs[1][0] != "reference" || recs[2][1] != "oracle" {
+		t.Fatalf("table:\n%s", &out)
+	}
+	var rows []evalRow
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	ref, orc := rows[0], rows[1]
+	if ref.Invocations == 0 || ref.Invocations != orc.Invocations {
+		t.Fatalf("scored invocations %d and %d: want the same, positive", ref.Invocations, orc.Invocations)
+	}
+	if orc.MeanReward["tactical"] <= ref.MeanReward["tactical"] || orc.MeanRegret["tactical"] >= ref.MeanRegret["tactical"] {
+		t.Fatalf("oracle tactical reward %.4f regret %.4f vs reference %.4f %.4f", orc.MeanReward["tactical"], orc.MeanRegret["tactical"],
+			ref.MeanReward["tactical"], ref.MeanRegret["tactical"])
+	}
+	if _, err := strconv.ParseFloat(recs[1][8], 64); err != nil {
+		t.Fatalf("cost column %q: %v", recs[1][8], err)
+	}
+}

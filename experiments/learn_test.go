@@ -1,0 +1,68 @@
+package experiments_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/experiments"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
+)
+
+// learnLoop runs one training episode over the first day of a small
+// synthetic trace at speed, with a fresh learner whose PPO updates every
+// 32 transitions: its checkpoints switch the tactical model many times.
+func learnLoop(t *testing.T, speed replay.Speed) (pipeline.LoopResult, learner.Stats) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cfg := learner.DefaultConfig(3, schemas.Strategic, schemas.Tactical)
+	cfg.PPO.Rollout, cfg.PPO.Minibatch, cfg.PPO.Epochs = 32, 32, 2
+	lrn, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lrn.Close()
+	sf := &pipeline.Source{SynthDays: 1, Apps: 6, Seed: 1}
+	lo := pipeline.LoopOptions{Strategic: "greedy-cost", Tactical: "greedy-cost", Operational: "none", Placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
+		PolicySeed: 5, Source: sf, Learn: &pipeline.Learn{Learner: lrn}}
+	o := pipelinetest.Config("switch", speed, 2, &pipelinetest.BatchLog{})
+	res, _, _, err := experiments.RunWindow(ctx, lo, o, 0, grid.StrategicTickUS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, lrn.Stats()
+}
+
+// TestModelSwitchSameAtTwoSpeeds trains in the loop with the tactical
+// model switching at the hours the learner's checkpoints name: the
+// decisions, rewards and checkpoints are identical at full speed and at
+// 20000× (the workers wait for the learner, never the other way).
+func TestModelSwitchSameAtTwoSpeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two closed-loop training days")
+	}
+	t.Parallel() // its own embedded servers; the loop waits on round trips, so others use the idle cores
+	a, sa := learnLoop(t, 0)
+	if sa.Checkpoints[schemas.Tactical] < 4 || sa.PPO.Updates < 3 {
+		t.Fatalf("only %d tactical checkpoints, %d updates: the test needs model switches", sa.Checkpoints[schemas.Tactical], sa.PPO.Updates)
+	}
+	if a.Twin.Transitions == 0 || a.Twin.TransitionIntervals["tactical"] != 24 {
+		t.Fatalf("twin wrote %d transitions over %v intervals, want 24 tactical intervals", a.Twin.Transitions, a.Twin.TransitionIntervals)
+	}
+	b, sb := learnLoop(t, 20000)
+	if a.Twin.DecisionsSHA256 != b.Twin.DecisionsSHA256 || a.Twin.RewardsSHA256 != b.Twin.RewardsSHA256 {
+		t.Fatalf("speed max and 20000 differ: decisions %s vs %s, rewards %s vs %s", a.Twin.DecisionsSHA256, b.Twin.DecisionsSHA256,
+			a.Twin.RewardsSHA256, b.Twin.RewardsSHA256)
+	}
+	if sa.PPO.Updates != sb.PPO.Updates || sa.PPO.Accepted != sb.PPO.Accepted {
+		t.Fatalf("learners differ: %d/%d updates, %d/%d accepted", sa.PPO.Updates, sb.PPO.Updates, sa.PPO.Accepted, sb.PPO.Accepted)
+	}
+}

@@ -1,0 +1,374 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/experiments"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
+)
+
+// Config configures `strata train`.
+type Config struct {
+	// Common is where Kafka and NATS are (embedded when empty), the log
+	// level, the metrics address and the trace epoch.
+	pipeline.Common
+	Source pipeline.Source
+	// Layers are the layers to train, comma-separated: strategic (DQN),
+	// tactical (PPO), operational (LSTM, supervised).
+	Layers string
+	// Episodes is the number of closed-loop episodes over the training
+	// days (DQN and PPO).
+	Episodes int
+	// Seed seeds the networks, the exploration and the LSTM's sample
+	// order.
+	Seed int64
+	// Out is the directory of the best checkpoints, the curves and
+	// train.json (required).
+	Out string
+	// TrainDays and ValidDays are 1-based inclusive; the day before the
+	// validation days is replayed unscored as warm-up.
+	TrainDays, ValidDays string
+	// Strategic and Tactical decide the layers not trained; Operational
+	// decides the operational layer during the episodes and their
+	// validation.
+	Strategic, Tactical, Operational string
+	// Rollout is PPO's rollout size.
+	Rollout int
+	// DQNWarmUp and DQNUpdates: transitions before the first gradient
+	// step (and states the scaler is fitted on), and gradient steps per
+	// transition after.
+	DQNWarmUp  int
+	DQNUpdates float64
+	// Placement is the placement before any decision.
+	Placement string
+	// Lateness is how far out of start order the trace may be.
+	Lateness time.Duration
+	// LSTMData and LSTMValid are the LSTM's sequences files (default:
+	// exported into Out); LSTMSample the training export's sample size;
+	// LSTMEpochs its epochs at most; Loss its training loss.
+	LSTMData, LSTMValid string
+	LSTMSample          int
+	LSTMEpochs          int
+	Loss                string
+	// Progress prints each episode's results and PPO's updates on stderr.
+	Progress bool
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration.
+	NewModel func(epoch time.Time) (*cloud.Model, error)
+}
+
+// DefaultConfig is `strata train`'s defaults.
+func DefaultConfig() Config {
+	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1, SeedFlag: "trace-seed"},
+		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
+		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
+		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
+		LSTMSample: 200_000, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: "asymmetric", Progress: true}
+}
+
+// RegisterFlags registers the training's flags, each name preceded by
+// prefix; their defaults are c's values.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	c.Common.RegisterFlags(fs, prefix)
+	c.Source.RegisterFlags(fs, prefix)
+	fs.StringVar(&c.Layers, prefix+"layers", c.Layers, "layers to train: strategic (DQN), tactical (PPO), operational (LSTM, supervised)")
+	fs.IntVar(&c.Episodes, prefix+"episodes", c.Episodes, "closed-loop episodes over the training days (DQN and PPO)")
+	fs.Int64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the networks, the exploration and the LSTM's sample order")
+	fs.StringVar(&c.Out, prefix+"out", c.Out, "write the best checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt), curves and train.json to `DIR` (required)")
+	fs.StringVar(&c.TrainDays, prefix+"train-days", c.TrainDays, "training days, 1-based inclusive")
+	fs.StringVar(&c.ValidDays, prefix+"valid-days", c.ValidDays, "validation days, 1-based inclusive (the day before is replayed unscored as warm-up)")
+	fs.StringVar(&c.Strategic, prefix+"strategic", c.Strategic, "strategic policy when the strategic layer is not trained")
+	fs.StringVar(&c.Tactical, prefix+"tactical", c.Tactical, "tactical policy when the tactical layer is not trained")
+	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
+	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
+	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
+	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
+	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
+	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
+	fs.StringVar(&c.LSTMData, prefix+"lstm-data", c.LSTMData, "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
+	fs.StringVar(&c.LSTMValid, prefix+"lstm-valid", c.LSTMValid, "LSTM validation sequences `FILE`.parquet (default: exported from the validation days into --out)")
+	fs.IntVar(&c.LSTMSample, prefix+"lstm-sample", c.LSTMSample, "seeded sample size of the LSTM's training export (the validation export keeps a quarter of it)")
+	fs.IntVar(&c.LSTMEpochs, prefix+"lstm-epochs", c.LSTMEpochs, "LSTM epochs at most (early stopping may end sooner)")
+	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "LSTM training loss: asymmetric or symmetric")
+	fs.BoolVar(&c.Progress, prefix+"progress", c.Progress, "print each episode's results and PPO's updates on stderr")
+}
+
+// Validate reports a missing --out, layers or days that do not parse,
+// validation days not after the training days and fewer than one
+// episode.
+func (c *Config) Validate() error {
+	if c.Out == "" {
+		return errors.New("strata train: --out DIR is required")
+	}
+	if _, err := pipeline.ParseLayers(c.Layers); err != nil {
+		return fmt.Errorf("strata train --layers: %w", err)
+	}
+	tFirst, tLast, err := experiments.ParseDays(c.TrainDays)
+	if err != nil {
+		return fmt.Errorf("strata train --train-days: %w", err)
+	}
+	vFirst, vLast, err := experiments.ParseDays(c.ValidDays)
+	if err != nil {
+		return fmt.Errorf("strata train --valid-days: %w", err)
+	}
+	if vFirst <= tLast {
+		return fmt.Errorf("strata train: validation days %d–%d must come after the training days %d–%d", vFirst, vLast, tFirst, tLast)
+	}
+	if c.Episodes < 1 {
+		return errors.New("strata train: --episodes must be at least 1")
+	}
+	return nil
+}
+
+// Train runs the training: closed-loop episodes over the training days
+// through the real pipeline with an in-process learner (DQN and PPO),
+// validation of each episode's greedy policies on the validation days, the
+// best checkpoint per layer kept in c.Out, learning curves (CSV and PNG),
+// and the LSTM's supervised training from exported sequences. It prints
+// what it trained to stdout and its progress to stderr.
+func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	layers, _ := pipeline.ParseLayers(c.Layers)
+	tFirst, tLast, _ := experiments.ParseDays(c.TrainDays)
+	vFirst, vLast, _ := experiments.ParseDays(c.ValidDays)
+	pw := stderr
+	if !c.Progress {
+		pw = io.Discard
+	}
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", c.Out, err)
+	}
+	logger, epoch, pl, err := c.LoopBasics(stderr, c.Placement)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	sum := summary{Seed: c.Seed, Episodes: c.Episodes, TrainDays: c.TrainDays, ValidDays: c.ValidDays, Operational: c.Operational,
+		Best: map[string]int{}, BestReward: map[string]float64{}}
+	for _, l := range layers {
+		sum.Layers = append(sum.Layers, string(l))
+	}
+	var rl []schemas.Layer
+	for _, l := range layers {
+		if l != schemas.Operational {
+			rl = append(rl, l)
+		}
+	}
+	if len(rl) > 0 {
+		cat, err := cloud.DefaultCatalog()
+		if err != nil {
+			return err
+		}
+		lcfg := learner.DefaultConfig(uint64(c.Seed), rl...)
+		lcfg.PPO.Rollout = c.Rollout
+		// A 10-day episode yields only ~500 strategic transitions (one per
+		// active app and day): the algorithm's defaults (1,000 warm-up, one
+		// step per transition) would leave the DQN untrained for two
+		// episodes and with ~500 steps per episode after (docs/learner.md).
+		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = c.DQNWarmUp, c.DQNWarmUp, c.DQNUpdates
+		lcfg.Availability = ppo.CatalogAvailability(cat)
+		reg := pipeline.NewRegistry()
+		lrn, err := learner.New(lcfg, logger.With("role", "learner"), reg)
+		if err != nil {
+			return err
+		}
+		defer lrn.Close()
+		if err := pipeline.ServeMetrics(ctx, c.MetricsAddr, reg); err != nil {
+			return err
+		}
+		var updates []update
+		episode := 0
+		lrn.OnUpdate = func(e learner.UpdateEvent) {
+			u := update{Episode: episode + 1, Layer: string(e.Layer), Version: e.Version, InForce: e.InForce, DQNLoss: e.Loss}
+			if e.PPO != nil {
+				u.RolloutReward, u.PolicyLoss, u.ValueLoss, u.Entropy = e.PPO.MeanReward, e.PPO.PolicyLoss, e.PPO.ValueLoss, e.PPO.Entropy
+				u.ApproxKL, u.ExplainedVariance = e.PPO.ApproxKL, e.PPO.ExplainedVariance
+				fmt.Fprintf(pw, "  episode %d: ppo %s in force from hour %d (rollout mean reward %.4f, policy loss %.4f, value loss %.4f, entropy %.3f, KL %.4f)\n",
+					episode+1, e.Version, e.InForce, u.RolloutReward, u.PolicyLoss, u.ValueLoss, u.Entropy, u.ApproxKL)
+			}
+			updates = append(updates, u)
+		}
+		best := map[schemas.Layer]float64{}
+		for episode = 0; episode < c.Episodes; episode++ {
+			te := time.Now()
+			lo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.Seed,
+				Source: &c.Source, Learn: &pipeline.Learn{Learner: lrn, Episode: episode}, NewModel: c.NewModel}
+			o := experiments.FullSpeed(c.Config, epoch, c.Lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", c.Seed, episode+1, time.Now().UnixNano()))
+			res, _, _, err := experiments.RunWindow(ctx, lo, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0)
+			if err != nil {
+				return fmt.Errorf("training episode %d: %w", episode+1, err)
+			}
+			epDir := filepath.Join(c.Out, "episodes", strconv.Itoa(episode+1))
+			if err := os.MkdirAll(epDir, 0o755); err != nil {
+				return fmt.Errorf("creating %s: %w", epDir, err)
+			}
+			versions := map[schemas.Layer]string{}
+			for _, l := range rl {
+				data, v, err := lrn.Snapshot(l)
+				if err != nil {
+					return err
+				}
+				versions[l] = v
+				if err := os.WriteFile(filepath.Join(epDir, agents.CheckpointFile(l)), data, 0o644); err != nil {
+					return fmt.Errorf("writing episode %d's %s checkpoint: %w", episode+1, l, err)
+				}
+			}
+			eps := lcfg.DQN.Epsilon(episode)
+			for _, l := range rl {
+				ls := res.Twin.Layers[string(l)]
+				sum.Curves = append(sum.Curves, curve{Episode: episode + 1, Phase: "train", Layer: string(l), MeanReward: ls.MeanReward,
+					MeanRegret: ls.MeanRegret, Rewards: ls.Rewards, Version: versions[l], Epsilon: epsIf(l, eps), Seconds: time.Since(te).Seconds()})
+			}
+			// Validation: the episode's greedy policies on the validation
+			// days, the day before them replayed unscored.
+			tv := time.Now()
+			vlo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.Seed,
+				Source: &c.Source, Models: epDir, NewModel: c.NewModel}
+			for _, l := range rl {
+				switch l {
+				case schemas.Strategic:
+					vlo.Strategic = agents.LearnedName(l)
+				case schemas.Tactical:
+					vlo.Tactical = agents.LearnedName(l)
+				}
+			}
+			vo := experiments.FullSpeed(c.Config, epoch, c.Lateness.Microseconds(), logger, fmt.Sprintf("valid-s%d-e%d-%d", c.Seed, episode+1, time.Now().UnixNano()))
+			vres, _, _, err := experiments.RunWindow(ctx, vlo, vo, int64(vFirst-2)*grid.StrategicTickUS, int64(vLast)*grid.StrategicTickUS, grid.TicksPerDay)
+			if err != nil {
+				return fmt.Errorf("validating episode %d: %w", episode+1, err)
+			}
+			line := fmt.Sprintf("episode %d/%d (%.0f s train, %.0f s validation):", episode+1, c.Episodes, tv.Sub(te).Seconds(), time.Since(tv).Seconds())
+			for _, l := range rl {
+				ls := vres.Twin.Layers[string(l)]
+				cv := curve{Episode: episode + 1, Phase: "validation", Layer: string(l), MeanReward: ls.MeanReward, MeanRegret: ls.MeanRegret,
+					Rewards: ls.Rewards, Version: versions[l], Epsilon: epsIf(l, eps), Seconds: time.Since(tv).Seconds()}
+				if b, ok := best[l]; !ok || ls.MeanReward > b {
+					best[l], cv.Best = ls.MeanReward, true
+					sum.Best[string(l)], sum.BestReward[string(l)] = episode+1, ls.MeanReward
+					if err := copyFile(filepath.Join(epDir, agents.CheckpointFile(l)), filepath.Join(c.Out, agents.CheckpointFile(l))); err != nil {
+						return err
+					}
+				}
+				sum.Curves = append(sum.Curves, cv)
+				trainR := res.Twin.Layers[string(l)].MeanReward
+				line += fmt.Sprintf(" %s %s train R %.4f, validation R %.4f (regret %.4f)%s;", l, versions[l], trainR, cv.MeanReward, cv.MeanRegret, map[bool]string{true: " best", false: ""}[cv.Best])
+			}
+			fmt.Fprintln(pw, line)
+		}
+		if err := writeUpdatesCSV(filepath.Join(c.Out, "updates.csv"), updates); err != nil {
+			return err
+		}
+		sum.Learner = lrn.Stats()
+	}
+	if slices.Contains(layers, schemas.Operational) {
+		if err := c.trainLSTM(ctx, stdout, stderr); err != nil {
+			return err
+		}
+	}
+	sum.WallSeconds = time.Since(t0).Seconds()
+	if len(rl) > 0 {
+		// The LSTM alone writes its own lstm_curve.csv; DQN and PPO's
+		// curves and summary are left as they are.
+		if err := writeCurvesCSV(filepath.Join(c.Out, "curves.csv"), sum.Curves); err != nil {
+			return err
+		}
+		if err := plotCurves(filepath.Join(c.Out, "curves.png"), sum.Curves); err != nil {
+			return err
+		}
+		if err := pipeline.WriteJSON(filepath.Join(c.Out, "train.json"), sum); err != nil {
+			return err
+		}
+	}
+	if len(rl) > 0 {
+		fmt.Fprintf(stdout, "trained %v in %.0f s: best checkpoints in %s (best episode per layer %v, validation reward %v); curves in curves.csv and curves.png\n",
+			sum.Layers, sum.WallSeconds, c.Out, sum.Best, roundMap(sum.BestReward))
+	} else {
+		fmt.Fprintf(stdout, "trained the LSTM in %.0f s: %s\n", sum.WallSeconds, filepath.Join(c.Out, agents.CheckpointFile(schemas.Operational)))
+	}
+	return nil
+}
+
+func epsIf(l schemas.Layer, eps float64) float64 {
+	if l == schemas.Strategic {
+		return eps
+	}
+	return 0
+}
+
+func roundMap(m map[string]float64) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = strconv.FormatFloat(v, 'f', 4, 64)
+	}
+	return out
+}
+
+// trainLSTM exports the operational sequences of the training and
+// validation days (unless c names files) and trains the LSTM into c.Out.
+// The exports run as `strata export sequences` with the training's trace,
+// seed, log level and cloud model and that command's defaults otherwise
+// (the embedded environment, the default epoch); their reports go to
+// stderr.
+func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error {
+	export := func(out, days string, sample int) error {
+		e := DefaultExportConfig()
+		e.Out, e.Days, e.Sample, e.LogLevel, e.NewModel = out, days, sample, c.LogLevel, c.NewModel
+		e.Source.Seed, e.Source.Apps = c.Source.Seed, c.Source.Apps
+		if c.Source.Trace != "" {
+			e.Source.Trace = c.Source.Trace
+		} else {
+			e.Source.SynthDays, e.Source.SynthSet = c.Source.SynthDays, true
+		}
+		return Export(ctx, e, stderr, stderr)
+	}
+	data, valid := c.LSTMData, c.LSTMValid
+	if data == "" {
+		data = filepath.Join(c.Out, "sequences-train.parquet")
+		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", c.TrainDays, data)
+		if err := export(data, c.TrainDays, c.LSTMSample); err != nil {
+			return fmt.Errorf("exporting the LSTM's training sequences: %w", err)
+		}
+	}
+	if valid == "" {
+		valid = filepath.Join(c.Out, "sequences-valid.parquet")
+		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", c.ValidDays, valid)
+		if err := export(valid, c.ValidDays, max(c.LSTMSample/4, 1)); err != nil {
+			return fmt.Errorf("exporting the LSTM's validation sequences: %w", err)
+		}
+	}
+	l := DefaultLSTMConfig()
+	l.Data, l.Valid, l.Out, l.Seed, l.Loss = data, valid, c.Out, uint64(c.Seed), c.Loss
+	if c.LSTMEpochs > 0 {
+		l.Epochs = c.LSTMEpochs
+	}
+	return TrainLSTM(ctx, l, stdout, stderr)
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", from, err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		return fmt.Errorf("copying %s to %s: %w", from, to, err)
+	}
+	return nil
+}

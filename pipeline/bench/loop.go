@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
+)
+
+// LoopConfig configures the closed-loop benchmark.
+type LoopConfig struct {
+	// Config is where Kafka and NATS are (empty: embedded, a fresh pair
+	// per run), how the names are prefixed, the trace epoch and the
+	// logger.
+	pipeline.Config
+	Source Source
+	// Strategic, Tactical and Operational name each layer's policy.
+	Strategic, Tactical, Operational string
+	// Placement is the placement before any decision.
+	Placement cloud.Placement
+	// PolicySeed seeds the policies' random choices.
+	PolicySeed int64
+	// Runs is the number of runs of each side, interleaved.
+	Runs int
+	// Profiles profile the closed loop's first run.
+	Profiles *pipeline.Profiles
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration.
+	NewModel func(epoch time.Time) (*cloud.Model, error)
+}
+
+// Loop measures, in one process and in c.Runs interleaved rounds, the
+// embedded closed loop's ticks per second over the trace, as `strata run`
+// runs it without a store (replay, twin, features and the baseline policy
+// workers on kfake and an in-process nats-server, or on c.Brokers and
+// c.NATSURL), and its ceiling: the pure twin Engine, with the loop's
+// engine configuration, replaying the decision batches the first round's
+// loop evaluated each tick under (arrivals already in tick buckets, no
+// brokers, no features, no policies). The ceiling does the loop's engine
+// work exactly — idle functions held warm, every counterfactual behind the
+// rewards — so its decision and reward digests must equal the loop's; the
+// bench checks that. It prints every run, both sides' best rates and the
+// ratio of the best runs as its last line on stdout. Every round sets the
+// loop up afresh (policies keep state across the ticks they see) and gives
+// it an environment of its own with embedded brokers.
+func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
+	if c.Runs < 1 {
+		return errors.New("strata bench loop: --runs must be at least 1")
+	}
+	sf := c.Source.sources()
+	o := pipeline.Config{Brokers: c.Brokers, NATSURL: c.NATSURL, Partitions: c.Partitions, Names: c.Names,
+		Epoch: c.Epoch, LatenessUS: benchLatenessUS, Logger: c.Logger}
+	// The cache keeps static-best's choices (if a layer runs it) from the
+	// first round's setup for the others.
+	lf := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: c.Placement,
+		PolicySeed: c.PolicySeed, Source: sf, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
+	prof := c.Profiles
+	if prof == nil {
+		prof = &pipeline.Profiles{}
+	}
+
+	// The ceiling's tick buckets, built once (untimed).
+	src, name, traceLen, closeSrc, err := sf.Open()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s; broker: %s\n",
+		CPUModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(strings.Join(c.Brokers, ","), "embedded kfake"))
+	ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
+	closeSrc()
+	if err != nil {
+		return fmt.Errorf("replaying %s into tick buckets: %w", name, err)
+	}
+
+	// rec holds the first round's decision batches by tick, and ref that
+	// round's run id and digests.
+	var (
+		rec                  map[int64][]*schemas.DecisionBatch
+		ref                  twin.Stats
+		refRunID             string
+		engineRate, loopRate float64
+	)
+	for i := range c.Runs {
+		lo, names, err := pipeline.SetupLoop(ctx, lf, o, name, o.Epoch)
+		if err != nil {
+			return err
+		}
+		lo.RunID = pipeline.NewRunID()
+		if rec == nil {
+			rec = map[int64][]*schemas.DecisionBatch{}
+			lo.Record = func(k int64, bs []*schemas.DecisionBatch) {
+				if len(bs) > 0 {
+					rec[k] = bs
+				}
+			}
+		}
+
+		// The closed loop, as `strata run --store ""` runs it, with the
+		// hops' metrics on a registry of the round's own.
+		reg := prometheus.NewRegistry()
+		lo.Registerer = reg
+		lsrc, _, _, closeLoopSrc, err := sf.Open()
+		if err != nil {
+			return err
+		}
+		runtime.GC()
+		stopProf, err := prof.Start()
+		if err != nil {
+			closeLoopSrc()
+			return err
+		}
+		res, err := pipeline.ClosedLoop(ctx, lo, lsrc, name, traceLen)
+		closeLoopSrc()
+		if perr := stopProf(); err == nil {
+			err = perr
+		}
+		if err != nil {
+			return err
+		}
+		rate := float64(res.Twin.Ticks) / res.Wall.Seconds()
+		loopRate = max(loopRate, rate)
+		fmt.Fprintf(stdout, "closed loop (strategic %s, tactical %s, operational %s, no store), run %d: %d invocations, %d ticks, %d decisions, %d rewards in %.2f s = %.1f ticks/s\n",
+			names[string(schemas.Strategic)], names[string(schemas.Tactical)], names[string(schemas.Operational)], i+1,
+			res.Replay.Invocations, res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards, res.Wall.Seconds(), rate)
+		fmt.Fprintf(stdout, "  per tick, mean: %s\n", hopSummary(reg, res.Twin.Ticks))
+		if i == 0 {
+			ref, refRunID = res.Twin, lo.RunID
+			if int64(len(ticks)) != ref.Ticks {
+				return fmt.Errorf("the loop evaluated %d ticks, the trace has %d", ref.Ticks, len(ticks))
+			}
+		}
+
+		// Ceiling: the pure engine replaying the first round's decisions.
+		lo.RunID = refRunID
+		runtime.GC()
+		er, dg, err := engineRun(ctx, lo, ticks, rec)
+		if err != nil {
+			return fmt.Errorf("replaying %s through the twin engine: %w", name, err)
+		}
+		if dg.Decisions() != ref.DecisionsSHA256 || dg.Rewards() != ref.RewardsSHA256 {
+			return fmt.Errorf("the engine replaying the loop's decisions wrote other tables than the loop: decisions %s vs %s, rewards %s vs %s",
+				dg.Decisions(), ref.DecisionsSHA256, dg.Rewards(), ref.RewardsSHA256)
+		}
+		rate = float64(er.ticks) / er.wall.Seconds()
+		engineRate = max(engineRate, rate)
+		fmt.Fprintf(stdout, "twin engine alone (the loop's decisions replayed, digests equal the loop's), run %d: %d ticks, %d arrivals, %d decisions, %d rewards in %.2f s = %.0f ticks/s\n",
+			i+1, er.ticks, er.arrivals, er.decisions, er.rewards, er.wall.Seconds(), rate)
+	}
+	fmt.Fprintf(stdout, "engine ceiling (best run): %.0f ticks/s; closed loop (best run): %.1f ticks/s\n", engineRate, loopRate)
+	fmt.Fprintf(stdout, "loop/engine ratio: %.4f\n", loopRate/engineRate)
+	return nil
+}
+
+// engineRun times the pure twin Engine once over ticks, with a fresh
+// engine configured as lo's loop (run id included), applying rec's
+// decision batches at their ticks, with no brokers; it returns the
+// digests of the decisions and rewards it produced.
+func engineRun(ctx context.Context, lo pipeline.LoopConfig, ticks [][]twin.Arrival, rec map[int64][]*schemas.DecisionBatch) (engineResult, *twin.Digests, error) {
+	cfg := lo.Engine
+	cfg.RunID = lo.RunID
+	eng, err := twin.NewEngine(lo.Model, cfg, lo.Profile)
+	if err != nil {
+		return engineResult{}, nil, err
+	}
+	dg := twin.NewDigests()
+	r, err := runEngine(ctx, eng, ticks, func(k int64) []*schemas.DecisionBatch { return rec[k] }, dg)
+	return r, dg, err
+}
+
+// hopSummary describes where a closed-loop run's ticks went, from the
+// metrics the twin, the features and the workers recorded in reg: each
+// hop's mean time per tick (histogram sum over ticks).
+func hopSummary(reg prometheus.Gatherer, ticks int64) string {
+	mfs, err := reg.Gather()
+	if err != nil || ticks == 0 {
+		return "(no metrics)"
+	}
+	sums := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				name := mf.GetName()
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "layer" {
+						name += "{" + lp.GetValue() + "}"
+					}
+				}
+				sums[name] += h.GetSampleSum()
+			}
+		}
+	}
+	ms := func(name string) float64 { return sums[name] / float64(ticks) * 1e3 }
+	var agents []string
+	for _, l := range schemas.Layers {
+		if v, ok := sums["strata_worker_tick_seconds{"+string(l)+"}"]; ok {
+			agents = append(agents, fmt.Sprintf("%s %.3f", l, v/float64(ticks)*1e3))
+		}
+	}
+	return fmt.Sprintf("twin evaluate %.3f ms + decision wait %.3f ms (scoring %.3f ms overlapped); features %.3f ms (encoding %.3f; watermarks read %.3f ms after produced, summed over partitions); agents %s ms",
+		ms("strata_twin_evaluate_seconds"), ms("strata_twin_decision_wait_seconds"), ms("strata_twin_score_seconds"),
+		ms("strata_features_watermark_seconds"), ms("strata_features_batch_encode_seconds"), ms("strata_features_watermark_delay_seconds"), strings.Join(agents, ", "))
+}

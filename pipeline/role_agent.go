@@ -1,0 +1,205 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/worker"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// agentDrainTimeout bounds how long a stopping agent waits for its NATS
+// connection to drain (replies and acknowledgements still in flight).
+const agentDrainTimeout = 10 * time.Second
+
+// AgentRole is `strata agent`: one layer's policy served over NATS until
+// ctx is done. With RunID it answers that run's state batches on
+// strata.state.<layer> with decision batches on strata.decision.<layer>
+// (the tick loop); with Act it also answers single live decisions on
+// strata.act.<layer> in the queue group worker.ActQueueGroup.
+type AgentRole struct {
+	// Layer and Policy name what is served.
+	Layer, Policy string
+	// NATSURL is the NATS server (required).
+	NATSURL string
+	// RunID is the run whose state batches are answered.
+	RunID string
+	// Act also answers single live decisions.
+	Act bool
+	// Seed seeds the policy's random choices.
+	Seed int64
+	// Models is the directory of trained checkpoints.
+	Models string
+	// Follow serves the learner's checkpoints for RunID; Live switches to
+	// a new one on arrival.
+	Follow, Live bool
+	// Epoch is trace time 0 in RFC 3339.
+	Epoch    string
+	LogLevel string
+	Names    schemas.Names
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration.
+	NewModel func(epoch time.Time) (*cloud.Model, error)
+}
+
+// DefaultAgentRole is the agent role's defaults.
+func DefaultAgentRole() AgentRole {
+	def := DefaultCommon()
+	return AgentRole{Seed: 1, Epoch: def.Epoch, LogLevel: def.LogLevel}
+}
+
+// RegisterFlags registers the role's flags, each name preceded by prefix;
+// their defaults are r's values.
+func (r *AgentRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.StringVar(&r.Layer, prefix+"layer", r.Layer, "layer to serve: strategic, tactical or operational")
+	fs.StringVar(&r.Policy, prefix+"policy", r.Policy, "policy `NAME`: strategic "+PolicyNames(schemas.Strategic)+"; tactical "+PolicyNames(schemas.Tactical)+"; operational "+PolicyNames(schemas.Operational))
+	fs.StringVar(&r.NATSURL, prefix+"nats", r.NATSURL, "NATS `URL` (required)")
+	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "answer this run's state batches (the tick loop); may be left out with --act to serve live requests only")
+	fs.BoolVar(&r.Act, prefix+"act", r.Act, "also answer single live decisions on strata.act.<layer> (request/reply, queue group "+worker.ActQueueGroup+")")
+	fs.Int64Var(&r.Seed, prefix+"seed", r.Seed, "seed of the policy's random choices")
+	fs.StringVar(&r.Models, prefix+"models", r.Models, "`DIR` of trained checkpoints for the learned policies (dqn, ppo, lstm)")
+	fs.BoolVar(&r.Follow, prefix+"follow", r.Follow, "serve the checkpoints that strata learner publishes for --run-id (policy dqn or ppo, exploring as in training): switch at the interval each checkpoint names, waiting for the learner")
+	fs.BoolVar(&r.Live, prefix+"live", r.Live, "with --follow: switch to a new checkpoint on arrival, never wait (live mode)")
+	fs.StringVar(&r.Epoch, prefix+"trace-epoch", r.Epoch, "wall-clock instant of trace time 0 (sets hour of day)")
+	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
+	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
+}
+
+// Validate reports what the flags set wrongly, before anything connects.
+func (r *AgentRole) Validate() error {
+	if err := schemas.ValidatePrefix(r.Names.Prefix); err != nil {
+		return err
+	}
+	layer, err := schemas.ParseLayer(r.Layer)
+	if err != nil {
+		return fmt.Errorf("strata agent --layer: %w", err)
+	}
+	switch {
+	case r.Policy == "":
+		return fmt.Errorf("strata agent needs --policy (%s policies: %s)", layer, PolicyNames(layer))
+	case r.NATSURL == "":
+		return errors.New("strata agent needs --nats")
+	case r.RunID == "" && !r.Act:
+		return errors.New("strata agent needs --run-id (the run whose state batches to answer), --act, or both")
+	case r.Follow && (r.RunID == "" || r.Policy != agents.LearnedName(layer) || layer == schemas.Operational):
+		return fmt.Errorf("strata agent --follow needs --run-id and the layer's learned policy (%s); the operational LSTM is trained offline", agents.LearnedName(layer))
+	}
+	return nil
+}
+
+// Run serves the policy until ctx is done and prints what it answered to
+// stdout.
+func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	layer, _ := schemas.ParseLayer(r.Layer)
+	logger, err := NewLogger(stderr, r.LogLevel)
+	if err != nil {
+		return err
+	}
+	epoch, err := ParseEpoch(r.Epoch)
+	if err != nil {
+		return err
+	}
+	model, err := ModelAt(r.NewModel, epoch)
+	if err != nil {
+		return err
+	}
+	opts := agents.Options{Seed: r.Seed, Model: model, Epoch: epoch, Models: r.Models}
+	// The tick loop and the act server each get an instance of their own:
+	// policies keep state across the ticks they see, so live requests
+	// sharing the tick loop's instance would change its decisions.
+	var tickPolicy, actPolicy agents.Policy
+	if r.RunID != "" && !r.Follow {
+		if tickPolicy, err = agents.New(r.Policy, layer, opts); err != nil {
+			return err
+		}
+	}
+	if r.Act {
+		if actPolicy, err = agents.New(r.Policy, layer, opts); err != nil {
+			return err
+		}
+	}
+	log := logger.With("role", "agent", "layer", layer, "policy", r.Policy)
+
+	nc, err := natsbus.Connect(r.NATSURL, "strata-agent-"+string(layer))
+	if err != nil {
+		return err
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	defer func() {
+		// Last: drain the connection (replies still buffered go out) and
+		// wait for it to close.
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+		}
+		select {
+		case <-closed:
+		case <-time.After(agentDrainTimeout):
+			log.Warn("nats connection did not drain in time; closing it")
+			nc.Close()
+		}
+	}()
+
+	var w *worker.Worker
+	if r.RunID != "" {
+		js, err := OpenJetStream(ctx, nc, r.Names)
+		if err != nil {
+			return err
+		}
+		var wp worker.Policy = tickPolicy
+		if r.Follow {
+			ms, err := natsbus.OpenModelStore(ctx, js, r.Names)
+			if err != nil {
+				return err
+			}
+			wp = learner.NewFollower(r.Policy, layer, r.RunID, ms, FollowerLoader(layer, opts, true), r.Live)
+		}
+		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, r.RunID, wp, log)
+		w.Names = r.Names
+	}
+	var as *worker.ActServer
+	if actPolicy != nil {
+		as = worker.NewActServer(nc, layer, actPolicy, log)
+		as.Names = r.Names
+		if err := as.Listen(); err != nil {
+			return err
+		}
+	}
+	log.Info("serving", "run", r.RunID, "act", r.Act)
+	g, gctx := errgroup.WithContext(ctx)
+	if w != nil {
+		g.Go(func() error { return w.Run(gctx) })
+	}
+	if as != nil {
+		g.Go(func() error { return as.Serve(gctx) })
+	}
+	err = g.Wait()
+	var parts []string
+	if w != nil {
+		parts = append(parts, fmt.Sprintf("%d tick batches decided (run %s)", w.Decided, r.RunID))
+	}
+	if as != nil {
+		st := as.Stats()
+		parts = append(parts, fmt.Sprintf("%d act requests answered, %d rejected", st.Answered, st.Rejected))
+	}
+	fmt.Fprintf(stdout, "agent %s %s: %s\n", layer, r.Policy, strings.Join(parts, "; "))
+	if err != nil {
+		return fmt.Errorf("serving %s policy %s: %w", layer, r.Policy, err)
+	}
+	return nil
+}

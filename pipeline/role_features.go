@@ -1,0 +1,104 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// FeaturesRole is `strata features`: the feature service alone against
+// an external Kafka and NATS, until interrupted or, with StopAfterFinal,
+// until a run ends.
+type FeaturesRole struct {
+	Common
+	// Group is the consumer group; "" is strata-features under the prefix.
+	Group string
+	// RunID windows only this run; "" windows every run.
+	RunID string
+	// StopAfterFinal exits once every partition has seen its run's final
+	// watermark.
+	StopAfterFinal bool
+	// CheckpointEvery is the wall-clock interval between checkpoints.
+	CheckpointEvery time.Duration
+}
+
+// DefaultFeaturesRole is the feature role's defaults.
+func DefaultFeaturesRole() FeaturesRole { return FeaturesRole{CheckpointEvery: 5 * time.Second} }
+
+// RegisterFlags registers the role's flags, each name preceded by prefix;
+// their defaults are r's values.
+func (r *FeaturesRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	r.Common.RegisterFlags(fs, prefix)
+	fs.StringVar(&r.Group, prefix+"group", r.Group, "consumer group (default strata-features under --prefix)")
+	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "only window this run (default: every run)")
+	fs.BoolVar(&r.StopAfterFinal, prefix+"stop-after-final", r.StopAfterFinal, "exit once every partition has seen its run's final watermark")
+	fs.DurationVar(&r.CheckpointEvery, prefix+"checkpoint-every", r.CheckpointEvery, "wall-clock interval between state checkpoints")
+}
+
+// Validate reports a missing --kafka or --nats.
+func (r *FeaturesRole) Validate() error {
+	if len(r.Brokers) == 0 || r.NATSURL == "" {
+		return errors.New("strata features needs --kafka and --nats (use strata run for the embedded pipeline)")
+	}
+	return nil
+}
+
+// Run serves the feature service until ctx is done (or the run ends) and
+// prints its counters to stdout.
+func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	logger, err := NewLogger(stderr, r.LogLevel)
+	if err != nil {
+		return err
+	}
+	epoch, err := ParseEpoch(r.Epoch)
+	if err != nil {
+		return err
+	}
+	reg := NewRegistry()
+	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+		return err
+	}
+	if err := schemas.ValidatePrefix(r.Names.Prefix); err != nil {
+		return err
+	}
+	nc, err := natsbus.Connect(r.NATSURL, "strata-features")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+	js, err := OpenJetStream(ctx, nc, r.Names)
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, r.Names.Bucket(schemas.BucketCheckpoints))
+	if err != nil {
+		return fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	svc, err := features.NewService(ctx, features.Config{Brokers: r.Brokers, Group: r.Group,
+		Epoch: epoch, StopAfterFinal: r.StopAfterFinal, RunID: r.RunID, CheckpointEvery: r.CheckpointEvery, Names: r.Names},
+		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, logger, reg)
+	if err != nil {
+		return err
+	}
+	err = svc.Run(ctx)
+	st := svc.Stats()
+	fmt.Fprintf(stdout, "features: %d invocations windowed, %d late, %d malformed, %d state batches %v\n",
+		st.Invocations, st.Late, st.Malformed, st.StatesPublished, st.Ticks)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if f, ok := stdout.(interface{ Sync() error }); ok {
+		_ = f.Sync()
+	}
+	return nil
+}

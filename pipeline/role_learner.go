@@ -1,0 +1,122 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// LearnerRole is `strata learner`: it trains the strategic DQN and the
+// tactical PPO on one run's transitions from Kafka and publishes versioned
+// checkpoints to the JetStream object store, until ctx is done.
+type LearnerRole struct {
+	// Brokers are Kafka's seed brokers, comma-separated; NATSURL the NATS
+	// server; RunID the run whose transitions it trains on (all required).
+	Brokers, NATSURL, RunID string
+	// Layers are the layers to train, comma-separated.
+	Layers string
+	// Seed seeds the networks' initialisation and the minibatch order.
+	Seed int64
+	// Episode is the run's episode number (0-based; sets the DQN's ε).
+	Episode     int
+	LogLevel    string
+	MetricsAddr string
+	Names       schemas.Names
+}
+
+// DefaultLearnerRole is the learner role's defaults.
+func DefaultLearnerRole() LearnerRole {
+	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info"}
+}
+
+// RegisterFlags registers the role's flags, each name preceded by prefix;
+// their defaults are r's values.
+func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.StringVar(&r.Brokers, prefix+"kafka", r.Brokers, "Kafka seed brokers `host:port[,…]` (required)")
+	fs.StringVar(&r.NATSURL, prefix+"nats", r.NATSURL, "NATS `URL` (required)")
+	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "train on this run's transitions (required)")
+	fs.StringVar(&r.Layers, prefix+"layers", r.Layers, "layers to train: strategic (DQN), tactical (PPO)")
+	fs.Int64Var(&r.Seed, prefix+"seed", r.Seed, "seed of the networks' initialisation and the minibatch order")
+	fs.IntVar(&r.Episode, prefix+"episode", r.Episode, "episode number of the run (0-based; sets the DQN's ε)")
+	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&r.MetricsAddr, prefix+"metrics-addr", r.MetricsAddr, "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
+	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
+}
+
+// Validate reports a name prefix that is not one, a missing --kafka,
+// --nats or --run-id and a layer list that does not parse.
+func (r *LearnerRole) Validate() error {
+	if err := schemas.ValidatePrefix(r.Names.Prefix); err != nil {
+		return err
+	}
+	if r.Brokers == "" || r.NATSURL == "" || r.RunID == "" {
+		return errors.New("strata learner needs --kafka, --nats and --run-id")
+	}
+	if _, err := ParseLayers(r.Layers); err != nil {
+		return fmt.Errorf("strata learner --layers: %w", err)
+	}
+	return nil
+}
+
+// Run trains until ctx is done and prints the learner's counters to
+// stdout.
+func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	layers, _ := ParseLayers(r.Layers)
+	logger, err := NewLogger(stderr, r.LogLevel)
+	if err != nil {
+		return err
+	}
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		return err
+	}
+	cfg := learner.DefaultConfig(uint64(r.Seed), layers...)
+	cfg.Availability = ppo.CatalogAvailability(cat)
+	reg := NewRegistry()
+	l, err := learner.New(cfg, logger.With("role", "learner"), reg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+		return err
+	}
+	nc, err := natsbus.Connect(r.NATSURL, "strata-learner")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := OpenJetStream(ctx, nc, r.Names)
+	if err != nil {
+		return err
+	}
+	ms, err := natsbus.OpenModelStore(ctx, js, r.Names)
+	if err != nil {
+		return err
+	}
+	l.OnUpdate = func(e learner.UpdateEvent) {
+		logger.Info("checkpoint published", "run", e.RunID, "layer", e.Layer, "version", e.Version, "in_force", e.InForce)
+	}
+	if err := l.Begin(ctx, r.RunID, r.Episode, ms); err != nil {
+		return err
+	}
+	err = ConsumeTransitions(ctx, kafka.ParseBrokers(r.Brokers), r.Names, GroupsOf(r.Names, r.RunID).Learner, r.RunID, logger, func(tr *stratapb.Transition) error {
+		return l.Handle(ctx, tr)
+	})
+	st := l.Stats()
+	fmt.Fprintf(stdout, "learner: run %s: %v transitions, %v intervals, %v checkpoints, rejected %v\n", r.RunID, st.Transitions, st.Intervals, st.Checkpoints, st.Rejected)
+	return err
+}

@@ -1,0 +1,164 @@
+package pipeline
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// RunRole is `strata run`: a trace replayed through the closed loop in one
+// process (RunLoop), or with Observed through the open loop (OpenLoop),
+// configured as the command line gave it.
+type RunRole struct {
+	Common
+	Source   Source
+	Replay   ReplayFlags
+	Store    StoreFlags
+	Profiles Profiles
+	// Summary, if set, is the file the run's JSON summary goes to.
+	Summary string
+	// Observed runs the open loop: the trace replayed as telemetry
+	// observed on its own platform, without the twin and agents.
+	Observed bool
+	// Strategic, Tactical and Operational name each layer's policy.
+	Strategic, Tactical, Operational string
+	// Placement is the placement before any decision.
+	Placement string
+	// PolicySeed seeds the policies' random choices.
+	PolicySeed int64
+	// Outcomes also writes per-invocation outcomes.
+	Outcomes bool
+	// Models is the directory of trained checkpoints.
+	Models string
+	// Transitions lists the layers whose learner transitions the twin
+	// writes (comma-separated, or none).
+	Transitions string
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration. RunJSON is the run's
+	// config_json before RunConfigJSON completes it.
+	NewModel func(epoch time.Time) (*cloud.Model, error)
+	RunJSON  string
+}
+
+// DefaultRunRole is `strata run`'s defaults.
+func DefaultRunRole() RunRole {
+	return RunRole{Source: DefaultSource(), Replay: DefaultReplayFlags(), Profiles: Profiles{What: "the run"},
+		Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
+		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical"}
+}
+
+// RegisterFlags registers the role's flags, each name preceded by prefix;
+// their defaults are r's values.
+func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	r.Common.RegisterFlags(fs, prefix)
+	r.Source.RegisterFlags(fs, prefix)
+	r.Replay.RegisterFlags(fs, prefix)
+	r.Store.RegisterFlags(fs, prefix)
+	r.Profiles.RegisterFlags(fs, prefix)
+	fs.StringVar(&r.Summary, prefix+"summary", r.Summary, "write a JSON summary of the run to `FILE`")
+	fs.BoolVar(&r.Observed, prefix+"observed", r.Observed, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
+	fs.StringVar(&r.Strategic, prefix+"strategic", r.Strategic, "strategic policy (daily, per app): "+PolicyNames(schemas.Strategic)+", none, or "+PolicyExternal+" (served by a worker outside this process, docs/worker-contract.md)")
+	fs.StringVar(&r.Tactical, prefix+"tactical", r.Tactical, "tactical policy (hourly, per function): "+PolicyNames(schemas.Tactical)+", none, or "+PolicyExternal+" (as for --strategic; agents/pyworker serves it from Python)")
+	fs.StringVar(&r.Operational, prefix+"operational", r.Operational, "operational policy (15 s, per active function): "+PolicyNames(schemas.Operational)+", none, or "+PolicyExternal+" (as for --strategic)")
+	fs.StringVar(&r.Placement, prefix+"default-placement", r.Placement, "placement before any decision: provider/metro/memory MB")
+	fs.Int64Var(&r.PolicySeed, prefix+"policy-seed", r.PolicySeed, "seed of the policies' random choices")
+	fs.BoolVar(&r.Outcomes, prefix+"outcomes", r.Outcomes, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
+	fs.StringVar(&r.Models, prefix+"models", r.Models, "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
+	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
+}
+
+// Validate reports a trace file given together with --synth-days and a
+// speed, placement or transition list that does not parse.
+func (r *RunRole) Validate() error {
+	if err := r.Source.Validate(); err != nil {
+		return err
+	}
+	if err := r.Replay.Validate(); err != nil {
+		return err
+	}
+	if r.Observed {
+		return nil
+	}
+	if _, err := ParsePlacement(r.Placement); err != nil {
+		return err
+	}
+	if _, err := ParseLayers(r.Transitions); err != nil {
+		return fmt.Errorf("parsing --transitions: %w", err)
+	}
+	return nil
+}
+
+// Run runs the loop and prints its report to stdout; the progress bar and
+// the log go to stderr.
+func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	logger, err := NewLogger(stderr, r.LogLevel)
+	if err != nil {
+		return err
+	}
+	sp, err := replay.ParseSpeed(r.Replay.Speed)
+	if err != nil {
+		return err
+	}
+	epoch, err := ParseEpoch(r.Epoch)
+	if err != nil {
+		return err
+	}
+	reg := NewRegistry()
+	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+		return err
+	}
+	stopProf, err := r.Profiles.Start()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stopProf(); perr != nil {
+			logger.Error("writing profiles", "err", perr)
+		}
+	}()
+	src, name, traceLen, closeSrc, err := r.Source.Open()
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+	o := Config{Brokers: r.Brokers, NATSURL: r.NATSURL, Partitions: r.Partitions, Names: r.Names,
+		Speed: sp, Epoch: epoch, RunID: r.Replay.RunID, LatenessUS: r.Replay.Lateness.Microseconds(), Logger: logger, Registerer: reg}
+	if r.Replay.Progress {
+		o.Progress = stderr
+	}
+	if o.RunID == "" {
+		o.RunID = NewRunID()
+	}
+	if !r.Observed {
+		pl, err := ParsePlacement(r.Placement)
+		if err != nil {
+			return err
+		}
+		tl, err := ParseLayers(r.Transitions)
+		if err != nil {
+			return fmt.Errorf("parsing --transitions: %w", err)
+		}
+		return RunLoop(ctx, LoopOptions{Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
+			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Outcomes: r.Outcomes,
+			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
+	}
+	res, err := OpenLoop(ctx, o, src, name, traceLen)
+	if err != nil {
+		return err
+	}
+	sum := NewSummary(o, name, res.Replay, res.Features, res.Wall)
+	sum.WriteText(stdout)
+	if r.Summary != "" {
+		return WriteJSON(r.Summary, sum)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/worker"
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// LoopOptions are what a closed-loop command decides besides the
+// environment (Config): the policies, the trace, where the tables go and
+// what the twin writes.
+type LoopOptions struct {
+	// Strategic, Tactical and Operational name each layer's policy: a
+	// baseline, a policy that runs inside the twin (static-best, oracle),
+	// a learned one (with Models), PolicyExternal, or "none".
+	Strategic, Tactical, Operational string
+	// Placement is the placement before any decision.
+	Placement cloud.Placement
+	// PolicySeed seeds the policies' random choices.
+	PolicySeed int64
+	// Source is the trace; SetupLoop reads its training days again.
+	Source *Source
+	// Store is a DuckDB file or a ClickHouse DSN; "" writes no tables.
+	Store string
+	// Outcomes also writes per-invocation outcomes.
+	Outcomes bool
+	// Transitions are the layers whose learner transitions the twin writes.
+	Transitions []schemas.Layer
+	// Models is the directory the learned policies (dqn, ppo, lstm) load
+	// their checkpoints from.
+	Models string
+	// Cache, if set, keeps static-best's choices across the runs of an
+	// evaluation: they depend only on the trace's training days.
+	Cache *LoopCache
+	// Learn, if set, makes the run a training episode of its learner: the
+	// layers it trains follow its checkpoints (their policy names are
+	// ignored).
+	Learn *Learn
+	// NewModel builds the cloud model with trace time 0 at an epoch; nil
+	// is the default catalog and configuration.
+	NewModel func(epoch time.Time) (*cloud.Model, error)
+	// RunJSON is the run's config_json before RunConfigJSON completes it.
+	RunJSON string
+	// Summary, if set, is the file RunLoop writes the run's JSON summary
+	// to.
+	Summary string
+}
+
+// LoopCache holds what SetupLoop derives from the training days once.
+type LoopCache struct {
+	static *twin.StaticChoices
+}
+
+// PolicyNames lists the policy names of layer l for the flag help: the
+// agents' baselines plus, for strategic and tactical, the policies that run
+// inside the twin.
+func PolicyNames(l schemas.Layer) string {
+	names := agents.Names(l)
+	if l != schemas.Operational {
+		names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+	}
+	return strings.Join(names, ", ") + ", " + agents.LearnedName(l) + " (with --models)"
+}
+
+// ModelAt builds the cloud model with trace time 0 at epoch: with
+// newModel, or the default catalog and configuration when it is nil.
+func ModelAt(newModel func(time.Time) (*cloud.Model, error), epoch time.Time) (*cloud.Model, error) {
+	if newModel != nil {
+		return newModel(epoch)
+	}
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		return nil, err
+	}
+	cfg := cloud.DefaultConfig()
+	cfg.Epoch = epoch
+	return cloud.NewModel(cat, cfg)
+}
+
+// SetupLoop builds what a closed-loop run needs besides the pipeline: the
+// cloud model (epoch o.Epoch, lo.NewModel), the functions' properties and
+// static-best's choices from the trace's training days (read again from
+// lo.Source, under trainEpoch: the trace's own epoch, which differs from
+// o.Epoch only when the run replays a shifted window of it), the policies
+// and the twin's configuration. It returns the policy name of each layer
+// too.
+func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, trainEpoch time.Time) (LoopConfig, map[string]string, error) {
+	var lc LoopConfig
+	m, err := ModelAt(lo.NewModel, o.Epoch)
+	if err != nil {
+		return lc, nil, err
+	}
+	mTrain := m
+	if !trainEpoch.Equal(o.Epoch) {
+		if mTrain, err = ModelAt(lo.NewModel, trainEpoch); err != nil {
+			return lc, nil, err
+		}
+	}
+	// Pass 1: function properties from the training days (a second read of
+	// the trace; the generator is deterministic, a file is read again).
+	pre, _, _, closePre, err := lo.Source.Open()
+	if err != nil {
+		return lc, nil, err
+	}
+	pb := twin.NewProfileBuilder(trainEpoch)
+	for {
+		in, err := pre.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *replay.LineError
+		if errors.As(err, &le) {
+			continue // counted and dead-lettered by the replay pass
+		}
+		if err != nil {
+			closePre()
+			return lc, nil, fmt.Errorf("deriving function properties from %s: %w", name, err)
+		}
+		pb.Add(in)
+	}
+	closePre()
+
+	profile := pb.Build(mTrain)
+	engCfg := twin.Config{DefaultPlacement: lo.Placement, Reward: m.Config().Reward, Outcomes: lo.Outcomes,
+		Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}}
+	policies := map[schemas.Layer]worker.Policy{}
+	names := map[string]string{}
+	for l, n := range map[schemas.Layer]string{schemas.Strategic: lo.Strategic, schemas.Tactical: lo.Tactical, schemas.Operational: lo.Operational} {
+		names[string(l)] = n
+		if n == "none" {
+			continue
+		}
+		if lo.Learn != nil && lo.Learn.Learner.Trains(l) {
+			continue // a follower of the learner's checkpoints (ClosedLoop)
+		}
+		if slices.Contains(lo.Transitions, l) {
+			engCfg.Transitions[l] = true
+		}
+		if n == PolicyExternal {
+			policies[l] = ExternalPolicy{}
+			continue
+		}
+		if ip, ok := twin.ParseInternalPolicy(n); ok && l != schemas.Operational {
+			engCfg.Internal[l] = ip
+			continue
+		}
+		p, err := agents.New(n, l, agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch, Models: lo.Models})
+		if err != nil {
+			return lc, nil, err
+		}
+		policies[l] = p
+	}
+	if lo.Cache != nil && lo.Cache.static != nil {
+		engCfg.Static = lo.Cache.static
+	} else if slices.Contains(slices.Collect(maps.Values(engCfg.Internal)), twin.PolicyStaticBest) {
+		// Pass 2: static-best's choices, from the training days replayed
+		// under the default placement.
+		src2, _, _, close2, err := lo.Source.Open()
+		if err != nil {
+			return lc, nil, err
+		}
+		t0 := time.Now()
+		c, err := twin.TrainStatic(ctx, mTrain, engCfg, profile, src2, o.LatenessUS)
+		close2()
+		if err != nil {
+			return lc, nil, err
+		}
+		engCfg.Static = c
+		if lo.Cache != nil {
+			lo.Cache.static = c
+		}
+		o.Logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
+	}
+	var learn *Learn
+	if lo.Learn != nil {
+		l := *lo.Learn
+		l.AgentOpts = agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch}
+		learn = &l
+	}
+	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn}, names, nil
+}
+
+// RunLoop runs `strata run` in the closed loop: it derives the functions'
+// properties from the trace's training days, then replays src (named
+// name, traceLenUS long when known) through the twin, the features and
+// the policy workers, with the sink writing lo.Store. It prints the run's
+// figures to w and writes lo.Summary.
+func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, name string, traceLenUS int64, w io.Writer) error {
+	lc, names, err := SetupLoop(ctx, lo, o, name, o.Epoch)
+	if err != nil {
+		return err
+	}
+	lc.Run = &stratapb.Run{RunId: o.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lo.Source.Seed,
+		Speed: o.Speed.String(), StrategicPolicy: lo.Strategic, TacticalPolicy: lo.Tactical, OperationalPolicy: lo.Operational,
+		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: o.Epoch.Format(time.RFC3339), ConfigJson: lo.RunJSON}
+	if lo.Store != "" {
+		st, err := store.Open(ctx, lo.Store)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = st.Close() }()
+		if err := st.EnsureSchema(ctx); err != nil {
+			return err
+		}
+		lc.Store = st
+	}
+	res, err := ClosedLoop(ctx, lc, src, name, traceLenUS)
+	if err != nil {
+		return err
+	}
+	sum := NewLoopSummary(o, name, res, names)
+	sum.WriteText(w)
+	if lo.Store != "" {
+		fmt.Fprintf(w, "  tables in %s: %d decisions, %d rewards written (query with: strata sql --store/--clickhouse …)\n",
+			lo.Store, res.Sink.Rows[schemas.TableDecisions], res.Sink.Rows[schemas.TableRewards])
+	}
+	if lo.Summary != "" {
+		return WriteJSON(lo.Summary, sum)
+	}
+	return nil
+}

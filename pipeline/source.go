@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas/grid"
+)
+
+// Source selects the trace a run replays: a file, or the synthetic
+// generator.
+type Source struct {
+	// Trace is a trace file in the Azure 2021 format (plain or .gz); ""
+	// generates a synthetic trace.
+	Trace string
+	// SynthDays, Seed and Apps configure the synthetic trace.
+	SynthDays int
+	Seed      int64
+	Apps      int
+	// SynthSet records that --synth-days was given: --trace excludes it.
+	SynthSet bool
+	// SeedFlag names the synthetic trace's seed flag; "" is "seed".
+	SeedFlag string
+}
+
+// DefaultSource is the trace of a command that says nothing: one
+// synthetic day of seed 1.
+func DefaultSource() Source { return Source{SynthDays: 1, Seed: 1} }
+
+// RegisterFlags registers --trace, --synth-days, the seed flag (SeedFlag)
+// and --apps, each name preceded by prefix; their defaults are s's values,
+// which --synth-days -h prints.
+func (s *Source) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	seedFlag := s.SeedFlag
+	if seedFlag == "" {
+		seedFlag = "seed"
+	}
+	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
+	fs.Var(&daysValue{days: &s.SynthDays, set: &s.SynthSet}, prefix+"synth-days", "generate `N` days of synthetic trace when no --trace is given")
+	fs.Int64Var(&s.Seed, prefix+seedFlag, s.Seed, "seed of the synthetic trace")
+	fs.IntVar(&s.Apps, prefix+"apps", s.Apps, "keep only this many apps of the synthetic trace (0 = all 119)")
+}
+
+// Validate reports a trace file given together with --synth-days.
+func (s *Source) Validate() error {
+	if s.Trace != "" && s.SynthSet {
+		return errors.New("--trace and --synth-days are exclusive")
+	}
+	return nil
+}
+
+// daysValue is the value of --synth-days: a number of days that records
+// whether the command line (or a config file) set it.
+type daysValue struct {
+	days *int
+	set  *bool
+}
+
+func (v *daysValue) String() string {
+	if v == nil || v.days == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.days)
+}
+
+func (v *daysValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a whole number of days")
+	}
+	*v.days, *v.set = n, true
+	return nil
+}
+
+// Open returns the selected source, its name for messages, its length in
+// trace microseconds when known (0 otherwise) and a closer.
+func (s *Source) Open() (src replay.Source, name string, lenUS int64, closeSrc func(), err error) {
+	if err := s.Validate(); err != nil {
+		return nil, "", 0, nil, err
+	}
+	if s.Trace != "" {
+		r, err := replay.OpenTrace(s.Trace)
+		if err != nil {
+			return nil, "", 0, nil, err
+		}
+		return r, s.Trace, 0, func() { _ = r.Close() }, nil
+	}
+	days := s.SynthDays
+	syn, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: s.Seed, Apps: s.Apps})
+	if err != nil {
+		return nil, "", 0, nil, fmt.Errorf("creating synthetic trace: %w", err)
+	}
+	return syn, fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d)", days, s.Seed, s.Apps), int64(days) * grid.StrategicTickUS, func() {}, nil
+}
+
+// ReplayFlags are the flags of the roles that replay a trace, as the
+// command line gave them.
+type ReplayFlags struct {
+	// Speed is trace seconds per wall second, or max.
+	Speed string
+	// RunID names the run; "" draws one.
+	RunID string
+	// Lateness is how far out of start order the trace may be.
+	Lateness time.Duration
+	// Progress shows a progress bar on stderr.
+	Progress bool
+}
+
+// DefaultReplayFlags are the replay's defaults: full speed, a drawn run
+// id, DefaultLateness, a progress bar.
+func DefaultReplayFlags() ReplayFlags {
+	return ReplayFlags{Speed: "max", Lateness: DefaultLateness, Progress: true}
+}
+
+// RegisterFlags registers --speed, --run-id, --allowed-lateness and
+// --progress, each name preceded by prefix; their defaults are r's values.
+func (r *ReplayFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.StringVar(&r.Speed, prefix+"speed", r.Speed, "replay speed: trace seconds per wall second (3600 = an hour a second), or max")
+	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "run id (default: random)")
+	fs.DurationVar(&r.Lateness, prefix+"allowed-lateness", r.Lateness, "how far out of start order the trace may be; later rows are dead-lettered")
+	fs.BoolVar(&r.Progress, prefix+"progress", r.Progress, "show a progress bar on stderr")
+}
+
+// Validate reports a speed that does not parse.
+func (r *ReplayFlags) Validate() error {
+	_, err := replay.ParseSpeed(r.Speed)
+	return err
+}
