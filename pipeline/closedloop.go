@@ -20,6 +20,7 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -309,25 +310,17 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 }
 
 // WaitSink waits until the sink has written the twin's decisions and
-// rewards (a redelivered record counts again, so "at least"). It polls
-// the sink's Stats: the sink counts rows as it writes them but has no
-// signal for reaching given offsets, and the twin's counts are only known
-// once the loop's sources have stopped.
+// rewards (a redelivered record counts again, so "at least"), woken by the
+// sink after each batch it writes; the twin's counts are only known once
+// the loop's sources have stopped.
 func WaitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
+	caughtUp := func() bool {
 		st := sk.Stats()
-		if st.Rows[schemas.TableDecisions] >= ts.Decisions && st.Rows[schemas.TableRewards] >= ts.Rewards &&
-			st.Rows[schemas.TableOutcomes] >= ts.Outcomes && st.Rows[schemas.TableRuns] >= 1 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errors.New("sink stopped before it caught up")
-		case <-t.C:
-		}
+		return st.Rows[schemas.TableDecisions] >= ts.Decisions && st.Rows[schemas.TableRewards] >= ts.Rewards &&
+			st.Rows[schemas.TableOutcomes] >= ts.Outcomes && st.Rows[schemas.TableRuns] >= 1
 	}
+	if err := notify.Until(ctx, sk.Changed, caughtUp, exited); err != nil {
+		return fmt.Errorf("waiting for the sink to write the run's rows: %w", err)
+	}
+	return nil
 }

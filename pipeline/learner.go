@@ -2,10 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -13,6 +11,7 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -68,27 +67,19 @@ func FollowerLoader(layer schemas.Layer, opts agents.Options, explore bool) lear
 }
 
 // waitLearner waits until the learner has processed, for each layer it
-// trains, as many intervals as the twin closed (want). It polls
-// Learner.Done: the learner counts the intervals it trained on but does
-// not signal reaching a count, and the count is only known once the twin
-// has stopped.
+// trains, as many intervals as the twin closed (want), woken by the learner
+// after each interval; the count is only known once the twin has stopped.
 func waitLearner(ctx context.Context, l *learner.Learner, want map[string]int64, exited <-chan struct{}) error {
-	for {
-		done := true
+	done := func() bool {
 		for _, layer := range schemas.Layers {
 			if l.Trains(layer) && l.Done(layer) < want[string(layer)] {
-				done = false
+				return false
 			}
 		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errors.New("the learner stopped before it processed the run's last transitions")
-		case <-time.After(10 * time.Millisecond):
-		}
+		return true
 	}
+	if err := notify.Until(ctx, l.Changed, done, exited); err != nil {
+		return fmt.Errorf("waiting for the learner to process the run's last transitions: %w", err)
+	}
+	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
+	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/schemas"
@@ -310,10 +311,12 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 // each features shard has closed and the latest tick the shadow twin has
 // evaluated.
 type liveProgress struct {
-	mu     sync.Mutex
-	shards int
-	closed map[int]int64 // per shard: every tick before this one is closed
-	twin   int64
+	// changed wakes the drain after every batch and tick counted.
+	changed notify.Signal
+	mu      sync.Mutex
+	shards  int
+	closed  map[int]int64 // per shard: every tick before this one is closed
+	twin    int64
 }
 
 func newLiveProgress() *liveProgress {
@@ -333,6 +336,7 @@ func (p *liveProgress) onBatch(h schemas.BatchHeader, _ int, _ []byte) {
 	if c, ok := p.closed[h.Shard]; !ok || h.Tick > c {
 		p.closed[h.Shard] = h.Tick
 	}
+	p.changed.Notify()
 }
 
 // onTick is the shadow twin's OnTick.
@@ -340,6 +344,7 @@ func (p *liveProgress) onTick(k int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.twin = max(p.twin, k)
+	p.changed.Notify()
 }
 
 // featuresClosed returns the first tick that is not closed on every shard
@@ -387,7 +392,8 @@ func (run *LiveRun) drain(ctx context.Context, lo LiveConfig, st ingest.Stats, p
 	processed := func() bool {
 		return prog.featuresClosed() > last && (run.Shadow == nil || prog.twinEvaluated() >= last)
 	}
-	waitUntil(dctx, processed)
+	// Until ends with dctx: what was left is reported below.
+	_ = notify.Until(dctx, prog.changed.Changed, processed, nil)
 	done := processed()
 	_ = stopBack() // Live's last stop returns its error
 	var sinkBehind int64
@@ -395,7 +401,7 @@ func (run *LiveRun) drain(ctx context.Context, lo LiveConfig, st ingest.Stats, p
 	if run.Sink != nil {
 		nm := lo.Names
 		sinkBehind, sinkErr = waitCommitted(dctx, run.Env.Brokers, GroupsOf(nm, lo.RunID).Sink,
-			[]string{nm.Topic(sink.TopicRuns), nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, logger)
+			[]string{nm.Topic(sink.TopicRuns), nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, run.Sink.Changed, logger)
 	}
 	if done && sinkBehind == 0 && sinkErr == nil {
 		var parts []string
@@ -442,26 +448,11 @@ func (run *LiveRun) drain(ctx context.Context, lo LiveConfig, st ingest.Stats, p
 	return err
 }
 
-// waitUntil polls ok until it holds or ctx is done. The drain polls
-// because what it waits for is counted, not signalled: the features'
-// closed ticks and the twin's evaluated ticks (liveProgress, fed by their
-// callbacks) and the sink group's committed offsets, read from Kafka.
-func waitUntil(ctx context.Context, ok func() bool) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // waitCommitted waits until group has committed the end offsets that
 // topics have now, and returns how many records it is still behind when
-// ctx ends first.
-func waitCommitted(ctx context.Context, brokers []string, group string, topics []string, logger *slog.Logger) (int64, error) {
+// ctx ends first. It reads the group's offsets again each time changed's
+// channel closes (the sink's Changed: it commits, then signals).
+func waitCommitted(ctx context.Context, brokers []string, group string, topics []string, changed func() <-chan struct{}, logger *slog.Logger) (int64, error) {
 	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, logger)...)
 	if err != nil {
 		return 0, fmt.Errorf("creating the drain's kafka client: %w", err)
@@ -498,7 +489,7 @@ func waitCommitted(ctx context.Context, brokers []string, group string, topics [
 	}
 	n := int64(-1) // the last count taken
 	var lastErr error
-	waitUntil(ctx, func() bool {
+	_ = notify.Until(ctx, changed, func() bool {
 		m, err := behind()
 		if err != nil {
 			lastErr = err
@@ -506,7 +497,7 @@ func waitCommitted(ctx context.Context, brokers []string, group string, topics [
 		}
 		n, lastErr = m, nil
 		return m == 0
-	})
+	}, nil)
 	switch {
 	case n == 0:
 		return 0, nil
