@@ -155,7 +155,7 @@ func ResolvePartitions(ctx context.Context, cl *kgo.Client, asked int, topics ..
 		}
 		n := len(td.Partitions)
 		if asked > 0 && n != asked {
-			return 0, fmt.Errorf("topic %s has %d partitions but --partitions %d was asked for: omit --partitions to use %d, or use other topics (--prefix)", t, n, asked, n)
+			return 0, askedOther(t, n, asked)
 		}
 		if found > 0 && n != found {
 			return 0, fmt.Errorf("topics %s and %s have %d and %d partitions: strata needs one partition count for all its topics", foundTopic, t, found, n)
@@ -180,12 +180,23 @@ func ResolvePartitions(ctx context.Context, cl *kgo.Client, asked int, topics ..
 			if err != nil {
 				return 0, err
 			}
-			if got != n {
+			switch {
+			case got != n && asked > 0:
+				// The topic existed after all (a broker that had not yet
+				// listed it in its metadata) or another process made it.
+				return 0, askedOther(t, got, asked)
+			case got != n:
 				return 0, fmt.Errorf("topic %s was created with %d partitions while strata created its topics with %d", t, got, n)
 			}
 		}
 	}
 	return n, nil
+}
+
+// askedOther is the refusal of a partition count asked for that differs
+// from an existing topic's.
+func askedOther(topic string, has, asked int) error {
+	return fmt.Errorf("topic %s has %d partitions but --partitions %d was asked for: omit --partitions to use %d, or use other topics (--prefix)", topic, has, asked, has)
 }
 
 // metadataNow reads the metadata of topics from a broker, by topic name.
