@@ -80,8 +80,9 @@ type Config struct {
 	// before it is written (default 500 ms).
 	FlushInterval time.Duration
 	// StopAfterIdle, if positive, makes Run return once no record arrived
-	// for that long since the last record or the last partition
-	// assignment, whichever is later (joining the group does not count).
+	// for that long since the last record, the end of the last write or
+	// the last partition assignment, whichever is latest (joining the group
+	// does not count).
 	StopAfterIdle time.Duration
 	// RunID, if set, keeps the rows of that run only: records of other runs
 	// on the topics are skipped (and counted in Stats.OtherRuns), so the
@@ -371,6 +372,12 @@ func (s *Sink) loop(ctx context.Context) error {
 				return err
 			}
 			n = 0
+			// Writing is not idling: the idle clock starts again when the
+			// write ends. (Counting a slow write — seconds on a loaded
+			// machine — as idle time stopped the sink with records
+			// waiting, after an expired poll that could not read them.)
+			now = time.Now()
+			lastRecord, idleSince = now, now
 		}
 		if n == 0 {
 			// Nothing polled is unwritten: let a rebalance through.
