@@ -1,0 +1,215 @@
+package nn
+
+// Single-threaded float32 matrix products for the fast backend.
+//
+// gemm computes C = C₀ + op(A)·op(B) on row-major slices, with C₀ the old C
+// (accumulate) or zero. Both operands are copied into zero-padded panels
+// (A in panels of mr rows, B in panels of nr columns, kc values deep) and a
+// micro-kernel computes one mr×nr tile of C per call: the AVX2/FMA assembly
+// kernel where the CPU has it, a pure-Go one elsewhere. Every element of C
+// is computed the same way wherever it falls — a chain of fused (AVX2) or
+// separate (pure Go) multiply-adds over k in order, one kc block after the
+// other, added to C₀ — so the result does not depend on how callers split
+// the rows or columns among threads, and two runs give the same bits.
+
+const (
+	gemmMR = 6   // rows of a micro-tile
+	gemmNR = 16  // columns of a micro-tile (two AVX registers)
+	gemmKC = 256 // depth of a packed block
+	gemmMC = 96  // rows of A packed at once (16 panels)
+)
+
+// gemmWork is the packing scratch of one thread; the zero value is ready
+// and grows on first use.
+type gemmWork struct {
+	a, b []float32
+	tile [gemmMR * gemmNR]float32
+}
+
+// mat is a read-only view of a row-major matrix: element (i, j) of the
+// rows×cols matrix it stands for is d[i*ld+j], or d[j*ld+i] when t is set
+// (the view is the transpose of the stored matrix).
+type mat struct {
+	d  []float32
+	ld int
+	t  bool
+}
+
+// packA copies rows [i0, i0+mc) and depth [p0, p0+kc) of a into panels of
+// gemmMR rows, zero-padding the last panel: element (i, p) of panel ip is
+// dst[ip*kc*mr + p*mr + i%mr].
+func packA(dst []float32, a mat, i0, mc, p0, kc int) {
+	panels := (mc + gemmMR - 1) / gemmMR
+	for ip := range panels {
+		pd := dst[ip*kc*gemmMR : (ip+1)*kc*gemmMR]
+		rows := min(gemmMR, mc-ip*gemmMR)
+		base := i0 + ip*gemmMR
+		if rows < gemmMR {
+			clear(pd)
+		}
+		if a.t {
+			// A(i, p) = d[p*ld+i]: a row of the stored matrix holds the
+			// panel's rows side by side.
+			for p := range kc {
+				src := a.d[(p0+p)*a.ld+base : (p0+p)*a.ld+base+rows]
+				copy(pd[p*gemmMR:p*gemmMR+rows], src)
+			}
+			continue
+		}
+		for r := range rows {
+			src := a.d[(base+r)*a.ld+p0 : (base+r)*a.ld+p0+kc]
+			for p, v := range src {
+				pd[p*gemmMR+r] = v
+			}
+		}
+	}
+}
+
+// packedB is B packed for the micro-kernel: for each kc block, panels of
+// gemmNR columns (zero-padded), kc rows each. Weights that serve several
+// products in one training step are packed once.
+type packedB struct {
+	k, n int
+	d    []float32
+}
+
+// panels returns the number of column panels.
+func (pb *packedB) panels() int { return (pb.n + gemmNR - 1) / gemmNR }
+
+// block returns the packed panels of the kc block starting at depth p0.
+func (pb *packedB) block(p0 int) []float32 {
+	kc := min(gemmKC, pb.k-p0)
+	off := p0 * pb.panels() * gemmNR
+	return pb.d[off : off+kc*pb.panels()*gemmNR]
+}
+
+// pack packs the k×n matrix b.
+func (pb *packedB) pack(b mat, k, n int) {
+	pb.k, pb.n = k, n
+	np := pb.panels()
+	pb.d = grow(pb.d, k*np*gemmNR)
+	for p0 := 0; p0 < k; p0 += gemmKC {
+		kc := min(gemmKC, k-p0)
+		blk := pb.block(p0)
+		for jp := range np {
+			packBPanel(blk[jp*kc*gemmNR:(jp+1)*kc*gemmNR], b, p0, kc, jp*gemmNR, min(gemmNR, n-jp*gemmNR))
+		}
+	}
+}
+
+// packBPanel copies depth [p0, p0+kc) of columns [j0, j0+cols) of b into
+// dst (kc rows of gemmNR values, zero-padded).
+func packBPanel(dst []float32, b mat, p0, kc, j0, cols int) {
+	if cols < gemmNR {
+		clear(dst)
+	}
+	if !b.t {
+		for p := range kc {
+			copy(dst[p*gemmNR:p*gemmNR+cols], b.d[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+cols])
+		}
+		return
+	}
+	for c := range cols {
+		src := b.d[(j0+c)*b.ld+p0 : (j0+c)*b.ld+p0+kc]
+		for p, v := range src {
+			dst[p*gemmNR+c] = v
+		}
+	}
+}
+
+// gemm computes C = C₀ + A·B for the m×k matrix a and the k×n matrix b,
+// C row-major with leading dimension ldc; C₀ is C's old value when acc is
+// set, else zero.
+func (w *gemmWork) gemm(m, n, k int, a, b mat, c []float32, ldc int, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		if !acc {
+			for i := range m {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	var pb packedB
+	pb.d = w.b
+	pb.pack(b, k, n)
+	w.b = pb.d
+	w.gemmPacked(m, a, &pb, c, ldc, acc)
+}
+
+// gemmPacked is gemm with B already packed.
+func (w *gemmWork) gemmPacked(m int, a mat, pb *packedB, c []float32, ldc int, acc bool) {
+	n, k := pb.n, pb.k
+	if m == 0 || n == 0 {
+		return
+	}
+	w.a = grow(w.a, gemmMC*gemmKC)
+	np := pb.panels()
+	for p0 := 0; p0 < k; p0 += gemmKC {
+		kc := min(gemmKC, k-p0)
+		blk := pb.block(p0)
+		add := acc || p0 > 0
+		for i0 := 0; i0 < m; i0 += gemmMC {
+			mc := min(gemmMC, m-i0)
+			packA(w.a, a, i0, mc, p0, kc)
+			mp := (mc + gemmMR - 1) / gemmMR
+			for jp := range np {
+				bp := blk[jp*kc*gemmNR : (jp+1)*kc*gemmNR]
+				j0 := jp * gemmNR
+				cols := min(gemmNR, n-j0)
+				for ip := range mp {
+					ap := w.a[ip*kc*gemmMR : (ip+1)*kc*gemmMR]
+					r0 := i0 + ip*gemmMR
+					rows := min(gemmMR, m-r0)
+					if rows == gemmMR && cols == gemmNR {
+						kernel6x16(kc, ap, bp, c[r0*ldc+j0:], ldc, add)
+						continue
+					}
+					// Edge tile: through a full scratch tile.
+					t := w.tile[:]
+					if add {
+						clear(t)
+						for r := range rows {
+							copy(t[r*gemmNR:r*gemmNR+cols], c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols])
+						}
+					}
+					kernel6x16(kc, ap, bp, t, gemmNR, add)
+					for r := range rows {
+						copy(c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols], t[r*gemmNR:r*gemmNR+cols])
+					}
+				}
+			}
+		}
+	}
+}
+
+// kernel6x16Go is the pure-Go micro-kernel: c[r*ldc+j] (r < 6, j < 16) =
+// (acc ? c[r*ldc+j] : 0) + Σ_p a[p*6+r]·b[p*16+j].
+func kernel6x16Go(kc int, a, b, c []float32, ldc int, acc bool) {
+	var t [gemmMR * gemmNR]float32
+	a = a[:kc*gemmMR]
+	b = b[:kc*gemmNR]
+	for p := range kc {
+		ap := a[p*gemmMR : p*gemmMR+gemmMR]
+		bp := b[p*gemmNR : p*gemmNR+gemmNR]
+		for r, av := range ap {
+			tr := t[r*gemmNR : r*gemmNR+gemmNR]
+			for j, bv := range bp {
+				tr[j] += av * bv
+			}
+		}
+	}
+	for r := range gemmMR {
+		cr := c[r*ldc : r*ldc+gemmNR]
+		tr := t[r*gemmNR : r*gemmNR+gemmNR]
+		if acc {
+			for j := range cr {
+				cr[j] += tr[j]
+			}
+		} else {
+			copy(cr, tr)
+		}
+	}
+}

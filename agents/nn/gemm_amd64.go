@@ -1,0 +1,33 @@
+//go:build amd64 && !purego
+
+package nn
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 reports whether the assembly kernels run: the CPU has AVX2 and
+// FMA (and the OS saves the YMM registers, which cpu checks).
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+//go:noescape
+func sgemm6x16AVX2(kc int, a, b, c *float32, ldc int, acc bool)
+
+// kernel6x16 computes one 6×16 tile of C (see kernel6x16Go).
+func kernel6x16(kc int, a, b, c []float32, ldc int, acc bool) {
+	if !useAVX2 {
+		kernel6x16Go(kc, a, b, c, ldc, acc)
+		return
+	}
+	_ = a[kc*gemmMR-1]
+	_ = b[kc*gemmNR-1]
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	sgemm6x16AVX2(kc, &a[0], &b[0], &c[0], ldc, acc)
+}
+
+//go:noescape
+func expAVX2(dst, src *float32, n int)
+
+//go:noescape
+func sigmoidAVX2(dst, src *float32, n int)
+
+//go:noescape
+func tanhAVX2(dst, src *float32, n int)

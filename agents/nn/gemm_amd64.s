@@ -1,0 +1,113 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// One k step of the 6×16 micro-kernel: B row at DI+boff (two YMM), six A
+// values at SI+aoff; accumulators Y4..Y15 (row r in Y(4+2r), Y(5+2r)).
+#define STEP(aoff, boff) \
+	VMOVUPS boff(DI), Y0 \
+	VMOVUPS (boff+32)(DI), Y1 \
+	VBROADCASTSS (aoff)(SI), Y2 \
+	VBROADCASTSS (aoff+4)(SI), Y3 \
+	VFMADD231PS Y0, Y2, Y4 \
+	VFMADD231PS Y1, Y2, Y5 \
+	VFMADD231PS Y0, Y3, Y6 \
+	VFMADD231PS Y1, Y3, Y7 \
+	VBROADCASTSS (aoff+8)(SI), Y2 \
+	VBROADCASTSS (aoff+12)(SI), Y3 \
+	VFMADD231PS Y0, Y2, Y8 \
+	VFMADD231PS Y1, Y2, Y9 \
+	VFMADD231PS Y0, Y3, Y10 \
+	VFMADD231PS Y1, Y3, Y11 \
+	VBROADCASTSS (aoff+16)(SI), Y2 \
+	VBROADCASTSS (aoff+20)(SI), Y3 \
+	VFMADD231PS Y0, Y2, Y12 \
+	VFMADD231PS Y1, Y2, Y13 \
+	VFMADD231PS Y0, Y3, Y14 \
+	VFMADD231PS Y1, Y3, Y15
+
+// Store (or add to) one row of C at ptr from accumulators lo, hi.
+#define STOREROW(ptr, lo, hi) \
+	VMOVUPS lo, (ptr) \
+	VMOVUPS hi, 32(ptr)
+
+#define ADDROW(ptr, lo, hi) \
+	VADDPS (ptr), lo, lo \
+	VADDPS 32(ptr), hi, hi \
+	VMOVUPS lo, (ptr) \
+	VMOVUPS hi, 32(ptr)
+
+// func sgemm6x16AVX2(kc int, a, b, c *float32, ldc int, acc bool)
+TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-41
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	MOVBLZX acc+40(FP), R9
+
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y14, Y14, Y14
+	VXORPS Y15, Y15, Y15
+
+	CMPQ CX, $4
+	JL   tail
+
+loop4:
+	STEP(0, 0)
+	STEP(24, 64)
+	STEP(48, 128)
+	STEP(72, 192)
+	ADDQ $96, SI
+	ADDQ $256, DI
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE  loop4
+
+tail:
+	TESTQ CX, CX
+	JE    store
+
+loop1:
+	STEP(0, 0)
+	ADDQ $24, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  loop1
+
+store:
+	LEAQ (DX)(R8*1), R10
+	LEAQ (DX)(R8*2), R11
+	LEAQ (R10)(R8*2), R12
+	LEAQ (R11)(R8*2), R13
+	LEAQ (R12)(R8*2), R14
+	TESTQ R9, R9
+	JE    overwrite
+	ADDROW(DX, Y4, Y5)
+	ADDROW(R10, Y6, Y7)
+	ADDROW(R11, Y8, Y9)
+	ADDROW(R12, Y10, Y11)
+	ADDROW(R13, Y12, Y13)
+	ADDROW(R14, Y14, Y15)
+	VZEROUPPER
+	RET
+
+overwrite:
+	STOREROW(DX, Y4, Y5)
+	STOREROW(R10, Y6, Y7)
+	STOREROW(R11, Y8, Y9)
+	STOREROW(R12, Y10, Y11)
+	STOREROW(R13, Y12, Y13)
+	STOREROW(R14, Y14, Y15)
+	VZEROUPPER
+	RET

@@ -1,0 +1,16 @@
+//go:build !amd64 || purego
+
+package nn
+
+// useAVX2 is false off amd64 (or with the purego tag): the pure-Go kernels
+// run.
+const useAVX2 = false
+
+// kernel6x16 computes one 6×16 tile of C (see kernel6x16Go).
+func kernel6x16(kc int, a, b, c []float32, ldc int, acc bool) {
+	kernel6x16Go(kc, a, b, c, ldc, acc)
+}
+
+func expAVX2(dst, src *float32, n int)     { panic("no AVX2") }
+func sigmoidAVX2(dst, src *float32, n int) { panic("no AVX2") }
+func tanhAVX2(dst, src *float32, n int)    { panic("no AVX2") }
