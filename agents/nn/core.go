@@ -228,25 +228,33 @@ func (c *compiled) run() error {
 type buildFunc func(batch int, train bool) (*compiled, error)
 
 // core is what the three networks share: parameters, optimiser, dropout
-// generator and the graph caches.
+// generator, the backend choice and the gorgonia graph caches.
 type core struct {
 	seed    uint64
 	ps      *paramSet
 	opt     *adam
 	dropRNG *rand.Rand
-	build   buildFunc
-	eval    map[int]*compiled
-	train   map[int]*compiled
+	backend Backend
+	threads int
 	grads   [][]float32
+	// masks are the dropout masks of the current step, in the network's
+	// canonical order (maskWidths), drawn for the whole batch.
+	masks [][]float32
+	// The gorgonia backend's graphs.
+	build buildFunc
+	eval  map[int]*compiled
+	train map[int]*compiled
 }
 
-func newCore(ps *paramSet, seed uint64, opt Optimizer, build buildFunc) *core {
+func newCore(ps *paramSet, seed uint64, opt Optimizer, o options, build buildFunc) *core {
 	ps.initialise(seed)
 	c := &core{
 		seed:    seed,
 		ps:      ps,
 		opt:     newAdam(opt, ps),
 		dropRNG: rand.New(rand.NewPCG(seed, dropoutStream)),
+		backend: o.backend,
+		threads: o.threads,
 		build:   build,
 		eval:    map[int]*compiled{},
 		train:   map[int]*compiled{},
@@ -291,31 +299,90 @@ func (c *core) close() {
 	}
 }
 
-// step runs one training step on a filled training graph: forward and
-// backward, guards, global-norm clip, Adam update.
-func (c *core) step(g *compiled, stats *TrainStats) (float32, error) {
-	fillMasks(g.masks, c.dropRNG)
+// drawMasks draws the dropout masks of one step for a batch: one mask of
+// batch×w values per width, in order, each value 0 with probability p and
+// 1/(1−p) otherwise, from the network's dropout generator. Both backends
+// draw them here, so a seed gives the same masks whichever computes. With
+// p = 0 there are no masks.
+func (c *core) drawMasks(batch int, widths []int, p float64) [][]float32 {
+	if p <= 0 {
+		return nil
+	}
+	c.masks = c.masks[:0]
+	for i, w := range widths {
+		if i < cap(c.masks) {
+			c.masks = c.masks[:i+1]
+		} else {
+			c.masks = append(c.masks, nil)
+		}
+		c.masks[i] = grow(c.masks[i], batch*w)
+		drawMask(c.masks[i], p, c.dropRNG)
+	}
+	return c.masks
+}
+
+// drawMask draws one inverted-dropout mask.
+func drawMask(m []float32, p float64, rng *rand.Rand) {
+	keep := float32(1 / (1 - p))
+	for i := range m {
+		if rng.Float64() < p {
+			m[i] = 0
+		} else {
+			m[i] = keep
+		}
+	}
+}
+
+// run executes a training graph with the given dropout masks and copies
+// its gradients into grads; it returns the loss (gorgonia backend).
+func (g *compiled) runTrain(masks, grads [][]float32) (float32, error) {
+	if len(masks) != len(g.masks) {
+		return 0, fmt.Errorf("graph has %d dropout masks, got %d", len(g.masks), len(masks))
+	}
+	for i, m := range g.masks {
+		if len(m.buf) != len(masks[i]) {
+			return 0, fmt.Errorf("dropout mask %d has %d values, want %d", i, len(masks[i]), len(m.buf))
+		}
+		copy(m.buf, masks[i])
+	}
 	if err := g.run(); err != nil {
 		return 0, err
 	}
-	loss := g.cost.scalar()
+	for i, o := range g.grads {
+		d := o.floats()
+		if len(d) != len(grads[i]) {
+			return 0, fmt.Errorf("gradient %d has %d values, want %d", i, len(d), len(grads[i]))
+		}
+		copy(grads[i], d)
+	}
+	return g.cost.scalar(), nil
+}
+
+// step runs one training step: lossGrad computes the loss and writes the
+// gradients into c.grads (the backend's forward and backward passes);
+// then the guards, the global-norm clip and the Adam update.
+func (c *core) step(stats *TrainStats, lossGrad func(grads [][]float32) (float32, error)) (float32, error) {
+	loss, err := lossGrad(c.grads)
+	if err != nil {
+		return 0, err
+	}
 	if !finite32(loss) {
 		stats.Rejected++
 		stats.RejectedLoss++
 		return loss, fmt.Errorf("loss %v: %w", loss, ErrNonFinite)
 	}
-	var sq float64
-	for i, o := range g.grads {
-		d := o.floats()
-		if len(d) != len(c.grads[i]) {
-			return loss, fmt.Errorf("gradient of %s has %d values, want %d", c.ps.list[i].name, len(d), len(c.grads[i]))
+	var norm float64
+	if c.backend == BackendGorgonia {
+		var sq float64
+		for _, d := range c.grads {
+			for _, x := range d {
+				sq += float64(x) * float64(x)
+			}
 		}
-		copy(c.grads[i], d)
-		for _, x := range d {
-			sq += float64(x) * float64(x)
-		}
+		norm = math.Sqrt(sq)
+	} else {
+		norm = math.Sqrt(sumSquares(c.grads))
 	}
-	norm := math.Sqrt(sq)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		stats.Rejected++
 		stats.RejectedGrad++
@@ -326,7 +393,11 @@ func (c *core) step(g *compiled, stats *TrainStats) (float32, error) {
 		scale = float32(clip / norm)
 		stats.Clipped++
 	}
-	c.opt.update(c.ps, c.grads, scale)
+	if c.backend == BackendGorgonia {
+		c.opt.update(c.ps, c.grads, scale)
+	} else {
+		c.opt.updateFast(c.ps, c.grads, scale, c.threads)
+	}
 	stats.Steps++
 	stats.LastLoss = loss
 	stats.LastGradNorm = float32(norm)

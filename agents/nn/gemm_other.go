@@ -4,7 +4,7 @@ package nn
 
 // useAVX2 is false off amd64 (or with the purego tag): the pure-Go kernels
 // run.
-const useAVX2 = false
+var useAVX2 = false
 
 // kernel6x16 computes one 6×16 tile of C (see kernel6x16Go).
 func kernel6x16(kc int, a, b, c []float32, ldc int, acc bool) {

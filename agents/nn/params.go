@@ -36,6 +36,9 @@ type param struct {
 	init  initKind
 	// fanIn and fanOut drive the He and Glorot bounds.
 	fanIn, fanOut int
+	// idx is the parameter's position in its paramSet (and in gradient
+	// lists).
+	idx int
 }
 
 // data returns the parameter's values.
@@ -61,7 +64,7 @@ func newParamSet() *paramSet { return &paramSet{byName: map[string]*param{}} }
 
 // add registers a parameter of the given shape.
 func (s *paramSet) add(name string, init initKind, fanIn, fanOut int, shape ...int) *param {
-	p := &param{name: name, shape: shape, init: init, fanIn: fanIn, fanOut: fanOut}
+	p := &param{name: name, shape: shape, init: init, fanIn: fanIn, fanOut: fanOut, idx: len(s.list)}
 	p.t = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
 	s.list = append(s.list, p)
 	s.byName[name] = p

@@ -1,0 +1,236 @@
+package nn
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// parityTol bounds ‖a − b‖ / max(‖a‖, ‖b‖) per tensor between a backend and
+// the gorgonia reference (docs/nn.md).
+const parityTol = 1e-4
+
+// parityRelErr returns ‖a − b‖ / max(‖a‖, ‖b‖), 0 when both are zero.
+func parityRelErr(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d, na, nb float64
+	for i := range a {
+		x, y := float64(a[i]), float64(b[i])
+		d += (x - y) * (x - y)
+		na += x * x
+		nb += y * y
+	}
+	if na == 0 && nb == 0 {
+		return 0
+	}
+	return math.Sqrt(d) / math.Sqrt(max(na, nb))
+}
+
+// parityCase is one network under the parity test: a reference and a
+// candidate built from the same seed, and a training step on a random
+// batch drawn from rng, run on both.
+type parityCase struct {
+	name string
+	new  func(t *testing.T, opts ...Option) (c *core, stats *TrainStats, step func(rng *rand.Rand) (float32, error), fwd func() []float32)
+}
+
+// parityTracker keeps the largest relative error per kind of tensor.
+type parityTracker struct {
+	t     *testing.T
+	worst map[string]float64
+}
+
+func (p *parityTracker) check(what string, a, b []float32) {
+	p.t.Helper()
+	e := parityRelErr(a, b)
+	kind := what
+	if i := bytes.IndexByte([]byte(what), ' '); i > 0 {
+		kind = what[:i]
+	}
+	p.worst[kind] = max(p.worst[kind], e)
+	if !(e <= parityTol) {
+		p.t.Errorf("%s: relative error %.3g > %g", what, e, parityTol)
+	}
+}
+
+func parityCases() []parityCase {
+	return []parityCase{
+		{name: "Q/huber", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			return qParity(t, LossHuber, opts...)
+		}},
+		{name: "Q/mse", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			return qParity(t, LossMSE, opts...)
+		}},
+		{name: "PPO", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			n := mustPPOOpts(t, DefaultPPOConfig(), 5, opts...)
+			c := n.cfg
+			const batch = 64
+			probe := randn(99, 16*c.Inputs)
+			return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
+					b := PPOBatch{States: randnRNG(rng, batch*c.Inputs, 1), Masks: make([]bool, batch*c.Actions),
+						Actions: make([]int, batch), OldLogProbs: make([]float32, batch), Advantages: randnRNG(rng, batch, 1), Returns: randnRNG(rng, batch, 2)}
+					for i := range batch {
+						for j := range c.Actions {
+							b.Masks[i*c.Actions+j] = rng.IntN(4) != 0
+						}
+						b.Actions[i] = rng.IntN(c.Actions)
+						b.Masks[i*c.Actions+b.Actions[i]] = true
+						// Old log-probabilities around the uniform policy's: ratios
+						// inside and outside the clip, a few past the [0.01, 100] bound.
+						b.OldLogProbs[i] = float32(-math.Log(float64(c.Actions)) + rng.NormFloat64()*0.5)
+						if rng.IntN(16) == 0 {
+							b.OldLogProbs[i] -= 6
+						}
+					}
+					loss, err := n.TrainStep(b)
+					return loss, err
+				}, func() []float32 {
+					out, err := n.Forward(probe, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return append(out.LogProbs, out.Values...)
+				}
+		}},
+		{name: "LSTM", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			cfg := DefaultLSTMConfig()
+			cfg.Optimizer.ClipNorm = 0.5 // exercise the clip, which the seed's LSTM does not use
+			n := mustLSTMOpts(t, cfg, 6, opts...)
+			const batch = 24
+			probe := randn(98, 4*cfg.Inputs())
+			return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
+					return n.TrainStep(LSTMBatch{Seqs: randnRNG(rng, batch*cfg.Inputs(), 1), Targets: randnRNG(rng, batch*cfg.Outputs, 1)})
+				}, func() []float32 {
+					y, err := n.Forward(probe)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return y
+				}
+		}},
+	}
+}
+
+func qParity(t *testing.T, loss string, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+	cfg := DefaultQConfig()
+	cfg.Loss = loss
+	cfg.Optimizer.LearningRate = 1e-3
+	n := mustQOpts(t, cfg, 4, opts...)
+	const batch = 64
+	probe := randn(97, 16*cfg.Inputs())
+	return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
+			b := QBatch{States: randnRNG(rng, batch*cfg.Inputs(), 1), Actions: make([]int, batch), Targets: randnRNG(rng, batch, 3)}
+			for i := range b.Actions {
+				b.Actions[i] = rng.IntN(cfg.Actions)
+			}
+			return n.TrainStep(b)
+		}, func() []float32 {
+			q, err := n.Forward(probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return q
+		}
+}
+
+// randnRNG returns n normal values of standard deviation sd.
+func randnRNG(rng *rand.Rand, n int, sd float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(rng.NormFloat64() * sd)
+	}
+	return out
+}
+
+// TestBackendParity trains each network for 20 Adam steps on the gorgonia
+// reference and on the CPU backend (1 and 2 threads; AVX2 and pure-Go
+// kernels) from the same seed, with dropout on, on the same random
+// batches, and compares after every step the dropout masks (bitwise), the
+// loss, every gradient and every updated weight, then the evaluation
+// forward pass.
+func TestBackendParity(t *testing.T) {
+	type variant struct {
+		name    string
+		threads int
+		pureGo  bool
+	}
+	variants := []variant{{"threads=1", 1, false}, {"threads=2", 2, false}}
+	if useAVX2 {
+		variants = append(variants, variant{"threads=2/purego", 2, true})
+	}
+	const steps = 20
+	for _, pc := range parityCases() {
+		for _, v := range variants {
+			t.Run(pc.name+"/"+v.name, func(t *testing.T) {
+				if v.pureGo {
+					useAVX2 = false
+					t.Cleanup(func() { useAVX2 = true })
+				}
+				refC, refStats, refStep, refFwd := pc.new(t, WithBackend(BackendGorgonia))
+				c, stats, step, fwd := pc.new(t, WithBackend(BackendCPU), WithThreads(v.threads))
+				p := &parityTracker{t: t, worst: map[string]float64{}}
+				rngA, rngB := rand.New(rand.NewPCG(42, 1)), rand.New(rand.NewPCG(42, 1))
+				for s := range steps {
+					lr, errR := refStep(rngA)
+					lc, errC := step(rngB)
+					if errR != nil || errC != nil {
+						t.Fatalf("step %d: reference %v, candidate %v", s, errR, errC)
+					}
+					if len(refC.masks) != len(c.masks) {
+						t.Fatalf("step %d: %d and %d dropout masks", s, len(refC.masks), len(c.masks))
+					}
+					for i := range c.masks {
+						if !slices.Equal(refC.masks[i], c.masks[i]) {
+							t.Fatalf("step %d: dropout mask %d differs", s, i)
+						}
+					}
+					p.check(fmt.Sprintf("loss step %d", s), []float32{lr}, []float32{lc})
+					for i, q := range c.ps.list {
+						p.check(fmt.Sprintf("gradient step %d %s", s, q.name), refC.grads[i], c.grads[i])
+						p.check(fmt.Sprintf("weight step %d %s", s, q.name), refC.ps.list[i].data(), q.data())
+					}
+				}
+				if refStats.Clipped != stats.Clipped || refStats.Steps != steps || stats.Steps != steps {
+					t.Errorf("stats: reference %+v, candidate %+v", *refStats, *stats)
+				}
+				p.check("forward", refFwd(), fwd())
+				t.Logf("max relative error: %v (clipped steps %d of %d, %d dropout masks per step)", p.worst, stats.Clipped, steps, len(c.masks))
+			})
+		}
+	}
+}
+
+// TestCPUBackendIsDeterministic trains each network twice from the same
+// seed on the CPU backend at a fixed thread count and requires
+// byte-identical checkpoints.
+func TestCPUBackendIsDeterministic(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		for _, pc := range parityCases() {
+			t.Run(fmt.Sprintf("%s/threads=%d", pc.name, threads), func(t *testing.T) {
+				var ckpt [2][]byte
+				for k := range ckpt {
+					c, _, step, _ := pc.new(t, WithBackend(BackendCPU), WithThreads(threads))
+					rng := rand.New(rand.NewPCG(7, 7))
+					for range 5 {
+						if _, err := step(rng); err != nil {
+							t.Fatal(err)
+						}
+					}
+					var buf bytes.Buffer
+					if err := writeCheckpoint(&buf, map[string]string{}, c.ps); err != nil {
+						t.Fatal(err)
+					}
+					ckpt[k] = buf.Bytes()
+				}
+				if !bytes.Equal(ckpt[0], ckpt[1]) {
+					t.Error("two runs from the same seed gave different checkpoints")
+				}
+			})
+		}
+	}
+}
