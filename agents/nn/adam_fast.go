@@ -48,7 +48,12 @@ type adamConsts struct {
 // adamRange updates w from g with the moments m and v (equal lengths).
 func adamRange(k *adamConsts, w, g, m, v []float32) {
 	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
-	for j := range w {
+	j0 := 0
+	if useAVX2 && len(w) >= 8 {
+		j0 = len(w) &^ 7
+		adamAVX2(k, &w[0], &g[0], &m[0], &v[0], j0)
+	}
+	for j := j0; j < len(w); j++ {
 		gj := g[j] * k.scale
 		m[j] = k.b1*m[j] + k.nb1*gj
 		v[j] = k.b2*v[j] + k.nb2*gj*gj

@@ -131,11 +131,13 @@ func BenchmarkForwardRatio(b *testing.B) {
 }
 
 // Training-step benchmarks (forward, backward, clip, Adam) at the seed's
-// minibatch sizes.
+// minibatch sizes, per backend; samples/s is the custom metric.
 
-func BenchmarkPPOTrainStep(b *testing.B) {
-	n := mustPPO(b, DefaultPPOConfig(), 1)
-	const batch = 64
+var benchBackends = []Backend{BackendCPU, BackendGorgonia}
+
+// benchPPOBatch returns a PPO minibatch whose old log-probabilities are
+// the network's own.
+func benchPPOBatch(b *testing.B, n *PPONet, batch int) PPOBatch {
 	states := randn(1, batch*n.cfg.Inputs)
 	out, err := n.Forward(states, nil)
 	if err != nil {
@@ -147,35 +149,53 @@ func BenchmarkPPOTrainStep(b *testing.B) {
 		actions[i] = i % n.cfg.Actions
 		old[i] = out.LogProbs[i*n.cfg.Actions+actions[i]]
 	}
-	tb := PPOBatch{States: states, Actions: actions, OldLogProbs: old, Advantages: randn(2, batch), Returns: randn(3, batch)}
-	for b.Loop() {
-		if _, err := n.TrainStep(tb); err != nil {
-			b.Fatal(err)
-		}
+	return PPOBatch{States: states, Actions: actions, OldLogProbs: old, Advantages: randn(2, batch), Returns: randn(3, batch)}
+}
+
+func BenchmarkPPOTrainStep(b *testing.B) {
+	for _, be := range benchBackends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(be))
+			const batch = 64
+			tb := benchPPOBatch(b, n, batch)
+			for b.Loop() {
+				if _, err := n.TrainStep(tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
 }
 
 func BenchmarkQTrainStep(b *testing.B) {
-	n := mustQ(b, DefaultQConfig(), 1)
-	const batch = 64
-	tb := QBatch{States: randn(1, batch*n.cfg.Inputs()), Actions: make([]int, batch), Targets: randn(2, batch)}
-	for b.Loop() {
-		if _, err := n.TrainStep(tb); err != nil {
-			b.Fatal(err)
-		}
+	for _, be := range benchBackends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := mustQOpts(b, DefaultQConfig(), 1, WithBackend(be))
+			const batch = 64
+			tb := QBatch{States: randn(1, batch*n.cfg.Inputs()), Actions: make([]int, batch), Targets: randn(2, batch)}
+			for b.Loop() {
+				if _, err := n.TrainStep(tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
 }
 
 func BenchmarkLSTMTrainStep(b *testing.B) {
-	n := mustLSTM(b, DefaultLSTMConfig(), 1)
-	const batch = 128
-	tb := LSTMBatch{Seqs: randn(1, batch*n.cfg.Inputs()), Targets: randn(2, batch*n.cfg.Outputs)}
-	for b.Loop() {
-		if _, err := n.TrainStep(tb); err != nil {
-			b.Fatal(err)
-		}
+	for _, be := range benchBackends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := mustLSTMOpts(b, DefaultLSTMConfig(), 1, WithBackend(be))
+			const batch = 128
+			tb := LSTMBatch{Seqs: randn(1, batch*n.cfg.Inputs()), Targets: randn(2, batch*n.cfg.Outputs)}
+			for b.Loop() {
+				if _, err := n.TrainStep(tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
 }

@@ -233,7 +233,7 @@ type core struct {
 	seed    uint64
 	ps      *paramSet
 	opt     *adam
-	dropRNG *rand.Rand
+	dropRNG *rand.PCG
 	backend Backend
 	threads int
 	grads   [][]float32
@@ -252,7 +252,7 @@ func newCore(ps *paramSet, seed uint64, opt Optimizer, o options, build buildFun
 		seed:    seed,
 		ps:      ps,
 		opt:     newAdam(opt, ps),
-		dropRNG: rand.New(rand.NewPCG(seed, dropoutStream)),
+		dropRNG: rand.NewPCG(seed, dropoutStream),
 		backend: o.backend,
 		threads: o.threads,
 		build:   build,
@@ -321,15 +321,26 @@ func (c *core) drawMasks(batch int, widths []int, p float64) [][]float32 {
 	return c.masks
 }
 
-// drawMask draws one inverted-dropout mask.
-func drawMask(m []float32, p float64, rng *rand.Rand) {
+// drawMask draws one inverted-dropout mask: each 64-bit draw of the
+// generator gives two values, each dropped when its 32-bit half is below
+// p·2³² (probability p within 2⁻³³).
+func drawMask(m []float32, p float64, rng *rand.PCG) {
 	keep := float32(1 / (1 - p))
-	for i := range m {
-		if rng.Float64() < p {
-			m[i] = 0
-		} else {
-			m[i] = keep
+	thr := uint64(math.Round(p * (1 << 32)))
+	pick := func(u uint64) float32 {
+		if u < thr {
+			return 0
 		}
+		return keep
+	}
+	i := 0
+	for ; i+2 <= len(m); i += 2 {
+		u := rng.Uint64()
+		m[i] = pick(u & 0xffffffff)
+		m[i+1] = pick(u >> 32)
+	}
+	if i < len(m) {
+		m[i] = pick(rng.Uint64() & 0xffffffff)
 	}
 }
 

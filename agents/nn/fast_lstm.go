@@ -120,29 +120,73 @@ func (e *lstmFast) layerFwd(sh *lstmShard, k, R int, x []float32) {
 		ct, tct := a.c[t*R*H:(t+1)*R*H], a.tc[t*R*H:(t+1)*R*H]
 		ht := a.h[(t+1)*R*H : (t+2)*R*H]
 		for r := range R {
-			zr := zt[r*G : (r+1)*G]
-			vsigmoid(zr[:2*H], zr[:2*H])
-			vtanh(zr[2*H:3*H], zr[2*H:3*H])
-			vsigmoid(zr[3*H:], zr[3*H:])
-			ig, fg, gg := zr[:H], zr[H:2*H], zr[2*H:3*H]
-			cr := ct[r*H : (r+1)*H]
-			if t == 0 {
-				for j := range cr {
-					cr[j] = ig[j] * gg[j]
-				}
-			} else {
-				cp := a.c[(t-1)*R*H+r*H : (t-1)*R*H+(r+1)*H]
-				for j := range cr {
-					cr[j] = fg[j]*cp[j] + ig[j]*gg[j]
-				}
+			var cp []float32
+			if t > 0 {
+				cp = a.c[(t-1)*R*H+r*H : (t-1)*R*H+(r+1)*H]
 			}
-			tr := tct[r*H : (r+1)*H]
-			vtanh(tr, cr)
-			og, hr := zr[3*H:], ht[r*H:(r+1)*H]
-			for j := range hr {
-				hr[j] = og[j] * tr[j]
-			}
+			lstmCellFwd(zt[r*G:(r+1)*G], cp, ct[r*H:(r+1)*H], tct[r*H:(r+1)*H], ht[r*H:(r+1)*H])
 		}
+	}
+}
+
+// lstmCellFwd runs one row of an LSTM step: z (4H) holds the gates'
+// pre-activations and receives their activations; cp is the previous cell
+// state (nil at the first step); it writes c, tanh(c) and h (H each).
+func lstmCellFwd(z, cp, c, tc, h []float32) {
+	H := len(c)
+	z, tc, h = z[:4*H], tc[:H], h[:H]
+	j0 := 0
+	if useAVX2 && H >= 8 {
+		j0 = H &^ 7
+		var cpp *float32
+		if cp != nil {
+			cpp = &cp[0]
+		}
+		lstmFwdAVX2(&z[0], cpp, &c[0], &tc[0], &h[0], j0, H)
+	}
+	for j := j0; j < H; j++ {
+		i, f, g, o := sigmoidF(z[j]), sigmoidF(z[H+j]), tanhF(z[2*H+j]), sigmoidF(z[3*H+j])
+		z[j], z[H+j], z[2*H+j], z[3*H+j] = i, f, g, o
+		cj := i * g
+		if cp != nil {
+			cj += f * cp[j]
+		}
+		c[j] = cj
+		tc[j] = tanhF(cj)
+		h[j] = o * tc[j]
+	}
+}
+
+// lstmCellBwd runs one row of an LSTM step's backward pass: z (4H) holds
+// the gates' activations and receives the gradients with respect to their
+// pre-activations; dh is the gradient with respect to h; dc holds the
+// gradient with respect to c from the next step and receives the one with
+// respect to the previous cell state cp (nil at the first step).
+func lstmCellBwd(z, tc, dh, dc, cp []float32) {
+	H := len(dh)
+	z, tc, dc = z[:4*H], tc[:H], dc[:H]
+	j0 := 0
+	if useAVX2 && H >= 8 {
+		j0 = H &^ 7
+		var cpp *float32
+		if cp != nil {
+			cpp = &cp[0]
+		}
+		lstmBwdAVX2(&z[0], &tc[0], &dh[0], &dc[0], cpp, j0, H)
+	}
+	for j := j0; j < H; j++ {
+		i, f, g, o, tcj := z[j], z[H+j], z[2*H+j], z[3*H+j], tc[j]
+		dhj := dh[j]
+		dct := dc[j] + dhj*o*(1-tcj*tcj)
+		var df float32
+		if cp != nil {
+			df = dct * cp[j]
+		}
+		dc[j] = dct * f
+		z[j] = dct * g * i * (1 - i)
+		z[H+j] = df * f * (1 - f)
+		z[2*H+j] = dct * i * (1 - g*g)
+		z[3*H+j] = dhj * tcj * o * (1 - o)
 	}
 }
 
@@ -167,29 +211,11 @@ func (e *lstmFast) layerBwd(sh *lstmShard, k, R int, x, dx []float32) {
 			}
 		}
 		for r := range R {
-			zr := zt[r*G : (r+1)*G]
-			ig, fg, gg, og := zr[:H], zr[H:2*H], zr[2*H:3*H], zr[3*H:G]
-			tc := a.tc[t*R*H+r*H : t*R*H+(r+1)*H]
-			dh := dht[r*H : (r+1)*H]
-			dcr := dc[r*H : (r+1)*H]
 			var cp []float32
 			if t > 0 {
 				cp = a.c[(t-1)*R*H+r*H : (t-1)*R*H+(r+1)*H]
 			}
-			for j := range dh {
-				i, f, g, o, tcj := ig[j], fg[j], gg[j], og[j], tc[j]
-				dhj := dh[j]
-				dct := dcr[j] + dhj*o*(1-tcj*tcj)
-				var df float32
-				if t > 0 {
-					df = dct * cp[j]
-				}
-				dcr[j] = dct * f
-				ig[j] = dct * g * i * (1 - i)
-				fg[j] = df * f * (1 - f)
-				gg[j] = dct * i * (1 - g*g)
-				og[j] = dhj * tcj * o * (1 - o)
-			}
+			lstmCellBwd(zt[r*G:(r+1)*G], a.tc[t*R*H+r*H:t*R*H+(r+1)*H], dht[r*H:(r+1)*H], dc[r*H:(r+1)*H], cp)
 		}
 		if t > 0 {
 			sh.w.gemmPacked(R, mat{zt, G, false}, &e.whT[k], dhRec, H, false)

@@ -50,9 +50,27 @@ func packA(dst []float32, a mat, i0, mc, p0, kc int) {
 		if a.t {
 			// A(i, p) = d[p*ld+i]: a row of the stored matrix holds the
 			// panel's rows side by side.
+			if rows == gemmMR {
+				for p := range kc {
+					off := (p0+p)*a.ld + base
+					*(*[gemmMR]float32)(pd[p*gemmMR:]) = *(*[gemmMR]float32)(a.d[off : off+gemmMR])
+				}
+				continue
+			}
 			for p := range kc {
-				src := a.d[(p0+p)*a.ld+base : (p0+p)*a.ld+base+rows]
-				copy(pd[p*gemmMR:p*gemmMR+rows], src)
+				off := (p0+p)*a.ld + base
+				for r := range rows {
+					pd[p*gemmMR+r] = a.d[off+r]
+				}
+			}
+			continue
+		}
+		if rows == gemmMR {
+			row := func(r int) []float32 { return a.d[(base+r)*a.ld+p0 : (base+r)*a.ld+p0+kc] }
+			r0, r1, r2, r3, r4, r5 := row(0), row(1), row(2), row(3), row(4), row(5)
+			for p := range kc {
+				q := (*[gemmMR]float32)(pd[p*gemmMR:])
+				q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 			}
 			continue
 		}
@@ -104,6 +122,13 @@ func packBPanel(dst []float32, b mat, p0, kc, j0, cols int) {
 		clear(dst)
 	}
 	if !b.t {
+		if cols == gemmNR {
+			for p := range kc {
+				off := (p0+p)*b.ld + j0
+				*(*[gemmNR]float32)(dst[p*gemmNR:]) = *(*[gemmNR]float32)(b.d[off : off+gemmNR])
+			}
+			return
+		}
 		for p := range kc {
 			copy(dst[p*gemmNR:p*gemmNR+cols], b.d[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+cols])
 		}

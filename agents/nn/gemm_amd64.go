@@ -31,3 +31,12 @@ func sigmoidAVX2(dst, src *float32, n int)
 
 //go:noescape
 func tanhAVX2(dst, src *float32, n int)
+
+//go:noescape
+func lstmFwdAVX2(z, cp, c, tc, h *float32, n, stride int)
+
+//go:noescape
+func lstmBwdAVX2(z, tc, dh, dc, cp *float32, n, stride int)
+
+//go:noescape
+func adamAVX2(k *adamConsts, w, grad, m, v *float32, n int)

@@ -14,3 +14,7 @@ func kernel6x16(kc int, a, b, c []float32, ldc int, acc bool) {
 func expAVX2(dst, src *float32, n int)     { panic("no AVX2") }
 func sigmoidAVX2(dst, src *float32, n int) { panic("no AVX2") }
 func tanhAVX2(dst, src *float32, n int)    { panic("no AVX2") }
+
+func lstmFwdAVX2(z, cp, c, tc, h *float32, n, stride int)   { panic("no AVX2") }
+func lstmBwdAVX2(z, tc, dh, dc, cp *float32, n, stride int) { panic("no AVX2") }
+func adamAVX2(k *adamConsts, w, grad, m, v *float32, n int) { panic("no AVX2") }

@@ -258,3 +258,220 @@ tanhloop:
 tanhdone:
 	VZEROUPPER
 	RET
+
+// SIGMOID8 replaces Y0 with σ(Y0); needs Y12 = 1, Y14 = −1.
+#define SIGMOID8 \
+	VMULPS Y14, Y0, Y0 \
+	EXP8 \
+	VADDPS Y12, Y0, Y0 \
+	VDIVPS Y0, Y12, Y0
+
+// TANH8 replaces Y0 with tanh(Y0); needs Y12 = 1, Y13 = 2, Y15 = −2.
+#define TANH8 \
+	VMULPS Y15, Y0, Y0 \
+	EXP8 \
+	VADDPS Y12, Y0, Y0 \
+	VDIVPS Y0, Y13, Y0 \
+	VSUBPS Y12, Y0, Y0
+
+// func lstmFwdAVX2(z, cp, c, tc, h *float32, n, stride int)
+//
+// One row of an LSTM step for n units (a multiple of 8): z holds the four
+// gates' pre-activations (i, f, g, o, stride apart), replaced by their
+// activations; cp is the previous cell state (nil at the first step).
+// c = f⊙cp + i⊙g, tc = tanh(c), h = o⊙tc.
+TEXT ·lstmFwdAVX2(SB), NOSPLIT, $0-56
+	MOVQ z+0(FP), DI
+	MOVQ cp+8(FP), R8
+	MOVQ c+16(FP), DX
+	MOVQ tc+24(FP), SI
+	MOVQ h+32(FP), BX
+	MOVQ n+40(FP), CX
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	LEAQ (DI)(R9*1), R10
+	LEAQ (DI)(R9*2), R11
+	LEAQ (R10)(R9*2), R12
+	LOADBOUNDS
+	VMOVUPS C_one, Y12
+	VMOVUPS C_two, Y13
+	VMOVUPS C_neg1, Y14
+	VMOVUPS C_neg2, Y15
+	SHRQ $3, CX
+	JZ   fwddone
+
+fwdloop:
+	VMOVUPS (DI), Y0
+	SIGMOID8
+	VMOVUPS Y0, (DI)
+	VMOVAPS Y0, Y4
+	VMOVUPS (R10), Y0
+	SIGMOID8
+	VMOVUPS Y0, (R10)
+	VMOVAPS Y0, Y5
+	VMOVUPS (R11), Y0
+	TANH8
+	VMOVUPS Y0, (R11)
+	VMOVAPS Y0, Y6
+	VMOVUPS (R12), Y0
+	SIGMOID8
+	VMOVUPS Y0, (R12)
+	VMOVAPS Y0, Y7
+	VMULPS Y6, Y4, Y10
+	TESTQ R8, R8
+	JZ    fwdfirst
+	VFMADD231PS (R8), Y5, Y10
+	ADDQ  $32, R8
+
+fwdfirst:
+	VMOVUPS Y10, (DX)
+	VMOVAPS Y10, Y0
+	TANH8
+	VMOVUPS Y0, (SI)
+	VMULPS  Y0, Y7, Y0
+	VMOVUPS Y0, (BX)
+	ADDQ $32, DI
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $32, R12
+	ADDQ $32, DX
+	ADDQ $32, SI
+	ADDQ $32, BX
+	DECQ CX
+	JNZ  fwdloop
+
+fwddone:
+	VZEROUPPER
+	RET
+
+// func lstmBwdAVX2(z, tc, dh, dc, cp *float32, n, stride int)
+//
+// One row of an LSTM step's backward pass for n units (a multiple of 8):
+// z holds the gates' activations (i, f, g, o), replaced by the gradients
+// with respect to their pre-activations; dh is the gradient with respect to
+// h, dc the one with respect to c from the next step, replaced by the one
+// with respect to the previous cell state cp (nil at the first step, where
+// the forget gate gets no gradient).
+TEXT ·lstmBwdAVX2(SB), NOSPLIT, $0-56
+	MOVQ z+0(FP), DI
+	MOVQ tc+8(FP), SI
+	MOVQ dh+16(FP), BX
+	MOVQ dc+24(FP), DX
+	MOVQ cp+32(FP), R8
+	MOVQ n+40(FP), CX
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	LEAQ (DI)(R9*1), R10
+	LEAQ (DI)(R9*2), R11
+	LEAQ (R10)(R9*2), R12
+	VMOVUPS C_one, Y15
+	SHRQ $3, CX
+	JZ   bwddone
+
+bwdloop:
+	VMOVUPS (DI), Y0
+	VMOVUPS (R10), Y1
+	VMOVUPS (R11), Y2
+	VMOVUPS (R12), Y3
+	VMOVUPS (SI), Y4
+	VMOVUPS (BX), Y5
+	VMULPS  Y4, Y4, Y6
+	VSUBPS  Y6, Y15, Y6
+	VMULPS  Y5, Y3, Y7
+	VMULPS  Y6, Y7, Y7
+	VADDPS  (DX), Y7, Y7
+	VMULPS  Y5, Y4, Y8
+	VSUBPS  Y3, Y15, Y9
+	VMULPS  Y3, Y9, Y9
+	VMULPS  Y9, Y8, Y8
+	VMOVUPS Y8, (R12)
+	VSUBPS  Y0, Y15, Y9
+	VMULPS  Y0, Y9, Y9
+	VMULPS  Y2, Y7, Y10
+	VMULPS  Y9, Y10, Y10
+	VMOVUPS Y10, (DI)
+	VMULPS  Y2, Y2, Y11
+	VSUBPS  Y11, Y15, Y11
+	VMULPS  Y0, Y7, Y12
+	VMULPS  Y11, Y12, Y12
+	VMOVUPS Y12, (R11)
+	VMULPS  Y1, Y7, Y13
+	VMOVUPS Y13, (DX)
+	TESTQ   R8, R8
+	JZ      bwdfirst
+	VMULPS  (R8), Y7, Y13
+	VSUBPS  Y1, Y15, Y9
+	VMULPS  Y1, Y9, Y9
+	VMULPS  Y9, Y13, Y13
+	VMOVUPS Y13, (R10)
+	ADDQ    $32, R8
+	JMP     bwdnext
+
+bwdfirst:
+	VXORPS  Y13, Y13, Y13
+	VMOVUPS Y13, (R10)
+
+bwdnext:
+	ADDQ $32, DI
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $32, R12
+	ADDQ $32, SI
+	ADDQ $32, BX
+	ADDQ $32, DX
+	DECQ CX
+	JNZ  bwdloop
+
+bwddone:
+	VZEROUPPER
+	RET
+
+// func adamAVX2(k *adamConsts, w, grad, m, v *float32, n int)
+//
+// Adam on n values (a multiple of 8); k is b1, b2, 1−b1, 1−b2, the
+// bias-corrected step size, 1/sqrt(1−b2ᵗ), ε and the gradient scale.
+TEXT ·adamAVX2(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), AX
+	MOVQ w+8(FP), DI
+	MOVQ grad+16(FP), SI
+	MOVQ m+24(FP), BX
+	MOVQ v+32(FP), DX
+	MOVQ n+40(FP), CX
+	VBROADCASTSS 0(AX), Y8
+	VBROADCASTSS 4(AX), Y9
+	VBROADCASTSS 8(AX), Y10
+	VBROADCASTSS 12(AX), Y11
+	VBROADCASTSS 16(AX), Y12
+	VBROADCASTSS 20(AX), Y13
+	VBROADCASTSS 24(AX), Y14
+	VBROADCASTSS 28(AX), Y15
+	SHRQ $3, CX
+	JZ   adamdone
+
+adamloop:
+	VMULPS      (SI), Y15, Y0
+	VMULPS      (BX), Y8, Y1
+	VFMADD231PS Y0, Y10, Y1
+	VMOVUPS     Y1, (BX)
+	VMULPS      Y0, Y0, Y2
+	VMULPS      (DX), Y9, Y3
+	VFMADD231PS Y2, Y11, Y3
+	VMOVUPS     Y3, (DX)
+	VSQRTPS     Y3, Y3
+	VMULPS      Y13, Y3, Y3
+	VADDPS      Y14, Y3, Y3
+	VMULPS      Y12, Y1, Y1
+	VDIVPS      Y3, Y1, Y1
+	VMOVUPS     (DI), Y4
+	VSUBPS      Y1, Y4, Y4
+	VMOVUPS     Y4, (DI)
+	ADDQ        $32, DI
+	ADDQ        $32, SI
+	ADDQ        $32, BX
+	ADDQ        $32, DX
+	DECQ        CX
+	JNZ         adamloop
+
+adamdone:
+	VZEROUPPER
+	RET
