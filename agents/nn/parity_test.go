@@ -148,11 +148,11 @@ func randnRNG(rng *rand.Rand, n int, sd float64) []float32 {
 }
 
 // TestBackendParity trains each network for 20 Adam steps on the gorgonia
-// reference and on the CPU backend (1 and 2 threads; AVX2 and pure-Go
-// kernels) from the same seed, with dropout on, on the same random
-// batches, and compares after every step the dropout masks (bitwise), the
-// loss, every gradient and every updated weight, then the evaluation
-// forward pass.
+// reference and, in lockstep, on the CPU backend (1 and 2 threads; AVX2
+// and pure-Go kernels) from the same seed, with dropout on, on the same
+// random batches, and compares after every step the dropout masks
+// (bitwise), the loss, every gradient and every updated weight, then the
+// evaluation forward pass.
 func TestBackendParity(t *testing.T) {
 	type variant struct {
 		name    string
@@ -165,43 +165,69 @@ func TestBackendParity(t *testing.T) {
 	}
 	const steps = 20
 	for _, pc := range parityCases() {
-		for _, v := range variants {
-			t.Run(pc.name+"/"+v.name, func(t *testing.T) {
-				if v.pureGo {
+		t.Run(pc.name, func(t *testing.T) {
+			refC, refStats, refStep, refFwd := pc.new(t, WithBackend(BackendGorgonia))
+			type candidate struct {
+				variant
+				c     *core
+				stats *TrainStats
+				step  func(*rand.Rand) (float32, error)
+				fwd   func() []float32
+				rng   *rand.Rand
+				p     *parityTracker
+			}
+			// run runs f with the candidate's kernels.
+			run := func(v variant, f func()) {
+				if v.pureGo && useAVX2 {
 					useAVX2 = false
-					t.Cleanup(func() { useAVX2 = true })
+					defer func() { useAVX2 = true }()
 				}
-				refC, refStats, refStep, refFwd := pc.new(t, WithBackend(BackendGorgonia))
-				c, stats, step, fwd := pc.new(t, WithBackend(BackendCPU), WithThreads(v.threads))
-				p := &parityTracker{t: t, worst: map[string]float64{}}
-				rngA, rngB := rand.New(rand.NewPCG(42, 1)), rand.New(rand.NewPCG(42, 1))
-				for s := range steps {
-					lr, errR := refStep(rngA)
-					lc, errC := step(rngB)
-					if errR != nil || errC != nil {
-						t.Fatalf("step %d: reference %v, candidate %v", s, errR, errC)
+				f()
+			}
+			var cands []*candidate
+			for _, v := range variants {
+				cd := &candidate{variant: v, rng: rand.New(rand.NewPCG(42, 1)), p: &parityTracker{t: t, worst: map[string]float64{}}}
+				cd.c, cd.stats, cd.step, cd.fwd = pc.new(t, WithBackend(BackendCPU), WithThreads(v.threads))
+				cands = append(cands, cd)
+			}
+			rng := rand.New(rand.NewPCG(42, 1))
+			for s := range steps {
+				lr, err := refStep(rng)
+				if err != nil {
+					t.Fatalf("step %d: reference: %v", s, err)
+				}
+				for _, cd := range cands {
+					var lc float32
+					run(cd.variant, func() { lc, err = cd.step(cd.rng) })
+					if err != nil {
+						t.Fatalf("step %d: %s: %v", s, cd.name, err)
 					}
-					if len(refC.masks) != len(c.masks) {
-						t.Fatalf("step %d: %d and %d dropout masks", s, len(refC.masks), len(c.masks))
+					if len(refC.masks) != len(cd.c.masks) {
+						t.Fatalf("step %d: %s: %d and %d dropout masks", s, cd.name, len(refC.masks), len(cd.c.masks))
 					}
-					for i := range c.masks {
-						if !slices.Equal(refC.masks[i], c.masks[i]) {
-							t.Fatalf("step %d: dropout mask %d differs", s, i)
+					for i := range cd.c.masks {
+						if !slices.Equal(refC.masks[i], cd.c.masks[i]) {
+							t.Fatalf("step %d: %s: dropout mask %d differs", s, cd.name, i)
 						}
 					}
-					p.check(fmt.Sprintf("loss step %d", s), []float32{lr}, []float32{lc})
-					for i, q := range c.ps.list {
-						p.check(fmt.Sprintf("gradient step %d %s", s, q.name), refC.grads[i], c.grads[i])
-						p.check(fmt.Sprintf("weight step %d %s", s, q.name), refC.ps.list[i].data(), q.data())
+					cd.p.check(fmt.Sprintf("loss %s step %d", cd.name, s), []float32{lr}, []float32{lc})
+					for i, q := range cd.c.ps.list {
+						cd.p.check(fmt.Sprintf("gradient %s step %d %s", cd.name, s, q.name), refC.grads[i], cd.c.grads[i])
+						cd.p.check(fmt.Sprintf("weight %s step %d %s", cd.name, s, q.name), refC.ps.list[i].data(), q.data())
 					}
 				}
-				if refStats.Clipped != stats.Clipped || refStats.Steps != steps || stats.Steps != steps {
-					t.Errorf("stats: reference %+v, candidate %+v", *refStats, *stats)
+			}
+			want := refFwd()
+			for _, cd := range cands {
+				var got []float32
+				run(cd.variant, func() { got = cd.fwd() })
+				cd.p.check("forward "+cd.name, want, got)
+				if refStats.Clipped != cd.stats.Clipped || refStats.Steps != steps || cd.stats.Steps != steps {
+					t.Errorf("%s: stats: reference %+v, candidate %+v", cd.name, *refStats, *cd.stats)
 				}
-				p.check("forward", refFwd(), fwd())
-				t.Logf("max relative error: %v (clipped steps %d of %d, %d dropout masks per step)", p.worst, stats.Clipped, steps, len(c.masks))
-			})
-		}
+				t.Logf("%s: max relative error %v (clipped steps %d of %d, %d dropout masks per step)", cd.name, cd.p.worst, cd.stats.Clipped, steps, len(cd.c.masks))
+			}
+		})
 	}
 }
 
