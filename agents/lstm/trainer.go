@@ -100,7 +100,7 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	}
 	netCfg := cfg.Net
 	netCfg.BetaUnder, netCfg.BetaOver = cfg.betas()
-	net, err := nn.NewLSTMNet(netCfg, cfg.Seed)
+	net, err := nn.NewLSTMNet(netCfg, cfg.Seed, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
@@ -172,7 +172,7 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	if best.Len() == 0 {
 		return nil, fmt.Errorf("training LSTM: %w: no epoch gave a finite validation loss", ErrConfig)
 	}
-	bn, err := nn.LoadLSTMNet(&best)
+	bn, err := nn.LoadLSTMNet(&best, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: restoring epoch %d: %w", res.BestEpoch, err)
 	}

@@ -33,6 +33,7 @@ type param struct {
 	name  string
 	shape []int
 	t     *tensor.Dense
+	d     []float32 // t's backing slice (Dense.Data allocates on every call)
 	init  initKind
 	// fanIn and fanOut drive the He and Glorot bounds.
 	fanIn, fanOut int
@@ -42,7 +43,7 @@ type param struct {
 }
 
 // data returns the parameter's values.
-func (p *param) data() []float32 { return p.t.Data().([]float32) }
+func (p *param) data() []float32 { return p.d }
 
 // size returns the number of scalars in the parameter.
 func (p *param) size() int {
@@ -65,7 +66,8 @@ func newParamSet() *paramSet { return &paramSet{byName: map[string]*param{}} }
 // add registers a parameter of the given shape.
 func (s *paramSet) add(name string, init initKind, fanIn, fanOut int, shape ...int) *param {
 	p := &param{name: name, shape: shape, init: init, fanIn: fanIn, fanOut: fanOut, idx: len(s.list)}
-	p.t = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	p.d = make([]float32, p.size())
+	p.t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(p.d))
 	s.list = append(s.list, p)
 	s.byName[name] = p
 	return p
