@@ -158,12 +158,14 @@ func BenchmarkPPOTrainStep(b *testing.B) {
 			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(be))
 			const batch = 64
 			tb := benchPPOBatch(b, n, batch)
+			start := cpuTime()
 			for b.Loop() {
 				if _, err := n.TrainStep(tb); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			reportCPU(b, start, batch, "samples")
 		})
 	}
 }
@@ -174,12 +176,14 @@ func BenchmarkQTrainStep(b *testing.B) {
 			n := mustQOpts(b, DefaultQConfig(), 1, WithBackend(be))
 			const batch = 64
 			tb := QBatch{States: randn(1, batch*n.cfg.Inputs()), Actions: make([]int, batch), Targets: randn(2, batch)}
+			start := cpuTime()
 			for b.Loop() {
 				if _, err := n.TrainStep(tb); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			reportCPU(b, start, batch, "samples")
 		})
 	}
 }
@@ -190,12 +194,14 @@ func BenchmarkLSTMTrainStep(b *testing.B) {
 			n := mustLSTMOpts(b, DefaultLSTMConfig(), 1, WithBackend(be))
 			const batch = 128
 			tb := LSTMBatch{Seqs: randn(1, batch*n.cfg.Inputs()), Targets: randn(2, batch*n.cfg.Outputs)}
+			start := cpuTime()
 			for b.Loop() {
 				if _, err := n.TrainStep(tb); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			reportCPU(b, start, batch, "samples")
 		})
 	}
 }

@@ -85,44 +85,59 @@ func colSums(dst, m []float32, rows, w int) {
 }
 
 // reluMask applies ReLU in place and, when mask is not nil, multiplies by
-// the dropout mask.
+// the dropout mask. Branch-free: the signs of activations are not
+// predictable.
 func reluMask(y, mask []float32) {
-	if mask == nil {
-		for j, v := range y {
-			if v < 0 {
-				y[j] = 0
-			}
+	j0 := 0
+	var mp *float32
+	if mask != nil {
+		mask = mask[:len(y)]
+		if len(y) > 0 {
+			mp = &mask[0]
 		}
-		return
 	}
-	mask = mask[:len(y)]
-	for j, v := range y {
+	if useAVX2 && len(y) >= 8 {
+		j0 = len(y) &^ 7
+		reluAVX2(&y[0], mp, j0)
+	}
+	for j := j0; j < len(y); j++ {
+		v := y[j]
 		if v < 0 {
 			v = 0
 		}
-		y[j] = v * mask[j]
+		if mask != nil {
+			v *= mask[j]
+		}
+		y[j] = v
 	}
 }
 
 // reluMaskBwd turns the gradient with respect to a ReLU(·)⊙mask output o
-// into the gradient with respect to the ReLU's input, in place.
+// into the gradient with respect to the ReLU's input, in place (mask nil:
+// no dropout).
 func reluMaskBwd(d, o, mask []float32) {
 	o = o[:len(d)]
-	if mask == nil {
-		for j := range d {
-			if !(o[j] > 0) {
-				d[j] = 0
-			}
+	var mp *float32
+	if mask != nil {
+		mask = mask[:len(d)]
+		if len(d) > 0 {
+			mp = &mask[0]
 		}
-		return
 	}
-	mask = mask[:len(d)]
-	for j := range d {
-		if o[j] > 0 {
-			d[j] *= mask[j]
-		} else {
-			d[j] = 0
+	j0 := 0
+	if useAVX2 && len(d) >= 8 {
+		j0 = len(d) &^ 7
+		reluBwdAVX2(&d[0], &o[0], mp, j0)
+	}
+	for j := j0; j < len(d); j++ {
+		g := d[j]
+		if mask != nil {
+			g *= mask[j]
 		}
+		if !(o[j] > 0) {
+			g = 0
+		}
+		d[j] = g
 	}
 }
 
@@ -216,11 +231,4 @@ func (sh *fastShard) normBwd(rows int, x []float32, d denseParams, n normParams,
 }
 
 // reluBwd zeroes the gradient d where the ReLU output o is not positive.
-func reluBwd(d, o []float32) {
-	o = o[:len(d)]
-	for j, v := range o {
-		if !(v > 0) {
-			d[j] = 0
-		}
-	}
-}
+func reluBwd(d, o []float32) { reluMaskBwd(d, o, nil) }

@@ -157,11 +157,72 @@ func (w *gemmWork) gemm(m, n, k int, a, b mat, c []float32, ldc int, acc bool) {
 		}
 		return
 	}
-	var pb packedB
-	pb.d = w.b
-	pb.pack(b, k, n)
-	w.b = pb.d
-	w.gemmPacked(m, a, &pb, c, ldc, acc)
+	if b.t {
+		var pb packedB
+		pb.d = w.b
+		pb.pack(b, k, n)
+		w.b = pb.d
+		w.gemmPacked(m, a, &pb, c, ldc, acc)
+		return
+	}
+	w.gemmDirect(m, n, k, a, b, c, ldc, acc)
+}
+
+// gemmDirect is gemm for a B that is not transposed: the kernel reads its
+// full 16-column panels in place (rows b.ld apart); only a last, narrower
+// panel is packed (zero-padded).
+func (w *gemmWork) gemmDirect(m, n, k int, a, b mat, c []float32, ldc int, acc bool) {
+	w.a = grow(w.a, gemmMC*gemmKC)
+	w.b = grow(w.b, gemmKC*gemmNR)
+	np := (n + gemmNR - 1) / gemmNR
+	for p0 := 0; p0 < k; p0 += gemmKC {
+		kc := min(gemmKC, k-p0)
+		add := acc || p0 > 0
+		edge := n%gemmNR != 0
+		if edge {
+			j0 := (np - 1) * gemmNR
+			packBPanel(w.b[:kc*gemmNR], b, p0, kc, j0, n-j0)
+		}
+		for i0 := 0; i0 < m; i0 += gemmMC {
+			mc := min(gemmMC, m-i0)
+			packA(w.a, a, i0, mc, p0, kc)
+			for jp := range np {
+				j0 := jp * gemmNR
+				bp, ldb := b.d[p0*b.ld+j0:], b.ld
+				if edge && jp == np-1 {
+					bp, ldb = w.b[:kc*gemmNR], gemmNR
+				}
+				w.tiles(i0, mc, kc, bp, ldb, j0, min(gemmNR, n-j0), m, c, ldc, add)
+			}
+		}
+	}
+}
+
+// tiles runs the micro-kernel down one column panel for rows [i0, i0+mc)
+// of the packed A block.
+func (w *gemmWork) tiles(i0, mc, kc int, bp []float32, ldb, j0, cols, m int, c []float32, ldc int, add bool) {
+	mp := (mc + gemmMR - 1) / gemmMR
+	for ip := range mp {
+		ap := w.a[ip*kc*gemmMR : (ip+1)*kc*gemmMR]
+		r0 := i0 + ip*gemmMR
+		rows := min(gemmMR, m-r0)
+		if rows == gemmMR && cols == gemmNR {
+			kernel6x16(kc, ap, bp, ldb, c[r0*ldc+j0:], ldc, add)
+			continue
+		}
+		// Edge tile: through a full scratch tile.
+		t := w.tile[:]
+		if add {
+			clear(t)
+			for r := range rows {
+				copy(t[r*gemmNR:r*gemmNR+cols], c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols])
+			}
+		}
+		kernel6x16(kc, ap, bp, ldb, t, gemmNR, add)
+		for r := range rows {
+			copy(c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols], t[r*gemmNR:r*gemmNR+cols])
+		}
+	}
 }
 
 // gemmPacked is gemm with B already packed.
@@ -179,46 +240,22 @@ func (w *gemmWork) gemmPacked(m int, a mat, pb *packedB, c []float32, ldc int, a
 		for i0 := 0; i0 < m; i0 += gemmMC {
 			mc := min(gemmMC, m-i0)
 			packA(w.a, a, i0, mc, p0, kc)
-			mp := (mc + gemmMR - 1) / gemmMR
 			for jp := range np {
-				bp := blk[jp*kc*gemmNR : (jp+1)*kc*gemmNR]
 				j0 := jp * gemmNR
-				cols := min(gemmNR, n-j0)
-				for ip := range mp {
-					ap := w.a[ip*kc*gemmMR : (ip+1)*kc*gemmMR]
-					r0 := i0 + ip*gemmMR
-					rows := min(gemmMR, m-r0)
-					if rows == gemmMR && cols == gemmNR {
-						kernel6x16(kc, ap, bp, c[r0*ldc+j0:], ldc, add)
-						continue
-					}
-					// Edge tile: through a full scratch tile.
-					t := w.tile[:]
-					if add {
-						clear(t)
-						for r := range rows {
-							copy(t[r*gemmNR:r*gemmNR+cols], c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols])
-						}
-					}
-					kernel6x16(kc, ap, bp, t, gemmNR, add)
-					for r := range rows {
-						copy(c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols], t[r*gemmNR:r*gemmNR+cols])
-					}
-				}
+				w.tiles(i0, mc, kc, blk[jp*kc*gemmNR:(jp+1)*kc*gemmNR], gemmNR, j0, min(gemmNR, n-j0), m, c, ldc, add)
 			}
 		}
 	}
 }
 
 // kernel6x16Go is the pure-Go micro-kernel: c[r*ldc+j] (r < 6, j < 16) =
-// (acc ? c[r*ldc+j] : 0) + Σ_p a[p*6+r]·b[p*16+j].
-func kernel6x16Go(kc int, a, b, c []float32, ldc int, acc bool) {
+// (acc ? c[r*ldc+j] : 0) + Σ_p a[p*6+r]·b[p*ldb+j].
+func kernel6x16Go(kc int, a, b []float32, ldb int, c []float32, ldc int, acc bool) {
 	var t [gemmMR * gemmNR]float32
 	a = a[:kc*gemmMR]
-	b = b[:kc*gemmNR]
 	for p := range kc {
 		ap := a[p*gemmMR : p*gemmMR+gemmMR]
-		bp := b[p*gemmNR : p*gemmNR+gemmNR]
+		bp := b[p*ldb : p*ldb+gemmNR]
 		for r, av := range ap {
 			tr := t[r*gemmNR : r*gemmNR+gemmNR]
 			for j, bv := range bp {

@@ -9,18 +9,18 @@ import "golang.org/x/sys/cpu"
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 //go:noescape
-func sgemm6x16AVX2(kc int, a, b, c *float32, ldc int, acc bool)
+func sgemm6x16AVX2(kc int, a, b *float32, ldb int, c *float32, ldc int, acc bool)
 
 // kernel6x16 computes one 6×16 tile of C (see kernel6x16Go).
-func kernel6x16(kc int, a, b, c []float32, ldc int, acc bool) {
+func kernel6x16(kc int, a, b []float32, ldb int, c []float32, ldc int, acc bool) {
 	if !useAVX2 {
-		kernel6x16Go(kc, a, b, c, ldc, acc)
+		kernel6x16Go(kc, a, b, ldb, c, ldc, acc)
 		return
 	}
 	_ = a[kc*gemmMR-1]
-	_ = b[kc*gemmNR-1]
+	_ = b[(kc-1)*ldb+gemmNR-1]
 	_ = c[(gemmMR-1)*ldc+gemmNR-1]
-	sgemm6x16AVX2(kc, &a[0], &b[0], &c[0], ldc, acc)
+	sgemm6x16AVX2(kc, &a[0], &b[0], ldb, &c[0], ldc, acc)
 }
 
 //go:noescape
@@ -40,3 +40,9 @@ func lstmBwdAVX2(z, tc, dh, dc, cp *float32, n, stride int)
 
 //go:noescape
 func adamAVX2(k *adamConsts, w, grad, m, v *float32, n int)
+
+//go:noescape
+func reluAVX2(y, mask *float32, n int)
+
+//go:noescape
+func reluBwdAVX2(d, o, mask *float32, n int)

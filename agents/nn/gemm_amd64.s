@@ -2,11 +2,12 @@
 
 #include "textflag.h"
 
-// One k step of the 6×16 micro-kernel: B row at DI+boff (two YMM), six A
-// values at SI+aoff; accumulators Y4..Y15 (row r in Y(4+2r), Y(5+2r)).
-#define STEP(aoff, boff) \
-	VMOVUPS boff(DI), Y0 \
-	VMOVUPS (boff+32)(DI), Y1 \
+// One k step of the 6×16 micro-kernel: B row at b0 and b1 (its two
+// halves), six A values at SI+aoff; accumulators Y4..Y15 (row r in
+// Y(4+2r), Y(5+2r)).
+#define STEP(aoff, b0, b1) \
+	VMOVUPS b0, Y0 \
+	VMOVUPS b1, Y1 \
 	VBROADCASTSS (aoff)(SI), Y2 \
 	VBROADCASTSS (aoff+4)(SI), Y3 \
 	VFMADD231PS Y0, Y2, Y4 \
@@ -37,15 +38,21 @@
 	VMOVUPS lo, (ptr) \
 	VMOVUPS hi, 32(ptr)
 
-// func sgemm6x16AVX2(kc int, a, b, c *float32, ldc int, acc bool)
-TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-41
+// func sgemm6x16AVX2(kc int, a, b *float32, ldb int, c *float32, ldc int, acc bool)
+//
+// B's rows are ldb values apart (16 when packed).
+TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-49
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ ldb+24(FP), BX
+	SHLQ $2, BX
+	LEAQ (BX)(BX*2), AX
+	LEAQ (BX*4), R12
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
-	MOVBLZX acc+40(FP), R9
+	MOVBLZX acc+48(FP), R9
 
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
@@ -64,12 +71,12 @@ TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-41
 	JL   tail
 
 loop4:
-	STEP(0, 0)
-	STEP(24, 64)
-	STEP(48, 128)
-	STEP(72, 192)
+	STEP(0, (DI), 32(DI))
+	STEP(24, (DI)(BX*1), 32(DI)(BX*1))
+	STEP(48, (DI)(BX*2), 32(DI)(BX*2))
+	STEP(72, (DI)(AX*1), 32(DI)(AX*1))
 	ADDQ $96, SI
-	ADDQ $256, DI
+	ADDQ R12, DI
 	SUBQ $4, CX
 	CMPQ CX, $4
 	JGE  loop4
@@ -79,9 +86,9 @@ tail:
 	JE    store
 
 loop1:
-	STEP(0, 0)
+	STEP(0, (DI), 32(DI))
 	ADDQ $24, SI
-	ADDQ $64, DI
+	ADDQ BX, DI
 	DECQ CX
 	JNZ  loop1
 

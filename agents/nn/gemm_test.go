@@ -77,10 +77,12 @@ func BenchmarkGemm(b *testing.B) {
 			var pb packedB
 			pb.pack(mat{randn(2, tc.k*tc.n), tc.n, false}, tc.k, tc.n)
 			c := make([]float32, tc.m*tc.n)
+			start := cpuTime()
 			for b.Loop() {
 				w.gemmPacked(tc.m, a, &pb, c, tc.n, false)
 			}
 			b.ReportMetric(2*float64(tc.m*tc.n*tc.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			reportCPU(b, start, 2*float64(tc.m*tc.n*tc.k)/1e9, "GFLOP")
 		})
 	}
 }

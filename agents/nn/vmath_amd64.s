@@ -475,3 +475,83 @@ adamloop:
 adamdone:
 	VZEROUPPER
 	RET
+
+// func reluAVX2(y, mask *float32, n int)
+//
+// y = max(y, 0) (NaN stays NaN), then y *= mask unless mask is nil; n is a
+// multiple of 8.
+TEXT ·reluAVX2(SB), NOSPLIT, $0-24
+	MOVQ y+0(FP), DI
+	MOVQ mask+8(FP), SI
+	MOVQ n+16(FP), CX
+	VXORPS Y15, Y15, Y15
+	SHRQ $3, CX
+	JZ   reludone
+	TESTQ SI, SI
+	JZ   reluplain
+
+relumask:
+	VMOVUPS (DI), Y0
+	VMAXPS  Y0, Y15, Y0
+	VMULPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ  relumask
+	JMP  reludone
+
+reluplain:
+	VMOVUPS (DI), Y0
+	VMAXPS  Y0, Y15, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  reluplain
+
+reludone:
+	VZEROUPPER
+	RET
+
+// func reluBwdAVX2(d, o, mask *float32, n int)
+//
+// d = o > 0 ? d·mask : 0 (mask nil: d), for the output o of a ReLU (and
+// dropout); n is a multiple of 8.
+TEXT ·reluBwdAVX2(SB), NOSPLIT, $0-32
+	MOVQ d+0(FP), DI
+	MOVQ o+8(FP), SI
+	MOVQ mask+16(FP), BX
+	MOVQ n+24(FP), CX
+	VXORPS Y15, Y15, Y15
+	SHRQ $3, CX
+	JZ   rbdone
+	TESTQ BX, BX
+	JZ   rbplain
+
+rbmask:
+	VMOVUPS  (SI), Y1
+	VCMPPS   $0x1e, Y15, Y1, Y1
+	VMOVUPS  (DI), Y0
+	VMULPS   (BX), Y0, Y0
+	VANDPS   Y1, Y0, Y0
+	VMOVUPS  Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	ADDQ $32, BX
+	DECQ CX
+	JNZ  rbmask
+	JMP  rbdone
+
+rbplain:
+	VMOVUPS  (SI), Y1
+	VCMPPS   $0x1e, Y15, Y1, Y1
+	VANDPS   (DI), Y1, Y0
+	VMOVUPS  Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ  rbplain
+
+rbdone:
+	VZEROUPPER
+	RET
