@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -233,7 +234,7 @@ type core struct {
 	seed    uint64
 	ps      *paramSet
 	opt     *adam
-	dropRNG *rand.PCG
+	dropRNG *rand.ChaCha8
 	backend Backend
 	threads int
 	grads   [][]float32
@@ -252,7 +253,7 @@ func newCore(ps *paramSet, seed uint64, opt Optimizer, o options, build buildFun
 		seed:    seed,
 		ps:      ps,
 		opt:     newAdam(opt, ps),
-		dropRNG: rand.NewPCG(seed, dropoutStream),
+		dropRNG: newDropoutRNG(seed),
 		backend: o.backend,
 		threads: o.threads,
 		build:   build,
@@ -321,10 +322,20 @@ func (c *core) drawMasks(batch int, widths []int, p float64) [][]float32 {
 	return c.masks
 }
 
+// newDropoutRNG returns the dropout generator of a seed: ChaCha8 keyed by
+// the seed and the dropout stream constant (a separate stream from the
+// initialisation's PCG).
+func newDropoutRNG(seed uint64) *rand.ChaCha8 {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[0:], seed)
+	binary.LittleEndian.PutUint64(key[8:], dropoutStream)
+	return rand.NewChaCha8(key)
+}
+
 // drawMask draws one inverted-dropout mask: each 64-bit draw of the
 // generator gives two values, each dropped when its 32-bit half is below
 // p·2³² (probability p within 2⁻³³).
-func drawMask(m []float32, p float64, rng *rand.PCG) {
+func drawMask(m []float32, p float64, rng *rand.ChaCha8) {
 	keep := float32(1 / (1 - p))
 	thr := uint64(math.Round(p * (1 << 32)))
 	pick := func(u uint64) float32 {

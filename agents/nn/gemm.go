@@ -1,5 +1,7 @@
 package nn
 
+import "unsafe"
+
 // Single-threaded float32 matrix products for the fast backend.
 //
 // gemm computes C = C₀ + op(A)·op(B) on row-major slices, with C₀ the old C
@@ -131,6 +133,24 @@ func packBPanel(dst []float32, b mat, p0, kc, j0, cols int) {
 		}
 		for p := range kc {
 			copy(dst[p*gemmNR:p*gemmNR+cols], b.d[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+cols])
+		}
+		return
+	}
+	if cols == gemmNR {
+		// Sixteen rows of the stored matrix, read side by side, so the
+		// panel is written in order.
+		// (The slicing checks the bounds; the loop reads through pointers.)
+		var rows [gemmNR]unsafe.Pointer
+		for c := range rows {
+			rows[c] = unsafe.Pointer(unsafe.SliceData(b.d[(j0+c)*b.ld+p0 : (j0+c)*b.ld+p0+kc]))
+		}
+		dst = dst[:kc*gemmNR]
+		for p := range kc {
+			q := (*[gemmNR]float32)(dst[p*gemmNR:])
+			off := uintptr(p) * 4
+			for c := range q {
+				q[c] = *(*float32)(unsafe.Add(rows[c], off))
+			}
 		}
 		return
 	}
