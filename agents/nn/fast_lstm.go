@@ -9,10 +9,12 @@ package nn
 type lstmFast struct {
 	n      *LSTMNet
 	shards []*lstmShard
-	// Packed weights (forward) and transposes (backward) of both layers.
-	wx, wh, wxT, whT [2]packedB
-	bias             [2][]float32
-	fused            []float32 // scratch for joining the gates
+	// Both layers' weights with the gates joined (in×4H and H×4H,
+	// row-major; the kernel reads them in place) and the packed
+	// transposes the backward pass multiplies by.
+	wx, wh   [2][]float32
+	wxT, whT [2]packedB
+	bias     [2][]float32
 }
 
 // lstmLayerAct is one layer's activations over T steps of R rows, all
@@ -40,20 +42,19 @@ type lstmShard struct {
 
 func (e *lstmFast) close() {}
 
-// prepare joins and packs the weights for one call.
+// prepare joins the gates' weights and packs the transposes for one call.
 func (e *lstmFast) prepare(train bool) {
 	for k, l := range e.n.l.rnn {
 		in, H := l.in, l.hidden
-		e.fused = grow(e.fused, max(in, H)*4*H)
-		joinGates(e.fused, l.wx, in, H)
-		e.wx[k].pack(mat{e.fused, 4 * H, false}, in, 4*H)
+		e.wx[k] = grow(e.wx[k], in*4*H)
+		joinGates(e.wx[k], l.wx, in, H)
 		if train && k == 1 {
-			e.wxT[k].pack(mat{e.fused, 4 * H, true}, 4*H, in)
+			e.wxT[k].pack(mat{e.wx[k], 4 * H, true}, 4*H, in)
 		}
-		joinGates(e.fused, l.wh, H, H)
-		e.wh[k].pack(mat{e.fused, 4 * H, false}, H, 4*H)
+		e.wh[k] = grow(e.wh[k], H*4*H)
+		joinGates(e.wh[k], l.wh, H, H)
 		if train {
-			e.whT[k].pack(mat{e.fused, 4 * H, true}, 4*H, H)
+			e.whT[k].pack(mat{e.wh[k], 4 * H, true}, 4*H, H)
 		}
 		e.bias[k] = grow(e.bias[k], 4*H)
 		for g, p := range l.b {
@@ -110,12 +111,13 @@ func (e *lstmFast) layerFwd(sh *lstmShard, k, R int, x []float32) {
 	for r := range T * R {
 		copy(z[r*G:(r+1)*G], e.bias[k])
 	}
-	sh.w.gemmPacked(T*R, mat{x, e.n.l.rnn[k].in, false}, &e.wx[k], z, G, true)
+	in := e.n.l.rnn[k].in
+	sh.w.gemm(T*R, G, in, mat{x, in, false}, mat{e.wx[k], G, false}, z, G, true)
 	clear(a.h[:R*H])
 	for t := range T {
 		zt := z[t*R*G : (t+1)*R*G]
 		if t > 0 {
-			sh.w.gemmPacked(R, mat{a.h[t*R*H : (t+1)*R*H], H, false}, &e.wh[k], zt, G, true)
+			sh.w.gemm(R, G, H, mat{a.h[t*R*H : (t+1)*R*H], H, false}, mat{e.wh[k], G, false}, zt, G, true)
 		}
 		ct, tct := a.c[t*R*H:(t+1)*R*H], a.tc[t*R*H:(t+1)*R*H]
 		ht := a.h[(t+1)*R*H : (t+2)*R*H]
@@ -223,11 +225,11 @@ func (e *lstmFast) layerBwd(sh *lstmShard, k, R int, x, dx []float32) {
 	}
 	// Weight gradients of all steps at once.
 	dz := a.z[:T*R*G]
-	sh.pdz.pack(mat{dz, G, false}, T*R, G)
 	tmp := sh.tmp[:max(in, H)*G]
-	sh.w.gemmPacked(in, mat{x, in, true}, &sh.pdz, tmp, G, false)
+	sh.w.gemm(in, G, T*R, mat{x, in, true}, mat{dz, G, false}, tmp, G, false)
 	addGates(sh.grads, l.wx, tmp, in, H)
-	sh.w.gemmPacked(H, mat{a.h[:T*R*H], H, true}, &sh.pdz, tmp, G, false)
+	// The first step has no recurrent input: dWh sums h(t−1)ᵀ·dz(t) over t ≥ 1.
+	sh.w.gemm(H, G, (T-1)*R, mat{a.h[R*H : T*R*H], H, true}, mat{dz[R*G:], G, false}, tmp, G, false)
 	addGates(sh.grads, l.wh, tmp, H, H)
 	for g, p := range l.b {
 		db := sh.grads[p.idx][:H]

@@ -55,7 +55,9 @@ func packA(dst []float32, a mat, i0, mc, p0, kc int) {
 			if rows == gemmMR {
 				for p := range kc {
 					off := (p0+p)*a.ld + base
-					*(*[gemmMR]float32)(pd[p*gemmMR:]) = *(*[gemmMR]float32)(a.d[off : off+gemmMR])
+					s := a.d[off : off+gemmMR : off+gemmMR]
+					q := (*[gemmMR]float32)(pd[p*gemmMR:])
+					q[0], q[1], q[2], q[3], q[4], q[5] = s[0], s[1], s[2], s[3], s[4], s[5]
 				}
 				continue
 			}
