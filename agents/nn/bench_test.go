@@ -11,7 +11,7 @@ import (
 func BenchmarkPPOForwardGorgonia(b *testing.B) {
 	for _, batch := range []int{1, 64} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			n := mustPPO(b, DefaultPPOConfig(), 1)
+			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(BackendGorgonia))
 			x := randn(1, batch*n.cfg.Inputs)
 			for b.Loop() {
 				if _, err := n.Forward(x, nil); err != nil {
@@ -41,8 +41,24 @@ func BenchmarkPPOForwardExported(b *testing.B) {
 	}
 }
 
+// BenchmarkPPOForwardCPU is the CPU backend's evaluation forward pass.
+func BenchmarkPPOForwardCPU(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(BackendCPU))
+			x := randn(1, batch*n.cfg.Inputs)
+			for b.Loop() {
+				if _, err := n.Forward(x, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}
+
 func BenchmarkQForwardGorgonia(b *testing.B) {
-	n := mustQ(b, DefaultQConfig(), 1)
+	n := mustQOpts(b, DefaultQConfig(), 1, WithBackend(BackendGorgonia))
 	x := randn(1, n.cfg.Inputs())
 	for b.Loop() {
 		if _, err := n.Forward(x); err != nil {
@@ -65,7 +81,7 @@ func BenchmarkQForwardExported(b *testing.B) {
 }
 
 func BenchmarkLSTMForwardGorgonia(b *testing.B) {
-	n := mustLSTM(b, DefaultLSTMConfig(), 1)
+	n := mustLSTMOpts(b, DefaultLSTMConfig(), 1, WithBackend(BackendGorgonia))
 	x := randn(1, n.cfg.Inputs())
 	for b.Loop() {
 		if _, err := n.Forward(x); err != nil {
