@@ -152,13 +152,15 @@ def main():
         net.train()
         for _ in range(max(3, steps // 10)):
             step()
-        rates = []
+        rates, cpu_rates = [], []
         for _ in range(args.runs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
             rates.append(steps * batch / (time.perf_counter() - t0))
+            cpu_rates.append(steps * batch / max(time.process_time() - c0, 1e-9))
         print(json.dumps({"net": name, "samples_per_s": statistics.median(rates), "runs": rates,
+                          "samples_per_cpu_s": statistics.median(cpu_rates),
                           "batch": batch, "threads": args.threads, "torch": torch.__version__}), flush=True)
 
 

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -258,5 +259,52 @@ func TestCPUBackendIsDeterministic(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSetBackendCarriesOver switches a network between backends in the
+// middle of training: the weights, the Adam moments and the dropout stream
+// carry over, so the run stays within the parity tolerance of one trained
+// on gorgonia throughout.
+func TestSetBackendCarriesOver(t *testing.T) {
+	cfg := DefaultPPOConfig()
+	ref := mustPPOOpts(t, cfg, 3, WithBackend(BackendGorgonia))
+	n := mustPPOOpts(t, cfg, 3)
+	rngA, rngB := rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(1, 2))
+	batch := func(rng *rand.Rand) PPOBatch {
+		b := PPOBatch{States: randnRNG(rng, 32*cfg.Inputs, 1), Actions: make([]int, 32), OldLogProbs: make([]float32, 32),
+			Advantages: randnRNG(rng, 32, 1), Returns: randnRNG(rng, 32, 1)}
+		for i := range b.Actions {
+			b.Actions[i] = rng.IntN(cfg.Actions)
+			b.OldLogProbs[i] = -3
+		}
+		return b
+	}
+	for s := range 6 {
+		if s == 3 {
+			if err := n.SetBackend(BackendGorgonia); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ref.TrainStep(batch(rngA)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.TrainStep(batch(rngB)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.Backend() != BackendGorgonia {
+		t.Errorf("backend %q", n.Backend())
+	}
+	for i, p := range n.c.ps.list {
+		if e := parityRelErr(ref.c.ps.list[i].data(), p.data()); !(e <= parityTol) {
+			t.Errorf("%s: relative error %.3g", p.name, e)
+		}
+	}
+	if err := n.SetBackend("tpu"); !errors.Is(err, ErrConfig) {
+		t.Errorf("SetBackend(tpu): %v", err)
+	}
+	if _, err := NewQNet(DefaultQConfig(), 1, WithThreads(-1)); !errors.Is(err, ErrConfig) {
+		t.Errorf("WithThreads(-1): %v", err)
 	}
 }
