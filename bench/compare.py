@@ -26,7 +26,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETS = ["PPO", "Q", "LSTM"]
-BENCH = re.compile(r"^Benchmark(\w+)TrainStep/backend=(\w+)-\d+\s+\d+\s+(\d+) ns/op")
+BENCH = re.compile(r"^Benchmark(\w+)TrainStep/backend=(\w+)(?:-\d+)?\s+\d+\s+(\d+) ns/op")
 METRIC = re.compile(r"([\d.]+) ([\w/-]+)")
 
 

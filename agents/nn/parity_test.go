@@ -68,59 +68,90 @@ func parityCases() []parityCase {
 			return qParity(t, LossMSE, opts...)
 		}},
 		{name: "PPO", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
-			n := mustPPOOpts(t, DefaultPPOConfig(), 5, opts...)
-			c := n.cfg
-			const batch = 64
-			probe := randn(99, 16*c.Inputs)
-			return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
-					b := PPOBatch{States: randnRNG(rng, batch*c.Inputs, 1), Masks: make([]bool, batch*c.Actions),
-						Actions: make([]int, batch), OldLogProbs: make([]float32, batch), Advantages: randnRNG(rng, batch, 1), Returns: randnRNG(rng, batch, 2)}
-					for i := range batch {
-						for j := range c.Actions {
-							b.Masks[i*c.Actions+j] = rng.IntN(4) != 0
-						}
-						b.Actions[i] = rng.IntN(c.Actions)
-						b.Masks[i*c.Actions+b.Actions[i]] = true
-						// Old log-probabilities around the uniform policy's: ratios
-						// inside and outside the clip, a few past the [0.01, 100] bound.
-						b.OldLogProbs[i] = float32(-math.Log(float64(c.Actions)) + rng.NormFloat64()*0.5)
-						if rng.IntN(16) == 0 {
-							b.OldLogProbs[i] -= 6
-						}
-					}
-					loss, err := n.TrainStep(b)
-					return loss, err
-				}, func() []float32 {
-					out, err := n.Forward(probe, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return append(out.LogProbs, out.Values...)
-				}
+			return ppoParityCfg(t, DefaultPPOConfig(), opts...)
 		}},
 		{name: "LSTM", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
 			cfg := DefaultLSTMConfig()
 			cfg.Optimizer.ClipNorm = 0.5 // exercise the clip, which the seed's LSTM does not use
-			n := mustLSTMOpts(t, cfg, 6, opts...)
-			const batch = 24
-			probe := randn(98, 4*cfg.Inputs())
-			return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
-					return n.TrainStep(LSTMBatch{Seqs: randnRNG(rng, batch*cfg.Inputs(), 1), Targets: randnRNG(rng, batch*cfg.Outputs, 1)})
-				}, func() []float32 {
-					y, err := n.Forward(probe)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return y
-				}
+			return lstmParityCfg(t, cfg, 24, opts...)
+		}},
+		// Other widths than the seed's (inputs, heads, hidden sizes that are
+		// not multiples of the kernels' 8 and 16), as a later change of the
+		// state vectors would give.
+		{name: "Q/other-widths", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			cfg := DefaultQConfig()
+			cfg.StrategicInputs, cfg.AppInputs, cfg.StrategicHidden, cfg.AppHidden, cfg.HeadHidden, cfg.Actions = 13, 6, [2]int{40, 21}, 9, [2]int{27, 11}, 5
+			cfg.Optimizer.LearningRate = 1e-3
+			return qParityCfg(t, cfg, opts...)
+		}},
+		{name: "PPO/other-widths", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			cfg := DefaultPPOConfig()
+			cfg.Inputs, cfg.Shared, cfg.ActorHidden, cfg.CriticHidden, cfg.Actions = 17, [2]int{36, 30}, [2]int{28, 13}, 19, 7
+			return ppoParityCfg(t, cfg, opts...)
+		}},
+		{name: "LSTM/other-widths", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			cfg := DefaultLSTMConfig()
+			cfg.Features, cfg.Steps, cfg.Hidden, cfg.DenseHidden, cfg.Outputs = 7, 5, [2]int{20, 13}, 9, 4
+			cfg.Optimizer.ClipNorm = 0.5
+			return lstmParityCfg(t, cfg, 19, opts...)
 		}},
 	}
+}
+
+func ppoParityCfg(t *testing.T, cfg PPOConfig, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+	n := mustPPOOpts(t, cfg, 5, opts...)
+	c := n.cfg
+	const batch = 64
+	probe := randn(99, 16*c.Inputs)
+	return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
+			b := PPOBatch{States: randnRNG(rng, batch*c.Inputs, 1), Masks: make([]bool, batch*c.Actions),
+				Actions: make([]int, batch), OldLogProbs: make([]float32, batch), Advantages: randnRNG(rng, batch, 1), Returns: randnRNG(rng, batch, 2)}
+			for i := range batch {
+				for j := range c.Actions {
+					b.Masks[i*c.Actions+j] = rng.IntN(4) != 0
+				}
+				b.Actions[i] = rng.IntN(c.Actions)
+				b.Masks[i*c.Actions+b.Actions[i]] = true
+				// Old log-probabilities around the uniform policy's: ratios
+				// inside and outside the clip, a few past the [0.01, 100] bound.
+				b.OldLogProbs[i] = float32(-math.Log(float64(c.Actions)) + rng.NormFloat64()*0.5)
+				if rng.IntN(16) == 0 {
+					b.OldLogProbs[i] -= 6
+				}
+			}
+			loss, err := n.TrainStep(b)
+			return loss, err
+		}, func() []float32 {
+			out, err := n.Forward(probe, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return append(out.LogProbs, out.Values...)
+		}
+}
+
+func lstmParityCfg(t *testing.T, cfg LSTMConfig, batch int, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+	n := mustLSTMOpts(t, cfg, 6, opts...)
+	probe := randn(98, 4*cfg.Inputs())
+	return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
+			return n.TrainStep(LSTMBatch{Seqs: randnRNG(rng, batch*cfg.Inputs(), 1), Targets: randnRNG(rng, batch*cfg.Outputs, 1)})
+		}, func() []float32 {
+			y, err := n.Forward(probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return y
+		}
 }
 
 func qParity(t *testing.T, loss string, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
 	cfg := DefaultQConfig()
 	cfg.Loss = loss
 	cfg.Optimizer.LearningRate = 1e-3
+	return qParityCfg(t, cfg, opts...)
+}
+
+func qParityCfg(t *testing.T, cfg QConfig, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
 	n := mustQOpts(t, cfg, 4, opts...)
 	const batch = 64
 	probe := randn(97, 16*cfg.Inputs())
