@@ -36,7 +36,6 @@ type lstmShard struct {
 	dy        []float32
 	dx2       []float32 // gradient with respect to x2, T×R×H1
 	tmp       []float32 // fused weight-gradient scratch
-	pdz       packedB
 	loss      float64
 }
 

@@ -14,7 +14,6 @@ type ppoShard struct {
 	a0, a1, ga0, ga1          []float32
 	logits, logp, dlogits, ex []float32
 	v0, gv0, v, dv            []float32
-	dh                        []float32
 	policy, value, entropy    float64
 }
 
@@ -33,7 +32,6 @@ func (e *ppoFast) shard(s, rows int) *ppoShard {
 	sh.ex = grow(sh.ex, A)
 	sh.v0, sh.gv0 = grow(sh.v0, rows*c.CriticHidden), grow(sh.gv0, rows*c.CriticHidden)
 	sh.v, sh.dv = grow(sh.v, rows), grow(sh.dv, rows)
-	sh.dh = grow(sh.dh, rows*c.Shared[1])
 	return sh
 }
 
