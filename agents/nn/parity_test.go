@@ -339,3 +339,30 @@ func TestSetBackendCarriesOver(t *testing.T) {
 		t.Errorf("WithThreads(-1): %v", err)
 	}
 }
+
+// TestCPUForwardLargeBatch runs the CPU backend's evaluation pass on
+// batches that span several shards and, for the LSTM, several chunks of
+// lstmChunk rows, against the exported pure-Go pass.
+func TestCPUForwardLargeBatch(t *testing.T) {
+	const batch = 2*lstmChunk + 37
+	l := mustLSTM(t, DefaultLSTMConfig(), 2)
+	x := randn(3, batch*l.cfg.Inputs())
+	got := mustForward(t)(l.Forward(x))
+	want, err := l.Export().Forward(nil, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(t, got, want); d > 1e-5 {
+		t.Errorf("LSTM batch %d: max abs difference %g", batch, d)
+	}
+	q := mustQ(t, DefaultQConfig(), 2)
+	xq := randn(4, batch*q.cfg.Inputs())
+	gotQ := mustForward(t)(q.Forward(xq))
+	wantQ, err := q.Export().Forward(nil, xq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(t, gotQ, wantQ); d > 1e-5 {
+		t.Errorf("Q batch %d: max abs difference %g", batch, d)
+	}
+}
