@@ -207,29 +207,47 @@ func (w *gemmWork) gemmDirect(m, n, k int, a, b mat, c []float32, ldc int, acc b
 		}
 		for i0 := 0; i0 < m; i0 += gemmMC {
 			mc := min(gemmMC, m-i0)
-			packA(w.a, a, i0, mc, p0, kc)
+			w.prepA(a, i0, mc, p0, kc)
 			for jp := range np {
 				j0 := jp * gemmNR
 				bp, ldb := b.d[p0*b.ld+j0:], b.ld
 				if edge && jp == np-1 {
 					bp, ldb = w.b[:kc*gemmNR], gemmNR
 				}
-				w.tiles(i0, mc, kc, bp, ldb, j0, min(gemmNR, n-j0), m, c, ldc, add)
+				w.tiles(a, p0, i0, mc, kc, bp, ldb, j0, min(gemmNR, n-j0), m, c, ldc, add)
 			}
 		}
 	}
 }
 
+// prepA packs what the kernels need of rows [i0, i0+mc), depth
+// [p0, p0+kc) of A: every panel when A is transposed; only a last panel of
+// fewer than gemmMR rows otherwise (full panels are read in place).
+func (w *gemmWork) prepA(a mat, i0, mc, p0, kc int) {
+	if a.t {
+		packA(w.a, a, i0, mc, p0, kc)
+		return
+	}
+	if full := mc / gemmMR * gemmMR; full < mc {
+		packA(w.a[full/gemmMR*kc*gemmMR:], a, i0+full, mc-full, p0, kc)
+	}
+}
+
 // tiles runs the micro-kernel down one column panel for rows [i0, i0+mc)
-// of the packed A block.
-func (w *gemmWork) tiles(i0, mc, kc int, bp []float32, ldb, j0, cols, m int, c []float32, ldc int, add bool) {
+// of A's block at depth p0 (prepared by prepA).
+func (w *gemmWork) tiles(a mat, p0, i0, mc, kc int, bp []float32, ldb, j0, cols, m int, c []float32, ldc int, add bool) {
 	mp := (mc + gemmMR - 1) / gemmMR
 	for ip := range mp {
 		ap := w.a[ip*kc*gemmMR : (ip+1)*kc*gemmMR]
 		r0 := i0 + ip*gemmMR
 		rows := min(gemmMR, m-r0)
+		direct := !a.t && rows == gemmMR
 		if rows == gemmMR && cols == gemmNR {
-			kernel6x16(kc, ap, bp, ldb, c[r0*ldc+j0:], ldc, add)
+			if direct {
+				kernel6x16Row(kc, a.d[r0*a.ld+p0:], a.ld, bp, ldb, c[r0*ldc+j0:], ldc, add)
+			} else {
+				kernel6x16(kc, ap, bp, ldb, c[r0*ldc+j0:], ldc, add)
+			}
 			continue
 		}
 		// Edge tile: through a full scratch tile.
@@ -240,7 +258,11 @@ func (w *gemmWork) tiles(i0, mc, kc int, bp []float32, ldb, j0, cols, m int, c [
 				copy(t[r*gemmNR:r*gemmNR+cols], c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols])
 			}
 		}
-		kernel6x16(kc, ap, bp, ldb, t, gemmNR, add)
+		if direct {
+			kernel6x16Row(kc, a.d[r0*a.ld+p0:], a.ld, bp, ldb, t, gemmNR, add)
+		} else {
+			kernel6x16(kc, ap, bp, ldb, t, gemmNR, add)
+		}
 		for r := range rows {
 			copy(c[(r0+r)*ldc+j0:(r0+r)*ldc+j0+cols], t[r*gemmNR:r*gemmNR+cols])
 		}
@@ -261,13 +283,25 @@ func (w *gemmWork) gemmPacked(m int, a mat, pb *packedB, c []float32, ldc int, a
 		add := acc || p0 > 0
 		for i0 := 0; i0 < m; i0 += gemmMC {
 			mc := min(gemmMC, m-i0)
-			packA(w.a, a, i0, mc, p0, kc)
+			w.prepA(a, i0, mc, p0, kc)
 			for jp := range np {
 				j0 := jp * gemmNR
-				w.tiles(i0, mc, kc, blk[jp*kc*gemmNR:(jp+1)*kc*gemmNR], gemmNR, j0, min(gemmNR, n-j0), m, c, ldc, add)
+				w.tiles(a, p0, i0, mc, kc, blk[jp*kc*gemmNR:(jp+1)*kc*gemmNR], gemmNR, j0, min(gemmNR, n-j0), m, c, ldc, add)
 			}
 		}
 	}
+}
+
+// kernel6x16RowGo is kernel6x16Go with A read in place (row r of the
+// tile's A is a[r*lda:]).
+func kernel6x16RowGo(kc int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	var ap [gemmKC * gemmMR]float32
+	for r := range gemmMR {
+		for p, v := range a[r*lda : r*lda+kc] {
+			ap[p*gemmMR+r] = v
+		}
+	}
+	kernel6x16Go(kc, ap[:kc*gemmMR], b, ldb, c, ldc, acc)
 }
 
 // kernel6x16Go is the pure-Go micro-kernel: c[r*ldc+j] (r < 6, j < 16) =

@@ -24,6 +24,22 @@ func kernel6x16(kc int, a, b []float32, ldb int, c []float32, ldc int, acc bool)
 }
 
 //go:noescape
+func sgemm6x16RowAVX2(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+// kernel6x16Row is kernel6x16 with A read in place: row r of the tile's A
+// is a[r*lda : r*lda+kc].
+func kernel6x16Row(kc int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	if !useAVX2 {
+		kernel6x16RowGo(kc, a, lda, b, ldb, c, ldc, acc)
+		return
+	}
+	_ = a[(gemmMR-1)*lda+kc-1]
+	_ = b[(kc-1)*ldb+gemmNR-1]
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	sgemm6x16RowAVX2(kc, &a[0], lda, &b[0], ldb, &c[0], ldc, acc)
+}
+
+//go:noescape
 func expAVX2(dst, src *float32, n int)
 
 //go:noescape

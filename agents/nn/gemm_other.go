@@ -11,6 +11,11 @@ func kernel6x16(kc int, a, b []float32, ldb int, c []float32, ldc int, acc bool)
 	kernel6x16Go(kc, a, b, ldb, c, ldc, acc)
 }
 
+// kernel6x16Row is kernel6x16 with A read in place.
+func kernel6x16Row(kc int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	kernel6x16RowGo(kc, a, lda, b, ldb, c, ldc, acc)
+}
+
 func expAVX2(dst, src *float32, n int)     { panic("no AVX2") }
 func sigmoidAVX2(dst, src *float32, n int) { panic("no AVX2") }
 func tanhAVX2(dst, src *float32, n int)    { panic("no AVX2") }
