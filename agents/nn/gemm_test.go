@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -84,5 +85,50 @@ func BenchmarkGemm(b *testing.B) {
 			b.ReportMetric(2*float64(tc.m*tc.n*tc.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			reportCPU(b, start, 2*float64(tc.m*tc.n*tc.k)/1e9, "GFLOP")
 		})
+	}
+}
+
+// TestGemmBitwiseIndependentOfLayout: an element of C is the same chain of
+// multiply-adds whichever kernel computes it (A packed or read in place,
+// B packed or read in place) and wherever its tile falls.
+func TestGemmBitwiseIndependentOfLayout(t *testing.T) {
+	var w gemmWork
+	const m, n, k = 37, 45, 300
+	a := randn(1, m*k)
+	at := make([]float32, k*m)
+	for i := range m {
+		for p := range k {
+			at[p*m+i] = a[i*k+p]
+		}
+	}
+	b := randn(2, k*n)
+	bt := make([]float32, n*k)
+	for p := range k {
+		for j := range n {
+			bt[j*k+p] = b[p*n+j]
+		}
+	}
+	ref := make([]float32, m*n)
+	w.gemm(m, n, k, mat{a, k, false}, mat{b, n, false}, ref, n, false)
+	for _, tc := range []struct {
+		name string
+		a, b mat
+	}{
+		{"A transposed", mat{at, m, true}, mat{b, n, false}},
+		{"B transposed", mat{a, k, false}, mat{bt, k, true}},
+		{"both transposed", mat{at, m, true}, mat{bt, k, true}},
+	} {
+		c := make([]float32, m*n)
+		w.gemm(m, n, k, tc.a, tc.b, c, n, false)
+		if !slices.Equal(c, ref) {
+			t.Errorf("%s: result differs in its bits", tc.name)
+		}
+	}
+	// Rows computed apart (as shards do) equal rows computed together.
+	c := make([]float32, m*n)
+	w.gemm(20, n, k, mat{a, k, false}, mat{b, n, false}, c, n, false)
+	w.gemm(m-20, n, k, mat{a[20*k:], k, false}, mat{b, n, false}, c[20*n:], n, false)
+	if !slices.Equal(c, ref) {
+		t.Error("splitting the rows changed the bits")
 	}
 }
