@@ -366,3 +366,31 @@ func TestCPUForwardLargeBatch(t *testing.T) {
 		t.Errorf("Q batch %d: max abs difference %g", batch, d)
 	}
 }
+
+// TestDropoutMasks checks the masks' values and drop rate, and that a seed
+// gives the same masks.
+func TestDropoutMasks(t *testing.T) {
+	for _, p := range []float64{0.1, 0.2, 0.5} {
+		m := make([]float32, 1<<18+1)
+		drawMask(m, p, newDropoutRNG(3))
+		dropped := 0
+		for _, v := range m {
+			switch v {
+			case 0:
+				dropped++
+			case float32(1 / (1 - p)):
+			default:
+				t.Fatalf("p %v: mask value %v", p, v)
+			}
+		}
+		// Binomial standard deviation ≈ 0.001 at this size.
+		if rate := float64(dropped) / float64(len(m)); math.Abs(rate-p) > 0.005 {
+			t.Errorf("p %v: dropped %.4f", p, rate)
+		}
+		again := make([]float32, len(m))
+		drawMask(again, p, newDropoutRNG(3))
+		if !slices.Equal(m, again) {
+			t.Errorf("p %v: same seed, other mask", p)
+		}
+	}
+}
