@@ -5,10 +5,12 @@ import "unsafe"
 // Single-threaded float32 matrix products for the fast backend.
 //
 // gemm computes C = C₀ + op(A)·op(B) on row-major slices, with C₀ the old C
-// (accumulate) or zero. Both operands are copied into zero-padded panels
-// (A in panels of mr rows, B in panels of nr columns, kc values deep) and a
-// micro-kernel computes one mr×nr tile of C per call: the AVX2/FMA assembly
-// kernel where the CPU has it, a pure-Go one elsewhere. Every element of C
+// (accumulate) or zero. A micro-kernel computes one mr×nr tile of C per
+// call, kc values deep at a time: the AVX2/FMA assembly kernel where the
+// CPU has it, a pure-Go one elsewhere. Untransposed operands are read in
+// place (A's rows by pointer, B's rows by stride); transposed operands and
+// narrower edge panels are first copied into zero-padded panels (A in
+// panels of mr rows, B in panels of nr columns). Every element of C
 // is computed the same way wherever it falls — a chain of fused (AVX2) or
 // separate (pure Go) multiply-adds over k in order, one kc block after the
 // other, added to C₀ — so the result does not depend on how callers split
