@@ -75,6 +75,10 @@ type Config struct {
 	ScalerKind  string `json:"scaler_kind"`
 	ScalerFit   int    `json:"scaler_fit"`
 	ScalerLog1p []bool `json:"scaler_log1p,omitempty"`
+	// Backend computes the networks' passes: nn.BackendCPU (the default,
+	// also "") or nn.BackendGorgonia, the reference. It does not change
+	// the checkpoint.
+	Backend nn.Backend `json:"backend,omitempty"`
 }
 
 // strategicLog1p marks the heavy-tailed, non-negative features of
@@ -113,6 +117,9 @@ func DefaultConfig() Config {
 // Validate reports an invalid configuration.
 func (c Config) Validate() error {
 	if err := c.Net.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if _, err := nn.ParseBackend(string(c.Backend)); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	switch {

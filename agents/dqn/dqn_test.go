@@ -49,6 +49,7 @@ func TestConfigValidate(t *testing.T) {
 		"scaler fit": func(c *Config) { c.ScalerFit = 0 },
 		"log1p":      func(c *Config) { c.ScalerLog1p = []bool{true} },
 		"net":        func(c *Config) { c.Net.Actions = 0 },
+		"backend":    func(c *Config) { c.Backend = "tpu" },
 	} {
 		c := DefaultConfig()
 		mod(&c)
@@ -604,5 +605,36 @@ func TestBufferTerminalWithoutNext(t *testing.T) {
 	}
 	if err := b.Add(Transition{State: []float32{1, 2, 3}, Action: 1}); err == nil {
 		t.Fatal("a non-terminal transition without a next state was accepted")
+	}
+}
+
+// TestBackendSwitch runs a learner on the gorgonia reference backend and
+// checks that the choice reaches both networks and survives a checkpoint,
+// whose bytes do not depend on it.
+func TestBackendSwitch(t *testing.T) {
+	if got := mustLearner(t, smallConfig()).Online().Backend(); got != nn.BackendCPU {
+		t.Errorf("default backend %q, want %q", got, nn.BackendCPU)
+	}
+	cfg := smallConfig()
+	cfg.Backend = nn.BackendGorgonia
+	l := mustLearner(t, cfg)
+	if l.Online().Backend() != nn.BackendGorgonia || l.Target().Backend() != nn.BackendGorgonia {
+		t.Fatalf("backends %q, %q", l.Online().Backend(), l.Target().Backend())
+	}
+	fill(t, l, 8, 80)
+	if l.Stats().Steps == 0 {
+		t.Fatal("no training step on the gorgonia backend")
+	}
+	var buf bytes.Buffer
+	if err := l.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := LoadLearner(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if l2.Online().Backend() != nn.BackendGorgonia || l2.Target().Backend() != nn.BackendGorgonia {
+		t.Errorf("reloaded backends %q, %q", l2.Online().Backend(), l2.Target().Backend())
 	}
 }

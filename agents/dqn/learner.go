@@ -66,19 +66,31 @@ func NewLearner(cfg Config) (*Learner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating DQN learner: %w", err)
 	}
-	online, err := nn.NewQNet(cfg.Net, cfg.Seed)
+	online, err := nn.NewQNet(cfg.Net, cfg.Seed, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("creating DQN online network: %w", err)
 	}
-	target, err := nn.NewQNet(cfg.Net, cfg.Seed)
+	target, err := nn.NewQNet(cfg.Net, cfg.Seed, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("creating DQN target network: %w", err)
 	}
 	return newLearner(cfg, online, target)
 }
 
-// newLearner assembles a learner around existing networks.
+// newLearner assembles a learner around existing networks, on the
+// configured backend.
 func newLearner(cfg Config, online, target *nn.QNet) (*Learner, error) {
+	backend, err := nn.ParseBackend(string(cfg.Backend))
+	if err != nil {
+		return nil, fmt.Errorf("creating DQN learner: %w", err)
+	}
+	for _, n := range []*nn.QNet{online, target} {
+		if n.Backend() != backend {
+			if err := n.SetBackend(backend); err != nil {
+				return nil, fmt.Errorf("creating DQN learner: %w", err)
+			}
+		}
+	}
 	buf, err := NewBuffer(cfg.BufferSize, cfg.Net.Inputs(), cfg.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("creating DQN learner: %w", err)

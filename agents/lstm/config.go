@@ -51,6 +51,10 @@ type Config struct {
 	// Scaler is nn.ScalerMinMax (default) or nn.ScalerRobust; request rate
 	// and queue depth go through log1p first in either case.
 	Scaler string `json:"scaler"`
+	// Backend computes the network's passes while training: nn.BackendCPU
+	// (the default, also "") or nn.BackendGorgonia, the reference. It does
+	// not change the checkpoint.
+	Backend nn.Backend `json:"backend,omitempty"`
 }
 
 // DefaultConfig returns the seed's training configuration with the
@@ -70,6 +74,9 @@ func (c Config) Validate() error {
 	}
 	if c.Net.Features != Features || c.Net.Outputs != Targets {
 		return fmt.Errorf("%w: network of %d features and %d outputs, want %d and %d", ErrConfig, c.Net.Features, c.Net.Outputs, Features, Targets)
+	}
+	if _, err := nn.ParseBackend(string(c.Backend)); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Loss != LossAsymmetric && c.Loss != LossSymmetric {
 		return fmt.Errorf("%w: loss %q, want %q or %q", ErrConfig, c.Loss, LossAsymmetric, LossSymmetric)

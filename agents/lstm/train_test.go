@@ -1,6 +1,7 @@
 package lstm
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -100,5 +101,10 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 	cfg.Loss = "huber"
 	if _, err := Train(cfg, sineData(t, 20, 0), nil); err == nil {
 		t.Error("unknown loss accepted")
+	}
+	cfg = smallConfig()
+	cfg.Backend = "tpu"
+	if _, err := Train(cfg, sineData(t, 20, 0), nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("unknown backend: %v", err)
 	}
 }

@@ -100,7 +100,7 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	}
 	netCfg := cfg.Net
 	netCfg.BetaUnder, netCfg.BetaOver = cfg.betas()
-	net, err := nn.NewLSTMNet(netCfg, cfg.Seed)
+	net, err := nn.NewLSTMNet(netCfg, cfg.Seed, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
@@ -136,7 +136,7 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 			steps++
 		}
 		res.Stats.Steps += uint64(steps)
-		vl, err := evalLoss(net.Export(), vaX, vaY, bu, bo)
+		vl, err := evalLoss(net, vaX, vaY, bu, bo)
 		if err != nil {
 			net.Close()
 			return nil, fmt.Errorf("training LSTM: epoch %d: %w", ep, err)
@@ -172,7 +172,7 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	if best.Len() == 0 {
 		return nil, fmt.Errorf("training LSTM: %w: no epoch gave a finite validation loss", ErrConfig)
 	}
-	bn, err := nn.LoadLSTMNet(&best)
+	bn, err := nn.LoadLSTMNet(&best, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: restoring epoch %d: %w", res.BestEpoch, err)
 	}
@@ -211,10 +211,17 @@ func scaled(sc Scalers, samples []Sample) ([]float32, []float32, error) {
 }
 
 // evalLoss returns the weighted squared error β·(y − t)², averaged over
-// every value, of the exported network on scaled sequences x and targets
-// y; β is betaUnder where y < t.
-func evalLoss(w *nn.LSTMWeights, x, y []float32, betaUnder, betaOver float64) (float64, error) {
-	p, err := w.Forward(nil, x)
+// every predicted value, of the network on the validation set: the CPU
+// backend's batched forward pass, or on the gorgonia backend the exported
+// pass (a gorgonia graph for the whole validation set would be large).
+func evalLoss(net *nn.LSTMNet, x, y []float32, betaUnder, betaOver float64) (float64, error) {
+	var p []float32
+	var err error
+	if net.Backend() == nn.BackendGorgonia {
+		p, err = net.Export().Forward(nil, x)
+	} else {
+		p, err = net.Forward(x)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("validation forward: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 func BenchmarkPPOForwardGorgonia(b *testing.B) {
 	for _, batch := range []int{1, 64} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			n := mustPPO(b, DefaultPPOConfig(), 1)
+			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(BackendGorgonia))
 			x := randn(1, batch*n.cfg.Inputs)
 			for b.Loop() {
 				if _, err := n.Forward(x, nil); err != nil {
@@ -41,8 +41,24 @@ func BenchmarkPPOForwardExported(b *testing.B) {
 	}
 }
 
+// BenchmarkPPOForwardCPU is the CPU backend's evaluation forward pass.
+func BenchmarkPPOForwardCPU(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(BackendCPU))
+			x := randn(1, batch*n.cfg.Inputs)
+			for b.Loop() {
+				if _, err := n.Forward(x, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}
+
 func BenchmarkQForwardGorgonia(b *testing.B) {
-	n := mustQ(b, DefaultQConfig(), 1)
+	n := mustQOpts(b, DefaultQConfig(), 1, WithBackend(BackendGorgonia))
 	x := randn(1, n.cfg.Inputs())
 	for b.Loop() {
 		if _, err := n.Forward(x); err != nil {
@@ -65,7 +81,7 @@ func BenchmarkQForwardExported(b *testing.B) {
 }
 
 func BenchmarkLSTMForwardGorgonia(b *testing.B) {
-	n := mustLSTM(b, DefaultLSTMConfig(), 1)
+	n := mustLSTMOpts(b, DefaultLSTMConfig(), 1, WithBackend(BackendGorgonia))
 	x := randn(1, n.cfg.Inputs())
 	for b.Loop() {
 		if _, err := n.Forward(x); err != nil {
@@ -131,11 +147,13 @@ func BenchmarkForwardRatio(b *testing.B) {
 }
 
 // Training-step benchmarks (forward, backward, clip, Adam) at the seed's
-// minibatch sizes.
+// minibatch sizes, per backend; samples/s is the custom metric.
 
-func BenchmarkPPOTrainStep(b *testing.B) {
-	n := mustPPO(b, DefaultPPOConfig(), 1)
-	const batch = 64
+var benchBackends = []Backend{BackendCPU, BackendGorgonia}
+
+// benchPPOBatch returns a PPO minibatch whose old log-probabilities are
+// the network's own.
+func benchPPOBatch(b *testing.B, n *PPONet, batch int) PPOBatch {
 	states := randn(1, batch*n.cfg.Inputs)
 	out, err := n.Forward(states, nil)
 	if err != nil {
@@ -147,35 +165,59 @@ func BenchmarkPPOTrainStep(b *testing.B) {
 		actions[i] = i % n.cfg.Actions
 		old[i] = out.LogProbs[i*n.cfg.Actions+actions[i]]
 	}
-	tb := PPOBatch{States: states, Actions: actions, OldLogProbs: old, Advantages: randn(2, batch), Returns: randn(3, batch)}
-	for b.Loop() {
-		if _, err := n.TrainStep(tb); err != nil {
-			b.Fatal(err)
-		}
+	return PPOBatch{States: states, Actions: actions, OldLogProbs: old, Advantages: randn(2, batch), Returns: randn(3, batch)}
+}
+
+func BenchmarkPPOTrainStep(b *testing.B) {
+	for _, be := range benchBackends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := mustPPOOpts(b, DefaultPPOConfig(), 1, WithBackend(be))
+			const batch = 64
+			tb := benchPPOBatch(b, n, batch)
+			start := cpuTime()
+			for b.Loop() {
+				if _, err := n.TrainStep(tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			reportCPU(b, start, batch, "samples")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
 }
 
 func BenchmarkQTrainStep(b *testing.B) {
-	n := mustQ(b, DefaultQConfig(), 1)
-	const batch = 64
-	tb := QBatch{States: randn(1, batch*n.cfg.Inputs()), Actions: make([]int, batch), Targets: randn(2, batch)}
-	for b.Loop() {
-		if _, err := n.TrainStep(tb); err != nil {
-			b.Fatal(err)
-		}
+	for _, be := range benchBackends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := mustQOpts(b, DefaultQConfig(), 1, WithBackend(be))
+			const batch = 64
+			tb := QBatch{States: randn(1, batch*n.cfg.Inputs()), Actions: make([]int, batch), Targets: randn(2, batch)}
+			start := cpuTime()
+			for b.Loop() {
+				if _, err := n.TrainStep(tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			reportCPU(b, start, batch, "samples")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
 }
 
 func BenchmarkLSTMTrainStep(b *testing.B) {
-	n := mustLSTM(b, DefaultLSTMConfig(), 1)
-	const batch = 128
-	tb := LSTMBatch{Seqs: randn(1, batch*n.cfg.Inputs()), Targets: randn(2, batch*n.cfg.Outputs)}
-	for b.Loop() {
-		if _, err := n.TrainStep(tb); err != nil {
-			b.Fatal(err)
-		}
+	for _, be := range benchBackends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := mustLSTMOpts(b, DefaultLSTMConfig(), 1, WithBackend(be))
+			const batch = 128
+			tb := LSTMBatch{Seqs: randn(1, batch*n.cfg.Inputs()), Targets: randn(2, batch*n.cfg.Outputs)}
+			start := cpuTime()
+			for b.Loop() {
+				if _, err := n.TrainStep(tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			reportCPU(b, start, batch, "samples")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
 }

@@ -298,23 +298,23 @@ func (n *QNet) Save(w io.Writer) error {
 
 // LoadQNet reads a Q-network checkpoint. A checkpoint of another kind or
 // format version fails with ErrKind or ErrVersion. Stats and the optimiser
-// state start afresh.
-func LoadQNet(r io.Reader) (*QNet, error) {
+// state start afresh; opts choose the backend as for NewQNet.
+func LoadQNet(r io.Reader, opts ...Option) (*QNet, error) {
 	c, err := ReadCheckpoint(r)
 	if err != nil {
 		return nil, fmt.Errorf("loading Q-network: %w", err)
 	}
-	return c.QNet()
+	return c.QNet(opts...)
 }
 
 // QNet builds the Q-network the checkpoint holds.
-func (c *Checkpoint) QNet() (*QNet, error) {
+func (c *Checkpoint) QNet(opts ...Option) (*QNet, error) {
 	var cfg QConfig
 	seed, sc, err := c.checkKind(KindQ, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("loading Q-network: %w", err)
 	}
-	n, err := NewQNet(cfg, seed)
+	n, err := NewQNet(cfg, seed, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading Q-network: %w", err)
 	}
@@ -333,9 +333,13 @@ func (n *QNet) Load(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	backend, threads := n.c.backend, n.c.threads
 	n.Close()
 	*n = *m
-	n.c.build = n.build // the build method value must refer to n, not m
+	// The build method value must refer to n, not m; n keeps its backend.
+	n.c.build = n.build
+	n.c.backend, n.c.threads = backend, threads
+	n.eng = nil
 	return nil
 }
 
@@ -354,22 +358,22 @@ func (n *PPONet) Save(w io.Writer) error {
 // LoadPPONet reads an actor-critic checkpoint. A checkpoint of another kind
 // or format version fails with ErrKind or ErrVersion. Stats and the
 // optimiser state start afresh.
-func LoadPPONet(r io.Reader) (*PPONet, error) {
+func LoadPPONet(r io.Reader, opts ...Option) (*PPONet, error) {
 	c, err := ReadCheckpoint(r)
 	if err != nil {
 		return nil, fmt.Errorf("loading actor-critic: %w", err)
 	}
-	return c.PPONet()
+	return c.PPONet(opts...)
 }
 
 // PPONet builds the actor-critic the checkpoint holds.
-func (c *Checkpoint) PPONet() (*PPONet, error) {
+func (c *Checkpoint) PPONet(opts ...Option) (*PPONet, error) {
 	var cfg PPOConfig
 	seed, sc, err := c.checkKind(KindPPO, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("loading actor-critic: %w", err)
 	}
-	n, err := NewPPONet(cfg, seed)
+	n, err := NewPPONet(cfg, seed, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading actor-critic: %w", err)
 	}
@@ -388,9 +392,13 @@ func (n *PPONet) Load(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	backend, threads := n.c.backend, n.c.threads
 	n.Close()
 	*n = *m
-	n.c.build = n.build // the build method value must refer to n, not m
+	// The build method value must refer to n, not m; n keeps its backend.
+	n.c.build = n.build
+	n.c.backend, n.c.threads = backend, threads
+	n.eng = nil
 	return nil
 }
 
@@ -408,23 +416,23 @@ func (n *LSTMNet) Save(w io.Writer) error {
 
 // LoadLSTMNet reads an LSTM checkpoint. A checkpoint of another kind or
 // format version fails with ErrKind or ErrVersion. Stats and the optimiser
-// state start afresh.
-func LoadLSTMNet(r io.Reader) (*LSTMNet, error) {
+// state start afresh; opts choose the backend as for NewQNet.
+func LoadLSTMNet(r io.Reader, opts ...Option) (*LSTMNet, error) {
 	c, err := ReadCheckpoint(r)
 	if err != nil {
 		return nil, fmt.Errorf("loading LSTM: %w", err)
 	}
-	return c.LSTMNet()
+	return c.LSTMNet(opts...)
 }
 
 // LSTMNet builds the LSTM the checkpoint holds.
-func (c *Checkpoint) LSTMNet() (*LSTMNet, error) {
+func (c *Checkpoint) LSTMNet(opts ...Option) (*LSTMNet, error) {
 	var cfg LSTMConfig
 	seed, sc, err := c.checkKind(KindLSTM, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("loading LSTM: %w", err)
 	}
-	n, err := NewLSTMNet(cfg, seed)
+	n, err := NewLSTMNet(cfg, seed, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading LSTM: %w", err)
 	}
@@ -443,8 +451,12 @@ func (n *LSTMNet) Load(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	backend, threads := n.c.backend, n.c.threads
 	n.Close()
 	*n = *m
-	n.c.build = n.build // the build method value must refer to n, not m
+	// The build method value must refer to n, not m; n keeps its backend.
+	n.c.build = n.build
+	n.c.backend, n.c.threads = backend, threads
+	n.eng = nil
 	return nil
 }

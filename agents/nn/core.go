@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
+	"math/bits"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -228,25 +228,33 @@ func (c *compiled) run() error {
 type buildFunc func(batch int, train bool) (*compiled, error)
 
 // core is what the three networks share: parameters, optimiser, dropout
-// generator and the graph caches.
+// generator, the backend choice and the gorgonia graph caches.
 type core struct {
 	seed    uint64
 	ps      *paramSet
 	opt     *adam
-	dropRNG *rand.Rand
-	build   buildFunc
-	eval    map[int]*compiled
-	train   map[int]*compiled
+	dropRNG *dropoutRNG
+	backend Backend
+	threads int
 	grads   [][]float32
+	// masks are the dropout masks of the current step, in the network's
+	// canonical order (maskWidths), drawn for the whole batch.
+	masks [][]float32
+	// The gorgonia backend's graphs.
+	build buildFunc
+	eval  map[int]*compiled
+	train map[int]*compiled
 }
 
-func newCore(ps *paramSet, seed uint64, opt Optimizer, build buildFunc) *core {
+func newCore(ps *paramSet, seed uint64, opt Optimizer, o options, build buildFunc) *core {
 	ps.initialise(seed)
 	c := &core{
 		seed:    seed,
 		ps:      ps,
 		opt:     newAdam(opt, ps),
-		dropRNG: rand.New(rand.NewPCG(seed, dropoutStream)),
+		dropRNG: newDropoutRNG(seed),
+		backend: o.backend,
+		threads: o.threads,
 		build:   build,
 		eval:    map[int]*compiled{},
 		train:   map[int]*compiled{},
@@ -291,31 +299,134 @@ func (c *core) close() {
 	}
 }
 
-// step runs one training step on a filled training graph: forward and
-// backward, guards, global-norm clip, Adam update.
-func (c *core) step(g *compiled, stats *TrainStats) (float32, error) {
-	fillMasks(g.masks, c.dropRNG)
+// drawMasks draws the dropout masks of one step for a batch: one mask of
+// batch×w values per width, in order, each value 0 with probability p and
+// 1/(1−p) otherwise, from the network's dropout generator. Both backends
+// draw them here, so a seed gives the same masks whichever computes. With
+// p = 0 there are no masks.
+func (c *core) drawMasks(batch int, widths []int, p float64) [][]float32 {
+	if p <= 0 {
+		return nil
+	}
+	c.masks = c.masks[:0]
+	for i, w := range widths {
+		if i < cap(c.masks) {
+			c.masks = c.masks[:i+1]
+		} else {
+			c.masks = append(c.masks, nil)
+		}
+		c.masks[i] = grow(c.masks[i], batch*w)
+		drawMask(c.masks[i], p, c.dropRNG)
+	}
+	return c.masks
+}
+
+// dropoutRNG is the dropout masks' generator: xoshiro256** (Blackman and
+// Vigna), its state filled by SplitMix64 from the seed and the dropout
+// stream constant, so it is independent of the initialisation's PCG
+// stream. It is inlined here because a mask value must cost about a
+// nanosecond: the LSTM step draws 205,000 of them.
+type dropoutRNG struct{ s [4]uint64 }
+
+func newDropoutRNG(seed uint64) *dropoutRNG {
+	r := &dropoutRNG{}
+	x := seed ^ dropoutStream
+	for i := range r.s {
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		r.s[i] = z ^ (z >> 31)
+	}
+	return r
+}
+
+// drawMask draws one inverted-dropout mask: each 64-bit draw gives two
+// values, each dropped when its 32-bit half is below p·2³² (probability p
+// within 2⁻³³).
+func drawMask(m []float32, p float64, r *dropoutRNG) {
+	keep := float32(1 / (1 - p))
+	thr := uint64(math.Round(p * (1 << 32)))
+	s0, s1, s2, s3 := r.s[0], r.s[1], r.s[2], r.s[3]
+	next := func() uint64 {
+		out := bits.RotateLeft64(s1*5, 7) * 9
+		t := s1 << 17
+		s2 ^= s0
+		s3 ^= s1
+		s1 ^= s2
+		s0 ^= s3
+		s2 ^= t
+		s3 = bits.RotateLeft64(s3, 45)
+		return out
+	}
+	// Branch-free: keep's bits, cleared when the draw is below thr (the
+	// sign of the 64-bit difference).
+	kb := math.Float32bits(keep)
+	pick := func(u uint64) float32 {
+		drop := uint32(uint64(int64(u)-int64(thr)) >> 63)
+		return math.Float32frombits(kb &^ -drop)
+	}
+	i := 0
+	for ; i+2 <= len(m); i += 2 {
+		u := next()
+		m[i], m[i+1] = pick(u&0xffffffff), pick(u>>32)
+	}
+	if i < len(m) {
+		m[i] = pick(next() & 0xffffffff)
+	}
+	r.s = [4]uint64{s0, s1, s2, s3}
+}
+
+// run executes a training graph with the given dropout masks and copies
+// its gradients into grads; it returns the loss (gorgonia backend).
+func (g *compiled) runTrain(masks, grads [][]float32) (float32, error) {
+	if len(masks) != len(g.masks) {
+		return 0, fmt.Errorf("graph has %d dropout masks, got %d", len(g.masks), len(masks))
+	}
+	for i, m := range g.masks {
+		if len(m.buf) != len(masks[i]) {
+			return 0, fmt.Errorf("dropout mask %d has %d values, want %d", i, len(masks[i]), len(m.buf))
+		}
+		copy(m.buf, masks[i])
+	}
 	if err := g.run(); err != nil {
 		return 0, err
 	}
-	loss := g.cost.scalar()
+	for i, o := range g.grads {
+		d := o.floats()
+		if len(d) != len(grads[i]) {
+			return 0, fmt.Errorf("gradient %d has %d values, want %d", i, len(d), len(grads[i]))
+		}
+		copy(grads[i], d)
+	}
+	return g.cost.scalar(), nil
+}
+
+// step runs one training step: lossGrad computes the loss and writes the
+// gradients into c.grads (the backend's forward and backward passes);
+// then the guards, the global-norm clip and the Adam update.
+func (c *core) step(stats *TrainStats, lossGrad func(grads [][]float32) (float32, error)) (float32, error) {
+	loss, err := lossGrad(c.grads)
+	if err != nil {
+		return 0, err
+	}
 	if !finite32(loss) {
 		stats.Rejected++
 		stats.RejectedLoss++
 		return loss, fmt.Errorf("loss %v: %w", loss, ErrNonFinite)
 	}
-	var sq float64
-	for i, o := range g.grads {
-		d := o.floats()
-		if len(d) != len(c.grads[i]) {
-			return loss, fmt.Errorf("gradient of %s has %d values, want %d", c.ps.list[i].name, len(d), len(c.grads[i]))
+	var norm float64
+	if c.backend == BackendGorgonia {
+		var sq float64
+		for _, d := range c.grads {
+			for _, x := range d {
+				sq += float64(x) * float64(x)
+			}
 		}
-		copy(c.grads[i], d)
-		for _, x := range d {
-			sq += float64(x) * float64(x)
-		}
+		norm = math.Sqrt(sq)
+	} else {
+		norm = math.Sqrt(sumSquares(c.grads))
 	}
-	norm := math.Sqrt(sq)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		stats.Rejected++
 		stats.RejectedGrad++
@@ -326,7 +437,11 @@ func (c *core) step(g *compiled, stats *TrainStats) (float32, error) {
 		scale = float32(clip / norm)
 		stats.Clipped++
 	}
-	c.opt.update(c.ps, c.grads, scale)
+	if c.backend == BackendGorgonia {
+		c.opt.update(c.ps, c.grads, scale)
+	} else {
+		c.opt.updateFast(c.ps, c.grads, scale, c.threads)
+	}
 	stats.Steps++
 	stats.LastLoss = loss
 	stats.LastGradNorm = float32(norm)

@@ -1,5 +1,5 @@
 // Package nn holds the three networks of the learning agents (docs/nn.md,
-// seed §2.4–2.6), built in gorgonia for training and exported to plain
+// seed §2.4–2.6), trained by one of two backends and exported to plain
 // float32 slices for serving:
 //
 //   - QNet, the strategic dual-encoder Q-network (14 inputs → 3 Q-values),
@@ -11,8 +11,14 @@
 // Each network is created from a configuration (DefaultQConfig,
 // DefaultPPOConfig, DefaultLSTMConfig give the seed's) and a seed that
 // fixes its initial weights (He- or Glorot-uniform from math/rand/v2) and
-// its dropout masks. Forward runs the gorgonia graph in evaluation mode;
-// TrainStep runs one training step — forward with dropout, backward,
+// its dropout masks. Options choose the backend that computes: BackendCPU
+// (the default: batched float32 kernels, AVX2/FMA assembly with a pure-Go
+// fallback, rows split among threads in fixed shards, bitwise
+// reproducible at a given thread count) or BackendGorgonia (gorgonia
+// graphs, the reference the CPU backend is tested against). Both train the
+// same parameters, draw the same dropout masks and write the same
+// checkpoints; SetBackend switches between them. Forward runs in
+// evaluation mode; TrainStep runs one training step — forward with dropout, backward,
 // global-norm gradient clipping, Adam — on the loss the algorithm needs:
 // Huber or MSE on Q(s, a) for the DQN, the clipped PPO surrogate with value
 // loss and entropy bonus, the asymmetric squared error for the LSTM. A
@@ -20,8 +26,9 @@
 // with ErrNonFinite, leaves the weights unchanged and is counted in the
 // network's Stats; the package keeps no global state.
 //
-// Graphs are built lazily, once per batch size and mode, and cached. The
-// networks are not safe for concurrent use.
+// gorgonia graphs are built lazily, once per batch size and mode, and
+// cached; the CPU backend sizes its buffers on first use. The networks are
+// not safe for concurrent use.
 //
 // Export copies the weights into QWeights, PPOWeights or LSTMWeights,
 // whose Forward is a pure-Go pass (no gorgonia, no allocation once its

@@ -2,7 +2,6 @@ package nn
 
 import (
 	"fmt"
-	"math/rand/v2"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -313,18 +312,4 @@ func (b *builder) lstmStep(x, h, c *G.Node, l lstmParams) (hNext, cNext *G.Node)
 	}
 	hNext = b.mul(o, b.tanh(cNext))
 	return hNext, cNext
-}
-
-// fillMasks draws fresh dropout masks.
-func fillMasks(masks []*input, rng *rand.Rand) {
-	for _, m := range masks {
-		keep := float32(1 / (1 - m.dropP))
-		for i := range m.buf {
-			if rng.Float64() < m.dropP {
-				m.buf[i] = 0
-			} else {
-				m.buf[i] = keep
-			}
-		}
-	}
 }

@@ -58,3 +58,33 @@ func mustLSTM(t testing.TB, cfg LSTMConfig, seed uint64) *LSTMNet {
 	t.Cleanup(n.Close)
 	return n
 }
+
+func mustQOpts(t testing.TB, cfg QConfig, seed uint64, opts ...Option) *QNet {
+	t.Helper()
+	n, err := NewQNet(cfg, seed, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func mustPPOOpts(t testing.TB, cfg PPOConfig, seed uint64, opts ...Option) *PPONet {
+	t.Helper()
+	n, err := NewPPONet(cfg, seed, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func mustLSTMOpts(t testing.TB, cfg LSTMConfig, seed uint64, opts ...Option) *LSTMNet {
+	t.Helper()
+	n, err := NewLSTMNet(cfg, seed, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}

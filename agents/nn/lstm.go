@@ -80,6 +80,7 @@ type LSTMNet struct {
 	cfg LSTMConfig
 	l   lstmLayers
 	c   *core
+	eng lstmEngine
 	// Scaler is the per-feature input scaler (Dim = Features) saved with
 	// the network. Forward and TrainStep take inputs already transformed.
 	// Nil means none.
@@ -97,16 +98,85 @@ type LSTMBatch struct {
 	Targets []float32
 }
 
-// NewLSTMNet returns an LSTM predictor initialised from seed.
-func NewLSTMNet(cfg LSTMConfig, seed uint64) (*LSTMNet, error) {
+// NewLSTMNet returns an LSTM predictor initialised from seed, on
+// DefaultBackend unless an option says otherwise.
+func NewLSTMNet(cfg LSTMConfig, seed uint64, opts ...Option) (*LSTMNet, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("creating LSTM: %w", err)
+	}
+	o, err := newOptions(opts)
+	if err != nil {
 		return nil, fmt.Errorf("creating LSTM: %w", err)
 	}
 	n := &LSTMNet{cfg: cfg}
 	ps := newParamSet()
 	n.l = newLSTMLayers(ps, cfg)
-	n.c = newCore(ps, seed, cfg.Optimizer, n.build)
+	n.c = newCore(ps, seed, cfg.Optimizer, o, n.build)
 	return n, nil
+}
+
+// Backend returns the backend that computes the network's passes.
+func (n *LSTMNet) Backend() Backend { return n.c.backend }
+
+// SetBackend switches the backend; the weights, the optimiser state and
+// the dropout generator carry over.
+func (n *LSTMNet) SetBackend(b Backend) error {
+	b, err := ParseBackend(string(b))
+	if err != nil {
+		return fmt.Errorf("setting LSTM backend: %w", err)
+	}
+	n.Close()
+	n.eng, n.c.backend = nil, b
+	return nil
+}
+
+// engine returns the backend's implementation, created on first use.
+func (n *LSTMNet) engine() lstmEngine {
+	if n.eng == nil {
+		if n.c.backend == BackendGorgonia {
+			n.eng = lstmGorgonia{n}
+		} else {
+			n.eng = &lstmFast{n: n}
+		}
+	}
+	return n.eng
+}
+
+// maskWidths are the widths of the dropout masks of a training step, in
+// order: the first layer's output at each step, then the second layer's
+// last hidden state.
+func (n *LSTMNet) maskWidths() []int {
+	w := make([]int, n.cfg.Steps+1)
+	for t := range n.cfg.Steps {
+		w[t] = n.cfg.Hidden[0]
+	}
+	w[n.cfg.Steps] = n.cfg.Hidden[1]
+	return w
+}
+
+// lstmGorgonia is the LSTM on the gorgonia backend.
+type lstmGorgonia struct{ n *LSTMNet }
+
+func (e lstmGorgonia) close() { e.n.c.close() }
+
+func (e lstmGorgonia) forward(dst, seqs []float32, batch int) ([]float32, error) {
+	g, err := e.n.c.graph(batch, false)
+	if err != nil {
+		return nil, err
+	}
+	e.n.load(g, seqs)
+	if err := g.run(); err != nil {
+		return nil, err
+	}
+	return append(dst[:0], g.out["y"].floats()...), nil
+}
+
+func (e lstmGorgonia) lossGrad(b LSTMBatch, batch int, masks [][]float32, grads [][]float32) (float32, error) {
+	g, err := e.n.prepare(b)
+	if err != nil {
+		return 0, err
+	}
+	return g.runTrain(masks, grads)
 }
 
 // Config returns the network's configuration.
@@ -143,9 +213,15 @@ func (n *LSTMNet) SetLoss(betaUnder, betaOver float64) error {
 	return nil
 }
 
-// Close releases the compiled graphs; the network stays usable and
-// rebuilds them on demand.
-func (n *LSTMNet) Close() { n.c.close() }
+// Close releases the compiled graphs and the backend's buffers; the
+// network stays usable and rebuilds them on demand.
+func (n *LSTMNet) Close() {
+	n.c.close()
+	if n.eng != nil {
+		n.eng.close()
+		n.eng = nil
+	}
+}
 
 func (n *LSTMNet) build(batch int, train bool) (*compiled, error) {
 	c, l := n.cfg, n.l
@@ -192,15 +268,11 @@ func (n *LSTMNet) Forward(seqs []float32) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("computing LSTM predictions: %w", err)
 	}
-	g, err := n.c.graph(batch, false)
+	y, err := n.engine().forward(nil, seqs, batch)
 	if err != nil {
 		return nil, fmt.Errorf("computing LSTM predictions: %w", err)
 	}
-	n.load(g, seqs)
-	if err := g.run(); err != nil {
-		return nil, fmt.Errorf("computing LSTM predictions: %w", err)
-	}
-	return clone(g.out["y"].floats()), nil
+	return y, nil
 }
 
 // TrainStep does one supervised update on the asymmetric loss
@@ -210,28 +282,40 @@ func (n *LSTMNet) Forward(seqs []float32) ([]float32, error) {
 // norm is not finite, is rejected with ErrNonFinite, counted in Stats and
 // leaves the weights unchanged.
 func (n *LSTMNet) TrainStep(b LSTMBatch) (float32, error) {
-	g, err := n.prepare(b)
+	batch, err := n.check(b)
 	if err != nil {
 		return 0, err
 	}
-	loss, err := n.c.step(g, &n.Stats)
+	loss, err := n.c.step(&n.Stats, func(grads [][]float32) (float32, error) {
+		masks := n.c.drawMasks(batch, n.maskWidths(), n.cfg.Dropout)
+		return n.engine().lossGrad(b, batch, masks, grads)
+	})
 	if err != nil {
 		return loss, fmt.Errorf("training LSTM: %w", err)
 	}
 	return loss, nil
 }
 
-// prepare checks a batch and copies it into the training graph.
+// check validates a batch and returns its size.
+func (n *LSTMNet) check(b LSTMBatch) (int, error) {
+	batch, err := batchOf(b.Seqs, n.cfg.Inputs(), "sequences")
+	if err != nil {
+		return 0, fmt.Errorf("training LSTM: %w", err)
+	}
+	if len(b.Targets) != batch*n.cfg.Outputs {
+		return 0, fmt.Errorf("training LSTM: %w: %d sequences, %d target values", ErrShape, batch, len(b.Targets))
+	}
+	if !allFinite(b.Seqs, b.Targets) {
+		return 0, rejectInput(&n.Stats, "training LSTM")
+	}
+	return batch, nil
+}
+
+// prepare copies a checked batch into the gorgonia training graph.
 func (n *LSTMNet) prepare(b LSTMBatch) (*compiled, error) {
 	batch, err := batchOf(b.Seqs, n.cfg.Inputs(), "sequences")
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
-	}
-	if len(b.Targets) != batch*n.cfg.Outputs {
-		return nil, fmt.Errorf("training LSTM: %w: %d sequences, %d target values", ErrShape, batch, len(b.Targets))
-	}
-	if !allFinite(b.Seqs, b.Targets) {
-		return nil, rejectInput(&n.Stats, "training LSTM")
 	}
 	g, err := n.c.graph(batch, true)
 	if err != nil {

@@ -33,13 +33,17 @@ type param struct {
 	name  string
 	shape []int
 	t     *tensor.Dense
+	d     []float32 // t's backing slice (Dense.Data allocates on every call)
 	init  initKind
 	// fanIn and fanOut drive the He and Glorot bounds.
 	fanIn, fanOut int
+	// idx is the parameter's position in its paramSet (and in gradient
+	// lists).
+	idx int
 }
 
 // data returns the parameter's values.
-func (p *param) data() []float32 { return p.t.Data().([]float32) }
+func (p *param) data() []float32 { return p.d }
 
 // size returns the number of scalars in the parameter.
 func (p *param) size() int {
@@ -61,8 +65,9 @@ func newParamSet() *paramSet { return &paramSet{byName: map[string]*param{}} }
 
 // add registers a parameter of the given shape.
 func (s *paramSet) add(name string, init initKind, fanIn, fanOut int, shape ...int) *param {
-	p := &param{name: name, shape: shape, init: init, fanIn: fanIn, fanOut: fanOut}
-	p.t = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	p := &param{name: name, shape: shape, init: init, fanIn: fanIn, fanOut: fanOut, idx: len(s.list)}
+	p.d = make([]float32, p.size())
+	p.t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(p.d))
 	s.list = append(s.list, p)
 	s.byName[name] = p
 	return p

@@ -99,6 +99,9 @@ type PPONet struct {
 	cfg PPOConfig
 	l   ppoLayers
 	c   *core
+	eng ppoEngine
+	// addMask is the additive action mask of the last call.
+	addMask []float32
 	// Scaler is the input scaler saved with the network. Forward and
 	// TrainStep take inputs already transformed. Nil means none.
 	Scaler *Scaler
@@ -139,16 +142,82 @@ type PPOBatch struct {
 	Returns     []float32
 }
 
-// NewPPONet returns an actor-critic initialised from seed.
-func NewPPONet(cfg PPOConfig, seed uint64) (*PPONet, error) {
+// NewPPONet returns an actor-critic initialised from seed, on
+// DefaultBackend unless an option says otherwise.
+func NewPPONet(cfg PPOConfig, seed uint64, opts ...Option) (*PPONet, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("creating actor-critic: %w", err)
+	}
+	o, err := newOptions(opts)
+	if err != nil {
 		return nil, fmt.Errorf("creating actor-critic: %w", err)
 	}
 	n := &PPONet{cfg: cfg}
 	ps := newParamSet()
 	n.l = newPPOLayers(ps, cfg)
-	n.c = newCore(ps, seed, cfg.Optimizer, n.build)
+	n.c = newCore(ps, seed, cfg.Optimizer, o, n.build)
 	return n, nil
+}
+
+// Backend returns the backend that computes the network's passes.
+func (n *PPONet) Backend() Backend { return n.c.backend }
+
+// SetBackend switches the backend; the weights, the optimiser state and
+// the dropout generator carry over.
+func (n *PPONet) SetBackend(b Backend) error {
+	b, err := ParseBackend(string(b))
+	if err != nil {
+		return fmt.Errorf("setting actor-critic backend: %w", err)
+	}
+	n.Close()
+	n.eng, n.c.backend = nil, b
+	return nil
+}
+
+// engine returns the backend's implementation, created on first use.
+func (n *PPONet) engine() ppoEngine {
+	if n.eng == nil {
+		if n.c.backend == BackendGorgonia {
+			n.eng = ppoGorgonia{n}
+		} else {
+			n.eng = &ppoFast{n: n}
+		}
+	}
+	return n.eng
+}
+
+// maskWidths are the widths of the dropout masks of a training step, in
+// order: after each shared layer.
+func (n *PPONet) maskWidths() []int { return []int{n.cfg.Shared[0], n.cfg.Shared[1]} }
+
+// ppoGorgonia is the actor-critic on the gorgonia backend.
+type ppoGorgonia struct{ n *PPONet }
+
+func (e ppoGorgonia) close() { e.n.c.close() }
+
+func (e ppoGorgonia) forward(states, addMask []float32, batch int) (logp, values []float32, err error) {
+	g, err := e.n.c.graph(batch, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	copy(g.in["state"].buf, states)
+	copy(g.in["mask"].buf, addMask)
+	if err := g.run(); err != nil {
+		return nil, nil, err
+	}
+	return clone(g.out["logp"].floats()), clone(g.out["value"].floats()), nil
+}
+
+func (e ppoGorgonia) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]float32, grads [][]float32) (PPOLosses, error) {
+	g, err := e.n.prepare(b)
+	if err != nil {
+		return PPOLosses{}, err
+	}
+	loss, err := g.runTrain(masks, grads)
+	if err != nil {
+		return PPOLosses{}, err
+	}
+	return PPOLosses{Total: loss, Policy: g.out["policy"].scalar(), Value: g.out["value_loss"].scalar(), Entropy: g.out["entropy"].scalar()}, nil
 }
 
 // Config returns the network's configuration.
@@ -170,9 +239,15 @@ func (n *PPONet) SetLearningRate(lr float64) {
 // LearningRate returns Adam's current step size.
 func (n *PPONet) LearningRate() float64 { return n.c.opt.cfg.LearningRate }
 
-// Close releases the compiled graphs; the network stays usable and
-// rebuilds them on demand.
-func (n *PPONet) Close() { n.c.close() }
+// Close releases the compiled graphs and the backend's buffers; the
+// network stays usable and rebuilds them on demand.
+func (n *PPONet) Close() {
+	n.c.close()
+	if n.eng != nil {
+		n.eng.close()
+		n.eng = nil
+	}
+}
 
 func (n *PPONet) build(batch int, train bool) (*compiled, error) {
 	c, l := n.cfg, n.l
@@ -253,17 +328,15 @@ func (n *PPONet) Forward(states []float32, masks []bool) (PPOOutput, error) {
 	if err != nil {
 		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
 	}
-	g, err := n.c.graph(batch, false)
+	n.addMask = grow(n.addMask, batch*n.cfg.Actions)
+	if err := fillMask(n.addMask, masks, n.cfg.Actions); err != nil {
+		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
+	}
+	logp, values, err := n.engine().forward(states, n.addMask, batch)
 	if err != nil {
 		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
 	}
-	if err := n.load(g, states, masks); err != nil {
-		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
-	}
-	if err := g.run(); err != nil {
-		return PPOOutput{}, fmt.Errorf("computing policy: %w", err)
-	}
-	out := PPOOutput{LogProbs: clone(g.out["logp"].floats()), Values: clone(g.out["value"].floats())}
+	out := PPOOutput{LogProbs: logp, Values: values}
 	out.Probs = make([]float32, len(out.LogProbs))
 	for i, lp := range out.LogProbs {
 		out.Probs[i] = float32(math.Exp(float64(lp)))
@@ -277,30 +350,59 @@ func (n *PPONet) Forward(states []float32, masks []bool) (PPOOutput, error) {
 // finite, is rejected with ErrNonFinite, counted in Stats and leaves the
 // weights unchanged.
 func (n *PPONet) TrainStep(b PPOBatch) (float32, error) {
-	g, err := n.prepare(b)
+	batch, err := n.check(b)
 	if err != nil {
 		return 0, err
 	}
-	loss, err := n.c.step(g, &n.Stats)
+	var terms PPOLosses
+	loss, err := n.c.step(&n.Stats, func(grads [][]float32) (float32, error) {
+		masks := n.c.drawMasks(batch, n.maskWidths(), n.cfg.Dropout)
+		var err error
+		terms, err = n.engine().lossGrad(b, n.addMask, batch, masks, grads)
+		return terms.Total, err
+	})
 	if err != nil {
 		return loss, fmt.Errorf("training actor-critic: %w", err)
 	}
-	n.Last = PPOLosses{Total: loss, Policy: g.out["policy"].scalar(), Value: g.out["value_loss"].scalar(), Entropy: g.out["entropy"].scalar()}
+	n.Last = terms
 	return loss, nil
 }
 
-// prepare checks a batch and copies it into the training graph.
+// check validates a batch, fills the additive mask and returns the batch
+// size.
+func (n *PPONet) check(b PPOBatch) (int, error) {
+	batch, err := batchOf(b.States, n.cfg.Inputs, "states")
+	if err != nil {
+		return 0, fmt.Errorf("training actor-critic: %w", err)
+	}
+	if len(b.Actions) != batch || len(b.OldLogProbs) != batch || len(b.Advantages) != batch || len(b.Returns) != batch {
+		return 0, fmt.Errorf("training actor-critic: %w: %d states, %d actions, %d old log-probs, %d advantages, %d returns",
+			ErrShape, batch, len(b.Actions), len(b.OldLogProbs), len(b.Advantages), len(b.Returns))
+	}
+	if !allFinite(b.States, b.OldLogProbs, b.Advantages, b.Returns) {
+		return 0, rejectInput(&n.Stats, "training actor-critic")
+	}
+	A := n.cfg.Actions
+	n.addMask = grow(n.addMask, batch*A)
+	if err := fillMask(n.addMask, b.Masks, A); err != nil {
+		return 0, fmt.Errorf("training actor-critic: %w", err)
+	}
+	for i, a := range b.Actions {
+		if a < 0 || a >= A {
+			return 0, fmt.Errorf("training actor-critic: %w: action %d of row %d outside [0, %d)", ErrShape, a, i, A)
+		}
+		if b.Masks != nil && !b.Masks[i*A+a] {
+			return 0, fmt.Errorf("training actor-critic: %w: row %d took masked action %d", ErrShape, i, a)
+		}
+	}
+	return batch, nil
+}
+
+// prepare copies a checked batch into the gorgonia training graph.
 func (n *PPONet) prepare(b PPOBatch) (*compiled, error) {
 	batch, err := batchOf(b.States, n.cfg.Inputs, "states")
 	if err != nil {
 		return nil, fmt.Errorf("training actor-critic: %w", err)
-	}
-	if len(b.Actions) != batch || len(b.OldLogProbs) != batch || len(b.Advantages) != batch || len(b.Returns) != batch {
-		return nil, fmt.Errorf("training actor-critic: %w: %d states, %d actions, %d old log-probs, %d advantages, %d returns",
-			ErrShape, batch, len(b.Actions), len(b.OldLogProbs), len(b.Advantages), len(b.Returns))
-	}
-	if !allFinite(b.States, b.OldLogProbs, b.Advantages, b.Returns) {
-		return nil, rejectInput(&n.Stats, "training actor-critic")
 	}
 	g, err := n.c.graph(batch, true)
 	if err != nil {
@@ -311,13 +413,6 @@ func (n *PPONet) prepare(b PPOBatch) (*compiled, error) {
 	}
 	if err := oneHot(g.in["onehot"].buf, b.Actions, n.cfg.Actions); err != nil {
 		return nil, fmt.Errorf("training actor-critic: %w", err)
-	}
-	if b.Masks != nil {
-		for i, a := range b.Actions {
-			if !b.Masks[i*n.cfg.Actions+a] {
-				return nil, fmt.Errorf("training actor-critic: %w: row %d took masked action %d", ErrShape, i, a)
-			}
-		}
 	}
 	copy(g.in["old_logp"].buf, b.OldLogProbs)
 	copy(g.in["advantage"].buf, b.Advantages)

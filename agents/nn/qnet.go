@@ -121,6 +121,7 @@ type QNet struct {
 	cfg QConfig
 	l   qLayers
 	c   *core
+	eng qEngine
 	// Scaler is the input scaler saved with the network. Forward and
 	// TrainStep take inputs already transformed; the network does not apply
 	// it. Nil means none.
@@ -140,16 +141,80 @@ type QBatch struct {
 	Targets []float32
 }
 
-// NewQNet returns a Q-network initialised from seed.
-func NewQNet(cfg QConfig, seed uint64) (*QNet, error) {
+// NewQNet returns a Q-network initialised from seed, on DefaultBackend
+// unless an option says otherwise.
+func NewQNet(cfg QConfig, seed uint64, opts ...Option) (*QNet, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("creating Q-network: %w", err)
+	}
+	o, err := newOptions(opts)
+	if err != nil {
 		return nil, fmt.Errorf("creating Q-network: %w", err)
 	}
 	n := &QNet{cfg: cfg}
 	ps := newParamSet()
 	n.l = newQLayers(ps, cfg)
-	n.c = newCore(ps, seed, cfg.Optimizer, n.build)
+	n.c = newCore(ps, seed, cfg.Optimizer, o, n.build)
 	return n, nil
+}
+
+// Backend returns the backend that computes the network's passes.
+func (n *QNet) Backend() Backend { return n.c.backend }
+
+// SetBackend switches the backend; the weights, the optimiser state and
+// the dropout generator carry over.
+func (n *QNet) SetBackend(b Backend) error {
+	b, err := ParseBackend(string(b))
+	if err != nil {
+		return fmt.Errorf("setting Q-network backend: %w", err)
+	}
+	n.Close()
+	n.eng, n.c.backend = nil, b
+	return nil
+}
+
+// engine returns the backend's implementation, created on first use.
+func (n *QNet) engine() qEngine {
+	if n.eng == nil {
+		if n.c.backend == BackendGorgonia {
+			n.eng = qGorgonia{n}
+		} else {
+			n.eng = &qFast{n: n}
+		}
+	}
+	return n.eng
+}
+
+// maskWidths are the widths of the dropout masks of a training step, in
+// order: after each hidden block.
+func (n *QNet) maskWidths() []int {
+	c := n.cfg
+	return []int{c.StrategicHidden[0], c.StrategicHidden[1], c.AppHidden, c.HeadHidden[0], c.HeadHidden[1]}
+}
+
+// qGorgonia is the Q-network on the gorgonia backend.
+type qGorgonia struct{ n *QNet }
+
+func (e qGorgonia) close() { e.n.c.close() }
+
+func (e qGorgonia) forward(dst, states []float32, batch int) ([]float32, error) {
+	g, err := e.n.c.graph(batch, false)
+	if err != nil {
+		return nil, err
+	}
+	e.n.load(g, states)
+	if err := g.run(); err != nil {
+		return nil, err
+	}
+	return append(dst[:0], g.out["q"].floats()...), nil
+}
+
+func (e qGorgonia) lossGrad(b QBatch, batch int, masks [][]float32, grads [][]float32) (float32, error) {
+	g, err := e.n.prepare(b)
+	if err != nil {
+		return 0, err
+	}
+	return g.runTrain(masks, grads)
 }
 
 // Config returns the network's configuration.
@@ -171,9 +236,15 @@ func (n *QNet) SetLearningRate(lr float64) {
 // LearningRate returns Adam's current step size.
 func (n *QNet) LearningRate() float64 { return n.c.opt.cfg.LearningRate }
 
-// Close releases the compiled graphs; the network stays usable and
-// rebuilds them on demand.
-func (n *QNet) Close() { n.c.close() }
+// Close releases the compiled graphs and the backend's buffers; the
+// network stays usable and rebuilds them on demand.
+func (n *QNet) Close() {
+	n.c.close()
+	if n.eng != nil {
+		n.eng.close()
+		n.eng = nil
+	}
+}
 
 // CopyFrom copies src's weights (for a hard target-network update).
 func (n *QNet) CopyFrom(src *QNet) error {
@@ -249,15 +320,11 @@ func (n *QNet) Forward(states []float32) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("computing Q-values: %w", err)
 	}
-	g, err := n.c.graph(batch, false)
+	q, err := n.engine().forward(nil, states, batch)
 	if err != nil {
 		return nil, fmt.Errorf("computing Q-values: %w", err)
 	}
-	n.load(g, states)
-	if err := g.run(); err != nil {
-		return nil, fmt.Errorf("computing Q-values: %w", err)
-	}
-	return clone(g.out["q"].floats()), nil
+	return q, nil
 }
 
 // TrainStep does one update on the loss between Q(s, a) and the target:
@@ -266,28 +333,45 @@ func (n *QNet) Forward(states []float32) ([]float32, error) {
 // is rejected with ErrNonFinite, counted in Stats and leaves the weights
 // unchanged.
 func (n *QNet) TrainStep(b QBatch) (float32, error) {
-	g, err := n.prepare(b)
+	batch, err := n.check(b)
 	if err != nil {
 		return 0, err
 	}
-	loss, err := n.c.step(g, &n.Stats)
+	loss, err := n.c.step(&n.Stats, func(grads [][]float32) (float32, error) {
+		masks := n.c.drawMasks(batch, n.maskWidths(), n.cfg.Dropout)
+		return n.engine().lossGrad(b, batch, masks, grads)
+	})
 	if err != nil {
 		return loss, fmt.Errorf("training Q-network: %w", err)
 	}
 	return loss, nil
 }
 
-// prepare checks a batch and copies it into the training graph.
+// check validates a batch and returns its size.
+func (n *QNet) check(b QBatch) (int, error) {
+	batch, err := batchOf(b.States, n.cfg.Inputs(), "states")
+	if err != nil {
+		return 0, fmt.Errorf("training Q-network: %w", err)
+	}
+	if len(b.Actions) != batch || len(b.Targets) != batch {
+		return 0, fmt.Errorf("training Q-network: %w: %d states, %d actions, %d targets", ErrShape, batch, len(b.Actions), len(b.Targets))
+	}
+	for i, a := range b.Actions {
+		if a < 0 || a >= n.cfg.Actions {
+			return 0, fmt.Errorf("training Q-network: %w: action %d of row %d outside [0, %d)", ErrShape, a, i, n.cfg.Actions)
+		}
+	}
+	if !allFinite(b.States, b.Targets) {
+		return 0, rejectInput(&n.Stats, "training Q-network")
+	}
+	return batch, nil
+}
+
+// prepare copies a checked batch into the gorgonia training graph.
 func (n *QNet) prepare(b QBatch) (*compiled, error) {
 	batch, err := batchOf(b.States, n.cfg.Inputs(), "states")
 	if err != nil {
 		return nil, fmt.Errorf("training Q-network: %w", err)
-	}
-	if len(b.Actions) != batch || len(b.Targets) != batch {
-		return nil, fmt.Errorf("training Q-network: %w: %d states, %d actions, %d targets", ErrShape, batch, len(b.Actions), len(b.Targets))
-	}
-	if !allFinite(b.States, b.Targets) {
-		return nil, rejectInput(&n.Stats, "training Q-network")
 	}
 	g, err := n.c.graph(batch, true)
 	if err != nil {

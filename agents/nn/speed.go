@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -96,16 +97,17 @@ func randomInputs(n int) []float32 {
 	return x
 }
 
-// CompareForward times the gorgonia forward pass against the exported one
-// on random inputs of the given batch size, calls times each, and reports
-// the speed ratio (for a CLI's "exported/gorgonia ratio").
+// CompareForward times the gorgonia forward pass (whatever the network's
+// backend) against the exported one on random inputs of the given batch
+// size, calls times each, and reports the speed ratio (for a CLI's
+// "exported/gorgonia ratio").
 func (n *PPONet) CompareForward(batch, calls int) (ForwardTiming, error) {
 	x := randomInputs(max(batch, 0) * n.cfg.Inputs)
 	w := n.Export()
 	var out PPOOutput
 	return compareForward(KindPPO, batch, calls,
 		func() ([]float32, error) {
-			o, err := n.Forward(x, nil)
+			o, err := n.gorgoniaForward(x, nil)
 			return o.Probs, err
 		},
 		func() ([]float32, error) {
@@ -122,8 +124,9 @@ func (n *QNet) CompareForward(batch, calls int) (ForwardTiming, error) {
 	x := randomInputs(max(batch, 0) * n.cfg.Inputs())
 	w := n.Export()
 	var out []float32
+	g := qGorgonia{n}
 	return compareForward(KindQ, batch, calls,
-		func() ([]float32, error) { return n.Forward(x) },
+		func() ([]float32, error) { return g.forward(nil, x, max(batch, 1)) },
 		func() ([]float32, error) {
 			var err error
 			out, err = w.Forward(out, x)
@@ -138,11 +141,34 @@ func (n *LSTMNet) CompareForward(batch, calls int) (ForwardTiming, error) {
 	x := randomInputs(max(batch, 0) * n.cfg.Inputs())
 	w := n.Export()
 	var out []float32
+	g := lstmGorgonia{n}
 	return compareForward(KindLSTM, batch, calls,
-		func() ([]float32, error) { return n.Forward(x) },
+		func() ([]float32, error) { return g.forward(nil, x, max(batch, 1)) },
 		func() ([]float32, error) {
 			var err error
 			out, err = w.Forward(out, x)
 			return out, err
 		})
+}
+
+// gorgoniaForward is Forward on the gorgonia backend, whatever the
+// network's.
+func (n *PPONet) gorgoniaForward(states []float32, masks []bool) (PPOOutput, error) {
+	batch, err := batchOf(states, n.cfg.Inputs, "states")
+	if err != nil {
+		return PPOOutput{}, err
+	}
+	n.addMask = grow(n.addMask, batch*n.cfg.Actions)
+	if err := fillMask(n.addMask, masks, n.cfg.Actions); err != nil {
+		return PPOOutput{}, err
+	}
+	logp, values, err := ppoGorgonia{n}.forward(states, n.addMask, batch)
+	if err != nil {
+		return PPOOutput{}, err
+	}
+	out := PPOOutput{LogProbs: logp, Values: values, Probs: make([]float32, len(logp))}
+	for i, lp := range logp {
+		out.Probs[i] = float32(math.Exp(float64(lp)))
+	}
+	return out, nil
 }

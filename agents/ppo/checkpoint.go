@@ -55,6 +55,10 @@ func LoadLearner(r io.Reader) (*Learner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := net.SetBackend(cfg.Backend); err != nil {
+		net.Close()
+		return nil, fmt.Errorf("loading PPO checkpoint: %w", err)
+	}
 	return newLearner(cfg, net, version), nil
 }
 

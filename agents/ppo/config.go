@@ -87,6 +87,10 @@ type Config struct {
 	// scaling (Net.Inputs flags, or nil for none). The default flags the
 	// heavy-tailed ones: latency, cost, request rate and queue depth.
 	ScalerLog1p []bool `json:"scaler_log1p,omitempty"`
+	// Backend computes the network's passes: nn.BackendCPU (the default,
+	// also "") or nn.BackendGorgonia, the reference. It does not change
+	// the checkpoint.
+	Backend nn.Backend `json:"backend,omitempty"`
 }
 
 // DefaultConfig returns the seed's tactical PPO (docs/agents.md) with dropout 0.
@@ -110,6 +114,9 @@ func DefaultConfig() Config {
 // Validate reports an invalid configuration.
 func (c Config) Validate() error {
 	if err := c.Net.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if _, err := nn.ParseBackend(string(c.Backend)); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Rollout <= 0 || c.Minibatch <= 0 || c.Minibatch > c.Rollout || c.Epochs <= 0 {

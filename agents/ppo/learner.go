@@ -139,7 +139,7 @@ func NewLearner(cfg Config, seed uint64) (*Learner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating PPO learner: %w", err)
 	}
-	net, err := nn.NewPPONet(cfg.Net, seed)
+	net, err := nn.NewPPONet(cfg.Net, seed, nn.WithBackend(cfg.Backend))
 	if err != nil {
 		return nil, fmt.Errorf("creating PPO learner: %w", err)
 	}

@@ -418,3 +418,29 @@ func TestTargetKLStopsEarly(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendSwitch checks that Config.Backend reaches the network, that
+// the reference backend trains, and that an unknown backend is refused.
+func TestBackendSwitch(t *testing.T) {
+	l, err := NewLearner(smallConfig(64), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.net.Backend() != nn.BackendCPU {
+		t.Errorf("default backend %q", l.net.Backend())
+	}
+	cfg := smallConfig(64)
+	cfg.Backend = nn.BackendGorgonia
+	g, err := NewLearner(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.net.Close()
+	if g.net.Backend() != nn.BackendGorgonia {
+		t.Errorf("backend %q, want gorgonia", g.net.Backend())
+	}
+	cfg.Backend = "tpu"
+	if _, err := NewLearner(cfg, 1); !errors.Is(err, ErrConfig) {
+		t.Errorf("unknown backend: %v", err)
+	}
+}
