@@ -114,6 +114,15 @@ func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
+// prepare is the start of a role's Run: it validates the role's
+// configuration and makes its logger on stderr at level.
+func prepare(role interface{ Validate() error }, stderr io.Writer, level string) (*slog.Logger, error) {
+	if err := role.Validate(); err != nil {
+		return nil, err
+	}
+	return NewLogger(stderr, level)
+}
+
 // ParseEpoch parses --trace-epoch, an RFC 3339 instant, in UTC.
 func ParseEpoch(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s)

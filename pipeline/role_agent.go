@@ -102,14 +102,11 @@ func (r *AgentRole) Validate() error {
 // Run serves the policy until ctx is done and prints what it answered to
 // stdout.
 func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	layer, _ := schemas.ParseLayer(r.Layer)
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}
+	layer, _ := schemas.ParseLayer(r.Layer)
 	epoch, err := ParseEpoch(r.Epoch)
 	if err != nil {
 		return err

@@ -53,10 +53,7 @@ func (r *FeaturesRole) Validate() error {
 // Run serves the feature service until ctx is done (or the run ends) and
 // prints its counters to stdout.
 func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}

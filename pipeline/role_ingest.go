@@ -170,10 +170,7 @@ func (r *IngestRole) Validate() error {
 // Run serves until ctx is done and prints the service's counters to
 // stdout.
 func (r *IngestRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}

@@ -71,14 +71,11 @@ func (r *LearnerRole) Validate() error {
 // Run trains until ctx is done and prints the learner's counters to
 // stdout.
 func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	layers, _ := ParseLayers(r.Layers)
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}
+	layers, _ := ParseLayers(r.Layers)
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
 		return err

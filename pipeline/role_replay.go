@@ -54,10 +54,7 @@ func (r *ReplayRole) Validate() error {
 // Run replays the trace to Kafka and prints what it wrote to stdout; the
 // progress bar and the log go to stderr.
 func (r *ReplayRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}

@@ -97,10 +97,7 @@ func (r *RunRole) Validate() error {
 // Run runs the loop and prints its report to stdout; the progress bar and
 // the log go to stderr.
 func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}

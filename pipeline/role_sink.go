@@ -87,10 +87,7 @@ func (r *SinkRole) Validate() error {
 // Run runs the sink until ctx is done or the topics are idle and prints
 // its counters to stdout.
 func (r *SinkRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	logger, err := NewLogger(stderr, r.LogLevel)
+	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
 		return err
 	}
