@@ -3,10 +3,12 @@ package telemetry_test
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/ingest/telemetry"
 )
@@ -128,6 +130,58 @@ func BenchmarkPreScan(b *testing.B) {
 					b.Fatal(v)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkDecodeEncode measures the service's per-record path: a request
+// of benchRecords records decoded, validated and encoded as the
+// Observations written to Kafka (run id set), in each request format.
+// allocs/record counts the heap allocations of a record.
+func BenchmarkDecodeEncode(b *testing.B) {
+	req := benchOTLPRequest(b)
+	for _, c := range []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"json/array", "", benchJSON(false)},
+		{"json/lines", "", benchJSON(true)},
+		{"otlp/proto", telemetry.ContentTypeProtobuf, must(req.MarshalProto())},
+		{"otlp/json", telemetry.ContentTypeJSON, must(req.MarshalJSON())},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			var (
+				buf    []byte
+				before runtime.MemStats
+				after  runtime.MemStats
+			)
+			runtime.ReadMemStats(&before)
+			for b.Loop() {
+				var (
+					r   telemetry.Result
+					err error
+				)
+				if c.contentType == "" {
+					r, err = telemetry.DecodeJSON(c.body)
+				} else {
+					r, err = telemetry.DecodeOTLP(c.body, c.contentType)
+				}
+				if err != nil || len(r.Observations) != benchRecords {
+					b.Fatalf("%d observations, errors %v, %v", len(r.Observations), r.Errors, err)
+				}
+				buf = buf[:0]
+				for _, o := range r.Observations {
+					o.Arrival.RunId = "live"
+					if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, o); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(benchRecords*b.N)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(benchRecords*b.N), "allocs/record")
 		})
 	}
 }
