@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // DecodeJSON decodes a body of strata's JSON telemetry schema (see Record):
@@ -34,58 +33,71 @@ import (
 // Syntax and depth are checked in one linear pass without recursion before
 // any record is decoded, so the time and memory a body costs grow linearly
 // with its size, however it is nested.
+//
+// DecodeJSON is Batch.DecodeJSON with each valid record read back from its
+// encoding; the ingest service decodes into a Batch.
 func DecodeJSON(body []byte) (Result, error) {
+	var b Batch
+	if err := b.DecodeJSON(body); err != nil {
+		return Result{}, err
+	}
+	return b.result()
+}
+
+// DecodeJSON decodes and validates a body as the function DecodeJSON does
+// and encodes each valid record into b, which it empties first. On an
+// error b is left empty.
+func (b *Batch) DecodeJSON(body []byte) error {
+	b.reset()
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
-		return Result{}, fmt.Errorf("decoding telemetry JSON: loading the cloud catalog: %w", err)
+		return fmt.Errorf("decoding telemetry JSON: loading the cloud catalog: %w", err)
 	}
 	i := skipSpace(body, 0)
 	if i == len(body) {
-		return Result{}, nil
+		return nil
 	}
 	switch body[i] {
 	case '[':
-		return decodeArray(body, cat)
+		return b.decodeArray(body, cat)
 	case '{':
-		return decodeLines(body, cat), nil
+		b.decodeLines(body, cat)
+		return nil
 	default:
-		return Result{}, fmt.Errorf("decoding telemetry JSON: %s: found %s, want a JSON array of records or JSON lines",
+		return fmt.Errorf("decoding telemetry JSON: %s: found %s, want a JSON array of records or JSON lines",
 			where(body, i), quoteByte(body[i]))
 	}
 }
 
 // decodeArray decodes a body that holds one JSON array of records.
-func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
+func (b *Batch) decodeArray(body []byte, cat *cloud.Catalog) error {
 	n, e := checkJSON(body, MaxJSONDepth)
 	if e != nil {
-		return Result{}, fmt.Errorf("decoding telemetry JSON array: %s: %s", where(body, e.off), e.msg)
+		return fmt.Errorf("decoding telemetry JSON array: %s: %s", where(body, e.off), e.msg)
 	}
 	// The body is valid JSON, so the scanning below need not check syntax.
-	var r Result
 	i := skipSpace(body, skipSpace(body, 0)+1)
 	if body[i] == ']' {
-		return r, nil
+		return nil
 	}
 	var d draft
 	for index := 0; ; index++ {
 		end := skipValue(body, i)
 		rec := body[i:end]
 		d = draft{}
-		if o, bad := d.decodeRecord(rec, cat); bad != nil {
-			r.reject(index, 0, bad, &jsonNames, rec, n-index)
-		} else {
-			r.accept(index, o, n-index)
+		if bad := b.decodeRecord(&d, index, rec, cat, n-index); bad != nil {
+			b.reject(index, 0, bad, &jsonNames, rec, n-index)
 		}
 		i = skipSpace(body, end)
 		if body[i] == ']' {
-			return r, nil
+			return nil
 		}
 		i = skipSpace(body, i+1) // the comma
 	}
 }
 
 // decodeLines decodes a body of JSON lines.
-func decodeLines(body []byte, cat *cloud.Catalog) Result {
+func (b *Batch) decodeLines(body []byte, cat *cloud.Catalog) {
 	n := 0 // records: lines that are not blank
 	for line, off := []byte(nil), 0; off < len(body); {
 		if line, off = nextLine(body, off); skipSpace(line, 0) < len(line) {
@@ -93,7 +105,6 @@ func decodeLines(body []byte, cat *cloud.Catalog) Result {
 		}
 	}
 	var (
-		r             Result
 		d             draft
 		line          []byte
 		index, lineNo int
@@ -110,19 +121,16 @@ func decodeLines(body []byte, cat *cloud.Catalog) Result {
 			if e.deep {
 				reason = fmt.Sprintf("record is too deep at column %d: %s", e.off, e.msg)
 			}
-			r.reject(index, lineNo, &badField{f: fieldNone, reason: reason}, &jsonNames, line, n-index)
+			b.reject(index, lineNo, &badField{f: fieldNone, reason: reason}, &jsonNames, line, n-index)
 			index++
 			continue
 		}
 		d = draft{}
-		if o, bad := d.decodeRecord(line, cat); bad != nil {
-			r.reject(index, lineNo, bad, &jsonNames, line, n-index)
-		} else {
-			r.accept(index, o, n-index)
+		if bad := b.decodeRecord(&d, index, line, cat, n-index); bad != nil {
+			b.reject(index, lineNo, bad, &jsonNames, line, n-index)
 		}
 		index++
 	}
-	return r
 }
 
 // nextLine returns the line of body that starts at off, without its '\n',
@@ -135,12 +143,14 @@ func nextLine(body []byte, off int) ([]byte, int) {
 	return line, len(body)
 }
 
-// decodeRecord decodes and validates one record, a valid JSON value.
-func (d *draft) decodeRecord(rec []byte, cat *cloud.Catalog) (*stratapb.Observation, *badField) {
+// decodeRecord decodes, validates and appends record index, a valid JSON
+// value, into d and then b, or returns why it is not valid; left is as for
+// Batch.accept.
+func (b *Batch) decodeRecord(d *draft, index int, rec []byte, cat *cloud.Catalog, left int) *badField {
 	if bad := d.parseJSON(rec, cat); bad != nil {
-		return nil, bad
+		return bad
 	}
-	return d.observation(cat)
+	return b.accept(index, d, cat, left)
 }
 
 // parseJSON fills d from rec, a syntactically valid JSON value, checking
@@ -212,7 +222,7 @@ func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
 		} else if f == fProvider || f == fRegion {
 			d.str[f] = canonical(cat, s)
 		} else {
-			d.str[f] = string(s)
+			d.raw[f] = s // app, func, invocation_id: a view of the body
 		}
 	case kInt:
 		n, reason := parseInt(v)
