@@ -82,11 +82,16 @@ func (b *Batch) decodeArray(body []byte, cat *cloud.Catalog) error {
 	}
 	var d draft
 	for index := 0; ; index++ {
-		end := skipValue(body, i)
-		rec := body[i:end]
 		d = draft{}
-		if bad := b.decodeRecord(&d, index, rec, cat, n-index); bad != nil {
-			b.reject(index, 0, bad, &jsonNames, rec, n-index)
+		// The record's end is where its parsing ended; when it did not
+		// parse, skipValue finds it.
+		k, bad := b.decodeRecord(&d, index, body[i:], cat, n-index)
+		end := i + k
+		if k == 0 {
+			end = skipValue(body, i)
+		}
+		if bad != nil {
+			b.reject(index, 0, bad, &jsonNames, body[i:end], n-index)
 		}
 		i = skipSpace(body, end)
 		if body[i] == ']' {
@@ -126,7 +131,7 @@ func (b *Batch) decodeLines(body []byte, cat *cloud.Catalog) {
 			continue
 		}
 		d = draft{}
-		if bad := b.decodeRecord(&d, index, line, cat, n-index); bad != nil {
+		if _, bad := b.decodeRecord(&d, index, line, cat, n-index); bad != nil {
 			b.reject(index, lineNo, bad, &jsonNames, line, n-index)
 		}
 		index++
@@ -143,27 +148,30 @@ func nextLine(body []byte, off int) ([]byte, int) {
 	return line, len(body)
 }
 
-// decodeRecord decodes, validates and appends record index, a valid JSON
-// value, into d and then b, or returns why it is not valid; left is as for
-// Batch.accept.
-func (b *Batch) decodeRecord(d *draft, index int, rec []byte, cat *cloud.Catalog, left int) *badField {
-	if bad := d.parseJSON(rec, cat); bad != nil {
-		return bad
+// decodeRecord decodes, validates and appends record index, the valid
+// JSON value rec starts with, into d and then b, or returns why it is not
+// valid; left is as for Batch.accept. It returns the length of the record
+// when it parsed as one, else 0.
+func (b *Batch) decodeRecord(d *draft, index int, rec []byte, cat *cloud.Catalog, left int) (int, *badField) {
+	n, bad := d.parseJSON(rec, cat)
+	if bad != nil {
+		return 0, bad
 	}
-	return b.accept(index, d, cat, left)
+	return n, b.accept(index, d, cat, left)
 }
 
-// parseJSON fills d from rec, a syntactically valid JSON value, checking
-// field names and JSON types; observation checks the values.
-func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) *badField {
+// parseJSON fills d from the JSON value rec starts with, valid JSON,
+// checking field names and JSON types (validate checks the values), and
+// returns the index just past it.
+func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) (int, *badField) {
 	i := skipSpace(rec, 0)
 	if rec[i] != '{' {
-		return &badField{f: fieldNone, reason: notAnObject(rec[i])}
+		return 0, &badField{f: fieldNone, reason: notAnObject(rec[i])}
 	}
 	var seen uint32
 	i = skipSpace(rec, i+1)
 	if rec[i] == '}' {
-		return nil
+		return i + 1, nil
 	}
 	for {
 		kEnd, esc := scanString(rec, i)
@@ -171,33 +179,40 @@ func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) *badField {
 		if esc {
 			var s string
 			if err := json.Unmarshal(rec[i:kEnd], &s); err != nil {
-				return &badField{f: fieldNone, reason: "field name cannot be decoded: " + err.Error()}
+				return 0, &badField{f: fieldNone, reason: "field name cannot be decoded: " + err.Error()}
 			}
 			key = []byte(s)
 		}
 		i = skipSpace(rec, skipSpace(rec, kEnd)+1) // the colon
-		vEnd := skipValue(rec, i)
+		var vEnd int
+		esc = false
+		if rec[i] == '"' {
+			vEnd, esc = scanString(rec, i)
+		} else {
+			vEnd = skipValue(rec, i)
+		}
 		f := fieldOf(key)
 		if f == fieldNone {
-			return &badField{name: fieldName(key), reason: "unknown field"}
+			return 0, &badField{name: fieldName(key), reason: "unknown field"}
 		}
 		if seen&(1<<uint(f)) != 0 {
-			return &badField{f: f, reason: "duplicate field"}
+			return 0, &badField{f: f, reason: "duplicate field"}
 		}
 		seen |= 1 << uint(f)
-		if bad := d.setJSON(f, rec[i:vEnd], cat); bad != nil {
-			return bad
+		if bad := d.setJSON(f, rec[i:vEnd], esc, cat); bad != nil {
+			return 0, bad
 		}
 		i = skipSpace(rec, vEnd)
 		if rec[i] == '}' {
-			return nil
+			return i + 1, nil
 		}
 		i = skipSpace(rec, i+1) // the comma
 	}
 }
 
-// setJSON stores the JSON value v of field f.
-func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
+// setJSON stores the JSON value v of field f; esc reports whether v, a
+// string, holds escapes.
+func (d *draft) setJSON(f field, v []byte, esc bool, cat *cloud.Catalog) *badField {
 	if v[0] == 'n' { // null
 		if required(f) {
 			return &badField{f: f, reason: "is null: the field is required"}
@@ -213,7 +228,7 @@ func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
 			return &badField{f: f, reason: "is not valid UTF-8"}
 		}
 		s := v[1 : len(v)-1]
-		if bytes.IndexByte(s, '\\') >= 0 {
+		if esc {
 			var u string
 			if err := json.Unmarshal(v, &u); err != nil {
 				return &badField{f: f, reason: "cannot be decoded: " + err.Error()}

@@ -95,8 +95,9 @@ type draft struct {
 	str [numFields]string
 	// raw holds the values of app, func and invocation_id that a JSON
 	// body carries without escapes: views of the body, which the encoding
-	// copies once (str would copy each of them once more). A field's value
-	// is raw[f] when that is not nil, else str[f].
+	// copies once (str would copy each of them once more), and valid
+	// UTF-8 (setJSON checked). A field's value is raw[f] when that is not
+	// nil, else str[f].
 	raw [fFunc + 1][]byte
 	num [numFields]int64
 	flt [numFields]float64
@@ -227,10 +228,7 @@ func (d *draft) validate(cat *cloud.Catalog) *badField {
 // only when emptyOK.
 func (d *draft) checkText(f field, limit int, emptyOK bool) *badField {
 	if r := d.rawOf(f); r != nil {
-		if bad := checkLen(f, len(r), limit, emptyOK); bad != nil || utf8.Valid(r) {
-			return bad
-		}
-		return &badField{f: f, reason: "is not valid UTF-8"}
+		return checkLen(f, len(r), limit, emptyOK) // valid UTF-8 already
 	}
 	return checkString(f, d.str[f], limit, emptyOK)
 }
