@@ -67,7 +67,8 @@ func (b *Batch) At(i int) Encoded {
 
 // reset empties b for the next request, keeping its buffers.
 func (b *Batch) reset() {
-	clear(b.Errors) // the rejected records' bytes
+	// The rejected records' bytes, and those a caller appended.
+	clear(b.Errors[:cap(b.Errors)])
 	b.Errors, b.Total, b.Skipped = b.Errors[:0], 0, 0
 	b.buf, b.recs = b.buf[:0], b.recs[:0]
 }
