@@ -219,3 +219,103 @@ func TestBatchAllocations(t *testing.T) {
 		t.Errorf("decoding %d records into a used batch: %v allocations, want at most 5", benchRecords, allocs)
 	}
 }
+
+// checkFlat decodes a JSON body with DecodeJSON and with the general path
+// alone, and fails unless the two agree in every respect: the flat path
+// may only ever be faster.
+func checkFlat(t testing.TB, body []byte) {
+	t.Helper()
+	flat, general := telemetry.Batch{RunID: testRunID}, telemetry.Batch{RunID: testRunID}
+	ferr, gerr := flat.DecodeJSON(body), telemetry.DecodeJSONGeneral(&general, body)
+	if fmt.Sprint(ferr) != fmt.Sprint(gerr) {
+		t.Fatalf("body %q: error %v, general path %v", body, ferr, gerr)
+	}
+	if flat.Total != general.Total || flat.Len() != general.Len() || !slices.EqualFunc(flat.Errors, general.Errors, func(x, y telemetry.RecordError) bool {
+		return x.Index == y.Index && x.Line == y.Line && x.Field == y.Field && x.Reason == y.Reason && bytes.Equal(x.Raw, y.Raw)
+	}) {
+		t.Fatalf("body %q: Total %d, %d records, errors %+v; general path %d, %d, %+v", body, flat.Total, flat.Len(), flat.Errors,
+			general.Total, general.Len(), general.Errors)
+	}
+	for i := range flat.Len() {
+		x, y := flat.At(i), general.At(i)
+		if x.Index != y.Index || x.StartUS != y.StartUS || x.EndUS != y.EndUS || !bytes.Equal(x.Key, y.Key) || !bytes.Equal(x.Value, y.Value) {
+			t.Fatalf("body %q: record %d differs from the general path's", body, i)
+		}
+	}
+}
+
+// TestFlatPath checks bodies around every way off the flat path against
+// the general path, and that the common bodies take it.
+func TestFlatPath(t *testing.T) {
+	const base = `"app":"a","func":"f","end_us":1000,"duration_us":10`
+	records := []string{
+		`{` + base + `}`,
+		fullRecord,
+		minRecord,
+		`{}`,
+		`{ "app" : "a" , "func":"f",` + "\t\r\n" + `"end_us":1000,"duration_us":10 }`,
+		`{` + base + `,"invocation_id":"\u0041"}`,
+		`{` + base + `,"invocation_id":"a\"b"}`,
+		`{` + base + `,"invocation_id":"é€😀"}`,
+		"{" + base + ",\"invocation_id\":\"\xff\"}",
+		"{" + base + ",\"invocation_id\":\"a\x01\"}",
+		`{` + base + `,"invocation_id":"0123456789abcdef0123456789abcdef"}`,
+		`{` + base + `,"invocation_id":""}`,
+		`{` + base + `,"invocation_id":null}`,
+		`{` + base + `,"app":"b"}`,
+		`{` + base + `,"apps":"b"}`,
+		`{"ap\u0070":"a","func":"f","end_us":1000,"duration_us":10}`,
+		`{` + base + `,"start_us":990}`,
+		`{` + base + `,"start_us":991}`,
+		`{` + base + `,"start_us":0990}`,
+		`{` + base + `,"start_us":990.0}`,
+		`{` + base + `,"start_us":9.9e2}`,
+		`{` + base + `,"start_us":-}`,
+		`{` + base + `,"start_us":[990]}`,
+		`{` + base + `,"start_us":{"a":1}}`,
+		`{` + base + `,"latency_ms":-0,"cost_usd":1e-7,"carbon_g":0.5E+2,"cpu_busy_ms":2}`,
+		`{` + base + `,"latency_ms":1e999}`,
+		`{` + base + `,"latency_ms":"1"}`,
+		`{` + base + `,"cold_start":true,"failed":false}`,
+		`{` + base + `,"cold_start":truex}`,
+		`{` + base + `,"cold_start":tru}`,
+		`{` + base + `,"cold_start":nul}`,
+		`{` + base + `,"cold_start":1}`,
+		`{` + base + `,"provider":"aws","region":"us-east-1","memory_mb":128}`,
+		`{` + base + `,"provider":"ibm"}`,
+		`{` + base + `,"memory_mb":0}`,
+		`{` + base + `,}`,
+		`{` + base + ` "x":1}`,
+		`{` + base,
+		`{` + base + `}}`,
+		`{"app" "a"}`,
+		`{"app":}`,
+		`{"app`,
+		`[` + `{` + base + `}` + `]`,
+		`7`,
+		`"x"`,
+		`null`,
+	}
+	for _, r := range records {
+		checkFlat(t, []byte(r))
+		checkFlat(t, []byte("["+r+"]"))
+		checkFlat(t, []byte("[ "+minRecord+" , "+r+" ,"+fullRecord+"]"))
+		checkFlat(t, []byte(minRecord+"\n"+r+"\r\n"+fullRecord))
+		checkFlat(t, []byte("["+r+","))
+	}
+	for _, body := range []string{"[]", " [ ] ", "[] x", "[],", "[" + minRecord + "] ]", "[" + minRecord + "]x", "[" + minRecord + minRecord + "]",
+		"[" + minRecord + ",]", "[,]", "[", "[ ", "\n\n" + minRecord + "\n\n"} {
+		checkFlat(t, []byte(body))
+	}
+	// The common bodies take the flat path.
+	for _, body := range [][]byte{benchJSON(false), []byte("[" + fullRecord + ",\n " + minRecord + "]"), []byte("[]")} {
+		var b telemetry.Batch
+		if !telemetry.DecodeFlatArray(&b, body) {
+			t.Errorf("body %.60q… did not take the flat path", body)
+		}
+	}
+	var b telemetry.Batch
+	if telemetry.DecodeFlatArray(&b, []byte("["+minRecord+",{}]")) || b.Len() != 0 || b.Total != 0 {
+		t.Errorf("a body with a rejected record took the flat path, or left %d records", b.Len())
+	}
+}

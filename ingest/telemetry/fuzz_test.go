@@ -28,6 +28,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	}
 	f.Add(nested("[", `"[[[\"\\",{"a":"]]"}`, "]", limit-1))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkFlat(t, body)
 		r, err := telemetry.DecodeJSON(body)
 		// The pre-scan must agree with encoding/json: an array body is
 		// refused exactly when it is not valid JSON or nests deeper than

@@ -47,7 +47,11 @@ func DecodeJSON(body []byte) (Result, error) {
 // DecodeJSON decodes and validates a body as the function DecodeJSON does
 // and encodes each valid record into b, which it empties first. On an
 // error b is left empty.
-func (b *Batch) DecodeJSON(body []byte) error {
+func (b *Batch) DecodeJSON(body []byte) error { return b.decodeJSON(body, true) }
+
+// decodeJSON is DecodeJSON; with flat, it tries the flat path first (see
+// flat.go), which gives the same result.
+func (b *Batch) decodeJSON(body []byte, flat bool) error {
 	b.reset()
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
@@ -59,9 +63,12 @@ func (b *Batch) DecodeJSON(body []byte) error {
 	}
 	switch body[i] {
 	case '[':
+		if flat && b.decodeFlatArray(body, cat) {
+			return nil
+		}
 		return b.decodeArray(body, cat)
 	case '{':
-		b.decodeLines(body, cat)
+		b.decodeLines(body, cat, flat)
 		return nil
 	default:
 		return fmt.Errorf("decoding telemetry JSON: %s: found %s, want a JSON array of records or JSON lines",
@@ -101,8 +108,9 @@ func (b *Batch) decodeArray(body []byte, cat *cloud.Catalog) error {
 	}
 }
 
-// decodeLines decodes a body of JSON lines.
-func (b *Batch) decodeLines(body []byte, cat *cloud.Catalog) {
+// decodeLines decodes a body of JSON lines; with flat, each line on the
+// flat path when it can.
+func (b *Batch) decodeLines(body []byte, cat *cloud.Catalog, flat bool) {
 	n := 0 // records: lines that are not blank
 	for line, off := []byte(nil), 0; off < len(body); {
 		if line, off = nextLine(body, off); skipSpace(line, 0) < len(line) {
@@ -118,8 +126,17 @@ func (b *Batch) decodeLines(body []byte, cat *cloud.Catalog) {
 		line, off = nextLine(body, off)
 		lineNo++
 		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if skipSpace(line, 0) == len(line) {
+		j := skipSpace(line, 0)
+		if j == len(line) {
 			continue
+		}
+		if flat {
+			d = draft{}
+			if end := d.parseFlat(line, j, cat); end >= 0 && skipSpace(line, end) == len(line) &&
+				b.accept(index, &d, cat, n-index) == nil {
+				index++
+				continue
+			}
 		}
 		if _, e := checkJSON(line, MaxJSONDepth); e != nil {
 			reason := fmt.Sprintf("record is not valid JSON at column %d: %s", e.off, e.msg)
@@ -199,7 +216,7 @@ func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) (int, *badField) {
 			return 0, &badField{f: f, reason: "duplicate field"}
 		}
 		seen |= 1 << uint(f)
-		if bad := d.setJSON(f, rec[i:vEnd], esc, cat); bad != nil {
+		if bad := d.setJSON(f, rec[i:vEnd], esc, false, cat); bad != nil {
 			return 0, bad
 		}
 		i = skipSpace(rec, vEnd)
@@ -210,9 +227,9 @@ func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) (int, *badField) {
 	}
 }
 
-// setJSON stores the JSON value v of field f; esc reports whether v, a
-// string, holds escapes.
-func (d *draft) setJSON(f field, v []byte, esc bool, cat *cloud.Catalog) *badField {
+// setJSON stores the JSON value v of field f; for a string, esc reports
+// whether v holds escapes and valid that it is known to be valid UTF-8.
+func (d *draft) setJSON(f field, v []byte, esc, valid bool, cat *cloud.Catalog) *badField {
 	if v[0] == 'n' { // null
 		if required(f) {
 			return &badField{f: f, reason: "is null: the field is required"}
@@ -224,7 +241,7 @@ func (d *draft) setJSON(f field, v []byte, esc bool, cat *cloud.Catalog) *badFie
 		if v[0] != '"' {
 			return &badField{f: f, reason: fmt.Sprintf("is %s: want a string", kindOf(v[0]))}
 		}
-		if !utf8.Valid(v) {
+		if !valid && !utf8.Valid(v) {
 			return &badField{f: f, reason: "is not valid UTF-8"}
 		}
 		s := v[1 : len(v)-1]

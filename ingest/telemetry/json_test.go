@@ -100,6 +100,7 @@ func decodeJSON(t *testing.T, body string) telemetry.Result {
 	}
 	checkResult(t, r)
 	checkBatch(t, r, func(b *telemetry.Batch) error { return b.DecodeJSON([]byte(body)) })
+	checkFlat(t, []byte(body))
 	return r
 }
 
