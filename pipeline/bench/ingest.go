@@ -312,13 +312,18 @@ func waitTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 // RawRecords are the raw ceiling's records: as many as the source holds,
 // of the same kind the pipeline writes (observed telemetry keyed by app).
 // The first sample records are encoded once, before any run, and produced
-// in a cycle, so neither encoding nor generation is timed.
+// in a cycle, so neither encoding nor generation is timed. Their keys and
+// values lie back to back in one buffer: a million small slices would be
+// garbage-collector work in every run that follows, the ingest runs most.
 type RawRecords struct {
+	buf   []byte
 	recs  []rawRecord
 	total int
 }
 
-type rawRecord struct{ k, v []byte }
+// rawRecord locates a record in RawRecords.buf: its key at [at, val),
+// its value at [val, end).
+type rawRecord struct{ at, val, end int }
 
 // EncodeRaw reads src to its end and encodes its first sample
 // invocations.
@@ -336,13 +341,16 @@ func EncodeRaw(src replay.Source, sample int) (*RawRecords, error) {
 		if len(r.recs) >= sample {
 			continue
 		}
-		v, err := proto.Marshal(&stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
+		at := len(r.buf)
+		r.buf = append(r.buf, in.App...)
+		val := len(r.buf)
+		r.buf, err = proto.MarshalOptions{}.MarshalAppend(r.buf, &stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
 			StartUs: in.StartUS(), EndUs: in.EndUS, DurationUs: in.DurationUS, Row: in.Row, RunId: "bench"},
 			Provider: proto.String("azure"), Source: "trace"})
 		if err != nil {
 			return nil, fmt.Errorf("encoding bench record: %w", err)
 		}
-		r.recs = append(r.recs, rawRecord{[]byte(in.App), v})
+		r.recs = append(r.recs, rawRecord{at, val, len(r.buf)})
 	}
 	if len(r.recs) == 0 {
 		return nil, errors.New("measuring raw produce: empty trace")
@@ -376,7 +384,8 @@ func (r *RawRecords) run(ctx context.Context, w io.Writer, brokers []string, par
 	t0 := time.Now()
 	for k := range r.total {
 		rec := r.recs[k%len(r.recs)]
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: rec.k, Value: rec.v}, func(_ *kgo.Record, err error) {
+		key, val := r.buf[rec.at:rec.val:rec.val], r.buf[rec.val:rec.end:rec.end]
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: val}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				mu.Lock()
 				perr = cmp.Or(perr, err)
