@@ -182,30 +182,31 @@ func (d *draft) appendObservation(b []byte, runID string) ([]byte, int) {
 	start, end, dur := d.num[fStart], d.num[fEnd], d.num[fDuration]
 	n := sizeBytes(idLen) + sizeBytes(d.textLen(fApp)) + sizeBytes(d.textLen(fFunc)) +
 		sizeVarint(start) + sizeVarint(end) + sizeVarint(dur) + sizeBytes(len(runID))
-	b = protowire.AppendTag(b, obsArrival, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
+	b = append(b, tag(obsArrival, protowire.BytesType))
+	b = appendVarint(b, uint64(n))
 	if idLen > 0 {
-		b = protowire.AppendTag(b, arrInvocationID, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(idLen))
+		b = append(b, tag(arrInvocationID, protowire.BytesType))
+		b = appendVarint(b, uint64(idLen))
 		if d.textLen(fID) > 0 {
 			b = d.appendText(b, fID)
 		} else {
 			b = append(b, d.id[:d.idLen]...)
 		}
 	}
-	b = protowire.AppendTag(b, arrApp, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(d.textLen(fApp)))
+	b = append(b, tag(arrApp, protowire.BytesType))
+	b = appendVarint(b, uint64(d.textLen(fApp)))
 	keyAt := len(b)
 	b = d.appendText(b, fApp)
-	b = protowire.AppendTag(b, arrFunc, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(d.textLen(fFunc)))
+	b = append(b, tag(arrFunc, protowire.BytesType))
+	b = appendVarint(b, uint64(d.textLen(fFunc)))
 	b = d.appendText(b, fFunc)
 	b = appendInt(b, arrStartUS, start)
 	b = appendInt(b, arrEndUS, end)
 	b = appendInt(b, arrDurationUS, dur)
 	if runID != "" {
-		b = protowire.AppendTag(b, arrRunID, protowire.BytesType)
-		b = protowire.AppendString(b, runID)
+		b = append(b, tag(arrRunID, protowire.BytesType))
+		b = appendVarint(b, uint64(len(runID)))
+		b = append(b, runID...)
 	}
 
 	for _, s := range [...]struct {
@@ -213,8 +214,9 @@ func (d *draft) appendObservation(b []byte, runID string) ([]byte, int) {
 		num protowire.Number
 	}{{fProvider, obsProvider}, {fRegion, obsRegion}} {
 		if d.present(s.f) {
-			b = protowire.AppendTag(b, s.num, protowire.BytesType)
-			b = protowire.AppendString(b, d.str[s.f])
+			b = append(b, tag(s.num, protowire.BytesType))
+			b = appendVarint(b, uint64(len(d.str[s.f])))
+			b = append(b, d.str[s.f]...)
 		}
 	}
 	b = d.appendOptInt(b, fMemory, obsMemoryMB)
@@ -228,8 +230,23 @@ func (d *draft) appendObservation(b []byte, runID string) ([]byte, int) {
 	b = d.appendOptFloat(b, fCost, obsCostUSD)
 	b = d.appendOptFloat(b, fCarbon, obsCarbonG)
 	b = d.appendOptBool(b, fFailed, obsFailed)
-	b = protowire.AppendTag(b, obsSource, protowire.BytesType)
-	return protowire.AppendString(b, sourceLive), keyAt
+	b = append(b, tag(obsSource, protowire.BytesType), byte(len(sourceLive)))
+	return append(b, sourceLive...), keyAt
+}
+
+// Every field number is below 16, so every tag is one byte.
+const _ = uint(15 - obsSource)
+
+// tag is the one-byte tag of field num (below 16) of wire type typ.
+func tag(num protowire.Number, typ protowire.Type) byte { return byte(num)<<3 | byte(typ) }
+
+// appendVarint is protowire.AppendVarint with the one-byte case inline:
+// lengths, bools and small counts.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
 }
 
 // sizeBytes is the size of a string field of n bytes in an Arrival (whose
@@ -255,8 +272,8 @@ func appendInt(b []byte, num protowire.Number, v int64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(v))
+	b = append(b, tag(num, protowire.VarintType))
+	return appendVarint(b, uint64(v))
 }
 
 // appendOptInt appends optional int32 field f when present: as an int32,
@@ -265,8 +282,8 @@ func (d *draft) appendOptInt(b []byte, f field, num protowire.Number) []byte {
 	if !d.present(f) {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(int64(int32(d.num[f]))))
+	b = append(b, tag(num, protowire.VarintType))
+	return appendVarint(b, uint64(int64(int32(d.num[f]))))
 }
 
 // appendOptFloat appends optional double field f when present.
@@ -274,7 +291,7 @@ func (d *draft) appendOptFloat(b []byte, f field, num protowire.Number) []byte {
 	if !d.present(f) {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	b = append(b, tag(num, protowire.Fixed64Type))
 	return protowire.AppendFixed64(b, math.Float64bits(d.flt[f]))
 }
 
@@ -283,6 +300,6 @@ func (d *draft) appendOptBool(b []byte, f field, num protowire.Number) []byte {
 	if !d.present(f) {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, protowire.EncodeBool(d.bln[f]))
+	b = append(b, tag(num, protowire.VarintType))
+	return appendVarint(b, protowire.EncodeBool(d.bln[f]))
 }
