@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"unicode/utf8"
 
@@ -62,6 +63,7 @@ func (d *draft) parseFlat(b []byte, i int, cat *cloud.Catalog) int {
 		return i + 1
 	}
 	var seen uint32
+	next := fID // the field that follows the last in the schema's order, which clients tend to keep
 	for i < len(b) && b[i] == '"' {
 		// A known field's name holds no escape or control character: up
 		// to the next quote, it is a valid JSON string as it stands.
@@ -69,20 +71,35 @@ func (d *draft) parseFlat(b []byte, i int, cat *cloud.Catalog) int {
 		if q < 0 {
 			return -1
 		}
-		f := fieldOf(b[i+1 : i+1+q])
+		key := b[i+1 : i+1+q]
+		f := next
+		if f >= numFields || string(key) != jsonNames[f] {
+			f = fieldOf(key)
+		}
 		if f == fieldNone || seen&(1<<uint(f)) != 0 {
 			return -1
 		}
 		seen |= 1 << uint(f)
+		next = f + 1
 		if i = skipSpace(b, i+q+2); i >= len(b) || b[i] != ':' {
 			return -1
 		}
 		if i = skipSpace(b, i+1); i >= len(b) {
 			return -1
 		}
-		end, valid := flatValue(b, i)
-		if end < 0 || d.setJSON(f, b[i:end], false, valid, cat) != nil {
-			return -1
+		var end int
+		if c := b[i]; kinds[f] == kInt && (c == '-' || '0' <= c && c <= '9') {
+			var n int64
+			if n, end = flatInt(b, i); end < 0 {
+				return -1
+			}
+			d.num[f] = n
+			d.mark(f)
+		} else {
+			var valid bool
+			if end, valid = flatValue(b, i); end < 0 || d.setJSON(f, b[i:end], false, valid, cat) != nil {
+				return -1
+			}
 		}
 		if i = skipSpace(b, end); i >= len(b) {
 			return -1
@@ -97,6 +114,35 @@ func (d *draft) parseFlat(b []byte, i int, cat *cloud.Catalog) int {
 		}
 	}
 	return -1
+}
+
+// flatInt reads the JSON number at b[i] (a '-' or a digit) when it is an
+// integer within int64, as setJSON would, and returns it and the index
+// just past it; -1 for anything else (a fraction, an exponent, leading
+// zeros, too many digits), which the general path reads or rejects.
+func flatInt(b []byte, i int) (int64, int) {
+	neg := b[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var n int64
+	for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		if n > (math.MaxInt64-9)/10 {
+			return 0, -1 // perhaps out of range: the general path says
+		}
+		n = n*10 + int64(b[i]-'0')
+	}
+	switch {
+	case i == start, b[start] == '0' && i-start > 1:
+		return 0, -1
+	case i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E'):
+		return 0, -1
+	}
+	if neg {
+		n = -n
+	}
+	return n, i
 }
 
 // flatValue returns the index just past the value at b[i] when it is a
