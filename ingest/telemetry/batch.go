@@ -219,6 +219,10 @@ func (d *draft) appendObservation(b []byte, runID string) ([]byte, int) {
 			b = append(b, d.str[s.f]...)
 		}
 	}
+	if d.has&optionalObservations == 0 {
+		b = append(b, tag(obsSource, protowire.BytesType), byte(len(sourceLive)))
+		return append(b, sourceLive...), keyAt
+	}
 	b = d.appendOptInt(b, fMemory, obsMemoryMB)
 	b = d.appendOptFloat(b, fLatency, obsLatencyMS)
 	b = d.appendOptFloat(b, fCPUBusy, obsCPUBusyMS)
@@ -233,6 +237,10 @@ func (d *draft) appendObservation(b []byte, runID string) ([]byte, int) {
 	b = append(b, tag(obsSource, protowire.BytesType), byte(len(sourceLive)))
 	return append(b, sourceLive...), keyAt
 }
+
+// optionalObservations has the bits of the fields from memory_mb to
+// failed: few records carry any of them.
+const optionalObservations = 1<<(fFailed+1) - 1<<fMemory
 
 // Every field number is below 16, so every tag is one byte.
 const _ = uint(15 - obsSource)

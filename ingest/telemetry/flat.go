@@ -3,7 +3,6 @@ package telemetry
 import (
 	"bytes"
 	"encoding/binary"
-	"math"
 	"math/bits"
 	"unicode/utf8"
 
@@ -116,6 +115,9 @@ func (d *draft) parseFlat(b []byte, i int, cat *cloud.Catalog) int {
 	return -1
 }
 
+// maxFlatDigits is the most digits flatInt reads: any 18 fit in an int64.
+const maxFlatDigits = 18
+
 // flatInt reads the JSON number at b[i] (a '-' or a digit) when it is an
 // integer within int64, as setJSON would, and returns it and the index
 // just past it; -1 for anything else (a fraction, an exponent, leading
@@ -128,12 +130,11 @@ func flatInt(b []byte, i int) (int64, int) {
 	start := i
 	var n int64
 	for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-		if n > (math.MaxInt64-9)/10 {
-			return 0, -1 // perhaps out of range: the general path says
-		}
 		n = n*10 + int64(b[i]-'0')
 	}
 	switch {
+	case i-start > maxFlatDigits: // perhaps out of range: the general path says
+		return 0, -1
 	case i == start, b[start] == '0' && i-start > 1:
 		return 0, -1
 	case i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E'):
