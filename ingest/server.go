@@ -225,6 +225,8 @@ type Server struct {
 
 	// slots holds a token per request being handled (MaxInFlight).
 	slots chan struct{}
+	// pool holds the buffers of ended requests (*request).
+	pool sync.Pool
 	// refusing counts the refused connections still being answered;
 	// refusals waits for them.
 	refusing  atomic.Int64
@@ -272,6 +274,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	}
 	s := &Server{cfg: cfg, log: logger, m: newMetrics(reg), limiters: map[string]*rate.Limiter{},
 		slots: make(chan struct{}, cfg.MaxInFlight)}
+	s.pool.New = func() any { return &request{batch: telemetry.Batch{RunID: cfg.RunID}} }
 	s.maxStart.Store(math.MinInt64)
 	for _, t := range cfg.Tokens {
 		if t == "" {
@@ -651,8 +654,9 @@ func (s *Server) limiter(key string) *rate.Limiter {
 
 // readBody reads a request body of at most MaxBodyBytes, decompressing
 // gzip (the OpenTelemetry Collector's default), within BodyTimeout of the
-// end of the headers.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+// end of the headers, into buf (reused from an earlier request: only its
+// capacity counts).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, int, error) {
 	// The body's own deadline: the server's ReadTimeout bounds headers and
 	// body together, this one the body alone, whatever the headers took.
 	rc := http.NewResponseController(w)
@@ -673,7 +677,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q (want gzip or none)", enc)
 	}
-	b, err := io.ReadAll(rd)
+	b, err := readAll(buf, rd, r.ContentLength, s.cfg.MaxBodyBytes)
 	switch {
 	case err != nil:
 		return nil, s.bodyErrStatus(w, err), s.bodyErr(err)
@@ -685,6 +689,31 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 	// deadline passing then would cancel the request.
 	_ = rc.SetReadDeadline(time.Time{})
 	return b, 0, nil
+}
+
+// readAll reads r to its end into buf[:0], as io.ReadAll does but
+// without allocating when buf is large enough. A body that announces its
+// length n (at most limit) gets room for it at once, up to maxBodyHint:
+// beyond that, memory is only taken as the bytes arrive, so that a client
+// cannot make the service hold memory it never sends.
+func readAll(buf []byte, r io.Reader, n, limit int64) ([]byte, error) {
+	b := buf[:0]
+	if n >= 0 && n <= limit {
+		b = slices.Grow(b, int(min(n, maxBodyHint))+1) // +1: room to read the EOF without growing
+	}
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, max(512, cap(b)))
+		}
+		k, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // bodyErrStatus is the status of a failed body read: 408 at the deadline
@@ -795,16 +824,28 @@ func gzipErr(err error) error {
 
 // outcome is what became of one request's records.
 type outcome struct {
-	res      telemetry.Result
 	errs     []telemetry.RecordError // decoder and time-check rejections, in request order
 	accepted int
 }
 
-// ingest checks the decoded records against the rate budget and the
-// watermark, writes the valid ones and dead-letters the rest, and returns
-// once Kafka acknowledged all of them. status is 0 on success.
-func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Result) (outcome, int, error) {
-	out := outcome{res: res}
+// request is what handling one request needs besides its own state: the
+// body, the decoded and encoded records, the Kafka records that carry
+// them. The service keeps them in a pool: a request gets the buffers of
+// one that ended, and hands them back once its reply is written, when
+// Kafka has acknowledged (or failed) every record of it, so that franz-go
+// holds none of them any more.
+type request struct {
+	body  []byte
+	batch telemetry.Batch
+	recs  []kgo.Record
+}
+
+// ingest checks the decoded records of req against the rate budget and
+// the watermark, writes the valid ones and dead-letters the rest, and
+// returns once Kafka acknowledged all of them. status is 0 on success.
+func (s *Server) ingest(ctx context.Context, endpoint string, req *request) (outcome, int, error) {
+	var out outcome
+	res := &req.batch
 	key, _ := ctx.Value(tokenKey{}).(string)
 	if s.cfg.RatePerToken > 0 && res.Total > 0 {
 		lim := s.limiter(key)
@@ -831,50 +872,44 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 		}
 		wg.Done()
 	}
-	errs := append([]telemetry.RecordError(nil), res.Errors...)
-	nowUS := s.cfg.Now().UnixMicro()
+	errs := res.Errors
+	now := s.cfg.Now()
+	nowUS := now.UnixMicro()
 	maxEnd := nowUS + s.cfg.MaxFuture.Microseconds()
-	buf := make([]byte, 0, 160*len(res.Observations))
+	// Every record gets this timestamp: franz-go would read the clock for
+	// each one. The records do not move while franz-go holds them: recs
+	// has room for all of them before the first is handed over.
+	ts := time.Now()
+	recs := slices.Grow(req.recs[:0], res.Len())
 	maxStart := int64(math.MinInt64)
 	s.wmMu.RLock()
 	wm := s.wm
-	for i, o := range res.Observations {
-		a := o.GetArrival()
+	for i := range res.Len() {
+		e := res.At(i)
 		var reason, field, kind string
 		switch {
-		case a.GetStartUs() < wm:
+		case e.StartUS < wm:
 			field, kind = "start", "late"
 			reason = fmt.Sprintf("starts at %s, before the watermark %s (allowed lateness %v): its tick is closed",
-				time.UnixMicro(a.GetStartUs()).UTC().Format(time.RFC3339Nano), time.UnixMicro(wm).UTC().Format(time.RFC3339Nano), s.cfg.Lateness)
-		case a.GetEndUs() > maxEnd:
+				time.UnixMicro(e.StartUS).UTC().Format(time.RFC3339Nano), time.UnixMicro(wm).UTC().Format(time.RFC3339Nano), s.cfg.Lateness)
+		case e.EndUS > maxEnd:
 			field, kind = "end", "future"
-			reason = fmt.Sprintf("ends at %s, more than %v after the server's clock", time.UnixMicro(a.GetEndUs()).UTC().Format(time.RFC3339Nano), s.cfg.MaxFuture)
+			reason = fmt.Sprintf("ends at %s, more than %v after the server's clock", time.UnixMicro(e.EndUS).UTC().Format(time.RFC3339Nano), s.cfg.MaxFuture)
 		}
 		if reason != "" {
-			raw, _ := json.Marshal(map[string]any{"invocation_id": a.GetInvocationId(), "app": a.GetApp(), "func": a.GetFunc(), "start_us": a.GetStartUs(), "end_us": a.GetEndUs()})
-			errs = append(errs, telemetry.RecordError{Index: res.Index[i], Field: field, Reason: reason, Raw: raw})
+			errs = append(errs, telemetry.RecordError{Index: e.Index, Field: field, Reason: reason, Raw: timeErrorRaw(e.Value)})
 			s.m.rejected.WithLabelValues(kind).Inc()
 			continue
 		}
-		a.RunId = s.cfg.RunID
-		// One buffer for the request's records: each value is a capped
-		// slice of it (a reallocation leaves earlier values where they are).
-		at := len(buf)
-		var err error
-		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, o); err != nil {
-			s.noteStart(maxStart)
-			s.wmMu.RUnlock()
-			wg.Wait()
-			return out, http.StatusInternalServerError, fmt.Errorf("encoding record %d: %w", res.Index[i], err)
-		}
-		v := buf[at:len(buf):len(buf)]
+		recs = append(recs, kgo.Record{Topic: s.cfg.Topic, Key: e.Key, Value: e.Value, Timestamp: ts})
 		wg.Add(1)
-		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Topic, Key: []byte(a.GetApp()), Value: v}, done)
+		s.cl.Produce(ctx, &recs[len(recs)-1], done)
 		out.accepted++
-		maxStart = max(maxStart, a.GetStartUs())
+		maxStart = max(maxStart, e.StartUS)
 	}
 	s.noteStart(maxStart)
 	s.wmMu.RUnlock()
+	req.recs = recs
 	// The decoder's errors and the time checks' are each in request order.
 	slices.SortStableFunc(errs, func(a, b telemetry.RecordError) int { return cmp.Compare(a.Index, b.Index) })
 	out.errs = errs
@@ -897,6 +932,17 @@ func (s *Server) ingest(ctx context.Context, endpoint string, res telemetry.Resu
 	s.m.records.WithLabelValues(endpoint, "accepted").Add(float64(out.accepted))
 	s.m.records.WithLabelValues(endpoint, "rejected").Add(float64(len(errs)))
 	return out, 0, nil
+}
+
+// timeErrorRaw is the dead letter's payload of a record refused as late
+// or from the future: its id, app, func, start and end, as JSON, read back
+// from its encoding.
+func timeErrorRaw(value []byte) []byte {
+	var o stratapb.Observation
+	_ = proto.Unmarshal(value, &o) // the decoder's own encoding
+	a := o.GetArrival()
+	raw, _ := json.Marshal(map[string]any{"invocation_id": a.GetInvocationId(), "app": a.GetApp(), "func": a.GetFunc(), "start_us": a.GetStartUs(), "end_us": a.GetEndUs()})
+	return raw
 }
 
 // noteStart raises maxStart to start. It is called under the read lock,
@@ -924,7 +970,7 @@ type telemetryResponse struct {
 }
 
 func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
-	s.handle(w, r, "telemetry", func(body []byte) (telemetry.Result, error) { return telemetry.DecodeJSON(body) },
+	s.handle(w, r, "telemetry", func(b *telemetry.Batch, body []byte) error { return b.DecodeJSON(body) },
 		func(w http.ResponseWriter, o outcome) int {
 			code := http.StatusOK
 			if o.accepted == 0 && len(o.errs) > 0 {
@@ -938,7 +984,7 @@ func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleTraces(w http.ResponseWriter, r *http.Request) {
 	ct := r.Header.Get("Content-Type")
 	asJSON := strings.HasPrefix(strings.ToLower(ct), "application/json")
-	s.handle(w, r, "traces", func(body []byte) (telemetry.Result, error) { return telemetry.DecodeOTLP(body, ct) },
+	s.handle(w, r, "traces", func(b *telemetry.Batch, body []byte) error { return b.DecodeOTLP(body, ct) },
 		func(w http.ResponseWriter, o outcome) int {
 			var msg string
 			if len(o.errs) > 0 {
@@ -970,7 +1016,7 @@ func (s *Server) handleTraces(w http.ResponseWriter, r *http.Request) {
 
 // handle is the common path of both write endpoints.
 func (s *Server) handle(w http.ResponseWriter, r *http.Request, endpoint string,
-	decode func([]byte) (telemetry.Result, error), reply func(http.ResponseWriter, outcome) int) {
+	decode func(*telemetry.Batch, []byte) error, reply func(http.ResponseWriter, outcome) int) {
 	t0 := time.Now()
 	s.requests.Add(1)
 	s.m.inFlight.Inc()
@@ -989,22 +1035,44 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, endpoint string,
 		}
 		writeError(w, c, err.Error())
 	}
-	body, c, err := s.readBody(w, r)
+	req := s.pool.Get().(*request)
+	defer s.release(req)
+	body, c, err := s.readBody(w, r, req.body)
+	req.body = body
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	res, err := decode(body)
-	if err != nil {
+	if err := decode(&req.batch, body); err != nil {
 		fail(http.StatusBadRequest, err)
 		return
 	}
-	o, c, err := s.ingest(r.Context(), endpoint, res)
+	o, c, err := s.ingest(r.Context(), endpoint, req)
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	code = reply(w, o)
+}
+
+// maxPooledBody bounds the body buffer a request hands back to the pool:
+// a rare large request does not keep its memory for the small ones.
+// maxBodyHint bounds the room readAll makes for a body before it arrives.
+const (
+	maxPooledBody = 4 << 20
+	maxBodyHint   = 1 << 20
+)
+
+// release hands a request's buffers back to the pool once its reply is
+// written: nothing of it is referenced any more (the reply is written,
+// and ingest returns only after every promise fired).
+func (s *Server) release(req *request) {
+	if cap(req.body) > maxPooledBody {
+		req.body = nil
+	}
+	clear(req.recs) // their contexts, keys and values
+	req.recs = req.recs[:0]
+	s.pool.Put(req)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -62,7 +62,7 @@ func (c *clock) set(t time.Time) {
 
 // harness is an ingest server on an embedded broker.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	addr    string
 	url     string
 	brokers []string
@@ -76,7 +76,7 @@ type harness struct {
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
-func start(t *testing.T, mod func(*Config)) *harness {
+func start(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
 	k, err := kafka.StartEmbedded(2)
 	if err != nil {
@@ -200,13 +200,32 @@ func (h *harness) post(path, tok string, body []byte, hdr ...string) (int, http.
 // observations' ids and "wm:<µs>" for watermarks.
 func (h *harness) records() map[int32][]string {
 	h.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(schemas.TopicTelemetry),
+	out := map[int32][]string{}
+	h.readTopic(schemas.TopicTelemetry, func(r *kgo.Record) {
+		if kafka.IsWatermark(r) {
+			var w stratapb.Watermark
+			_ = proto.Unmarshal(r.Value, &w)
+			out[r.Partition] = append(out[r.Partition], fmt.Sprintf("wm:%d", w.WatermarkUs))
+			return
+		}
+		var o stratapb.Observation
+		_ = proto.Unmarshal(r.Value, &o)
+		out[r.Partition] = append(out[r.Partition], o.GetArrival().GetInvocationId())
+	})
+	return out
+}
+
+// readTopic hands each record of topic to f, in partition order, until the
+// end offsets it found when called.
+func (h *harness) readTopic(topic string, f func(*kgo.Record)) {
+	h.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(h.t.Context(), schemas.TopicTelemetry)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(h.t.Context(), topic)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -216,30 +235,20 @@ func (h *harness) records() map[int32][]string {
 			left[o.Partition] = o.Offset
 		}
 	})
-	out := map[int32][]string{}
 	ctx, cancel := context.WithTimeout(h.t.Context(), 10*time.Second)
 	defer cancel()
 	for len(left) > 0 {
-		f := cl.PollFetches(ctx)
+		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			h.t.Fatal("reading telemetry: ", ctx.Err())
+			h.t.Fatalf("reading %s: %v", topic, ctx.Err())
 		}
-		f.EachRecord(func(r *kgo.Record) {
+		fs.EachRecord(func(r *kgo.Record) {
 			if r.Offset+1 >= left[r.Partition] {
 				delete(left, r.Partition)
 			}
-			if kafka.IsWatermark(r) {
-				var w stratapb.Watermark
-				_ = proto.Unmarshal(r.Value, &w)
-				out[r.Partition] = append(out[r.Partition], fmt.Sprintf("wm:%d", w.WatermarkUs))
-				return
-			}
-			var o stratapb.Observation
-			_ = proto.Unmarshal(r.Value, &o)
-			out[r.Partition] = append(out[r.Partition], o.GetArrival().GetInvocationId())
+			f(r)
 		})
 	}
-	return out
 }
 
 func rec(id string, end time.Time, durMS int) string {

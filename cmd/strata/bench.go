@@ -146,7 +146,8 @@ func benchSinkMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		Partitions: *partitions, Rows: *nRows, BatchRows: *batchRows, Runs: *runs, Seed: *seed, NewModel: conf.NewModel, Logger: logger}, stdout)
 }
 
-// benchIngestMain runs `strata bench ingest` (bench.Ingest).
+// benchIngestMain runs `strata bench ingest` (bench.Ingest): the last line
+// is the ratio of the two sides' medians.
 func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("strata bench ingest", stderr)
 	var (
@@ -155,7 +156,7 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		batch       = fs.Int("batch", 500, "records per request")
 		concurrency = fs.Int("concurrency", 8, "requests in flight")
 		format      = fs.String("format", "json", "request format: json, otlp-proto or otlp-json")
-		runs        = fs.Int("runs", 3, "runs of each side, interleaved (raw, ingest, raw, …); each side's best run counts")
+		runs        = fs.Int("runs", 5, "runs of each side, interleaved (raw, ingest, raw, …); the ratio is of the two sides' medians")
 		cpuProf     = fs.String("cpuprofile", "", "write a CPU profile of the last ingest run (after its requests are encoded) to `FILE`")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")

@@ -28,7 +28,12 @@ const scopeName = "github.com/strata-rl/strata/ingest/loadgen"
 type request struct {
 	// seq is the 1-based number of the request in the run.
 	seq int64
-	// ids are the invocation ids of the records, in source order.
+	// n is the number of records.
+	n int
+	// ids are the invocation ids of the records, in source order; nil
+	// once encoded unless Config.OnAck wants them (a prebuilt run keeps
+	// every request: a million ids would be garbage the collector scans
+	// while the run is timed).
 	ids []string
 	// body is the encoded request body.
 	body []byte
@@ -61,7 +66,7 @@ func (b *builder) build(invs []replay.Invocation) (*request, error) {
 		end = b.lastEnd + 1
 	}
 	b.lastEnd = end
-	req := &request{ids: b.ids(invs, end)}
+	req := &request{n: len(invs), ids: b.ids(invs, end)}
 	var err error
 	switch b.format {
 	case FormatJSON:

@@ -297,6 +297,9 @@ func Run(ctx context.Context, cfg Config, src replay.Source, logger *slog.Logger
 			if err != nil {
 				return res, fmt.Errorf("building request %d: %w", len(pre)+1, err)
 			}
+			if s.OnAck == nil {
+				req.ids = nil
+			}
 			pre = append(pre, req)
 		}
 	}
@@ -318,7 +321,7 @@ func Run(ctx context.Context, cfg Config, src replay.Source, logger *slog.Logger
 				break
 			}
 			req = pre[i]
-			if err := waitTurn(ctx, lim, sem, len(req.ids)); err != nil {
+			if err := waitTurn(ctx, lim, sem, req.n); err != nil {
 				runErr = err
 				break
 			}
@@ -340,7 +343,7 @@ func Run(ctx context.Context, cfg Config, src replay.Source, logger *slog.Logger
 				break
 			}
 		}
-		res.Records += int64(len(req.ids))
+		res.Records += int64(req.n)
 		res.Requests++
 		req.seq = res.Requests
 		wg.Go(func() {

@@ -51,7 +51,7 @@ type reply struct {
 // when ctx is done.
 func (snd *sender) send(ctx context.Context, req *request) outcome {
 	var o outcome
-	n := int64(len(req.ids))
+	n := int64(req.n)
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
 		rep, err := snd.attempt(ctx, req.body)

@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -45,50 +46,8 @@ func benchJSON(lines bool) []byte {
 	return b.Bytes()
 }
 
-func BenchmarkDecodeJSON(b *testing.B) {
-	for _, lines := range []bool{false, true} {
-		name := "array"
-		if lines {
-			name = "lines"
-		}
-		b.Run(name, func(b *testing.B) {
-			body := benchJSON(lines)
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				r, err := telemetry.DecodeJSON(body)
-				if err != nil || len(r.Observations) != benchRecords {
-					b.Fatalf("%d observations, errors %v, %v", len(r.Observations), r.Errors, err)
-				}
-			}
-			b.ReportMetric(float64(benchRecords*b.N)/b.Elapsed().Seconds(), "records/s")
-		})
-	}
-}
-
-func BenchmarkDecodeOTLP(b *testing.B) {
-	req := benchOTLPRequest(b)
-	for ct, body := range map[string][]byte{"proto": must(req.MarshalProto()), "json": must(req.MarshalJSON())} {
-		contentType := "application/x-protobuf"
-		if ct == "json" {
-			contentType = "application/json"
-		}
-		b.Run(ct, func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				r, err := telemetry.DecodeOTLP(body, contentType)
-				if err != nil || len(r.Observations) != benchRecords {
-					b.Fatalf("%d observations, errors %v, %v", len(r.Observations), r.Errors, err)
-				}
-			}
-			b.ReportMetric(float64(benchRecords*b.N)/b.Elapsed().Seconds(), "records/s")
-		})
-	}
-}
-
 // benchOTLPRequest is the OTLP export request of benchRecords Lambda
-// invocation spans that BenchmarkDecodeOTLP and BenchmarkPreScan decode.
+// invocation spans that BenchmarkDecodeEncode and BenchmarkPreScan decode.
 func benchOTLPRequest(b *testing.B) ptraceotlp.ExportRequest {
 	b.Helper()
 	spans := make([]spanSpec, benchRecords)
@@ -108,7 +67,7 @@ func must(b []byte, err error) []byte {
 }
 
 // BenchmarkPreScan measures the pre-scans alone on the bodies of
-// BenchmarkDecodeJSON and BenchmarkDecodeOTLP.
+// BenchmarkDecodeEncode.
 func BenchmarkPreScan(b *testing.B) {
 	req := benchOTLPRequest(b)
 	for _, c := range []struct {
@@ -128,6 +87,49 @@ func BenchmarkPreScan(b *testing.B) {
 					b.Fatal(v)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkDecodeEncode measures the service's per-record path: a request
+// of benchRecords records decoded, validated and encoded as the
+// Observations written to Kafka (run id set), in each request format, into
+// a Batch reused from request to request as the service reuses it.
+// allocs/record counts the heap allocations of a record.
+func BenchmarkDecodeEncode(b *testing.B) {
+	req := benchOTLPRequest(b)
+	for _, c := range []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"json/array", "", benchJSON(false)},
+		{"json/lines", "", benchJSON(true)},
+		{"otlp/proto", telemetry.ContentTypeProtobuf, must(req.MarshalProto())},
+		{"otlp/json", telemetry.ContentTypeJSON, must(req.MarshalJSON())},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			var (
+				batch  = telemetry.Batch{RunID: "live"}
+				before runtime.MemStats
+				after  runtime.MemStats
+			)
+			runtime.ReadMemStats(&before)
+			for b.Loop() {
+				var err error
+				if c.contentType == "" {
+					err = batch.DecodeJSON(c.body)
+				} else {
+					err = batch.DecodeOTLP(c.body, c.contentType)
+				}
+				if err != nil || batch.Len() != benchRecords {
+					b.Fatalf("%d records, errors %v, %v", batch.Len(), batch.Errors, err)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(benchRecords*b.N)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(benchRecords*b.N), "allocs/record")
 		})
 	}
 }

@@ -1,5 +1,7 @@
 package telemetry
 
+import "github.com/strata-rl/strata/cloud"
+
 // ScanError is a pre-scan's verdict, for the tests: OK, or where (Off) and
 // why (Msg) it refused the body, and whether for nesting too deep.
 type ScanError struct {
@@ -31,3 +33,17 @@ func CountJSON(b []byte) int {
 
 // CheckOTLPProto runs the OTLP protobuf pre-scan.
 func CheckOTLPProto(b []byte) ScanError { return verdict(checkOTLPProto(b)) }
+
+// DecodeJSONGeneral is Batch.DecodeJSON without the flat path.
+func DecodeJSONGeneral(b *Batch, body []byte) error { return b.decodeJSON(body, false) }
+
+// DecodeFlatArray runs the flat path alone on an array body and reports
+// whether it decoded it.
+func DecodeFlatArray(b *Batch, body []byte) bool {
+	b.reset()
+	cat, err := cloud.DefaultCatalog()
+	if err != nil {
+		panic(err)
+	}
+	return b.decodeFlatArray(body, cat)
+}

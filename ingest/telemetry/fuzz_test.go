@@ -28,6 +28,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	}
 	f.Add(nested("[", `"[[[\"\\",{"a":"]]"}`, "]", limit-1))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkFlat(t, body)
 		r, err := telemetry.DecodeJSON(body)
 		// The pre-scan must agree with encoding/json: an array body is
 		// refused exactly when it is not valid JSON or nests deeper than
@@ -38,6 +39,10 @@ func FuzzDecodeJSON(f *testing.F) {
 				t.Fatalf("array body %q: error %v, but encoding/json says valid=%v, depth %d", body, err, valid, jsonDepth(body))
 			}
 		}
+		var b telemetry.Batch
+		if berr := b.DecodeJSON(body); (berr != nil) != (err != nil) || berr != nil && (b.Len() != 0 || b.Total != 0 || len(b.Errors) != 0) {
+			t.Fatalf("Batch.DecodeJSON: %v, %d records; DecodeJSON: %v", berr, b.Len(), err)
+		}
 		if err != nil {
 			if r.Total != 0 || len(r.Observations) != 0 || len(r.Errors) != 0 {
 				t.Fatalf("error %v with a non-empty result", err)
@@ -45,6 +50,7 @@ func FuzzDecodeJSON(f *testing.F) {
 			return
 		}
 		checkResult(t, r)
+		checkBatch(t, r, func(b *telemetry.Batch) error { return b.DecodeJSON(body) })
 		if bytes.IndexByte(body, '\n') < 0 && len(r.Observations) == 1 && r.Total == 1 {
 			agreesWithEncodingJSON(t, body, r)
 		}
@@ -158,10 +164,15 @@ func FuzzDecodeOTLP(f *testing.F) {
 			ct = "application/json"
 		}
 		r, err := telemetry.DecodeOTLP(body, ct)
+		var b telemetry.Batch
+		if berr := b.DecodeOTLP(body, ct); (berr != nil) != (err != nil) || berr != nil && (b.Len() != 0 || b.Total != 0 || len(b.Errors) != 0) {
+			t.Fatalf("Batch.DecodeOTLP: %v, %d records; DecodeOTLP: %v", berr, b.Len(), err)
+		}
 		if err != nil {
 			return
 		}
 		checkResult(t, r)
+		checkBatch(t, r, func(b *telemetry.Batch) error { return b.DecodeOTLP(body, ct) })
 		for _, e := range r.Errors {
 			if len(e.Raw) < 64<<10 && !json.Valid(e.Raw) {
 				t.Fatalf("Raw is not JSON: %q", e.Raw)

@@ -18,16 +18,23 @@ import (
 // the same invocation gets the same id in every request that reports it, and
 // a retried request is recognisable downstream.
 func InvocationID(app, fn string, endUS, durationUS int64) string {
+	var d draft
+	d.str[fApp], d.str[fFunc] = app, fn
+	d.deriveID(endUS, durationUS)
+	return string(d.id[:d.idLen])
+}
+
+// deriveID sets d's id to InvocationID of its app and func, endUS and
+// durationUS, without allocating.
+func (d *draft) deriveID(endUS, durationUS int64) {
 	var stack [2*maxNameBytes + 32]byte
 	b := stack[:0]
-	b = binary.BigEndian.AppendUint64(b, uint64(len(app)))
-	b = append(b, app...)
-	b = binary.BigEndian.AppendUint64(b, uint64(len(fn)))
-	b = append(b, fn...)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.textLen(fApp)))
+	b = d.appendText(b, fApp)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.textLen(fFunc)))
+	b = d.appendText(b, fFunc)
 	b = binary.BigEndian.AppendUint64(b, uint64(endUS))
 	b = binary.BigEndian.AppendUint64(b, uint64(durationUS))
 	sum := sha256.Sum256(b)
-	var out [32]byte
-	hex.Encode(out[:], sum[:16])
-	return string(out[:])
+	d.idLen = hex.Encode(d.id[:], sum[:16])
 }

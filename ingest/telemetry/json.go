@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // DecodeJSON decodes a body of strata's JSON telemetry schema (see Record):
@@ -34,58 +33,84 @@ import (
 // Syntax and depth are checked in one linear pass without recursion before
 // any record is decoded, so the time and memory a body costs grow linearly
 // with its size, however it is nested.
+//
+// DecodeJSON is Batch.DecodeJSON with each valid record read back from its
+// encoding; the ingest service decodes into a Batch.
 func DecodeJSON(body []byte) (Result, error) {
+	var b Batch
+	if err := b.DecodeJSON(body); err != nil {
+		return Result{}, err
+	}
+	return b.result()
+}
+
+// DecodeJSON decodes and validates a body as the function DecodeJSON does
+// and encodes each valid record into b, which it empties first. On an
+// error b is left empty.
+func (b *Batch) DecodeJSON(body []byte) error { return b.decodeJSON(body, true) }
+
+// decodeJSON is DecodeJSON; with flat, it tries the flat path first (see
+// flat.go), which gives the same result.
+func (b *Batch) decodeJSON(body []byte, flat bool) error {
+	b.reset()
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
-		return Result{}, fmt.Errorf("decoding telemetry JSON: loading the cloud catalog: %w", err)
+		return fmt.Errorf("decoding telemetry JSON: loading the cloud catalog: %w", err)
 	}
 	i := skipSpace(body, 0)
 	if i == len(body) {
-		return Result{}, nil
+		return nil
 	}
 	switch body[i] {
 	case '[':
-		return decodeArray(body, cat)
+		if flat && b.decodeFlatArray(body, cat) {
+			return nil
+		}
+		return b.decodeArray(body, cat)
 	case '{':
-		return decodeLines(body, cat), nil
+		b.decodeLines(body, cat, flat)
+		return nil
 	default:
-		return Result{}, fmt.Errorf("decoding telemetry JSON: %s: found %s, want a JSON array of records or JSON lines",
+		return fmt.Errorf("decoding telemetry JSON: %s: found %s, want a JSON array of records or JSON lines",
 			where(body, i), quoteByte(body[i]))
 	}
 }
 
 // decodeArray decodes a body that holds one JSON array of records.
-func decodeArray(body []byte, cat *cloud.Catalog) (Result, error) {
+func (b *Batch) decodeArray(body []byte, cat *cloud.Catalog) error {
 	n, e := checkJSON(body, MaxJSONDepth)
 	if e != nil {
-		return Result{}, fmt.Errorf("decoding telemetry JSON array: %s: %s", where(body, e.off), e.msg)
+		return fmt.Errorf("decoding telemetry JSON array: %s: %s", where(body, e.off), e.msg)
 	}
 	// The body is valid JSON, so the scanning below need not check syntax.
-	var r Result
 	i := skipSpace(body, skipSpace(body, 0)+1)
 	if body[i] == ']' {
-		return r, nil
+		return nil
 	}
 	var d draft
 	for index := 0; ; index++ {
-		end := skipValue(body, i)
-		rec := body[i:end]
 		d = draft{}
-		if o, bad := d.decodeRecord(rec, cat); bad != nil {
-			r.reject(index, 0, bad, &jsonNames, rec, n-index)
-		} else {
-			r.accept(index, o, n-index)
+		// The record's end is where its parsing ended; when it did not
+		// parse, skipValue finds it.
+		k, bad := b.decodeRecord(&d, index, body[i:], cat, n-index)
+		end := i + k
+		if k == 0 {
+			end = skipValue(body, i)
+		}
+		if bad != nil {
+			b.reject(index, 0, bad, &jsonNames, body[i:end], n-index)
 		}
 		i = skipSpace(body, end)
 		if body[i] == ']' {
-			return r, nil
+			return nil
 		}
 		i = skipSpace(body, i+1) // the comma
 	}
 }
 
-// decodeLines decodes a body of JSON lines.
-func decodeLines(body []byte, cat *cloud.Catalog) Result {
+// decodeLines decodes a body of JSON lines; with flat, each line on the
+// flat path when it can.
+func (b *Batch) decodeLines(body []byte, cat *cloud.Catalog, flat bool) {
 	n := 0 // records: lines that are not blank
 	for line, off := []byte(nil), 0; off < len(body); {
 		if line, off = nextLine(body, off); skipSpace(line, 0) < len(line) {
@@ -93,7 +118,6 @@ func decodeLines(body []byte, cat *cloud.Catalog) Result {
 		}
 	}
 	var (
-		r             Result
 		d             draft
 		line          []byte
 		index, lineNo int
@@ -102,27 +126,33 @@ func decodeLines(body []byte, cat *cloud.Catalog) Result {
 		line, off = nextLine(body, off)
 		lineNo++
 		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if skipSpace(line, 0) == len(line) {
+		j := skipSpace(line, 0)
+		if j == len(line) {
 			continue
+		}
+		if flat {
+			d = draft{}
+			if end := d.parseFlat(line, j, cat); end >= 0 && skipSpace(line, end) == len(line) &&
+				b.accept(index, &d, cat, n-index) == nil {
+				index++
+				continue
+			}
 		}
 		if _, e := checkJSON(line, MaxJSONDepth); e != nil {
 			reason := fmt.Sprintf("record is not valid JSON at column %d: %s", e.off, e.msg)
 			if e.deep {
 				reason = fmt.Sprintf("record is too deep at column %d: %s", e.off, e.msg)
 			}
-			r.reject(index, lineNo, &badField{f: fieldNone, reason: reason}, &jsonNames, line, n-index)
+			b.reject(index, lineNo, &badField{f: fieldNone, reason: reason}, &jsonNames, line, n-index)
 			index++
 			continue
 		}
 		d = draft{}
-		if o, bad := d.decodeRecord(line, cat); bad != nil {
-			r.reject(index, lineNo, bad, &jsonNames, line, n-index)
-		} else {
-			r.accept(index, o, n-index)
+		if _, bad := b.decodeRecord(&d, index, line, cat, n-index); bad != nil {
+			b.reject(index, lineNo, bad, &jsonNames, line, n-index)
 		}
 		index++
 	}
-	return r
 }
 
 // nextLine returns the line of body that starts at off, without its '\n',
@@ -135,25 +165,30 @@ func nextLine(body []byte, off int) ([]byte, int) {
 	return line, len(body)
 }
 
-// decodeRecord decodes and validates one record, a valid JSON value.
-func (d *draft) decodeRecord(rec []byte, cat *cloud.Catalog) (*stratapb.Observation, *badField) {
-	if bad := d.parseJSON(rec, cat); bad != nil {
-		return nil, bad
+// decodeRecord decodes, validates and appends record index, the valid
+// JSON value rec starts with, into d and then b, or returns why it is not
+// valid; left is as for Batch.accept. It returns the length of the record
+// when it parsed as one, else 0.
+func (b *Batch) decodeRecord(d *draft, index int, rec []byte, cat *cloud.Catalog, left int) (int, *badField) {
+	n, bad := d.parseJSON(rec, cat)
+	if bad != nil {
+		return 0, bad
 	}
-	return d.observation(cat)
+	return n, b.accept(index, d, cat, left)
 }
 
-// parseJSON fills d from rec, a syntactically valid JSON value, checking
-// field names and JSON types; observation checks the values.
-func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) *badField {
+// parseJSON fills d from the JSON value rec starts with, valid JSON,
+// checking field names and JSON types (validate checks the values), and
+// returns the index just past it.
+func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) (int, *badField) {
 	i := skipSpace(rec, 0)
 	if rec[i] != '{' {
-		return &badField{f: fieldNone, reason: notAnObject(rec[i])}
+		return 0, &badField{f: fieldNone, reason: notAnObject(rec[i])}
 	}
 	var seen uint32
 	i = skipSpace(rec, i+1)
 	if rec[i] == '}' {
-		return nil
+		return i + 1, nil
 	}
 	for {
 		kEnd, esc := scanString(rec, i)
@@ -161,33 +196,40 @@ func (d *draft) parseJSON(rec []byte, cat *cloud.Catalog) *badField {
 		if esc {
 			var s string
 			if err := json.Unmarshal(rec[i:kEnd], &s); err != nil {
-				return &badField{f: fieldNone, reason: "field name cannot be decoded: " + err.Error()}
+				return 0, &badField{f: fieldNone, reason: "field name cannot be decoded: " + err.Error()}
 			}
 			key = []byte(s)
 		}
 		i = skipSpace(rec, skipSpace(rec, kEnd)+1) // the colon
-		vEnd := skipValue(rec, i)
+		var vEnd int
+		esc = false
+		if rec[i] == '"' {
+			vEnd, esc = scanString(rec, i)
+		} else {
+			vEnd = skipValue(rec, i)
+		}
 		f := fieldOf(key)
 		if f == fieldNone {
-			return &badField{name: fieldName(key), reason: "unknown field"}
+			return 0, &badField{name: fieldName(key), reason: "unknown field"}
 		}
 		if seen&(1<<uint(f)) != 0 {
-			return &badField{f: f, reason: "duplicate field"}
+			return 0, &badField{f: f, reason: "duplicate field"}
 		}
 		seen |= 1 << uint(f)
-		if bad := d.setJSON(f, rec[i:vEnd], cat); bad != nil {
-			return bad
+		if bad := d.setJSON(f, rec[i:vEnd], esc, false, cat); bad != nil {
+			return 0, bad
 		}
 		i = skipSpace(rec, vEnd)
 		if rec[i] == '}' {
-			return nil
+			return i + 1, nil
 		}
 		i = skipSpace(rec, i+1) // the comma
 	}
 }
 
-// setJSON stores the JSON value v of field f.
-func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
+// setJSON stores the JSON value v of field f; for a string, esc reports
+// whether v holds escapes and valid that it is known to be valid UTF-8.
+func (d *draft) setJSON(f field, v []byte, esc, valid bool, cat *cloud.Catalog) *badField {
 	if v[0] == 'n' { // null
 		if required(f) {
 			return &badField{f: f, reason: "is null: the field is required"}
@@ -199,11 +241,11 @@ func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
 		if v[0] != '"' {
 			return &badField{f: f, reason: fmt.Sprintf("is %s: want a string", kindOf(v[0]))}
 		}
-		if !utf8.Valid(v) {
+		if !valid && !utf8.Valid(v) {
 			return &badField{f: f, reason: "is not valid UTF-8"}
 		}
 		s := v[1 : len(v)-1]
-		if bytes.IndexByte(s, '\\') >= 0 {
+		if esc {
 			var u string
 			if err := json.Unmarshal(v, &u); err != nil {
 				return &badField{f: f, reason: "cannot be decoded: " + err.Error()}
@@ -212,7 +254,7 @@ func (d *draft) setJSON(f field, v []byte, cat *cloud.Catalog) *badField {
 		} else if f == fProvider || f == fRegion {
 			d.str[f] = canonical(cat, s)
 		} else {
-			d.str[f] = string(s)
+			d.raw[f] = s // app, func, invocation_id: a view of the body
 		}
 	case kInt:
 		n, reason := parseInt(v)

@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // Content types of OTLP/HTTP bodies.
@@ -63,41 +62,55 @@ const mebibyte = 1 << 20
 // body that is not valid JSON (RFC 8259) and a protobuf body whose wire
 // format is malformed, naming the byte (for JSON also the line and column)
 // at fault.
+//
+// DecodeOTLP is Batch.DecodeOTLP with each valid record read back from its
+// encoding; the ingest service decodes into a Batch.
 func DecodeOTLP(body []byte, contentType string) (Result, error) {
+	var b Batch
+	if err := b.DecodeOTLP(body, contentType); err != nil {
+		return Result{}, err
+	}
+	return b.result()
+}
+
+// DecodeOTLP decodes and validates a body as the function DecodeOTLP does
+// and encodes each valid record into b, which it empties first. On an
+// error b is left empty.
+func (b *Batch) DecodeOTLP(body []byte, contentType string) error {
+	b.reset()
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return Result{}, fmt.Errorf("decoding OTLP traces: content type %s: %w", quote(contentType), err)
+		return fmt.Errorf("decoding OTLP traces: content type %s: %w", quote(contentType), err)
 	}
 	req := ptraceotlp.NewExportRequest()
 	switch mt {
 	case ContentTypeProtobuf:
 		if e := checkOTLPProto(body); e != nil {
-			return Result{}, fmt.Errorf("decoding OTLP traces: %s body of %d bytes: byte %d: %s", mt, len(body), e.off, e.msg)
+			return fmt.Errorf("decoding OTLP traces: %s body of %d bytes: byte %d: %s", mt, len(body), e.off, e.msg)
 		}
 		err = req.UnmarshalProto(body)
 	case ContentTypeJSON:
 		if _, e := checkJSON(body, MaxOTLPDepth); e != nil {
-			return Result{}, fmt.Errorf("decoding OTLP traces: %s body of %d bytes: %s: %s", mt, len(body), where(body, e.off), e.msg)
+			return fmt.Errorf("decoding OTLP traces: %s body of %d bytes: %s: %s", mt, len(body), where(body, e.off), e.msg)
 		}
 		err = req.UnmarshalJSON(body)
 	default:
-		return Result{}, fmt.Errorf("decoding OTLP traces: unsupported content type %s: want %s or %s",
+		return fmt.Errorf("decoding OTLP traces: unsupported content type %s: want %s or %s",
 			quote(contentType), ContentTypeProtobuf, ContentTypeJSON)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("decoding OTLP traces: %s body of %d bytes: %w", mt, len(body), err)
+		return fmt.Errorf("decoding OTLP traces: %s body of %d bytes: %w", mt, len(body), err)
 	}
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {
-		return Result{}, fmt.Errorf("decoding OTLP traces: loading the cloud catalog: %w", err)
+		return fmt.Errorf("decoding OTLP traces: loading the cloud catalog: %w", err)
 	}
 	var (
-		r           Result
 		res         resAttrs
 		invocations int
 	)
-	// Count the invocation spans first, so that the result's slices are
-	// allocated once, at their size.
+	// Count the invocation spans first, so that the batch's buffers grow
+	// once, to their size.
 	rss := req.Traces().ResourceSpans()
 	for i := range rss.Len() {
 		rs := rss.At(i)
@@ -112,6 +125,7 @@ func DecodeOTLP(body []byte, contentType string) (Result, error) {
 			}
 		}
 	}
+	var d draft
 	for i := range rss.Len() {
 		rs := rss.At(i)
 		res.fill(rs.Resource().Attributes())
@@ -119,11 +133,11 @@ func DecodeOTLP(body []byte, contentType string) (Result, error) {
 		for j := range sss.Len() {
 			ss := sss.At(j).Spans()
 			for k := range ss.Len() {
-				r.addSpan(ss.At(k), &res, cat, invocations-r.Total)
+				b.addSpan(&d, ss.At(k), &res, cat, invocations-b.Total)
 			}
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // attr identifies an attribute the decoder reads.
@@ -260,30 +274,29 @@ func invocationSpan(span ptrace.Span, resName bool) bool {
 	return server && resName
 }
 
-// addSpan decodes one span into r, unless it is not an invocation span;
-// left is the number of invocation spans of the request from this one on.
-func (r *Result) addSpan(span ptrace.Span, res *resAttrs, cat *cloud.Catalog, left int) {
+// addSpan decodes one span into b, through d, unless it is not an
+// invocation span; left is the number of invocation spans of the request
+// from this one on.
+func (b *Batch) addSpan(d *draft, span ptrace.Span, res *resAttrs, cat *cloud.Catalog, left int) {
 	a := spanAttrs{span: span.Attributes(), res: res}
 	a.own.fill(a.span)
 	_, hasName := a.get(aFaaSName)
 	if !a.own.ok[aInvocationID] && !a.own.ok[aTrigger] && (span.Kind() != ptrace.SpanKindServer || !hasName) {
-		r.Skipped++
+		b.Skipped++
 		return
 	}
-	index := r.Total
-	var d draft
+	index := b.Total
+	*d = draft{}
 	appFromName, bad := d.fillSpan(span, &a)
 	if bad == nil {
-		var o *stratapb.Observation
-		if o, bad = d.observation(cat); bad == nil {
-			r.accept(index, o, left)
+		if bad = b.accept(index, d, cat, left); bad == nil {
 			return
 		}
 	}
 	if bad.f == fApp && appFromName {
 		bad.name = AttrFaaSName
 	}
-	r.rejectOwned(index, 0, bad, &otlpNames, spanJSON(span, &a), left)
+	b.rejectOwned(index, 0, bad, &otlpNames, spanJSON(span, &a), left)
 }
 
 // fillSpan fills d from an invocation span and reports whether app fell
@@ -365,10 +378,9 @@ func (d *draft) fillSpan(span ptrace.Span, a *spanAttrs) (appFromName bool, bad 
 
 	if d.str[fID] == "" {
 		if tid, sid := span.TraceID(), span.SpanID(); !tid.IsEmpty() || !sid.IsEmpty() {
-			var b [48]byte
-			hex.Encode(b[:32], tid[:])
-			hex.Encode(b[32:], sid[:])
-			d.str[fID] = string(b[:])
+			hex.Encode(d.id[:32], tid[:])
+			hex.Encode(d.id[32:], sid[:])
+			d.idLen = len(d.id)
 			d.mark(fID)
 		}
 	}

@@ -89,6 +89,7 @@ func decodeOTLP(t *testing.T, body []byte, ct string) telemetry.Result {
 		t.Fatalf("DecodeOTLP(%s): %v", ct, err)
 	}
 	checkResult(t, r)
+	checkBatch(t, r, func(b *telemetry.Batch) error { return b.DecodeOTLP(body, ct) })
 	return r
 }
 

@@ -6,8 +6,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/schemas"
-	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // Limits on one record.
@@ -89,17 +87,54 @@ var floatFields = [...]field{fLatency, fCPUBusy, fQueueWait, fMemoryUsed, fCost,
 
 // draft is one record's values before validation, whichever encoding they
 // came from. A field is present when its bit is set in has; absent fields
-// are "not observed".
+// are "not observed". validate checks the values and completes them (the
+// start, the invocation id when none was given, the canonical provider and
+// metro); appendObservation then encodes them.
 type draft struct {
 	has uint32
 	str [numFields]string
+	// raw holds the values of app, func and invocation_id that a JSON
+	// body carries without escapes: views of the body, which the encoding
+	// copies once (str would copy each of them once more), and valid
+	// UTF-8 (setJSON checked). A field's value is raw[f] when that is not
+	// nil, else str[f].
+	raw [fFunc + 1][]byte
 	num [numFields]int64
 	flt [numFields]float64
 	bln [numFields]bool
+	// id holds a derived invocation id, in its first idLen bytes, when
+	// the record came with none: 48 hex digits of an OTLP span's trace and
+	// span ids, or InvocationID's 32.
+	id    [48]byte
+	idLen int
 }
 
 func (d *draft) present(f field) bool { return d.has&(1<<uint(f)) != 0 }
 func (d *draft) mark(f field)         { d.has |= 1 << uint(f) }
+
+// rawOf returns raw[f], or nil for the fields raw does not hold.
+func (d *draft) rawOf(f field) []byte {
+	if uint(f) < uint(len(d.raw)) {
+		return d.raw[f]
+	}
+	return nil
+}
+
+// textLen is the length in bytes of string field f.
+func (d *draft) textLen(f field) int {
+	if r := d.rawOf(f); r != nil {
+		return len(r)
+	}
+	return len(d.str[f])
+}
+
+// appendText appends string field f's value to b.
+func (d *draft) appendText(b []byte, f field) []byte {
+	if r := d.rawOf(f); r != nil {
+		return append(b, r...)
+	}
+	return append(b, d.str[f]...)
+}
 
 // badField is a validation failure: the field at fault (fieldNone for the
 // record as a whole) and why.
@@ -110,79 +145,61 @@ type badField struct {
 	reason string
 }
 
-// obsBlock holds an Observation, its Arrival and the values its optional
-// fields point to in one allocation.
-type obsBlock struct {
-	obs      stratapb.Observation
-	arr      stratapb.Arrival
-	provider string
-	region   string
-	ints     [3]int32 // memory_mb, warm_instances, total_instances
-	flts     [len(floatFields)]float64
-	cold     bool
-	failed   bool
-}
-
-// observation validates d and builds its Observation. cat resolves region
-// ids to metros.
-func (d *draft) observation(cat *cloud.Catalog) (*stratapb.Observation, *badField) {
+// validate checks d as a record and completes it for appendObservation.
+// cat resolves region ids to metros. Its checks include every one of
+// schemas.CheckObservation (the feature consumer's), so that nothing
+// ingest accepts is dropped downstream; the tests hold every accepted
+// record of every decoded body to the feature consumer's checks.
+func (d *draft) validate(cat *cloud.Catalog) *badField {
 	for _, f := range [...]field{fApp, fFunc, fEnd, fDuration} {
 		if !d.present(f) {
-			return nil, &badField{f: f, reason: "required field is missing"}
+			return &badField{f: f, reason: "required field is missing"}
 		}
 	}
 	for _, f := range [...]field{fApp, fFunc} {
-		if bad := checkString(f, d.str[f], maxNameBytes, false); bad != nil {
-			return nil, bad
+		if bad := d.checkText(f, maxNameBytes, false); bad != nil {
+			return bad
 		}
 	}
 	end, dur := d.num[fEnd], d.num[fDuration]
 	if end <= 0 {
-		return nil, &badField{f: fEnd, reason: fmt.Sprintf("is %d: want a positive time in Unix microseconds", end)}
+		return &badField{f: fEnd, reason: fmt.Sprintf("is %d: want a positive time in Unix microseconds", end)}
 	}
 	if dur < 0 {
-		return nil, &badField{f: fDuration, reason: fmt.Sprintf("is %d: want ≥ 0", dur)}
+		return &badField{f: fDuration, reason: fmt.Sprintf("is %d: want ≥ 0", dur)}
 	}
 	if dur > end {
-		return nil, &badField{f: fDuration, reason: fmt.Sprintf("is %d, more than end_us %d: the start would be negative", dur, end)}
+		return &badField{f: fDuration, reason: fmt.Sprintf("is %d, more than end_us %d: the start would be negative", dur, end)}
 	}
 	if d.present(fStart) && d.num[fStart] != end-dur {
-		return nil, &badField{f: fStart, reason: fmt.Sprintf("is %d: want end_us − duration_us = %d", d.num[fStart], end-dur)}
+		return &badField{f: fStart, reason: fmt.Sprintf("is %d: want end_us − duration_us = %d", d.num[fStart], end-dur)}
 	}
-	id := d.str[fID]
-	if id != "" {
-		if bad := checkString(fID, id, maxIDBytes, true); bad != nil {
-			return nil, bad
+	d.num[fStart] = end - dur
+	if d.textLen(fID) > 0 {
+		if bad := d.checkText(fID, maxIDBytes, true); bad != nil {
+			return bad
 		}
-	} else {
-		id = InvocationID(d.str[fApp], d.str[fFunc], end, dur)
+	} else if d.idLen == 0 {
+		d.deriveID(end, dur)
 	}
-
-	b := new(obsBlock)
-	o, a := &b.obs, &b.arr
-	a.InvocationId, a.App, a.Func = id, d.str[fApp], d.str[fFunc]
-	a.StartUs, a.EndUs, a.DurationUs = end-dur, end, dur
-	o.Arrival, o.Source = a, sourceLive
 
 	provider := -1
 	if d.present(fProvider) {
 		p, err := cloud.ParseProvider(d.str[fProvider])
 		if err != nil {
-			return nil, &badField{f: fProvider, reason: fmt.Sprintf("is %s: want aws, azure or gcp", quote(d.str[fProvider]))}
+			return &badField{f: fProvider, reason: fmt.Sprintf("is %s: want aws, azure or gcp", quote(d.str[fProvider]))}
 		}
 		provider = int(p)
-		b.provider = p.String()
-		o.Provider = &b.provider
+		d.str[fProvider] = p.String()
 	}
 	if d.present(fRegion) {
 		m, ok := resolveRegion(cat, provider, d.str[fRegion])
 		if !ok {
-			return nil, &badField{f: fRegion, reason: regionReason(cat, provider, d.str[fRegion])}
+			return &badField{f: fRegion, reason: regionReason(cat, provider, d.str[fRegion])}
 		}
-		b.region = m.String()
-		o.Region = &b.region
+		d.str[fRegion] = m.String()
 	}
-	for i, f := range [...]field{fMemory, fWarm, fTotal} {
+	for _, f := range [...]field{fMemory, fWarm, fTotal} {
 		if !d.present(f) {
 			continue
 		}
@@ -191,57 +208,49 @@ func (d *draft) observation(cat *cloud.Catalog) (*stratapb.Observation, *badFiel
 			low = 1
 		}
 		if v < low || v > math.MaxInt32 {
-			return nil, &badField{f: f, reason: fmt.Sprintf("is %d: want %d to %d", v, low, math.MaxInt32)}
+			return &badField{f: f, reason: fmt.Sprintf("is %d: want %d to %d", v, low, math.MaxInt32)}
 		}
-		b.ints[i] = int32(v)
 	}
-	if d.present(fMemory) {
-		o.MemoryMb = &b.ints[0]
-	}
-	if d.present(fWarm) {
-		o.WarmInstances = &b.ints[1]
-	}
-	if d.present(fTotal) {
-		o.TotalInstances = &b.ints[2]
-	}
-	dst := [len(floatFields)]**float64{&o.LatencyMs, &o.CpuBusyMs, &o.QueueWaitMs, &o.MemoryUsedMb, &o.CostUsd, &o.CarbonG}
-	for i, f := range floatFields {
+	for _, f := range floatFields {
 		if !d.present(f) {
 			continue
 		}
 		v := d.flt[f]
 		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return nil, &badField{f: f, reason: fmt.Sprintf("is %v: want a finite number ≥ 0", v)}
+			return &badField{f: f, reason: fmt.Sprintf("is %v: want a finite number ≥ 0", v)}
 		}
-		b.flts[i] = v + 0 // turns -0 into +0
-		*dst[i] = &b.flts[i]
+		d.flt[f] = v + 0 // turns -0 into +0
 	}
-	if d.present(fColdStart) {
-		b.cold = d.bln[fColdStart]
-		o.ColdStart = &b.cold
+	return nil
+}
+
+// checkText checks string field f's length and encoding; empty is allowed
+// only when emptyOK.
+func (d *draft) checkText(f field, limit int, emptyOK bool) *badField {
+	if r := d.rawOf(f); r != nil {
+		return checkLen(f, len(r), limit, emptyOK) // valid UTF-8 already
 	}
-	if d.present(fFailed) {
-		b.failed = d.bln[fFailed]
-		o.Failed = &b.failed
+	return checkString(f, d.str[f], limit, emptyOK)
+}
+
+// checkLen checks the length n of string field f.
+func checkLen(f field, n, limit int, emptyOK bool) *badField {
+	switch {
+	case n == 0 && !emptyOK:
+		return &badField{f: f, reason: "is empty"}
+	case n > limit:
+		return &badField{f: f, reason: fmt.Sprintf("is %d bytes long: want at most %d", n, limit)}
 	}
-	if err := schemas.CheckObservation(o); err != nil {
-		return nil, &badField{f: fieldNone, reason: "rejected by the feature consumer's checks: " + err.Error()}
-	}
-	return o, nil
+	return nil
 }
 
 // checkString checks a string field's length and encoding; empty is allowed
 // only when emptyOK.
 func checkString(f field, s string, limit int, emptyOK bool) *badField {
-	switch {
-	case s == "" && !emptyOK:
-		return &badField{f: f, reason: "is empty"}
-	case len(s) > limit:
-		return &badField{f: f, reason: fmt.Sprintf("is %d bytes long: want at most %d", len(s), limit)}
-	case !utf8.ValidString(s):
-		return &badField{f: f, reason: "is not valid UTF-8"}
+	if bad := checkLen(f, len(s), limit, emptyOK); bad != nil || utf8.ValidString(s) {
+		return bad
 	}
-	return nil
+	return &badField{f: f, reason: "is not valid UTF-8"}
 }
 
 // resolveRegion maps a metro name, or a catalog region id of provider (of
@@ -324,37 +333,4 @@ func truncRaw(b []byte) []byte {
 		b = b[:maxRawBytes]
 	}
 	return append([]byte(nil), b...)
-}
-
-// accept appends a valid record to r. left is the number of records from
-// this one on, at most: the first observation makes room for all of them,
-// so that a request of many records allocates the slices once.
-func (r *Result) accept(index int, o *stratapb.Observation, left int) {
-	r.Total++
-	if r.Observations == nil {
-		r.Observations = make([]*stratapb.Observation, 0, max(left, 1))
-		r.Index = make([]int, 0, max(left, 1))
-	}
-	r.Observations = append(r.Observations, o)
-	r.Index = append(r.Index, index)
-}
-
-// reject appends a rejected record to r. names maps bad's field to the
-// encoding's name for it; raw is copied and truncated; left is as for
-// accept.
-func (r *Result) reject(index, line int, bad *badField, names *[numFields]string, raw []byte, left int) {
-	r.rejectOwned(index, line, bad, names, truncRaw(raw), left)
-}
-
-// rejectOwned is reject for a raw of at most maxRawBytes that r may keep.
-func (r *Result) rejectOwned(index, line int, bad *badField, names *[numFields]string, raw []byte, left int) {
-	r.Total++
-	e := RecordError{Index: index, Line: line, Field: bad.name, Reason: bad.reason, Raw: raw}
-	if e.Field == "" && bad.f != fieldNone {
-		e.Field = names[bad.f]
-	}
-	if r.Errors == nil {
-		r.Errors = make([]RecordError, 0, max(left, 1))
-	}
-	r.Errors = append(r.Errors, e)
 }

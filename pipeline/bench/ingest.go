@@ -13,10 +13,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -25,11 +28,16 @@ import (
 	"github.com/strata-rl/strata/ingest/loadgen"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // benchTopic prefixes the topics that receive the raw ceiling's records.
 const benchTopic = "strata.bench.raw"
+
+// ingestTopic prefixes the ingest benchmark's scratch topics, which also
+// carry the run id: a shared broker may serve two benchmarks at once.
+const ingestTopic = "strata.bench.ingest"
 
 // limitSource yields at most n invocations of src.
 type limitSource struct {
@@ -60,21 +68,29 @@ type IngestConfig struct {
 	CPUProfile string
 }
 
-// Ingest measures, in c.Runs interleaved rounds, the raw franz-go produce
-// throughput of c.Records telemetry records (the ceiling) and the
-// throughput of the same records sent over HTTP to an in-process ingest
-// service, with the request latency percentiles, and prints the
-// ingest/raw ratio of the two sides' best runs last on stdout.
+// Ingest measures, in c.Runs interleaved rounds (raw, ingest, raw,
+// ingest, …), the raw franz-go produce throughput of c.Records telemetry
+// records (the ceiling) and the throughput of the same records sent over
+// HTTP to an in-process ingest service, with the request latency
+// percentiles. It prints every run with its absolute rate and the round's
+// ratio, the medians of each side (and their best runs), and last on
+// stdout the ingest/raw ratio of the two sides' medians: on a shared
+// machine a median of five runs or more moves far less than a best run.
 func Ingest(ctx context.Context, c IngestConfig, stdout io.Writer) error {
 	if c.Runs < 1 || c.Records < 1 {
 		return errors.New("strata bench ingest: --runs and --records must be positive")
 	}
 	o := c.Config
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeEnv()
+	fmt.Fprintf(stdout, "machine: %s, %d cores, %s, load average %s; broker: %s\n", CPUModel(), runtime.NumCPU(), runtime.Version(),
+		LoadAverage(), orDefault(strings.Join(c.Brokers, ","), "embedded kfake"))
 	days := int(c.Records/120_000) + 1 // the synthetic trace holds ~140,000 invocations a day
 	newSrc := func() (replay.Source, error) {
 		s, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: 1})
@@ -96,15 +112,19 @@ func Ingest(ctx context.Context, c IngestConfig, stdout io.Writer) error {
 		return fmt.Errorf("creating bench admin client: %w", err)
 	}
 	defer admin.Close()
-	ib := ingestBench{brokers: e.Brokers, partitions: e.Partitions, admin: admin, logger: c.Logger,
+	topics := ingestTopic + "." + o.RunID
+	ib := ingestBench{brokers: e.Brokers, partitions: e.Partitions, admin: admin, logger: o.Logger, topics: topics, names: o.Names,
 		lcfg: loadgen.Config{Format: loadgen.Format(c.Format), Batch: c.Batch, Concurrency: c.Concurrency, Prebuild: true}}
-	var rawRate, ingestRate float64
+	var (
+		rawRates, ingestRates, ratios []float64
+		p50s, p90s, p99s              []time.Duration
+	)
 	for i := range c.Runs {
-		rate, err := raw.Run(ctx, stdout, e.Brokers, e.Partitions, i)
+		rate, err := raw.run(ctx, stdout, e.Brokers, e.Partitions, fmt.Sprintf("%s.raw.%d", topics, i), i)
 		if err != nil {
 			return err
 		}
-		rawRate = max(rawRate, rate)
+		rawRates = append(rawRates, rate)
 
 		if src, err = newSrc(); err != nil {
 			return err
@@ -117,14 +137,57 @@ func Ingest(ctx context.Context, c IngestConfig, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		ingestRate = max(ingestRate, res.RecordsPerSec)
-		fmt.Fprintf(stdout, "ingest over HTTP (%s, %d records a request, %d in flight), run %d: %d records in %.2f s = %.0f records/s; request latency p50 %v p90 %v p99 %v max %v\n",
-			c.Format, c.Batch, c.Concurrency, i+1, res.Accepted, res.Wall.Seconds(), res.RecordsPerSec,
+		ingestRates, ratios = append(ingestRates, res.RecordsPerSec), append(ratios, res.RecordsPerSec/rate)
+		p50s, p90s, p99s = append(p50s, res.P50), append(p90s, res.P90), append(p99s, res.P99)
+		fmt.Fprintf(stdout, "ingest over HTTP (%s, %d records a request, %d in flight), run %d: %d records in %.2f s = %.0f records/s (%.3f of this round's raw %.0f records/s); request latency p50 %v p90 %v p99 %v max %v\n",
+			c.Format, c.Batch, c.Concurrency, i+1, res.Accepted, res.Wall.Seconds(), res.RecordsPerSec, res.RecordsPerSec/rate, rate,
 			res.P50.Round(time.Microsecond), res.P90.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond))
 	}
-	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; ingest (best run): %.0f records/s\n", rawRate, ingestRate)
-	fmt.Fprintf(stdout, "ingest/raw ratio: %.3f\n", ingestRate/rawRate)
+	rawMed, ingestMed := Median(rawRates), Median(ingestRates)
+	fmt.Fprintf(stdout, "the rounds' ingest/raw, sorted: %s; load average now %s\n", sortedList(ratios, "%.3f"), LoadAverage())
+	fmt.Fprintf(stdout, "request latency, median of %d runs: p50 %v p90 %v p99 %v\n", c.Runs,
+		Median(p50s).Round(time.Microsecond), Median(p90s).Round(time.Microsecond), Median(p99s).Round(time.Microsecond))
+	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s, median of %d runs: %.0f records/s; ingest (best run): %.0f records/s, median of %d runs: %.0f records/s; the ratio is of the medians\n",
+		slices.Max(rawRates), c.Runs, rawMed, slices.Max(ingestRates), c.Runs, ingestMed)
+	fmt.Fprintf(stdout, "ingest/raw ratio: %.3f\n", ingestMed/rawMed)
 	return nil
+}
+
+// Median returns the median of xs (the mean of the middle two when their
+// number is even), or 0 when xs is empty; xs is not modified.
+func Median[T float64 | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// sortedList formats xs, sorted, with format, separated by spaces.
+func sortedList(xs []float64, format string) string {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	parts := make([]string, len(s))
+	for i, x := range s {
+		parts[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(parts, " ")
+}
+
+// LoadAverage returns the 1-, 5- and 15-minute load averages of the
+// machine (/proc/loadavg), or "unknown": the benchmarks share their
+// machine, and the load says how much.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // ingestBench is the measured side of `strata bench ingest`.
@@ -133,6 +196,9 @@ type ingestBench struct {
 	partitions int
 	admin      *kgo.Client
 	logger     *slog.Logger
+	// topics prefixes the scratch topics; names the dead-letter topic.
+	topics string
+	names  schemas.Names
 	// lcfg is the load generator's configuration less URL, token, client
 	// and OnStart, which each run sets.
 	lcfg loadgen.Config
@@ -146,8 +212,11 @@ type ingestBench struct {
 // profile of the sending to that file.
 func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile string) (loadgen.Result, error) {
 	var res loadgen.Result
-	topic := fmt.Sprintf("%s.ingest.%d", benchTopic, i)
+	topic := fmt.Sprintf("%s.%d", b.topics, i)
 	if err := kafka.EnsureTopics(ctx, b.admin, int32(b.partitions), topic); err != nil {
+		return res, err
+	}
+	if err := waitTopic(ctx, b.admin, topic); err != nil {
 		return res, err
 	}
 	defer func() {
@@ -158,7 +227,7 @@ func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile
 	const token = "bench-token"
 	// 15 min lateness: no record of the trace is late (it would be written
 	// to the dead-letter topic instead, and counted as rejected).
-	srv, err := ingest.New(ctx, ingest.Config{Brokers: b.brokers, RunID: "bench-ingest", Topic: topic, Tokens: []string{token}, Lateness: 15 * time.Minute}, b.logger, nil)
+	srv, err := ingest.New(ctx, ingest.Config{Brokers: b.brokers, RunID: "bench-ingest", Topic: topic, Names: b.names, Tokens: []string{token}, Lateness: 15 * time.Minute}, b.logger, nil)
 	if err != nil {
 		return res, err
 	}
@@ -222,16 +291,39 @@ func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile
 	return res, nil
 }
 
+// waitTopic waits until a broker knows the topic just created: a real
+// Kafka answers a metadata request UNKNOWN_TOPIC_OR_PARTITION for a moment
+// after CreateTopics returned, and ingest.New reads the partition count.
+func waitTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kafka.PartitionCount(ctx, cl, topic)
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // RawRecords are the raw ceiling's records: as many as the source holds,
 // of the same kind the pipeline writes (observed telemetry keyed by app).
 // The first sample records are encoded once, before any run, and produced
-// in a cycle, so neither encoding nor generation is timed.
+// in a cycle, so neither encoding nor generation is timed. Their keys and
+// values lie back to back in one buffer: a million small slices would be
+// garbage-collector work in every run that follows, the ingest runs most.
 type RawRecords struct {
+	buf   []byte
 	recs  []rawRecord
 	total int
 }
 
-type rawRecord struct{ k, v []byte }
+// rawRecord locates a record in RawRecords.buf: its key at [at, val),
+// its value at [val, end).
+type rawRecord struct{ at, val, end int }
 
 // EncodeRaw reads src to its end and encodes its first sample
 // invocations.
@@ -249,13 +341,16 @@ func EncodeRaw(src replay.Source, sample int) (*RawRecords, error) {
 		if len(r.recs) >= sample {
 			continue
 		}
-		v, err := proto.Marshal(&stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
+		at := len(r.buf)
+		r.buf = append(r.buf, in.App...)
+		val := len(r.buf)
+		r.buf, err = proto.MarshalOptions{}.MarshalAppend(r.buf, &stratapb.Observation{Arrival: &stratapb.Arrival{InvocationId: in.ID(), App: in.App, Func: in.Func,
 			StartUs: in.StartUS(), EndUs: in.EndUS, DurationUs: in.DurationUS, Row: in.Row, RunId: "bench"},
 			Provider: proto.String("azure"), Source: "trace"})
 		if err != nil {
 			return nil, fmt.Errorf("encoding bench record: %w", err)
 		}
-		r.recs = append(r.recs, rawRecord{[]byte(in.App), v})
+		r.recs = append(r.recs, rawRecord{at, val, len(r.buf)})
 	}
 	if len(r.recs) == 0 {
 		return nil, errors.New("measuring raw produce: empty trace")
@@ -268,13 +363,17 @@ func EncodeRaw(src replay.Source, sample int) (*RawRecords, error) {
 // deleted after the clock runs), waits until every one is acknowledged,
 // prints the run and returns its rate in records per second.
 func (r *RawRecords) Run(ctx context.Context, w io.Writer, brokers []string, partitions, i int) (float64, error) {
+	return r.run(ctx, w, brokers, partitions, fmt.Sprintf("%s.%d", benchTopic, i), i)
+}
+
+// run is Run on the scratch topic topic.
+func (r *RawRecords) run(ctx context.Context, w io.Writer, brokers []string, partitions int, topic string, i int) (float64, error) {
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil), kgo.ProducerLinger(2*time.Millisecond),
 		kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchMaxBytes(1<<20))...)
 	if err != nil {
 		return 0, fmt.Errorf("creating bench client: %w", err)
 	}
 	defer cl.Close()
-	topic := fmt.Sprintf("%s.%d", benchTopic, i)
 	if err := kafka.EnsureTopics(ctx, cl, int32(partitions), topic); err != nil {
 		return 0, err
 	}
@@ -285,7 +384,8 @@ func (r *RawRecords) Run(ctx context.Context, w io.Writer, brokers []string, par
 	t0 := time.Now()
 	for k := range r.total {
 		rec := r.recs[k%len(r.recs)]
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: rec.k, Value: rec.v}, func(_ *kgo.Record, err error) {
+		key, val := r.buf[rec.at:rec.val:rec.val], r.buf[rec.val:rec.end:rec.end]
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: val}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				mu.Lock()
 				perr = cmp.Or(perr, err)
