@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -214,10 +215,14 @@ type Sink struct {
 	mu sync.Mutex
 	// changed is notified after every batch written and committed.
 	changed notify.Signal
-	b       batch
-	stats   Stats
-	dlErr   error
-	failed  bool
+	// topics are the topics the sink reads; read holds, per partition,
+	// the offset after the last record read (guarded by mu).
+	topics []string
+	read   map[topicPartition]int64
+	b      batch
+	stats  Stats
+	dlErr  error
+	failed bool
 	// assignedAt is when partitions were last assigned; the idle clock
 	// does not run before the first assignment.
 	assignedAt time.Time
@@ -239,6 +244,7 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 	if cfg.Outcomes {
 		topics = append(topics, cfg.Topics.Outcomes)
 	}
+	s.topics, s.read = topics, map[topicPartition]int64{}
 	opts := append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(topics...),
@@ -383,11 +389,65 @@ func (s *Sink) loop(ctx context.Context) error {
 			// Nothing polled is unwritten: let a rebalance through.
 			s.cl.AllowRebalance()
 			if s.cfg.StopAfterIdle > 0 && !idleSince.IsZero() && now.Sub(idleSince) >= s.cfg.StopAfterIdle {
+				if s.unread(ctx) {
+					// Slow, not idle: records wait that the sink has not
+					// read yet (a loaded machine, the first fetch after an
+					// assignment). The idle clock starts again.
+					lastRecord = time.Now()
+					continue
+				}
 				s.log.Info("sink idle, stopping", "idle", s.cfg.StopAfterIdle)
 				return nil
 			}
 		}
 	}
+}
+
+// topicPartition names a partition of a topic.
+type topicPartition struct {
+	topic string
+	part  int32
+}
+
+// unread reports whether the sink's topics hold records past the last one
+// it read, its group committed, or each partition starts at, whichever is
+// furthest: records waiting that this sink (or another member of its
+// group) has not read yet. An error in asking counts as nothing unread:
+// the idle stop proceeds as configured.
+func (s *Sink) unread(ctx context.Context) bool {
+	adm := kadm.NewClient(s.cl)
+	starts, err := adm.ListStartOffsets(ctx, s.topics...)
+	if err != nil {
+		return false
+	}
+	ends, err := adm.ListEndOffsets(ctx, s.topics...)
+	if err != nil {
+		return false
+	}
+	committed, err := adm.FetchOffsets(ctx, s.cfg.Group)
+	if err != nil {
+		return false
+	}
+	unread := false
+	ends.Each(func(e kadm.ListedOffset) {
+		if e.Err != nil {
+			return
+		}
+		at := int64(0)
+		if st, ok := starts.Lookup(e.Topic, e.Partition); ok && st.Err == nil {
+			at = st.Offset
+		}
+		if c, ok := committed.Lookup(e.Topic, e.Partition); ok && c.Err == nil && c.At > at {
+			at = c.At
+		}
+		s.mu.Lock()
+		at = max(at, s.read[topicPartition{e.Topic, e.Partition}])
+		s.mu.Unlock()
+		if e.Offset > at {
+			unread = true
+		}
+	})
+	return unread
 }
 
 // add decodes r into the batch; s.mu is held.
@@ -396,6 +456,7 @@ func (s *Sink) add(r *kgo.Record) {
 		s.b.since = time.Now()
 	}
 	s.b.recs = append(s.b.recs, r)
+	s.read[topicPartition{r.Topic, r.Partition}] = r.Offset + 1
 	s.stats.Records++
 	s.m.records.WithLabelValues(r.Topic).Inc()
 	if kafka.IsWatermark(r) {
