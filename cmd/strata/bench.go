@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"strings"
 
@@ -50,18 +51,29 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		retention = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
-	cf.RegisterBatchFlags(fs, "")
-	if _, err := roleconf.Parse(fs, args); err != nil {
-		return err
-	}
-	logger, err := pipeline.NewLogger(stderr, cf.LogLevel)
+	o, err := parseBatch(fs, args, &cf, stderr)
 	if err != nil {
 		return err
 	}
-	o := cf.Config
-	o.Logger = logger
 	return bench.Pipeline(ctx, bench.PipelineConfig{Config: o, Days: *days, Seed: *seed, Apps: *apps, RawSample: *rawSample,
 		Runs: *runs, MemProfile: *memProf, StateRetention: *retention}, stdout)
+}
+
+// parseBatch parses the flags of a benchmark of the open loop's batch
+// settings (cf, registered here) and returns its pipeline configuration
+// with the logger they ask for.
+func parseBatch(fs *flag.FlagSet, args []string, cf *pipeline.Common, stderr io.Writer) (pipeline.Config, error) {
+	cf.RegisterBatchFlags(fs, "")
+	if _, err := roleconf.Parse(fs, args); err != nil {
+		return pipeline.Config{}, err
+	}
+	logger, err := pipeline.NewLogger(stderr, cf.LogLevel)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
+	o := cf.Config
+	o.Logger = logger
+	return o, nil
 }
 
 // benchTwinMain runs `strata bench twin` (bench.Twin).
@@ -160,16 +172,10 @@ func benchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		cpuProf     = fs.String("cpuprofile", "", "write a CPU profile of the last ingest run (after its requests are encoded) to `FILE`")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
-	cf.RegisterBatchFlags(fs, "")
-	if _, err := roleconf.Parse(fs, args); err != nil {
-		return err
-	}
-	logger, err := pipeline.NewLogger(stderr, cf.LogLevel)
+	o, err := parseBatch(fs, args, &cf, stderr)
 	if err != nil {
 		return err
 	}
-	o := cf.Config
-	o.Logger = logger
 	return bench.Ingest(ctx, bench.IngestConfig{Config: o, Records: *records, Batch: *batch, Concurrency: *concurrency,
 		Format: *format, Runs: *runs, CPUProfile: *cpuProf}, stdout)
 }

@@ -176,7 +176,7 @@ func ResolvePartitions(ctx context.Context, cl *kgo.Client, asked int, topics ..
 		}
 		// A topic another process created meanwhile may have another count.
 		for _, t := range missing {
-			got, err := waitPartitionCount(ctx, cl, t)
+			got, err := WaitPartitionCount(ctx, cl, t)
 			if err != nil {
 				return 0, err
 			}
@@ -224,9 +224,9 @@ func metadataNow(ctx context.Context, cl *kgo.Client, topics ...string) (map[str
 	return out, nil
 }
 
-// waitPartitionCount is PartitionCount for a topic just created: the
+// WaitPartitionCount is PartitionCount for a topic just created: the
 // broker's metadata may not list it, or its partitions, for a moment.
-func waitPartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+func WaitPartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
 	for attempt := 0; ; attempt++ {
 		n, err := PartitionCount(ctx, cl, topic)
 		if err == nil && n > 0 {

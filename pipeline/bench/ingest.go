@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -216,7 +215,9 @@ func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile
 	if err := kafka.EnsureTopics(ctx, b.admin, int32(b.partitions), topic); err != nil {
 		return res, err
 	}
-	if err := waitTopic(ctx, b.admin, topic); err != nil {
+	// ingest.New reads the partition count, which a broker may not list
+	// for a moment after CreateTopics returned.
+	if _, err := kafka.WaitPartitionCount(ctx, b.admin, topic); err != nil {
 		return res, err
 	}
 	defer func() {
@@ -289,24 +290,6 @@ func (b *ingestBench) run(ctx context.Context, src replay.Source, i int, profile
 		return res, fmt.Errorf("ingest bench, run %d: nothing accepted", i+1)
 	}
 	return res, nil
-}
-
-// waitTopic waits until a broker knows the topic just created: a real
-// Kafka answers a metadata request UNKNOWN_TOPIC_OR_PARTITION for a moment
-// after CreateTopics returned, and ingest.New reads the partition count.
-func waitTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := kafka.PartitionCount(ctx, cl, topic)
-		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // RawRecords are the raw ceiling's records: as many as the source holds,
