@@ -2,13 +2,11 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/agents"
@@ -213,35 +211,58 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			return res, fmt.Errorf("writing the run record: %w", err)
 		}
 	}
+	// The run group, stopped in this order: the drivers end on their own
+	// (the replay runs out, the twin evaluates the last tick, the features
+	// publish the last state); the agents and the learner stop once the
+	// learner has trained on the last interval; the sink once it has
+	// written what the twin produced; the embedded broker's trimmer last.
 	t0 := time.Now()
-	sctx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSink()
+	run := NewActors(ctx, o.Logger)
+	drivers := run.Stage("drivers", nil)
+	learnerExited := make(chan struct{})
+	agentStage := run.Stage("agents", func(ctx context.Context) error {
+		if o.Learn == nil {
+			return nil
+		}
+		// The episode ends when the learner has trained on its last
+		// interval.
+		return waitLearner(ctx, o.Learn.Learner, tsvc.Stats().TransitionIntervals, learnerExited)
+	})
 	sinkExited := make(chan struct{})
-	var sinkErr error
+	sinkStage := run.Stage("sink", func(ctx context.Context) error {
+		if sk == nil {
+			return nil
+		}
+		// The sink has caught up once it wrote as many decisions and
+		// rewards as the twin produced; then it is stopped (it flushes
+		// and commits on the way out).
+		return WaitSink(ctx, sk, tsvc.Stats(), sinkExited)
+	})
 	if sk != nil {
-		go func() {
+		sinkStage.Go("sink", func(ctx context.Context) error {
 			defer close(sinkExited)
-			sinkErr = sk.Run(sctx)
-		}()
+			return sk.Run(ctx)
+		})
 	}
 	if e.EmbeddedKafka {
-		tctx, stopTrim := context.WithCancel(ctx)
-		defer stopTrim()
-		go TrimConsumed(tctx, pcl, []string{groups.Features}, []string{nm.Topic(schemas.TopicTelemetry)}, 2*time.Second, o.Logger)
 		// The twin's client commits what it polled (it keeps the arrivals
-		// of open ticks in memory and does not resume after a restart yet).
-		go TrimConsumed(tctx, pcl, []string{groups.Twin}, []string{nm.Topic(schemas.TopicInvocations)}, 2*time.Second, o.Logger)
-		go TrimConsumed(tctx, pcl, []string{groups.Sink}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 2*time.Second, o.Logger)
-		// The learner's client commits what it polled, after handling it.
+		// of open ticks in memory and does not resume after a restart
+		// yet); the learner's, what it polled after handling it.
 		var trReaders []string
 		if o.Learn != nil {
 			trReaders = []string{groups.Learner}
 		}
-		go TrimConsumed(tctx, pcl, trReaders, []string{nm.Topic(schemas.TopicTransitions)}, 2*time.Second, o.Logger)
+		rules := []Retention{
+			{Readers: []string{groups.Features}, Topics: []string{nm.Topic(schemas.TopicTelemetry)}},
+			{Readers: []string{groups.Twin}, Topics: []string{nm.Topic(schemas.TopicInvocations)}},
+			{Readers: []string{groups.Sink}, Topics: []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}},
+			{Readers: trReaders, Topics: []string{nm.Topic(schemas.TopicTransitions)}},
+		}
+		run.Stage("trim", nil).Go("trim", func(ctx context.Context) error {
+			TrimConsumed(ctx, pcl, rules, 2*time.Second, o.Logger)
+			return nil
+		})
 	}
-	wctx, stopWorkers := context.WithCancel(ctx)
-	defer stopWorkers()
-	var workers errgroup.Group
 	var external []schemas.Layer
 	for _, l := range layers {
 		if _, ok := o.Policies[l].(ExternalPolicy); ok {
@@ -250,59 +271,34 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		}
 		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, o.RunID, o.Policies[l], o.Logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, o.Registerer
-		workers.Go(func() error { return w.Run(wctx) })
+		agentStage.Go("agent "+string(l), w.Run)
 	}
 	if len(external) > 0 {
 		// Warn level: the run stands still until a worker connects here.
 		o.Logger.Warn("waiting for the decision batches of layers served outside this process",
 			"layers", external, "nats", e.NATSURL, "run_id", o.RunID, "prefix", nm.Prefix)
 	}
-	learnerExited := make(chan struct{})
 	if o.Learn != nil {
 		lrn := o.Learn.Learner
-		workers.Go(func() error {
+		agentStage.Go("learner", func(ctx context.Context) error {
 			defer close(learnerExited)
-			return ConsumeTransitions(wctx, e.Brokers, nm, groups.Learner, o.RunID, o.Logger.With("role", "learner"),
-				func(tr *stratapb.Transition) error { return lrn.Handle(wctx, tr) })
+			return ConsumeTransitions(ctx, e.Brokers, nm, groups.Learner, o.RunID, o.Logger.With("role", "learner"),
+				func(tr *stratapb.Transition) error { return lrn.Handle(ctx, tr) })
 		})
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return fsvc.Run(gctx) })
-	g.Go(func() error { return tsvc.Run(gctx) })
-	g.Go(func() error {
-		r, err := rep.Run(gctx, src)
+	drivers.Go("features", fsvc.Run)
+	drivers.Go("twin", tsvc.Run)
+	drivers.Go("replay", func(ctx context.Context) error {
+		r, err := rep.Run(ctx, src)
 		res.Replay = r
 		return err
 	})
-	err = g.Wait()
+	err = run.Wait()
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	if err == nil && o.Learn != nil {
-		// The episode ends when the learner has trained on its last
-		// interval.
-		err = waitLearner(ctx, o.Learn.Learner, tsvc.Stats().TransitionIntervals, learnerExited)
-	}
-	stopWorkers()
-	if werr := workers.Wait(); err == nil {
-		err = werr
-	}
 	res.Features, res.Twin = fsvc.Stats(), tsvc.Stats()
 	if sk != nil {
-		// The sink has caught up once it wrote as many decisions and
-		// rewards as the twin produced; then stop it (it flushes and
-		// commits on the way out).
-		if err == nil {
-			err = WaitSink(ctx, sk, res.Twin, sinkExited)
-		}
-		stopSink()
-		<-sinkExited
-		if err == nil && sinkErr != nil && !errors.Is(sinkErr, context.Canceled) {
-			err = sinkErr
-		}
-		if err != nil && sinkErr != nil {
-			err = errors.Join(err, sinkErr)
-		}
 		res.Sink = sk.Stats()
 	}
 	res.Wall = time.Since(t0)

@@ -40,5 +40,10 @@
 // last tick, the features publish the last state), then waits for the
 // readers behind them to catch up (the learner, the sink), then stops
 // those, which flush and commit on the way out, and closes the
-// environment last.
+// environment last. OpenLoop and ClosedLoop run their roles as named
+// actors of a run group (Actors) whose stages encode that order; a failing
+// actor aborts the run, is named in the error, and the stages behind it
+// still stop in order. Live mode keeps its own sequence (ingest, the
+// drain, the back end, the sink) because its drain reports what each of
+// those left unprocessed.
 package pipeline

@@ -248,12 +248,12 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			telemetryReaders = append(telemetryReaders, groups.Shadow)
 		}
 		back.Go(func() error {
-			TrimConsumed(bctx, tcl, telemetryReaders, []string{nm.Topic(schemas.TopicTelemetry)}, 5*time.Second, logger)
+			TrimConsumed(bctx, tcl, []Retention{{Readers: telemetryReaders, Topics: []string{nm.Topic(schemas.TopicTelemetry)}}}, 5*time.Second, logger)
 			return nil
 		})
 		if run.Sink != nil {
 			sinkGroup.Go(func() error {
-				TrimConsumed(sctx, tcl, []string{groups.Sink}, []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}, 5*time.Second, logger)
+				TrimConsumed(sctx, tcl, []Retention{{Readers: []string{groups.Sink}, Topics: []string{nm.Topic(schemas.TopicDecisions), nm.Topic(schemas.TopicRewards), nm.Topic(schemas.TopicOutcomes)}}}, 5*time.Second, logger)
 				return nil
 			})
 		}

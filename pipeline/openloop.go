@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/infra/kafka"
@@ -61,20 +60,26 @@ func OpenLoop(ctx context.Context, o Config, src replay.Source, srcName string, 
 	if err != nil {
 		return res, err
 	}
+	// The drivers end on their own: the replay when the trace runs out,
+	// the features once they published the last state; the embedded
+	// broker's trimmer stops after them.
 	t0 := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return svc.Run(gctx) })
-	g.Go(func() error {
-		r, err := rep.Run(gctx, src)
+	run := NewActors(ctx, o.Logger)
+	drivers := run.Stage("drivers", nil)
+	if e.EmbeddedKafka {
+		rules := []Retention{{Readers: []string{group}, Topics: []string{o.Names.Topic(schemas.TopicTelemetry)}}}
+		run.Stage("trim", nil).Go("trim", func(ctx context.Context) error {
+			TrimConsumed(ctx, pcl, rules, 2*time.Second, o.Logger)
+			return nil
+		})
+	}
+	drivers.Go("features", svc.Run)
+	drivers.Go("replay", func(ctx context.Context) error {
+		r, err := rep.Run(ctx, src)
 		res.Replay = r
 		return err
 	})
-	if e.EmbeddedKafka {
-		tctx, stopTrim := context.WithCancel(gctx)
-		defer stopTrim()
-		go TrimConsumed(tctx, pcl, []string{group}, []string{o.Names.Topic(schemas.TopicTelemetry)}, 2*time.Second, o.Logger)
-	}
-	err = g.Wait()
+	err = run.Wait()
 	if bar != nil {
 		_ = bar.Finish()
 	}

@@ -60,7 +60,7 @@ func TestTrimConsumed(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				pipeline.TrimConsumed(tctx, cl, tc.groups, []string{topic}, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				pipeline.TrimConsumed(tctx, cl, []pipeline.Retention{{Readers: tc.groups, Topics: []string{topic}}}, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			}()
 			// Several rounds of the trimmer: the start offset reaches the
 			// expected one and stays there.

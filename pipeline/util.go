@@ -35,21 +35,28 @@ func NewProgress(w io.Writer, traceLenUS int64, cfg *producers.ReplayConfig) *pr
 	return bar
 }
 
-// TrimConsumed is the embedded broker's retention: every interval it deletes
-// the records of topics that every one of groups has committed (the feature
-// service and the sink commit only after their work is durable), so a long
-// run does not keep every record in memory. Real Kafka has its own
-// retention; this runs only against the in-process broker, which strata
-// owns for the run. With no groups, no role of the run reads topics, and
-// their records are deleted up to the end of each partition.
-func TrimConsumed(ctx context.Context, cl *kgo.Client, groups []string, topics []string, every time.Duration, log *slog.Logger) {
+// Retention names topics and the consumer groups that read them, for
+// TrimConsumed.
+type Retention struct {
+	// Readers are the groups that read Topics; none: no role of the run
+	// reads them.
+	Readers []string
+	// Topics are the topics' full names.
+	Topics []string
+}
+
+// TrimConsumed is the embedded broker's retention: every interval it
+// deletes, for each rule, the records of the rule's topics that every one
+// of its readers has committed (the feature service and the sink commit
+// only after their work is durable), so a long run does not keep every
+// record in memory. Real Kafka has its own retention; this runs only
+// against the in-process broker, which strata owns for the run. A rule
+// with no readers has its topics' records deleted up to the end of each
+// partition. It returns when ctx is done.
+func TrimConsumed(ctx context.Context, cl *kgo.Client, rules []Retention, every time.Duration, log *slog.Logger) {
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	type tp struct {
-		topic string
-		part  int32
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -57,46 +64,55 @@ func TrimConsumed(ctx context.Context, cl *kgo.Client, groups []string, topics [
 		case <-t.C:
 		}
 		del := kadm.Offsets{}
-		if len(groups) == 0 {
-			// No role of the run reads these topics: records go as soon
-			// as they are written.
-			ends, err := adm.ListEndOffsets(ctx, topics...)
-			if err != nil {
-				continue
-			}
-			ends.Each(func(o kadm.ListedOffset) {
-				if o.Err == nil && o.Offset > 0 {
-					del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
-				}
-			})
-			deleteRecords(ctx, adm, del, log)
-			continue
-		}
-		// The lowest offset committed by every group, per partition.
-		low := map[tp]int64{}
-		seen := map[tp]int{}
-		for _, g := range groups {
-			offs, err := adm.FetchOffsets(ctx, g)
-			if err != nil {
-				break // the group may not have committed yet
-			}
-			offs.Each(func(o kadm.OffsetResponse) {
-				if o.Err != nil || !slices.Contains(topics, o.Topic) || o.At <= 0 {
-					return
-				}
-				k := tp{o.Topic, o.Partition}
-				if v, ok := low[k]; !ok || o.At < v {
-					low[k] = o.At
-				}
-				seen[k]++
-			})
-		}
-		for k, at := range low {
-			if seen[k] == len(groups) {
-				del.Add(kadm.Offset{Topic: k.topic, Partition: k.part, At: at, LeaderEpoch: -1})
-			}
+		for _, r := range rules {
+			consumed(ctx, adm, r, del)
 		}
 		deleteRecords(ctx, adm, del, log)
+	}
+}
+
+// consumed adds to del, per partition of r's topics, the offset before
+// which every reader of r has committed (the end offset when r has no
+// readers). A partition some reader has not committed in gets nothing.
+func consumed(ctx context.Context, adm *kadm.Client, r Retention, del kadm.Offsets) {
+	if len(r.Readers) == 0 {
+		ends, err := adm.ListEndOffsets(ctx, r.Topics...)
+		if err != nil {
+			return
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil && o.Offset > 0 {
+				del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+			}
+		})
+		return
+	}
+	type tp struct {
+		topic string
+		part  int32
+	}
+	low := map[tp]int64{}
+	seen := map[tp]int{}
+	for _, g := range r.Readers {
+		offs, err := adm.FetchOffsets(ctx, g)
+		if err != nil {
+			return // the group may not have committed yet
+		}
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Err != nil || !slices.Contains(r.Topics, o.Topic) || o.At <= 0 {
+				return
+			}
+			k := tp{o.Topic, o.Partition}
+			if v, ok := low[k]; !ok || o.At < v {
+				low[k] = o.At
+			}
+			seen[k]++
+		})
+	}
+	for k, at := range low {
+		if seen[k] == len(r.Readers) {
+			del.Add(kadm.Offset{Topic: k.topic, Partition: k.part, At: at, LeaderEpoch: -1})
+		}
 	}
 }
 
