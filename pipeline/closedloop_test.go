@@ -2,8 +2,10 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,5 +127,39 @@ func TestClosedLoopMetrics(t *testing.T) {
 	}
 	if n := value("strata_features_watermark_seconds", ""); n < ticks {
 		t.Errorf("features timed %v watermarks for %v ticks", n, ticks)
+	}
+}
+
+// failingPolicy decides like FixedPolicy for its first batches, then
+// fails.
+type failingPolicy struct {
+	pipelinetest.FixedPolicy
+	batches, after int
+}
+
+func (p *failingPolicy) Decide(ctx context.Context, st *schemas.StateBatch, out *schemas.DecisionBatch) error {
+	if p.batches++; p.batches > p.after {
+		return errPolicy
+	}
+	return p.FixedPolicy.Decide(ctx, st, out)
+}
+
+var errPolicy = errors.New("policy broke")
+
+// TestClosedLoopAgentFailure checks the run group's abort: a worker whose
+// policy fails mid-run stops the loop — the twin, which waits for that
+// worker's decisions, is cancelled instead of waiting for ever — and the
+// error names the actor and carries the policy's error.
+func TestClosedLoopAgentFailure(t *testing.T) {
+	o := pipelinetest.LoopConfig(t, "agent-failure", 0, &pipelinetest.BatchLog{})
+	o.Policies[schemas.Operational] = &failingPolicy{FixedPolicy: o.Policies[schemas.Operational].(pipelinetest.FixedPolicy), after: 5}
+	r, err := replay.OpenTrace(pipelinetest.RealTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	_, err = pipeline.ClosedLoop(t.Context(), o, r, "real", 0)
+	if !errors.Is(err, errPolicy) || !strings.Contains(err.Error(), "agent operational") {
+		t.Fatalf("closed loop with a failing operational policy: %v, want the policy's error from the actor \"agent operational\"", err)
 	}
 }
