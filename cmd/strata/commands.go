@@ -49,6 +49,7 @@ func commands() []command {
 		}},
 		{name: "learner", summary: "train DQN and PPO on a run's transitions, publish checkpoints to JetStream", main: roleMain("strata learner", pipeline.DefaultLearnerRole)},
 		{name: "train", summary: "train the learned agents: closed-loop episodes on days 1–10, validation on 11–12", main: trainMain},
+		{name: "models", summary: "list and inspect checkpoints: train directories, files, the JetStream registry", main: modelsMain},
 		{name: "train-lstm", summary: "train the operational LSTM on exported sequences", main: trainLSTMMain},
 		{name: "ingest", summary: "serve live telemetry over HTTP (JSON, OTLP) into Kafka, and the decisions API", main: ingestMain, subs: []command{
 			{name: "load", summary: "send a trace to strata ingest as live telemetry at a target rate", main: roleMain("strata ingest load", pipeline.DefaultLoadRole)},

@@ -1,11 +1,14 @@
 package natsbus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -178,4 +181,42 @@ func (m *ModelStore) object(ctx context.Context, name string) ([]byte, error) {
 	m.cache = map[string][]byte{name: data} // the latest only: versions move forward
 	m.mu.Unlock()
 	return data, nil
+}
+
+// RunLayer names a run and layer that have a checkpoint index.
+type RunLayer struct {
+	Run   string
+	Layer schemas.Layer
+}
+
+// Indexed lists the runs and layers that have a checkpoint index, sorted
+// by run, then in the layers' order.
+func (m *ModelStore) Indexed(ctx context.Context) ([]RunLayer, error) {
+	kl, err := m.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing checkpoint indexes: %w", err)
+	}
+	defer func() { _ = kl.Stop() }()
+	var out []RunLayer
+	for k := range kl.Keys() {
+		rest, ok := strings.CutSuffix(k, ".index")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndexByte(rest, '.')
+		if i < 0 {
+			continue
+		}
+		out = append(out, RunLayer{Run: rest[:i], Layer: schemas.Layer(rest[i+1:])})
+	}
+	slices.SortFunc(out, func(a, b RunLayer) int {
+		return cmp.Or(cmp.Compare(a.Run, b.Run), cmp.Compare(slices.Index(schemas.Layers, a.Layer), slices.Index(schemas.Layers, b.Layer)))
+	})
+	return out, nil
+}
+
+// Object returns the stored checkpoint named name (an index entry's
+// Object).
+func (m *ModelStore) Object(ctx context.Context, name string) ([]byte, error) {
+	return m.object(ctx, name)
 }
