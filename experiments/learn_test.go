@@ -1,12 +1,14 @@
 package experiments_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/pipeline"
@@ -39,6 +41,51 @@ func learnLoop(t *testing.T, speed replay.Speed) (pipeline.LoopResult, learner.S
 		t.Fatal(err)
 	}
 	return res, lrn.Stats()
+}
+
+// TestLearnInLoopPlacementFeatures trains PPO in the loop on the placement
+// feature set: the twin writes the tactical transitions' states in the set
+// the learner's network reads (the learner would fail on another), and the
+// checkpoints it publishes record the set.
+func TestLearnInLoopPlacementFeatures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a closed-loop training day")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cfg := learner.DefaultConfig(3, schemas.Tactical)
+	cfg.PPO = cfg.PPO.WithFeatures(schemas.TacticalPlacement)
+	cfg.PPO.Rollout, cfg.PPO.Minibatch, cfg.PPO.Epochs = 32, 32, 2
+	lrn, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lrn.Close()
+	sf := &pipeline.Source{SynthDays: 1, Apps: 6, Seed: 1}
+	lo := pipeline.LoopOptions{Strategic: "greedy-cost", Tactical: "greedy-cost", Operational: "none", Placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
+		PolicySeed: 5, Source: sf, Learn: &pipeline.Learn{Learner: lrn}}
+	o := pipelinetest.Config("placement", 0, 1, &pipelinetest.BatchLog{})
+	res, _, _, err := experiments.RunWindow(ctx, lo, o, 0, grid.StrategicTickUS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := lrn.Stats()
+	if st.PPO.Updates < 2 || res.Twin.Transitions == 0 || st.Rejected["invalid"] != 0 {
+		t.Fatalf("%d PPO updates on %d transitions (%v rejected): want training on the placement set", st.PPO.Updates, res.Twin.Transitions, st.Rejected)
+	}
+	data, version, err := lrn.Snapshot(schemas.Tactical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ppo.LoadModel(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Config().FeatureSet != schemas.TacticalPlacement || m.Config().Net.Inputs != schemas.TacticalPlacementDim {
+		t.Fatalf("checkpoint %s: feature set %q, %d inputs; want %s, %d", version, m.Config().FeatureSet, m.Config().Net.Inputs,
+			schemas.TacticalPlacement, schemas.TacticalPlacementDim)
+	}
 }
 
 // TestModelSwitchSameAtTwoSpeeds trains in the loop with the tactical

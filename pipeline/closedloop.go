@@ -52,6 +52,10 @@ type LoopConfig struct {
 	// Record, if set, is handed the decision batches each tick was
 	// evaluated under (twin.ServiceConfig.Record).
 	Record func(tick int64, batches []*schemas.DecisionBatch)
+	// FeatureSets are the feature sets the twin writes the transitions'
+	// states in, per layer (twin.CommonConfig.FeatureSets); the layers
+	// Learn trains get the sets its networks read.
+	FeatureSets map[schemas.Layer]schemas.FeatureSet
 }
 
 // Learn is a training episode's learner.
@@ -134,10 +138,15 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		}
 		pol := maps.Clone(o.Policies)
 		o.Engine.Transitions = maps.Clone(o.Engine.Transitions)
+		o.FeatureSets = maps.Clone(o.FeatureSets)
+		if o.FeatureSets == nil {
+			o.FeatureSets = map[schemas.Layer]schemas.FeatureSet{}
+		}
 		for _, l := range schemas.Layers {
 			if o.Learn.Learner.Trains(l) {
 				pol[l] = learner.NewFollower(agents.LearnedName(l), l, o.RunID, ms, FollowerLoader(l, o.Learn.AgentOpts, true), false)
 				o.Engine.Transitions[l] = true
+				o.FeatureSets[l] = o.Learn.Learner.FeatureSet(l)
 			}
 		}
 		o.Policies = pol
@@ -175,7 +184,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	tsvc, err := twin.NewService(twin.ServiceConfig{
 		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
-			OnTick: onTick, Registerer: o.Registerer},
+			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka},
 		eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {

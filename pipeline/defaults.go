@@ -25,3 +25,7 @@ const (
 	// otherwise: longer than the Azure trace's longest duration (578.6 s).
 	DefaultLateness = 600 * time.Second
 )
+
+// DefaultTacticalFeatures is the --tactical-features default: the seed's
+// tactical state.
+const DefaultTacticalFeatures = "seed-v1"

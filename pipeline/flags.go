@@ -57,3 +57,17 @@ func (v *brokersValue) Set(s string) error {
 	*v = b
 	return nil
 }
+
+// RegisterTacticalFeatures registers --tactical-features (name preceded by
+// prefix) into v, with usage what.
+func RegisterTacticalFeatures(fs *flag.FlagSet, prefix string, v *string, what string) {
+	fs.StringVar(v, prefix+"tactical-features", *v, what+": "+strings.Join(tacticalSetShortNames(), " or ")+" (docs/agents.md, feature sets)")
+}
+
+func tacticalSetShortNames() []string {
+	var out []string
+	for _, n := range schemas.FeatureSets(schemas.Tactical) {
+		out = append(out, strings.TrimPrefix(n, string(schemas.Tactical)+"/"))
+	}
+	return out
+}

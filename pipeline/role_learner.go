@@ -28,15 +28,18 @@ type LearnerRole struct {
 	// Seed seeds the networks' initialisation and the minibatch order.
 	Seed int64
 	// Episode is the run's episode number (0-based; sets the DQN's ε).
-	Episode     int
-	LogLevel    string
-	MetricsAddr string
-	Names       schemas.Names
+	Episode int
+	// TacticalFeatures is the feature set the PPO network reads; the
+	// run's twin must write its transitions in it.
+	TacticalFeatures string
+	LogLevel         string
+	MetricsAddr      string
+	Names            schemas.Names
 }
 
 // DefaultLearnerRole is the learner role's defaults.
 func DefaultLearnerRole() LearnerRole {
-	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info"}
+	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info", TacticalFeatures: DefaultTacticalFeatures}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -48,6 +51,7 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Layers, prefix+"layers", r.Layers, "layers to train: strategic (DQN), tactical (PPO)")
 	fs.Int64Var(&r.Seed, prefix+"seed", r.Seed, "seed of the networks' initialisation and the minibatch order")
 	fs.IntVar(&r.Episode, prefix+"episode", r.Episode, "episode number of the run (0-based; sets the DQN's ε)")
+	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "feature set the PPO network reads (the run's --tactical-features)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&r.MetricsAddr, prefix+"metrics-addr", r.MetricsAddr, "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
@@ -65,6 +69,9 @@ func (r *LearnerRole) Validate() error {
 	if _, err := ParseLayers(r.Layers); err != nil {
 		return fmt.Errorf("strata learner --layers: %w", err)
 	}
+	if _, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures); err != nil {
+		return fmt.Errorf("strata learner --tactical-features: %w", err)
+	}
 	return nil
 }
 
@@ -81,6 +88,11 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := learner.DefaultConfig(uint64(r.Seed), layers...)
+	tf, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures)
+	if err != nil {
+		return fmt.Errorf("strata learner --tactical-features: %w", err)
+	}
+	cfg.PPO = cfg.PPO.WithFeatures(tf)
 	cfg.Availability = ppo.CatalogAvailability(cat)
 	reg := NewRegistry()
 	l, err := learner.New(cfg, logger.With("role", "learner"), reg)

@@ -39,6 +39,9 @@ type RunRole struct {
 	// Transitions lists the layers whose learner transitions the twin
 	// writes (comma-separated, or none).
 	Transitions string
+	// TacticalFeatures is the feature set of the tactical transitions'
+	// states (schemas.ParseFeatureSet).
+	TacticalFeatures string
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration. RunJSON is the run's
 	// config_json before RunConfigJSON completes it.
@@ -50,7 +53,8 @@ type RunRole struct {
 func DefaultRunRole() RunRole {
 	return RunRole{Source: DefaultSource(), Replay: DefaultReplayFlags(), Profiles: Profiles{What: "the run"},
 		Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
-		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical"}
+		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical",
+		TacticalFeatures: DefaultTacticalFeatures}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -71,6 +75,7 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&r.Outcomes, prefix+"outcomes", r.Outcomes, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
 	fs.StringVar(&r.Models, prefix+"models", r.Models, "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
 	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
+	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "closed loop: feature set of the tactical transitions' states, for a 'strata learner' of the same set")
 }
 
 // Validate reports a trace file given together with --synth-days and a
@@ -90,6 +95,9 @@ func (r *RunRole) Validate() error {
 	}
 	if _, err := ParseLayers(r.Transitions); err != nil {
 		return fmt.Errorf("parsing --transitions: %w", err)
+	}
+	if _, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures); err != nil {
+		return fmt.Errorf("parsing --tactical-features: %w", err)
 	}
 	return nil
 }
@@ -144,7 +152,11 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("parsing --transitions: %w", err)
 		}
-		return RunLoop(ctx, LoopOptions{Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
+		tf, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures)
+		if err != nil {
+			return fmt.Errorf("parsing --tactical-features: %w", err)
+		}
+		return RunLoop(ctx, LoopOptions{FeatureSets: map[schemas.Layer]schemas.FeatureSet{schemas.Tactical: tf}, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
 			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
 	}

@@ -40,6 +40,10 @@ type LoopOptions struct {
 	Outcomes bool
 	// Transitions are the layers whose learner transitions the twin writes.
 	Transitions []schemas.Layer
+	// FeatureSets are the feature sets of the transitions' states per
+	// layer (default: each layer's seed set); a learner of the run imposes
+	// its own.
+	FeatureSets map[schemas.Layer]schemas.FeatureSet
 	// Models is the directory the learned policies (dqn, ppo, lstm) load
 	// their checkpoints from.
 	Models string
@@ -191,7 +195,7 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 		l.AgentOpts = agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch}
 		learn = &l
 	}
-	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn}, names, nil
+	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets}, names, nil
 }
 
 // RunLoop runs `strata run` in the closed loop: it derives the functions'

@@ -295,6 +295,13 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 	slices.SortFunc(trs, func(a, b *stratapb.Transition) int {
 		return cmp.Or(cmp.Compare(a.GetApp(), b.GetApp()), cmp.Compare(a.GetFunc(), b.GetFunc()))
 	})
+	want := l.FeatureSet(layer)
+	for _, tr := range trs {
+		if got := transitionFeatures(tr, layer); got != want {
+			return fmt.Errorf("training %s on interval %d of %s: %w: the transition of %s/%s is in feature set %s, this learner's network reads %s (the twin and the learner must be configured with one set)",
+				layer, i, l.run, ErrFeatureSet, tr.GetApp(), tr.GetFunc(), got, want)
+		}
+	}
 	l.stats.Intervals[layer]++
 	l.done[layer]++
 	switch layer {
@@ -326,7 +333,7 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 				State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
 				NextState: tr.GetNextState(), Done: tr.GetDone(), LogProb: float32(tr.GetLogProb()), Value: float32(tr.GetValue()),
 				PolicyVersion: tr.GetPolicyVersion()}
-			if l.cfg.Availability != nil && len(pt.State) == schemas.TacticalDim {
+			if l.cfg.Availability != nil && len(pt.State) == want.Dim() {
 				pt.Mask = l.cfg.Availability.Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
 			}
 			if err := l.ppo.Add(pt); err != nil {
@@ -353,6 +360,29 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 		return fmt.Errorf("publishing %s progress %d of %s: %w", layer, i, l.run, err)
 	}
 	return nil
+}
+
+// ErrFeatureSet is returned (wrapped) for a transition whose state is in
+// another feature set than the learner's network reads.
+var ErrFeatureSet = errors.New("transition of another feature set")
+
+// FeatureSet returns the feature set the learner's network of layer reads:
+// the transitions it trains on must be in it.
+func (l *Learner) FeatureSet(layer schemas.Layer) schemas.FeatureSet {
+	if layer == schemas.Tactical {
+		return l.cfg.PPO.Features()
+	}
+	return schemas.DefaultFeatureSet(layer)
+}
+
+// transitionFeatures returns the feature set of tr's state: the one it
+// names, or the layer's seed set for a transition written before sets were
+// named.
+func transitionFeatures(tr *stratapb.Transition, layer schemas.Layer) schemas.FeatureSet {
+	if f := tr.GetFeatureSet(); f != "" {
+		return schemas.FeatureSet(f)
+	}
+	return schemas.DefaultFeatureSet(layer)
 }
 
 // reject counts an error of the algorithms' input checks and reports

@@ -181,6 +181,40 @@ func TestLearnerRejectsNonFinite(t *testing.T) {
 	}
 }
 
+// TestLearnerRefusesAnotherFeatureSet fails on a transition whose state is
+// in another feature set than its network reads, naming both sets; a
+// transition that names none is in the seed's set.
+func TestLearnerRefusesAnotherFeatureSet(t *testing.T) {
+	tests := []struct {
+		name    string
+		set     schemas.FeatureSet
+		wantErr bool
+	}{
+		{"unnamed: the seed's set", "", false},
+		{"the seed's set named", schemas.TacticalSeed, false},
+		{"the placement set", schemas.TacticalPlacement, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l := newLearner(t)
+			if err := l.Begin(ctx, "fs", 0, modelStore(t)); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			for _, tr := range tacticalRun("fs", 1, 3) {
+				tr.FeatureSet = string(tc.set)
+				if err = l.Handle(ctx, tr); err != nil {
+					break
+				}
+			}
+			if tc.wantErr != (err != nil) || err != nil && (!errors.Is(err, learner.ErrFeatureSet) || !strings.Contains(err.Error(), string(schemas.TacticalSeed))) {
+				t.Fatalf("Handle: %v, want an error %v naming %s", err, tc.wantErr, schemas.TacticalSeed)
+			}
+		})
+	}
+}
+
 // TestLearnerIgnoresOtherRuns drops transitions of another run.
 func TestLearnerIgnoresOtherRuns(t *testing.T) {
 	ctx := context.Background()

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/strata-rl/strata/agents/nn"
+	"github.com/strata-rl/strata/schemas"
 )
 
 // TestCheckpointRoundTrip writes a trained learner, reads it back as a
@@ -107,5 +109,63 @@ func TestCheckpointErrors(t *testing.T) {
 	m, err := LoadModel(bytes.NewReader(buf.Bytes()))
 	if err != nil || m.Fitted() || m.Version() != "v0" {
 		t.Errorf("unfitted v0: %v, fitted %v, version %v", err, m != nil && m.Fitted(), m)
+	}
+}
+
+// TestCheckpointFeatureSet trains on each tactical feature set and checks
+// that the checkpoint records it, the reloaded model decides as the
+// original on rows with placements, and a configuration naming no set (as
+// checkpoints before sets were named) is the seed's.
+func TestCheckpointFeatureSet(t *testing.T) {
+	rows := tacticalRows(61, 120)
+	metros, tiers := []string{"us-east", "us-west", "eu-west", "ap-southeast", ""}, []int32{128, 256, 512, 1024, 2048, 3008, 0}
+	for i := range rows {
+		rows[i].Region, rows[i].MemoryMB = metros[i%len(metros)], tiers[i%len(tiers)]
+		rows[i].DurationMeanMS, rows[i].DurationP95MS, rows[i].PeakRate = float64(10*i), float64(40*i), float64(i)/100
+	}
+	tests := []struct {
+		name string
+		set  schemas.FeatureSet
+		want schemas.FeatureSet
+	}{
+		{"seed", schemas.TacticalSeed, schemas.TacticalSeed},
+		{"placement", schemas.TacticalPlacement, schemas.TacticalPlacement},
+		{"unnamed", "", schemas.TacticalSeed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := smallConfig(64)
+			if tc.set != "" {
+				cfg = cfg.WithFeatures(tc.set)
+			} else {
+				cfg.FeatureSet = ""
+			}
+			l := mustLearner(t, cfg, 5)
+			fillRollout(t, l, 6)
+			if _, err := l.Update(); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := l.Save(&buf); err != nil {
+				t.Fatal(err)
+			}
+			m, err := LoadModel(bytes.NewReader(buf.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Config().Features() != tc.want || m.Config().Net.Inputs != tc.want.Dim() {
+				t.Fatalf("reloaded: feature set %q (%s), %d inputs; want %s, %d", m.Config().FeatureSet, m.Config().Features(), m.Config().Net.Inputs, tc.want, tc.want.Dim())
+			}
+			want := decide(t, mustPolicy(t, l.Model(), PolicyOptions{Seed: 2, Greedy: true}), 9, rows)
+			got := decide(t, mustPolicy(t, m, PolicyOptions{Seed: 2, Greedy: true}), 9, rows)
+			if len(got) != len(rows) || !slices.Equal(got, want) {
+				t.Fatalf("reloaded model decides %d rows differently from the original's %d", len(got), len(want))
+			}
+		})
+	}
+	bad := DefaultConfig().WithFeatures(schemas.TacticalPlacement)
+	bad.Net.Inputs = schemas.TacticalDim
+	if err := bad.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), string(schemas.TacticalPlacement)) {
+		t.Fatalf("a placement set on an 11-input network: %v, want ErrConfig naming the set", err)
 	}
 }

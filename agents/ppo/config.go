@@ -87,28 +87,50 @@ type Config struct {
 	// scaling (Net.Inputs flags, or nil for none). The default flags the
 	// heavy-tailed ones: latency, cost, request rate and queue depth.
 	ScalerLog1p []bool `json:"scaler_log1p,omitempty"`
+	// FeatureSet is the tactical state's layout the network reads
+	// (schemas.TacticalSeed, the default, or schemas.TacticalPlacement);
+	// Net.Inputs is its size. Empty in checkpoints written before feature
+	// sets were named: those are TacticalSeed (Features resolves it).
+	FeatureSet schemas.FeatureSet `json:"feature_set,omitempty"`
 	// Backend computes the network's passes: nn.BackendCPU (the default,
 	// also "") or nn.BackendGorgonia, the reference. It does not change
 	// the checkpoint.
 	Backend nn.Backend `json:"backend,omitempty"`
 }
 
-// DefaultConfig returns the seed's tactical PPO (docs/agents.md) with dropout 0.
+// DefaultConfig returns the seed's tactical PPO (docs/agents.md) with dropout 0,
+// on the seed's feature set.
 func DefaultConfig() Config {
 	net := nn.DefaultPPOConfig()
 	net.Dropout = 0
-	log1p := make([]bool, schemas.TacticalDim)
-	for _, i := range []int{0, 1, 2, 5} { // latency, cost, request rate, queue depth
-		log1p[i] = true
-	}
 	return Config{
 		Net:     net,
 		Rollout: 2048, Minibatch: 64, Epochs: 10,
 		Gamma: 0.99, Lambda: 0.95,
 		RewardClip: 10, StateClip: 10,
-		ScalerKind:  nn.ScalerRobust,
-		ScalerLog1p: log1p,
+		ScalerKind: nn.ScalerRobust,
+	}.WithFeatures(schemas.TacticalSeed)
+}
+
+// WithFeatures returns c reading the feature set f: Net.Inputs is f's size
+// and ScalerLog1p flags its heavy-tailed features (schemas.TacticalLog1p:
+// latency, cost, request rate and queue depth; for TacticalPlacement also
+// the durations, peak rate and carbon).
+func (c Config) WithFeatures(f schemas.FeatureSet) Config {
+	c.FeatureSet = f
+	c.Net.Inputs = f.Dim()
+	c.ScalerLog1p = schemas.TacticalLog1p(f)
+	return c
+}
+
+// Features returns the feature set the network reads: FeatureSet, or
+// schemas.TacticalSeed for a configuration that names none (checkpoints
+// written before feature sets were named).
+func (c Config) Features() schemas.FeatureSet {
+	if c.FeatureSet == "" {
+		return schemas.TacticalSeed
 	}
+	return c.FeatureSet
 }
 
 // Validate reports an invalid configuration.
@@ -133,6 +155,10 @@ func (c Config) Validate() error {
 	}
 	if c.ScalerKind != nn.ScalerRobust && c.ScalerKind != nn.ScalerMinMax {
 		return fmt.Errorf("%w: scaler kind %q", ErrConfig, c.ScalerKind)
+	}
+	if f := c.Features(); f.Validate(schemas.Tactical) != nil || f.Dim() != c.Net.Inputs {
+		return fmt.Errorf("%w: feature set %q of %d values for a network of %d inputs (tactical sets: %v)",
+			ErrConfig, f, f.Dim(), c.Net.Inputs, schemas.FeatureSets(schemas.Tactical))
 	}
 	if c.ScalerLog1p != nil && len(c.ScalerLog1p) != c.Net.Inputs {
 		return fmt.Errorf("%w: %d log1p flags for %d inputs", ErrConfig, len(c.ScalerLog1p), c.Net.Inputs)

@@ -80,8 +80,8 @@ func fillRollout(t testing.TB, l *Learner, seed uint64) {
 			r := &rows[i]
 			err := l.Add(Transition{
 				RunID: "fill", App: r.App, Func: r.Func, Tick: tick,
-				State: r.Vector(), Action: rng.IntN(Actions), Reward: float32(rng.NormFloat64()),
-				NextState: r.Vector(), Done: rng.IntN(8) == 0,
+				State: r.AppendFeatures(nil, l.cfg.Features()), Action: rng.IntN(Actions), Reward: float32(rng.NormFloat64()),
+				NextState: r.AppendFeatures(nil, l.cfg.Features()), Done: rng.IntN(8) == 0,
 				LogProb: -3.178, Value: 0, PolicyVersion: l.Version(),
 			})
 			if err != nil {

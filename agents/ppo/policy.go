@@ -53,6 +53,7 @@ type Policy struct {
 
 	// Scratch reused across ticks.
 	raw, x []float32
+	vec    []float32 // one row's state
 	masks  []bool
 	keep   []int
 	prov   []cloud.Provider
@@ -60,7 +61,8 @@ type Policy struct {
 }
 
 // NewPolicy returns a policy serving m. The model must have the tactical
-// shape (schemas.TacticalDim inputs, Actions actions).
+// shape (its feature set's size of inputs, Actions actions); the policy
+// builds each row's state in that feature set.
 func NewPolicy(m *Model, opts PolicyOptions) (*Policy, error) {
 	if int(opts.DefaultProvider) >= cloud.NumProviders {
 		return nil, fmt.Errorf("creating PPO policy: %w: default provider %d", ErrConfig, opts.DefaultProvider)
@@ -81,9 +83,9 @@ func (p *Policy) SetModel(m *Model) error {
 	if m == nil {
 		return errors.New("switching PPO model: nil model")
 	}
-	if m.cfg.Net.Inputs != schemas.TacticalDim || m.cfg.Net.Actions != Actions {
-		return fmt.Errorf("switching PPO model: %w: %d inputs and %d actions, want %d and %d",
-			ErrConfig, m.cfg.Net.Inputs, m.cfg.Net.Actions, schemas.TacticalDim, Actions)
+	if f := m.cfg.Features(); m.cfg.Net.Inputs != f.Dim() || m.cfg.Net.Actions != Actions {
+		return fmt.Errorf("switching PPO model: %w: %d inputs and %d actions, want %d (feature set %s) and %d",
+			ErrConfig, m.cfg.Net.Inputs, m.cfg.Net.Actions, f.Dim(), f, Actions)
 	}
 	p.model, p.w = m, m.w.Clone()
 	return nil
@@ -105,7 +107,8 @@ func (p *Policy) Layer() schemas.Layer { return schemas.Tactical }
 func (p *Policy) Stats() PolicyStats { return p.stats }
 
 // Decide appends one decision per tactical row to out.Rows, in row order.
-// For each row it builds the raw state (TacticalRow.Vector), masks the
+// For each row it builds the raw state in the model's feature set
+// (TacticalRow.AppendFeatures), masks the
 // actions its provider lacks (the row's provider, DefaultProvider when
 // unknown), scales the state and runs the exported actor-critic, then
 // samples the action from a uniform number drawn from hash(seed, tick,
@@ -126,9 +129,11 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 		return fmt.Errorf("ppo deciding tick %d: got a %s state batch, want %s", tick, state.Header.Layer, schemas.Tactical)
 	}
 	p.raw, p.masks, p.keep, p.prov = p.raw[:0], p.masks[:0], p.keep[:0], p.prov[:0]
+	features := p.model.cfg.Features()
 	for i := range state.Tactical {
 		r := &state.Tactical[i]
-		v := r.Vector()
+		v := r.AppendFeatures(p.vec[:0], features)
+		p.vec = v
 		if !schemas.Finite(v) {
 			p.stats.SkippedNonFinite++
 			continue

@@ -47,6 +47,11 @@ type CommonConfig struct {
 	// interval's first tick; a Shadow waits a tick at most. The engine's
 	// Config.Transitions must name the same layers.
 	Transitions []schemas.Layer
+	// FeatureSets are the feature sets the transitions' state vectors are
+	// written in, per layer; a layer not named gets its seed set
+	// (schemas.DefaultFeatureSet). The learner refuses transitions of
+	// another set than its network reads.
+	FeatureSets map[schemas.Layer]schemas.FeatureSet
 	// ReadAheadTicks bounds how far past the next tick to evaluate the twin
 	// reads its input before it pauses fetching (default 240, one hour; at
 	// least two of the engine's oracle intervals): replay at full speed
@@ -118,6 +123,11 @@ func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n
 // newCore returns the shared part of a service around eng that reads
 // topic (a base name, schemas.Topic…) in consumer group cfg.Group.
 func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*core, error) {
+	for l, f := range cfg.FeatureSets {
+		if err := f.Validate(l); err != nil {
+			return nil, fmt.Errorf("creating the twin: %w", err)
+		}
+	}
 	if cfg.ReadAheadTicks <= 0 {
 		cfg.ReadAheadTicks = 240
 	}

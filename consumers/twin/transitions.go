@@ -48,13 +48,21 @@ func (c *core) onState(data []byte) error {
 		a.vec[FuncID{App: b.Strategic[i].App}] = b.Strategic[i].Vector()
 	}
 	for i := range b.Tactical {
-		a.vec[FuncID{b.Tactical[i].App, b.Tactical[i].Func}] = b.Tactical[i].Vector()
+		a.vec[FuncID{b.Tactical[i].App, b.Tactical[i].Func}] = b.Tactical[i].AppendFeatures(nil, c.features(schemas.Tactical))
 	}
 	for i := range b.Operational {
 		a.vec[FuncID{b.Operational[i].App, b.Operational[i].Func}] = b.Operational[i].Vector()
 	}
 	c.poke()
 	return nil
+}
+
+// features returns the feature set of layer l's state vectors.
+func (c *core) features(l schemas.Layer) schemas.FeatureSet {
+	if f, ok := c.cfg.FeatureSets[l]; ok && f != "" {
+		return f
+	}
+	return schemas.DefaultFeatureSet(l)
 }
 
 // interval returns the interval of layer l that tick k starts, or false
@@ -100,7 +108,7 @@ func (c *core) completeTransitions(ctx context.Context, l schemas.Layer, i int64
 		if next != nil && !end {
 			tr.NextState = next.vec[id]
 		}
-		tr.State, tr.Done = state, tr.NextState == nil
+		tr.State, tr.Done, tr.FeatureSet = state, tr.NextState == nil, string(c.features(l))
 		if noNext || state == nil || !schemas.Finite(tr.State) || !schemas.Finite(tr.NextState) {
 			c.count(func(st *Stats) { st.TransitionsDropped++ })
 			continue

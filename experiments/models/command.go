@@ -153,17 +153,11 @@ func scaler(in Info) string {
 	}
 }
 
-// featureSet says "unversioned" for a checkpoint read that records none
-// (every checkpoint before feature sets were versioned).
 func featureSet(in Info) string {
-	switch {
-	case in.FeatureSet != "":
-		return in.FeatureSet
-	case in.Kind != "":
-		return "unversioned"
-	default:
+	if in.FeatureSet == "" {
 		return "-"
 	}
+	return string(in.FeatureSet)
 }
 
 // validation is the LSTM's best validation loss, or for DQN and PPO the

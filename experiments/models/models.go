@@ -53,10 +53,11 @@ type Info struct {
 	Outputs int `json:"outputs"`
 	// Network is the network configuration as the checkpoint stores it.
 	Network json.RawMessage `json:"network"`
-	// FeatureSet is the state's feature-set version when the checkpoint
-	// records one ("" for checkpoints written before feature sets were
-	// versioned).
-	FeatureSet string `json:"feature_set,omitempty"`
+	// FeatureSet is the state's feature set (schemas.FeatureSet): the
+	// one a PPO checkpoint's configuration names (the seed's when it names
+	// none, as before sets were named); the DQN and the LSTM have one set
+	// each, the seed's.
+	FeatureSet schemas.FeatureSet `json:"feature_set"`
 	// Scaler is the input scaler's kind and dimension; Fitted is false
 	// for a network that never saw a state.
 	Scaler *Scaler `json:"scaler,omitempty"`
@@ -188,6 +189,11 @@ func inspectPPO(info *Info, data []byte) error {
 	if info.Updates, err = ppo.ParseVersion(info.Version); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotCheckpoint, err)
 	}
+	var cfg ppo.Config
+	if err := json.Unmarshal([]byte(c.Metadata["ppo.config"]), &cfg); err != nil {
+		return fmt.Errorf("%w: PPO configuration: %w", ErrNotCheckpoint, err)
+	}
+	info.FeatureSet = cfg.Features()
 	return nil
 }
 
@@ -206,7 +212,9 @@ func inspectNet(info *Info, data []byte, kind string) error {
 	}
 	info.Kind = kind
 	info.Network = json.RawMessage(c.Metadata["config"])
-	info.FeatureSet = c.Metadata["feature_set"]
+	// The strategic and operational layers have one feature set each, the
+	// seed's; PPO's configuration names its own (inspectPPO).
+	info.FeatureSet = schemas.DefaultFeatureSet(schemas.Layer(strings.SplitN(kind, "-", 2)[0]))
 	if info.Seed, err = strconv.ParseUint(c.Metadata["seed"], 10, 64); err != nil {
 		return fmt.Errorf("%w: seed %q", ErrNotCheckpoint, c.Metadata["seed"])
 	}

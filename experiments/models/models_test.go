@@ -111,6 +111,9 @@ func TestInspect(t *testing.T) {
 			if in.BestEpoch != tc.bestEpoch || in.Epochs != tc.epochs || in.Loss != tc.wantLoss || in.BestValLoss != tc.wantBestValLoss {
 				t.Fatalf("LSTM training: best epoch %d of %d, loss %q %g", in.BestEpoch, in.Epochs, in.Loss, in.BestValLoss)
 			}
+			if in.FeatureSet != schemas.DefaultFeatureSet(tc.layer) {
+				t.Fatalf("feature set %q, want %s", in.FeatureSet, schemas.DefaultFeatureSet(tc.layer))
+			}
 			if in.Bytes != len(cks[tc.layer]) || len(in.SHA256) != 64 || !json.Valid(in.Network) {
 				t.Fatalf("bytes %d sha %q network %s", in.Bytes, in.SHA256, in.Network)
 			}

@@ -66,6 +66,8 @@ type Config struct {
 	LSTMSample          int
 	LSTMEpochs          int
 	Loss                string
+	// TacticalFeatures is the PPO's state feature set (--tactical-features).
+	TacticalFeatures string
 	// Progress prints each episode's results and PPO's updates on stderr.
 	Progress bool
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
@@ -79,7 +81,7 @@ func DefaultConfig() Config {
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
 		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
-		LSTMSample: 200_000, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: "asymmetric", Progress: true}
+		LSTMSample: 200_000, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: "asymmetric", Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures}
 }
 
 // RegisterFlags registers the training's flags, each name preceded by
@@ -96,6 +98,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Strategic, prefix+"strategic", c.Strategic, "strategic policy when the strategic layer is not trained")
 	fs.StringVar(&c.Tactical, prefix+"tactical", c.Tactical, "tactical policy when the tactical layer is not trained")
 	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
+	pipeline.RegisterTacticalFeatures(fs, prefix, &c.TacticalFeatures, "PPO's state feature set")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
@@ -132,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Episodes < 1 {
 		return errors.New("strata train: --episodes must be at least 1")
+	}
+	if _, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures); err != nil {
+		return fmt.Errorf("strata train --tactical-features: %w", err)
 	}
 	return nil
 }
@@ -178,6 +184,11 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			return err
 		}
 		lcfg := learner.DefaultConfig(uint64(c.Seed), rl...)
+		tf, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures)
+		if err != nil {
+			return fmt.Errorf("strata train --tactical-features: %w", err)
+		}
+		lcfg.PPO = lcfg.PPO.WithFeatures(tf)
 		lcfg.PPO.Rollout = c.Rollout
 		// A 10-day episode yields only ~500 strategic transitions (one per
 		// active app and day): the algorithm's defaults (1,000 warm-up, one

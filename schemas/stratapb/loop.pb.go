@@ -639,6 +639,10 @@ type Transition struct {
 	// state, action or reward.
 	EndOfInterval bool  `protobuf:"varint,15,opt,name=end_of_interval,json=endOfInterval,proto3" json:"end_of_interval,omitempty"`
 	Count         int64 `protobuf:"varint,16,opt,name=count,proto3" json:"count,omitempty"`
+	// The feature set state and next_state are written in
+	// (schemas.FeatureSet); empty in transitions written before feature sets
+	// were named, which are in the layer's seed set.
+	FeatureSet    string `protobuf:"bytes,17,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,6 +787,13 @@ func (x *Transition) GetCount() int64 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *Transition) GetFeatureSet() string {
+	if x != nil {
+		return x.FeatureSet
+	}
+	return ""
 }
 
 // Run describes one run for the runs table.
@@ -985,7 +996,7 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x06failed\x18\r \x01(\bR\x06failed\x12#\n" +
 	"\rsla_violation\x18\x0e \x01(\bR\fslaViolation\x12\x19\n" +
 	"\bcost_usd\x18\x0f \x01(\x01R\acostUsd\x12\x19\n" +
-	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xbb\x03\n" +
+	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xdc\x03\n" +
 	"\n" +
 	"Transition\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
@@ -1005,7 +1016,9 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x05value\x18\r \x01(\x01H\x01R\x05value\x88\x01\x01\x12\x16\n" +
 	"\x06policy\x18\x0e \x01(\tR\x06policy\x12&\n" +
 	"\x0fend_of_interval\x18\x0f \x01(\bR\rendOfInterval\x12\x14\n" +
-	"\x05count\x18\x10 \x01(\x03R\x05countB\v\n" +
+	"\x05count\x18\x10 \x01(\x03R\x05count\x12\x1f\n" +
+	"\vfeature_set\x18\x11 \x01(\tR\n" +
+	"featureSetB\v\n" +
 	"\t_log_probB\b\n" +
 	"\x06_value\"\xf8\x02\n" +
 	"\x03Run\x12\x15\n" +

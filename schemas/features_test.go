@@ -1,0 +1,115 @@
+package schemas_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// TestParseFeatureSet checks the names a set is given by: full, short,
+// empty (the layer's default); another layer's set or an unknown name is an
+// error that lists the layer's sets.
+func TestParseFeatureSet(t *testing.T) {
+	tests := []struct {
+		layer   schemas.Layer
+		in      string
+		want    schemas.FeatureSet
+		wantErr bool
+	}{
+		{schemas.Tactical, "", schemas.TacticalSeed, false},
+		{schemas.Tactical, "seed-v1", schemas.TacticalSeed, false},
+		{schemas.Tactical, "placement-v1", schemas.TacticalPlacement, false},
+		{schemas.Tactical, "tactical/placement-v1", schemas.TacticalPlacement, false},
+		{schemas.Strategic, "", schemas.StrategicSeed, false},
+		{schemas.Strategic, "placement-v1", "", true},
+		{schemas.Tactical, "strategic/seed-v1", "", true},
+		{schemas.Tactical, "placement-v9", "", true},
+	}
+	for _, tc := range tests {
+		got, err := schemas.ParseFeatureSet(tc.layer, tc.in)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("ParseFeatureSet(%s, %q) = %q, %v; want %q, error %v", tc.layer, tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), string(schemas.DefaultFeatureSet(tc.layer))) {
+			t.Errorf("ParseFeatureSet(%s, %q): %v does not list the layer's sets", tc.layer, tc.in, err)
+		}
+	}
+	for _, l := range schemas.Layers {
+		for _, n := range schemas.FeatureSets(l) {
+			f := schemas.FeatureSet(n)
+			if f.Layer() != l || f.Dim() == 0 || f.Validate(l) != nil {
+				t.Errorf("set %s: layer %s, dim %d", f, f.Layer(), f.Dim())
+			}
+		}
+	}
+}
+
+// TestPlacementFeaturesMatchCatalog checks that the placement set's
+// one-hots follow the catalog's metros and tiers, the PPO's action order.
+func TestPlacementFeaturesMatchCatalog(t *testing.T) {
+	if len(schemas.PlacementMetros) != cloud.NumMetros || len(schemas.PlacementTiersMB) != cloud.NumTiers {
+		t.Fatalf("%d metros and %d tiers, the catalog has %d and %d", len(schemas.PlacementMetros), len(schemas.PlacementTiersMB), cloud.NumMetros, cloud.NumTiers)
+	}
+	for m := range cloud.Metro(cloud.NumMetros) {
+		if schemas.PlacementMetros[m] != m.String() {
+			t.Errorf("metro %d: %s, catalog %s", m, schemas.PlacementMetros[m], m)
+		}
+	}
+	for i, mb := range cloud.TierMB {
+		if int(schemas.PlacementTiersMB[i]) != mb {
+			t.Errorf("tier %d: %d MB, catalog %d", i, schemas.PlacementTiersMB[i], mb)
+		}
+	}
+}
+
+// TestAppendFeatures checks the placement set: the seed's vector first,
+// then the metro and tier one-hots, the descriptors; all zero and finite
+// for a function with no history or an unknown placement.
+func TestAppendFeatures(t *testing.T) {
+	full := schemas.TacticalRow{App: "a", Func: "f", Invocations: 36, RequestRate: 0.01, PeakRate: 0.2, DurationMeanMS: 120, DurationP95MS: 900,
+		CarbonG: schemas.Some(3.5), Provider: "gcp", Region: "eu-west", MemoryMB: 1024, Trend: 0.5}
+	tests := []struct {
+		name      string
+		row       schemas.TacticalRow
+		metro     int // -1: none
+		tier      int
+		wantTails [4]float32
+	}{
+		{"placed", full, 2, 3, [4]float32{120, 900, 0.2, 3.5}},
+		{"no history", schemas.TacticalRow{App: "a", Func: "g"}, -1, -1, [4]float32{}},
+		{"unknown placement", schemas.TacticalRow{App: "a", Func: "h", Region: "mars", MemoryMB: 999}, -1, -1, [4]float32{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := tc.row.AppendFeatures(nil, schemas.TacticalSeed)
+			v := tc.row.AppendFeatures([]float32{42}, schemas.TacticalPlacement)[1:]
+			if len(seed) != schemas.TacticalDim || len(v) != schemas.TacticalPlacementDim || !slices.Equal(v[:schemas.TacticalDim], seed) {
+				t.Fatalf("seed %d values, placement %d, want %d and %d with the seed's first", len(seed), len(v), schemas.TacticalDim, schemas.TacticalPlacementDim)
+			}
+			if !schemas.Finite(v) {
+				t.Fatalf("non-finite features %v", v)
+			}
+			metros := v[schemas.TacticalDim : schemas.TacticalDim+cloud.NumMetros]
+			tiers := v[schemas.TacticalDim+cloud.NumMetros : schemas.TacticalDim+cloud.NumMetros+cloud.NumTiers]
+			for i, x := range metros {
+				if (i == tc.metro) != (x == 1) || x != 0 && x != 1 {
+					t.Errorf("metro one-hot %v, want %d", metros, tc.metro)
+				}
+			}
+			for i, x := range tiers {
+				if (i == tc.tier) != (x == 1) || x != 0 && x != 1 {
+					t.Errorf("tier one-hot %v, want %d", tiers, tc.tier)
+				}
+			}
+			if got := [4]float32(v[schemas.TacticalPlacementDim-4:]); got != tc.wantTails {
+				t.Errorf("descriptors %v, want %v", got, tc.wantTails)
+			}
+		})
+	}
+	if log1p := schemas.TacticalLog1p(schemas.TacticalPlacement); len(log1p) != schemas.TacticalPlacementDim || !log1p[schemas.TacticalPlacementDim-1] || log1p[schemas.TacticalDim] {
+		t.Errorf("placement log1p flags %v", log1p)
+	}
+}
