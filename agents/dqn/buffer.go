@@ -50,6 +50,7 @@ type Buffer struct {
 	pos   int
 	added uint64
 	rng   *rand.Rand
+	src   *rand.PCG // rng's source, whose state SaveState keeps
 	// zero is the stored Next of a terminal transition given without one.
 	zero []float32
 }
@@ -61,7 +62,8 @@ func NewBuffer(capacity, dim int, seed uint64) (*Buffer, error) {
 	if capacity < 1 || dim < 1 {
 		return nil, fmt.Errorf("creating replay buffer: %w: capacity %d, state width %d", ErrConfig, capacity, dim)
 	}
-	return &Buffer{dim: dim, capacity: capacity, rng: rand.New(rand.NewPCG(seed, 0x5eed_d9a0))}, nil
+	src := rand.NewPCG(seed, 0x5eed_d9a0)
+	return &Buffer{dim: dim, capacity: capacity, rng: rand.New(src), src: src}, nil
 }
 
 // Len returns the number of transitions held.
