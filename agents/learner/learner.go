@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 
@@ -226,16 +225,7 @@ func (l *Learner) Done(layer schemas.Layer) int64 {
 func (l *Learner) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.stats
-	s.Transitions, s.Markers, s.Intervals = maps.Clone(s.Transitions), maps.Clone(s.Markers), maps.Clone(s.Intervals)
-	s.Rejected, s.Checkpoints = maps.Clone(s.Rejected), maps.Clone(s.Checkpoints)
-	if l.dqn != nil {
-		s.DQN = l.dqn.Stats()
-	}
-	if l.ppo != nil {
-		s.PPO = l.ppo.Stats()
-	}
-	return s
+	return l.statsLocked()
 }
 
 // Handle takes one record of strata.transitions.v1. Records of other runs

@@ -439,3 +439,54 @@ strata_learner_rejected_transitions_total{reason="non-finite"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestLearnerStateRestore checks Restore: a state restores into a learner
+// of the same configuration (and saves back byte for byte), while one of
+// another PPO configuration or other layers is refused with ErrState and
+// leaves the learner as it was.
+func TestLearnerStateRestore(t *testing.T) {
+	ctx := context.Background()
+	l := newLearner(t)
+	if err := l.Begin(ctx, "state", 0, modelStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range tacticalRun("state", 3, 40) {
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st bytes.Buffer
+	if err := l.SaveState(&st); err != nil {
+		t.Fatal(err)
+	}
+	same := newLearner(t)
+	if err := same.Restore(bytes.NewReader(st.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := same.SaveState(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(st.Bytes(), again.Bytes()) {
+		t.Fatal("a restored learner saves another state")
+	}
+	other := learner.DefaultConfig(7, schemas.Tactical)
+	other.PPO.Rollout, other.PPO.Minibatch, other.PPO.Epochs = 64, 32, 3
+	dqnOnly := learner.DefaultConfig(7, schemas.Strategic)
+	for name, cfg := range map[string]learner.Config{"another PPO configuration": other, "other layers": dqnOnly} {
+		t.Run(name, func(t *testing.T) {
+			o, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			before := o.Stats()
+			if err := o.Restore(bytes.NewReader(st.Bytes())); !errors.Is(err, learner.ErrState) {
+				t.Fatalf("Restore: %v, want ErrState", err)
+			}
+			if after := o.Stats(); after.PPO.Accepted != before.PPO.Accepted || after.DQN.Added != before.DQN.Added {
+				t.Fatal("a refused state changed the learner")
+			}
+		})
+	}
+}

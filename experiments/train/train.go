@@ -68,6 +68,10 @@ type Config struct {
 	Loss                string
 	// TacticalFeatures is the PPO's state feature set (--tactical-features).
 	TacticalFeatures string
+	// Resume continues the training in this directory (its Out) from its
+	// last finished episode (ResumeDir), with the same flags; Episodes may
+	// grow.
+	Resume string
 	// Progress prints each episode's results and PPO's updates on stderr.
 	Progress bool
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
@@ -92,6 +96,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Layers, prefix+"layers", c.Layers, "layers to train: strategic (DQN), tactical (PPO), operational (LSTM, supervised)")
 	fs.IntVar(&c.Episodes, prefix+"episodes", c.Episodes, "closed-loop episodes over the training days (DQN and PPO)")
 	fs.Int64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the networks, the exploration and the LSTM's sample order")
+	fs.StringVar(&c.Resume, prefix+"resume", c.Resume, "continue the training in `DIR` (its --out) from its last finished episode, with the same flags; --episodes may grow")
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "write the best checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt), curves and train.json to `DIR` (required)")
 	fs.StringVar(&c.TrainDays, prefix+"train-days", c.TrainDays, "training days, 1-based inclusive")
 	fs.StringVar(&c.ValidDays, prefix+"valid-days", c.ValidDays, "validation days, 1-based inclusive (the day before is replayed unscored as warm-up)")
@@ -116,6 +121,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 // validation days not after the training days and fewer than one
 // episode.
 func (c *Config) Validate() error {
+	if c.Resume != "" {
+		if c.Out != "" && filepath.Clean(c.Out) != filepath.Clean(c.Resume) {
+			return fmt.Errorf("strata train: --resume %s continues in its own directory; --out %s names another", c.Resume, c.Out)
+		}
+		c.Out = c.Resume
+	}
 	if c.Out == "" {
 		return errors.New("strata train: --out DIR is required")
 	}
@@ -218,7 +229,21 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			updates = append(updates, u)
 		}
 		best := map[schemas.Layer]float64{}
-		for episode = 0; episode < c.Episodes; episode++ {
+		var before float64 // the wall time of the runs this one resumes
+		if c.Resume != "" {
+			p, err := loadProgress(&c, lrn)
+			if err != nil {
+				return err
+			}
+			episode, before, updates = p.Episodes, p.Seconds, p.Updates
+			sum.Curves, sum.Best, sum.BestReward = p.Summary.Curves, p.Summary.Best, p.Summary.BestReward
+			for l, r := range p.Best {
+				best[schemas.Layer(l)] = r
+			}
+			fmt.Fprintf(pw, "resuming %s after episode %d of %d\n", c.Out, episode, c.Episodes)
+		}
+		t0 = t0.Add(-time.Duration(before * float64(time.Second)))
+		for ; episode < c.Episodes; episode++ {
 			te := time.Now()
 			lo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.Seed,
 				Source: &c.Source, Learn: &pipeline.Learn{Learner: lrn, Episode: episode}, NewModel: c.NewModel}
@@ -283,6 +308,14 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 				line += fmt.Sprintf(" %s %s train R %.4f, validation R %.4f (regret %.4f)%s;", l, versions[l], trainR, cv.MeanReward, cv.MeanRegret, map[bool]string{true: " best", false: ""}[cv.Best])
 			}
 			fmt.Fprintln(pw, line)
+			bestByName := map[string]float64{}
+			for l, r := range best {
+				bestByName[string(l)] = r
+			}
+			if err := saveProgress(c.Out, progress{Fingerprint: c.fingerprint(), Episodes: episode + 1, Summary: sum, Updates: updates,
+				Best: bestByName, Seconds: time.Since(t0).Seconds()}, lrn); err != nil {
+				return err
+			}
 		}
 		if err := writeUpdatesCSV(filepath.Join(c.Out, "updates.csv"), updates); err != nil {
 			return err

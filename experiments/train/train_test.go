@@ -43,6 +43,66 @@ func TestTrainCommand(t *testing.T) {
 	}
 }
 
+// TestTrainResume stops a training after its first episode and resumes
+// it for a second: the checkpoints (the best ones and the second
+// episode's) are byte-identical to an uninterrupted two-episode
+// training's, and so are the curves but for their wall times. A resume
+// with another flag is refused, naming it.
+func TestTrainResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("six closed-loop runs")
+	}
+	t.Parallel()
+	whole, _ := trainForTest(t, 2)
+	part, _ := trainForTest(t, 1)
+	if _, err := os.Stat(filepath.Join(part, train.ResumeDir, "progress.json")); err != nil {
+		t.Fatalf("no progress after the first episode: %v", err)
+	}
+	if err := trainIn(t, "--resume", part, "--episodes", "2", "--dqn-updates", "4"); err == nil || !strings.Contains(err.Error(), "--dqn-updates") {
+		t.Fatalf("resume with another --dqn-updates: %v, want a refusal naming it", err)
+	}
+	if err := trainIn(t, "--resume", part, "--episodes", "2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"dqn.ckpt", "ppo.ckpt", "episodes/1/ppo.ckpt", "episodes/2/ppo.ckpt", "episodes/2/dqn.ckpt", "updates.csv"} {
+		a, err := os.ReadFile(filepath.Join(whole, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(part, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the uninterrupted and the resumed training", f)
+		}
+	}
+	curves := func(dir string) [][]string {
+		f, err := os.Open(filepath.Join(dir, "curves.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = f.Close() }()
+		recs, err := csv.NewReader(f).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			r[len(r)-1] = "" // seconds
+		}
+		return recs
+	}
+	a, b := curves(whole), curves(part)
+	if len(a) != len(b) || len(a) != 9 {
+		t.Fatalf("curves of %d and %d lines, want 9", len(a), len(b))
+	}
+	for i := range a {
+		if strings.Join(a[i], ",") != strings.Join(b[i], ",") {
+			t.Errorf("curves line %d: %v uninterrupted, %v resumed", i, a[i], b[i])
+		}
+	}
+}
+
 // trainForTest trains the strategic and tactical layers over a 2-day,
 // 6-app synthetic trace (train on day 1, validate on day 2), as `strata
 // train` with these flags does, and returns the output directory and
@@ -50,17 +110,33 @@ func TestTrainCommand(t *testing.T) {
 func trainForTest(t *testing.T, episodes int) (string, *bytes.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
+	var errb bytes.Buffer
+	if err := trainWith(t, &errb, "--episodes", strconv.Itoa(episodes), "--out", dir); err != nil {
+		t.Fatalf("%v\n%s", err, &errb)
+	}
+	return dir, &errb
+}
+
+// trainIn runs trainForTest's training with more flags (later ones
+// override) and returns its error.
+func trainIn(t *testing.T, more ...string) error {
+	t.Helper()
+	var errb bytes.Buffer
+	return trainWith(t, &errb, more...)
+}
+
+// trainWith trains as trainForTest does, with more flags.
+func trainWith(t *testing.T, errb *bytes.Buffer, more ...string) error {
+	t.Helper()
 	c := train.DefaultConfig()
 	fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs, "")
-	if err := fs.Parse([]string{"--layers", "strategic,tactical", "--episodes", strconv.Itoa(episodes), "--synth-days", "2", "--apps", "6",
-		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64", "--out", dir}); err != nil {
+	args := append([]string{"--layers", "strategic,tactical", "--synth-days", "2", "--apps", "6",
+		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64"}, more...)
+	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb bytes.Buffer
-	if err := train.Train(context.Background(), c, &out, &errb); err != nil {
-		t.Fatalf("%v\n%s", err, &errb)
-	}
-	return dir, &errb
+	var out bytes.Buffer
+	return train.Train(context.Background(), c, &out, errb)
 }

@@ -1,0 +1,159 @@
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/strata-rl/strata/agents/learner"
+)
+
+// ResumeDir is the folder of a training's output directory that holds what
+// `strata train --resume` continues from: progress.json and the learner's
+// training state after the last finished episode (learner-eN.state).
+const ResumeDir = "resume"
+
+// progressFormat is progress.json's format.
+const progressFormat = "strata-train-progress/1"
+
+// progress is resume/progress.json: the training's state after its last
+// finished episode, besides the learner's.
+type progress struct {
+	Format string `json:"format"`
+	// Fingerprint is the configuration that decides what the episodes
+	// compute (fingerprint); a resumed run must have the same.
+	Fingerprint map[string]string `json:"fingerprint"`
+	// Episodes is the number of finished episodes; State the learner's
+	// training state file after the last of them.
+	Episodes int    `json:"episodes"`
+	State    string `json:"state"`
+	// Summary, Updates and Best are what the finished episodes wrote to
+	// train.json, updates.csv and the best checkpoints' choice.
+	Summary summary            `json:"summary"`
+	Updates []update           `json:"updates"`
+	Best    map[string]float64 `json:"best"`
+	// Seconds is the training's wall time so far.
+	Seconds float64 `json:"seconds"`
+}
+
+// fingerprint is what the episodes' computation depends on, flag by flag:
+// the same on a resumed run or the checkpoints would not be the ones an
+// uninterrupted run writes.
+func (c *Config) fingerprint() map[string]string {
+	src, _ := json.Marshal(struct {
+		Trace     string
+		SynthDays int
+		Seed      int64
+		Apps      int
+	}{c.Source.Trace, c.Source.SynthDays, c.Source.Seed, c.Source.Apps})
+	return map[string]string{
+		"trace": string(src), "layers": c.Layers, "seed": strconv.FormatInt(c.Seed, 10),
+		"train-days": c.TrainDays, "valid-days": c.ValidDays,
+		"strategic": c.Strategic, "tactical": c.Tactical, "operational": c.Operational,
+		"rollout": strconv.Itoa(c.Rollout), "dqn-warmup": strconv.Itoa(c.DQNWarmUp),
+		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "default-placement": c.Placement,
+		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures,
+		"trace-epoch": c.Epoch,
+	}
+}
+
+// saveProgress records, after episode episodes finished, the learner's
+// training state and the training's progress in out/resume: the state
+// file first, then progress.json (written to a temporary file and renamed),
+// so a crash at any point leaves the last complete record; the older state
+// files go last.
+func saveProgress(out string, p progress, lrn *learner.Learner) error {
+	dir := filepath.Join(out, ResumeDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("saving training progress: %w", err)
+	}
+	var st bytes.Buffer
+	if err := lrn.SaveState(&st); err != nil {
+		return fmt.Errorf("saving training progress: %w", err)
+	}
+	p.Format, p.State = progressFormat, fmt.Sprintf("learner-e%d.state", p.Episodes)
+	if err := writeFileAtomic(filepath.Join(dir, p.State), st.Bytes()); err != nil {
+		return fmt.Errorf("saving training progress: %w", err)
+	}
+	pj, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return fmt.Errorf("saving training progress: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "progress.json"), pj); err != nil {
+		return fmt.Errorf("saving training progress: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("saving training progress: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "learner-e") && e.Name() != p.State {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// loadProgress reads out/resume for a run of configuration c and restores
+// the learner's state: the progress, or an error that says what is missing
+// or which flag differs from the interrupted run's.
+func loadProgress(c *Config, lrn *learner.Learner) (progress, error) {
+	dir := filepath.Join(c.Out, ResumeDir)
+	var p progress
+	pj, err := os.ReadFile(filepath.Join(dir, "progress.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, fmt.Errorf("strata train --resume %s: no %s: the directory holds no training that finished an episode", c.Out, filepath.Join(dir, "progress.json"))
+	}
+	if err != nil {
+		return p, fmt.Errorf("strata train --resume: %w", err)
+	}
+	if err := json.Unmarshal(pj, &p); err != nil {
+		return p, fmt.Errorf("strata train --resume: reading %s: %w", filepath.Join(dir, "progress.json"), err)
+	}
+	if p.Format != progressFormat {
+		return p, fmt.Errorf("strata train --resume: %s is of format %q, want %q", filepath.Join(dir, "progress.json"), p.Format, progressFormat)
+	}
+	want := c.fingerprint()
+	for k, v := range want {
+		if p.Fingerprint[k] != v {
+			return p, fmt.Errorf("strata train --resume %s: --%s is %q here but was %q in the interrupted training; resume with the same flags (only --episodes may grow)", c.Out, k, v, p.Fingerprint[k])
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, p.State))
+	if err != nil {
+		return p, fmt.Errorf("strata train --resume: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := lrn.Restore(f); err != nil {
+		return p, fmt.Errorf("strata train --resume %s: %w", c.Out, err)
+	}
+	return p, nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it
+// and renames it over path.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
