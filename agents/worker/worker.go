@@ -193,6 +193,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		err = w.pub.Flush(fctx)
 		cancel()
 	}
+	if pc, ok := w.policy.(PredictionCounter); ok {
+		c, r, s := pc.PredictionCounts()
+		w.log.Info("worker stopped", "layer", w.layer, "batches", w.Decided, "predictions_computed", c, "predictions_reused", r, "predictions_shared", s)
+	}
 	if err != nil && ctx.Err() != nil {
 		// Stopped while deciding or publishing: a batch the twin no
 		// longer waits for (it is past the run's last tick), not a
