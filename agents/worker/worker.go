@@ -195,7 +195,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	if pc, ok := w.policy.(PredictionCounter); ok {
 		c, r, s := pc.PredictionCounts()
-		w.log.Info("worker stopped", "layer", w.layer, "batches", w.Decided, "predictions_computed", c, "predictions_reused", r, "predictions_shared", s)
+		w.log.Info("worker stopped", "batches", w.Decided, "predictions_computed", c, "predictions_reused", r, "predictions_shared", s)
 	}
 	if err != nil && ctx.Err() != nil {
 		// Stopped while deciding or publishing: a batch the twin no
