@@ -126,7 +126,7 @@ type Policy struct {
 	// Scratch reused across ticks.
 	x     []float32          // the windows to compute
 	pred  [][Targets]float32 // their predictions
-	src   []int32            // per row: index into pred, or −1 − index into reused
+	src   []int32            // per row: index into pred, or −1 − index into reuse
 	reuse [][Targets]float32 // reused predictions
 	wins  []window           // per row: its window
 	same  map[uint64]int32   // window hash → the first row with it, this batch
