@@ -77,11 +77,17 @@ func (r *StrategicRow) Vector() []float32 {
 // first, 5 raw features per step: request rate /s, memory utilisation, CPU
 // utilisation, queue depth, hour sine. Missing values are 0.
 func (r *OperationalRow) Vector() []float32 {
-	v := make([]float32, 0, OperationalDim)
+	return r.AppendVector(make([]float32, 0, OperationalDim))
+}
+
+// AppendVector appends the values of Vector to dst and returns the
+// extended slice: serving policies fill their batch without a slice per
+// row.
+func (r *OperationalRow) AppendVector(dst []float32) []float32 {
 	for i := range SeqLen {
-		v = append(v, float32(r.RequestRate[i]), or0(r.MemoryUtil[i]), or0(r.CPUUtil[i]), or0(r.QueueDepth[i]), float32(r.HourSin[i]))
+		dst = append(dst, float32(r.RequestRate[i]), or0(r.MemoryUtil[i]), or0(r.CPUUtil[i]), or0(r.QueueDepth[i]), float32(r.HourSin[i]))
 	}
-	return v
+	return dst
 }
 
 // Finite reports whether every value of v is finite: learners reject

@@ -41,31 +41,46 @@ func (m *Model) validate() error {
 
 // Predict returns the raw predictions (CPU util, memory util, request
 // rate per sample) for raw sequences seqs (a whole number of SeqDim
-// values, all finite): scale, exported forward pass, inverse scale, and
-// clamp at 0 (every target is non-negative).
+// values, all finite): scale, the batched forward pass
+// (nn.LSTMWeights.ForwardBatched), inverse scale, and clamp at 0 (every
+// target is non-negative). A sample's prediction depends on its sequence
+// only, bit for bit, not on the other samples of the call.
 func (m *Model) Predict(seqs []float32) ([][Targets]float32, error) {
-	if len(seqs)%SeqDim != 0 {
-		return nil, fmt.Errorf("predicting: %w: %d values, not a multiple of %d", ErrConfig, len(seqs), SeqDim)
+	out := make([][Targets]float32, len(seqs)/SeqDim)
+	if err := m.PredictInto(out, seqs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PredictInto is Predict writing into dst, which must hold one row per
+// sequence; it allocates nothing once the model's scratch has grown to
+// the batch.
+func (m *Model) PredictInto(dst [][Targets]float32, seqs []float32) error {
+	if len(seqs)%SeqDim != 0 || len(dst) != len(seqs)/SeqDim {
+		return fmt.Errorf("predicting: %w: %d values for %d predictions, want %d per prediction", ErrConfig, len(seqs), len(dst), SeqDim)
+	}
+	if len(dst) == 0 {
+		return nil
 	}
 	m.x = append(m.x[:0], seqs...)
 	if _, err := m.Scalers.Input.Transform(m.x, m.x); err != nil {
-		return nil, fmt.Errorf("predicting: %w", err)
+		return fmt.Errorf("predicting: %w", err)
 	}
-	y, err := m.Weights.Forward(m.y, m.x)
+	y, err := m.Weights.ForwardBatched(m.y, m.x)
 	if err != nil {
-		return nil, fmt.Errorf("predicting: %w", err)
+		return fmt.Errorf("predicting: %w", err)
 	}
 	m.y = y
-	out := make([][Targets]float32, len(seqs)/SeqDim)
-	for i := range out {
-		if _, err := m.Scalers.Target.Inverse(out[i][:], y[i*Targets:(i+1)*Targets]); err != nil {
-			return nil, fmt.Errorf("predicting: %w", err)
+	for i := range dst {
+		if _, err := m.Scalers.Target.Inverse(dst[i][:], y[i*Targets:(i+1)*Targets]); err != nil {
+			return fmt.Errorf("predicting: %w", err)
 		}
-		for j := range out[i] {
-			out[i][j] = max(out[i][j], 0)
+		for j := range dst[i] {
+			dst[i][j] = max(dst[i][j], 0)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // PredictSamples returns the predictions for the samples' sequences.

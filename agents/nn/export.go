@@ -372,6 +372,8 @@ type LSTMWeights struct {
 	Scaler *Scaler
 
 	h1, c1, h2, c2, z, d []float32
+	// srv is ForwardBatched's scratch.
+	srv *lstmServe
 }
 
 // Export returns a copy of the network's weights for serving.
@@ -390,6 +392,7 @@ func (n *LSTMNet) Export() *LSTMWeights {
 func (w *LSTMWeights) Clone() *LSTMWeights {
 	c := *w
 	c.h1, c.c1, c.h2, c.c2, c.z, c.d = nil, nil, nil, nil, nil, nil
+	c.srv = nil
 	return &c
 }
 

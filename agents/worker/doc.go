@@ -20,5 +20,9 @@
 // With Worker.Registerer a worker exports, labelled by layer,
 // strata_worker_batches_total, strata_worker_decisions_total (decisions
 // per second with rate()) and strata_worker_tick_seconds (per state batch:
-// decode, decide, publish — the agent's hop of the loop).
+// decode, decide, publish — the agent's hop of the loop); for a policy
+// that reuses predictions (PredictionCounter: the LSTM),
+// strata_worker_predictions_total by source — computed, reused (the
+// entity's window did not change since its previous decision), shared
+// (another entity of the batch had the same window).
 package worker

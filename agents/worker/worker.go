@@ -54,11 +54,24 @@ type Worker struct {
 	seq schemas.Sequences
 }
 
+// PredictionCounter is implemented by policies that compute a
+// prediction only when its input changed (the LSTM, lstm.Policy): the
+// running totals of predictions computed by the network, reused from the
+// entity's previous decision and shared with another entity of the same
+// batch. The worker exports them as strata_worker_predictions_total.
+type PredictionCounter interface {
+	PredictionCounts() (computed, reused, shared uint64)
+}
+
 // workerMetrics are a worker's Prometheus metrics.
 type workerMetrics struct {
 	batches prometheus.Counter
 	rows    prometheus.Counter
 	decide  prometheus.Histogram
+	// computed, reused and shared count the policy's predictions by
+	// source (PredictionCounter); last holds the totals already added.
+	computed, reused, shared prometheus.Counter
+	last                     [3]uint64
 }
 
 func newWorkerMetrics(reg prometheus.Registerer, layer schemas.Layer) *workerMetrics {
@@ -72,10 +85,30 @@ func newWorkerMetrics(reg prometheus.Registerer, layer schemas.Layer) *workerMet
 			Help: "Per state batch: decoding it, deciding and publishing the decision batch (the agent's hop of the loop).", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)}),
 	}
+	pred := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "worker", Name: "predictions_total",
+		Help:        "Predictions of a policy that reuses them (the LSTM), by source: computed by the network, reused from the entity's previous decision (same input window), shared with another entity of the batch (same window).",
+		ConstLabels: l}, []string{"source"})
+	m.computed, m.reused, m.shared = pred.WithLabelValues("computed"), pred.WithLabelValues("reused"), pred.WithLabelValues("shared")
 	if reg != nil {
-		reg.MustRegister(m.batches, m.rows, m.decide)
+		reg.MustRegister(m.batches, m.rows, m.decide, pred)
 	}
 	return m
+}
+
+// countPredictions adds what the policy counted since the last call.
+func (m *workerMetrics) countPredictions(p Policy) {
+	pc, ok := p.(PredictionCounter)
+	if !ok {
+		return
+	}
+	c, r, s := pc.PredictionCounts()
+	now := [3]uint64{c, r, s}
+	for i, ctr := range [3]prometheus.Counter{m.computed, m.reused, m.shared} {
+		if now[i] >= m.last[i] { // a policy's totals only grow
+			ctr.Add(float64(now[i] - m.last[i]))
+		}
+	}
+	m.last = now
 }
 
 type entity struct{ app, fn string }
@@ -145,6 +178,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.Decided++
 		met.batches.Inc()
 		met.rows.Add(float64(len(out.Rows)))
+		met.countPredictions(w.policy)
 		met.decide.Observe(time.Since(t0).Seconds())
 		// The batch is on its way (an async publish is written at once);
 		// waiting for its acknowledgement here would add a JetStream round
@@ -158,6 +192,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err = w.pub.Flush(fctx)
 		cancel()
+	}
+	if pc, ok := w.policy.(PredictionCounter); ok {
+		c, r, s := pc.PredictionCounts()
+		w.log.Info("worker stopped", "batches", w.Decided, "predictions_computed", c, "predictions_reused", r, "predictions_shared", s)
 	}
 	if err != nil && ctx.Err() != nil {
 		// Stopped while deciding or publishing: a batch the twin no
