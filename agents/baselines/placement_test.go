@@ -266,8 +266,8 @@ func TestPowerTuningHoldsWithinDay(t *testing.T) {
 //     with vCPU × execution time, which shrinks less than vCPU grows). At
 //     512 MB, 1 s at the reference configuration costs AWS 0.289 vCPU ×
 //     1.521 s × 1.844 W (+ memory) = 0.308 mWh × PUE 1.135 = 0.350 mWh; GCP
-//     0.333 vCPU × 1.401 s × 2.052 W = 0.342 mWh × PUE 1.100 = 0.376 mWh;
-//     Azure 0.317 mWh × 1.185 = 0.376 mWh. GCP's lower PUE (3 %) does not
+//     0.333 vCPU × 1.401 s × 2.052 W (+ memory) = 0.342 mWh × PUE 1.100 =
+//     0.376 mWh; Azure 0.317 mWh × PUE 1.185 = 0.376 mWh. GCP's lower PUE (3 %) does not
 //     make up for its higher watts per vCPU (4.11 W max against 3.50 W) and
 //     larger vCPU share at the same tier.
 //   - Latency: every provider's 2048 MB tier has the 1 usable vCPU, so
