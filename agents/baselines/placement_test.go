@@ -255,3 +255,50 @@ func TestPowerTuningHoldsWithinDay(t *testing.T) {
 		t.Errorf("day 1 sweep: %d MB, want 2048", got[0].MemoryMB)
 	}
 }
+
+// TestStrategicLatencyAndCarbonAgree pins down why the strategic
+// greedy-latency and greedy-carbon rows of `strata eval --baselines` are
+// identical (docs/baselines.md, "Why these rows look odd"): with the
+// shipped catalog both pick AWS for every workload, so the tactical and
+// operational layers then see the same placements.
+//
+//   - Carbon: the smallest allowed tier wins (energy per invocation grows
+//     with vCPU × execution time, which shrinks less than vCPU grows). At
+//     512 MB, 1 s at the reference configuration costs AWS 0.289 vCPU ×
+//     1.521 s × 1.844 W (+ memory) = 0.308 mWh × PUE 1.135 = 0.350 mWh; GCP
+//     0.333 vCPU × 1.401 s × 2.052 W (+ memory) = 0.342 mWh × PUE 1.100 =
+//     0.376 mWh; Azure 0.317 mWh × PUE 1.185 = 0.376 mWh. GCP's lower PUE (3 %) does not
+//     make up for its higher watts per vCPU (4.11 W max against 3.50 W) and
+//     larger vCPU share at the same tier.
+//   - Latency: every provider's 2048 MB tier has the 1 usable vCPU, so
+//     execution ties, RTT depends only on the metros, and the tie goes to
+//     AWS; any cold-start share adds the mean cold start, shortest on AWS
+//     (278 ms against GCP's 904 ms and Azure's 1390 ms).
+func TestStrategicLatencyAndCarbonAgree(t *testing.T) {
+	m := model(t)
+	prior := cloud.Profile{CPUBoundFraction: 0.4}
+	for _, tier := range []cloud.Tier{0, 1, 2, 3} { // 128–1024 MB: AWS has the least carbon per invocation
+		var g [cloud.NumProviders]float64
+		for pv := range cloud.Provider(cloud.NumProviders) {
+			pl := cloud.Placement{Provider: pv, Metro: cloud.USWest, Tier: tier}
+			g[pv] = m.CarbonG(pl, float64(m.ExecUS(pl, prior, 1_000_000))/1e6, 0.4, 0)
+		}
+		if !(g[cloud.AWS] < g[cloud.Azure] && g[cloud.AWS] < g[cloud.GCP]) {
+			t.Errorf("%d MB: carbon per 1 s invocation aws %.4g, azure %.4g, gcp %.4g g; AWS is no longer the lowest", tier.MB(), g[cloud.AWS], g[cloud.Azure], g[cloud.GCP])
+		}
+	}
+	for _, name := range []string{"greedy-latency", "greedy-carbon"} {
+		for _, refMS := range []float64{1, 10, 100, 1000, 10_000, 100_000} {
+			for _, cold := range []float64{0, 0.01, 0.2, 1} {
+				p := mustNew(t, name, schemas.Strategic, nil)
+				row := schemas.StrategicRow{App: "a", Invocations: 1000, DurationMeanMS: refMS, ColdStartRate: schemas.Some(cold)}
+				for _, day := range []int64{12, 13} { // days 13 and 14 of the trace
+					got := decide(t, p, stratBatch(day, row))
+					if len(got) != 1 || got[0].Provider != "aws" {
+						t.Errorf("%s, %g ms, cold share %g, day %d: %+v, want aws", name, refMS, cold, day+1, got)
+					}
+				}
+			}
+		}
+	}
+}

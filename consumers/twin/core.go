@@ -92,6 +92,8 @@ type core struct {
 	digests              *Digests
 	latencies            []float64
 	rewardSum, regretSum map[string]float64
+	// invokedRewardSum and invokedRegretSum sum the rows with invocations.
+	invokedRewardSum, invokedRegretSum map[string]float64
 	// states holds the state vectors of the transition layers by interval;
 	// pendingTr the transitions waiting for their next state.
 	states    map[batchKey]*stateAcc
@@ -140,6 +142,7 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 	c := &core{cfg: cfg, topic: cfg.Names.Topic(topic), eng: eng, js: js, log: logger, met: newServiceMetrics(cfg.Registerer),
 		batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1), digests: NewDigests(),
 		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
+		invokedRewardSum: map[string]float64{}, invokedRegretSum: map[string]float64{},
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),

@@ -69,6 +69,15 @@ type LayerStats struct {
 	Rewards    int64   `json:"rewards"`
 	MeanReward float64 `json:"mean_reward"`
 	MeanRegret float64 `json:"mean_regret"`
+	// InvokedRewards counts the reward rows whose decided alternative had
+	// invocations; MeanRewardInvoked and MeanRegretInvoked are the means
+	// over them. The rest are intervals with only pre-warm cost, whose
+	// alternatives differ in cost and carbon alone (every one has R_perf 1
+	// and no SLA penalty), so their share moves MeanReward with the
+	// operational policy (docs/baselines.md, "Why these rows look odd").
+	InvokedRewards    int64   `json:"invoked_rewards"`
+	MeanRewardInvoked float64 `json:"mean_reward_invoked"`
+	MeanRegretInvoked float64 `json:"mean_regret_invoked"`
 }
 
 // snapshot returns a copy of the counters with the digests, the layers'
@@ -84,6 +93,10 @@ func (c *core) snapshot() Stats {
 	for l, ls := range c.stats.Layers {
 		if ls.Rewards > 0 {
 			ls.MeanReward, ls.MeanRegret = c.rewardSum[l]/float64(ls.Rewards), c.regretSum[l]/float64(ls.Rewards)
+		}
+		if ls.InvokedRewards > 0 {
+			ls.MeanRewardInvoked = c.invokedRewardSum[l] / float64(ls.InvokedRewards)
+			ls.MeanRegretInvoked = c.invokedRegretSum[l] / float64(ls.InvokedRewards)
 		}
 		st.Layers[l] = ls
 	}
@@ -120,6 +133,12 @@ func (c *core) tally(out *Output) {
 		c.stats.Layers[r.Layer] = ls
 		c.rewardSum[r.Layer] += r.Reward
 		c.regretSum[r.Layer] += r.Regret
+		if r.Invocations > 0 {
+			ls.InvokedRewards++
+			c.stats.Layers[r.Layer] = ls
+			c.invokedRewardSum[r.Layer] += r.Reward
+			c.invokedRegretSum[r.Layer] += r.Regret
+		}
 		if r.Layer == string(schemas.Operational) {
 			// The engine scores every function-tick it evaluated (whatever
 			// layers are enabled): their sums are the run's totals,

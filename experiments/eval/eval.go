@@ -33,21 +33,28 @@ const (
 // evalRow is one line of the comparison: a configuration and its figures
 // over the evaluation days.
 type evalRow struct {
-	Varied      string             `json:"varied"`
-	Policy      string             `json:"policy"`
-	Policies    map[string]string  `json:"policies"`
-	Models      string             `json:"models,omitempty"`
-	MeanReward  map[string]float64 `json:"mean_reward"`
-	MeanRegret  map[string]float64 `json:"mean_regret"`
-	Invocations int64              `json:"invocations"`
-	CostPerM    float64            `json:"cost_per_million_usd"`
-	GCO2ePerM   float64            `json:"gco2e_per_million"`
-	P50         float64            `json:"latency_p50_ms"`
-	P95         float64            `json:"latency_p95_ms"`
-	P99         float64            `json:"latency_p99_ms"`
-	ColdRate    float64            `json:"cold_start_rate"`
-	SLARate     float64            `json:"sla_violation_rate"`
-	WallSeconds float64            `json:"wall_seconds"`
+	Varied     string             `json:"varied"`
+	Policy     string             `json:"policy"`
+	Policies   map[string]string  `json:"policies"`
+	Models     string             `json:"models,omitempty"`
+	MeanReward map[string]float64 `json:"mean_reward"`
+	MeanRegret map[string]float64 `json:"mean_regret"`
+	// MeanRewardInvoked and MeanRegretInvoked are the means over the
+	// reward rows with invocations, InvokedShare their share of the rows
+	// (the others have only pre-warm cost; docs/baselines.md, "Why these
+	// rows look odd").
+	MeanRewardInvoked map[string]float64 `json:"mean_reward_invoked"`
+	MeanRegretInvoked map[string]float64 `json:"mean_regret_invoked"`
+	InvokedShare      map[string]float64 `json:"invoked_share"`
+	Invocations       int64              `json:"invocations"`
+	CostPerM          float64            `json:"cost_per_million_usd"`
+	GCO2ePerM         float64            `json:"gco2e_per_million"`
+	P50               float64            `json:"latency_p50_ms"`
+	P95               float64            `json:"latency_p95_ms"`
+	P99               float64            `json:"latency_p99_ms"`
+	ColdRate          float64            `json:"cold_start_rate"`
+	SLARate           float64            `json:"sla_violation_rate"`
+	WallSeconds       float64            `json:"wall_seconds"`
 }
 
 // evalVariants returns the configurations to run: the reference, then for
@@ -199,7 +206,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "eval %d/%d: %s %s: %d invocations scored, %.1f s\n", i+1, len(rows), r.Varied, r.Policy, r.Invocations, r.WallSeconds)
 	}
-	header := []string{"varied", "policy", "R strategic", "R tactical", "R operational", "regret strategic", "regret tactical", "regret operational",
+	header := []string{"varied", "policy", "R strategic", "R tactical", "R tactical, invoked hours", "invoked % of tactical rows", "R operational", "regret strategic", "regret tactical", "regret operational",
 		"USD / M inv", "gCO2e / M inv", "p50 ms", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
 	table := make([][]string, len(rows))
 	for i, r := range rows {
@@ -208,7 +215,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			pol = r.Policies["strategic"] + " / " + r.Policies["tactical"] + " / " + r.Policies["operational"]
 		}
 		table[i] = []string{r.Varied, pol,
-			f4(r.MeanReward["strategic"]), f4(r.MeanReward["tactical"]), f4(r.MeanReward["operational"]),
+			f4(r.MeanReward["strategic"]), f4(r.MeanReward["tactical"]), f4(r.MeanRewardInvoked["tactical"]), fmt.Sprintf("%.1f", 100*r.InvokedShare["tactical"]), f4(r.MeanReward["operational"]),
 			f4(r.MeanRegret["strategic"]), f4(r.MeanRegret["tactical"]), f4(r.MeanRegret["operational"]),
 			fmt.Sprintf("%.2f", r.CostPerM), fmt.Sprintf("%.0f", r.GCO2ePerM),
 			fmt.Sprintf("%.0f", r.P50), fmt.Sprintf("%.0f", r.P95), fmt.Sprintf("%.0f", r.P99),
@@ -272,8 +279,13 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 	}
 	sum := pipeline.NewLoopSummary(o, name, res, r.Policies)
 	r.MeanReward, r.MeanRegret = map[string]float64{}, map[string]float64{}
+	r.MeanRewardInvoked, r.MeanRegretInvoked, r.InvokedShare = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for l, ls := range res.Twin.Layers {
 		r.MeanReward[l], r.MeanRegret[l] = ls.MeanReward, ls.MeanRegret
+		r.MeanRewardInvoked[l], r.MeanRegretInvoked[l] = ls.MeanRewardInvoked, ls.MeanRegretInvoked
+		if ls.Rewards > 0 {
+			r.InvokedShare[l] = float64(ls.InvokedRewards) / float64(ls.Rewards)
+		}
 	}
 	r.Invocations = res.Twin.ScoredInvocations
 	r.CostPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate

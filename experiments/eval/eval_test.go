@@ -100,7 +100,24 @@ func TestEvalOracle(t *testing.T) {
 		t.Fatalf("oracle tactical reward %.4f regret %.4f vs reference %.4f %.4f", orc.MeanReward["tactical"], orc.MeanRegret["tactical"],
 			ref.MeanReward["tactical"], ref.MeanRegret["tactical"])
 	}
-	if _, err := strconv.ParseFloat(recs[1][8], 64); err != nil {
-		t.Fatalf("cost column %q: %v", recs[1][8], err)
+	if recs[0][10] != "USD / M inv" {
+		t.Fatalf("column 10 is %q, want the cost", recs[0][10])
+	}
+	if _, err := strconv.ParseFloat(recs[1][10], 64); err != nil {
+		t.Fatalf("cost column %q: %v", recs[1][10], err)
+	}
+	// The tactical reward over the hours with invocations, and their share
+	// of the tactical rows (the rest have only pre-warm cost).
+	for _, r := range rows {
+		sh := r.InvokedShare["tactical"]
+		if !(sh > 0 && sh <= 1) || r.MeanRewardInvoked["tactical"] == 0 {
+			t.Fatalf("%s %s: invoked share %g, mean reward over invoked hours %g", r.Varied, r.Policy, sh, r.MeanRewardInvoked["tactical"])
+		}
+		if sh == 1 && r.MeanRewardInvoked["tactical"] != r.MeanReward["tactical"] {
+			t.Fatalf("%s %s: every tactical row invoked, yet means %g and %g", r.Varied, r.Policy, r.MeanRewardInvoked["tactical"], r.MeanReward["tactical"])
+		}
+	}
+	if got, want := recs[1][5], strconv.FormatFloat(100*rows[0].InvokedShare["tactical"], 'f', 1, 64); got != want {
+		t.Fatalf("invoked %% column %q, want %q", got, want)
 	}
 }
