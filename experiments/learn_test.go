@@ -23,24 +23,33 @@ import (
 // 32 transitions: its checkpoints switch the tactical model many times.
 func learnLoop(t *testing.T, speed replay.Speed) (pipeline.LoopResult, learner.Stats) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
 	cfg := learner.DefaultConfig(3, schemas.Strategic, schemas.Tactical)
 	cfg.PPO.Rollout, cfg.PPO.Minibatch, cfg.PPO.Epochs = 32, 32, 2
+	res, lrn := learnDay(t, cfg, "switch", speed, 2)
+	return res, lrn.Stats()
+}
+
+// learnDay runs one training episode of a learner of cfg over the first
+// day of a small synthetic trace, as run runID at speed on partitions
+// partitions, and returns the run and the learner (closed at cleanup).
+func learnDay(t *testing.T, cfg learner.Config, runID string, speed replay.Speed, partitions int) (pipeline.LoopResult, *learner.Learner) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
 	lrn, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lrn.Close()
+	t.Cleanup(lrn.Close)
 	sf := &pipeline.Source{SynthDays: 1, Apps: 6, Seed: 1}
 	lo := pipeline.LoopOptions{Strategic: "greedy-cost", Tactical: "greedy-cost", Operational: "none", Placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
 		PolicySeed: 5, Source: sf, Learn: &pipeline.Learn{Learner: lrn}}
-	o := pipelinetest.Config("switch", speed, 2, &pipelinetest.BatchLog{})
+	o := pipelinetest.Config(runID, speed, partitions, &pipelinetest.BatchLog{})
 	res, _, _, err := experiments.RunWindow(ctx, lo, o, 0, grid.StrategicTickUS, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, lrn.Stats()
+	return res, lrn
 }
 
 // TestLearnInLoopPlacementFeatures trains PPO in the loop on the placement
@@ -52,24 +61,10 @@ func TestLearnInLoopPlacementFeatures(t *testing.T) {
 		t.Skip("a closed-loop training day")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
 	cfg := learner.DefaultConfig(3, schemas.Tactical)
 	cfg.PPO = cfg.PPO.WithFeatures(schemas.TacticalPlacement)
 	cfg.PPO.Rollout, cfg.PPO.Minibatch, cfg.PPO.Epochs = 32, 32, 2
-	lrn, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lrn.Close()
-	sf := &pipeline.Source{SynthDays: 1, Apps: 6, Seed: 1}
-	lo := pipeline.LoopOptions{Strategic: "greedy-cost", Tactical: "greedy-cost", Operational: "none", Placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
-		PolicySeed: 5, Source: sf, Learn: &pipeline.Learn{Learner: lrn}}
-	o := pipelinetest.Config("placement", 0, 1, &pipelinetest.BatchLog{})
-	res, _, _, err := experiments.RunWindow(ctx, lo, o, 0, grid.StrategicTickUS, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, lrn := learnDay(t, cfg, "placement", 0, 1)
 	st := lrn.Stats()
 	if st.PPO.Updates < 2 || res.Twin.Transitions == 0 || st.Rejected["invalid"] != 0 {
 		t.Fatalf("%d PPO updates on %d transitions (%v rejected): want training on the placement set", st.PPO.Updates, res.Twin.Transitions, st.Rejected)

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,4 +67,34 @@ func ReadArchive(r io.Reader, allowed []string, maxBytes int64) (map[string][]by
 		}
 		out[h.Name] = data
 	}
+}
+
+// ReadStateArchive reads a training-state archive (the learners'
+// SaveState): every one of entries must be present, and the first of them
+// is a JSON manifest, decoded into manifest, whose "format" must equal
+// format. A malformed archive or a missing entry is an error wrapping bad;
+// another format wraps ErrVersion.
+func ReadStateArchive(r io.Reader, entries []string, maxBytes int64, format string, manifest any, bad error) (map[string][]byte, error) {
+	raw, err := ReadArchive(r, entries, maxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", bad, err)
+	}
+	for _, e := range entries {
+		if raw[e] == nil {
+			return nil, fmt.Errorf("%w: no %s", bad, e)
+		}
+	}
+	var f struct {
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(raw[entries[0]], &f); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", bad, entries[0], err)
+	}
+	if f.Format != format {
+		return nil, fmt.Errorf("%w: format %q, want %q", ErrVersion, f.Format, format)
+	}
+	if err := json.Unmarshal(raw[entries[0]], manifest); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", bad, entries[0], err)
+	}
+	return raw, nil
 }

@@ -76,21 +76,10 @@ func (l *Learner) SaveState(w io.Writer) error {
 // (wrapped) and what was wrong.
 func LoadState(r io.Reader) (*Learner, error) {
 	fail := func(err error) (*Learner, error) { return nil, fmt.Errorf("loading PPO training state: %w", err) }
-	raw, err := nn.ReadArchive(r, []string{stateLearner, stateCheckpoint, stateOptimizer}, maxStateBytes)
-	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrCheckpoint, err))
-	}
-	for _, e := range []string{stateLearner, stateCheckpoint, stateOptimizer} {
-		if raw[e] == nil {
-			return fail(fmt.Errorf("%w: no %s", ErrCheckpoint, e))
-		}
-	}
 	var st learnerState
-	if err := json.Unmarshal(raw[stateLearner], &st); err != nil {
-		return fail(fmt.Errorf("%w: %s: %w", ErrCheckpoint, stateLearner, err))
-	}
-	if st.Format != StateFormat {
-		return fail(fmt.Errorf("%w: format %q, want %q", nn.ErrVersion, st.Format, StateFormat))
+	raw, err := nn.ReadStateArchive(r, []string{stateLearner, stateCheckpoint, stateOptimizer}, maxStateBytes, StateFormat, &st, ErrCheckpoint)
+	if err != nil {
+		return fail(err)
 	}
 	l, err := LoadLearner(bytes.NewReader(raw[stateCheckpoint]))
 	if err != nil {
