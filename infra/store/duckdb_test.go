@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -52,6 +53,81 @@ func TestDuckDBReopen(t *testing.T) {
 	}
 	if rows[0][0] != int64(600) {
 		t.Errorf("after reopen: %v rows, want 600", rows[0][0])
+	}
+}
+
+// TestDuckDBOneRowPerKey checks that a replayed batch replaces its rows in
+// both DuckDB schemas: today's, where decisions and rewards have no key
+// index and a write deletes the rows of its keys in its tick_ms range
+// first, and the one of files created before December 2026, where every
+// table has its key as PRIMARY KEY. The replay comes after later batches,
+// as a sink's redelivery after a crash does, and changes a value: the
+// replayed rows win.
+func TestDuckDBOneRowPerKey(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keyed bool
+	}{{"span delete", false}, {"legacy primary key", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			d, err := OpenDuckDB(ctx, filepath.Join(t.TempDir(), "k.duckdb"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = d.Close() }()
+			if tc.keyed {
+				for _, tb := range tables {
+					if _, err := d.db.ExecContext(ctx, tb.duckDBDDLKeyed(true)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := d.EnsureSchema(ctx); err != nil {
+				t.Fatal(err)
+			}
+			keyed, err := d.keyedTables(ctx, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keyed["rewards"] != tc.keyed || keyed["decisions"] != tc.keyed || !keyed["runs"] {
+				t.Fatalf("tables with a primary key: %v", keyed)
+			}
+			all := benchRewards(0, 3000)
+			for i := 0; i < len(all); i += 1000 {
+				if err := d.WriteRewards(ctx, all[i:i+1000]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Another run's rows over the same ticks must stay.
+			other := benchRewards(0, 500)
+			for _, r := range other {
+				r.RunId = "run-other"
+			}
+			if err := d.WriteRewards(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+			replay := benchRewards(0, 1000)
+			for _, r := range replay {
+				r.Reward = 7
+			}
+			if err := d.WriteRewards(ctx, replay); err != nil {
+				t.Fatal(err)
+			}
+			for q, want := range map[string]string{
+				"SELECT count() FROM rewards WHERE run_id = 'run-bench'":                                  "3000",
+				"SELECT count(DISTINCT (layer, tick, app, func)) FROM rewards WHERE run_id = 'run-bench'": "3000",
+				"SELECT count() FROM rewards WHERE run_id = 'run-bench' AND reward = 7":                   "1000",
+				"SELECT count() FROM rewards WHERE run_id = 'run-other'":                                  "500",
+			} {
+				_, rows, err := d.Query(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fmt.Sprint(rows[0][0]); got != want {
+					t.Errorf("%s = %s, want %s", q, got, want)
+				}
+			}
+		})
 	}
 }
 
