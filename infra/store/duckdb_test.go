@@ -152,21 +152,24 @@ func TestOpenEmpty(t *testing.T) {
 
 // TestDuckDBMemoryLimit checks that a file and an in-memory store run with
 // DuckDB's buffer pool bounded by DuckDBMemoryLimit, not DuckDB's default
-// of 80 % of the machine.
+// of 80 % of the machine, and checkpoint at DuckDBCheckpointThreshold.
 func TestDuckDBMemoryLimit(t *testing.T) {
 	for _, path := range []string{filepath.Join(t.TempDir(), "m.duckdb"), ":memory:"} {
 		d, err := OpenDuckDB(t.Context(), path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var limit string
-		if err := d.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+		var limit, checkpoint string
+		if err := d.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit'), current_setting('checkpoint_threshold')").Scan(&limit, &checkpoint); err != nil {
 			t.Fatal(err)
 		}
 		_ = d.Close()
-		// DuckDB reports 1GB as 953.6 MiB.
+		// DuckDB reports 1GB as 953.6 MiB, 256MB as 244.1 MiB.
 		if limit != "953.6 MiB" {
 			t.Errorf("%s: memory_limit %q, want 1GB (953.6 MiB)", path, limit)
+		}
+		if checkpoint != "244.1 MiB" {
+			t.Errorf("%s: checkpoint_threshold %q, want 256MB (244.1 MiB)", path, checkpoint)
 		}
 	}
 }
