@@ -16,11 +16,20 @@ type column struct {
 
 // table describes one table: its columns in INSERT order and its natural
 // key, which is the ClickHouse sort key (ReplacingMergeTree keeps one row
-// per key) and the DuckDB primary key (INSERT OR REPLACE).
+// per key). On DuckDB only a table without a span column has the key as
+// its PRIMARY KEY (INSERT OR REPLACE); a table with one keeps one row per
+// key by deleting, before it inserts a batch, the rows with the batch's
+// keys among the rows whose span column lies in the batch's range.
 type table struct {
 	name string
 	cols []column
 	key  []string
+	// span is a column whose value a row's key determines (within a run:
+	// the start of a tick, of an invocation) and that grows as a run's
+	// records arrive, so DuckDB's per-row-group min/max of it narrows the
+	// rows that may hold a batch's keys to the newest few row groups. Empty
+	// for a table with a DuckDB primary key.
+	span string
 }
 
 var (
@@ -41,20 +50,20 @@ var (
 		colStr("speed"), colStr("strategic_policy"), colStr("tactical_policy"), colStr("operational_policy"),
 		colStr("default_placement"), colStr("trace_epoch"), colStr("config_json"),
 	}}
-	decisionsTable = table{name: schemas.TableDecisions, key: tickKey, cols: []column{
+	decisionsTable = table{name: schemas.TableDecisions, key: tickKey, span: "tick_ms", cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
 		colStr("policy"), colStr("policy_version"), colI32("action"), colStr("provider"), colStr("region"),
 		colI32("memory_mb"), colI32("prewarm"), colI64("keep_warm_ms"), colNF64("log_prob"), colNF64("value"),
 		colBool("carried"),
 	}}
-	rewardsTable = table{name: schemas.TableRewards, key: tickKey, cols: []column{
+	rewardsTable = table{name: schemas.TableRewards, key: tickKey, span: "tick_ms", cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
 		colF64("reward"), colF64("r_cost"), colF64("r_perf"), colF64("r_carbon"), colF64("sla_penalty"),
 		colI64("invocations"), colI64("cold_starts"), colI64("sla_violations"), colF64("cost_usd"),
 		colF64("prewarm_cost_usd"), colF64("carbon_g"), colF64("latency_p50_ms"), colF64("latency_p95_ms"),
 		colF64("pred_error"), colI32("underprovisioned"), colF64("oracle_reward"), colF64("regret"),
 	}}
-	outcomesTable = table{name: schemas.TableOutcomes, key: []string{"run_id", "app", "func", "invocation_id"}, cols: []column{
+	outcomesTable = table{name: schemas.TableOutcomes, key: []string{"run_id", "app", "func", "invocation_id"}, span: "start_us", cols: []column{
 		colStr("run_id"), colStr("invocation_id"), colStr("app"), colStr("func"), colI64("start_us"),
 		colStr("provider"), colStr("region"), colI32("memory_mb"), colF64("latency_ms"), colF64("exec_ms"),
 		colF64("queue_wait_ms"), colBool("cold_start"), colBool("failed"), colBool("sla_violation"),
@@ -110,31 +119,46 @@ func (t table) clickHouseDDL() string {
 		}
 		fmt.Fprintf(&b, "    %s %s%s\n", quoteIdent(c.name), c.ch, sep)
 	}
-	keys := make([]string, len(t.key))
-	for i, k := range t.key {
-		keys[i] = quoteIdent(k)
-	}
-	fmt.Fprintf(&b, ") ENGINE = ReplacingMergeTree ORDER BY (%s)", strings.Join(keys, ", "))
+	fmt.Fprintf(&b, ") ENGINE = ReplacingMergeTree ORDER BY (%s)", t.quotedKey())
 	return b.String()
 }
 
-// duckDBDDL is the CREATE TABLE statement of t for DuckDB.
-func (t table) duckDBDDL() string {
+// duckDBDDL is the CREATE TABLE statement of t for DuckDB: with the key as
+// PRIMARY KEY for a table without a span column, without one otherwise
+// (the index over a 14-day run's 17 M reward rows made every batch slower
+// than the one before; see docs/tables.md).
+func (t table) duckDBDDL() string { return t.duckDBDDLKeyed(t.span == "") }
+
+// duckDBDDLKeyed is the CREATE TABLE statement of t for DuckDB, with the
+// key as PRIMARY KEY when keyed (as every table had before December 2026).
+func (t table) duckDBDDLKeyed(keyed bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", t.name)
-	for _, c := range t.cols {
+	for i, c := range t.cols {
 		null := " NOT NULL"
 		if strings.HasPrefix(c.ch, "Nullable(") {
 			null = ""
 		}
-		fmt.Fprintf(&b, "    %s %s%s,\n", quoteIdent(c.name), c.duck, null)
+		sep := ","
+		if i == len(t.cols)-1 && !keyed {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "    %s %s%s%s\n", quoteIdent(c.name), c.duck, null, sep)
 	}
+	if keyed {
+		fmt.Fprintf(&b, "    PRIMARY KEY (%s)\n", t.quotedKey())
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// quotedKey is the key's column list.
+func (t table) quotedKey() string {
 	keys := make([]string, len(t.key))
 	for i, k := range t.key {
 		keys[i] = quoteIdent(k)
 	}
-	fmt.Fprintf(&b, "    PRIMARY KEY (%s)\n)", strings.Join(keys, ", "))
-	return b.String()
+	return strings.Join(keys, ", ")
 }
 
 // ClickHouseDDL returns the CREATE TABLE statements EnsureSchema runs on
