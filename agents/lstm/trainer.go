@@ -68,6 +68,23 @@ func (r *Result) Model(cfg Config) *Model {
 // epoch the validation loss drives ReduceLROnPlateau and early stopping,
 // and the best epoch's weights are restored at the end.
 func Train(cfg Config, train, val *Dataset) (*Result, error) {
+	return TrainWith(cfg, Options{}, train, val)
+}
+
+// Options are TrainWith's optional inputs.
+type Options struct {
+	// Scalers, when set, replace the scalers Train fits on the training
+	// samples: runs whose validation losses must be on one scale (a
+	// learning curve over training-sample sizes) share them. Both must be
+	// set.
+	Scalers *Scalers
+	// OnEpoch, when set, is called after each epoch with its point of the
+	// learning curve (to report progress).
+	OnEpoch func(Epoch)
+}
+
+// TrainWith is Train with options: given scalers and a per-epoch hook.
+func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
@@ -86,9 +103,17 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	if len(tr) == 0 || len(va) == 0 {
 		return nil, fmt.Errorf("training LSTM: %w: %d training and %d validation samples", ErrConfig, len(tr), len(va))
 	}
-	sc, err := FitScalers(cfg.Scaler, tr)
-	if err != nil {
-		return nil, fmt.Errorf("training LSTM: %w", err)
+	var sc Scalers
+	if opt.Scalers != nil {
+		sc = *opt.Scalers
+		if err := sc.validate(); err != nil {
+			return nil, fmt.Errorf("training LSTM with given scalers: %w", err)
+		}
+	} else {
+		var err error
+		if sc, err = FitScalers(cfg.Scaler, tr); err != nil {
+			return nil, fmt.Errorf("training LSTM: %w", err)
+		}
 	}
 	trX, trY, err := scaled(sc, tr)
 	if err != nil {
@@ -146,6 +171,9 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 			tl = sum / float64(steps)
 		}
 		res.Curve = append(res.Curve, Epoch{Epoch: ep, TrainLoss: tl, ValLoss: vl, LR: lr})
+		if opt.OnEpoch != nil {
+			opt.OnEpoch(res.Curve[len(res.Curve)-1])
+		}
 		if vl < res.BestValLoss {
 			res.BestValLoss, res.BestEpoch = vl, ep
 			sinceBest, sincePlateau = 0, 0
@@ -241,4 +269,31 @@ func weightedSE(p, t []float32, betaUnder, betaOver float64) float64 {
 		s += b * e * e
 	}
 	return s / float64(len(p))
+}
+
+// ScaledLoss returns the configured loss (asymmetric or symmetric) of raw
+// predictions against the samples' targets, both mapped by sc's target
+// scaler: the scale Train's validation loss is on, so that another
+// predictor (the moving average) can be compared with it.
+func (c Config) ScaledLoss(sc Scalers, pred [][Targets]float32, samples []Sample) (float64, error) {
+	if len(pred) != len(samples) || len(pred) == 0 {
+		return 0, fmt.Errorf("scoring predictions: %w: %d predictions for %d samples", ErrConfig, len(pred), len(samples))
+	}
+	if err := sc.validate(); err != nil {
+		return 0, fmt.Errorf("scoring predictions: %w", err)
+	}
+	p := make([]float32, 0, len(pred)*Targets)
+	y := make([]float32, 0, len(samples)*Targets)
+	for i := range pred {
+		p = append(p, pred[i][:]...)
+		y = append(y, samples[i].Target[:]...)
+	}
+	if _, err := sc.Target.Transform(p, p); err != nil {
+		return 0, fmt.Errorf("scoring predictions: scaling them: %w", err)
+	}
+	if _, err := sc.Target.Transform(y, y); err != nil {
+		return 0, fmt.Errorf("scoring predictions: scaling the targets: %w", err)
+	}
+	bu, bo := c.betas()
+	return weightedSE(p, y, bu, bo), nil
 }
