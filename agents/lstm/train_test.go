@@ -163,6 +163,17 @@ func TestTrainWithOptions(t *testing.T) {
 			if got, err := cfg.ScaledLoss(res.Scalers, pred, val.Samples); err != nil || !near(got, res.BestValLoss, 1e-4) {
 				t.Errorf("ScaledLoss of the restored weights %v (%v), want the best validation loss %v", got, err, res.BestValLoss)
 			}
+			fast, err := res.PredictSamples(val.Samples)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range pred {
+				for j := range Targets {
+					if !near(float64(fast[i][j]), float64(pred[i][j]), 1e-4) {
+						t.Fatalf("sample %d target %d: Result.PredictSamples %v, Model.PredictSamples %v", i, j, fast[i][j], pred[i][j])
+					}
+				}
+			}
 		})
 	}
 }

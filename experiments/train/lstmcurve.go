@@ -160,6 +160,10 @@ func (c *Config) lstmCurve(ctx context.Context, stdout, stderr io.Writer) error 
 		sizes, len(tf.Samples), data, tf.Meta[sequences.KeyDays], tf.Meta[sequences.KeySeen], cfg.Seed, val.Len(), valid, vf.Meta[sequences.KeyDays],
 		cfg.Loss, cfg.BatchSize, cfg.MaxEpochs, cfg.EarlyStopPatience, time.Since(t0).Seconds())
 
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", c.Out, err)
+	}
+	csvPath, pngPath := filepath.Join(c.Out, "lstm-curve.csv"), filepath.Join(c.Out, "lstm-curve.png")
 	var pts []curvePoint
 	for i, n := range sizes {
 		if err := ctx.Err(); err != nil {
@@ -178,7 +182,7 @@ func (c *Config) lstmCurve(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 		p := curvePoint{Samples: n, BestValLoss: res.BestValLoss, BestEpoch: res.BestEpoch, Epochs: len(res.Curve),
 			EarlyStopped: res.Stats.EarlyStopped, LRReductions: res.Stats.LRReductions, Seconds: time.Since(ts).Seconds(), Gain: math.NaN()}
-		pred, err := res.Model(cfg).PredictSamples(val.Samples)
+		pred, err := res.PredictSamples(val.Samples)
 		res.Net.Close()
 		if err != nil {
 			return fmt.Errorf("strata train --lstm-curve: predicting with the %d-sample network: %w", n, err)
@@ -191,17 +195,14 @@ func (c *Config) lstmCurve(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 		pts = append(pts, p)
 		fmt.Fprintf(stderr, "lstm-curve: %d samples: best validation loss %.6f (epoch %d of %d), %.0f s\n", n, p.BestValLoss, p.BestEpoch, p.Epochs, p.Seconds)
-	}
-
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", c.Out, err)
-	}
-	csvPath, pngPath := filepath.Join(c.Out, "lstm-curve.csv"), filepath.Join(c.Out, "lstm-curve.png")
-	if err := writeCurveCSV(csvPath, pts, maLoss, maMetrics); err != nil {
-		return err
-	}
-	if err := plotLSTMCurve(pngPath, pts, maLoss, cfg.Loss, val.Len()); err != nil {
-		return err
+		// The files are rewritten after every size, so that a run stopped
+		// for time leaves the sizes it finished.
+		if err := writeCurveCSV(csvPath, pts, maLoss, maMetrics); err != nil {
+			return err
+		}
+		if err := plotLSTMCurve(pngPath, pts, maLoss, cfg.Loss, val.Len()); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "| training samples | best validation loss | gain per doubling | best epoch | epochs run | early stop | s per epoch | training s | RMSE rate | R² rate | under-provisioning %% |\n")
 	fmt.Fprintf(stdout, "|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -215,7 +216,9 @@ func (c *Config) lstmCurve(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "| moving average (5 steps) | %.6f | | | | | | | %.4f | %.3f | %.2f |\n", maLoss,
 		maMetrics.RMSE[lstm.TargetRequestRate], maMetrics.R2[lstm.TargetRequestRate], 100*maMetrics.UnderRate)
-	if k := flatFrom(pts, c.LSTMFlat); k >= 0 {
+	if k := flatFrom(pts, c.LSTMFlat); len(pts) < 2 {
+		fmt.Fprintln(stdout, "one size: no curve to judge flat")
+	} else if k >= 0 {
 		fmt.Fprintf(stdout, "the curve is flat from %d samples: every larger size improves the best validation loss by less than %.1f %% per doubling\n", pts[k].Samples, 100*c.LSTMFlat)
 	} else {
 		fmt.Fprintf(stdout, "the curve has not flattened by %d samples: the last step improves the best validation loss by %.1f %% per doubling (threshold %.1f %%)\n",
