@@ -1,6 +1,7 @@
 package lstm
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -113,6 +114,20 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 // that OnEpoch sees every point of the curve, and that half a pair of
 // scalers is refused.
 func TestTrainWithOptions(t *testing.T) {
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := smallConfig()
+		cfg.MaxEpochs = 10
+		epochs := 0
+		_, err := TrainWith(cfg, Options{Context: ctx, OnEpoch: func(Epoch) {
+			if epochs++; epochs == 2 {
+				cancel()
+			}
+		}}, sineData(t, 120, 0), sineData(t, 40, 500))
+		if !errors.Is(err, context.Canceled) || epochs != 2 {
+			t.Fatalf("error %v after %d epochs, want context.Canceled after 2", err, epochs)
+		}
+	})
 	train, val := sineData(t, 120, 0), sineData(t, 40, 500)
 	wide, err := FitScalers(DefaultConfig().Scaler, append(append([]Sample(nil), train.Samples...), sineData(t, 400, 0).Samples...))
 	if err != nil {

@@ -2,6 +2,7 @@ package lstm
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -81,6 +82,10 @@ type Options struct {
 	// OnEpoch, when set, is called after each epoch with its point of the
 	// learning curve (to report progress).
 	OnEpoch func(Epoch)
+	// Context, when set, is checked before each epoch: once it is done
+	// TrainWith returns its error instead of training on (an epoch on
+	// hundreds of thousands of samples takes minutes).
+	Context context.Context
 }
 
 // TrainWith is Train with options: given scalers and a per-epoch hook.
@@ -142,6 +147,12 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 	by := make([]float32, 0, cfg.BatchSize*Targets)
 	sinceBest, sincePlateau := 0, 0
 	for ep := 1; ep <= cfg.MaxEpochs; ep++ {
+		if opt.Context != nil {
+			if err := opt.Context.Err(); err != nil {
+				net.Close()
+				return nil, fmt.Errorf("training LSTM: before epoch %d: %w", ep, err)
+			}
+		}
 		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
 		lr := net.LearningRate()
 		var sum float64

@@ -179,7 +179,7 @@ func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) erro
 		te = time.Now()
 		fmt.Fprintf(stderr, "train-lstm: epoch %d: train loss %.6f, validation loss %.6f, lr %.3g, %.1f s\n", e.Epoch, e.TrainLoss, e.ValLoss, e.LR, secs[len(secs)-1])
 	}
-	res, err := lstm.TrainWith(cfg, lstm.Options{OnEpoch: onEpoch}, train, val)
+	res, err := lstm.TrainWith(cfg, lstm.Options{OnEpoch: onEpoch, Context: ctx}, train, val)
 	if err != nil {
 		return err
 	}

@@ -176,7 +176,7 @@ func (c *Config) lstmCurve(ctx context.Context, stdout, stderr io.Writer) error 
 				n, e.Epoch, e.TrainLoss, e.ValLoss, e.LR, time.Since(te).Seconds())
 			te = time.Now()
 		}
-		res, err := lstm.TrainWith(cfg, lstm.Options{Scalers: &sc, OnEpoch: onEpoch}, train, val)
+		res, err := lstm.TrainWith(cfg, lstm.Options{Scalers: &sc, OnEpoch: onEpoch, Context: ctx}, train, val)
 		if err != nil {
 			return fmt.Errorf("strata train --lstm-curve: training on %d samples: %w", n, err)
 		}
