@@ -283,8 +283,10 @@ func plotLSTMCurve(path string, pts []curvePoint, maLoss float64, loss string, n
 	ma.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 	p.Add(ma)
 	p.Legend.Add("moving average (5 steps)", ma)
-	p.Legend.Top = true
-	p.Y.Min = 0
+	// The curve falls towards the right: the legend goes bottom left, and
+	// the y axis spans the losses (not from 0, which would flatten any
+	// curve whose losses differ by a few per cent).
+	p.Legend.Left = true
 	if err := p.Save(6*vg.Inch, 4*vg.Inch, path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
