@@ -1,6 +1,7 @@
 package lstm
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -106,5 +107,88 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 	cfg.Backend = "tpu"
 	if _, err := Train(cfg, sineData(t, 20, 0), nil); !errors.Is(err, ErrConfig) {
 		t.Errorf("unknown backend: %v", err)
+	}
+}
+
+// TestTrainWithOptions checks that given scalers replace the fitted ones,
+// that OnEpoch sees every point of the curve, and that half a pair of
+// scalers is refused.
+func TestTrainWithOptions(t *testing.T) {
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := smallConfig()
+		cfg.MaxEpochs = 10
+		epochs := 0
+		_, err := TrainWith(cfg, Options{Context: ctx, OnEpoch: func(Epoch) {
+			if epochs++; epochs == 2 {
+				cancel()
+			}
+		}}, sineData(t, 120, 0), sineData(t, 40, 500))
+		if !errors.Is(err, context.Canceled) || epochs != 2 {
+			t.Fatalf("error %v after %d epochs, want context.Canceled after 2", err, epochs)
+		}
+	})
+	train, val := sineData(t, 120, 0), sineData(t, 40, 500)
+	wide, err := FitScalers(DefaultConfig().Scaler, append(append([]Sample(nil), train.Samples...), sineData(t, 400, 0).Samples...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		scalers *Scalers
+		wantErr bool
+	}{
+		{name: "fitted", scalers: nil},
+		{name: "given", scalers: &wide},
+		{name: "half given", scalers: &Scalers{Input: wide.Input}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := smallConfig()
+			cfg.MaxEpochs = 4
+			var seen []Epoch
+			res, err := TrainWith(cfg, Options{Scalers: tc.scalers, OnEpoch: func(e Epoch) { seen = append(seen, e) }}, train, val)
+			if tc.wantErr {
+				if !errors.Is(err, ErrConfig) {
+					t.Fatalf("error %v, want ErrConfig", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Net.Close()
+			if len(seen) != len(res.Curve) {
+				t.Fatalf("OnEpoch saw %d epochs of %d", len(seen), len(res.Curve))
+			}
+			for i := range seen {
+				if seen[i] != res.Curve[i] {
+					t.Errorf("OnEpoch saw %+v, curve has %+v", seen[i], res.Curve[i])
+				}
+			}
+			if tc.scalers != nil && res.Scalers != *tc.scalers {
+				t.Error("the given scalers were not used")
+			}
+			if tc.scalers == nil && res.Scalers == wide {
+				t.Error("scalers not fitted")
+			}
+			pred, err := res.Model(cfg).PredictSamples(val.Samples)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := cfg.ScaledLoss(res.Scalers, pred, val.Samples); err != nil || !near(got, res.BestValLoss, 1e-4) {
+				t.Errorf("ScaledLoss of the restored weights %v (%v), want the best validation loss %v", got, err, res.BestValLoss)
+			}
+			fast, err := res.PredictSamples(val.Samples)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range pred {
+				for j := range Targets {
+					if !near(float64(fast[i][j]), float64(pred[i][j]), 1e-4) {
+						t.Fatalf("sample %d target %d: Result.PredictSamples %v, Model.PredictSamples %v", i, j, fast[i][j], pred[i][j])
+					}
+				}
+			}
+		})
 	}
 }

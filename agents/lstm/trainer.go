@@ -2,6 +2,7 @@ package lstm
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -68,6 +69,27 @@ func (r *Result) Model(cfg Config) *Model {
 // epoch the validation loss drives ReduceLROnPlateau and early stopping,
 // and the best epoch's weights are restored at the end.
 func Train(cfg Config, train, val *Dataset) (*Result, error) {
+	return TrainWith(cfg, Options{}, train, val)
+}
+
+// Options are TrainWith's optional inputs.
+type Options struct {
+	// Scalers, when set, replace the scalers Train fits on the training
+	// samples: runs whose validation losses must be on one scale (a
+	// learning curve over training-sample sizes) share them. Both must be
+	// set.
+	Scalers *Scalers
+	// OnEpoch, when set, is called after each epoch with its point of the
+	// learning curve (to report progress).
+	OnEpoch func(Epoch)
+	// Context, when set, is checked before each epoch: once it is done
+	// TrainWith returns its error instead of training on (an epoch on
+	// hundreds of thousands of samples takes minutes).
+	Context context.Context
+}
+
+// TrainWith is Train with options: given scalers and a per-epoch hook.
+func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
@@ -86,9 +108,17 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	if len(tr) == 0 || len(va) == 0 {
 		return nil, fmt.Errorf("training LSTM: %w: %d training and %d validation samples", ErrConfig, len(tr), len(va))
 	}
-	sc, err := FitScalers(cfg.Scaler, tr)
-	if err != nil {
-		return nil, fmt.Errorf("training LSTM: %w", err)
+	var sc Scalers
+	if opt.Scalers != nil {
+		sc = *opt.Scalers
+		if err := sc.validate(); err != nil {
+			return nil, fmt.Errorf("training LSTM with given scalers: %w", err)
+		}
+	} else {
+		var err error
+		if sc, err = FitScalers(cfg.Scaler, tr); err != nil {
+			return nil, fmt.Errorf("training LSTM: %w", err)
+		}
 	}
 	trX, trY, err := scaled(sc, tr)
 	if err != nil {
@@ -117,6 +147,12 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 	by := make([]float32, 0, cfg.BatchSize*Targets)
 	sinceBest, sincePlateau := 0, 0
 	for ep := 1; ep <= cfg.MaxEpochs; ep++ {
+		if opt.Context != nil {
+			if err := opt.Context.Err(); err != nil {
+				net.Close()
+				return nil, fmt.Errorf("training LSTM: before epoch %d: %w", ep, err)
+			}
+		}
 		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
 		lr := net.LearningRate()
 		var sum float64
@@ -146,6 +182,9 @@ func Train(cfg Config, train, val *Dataset) (*Result, error) {
 			tl = sum / float64(steps)
 		}
 		res.Curve = append(res.Curve, Epoch{Epoch: ep, TrainLoss: tl, ValLoss: vl, LR: lr})
+		if opt.OnEpoch != nil {
+			opt.OnEpoch(res.Curve[len(res.Curve)-1])
+		}
 		if vl < res.BestValLoss {
 			res.BestValLoss, res.BestEpoch = vl, ep
 			sinceBest, sincePlateau = 0, 0
@@ -241,4 +280,64 @@ func weightedSE(p, t []float32, betaUnder, betaOver float64) float64 {
 		s += b * e * e
 	}
 	return s / float64(len(p))
+}
+
+// ScaledLoss returns the configured loss (asymmetric or symmetric) of raw
+// predictions against the samples' targets, both mapped by sc's target
+// scaler: the scale Train's validation loss is on, so that another
+// predictor (the moving average) can be compared with it.
+func (c Config) ScaledLoss(sc Scalers, pred [][Targets]float32, samples []Sample) (float64, error) {
+	if len(pred) != len(samples) || len(pred) == 0 {
+		return 0, fmt.Errorf("scoring predictions: %w: %d predictions for %d samples", ErrConfig, len(pred), len(samples))
+	}
+	if err := sc.validate(); err != nil {
+		return 0, fmt.Errorf("scoring predictions: %w", err)
+	}
+	p := make([]float32, 0, len(pred)*Targets)
+	y := make([]float32, 0, len(samples)*Targets)
+	for i := range pred {
+		p = append(p, pred[i][:]...)
+		y = append(y, samples[i].Target[:]...)
+	}
+	if _, err := sc.Target.Transform(p, p); err != nil {
+		return 0, fmt.Errorf("scoring predictions: scaling them: %w", err)
+	}
+	if _, err := sc.Target.Transform(y, y); err != nil {
+		return 0, fmt.Errorf("scoring predictions: scaling the targets: %w", err)
+	}
+	bu, bo := c.betas()
+	return weightedSE(p, y, bu, bo), nil
+}
+
+// PredictSamples returns the result's predictions for the samples'
+// sequences in raw units, as Model.PredictSamples does but through the
+// training network's batched forward pass (on the CPU backend many times
+// faster than the serving pass on a validation set).
+func (r *Result) PredictSamples(samples []Sample) ([][Targets]float32, error) {
+	x := make([]float32, 0, len(samples)*SeqDim)
+	for i := range samples {
+		x = append(x, samples[i].Seq[:]...)
+	}
+	if _, err := r.Scalers.Input.Transform(x, x); err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
+	var p []float32
+	var err error
+	if r.Net.Backend() == nn.BackendGorgonia {
+		p, err = r.Net.Export().Forward(nil, x)
+	} else {
+		p, err = r.Net.Forward(x)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
+	raw, err := r.Scalers.Target.Inverse(nil, p)
+	if err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
+	out := make([][Targets]float32, len(samples))
+	for i := range out {
+		copy(out[i][:], raw[i*Targets:(i+1)*Targets])
+	}
+	return out, nil
 }

@@ -103,8 +103,8 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 
 // TrainLSTM trains the operational LSTM on exported sequences, writes its
 // checkpoint and learning curve to c.Out, and prints the curve and its
-// validation metrics next to the 5-step moving average's to stdout; a
-// heartbeat goes to stderr while it trains.
+// validation metrics next to the 5-step moving average's to stdout; each
+// epoch is reported on stderr as it ends.
 func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) error {
 	cfg, err := c.config()
 	if err != nil {
@@ -169,24 +169,17 @@ func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) erro
 		train.Len(), c.Data, sf.Meta[sequences.KeyDays], sf.Meta[sequences.KeySampled], sf.Meta[sequences.KeySeen], val.Len(), valDesc, train.Rejected+val.Rejected,
 		cfg.Net.Hidden[0], cfg.Net.Hidden[1], cfg.Net.DenseHidden, cfg.Loss, cfg.BatchSize, cfg.MaxEpochs, cfg.Seed, time.Since(t0).Seconds())
 
-	// agents/lstm.Train has no per-epoch hook: a ticker shows it is alive,
-	// and the curve is printed per epoch when training ends.
-	done := make(chan struct{})
+	// Each epoch is reported on stderr as it ends, and its wall time kept
+	// for the table.
 	tTrain := time.Now()
-	go func() {
-		tk := time.NewTicker(30 * time.Second)
-		defer tk.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tk.C:
-				fmt.Fprintf(stderr, "train-lstm: training, %.0f s\n", time.Since(tTrain).Seconds())
-			}
-		}
-	}()
-	res, err := lstm.Train(cfg, train, val)
-	close(done)
+	te := tTrain
+	var secs []float64
+	onEpoch := func(e lstm.Epoch) {
+		secs = append(secs, time.Since(te).Seconds())
+		te = time.Now()
+		fmt.Fprintf(stderr, "train-lstm: epoch %d: train loss %.6f, validation loss %.6f, lr %.3g, %.1f s\n", e.Epoch, e.TrainLoss, e.ValLoss, e.LR, secs[len(secs)-1])
+	}
+	res, err := lstm.TrainWith(cfg, lstm.Options{OnEpoch: onEpoch, Context: ctx}, train, val)
 	if err != nil {
 		return err
 	}
@@ -194,8 +187,8 @@ func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) erro
 	trainSec := time.Since(tTrain).Seconds()
 	perEpoch := trainSec / float64(len(res.Curve))
 	fmt.Fprintf(stdout, "%5s  %12s  %12s  %10s  %9s\n", "epoch", "train loss", "val loss", "lr", "seconds")
-	for _, e := range res.Curve {
-		fmt.Fprintf(stdout, "%5d  %12.6f  %12.6f  %10.3g  %9.1f\n", e.Epoch, e.TrainLoss, e.ValLoss, e.LR, perEpoch)
+	for i, e := range res.Curve {
+		fmt.Fprintf(stdout, "%5d  %12.6f  %12.6f  %10.3g  %9.1f\n", e.Epoch, e.TrainLoss, e.ValLoss, e.LR, secs[i])
 	}
 	fmt.Fprintf(stdout, "trained in %.1f s (%.1f s per epoch, mean); best epoch %d, validation loss %.6f; %d steps (%d rejected), %d LR reductions, early stop %v\n",
 		trainSec, perEpoch, res.BestEpoch, res.BestValLoss, res.Stats.Steps, res.Stats.RejectedSteps, res.Stats.LRReductions, res.Stats.EarlyStopped)

@@ -60,12 +60,21 @@ type Config struct {
 	// Lateness is how far out of start order the trace may be.
 	Lateness time.Duration
 	// LSTMData and LSTMValid are the LSTM's sequences files (default:
-	// exported into Out); LSTMSample the training export's sample size;
-	// LSTMEpochs its epochs at most; Loss its training loss.
-	LSTMData, LSTMValid string
-	LSTMSample          int
-	LSTMEpochs          int
-	Loss                string
+	// exported into Out); LSTMSample the training export's sample size and
+	// LSTMValidSample the validation export's; LSTMEpochs its epochs at
+	// most; Loss its training loss.
+	LSTMData, LSTMValid         string
+	LSTMSample, LSTMValidSample int
+	LSTMEpochs                  int
+	Loss                        string
+	// LSTMCurve, when set, is a comma-separated list of training-sample
+	// sizes: instead of one LSTM, one is trained per size on nested
+	// seeded samples of one export at the largest size, and the learning
+	// curve is written (lstm-curve.csv, lstm-curve.png). LSTMFlat is the
+	// relative improvement of the best validation loss per doubling of
+	// the sample below which the curve counts as flat.
+	LSTMCurve string
+	LSTMFlat  float64
 	// TacticalFeatures is the PPO's state feature set (--tactical-features).
 	TacticalFeatures string
 	// Resume continues the training in this directory (its Out) from its
@@ -85,7 +94,8 @@ func DefaultConfig() Config {
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
 		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
-		LSTMSample: 200_000, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: "asymmetric", Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures}
+		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric,
+		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures}
 }
 
 // RegisterFlags registers the training's flags, each name preceded by
@@ -111,8 +121,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
 	fs.StringVar(&c.LSTMData, prefix+"lstm-data", c.LSTMData, "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
 	fs.StringVar(&c.LSTMValid, prefix+"lstm-valid", c.LSTMValid, "LSTM validation sequences `FILE`.parquet (default: exported from the validation days into --out)")
-	fs.IntVar(&c.LSTMSample, prefix+"lstm-sample", c.LSTMSample, "seeded sample size of the LSTM's training export (the validation export keeps a quarter of it)")
-	fs.IntVar(&c.LSTMEpochs, prefix+"lstm-epochs", c.LSTMEpochs, "LSTM epochs at most (early stopping may end sooner)")
+	fs.IntVar(&c.LSTMSample, prefix+"lstm-sample", c.LSTMSample, "seeded sample size of the LSTM's training export (the size the learning curve in the README justifies)")
+	fs.IntVar(&c.LSTMValidSample, prefix+"lstm-valid-sample", c.LSTMValidSample, "seeded sample size of the LSTM's validation export")
+	fs.IntVar(&c.LSTMEpochs, prefix+"lstm-epochs", c.LSTMEpochs, "LSTM epochs at most (early stopping after 5 epochs without a better validation loss may end sooner)")
+	fs.StringVar(&c.LSTMCurve, prefix+"lstm-curve", c.LSTMCurve, "learning curve: train one LSTM per training-sample size in `SIZES` (comma-separated, e.g. 12500,25000,50000,100000,200000) on nested seeded samples of one export at the largest size, validated on the same validation export; writes lstm-curve.csv and lstm-curve.png to --out (needs --layers operational alone)")
+	fs.Float64Var(&c.LSTMFlat, prefix+"lstm-flat", c.LSTMFlat, "the learning curve is flat from the smallest size after which every doubling of the sample improves the best validation loss by less than this fraction")
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "LSTM training loss: asymmetric or symmetric")
 	fs.BoolVar(&c.Progress, prefix+"progress", c.Progress, "print each episode's results and PPO's updates on stderr")
 }
@@ -149,6 +162,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures); err != nil {
 		return fmt.Errorf("strata train --tactical-features: %w", err)
+	}
+	if c.LSTMSample < 1 || c.LSTMValidSample < 1 {
+		return errors.New("strata train: --lstm-sample and --lstm-valid-sample must be positive")
+	}
+	if c.LSTMCurve != "" {
+		if ls, _ := pipeline.ParseLayers(c.Layers); len(ls) != 1 || ls[0] != schemas.Operational {
+			return fmt.Errorf("strata train --lstm-curve: needs --layers %s alone, not %q", schemas.Operational, c.Layers)
+		}
+		if _, err := parseSizes(c.LSTMCurve); err != nil {
+			return fmt.Errorf("strata train --lstm-curve: %w", err)
+		}
+		if !(c.LSTMFlat > 0 && c.LSTMFlat < 1) {
+			return fmt.Errorf("strata train --lstm-flat %v: want a fraction in (0, 1)", c.LSTMFlat)
+		}
 	}
 	return nil
 }
@@ -322,6 +349,9 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}
 		sum.Learner = lrn.Stats()
 	}
+	if c.LSTMCurve != "" {
+		return c.lstmCurve(ctx, stdout, stderr)
+	}
 	if slices.Contains(layers, schemas.Operational) {
 		if err := c.trainLSTM(ctx, stdout, stderr); err != nil {
 			return err
@@ -367,11 +397,27 @@ func roundMap(m map[string]float64) map[string]string {
 
 // trainLSTM exports the operational sequences of the training and
 // validation days (unless c names files) and trains the LSTM into c.Out.
-// The exports run as `strata export sequences` with the training's trace,
-// seed, log level and cloud model and that command's defaults otherwise
-// (the embedded environment, the default epoch); their reports go to
-// stderr.
 func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error {
+	data, valid, err := c.lstmExports(ctx, stderr, c.LSTMSample)
+	if err != nil {
+		return err
+	}
+	l := DefaultLSTMConfig()
+	l.Data, l.Valid, l.Out, l.Seed, l.Loss = data, valid, c.Out, uint64(c.Seed), c.Loss
+	if c.LSTMEpochs > 0 {
+		l.Epochs = c.LSTMEpochs
+	}
+	return TrainLSTM(ctx, l, stdout, stderr)
+}
+
+// lstmExports returns the LSTM's training and validation sequences files:
+// c.LSTMData and c.LSTMValid, or exports of the training days (a sample
+// of trainSample) and of the validation days (c.LSTMValidSample) into
+// c.Out. The exports run as `strata export sequences` with the training's
+// trace, seed, log level and cloud model and that command's defaults
+// otherwise (the embedded environment, the default epoch, sample seed 1);
+// their reports go to stderr.
+func (c *Config) lstmExports(ctx context.Context, stderr io.Writer, trainSample int) (data, valid string, err error) {
 	export := func(out, days string, sample int) error {
 		e := DefaultExportConfig()
 		e.Out, e.Days, e.Sample, e.LogLevel, e.NewModel = out, days, sample, c.LogLevel, c.NewModel
@@ -383,27 +429,22 @@ func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 		return Export(ctx, e, stderr, stderr)
 	}
-	data, valid := c.LSTMData, c.LSTMValid
+	data, valid = c.LSTMData, c.LSTMValid
 	if data == "" {
 		data = filepath.Join(c.Out, "sequences-train.parquet")
 		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", c.TrainDays, data)
-		if err := export(data, c.TrainDays, c.LSTMSample); err != nil {
-			return fmt.Errorf("exporting the LSTM's training sequences: %w", err)
+		if err := export(data, c.TrainDays, trainSample); err != nil {
+			return "", "", fmt.Errorf("exporting the LSTM's training sequences: %w", err)
 		}
 	}
 	if valid == "" {
 		valid = filepath.Join(c.Out, "sequences-valid.parquet")
 		fmt.Fprintf(stderr, "lstm: exporting operational sequences of days %s to %s\n", c.ValidDays, valid)
-		if err := export(valid, c.ValidDays, max(c.LSTMSample/4, 1)); err != nil {
-			return fmt.Errorf("exporting the LSTM's validation sequences: %w", err)
+		if err := export(valid, c.ValidDays, c.LSTMValidSample); err != nil {
+			return "", "", fmt.Errorf("exporting the LSTM's validation sequences: %w", err)
 		}
 	}
-	l := DefaultLSTMConfig()
-	l.Data, l.Valid, l.Out, l.Seed, l.Loss = data, valid, c.Out, uint64(c.Seed), c.Loss
-	if c.LSTMEpochs > 0 {
-		l.Epochs = c.LSTMEpochs
-	}
-	return TrainLSTM(ctx, l, stdout, stderr)
+	return data, valid, nil
 }
 
 func copyFile(from, to string) error {
