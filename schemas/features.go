@@ -166,3 +166,16 @@ func (r *TacticalRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
 	d[0], d[1], d[2], d[3] = float32(r.DurationMeanMS), float32(r.DurationP95MS), float32(r.PeakRate), or0(r.CarbonG)
 	return dst
 }
+
+// PlacementOf returns the metro and tier indices (PlacementMetros and
+// PlacementTiersMB order) a TacticalPlacement state vector says the
+// function ran in, and false when the state does not say (a function with
+// no invocations in the hour, or a vector of another set).
+func PlacementOf(v []float32) (metro, tier int, ok bool) {
+	if len(v) != TacticalPlacementDim {
+		return 0, 0, false
+	}
+	metro = slices.Index(v[TacticalDim:TacticalDim+len(PlacementMetros)], 1)
+	tier = slices.Index(v[TacticalDim+len(PlacementMetros):TacticalDim+len(PlacementMetros)+len(PlacementTiersMB)], 1)
+	return metro, tier, metro >= 0 && tier >= 0
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 
@@ -41,6 +42,14 @@ type Config struct {
 	// Availability gives the PPO action mask of each provider; nil allows
 	// every action.
 	Availability *ppo.Availability
+	// SwitchPenalty, when positive, is training-time shaping: a tactical
+	// transition whose action moves the function away from the metro and
+	// memory tier its state says it ran in has its reward lowered by this
+	// much before PPO sees it. It needs the tactical feature set
+	// schemas.TacticalPlacement (the seed's state does not say where a
+	// function runs). The rewards the twin writes — the tables, every
+	// evaluation — are DESIGN's, unchanged.
+	SwitchPenalty float64
 }
 
 // DefaultConfig returns the seed's learners (docs/agents.md) for layers, seeded
@@ -61,6 +70,9 @@ type Stats struct {
 	Rejected map[string]int64
 	// Checkpoints counts published checkpoints per layer.
 	Checkpoints map[schemas.Layer]int64
+	// Shaped counts tactical transitions whose reward the switching
+	// penalty lowered (Config.SwitchPenalty).
+	Shaped int64
 	// DQN and PPO are the algorithms' own counters.
 	DQN dqn.Stats
 	PPO ppo.Stats
@@ -116,6 +128,10 @@ type intervalAcc struct {
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Learner, error) {
 	if len(cfg.Layers) == 0 {
 		return nil, errors.New("creating learner: no layer to train")
+	}
+	if p := cfg.SwitchPenalty; p < 0 || math.IsNaN(p) || math.IsInf(p, 0) || p > 0 && cfg.PPO.Features() != schemas.TacticalPlacement {
+		return nil, fmt.Errorf("creating learner: a switching penalty of %v needs a finite value ≥ 0 and the tactical feature set %s (this learner's is %s)",
+			p, schemas.TacticalPlacement, cfg.PPO.Features())
 	}
 	l := &Learner{cfg: cfg, log: logger}
 	l.stats = Stats{Transitions: map[schemas.Layer]int64{}, Markers: map[schemas.Layer]int64{}, Intervals: map[schemas.Layer]int64{},
@@ -325,6 +341,12 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 				PolicyVersion: tr.GetPolicyVersion()}
 			if l.cfg.Availability != nil && len(pt.State) == want.Dim() {
 				pt.Mask = l.cfg.Availability.Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
+			}
+			if l.cfg.SwitchPenalty > 0 {
+				if m, t, ok := schemas.PlacementOf(pt.State); ok && pt.Action != m*cloud.NumTiers+t {
+					pt.Reward -= float32(l.cfg.SwitchPenalty)
+					l.stats.Shaped++
+				}
 			}
 			if err := l.ppo.Add(pt); err != nil {
 				if !l.reject(err) {

@@ -490,3 +490,52 @@ func TestLearnerStateRestore(t *testing.T) {
 		})
 	}
 }
+
+// TestSwitchPenalty checks the training-time switching cost: only a
+// transition whose action moves the function off the metro and tier its
+// placement-v1 state names is shaped (one that stays, or whose state does
+// not say where it ran, is not), and the penalty needs the placement set.
+func TestSwitchPenalty(t *testing.T) {
+	ctx := context.Background()
+	cfg := learner.DefaultConfig(7, schemas.Tactical)
+	cfg.PPO = cfg.PPO.WithFeatures(schemas.TacticalPlacement)
+	cfg.SwitchPenalty = 0.5
+	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Begin(ctx, "shape", 0, modelStore(t)); err != nil {
+		t.Fatal(err)
+	}
+	state := func(metro, tier int) []float32 {
+		r := schemas.TacticalRow{Provider: "aws", RequestRate: 0.1}
+		if metro >= 0 {
+			r.Region, r.MemoryMB = schemas.PlacementMetros[metro], schemas.PlacementTiersMB[tier]
+		}
+		return r.AppendFeatures(nil, schemas.TacticalPlacement)
+	}
+	trs := []*stratapb.Transition{
+		{Func: "stays", State: state(1, 2), Action: 1*6 + 2},
+		{Func: "moves", State: state(1, 2), Action: 0},
+		{Func: "unknown", State: state(-1, 0), Action: 5},
+	}
+	for _, tr := range trs {
+		tr.RunId, tr.Layer, tr.App, tr.Reward, tr.Done = "shape", string(schemas.Tactical), "a", 0.3, true
+		tr.PolicyVersion, tr.LogProb, tr.Policy, tr.FeatureSet = ppo.FormatVersion(0), ptr(math.Log(1.0/24)), ppo.Name, string(schemas.TacticalPlacement)
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Handle(ctx, &stratapb.Transition{RunId: "shape", Layer: string(schemas.Tactical), EndOfInterval: true, Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.Shaped != 1 || st.PPO.Accepted != 3 {
+		t.Fatalf("shaped %d of %d accepted, want 1 of 3", st.Shaped, st.PPO.Accepted)
+	}
+	seed := learner.DefaultConfig(7, schemas.Tactical)
+	seed.SwitchPenalty = 0.5
+	if _, err := learner.New(seed, slog.New(slog.DiscardHandler), nil); err == nil || !strings.Contains(err.Error(), string(schemas.TacticalPlacement)) {
+		t.Fatalf("a switching penalty on the seed's state: %v, want a refusal naming %s", err, schemas.TacticalPlacement)
+	}
+}

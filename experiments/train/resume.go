@@ -59,7 +59,8 @@ func (c *Config) fingerprint() map[string]string {
 		"rollout": strconv.Itoa(c.Rollout), "dqn-warmup": strconv.Itoa(c.DQNWarmUp),
 		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "default-placement": c.Placement,
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures,
-		"trace-epoch": c.Epoch,
+		"switch-penalty": strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
+		"trace-epoch":    c.Epoch,
 	}
 }
 
