@@ -32,9 +32,12 @@ type LearnerRole struct {
 	// TacticalFeatures is the feature set the PPO network reads; the
 	// run's twin must write its transitions in it.
 	TacticalFeatures string
-	LogLevel         string
-	MetricsAddr      string
-	Names            schemas.Names
+	// Counterfactual is the PPO's all-action coefficient
+	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
+	Counterfactual float64
+	LogLevel       string
+	MetricsAddr    string
+	Names          schemas.Names
 }
 
 // DefaultLearnerRole is the learner role's defaults.
@@ -52,6 +55,7 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Int64Var(&r.Seed, prefix+"seed", r.Seed, "seed of the networks' initialisation and the minibatch order")
 	fs.IntVar(&r.Episode, prefix+"episode", r.Episode, "episode number of the run (0-based; sets the DQN's ε)")
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "feature set the PPO network reads (the run's --tactical-features)")
+	fs.Float64Var(&r.Counterfactual, prefix+"counterfactual", r.Counterfactual, "PPO: weight of the all-action term over the transitions' action rewards (0 = the seed's PPO)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&r.MetricsAddr, prefix+"metrics-addr", r.MetricsAddr, "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
@@ -93,6 +97,7 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return fmt.Errorf("strata learner --tactical-features: %w", err)
 	}
 	cfg.PPO = cfg.PPO.WithFeatures(tf)
+	cfg.PPO.Net.CounterfactualCoef = r.Counterfactual
 	cfg.Availability = ppo.CatalogAvailability(cat)
 	reg := NewRegistry()
 	l, err := learner.New(cfg, logger.With("role", "learner"), reg)

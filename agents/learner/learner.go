@@ -338,7 +338,7 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 			pt := ppo.Transition{RunID: tr.GetRunId(), App: tr.GetApp(), Func: tr.GetFunc(), Tick: tr.GetTick(),
 				State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
 				NextState: tr.GetNextState(), Done: tr.GetDone(), LogProb: float32(tr.GetLogProb()), Value: float32(tr.GetValue()),
-				PolicyVersion: tr.GetPolicyVersion()}
+				PolicyVersion: tr.GetPolicyVersion(), ActionRewards: tr.GetActionRewards()}
 			if l.cfg.Availability != nil && len(pt.State) == want.Dim() {
 				pt.Mask = l.cfg.Availability.Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
 			}

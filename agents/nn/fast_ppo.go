@@ -15,6 +15,7 @@ type ppoShard struct {
 	logits, logp, dlogits, ex []float32
 	v0, gv0, v, dv            []float32
 	policy, value, entropy    float64
+	counterfactual            float64
 }
 
 func (e *ppoFast) close() {}
@@ -109,13 +110,18 @@ func (e *ppoFast) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]f
 	lnMin, lnMax := float32(math.Log(c.RatioMin)), float32(math.Log(c.RatioMax))
 	clipLo, clipHi := 1-float32(c.ClipEpsilon), 1+float32(c.ClipEpsilon)
 	vc, ec := float32(c.ValueCoef), float32(c.EntropyCoef)
+	cc := float32(c.CounterfactualCoef)
+	rewards := b.ActionRewards
+	if cc == 0 {
+		rewards = nil
+	}
 	parallel(S, func(s int) {
 		lo, hi := shardRows(s, S, batch)
 		rows := hi - lo
 		sh := e.shards[s]
 		sh.zeroGrads(s, grads)
 		e.fwd(sh, b.States, addMask, lo, hi, masks)
-		var policy, value, entropy float64
+		var policy, value, entropy, counterfactual float64
 		for r := range rows {
 			i := lo + r
 			lp := sh.logp[r*A : (r+1)*A]
@@ -153,6 +159,17 @@ func (e *ppoFast) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]f
 				dl[j] = g
 			}
 			dl[a] += dd
+			if rewards != nil {
+				// total −= cc·mean(Σ p R): on the log-probabilities −cc·p·R/B,
+				// which the log-softmax below turns into −cc·p·(R − Σ p R)/B.
+				rw := rewards[i*A : (i+1)*A]
+				var j float32
+				for k, rk := range rw {
+					j += p[k] * rk
+					dl[k] -= cc * invB * p[k] * rk
+				}
+				counterfactual += float64(j)
+			}
 			for _, g := range dl {
 				sum += g
 			}
@@ -164,7 +181,7 @@ func (e *ppoFast) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]f
 			value += float64(dv * dv)
 			sh.dv[r] = vc * 2 * dv * invB
 		}
-		sh.policy, sh.value, sh.entropy = policy, value, entropy
+		sh.policy, sh.value, sh.entropy, sh.counterfactual = policy, value, entropy, counterfactual
 		// Actor.
 		sh.denseBwd(rows, sh.a1, sh.dlogits, l.actor[2], sh.ga1)
 		reluBwd(sh.ga1[:rows*c.ActorHidden[1]], sh.a1)
@@ -180,15 +197,20 @@ func (e *ppoFast) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]f
 		sh.normBwd(rows, b.States[lo*c.Inputs:hi*c.Inputs], l.shared[0], l.sharedLN[0], maskRows(masks, 0, c.Shared[0], lo, hi), &sh.s0, nil)
 	})
 	sumShardGrads(grads, S, func(s int) *fastShard { return &e.shards[s].fastShard })
-	var policy, value, entropy float64
+	var policy, value, entropy, counterfactual float64
 	for s := range S {
 		sh := e.shards[s]
 		policy += sh.policy
 		value += sh.value
 		entropy += sh.entropy
+		counterfactual += sh.counterfactual
 	}
 	fb := float64(batch)
-	policy, value, entropy = policy/fb, value/fb, entropy/fb
+	policy, value, entropy, counterfactual = policy/fb, value/fb, entropy/fb, counterfactual/fb
 	total := policy + c.ValueCoef*value - c.EntropyCoef*entropy
-	return PPOLosses{Total: float32(total), Policy: float32(policy), Value: float32(value), Entropy: float32(entropy)}, nil
+	if rewards != nil {
+		total -= c.CounterfactualCoef * counterfactual
+	}
+	return PPOLosses{Total: float32(total), Policy: float32(policy), Value: float32(value), Entropy: float32(entropy),
+		Counterfactual: float32(counterfactual)}, nil
 }

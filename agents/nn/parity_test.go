@@ -70,6 +70,11 @@ func parityCases() []parityCase {
 		{name: "PPO", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
 			return ppoParityCfg(t, DefaultPPOConfig(), opts...)
 		}},
+		{name: "PPO/counterfactual", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
+			cfg := DefaultPPOConfig()
+			cfg.CounterfactualCoef = 0.7
+			return ppoParityCfg(t, cfg, opts...)
+		}},
 		{name: "LSTM", new: func(t *testing.T, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
 			cfg := DefaultLSTMConfig()
 			cfg.Optimizer.ClipNorm = 0.5 // exercise the clip, which the seed's LSTM does not use
@@ -118,6 +123,9 @@ func ppoParityCfg(t *testing.T, cfg PPOConfig, opts ...Option) (*core, *TrainSta
 				if rng.IntN(16) == 0 {
 					b.OldLogProbs[i] -= 6
 				}
+			}
+			if c.CounterfactualCoef > 0 {
+				b.ActionRewards = randnRNG(rng, batch*c.Actions, 1)
 			}
 			loss, err := n.TrainStep(b)
 			return loss, err

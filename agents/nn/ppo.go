@@ -41,6 +41,14 @@ type PPOConfig struct {
 	RatioMax float64 `json:"ratio_max"`
 	// Optimizer is Adam 3e-4 with global-norm clip 0.5.
 	Optimizer Optimizer `json:"optimizer"`
+	// CounterfactualCoef, when positive, adds the all-action term to the
+	// loss: Total −= CounterfactualCoef·mean_b(Σ_a π(a|s_b)·R_b,a), the
+	// policy's expected reward under the batch's ActionRewards — the
+	// rewards every action would have earned in the interval, which the
+	// digital twin scores in hindsight. Its gradient on the logits is
+	// π_a·(R_a − Σ π R): every action is credited, not only the one taken.
+	// 0 (the seed's PPO) leaves the loss and the computation as they were.
+	CounterfactualCoef float64 `json:"counterfactual_coef,omitempty"`
 }
 
 // DefaultPPOConfig returns the seed's tactical actor-critic (docs/agents.md).
@@ -65,6 +73,9 @@ func (c PPOConfig) Validate() error {
 	}
 	if !(c.ClipEpsilon > 0 && c.ClipEpsilon < 1) || !(c.ValueCoef >= 0) || !(c.EntropyCoef >= 0) {
 		return fmt.Errorf("%w: clip %v, value coef %v, entropy coef %v", ErrConfig, c.ClipEpsilon, c.ValueCoef, c.EntropyCoef)
+	}
+	if !(c.CounterfactualCoef >= 0) || math.IsInf(c.CounterfactualCoef, 0) {
+		return fmt.Errorf("%w: counterfactual coefficient %v", ErrConfig, c.CounterfactualCoef)
 	}
 	if !(c.RatioMin > 0 && c.RatioMin < 1 && c.RatioMax > 1) || math.IsInf(c.RatioMax, 0) {
 		return fmt.Errorf("%w: ratio bounds [%v, %v]", ErrConfig, c.RatioMin, c.RatioMax)
@@ -112,9 +123,12 @@ type PPONet struct {
 }
 
 // PPOLosses are the terms of the PPO loss: Total = Policy +
-// ValueCoef·Value − EntropyCoef·Entropy.
+// ValueCoef·Value − EntropyCoef·Entropy − CounterfactualCoef·Counterfactual.
 type PPOLosses struct {
 	Total, Policy, Value, Entropy float32
+	// Counterfactual is the batch's mean expected reward under its
+	// ActionRewards (0 when CounterfactualCoef is 0).
+	Counterfactual float32
 }
 
 // PPOOutput is the actor-critic's output for B states.
@@ -140,6 +154,10 @@ type PPOBatch struct {
 	OldLogProbs []float32
 	Advantages  []float32
 	Returns     []float32
+	// ActionRewards holds B×Actions rewards, row-major: what each action
+	// would have earned (PPOConfig.CounterfactualCoef); nil, or a row of
+	// zeros, credits no action. Ignored when the coefficient is 0.
+	ActionRewards []float32
 }
 
 // NewPPONet returns an actor-critic initialised from seed, on
@@ -217,7 +235,11 @@ func (e ppoGorgonia) lossGrad(b PPOBatch, addMask []float32, batch int, masks []
 	if err != nil {
 		return PPOLosses{}, err
 	}
-	return PPOLosses{Total: loss, Policy: g.out["policy"].scalar(), Value: g.out["value_loss"].scalar(), Entropy: g.out["entropy"].scalar()}, nil
+	l := PPOLosses{Total: loss, Policy: g.out["policy"].scalar(), Value: g.out["value_loss"].scalar(), Entropy: g.out["entropy"].scalar()}
+	if cf, ok := g.out["counterfactual"]; ok {
+		l.Counterfactual = cf.scalar()
+	}
+	return l, nil
 }
 
 // Config returns the network's configuration.
@@ -286,6 +308,13 @@ func (n *PPONet) build(batch int, train bool) (*compiled, error) {
 	entropy := b.neg(b.mean(b.rowSum(b.mul(b.exp(logp), logp))))
 	total := b.sub(b.add(policy, b.scale(value, float32(c.ValueCoef))), b.scale(entropy, float32(c.EntropyCoef)))
 	outs["policy"], outs["value_loss"], outs["entropy"] = policy, value, entropy
+	if c.CounterfactualCoef > 0 {
+		// The policy's expected reward under every action's reward.
+		rw := b.newInput("action_reward", batch, c.Actions)
+		cf := b.mean(b.rowSum(b.mul(b.exp(logp), rw.node)))
+		total = b.sub(total, b.scale(cf, float32(c.CounterfactualCoef)))
+		outs["counterfactual"] = cf
+	}
 	return b.compile(batch, outs, total)
 }
 
@@ -379,7 +408,10 @@ func (n *PPONet) check(b PPOBatch) (int, error) {
 		return 0, fmt.Errorf("training actor-critic: %w: %d states, %d actions, %d old log-probs, %d advantages, %d returns",
 			ErrShape, batch, len(b.Actions), len(b.OldLogProbs), len(b.Advantages), len(b.Returns))
 	}
-	if !allFinite(b.States, b.OldLogProbs, b.Advantages, b.Returns) {
+	if b.ActionRewards != nil && len(b.ActionRewards) != batch*n.cfg.Actions {
+		return 0, fmt.Errorf("training actor-critic: %w: %d action rewards, want %d states × %d actions", ErrShape, len(b.ActionRewards), batch, n.cfg.Actions)
+	}
+	if !allFinite(b.States, b.OldLogProbs, b.Advantages, b.Returns, b.ActionRewards) {
 		return 0, rejectInput(&n.Stats, "training actor-critic")
 	}
 	A := n.cfg.Actions
@@ -417,5 +449,12 @@ func (n *PPONet) prepare(b PPOBatch) (*compiled, error) {
 	copy(g.in["old_logp"].buf, b.OldLogProbs)
 	copy(g.in["advantage"].buf, b.Advantages)
 	copy(g.in["return"].buf, b.Returns)
+	if in, ok := g.in["action_reward"]; ok {
+		if b.ActionRewards == nil {
+			clear(in.buf)
+		} else {
+			copy(in.buf, b.ActionRewards)
+		}
+	}
 	return g, nil
 }

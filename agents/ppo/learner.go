@@ -41,6 +41,11 @@ type Transition struct {
 	// PolicyVersion is the version string of the policy that chose Action
 	// (DecisionRow.PolicyVersion).
 	PolicyVersion string
+	// ActionRewards holds, when the twin scored them, the reward each of
+	// the Actions would have earned in the interval (nil: not scored).
+	// The update credits every action with them when
+	// Config.Net.CounterfactualCoef is positive.
+	ActionRewards []float32 `json:",omitempty"`
 }
 
 // Stats counts what a learner accepted, rejected and did. The learner
@@ -94,6 +99,12 @@ type UpdateStats struct {
 	// PolicyLoss, ValueLoss and Entropy are the loss terms averaged over
 	// the accepted steps.
 	PolicyLoss, ValueLoss, Entropy float64
+	// Counterfactual is the policy's expected normalised action reward
+	// averaged over the accepted steps (0 when the all-action term is off);
+	// Counterfactuals counts the rollout's transitions that carried action
+	// rewards.
+	Counterfactual  float64
+	Counterfactuals int
 	// MeanReward is the rollout's mean (clipped) reward; AdvantageMean and
 	// AdvantageStd describe the advantages before normalisation.
 	MeanReward, AdvantageMean, AdvantageStd float64
@@ -121,9 +132,11 @@ type Learner struct {
 	// scaler, as the uniform policy.
 	uniform bool
 
-	// Minibatch and forward-pass scratch.
-	mb  nn.PPOBatch
-	fwd nn.PPOOutput
+	// Minibatch and forward-pass scratch; mbRewards are the normalised
+	// action rewards of the update in progress (nil: none).
+	mb        nn.PPOBatch
+	fwd       nn.PPOOutput
+	mbRewards []float32
 }
 
 type txKey struct {
@@ -227,7 +240,7 @@ func (l *Learner) Add(t Transition) error {
 		l.stats.RejectedInvalid++
 		return fmt.Errorf("%s: %w: %w", where(), ErrInvalidTransition, err)
 	}
-	if !finite(t.State, t.NextState, []float32{t.Reward, t.LogProb, t.Value}) {
+	if !finite(t.State, t.NextState, t.ActionRewards, []float32{t.Reward, t.LogProb, t.Value}) {
 		l.stats.RejectedNonFinite++
 		return fmt.Errorf("%s: %w", where(), ErrNonFinite)
 	}
@@ -245,6 +258,7 @@ func (l *Learner) Add(t Transition) error {
 		l.stats.ClippedRewards++
 	}
 	t.State, t.NextState, t.Mask = slices.Clone(t.State), slices.Clone(t.NextState), slices.Clone(t.Mask)
+	t.ActionRewards = slices.Clone(t.ActionRewards)
 	if t.Done {
 		t.NextState = nil
 	}
@@ -266,6 +280,9 @@ func (l *Learner) check(t *Transition) error {
 		return fmt.Errorf("action %d outside 0..%d", t.Action, A-1)
 	case t.LogProb > 1e-4:
 		return fmt.Errorf("log-probability %v > 0", t.LogProb)
+	}
+	if t.ActionRewards != nil && len(t.ActionRewards) != A {
+		return fmt.Errorf("%d action rewards, want %d", len(t.ActionRewards), A)
 	}
 	if t.Mask != nil {
 		if len(t.Mask) != A {
@@ -301,6 +318,7 @@ func (l *Learner) Update() (UpdateStats, error) {
 		return fail(err)
 	}
 	states, masks, adv, ret := ro.states, ro.masks, ro.adv, ro.ret
+	l.mbRewards = ro.actionRewards
 	sc := ro.scaler
 
 	// Epochs of shuffled minibatches. The shuffle is seeded by the
@@ -333,6 +351,7 @@ func (l *Learner) Update() (UpdateStats, error) {
 			us.PolicyLoss += float64(l.net.Last.Policy)
 			us.ValueLoss += float64(l.net.Last.Value)
 			us.Entropy += float64(l.net.Last.Entropy)
+			us.Counterfactual += float64(l.net.Last.Counterfactual)
 		}
 		if cfg.TargetKL > 0 && us.Epochs < cfg.Epochs {
 			kl, _, err := l.divergence(states, masks)
@@ -349,7 +368,9 @@ func (l *Learner) Update() (UpdateStats, error) {
 		us.PolicyLoss /= float64(us.Steps)
 		us.ValueLoss /= float64(us.Steps)
 		us.Entropy /= float64(us.Steps)
+		us.Counterfactual /= float64(us.Steps)
 	}
+	l.mbRewards = nil
 
 	// How far the update moved the policy from the rollout's.
 	if us.ApproxKL, us.ClipFraction, err = l.divergence(states, masks); err != nil {
@@ -373,8 +394,12 @@ type rolloutData struct {
 	masks    []bool    // n×Actions, nil when no transition has a mask
 	values   []float32 // V(s) used by GAE
 	adv, ret []float32 // advantages (normalised) and value targets
-	rawAdv   []float32 // advantages before normalisation
-	segs     [][]int
+	// actionRewards are n×Actions normalised action rewards (see
+	// normalizeActionRewards), nil when the all-action term is off or no
+	// transition carries them.
+	actionRewards []float32
+	rawAdv        []float32 // advantages before normalisation
+	segs          [][]int
 }
 
 // rollout fits the scaler if needed, scales the states, gathers the masks
@@ -486,10 +511,63 @@ func (l *Learner) rollout(us *UpdateStats) (*rolloutData, error) {
 	for i := range l.buf {
 		us.MeanReward += float64(l.buf[i].Reward) / float64(n)
 	}
+	if cfg.Net.CounterfactualCoef > 0 {
+		ro.actionRewards, us.Counterfactuals = l.normalizeActionRewards(masks)
+	}
 	ro.rawAdv = slices.Clone(adv)
 	us.AdvantageMean, us.AdvantageStd = NormalizeAdvantages(adv)
 	ro.adv, ro.ret = adv, ret
 	return ro, nil
+}
+
+// normalizeActionRewards returns the rollout's action rewards, n×Actions,
+// each row centred on its allowed actions' mean and all divided by the
+// rollout's standard deviation of the centred rewards, so the all-action
+// term's scale does not depend on the reward's units; masked actions and
+// transitions without action rewards get zeros (no credit). It returns nil
+// when no transition carries them, and the number that do.
+func (l *Learner) normalizeActionRewards(masks []bool) ([]float32, int) {
+	A, n := l.cfg.Net.Actions, len(l.buf)
+	var out []float32
+	count, cells := 0, 0
+	var ss float64
+	for i := range l.buf {
+		rw := l.buf[i].ActionRewards
+		if rw == nil {
+			continue
+		}
+		if out == nil {
+			out = make([]float32, n*A)
+		}
+		count++
+		row := out[i*A : (i+1)*A]
+		var sum float64
+		k := 0
+		for j, r := range rw {
+			if masks == nil || masks[i*A+j] {
+				sum += float64(r)
+				k++
+			}
+		}
+		mean := sum / float64(max(k, 1))
+		for j, r := range rw {
+			if masks == nil || masks[i*A+j] {
+				row[j] = float32(float64(r) - mean)
+				ss += float64(row[j]) * float64(row[j])
+				cells++
+			}
+		}
+	}
+	if out == nil {
+		return nil, 0
+	}
+	if std := math.Sqrt(ss / float64(max(cells, 1))); std > 1e-8 {
+		inv := float32(1 / std)
+		for i := range out {
+			out[i] *= inv
+		}
+	}
+	return out, count
 }
 
 // divergence returns the approximate KL divergence mean((r − 1) − log r)
@@ -518,8 +596,11 @@ func (l *Learner) minibatch(idx []int, states []float32, masks []bool, adv, ret 
 	in, A := l.cfg.Net.Inputs, l.cfg.Net.Actions
 	b := &l.mb
 	b.States, b.Actions, b.OldLogProbs, b.Advantages, b.Returns = b.States[:0], b.Actions[:0], b.OldLogProbs[:0], b.Advantages[:0], b.Returns[:0]
-	b.Masks = b.Masks[:0]
+	b.Masks, b.ActionRewards = b.Masks[:0], b.ActionRewards[:0]
 	for _, i := range idx {
+		if l.mbRewards != nil {
+			b.ActionRewards = append(b.ActionRewards, l.mbRewards[i*A:(i+1)*A]...)
+		}
 		b.States = append(b.States, states[i*in:(i+1)*in]...)
 		if masks != nil {
 			b.Masks = append(b.Masks, masks[i*A:(i+1)*A]...)
@@ -532,6 +613,9 @@ func (l *Learner) minibatch(idx []int, states []float32, masks []bool, adv, ret 
 	out := *b
 	if masks == nil {
 		out.Masks = nil
+	}
+	if l.mbRewards == nil {
+		out.ActionRewards = nil
 	}
 	return out
 }

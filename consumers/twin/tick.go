@@ -236,19 +236,20 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 	}
 	out.Rewards = append(out.Rewards, rw)
 	if own {
-		e.transition(rw, &dec, out)
+		e.transition(rw, &dec, out, nil)
 	}
 	return nil
 }
 
 // transition adds the transition of reward rw under decision d, when its
-// layer's transitions are on.
-func (e *Engine) transition(rw *stratapb.Reward, d *schemas.DecisionRow, out *Output) {
+// layer's transitions are on; actionRewards, when not nil, are the rewards
+// every action would have earned (Transition.action_rewards).
+func (e *Engine) transition(rw *stratapb.Reward, d *schemas.DecisionRow, out *Output, actionRewards []float32) {
 	if !e.cfg.Transitions[schemas.Layer(rw.Layer)] {
 		return
 	}
 	tr := &stratapb.Transition{RunId: rw.RunId, Layer: rw.Layer, Tick: rw.Tick, App: rw.App, Func: rw.Func,
-		Action: d.Action, Reward: rw.Reward, PolicyVersion: d.PolicyVersion, Policy: d.Policy}
+		Action: d.Action, Reward: rw.Reward, PolicyVersion: d.PolicyVersion, Policy: d.Policy, ActionRewards: actionRewards}
 	if d.LogProb.Valid {
 		tr.LogProb = proto.Float64(d.LogProb.V)
 	}
@@ -279,6 +280,12 @@ func percentile(xs []float64, q float64) float64 {
 // reward scores the alternatives of one interval and builds the reward row
 // of the chosen one.
 func (e *Engine) reward(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) *stratapb.Reward {
+	rw, _ := e.rewards(l, tick, startUS, app, fn, aggs, lat, chosen)
+	return rw
+}
+
+// rewards is reward that also returns every alternative's reward.
+func (e *Engine) rewards(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) (*stratapb.Reward, []cloud.Reward) {
 	rs, best := cloud.Rewards(aggs, e.cfg.Reward)
 	if e.cfg.Learn != nil {
 		e.cfg.Learn.add(l, app, fn, rs)
@@ -290,7 +297,7 @@ func (e *Engine) reward(l schemas.Layer, tick, startUS int64, app, fn string, ag
 		Invocations: int64(a.Invocations), ColdStarts: int64(a.ColdStarts), SlaViolations: int64(a.Violations),
 		CostUsd: a.CostUSD, PrewarmCostUsd: a.PrewarmCostUSD, CarbonG: a.CarbonG,
 		LatencyP50Ms: percentile(ls, 0.5), LatencyP95Ms: percentile(ls, 0.95),
-		OracleReward: rs[best].R, Regret: rs[best].R - r.R}
+		OracleReward: rs[best].R, Regret: rs[best].R - r.R}, rs
 }
 
 // addAggregate folds b into a: counts and totals add, the mean latency is
@@ -392,10 +399,16 @@ func (e *Engine) closeHour(h int64, out *Output) error {
 			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
 				continue
 			}
-			rw := e.reward(schemas.Tactical, h, h*grid.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen)
+			rw, rs := e.rewards(schemas.Tactical, h, h*grid.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen)
 			out.Rewards = append(out.Rewards, rw)
 			if f.hasTactical && f.tacticalTick == h {
-				e.transition(rw, &f.tactical, out)
+				// The alternatives are the actions: metro × tier, in the
+				// order of the tactical action index.
+				ar := make([]float32, len(rs))
+				for i, r := range rs {
+					ar[i] = float32(r.R)
+				}
+				e.transition(rw, &f.tactical, out, ar)
 			}
 		}
 	}
@@ -442,7 +455,7 @@ func (e *Engine) closeDay(d int64, out *Output) error {
 		rw := e.reward(schemas.Strategic, d, d*grid.StrategicTickUS, app, "", aggs, lat, chosen)
 		out.Rewards = append(out.Rewards, rw)
 		if a.hasDecision && a.strategicTick == d {
-			e.transition(rw, &a.strategic, out)
+			e.transition(rw, &a.strategic, out, nil)
 		}
 	}
 	return nil

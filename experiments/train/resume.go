@@ -60,6 +60,7 @@ func (c *Config) fingerprint() map[string]string {
 		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "default-placement": c.Placement,
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures,
 		"switch-penalty": strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
+		"counterfactual": strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),
 		"trace-epoch":    c.Epoch,
 	}
 }

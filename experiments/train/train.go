@@ -80,6 +80,9 @@ type Config struct {
 	// SwitchPenalty is the learner's training-time switching cost
 	// (learner.Config.SwitchPenalty).
 	SwitchPenalty float64
+	// Counterfactual is the PPO's all-action coefficient
+	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
+	Counterfactual float64
 	// Resume continues the training in this directory (its Out) from its
 	// last finished episode (ResumeDir), with the same flags; Episodes may
 	// grow.
@@ -118,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
 	pipeline.RegisterTacticalFeatures(fs, prefix, &c.TacticalFeatures, "PPO's state feature set")
 	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1; the tables' rewards are unchanged)")
+	fs.Float64Var(&c.Counterfactual, prefix+"counterfactual", c.Counterfactual, "PPO: weight of the all-action term, which credits every placement with the reward the twin scored for it in hindsight (the transitions' action rewards; 0 = the seed's PPO, learning from the taken action only)")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
@@ -233,6 +237,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		lcfg.PPO = lcfg.PPO.WithFeatures(tf)
 		lcfg.PPO.Rollout = c.Rollout
 		lcfg.SwitchPenalty = c.SwitchPenalty
+		lcfg.PPO.Net.CounterfactualCoef = c.Counterfactual
 		// A 10-day episode yields only ~500 strategic transitions (one per
 		// active app and day): the algorithm's defaults (1,000 warm-up, one
 		// step per transition) would leave the DQN untrained for two

@@ -642,7 +642,13 @@ type Transition struct {
 	// The feature set state and next_state are written in
 	// (schemas.FeatureSet); empty in transitions written before feature sets
 	// were named, which are in the layer's seed set.
-	FeatureSet    string `protobuf:"bytes,17,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
+	FeatureSet string `protobuf:"bytes,17,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
+	// The reward each action of the layer would have earned in the
+	// interval, indexed by action, as the twin scored the alternatives in
+	// hindsight (tactical: the 24 metro × tier placements of the hour's
+	// provider). Training only: a policy never sees it at decision time.
+	// Empty where the layer's alternatives are not the actions.
+	ActionRewards []float32 `protobuf:"fixed32,18,rep,packed,name=action_rewards,json=actionRewards,proto3" json:"action_rewards,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -794,6 +800,13 @@ func (x *Transition) GetFeatureSet() string {
 		return x.FeatureSet
 	}
 	return ""
+}
+
+func (x *Transition) GetActionRewards() []float32 {
+	if x != nil {
+		return x.ActionRewards
+	}
+	return nil
 }
 
 // Run describes one run for the runs table.
@@ -996,7 +1009,7 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x06failed\x18\r \x01(\bR\x06failed\x12#\n" +
 	"\rsla_violation\x18\x0e \x01(\bR\fslaViolation\x12\x19\n" +
 	"\bcost_usd\x18\x0f \x01(\x01R\acostUsd\x12\x19\n" +
-	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\xdc\x03\n" +
+	"\bcarbon_g\x18\x10 \x01(\x01R\acarbonG\"\x83\x04\n" +
 	"\n" +
 	"Transition\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
@@ -1018,7 +1031,8 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x0fend_of_interval\x18\x0f \x01(\bR\rendOfInterval\x12\x14\n" +
 	"\x05count\x18\x10 \x01(\x03R\x05count\x12\x1f\n" +
 	"\vfeature_set\x18\x11 \x01(\tR\n" +
-	"featureSetB\v\n" +
+	"featureSet\x12%\n" +
+	"\x0eaction_rewards\x18\x12 \x03(\x02R\ractionRewardsB\v\n" +
 	"\t_log_probB\b\n" +
 	"\x06_value\"\xf8\x02\n" +
 	"\x03Run\x12\x15\n" +
