@@ -61,13 +61,6 @@ type lstmRow struct {
 // §4.5 — and the LSTM's prediction metrics against the 5-step moving
 // average, with mean ± std across the seeds.
 func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w window, first, last int, stdout, stderr io.Writer) error {
-	for _, d := range me.dirs {
-		for _, l := range []schemas.Layer{schemas.Strategic, schemas.Tactical} {
-			if _, err := os.Stat(filepath.Join(d, agents.CheckpointFile(l))); err != nil {
-				return fmt.Errorf("strata eval --models: %s has no %s checkpoint: %w", d, l, err)
-			}
-		}
-	}
 	hasLSTM := true
 	for _, d := range me.dirs {
 		if _, err := os.Stat(filepath.Join(d, agents.CheckpointFile(schemas.Operational))); err != nil {
@@ -111,9 +104,23 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 		}
 		rows = kept
 	}
+	// Every learned policy a kept row runs needs its checkpoint: a
+	// tactical-only training directory serves the ppo row.
+	learned := map[string]schemas.Layer{"dqn": schemas.Strategic, "ppo": schemas.Tactical, "lstm": schemas.Operational}
 	total := 0
 	for _, r := range rows {
 		total += len(r.Runs)
+		for _, run := range r.Runs {
+			for _, p := range run.Policies {
+				l, ok := learned[p]
+				if !ok || run.Models == "" {
+					continue
+				}
+				if _, err := os.Stat(filepath.Join(run.Models, agents.CheckpointFile(l))); err != nil {
+					return fmt.Errorf("strata eval --models: row %q needs %s's %s checkpoint: %w", r.Label, run.Models, l, err)
+				}
+			}
+		}
 	}
 	done := 0
 	for i := range rows {
