@@ -144,8 +144,10 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 	}
 	last := finish("killed", false)
 	logRestore(t, last)
-	if !strings.Contains(last, "learner state restored") || !strings.Contains(last, "checkpoint published") {
-		t.Fatalf("the last restart did not restore the persisted state and train on:\n%s", last)
+	// The restarts after the first kills had hours left to train (the
+	// next kill waits for them); the last may find little or none.
+	if !strings.Contains(last, "learner state restored") {
+		t.Fatalf("the last restart did not restore the persisted state:\n%s", last)
 	}
 
 	if n := pipelinetest.SameCheckpoints(t, ctx, ms, "killed", "whole"); n < 8 {
