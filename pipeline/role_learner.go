@@ -1,11 +1,17 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/ppo"
@@ -35,14 +41,23 @@ type LearnerRole struct {
 	// Counterfactual is the PPO's all-action coefficient
 	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
 	Counterfactual float64
-	LogLevel       string
-	MetricsAddr    string
-	Names          schemas.Names
+	// Fresh deletes the run's persisted learner state and trains from the
+	// first transition; without it a persisted state is resumed.
+	Fresh bool
+	// StateEvery persists the training state after every StateEvery-th
+	// interval processed (0: never).
+	StateEvery  int
+	LogLevel    string
+	MetricsAddr string
+	Names       schemas.Names
+
+	// configure, if set, adjusts the learner's configuration (tests).
+	configure func(*learner.Config)
 }
 
 // DefaultLearnerRole is the learner role's defaults.
 func DefaultLearnerRole() LearnerRole {
-	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info", TacticalFeatures: DefaultTacticalFeatures}
+	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info", TacticalFeatures: DefaultTacticalFeatures, StateEvery: 1}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -56,6 +71,8 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&r.Episode, prefix+"episode", r.Episode, "episode number of the run (0-based; sets the DQN's ε)")
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "feature set the PPO network reads (the run's --tactical-features)")
 	fs.Float64Var(&r.Counterfactual, prefix+"counterfactual", r.Counterfactual, "PPO: weight of the all-action term over the transitions' action rewards (0 = the seed's PPO)")
+	fs.BoolVar(&r.Fresh, prefix+"fresh", r.Fresh, "delete the run's persisted learner state and train from the run's first transition (default: resume from the persisted state, if any)")
+	fs.IntVar(&r.StateEvery, prefix+"state-every", r.StateEvery, "persist the training state (replay buffer, PPO rollout, optimiser moments, RNG, topic offsets) to JetStream after every `N`-th interval processed; a restart resumes from it (0: never)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&r.MetricsAddr, prefix+"metrics-addr", r.MetricsAddr, "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
@@ -76,11 +93,17 @@ func (r *LearnerRole) Validate() error {
 	if _, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures); err != nil {
 		return fmt.Errorf("strata learner --tactical-features: %w", err)
 	}
+	if r.StateEvery < 0 {
+		return fmt.Errorf("strata learner --state-every %d: want 0 (never) or more", r.StateEvery)
+	}
 	return nil
 }
 
 // Run trains until ctx is done and prints the learner's counters to
-// stdout.
+// stdout. It resumes the run's persisted state when there is one (and not
+// Fresh), and persists the state every StateEvery intervals: a learner
+// killed at any point and restarted publishes the checkpoints an
+// uninterrupted one would, byte for byte (docs/learner.md).
 func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	logger, err := prepare(r, stderr, r.LogLevel)
 	if err != nil {
@@ -99,6 +122,9 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg.PPO = cfg.PPO.WithFeatures(tf)
 	cfg.PPO.Net.CounterfactualCoef = r.Counterfactual
 	cfg.Availability = ppo.CatalogAvailability(cat)
+	if r.configure != nil {
+		r.configure(&cfg)
+	}
 	reg := NewRegistry()
 	l, err := learner.New(cfg, logger.With("role", "learner"), reg)
 	if err != nil {
@@ -124,13 +150,74 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	l.OnUpdate = func(e learner.UpdateEvent) {
 		logger.Info("checkpoint published", "run", e.RunID, "layer", e.Layer, "version", e.Version, "in_force", e.InForce)
 	}
-	if err := l.Begin(ctx, r.RunID, r.Episode, ms); err != nil {
+	topic := r.Names.Topic(schemas.TopicTransitions)
+	offsets, err := r.start(ctx, l, ms, topic, logger)
+	if err != nil {
 		return err
 	}
-	err = ConsumeTransitions(ctx, kafka.ParseBrokers(r.Brokers), r.Names, GroupsOf(r.Names, r.RunID).Learner, r.RunID, logger, func(tr *stratapb.Transition) error {
+	brokers := kafka.ParseBrokers(r.Brokers)
+	admin, err := kgo.NewClient(kafka.CommonOpts(brokers, logger)...)
+	if err != nil {
+		return fmt.Errorf("creating the learner's kafka admin client: %w", err)
+	}
+	defer admin.Close()
+	cl, err := newTransitionsConsumer(ctx, brokers, admin, topic, offsets, logger)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	p := &learnerPersister{l: l, ms: ms, adm: kadm.NewClient(admin), group: GroupsOf(r.Names, r.RunID).Learner, runID: r.RunID, topic: topic,
+		every: int64(r.StateEvery), logger: logger, offsets: maps.Clone(offsets), done: processed(l)}
+	if p.offsets == nil {
+		p.offsets = map[int32]int64{}
+	}
+	err = consumeTransitionsFrom(ctx, cl, topic, r.RunID, logger, func(tr *stratapb.Transition) error {
 		return l.Handle(ctx, tr)
-	})
+	}, func(part int32, off int64) error { return p.handled(ctx, part, off) })
+	if ctx.Err() != nil {
+		// Stopped: a publish or save cut short is redone by the next
+		// start from the last persisted state.
+		err = nil
+	}
 	st := l.Stats()
-	fmt.Fprintf(stdout, "learner: run %s: %v transitions, %v intervals, %v checkpoints, rejected %v\n", r.RunID, st.Transitions, st.Intervals, st.Checkpoints, st.Rejected)
+	fmt.Fprintf(stdout, "learner: run %s: %v transitions, %v intervals, %v checkpoints, rejected %v, %d states persisted\n",
+		r.RunID, st.Transitions, st.Intervals, st.Checkpoints, st.Rejected, p.saves)
 	return err
+}
+
+// start begins the run, or resumes its persisted state, and returns the
+// transitions topic's offsets to read from (nil: every partition from its
+// start).
+func (r *LearnerRole) start(ctx context.Context, l *learner.Learner, ms *natsbus.ModelStore, topic string, logger *slog.Logger) (map[int32]int64, error) {
+	if r.Fresh {
+		if err := ms.DeleteLearnerState(ctx, r.RunID); err != nil {
+			return nil, err
+		}
+	} else {
+		data, ok, err := ms.LearnerState(ctx, r.RunID)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			pos, st, err := decodeLearnerState(data, r.RunID, topic)
+			if err != nil {
+				return nil, fmt.Errorf("%w (strata learner --fresh discards it)", err)
+			}
+			if err := l.Restore(bytes.NewReader(st)); err != nil {
+				return nil, fmt.Errorf("restoring the persisted learner state of %s: %w (strata learner --fresh discards it)", r.RunID, err)
+			}
+			if err := l.Resume(r.RunID, ms); err != nil {
+				return nil, err
+			}
+			rp := l.Position()
+			logger.Info("learner state restored: resuming the run", "run", r.RunID, "saved", pos.Saved, "bytes", len(data),
+				"done", rp.Done, "next", rp.Next, "pending", rp.Pending, "versions", rp.Versions, "offsets", pos.Offsets)
+			return pos.Offsets, nil
+		}
+	}
+	if err := l.Begin(ctx, r.RunID, r.Episode, ms); err != nil {
+		return nil, err
+	}
+	logger.Info("learner starting the run from its first transition", "run", r.RunID, "fresh", r.Fresh)
+	return nil, nil
 }

@@ -255,6 +255,9 @@ func (l *Learner) Handle(ctx context.Context, tr *stratapb.Transition) error {
 	if tr.GetRunId() != l.run || l.run == "" || !l.Trains(layer) {
 		return nil
 	}
+	if l.store == nil {
+		return fmt.Errorf("handling a %s transition of %s: %w: the restored run was not resumed (Resume)", layer, l.run, ErrState)
+	}
 	m := l.acc[layer]
 	if m == nil {
 		m = map[int64]*intervalAcc{}

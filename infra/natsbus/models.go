@@ -58,15 +58,24 @@ func indexKey(run string, l schemas.Layer) string    { return run + "." + string
 func progressKey(run string, l schemas.Layer) string { return run + "." + string(l) + ".progress" }
 
 // PutCheckpoint stores c and appends it to the run's index of its layer.
-// The learner is the index's only writer.
+// The learner is the index's only writer. Publishing again a checkpoint
+// whose version and in-force interval the index already holds — a learner
+// restarted from its persisted state re-doing the intervals after it —
+// rewrites the object and leaves the index as it is.
 func (m *ModelStore) PutCheckpoint(ctx context.Context, runID string, c schemas.Checkpoint) error {
 	name := runID + "/" + string(c.Layer) + "/" + c.Version
 	if _, err := m.obj.PutBytes(ctx, name, c.Data); err != nil {
 		return fmt.Errorf("storing checkpoint %s: %w", name, err)
 	}
+	m.mu.Lock()
+	delete(m.cache, name)
+	m.mu.Unlock()
 	idx, err := m.index(ctx, runID, c.Layer)
 	if err != nil {
 		return err
+	}
+	if slices.ContainsFunc(idx, func(e IndexEntry) bool { return e.Version == c.Version && e.InForce == c.InForce }) {
+		return nil
 	}
 	idx = append(idx, IndexEntry{Version: c.Version, InForce: c.InForce, Object: name, Bytes: len(c.Data)})
 	v, err := json.Marshal(idx)
@@ -219,4 +228,43 @@ func (m *ModelStore) Indexed(ctx context.Context) ([]RunLayer, error) {
 // Object).
 func (m *ModelStore) Object(ctx context.Context, name string) ([]byte, error) {
 	return m.object(ctx, name)
+}
+
+// learnerStateObject is the object name of run runID's persisted learner
+// state.
+func learnerStateObject(runID string) string { return runID + "/learner.state" }
+
+// PutLearnerState stores data as run runID's persisted learner state
+// (object "<run>/learner.state" of the models bucket), replacing the one
+// before. A reader sees the old state or the new one, never a mix: the
+// object store publishes an object's description after all its chunks.
+func (m *ModelStore) PutLearnerState(ctx context.Context, runID string, data []byte) error {
+	name := learnerStateObject(runID)
+	if _, err := m.obj.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("storing learner state %s: %w", name, err)
+	}
+	return nil
+}
+
+// LearnerState returns run runID's persisted learner state; ok is false
+// when there is none.
+func (m *ModelStore) LearnerState(ctx context.Context, runID string) (data []byte, ok bool, err error) {
+	name := learnerStateObject(runID)
+	data, err = m.obj.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading learner state %s: %w", name, err)
+	}
+	return data, true, nil
+}
+
+// DeleteLearnerState deletes run runID's persisted learner state, if any.
+func (m *ModelStore) DeleteLearnerState(ctx context.Context, runID string) error {
+	name := learnerStateObject(runID)
+	if err := m.obj.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("deleting learner state %s: %w", name, err)
+	}
+	return nil
 }
