@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -119,5 +120,43 @@ func TestEvalOracle(t *testing.T) {
 	}
 	if got, want := recs[1][5], strconv.FormatFloat(100*rows[0].InvokedShare["tactical"], 'f', 1, 64); got != want {
 		t.Fatalf("invoked %% column %q, want %q", got, want)
+	}
+}
+
+// TestMeanCI95 checks the confidence half-width against Student t's
+// tabulated 97.5 % quantile for 4 degrees of freedom (2.776).
+func TestMeanCI95(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		xs         []float64
+		mean, half float64
+	}{
+		{"one value", []float64{0.3}, 0.3, 0},
+		{"five seeds", []float64{1, 2, 3, 4, 5}, 3, 2.776 * math.Sqrt(2.5) / math.Sqrt(5)},
+		{"equal", []float64{0.5, 0.5, 0.5}, 0.5, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mean, half := meanCI95(tc.xs)
+			if math.Abs(mean-tc.mean) > 1e-12 || math.Abs(half-tc.half) > 1e-3 {
+				t.Errorf("meanCI95(%v) = %v ± %v, want %v ± %v", tc.xs, mean, half, tc.mean, tc.half)
+			}
+		})
+	}
+}
+
+// TestSummarizeOracleShare checks the summary's tactical share of the
+// oracle row and its averaging over seeds.
+func TestSummarizeOracleShare(t *testing.T) {
+	run := func(r float64, models string) evalRow {
+		return evalRow{Models: models, MeanReward: map[string]float64{"tactical": r}, CostPerM: r * 100}
+	}
+	rows := []modelsRow{
+		{Section: "tactical", Label: "oracle", Runs: []evalRow{run(0.5, "")}},
+		{Section: "tactical", Label: "ppo", Runs: []evalRow{run(0.3, "a"), run(0.5, "b")}},
+	}
+	s := summarize(rows)
+	if len(s) != 2 || s[1].OracleShare == nil || math.Abs(*s[1].OracleShare-0.8) > 1e-12 || s[1].Seeds != 2 ||
+		math.Abs(s[1].CostPerM-40) > 1e-9 || s[1].CI95["tactical"] <= 0 || len(s[1].Models) != 2 {
+		t.Fatalf("summary: %+v", s)
 	}
 }

@@ -148,7 +148,7 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 		}
 	}
 	if me.summary != "" {
-		if err := pipeline.WriteJSON(me.summary, map[string]any{"rows": rows, "lstm": lrows}); err != nil {
+		if err := pipeline.WriteJSON(me.summary, map[string]any{"summary": summarize(rows), "rows": rows, "lstm": lrows}); err != nil {
 			return err
 		}
 	}
