@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +22,6 @@ import (
 // of 40 functions (a 64-transition rollout fills every 2 hours), 4 days of
 // 20 apps.
 var roleRun = pipelinetest.LearnerRun{Hours: 16, Funcs: 40, HoursPerVersion: 2, Apps: 20}
-
-// syncBuffer is a bytes.Buffer safe for a role's concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestLearnerRoleKilledAndRestarted runs `strata learner` on a recorded
 // run on the embedded Kafka and NATS, cancels it abruptly a few times
@@ -76,7 +57,7 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 
 	// role starts `strata learner` for run; it returns the role's result
 	// channel and its log.
-	role := func(ctx context.Context, run string, fresh bool) (<-chan error, *syncBuffer) {
+	role := func(ctx context.Context, run string, fresh bool) (<-chan error, *pipelinetest.SyncBuffer) {
 		r := pipeline.DefaultLearnerRole()
 		r.Brokers, r.NATSURL, r.RunID, r.Names, r.Fresh, r.LogLevel = strings.Join(env.Brokers, ","), env.NATSURL, run, names, fresh, "info"
 		pipeline.SetLearnerConfig(&r, func(c *learner.Config) {
@@ -86,14 +67,14 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 		if err := r.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		var log syncBuffer
+		var log pipelinetest.SyncBuffer
 		done := make(chan error, 1)
 		go func() { done <- r.Run(ctx, &bytes.Buffer{}, &log) }()
 		return done, &log
 	}
 	// wait waits for run's progress of layer to reach i, failing if the
 	// role ends first.
-	wait := func(run string, layer schemas.Layer, i int64, done <-chan error, log *syncBuffer) {
+	wait := func(run string, layer schemas.Layer, i int64, done <-chan error, log *pipelinetest.SyncBuffer) {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
 		werr := make(chan error, 1)

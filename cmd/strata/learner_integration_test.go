@@ -3,13 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,24 +19,6 @@ import (
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 )
-
-// lockedBuffer is a bytes.Buffer a process writes and the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestIntegrationLearnerKilledAndRestarted writes a recorded two-layer
 // run's transitions to real Kafka twice (two run ids), trains one with an
@@ -79,11 +59,11 @@ func TestIntegrationLearnerKilledAndRestarted(t *testing.T) {
 	// of layer to reach i, failing if the process exits first.
 	type proc struct {
 		cmd    *exec.Cmd
-		log    *lockedBuffer
+		log    *pipelinetest.SyncBuffer
 		exited chan error
 	}
 	start := func(run string) *proc {
-		p := &proc{log: &lockedBuffer{}, exited: make(chan error, 1)}
+		p := &proc{log: &pipelinetest.SyncBuffer{}, exited: make(chan error, 1)}
 		p.cmd = exec.CommandContext(ctx, bin, "learner", "--kafka", strings.Join(brokers, ","), "--nats", natsURL, "--prefix", names.Prefix,
 			"--run-id", run, "--log-level", "info")
 		p.cmd.Stderr = p.log
