@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/learner"
@@ -27,35 +26,7 @@ func ConsumeTransitions(ctx context.Context, brokers []string, names schemas.Nam
 		return fmt.Errorf("creating learner kafka client: %w", err)
 	}
 	defer cl.Close()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s/%d: %w", t, p, err) })
-		if ferr != nil {
-			return ferr
-		}
-		var herr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if herr != nil {
-				return
-			}
-			var tr stratapb.Transition
-			if err := proto.Unmarshal(r.Value, &tr); err != nil {
-				logger.Warn("skipping a transition record that does not decode", "partition", r.Partition, "offset", r.Offset, "err", err)
-				return
-			}
-			if tr.GetRunId() != runID {
-				return
-			}
-			herr = fn(&tr)
-		})
-		if herr != nil {
-			return herr
-		}
-	}
+	return consumeTransitionsFrom(ctx, cl, runID, logger, fn, nil)
 }
 
 // FollowerLoader returns the loader of layer's learned policy for a

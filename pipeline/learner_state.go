@@ -174,12 +174,13 @@ func (p *learnerPersister) commit(ctx context.Context) {
 	}
 }
 
-// consumeTransitionsFrom reads topic from offsets (partition → next
-// offset; a partition not in it from its start) on the partitions it has,
-// without a consumer group, and hands every record of runID to fn, then
-// reports every record read to after, in order, until ctx ends. A record
-// that does not decode is logged and skipped.
-func consumeTransitionsFrom(ctx context.Context, cl *kgo.Client, topic, runID string, logger *slog.Logger,
+// consumeTransitionsFrom polls cl — its options say which topic it reads
+// and from where: explicit per-partition offsets for the restartable
+// learner role, a consumer group for the in-process learner
+// (ConsumeTransitions) — and hands every record of runID to fn, then reports every record read to
+// after (if not nil), in order, until ctx ends. A record that does not
+// decode is logged and skipped.
+func consumeTransitionsFrom(ctx context.Context, cl *kgo.Client, runID string, logger *slog.Logger,
 	fn func(*stratapb.Transition) error, after func(partition int32, offset int64) error) error {
 	for {
 		fs := cl.PollFetches(ctx)
@@ -204,7 +205,9 @@ func consumeTransitionsFrom(ctx context.Context, cl *kgo.Client, topic, runID st
 					return
 				}
 			}
-			herr = after(r.Partition, r.Offset)
+			if after != nil {
+				herr = after(r.Partition, r.Offset)
+			}
 		})
 		if herr != nil {
 			return herr

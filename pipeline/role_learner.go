@@ -171,7 +171,7 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if p.offsets == nil {
 		p.offsets = map[int32]int64{}
 	}
-	err = consumeTransitionsFrom(ctx, cl, topic, r.RunID, logger, func(tr *stratapb.Transition) error {
+	err = consumeTransitionsFrom(ctx, cl, r.RunID, logger, func(tr *stratapb.Transition) error {
 		return l.Handle(ctx, tr)
 	}, func(part int32, off int64) error { return p.handled(ctx, part, off) })
 	if ctx.Err() != nil {
