@@ -92,28 +92,10 @@ func pyEnv() []string { return append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
 // pyProcess is the Python worker running as a subprocess.
 type pyProcess struct {
 	cmd  *exec.Cmd
-	logs pyLogs
+	logs pipelinetest.SyncBuffer
 	done chan struct{}
 	err  error
 	once sync.Once
-}
-
-// pyLogs collects a worker's output while the test reads it.
-type pyLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *pyLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *pyLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func startPyWorker(t *testing.T, py, natsURL string, args ...string) *pyProcess {
