@@ -132,11 +132,9 @@ type Learner struct {
 	// scaler, as the uniform policy.
 	uniform bool
 
-	// Minibatch and forward-pass scratch; mbRewards are the normalised
-	// action rewards of the update in progress (nil: none).
-	mb        nn.PPOBatch
-	fwd       nn.PPOOutput
-	mbRewards []float32
+	// Minibatch and forward-pass scratch.
+	mb  nn.PPOBatch
+	fwd nn.PPOOutput
 }
 
 type txKey struct {
@@ -318,7 +316,6 @@ func (l *Learner) Update() (UpdateStats, error) {
 		return fail(err)
 	}
 	states, masks, adv, ret := ro.states, ro.masks, ro.adv, ro.ret
-	l.mbRewards = ro.actionRewards
 	sc := ro.scaler
 
 	// Epochs of shuffled minibatches. The shuffle is seeded by the
@@ -337,7 +334,7 @@ func (l *Learner) Update() (UpdateStats, error) {
 		rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		for lo := 0; lo < n; lo += cfg.Minibatch {
 			idx := perm[lo:min(lo+cfg.Minibatch, n)]
-			b := l.minibatch(idx, states, masks, adv, ret)
+			b := l.minibatch(idx, states, masks, adv, ret, ro.actionRewards)
 			_, err := l.net.TrainStep(b)
 			if errors.Is(err, nn.ErrNonFinite) {
 				us.Skipped++
@@ -370,7 +367,6 @@ func (l *Learner) Update() (UpdateStats, error) {
 		us.Entropy /= float64(us.Steps)
 		us.Counterfactual /= float64(us.Steps)
 	}
-	l.mbRewards = nil
 
 	// How far the update moved the policy from the rollout's.
 	if us.ApproxKL, us.ClipFraction, err = l.divergence(states, masks); err != nil {
@@ -591,15 +587,16 @@ func (l *Learner) divergence(states []float32, masks []bool) (kl, clipFrac float
 	return kl, clipFrac, nil
 }
 
-// minibatch gathers the rows idx into the reusable minibatch.
-func (l *Learner) minibatch(idx []int, states []float32, masks []bool, adv, ret []float32) nn.PPOBatch {
+// minibatch gathers the rows idx into the reusable minibatch, with their
+// normalised action rewards when actionRewards is not nil.
+func (l *Learner) minibatch(idx []int, states []float32, masks []bool, adv, ret, actionRewards []float32) nn.PPOBatch {
 	in, A := l.cfg.Net.Inputs, l.cfg.Net.Actions
 	b := &l.mb
 	b.States, b.Actions, b.OldLogProbs, b.Advantages, b.Returns = b.States[:0], b.Actions[:0], b.OldLogProbs[:0], b.Advantages[:0], b.Returns[:0]
 	b.Masks, b.ActionRewards = b.Masks[:0], b.ActionRewards[:0]
 	for _, i := range idx {
-		if l.mbRewards != nil {
-			b.ActionRewards = append(b.ActionRewards, l.mbRewards[i*A:(i+1)*A]...)
+		if actionRewards != nil {
+			b.ActionRewards = append(b.ActionRewards, actionRewards[i*A:(i+1)*A]...)
 		}
 		b.States = append(b.States, states[i*in:(i+1)*in]...)
 		if masks != nil {
@@ -614,7 +611,7 @@ func (l *Learner) minibatch(idx []int, states []float32, masks []bool, adv, ret 
 	if masks == nil {
 		out.Masks = nil
 	}
-	if l.mbRewards == nil {
+	if actionRewards == nil {
 		out.ActionRewards = nil
 	}
 	return out
