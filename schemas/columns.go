@@ -151,8 +151,8 @@ func tacticalColumns(rows []TacticalRow) []arrow.Array {
 	n := len(rows)
 	apps, fns, prov, reg := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	inv := make([]int64, n)
-	mem := make([]int32, n)
-	var f [5][]float64 // request_rate, peak_rate, duration_mean, duration_p95, trend
+	mem, peakHour, hour := make([]int32, n), make([]int32, n), make([]int32, n)
+	var f [6][]float64 // request_rate, peak_rate, duration_mean, duration_p95, trend, memory_peak
 	for k := range f {
 		f[k] = make([]float64, n)
 	}
@@ -163,7 +163,8 @@ func tacticalColumns(rows []TacticalRow) []arrow.Array {
 	for i := range rows {
 		r := &rows[i]
 		apps[i], fns[i], prov[i], reg[i], inv[i], mem[i] = r.App, r.Func, r.Provider, r.Region, r.Invocations, r.MemoryMB
-		f[0][i], f[1][i], f[2][i], f[3][i], f[4][i] = r.RequestRate, r.PeakRate, r.DurationMeanMS, r.DurationP95MS, r.Trend
+		f[0][i], f[1][i], f[2][i], f[3][i], f[4][i], f[5][i] = r.RequestRate, r.PeakRate, r.DurationMeanMS, r.DurationP95MS, r.Trend, r.MemoryPeakMB
+		peakHour[i], hour[i] = r.AppPeakHour, r.Hour
 		for k, x := range [8]Value{r.LatencyMeanMS, r.LatencyP95MS, r.CostUSD, r.CarbonG, r.MemoryUtil, r.CPUUtil, r.QueueDepth, r.ColdStartRate} {
 			v[k][i] = x
 		}
@@ -173,7 +174,8 @@ func tacticalColumns(rows []TacticalRow) []arrow.Array {
 	for k := range v {
 		cols = append(cols, valueCol(v[k]))
 	}
-	return append(cols, stringCol(prov), stringCol(reg), int32Col(mem), float64Col(f[4], nil))
+	return append(cols, stringCol(prov), stringCol(reg), int32Col(mem), float64Col(f[4], nil),
+		float64Col(f[5], nil), int32Col(peakHour), int32Col(hour))
 }
 
 func strategicColumns(rows []StrategicRow) []arrow.Array {

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -32,6 +33,13 @@ const (
 	// placement a policy cannot tell which action keeps a function where
 	// it is.
 	TacticalPlacement FeatureSet = "tactical/placement-v1"
+	// TacticalPlacementV2 is TacticalPlacement followed by what tells
+	// functions' best placements apart (docs/agents.md): the function's
+	// memory peak so far in MB (how much memory it needs), the sine and
+	// cosine of its app's busiest UTC hour of day (where its users are;
+	// both 0 before any traffic) and of the hour of day the state is for
+	// (the grids' daily carbon cycle) — TacticalPlacementV2Dim values.
+	TacticalPlacementV2 FeatureSet = "tactical/placement-v2"
 	// OperationalSeed is the seed's operational sequence
 	// (OperationalRow.Vector, OperationalDim values).
 	OperationalSeed FeatureSet = "operational/seed-v1"
@@ -39,6 +47,9 @@ const (
 
 // TacticalPlacementDim is TacticalPlacement's size.
 const TacticalPlacementDim = TacticalDim + len(PlacementMetros) + len(PlacementTiersMB) + 4
+
+// TacticalPlacementV2Dim is TacticalPlacementV2's size.
+const TacticalPlacementV2Dim = TacticalPlacementDim + 5
 
 // PlacementMetros are the metros of TacticalPlacement's one-hot, in the
 // cloud catalog's order (cloud.Metro; a test checks they agree).
@@ -57,6 +68,7 @@ var featureSets = []struct {
 	{StrategicSeed, Strategic, StrategicDim},
 	{TacticalSeed, Tactical, TacticalDim},
 	{TacticalPlacement, Tactical, TacticalPlacementDim},
+	{TacticalPlacementV2, Tactical, TacticalPlacementV2Dim},
 	{OperationalSeed, Operational, OperationalDim},
 }
 
@@ -118,6 +130,12 @@ func (f FeatureSet) Dim() int {
 	return 0
 }
 
+// HasPlacement reports whether the set's vectors say where the function
+// ran (TacticalPlacement and TacticalPlacementV2; PlacementOf reads it).
+func (f FeatureSet) HasPlacement() bool {
+	return f == TacticalPlacement || f == TacticalPlacementV2
+}
+
 // Validate reports an unknown set or one of another layer than l.
 func (f FeatureSet) Validate(l Layer) error {
 	if f.Layer() != l {
@@ -128,8 +146,9 @@ func (f FeatureSet) Validate(l Layer) error {
 
 // TacticalLog1p returns, for set f, which of its features a scaler should
 // log1p-transform: the heavy-tailed ones (latency, cost, request rate,
-// queue depth; for TacticalPlacement also the durations, the peak rate
-// and the carbon); nil for a set that is not tactical.
+// queue depth; for the placement sets also the durations, the peak rate
+// and the carbon, and for TacticalPlacementV2 the memory peak); nil for a
+// set that is not tactical.
 func TacticalLog1p(f FeatureSet) []bool {
 	if f.Layer() != Tactical {
 		return nil
@@ -138,10 +157,13 @@ func TacticalLog1p(f FeatureSet) []bool {
 	for _, i := range []int{0, 1, 2, 5} {
 		log1p[i] = true
 	}
-	if f == TacticalPlacement {
+	if f.HasPlacement() {
 		for i := TacticalPlacementDim - 4; i < TacticalPlacementDim; i++ {
 			log1p[i] = true
 		}
+	}
+	if f == TacticalPlacementV2 {
+		log1p[TacticalPlacementDim] = true
 	}
 	return log1p
 }
@@ -150,7 +172,7 @@ func TacticalLog1p(f FeatureSet) []bool {
 // (unscaled), 0 for what is missing, every value finite when r's are.
 func (r *TacticalRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
 	dst = append(dst, r.Vector()...)
-	if f != TacticalPlacement {
+	if !f.HasPlacement() {
 		return dst
 	}
 	n := len(dst)
@@ -164,15 +186,30 @@ func (r *TacticalRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
 	}
 	d := v[len(PlacementMetros)+len(PlacementTiersMB):]
 	d[0], d[1], d[2], d[3] = float32(r.DurationMeanMS), float32(r.DurationP95MS), float32(r.PeakRate), or0(r.CarbonG)
-	return dst
+	if f != TacticalPlacementV2 {
+		return dst
+	}
+	var users [2]float32
+	if r.AppPeakHour >= 0 && r.AppPeakHour < 24 {
+		users = hourCircle(r.AppPeakHour)
+	}
+	now := hourCircle(r.Hour)
+	return append(dst, float32(r.MemoryPeakMB), users[0], users[1], now[0], now[1])
+}
+
+// hourCircle returns the sine and cosine of hour of day h: adjacent hours
+// are near each other, 23 beside 0.
+func hourCircle(h int32) [2]float32 {
+	a := 2 * math.Pi * float64(h) / 24
+	return [2]float32{float32(math.Sin(a)), float32(math.Cos(a))}
 }
 
 // PlacementOf returns the metro and tier indices (PlacementMetros and
-// PlacementTiersMB order) a TacticalPlacement state vector says the
-// function ran in, and false when the state does not say (a function with
-// no invocations in the hour, or a vector of another set).
+// PlacementTiersMB order) a TacticalPlacement or TacticalPlacementV2 state
+// vector says the function ran in, and false when the state does not say
+// (a function with no invocations in the hour, or a vector of another set).
 func PlacementOf(v []float32) (metro, tier int, ok bool) {
-	if len(v) != TacticalPlacementDim {
+	if len(v) != TacticalPlacementDim && len(v) != TacticalPlacementV2Dim {
 		return 0, 0, false
 	}
 	metro = slices.Index(v[TacticalDim:TacticalDim+len(PlacementMetros)], 1)

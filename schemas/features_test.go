@@ -1,6 +1,7 @@
 package schemas_test
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +112,46 @@ func TestAppendFeatures(t *testing.T) {
 	}
 	if log1p := schemas.TacticalLog1p(schemas.TacticalPlacement); len(log1p) != schemas.TacticalPlacementDim || !log1p[schemas.TacticalPlacementDim-1] || log1p[schemas.TacticalDim] {
 		t.Errorf("placement log1p flags %v", log1p)
+	}
+}
+
+// TestAppendFeaturesV2 checks what placement-v2 adds after placement-v1:
+// the memory peak, the app's busiest hour and the state's hour on the
+// circle; finite and 0 for the users' hour before any traffic.
+func TestAppendFeaturesV2(t *testing.T) {
+	tests := []struct {
+		name string
+		row  schemas.TacticalRow
+		want [5]float32
+	}{
+		{"no history", schemas.TacticalRow{App: "a", Func: "f", AppPeakHour: -1}, [5]float32{0, 0, 0, 0, 1}},
+		{"busy at 06 UTC, state for 18 UTC", schemas.TacticalRow{App: "a", Func: "f", MemoryPeakMB: 700, AppPeakHour: 6, Hour: 18}, [5]float32{700, 1, 0, -1, 0}},
+		{"out of range hour", schemas.TacticalRow{App: "a", Func: "f", AppPeakHour: 24, Hour: 12}, [5]float32{0, 0, 0, 0, -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v1 := tc.row.AppendFeatures(nil, schemas.TacticalPlacement)
+			v := tc.row.AppendFeatures(nil, schemas.TacticalPlacementV2)
+			if len(v) != schemas.TacticalPlacementV2Dim || !slices.Equal(v[:schemas.TacticalPlacementDim], v1) || !schemas.Finite(v) {
+				t.Fatalf("v2 %v: want %d finite values starting with v1's %v", v, schemas.TacticalPlacementV2Dim, v1)
+			}
+			got := v[schemas.TacticalPlacementDim:]
+			for i := range got {
+				if math.Abs(float64(got[i]-tc.want[i])) > 1e-6 {
+					t.Fatalf("v2 tail %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+	log1p := schemas.TacticalLog1p(schemas.TacticalPlacementV2)
+	if len(log1p) != schemas.TacticalPlacementV2Dim || !log1p[schemas.TacticalPlacementDim] || log1p[schemas.TacticalPlacementDim+1] {
+		t.Errorf("placement-v2 log1p flags %v: want the memory peak's only among the new ones", log1p)
+	}
+	if !schemas.TacticalPlacementV2.HasPlacement() || schemas.TacticalSeed.HasPlacement() {
+		t.Error("HasPlacement: want true for placement-v2, false for seed-v1")
+	}
+	v := (&schemas.TacticalRow{Region: "us-west", MemoryMB: 256}).AppendFeatures(nil, schemas.TacticalPlacementV2)
+	if m, tier, ok := schemas.PlacementOf(v); !ok || m != 1 || tier != 1 {
+		t.Errorf("PlacementOf a v2 vector: %d %d %v, want 1 1 true", m, tier, ok)
 	}
 }

@@ -17,8 +17,10 @@ import (
 // StateSchemaVersion is the version of the state-batch Arrow schemas.
 // Version 3: an operational row's sequence columns hold its newest Steps
 // steps (1 to SeqLen) instead of always SeqLen; readers keep the sequences
-// (Sequences). Tactical and strategic batches are as in version 2.
-const StateSchemaVersion = 3
+// (Sequences). Version 4: tactical rows end with three more columns,
+// memory_peak_mb, app_peak_hour and hour (TacticalRow); operational and
+// strategic batches are as in version 3.
+const StateSchemaVersion = 4
 
 // SeqLen is the length of the operational sequences: 12 steps of 15 s.
 const SeqLen = 12
@@ -144,6 +146,19 @@ type TacticalRow struct {
 	MemoryMB int32
 	// Trend is ln(1+n(h−1)) − ln(1+n(h−2)), the workload trend.
 	Trend float64
+	// MemoryPeakMB is the largest memory in use (memory_used_mb) any of
+	// the function's invocations reported in the closed hours so far, 0
+	// when none did. The telemetry caps it at the tier, so a peak equal to
+	// the tier says the function needs at least that much.
+	MemoryPeakMB float64
+	// AppPeakHour is the UTC hour of day (0–23) in which the function's
+	// app started the most invocations over the closed hours so far (ties
+	// to the earlier hour), −1 before any: where in the world its users
+	// are busiest.
+	AppPeakHour int32
+	// Hour is the UTC hour of day (0–23) of hour h, the hour the state is
+	// for.
+	Hour int32
 }
 
 // StrategicRow is the strategic state of one app for day d: aggregates over
@@ -236,6 +251,9 @@ var (
 		{Name: "region", Type: arrow.BinaryTypes.String},
 		{Name: "memory_mb", Type: arrow.PrimitiveTypes.Int32},
 		{Name: "trend", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "memory_peak_mb", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "app_peak_hour", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "hour", Type: arrow.PrimitiveTypes.Int32},
 	}
 	strategicFields = []arrow.Field{
 		{Name: "app", Type: arrow.BinaryTypes.String},
@@ -355,7 +373,7 @@ func encodedSize(b *StateBatch) int {
 			n += 7*8*r.steps() + 2*SeqLen/8 + 8*len(r.IdleTimesS) + len(r.App) + len(r.Func) + 64
 		}
 	case Tactical:
-		n += len(b.Tactical) * (19*8 + 160)
+		n += len(b.Tactical) * (22*8 + 160)
 	default:
 		n += len(b.Strategic) * (16*8 + 100)
 	}
@@ -694,8 +712,11 @@ func readTactical(rec arrow.RecordBatch) []TacticalRow {
 			MemoryUtil: val(rec, 11, i), CPUUtil: val(rec, 12, i), QueueDepth: val(rec, 13, i),
 			ColdStartRate: val(rec, 14, i),
 			Provider:      str(rec, 15, i), Region: str(rec, 16, i),
-			MemoryMB: rec.Column(17).(*array.Int32).Value(i),
-			Trend:    f64(rec, 18, i),
+			MemoryMB:     rec.Column(17).(*array.Int32).Value(i),
+			Trend:        f64(rec, 18, i),
+			MemoryPeakMB: f64(rec, 19, i),
+			AppPeakHour:  rec.Column(20).(*array.Int32).Value(i),
+			Hour:         rec.Column(21).(*array.Int32).Value(i),
 		}
 	}
 	return rows

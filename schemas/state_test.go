@@ -66,6 +66,7 @@ func testBatch(l schemas.Layer, n int, seed uint64) *schemas.StateBatch {
 				MemoryUtil: optValue(r), CPUUtil: optValue(r), QueueDepth: optValue(r), ColdStartRate: optValue(r),
 				Provider: []string{"", "aws", "azure", "gcp"}[r.IntN(4)], Region: []string{"", "eu-west"}[r.IntN(2)],
 				MemoryMB: []int32{0, 128, 3008}[r.IntN(3)], Trend: r.NormFloat64(),
+				MemoryPeakMB: r.Float64() * 3008, AppPeakHour: r.Int32N(25) - 1, Hour: r.Int32N(24),
 			})
 		default:
 			b.Strategic = append(b.Strategic, schemas.StrategicRow{

@@ -45,9 +45,9 @@ type Config struct {
 	// SwitchPenalty, when positive, is training-time shaping: a tactical
 	// transition whose action moves the function away from the metro and
 	// memory tier its state says it ran in has its reward lowered by this
-	// much before PPO sees it. It needs the tactical feature set
-	// schemas.TacticalPlacement (the seed's state does not say where a
-	// function runs). The rewards the twin writes — the tables, every
+	// much before PPO sees it. It needs a tactical feature set that says
+	// where the function ran (schemas.FeatureSet.HasPlacement; the seed's
+	// state does not). The rewards the twin writes — the tables, every
 	// evaluation — are DESIGN's, unchanged.
 	SwitchPenalty float64
 }
@@ -129,9 +129,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Learner, 
 	if len(cfg.Layers) == 0 {
 		return nil, errors.New("creating learner: no layer to train")
 	}
-	if p := cfg.SwitchPenalty; p < 0 || math.IsNaN(p) || math.IsInf(p, 0) || p > 0 && cfg.PPO.Features() != schemas.TacticalPlacement {
-		return nil, fmt.Errorf("creating learner: a switching penalty of %v needs a finite value ≥ 0 and the tactical feature set %s (this learner's is %s)",
-			p, schemas.TacticalPlacement, cfg.PPO.Features())
+	if p := cfg.SwitchPenalty; p < 0 || math.IsNaN(p) || math.IsInf(p, 0) || p > 0 && !cfg.PPO.Features().HasPlacement() {
+		return nil, fmt.Errorf("creating learner: a switching penalty of %v needs a finite value ≥ 0 and a tactical feature set with the placement (%s or %s; this learner's is %s)",
+			p, schemas.TacticalPlacement, schemas.TacticalPlacementV2, cfg.PPO.Features())
 	}
 	l := &Learner{cfg: cfg, log: logger}
 	l.stats = Stats{Transitions: map[schemas.Layer]int64{}, Markers: map[schemas.Layer]int64{}, Intervals: map[schemas.Layer]int64{},

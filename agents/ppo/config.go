@@ -88,7 +88,8 @@ type Config struct {
 	// heavy-tailed ones: latency, cost, request rate and queue depth.
 	ScalerLog1p []bool `json:"scaler_log1p,omitempty"`
 	// FeatureSet is the tactical state's layout the network reads
-	// (schemas.TacticalSeed, the default, or schemas.TacticalPlacement);
+	// (schemas.TacticalSeed, the default, schemas.TacticalPlacement or
+	// schemas.TacticalPlacementV2);
 	// Net.Inputs is its size. Empty in checkpoints written before feature
 	// sets were named: those are TacticalSeed (Features resolves it).
 	FeatureSet schemas.FeatureSet `json:"feature_set,omitempty"`

@@ -38,6 +38,9 @@ def state_row(**kw):
         "region": "eu-west",
         "memory_mb": 1024,
         "trend": 0.0,
+        "memory_peak_mb": 0.0,
+        "app_peak_hour": -1,
+        "hour": 0,
     }
     r.update(kw)
     return r

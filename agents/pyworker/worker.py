@@ -57,8 +57,8 @@ POLICY_VERSION = "1"
 
 # Versions of the batch schemas this worker reads and writes
 # (schemas.StateSchemaVersion, schemas.DecisionSchemaVersion). State version
-# 3 changed the operational columns only; the tactical ones are as in 2.
-STATE_SCHEMA_VERSION = "3"
+# 4 added memory_peak_mb, app_peak_hour and hour to the tactical columns.
+STATE_SCHEMA_VERSION = "4"
 DECISION_SCHEMA_VERSION = "2"
 
 # Stream and subject bases (schemas/names.go).
@@ -113,6 +113,9 @@ TACTICAL_STATE_SCHEMA = pa.schema(
         pa.field("region", pa.string(), nullable=False),
         pa.field("memory_mb", pa.int32(), nullable=False),
         pa.field("trend", _f64, nullable=False),
+        pa.field("memory_peak_mb", _f64, nullable=False),
+        pa.field("app_peak_hour", pa.int32(), nullable=False),
+        pa.field("hour", pa.int32(), nullable=False),
     ]
 )
 

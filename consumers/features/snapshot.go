@@ -48,6 +48,7 @@ type snapPeriod struct {
 	PeakTick           map[int64]int64
 	Funcs              []string
 	Placement          map[string]int64
+	MemPeak            float64
 }
 
 type snapFunc struct {
@@ -68,6 +69,8 @@ type snapFunc struct {
 	Sent      bool
 	SentTick  int64
 	SentFlags uint8
+	// MemPeak is the function's memory peak of its closed hours.
+	MemPeak float64
 }
 
 type snapApp struct {
@@ -76,6 +79,8 @@ type snapApp struct {
 	Closed   bool
 	Days     []snapPeriod
 	PrevN    periodCount
+	// ByHour is the app's invocations of its closed hours by UTC hour.
+	ByHour [24]int64
 }
 
 // snapIDs is the invocation ids added to one open tick, in the order added.
@@ -114,7 +119,7 @@ func snapPeriodOf(pa *periodAcc) snapPeriod {
 		LatSum: pa.latSum, LatN: pa.latN, Cost: pa.cost, CostN: pa.costN,
 		Carbon: pa.carbon, CarbonN: pa.carbonN, Cold: pa.cold, CldN: pa.cldN,
 		CPUS: pa.cpuS, MemS: pa.memS, QueueS: pa.queueS, CPUN: pa.cpuN, MemN: pa.memN, QueueN: pa.queueN,
-		MaxInst: pa.maxInst, Tier: pa.tier, PeakTick: pa.peakTick, Placement: pa.placement,
+		MaxInst: pa.maxInst, Tier: pa.tier, PeakTick: pa.peakTick, Placement: pa.placement, MemPeak: pa.memPeak,
 	}
 	for f := range pa.funcs {
 		sp.Funcs = append(sp.Funcs, f)
@@ -130,7 +135,7 @@ func (sp snapPeriod) acc() *periodAcc {
 	pa.latSum, pa.latN, pa.cost, pa.costN = sp.LatSum, sp.LatN, sp.Cost, sp.CostN
 	pa.carbon, pa.carbonN, pa.cold, pa.cldN = sp.Carbon, sp.CarbonN, sp.Cold, sp.CldN
 	pa.cpuS, pa.memS, pa.queueS, pa.cpuN, pa.memN, pa.queueN = sp.CPUS, sp.MemS, sp.QueueS, sp.CPUN, sp.MemN, sp.QueueN
-	pa.maxInst, pa.tier = sp.MaxInst, sp.Tier
+	pa.maxInst, pa.tier, pa.memPeak = sp.MaxInst, sp.Tier, sp.MemPeak
 	if sp.PeakTick != nil {
 		pa.peakTick = sp.PeakTick
 	}
@@ -153,7 +158,7 @@ func (p *Partition) MarshalBinary() ([]byte, error) {
 	for _, f := range p.order {
 		sf := snapFunc{App: f.app, Fn: f.fn, ClosedUS: f.closedUS, Closed: f.closed,
 			HasCPU: f.hasCPU, HasMem: f.hasMem, HasQueue: f.hasQueue, PrevN: f.prevN,
-			Sent: f.sent, SentTick: f.sentTick, SentFlags: f.sentFlags}
+			Sent: f.sent, SentTick: f.sentTick, SentFlags: f.sentFlags, MemPeak: f.memPeak}
 		for _, o := range f.open {
 			sf.Open = append(sf.Open, snapStepAcc{Tick: o.tick, N: o.n, MaxStartUS: o.maxStartUS,
 				CPUMS: o.cpuMS, QueueMS: o.queueMS, MemMB: o.memMB, CPUN: o.cpuN, QueueN: o.queueN, MemN: o.memN,
@@ -174,7 +179,7 @@ func (p *Partition) MarshalBinary() ([]byte, error) {
 		s.Funcs = append(s.Funcs, sf)
 	}
 	for _, a := range p.appList {
-		sa := snapApp{App: a.app, ClosedUS: a.closedUS, Closed: a.closed, PrevN: a.prevN}
+		sa := snapApp{App: a.app, ClosedUS: a.closedUS, Closed: a.closed, PrevN: a.prevN, ByHour: a.byHour}
 		for _, d := range a.days {
 			sa.Days = append(sa.Days, snapPeriodOf(d))
 		}
@@ -207,14 +212,14 @@ func RestorePartition(data []byte) (*Partition, error) {
 	}
 	for _, sa := range s.Apps {
 		a := p.app(sa.App)
-		a.closedUS, a.closed, a.prevN = sa.ClosedUS, sa.Closed, sa.PrevN
+		a.closedUS, a.closed, a.prevN, a.byHour = sa.ClosedUS, sa.Closed, sa.PrevN, sa.ByHour
 		for _, d := range sa.Days {
 			a.days = append(a.days, d.acc())
 		}
 	}
 	for _, sf := range s.Funcs {
 		f := p.function(sf.App, sf.Fn)
-		f.closedUS, f.closed, f.prevN = sf.ClosedUS, sf.Closed, sf.PrevN
+		f.closedUS, f.closed, f.prevN, f.memPeak = sf.ClosedUS, sf.Closed, sf.PrevN, sf.MemPeak
 		f.hasCPU, f.hasMem, f.hasQueue = sf.HasCPU, sf.HasMem, sf.HasQueue
 		f.sent, f.sentTick, f.sentFlags = sf.Sent, sf.SentTick, sf.SentFlags
 		for _, o := range sf.Open {

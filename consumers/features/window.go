@@ -107,6 +107,7 @@ type periodAcc struct {
 	peakTick   map[int64]int64 // hour: invocations per tick; day: per hour
 	funcs      map[string]struct{}
 	placement  map[string]int64
+	memPeak    float64 // largest memory_used_mb
 }
 
 type funcState struct {
@@ -135,6 +136,8 @@ type funcState struct {
 	hours     []*periodAcc
 	// prevN is the invocation count of the last emitted hour, for the trend.
 	prevN periodCount
+	// memPeak is the largest memory_used_mb of the closed hours so far.
+	memPeak float64
 }
 
 // periodCount is the invocation count of one hour or day.
@@ -146,6 +149,21 @@ type appState struct {
 	closed   bool
 	days     []*periodAcc
 	prevN    periodCount
+	// byHour counts the app's invocations of the closed hours so far by
+	// UTC hour of day, for its busiest hour.
+	byHour [24]int64
+}
+
+// peakHour returns the UTC hour of day with the most invocations (ties to
+// the earlier hour), −1 when there were none.
+func (a *appState) peakHour() int32 {
+	best := int32(-1)
+	for h, n := range a.byHour {
+		if n > 0 && (best < 0 || n > a.byHour[best]) {
+			best = int32(h)
+		}
+	}
+	return best
 }
 
 // Partition holds the windows of one Kafka partition (one shard) for one run.
@@ -301,6 +319,7 @@ func (pa *periodAcc) add(e *Event, sub int64) {
 	if e.HasMemory {
 		pa.memS += e.MemoryUsed * float64(e.DurationUS) / 1e6
 		pa.memN++
+		pa.memPeak = max(pa.memPeak, e.MemoryUsed)
 	}
 	if e.Instances > pa.maxInst {
 		pa.maxInst = e.Instances
@@ -742,11 +761,29 @@ func maxCount(m map[int64]int64) int64 {
 	return best
 }
 
+// hourOfDay returns the UTC hour of day at trace time t.
+func (p *Partition) hourOfDay(t int64) int32 {
+	return int32(p.epoch.Add(time.Duration(t) * time.Microsecond).UTC().Hour())
+}
+
 func (p *Partition) tacticalBatch(hour int64) *schemas.StateBatch {
 	b := &schemas.StateBatch{Header: p.header(schemas.Tactical, hour, grid.TacticalTickUS)}
 	start := hour * grid.TacticalTickUS
-	for _, f := range p.order {
+	// First the closed hour's history, so that every row sees all of its
+	// app's traffic of that hour.
+	prev := p.hourOfDay((hour - 1) * grid.TacticalTickUS)
+	periods := make([]*periodAcc, len(p.order))
+	for i, f := range p.order {
 		pa := takePeriod(&f.hours, hour-1)
+		periods[i] = pa
+		if pa != nil {
+			f.memPeak = max(f.memPeak, pa.memPeak)
+			f.app_.byHour[prev] += pa.n
+		}
+	}
+	now := p.hourOfDay(start)
+	for i, f := range p.order {
+		pa := periods[i]
 		if !f.activeAt(start) {
 			if pa != nil {
 				f.prevN = periodCount{hour - 1, pa.n}
@@ -767,6 +804,9 @@ func (p *Partition) tacticalBatch(hour int64) *schemas.StateBatch {
 			CPUUtil:       utilisation(pa.cpuS, pa.cpuN, pa.maxInst, 1, 3600),
 			ColdStartRate: ratio(float64(pa.cold), pa.cldN),
 			Trend:         trend(f.prevN, hour-1, pa.n),
+			MemoryPeakMB:  f.memPeak,
+			AppPeakHour:   f.app_.peakHour(),
+			Hour:          now,
 		}
 		if pa.n > 0 {
 			r.DurationMeanMS = pa.durSumMS / float64(pa.n)

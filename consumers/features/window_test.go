@@ -361,3 +361,83 @@ func TestSnapshotKeepsOpenIDs(t *testing.T) {
 		t.Fatalf("old snapshot: add err %v, next tick %d", err, old.NextTick())
 	}
 }
+
+// TestTacticalHistory checks the history a tactical row carries (state
+// version 4): the function's memory peak and its app's busiest hour of day
+// come from closed hours only, survive a snapshot, and start as 0 and −1.
+func TestTacticalHistory(t *testing.T) {
+	p := NewPartition("r", 0, 1, grid.DefaultEpoch) // trace time 0 is 00:00 UTC
+	collect(t, p, 0, false)
+	add := func(fn string, startUS int64, memMB float64) {
+		t.Helper()
+		e := Event{App: "a", Func: fn, StartUS: startUS, DurationUS: 1000, HasMemory: memMB > 0, MemoryUsed: memMB, MemoryMB: 1024}
+		if err := p.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tactical := func(bs []*schemas.StateBatch) map[int64][]schemas.TacticalRow {
+		out := map[int64][]schemas.TacticalRow{}
+		for _, b := range bs {
+			if b.Header.Layer == schemas.Tactical {
+				out[b.Header.Tick] = b.Tactical
+			}
+		}
+		return out
+	}
+	h := grid.TacticalTickUS
+	// Hour 0: f once (300 MB); hour 1: four invocations of f and g (g
+	// 700 MB), so hour 1 becomes the app's busiest.
+	add("f", 10, 300)
+	add("f", h+10, 0)
+	add("g", h+20, 700)
+	add("g", h+30, 0)
+	add("f", h+40, 0)
+	rows := tactical(collect(t, p, 2*h, false))
+	want := map[int64]map[string]struct {
+		peak float64
+		hour int32
+	}{
+		1: {"f": {300, 0}},
+		2: {"f": {300, 1}, "g": {700, 1}},
+	}
+	for hour, fns := range want {
+		if len(rows[hour]) != len(fns) {
+			t.Fatalf("hour %d: rows %+v, want %d", hour, rows[hour], len(fns))
+		}
+		for _, r := range rows[hour] {
+			w := fns[r.Func]
+			if r.MemoryPeakMB != w.peak || r.AppPeakHour != w.hour || r.Hour != int32(hour) {
+				t.Errorf("hour %d %s: memory peak %v, app peak hour %d, hour %d; want %v, %d, %d", hour, r.Func, r.MemoryPeakMB, r.AppPeakHour, r.Hour, w.peak, w.hour, hour)
+			}
+		}
+	}
+	// An invocation of the still-open hour 2 is not in hour 2's row, and a
+	// restored partition goes on with the same history.
+	add("g", 2*h+10, 900)
+	snap, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := RestorePartition(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []*Partition{p, q} {
+		r3 := tactical(collect(t, part, 3*h, false))[3]
+		for _, r := range r3 {
+			if r.Func == "g" && (r.MemoryPeakMB != 900 || r.AppPeakHour != 1 || r.Hour != 3) {
+				t.Errorf("hour 3 g: %+v, want memory peak 900, app peak hour 1 (3 invocations against 1 in hour 2), hour 3", r)
+			}
+		}
+	}
+	// A new app has no history.
+	add2 := Event{App: "b", Func: "x", StartUS: 3*h + 5, DurationUS: 10}
+	if err := q.Add(&add2); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range tactical(collect(t, q, 4*h, false))[4] {
+		if r.App == "b" && (r.MemoryPeakMB != 0 || r.AppPeakHour != 3) {
+			t.Errorf("app b after its first hour: %+v, want memory peak 0 (none reported) and peak hour 3", r)
+		}
+	}
+}

@@ -120,7 +120,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Tactical, prefix+"tactical", c.Tactical, "tactical policy when the tactical layer is not trained")
 	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
 	pipeline.RegisterTacticalFeatures(fs, prefix, &c.TacticalFeatures, "PPO's state feature set")
-	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1; the tables' rewards are unchanged)")
+	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1 or placement-v2; the tables' rewards are unchanged)")
 	fs.Float64Var(&c.Counterfactual, prefix+"counterfactual", c.Counterfactual, "PPO: weight of the all-action term, which credits every placement with the reward the twin scored for it in hindsight (the transitions' action rewards; 0 = the seed's PPO, learning from the taken action only)")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
