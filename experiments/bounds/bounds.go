@@ -449,13 +449,21 @@ func (r *Result) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.4f | %.3f |\n", p.Name, causal, p.Mean, p.Share)
 	}
-	b.WriteString("\nBy the hour's invocations:\n\n| invocations | function-hours | oracle | static-best | share |\n|---|---:|---:|---:|---:|\n")
+	b.WriteString("\nBy the hour's invocations (of the gap: the bucket's part of the oracle's lead over static-best):\n\n")
+	b.WriteString("| invocations | function-hours | oracle | static-best | share | of the gap |\n|---|---:|---:|---:|---:|---:|\n")
+	gap := 0.0
 	for _, k := range r.Buckets {
-		share := 0.0
+		gap += float64(k.Rows) * (k.Oracle - k.StaticBest)
+	}
+	for _, k := range r.Buckets {
+		share, part := 0.0, 0.0
 		if k.Oracle != 0 {
 			share = k.StaticBest / k.Oracle
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.4f | %.4f | %.3f |\n", k.Label, k.Rows, k.Oracle, k.StaticBest, share)
+		if gap != 0 {
+			part = float64(k.Rows) * (k.Oracle - k.StaticBest) / gap
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.4f | %.4f | %.3f | %.3f |\n", k.Label, k.Rows, k.Oracle, k.StaticBest, share, part)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -250,3 +250,20 @@ func TestCSVRoundTrip(t *testing.T) {
 		t.Errorf("an unknown runtime on line 2: %v", err)
 	}
 }
+
+// TestWriteText checks the bucket table's shares and parts of the gap.
+func TestWriteText(t *testing.T) {
+	r := bounds.Result{Config: oneTwo(), Rows: 4, Functions: 1,
+		Policies: []bounds.Policy{{Name: "oracle (x)", Mean: 0.5, Share: 1}, {Name: "static-best (y)", Causal: true, Mean: 0.25, Share: 0.5}},
+		Buckets:  []bounds.Bucket{{Label: "≤ 1", Rows: 3, Oracle: 0.5, StaticBest: 0.25}, {Label: "> 100", Rows: 1, Oracle: 0.5, StaticBest: 0.25}}}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| oracle (x) | no | 0.5000 | 1.000 |", "| static-best (y) | yes | 0.2500 | 0.500 |",
+		"| ≤ 1 | 3 | 0.5000 | 0.2500 | 0.500 | 0.750 |", "| > 100 | 1 | 0.5000 | 0.2500 | 0.500 | 0.250 |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in\n%s", want, &b)
+		}
+	}
+}
