@@ -6,5 +6,7 @@
 //
 // The workflows are its subpackages: train (`strata train`, `strata
 // train-lstm`, `strata export sequences`) and eval (`strata eval`);
-// sequences is the operational sequences file they write and read.
+// sequences is the operational sequences file they write and read. It
+// also holds `strata bounds`' workflow (RunBounds), which replays the
+// trace for the pure computation in bounds.
 package experiments

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -120,25 +119,11 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 	if err != nil {
 		return lc, nil, err
 	}
-	pb := twin.NewProfileBuilder(trainEpoch)
-	for {
-		in, err := pre.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var le *replay.LineError
-		if errors.As(err, &le) {
-			continue // counted and dead-lettered by the replay pass
-		}
-		if err != nil {
-			closePre()
-			return lc, nil, fmt.Errorf("deriving function properties from %s: %w", name, err)
-		}
-		pb.Add(in)
-	}
+	profile, err := twin.ProfileOf(pre, trainEpoch, mTrain)
 	closePre()
-
-	profile := pb.Build(mTrain)
+	if err != nil {
+		return lc, nil, fmt.Errorf("deriving function properties from %s: %w", name, err)
+	}
 	engCfg := twin.Config{DefaultPlacement: lo.Placement, Reward: m.Config().Reward, Outcomes: lo.Outcomes,
 		Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}}
 	policies := map[schemas.Layer]worker.Policy{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/experiments/eval"
 	"github.com/strata-rl/strata/experiments/train"
 	"github.com/strata-rl/strata/pipeline/roleconf"
@@ -21,6 +22,20 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	c.NewModel = conf.NewModel
 	return eval.Run(ctx, c, stdout, stderr)
+}
+
+// boundsMain runs `strata bounds`: the tactical rules' mean reward against
+// the per-hour oracle on the twin's counterfactuals (docs/bounds.md).
+func boundsMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := experiments.DefaultBoundsConfig()
+	fs := newFlagSet("strata bounds", stderr)
+	c.RegisterFlags(fs, "")
+	conf, err := roleconf.ParseModel(fs, args)
+	if err != nil {
+		return err
+	}
+	c.NewModel = conf.NewModel
+	return experiments.RunBounds(ctx, c, stdout, stderr)
 }
 
 // trainMain runs `strata train`: DQN and PPO episodes with validation, and

@@ -44,8 +44,8 @@ type Config struct {
 	// layer's internal policy is static-best.
 	Static *StaticChoices
 	// Learn, if set, receives every tactical and strategic counterfactual
-	// scored (static-best's training).
-	Learn *StaticLearner
+	// scored: static-best's training (StaticLearner), `strata bounds`.
+	Learn Counterfactuals
 	// Transitions names the layers whose rewards also yield transitions
 	// (Output.Transitions): one per reward of an entity whose decision in
 	// force was made for that interval.

@@ -68,6 +68,33 @@ type StaticChoices struct {
 	Placements map[FuncID]RegionTier
 }
 
+// Counterfactual is what the engine scored for one entity in one
+// tactical or strategic interval: the reward of every alternative action
+// of the layer, in action order (tactical: metro × 6 + tier; strategic:
+// the provider).
+type Counterfactual struct {
+	// Layer is tactical or strategic.
+	Layer schemas.Layer
+	// Tick is the interval's index: the hour for tactical, the day for
+	// strategic, counted from trace time 0.
+	Tick int64
+	// App and Func identify the entity; Func is empty for strategic.
+	App, Func string
+	// Invocations is the interval's invocations of the entity.
+	Invocations int64
+	// Rewards holds every alternative's reward. It belongs to the engine:
+	// read it during Add, copy what is kept.
+	Rewards []cloud.Reward
+}
+
+// Counterfactuals receives the counterfactuals an engine scores
+// (Config.Learn).
+type Counterfactuals interface {
+	// Add is called once per scored tactical or strategic interval of an
+	// entity, in the engine's output order.
+	Add(c Counterfactual)
+}
+
 // StaticLearner accumulates, per entity, the reward every alternative action
 // would have earned in each scored interval; its Choices are the argmax
 // totals. Plug it into Config.Learn of an engine replaying training days.
@@ -84,19 +111,21 @@ func NewStaticLearner() *StaticLearner {
 		funcs: map[FuncID]*[cloud.NumMetros * cloud.NumTiers]float64{}, Intervals: map[schemas.Layer]int64{}}
 }
 
-func (s *StaticLearner) add(l schemas.Layer, app, fn string, rs []cloud.Reward) {
-	switch l {
+// Add adds c's rewards to its entity's totals.
+func (s *StaticLearner) Add(c Counterfactual) {
+	rs := c.Rewards
+	switch c.Layer {
 	case schemas.Strategic:
-		a := s.apps[app]
+		a := s.apps[c.App]
 		if a == nil {
 			a = &[cloud.NumProviders]float64{}
-			s.apps[app] = a
+			s.apps[c.App] = a
 		}
 		for i := range min(len(rs), len(a)) {
 			a[i] += rs[i].R
 		}
 	case schemas.Tactical:
-		k := FuncID{app, fn}
+		k := FuncID{c.App, c.Func}
 		f := s.funcs[k]
 		if f == nil {
 			f = &[cloud.NumMetros * cloud.NumTiers]float64{}
@@ -108,7 +137,7 @@ func (s *StaticLearner) add(l schemas.Layer, app, fn string, rs []cloud.Reward) 
 	default:
 		return
 	}
-	s.Intervals[l]++
+	s.Intervals[c.Layer]++
 }
 
 // argmax returns the first index of the largest value.
@@ -138,19 +167,38 @@ func (s *StaticLearner) Choices() *StaticChoices {
 
 // TrainStatic chooses static-best's actions: it replays the training days
 // (days 1–10) of src through a fresh engine under cfg's default placement,
-// with no decisions, and returns each entity's action with the highest
-// total reward over its scored intervals. latenessUS is the replay's
-// allowed lateness (src is ordered by end time; the engine needs start
-// order). Lines that do not parse and late invocations are skipped, as the
-// replay dead-letters them.
+// with no decisions (ReplayCounterfactuals), and returns each entity's
+// action with the highest total reward over its scored intervals.
 func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Function, src replay.Source, latenessUS int64) (*StaticChoices, error) {
 	l := NewStaticLearner()
-	cfg.Learn, cfg.Internal, cfg.Static, cfg.Outcomes = l, nil, nil, false
+	cfg.Learn = l
+	if err := ReplayCounterfactuals(ctx, m, cfg, profile, src, latenessUS, TrainingDays); err != nil {
+		return nil, fmt.Errorf("training static-best: %w", err)
+	}
+	return l.Choices(), nil
+}
+
+// ReplayCounterfactuals replays days 1..days of src through a fresh engine
+// under cfg's default placement, with no decisions and no internal
+// policy, so that cfg.Learn (required) receives the counterfactuals of
+// every scored tactical and strategic interval of those days. latenessUS
+// is the replay's allowed lateness (src is ordered by end time; the
+// engine needs start order). Lines that do not parse and late invocations
+// are skipped, as the replay dead-letters them. A trace shorter than days
+// ends the replay with its last day.
+func ReplayCounterfactuals(ctx context.Context, m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Function, src replay.Source, latenessUS int64, days int) error {
+	if cfg.Learn == nil {
+		return errors.New("replaying counterfactuals: Config.Learn is not set")
+	}
+	if days < 1 {
+		return fmt.Errorf("replaying counterfactuals: %d days", days)
+	}
+	cfg.Internal, cfg.Static, cfg.Outcomes, cfg.Transitions = nil, nil, false, nil
 	e, err := NewEngine(m, cfg, profile)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	const endUS = TrainingDays * grid.StrategicTickUS
+	endUS := int64(days) * grid.StrategicTickUS
 	ord := replay.NewOrderer(latenessUS)
 	var cur []Arrival
 	curTick := int64(0)
@@ -163,7 +211,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 				arr, cur = cur, nil
 			}
 			if _, err := e.Tick(t, arr); err != nil {
-				return fmt.Errorf("training static-best: %w", err)
+				return fmt.Errorf("replaying counterfactuals: %w", err)
 			}
 			if err := ctx.Err(); err != nil && t%grid.TicksPerHour == 0 {
 				return err
@@ -183,7 +231,7 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 			}
 			if len(cur) > 0 {
 				if _, err := e.Tick(curTick, cur); err != nil {
-					return fmt.Errorf("training static-best: %w", err)
+					return fmt.Errorf("replaying counterfactuals: %w", err)
 				}
 				cur = nil
 			}
@@ -203,10 +251,10 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 			if errors.As(err, &le) {
 				continue
 			}
-			return nil, fmt.Errorf("training static-best: reading the trace: %w", err)
+			return fmt.Errorf("replaying counterfactuals: reading the trace: %w", err)
 		default:
 			if in.StartUS() >= endUS+latenessUS {
-				done = true // the training days are complete
+				done = true // the days are complete
 			}
 			if err := ord.Push(in); err != nil {
 				continue // late: dead-lettered by the replay
@@ -224,25 +272,25 @@ func TrainStatic(ctx context.Context, m *cloud.Model, cfg Config, profile func(a
 				break
 			}
 			if err := take(in); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	// Close the last day of the training (or of the trace).
+	// Close the last day replayed (or of the trace).
 	last := max(curTick+1, e.NextTick())
 	last = (last + grid.TicksPerDay - 1) / grid.TicksPerDay * grid.TicksPerDay
 	if err := advance(curTick); err != nil {
-		return nil, err
+		return err
 	}
 	if e.NextTick() == curTick {
 		if _, err := e.Tick(curTick, cur); err != nil {
-			return nil, fmt.Errorf("training static-best: %w", err)
+			return fmt.Errorf("replaying counterfactuals: %w", err)
 		}
 	}
-	if err := advance(min(last, TrainingDays*grid.TicksPerDay)); err != nil {
-		return nil, err
+	if err := advance(min(last, int64(days)*grid.TicksPerDay)); err != nil {
+		return err
 	}
-	return l.Choices(), nil
+	return nil
 }
 
 // Lookahead returns the last tick whose arrivals Tick needs to evaluate

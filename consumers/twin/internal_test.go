@@ -206,3 +206,79 @@ func TestInternalPolicyConfig(t *testing.T) {
 		}
 	}
 }
+
+// recorder keeps the counterfactuals it is given.
+type recorder []Counterfactual
+
+func (r *recorder) Add(c Counterfactual) {
+	c.Rewards = append([]cloud.Reward(nil), c.Rewards...)
+	*r = append(*r, c)
+}
+
+// TestReplayCounterfactuals checks the hook: a replay of the first of two
+// days hands over that day's tactical and strategic intervals only, each
+// with every alternative, the best of which is the reward table's oracle;
+// and a replay of both days feeds a StaticLearner to TrainStatic's choices.
+func TestReplayCounterfactuals(t *testing.T) {
+	m := testModel(t)
+	open := func() replay.Source {
+		src, err := replay.NewSynth(replay.SynthConfig{Days: 2, Seed: 7, Apps: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	profile, err := ProfileOf(open(), grid.DefaultEpoch, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}, Reward: cloud.DefaultRewardConfig()}
+	if err := ReplayCounterfactuals(context.Background(), m, cfg, profile, open(), 600_000_000, 1); err == nil {
+		t.Fatal("a replay without Config.Learn: no error")
+	}
+	var day1 recorder
+	cfg.Learn = &day1
+	if err := ReplayCounterfactuals(context.Background(), m, cfg, profile, open(), 600_000_000, 1); err != nil {
+		t.Fatal(err)
+	}
+	n := map[schemas.Layer]int{}
+	for _, c := range day1 {
+		n[c.Layer]++
+		switch c.Layer {
+		case schemas.Tactical:
+			if c.Tick < 0 || c.Tick >= 24 || len(c.Rewards) != cloud.NumMetros*cloud.NumTiers || c.Func == "" || c.Invocations < 1 {
+				t.Fatalf("tactical counterfactual of day 1: %+v", c)
+			}
+		case schemas.Strategic:
+			if c.Tick != 0 || len(c.Rewards) != cloud.NumProviders || c.Func != "" {
+				t.Fatalf("strategic counterfactual of day 1: %+v", c)
+			}
+		default:
+			t.Fatalf("counterfactual of layer %s", c.Layer)
+		}
+	}
+	if n[schemas.Tactical] == 0 || n[schemas.Strategic] == 0 {
+		t.Fatalf("day 1's counterfactuals per layer: %v", n)
+	}
+	l := NewStaticLearner()
+	cfg.Learn = l
+	if err := ReplayCounterfactuals(context.Background(), m, cfg, profile, open(), 600_000_000, 2); err != nil {
+		t.Fatal(err)
+	}
+	if l.Intervals[schemas.Tactical] <= int64(n[schemas.Tactical]) {
+		t.Fatalf("two days scored %d tactical intervals, day 1 alone %d", l.Intervals[schemas.Tactical], n[schemas.Tactical])
+	}
+	c, err := TrainStatic(context.Background(), m, cfg, profile, open(), 600_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := l.Choices()
+	if len(got.Placements) != len(c.Placements) || len(got.Providers) != len(c.Providers) {
+		t.Fatalf("replayed choices %d/%d, TrainStatic's %d/%d", len(got.Providers), len(got.Placements), len(c.Providers), len(c.Placements))
+	}
+	for k, v := range c.Placements {
+		if got.Placements[k] != v {
+			t.Errorf("%v: TrainStatic chose %v, the replay's totals %v", k, v, got.Placements[k])
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package twin
 
 import (
+	"errors"
+	"io"
 	"time"
 
 	"github.com/strata-rl/strata/cloud"
@@ -59,4 +61,27 @@ func (b *ProfileBuilder) Build(m *cloud.Model) func(app, fn string) cloud.Functi
 		}
 		return m.NewFunction(app, fn, um, b.durations[fnKey{app, fn}])
 	}
+}
+
+// ProfileOf reads src to its end into a ProfileBuilder for a trace starting
+// at epoch and returns its Build(m): the profile function of a replay of
+// src. Lines that do not parse are skipped, as the replay dead-letters
+// them.
+func ProfileOf(src replay.Source, epoch time.Time, m *cloud.Model) (func(app, fn string) cloud.Function, error) {
+	b := NewProfileBuilder(epoch)
+	for {
+		in, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *replay.LineError
+		if errors.As(err, &le) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		b.Add(in)
+	}
+	return b.Build(m), nil
 }

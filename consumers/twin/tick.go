@@ -287,8 +287,8 @@ func (e *Engine) reward(l schemas.Layer, tick, startUS int64, app, fn string, ag
 // rewards is reward that also returns every alternative's reward.
 func (e *Engine) rewards(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) (*stratapb.Reward, []cloud.Reward) {
 	rs, best := cloud.Rewards(aggs, e.cfg.Reward)
-	if e.cfg.Learn != nil {
-		e.cfg.Learn.add(l, app, fn, rs)
+	if e.cfg.Learn != nil && l != schemas.Operational {
+		e.cfg.Learn.Add(Counterfactual{Layer: l, Tick: tick, App: app, Func: fn, Invocations: int64(aggs[chosen].Invocations), Rewards: rs})
 	}
 	a, r := aggs[chosen], rs[chosen]
 	ls := slices.Clone(lat[chosen])
