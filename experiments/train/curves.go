@@ -40,17 +40,20 @@ type update struct {
 
 // summary is train.json.
 type summary struct {
-	Seed        int64              `json:"seed"`
-	Episodes    int                `json:"episodes"`
-	Layers      []string           `json:"layers"`
-	TrainDays   string             `json:"train_days"`
-	ValidDays   string             `json:"valid_days"`
-	Operational string             `json:"operational_during_episodes"`
-	Best        map[string]int     `json:"best_episode"`
-	BestReward  map[string]float64 `json:"best_validation_reward"`
-	Curves      []curve            `json:"curves"`
-	Learner     learner.Stats      `json:"learner"`
-	WallSeconds float64            `json:"wall_seconds"`
+	Seed     int64 `json:"seed"`
+	Episodes int   `json:"episodes"`
+	// StoppedAfter is the episode after which --patience ended the
+	// training early; 0 when every episode ran.
+	StoppedAfter int                `json:"stopped_after_episode,omitempty"`
+	Layers       []string           `json:"layers"`
+	TrainDays    string             `json:"train_days"`
+	ValidDays    string             `json:"valid_days"`
+	Operational  string             `json:"operational_during_episodes"`
+	Best         map[string]int     `json:"best_episode"`
+	BestReward   map[string]float64 `json:"best_validation_reward"`
+	Curves       []curve            `json:"curves"`
+	Learner      learner.Stats      `json:"learner"`
+	WallSeconds  float64            `json:"wall_seconds"`
 }
 
 func writeCurvesCSV(path string, rows []curve) error {

@@ -32,6 +32,11 @@ type Config struct {
 	// Layers are the layers to train, comma-separated: strategic (DQN),
 	// tactical (PPO), operational (LSTM, supervised).
 	Layers string
+	// Patience, when positive, ends the training early once no layer's
+	// validation reward has improved for this many episodes (the seed's
+	// protocol: fewer episodes only where the validation curve has been
+	// flat for the last 10).
+	Patience int
 	// Episodes is the number of closed-loop episodes over the training
 	// days (DQN and PPO).
 	Episodes int
@@ -111,6 +116,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	c.Source.RegisterFlags(fs, prefix)
 	fs.StringVar(&c.Layers, prefix+"layers", c.Layers, "layers to train: strategic (DQN), tactical (PPO), operational (LSTM, supervised)")
 	fs.IntVar(&c.Episodes, prefix+"episodes", c.Episodes, "closed-loop episodes over the training days (DQN and PPO)")
+	fs.IntVar(&c.Patience, prefix+"patience", c.Patience, "end the training early once no layer's validation reward has improved for this many episodes (0 = run every episode; the seed's protocol: --episodes 30 --patience 10)")
 	fs.Int64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the networks, the exploration and the LSTM's sample order")
 	fs.StringVar(&c.Resume, prefix+"resume", c.Resume, "continue the training in `DIR` (its --out) from its last finished episode, with the same flags; --episodes may grow")
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "write the best checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt), curves and train.json to `DIR` (required)")
@@ -167,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Episodes < 1 {
 		return errors.New("strata train: --episodes must be at least 1")
+	}
+	if c.Patience < 0 {
+		return errors.New("strata train: --patience must be 0 (off) or positive")
 	}
 	if _, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures); err != nil {
 		return fmt.Errorf("strata train --tactical-features: %w", err)
@@ -281,6 +290,12 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}
 		t0 = t0.Add(-time.Duration(before * float64(time.Second)))
 		for ; episode < c.Episodes; episode++ {
+			if c.Patience > 0 && episode > 0 && flatFor(sum.Best, episode) >= c.Patience {
+				sum.StoppedAfter = episode
+				fmt.Fprintf(pw, "stopping after episode %d of %d: no validation reward has improved for %d episodes (--patience %d)\n",
+					episode, c.Episodes, flatFor(sum.Best, episode), c.Patience)
+				break
+			}
 			te := time.Now()
 			lo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.Seed,
 				Source: &c.Source, Learn: &pipeline.Learn{Learner: lrn, Episode: episode}, NewModel: c.NewModel}
@@ -388,6 +403,17 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "trained the LSTM in %.0f s: %s\n", sum.WallSeconds, filepath.Join(c.Out, agents.CheckpointFile(schemas.Operational)))
 	}
 	return nil
+}
+
+// flatFor returns for how many episodes up to episode no layer's
+// validation reward has improved: episode minus the latest of the layers'
+// best episodes.
+func flatFor(best map[string]int, episode int) int {
+	latest := 0
+	for _, e := range best {
+		latest = max(latest, e)
+	}
+	return episode - latest
 }
 
 func epsIf(l schemas.Layer, eps float64) float64 {

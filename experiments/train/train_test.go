@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"flag"
 	"io"
 	"os"
@@ -139,4 +140,55 @@ func trainWith(t *testing.T, errb *bytes.Buffer, more ...string) error {
 	}
 	var out bytes.Buffer
 	return train.Train(context.Background(), c, &out, errb)
+}
+
+// TestTrainPatience trains with --patience 1: the training ends after the
+// first episode whose validation reward is not a new best, or runs every
+// episode when each one improves, and train.json says where it stopped.
+func TestTrainPatience(t *testing.T) {
+	if testing.Short() {
+		t.Skip("up to eight closed-loop runs")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	var errb bytes.Buffer
+	if err := trainWith(t, &errb, "--layers", "tactical", "--episodes", "4", "--patience", "1", "--out", dir); err != nil {
+		t.Fatalf("%v\n%s", err, &errb)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "train.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum struct {
+		Stopped int `json:"stopped_after_episode"`
+		Curves  []struct {
+			Episode int    `json:"episode"`
+			Phase   string `json:"phase"`
+			Best    bool   `json:"best"`
+		} `json:"curves"`
+	}
+	if err := json.Unmarshal(data, &sum); err != nil {
+		t.Fatal(err)
+	}
+	var ran int
+	var bests []bool
+	for _, c := range sum.Curves {
+		if c.Phase == "validation" {
+			ran = c.Episode
+			bests = append(bests, c.Best)
+		}
+	}
+	// Every episode but the last ran after a new best; the last is either
+	// the fourth or one that did not improve.
+	for i, b := range bests[:len(bests)-1] {
+		if !b {
+			t.Fatalf("episode %d was no new best, yet the training went on (bests %v)", i+1, bests)
+		}
+	}
+	switch {
+	case ran == 4 && sum.Stopped == 0:
+	case ran < 4 && !bests[ran-1] && sum.Stopped == ran && strings.Contains(errb.String(), "stopping after episode"):
+	default:
+		t.Fatalf("ran %d episodes, stopped after %d, bests %v\n%s", ran, sum.Stopped, bests, &errb)
+	}
 }
