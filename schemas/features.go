@@ -130,6 +130,59 @@ func (f FeatureSet) Dim() int {
 	return 0
 }
 
+// FeatureGroup is a named range [From, To) of a feature set's vector: the
+// unit an ablation leaves out.
+type FeatureGroup struct {
+	Name     string
+	From, To int
+}
+
+// FeatureGroups returns the named groups of a tactical set's vector, in
+// order (nil for a set that is not tactical): "seed" (the seed's 11
+// values), then for the placement sets "placement" (metro and tier
+// one-hots) and "descriptors" (durations, peak rate, carbon), then for
+// TacticalPlacementV2 "memory-peak", "users-hour" and "hour".
+func FeatureGroups(f FeatureSet) []FeatureGroup {
+	if f.Layer() != Tactical {
+		return nil
+	}
+	gs := []FeatureGroup{{"seed", 0, TacticalDim}}
+	if !f.HasPlacement() {
+		return gs
+	}
+	one := TacticalDim + len(PlacementMetros) + len(PlacementTiersMB)
+	gs = append(gs, FeatureGroup{"placement", TacticalDim, one}, FeatureGroup{"descriptors", one, TacticalPlacementDim})
+	if f == TacticalPlacementV2 {
+		gs = append(gs, FeatureGroup{"memory-peak", TacticalPlacementDim, TacticalPlacementDim + 1},
+			FeatureGroup{"users-hour", TacticalPlacementDim + 1, TacticalPlacementDim + 3},
+			FeatureGroup{"hour", TacticalPlacementDim + 3, TacticalPlacementV2Dim})
+	}
+	return gs
+}
+
+// AblatedIndices returns the vector indices of set f's groups named in
+// groups, in increasing order; an unknown name is an error that lists the
+// set's groups.
+func AblatedIndices(f FeatureSet, groups []string) ([]int, error) {
+	all := FeatureGroups(f)
+	var idx []int
+	for _, name := range groups {
+		i := slices.IndexFunc(all, func(g FeatureGroup) bool { return g.Name == name })
+		if i < 0 {
+			names := make([]string, len(all))
+			for k, g := range all {
+				names[k] = g.Name
+			}
+			return nil, fmt.Errorf("feature set %s has no group %q: want one of %s", f, name, strings.Join(names, ", "))
+		}
+		for j := all[i].From; j < all[i].To; j++ {
+			idx = append(idx, j)
+		}
+	}
+	slices.Sort(idx)
+	return slices.Compact(idx), nil
+}
+
 // HasPlacement reports whether the set's vectors say where the function
 // ran (TacticalPlacement and TacticalPlacementV2; PlacementOf reads it).
 func (f FeatureSet) HasPlacement() bool {

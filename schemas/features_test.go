@@ -155,3 +155,31 @@ func TestAppendFeaturesV2(t *testing.T) {
 		t.Errorf("PlacementOf a v2 vector: %d %d %v, want 1 1 true", m, tier, ok)
 	}
 }
+
+// TestFeatureGroups checks that each tactical set's groups tile its vector
+// in order, and that AblatedIndices maps names to their indices.
+func TestFeatureGroups(t *testing.T) {
+	for _, name := range schemas.FeatureSets(schemas.Tactical) {
+		f := schemas.FeatureSet(name)
+		at := 0
+		for _, g := range schemas.FeatureGroups(f) {
+			if g.From != at || g.To <= g.From {
+				t.Fatalf("%s: group %+v does not start at %d", f, g, at)
+			}
+			at = g.To
+		}
+		if at != f.Dim() {
+			t.Fatalf("%s: groups end at %d, the vector at %d", f, at, f.Dim())
+		}
+	}
+	idx, err := schemas.AblatedIndices(schemas.TacticalPlacementV2, []string{"hour", "memory-peak", "hour"})
+	if want := []int{schemas.TacticalPlacementDim, schemas.TacticalPlacementV2Dim - 2, schemas.TacticalPlacementV2Dim - 1}; err != nil || !slices.Equal(idx, want) {
+		t.Fatalf("AblatedIndices: %v, %v; want %v", idx, err, want)
+	}
+	if _, err := schemas.AblatedIndices(schemas.TacticalPlacement, []string{"hour"}); err == nil || !strings.Contains(err.Error(), "placement, descriptors") {
+		t.Fatalf("ablating hour of placement-v1: %v, want an error listing its groups", err)
+	}
+	if g := schemas.FeatureGroups(schemas.StrategicSeed); g != nil {
+		t.Fatalf("strategic groups %v, want none", g)
+	}
+}

@@ -70,7 +70,7 @@ func LoadModel(r io.Reader) (*Model, error) {
 		return nil, err
 	}
 	defer net.Close()
-	return &Model{version: version, cfg: cfg, w: net.Export()}, nil
+	return newModel(version, cfg, net.Export()), nil
 }
 
 func readCheckpoint(r io.Reader) (Config, uint64, *nn.PPONet, error) {

@@ -93,6 +93,11 @@ type Config struct {
 	// Net.Inputs is its size. Empty in checkpoints written before feature
 	// sets were named: those are TacticalSeed (Features resolves it).
 	FeatureSet schemas.FeatureSet `json:"feature_set,omitempty"`
+	// Ablate names groups of the feature set (schemas.FeatureGroups) the
+	// network never sees: their scaled inputs are 0 in training and in
+	// serving. It is for ablation studies (leave one group out); empty,
+	// the default, uses every feature.
+	Ablate []string `json:"ablate,omitempty"`
 	// Backend computes the network's passes: nn.BackendCPU (the default,
 	// also "") or nn.BackendGorgonia, the reference. It does not change
 	// the checkpoint.
@@ -164,5 +169,15 @@ func (c Config) Validate() error {
 	if c.ScalerLog1p != nil && len(c.ScalerLog1p) != c.Net.Inputs {
 		return fmt.Errorf("%w: %d log1p flags for %d inputs", ErrConfig, len(c.ScalerLog1p), c.Net.Inputs)
 	}
+	if _, err := schemas.AblatedIndices(c.Features(), c.Ablate); err != nil {
+		return fmt.Errorf("%w: ablation: %w", ErrConfig, err)
+	}
 	return nil
+}
+
+// ablated returns the input indices Ablate leaves out (nil for none); c
+// must be valid.
+func (c Config) ablated() []int {
+	idx, _ := schemas.AblatedIndices(c.Features(), c.Ablate)
+	return idx
 }

@@ -166,7 +166,7 @@ func newLearner(cfg Config, net *nn.PPONet, version uint64) *Learner {
 
 // publish exports the current weights as the current version's Model.
 func (l *Learner) publish() {
-	l.model = &Model{version: l.version, cfg: l.cfg, w: l.net.Export()}
+	l.model = newModel(l.version, l.cfg, l.net.Export())
 	l.uniform = l.net.Scaler == nil
 }
 
@@ -417,7 +417,7 @@ func (l *Learner) rollout(us *UpdateStats) (*rolloutData, error) {
 		us.ScalerFitted = true
 	}
 	ro.scaler = sc
-	states, err := scaleStates(sc, cfg.StateClip, nil, raw)
+	states, err := scaleStates(sc, cfg.StateClip, l.model.ablated, nil, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -475,7 +475,7 @@ func (l *Learner) rollout(us *UpdateStats) (*rolloutData, error) {
 	}
 	boot := make([]float32, len(segs))
 	if len(bootSeg) > 0 {
-		x, err := scaleStates(sc, cfg.StateClip, nil, bootRaw)
+		x, err := scaleStates(sc, cfg.StateClip, l.model.ablated, nil, bootRaw)
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,13 @@ type Model struct {
 	version uint64
 	cfg     Config
 	w       *nn.PPOWeights
+	// ablated are the inputs cfg.Ablate leaves out.
+	ablated []int
+}
+
+// newModel returns the model of version with cfg and weights w.
+func newModel(version uint64, cfg Config, w *nn.PPOWeights) *Model {
+	return &Model{version: version, cfg: cfg, w: w, ablated: cfg.ablated()}
 }
 
 // FormatVersion returns the version string of policy version n: "v" and
@@ -62,7 +69,7 @@ func (m *Model) Scale(dst, raw []float32) ([]float32, error) {
 	if m.w.Scaler == nil {
 		return nil, fmt.Errorf("scaling PPO states: model %s has no scaler", m.Version())
 	}
-	return scaleStates(m.w.Scaler, m.cfg.StateClip, dst, raw)
+	return scaleStates(m.w.Scaler, m.cfg.StateClip, m.ablated, dst, raw)
 }
 
 // Forward returns the policy (log-probabilities and probabilities,
@@ -81,9 +88,10 @@ func (m *Model) Forward(raw []float32, masks []bool) (nn.PPOOutput, error) {
 	return out, nil
 }
 
-// scaleStates applies sc to raw (into dst, allocated when nil) and bounds
-// the result to ±clip (no bound when clip is 0).
-func scaleStates(sc *nn.Scaler, clip float64, dst, raw []float32) ([]float32, error) {
+// scaleStates applies sc to raw (into dst, allocated when nil), bounds
+// the result to ±clip (no bound when clip is 0) and sets the ablated
+// inputs of every row to 0.
+func scaleStates(sc *nn.Scaler, clip float64, ablated []int, dst, raw []float32) ([]float32, error) {
 	dst, err := sc.Transform(dst, raw)
 	if err != nil {
 		return nil, fmt.Errorf("scaling PPO states: %w", err)
@@ -92,6 +100,13 @@ func scaleStates(sc *nn.Scaler, clip float64, dst, raw []float32) ([]float32, er
 		c := float32(clip)
 		for i, v := range dst {
 			dst[i] = min(max(v, -c), c)
+		}
+	}
+	if len(ablated) > 0 {
+		for r := 0; r < len(dst); r += sc.Dim {
+			for _, j := range ablated {
+				dst[r+j] = 0
+			}
 		}
 	}
 	return dst, nil

@@ -157,7 +157,7 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	if fitted {
 		var err error
 		p.x = grow(p.x, len(p.raw))
-		if p.x, err = scaleStates(p.w.Scaler, p.model.cfg.StateClip, p.x, p.raw); err != nil {
+		if p.x, err = scaleStates(p.w.Scaler, p.model.cfg.StateClip, p.model.ablated, p.x, p.raw); err != nil {
 			return fmt.Errorf("ppo deciding tick %d: %w", tick, err)
 		}
 		if p.out, err = p.w.Forward(p.out, p.x, p.masks); err != nil {

@@ -61,6 +61,7 @@ func (c *Config) fingerprint() map[string]string {
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures,
 		"switch-penalty": strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
 		"counterfactual": strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),
+		"ablate":         c.Ablate,
 		"trace-epoch":    c.Epoch,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/strata-rl/strata/agents"
@@ -88,6 +89,9 @@ type Config struct {
 	// Counterfactual is the PPO's all-action coefficient
 	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
 	Counterfactual float64
+	// Ablate lists feature groups of the tactical set PPO never sees
+	// (ppo.Config.Ablate; comma-separated), for leave-one-out studies.
+	Ablate string
 	// Resume continues the training in this directory (its Out) from its
 	// last finished episode (ResumeDir), with the same flags; Episodes may
 	// grow.
@@ -127,6 +131,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
 	pipeline.RegisterTacticalFeatures(fs, prefix, &c.TacticalFeatures, "PPO's state feature set")
 	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1 or placement-v2; the tables' rewards are unchanged)")
+	fs.StringVar(&c.Ablate, prefix+"ablate", c.Ablate, "PPO: feature `GROUPS` of the tactical set the network never sees (comma-separated; their inputs are 0 in training and serving), for ablations — seed, placement, descriptors, and for placement-v2 memory-peak, users-hour, hour (docs/agents.md)")
 	fs.Float64Var(&c.Counterfactual, prefix+"counterfactual", c.Counterfactual, "PPO: weight of the all-action term, which credits every placement with the reward the twin scored for it in hindsight (the transitions' action rewards; 0 = the seed's PPO, learning from the taken action only)")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
@@ -177,8 +182,12 @@ func (c *Config) Validate() error {
 	if c.Patience < 0 {
 		return errors.New("strata train: --patience must be 0 (off) or positive")
 	}
-	if _, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures); err != nil {
+	tf, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures)
+	if err != nil {
 		return fmt.Errorf("strata train --tactical-features: %w", err)
+	}
+	if _, err := schemas.AblatedIndices(tf, c.ablate()); err != nil {
+		return fmt.Errorf("strata train --ablate: %w", err)
 	}
 	if c.LSTMSample < 1 || c.LSTMValidSample < 1 {
 		return errors.New("strata train: --lstm-sample and --lstm-valid-sample must be positive")
@@ -247,6 +256,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		lcfg.PPO.Rollout = c.Rollout
 		lcfg.SwitchPenalty = c.SwitchPenalty
 		lcfg.PPO.Net.CounterfactualCoef = c.Counterfactual
+		lcfg.PPO.Ablate = c.ablate()
 		// A 10-day episode yields only ~500 strategic transitions (one per
 		// active app and day): the algorithm's defaults (1,000 warm-up, one
 		// step per transition) would leave the DQN untrained for two
@@ -403,6 +413,17 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "trained the LSTM in %.0f s: %s\n", sum.WallSeconds, filepath.Join(c.Out, agents.CheckpointFile(schemas.Operational)))
 	}
 	return nil
+}
+
+// ablate returns the --ablate groups, nil for none.
+func (c *Config) ablate() []string {
+	var out []string
+	for g := range strings.SplitSeq(c.Ablate, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // flatFor returns for how many episodes up to episode no layer's
