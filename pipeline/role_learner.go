@@ -41,6 +41,9 @@ type LearnerRole struct {
 	// Counterfactual is the PPO's all-action coefficient
 	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
 	Counterfactual float64
+	// DQNCounterfactual adds the DQN counterfactual transitions for the
+	// providers not taken (learner.Config.DQNCounterfactual).
+	DQNCounterfactual bool
 	// Fresh deletes the run's persisted learner state and trains from the
 	// first transition; without it a persisted state is resumed.
 	Fresh bool
@@ -71,6 +74,7 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&r.Episode, prefix+"episode", r.Episode, "episode number of the run (0-based; sets the DQN's ε)")
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "feature set the PPO network reads (the run's --tactical-features)")
 	fs.Float64Var(&r.Counterfactual, prefix+"counterfactual", r.Counterfactual, "PPO: weight of the all-action term over the transitions' action rewards (0 = the seed's PPO)")
+	fs.BoolVar(&r.DQNCounterfactual, prefix+"dqn-counterfactual", r.DQNCounterfactual, "DQN: beside each strategic transition, add one per other provider with the reward the twin scored for it in hindsight (the transitions' action rewards); off = the seed's DQN")
 	fs.BoolVar(&r.Fresh, prefix+"fresh", r.Fresh, "delete the run's persisted learner state and train from the run's first transition (default: resume from the persisted state, if any)")
 	fs.IntVar(&r.StateEvery, prefix+"state-every", r.StateEvery, "persist the training state (replay buffer, PPO rollout, optimiser moments, RNG, topic offsets) to JetStream after every `N`-th interval processed; a restart resumes from it (0: never)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
@@ -121,6 +125,7 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	cfg.PPO = cfg.PPO.WithFeatures(tf)
 	cfg.PPO.Net.CounterfactualCoef = r.Counterfactual
+	cfg.DQNCounterfactual = r.DQNCounterfactual
 	cfg.Availability = ppo.CatalogAvailability(cat)
 	if r.configure != nil {
 		r.configure(&cfg)

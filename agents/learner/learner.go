@@ -50,6 +50,15 @@ type Config struct {
 	// state does not). The rewards the twin writes — the tables, every
 	// evaluation — are DESIGN's, unchanged.
 	SwitchPenalty float64
+	// DQNCounterfactual, when true, adds to the DQN's replay buffer, beside
+	// each strategic transition, one counterfactual transition per other
+	// action: the same state and next state with the reward the twin
+	// scored for that provider in hindsight (Transition.action_rewards).
+	// The next state is the taken action's (the strategic state is the
+	// app's workload, which the provider hardly changes), so it is an
+	// approximation for γ > 0. Each added transition earns the DQN's
+	// update credit, so the gradient steps per day triple as well.
+	DQNCounterfactual bool
 }
 
 // DefaultConfig returns the seed's learners (docs/agents.md) for layers, seeded
@@ -298,6 +307,16 @@ func (l *Learner) Handle(ctx context.Context, tr *stratapb.Transition) error {
 	}
 }
 
+// addDQN adds tr's state and next state to the DQN's replay buffer with
+// action a and reward r; a rejected transition is counted, not an error.
+func (l *Learner) addDQN(tr *stratapb.Transition, a int, r float32) error {
+	err := l.dqn.Add(dqn.Transition{State: tr.GetState(), Action: a, Reward: r, Next: tr.GetNextState(), Done: tr.GetDone()})
+	if err != nil && !l.reject(err) {
+		return err
+	}
+	return nil
+}
+
 // process trains on interval i's transitions of layer, then publishes a
 // new checkpoint (if any) in force from i+1 and the progress i.
 func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs []*stratapb.Transition) error {
@@ -317,11 +336,17 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 	case schemas.Strategic:
 		before := l.dqn.Stats()
 		for _, tr := range trs {
-			err := l.dqn.Add(dqn.Transition{State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
-				Next: tr.GetNextState(), Done: tr.GetDone()})
-			if err != nil {
-				if !l.reject(err) {
-					return fmt.Errorf("training DQN on day %d of %s: %w", i, l.run, err)
+			if err := l.addDQN(tr, int(tr.GetAction()), float32(tr.GetReward())); err != nil {
+				return fmt.Errorf("training DQN on day %d of %s: %w", i, l.run, err)
+			}
+			if ar := tr.GetActionRewards(); l.cfg.DQNCounterfactual && len(ar) == l.cfg.DQN.Net.Actions {
+				for a, r := range ar {
+					if a == int(tr.GetAction()) {
+						continue
+					}
+					if err := l.addDQN(tr, a, r); err != nil {
+						return fmt.Errorf("training DQN on day %d of %s (counterfactual action %d): %w", i, l.run, a, err)
+					}
 				}
 			}
 		}

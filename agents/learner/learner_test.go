@@ -539,3 +539,43 @@ func TestSwitchPenalty(t *testing.T) {
 		t.Fatalf("a switching penalty on the seed's state: %v, want a refusal naming %s", err, schemas.TacticalPlacement)
 	}
 }
+
+// TestDQNCounterfactual checks that with DQNCounterfactual each strategic
+// transition that carries the 3 providers' rewards adds 3 rows to the
+// replay buffer (the taken action's and two counterfactual ones), one
+// without them adds 1, and without the option every transition adds 1.
+func TestDQNCounterfactual(t *testing.T) {
+	ctx := context.Background()
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprintf("on=%v", on), func(t *testing.T) {
+			cfg := learner.DefaultConfig(5, schemas.Strategic)
+			cfg.DQN.WarmUp, cfg.DQN.ScalerFit, cfg.DQN.BatchSize = 8, 8, 4
+			cfg.DQNCounterfactual = on
+			l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.Begin(ctx, "cf", 2, modelStore(t)); err != nil {
+				t.Fatal(err)
+			}
+			trs := strategicDay("cf", 0, 6, 2)
+			for _, tr := range trs[:4] { // four of the six apps carry every provider's reward
+				tr.ActionRewards = []float32{-0.5, 0.25, 1}
+				tr.ActionRewards[tr.GetAction()] = float32(tr.GetReward())
+			}
+			for _, tr := range trs {
+				if err := l.Handle(ctx, tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := uint64(6)
+			if on {
+				want = 4*3 + 2
+			}
+			if st := l.Stats(); st.DQN.Added != want || len(st.Rejected) != 0 {
+				t.Fatalf("DQN added %d (rejected %v), want %d", st.DQN.Added, st.Rejected, want)
+			}
+		})
+	}
+}

@@ -370,3 +370,51 @@ func TestEngineDecisionsMovePlacement(t *testing.T) {
 		t.Fatal("an old tick was evaluated again")
 	}
 }
+
+// TestTransitionsCarryActionRewards checks that strategic and tactical
+// transitions carry every action's reward in action order: 3 providers,
+// 24 metro × tier placements; the taken action's is the transition's
+// reward and the best is the reward row's oracle reward.
+func TestTransitionsCarryActionRewards(t *testing.T) {
+	e := newEngineWith(t, func(c *Config) {
+		c.Transitions = map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true}
+	})
+	outs := run(t, e, grid.TicksPerDay+1, func(k int64) []*schemas.DecisionBatch {
+		switch k {
+		case 0:
+			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 0, NShards: 1},
+				Rows: []schemas.DecisionRow{{App: "a", Provider: "gcp", Action: 2, Policy: "test"}}}}
+		case grid.TicksPerHour:
+			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 1, TickStartUS: grid.TacticalTickUS, NShards: 1},
+				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "eu-west", MemoryMB: 256, Action: 2*6 + 1, Policy: "test"}}}}
+		}
+		return nil
+	})
+	oracle := map[string]float64{}
+	var trs []*stratapb.Transition
+	for _, o := range outs {
+		for _, r := range o.Rewards {
+			oracle[fmt.Sprintf("%s/%d/%s/%s", r.GetLayer(), r.GetTick(), r.GetApp(), r.GetFunc())] = r.GetOracleReward()
+		}
+		trs = append(trs, o.Transitions...)
+	}
+	want := map[string]int{string(schemas.Strategic): cloud.NumProviders, string(schemas.Tactical): cloud.NumMetros * cloud.NumTiers}
+	seen := map[string]bool{}
+	for _, tr := range trs {
+		ar := tr.GetActionRewards()
+		if len(ar) != want[tr.GetLayer()] {
+			t.Fatalf("%s transition of %s/%s: %d action rewards, want %d", tr.GetLayer(), tr.GetApp(), tr.GetFunc(), len(ar), want[tr.GetLayer()])
+		}
+		if got := float64(ar[tr.GetAction()]); math.Abs(got-tr.GetReward()) > 1e-6 {
+			t.Errorf("%s transition: action %d's reward %v, the transition's %v", tr.GetLayer(), tr.GetAction(), got, tr.GetReward())
+		}
+		best := float64(slices.Max(ar))
+		if o := oracle[fmt.Sprintf("%s/%d/%s/%s", tr.GetLayer(), tr.GetTick(), tr.GetApp(), tr.GetFunc())]; math.Abs(best-o) > 1e-6 {
+			t.Errorf("%s transition: best action reward %v, oracle reward %v", tr.GetLayer(), best, o)
+		}
+		seen[tr.GetLayer()] = true
+	}
+	if !seen[string(schemas.Strategic)] || !seen[string(schemas.Tactical)] {
+		t.Fatalf("transitions of layers %v, want strategic and tactical", seen)
+	}
+}

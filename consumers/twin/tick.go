@@ -259,6 +259,16 @@ func (e *Engine) transition(rw *stratapb.Reward, d *schemas.DecisionRow, out *Ou
 	out.Transitions = append(out.Transitions, tr)
 }
 
+// actionRewards returns the alternatives' rewards as a transition carries
+// them.
+func actionRewards(rs []cloud.Reward) []float32 {
+	ar := make([]float32, len(rs))
+	for i, r := range rs {
+		ar[i] = float32(r.R)
+	}
+	return ar
+}
+
 func latencies(os []cloud.Outcome) []float64 {
 	out := make([]float64, len(os))
 	for i, o := range os {
@@ -404,11 +414,7 @@ func (e *Engine) closeHour(h int64, out *Output) error {
 			if f.hasTactical && f.tacticalTick == h {
 				// The alternatives are the actions: metro × tier, in the
 				// order of the tactical action index.
-				ar := make([]float32, len(rs))
-				for i, r := range rs {
-					ar[i] = float32(r.R)
-				}
-				e.transition(rw, &f.tactical, out, ar)
+				e.transition(rw, &f.tactical, out, actionRewards(rs))
 			}
 		}
 	}
@@ -452,10 +458,12 @@ func (e *Engine) closeDay(d int64, out *Output) error {
 		if !active || (aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0) {
 			continue
 		}
-		rw := e.reward(schemas.Strategic, d, d*grid.StrategicTickUS, app, "", aggs, lat, chosen)
+		rw, rs := e.rewards(schemas.Strategic, d, d*grid.StrategicTickUS, app, "", aggs, lat, chosen)
 		out.Rewards = append(out.Rewards, rw)
 		if a.hasDecision && a.strategicTick == d {
-			e.transition(rw, &a.strategic, out, nil)
+			// The alternatives are the actions: the providers, in the
+			// order of the strategic action index.
+			e.transition(rw, &a.strategic, out, actionRewards(rs))
 		}
 	}
 	return nil

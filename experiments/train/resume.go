@@ -59,10 +59,11 @@ func (c *Config) fingerprint() map[string]string {
 		"rollout": strconv.Itoa(c.Rollout), "dqn-warmup": strconv.Itoa(c.DQNWarmUp),
 		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "default-placement": c.Placement,
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures,
-		"switch-penalty": strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
-		"counterfactual": strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),
-		"ablate":         c.Ablate,
-		"trace-epoch":    c.Epoch,
+		"switch-penalty":     strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
+		"counterfactual":     strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),
+		"ablate":             c.Ablate,
+		"dqn-counterfactual": strconv.FormatBool(c.DQNCounterfactual),
+		"trace-epoch":        c.Epoch,
 	}
 }
 

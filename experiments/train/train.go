@@ -89,6 +89,9 @@ type Config struct {
 	// Counterfactual is the PPO's all-action coefficient
 	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
 	Counterfactual float64
+	// DQNCounterfactual adds the DQN counterfactual transitions for the
+	// providers not taken (learner.Config.DQNCounterfactual).
+	DQNCounterfactual bool
 	// Ablate lists feature groups of the tactical set PPO never sees
 	// (ppo.Config.Ablate; comma-separated), for leave-one-out studies.
 	Ablate string
@@ -133,6 +136,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1 or placement-v2; the tables' rewards are unchanged)")
 	fs.StringVar(&c.Ablate, prefix+"ablate", c.Ablate, "PPO: feature `GROUPS` of the tactical set the network never sees (comma-separated; their inputs are 0 in training and serving), for ablations — seed, placement, descriptors, and for placement-v2 memory-peak, users-hour, hour (docs/agents.md)")
 	fs.Float64Var(&c.Counterfactual, prefix+"counterfactual", c.Counterfactual, "PPO: weight of the all-action term, which credits every placement with the reward the twin scored for it in hindsight (the transitions' action rewards; 0 = the seed's PPO, learning from the taken action only)")
+	fs.BoolVar(&c.DQNCounterfactual, prefix+"dqn-counterfactual", c.DQNCounterfactual, "DQN: beside each strategic transition, add one per other provider with the reward the twin scored for it in hindsight (the transitions' action rewards); off = the seed's DQN")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
@@ -256,6 +260,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		lcfg.PPO.Rollout = c.Rollout
 		lcfg.SwitchPenalty = c.SwitchPenalty
 		lcfg.PPO.Net.CounterfactualCoef = c.Counterfactual
+		lcfg.DQNCounterfactual = c.DQNCounterfactual
 		lcfg.PPO.Ablate = c.ablate()
 		// A 10-day episode yields only ~500 strategic transitions (one per
 		// active app and day): the algorithm's defaults (1,000 warm-up, one

@@ -646,8 +646,10 @@ type Transition struct {
 	// The reward each action of the layer would have earned in the
 	// interval, indexed by action, as the twin scored the alternatives in
 	// hindsight (tactical: the 24 metro × tier placements of the hour's
-	// provider). Training only: a policy never sees it at decision time.
-	// Empty where the layer's alternatives are not the actions.
+	// provider; strategic: the 3 providers of the day, each with the
+	// functions' hourly metros and tiers). Training only: a policy never
+	// sees it at decision time. Empty where the layer's alternatives are not
+	// the actions (operational).
 	ActionRewards []float32 `protobuf:"fixed32,18,rep,packed,name=action_rewards,json=actionRewards,proto3" json:"action_rewards,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
