@@ -29,11 +29,12 @@ func TestServeAndEvalTrainedModels(t *testing.T) {
 	errb.Reset()
 	// No warm-up day: the rows are what this test checks, not their figures.
 	err = run(context.Background(), []string{"eval", "--models", dir, "--synth-days", "2", "--apps", "6", "--eval-days", "2-2",
-		"--warmup-days", "0", "--rows", "greedy-cost,ppo,DQN+PPO"}, &out, &errb)
+		"--warmup-days", "0", "--rows", "greedy-cost,ppo,strategic static-best,dqn,DQN+PPO"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("eval --models: %v\n%s", err, &errb)
 	}
-	for _, want := range []string{"| tactical | greedy-cost / ppo / none | 1 |", "| tactical | greedy-cost / greedy-cost / none | 1 |", "| ablation | DQN+PPO: dqn / ppo / reactive | 1 |"} {
+	for _, want := range []string{"| tactical | greedy-cost / ppo / none | 1 |", "| tactical | greedy-cost / greedy-cost / none | 1 |", "| ablation | DQN+PPO: dqn / ppo / reactive | 1 |",
+		"| strategic | static-best / greedy-cost / none | 1 |", "| strategic | dqn / greedy-cost / none | 1 |"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("eval --models output lacks %q:\n%s", want, &out)
 		}

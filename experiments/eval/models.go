@@ -84,6 +84,16 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 		return r
 	}
 	rows = append(rows, perSeed("tactical", "ppo", refStrategic, "ppo", me.tacticalOperational))
+	// The strategic comparison: the reference tactical policy, the same
+	// operational policy; each strategic baseline once (labelled
+	// "strategic <name>", as tactical baselines share names), the DQN once
+	// per seed.
+	strategics := append(agents.Names(schemas.Strategic), string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+	for _, n := range strategics {
+		rows = append(rows, modelsRow{Section: "strategic", Label: "strategic " + n, Runs: []evalRow{{Varied: "strategic", Policy: n,
+			Policies: map[string]string{"strategic": n, "tactical": refTactical, "operational": me.tacticalOperational}}}})
+	}
+	rows = append(rows, perSeed("strategic", "dqn", "dqn", refTactical, me.tacticalOperational))
 	// The ablations: layers not learned use random, or reactive for the
 	// operational layer.
 	rows = append(rows,
