@@ -157,6 +157,9 @@ func featureSet(in Info) string {
 	if in.FeatureSet == "" {
 		return "-"
 	}
+	if len(in.Ablated) > 0 {
+		return string(in.FeatureSet) + " without " + strings.Join(in.Ablated, ",")
+	}
 	return string(in.FeatureSet)
 }
 

@@ -58,6 +58,9 @@ type Info struct {
 	// none, as before sets were named); the DQN and the LSTM have one set
 	// each, the seed's.
 	FeatureSet schemas.FeatureSet `json:"feature_set"`
+	// Ablated lists the feature groups a PPO network never sees
+	// (ppo.Config.Ablate), empty for none.
+	Ablated []string `json:"ablated,omitempty"`
 	// Scaler is the input scaler's kind and dimension; Fitted is false
 	// for a network that never saw a state.
 	Scaler *Scaler `json:"scaler,omitempty"`
@@ -193,7 +196,7 @@ func inspectPPO(info *Info, data []byte) error {
 	if err := json.Unmarshal([]byte(c.Metadata["ppo.config"]), &cfg); err != nil {
 		return fmt.Errorf("%w: PPO configuration: %w", ErrNotCheckpoint, err)
 	}
-	info.FeatureSet = cfg.Features()
+	info.FeatureSet, info.Ablated = cfg.Features(), cfg.Ablate
 	return nil
 }
 

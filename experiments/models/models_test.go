@@ -257,3 +257,25 @@ func jsonOf(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestInspectAblated shows a PPO checkpoint's ablated feature groups.
+func TestInspectAblated(t *testing.T) {
+	cfg := ppo.DefaultConfig().WithFeatures(schemas.TacticalPlacementV2)
+	cfg.Ablate = []string{"hour"}
+	pl, err := ppo.NewLearner(cfg, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	var b bytes.Buffer
+	if err := pl.Save(&b); err != nil {
+		t.Fatal(err)
+	}
+	in, err := models.Inspect("x.ckpt", b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.FeatureSet != schemas.TacticalPlacementV2 || len(in.Ablated) != 1 || in.Ablated[0] != "hour" {
+		t.Fatalf("feature set %s, ablated %v; want placement-v2 without hour", in.FeatureSet, in.Ablated)
+	}
+}
