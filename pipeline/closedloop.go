@@ -43,6 +43,9 @@ type LoopConfig struct {
 	// sink, and Run describes the run for its runs table.
 	Store sink.Writer
 	Run   *stratapb.Run
+	// Retention is the sink's (sink.Config.Retention); 0 keeps every row.
+	// Store must then be a sink.Expirer.
+	Retention time.Duration
 	// ScoreFromTick is the twin's first scored tick (warm-up before it).
 	ScoreFromTick int64
 	// Learn, if set, trains in the loop: an in-process learner reads the
@@ -204,7 +207,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	var sk *sink.Sink
 	if o.Store != nil {
 		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
-			RunID: o.RunID, Names: nm},
+			RunID: o.RunID, Names: nm, Retention: o.Retention},
 			o.Store, o.Logger.With("role", "sink"), o.Registerer); err != nil {
 			return res, err
 		}

@@ -260,6 +260,10 @@ type StoreFlags struct {
 	File string
 	// ClickHouse is a ClickHouse DSN.
 	ClickHouse string
+	// Retention bounds how long the rows of decisions, rewards and
+	// outcomes are kept (sink.Config.Retention); 0 keeps them. Only the
+	// commands that write the store register it (RegisterRetentionFlag).
+	Retention time.Duration
 }
 
 // RegisterFlags registers --store and --clickhouse, each name preceded by
@@ -270,6 +274,12 @@ func (f *StoreFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	}
 	fs.StringVar(&f.File, prefix+"store", f.File, "DuckDB `FILE` of the tables (used unless --clickhouse is given)")
 	fs.StringVar(&f.ClickHouse, prefix+"clickhouse", f.ClickHouse, "ClickHouse `DSN` (clickhouse://host:9000/database); the database is created if missing")
+}
+
+// RegisterRetentionFlag registers --retention, preceded by prefix, for a
+// command that writes the store.
+func (f *StoreFlags) RegisterRetentionFlag(fs *flag.FlagSet, prefix string) {
+	fs.DurationVar(&f.Retention, prefix+"retention", f.Retention, "delete rows of decisions, rewards and outcomes written more than this long ago (wall clock of the write; swept every retention/24, 1m..1h); 0 keeps every row")
 }
 
 // Target returns the store to open: the ClickHouse DSN if set, else the

@@ -71,6 +71,8 @@ type LiveConfig struct {
 	Act, Shadow bool
 	// Store is a DuckDB file or a ClickHouse DSN; "" writes no tables.
 	Store string
+	// Retention is the sink's (sink.Config.Retention); 0 keeps every row.
+	Retention time.Duration
 	// Transitions are the layers whose transitions the shadow twin writes.
 	Transitions []schemas.Layer
 	// DrainTimeout bounds the drain at a stop on the embedded broker
@@ -214,7 +216,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		back.Go(func() error { return run.Shadow.Run(bctx) })
 	}
 	if lo.Store != "" {
-		st, err := store.Open(ctx, lo.Store)
+		st, err := store.Open(ctx, lo.Store, store.WithLogger(logger.With("role", "store")))
 		if err != nil {
 			return errors.Join(err, stop())
 		}
@@ -223,7 +225,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			return errors.Join(err, stop())
 		}
 		if run.Sink, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: lo.Partitions,
-			Outcomes: true, RunID: runID, Names: nm}, st, logger.With("role", "sink"), reg); err != nil {
+			Outcomes: true, RunID: runID, Names: nm, Retention: lo.Retention}, st, logger.With("role", "sink"), reg); err != nil {
 			return errors.Join(err, stop())
 		}
 		sinkGroup.Go(func() error { return run.Sink.Run(sctx) })

@@ -54,6 +54,7 @@ func (r *LiveRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Common.RegisterFlags(fs, prefix)
 	r.Ingest.RegisterFlags(fs, prefix)
 	r.Store.RegisterFlags(fs, prefix)
+	r.Store.RegisterRetentionFlag(fs, prefix)
 	names := func(l schemas.Layer) string { return strings.Join(agents.Names(l), ", ") }
 	fs.StringVar(&r.Strategic, prefix+"strategic", r.Strategic, "strategic policy (daily, per app): "+names(schemas.Strategic)+", dqn (with --models), or none")
 	fs.StringVar(&r.Tactical, prefix+"tactical", r.Tactical, "tactical policy (hourly, per function): "+names(schemas.Tactical)+", ppo (with --models), or none")
@@ -108,7 +109,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON,
 	}
 	if !r.NoStore {
-		lo.Store = r.Store.Target()
+		lo.Store, lo.Retention = r.Store.Target(), r.Store.Retention
 	}
 	return lo, nil
 }

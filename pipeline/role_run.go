@@ -64,6 +64,7 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Source.RegisterFlags(fs, prefix)
 	r.Replay.RegisterFlags(fs, prefix)
 	r.Store.RegisterFlags(fs, prefix)
+	r.Store.RegisterRetentionFlag(fs, prefix)
 	r.Profiles.RegisterFlags(fs, prefix)
 	fs.StringVar(&r.Summary, prefix+"summary", r.Summary, "write a JSON summary of the run to `FILE`")
 	fs.BoolVar(&r.Observed, prefix+"observed", r.Observed, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
@@ -157,7 +158,7 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 			return fmt.Errorf("parsing --tactical-features: %w", err)
 		}
 		return RunLoop(ctx, LoopOptions{FeatureSets: map[schemas.Layer]schemas.FeatureSet{schemas.Tactical: tf}, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
-			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Outcomes: r.Outcomes,
+			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
 	}
 	res, err := OpenLoop(ctx, o, src, name, traceLen)

@@ -57,6 +57,7 @@ func DefaultSinkRole() SinkRole {
 // their defaults are r's values.
 func (r *SinkRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Store.RegisterFlags(fs, prefix)
+	r.Store.RegisterRetentionFlag(fs, prefix)
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
 	fs.StringVar(&r.Brokers, prefix+"kafka", r.Brokers, "Kafka seed brokers `host:port[,…]` (required)")
 	fs.StringVar(&r.Group, prefix+"group", r.Group, "consumer group (default strata-sink under --prefix)")
@@ -95,7 +96,7 @@ func (r *SinkRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, r.Store.Target())
+	st, err := store.Open(ctx, r.Store.Target(), store.WithLogger(logger.With("role", "store")))
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func (r *SinkRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	sk, err := sink.New(ctx, sink.Config{Brokers: kafka.ParseBrokers(r.Brokers), Group: r.Group, Outcomes: r.Outcomes,
 		Partitions: r.Partitions, BatchRows: r.BatchRows, FlushInterval: r.FlushInterval, StopAfterIdle: r.StopAfterIdle,
-		InstanceID: r.InstanceID, SessionTimeout: r.SessionTimeout, RunID: r.RunID, Names: r.Names}, st, logger, reg)
+		InstanceID: r.InstanceID, SessionTimeout: r.SessionTimeout, RunID: r.RunID, Names: r.Names, Retention: r.Store.Retention}, st, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,8 @@ type LoopOptions struct {
 	Source *Source
 	// Store is a DuckDB file or a ClickHouse DSN; "" writes no tables.
 	Store string
+	// Retention is the sink's (sink.Config.Retention); 0 keeps every row.
+	Retention time.Duration
 	// Outcomes also writes per-invocation outcomes.
 	Outcomes bool
 	// Transitions are the layers whose learner transitions the twin writes.
@@ -197,7 +199,7 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		Speed: o.Speed.String(), StrategicPolicy: lo.Strategic, TacticalPolicy: lo.Tactical, OperationalPolicy: lo.Operational,
 		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: o.Epoch.Format(time.RFC3339), ConfigJson: lo.RunJSON}
 	if lo.Store != "" {
-		st, err := store.Open(ctx, lo.Store)
+		st, err := store.Open(ctx, lo.Store, store.WithLogger(o.Logger.With("role", "store")))
 		if err != nil {
 			return err
 		}
@@ -205,7 +207,7 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		if err := st.EnsureSchema(ctx); err != nil {
 			return err
 		}
-		lc.Store = st
+		lc.Store, lc.Retention = st, lo.Retention
 	}
 	res, err := ClosedLoop(ctx, lc, src, name, traceLenUS)
 	if err != nil {

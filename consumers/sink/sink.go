@@ -39,6 +39,22 @@ type Writer interface {
 	WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome) error
 }
 
+// Expirer is what the sink needs from a store for a retention; every
+// store.Store is one. Expire deletes (or starts deleting) the rows of the
+// decision tables written before before; more reports rows left for
+// another call.
+type Expirer interface {
+	Expire(ctx context.Context, before time.Time) (deleted int64, more bool, err error)
+}
+
+// SweepInterval is how often a sink with the given retention sweeps: a
+// 24th of it, at least a minute and at most an hour. A row thus lives at
+// most retention + SweepInterval(retention) (plus, on ClickHouse, the
+// time its mutation takes).
+func SweepInterval(retention time.Duration) time.Duration {
+	return min(max(retention/24, time.Minute), time.Hour)
+}
+
 // ErrNoBrokers is returned by New without seed brokers.
 var ErrNoBrokers = errors.New("sink: no kafka brokers")
 
@@ -102,6 +118,14 @@ type Config struct {
 	// backoff, before Run returns the error (default 5; negative: none).
 	// Retrying is safe: writes are idempotent.
 	WriteRetries int
+	// Retention, if positive, bounds how long the rows of decisions,
+	// rewards and outcomes are kept, by their written column (the wall
+	// clock of their write): the sink sweeps at its start and then every
+	// SweepInterval(Retention), between batches, and the store must be an
+	// Expirer. 0 keeps every row.
+	Retention time.Duration
+	// Now is the wall clock of the retention (default time.Now).
+	Now func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -125,6 +149,9 @@ func (c *Config) defaults() {
 	}
 	if c.WriteRetries == 0 {
 		c.WriteRetries = 5
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -153,6 +180,9 @@ type Stats struct {
 	// were committed after their batch.
 	Batches   int64 `json:"batches"`
 	Committed int64 `json:"committed"`
+	// Expired is the rows the retention sweeps deleted (on ClickHouse:
+	// started deleting), in every run's rows.
+	Expired int64 `json:"expired,omitempty"`
 }
 
 type metrics struct {
@@ -226,6 +256,10 @@ type Sink struct {
 	// assignedAt is when partitions were last assigned; the idle clock
 	// does not run before the first assignment.
 	assignedAt time.Time
+	// exp deletes expired rows when cfg.Retention is set; nextSweep is
+	// when the loop sweeps next (zero: at once).
+	exp       Expirer
+	nextSweep time.Time
 }
 
 // New connects to Kafka, creates the sink's topics if they are missing and
@@ -240,6 +274,13 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Sink{cfg: cfg, w: w, log: logger, m: newMetrics(reg), stats: Stats{Rows: map[string]int64{}}}
+	if cfg.Retention > 0 {
+		exp, ok := w.(Expirer)
+		if !ok {
+			return nil, fmt.Errorf("sink: a retention of %s needs a store that can delete old rows; %T cannot", cfg.Retention, w)
+		}
+		s.exp = exp
+	}
 	topics := []string{cfg.Topics.Runs, cfg.Topics.Decisions, cfg.Topics.Rewards}
 	if cfg.Outcomes {
 		topics = append(topics, cfg.Topics.Outcomes)
@@ -339,6 +380,15 @@ func (s *Sink) loop(ctx context.Context) error {
 		case s.cfg.StopAfterIdle > 0:
 			deadline = time.Now().Add(s.cfg.StopAfterIdle) // look again for an assignment
 		}
+		if s.exp != nil {
+			if now := time.Now(); !now.Before(s.nextSweep) {
+				s.Sweep(ctx)
+			}
+			// An idle sink wakes up for its next sweep.
+			if deadline.IsZero() || s.nextSweep.Before(deadline) {
+				deadline = s.nextSweep
+			}
+		}
 		pctx, cancel := ctx, context.CancelFunc(func() {})
 		if !deadline.IsZero() {
 			pctx, cancel = context.WithDeadline(ctx, deadline)
@@ -400,6 +450,35 @@ func (s *Sink) loop(ctx context.Context) error {
 				return nil
 			}
 		}
+	}
+}
+
+// Sweep deletes the rows older than the retention (see Config.Retention)
+// once, between batches, and schedules the next sweep: after the next poll
+// when the store left rows for another call (DuckDB deletes a bounded
+// chunk per call, so writes wait for one chunk, not the whole backlog),
+// else SweepInterval later. A failed sweep is logged and tried again at
+// the next interval: it does not stop the sink. The loop calls it; a test
+// may call it instead of waiting.
+func (s *Sink) Sweep(ctx context.Context) {
+	if s.exp == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	before := now.Add(-s.cfg.Retention)
+	deleted, more, err := s.exp.Expire(context.WithoutCancel(ctx), before)
+	s.nextSweep = time.Now().Add(SweepInterval(s.cfg.Retention))
+	switch {
+	case err != nil:
+		s.log.Warn("retention sweep failed; trying again later", "written_before", before, "err", err)
+	case more:
+		s.nextSweep = time.Now()
+	}
+	if deleted > 0 {
+		s.stats.Expired += deleted
+		s.log.Info("retention sweep", "written_before", before, "rows", deleted, "more", more)
 	}
 }
 

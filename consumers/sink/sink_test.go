@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -459,5 +460,119 @@ func TestSinkRedeliveryAfterCrashKeepsOneRowPerKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSinkRetentionSweep runs a sink with a retention over a store that
+// holds rows written before it: the sweep at the sink's start deletes the
+// decisions and rewards written more than the retention ago and keeps the
+// newer ones, the run row and the rows the sink writes. The clock is the
+// test's, so the sweep's cutoff is exact; Sweep is driven explicitly once
+// more after Run to check it finds nothing left.
+func TestSinkRetentionSweep(t *testing.T) {
+	brokers := startKafka(t)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := t0
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	setClock := func(t time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = t
+	}
+	db, err := store.OpenDuckDB(t.Context(), filepath.Join(t.TempDir(), "strata.duckdb"), store.WithClock(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.EnsureSchema(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	write := func(run string, n int) {
+		t.Helper()
+		var ds []*stratapb.Decision
+		var rs []*stratapb.Reward
+		for i := range n {
+			ds = append(ds, &stratapb.Decision{RunId: run, Layer: "tactical", Tick: int64(i), App: "a", Func: "f"})
+			rs = append(rs, &stratapb.Reward{RunId: run, Layer: "tactical", Tick: int64(i), App: "a", Func: "f"})
+		}
+		if err := db.WriteDecisions(t.Context(), ds); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.WriteRewards(t.Context(), rs); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.WriteRuns(t.Context(), []*stratapb.Run{{RunId: run}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("run-old", 4)                          // written at t0
+	setClock(t0.Add(48 * time.Hour))             // two days later
+	write("run-recent", 3)                       // written now
+	setClock(t0.Add(48*time.Hour + time.Minute)) // the sink starts
+	produce(t, brokers, workload("run-i", 0, 5))
+	s, err := New(t.Context(), Config{Brokers: brokers, StopAfterIdle: 2 * time.Second, FlushInterval: 20 * time.Millisecond,
+		Retention: 24 * time.Hour, Now: now}, db, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Expired; got != 8 {
+		t.Errorf("Stats().Expired = %d, want 8 (4 decisions, 4 rewards of run-old)", got)
+	}
+	s.Sweep(ctx)
+	for q, want := range map[string]int64{
+		"SELECT count() FROM decisions WHERE run_id = 'run-old'":    0,
+		"SELECT count() FROM rewards WHERE run_id = 'run-old'":      0,
+		"SELECT count() FROM runs WHERE run_id = 'run-old'":         1,
+		"SELECT count() FROM decisions WHERE run_id = 'run-recent'": 3,
+		"SELECT count() FROM rewards WHERE run_id = 'run-recent'":   3,
+		"SELECT count() FROM decisions WHERE run_id = 'run-i'":      5,
+	} {
+		if got := count(t, db, q); got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	if got := s.Stats().Expired; got != 8 {
+		t.Errorf("after a second sweep Stats().Expired = %d, want still 8", got)
+	}
+}
+
+// TestNewRetentionNeedsExpirer checks that a retention over a store that
+// cannot delete rows is refused at New.
+func TestNewRetentionNeedsExpirer(t *testing.T) {
+	brokers := startKafka(t)
+	_, err := New(t.Context(), Config{Brokers: brokers, Retention: time.Hour}, writerOnly{}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "retention") {
+		t.Fatalf("New = %v, want an error about the retention", err)
+	}
+}
+
+// writerOnly is a Writer without Expire.
+type writerOnly struct{}
+
+func (writerOnly) WriteRuns(context.Context, []*stratapb.Run) error           { return nil }
+func (writerOnly) WriteDecisions(context.Context, []*stratapb.Decision) error { return nil }
+func (writerOnly) WriteRewards(context.Context, []*stratapb.Reward) error     { return nil }
+func (writerOnly) WriteOutcomes(context.Context, []*stratapb.Outcome) error   { return nil }
+
+func TestSweepInterval(t *testing.T) {
+	for r, want := range map[time.Duration]time.Duration{
+		time.Minute:         time.Minute,
+		24 * time.Hour:      time.Hour,
+		12 * time.Hour:      30 * time.Minute,
+		30 * 24 * time.Hour: time.Hour,
+	} {
+		if got := SweepInterval(r); got != want {
+			t.Errorf("SweepInterval(%s) = %s, want %s", r, got, want)
+		}
 	}
 }

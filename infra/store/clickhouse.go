@@ -20,6 +20,7 @@ import (
 type ClickHouse struct {
 	conn driver.Conn
 	db   string
+	opt  options
 }
 
 var _ Store = (*ClickHouse)(nil)
@@ -27,7 +28,7 @@ var _ Store = (*ClickHouse)(nil)
 // OpenClickHouse connects to the server of dsn
 // (clickhouse://user:password@host:9000/database?dial_timeout=5s) and
 // creates the database it names if it does not exist.
-func OpenClickHouse(ctx context.Context, dsn string) (*ClickHouse, error) {
+func OpenClickHouse(ctx context.Context, dsn string, sopts ...Option) (*ClickHouse, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parsing clickhouse dsn: %w", err)
@@ -50,7 +51,7 @@ func OpenClickHouse(ctx context.Context, dsn string) (*ClickHouse, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("connecting to clickhouse %s: %w", strings.Join(opts.Addr, ","), err)
 	}
-	return &ClickHouse{conn: conn, db: db}, nil
+	return &ClickHouse{conn: conn, db: db, opt: buildOptions(sopts)}, nil
 }
 
 func createDatabase(ctx context.Context, opts *clickhouse.Options, db string) error {
@@ -68,14 +69,101 @@ func createDatabase(ctx context.Context, opts *clickhouse.Options, db string) er
 // Conn returns the underlying connection (benchmarks compare against it).
 func (c *ClickHouse) Conn() driver.Conn { return c.conn }
 
-// EnsureSchema creates the tables that do not exist yet.
+// EnsureSchema creates the tables that do not exist yet and adds to the
+// existing ones the columns they lack, each after the column that
+// precedes it in the description (see clickHouseAddColumn for the value
+// the rows already there read). A column with another type than described
+// is a *ColumnTypeError, and then nothing changes.
 func (c *ClickHouse) EnsureSchema(ctx context.Context) error {
-	for _, t := range tables {
-		if err := c.conn.Exec(ctx, t.clickHouseDDL()); err != nil {
-			return fmt.Errorf("creating clickhouse table %s: %w", t.name, err)
+	return ensureSchema(ctx, "clickhouse",
+		func(ctx context.Context, t table) error { return c.conn.Exec(ctx, t.clickHouseDDL()) },
+		c.columns, func(col column) string { return col.ch }, c.addColumns)
+}
+
+// columns reads the columns of table t from system.columns.
+func (c *ClickHouse) columns(ctx context.Context, t table) (dbColumns, error) {
+	rows, err := c.conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = '"+t.name+"'")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	cols := dbColumns{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
 		}
+		cols[name] = typ
+	}
+	return cols, rows.Err()
+}
+
+// addColumns adds the missing columns to t, one ALTER each, in description
+// order, so that each one's predecessor exists when it is added.
+func (c *ClickHouse) addColumns(ctx context.Context, t table, missing []column, have dbColumns) error {
+	now := c.opt.now()
+	present := map[string]bool{}
+	for name := range have {
+		present[name] = true
+	}
+	isMissing := map[string]bool{}
+	for _, col := range missing {
+		isMissing[col.name] = true
+	}
+	after := ""
+	for _, col := range t.cols {
+		if !isMissing[col.name] {
+			if present[col.name] {
+				after = col.name
+			}
+			continue
+		}
+		stmt, dflt := col.clickHouseAddColumn(t.name, after, now)
+		if err := c.conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("migrating clickhouse table %s: adding column %s %s: %w", t.name, col.name, col.ch, err)
+		}
+		c.opt.log.Info("store migration: added column", "backend", "clickhouse", "table", t.name, "column", col.name,
+			"after", after, "existing_rows", dflt)
+		present[col.name], after = true, col.name
 	}
 	return nil
+}
+
+// Expire starts, on each of decisions, rewards and outcomes that holds
+// rows written before before, the mutation ALTER TABLE … DELETE WHERE
+// written < before (ClickHouse 18.16 has no table TTL; a mutation runs in
+// the background and rewrites the parts that hold such rows, without
+// blocking inserts). A table whose earlier mutation has not finished gets
+// none. It returns the rows the mutations will delete (counted before,
+// without FINAL) and more = false: one call covers every such row.
+func (c *ClickHouse) Expire(ctx context.Context, before time.Time) (deleted int64, more bool, err error) {
+	cutoff := fmt.Sprintf("toDateTime(%d)", wallTime(before).Unix())
+	for _, t := range tables {
+		if !t.retained {
+			continue
+		}
+		var pending uint64
+		if err := c.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '"+t.name+"' AND is_done = 0").Scan(&pending); err != nil {
+			return deleted, false, fmt.Errorf("expiring clickhouse %s: reading its mutations: %w", t.name, err)
+		}
+		if pending > 0 {
+			c.opt.log.Info("store retention: a deletion still runs, none started", "backend", "clickhouse", "table", t.name)
+			continue
+		}
+		var n uint64
+		if err := c.conn.QueryRow(ctx, "SELECT count() FROM "+t.name+" WHERE "+quoteIdent(writtenCol)+" < "+cutoff).Scan(&n); err != nil {
+			return deleted, false, fmt.Errorf("expiring clickhouse %s: counting rows: %w", t.name, err)
+		}
+		if n == 0 {
+			continue
+		}
+		if err := c.conn.Exec(ctx, "ALTER TABLE "+t.name+" DELETE WHERE "+quoteIdent(writtenCol)+" < "+cutoff); err != nil {
+			return deleted, false, fmt.Errorf("expiring clickhouse %s written before %s: %w", t.name, wallTime(before).Format(time.DateTime), err)
+		}
+		c.opt.log.Info("store retention: deleting rows", "backend", "clickhouse", "table", t.name, "rows", n, "written_before", wallTime(before))
+		deleted += int64(n)
+	}
+	return deleted, false, nil
 }
 
 // write sends n rows of t as one INSERT with its columns named.
@@ -83,6 +171,7 @@ func (c *ClickHouse) write(ctx context.Context, t table, n int, row func(i int) 
 	if n == 0 {
 		return nil
 	}
+	row = t.withWritten(row, c.opt.now())
 	b, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+t.name+" ("+t.quotedCols()+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert of %d %s into clickhouse: %w", n, t.name, err)

@@ -27,6 +27,9 @@ import (
 type DuckDB struct {
 	db   *sql.DB
 	path string
+	opt  options
+	// chunk is the most rows Expire deletes from a table (ExpireChunk).
+	chunk int
 
 	// mu guards keyed: the tables that have a PRIMARY KEY in this file
 	// (runs, and every table of a file created before December 2026),
@@ -39,7 +42,7 @@ var _ Store = (*DuckDB)(nil)
 
 // OpenDuckDB opens (creating if needed) the DuckDB database in file path;
 // ":memory:" or "" opens a private in-memory database.
-func OpenDuckDB(ctx context.Context, path string) (*DuckDB, error) {
+func OpenDuckDB(ctx context.Context, path string, opts ...Option) (*DuckDB, error) {
 	dsn := path
 	if path == ":memory:" {
 		dsn = ""
@@ -56,7 +59,7 @@ func OpenDuckDB(ctx context.Context, path string) (*DuckDB, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening duckdb %s: %w", path, err)
 	}
-	return &DuckDB{db: db, path: path}, nil
+	return &DuckDB{db: db, path: path, opt: buildOptions(opts), chunk: ExpireChunk}, nil
 }
 
 // DuckDBMemoryLimit bounds the memory DuckDB's buffer pool may hold in a
@@ -75,16 +78,62 @@ const DuckDBCheckpointThreshold = "256MB"
 // DB returns the underlying database handle.
 func (d *DuckDB) DB() *sql.DB { return d.db }
 
-// EnsureSchema creates the tables that do not exist yet. A table created
-// by an earlier release keeps its PRIMARY KEY and is written as before.
+// EnsureSchema creates the tables that do not exist yet and adds to the
+// existing ones the columns they lack, at the end of their columns (see
+// duckDBAddColumn for the value the rows already there get). A column with another type than described is a
+// *ColumnTypeError, and then nothing changes. A table created by an
+// earlier release keeps its PRIMARY KEY and is written as before.
 func (d *DuckDB) EnsureSchema(ctx context.Context) error {
-	for _, t := range tables {
-		if _, err := d.db.ExecContext(ctx, t.duckDBDDL()); err != nil {
-			return fmt.Errorf("creating duckdb table %s: %w", t.name, err)
-		}
+	err := ensureSchema(ctx, "duckdb",
+		func(ctx context.Context, t table) error {
+			_, err := d.db.ExecContext(ctx, t.duckDBDDL())
+			return err
+		},
+		d.columns, func(c column) string { return c.duck }, d.addColumns)
+	if err != nil {
+		return err
 	}
-	_, err := d.keyedTables(ctx, true)
+	_, err = d.keyedTables(ctx, true)
 	return err
+}
+
+// columns reads the columns of table t of the main schema from DuckDB's
+// catalog.
+func (d *DuckDB) columns(ctx context.Context, t table) (dbColumns, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT column_name, data_type FROM information_schema.columns "+
+		"WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ?", t.name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	cols := dbColumns{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		cols[name] = typ
+	}
+	return cols, rows.Err()
+}
+
+// addColumns adds the missing columns to t, one statement at a time: in
+// one transaction, DuckDB refuses the NOT NULL of a TIMESTAMP column added
+// to a table holding rows ("Cannot create index with outstanding
+// updates"). A column added whose NOT NULL then failed stays nullable.
+func (d *DuckDB) addColumns(ctx context.Context, t table, missing []column, _ dbColumns) error {
+	now := d.opt.now()
+	for _, c := range missing {
+		stmts, dflt := c.duckDBAddColumn(t.name, now)
+		for _, q := range stmts {
+			if _, err := d.db.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("migrating duckdb table %s: adding column %s %s: %w", t.name, c.name, c.duck, err)
+			}
+		}
+		d.opt.log.Info("store migration: added column", "backend", "duckdb", "table", t.name, "column", c.name,
+			"type", c.duck, "existing_rows", dflt)
+	}
+	return nil
 }
 
 // keyedTables returns the tables with a PRIMARY KEY in the file, read from
@@ -141,7 +190,10 @@ func (d *DuckDB) write(ctx context.Context, t table, n int, row func(i int) []an
 	// for one write: kept and emptied with DELETE, its space was not given
 	// back (a 14-day run had spilled 0.5 GB to FILE.duckdb.tmp/ after 12
 	// minutes; with a table dropped after each write nothing spills).
-	if _, err := conn.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE "+stage+" AS SELECT * FROM "+t.name+" LIMIT 0"); err != nil {
+	// The staging table has the described columns in the described order,
+	// the Appender's, whatever order a migration left the table's in.
+	cols := t.quotedCols()
+	if _, err := conn.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE "+stage+" AS SELECT "+cols+" FROM "+t.name+" LIMIT 0"); err != nil {
 		return fmt.Errorf("writing %d %s to duckdb: preparing staging table: %w", n, t.name, err)
 	}
 	defer func() {
@@ -149,6 +201,7 @@ func (d *DuckDB) write(ctx context.Context, t table, n int, row func(i int) []an
 			err = fmt.Errorf("writing %d %s to duckdb: dropping staging table: %w", n, t.name, derr)
 		}
 	}()
+	row = t.withWritten(row, d.opt.now())
 	span := t.spanIndex()
 	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
 	err = conn.Raw(func(dc any) error {
@@ -193,7 +246,6 @@ func (d *DuckDB) write(ctx context.Context, t table, n int, row func(i int) []an
 	if err != nil {
 		return fmt.Errorf("writing %d %s to duckdb: beginning transaction: %w", n, t.name, err)
 	}
-	cols := t.quotedCols()
 	var qs []string
 	if keyed[t.name] || span < 0 {
 		qs = []string{"INSERT OR REPLACE INTO " + t.name + " (" + cols + ") SELECT " + cols + " FROM " + stage}
@@ -310,4 +362,39 @@ func (d *DuckDB) Close() error {
 		return fmt.Errorf("closing duckdb %s: %w", d.path, err)
 	}
 	return nil
+}
+
+// ExpireChunk is the most rows one Expire deletes from one table of a
+// DuckDB file, so that a sweep holds the sink's writes up briefly: the
+// first sweep over a long history takes several calls.
+const ExpireChunk = 50000
+
+// Expire deletes from decisions, rewards and outcomes the rows written
+// before before, at most ExpireChunk of each table, each table's in its
+// own transaction. It returns the rows deleted and whether a table may
+// hold more such rows (it deleted a full chunk): then call it again.
+func (d *DuckDB) Expire(ctx context.Context, before time.Time) (deleted int64, more bool, err error) {
+	// A literal, not a parameter, so that DuckDB skips the row groups whose
+	// min/max of written lies after it.
+	cutoff := "TIMESTAMP '" + wallTime(before).Format(time.DateTime) + "'"
+	for _, t := range tables {
+		if !t.retained {
+			continue
+		}
+		res, err := d.db.ExecContext(ctx, fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE %s < %s LIMIT %d)",
+			t.name, t.name, quoteIdent(writtenCol), cutoff, d.chunk))
+		if err != nil {
+			return deleted, more, fmt.Errorf("expiring duckdb %s written before %s: %w", t.name, wallTime(before).Format(time.DateTime), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return deleted, more, fmt.Errorf("expiring duckdb %s: %w", t.name, err)
+		}
+		if n > 0 {
+			d.opt.log.Info("store retention: deleted rows", "backend", "duckdb", "table", t.name, "rows", n, "written_before", wallTime(before))
+		}
+		deleted += n
+		more = more || n >= int64(d.chunk)
+	}
+	return deleted, more, nil
 }

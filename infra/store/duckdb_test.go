@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -203,5 +206,107 @@ func TestDuckDBMemoryLimit(t *testing.T) {
 		if checkpoint != "244.1 MiB" {
 			t.Errorf("%s: checkpoint_threshold %q, want 256MB (244.1 MiB)", path, checkpoint)
 		}
+	}
+}
+
+// duckDBKit opens DuckDB files for the migration and retention suites.
+func duckDBKit() backendKit {
+	return backendKit{
+		name: "duckdb",
+		open: func(t *testing.T, opts ...Option) Store {
+			d, err := OpenDuckDB(t.Context(), filepath.Join(t.TempDir(), "m.duckdb"), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Close() })
+			return d
+		},
+		exec: func(t *testing.T, s Store, q string) {
+			t.Helper()
+			if _, err := s.(*DuckDB).db.ExecContext(t.Context(), q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		},
+		insert: func(t *testing.T, s Store, tb table, row []any) {
+			t.Helper()
+			q := "INSERT INTO " + tb.name + " (" + tb.quotedCols() + ") VALUES (?" + strings.Repeat(", ?", len(row)-1) + ")"
+			if _, err := s.(*DuckDB).db.ExecContext(t.Context(), q, row...); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		},
+		ddl:    func(tb table) string { return tb.duckDBDDL() },
+		typeOf: func(c column) string { return c.duck },
+	}
+}
+
+func TestDuckDBMigration(t *testing.T) { runMigrationSuite(t, duckDBKit()) }
+
+func TestDuckDBRetention(t *testing.T) { runRetentionSuite(t, duckDBKit()) }
+
+// TestDuckDBMigrationLegacyPrimaryKey migrates a decisions table with its
+// key as PRIMARY KEY (files created before December 2026) that lacks the
+// last two columns, and writes and replaces rows in it afterwards.
+func TestDuckDBMigrationLegacyPrimaryKey(t *testing.T) {
+	k := duckDBKit()
+	s := k.open(t)
+	k.exec(t, s, without(decisionsTable, "carried", writtenCol).duckDBDDLKeyed(true))
+	if err := s.EnsureSchema(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ds := testDecisions("run-k", 30)
+	for range 2 {
+		if err := s.WriteDecisions(t.Context(), ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := queryOne(t, s, "SELECT count(), sum(carried) FROM decisions"); got != "30 15" {
+		t.Errorf("count, sum(carried) = %s, want 30 15", got)
+	}
+	var nullable string
+	if err := s.(*DuckDB).db.QueryRowContext(t.Context(), "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'decisions' AND column_name = 'carried'").Scan(&nullable); err != nil {
+		t.Fatal(err)
+	}
+	if nullable != "NO" {
+		t.Errorf("migrated column carried is_nullable = %s, want NO (NOT NULL as in a new table)", nullable)
+	}
+}
+
+// TestDuckDBExpireChunks checks that one Expire deletes at most a chunk
+// of each table and says that more is left until nothing is.
+func TestDuckDBExpireChunks(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := &testClock{t: t0}
+	d, err := OpenDuckDB(t.Context(), filepath.Join(t.TempDir(), "c.duckdb"), WithClock(clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = d.Close() }()
+	d.chunk = 7
+	if err := d.EnsureSchema(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteDecisions(t.Context(), testDecisions("run-c", 30)); err != nil {
+		t.Fatal(err)
+	}
+	clock.set(t0.Add(time.Hour))
+	if err := d.WriteDecisions(t.Context(), testDecisions("run-d", 3)); err != nil {
+		t.Fatal(err)
+	}
+	var calls []int64
+	for more := true; more; {
+		var n int64
+		if n, more, err = d.Expire(t.Context(), t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		calls = append(calls, n)
+		if len(calls) > 10 {
+			t.Fatalf("Expire still says more after %v", calls)
+		}
+	}
+	if want := []int64{7, 7, 7, 7, 2}; !slices.Equal(calls, want) {
+		t.Errorf("rows deleted per call %v, want %v", calls, want)
+	}
+	if got := queryOne(t, d, "SELECT count(), min(run_id) FROM decisions"); got != "3run-d" {
+		t.Errorf("left: %s, want 3 run-d", got)
 	}
 }

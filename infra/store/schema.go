@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/strata-rl/strata/schemas"
 )
@@ -30,7 +31,16 @@ type table struct {
 	// rows that may hold a batch's keys to the newest few row groups. Empty
 	// for a table with a DuckDB primary key.
 	span string
+	// retained marks a table whose rows a retention removes once they are
+	// older than it by their written column (see Expire): decisions,
+	// rewards, outcomes; not runs.
+	retained bool
 }
+
+// writtenCol is the column of a retained table that holds the wall-clock
+// time, to the second (UTC), at which the store wrote the row: the store
+// fills it, the record has no such field, and a retention keys on it.
+const writtenCol = "written"
 
 var (
 	colStr  = func(n string) column { return column{n, "String", "VARCHAR"} }
@@ -50,24 +60,25 @@ var (
 		colStr("speed"), colStr("strategic_policy"), colStr("tactical_policy"), colStr("operational_policy"),
 		colStr("default_placement"), colStr("trace_epoch"), colStr("config_json"),
 	}}
-	decisionsTable = table{name: schemas.TableDecisions, key: tickKey, span: "tick_ms", cols: []column{
+	decisionsTable = table{name: schemas.TableDecisions, retained: true, key: tickKey, span: "tick_ms", cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
 		colStr("policy"), colStr("policy_version"), colI32("action"), colStr("provider"), colStr("region"),
 		colI32("memory_mb"), colI32("prewarm"), colI64("keep_warm_ms"), colNF64("log_prob"), colNF64("value"),
-		colBool("carried"),
+		colBool("carried"), colTime(writtenCol),
 	}}
-	rewardsTable = table{name: schemas.TableRewards, key: tickKey, span: "tick_ms", cols: []column{
+	rewardsTable = table{name: schemas.TableRewards, retained: true, key: tickKey, span: "tick_ms", cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
 		colF64("reward"), colF64("r_cost"), colF64("r_perf"), colF64("r_carbon"), colF64("sla_penalty"),
 		colI64("invocations"), colI64("cold_starts"), colI64("sla_violations"), colF64("cost_usd"),
 		colF64("prewarm_cost_usd"), colF64("carbon_g"), colF64("latency_p50_ms"), colF64("latency_p95_ms"),
 		colF64("pred_error"), colI32("underprovisioned"), colF64("oracle_reward"), colF64("regret"),
+		colTime(writtenCol),
 	}}
-	outcomesTable = table{name: schemas.TableOutcomes, key: []string{"run_id", "app", "func", "invocation_id"}, span: "start_us", cols: []column{
+	outcomesTable = table{name: schemas.TableOutcomes, retained: true, key: []string{"run_id", "app", "func", "invocation_id"}, span: "start_us", cols: []column{
 		colStr("run_id"), colStr("invocation_id"), colStr("app"), colStr("func"), colI64("start_us"),
 		colStr("provider"), colStr("region"), colI32("memory_mb"), colF64("latency_ms"), colF64("exec_ms"),
 		colF64("queue_wait_ms"), colBool("cold_start"), colBool("failed"), colBool("sla_violation"),
-		colF64("cost_usd"), colF64("carbon_g"),
+		colF64("cost_usd"), colF64("carbon_g"), colTime(writtenCol),
 	}}
 	tables = []table{runsTable, decisionsTable, rewardsTable, outcomesTable}
 )
@@ -179,4 +190,15 @@ func DuckDBDDL() []string {
 		out[i] = t.duckDBDDL()
 	}
 	return out
+}
+
+// withWritten returns row for a table without a written column, and for a
+// retained one row's values followed by at, the written column's value
+// (the last column; the record converters of rows.go leave it out).
+func (t table) withWritten(row func(i int) []any, at time.Time) func(i int) []any {
+	if !t.retained {
+		return row
+	}
+	at = wallTime(at)
+	return func(i int) []any { return append(row(i), at) }
 }

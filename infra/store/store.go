@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -21,12 +22,19 @@ const DefaultDuckDBFile = "strata.duckdb"
 // methods are durable when they return nil; a batch may repeat keys (the
 // last row of a key wins) and may repeat rows written before.
 type Store interface {
-	// EnsureSchema creates the tables that do not exist yet.
+	// EnsureSchema creates the tables that do not exist yet and adds the
+	// columns an existing table lacks; it never drops or retypes a column
+	// (a column of another type is a *ColumnTypeError).
 	EnsureSchema(ctx context.Context) error
 	WriteRuns(ctx context.Context, rows []*stratapb.Run) error
 	WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error
 	WriteRewards(ctx context.Context, rows []*stratapb.Reward) error
 	WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome) error
+	// Expire deletes (DuckDB) or starts deleting (ClickHouse) the rows of
+	// decisions, rewards and outcomes written before before; more reports
+	// that rows may be left for another call (see docs/tables.md,
+	// Retention).
+	Expire(ctx context.Context, before time.Time) (deleted int64, more bool, err error)
 	// Query runs one statement and returns its column names and rows.
 	Query(ctx context.Context, query string) (columns []string, rows [][]any, err error)
 	// Close releases the connection.
@@ -38,14 +46,14 @@ var ErrEmptyTarget = errors.New("no store: give a clickhouse:// DSN or a DuckDB 
 
 // Open opens ClickHouse when target is a clickhouse:// (or tcp://) DSN and
 // a DuckDB file otherwise.
-func Open(ctx context.Context, target string) (Store, error) {
+func Open(ctx context.Context, target string, opts ...Option) (Store, error) {
 	switch {
 	case target == "":
 		return nil, ErrEmptyTarget
 	case IsClickHouseDSN(target):
-		return OpenClickHouse(ctx, target)
+		return OpenClickHouse(ctx, target, opts...)
 	default:
-		return OpenDuckDB(ctx, target)
+		return OpenDuckDB(ctx, target, opts...)
 	}
 }
 

@@ -626,9 +626,12 @@ func duckDBTarget(ctx context.Context, path string) (*sinkTarget, error) {
 }
 
 // rawInsert hands the rows, table by table, to insert as column values in
-// the order of store.Columns (the raw path converts the records itself).
+// the order of store.Columns (the raw path converts the records itself),
+// with the decisions' and rewards' written column (the wall clock, to the
+// second) last, as the store fills it.
 func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int) []any) error) error {
 	r := rows.run
+	written := time.Now().UTC().Truncate(time.Second)
 	if err := insert(schemas.TableRuns, 1, func(int) []any {
 		return []any{r.RunId, r.StartedUnixMs, time.UnixMilli(r.StartedUnixMs).UTC().Truncate(time.Second), r.Source, r.Seed,
 			r.Speed, r.StrategicPolicy, r.TacticalPolicy, r.OperationalPolicy, r.DefaultPlacement, r.TraceEpoch, r.ConfigJson}
@@ -642,7 +645,7 @@ func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int)
 			carried = 1
 		}
 		return []any{d.RunId, d.Layer, d.Tick, d.TickMs, d.App, d.Func, d.Policy, d.PolicyVersion, d.Action,
-			d.Provider, d.Region, d.MemoryMb, d.Prewarm, d.KeepWarmMs, d.LogProb, d.Value, carried}
+			d.Provider, d.Region, d.MemoryMb, d.Prewarm, d.KeepWarmMs, d.LogProb, d.Value, carried, written}
 	}); err != nil {
 		return err
 	}
@@ -650,7 +653,7 @@ func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int)
 		w := rows.rewards[i]
 		return []any{w.RunId, w.Layer, w.Tick, w.TickMs, w.App, w.Func, w.Reward, w.RCost, w.RPerf, w.RCarbon,
 			w.SlaPenalty, w.Invocations, w.ColdStarts, w.SlaViolations, w.CostUsd, w.PrewarmCostUsd, w.CarbonG,
-			w.LatencyP50Ms, w.LatencyP95Ms, w.PredError, w.Underprovisioned, w.OracleReward, w.Regret}
+			w.LatencyP50Ms, w.LatencyP95Ms, w.PredError, w.Underprovisioned, w.OracleReward, w.Regret, written}
 	})
 }
 
