@@ -37,7 +37,7 @@ func FuzzDecodeDecisions(f *testing.F) {
 			}
 			f.Add(data)
 			if n == 3 {
-				f.Add(data[:len(data)/2])         // truncated
+				f.Add(data[:len(data)/2])          // truncated
 				f.Add(append(data[:8:8], data...)) // a stray prefix
 			}
 		}
