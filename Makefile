@@ -69,9 +69,10 @@ bench: up
 ## executions each (docs/fuzzing.md). -fuzzminimizetime bounds the
 ## minimisation of each new interesting input, which at the default 60 s
 ## would take longer than the fuzzing on the multi-kB archive and Arrow
-## seeds; -timeout 0 lifts go test's 10-minute limit. The committed seed
-## corpora (testdata/fuzz) run with every go test of their packages.
-FUZZFLAGS = -fuzzminimizetime 100x -timeout 0
+## seeds. (go test's -timeout does not apply to the fuzzing phase.) The
+## committed seed corpora (testdata/fuzz) run with every go test of their
+## packages.
+FUZZFLAGS = -fuzzminimizetime 100x
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCSVReader$$' -fuzztime 1000000x $(FUZZFLAGS) ./replay/
