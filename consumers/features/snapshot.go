@@ -254,7 +254,7 @@ func RestorePartition(data []byte) (*Partition, error) {
 // skimSnapshot decodes data into a value that keeps only the run id.
 // encoding/gob sizes a map from the count the stream claims before reading
 // its entries (its decoder "does only basic sanity checking on decoded input
-// sizes"): a corrupt count in a snapshot's PeakTick or Placement map made
+// sizes"): a corrupt count in one of a snapshot's period maps made
 // RestorePartition allocate a table of billions of entries. A field the
 // destination lacks is skipped instead, element by element, which fails at
 // the end of the data; so once data skims without error every count in it
