@@ -65,14 +65,37 @@ bench: up
 	set -a && . infra/.env.test && set +a && \
 	$(GO) run ./cmd/strata bench sink --clickhouse "$$STRATA_CLICKHOUSE"
 
+## fuzz runs every decoder of broker and object-store bytes for 1 M
+## executions each (docs/fuzzing.md). -fuzzminimizetime bounds the
+## minimisation of each new interesting input, which at the default 60 s
+## would take longer than the fuzzing on the multi-kB archive and Arrow
+## seeds. (go test's -timeout does not apply to the fuzzing phase.) The
+## committed seed corpora (testdata/fuzz) run with every go test of their
+## packages.
+FUZZFLAGS = -fuzzminimizetime 100x
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime 30s ./replay/
-	$(GO) test -run '^$$' -fuzz FuzzObservationDecode -fuzztime 30s ./consumers/features/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeState -fuzztime 30s ./schemas/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeJSON -fuzztime 30s ./ingest/telemetry/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeOTLP -fuzztime 30s ./ingest/telemetry/
-	$(GO) test -run '^$$' -fuzz FuzzCheckJSON -fuzztime 30s ./ingest/telemetry/
-	$(GO) test -run '^$$' -fuzz FuzzCheckOTLPProto -fuzztime 30s ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz '^FuzzCSVReader$$' -fuzztime 1000000x $(FUZZFLAGS) ./replay/
+	$(GO) test -run '^$$' -fuzz '^FuzzObservationDecode$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/features/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestorePartition$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/features/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/sink/
+	$(GO) test -run '^$$' -fuzz '^FuzzLiveArrival$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/twin/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeDecisions$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
+	$(GO) test -run '^$$' -fuzz '^FuzzSequencesFill$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadCheckpoint$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/nn/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadLearner$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/dqn/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadState$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/dqn/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadModel$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/ppo/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadState$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/ppo/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadCheckpoint$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/lstm/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/learner/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/learner/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLearnerState$$' -fuzztime 1000000x $(FUZZFLAGS) ./pipeline/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 1000000x $(FUZZFLAGS) ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOTLP$$' -fuzztime 1000000x $(FUZZFLAGS) ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckJSON$$' -fuzztime 1000000x $(FUZZFLAGS) ./ingest/telemetry/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckOTLPProto$$' -fuzztime 1000000x $(FUZZFLAGS) ./ingest/telemetry/
 
 lint:
 	@command -v golangci-lint >/dev/null || GOBIN=$$($(GO) env GOPATH)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)

@@ -113,8 +113,10 @@ func (l *Learner) restore(st learnerState, opt, rows []byte) error {
 	if n < 0 || n > b.capacity || st.BufferPos < 0 || st.BufferPos >= max(b.capacity, 1) || (n < b.capacity && st.BufferPos != 0) {
 		return fmt.Errorf("%w: buffer of %d rows at %d, capacity %d", ErrCheckpoint, n, st.BufferPos, b.capacity)
 	}
-	if want := n * (8*d + 4 + 4 + 1); len(rows) != want {
-		return fmt.Errorf("%w: %s holds %d bytes, %d rows of width %d need %d", ErrCheckpoint, stateBuffer, len(rows), n, d, want)
+	// n is compared with what rows holds before it is multiplied: with a
+	// corrupt capacity the product could wrap to rows' length.
+	if w := 8*d + 4 + 4 + 1; n > len(rows)/w || len(rows) != n*w {
+		return fmt.Errorf("%w: %s holds %d bytes, %d rows of width %d need %d", ErrCheckpoint, stateBuffer, len(rows), n, d, n*w)
 	}
 	b.states, b.next = make([]float32, n*d), make([]float32, n*d)
 	b.actions, b.rewards, b.dones = make([]int32, n), make([]float32, n), make([]bool, n)

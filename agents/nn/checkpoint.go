@@ -178,10 +178,13 @@ func ReadCheckpoint(r io.Reader) (*Checkpoint, error) {
 	slices.SortFunc(entries, func(a, b entry) int { return a.h.DataOffsets[0] - b.h.DataOffsets[0] })
 	end := 0
 	for _, e := range entries {
+		// The product is bounded as it is formed: dimensions that are
+		// each small can multiply past int's range, and a count that
+		// wrapped to a small value would pass the offsets check below.
 		count := 1
 		for _, d := range e.h.Shape {
-			if d < 0 || d > maxDataBytes {
-				return nil, fmt.Errorf("reading checkpoint tensor %s: %w: shape %v", e.name, ErrCheckpoint, e.h.Shape)
+			if d < 0 || d > 0 && count > maxDataBytes/4/d {
+				return nil, fmt.Errorf("reading checkpoint tensor %s: %w: shape %v holds more than the %d values a checkpoint may", e.name, ErrCheckpoint, e.h.Shape, maxDataBytes/4)
 			}
 			count *= d
 		}
@@ -260,9 +263,9 @@ func (c *Checkpoint) checkKind(kind string, cfg any) (uint64, *Scaler, error) {
 	return seed, sc, nil
 }
 
-// bind copies the checkpoint's tensors into ps; every parameter must be
-// present with its shape, and no other tensor may be.
-func (c *Checkpoint) bind(ps *paramSet) error {
+// matches checks that the checkpoint's tensors are ps's parameters: every
+// parameter present with its shape, and no other tensor.
+func (c *Checkpoint) matches(ps *paramSet) error {
 	if len(c.Tensors) != len(ps.list) {
 		return fmt.Errorf("%w: %d tensors, network has %d parameters", ErrArchitecture, len(c.Tensors), len(ps.list))
 	}
@@ -274,7 +277,30 @@ func (c *Checkpoint) bind(ps *paramSet) error {
 		if !sameShape(t.Shape, p.shape) {
 			return fmt.Errorf("%w: tensor %s has shape %v, want %v", ErrArchitecture, p.name, t.Shape, p.shape)
 		}
-		if !allFinite(t.Data) {
+	}
+	return nil
+}
+
+// fits checks, before a network is built from the checkpoint's
+// configuration, that the parameters layers declares are the checkpoint's
+// tensors. The configuration is read from the file: a corrupt width (a
+// hidden layer of 10⁹ units) must be refused, not allocated. layers runs on
+// a parameter set that records shapes only.
+func (c *Checkpoint) fits(layers func(*paramSet)) error {
+	ps := newParamSet()
+	ps.shapesOnly = true
+	layers(ps)
+	return c.matches(ps)
+}
+
+// bind copies the checkpoint's tensors into ps; every parameter must be
+// present with its shape, and no other tensor may be.
+func (c *Checkpoint) bind(ps *paramSet) error {
+	if err := c.matches(ps); err != nil {
+		return err
+	}
+	for _, p := range ps.list {
+		if !allFinite(c.Tensors[p.name].Data) {
 			return fmt.Errorf("%w: tensor %s holds non-finite values", ErrCheckpoint, p.name)
 		}
 	}
@@ -312,6 +338,12 @@ func (c *Checkpoint) QNet(opts ...Option) (*QNet, error) {
 	var cfg QConfig
 	seed, sc, err := c.checkKind(KindQ, &cfg)
 	if err != nil {
+		return nil, fmt.Errorf("loading Q-network: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("loading Q-network: %w", err)
+	}
+	if err := c.fits(func(ps *paramSet) { newQLayers(ps, cfg) }); err != nil {
 		return nil, fmt.Errorf("loading Q-network: %w", err)
 	}
 	n, err := NewQNet(cfg, seed, opts...)
@@ -373,6 +405,12 @@ func (c *Checkpoint) PPONet(opts ...Option) (*PPONet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading actor-critic: %w", err)
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("loading actor-critic: %w", err)
+	}
+	if err := c.fits(func(ps *paramSet) { newPPOLayers(ps, cfg) }); err != nil {
+		return nil, fmt.Errorf("loading actor-critic: %w", err)
+	}
 	n, err := NewPPONet(cfg, seed, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading actor-critic: %w", err)
@@ -430,6 +468,12 @@ func (c *Checkpoint) LSTMNet(opts ...Option) (*LSTMNet, error) {
 	var cfg LSTMConfig
 	seed, sc, err := c.checkKind(KindLSTM, &cfg)
 	if err != nil {
+		return nil, fmt.Errorf("loading LSTM: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("loading LSTM: %w", err)
+	}
+	if err := c.fits(func(ps *paramSet) { newLSTMLayers(ps, cfg) }); err != nil {
 		return nil, fmt.Errorf("loading LSTM: %w", err)
 	}
 	n, err := NewLSTMNet(cfg, seed, opts...)

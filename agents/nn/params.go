@@ -59,6 +59,10 @@ func (p *param) size() int {
 type paramSet struct {
 	list   []*param
 	byName map[string]*param
+	// shapesOnly makes add record names and shapes without allocating
+	// values (Checkpoint.fits: a layout read from a file is checked
+	// before anything of its size is allocated).
+	shapesOnly bool
 }
 
 func newParamSet() *paramSet { return &paramSet{byName: map[string]*param{}} }
@@ -66,8 +70,10 @@ func newParamSet() *paramSet { return &paramSet{byName: map[string]*param{}} }
 // add registers a parameter of the given shape.
 func (s *paramSet) add(name string, init initKind, fanIn, fanOut int, shape ...int) *param {
 	p := &param{name: name, shape: shape, init: init, fanIn: fanIn, fanOut: fanOut, idx: len(s.list)}
-	p.d = make([]float32, p.size())
-	p.t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(p.d))
+	if !s.shapesOnly {
+		p.d = make([]float32, p.size())
+		p.t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(p.d))
+	}
 	s.list = append(s.list, p)
 	s.byName[name] = p
 	return p

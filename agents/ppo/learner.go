@@ -159,7 +159,9 @@ func NewLearner(cfg Config, seed uint64) (*Learner, error) {
 
 func newLearner(cfg Config, net *nn.PPONet, version uint64) *Learner {
 	l := &Learner{cfg: cfg, net: net, version: version, seen: map[txKey]struct{}{}}
-	l.buf = make([]Transition, 0, cfg.Rollout)
+	// The rollout size comes from a checkpoint when loading one: the
+	// buffer grows to it rather than being allocated at once.
+	l.buf = make([]Transition, 0, min(cfg.Rollout, 4096))
 	l.publish()
 	return l
 }

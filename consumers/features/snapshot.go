@@ -199,8 +199,13 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// RestorePartition decodes a state written by MarshalBinary.
+// RestorePartition decodes a state written by MarshalBinary. Corrupt data
+// gives an error; it is first decoded keeping nothing (skimSnapshot), so
+// that what it claims cannot make the decoding allocate without bound.
 func RestorePartition(data []byte) (*Partition, error) {
+	if err := skimSnapshot(data); err != nil {
+		return nil, fmt.Errorf("decoding features snapshot: %w", err)
+	}
 	var s Snapshot
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&s); err != nil {
 		return nil, fmt.Errorf("decoding features snapshot: %w", err)
@@ -244,4 +249,18 @@ func RestorePartition(data []byte) (*Partition, error) {
 		}
 	}
 	return p, nil
+}
+
+// skimSnapshot decodes data into a value that keeps only the run id.
+// encoding/gob sizes a map from the count the stream claims before reading
+// its entries (its decoder "does only basic sanity checking on decoded input
+// sizes"): a corrupt count in one of a snapshot's period maps made
+// RestorePartition allocate a table of billions of entries. A field the
+// destination lacks is skipped instead, element by element, which fails at
+// the end of the data; so once data skims without error every count in it
+// is backed by its elements, and decoding it into a Snapshot allocates in
+// proportion to its length.
+func skimSnapshot(data []byte) error {
+	var skim struct{ RunID string }
+	return gob.NewDecoder(bytes.NewReader(data)).Decode(&skim)
 }

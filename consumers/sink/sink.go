@@ -542,54 +542,63 @@ func (s *Sink) add(r *kgo.Record) {
 		s.stats.Skipped++
 		return
 	}
-	t := s.cfg.Topics
-	var err error
-	// mine reports whether a decoded record belongs to the configured run.
-	mine := func(run string) bool {
-		if s.cfg.RunID == "" || run == s.cfg.RunID {
-			return true
-		}
+	v, run, err := decodeRecord(s.cfg.Topics, r.Topic, r.Value)
+	switch {
+	case err != nil:
+		s.reject(r, err)
+	case s.cfg.RunID != "" && run != s.cfg.RunID:
 		s.stats.OtherRuns++
-		return false
+	default:
+		switch v := v.(type) {
+		case *stratapb.Run:
+			s.b.runs = append(s.b.runs, v)
+		case *stratapb.Decision:
+			s.b.decisions = append(s.b.decisions, v)
+		case *stratapb.Reward:
+			s.b.rewards = append(s.b.rewards, v)
+		case *stratapb.Outcome:
+			s.b.outcomes = append(s.b.outcomes, v)
+		}
 	}
-	switch r.Topic {
+}
+
+// decodeRecord decodes the value of a record of topic (one of t's runs,
+// decisions, rewards and outcomes topics) and checks its key columns. It
+// returns the message (*stratapb.Run, Decision, Reward or Outcome) and its
+// run id, or an error: a value that does not decode, or an invalidError for
+// one that cannot be a row.
+func decodeRecord(t Topics, topic string, value []byte) (proto.Message, string, error) {
+	switch topic {
 	case t.Runs:
 		v := &stratapb.Run{}
-		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), "-", "-"); err == nil && mine(v.GetRunId()) {
-				s.b.runs = append(s.b.runs, v)
-			}
+		if err := unmarshal(value, v); err != nil {
+			return nil, "", err
 		}
+		return v, v.GetRunId(), validate(v.GetRunId(), "-", "-")
 	case t.Decisions:
 		v := &stratapb.Decision{}
-		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil && mine(v.GetRunId()) {
-				s.b.decisions = append(s.b.decisions, v)
-			}
+		if err := unmarshal(value, v); err != nil {
+			return nil, "", err
 		}
+		return v, v.GetRunId(), validate(v.GetRunId(), v.GetLayer(), v.GetApp())
 	case t.Rewards:
 		v := &stratapb.Reward{}
-		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), v.GetLayer(), v.GetApp()); err == nil && mine(v.GetRunId()) {
-				s.b.rewards = append(s.b.rewards, v)
-			}
+		if err := unmarshal(value, v); err != nil {
+			return nil, "", err
 		}
+		return v, v.GetRunId(), validate(v.GetRunId(), v.GetLayer(), v.GetApp())
 	case t.Outcomes:
 		v := &stratapb.Outcome{}
-		if err = unmarshal(r.Value, v); err == nil {
-			if err = validate(v.GetRunId(), "-", v.GetApp()); err == nil && v.GetInvocationId() == "" {
-				err = invalidError("invocation_id is empty")
-			}
-			if err == nil && mine(v.GetRunId()) {
-				s.b.outcomes = append(s.b.outcomes, v)
-			}
+		if err := unmarshal(value, v); err != nil {
+			return nil, "", err
 		}
-	default:
-		err = invalidError("unexpected topic " + r.Topic)
+		err := validate(v.GetRunId(), "-", v.GetApp())
+		if err == nil && v.GetInvocationId() == "" {
+			err = invalidError("invocation_id is empty")
+		}
+		return v, v.GetRunId(), err
 	}
-	if err != nil {
-		s.reject(r, err)
-	}
+	return nil, "", invalidError("unexpected topic " + topic)
 }
 
 // invalidError marks a record that decoded but cannot be a row.
