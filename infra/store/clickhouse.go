@@ -87,15 +87,7 @@ func (c *ClickHouse) columns(ctx context.Context, t table) (dbColumns, error) {
 		return nil, err
 	}
 	defer func() { _ = rows.Close() }()
-	cols := dbColumns{}
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			return nil, err
-		}
-		cols[name] = typ
-	}
-	return cols, rows.Err()
+	return scanColumns(rows)
 }
 
 // addColumns adds the missing columns to t, one ALTER each, in description

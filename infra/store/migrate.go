@@ -192,3 +192,24 @@ func ensureSchema(ctx context.Context, backend string,
 	}
 	return nil
 }
+
+// columnRows is what both backends' query results offer: rows of (name,
+// type) from their catalogs.
+type columnRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanColumns reads (name, type) rows into a dbColumns.
+func scanColumns(rows columnRows) (dbColumns, error) {
+	cols := dbColumns{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		cols[name] = typ
+	}
+	return cols, rows.Err()
+}
