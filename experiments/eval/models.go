@@ -147,7 +147,11 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 				return err
 			}
 			done++
-			fmt.Fprintf(stderr, "eval %d/%d: %s %s: tactical R %.4f, %.1f s\n", done, total, rows[i].Section, run.Policy, run.MeanReward["tactical"], run.WallSeconds)
+			layer := "tactical" // the ablations' progress shows the tactical reward too
+			if rows[i].Section == "strategic" {
+				layer = "strategic"
+			}
+			fmt.Fprintf(stderr, "eval %d/%d: %s %s: %s R %.4f, %.1f s\n", done, total, rows[i].Section, run.Policy, layer, run.MeanReward[layer], run.WallSeconds)
 		}
 	}
 	var lrows []lstmRow
