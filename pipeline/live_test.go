@@ -217,7 +217,14 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 		}
 	}
 	// 6. Close the second tick: the shadow twin scores the decisions in
-	// force in it and the sink writes them.
+	// force in it and the sink writes them. The shadow twin never waits
+	// for decisions, so first let it receive the second tick's (as a wall
+	// clock moving 15 s a tick would); moving the clock before they
+	// arrive left it nothing to score (seen once under a loaded CI).
+	second := t0.Add(15*time.Second).Unix() / 15
+	pipelinetest.WaitFor(t, ctx, "the shadow twin to hold the second tick's operational decisions", func() bool {
+		return run.Shadow.HoldsDecisions(schemas.Operational, second)
+	})
 	clock.set(t0.Add(31*time.Second + lo.Ingest.Lateness))
 	pipelinetest.WaitFor(t, ctx, "the shadow twin to score the decisions of the second tick", func() bool { return run.Shadow.Stats().Decisions > 0 })
 	pipelinetest.WaitFor(t, ctx, "the sink to write the outcomes and decisions", func() bool {
