@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/internal/dedup"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -761,10 +762,9 @@ func maxCount(m map[int64]int64) int64 {
 	return best
 }
 
-// hourOfDay returns the UTC hour of day at trace time t.
-func (p *Partition) hourOfDay(t int64) int32 {
-	return int32(p.epoch.Add(time.Duration(t) * time.Microsecond).UTC().Hour())
-}
+// hourOfDay returns the UTC hour of day at trace time t, as the cloud
+// model counts it for the user metro.
+func (p *Partition) hourOfDay(t int64) int32 { return int32(cloud.HourOfDayUTC(p.epoch, t)) }
 
 func (p *Partition) tacticalBatch(hour int64) *schemas.StateBatch {
 	b := &schemas.StateBatch{Header: p.header(schemas.Tactical, hour, grid.TacticalTickUS)}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/strata-rl/strata/agents"
@@ -421,15 +420,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 }
 
 // ablate returns the --ablate groups, nil for none.
-func (c *Config) ablate() []string {
-	var out []string
-	for g := range strings.SplitSeq(c.Ablate, ",") {
-		if g = strings.TrimSpace(g); g != "" {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+func (c *Config) ablate() []string { return pipeline.SplitList(c.Ablate) }
 
 // flatFor returns for how many episodes up to episode no layer's
 // validation reward has improved: episode minus the latest of the layers'
