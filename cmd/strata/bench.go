@@ -47,16 +47,17 @@ func benchPipelineMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		apps      = fs.Int("apps", 0, "keep only this many apps (0 = all)")
 		rawSample = fs.Int("raw-sample", 200_000, "distinct records encoded for the raw ceiling, produced in a cycle up to the trace's count")
 		runs      = fs.Int("runs", 3, "runs of each side, interleaved (raw, pipeline, raw, …); each side's best run counts")
-		memProf   = fs.String("memprofile", "", "write a heap profile at the end of the last pipeline run to `FILE`")
 		retention = fs.Int64("state-retention-bytes", 128<<20, "bytes of state batches each JetStream stream keeps")
 	)
 	fs.IntVar(runs, "raw-runs", *runs, "alias of --runs (deprecated)")
+	prof := &pipeline.Profiles{What: "the first pipeline run"}
+	prof.RegisterFlags(fs, "")
 	o, err := parseBatch(fs, args, &cf, stderr)
 	if err != nil {
 		return err
 	}
 	return bench.Pipeline(ctx, bench.PipelineConfig{Config: o, Days: *days, Seed: *seed, Apps: *apps, RawSample: *rawSample,
-		Runs: *runs, MemProfile: *memProf, StateRetention: *retention}, stdout)
+		Runs: *runs, Profiles: prof, StateRetention: *retention}, stdout)
 }
 
 // parseBatch parses the flags of a benchmark of the open loop's batch

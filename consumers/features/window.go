@@ -646,7 +646,13 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 			f.sentFlags = flags
 		}
 		f.sent, f.sentTick = true, tick
-		for i := range schemas.SeqLen {
+		// Only the steps the row carries are filled: the encoder writes
+		// no others, and a row of one step is the common case.
+		first := schemas.SeqLen - 1
+		if r.Steps != 1 {
+			first = 0
+		}
+		for i := first; i < schemas.SeqLen; i++ {
 			s := f.stepAt(tick - schemas.SeqLen + int64(i))
 			r.RequestRate[i] = s.rate
 			r.MemoryUtil[i] = s.mem
@@ -654,10 +660,11 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 			r.QueueDepth[i] = s.que
 			r.ConcurrencyMean[i] = s.concMean
 			r.ConcurrencyPeak[i] = s.concPeak
+			if i == schemas.SeqLen-1 {
+				r.Invocations = int64(math.Round(s.rate * tickSeconds))
+				r.IdleTimesS = s.idle
+			}
 		}
-		last := f.stepAt(tick - 1)
-		r.Invocations = int64(math.Round(last.rate * tickSeconds))
-		r.IdleTimesS = last.idle
 	}
 	p.opRows = rows
 	b.Operational = rows

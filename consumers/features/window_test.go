@@ -14,7 +14,29 @@ import (
 
 const s15 = grid.OperationalTickUS
 
+// collectSeqs completes each partition's operational rows across collect
+// calls, as a reader of the state stream does (schemas.Sequences).
+var collectSeqs = map[*Partition]*schemas.Sequences{}
+
+// collect advances p to wm and returns the batches it emitted, their
+// operational rows completed to whole sequences.
 func collect(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateBatch {
+	t.Helper()
+	seqs := collectSeqs[p]
+	if seqs == nil {
+		seqs = &schemas.Sequences{}
+		collectSeqs[p] = seqs
+	}
+	out := advance(t, p, wm, final)
+	for _, b := range out {
+		seqs.Fill(b)
+	}
+	return out
+}
+
+// advance advances p to wm and returns copies of the batches it emitted as
+// they go on the wire (operational rows with their newest steps only).
+func advance(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateBatch {
 	t.Helper()
 	var out []*schemas.StateBatch
 	if err := p.Advance(wm, final, func(b *schemas.StateBatch) error {
@@ -171,7 +193,7 @@ func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
 	}
 	enc := func(p *Partition) []string {
 		var out []string
-		for _, bt := range collect(t, p, 2*grid.TacticalTickUS, true) {
+		for _, bt := range advance(t, p, 2*grid.TacticalTickUS, true) {
 			d, err := schemas.EncodeState(bt)
 			if err != nil {
 				t.Fatal(err)

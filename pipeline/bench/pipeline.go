@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 
 	"github.com/strata-rl/strata/pipeline"
@@ -31,9 +30,8 @@ type PipelineConfig struct {
 	RawSample int
 	// Runs is the number of runs of each side, interleaved.
 	Runs int
-	// MemProfile, if set, receives a heap profile at the end of the last
-	// pipeline run.
-	MemProfile string
+	// Profiles profile the first pipeline run (nil: none).
+	Profiles *pipeline.Profiles
 	// StateRetention is the bytes of state batches each stream keeps.
 	StateRetention int64
 }
@@ -88,8 +86,17 @@ func Pipeline(ctx context.Context, c PipelineConfig, stdout io.Writer) error {
 		resetPeakRSS()
 		po := o
 		po.Env = e
-		res, err := pipeline.OpenLoop(ctx, po, src, "synthetic", int64(c.Days)*grid.StrategicTickUS)
+		prof := c.Profiles
+		if prof == nil {
+			prof = &pipeline.Profiles{}
+		}
+		stopProf, err := prof.Start()
 		if err != nil {
+			e.Close()
+			return err
+		}
+		res, err := pipeline.OpenLoop(ctx, po, src, "synthetic", int64(c.Days)*grid.StrategicTickUS)
+		if err = errors.Join(err, stopProf()); err != nil {
 			e.Close()
 			return err
 		}
@@ -101,29 +108,10 @@ func Pipeline(ctx context.Context, c PipelineConfig, stdout io.Writer) error {
 			i+1, res.Replay.Invocations, ops, res.Features.StatesPublished, float64(res.Features.StateBytes)/1e6,
 			float64(res.Features.StateBytes)/1e3/float64(max(res.Features.StatesPublished, 1)),
 			res.Wall.Seconds(), rate, float64(ops)/res.Wall.Seconds(), peakRSS())
-		if c.MemProfile != "" && i == c.Runs-1 {
-			if err := writeHeapProfile(c.MemProfile); err != nil {
-				e.Close()
-				return err
-			}
-		}
 		e.Close()
 	}
 	fmt.Fprintf(stdout, "raw ceiling (best run): %.0f records/s; pipeline (best run): %.0f invocations/s, %.0f ticks/s\n", rawRate, pipeRate, pipeTickRate)
 	fmt.Fprintf(stdout, "pipeline/raw ratio: %.3f\n", pipeRate/rawRate)
-	return nil
-}
-
-// writeHeapProfile writes a heap profile to path.
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("creating heap profile: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		return fmt.Errorf("writing heap profile: %w", err)
-	}
 	return nil
 }
 
