@@ -392,9 +392,7 @@ func (m *Model) EvaluateInto(res *Result, fn *Function, pool *Pool, iv Interval,
 			hold = min(max(prewarm[k], 0), m.cfg.MaxInstances)
 		}
 		t.Prewarm = hold
-		for pool.Len() < hold {
-			pool.insert(instance{freeAt: t.StartUS, busyFrom: t.StartUS})
-		}
+		pool.insertN(instance{freeAt: t.StartUS, busyFrom: t.StartUS}, hold-pool.Len())
 		t.Instances = pool.Len()
 		if hold > 0 {
 			t.PrewarmCostUSD = m.prewarmCost(pool, pl, hold, t.StartUS, min(t.StartUS+tick, iv.EndUS), warmPerHour)

@@ -96,14 +96,27 @@ func (p *Pool) expire(t, keepUS int64, hold int) {
 }
 
 // insert adds an instance in sorted position.
-func (p *Pool) insert(in instance) {
+func (p *Pool) insert(in instance) { p.insertN(in, 1) }
+
+// insertN adds n copies of an instance in sorted position, with one search
+// and one move of the instances after it (the same pool as n inserts).
+func (p *Pool) insertN(in instance, n int) {
+	if n <= 0 {
+		return
+	}
 	i, _ := slices.BinarySearchFunc(p.inst, in, func(a, b instance) int {
 		if c := cmp.Compare(a.freeAt, b.freeAt); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.busyFrom, b.busyFrom)
 	})
-	p.inst = slices.Insert(p.inst, i, in)
+	p.inst = slices.Grow(p.inst, n)
+	tail := len(p.inst)
+	p.inst = p.inst[:tail+n]
+	copy(p.inst[i+n:], p.inst[i:tail])
+	for k := i; k < i+n; k++ {
+		p.inst[k] = in
+	}
 }
 
 // PoolKey identifies a pool: one function at one placement.
