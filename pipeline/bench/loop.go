@@ -70,17 +70,28 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 		prof = &pipeline.Profiles{}
 	}
 
-	// The ceiling's tick buckets, built once (untimed).
-	src, name, traceLen, closeSrc, err := sf.Open()
+	_, name, traceLen, closeSrc, err := sf.Open()
 	if err != nil {
 		return err
 	}
+	closeSrc()
 	fmt.Fprintf(stdout, "machine: %s, %d cores, %s; trace: %s; broker: %s\n",
 		CPUModel(), runtime.NumCPU(), runtime.Version(), name, orDefault(strings.Join(c.Brokers, ","), "embedded kfake"))
-	ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
-	closeSrc()
-	if err != nil {
-		return fmt.Errorf("replaying %s into tick buckets: %w", name, err)
+	// The ceiling's tick buckets are built (untimed) after each round's
+	// loop and dropped before the next: held through a loop run, the whole
+	// trace's arrivals (~0.5 GB on 14 days) would sit under the loop's
+	// soft memory limit and make its GC run all the time.
+	bucketTicks := func() ([][]twin.Arrival, error) {
+		src, _, _, closeSrc, err := sf.Open()
+		if err != nil {
+			return nil, err
+		}
+		defer closeSrc()
+		ticks, _, err := replayTicks(ctx, src, traceLen/grid.OperationalTickUS, benchLatenessUS)
+		if err != nil {
+			return nil, fmt.Errorf("replaying %s into tick buckets: %w", name, err)
+		}
+		return ticks, nil
 	}
 
 	// rec holds the first round's decision batches by tick, and ref that
@@ -134,6 +145,10 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 			names[string(schemas.Strategic)], names[string(schemas.Tactical)], names[string(schemas.Operational)], i+1,
 			res.Replay.Invocations, res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards, res.Wall.Seconds(), rate)
 		fmt.Fprintf(stdout, "  per tick, mean: %s\n", hopSummary(reg, res.Twin.Ticks))
+		ticks, err := bucketTicks()
+		if err != nil {
+			return err
+		}
 		if i == 0 {
 			ref, refRunID = res.Twin, lo.RunID
 			if int64(len(ticks)) != ref.Ticks {
