@@ -126,6 +126,7 @@ func StartEnv(ctx context.Context, o *Config) (*Env, error) {
 		o.Logger.Info("kafka topics", "partitions", e.Partitions, "asked", o.Partitions, "prefix", o.Names.Prefix)
 	}
 	url := o.NATSURL
+	var embedded *natsbus.Embedded
 	if embeddedNATS {
 		dir, err := os.MkdirTemp("", "strata-nats-")
 		if err != nil {
@@ -139,9 +140,14 @@ func StartEnv(ctx context.Context, o *Config) (*Env, error) {
 			return nil, err
 		}
 		closers = append(closers, n.Close)
-		url = n.URL()
+		url, embedded = n.URL(), n
 	}
-	nc, err := natsbus.Connect(url, "strata")
+	var nc *nats.Conn
+	if embedded != nil {
+		nc, err = embedded.ConnectInProcess("strata")
+	} else {
+		nc, err = natsbus.Connect(url, "strata")
+	}
 	if err != nil {
 		closeAll()
 		return nil, err

@@ -56,6 +56,20 @@ func Connect(url, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// ConnectInProcess connects a client of this process to the embedded
+// server over an in-memory connection instead of its loopback port: the
+// same client and server protocol, without the socket. On a loaded machine
+// a goroutine blocked on a socket waits for the runtime's network poller,
+// which a busy scheduler runs late, and the closed loop's round trip pays
+// it at every hop; a pipe wakes its reader directly.
+func (e *Embedded) ConnectInProcess(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.Name(name), nats.InProcessServer(e.s))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the embedded nats-server in process: %w", err)
+	}
+	return nc, nil
+}
+
 // StreamConfig sets the retention of the tick-batch streams.
 type StreamConfig struct {
 	// MaxBytes bounds each stream; the oldest batches are discarded beyond

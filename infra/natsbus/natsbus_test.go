@@ -1,9 +1,12 @@
 package natsbus_test
 
 import (
+	"context"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -50,4 +53,73 @@ func TestEnsureStreamsConcurrently(t *testing.T) {
 			t.Errorf("role %d: %v", i, err)
 		}
 	}
+}
+
+// TestConnectInProcess publishes a state batch to JetStream over the
+// in-memory connection and follows it back over the same connection, as
+// the closed loop's roles do, while a client on the loopback port sees the
+// same stream.
+func TestConnectInProcess(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv, err := natsbus.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	nc, err := srv.ConnectInProcess("in-process")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := schemas.Names{Prefix: "inproc"}
+	if err := natsbus.EnsureStreams(t.Context(), js, natsbus.StreamConfig{Names: names, Memory: true}); err != nil {
+		t.Fatal(err)
+	}
+	subject := names.StateSubject(schemas.Operational)
+	pub := natsbus.NewBatchPublisher(js, 0)
+	for _, m := range []string{"a", "b"} {
+		if err := pub.Publish(t.Context(), subject, "id-"+m, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	tcp, err := natsbus.Connect(srv.URL(), "loopback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	for _, c := range []struct {
+		name string
+		js   jetstream.JetStream
+	}{{"in process", js}, {"loopback", mustJS(t, tcp)}} {
+		ctx, cancel := context.WithCancel(t.Context())
+		var got []string
+		err := natsbus.Follow(ctx, c.js, names.Stream(schemas.StreamState), subject, func(data []byte) error {
+			got = append(got, string(data))
+			if len(got) == 2 {
+				cancel()
+			}
+			return nil
+		})
+		cancel()
+		if err != nil || strings.Join(got, ",") != "a,b" {
+			t.Errorf("%s: followed %v (err %v), want a,b", c.name, got, err)
+		}
+	}
+}
+
+func mustJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
