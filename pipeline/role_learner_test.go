@@ -113,6 +113,11 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 	for i, k := range []int64{2, 5, 6, 11} {
 		rctx, kill := context.WithCancel(ctx)
 		done, log := role(rctx, "killed", false)
+		if i > 0 {
+			// The progress may already be past k (the learner killed last
+			// had gone on): wait for this learner's restore before it.
+			waitRestored(t, log, done)
+		}
 		wait("killed", schemas.Tactical, k, done, log)
 		kill()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -133,6 +138,24 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 
 	if n := pipelinetest.SameCheckpoints(t, ctx, ms, "killed", "whole"); n < 8 {
 		t.Fatalf("the learners published %d checkpoints: too few to compare", n)
+	}
+}
+
+// waitRestored waits until a learner's log says it restored its state,
+// failing if the role ends first or it takes a minute.
+func waitRestored(t *testing.T, log *pipelinetest.SyncBuffer, done <-chan error) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(log.String(), "learner state restored") {
+		select {
+		case err := <-done:
+			t.Fatalf("the learner ended before restoring its state: %v\n%s", err, log)
+		case <-deadline:
+			t.Fatalf("the learner did not restore its state within a minute:\n%s", log)
+		case <-tick.C:
+		}
 	}
 }
 
