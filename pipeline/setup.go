@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/strata-rl/strata/agents"
@@ -65,9 +66,31 @@ type LoopOptions struct {
 	Summary string
 }
 
-// LoopCache holds what SetupLoop derives from the training days once.
+// LoopCache holds what SetupLoop derives from the training days once. It
+// is safe for concurrent use: loops set up at once (strata eval
+// --parallel) compute static-best's choices once between them.
 type LoopCache struct {
+	mu     sync.Mutex
 	static *twin.StaticChoices
+}
+
+// staticChoices returns the cached choices, or computes and caches them.
+// A nil cache computes them each time.
+func (c *LoopCache) staticChoices(compute func() (*twin.StaticChoices, error)) (*twin.StaticChoices, error) {
+	if c == nil {
+		return compute()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.static != nil {
+		return c.static, nil
+	}
+	s, err := compute()
+	if err != nil {
+		return nil, err
+	}
+	c.static = s
+	return s, nil
 }
 
 // PolicyNames lists the policy names of layer l for the flag help: the
@@ -155,26 +178,27 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 		}
 		policies[l] = p
 	}
-	if lo.Cache != nil && lo.Cache.static != nil {
-		engCfg.Static = lo.Cache.static
-	} else if slices.Contains(slices.Collect(maps.Values(engCfg.Internal)), twin.PolicyStaticBest) {
+	if slices.Contains(slices.Collect(maps.Values(engCfg.Internal)), twin.PolicyStaticBest) {
 		// Pass 2: static-best's choices, from the training days replayed
-		// under the default placement.
-		src2, _, _, close2, err := lo.Source.Open()
-		if err != nil {
-			return lc, nil, err
-		}
-		t0 := time.Now()
-		c, err := twin.TrainStatic(ctx, mTrain, engCfg, profile, src2, o.LatenessUS)
-		close2()
+		// under the default placement (once per cache).
+		c, err := lo.Cache.staticChoices(func() (*twin.StaticChoices, error) {
+			src2, _, _, close2, err := lo.Source.Open()
+			if err != nil {
+				return nil, err
+			}
+			defer close2()
+			t0 := time.Now()
+			c, err := twin.TrainStatic(ctx, mTrain, engCfg, profile, src2, o.LatenessUS)
+			if err != nil {
+				return nil, err
+			}
+			o.Logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
+			return c, nil
+		})
 		if err != nil {
 			return lc, nil, err
 		}
 		engCfg.Static = c
-		if lo.Cache != nil {
-			lo.Cache.static = c
-		}
-		o.Logger.Info("static-best chosen on the training days", "apps", len(c.Providers), "functions", len(c.Placements), "seconds", time.Since(t0).Seconds())
 	}
 	var learn *Learn
 	if lo.Learn != nil {

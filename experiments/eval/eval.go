@@ -11,7 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/cloud"
@@ -116,6 +119,9 @@ type Config struct {
 	PolicySeed int64
 	// Lateness is how far out of start order the trace may be.
 	Lateness time.Duration
+	// Parallel is how many configurations run at once, each on brokers of
+	// its own (embedded) or under a run id of its own (remote).
+	Parallel int
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
@@ -125,7 +131,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1}, EvalDays: "13-14", WarmupDays: -1,
 		Layers: "strategic,tactical,operational", TacticalOperational: "none", Placement: pipeline.DefaultPlacement,
-		PolicySeed: pipeline.DefaultPolicySeed, Lateness: pipeline.DefaultLateness}
+		PolicySeed: pipeline.DefaultPolicySeed, Lateness: pipeline.DefaultLateness, Parallel: 1}
 }
 
 // RegisterFlags registers the evaluation's flags, each name preceded by
@@ -148,6 +154,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
+	fs.IntVar(&c.Parallel, prefix+"parallel", c.Parallel, "configurations run at once (each closed loop on embedded brokers of its own; results do not depend on it)")
 }
 
 // Validate reports an evaluation of nothing and days or layers that do
@@ -161,6 +168,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := pipeline.ParseLayers(c.Layers); err != nil {
 		return fmt.Errorf("parsing --layers: %w", err)
+	}
+	if c.Parallel < 1 {
+		return fmt.Errorf("strata eval: --parallel %d: at least 1 configuration must run at a time", c.Parallel)
 	}
 	return nil
 }
@@ -188,7 +198,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	base := pipeline.LoopOptions{Placement: pl, PolicySeed: c.PolicySeed, Source: &c.Source, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
 	if c.Models != "" {
 		me := modelsEval{dirs: pipeline.SplitList(c.Models), tacticalOperational: c.TacticalOperational, lstmTest: c.LSTMTest,
-			lstmExtra: pipeline.SplitList(c.LSTMModels), csv: c.CSV, summary: c.Summary, rows: pipeline.SplitList(c.Rows)}
+			lstmExtra: pipeline.SplitList(c.LSTMModels), csv: c.CSV, summary: c.Summary, rows: pipeline.SplitList(c.Rows), parallel: c.Parallel}
 		if len(me.dirs) == 0 {
 			return errNoModels
 		}
@@ -199,12 +209,17 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		only = strings.Split(c.Policies, ",")
 	}
 	rows := evalVariants(layers, only)
-	for i := range rows {
+	p := newProgress(stderr, len(rows))
+	err = runParallel(ctx, c.Parallel, len(rows), func(ctx context.Context, i int) error {
 		r := &rows[i]
 		if err := runEvalRow(ctx, r, base, win); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "eval %d/%d: %s %s: %d invocations scored, %.1f s\n", i+1, len(rows), r.Varied, r.Policy, r.Invocations, r.WallSeconds)
+		p.printf("%s %s: %d invocations scored, %.1f s", r.Varied, r.Policy, r.Invocations, r.WallSeconds)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	header := []string{"varied", "policy", "R strategic", "R tactical", "R tactical, invoked hours", "invoked % of tactical rows", "R operational", "regret strategic", "regret tactical", "regret operational",
 		"USD / M inv", "gCO2e / M inv", "p50 ms", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
@@ -292,4 +307,37 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 	r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
 	r.WallSeconds = time.Since(t0).Seconds()
 	return nil
+}
+
+// runParallel runs job(0) … job(n−1), at most parallel at once, and
+// returns the first error; the jobs after a failed one are not started.
+// Each job writes only its own results, so they are the same in any order.
+func runParallel(ctx context.Context, parallel, n int, job func(ctx context.Context, i int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(parallel, 1))
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return job(ctx, i) })
+	}
+	return g.Wait()
+}
+
+// progress numbers the lines of runs that finish, in the order they do.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	done  int
+	total int
+}
+
+func newProgress(w io.Writer, total int) *progress { return &progress{w: w, total: total} }
+
+// printf prints "eval k/total: " and the line, k the runs finished so far.
+func (p *progress) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	fmt.Fprintf(p.w, "eval %d/%d: "+format+"\n", append([]any{p.done, p.total}, args...)...)
 }

@@ -160,3 +160,51 @@ func TestSummarizeOracleShare(t *testing.T) {
 		t.Fatalf("summary: %+v", s)
 	}
 }
+
+// TestEvalParallelSameRows runs the same small evaluation one
+// configuration at a time and three at once: the rows are equal but for
+// their wall times, static-best's choices (computed once, under the
+// cache's lock) included.
+func TestEvalParallelSameRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("six closed-loop runs of a day")
+	}
+	rowsOf := func(parallel string) []evalRow {
+		js := filepath.Join(t.TempDir(), "eval.json")
+		var out, errb bytes.Buffer
+		err := runEval(t, &out, &errb, []string{"--baselines", "--synth-days", "2", "--apps", "3", "--eval-days", "2-2", "--warmup-days", "0",
+			"--layers", "tactical", "--policies", "static-best,oracle", "--csv", "--summary", js, "--parallel", parallel})
+		if err != nil {
+			t.Fatalf("--parallel %s: %v\n%s", parallel, err, &errb)
+		}
+		if n := strings.Count(errb.String(), "eval "); n < 3 {
+			t.Fatalf("--parallel %s: %d progress lines, want 3:\n%s", parallel, n, &errb)
+		}
+		b, err := os.ReadFile(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []evalRow
+		if err := json.Unmarshal(b, &rows); err != nil {
+			t.Fatal(err)
+		}
+		for i := range rows {
+			rows[i].WallSeconds = 0
+		}
+		return rows
+	}
+	one, three := rowsOf("1"), rowsOf("3")
+	a, _ := json.Marshal(one)
+	b, _ := json.Marshal(three)
+	if len(one) != 3 || !bytes.Equal(a, b) {
+		t.Fatalf("rows differ:\n--parallel 1: %s\n--parallel 3: %s", a, b)
+	}
+	if c := DefaultConfig(); c.Parallel != 1 {
+		t.Fatalf("default --parallel %d, want 1", c.Parallel)
+	}
+	c := DefaultConfig()
+	c.Baselines, c.Parallel = true, 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--parallel 0") {
+		t.Fatalf("--parallel 0: %v", err)
+	}
+}

@@ -38,6 +38,8 @@ type modelsEval struct {
 	// policy names, or random, DQN only, DQN+PPO, DQN+PPO+LSTM); all
 	// when empty.
 	rows []string
+	// parallel is how many runs go at once.
+	parallel int
 }
 
 // modelsRow is one configuration of the models evaluation, run once per
@@ -132,27 +134,36 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 			}
 		}
 	}
-	done := 0
+	type job struct{ i, k int }
+	var jobs []job
 	for i := range rows {
 		for k := range rows[i].Runs {
-			run := &rows[i].Runs[k]
-			lo := base
-			lo.Models = run.Models
-			if run.Models != "" {
-				// Each seed's random choices (random layers, exploration-free
-				// learned policies) use its own policy seed.
-				lo.PolicySeed = int64(k + 1)
-			}
-			if err := runEvalRow(ctx, run, lo, w); err != nil {
-				return err
-			}
-			done++
-			layer := "tactical" // the ablations' progress shows the tactical reward too
-			if rows[i].Section == "strategic" {
-				layer = "strategic"
-			}
-			fmt.Fprintf(stderr, "eval %d/%d: %s %s: %s R %.4f, %.1f s\n", done, total, rows[i].Section, run.Policy, layer, run.MeanReward[layer], run.WallSeconds)
+			jobs = append(jobs, job{i, k})
 		}
+	}
+	p := newProgress(stderr, total)
+	err := runParallel(ctx, me.parallel, len(jobs), func(ctx context.Context, j int) error {
+		i, k := jobs[j].i, jobs[j].k
+		run := &rows[i].Runs[k]
+		lo := base
+		lo.Models = run.Models
+		if run.Models != "" {
+			// Each seed's random choices (random layers, exploration-free
+			// learned policies) use its own policy seed.
+			lo.PolicySeed = int64(k + 1)
+		}
+		if err := runEvalRow(ctx, run, lo, w); err != nil {
+			return err
+		}
+		layer := "tactical" // the ablations' progress shows the tactical reward too
+		if rows[i].Section == "strategic" {
+			layer = "strategic"
+		}
+		p.printf("%s %s: %s R %.4f, %.1f s", rows[i].Section, run.Policy, layer, run.MeanReward[layer], run.WallSeconds)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	var lrows []lstmRow
 	if me.lstmTest != "" {
