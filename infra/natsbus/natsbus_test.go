@@ -71,10 +71,7 @@ func TestConnectInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := mustJS(t, nc)
 	names := schemas.Names{Prefix: "inproc"}
 	if err := natsbus.EnsureStreams(t.Context(), js, natsbus.StreamConfig{Names: names, Memory: true}); err != nil {
 		t.Fatal(err)
