@@ -76,11 +76,28 @@ func newLearner(t *testing.T) *learner.Learner {
 	t.Helper()
 	cfg := learner.DefaultConfig(7, schemas.Tactical)
 	cfg.PPO.Rollout, cfg.PPO.Minibatch, cfg.PPO.Epochs = 64, 32, 2
-	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	return mustLearner(t, cfg, nil)
+}
+
+// mustLearner returns a learner of cfg (its metrics on reg, if any), closed
+// when the test ends.
+func mustLearner(t *testing.T, cfg learner.Config, reg prometheus.Registerer) *learner.Learner {
+	t.Helper()
+	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
+	return l
+}
+
+// begun returns mustLearner(t, cfg, reg) after Begin of run's episode on ms.
+func begun(t *testing.T, cfg learner.Config, reg prometheus.Registerer, run string, episode int, ms learner.Store) *learner.Learner {
+	t.Helper()
+	l := mustLearner(t, cfg, reg)
+	if err := l.Begin(context.Background(), run, episode, ms); err != nil {
+		t.Fatal(err)
+	}
 	return l
 }
 
@@ -365,14 +382,7 @@ func TestLearnerDQNPublishesPerDay(t *testing.T) {
 	ms := modelStore(t)
 	cfg := learner.DefaultConfig(5, schemas.Strategic)
 	cfg.DQN.WarmUp, cfg.DQN.ScalerFit, cfg.DQN.BatchSize, cfg.DQN.UpdatesPerTransition = 16, 16, 8, 2
-	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.Begin(ctx, "dqn", 2, ms); err != nil {
-		t.Fatal(err)
-	}
+	l := begun(t, cfg, nil, "dqn", 2, ms)
 	const apps, days = 20, 3
 	for d := range days {
 		for a := range apps {
@@ -415,14 +425,7 @@ func TestLearnerMetrics(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	cfg := learner.DefaultConfig(1, schemas.Tactical)
-	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.Begin(ctx, "m", 0, modelStore(t)); err != nil {
-		t.Fatal(err)
-	}
+	l := begun(t, cfg, reg, "m", 0, modelStore(t))
 	trs := tacticalRun("m", 1, 2)
 	trs[0].Reward = math.NaN()
 	for _, tr := range trs {
@@ -475,11 +478,7 @@ func TestLearnerStateRestore(t *testing.T) {
 	dqnOnly := learner.DefaultConfig(7, schemas.Strategic)
 	for name, cfg := range map[string]learner.Config{"another PPO configuration": other, "other layers": dqnOnly} {
 		t.Run(name, func(t *testing.T) {
-			o, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer o.Close()
+			o := mustLearner(t, cfg, nil)
 			before := o.Stats()
 			if err := o.Restore(bytes.NewReader(st.Bytes())); !errors.Is(err, learner.ErrState) {
 				t.Fatalf("Restore: %v, want ErrState", err)
@@ -500,14 +499,7 @@ func TestSwitchPenalty(t *testing.T) {
 	cfg := learner.DefaultConfig(7, schemas.Tactical)
 	cfg.PPO = cfg.PPO.WithFeatures(schemas.TacticalPlacement)
 	cfg.SwitchPenalty = 0.5
-	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.Begin(ctx, "shape", 0, modelStore(t)); err != nil {
-		t.Fatal(err)
-	}
+	l := begun(t, cfg, nil, "shape", 0, modelStore(t))
 	state := func(metro, tier int) []float32 {
 		r := schemas.TacticalRow{Provider: "aws", RequestRate: 0.1}
 		if metro >= 0 {
@@ -551,14 +543,7 @@ func TestDQNCounterfactual(t *testing.T) {
 			cfg := learner.DefaultConfig(5, schemas.Strategic)
 			cfg.DQN.WarmUp, cfg.DQN.ScalerFit, cfg.DQN.BatchSize = 8, 8, 4
 			cfg.DQNCounterfactual = on
-			l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			if err := l.Begin(ctx, "cf", 2, modelStore(t)); err != nil {
-				t.Fatal(err)
-			}
+			l := begun(t, cfg, nil, "cf", 2, modelStore(t))
 			trs := strategicDay("cf", 0, 6, 2)
 			for _, tr := range trs[:4] { // four of the six apps carry every provider's reward
 				tr.ActionRewards = []float32{-0.5, 0.25, 1}

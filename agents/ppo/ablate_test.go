@@ -17,16 +17,8 @@ import (
 func TestAblate(t *testing.T) {
 	cfg := smallConfig(64).WithFeatures(schemas.TacticalPlacementV2)
 	cfg.Ablate = []string{"memory-peak", "users-hour"}
-	l := mustLearner(t, cfg, 3)
-	fillRollout(t, l, 4)
-	if _, err := l.Update(); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := l.Save(&buf); err != nil {
-		t.Fatal(err)
-	}
-	m, err := LoadModel(bytes.NewReader(buf.Bytes()))
+	l, data := trainedCheckpoint(t, cfg, 3, 4)
+	m, err := LoadModel(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}

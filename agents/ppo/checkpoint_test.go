@@ -18,16 +18,7 @@ import (
 func TestCheckpointRoundTrip(t *testing.T) {
 	cfg := smallConfig(128)
 	cfg.Gamma, cfg.StateClip = 0.97, 7
-	l := mustLearner(t, cfg, 51)
-	fillRollout(t, l, 52)
-	if _, err := l.Update(); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := l.Save(&buf); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
+	l, data := trainedCheckpoint(t, cfg, 51, 52)
 	if size := binary.LittleEndian.Uint64(data); (8+size)%8 != 0 {
 		t.Errorf("header of %d bytes breaks the 8-byte alignment", size)
 	}
@@ -140,16 +131,8 @@ func TestCheckpointFeatureSet(t *testing.T) {
 			} else {
 				cfg.FeatureSet = ""
 			}
-			l := mustLearner(t, cfg, 5)
-			fillRollout(t, l, 6)
-			if _, err := l.Update(); err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			if err := l.Save(&buf); err != nil {
-				t.Fatal(err)
-			}
-			m, err := LoadModel(bytes.NewReader(buf.Bytes()))
+			l, data := trainedCheckpoint(t, cfg, 5, 6)
+			m, err := LoadModel(bytes.NewReader(data))
 			if err != nil {
 				t.Fatal(err)
 			}

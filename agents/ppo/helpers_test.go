@@ -1,6 +1,7 @@
 package ppo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -64,6 +65,22 @@ func mustPolicy(t testing.TB, m *Model, opts PolicyOptions) *Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// trainedCheckpoint returns a learner of cfg (seed) after one update on a
+// rollout filled with fillRollout (rolloutSeed), and its saved checkpoint.
+func trainedCheckpoint(t testing.TB, cfg Config, seed, rolloutSeed uint64) (*Learner, []byte) {
+	t.Helper()
+	l := mustLearner(t, cfg, seed)
+	fillRollout(t, l, rolloutSeed)
+	if _, err := l.Update(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return l, buf.Bytes()
 }
 
 // fillRollout adds random single-step (done) transitions of the learner's

@@ -339,19 +339,23 @@ func TestEnginePrewarmAvoidsColdStarts(t *testing.T) {
 	}
 }
 
+// moveToGCPEUWest decides app a onto GCP at tick 0 and its function f
+// onto eu-west/256 MB from hour 1.
+func moveToGCPEUWest(k int64) []*schemas.DecisionBatch {
+	switch k {
+	case 0:
+		return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 0, NShards: 1},
+			Rows: []schemas.DecisionRow{{App: "a", Provider: "gcp", Action: 2, Policy: "test"}}}}
+	case grid.TicksPerHour:
+		return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 1, TickStartUS: grid.TacticalTickUS, NShards: 1},
+			Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "eu-west", MemoryMB: 256, Action: 2*6 + 1, Policy: "test"}}}}
+	}
+	return nil
+}
+
 func TestEngineDecisionsMovePlacement(t *testing.T) {
 	e := newEngine(t)
-	outs := run(t, e, 2*grid.TicksPerHour, func(k int64) []*schemas.DecisionBatch {
-		switch k {
-		case 0:
-			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 0, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Provider: "gcp", Action: 2, Policy: "test"}}}}
-		case grid.TicksPerHour:
-			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 1, TickStartUS: grid.TacticalTickUS, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "eu-west", MemoryMB: 256, Action: 2*6 + 1, Policy: "test"}}}}
-		}
-		return nil
-	})
+	outs := run(t, e, 2*grid.TicksPerHour, moveToGCPEUWest)
 	first, later := outs[0].Telemetry[0], outs[grid.TicksPerHour].Telemetry[0]
 	if first.GetProvider() != "gcp" || first.GetRegion() != "us-east" || first.GetMemoryMb() != 1024 {
 		t.Fatalf("hour 0 placement %s/%s/%d, want gcp/us-east/1024 (default metro and tier)", first.GetProvider(), first.GetRegion(), first.GetMemoryMb())
@@ -379,17 +383,7 @@ func TestTransitionsCarryActionRewards(t *testing.T) {
 	e := newEngineWith(t, func(c *Config) {
 		c.Transitions = map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true}
 	})
-	outs := run(t, e, grid.TicksPerDay+1, func(k int64) []*schemas.DecisionBatch {
-		switch k {
-		case 0:
-			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 0, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Provider: "gcp", Action: 2, Policy: "test"}}}}
-		case grid.TicksPerHour:
-			return []*schemas.DecisionBatch{{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 1, TickStartUS: grid.TacticalTickUS, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "eu-west", MemoryMB: 256, Action: 2*6 + 1, Policy: "test"}}}}
-		}
-		return nil
-	})
+	outs := run(t, e, grid.TicksPerDay+1, moveToGCPEUWest)
 	oracle := map[string]float64{}
 	var trs []*stratapb.Transition
 	for _, o := range outs {
