@@ -59,6 +59,10 @@ func Pipeline(ctx context.Context, c PipelineConfig, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	prof := c.Profiles
+	if prof == nil {
+		prof = &pipeline.Profiles{}
+	}
 	var rawRate, pipeRate, pipeTickRate float64
 	for i := range c.Runs {
 		// Each round gets an environment of its own (with embedded
@@ -86,10 +90,6 @@ func Pipeline(ctx context.Context, c PipelineConfig, stdout io.Writer) error {
 		resetPeakRSS()
 		po := o
 		po.Env = e
-		prof := c.Profiles
-		if prof == nil {
-			prof = &pipeline.Profiles{}
-		}
 		stopProf, err := prof.Start()
 		if err != nil {
 			e.Close()
