@@ -29,3 +29,7 @@ const (
 // DefaultTacticalFeatures is the --tactical-features default: the seed's
 // tactical state.
 const DefaultTacticalFeatures = "seed-v1"
+
+// DefaultStrategicFeatures is the --strategic-features default: the seed's
+// set.
+const DefaultStrategicFeatures = "seed-v1"

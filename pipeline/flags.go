@@ -61,13 +61,21 @@ func (v *brokersValue) Set(s string) error {
 // RegisterTacticalFeatures registers --tactical-features (name preceded by
 // prefix) into v, with usage what.
 func RegisterTacticalFeatures(fs *flag.FlagSet, prefix string, v *string, what string) {
-	fs.StringVar(v, prefix+"tactical-features", *v, what+": "+strings.Join(tacticalSetShortNames(), " or ")+" (docs/agents.md, feature sets)")
+	registerFeatures(fs, prefix, schemas.Tactical, v, what)
 }
 
-func tacticalSetShortNames() []string {
-	var out []string
-	for _, n := range schemas.FeatureSets(schemas.Tactical) {
-		out = append(out, strings.TrimPrefix(n, string(schemas.Tactical)+"/"))
+// RegisterStrategicFeatures registers --strategic-features (name preceded
+// by prefix) into v, with usage what.
+func RegisterStrategicFeatures(fs *flag.FlagSet, prefix string, v *string, what string) {
+	registerFeatures(fs, prefix, schemas.Strategic, v, what)
+}
+
+// registerFeatures registers --<layer>-features, listing the layer's sets
+// by their short names.
+func registerFeatures(fs *flag.FlagSet, prefix string, l schemas.Layer, v *string, what string) {
+	var names []string
+	for _, n := range schemas.FeatureSets(l) {
+		names = append(names, strings.TrimPrefix(n, string(l)+"/"))
 	}
-	return out
+	fs.StringVar(v, prefix+string(l)+"-features", *v, what+": "+strings.Join(names, " or ")+" (docs/agents.md, feature sets)")
 }

@@ -38,12 +38,18 @@ type LearnerRole struct {
 	// TacticalFeatures is the feature set the PPO network reads; the
 	// run's twin must write its transitions in it.
 	TacticalFeatures string
+	// StrategicFeatures is the feature set the DQN network reads; the
+	// run's twin must write its transitions in it.
+	StrategicFeatures string
 	// Counterfactual is the PPO's all-action coefficient
 	// (nn.PPOConfig.CounterfactualCoef; 0: the seed's PPO).
 	Counterfactual float64
 	// DQNCounterfactual adds the DQN counterfactual transitions for the
 	// providers not taken (learner.Config.DQNCounterfactual).
 	DQNCounterfactual bool
+	// DQNSwitchPenalty is the DQN's switching shaping
+	// (learner.Config.DQNSwitchPenalty).
+	DQNSwitchPenalty float64
 	// Fresh deletes the run's persisted learner state and trains from the
 	// first transition; without it a persisted state is resumed.
 	Fresh bool
@@ -60,7 +66,7 @@ type LearnerRole struct {
 
 // DefaultLearnerRole is the learner role's defaults.
 func DefaultLearnerRole() LearnerRole {
-	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info", TacticalFeatures: DefaultTacticalFeatures, StateEvery: 1}
+	return LearnerRole{Layers: "strategic,tactical", Seed: 1, LogLevel: "info", TacticalFeatures: DefaultTacticalFeatures, StrategicFeatures: DefaultStrategicFeatures, StateEvery: 1}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -73,8 +79,10 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Int64Var(&r.Seed, prefix+"seed", r.Seed, "seed of the networks' initialisation and the minibatch order")
 	fs.IntVar(&r.Episode, prefix+"episode", r.Episode, "episode number of the run (0-based; sets the DQN's ε)")
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "feature set the PPO network reads (the run's --tactical-features)")
+	RegisterStrategicFeatures(fs, prefix, &r.StrategicFeatures, "feature set the DQN network reads (the run's --strategic-features)")
 	fs.Float64Var(&r.Counterfactual, prefix+"counterfactual", r.Counterfactual, "PPO: weight of the all-action term over the transitions' action rewards (0 = the seed's PPO)")
 	fs.BoolVar(&r.DQNCounterfactual, prefix+"dqn-counterfactual", r.DQNCounterfactual, "DQN: beside each strategic transition, add one per other provider with the reward the twin scored for it in hindsight (the transitions' action rewards); off = the seed's DQN")
+	fs.Float64Var(&r.DQNSwitchPenalty, prefix+"dqn-switch-penalty", r.DQNSwitchPenalty, "training-time shaping: lower the reward the DQN learns from by this much when an action moves an app off the provider it ran on (needs --strategic-features placement-v1)")
 	fs.BoolVar(&r.Fresh, prefix+"fresh", r.Fresh, "delete the run's persisted learner state and train from the run's first transition (default: resume from the persisted state, if any)")
 	fs.IntVar(&r.StateEvery, prefix+"state-every", r.StateEvery, "persist the training state (replay buffer, PPO rollout, optimiser moments, RNG, topic offsets) to JetStream after every `N`-th interval processed; a restart resumes from it (0: never)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
@@ -96,6 +104,9 @@ func (r *LearnerRole) Validate() error {
 	}
 	if _, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures); err != nil {
 		return fmt.Errorf("strata learner --tactical-features: %w", err)
+	}
+	if _, err := schemas.ParseFeatureSet(schemas.Strategic, r.StrategicFeatures); err != nil {
+		return fmt.Errorf("strata learner --strategic-features: %w", err)
 	}
 	if r.StateEvery < 0 {
 		return fmt.Errorf("strata learner --state-every %d: want 0 (never) or more", r.StateEvery)
@@ -124,8 +135,14 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return fmt.Errorf("strata learner --tactical-features: %w", err)
 	}
 	cfg.PPO = cfg.PPO.WithFeatures(tf)
+	sf, err := schemas.ParseFeatureSet(schemas.Strategic, r.StrategicFeatures)
+	if err != nil {
+		return fmt.Errorf("strata learner --strategic-features: %w", err)
+	}
+	cfg.DQN = cfg.DQN.WithFeatures(sf)
 	cfg.PPO.Net.CounterfactualCoef = r.Counterfactual
 	cfg.DQNCounterfactual = r.DQNCounterfactual
+	cfg.DQNSwitchPenalty = r.DQNSwitchPenalty
 	cfg.Availability = ppo.CatalogAvailability(cat)
 	if r.configure != nil {
 		r.configure(&cfg)

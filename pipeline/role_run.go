@@ -39,9 +39,10 @@ type RunRole struct {
 	// Transitions lists the layers whose learner transitions the twin
 	// writes (comma-separated, or none).
 	Transitions string
-	// TacticalFeatures is the feature set of the tactical transitions'
-	// states (schemas.ParseFeatureSet).
-	TacticalFeatures string
+	// TacticalFeatures and StrategicFeatures are the feature sets of the
+	// tactical and strategic transitions' states (schemas.ParseFeatureSet).
+	TacticalFeatures  string
+	StrategicFeatures string
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration. RunJSON is the run's
 	// config_json before RunConfigJSON completes it.
@@ -54,7 +55,7 @@ func DefaultRunRole() RunRole {
 	return RunRole{Source: DefaultSource(), Replay: DefaultReplayFlags(), Profiles: Profiles{What: "the run"},
 		Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
 		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical",
-		TacticalFeatures: DefaultTacticalFeatures}
+		TacticalFeatures: DefaultTacticalFeatures, StrategicFeatures: DefaultStrategicFeatures}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -77,6 +78,7 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Models, prefix+"models", r.Models, "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
 	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "closed loop: feature set of the tactical transitions' states, for a 'strata learner' of the same set")
+	RegisterStrategicFeatures(fs, prefix, &r.StrategicFeatures, "closed loop: feature set of the strategic transitions' states, for a 'strata learner' of the same set")
 }
 
 // Validate reports a trace file given together with --synth-days and a
@@ -97,10 +99,23 @@ func (r *RunRole) Validate() error {
 	if _, err := ParseLayers(r.Transitions); err != nil {
 		return fmt.Errorf("parsing --transitions: %w", err)
 	}
-	if _, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures); err != nil {
-		return fmt.Errorf("parsing --tactical-features: %w", err)
+	if _, err := r.featureSets(); err != nil {
+		return err
 	}
 	return nil
+}
+
+// featureSets returns the transitions' feature sets by layer.
+func (r *RunRole) featureSets() (map[schemas.Layer]schemas.FeatureSet, error) {
+	tf, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures)
+	if err != nil {
+		return nil, fmt.Errorf("parsing --tactical-features: %w", err)
+	}
+	sf, err := schemas.ParseFeatureSet(schemas.Strategic, r.StrategicFeatures)
+	if err != nil {
+		return nil, fmt.Errorf("parsing --strategic-features: %w", err)
+	}
+	return map[schemas.Layer]schemas.FeatureSet{schemas.Tactical: tf, schemas.Strategic: sf}, nil
 }
 
 // Run runs the loop and prints its report to stdout; the progress bar and
@@ -153,11 +168,11 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("parsing --transitions: %w", err)
 		}
-		tf, err := schemas.ParseFeatureSet(schemas.Tactical, r.TacticalFeatures)
+		fsets, err := r.featureSets()
 		if err != nil {
-			return fmt.Errorf("parsing --tactical-features: %w", err)
+			return err
 		}
-		return RunLoop(ctx, LoopOptions{FeatureSets: map[schemas.Layer]schemas.FeatureSet{schemas.Tactical: tf}, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
+		return RunLoop(ctx, LoopOptions{FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
 			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
 	}

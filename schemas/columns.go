@@ -204,5 +204,12 @@ func strategicColumns(rows []StrategicRow) []arrow.Array {
 	for k := range v {
 		cols = append(cols, valueCol(v[k]))
 	}
-	return append(cols, float64Col(f[4], nil))
+	prov, reg := make([]string, n), make([]string, n)
+	mem, peakHour := make([]int32, n), make([]int32, n)
+	peak := make([]float64, n)
+	for i := range rows {
+		r := &rows[i]
+		prov[i], reg[i], mem[i], peak[i], peakHour[i] = r.Provider, r.Region, r.MemoryMB, r.MemoryPeakMB, r.AppPeakHour
+	}
+	return append(cols, float64Col(f[4], nil), stringCol(prov), stringCol(reg), int32Col(mem), float64Col(peak, nil), int32Col(peakHour))
 }

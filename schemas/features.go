@@ -20,6 +20,17 @@ const (
 	// StrategicSeed is the seed's strategic state (StrategicRow.Vector,
 	// StrategicDim values).
 	StrategicSeed FeatureSet = "strategic/seed-v1"
+	// StrategicPlacement is StrategicSeed followed by what tells apps'
+	// best providers apart (docs/agents.md): the one-hots of the provider
+	// (aws, azure, gcp) and the metro (PlacementMetros order) most of the
+	// day's invocations ran on (all 0 when the telemetry does not say),
+	// the memory tier in MB they ran at, the app's memory peak so far in
+	// MB, the day's CPU and memory utilisation, and the sine and cosine of
+	// the app's busiest UTC hour of day (where its users are; both 0
+	// before any traffic) — StrategicPlacementDim values. The extra
+	// values join the seed's 4 app-context values in the DQN's app
+	// encoder.
+	StrategicPlacement FeatureSet = "strategic/placement-v1"
 	// TacticalSeed is the seed's tactical state (TacticalRow.Vector,
 	// TacticalDim values): 7 tactical metrics, the provider one-hot and
 	// the workload trend.
@@ -45,6 +56,9 @@ const (
 	OperationalSeed FeatureSet = "operational/seed-v1"
 )
 
+// StrategicPlacementDim is StrategicPlacement's size.
+const StrategicPlacementDim = StrategicDim + 3 + len(PlacementMetros) + 6
+
 // TacticalPlacementDim is TacticalPlacement's size.
 const TacticalPlacementDim = TacticalDim + len(PlacementMetros) + len(PlacementTiersMB) + 4
 
@@ -66,6 +80,7 @@ var featureSets = []struct {
 	dim   int
 }{
 	{StrategicSeed, Strategic, StrategicDim},
+	{StrategicPlacement, Strategic, StrategicPlacementDim},
 	{TacticalSeed, Tactical, TacticalDim},
 	{TacticalPlacement, Tactical, TacticalPlacementDim},
 	{TacticalPlacementV2, Tactical, TacticalPlacementV2Dim},
@@ -221,6 +236,58 @@ func TacticalLog1p(f FeatureSet) []bool {
 	return log1p
 }
 
+// StrategicLog1p returns, for strategic set f, which of its features a
+// scaler should log1p-transform: the seed's heavy-tailed, non-negative
+// ones (cost, carbon, latency mean and p95, invocations, request rate,
+// peak hourly rate, duration mean and p95, the function count) and for
+// StrategicPlacement the memory tier and the memory peak; nil for a set
+// that is not strategic.
+func StrategicLog1p(f FeatureSet) []bool {
+	if f.Layer() != Strategic {
+		return nil
+	}
+	log1p := make([]bool, f.Dim())
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 8, 9, 11} {
+		log1p[i] = true
+	}
+	if f == StrategicPlacement {
+		m := StrategicDim + 3 + len(PlacementMetros)
+		log1p[m], log1p[m+1] = true, true
+	}
+	return log1p
+}
+
+// AppendFeatures appends r's state vector in strategic set f to dst: raw
+// values (unscaled), 0 for what is missing, every value finite when r's
+// are.
+func (r *StrategicRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
+	dst = append(dst, r.Vector()...)
+	if f != StrategicPlacement {
+		return dst
+	}
+	n := len(dst)
+	dst = append(dst, make([]float32, StrategicPlacementDim-StrategicDim)...)
+	v := dst[n:]
+	switch r.Provider {
+	case "aws":
+		v[0] = 1
+	case "azure":
+		v[1] = 1
+	case "gcp":
+		v[2] = 1
+	}
+	if m := slices.Index(PlacementMetros[:], r.Region); m >= 0 {
+		v[3+m] = 1
+	}
+	d := v[3+len(PlacementMetros):]
+	d[0], d[1], d[2], d[3] = float32(r.MemoryMB), float32(r.MemoryPeakMB), or0(r.CPUUtil), or0(r.MemoryUtil)
+	if r.AppPeakHour >= 0 && r.AppPeakHour < 24 {
+		users := hourCircle(r.AppPeakHour)
+		d[4], d[5] = users[0], users[1]
+	}
+	return dst
+}
+
 // AppendFeatures appends r's state vector in set f to dst: raw values
 // (unscaled), 0 for what is missing, every value finite when r's are.
 func (r *TacticalRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
@@ -255,6 +322,17 @@ func (r *TacticalRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
 func hourCircle(h int32) [2]float32 {
 	a := 2 * math.Pi * float64(h) / 24
 	return [2]float32{float32(math.Sin(a)), float32(math.Cos(a))}
+}
+
+// ProviderOf returns the provider index (0 aws, 1 azure, 2 gcp: the
+// strategic action order) of a StrategicPlacement vector, or false when v
+// is not one or names no provider.
+func ProviderOf(v []float32) (int, bool) {
+	if len(v) != StrategicPlacementDim {
+		return 0, false
+	}
+	p := slices.Index(v[StrategicDim:StrategicDim+3], 1)
+	return p, p >= 0
 }
 
 // PlacementOf returns the metro and tier indices (PlacementMetros and

@@ -25,7 +25,8 @@ func TestParseFeatureSet(t *testing.T) {
 		{schemas.Tactical, "placement-v1", schemas.TacticalPlacement, false},
 		{schemas.Tactical, "tactical/placement-v1", schemas.TacticalPlacement, false},
 		{schemas.Strategic, "", schemas.StrategicSeed, false},
-		{schemas.Strategic, "placement-v1", "", true},
+		{schemas.Strategic, "placement-v1", schemas.StrategicPlacement, false},
+		{schemas.Strategic, "placement-v2", "", true},
 		{schemas.Tactical, "strategic/seed-v1", "", true},
 		{schemas.Tactical, "placement-v9", "", true},
 	}
@@ -153,6 +154,53 @@ func TestAppendFeaturesV2(t *testing.T) {
 	v := (&schemas.TacticalRow{Region: "us-west", MemoryMB: 256}).AppendFeatures(nil, schemas.TacticalPlacementV2)
 	if m, tier, ok := schemas.PlacementOf(v); !ok || m != 1 || tier != 1 {
 		t.Errorf("PlacementOf a v2 vector: %d %d %v, want 1 1 true", m, tier, ok)
+	}
+}
+
+// TestStrategicAppendFeatures checks strategic/placement-v1: the seed's
+// vector first, then the provider and metro one-hots, the tier and memory
+// peak, the utilisations and the users' hour on the circle — finite and 0
+// where the row says nothing.
+func TestStrategicAppendFeatures(t *testing.T) {
+	tests := []struct {
+		name string
+		row  schemas.StrategicRow
+		want [13]float32
+	}{
+		{"no telemetry", schemas.StrategicRow{App: "a", AppPeakHour: -1}, [13]float32{}},
+		{"azure in eu-west, busy at 06 UTC", schemas.StrategicRow{App: "a", Provider: "azure", Region: "eu-west", MemoryMB: 512,
+			MemoryPeakMB: 300, CPUUtil: schemas.Some(0.25), MemoryUtil: schemas.Some(0.5), AppPeakHour: 6},
+			[13]float32{0, 1, 0, 0, 0, 1, 0, 512, 300, 0.25, 0.5, 1, 0}},
+		{"gcp, unknown metro, hour out of range", schemas.StrategicRow{App: "a", Provider: "gcp", Region: "mars", AppPeakHour: 24},
+			[13]float32{0, 0, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if v := tc.row.AppendFeatures(nil, schemas.StrategicSeed); !slices.Equal(v, tc.row.Vector()) {
+				t.Fatalf("seed set %v, want the seed's vector %v", v, tc.row.Vector())
+			}
+			v := tc.row.AppendFeatures([]float32{7}, schemas.StrategicPlacement)
+			if len(v) != 1+schemas.StrategicPlacementDim || v[0] != 7 || !slices.Equal(v[1:1+schemas.StrategicDim], tc.row.Vector()) || !schemas.Finite(v) {
+				t.Fatalf("placement-v1 %v: want 7 then %d finite values starting with the seed's %v", v, schemas.StrategicPlacementDim, tc.row.Vector())
+			}
+			got := v[1+schemas.StrategicDim:]
+			for i := range got {
+				if math.Abs(float64(got[i]-tc.want[i])) > 1e-6 {
+					t.Fatalf("placement-v1 tail %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+	log1p := schemas.StrategicLog1p(schemas.StrategicPlacement)
+	m := schemas.StrategicDim + 3 + len(schemas.PlacementMetros)
+	if len(log1p) != schemas.StrategicPlacementDim || !log1p[m] || !log1p[m+1] || log1p[m+2] || log1p[schemas.StrategicDim] {
+		t.Errorf("placement-v1 log1p flags %v: want the tier's and the memory peak's among the new ones", log1p)
+	}
+	if seed := schemas.StrategicLog1p(schemas.StrategicSeed); !slices.Equal(seed, log1p[:schemas.StrategicDim]) {
+		t.Errorf("seed log1p flags %v differ from placement-v1's first %d %v", seed, schemas.StrategicDim, log1p[:schemas.StrategicDim])
+	}
+	if schemas.StrategicLog1p(schemas.TacticalSeed) != nil {
+		t.Error("StrategicLog1p of a tactical set: want nil")
 	}
 }
 

@@ -19,8 +19,11 @@ import (
 // steps (1 to SeqLen) instead of always SeqLen; readers keep the sequences
 // (Sequences). Version 4: tactical rows end with three more columns,
 // memory_peak_mb, app_peak_hour and hour (TacticalRow); operational and
-// strategic batches are as in version 3.
-const StateSchemaVersion = 4
+// strategic batches are as in version 3. Version 5: strategic rows end
+// with five more columns, provider, region, memory_mb, memory_peak_mb and
+// app_peak_hour (StrategicRow); operational and tactical batches are as in
+// version 4.
+const StateSchemaVersion = 5
 
 // SeqLen is the length of the operational sequences: 12 steps of 15 s.
 const SeqLen = 12
@@ -188,6 +191,19 @@ type StrategicRow struct {
 	MemoryUtil    Value
 	// Trend is ln(1+n(d−1)) − ln(1+n(d−2)).
 	Trend float64
+	// Provider, Region and MemoryMB are the placement most of the day's
+	// invocations ran under ("" / 0 when the telemetry does not say).
+	Provider string
+	Region   string
+	MemoryMB int32
+	// MemoryPeakMB is the largest memory in use (memory_used_mb) any of
+	// the app's invocations reported over the closed days so far, 0 when
+	// none did (capped at the tier by the telemetry, as in TacticalRow).
+	MemoryPeakMB float64
+	// AppPeakHour is the UTC hour of day (0–23) in which the app started
+	// the most invocations over the closed hours so far (ties to the
+	// earlier hour), −1 before any, as in TacticalRow.
+	AppPeakHour int32
 }
 
 // StateBatch is one tick batch of one layer; exactly one of the row slices is
@@ -272,6 +288,11 @@ var (
 		{Name: "cpu_util", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
 		{Name: "memory_util", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
 		{Name: "trend", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "provider", Type: arrow.BinaryTypes.String},
+		{Name: "region", Type: arrow.BinaryTypes.String},
+		{Name: "memory_mb", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "memory_peak_mb", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "app_peak_hour", Type: arrow.PrimitiveTypes.Int32},
 	}
 )
 
@@ -375,7 +396,7 @@ func encodedSize(b *StateBatch) int {
 	case Tactical:
 		n += len(b.Tactical) * (22*8 + 160)
 	default:
-		n += len(b.Strategic) * (16*8 + 100)
+		n += len(b.Strategic) * (21*8 + 130)
 	}
 	return n
 }
@@ -737,7 +758,11 @@ func readStrategic(rec arrow.RecordBatch) []StrategicRow {
 			LatencyMeanMS: val(rec, 8, i), LatencyP95MS: val(rec, 9, i),
 			CostUSD: val(rec, 10, i), CarbonG: val(rec, 11, i),
 			ColdStartRate: val(rec, 12, i), CPUUtil: val(rec, 13, i), MemoryUtil: val(rec, 14, i),
-			Trend: f64(rec, 15, i),
+			Trend:    f64(rec, 15, i),
+			Provider: str(rec, 16, i), Region: str(rec, 17, i),
+			MemoryMB:     rec.Column(18).(*array.Int32).Value(i),
+			MemoryPeakMB: f64(rec, 19, i),
+			AppPeakHour:  rec.Column(20).(*array.Int32).Value(i),
 		}
 	}
 	return rows

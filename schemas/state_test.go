@@ -74,6 +74,8 @@ func testBatch(l schemas.Layer, n int, seed uint64) *schemas.StateBatch {
 				PeakHourRate: r.Float64() * 3, ActiveHours: r.Int32N(25), DurationMeanMS: r.Float64() * 1e3, DurationP95MS: r.Float64() * 1e4,
 				LatencyMeanMS: optValue(r), LatencyP95MS: optValue(r), CostUSD: optValue(r), CarbonG: optValue(r),
 				ColdStartRate: optValue(r), CPUUtil: optValue(r), MemoryUtil: optValue(r), Trend: r.NormFloat64(),
+				Provider: []string{"", "aws", "azure", "gcp"}[r.IntN(4)], Region: []string{"", "ap-southeast"}[r.IntN(2)],
+				MemoryMB: []int32{0, 256, 2048}[r.IntN(3)], MemoryPeakMB: r.Float64() * 2048, AppPeakHour: r.Int32N(25) - 1,
 			})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/schemas"
@@ -79,16 +80,29 @@ type Config struct {
 	// also "") or nn.BackendGorgonia, the reference. It does not change
 	// the checkpoint.
 	Backend nn.Backend `json:"backend,omitempty"`
+	// FeatureSet is the strategic state the network reads
+	// (schemas.StrategicSeed when empty: checkpoints written before sets
+	// were named); set it with WithFeatures, which sizes the network.
+	FeatureSet schemas.FeatureSet `json:"feature_set,omitempty"`
 }
 
-// strategicLog1p marks the heavy-tailed, non-negative features of
-// schemas.StrategicRow.Vector: cost, carbon, latency mean and p95,
-// invocations, request rate, peak hourly rate, duration mean and p95, and
-// the function count. The workload trend (signed), the app embedding, the
-// active hours and the cold-start rate are scaled as they are.
-var strategicLog1p = [schemas.StrategicDim]bool{
-	0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true,
-	8: true, 9: true, 11: true,
+// WithFeatures returns c reading feature set f: the values past the
+// seed's 10 strategic metrics feed the app encoder, and the scaler
+// log1p-transforms the set's heavy-tailed features.
+func (c Config) WithFeatures(f schemas.FeatureSet) Config {
+	c.FeatureSet = f
+	c.Net.AppInputs = f.Dim() - c.Net.StrategicInputs
+	c.ScalerLog1p = schemas.StrategicLog1p(f)
+	return c
+}
+
+// Features returns the feature set the network reads: FeatureSet, or
+// schemas.StrategicSeed for a configuration that names none.
+func (c Config) Features() schemas.FeatureSet {
+	if c.FeatureSet == "" {
+		return schemas.StrategicSeed
+	}
+	return c.FeatureSet
 }
 
 // DefaultConfig returns the seed's strategic DQN (docs/agents.md).
@@ -110,7 +124,7 @@ func DefaultConfig() Config {
 		EpsilonEpisodes:      40,
 		ScalerKind:           nn.ScalerRobust,
 		ScalerFit:            1_000,
-		ScalerLog1p:          strategicLog1p[:],
+		ScalerLog1p:          schemas.StrategicLog1p(schemas.StrategicSeed),
 	}
 }
 
@@ -118,6 +132,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.Net.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if f := c.Features(); f.Validate(schemas.Strategic) != nil || f.Dim() != c.Net.Inputs() {
+		return fmt.Errorf("%w: feature set %q of %d values for a network of %d inputs (want a strategic set: %s)", ErrConfig, f, f.Dim(), c.Net.Inputs(), strings.Join(schemas.FeatureSets(schemas.Strategic), ", "))
 	}
 	if _, err := nn.ParseBackend(string(c.Backend)); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

@@ -638,3 +638,66 @@ func TestBackendSwitch(t *testing.T) {
 		t.Errorf("reloaded backends %q, %q", l2.Online().Backend(), l2.Target().Backend())
 	}
 }
+
+// TestFeatureSets checks a DQN on strategic/placement-v1: the extra values
+// widen the app encoder, the checkpoint records the set, a policy loaded
+// from it builds placement-v1 vectors (its decisions depend on the
+// provider the row names, which the seed's vector leaves out), and a
+// network of one set is refused under another.
+func TestFeatureSets(t *testing.T) {
+	cfg := smallConfig().WithFeatures(schemas.StrategicPlacement)
+	if cfg.Net.Inputs() != schemas.StrategicPlacementDim || cfg.Net.StrategicInputs != 10 || len(cfg.ScalerLog1p) != schemas.StrategicPlacementDim {
+		t.Fatalf("placement-v1 config: %d inputs (%d strategic), %d log1p flags; want %d (10)", cfg.Net.Inputs(), cfg.Net.StrategicInputs, len(cfg.ScalerLog1p), schemas.StrategicPlacementDim)
+	}
+	if DefaultConfig().Features() != schemas.StrategicSeed {
+		t.Errorf("default set %s, want %s", DefaultConfig().Features(), schemas.StrategicSeed)
+	}
+	bad := smallConfig()
+	bad.FeatureSet = schemas.StrategicPlacement // not sized by WithFeatures
+	if err := bad.Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("placement-v1 on a seed-sized network: %v, want ErrConfig", err)
+	}
+	bad = smallConfig().WithFeatures(schemas.TacticalSeed)
+	if err := bad.Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("a tactical set: %v, want ErrConfig", err)
+	}
+	l := mustLearner(t, cfg)
+	rows := strategicRows(8, 64)
+	providers := []string{"aws", "azure", "gcp"}
+	rng := rand.New(rand.NewPCG(8, 11))
+	for range 80 {
+		i := rng.IntN(len(rows) - 1)
+		rows[i].Provider = providers[rng.IntN(3)]
+		tr := Transition{State: rows[i].AppendFeatures(nil, schemas.StrategicPlacement), Action: rng.IntN(3), Reward: float32(rng.NormFloat64()),
+			Next: rows[i+1].AppendFeatures(nil, schemas.StrategicPlacement)}
+		if err := l.Add(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := l.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := func(provider string) []float32 {
+		rs := strategicRows(12, 20)
+		for i := range rs {
+			rs[i].Provider = provider
+		}
+		ds := decide(t, p, 1, rs)
+		vals := make([]float32, len(rs))
+		for i, r := range rs {
+			vals[i] = float32(ds[r.App].Value.V)
+		}
+		return vals
+	}
+	if a, z := q("aws"), q("azure"); slices.Equal(a, z) {
+		t.Error("the policy's Q-values do not depend on the row's provider: it does not read placement-v1")
+	}
+	if _, err := NewPolicy(l.Online().Export(), PolicyConfig{Features: schemas.StrategicSeed}); !errors.Is(err, ErrConfig) {
+		t.Errorf("a placement-v1 network served with the seed's set: %v, want ErrConfig", err)
+	}
+}

@@ -320,7 +320,7 @@ func (l *Learner) Policy(seed int64, explore bool) (*Policy, error) {
 	if explore {
 		eps = l.Epsilon()
 	}
-	p, err := NewPolicy(l.online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: l.Version()})
+	p, err := NewPolicy(l.online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: l.Version(), Features: l.cfg.Features()})
 	if err != nil {
 		return nil, fmt.Errorf("DQN learner policy: %w", err)
 	}

@@ -25,6 +25,9 @@ type PolicyConfig struct {
 	// Version is reported in every decision row (the learner's or the
 	// checkpoint's version).
 	Version string
+	// Features is the strategic feature set the network reads (its
+	// checkpoint's; schemas.StrategicSeed when empty).
+	Features schemas.FeatureSet
 }
 
 // PolicyStats counts what a policy did.
@@ -63,10 +66,17 @@ func NewPolicy(w *nn.QWeights, cfg PolicyConfig) (*Policy, error) {
 	if w == nil {
 		return nil, fmt.Errorf("creating DQN policy: %w: nil weights", ErrConfig)
 	}
-	if w.Inputs() != schemas.StrategicDim || w.Out.Out != cloud.NumProviders {
-		return nil, fmt.Errorf("creating DQN policy: %w: network of %d inputs and %d outputs, want %d and %d", ErrConfig, w.Inputs(), w.Out.Out, schemas.StrategicDim, cloud.NumProviders)
+	if cfg.Features == "" {
+		cfg.Features = schemas.StrategicSeed
 	}
-	if w.Scaler != nil && w.Scaler.Dim != schemas.StrategicDim {
+	if err := cfg.Features.Validate(schemas.Strategic); err != nil {
+		return nil, fmt.Errorf("creating DQN policy: %w: %w", ErrConfig, err)
+	}
+	d := cfg.Features.Dim()
+	if w.Inputs() != d || w.Out.Out != cloud.NumProviders {
+		return nil, fmt.Errorf("creating DQN policy: %w: network of %d inputs and %d outputs, want %d (%s) and %d", ErrConfig, w.Inputs(), w.Out.Out, d, cfg.Features, cloud.NumProviders)
+	}
+	if w.Scaler != nil && w.Scaler.Dim != d {
 		return nil, fmt.Errorf("creating DQN policy: %w: scaler of %d features", ErrConfig, w.Scaler.Dim)
 	}
 	if !(cfg.Epsilon >= 0 && cfg.Epsilon <= 1) {
@@ -104,11 +114,11 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	if n == 0 {
 		return nil
 	}
-	const d, a = schemas.StrategicDim, cloud.NumProviders
+	const a = cloud.NumProviders
+	d := p.cfg.Features.Dim()
 	p.x = resize(p.x, n*d)
 	for i := range state.Strategic {
-		row := p.x[i*d : (i+1)*d]
-		copy(row, state.Strategic[i].Vector())
+		row := state.Strategic[i].AppendFeatures(p.x[i*d:i*d], p.cfg.Features)
 		for j, v := range row {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				row[j] = 0

@@ -59,6 +59,13 @@ type Config struct {
 	// approximation for γ > 0. Each added transition earns the DQN's
 	// update credit, so the gradient steps per day triple as well.
 	DQNCounterfactual bool
+	// DQNSwitchPenalty, when positive, is training-time shaping for the
+	// DQN as SwitchPenalty is for PPO: a strategic transition (taken or
+	// counterfactual) whose action moves the app off the provider its
+	// state says it ran on has its reward lowered by this much. It needs
+	// schemas.StrategicPlacement, whose state names the provider. The
+	// twin's rewards are unchanged.
+	DQNSwitchPenalty float64
 }
 
 // DefaultConfig returns the seed's learners (docs/agents.md) for layers, seeded
@@ -80,8 +87,9 @@ type Stats struct {
 	// Checkpoints counts published checkpoints per layer.
 	Checkpoints map[schemas.Layer]int64
 	// Shaped counts tactical transitions whose reward the switching
-	// penalty lowered (Config.SwitchPenalty).
-	Shaped int64
+	// penalty lowered (Config.SwitchPenalty); DQNShaped the strategic
+	// ones (Config.DQNSwitchPenalty).
+	Shaped, DQNShaped int64
 	// DQN and PPO are the algorithms' own counters.
 	DQN dqn.Stats
 	PPO ppo.Stats
@@ -141,6 +149,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Learner, 
 	if p := cfg.SwitchPenalty; p < 0 || math.IsNaN(p) || math.IsInf(p, 0) || p > 0 && !cfg.PPO.Features().HasPlacement() {
 		return nil, fmt.Errorf("creating learner: a switching penalty of %v needs a finite value ≥ 0 and a tactical feature set with the placement (%s or %s; this learner's is %s)",
 			p, schemas.TacticalPlacement, schemas.TacticalPlacementV2, cfg.PPO.Features())
+	}
+	if p := cfg.DQNSwitchPenalty; p < 0 || math.IsNaN(p) || math.IsInf(p, 0) || p > 0 && cfg.DQN.Features() != schemas.StrategicPlacement {
+		return nil, fmt.Errorf("creating learner: a DQN switching penalty of %v needs a finite value ≥ 0 and the strategic feature set %s, whose state names the provider (this learner's is %s)",
+			p, schemas.StrategicPlacement, cfg.DQN.Features())
 	}
 	l := &Learner{cfg: cfg, log: logger}
 	l.stats = Stats{Transitions: map[schemas.Layer]int64{}, Markers: map[schemas.Layer]int64{}, Intervals: map[schemas.Layer]int64{},
@@ -310,6 +322,12 @@ func (l *Learner) Handle(ctx context.Context, tr *stratapb.Transition) error {
 // addDQN adds tr's state and next state to the DQN's replay buffer with
 // action a and reward r; a rejected transition is counted, not an error.
 func (l *Learner) addDQN(tr *stratapb.Transition, a int, r float32) error {
+	if l.cfg.DQNSwitchPenalty > 0 {
+		if p, ok := schemas.ProviderOf(tr.GetState()); ok && a != p {
+			r -= float32(l.cfg.DQNSwitchPenalty)
+			l.stats.DQNShaped++
+		}
+	}
 	err := l.dqn.Add(dqn.Transition{State: tr.GetState(), Action: a, Reward: r, Next: tr.GetNextState(), Done: tr.GetDone()})
 	if err != nil && !l.reject(err) {
 		return err
@@ -409,8 +427,11 @@ var ErrFeatureSet = errors.New("transition of another feature set")
 // FeatureSet returns the feature set the learner's network of layer reads:
 // the transitions it trains on must be in it.
 func (l *Learner) FeatureSet(layer schemas.Layer) schemas.FeatureSet {
-	if layer == schemas.Tactical {
+	switch layer {
+	case schemas.Tactical:
 		return l.cfg.PPO.Features()
+	case schemas.Strategic:
+		return l.cfg.DQN.Features()
 	}
 	return schemas.DefaultFeatureSet(layer)
 }

@@ -532,6 +532,39 @@ func TestSwitchPenalty(t *testing.T) {
 	}
 }
 
+// TestDQNSwitchPenalty checks the DQN's switching shaping: on a
+// placement-v1 state that names the provider, the taken and the
+// counterfactual transitions whose provider differs are shaped (two of a
+// day's three on an app that ran somewhere; none on an app whose state
+// names no provider), and the penalty needs placement-v1.
+func TestDQNSwitchPenalty(t *testing.T) {
+	ctx := context.Background()
+	cfg := learner.DefaultConfig(5, schemas.Strategic)
+	cfg.DQN = cfg.DQN.WithFeatures(schemas.StrategicPlacement)
+	cfg.DQN.WarmUp, cfg.DQN.ScalerFit, cfg.DQN.BatchSize = 8, 8, 4
+	cfg.DQNCounterfactual, cfg.DQNSwitchPenalty = true, 0.3
+	l := begun(t, cfg, nil, "dshape", 0, modelStore(t))
+	for i, provider := range []string{"azure", ""} {
+		st := (&schemas.StrategicRow{App: "a", Invocations: 10, Provider: provider}).AppendFeatures(nil, schemas.StrategicPlacement)
+		tr := &stratapb.Transition{RunId: "dshape", Layer: string(schemas.Strategic), Tick: 0, App: "app" + strconv.Itoa(i), State: st,
+			Action: 1, Reward: 0.5, ActionRewards: []float32{0.1, 0.5, 0.2}, Done: true, Policy: "dqn", FeatureSet: string(schemas.StrategicPlacement)}
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Handle(ctx, &stratapb.Transition{RunId: "dshape", Layer: string(schemas.Strategic), Tick: 0, EndOfInterval: true, Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.DQNShaped != 2 || st.DQN.Added != 6 {
+		t.Fatalf("shaped %d of %d added, want 2 of 6", st.DQNShaped, st.DQN.Added)
+	}
+	seed := learner.DefaultConfig(5, schemas.Strategic)
+	seed.DQNSwitchPenalty = 0.3
+	if _, err := learner.New(seed, slog.New(slog.DiscardHandler), nil); err == nil || !strings.Contains(err.Error(), string(schemas.StrategicPlacement)) {
+		t.Fatalf("a DQN switching penalty on the seed's state: %v, want a refusal naming %s", err, schemas.StrategicPlacement)
+	}
+}
+
 // TestDQNCounterfactual checks that with DQNCounterfactual each strategic
 // transition that carries the 3 providers' rewards adds 3 rows to the
 // replay buffer (the taken action's and two counterfactual ones), one

@@ -57,8 +57,10 @@ POLICY_VERSION = "1"
 
 # Versions of the batch schemas this worker reads and writes
 # (schemas.StateSchemaVersion, schemas.DecisionSchemaVersion). State version
-# 4 added memory_peak_mb, app_peak_hour and hour to the tactical columns.
-STATE_SCHEMA_VERSION = "4"
+# 4 added memory_peak_mb, app_peak_hour and hour to the tactical columns;
+# 5 added provider, region, memory_mb, memory_peak_mb and app_peak_hour to
+# the strategic columns.
+STATE_SCHEMA_VERSION = "5"
 DECISION_SCHEMA_VERSION = "2"
 
 # Stream and subject bases (schemas/names.go).

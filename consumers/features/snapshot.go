@@ -81,6 +81,8 @@ type snapApp struct {
 	PrevN    periodCount
 	// ByHour is the app's invocations of its closed hours by UTC hour.
 	ByHour [24]int64
+	// MemPeak is the largest memory_used_mb of the app's closed days.
+	MemPeak float64
 }
 
 // snapIDs is the invocation ids added to one open tick, in the order added.
@@ -179,7 +181,7 @@ func (p *Partition) MarshalBinary() ([]byte, error) {
 		s.Funcs = append(s.Funcs, sf)
 	}
 	for _, a := range p.appList {
-		sa := snapApp{App: a.app, ClosedUS: a.closedUS, Closed: a.closed, PrevN: a.prevN, ByHour: a.byHour}
+		sa := snapApp{App: a.app, ClosedUS: a.closedUS, Closed: a.closed, PrevN: a.prevN, ByHour: a.byHour, MemPeak: a.memPeak}
 		for _, d := range a.days {
 			sa.Days = append(sa.Days, snapPeriodOf(d))
 		}
@@ -217,7 +219,7 @@ func RestorePartition(data []byte) (*Partition, error) {
 	}
 	for _, sa := range s.Apps {
 		a := p.app(sa.App)
-		a.closedUS, a.closed, a.prevN, a.byHour = sa.ClosedUS, sa.Closed, sa.PrevN, sa.ByHour
+		a.closedUS, a.closed, a.prevN, a.byHour, a.memPeak = sa.ClosedUS, sa.Closed, sa.PrevN, sa.ByHour, sa.MemPeak
 		for _, d := range sa.Days {
 			a.days = append(a.days, d.acc())
 		}

@@ -153,6 +153,8 @@ type appState struct {
 	// byHour counts the app's invocations of the closed hours so far by
 	// UTC hour of day, for its busiest hour.
 	byHour [24]int64
+	// memPeak is the largest memory_used_mb of the closed days so far.
+	memPeak float64
 }
 
 // peakHour returns the UTC hour of day with the most invocations (ties to
@@ -837,6 +839,9 @@ func (p *Partition) strategicBatch(day int64) *schemas.StateBatch {
 	start := day * grid.StrategicTickUS
 	for _, a := range p.appList {
 		pa := takePeriod(&a.days, day-1)
+		if pa != nil {
+			a.memPeak = max(a.memPeak, pa.memPeak)
+		}
 		if !a.activeAt(start) {
 			if pa != nil {
 				a.prevN = periodCount{day - 1, pa.n}
@@ -866,6 +871,8 @@ func (p *Partition) strategicBatch(day int64) *schemas.StateBatch {
 		if pa.latN > 0 {
 			r.LatencyP95MS = schemas.Some(pa.lat.quantile(0.95))
 		}
+		r.Provider, r.Region, r.MemoryMB = mode(pa.placement)
+		r.MemoryPeakMB, r.AppPeakHour = a.memPeak, a.peakHour()
 		a.prevN = periodCount{day - 1, pa.n}
 		b.Strategic = append(b.Strategic, r)
 	}

@@ -45,7 +45,7 @@ func (c *core) onState(data []byte) error {
 	}
 	a.shards[h.Shard] = true
 	for i := range b.Strategic {
-		a.vec[FuncID{App: b.Strategic[i].App}] = b.Strategic[i].Vector()
+		a.vec[FuncID{App: b.Strategic[i].App}] = b.Strategic[i].AppendFeatures(nil, c.features(schemas.Strategic))
 	}
 	for i := range b.Tactical {
 		a.vec[FuncID{b.Tactical[i].App, b.Tactical[i].Func}] = b.Tactical[i].AppendFeatures(nil, c.features(schemas.Tactical))

@@ -154,7 +154,11 @@ func inspectArchive(info *Info, data []byte) error {
 		}
 		info.Layer, info.Format, info.Version = schemas.Strategic, m.Format, m.Version
 		info.Episode, info.Steps, info.Transitions, info.Epsilon = m.Episode, m.Steps, m.Added, m.Epsilon
-		return inspectNet(info, entries[dqn.EntryOnline], nn.KindQ)
+		if err := inspectNet(info, entries[dqn.EntryOnline], nn.KindQ); err != nil {
+			return err
+		}
+		info.FeatureSet = m.Config.Features()
+		return nil
 	case entries[lstm.EntryManifest] != nil:
 		var m lstm.Manifest
 		if err := json.Unmarshal(entries[lstm.EntryManifest], &m); err != nil {
@@ -215,8 +219,9 @@ func inspectNet(info *Info, data []byte, kind string) error {
 	}
 	info.Kind = kind
 	info.Network = json.RawMessage(c.Metadata["config"])
-	// The strategic and operational layers have one feature set each, the
-	// seed's; PPO's configuration names its own (inspectPPO).
+	// The operational layer has one feature set, the seed's; the DQN's
+	// manifest and PPO's configuration name their own (inspectArchive,
+	// inspectPPO).
 	info.FeatureSet = schemas.DefaultFeatureSet(schemas.Layer(strings.SplitN(kind, "-", 2)[0]))
 	if info.Seed, err = strconv.ParseUint(c.Metadata["seed"], 10, 64); err != nil {
 		return fmt.Errorf("%w: seed %q", ErrNotCheckpoint, c.Metadata["seed"])

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/agents/ppo"
@@ -60,6 +61,9 @@ type Config struct {
 	// transition after.
 	DQNWarmUp  int
 	DQNUpdates float64
+	// DQNGamma is the DQN's discount factor (dqn.Config.Gamma; the seed's
+	// 0.99).
+	DQNGamma float64
 	// Placement is the placement before any decision.
 	Placement string
 	// Lateness is how far out of start order the trace may be.
@@ -82,6 +86,9 @@ type Config struct {
 	LSTMFlat  float64
 	// TacticalFeatures is the PPO's state feature set (--tactical-features).
 	TacticalFeatures string
+	// StrategicFeatures is the DQN's state feature set
+	// (--strategic-features).
+	StrategicFeatures string
 	// SwitchPenalty is the learner's training-time switching cost
 	// (learner.Config.SwitchPenalty).
 	SwitchPenalty float64
@@ -91,6 +98,9 @@ type Config struct {
 	// DQNCounterfactual adds the DQN counterfactual transitions for the
 	// providers not taken (learner.Config.DQNCounterfactual).
 	DQNCounterfactual bool
+	// DQNSwitchPenalty is the DQN's switching shaping
+	// (learner.Config.DQNSwitchPenalty).
+	DQNSwitchPenalty float64
 	// Ablate lists feature groups of the tactical set PPO never sees
 	// (ppo.Config.Ablate; comma-separated), for leave-one-out studies.
 	Ablate string
@@ -110,9 +120,10 @@ func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1, SeedFlag: "trace-seed"},
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
-		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
+		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
 		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric,
-		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures}
+		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
+		StrategicFeatures: pipeline.DefaultStrategicFeatures}
 }
 
 // RegisterFlags registers the training's flags, each name preceded by
@@ -132,13 +143,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Tactical, prefix+"tactical", c.Tactical, "tactical policy when the tactical layer is not trained")
 	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
 	pipeline.RegisterTacticalFeatures(fs, prefix, &c.TacticalFeatures, "PPO's state feature set")
+	pipeline.RegisterStrategicFeatures(fs, prefix, &c.StrategicFeatures, "the DQN's state feature set")
 	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1 or placement-v2; the tables' rewards are unchanged)")
 	fs.StringVar(&c.Ablate, prefix+"ablate", c.Ablate, "PPO: feature `GROUPS` of the tactical set the network never sees (comma-separated; their inputs are 0 in training and serving), for ablations — seed, placement, descriptors, and for placement-v2 memory-peak, users-hour, hour (docs/agents.md)")
 	fs.Float64Var(&c.Counterfactual, prefix+"counterfactual", c.Counterfactual, "PPO: weight of the all-action term, which credits every placement with the reward the twin scored for it in hindsight (the transitions' action rewards; 0 = the seed's PPO, learning from the taken action only)")
 	fs.BoolVar(&c.DQNCounterfactual, prefix+"dqn-counterfactual", c.DQNCounterfactual, "DQN: beside each strategic transition, add one per other provider with the reward the twin scored for it in hindsight (the transitions' action rewards); off = the seed's DQN")
+	fs.Float64Var(&c.DQNSwitchPenalty, prefix+"dqn-switch-penalty", c.DQNSwitchPenalty, "training-time shaping: lower the reward the DQN learns from by this much when an action moves an app off the provider it ran on (needs --strategic-features placement-v1; the tables' rewards are unchanged)")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
+	fs.Float64Var(&c.DQNGamma, prefix+"dqn-gamma", c.DQNGamma, "DQN: discount factor (the seed's 0.99; 0 learns each day's reward alone, docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
 	fs.StringVar(&c.LSTMData, prefix+"lstm-data", c.LSTMData, "LSTM training sequences `FILE`.parquet (default: exported from the training days into --out)")
@@ -185,9 +199,15 @@ func (c *Config) Validate() error {
 	if c.Patience < 0 {
 		return errors.New("strata train: --patience must be 0 (off) or positive")
 	}
+	if !(c.DQNGamma >= 0 && c.DQNGamma <= 1) {
+		return fmt.Errorf("strata train --dqn-gamma %v: want a discount factor in [0, 1]", c.DQNGamma)
+	}
 	tf, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures)
 	if err != nil {
 		return fmt.Errorf("strata train --tactical-features: %w", err)
+	}
+	if _, err := schemas.ParseFeatureSet(schemas.Strategic, c.StrategicFeatures); err != nil {
+		return fmt.Errorf("strata train --strategic-features: %w", err)
 	}
 	if _, err := schemas.AblatedIndices(tf, c.ablate()); err != nil {
 		return fmt.Errorf("strata train --ablate: %w", err)
@@ -256,16 +276,23 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("strata train --tactical-features: %w", err)
 		}
 		lcfg.PPO = lcfg.PPO.WithFeatures(tf)
+		sf, err := schemas.ParseFeatureSet(schemas.Strategic, c.StrategicFeatures)
+		if err != nil {
+			return fmt.Errorf("strata train --strategic-features: %w", err)
+		}
+		lcfg.DQN = lcfg.DQN.WithFeatures(sf)
 		lcfg.PPO.Rollout = c.Rollout
 		lcfg.SwitchPenalty = c.SwitchPenalty
 		lcfg.PPO.Net.CounterfactualCoef = c.Counterfactual
 		lcfg.DQNCounterfactual = c.DQNCounterfactual
+		lcfg.DQNSwitchPenalty = c.DQNSwitchPenalty
 		lcfg.PPO.Ablate = c.ablate()
 		// A 10-day episode yields only ~500 strategic transitions (one per
 		// active app and day): the algorithm's defaults (1,000 warm-up, one
 		// step per transition) would leave the DQN untrained for two
 		// episodes and with ~500 steps per episode after (docs/learner.md).
 		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = c.DQNWarmUp, c.DQNWarmUp, c.DQNUpdates
+		lcfg.DQN.Gamma = c.DQNGamma
 		lcfg.Availability = ppo.CatalogAvailability(cat)
 		reg := pipeline.NewRegistry()
 		lrn, err := learner.New(lcfg, logger.With("role", "learner"), reg)
