@@ -2,9 +2,11 @@ package baselines
 
 import (
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -300,5 +302,57 @@ func TestStrategicLatencyAndCarbonAgree(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGreedyCostLeavesAnOOMTier feeds greedy-cost the tactical row the
+// feature consumer builds from the twin's telemetry of a function that ran
+// out of memory: a 260 MB working set on aws/us-east/256 MB, where every
+// invocation reports the whole tier in use and runs several times its
+// trace duration on the tier's CPU share. The memory need read from the
+// row (memory ÷ CPU utilisation × tier) must then be the tier, which the
+// headroom puts above it. While the features weighted memory by the
+// trace's duration and CPU by the stretched execution, the need came out
+// a fraction of the tier and greedy-cost kept the function failing at
+// 256 MB for days (README, "The strategic layer").
+func TestGreedyCostLeavesAnOOMTier(t *testing.T) {
+	m := model(t)
+	pl := cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 1} // 256 MB
+	const refUS = 1_000_000
+	execUS := m.ExecUS(pl, cloud.Profile{WorkingSetMB: 260, CPUBoundFraction: 0.6}, refUS)
+	if execUS < 2*refUS {
+		t.Fatalf("exec %d µs on %v: the test needs a tier whose CPU share stretches the execution", execUS, pl)
+	}
+	p := features.NewPartition("oom", 0, 1, grid.DefaultEpoch)
+	emit := func(wm int64) []schemas.TacticalRow {
+		var rows []schemas.TacticalRow
+		if err := p.Advance(wm, false, func(b *schemas.StateBatch) error {
+			rows = append(rows, b.Tactical...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	emit(0)
+	for i := range int64(5) {
+		e := features.Event{ID: strconv.FormatInt(i, 10), App: "a", Func: "f", StartUS: i * 60_000_000, DurationUS: refUS,
+			HasCPU: true, CPUBusyMS: float64(execUS) / 1e3, HasMemory: true, MemoryUsed: 256, MemoryMB: 256, Instances: 1,
+			Provider: "aws", Region: "us-east"}
+		if err := p.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := emit(grid.TacticalTickUS)
+	if len(rows) != 1 {
+		t.Fatalf("tactical rows %+v, want the function's", rows)
+	}
+	r := rows[0]
+	if need := float64(r.MemoryMB) * r.MemoryUtil.V / r.CPUUtil.V; math.Abs(need-256) > 1e-9 {
+		t.Errorf("memory need read from the row %v MB, want the tier in use, 256", need)
+	}
+	d := decide(t, mustNew(t, "greedy-cost", schemas.Tactical, nil), tacBatch(1, r))
+	if len(d) != 1 || d[0].MemoryMB < 512 {
+		t.Fatalf("greedy-cost after an hour out of memory at 256 MB: %+v, want a tier of 512 MB or more", d)
 	}
 }

@@ -241,7 +241,12 @@ func (p *Partition) Add(e *Event) error {
 	}
 	f := p.function(e.App, e.Func)
 	a := f.app_
-	durS := float64(e.DurationUS) / 1e6
+	// CPU and memory utilisation divide the same busy time (heldSeconds),
+	// so their ratio is the memory in use over the tier, the memory need
+	// the greedy baselines read. Weighting memory by the trace's duration
+	// instead understated it wherever a small tier's CPU share stretches
+	// the execution, and left greedy-cost on a tier below the working set.
+	heldS := heldSeconds(e)
 
 	s := f.openStep(tick)
 	end := e.StartUS + e.DurationUS
@@ -274,7 +279,7 @@ func (p *Partition) Add(e *Event) error {
 	}
 	if e.HasMemory {
 		f.hasMem = true
-		s.memMB += e.MemoryUsed * durS
+		s.memMB += e.MemoryUsed * heldS
 		s.memN++
 	}
 
@@ -320,7 +325,7 @@ func (pa *periodAcc) add(e *Event, sub int64) {
 		pa.queueN++
 	}
 	if e.HasMemory {
-		pa.memS += e.MemoryUsed * float64(e.DurationUS) / 1e6
+		pa.memS += e.MemoryUsed * heldSeconds(e)
 		pa.memN++
 		pa.memPeak = max(pa.memPeak, e.MemoryUsed)
 	}
@@ -333,6 +338,16 @@ func (pa *periodAcc) add(e *Event, sub int64) {
 	if e.Provider != "" || e.Region != "" || e.MemoryMB > 0 {
 		pa.placement[fmt.Sprintf("%s|%s|%d", e.Provider, e.Region, e.MemoryMB)]++
 	}
+}
+
+// heldSeconds is how long e's invocation held its memory: its busy time on
+// the placement (cpu_busy_ms) when the telemetry has it, else the trace's
+// duration.
+func heldSeconds(e *Event) float64 {
+	if e.HasCPU {
+		return e.CPUBusyMS / 1e3
+	}
+	return float64(e.DurationUS) / 1e6
 }
 
 func newPeriod(period int64) *periodAcc {

@@ -131,8 +131,14 @@ func TestPartitionUtilisationAndActivity(t *testing.T) {
 	if got, want := b.CPUUtil[last].V, 1.5/(2*15.0); math.Abs(got-want) > 1e-12 {
 		t.Fatalf("cpu util %v want %v", got, want)
 	}
-	if got, want := b.MemoryUtil[last].V, 64*3.0/(2*128*15.0); math.Abs(got-want) > 1e-12 {
+	// Memory is held for the busy time (1.5 s), not the trace's duration
+	// (3 s): memory and CPU utilisation divide the same time, so their
+	// ratio is the memory in use over the tier (64 of 128).
+	if got, want := b.MemoryUtil[last].V, 64*1.5/(2*128*15.0); math.Abs(got-want) > 1e-12 {
 		t.Fatalf("memory util %v want %v", got, want)
+	}
+	if got := b.MemoryUtil[last].V / b.CPUUtil[last].V; math.Abs(got-64.0/128) > 1e-12 {
+		t.Fatalf("memory ÷ CPU utilisation %v, want the share of the tier in use 0.5", got)
 	}
 	if got, want := b.QueueDepth[last].V, 0.3/15; math.Abs(got-want) > 1e-12 {
 		t.Fatalf("queue depth %v want %v", got, want)

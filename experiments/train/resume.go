@@ -57,7 +57,7 @@ func (c *Config) fingerprint() map[string]string {
 		"train-days": c.TrainDays, "valid-days": c.ValidDays,
 		"strategic": c.Strategic, "tactical": c.Tactical, "operational": c.Operational,
 		"rollout": strconv.Itoa(c.Rollout), "dqn-warmup": strconv.Itoa(c.DQNWarmUp),
-		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "dqn-gamma": strconv.FormatFloat(c.DQNGamma, 'g', -1, 64), "default-placement": c.Placement,
+		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "dqn-gamma": strconv.FormatFloat(c.DQNGamma, 'g', -1, 64), "dqn-reward-clip": strconv.FormatFloat(c.DQNRewardClip, 'g', -1, 64), "default-placement": c.Placement,
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures, "strategic-features": c.StrategicFeatures,
 		"switch-penalty":     strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
 		"counterfactual":     strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),

@@ -64,6 +64,9 @@ type Config struct {
 	// DQNGamma is the DQN's discount factor (dqn.Config.Gamma; the seed's
 	// 0.99).
 	DQNGamma float64
+	// DQNRewardClip bounds the rewards the DQN learns from
+	// (dqn.Config.RewardClip; the seed's 100).
+	DQNRewardClip float64
 	// Placement is the placement before any decision.
 	Placement string
 	// Lateness is how far out of start order the trace may be.
@@ -120,7 +123,7 @@ func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1, SeedFlag: "trace-seed"},
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
-		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
+		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
 		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
 		StrategicFeatures: pipeline.DefaultStrategicFeatures}
@@ -152,6 +155,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
+	fs.Float64Var(&c.DQNRewardClip, prefix+"dqn-reward-clip", c.DQNRewardClip, "DQN: clip the rewards it learns from to [-C, C] (the seed's 100, the value bound; 0 = no clip; training only)")
 	fs.Float64Var(&c.DQNGamma, prefix+"dqn-gamma", c.DQNGamma, "DQN: discount factor (the seed's 0.99; 0 learns each day's reward alone, docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
@@ -292,7 +296,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		// step per transition) would leave the DQN untrained for two
 		// episodes and with ~500 steps per episode after (docs/learner.md).
 		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = c.DQNWarmUp, c.DQNWarmUp, c.DQNUpdates
-		lcfg.DQN.Gamma = c.DQNGamma
+		lcfg.DQN.Gamma, lcfg.DQN.RewardClip = c.DQNGamma, c.DQNRewardClip
 		lcfg.Availability = ppo.CatalogAvailability(cat)
 		reg := pipeline.NewRegistry()
 		lrn, err := learner.New(lcfg, logger.With("role", "learner"), reg)
