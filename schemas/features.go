@@ -268,14 +268,7 @@ func (r *StrategicRow) AppendFeatures(dst []float32, f FeatureSet) []float32 {
 	n := len(dst)
 	dst = append(dst, make([]float32, StrategicPlacementDim-StrategicDim)...)
 	v := dst[n:]
-	switch r.Provider {
-	case "aws":
-		v[0] = 1
-	case "azure":
-		v[1] = 1
-	case "gcp":
-		v[2] = 1
-	}
+	providerOneHot(v[:3], r.Provider)
 	if m := slices.Index(PlacementMetros[:], r.Region); m >= 0 {
 		v[3+m] = 1
 	}

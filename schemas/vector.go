@@ -39,14 +39,7 @@ func (r *TacticalRow) Vector() []float32 {
 	v[0], v[1] = or0(r.LatencyMeanMS), or0(r.CostUSD)
 	v[2] = float32(r.RequestRate)
 	v[3], v[4], v[5], v[6] = or0(r.MemoryUtil), or0(r.CPUUtil), or0(r.QueueDepth), or0(r.ColdStartRate)
-	switch r.Provider {
-	case "aws":
-		v[7] = 1
-	case "azure":
-		v[8] = 1
-	case "gcp":
-		v[9] = 1
-	}
+	providerOneHot(v[7:10], r.Provider)
 	v[10] = float32(r.Trend)
 	return v
 }
@@ -99,4 +92,17 @@ func Finite(v []float32) bool {
 		}
 	}
 	return true
+}
+
+// providerOneHot sets v[i] to 1 for provider i of (aws, azure, gcp), the
+// strategic action order; an unknown or empty provider leaves v as it is.
+func providerOneHot(v []float32, provider string) {
+	switch provider {
+	case "aws":
+		v[0] = 1
+	case "azure":
+		v[1] = 1
+	case "gcp":
+		v[2] = 1
+	}
 }

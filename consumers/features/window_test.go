@@ -390,6 +390,31 @@ func TestSnapshotKeepsOpenIDs(t *testing.T) {
 	}
 }
 
+// restored returns a partition restored from p's snapshot.
+func restored(t *testing.T, p *Partition) *Partition {
+	t.Helper()
+	snap, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := RestorePartition(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// rowsByTick returns the rows of bs's batches of layer l by tick.
+func rowsByTick[T any](bs []*schemas.StateBatch, l schemas.Layer, rows func(*schemas.StateBatch) []T) map[int64][]T {
+	out := map[int64][]T{}
+	for _, b := range bs {
+		if b.Header.Layer == l {
+			out[b.Header.Tick] = rows(b)
+		}
+	}
+	return out
+}
+
 // TestTacticalHistory checks the history a tactical row carries (state
 // version 4): the function's memory peak and its app's busiest hour of day
 // come from closed hours only, survive a snapshot, and start as 0 and −1.
@@ -404,13 +429,7 @@ func TestTacticalHistory(t *testing.T) {
 		}
 	}
 	tactical := func(bs []*schemas.StateBatch) map[int64][]schemas.TacticalRow {
-		out := map[int64][]schemas.TacticalRow{}
-		for _, b := range bs {
-			if b.Header.Layer == schemas.Tactical {
-				out[b.Header.Tick] = b.Tactical
-			}
-		}
-		return out
+		return rowsByTick(bs, schemas.Tactical, func(b *schemas.StateBatch) []schemas.TacticalRow { return b.Tactical })
 	}
 	h := grid.TacticalTickUS
 	// Hour 0: f once (300 MB); hour 1: four invocations of f and g (g
@@ -442,14 +461,7 @@ func TestTacticalHistory(t *testing.T) {
 	// An invocation of the still-open hour 2 is not in hour 2's row, and a
 	// restored partition goes on with the same history.
 	add("g", 2*h+10, 900)
-	snap, err := p.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := RestorePartition(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := restored(t, p)
 	for _, part := range []*Partition{p, q} {
 		r3 := tactical(collect(t, part, 3*h, false))[3]
 		for _, r := range r3 {
@@ -486,13 +498,7 @@ func TestStrategicHistory(t *testing.T) {
 		}
 	}
 	strategic := func(bs []*schemas.StateBatch) map[int64][]schemas.StrategicRow {
-		out := map[int64][]schemas.StrategicRow{}
-		for _, b := range bs {
-			if b.Header.Layer == schemas.Strategic {
-				out[b.Header.Tick] = b.Strategic
-			}
-		}
-		return out
+		return rowsByTick(bs, schemas.Strategic, func(b *schemas.StateBatch) []schemas.StrategicRow { return b.Strategic })
 	}
 	d, h := grid.StrategicTickUS, grid.TacticalTickUS
 	// Day 0: two invocations on azure at 21 UTC (400 MB), one on aws at
@@ -511,15 +517,7 @@ func TestStrategicHistory(t *testing.T) {
 	if r := rows[0]; r.Provider != "azure" || r.Region != "eu-west" || r.MemoryMB != 1024 || r.MemoryPeakMB != 400 || r.AppPeakHour != 21 {
 		t.Errorf("day 1: %+v, want azure/eu-west/1024, memory peak 400, app peak hour 21", r)
 	}
-	snap, err := p.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := RestorePartition(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, part := range []*Partition{p, q} {
+	for _, part := range []*Partition{p, restored(t, p)} {
 		rows := strategic(collect(t, part, 2*d, false))[2]
 		if len(rows) != 1 {
 			t.Fatalf("day 2 rows %+v, want 1", rows)
