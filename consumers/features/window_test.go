@@ -189,14 +189,7 @@ func TestSnapshotRestoresIdenticalOutput(t *testing.T) {
 		return p
 	}
 	a := mk()
-	data, err := a.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := RestorePartition(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := restored(t, a)
 	enc := func(p *Partition) []string {
 		var out []string
 		for _, bt := range advance(t, p, 2*grid.TacticalTickUS, true) {
@@ -341,14 +334,7 @@ func TestSnapshotKeepsOpenIDs(t *testing.T) {
 		t.Fatalf("duplicate before the snapshot: err %v", err)
 	}
 	collect(t, p, s15, false) // closes tick 0: id0 is forgotten
-	data, err := p.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := RestorePartition(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := restored(t, p)
 	if q.Duplicates() != 1 {
 		t.Fatalf("restored duplicate count %d, want 1", q.Duplicates())
 	}
