@@ -88,7 +88,8 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	fsvc, err := features.NewService(ctx, features.Config{Brokers: brokers, Names: names, Epoch: pipeline.LiveEpoch, RunID: runID},
-		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, slog.New(slog.DiscardHandler), nil)
+		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv},
+		slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +167,24 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	if int64(nAcked) != lo.res.Records || nAcked < n/2 {
 		t.Fatalf("%d distinct records acknowledged, %d sent", nAcked, lo.res.Records)
 	}
+	lastLog := time.Now()
 	pipelinetest.WaitFor(t, ctx, "the feature consumer to read every record", func() bool {
+		select {
+		case err := <-fdone:
+			fdone <- err
+			t.Fatalf("the feature consumer stopped early (%+v): %v", fsvc.Stats(), err)
+		default:
+		}
 		st := fsvc.Stats()
-		return st.Invocations+st.Duplicates+st.Late >= int64(len(obs))
+		if st.Invocations+st.Duplicates+st.Late >= int64(len(obs)) {
+			return true
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			t.Logf("features so far: %d invocations, %d duplicates, %d late, %d other runs of %d records",
+				st.Invocations, st.Duplicates, st.Late, st.OtherRuns, len(obs))
+		}
+		return false
 	})
 	st := fsvc.Stats()
 	if st.Invocations != int64(len(inKafka)) || st.Late != 0 {

@@ -116,6 +116,8 @@ type svcMetrics struct {
 	encodeDur prometheus.Histogram
 	advance   prometheus.Histogram
 	delay     prometheus.Histogram
+	// ckptFailures counts periodic checkpoints that failed and were retried.
+	ckptFailures prometheus.Counter
 }
 
 func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
@@ -133,11 +135,13 @@ func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
 			Name: "watermark_seconds", Help: "Per watermark of a partition: closing the ticks it passes and publishing their state batches (the features' hop of the loop).",
 			Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)}),
 	}
+	m.ckptFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
+		Name: "checkpoint_failures_total", Help: "Periodic checkpoints that failed to be stored or committed (retried at the next interval)."})
 	m.delay = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
 		Name: "watermark_delay_seconds", Help: "Per watermark: from its Kafka record's timestamp (when it was produced) until the service reads it (the Kafka hop; clocks of two hosts when remote).",
 		Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)})
 	if reg != nil {
-		reg.MustRegister(m.records, m.rejected, m.batches, m.encodeDur, m.advance, m.delay)
+		reg.MustRegister(m.records, m.rejected, m.batches, m.encodeDur, m.advance, m.delay, m.ckptFailures)
 	}
 	return m
 }
@@ -164,7 +168,9 @@ type Service struct {
 	lastCkpt  time.Time
 	finalSeen map[int32]bool
 	assignErr error
-	seenTicks map[schemas.Layer]map[int64]struct{}
+	// ckptFailures counts periodic checkpoints failed in a row (loop only).
+	ckptFailures int
+	seenTicks    map[schemas.Layer]map[int64]struct{}
 }
 
 // NewService connects to Kafka and prepares the service; Run starts it.
@@ -220,7 +226,7 @@ func (s *Service) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[s
 	defer s.mu.Unlock()
 	for _, p := range assigned[s.cfg.Topic] {
 		o := &owned{}
-		data, err := s.ckpt.Get(ctx, s.ckptKey(p))
+		data, err := s.readCheckpoint(ctx, p)
 		switch {
 		case errors.Is(err, ErrNoCheckpoint):
 		case err != nil:
@@ -241,6 +247,29 @@ func (s *Service) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[s
 		}
 		s.parts[p] = o
 	}
+}
+
+// readCheckpoint reads partition p's checkpoint, trying three times a
+// second apart: a store that is slow to answer once (a loaded machine, a
+// leader election) must not end the service at a rebalance.
+func (s *Service) readCheckpoint(ctx context.Context, p int32) ([]byte, error) {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			s.log.Warn("reading a features checkpoint failed; retrying", "partition", p, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(time.Second):
+			}
+		}
+		var data []byte
+		data, err = s.ckpt.Get(ctx, s.ckptKey(p))
+		if err == nil || errors.Is(err, ErrNoCheckpoint) {
+			return data, err
+		}
+	}
+	return nil, err
 }
 
 func (s *Service) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
@@ -326,7 +355,7 @@ func (s *Service) loop(ctx context.Context) error {
 			return err
 		}
 		if time.Since(s.lastCkpt) >= s.cfg.CheckpointEvery || done {
-			if err := s.checkpoint(ctx, false); err != nil {
+			if err := s.periodicCheckpoint(ctx, done); err != nil {
 				s.cl.AllowRebalance()
 				return err
 			}
@@ -488,6 +517,45 @@ func truncate(b []byte, n int) []byte {
 	return b
 }
 
+// maxCheckpointFailures is how many periodic checkpoints in a row may fail
+// to be stored or committed before the service gives up.
+const maxCheckpointFailures = 6
+
+// periodicCheckpoint runs a checkpoint between polls. Failing to flush the
+// published batches ends the service (a batch may be lost otherwise); failing
+// to store the state or commit the offsets does not, up to
+// maxCheckpointFailures in a row: the previous checkpoint and its offsets
+// stay consistent, so a restart only replays further back, and the next
+// interval tries again. The last checkpoint of a run (final) must succeed.
+func (s *Service) periodicCheckpoint(ctx context.Context, final bool) error {
+	err := s.checkpoint(ctx, false)
+	var stored *checkpointStoreError
+	switch {
+	case err == nil:
+		s.ckptFailures = 0
+		return nil
+	case final || !errors.As(err, &stored) || ctx.Err() != nil:
+		return err
+	}
+	s.ckptFailures++
+	s.m.ckptFailures.Inc()
+	if s.ckptFailures >= maxCheckpointFailures {
+		return fmt.Errorf("%d checkpoints in a row failed, the last: %w", s.ckptFailures, err)
+	}
+	s.log.Warn("checkpoint failed; retrying at the next interval", "failures", s.ckptFailures, "err", err)
+	s.mu.Lock()
+	s.lastCkpt = time.Now()
+	s.mu.Unlock()
+	return nil
+}
+
+// checkpointStoreError is a checkpoint that failed after the published
+// batches were flushed: storing the state or committing the offsets.
+type checkpointStoreError struct{ err error }
+
+func (e *checkpointStoreError) Error() string { return e.err.Error() }
+func (e *checkpointStoreError) Unwrap() error { return e.err }
+
 // checkpoint makes published batches durable, then stores every owned
 // partition's state with its next offset and commits those offsets.
 func (s *Service) checkpoint(ctx context.Context, force bool) error {
@@ -510,7 +578,7 @@ func (s *Service) checkpoint(ctx context.Context, force bool) error {
 		}
 		if err := s.ckpt.Put(ctx, s.ckptKey(p), encodeEnvelope(snapshotEnvelope{NextOffset: o.nextOffset, State: state})); err != nil {
 			s.mu.Unlock()
-			return err
+			return &checkpointStoreError{err}
 		}
 		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: o.nextOffset}
 	}
@@ -535,7 +603,7 @@ func (s *Service) checkpoint(ctx context.Context, force bool) error {
 			}
 		})
 	if cerr != nil && !force {
-		return fmt.Errorf("committing offsets: %w", cerr)
+		return &checkpointStoreError{fmt.Errorf("committing offsets: %w", cerr)}
 	}
 	return nil
 }
