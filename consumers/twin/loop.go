@@ -232,13 +232,7 @@ func (c *core) logStall(k int64, in *input) {
 func (c *core) pollOrWake(ctx context.Context) kgo.Fetches {
 	pctx, cancel := context.WithTimeout(ctx, stallAfter)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.wake:
-			cancel()
-		case <-pctx.Done():
-		}
-	}()
+	go c.cancelOnWake(pctx, cancel)
 	f := c.cl.PollFetches(pctx)
 	if pctx.Err() != nil && ctx.Err() == nil {
 		// Woken by a decision batch; records fetched meanwhile are kept by
@@ -248,6 +242,25 @@ func (c *core) pollOrWake(ctx context.Context) kgo.Fetches {
 		}
 	}
 	return f
+}
+
+// cancelOnWake cancels the poll of pctx when a decision batch arrives
+// (c.wake) and returns once either happened.
+func (c *core) cancelOnWake(pctx context.Context, cancel context.CancelFunc) {
+	select {
+	case <-c.wake:
+		if pctx.Err() != nil {
+			// The poll already returned (records came first) and the batch
+			// may have come after the loop last looked: the token belongs
+			// to the next poll. Taken here and dropped, it was lost, and
+			// the next poll waited stallAfter for a batch that was already
+			// in (30 s stalls at random in about one closed-loop run in
+			// two).
+			c.poke()
+		}
+		cancel()
+	case <-pctx.Done():
+	}
 }
 
 // read applies fetched records to in: the run's watermarks, and the

@@ -1,6 +1,7 @@
 package twin
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -137,6 +138,48 @@ func TestInputCovers(t *testing.T) {
 			}
 			if got := in.ended(tc.k); got != tc.ended {
 				t.Errorf("ended(%d) %v, want %v", tc.k, got, tc.ended)
+			}
+		})
+	}
+}
+
+// TestWakeOutlivesItsPoll: a decision batch that arrives after the twin's
+// poll returned wakes the next poll. The watcher of the poll that returned
+// may still take the token; it must hand it on, or the next poll sleeps
+// stallAfter with the batch already in.
+func TestWakeOutlivesItsPoll(t *testing.T) {
+	tests := []struct {
+		name      string
+		pollEnded bool
+		wantToken bool
+	}{
+		{name: "the poll returned first: the token stays for the next poll", pollEnded: true, wantToken: true},
+		{name: "the poll is waiting: the token cancels it", pollEnded: false, wantToken: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &core{wake: make(chan struct{}, 1)}
+			// The watcher chooses at random between two ready cases; 200
+			// rounds make a lost token all but certain to show.
+			for range 200 {
+				pctx, cancel := context.WithCancel(t.Context())
+				if tc.pollEnded {
+					cancel()
+				}
+				c.poke()
+				c.cancelOnWake(pctx, cancel)
+				if pctx.Err() == nil {
+					t.Fatal("the poll was not cancelled")
+				}
+				got := len(c.wake) == 1
+				if got != tc.wantToken {
+					t.Fatalf("token left for the next poll: %v, want %v", got, tc.wantToken)
+				}
+				select {
+				case <-c.wake:
+				default:
+				}
+				cancel()
 			}
 		})
 	}
