@@ -112,7 +112,7 @@ func operationalColumns(rows []OperationalRow) []arrow.Array {
 	inv, last := make([]int64, n), make([]int64, n)
 	total := 0
 	for i := range rows {
-		total += rows[i].steps()
+		total += rows[i].wireSteps()
 	}
 	rate, sin := make([]float64, 0, total), make([]float64, 0, total)
 	cmean, cpeak := make([]float64, 0, total), make([]float64, 0, total)
@@ -128,13 +128,15 @@ func operationalColumns(rows []OperationalRow) []arrow.Array {
 	for i := range rows {
 		r := &rows[i]
 		apps[i], fns[i], inv[i], last[i] = r.App, r.Func, r.Invocations, r.LastStartUS
-		from := SeqLen - r.steps()
+		from := SeqLen - r.wireSteps()
 		rate = append(rate, r.RequestRate[from:]...)
 		sin = append(sin, r.HourSin[from:]...)
 		cmean = append(cmean, r.ConcurrencyMean[from:]...)
 		cpeak = append(cpeak, r.ConcurrencyPeak[from:]...)
 		offs[i+1] = int32(len(rate))
-		idle = append(idle, r.IdleTimesS...)
+		if !r.Left {
+			idle = append(idle, r.IdleTimesS...)
+		}
 		idleOff[i+1] = int32(len(idle))
 		for k, src := range [3]*[SeqLen]Value{&r.MemoryUtil, &r.CPUUtil, &r.QueueDepth} {
 			for _, v := range src[from:] {

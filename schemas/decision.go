@@ -73,12 +73,8 @@ func DecisionFields() []arrow.Field { return decisionFields }
 const metaKind = "strata.kind"
 
 func decisionSchema(h BatchHeader) *arrow.Schema {
-	s := stateSchema(h)
-	md := s.Metadata()
-	keys := append(md.Keys(), metaKind)
-	vals := append(md.Values(), "decision")
-	vals[0] = fmt.Sprint(DecisionSchemaVersion)
-	m := arrow.NewMetadata(keys, vals)
+	keys, vals := headerMetadata(h, DecisionSchemaVersion)
+	m := arrow.NewMetadata(append(keys, metaKind), append(vals, "decision"))
 	return arrow.NewSchema(decisionFields, &m)
 }
 

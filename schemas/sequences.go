@@ -1,5 +1,10 @@
 package schemas
 
+import (
+	"slices"
+	"strings"
+)
+
 // Sequences rebuilds whole operational sequences for a reader of state
 // batches whose rows carry only their newest steps (OperationalRow.Steps,
 // state schema version 3). The feature service sends a function's whole
@@ -9,6 +14,16 @@ package schemas
 // shard's previous batch. A reader applies every batch of a shard in tick
 // order, as it reads them from the stream's start; after a gap (a batch it
 // never saw) the steps it cannot know stay zero and are counted.
+//
+// Since version 6 a batch may also leave out the functions whose newest
+// step is idle (StateBatch.OmitsIdle) and mark departures with Left rows:
+// Fill puts every left-out function of the shard's previous batch back,
+// its sequence moved on by one idle step, and removes the Left rows, so
+// that on return the batch holds every active function in (app, func)
+// order, as in version 5. After a gap, or in the first batch a reader
+// sees, a left-out function it does not know stays out, and one that left
+// in a batch it missed stays in, until the next batch that omits nothing
+// (every OmitFullEvery ticks).
 //
 // Sequences is not safe for concurrent use.
 type Sequences struct {
@@ -20,7 +35,8 @@ type Sequences struct {
 	// Gaps counts the batches whose tick was not the next of their shard.
 	Gaps int64
 	// Stale counts the batches older than their shard's newest one,
-	// applied as they came (without history) and not kept.
+	// applied as they came (without history or the rows they left out)
+	// and not kept.
 	Stale int64
 }
 
@@ -36,8 +52,8 @@ type seqShard struct {
 }
 
 // Fill completes the operational rows of b in place: on return every row
-// holds its whole sequence (Steps 0). Batches of other layers are left as
-// they are.
+// holds its whole sequence (Steps 0), the rows b left out are back and its
+// Left rows are gone. Batches of other layers are left as they are.
 func (s *Sequences) Fill(b *StateBatch) {
 	if b.Header.Layer != Operational {
 		return
@@ -55,6 +71,7 @@ func (s *Sequences) Fill(b *StateBatch) {
 	switch {
 	case sh.hasTicked && d <= 0:
 		s.Stale++
+		b.Operational = slices.DeleteFunc(b.Operational, func(r OperationalRow) bool { return r.Left })
 		for i := range b.Operational {
 			if b.Operational[i].steps() < SeqLen {
 				s.Partial++
@@ -66,9 +83,17 @@ func (s *Sequences) Fill(b *StateBatch) {
 		s.Gaps++
 	}
 	next := sh.spare
+	var departed map[seqKey]bool
 	for i := range b.Operational {
 		r := &b.Operational[i]
 		key := seqKey{r.App, r.Func}
+		if r.Left {
+			if departed == nil {
+				departed = map[seqKey]bool{}
+			}
+			departed[key] = true
+			continue
+		}
 		if n := r.steps(); n < SeqLen {
 			prev := sh.rows[key]
 			if prev == nil || int64(SeqLen-n-1)+d >= SeqLen {
@@ -79,19 +104,33 @@ func (s *Sequences) Fill(b *StateBatch) {
 			}
 			r.Steps = 0
 		}
-		kept := sh.rows[key]
-		if kept != nil {
-			delete(sh.rows, key)
-		} else if n := len(sh.freeRows); n > 0 {
-			kept, sh.freeRows = sh.freeRows[n-1], sh.freeRows[:n-1]
-		} else {
-			kept = &OperationalRow{}
-		}
-		*kept = *r
-		kept.IdleTimesS = nil // only the sequences are kept
-		next[key] = kept
+		next[key] = sh.keep(key, r)
 	}
-	// Functions missing from this batch left the active set: a function
+	if departed != nil {
+		b.Operational = slices.DeleteFunc(b.Operational, func(r OperationalRow) bool { return r.Left })
+	}
+	// sh.rows now holds the functions of the previous batch that are not in
+	// this one. In a batch that omits idle rows those are idle, unless they
+	// left; in one that omits nothing they all left.
+	if b.OmitsIdle && sh.hasTicked && len(sh.rows) > len(departed) {
+		for key, prev := range sh.rows {
+			if departed[key] {
+				continue
+			}
+			if d > 1 {
+				s.Partial++
+			}
+			b.Operational = append(b.Operational, idleRow(prev, b.HourSin, int(min(d, SeqLen))))
+			next[key] = sh.keep(key, &b.Operational[len(b.Operational)-1])
+		}
+		slices.SortFunc(b.Operational, func(a, c OperationalRow) int {
+			if x := strings.Compare(a.App, c.App); x != 0 {
+				return x
+			}
+			return strings.Compare(a.Func, c.Func)
+		})
+	}
+	// What is left of the previous batch left the active set: a function
 	// that returns is sent whole again.
 	for key, r := range sh.rows {
 		sh.freeRows = append(sh.freeRows, r)
@@ -99,6 +138,57 @@ func (s *Sequences) Fill(b *StateBatch) {
 	}
 	sh.spare, sh.rows = sh.rows, next
 	sh.tick, sh.hasTicked = k, true
+}
+
+// keep stores a copy of r, a whole row, as the latest row of key, in the
+// storage of key's previous row or a free one.
+func (sh *seqShard) keep(key seqKey, r *OperationalRow) *OperationalRow {
+	kept := sh.rows[key]
+	if kept != nil {
+		delete(sh.rows, key)
+	} else if n := len(sh.freeRows); n > 0 {
+		kept, sh.freeRows = sh.freeRows[n-1], sh.freeRows[:n-1]
+	} else {
+		kept = &OperationalRow{}
+	}
+	*kept = *r
+	kept.IdleTimesS = nil // only the sequences are kept
+	return kept
+}
+
+// idleRow is the row of a function left out of a batch: prev, its whole
+// row d ticks earlier, moved on to a newest step that is idle — no
+// invocation, nothing in flight, utilisations 0 where prev's newest step
+// had them (null where not), the batch's hour_sin — with the same latest
+// start. The feature service leaves a row out only when it equals this.
+func idleRow(prev *OperationalRow, hourSin float64, d int) OperationalRow {
+	r := OperationalRow{App: prev.App, Func: prev.Func, LastStartUS: prev.LastStartUS}
+	fillOlder(&r, prev, SeqLen-1, d)
+	last := SeqLen - 1
+	r.HourSin[last] = hourSin
+	r.MemoryUtil[last] = Value{Valid: prev.MemoryUtil[last].Valid}
+	r.CPUUtil[last] = Value{Valid: prev.CPUUtil[last].Valid}
+	r.QueueDepth[last] = Value{Valid: prev.QueueDepth[last].Valid}
+	return r
+}
+
+// IsIdleStep reports whether r may be left out of a batch that omits idle
+// rows: it carries its newest step only, it has no idle times, and that
+// step is what Fill rebuilds from the function's previous row — valid is
+// NewestValid of the row the reader last received or rebuilt for the
+// function, lastStartUS that row's LastStartUS.
+func IsIdleStep(r *OperationalRow, valid [3]bool, lastStartUS int64) bool {
+	last := SeqLen - 1
+	return r.Steps == 1 && !r.Left && r.Invocations == 0 && len(r.IdleTimesS) == 0 && r.LastStartUS == lastStartUS &&
+		r.RequestRate[last] == 0 && r.ConcurrencyMean[last] == 0 && r.ConcurrencyPeak[last] == 0 &&
+		r.MemoryUtil[last] == Value{Valid: valid[0]} && r.CPUUtil[last] == Value{Valid: valid[1]} && r.QueueDepth[last] == Value{Valid: valid[2]}
+}
+
+// NewestValid returns the validity of the memory, CPU and queue values of
+// r's newest step, what IsIdleStep compares.
+func NewestValid(r *OperationalRow) [3]bool {
+	last := SeqLen - 1
+	return [3]bool{r.MemoryUtil[last].Valid, r.CPUUtil[last].Valid, r.QueueDepth[last].Valid}
 }
 
 // fillOlder writes the older steps [0, older) of r from prev, the same

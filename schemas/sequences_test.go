@@ -3,6 +3,7 @@ package schemas_test
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/strata-rl/strata/schemas"
@@ -134,4 +135,69 @@ func TestSequencesAfterAGap(t *testing.T) {
 
 func sameOperationalRow(a, b schemas.OperationalRow) bool {
 	return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b)
+}
+
+// TestSequencesOmittedRows: what Fill makes of a batch that leaves idle
+// rows out, after a batch that held functions a, b and c.
+func TestSequencesOmittedRows(t *testing.T) {
+	row := func(fn string, steps int) schemas.OperationalRow {
+		r := schemas.OperationalRow{App: "app", Func: fn, Steps: steps, LastStartUS: 7}
+		for j := range schemas.SeqLen {
+			r.RequestRate[j], r.CPUUtil[j] = 1, schemas.Some(0.5)
+		}
+		return r
+	}
+	first := func() *schemas.StateBatch {
+		return &schemas.StateBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: 10},
+			Operational: []schemas.OperationalRow{row("a", 0), row("b", 0), row("c", 0)}}
+	}
+	tests := []struct {
+		name      string
+		tick      int64
+		omits     bool
+		rows      []schemas.OperationalRow
+		wantFuncs string
+		stale     int64
+	}{
+		{name: "left-out rows come back, a departure goes", tick: 11, omits: true,
+			rows: []schemas.OperationalRow{row("b", 1), {App: "app", Func: "c", Left: true}}, wantFuncs: "a b"},
+		{name: "a new function among left-out ones keeps the order", tick: 11, omits: true,
+			rows: []schemas.OperationalRow{row("aa", 0)}, wantFuncs: "a aa b c"},
+		{name: "a batch that omits nothing: missing functions left", tick: 11, omits: false,
+			rows: []schemas.OperationalRow{row("b", 1)}, wantFuncs: "b"},
+		{name: "a stale batch is applied as it came, departures dropped", tick: 9, omits: true,
+			rows: []schemas.OperationalRow{row("b", 1), {App: "app", Func: "c", Left: true}}, wantFuncs: "b", stale: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var seq schemas.Sequences
+			seq.Fill(first())
+			b := &schemas.StateBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: tc.tick},
+				OmitsIdle: tc.omits, HourSin: 0.25, Operational: tc.rows}
+			seq.Fill(b)
+			var got []string
+			for _, r := range b.Operational {
+				got = append(got, r.Func)
+				if r.Steps != 0 || r.Left {
+					t.Errorf("%s: Steps %d, Left %v after Fill", r.Func, r.Steps, r.Left)
+				}
+			}
+			if s := strings.Join(got, " "); s != tc.wantFuncs {
+				t.Fatalf("functions %q, want %q", s, tc.wantFuncs)
+			}
+			if seq.Stale != tc.stale {
+				t.Errorf("stale %d, want %d", seq.Stale, tc.stale)
+			}
+			if tc.name != "left-out rows come back, a departure goes" {
+				return
+			}
+			// a was left out: its sequence moved on one idle step.
+			a := b.Operational[0]
+			last := schemas.SeqLen - 1
+			if a.RequestRate[last] != 0 || a.RequestRate[last-1] != 1 || a.CPUUtil[last] != schemas.Some(0) ||
+				a.MemoryUtil[last].Valid || a.HourSin[last] != 0.25 || a.LastStartUS != 7 || a.Invocations != 0 {
+				t.Errorf("rebuilt row of a: %+v", a)
+			}
+		})
+	}
 }

@@ -22,8 +22,19 @@ import (
 // strategic batches are as in version 3. Version 5: strategic rows end
 // with five more columns, provider, region, memory_mb, memory_peak_mb and
 // app_peak_hour (StrategicRow); operational and tactical batches are as in
-// version 4.
-const StateSchemaVersion = 5
+// version 4. Version 6: operational batches leave out the rows of functions
+// whose newest step is idle, except on every OmitFullEvery-th tick; a
+// function that left the active set comes as a row without steps (Left);
+// the metadata carries the newest step's hour_sin and whether rows were
+// left out (StateBatch.HourSin, OmitsIdle); Sequences.Fill puts the left-out
+// rows back, so that a reader sees the batches of version 5.
+const StateSchemaVersion = 6
+
+// OmitFullEvery is how often an operational batch holds every active
+// function (OmitsIdle false): every 240th tick, once an hour. Such a batch
+// lets a reader that missed batches (or started late) rebuild the active
+// set within the hour.
+const OmitFullEvery = 240
 
 // SeqLen is the length of the operational sequences: 12 steps of 15 s.
 const SeqLen = 12
@@ -97,6 +108,11 @@ type OperationalRow struct {
 	// in flight at any instant of the step (an exact sweep over start and
 	// end times; an invocation ending at t is no longer in flight at t).
 	ConcurrencyPeak [SeqLen]float64
+	// Left marks a function that left the active set (no invocation in the
+	// last ActiveWindow) since the shard's previous batch; the row carries
+	// no steps. Only batches that leave out idle rows (OmitsIdle) hold such
+	// rows, and Sequences.Fill removes them.
+	Left bool
 	// IdleTimesS are the idle times, in seconds, of the invocations that
 	// started in step k−1, in start order: start − the latest end of the
 	// function's earlier invocations, clamped to 0 (an invocation starting
@@ -104,6 +120,15 @@ type OperationalRow struct {
 	// invocation has none. Policies that keep idle-time histograms
 	// ("Serverless in the Wild") accumulate them tick by tick.
 	IdleTimesS []float64
+}
+
+// wireSteps returns the number of steps r's encoding holds: none for a
+// Left row.
+func (r *OperationalRow) wireSteps() int {
+	if r.Left {
+		return 0
+	}
+	return r.steps()
 }
 
 // steps returns the number of newest steps r carries.
@@ -213,6 +238,16 @@ type StateBatch struct {
 	Operational []OperationalRow
 	Tactical    []TacticalRow
 	Strategic   []StrategicRow
+	// OmitsIdle (operational batches) says the batch leaves out the rows of
+	// the functions of the shard's previous batch whose newest step is idle
+	// — no invocation started or in flight, utilisations 0 where the
+	// function's newest step had them, no idle times, LastStartUS unchanged
+	// — and marks those that left the active set with Left rows.
+	// Sequences.Fill puts them back.
+	OmitsIdle bool
+	// HourSin (operational batches) is hour_sin of the newest step k−1,
+	// the value a row left out takes.
+	HourSin float64
 }
 
 // Len returns the number of rows of the batch.
@@ -317,14 +352,28 @@ const (
 	MetaTickStartUS   = "strata.tick_start_us"
 	MetaShard         = "strata.shard"
 	MetaNShards       = "strata.n_shards"
+	// MetaOmitsIdle and MetaHourSin are on operational state batches only
+	// (StateBatch.OmitsIdle, HourSin).
+	MetaOmitsIdle = "strata.omits_idle"
+	MetaHourSin   = "strata.hour_sin"
 )
 
-func stateSchema(h BatchHeader) *arrow.Schema {
-	md := arrow.NewMetadata(
-		[]string{MetaSchemaVersion, MetaRunID, MetaLayer, MetaTick, MetaTickStartUS, MetaShard, MetaNShards},
-		[]string{strconv.Itoa(StateSchemaVersion), h.RunID, string(h.Layer), strconv.FormatInt(h.Tick, 10),
-			strconv.FormatInt(h.TickStartUS, 10), strconv.Itoa(h.Shard), strconv.Itoa(h.NShards)},
-	)
+// headerMetadata returns the metadata keys and values of header h under
+// schema version v.
+func headerMetadata(h BatchHeader, v int) (keys, vals []string) {
+	return []string{MetaSchemaVersion, MetaRunID, MetaLayer, MetaTick, MetaTickStartUS, MetaShard, MetaNShards},
+		[]string{strconv.Itoa(v), h.RunID, string(h.Layer), strconv.FormatInt(h.Tick, 10),
+			strconv.FormatInt(h.TickStartUS, 10), strconv.Itoa(h.Shard), strconv.Itoa(h.NShards)}
+}
+
+func stateSchema(b *StateBatch) *arrow.Schema {
+	h := b.Header
+	keys, vals := headerMetadata(h, StateSchemaVersion)
+	if h.Layer == Operational {
+		keys = append(keys, MetaOmitsIdle, MetaHourSin)
+		vals = append(vals, strconv.FormatBool(b.OmitsIdle), strconv.FormatFloat(b.HourSin, 'g', -1, 64))
+	}
+	md := arrow.NewMetadata(keys, vals)
 	return arrow.NewSchema(StateFields(h.Layer), &md)
 }
 
@@ -332,7 +381,7 @@ func stateSchema(h BatchHeader) *arrow.Schema {
 // the header in its metadata, then one record batch). The encoding is
 // deterministic: equal batches give equal bytes.
 func EncodeState(b *StateBatch) ([]byte, error) {
-	schema := stateSchema(b.Header)
+	schema := stateSchema(b)
 	var cols []arrow.Array
 	switch b.Header.Layer {
 	case Operational:
@@ -391,7 +440,7 @@ func encodedSize(b *StateBatch) int {
 	case Operational:
 		for i := range b.Operational {
 			r := &b.Operational[i]
-			n += 7*8*r.steps() + 2*SeqLen/8 + 8*len(r.IdleTimesS) + len(r.App) + len(r.Func) + 64
+			n += 7*8*r.wireSteps() + 2*SeqLen/8 + 8*len(r.IdleTimesS) + len(r.App) + len(r.Func) + 64
 		}
 	case Tactical:
 		n += len(b.Tactical) * (22*8 + 160)
@@ -483,7 +532,10 @@ func DecodeState(data []byte) (out *StateBatch, err error) {
 	out = &StateBatch{Header: h}
 	switch h.Layer {
 	case Operational:
-		if out.Operational, err = readOperational(rec); err != nil {
+		if out.OmitsIdle, out.HourSin, err = parseOperationalMeta(rd.Schema()); err != nil {
+			return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
+		}
+		if out.Operational, err = readOperational(rec, out.OmitsIdle); err != nil {
 			return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
 		}
 	case Tactical:
@@ -666,9 +718,26 @@ func readSeqValues(a *array.List, i int, dst *[SeqLen]Value) {
 	}
 }
 
+// parseOperationalMeta reads the metadata only operational batches carry.
+func parseOperationalMeta(schema *arrow.Schema) (omits bool, hourSin float64, err error) {
+	md := schema.Metadata()
+	o, h := md.FindKey(MetaOmitsIdle), md.FindKey(MetaHourSin)
+	if o < 0 || h < 0 {
+		return false, 0, fmt.Errorf("metadata %s and %s are required on operational batches", MetaOmitsIdle, MetaHourSin)
+	}
+	if omits, err = strconv.ParseBool(md.Values()[o]); err != nil {
+		return false, 0, fmt.Errorf("metadata %s: %w", MetaOmitsIdle, err)
+	}
+	if hourSin, err = strconv.ParseFloat(md.Values()[h], 64); err != nil || !(hourSin >= -1 && hourSin <= 1) {
+		return false, 0, fmt.Errorf("metadata %s = %q: want a number in [-1, 1]", MetaHourSin, md.Values()[h])
+	}
+	return omits, hourSin, nil
+}
+
 // readOperational reads the rows of an operational batch; every row's
-// sequences must hold the same number of steps, 1 to SeqLen.
-func readOperational(rec arrow.RecordBatch) ([]OperationalRow, error) {
+// sequences must hold the same number of steps, 1 to SeqLen, or none for a
+// Left row (only in a batch that omits idle rows).
+func readOperational(rec arrow.RecordBatch, omitsIdle bool) ([]OperationalRow, error) {
 	n := int(rec.NumRows())
 	rows := make([]OperationalRow, n)
 	app := rec.Column(0).(*array.String)
@@ -682,10 +751,20 @@ func readOperational(rec arrow.RecordBatch) ([]OperationalRow, error) {
 		for c := 4; c <= 10; c++ {
 			start, end := seq(c).ValueOffsets(i)
 			steps := int(end - start)
-			if steps < 1 || steps > SeqLen || (c > 4 && steps != r.Steps) {
+			if steps < 0 || steps > SeqLen || (c > 4 && steps != r.Steps) {
 				return nil, fmt.Errorf("row %d (%s/%s): column %s holds %d steps, want 1 to %d and as many as request_rate", i, r.App, r.Func, rec.ColumnName(c), steps, SeqLen)
 			}
 			r.Steps = steps
+		}
+		if r.Steps == 0 {
+			if !omitsIdle {
+				return nil, fmt.Errorf("row %d (%s/%s): a row without steps (a function that left) in a batch that omits no rows", i, r.App, r.Func)
+			}
+			if start, end := rec.Column(11).(*array.List).ValueOffsets(i); end != start || r.Invocations != 0 {
+				return nil, fmt.Errorf("row %d (%s/%s): a row without steps (a function that left) with invocations or idle times", i, r.App, r.Func)
+			}
+			r.Left = true
+			continue
 		}
 		readSeq(seq(4), i, &r.RequestRate)
 		readSeqValues(seq(5), i, &r.MemoryUtil)

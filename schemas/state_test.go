@@ -176,10 +176,14 @@ func TestEncodeStateUnknownLayer(t *testing.T) {
 
 // stateMeta returns the metadata keys and values EncodeState writes for h.
 func stateMeta(h schemas.BatchHeader) ([]string, []string) {
-	return []string{schemas.MetaSchemaVersion, schemas.MetaRunID, schemas.MetaLayer, schemas.MetaTick,
-			schemas.MetaTickStartUS, schemas.MetaShard, schemas.MetaNShards},
-		[]string{strconv.Itoa(schemas.StateSchemaVersion), h.RunID, string(h.Layer), strconv.FormatInt(h.Tick, 10),
-			strconv.FormatInt(h.TickStartUS, 10), strconv.Itoa(h.Shard), strconv.Itoa(h.NShards)}
+	keys := []string{schemas.MetaSchemaVersion, schemas.MetaRunID, schemas.MetaLayer, schemas.MetaTick,
+		schemas.MetaTickStartUS, schemas.MetaShard, schemas.MetaNShards}
+	vals := []string{strconv.Itoa(schemas.StateSchemaVersion), h.RunID, string(h.Layer), strconv.FormatInt(h.Tick, 10),
+		strconv.FormatInt(h.TickStartUS, 10), strconv.Itoa(h.Shard), strconv.Itoa(h.NShards)}
+	if h.Layer == schemas.Operational {
+		keys, vals = append(keys, schemas.MetaOmitsIdle, schemas.MetaHourSin), append(vals, "false", "0")
+	}
+	return keys, vals
 }
 
 // encodeRaw writes an IPC stream with the given fields and metadata and one
@@ -260,6 +264,11 @@ func TestDecodeStateRejects(t *testing.T) {
 		{"unknown layer", with(schemas.MetaLayer, "weekly"), "weekly"},
 		{"non-numeric tick", with(schemas.MetaTick, "ten"), schemas.MetaTick},
 		{"non-numeric shard", with(schemas.MetaShard, "1.5"), schemas.MetaShard},
+		{"missing omits-idle flag", without(schemas.MetaOmitsIdle), schemas.MetaOmitsIdle},
+		{"missing hour_sin", without(schemas.MetaHourSin), schemas.MetaHourSin},
+		{"omits-idle not a boolean", with(schemas.MetaOmitsIdle, "sometimes"), schemas.MetaOmitsIdle},
+		{"hour_sin out of range", with(schemas.MetaHourSin, "1.5"), schemas.MetaHourSin},
+		{"hour_sin not a number", with(schemas.MetaHourSin, "NaN"), schemas.MetaHourSin},
 		{"fields of another layer", with(schemas.MetaLayer, string(schemas.Tactical)), "schema does not match"},
 		{"missing column", encodeRaw(t, fields[:len(fields)-1], keys, vals), "schema does not match"},
 		{"nullable request rate", encodeRaw(t, func() []arrow.Field {

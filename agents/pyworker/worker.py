@@ -59,8 +59,9 @@ POLICY_VERSION = "1"
 # (schemas.StateSchemaVersion, schemas.DecisionSchemaVersion). State version
 # 4 added memory_peak_mb, app_peak_hour and hour to the tactical columns;
 # 5 added provider, region, memory_mb, memory_peak_mb and app_peak_hour to
-# the strategic columns.
-STATE_SCHEMA_VERSION = "5"
+# the strategic columns; 6 lets operational batches leave idle rows out
+# (this worker serves the tactical layer, whose batches did not change).
+STATE_SCHEMA_VERSION = "6"
 DECISION_SCHEMA_VERSION = "2"
 
 # Stream and subject bases (schemas/names.go).

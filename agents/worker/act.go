@@ -208,7 +208,10 @@ func (s *ActServer) decide(ctx context.Context, msg *nats.Msg) ([]byte, error) {
 		return nil, fmt.Errorf("act request on %s holds a %s state batch, want %s", msg.Subject, h.Layer, s.layer)
 	}
 	// A request stands alone: the server keeps no sequences between
-	// requests, so its rows carry whole ones.
+	// requests, so its rows carry whole ones and none is left out.
+	if st.OmitsIdle {
+		return nil, fmt.Errorf("act request on %s: the batch leaves out idle rows (%s=true); act requests hold every function whole", msg.Subject, schemas.MetaOmitsIdle)
+	}
 	for i := range st.Operational {
 		if r := &st.Operational[i]; r.Steps != 0 {
 			return nil, fmt.Errorf("act request on %s: row %d (%s/%s) carries %d of the %d steps; act requests carry whole sequences", msg.Subject, i, r.App, r.Func, r.Steps, schemas.SeqLen)

@@ -71,6 +71,10 @@ type snapFunc struct {
 	SentFlags uint8
 	// MemPeak is the function's memory peak of its closed hours.
 	MemPeak float64
+	// ReaderValid and ReaderLast decide whether its next row may be left
+	// out (state schema version 6).
+	ReaderValid [3]bool
+	ReaderLast  int64
 }
 
 type snapApp struct {
@@ -160,7 +164,8 @@ func (p *Partition) MarshalBinary() ([]byte, error) {
 	for _, f := range p.order {
 		sf := snapFunc{App: f.app, Fn: f.fn, ClosedUS: f.closedUS, Closed: f.closed,
 			HasCPU: f.hasCPU, HasMem: f.hasMem, HasQueue: f.hasQueue, PrevN: f.prevN,
-			Sent: f.sent, SentTick: f.sentTick, SentFlags: f.sentFlags, MemPeak: f.memPeak}
+			Sent: f.sent, SentTick: f.sentTick, SentFlags: f.sentFlags, MemPeak: f.memPeak,
+			ReaderValid: f.readerValid, ReaderLast: f.readerLast}
 		for _, o := range f.open {
 			sf.Open = append(sf.Open, snapStepAcc{Tick: o.tick, N: o.n, MaxStartUS: o.maxStartUS,
 				CPUMS: o.cpuMS, QueueMS: o.queueMS, MemMB: o.memMB, CPUN: o.cpuN, QueueN: o.queueN, MemN: o.memN,
@@ -229,6 +234,7 @@ func RestorePartition(data []byte) (*Partition, error) {
 		f.closedUS, f.closed, f.prevN, f.memPeak = sf.ClosedUS, sf.Closed, sf.PrevN, sf.MemPeak
 		f.hasCPU, f.hasMem, f.hasQueue = sf.HasCPU, sf.HasMem, sf.HasQueue
 		f.sent, f.sentTick, f.sentFlags = sf.Sent, sf.SentTick, sf.SentFlags
+		f.readerValid, f.readerLast = sf.ReaderValid, sf.ReaderLast
 		for _, o := range sf.Open {
 			f.open = append(f.open, &stepAcc{tick: o.Tick, n: o.N, maxStartUS: o.MaxStartUS,
 				cpuMS: o.CPUMS, queueMS: o.QueueMS, memMB: o.MemMB, cpuN: o.CPUN, queueN: o.QueueN, memN: o.MemN,

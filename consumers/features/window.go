@@ -134,7 +134,12 @@ type funcState struct {
 	sent      bool
 	sentTick  int64
 	sentFlags uint8
-	hours     []*periodAcc
+	// readerValid and readerLast are NewestValid and LastStartUS of the
+	// function's last row sent: what a reader rebuilds a left-out row from
+	// (schemas.IsIdleStep; state schema version 6).
+	readerValid [3]bool
+	readerLast  int64
+	hours       []*periodAcc
 	// prevN is the invocation count of the last emitted hour, for the trend.
 	prevN periodCount
 	// memPeak is the largest memory_used_mb of the closed hours so far.
@@ -176,6 +181,10 @@ type Partition struct {
 	shard   int
 	nShards int
 	epoch   time.Time
+	// omitIdle leaves idle rows out of operational batches (state schema
+	// version 6); always on but in the test that checks a reader rebuilds
+	// them exactly.
+	omitIdle bool
 
 	started  bool
 	nextTick int64 // every tick < nextTick is closed
@@ -203,7 +212,7 @@ type Partition struct {
 func NewPartition(runID string, shard, nShards int, epoch time.Time) *Partition {
 	return &Partition{runID: runID, shard: shard, nShards: nShards, epoch: epoch,
 		funcs: map[string]*funcState{}, apps: map[string]*appState{},
-		ids: dedup.New()}
+		ids: dedup.New(), omitIdle: true}
 }
 
 // RunID returns the run the partition's windows belong to.
@@ -647,9 +656,16 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 	for i := range schemas.SeqLen {
 		sins[i] = p.hourSin((tick - schemas.SeqLen + int64(i)) * grid.OperationalTickUS)
 	}
+	// Version 6: rows a reader can rebuild (an idle newest step) are left
+	// out, and functions that left the previous batch's active set come as
+	// Left rows, except once every OmitFullEvery ticks.
+	b.OmitsIdle, b.HourSin = p.omitIdle && tick%schemas.OmitFullEvery != 0, sins[schemas.SeqLen-1]
 	rows := p.opRows[:0]
 	for _, f := range p.order {
 		if !f.activeAt(start) {
+			if b.OmitsIdle && f.sent && f.sentTick == tick-1 {
+				rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, Left: true})
+			}
 			continue
 		}
 		rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, LastStartUS: f.closedUS, HourSin: sins})
@@ -682,6 +698,11 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 				r.IdleTimesS = s.idle
 			}
 		}
+		if b.OmitsIdle && schemas.IsIdleStep(r, f.readerValid, f.readerLast) {
+			rows = rows[:len(rows)-1]
+			continue
+		}
+		f.readerValid, f.readerLast = schemas.NewestValid(r), r.LastStartUS
 	}
 	p.opRows = rows
 	b.Operational = rows

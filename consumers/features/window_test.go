@@ -2,10 +2,13 @@ package features
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/strata-rl/strata/schemas"
@@ -514,4 +517,88 @@ func TestStrategicHistory(t *testing.T) {
 			t.Errorf("day 2: %+v, want gcp, memory peak 400, app peak hour 21", r)
 		}
 	}
+}
+
+// TestOmittedRowsRebuildExactly: a reader of the batches that leave idle
+// rows out (state schema version 6) rebuilds, with schemas.Sequences, the
+// same rows — every value, in the same order — as from batches that hold
+// every active function, tick after tick over a day in which functions go
+// idle, leave the active set after 4 h, come back and change the fields
+// their telemetry carries; both through the wire encoding.
+func TestOmittedRowsRebuildExactly(t *testing.T) {
+	omit := NewPartition("r", 0, 1, grid.DefaultEpoch)
+	full := NewPartition("r", 0, 1, grid.DefaultEpoch)
+	full.omitIdle = false
+	var seqOmit, seqFull schemas.Sequences
+	wire := func(b *schemas.StateBatch) *schemas.StateBatch {
+		d, err := schemas.EncodeState(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := schemas.DecodeState(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// Four functions: a busy one, one invoked every 20 minutes, one that
+	// stops after 2 h (and leaves the active set 4 h later), one invoked
+	// twice 9 h apart (leaves and comes back); the every-20-minutes one
+	// carries CPU, then also memory from hour 10 (its fields change).
+	var events []Event
+	for t0 := int64(0); t0 < 24*3600; t0 += 7 {
+		events = append(events, Event{App: "a", Func: "busy", StartUS: t0 * 1e6, DurationUS: 3e6, HasCPU: true, CPUBusyMS: 900, Instances: 2})
+	}
+	for t0 := int64(30); t0 < 24*3600; t0 += 1200 {
+		e := Event{App: "b", Func: "periodic", StartUS: t0 * 1e6, DurationUS: 40e6, HasCPU: true, CPUBusyMS: 10_000, Instances: 1}
+		if t0 > 10*3600 {
+			e.HasMemory, e.MemoryUsed, e.MemoryMB = true, 100, 512
+		}
+		events = append(events, e)
+	}
+	for t0 := int64(100); t0 < 2*3600; t0 += 301 {
+		events = append(events, Event{App: "c", Func: "stops", StartUS: t0 * 1e6, DurationUS: 500e3, HasQueue: true, QueueWaitMS: 20})
+	}
+	events = append(events, Event{App: "d", Func: "returns", StartUS: 600e6, DurationUS: 1e6},
+		Event{App: "d", Func: "returns", StartUS: 9*3600e6 + 5e6, DurationUS: 1e6})
+	slices.SortStableFunc(events, func(a, b Event) int { return cmp.Compare(a.StartUS, b.StartUS) })
+	var rows, left, omitted int
+	next := 0
+	for tick := int64(0); tick < 24*3600/15; tick++ {
+		for ; next < len(events) && events[next].StartUS < (tick+1)*s15; next++ {
+			for _, p := range []*Partition{omit, full} {
+				e := events[next]
+				if err := p.Add(&e); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		bo, bf := advance(t, omit, (tick+1)*s15, false), advance(t, full, (tick+1)*s15, false)
+		if len(bo) != len(bf) {
+			t.Fatalf("tick %d: %d batches against %d", tick, len(bo), len(bf))
+		}
+		for i := range bo {
+			if bo[i].Header.Layer != schemas.Operational {
+				continue
+			}
+			for _, r := range bo[i].Operational {
+				if r.Left {
+					left++
+				}
+			}
+			wo, wf := wire(bo[i]), wire(bf[i])
+			omitted += len(bf[i].Operational) - len(bo[i].Operational)
+			seqOmit.Fill(wo)
+			seqFull.Fill(wf)
+			rows += len(wf.Operational)
+			if !reflect.DeepEqual(wo.Operational, wf.Operational) {
+				t.Fatalf("tick %d: rebuilt rows differ\n got %+v\nwant %+v", wo.Header.Tick, wo.Operational, wf.Operational)
+			}
+		}
+	}
+	if left < 2 || omitted < rows/4 || seqOmit.Partial != seqFull.Partial || seqOmit.Gaps != 0 {
+		t.Fatalf("%d rows, %d left out, %d Left rows, partial %d vs %d, gaps %d: the day does not exercise what it should",
+			rows, omitted, left, seqOmit.Partial, seqFull.Partial, seqOmit.Gaps)
+	}
+	t.Logf("%d rows over the day, %d left out (%.0f %%), %d departures", rows, omitted, 100*float64(omitted)/float64(rows), left)
 }
