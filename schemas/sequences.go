@@ -40,20 +40,26 @@ type Sequences struct {
 	Stale int64
 }
 
-type seqKey struct{ app, fn string }
-
-// seqShard holds the whole rows of one shard's latest batch.
+// seqShard holds the whole rows of one shard's latest batch, in (app,
+// func) order.
 type seqShard struct {
 	tick      int64
-	rows      map[seqKey]*OperationalRow
-	spare     map[seqKey]*OperationalRow
-	freeRows  []*OperationalRow
+	prev      []OperationalRow
 	hasTicked bool
 }
 
-// Fill completes the operational rows of b in place: on return every row
-// holds its whole sequence (Steps 0), the rows b left out are back and its
-// Left rows are gone. Batches of other layers are left as they are.
+// cmpRow orders rows by (app, func).
+func cmpRow(a, b *OperationalRow) int {
+	if c := strings.Compare(a.App, b.App); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Func, b.Func)
+}
+
+// Fill completes the operational rows of b: on return every row holds its
+// whole sequence (Steps 0), the rows b left out are back and its Left rows
+// are gone, in (app, func) order. Batches of other layers are left as they
+// are.
 func (s *Sequences) Fill(b *StateBatch) {
 	if b.Header.Layer != Operational {
 		return
@@ -63,7 +69,7 @@ func (s *Sequences) Fill(b *StateBatch) {
 	}
 	sh := s.shards[b.Header.Shard]
 	if sh == nil {
-		sh = &seqShard{rows: map[seqKey]*OperationalRow{}, spare: map[seqKey]*OperationalRow{}}
+		sh = &seqShard{}
 		s.shards[b.Header.Shard] = sh
 	}
 	k := b.Header.Tick
@@ -82,78 +88,69 @@ func (s *Sequences) Fill(b *StateBatch) {
 	case sh.hasTicked && d > 1:
 		s.Gaps++
 	}
-	next := sh.spare
-	var departed map[seqKey]bool
-	for i := range b.Operational {
-		r := &b.Operational[i]
-		key := seqKey{r.App, r.Func}
-		if r.Left {
-			if departed == nil {
-				departed = map[seqKey]bool{}
+	in := b.Operational
+	if !slices.IsSortedFunc(in, func(a, c OperationalRow) int { return cmpRow(&a, &c) }) {
+		// The feature service sends rows in order; another writer may not.
+		in = slices.Clone(in)
+		slices.SortStableFunc(in, func(a, c OperationalRow) int { return cmpRow(&a, &c) })
+	}
+	// One merge of the batch's rows with the previous batch's, both in
+	// order: a function in both is completed from its previous row; one
+	// only in the batch entered; one only in the previous batch was left
+	// out (idle) in a batch that omits idle rows, and left the active set
+	// otherwise.
+	omits := b.OmitsIdle && sh.hasTicked
+	shift := int(min(d, SeqLen))
+	prev := sh.prev
+	out := make([]OperationalRow, 0, max(len(in), len(prev)))
+	i, j := 0, 0
+	for i < len(in) || j < len(prev) {
+		c := -1
+		switch {
+		case i == len(in):
+			c = 1
+		case j < len(prev):
+			c = cmpRow(&in[i], &prev[j])
+		}
+		var p *OperationalRow
+		if c >= 0 {
+			p = &prev[j]
+			j++
+		}
+		if c > 0 {
+			if omits {
+				if d > 1 {
+					s.Partial++
+				}
+				out = append(out, idleRow(p, b.HourSin, shift))
 			}
-			departed[key] = true
 			continue
 		}
+		r := &in[i]
+		i++
+		if r.Left {
+			continue
+		}
+		out = append(out, *r)
+		r = &out[len(out)-1]
 		if n := r.steps(); n < SeqLen {
-			prev := sh.rows[key]
-			if prev == nil || int64(SeqLen-n-1)+d >= SeqLen {
+			if p == nil || int64(SeqLen-n-1)+d >= SeqLen {
 				s.Partial++
 			}
-			if prev != nil {
-				fillOlder(r, prev, SeqLen-n, int(min(d, SeqLen)))
+			if p != nil {
+				fillOlder(r, p, SeqLen-n, shift)
 			}
 			r.Steps = 0
 		}
-		next[key] = sh.keep(key, r)
 	}
-	if departed != nil {
-		b.Operational = slices.DeleteFunc(b.Operational, func(r OperationalRow) bool { return r.Left })
+	b.Operational = out
+	// Keep the whole rows for the next batch (only the sequences are
+	// needed: idle times are not).
+	sh.prev = append(sh.prev[:0], out...)
+	for i := range sh.prev {
+		sh.prev[i].IdleTimesS = nil
 	}
-	// sh.rows now holds the functions of the previous batch that are not in
-	// this one. In a batch that omits idle rows those are idle, unless they
-	// left; in one that omits nothing they all left.
-	if b.OmitsIdle && sh.hasTicked && len(sh.rows) > len(departed) {
-		for key, prev := range sh.rows {
-			if departed[key] {
-				continue
-			}
-			if d > 1 {
-				s.Partial++
-			}
-			b.Operational = append(b.Operational, idleRow(prev, b.HourSin, int(min(d, SeqLen))))
-			next[key] = sh.keep(key, &b.Operational[len(b.Operational)-1])
-		}
-		slices.SortFunc(b.Operational, func(a, c OperationalRow) int {
-			if x := strings.Compare(a.App, c.App); x != 0 {
-				return x
-			}
-			return strings.Compare(a.Func, c.Func)
-		})
-	}
-	// What is left of the previous batch left the active set: a function
-	// that returns is sent whole again.
-	for key, r := range sh.rows {
-		sh.freeRows = append(sh.freeRows, r)
-		delete(sh.rows, key)
-	}
-	sh.spare, sh.rows = sh.rows, next
 	sh.tick, sh.hasTicked = k, true
-}
-
-// keep stores a copy of r, a whole row, as the latest row of key, in the
-// storage of key's previous row or a free one.
-func (sh *seqShard) keep(key seqKey, r *OperationalRow) *OperationalRow {
-	kept := sh.rows[key]
-	if kept != nil {
-		delete(sh.rows, key)
-	} else if n := len(sh.freeRows); n > 0 {
-		kept, sh.freeRows = sh.freeRows[n-1], sh.freeRows[:n-1]
-	} else {
-		kept = &OperationalRow{}
-	}
-	*kept = *r
-	kept.IdleTimesS = nil // only the sequences are kept
-	return kept
 }
 
 // idleRow is the row of a function left out of a batch: prev, its whole

@@ -3,6 +3,7 @@ package schemas_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,6 +69,12 @@ func TestSequencesRebuildWholeRows(t *testing.T) {
 			for key := range in {
 				prevIn[key] = true
 			}
+			// Rows travel in (app, func) order, as the contract says.
+			byKey := func(a, c schemas.OperationalRow) int {
+				return strings.Compare(a.App+"\x00"+a.Func, c.App+"\x00"+c.Func)
+			}
+			slices.SortFunc(b.Operational, byKey)
+			slices.SortFunc(want, byKey)
 			data, err := schemas.EncodeState(b)
 			if err != nil {
 				t.Fatal(err)
@@ -199,5 +206,32 @@ func TestSequencesOmittedRows(t *testing.T) {
 				t.Errorf("rebuilt row of a: %+v", a)
 			}
 		})
+	}
+}
+
+// TestSequencesUnsortedBatch: a batch whose rows are not in (app, func)
+// order (another writer than the feature service) is completed all the
+// same, and comes out in order.
+func TestSequencesUnsortedBatch(t *testing.T) {
+	var seq schemas.Sequences
+	first := &schemas.StateBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: 1},
+		Operational: []schemas.OperationalRow{wholeRow(2, 1), wholeRow(1, 1)}}
+	seq.Fill(first)
+	next := func(f int) schemas.OperationalRow {
+		r := wholeRow(f, 2)
+		r.Steps = 1
+		return r
+	}
+	b := &schemas.StateBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: 2},
+		Operational: []schemas.OperationalRow{next(2), next(1)}}
+	seq.Fill(b)
+	want := []schemas.OperationalRow{wholeRow(1, 2), wholeRow(2, 2)}
+	for i := range want {
+		if !sameOperationalRow(b.Operational[i], want[i]) {
+			t.Fatalf("row %d: %+v\nwant %+v", i, b.Operational[i], want[i])
+		}
+	}
+	if seq.Partial != 0 {
+		t.Errorf("partial %d, want 0", seq.Partial)
 	}
 }
