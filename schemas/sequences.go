@@ -169,20 +169,19 @@ func idleRow(prev *OperationalRow, hourSin float64, d int) OperationalRow {
 	return r
 }
 
-// IsIdleStep reports whether r may be left out of a batch that omits idle
-// rows: it carries its newest step only, it has no idle times, and that
-// step is what Fill rebuilds from the function's previous row — valid is
-// NewestValid of the row the reader last received or rebuilt for the
-// function, lastStartUS that row's LastStartUS.
-func IsIdleStep(r *OperationalRow, valid [3]bool, lastStartUS int64) bool {
-	last := SeqLen - 1
-	return r.Steps == 1 && !r.Left && r.Invocations == 0 && len(r.IdleTimesS) == 0 && r.LastStartUS == lastStartUS &&
-		r.RequestRate[last] == 0 && r.ConcurrencyMean[last] == 0 && r.ConcurrencyPeak[last] == 0 &&
-		r.MemoryUtil[last] == Value{Valid: valid[0]} && r.CPUUtil[last] == Value{Valid: valid[1]} && r.QueueDepth[last] == Value{Valid: valid[2]}
+// IdleNewest reports whether a newest step with these values — request
+// rate, mean and peak concurrency, number of idle times, memory, CPU and
+// queue values — is the idle step Fill rebuilds for a function whose last
+// row's NewestValid is valid. The feature service leaves a function's row
+// out when its newest step passes this, the row would carry that step only
+// and its latest start is the last row's.
+func IdleNewest(rate, concMean, concPeak float64, idleTimes int, mem, cpu, que Value, valid [3]bool) bool {
+	return rate == 0 && concMean == 0 && concPeak == 0 && idleTimes == 0 &&
+		mem == Value{Valid: valid[0]} && cpu == Value{Valid: valid[1]} && que == Value{Valid: valid[2]}
 }
 
 // NewestValid returns the validity of the memory, CPU and queue values of
-// r's newest step, what IsIdleStep compares.
+// r's newest step, what IdleNewest compares.
 func NewestValid(r *OperationalRow) [3]bool {
 	last := SeqLen - 1
 	return [3]bool{r.MemoryUtil[last].Valid, r.CPUUtil[last].Valid, r.QueueDepth[last].Valid}

@@ -136,7 +136,7 @@ type funcState struct {
 	sentFlags uint8
 	// readerValid and readerLast are NewestValid and LastStartUS of the
 	// function's last row sent: what a reader rebuilds a left-out row from
-	// (schemas.IsIdleStep; state schema version 6).
+	// (schemas.IdleNewest; state schema version 6).
 	readerValid [3]bool
 	readerLast  int64
 	hours       []*periodAcc
@@ -668,12 +668,22 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 			}
 			continue
 		}
-		rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, LastStartUS: f.closedUS, HourSin: sins})
-		r := &rows[len(rows)-1]
 		// Readers keep the sequences (schemas.Sequences): a function that
 		// was in this shard's previous batch, under the same telemetry
-		// flags (they decide its empty steps), gets its newest step only.
-		if flags := f.flags(); f.sent && f.sentTick == tick-1 && f.sentFlags == flags {
+		// flags (they decide its empty steps), gets its newest step only —
+		// or no row, when that step is idle as the reader rebuilds it
+		// (checked before the row is built: most rows are).
+		flags := f.flags()
+		newestOnly := f.sent && f.sentTick == tick-1 && f.sentFlags == flags
+		if b.OmitsIdle && newestOnly && f.closedUS == f.readerLast {
+			if s := f.stepAt(tick - 1); schemas.IdleNewest(s.rate, s.concMean, s.concPeak, len(s.idle), s.mem, s.cpu, s.que, f.readerValid) {
+				f.sentTick = tick
+				continue
+			}
+		}
+		rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, LastStartUS: f.closedUS, HourSin: sins})
+		r := &rows[len(rows)-1]
+		if newestOnly {
 			r.Steps = 1
 		} else {
 			f.sentFlags = flags
@@ -697,10 +707,6 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 				r.Invocations = int64(math.Round(s.rate * tickSeconds))
 				r.IdleTimesS = s.idle
 			}
-		}
-		if b.OmitsIdle && schemas.IsIdleStep(r, f.readerValid, f.readerLast) {
-			rows = rows[:len(rows)-1]
-			continue
 		}
 		f.readerValid, f.readerLast = schemas.NewestValid(r), r.LastStartUS
 	}
