@@ -56,6 +56,18 @@ func cmpRow(a, b *OperationalRow) int {
 	return strings.Compare(a.Func, b.Func)
 }
 
+// rowsSorted reports whether rows are in (app, func) order. It compares
+// through pointers: slices.IsSortedFunc would pass each ~1 KB row by value,
+// twice per comparison, on every batch a reader fills.
+func rowsSorted(rows []OperationalRow) bool {
+	for i := 1; i < len(rows); i++ {
+		if cmpRow(&rows[i-1], &rows[i]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Fill completes the operational rows of b: on return every row holds its
 // whole sequence (Steps 0), the rows b left out are back and its Left rows
 // are gone, in (app, func) order. Batches of other layers are left as they
@@ -89,7 +101,7 @@ func (s *Sequences) Fill(b *StateBatch) {
 		s.Gaps++
 	}
 	in := b.Operational
-	if !slices.IsSortedFunc(in, func(a, c OperationalRow) int { return cmpRow(&a, &c) }) {
+	if !rowsSorted(in) {
 		// The feature service sends rows in order; another writer may not.
 		in = slices.Clone(in)
 		slices.SortStableFunc(in, func(a, c OperationalRow) int { return cmpRow(&a, &c) })

@@ -662,8 +662,9 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 	b.OmitsIdle, b.HourSin = p.omitIdle && tick%schemas.OmitFullEvery != 0, sins[schemas.SeqLen-1]
 	rows := p.opRows[:0]
 	for _, f := range p.order {
+		inPrev := f.sent && f.sentTick == tick-1 // in this shard's previous batch
 		if !f.activeAt(start) {
-			if b.OmitsIdle && f.sent && f.sentTick == tick-1 {
+			if b.OmitsIdle && inPrev {
 				rows = append(rows, schemas.OperationalRow{App: f.app, Func: f.fn, Left: true})
 			}
 			continue
@@ -674,7 +675,7 @@ func (p *Partition) operationalBatch(tick int64) *schemas.StateBatch {
 		// or no row, when that step is idle as the reader rebuilds it
 		// (checked before the row is built: most rows are).
 		flags := f.flags()
-		newestOnly := f.sent && f.sentTick == tick-1 && f.sentFlags == flags
+		newestOnly := inPrev && f.sentFlags == flags
 		if b.OmitsIdle && newestOnly && f.closedUS == f.readerLast {
 			if s := f.stepAt(tick - 1); schemas.IdleNewest(s.rate, s.concMean, s.concPeak, len(s.idle), s.mem, s.cpu, s.que, f.readerValid) {
 				f.sentTick = tick
