@@ -66,11 +66,16 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	runID := fmt.Sprintf("live-test-%d", time.Now().UnixNano())
-	t0 := time.Now().UTC().Truncate(time.Duration(grid.OperationalTickUS) * time.Microsecond)
+	// The test moves through two hour boundaries and expects the first
+	// one 30 s after t0 at the earliest, so t0 is pinned within the hour:
+	// minute 5 of the hour before now. Started at the wall clock's time,
+	// a run in the last 45 s of an hour crossed the boundary in step 6 and
+	// waited in vain for the second hour's decisions (a CI failure).
+	t0 := liveTestStart(time.Now())
 	clock := &testClock{now: t0}
 	lo := pipeline.LiveConfig{
 		Config: pipeline.Config{Brokers: brokers, NATSURL: natsURL, Names: names, Partitions: 3, Epoch: pipeline.LiveEpoch, RunID: runID,
-			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
+			Logger: pipelinetest.FailureLog(t), Registerer: prometheus.NewRegistry()},
 		Ingest: ingest.Config{Tokens: []string{token}, Lateness: 2 * time.Second, WatermarkEvery: 50 * time.Millisecond, Now: clock.Now},
 		Listen: "127.0.0.1:0",
 		Policies: map[schemas.Layer]string{schemas.Strategic: "greedy-cost", schemas.Tactical: "greedy-cost",
@@ -320,6 +325,14 @@ func liveEndToEnd(t *testing.T, brokers []string, natsURL string, names schemas.
 			t.Errorf("%s: no rows", q)
 		}
 	}
+}
+
+// liveTestStart returns the start of TestLiveEndToEnd's clock for a test
+// started at now: minute 5 of the hour before now's, a tick boundary five
+// minutes away from any hour boundary, and never in the future (the
+// broker may refuse record timestamps far ahead of its clock).
+func liveTestStart(now time.Time) time.Time {
+	return now.UTC().Truncate(time.Hour).Add(-55 * time.Minute)
 }
 
 // startLive runs pipeline.Live in the background until ctx ends and returns the
