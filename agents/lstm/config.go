@@ -16,6 +16,19 @@ const (
 	LossSymmetric = "symmetric"
 )
 
+// Heads accepted by Config.Head: what the network's outputs mean.
+const (
+	// HeadDirect: the outputs are the scaled next step itself (the seed's
+	// §2.6 network).
+	HeadDirect = "direct"
+	// HeadResidual: the outputs are the scaled next step's difference from
+	// the 5-step moving average's prediction (MovingAverage5 mapped by the
+	// target scaler), which is added back before the inverse scaling. A
+	// network whose outputs are 0 predicts exactly the moving average, so
+	// training starts from the baseline and learns corrections to it.
+	HeadResidual = "ma5-residual"
+)
+
 // ErrConfig is returned (wrapped) for an invalid configuration or input
 // that the trainer, the pre-warm rule or the policy cannot use.
 var ErrConfig = errors.New("invalid LSTM configuration")
@@ -51,6 +64,8 @@ type Config struct {
 	// Scaler is nn.ScalerMinMax (default) or nn.ScalerRobust; request rate
 	// and queue depth go through log1p first in either case.
 	Scaler string `json:"scaler"`
+	// Head is HeadDirect (also "", the default) or HeadResidual.
+	Head string `json:"head,omitempty"`
 	// Backend computes the network's passes while training: nn.BackendCPU
 	// (the default, also "") or nn.BackendGorgonia, the reference. It does
 	// not change the checkpoint.
@@ -81,6 +96,9 @@ func (c Config) Validate() error {
 	if c.Loss != LossAsymmetric && c.Loss != LossSymmetric {
 		return fmt.Errorf("%w: loss %q, want %q or %q", ErrConfig, c.Loss, LossAsymmetric, LossSymmetric)
 	}
+	if c.Head != "" && c.Head != HeadDirect && c.Head != HeadResidual {
+		return fmt.Errorf("%w: head %q, want %q or %q", ErrConfig, c.Head, HeadDirect, HeadResidual)
+	}
 	if c.Scaler != nn.ScalerMinMax && c.Scaler != nn.ScalerRobust {
 		return fmt.Errorf("%w: scaler %q", ErrConfig, c.Scaler)
 	}
@@ -101,4 +119,18 @@ func (c Config) betas() (float64, float64) {
 		return 1, 1
 	}
 	return c.Net.BetaUnder, c.Net.BetaOver
+}
+
+// residual reports whether the network predicts the difference from the
+// moving average (HeadResidual).
+func (c Config) residual() bool { return c.Head == HeadResidual }
+
+// Describe names the configuration's loss and, when not direct, its head
+// ("symmetric loss", "symmetric loss, ma5-residual head"), for tables.
+func (c Config) Describe() string {
+	d := c.Loss + " loss"
+	if c.Head != "" && c.Head != HeadDirect {
+		d += ", " + c.Head + " head"
+	}
+	return d
 }

@@ -3,6 +3,8 @@ package lstm
 import (
 	"fmt"
 	"math"
+
+	"github.com/strata-rl/strata/agents/nn"
 )
 
 // Metrics are the accuracy of predictions against actual values, per
@@ -75,6 +77,33 @@ func MovingAverage5(seq *[SeqDim]float32) [Targets]float32 {
 		rate += float64(s[FeatRequestRate])
 	}
 	return [Targets]float32{float32(cpu / w), float32(mem / w), float32(rate / w)}
+}
+
+// scaledBases returns, for residual heads, MovingAverage5 of each raw
+// sequence in seqs (a whole number of SeqDim values) mapped by the target
+// scaler, appended to dst[:0]: the scaled predictions a HeadResidual
+// network's outputs are added to. It returns nil for a direct head.
+func scaledBases(dst []float32, cfg Config, target *nn.Scaler, seqs []float32) ([]float32, error) {
+	if !cfg.residual() {
+		return nil, nil
+	}
+	n := len(seqs) / SeqDim
+	b := dst[:0]
+	for i := range n {
+		ma := MovingAverage5((*[SeqDim]float32)(seqs[i*SeqDim : (i+1)*SeqDim]))
+		b = append(b, ma[:]...)
+	}
+	if _, err := target.Transform(b, b); err != nil {
+		return nil, fmt.Errorf("scaling the moving-average bases: %w", err)
+	}
+	return b, nil
+}
+
+// addBases adds bases (nil for a direct head) to the scaled outputs y.
+func addBases(y, bases []float32) {
+	for i := range bases {
+		y[i] += bases[i]
+	}
 }
 
 // PredictMovingAverage5 applies MovingAverage5 to every sample.

@@ -19,6 +19,7 @@ type Model struct {
 
 	x []float32
 	y []float32
+	b []float32
 }
 
 // Clone returns a model that shares the read-only weights and scalers and
@@ -42,7 +43,8 @@ func (m *Model) validate() error {
 // Predict returns the raw predictions (CPU util, memory util, request
 // rate per sample) for raw sequences seqs (a whole number of SeqDim
 // values, all finite): scale, the batched forward pass
-// (nn.LSTMWeights.ForwardBatched), inverse scale, and clamp at 0 (every
+// (nn.LSTMWeights.ForwardBatched), plus the scaled moving average for a
+// residual head (Config.Head), inverse scale, and clamp at 0 (every
 // target is non-negative). A sample's prediction depends on its sequence
 // only, bit for bit, not on the other samples of the call.
 func (m *Model) Predict(seqs []float32) ([][Targets]float32, error) {
@@ -63,6 +65,11 @@ func (m *Model) PredictInto(dst [][Targets]float32, seqs []float32) error {
 	if len(dst) == 0 {
 		return nil
 	}
+	bases, err := scaledBases(m.b, m.Config, m.Scalers.Target, seqs)
+	if err != nil {
+		return fmt.Errorf("predicting: %w", err)
+	}
+	m.b = bases
 	m.x = append(m.x[:0], seqs...)
 	if _, err := m.Scalers.Input.Transform(m.x, m.x); err != nil {
 		return fmt.Errorf("predicting: %w", err)
@@ -72,6 +79,7 @@ func (m *Model) PredictInto(dst [][Targets]float32, seqs []float32) error {
 		return fmt.Errorf("predicting: %w", err)
 	}
 	m.y = y
+	addBases(y, bases)
 	for i := range dst {
 		if _, err := m.Scalers.Target.Inverse(dst[i][:], y[i*Targets:(i+1)*Targets]); err != nil {
 			return fmt.Errorf("predicting: %w", err)

@@ -154,7 +154,15 @@ func TestPolicyPredictionIndependentOfBatch(t *testing.T) {
 // changed windows (the hour sine moves) costs no allocation once the
 // buffers have grown.
 func TestPolicyDecideDoesNotAllocate(t *testing.T) {
-	p, err := NewPolicy(testModel(t), DefaultPolicyConfig())
+	for _, head := range []string{HeadDirect, HeadResidual} {
+		t.Run(head, func(t *testing.T) { decideDoesNotAllocate(t, head) })
+	}
+}
+
+func decideDoesNotAllocate(t *testing.T, head string) {
+	m := testModel(t)
+	m.Config.Head = head
+	p, err := NewPolicy(m, DefaultPolicyConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

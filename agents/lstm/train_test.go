@@ -7,10 +7,21 @@ import (
 	"time"
 )
 
+// TestTrainLearnsSine trains each head on a clean sine: both must beat
+// the moving average by far, and the restored best weights must give the
+// best validation loss through the serving path (for the residual head,
+// that checks that its training targets and its predictions agree).
 func TestTrainLearnsSine(t *testing.T) {
+	for _, head := range []string{HeadDirect, HeadResidual} {
+		t.Run(head, func(t *testing.T) { trainLearnsSine(t, head) })
+	}
+}
+
+func trainLearnsSine(t *testing.T, head string) {
 	start := time.Now()
 	cfg := smallConfig()
 	cfg.Loss = LossSymmetric
+	cfg.Head = head
 	train, val := sineData(t, 480, 0), sineData(t, 120, 1000)
 	res := trainResult(t, cfg, train, val)
 	ma := scaledLoss(t, res.Scalers.Target, PredictMovingAverage5(val.Samples), val.Samples, 1, 1)
@@ -102,6 +113,11 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 	cfg.Loss = "huber"
 	if _, err := Train(cfg, sineData(t, 20, 0), nil); err == nil {
 		t.Error("unknown loss accepted")
+	}
+	cfg = smallConfig()
+	cfg.Head = "ma7-residual"
+	if _, err := Train(cfg, sineData(t, 20, 0), nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("unknown head: %v", err)
 	}
 	cfg = smallConfig()
 	cfg.Backend = "tpu"

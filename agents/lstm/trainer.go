@@ -55,6 +55,9 @@ type Result struct {
 	BestValLoss float64
 	// Stats counts samples and steps.
 	Stats TrainStats
+	// Config is the configuration the result was trained with (its Head
+	// says how the network's outputs become predictions).
+	Config Config
 }
 
 // Model returns the serving model of the result.
@@ -120,11 +123,11 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 			return nil, fmt.Errorf("training LSTM: %w", err)
 		}
 	}
-	trX, trY, err := scaled(sc, tr)
+	trX, trY, err := scaled(cfg, sc, tr)
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
-	vaX, vaY, err := scaled(sc, va)
+	vaX, vaY, err := scaled(cfg, sc, va)
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
@@ -135,7 +138,7 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
 	net.Scaler = sc.Input
-	res := &Result{Scalers: sc, BestValLoss: math.Inf(1)}
+	res := &Result{Scalers: sc, BestValLoss: math.Inf(1), Config: cfg}
 	res.Stats.TrainSamples, res.Stats.ValSamples, res.Stats.RejectedSamples = len(tr), len(va), rejected
 	bu, bo := netCfg.BetaUnder, netCfg.BetaOver
 	var best bytes.Buffer
@@ -232,19 +235,29 @@ func split(samples []Sample, frac float64, rng *rand.Rand) ([]Sample, []Sample) 
 	return s[nv:], s[:nv]
 }
 
-// scaled returns the scaled sequences and targets of samples, flattened.
-func scaled(sc Scalers, samples []Sample) ([]float32, []float32, error) {
+// scaled returns the scaled sequences and the network's targets of
+// samples, flattened: the scaled targets, less the scaled moving-average
+// bases for a residual head (so that the loss on them equals the loss of
+// base + output against the scaled target).
+func scaled(cfg Config, sc Scalers, samples []Sample) ([]float32, []float32, error) {
 	x := make([]float32, 0, len(samples)*SeqDim)
 	y := make([]float32, 0, len(samples)*Targets)
 	for i := range samples {
 		x = append(x, samples[i].Seq[:]...)
 		y = append(y, samples[i].Target[:]...)
 	}
+	bases, err := scaledBases(nil, cfg, sc.Target, x)
+	if err != nil {
+		return nil, nil, err
+	}
 	if _, err := sc.Input.Transform(x, x); err != nil {
 		return nil, nil, fmt.Errorf("scaling sequences: %w", err)
 	}
 	if _, err := sc.Target.Transform(y, y); err != nil {
 		return nil, nil, fmt.Errorf("scaling targets: %w", err)
+	}
+	for i := range bases {
+		y[i] -= bases[i]
 	}
 	return x, y, nil
 }
@@ -318,11 +331,14 @@ func (r *Result) PredictSamples(samples []Sample) ([][Targets]float32, error) {
 	for i := range samples {
 		x = append(x, samples[i].Seq[:]...)
 	}
+	bases, err := scaledBases(nil, r.Config, r.Scalers.Target, x)
+	if err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
 	if _, err := r.Scalers.Input.Transform(x, x); err != nil {
 		return nil, fmt.Errorf("predicting: %w", err)
 	}
 	var p []float32
-	var err error
 	if r.Net.Backend() == nn.BackendGorgonia {
 		p, err = r.Net.Export().Forward(nil, x)
 	} else {
@@ -331,6 +347,7 @@ func (r *Result) PredictSamples(samples []Sample) ([][Targets]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("predicting: %w", err)
 	}
+	addBases(p, bases)
 	raw, err := r.Scalers.Target.Inverse(nil, p)
 	if err != nil {
 		return nil, fmt.Errorf("predicting: %w", err)

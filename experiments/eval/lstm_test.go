@@ -102,7 +102,7 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	if err := train.TrainLSTM(ctx, lc, &stdout, &stderr); err != nil {
 		t.Fatalf("train-lstm: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"train loss", "moving-average (5 steps)", "lstm (asymmetric)", "under-provisioning"} {
+	for _, want := range []string{"train loss", "moving-average (5 steps)", "lstm (asymmetric loss)", "under-provisioning"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Fatalf("train-lstm output lacks %q:\n%s", want, stdout.String())
 		}

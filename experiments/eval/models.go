@@ -216,7 +216,7 @@ func lstmTestMetrics(ctx context.Context, path string, dirs []string) ([]lstmRow
 		if err != nil {
 			return nil, fmt.Errorf("scoring %s: %w", p, err)
 		}
-		name := "lstm (" + c.Manifest.Config.Loss + " loss)"
+		name := "lstm (" + c.Manifest.Config.Describe() + ")"
 		if byLoss[name] == nil {
 			byLoss[name] = &lstmRow{Predictor: name}
 			order = append(order, name)

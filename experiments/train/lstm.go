@@ -31,6 +31,9 @@ type LSTMConfig struct {
 	Out string
 	// Loss is asymmetric or symmetric.
 	Loss string
+	// Head is what the network's outputs are: lstm.HeadDirect or
+	// lstm.HeadResidual.
+	Head string
 	// Epochs bounds the epochs (early stopping may end sooner).
 	Epochs int
 	// Seed seeds the split, the initialisation and the shuffles.
@@ -50,7 +53,7 @@ type LSTMConfig struct {
 // (lstm.DefaultConfig).
 func DefaultLSTMConfig() LSTMConfig {
 	def := lstm.DefaultConfig()
-	return LSTMConfig{ValidFrac: def.ValFraction, Loss: def.Loss, Epochs: def.MaxEpochs, Seed: 1, Batch: def.BatchSize,
+	return LSTMConfig{ValidFrac: def.ValFraction, Loss: def.Loss, Head: lstm.HeadDirect, Epochs: def.MaxEpochs, Seed: 1, Batch: def.BatchSize,
 		Hidden: fmt.Sprintf("%d,%d", def.Net.Hidden[0], def.Net.Hidden[1]), DenseHidden: def.Net.DenseHidden}
 }
 
@@ -63,12 +66,13 @@ func (c *LSTMConfig) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Float64Var(&c.ValidFrac, prefix+"valid-frac", c.ValidFrac, "seeded share of --data held out for validation")
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "write lstm.ckpt and lstm_curve.csv to `DIR` (required)")
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "training loss: asymmetric or symmetric")
+	fs.StringVar(&c.Head, prefix+"head", c.Head, "what the network's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.IntVar(&c.Epochs, prefix+"epochs", c.Epochs, "at most this many epochs (early stopping may end sooner)")
 	fs.Uint64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the split, the initialisation and the shuffles")
 	fs.IntVar(&c.Batch, prefix+"batch", c.Batch, "minibatch size")
 	fs.StringVar(&c.Hidden, prefix+"hidden", c.Hidden, "widths of the two LSTM layers")
 	fs.IntVar(&c.DenseHidden, prefix+"dense-hidden", c.DenseHidden, "width of the dense head's hidden layer")
-	fs.StringVar(&c.Version, prefix+"version", c.Version, "model version in the checkpoint (default: lstm-<loss>-seed<seed>)")
+	fs.StringVar(&c.Version, prefix+"version", c.Version, "model version in the checkpoint (default: lstm-<loss>-seed<seed>, lstm-<loss>-ma5res-seed<seed> for the residual head)")
 }
 
 // Validate reports a missing --data or --out and a network or training
@@ -84,7 +88,7 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 	if c.Data == "" || c.Out == "" {
 		return cfg, errors.New("strata train-lstm: --data and --out are required")
 	}
-	cfg.Loss, cfg.MaxEpochs, cfg.Seed, cfg.BatchSize = c.Loss, c.Epochs, c.Seed, c.Batch
+	cfg.Loss, cfg.Head, cfg.MaxEpochs, cfg.Seed, cfg.BatchSize = c.Loss, c.Head, c.Epochs, c.Seed, c.Batch
 	h0, h1, ok := strings.Cut(c.Hidden, ",")
 	a, errA := strconv.Atoi(strings.TrimSpace(h0))
 	b, errB := strconv.Atoi(strings.TrimSpace(h1))
@@ -113,6 +117,9 @@ func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) erro
 	version := c.Version
 	if version == "" {
 		version = fmt.Sprintf("lstm-%s-seed%d", cfg.Loss, cfg.Seed)
+		if cfg.Head == lstm.HeadResidual {
+			version = fmt.Sprintf("lstm-%s-ma5res-seed%d", cfg.Loss, cfg.Seed)
+		}
 	}
 	t0 := time.Now()
 	sf, err := sequences.Read(ctx, c.Data)
@@ -234,7 +241,7 @@ func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) erro
 	for _, r := range []struct {
 		name string
 		m    lstm.Metrics
-	}{{"lstm (" + cfg.Loss + ")", mL}, {"moving-average (5 steps)", mA}} {
+	}{{"lstm (" + cfg.Describe() + ")", mL}, {"moving-average (5 steps)", mA}} {
 		m := r.m
 		fmt.Fprintf(stdout, "| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.3f | %.3f | %.3f | %.2f%% |\n", r.name,
 			m.RMSE[0], m.RMSE[1], m.RMSE[2], m.MAE[0], m.MAE[1], m.MAE[2], m.R2[0], m.R2[1], m.R2[2], 100*m.UnderRate)

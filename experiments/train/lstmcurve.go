@@ -110,11 +110,7 @@ func (c *Config) lstmCurve(ctx context.Context, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	l := DefaultLSTMConfig()
-	l.Data, l.Valid, l.Out, l.Seed, l.Loss = data, valid, c.Out, uint64(c.Seed), c.Loss
-	if c.LSTMEpochs > 0 {
-		l.Epochs = c.LSTMEpochs
-	}
+	l := c.lstmConfig(data, valid)
 	cfg, err := l.config()
 	if err != nil {
 		return err

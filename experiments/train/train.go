@@ -79,6 +79,9 @@ type Config struct {
 	LSTMSample, LSTMValidSample int
 	LSTMEpochs                  int
 	Loss                        string
+	// LSTMHead is what the LSTM's outputs mean (lstm.HeadDirect or
+	// lstm.HeadResidual).
+	LSTMHead string
 	// LSTMCurve, when set, is a comma-separated list of training-sample
 	// sizes: instead of one LSTM, one is trained per size on nested
 	// seeded samples of one export at the largest size, and the learning
@@ -124,7 +127,7 @@ func DefaultConfig() Config {
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
 		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
-		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric,
+		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
 		StrategicFeatures: pipeline.DefaultStrategicFeatures}
 }
@@ -167,6 +170,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.LSTMCurve, prefix+"lstm-curve", c.LSTMCurve, "learning curve: train one LSTM per training-sample size in `SIZES` (comma-separated, e.g. 12500,25000,50000,100000,200000) on nested seeded samples of one export at the largest size, validated on the same validation export; writes lstm-curve.csv and lstm-curve.png to --out (needs --layers operational alone)")
 	fs.Float64Var(&c.LSTMFlat, prefix+"lstm-flat", c.LSTMFlat, "the learning curve is flat from the smallest size after which every doubling of the sample improves the best validation loss by less than this fraction")
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "LSTM training loss: asymmetric or symmetric")
+	fs.StringVar(&c.LSTMHead, prefix+"lstm-head", c.LSTMHead, "what the LSTM's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.BoolVar(&c.Progress, prefix+"progress", c.Progress, "print each episode's results and PPO's updates on stderr")
 }
 
@@ -486,12 +490,18 @@ func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	return TrainLSTM(ctx, c.lstmConfig(data, valid), stdout, stderr)
+}
+
+// lstmConfig returns the `strata train-lstm` configuration of this
+// training's LSTM on the sequences files data and valid.
+func (c *Config) lstmConfig(data, valid string) LSTMConfig {
 	l := DefaultLSTMConfig()
-	l.Data, l.Valid, l.Out, l.Seed, l.Loss = data, valid, c.Out, uint64(c.Seed), c.Loss
+	l.Data, l.Valid, l.Out, l.Seed, l.Loss, l.Head = data, valid, c.Out, uint64(c.Seed), c.Loss, c.LSTMHead
 	if c.LSTMEpochs > 0 {
 		l.Epochs = c.LSTMEpochs
 	}
-	return TrainLSTM(ctx, l, stdout, stderr)
+	return l
 }
 
 // lstmExports returns the LSTM's training and validation sequences files:

@@ -1,0 +1,74 @@
+package lstm
+
+import (
+	"bytes"
+	"math"
+	"testing"
+)
+
+// TestResidualHeadAtZeroIsTheMovingAverage checks the residual head's
+// meaning: a network whose outputs are all 0 predicts MovingAverage5 for
+// every sample, through the inverse of the target scaler's log1p.
+func TestResidualHeadAtZeroIsTheMovingAverage(t *testing.T) {
+	m := testModel(t)
+	m.Config.Head = HeadResidual
+	out := &m.Weights.Dense[1]
+	clear(out.W)
+	clear(out.B)
+	samples := noisyData(t, 64, 3).Samples
+	pred, err := m.PredictSamples(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma := PredictMovingAverage5(samples)
+	for i := range pred {
+		for j := range Targets {
+			if d := math.Abs(float64(pred[i][j]) - float64(ma[i][j])); d > 1e-5*max(1, math.Abs(float64(ma[i][j]))) {
+				t.Fatalf("sample %d target %d: %v, want the moving average %v", i, j, pred[i][j], ma[i][j])
+			}
+		}
+	}
+	m.Config.Head = HeadDirect
+	direct, err := m.PredictSamples(samples[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if direct[0] == ma[0] {
+		t.Errorf("the direct head with the same weights predicts the moving average %v too", ma[0])
+	}
+}
+
+// TestResidualCheckpointRoundTrip checks that a checkpoint keeps the head
+// and serves the same predictions as the training result.
+func TestResidualCheckpointRoundTrip(t *testing.T) {
+	cfg := smallConfig()
+	cfg.MaxEpochs = 2
+	cfg.Head = HeadResidual
+	res := trainResult(t, cfg, sineData(t, 100, 0), nil)
+	var buf bytes.Buffer
+	if err := res.Save(&buf, cfg, "lstm-res", DefaultPrewarmRule()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ReadCheckpoint(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Net.Close()
+	if c.Manifest.Config.Head != HeadResidual {
+		t.Fatalf("head %q after reading, want %q", c.Manifest.Config.Head, HeadResidual)
+	}
+	samples := sineData(t, 20, 500).Samples
+	want, err := res.Model(cfg).PredictSamples(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Model().PredictSamples(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("sample %d: %v after reading, %v before", i, got[i], want[i])
+		}
+	}
+}
