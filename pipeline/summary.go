@@ -64,14 +64,17 @@ type LoopSummary struct {
 	Layers            map[string]twin.LayerStats `json:"layers"`
 	TwinTicks         int64                      `json:"twin_ticks"`
 	CostPerMillionUSD float64                    `json:"cost_per_million_usd"`
-	GCO2ePerMillion   float64                    `json:"gco2e_per_million"`
-	LatencyP50MS      float64                    `json:"latency_p50_ms"`
-	LatencyP95MS      float64                    `json:"latency_p95_ms"`
-	LatencyP99MS      float64                    `json:"latency_p99_ms"`
-	ColdStartRate     float64                    `json:"cold_start_rate"`
-	SLAViolationRate  float64                    `json:"sla_violation_rate"`
-	RewardsSHA256     string                     `json:"rewards_sha256"`
-	DecisionsSHA256   string                     `json:"decisions_sha256"`
+	// KeepWarmPerMillionUSD is the pre-warm (keep-warm) part of
+	// CostPerMillionUSD.
+	KeepWarmPerMillionUSD float64 `json:"keep_warm_per_million_usd"`
+	GCO2ePerMillion       float64 `json:"gco2e_per_million"`
+	LatencyP50MS          float64 `json:"latency_p50_ms"`
+	LatencyP95MS          float64 `json:"latency_p95_ms"`
+	LatencyP99MS          float64 `json:"latency_p99_ms"`
+	ColdStartRate         float64 `json:"cold_start_rate"`
+	SLAViolationRate      float64 `json:"sla_violation_rate"`
+	RewardsSHA256         string  `json:"rewards_sha256"`
+	DecisionsSHA256       string  `json:"decisions_sha256"`
 }
 
 // NewLoopSummary builds the closed loop's summary from its result; names
@@ -83,6 +86,7 @@ func NewLoopSummary(o Config, name string, res LoopResult, names map[string]stri
 		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
 	if n := float64(t.ScoredInvocations); n > 0 {
 		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
+		sum.KeepWarmPerMillionUSD = t.PrewarmCostUSD / n * 1e6
 		sum.GCO2ePerMillion = t.CarbonG / n * 1e6
 		sum.ColdStartRate = float64(t.ColdStarts) / n
 		sum.SLAViolationRate = float64(t.Violations) / n
@@ -96,8 +100,8 @@ func (s LoopSummary) WriteText(w io.Writer) {
 	p := s.Policies
 	fmt.Fprintf(w, "run %s (closed loop: strategic %s, tactical %s, operational %s): %d invocations from %s in %d ticks, %.1f s wall\n",
 		s.RunID, p[string(schemas.Strategic)], p[string(schemas.Tactical)], p[string(schemas.Operational)], s.Invocations, s.Source, s.TwinTicks, s.WallSeconds)
-	fmt.Fprintf(w, "  cost %.2f USD per million, %.0f gCO2e per million, latency p50/p95/p99 %.0f/%.0f/%.0f ms, cold starts %.2f%%, SLA violations %.2f%%\n",
-		s.CostPerMillionUSD, s.GCO2ePerMillion, s.LatencyP50MS, s.LatencyP95MS, s.LatencyP99MS, 100*s.ColdStartRate, 100*s.SLAViolationRate)
+	fmt.Fprintf(w, "  cost %.2f USD per million (keep-warm %.2f), %.0f gCO2e per million, latency p50/p95/p99 %.0f/%.0f/%.0f ms, cold starts %.2f%%, SLA violations %.2f%%\n",
+		s.CostPerMillionUSD, s.KeepWarmPerMillionUSD, s.GCO2ePerMillion, s.LatencyP50MS, s.LatencyP95MS, s.LatencyP99MS, 100*s.ColdStartRate, 100*s.SLAViolationRate)
 	for _, l := range schemas.Layers {
 		ls := s.Layers[string(l)]
 		fmt.Fprintf(w, "  %-11s %-16s decisions %8d  rewards %8d  mean reward %.4f  mean regret %.4f\n", l, p[string(l)], ls.Decisions, ls.Rewards, ls.MeanReward, ls.MeanRegret)

@@ -38,10 +38,12 @@ type Stats struct {
 	Layers map[string]LayerStats `json:"layers"`
 	// Totals over every evaluated function-tick of the run: execution and
 	// pre-warm cost (USD) and carbon (g), cold starts and SLA violations.
-	CostUSD    float64 `json:"cost_usd"`
-	CarbonG    float64 `json:"carbon_g"`
-	ColdStarts int64   `json:"cold_starts"`
-	Violations int64   `json:"sla_violations"`
+	CostUSD float64 `json:"cost_usd"`
+	// PrewarmCostUSD is the pre-warm (keep-warm) part of CostUSD.
+	PrewarmCostUSD float64 `json:"prewarm_cost_usd"`
+	CarbonG        float64 `json:"carbon_g"`
+	ColdStarts     int64   `json:"cold_starts"`
+	Violations     int64   `json:"sla_violations"`
 	// Latency percentiles over every invocation, milliseconds (a Shadow
 	// keeps none).
 	LatencyP50MS float64 `json:"latency_p50_ms"`
@@ -144,6 +146,7 @@ func (c *core) tally(out *Output) {
 			// layers are enabled): their sums are the run's totals,
 			// pre-warm cost and carbon included.
 			c.stats.CostUSD += r.CostUsd
+			c.stats.PrewarmCostUSD += r.PrewarmCostUsd
 			c.stats.CarbonG += r.CarbonG
 			c.stats.ColdStarts += r.ColdStarts
 			c.stats.Violations += r.SlaViolations

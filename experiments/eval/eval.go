@@ -51,6 +51,7 @@ type evalRow struct {
 	InvokedShare      map[string]float64 `json:"invoked_share"`
 	Invocations       int64              `json:"invocations"`
 	CostPerM          float64            `json:"cost_per_million_usd"`
+	KeepWarmPerM      float64            `json:"keep_warm_per_million_usd"`
 	GCO2ePerM         float64            `json:"gco2e_per_million"`
 	P50               float64            `json:"latency_p50_ms"`
 	P95               float64            `json:"latency_p95_ms"`
@@ -222,7 +223,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	header := []string{"varied", "policy", "R strategic", "R tactical", "R tactical, invoked hours", "invoked % of tactical rows", "R operational", "regret strategic", "regret tactical", "regret operational",
-		"USD / M inv", "gCO2e / M inv", "p50 ms", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
+		"USD / M inv", "keep-warm USD / M inv", "gCO2e / M inv", "p50 ms", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
 	table := make([][]string, len(rows))
 	for i, r := range rows {
 		pol := r.Policy
@@ -232,7 +233,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		table[i] = []string{r.Varied, pol,
 			f4(r.MeanReward["strategic"]), f4(r.MeanReward["tactical"]), f4(r.MeanRewardInvoked["tactical"]), fmt.Sprintf("%.1f", 100*r.InvokedShare["tactical"]), f4(r.MeanReward["operational"]),
 			f4(r.MeanRegret["strategic"]), f4(r.MeanRegret["tactical"]), f4(r.MeanRegret["operational"]),
-			fmt.Sprintf("%.2f", r.CostPerM), fmt.Sprintf("%.0f", r.GCO2ePerM),
+			fmt.Sprintf("%.2f", r.CostPerM), fmt.Sprintf("%.2f", r.KeepWarmPerM), fmt.Sprintf("%.0f", r.GCO2ePerM),
 			fmt.Sprintf("%.0f", r.P50), fmt.Sprintf("%.0f", r.P95), fmt.Sprintf("%.0f", r.P99),
 			fmt.Sprintf("%.2f", 100*r.ColdRate), fmt.Sprintf("%.2f", 100*r.SLARate)}
 	}
@@ -303,7 +304,7 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 		}
 	}
 	r.Invocations = res.Twin.ScoredInvocations
-	r.CostPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
+	r.CostPerM, r.KeepWarmPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.KeepWarmPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
 	r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
 	r.WallSeconds = time.Since(t0).Seconds()
 	return nil

@@ -107,6 +107,14 @@ func TestEvalOracle(t *testing.T) {
 	if _, err := strconv.ParseFloat(recs[1][10], 64); err != nil {
 		t.Fatalf("cost column %q: %v", recs[1][10], err)
 	}
+	// The keep-warm part of the cost: the reference pre-warms
+	// (hybrid-histogram), so it is positive and at most the cost.
+	if recs[0][11] != "keep-warm USD / M inv" || recs[1][11] != strconv.FormatFloat(ref.KeepWarmPerM, 'f', 2, 64) {
+		t.Fatalf("column 11 %q = %q, want the keep-warm cost %.2f", recs[0][11], recs[1][11], ref.KeepWarmPerM)
+	}
+	if !(ref.KeepWarmPerM > 0 && ref.KeepWarmPerM < ref.CostPerM) {
+		t.Fatalf("reference keep-warm %.2f USD per million of %.2f: want positive and below the cost", ref.KeepWarmPerM, ref.CostPerM)
+	}
 	// The tactical reward over the hours with invocations, and their share
 	// of the tactical rows (the rest have only pre-warm cost).
 	for _, r := range rows {

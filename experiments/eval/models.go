@@ -273,7 +273,7 @@ func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []lstmR
 		}
 	}
 	header := []string{"section", "configuration (strategic / tactical / operational)", "seeds", "R strategic", "R tactical", "R operational",
-		"tactical R ÷ oracle", "USD / M inv", "gCO2e / M inv", "p95 ms", "cold %", "SLA viol %"}
+		"tactical R ÷ oracle", "USD / M inv", "keep-warm USD / M inv", "gCO2e / M inv", "p95 ms", "cold %", "SLA viol %"}
 	var table [][]string
 	for _, r := range rows {
 		p := r.Runs[0].Policies
@@ -291,6 +291,7 @@ func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []lstmR
 			pm(r.Runs, func(e evalRow) float64 { return e.MeanReward["operational"] }, "%.4f"),
 			share,
 			pm(r.Runs, func(e evalRow) float64 { return e.CostPerM }, "%.2f"),
+			pm(r.Runs, func(e evalRow) float64 { return e.KeepWarmPerM }, "%.2f"),
 			pm(r.Runs, func(e evalRow) float64 { return e.GCO2ePerM }, "%.0f"),
 			pm(r.Runs, func(e evalRow) float64 { return e.P95 }, "%.0f"),
 			pm(r.Runs, func(e evalRow) float64 { return 100 * e.ColdRate }, "%.2f"),

@@ -23,11 +23,13 @@ type rowSummary struct {
 	// (absent when the evaluation ran no oracle row).
 	OracleShare *float64 `json:"tactical_oracle_share,omitempty"`
 	CostPerM    float64  `json:"cost_per_million_usd"`
-	GCO2ePerM   float64  `json:"gco2e_per_million"`
-	P95         float64  `json:"latency_p95_ms"`
-	P99         float64  `json:"latency_p99_ms"`
-	ColdRate    float64  `json:"cold_start_rate"`
-	SLARate     float64  `json:"sla_violation_rate"`
+	// KeepWarmPerM is the pre-warm (keep-warm) part of CostPerM.
+	KeepWarmPerM float64 `json:"keep_warm_per_million_usd"`
+	GCO2ePerM    float64 `json:"gco2e_per_million"`
+	P95          float64 `json:"latency_p95_ms"`
+	P99          float64 `json:"latency_p99_ms"`
+	ColdRate     float64 `json:"cold_start_rate"`
+	SLARate      float64 `json:"sla_violation_rate"`
 }
 
 // summarize aggregates the rows of a models evaluation (see rowSummary).
@@ -51,6 +53,7 @@ func summarize(rows []modelsRow) []rowSummary {
 				s.Models = append(s.Models, run.Models)
 			}
 			s.CostPerM += run.CostPerM / float64(n)
+			s.KeepWarmPerM += run.KeepWarmPerM / float64(n)
 			s.GCO2ePerM += run.GCO2ePerM / float64(n)
 			s.P95 += run.P95 / float64(n)
 			s.P99 += run.P99 / float64(n)
