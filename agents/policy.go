@@ -14,6 +14,7 @@ import (
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/agents/prewarm"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -121,26 +122,71 @@ func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool
 	return nil, fmt.Errorf("loading a checkpoint: unknown layer %q", layer)
 }
 
-// New returns a fresh policy called name for layer.
+// New returns a fresh policy called name for layer. A name may carry
+// parameter overrides after a colon, "hybrid-histogram:cv_threshold=1" or
+// "hazard-prewarm:threshold=0.05,bandwidth_s=60" (docs/baselines.md and
+// docs/agents.md list each policy's keys); they are merged over
+// opts.Params, and a key given twice is an error.
 func New(name string, layer schemas.Layer, opts Options) (Policy, error) {
 	if _, err := schemas.ParseLayer(string(layer)); err != nil {
 		return nil, fmt.Errorf("creating policy %q: %w", name, err)
 	}
+	if base, spec, ok := strings.Cut(name, ":"); ok {
+		ps, err := parseParams(spec, opts.Params)
+		if err != nil {
+			return nil, fmt.Errorf("creating %s policy %q: %w", layer, name, err)
+		}
+		name, opts.Params = base, ps
+	}
 	if name == LearnedName(layer) {
 		return newLearned(layer, opts)
+	}
+	if layer == schemas.Operational && name == prewarm.Name {
+		return prewarm.New(opts.Params)
 	}
 	p, err := baselines.New(name, layer, baselines.Config{
 		Seed: opts.Seed, Model: opts.Model, Epoch: opts.Epoch, Params: opts.Params,
 	})
 	if err != nil {
 		if errors.Is(err, baselines.ErrUnknownPolicy) {
-			return nil, fmt.Errorf("creating %s policy %q: %w: valid names are %s, and %s with --models", layer, name, ErrUnknownPolicy, strings.Join(Names(layer), ", "), LearnedName(layer))
+			return nil, fmt.Errorf("creating %s policy %q: %w: valid names are %s, and %s with --models", layer, name, ErrUnknownPolicy, strings.Join(append(Names(layer), Own(layer)...), ", "), LearnedName(layer))
 		}
 		return nil, err
 	}
 	return p, nil
 }
 
-// Names returns the names New accepts for layer, in a fixed order; nil for
-// an unknown layer.
+// Names returns the baselines New accepts for layer, in a fixed order; nil
+// for an unknown layer. (`strata eval --baselines` runs each of them.)
 func Names(layer schemas.Layer) []string { return baselines.Names(layer) }
+
+// Own returns the names of strata's own policies of layer that are
+// neither baselines nor checkpoints: hazard-prewarm for the operational
+// layer (package prewarm), none for the others.
+func Own(layer schemas.Layer) []string {
+	if layer == schemas.Operational {
+		return []string{prewarm.Name}
+	}
+	return nil
+}
+
+// parseParams returns the overrides of a policy name's "k=v,k=v" suffix
+// merged over given (which it does not modify).
+func parseParams(spec string, given map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(given))
+	for k, v := range given {
+		out[k] = v
+	}
+	for kv := range strings.SplitSeq(spec, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%w: %q: want key=value pairs separated by commas", ErrInvalidParam, kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("%w: %s given twice", ErrInvalidParam, k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -61,6 +61,13 @@ func TestNewRejects(t *testing.T) {
 		{"knative", schemas.Strategic, agents.Options{}, agents.ErrUnknownPolicy, "valid names are random,"},
 		{"reactive", schemas.Layer("hourly"), agents.Options{}, nil, "unknown layer"},
 		{"keepalive-10m", schemas.Operational, agents.Options{Params: map[string]string{"keep_warm_ms": "-5"}}, agents.ErrInvalidParam, "keep_warm_ms"},
+		{"keepalive-10m:keep_warm_ms=-5", schemas.Operational, agents.Options{}, agents.ErrInvalidParam, "keep_warm_ms"},
+		{"hazard-prewarm:threshold=2", schemas.Operational, agents.Options{}, agents.ErrInvalidParam, "threshold"},
+		{"hazard-prewarm:speed=2", schemas.Operational, agents.Options{}, agents.ErrInvalidParam, "valid keys are threshold,"},
+		{"hazard-prewarm:threshold", schemas.Operational, agents.Options{}, agents.ErrInvalidParam, "want key=value pairs"},
+		{"hazard-prewarm:threshold=0.1", schemas.Operational, agents.Options{Params: map[string]string{"threshold": "0.2"}}, agents.ErrInvalidParam, "threshold given twice"},
+		{"hazard-prewarm", schemas.Tactical, agents.Options{}, agents.ErrUnknownPolicy, "valid names are"},
+		{"nope", schemas.Operational, agents.Options{}, agents.ErrUnknownPolicy, "hybrid-histogram, hazard-prewarm, and lstm with --models"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,5 +79,27 @@ func TestNewRejects(t *testing.T) {
 				t.Errorf("error %v does not wrap %v", err, tt.is)
 			}
 		})
+	}
+}
+
+// TestNewParamsInName checks that overrides after a colon reach the
+// policy: its version names them, as with Options.Params.
+func TestNewParamsInName(t *testing.T) {
+	tests := []struct {
+		name, version string
+	}{
+		{"hazard-prewarm", "1"},
+		{"hazard-prewarm:threshold=0.01", "1+threshold=0.01"},
+		{"hazard-prewarm:threshold=0.01,bandwidth_s=60", "1+bandwidth_s=60,threshold=0.01"},
+		{"keepalive-10m:keep_warm_ms=300000", "1+keep_warm_ms=300000"},
+	}
+	for _, tt := range tests {
+		p, err := agents.New(tt.name, schemas.Operational, agents.Options{})
+		if err != nil {
+			t.Fatalf("New(%q): %v", tt.name, err)
+		}
+		if base, _, _ := strings.Cut(tt.name, ":"); p.Name() != base || p.Version() != tt.version {
+			t.Errorf("New(%q): %s version %q, want %s version %q", tt.name, p.Name(), p.Version(), base, tt.version)
+		}
 	}
 }

@@ -62,8 +62,10 @@ type evalRow struct {
 }
 
 // evalVariants returns the configurations to run: the reference, then for
-// each layer in layers every other policy of that layer (only those in
-// only, when it is not empty).
+// each layer in layers every other baseline of that layer, or, when only
+// is not empty, the policies of only that belong to the layer, in only's
+// order — a baseline, strata's own policies (agents.Own) or either with
+// parameter overrides ("hazard-prewarm:threshold=0.05").
 func evalVariants(layers []schemas.Layer, only []string) []evalRow {
 	ref := map[string]string{string(schemas.Strategic): refStrategic, string(schemas.Tactical): refTactical, string(schemas.Operational): refOperational}
 	out := []evalRow{{Varied: "reference", Policy: "", Policies: ref}}
@@ -72,8 +74,17 @@ func evalVariants(layers []schemas.Layer, only []string) []evalRow {
 		if l != schemas.Operational {
 			names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
 		}
+		if len(only) > 0 {
+			known := append(slices.Clone(names), agents.Own(l)...)
+			names = nil
+			for _, n := range only {
+				if base, _, _ := strings.Cut(n, ":"); slices.Contains(known, base) {
+					names = append(names, n)
+				}
+			}
+		}
 		for _, n := range names {
-			if n == ref[string(l)] || len(only) > 0 && !slices.Contains(only, n) {
+			if n == ref[string(l)] {
 				continue
 			}
 			p := map[string]string{}
@@ -144,7 +155,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.EvalDays, prefix+"eval-days", c.EvalDays, "evaluation days, 1-based inclusive (scored)")
 	fs.IntVar(&c.WarmupDays, prefix+"warmup-days", c.WarmupDays, "days before the evaluation window replayed unscored as warm-up (-1: every day before it, so pools, histograms and keep-alive state are those of a system that ran the whole trace)")
 	fs.StringVar(&c.Layers, prefix+"layers", c.Layers, "layers whose policies are varied")
-	fs.StringVar(&c.Policies, prefix+"policies", c.Policies, "vary only to these policies (comma-separated; default every policy of each layer)")
+	fs.StringVar(&c.Policies, prefix+"policies", c.Policies, "vary only to these policies (comma-separated; a policy may carry overrides, hazard-prewarm:threshold=0.05,bandwidth_s=60; default every baseline of each layer)")
 	fs.BoolVar(&c.CSV, prefix+"csv", c.CSV, "print CSV instead of a markdown table")
 	fs.StringVar(&c.Summary, prefix+"summary", c.Summary, "also write the rows as JSON to `FILE`")
 	fs.StringVar(&c.Models, prefix+"models", c.Models, "evaluate the learned policies of these model `DIR`s (one per training seed, comma-separated; from strata train): PPO against the tactical baselines, the DQN against the strategic ones, the ablations, the LSTM's metrics")
@@ -207,7 +218,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	var only []string
 	if c.Policies != "" {
-		only = strings.Split(c.Policies, ",")
+		only = SplitPolicies(c.Policies)
 	}
 	rows := evalVariants(layers, only)
 	p := newProgress(stderr, len(rows))
@@ -341,4 +352,19 @@ func (p *progress) printf(format string, args ...any) {
 	defer p.mu.Unlock()
 	p.done++
 	fmt.Fprintf(p.w, "eval %d/%d: "+format+"\n", append([]any{p.done, p.total}, args...)...)
+}
+
+// SplitPolicies splits a comma-separated list of policies whose names may
+// carry parameter overrides ("a:k=v,k2=v2,b"): an element with "=" and no
+// ":" continues the previous policy's overrides.
+func SplitPolicies(list string) []string {
+	var out []string
+	for _, e := range strings.Split(list, ",") {
+		if len(out) > 0 && strings.Contains(e, "=") && !strings.Contains(e, ":") && strings.Contains(out[len(out)-1], ":") {
+			out[len(out)-1] += "," + e
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
