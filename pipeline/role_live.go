@@ -55,7 +55,7 @@ func (r *LiveRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Ingest.RegisterFlags(fs, prefix)
 	r.Store.RegisterFlags(fs, prefix)
 	r.Store.RegisterRetentionFlag(fs, prefix)
-	names := func(l schemas.Layer) string { return strings.Join(agents.Names(l), ", ") }
+	names := func(l schemas.Layer) string { return strings.Join(append(agents.Names(l), agents.Own(l)...), ", ") }
 	fs.StringVar(&r.Strategic, prefix+"strategic", r.Strategic, "strategic policy (daily, per app): "+names(schemas.Strategic)+", dqn (with --models), or none")
 	fs.StringVar(&r.Tactical, prefix+"tactical", r.Tactical, "tactical policy (hourly, per function): "+names(schemas.Tactical)+", ppo (with --models), or none")
 	fs.StringVar(&r.Operational, prefix+"operational", r.Operational, "operational policy (15 s, per active function): "+names(schemas.Operational)+", lstm (with --models), or none")

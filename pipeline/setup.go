@@ -97,11 +97,11 @@ func (c *LoopCache) staticChoices(compute func() (*twin.StaticChoices, error)) (
 // agents' baselines plus, for strategic and tactical, the policies that run
 // inside the twin.
 func PolicyNames(l schemas.Layer) string {
-	names := agents.Names(l)
+	names := append(agents.Names(l), agents.Own(l)...)
 	if l != schemas.Operational {
 		names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
 	}
-	return strings.Join(names, ", ") + ", " + agents.LearnedName(l) + " (with --models)"
+	return strings.Join(names, ", ") + ", " + agents.LearnedName(l) + " (with --models); a name may carry overrides, NAME:key=value,key=value (docs/baselines.md)"
 }
 
 // ModelAt builds the cloud model with trace time 0 at epoch: with

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,6 +58,17 @@ func TestEvalVariants(t *testing.T) {
 	}
 	if got := evalVariants([]schemas.Layer{schemas.Strategic}, []string{"oracle"}); len(got) != 2 || got[1].Policy != "oracle" {
 		t.Fatalf("--policies oracle: %+v", got)
+	}
+	// Strata's own policies and overrides only when asked, in the order
+	// given; names of other layers or unknown ones are not rows.
+	got := evalVariants([]schemas.Layer{schemas.Operational}, []string{"hazard-prewarm:threshold=0.01", "knative", "oracle", "bogus"})
+	if len(got) != 3 || got[1].Policy != "hazard-prewarm:threshold=0.01" || got[2].Policy != "knative" || got[1].Policies["operational"] != got[1].Policy {
+		t.Fatalf("--policies hazard-prewarm:threshold=0.01,knative,oracle,bogus: %+v", got)
+	}
+	for _, r := range evalVariants([]schemas.Layer{schemas.Operational}, nil) {
+		if strings.HasPrefix(r.Policy, "hazard-prewarm") {
+			t.Errorf("--baselines without --policies runs %s, not a baseline", r.Policy)
+		}
 	}
 }
 
@@ -214,5 +226,23 @@ func TestEvalParallelSameRows(t *testing.T) {
 	c.Baselines, c.Parallel = true, 0
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--parallel 0") {
 		t.Fatalf("--parallel 0: %v", err)
+	}
+}
+
+func TestSplitPolicies(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"reactive", []string{"reactive"}},
+		{"reactive,knative", []string{"reactive", "knative"}},
+		{"hazard-prewarm:threshold=0.01,bandwidth_s=60,knative", []string{"hazard-prewarm:threshold=0.01,bandwidth_s=60", "knative"}},
+		{"a:k=1,b:k=2,j=3", []string{"a:k=1", "b:k=2,j=3"}},
+		{"k=1,reactive", []string{"k=1", "reactive"}},
+	}
+	for _, tt := range tests {
+		if got := SplitPolicies(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("SplitPolicies(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
