@@ -34,8 +34,9 @@ type LSTMConfig struct {
 	// Head is what the network's outputs are: lstm.HeadDirect or
 	// lstm.HeadResidual.
 	Head string
-	// Epochs bounds the epochs (early stopping may end sooner).
-	Epochs int
+	// Epochs bounds the epochs (early stopping may end sooner); Patience
+	// is the early stop's: epochs without a better validation loss.
+	Epochs, Patience int
 	// Seed seeds the split, the initialisation and the shuffles.
 	Seed uint64
 	// Batch is the minibatch size.
@@ -53,7 +54,7 @@ type LSTMConfig struct {
 // (lstm.DefaultConfig).
 func DefaultLSTMConfig() LSTMConfig {
 	def := lstm.DefaultConfig()
-	return LSTMConfig{ValidFrac: def.ValFraction, Loss: def.Loss, Head: lstm.HeadDirect, Epochs: def.MaxEpochs, Seed: 1, Batch: def.BatchSize,
+	return LSTMConfig{ValidFrac: def.ValFraction, Loss: def.Loss, Head: lstm.HeadDirect, Epochs: def.MaxEpochs, Patience: def.EarlyStopPatience, Seed: 1, Batch: def.BatchSize,
 		Hidden: fmt.Sprintf("%d,%d", def.Net.Hidden[0], def.Net.Hidden[1]), DenseHidden: def.Net.DenseHidden}
 }
 
@@ -68,6 +69,7 @@ func (c *LSTMConfig) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "training loss: asymmetric or symmetric")
 	fs.StringVar(&c.Head, prefix+"head", c.Head, "what the network's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.IntVar(&c.Epochs, prefix+"epochs", c.Epochs, "at most this many epochs (early stopping may end sooner)")
+	fs.IntVar(&c.Patience, prefix+"patience", c.Patience, "stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.Uint64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the split, the initialisation and the shuffles")
 	fs.IntVar(&c.Batch, prefix+"batch", c.Batch, "minibatch size")
 	fs.StringVar(&c.Hidden, prefix+"hidden", c.Hidden, "widths of the two LSTM layers")
@@ -89,6 +91,9 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 		return cfg, errors.New("strata train-lstm: --data and --out are required")
 	}
 	cfg.Loss, cfg.Head, cfg.MaxEpochs, cfg.Seed, cfg.BatchSize = c.Loss, c.Head, c.Epochs, c.Seed, c.Batch
+	if c.Patience > 0 {
+		cfg.EarlyStopPatience = c.Patience
+	}
 	h0, h1, ok := strings.Cut(c.Hidden, ",")
 	a, errA := strconv.Atoi(strings.TrimSpace(h0))
 	b, errB := strconv.Atoi(strings.TrimSpace(h1))
