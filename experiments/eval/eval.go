@@ -162,7 +162,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.TacticalOperational, prefix+"tactical-operational", c.TacticalOperational, "with --models: operational policy of the tactical and strategic comparisons (the one strata train ran; none = no pre-warming)")
 	fs.StringVar(&c.LSTMTest, prefix+"lstm-test", c.LSTMTest, "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
 	fs.StringVar(&c.LSTMModels, prefix+"lstm-models", c.LSTMModels, "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
-	fs.StringVar(&c.Rows, prefix+"rows", c.Rows, "with --models: run only these configurations (tactical policy names, ppo, \"strategic \" + a strategic policy name, dqn, random, DQN only, DQN+PPO, DQN+PPO+LSTM; comma-separated)")
+	fs.StringVar(&c.Rows, prefix+"rows", c.Rows, "with --models: run only these configurations (tactical policy names, ppo, \"strategic \" + a strategic policy name, dqn, random, DQN only, DQN+PPO, DQN+PPO+LSTM, or the full hierarchy's: \"baselines: reference\", \"baselines: static-best\", \"baselines: static-best + hazard-prewarm\", \"hindsight: oracle\", DQN+PPO+hybrid-histogram, DQN+PPO+hazard-prewarm; comma-separated)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/agents/prewarm"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/experiments/sequences"
 	"github.com/strata-rl/strata/pipeline"
@@ -35,7 +36,8 @@ type modelsEval struct {
 	csv       bool
 	summary   string
 	// rows keeps only the configurations with these labels (tactical
-	// policy names, or random, DQN only, DQN+PPO, DQN+PPO+LSTM); all
+	// policy names, or random, DQN only, DQN+PPO, DQN+PPO+LSTM, or the
+	// hierarchy section's labels); all
 	// when empty.
 	rows []string
 	// parallel is how many runs go at once.
@@ -69,6 +71,18 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 			hasLSTM = false
 		}
 	}
+	if !hasLSTM {
+		fmt.Fprintln(stderr, "eval: DQN+PPO+LSTM left out: not every model directory holds lstm.ckpt")
+	}
+	rows := modelsRows(me, hasLSTM)
+	return runModelsRows(ctx, me, rows, base, w, first, last, stdout, stderr)
+}
+
+// modelsRows returns the configurations of `strata eval --models`, those
+// me.rows names when it is not empty: the tactical and strategic
+// comparisons, the ablations (DQN+PPO+LSTM when hasLSTM) and the full
+// hierarchy against the baselines' combinations.
+func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	// The tactical comparison: strategic greedy-cost, the training
 	// operational policy; each baseline once, PPO once per seed.
 	var rows []modelsRow
@@ -104,9 +118,25 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 		perSeed("ablation", "DQN+PPO", "dqn", "ppo", "reactive"))
 	if hasLSTM {
 		rows = append(rows, perSeed("ablation", "DQN+PPO+LSTM", "dqn", "ppo", "lstm"))
-	} else {
-		fmt.Fprintln(stderr, "eval: DQN+PPO+LSTM left out: not every model directory holds lstm.ckpt")
 	}
+	// The full hierarchy against the baselines' combinations: the
+	// reference, the best causal baseline of each placement layer
+	// (static-best) under either pre-warm policy, and the per-interval
+	// hindsight oracles; the learned strategic and tactical layers per
+	// seed under either pre-warm policy.
+	sb, orc := string(twin.PolicyStaticBest), string(twin.PolicyOracle)
+	for _, b := range []struct{ label, s, t, op string }{
+		{"baselines: reference", refStrategic, refTactical, refOperational},
+		{"baselines: static-best", sb, sb, refOperational},
+		{"baselines: static-best + hazard-prewarm", sb, sb, prewarm.Name},
+		{"hindsight: oracle", orc, orc, refOperational},
+	} {
+		rows = append(rows, modelsRow{Section: "hierarchy", Label: b.label, Runs: []evalRow{{Varied: "hierarchy", Policy: b.label,
+			Policies: map[string]string{"strategic": b.s, "tactical": b.t, "operational": b.op}}}})
+	}
+	rows = append(rows,
+		perSeed("hierarchy", "DQN+PPO+hybrid-histogram", "dqn", "ppo", refOperational),
+		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", "dqn", "ppo", prewarm.Name))
 	if len(me.rows) > 0 {
 		kept := rows[:0]
 		for _, r := range rows {
@@ -116,6 +146,12 @@ func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w
 		}
 		rows = kept
 	}
+	return rows
+}
+
+// runModelsRows runs the models evaluation's rows and prints them (see
+// evalModels).
+func runModelsRows(ctx context.Context, me modelsEval, rows []modelsRow, base pipeline.LoopOptions, w window, first, last int, stdout, stderr io.Writer) error {
 	// Every learned policy a kept row runs needs its checkpoint: a
 	// tactical-only training directory serves the ppo row.
 	learned := map[string]schemas.Layer{"dqn": schemas.Strategic, "ppo": schemas.Tactical, "lstm": schemas.Operational}
@@ -273,12 +309,12 @@ func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []lstmR
 		}
 	}
 	header := []string{"section", "configuration (strategic / tactical / operational)", "seeds", "R strategic", "R tactical", "R operational",
-		"tactical R ÷ oracle", "USD / M inv", "keep-warm USD / M inv", "gCO2e / M inv", "p95 ms", "cold %", "SLA viol %"}
+		"tactical R ÷ oracle", "USD / M inv", "keep-warm USD / M inv", "gCO2e / M inv", "p95 ms", "p99 ms", "cold %", "SLA viol %"}
 	var table [][]string
 	for _, r := range rows {
 		p := r.Runs[0].Policies
 		cfg := p["strategic"] + " / " + p["tactical"] + " / " + p["operational"]
-		if r.Section == "ablation" {
+		if r.Section == "ablation" || r.Section == "hierarchy" {
 			cfg = r.Label + ": " + cfg
 		}
 		share := ""
@@ -294,6 +330,7 @@ func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []lstmR
 			pm(r.Runs, func(e evalRow) float64 { return e.KeepWarmPerM }, "%.2f"),
 			pm(r.Runs, func(e evalRow) float64 { return e.GCO2ePerM }, "%.0f"),
 			pm(r.Runs, func(e evalRow) float64 { return e.P95 }, "%.0f"),
+			pm(r.Runs, func(e evalRow) float64 { return e.P99 }, "%.0f"),
 			pm(r.Runs, func(e evalRow) float64 { return 100 * e.ColdRate }, "%.2f"),
 			pm(r.Runs, func(e evalRow) float64 { return 100 * e.SLARate }, "%.2f")})
 	}

@@ -1,0 +1,52 @@
+package eval
+
+import (
+	"testing"
+)
+
+// TestModelsRowsHierarchy checks the full hierarchy's section of `strata
+// eval --models`: the baselines' combinations once, the learned layers
+// once per seed under either pre-warm policy, and --rows selecting them.
+func TestModelsRowsHierarchy(t *testing.T) {
+	me := modelsEval{dirs: []string{"m1", "m2"}, tacticalOperational: "hybrid-histogram"}
+	want := map[string]struct {
+		runs       int
+		s, tac, op string
+	}{
+		"baselines: reference":                    {1, "greedy-cost", "greedy-cost", "hybrid-histogram"},
+		"baselines: static-best":                  {1, "static-best", "static-best", "hybrid-histogram"},
+		"baselines: static-best + hazard-prewarm": {1, "static-best", "static-best", "hazard-prewarm"},
+		"hindsight: oracle":                       {1, "oracle", "oracle", "hybrid-histogram"},
+		"DQN+PPO+hybrid-histogram":                {2, "dqn", "ppo", "hybrid-histogram"},
+		"DQN+PPO+hazard-prewarm":                  {2, "dqn", "ppo", "hazard-prewarm"},
+	}
+	seen := 0
+	for _, r := range modelsRows(me, false) {
+		if r.Section != "hierarchy" {
+			if r.Label == "DQN+PPO+LSTM" {
+				t.Errorf("DQN+PPO+LSTM without lstm.ckpt")
+			}
+			continue
+		}
+		seen++
+		w, ok := want[r.Label]
+		if !ok || len(r.Runs) != w.runs {
+			t.Errorf("hierarchy row %q with %d runs: want one of %v", r.Label, len(r.Runs), want)
+			continue
+		}
+		for i, run := range r.Runs {
+			p := run.Policies
+			if p["strategic"] != w.s || p["tactical"] != w.tac || p["operational"] != w.op || (w.runs > 1) != (run.Models == me.dirs[min(i, 1)]) {
+				t.Errorf("%s run %d: %v with models %q", r.Label, i, p, run.Models)
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d hierarchy rows, want %d", seen, len(want))
+	}
+	me.rows = []string{"DQN+PPO+hazard-prewarm", "hindsight: oracle"}
+	got := modelsRows(me, true)
+	if len(got) != 2 || got[0].Label != "hindsight: oracle" || got[1].Label != "DQN+PPO+hazard-prewarm" {
+		t.Errorf("--rows %v kept %+v", me.rows, got)
+	}
+}
