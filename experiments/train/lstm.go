@@ -37,6 +37,8 @@ type LSTMConfig struct {
 	// Epochs bounds the epochs (early stopping may end sooner); Patience
 	// is the early stop's: epochs without a better validation loss.
 	Epochs, Patience int
+	// ClipNorm bounds the gradient's global L2 norm (0: none, the seed's).
+	ClipNorm float64
 	// Seed seeds the split, the initialisation and the shuffles.
 	Seed uint64
 	// Batch is the minibatch size.
@@ -69,6 +71,7 @@ func (c *LSTMConfig) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "training loss: asymmetric or symmetric")
 	fs.StringVar(&c.Head, prefix+"head", c.Head, "what the network's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.IntVar(&c.Epochs, prefix+"epochs", c.Epochs, "at most this many epochs (early stopping may end sooner)")
+	fs.Float64Var(&c.ClipNorm, prefix+"clip-norm", c.ClipNorm, "bound the gradient's global L2 norm per step (0: no clip, the seed's)")
 	fs.IntVar(&c.Patience, prefix+"patience", c.Patience, "stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.Uint64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the split, the initialisation and the shuffles")
 	fs.IntVar(&c.Batch, prefix+"batch", c.Batch, "minibatch size")
@@ -94,6 +97,7 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 	if c.Patience > 0 {
 		cfg.EarlyStopPatience = c.Patience
 	}
+	cfg.Net.Optimizer.ClipNorm = c.ClipNorm
 	h0, h1, ok := strings.Cut(c.Hidden, ",")
 	a, errA := strconv.Atoi(strings.TrimSpace(h0))
 	b, errB := strconv.Atoi(strings.TrimSpace(h1))
