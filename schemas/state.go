@@ -2,9 +2,11 @@ package schemas
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -845,4 +847,22 @@ func readStrategic(rec arrow.RecordBatch) []StrategicRow {
 		}
 	}
 	return rows
+}
+
+// RowOrder returns dst[:0] filled with the indices of rows: in (App,
+// Func) order when byFunction is set (stable), else in the rows' own
+// order. A policy that pools what it learns across functions updates in
+// function order, so that its decisions do not depend on the order of a
+// batch's rows.
+func RowOrder(dst []int, rows []OperationalRow, byFunction bool) []int {
+	dst = dst[:0]
+	for i := range rows {
+		dst = append(dst, i)
+	}
+	if byFunction {
+		slices.SortStableFunc(dst, func(a, b int) int {
+			return cmp.Or(cmp.Compare(rows[a].App, rows[b].App), cmp.Compare(rows[a].Func, rows[b].Func))
+		})
+	}
+	return dst
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -483,6 +484,20 @@ func TestStateCompressedOnlyWhenBig(t *testing.T) {
 		out, err := schemas.DecodeState(data)
 		if err != nil || !sameBatch(in, out) {
 			t.Errorf("%d rows: the batch does not round-trip (%v)", tc.rows, err)
+		}
+	}
+}
+
+func TestRowOrder(t *testing.T) {
+	rows := []schemas.OperationalRow{{App: "b", Func: "x"}, {App: "a", Func: "y"}, {App: "a", Func: "x"}, {App: "a", Func: "y"}}
+	tests := []struct {
+		byFunction bool
+		want       []int
+	}{{false, []int{0, 1, 2, 3}}, {true, []int{2, 1, 3, 0}}}
+	for _, tt := range tests {
+		got := schemas.RowOrder(make([]int, 7), rows, tt.byFunction)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("RowOrder(byFunction %v) = %v, want %v", tt.byFunction, got, tt.want)
 		}
 	}
 }

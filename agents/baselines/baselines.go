@@ -70,7 +70,7 @@ func New(name string, layer schemas.Layer, cfg Config) (Policy, error) {
 			layer, name, ErrUnknownPolicy, strings.Join(valid, ", "))
 	}
 	ps := newParams(cfg.Params)
-	b := base{name: name, version: version(cfg.Params), layer: layer}
+	b := base{name: name, version: VersionWith(Version, cfg.Params), layer: layer}
 	var p Policy
 	var err error
 	switch layer {
@@ -97,16 +97,19 @@ type Policy interface {
 	Decide(ctx context.Context, state *schemas.StateBatch, out *schemas.DecisionBatch) error
 }
 
-func version(params map[string]string) string {
+// VersionWith returns the version a policy of algorithm version v built
+// with parameter overrides params reports: v, or v + "+" + the sorted
+// overrides ("1+window=3").
+func VersionWith(v string, params map[string]string) string {
 	if len(params) == 0 {
-		return Version
+		return v
 	}
 	kv := make([]string, 0, len(params))
-	for k, v := range params {
-		kv = append(kv, k+"="+v)
+	for k, val := range params {
+		kv = append(kv, k+"="+val)
 	}
 	slices.Sort(kv)
-	return Version + "+" + strings.Join(kv, ",")
+	return v + "+" + strings.Join(kv, ",")
 }
 
 // base holds what every baseline shares: its name, version and layer.

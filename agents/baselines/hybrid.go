@@ -1,10 +1,8 @@
 package baselines
 
 import (
-	"cmp"
 	"context"
 	"math"
-	"slices"
 
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -140,15 +138,7 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	rows := state.Operational
 	// Update in (app, func) order so that pooled per-app ITs do not depend
 	// on the order of rows in the batch.
-	p.order = p.order[:0]
-	for i := range rows {
-		p.order = append(p.order, i)
-	}
-	if p.perApp {
-		slices.SortStableFunc(p.order, func(a, b int) int {
-			return cmp.Or(cmp.Compare(rows[a].App, rows[b].App), cmp.Compare(rows[a].Func, rows[b].Func))
-		})
-	}
+	p.order = schemas.RowOrder(p.order, rows, p.perApp)
 	for _, i := range p.order {
 		p.update(&rows[i])
 	}

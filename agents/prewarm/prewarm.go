@@ -1,12 +1,10 @@
 package prewarm
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -121,19 +119,6 @@ func ConfigFrom(ps map[string]string) (Config, error) {
 	return c, nil
 }
 
-// version returns Version with the sorted overrides appended.
-func version(ps map[string]string) string {
-	if len(ps) == 0 {
-		return Version
-	}
-	kv := make([]string, 0, len(ps))
-	for k, v := range ps {
-		kv = append(kv, k+"="+v)
-	}
-	sort.Strings(kv)
-	return Version + "+" + strings.Join(kv, ",")
-}
-
 // Policy is the hazard-prewarm operational policy. Not safe for
 // concurrent use.
 type Policy struct {
@@ -171,7 +156,7 @@ func New(ps map[string]string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating operational policy %q: %w", Name, err)
 	}
-	return &Policy{cfg: c, version: version(ps), funcs: map[fnKey]*fnState{}}, nil
+	return &Policy{cfg: c, version: baselines.VersionWith(Version, ps), funcs: map[fnKey]*fnState{}}, nil
 }
 
 // Name returns Name.
@@ -202,13 +187,7 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	rows := state.Operational
 	// Update in (app, func) order: the pooled idle times then do not
 	// depend on the order of the batch's rows.
-	p.order = p.order[:0]
-	for i := range rows {
-		p.order = append(p.order, i)
-	}
-	slices.SortFunc(p.order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(rows[a].App, rows[b].App), cmp.Compare(rows[a].Func, rows[b].Func))
-	})
+	p.order = schemas.RowOrder(p.order, rows, true)
 	for _, i := range p.order {
 		p.update(&rows[i])
 	}
