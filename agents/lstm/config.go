@@ -29,6 +29,19 @@ const (
 	HeadResidual = "ma5-residual"
 )
 
+// Checkpoint selections accepted by Config.Select: which epoch's weights
+// are kept, and what early stopping and ReduceLROnPlateau watch.
+const (
+	// SelectLoss: the lowest validation loss (the seed's).
+	SelectLoss = "loss"
+	// SelectRateVsMA: the lowest max(RMSE ÷ RMSE_MA, MAE ÷ MAE_MA) of the
+	// request rate in raw units on the validation samples, the moving
+	// average's errors on the same samples as the unit: the epoch that
+	// is furthest ahead of the moving average on both of the operational
+	// goal's measures.
+	SelectRateVsMA = "rate-vs-ma"
+)
+
 // ErrConfig is returned (wrapped) for an invalid configuration or input
 // that the trainer, the pre-warm rule or the policy cannot use.
 var ErrConfig = errors.New("invalid LSTM configuration")
@@ -66,6 +79,8 @@ type Config struct {
 	Scaler string `json:"scaler"`
 	// Head is HeadDirect (also "", the default) or HeadResidual.
 	Head string `json:"head,omitempty"`
+	// Select is SelectLoss (also "", the default) or SelectRateVsMA.
+	Select string `json:"select,omitempty"`
 	// Backend computes the network's passes while training: nn.BackendCPU
 	// (the default, also "") or nn.BackendGorgonia, the reference. It does
 	// not change the checkpoint.
@@ -98,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.Head != "" && c.Head != HeadDirect && c.Head != HeadResidual {
 		return fmt.Errorf("%w: head %q, want %q or %q", ErrConfig, c.Head, HeadDirect, HeadResidual)
+	}
+	if c.Select != "" && c.Select != SelectLoss && c.Select != SelectRateVsMA {
+		return fmt.Errorf("%w: select %q, want %q or %q", ErrConfig, c.Select, SelectLoss, SelectRateVsMA)
 	}
 	if c.Scaler != nn.ScalerMinMax && c.Scaler != nn.ScalerRobust {
 		return fmt.Errorf("%w: scaler %q", ErrConfig, c.Scaler)

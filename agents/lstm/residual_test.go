@@ -2,6 +2,7 @@ package lstm
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"testing"
 )
@@ -70,5 +71,49 @@ func TestResidualCheckpointRoundTrip(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("sample %d: %v after reading, %v before", i, got[i], want[i])
 		}
+	}
+}
+
+// TestSelectRateVsMA checks the rate-vs-ma selection: every epoch has a
+// score, the kept epoch has the lowest, and the kept weights reproduce it
+// through the serving path (raw-unit request-rate errors against the
+// moving average's on the validation samples).
+func TestSelectRateVsMA(t *testing.T) {
+	cfg := smallConfig()
+	cfg.Loss = LossSymmetric
+	cfg.Head = HeadResidual
+	cfg.Select = SelectRateVsMA
+	cfg.MaxEpochs = 8
+	train, val := noisyData(t, 400, 4), noisyData(t, 160, 5)
+	res := trainResult(t, cfg, train, val)
+	best := res.Curve[res.BestEpoch-1]
+	for _, e := range res.Curve {
+		if !(e.Score > 0) || e.Score < best.Score {
+			t.Errorf("epoch %d score %v; kept epoch %d has %v", e.Epoch, e.Score, res.BestEpoch, best.Score)
+		}
+	}
+	if best.ValLoss != res.BestValLoss {
+		t.Errorf("BestValLoss %v, the kept epoch's %v", res.BestValLoss, best.ValLoss)
+	}
+	pred, err := res.Model(cfg).PredictSamples(val.Samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actual := Actuals(val.Samples)
+	m, err := Evaluate(pred, actual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma, err := Evaluate(PredictMovingAverage5(val.Samples), actual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := TargetRequestRate
+	if got := max(m.RMSE[j]/ma.RMSE[j], m.MAE[j]/ma.MAE[j]); math.Abs(got-best.Score) > 1e-4*best.Score {
+		t.Errorf("served model's score %v, the kept epoch's %v", got, best.Score)
+	}
+	cfg.Select = "best"
+	if _, err := Train(cfg, train, val); !errors.Is(err, ErrConfig) {
+		t.Errorf("unknown selection: %v", err)
 	}
 }

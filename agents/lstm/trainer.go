@@ -22,6 +22,9 @@ type Epoch struct {
 	ValLoss float64 `json:"val_loss"`
 	// LR is the learning rate the epoch trained with.
 	LR float64 `json:"lr"`
+	// Score is the selection measure under SelectRateVsMA (absent under
+	// SelectLoss, where the validation loss selects).
+	Score float64 `json:"score,omitempty"`
 }
 
 // TrainStats counts what the trainer did.
@@ -149,6 +152,14 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 	bx := make([]float32, 0, cfg.BatchSize*SeqDim)
 	by := make([]float32, 0, cfg.BatchSize*Targets)
 	sinceBest, sincePlateau := 0, 0
+	var sel *rateSelector
+	if cfg.Select == SelectRateVsMA {
+		if sel, err = newRateSelector(cfg, sc, va); err != nil {
+			net.Close()
+			return nil, fmt.Errorf("training LSTM: %w", err)
+		}
+	}
+	bestMetric := math.Inf(1)
 	for ep := 1; ep <= cfg.MaxEpochs; ep++ {
 		if opt.Context != nil {
 			if err := opt.Context.Err(); err != nil {
@@ -175,7 +186,7 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 			steps++
 		}
 		res.Stats.Steps += uint64(steps)
-		vl, err := evalLoss(net, vaX, vaY, bu, bo)
+		vl, vp, err := evalLoss(net, vaX, vaY, bu, bo)
 		if err != nil {
 			net.Close()
 			return nil, fmt.Errorf("training LSTM: epoch %d: %w", ep, err)
@@ -184,11 +195,21 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 		if steps > 0 {
 			tl = sum / float64(steps)
 		}
-		res.Curve = append(res.Curve, Epoch{Epoch: ep, TrainLoss: tl, ValLoss: vl, LR: lr})
-		if opt.OnEpoch != nil {
-			opt.OnEpoch(res.Curve[len(res.Curve)-1])
+		e := Epoch{Epoch: ep, TrainLoss: tl, ValLoss: vl, LR: lr}
+		metric := vl
+		if sel != nil {
+			if e.Score, err = sel.score(vp); err != nil {
+				net.Close()
+				return nil, fmt.Errorf("training LSTM: epoch %d: %w", ep, err)
+			}
+			metric = e.Score
 		}
-		if vl < res.BestValLoss {
+		res.Curve = append(res.Curve, e)
+		if opt.OnEpoch != nil {
+			opt.OnEpoch(e)
+		}
+		if metric < bestMetric {
+			bestMetric = metric
 			res.BestValLoss, res.BestEpoch = vl, ep
 			sinceBest, sincePlateau = 0, 0
 			best.Reset()
@@ -266,7 +287,7 @@ func scaled(cfg Config, sc Scalers, samples []Sample) ([]float32, []float32, err
 // every predicted value, of the network on the validation set: the CPU
 // backend's batched forward pass, or on the gorgonia backend the exported
 // pass (a gorgonia graph for the whole validation set would be large).
-func evalLoss(net *nn.LSTMNet, x, y []float32, betaUnder, betaOver float64) (float64, error) {
+func evalLoss(net *nn.LSTMNet, x, y []float32, betaUnder, betaOver float64) (float64, []float32, error) {
 	var p []float32
 	var err error
 	if net.Backend() == nn.BackendGorgonia {
@@ -275,9 +296,73 @@ func evalLoss(net *nn.LSTMNet, x, y []float32, betaUnder, betaOver float64) (flo
 		p, err = net.Forward(x)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("validation forward: %w", err)
+		return 0, nil, fmt.Errorf("validation forward: %w", err)
 	}
-	return weightedSE(p, y, betaUnder, betaOver), nil
+	return weightedSE(p, y, betaUnder, betaOver), p, nil
+}
+
+// rateSelector scores an epoch's validation outputs under
+// SelectRateVsMA.
+type rateSelector struct {
+	target *nn.Scaler
+	// bases are the scaled moving-average bases of a residual head (nil
+	// for a direct head); rates the actual request rates; rmseMA and
+	// maeMA the moving average's errors on them.
+	bases         []float32
+	rates         []float64
+	rmseMA, maeMA float64
+	buf           []float32
+}
+
+func newRateSelector(cfg Config, sc Scalers, va []Sample) (*rateSelector, error) {
+	x := make([]float32, 0, len(va)*SeqDim)
+	for i := range va {
+		x = append(x, va[i].Seq[:]...)
+	}
+	bases, err := scaledBases(nil, cfg, sc.Target, x)
+	if err != nil {
+		return nil, err
+	}
+	s := &rateSelector{target: sc.Target, bases: bases, rates: make([]float64, len(va))}
+	ma := make([]float64, len(va))
+	for i := range va {
+		s.rates[i] = float64(va[i].Target[TargetRequestRate])
+		ma[i] = float64(MovingAverage5(&va[i].Seq)[TargetRequestRate])
+	}
+	s.rmseMA, s.maeMA = rateErrors(ma, s.rates)
+	if !(s.rmseMA > 0 && s.maeMA > 0) {
+		return nil, fmt.Errorf("%w: the moving average predicts every validation request rate exactly; select by loss", ErrConfig)
+	}
+	return s, nil
+}
+
+// score returns max(RMSE ÷ RMSE_MA, MAE ÷ MAE_MA) of the request rates
+// the scaled outputs p predict (inverse-scaled, clamped at 0).
+func (s *rateSelector) score(p []float32) (float64, error) {
+	s.buf = append(s.buf[:0], p...)
+	addBases(s.buf, s.bases)
+	raw, err := s.target.Inverse(s.buf, s.buf)
+	if err != nil {
+		return 0, fmt.Errorf("scoring the validation rates: %w", err)
+	}
+	pred := make([]float64, len(s.rates))
+	for i := range pred {
+		pred[i] = max(float64(raw[i*Targets+TargetRequestRate]), 0)
+	}
+	rmse, mae := rateErrors(pred, s.rates)
+	return max(rmse/s.rmseMA, mae/s.maeMA), nil
+}
+
+// rateErrors returns the RMSE and MAE of pred against actual.
+func rateErrors(pred, actual []float64) (float64, float64) {
+	var se, ae float64
+	for i := range pred {
+		d := pred[i] - actual[i]
+		se += d * d
+		ae += math.Abs(d)
+	}
+	n := float64(len(pred))
+	return math.Sqrt(se / n), ae / n
 }
 
 // weightedSE is the mean of β·(p − t)² over paired values, β = betaUnder

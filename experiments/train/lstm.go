@@ -39,6 +39,9 @@ type LSTMConfig struct {
 	Epochs, Patience int
 	// ClipNorm bounds the gradient's global L2 norm (0: none, the seed's).
 	ClipNorm float64
+	// Select is the checkpoint selection (lstm.SelectLoss or
+	// lstm.SelectRateVsMA).
+	Select string
 	// Seed seeds the split, the initialisation and the shuffles.
 	Seed uint64
 	// Batch is the minibatch size.
@@ -56,7 +59,7 @@ type LSTMConfig struct {
 // (lstm.DefaultConfig).
 func DefaultLSTMConfig() LSTMConfig {
 	def := lstm.DefaultConfig()
-	return LSTMConfig{ValidFrac: def.ValFraction, Loss: def.Loss, Head: lstm.HeadDirect, Epochs: def.MaxEpochs, Patience: def.EarlyStopPatience, Seed: 1, Batch: def.BatchSize,
+	return LSTMConfig{ValidFrac: def.ValFraction, Loss: def.Loss, Head: lstm.HeadDirect, Select: lstm.SelectLoss, Epochs: def.MaxEpochs, Patience: def.EarlyStopPatience, Seed: 1, Batch: def.BatchSize,
 		Hidden: fmt.Sprintf("%d,%d", def.Net.Hidden[0], def.Net.Hidden[1]), DenseHidden: def.Net.DenseHidden}
 }
 
@@ -71,6 +74,7 @@ func (c *LSTMConfig) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "training loss: asymmetric or symmetric")
 	fs.StringVar(&c.Head, prefix+"head", c.Head, "what the network's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.IntVar(&c.Epochs, prefix+"epochs", c.Epochs, "at most this many epochs (early stopping may end sooner)")
+	fs.StringVar(&c.Select, prefix+"select", c.Select, "which epoch is kept, and what early stopping watches: loss (the seed's: the lowest validation loss) or rate-vs-ma (the lowest max(RMSE/RMSE_MA, MAE/MAE_MA) of the validation request rate against the 5-step moving average)")
 	fs.Float64Var(&c.ClipNorm, prefix+"clip-norm", c.ClipNorm, "bound the gradient's global L2 norm per step (0: no clip, the seed's)")
 	fs.IntVar(&c.Patience, prefix+"patience", c.Patience, "stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.Uint64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the split, the initialisation and the shuffles")
@@ -98,6 +102,7 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 		cfg.EarlyStopPatience = c.Patience
 	}
 	cfg.Net.Optimizer.ClipNorm = c.ClipNorm
+	cfg.Select = c.Select
 	h0, h1, ok := strings.Cut(c.Hidden, ",")
 	a, errA := strconv.Atoi(strings.TrimSpace(h0))
 	b, errB := strconv.Atoi(strings.TrimSpace(h1))
@@ -193,7 +198,11 @@ func TrainLSTM(ctx context.Context, c LSTMConfig, stdout, stderr io.Writer) erro
 	onEpoch := func(e lstm.Epoch) {
 		secs = append(secs, time.Since(te).Seconds())
 		te = time.Now()
-		fmt.Fprintf(stderr, "train-lstm: epoch %d: train loss %.6f, validation loss %.6f, lr %.3g, %.1f s\n", e.Epoch, e.TrainLoss, e.ValLoss, e.LR, secs[len(secs)-1])
+		score := ""
+		if e.Score != 0 {
+			score = fmt.Sprintf(", rate score vs the moving average %.4f", e.Score)
+		}
+		fmt.Fprintf(stderr, "train-lstm: epoch %d: train loss %.6f, validation loss %.6f%s, lr %.3g, %.1f s\n", e.Epoch, e.TrainLoss, e.ValLoss, score, e.LR, secs[len(secs)-1])
 	}
 	res, err := lstm.TrainWith(cfg, lstm.Options{OnEpoch: onEpoch, Context: ctx}, train, val)
 	if err != nil {

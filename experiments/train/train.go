@@ -83,8 +83,10 @@ type Config struct {
 	// lstm.HeadResidual); LSTMPatience its early stop's patience.
 	LSTMHead     string
 	LSTMPatience int
-	// LSTMClipNorm bounds the LSTM's gradient norm (0: none).
+	// LSTMClipNorm bounds the LSTM's gradient norm (0: none);
+	// LSTMSelect is its checkpoint selection.
 	LSTMClipNorm float64
+	LSTMSelect   string
 	// LSTMCurve, when set, is a comma-separated list of training-sample
 	// sizes: instead of one LSTM, one is trained per size on nested
 	// seeded samples of one export at the largest size, and the learning
@@ -130,7 +132,7 @@ func DefaultConfig() Config {
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
 		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
-		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect, LSTMPatience: lstm.DefaultConfig().EarlyStopPatience,
+		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect, LSTMSelect: lstm.SelectLoss, LSTMPatience: lstm.DefaultConfig().EarlyStopPatience,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
 		StrategicFeatures: pipeline.DefaultStrategicFeatures}
 }
@@ -173,6 +175,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.LSTMCurve, prefix+"lstm-curve", c.LSTMCurve, "learning curve: train one LSTM per training-sample size in `SIZES` (comma-separated, e.g. 12500,25000,50000,100000,200000) on nested seeded samples of one export at the largest size, validated on the same validation export; writes lstm-curve.csv and lstm-curve.png to --out (needs --layers operational alone)")
 	fs.Float64Var(&c.LSTMFlat, prefix+"lstm-flat", c.LSTMFlat, "the learning curve is flat from the smallest size after which every doubling of the sample improves the best validation loss by less than this fraction")
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "LSTM training loss: asymmetric or symmetric")
+	fs.StringVar(&c.LSTMSelect, prefix+"lstm-select", c.LSTMSelect, "LSTM: which epoch is kept: loss (the seed's) or rate-vs-ma (furthest ahead of the 5-step moving average on the validation request rate's RMSE and MAE)")
 	fs.Float64Var(&c.LSTMClipNorm, prefix+"lstm-clip-norm", c.LSTMClipNorm, "LSTM: bound the gradient's global L2 norm per step (0: no clip, the seed's)")
 	fs.IntVar(&c.LSTMPatience, prefix+"lstm-patience", c.LSTMPatience, "LSTM: stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.StringVar(&c.LSTMHead, prefix+"lstm-head", c.LSTMHead, "what the LSTM's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
@@ -503,6 +506,7 @@ func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error 
 func (c *Config) lstmConfig(data, valid string) LSTMConfig {
 	l := DefaultLSTMConfig()
 	l.Data, l.Valid, l.Out, l.Seed, l.Loss, l.Head, l.Patience, l.ClipNorm = data, valid, c.Out, uint64(c.Seed), c.Loss, c.LSTMHead, c.LSTMPatience, c.LSTMClipNorm
+	l.Select = c.LSTMSelect
 	if c.LSTMEpochs > 0 {
 		l.Epochs = c.LSTMEpochs
 	}
