@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -168,7 +169,14 @@ func featureSet(in Info) string {
 func validation(in Info) string {
 	switch {
 	case in.Layer == schemas.Operational && in.Epochs > 0:
-		return fmt.Sprintf("loss %.5g (epoch %d of %d, %s)", in.BestValLoss, in.BestEpoch, in.Epochs, in.Loss)
+		how := in.Loss
+		if in.Head != "" && in.Head != lstm.HeadDirect {
+			how += ", " + in.Head + " head"
+		}
+		if in.BestScore > 0 {
+			return fmt.Sprintf("score %.4f of the moving average's errors, loss %.5g (epoch %d of %d, %s)", in.BestScore, in.BestValLoss, in.BestEpoch, in.Epochs, how)
+		}
+		return fmt.Sprintf("loss %.5g (epoch %d of %d, %s)", in.BestValLoss, in.BestEpoch, in.Epochs, how)
 	case in.ValidationReward != nil:
 		return fmt.Sprintf("reward %.4f", *in.ValidationReward)
 	default:

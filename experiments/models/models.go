@@ -2,6 +2,7 @@ package models
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -76,11 +77,16 @@ type Info struct {
 	Updates uint64 `json:"updates,omitempty"`
 	// Loss, Epochs, BestEpoch and BestValLoss describe an LSTM's
 	// training: its loss, the epochs run, the epoch kept and its
-	// validation loss.
+	// validation loss; Head and Select its head and checkpoint selection
+	// (lstm.Config), and BestScore the kept epoch's score against the
+	// moving average under lstm.SelectRateVsMA.
 	Loss        string  `json:"loss,omitempty"`
 	Epochs      int     `json:"epochs,omitempty"`
 	BestEpoch   int     `json:"best_epoch,omitempty"`
 	BestValLoss float64 `json:"best_val_loss,omitempty"`
+	Head        string  `json:"head,omitempty"`
+	Select      string  `json:"select,omitempty"`
+	BestScore   float64 `json:"best_score,omitempty"`
 	// ValidationReward is the mean reward on the validation days of the
 	// training episode the checkpoint comes from (DQN and PPO trained by
 	// `strata train`).
@@ -166,6 +172,10 @@ func inspectArchive(info *Info, data []byte) error {
 		}
 		info.Layer, info.Format, info.Version = schemas.Operational, m.Format, m.Version
 		info.Loss, info.Epochs, info.BestEpoch, info.BestValLoss = m.Config.Loss, len(m.Curve), m.BestEpoch, m.BestValLoss
+		info.Head, info.Select = cmp.Or(m.Config.Head, lstm.HeadDirect), cmp.Or(m.Config.Select, lstm.SelectLoss)
+		if i := m.BestEpoch - 1; i >= 0 && i < len(m.Curve) {
+			info.BestScore = m.Curve[i].Score
+		}
 		if err := inspectNet(info, entries[lstm.EntryNet], nn.KindLSTM); err != nil {
 			return err
 		}

@@ -45,29 +45,8 @@ func checkpoints(t *testing.T) map[schemas.Layer][]byte {
 	}
 	out[schemas.Tactical] = bytes.Clone(b.Bytes())
 	b.Reset()
-	cfg := lstm.DefaultConfig()
-	net, err := nn.NewLSTMNet(cfg.Net, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	samples := make([]lstm.Sample, 4)
-	for i := range samples {
-		for j := range samples[i].Seq {
-			samples[i].Seq[j] = float32(i + j%5)
-		}
-		samples[i].Target = [lstm.Targets]float32{float32(i), 0.5, float32(2 * i)}
-	}
-	sc, err := lstm.FitScalers(nn.ScalerMinMax, samples)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := lstm.Manifest{Version: "lstm-test", Config: cfg, Scalers: sc, Rule: lstm.DefaultPrewarmRule(), BestEpoch: 2, BestValLoss: 0.125,
-		Curve: []lstm.Epoch{{Epoch: 1, ValLoss: 0.25}, {Epoch: 2, ValLoss: 0.125}, {Epoch: 3, ValLoss: 0.5}}}
-	if err := lstm.Save(&b, net, m); err != nil {
-		t.Fatal(err)
-	}
-	out[schemas.Operational] = bytes.Clone(b.Bytes())
+	out[schemas.Operational] = lstmCheckpoint(t, lstm.Manifest{Version: "lstm-test", Config: lstm.DefaultConfig(), BestEpoch: 2, BestValLoss: 0.125,
+		Curve: []lstm.Epoch{{Epoch: 1, ValLoss: 0.25}, {Epoch: 2, ValLoss: 0.125}, {Epoch: 3, ValLoss: 0.5}}})
 	return out
 }
 
@@ -278,4 +257,56 @@ func TestInspectAblated(t *testing.T) {
 	if in.FeatureSet != schemas.TacticalPlacementV2 || len(in.Ablated) != 1 || in.Ablated[0] != "hour" {
 		t.Fatalf("feature set %s, ablated %v; want placement-v2 without hour", in.FeatureSet, in.Ablated)
 	}
+}
+
+// TestInspectResidualLSTM checks that an LSTM trained with the residual
+// head and the rate-vs-ma selection shows both, and the kept epoch's
+// score, in its Info and the table.
+func TestInspectResidualLSTM(t *testing.T) {
+	cfg := lstm.DefaultConfig()
+	cfg.Loss, cfg.Head, cfg.Select = lstm.LossSymmetric, lstm.HeadResidual, lstm.SelectRateVsMA
+	ck := lstmCheckpoint(t, lstm.Manifest{Version: "lstm-res", Config: cfg, BestEpoch: 2, BestValLoss: 0.25,
+		Curve: []lstm.Epoch{{Epoch: 1, ValLoss: 0.125, Score: 1.01}, {Epoch: 2, ValLoss: 0.25, Score: 0.975}}})
+	in, err := models.Inspect("lstm.ckpt", ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Head != lstm.HeadResidual || in.Select != lstm.SelectRateVsMA || in.BestScore != 0.975 {
+		t.Fatalf("head %q select %q best score %v, want %q %q 0.975", in.Head, in.Select, in.BestScore, lstm.HeadResidual, lstm.SelectRateVsMA)
+	}
+	var out bytes.Buffer
+	if err := models.WriteTable(&out, []models.Info{in}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "score 0.9750 of the moving average's errors, loss 0.25 (epoch 2 of 2, symmetric, ma5-residual head)"; !strings.Contains(out.String(), want) {
+		t.Fatalf("table %q, want %q", out.String(), want)
+	}
+}
+
+// lstmCheckpoint returns an LSTM checkpoint of a fresh network (seed 3) of
+// m's configuration, with m's manifest, scalers fitted on four samples
+// and the default pre-warm rule.
+func lstmCheckpoint(t *testing.T, m lstm.Manifest) []byte {
+	t.Helper()
+	net, err := nn.NewLSTMNet(m.Config.Net, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	samples := make([]lstm.Sample, 4)
+	for i := range samples {
+		for j := range samples[i].Seq {
+			samples[i].Seq[j] = float32(i + j%5)
+		}
+		samples[i].Target = [lstm.Targets]float32{float32(i), 0.5, float32(2 * i)}
+	}
+	if m.Scalers, err = lstm.FitScalers(nn.ScalerMinMax, samples); err != nil {
+		t.Fatal(err)
+	}
+	m.Rule = lstm.DefaultPrewarmRule()
+	var b bytes.Buffer
+	if err := lstm.Save(&b, net, m); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
