@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 
@@ -865,4 +866,20 @@ func RowOrder(dst []int, rows []OperationalRow, byFunction bool) []int {
 		})
 	}
 	return dst
+}
+
+// BusySecondsPerInvocation returns Σ ConcurrencyMean ÷ Σ RequestRate over
+// the row's steps — the busy seconds per invocation, since the mean
+// concurrency of a step is its rate times the invocations' busy time —
+// and whether the row gives one (some invocation, a finite non-negative
+// quotient). Policies estimate an execution's end from the latest start
+// with it (the rows carry no end times).
+func (r *OperationalRow) BusySecondsPerInvocation() (float64, bool) {
+	var conc, inv float64
+	for j := range SeqLen {
+		conc += r.ConcurrencyMean[j]
+		inv += r.RequestRate[j]
+	}
+	d := conc / inv
+	return d, inv > 0 && d >= 0 && !math.IsInf(d, 0)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -498,6 +499,32 @@ func TestRowOrder(t *testing.T) {
 		got := schemas.RowOrder(make([]int, 7), rows, tt.byFunction)
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("RowOrder(byFunction %v) = %v, want %v", tt.byFunction, got, tt.want)
+		}
+	}
+}
+
+func TestBusySecondsPerInvocation(t *testing.T) {
+	row := func(conc, rate float64) *schemas.OperationalRow {
+		r := &schemas.OperationalRow{}
+		r.ConcurrencyMean[schemas.SeqLen-1], r.RequestRate[schemas.SeqLen-1] = conc, rate
+		r.ConcurrencyMean[0], r.RequestRate[0] = conc, rate
+		return r
+	}
+	tests := []struct {
+		name string
+		r    *schemas.OperationalRow
+		want float64
+		ok   bool
+	}{
+		{"two steps", row(0.5, 0.25), 2, true},
+		{"no invocation", row(0, 0), 0, false},
+		{"concurrency without invocations", row(1, 0), 0, false},
+		{"not a number", row(math.NaN(), 1), 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := tt.r.BusySecondsPerInvocation()
+		if ok != tt.ok || ok && got != tt.want {
+			t.Errorf("%s: %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
 	}
 }

@@ -186,12 +186,7 @@ func (p *hybrid) update(r *schemas.OperationalRow) {
 		}
 		u.dirty = true
 	}
-	var conc, inv float64
-	for j := range schemas.SeqLen {
-		conc += r.ConcurrencyMean[j]
-		inv += r.RequestRate[j]
-	}
-	if d := conc / inv; inv > 0 && d >= 0 && !math.IsInf(d, 0) { // busy seconds per invocation
+	if d, ok := r.BusySecondsPerInvocation(); ok {
 		if p.perApp {
 			u.durS = max(u.durS, d)
 		} else {

@@ -223,12 +223,7 @@ func (p *Policy) update(r *schemas.OperationalRow) *fnState {
 		f.its.add(max(it, 0), p.cfg.History)
 		p.pooled.add(max(it, 0), p.cfg.PooledHistory)
 	}
-	var conc, inv float64
-	for j := range schemas.SeqLen {
-		conc += r.ConcurrencyMean[j]
-		inv += r.RequestRate[j]
-	}
-	if d := conc / inv; inv > 0 && d >= 0 && !math.IsInf(d, 0) {
+	if d, ok := r.BusySecondsPerInvocation(); ok {
 		f.durS = d
 	}
 	f.endUS = max(f.endUS, r.LastStartUS+int64(math.Round(f.durS*1e6)))
