@@ -127,7 +127,10 @@ type Policy struct {
 	funcs   map[fnKey]*fnState
 	// pooled keeps every function's newest idle times for the prior.
 	pooled idleTimes
+	// order and states are Decide's scratch: the batch's rows in update
+	// order, and each row's function state.
 	order  []int
+	states []*fnState
 }
 
 type fnKey struct{ app, fn string }
@@ -188,14 +191,14 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	// Update in (app, func) order: the pooled idle times then do not
 	// depend on the order of the batch's rows.
 	p.order = schemas.RowOrder(p.order, rows, true)
+	p.states = slices.Grow(p.states[:0], len(rows))[:len(rows)]
 	for _, i := range p.order {
-		p.update(&rows[i])
+		p.states[i] = p.update(&rows[i])
 	}
 	for i := range rows {
 		r := &rows[i]
-		f := p.funcs[fnKey{r.App, r.Func}]
 		d := schemas.DecisionRow{App: r.App, Func: r.Func, Policy: Name, PolicyVersion: p.version}
-		if h, ok := p.hazard(f, t); ok {
+		if h, ok := p.hazard(p.states[i], t); ok {
 			d.Predicted = schemas.Some(h)
 			if h >= p.cfg.Threshold && h > 0 {
 				d.Prewarm = 1
