@@ -126,11 +126,11 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 			return nil, fmt.Errorf("training LSTM: %w", err)
 		}
 	}
-	trX, trY, err := scaled(cfg, sc, tr)
+	trX, trY, _, err := scaled(cfg, sc, tr)
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
-	vaX, vaY, err := scaled(cfg, sc, va)
+	vaX, vaY, vaBases, err := scaled(cfg, sc, va)
 	if err != nil {
 		return nil, fmt.Errorf("training LSTM: %w", err)
 	}
@@ -154,7 +154,7 @@ func TrainWith(cfg Config, opt Options, train, val *Dataset) (*Result, error) {
 	sinceBest, sincePlateau := 0, 0
 	var sel *rateSelector
 	if cfg.Select == SelectRateVsMA {
-		if sel, err = newRateSelector(cfg, sc, va); err != nil {
+		if sel, err = newRateSelector(sc.Target, va, vaBases); err != nil {
 			net.Close()
 			return nil, fmt.Errorf("training LSTM: %w", err)
 		}
@@ -259,28 +259,28 @@ func split(samples []Sample, frac float64, rng *rand.Rand) ([]Sample, []Sample) 
 // scaled returns the scaled sequences and the network's targets of
 // samples, flattened: the scaled targets, less the scaled moving-average
 // bases for a residual head (so that the loss on them equals the loss of
-// base + output against the scaled target).
-func scaled(cfg Config, sc Scalers, samples []Sample) ([]float32, []float32, error) {
-	x := make([]float32, 0, len(samples)*SeqDim)
-	y := make([]float32, 0, len(samples)*Targets)
+// base + output against the scaled target); and those bases (nil for a
+// direct head).
+func scaled(cfg Config, sc Scalers, samples []Sample) (x, y, bases []float32, err error) {
+	x = make([]float32, 0, len(samples)*SeqDim)
+	y = make([]float32, 0, len(samples)*Targets)
 	for i := range samples {
 		x = append(x, samples[i].Seq[:]...)
 		y = append(y, samples[i].Target[:]...)
 	}
-	bases, err := scaledBases(nil, cfg, sc.Target, x)
-	if err != nil {
-		return nil, nil, err
+	if bases, err = scaledBases(nil, cfg, sc.Target, x); err != nil {
+		return nil, nil, nil, err
 	}
 	if _, err := sc.Input.Transform(x, x); err != nil {
-		return nil, nil, fmt.Errorf("scaling sequences: %w", err)
+		return nil, nil, nil, fmt.Errorf("scaling sequences: %w", err)
 	}
 	if _, err := sc.Target.Transform(y, y); err != nil {
-		return nil, nil, fmt.Errorf("scaling targets: %w", err)
+		return nil, nil, nil, fmt.Errorf("scaling targets: %w", err)
 	}
 	for i := range bases {
 		y[i] -= bases[i]
 	}
-	return x, y, nil
+	return x, y, bases, nil
 }
 
 // evalLoss returns the weighted squared error β·(y − t)², averaged over
@@ -306,30 +306,24 @@ func evalLoss(net *nn.LSTMNet, x, y []float32, betaUnder, betaOver float64) (flo
 type rateSelector struct {
 	target *nn.Scaler
 	// bases are the scaled moving-average bases of a residual head (nil
-	// for a direct head); rates the actual request rates; rmseMA and
-	// maeMA the moving average's errors on them.
+	// for a direct head); actual the validation targets; rmseMA and maeMA
+	// the moving average's request-rate errors on them.
 	bases         []float32
-	rates         []float64
+	actual        [][Targets]float32
 	rmseMA, maeMA float64
 	buf           []float32
+	pred          [][Targets]float32
 }
 
-func newRateSelector(cfg Config, sc Scalers, va []Sample) (*rateSelector, error) {
-	x := make([]float32, 0, len(va)*SeqDim)
-	for i := range va {
-		x = append(x, va[i].Seq[:]...)
-	}
-	bases, err := scaledBases(nil, cfg, sc.Target, x)
+// newRateSelector returns the selector of the validation samples va,
+// whose scaled moving-average bases are bases (scaled's).
+func newRateSelector(target *nn.Scaler, va []Sample, bases []float32) (*rateSelector, error) {
+	s := &rateSelector{target: target, bases: bases, actual: Actuals(va), pred: make([][Targets]float32, len(va))}
+	ma, err := Evaluate(PredictMovingAverage5(va), s.actual)
 	if err != nil {
 		return nil, err
 	}
-	s := &rateSelector{target: sc.Target, bases: bases, rates: make([]float64, len(va))}
-	ma := make([]float64, len(va))
-	for i := range va {
-		s.rates[i] = float64(va[i].Target[TargetRequestRate])
-		ma[i] = float64(MovingAverage5(&va[i].Seq)[TargetRequestRate])
-	}
-	s.rmseMA, s.maeMA = rateErrors(ma, s.rates)
+	s.rmseMA, s.maeMA = ma.RMSE[TargetRequestRate], ma.MAE[TargetRequestRate]
 	if !(s.rmseMA > 0 && s.maeMA > 0) {
 		return nil, fmt.Errorf("%w: the moving average predicts every validation request rate exactly; select by loss", ErrConfig)
 	}
@@ -337,7 +331,8 @@ func newRateSelector(cfg Config, sc Scalers, va []Sample) (*rateSelector, error)
 }
 
 // score returns max(RMSE ÷ RMSE_MA, MAE ÷ MAE_MA) of the request rates
-// the scaled outputs p predict (inverse-scaled, clamped at 0).
+// the scaled outputs p predict (inverse-scaled, clamped at 0, as Model
+// predicts them).
 func (s *rateSelector) score(p []float32) (float64, error) {
 	s.buf = append(s.buf[:0], p...)
 	addBases(s.buf, s.bases)
@@ -345,24 +340,16 @@ func (s *rateSelector) score(p []float32) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("scoring the validation rates: %w", err)
 	}
-	pred := make([]float64, len(s.rates))
-	for i := range pred {
-		pred[i] = max(float64(raw[i*Targets+TargetRequestRate]), 0)
+	for i := range s.pred {
+		for j := range Targets {
+			s.pred[i][j] = max(raw[i*Targets+j], 0)
+		}
 	}
-	rmse, mae := rateErrors(pred, s.rates)
-	return max(rmse/s.rmseMA, mae/s.maeMA), nil
-}
-
-// rateErrors returns the RMSE and MAE of pred against actual.
-func rateErrors(pred, actual []float64) (float64, float64) {
-	var se, ae float64
-	for i := range pred {
-		d := pred[i] - actual[i]
-		se += d * d
-		ae += math.Abs(d)
+	m, err := Evaluate(s.pred, s.actual)
+	if err != nil {
+		return 0, fmt.Errorf("scoring the validation rates: %w", err)
 	}
-	n := float64(len(pred))
-	return math.Sqrt(se / n), ae / n
+	return max(m.RMSE[TargetRequestRate]/s.rmseMA, m.MAE[TargetRequestRate]/s.maeMA), nil
 }
 
 // weightedSE is the mean of β·(p − t)² over paired values, β = betaUnder
