@@ -106,6 +106,9 @@ type core struct {
 	// evaluated is when the last tick's evaluation ended (the start of
 	// the next tick's decision wait).
 	evaluated time.Time
+	// sc, if not nil, scores and writes the simulated ticks on a goroutine
+	// of its own (a Service).
+	sc *scorer
 }
 
 type batchKey struct {
@@ -256,12 +259,26 @@ func (c *core) simulate(ctx context.Context, k int64, bs []*schemas.DecisionBatc
 	return c.eng.Simulate(k, in.arrivals[k], func(t int64) []Arrival { return in.arrivals[t] })
 }
 
-// scoreTick ends the tick's evaluation that began at t0 (the evaluate
-// histogram) and scores out; it returns when scoring began.
-func (c *core) scoreTick(t0 time.Time, out *Output) (time.Time, error) {
+// evaluatedSince ends the tick's evaluation that began at t0 (the evaluate
+// histogram).
+func (c *core) evaluatedSince(t0 time.Time) {
+	c.met.evaluate.Observe(time.Since(t0).Seconds())
+}
+
+// scoreTick scores out; it returns when scoring began.
+func (c *core) scoreTick(out *Output) (time.Time, error) {
 	t1 := time.Now()
-	c.met.evaluate.Observe(t1.Sub(t0).Seconds())
 	return t1, c.eng.Score(out)
+}
+
+// drainScoring waits until every tick handed to the scorer, if any, is
+// scored and written — their transitions queued, their figures counted —
+// and returns the scorer's first error.
+func (c *core) drainScoring() error {
+	if c.sc == nil {
+		return nil
+	}
+	return c.sc.drain()
 }
 
 // write queues tick k's transitions for their next state, writes its
@@ -298,8 +315,7 @@ func (c *core) write(ctx context.Context, k int64, out *Output, t1 time.Time) er
 	c.met.ticks.Inc()
 	addByLayer(c.met.decisions, out.Decisions)
 	addByLayer(c.met.rewards, out.Rewards)
-	c.evaluated = time.Now()
-	c.met.score.Observe(c.evaluated.Sub(t1).Seconds())
+	c.met.score.Observe(time.Since(t1).Seconds())
 	if c.cfg.OnTick != nil {
 		c.cfg.OnTick(k)
 	}

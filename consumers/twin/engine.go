@@ -68,6 +68,11 @@ type Output struct {
 	// this tick, without their state vectors: the engine sees no state
 	// batches; the service fills them in.
 	Transitions []*stratapb.Transition
+
+	// scoring is the work Simulate left to Score, in order. It holds
+	// everything it needs, detached from the engine's live state, so that
+	// Score may run while later ticks are simulated.
+	scoring []func(out *Output) error
 }
 
 type fnKey struct{ app, fn string }
@@ -109,7 +114,9 @@ type appState struct {
 	funcs         []*fnState
 }
 
-// Engine is the twin's deterministic core. It is not safe for concurrent use.
+// Engine is the twin's deterministic core. It is not safe for concurrent
+// use, with one exception: Score may run on one goroutine while Simulate
+// runs the next ticks on another (Simulate).
 type Engine struct {
 	m      *cloud.Model
 	cfg    Config
@@ -124,12 +131,17 @@ type Engine struct {
 	pending map[schemas.Layer]*schemas.DecisionBatch
 	// staticDone marks the layers static-best has decided for.
 	staticDone map[schemas.Layer]bool
-	// scoring is the work Simulate left to Score, in order.
-	scoring []func(out *Output) error
-	// Scratch of the counterfactuals, reused call after call.
-	evalScratch    cloud.Result
-	prewarmScratch [1]int
-	placedScratch  []placedPool
+	// Scratch of the counterfactuals, reused call after call: sim for
+	// those Simulate runs (the internal oracles), score for Score's, so
+	// that the two may run at the same time.
+	sim, score replayScratch
+}
+
+// replayScratch is the scratch of one goroutine's counterfactual replays.
+type replayScratch struct {
+	eval    cloud.Result
+	prewarm [1]int
+	placed  []placedPool
 }
 
 // ErrOutOfOrder is returned by Tick for a tick other than the next one.
@@ -316,13 +328,14 @@ func (e *Engine) TickAhead(k int64, arrivals []Arrival, ahead func(tick int64) [
 // Simulate is the first half of TickAhead: it takes the tick's decisions
 // and runs its arrivals, filling out's decisions, telemetry and outcomes,
 // and leaves the scoring — the counterfactuals behind the rewards and
-// transitions — to Score, which must follow before the next tick. The
-// telemetry does not depend on the scoring, so a caller can send it (and
-// let the next state be computed) while Score runs.
+// transitions — to Score. The telemetry does not depend on the scoring, so
+// a caller can send it (and let the next state be computed) while Score
+// runs. The scoring left in the output is detached from the engine's live
+// state: Score(out) may run on another goroutine while Simulate goes on
+// with the next ticks, as long as the Score calls come one at a time, in
+// tick order (each scores its tick's intervals in the order the rewards
+// are emitted).
 func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []Arrival) (*Output, error) {
-	if len(e.scoring) > 0 {
-		return nil, fmt.Errorf("evaluating tick %d: the previous tick is not scored yet", k)
-	}
 	if e.started && k != e.next {
 		return nil, fmt.Errorf("evaluating tick %d: %w: want tick %d", k, ErrOutOfOrder, e.next)
 	}
@@ -368,20 +381,25 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 		out.Telemetry = append(out.Telemetry, o.obs)
 	}
 	if (k+1)%grid.TicksPerHour == 0 {
-		e.scoring = append(e.scoring, func(out *Output) error { return e.closeHour(k/grid.TicksPerHour, out) })
+		h := k / grid.TicksPerHour
+		jobs := e.detachHour(h)
+		out.scoring = append(out.scoring, func(out *Output) error { return e.closeHour(h, jobs, out) })
 	}
 	if (k+1)%grid.TicksPerDay == 0 {
-		e.scoring = append(e.scoring, func(out *Output) error { return e.closeDay(k/grid.TicksPerDay, out) })
+		d := k / grid.TicksPerDay
+		jobs := e.detachDay(d)
+		out.scoring = append(out.scoring, func(out *Output) error { return e.closeDay(d, jobs, out) })
 	}
 	e.next = k + 1
 	return out, nil
 }
 
-// Score runs the scoring Simulate left for the tick, in order, adding the
-// rewards and transitions to out.
+// Score runs the scoring Simulate left in out, in order, adding the
+// rewards and transitions to out. Calls must come one at a time and in
+// tick order; they may overlap Simulate calls of later ticks.
 func (e *Engine) Score(out *Output) error {
-	fs := e.scoring
-	e.scoring = nil
+	fs := out.scoring
+	out.scoring = nil
 	for _, f := range fs {
 		if err := f(out); err != nil {
 			return err

@@ -412,3 +412,103 @@ func TestTransitionsCarryActionRewards(t *testing.T) {
 		t.Fatalf("transitions of layers %v, want strategic and tactical", seen)
 	}
 }
+
+// TestEngineScoresBesideSimulation scores every tick on a goroutine of its
+// own while Simulate runs up to two hours ahead — new decisions applied
+// before the intervals they follow are scored — and gets the outputs of the
+// plain Tick: the scoring is detached from the engine's live state (run it
+// under -race).
+func TestEngineScoresBesideSimulation(t *testing.T) {
+	edit := func(c *Config) {
+		c.Transitions = map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true, schemas.Operational: true}
+	}
+	// Decisions at the first tick after each interval whose scoring reads
+	// the decision in force: hour 1's and day 0's.
+	decide := func(k int64) []*schemas.DecisionBatch {
+		bs := moveToGCPEUWest(k)
+		switch k {
+		case 2 * grid.TicksPerHour:
+			bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 2, TickStartUS: 2 * grid.TacticalTickUS, NShards: 1},
+				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "us-west", MemoryMB: 512, Action: 1*6 + 2, Policy: "test"}}})
+		case grid.TicksPerDay:
+			bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 1, TickStartUS: grid.StrategicTickUS, NShards: 1},
+				Rows: []schemas.DecisionRow{{App: "a", Provider: "azure", Action: 1, Policy: "test"}}})
+		}
+		if k%7 == 3 {
+			bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: k, TickStartUS: k * grid.OperationalTickUS, NShards: 1},
+				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Action: 1, Prewarm: int32(k % 3), Policy: "test"}}})
+		}
+		return bs
+	}
+	ticks := int64(grid.TicksPerDay + grid.TicksPerHour)
+	want := run(t, newEngineWith(t, edit), ticks, decide)
+
+	e := newEngineWith(t, edit)
+	w := workload()
+	queue := make(chan *Output, 2*grid.TicksPerHour)
+	errs := make(chan error, 1)
+	var got []*Output
+	go func() {
+		defer close(errs)
+		for o := range queue {
+			if err := e.Score(o); err != nil {
+				errs <- err
+				return
+			}
+			got = append(got, o)
+		}
+	}()
+	for k := range ticks {
+		for _, b := range decide(k) {
+			if err := e.Apply(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o, err := e.Simulate(k, w[k], func(t int64) []Arrival { return w[t] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		queue <- o
+	}
+	close(queue)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d outputs scored, want %d", len(got), len(want))
+	}
+	var trs int
+	for k := range want {
+		for _, c := range []struct {
+			what      string
+			got, want []proto.Message
+		}{
+			{"telemetry", msgs(got[k].Telemetry), msgs(want[k].Telemetry)},
+			{"decisions", msgs(got[k].Decisions), msgs(want[k].Decisions)},
+			{"rewards", msgs(got[k].Rewards), msgs(want[k].Rewards)},
+			{"transitions", msgs(got[k].Transitions), msgs(want[k].Transitions)},
+		} {
+			if len(c.got) != len(c.want) {
+				t.Fatalf("tick %d: %d %s, want %d", k, len(c.got), c.what, len(c.want))
+			}
+			for i := range c.want {
+				if !proto.Equal(c.got[i], c.want[i]) {
+					t.Fatalf("tick %d: %s %d differs:\n got %v\nwant %v", k, c.what, i, c.got[i], c.want[i])
+				}
+			}
+		}
+		trs += len(want[k].Transitions)
+	}
+	if trs == 0 {
+		t.Fatal("no transitions: the test checks nothing of the decisions in force")
+	}
+}
+
+// msgs returns ms as proto messages.
+func msgs[M proto.Message](ms []M) []proto.Message {
+	out := make([]proto.Message, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out
+}

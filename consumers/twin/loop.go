@@ -147,9 +147,13 @@ func (c *core) evaluateReady(ctx, out context.Context, m mode, in *input) (bool,
 	return false, nil
 }
 
-// finish ends the run at its horizon: it writes the last transitions and
-// what m writes at the end, and flushes the output to Kafka.
+// finish ends the run at its horizon: it waits for the last ticks'
+// scoring, writes the last transitions and what m writes at the end, and
+// flushes the output to Kafka.
 func (c *core) finish(ctx, out context.Context, m mode, horizon int64) error {
+	if err := c.drainScoring(); err != nil {
+		return err
+	}
 	if err := c.completeLast(out, c.eng.NextTick()); err != nil {
 		return err
 	}

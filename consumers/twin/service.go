@@ -79,7 +79,13 @@ func (s *Service) Run(ctx context.Context) error {
 		if err := s.watermark(ctx, 0, false); err != nil {
 			return err
 		}
-		return s.loop(ctx, ctx, s, newInput(true, nil))
+		s.sc = startScorer(s.core)
+		err := s.loop(ctx, ctx, s, newInput(true, nil))
+		if err != nil || ctx.Err() != nil {
+			s.sc.abandon() // what is still queued would be cut short anyway
+		}
+		s.sc.stop()
+		return err
 	}, nil)
 }
 
@@ -136,11 +142,16 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	// Telemetry and the tick's watermark first: the features close the
 	// tick and the agents decide the next one while the twin scores this
-	// one (counterfactuals take most of a tick's work).
+	// one (counterfactuals take most of a tick's work) on its scorer.
 	if err := s.writeTelemetry(ctx, k, out); err != nil {
 		return err
 	}
-	t1, err := s.scoreTick(t0, out)
+	s.evaluatedSince(t0)
+	s.evaluated = time.Now()
+	if s.sc != nil {
+		return s.sc.enqueue(ctx, k, out)
+	}
+	t1, err := s.scoreTick(out)
 	if err != nil {
 		return err
 	}
@@ -174,8 +185,9 @@ func (s *Service) watermark(ctx context.Context, w int64, final bool) error {
 	if err != nil {
 		return fmt.Errorf("encoding watermark: %w", err)
 	}
+	hs := kafka.WatermarkHeadersAt(time.Now())
 	for p := range s.partitions {
-		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicTelemetry), Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders}, s.produced)
+		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicTelemetry), Partition: int32(p), Value: v, Headers: hs}, s.produced)
 	}
 	return s.producedErr()
 }

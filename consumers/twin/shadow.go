@@ -134,7 +134,8 @@ func (s *Shadow) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBa
 	if err != nil {
 		return err
 	}
-	t1, err := s.scoreTick(t0, out)
+	s.evaluatedSince(t0)
+	t1, err := s.scoreTick(out)
 	if err != nil {
 		return err
 	}

@@ -193,7 +193,7 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	// alternatives' counterfactuals, which the telemetry does not.
 	agg, lat0, n := res.Aggregate, latencies(res.Outcomes), len(arr)
 	dec, hasDec, decTick := f.operational, f.hasOperational, f.operationalTick
-	e.scoring = append(e.scoring, func(out *Output) error {
+	out.scoring = append(out.scoring, func(out *Output) error {
 		return e.scoreOperational(f, k, pw, start, reqs, agg, lat0, n, dec, hasDec && decTick == k, hasDec, out)
 	})
 	return obs, nil
@@ -221,11 +221,12 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 			continue
 		}
 		// Only the chosen count's latencies enter the reward.
-		e.prewarmScratch[0] = a
-		if err := e.m.EvaluateInto(&e.evalScratch, &f.fn, start.Clone(), iv, e.prewarmScratch[:], reqs); err != nil {
+		sc := &e.score
+		sc.prewarm[0] = a
+		if err := e.m.EvaluateInto(&sc.eval, &f.fn, start.Clone(), iv, sc.prewarm[:], reqs); err != nil {
 			return fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, a, err)
 		}
-		aggs[i] = e.evalScratch.Aggregate
+		aggs[i] = sc.eval.Aggregate
 	}
 	rw := e.reward(schemas.Operational, k, ks, f.key.app, f.key.fn, aggs, lat, chosen)
 	if hasDec && dec.Predicted.Valid {
@@ -331,13 +332,14 @@ func addAggregate(a *cloud.Aggregate, b cloud.Aggregate) {
 	a.BusySeconds += b.BusySeconds
 }
 
-// replaySegments runs segments on pools from start (cloned lazily per
-// placement), with place giving each segment's placement, and folds the
-// results into agg and, if lat is not nil, the latencies into lat.
-func (e *Engine) replaySegments(f *fnState, start map[cloud.Placement]*cloud.Pool, segs []segment, place func(segment) cloud.Placement, agg *cloud.Aggregate, lat *[]float64) error {
+// replaySegments runs segments of function fn on pools from start (cloned
+// lazily per placement), with place giving each segment's placement, and
+// folds the results into agg and, if lat is not nil, the latencies into
+// lat; sc is the calling goroutine's scratch.
+func (e *Engine) replaySegments(sc *replayScratch, fn *cloud.Function, start map[cloud.Placement]*cloud.Pool, segs []segment, place func(segment) cloud.Placement, agg *cloud.Aggregate, lat *[]float64) error {
 	// The placements of one replay are few (one for an hour's alternative,
 	// one per tactical choice of the day): a list beats a map.
-	pools := e.placedScratch[:0]
+	pools := sc.placed[:0]
 	for _, s := range segs {
 		pl := place(s)
 		var p *cloud.Pool
@@ -356,19 +358,19 @@ func (e *Engine) replaySegments(f *fnState, start map[cloud.Placement]*cloud.Poo
 			pools = append(pools, placedPool{pl, p})
 		}
 		ks := s.tick * grid.OperationalTickUS
-		e.prewarmScratch[0] = s.prewarm
-		if err := e.m.EvaluateInto(&e.evalScratch, &f.fn, p, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, e.prewarmScratch[:], s.reqs); err != nil {
+		sc.prewarm[0] = s.prewarm
+		if err := e.m.EvaluateInto(&sc.eval, fn, p, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, sc.prewarm[:], s.reqs); err != nil {
 			return err
 		}
-		addAggregate(agg, e.evalScratch.Aggregate)
+		addAggregate(agg, sc.eval.Aggregate)
 		if lat != nil {
-			for _, o := range e.evalScratch.Outcomes {
+			for _, o := range sc.eval.Outcomes {
 				*lat = append(*lat, o.LatencyMS)
 			}
 		}
 	}
 	clear(pools)
-	e.placedScratch = pools[:0]
+	sc.placed = pools[:0]
 	return nil
 }
 
@@ -378,92 +380,150 @@ type placedPool struct {
 	pool *cloud.Pool
 }
 
-// closeHour emits the tactical rewards of hour h: for every function active
-// in it, the hour replayed under the 24 region × tier placements of the
-// hour's provider.
-func (e *Engine) closeHour(h int64, out *Output) error {
+// hourJob is one function's hour for closeHour, detached from the
+// function when the hour ends (detachHour).
+type hourJob struct {
+	key      fnKey
+	fn       *cloud.Function
+	pools    map[cloud.Placement]*cloud.Pool
+	segs     []segment
+	provider cloud.Provider
+	// dec is the tactical decision in force, own whether it was made for
+	// this hour.
+	dec schemas.DecisionRow
+	own bool
+}
+
+// detachHour takes, in app and function order, the record of hour h of
+// every function active in it, and releases it from the function.
+func (e *Engine) detachHour(h int64) []hourJob {
+	var jobs []hourJob
 	for _, app := range e.appIDs {
 		for _, f := range e.apps[app].funcs {
 			if f.hour != h || len(f.hourSegs) == 0 {
 				continue
 			}
-			n := cloud.NumMetros * cloud.NumTiers
-			aggs := make([]cloud.Aggregate, n)
-			lat := make([][]float64, n)
-			s0 := f.hourSegs[0]
-			chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
-			for m := range cloud.NumMetros {
-				for t := range cloud.NumTiers {
-					i := m*cloud.NumTiers + t
-					pl := cloud.Placement{Provider: f.hourProvider, Metro: cloud.Metro(m), Tier: cloud.Tier(t)}
-					var li *[]float64 // the reward's percentiles are the chosen one's
-					if i == chosen {
-						li = &lat[i]
-					}
-					if err := e.replaySegments(f, f.hourPools, f.hourSegs, func(segment) cloud.Placement { return pl }, &aggs[i], li); err != nil {
-						return fmt.Errorf("scoring hour %d of %s/%s: %w", h, f.key.app, f.key.fn, err)
-					}
+			jobs = append(jobs, hourJob{key: f.key, fn: &f.fn, pools: f.hourPools, segs: f.hourSegs, provider: f.hourProvider,
+				dec: f.tactical, own: f.hasTactical && f.tacticalTick == h})
+			f.hourSegs, f.hourPools = nil, nil
+		}
+	}
+	return jobs
+}
+
+// closeHour emits the tactical rewards of hour h: for every function active
+// in it (jobs), the hour replayed under the 24 region × tier placements of
+// the hour's provider.
+func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
+	for _, j := range jobs {
+		n := cloud.NumMetros * cloud.NumTiers
+		aggs := make([]cloud.Aggregate, n)
+		lat := make([][]float64, n)
+		s0 := j.segs[0]
+		chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
+		for m := range cloud.NumMetros {
+			for t := range cloud.NumTiers {
+				i := m*cloud.NumTiers + t
+				pl := cloud.Placement{Provider: j.provider, Metro: cloud.Metro(m), Tier: cloud.Tier(t)}
+				var li *[]float64 // the reward's percentiles are the chosen one's
+				if i == chosen {
+					li = &lat[i]
+				}
+				if err := e.replaySegments(&e.score, j.fn, j.pools, j.segs, func(segment) cloud.Placement { return pl }, &aggs[i], li); err != nil {
+					return fmt.Errorf("scoring hour %d of %s/%s: %w", h, j.key.app, j.key.fn, err)
 				}
 			}
-			f.hourSegs, f.hourPools = nil, nil // the hour is scored: release it
-			if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
-				continue
-			}
-			rw, rs := e.rewards(schemas.Tactical, h, h*grid.TacticalTickUS, f.key.app, f.key.fn, aggs, lat, chosen)
-			out.Rewards = append(out.Rewards, rw)
-			if f.hasTactical && f.tacticalTick == h {
-				// The alternatives are the actions: metro × tier, in the
-				// order of the tactical action index.
-				e.transition(rw, &f.tactical, out, actionRewards(rs))
-			}
+		}
+		if aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0 {
+			continue
+		}
+		rw, rs := e.rewards(schemas.Tactical, h, h*grid.TacticalTickUS, j.key.app, j.key.fn, aggs, lat, chosen)
+		out.Rewards = append(out.Rewards, rw)
+		if j.own {
+			// The alternatives are the actions: metro × tier, in the
+			// order of the tactical action index.
+			e.transition(rw, &j.dec, out, actionRewards(rs))
 		}
 	}
 	return nil
 }
 
-// closeDay emits the strategic rewards of day d: for every app active in it,
-// the day of all its functions replayed on each provider with each hour's
-// metro and tier.
-func (e *Engine) closeDay(d int64, out *Output) error {
+// dayJob is one app's day for closeDay, detached from its functions when
+// the day ends (detachDay).
+type dayJob struct {
+	app string
+	// chosen is the provider in force; dec the strategic decision in
+	// force, own whether it was made for this day.
+	chosen int
+	dec    schemas.DecisionRow
+	own    bool
+	fns    []dayFunc
+}
+
+// dayFunc is one function's day in a dayJob.
+type dayFunc struct {
+	fn    *cloud.Function
+	key   fnKey
+	pools map[cloud.Placement]*cloud.Pool
+	segs  []segment
+}
+
+// detachDay takes, in app order, the record of day d of every app active
+// in it, and releases it from the functions.
+func (e *Engine) detachDay(d int64) []dayJob {
+	var jobs []dayJob
 	for _, app := range e.appIDs {
 		a := e.apps[app]
-		aggs := make([]cloud.Aggregate, cloud.NumProviders)
-		lat := make([][]float64, cloud.NumProviders)
-		active := false
-		chosen := int(e.cfg.DefaultPlacement.Provider)
+		j := dayJob{app: app, chosen: int(e.cfg.DefaultPlacement.Provider), dec: a.strategic, own: a.hasDecision && a.strategicTick == d}
 		if a.hasDecision {
 			if p, err := cloud.ParseProvider(a.strategic.Provider); err == nil {
-				chosen = int(p)
+				j.chosen = int(p)
 			}
 		}
 		for _, f := range a.funcs {
 			if f.day != d || len(f.daySegs) == 0 {
 				continue
 			}
-			active = true
+			j.fns = append(j.fns, dayFunc{fn: &f.fn, key: f.key, pools: f.dayPools, segs: f.daySegs})
+			f.daySegs, f.dayPools = nil, nil
+		}
+		if len(j.fns) > 0 {
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs
+}
+
+// closeDay emits the strategic rewards of day d: for every app active in it
+// (jobs), the day of all its functions replayed on each provider with each
+// hour's metro and tier.
+func (e *Engine) closeDay(d int64, jobs []dayJob, out *Output) error {
+	for _, j := range jobs {
+		aggs := make([]cloud.Aggregate, cloud.NumProviders)
+		lat := make([][]float64, cloud.NumProviders)
+		for _, f := range j.fns {
 			for p := range cloud.NumProviders {
 				place := func(s segment) cloud.Placement {
 					return cloud.Placement{Provider: cloud.Provider(p), Metro: s.metro, Tier: s.tier}
 				}
 				var lp *[]float64 // the reward's percentiles are the chosen one's
-				if p == chosen {
+				if p == j.chosen {
 					lp = &lat[p]
 				}
-				if err := e.replaySegments(f, f.dayPools, f.daySegs, place, &aggs[p], lp); err != nil {
+				if err := e.replaySegments(&e.score, f.fn, f.pools, f.segs, place, &aggs[p], lp); err != nil {
 					return fmt.Errorf("scoring day %d of %s/%s: %w", d, f.key.app, f.key.fn, err)
 				}
 			}
-			f.daySegs, f.dayPools = nil, nil
 		}
-		if !active || (aggs[chosen].Invocations == 0 && aggs[chosen].CostUSD == 0) {
+		if aggs[j.chosen].Invocations == 0 && aggs[j.chosen].CostUSD == 0 {
 			continue
 		}
-		rw, rs := e.rewards(schemas.Strategic, d, d*grid.StrategicTickUS, app, "", aggs, lat, chosen)
+		rw, rs := e.rewards(schemas.Strategic, d, d*grid.StrategicTickUS, j.app, "", aggs, lat, j.chosen)
 		out.Rewards = append(out.Rewards, rw)
-		if a.hasDecision && a.strategicTick == d {
+		if j.own {
 			// The alternatives are the actions: the providers, in the
 			// order of the strategic action index.
-			e.transition(rw, &a.strategic, out, actionRewards(rs))
+			e.transition(rw, &j.dec, out, actionRewards(rs))
 		}
 	}
 	return nil

@@ -82,6 +82,10 @@ func interval(l schemas.Layer, k int64) (int64, bool) {
 // transitions and then an end-of-interval marker (stratapb.Transition with
 // EndOfInterval and the count written), later calls do nothing.
 func (c *core) completeTransitions(ctx context.Context, l schemas.Layer, i int64, end bool) error {
+	// Interval i−1's transitions come from the scoring of its last tick.
+	if err := c.drainScoring(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if d, ok := c.trDone[l]; ok && d >= i-1 {
 		c.mu.Unlock()

@@ -1,0 +1,117 @@
+package twin
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// scoreQueueTicks bounds how many simulated ticks may wait for their
+// scoring: an hour of them. The loop blocks when the queue is full, so a
+// scorer that falls behind slows the run down instead of growing memory.
+const scoreQueueTicks = 240
+
+// scoreJob is one simulated tick waiting to be scored and written.
+type scoreJob struct {
+	ctx context.Context
+	k   int64
+	out *Output
+}
+
+// scorer scores a Service's ticks and writes what they produced on a
+// goroutine of its own, one tick at a time and in tick order, while the
+// loop simulates the next ticks: an hour's close replays every active
+// function under 24 placements, which would otherwise hold the closed
+// loop still for tens of milliseconds while the next decisions are ready.
+// The records of every topic keep their order, so the tables, digests and
+// figures do not change (TestServiceScoresAsync).
+type scorer struct {
+	c    *core
+	jobs chan scoreJob
+	// pending counts the jobs queued and not yet written (drain).
+	pending sync.WaitGroup
+	stopped chan struct{}
+
+	mu  sync.Mutex
+	err error
+}
+
+// startScorer starts c's scorer goroutine; stop ends it.
+func startScorer(c *core) *scorer {
+	s := &scorer{c: c, jobs: make(chan scoreJob, scoreQueueTicks), stopped: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+func (s *scorer) run() {
+	defer close(s.stopped)
+	for j := range s.jobs {
+		if s.failed() == nil {
+			if err := s.score(j); err != nil {
+				s.mu.Lock()
+				s.err = err
+				s.mu.Unlock()
+			}
+		}
+		s.pending.Done()
+	}
+}
+
+// score scores job j's tick and writes its output.
+func (s *scorer) score(j scoreJob) error {
+	t1, err := s.c.scoreTick(j.out)
+	if err != nil {
+		return err
+	}
+	return s.c.write(j.ctx, j.k, j.out, t1)
+}
+
+// failed returns the first error the scorer met, if any.
+func (s *scorer) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// enqueue hands tick k's simulated output to the scorer (blocking while
+// the queue is full) and returns the first error the scorer met so far.
+func (s *scorer) enqueue(ctx context.Context, k int64, out *Output) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	s.pending.Add(1)
+	select {
+	case s.jobs <- scoreJob{ctx: ctx, k: k, out: out}:
+		return nil
+	case <-ctx.Done():
+		s.pending.Done()
+		return ctx.Err()
+	}
+}
+
+// drain waits until every queued tick is scored and written, and returns
+// the first error the scorer met.
+func (s *scorer) drain() error {
+	s.pending.Wait()
+	return s.failed()
+}
+
+// errAbandoned is the scorer's error once its run has ended early.
+var errAbandoned = errors.New("the run ended before these ticks were scored")
+
+// abandon makes the scorer skip the ticks still queued: the run has ended
+// early (an error, or its context).
+func (s *scorer) abandon() {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = errAbandoned
+	}
+	s.mu.Unlock()
+}
+
+// stop ends the scorer once the queued ticks are done (their writes fail
+// fast if their context has ended) and waits for it.
+func (s *scorer) stop() {
+	close(s.jobs)
+	<-s.stopped
+}
