@@ -34,6 +34,11 @@ const (
 	HeaderKind = "strata-kind"
 	// KindWatermark marks a stratapb.Watermark record.
 	KindWatermark = "watermark"
+	// HeaderProducedUS, on a watermark record, holds when it was produced
+	// in microseconds since the Unix epoch (decimal): Kafka's own record
+	// timestamps have millisecond resolution, too coarse for the closed
+	// loop's sub-millisecond hop (strata_features_watermark_delay_seconds).
+	HeaderProducedUS = "strata-produced-us"
 )
 
 // Layer is one of the three decision layers.

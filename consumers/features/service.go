@@ -138,7 +138,7 @@ func newSvcMetrics(reg prometheus.Registerer) *svcMetrics {
 	m.ckptFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "features",
 		Name: "checkpoint_failures_total", Help: "Periodic checkpoints that failed to be stored or committed (retried at the next interval)."})
 	m.delay = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "features",
-		Name: "watermark_delay_seconds", Help: "Per watermark: from its Kafka record's timestamp (when it was produced) until the service reads it (the Kafka hop; clocks of two hosts when remote).",
+		Name: "watermark_delay_seconds", Help: "Per watermark: from when it was produced (its strata-produced-us header, else its Kafka timestamp, in milliseconds) until the service reads it (the Kafka hop; clocks of two hosts when remote).",
 		Buckets: prometheus.ExponentialBuckets(1e-5, 2, 19)})
 	if reg != nil {
 		reg.MustRegister(m.records, m.rejected, m.batches, m.encodeDur, m.advance, m.delay, m.ckptFailures)
@@ -400,7 +400,7 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 		}
 		part := s.partitionFor(o, r.Partition, wm.RunId)
 		t0 := time.Now()
-		s.m.delay.Observe(max(t0.Sub(r.Timestamp), 0).Seconds())
+		s.m.delay.Observe(max(t0.Sub(kafka.ProducedAt(r)), 0).Seconds())
 		if err := part.Advance(wm.WatermarkUs, wm.Final, func(b *schemas.StateBatch) error {
 			return s.publish(ctx, b)
 		}); err != nil {

@@ -1,6 +1,9 @@
 package kafka
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-rl/strata/schemas"
@@ -40,6 +43,26 @@ func IsWatermark(r *kgo.Record) bool {
 
 // WatermarkHeaders are the headers of a watermark record.
 var WatermarkHeaders = []kgo.RecordHeader{{Key: schemas.HeaderKind, Value: []byte(schemas.KindWatermark)}}
+
+// WatermarkHeadersAt are the headers of a watermark record produced at t:
+// WatermarkHeaders and the production time in microseconds
+// (schemas.HeaderProducedUS; ProducedAt reads it).
+func WatermarkHeadersAt(t time.Time) []kgo.RecordHeader {
+	return []kgo.RecordHeader{WatermarkHeaders[0], {Key: schemas.HeaderProducedUS, Value: strconv.AppendInt(nil, t.UnixMicro(), 10)}}
+}
+
+// ProducedAt returns when r was produced: its schemas.HeaderProducedUS
+// header, to the microsecond, or else its Kafka timestamp (milliseconds).
+func ProducedAt(r *kgo.Record) time.Time {
+	for _, h := range r.Headers {
+		if h.Key == schemas.HeaderProducedUS {
+			if us, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				return time.UnixMicro(us)
+			}
+		}
+	}
+	return r.Timestamp
+}
 
 // murmur2 is the 32-bit MurmurHash2 variant Kafka uses for keys (seed
 // 0x9747b28c), as specified by Apache Kafka's Utils.murmur2.

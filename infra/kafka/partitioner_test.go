@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -116,5 +117,29 @@ func BenchmarkKeyPartition(b *testing.B) {
 	key := []byte("7b2c43a2bc30f6bb438074df88b603d2cb982d3e7961de05270735055950a568")
 	for b.Loop() {
 		_ = KeyPartition(key, 12)
+	}
+}
+
+func TestProducedAt(t *testing.T) {
+	at := time.UnixMicro(1_764_900_000_123_456)
+	ts := time.UnixMilli(1_764_900_000_123)
+	for _, c := range []struct {
+		name    string
+		headers []kgo.RecordHeader
+		want    time.Time
+	}{
+		{"header to the microsecond", WatermarkHeadersAt(at), at},
+		{"no header: the Kafka timestamp", WatermarkHeaders, ts},
+		{"malformed header: the Kafka timestamp", []kgo.RecordHeader{{Key: schemas.HeaderProducedUS, Value: []byte("soon")}}, ts},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &kgo.Record{Headers: c.headers, Timestamp: ts}
+			if got := ProducedAt(r); !got.Equal(c.want) {
+				t.Fatalf("ProducedAt = %v, want %v", got, c.want)
+			}
+			if c.name == "header to the microsecond" && !IsWatermark(r) {
+				t.Fatal("WatermarkHeadersAt: not a watermark")
+			}
+		})
 	}
 }
