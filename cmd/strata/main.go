@@ -83,8 +83,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // 14-day run peaks at 770 MB RSS with the limit (README, Performance).
 const embeddedMemoryLimit = 768 << 20
 
+// embeddedGCPercent is their GOGC unless the environment sets one. At
+// Go's default of 100 the collector ran whenever the heap reached twice
+// the ~250 MB live data, well under the soft limit above; at 300 it uses
+// that headroom (the limit still bounds the heap) and collects about half
+// as often: the 2-day closed loop took 10.0 s instead of 12.4 s, the 14-day
+// run 109.7 s instead of 115.1 s at 864 MB peak RSS instead of 746 MB
+// (README, Performance).
+const embeddedGCPercent = 300
+
+// defaultMemoryLimit sets the soft memory limit and GC percentage of
+// `strata run` and `strata bench` that GOMEMLIMIT and GOGC leave unset.
 func defaultMemoryLimit() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(embeddedMemoryLimit)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(embeddedGCPercent)
 	}
 }
