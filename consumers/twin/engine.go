@@ -104,6 +104,9 @@ type fnState struct {
 	hourPools, dayPools map[cloud.Placement]*cloud.Pool
 	hourSegs, daySegs   []segment
 	hourProvider        cloud.Provider
+	// arrivals holds the function's arrivals of the tick being simulated
+	// (Simulate), in start order; empty between ticks.
+	arrivals []Arrival
 }
 
 type appState struct {
@@ -352,7 +355,9 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 		}
 		return cmpString(a.ID, b.ID)
 	})
-	byFn := map[fnKey][]Arrival{}
+	// Each function's arrivals are gathered on its state (one map lookup
+	// per arrival, none per function: the loop below visits every
+	// function known, most of them idle).
 	for _, a := range arr {
 		if a.StartUS < ks || a.StartUS >= ke {
 			return nil, fmt.Errorf("evaluating tick %d: arrival %s starts at %d, outside [%d, %d)", k, a.ID, a.StartUS, ks, ke)
@@ -360,16 +365,16 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 		if a.DurationUS < 0 {
 			return nil, fmt.Errorf("evaluating tick %d: arrival %s has negative duration", k, a.ID)
 		}
-		key := fnKey{a.App, a.Func}
-		if _, ok := e.funcs[key]; !ok {
-			e.function(a.App, a.Func)
-		}
-		byFn[key] = append(byFn[key], a)
+	}
+	for _, a := range arr {
+		f := e.function(a.App, a.Func)
+		f.arrivals = append(f.arrivals, a)
 	}
 	var obs []obsAt
 	for _, app := range e.appIDs {
 		for _, f := range e.apps[app].funcs {
-			o, err := e.tickFunction(f, k, byFn[f.key], out)
+			o, err := e.tickFunction(f, k, f.arrivals, out)
+			f.arrivals = f.arrivals[:0]
 			if err != nil {
 				return nil, err
 			}
