@@ -46,6 +46,11 @@ type seqShard struct {
 	tick      int64
 	prev      []OperationalRow
 	hasTicked bool
+	// spare is the array the next Fill writes its rows into: the one of
+	// the rows handed out before the last. A whole batch of ~1 KB rows
+	// allocated, and copied to prev, each tick was the biggest cost of an
+	// operational agent.
+	spare []OperationalRow
 }
 
 // cmpRow orders rows by (app, func).
@@ -71,7 +76,10 @@ func rowsSorted(rows []OperationalRow) bool {
 // Fill completes the operational rows of b: on return every row holds its
 // whole sequence (Steps 0), the rows b left out are back and its Left rows
 // are gone, in (app, func) order. Batches of other layers are left as they
-// are.
+// are. The filled rows are s's own: the next Fill of the same shard reads
+// them and the one after overwrites them, so a reader must not change them
+// and copies what it keeps past the next Fill (the readers of strata read
+// what they need from a batch before the next one).
 func (s *Sequences) Fill(b *StateBatch) {
 	if b.Header.Layer != Operational {
 		return
@@ -114,7 +122,7 @@ func (s *Sequences) Fill(b *StateBatch) {
 	omits := b.OmitsIdle && sh.hasTicked
 	shift := int(min(d, SeqLen))
 	prev := sh.prev
-	out := make([]OperationalRow, 0, max(len(in), len(prev)))
+	out := slices.Grow(sh.spare[:0], max(len(in), len(prev)))
 	i, j := 0, 0
 	for i < len(in) || j < len(prev) {
 		c := -1
@@ -155,13 +163,10 @@ func (s *Sequences) Fill(b *StateBatch) {
 			r.Steps = 0
 		}
 	}
+	// The filled rows are the next batch's previous rows (read only), and
+	// the old previous rows' array is the next Fill's to write.
 	b.Operational = out
-	// Keep the whole rows for the next batch (only the sequences are
-	// needed: idle times are not).
-	sh.prev = append(sh.prev[:0], out...)
-	for i := range sh.prev {
-		sh.prev[i].IdleTimesS = nil
-	}
+	sh.prev, sh.spare = out, prev[:0]
 	sh.tick, sh.hasTicked = k, true
 }
 

@@ -235,3 +235,38 @@ func TestSequencesUnsortedBatch(t *testing.T) {
 		t.Errorf("partial %d, want 0", seq.Partial)
 	}
 }
+
+// BenchmarkSequencesFill fills, tick after tick, a shard's batch that
+// carries the newest step of 100 of its 1,000 functions and leaves the
+// idle others out, as the 14-day closed loop's operational batches do: the
+// work of every operational agent and of the twin's transitions per tick.
+func BenchmarkSequencesFill(b *testing.B) {
+	const funcs, active = 1000, 100
+	whole := make([]schemas.OperationalRow, funcs)
+	for f := range funcs {
+		whole[f] = wholeRow(f, 0)
+	}
+	byKey := func(a, c schemas.OperationalRow) int {
+		return strings.Compare(a.App+"\x00"+a.Func, c.App+"\x00"+c.Func)
+	}
+	slices.SortFunc(whole, byKey)
+	var seq schemas.Sequences
+	first := &schemas.StateBatch{Header: schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, NShards: 1}, Operational: slices.Clone(whole)}
+	seq.Fill(first)
+	rows := make([]schemas.OperationalRow, 0, active)
+	for i := 0; i < funcs; i += funcs / active {
+		r := whole[i]
+		r.Steps = 1
+		rows = append(rows, r)
+	}
+	k := int64(0)
+	for b.Loop() {
+		k++
+		bt := &schemas.StateBatch{Header: schemas.BatchHeader{RunID: "r", Layer: schemas.Operational, Tick: k, NShards: 1},
+			OmitsIdle: true, Operational: append(make([]schemas.OperationalRow, 0, active), rows...)}
+		seq.Fill(bt)
+		if len(bt.Operational) != funcs {
+			b.Fatalf("%d rows filled, want %d", len(bt.Operational), funcs)
+		}
+	}
+}
