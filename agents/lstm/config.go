@@ -150,5 +150,8 @@ func (c Config) Describe() string {
 	if c.Head != "" && c.Head != HeadDirect {
 		d += ", " + c.Head + " head"
 	}
+	if c.Net.ZeroOutput {
+		d += ", zero-initialised output"
+	}
 	return d
 }

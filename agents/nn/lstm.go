@@ -31,6 +31,12 @@ type LSTMConfig struct {
 	// Optimizer is Adam 1e-3; the seed gives no gradient clip, so ClipNorm
 	// is 0 (off).
 	Optimizer Optimizer `json:"optimizer"`
+	// ZeroOutput initialises the output layer's weights to zero instead of
+	// Glorot-uniform (the seed's): the untrained network then outputs its
+	// biases, 0, and a residual head (lstm.HeadResidual) starts as the
+	// moving average exactly, with small first gradients into the dense
+	// head's ReLU layer.
+	ZeroOutput bool `json:"zero_output,omitempty"`
 }
 
 // DefaultLSTMConfig returns the seed's operational LSTM (docs/agents.md) with
@@ -70,7 +76,11 @@ func newLSTMLayers(ps *paramSet, c LSTMConfig) lstmLayers {
 	l.rnn[0] = addLSTM(ps, "lstm.0", c.Features, c.Hidden[0])
 	l.rnn[1] = addLSTM(ps, "lstm.1", c.Hidden[0], c.Hidden[1])
 	l.dense[0] = addDense(ps, "dense.0", c.Hidden[1], c.DenseHidden, initHe)
-	l.dense[1] = addDense(ps, "dense.out", c.DenseHidden, c.Outputs, initGlorot)
+	out := initGlorot
+	if c.ZeroOutput {
+		out = initZero
+	}
+	l.dense[1] = addDense(ps, "dense.out", c.DenseHidden, c.Outputs, out)
 	return l
 }
 

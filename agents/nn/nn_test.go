@@ -604,3 +604,46 @@ func TestLSTMSetLossRebuildsTrainingGraphs(t *testing.T) {
 		t.Errorf("SetLoss(0, 1): %v", err)
 	}
 }
+
+// TestLSTMZeroOutput checks that a network with a zero-initialised output
+// layer outputs exactly 0 before training, in training mode's Forward and
+// in the exported serving copy, while the same seed's Glorot-initialised
+// output does not, and that the other layers are initialised alike.
+func TestLSTMZeroOutput(t *testing.T) {
+	cfg := DefaultLSTMConfig()
+	x := randn(3, 8*cfg.Inputs())
+	outs := map[bool][]float32{}
+	for _, zero := range []bool{false, true} {
+		c := cfg
+		c.ZeroOutput = zero
+		n := mustLSTM(t, c, 7)
+		y, err := n.Forward(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served, err := n.Export().Forward(nil, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range y {
+			if zero && (y[i] != 0 || served[i] != 0) {
+				t.Fatalf("zero output layer: output %d is %v (served %v), want 0", i, y[i], served[i])
+			}
+		}
+		outs[zero] = y
+		if zero {
+			ref := mustLSTM(t, cfg, 7)
+			for i, p := range n.c.ps.list {
+				if p.name == "dense.out.weight" {
+					continue
+				}
+				if !slices.Equal(p.data(), ref.c.ps.list[i].data()) {
+					t.Fatalf("parameter %s differs from the Glorot network's", p.name)
+				}
+			}
+		}
+	}
+	if slices.Equal(outs[false], make([]float32, len(outs[false]))) {
+		t.Fatal("the Glorot-initialised network also outputs only zeros: the test shows nothing")
+	}
+}
