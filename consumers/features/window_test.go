@@ -33,6 +33,9 @@ func collect(t *testing.T, p *Partition, wm int64, final bool) []*schemas.StateB
 	out := advance(t, p, wm, final)
 	for _, b := range out {
 		seqs.Fill(b)
+		// The filled rows are the Sequences' until its next Fill but one:
+		// a reader that keeps them copies them.
+		b.Operational = slices.Clone(b.Operational)
 	}
 	return out
 }
