@@ -126,7 +126,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
 	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
-		Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm},
+		Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
 		natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
 	if err != nil {
 		return res, err
@@ -187,13 +187,13 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	tsvc, err := twin.NewService(twin.ServiceConfig{
 		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
-			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer},
+			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka},
 		eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {
 		return res, err
 	}
-	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.Brokers, o.Logger), kgo.ProducerLinger(2*time.Millisecond))...)
+	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.Brokers, o.Logger), kgo.ProducerLinger(2*time.Millisecond), kafka.DeliveryTimeout(o.KafkaOutage))...)
 	if err != nil {
 		return res, fmt.Errorf("creating replay kafka client: %w", err)
 	}
@@ -207,7 +207,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	var sk *sink.Sink
 	if o.Store != nil {
 		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
-			RunID: o.RunID, Names: nm, Retention: o.Retention},
+			RunID: o.RunID, Names: nm, Retention: o.Retention, OutageBound: o.KafkaOutage},
 			o.Store, o.Logger.With("role", "sink"), o.Registerer); err != nil {
 			return res, err
 		}

@@ -36,6 +36,11 @@ type Config struct {
 	Partitions int
 	// Names prefixes every topic, group, stream, subject and bucket.
 	Names schemas.Names
+	// KafkaOutage is how long the roles reading Kafka (the twin, the
+	// features, the sink) poll through a broker outage before the run
+	// ends with an error (kafka.Outage; 0 is kafka.DefaultOutageBound, a
+	// negative bound tolerates no outage).
+	KafkaOutage time.Duration
 	// Speed and Clock pace the replay.
 	Speed replay.Speed
 	Clock replay.Clock

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/schemas"
@@ -19,6 +20,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.NATSURL, prefix+"nats", c.NATSURL, "NATS `URL` (default: an embedded nats-server with JetStream)")
 	fs.IntVar(&c.Partitions, prefix+"partitions", c.Partitions, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, EmbeddedLoopPartitions))
 	RegisterPrefixFlag(fs, prefix+"prefix", &c.Names)
+	RegisterOutageFlag(fs, prefix+"kafka-outage", &c.KafkaOutage)
+}
+
+// RegisterOutageFlag registers the flag name (--kafka-outage for the
+// commands) that bounds how long a role reading Kafka waits out a broker
+// outage.
+func RegisterOutageFlag(fs *flag.FlagSet, name string, d *time.Duration) {
+	if *d == 0 {
+		*d = kafka.DefaultOutageBound
+	}
+	fs.DurationVar(d, name, *d, "how long a role reading Kafka keeps polling through a broker outage (refused or cut connections, a lost group session) before the run ends with an error; a negative value ends it at the first such error")
 }
 
 // RegisterPrefixFlag registers the flag name (--prefix for the commands)

@@ -176,7 +176,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	runID := lo.RunID
 	groups := GroupsOf(nm, runID)
 	if run.Features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
-		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch}, natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv},
+		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage}, natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv},
 		logger.With("role", "features"), reg); err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			return errors.Join(err, stop())
 		}
 		if run.Shadow, err = twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
-			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg}}, eng, e.JS, logger.With("role", "shadow")); err != nil {
+			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage}}, eng, e.JS, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.Shadow.Run(bctx) })
@@ -225,7 +225,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			return errors.Join(err, stop())
 		}
 		if run.Sink, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: lo.Partitions,
-			Outcomes: true, RunID: runID, Names: nm, Retention: lo.Retention}, st, logger.With("role", "sink"), reg); err != nil {
+			Outcomes: true, RunID: runID, Names: nm, Retention: lo.Retention, OutageBound: lo.KafkaOutage}, st, logger.With("role", "sink"), reg); err != nil {
 			return errors.Join(err, stop())
 		}
 		sinkGroup.Go(func() error { return run.Sink.Run(sctx) })

@@ -41,7 +41,7 @@ func OpenLoop(ctx context.Context, o Config, src replay.Source, srcName string, 
 	group := GroupsOf(o.Names, o.RunID).Features
 	svc, err := features.NewService(ctx, features.Config{
 		Brokers: e.Brokers, Group: group, Epoch: o.Epoch, Names: o.Names,
-		StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch,
+		StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, OutageBound: o.KafkaOutage,
 	}, pub, features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
 	if err != nil {
 		return res, err

@@ -71,7 +71,7 @@ func (r *ReplayRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeSrc()
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(r.Brokers, logger), kgo.ProducerLinger(2*time.Millisecond))...)
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(r.Brokers, logger), kgo.ProducerLinger(2*time.Millisecond), kafka.DeliveryTimeout(r.KafkaOutage))...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}

@@ -20,6 +20,9 @@ import (
 // are idle.
 type SinkRole struct {
 	Store StoreFlags
+	// KafkaOutage bounds how long the sink polls through a broker outage
+	// (kafka.Outage).
+	KafkaOutage time.Duration
 	// Brokers are Kafka's seed brokers (required), comma-separated.
 	Brokers string
 	// Names prefixes the topics and the group.
@@ -61,6 +64,7 @@ func (r *SinkRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
 	fs.StringVar(&r.Brokers, prefix+"kafka", r.Brokers, "Kafka seed brokers `host:port[,…]` (required)")
 	fs.StringVar(&r.Group, prefix+"group", r.Group, "consumer group (default strata-sink under --prefix)")
+	RegisterOutageFlag(fs, prefix+"kafka-outage", &r.KafkaOutage)
 	fs.BoolVar(&r.Outcomes, prefix+"outcomes", r.Outcomes, "also write strata.outcomes.v1 to the outcomes table")
 	fs.IntVar(&r.Partitions, prefix+"partitions", r.Partitions, fmt.Sprintf("partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or %d)", kafka.DefaultPartitions))
 	fs.IntVar(&r.BatchRows, prefix+"batch-rows", r.BatchRows, "most records written in one batch")
@@ -106,7 +110,7 @@ func (r *SinkRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	sk, err := sink.New(ctx, sink.Config{Brokers: kafka.ParseBrokers(r.Brokers), Group: r.Group, Outcomes: r.Outcomes,
 		Partitions: r.Partitions, BatchRows: r.BatchRows, FlushInterval: r.FlushInterval, StopAfterIdle: r.StopAfterIdle,
-		InstanceID: r.InstanceID, SessionTimeout: r.SessionTimeout, RunID: r.RunID, Names: r.Names, Retention: r.Store.Retention}, st, logger, reg)
+		InstanceID: r.InstanceID, SessionTimeout: r.SessionTimeout, RunID: r.RunID, Names: r.Names, Retention: r.Store.Retention, OutageBound: r.KafkaOutage}, st, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,9 @@ type Config struct {
 	Topic string
 	// Group is the consumer group (default strata-features).
 	Group string
+	// OutageBound is how long the service polls through a Kafka outage
+	// before it gives up (kafka.Outage; 0 is kafka.DefaultOutageBound).
+	OutageBound time.Duration
 	// Epoch maps trace time 0 to the wall clock.
 	Epoch time.Time
 	// CheckpointEvery is the wall-clock interval between checkpoints
@@ -154,9 +157,11 @@ type owned struct {
 
 // Service windows strata.telemetry.v1 into state batches.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	m       *svcMetrics
+	cfg Config
+	log *slog.Logger
+	m   *svcMetrics
+	// outage tolerates the fetch errors of a Kafka outage up to its bound.
+	outage  kafka.Outage
 	pub     Publisher
 	ckpt    Checkpoints
 	cl      *kgo.Client
@@ -184,7 +189,7 @@ func NewService(ctx context.Context, cfg Config, pub Publisher, ckpt Checkpoints
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = 5 * time.Second
 	}
-	s := &Service{cfg: cfg, log: logger, m: newSvcMetrics(reg), pub: pub, ckpt: ckpt,
+	s := &Service{cfg: cfg, log: logger, m: newSvcMetrics(reg), pub: pub, ckpt: ckpt, outage: kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: cfg.Topic},
 		parts: map[int32]*owned{}, finalSeen: map[int32]bool{},
 		stats:     Stats{Ticks: map[string]int64{}, Batches: map[string]int64{}},
 		seenTicks: map[schemas.Layer]map[int64]struct{}{}}
@@ -329,15 +334,12 @@ func (s *Service) loop(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		var fetchErr error
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				fetchErr = fmt.Errorf("fetching %s/%d: %w", t, p, err)
-			}
-		})
-		if fetchErr != nil {
+		if err := s.outage.Check(fetches, time.Now()); err != nil {
 			s.cl.AllowRebalance()
-			return fetchErr
+			return err
+		}
+		if s.outage.Down() {
+			kafka.OutagePause(ctx)
 		}
 		s.mu.Lock()
 		err := s.assignErr

@@ -79,6 +79,9 @@ type Config struct {
 	Brokers []string
 	// Group is the consumer group (default strata-sink).
 	Group string
+	// OutageBound is how long the sink polls through a Kafka outage
+	// before it gives up (kafka.Outage; 0 is kafka.DefaultOutageBound).
+	OutageBound time.Duration
 	// Topics overrides topic names (default: the strata topics under
 	// Names).
 	Topics Topics
@@ -237,8 +240,10 @@ type Sink struct {
 	cfg Config
 	w   Writer
 	log *slog.Logger
-	m   *metrics
-	cl  *kgo.Client
+	// outage tolerates the fetch errors of a Kafka outage up to its bound.
+	outage kafka.Outage
+	m      *metrics
+	cl     *kgo.Client
 
 	// mu guards b, stats and dlErr; flushes hold it, so the revocation
 	// callback and the poll loop never write at the same time.
@@ -273,7 +278,8 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{cfg: cfg, w: w, log: logger, m: newMetrics(reg), stats: Stats{Rows: map[string]int64{}}}
+	s := &Sink{cfg: cfg, w: w, log: logger, m: newMetrics(reg), stats: Stats{Rows: map[string]int64{}},
+		outage: kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: "strata's output topics"}}
 	if cfg.Retention > 0 {
 		exp, ok := w.(Expirer)
 		if !ok {
@@ -398,14 +404,11 @@ func (s *Sink) loop(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		var fetchErr error
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && fetchErr == nil {
-				fetchErr = fmt.Errorf("fetching %s/%d: %w", t, p, err)
-			}
-		})
-		if fetchErr != nil {
-			return fetchErr
+		if err := s.outage.Check(fetches, time.Now()); err != nil {
+			return err
+		}
+		if s.outage.Down() {
+			kafka.OutagePause(ctx)
 		}
 		got := 0
 		s.mu.Lock()

@@ -57,6 +57,9 @@ type CommonConfig struct {
 	// least two of the engine's oracle intervals): replay at full speed
 	// must not pull the whole trace into memory.
 	ReadAheadTicks int64
+	// OutageBound is how long the service polls through a Kafka outage
+	// before it gives up (kafka.Outage; 0 is kafka.DefaultOutageBound).
+	OutageBound time.Duration
 	// OnTick, if set, is called after each evaluated tick.
 	OnTick func(tick int64)
 	// Registerer, if set, receives the service's metrics (doc.go).
@@ -109,6 +112,8 @@ type core struct {
 	// sc, if not nil, scores and writes the simulated ticks on a goroutine
 	// of its own (a Service).
 	sc *scorer
+	// outage tolerates the fetch errors of a Kafka outage up to its bound.
+	outage kafka.Outage
 }
 
 type batchKey struct {
@@ -148,9 +153,10 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		invokedRewardSum: map[string]float64{}, invokedRegretSum: map[string]float64{},
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
+	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(c.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0))...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0), kafka.DeliveryTimeout(cfg.OutageBound))...)
 	if err != nil {
 		return nil, fmt.Errorf("creating twin kafka client: %w", err)
 	}

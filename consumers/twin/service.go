@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-rl/strata/consumers/internal/dedup"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -80,7 +81,11 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		s.sc = startScorer(s.core)
-		err := s.loop(ctx, ctx, s, newInput(true, nil))
+		// Arrival ids are deduplicated as in a Shadow: after a broker
+		// outage the consumer group may hand the twin its partitions again
+		// from the last committed offset, and the arrivals read twice
+		// must count once (kafka.Outage).
+		err := s.loop(ctx, ctx, s, newInput(true, dedup.New()))
 		if err != nil || ctx.Err() != nil {
 			s.sc.abandon() // what is still queued would be cut short anyway
 		}

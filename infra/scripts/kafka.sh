@@ -7,7 +7,9 @@
 #   kafka.sh run-class CLASS ARGS...   any main class with the Kafka classpath
 #
 # Broker: 127.0.0.1:9092 (PLAINTEXT), controller: 127.0.0.1:9093.
-# Env: KAFKA_VERSION (default 4.4.0), KAFKA_HEAP_OPTS, STRATA_INFRA_HOME.
+# Env: KAFKA_VERSION (default 4.4.0), KAFKA_HEAP_OPTS, STRATA_INFRA_HOME;
+# KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_STATE_DIR run a second,
+# separate broker (the chaos tests start, SIGKILL and restart their own).
 set -euo pipefail
 
 SVC=kafka
@@ -19,13 +21,13 @@ LOG4J_VERSION="${LOG4J_VERSION:-2.25.5}" # slf4j binding; matches kafka's log4j-
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_CLUSTER_ID="c3RyYXRhLWthZmthLXRzdA" # base64url("strata-kafka-tst"), fixed
 KAFKA_HOST=127.0.0.1
-KAFKA_PORT=9092
-CONTROLLER_PORT=9093
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 
 DIST_DIR="$DOWNLOADS_DIR/kafka-$KAFKA_VERSION"
 LIB_DIR="$DIST_DIR/libs"
 M2_DIR="$DOWNLOADS_DIR/m2"
-SDIR="$STATE_DIR/kafka"
+SDIR="${KAFKA_STATE_DIR:-$STATE_DIR/kafka}"
 CONF_DIR="$SDIR/conf"
 DATA_DIR="$SDIR/data"
 LOG_DIR="$SDIR/logs"

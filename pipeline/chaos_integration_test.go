@@ -1,0 +1,200 @@
+//go:build integration
+
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
+	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// chaosKafka is a Kafka broker of one test's own — infra/scripts/kafka.sh
+// with its own ports and state directory — that the test SIGKILLs and
+// restarts without disturbing the shared servers of the other tests.
+type chaosKafka struct {
+	t     *testing.T
+	env   []string
+	state string
+	addr  string
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startChaosKafka starts a broker of the test's own and stops it when the
+// test ends.
+func startChaosKafka(t *testing.T) *chaosKafka {
+	t.Helper()
+	port, ctrl := freePort(t), freePort(t)
+	k := &chaosKafka{t: t, state: filepath.Join(t.TempDir(), "kafka"), addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl), "KAFKA_STATE_DIR="+k.state)
+	k.script("start")
+	t.Cleanup(func() { k.script("stop") })
+	return k
+}
+
+// script runs infra/scripts/kafka.sh cmd for this broker.
+func (k *chaosKafka) script(cmd string) {
+	k.t.Helper()
+	c := exec.Command("bash", filepath.Join("..", "infra", "scripts", "kafka.sh"), cmd)
+	c.Env = k.env
+	if out, err := c.CombinedOutput(); err != nil {
+		k.t.Errorf("kafka.sh %s: %v\n%s", cmd, err, out)
+	}
+}
+
+// kill SIGKILLs the broker and waits until it is gone.
+func (k *chaosKafka) kill() {
+	k.t.Helper()
+	b, err := os.ReadFile(filepath.Join(k.state, "kafka.pid"))
+	if err != nil {
+		k.t.Errorf("reading the broker's pid: %v", err)
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		k.t.Errorf("broker pid %q: %v", b, err)
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		k.t.Errorf("killing the broker (pid %d): %v", pid, err)
+		return
+	}
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	k.t.Logf("broker pid %d SIGKILLed", pid)
+}
+
+// chaosLoop runs the 998 real rows through the closed loop of o into a
+// DuckDB store of the test's own; at tick `at` (logged) it calls fault on
+// a goroutine of its own. It returns the loop's result and error, and the
+// store.
+func chaosLoop(t *testing.T, o pipeline.LoopConfig, at int64, fault func()) (pipeline.LoopResult, error, store.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	st, err := store.OpenDuckDB(ctx, filepath.Join(t.TempDir(), "chaos.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.Store, o.Run = st, &stratapb.Run{RunId: o.RunID, Source: "real"}
+	faulted := make(chan struct{})
+	if fault != nil {
+		fired := false
+		o.Record = func(tick int64, _ []*schemas.DecisionBatch) {
+			if tick == at && !fired {
+				fired = true
+				t.Logf("fault at tick %d", tick)
+				go func() { defer close(faulted); fault() }()
+			}
+		}
+	} else {
+		close(faulted)
+	}
+	r, err := replay.OpenTrace(pipelinetest.RealTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	res, err := pipeline.ClosedLoop(ctx, o, r, "real", 0)
+	<-faulted
+	return res, err, st
+}
+
+// tableCounts returns the run's rows in the decisions and rewards tables.
+func tableCounts(t *testing.T, st store.Store, runID string) [2]string {
+	t.Helper()
+	var out [2]string
+	for i, table := range []string{schemas.TableDecisions, schemas.TableRewards} {
+		_, rows, err := st.Query(context.Background(), "SELECT count(*) FROM "+table+" WHERE run_id = '"+runID+"'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = fmt.Sprint(rows[0][0])
+	}
+	return out
+}
+
+// TestChaosKafkaRestartMidLoop SIGKILLs the Kafka broker in the middle of
+// a closed loop (tick 150 of the 998 real rows' 431) and restarts it 5 s
+// later: the run completes, its decision and reward digests equal an
+// uninterrupted run's (on the embedded broker, same run id and config),
+// and the store holds exactly the twin's decisions and rewards.
+func TestChaosKafkaRestartMidLoop(t *testing.T) {
+	const runID = "chaos-restart"
+	ref, err, refStore := chaosLoop(t, pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{}), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := startChaosKafka(t)
+	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+	o.Brokers = []string{k.addr}
+	o.Logger = pipelinetest.FailureLog(t)
+	res, err, st := chaosLoop(t, o, 150, func() {
+		k.kill()
+		time.Sleep(5 * time.Second)
+		k.script("start")
+		t.Log("broker restarted")
+	})
+	if err != nil {
+		t.Fatalf("the run did not survive the broker's restart: %v", err)
+	}
+	if res.Twin.Ticks != ref.Twin.Ticks || res.Twin.DecisionsSHA256 != ref.Twin.DecisionsSHA256 || res.Twin.RewardsSHA256 != ref.Twin.RewardsSHA256 {
+		t.Fatalf("after the broker's restart: %d ticks, digests %s / %s; uninterrupted: %d ticks, %s / %s",
+			res.Twin.Ticks, res.Twin.DecisionsSHA256, res.Twin.RewardsSHA256, ref.Twin.Ticks, ref.Twin.DecisionsSHA256, ref.Twin.RewardsSHA256)
+	}
+	want := [2]string{fmt.Sprint(ref.Twin.Decisions), fmt.Sprint(ref.Twin.Rewards)}
+	if got, refGot := tableCounts(t, st, runID), tableCounts(t, refStore, runID); got != want || refGot != want {
+		t.Fatalf("decisions and rewards in the store %v (uninterrupted run's store %v), the twin wrote %v", got, refGot, want)
+	}
+	t.Logf("%d ticks, %d decisions, %d rewards; %d arrivals read again and dropped as late, %d as duplicates",
+		res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards, res.Twin.LateArrivals, res.Twin.DuplicateArrivals)
+}
+
+// TestChaosKafkaOutageBound SIGKILLs the broker mid-loop and leaves it
+// down: the run ends, once the outage bound (5 s here) has passed, with one
+// error that says Kafka was unreachable for longer than the bound.
+func TestChaosKafkaOutageBound(t *testing.T) {
+	k := startChaosKafka(t)
+	o := pipelinetest.LoopConfig(t, "chaos-outage", 0, &pipelinetest.BatchLog{})
+	o.Brokers, o.KafkaOutage = []string{k.addr}, 5*time.Second
+	o.Logger = pipelinetest.FailureLog(t)
+	var killed time.Time
+	_, err, _ := chaosLoop(t, o, 150, func() { k.kill(); killed = time.Now() })
+	if err == nil || !strings.Contains(err.Error(), "longer than the outage bound 5s") {
+		t.Fatalf("run with the broker gone: %v, want the outage bound's error", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the run hit the test's deadline instead of the outage bound: %v", err)
+	}
+	t.Logf("ended %s after the broker died: %v", time.Since(killed).Round(time.Second), err)
+}
