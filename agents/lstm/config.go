@@ -150,8 +150,5 @@ func (c Config) Describe() string {
 	if c.Head != "" && c.Head != HeadDirect {
 		d += ", " + c.Head + " head"
 	}
-	if c.Net.ZeroOutput {
-		d += ", zero-initialised output"
-	}
 	return d
 }

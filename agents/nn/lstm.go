@@ -31,12 +31,6 @@ type LSTMConfig struct {
 	// Optimizer is Adam 1e-3; the seed gives no gradient clip, so ClipNorm
 	// is 0 (off).
 	Optimizer Optimizer `json:"optimizer"`
-	// ZeroOutput initialises the output layer's weights to zero instead of
-	// Glorot-uniform (the seed's): the untrained network then outputs its
-	// biases, 0, and a residual head (lstm.HeadResidual) starts as the
-	// moving average exactly, with small first gradients into the dense
-	// head's ReLU layer.
-	ZeroOutput bool `json:"zero_output,omitempty"`
 }
 
 // DefaultLSTMConfig returns the seed's operational LSTM (docs/agents.md) with
@@ -76,11 +70,7 @@ func newLSTMLayers(ps *paramSet, c LSTMConfig) lstmLayers {
 	l.rnn[0] = addLSTM(ps, "lstm.0", c.Features, c.Hidden[0])
 	l.rnn[1] = addLSTM(ps, "lstm.1", c.Hidden[0], c.Hidden[1])
 	l.dense[0] = addDense(ps, "dense.0", c.Hidden[1], c.DenseHidden, initHe)
-	out := initGlorot
-	if c.ZeroOutput {
-		out = initZero
-	}
-	l.dense[1] = addDense(ps, "dense.out", c.DenseHidden, c.Outputs, out)
+	l.dense[1] = addDense(ps, "dense.out", c.DenseHidden, c.Outputs, initGlorot)
 	return l
 }
 

@@ -39,9 +39,6 @@ type LSTMConfig struct {
 	Epochs, Patience int
 	// ClipNorm bounds the gradient's global L2 norm (0: none, the seed's).
 	ClipNorm float64
-	// ZeroOutput initialises the output layer's weights to zero
-	// (nn.LSTMConfig.ZeroOutput).
-	ZeroOutput bool
 	// Select is the checkpoint selection (lstm.SelectLoss or
 	// lstm.SelectRateVsMA).
 	Select string
@@ -79,7 +76,6 @@ func (c *LSTMConfig) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.Epochs, prefix+"epochs", c.Epochs, "at most this many epochs (early stopping may end sooner)")
 	fs.StringVar(&c.Select, prefix+"select", c.Select, "which epoch is kept, and what early stopping watches: loss (the seed's: the lowest validation loss) or rate-vs-ma (the lowest max(RMSE/RMSE_MA, MAE/MAE_MA) of the validation request rate against the 5-step moving average)")
 	fs.Float64Var(&c.ClipNorm, prefix+"clip-norm", c.ClipNorm, "bound the gradient's global L2 norm per step (0: no clip, the seed's)")
-	fs.BoolVar(&c.ZeroOutput, prefix+"zero-output", c.ZeroOutput, "initialise the output layer's weights to zero (the seed's: Glorot-uniform): a ma5-residual network then starts as the moving average exactly")
 	fs.IntVar(&c.Patience, prefix+"patience", c.Patience, "stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.Uint64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the split, the initialisation and the shuffles")
 	fs.IntVar(&c.Batch, prefix+"batch", c.Batch, "minibatch size")
@@ -106,7 +102,6 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 		cfg.EarlyStopPatience = c.Patience
 	}
 	cfg.Net.Optimizer.ClipNorm = c.ClipNorm
-	cfg.Net.ZeroOutput = c.ZeroOutput
 	cfg.Select = c.Select
 	h0, h1, ok := strings.Cut(c.Hidden, ",")
 	a, errA := strconv.Atoi(strings.TrimSpace(h0))

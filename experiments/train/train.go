@@ -87,8 +87,6 @@ type Config struct {
 	// LSTMSelect is its checkpoint selection.
 	LSTMClipNorm float64
 	LSTMSelect   string
-	// LSTMZeroOutput zero-initialises the LSTM's output layer.
-	LSTMZeroOutput bool
 	// LSTMCurve, when set, is a comma-separated list of training-sample
 	// sizes: instead of one LSTM, one is trained per size on nested
 	// seeded samples of one export at the largest size, and the learning
@@ -179,7 +177,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Loss, prefix+"loss", c.Loss, "LSTM training loss: asymmetric or symmetric")
 	fs.StringVar(&c.LSTMSelect, prefix+"lstm-select", c.LSTMSelect, "LSTM: which epoch is kept: loss (the seed's) or rate-vs-ma (furthest ahead of the 5-step moving average on the validation request rate's RMSE and MAE)")
 	fs.Float64Var(&c.LSTMClipNorm, prefix+"lstm-clip-norm", c.LSTMClipNorm, "LSTM: bound the gradient's global L2 norm per step (0: no clip, the seed's)")
-	fs.BoolVar(&c.LSTMZeroOutput, prefix+"lstm-zero-output", c.LSTMZeroOutput, "LSTM: initialise the output layer's weights to zero (the seed's: Glorot-uniform): a ma5-residual network then starts as the moving average exactly")
 	fs.IntVar(&c.LSTMPatience, prefix+"lstm-patience", c.LSTMPatience, "LSTM: stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.StringVar(&c.LSTMHead, prefix+"lstm-head", c.LSTMHead, "what the LSTM's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.BoolVar(&c.Progress, prefix+"progress", c.Progress, "print each episode's results and PPO's updates on stderr")
@@ -509,7 +506,7 @@ func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error 
 func (c *Config) lstmConfig(data, valid string) LSTMConfig {
 	l := DefaultLSTMConfig()
 	l.Data, l.Valid, l.Out, l.Seed, l.Loss, l.Head, l.Patience, l.ClipNorm = data, valid, c.Out, uint64(c.Seed), c.Loss, c.LSTMHead, c.LSTMPatience, c.LSTMClipNorm
-	l.Select, l.ZeroOutput = c.LSTMSelect, c.LSTMZeroOutput
+	l.Select = c.LSTMSelect
 	if c.LSTMEpochs > 0 {
 		l.Epochs = c.LSTMEpochs
 	}
