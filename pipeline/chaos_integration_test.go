@@ -37,7 +37,7 @@ type chaosKafka struct {
 // freePort returns a loopback port nothing listens on now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func startChaosKafka(t *testing.T) *chaosKafka {
 // script runs infra/scripts/kafka.sh cmd for this broker.
 func (k *chaosKafka) script(cmd string) {
 	k.t.Helper()
-	c := exec.Command("bash", filepath.Join("..", "infra", "scripts", "kafka.sh"), cmd)
+	c := exec.CommandContext(context.Background(), "bash", filepath.Join("..", "infra", "scripts", "kafka.sh"), cmd)
 	c.Env = k.env
 	if out, err := c.CombinedOutput(); err != nil {
 		k.t.Errorf("kafka.sh %s: %v\n%s", cmd, err, out)
@@ -92,9 +92,9 @@ func (k *chaosKafka) kill() {
 
 // chaosLoop runs the 998 real rows through the closed loop of o into a
 // DuckDB store of the test's own; at tick `at` (logged) it calls fault on
-// a goroutine of its own. It returns the loop's result and error, and the
-// store.
-func chaosLoop(t *testing.T, o pipeline.LoopConfig, at int64, fault func()) (pipeline.LoopResult, error, store.Store) {
+// a goroutine of its own. It returns the loop's result, the store and the
+// loop's error.
+func chaosLoop(t *testing.T, o pipeline.LoopConfig, at int64, fault func()) (pipeline.LoopResult, store.Store, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -127,7 +127,7 @@ func chaosLoop(t *testing.T, o pipeline.LoopConfig, at int64, fault func()) (pip
 	defer func() { _ = r.Close() }()
 	res, err := pipeline.ClosedLoop(ctx, o, r, "real", 0)
 	<-faulted
-	return res, err, st
+	return res, st, err
 }
 
 // tableCounts returns the run's rows in the decisions and rewards tables.
@@ -151,7 +151,7 @@ func tableCounts(t *testing.T, st store.Store, runID string) [2]string {
 // and the store holds exactly the twin's decisions and rewards.
 func TestChaosKafkaRestartMidLoop(t *testing.T) {
 	const runID = "chaos-restart"
-	ref, err, refStore := chaosLoop(t, pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{}), 0, nil)
+	ref, refStore, err := chaosLoop(t, pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{}), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestChaosKafkaRestartMidLoop(t *testing.T) {
 	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
 	o.Brokers = []string{k.addr}
 	o.Logger = pipelinetest.FailureLog(t)
-	res, err, st := chaosLoop(t, o, 150, func() {
+	res, st, err := chaosLoop(t, o, 150, func() {
 		k.kill()
 		time.Sleep(5 * time.Second)
 		k.script("start")
@@ -189,7 +189,7 @@ func TestChaosKafkaOutageBound(t *testing.T) {
 	o.Brokers, o.KafkaOutage = []string{k.addr}, 5*time.Second
 	o.Logger = pipelinetest.FailureLog(t)
 	var killed time.Time
-	_, err, _ := chaosLoop(t, o, 150, func() { k.kill(); killed = time.Now() })
+	_, _, err := chaosLoop(t, o, 150, func() { k.kill(); killed = time.Now() })
 	if err == nil || !strings.Contains(err.Error(), "longer than the outage bound 5s") {
 		t.Fatalf("run with the broker gone: %v, want the outage bound's error", err)
 	}
