@@ -45,6 +45,7 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultBodyTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 60 * time.Second
+	DefaultProduceTimeout    = 10 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxConns          = 1024
 	DefaultMaxInFlight       = 64
@@ -103,6 +104,12 @@ type Config struct {
 	// is cut off and the connection closed (the client retries; the
 	// invocation ids make that harmless).
 	WriteTimeout time.Duration
+	// ProduceTimeout bounds the wait for Kafka to acknowledge a request's
+	// records (default DefaultProduceTimeout, at most half of
+	// WriteTimeout): when Kafka is down or slower than that, the request
+	// is answered 503 with Retry-After: 1 (the client retries; the
+	// invocation ids make records written twice harmless).
+	ProduceTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that waits longer than
 	// this for its next request (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
@@ -266,6 +273,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	cfg.BodyTimeout = cmp.Or(max(cfg.BodyTimeout, 0), DefaultBodyTimeout)
 	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), cfg.ReadHeaderTimeout+cfg.BodyTimeout)
 	cfg.WriteTimeout = cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout)
+	cfg.ProduceTimeout = min(cmp.Or(max(cfg.ProduceTimeout, 0), DefaultProduceTimeout), cfg.WriteTimeout/2)
 	cfg.IdleTimeout = cmp.Or(max(cfg.IdleTimeout, 0), DefaultIdleTimeout)
 	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
 	cfg.MaxInFlight = cmp.Or(max(cfg.MaxInFlight, 0), DefaultMaxInFlight)
@@ -287,7 +295,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	// written once, and a record's invocation id makes a retried request
 	// harmless downstream.
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
-		kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(4<<20))...)
+		kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(4<<20), kgo.RecordDeliveryTimeout(max(cfg.ProduceTimeout, time.Second)))...)
 	if err != nil {
 		return nil, fmt.Errorf("creating ingest kafka client: %w", err)
 	}
@@ -838,6 +846,10 @@ type request struct {
 	body  []byte
 	batch telemetry.Batch
 	recs  []kgo.Record
+	// abandoned marks a request answered before Kafka acknowledged or
+	// failed its records: the client may still hold them, so its buffers
+	// never go back to the pool.
+	abandoned bool
 }
 
 // ingest checks the decoded records of req against the rate budget and
@@ -864,6 +876,10 @@ func (s *Server) ingest(ctx context.Context, endpoint string, req *request) (out
 		pmu  sync.Mutex
 		perr error
 	)
+	// A record Kafka has not acknowledged within ProduceTimeout fails
+	// (its context, and the client's delivery timeout as a backstop).
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	defer cancel()
 	done := func(_ *kgo.Record, err error) {
 		if err != nil {
 			pmu.Lock()
@@ -923,9 +939,23 @@ func (s *Server) ingest(ctx context.Context, endpoint string, req *request) (out
 		wg.Add(1)
 		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicDeadLetter), Key: []byte(endpoint), Value: v}, done)
 	}
-	wg.Wait()
+	// The client fails records it cannot deliver in time only when it
+	// gets to them (not while it cannot reach the broker at all): the
+	// request waits ProduceTimeout at most.
+	acked := make(chan struct{})
+	go func() { wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-ctx.Done():
+		req.abandoned = true
+		return out, http.StatusServiceUnavailable, &retryAfter{d: time.Second,
+			err: fmt.Errorf("kafka did not acknowledge the records within %v (retry the request; ids make it harmless)", s.cfg.ProduceTimeout)}
+	}
+	pmu.Lock()
+	defer pmu.Unlock()
 	if perr != nil {
-		return out, http.StatusServiceUnavailable, fmt.Errorf("kafka did not acknowledge the records (retry the request; ids make it harmless): %w", perr)
+		return out, http.StatusServiceUnavailable, &retryAfter{d: time.Second,
+			err: fmt.Errorf("kafka did not acknowledge the records within %v (retry the request; ids make it harmless): %w", s.cfg.ProduceTimeout, perr)}
 	}
 	s.accepted.Add(int64(out.accepted))
 	s.rejected.Add(int64(len(errs)))
@@ -956,11 +986,21 @@ func (s *Server) noteStart(start int64) {
 	}
 }
 
-type retryAfter struct{ d time.Duration }
+// retryAfter is a refusal the client should retry after d: the token's
+// rate limit, or err (Kafka not acknowledging in time).
+type retryAfter struct {
+	d   time.Duration
+	err error
+}
 
 func (e *retryAfter) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
 	return fmt.Sprintf("rate limit of the token exceeded: retry in %v", e.d.Round(time.Millisecond))
 }
+
+func (e *retryAfter) Unwrap() error { return e.err }
 
 // telemetryResponse is the JSON reply of POST /v1/telemetry.
 type telemetryResponse struct {
@@ -1067,6 +1107,9 @@ const (
 // written: nothing of it is referenced any more (the reply is written,
 // and ingest returns only after every promise fired).
 func (s *Server) release(req *request) {
+	if req.abandoned {
+		return // the Kafka client may still read its records
+	}
 	if cap(req.body) > maxPooledBody {
 		req.body = nil
 	}

@@ -72,6 +72,8 @@ type harness struct {
 	stop    func() error
 	// read counts the bytes the server read from its connections.
 	read *atomic.Int64
+	// kafka is the embedded broker (closed when the test ends).
+	kafka *kafka.Embedded
 }
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -113,7 +115,7 @@ func start(t testing.TB, mod func(*Config)) *harness {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return &harness{t: t, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), brokers: k.Brokers(), srv: srv, clk: clk,
-		reg: reg, stop: stop, read: ln.n}
+		reg: reg, stop: stop, read: ln.n, kafka: k}
 }
 
 // countingListener counts the bytes read from its connections.
@@ -919,5 +921,24 @@ func TestDrainWatermark(t *testing.T) {
 				t.Errorf("stats %+v, want watermark %d", st, tc.wantWM.UnixMicro())
 			}
 		})
+	}
+}
+
+// TestKafkaDownAnswers503 stops the broker under a running server: a
+// request whose records Kafka does not acknowledge within ProduceTimeout
+// is answered 503 with Retry-After: 1, saying why.
+func TestKafkaDownAnswers503(t *testing.T) {
+	h := start(t, func(c *Config) { c.ProduceTimeout, c.WriteTimeout = 300*time.Millisecond, 2*time.Second })
+	if code, _, b := h.post("/v1/telemetry", "tok", []byte(rec("up-1", t0, 1))); code != http.StatusOK {
+		t.Fatalf("request with Kafka up: %d %s", code, b)
+	}
+	h.kafka.Close()
+	t1 := time.Now()
+	code, hdr, b := h.post("/v1/telemetry", "tok", []byte(rec("down-1", t0, 1)))
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "1" || !strings.Contains(string(b), "kafka did not acknowledge the records within 300ms") {
+		t.Fatalf("request with Kafka down: %d (Retry-After %q) %s, want 503 with Retry-After 1 and the reason", code, hdr.Get("Retry-After"), b)
+	}
+	if d := time.Since(t1); d < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before the produce timeout", d)
 	}
 }

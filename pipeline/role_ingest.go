@@ -37,7 +37,10 @@ type IngestFlags struct {
 	// The connection limits (ingest.Config).
 	HeaderTimeout, BodyTimeout, ReadTimeout time.Duration
 	WriteTimeout, IdleTimeout               time.Duration
-	MaxConns, MaxInFlight                   int
+	// ProduceTimeout bounds the wait for Kafka's acknowledgements of a
+	// request (ingest.Config.ProduceTimeout).
+	ProduceTimeout        time.Duration
+	MaxConns, MaxInFlight int
 	// Topic is set by `strata ingest --topic` only: in `strata live` the
 	// features and the shadow twin read the standard topic.
 	Topic string
@@ -46,7 +49,7 @@ type IngestFlags struct {
 // DefaultIngestFlags are the ingest service's defaults.
 func DefaultIngestFlags() IngestFlags {
 	return IngestFlags{Listen: "127.0.0.1:8080", RunID: ingest.DefaultRunID, Lateness: time.Minute, WMEvery: time.Second, MaxBody: 8 << 20,
-		HeaderTimeout: ingest.DefaultReadHeaderTimeout, BodyTimeout: ingest.DefaultBodyTimeout, WriteTimeout: ingest.DefaultWriteTimeout,
+		HeaderTimeout: ingest.DefaultReadHeaderTimeout, BodyTimeout: ingest.DefaultBodyTimeout, WriteTimeout: ingest.DefaultWriteTimeout, ProduceTimeout: ingest.DefaultProduceTimeout,
 		IdleTimeout: ingest.DefaultIdleTimeout, MaxConns: ingest.DefaultMaxConns, MaxInFlight: ingest.DefaultMaxInFlight}
 }
 
@@ -70,6 +73,7 @@ func (f *IngestFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&f.BodyTimeout, prefix+"body-timeout", f.BodyTimeout, "answer 408 and close the connection when a request's body is not in within this of its headers; nothing of it is written")
 	fs.DurationVar(&f.ReadTimeout, prefix+"read-timeout", f.ReadTimeout, "bound on reading a whole request, headers and body (default: --header-timeout plus --body-timeout); the telemetry and traces bodies have --body-timeout instead")
 	fs.DurationVar(&f.WriteTimeout, prefix+"write-timeout", f.WriteTimeout, "bound on a request from the end of its headers to the end of its reply, the wait for Kafka's acknowledgements included")
+	fs.DurationVar(&f.ProduceTimeout, prefix+"produce-timeout", f.ProduceTimeout, "answer 503 with Retry-After: 1 when Kafka has not acknowledged a request's records within this (Kafka down or slow; at most half of --write-timeout)")
 	fs.DurationVar(&f.IdleTimeout, prefix+"idle-timeout", f.IdleTimeout, "close a keep-alive connection idle for this long")
 	fs.IntVar(&f.MaxConns, prefix+"max-conns", f.MaxConns, "open connections at most; one more is answered 503 (Connection: close) and closed unread")
 	fs.IntVar(&f.MaxInFlight, prefix+"max-in-flight", f.MaxInFlight, "requests handled at once at most (each holds up to --max-body); one more is answered 503 with Retry-After: 1, its body unread")
@@ -109,7 +113,7 @@ func (f *IngestFlags) Config(brokers []string) (ingest.Config, error) {
 		name string
 		v    time.Duration
 	}{{"--header-timeout", f.HeaderTimeout}, {"--body-timeout", f.BodyTimeout}, {"--read-timeout", f.ReadTimeout},
-		{"--write-timeout", f.WriteTimeout}, {"--idle-timeout", f.IdleTimeout}} {
+		{"--write-timeout", f.WriteTimeout}, {"--idle-timeout", f.IdleTimeout}, {"--produce-timeout", f.ProduceTimeout}} {
 		if d.v < 0 {
 			return ingest.Config{}, fmt.Errorf("%s %v: a timeout cannot be negative", d.name, d.v)
 		}
@@ -121,7 +125,7 @@ func (f *IngestFlags) Config(brokers []string) (ingest.Config, error) {
 		NoAuth: f.NoAuth, MaxBodyBytes: f.MaxBody, RatePerToken: f.RatePerToken, RateBurst: f.RateBurst,
 		NoWatermarks: f.NoWatermarks, Topic: f.Topic,
 		ReadHeaderTimeout: f.HeaderTimeout, BodyTimeout: f.BodyTimeout, ReadTimeout: f.ReadTimeout,
-		WriteTimeout: f.WriteTimeout, IdleTimeout: f.IdleTimeout, MaxConns: f.MaxConns, MaxInFlight: f.MaxInFlight}, nil
+		WriteTimeout: f.WriteTimeout, IdleTimeout: f.IdleTimeout, ProduceTimeout: f.ProduceTimeout, MaxConns: f.MaxConns, MaxInFlight: f.MaxInFlight}, nil
 }
 
 // IngestRole is `strata ingest`: the HTTP ingest service alone against an

@@ -82,16 +82,12 @@ func (o *Outage) Check(fetches kgo.Fetches, now time.Time) error {
 }
 
 // DeliveryTimeout is the producer option of an outage bound (0 is
-// DefaultOutageBound, a negative one tolerates none): a record that cannot
-// be delivered for that long fails, and its role ends with the error,
-// instead of being retried for ever.
+// DefaultOutageBound; franz-go's least, one second, for a shorter or
+// negative one): a record that cannot be delivered for that long fails,
+// and its role ends with the error, instead of being retried for ever.
 func DeliveryTimeout(bound time.Duration) kgo.Opt {
 	o := Outage{Bound: bound}
-	d := o.bound()
-	if d <= 0 {
-		d = time.Millisecond
-	}
-	return kgo.RecordDeliveryTimeout(d)
+	return kgo.RecordDeliveryTimeout(max(o.bound(), time.Second))
 }
 
 // Down reports whether an outage is under way (the last Check saw one).
