@@ -6,17 +6,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/strata-rl/strata/consumers/features"
+	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/ingest"
+	"github.com/strata-rl/strata/ingest/loadgen"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
@@ -197,4 +203,125 @@ func TestChaosKafkaOutageBound(t *testing.T) {
 		t.Fatalf("the run hit the test's deadline instead of the outage bound: %v", err)
 	}
 	t.Logf("ended %s after the broker died: %v", time.Since(killed).Round(time.Second), err)
+}
+
+// TestChaosKafkaDownDuringIngest SIGKILLs the Kafka broker in the middle of
+// a live load through `strata ingest` (in process) and restarts it 5 s
+// later: requests meanwhile are answered 503 with Retry-After, the load
+// generator's retries deliver every record, every acknowledged record is
+// on Kafka, and a feature consumer downstream — itself polling through the
+// outage — counts each invocation id once.
+func TestChaosKafkaDownDuringIngest(t *testing.T) {
+	k := startChaosKafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	runID := "chaos-ingest"
+	logger := pipelinetest.FailureLog(t)
+	cfg := pipeline.Config{Brokers: []string{k.addr}, Partitions: 3, RunID: runID, Logger: logger}
+	env, closeEnv, err := cfg.Prepare(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeEnv()
+	names := env.Names
+	srv, err := ingest.New(ctx, ingest.Config{Brokers: env.Brokers, RunID: runID, Names: names, Topic: names.Topic(schemas.TopicTelemetry),
+		Tokens: []string{"tok"}, Lateness: 15 * time.Minute, WatermarkEvery: time.Second,
+		ProduceTimeout: 2 * time.Second, WriteTimeout: 10 * time.Second}, logger.With("role", "ingest"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopServe := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln, "", "") }()
+	kv, err := env.JS.KeyValue(ctx, names.Bucket(schemas.BucketCheckpoints))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: env.Brokers, Names: names, Epoch: pipeline.LiveEpoch, RunID: runID},
+		natsbus.NewBatchPublisher(env.JS, 0), features.KVCheckpoints{KV: kv}, logger.With("role", "features"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, stopFeatures := context.WithCancel(ctx)
+	fdone := make(chan error, 1)
+	go func() { fdone <- fsvc.Run(fctx) }()
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	src, err := replay.NewSynth(replay.SynthConfig{Days: 2, Seed: 5, Apps: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	type loadOut struct {
+		res loadgen.Result
+		err error
+	}
+	loadDone := make(chan loadOut, 1)
+	go func() {
+		res, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + ln.Addr().String(), Token: "tok", Format: loadgen.FormatJSON,
+			Batch: 100, Concurrency: 4, MaxRetries: 60, Limit: n, OnAck: func(ids []string) {
+				mu.Lock()
+				for _, id := range ids {
+					acked[id] = true
+				}
+				mu.Unlock()
+			}}, src, slog.New(slog.DiscardHandler))
+		loadDone <- loadOut{res, err}
+	}()
+	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= n/5
+	})
+	k.kill()
+	time.Sleep(5 * time.Second)
+	k.script("start")
+	lo := <-loadDone
+	if lo.err != nil || lo.res.Failed > 0 || lo.res.Rejected > 0 {
+		t.Fatalf("load: %+v, %v", lo.res, lo.err)
+	}
+	stopServe()
+	if err := <-served; err != nil {
+		t.Fatalf("ingest did not stop cleanly after the outage: %v", err)
+	}
+	obs, _ := pipelinetest.ReadRun(t, ctx, env.Brokers, names, runID)
+	inKafka := map[string]int{}
+	for _, o := range obs {
+		inKafka[o.GetArrival().GetInvocationId()]++
+	}
+	mu.Lock()
+	for id := range acked {
+		if inKafka[id] == 0 {
+			t.Fatalf("acknowledged record %s is not on Kafka", id)
+		}
+	}
+	nAcked := len(acked)
+	mu.Unlock()
+	if int64(nAcked) != lo.res.Records || nAcked != n {
+		t.Fatalf("%d distinct records acknowledged, %d sent, want %d", nAcked, lo.res.Records, n)
+	}
+	pipelinetest.WaitFor(t, ctx, "the feature consumer to read every record", func() bool {
+		select {
+		case err := <-fdone:
+			fdone <- err
+			t.Fatalf("the feature consumer stopped (%+v): %v", fsvc.Stats(), err)
+		default:
+		}
+		st := fsvc.Stats()
+		return st.Invocations+st.Duplicates+st.Late >= int64(len(obs))
+	})
+	stopFeatures()
+	<-fdone
+	st := fsvc.Stats()
+	if st.Invocations != int64(len(inKafka)) || st.Late != 0 {
+		t.Fatalf("features counted %d invocations (%d duplicates, %d late); Kafka holds %d distinct ids in %d records",
+			st.Invocations, st.Duplicates, st.Late, len(inKafka), len(obs))
+	}
+	t.Logf("load %+v; Kafka holds %d records of %d ids; features counted %d, dropped %d duplicates",
+		lo.res, len(obs), len(inKafka), st.Invocations, st.Duplicates)
 }
