@@ -6,14 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +20,6 @@ import (
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
-	"github.com/strata-rl/strata/ingest/loadgen"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
@@ -250,60 +247,25 @@ func TestChaosKafkaDownDuringIngest(t *testing.T) {
 	fdone := make(chan error, 1)
 	go func() { fdone <- fsvc.Run(fctx) }()
 
-	var mu sync.Mutex
-	acked := map[string]bool{}
 	src, err := replay.NewSynth(replay.SynthConfig{Days: 2, Seed: 5, Apps: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 20000
-	type loadOut struct {
-		res loadgen.Result
-		err error
-	}
-	loadDone := make(chan loadOut, 1)
-	go func() {
-		res, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + ln.Addr().String(), Token: "tok", Format: loadgen.FormatJSON,
-			Batch: 100, Concurrency: 4, MaxRetries: 60, Limit: n, OnAck: func(ids []string) {
-				mu.Lock()
-				for _, id := range ids {
-					acked[id] = true
-				}
-				mu.Unlock()
-			}}, src, slog.New(slog.DiscardHandler))
-		loadDone <- loadOut{res, err}
-	}()
-	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(acked) >= n/5
-	})
+	load := pipelinetest.StartLoad(ctx, "http://"+ln.Addr().String(), n, 4, src)
+	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool { return load.Acked() >= n/5 })
 	k.kill()
 	time.Sleep(5 * time.Second)
 	k.script("start")
-	lo := <-loadDone
-	if lo.err != nil || lo.res.Failed > 0 || lo.res.Rejected > 0 {
-		t.Fatalf("load: %+v, %v", lo.res, lo.err)
-	}
+	res := load.Wait(t)
 	stopServe()
 	if err := <-served; err != nil {
 		t.Fatalf("ingest did not stop cleanly after the outage: %v", err)
 	}
 	obs, _ := pipelinetest.ReadRun(t, ctx, env.Brokers, names, runID)
-	inKafka := map[string]int{}
-	for _, o := range obs {
-		inKafka[o.GetArrival().GetInvocationId()]++
-	}
-	mu.Lock()
-	for id := range acked {
-		if inKafka[id] == 0 {
-			t.Fatalf("acknowledged record %s is not on Kafka", id)
-		}
-	}
-	nAcked := len(acked)
-	mu.Unlock()
-	if int64(nAcked) != lo.res.Records || nAcked != n {
-		t.Fatalf("%d distinct records acknowledged, %d sent, want %d", nAcked, lo.res.Records, n)
+	inKafka := load.OnKafka(t, res, obs)
+	if res.Records != n {
+		t.Fatalf("%d records sent, want %d", res.Records, n)
 	}
 	pipelinetest.WaitFor(t, ctx, "the feature consumer to read every record", func() bool {
 		select {
@@ -323,5 +285,5 @@ func TestChaosKafkaDownDuringIngest(t *testing.T) {
 			st.Invocations, st.Duplicates, st.Late, len(inKafka), len(obs))
 	}
 	t.Logf("load %+v; Kafka holds %d records of %d ids; features counted %d, dropped %d duplicates",
-		lo.res, len(obs), len(inKafka), st.Invocations, st.Duplicates)
+		res, len(obs), len(inKafka), st.Invocations, st.Duplicates)
 }

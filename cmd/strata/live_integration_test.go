@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
-	"github.com/strata-rl/strata/ingest/loadgen"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/replay"
@@ -102,8 +100,6 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	}()
 
 	first := startIngest()
-	var mu sync.Mutex
-	acked := map[string]bool{}
 	s, err := replay.NewSynth(replay.SynthConfig{Days: 2, Seed: 5, Apps: 40})
 	if err != nil {
 		t.Fatal(err)
@@ -111,39 +107,15 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	// As fast as ingest takes them, eight requests in flight: the kill
 	// interrupts requests whose records may be on Kafka unacknowledged.
 	const n = 40000
-	type loadOut struct {
-		res loadgen.Result
-		err error
-	}
-	loadDone := make(chan loadOut, 1)
-	go func() {
-		res, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr, Token: "tok", Format: loadgen.FormatJSON, Rate: 0,
-			Batch: 100, Concurrency: 8, MaxRetries: 60, Limit: n, OnAck: func(ids []string) {
-				mu.Lock()
-				for _, id := range ids {
-					acked[id] = true
-				}
-				mu.Unlock()
-			}}, s, slog.New(slog.DiscardHandler))
-		loadDone <- loadOut{res, err}
-	}()
-	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(acked) >= n/5
-	})
+	load := pipelinetest.StartLoad(ctx, "http://"+addr, n, 8, s)
+	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool { return load.Acked() >= n/5 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = first.Wait()
-	mu.Lock()
-	atKill := len(acked)
-	mu.Unlock()
+	atKill := load.Acked()
 	second := startIngest()
-	lo := <-loadDone
-	if lo.err != nil || lo.res.Failed > 0 || lo.res.Rejected > 0 {
-		t.Fatalf("load: %+v, %v", lo.res, lo.err)
-	}
+	res := load.Wait(t)
 	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -152,20 +124,9 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	}
 
 	obs, _ := pipelinetest.ReadRun(t, ctx, brokers, names, runID)
-	inKafka := map[string]int{}
-	for _, o := range obs {
-		inKafka[o.GetArrival().GetInvocationId()]++
-	}
-	mu.Lock()
-	for id := range acked {
-		if inKafka[id] == 0 {
-			t.Fatalf("acknowledged record %s is not on Kafka", id)
-		}
-	}
-	nAcked := len(acked)
-	mu.Unlock()
-	if int64(nAcked) != lo.res.Records || nAcked < n/2 {
-		t.Fatalf("%d distinct records acknowledged, %d sent", nAcked, lo.res.Records)
+	inKafka := load.OnKafka(t, res, obs)
+	if res.Records < n/2 {
+		t.Fatalf("%d records acknowledged, want at least %d", res.Records, n/2)
 	}
 	lastLog := time.Now()
 	pipelinetest.WaitFor(t, ctx, "the feature consumer to read every record", func() bool {
@@ -192,5 +153,5 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 			st.Invocations, st.Duplicates, st.Late, len(inKafka), len(obs))
 	}
 	t.Logf("killed after %d acknowledged; load %+v; Kafka holds %d records of %d ids; features counted %d, dropped %d duplicates",
-		atKill, lo.res, len(obs), len(inKafka), st.Invocations, st.Duplicates)
+		atKill, res, len(obs), len(inKafka), st.Invocations, st.Duplicates)
 }
