@@ -334,12 +334,9 @@ func (s *Service) loop(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		if err := s.outage.Check(fetches, time.Now()); err != nil {
+		if err := s.outage.After(ctx, fetches); err != nil {
 			s.cl.AllowRebalance()
 			return err
-		}
-		if s.outage.Down() {
-			kafka.OutagePause(ctx)
 		}
 		s.mu.Lock()
 		err := s.assignErr

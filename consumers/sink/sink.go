@@ -404,11 +404,8 @@ func (s *Sink) loop(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		if err := s.outage.Check(fetches, time.Now()); err != nil {
+		if err := s.outage.After(ctx, fetches); err != nil {
 			return err
-		}
-		if s.outage.Down() {
-			kafka.OutagePause(ctx)
 		}
 		got := 0
 		s.mu.Lock()

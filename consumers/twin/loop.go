@@ -117,9 +117,6 @@ func (c *core) loop(ctx, out context.Context, m mode, in *input) error {
 		if err := c.read(ctx, in, fetches, m); err != nil {
 			return err
 		}
-		if c.outage.Down() {
-			kafka.OutagePause(ctx)
-		}
 		if in.started && in.watermarked() {
 			c.met.lag.Set(float64(grid.TickOf(minWM(in.wm), grid.OperationalTickUS) - c.eng.NextTick()))
 		}
@@ -273,7 +270,7 @@ func (c *core) cancelOnWake(pctx context.Context, cancel context.CancelFunc) {
 // read applies fetched records to in: the run's watermarks, and the
 // arrivals m decodes.
 func (c *core) read(ctx context.Context, in *input, fetches kgo.Fetches, m mode) error {
-	if err := c.outage.Check(fetches, time.Now()); err != nil {
+	if err := c.outage.After(ctx, fetches); err != nil {
 		return err
 	}
 	for r := range fetches.RecordsAll() {

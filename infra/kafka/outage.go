@@ -93,14 +93,26 @@ func DeliveryTimeout(bound time.Duration) kgo.Opt {
 // Down reports whether an outage is under way (the last Check saw one).
 func (o *Outage) Down() bool { return !o.since.IsZero() }
 
-// outagePause is how long a role waits between polls during an outage.
-const outagePause = 250 * time.Millisecond
+// After is what a role calls after each poll: Check at the current time,
+// and, during an outage, a short pause before the next poll (until ctx is
+// done at most): the client reports the same errors poll after poll while
+// it reconnects, and the role should not spin on them.
+func (o *Outage) After(ctx context.Context, fetches kgo.Fetches) error {
+	if err := o.Check(fetches, time.Now()); err != nil {
+		return err
+	}
+	if o.Down() {
+		outagePause(ctx)
+	}
+	return nil
+}
 
-// OutagePause waits a little, or until ctx is done, before a role polls
-// again during an outage: the client reports the same errors poll after
-// poll while it reconnects, and the role should not spin on them.
-func OutagePause(ctx context.Context) {
-	t := time.NewTimer(outagePause)
+// outagePauseFor is how long a role waits between polls during an outage.
+const outagePauseFor = 250 * time.Millisecond
+
+// outagePause waits outagePauseFor or until ctx is done.
+func outagePause(ctx context.Context) {
+	t := time.NewTimer(outagePauseFor)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
