@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -861,9 +860,7 @@ func RowOrder(dst []int, rows []OperationalRow, byFunction bool) []int {
 		dst = append(dst, i)
 	}
 	if byFunction {
-		slices.SortStableFunc(dst, func(a, b int) int {
-			return cmp.Or(cmp.Compare(rows[a].App, rows[b].App), cmp.Compare(rows[a].Func, rows[b].Func))
-		})
+		slices.SortStableFunc(dst, func(a, b int) int { return cmpRow(&rows[a], &rows[b]) })
 	}
 	return dst
 }

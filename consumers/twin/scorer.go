@@ -24,7 +24,8 @@ type scoreJob struct {
 // function under 24 placements, which would otherwise hold the closed
 // loop still for tens of milliseconds while the next decisions are ready.
 // The records of every topic keep their order, so the tables, digests and
-// figures do not change (TestServiceScoresAsync).
+// figures do not change (TestEngineScoresBesideSimulation, and every
+// closed-loop test's digests).
 type scorer struct {
 	c    *core
 	jobs chan scoreJob

@@ -153,14 +153,7 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	s.evaluatedSince(t0)
 	s.evaluated = time.Now()
-	if s.sc != nil {
-		return s.sc.enqueue(ctx, k, out)
-	}
-	t1, err := s.scoreTick(out)
-	if err != nil {
-		return err
-	}
-	return s.write(ctx, k, out, t1)
+	return s.sc.enqueue(ctx, k, out)
 }
 
 // writeTelemetry writes tick k's simulated observations and then the
