@@ -11,4 +11,8 @@ const (
 	TableRewards = "rewards"
 	// TableOutcomes holds the invocation outcomes (stratapb.Outcome).
 	TableOutcomes = "outcomes"
+	// TableLatencyHist holds each run's latency histogram per trace day
+	// (stratapb.LatencyBucket, schemas.LatencyHistogram), written by the
+	// workflows at a run's end.
+	TableLatencyHist = "latency_hist"
 )

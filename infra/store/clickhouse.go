@@ -201,6 +201,11 @@ func (c *ClickHouse) WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome
 	return c.write(ctx, outcomesTable, len(rows), func(i int) []any { return outcomeValues(rows[i]) })
 }
 
+// WriteLatencyBuckets writes latency_hist rows.
+func (c *ClickHouse) WriteLatencyBuckets(ctx context.Context, rows []*stratapb.LatencyBucket) error {
+	return c.write(ctx, latencyTable, len(rows), func(i int) []any { return latencyValues(rows[i]) })
+}
+
 // Query runs query and returns its columns and rows; each value is the Go
 // type the driver scans the column into (nil for NULL).
 func (c *ClickHouse) Query(ctx context.Context, query string) ([]string, [][]any, error) {

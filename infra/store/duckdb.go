@@ -305,9 +305,15 @@ func (d *DuckDB) WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome) er
 	return d.write(ctx, outcomesTable, len(rows), func(i int) []any { return outcomeValues(rows[i]) })
 }
 
+// WriteLatencyBuckets upserts latency_hist rows.
+func (d *DuckDB) WriteLatencyBuckets(ctx context.Context, rows []*stratapb.LatencyBucket) error {
+	rows = lastByKey(rows, LatencyKey)
+	return d.write(ctx, latencyTable, len(rows), func(i int) []any { return latencyValues(rows[i]) })
+}
+
 // finalRE matches the ClickHouse FINAL modifier after one of the store's
 // tables.
-var finalRE = regexp.MustCompile(`(?i)\b(runs|decisions|rewards|outcomes)\s+FINAL\b`)
+var finalRE = regexp.MustCompile(`(?i)\b(runs|decisions|rewards|outcomes|latency_hist)\s+FINAL\b`)
 
 // StripFinal removes the ClickHouse FINAL modifier after the store's table
 // names, so a query written for ClickHouse (SELECT count() FROM decisions

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -308,5 +309,19 @@ func TestDuckDBExpireChunks(t *testing.T) {
 	}
 	if got := queryOne(t, d, "SELECT count(), min(run_id) FROM decisions"); got != "3run-d" {
 		t.Errorf("left: %s, want 3 run-d", got)
+	}
+}
+
+// TestRunQueriesDocumented checks that docs/tables.md shows each of
+// RunQueries as it runs, for days 13–14.
+func TestRunQueriesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/tables.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range RunQueries {
+		if !strings.Contains(string(doc), q.SQL(13, 14)) {
+			t.Errorf("docs/tables.md lacks the query %s as RunQueries has it:\n%s", q.Name, q.SQL(13, 14))
+		}
 	}
 }

@@ -21,7 +21,13 @@ func b2u(b bool) uint8 {
 func runValues(r *stratapb.Run) []any {
 	return []any{r.GetRunId(), r.GetStartedUnixMs(), time.UnixMilli(r.GetStartedUnixMs()).UTC().Truncate(time.Second),
 		r.GetSource(), r.GetSeed(), r.GetSpeed(), r.GetStrategicPolicy(), r.GetTacticalPolicy(),
-		r.GetOperationalPolicy(), r.GetDefaultPlacement(), r.GetTraceEpoch(), r.GetConfigJson()}
+		r.GetOperationalPolicy(), r.GetDefaultPlacement(), r.GetTraceEpoch(), r.GetConfigJson(),
+		r.GetKind(), r.GetLabel(), r.GetRevision(), r.GetWallMs(), r.GetFirstDay(), r.GetScoredFirstDay(),
+		r.GetScoredLastDay(), r.GetModels(), r.GetEpisode(), r.GetPolicySeed()}
+}
+
+func latencyValues(b *stratapb.LatencyBucket) []any {
+	return []any{b.GetRunId(), b.GetDay(), b.GetBucket(), b.GetUpperMs(), b.GetCount(), b.GetCountLe(), b.GetTotal()}
 }
 
 func decisionValues(d *stratapb.Decision) []any {
@@ -65,6 +71,11 @@ func RewardKey(r *stratapb.Reward) string {
 // OutcomeKey returns the natural key of an outcome row.
 func OutcomeKey(o *stratapb.Outcome) string {
 	return strings.Join([]string{o.GetRunId(), o.GetApp(), o.GetFunc(), o.GetInvocationId()}, "\x00")
+}
+
+// LatencyKey returns the natural key of a latency_hist row.
+func LatencyKey(b *stratapb.LatencyBucket) string {
+	return strings.Join([]string{b.GetRunId(), strconv.Itoa(int(b.GetDay())), strconv.Itoa(int(b.GetBucket()))}, "\x00")
 }
 
 // RunKey returns the natural key of a run row.

@@ -59,6 +59,9 @@ var (
 		colStr("run_id"), colI64("started_ms"), colTime("started"), colStr("source"), colI64("seed"),
 		colStr("speed"), colStr("strategic_policy"), colStr("tactical_policy"), colStr("operational_policy"),
 		colStr("default_placement"), colStr("trace_epoch"), colStr("config_json"),
+		colStr("kind"), colStr("label"), colStr("revision"), colI64("wall_ms"), colI32("first_day"),
+		colI32("scored_first_day"), colI32("scored_last_day"), colStr("models"), colI32("episode"),
+		colI64("policy_seed"),
 	}}
 	decisionsTable = table{name: schemas.TableDecisions, retained: true, key: tickKey, span: "tick_ms", cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),
@@ -80,7 +83,12 @@ var (
 		colF64("queue_wait_ms"), colBool("cold_start"), colBool("failed"), colBool("sla_violation"),
 		colF64("cost_usd"), colF64("carbon_g"), colTime(writtenCol),
 	}}
-	tables = []table{runsTable, decisionsTable, rewardsTable, outcomesTable}
+	// latencyTable is written by the workflows (strata run, eval, train)
+	// at a run's end, not by the sink: a handful of rows a run and day.
+	latencyTable = table{name: schemas.TableLatencyHist, key: []string{"run_id", "day", "bucket"}, cols: []column{
+		colStr("run_id"), colI32("day"), colI32("bucket"), colF64("upper_ms"), colI64("count"), colI64("count_le"), colI64("total"),
+	}}
+	tables = []table{runsTable, decisionsTable, rewardsTable, outcomesTable, latencyTable}
 )
 
 // Columns returns the column names of a table in the order the stores

@@ -30,6 +30,9 @@ type Store interface {
 	WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error
 	WriteRewards(ctx context.Context, rows []*stratapb.Reward) error
 	WriteOutcomes(ctx context.Context, rows []*stratapb.Outcome) error
+	// WriteLatencyBuckets writes latency_hist rows: a run's latency
+	// histogram per trace day (schemas.LatencyHistogram.Rows).
+	WriteLatencyBuckets(ctx context.Context, rows []*stratapb.LatencyBucket) error
 	// Expire deletes (DuckDB) or starts deleting (ClickHouse) the rows of
 	// decisions, rewards and outcomes written before before; more reports
 	// that rows may be left for another call (see docs/tables.md,

@@ -3,10 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -171,4 +175,164 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 			t.Errorf("empty write: %v", err)
 		}
 	})
+
+	t.Run("RunQueries", func(t *testing.T) {
+		s := open(t)
+		if err := s.EnsureSchema(ctx); err != nil {
+			t.Fatal(err)
+		}
+		testRunQueries(ctx, t, s)
+	})
+}
+
+// queryRun is one planted run of testRunQueries.
+type queryRun struct {
+	id, kind, label string
+	first, last     int32
+	// rewards are its tactical rewards; latency its latencies per day.
+	rewards []float64
+	latency map[int32][]float64
+}
+
+// testRunQueries plants runs (each row written twice, the second time with
+// its wall time, as the workflows do), their latency histograms and tactical
+// rewards, then checks RunQueries against the same figures computed here:
+// only the eval runs of the days asked for count, a label's runs merge.
+func testRunQueries(ctx context.Context, t *testing.T, s Store) {
+	t.Helper()
+	lat := func(seed uint64, n int) []float64 {
+		r := rand.New(rand.NewPCG(seed, 9))
+		out := make([]float64, n)
+		for i := range out {
+			out[i] = math.Exp(4 + 1.5*r.NormFloat64())
+		}
+		return out
+	}
+	runs := []queryRun{
+		{"q-ppo-1", "eval", "tactical ppo", 13, 14, []float64{0.5, 0.7}, map[int32][]float64{13: lat(1, 400), 14: lat(2, 300)}},
+		{"q-ppo-2", "eval", "tactical ppo", 13, 14, []float64{0.6, 0.6, 0.9}, map[int32][]float64{13: lat(3, 500), 14: lat(4, 100)}},
+		{"q-sb", "eval", "tactical static-best", 13, 14, []float64{0.4}, map[int32][]float64{13: lat(5, 800), 14: lat(6, 50)}},
+		// Not counted: a training run, an evaluation of other days.
+		{"q-train", "validation", "tactical ppo", 13, 14, []float64{-5}, map[int32][]float64{13: lat(7, 100)}},
+		{"q-other", "eval", "tactical ppo", 2, 2, []float64{-5}, map[int32][]float64{2: lat(8, 100)}},
+	}
+	type want struct {
+		hist    schemas.LatencyHistogram
+		means   []float64
+		inv     int64
+		cost    float64
+		coldSum int64
+	}
+	wants := map[string]*want{}
+	for _, r := range runs {
+		row := &stratapb.Run{RunId: r.id, Kind: r.kind, Label: r.label, ScoredFirstDay: r.first, ScoredLastDay: r.last, FirstDay: r.first - 1}
+		if err := s.WriteRuns(ctx, []*stratapb.Run{row}); err != nil {
+			t.Fatal(err)
+		}
+		row.WallMs = 1234
+		if err := s.WriteRuns(ctx, []*stratapb.Run{row}); err != nil {
+			t.Fatal(err)
+		}
+		counted := r.kind == "eval" && r.first == 13
+		w := wants[r.label]
+		if counted && w == nil {
+			w = &want{}
+			wants[r.label] = w
+		}
+		var buckets []*stratapb.LatencyBucket
+		for day, xs := range r.latency {
+			var h schemas.LatencyHistogram
+			for _, x := range xs {
+				h.Add(x)
+			}
+			buckets = append(buckets, h.Rows(r.id, day)...)
+			if counted {
+				w.hist.Merge(&h)
+			}
+		}
+		for range 2 { // idempotent
+			if err := s.WriteLatencyBuckets(ctx, buckets); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var rws []*stratapb.Reward
+		sum := 0.0
+		for i, x := range r.rewards {
+			inv := int64(10 * (i + 1))
+			rws = append(rws, &stratapb.Reward{RunId: r.id, Layer: "tactical", Tick: int64(300 + i), TickMs: int64(300+i) * 3600000, App: "a", Func: "f",
+				Reward: x, Invocations: inv, ColdStarts: int64(i), CostUsd: 0.5 * float64(i+1), PrewarmCostUsd: 0.25, RCost: x / 2, RPerf: 1, RCarbon: x / 4})
+			sum += x
+			if counted {
+				w.inv += inv
+				w.cost += 0.5*float64(i+1) + 0.25
+				w.coldSum += int64(i)
+			}
+		}
+		if err := s.WriteRewards(ctx, rws); err != nil {
+			t.Fatal(err)
+		}
+		if counted {
+			w.means = append(w.means, sum/float64(len(r.rewards)))
+		}
+	}
+	query := func(q RunQuery) [][]any {
+		t.Helper()
+		_, rows, err := s.Query(ctx, q.SQL(13, 14))
+		if err != nil {
+			t.Fatalf("%s: %v", q.Name, err)
+		}
+		if len(rows) != len(wants) {
+			t.Fatalf("%s: %d rows %v, want one per counted label (%d)", q.Name, len(rows), rows, len(wants))
+		}
+		return rows
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*max(1, math.Abs(b)) }
+	for _, row := range query(RunQueries[0]) {
+		w := wants[row[0].(string)]
+		if p95 := toFloat(row[1]); p95 != w.hist.Quantile(0.95) || toFloat(row[2]) != float64(w.hist.Total) {
+			t.Errorf("%s: p95 %v of %v invocations, want %v of %d", row[0], row[1], row[2], w.hist.Quantile(0.95), w.hist.Total)
+		}
+	}
+	for _, row := range query(RunQueries[1]) {
+		w := wants[row[0].(string)]
+		mean, ss := 0.0, 0.0
+		for _, m := range w.means {
+			mean += m / float64(len(w.means))
+		}
+		for _, m := range w.means {
+			ss += (m - mean) * (m - mean)
+		}
+		if toFloat(row[1]) != float64(len(w.means)) || !near(toFloat(row[2]), mean) {
+			t.Errorf("%s: %v runs, mean %v; want %d, %v", row[0], row[1], row[2], len(w.means), mean)
+		}
+		if len(w.means) > 1 && !near(toFloat(row[3]), math.Sqrt(ss/float64(len(w.means)-1))) {
+			t.Errorf("%s: sd %v, want %v", row[0], row[3], math.Sqrt(ss/float64(len(w.means)-1)))
+		}
+	}
+	for _, row := range query(RunQueries[2]) {
+		w := wants[row[0].(string)]
+		if toFloat(row[1]) != float64(w.inv) || !near(toFloat(row[2]), w.cost*1e6/float64(w.inv)) || !near(toFloat(row[3]), float64(w.coldSum)*1e6/float64(w.inv)) {
+			t.Errorf("%s: %v invocations, %v USD/M, %v cold/M; want %d, %v, %v", row[0], row[1], row[2], row[3], w.inv, w.cost*1e6/float64(w.inv), float64(w.coldSum)*1e6/float64(w.inv))
+		}
+	}
+}
+
+// toFloat converts a numeric query value of either backend to float64.
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case float32:
+		return float64(x)
+	case int64:
+		return float64(x)
+	case uint64:
+		return float64(x)
+	case int32:
+		return float64(x)
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(x).Float64()
+		return f
+	}
+	return math.NaN()
 }

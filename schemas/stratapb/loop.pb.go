@@ -825,7 +825,34 @@ type Run struct {
 	DefaultPlacement  string                 `protobuf:"bytes,9,opt,name=default_placement,json=defaultPlacement,proto3" json:"default_placement,omitempty"`
 	TraceEpoch        string                 `protobuf:"bytes,10,opt,name=trace_epoch,json=traceEpoch,proto3" json:"trace_epoch,omitempty"`
 	// The run's configuration as JSON (every flag).
-	ConfigJson    string `protobuf:"bytes,11,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	ConfigJson string `protobuf:"bytes,11,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	// What made the run: "run" (strata run), "eval", "train" (a training
+	// episode), "validation" (its validation run) or "report"; empty in runs
+	// written before the field existed.
+	Kind string `protobuf:"bytes,12,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The configuration's label within its command (an eval row: "reference",
+	// "tactical ppo", "DQN+PPO"; a training run: "episode 3").
+	Label string `protobuf:"bytes,13,opt,name=label,proto3" json:"label,omitempty"`
+	// The source revision of the binary (VCS revision, "+dirty" when the tree
+	// had changes), empty when unknown.
+	Revision string `protobuf:"bytes,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The run's wall time in milliseconds, 0 while it runs (the row is written
+	// again when it ends).
+	WallMs int64 `protobuf:"varint,15,opt,name=wall_ms,json=wallMs,proto3" json:"wall_ms,omitempty"`
+	// The trace day (1-based) replayed as the run's first day: its ticks and
+	// tick_ms count from the start of that day. 1 for a run of a whole trace.
+	FirstDay int32 `protobuf:"varint,16,opt,name=first_day,json=firstDay,proto3" json:"first_day,omitempty"`
+	// The trace days (1-based, inclusive) whose rewards are scored and kept;
+	// the days before are warm-up. 0 and 0: every day.
+	ScoredFirstDay int32 `protobuf:"varint,17,opt,name=scored_first_day,json=scoredFirstDay,proto3" json:"scored_first_day,omitempty"`
+	ScoredLastDay  int32 `protobuf:"varint,18,opt,name=scored_last_day,json=scoredLastDay,proto3" json:"scored_last_day,omitempty"`
+	// The model directory the learned policies were loaded from, or trained
+	// into.
+	Models string `protobuf:"bytes,19,opt,name=models,proto3" json:"models,omitempty"`
+	// The training episode (train and validation runs), else 0.
+	Episode int32 `protobuf:"varint,20,opt,name=episode,proto3" json:"episode,omitempty"`
+	// The seed of the policies' random choices.
+	PolicySeed    int64 `protobuf:"varint,21,opt,name=policy_seed,json=policySeed,proto3" json:"policy_seed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -937,6 +964,178 @@ func (x *Run) GetConfigJson() string {
 	return ""
 }
 
+func (x *Run) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Run) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *Run) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *Run) GetWallMs() int64 {
+	if x != nil {
+		return x.WallMs
+	}
+	return 0
+}
+
+func (x *Run) GetFirstDay() int32 {
+	if x != nil {
+		return x.FirstDay
+	}
+	return 0
+}
+
+func (x *Run) GetScoredFirstDay() int32 {
+	if x != nil {
+		return x.ScoredFirstDay
+	}
+	return 0
+}
+
+func (x *Run) GetScoredLastDay() int32 {
+	if x != nil {
+		return x.ScoredLastDay
+	}
+	return 0
+}
+
+func (x *Run) GetModels() string {
+	if x != nil {
+		return x.Models
+	}
+	return ""
+}
+
+func (x *Run) GetEpisode() int32 {
+	if x != nil {
+		return x.Episode
+	}
+	return 0
+}
+
+func (x *Run) GetPolicySeed() int64 {
+	if x != nil {
+		return x.PolicySeed
+	}
+	return 0
+}
+
+// LatencyBucket is one bucket of a run's latency histogram for one trace
+// day (schemas.LatencyHistogram): a mergeable summary from which latency
+// percentiles across runs are computed by summing counts, never by
+// averaging percentiles.
+type LatencyBucket struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The trace day, 1-based.
+	Day int32 `protobuf:"varint,2,opt,name=day,proto3" json:"day,omitempty"`
+	// The bucket's index and its upper bound in milliseconds (the lower bound
+	// is the previous bucket's upper bound).
+	Bucket  int32   `protobuf:"varint,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	UpperMs float64 `protobuf:"fixed64,4,opt,name=upper_ms,json=upperMs,proto3" json:"upper_ms,omitempty"`
+	// Invocations whose latency fell in the bucket, and at or below its upper
+	// bound.
+	Count   int64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	CountLe int64 `protobuf:"varint,6,opt,name=count_le,json=countLe,proto3" json:"count_le,omitempty"`
+	// Invocations of the day, every bucket.
+	Total         int64 `protobuf:"varint,7,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LatencyBucket) Reset() {
+	*x = LatencyBucket{}
+	mi := &file_strata_v1_loop_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LatencyBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LatencyBucket) ProtoMessage() {}
+
+func (x *LatencyBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_loop_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LatencyBucket.ProtoReflect.Descriptor instead.
+func (*LatencyBucket) Descriptor() ([]byte, []int) {
+	return file_strata_v1_loop_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LatencyBucket) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *LatencyBucket) GetDay() int32 {
+	if x != nil {
+		return x.Day
+	}
+	return 0
+}
+
+func (x *LatencyBucket) GetBucket() int32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *LatencyBucket) GetUpperMs() float64 {
+	if x != nil {
+		return x.UpperMs
+	}
+	return 0
+}
+
+func (x *LatencyBucket) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *LatencyBucket) GetCountLe() int64 {
+	if x != nil {
+		return x.CountLe
+	}
+	return 0
+}
+
+func (x *LatencyBucket) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 var File_strata_v1_loop_proto protoreflect.FileDescriptor
 
 const file_strata_v1_loop_proto_rawDesc = "" +
@@ -1036,7 +1235,7 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"featureSet\x12%\n" +
 	"\x0eaction_rewards\x18\x12 \x03(\x02R\ractionRewardsB\v\n" +
 	"\t_log_probB\b\n" +
-	"\x06_value\"\xf8\x02\n" +
+	"\x06_value\"\x99\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12&\n" +
 	"\x0fstarted_unix_ms\x18\x02 \x01(\x03R\rstartedUnixMs\x12\x16\n" +
@@ -1051,7 +1250,26 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"traceEpoch\x12\x1f\n" +
 	"\vconfig_json\x18\v \x01(\tR\n" +
-	"configJsonB.Z,github.com/strata-rl/strata/schemas/stratapbb\x06proto3"
+	"configJson\x12\x12\n" +
+	"\x04kind\x18\f \x01(\tR\x04kind\x12\x14\n" +
+	"\x05label\x18\r \x01(\tR\x05label\x12\x1a\n" +
+	"\brevision\x18\x0e \x01(\tR\brevision\x12\x17\n" +
+	"\awall_ms\x18\x0f \x01(\x03R\x06wallMs\x12\x1b\n" +
+	"\tfirst_day\x18\x10 \x01(\x05R\bfirstDay\x12(\n" +
+	"\x10scored_first_day\x18\x11 \x01(\x05R\x0escoredFirstDay\x12&\n" +
+	"\x0fscored_last_day\x18\x12 \x01(\x05R\rscoredLastDay\x12\x16\n" +
+	"\x06models\x18\x13 \x01(\tR\x06models\x12\x18\n" +
+	"\aepisode\x18\x14 \x01(\x05R\aepisode\x12\x1f\n" +
+	"\vpolicy_seed\x18\x15 \x01(\x03R\n" +
+	"policySeed\"\xb2\x01\n" +
+	"\rLatencyBucket\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n" +
+	"\x03day\x18\x02 \x01(\x05R\x03day\x12\x16\n" +
+	"\x06bucket\x18\x03 \x01(\x05R\x06bucket\x12\x19\n" +
+	"\bupper_ms\x18\x04 \x01(\x01R\aupperMs\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x03R\x05count\x12\x19\n" +
+	"\bcount_le\x18\x06 \x01(\x03R\acountLe\x12\x14\n" +
+	"\x05total\x18\a \x01(\x03R\x05totalB.Z,github.com/strata-rl/strata/schemas/stratapbb\x06proto3"
 
 var (
 	file_strata_v1_loop_proto_rawDescOnce sync.Once
@@ -1065,13 +1283,14 @@ func file_strata_v1_loop_proto_rawDescGZIP() []byte {
 	return file_strata_v1_loop_proto_rawDescData
 }
 
-var file_strata_v1_loop_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_strata_v1_loop_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_strata_v1_loop_proto_goTypes = []any{
-	(*Decision)(nil),   // 0: strata.v1.Decision
-	(*Reward)(nil),     // 1: strata.v1.Reward
-	(*Outcome)(nil),    // 2: strata.v1.Outcome
-	(*Transition)(nil), // 3: strata.v1.Transition
-	(*Run)(nil),        // 4: strata.v1.Run
+	(*Decision)(nil),      // 0: strata.v1.Decision
+	(*Reward)(nil),        // 1: strata.v1.Reward
+	(*Outcome)(nil),       // 2: strata.v1.Outcome
+	(*Transition)(nil),    // 3: strata.v1.Transition
+	(*Run)(nil),           // 4: strata.v1.Run
+	(*LatencyBucket)(nil), // 5: strata.v1.LatencyBucket
 }
 var file_strata_v1_loop_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -1094,7 +1313,7 @@ func file_strata_v1_loop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_loop_proto_rawDesc), len(file_strata_v1_loop_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
