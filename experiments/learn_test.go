@@ -45,7 +45,7 @@ func learnDay(t *testing.T, cfg learner.Config, runID string, speed replay.Speed
 	lo := pipeline.LoopOptions{Strategic: "greedy-cost", Tactical: "greedy-cost", Operational: "none", Placement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3},
 		PolicySeed: 5, Source: sf, Learn: &pipeline.Learn{Learner: lrn}}
 	o := pipelinetest.Config(runID, speed, partitions, &pipelinetest.BatchLog{})
-	res, _, _, err := experiments.RunWindow(ctx, lo, o, 0, grid.StrategicTickUS, 0)
+	res, _, _, err := experiments.RunWindow(ctx, lo, o, 0, grid.StrategicTickUS, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

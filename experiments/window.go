@@ -8,8 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
+	"github.com/strata-rl/strata/schemas/grid"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // ParseDays parses "13-14" or "13" (1-based, inclusive).
@@ -63,7 +67,12 @@ func FullSpeed(base pipeline.Config, epoch time.Time, latenessUS int64, logger *
 // the trace's days; function properties and static-best come from the
 // unshifted trace under o.Epoch. Ticks before scoreFromTick are warm-up.
 // It returns the source's name and the configuration the run used.
-func RunWindow(ctx context.Context, lo pipeline.LoopOptions, o pipeline.Config, fromUS, toUS, scoreFromTick int64) (pipeline.LoopResult, string, pipeline.Config, error) {
+//
+// With rec, the run is recorded in rec's store: its row (rec.Row, the
+// fields the caller did not set filled in here), its latency histogram per
+// scored day and, unless rec.RowOnly, its rewards and strategic and
+// tactical decisions of the scored days.
+func RunWindow(ctx context.Context, lo pipeline.LoopOptions, o pipeline.Config, fromUS, toUS, scoreFromTick int64, rec *RunRecord) (pipeline.LoopResult, string, pipeline.Config, error) {
 	trainEpoch := o.Epoch
 	o.Epoch = trainEpoch.Add(time.Duration(fromUS) * time.Microsecond)
 	src, name, _, closeSrc, err := lo.Source.Open()
@@ -76,6 +85,48 @@ func RunWindow(ctx context.Context, lo pipeline.LoopOptions, o pipeline.Config, 
 		return pipeline.LoopResult{}, name, o, err
 	}
 	lc.ScoreFromTick = scoreFromTick
+	var row *stratapb.Run
+	if rec != nil {
+		row = rec.row(lo, o, name, trainEpoch, fromUS, toUS, scoreFromTick)
+		if !rec.RowOnly {
+			rec.Rec.Apply(&lc, row, scoreFromTick)
+		}
+	}
 	res, err := pipeline.ClosedLoop(ctx, lc, &Window{Src: src, FromUS: fromUS, ToUS: toUS}, name, toUS-fromUS)
+	if err == nil && rec != nil {
+		err = rec.Rec.Finish(ctx, row, res.Twin, res.Wall)
+	}
 	return res, name, o, err
+}
+
+// RunRecord records one window's run in a store (RunWindow).
+type RunRecord struct {
+	// Rec is the store.
+	Rec *pipeline.Recorder
+	// Row is the run's row as far as the caller knows it: its kind,
+	// label, models, episode and configuration. RunWindow fills in the
+	// run id, start, source, seeds, policies, placement, epoch and days.
+	Row *stratapb.Run
+	// RowOnly records the row and the latency histogram only, not the
+	// rewards and decisions (a training episode's run).
+	RowOnly bool
+}
+
+// row returns the run's row: r.Row with the window's fields filled in.
+func (r *RunRecord) row(lo pipeline.LoopOptions, o pipeline.Config, name string, epoch time.Time, fromUS, toUS, scoreFromTick int64) *stratapb.Run {
+	row := &stratapb.Run{}
+	if r.Row != nil {
+		row = proto.Clone(r.Row).(*stratapb.Run)
+	}
+	first := int32(fromUS/grid.StrategicTickUS) + 1
+	row.RunId, row.StartedUnixMs, row.Source, row.Seed, row.Speed = o.RunID, time.Now().UnixMilli(), name, lo.Source.Seed, o.Speed.String()
+	row.StrategicPolicy, row.TacticalPolicy, row.OperationalPolicy = lo.Strategic, lo.Tactical, lo.Operational
+	row.DefaultPlacement, row.TraceEpoch, row.PolicySeed = pipeline.FormatPlacement(lo.Placement), epoch.Format(time.RFC3339), lo.PolicySeed
+	row.FirstDay = first
+	row.ScoredFirstDay = first + int32(scoreFromTick/grid.TicksPerDay)
+	row.ScoredLastDay = int32((toUS + grid.StrategicTickUS - 1) / grid.StrategicTickUS)
+	if row.Models == "" {
+		row.Models = lo.Models
+	}
+	return row
 }

@@ -48,6 +48,12 @@ type LoopConfig struct {
 	Retention time.Duration
 	// ScoreFromTick is the twin's first scored tick (warm-up before it).
 	ScoreFromTick int64
+	// StoreFromTick, if positive, keeps the decisions, rewards and
+	// outcomes of intervals before it out of the store (and off Kafka);
+	// StoreNoDecisions lists the layers whose decisions are not stored
+	// (twin.ServiceConfig.PublishFromTick, NoDecisions).
+	StoreFromTick    int64
+	StoreNoDecisions map[schemas.Layer]bool
 	// Learn, if set, trains in the loop: an in-process learner reads the
 	// run's transitions, and the layers it trains are served by followers
 	// of its checkpoints (exploring) instead of policies.
@@ -188,7 +194,8 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	tsvc, err := twin.NewService(twin.ServiceConfig{
 		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
 			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage},
-		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka},
+		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka,
+		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions},
 		eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {
 		return res, err
@@ -324,8 +331,8 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 func WaitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
 	caughtUp := func() bool {
 		st := sk.Stats()
-		return st.Rows[schemas.TableDecisions] >= ts.Decisions && st.Rows[schemas.TableRewards] >= ts.Rewards &&
-			st.Rows[schemas.TableOutcomes] >= ts.Outcomes && st.Rows[schemas.TableRuns] >= 1
+		return st.Rows[schemas.TableDecisions] >= ts.Published.Decisions && st.Rows[schemas.TableRewards] >= ts.Published.Rewards &&
+			st.Rows[schemas.TableOutcomes] >= ts.Published.Outcomes && st.Rows[schemas.TableRuns] >= 1
 	}
 	if err := notify.Until(ctx, sk.Changed, caughtUp, exited); err != nil {
 		return fmt.Errorf("waiting for the sink to write the run's rows: %w", err)

@@ -221,7 +221,9 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 	}
 	lc.Run = &stratapb.Run{RunId: o.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lo.Source.Seed,
 		Speed: o.Speed.String(), StrategicPolicy: lo.Strategic, TacticalPolicy: lo.Tactical, OperationalPolicy: lo.Operational,
-		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: o.Epoch.Format(time.RFC3339), ConfigJson: lo.RunJSON}
+		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: o.Epoch.Format(time.RFC3339), ConfigJson: lo.RunJSON,
+		Kind: "run", FirstDay: 1, PolicySeed: lo.PolicySeed, Models: lo.Models}
+	var rec *Recorder
 	if lo.Store != "" {
 		st, err := store.Open(ctx, lo.Store, store.WithLogger(o.Logger.With("role", "store")))
 		if err != nil {
@@ -231,11 +233,18 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		if err := st.EnsureSchema(ctx); err != nil {
 			return err
 		}
-		lc.Store, lc.Retention = st, lo.Retention
+		rec = NewRecorder(st, lo.Store, true)
+		rec.Apply(&lc, lc.Run, 0)
+		lc.Retention = lo.Retention
 	}
 	res, err := ClosedLoop(ctx, lc, src, name, traceLenUS)
 	if err != nil {
 		return err
+	}
+	if rec != nil {
+		if err := rec.Finish(ctx, lc.Run, res.Twin, res.Wall); err != nil {
+			return err
+		}
 	}
 	sum := NewLoopSummary(o, name, res, names)
 	sum.WriteText(w)

@@ -20,7 +20,7 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c.NewModel = conf.NewModel
+	c.NewModel, c.RunJSON = conf.NewModel, conf.RunJSON(args)
 	return eval.Run(ctx, c, stdout, stderr)
 }
 
@@ -48,7 +48,7 @@ func trainMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	c.NewModel = conf.NewModel
+	c.NewModel, c.RunJSON = conf.NewModel, conf.RunJSON(args)
 	return train.Train(ctx, c, stdout, stderr)
 }
 

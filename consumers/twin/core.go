@@ -17,6 +17,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -86,14 +87,21 @@ type core struct {
 	scoreFrom     int64
 	telemetryOnly bool
 	keepLatencies bool
+	// publishFrom and noDecisions are ServiceConfig.PublishFromTick and
+	// ServiceConfig.NoDecisions.
+	publishFrom int64
+	noDecisions map[schemas.Layer]bool
 
-	mu                   sync.Mutex
-	prodErr              error
-	batches              map[batchKey]*pendingBatch
-	wake                 chan struct{}
-	stats                Stats
-	digests              *Digests
-	latencies            []float64
+	mu        sync.Mutex
+	prodErr   error
+	batches   map[batchKey]*pendingBatch
+	wake      chan struct{}
+	stats     Stats
+	digests   *Digests
+	latencies []float64
+	// latencyDays holds the scored latencies' histogram per day of the
+	// run (tick ÷ grid.TicksPerDay).
+	latencyDays          map[int64]*schemas.LatencyHistogram
 	rewardSum, regretSum map[string]float64
 	// invokedRewardSum and invokedRegretSum sum the rows with invocations.
 	invokedRewardSum, invokedRegretSum map[string]float64
@@ -299,23 +307,39 @@ func (c *core) write(ctx context.Context, k int64, out *Output, t1 time.Time) er
 		}
 		c.mu.Unlock()
 	}
-	if err := produceEach(ctx, c, schemas.TopicDecisions, out.Decisions, c.digests.decisions); err != nil {
+	nd, err := produceEach(ctx, c, schemas.TopicDecisions, out.Decisions, c.digests.decisions, func(d *stratapb.Decision) bool {
+		// Operational rows are written only when a function's decision
+		// changes: those of the warm-up stay, so that the decision in
+		// force at a scored tick is still the newest row before it.
+		l := schemas.Layer(d.GetLayer())
+		return !c.noDecisions[l] && (l == schemas.Operational || d.GetTick()*l.OperationalTicks() >= c.publishFrom)
+	})
+	if err != nil {
 		return err
 	}
-	if err := produceEach(ctx, c, schemas.TopicRewards, out.Rewards, c.digests.rewards); err != nil {
+	nr, err := produceEach(ctx, c, schemas.TopicRewards, out.Rewards, c.digests.rewards, func(r *stratapb.Reward) bool {
+		return r.GetTick()*schemas.Layer(r.GetLayer()).OperationalTicks() >= c.publishFrom
+	})
+	if err != nil {
 		return err
 	}
-	if err := produceEach(ctx, c, schemas.TopicOutcomes, out.Outcomes, nil); err != nil {
+	no, err := produceEach(ctx, c, schemas.TopicOutcomes, out.Outcomes, nil, func(o *stratapb.Outcome) bool {
+		return grid.TickOf(o.GetStartUs(), grid.OperationalTickUS) >= c.publishFrom
+	})
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
+	c.stats.Published.Decisions += nd
+	c.stats.Published.Rewards += nr
+	c.stats.Published.Outcomes += no
 	c.stats.Ticks++
 	c.stats.Decisions += int64(len(out.Decisions))
 	c.stats.Rewards += int64(len(out.Rewards))
 	c.stats.Outcomes += int64(len(out.Outcomes))
 	c.stats.HorizonTick = k
 	if k >= c.scoreFrom {
-		c.tally(out)
+		c.tally(k, out)
 	}
 	c.mu.Unlock()
 	c.met.ticks.Inc()
@@ -333,19 +357,23 @@ func (c *core) write(ctx context.Context, k int64, out *Output, t1 time.Time) er
 func produceEach[M interface {
 	proto.Message
 	GetApp() string
-}](ctx context.Context, c *core, topic string, ms []M, digest hash.Hash) error {
+}](ctx context.Context, c *core, topic string, ms []M, digest hash.Hash, keep func(M) bool) (published int64, err error) {
 	for _, m := range ms {
-		if err := c.produce(ctx, topic, m.GetApp(), m, digest); err != nil {
-			return err
+		pub := keep(m)
+		if err := c.produce(ctx, topic, m.GetApp(), m, digest, pub); err != nil {
+			return published, err
+		}
+		if pub && !c.telemetryOnly {
+			published++
 		}
 	}
-	return nil
+	return published, nil
 }
 
 // produce writes m to topic; digest, if not nil, also takes its bytes
 // (deterministic encoding). topic is the base name (schemas.Topic…); the
 // record goes to its prefixed topic.
-func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, digest hash.Hash) error {
+func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, digest hash.Hash, publish bool) error {
 	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding a record for %s: %w", topic, err)
@@ -355,7 +383,7 @@ func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, 
 		digest.Write(v)
 		c.mu.Unlock()
 	}
-	if c.telemetryOnly && topic != schemas.TopicTelemetry && topic != schemas.TopicTransitions {
+	if !publish || c.telemetryOnly && topic != schemas.TopicTelemetry && topic != schemas.TopicTransitions {
 		return nil
 	}
 	c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.Names.Topic(topic), Key: []byte(key), Value: v}, c.produced)

@@ -38,6 +38,18 @@ type ServiceConfig struct {
 	// (they are still counted and digested): for an embedded run without a
 	// store, where nothing would ever read them.
 	TelemetryOnly bool
+	// PublishFromTick, if positive, keeps the records of intervals that
+	// start before it (decisions, rewards, outcomes of warm-up days) off
+	// Kafka, so a store receives the scored days only; they are still
+	// counted and digested. Operational decisions, written only when they
+	// change, are all written (so the decision in force at a scored tick
+	// is the newest row before it). Stats.Published counts what was
+	// written.
+	PublishFromTick int64
+	// NoDecisions lists layers whose decisions are not written to Kafka
+	// (counted and digested all the same): an evaluation keeps the
+	// operational layer's out of its store unless asked.
+	NoDecisions map[schemas.Layer]bool
 }
 
 // Service is the replay-synchronous twin: in the closed loop it is the
@@ -67,6 +79,7 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 		return nil, err
 	}
 	c.scoreFrom, c.telemetryOnly, c.keepLatencies = cfg.ScoreFromTick, cfg.TelemetryOnly, true
+	c.publishFrom, c.noDecisions = cfg.PublishFromTick, cfg.NoDecisions
 	return &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record}, nil
 }
 
@@ -160,7 +173,7 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 // watermark at its end.
 func (s *Service) writeTelemetry(ctx context.Context, k int64, out *Output) error {
 	for _, o := range out.Telemetry {
-		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o, nil); err != nil {
+		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o, nil, true); err != nil {
 			return err
 		}
 	}

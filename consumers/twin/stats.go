@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // Stats counts what a twin service did.
@@ -29,6 +30,13 @@ type Stats struct {
 	// (ServiceConfig.ScoreFromTick on): the denominator of per-invocation
 	// figures.
 	ScoredInvocations int64 `json:"scored_invocations"`
+	// Published counts the decisions, rewards and outcomes written to
+	// Kafka, where a sink reads them: those of Decisions, Rewards and
+	// Outcomes that ServiceConfig's filters and TelemetryOnly let through.
+	Published Published `json:"published"`
+	// LatencyByDay is the scored invocations' latency histogram per day of
+	// the run (0 is its first day).
+	LatencyByDay map[int64]*schemas.LatencyHistogram `json:"-"`
 	// RewardsSHA256 and DecisionsSHA256 digest the serialised rewards and
 	// joined decisions in the order the twin wrote them: equal digests mean
 	// byte-identical tables, whatever the replay speed.
@@ -63,6 +71,13 @@ type Stats struct {
 	// their interval's first tick was evaluated and took effect later.
 	DecisionBatches     int64 `json:"decision_batches,omitempty"`
 	LateDecisionBatches int64 `json:"late_decision_batches,omitempty"`
+}
+
+// Published counts the records a twin wrote to Kafka, per table.
+type Published struct {
+	Decisions int64 `json:"decisions"`
+	Rewards   int64 `json:"rewards"`
+	Outcomes  int64 `json:"outcomes"`
 }
 
 // LayerStats summarises one layer's decisions and rewards.
@@ -102,6 +117,13 @@ func (c *core) snapshot() Stats {
 		}
 		st.Layers[l] = ls
 	}
+	if len(c.latencyDays) > 0 {
+		st.LatencyByDay = make(map[int64]*schemas.LatencyHistogram, len(c.latencyDays))
+		for d, h := range c.latencyDays {
+			hc := *h
+			st.LatencyByDay[d] = &hc
+		}
+	}
 	lat := slices.Clone(c.latencies)
 	st.LatencyP50MS, st.LatencyP95MS, st.LatencyP99MS = percentile(lat, 0.50), percentile(lat, 0.95), percentile(lat, 0.99)
 	return st
@@ -117,11 +139,22 @@ func (c *core) count(f func(st *Stats)) {
 // tally adds a scored tick's output to the run's figures, with c.mu held.
 // Intervals are aligned, so every reward a scored tick emits is of a
 // scored interval.
-func (c *core) tally(out *Output) {
+func (c *core) tally(k int64, out *Output) {
 	c.stats.ScoredInvocations += int64(len(out.Telemetry))
-	if c.keepLatencies {
+	if c.keepLatencies && len(out.Telemetry) > 0 {
+		day := grid.TickOf(k, grid.TicksPerDay)
+		h := c.latencyDays[day]
+		if h == nil {
+			if c.latencyDays == nil {
+				c.latencyDays = map[int64]*schemas.LatencyHistogram{}
+			}
+			h = &schemas.LatencyHistogram{}
+			c.latencyDays[day] = h
+		}
 		for _, o := range out.Telemetry {
-			c.latencies = append(c.latencies, o.GetLatencyMs())
+			ms := o.GetLatencyMs()
+			c.latencies = append(c.latencies, ms)
+			h.Add(ms)
 		}
 	}
 	for _, d := range out.Decisions {

@@ -38,7 +38,7 @@ func TestLayerStatsInvoked(t *testing.T) {
 			c := &core{digests: NewDigests(), rewardSum: map[string]float64{}, regretSum: map[string]float64{},
 				invokedRewardSum: map[string]float64{}, invokedRegretSum: map[string]float64{}}
 			c.stats.Layers = map[string]LayerStats{}
-			c.tally(&Output{Rewards: tt.rows})
+			c.tally(0, &Output{Rewards: tt.rows})
 			ls := c.snapshot().Layers["tactical"]
 			near := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
 			if ls.Rewards != tt.rewards || ls.InvokedRewards != tt.invoked {

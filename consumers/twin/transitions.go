@@ -117,14 +117,14 @@ func (c *core) completeTransitions(ctx context.Context, l schemas.Layer, i int64
 			c.count(func(st *Stats) { st.TransitionsDropped++ })
 			continue
 		}
-		if err := c.produce(ctx, schemas.TopicTransitions, tr.App, tr, nil); err != nil {
+		if err := c.produce(ctx, schemas.TopicTransitions, tr.App, tr, nil, true); err != nil {
 			return err
 		}
 		c.count(func(st *Stats) { st.Transitions++ })
 		written++
 	}
 	mark := &stratapb.Transition{RunId: c.cfg.RunID, Layer: string(l), Tick: i - 1, EndOfInterval: true, Count: written}
-	if err := c.produce(ctx, schemas.TopicTransitions, string(l), mark, nil); err != nil {
+	if err := c.produce(ctx, schemas.TopicTransitions, string(l), mark, nil, true); err != nil {
 		return err
 	}
 	c.count(func(st *Stats) {

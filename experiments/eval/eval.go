@@ -23,6 +23,7 @@ import (
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // The reference configuration of `strata eval --baselines`: `strata run`'s
@@ -59,6 +60,8 @@ type evalRow struct {
 	ColdRate          float64            `json:"cold_start_rate"`
 	SLARate           float64            `json:"sla_violation_rate"`
 	WallSeconds       float64            `json:"wall_seconds"`
+	// RunID is the run's id in the store (runs.run_id).
+	RunID string `json:"run_id"`
 }
 
 // evalVariants returns the configurations to run: the reference, then for
@@ -137,13 +140,18 @@ type Config struct {
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
+	// Record says where each configuration's run is recorded (a runs row,
+	// rewards and decisions of the evaluation days, latency histograms).
+	Record pipeline.RecordFlags
+	// RunJSON is the command's flags as JSON, for the runs rows.
+	RunJSON string
 }
 
 // DefaultConfig is `strata eval`'s defaults.
 func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1}, EvalDays: "13-14", WarmupDays: -1,
 		Layers: "strategic,tactical,operational", TacticalOperational: "none", Placement: pipeline.DefaultPlacement,
-		PolicySeed: pipeline.DefaultPolicySeed, Lateness: pipeline.DefaultLateness, Parallel: 1}
+		PolicySeed: pipeline.DefaultPolicySeed, Lateness: pipeline.DefaultLateness, Parallel: 1, Record: pipeline.DefaultRecordFlags()}
 }
 
 // RegisterFlags registers the evaluation's flags, each name preceded by
@@ -167,6 +175,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
 	fs.IntVar(&c.Parallel, prefix+"parallel", c.Parallel, "configurations run at once (each closed loop on embedded brokers of its own; results do not depend on it)")
+	c.Record.RegisterFlags(fs, prefix)
 }
 
 // Validate reports an evaluation of nothing and days or layers that do
@@ -205,8 +214,16 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rec, err := c.Record.Open(ctx, logger)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		defer func() { _ = rec.Close() }()
+	}
 	win := window{cfg: c.Config, epoch: epoch, latenessUS: c.Lateness.Microseconds(), logger: logger,
-		fromUS: int64(first-1-w) * grid.StrategicTickUS, toUS: int64(last) * grid.StrategicTickUS, warmupDays: w}
+		fromUS: int64(first-1-w) * grid.StrategicTickUS, toUS: int64(last) * grid.StrategicTickUS, warmupDays: w,
+		rec: rec, runJSON: c.RunJSON}
 	base := pipeline.LoopOptions{Placement: pl, PolicySeed: c.PolicySeed, Source: &c.Source, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
 	if c.Models != "" {
 		me := modelsEval{dirs: pipeline.SplitList(c.Models), tacticalOperational: c.TacticalOperational, lstmTest: c.LSTMTest,
@@ -279,6 +296,9 @@ type window struct {
 	logger       *slog.Logger
 	fromUS, toUS int64
 	warmupDays   int
+	// rec, if not nil, records each run; runJSON is the command's flags.
+	rec     *pipeline.Recorder
+	runJSON string
 }
 
 // runIDSafe maps s to the characters a run id may hold (it becomes part
@@ -300,7 +320,14 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 	o := experiments.FullSpeed(w.cfg, w.epoch, w.latenessUS, w.logger, fmt.Sprintf("eval-%s-%s-%d", r.Varied, runIDSafe(r.Policy), time.Now().UnixNano()))
 	lo.Strategic, lo.Tactical, lo.Operational = r.Policies["strategic"], r.Policies["tactical"], r.Policies["operational"]
 	t0 := time.Now()
-	res, name, o, err := experiments.RunWindow(ctx, lo, o, w.fromUS, w.toUS, int64(w.warmupDays)*grid.TicksPerDay)
+	var rec *experiments.RunRecord
+	if w.rec != nil {
+		// A learned row's policy names its model directory after "@"; the
+		// runs row has it in models.
+		pol, _, _ := strings.Cut(r.Policy, "@")
+		rec = &experiments.RunRecord{Rec: w.rec, Row: &stratapb.Run{Kind: "eval", Label: strings.TrimSpace(r.Varied + " " + pol), ConfigJson: w.runJSON}}
+	}
+	res, name, o, err := experiments.RunWindow(ctx, lo, o, w.fromUS, w.toUS, int64(w.warmupDays)*grid.TicksPerDay, rec)
 	if err != nil {
 		return fmt.Errorf("evaluating %s=%s: %w", r.Varied, r.Policy, err)
 	}
@@ -318,6 +345,7 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 	r.CostPerM, r.KeepWarmPerM, r.GCO2ePerM, r.ColdRate, r.SLARate = sum.CostPerMillionUSD, sum.KeepWarmPerMillionUSD, sum.GCO2ePerMillion, sum.ColdStartRate, sum.SLAViolationRate
 	r.P50, r.P95, r.P99 = sum.LatencyP50MS, sum.LatencyP95MS, sum.LatencyP99MS
 	r.WallSeconds = time.Since(t0).Seconds()
+	r.RunID = o.RunID
 	return nil
 }
 

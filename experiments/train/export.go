@@ -110,7 +110,7 @@ func Export(ctx context.Context, c ExportConfig, stdout, stderr io.Writer) error
 	lo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.PolicySeed,
 		Source: &c.Source, NewModel: c.NewModel}
 	t0 := time.Now()
-	_, name, _, err := experiments.RunWindow(ctx, lo, o, fromUS, toUS, 0)
+	_, name, _, err := experiments.RunWindow(ctx, lo, o, fromUS, toUS, 0, nil)
 	if err != nil {
 		return fmt.Errorf("exporting sequences: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // Config configures `strata train`.
@@ -124,6 +125,13 @@ type Config struct {
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
+	// Record says where the episodes' runs are recorded: a runs row and
+	// latency histograms for each training run; those and the rewards and
+	// strategic and tactical decisions of the validation days for each
+	// validation run.
+	Record pipeline.RecordFlags
+	// RunJSON is the command's flags as JSON, for the runs rows.
+	RunJSON string
 }
 
 // DefaultConfig is `strata train`'s defaults.
@@ -134,7 +142,7 @@ func DefaultConfig() Config {
 		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
 		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect, LSTMSelect: lstm.SelectLoss, LSTMPatience: lstm.DefaultConfig().EarlyStopPatience,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
-		StrategicFeatures: pipeline.DefaultStrategicFeatures}
+		StrategicFeatures: pipeline.DefaultStrategicFeatures, Record: pipeline.DefaultRecordFlags()}
 }
 
 // RegisterFlags registers the training's flags, each name preceded by
@@ -180,6 +188,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.LSTMPatience, prefix+"lstm-patience", c.LSTMPatience, "LSTM: stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.StringVar(&c.LSTMHead, prefix+"lstm-head", c.LSTMHead, "what the LSTM's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
 	fs.BoolVar(&c.Progress, prefix+"progress", c.Progress, "print each episode's results and PPO's updates on stderr")
+	c.Record.RegisterFlags(fs, prefix)
 }
 
 // Validate reports a missing --out, layers or days that do not parse,
@@ -269,6 +278,25 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The store is opened with the first episode (an LSTM-only training
+	// records nothing).
+	var rec *pipeline.Recorder
+	defer func() {
+		if rec != nil {
+			_ = rec.Close()
+		}
+	}()
+	// record returns how an episode's run is recorded (nil: not at all).
+	record := func(kind string, episode int, rowOnly bool) (*experiments.RunRecord, error) {
+		if rec == nil {
+			var err error
+			if rec, err = c.Record.Open(ctx, logger); err != nil || rec == nil {
+				return nil, err
+			}
+		}
+		return &experiments.RunRecord{Rec: rec, RowOnly: rowOnly, Row: &stratapb.Run{Kind: kind, Label: fmt.Sprintf("seed %d episode %d", c.Seed, episode),
+			Models: c.Out, Episode: int32(episode), ConfigJson: c.RunJSON}}, nil
+	}
 	t0 := time.Now()
 	sum := summary{Seed: c.Seed, Episodes: c.Episodes, TrainDays: c.TrainDays, ValidDays: c.ValidDays, Operational: c.Operational,
 		Best: map[string]int{}, BestReward: map[string]float64{}}
@@ -357,7 +385,11 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			lo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.Seed,
 				Source: &c.Source, Learn: &pipeline.Learn{Learner: lrn, Episode: episode}, NewModel: c.NewModel}
 			o := experiments.FullSpeed(c.Config, epoch, c.Lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", c.Seed, episode+1, time.Now().UnixNano()))
-			res, _, _, err := experiments.RunWindow(ctx, lo, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0)
+			trec, err := record("train", episode+1, true)
+			if err != nil {
+				return err
+			}
+			res, _, _, err := experiments.RunWindow(ctx, lo, o, int64(tFirst-1)*grid.StrategicTickUS, int64(tLast)*grid.StrategicTickUS, 0, trec)
 			if err != nil {
 				return fmt.Errorf("training episode %d: %w", episode+1, err)
 			}
@@ -396,7 +428,11 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 				}
 			}
 			vo := experiments.FullSpeed(c.Config, epoch, c.Lateness.Microseconds(), logger, fmt.Sprintf("valid-s%d-e%d-%d", c.Seed, episode+1, time.Now().UnixNano()))
-			vres, _, _, err := experiments.RunWindow(ctx, vlo, vo, int64(vFirst-2)*grid.StrategicTickUS, int64(vLast)*grid.StrategicTickUS, grid.TicksPerDay)
+			vrec, err := record("validation", episode+1, false)
+			if err != nil {
+				return err
+			}
+			vres, _, _, err := experiments.RunWindow(ctx, vlo, vo, int64(vFirst-2)*grid.StrategicTickUS, int64(vLast)*grid.StrategicTickUS, grid.TicksPerDay, vrec)
 			if err != nil {
 				return fmt.Errorf("validating episode %d: %w", episode+1, err)
 			}

@@ -133,7 +133,7 @@ func trainWith(t *testing.T, errb *bytes.Buffer, more ...string) error {
 	fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs, "")
-	args := append([]string{"--layers", "strategic,tactical", "--synth-days", "2", "--apps", "6",
+	args := append([]string{"--store", "", "--layers", "strategic,tactical", "--synth-days", "2", "--apps", "6",
 		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64"}, more...)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
