@@ -48,9 +48,9 @@ type LoopConfig struct {
 	Retention time.Duration
 	// ScoreFromTick is the twin's first scored tick (warm-up before it).
 	ScoreFromTick int64
-	// StoreFromTick, if positive, keeps the decisions, rewards and
-	// outcomes of intervals before it out of the store (and off Kafka);
-	// StoreNoDecisions lists the layers whose decisions are not stored
+	// StoreFromTick, if positive, keeps the rewards and outcomes of
+	// intervals before it out of the store (and off Kafka); decisions are
+	// all stored, but those of the layers in StoreNoDecisions
 	// (twin.ServiceConfig.PublishFromTick, NoDecisions).
 	StoreFromTick    int64
 	StoreNoDecisions map[schemas.Layer]bool

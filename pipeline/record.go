@@ -19,9 +19,9 @@ import (
 )
 
 // RecordFlags say where `strata eval` and `strata train` record their
-// runs: a runs row each, its rewards, the strategic and tactical decisions
-// of its scored days (the operational ones when asked) and its latency
-// histogram per day (docs/tables.md, "Runs of eval and train").
+// runs: a runs row each, the rewards of its scored days, its strategic and
+// tactical decisions (the operational ones when asked) and its latency
+// histogram per scored day (docs/tables.md, "Runs of eval and train").
 type RecordFlags struct {
 	// Store is the DuckDB file or ClickHouse DSN; File "" records nothing.
 	Store StoreFlags
@@ -39,7 +39,7 @@ func DefaultRecordFlags() RecordFlags {
 // RegisterFlags registers --store, --clickhouse and --store-operational,
 // each name preceded by prefix.
 func (f *RecordFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
-	fs.StringVar(&f.Store.File, prefix+"store", f.Store.File, "DuckDB `FILE` the runs, their rewards, strategic and tactical decisions of the scored days and latency histograms are written to (\"\" writes none; used unless --clickhouse is given)")
+	fs.StringVar(&f.Store.File, prefix+"store", f.Store.File, "DuckDB `FILE` the runs, the rewards of their scored days, their strategic and tactical decisions and latency histograms are written to (\"\" writes none; used unless --clickhouse is given)")
 	fs.StringVar(&f.Store.ClickHouse, prefix+"clickhouse", f.Store.ClickHouse, "ClickHouse `DSN` (clickhouse://host:9000/database) to write the runs to instead of --store")
 	fs.BoolVar(&f.Operational, prefix+"store-operational", f.Operational, "also store the operational layer's decisions (many rows: about 4,500 a synthetic day when sent only as they change)")
 }
@@ -90,9 +90,9 @@ func (r *Recorder) Close() error { return r.st.Close() }
 func (r *Recorder) Store() store.Store { return lockedStore{r: r} }
 
 // Apply makes lc record its run: the sink writes lc's run row, rewards
-// and decisions to the store, those of the intervals before scoreFrom
-// (warm-up) and the operational decisions (unless asked for) are not
-// written. run is the row; its kind, label and revision are set here when
+// and decisions to the store; the rewards and outcomes of the intervals
+// before scoreFrom (warm-up) and the operational decisions (unless asked
+// for) are not written. run is the row; its kind, label and revision are set here when
 // empty.
 func (r *Recorder) Apply(lc *LoopConfig, run *stratapb.Run, scoreFrom int64) {
 	if run.Revision == "" {

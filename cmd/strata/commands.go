@@ -40,6 +40,7 @@ func commands() []command {
 		{name: "sink", summary: "write decisions, rewards and outcomes from Kafka to ClickHouse or DuckDB", main: roleMain("strata sink", pipeline.DefaultSinkRole)},
 		{name: "sql", summary: "query the decision and reward tables (DuckDB file or ClickHouse)", main: sqlMain},
 		{name: "eval", summary: "compare the baselines (--baselines) or trained models (--models) on evaluation days", main: evalMain},
+		{name: "report", summary: "run (or find in the store) an evaluation and write report.md with figures and summary.json", main: reportMain},
 		{name: "bounds", summary: "how far causal tactical rules get against the per-hour hindsight oracle, from the twin's counterfactuals", main: boundsMain},
 		{name: "trace", group: true, main: traceRun, subs: []command{
 			{name: "synth", summary: "write a synthetic trace calibrated to the Azure Functions 2021 trace", main: traceSynth},

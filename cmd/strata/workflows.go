@@ -6,6 +6,7 @@ import (
 
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/experiments/eval"
+	"github.com/strata-rl/strata/experiments/report"
 	"github.com/strata-rl/strata/experiments/train"
 	"github.com/strata-rl/strata/pipeline/roleconf"
 )
@@ -22,6 +23,20 @@ func evalMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	c.NewModel, c.RunJSON = conf.NewModel, conf.RunJSON(args)
 	return eval.Run(ctx, c, stdout, stderr)
+}
+
+// reportMain runs `strata report`: an evaluation run or read from the
+// store, written as report.md, figures and summary.json.
+func reportMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := report.DefaultConfig()
+	fs := newFlagSet("strata report", stderr)
+	c.RegisterFlags(fs, "")
+	conf, err := roleconf.ParseModel(fs, args)
+	if err != nil {
+		return err
+	}
+	c.Eval.NewModel, c.Eval.RunJSON = conf.NewModel, conf.RunJSON(args)
+	return report.Run(ctx, c, stdout, stderr)
 }
 
 // boundsMain runs `strata bounds`: the tactical rules' mean reward against

@@ -308,11 +308,11 @@ func (c *core) write(ctx context.Context, k int64, out *Output, t1 time.Time) er
 		c.mu.Unlock()
 	}
 	nd, err := produceEach(ctx, c, schemas.TopicDecisions, out.Decisions, c.digests.decisions, func(d *stratapb.Decision) bool {
-		// Operational rows are written only when a function's decision
-		// changes: those of the warm-up stay, so that the decision in
-		// force at a scored tick is still the newest row before it.
-		l := schemas.Layer(d.GetLayer())
-		return !c.noDecisions[l] && (l == schemas.Operational || d.GetTick()*l.OperationalTicks() >= c.publishFrom)
+		// Decisions of the warm-up stay: a decision in force on a scored
+		// day may have been made before it (operational rows are changes
+		// only, static-best decides once), and it is the newest row
+		// before the tick.
+		return !c.noDecisions[schemas.Layer(d.GetLayer())]
 	})
 	if err != nil {
 		return err

@@ -38,13 +38,12 @@ type ServiceConfig struct {
 	// (they are still counted and digested): for an embedded run without a
 	// store, where nothing would ever read them.
 	TelemetryOnly bool
-	// PublishFromTick, if positive, keeps the records of intervals that
-	// start before it (decisions, rewards, outcomes of warm-up days) off
-	// Kafka, so a store receives the scored days only; they are still
-	// counted and digested. Operational decisions, written only when they
-	// change, are all written (so the decision in force at a scored tick
-	// is the newest row before it). Stats.Published counts what was
-	// written.
+	// PublishFromTick, if positive, keeps the rewards and outcomes of
+	// intervals that start before it (the warm-up days) off Kafka, so a
+	// store receives the scored days' only; they are still counted and
+	// digested. Decisions are all written: one in force on a scored day
+	// may have been made before it (operational rows are changes only,
+	// static-best decides once). Stats.Published counts what was written.
 	PublishFromTick int64
 	// NoDecisions lists layers whose decisions are not written to Kafka
 	// (counted and digested all the same): an evaluation keeps the

@@ -157,6 +157,18 @@ func DefaultConfig() Config {
 // RegisterFlags registers the evaluation's flags, each name preceded by
 // prefix; their defaults are c's values.
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	c.RegisterRunFlags(fs, prefix)
+	fs.BoolVar(&c.CSV, prefix+"csv", c.CSV, "print CSV instead of a markdown table")
+	fs.StringVar(&c.Summary, prefix+"summary", c.Summary, "also write the rows as JSON to `FILE`")
+	fs.StringVar(&c.LSTMTest, prefix+"lstm-test", c.LSTMTest, "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
+	fs.StringVar(&c.LSTMModels, prefix+"lstm-models", c.LSTMModels, "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
+}
+
+// RegisterRunFlags registers the flags that say which runs an evaluation
+// makes and where they are recorded (every flag of `strata eval` but
+// --csv, --summary, --lstm-test and --lstm-models; `strata report` takes
+// these), each name preceded by prefix; their defaults are c's values.
+func (c *Config) RegisterRunFlags(fs *flag.FlagSet, prefix string) {
 	c.RegisterBatchFlags(fs, prefix)
 	c.Source.RegisterFlags(fs, prefix)
 	fs.BoolVar(&c.Baselines, prefix+"baselines", c.Baselines, "compare the baseline policies, varying one layer at a time against the reference ("+refStrategic+" / "+refTactical+" / "+refOperational+")")
@@ -164,12 +176,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.WarmupDays, prefix+"warmup-days", c.WarmupDays, "days before the evaluation window replayed unscored as warm-up (-1: every day before it, so pools, histograms and keep-alive state are those of a system that ran the whole trace)")
 	fs.StringVar(&c.Layers, prefix+"layers", c.Layers, "layers whose policies are varied")
 	fs.StringVar(&c.Policies, prefix+"policies", c.Policies, "vary only to these policies (comma-separated; a policy may carry overrides, hazard-prewarm:threshold=0.05,bandwidth_s=60; default every baseline of each layer)")
-	fs.BoolVar(&c.CSV, prefix+"csv", c.CSV, "print CSV instead of a markdown table")
-	fs.StringVar(&c.Summary, prefix+"summary", c.Summary, "also write the rows as JSON to `FILE`")
 	fs.StringVar(&c.Models, prefix+"models", c.Models, "evaluate the learned policies of these model `DIR`s (one per training seed, comma-separated; from strata train): PPO against the tactical baselines, the DQN against the strategic ones, the ablations, the LSTM's metrics")
 	fs.StringVar(&c.TacticalOperational, prefix+"tactical-operational", c.TacticalOperational, "with --models: operational policy of the tactical and strategic comparisons (the one strata train ran; none = no pre-warming)")
-	fs.StringVar(&c.LSTMTest, prefix+"lstm-test", c.LSTMTest, "with --models: sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14) to score the LSTMs on")
-	fs.StringVar(&c.LSTMModels, prefix+"lstm-models", c.LSTMModels, "with --lstm-test: more `DIR`s whose lstm.ckpt is scored (e.g. symmetric-loss models)")
 	fs.StringVar(&c.Rows, prefix+"rows", c.Rows, "with --models: run only these configurations (tactical policy names, ppo, \"strategic \" + a strategic policy name, dqn, random, DQN only, DQN+PPO, DQN+PPO+LSTM, or the full hierarchy's: \"baselines: reference\", \"baselines: static-best\", \"baselines: static-best + hazard-prewarm\", \"hindsight: oracle\", DQN+PPO+hybrid-histogram, DQN+PPO+hazard-prewarm; comma-separated)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
@@ -201,38 +209,21 @@ func (c *Config) Validate() error {
 // evaluation days after unscored warm-up days, and one comparison table
 // on stdout; each run's figures go to stderr as it ends.
 func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	first, last, _ := experiments.ParseDays(c.EvalDays)
-	w := c.WarmupDays
-	if w < 0 || w > first-1 {
-		w = first - 1
-	}
-	layers, _ := pipeline.ParseLayers(c.Layers)
-	logger, epoch, pl, err := c.LoopBasics(stderr, c.Placement)
+	s, err := NewSession(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
-	rec, err := c.Record.Open(ctx, logger)
-	if err != nil {
-		return err
-	}
-	if rec != nil {
-		defer func() { _ = rec.Close() }()
-	}
-	win := window{cfg: c.Config, epoch: epoch, latenessUS: c.Lateness.Microseconds(), logger: logger,
-		fromUS: int64(first-1-w) * grid.StrategicTickUS, toUS: int64(last) * grid.StrategicTickUS, warmupDays: w,
-		rec: rec, runJSON: c.RunJSON}
-	base := pipeline.LoopOptions{Placement: pl, PolicySeed: c.PolicySeed, Source: &c.Source, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
+	defer func() { _ = s.Close() }()
+	base, win, first, last := s.base, s.win, s.first, s.last
 	if c.Models != "" {
-		me := modelsEval{dirs: pipeline.SplitList(c.Models), tacticalOperational: c.TacticalOperational, lstmTest: c.LSTMTest,
-			lstmExtra: pipeline.SplitList(c.LSTMModels), csv: c.CSV, summary: c.Summary, rows: pipeline.SplitList(c.Rows), parallel: c.Parallel}
+		me := c.modelsEval()
 		if len(me.dirs) == 0 {
 			return errNoModels
 		}
 		return evalModels(ctx, me, base, win, first, last, stdout, stderr)
 	}
+	layers, _ := pipeline.ParseLayers(c.Layers)
+	w := win.warmupDays
 	var only []string
 	if c.Policies != "" {
 		only = SplitPolicies(c.Policies)
@@ -322,10 +313,7 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 	t0 := time.Now()
 	var rec *experiments.RunRecord
 	if w.rec != nil {
-		// A learned row's policy names its model directory after "@"; the
-		// runs row has it in models.
-		pol, _, _ := strings.Cut(r.Policy, "@")
-		rec = &experiments.RunRecord{Rec: w.rec, Row: &stratapb.Run{Kind: "eval", Label: strings.TrimSpace(r.Varied + " " + pol), ConfigJson: w.runJSON}}
+		rec = &experiments.RunRecord{Rec: w.rec, Row: &stratapb.Run{Kind: "eval", Label: runLabel(*r), ConfigJson: w.runJSON}}
 	}
 	res, name, o, err := experiments.RunWindow(ctx, lo, o, w.fromUS, w.toUS, int64(w.warmupDays)*grid.TicksPerDay, rec)
 	if err != nil {

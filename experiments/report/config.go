@@ -1,0 +1,75 @@
+package report
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/strata-rl/strata/experiments/eval"
+)
+
+// Config configures `strata report`.
+type Config struct {
+	// Eval says which configurations run, over which days, and where
+	// they are recorded (eval.Config.RegisterRunFlags).
+	Eval eval.Config
+	// Out is the directory of report.md, the figures and summary.json.
+	Out string
+	// FromStore builds the report from runs already in the store and runs
+	// nothing (a configuration missing there is an error).
+	FromStore bool
+	// KeepAlive lists keep-alive windows swept as a family of the
+	// operational baseline keepalive (with --baselines and the operational
+	// layer); "" sweeps none.
+	KeepAlive string
+}
+
+// DefaultConfig is `strata report`'s defaults: the baselines of every
+// layer on days 13–14 of the 14-day synthetic trace after twelve warm-up
+// days, a keep-alive sweep of 1 to 60 minutes, into report/.
+func DefaultConfig() Config {
+	c := eval.DefaultConfig()
+	return Config{Eval: c, Out: "report", KeepAlive: "1m,5m,10m,20m,60m"}
+}
+
+// RegisterFlags registers the report's flags, each name preceded by
+// prefix; their defaults are c's values.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	c.Eval.RegisterRunFlags(fs, prefix)
+	fs.StringVar(&c.Out, prefix+"out", c.Out, "`DIR` of report.md, the PNG figures and summary.json")
+	fs.BoolVar(&c.FromStore, prefix+"from-store", c.FromStore, "run nothing: build the report from the runs already in the store (each configuration's newest finished run)")
+	fs.StringVar(&c.KeepAlive, prefix+"keepalive-sweep", c.KeepAlive, "with --baselines and the operational layer: keep-alive windows (durations, comma-separated) run as the keepalive baseline's family on the cold-start/keep-warm figure; \"\" none")
+}
+
+// Validate reports a report of nothing, without a store or a directory,
+// and a sweep that does not parse.
+func (c *Config) Validate() error {
+	if c.Out == "" {
+		return errors.New("strata report: --out DIR is required")
+	}
+	if c.Eval.Record.Store.Target() == "" {
+		return errors.New("strata report: the report is read from the store: give --store FILE or --clickhouse DSN")
+	}
+	if _, err := c.keepAlive(); err != nil {
+		return err
+	}
+	return c.Eval.Validate()
+}
+
+// keepAlive parses KeepAlive into keep-alive windows.
+func (c *Config) keepAlive() ([]time.Duration, error) {
+	var out []time.Duration
+	for _, s := range strings.Split(c.KeepAlive, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("strata report --keepalive-sweep: %q is not a positive duration (e.g. 10m)", s)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}

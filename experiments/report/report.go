@@ -1,0 +1,230 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-rl/strata/experiments/eval"
+)
+
+// ref is one planned run and the run of the store that answers it.
+type ref struct {
+	job   eval.Job
+	runID string
+	// found says the run was already in the store (not run now).
+	found bool
+	// revision and wallMS are the run's, as its runs row has them.
+	revision string
+	wallMS   int64
+}
+
+// Run builds the report: it plans the configurations' runs, finds the
+// finished ones in the store and runs the others (none with FromStore),
+// reads every figure back from the store and writes DIR/report.md, the
+// figures and DIR/summary.json. A progress line per run goes to stderr.
+func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	jobs, err := c.jobs()
+	if err != nil {
+		return err
+	}
+	s, err := eval.NewSession(ctx, c.Eval, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.Close() }()
+	win, err := s.Window()
+	if err != nil {
+		return err
+	}
+	st := s.Recorder().Store()
+	refs, err := resolve(ctx, st, win, jobs)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, r := range refs {
+		if !r.found {
+			missing = append(missing, r.job.Label+modelsSuffix(r.job.Models))
+		}
+	}
+	if c.FromStore && len(missing) > 0 {
+		return fmt.Errorf("strata report --from-store: %d configuration(s) have no finished run in %s with these days and trace: %s",
+			len(missing), s.Recorder().Target(), strings.Join(missing, "; "))
+	}
+	if err := runMissing(ctx, s, refs, c.Eval.Parallel, stderr); err != nil {
+		return err
+	}
+	// The rows of runs made now were written with their wall time: read
+	// the refs again so every one has its runs row's revision.
+	if refs, err = resolve(ctx, st, win, jobs); err != nil {
+		return err
+	}
+	d, err := load(ctx, st, refs, win)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", c.Out, err)
+	}
+	rep := build(d, refs, win)
+	if err := rep.writeFigures(c.Out); err != nil {
+		return err
+	}
+	rep.Command = "strata report " + strings.Join(os.Args[min(2, len(os.Args)):], " ")
+	rep.WallSeconds = time.Since(t0).Seconds()
+	if err := rep.write(c.Out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "report: %d configurations, %d runs (%d run now, %d from the store %s) in %s: %s/report.md\n",
+		len(rep.Configs), len(refs), len(missing), len(refs)-len(missing), s.Recorder().Target(), time.Since(t0).Round(time.Second), c.Out)
+	return nil
+}
+
+// jobs returns the runs the report needs: the evaluation's, and with
+// --baselines over the operational layer the keep-alive sweep.
+func (c *Config) jobs() ([]eval.Job, error) {
+	jobs, err := c.Eval.Jobs()
+	if err != nil {
+		return nil, err
+	}
+	kas, _ := c.keepAlive()
+	layers := strings.Split(c.Eval.Layers, ",")
+	if !c.Eval.Baselines || len(kas) == 0 || !containsTrim(layers, "operational") {
+		return jobs, nil
+	}
+	sweep := c.Eval
+	sweep.Models, sweep.Layers = "", "operational"
+	var ps []string
+	for _, d := range kas {
+		ps = append(ps, "keepalive-10m:keep_warm_ms="+strconv.FormatInt(d.Milliseconds(), 10))
+	}
+	sweep.Policies = strings.Join(ps, ",")
+	more, err := sweep.Jobs()
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, j := range jobs {
+		have[j.Label+"\x00"+j.Models] = true
+	}
+	for _, j := range more {
+		if !have[j.Label+"\x00"+j.Models] {
+			jobs = append(jobs, j)
+			have[j.Label+"\x00"+j.Models] = true
+		}
+	}
+	return jobs, nil
+}
+
+func containsTrim(xs []string, x string) bool {
+	for _, s := range xs {
+		if strings.TrimSpace(s) == x {
+			return true
+		}
+	}
+	return false
+}
+
+func modelsSuffix(m string) string {
+	if m == "" {
+		return ""
+	}
+	return " (" + m + ")"
+}
+
+// querier is what the report reads the store with.
+type querier interface {
+	Query(ctx context.Context, query string) ([]string, [][]any, error)
+}
+
+// resolve returns a ref per job with the newest finished eval run in the
+// store that ran the job's configuration over win (found), if any.
+func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job) ([]ref, error) {
+	_, rows, err := st.Query(ctx, "SELECT run_id, label, models, policy_seed, strategic_policy, tactical_policy, operational_policy, "+
+		"source, seed, first_day, scored_first_day, scored_last_day, default_placement, revision, wall_ms, started_ms "+
+		"FROM runs FINAL WHERE kind = 'eval' AND wall_ms > 0 ORDER BY started_ms, run_id")
+	if err != nil {
+		return nil, fmt.Errorf("reading the store's runs: %w", err)
+	}
+	type found struct {
+		id, rev string
+		wall    int64
+	}
+	newest := map[string]found{}
+	for _, r := range rows {
+		if str(r[7]) != win.Source || int64(num(r[8])) != win.Seed || int32(num(r[9])) != win.FirstDay ||
+			int32(num(r[10])) != win.ScoredFirst || int32(num(r[11])) != win.ScoredLast || str(r[12]) != win.Placement {
+			continue
+		}
+		k := runKey(str(r[1]), str(r[2]), int64(num(r[3])), str(r[4]), str(r[5]), str(r[6]))
+		newest[k] = found{id: str(r[0]), rev: str(r[13]), wall: int64(num(r[14]))} // ordered by start: the last is the newest
+	}
+	out := make([]ref, len(jobs))
+	for i, j := range jobs {
+		out[i] = ref{job: j}
+		p := j.Policies
+		if f, ok := newest[runKey(j.Label, j.Models, j.PolicySeed, p["strategic"], p["tactical"], p["operational"])]; ok {
+			out[i].runID, out[i].found, out[i].revision, out[i].wallMS = f.id, true, f.rev, f.wall
+		}
+	}
+	return out, nil
+}
+
+func runKey(label, models string, seed int64, s, t, o string) string {
+	return strings.Join([]string{label, models, strconv.FormatInt(seed, 10), s, t, o}, "\x00")
+}
+
+// runMissing runs the refs not found in the store, parallel at a time,
+// with a progress line per run.
+func runMissing(ctx context.Context, s *eval.Session, refs []ref, parallel int, stderr io.Writer) error {
+	var todo []int
+	for i, r := range refs {
+		if r.found {
+			fmt.Fprintf(stderr, "report: %s%s: in the store (run %s), not run again\n", r.job.Label, modelsSuffix(r.job.Models), r.runID)
+			continue
+		}
+		todo = append(todo, i)
+	}
+	var mu sync.Mutex
+	done := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(parallel, 1))
+	for _, i := range todo {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			t0 := time.Now()
+			id, err := s.Run(gctx, refs[i].job)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			refs[i].runID = id
+			done++
+			fmt.Fprintf(stderr, "report %d/%d: %s%s: run %s in %.1f s\n", done, len(todo), refs[i].job.Label, modelsSuffix(refs[i].job.Models), id, time.Since(t0).Seconds())
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return errors.Join(ctx.Err(), errors.New("strata report: interrupted; the finished runs are in the store and are not run again"))
+	}
+	return nil
+}
