@@ -281,7 +281,7 @@ func (b *Builder) performance(f *fnState, s int64, out *[NumFeatures]float64) {
 	// then look for the most recently freed idle one.
 	live := f.freeAt[:0]
 	for _, t := range f.freeAt {
-		if t > s || t+b.keepUS > s {
+		if t+b.keepUS > s { // busy, or idle within its keep-alive
 			live = append(live, t)
 		}
 	}
