@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -531,5 +532,25 @@ func TestBuilderOrder(t *testing.T) {
 				t.Errorf("last Add: %v, want ErrOrder", last)
 			}
 		})
+	}
+}
+
+// TestDocListsEveryFeature checks docs/dataset.md against the feature
+// table and the profile's columns: a table row for every feature with its
+// group, unit, definition and first-invocation value, and every profile
+// column named.
+func TestDocListsEveryFeature(t *testing.T) {
+	doc := string(readFile(t, "../../docs/dataset.md"))
+	for i, f := range dataset.Features() {
+		row := fmt.Sprintf("| %d | `%s` | %s | %s | %s |", i+1, f.Name, f.Group, f.Unit, f.Definition)
+		if !strings.Contains(doc, row) || !strings.Contains(doc, f.NoHistory) {
+			t.Errorf("docs/dataset.md has no row %q ending with %q", row, f.NoHistory)
+		}
+	}
+	_, profile, _ := strings.Cut(doc, "### `profile.csv`")
+	for _, c := range dataset.ProfileColumns {
+		if !strings.Contains(profile, "`"+c+"`") {
+			t.Errorf("docs/dataset.md's profile.csv section does not name %s", c)
+		}
 	}
 }
