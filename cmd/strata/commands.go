@@ -48,6 +48,7 @@ func commands() []command {
 		}},
 		{name: "export", group: true, main: exportMain, subs: []command{
 			{name: "sequences", summary: "the operational state of a closed-loop run as LSTM samples (Parquet)", main: exportSequencesMain},
+			{name: "dataset", summary: "the seed's Phase-1 dataset: 47 features per invocation, train/valid/test Parquet, scaler, profiles", main: exportDatasetMain},
 		}},
 		{name: "learner", summary: "train DQN and PPO on a run's transitions, publish checkpoints to JetStream", main: roleMain("strata learner", pipeline.DefaultLearnerRole)},
 		{name: "train", summary: "train the learned agents: closed-loop episodes on days 1–10, validation on 11–12", main: trainMain},

@@ -32,6 +32,7 @@ var Rules = []Rule{
 		Packages: []string{
 			"./schemas/...", "./replay/...", "./cloud/...", "./agents/...",
 			"./consumers/internal/...", "./ingest/telemetry/...", "./ingest/loadgen/...",
+			"./experiments/dataset/...",
 		},
 		Except:    []string{"./agents/worker/..."},
 		Forbidden: Clients,

@@ -25,7 +25,9 @@
 //     publishes through interfaces that its callers implement;
 //   - consumers/internal/... — deduplication;
 //   - ingest/telemetry/... and ingest/loadgen/... — the JSON and OTLP
-//     decoders and the HTTP load generator.
+//     decoders and the HTTP load generator;
+//   - experiments/dataset/... — the Phase-1 dataset's features and files
+//     (`strata export dataset` wires it in cmd/strata).
 //
 // consumers/twin/... and consumers/decisions/... link no gorgonia.org
 // package (the learner's networks): the twin scores decisions and the view
