@@ -283,10 +283,24 @@ func paretoFront(ps []point) []bool {
 // readCurves reads the learning curves of the model directories the refs
 // evaluated (train.json's curves; a directory without one is skipped).
 func readCurves(refs []ref) []Curve {
+	// A model directory's own train.json, and those beside the
+	// checkpoints it links to (a hierarchy's directory pairs the DQN and
+	// the PPO of separate trainings).
 	var dirs []string
 	for _, r := range refs {
-		if r.job.Models != "" && !slices.Contains(dirs, r.job.Models) {
-			dirs = append(dirs, r.job.Models)
+		if r.job.Models == "" {
+			continue
+		}
+		cands := []string{r.job.Models}
+		for _, ck := range []string{"dqn.ckpt", "ppo.ckpt", "lstm.ckpt"} {
+			if p, err := filepath.EvalSymlinks(filepath.Join(r.job.Models, ck)); err == nil {
+				cands = append(cands, filepath.Dir(p))
+			}
+		}
+		for _, d := range cands {
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
 		}
 	}
 	var out []Curve

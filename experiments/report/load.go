@@ -14,9 +14,9 @@ import (
 
 // layerSums are one run's sums over its reward rows of one layer.
 type layerSums struct {
-	Rows, Invocations, ColdStarts, SLAViolations                 float64
-	Reward, Regret, RCost, RPerf, RCarbon, SLAPenalty            float64
-	CostUSD, PrewarmUSD, CarbonG                                 float64
+	Rows, Invocations, ColdStarts, SLAViolations      float64
+	Reward, Regret, RCost, RPerf, RCarbon, SLAPenalty float64
+	CostUSD, PrewarmUSD, CarbonG                      float64
 }
 
 // runData is what the store holds of one run.

@@ -96,9 +96,20 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 // jobs returns the runs the report needs: the evaluation's, and with
 // --baselines over the operational layer the keep-alive sweep.
 func (c *Config) jobs() ([]eval.Job, error) {
-	jobs, err := c.Eval.Jobs()
+	all, err := c.Eval.Jobs()
 	if err != nil {
 		return nil, err
+	}
+	// A configuration both the baselines and the models evaluation run
+	// (tactical static-best under the same operational policy) runs once.
+	var jobs []eval.Job
+	seen := map[string]bool{}
+	for _, j := range all {
+		p := j.Policies
+		if k := runKey(j.Label, j.Models, j.PolicySeed, p["strategic"], p["tactical"], p["operational"]); !seen[k] {
+			seen[k] = true
+			jobs = append(jobs, j)
+		}
 	}
 	kas, _ := c.keepAlive()
 	layers := strings.Split(c.Eval.Layers, ",")

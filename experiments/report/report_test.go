@@ -1,0 +1,210 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"image/png"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/strata-rl/strata/experiments/train"
+	"github.com/strata-rl/strata/infra/store"
+)
+
+// bruteFront marks the points no other point dominates, by comparing
+// every pair.
+func bruteFront(ps []point) []bool {
+	on := make([]bool, len(ps))
+	for i, p := range ps {
+		on[i] = true
+		for j, q := range ps {
+			if j != i && q.x <= p.x && q.y <= p.y && (q.x < p.x || q.y < p.y) {
+				on[i] = false
+				break
+			}
+		}
+	}
+	return on
+}
+
+func TestParetoFrontEqualsBruteForce(t *testing.T) {
+	tests := []struct {
+		name string
+		ps   []point
+	}{
+		{"empty", nil},
+		{"one", []point{{1, 1}}},
+		{"equal points", []point{{1, 1}, {1, 1}, {2, 0}}},
+		{"same x", []point{{1, 3}, {1, 2}, {2, 1}, {2, 5}}},
+		{"same y", []point{{1, 2}, {3, 2}, {0, 4}}},
+		{"a line", []point{{1, 4}, {2, 3}, {3, 2}, {4, 1}}},
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for k := range 200 {
+		ps := make([]point, 1+r.IntN(25))
+		for i := range ps {
+			// Few distinct values, so that ties are common.
+			ps[i] = point{float64(r.IntN(6)), float64(r.IntN(6))}
+		}
+		tests = append(tests, struct {
+			name string
+			ps   []point
+		}{"random " + strconv.Itoa(k), ps})
+	}
+	for _, tt := range tests {
+		got, want := paretoFront(tt.ps), bruteFront(tt.ps)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: point %d %v on the front: %v, brute force %v (points %v)", tt.name, i, tt.ps[i], got[i], want[i], tt.ps)
+			}
+		}
+	}
+}
+
+// TestReport trains PPO for one episode with two seeds on a 2-day, 5-app
+// trace, then builds a report of three configurations (tactical
+// static-best, the oracle, PPO with both seeds) on day 2 after a warm-up
+// day, and checks it: every figure decodes as PNG; the plotted cost and
+// p95 of every configuration equal what the store's documented queries
+// give; the Pareto fronts equal a brute-force computation over the plotted
+// points; the learning curves are the two seeds'; and a second report with
+// --from-store runs nothing and plots the same points.
+func TestReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two training episodes and four closed-loop runs")
+	}
+	dir := t.TempDir()
+	var models []string
+	for s := 1; s <= 2; s++ {
+		m := filepath.Join(dir, "s"+strconv.Itoa(s))
+		c := train.DefaultConfig()
+		fs := flag.NewFlagSet("train", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.RegisterFlags(fs, "")
+		if err := fs.Parse([]string{"--layers", "tactical", "--episodes", "1", "--synth-days", "2", "--apps", "5", "--train-days", "1-1",
+			"--valid-days", "2-2", "--rollout", "64", "--seed", strconv.Itoa(s), "--store", "", "--progress=false", "--out", m}); err != nil {
+			t.Fatal(err)
+		}
+		if err := train.Train(context.Background(), c, io.Discard, io.Discard); err != nil {
+			t.Fatalf("training seed %d: %v", s, err)
+		}
+		models = append(models, m)
+	}
+	db, out := filepath.Join(dir, "runs.duckdb"), filepath.Join(dir, "report")
+	args := []string{"--models", strings.Join(models, ","), "--rows", "static-best,oracle,ppo", "--synth-days", "2", "--apps", "5",
+		"--eval-days", "2-2", "--warmup-days", "1", "--parallel", "2", "--store", db, "--out", out}
+	sum := runReport(t, args)
+	if len(sum.Configs) != 3 {
+		t.Fatalf("%d configurations, want 3: %+v", len(sum.Configs), sum.Configs)
+	}
+	for _, f := range sum.Figures() {
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+			t.Errorf("%s does not decode as PNG: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, FigCurves)); err != nil || len(sum.Curves) != 4 { // 2 seeds × train, validation
+		t.Errorf("learning curves: %d, want the 2 seeds' train and validation curves (%v)", len(sum.Curves), err)
+	}
+
+	// The plotted points against the store's documented queries.
+	st, err := store.OpenDuckDB(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := func(q store.RunQuery) map[string][]any {
+		t.Helper()
+		_, rows, err := st.Query(t.Context(), q.SQL(2, 2))
+		if err != nil {
+			t.Fatalf("%s: %v", q.Name, err)
+		}
+		out := map[string][]any{}
+		for _, r := range rows {
+			out[r[0].(string)] = r
+		}
+		return out
+	}
+	p95s, costs := query(store.RunQueries[0]), query(store.RunQueries[2])
+	_ = st.Close()
+	pts := sum.ParetoPoints(func(c *ConfigSummary) float64 { return c.P95 })
+	for _, c := range sum.Configs {
+		pt := pts[c.Label]
+		if q := p95s[c.Label]; q == nil || pt[1] != num(q[1]) {
+			t.Errorf("%s: plotted p95 %v, the store's query %v", c.Label, pt[1], q)
+		}
+		if q := costs[c.Label]; q == nil || math.Abs(pt[0]-num(q[2])) > 1e-9*pt[0] {
+			t.Errorf("%s: plotted cost %v per million, the store's query %v", c.Label, pt[0], q)
+		}
+	}
+	if n := len(sum.byLabel("tactical ppo").RunIDs); n != 2 {
+		t.Errorf("tactical ppo: %d runs, want one per seed", n)
+	}
+
+	// The fronts against brute force over the plotted points.
+	for _, f := range []struct {
+		name  string
+		y     func(c *ConfigSummary) float64
+		front []string
+	}{
+		{"cost-p95", func(c *ConfigSummary) float64 { return c.P95 }, sum.ParetoCostP95},
+		{"cost-carbon", func(c *ConfigSummary) float64 { return c.GCO2ePerM }, sum.ParetoCostCarbon},
+	} {
+		ps := make([]point, len(sum.Configs))
+		for i, c := range sum.Configs {
+			ps[i] = point{c.CostPerM, f.y(c)}
+		}
+		var want []string
+		for i, on := range bruteFront(ps) {
+			if on {
+				want = append(want, sum.Configs[i].Label)
+			}
+		}
+		if strings.Join(want, ";") != strings.Join(f.front, ";") {
+			t.Errorf("%s front %v, brute force %v", f.name, f.front, want)
+		}
+	}
+
+	// Resumed from the store: nothing runs, the same points.
+	again := runReport(t, append(args, "--from-store", "--out", filepath.Join(dir, "again")))
+	a, _ := json.Marshal(again.Configs)
+	b, _ := json.Marshal(sum.Configs)
+	if !bytes.Equal(a, b) {
+		t.Errorf("--from-store configurations differ:\n%s\n%s", a, b)
+	}
+}
+
+// runReport runs `strata report` with args and returns its summary.json.
+func runReport(t *testing.T, args []string) *Summary {
+	t.Helper()
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs, "")
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), c, &stdout, &stderr); err != nil {
+		t.Fatalf("strata report: %v\n%s", err, &stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(c.Out, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
