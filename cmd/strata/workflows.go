@@ -6,7 +6,9 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"time"
 
+	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/experiments/dataset"
 	"github.com/strata-rl/strata/experiments/eval"
@@ -42,6 +44,15 @@ func reportMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	c.Eval.NewModel, c.Eval.RunJSON = conf.NewModel, conf.RunJSON(args)
+	c.VariantModel = func(sets []cloud.Setting) func(time.Time) (*cloud.Model, error) {
+		return func(epoch time.Time) (*cloud.Model, error) {
+			cat, err := conf.Catalog()
+			if err != nil {
+				return nil, err
+			}
+			return report.VariantModel(cat, conf.ModelConfig(), sets, epoch)
+		}
+	}
 	return report.Run(ctx, c, stdout, stderr)
 }
 

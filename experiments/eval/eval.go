@@ -62,6 +62,8 @@ type evalRow struct {
 	WallSeconds       float64            `json:"wall_seconds"`
 	// RunID is the run's id in the store (runs.run_id).
 	RunID string `json:"run_id"`
+	// label, if set, is runs.label instead of runLabel's (a Job's).
+	label string
 }
 
 // evalVariants returns the configurations to run: the reference, then for
@@ -313,7 +315,11 @@ func runEvalRow(ctx context.Context, r *evalRow, lo pipeline.LoopOptions, w wind
 	t0 := time.Now()
 	var rec *experiments.RunRecord
 	if w.rec != nil {
-		rec = &experiments.RunRecord{Rec: w.rec, Row: &stratapb.Run{Kind: "eval", Label: runLabel(*r), ConfigJson: w.runJSON}}
+		label := r.label
+		if label == "" {
+			label = runLabel(*r)
+		}
+		rec = &experiments.RunRecord{Rec: w.rec, Row: &stratapb.Run{Kind: "eval", Label: label, ConfigJson: w.runJSON}}
 	}
 	res, name, o, err := experiments.RunWindow(ctx, lo, o, w.fromUS, w.toUS, int64(w.warmupDays)*grid.TicksPerDay, rec)
 	if err != nil {

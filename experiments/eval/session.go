@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
@@ -24,6 +26,8 @@ type Session struct {
 	win         window
 	first, last int
 	rec         *pipeline.Recorder
+	// shared marks a Variant: its store is its parent's, closed there.
+	shared bool
 }
 
 // NewSession validates c and prepares its runs: the logger, the epoch, the
@@ -52,12 +56,22 @@ func NewSession(ctx context.Context, c Config, stderr io.Writer) (*Session, erro
 	return &Session{c: c, base: base, win: win, first: first, last: last, rec: rec}, nil
 }
 
-// Close closes the session's store.
+// Close closes the session's store (a Variant leaves it to its parent).
 func (s *Session) Close() error {
-	if s.rec == nil {
+	if s.rec == nil || s.shared {
 		return nil
 	}
 	return s.rec.Close()
+}
+
+// Variant returns a session over the same window and store whose runs
+// evaluate under the cloud model newModel builds (a sensitivity study's
+// variant). Its static-best choices are computed afresh under that model.
+func (s *Session) Variant(newModel func(epoch time.Time) (*cloud.Model, error)) *Session {
+	v := *s
+	v.shared = true
+	v.base.NewModel, v.base.Cache = newModel, &pipeline.LoopCache{}
+	return &v
 }
 
 // Recorder returns the store the runs are recorded in (nil: none).
@@ -146,6 +160,7 @@ func runLabel(r evalRow) string {
 // and returns its run id.
 func (s *Session) Run(ctx context.Context, j Job) (string, error) {
 	r := j.row
+	r.label = j.Label
 	lo := s.base
 	lo.Models, lo.PolicySeed = j.Models, j.PolicySeed
 	if err := runEvalRow(ctx, &r, lo, s.win); err != nil {

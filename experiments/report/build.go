@@ -31,6 +31,11 @@ type Summary struct {
 	Curves []Curve `json:"curves,omitempty"`
 	// Revisions are the source revisions of the runs (runs.revision).
 	Revisions []string `json:"revisions"`
+	// Sensitivity compares the rankings under each variant of the ASSUMED
+	// hidden properties with the default's; VariantConfigs are the
+	// variants' configurations (labels tagged with the variant).
+	Sensitivity    []Ranking        `json:"sensitivity,omitempty"`
+	VariantConfigs []*ConfigSummary `json:"variant_configs,omitempty"`
 }
 
 // ConfigSummary is one configuration: its runs (one per seed where a

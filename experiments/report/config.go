@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/experiments/eval"
 )
 
@@ -24,6 +25,13 @@ type Config struct {
 	// operational baseline keepalive (with --baselines and the operational
 	// layer); "" sweeps none.
 	KeepAlive string
+	// Sensitivity re-runs the baseline comparison under each of Variants
+	// and reports which rankings change.
+	Sensitivity bool
+	// VariantModel builds a variant's cloud model: the command's catalog
+	// and configuration with the variant's settings (nil:
+	// DefaultVariantModel).
+	VariantModel func(sets []cloud.Setting) func(epoch time.Time) (*cloud.Model, error)
 }
 
 // DefaultConfig is `strata report`'s defaults: the baselines of every
@@ -40,6 +48,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	c.Eval.RegisterRunFlags(fs, prefix)
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "`DIR` of report.md, the PNG figures and summary.json")
 	fs.BoolVar(&c.FromStore, prefix+"from-store", c.FromStore, "run nothing: build the report from the runs already in the store (each configuration's newest finished run)")
+	fs.BoolVar(&c.Sensitivity, prefix+"sensitivity", c.Sensitivity, "with --baselines: re-run the baseline comparison with each ASSUMED hidden function property (working-set median and spread, CPU-bound fraction, runtime mix) at a low and a high value, and report which rankings change (8 × the baseline runs)")
 	fs.StringVar(&c.KeepAlive, prefix+"keepalive-sweep", c.KeepAlive, "with --baselines and the operational layer: keep-alive windows (durations, comma-separated) run as the keepalive baseline's family on the cold-start/keep-warm figure; \"\" none")
 }
 
@@ -54,6 +63,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.keepAlive(); err != nil {
 		return err
+	}
+	if c.Sensitivity && !c.Eval.Baselines {
+		return errors.New("strata report --sensitivity re-runs the baseline comparison: give --baselines")
 	}
 	return c.Eval.Validate()
 }

@@ -133,6 +133,29 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 	}
 	b.WriteString("\n**Claims** (the seed, \"across 1000 placement decisions\", latency statistic unstated): cost-optimal $0.00031, 127 ms, 0.68 g; " +
 		"performance-optimal $0.00062, 23 ms, 0.81 g; carbon-optimal $0.00048, 89 ms, 0.31 g; the framework $0.00040, 42 ms, 0.48 g.\n\n")
+	if len(s.Sensitivity) > 0 {
+		b.WriteString("## Sensitivity to the ASSUMED hidden function properties\n\n")
+		b.WriteString("The baseline comparison re-run with each hidden property at a low and a high value (docs/report.md, \"Sensitivity\"); " +
+			"each section's configurations ranked by that layer's R. τ is Kendall's rank correlation with the default order (1: the same order).\n\n")
+		b.WriteString("| variant | setting | section | order changed | τ | pairs flipped | ranking under the variant (best first) |\n|---|---|---|---|---|---|---|\n")
+		changed := 0
+		for _, r := range s.Sensitivity {
+			if r.Changed {
+				changed++
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | %s | %s |\n", r.Variant, r.What, r.Section, map[bool]string{true: "**yes**", false: "no"}[r.Changed],
+				r.KendallTau, orNone(strings.Join(r.Swaps, "; ")), strings.Join(r.Ranked, " > "))
+		}
+		fmt.Fprintf(b, "\n%d of %d rankings change. The default orders: ", changed, len(s.Sensitivity))
+		seen := map[string]bool{}
+		for _, r := range s.Sensitivity {
+			if !seen[r.Section] {
+				seen[r.Section] = true
+				fmt.Fprintf(b, "%s: %s. ", r.Section, strings.Join(r.Default, " > "))
+			}
+		}
+		b.WriteString("\n\n")
+	}
 	b.WriteString("## Figures\n\n")
 	for _, f := range s.Figures() {
 		fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)

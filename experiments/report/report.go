@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,16 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if refs, err = resolve(ctx, st, win, jobs); err != nil {
 		return err
 	}
-	d, err := load(ctx, st, refs, win)
+	var vrefs []ref
+	if c.Sensitivity {
+		if c.VariantModel == nil {
+			c.VariantModel = DefaultVariantModel
+		}
+		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(jobs), stderr); err != nil {
+			return err
+		}
+	}
+	d, err := load(ctx, st, append(slices.Clone(refs), vrefs...), win)
 	if err != nil {
 		return err
 	}
@@ -80,6 +90,11 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("creating %s: %w", c.Out, err)
 	}
 	rep := build(d, refs, win)
+	if c.Sensitivity {
+		vs := build(d, vrefs, win)
+		rep.VariantConfigs = vs.Configs
+		rep.Sensitivity = rankings(&Summary{Configs: append(slices.Clone(rep.Configs), vs.Configs...)})
+	}
 	if err := rep.writeFigures(c.Out); err != nil {
 		return err
 	}

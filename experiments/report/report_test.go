@@ -208,3 +208,72 @@ func runReport(t *testing.T, args []string) *Summary {
 	}
 	return &s
 }
+
+func TestCompareOrders(t *testing.T) {
+	tests := []struct {
+		a, b  []string
+		swaps []string
+		tau   float64
+	}{
+		{[]string{"x", "y", "z"}, []string{"x", "y", "z"}, nil, 1},
+		{[]string{"x", "y", "z"}, []string{"z", "y", "x"}, []string{"x > y", "x > z", "y > z"}, -1},
+		{[]string{"x", "y", "z"}, []string{"y", "x", "z"}, []string{"x > y"}, 1 - 2.0/3},
+		{[]string{"x", "y"}, []string{"y"}, nil, 1}, // one common: no pair
+	}
+	for _, tt := range tests {
+		swaps, tau := compareOrders(tt.a, tt.b)
+		if strings.Join(swaps, ";") != strings.Join(tt.swaps, ";") || math.Abs(tau-tt.tau) > 1e-12 {
+			t.Errorf("compareOrders(%v, %v) = %v, %v; want %v, %v", tt.a, tt.b, swaps, tau, tt.swaps, tt.tau)
+		}
+	}
+}
+
+// TestReportSensitivity re-runs a two-configuration tactical comparison
+// under every variant of the hidden properties: each variant's runs are
+// recorded under tagged labels with the variant's model, the rankings
+// compare each variant's order with the default's (the default order being
+// the configurations by tactical R), and a second report finds every run
+// in the store.
+func TestReportSensitivity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("eighteen closed-loop runs of a day")
+	}
+	dir := t.TempDir()
+	args := []string{"--baselines", "--layers", "tactical", "--policies", "static-best", "--synth-days", "1", "--apps", "3",
+		"--eval-days", "1-1", "--warmup-days", "0", "--parallel", "2", "--sensitivity", "--store", filepath.Join(dir, "runs.duckdb"),
+		"--out", filepath.Join(dir, "report")}
+	sum := runReport(t, args)
+	if len(sum.VariantConfigs) != 2*len(Variants) {
+		t.Fatalf("%d variant configurations, want %d", len(sum.VariantConfigs), 2*len(Variants))
+	}
+	if len(sum.Sensitivity) != len(Variants) {
+		t.Fatalf("%d rankings, want one per variant (tactical section): %+v", len(sum.Sensitivity), sum.Sensitivity)
+	}
+	ref, sb := sum.byLabel("reference"), sum.byLabel("tactical static-best")
+	want := []string{"reference", "tactical static-best"}
+	if sb.MeanReward["tactical"] > ref.MeanReward["tactical"] {
+		want = []string{"tactical static-best", "reference"}
+	}
+	differs := false
+	for i, r := range sum.Sensitivity {
+		if strings.Join(r.Default, ",") != strings.Join(want, ",") || r.Changed != (len(r.Swaps) > 0) || len(r.Ranked) != 2 {
+			t.Errorf("ranking %d: %+v (default order want %v)", i, r, want)
+		}
+		v := sum.VariantConfigs[2*i : 2*i+2]
+		if !strings.HasSuffix(v[0].Label, Variants[i].Tag()) {
+			t.Errorf("variant %d's configurations %q, %q lack the tag %q", i, v[0].Label, v[1].Label, Variants[i].Tag())
+		}
+		if v[0].MeanReward["tactical"] != ref.MeanReward["tactical"] || v[1].MeanReward["tactical"] != sb.MeanReward["tactical"] {
+			differs = true
+		}
+	}
+	if !differs {
+		t.Error("no variant changed a configuration's reward: the variants' models were not used")
+	}
+	again := runReport(t, append(args, "--from-store", "--out", filepath.Join(dir, "again")))
+	a, _ := json.Marshal(again.Sensitivity)
+	b, _ := json.Marshal(sum.Sensitivity)
+	if !bytes.Equal(a, b) {
+		t.Errorf("--from-store rankings differ:\n%s\n%s", a, b)
+	}
+}
