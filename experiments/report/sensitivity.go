@@ -28,7 +28,9 @@ type Variant struct {
 // Tag is the suffix of the variant's run labels.
 func (v Variant) Tag() string { return " [" + v.Name + " " + v.Level + "]" }
 
-func set(name, key, value string) cloud.Setting { return cloud.Setting{Name: name, Key: key, Value: value} }
+func set(name, key, value string) cloud.Setting {
+	return cloud.Setting{Name: name, Key: key, Value: value}
+}
 
 // Variants are the low and high values of each ASSUMED hidden property,
 // around the defaults (working set lognormal with median 170 MB and σ
