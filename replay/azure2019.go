@@ -311,7 +311,13 @@ func (r *Azure2019Reader) expandMinute() {
 		f = nf
 	}
 	slices.SortFunc(r.draws, func(a, b draw2019) int {
-		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.fn, b.fn), cmp.Compare(a.j, b.j))
+		if a.start != b.start {
+			return cmp.Compare(a.start, b.start)
+		}
+		if a.fn != b.fn {
+			return cmp.Compare(a.fn, b.fn)
+		}
+		return cmp.Compare(a.j, b.j)
 	})
 }
 
@@ -379,13 +385,14 @@ var (
 // csvFile is one Azure 2019 file read line by line, its columns found by
 // the header's names.
 type csvFile struct {
-	path   string
-	f      *os.File
-	br     *bufio.Reader
-	line   int64
-	idx    []int // column of each wanted name
-	ncol   int
-	fields [][]byte
+	path    string
+	f       *os.File
+	br      *bufio.Reader
+	line    int64
+	idx     []int // column of each wanted name
+	ncol    int
+	fields  [][]byte
+	scratch []byte
 }
 
 // openCSVFile opens path (plain or gzip) and finds the columns want in its
@@ -409,7 +416,7 @@ func (c *csvFile) header(want []string) error {
 		return err
 	}
 	c.br = br
-	raw, tooLong, err := readLine(br)
+	raw, tooLong, err := readLine(br, &c.scratch)
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: empty file, want a header line: %w", c.path, ErrAzure2019)
 	}
@@ -464,7 +471,7 @@ func (c *csvFile) close() error {
 // *LineError for a malformed one; io.EOF at the end; or a read error.
 func (c *csvFile) next() ([][]byte, error) {
 	for {
-		raw, tooLong, err := readLine(c.br)
+		raw, tooLong, err := readLine(c.br, &c.scratch)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil, io.EOF
@@ -562,25 +569,29 @@ func (a durRow) better(b durRow) bool {
 }
 
 // parseNumber parses a finite, non-negative number; a non-empty reason
-// says what is wrong, prefixed by what.
+// says what is wrong, prefixed by what unless what is "".
 func parseNumber(b []byte, what string) (float64, string) {
+	if what != "" {
+		what += " "
+	}
 	if len(b) == 0 {
-		return 0, what + " is empty"
+		return 0, what + "is empty"
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
 	switch {
 	case err != nil:
-		return 0, fmt.Sprintf("%s %q is not a number", what, clip(b))
+		return 0, fmt.Sprintf("%s%q is not a number", what, clip(b))
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return 0, fmt.Sprintf("%s %q is not finite", what, clip(b))
+		return 0, fmt.Sprintf("%s%q is not finite", what, clip(b))
 	case v < 0:
-		return 0, fmt.Sprintf("%s %q is negative", what, clip(b))
+		return 0, fmt.Sprintf("%s%q is negative", what, clip(b))
 	}
 	return v, ""
 }
 
 // parseWhole parses a whole number in [0, limit], written as digits or
-// as a float with no fraction; a non-empty reason says what is wrong.
+// as a float with no fraction; a non-empty reason says what is wrong,
+// prefixed by what unless what is "".
 func parseWhole(b []byte, what string, limit float64) (float64, string) {
 	if len(b) == 1 && b[0] == '0' {
 		return 0, ""
@@ -602,11 +613,14 @@ func parseWhole(b []byte, what string, limit float64) (float64, string) {
 	if reason != "" {
 		return 0, reason
 	}
+	if what != "" {
+		what += " "
+	}
 	if v != math.Trunc(v) {
-		return 0, fmt.Sprintf("%s %q is not a whole number", what, clip(b))
+		return 0, fmt.Sprintf("%s%q is not a whole number", what, clip(b))
 	}
 	if v > limit {
-		return 0, fmt.Sprintf("%s %q is out of range (at most %.0f)", what, clip(b), limit)
+		return 0, fmt.Sprintf("%s%q is out of range (at most %.0f)", what, clip(b), limit)
 	}
 	return v, ""
 }
@@ -718,8 +732,9 @@ func (r *Azure2019Reader) loadDay() error {
 			if len(b) == 1 && b[0] == '0' {
 				continue
 			}
-			v, reason := parseWhole(b, "minute "+invocationColumns[4+m], math.MaxInt32)
+			v, reason := parseWhole(b, "", math.MaxInt32)
 			if reason != "" {
+				reason = "minute " + invocationColumns[4+m] + " " + reason
 				r.minutes, r.counts = r.minutes[:lo], r.counts[:lo]
 				return reason
 			}

@@ -227,15 +227,16 @@ func (m ColumnMap) invocation(app, fn, ts, dur []byte) (Invocation, string) {
 // reports a malformed line as a *LineError from Next, then goes on with the
 // next line.
 type ColumnReader struct {
-	name   string
-	br     *bufio.Reader
-	cols   ColumnMap
-	idx    [4]int
-	ncol   int
-	line   int64
-	row    int64
-	fields [][]byte
-	closer io.Closer
+	name    string
+	br      *bufio.Reader
+	cols    ColumnMap
+	idx     [4]int
+	ncol    int
+	line    int64
+	row     int64
+	fields  [][]byte
+	closer  io.Closer
+	scratch []byte
 }
 
 // NewColumnReader reads the header of r (plain or gzip) and returns a
@@ -247,7 +248,7 @@ func NewColumnReader(r io.Reader, name string, cols ColumnMap) (*ColumnReader, e
 		return nil, err
 	}
 	cr := &ColumnReader{name: name, br: br, cols: cols}
-	raw, tooLong, err := readLine(br)
+	raw, tooLong, err := readLine(br, &cr.scratch)
 	if errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: empty trace, want a header line: %w", name, ErrColumns)
 	}
@@ -303,7 +304,7 @@ func (r *ColumnReader) Close() error {
 // if the underlying stream failed.
 func (r *ColumnReader) Next() (Invocation, error) {
 	for {
-		raw, tooLong, err := readLine(r.br)
+		raw, tooLong, err := readLine(r.br, &r.scratch)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return Invocation{}, io.EOF
@@ -391,10 +392,19 @@ func splitCSV(line []byte, dst [][]byte) ([][]byte, string) {
 		}
 		k := bytes.IndexByte(line[i:], ',')
 		if k < 0 {
-			dst = append(dst, bytes.TrimSpace(line[i:]))
+			dst = append(dst, trimSpace(line[i:]))
 			return dst, ""
 		}
-		dst = append(dst, bytes.TrimSpace(line[i:i+k]))
+		dst = append(dst, trimSpace(line[i:i+k]))
 		i += k + 1
 	}
+}
+
+// trimSpace is bytes.TrimSpace with a fast path for a field that starts
+// and ends with printable ASCII, the common case.
+func trimSpace(b []byte) []byte {
+	if len(b) == 0 || (b[0] > ' ' && b[0] < 0x7f && b[len(b)-1] > ' ' && b[len(b)-1] < 0x7f) {
+		return b
+	}
+	return bytes.TrimSpace(b)
 }

@@ -52,6 +52,7 @@ type CSVReader struct {
 	row     int64 // data rows consumed so far, malformed ones included
 	started bool
 	closer  io.Closer
+	scratch []byte
 }
 
 // NewCSVReader returns a reader over r; name is used in error messages. If r
@@ -106,10 +107,13 @@ func (r *CSVReader) Close() error {
 // Line returns the number of lines consumed so far, header included.
 func (r *CSVReader) Line() int64 { return r.line }
 
-// readLine returns the next line of br; tooLong reports that it exceeded
-// maxLineBytes, in which case only its first maxLineBytes are returned.
-func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
-	var buf []byte
+// readLine returns the next line of br, in scratch's memory (which it
+// grows), valid until the next call with the same scratch; tooLong reports
+// that the line exceeded maxLineBytes, in which case only its first
+// maxLineBytes are returned.
+func readLine(br *bufio.Reader, scratch *[]byte) (line []byte, tooLong bool, err error) {
+	buf := (*scratch)[:0]
+	defer func() { *scratch = buf[:0] }()
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if len(buf)+len(chunk) <= maxLineBytes {
@@ -138,7 +142,7 @@ func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
 // the underlying stream failed.
 func (r *CSVReader) Next() (Invocation, error) {
 	for {
-		raw, tooLong, err := readLine(r.br)
+		raw, tooLong, err := readLine(r.br, &r.scratch)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if !r.started {
