@@ -93,7 +93,8 @@ type Azure2019Config struct {
 // app and function hashes, d, m), so the output does not depend on the
 // order of the files' rows. Invocations come out in non-decreasing start
 // order (ties broken by function and draw), numbered from 1; App is
-// HashApp and Func HashFunction (HashOwner only keys the draws).
+// HashApp and Func HashFunction (HashOwner keys the draws and the match
+// with the durations rows, not the ids).
 //
 // It holds one day's counts (sparse: the non-zero minutes of each
 // function, 6 bytes each), that day's duration percentiles and the

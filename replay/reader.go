@@ -18,7 +18,8 @@ import (
 type LineError struct {
 	// File is the name of the trace file (or a description of the stream).
 	File string
-	// Line is the 1-based line number in the file, the header being line 1.
+	// Line is the 1-based line number in the file, the header being line 1;
+	// for a Parquet trace, the 1-based row number.
 	Line int64
 	// Text is the offending line, truncated to 200 bytes.
 	Text string
