@@ -47,7 +47,7 @@ func (s *Source) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	if seedFlag == "" {
 		seedFlag = "seed"
 	}
-	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "trace `PATH`: a file (Azure 2021 CSV, mapped CSV or Parquet; plain or .gz) or an Azure 2019 directory, see docs/traces.md; default: a synthetic trace")
+	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "trace `PATH`: a file (an Azure 2021 or mapped CSV, plain or .gz, or Parquet) or an Azure 2019 directory, see docs/traces.md; default: a synthetic trace")
 	fs.StringVar(&s.Format, prefix+"trace-format", cmp.Or(s.Format, string(replay.FormatAuto)),
 		"`format` of --trace: auto (a directory is azure2019, .parquet is parquet, else azure2021, or csv with --trace-columns), azure2021, azure2019, csv or parquet")
 	fs.StringVar(&s.Columns, prefix+"trace-columns", s.Columns,
