@@ -76,6 +76,7 @@ FUZZFLAGS = -fuzzminimizetime 100x
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCSVReader$$' -fuzztime 1000000x $(FUZZFLAGS) ./replay/
+	$(GO) test -run '^$$' -fuzz '^FuzzColumnReader$$' -fuzztime 1000000x $(FUZZFLAGS) ./replay/
 	$(GO) test -run '^$$' -fuzz '^FuzzObservationDecode$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/features/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestorePartition$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/features/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/sink/

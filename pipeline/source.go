@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,13 +12,19 @@ import (
 	"github.com/strata-rl/strata/schemas/grid"
 )
 
-// Source selects the trace a run replays: a file, or the synthetic
-// generator.
+// Source selects the trace a run replays: a file or directory, or the
+// synthetic generator.
 type Source struct {
-	// Trace is a trace file in the Azure 2021 format (plain or .gz); ""
+	// Trace is a trace file or directory in Format (docs/traces.md); ""
 	// generates a synthetic trace.
 	Trace string
-	// SynthDays, Seed and Apps configure the synthetic trace.
+	// Format is the trace's format, one of replay.Formats; "" is auto.
+	Format string
+	// Columns maps a csv or parquet trace's columns (replay.ParseColumns);
+	// "" is the Azure 2021 trace's.
+	Columns string
+	// SynthDays, Seed and Apps configure the synthetic trace; Seed also
+	// keys the expansion of an Azure 2019 trace's counts.
 	SynthDays int
 	Seed      int64
 	Apps      int
@@ -31,26 +38,49 @@ type Source struct {
 // synthetic day of seed 1.
 func DefaultSource() Source { return Source{SynthDays: 1, Seed: 1} }
 
-// RegisterFlags registers --trace, --synth-days, the seed flag (SeedFlag)
-// and --apps, each name preceded by prefix; their defaults are s's values,
-// which --synth-days -h prints.
+// RegisterFlags registers --trace, --trace-format, --trace-columns,
+// --synth-days, the seed flag (SeedFlag) and --apps, each name preceded by
+// prefix; their defaults are s's values (an empty Format is auto), which
+// --synth-days -h prints.
 func (s *Source) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	seedFlag := s.SeedFlag
 	if seedFlag == "" {
 		seedFlag = "seed"
 	}
-	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "trace `FILE` in the Azure 2021 format (plain or .gz); default: a synthetic trace")
+	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "trace `PATH`: a file (an Azure 2021 or mapped CSV, plain or .gz, or Parquet) or an Azure 2019 directory, see docs/traces.md; default: a synthetic trace")
+	fs.StringVar(&s.Format, prefix+"trace-format", cmp.Or(s.Format, string(replay.FormatAuto)),
+		"`format` of --trace: auto (a directory is azure2019, .parquet is parquet, else azure2021, or csv with --trace-columns), azure2021, azure2019, csv or parquet")
+	fs.StringVar(&s.Columns, prefix+"trace-columns", s.Columns,
+		"column `mapping` of a csv or parquet --trace, e.g. app=owner_app,func=fn,end=ts,duration=dur_ms:ms,unit=s (default: app,func,end_timestamp,duration in seconds)")
 	fs.Var(&daysValue{days: &s.SynthDays, set: &s.SynthSet}, prefix+"synth-days", "generate `N` days of synthetic trace when no --trace is given")
-	fs.Int64Var(&s.Seed, prefix+seedFlag, s.Seed, "seed of the synthetic trace")
+	fs.Int64Var(&s.Seed, prefix+seedFlag, s.Seed, "seed of the synthetic trace, and of the expansion of an Azure 2019 trace's counts into invocations")
 	fs.IntVar(&s.Apps, prefix+"apps", s.Apps, "keep only this many apps of the synthetic trace (0 = all 119)")
 }
 
-// Validate reports a trace file given together with --synth-days.
+// Validate reports a trace file given together with --synth-days, a
+// format or column mapping that does not parse or does not fit, and
+// either given without a trace.
 func (s *Source) Validate() error {
 	if s.Trace != "" && s.SynthSet {
 		return errors.New("--trace and --synth-days are exclusive")
 	}
+	if err := s.openConfig().Check(); err != nil {
+		return fmt.Errorf("checking --trace-format and --trace-columns: %w", err)
+	}
+	if s.Trace == "" {
+		if f := replay.Format(s.Format); f != "" && f != replay.FormatAuto {
+			return fmt.Errorf("--trace-format %s needs a --trace", f)
+		}
+		if s.Columns != "" {
+			return errors.New("--trace-columns needs a --trace")
+		}
+	}
 	return nil
+}
+
+// openConfig is how s opens its trace.
+func (s *Source) openConfig() replay.OpenConfig {
+	return replay.OpenConfig{Format: replay.Format(s.Format), Columns: s.Columns, Seed: s.Seed}
 }
 
 // daysValue is the value of --synth-days: a number of days that records
@@ -76,18 +106,31 @@ func (v *daysValue) Set(s string) error {
 	return nil
 }
 
-// Open returns the selected source, its name for messages, its length in
-// trace microseconds when known (0 otherwise) and a closer.
+// Open returns the selected source, its name for messages (the path of a
+// 2021 CSV; with the format, and the seed or column mapping, for the
+// others), its length in trace microseconds when known (0 otherwise) and a
+// closer.
 func (s *Source) Open() (src replay.Source, name string, lenUS int64, closeSrc func(), err error) {
 	if err := s.Validate(); err != nil {
 		return nil, "", 0, nil, err
 	}
 	if s.Trace != "" {
-		r, err := replay.OpenTrace(s.Trace)
+		r, f, err := replay.Open(s.Trace, s.openConfig())
 		if err != nil {
 			return nil, "", 0, nil, err
 		}
-		return r, s.Trace, 0, func() { _ = r.Close() }, nil
+		name = s.Trace
+		switch f {
+		case replay.FormatAzure2019:
+			name = fmt.Sprintf("%s (azure2019, seed %d)", s.Trace, s.Seed)
+		case replay.FormatCSV, replay.FormatParquet:
+			cols, _ := replay.ParseColumns(s.Columns)
+			name = fmt.Sprintf("%s (%s %s)", s.Trace, f, cols)
+		}
+		if l, ok := r.(interface{ LengthUS() int64 }); ok {
+			lenUS = l.LengthUS()
+		}
+		return r, name, lenUS, func() { _ = r.Close() }, nil
 	}
 	days := s.SynthDays
 	syn, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: s.Seed, Apps: s.Apps})

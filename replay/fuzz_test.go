@@ -3,6 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -98,6 +99,86 @@ func FuzzCSVReader(f *testing.F) {
 			}
 		}
 		if _, err := back.Next(); !errors.Is(err, io.EOF) {
+			t.Fatalf("round trip: extra result %v", err)
+		}
+	})
+}
+
+// FuzzColumnReader feeds arbitrary bytes to the column-mapped CSV reader
+// (start and duration in ms, the time column mapped by name). It must
+// never panic or loop; a header without the mapped columns fails at once
+// naming the stream; every later error is io.EOF, a *LineError at a later
+// line, or a read error that ends the stream; every accepted invocation
+// is well formed and reads back unchanged from a fully quoted rendering.
+func FuzzColumnReader(f *testing.F) {
+	f.Add([]byte("x,s,a,f,d\n1,1000,app,fn,250\n"))
+	f.Add([]byte("s,a,f,d\n\"1\",\"a,b\",\"q\"\"q\",0.5\r\n\n7,a,f\n8,a,f,-1\n9,a,f,1,2\n"))
+	f.Add([]byte("s,a,f,d\n\"unterminated,a,f,1\n1,a,f,NaN\n"))
+	f.Add([]byte("a,f\n"))
+	f.Add([]byte{})
+	cols, err := replay.ParseColumns("app=a,func=f,start=s,duration=d,unit=ms")
+	if err != nil {
+		f.Fatal(err)
+	}
+	back, err := replay.ParseColumns("app=a,func=f,start=s,duration=d,unit=us")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := replay.NewColumnReader(bytes.NewReader(data), "fuzz.csv", cols)
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.csv") {
+				t.Fatalf("NewColumnReader error %q does not name the stream", err)
+			}
+			return
+		}
+		var got []replay.Invocation
+		var lastLine, lastRow int64
+		for i := 0; ; i++ {
+			if i > 1<<20 {
+				return
+			}
+			in, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			var le *replay.LineError
+			if errors.As(err, &le) {
+				if le.Line < 2 || le.Line <= lastLine || le.File != "fuzz.csv" || le.Reason == "" || len(le.Text) > 200 {
+					t.Fatalf("malformed LineError %#v after line %d", le, lastLine)
+				}
+				lastLine = le.Line
+				continue
+			}
+			if err != nil {
+				if !strings.HasPrefix(err.Error(), "reading fuzz.csv") {
+					t.Fatalf("Next error %q is neither io.EOF, a *LineError nor a wrapped read error", err)
+				}
+				return
+			}
+			if in.App == "" || in.Func == "" || in.DurationUS < 0 || in.EndUS < in.DurationUS || in.Row <= lastRow {
+				t.Fatalf("accepted invalid invocation %+v after row %d", in, lastRow)
+			}
+			lastRow = in.Row
+			got = append(got, in)
+		}
+		var buf bytes.Buffer
+		buf.WriteString("s,a,f,d\n")
+		quote := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+		for _, in := range got {
+			fmt.Fprintf(&buf, "%d,%s,%s,%d\n", in.StartUS(), quote(in.App), quote(in.Func), in.DurationUS)
+		}
+		rb, err := replay.NewColumnReader(&buf, "back.csv", back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range got {
+			in, err := rb.Next()
+			if err != nil || in.App != want.App || in.Func != want.Func || in.EndUS != want.EndUS || in.DurationUS != want.DurationUS {
+				t.Fatalf("round trip: %+v, %v; want %+v", in, err, want)
+			}
+		}
+		if _, err := rb.Next(); !errors.Is(err, io.EOF) {
 			t.Fatalf("round trip: extra result %v", err)
 		}
 	})

@@ -18,7 +18,8 @@ import (
 type LineError struct {
 	// File is the name of the trace file (or a description of the stream).
 	File string
-	// Line is the 1-based line number in the file, the header being line 1.
+	// Line is the 1-based line number in the file, the header being line 1;
+	// for a Parquet trace, the 1-based row number.
 	Line int64
 	// Text is the offending line, truncated to 200 bytes.
 	Text string
@@ -52,11 +53,22 @@ type CSVReader struct {
 	row     int64 // data rows consumed so far, malformed ones included
 	started bool
 	closer  io.Closer
+	scratch []byte
 }
 
 // NewCSVReader returns a reader over r; name is used in error messages. If r
 // starts with the gzip magic bytes it is decompressed transparently.
 func NewCSVReader(r io.Reader, name string) (*CSVReader, error) {
+	br, err := newTextReader(r, name)
+	if err != nil {
+		return nil, err
+	}
+	return &CSVReader{name: name, br: br}, nil
+}
+
+// newTextReader buffers r, decompressing it when it starts with the gzip
+// magic bytes; name is used in error messages.
+func newTextReader(r io.Reader, name string) (*bufio.Reader, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	magic, err := br.Peek(2)
 	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -66,7 +78,7 @@ func NewCSVReader(r io.Reader, name string) (*CSVReader, error) {
 		}
 		br = bufio.NewReaderSize(zr, 256<<10)
 	}
-	return &CSVReader{name: name, br: br}, nil
+	return br, nil
 }
 
 // OpenTrace opens a trace file, plain or gzip-compressed. Close the returned
@@ -96,12 +108,15 @@ func (r *CSVReader) Close() error {
 // Line returns the number of lines consumed so far, header included.
 func (r *CSVReader) Line() int64 { return r.line }
 
-// readLine returns the next line; tooLong reports that it exceeded
-// maxLineBytes, in which case only its first maxLineBytes are returned.
-func (r *CSVReader) readLine() (line []byte, tooLong bool, err error) {
-	var buf []byte
+// readLine returns the next line of br, in scratch's memory (which it
+// grows), valid until the next call with the same scratch; tooLong reports
+// that the line exceeded maxLineBytes, in which case only its first
+// maxLineBytes are returned.
+func readLine(br *bufio.Reader, scratch *[]byte) (line []byte, tooLong bool, err error) {
+	buf := (*scratch)[:0]
+	defer func() { *scratch = buf[:0] }()
 	for {
-		chunk, err := r.br.ReadSlice('\n')
+		chunk, err := br.ReadSlice('\n')
 		if len(buf)+len(chunk) <= maxLineBytes {
 			buf = append(buf, chunk...)
 		} else {
@@ -128,7 +143,7 @@ func (r *CSVReader) readLine() (line []byte, tooLong bool, err error) {
 // the underlying stream failed.
 func (r *CSVReader) Next() (Invocation, error) {
 	for {
-		raw, tooLong, err := r.readLine()
+		raw, tooLong, err := readLine(r.br, &r.scratch)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if !r.started {
@@ -213,7 +228,12 @@ func parseRow(line []byte) (Invocation, string) {
 // with room to spare.
 const maxSeconds = 1e10
 
-func parseSeconds(b []byte) (int64, string) {
+func parseSeconds(b []byte) (int64, string) { return parseTime(b, Seconds) }
+
+// parseTime parses a non-negative time or duration given in unit and
+// returns it in microseconds, rounded to the nearest; a non-empty reason
+// says what is wrong with it.
+func parseTime(b []byte, unit TimeUnit) (int64, string) {
 	if len(b) == 0 {
 		return 0, "is empty"
 	}
@@ -227,10 +247,11 @@ func parseSeconds(b []byte) (int64, string) {
 	if v < 0 {
 		return 0, fmt.Sprintf("%q is negative", clip(b))
 	}
-	if v > maxSeconds {
+	us := v * float64(unit)
+	if us > maxSeconds*1e6 {
 		return 0, fmt.Sprintf("%q is out of range", clip(b))
 	}
-	return int64(math.Round(v * 1e6)), ""
+	return int64(math.Round(us)), ""
 }
 
 // FormatSeconds renders microseconds as seconds with six decimals, the form

@@ -18,10 +18,11 @@ import (
 const traceUsage = `Usage:
   strata trace synth --days N --seed S [--apps K] --out FILE
       write a synthetic trace calibrated to the Azure Functions 2021 trace
-      (FILE "-" is stdout; a .gz suffix compresses it)
-  strata trace stats FILE [--json]
-      print statistics of a trace in the Azure 2021 format (plain or gzip;
-      FILE "-" is stdin); malformed lines are reported and skipped
+      (FILE "-" is stdout; a .gz suffix compresses it; a .parquet suffix
+      writes Parquet, otherwise the Azure 2021 CSV)
+  strata trace stats PATH [--trace-format F] [--trace-columns M] [--seed S] [--json]
+      print statistics of a trace in any format strata reads (docs/traces.md;
+      PATH "-" is a CSV on stdin); malformed lines are reported and skipped
 `
 
 // traceMaxReported bounds how many malformed lines trace stats reports one
@@ -63,7 +64,7 @@ func traceSynth(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&cfg.Days, "days", 14, "length of the trace in `days` (day 0 is a Sunday)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "`seed` of the realisation; the same flags give byte-identical output")
 	fs.IntVar(&cfg.Apps, "apps", 0, "keep this many `apps` of the 119 (0 = all)")
-	fs.StringVar(&out, "out", "", "output `FILE` (\"-\" = stdout, .gz suffix = gzip)")
+	fs.StringVar(&out, "out", "", "output `FILE` (\"-\" = stdout, .gz suffix = gzip, .parquet suffix = Parquet)")
 	confPath := roleconf.Register(fs)
 	pos, err := traceParse(fs, args)
 	if err != nil {
@@ -95,8 +96,9 @@ func traceSynth(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// traceWrite writes src as CSV to path ("-" = stdout, .gz = gzip) and
-// removes a partly written file on error.
+// traceWrite writes src to path ("-" = stdout) as Parquet for a .parquet
+// suffix, as gzip-compressed CSV for .gz, as CSV otherwise, and removes a
+// partly written file on error.
 func traceWrite(path string, stdout io.Writer, src replay.Source) (n int64, err error) {
 	w := io.Writer(stdout)
 	var f *os.File
@@ -115,6 +117,9 @@ func traceWrite(path string, stdout io.Writer, src replay.Source) (n int64, err 
 		}()
 		w = f
 	}
+	if strings.HasSuffix(strings.ToLower(path), ".parquet") {
+		return replay.WriteParquet(w, src, 0)
+	}
 	if strings.HasSuffix(path, ".gz") {
 		zw := gzip.NewWriter(w)
 		n, err = replay.WriteCSV(zw, src)
@@ -129,6 +134,10 @@ func traceWrite(path string, stdout io.Writer, src replay.Source) (n int64, err 
 func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("strata trace stats", stderr)
 	asJSON := fs.Bool("json", false, "print the statistics as JSON")
+	var oc replay.OpenConfig
+	fs.StringVar((*string)(&oc.Format), "trace-format", string(replay.FormatAuto), "`format` of the trace: auto (a directory is azure2019, .parquet is parquet, else azure2021, or csv with --trace-columns), azure2021, azure2019, csv or parquet")
+	fs.StringVar(&oc.Columns, "trace-columns", "", "column `mapping` of a csv or parquet trace (docs/traces.md)")
+	fs.Int64Var(&oc.Seed, "seed", 1, "`seed` of the expansion of an Azure 2019 trace's counts into invocations")
 	confPath := roleconf.Register(fs)
 	pos, err := traceParse(fs, args)
 	if err != nil {
@@ -139,16 +148,11 @@ func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if len(pos) != 1 {
 		fs.Usage()
-		return fmt.Errorf("trace stats: want exactly one trace FILE, got %d arguments", len(pos))
+		return fmt.Errorf("trace stats: want exactly one trace PATH, got %d arguments", len(pos))
 	}
-	var r *replay.CSVReader
-	if pos[0] == "-" {
-		r, err = replay.NewCSVReader(os.Stdin, "stdin")
-	} else {
-		r, err = replay.OpenTrace(pos[0])
-	}
+	r, err := traceOpen(pos[0], oc)
 	if err != nil {
-		return err
+		return fmt.Errorf("trace stats: %w", err)
 	}
 	defer func() { _ = r.Close() }()
 	rep := &traceReportSource{src: &traceCtxSource{ctx: ctx, src: r}, w: stderr}
@@ -171,6 +175,27 @@ func traceStats(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	return st.WriteText(stdout)
+}
+
+// traceOpen opens the trace at path as oc says; path "-" is a CSV on
+// stdin, in the Azure 2021 format or through a column mapping.
+func traceOpen(path string, oc replay.OpenConfig) (replay.ReadCloser, error) {
+	if path != "-" {
+		r, _, err := replay.Open(path, oc)
+		return r, err
+	}
+	if err := oc.Check(); err != nil {
+		return nil, err
+	}
+	switch f, _ := replay.ParseFormat(string(oc.Format)); {
+	case f == replay.FormatCSV || (f == replay.FormatAuto && oc.Columns != ""):
+		cols, _ := replay.ParseColumns(oc.Columns)
+		return replay.NewColumnReader(os.Stdin, "stdin", cols)
+	case f == replay.FormatAuto || f == replay.FormatAzure2021:
+		return replay.NewCSVReader(os.Stdin, "stdin")
+	default:
+		return nil, fmt.Errorf("stdin holds a CSV trace; a %s trace needs a PATH: %w", f, replay.ErrFormat)
+	}
 }
 
 // traceCtxSource stops a source when its context is done.

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,7 +21,8 @@ func TestTraceSynthThenStats(t *testing.T) {
 	ctx := context.Background()
 	plain := filepath.Join(dir, "synth.csv")
 	gz := filepath.Join(dir, "synth.csv.gz")
-	for _, out := range []string{plain, gz} {
+	pq := filepath.Join(dir, "synth.parquet")
+	for _, out := range []string{plain, gz, pq} {
 		var stdout bytes.Buffer
 		if err := traceMain(ctx, []string{"synth", "--days", "1", "--seed", "4", "--apps", "5", "--out", out}, &stdout); err != nil {
 			t.Fatalf("trace synth --out %s: %v", out, err)
@@ -42,7 +45,7 @@ func TestTraceSynthThenStats(t *testing.T) {
 	}
 
 	var want replay.Stats
-	for i, path := range []string{plain, gz} {
+	for i, path := range []string{plain, gz, pq} {
 		var stdout, stderr bytes.Buffer
 		if err := traceRun(ctx, []string{"stats", path, "--json"}, &stdout, &stderr); err != nil {
 			t.Fatalf("trace stats %s: %v", path, err)
@@ -59,8 +62,8 @@ func TestTraceSynthThenStats(t *testing.T) {
 			}
 			continue
 		}
-		if st.Invocations != want.Invocations || st.Duration != want.Duration {
-			t.Fatalf("gzip trace stats differ from plain: %+v vs %+v", st, want)
+		if !reflect.DeepEqual(st, want) {
+			t.Fatalf("%s: stats differ from the plain CSV's: %+v vs %+v", path, st, want)
 		}
 	}
 
@@ -115,7 +118,10 @@ func TestTraceUsageErrors(t *testing.T) {
 		{"synth bad flag", []string{"synth", "--dayz", "1"}, "flag provided but not defined"},
 		{"synth stray argument", []string{"synth", "--out", "-", "extra"}, "unexpected arguments"},
 		{"synth help", []string{"synth", "-h"}, "help"},
-		{"stats without file", []string{"stats", "--json"}, "exactly one trace FILE"},
+		{"stats without file", []string{"stats", "--json"}, "exactly one trace PATH"},
+		{"stats unknown format", []string{"stats", "--trace-format", "xml", "x.csv"}, `trace format "xml"`},
+		{"stats parquet on stdin", []string{"stats", "--trace-format", "parquet", "-"}, "stdin holds a CSV trace"},
+		{"stats columns of a directory", []string{"stats", "--trace-columns", "start=s", dir}, "is a directory"},
 		{"stats missing file", []string{"stats", filepath.Join(dir, "missing.csv")}, "opening trace"},
 	}
 	for _, tt := range tests {
@@ -153,5 +159,45 @@ func TestTraceSynthStopsOnCancel(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("cancelled synth left %s behind", out)
+	}
+}
+
+// TestTraceStatsAzure2019 reads an Azure 2019 directory: the counts give
+// the invocations whatever the seed, and the seed moves the durations.
+func TestTraceStatsAzure2019(t *testing.T) {
+	dir := t.TempDir()
+	minutes := make([]string, 1440)
+	counts := make([]string, 1440)
+	for i := range minutes {
+		minutes[i], counts[i] = strconv.Itoa(i+1), strconv.Itoa(i%3)
+	}
+	files := map[string]string{
+		"invocations_per_function_md.anon.d01.csv": "HashOwner,HashApp,HashFunction,Trigger," + strings.Join(minutes, ",") + "\n" +
+			"o,a,f,timer," + strings.Join(counts, ",") + "\n",
+		"function_durations_percentiles.anon.d01.csv": "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,percentile_Average_0,percentile_Average_1,percentile_Average_25,percentile_Average_50,percentile_Average_75,percentile_Average_99,percentile_Average_100\n" +
+			"o,a,f,50,1440,1,900,1,2,10,50,100,800,900\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := func(seed string) replay.Stats {
+		var stdout bytes.Buffer
+		if err := traceRun(context.Background(), []string{"stats", "--json", "--seed", seed, dir}, &stdout, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		var st replay.Stats
+		if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	one, two := stats("1"), stats("2")
+	if one.Invocations != 1440 || two.Invocations != 1440 || one.Apps != 1 {
+		t.Errorf("invocations %d and %d, apps %d; want 1440 each, 1 app", one.Invocations, two.Invocations, one.Apps)
+	}
+	if one.Duration == two.Duration {
+		t.Errorf("seeds 1 and 2 gave the same durations %+v", one.Duration)
 	}
 }

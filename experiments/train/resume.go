@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/replay"
 )
 
 // ResumeDir is the folder of a training's output directory that holds what
@@ -46,12 +47,20 @@ type progress struct {
 // the same on a resumed run or the checkpoints would not be the ones an
 // uninterrupted run writes.
 func (c *Config) fingerprint() map[string]string {
+	// Format and Columns are left out at their defaults, so that the
+	// fingerprints of trainings from before they existed still match.
+	format := c.Source.Format
+	if format == string(replay.FormatAuto) {
+		format = ""
+	}
 	src, _ := json.Marshal(struct {
 		Trace     string
 		SynthDays int
 		Seed      int64
 		Apps      int
-	}{c.Source.Trace, c.Source.SynthDays, c.Source.Seed, c.Source.Apps})
+		Format    string `json:",omitempty"`
+		Columns   string `json:",omitempty"`
+	}{c.Source.Trace, c.Source.SynthDays, c.Source.Seed, c.Source.Apps, format, c.Source.Columns})
 	return map[string]string{
 		"trace": string(src), "layers": c.Layers, "seed": strconv.FormatInt(c.Seed, 10),
 		"train-days": c.TrainDays, "valid-days": c.ValidDays,

@@ -562,7 +562,7 @@ func (c *Config) lstmExports(ctx context.Context, stderr io.Writer, trainSample 
 		e.Out, e.Days, e.Sample, e.LogLevel, e.NewModel = out, days, sample, c.LogLevel, c.NewModel
 		e.Source.Seed, e.Source.Apps = c.Source.Seed, c.Source.Apps
 		if c.Source.Trace != "" {
-			e.Source.Trace = c.Source.Trace
+			e.Source.Trace, e.Source.Format, e.Source.Columns = c.Source.Trace, c.Source.Format, c.Source.Columns
 		} else {
 			e.Source.SynthDays, e.Source.SynthSet = c.Source.SynthDays, true
 		}

@@ -31,23 +31,29 @@ type Source struct {
 	Days int
 	Seed int64
 	Apps int
-	// Trace, if set, is a trace file replayed instead.
-	Trace string
+	// Trace, if set, is a trace file or directory replayed instead, in
+	// Format (one of replay.Formats; "" is auto) through the column
+	// mapping Columns.
+	Trace, Format, Columns string
 }
 
-// RegisterFlags registers --days, --seed, --apps and --trace, each name
-// preceded by prefix; their defaults are s's values.
+// RegisterFlags registers --days, --seed, --apps, --trace, --trace-format
+// and --trace-columns, each name preceded by prefix; their defaults are
+// s's values (an empty Format is auto).
 func (s *Source) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&s.Days, prefix+"days", s.Days, "days of synthetic trace")
-	fs.Int64Var(&s.Seed, prefix+"seed", s.Seed, "seed of the synthetic trace")
+	fs.Int64Var(&s.Seed, prefix+"seed", s.Seed, "seed of the synthetic trace, and of the expansion of an Azure 2019 trace's counts")
 	fs.IntVar(&s.Apps, prefix+"apps", s.Apps, "keep only this many apps of the synthetic trace (0 = all)")
-	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "replay this trace `FILE` (Azure 2021 format) instead of the synthetic trace")
+	fs.StringVar(&s.Trace, prefix+"trace", s.Trace, "replay this trace `PATH` instead of the synthetic trace (docs/traces.md)")
+	fs.StringVar(&s.Format, prefix+"trace-format", cmp.Or(s.Format, string(replay.FormatAuto)),
+		"`format` of --trace: auto, azure2021, azure2019, csv or parquet, as for strata run")
+	fs.StringVar(&s.Columns, prefix+"trace-columns", s.Columns, "column `mapping` of a csv or parquet --trace, as for strata run")
 }
 
 // sources returns the source of `strata run` that selects the same trace.
 func (s *Source) sources() *pipeline.Source {
-	if s.Trace != "" {
-		return &pipeline.Source{Trace: s.Trace}
+	if s.Trace != "" || s.Columns != "" || (s.Format != "" && s.Format != string(replay.FormatAuto)) {
+		return &pipeline.Source{Trace: s.Trace, Format: s.Format, Columns: s.Columns, Seed: s.Seed}
 	}
 	return &pipeline.Source{SynthDays: s.Days, Seed: s.Seed, Apps: s.Apps}
 }
