@@ -158,9 +158,9 @@ func TestMeanCI95(t *testing.T) {
 		{"equal", []float64{0.5, 0.5, 0.5}, 0.5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mean, half := meanCI95(tc.xs)
+			mean, half := MeanCI95(tc.xs)
 			if math.Abs(mean-tc.mean) > 1e-12 || math.Abs(half-tc.half) > 1e-3 {
-				t.Errorf("meanCI95(%v) = %v ± %v, want %v ± %v", tc.xs, mean, half, tc.mean, tc.half)
+				t.Errorf("MeanCI95(%v) = %v ± %v, want %v ± %v", tc.xs, mean, half, tc.mean, tc.half)
 			}
 		})
 	}

@@ -65,7 +65,7 @@ func summarize(rows []modelsRow) []rowSummary {
 			for i, run := range r.Runs {
 				xs[i] = run.MeanReward[layer]
 			}
-			mean, half := meanCI95(xs)
+			mean, half := MeanCI95(xs)
 			s.MeanReward[layer] = mean
 			if n > 1 {
 				if s.CI95 == nil {
@@ -83,9 +83,9 @@ func summarize(rows []modelsRow) []rowSummary {
 	return out
 }
 
-// meanCI95 returns the mean of xs and the half-width of its 95 %
+// MeanCI95 returns the mean of xs and the half-width of its 95 %
 // confidence interval, t(0.975, n−1)·s/√n (0 for fewer than two values).
-func meanCI95(xs []float64) (mean, half float64) {
+func MeanCI95(xs []float64) (mean, half float64) {
 	n := float64(len(xs))
 	for _, x := range xs {
 		mean += x / n

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"sort"
 
-	"gonum.org/v1/gonum/stat/distuv"
-
 	"github.com/strata-rl/strata/experiments/eval"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -147,7 +145,7 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 	}
 	for _, c := range s.Configs {
 		for l, xs := range perRun[c.Label] {
-			c.MeanReward[l], c.CI95[l] = meanCI95(xs)
+			c.MeanReward[l], c.CI95[l] = eval.MeanCI95(xs)
 		}
 		for l, p := range sums[c.Label] {
 			if p.Rows > 0 {
@@ -227,23 +225,6 @@ func formatBucket(b int) string {
 func jsonFloat(x float64) string {
 	b, _ := json.Marshal(x)
 	return string(b)
-}
-
-// meanCI95 returns the mean of xs and the half-width of its 95 %
-// confidence interval, t(0.975, n−1)·s/√n (0 for fewer than two values).
-func meanCI95(xs []float64) (mean, half float64) {
-	n := float64(len(xs))
-	for _, x := range xs {
-		mean += x / n
-	}
-	if len(xs) < 2 {
-		return mean, 0
-	}
-	var ss float64
-	for _, x := range xs {
-		ss += (x - mean) * (x - mean)
-	}
-	return mean, distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975) * math.Sqrt(ss/(n-1)) / math.Sqrt(n)
 }
 
 // point is a configuration in a plane where both coordinates are to be

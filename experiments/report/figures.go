@@ -3,7 +3,6 @@ package report
 import (
 	"fmt"
 	"image/color"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,6 +14,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/strata-rl/strata/experiments"
 )
 
 // The figures the report writes beside report.md.
@@ -225,14 +226,7 @@ func (s *Summary) mix() ([]*plot.Plot, error) {
 			p.Add(b)
 			p.Legend.Add(v, b)
 		}
-		names := make([]string, len(cfgs))
-		for i, c := range cfgs {
-			names[i] = short(c.Label)
-		}
-		p.NominalX(names...)
-		p.X.Tick.Label.Rotation = 1.2
-		p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
-		p.Legend.Top = true
+		nominalConfigs(p, cfgs)
 		out = append(out, p)
 	}
 	return out, nil
@@ -264,14 +258,7 @@ func (s *Summary) terms() ([]*plot.Plot, error) {
 		p.Add(b)
 		p.Legend.Add(t, b)
 	}
-	names := make([]string, len(cfgs))
-	for i, c := range cfgs {
-		names[i] = short(c.Label)
-	}
-	p.NominalX(names...)
-	p.X.Tick.Label.Rotation = 1.2
-	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
-	p.Legend.Top = true
+	nominalConfigs(p, cfgs)
 	return []*plot.Plot{p}, nil
 }
 
@@ -357,6 +344,19 @@ func (s *Summary) curves() ([]*plot.Plot, error) {
 	return out, nil
 }
 
+// nominalConfigs labels p's x axis with the configurations, slanted, and
+// puts the legend on top.
+func nominalConfigs(p *plot.Plot, cfgs []*ConfigSummary) {
+	names := make([]string, len(cfgs))
+	for i, c := range cfgs {
+		names[i] = short(c.Label)
+	}
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 1.2
+	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
+	p.Legend.Top = true
+}
+
 func newPlot(title, x, y string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, x, y
@@ -402,16 +402,5 @@ func savePNG(path string, plots []*plot.Plot) error {
 	for j, p := range plots {
 		p.Draw(canvases[0][j])
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return experiments.WritePNG(path, img)
 }

@@ -3,12 +3,11 @@ package report
 import (
 	"context"
 	"fmt"
-	"math"
-	"math/big"
 	"strconv"
 	"strings"
 
 	"github.com/strata-rl/strata/experiments/eval"
+	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -126,32 +125,8 @@ func load(ctx context.Context, st querier, refs []ref, win eval.Window) (map[str
 	return d, nil
 }
 
-// num converts a numeric value of either backend to float64 (DuckDB sums
-// integers into HUGEINT, read as *big.Int).
-func num(v any) float64 {
-	switch x := v.(type) {
-	case float64:
-		return x
-	case float32:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case int32:
-		return float64(x)
-	case int:
-		return float64(x)
-	case uint64:
-		return float64(x)
-	case uint32:
-		return float64(x)
-	case uint8:
-		return float64(x)
-	case *big.Int:
-		f, _ := new(big.Float).SetInt(x).Float64()
-		return f
-	}
-	return math.NaN()
-}
+// num converts a numeric value of either backend (store.Number).
+func num(v any) float64 { return store.Number(v) }
 
 // decisionRow is one strategic or tactical decision of an entity.
 type decisionRow struct {

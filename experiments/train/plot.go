@@ -3,7 +3,6 @@ package train
 import (
 	"fmt"
 	"image/color"
-	"os"
 	"slices"
 
 	"gonum.org/v1/plot"
@@ -11,6 +10,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/strata-rl/strata/experiments"
 )
 
 // plotCurves draws the learning curves to a PNG: one panel per layer, the
@@ -59,16 +60,5 @@ func plotCurves(path string, rows []curve) error {
 	for j, p := range plots[0] {
 		p.Draw(canvases[0][j])
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return experiments.WritePNG(path, img)
 }

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"math"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -63,4 +65,33 @@ FROM rewards FINAL INNER JOIN ` + evalRuns + ` USING (run_id)
 WHERE layer = 'tactical'
 GROUP BY label
 ORDER BY usd_per_m, label`},
+}
+
+// Number converts a numeric value a query returned to float64, whichever
+// the backend: ClickHouse returns its column types (UInt64 for count(),
+// Float64, Int32…), DuckDB sums integers into HUGEINT (*big.Int). Other
+// values are NaN.
+func Number(v any) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case float32:
+		return float64(x)
+	case int64:
+		return float64(x)
+	case int32:
+		return float64(x)
+	case int:
+		return float64(x)
+	case uint64:
+		return float64(x)
+	case uint32:
+		return float64(x)
+	case uint8:
+		return float64(x)
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(x).Float64()
+		return f
+	}
+	return math.NaN()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/big"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -289,7 +288,7 @@ func testRunQueries(ctx context.Context, t *testing.T, s Store) {
 	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*max(1, math.Abs(b)) }
 	for _, row := range query(RunQueries[0]) {
 		w := wants[row[0].(string)]
-		if p95 := toFloat(row[1]); p95 != w.hist.Quantile(0.95) || toFloat(row[2]) != float64(w.hist.Total) {
+		if p95 := Number(row[1]); p95 != w.hist.Quantile(0.95) || Number(row[2]) != float64(w.hist.Total) {
 			t.Errorf("%s: p95 %v of %v invocations, want %v of %d", row[0], row[1], row[2], w.hist.Quantile(0.95), w.hist.Total)
 		}
 	}
@@ -302,37 +301,17 @@ func testRunQueries(ctx context.Context, t *testing.T, s Store) {
 		for _, m := range w.means {
 			ss += (m - mean) * (m - mean)
 		}
-		if toFloat(row[1]) != float64(len(w.means)) || !near(toFloat(row[2]), mean) {
+		if Number(row[1]) != float64(len(w.means)) || !near(Number(row[2]), mean) {
 			t.Errorf("%s: %v runs, mean %v; want %d, %v", row[0], row[1], row[2], len(w.means), mean)
 		}
-		if len(w.means) > 1 && !near(toFloat(row[3]), math.Sqrt(ss/float64(len(w.means)-1))) {
+		if len(w.means) > 1 && !near(Number(row[3]), math.Sqrt(ss/float64(len(w.means)-1))) {
 			t.Errorf("%s: sd %v, want %v", row[0], row[3], math.Sqrt(ss/float64(len(w.means)-1)))
 		}
 	}
 	for _, row := range query(RunQueries[2]) {
 		w := wants[row[0].(string)]
-		if toFloat(row[1]) != float64(w.inv) || !near(toFloat(row[2]), w.cost*1e6/float64(w.inv)) || !near(toFloat(row[3]), float64(w.coldSum)*1e6/float64(w.inv)) {
+		if Number(row[1]) != float64(w.inv) || !near(Number(row[2]), w.cost*1e6/float64(w.inv)) || !near(Number(row[3]), float64(w.coldSum)*1e6/float64(w.inv)) {
 			t.Errorf("%s: %v invocations, %v USD/M, %v cold/M; want %d, %v, %v", row[0], row[1], row[2], row[3], w.inv, w.cost*1e6/float64(w.inv), float64(w.coldSum)*1e6/float64(w.inv))
 		}
 	}
-}
-
-// toFloat converts a numeric query value of either backend to float64.
-func toFloat(v any) float64 {
-	switch x := v.(type) {
-	case float64:
-		return x
-	case float32:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case uint64:
-		return float64(x)
-	case int32:
-		return float64(x)
-	case *big.Int:
-		f, _ := new(big.Float).SetInt(x).Float64()
-		return f
-	}
-	return math.NaN()
 }
