@@ -27,15 +27,20 @@ import (
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
-// chaosKafka is a Kafka broker of one test's own — infra/scripts/kafka.sh
-// with its own ports and state directory — that the test SIGKILLs and
-// restarts without disturbing the shared servers of the other tests.
-type chaosKafka struct {
-	t     *testing.T
-	env   []string
-	state string
-	addr  string
+// chaosServer is a server of one test's own — infra/scripts/kafka.sh or
+// nats.sh with its own ports and state directory — that the test SIGKILLs
+// and restarts without disturbing the shared servers of the other tests.
+type chaosServer struct {
+	t      *testing.T
+	script string
+	env    []string
+	// pidFile is where the script keeps the server's pid.
+	pidFile string
+	addr    string
 }
+
+// chaosKafka is a Kafka broker of the test's own.
+type chaosKafka = chaosServer
 
 // freePort returns a loopback port nothing listens on now.
 func freePort(t *testing.T) int {
@@ -53,44 +58,57 @@ func freePort(t *testing.T) int {
 func startChaosKafka(t *testing.T) *chaosKafka {
 	t.Helper()
 	port, ctrl := freePort(t), freePort(t)
-	k := &chaosKafka{t: t, state: filepath.Join(t.TempDir(), "kafka"), addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl), "KAFKA_STATE_DIR="+k.state)
-	k.script("start")
-	t.Cleanup(func() { k.script("stop") })
+	state := filepath.Join(t.TempDir(), "kafka")
+	k := &chaosServer{t: t, script: "kafka.sh", pidFile: filepath.Join(state, "kafka.pid"), addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl), "KAFKA_STATE_DIR="+state)
+	k.run("start")
+	t.Cleanup(func() { k.run("stop") })
 	return k
 }
 
-// script runs infra/scripts/kafka.sh cmd for this broker.
-func (k *chaosKafka) script(cmd string) {
+// startChaosNATS starts a nats-server with JetStream (file store) of the
+// test's own and stops it when the test ends; addr is its client URL.
+func startChaosNATS(t *testing.T) *chaosServer {
+	t.Helper()
+	port, http := freePort(t), freePort(t)
+	state := filepath.Join(t.TempDir(), "nats")
+	n := &chaosServer{t: t, script: "nats.sh", pidFile: filepath.Join(state, "nats.pid"), addr: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	n.env = append(os.Environ(), "NATS_PORT="+strconv.Itoa(port), "NATS_HTTP_PORT="+strconv.Itoa(http), "NATS_STATE_DIR="+state)
+	n.run("start")
+	t.Cleanup(func() { n.run("stop") })
+	return n
+}
+
+func (k *chaosServer) run(cmd string) {
 	k.t.Helper()
-	c := exec.CommandContext(context.Background(), "bash", filepath.Join("..", "infra", "scripts", "kafka.sh"), cmd)
+	c := exec.CommandContext(context.Background(), "bash", filepath.Join("..", "infra", "scripts", k.script), cmd)
 	c.Env = k.env
 	if out, err := c.CombinedOutput(); err != nil {
-		k.t.Errorf("kafka.sh %s: %v\n%s", cmd, err, out)
+		k.t.Errorf("%s %s: %v\n%s", k.script, cmd, err, out)
 	}
 }
 
-// kill SIGKILLs the broker and waits until it is gone.
-func (k *chaosKafka) kill() {
+// kill SIGKILLs the server and waits until it is gone.
+func (k *chaosServer) kill() {
 	k.t.Helper()
-	b, err := os.ReadFile(filepath.Join(k.state, "kafka.pid"))
+	b, err := os.ReadFile(k.pidFile)
 	if err != nil {
-		k.t.Errorf("reading the broker's pid: %v", err)
+		k.t.Errorf("reading the server's pid: %v", err)
 		return
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		k.t.Errorf("broker pid %q: %v", b, err)
+		k.t.Errorf("server pid %q: %v", b, err)
 		return
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		k.t.Errorf("killing the broker (pid %d): %v", pid, err)
+		k.t.Errorf("killing the server (pid %d): %v", pid, err)
 		return
 	}
 	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
-	k.t.Logf("broker pid %d SIGKILLed", pid)
+	k.t.Logf("%s pid %d SIGKILLed", strings.TrimSuffix(k.script, ".sh"), pid)
 }
 
 // chaosLoop runs the 998 real rows through the closed loop of o into a
@@ -165,7 +183,7 @@ func TestChaosKafkaRestartMidLoop(t *testing.T) {
 	res, st, err := chaosLoop(t, o, 150, func() {
 		k.kill()
 		time.Sleep(5 * time.Second)
-		k.script("start")
+		k.run("start")
 		t.Log("broker restarted")
 	})
 	if err != nil {
@@ -200,6 +218,44 @@ func TestChaosKafkaOutageBound(t *testing.T) {
 		t.Fatalf("the run hit the test's deadline instead of the outage bound: %v", err)
 	}
 	t.Logf("ended %s after the broker died: %v", time.Since(killed).Round(time.Second), err)
+}
+
+// TestChaosNATSRestartMidLoop SIGKILLs nats-server (JetStream with its
+// file store) in the middle of a closed loop (tick 150 of the 998 real
+// rows' 431) and restarts it 3 s later: the run completes, its decision
+// and reward digests equal an uninterrupted run's, and the store holds
+// exactly the twin's decisions and rewards. The state and decision
+// batches published through the outage are sent again in order
+// (natsbus.BatchPublisher) and the followers resume after their last
+// batch (natsbus.Follow).
+func TestChaosNATSRestartMidLoop(t *testing.T) {
+	const runID = "chaos-nats-restart"
+	ref, refStore, err := chaosLoop(t, pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{}), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startChaosNATS(t)
+	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+	o.NATSURL = n.addr
+	o.Logger = pipelinetest.FailureLog(t)
+	res, st, err := chaosLoop(t, o, 150, func() {
+		n.kill()
+		time.Sleep(3 * time.Second)
+		n.run("start")
+		t.Log("nats-server restarted")
+	})
+	if err != nil {
+		t.Fatalf("the run did not survive nats-server's restart: %v", err)
+	}
+	if res.Twin.Ticks != ref.Twin.Ticks || res.Twin.DecisionsSHA256 != ref.Twin.DecisionsSHA256 || res.Twin.RewardsSHA256 != ref.Twin.RewardsSHA256 {
+		t.Fatalf("after nats-server's restart: %d ticks, digests %s / %s; uninterrupted: %d ticks, %s / %s",
+			res.Twin.Ticks, res.Twin.DecisionsSHA256, res.Twin.RewardsSHA256, ref.Twin.Ticks, ref.Twin.DecisionsSHA256, ref.Twin.RewardsSHA256)
+	}
+	want := [2]string{fmt.Sprint(ref.Twin.Decisions), fmt.Sprint(ref.Twin.Rewards)}
+	if got, refGot := tableCounts(t, st, runID), tableCounts(t, refStore, runID); got != want || refGot != want {
+		t.Fatalf("decisions and rewards in the store %v (uninterrupted run's store %v), the twin wrote %v", got, refGot, want)
+	}
+	t.Logf("%d ticks, %d decisions, %d rewards, equal digests after the restart", res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards)
 }
 
 // TestChaosKafkaDownDuringIngest SIGKILLs the Kafka broker in the middle of
@@ -256,7 +312,7 @@ func TestChaosKafkaDownDuringIngest(t *testing.T) {
 	pipelinetest.WaitFor(t, ctx, "a fifth of the load to be acknowledged", func() bool { return load.Acked() >= n/5 })
 	k.kill()
 	time.Sleep(5 * time.Second)
-	k.script("start")
+	k.run("start")
 	res := load.Wait(t)
 	stopServe()
 	if err := <-served; err != nil {

@@ -6,6 +6,9 @@
 # Binary source (NATS_SOURCE): "go" builds nats-server $NATS_VERSION with
 # `go install` (newest; needs Go), "apt" uses Debian's nats-server (bookworm:
 # 2.9.10, JetStream-capable), "auto" (default) prefers go and falls back to apt.
+#
+# NATS_PORT, NATS_HTTP_PORT and NATS_STATE_DIR run a second, independent
+# server (the chaos tests SIGKILL and restart one of their own).
 set -euo pipefail
 
 SVC=nats
@@ -15,11 +18,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NATS_VERSION="${NATS_VERSION:-v2.15.2}"
 NATS_SOURCE="${NATS_SOURCE:-auto}"
 NATS_HOST=127.0.0.1
-NATS_PORT=4222
-NATS_HTTP_PORT=8222
+NATS_PORT="${NATS_PORT:-4222}"
+NATS_HTTP_PORT="${NATS_HTTP_PORT:-8222}"
 
 GO_BIN_DIR="$DOWNLOADS_DIR/nats-server-$NATS_VERSION/bin"
-SDIR="$STATE_DIR/nats"
+SDIR="${NATS_STATE_DIR:-$STATE_DIR/nats}"
 STORE_DIR="$SDIR/jetstream"
 LOG_DIR="$SDIR/logs"
 PID_FILE="$SDIR/nats.pid"
