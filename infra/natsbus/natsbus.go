@@ -181,7 +181,9 @@ type BatchPublisher struct {
 // asynchronous publish not acknowledged within 10 s fails (and a
 // BatchPublisher sends it again) instead of waiting forever for an
 // acknowledgement a restarted server will never send.
-func PublishAsyncTimeout() jetstream.JetStreamOpt { return jetstream.WithPublishAsyncTimeout(10 * time.Second) }
+func PublishAsyncTimeout() jetstream.JetStreamOpt {
+	return jetstream.WithPublishAsyncTimeout(10 * time.Second)
+}
 
 // DefaultOutageBound is how long a BatchPublisher waits through a NATS
 // outage: as long as strata tolerates a Kafka outage.
