@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/strata-rl/strata/experiments/eval"
 	"github.com/strata-rl/strata/schemas"
@@ -39,9 +40,9 @@ type Summary struct {
 // ConfigSummary is one configuration: its runs (one per seed where a
 // layer is learned) and their figures. Means and 95 % intervals are over
 // the runs' per-run means (Student t, n−1 degrees of freedom); the rates
-// and per-million figures pool the runs' tactical reward rows (every
-// invocation of the scored days lies in one); the percentiles come from the
-// runs' merged latency histograms.
+// and per-million figures pool the runs' operational reward rows (every
+// function-tick the twin scored, pre-warm cost included: the twin's own
+// totals); the percentiles come from the runs' merged latency histograms.
 type ConfigSummary struct {
 	Section  string            `json:"section"`
 	Label    string            `json:"label"`
@@ -154,14 +155,16 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 		}
 		if t := sums[c.Label]["tactical"]; t != nil && t.Rows > 0 {
 			c.Terms = map[string]float64{"r_cost": t.RCost / t.Rows, "r_perf": t.RPerf / t.Rows, "r_carbon": t.RCarbon / t.Rows, "sla_penalty": t.SLAPenalty / t.Rows}
-			if t.Invocations > 0 {
-				c.Invocations = int64(t.Invocations)
-				c.CostPerM = (t.CostUSD + t.PrewarmUSD) * 1e6 / t.Invocations
-				c.KeepWarmPerM = t.PrewarmUSD * 1e6 / t.Invocations
-				c.GCO2ePerM = t.CarbonG * 1e6 / t.Invocations
-				c.ColdRate = t.ColdStarts / t.Invocations
-				c.SLARate = t.SLAViolations / t.Invocations
-			}
+		}
+		// The run's totals are the operational rows' (every function-tick
+		// the twin scored, pre-warm included), as the twin counts them.
+		if o := sums[c.Label]["operational"]; o != nil && o.Invocations > 0 {
+			c.Invocations = int64(o.Invocations)
+			c.CostPerM = o.CostUSD * 1e6 / o.Invocations
+			c.KeepWarmPerM = o.PrewarmUSD * 1e6 / o.Invocations
+			c.GCO2ePerM = o.CarbonG * 1e6 / o.Invocations
+			c.ColdRate = o.ColdStarts / o.Invocations
+			c.SLARate = o.SLAViolations / o.Invocations
 		}
 		c.P50, c.P95, c.P99 = c.hist.Quantile(0.5), c.hist.Quantile(0.95), c.hist.Quantile(0.99)
 		for dim, vals := range c.Mix {
@@ -177,6 +180,9 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 		for b, n := range c.regret {
 			c.Regret[formatBucket(b)] = n
 		}
+	}
+	for _, c := range s.Configs {
+		c.round()
 	}
 	costP95 := make([]point, len(s.Configs))
 	costCO2 := make([]point, len(s.Configs))
@@ -200,6 +206,36 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 	sort.Strings(s.Revisions)
 	s.Curves = readCurves(refs)
 	return s
+}
+
+// round keeps 9 significant digits of c's figures: the stores sum
+// floating-point values in no fixed order (DuckDB and ClickHouse aggregate
+// in parallel), so the last bits of a sum vary between two reads of the
+// same rows; a figure within such a difference of a rounding edge can still
+// differ in its 9th digit.
+func (c *ConfigSummary) round() {
+	for _, m := range []map[string]float64{c.MeanReward, c.CI95, c.MeanRegret, c.Terms} {
+		for k, v := range m {
+			m[k] = sig(v)
+		}
+	}
+	for _, m := range c.Mix {
+		for k, v := range m {
+			m[k] = sig(v)
+		}
+	}
+	for _, p := range []*float64{&c.CostPerM, &c.KeepWarmPerM, &c.GCO2ePerM, &c.ColdRate, &c.SLARate} {
+		*p = sig(*p)
+	}
+}
+
+// sig rounds x to 9 significant digits.
+func sig(x float64) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(x, 'g', 9, 64), 64)
+	if err != nil {
+		return x
+	}
+	return v
 }
 
 func addSums(p, ls *layerSums) {

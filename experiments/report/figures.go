@@ -129,6 +129,7 @@ func (s *Summary) pareto(title, ylabel string, y func(c *ConfigSummary) (float64
 // the keep-alive sweep joined as one family.
 func (s *Summary) operational() ([]*plot.Plot, error) {
 	p := newPlot("Operational: cold starts against keep-warm cost", "keep-warm USD per million invocations", "cold-start rate, %")
+	p.Legend.Top = true
 	var pts, sweep plotter.XYs
 	var labels []string
 	type sw struct {

@@ -102,19 +102,23 @@ func load(ctx context.Context, st querier, refs []ref, win eval.Window) (map[str
 		}
 		pend = pend[:0]
 	}
-	err = q("decisions", "SELECT run_id, layer, app, func, tick, provider, region, memory_mb FROM decisions FINAL WHERE run_id IN "+in+
-		" AND layer IN ('strategic', 'tactical') ORDER BY run_id, layer, app, func, tick", func(r []any) {
-		e := ent{str(r[0]), str(r[1]), str(r[2]), str(r[3])}
-		if e != cur {
-			flush()
-			cur = e
+	// One run at a time: a 14-day evaluation stores ~70,000 placement
+	// decisions a run, and the store hands a query's rows over at once.
+	for _, id := range ids {
+		err = q("decisions", "SELECT run_id, layer, app, func, tick, provider, region, memory_mb FROM decisions FINAL WHERE run_id = "+id+
+			" AND layer IN ('strategic', 'tactical') ORDER BY layer, app, func, tick", func(r []any) {
+			e := ent{str(r[0]), str(r[1]), str(r[2]), str(r[3])}
+			if e != cur {
+				flush()
+				cur = e
+			}
+			pend = append(pend, decisionRow{tick: int64(num(r[4])), provider: str(r[5]), region: str(r[6]), memoryMB: int64(num(r[7]))})
+		})
+		if err != nil {
+			return nil, err
 		}
-		pend = append(pend, decisionRow{tick: int64(num(r[4])), provider: str(r[5]), region: str(r[6]), memoryMB: int64(num(r[7]))})
-	})
-	if err != nil {
-		return nil, err
+		flush()
 	}
-	flush()
 	err = q("regret distribution", fmt.Sprintf("SELECT run_id, floor(regret * %d), count() FROM rewards FINAL WHERE run_id IN %s AND layer = 'tactical' GROUP BY run_id, floor(regret * %d)",
 		regretBins, in, regretBins), func(r []any) {
 		d[str(r[0])].regret[int(num(r[1]))] += int64(num(r[2]))

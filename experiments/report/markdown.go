@@ -72,7 +72,7 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 	b.WriteString("Every figure below is read back from the store (`runs`, `rewards`, `decisions`, `latency_hist`; " +
 		"docs/report.md says how each is computed). R is a layer's mean reward per run, averaged over the configuration's runs " +
 		"(one per training seed where a layer is learned) with its 95 % interval (Student t, n−1 degrees of freedom; none for one run). " +
-		"Cost, carbon, cold starts and SLA violations pool the runs' tactical reward rows; percentiles come from the runs' merged latency histograms " +
+		"Cost (keep-warm included), carbon, cold starts and SLA violations pool the runs' operational reward rows (the twin's totals); percentiles come from the runs' merged latency histograms " +
 		"(at most 2 % above the exact value). **Claims** are the seed report's figures, quoted, not measured.\n\n")
 
 	b.WriteString("## Every configuration\n\n")
@@ -128,7 +128,7 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 	b.WriteString("| front member (cost–p95) | USD per invocation | p95 ms | gCO2e per invocation |\n|---|---|---|---|\n")
 	for _, c := range s.Configs {
 		if c.OnFrontCostP95 {
-			fmt.Fprintf(b, "| %s | %.6f | %.0f | %.3f |\n", c.Label, c.CostPerM/1e6, c.P95, c.GCO2ePerM/1e6)
+			fmt.Fprintf(b, "| %s | %.6f | %.0f | %.4f |\n", c.Label, c.CostPerM/1e6, c.P95, c.GCO2ePerM/1e6)
 		}
 	}
 	b.WriteString("\n**Claims** (the seed, \"across 1000 placement decisions\", latency statistic unstated): cost-optimal $0.00031, 127 ms, 0.68 g; " +

@@ -56,13 +56,14 @@ FROM (SELECT run_id, avg(reward) AS r FROM rewards FINAL WHERE layer = 'tactical
 INNER JOIN ` + evalRuns + ` USING (run_id)
 GROUP BY label
 ORDER BY mean_reward DESC, label`},
-	{Name: "cost-and-reward-terms", Question: "per configuration: USD and cold starts per million invocations and the tactical reward's terms (R_cost, R_perf, R_carbon, SLA penalty)",
+	{Name: "cost-per-million", Question: "per configuration: USD, keep-warm USD, gCO2e and cold starts per million invocations, from the operational rows (every function-tick the twin scored: its totals; cost_usd includes the keep-warm part)",
 		text: `SELECT label, sum(invocations) AS n_invocations,
-  sum(cost_usd + prewarm_cost_usd) * 1000000 / sum(invocations) AS usd_per_m,
-  sum(cold_starts) * 1000000 / sum(invocations) AS cold_per_m,
-  avg(r_cost) AS mean_r_cost, avg(r_perf) AS mean_r_perf, avg(r_carbon) AS mean_r_carbon, avg(sla_penalty) AS mean_sla_penalty
+  sum(cost_usd) * 1000000 / sum(invocations) AS usd_per_m,
+  sum(prewarm_cost_usd) * 1000000 / sum(invocations) AS keep_warm_usd_per_m,
+  sum(carbon_g) * 1000000 / sum(invocations) AS gco2e_per_m,
+  sum(cold_starts) * 1000000 / sum(invocations) AS cold_per_m
 FROM rewards FINAL INNER JOIN ` + evalRuns + ` USING (run_id)
-WHERE layer = 'tactical'
+WHERE layer = 'operational'
 GROUP BY label
 ORDER BY usd_per_m, label`},
 }

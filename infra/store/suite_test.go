@@ -218,9 +218,11 @@ func testRunQueries(ctx context.Context, t *testing.T, s Store) {
 	type want struct {
 		hist    schemas.LatencyHistogram
 		means   []float64
-		inv     int64
-		cost    float64
-		coldSum int64
+		inv      int64
+		cost     float64
+		keepWarm float64
+		carbon   float64
+		coldSum  int64
 	}
 	wants := map[string]*want{}
 	for _, r := range runs {
@@ -259,11 +261,17 @@ func testRunQueries(ctx context.Context, t *testing.T, s Store) {
 		for i, x := range r.rewards {
 			inv := int64(10 * (i + 1))
 			rws = append(rws, &stratapb.Reward{RunId: r.id, Layer: "tactical", Tick: int64(300 + i), TickMs: int64(300+i) * 3600000, App: "a", Func: "f",
-				Reward: x, Invocations: inv, ColdStarts: int64(i), CostUsd: 0.5 * float64(i+1), PrewarmCostUsd: 0.25, RCost: x / 2, RPerf: 1, RCarbon: x / 4})
+				Reward: x, Invocations: inv, ColdStarts: int64(i), CostUsd: 0.5 * float64(i+1), PrewarmCostUsd: 0.25, RCost: x / 2, RPerf: 1, RCarbon: x / 4},
+				// The operational rows of the same invocations (the cost
+				// figures' rows), with a reward the tactical mean must not see.
+				&stratapb.Reward{RunId: r.id, Layer: "operational", Tick: int64(300*240 + i), TickMs: int64(300*240+i) * 15000, App: "a", Func: "f",
+					Reward: 99, Invocations: inv, ColdStarts: int64(i), CostUsd: 0.5 * float64(i+1), PrewarmCostUsd: 0.25, CarbonG: 2})
 			sum += x
 			if counted {
 				w.inv += inv
-				w.cost += 0.5*float64(i+1) + 0.25
+				w.cost += 0.5 * float64(i+1)
+				w.keepWarm += 0.25
+				w.carbon += 2
 				w.coldSum += int64(i)
 			}
 		}
@@ -310,8 +318,11 @@ func testRunQueries(ctx context.Context, t *testing.T, s Store) {
 	}
 	for _, row := range query(RunQueries[2]) {
 		w := wants[row[0].(string)]
-		if Number(row[1]) != float64(w.inv) || !near(Number(row[2]), w.cost*1e6/float64(w.inv)) || !near(Number(row[3]), float64(w.coldSum)*1e6/float64(w.inv)) {
-			t.Errorf("%s: %v invocations, %v USD/M, %v cold/M; want %d, %v, %v", row[0], row[1], row[2], row[3], w.inv, w.cost*1e6/float64(w.inv), float64(w.coldSum)*1e6/float64(w.inv))
+		perM := func(x float64) float64 { return x * 1e6 / float64(w.inv) }
+		if Number(row[1]) != float64(w.inv) || !near(Number(row[2]), perM(w.cost)) || !near(Number(row[3]), perM(w.keepWarm)) ||
+			!near(Number(row[4]), perM(w.carbon)) || !near(Number(row[5]), perM(float64(w.coldSum))) {
+			t.Errorf("%s: %v; want %d invocations, %v USD/M, %v keep-warm USD/M, %v gCO2e/M, %v cold/M", row[0], row, w.inv,
+				perM(w.cost), perM(w.keepWarm), perM(w.carbon), perM(float64(w.coldSum)))
 		}
 	}
 }
