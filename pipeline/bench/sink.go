@@ -634,7 +634,8 @@ func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int)
 	written := time.Now().UTC().Truncate(time.Second)
 	if err := insert(schemas.TableRuns, 1, func(int) []any {
 		return []any{r.RunId, r.StartedUnixMs, time.UnixMilli(r.StartedUnixMs).UTC().Truncate(time.Second), r.Source, r.Seed,
-			r.Speed, r.StrategicPolicy, r.TacticalPolicy, r.OperationalPolicy, r.DefaultPlacement, r.TraceEpoch, r.ConfigJson}
+			r.Speed, r.StrategicPolicy, r.TacticalPolicy, r.OperationalPolicy, r.DefaultPlacement, r.TraceEpoch, r.ConfigJson,
+			r.Kind, r.Label, r.Revision, r.WallMs, r.FirstDay, r.ScoredFirstDay, r.ScoredLastDay, r.Models, r.Episode, r.PolicySeed}
 	}); err != nil {
 		return err
 	}
