@@ -66,19 +66,6 @@ func startChaosKafka(t *testing.T) *chaosKafka {
 	return k
 }
 
-// startChaosNATS starts a nats-server with JetStream (file store) of the
-// test's own and stops it when the test ends; addr is its client URL.
-func startChaosNATS(t *testing.T) *chaosServer {
-	t.Helper()
-	port, http := freePort(t), freePort(t)
-	state := filepath.Join(t.TempDir(), "nats")
-	n := &chaosServer{t: t, script: "nats.sh", pidFile: filepath.Join(state, "nats.pid"), addr: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	n.env = append(os.Environ(), "NATS_PORT="+strconv.Itoa(port), "NATS_HTTP_PORT="+strconv.Itoa(http), "NATS_STATE_DIR="+state)
-	n.run("start")
-	t.Cleanup(func() { n.run("stop") })
-	return n
-}
-
 func (k *chaosServer) run(cmd string) {
 	k.t.Helper()
 	c := exec.CommandContext(context.Background(), "bash", filepath.Join("..", "infra", "scripts", k.script), cmd)
@@ -218,44 +205,6 @@ func TestChaosKafkaOutageBound(t *testing.T) {
 		t.Fatalf("the run hit the test's deadline instead of the outage bound: %v", err)
 	}
 	t.Logf("ended %s after the broker died: %v", time.Since(killed).Round(time.Second), err)
-}
-
-// TestChaosNATSRestartMidLoop SIGKILLs nats-server (JetStream with its
-// file store) in the middle of a closed loop (tick 150 of the 998 real
-// rows' 431) and restarts it 3 s later: the run completes, its decision
-// and reward digests equal an uninterrupted run's, and the store holds
-// exactly the twin's decisions and rewards. The state and decision
-// batches published through the outage are sent again in order
-// (natsbus.BatchPublisher) and the followers resume after their last
-// batch (natsbus.Follow).
-func TestChaosNATSRestartMidLoop(t *testing.T) {
-	const runID = "chaos-nats-restart"
-	ref, refStore, err := chaosLoop(t, pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{}), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startChaosNATS(t)
-	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
-	o.NATSURL = n.addr
-	o.Logger = pipelinetest.FailureLog(t)
-	res, st, err := chaosLoop(t, o, 150, func() {
-		n.kill()
-		time.Sleep(3 * time.Second)
-		n.run("start")
-		t.Log("nats-server restarted")
-	})
-	if err != nil {
-		t.Fatalf("the run did not survive nats-server's restart: %v", err)
-	}
-	if res.Twin.Ticks != ref.Twin.Ticks || res.Twin.DecisionsSHA256 != ref.Twin.DecisionsSHA256 || res.Twin.RewardsSHA256 != ref.Twin.RewardsSHA256 {
-		t.Fatalf("after nats-server's restart: %d ticks, digests %s / %s; uninterrupted: %d ticks, %s / %s",
-			res.Twin.Ticks, res.Twin.DecisionsSHA256, res.Twin.RewardsSHA256, ref.Twin.Ticks, ref.Twin.DecisionsSHA256, ref.Twin.RewardsSHA256)
-	}
-	want := [2]string{fmt.Sprint(ref.Twin.Decisions), fmt.Sprint(ref.Twin.Rewards)}
-	if got, refGot := tableCounts(t, st, runID), tableCounts(t, refStore, runID); got != want || refGot != want {
-		t.Fatalf("decisions and rewards in the store %v (uninterrupted run's store %v), the twin wrote %v", got, refGot, want)
-	}
-	t.Logf("%d ticks, %d decisions, %d rewards, equal digests after the restart", res.Twin.Ticks, res.Twin.Decisions, res.Twin.Rewards)
 }
 
 // TestChaosKafkaDownDuringIngest SIGKILLs the Kafka broker in the middle of

@@ -158,7 +158,7 @@ func StartEnv(ctx context.Context, o *Config) (*Env, error) {
 		return nil, err
 	}
 	closers = append(closers, func() { _ = nc.Drain() })
-	js, err := jetstream.New(nc, natsbus.PublishAsyncTimeout())
+	js, err := jetstream.New(nc)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("opening jetstream: %w", err)

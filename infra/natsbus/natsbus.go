@@ -155,45 +155,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 // message id per batch so that a batch republished after a restart is
 // dropped as a duplicate. Published batches count as durable only after
 // Flush returns without error.
-//
-// It keeps the stream in publication order through a nats-server restart:
-// while the connection is down it waits (at most OutageBound) instead of
-// publishing, and once the client has reconnected, or when an attempt is
-// not acknowledged, it sends every unacknowledged batch again, in order,
-// before any new one. The stream's duplicate window drops those stored
-// before the failure, so each batch is stored once and the readers see the
-// batches in the order they were published. Past the bound it returns one
-// error that says so.
 type BatchPublisher struct {
 	js      jetstream.JetStream
-	pending []pendingPub
+	pending []jetstream.PubAckFuture
 	maxPend int
-	// OutageBound is how long the publisher waits for the connection, or
-	// keeps sending a batch that fails, before it gives up (default
-	// DefaultOutageBound).
-	OutageBound time.Duration
-	// reconnects is the connection's reconnect count when the pending
-	// batches were last sent.
-	reconnects uint64
-}
-
-// PublishAsyncTimeout is the JetStream option strata's connections use: an
-// asynchronous publish not acknowledged within 10 s fails (and a
-// BatchPublisher sends it again) instead of waiting forever for an
-// acknowledgement a restarted server will never send.
-func PublishAsyncTimeout() jetstream.JetStreamOpt {
-	return jetstream.WithPublishAsyncTimeout(10 * time.Second)
-}
-
-// DefaultOutageBound is how long a BatchPublisher waits through a NATS
-// outage: as long as strata tolerates a Kafka outage.
-const DefaultOutageBound = 2 * time.Minute
-
-// pendingPub is a published batch waiting for its acknowledgement: its
-// message and the future of its latest attempt.
-type pendingPub struct {
-	msg *nats.Msg
-	f   jetstream.PubAckFuture
 }
 
 // NewBatchPublisher returns a publisher that waits for acknowledgements
@@ -202,221 +167,94 @@ func NewBatchPublisher(js jetstream.JetStream, maxPending int) *BatchPublisher {
 	if maxPending <= 0 {
 		maxPending = 256
 	}
-	return &BatchPublisher{js: js, maxPend: maxPending, reconnects: reconnects(js)}
-}
-
-func reconnects(js jetstream.JetStream) uint64 {
-	if nc := js.Conn(); nc != nil {
-		return nc.Stats().Reconnects
-	}
-	return 0
-}
-
-func (p *BatchPublisher) bound() time.Duration {
-	if p.OutageBound > 0 {
-		return p.OutageBound
-	}
-	return DefaultOutageBound
+	return &BatchPublisher{js: js, maxPend: maxPending}
 }
 
 // Publish sends one batch. It may block to wait for acknowledgements of
-// earlier batches, and while the connection to NATS is down.
+// earlier batches.
 func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
-	if err := p.resync(ctx); err != nil {
-		return err
-	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	p.pending = append(p.pending, pendingPub{msg: msg})
-	if err := p.send(ctx, len(p.pending)-1); err != nil {
-		return err
+	f, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return fmt.Errorf("publishing %s to %s: %w", msgID, subject, err)
 	}
+	p.pending = append(p.pending, f)
 	if len(p.pending) < p.maxPend {
 		return nil
 	}
 	// Sliding window: wait for the oldest half only, so publishing keeps
 	// the pipe to JetStream full instead of draining it.
 	half := len(p.pending) / 2
-	err := p.wait(ctx, half)
+	err = p.wait(ctx, p.pending[:half])
 	n := copy(p.pending, p.pending[half:])
 	clear(p.pending[n:])
 	p.pending = p.pending[:n]
 	return err
 }
 
-// resync waits, at most the bound, while the connection is not connected;
-// if the client reconnected since the pending batches were sent, it sends
-// them all again, in order.
-func (p *BatchPublisher) resync(ctx context.Context) error {
-	nc := p.js.Conn()
-	if nc == nil {
-		return nil
-	}
-	var since time.Time
-	for nc.Status() != nats.CONNECTED {
-		if nc.IsClosed() {
-			return errors.New("publishing to jetstream: the nats connection is closed")
-		}
-		if since.IsZero() {
-			since = time.Now()
-		}
-		if d := time.Since(since); d > p.bound() {
-			return fmt.Errorf("publishing to jetstream: nats unreachable for %s, longer than the outage bound %s", d.Round(time.Second), p.bound())
-		}
+func (p *BatchPublisher) wait(ctx context.Context, fs []jetstream.PubAckFuture) error {
+	var first error
+	for _, f := range fs {
 		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for nats to reconnect: %w", ctx.Err())
-		}
-	}
-	if r := nc.Stats().Reconnects; r != p.reconnects {
-		p.reconnects = r
-		return p.sendFrom(ctx, 0)
-	}
-	return nil
-}
-
-// sendFrom sends pending[i:] again, in order.
-func (p *BatchPublisher) sendFrom(ctx context.Context, i int) error {
-	for k := i; k < len(p.pending); k++ {
-		if err := p.send(ctx, k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// send publishes pending[k] (a copy of its message: the client sets the
-// reply subject of what it sends), again with backoff while the client
-// refuses it outright, at most the bound.
-func (p *BatchPublisher) send(ctx context.Context, k int) error {
-	pp := &p.pending[k]
-	var first time.Time
-	for attempt := 0; ; attempt++ {
-		m := &nats.Msg{Subject: pp.msg.Subject, Data: pp.msg.Data, Header: pp.msg.Header}
-		f, err := p.js.PublishMsgAsync(m)
-		if err == nil {
-			pp.f = f
-			return nil
-		}
-		if first.IsZero() {
-			first = time.Now()
-		}
-		if d := time.Since(first); d > p.bound() {
-			return fmt.Errorf("publishing %s to %s: refused for %s, longer than the outage bound %s: %w",
-				pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject, d.Round(time.Second), p.bound(), err)
-		}
-		select {
-		case <-time.After(min(50*time.Millisecond<<min(attempt, 5), time.Second)):
-		case <-ctx.Done():
-			return fmt.Errorf("publishing %s: %w", pp.msg.Header.Get(jetstream.MsgIDHeader), ctx.Err())
-		}
-	}
-}
-
-// failed handles a failed attempt of pending[k]: once the connection is
-// back it sends pending[k:] again in order (every pending batch, if the
-// client reconnected). It gives up once the batch has failed for longer
-// than the bound since first.
-func (p *BatchPublisher) failed(ctx context.Context, k int, first time.Time, cause error) error {
-	if d := time.Since(first); d > p.bound() {
-		return fmt.Errorf("publishing %s to %s: failing for %s, longer than the outage bound %s: %w",
-			p.pending[k].msg.Header.Get(jetstream.MsgIDHeader), p.pending[k].msg.Subject, d.Round(time.Second), p.bound(), cause)
-	}
-	r := p.reconnects
-	if err := p.resync(ctx); err != nil {
-		return err
-	}
-	if p.reconnects != r {
-		return nil // resync sent every pending batch
-	}
-	return p.sendFrom(ctx, k)
-}
-
-// wait waits for the acknowledgements of pending[:n], sending failed
-// batches again (see BatchPublisher).
-func (p *BatchPublisher) wait(ctx context.Context, n int) error {
-	for k := 0; k < n; k++ {
-		var first time.Time
-		for done := false; !done; {
-			select {
-			case <-p.pending[k].f.Ok():
-				done = true
-			case err := <-p.pending[k].f.Err():
-				if first.IsZero() {
-					first = time.Now()
-				}
-				if err := p.failed(ctx, k, first, err); err != nil {
-					return err
-				}
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publishing %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
 			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
 		}
 	}
-	return nil
+	return first
 }
 
-// Check forgets the batches acknowledged so far and sends again, in order,
-// those from the first whose attempt failed, without waiting for any
-// acknowledgement: a publisher that must not wait for each one (a worker in
-// the closed loop, whose next batch the twin is waiting for) still keeps
-// its batches stored and in order. It returns an error once the
-// connection has been down, or a batch refused, for longer than the bound.
+// Check returns the first error among the acknowledgements that have come
+// back, without waiting for the others, and forgets the acknowledged
+// batches: a publisher that must not wait for each acknowledgement (a
+// worker in the closed loop, whose next batch the twin is waiting for) still
+// learns of a failed publish at its next batch.
 func (p *BatchPublisher) Check() error {
-	ctx := context.Background()
-	if err := p.resync(ctx); err != nil {
-		return err
-	}
-	n := 0 // the leading batches acknowledged
-scan:
-	for k := range p.pending {
+	var first error
+	n := 0
+	for _, f := range p.pending {
 		select {
-		case <-p.pending[k].f.Ok():
-			if n == k {
-				n++
+		case <-f.Ok():
+			continue
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publishing %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
 			}
-		case err := <-p.pending[k].f.Err():
-			if err := p.failed(ctx, k, time.Now(), err); err != nil {
-				return err
-			}
-			break scan // pending[k:] were sent again
+			continue
 		default:
 		}
+		p.pending[n] = f
+		n++
 	}
-	m := copy(p.pending, p.pending[n:])
-	clear(p.pending[m:])
-	p.pending = p.pending[:m]
-	return nil
+	clear(p.pending[n:])
+	p.pending = p.pending[:n]
+	return first
 }
 
 // Flush waits until every batch published so far is acknowledged by
-// JetStream (sending failed ones again, see BatchPublisher) and returns the
-// first error.
+// JetStream and returns the first error.
 func (p *BatchPublisher) Flush(ctx context.Context) error {
-	err := p.wait(ctx, len(p.pending))
+	err := p.wait(ctx, p.pending)
 	clear(p.pending)
 	p.pending = p.pending[:0]
 	return err
 }
 
-// followHeartbeat is the idle heartbeat of Follow's pull requests.
-const followHeartbeat = 5 * time.Second
-
 // Follow delivers every message on subject in stream, oldest first, to fn,
 // until ctx is done (it then returns nil) or fn fails. It uses an ordered
-// consumer: nothing is acknowledged, and a reconnect, or a server restart,
-// resumes after the last delivered message (the consumer is recreated there,
-// with backoff, for as long as it takes).
+// consumer: nothing is acknowledged, and a reconnect resumes after the last
+// delivered message.
 func Follow(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(data []byte) error) error {
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return fmt.Errorf("following %s: %w", subject, err)
 	}
-	// Idle heartbeats every 5 s (the client's default is 15 s): after a
-	// server restart, two missed ones make the ordered consumer recreate
-	// itself after the last delivered message.
-	it, err := cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
+	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("following %s: %w", subject, err)
 	}

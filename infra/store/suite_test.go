@@ -216,8 +216,8 @@ func testRunQueries(ctx context.Context, t *testing.T, s Store) {
 		{"q-other", "eval", "tactical ppo", 2, 2, []float64{-5}, map[int32][]float64{2: lat(8, 100)}},
 	}
 	type want struct {
-		hist    schemas.LatencyHistogram
-		means   []float64
+		hist     schemas.LatencyHistogram
+		means    []float64
 		inv      int64
 		cost     float64
 		keepWarm float64
