@@ -70,8 +70,8 @@ func FullSpeed(base pipeline.Config, epoch time.Time, latenessUS int64, logger *
 //
 // With rec, the run is recorded in rec's store: its row (rec.Row, the
 // fields the caller did not set filled in here), its latency histogram per
-// scored day and, unless rec.RowOnly, its rewards and strategic and
-// tactical decisions of the scored days.
+// scored day and, unless rec.RowOnly, its rewards of the scored days and
+// its strategic and tactical decisions (pipeline.Recorder.Apply).
 func RunWindow(ctx context.Context, lo pipeline.LoopOptions, o pipeline.Config, fromUS, toUS, scoreFromTick int64, rec *RunRecord) (pipeline.LoopResult, string, pipeline.Config, error) {
 	trainEpoch := o.Epoch
 	o.Epoch = trainEpoch.Add(time.Duration(fromUS) * time.Microsecond)
@@ -112,21 +112,16 @@ type RunRecord struct {
 	RowOnly bool
 }
 
-// row returns the run's row: r.Row with the window's fields filled in.
+// row returns the run's row: the window's fields (pipeline.RunRow), the
+// caller's r.Row over them, and the days.
 func (r *RunRecord) row(lo pipeline.LoopOptions, o pipeline.Config, name string, epoch time.Time, fromUS, toUS, scoreFromTick int64) *stratapb.Run {
-	row := &stratapb.Run{}
+	row := pipeline.RunRow(lo, o, name, epoch)
 	if r.Row != nil {
-		row = proto.Clone(r.Row).(*stratapb.Run)
+		proto.Merge(row, r.Row) // the caller's kind, label, models, episode, configuration
 	}
 	first := int32(fromUS/grid.StrategicTickUS) + 1
-	row.RunId, row.StartedUnixMs, row.Source, row.Seed, row.Speed = o.RunID, time.Now().UnixMilli(), name, lo.Source.Seed, o.Speed.String()
-	row.StrategicPolicy, row.TacticalPolicy, row.OperationalPolicy = lo.Strategic, lo.Tactical, lo.Operational
-	row.DefaultPlacement, row.TraceEpoch, row.PolicySeed = pipeline.FormatPlacement(lo.Placement), epoch.Format(time.RFC3339), lo.PolicySeed
 	row.FirstDay = first
 	row.ScoredFirstDay = first + int32(scoreFromTick/grid.TicksPerDay)
 	row.ScoredLastDay = int32((toUS + grid.StrategicTickUS - 1) / grid.StrategicTickUS)
-	if row.Models == "" {
-		row.Models = lo.Models
-	}
 	return row
 }

@@ -209,6 +209,16 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets}, names, nil
 }
 
+// RunRow returns the runs row of a run of lo under o replaying the source
+// named source with trace time 0 at epoch: its id, start (now), source and
+// seeds, policies, placement, epoch and models. The caller adds what only
+// it knows (kind, label, days, configuration).
+func RunRow(lo LoopOptions, o Config, source string, epoch time.Time) *stratapb.Run {
+	return &stratapb.Run{RunId: o.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: source, Seed: lo.Source.Seed,
+		Speed: o.Speed.String(), StrategicPolicy: lo.Strategic, TacticalPolicy: lo.Tactical, OperationalPolicy: lo.Operational,
+		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: epoch.Format(time.RFC3339), PolicySeed: lo.PolicySeed, Models: lo.Models}
+}
+
 // RunLoop runs `strata run` in the closed loop: it derives the functions'
 // properties from the trace's training days, then replays src (named
 // name, traceLenUS long when known) through the twin, the features and
@@ -219,10 +229,8 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 	if err != nil {
 		return err
 	}
-	lc.Run = &stratapb.Run{RunId: o.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: name, Seed: lo.Source.Seed,
-		Speed: o.Speed.String(), StrategicPolicy: lo.Strategic, TacticalPolicy: lo.Tactical, OperationalPolicy: lo.Operational,
-		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: o.Epoch.Format(time.RFC3339), ConfigJson: lo.RunJSON,
-		Kind: "run", FirstDay: 1, PolicySeed: lo.PolicySeed, Models: lo.Models}
+	lc.Run = RunRow(lo, o, name, o.Epoch)
+	lc.Run.ConfigJson, lc.Run.Kind, lc.Run.FirstDay = lo.RunJSON, "run", 1
 	var rec *Recorder
 	if lo.Store != "" {
 		st, err := store.Open(ctx, lo.Store, store.WithLogger(o.Logger.With("role", "store")))

@@ -65,17 +65,23 @@ type lstmRow struct {
 // §4.5 — and the LSTM's prediction metrics against the 5-step moving
 // average, with mean ± std across the seeds.
 func evalModels(ctx context.Context, me modelsEval, base pipeline.LoopOptions, w window, first, last int, stdout, stderr io.Writer) error {
-	hasLSTM := true
-	for _, d := range me.dirs {
-		if _, err := os.Stat(filepath.Join(d, agents.CheckpointFile(schemas.Operational))); err != nil {
-			hasLSTM = false
-		}
-	}
+	hasLSTM := allHaveLSTM(me.dirs)
 	if !hasLSTM {
 		fmt.Fprintln(stderr, "eval: DQN+PPO+LSTM left out: not every model directory holds lstm.ckpt")
 	}
 	rows := modelsRows(me, hasLSTM)
 	return runModelsRows(ctx, me, rows, base, w, first, last, stdout, stderr)
+}
+
+// allHaveLSTM reports whether every model directory holds lstm.ckpt: only
+// then does the models evaluation run DQN+PPO+LSTM.
+func allHaveLSTM(dirs []string) bool {
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, agents.CheckpointFile(schemas.Operational))); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // modelsRows returns the configurations of `strata eval --models`, those

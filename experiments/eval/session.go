@@ -3,16 +3,12 @@ package eval
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/pipeline"
-	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
 
@@ -21,7 +17,6 @@ import (
 // eval` runs its configurations in one; `strata report` runs the Jobs it
 // plans, one at a time or several at once.
 type Session struct {
-	c           Config
 	base        pipeline.LoopOptions
 	win         window
 	first, last int
@@ -53,7 +48,7 @@ func NewSession(ctx context.Context, c Config, stderr io.Writer) (*Session, erro
 		fromUS: int64(first-1-w) * grid.StrategicTickUS, toUS: int64(last) * grid.StrategicTickUS, warmupDays: w,
 		rec: rec, runJSON: c.RunJSON}
 	base := pipeline.LoopOptions{Placement: pl, PolicySeed: c.PolicySeed, Source: &c.Source, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
-	return &Session{c: c, base: base, win: win, first: first, last: last, rec: rec}, nil
+	return &Session{base: base, win: win, first: first, last: last, rec: rec}, nil
 }
 
 // Close closes the session's store (a Variant leaves it to its parent).
@@ -76,10 +71,6 @@ func (s *Session) Variant(newModel func(epoch time.Time) (*cloud.Model, error)) 
 
 // Recorder returns the store the runs are recorded in (nil: none).
 func (s *Session) Recorder() *pipeline.Recorder { return s.rec }
-
-// Days returns the scored days, 1-based inclusive, and the warm-up days
-// replayed before them.
-func (s *Session) Days() (first, last, warmup int) { return s.first, s.last, s.win.warmupDays }
 
 // Job is one closed-loop run of an evaluation: a configuration, and for a
 // learned one the model directory of one training seed.
@@ -125,13 +116,7 @@ func (c Config) Jobs() ([]Job, error) {
 		if len(me.dirs) == 0 {
 			return nil, errNoModels
 		}
-		hasLSTM := true
-		for _, d := range me.dirs {
-			if _, err := os.Stat(filepath.Join(d, agents.CheckpointFile(schemas.Operational))); err != nil {
-				hasLSTM = false
-			}
-		}
-		for _, mr := range modelsRows(me, hasLSTM) {
+		for _, mr := range modelsRows(me, allHaveLSTM(me.dirs)) {
 			for k, r := range mr.Runs {
 				seed := c.PolicySeed
 				if r.Models != "" {
