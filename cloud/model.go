@@ -3,7 +3,6 @@ package cloud
 import (
 	"fmt"
 	"math"
-	"slices"
 )
 
 // Model evaluates invocations under placements: execution time, pools, cold
@@ -76,13 +75,7 @@ func (m *Model) VCPU(pl Placement) float64 { return m.cat.Tiers[pl.Tier].VCPU[pl
 //
 // with f the CPU-bound fraction and cap Config.MaxUsableVCPU.
 func (m *Model) ExecUS(pl Placement, prof Profile, refUS int64) int64 {
-	f := min(max(prof.CPUBoundFraction, 0), 1)
-	cpu := min(m.VCPU(pl), m.cfg.MaxUsableVCPU)
-	if cpu <= 0 {
-		cpu = 1e-3
-	}
-	factor := (1 - f) + f*m.refVCPU/cpu
-	return int64(math.Round(float64(max(refUS, 0)) * factor))
+	return scaleUS(refUS, m.execFactor(pl, prof))
 }
 
 // RTTMS returns the network round trip from users in metro user to the
@@ -108,13 +101,8 @@ func ceilTo(us, step int64) int64 {
 // Consumption 1 ms with a 100 ms minimum; Azure Flex 100 ms with a 1000 ms
 // minimum; GCP 100 ms).
 func (m *Model) BilledUS(pl Placement, execUS int64) int64 {
-	r := &m.cat.Regions[pl.Provider][pl.Metro]
-	gran, minMS := r.GranularityMS.Value, r.MinBilledMS.Value
-	if pl.Provider == Azure && !m.cat.Tiers[pl.Tier].AzureConsumption {
-		gran, minMS = r.FlexGranularityMS.Value, r.FlexMinBilledMS.Value
-	}
-	g := int64(math.Round(gran * 1000))
-	return max(ceilTo(max(execUS, 0), g), ceilTo(int64(math.Round(minMS*1000)), g))
+	c := m.costParams(pl)
+	return c.billedUS(execUS)
 }
 
 // InvocationCostUSD returns the price of one execution of execUS under
@@ -132,31 +120,8 @@ func (m *Model) BilledUS(pl Placement, execUS int64) int64 {
 //     the region's (Tier 1 or Tier 2) prices; 3008 MB bills as 4096 MB.
 //     2nd gen: request + billed s × (vCPU × $/vCPU-s + GiB × $/GiB-s).
 func (m *Model) InvocationCostUSD(pl Placement, execUS int64, onPC bool) float64 {
-	r := &m.cat.Regions[pl.Provider][pl.Metro]
-	tf := &m.cat.Tiers[pl.Tier]
-	billedS := float64(m.BilledUS(pl, execUS)) / 1e6
-	mb := float64(pl.Tier.MB())
-	switch pl.Provider {
-	case AWS:
-		price := r.GBSecondUSD.Value
-		if onPC && m.cfg.AWSPCDurationPrice {
-			price = r.PCDurationGBSecondUSD.Value
-		}
-		return r.RequestUSD.Value + billedS*(mb/1024)*price
-	case Azure:
-		if !tf.AzureConsumption {
-			return r.FlexRequestUSD.Value + billedS*(tf.AzureFlexMB.Value/1024)*r.FlexGBSecondUSD.Value
-		}
-		round := r.MemoryRoundingMB.Value
-		billedMB := math.Ceil(mb/round) * round
-		billedMB = min(max(billedMB, round), r.MaxBilledMemoryMB.Value)
-		return r.RequestUSD.Value + billedS*(billedMB/1024)*r.GBSecondUSD.Value
-	default: // GCP
-		if m.cfg.GCPGen2 {
-			return r.RequestUSD.Value + billedS*(tf.VCPU[GCP].Value*r.Gen2VCPUSecondUSD.Value+(mb/1024)*r.Gen2GiBSecondUSD.Value)
-		}
-		return r.RequestUSD.Value + billedS*((tf.GCPBilledMB.Value/1024)*r.GBSecondUSD.Value+tf.GCPGHz.Value*r.GHzSecondUSD.Value)
-	}
+	c := m.costParams(pl)
+	return c.usd(execUS, onPC)
 }
 
 // KeepWarmUSDPerHour returns the price of keeping one idle instance warm for
@@ -341,186 +306,14 @@ func (m *Model) Evaluate(fn *Function, pool *Pool, iv Interval, prewarm []int, r
 // caller evaluating many alternatives in a row allocates them once. The
 // result is the same as Evaluate's.
 func (m *Model) EvaluateInto(res *Result, fn *Function, pool *Pool, iv Interval, prewarm []int, reqs []Request) error {
-	if err := m.checkEval(fn, pool, iv, prewarm, reqs); err != nil {
-		return fmt.Errorf("evaluating %s/%s: %w", fn.App, fn.Func, err)
+	if pool == nil {
+		return fmt.Errorf("evaluating: %w: nil pool", ErrInvalidInput)
 	}
-	pl := pool.placement
-	prof := fn.Profile
-	tick := m.cfg.TickUS
-	nt := int((iv.EndUS - iv.StartUS + tick - 1) / tick)
-	res.Ticks = resize(res.Ticks, nt)
-	res.Outcomes = resize(res.Outcomes, len(reqs))
-	res.Aggregate = Aggregate{}
-	keep := m.keepUS[pl.Provider]
-	tierMB := float64(pl.Tier.MB())
-	rtt := m.rttMS[fn.UserMetro][pl.Metro]
-	if m.cfg.WarmStartOverhead {
-		rtt += m.cat.WarmStartMS[pl.Provider].Value
+	ev, err := m.Evaluator(fn, pool.placement)
+	if err != nil {
+		return err
 	}
-	coldUS := int64(math.Round(m.ColdStartMS(pl.Provider, prof.Runtime) * 1000))
-	oom := tierMB < prof.WorkingSetMB
-	memUsed := min(prof.WorkingSetMB, tierMB)
-	u := m.cfg.CarbonUtilisation
-	if m.cfg.CarbonUtilisationFromProfile {
-		u = min(max(prof.CPUBoundFraction, 0), 1)
-	}
-	pue := m.cat.Regions[pl.Provider][pl.Metro].PUE.Value
-	kwhPerS := m.EnergyKWh(pl, 1, u)
-	idleKWhPerS := m.EnergyKWh(pl, 1, 0)
-	warmPerHour := m.KeepWarmUSDPerHour(pl)
-
-	for k := range res.Ticks {
-		t := &res.Ticks[k]
-		t.StartUS = iv.StartUS + int64(k)*tick
-		t.Seconds = float64(min(t.StartUS+tick, iv.EndUS)-t.StartUS) / 1e6
-	}
-	// Executions already running when the interval starts.
-	for _, in := range pool.inst {
-		if in.freeAt > iv.StartUS {
-			addBusy(res.Ticks, iv, tick, max(in.busyFrom, iv.StartUS), in.freeAt)
-		}
-	}
-
-	var queued []int64 // start times of invocations waiting for an instance
-	hold := 0
-	ti := -1 // current tick
-	enterTick := func(k int) {
-		t := &res.Ticks[k]
-		pool.expire(t.StartUS, keep, hold)
-		hold = 0
-		if k < len(prewarm) {
-			hold = min(max(prewarm[k], 0), m.cfg.MaxInstances)
-		}
-		t.Prewarm = hold
-		pool.insertN(instance{freeAt: t.StartUS, busyFrom: t.StartUS}, hold-pool.Len())
-		t.Instances = pool.Len()
-		if hold > 0 {
-			t.PrewarmCostUSD = m.prewarmCost(pool, pl, hold, t.StartUS, min(t.StartUS+tick, iv.EndUS), warmPerHour)
-		}
-	}
-	lat := res.lat[:0]
-	agg := &res.Aggregate
-	for i, rq := range reqs {
-		for k := TickIndex(iv.StartUS, rq.StartUS, tick); ti < k; {
-			ti++
-			enterTick(ti)
-		}
-		s := rq.StartUS
-		t := &res.Ticks[ti]
-		pool.expire(s, keep, hold)
-		for len(queued) > 0 && queued[0] <= s {
-			queued = queued[1:]
-		}
-		o := &res.Outcomes[i]
-		o.StartUS = s
-		idle := pool.idleAt(s)
-		busy := pool.Len() - idle
-		o.OnPrewarm = hold > 0 && busy+1 <= hold
-		begin := s
-		var slot int
-		switch {
-		case idle > 0:
-			slot = idle - 1 // most recently used idle instance
-		case pool.Len() < m.cfg.MaxInstances:
-			o.Cold = true
-			begin = s + coldUS
-			slot = -1
-		default:
-			o.Queued = true
-			slot = 0 // frees first
-			begin = pool.inst[0].freeAt
-			queued = append(queued, begin)
-			if j := len(queued) - 1; j > 0 && queued[j] < queued[j-1] {
-				slices.Sort(queued)
-			}
-		}
-		execUS := m.ExecUS(pl, prof, rq.DurationUS)
-		end := begin + execUS
-		if slot >= 0 {
-			pool.inst = slices.Delete(pool.inst, slot, slot+1)
-		}
-		pool.insert(instance{freeAt: end, busyFrom: begin})
-		t.Instances = max(t.Instances, pool.Len())
-		t.QueueDepth = max(t.QueueDepth, len(queued))
-		addBusy(res.Ticks, iv, tick, max(begin, iv.StartUS), end)
-
-		o.ExecMS = float64(execUS) / 1000
-		o.QueueWaitMS = float64(max(begin-s, 0)) / 1000
-		if o.Cold {
-			o.ColdStartMS = float64(coldUS) / 1000
-			o.QueueWaitMS = 0
-		}
-		o.LatencyMS = rtt + o.ColdStartMS + o.QueueWaitMS + o.ExecMS
-		billedUS := execUS
-		if o.Cold && m.cfg.BillColdStart {
-			billedUS += coldUS
-		}
-		o.CostUSD = m.InvocationCostUSD(pl, billedUS, o.OnPrewarm && pl.Provider == AWS)
-		runS := float64(execUS) / 1e6
-		o.CPUBusyS = runS
-		if o.Cold {
-			runS += float64(coldUS) / 1e6
-		}
-		o.CarbonG = kwhPerS * runS * pue * m.IntensityGPerKWh(pl.Provider, pl.Metro, s)
-		o.MemoryMB = memUsed
-		o.Failed = oom
-		o.Violated = oom || o.LatencyMS > fn.SLOMS
-
-		t.Invocations++
-		agg.Invocations++
-		if o.Cold {
-			t.ColdStarts++
-			agg.ColdStarts++
-		}
-		if o.Queued {
-			agg.Queued++
-		}
-		if o.Failed {
-			t.Failures++
-			agg.Failures++
-		}
-		if o.Violated {
-			agg.Violations++
-		}
-		agg.CostUSD += o.CostUSD
-		agg.CarbonG += o.CarbonG
-		agg.BusySeconds += o.CPUBusyS
-		lat = append(lat, o.LatencyMS)
-	}
-	for ti < nt-1 {
-		ti++
-		enterTick(ti)
-	}
-	pool.expire(iv.EndUS, keep, 0)
-	pool.now = iv.EndUS
-
-	for k := range res.Ticks {
-		t := &res.Ticks[k]
-		if t.Instances > 0 && t.Seconds > 0 {
-			t.CPUUtil = t.BusySeconds / (float64(t.Instances) * t.Seconds)
-			t.MemoryUtil = t.BusySeconds / t.Seconds * prof.WorkingSetMB / max(float64(t.Instances)*tierMB, 1)
-		}
-		if t.Prewarm > 0 && m.cfg.CarbonPrewarm {
-			idleS := max(float64(t.Prewarm)*t.Seconds-t.BusySeconds, 0)
-			t.PrewarmCarbonG = idleKWhPerS * idleS * pue * m.IntensityGPerKWh(pl.Provider, pl.Metro, t.StartUS)
-		}
-		agg.PrewarmCostUSD += t.PrewarmCostUSD
-		agg.PrewarmCarbonG += t.PrewarmCarbonG
-	}
-	agg.CostUSD += agg.PrewarmCostUSD
-	agg.CarbonG += agg.PrewarmCarbonG
-	if n := len(lat); n > 0 {
-		sum := 0.0
-		for _, l := range lat {
-			sum += l
-		}
-		agg.MeanLatencyMS = sum / float64(n)
-		slices.Sort(lat)
-		agg.P95LatencyMS = lat[min(max(int(math.Ceil(0.95*float64(n)))-1, 0), n-1)]
-		agg.MaxLatencyMS = lat[n-1]
-	}
-	res.lat = lat
-	return nil
+	return ev.EvaluateInto(res, pool, iv, prewarm, reqs)
 }
 
 // resize returns s with length n and every element zero, reusing its
@@ -532,32 +325,6 @@ func resize[T any](s []T, n int) []T {
 	s = s[:n]
 	clear(s)
 	return s
-}
-
-// prewarmCost bills hold pre-warmed instances over [from, to). AWS bills
-// each provisioned-concurrency unit in blocks (300 s): a unit whose paid
-// time does not cover the tick buys further blocks. The other providers
-// bill per second.
-func (m *Model) prewarmCost(pool *Pool, pl Placement, hold int, from, to int64, perHour float64) float64 {
-	if pl.Provider != AWS {
-		return float64(hold) * float64(to-from) / 3.6e9 * perHour
-	}
-	blockUS := int64(math.Round(m.cat.Regions[pl.Provider][pl.Metro].PCBlockSeconds.Value * 1e6))
-	blockUSD := perHour * float64(blockUS) / 3.6e9
-	for len(pool.pcPaid) < hold {
-		pool.pcPaid = append(pool.pcPaid, math.MinInt64)
-	}
-	cost := 0.0
-	for u := range hold {
-		if pool.pcPaid[u] < from {
-			pool.pcPaid[u] = from
-		}
-		for pool.pcPaid[u] < to {
-			pool.pcPaid[u] += blockUS
-			cost += blockUSD
-		}
-	}
-	return cost
 }
 
 // addBusy adds the overlap of [from, to) with each tick to its BusySeconds.
@@ -575,42 +342,3 @@ func addBusy(ticks []TickStats, iv Interval, tick, from, to int64) {
 // TickIndex returns the index of the tick of length tickUS, counted from
 // startUS, that contains t (t ≥ startUS).
 func TickIndex(startUS, t, tickUS int64) int { return int((t - startUS) / tickUS) }
-
-func (m *Model) checkEval(fn *Function, pool *Pool, iv Interval, prewarm []int, reqs []Request) error {
-	switch {
-	case fn == nil:
-		return fmt.Errorf("%w: nil function", ErrInvalidInput)
-	case pool == nil:
-		return fmt.Errorf("%w: nil pool", ErrInvalidInput)
-	case !pool.placement.Valid():
-		return fmt.Errorf("%w: pool placement %v is unknown", ErrInvalidInput, pool.placement)
-	case int(fn.UserMetro) >= NumMetros:
-		return fmt.Errorf("%w: user metro %d is unknown", ErrInvalidInput, fn.UserMetro)
-	case int(fn.Profile.Runtime) >= NumRuntimes:
-		return fmt.Errorf("%w: runtime %d is unknown", ErrInvalidInput, fn.Profile.Runtime)
-	case !finite(fn.Profile.WorkingSetMB) || !finite(fn.Profile.CPUBoundFraction) || math.IsNaN(fn.SLOMS):
-		return fmt.Errorf("%w: profile or SLO is not finite", ErrInvalidInput)
-	case iv.EndUS <= iv.StartUS:
-		return fmt.Errorf("%w: interval [%d, %d) is empty", ErrInvalidInput, iv.StartUS, iv.EndUS)
-	case iv.StartUS < pool.now:
-		return fmt.Errorf("%w: interval starts at %d, before the pool's time %d", ErrInvalidInput, iv.StartUS, pool.now)
-	}
-	for k, n := range prewarm {
-		if n < 0 {
-			return fmt.Errorf("%w: pre-warm count %d of tick %d is negative", ErrInvalidInput, n, k)
-		}
-	}
-	prev := iv.StartUS
-	for i, r := range reqs {
-		switch {
-		case r.StartUS < prev:
-			return fmt.Errorf("%w: request %d starts at %d, before %d (unordered or before the interval)", ErrInvalidInput, i, r.StartUS, prev)
-		case r.StartUS >= iv.EndUS:
-			return fmt.Errorf("%w: request %d starts at %d, after the interval's end %d", ErrInvalidInput, i, r.StartUS, iv.EndUS)
-		case r.DurationUS < 0:
-			return fmt.Errorf("%w: request %d has negative duration %d", ErrInvalidInput, i, r.DurationUS)
-		}
-		prev = r.StartUS
-	}
-	return nil
-}

@@ -107,6 +107,10 @@ type fnState struct {
 	// arrivals holds the function's arrivals of the tick being simulated
 	// (Simulate), in start order; empty between ticks.
 	arrivals []Arrival
+	// ev evaluates the function under the placement it last ran at
+	// (Simulate's goroutine only; valid when hasEv).
+	ev    cloud.Evaluator
+	hasEv bool
 }
 
 type appState struct {

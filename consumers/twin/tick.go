@@ -158,8 +158,15 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	pool := poolFrom(f.pools, pl, ks)
 	start := pool.Clone()
 	iv := cloud.Interval{StartUS: ks, EndUS: ke}
-	res, err := e.m.Evaluate(&f.fn, pool, iv, []int{pw}, reqs)
-	if err != nil {
+	if !f.hasEv || f.ev.Placement() != pl {
+		ev, err := e.m.Evaluator(&f.fn, pl)
+		if err != nil {
+			return nil, fmt.Errorf("evaluating tick %d: %w", k, err)
+		}
+		f.ev, f.hasEv = ev, true
+	}
+	var res cloud.Result
+	if err := f.ev.EvaluateInto(&res, pool, iv, []int{pw}, reqs); err != nil {
 		return nil, fmt.Errorf("evaluating tick %d: %w", k, err)
 	}
 	ts := res.Ticks[0]
@@ -215,6 +222,10 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 	aggs := make([]cloud.Aggregate, len(alts))
 	lat := make([][]float64, len(alts))
 	chosen := slices.Index(alts, pw)
+	ev, err := e.m.Evaluator(&f.fn, start.Placement())
+	if err != nil {
+		return fmt.Errorf("evaluating tick %d: %w", k, err)
+	}
 	for i, a := range alts {
 		if a == pw {
 			aggs[i], lat[i] = agg, lat0
@@ -223,7 +234,7 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 		// Only the chosen count's latencies enter the reward.
 		sc := &e.score
 		sc.prewarm[0] = a
-		if err := e.m.EvaluateInto(&sc.eval, &f.fn, start.Clone(), iv, sc.prewarm[:], reqs); err != nil {
+		if err := ev.EvaluateInto(&sc.eval, start.Clone(), iv, sc.prewarm[:], reqs); err != nil {
 			return fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, a, err)
 		}
 		aggs[i] = sc.eval.Aggregate
@@ -342,24 +353,30 @@ func (e *Engine) replaySegments(sc *replayScratch, fn *cloud.Function, start map
 	pools := sc.placed[:0]
 	for _, s := range segs {
 		pl := place(s)
-		var p *cloud.Pool
-		for _, pp := range pools {
-			if pp.pl == pl {
-				p = pp.pool
+		var pp *placedPool
+		for i := range pools {
+			if pools[i].pl == pl {
+				pp = &pools[i]
 				break
 			}
 		}
-		if p == nil {
+		if pp == nil {
+			var p *cloud.Pool
 			if sp, ok := start[pl]; ok {
 				p = sp.Clone()
 			} else {
 				p = cloud.NewPool(pl, s.tick*grid.OperationalTickUS)
 			}
-			pools = append(pools, placedPool{pl, p})
+			ev, err := e.m.Evaluator(fn, pl)
+			if err != nil {
+				return err
+			}
+			pools = append(pools, placedPool{pl, p, ev})
+			pp = &pools[len(pools)-1]
 		}
 		ks := s.tick * grid.OperationalTickUS
 		sc.prewarm[0] = s.prewarm
-		if err := e.m.EvaluateInto(&sc.eval, fn, p, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, sc.prewarm[:], s.reqs); err != nil {
+		if err := pp.ev.EvaluateInto(&sc.eval, pp.pool, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, sc.prewarm[:], s.reqs); err != nil {
 			return err
 		}
 		addAggregate(agg, sc.eval.Aggregate)
@@ -378,6 +395,7 @@ func (e *Engine) replaySegments(sc *replayScratch, fn *cloud.Function, start map
 type placedPool struct {
 	pl   cloud.Placement
 	pool *cloud.Pool
+	ev   cloud.Evaluator
 }
 
 // hourJob is one function's hour for closeHour, detached from the
