@@ -74,6 +74,15 @@ func (p *Pool) Clone() *Pool {
 	return &Pool{placement: p.placement, now: p.now, inst: slices.Clone(p.inst), pcPaid: slices.Clone(p.pcPaid)}
 }
 
+// CopyTo makes dst an independent copy of the pool, reusing dst's arrays:
+// a caller evaluating alternatives one after another from the same pool
+// copies it into one scratch pool instead of cloning it for each.
+func (p *Pool) CopyTo(dst *Pool) {
+	dst.placement, dst.now = p.placement, p.now
+	dst.inst = append(dst.inst[:0], p.inst...)
+	dst.pcPaid = append(dst.pcPaid[:0], p.pcPaid...)
+}
+
 // idleAt returns the number of instances idle at t (freeAt ≤ t): they form
 // a prefix of p.inst.
 func (p *Pool) idleAt(t int64) int {

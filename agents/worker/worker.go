@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,6 +50,9 @@ type Worker struct {
 	// sent is, for the operational layer, the last row published per
 	// function (see Run).
 	sent map[entity]schemas.DecisionRow
+	// out is the decision batch of the state batch being served, its rows
+	// reused from tick to tick (they are encoded before the next one).
+	out schemas.DecisionBatch
 	// seq rebuilds the operational sequences from the batches' newest
 	// steps; it has read the run's batches from the stream's start.
 	seq schemas.Sequences
@@ -158,7 +162,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil
 		}
 		w.seq.Fill(st)
-		out := &schemas.DecisionBatch{Header: h}
+		out := &w.out
+		out.Header, out.Rows = h, slices.Grow(out.Rows[:0], st.Len())
 		if err := w.policy.Decide(ctx, st, out); err != nil {
 			return fmt.Errorf("deciding %s tick %d shard %d with %s: %w", h.Layer, h.Tick, h.Shard, w.policy.Name(), err)
 		}

@@ -103,6 +103,9 @@ type fnState struct {
 	hour, day           int64
 	hourPools, dayPools map[cloud.Placement]*cloud.Pool
 	hourSegs, daySegs   []segment
+	// hourSegsCap and daySegsCap size a period's segments from the
+	// previous period's count (fewer slices grown by appends).
+	hourSegsCap, daySegsCap int
 	hourProvider        cloud.Provider
 	// arrivals holds the function's arrivals of the tick being simulated
 	// (Simulate), in start order; empty between ticks.
@@ -149,6 +152,12 @@ type replayScratch struct {
 	eval    cloud.Result
 	prewarm [1]int
 	placed  []placedPool
+	// alts, aggs and lat are scoreOperational's alternatives, pool the
+	// starting pool each one is evaluated on.
+	pool cloud.Pool
+	alts []int
+	aggs []cloud.Aggregate
+	lat  [][]float64
 }
 
 // ErrOutOfOrder is returned by Tick for a tick other than the next one.

@@ -142,10 +142,10 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	}
 	pl := e.placement(f)
 	if h := k / grid.TicksPerHour; f.hour != h {
-		f.hour, f.hourPools, f.hourSegs, f.hourProvider = h, clonePools(f.pools), nil, pl.Provider
+		f.hour, f.hourPools, f.hourSegs, f.hourProvider = h, clonePools(f.pools), make([]segment, 0, f.hourSegsCap), pl.Provider
 	}
 	if d := k / grid.TicksPerDay; f.day != d {
-		f.day, f.dayPools, f.daySegs = d, clonePools(f.pools), nil
+		f.day, f.dayPools, f.daySegs = d, clonePools(f.pools), make([]segment, 0, f.daySegsCap)
 	}
 	reqs := make([]cloud.Request, len(arr))
 	for i, a := range arr {
@@ -214,13 +214,18 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 	dec schemas.DecisionRow, own, hasDec bool, out *Output) error {
 	ks := k * grid.OperationalTickUS
 	iv := cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}
-	alts := slices.Clone(e.cfg.PrewarmAlternatives)
+	sc := &e.score
+	alts := append(sc.alts[:0], e.cfg.PrewarmAlternatives...)
 	if !slices.Contains(alts, pw) {
 		alts = append(alts, pw)
 	}
 	slices.Sort(alts)
-	aggs := make([]cloud.Aggregate, len(alts))
-	lat := make([][]float64, len(alts))
+	// Every alternative's aggregate is set below; of the latencies only the
+	// chosen count's.
+	aggs := slices.Grow(sc.aggs[:0], len(alts))[:len(alts)]
+	lat := slices.Grow(sc.lat[:0], len(alts))[:len(alts)]
+	clear(lat)
+	sc.alts, sc.aggs, sc.lat = alts, aggs, lat
 	chosen := slices.Index(alts, pw)
 	ev, err := e.m.Evaluator(&f.fn, start.Placement())
 	if err != nil {
@@ -232,9 +237,9 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 			continue
 		}
 		// Only the chosen count's latencies enter the reward.
-		sc := &e.score
 		sc.prewarm[0] = a
-		if err := ev.EvaluateInto(&sc.eval, start.Clone(), iv, sc.prewarm[:], reqs); err != nil {
+		start.CopyTo(&sc.pool)
+		if err := ev.EvaluateInto(&sc.eval, &sc.pool, iv, sc.prewarm[:], reqs); err != nil {
 			return fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, a, err)
 		}
 		aggs[i] = sc.eval.Aggregate
@@ -423,6 +428,7 @@ func (e *Engine) detachHour(h int64) []hourJob {
 			}
 			jobs = append(jobs, hourJob{key: f.key, fn: &f.fn, pools: f.hourPools, segs: f.hourSegs, provider: f.hourProvider,
 				dec: f.tactical, own: f.hasTactical && f.tacticalTick == h})
+			f.hourSegsCap = len(f.hourSegs)
 			f.hourSegs, f.hourPools = nil, nil
 		}
 	}
@@ -503,6 +509,7 @@ func (e *Engine) detachDay(d int64) []dayJob {
 				continue
 			}
 			j.fns = append(j.fns, dayFunc{fn: &f.fn, key: f.key, pools: f.dayPools, segs: f.daySegs})
+			f.daySegsCap = len(f.daySegs)
 			f.daySegs, f.dayPools = nil, nil
 		}
 		if len(j.fns) > 0 {
