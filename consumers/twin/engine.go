@@ -145,6 +145,8 @@ type Engine struct {
 	// those Simulate runs (the internal oracles), score for Score's, so
 	// that the two may run at the same time.
 	sim, score replayScratch
+	// tick is tickFunction's evaluation, reused from function to function.
+	tick cloud.Result
 }
 
 // replayScratch is the scratch of one goroutine's counterfactual replays.

@@ -165,8 +165,8 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 		}
 		f.ev, f.hasEv = ev, true
 	}
-	var res cloud.Result
-	if err := f.ev.EvaluateInto(&res, pool, iv, []int{pw}, reqs); err != nil {
+	res := &e.tick
+	if err := f.ev.EvaluateInto(res, pool, iv, []int{pw}, reqs); err != nil {
 		return nil, fmt.Errorf("evaluating tick %d: %w", k, err)
 	}
 	ts := res.Ticks[0]
