@@ -64,6 +64,9 @@ func (s *CarbonSeries) hourOf(offsetUS int64) int {
 		h--
 	}
 	n := int64(s.Hours)
+	if h >= 0 && h < n {
+		return int(h) // within the series: no wrapping (and no division)
+	}
 	return int(((h % n) + n) % n)
 }
 

@@ -1,6 +1,7 @@
 package cloud_test
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -68,6 +69,96 @@ func TestIntensityAcrossTheSeries(t *testing.T) {
 			if got := m.IntensityGPerKWh(cloud.GCP, cloud.EUWest, us); got != want {
 				t.Errorf("epoch %v, trace time %d µs: intensity %v, want %v", epoch, us, got, want)
 			}
+		}
+	}
+}
+
+// TestEvaluatorReusedAcrossIntervals checks that one Evaluator, reused
+// across intervals, pools and pre-warm counts of every provider, gives what
+// a fresh Model.Evaluate gives each time, and that it refuses a pool of
+// another placement or an unknown function.
+func TestEvaluatorReusedAcrossIntervals(t *testing.T) {
+	m := newModel(t, nil)
+	fn := m.NewFunction("app", "fn", cloud.EUWest, []int64{100_000, 200_000, 3_000_000})
+	reqs := []cloud.Request{{StartUS: min1, DurationUS: 500_000}, {StartUS: min1 + 10_000, DurationUS: 500_000}, {StartUS: min1 + 14*sec, DurationUS: 7000}}
+	for _, p := range []cloud.Provider{cloud.AWS, cloud.Azure, cloud.GCP} {
+		for _, mb := range []int{128, 2048} {
+			pl := cloud.Placement{Provider: p, Metro: cloud.USWest, Tier: tier(t, mb)}
+			ev, err := m.Evaluator(&fn, pl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res cloud.Result
+			evPool, fresh := cloud.NewPool(pl, 0), cloud.NewPool(pl, 0)
+			for k, tc := range []struct {
+				prewarm []int
+				reqs    []cloud.Request
+			}{{[]int{2}, reqs}, {[]int{0}, nil}, {[]int{1}, reqs[:1]}, {nil, reqs[1:]}} {
+				iv := cloud.Interval{StartUS: min1 + int64(k)*min1, EndUS: min1 + int64(k)*min1 + 15*sec}
+				shifted := make([]cloud.Request, len(tc.reqs))
+				for i, r := range tc.reqs {
+					shifted[i] = cloud.Request{StartUS: r.StartUS + int64(k)*min1, DurationUS: r.DurationUS}
+				}
+				want := evaluate(t, m, &fn, fresh, iv, tc.prewarm, shifted)
+				if err := ev.EvaluateInto(&res, evPool, iv, tc.prewarm, shifted); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(want.Aggregate, res.Aggregate) || !reflect.DeepEqual(want.Ticks, res.Ticks) ||
+					(len(want.Outcomes) > 0 && !reflect.DeepEqual(want.Outcomes, res.Outcomes)) {
+					t.Errorf("%v interval %d: evaluator gave\n %+v\nwant %+v", pl, k, res, want)
+				}
+			}
+		}
+	}
+	pl := cloud.Placement{Provider: cloud.AWS, Metro: cloud.USWest, Tier: tier(t, 128)}
+	ev, err := m.Evaluator(&fn, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := cloud.NewPool(cloud.Placement{Provider: cloud.GCP, Metro: cloud.USWest, Tier: tier(t, 128)}, 0)
+	var res cloud.Result
+	if err := ev.EvaluateInto(&res, other, cloud.Interval{StartUS: 0, EndUS: 15 * sec}, nil, nil); !errors.Is(err, cloud.ErrInvalidInput) {
+		t.Errorf("a pool of another placement: got %v, want ErrInvalidInput", err)
+	}
+	if _, err := m.Evaluator(nil, pl); !errors.Is(err, cloud.ErrInvalidInput) {
+		t.Errorf("a nil function: got %v, want ErrInvalidInput", err)
+	}
+	bad := fn
+	bad.UserMetro = cloud.Metro(cloud.NumMetros)
+	if _, err := m.Evaluator(&bad, pl); !errors.Is(err, cloud.ErrInvalidInput) {
+		t.Errorf("an unknown user metro: got %v, want ErrInvalidInput", err)
+	}
+}
+
+// TestPoolCopyTo checks that a pool copied into a used scratch pool is
+// the source's state and independent of it.
+func TestPoolCopyTo(t *testing.T) {
+	m := newModel(t, nil)
+	fn := m.NewFunction("app", "fn", cloud.EUWest, []int64{100_000})
+	pl := cloud.Placement{Provider: cloud.AWS, Metro: cloud.EUWest, Tier: tier(t, 512)}
+	src := cloud.NewPool(pl, 0)
+	evaluate(t, m, &fn, src, cloud.Interval{StartUS: 0, EndUS: 15 * sec}, []int{3}, []cloud.Request{{StartUS: sec, DurationUS: 2 * sec}})
+	scratch := cloud.NewPool(cloud.Placement{Provider: cloud.GCP, Metro: cloud.USEast, Tier: tier(t, 128)}, 0)
+	evaluate(t, m, &fn, scratch, cloud.Interval{StartUS: 0, EndUS: 15 * sec}, []int{5}, nil)
+	src.CopyTo(scratch)
+	if !reflect.DeepEqual(scratch, src.Clone()) {
+		t.Fatalf("CopyTo gave %+v, want %+v", scratch, src.Clone())
+	}
+	before := src.Clone()
+	evaluate(t, m, &fn, scratch, cloud.Interval{StartUS: 15 * sec, EndUS: 30 * sec}, []int{1}, []cloud.Request{{StartUS: 16 * sec, DurationUS: sec}})
+	if !reflect.DeepEqual(src, before) {
+		t.Errorf("evaluating the copy changed the source: %+v, was %+v", src, before)
+	}
+}
+
+// TestTickIndex checks TickIndex at tick boundaries.
+func TestTickIndex(t *testing.T) {
+	for _, tc := range []struct {
+		start, at int64
+		want      int
+	}{{0, 0, 0}, {0, 15*sec - 1, 0}, {0, 15 * sec, 1}, {min1, min1 + 45*sec, 3}, {min1, 2*min1 - 1, 3}, {min1, 2 * min1, 4}} {
+		if got := cloud.TickIndex(tc.start, tc.at, 15*sec); got != tc.want {
+			t.Errorf("TickIndex(%d, %d) = %d, want %d", tc.start, tc.at, got, tc.want)
 		}
 	}
 }

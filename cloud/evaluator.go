@@ -205,7 +205,10 @@ func (ev *Evaluator) EvaluateInto(res *Result, pool *Pool, iv Interval, prewarm 
 	}
 	m, fn := ev.m, ev.fn
 	tick := ev.tickUS
-	nt := int((iv.EndUS - iv.StartUS + tick - 1) / tick)
+	nt := 1 // a one-tick interval, as most are, needs no division
+	if d := iv.EndUS - iv.StartUS; d > tick {
+		nt = int((d + tick - 1) / tick)
+	}
 	res.Ticks = resize(res.Ticks, nt)
 	res.Outcomes = resize(res.Outcomes, len(reqs))
 	res.Aggregate = Aggregate{}

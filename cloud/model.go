@@ -341,4 +341,9 @@ func addBusy(ticks []TickStats, iv Interval, tick, from, to int64) {
 
 // TickIndex returns the index of the tick of length tickUS, counted from
 // startUS, that contains t (t ≥ startUS).
-func TickIndex(startUS, t, tickUS int64) int { return int((t - startUS) / tickUS) }
+func TickIndex(startUS, t, tickUS int64) int {
+	if d := t - startUS; d >= 0 && d < tickUS {
+		return 0 // the first tick, as most are: no division
+	}
+	return int((t - startUS) / tickUS)
+}
