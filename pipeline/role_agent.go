@@ -52,6 +52,9 @@ type AgentRole struct {
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
+	// Serve are the guardrails the agent projects its decisions onto and
+	// its layer's fallback.
+	Serve ServeFlags
 }
 
 // DefaultAgentRole is the agent role's defaults.
@@ -75,6 +78,7 @@ func (r *AgentRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Epoch, prefix+"trace-epoch", r.Epoch, "wall-clock instant of trace time 0 (sets hour of day)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
+	r.Serve.RegisterFlags(fs, prefix)
 }
 
 // Validate reports what the flags set wrongly, before anything connects.
@@ -95,6 +99,18 @@ func (r *AgentRole) Validate() error {
 		return errors.New("strata agent needs --run-id (the run whose state batches to answer), --act, or both")
 	case r.Follow && (r.RunID == "" || r.Policy != agents.LearnedName(layer) || layer == schemas.Operational):
 		return fmt.Errorf("strata agent --follow needs --run-id and the layer's learned policy (%s); the operational LSTM is trained offline", agents.LearnedName(layer))
+	}
+	if err := r.Serve.Validate(); err != nil {
+		return err
+	}
+	sv, _ := r.Serve.Load()
+	for l, n := range sv.Fallback {
+		switch {
+		case l != layer:
+			return fmt.Errorf("strata agent --fallback %s=%s: the agent serves the %s layer", l, n, layer)
+		case r.Follow:
+			return errors.New("strata agent --fallback with --follow: the followed checkpoints are a training run's, served as in training; a fallback is for live use")
+		}
 	}
 	return nil
 }
@@ -119,14 +135,25 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	// The tick loop and the act server each get an instance of their own:
 	// policies keep state across the ticks they see, so live requests
 	// sharing the tick loop's instance would change its decisions.
+	sv, err := r.Serve.Load()
+	if err != nil {
+		return err
+	}
+	newPolicy := func() (agents.Policy, error) {
+		p, err := agents.New(r.Policy, layer, opts)
+		if err != nil {
+			return nil, err
+		}
+		return sv.Wrap(p, layer, opts)
+	}
 	var tickPolicy, actPolicy agents.Policy
 	if r.RunID != "" && !r.Follow {
-		if tickPolicy, err = agents.New(r.Policy, layer, opts); err != nil {
+		if tickPolicy, err = newPolicy(); err != nil {
 			return err
 		}
 	}
 	if r.Act {
-		if actPolicy, err = agents.New(r.Policy, layer, opts); err != nil {
+		if actPolicy, err = newPolicy(); err != nil {
 			return err
 		}
 	}
@@ -168,11 +195,17 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, r.RunID, wp, log)
 		w.Names = r.Names
+		if w.Guard, err = sv.Enforcer(layer, model); err != nil {
+			return err
+		}
 	}
 	var as *worker.ActServer
 	if actPolicy != nil {
 		as = worker.NewActServer(nc, layer, actPolicy, log)
 		as.Names = r.Names
+		if as.Guard, err = sv.Enforcer(layer, model); err != nil {
+			return err
+		}
 		if err := as.Listen(); err != nil {
 			return err
 		}
