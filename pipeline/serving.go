@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/strata-rl/strata/agents"
@@ -95,7 +96,7 @@ func (s *ServeFlags) load() (*Serving, error) {
 			return nil, fmt.Errorf("parsing --fallback: %s is given twice", l)
 		}
 		if _, internal := twin.ParseInternalPolicy(name); internal || name == PolicyExternal || name == "none" {
-			return nil, fmt.Errorf("parsing --fallback: %s=%s: a fallback is a policy a worker serves (%s)", l, name, PolicyNames(l))
+			return nil, fmt.Errorf("parsing --fallback: %s=%s: a fallback is a policy a worker serves (%s, or %s with --models)", l, name, strings.Join(append(agents.Names(l), agents.Own(l)...), ", "), agents.LearnedName(l))
 		}
 		sv.Fallback[l] = name
 	}
@@ -199,4 +200,27 @@ func (sv *Serving) Record() json.RawMessage {
 		return nil
 	}
 	return b
+}
+
+// Outside returns the apps whose guardrails the placement pl breaks
+// ("*" for the apps the file does not name), sorted; nil without
+// guardrails.
+func (sv *Serving) Outside(pl cloud.Placement) []string {
+	if sv == nil || sv.Rules == nil {
+		return nil
+	}
+	breaks := func(a guard.AppRule) bool {
+		return !a.AllowsProvider(pl.Provider) || !a.AllowsMetro(pl.Metro) || !a.Memory.Allows(pl.Tier)
+	}
+	var out []string
+	if breaks(sv.Rules.Default) {
+		out = append(out, guard.AnyApp)
+	}
+	for app, a := range sv.Rules.Apps {
+		if breaks(a) {
+			out = append(out, app)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -157,6 +157,11 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 	if err := lo.Serving.CheckLayers(map[schemas.Layer]string{schemas.Strategic: lo.Strategic, schemas.Tactical: lo.Tactical, schemas.Operational: lo.Operational}); err != nil {
 		return lc, nil, err
 	}
+	if apps := lo.Serving.Outside(lo.Placement); len(apps) > 0 {
+		// Guardrails constrain decisions; the placement before the first
+		// one is the operator's (docs/guardrails.md).
+		o.Logger.Warn("the default placement breaks the guardrails of some apps until their first decisions", "placement", FormatPlacement(lo.Placement), "apps", apps)
+	}
 	policies := map[schemas.Layer]worker.Policy{}
 	names := map[string]string{}
 	for l, n := range map[schemas.Layer]string{schemas.Strategic: lo.Strategic, schemas.Tactical: lo.Tactical, schemas.Operational: lo.Operational} {
