@@ -97,11 +97,11 @@ func TestFallbackErrors(t *testing.T) {
 	if err := f.Decide(t.Context(), st, &schemas.DecisionBatch{}); err == nil || !strings.Contains(err.Error(), "and so did its fallback baseline") {
 		t.Errorf("both failing: %v", err)
 	}
-	strat, err := agents.New("random", schemas.Strategic, agents.Options{Seed: 1})
+	other, err := agents.New("random", schemas.Strategic, agents.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := agents.NewFallback(bad, strat); err == nil || !strings.Contains(err.Error(), "it is a strategic policy") {
+	if _, err := agents.NewFallback(bad, other); err == nil || !strings.Contains(err.Error(), "it is a strategic policy") {
 		t.Errorf("fallback of another layer: %v", err)
 	}
 }

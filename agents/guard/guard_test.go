@@ -139,7 +139,7 @@ functions:
   us/big:
     memory_mb: {min: 2048}
 `
-	strat := func(app, p string) schemas.DecisionRow {
+	strategicRow := func(app, p string) schemas.DecisionRow {
 		return schemas.DecisionRow{App: app, Provider: p, Action: int32(mustProvider(t, p))}
 	}
 	for _, tc := range []struct {
@@ -149,9 +149,9 @@ functions:
 		want  schemas.DecisionRow
 		n     guard.Counts
 	}{
-		{"allowed provider", schemas.Strategic, strat("eu", "azure"), strat("eu", "azure"), guard.Counts{}},
-		{"first allowed provider", schemas.Strategic, strat("eu", "aws"), strat("eu", "gcp"), guard.Counts{guard.ConstraintProvider: 1}},
-		{"unconstrained app", schemas.Strategic, strat("other", "aws"), strat("other", "aws"), guard.Counts{}},
+		{"allowed provider", schemas.Strategic, strategicRow("eu", "azure"), strategicRow("eu", "azure"), guard.Counts{}},
+		{"first allowed provider", schemas.Strategic, strategicRow("eu", "aws"), strategicRow("eu", "gcp"), guard.Counts{guard.ConstraintProvider: 1}},
+		{"unconstrained app", schemas.Strategic, strategicRow("other", "aws"), strategicRow("other", "aws"), guard.Counts{}},
 		{"nearest region (us-east → eu-west)", schemas.Tactical, tactical("eu", "f", "gcp", "us-east", 512), tactical("eu", "f", "gcp", "eu-west", 512), guard.Counts{guard.ConstraintRegion: 1}},
 		{"nearest region (us-east → us-west)", schemas.Tactical, tactical("us", "f", "aws", "us-east", 512), tactical("us", "f", "aws", "us-west", 512), guard.Counts{guard.ConstraintRegion: 1}},
 		{"tactical provider", schemas.Tactical, tactical("eu", "f", "aws", "eu-west", 512), tactical("eu", "f", "gcp", "eu-west", 512), guard.Counts{guard.ConstraintProvider: 1}},
