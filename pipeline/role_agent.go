@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/agents"
@@ -55,6 +56,10 @@ type AgentRole struct {
 	// Serve are the guardrails the agent projects its decisions onto and
 	// its layer's fallback.
 	Serve ServeFlags
+	// Deployment, if set, serves the model promoted for this deployment
+	// (strata models --promote) and swaps it, between ticks, when another
+	// is promoted or rolled back to.
+	Deployment string
 }
 
 // DefaultAgentRole is the agent role's defaults.
@@ -79,6 +84,7 @@ func (r *AgentRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
 	r.Serve.RegisterFlags(fs, prefix)
+	fs.StringVar(&r.Deployment, prefix+"deployment", r.Deployment, "serve the learned model promoted for deployment `NAME` (strata models --promote; --models until one is), switching between ticks when another is promoted or rolled back to (docs/guardrails.md)")
 }
 
 // Validate reports what the flags set wrongly, before anything connects.
@@ -99,6 +105,9 @@ func (r *AgentRole) Validate() error {
 		return errors.New("strata agent needs --run-id (the run whose state batches to answer), --act, or both")
 	case r.Follow && (r.RunID == "" || r.Policy != agents.LearnedName(layer) || layer == schemas.Operational):
 		return fmt.Errorf("strata agent --follow needs --run-id and the layer's learned policy (%s); the operational LSTM is trained offline", agents.LearnedName(layer))
+	}
+	if r.Deployment != "" && (r.Follow || r.Policy != agents.LearnedName(layer)) {
+		return fmt.Errorf("strata agent --deployment serves promoted checkpoints of the layer's learned policy (--policy %s), without --follow", agents.LearnedName(layer))
 	}
 	if err := r.Serve.Validate(); err != nil {
 		return err
@@ -132,30 +141,9 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts := agents.Options{Seed: r.Seed, Model: model, Epoch: epoch, Models: r.Models}
-	// The tick loop and the act server each get an instance of their own:
-	// policies keep state across the ticks they see, so live requests
-	// sharing the tick loop's instance would change its decisions.
 	sv, err := r.Serve.Load()
 	if err != nil {
 		return err
-	}
-	newPolicy := func() (agents.Policy, error) {
-		p, err := agents.New(r.Policy, layer, opts)
-		if err != nil {
-			return nil, err
-		}
-		return sv.Wrap(p, layer, opts)
-	}
-	var tickPolicy, actPolicy agents.Policy
-	if r.RunID != "" && !r.Follow {
-		if tickPolicy, err = newPolicy(); err != nil {
-			return err
-		}
-	}
-	if r.Act {
-		if actPolicy, err = newPolicy(); err != nil {
-			return err
-		}
 	}
 	log := logger.With("role", "agent", "layer", layer, "policy", r.Policy)
 
@@ -178,19 +166,73 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 			nc.Close()
 		}
 	}()
-
-	var w *worker.Worker
-	if r.RunID != "" {
-		js, err := OpenJetStream(ctx, nc, r.Names)
+	var js jetstream.JetStream
+	if r.RunID != "" || r.Deployment != "" {
+		if js, err = OpenJetStream(ctx, nc, r.Names); err != nil {
+			return err
+		}
+	}
+	var ms *natsbus.ModelStore
+	if r.Follow || r.Deployment != "" {
+		if ms, err = natsbus.OpenModelStore(ctx, js, r.Names); err != nil {
+			return err
+		}
+	}
+	// With --deployment the policy starts from the model the deployment
+	// serves (or --models when none was promoted yet) and is swapped when
+	// one is promoted or rolled back.
+	var swaps []*agents.Swappable
+	var served natsbus.Served
+	base := func() (agents.Policy, error) { return agents.New(r.Policy, layer, opts) }
+	if r.Deployment != "" {
+		s, ok, err := ms.ServedNow(ctx, r.Deployment, layer)
 		if err != nil {
 			return err
 		}
-		var wp worker.Policy = tickPolicy
-		if r.Follow {
-			ms, err := natsbus.OpenModelStore(ctx, js, r.Names)
+		served = s
+		switch {
+		case ok:
+			c, err := ms.ServedCheckpoint(ctx, served, layer)
 			if err != nil {
 				return err
 			}
+			load := ServedLoader(layer, opts)
+			base = func() (agents.Policy, error) { return load(c) }
+		case r.Models == "":
+			return fmt.Errorf("strata agent --deployment %s: no %s model is promoted for it yet (strata models --promote) and there is no --models to start from", r.Deployment, layer)
+		}
+	}
+	// The tick loop and the act server each get an instance of their own:
+	// policies keep state across the ticks they see, so live requests
+	// sharing the tick loop's instance would change its decisions.
+	newPolicy := func() (agents.Policy, error) {
+		p, err := base()
+		if err != nil {
+			return nil, err
+		}
+		if r.Deployment != "" {
+			sw := agents.NewSwappable(p)
+			swaps = append(swaps, sw)
+			p = sw
+		}
+		return sv.Wrap(p, layer, opts)
+	}
+	var tickPolicy, actPolicy agents.Policy
+	if r.RunID != "" && !r.Follow {
+		if tickPolicy, err = newPolicy(); err != nil {
+			return err
+		}
+	}
+	if r.Act {
+		if actPolicy, err = newPolicy(); err != nil {
+			return err
+		}
+	}
+
+	var w *worker.Worker
+	if r.RunID != "" {
+		var wp worker.Policy = tickPolicy
+		if r.Follow {
 			wp = learner.NewFollower(r.Policy, layer, r.RunID, ms, FollowerLoader(layer, opts, true), r.Live)
 		}
 		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, r.RunID, wp, log)
@@ -217,6 +259,11 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	if as != nil {
 		g.Go(func() error { return as.Serve(gctx) })
+	}
+	if r.Deployment != "" {
+		g.Go(func() error {
+			return FollowServed(gctx, ms, r.Deployment, layer, ServedLoader(layer, opts), swaps, served, log, nil)
+		})
 	}
 	err = g.Wait()
 	var parts []string
