@@ -124,6 +124,22 @@ func (r *AgentRole) Validate() error {
 	return nil
 }
 
+// policies builds the tick loop's policy (with RunID, not following the
+// learner) and the act server's (with Act), each an instance of its own.
+func (r *AgentRole) policies(newPolicy func() (agents.Policy, error)) (tick, act agents.Policy, err error) {
+	if r.RunID != "" && !r.Follow {
+		if tick, err = newPolicy(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if r.Act {
+		if act, err = newPolicy(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return tick, act, nil
+}
+
 // Run serves the policy until ctx is done and prints what it answered to
 // stdout.
 func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -146,6 +162,20 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := logger.With("role", "agent", "layer", layer, "policy", r.Policy)
+	// Without a deployment the policies are built before anything
+	// connects: a name or checkpoint that is wrong fails at once.
+	var early, earlyAct agents.Policy
+	if r.Deployment == "" {
+		if early, earlyAct, err = r.policies(func() (agents.Policy, error) {
+			p, err := agents.New(r.Policy, layer, opts)
+			if err != nil {
+				return nil, err
+			}
+			return sv.Wrap(p, layer, opts)
+		}); err != nil {
+			return err
+		}
+	}
 
 	nc, err := natsbus.Connect(r.NATSURL, "strata-agent-"+string(layer))
 	if err != nil {
@@ -218,15 +248,12 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return sv.Wrap(p, layer, opts)
 	}
 	var tickPolicy, actPolicy agents.Policy
-	if r.RunID != "" && !r.Follow {
-		if tickPolicy, err = newPolicy(); err != nil {
+	if r.Deployment != "" {
+		if tickPolicy, actPolicy, err = r.policies(newPolicy); err != nil {
 			return err
 		}
-	}
-	if r.Act {
-		if actPolicy, err = newPolicy(); err != nil {
-			return err
-		}
+	} else {
+		tickPolicy, actPolicy = early, earlyAct
 	}
 
 	var w *worker.Worker
