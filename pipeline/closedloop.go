@@ -65,6 +65,9 @@ type LoopConfig struct {
 	// states in, per layer (twin.CommonConfig.FeatureSets); the layers
 	// Learn trains get the sets its networks read.
 	FeatureSets map[schemas.Layer]schemas.FeatureSet
+	// Serving, if it holds guardrails, has every worker project its
+	// decisions onto them (worker.Worker.Guard).
+	Serving *Serving
 }
 
 // Learn is a training episode's learner.
@@ -290,6 +293,9 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		}
 		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, o.RunID, o.Policies[l], o.Logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, o.Registerer
+		if w.Guard, err = o.Serving.Enforcer(l, o.Model); err != nil {
+			return res, err
+		}
 		agentStage.Go("agent "+string(l), w.Run)
 	}
 	if len(external) > 0 {

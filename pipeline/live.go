@@ -83,6 +83,9 @@ type LiveConfig struct {
 	NewModel func(epoch time.Time) (*cloud.Model, error)
 	// RunJSON is the run's config_json before RunConfigJSON completes it.
 	RunJSON string
+	// Serving, if set, holds the guardrails the agents and act servers
+	// project every decision onto and the layers' fallbacks.
+	Serving *Serving
 }
 
 // LiveRun is a running live process, handed to Live's ready callback.
@@ -126,6 +129,16 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		return err
 	}
 	aopts := agents.Options{Seed: lo.Seed, Model: model, Epoch: LiveEpoch, Models: lo.Models}
+	if err := lo.Serving.CheckLayers(lo.Policies); err != nil {
+		return err
+	}
+	newPolicy := func(n string, l schemas.Layer) (agents.Policy, error) {
+		p, err := agents.New(n, l, aopts)
+		if err != nil {
+			return nil, err
+		}
+		return lo.Serving.Wrap(p, l, aopts)
+	}
 	var layers []schemas.Layer
 	tickPol, actPol := map[schemas.Layer]worker.Policy{}, map[schemas.Layer]worker.Policy{}
 	for _, l := range schemas.Layers {
@@ -136,14 +149,14 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		if _, internal := twin.ParseInternalPolicy(n); internal {
 			return fmt.Errorf("strata live --%s %s: this policy runs inside the twin on a replayed trace; live decisions need an agent policy", l, n)
 		}
-		p, err := agents.New(n, l, aopts)
+		p, err := newPolicy(n, l)
 		if err != nil {
 			return err
 		}
 		tickPol[l] = p
 		layers = append(layers, l)
 		if lo.Act {
-			if actPol[l], err = agents.New(n, l, aopts); err != nil {
+			if actPol[l], err = newPolicy(n, l); err != nil {
 				return err
 			}
 		}
@@ -187,11 +200,17 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	for _, l := range layers {
 		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, reg
+		if w.Guard, err = lo.Serving.Enforcer(l, model); err != nil {
+			return errors.Join(err, stop())
+		}
 		back.Go(func() error { return w.Run(bctx) })
 		if p := actPol[l]; p != nil {
 			nc := e.NC
 			srv := worker.NewActServer(nc, l, p, logger.With("role", "act", "layer", l))
 			srv.Names = nm
+			if srv.Guard, err = lo.Serving.Enforcer(l, model); err != nil {
+				return errors.Join(err, stop())
+			}
 			if err := srv.Listen(); err != nil {
 				return errors.Join(err, stop())
 			}
@@ -520,7 +539,7 @@ func writeLiveRun(ctx context.Context, brokers []string, lo LiveConfig, layers [
 	v, err := proto.Marshal(&stratapb.Run{RunId: lo.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: "live", Seed: lo.Seed,
 		Speed: "wall-clock", StrategicPolicy: pol[schemas.Strategic], TacticalPolicy: pol[schemas.Tactical],
 		OperationalPolicy: pol[schemas.Operational], DefaultPlacement: lo.Placement.String(), TraceEpoch: LiveEpoch.Format(time.RFC3339),
-		ConfigJson: RunConfigJSON(lo.RunJSON, lo.Partitions, lo.Names)})
+		ConfigJson: RunConfigJSON(WithServing(lo.RunJSON, lo.Serving), lo.Partitions, lo.Names)})
 	if err != nil {
 		return fmt.Errorf("encoding the live run record: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/agents"
@@ -52,6 +53,13 @@ type AgentRole struct {
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
+	// Serve are the guardrails the agent projects its decisions onto and
+	// its layer's fallback.
+	Serve ServeFlags
+	// Deployment, if set, serves the model promoted for this deployment
+	// (strata models --promote) and swaps it, between ticks, when another
+	// is promoted or rolled back to.
+	Deployment string
 }
 
 // DefaultAgentRole is the agent role's defaults.
@@ -75,6 +83,8 @@ func (r *AgentRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Epoch, prefix+"trace-epoch", r.Epoch, "wall-clock instant of trace time 0 (sets hour of day)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
+	r.Serve.RegisterFlags(fs, prefix)
+	fs.StringVar(&r.Deployment, prefix+"deployment", r.Deployment, "serve the learned model promoted for deployment `NAME` (strata models --promote; --models until one is), switching between ticks when another is promoted or rolled back to (docs/guardrails.md)")
 }
 
 // Validate reports what the flags set wrongly, before anything connects.
@@ -96,7 +106,38 @@ func (r *AgentRole) Validate() error {
 	case r.Follow && (r.RunID == "" || r.Policy != agents.LearnedName(layer) || layer == schemas.Operational):
 		return fmt.Errorf("strata agent --follow needs --run-id and the layer's learned policy (%s); the operational LSTM is trained offline", agents.LearnedName(layer))
 	}
+	if r.Deployment != "" && (r.Follow || r.Policy != agents.LearnedName(layer)) {
+		return fmt.Errorf("strata agent --deployment serves promoted checkpoints of the layer's learned policy (--policy %s), without --follow", agents.LearnedName(layer))
+	}
+	if err := r.Serve.Validate(); err != nil {
+		return err
+	}
+	sv, _ := r.Serve.Load()
+	for l, n := range sv.Fallback {
+		switch {
+		case l != layer:
+			return fmt.Errorf("strata agent --fallback %s=%s: the agent serves the %s layer", l, n, layer)
+		case r.Follow:
+			return errors.New("strata agent --fallback with --follow: the followed checkpoints are a training run's, served as in training; a fallback is for live use")
+		}
+	}
 	return nil
+}
+
+// policies builds the tick loop's policy (with RunID, not following the
+// learner) and the act server's (with Act), each an instance of its own.
+func (r *AgentRole) policies(newPolicy func() (agents.Policy, error)) (tick, act agents.Policy, err error) {
+	if r.RunID != "" && !r.Follow {
+		if tick, err = newPolicy(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if r.Act {
+		if act, err = newPolicy(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return tick, act, nil
 }
 
 // Run serves the policy until ctx is done and prints what it answered to
@@ -116,21 +157,25 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts := agents.Options{Seed: r.Seed, Model: model, Epoch: epoch, Models: r.Models}
-	// The tick loop and the act server each get an instance of their own:
-	// policies keep state across the ticks they see, so live requests
-	// sharing the tick loop's instance would change its decisions.
-	var tickPolicy, actPolicy agents.Policy
-	if r.RunID != "" && !r.Follow {
-		if tickPolicy, err = agents.New(r.Policy, layer, opts); err != nil {
-			return err
-		}
-	}
-	if r.Act {
-		if actPolicy, err = agents.New(r.Policy, layer, opts); err != nil {
-			return err
-		}
+	sv, err := r.Serve.Load()
+	if err != nil {
+		return err
 	}
 	log := logger.With("role", "agent", "layer", layer, "policy", r.Policy)
+	// Without a deployment the policies are built before anything
+	// connects: a name or checkpoint that is wrong fails at once.
+	var early, earlyAct agents.Policy
+	if r.Deployment == "" {
+		if early, earlyAct, err = r.policies(func() (agents.Policy, error) {
+			p, err := agents.New(r.Policy, layer, opts)
+			if err != nil {
+				return nil, err
+			}
+			return sv.Wrap(p, layer, opts)
+		}); err != nil {
+			return err
+		}
+	}
 
 	nc, err := natsbus.Connect(r.NATSURL, "strata-agent-"+string(layer))
 	if err != nil {
@@ -151,28 +196,85 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 			nc.Close()
 		}
 	}()
-
-	var w *worker.Worker
-	if r.RunID != "" {
-		js, err := OpenJetStream(ctx, nc, r.Names)
+	var js jetstream.JetStream
+	if r.RunID != "" || r.Deployment != "" {
+		if js, err = OpenJetStream(ctx, nc, r.Names); err != nil {
+			return err
+		}
+	}
+	var ms *natsbus.ModelStore
+	if r.Follow || r.Deployment != "" {
+		if ms, err = natsbus.OpenModelStore(ctx, js, r.Names); err != nil {
+			return err
+		}
+	}
+	// With --deployment the policy starts from the model the deployment
+	// serves (or --models when none was promoted yet) and is swapped when
+	// one is promoted or rolled back.
+	var swaps []*agents.Swappable
+	var served natsbus.Served
+	base := func() (agents.Policy, error) { return agents.New(r.Policy, layer, opts) }
+	if r.Deployment != "" {
+		s, ok, err := ms.ServedNow(ctx, r.Deployment, layer)
 		if err != nil {
 			return err
 		}
-		var wp worker.Policy = tickPolicy
-		if r.Follow {
-			ms, err := natsbus.OpenModelStore(ctx, js, r.Names)
+		served = s
+		switch {
+		case ok:
+			c, err := ms.ServedCheckpoint(ctx, served, layer)
 			if err != nil {
 				return err
 			}
+			load := ServedLoader(layer, opts)
+			base = func() (agents.Policy, error) { return load(c) }
+		case r.Models == "":
+			return fmt.Errorf("strata agent --deployment %s: no %s model is promoted for it yet (strata models --promote) and there is no --models to start from", r.Deployment, layer)
+		}
+	}
+	// The tick loop and the act server each get an instance of their own:
+	// policies keep state across the ticks they see, so live requests
+	// sharing the tick loop's instance would change its decisions.
+	newPolicy := func() (agents.Policy, error) {
+		p, err := base()
+		if err != nil {
+			return nil, err
+		}
+		if r.Deployment != "" {
+			sw := agents.NewSwappable(p)
+			swaps = append(swaps, sw)
+			p = sw
+		}
+		return sv.Wrap(p, layer, opts)
+	}
+	var tickPolicy, actPolicy agents.Policy
+	if r.Deployment != "" {
+		if tickPolicy, actPolicy, err = r.policies(newPolicy); err != nil {
+			return err
+		}
+	} else {
+		tickPolicy, actPolicy = early, earlyAct
+	}
+
+	var w *worker.Worker
+	if r.RunID != "" {
+		var wp worker.Policy = tickPolicy
+		if r.Follow {
 			wp = learner.NewFollower(r.Policy, layer, r.RunID, ms, FollowerLoader(layer, opts, true), r.Live)
 		}
 		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, r.RunID, wp, log)
 		w.Names = r.Names
+		if w.Guard, err = sv.Enforcer(layer, model); err != nil {
+			return err
+		}
 	}
 	var as *worker.ActServer
 	if actPolicy != nil {
 		as = worker.NewActServer(nc, layer, actPolicy, log)
 		as.Names = r.Names
+		if as.Guard, err = sv.Enforcer(layer, model); err != nil {
+			return err
+		}
 		if err := as.Listen(); err != nil {
 			return err
 		}
@@ -184,6 +286,11 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	if as != nil {
 		g.Go(func() error { return as.Serve(gctx) })
+	}
+	if r.Deployment != "" {
+		g.Go(func() error {
+			return FollowServed(gctx, ms, r.Deployment, layer, ServedLoader(layer, opts), swaps, served, log, nil)
+		})
 	}
 	err = g.Wait()
 	var parts []string

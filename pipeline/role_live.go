@@ -40,6 +40,8 @@ type LiveRole struct {
 	// config_json before RunConfigJSON completes it.
 	NewModel func(epoch time.Time) (*cloud.Model, error)
 	RunJSON  string
+	// Serve are the guardrails and fallbacks of live mode's agents.
+	Serve ServeFlags
 }
 
 // DefaultLiveRole is live mode's defaults.
@@ -66,6 +68,7 @@ func (r *LiveRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&r.Shadow, prefix+"shadow", r.Shadow, "run the twin in shadow: score every decision against the model's counterfactuals")
 	fs.BoolVar(&r.NoStore, prefix+"no-store", r.NoStore, "write no tables (the twin's records stay on Kafka)")
 	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "layers whose transitions the shadow twin writes to strata.transitions.v1 for 'strata learner --run-id <run>': a list, none, or auto (the layers served by dqn or ppo)")
+	r.Serve.RegisterFlags(fs, prefix)
 	fs.DurationVar(&r.DrainTimeout, prefix+"drain-timeout", r.DrainTimeout, "on the embedded broker, how long a stop waits for the back end to process every acknowledged record before it gives up and reports how many were left (they are lost)")
 }
 
@@ -88,6 +91,10 @@ func (r *LiveRole) config() (LiveConfig, error) {
 	if err != nil {
 		return lo, err
 	}
+	sv, err := r.Serve.Load()
+	if err != nil {
+		return lo, err
+	}
 	var trLayers []schemas.Layer
 	switch r.Transitions {
 	case "auto":
@@ -106,7 +113,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 		Ingest: icfg, Listen: r.Ingest.Listen, TLSCert: r.Ingest.TLSCert, TLSKey: r.Ingest.TLSKey,
 		Policies: map[schemas.Layer]string{schemas.Strategic: r.Strategic, schemas.Tactical: r.Tactical, schemas.Operational: r.Operational},
 		Models:   r.Models, Placement: pl, Seed: r.PolicySeed, Act: r.Act, Shadow: r.Shadow, Transitions: trLayers,
-		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON,
+		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON, Serving: sv,
 	}
 	if !r.NoStore {
 		lo.Store, lo.Retention = r.Store.Target(), r.Store.Retention

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,6 +40,8 @@ type RunRole struct {
 	// Transitions lists the layers whose learner transitions the twin
 	// writes (comma-separated, or none).
 	Transitions string
+	// Serve are the guardrails and fallbacks of the closed loop's workers.
+	Serve ServeFlags
 	// TacticalFeatures and StrategicFeatures are the feature sets of the
 	// tactical and strategic transitions' states (schemas.ParseFeatureSet).
 	TacticalFeatures  string
@@ -77,6 +80,7 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&r.Outcomes, prefix+"outcomes", r.Outcomes, "closed loop: also write per-invocation outcomes (strata.outcomes.v1 and the outcomes table)")
 	fs.StringVar(&r.Models, prefix+"models", r.Models, "closed loop: `DIR` of trained checkpoints (dqn.ckpt, ppo.ckpt, lstm.ckpt) for --strategic dqn, --tactical ppo, --operational lstm")
 	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "closed loop: layers whose learner transitions go to strata.transitions.v1 (comma-separated; operational is ~1.5 M a day; none for no layer)")
+	r.Serve.RegisterFlags(fs, prefix)
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "closed loop: feature set of the tactical transitions' states, for a 'strata learner' of the same set")
 	RegisterStrategicFeatures(fs, prefix, &r.StrategicFeatures, "closed loop: feature set of the strategic transitions' states, for a 'strata learner' of the same set")
 }
@@ -91,6 +95,9 @@ func (r *RunRole) Validate() error {
 		return err
 	}
 	if r.Observed {
+		if r.Serve != (ServeFlags{}) {
+			return errors.New("strata run --observed decides nothing: --guardrails, --fallback and --use-fallback are for the closed loop")
+		}
 		return nil
 	}
 	if _, err := ParsePlacement(r.Placement); err != nil {
@@ -102,7 +109,7 @@ func (r *RunRole) Validate() error {
 	if _, err := r.featureSets(); err != nil {
 		return err
 	}
-	return nil
+	return r.Serve.Validate()
 }
 
 // featureSets returns the transitions' feature sets by layer.
@@ -172,7 +179,11 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return RunLoop(ctx, LoopOptions{FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
+		sv, err := r.Serve.Load()
+		if err != nil {
+			return err
+		}
+		return RunLoop(ctx, LoopOptions{Serving: sv, FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
 			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
 	}

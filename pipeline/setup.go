@@ -64,6 +64,9 @@ type LoopOptions struct {
 	// Summary, if set, is the file RunLoop writes the run's JSON summary
 	// to.
 	Summary string
+	// Serving, if set, holds the guardrails the workers project every
+	// decision onto and the layers' fallbacks (docs/guardrails.md).
+	Serving *Serving
 }
 
 // LoopCache holds what SetupLoop derives from the training days once. It
@@ -151,6 +154,14 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 	}
 	engCfg := twin.Config{DefaultPlacement: lo.Placement, Reward: m.Config().Reward, Outcomes: lo.Outcomes,
 		Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: map[schemas.Layer]bool{}}
+	if err := lo.Serving.CheckLayers(map[schemas.Layer]string{schemas.Strategic: lo.Strategic, schemas.Tactical: lo.Tactical, schemas.Operational: lo.Operational}); err != nil {
+		return lc, nil, err
+	}
+	if apps := lo.Serving.Outside(lo.Placement); len(apps) > 0 {
+		// Guardrails constrain decisions; the placement before the first
+		// one is the operator's (docs/guardrails.md).
+		o.Logger.Warn("the default placement breaks the guardrails of some apps until their first decisions", "placement", FormatPlacement(lo.Placement), "apps", apps)
+	}
 	policies := map[schemas.Layer]worker.Policy{}
 	names := map[string]string{}
 	for l, n := range map[schemas.Layer]string{schemas.Strategic: lo.Strategic, schemas.Tactical: lo.Tactical, schemas.Operational: lo.Operational} {
@@ -172,8 +183,12 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 			engCfg.Internal[l] = ip
 			continue
 		}
-		p, err := agents.New(n, l, agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch, Models: lo.Models})
+		aopts := agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch, Models: lo.Models}
+		p, err := agents.New(n, l, aopts)
 		if err != nil {
+			return lc, nil, err
+		}
+		if p, err = lo.Serving.Wrap(p, l, aopts); err != nil {
 			return lc, nil, err
 		}
 		policies[l] = p
@@ -206,7 +221,7 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 		l.AgentOpts = agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch}
 		learn = &l
 	}
-	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets}, names, nil
+	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets, Serving: lo.Serving}, names, nil
 }
 
 // RunRow returns the runs row of a run of lo under o replaying the source
@@ -230,7 +245,7 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		return err
 	}
 	lc.Run = RunRow(lo, o, name, o.Epoch)
-	lc.Run.ConfigJson, lc.Run.Kind, lc.Run.FirstDay = lo.RunJSON, "run", 1
+	lc.Run.ConfigJson, lc.Run.Kind, lc.Run.FirstDay = WithServing(lo.RunJSON, lo.Serving), "run", 1
 	var rec *Recorder
 	if lo.Store != "" {
 		st, err := store.Open(ctx, lo.Store, store.WithLogger(o.Logger.With("role", "store")))

@@ -130,12 +130,14 @@ func deleteRecords(ctx context.Context, adm *kadm.Client, del kadm.Offsets, log 
 // RunConfigJSON is the config_json of a run's record: the command line's
 // arguments (args: a JSON list as flags gave them, or roleconf.Config.RunJSON's
 // object, which adds the config file and what it set) with what the run
-// resolved — the topics' partition count and the name prefix.
+// resolved — the topics' partition count and the name prefix — and the
+// serving setup WithServing added (guardrails and fallbacks), if any.
 func RunConfigJSON(args string, partitions int, names schemas.Names) string {
 	var rec struct {
 		Args       []string        `json:"args"`
 		ConfigFile string          `json:"config_file,omitempty"`
 		Overrides  json.RawMessage `json:"overrides,omitempty"`
+		Serving    json.RawMessage `json:"serving,omitempty"`
 	}
 	if json.Unmarshal([]byte(args), &rec) != nil {
 		_ = json.Unmarshal([]byte(args), &rec.Args)
@@ -146,7 +148,34 @@ func RunConfigJSON(args string, partitions int, names schemas.Names) string {
 		Prefix     string          `json:"name_prefix,omitempty"`
 		ConfigFile string          `json:"config_file,omitempty"`
 		Overrides  json.RawMessage `json:"overrides,omitempty"`
-	}{rec.Args, partitions, names.Prefix, rec.ConfigFile, rec.Overrides})
+		Serving    json.RawMessage `json:"serving,omitempty"`
+	}{rec.Args, partitions, names.Prefix, rec.ConfigFile, rec.Overrides, rec.Serving})
+	if err != nil {
+		return args
+	}
+	return string(b)
+}
+
+// WithServing returns config_json args (as RunConfigJSON takes it) with
+// the serving setup sv records (Serving.Record) under "serving"; args
+// unchanged when sv records nothing.
+func WithServing(args string, sv *Serving) string {
+	rec := sv.Record()
+	if rec == nil {
+		return args
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal([]byte(args), &obj) != nil {
+		var list []string
+		_ = json.Unmarshal([]byte(args), &list)
+		if list == nil {
+			list = []string{}
+		}
+		b, _ := json.Marshal(list)
+		obj = map[string]json.RawMessage{"args": b}
+	}
+	obj["serving"] = rec
+	b, err := json.Marshal(obj)
 	if err != nil {
 		return args
 	}

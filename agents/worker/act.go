@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/strata-rl/strata/agents/guard"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -72,6 +73,11 @@ type ActServer struct {
 	// requests; set it before Serve. Decoding and encoding overlap, the
 	// policy's Decide calls are serialised. Default 2.
 	Handlers int
+	// Guard, if set, projects every reply's decisions onto the guardrails
+	// (agents/guard); set it before Serve. It must be an enforcer of its
+	// own: for the keep-warm budget it counts the pre-warm counts this
+	// server answered last per function as the ones in force.
+	Guard *guard.Enforcer
 
 	mu  sync.Mutex // serialises policy calls: policies are not safe for concurrent use
 	sub *nats.Subscription
@@ -230,6 +236,9 @@ func (s *ActServer) decide(ctx context.Context, msg *nats.Msg) ([]byte, error) {
 	s.mu.Lock()
 	err = s.policy.Decide(ctx, st, out)
 	name, version := s.policy.Name(), s.policy.Version()
+	if err == nil && s.Guard != nil {
+		s.Guard.Apply(out)
+	}
 	s.mu.Unlock()
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("deciding %s act request for tick %d with %s: %w", h.Layer, h.Tick, name, errExpired)

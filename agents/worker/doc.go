@@ -24,5 +24,9 @@
 // that reuses predictions (PredictionCounter: the LSTM),
 // strata_worker_predictions_total by source — computed, reused (the
 // entity's window did not change since its previous decision), shared
-// (another entity of the batch had the same window).
+// (another entity of the batch had the same window); for a policy served
+// with a fallback (FallbackCounter: agents.Fallback),
+// strata_worker_fallback_batches_total by reason — failed, forced; with
+// Worker.Guard, strata_worker_guardrail_projections_total by constraint —
+// provider, region, memory, keep_warm (docs/guardrails.md).
 package worker

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/strata-rl/strata/agents/guard"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -47,6 +48,11 @@ type Worker struct {
 	// Registerer, if set, receives the worker's metrics: set it before
 	// Run (doc.go).
 	Registerer prometheus.Registerer
+	// Guard, if set, projects every decision batch onto the guardrails
+	// after the policy decided and before it is published, so that no
+	// policy breaks them (agents/guard); it must guard the worker's layer
+	// and see no other batches. Set it before Run.
+	Guard *guard.Enforcer
 	// sent is, for the operational layer, the last row published per
 	// function (see Run).
 	sent map[entity]schemas.DecisionRow
@@ -76,6 +82,21 @@ type workerMetrics struct {
 	// source (PredictionCounter); last holds the totals already added.
 	computed, reused, shared prometheus.Counter
 	last                     [3]uint64
+	// projected counts the decisions the guardrails changed, by
+	// constraint (nil without guardrails).
+	projected *prometheus.CounterVec
+	// fellBack counts the batches a Fallback's fallback decided, by why;
+	// fbLast holds the totals already added.
+	fellBack *prometheus.CounterVec
+	fbLast   [2]uint64
+}
+
+// FallbackCounter is implemented by policies served with a fallback
+// (agents.Fallback): the running totals of batches the fallback decided
+// because the primary failed and because it was forced. The worker
+// exports them as strata_worker_fallback_batches_total.
+type FallbackCounter interface {
+	FallbackCounts() (failed, forced uint64)
 }
 
 func newWorkerMetrics(reg prometheus.Registerer, layer schemas.Layer) *workerMetrics {
@@ -93,10 +114,53 @@ func newWorkerMetrics(reg prometheus.Registerer, layer schemas.Layer) *workerMet
 		Help:        "Predictions of a policy that reuses them (the LSTM), by source: computed by the network, reused from the entity's previous decision (same input window), shared with another entity of the batch (same window).",
 		ConstLabels: l}, []string{"source"})
 	m.computed, m.reused, m.shared = pred.WithLabelValues("computed"), pred.WithLabelValues("reused"), pred.WithLabelValues("shared")
+	m.fellBack = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "worker", Name: "fallback_batches_total",
+		Help:        "Decision batches a policy's fallback decided instead of the policy (--fallback), by reason: failed (the policy failed on the batch) or forced (the operator chose the fallback).",
+		ConstLabels: l}, []string{"reason"})
 	if reg != nil {
-		reg.MustRegister(m.batches, m.rows, m.decide, pred)
+		reg.MustRegister(m.batches, m.rows, m.decide, pred, m.fellBack)
 	}
 	return m
+}
+
+// guardMetrics registers the guardrails' projection counter, one series
+// per constraint.
+func (m *workerMetrics) guardMetrics(reg prometheus.Registerer, layer schemas.Layer) {
+	m.projected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "worker", Name: "guardrail_projections_total",
+		Help:        "Decisions the guardrails changed into the nearest allowed one (--guardrails, docs/guardrails.md), by the constraint they broke: provider, region, memory, keep_warm.",
+		ConstLabels: prometheus.Labels{"layer": string(layer)}}, []string{"constraint"})
+	for _, c := range guard.Constraints {
+		m.projected.WithLabelValues(string(c))
+	}
+	if reg != nil {
+		reg.MustRegister(m.projected)
+	}
+}
+
+// countProjections adds what the guardrails changed in a batch.
+func (m *workerMetrics) countProjections(n guard.Counts) {
+	for c, k := range n {
+		if k > 0 {
+			m.projected.WithLabelValues(string(c)).Add(float64(k))
+		}
+	}
+}
+
+// countFallbacks adds what the policy's fallback decided since the last
+// call.
+func (m *workerMetrics) countFallbacks(p Policy) {
+	fc, ok := p.(FallbackCounter)
+	if !ok {
+		return
+	}
+	failed, forced := fc.FallbackCounts()
+	now := [2]uint64{failed, forced}
+	for i, reason := range [2]string{"failed", "forced"} {
+		if now[i] > m.fbLast[i] {
+			m.fellBack.WithLabelValues(reason).Add(float64(now[i] - m.fbLast[i]))
+		}
+	}
+	m.fbLast = now
 }
 
 // countPredictions adds what the policy counted since the last call.
@@ -150,6 +214,9 @@ func (w *Worker) changed(rows []schemas.DecisionRow) []schemas.DecisionRow {
 func (w *Worker) Run(ctx context.Context) error {
 	subject := w.Names.StateSubject(w.layer)
 	met := newWorkerMetrics(w.Registerer, w.layer)
+	if w.Guard != nil {
+		met.guardMetrics(w.Registerer, w.layer)
+	}
 	err := natsbus.Follow(ctx, w.js, w.Names.Stream(schemas.StreamState), subject, func(data []byte) error {
 		t0 := time.Now()
 		st, err := schemas.DecodeState(data)
@@ -170,6 +237,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		for i := range out.Rows {
 			out.Rows[i].Policy, out.Rows[i].PolicyVersion = w.policy.Name(), w.policy.Version()
 		}
+		if w.Guard != nil {
+			met.countProjections(w.Guard.Apply(out))
+		}
 		if h.Layer == schemas.Operational {
 			out.Rows = w.changed(out.Rows)
 		}
@@ -184,6 +254,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		met.batches.Inc()
 		met.rows.Add(float64(len(out.Rows)))
 		met.countPredictions(w.policy)
+		met.countFallbacks(w.policy)
 		met.decide.Observe(time.Since(t0).Seconds())
 		// The batch is on its way (an async publish is written at once);
 		// waiting for its acknowledgement here would add a JetStream round

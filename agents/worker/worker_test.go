@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/strata-rl/strata/agents/guard"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -83,5 +84,46 @@ func TestPredictionCountsAreExported(t *testing.T) {
 	fresh.countPredictions(plain)
 	if got := testutil.ToFloat64(fresh.computed); got != 0 {
 		t.Errorf("a policy without PredictionCounts exported %v computed predictions", got)
+	}
+}
+
+// fallbackPolicy is a policy whose fallback counts the test sets.
+type fallbackPolicy struct{ failed, forced uint64 }
+
+func (p *fallbackPolicy) Name() string    { return "fb" }
+func (p *fallbackPolicy) Version() string { return "1" }
+func (p *fallbackPolicy) Decide(context.Context, *schemas.StateBatch, *schemas.DecisionBatch) error {
+	return nil
+}
+func (p *fallbackPolicy) FallbackCounts() (failed, forced uint64) { return p.failed, p.forced }
+
+// TestGuardAndFallbackMetrics checks that the guardrails' projections and
+// a FallbackCounter's running totals reach their counters, by constraint
+// and by reason, and that the projection series exist at 0 once
+// guardrails are given.
+func TestGuardAndFallbackMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := newWorkerMetrics(reg, schemas.Operational)
+	if n, err := testutil.GatherAndCount(reg, "strata_worker_guardrail_projections_total"); err != nil || n != 0 {
+		t.Errorf("without guardrails: %d projection series (%v), want none", n, err)
+	}
+	m.guardMetrics(reg, schemas.Operational)
+	if n, err := testutil.GatherAndCount(reg, "strata_worker_guardrail_projections_total"); err != nil || n != len(guard.Constraints) {
+		t.Errorf("with guardrails: %d projection series (%v), want %d", n, err, len(guard.Constraints))
+	}
+	m.countProjections(guard.Counts{guard.ConstraintKeepWarm: 3})
+	m.countProjections(guard.Counts{guard.ConstraintKeepWarm: 1, guard.ConstraintMemory: 2})
+	for c, want := range map[guard.Constraint]float64{guard.ConstraintKeepWarm: 4, guard.ConstraintMemory: 2, guard.ConstraintRegion: 0} {
+		if got := testutil.ToFloat64(m.projected.WithLabelValues(string(c))); got != want {
+			t.Errorf("%s projections %v, want %v", c, got, want)
+		}
+	}
+	p := &fallbackPolicy{}
+	for _, tc := range []struct{ failed, forced uint64 }{{1, 0}, {1, 0}, {2, 5}} {
+		p.failed, p.forced = tc.failed, tc.forced
+		m.countFallbacks(p)
+		if f, o := testutil.ToFloat64(m.fellBack.WithLabelValues("failed")), testutil.ToFloat64(m.fellBack.WithLabelValues("forced")); f != float64(tc.failed) || o != float64(tc.forced) {
+			t.Errorf("after totals %+v: failed %v, forced %v", tc, f, o)
+		}
 	}
 }

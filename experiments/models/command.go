@@ -32,6 +32,12 @@ type Command struct {
 	Inspect bool
 	// JSON prints the descriptions as a JSON array.
 	JSON bool
+	// Deployment, with Promote (a version of RunID's Layer checkpoints)
+	// or Rollback, changes the model the deployment's agents serve
+	// (strata agent --deployment) instead of listing.
+	Deployment string
+	Promote    string
+	Rollback   bool
 }
 
 // RegisterFlags registers the command's flags, each name preceded by
@@ -43,6 +49,9 @@ func (c *Command) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Layer, prefix+"layer", c.Layer, "registry: only this layer's checkpoints (strategic, tactical, operational)")
 	fs.BoolVar(&c.Inspect, prefix+"inspect", c.Inspect, "registry: read every listed checkpoint (network, scaler, seed), not only its index entry")
 	fs.BoolVar(&c.JSON, prefix+"json", c.JSON, "print the full descriptions as JSON")
+	fs.StringVar(&c.Deployment, prefix+"deployment", c.Deployment, "registry: with --promote or --rollback, the deployment `NAME` whose served model changes (strata agent --deployment)")
+	fs.StringVar(&c.Promote, prefix+"promote", c.Promote, "registry: make checkpoint `VERSION` of --run's --layer the model --deployment serves; its agents switch at their next tick")
+	fs.BoolVar(&c.Rollback, prefix+"rollback", c.Rollback, "registry: make the model --deployment served before the one in force for --layer the one it serves again")
 }
 
 // Validate reports a command line that names no checkpoints, or both
@@ -55,6 +64,16 @@ func (c *Command) Validate() error {
 		return fmt.Errorf("strata models: give either paths (%s) or --nats, not both", strings.Join(c.Paths, " "))
 	case c.NATS == "" && (c.RunID != "" || c.Layer != "" || c.Inspect || c.Prefix != ""):
 		return errors.New("strata models: --run, --layer, --inspect and --prefix apply to the registry (--nats URL)")
+	}
+	switch {
+	case c.Promote != "" && c.Rollback:
+		return errors.New("strata models: --promote or --rollback, not both")
+	case (c.Promote != "" || c.Rollback) && (c.NATS == "" || c.Layer == "" || c.Deployment == ""):
+		return errors.New("strata models --promote and --rollback need --nats, --layer and --deployment")
+	case c.Promote != "" && c.RunID == "":
+		return errors.New("strata models --promote VERSION needs --run: the training run whose checkpoint it is")
+	case c.Deployment != "" && c.Promote == "" && !c.Rollback:
+		return errors.New("strata models --deployment goes with --promote or --rollback")
 	}
 	if c.Layer != "" {
 		if _, err := schemas.ParseLayer(c.Layer); err != nil {
@@ -71,6 +90,9 @@ func (c *Command) Validate() error {
 func (c *Command) Run(ctx context.Context, stdout io.Writer) error {
 	if err := c.Validate(); err != nil {
 		return err
+	}
+	if c.Promote != "" || c.Rollback {
+		return c.serve(ctx, stdout)
 	}
 	var infos []Info
 	if c.NATS != "" {
@@ -99,20 +121,50 @@ func (c *Command) Run(ctx context.Context, stdout io.Writer) error {
 
 // registry reads the JetStream registry.
 func (c *Command) registry(ctx context.Context) ([]Info, error) {
+	var infos []Info
+	err := c.withStore(ctx, func(ms *natsbus.ModelStore) error {
+		var err error
+		infos, err = ReadRegistry(ctx, ms, c.RunID, schemas.Layer(c.Layer), c.Inspect)
+		return err
+	})
+	return infos, err
+}
+
+// serve promotes or rolls back the model a deployment serves and says
+// which it serves now.
+func (c *Command) serve(ctx context.Context, stdout io.Writer) error {
+	l := schemas.Layer(c.Layer)
+	return c.withStore(ctx, func(ms *natsbus.ModelStore) error {
+		s := natsbus.Served{Run: c.RunID, Version: c.Promote}
+		if c.Rollback {
+			var err error
+			if s, err = ms.Rollback(ctx, c.Deployment, l); err != nil {
+				return err
+			}
+		} else if _, err := ms.Promote(ctx, c.Deployment, l, s); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deployment %s serves %s %s/%s from its agents' next tick\n", c.Deployment, l, s.Run, s.Version)
+		return nil
+	})
+}
+
+// withStore calls fn with the registry's model store.
+func (c *Command) withStore(ctx context.Context, fn func(*natsbus.ModelStore) error) error {
 	nc, err := natsbus.Connect(c.NATS, "strata-models")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("opening JetStream at %s: %w", c.NATS, err)
+		return fmt.Errorf("opening JetStream at %s: %w", c.NATS, err)
 	}
 	ms, err := natsbus.OpenModelStore(ctx, js, schemas.Names{Prefix: c.Prefix})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return ReadRegistry(ctx, ms, c.RunID, schemas.Layer(c.Layer), c.Inspect)
+	return fn(ms)
 }
 
 // WriteTable prints one line per checkpoint: where it is, its layer,
