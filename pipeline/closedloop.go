@@ -6,6 +6,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -46,6 +47,12 @@ type LoopConfig struct {
 	// Retention is the sink's (sink.Config.Retention); 0 keeps every row.
 	// Store must then be a sink.Expirer.
 	Retention time.Duration
+	// SinkMaxLag bounds, in rows, how far the sink may fall behind the
+	// twin: past it the twin holds its next tick until the sink has
+	// written enough (backpressure, so a slow store slows the loop down
+	// instead of filling the broker). 0 is DefaultSinkMaxLag; negative:
+	// no bound.
+	SinkMaxLag int64
 	// ScoreFromTick is the twin's first scored tick (warm-up before it).
 	ScoreFromTick int64
 	// StoreFromTick, if positive, keeps the rewards and outcomes of
@@ -96,6 +103,13 @@ type LoopResult struct {
 // bench loop --days 1 --apps 30` on 2 cores: 196 ticks/s with 4
 // partitions, 574 with 1, same digests (TestEmbeddedClosedLoopPartitions).
 const EmbeddedLoopPartitions = 1
+
+// DefaultSinkMaxLag is LoopConfig.SinkMaxLag's default: a million rows
+// (decisions, rewards and outcomes the twin published and the sink has not
+// written) — about 200 MB of records held by an embedded broker, 50 of the
+// sink's batches of 10,000 rows, and about 8 minutes of a 14-day run's
+// trace time at its busiest.
+const DefaultSinkMaxLag = 1_000_000
 
 // LoopStateRetention is the closed loop's default StateRetention. Its
 // readers cannot fall behind the features by more than a few ticks — the
@@ -194,15 +208,44 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			trLayers = append(trLayers, l)
 		}
 	}
+	// Backpressure: the twin holds its next tick while the sink is more
+	// than maxLag rows behind what the twin published (sk is set below).
+	var sk *sink.Sink
+	var gate func(context.Context) error
+	maxLag := o.SinkMaxLag
+	if maxLag == 0 {
+		maxLag = DefaultSinkMaxLag
+	}
+	sinkExited := make(chan struct{})
+	var published func() int64
+	if o.Store != nil && maxLag > 0 {
+		lag := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "loop", Name: "sink_lag_rows",
+			Help: "Closed loop: decision, reward and outcome rows the twin published that the sink had not written, before each tick (the twin holds past --sink-max-lag)."})
+		if o.Registerer != nil {
+			if err := o.Registerer.Register(lag); err != nil {
+				are, ok := err.(prometheus.AlreadyRegisteredError)
+				if !ok {
+					return res, fmt.Errorf("registering the sink lag gauge: %w", err)
+				}
+				lag = are.ExistingCollector.(prometheus.Gauge) // a registry shared by runs one after another
+			}
+		}
+		gate = func(ctx context.Context) error {
+			p := published()
+			lag.Set(float64(p - sk.WrittenRows()))
+			return SinkGate(ctx, sk, p, maxLag, sinkExited)
+		}
+	}
 	tsvc, err := twin.NewService(twin.ServiceConfig{
 		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
 			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka,
-		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions},
+		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate},
 		eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {
 		return res, err
 	}
+	published = tsvc.PublishedRows
 	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.Brokers, o.Logger), kgo.ProducerLinger(2*time.Millisecond), kafka.DeliveryTimeout(o.KafkaOutage))...)
 	if err != nil {
 		return res, fmt.Errorf("creating replay kafka client: %w", err)
@@ -214,7 +257,6 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	if err != nil {
 		return res, err
 	}
-	var sk *sink.Sink
 	if o.Store != nil {
 		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
 			RunID: o.RunID, Names: nm, Retention: o.Retention, OutageBound: o.KafkaOutage},
@@ -250,7 +292,6 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		// interval.
 		return waitLearner(ctx, o.Learn.Learner, tsvc.Stats().TransitionIntervals, learnerExited)
 	})
-	sinkExited := make(chan struct{})
 	sinkStage := run.Stage("sink", func(ctx context.Context) error {
 		if sk == nil {
 			return nil
@@ -328,6 +369,21 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	res.Wall = time.Since(t0)
 	return res, err
+}
+
+// SinkGate returns once sk has written all but maxLag of the published
+// decision, reward and outcome rows, or an error if it stops (exited) or
+// ctx ends first: the twin's gate in a closed loop with a store
+// (LoopConfig.SinkMaxLag). It returns at once while the sink keeps up.
+func SinkGate(ctx context.Context, sk *sink.Sink, published, maxLag int64, exited <-chan struct{}) error {
+	within := func() bool { return published-sk.WrittenRows() <= maxLag }
+	if within() {
+		return nil
+	}
+	if err := notify.Until(ctx, sk.Changed, within, exited); err != nil {
+		return fmt.Errorf("waiting for the sink to come within %d rows of the twin: %w", maxLag, err)
+	}
+	return nil
 }
 
 // WaitSink waits until the sink has written the twin's decisions and

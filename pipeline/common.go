@@ -264,6 +264,9 @@ type StoreFlags struct {
 	// outcomes are kept (sink.Config.Retention); 0 keeps them. Only the
 	// commands that write the store register it (RegisterRetentionFlag).
 	Retention time.Duration
+	// SinkMaxLag bounds how far the sink may fall behind a closed loop's
+	// twin (LoopConfig.SinkMaxLag); RegisterSinkLagFlag registers it.
+	SinkMaxLag int64
 }
 
 // RegisterFlags registers --store and --clickhouse, each name preceded by
@@ -280,6 +283,15 @@ func (f *StoreFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
 // command that writes the store.
 func (f *StoreFlags) RegisterRetentionFlag(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&f.Retention, prefix+"retention", f.Retention, "delete rows of decisions, rewards and outcomes written more than this long ago (wall clock of the write; swept every retention/24, 1m..1h); 0 keeps every row")
+}
+
+// RegisterSinkLagFlag registers --sink-max-lag, preceded by prefix, for a
+// command that runs a closed loop into a store.
+func (f *StoreFlags) RegisterSinkLagFlag(fs *flag.FlagSet, prefix string) {
+	if f.SinkMaxLag == 0 {
+		f.SinkMaxLag = DefaultSinkMaxLag
+	}
+	fs.Int64Var(&f.SinkMaxLag, prefix+"sink-max-lag", f.SinkMaxLag, "closed loop with a store: the most decision, reward and outcome `ROWS` the sink may be behind the twin; past it the twin holds its next tick until the sink catches up (backpressure: a slow store slows the loop instead of filling the broker); negative: no bound")
 }
 
 // Target returns the store to open: the ClickHouse DSN if set, else the

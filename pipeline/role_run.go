@@ -69,6 +69,7 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Replay.RegisterFlags(fs, prefix)
 	r.Store.RegisterFlags(fs, prefix)
 	r.Store.RegisterRetentionFlag(fs, prefix)
+	r.Store.RegisterSinkLagFlag(fs, prefix)
 	r.Profiles.RegisterFlags(fs, prefix)
 	fs.StringVar(&r.Summary, prefix+"summary", r.Summary, "write a JSON summary of the run to `FILE`")
 	fs.BoolVar(&r.Observed, prefix+"observed", r.Observed, "open loop: replay the trace as telemetry observed on its own platform, without the twin and agents")
@@ -184,7 +185,7 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 			return err
 		}
 		return RunLoop(ctx, LoopOptions{Serving: sv, FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
-			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, Outcomes: r.Outcomes,
+			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, SinkMaxLag: r.Store.SinkMaxLag, Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
 	}
 	res, err := OpenLoop(ctx, o, src, name, traceLen)

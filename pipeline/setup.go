@@ -38,6 +38,8 @@ type LoopOptions struct {
 	Store string
 	// Retention is the sink's (sink.Config.Retention); 0 keeps every row.
 	Retention time.Duration
+	// SinkMaxLag is LoopConfig.SinkMaxLag.
+	SinkMaxLag int64
 	// Outcomes also writes per-invocation outcomes.
 	Outcomes bool
 	// Transitions are the layers whose learner transitions the twin writes.
@@ -258,7 +260,7 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		}
 		rec = NewRecorder(st, lo.Store, true)
 		rec.Apply(&lc, lc.Run, 0)
-		lc.Retention = lo.Retention
+		lc.Retention, lc.SinkMaxLag = lo.Retention, lo.SinkMaxLag
 	}
 	res, err := ClosedLoop(ctx, lc, src, name, traceLenUS)
 	if err != nil {

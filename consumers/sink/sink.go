@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -250,6 +251,9 @@ type Sink struct {
 	mu sync.Mutex
 	// changed is notified after every batch written and committed.
 	changed notify.Signal
+	// written counts the decision, reward and outcome rows written
+	// (WrittenRows, which must not wait for mu while a batch is written).
+	written atomic.Int64
 	// topics are the topics the sink reads; read holds, per partition,
 	// the offset after the last record read (guarded by mu).
 	topics []string
@@ -320,6 +324,11 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 	s.cl = cl
 	return s, nil
 }
+
+// WrittenRows returns the decision, reward and outcome rows written so far
+// — the tables a closed loop's twin publishes — without waiting for a batch
+// being written: a gate compares it with what the twin published.
+func (s *Sink) WrittenRows() int64 { return s.written.Load() }
 
 // Changed returns a channel closed the next time the sink has written a
 // batch of rows (its Stats count them), for waiting on its progress with
@@ -704,6 +713,10 @@ func (s *Sink) flush(ctx context.Context) error {
 	for _, st := range steps {
 		s.stats.Rows[st.table] += int64(st.n)
 		s.m.rows.WithLabelValues(st.table).Add(float64(st.n))
+		switch st.table {
+		case schemas.TableDecisions, schemas.TableRewards, schemas.TableOutcomes:
+			s.written.Add(int64(st.n))
+		}
 	}
 	s.stats.Batches++
 	if err := s.cl.CommitRecords(ctx, b.recs...); err != nil {

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -122,6 +123,9 @@ type core struct {
 	sc *scorer
 	// outage tolerates the fetch errors of a Kafka outage up to its bound.
 	outage kafka.Outage
+	// published counts what Stats.Published counts, summed, for
+	// PublishedRows (which must not wait for mu).
+	published atomic.Int64
 }
 
 type batchKey struct {
@@ -333,6 +337,7 @@ func (c *core) write(ctx context.Context, k int64, out *Output, t1 time.Time) er
 	c.stats.Published.Decisions += nd
 	c.stats.Published.Rewards += nr
 	c.stats.Published.Outcomes += no
+	c.published.Add(nd + nr + no)
 	c.stats.Ticks++
 	c.stats.Decisions += int64(len(out.Decisions))
 	c.stats.Rewards += int64(len(out.Rewards))
@@ -389,6 +394,11 @@ func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, 
 	c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.Names.Topic(topic), Key: []byte(key), Value: v}, c.produced)
 	return c.producedErr()
 }
+
+// PublishedRows returns the decisions, rewards and outcomes written to
+// Kafka so far (Stats.Published, summed), without waiting for a tick's
+// bookkeeping: a gate compares it with what a reader has consumed.
+func (c *core) PublishedRows() int64 { return c.published.Load() }
 
 // produced keeps the first error a produced record met.
 func (c *core) produced(r *kgo.Record, err error) {

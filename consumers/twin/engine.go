@@ -106,7 +106,7 @@ type fnState struct {
 	// hourSegsCap and daySegsCap size a period's segments from the
 	// previous period's count (fewer slices grown by appends).
 	hourSegsCap, daySegsCap int
-	hourProvider        cloud.Provider
+	hourProvider            cloud.Provider
 	// arrivals holds the function's arrivals of the tick being simulated
 	// (Simulate), in start order; empty between ticks.
 	arrivals []Arrival

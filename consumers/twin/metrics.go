@@ -11,6 +11,7 @@ type serviceMetrics struct {
 	score        prometheus.Histogram
 	decisionWait prometheus.Histogram
 	lag          prometheus.Gauge
+	held         prometheus.Counter
 	decisions    *prometheus.CounterVec
 	rewards      *prometheus.CounterVec
 }
@@ -30,13 +31,15 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 			Name: "decision_wait_seconds", Help: "Replay: from the end of tick k's simulation (its telemetry written; its scoring goes on beside) until tick k+1 could be evaluated: the round trip through the features and the agents.", Buckets: tickBuckets}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "twin",
 			Name: "watermark_lag_ticks", Help: "Ticks between the input watermark and the next tick to evaluate."}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "backpressure_seconds_total", Help: "Replay: time the twin held its next tick because a reader of its output (the sink) was too far behind (ServiceConfig.Gate)."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
 			Name: "decisions_total", Help: "Decision records written, by layer."}, []string{"layer"}),
 		rewards: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
 			Name: "rewards_total", Help: "Reward records written, by layer."}, []string{"layer"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ticks, m.evaluate, m.score, m.decisionWait, m.lag, m.decisions, m.rewards)
+		reg.MustRegister(m.ticks, m.evaluate, m.score, m.decisionWait, m.lag, m.held, m.decisions, m.rewards)
 	}
 	return m
 }

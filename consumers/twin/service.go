@@ -49,6 +49,12 @@ type ServiceConfig struct {
 	// (counted and digested all the same): an evaluation keeps the
 	// operational layer's out of its store unless asked.
 	NoDecisions map[schemas.Layer]bool
+	// Gate, if set, is called before each tick is evaluated: it holds the
+	// twin — and so the whole closed loop — while a reader of its output
+	// is too far behind (backpressure), and returns an error only to end
+	// the run. The time it holds is counted in Stats.Held and
+	// strata_twin_backpressure_seconds_total.
+	Gate func(ctx context.Context) error
 }
 
 // Service is the replay-synchronous twin: in the closed loop it is the
@@ -63,6 +69,7 @@ type Service struct {
 	*core
 	partitions int
 	record     func(tick int64, batches []*schemas.DecisionBatch)
+	gate       func(ctx context.Context) error
 }
 
 // NewService returns a replay-synchronous service around eng.
@@ -79,7 +86,7 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	}
 	c.scoreFrom, c.telemetryOnly, c.keepLatencies = cfg.ScoreFromTick, cfg.TelemetryOnly, true
 	c.publishFrom, c.noDecisions = cfg.PublishFromTick, cfg.NoDecisions
-	return &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record}, nil
+	return &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate}, nil
 }
 
 // Stats returns a copy of the counters.
@@ -146,6 +153,11 @@ func (s *Service) decisions(k int64, _ *input) ([]*schemas.DecisionBatch, bool) 
 // the tick's watermark first, then, once scored, the decisions, rewards,
 // outcomes and transitions.
 func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBatch, in *input) error {
+	if s.gate != nil {
+		if err := s.hold(ctx, k); err != nil {
+			return err
+		}
+	}
 	t0 := time.Now()
 	if !s.evaluated.IsZero() {
 		s.met.decisionWait.Observe(t0.Sub(s.evaluated).Seconds())
@@ -166,6 +178,22 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	s.evaluatedSince(t0)
 	s.evaluated = time.Now()
 	return s.sc.enqueue(ctx, k, out)
+}
+
+// hold calls the gate before tick k and counts the time it held the twin.
+func (s *Service) hold(ctx context.Context, k int64) error {
+	t0 := time.Now()
+	if err := s.gate(ctx); err != nil {
+		return fmt.Errorf("holding tick %d for a reader of the twin's output: %w", k, err)
+	}
+	if d := time.Since(t0); d > 50*time.Microsecond {
+		s.met.held.Add(d.Seconds())
+		s.count(func(st *Stats) {
+			st.Held++
+			st.HeldSeconds += d.Seconds()
+		})
+	}
+	return nil
 }
 
 // writeTelemetry writes tick k's simulated observations and then the

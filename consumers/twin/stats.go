@@ -34,6 +34,10 @@ type Stats struct {
 	// Kafka, where a sink reads them: those of Decisions, Rewards and
 	// Outcomes that ServiceConfig's filters and TelemetryOnly let through.
 	Published Published `json:"published"`
+	// Held counts the ticks the gate held (ServiceConfig.Gate) and
+	// HeldSeconds the time it held them.
+	Held        int64   `json:"held,omitempty"`
+	HeldSeconds float64 `json:"held_seconds,omitempty"`
 	// LatencyByDay is the scored invocations' latency histogram per day of
 	// the run (0 is its first day).
 	LatencyByDay map[int64]*schemas.LatencyHistogram `json:"-"`
