@@ -2,7 +2,13 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,8 +18,11 @@ import (
 
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
+	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -137,4 +146,108 @@ func TestClosedLoopBackpressure(t *testing.T) {
 		t.Errorf("a slow agent changed the run: rewards %s, want %s; decisions %s, want %s",
 			res.Twin.RewardsSHA256, ref.Twin.RewardsSHA256, res.Twin.DecisionsSHA256, ref.Twin.DecisionsSHA256)
 	}
+}
+
+// TestBackpressureMemoryCurve is a measurement, not a check: with
+// STRATA_MEMCURVE_DAYS=N it runs N synthetic days through the closed loop
+// into a DuckDB store throttled to one batch write per
+// STRATA_MEMCURVE_DELAY (default 100ms) — slower than the loop produces
+// rows — with the default --sink-max-lag and with none (-1), sampling the
+// process's resident memory, the Go heap and the sink's lag every second,
+// and writes the curves as CSV files to STRATA_MEMCURVE_OUT (default a
+// temporary directory), one row per sample. README, "Backpressure", gives
+// the command and the curves of 14 days.
+func TestBackpressureMemoryCurve(t *testing.T) {
+	days, _ := strconv.Atoi(os.Getenv("STRATA_MEMCURVE_DAYS"))
+	if days <= 0 {
+		t.Skip("a measurement: set STRATA_MEMCURVE_DAYS")
+	}
+	delay := 100 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("STRATA_MEMCURVE_DELAY")); err == nil {
+		delay = d
+	}
+	out := os.Getenv("STRATA_MEMCURVE_OUT")
+	if out == "" {
+		out = t.TempDir()
+	}
+	for _, c := range []struct {
+		name   string
+		maxLag int64
+	}{{"bounded", pipeline.DefaultSinkMaxLag}, {"unbounded", -1}} {
+		runtime.GC()
+		o := pipelinetest.LoopConfig(t, "memcurve-"+c.name, 0, &pipelinetest.BatchLog{})
+		o.OnBatch, o.SinkMaxLag = nil, c.maxLag
+		reg := prometheus.NewRegistry()
+		o.Registerer = reg
+		st, err := store.OpenDuckDB(context.Background(), filepath.Join(t.TempDir(), c.name+".duckdb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := &slowStore{Store: st, delay: delay}
+		if err := st.EnsureSchema(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		o.Store, o.Run = slow, &stratapb.Run{RunId: o.RunID, Source: "synthetic"}
+		src, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(out, "memcurve-"+c.name+".csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(f, "wall_s,rss_mb,go_heap_mb,sink_lag_rows")
+		stop, done := make(chan struct{}), make(chan struct{})
+		t0 := time.Now()
+		go func() {
+			defer close(done)
+			sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+			tk := time.NewTicker(time.Second)
+			defer tk.Stop()
+			for {
+				metrics.Read(sample)
+				lag := 0.0
+				if mfs, err := reg.Gather(); err == nil {
+					for _, mf := range mfs {
+						if mf.GetName() == "strata_loop_sink_lag_rows" {
+							lag = mf.GetMetric()[0].GetGauge().GetValue()
+						}
+					}
+				}
+				fmt.Fprintf(f, "%.0f,%.0f,%.0f,%.0f\n", time.Since(t0).Seconds(), float64(rssKB())/1024,
+					float64(sample[0].Value.Uint64())/(1<<20), lag)
+				select {
+				case <-stop:
+					return
+				case <-tk.C:
+				}
+			}
+		}()
+		res, err := pipeline.ClosedLoop(t.Context(), o, src, "synthetic", int64(days)*grid.StrategicTickUS)
+		close(stop)
+		<-done
+		_ = f.Close()
+		_ = st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d days in %.1f s, twin held %d ticks for %.1f s, sink wrote %v rows; curve in %s",
+			c.name, days, res.Wall.Seconds(), res.Twin.Held, res.Twin.HeldSeconds, res.Sink.Rows, f.Name())
+	}
+}
+
+// rssKB returns the process's resident set size in kB (0 where /proc is
+// missing).
+func rssKB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
