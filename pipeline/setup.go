@@ -276,6 +276,10 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 	if lo.Store != "" {
 		fmt.Fprintf(w, "  tables in %s: %d decisions, %d rewards written (query with: strata sql --store/--clickhouse …)\n",
 			lo.Store, res.Sink.Rows[schemas.TableDecisions], res.Sink.Rows[schemas.TableRewards])
+		if res.Twin.Held > 0 {
+			fmt.Fprintf(w, "  backpressure: the twin held %d ticks for %.1f s while the sink was more than --sink-max-lag rows behind\n",
+				res.Twin.Held, res.Twin.HeldSeconds)
+		}
 	}
 	if lo.Summary != "" {
 		return WriteJSON(lo.Summary, sum)

@@ -75,6 +75,10 @@ type LoopSummary struct {
 	SLAViolationRate      float64 `json:"sla_violation_rate"`
 	RewardsSHA256         string  `json:"rewards_sha256"`
 	DecisionsSHA256       string  `json:"decisions_sha256"`
+	// HeldTicks and HeldSeconds are the ticks the twin held, and for how
+	// long, while the sink was too far behind (--sink-max-lag).
+	HeldTicks   int64   `json:"held_ticks,omitempty"`
+	HeldSeconds float64 `json:"held_seconds,omitempty"`
 }
 
 // NewLoopSummary builds the closed loop's summary from its result; names
@@ -83,7 +87,7 @@ func NewLoopSummary(o Config, name string, res LoopResult, names map[string]stri
 	t := res.Twin
 	sum := LoopSummary{Summary: NewSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
 		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
-		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256}
+		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256, HeldTicks: t.Held, HeldSeconds: t.HeldSeconds}
 	if n := float64(t.ScoredInvocations); n > 0 {
 		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
 		sum.KeepWarmPerMillionUSD = t.PrewarmCostUSD / n * 1e6
