@@ -154,108 +154,341 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 // BatchPublisher publishes tick batches to JetStream asynchronously, with a
 // message id per batch so that a batch republished after a restart is
 // dropped as a duplicate. Published batches count as durable only after
-// Flush returns without error.
+// Flush returns without error. A BatchPublisher is not safe for concurrent
+// use.
+//
+// It rides out a nats-server restart: while the connection is down it
+// waits instead of publishing, and once the client has reconnected, or
+// when a batch's acknowledgement reports a lost connection, a timeout or
+// no stream responding, it sends every unacknowledged batch again, in
+// order, before any new one. The stream's duplicate window drops those
+// stored before the failure, so each batch is stored once. An outage
+// longer than the bound (SetOutageBound) ends it with one error that
+// names the bound.
 type BatchPublisher struct {
 	js      jetstream.JetStream
-	pending []jetstream.PubAckFuture
+	pending []pendingPub
 	maxPend int
+	bound   time.Duration
+	// reconnects is the connection's reconnect count when the pending
+	// batches were last sent.
+	reconnects uint64
+}
+
+// DefaultOutageBound is how long a BatchPublisher waits through a NATS
+// outage before it gives up: as long as strata's roles wait through a
+// Kafka outage (kafka.DefaultOutageBound).
+const DefaultOutageBound = 2 * time.Minute
+
+// PublishAsyncTimeout is how long strata's JetStream contexts wait for
+// the acknowledgement of an asynchronous publish (PublishAsyncTimeoutOpt)
+// before it fails, and a BatchPublisher sends the batch again.
+const PublishAsyncTimeout = 10 * time.Second
+
+// PublishAsyncTimeoutOpt is the JetStream option strata's contexts are
+// opened with: an asynchronous publish not acknowledged within
+// PublishAsyncTimeout fails, instead of waiting forever for an
+// acknowledgement that a stopped server will never send.
+func PublishAsyncTimeoutOpt() jetstream.JetStreamOpt {
+	return jetstream.WithPublishAsyncTimeout(PublishAsyncTimeout)
+}
+
+// pendingPub is a published batch waiting for its acknowledgement: its
+// message and the future of its latest attempt.
+type pendingPub struct {
+	msg *nats.Msg
+	f   jetstream.PubAckFuture
+	// acked records that f.Ok() delivered. A future's Ok and Err channels
+	// deliver once: read again, they block forever.
+	acked bool
+	// failedAt is when an attempt of the batch first failed (zero: none
+	// has).
+	failedAt time.Time
 }
 
 // NewBatchPublisher returns a publisher that waits for acknowledgements
-// whenever maxPending batches are in flight (default 256).
+// whenever maxPending batches are in flight (default 256), with the
+// outage bound DefaultOutageBound.
 func NewBatchPublisher(js jetstream.JetStream, maxPending int) *BatchPublisher {
 	if maxPending <= 0 {
 		maxPending = 256
 	}
-	return &BatchPublisher{js: js, maxPend: maxPending}
+	return &BatchPublisher{js: js, maxPend: maxPending, bound: DefaultOutageBound, reconnects: reconnects(js)}
+}
+
+// SetOutageBound sets how long the publisher waits for a lost connection,
+// or keeps sending a batch that fails, before it returns an error: 0 is
+// DefaultOutageBound, a negative bound tolerates no failure. It returns p.
+func (p *BatchPublisher) SetOutageBound(d time.Duration) *BatchPublisher {
+	if d == 0 {
+		d = DefaultOutageBound
+	}
+	p.bound = d
+	return p
+}
+
+func reconnects(js jetstream.JetStream) uint64 {
+	if nc := js.Conn(); nc != nil {
+		return nc.Stats().Reconnects
+	}
+	return 0
+}
+
+// outageError is the error of an outage past the bound.
+func (p *BatchPublisher) outageError(what string, d time.Duration, cause error) error {
+	if p.bound < 0 {
+		return fmt.Errorf("%s: %w", what, cause)
+	}
+	if cause == nil {
+		return fmt.Errorf("%s: nats unreachable for %s, longer than the outage bound %s", what, d.Round(time.Second), p.bound)
+	}
+	return fmt.Errorf("%s: failing for %s, longer than the outage bound %s: %w", what, d.Round(time.Second), p.bound, cause)
+}
+
+// retriable reports whether a publish failed the way a server restart or
+// outage makes it fail; any other error ends the publisher at once.
+func retriable(err error) bool {
+	for _, e := range []error{nats.ErrDisconnected, nats.ErrConnectionReconnecting, nats.ErrNoResponders,
+		nats.ErrTimeout, nats.ErrReconnectBufExceeded, jetstream.ErrNoStreamResponse,
+		jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Publish sends one batch. It may block to wait for acknowledgements of
-// earlier batches.
+// earlier batches, and while the connection to NATS is down.
 func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if err := p.resync(ctx); err != nil {
+		return err
+	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	f, err := p.js.PublishMsgAsync(msg)
-	if err != nil {
-		return fmt.Errorf("publishing %s to %s: %w", msgID, subject, err)
+	p.pending = append(p.pending, pendingPub{msg: msg})
+	if err := p.send(ctx, len(p.pending)-1); err != nil {
+		return err
 	}
-	p.pending = append(p.pending, f)
 	if len(p.pending) < p.maxPend {
 		return nil
 	}
 	// Sliding window: wait for the oldest half only, so publishing keeps
 	// the pipe to JetStream full instead of draining it.
-	half := len(p.pending) / 2
-	err = p.wait(ctx, p.pending[:half])
-	n := copy(p.pending, p.pending[half:])
-	clear(p.pending[n:])
-	p.pending = p.pending[:n]
+	err := p.wait(ctx, len(p.pending)/2)
+	p.compact()
 	return err
 }
 
-func (p *BatchPublisher) wait(ctx context.Context, fs []jetstream.PubAckFuture) error {
-	var first error
-	for _, f := range fs {
+// resync waits, at most the bound, while the connection is not connected;
+// if the client reconnected since the pending batches were sent, it sends
+// the unacknowledged ones again, in order.
+func (p *BatchPublisher) resync(ctx context.Context) error {
+	nc := p.js.Conn()
+	if nc == nil {
+		return nil
+	}
+	var since time.Time
+	for nc.Status() != nats.CONNECTED {
+		if nc.IsClosed() {
+			return errors.New("publishing to jetstream: the nats connection is closed")
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if d := time.Since(since); d > p.bound {
+			return p.outageError("publishing to jetstream", d, nil)
+		}
 		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if first == nil {
-				first = fmt.Errorf("publishing %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
-			}
+		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
+			return fmt.Errorf("waiting for nats to reconnect: %w", ctx.Err())
 		}
 	}
-	return first
+	if r := nc.Stats().Reconnects; r != p.reconnects {
+		p.reconnects = r
+		return p.sendFrom(ctx, 0)
+	}
+	return nil
 }
 
-// Check returns the first error among the acknowledgements that have come
-// back, without waiting for the others, and forgets the acknowledged
-// batches: a publisher that must not wait for each acknowledgement (a
-// worker in the closed loop, whose next batch the twin is waiting for) still
-// learns of a failed publish at its next batch.
-func (p *BatchPublisher) Check() error {
-	var first error
-	n := 0
-	for _, f := range p.pending {
-		select {
-		case <-f.Ok():
+// sendFrom sends the unacknowledged batches of pending[i:] again, in
+// order.
+func (p *BatchPublisher) sendFrom(ctx context.Context, i int) error {
+	for k := i; k < len(p.pending); k++ {
+		if p.pending[k].acked {
 			continue
-		case err := <-f.Err():
-			if first == nil {
-				first = fmt.Errorf("publishing %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
-			}
-			continue
-		default:
 		}
-		p.pending[n] = f
-		n++
+		if err := p.send(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send publishes pending[k] (a copy of its message: the client sets the
+// reply subject of what it sends), again with backoff while the client
+// refuses it outright, at most the bound.
+func (p *BatchPublisher) send(ctx context.Context, k int) error {
+	pp := &p.pending[k]
+	var first time.Time
+	for attempt := 0; ; attempt++ {
+		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: pp.msg.Subject, Data: pp.msg.Data, Header: pp.msg.Header})
+		if err == nil {
+			pp.f, pp.acked = f, false
+			return nil
+		}
+		what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
+		if !retriable(err) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if d := time.Since(first); d > p.bound {
+			return p.outageError(what, d, err)
+		}
+		select {
+		case <-time.After(min(50*time.Millisecond<<min(attempt, 5), time.Second)):
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+	}
+}
+
+// failed handles a failed attempt of pending[k]: once the connection is
+// back it sends the unacknowledged batches of pending[k:] again in order
+// (every one, if the client reconnected).
+func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
+	pp := &p.pending[k]
+	what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
+	if !retriable(cause) {
+		return fmt.Errorf("%s: %w", what, cause)
+	}
+	if pp.failedAt.IsZero() {
+		pp.failedAt = time.Now()
+	}
+	if d := time.Since(pp.failedAt); d > p.bound {
+		return p.outageError(what, d, cause)
+	}
+	r := p.reconnects
+	if err := p.resync(ctx); err != nil {
+		return err
+	}
+	if p.reconnects != r {
+		return nil // resync sent every unacknowledged batch
+	}
+	if errors.Is(cause, jetstream.ErrNoStreamResponse) || errors.Is(cause, nats.ErrNoResponders) {
+		// JetStream is not serving yet (a server just started): pace the
+		// attempts instead of spinning on its refusals.
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+	}
+	return p.sendFrom(ctx, k)
+}
+
+// wait waits for the acknowledgements of pending[:n], sending failed
+// batches again (see BatchPublisher).
+func (p *BatchPublisher) wait(ctx context.Context, n int) error {
+	for k := 0; k < n; k++ {
+		for !p.pending[k].acked {
+			select {
+			case <-p.pending[k].f.Ok():
+				p.pending[k].acked = true
+			case err := <-p.pending[k].f.Err():
+				if err := p.failed(ctx, k, err); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
+			}
+		}
+	}
+	return nil
+}
+
+// compact forgets the acknowledged batches, keeping the others in order.
+func (p *BatchPublisher) compact() {
+	n := 0
+	for _, pp := range p.pending {
+		if !pp.acked {
+			p.pending[n] = pp
+			n++
+		}
 	}
 	clear(p.pending[n:])
 	p.pending = p.pending[:n]
-	return first
+}
+
+// Check forgets the batches acknowledged so far and sends again, in order,
+// the unacknowledged ones from the first whose attempt failed, without
+// waiting for any acknowledgement: a publisher that must not wait for each
+// one (a worker in the closed loop, whose next batch the twin is waiting
+// for) still learns of a failed publish at its next batch, and its batches
+// are stored. It returns an error once the connection has been down, or a
+// batch has failed, for longer than the bound, or at once for an error an
+// outage does not explain.
+func (p *BatchPublisher) Check() error {
+	ctx := context.Background()
+	if err := p.resync(ctx); err != nil {
+		return err
+	}
+scan:
+	for k := range p.pending {
+		pp := &p.pending[k]
+		if pp.acked {
+			continue
+		}
+		select {
+		case <-pp.f.Ok():
+			pp.acked = true
+		case err := <-pp.f.Err():
+			if err := p.failed(ctx, k, err); err != nil {
+				return err
+			}
+			break scan // pending[k:] were sent again
+		default:
+		}
+	}
+	p.compact()
+	return nil
 }
 
 // Flush waits until every batch published so far is acknowledged by
-// JetStream and returns the first error.
+// JetStream (sending failed ones again, see BatchPublisher) and returns
+// the first error.
 func (p *BatchPublisher) Flush(ctx context.Context) error {
-	err := p.wait(ctx, p.pending)
+	err := p.wait(ctx, len(p.pending))
 	clear(p.pending)
 	p.pending = p.pending[:0]
 	return err
 }
 
+// followHeartbeat is the idle heartbeat of Follow's pull requests (the
+// client's default is 15 s): after a server restart, two missed ones make
+// the ordered consumer recreate itself after the last delivered message.
+const followHeartbeat = 5 * time.Second
+
+// followAttemptTimeout bounds one attempt to create Follow's consumer.
+const followAttemptTimeout = 5 * time.Second
+
 // Follow delivers every message on subject in stream, oldest first, to fn,
 // until ctx is done (it then returns nil) or fn fails. It uses an ordered
-// consumer: nothing is acknowledged, and a reconnect resumes after the last
-// delivered message.
+// consumer: nothing is acknowledged, and a reconnect, or a server restart,
+// resumes after the last delivered message (the client recreates the
+// consumer there, with backoff, for as long as it takes). Creating the
+// consumer is retried, with backoff, while the server is unreachable or
+// its JetStream not serving yet (a follower started during a restart
+// waits for it).
 func Follow(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(data []byte) error) error {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	it, err := follow(ctx, js, stream, subject)
 	if err != nil {
-		return fmt.Errorf("following %s: %w", subject, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("following %s: %w", subject, err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
@@ -271,6 +504,76 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream, subject string,
 		}
 		if err := fn(msg.Data()); err != nil {
 			return err
+		}
+	}
+}
+
+// follow creates Follow's ordered consumer and its iterator, again with
+// backoff after each failure an outage explains, until ctx is done.
+func follow(ctx context.Context, js jetstream.JetStream, stream, subject string) (jetstream.MessagesContext, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		it, err := func() (jetstream.MessagesContext, error) {
+			// Each attempt has its own deadline: a request sent while the
+			// client reconnects can go unanswered, and would otherwise
+			// hold the follower until ctx's.
+			actx, cancel := context.WithTimeout(ctx, followAttemptTimeout)
+			defer cancel()
+			cons, err := js.OrderedConsumer(actx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+			if err != nil {
+				return nil, err
+			}
+			return cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
+		}()
+		if err == nil || ctx.Err() != nil || !retriable(err) && !errors.Is(err, context.DeadlineExceeded) {
+			return it, err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// WatchOutage watches nc until ctx is done (it then returns nil) and
+// returns an error that names the bound once nc has been disconnected for
+// longer than bound (0 is DefaultOutageBound, a negative bound tolerates
+// no disconnection), or once nc is closed. Roles that only wait on NATS —
+// followers, a features service waiting for decisions — never see an
+// outage themselves: the client reconnects underneath them; a run that
+// watches its connection ends instead of waiting forever.
+func WatchOutage(ctx context.Context, nc *nats.Conn, bound time.Duration) error {
+	if bound == 0 {
+		bound = DefaultOutageBound
+	}
+	ch := nc.StatusChanged()
+	defer nc.RemoveStatusListener(ch)
+	// The status is read on every change and every 250 ms besides: a
+	// listener's channel drops changes when it is full.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var since time.Time
+	for {
+		switch st := nc.Status(); {
+		case st == nats.CLOSED:
+			return errors.New("nats: the connection is closed")
+		case st == nats.CONNECTED:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		}
+		if !since.IsZero() {
+			if d := time.Since(since); d > bound || bound < 0 {
+				return fmt.Errorf("server unreachable for %s, longer than the outage bound %s", d.Round(time.Second), bound)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		case <-tick.C:
 		}
 	}
 }
