@@ -150,7 +150,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
 		Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
-		natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
+		o.publisher(e.JS), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
 	if err != nil {
 		return res, err
 	}
@@ -326,13 +326,18 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			return nil
 		})
 	}
+	if o.NATSURL != "" {
+		// A nats-server of its own can go away: past the outage bound the
+		// run ends, instead of its followers waiting on for batches.
+		run.Stage("nats", nil).Go("nats", func(ctx context.Context) error { return natsbus.WatchOutage(ctx, e.NC, o.NATSOutage) })
+	}
 	var external []schemas.Layer
 	for _, l := range layers {
 		if _, ok := o.Policies[l].(ExternalPolicy); ok {
 			external = append(external, l)
 			continue
 		}
-		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, o.RunID, o.Policies[l], o.Logger.With("role", "agent", "layer", l))
+		w := worker.New(e.JS, o.publisher(e.JS), l, o.RunID, o.Policies[l], o.Logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, o.Registerer
 		if w.Guard, err = o.Serving.Enforcer(l, o.Model); err != nil {
 			return res, err

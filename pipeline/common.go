@@ -237,7 +237,7 @@ func WriteJSON(path string, v any) error {
 // OpenJetStream opens JetStream on nc and makes sure strata's streams exist
 // under names.
 func OpenJetStream(ctx context.Context, nc *nats.Conn, names schemas.Names) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, natsbus.PublishAsyncTimeoutOpt())
 	if err != nil {
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}

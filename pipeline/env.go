@@ -41,6 +41,12 @@ type Config struct {
 	// ends with an error (kafka.Outage; 0 is kafka.DefaultOutageBound, a
 	// negative bound tolerates no outage).
 	KafkaOutage time.Duration
+	// NATSOutage is how long the roles publishing to JetStream (the
+	// features, the agents' workers) wait through a NATS outage — the
+	// connection lost, publishes unacknowledged — before the run ends
+	// with an error (natsbus.BatchPublisher; 0 is
+	// natsbus.DefaultOutageBound, a negative bound tolerates none).
+	NATSOutage time.Duration
 	// Speed and Clock pace the replay.
 	Speed replay.Speed
 	Clock replay.Clock
@@ -158,7 +164,7 @@ func StartEnv(ctx context.Context, o *Config) (*Env, error) {
 		return nil, err
 	}
 	closers = append(closers, func() { _ = nc.Drain() })
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, natsbus.PublishAsyncTimeoutOpt())
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("opening jetstream: %w", err)

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -21,6 +24,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.Partitions, prefix+"partitions", c.Partitions, fmt.Sprintf("partition count of strata's topics; 0 uses the existing topics' count (missing topics are created with it, or with %d when none exists; a closed loop on its embedded broker uses %d); a count that differs from existing topics' is refused", kafka.DefaultPartitions, EmbeddedLoopPartitions))
 	RegisterPrefixFlag(fs, prefix+"prefix", &c.Names)
 	RegisterOutageFlag(fs, prefix+"kafka-outage", &c.KafkaOutage)
+	RegisterNATSOutageFlag(fs, prefix+"nats-outage", &c.NATSOutage)
+}
+
+// RegisterNATSOutageFlag registers the flag name (--nats-outage for the
+// commands) that bounds how long a role publishing to JetStream waits out
+// a NATS outage.
+func RegisterNATSOutageFlag(fs *flag.FlagSet, name string, d *time.Duration) {
+	if *d == 0 {
+		*d = natsbus.DefaultOutageBound
+	}
+	fs.DurationVar(d, name, *d, "how long a role publishing to JetStream waits through a NATS outage (the connection lost, publishes unacknowledged; it sends its unacknowledged batches again once the server is back) before the run ends with an error; a negative value ends it at the first such error")
+}
+
+// publisher returns a batch publisher on js with c's NATS outage bound.
+func (c *Config) publisher(js jetstream.JetStream) *natsbus.BatchPublisher {
+	return natsbus.NewBatchPublisher(js, 0).SetOutageBound(c.NATSOutage)
 }
 
 // RegisterOutageFlag registers the flag name (--kafka-outage for the

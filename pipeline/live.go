@@ -27,7 +27,6 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
@@ -189,7 +188,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	runID := lo.RunID
 	groups := GroupsOf(nm, runID)
 	if run.Features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
-		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage}, natsbus.NewBatchPublisher(e.JS, 0), features.KVCheckpoints{KV: kv},
+		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage}, lo.publisher(e.JS), features.KVCheckpoints{KV: kv},
 		logger.With("role", "features"), reg); err != nil {
 		return err
 	}
@@ -198,7 +197,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	back.Go(func() error { return run.Features.Run(bctx) })
 	back.Go(func() error { return view.Follow(bctx, e.JS) })
 	for _, l := range layers {
-		w := worker.New(e.JS, natsbus.NewBatchPublisher(e.JS, 0), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
+		w := worker.New(e.JS, lo.publisher(e.JS), l, runID, tickPol[l], logger.With("role", "agent", "layer", l))
 		w.Names, w.Registerer = nm, reg
 		if w.Guard, err = lo.Serving.Enforcer(l, model); err != nil {
 			return errors.Join(err, stop())

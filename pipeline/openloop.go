@@ -9,7 +9,6 @@ import (
 
 	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -37,7 +36,7 @@ func OpenLoop(ctx context.Context, o Config, src replay.Source, srcName string, 
 	if err != nil {
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
-	pub := natsbus.NewBatchPublisher(e.JS, 0)
+	pub := o.publisher(e.JS)
 	group := GroupsOf(o.Names, o.RunID).Features
 	svc, err := features.NewService(ctx, features.Config{
 		Brokers: e.Brokers, Group: group, Epoch: o.Epoch, Names: o.Names,

@@ -35,6 +35,9 @@ type AgentRole struct {
 	Layer, Policy string
 	// NATSURL is the NATS server (required).
 	NATSURL string
+	// NATSOutage bounds how long the worker waits through a NATS outage
+	// (Config.NATSOutage).
+	NATSOutage time.Duration
 	// RunID is the run whose state batches are answered.
 	RunID string
 	// Act also answers single live decisions.
@@ -74,6 +77,7 @@ func (r *AgentRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Layer, prefix+"layer", r.Layer, "layer to serve: strategic, tactical or operational")
 	fs.StringVar(&r.Policy, prefix+"policy", r.Policy, "policy `NAME`: strategic "+PolicyNames(schemas.Strategic)+"; tactical "+PolicyNames(schemas.Tactical)+"; operational "+PolicyNames(schemas.Operational))
 	fs.StringVar(&r.NATSURL, prefix+"nats", r.NATSURL, "NATS `URL` (required)")
+	RegisterNATSOutageFlag(fs, prefix+"nats-outage", &r.NATSOutage)
 	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "answer this run's state batches (the tick loop); may be left out with --act to serve live requests only")
 	fs.BoolVar(&r.Act, prefix+"act", r.Act, "also answer single live decisions on strata.act.<layer> (request/reply, queue group "+worker.ActQueueGroup+")")
 	fs.Int64Var(&r.Seed, prefix+"seed", r.Seed, "seed of the policy's random choices")
@@ -262,7 +266,7 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if r.Follow {
 			wp = learner.NewFollower(r.Policy, layer, r.RunID, ms, FollowerLoader(layer, opts, true), r.Live)
 		}
-		w = worker.New(js, natsbus.NewBatchPublisher(js, 0), layer, r.RunID, wp, log)
+		w = worker.New(js, natsbus.NewBatchPublisher(js, 0).SetOutageBound(r.NATSOutage), layer, r.RunID, wp, log)
 		w.Names = r.Names
 		if w.Guard, err = sv.Enforcer(layer, model); err != nil {
 			return err

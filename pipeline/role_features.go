@@ -83,7 +83,7 @@ func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	svc, err := features.NewService(ctx, features.Config{Brokers: r.Brokers, Group: r.Group,
 		Epoch: epoch, StopAfterFinal: r.StopAfterFinal, RunID: r.RunID, CheckpointEvery: r.CheckpointEvery, Names: r.Names, OutageBound: r.KafkaOutage},
-		natsbus.NewBatchPublisher(js, 0), features.KVCheckpoints{KV: kv}, logger, reg)
+		r.publisher(js), features.KVCheckpoints{KV: kv}, logger, reg)
 	if err != nil {
 		return err
 	}
