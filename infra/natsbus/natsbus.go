@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -165,14 +166,30 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 // stored before the failure, so each batch is stored once. An outage
 // longer than the bound (SetOutageBound) ends it with one error that
 // names the bound.
+//
+// A batch that fails while its publisher is idle — a worker in the closed
+// loop waits for its next state batch, which waits for the decisions it
+// has just published — is sent again without a call: on a connection to a
+// server over the network (not in process), a goroutine of the publisher
+// looks at the acknowledgements every 250 ms while any is due, and ends
+// when none is. A failure it meets past the bound is returned by the next
+// call.
 type BatchPublisher struct {
 	js      jetstream.JetStream
-	pending []pendingPub
 	maxPend int
 	bound   time.Duration
+
+	// mu guards what follows: the caller's calls and the healing goroutine
+	// take turns.
+	mu      sync.Mutex
+	pending []pendingPub
 	// reconnects is the connection's reconnect count when the pending
 	// batches were last sent.
 	reconnects uint64
+	// healing is set while the healing goroutine runs; err is the failure
+	// it met.
+	healing bool
+	err     error
 }
 
 // DefaultOutageBound is how long a BatchPublisher waits through a NATS
@@ -261,6 +278,12 @@ func retriable(err error) bool {
 // Publish sends one batch. It may block to wait for acknowledgements of
 // earlier batches, and while the connection to NATS is down.
 func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	defer p.heal()
 	if err := p.resync(ctx); err != nil {
 		return err
 	}
@@ -432,6 +455,43 @@ func (p *BatchPublisher) compact() {
 // batch has failed, for longer than the bound, or at once for an error an
 // outage does not explain.
 func (p *BatchPublisher) Check() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	defer p.heal()
+	return p.check()
+}
+
+// heal starts the healing goroutine (see BatchPublisher) if batches are
+// due, the connection is not in process and none runs; p.mu is held.
+func (p *BatchPublisher) heal() {
+	nc := p.js.Conn()
+	if p.healing || len(p.pending) == 0 || nc == nil || nc.Opts.InProcessServer != nil {
+		return
+	}
+	p.healing = true
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for range t.C {
+			p.mu.Lock()
+			if len(p.pending) == 0 || p.err != nil {
+				p.healing = false
+				p.mu.Unlock()
+				return
+			}
+			if err := p.check(); err != nil {
+				p.err = err
+			}
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// check is Check with p.mu held.
+func (p *BatchPublisher) check() error {
 	ctx := context.Background()
 	if err := p.resync(ctx); err != nil {
 		return err
@@ -461,6 +521,11 @@ scan:
 // JetStream (sending failed ones again, see BatchPublisher) and returns
 // the first error.
 func (p *BatchPublisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
 	err := p.wait(ctx, len(p.pending))
 	clear(p.pending)
 	p.pending = p.pending[:0]
