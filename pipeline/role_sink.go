@@ -23,6 +23,9 @@ type SinkRole struct {
 	// KafkaOutage bounds how long the sink polls through a broker outage
 	// (kafka.Outage).
 	KafkaOutage time.Duration
+	// WriteTimeout and WriteOutage bound one write to the store and how
+	// long a failing one is retried (sink.Config).
+	WriteTimeout, WriteOutage time.Duration
 	// Brokers are Kafka's seed brokers (required), comma-separated.
 	Brokers string
 	// Names prefixes the topics and the group.
@@ -53,7 +56,8 @@ type SinkRole struct {
 
 // DefaultSinkRole is the sink role's defaults.
 func DefaultSinkRole() SinkRole {
-	return SinkRole{BatchRows: 10000, FlushInterval: 500 * time.Millisecond, LogLevel: DefaultLogLevel, SessionTimeout: 45 * time.Second}
+	return SinkRole{BatchRows: 10000, FlushInterval: 500 * time.Millisecond, LogLevel: DefaultLogLevel, SessionTimeout: 45 * time.Second,
+		WriteTimeout: sink.DefaultWriteTimeout, WriteOutage: sink.DefaultWriteOutage}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -65,6 +69,8 @@ func (r *SinkRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Brokers, prefix+"kafka", r.Brokers, "Kafka seed brokers `host:port[,…]` (required)")
 	fs.StringVar(&r.Group, prefix+"group", r.Group, "consumer group (default strata-sink under --prefix)")
 	RegisterOutageFlag(fs, prefix+"kafka-outage", &r.KafkaOutage)
+	fs.DurationVar(&r.WriteTimeout, prefix+"write-timeout", r.WriteTimeout, "longest one attempt to write a batch to the store may take before it is abandoned and tried again")
+	fs.DurationVar(&r.WriteOutage, prefix+"write-outage", r.WriteOutage, "how long a failing batch write is retried, with backoff, before the sink exits with an error (the sink reads nothing from Kafka meanwhile); a negative value exits at the first failure")
 	fs.BoolVar(&r.Outcomes, prefix+"outcomes", r.Outcomes, "also write strata.outcomes.v1 to the outcomes table")
 	fs.IntVar(&r.Partitions, prefix+"partitions", r.Partitions, fmt.Sprintf("partition count the topics must have; 0 uses the existing topics' count (missing ones are created with it, or %d)", kafka.DefaultPartitions))
 	fs.IntVar(&r.BatchRows, prefix+"batch-rows", r.BatchRows, "most records written in one batch")
@@ -110,7 +116,8 @@ func (r *SinkRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	sk, err := sink.New(ctx, sink.Config{Brokers: kafka.ParseBrokers(r.Brokers), Group: r.Group, Outcomes: r.Outcomes,
 		Partitions: r.Partitions, BatchRows: r.BatchRows, FlushInterval: r.FlushInterval, StopAfterIdle: r.StopAfterIdle,
-		InstanceID: r.InstanceID, SessionTimeout: r.SessionTimeout, RunID: r.RunID, Names: r.Names, Retention: r.Store.Retention, OutageBound: r.KafkaOutage}, st, logger, reg)
+		InstanceID: r.InstanceID, SessionTimeout: r.SessionTimeout, RunID: r.RunID, Names: r.Names, Retention: r.Store.Retention, OutageBound: r.KafkaOutage,
+		WriteTimeout: r.WriteTimeout, WriteOutage: r.WriteOutage}, st, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,13 @@ func SweepInterval(retention time.Duration) time.Duration {
 	return min(max(retention/24, time.Minute), time.Hour)
 }
 
+// DefaultWriteTimeout is the default of Config.WriteTimeout.
+const DefaultWriteTimeout = 10 * time.Second
+
+// DefaultWriteOutage is the default of Config.WriteOutage: as long as the
+// sink polls through a Kafka outage (kafka.DefaultOutageBound).
+const DefaultWriteOutage = 2 * time.Minute
+
 // ErrNoBrokers is returned by New without seed brokers.
 var ErrNoBrokers = errors.New("sink: no kafka brokers")
 
@@ -118,10 +125,17 @@ type Config struct {
 	// 45 s): how long a crashed member without an instance id holds its
 	// partitions.
 	SessionTimeout time.Duration
-	// WriteRetries is how many times a failed batch write is retried, with
-	// backoff, before Run returns the error (default 5; negative: none).
-	// Retrying is safe: writes are idempotent.
-	WriteRetries int
+	// WriteTimeout bounds one attempt to write a table's batch (default
+	// DefaultWriteTimeout): a store that stops answering (a stopped
+	// ClickHouse, a cut connection) costs an attempt, not the sink.
+	WriteTimeout time.Duration
+	// WriteOutage is how long a failing batch write is retried, with
+	// backoff (100 ms doubling to 5 s), before Run returns one error that
+	// names the bound (default DefaultWriteOutage; negative: no retry).
+	// Meanwhile the sink polls nothing from Kafka: the records wait there,
+	// and the sink holds one batch (at most BatchRows records). Retrying
+	// is safe: writes are idempotent.
+	WriteOutage time.Duration
 	// Retention, if positive, bounds how long the rows of decisions,
 	// rewards and outcomes are kept, by their written column (the wall
 	// clock of their write): the sink sweeps at its start and then every
@@ -151,8 +165,11 @@ func (c *Config) defaults() {
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 500 * time.Millisecond
 	}
-	if c.WriteRetries == 0 {
-		c.WriteRetries = 5
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.WriteOutage == 0 {
+		c.WriteOutage = DefaultWriteOutage
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -732,17 +749,35 @@ func (s *Sink) flush(ctx context.Context) error {
 	return nil
 }
 
+// retry writes a batch, each attempt bounded by the write timeout, again
+// with backoff after a failure until the batch has failed for longer than
+// the write outage bound.
 func (s *Sink) retry(ctx context.Context, table string, n int, write func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
+	var first time.Time
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
-		err := write(ctx)
+		actx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+		err := write(actx)
+		cancel()
 		if err == nil {
 			s.m.writeSeconds.WithLabelValues(table).Observe(time.Since(t0).Seconds())
+			if attempt > 0 {
+				s.log.Info("sink batch written after retries", "table", table, "rows", n, "attempts", attempt+1, "failing_for", time.Since(first).Round(time.Millisecond))
+			}
 			return nil
 		}
-		if attempt >= s.cfg.WriteRetries || ctx.Err() != nil {
+		if first.IsZero() {
+			first = t0
+		}
+		switch d := time.Since(first); {
+		case ctx.Err() != nil:
 			return fmt.Errorf("writing a batch of %d %s (attempt %d): %w", n, table, attempt+1, err)
+		case s.cfg.WriteOutage < 0:
+			return fmt.Errorf("writing a batch of %d %s: %w", n, table, err)
+		case d > s.cfg.WriteOutage:
+			return fmt.Errorf("writing a batch of %d %s: failing for %s (%d attempts), longer than the write outage bound %s: %w",
+				n, table, d.Round(100*time.Millisecond), attempt+1, s.cfg.WriteOutage, err)
 		}
 		s.m.writeRetries.Inc()
 		s.log.Warn("writing sink batch, retrying", "table", table, "rows", n, "attempt", attempt+1, "err", err)

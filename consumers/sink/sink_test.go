@@ -299,7 +299,7 @@ func TestSinkWriteFailureCommitsNothingUnwritten(t *testing.T) {
 	recs := workload("run-f", 0, 200)
 	produce(t, brokers, recs)
 	total := int64(len(recs))
-	cfg := Config{Brokers: brokers, Group: "fail", BatchRows: 32, FlushInterval: 10 * time.Millisecond, WriteRetries: -1}
+	cfg := Config{Brokers: brokers, Group: "fail", BatchRows: 32, FlushInterval: 10 * time.Millisecond, WriteOutage: -1}
 	s1, err := New(t.Context(), cfg, &failingWriter{Writer: db, n: 3}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestSinkWriteFailureCommitsNothingUnwritten(t *testing.T) {
 	if st1.Committed == 0 || st1.Committed >= st1.Records {
 		t.Fatalf("failing sink: %+v, want some batches committed and not the failed one", st1)
 	}
-	cfg.WriteRetries = 0
+	cfg.WriteOutage = 0
 	s2, stop2 := start(t, cfg, db, nil) // stopped on the count below
 	waitFor(t, "the rest committed", func() bool { return s2.Stats().Committed >= total-st1.Committed })
 	if err := stop2(); err != nil {
@@ -425,7 +425,7 @@ func TestSinkRedeliveryAfterCrashKeepsOneRowPerKey(t *testing.T) {
 			recs := workload("run-c", 0, 300)
 			produce(t, brokers, recs)
 			total := int64(len(recs))
-			cfg := Config{Brokers: brokers, Group: "crash", BatchRows: 40, FlushInterval: 10 * time.Millisecond, WriteRetries: -1}
+			cfg := Config{Brokers: brokers, Group: "crash", BatchRows: 40, FlushInterval: 10 * time.Millisecond, WriteOutage: -1}
 			s1, err := New(t.Context(), cfg, &crashingWriter{Writer: db, table: tc.table, n: 3}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -575,4 +575,118 @@ func TestSweepInterval(t *testing.T) {
 			t.Errorf("SweepInterval(%s) = %s, want %s", r, got, want)
 		}
 	}
+}
+
+// hangingWriter is a store that stops answering: its first hangs writes
+// block until their context ends (as an INSERT to a SIGSTOPped ClickHouse
+// does), the later ones go through. Each write checks the sink's
+// backpressure: the records it has polled exceed the rows written by at
+// most one batch.
+type hangingWriter struct {
+	Writer
+	hangs    int
+	polled   func() float64
+	mu       sync.Mutex
+	calls    int
+	written  int
+	maxAhead float64
+}
+
+func (h *hangingWriter) write(ctx context.Context, n int, w func(context.Context) error) error {
+	h.mu.Lock()
+	h.calls++
+	hang := h.calls <= h.hangs
+	h.maxAhead = max(h.maxAhead, h.polled()-float64(h.written))
+	h.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return fmt.Errorf("writing: %w", ctx.Err())
+	}
+	if err := w(ctx); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.written += n
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *hangingWriter) WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error {
+	return h.write(ctx, len(rows), func(ctx context.Context) error { return h.Writer.WriteDecisions(ctx, rows) })
+}
+
+func (h *hangingWriter) WriteRewards(ctx context.Context, rows []*stratapb.Reward) error {
+	return h.write(ctx, len(rows), func(ctx context.Context) error { return h.Writer.WriteRewards(ctx, rows) })
+}
+
+// gather sums the samples of the counter name in reg.
+func gather(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// TestSinkBackpressureWhileStoreHangs runs a sink whose store hangs for
+// its first 5 writes (each abandoned at the write timeout and retried with
+// backoff): the sink polls at most one batch ahead of what it has written
+// — the other records wait on Kafka — and once the store answers, every
+// row lands, once per key.
+func TestSinkBackpressureWhileStoreHangs(t *testing.T) {
+	brokers := startKafka(t)
+	db := openDuck(t)
+	const n, batch = 400, 50
+	recs := workload("run-h", 0, n)
+	produce(t, brokers, recs)
+	reg := prometheus.NewRegistry()
+	h := &hangingWriter{Writer: db, hangs: 5, polled: func() float64 { return gather(t, reg, "strata_sink_records_total") }}
+	cfg := Config{Brokers: brokers, Group: "hang", BatchRows: batch, FlushInterval: 10 * time.Millisecond,
+		WriteTimeout: 50 * time.Millisecond, WriteOutage: time.Minute}
+	s, stop := start(t, cfg, h, reg)
+	waitFor(t, "every record committed", func() bool { return s.Stats().Committed >= int64(len(recs)) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if retries := gather(t, reg, "strata_sink_write_retries_total"); retries < float64(h.hangs) {
+		t.Errorf("%.0f write retries, want at least %d (one per hung write)", retries, h.hangs)
+	}
+	if h.maxAhead > batch {
+		t.Errorf("the sink polled %.0f records beyond those written, more than one batch (%d)", h.maxAhead, batch)
+	}
+	for _, table := range []string{"decisions", "rewards"} {
+		if got := count(t, db, "SELECT count() FROM "+table+" FINAL WHERE run_id = 'run-h'"); got != n {
+			t.Errorf("%s = %d, want %d", table, got, n)
+		}
+	}
+	t.Logf("%d writes, %d hung; at most %.0f records polled beyond those written", h.calls, h.hangs, h.maxAhead)
+}
+
+// TestSinkWriteOutageBound gives the sink a store that never answers: Run
+// returns one error that names the write outage bound.
+func TestSinkWriteOutageBound(t *testing.T) {
+	brokers := startKafka(t)
+	db := openDuck(t)
+	produce(t, brokers, workload("run-o", 0, 20))
+	h := &hangingWriter{Writer: db, hangs: 1 << 30, polled: func() float64 { return 0 }}
+	cfg := Config{Brokers: brokers, Group: "outage", BatchRows: 50, FlushInterval: 10 * time.Millisecond,
+		WriteTimeout: 50 * time.Millisecond, WriteOutage: 300 * time.Millisecond}
+	s, err := New(t.Context(), cfg, h, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "longer than the write outage bound 300ms") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run with a store that never answers = %v, want the write outage bound's error", err)
+	}
+	t.Log(err)
 }
