@@ -171,9 +171,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 // loop waits for its next state batch, which waits for the decisions it
 // has just published — is sent again without a call: on a connection to a
 // server over the network (not in process), a goroutine of the publisher
-// looks at the acknowledgements every 250 ms while any is due, and ends
-// when none is. A failure it meets past the bound is returned by the next
-// call.
+// looks at the acknowledgements every 250 ms while any is due and the
+// connection is up, and ends when none is due. A failure it meets past the
+// bound is returned by the next call.
 type BatchPublisher struct {
 	js      jetstream.JetStream
 	maxPend int
@@ -482,6 +482,13 @@ func (p *BatchPublisher) heal() {
 				p.mu.Unlock()
 				return
 			}
+			// While the connection is down there is nothing to send:
+			// waiting here (check would, up to the bound) would keep the
+			// caller's calls waiting for p.mu too.
+			if nc.Status() != nats.CONNECTED {
+				p.mu.Unlock()
+				continue
+			}
 			if err := p.check(); err != nil {
 				p.err = err
 			}
@@ -531,11 +538,6 @@ func (p *BatchPublisher) Flush(ctx context.Context) error {
 	p.pending = p.pending[:0]
 	return err
 }
-
-// followHeartbeat is the idle heartbeat of Follow's pull requests (the
-// client's default is 15 s): after a server restart, two missed ones make
-// the ordered consumer recreate itself after the last delivered message.
-const followHeartbeat = 5 * time.Second
 
 // followAttemptTimeout bounds one attempt to create Follow's consumer.
 const followAttemptTimeout = 5 * time.Second
@@ -588,7 +590,7 @@ func follow(ctx context.Context, js jetstream.JetStream, stream, subject string)
 			if err != nil {
 				return nil, err
 			}
-			return cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
+			return cons.Messages()
 		}()
 		if err == nil || ctx.Err() != nil || !retriable(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return it, err
