@@ -44,10 +44,12 @@ test-race:
 ## test-integration starts the servers from fresh state (a new Kafka log
 ## directory, JetStream store and ClickHouse data), as on a new machine, and
 ## runs the tier in shuffled order. STRATA_REUSE=1 keeps the running servers
-## and their state (quick local runs).
+## and their state (quick local runs). The chaos tests (TestChaos…) start,
+## kill or stop and restart servers of their own; -run selects them too
+## (before, the pattern was Integration alone and they never ran here).
 test-integration: up-test
 	set -a && . infra/.env.test && set +a && \
-	$(GO) test -count=1 -shuffle=on -tags integration -run Integration -timeout 15m $(PKGS)
+	$(GO) test -count=1 -shuffle=on -tags integration -run 'Integration|Chaos' -timeout 20m $(PKGS)
 
 up-test:
 	@if [ "$${STRATA_REUSE:-0}" != 1 ]; then infra/scripts/down.sh --purge; fi

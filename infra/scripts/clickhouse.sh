@@ -5,6 +5,9 @@
 #
 #   clickhouse.sh install|start|stop|restart|status
 #   clickhouse.sh client ARGS...   clickhouse-client against this server
+#
+# CH_TCP_PORT, CH_HTTP_PORT and CH_STATE_DIR run a second, independent
+# server (the chaos tests SIGSTOP one of their own).
 set -euo pipefail
 
 SVC=clickhouse
@@ -12,10 +15,10 @@ SVC=clickhouse
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CH_HOST=127.0.0.1
-CH_TCP_PORT=9000
-CH_HTTP_PORT=8123
+CH_TCP_PORT="${CH_TCP_PORT:-9000}"
+CH_HTTP_PORT="${CH_HTTP_PORT:-8123}"
 
-SDIR="$STATE_DIR/clickhouse"
+SDIR="${CH_STATE_DIR:-$STATE_DIR/clickhouse}"
 CONF_DIR="$SDIR/conf"
 DATA_DIR="$SDIR/data"
 LOG_DIR="$SDIR/logs"
