@@ -235,7 +235,8 @@ func NewBatchPublisher(js jetstream.JetStream, maxPending int) *BatchPublisher {
 
 // SetOutageBound sets how long the publisher waits for a lost connection,
 // or keeps sending a batch that fails, before it returns an error: 0 is
-// DefaultOutageBound, a negative bound tolerates no failure. It returns p.
+// DefaultOutageBound, a negative bound tolerates no failure. Call it
+// before the first Publish. It returns p.
 func (p *BatchPublisher) SetOutageBound(d time.Duration) *BatchPublisher {
 	if d == 0 {
 		d = DefaultOutageBound
@@ -253,10 +254,12 @@ func reconnects(js jetstream.JetStream) uint64 {
 
 // outageError is the error of an outage past the bound.
 func (p *BatchPublisher) outageError(what string, d time.Duration, cause error) error {
-	if p.bound < 0 {
+	switch {
+	case p.bound < 0 && cause == nil:
+		return fmt.Errorf("%s: nats unreachable (no outage tolerated)", what)
+	case p.bound < 0:
 		return fmt.Errorf("%s: %w", what, cause)
-	}
-	if cause == nil {
+	case cause == nil:
 		return fmt.Errorf("%s: nats unreachable for %s, longer than the outage bound %s", what, d.Round(time.Second), p.bound)
 	}
 	return fmt.Errorf("%s: failing for %s, longer than the outage bound %s: %w", what, d.Round(time.Second), p.bound, cause)
