@@ -152,7 +152,8 @@ func TestClosedLoopBackpressure(t *testing.T) {
 // STRATA_MEMCURVE_DAYS=N it runs N synthetic days through the closed loop
 // into a DuckDB store throttled to one batch write per
 // STRATA_MEMCURVE_DELAY (default 100ms) — slower than the loop produces
-// rows — with the default --sink-max-lag and with none (-1), sampling the
+// rows — with the sink-lag bound STRATA_MEMCURVE_MAXLAG (default
+// DefaultSinkMaxLag) and with none (a bound never reached), sampling the
 // process's resident memory, the Go heap and the sink's lag every second,
 // and writes the curves as CSV files to STRATA_MEMCURVE_OUT (default a
 // temporary directory), one row per sample. README, "Backpressure", gives
@@ -166,6 +167,10 @@ func TestBackpressureMemoryCurve(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("STRATA_MEMCURVE_DELAY")); err == nil {
 		delay = d
 	}
+	maxLag := int64(pipeline.DefaultSinkMaxLag)
+	if n, err := strconv.ParseInt(os.Getenv("STRATA_MEMCURVE_MAXLAG"), 10, 64); err == nil {
+		maxLag = n
+	}
 	out := os.Getenv("STRATA_MEMCURVE_OUT")
 	if out == "" {
 		out = t.TempDir()
@@ -173,7 +178,7 @@ func TestBackpressureMemoryCurve(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		maxLag int64
-	}{{"bounded", pipeline.DefaultSinkMaxLag}, {"unbounded", -1}} {
+	}{{"bounded", maxLag}, {"unbounded", 1 << 62}} { // the unbounded gate never holds, but reports the lag
 		runtime.GC()
 		o := pipelinetest.LoopConfig(t, "memcurve-"+c.name, 0, &pipelinetest.BatchLog{})
 		o.OnBatch, o.SinkMaxLag = nil, c.maxLag

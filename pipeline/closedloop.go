@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -223,8 +224,8 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			Help: "Closed loop: decision, reward and outcome rows the twin published that the sink had not written, before each tick (the twin holds past --sink-max-lag)."})
 		if o.Registerer != nil {
 			if err := o.Registerer.Register(lag); err != nil {
-				are, ok := err.(prometheus.AlreadyRegisteredError)
-				if !ok {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
 					return res, fmt.Errorf("registering the sink lag gauge: %w", err)
 				}
 				lag = are.ExistingCollector.(prometheus.Gauge) // a registry shared by runs one after another
