@@ -135,6 +135,9 @@ type loopStates struct {
 // decision in the decisions table honours the guardrails, and the runs row
 // records the file's SHA-256 and contents.
 func TestGuardrailsRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two synthetic days through the loop: the unit tier runs it; -race adds nothing to what it checks")
+	}
 	synth := synthRun(t)
 	if synth.n[schemas.Strategic] == 0 {
 		t.Fatal("no strategic state batch")
@@ -366,6 +369,9 @@ func modelDir(parts ...string) string {
 // the worker does: no decision breaks them. It also checks that the
 // rules bite: without the projection, decisions break them.
 func TestGuardrailsEveryPolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("every policy on two runs' batches, one goroutine: the unit tier runs it; -race adds nothing")
+	}
 	logs := []*pipelinetest.BatchLog{guardedLoop(t).log, synthRun(t).log}
 	rules, _ := guardTrial(t)
 	cat, err := cloud.DefaultCatalog()
