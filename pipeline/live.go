@@ -27,6 +27,7 @@ import (
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/notify"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
@@ -85,6 +86,44 @@ type LiveConfig struct {
 	// Serving, if set, holds the guardrails the agents and act servers
 	// project every decision onto and the layers' fallbacks.
 	Serving *Serving
+	// Deployment, if set, serves the layers that run their learned policy
+	// from the models promoted for this deployment (strata models
+	// --promote; from Models until one is), swapping between two ticks
+	// when another is promoted or rolled back to (Deployment).
+	Deployment string
+	// OnSwap, if set, is called after each such swap.
+	OnSwap func(schemas.Layer, natsbus.Served)
+}
+
+// deployments returns, with LiveConfig.Deployment, the deployment of each
+// layer that runs its learned policy.
+func (lo LiveConfig) deployments(ctx context.Context, e *Env, opts agents.Options) (map[schemas.Layer]*Deployment, error) {
+	if lo.Deployment == "" {
+		return nil, nil
+	}
+	ms, err := natsbus.OpenModelStore(ctx, e.JS, lo.Names)
+	if err != nil {
+		return nil, err
+	}
+	deps := map[schemas.Layer]*Deployment{}
+	for _, l := range schemas.Layers {
+		n := lo.Policies[l]
+		if n != agents.LearnedName(l) {
+			continue
+		}
+		var start func() (agents.Policy, error)
+		if lo.Models != "" {
+			start = func() (agents.Policy, error) { return agents.New(n, l, opts) }
+		}
+		if deps[l], err = NewDeployment(ctx, ms, lo.Deployment, l, opts, start); err != nil {
+			return nil, fmt.Errorf("strata live --deployment: %w", err)
+		}
+	}
+	if len(deps) == 0 {
+		return nil, fmt.Errorf("strata live --deployment %s serves promoted checkpoints of the learned policies (--strategic %s, --tactical %s, --operational %s); no layer runs one",
+			lo.Deployment, agents.LearnedName(schemas.Strategic), agents.LearnedName(schemas.Tactical), agents.LearnedName(schemas.Operational))
+	}
+	return deps, nil
 }
 
 // LiveRun is a running live process, handed to Live's ready callback.
@@ -131,8 +170,18 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	if err := lo.Serving.CheckLayers(lo.Policies); err != nil {
 		return err
 	}
+	deps, err := lo.deployments(ctx, e, aopts)
+	if err != nil {
+		return err
+	}
 	newPolicy := func(n string, l schemas.Layer) (agents.Policy, error) {
-		p, err := agents.New(n, l, aopts)
+		var p agents.Policy
+		var err error
+		if d := deps[l]; d != nil {
+			p, err = d.New()
+		} else {
+			p, err = agents.New(n, l, aopts)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -215,6 +264,15 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			}
 			back.Go(func() error { return srv.Serve(bctx) })
 		}
+	}
+	for l, d := range deps {
+		back.Go(func() error {
+			return d.Follow(bctx, logger.With("role", "agent", "layer", l), func(s natsbus.Served) {
+				if lo.OnSwap != nil {
+					lo.OnSwap(l, s)
+				}
+			})
+		})
 	}
 	if lo.Shadow {
 		tr := map[schemas.Layer]bool{}

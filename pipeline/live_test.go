@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/ingest"
 	"github.com/strata-rl/strata/ingest/telemetry"
@@ -505,4 +507,116 @@ func cloudPlacement(t *testing.T, s string) cloud.Placement {
 		t.Fatal(err)
 	}
 	return cloud.Placement{Provider: p, Metro: m, Tier: tier}
+}
+
+// TestLiveDeploymentPromotes serves the tactical layer of `strata live`
+// from a deployment: it starts from --models while nothing is promoted;
+// promoting a checkpoint swaps it into the running process's agents
+// without a restart (the act server's answers carry its version), a second
+// promotion swaps again, and a rollback brings the first back.
+func TestLiveDeploymentPromotes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runID := fmt.Sprintf("live-deploy-%d", time.Now().UnixNano())
+	swapped := make(chan natsbus.Served, 4)
+	lo := pipeline.LiveConfig{
+		Config: pipeline.Config{Partitions: 1, Epoch: pipeline.LiveEpoch, RunID: runID,
+			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
+		Ingest:     ingest.Config{Tokens: []string{"t0ken"}, Lateness: time.Minute, WatermarkEvery: 50 * time.Millisecond},
+		Listen:     "127.0.0.1:0",
+		Policies:   map[schemas.Layer]string{schemas.Tactical: "ppo"},
+		Models:     modelDir("hierarchy-hh", "s2"), // its policy version differs from s1's
+		Placement:  cloudPlacement(t, "aws/us-east/1024"),
+		Seed:       1,
+		Act:        true,
+		Deployment: "prod",
+		OnSwap:     func(_ schemas.Layer, s natsbus.Served) { swapped <- s },
+	}
+	var out bytes.Buffer
+	run, done := startLive(t, ctx, lo, &out)
+	version := func() string {
+		t.Helper()
+		st := &schemas.StateBatch{Header: schemas.BatchHeader{RunID: runID, Layer: schemas.Tactical, Tick: 1, NShards: 1},
+			Tactical: []schemas.TacticalRow{{App: "a", Func: "f", Invocations: 10, RequestRate: 0.1, Provider: "aws"}}}
+		d, res, err := worker.ActIn(ctx, run.Env.NC, schemas.Names{}, st, 10*time.Second, pipelinetest.FixedPolicy{})
+		if err != nil || res.Fallback || len(d.Rows) != 1 {
+			t.Fatalf("act: %+v, %+v, %v; want the served policy's decision", d, res, err)
+		}
+		return d.Rows[0].PolicyVersion
+	}
+	wait := func(want string) {
+		t.Helper()
+		select {
+		case s := <-swapped:
+			if s.Version != want {
+				t.Fatalf("swapped to %+v, want version %s", s, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no swap to %s: %v", want, ctx.Err())
+		}
+	}
+	fromModels := version()
+	ms, err := natsbus.OpenModelStore(ctx, run.Env.JS, schemas.Names{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, seed := range []string{"s1", "s2"} {
+		data, err := os.ReadFile(filepath.Join(modelDir("hierarchy-hh", seed), "ppo.ckpt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ms.PutCheckpoint(ctx, "train-1", schemas.Checkpoint{Layer: schemas.Tactical, Version: []string{"v1", "v2"}[i], InForce: int64(i), Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ms.Promote(ctx, "prod", schemas.Tactical, natsbus.Served{Run: "train-1", Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	wait("v1")
+	v1 := version()
+	if _, err := ms.Promote(ctx, "prod", schemas.Tactical, natsbus.Served{Run: "train-1", Version: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	wait("v2")
+	v2 := version()
+	if _, err := ms.Rollback(ctx, "prod", schemas.Tactical); err != nil {
+		t.Fatal(err)
+	}
+	wait("v1")
+	back := version()
+	if v1 == fromModels || v2 == v1 || back != v1 {
+		t.Errorf("served versions: %q from --models, %q after promoting v1, %q after v2, %q after the rollback; want each promotion served and the rollback to serve v1's again",
+			fromModels, v1, v2, back)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("strata live: %v\n%s", err, out.String())
+	}
+}
+
+// TestLiveDeploymentRefused checks that `strata live --deployment` refuses
+// to start when no layer runs a learned policy, and when a learned layer
+// has neither a promoted model nor --models to start from.
+func TestLiveDeploymentRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		policies map[schemas.Layer]string
+		want     string
+	}{
+		{"no learned layer", map[schemas.Layer]string{schemas.Tactical: "greedy-cost"}, "no layer runs one"},
+		{"nothing promoted, no models", map[schemas.Layer]string{schemas.Tactical: "ppo"}, "no tactical model is promoted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lo := pipeline.LiveConfig{
+				Config: pipeline.Config{Partitions: 1, Epoch: pipeline.LiveEpoch, RunID: "live-refused",
+					Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()},
+				Ingest: ingest.Config{Tokens: []string{"t0ken"}}, Listen: "127.0.0.1:0", Policies: tc.policies,
+				Placement: cloudPlacement(t, "aws/us-east/1024"), Seed: 1, Deployment: "prod",
+			}
+			err := pipeline.Live(t.Context(), lo, io.Discard, func(*pipeline.LiveRun) { t.Error("live mode started") })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Live = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
 }

@@ -67,3 +67,63 @@ func ServedLoader(layer schemas.Layer, opts agents.Options) func(schemas.Checkpo
 		return agents.LoadCheckpoint(layer, c.Data, opts, false)
 	}
 }
+
+// Deployment serves a layer's learned policy from the model a deployment
+// has promoted (strata models --promote): New builds instances that start
+// from that model — or from a start policy while none is promoted — and
+// Follow swaps a newly promoted or rolled-back model into each instance
+// between two ticks, without a restart. `strata agent --deployment` and
+// `strata live --deployment` serve through it.
+type Deployment struct {
+	ms     *natsbus.ModelStore
+	name   string
+	layer  schemas.Layer
+	opts   agents.Options
+	served natsbus.Served
+	base   func() (agents.Policy, error)
+	swaps  []*agents.Swappable
+}
+
+// NewDeployment reads the model deployment name serves for layer. start
+// builds the policy served while none is promoted; without one a promoted
+// model is required.
+func NewDeployment(ctx context.Context, ms *natsbus.ModelStore, name string, layer schemas.Layer, opts agents.Options,
+	start func() (agents.Policy, error)) (*Deployment, error) {
+	d := &Deployment{ms: ms, name: name, layer: layer, opts: opts, base: start}
+	s, ok, err := ms.ServedNow(ctx, name, layer)
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s model deployment %s serves: %w", layer, name, err)
+	}
+	d.served = s
+	switch {
+	case ok:
+		c, err := ms.ServedCheckpoint(ctx, s, layer)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s model deployment %s serves: %w", layer, name, err)
+		}
+		load := ServedLoader(layer, opts)
+		d.base = func() (agents.Policy, error) { return load(c) }
+	case start == nil:
+		return nil, fmt.Errorf("deployment %s: no %s model is promoted for it yet (strata models --promote) and there is no --models to start from", name, layer)
+	}
+	return d, nil
+}
+
+// New returns an instance of the served policy that Follow keeps current
+// (each caller that keeps state across ticks needs one of its own).
+func (d *Deployment) New() (agents.Policy, error) {
+	p, err := d.base()
+	if err != nil {
+		return nil, err
+	}
+	sw := agents.NewSwappable(p)
+	d.swaps = append(d.swaps, sw)
+	return sw, nil
+}
+
+// Follow swaps every instance New built to each model the deployment
+// serves from now on, until ctx is done (FollowServed); onSwap, if set, is
+// called after each swap.
+func (d *Deployment) Follow(ctx context.Context, log *slog.Logger, onSwap func(natsbus.Served)) error {
+	return FollowServed(ctx, d.ms, d.name, d.layer, ServedLoader(d.layer, d.opts), d.swaps, d.served, log, onSwap)
+}

@@ -215,41 +215,22 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	// With --deployment the policy starts from the model the deployment
 	// serves (or --models when none was promoted yet) and is swapped when
 	// one is promoted or rolled back.
-	var swaps []*agents.Swappable
-	var served natsbus.Served
-	base := func() (agents.Policy, error) { return agents.New(r.Policy, layer, opts) }
-	if r.Deployment != "" {
-		s, ok, err := ms.ServedNow(ctx, r.Deployment, layer)
-		if err != nil {
-			return err
-		}
-		served = s
-		switch {
-		case ok:
-			c, err := ms.ServedCheckpoint(ctx, served, layer)
-			if err != nil {
-				return err
-			}
-			load := ServedLoader(layer, opts)
-			base = func() (agents.Policy, error) { return load(c) }
-		case r.Models == "":
-			return fmt.Errorf("strata agent --deployment %s: no %s model is promoted for it yet (strata models --promote) and there is no --models to start from", r.Deployment, layer)
-		}
-	}
-	// The tick loop and the act server each get an instance of their own:
-	// policies keep state across the ticks they see, so live requests
-	// sharing the tick loop's instance would change its decisions.
+	var dep *Deployment
 	newPolicy := func() (agents.Policy, error) {
-		p, err := base()
+		p, err := dep.New()
 		if err != nil {
 			return nil, err
 		}
-		if r.Deployment != "" {
-			sw := agents.NewSwappable(p)
-			swaps = append(swaps, sw)
-			p = sw
-		}
 		return sv.Wrap(p, layer, opts)
+	}
+	if r.Deployment != "" {
+		var start func() (agents.Policy, error)
+		if r.Models != "" {
+			start = func() (agents.Policy, error) { return agents.New(r.Policy, layer, opts) }
+		}
+		if dep, err = NewDeployment(ctx, ms, r.Deployment, layer, opts, start); err != nil {
+			return fmt.Errorf("strata agent --deployment: %w", err)
+		}
 	}
 	var tickPolicy, actPolicy agents.Policy
 	if r.Deployment != "" {
@@ -291,10 +272,8 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if as != nil {
 		g.Go(func() error { return as.Serve(gctx) })
 	}
-	if r.Deployment != "" {
-		g.Go(func() error {
-			return FollowServed(gctx, ms, r.Deployment, layer, ServedLoader(layer, opts), swaps, served, log, nil)
-		})
+	if dep != nil {
+		g.Go(func() error { return dep.Follow(gctx, log, nil) })
 	}
 	err = g.Wait()
 	var parts []string

@@ -42,6 +42,9 @@ type LiveRole struct {
 	RunJSON  string
 	// Serve are the guardrails and fallbacks of live mode's agents.
 	Serve ServeFlags
+	// Deployment serves the learned layers from the models promoted for
+	// it (LiveConfig.Deployment).
+	Deployment string
 }
 
 // DefaultLiveRole is live mode's defaults.
@@ -62,6 +65,7 @@ func (r *LiveRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Tactical, prefix+"tactical", r.Tactical, "tactical policy (hourly, per function): "+names(schemas.Tactical)+", ppo (with --models), or none")
 	fs.StringVar(&r.Operational, prefix+"operational", r.Operational, "operational policy (15 s, per active function): "+names(schemas.Operational)+", lstm (with --models), or none")
 	fs.StringVar(&r.Models, prefix+"models", r.Models, "`DIR` of trained checkpoints for dqn, ppo and lstm")
+	fs.StringVar(&r.Deployment, prefix+"deployment", r.Deployment, "serve the layers that run dqn, ppo or lstm from the models promoted for deployment `NAME` (strata models --promote; --models until one is), switching between ticks when another is promoted or rolled back to (docs/guardrails.md)")
 	fs.StringVar(&r.Placement, prefix+"default-placement", r.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.Int64Var(&r.PolicySeed, prefix+"policy-seed", r.PolicySeed, "seed of the policies' random choices")
 	fs.BoolVar(&r.Act, prefix+"act", r.Act, "also answer single decisions on strata.act.<layer>")
@@ -113,7 +117,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 		Ingest: icfg, Listen: r.Ingest.Listen, TLSCert: r.Ingest.TLSCert, TLSKey: r.Ingest.TLSKey,
 		Policies: map[schemas.Layer]string{schemas.Strategic: r.Strategic, schemas.Tactical: r.Tactical, schemas.Operational: r.Operational},
 		Models:   r.Models, Placement: pl, Seed: r.PolicySeed, Act: r.Act, Shadow: r.Shadow, Transitions: trLayers,
-		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON, Serving: sv,
+		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON, Serving: sv, Deployment: r.Deployment,
 	}
 	if !r.NoStore {
 		lo.Store, lo.Retention = r.Store.Target(), r.Store.Retention
