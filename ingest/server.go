@@ -75,9 +75,13 @@ type Config struct {
 	// MaxFuture bounds how far past the wall clock a record may end
 	// (clock skew; default 1 min).
 	MaxFuture time.Duration
-	// Tokens are the accepted bearer tokens. Without tokens every request is
-	// refused unless NoAuth is set.
+	// Tokens are the accepted bearer tokens: they may write telemetry and
+	// read decisions and metrics. Without tokens every request is refused
+	// unless NoAuth is set.
 	Tokens []string
+	// ReadTokens may only read: GET /v1/decisions/… and GET /metrics; a
+	// write with one is refused with 403.
+	ReadTokens []string
 	// NoAuth accepts requests without a token: for development only.
 	NoAuth bool
 	// MaxBodyBytes bounds a request body, after decompression
@@ -214,6 +218,8 @@ type Server struct {
 	cl     *kgo.Client
 	nParts int
 	tokens [][32]byte
+	// readTokens are the hashes of Config.ReadTokens.
+	readTokens [][32]byte
 
 	// wmMu orders records before watermarks: a request checks its records
 	// against the watermark and hands them to the client under the read
@@ -290,6 +296,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		}
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
 	}
+	for _, t := range cfg.ReadTokens {
+		if t == "" {
+			return nil, errors.New("configuring ingest: an empty read-only bearer token")
+		}
+		if slices.Contains(cfg.Tokens, t) {
+			return nil, errors.New("configuring ingest: a token is both a write and a read-only token")
+		}
+		s.readTokens = append(s.readTokens, sha256.Sum256([]byte(t)))
+	}
 	// franz-go's producer is idempotent by default (acks from all in-sync
 	// replicas, sequence numbers per partition): a retried produce is
 	// written once, and a record's invocation id makes a retried request
@@ -323,14 +338,14 @@ func (s *Server) Stats() Stats {
 // GET /metrics (when configured).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/telemetry", s.auth("telemetry", s.limit("telemetry", http.HandlerFunc(s.handleTelemetry))))
-	mux.Handle("POST /v1/traces", s.auth("traces", s.limit("traces", http.HandlerFunc(s.handleTraces))))
+	mux.Handle("POST /v1/telemetry", s.auth("telemetry", true, s.limit("telemetry", http.HandlerFunc(s.handleTelemetry))))
+	mux.Handle("POST /v1/traces", s.auth("traces", true, s.limit("traces", http.HandlerFunc(s.handleTraces))))
 	if s.cfg.Decisions != nil {
-		mux.Handle("/v1/decisions/", s.auth("decisions", s.limit("decisions", s.cfg.Decisions)))
+		mux.Handle("/v1/decisions/", s.auth("decisions", false, s.limit("decisions", s.cfg.Decisions)))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	if s.cfg.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", s.auth("metrics", false, promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	return mux
 }
@@ -603,19 +618,26 @@ func (c *limitConn) CloseWrite() error {
 	return nil
 }
 
-// auth checks the bearer token before anything is read or written; the
+// auth checks the bearer token before anything is read or written — a
+// write endpoint takes a write token, a read endpoint either kind; the
 // token's rate limiter key travels in the request's context (the budget is
 // counted in records, once the body is decoded).
-func (s *Server) auth(endpoint string, next http.Handler) http.Handler {
+func (s *Server) auth(endpoint string, write bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := "dev"
 		if !s.cfg.NoAuth || r.Header.Get("Authorization") != "" {
 			tok, ok := bearer(r.Header.Get("Authorization"))
-			if !ok || !s.validToken(tok) {
+			if !ok || (!s.validToken(tok) && !validIn(s.readTokens, tok)) {
 				s.refused.Add(1)
 				s.m.requests.WithLabelValues(endpoint, "401").Inc()
 				w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 				writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
+				return
+			}
+			if write && !s.validToken(tok) {
+				s.refused.Add(1)
+				s.m.requests.WithLabelValues(endpoint, "403").Inc()
+				writeError(w, http.StatusForbidden, "a read-only token cannot write telemetry")
 				return
 			}
 			h := sha256.Sum256([]byte(tok))
@@ -635,15 +657,21 @@ func bearer(h string) (string, bool) {
 	return strings.TrimSpace(h[len(p):]), true
 }
 
-// validToken compares tok with every configured token in constant time.
+// validToken reports whether tok is a write token, comparing it with
+// every configured one in constant time.
 func (s *Server) validToken(tok string) bool {
 	if s.cfg.NoAuth && len(s.tokens) == 0 {
 		return true
 	}
+	return validIn(s.tokens, tok)
+}
+
+// validIn compares tok's hash with every hash of sums in constant time.
+func validIn(sums [][32]byte, tok string) bool {
 	h := sha256.Sum256([]byte(tok))
 	ok := 0
-	for i := range s.tokens {
-		ok |= subtle.ConstantTimeCompare(h[:], s.tokens[i][:])
+	for i := range sums {
+		ok |= subtle.ConstantTimeCompare(h[:], sums[i][:])
 	}
 	return ok == 1
 }

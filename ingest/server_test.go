@@ -5,23 +5,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/tlstest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -465,29 +457,8 @@ func TestNoTokensNeedsExplicitDevFlag(t *testing.T) {
 // TestServeTLS serves HTTPS with a self-signed certificate: a client that
 // trusts it is answered, a plain-HTTP request is not.
 func TestServeTLS(t *testing.T) {
-	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert := tlstest.SelfSigned(t)
+	certFile, keyFile := cert.CertFile, cert.KeyFile
 	k, err := kafka.StartEmbedded(1)
 	if err != nil {
 		t.Fatal(err)
@@ -511,11 +482,7 @@ func TestServeTLS(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	pool := x509.NewCertPool()
-	pool.AddCert(mustParse(t, der))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	client := cert.Client(t)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+ln.Addr().String()+"/v1/telemetry",
 		strings.NewReader(rec("tls-1", t0, 10)))
 	req.Header.Set("Authorization", "Bearer tok")
@@ -537,14 +504,6 @@ func TestServeTLS(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, der []byte) *x509.Certificate {
-	t.Helper()
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // TestHostileNesting sends the bodies that crashed the service (a stack
 // overflow in the JSON syntax check): deep and unclosed nesting is
@@ -940,5 +899,64 @@ func TestKafkaDownAnswers503(t *testing.T) {
 	}
 	if d := time.Since(t1); d < 300*time.Millisecond {
 		t.Fatalf("answered after %v, before the produce timeout", d)
+	}
+}
+
+// TestReadOnlyTokens checks the two token sets: a write token may post
+// telemetry and read decisions and metrics; a read-only token may read but
+// its writes are refused with 403 and write nothing; no token, or an
+// unknown one, gets 401 everywhere, /metrics included. A token in both
+// sets is refused at start.
+func TestReadOnlyTokens(t *testing.T) {
+	decisions := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "{}") })
+	h := start(t, func(c *Config) {
+		c.ReadTokens = []string{"reader"}
+		c.Decisions = decisions
+		c.Gatherer = prometheus.NewRegistry()
+	})
+	get := func(path, tok string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name, tok                  string
+		write, decisions, metrics int
+	}{
+		{"write token", "tok", http.StatusOK, http.StatusOK, http.StatusOK},
+		{"read-only token", "reader", http.StatusForbidden, http.StatusOK, http.StatusOK},
+		{"no token", "", http.StatusUnauthorized, http.StatusUnauthorized, http.StatusUnauthorized},
+		{"unknown token", "nobody", http.StatusUnauthorized, http.StatusUnauthorized, http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, _, b := h.post("/v1/telemetry", tc.tok, []byte(rec("ro-"+tc.name, t0, 10))); code != tc.write {
+				t.Errorf("POST /v1/telemetry: %d %s, want %d", code, b, tc.write)
+			}
+			if code := get("/v1/decisions/a/f", tc.tok); code != tc.decisions {
+				t.Errorf("GET /v1/decisions: %d, want %d", code, tc.decisions)
+			}
+			if code := get("/metrics", tc.tok); code != tc.metrics {
+				t.Errorf("GET /metrics: %d, want %d", code, tc.metrics)
+			}
+		})
+	}
+	if ids := h.ids(); !slices.Equal(ids, []string{"ro-write token"}) {
+		t.Errorf("telemetry holds %v, want only the write token's record", ids)
+	}
+	if _, err := New(t.Context(), Config{Brokers: h.brokers, Tokens: []string{"x"}, ReadTokens: []string{"x"}}, slog.New(slog.DiscardHandler), nil); err == nil ||
+		!strings.Contains(err.Error(), "both a write and a read-only token") {
+		t.Errorf("a token in both sets: %v", err)
 	}
 }

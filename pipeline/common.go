@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -36,8 +39,8 @@ type Common struct {
 	Config
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
-	// MetricsAddr serves Prometheus metrics; "" serves none.
-	MetricsAddr string
+	// Metrics is where and how Prometheus metrics are served.
+	Metrics MetricsFlags
 	// Epoch is trace time 0 in RFC 3339.
 	Epoch string
 }
@@ -53,7 +56,30 @@ func DefaultCommon() Common {
 // where c's are empty).
 func (c *Common) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	c.RegisterBatchFlags(fs, prefix)
-	fs.StringVar(&c.MetricsAddr, prefix+"metrics-addr", c.MetricsAddr, "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
+	c.Metrics.RegisterFlags(fs, prefix, "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
+}
+
+// MetricsFlags are where and how a command serves its Prometheus metrics:
+// the address, the bearer tokens a scrape must present and the TLS
+// certificate, as the command line gave them.
+type MetricsFlags struct {
+	// Addr serves the metrics; "" serves none.
+	Addr string
+	// TokensFile names a file of bearer tokens, one per line, of which a
+	// scrape must present one ("": none needed).
+	TokensFile string
+	// TLSCert and TLSKey, both set, serve HTTPS.
+	TLSCert, TLSKey string
+}
+
+// RegisterFlags registers --metrics-addr (with help addrHelp),
+// --metrics-tokens-file, --metrics-tls-cert and --metrics-tls-key, each
+// name preceded by prefix.
+func (m *MetricsFlags) RegisterFlags(fs *flag.FlagSet, prefix, addrHelp string) {
+	fs.StringVar(&m.Addr, prefix+"metrics-addr", m.Addr, addrHelp)
+	fs.StringVar(&m.TokensFile, prefix+"metrics-tokens-file", m.TokensFile, "`FILE` of bearer tokens, one per line, of which a scrape of --metrics-addr must present one (Authorization: Bearer …); without it the metrics are open to whoever reaches the address")
+	fs.StringVar(&m.TLSCert, prefix+"metrics-tls-cert", m.TLSCert, "serve --metrics-addr over HTTPS with this PEM certificate `FILE` (with --metrics-tls-key)")
+	fs.StringVar(&m.TLSKey, prefix+"metrics-tls-key", m.TLSKey, "the PEM private key `FILE` of --metrics-tls-cert")
 }
 
 // RegisterBatchFlags registers the common flags except --metrics-addr, for
@@ -200,18 +226,41 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// ServeMetrics serves reg on addr until ctx is done; "" serves nothing. It
-// listens before it returns, so a taken or malformed address fails the
-// command before its role starts.
-func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
-	if addr == "" {
+// ServeMetrics serves reg as m says until ctx is done; no address serves
+// nothing. It listens, and reads the tokens and the certificate, before it
+// returns, so a taken or malformed address, an unreadable or empty tokens
+// file or a bad certificate fails the command before its role starts. With
+// tokens a scrape without one of them gets 401 and no metrics.
+func ServeMetrics(ctx context.Context, m MetricsFlags, reg *prometheus.Registry) error {
+	if m.Addr == "" {
 		return nil
 	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("serving metrics on %s: %w", addr, err)
+	var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if m.TokensFile != "" {
+		toks, err := ReadTokens(m.TokensFile)
+		if err != nil {
+			return fmt.Errorf("serving metrics on %s: --metrics-tokens-file: %w", m.Addr, err)
+		}
+		h = RequireBearer(toks, h)
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		return fmt.Errorf("serving metrics on %s: --metrics-tls-cert and --metrics-tls-key go together", m.Addr)
+	}
+	if m.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(m.TLSCert, m.TLSKey)
+		if err != nil {
+			return fmt.Errorf("serving metrics on %s: loading --metrics-tls-cert/--metrics-tls-key: %w", m.Addr, err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.Addr)
+	if err != nil {
+		return fmt.Errorf("serving metrics on %s: %w", m.Addr, err)
+	}
+	if srv.TLSConfig != nil {
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -220,6 +269,51 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) er
 	}()
 	go func() { _ = srv.Serve(ln) }()
 	return nil
+}
+
+// ReadTokens reads a file of bearer tokens, one per line; blank lines and
+// lines starting with # are skipped. A file without a token is an error.
+func ReadTokens(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var toks []string
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			toks = append(toks, l)
+		}
+	}
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("%s holds no token", path)
+	}
+	return toks, nil
+}
+
+// RequireBearer serves next only to requests that present one of toks as
+// a bearer token (compared in constant time); others get 401.
+func RequireBearer(toks []string, next http.Handler) http.Handler {
+	sums := make([][32]byte, len(toks))
+	for i, t := range toks {
+		sums[i] = sha256.Sum256([]byte(t))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		const p = "Bearer "
+		ok := 0
+		if len(h) > len(p) && strings.EqualFold(h[:len(p)], p) {
+			got := sha256.Sum256([]byte(strings.TrimSpace(h[len(p):])))
+			for i := range sums {
+				ok |= subtle.ConstantTimeCompare(got[:], sums[i][:])
+			}
+		}
+		if ok != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
+			http.Error(w, "missing or invalid bearer token", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // WriteJSON writes v to path as indented JSON.

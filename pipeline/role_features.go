@@ -62,7 +62,7 @@ func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error 
 		return err
 	}
 	reg := NewRegistry()
-	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
 	if err := schemas.ValidatePrefix(r.Names.Prefix); err != nil {

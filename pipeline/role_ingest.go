@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -28,6 +27,8 @@ type IngestFlags struct {
 	Listen, RunID      string
 	Lateness, WMEvery  time.Duration
 	Tokens, TokensFile string
+	// ReadTokensFile holds the read-only tokens (ingest.Config.ReadTokens).
+	ReadTokensFile string
 	NoAuth             bool
 	MaxBody            int64
 	RatePerToken       float64
@@ -62,6 +63,7 @@ func (f *IngestFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&f.WMEvery, prefix+"watermark-every", f.WMEvery, "interval between watermarks")
 	fs.StringVar(&f.Tokens, prefix+"tokens", f.Tokens, "accepted bearer `TOKENS`, comma-separated (or STRATA_INGEST_TOKENS)")
 	fs.StringVar(&f.TokensFile, prefix+"tokens-file", f.TokensFile, "`FILE` of accepted bearer tokens, one per line")
+	fs.StringVar(&f.ReadTokensFile, prefix+"read-tokens-file", f.ReadTokensFile, "`FILE` of read-only bearer tokens, one per line (or STRATA_INGEST_READ_TOKENS): they may read /v1/decisions and /metrics, and a write with one is refused with 403; the --tokens may read and write")
 	fs.BoolVar(&f.NoAuth, prefix+"dev-no-auth", f.NoAuth, "accept requests without a bearer token (development only)")
 	fs.Int64Var(&f.MaxBody, prefix+"max-body", f.MaxBody, "largest request body in `BYTES` (after decompression)")
 	fs.Float64Var(&f.RatePerToken, prefix+"rate-per-token", f.RatePerToken, "records per second per token (0: no limit)")
@@ -93,15 +95,19 @@ func (f *IngestFlags) Config(brokers []string) (ingest.Config, error) {
 		toks = append(toks, SplitList(src)...)
 	}
 	if f.TokensFile != "" {
-		b, err := os.ReadFile(f.TokensFile)
+		ft, err := ReadTokens(f.TokensFile)
 		if err != nil {
 			return ingest.Config{}, fmt.Errorf("reading --tokens-file: %w", err)
 		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-				toks = append(toks, l)
-			}
+		toks = append(toks, ft...)
+	}
+	readToks := SplitList(os.Getenv("STRATA_INGEST_READ_TOKENS"))
+	if f.ReadTokensFile != "" {
+		ft, err := ReadTokens(f.ReadTokensFile)
+		if err != nil {
+			return ingest.Config{}, fmt.Errorf("reading --read-tokens-file: %w", err)
 		}
+		readToks = append(readToks, ft...)
 	}
 	if len(toks) == 0 && !f.NoAuth {
 		return ingest.Config{}, errors.New("no bearer tokens: give --tokens, --tokens-file or STRATA_INGEST_TOKENS, or --dev-no-auth for development")
@@ -121,7 +127,7 @@ func (f *IngestFlags) Config(brokers []string) (ingest.Config, error) {
 	if f.MaxConns < 1 || f.MaxInFlight < 1 {
 		return ingest.Config{}, fmt.Errorf("--max-conns %d, --max-in-flight %d: both must be at least 1", f.MaxConns, f.MaxInFlight)
 	}
-	return ingest.Config{Brokers: brokers, RunID: f.RunID, Lateness: f.Lateness, WatermarkEvery: f.WMEvery, Tokens: toks,
+	return ingest.Config{Brokers: brokers, RunID: f.RunID, Lateness: f.Lateness, WatermarkEvery: f.WMEvery, Tokens: toks, ReadTokens: readToks,
 		NoAuth: f.NoAuth, MaxBodyBytes: f.MaxBody, RatePerToken: f.RatePerToken, RateBurst: f.RateBurst,
 		NoWatermarks: f.NoWatermarks, Topic: f.Topic,
 		ReadHeaderTimeout: f.HeaderTimeout, BodyTimeout: f.BodyTimeout, ReadTimeout: f.ReadTimeout,

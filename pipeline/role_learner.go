@@ -55,10 +55,10 @@ type LearnerRole struct {
 	Fresh bool
 	// StateEvery persists the training state after every StateEvery-th
 	// interval processed (0: never).
-	StateEvery  int
-	LogLevel    string
-	MetricsAddr string
-	Names       schemas.Names
+	StateEvery int
+	LogLevel   string
+	Metrics    MetricsFlags
+	Names      schemas.Names
 
 	// configure, if set, adjusts the learner's configuration (tests).
 	configure func(*learner.Config)
@@ -86,7 +86,7 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&r.Fresh, prefix+"fresh", r.Fresh, "delete the run's persisted learner state and train from the run's first transition (default: resume from the persisted state, if any)")
 	fs.IntVar(&r.StateEvery, prefix+"state-every", r.StateEvery, "persist the training state (replay buffer, PPO rollout, optimiser moments, RNG, topic offsets) to JetStream after every `N`-th interval processed; a restart resumes from it (0: never)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
-	fs.StringVar(&r.MetricsAddr, prefix+"metrics-addr", r.MetricsAddr, "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
+	r.Metrics.RegisterFlags(fs, prefix, "serve Prometheus metrics (strata_learner_*: transitions, rejections by reason, NaN/Inf-rejected steps) on `ADDR`; off by default")
 	RegisterPrefixFlag(fs, prefix+"prefix", &r.Names)
 }
 
@@ -153,7 +153,7 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
-	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
 	nc, err := natsbus.Connect(r.NATSURL, "strata-learner")

@@ -136,7 +136,7 @@ func (r *LiveRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	reg := NewRegistry()
-	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
 	lo.Logger, lo.Registerer = logger, reg

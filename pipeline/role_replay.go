@@ -63,7 +63,7 @@ func (r *ReplayRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	reg := NewRegistry()
-	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
 	src, name, traceLen, closeSrc, err := r.Source.Open()

@@ -142,7 +142,7 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	reg := NewRegistry()
-	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
 	stopProf, err := r.Profiles.Start()

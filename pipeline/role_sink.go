@@ -43,7 +43,7 @@ type SinkRole struct {
 	// until interrupted.
 	StopAfterIdle time.Duration
 	LogLevel      string
-	MetricsAddr   string
+	Metrics       MetricsFlags
 	// JSON prints the final counters as JSON.
 	JSON bool
 	// RunID writes only this run's rows; "" every run's.
@@ -77,7 +77,7 @@ func (r *SinkRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&r.FlushInterval, prefix+"flush-interval", r.FlushInterval, "longest a record waits for its batch")
 	fs.DurationVar(&r.StopAfterIdle, prefix+"stop-after-idle", r.StopAfterIdle, "exit once no record arrived for this long (0: run until interrupted)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
-	fs.StringVar(&r.MetricsAddr, prefix+"metrics-addr", r.MetricsAddr, "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
+	r.Metrics.RegisterFlags(fs, prefix, "serve Prometheus metrics on `ADDR` (e.g. :9464); off by default")
 	fs.BoolVar(&r.JSON, prefix+"json", r.JSON, "print the final counters as JSON")
 	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "write only the rows of this run (default: every run on the topics)")
 	fs.StringVar(&r.InstanceID, prefix+"instance-id", r.InstanceID, "static group membership `ID`: a sink restarted with it after a crash resumes at once (one running sink per id)")
@@ -103,7 +103,7 @@ func (r *SinkRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	reg := NewRegistry()
-	if err := ServeMetrics(ctx, r.MetricsAddr, reg); err != nil {
+	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
 	st, err := store.Open(ctx, r.Store.Target(), store.WithLogger(logger.With("role", "store")))

@@ -344,7 +344,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer lrn.Close()
-		if err := pipeline.ServeMetrics(ctx, c.MetricsAddr, reg); err != nil {
+		if err := pipeline.ServeMetrics(ctx, c.Metrics, reg); err != nil {
 			return err
 		}
 		var updates []update
