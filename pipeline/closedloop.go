@@ -21,6 +21,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/notify"
+	"github.com/strata-rl/strata/infra/secret"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -348,7 +349,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	if len(external) > 0 {
 		// Warn level: the run stands still until a worker connects here.
 		o.Logger.Warn("waiting for the decision batches of layers served outside this process",
-			"layers", external, "nats", e.NATSURL, "run_id", o.RunID, "prefix", nm.Prefix)
+			"layers", external, "nats", secret.Redact(e.NATSURL), "run_id", o.RunID, "prefix", nm.Prefix)
 	}
 	if o.Learn != nil {
 		lrn := o.Learn.Learner

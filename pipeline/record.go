@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/secret"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -73,8 +74,9 @@ type Recorder struct {
 	revision    string
 }
 
-// Target names the store (a DuckDB file or a ClickHouse DSN).
-func (r *Recorder) Target() string { return r.target }
+// Target names the store (a DuckDB file or a ClickHouse DSN), a DSN's
+// password redacted: for what is printed.
+func (r *Recorder) Target() string { return secret.Redact(r.target) }
 
 // NewRecorder returns a recorder over an open store whose schema is in
 // place; operational says whether the operational decisions are stored.

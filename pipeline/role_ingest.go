@@ -28,13 +28,13 @@ type IngestFlags struct {
 	Lateness, WMEvery  time.Duration
 	Tokens, TokensFile string
 	// ReadTokensFile holds the read-only tokens (ingest.Config.ReadTokens).
-	ReadTokensFile string
-	NoAuth             bool
-	MaxBody            int64
-	RatePerToken       float64
-	RateBurst          int
-	TLSCert, TLSKey    string
-	NoWatermarks       bool
+	ReadTokensFile  string
+	NoAuth          bool
+	MaxBody         int64
+	RatePerToken    float64
+	RateBurst       int
+	TLSCert, TLSKey string
+	NoWatermarks    bool
 	// The connection limits (ingest.Config).
 	HeaderTimeout, BodyTimeout, ReadTimeout time.Duration
 	WriteTimeout, IdleTimeout               time.Duration

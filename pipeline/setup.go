@@ -14,6 +14,7 @@ import (
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/secret"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
@@ -275,7 +276,7 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 	sum.WriteText(w)
 	if lo.Store != "" {
 		fmt.Fprintf(w, "  tables in %s: %d decisions, %d rewards written (query with: strata sql --store/--clickhouse …)\n",
-			lo.Store, res.Sink.Rows[schemas.TableDecisions], res.Sink.Rows[schemas.TableRewards])
+			secret.Redact(lo.Store), res.Sink.Rows[schemas.TableDecisions], res.Sink.Rows[schemas.TableRewards])
 		if res.Twin.Held > 0 {
 			fmt.Fprintf(w, "  backpressure: the twin held %d ticks for %.1f s while the sink was more than --sink-max-lag rows behind\n",
 				res.Twin.Held, res.Twin.HeldSeconds)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/secret"
 	"github.com/strata-rl/strata/producers"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -40,7 +41,7 @@ func NewSummary(o Config, source string, rep producers.ReplayResult, fs features
 		DeadLetters: rep.DeadLetters + fs.Late + fs.Malformed,
 		BadLines:    rep.BadLines, Late: rep.Late + fs.Late,
 		HorizonSeconds: float64(rep.HorizonUS) / 1e6, WallSeconds: wall.Seconds(), Speed: o.Speed.String(),
-		Kafka: orDefault(strings.Join(o.Brokers, ","), "embedded"), NATS: orDefault(o.NATSURL, "embedded"),
+		Kafka: orDefault(strings.Join(o.Brokers, ","), "embedded"), NATS: orDefault(secret.Redact(o.NATSURL), "embedded"),
 	}
 	if w := wall.Seconds(); w > 0 {
 		s.InvocationsPerSecond = float64(s.Invocations) / w

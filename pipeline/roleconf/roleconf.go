@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/secret"
 )
 
 // Usage is the help of --config.
@@ -463,7 +464,7 @@ func (rc *Config) RunJSON(args []string) string {
 		Args       []string       `json:"args"`
 		ConfigFile string         `json:"config_file,omitempty"`
 		Overrides  map[string]any `json:"overrides,omitempty"`
-	}{Args: args}
+	}{Args: secret.RedactArgs(args)}
 	if rec.Args == nil {
 		rec.Args = []string{}
 	}
@@ -471,7 +472,11 @@ func (rc *Config) RunJSON(args []string) string {
 		rec.ConfigFile = rc.path
 		rec.Overrides = map[string]any{}
 		if len(rc.flags) > 0 {
-			rec.Overrides["flags"] = rc.flags
+			flags := make(map[string]string, len(rc.flags))
+			for k, v := range rc.flags {
+				flags[k] = secret.RedactFlag(k, v)
+			}
+			rec.Overrides["flags"] = flags
 		}
 		for k, v := range rc.sections {
 			rec.Overrides[k] = v

@@ -192,6 +192,30 @@ func TestRunJSONRecordsOverrides(t *testing.T) {
 	if got != want {
 		t.Errorf("config_json\n%s, want\n%s", got, want)
 	}
+	// Secrets are not written down: token flags masked, URL passwords
+	// redacted, on the command line and in the file.
+	f = newTestFlags()
+	f.fs.String("tokens", "", "")
+	f.fs.String("nats", "", "")
+	args := []string{"--tokens", "s3cret", "--nats=nats://u:natspw@h:4222"}
+	if err := f.fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	rc, err = Apply(f.fs, "c.yaml", []byte("nats: nats://u:filepw@h:4222\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc2, err := Apply(newTokensFlags(t), "t.yaml", []byte("tokens: filetok\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, js := range []string{rc.RunJSON(args), rc2.RunJSON(nil)} {
+		for _, s := range []string{"s3cret", "natspw", "filepw", "filetok"} {
+			if strings.Contains(js, s) {
+				t.Errorf("config_json %s holds the secret %q", js, s)
+			}
+		}
+	}
 	// Without a file, and the plain list of arguments of before.
 	if got, want := pipeline.RunConfigJSON((*Config)(nil).RunJSON(nil), 1, schemas.Names{}), `{"args":[],"partitions":1}`; got != want {
 		t.Errorf("config_json %s, want %s", got, want)
@@ -215,4 +239,12 @@ func checkConfigErr(t *testing.T, err error, want string) bool {
 		t.Fatal(err)
 	}
 	return true
+}
+
+// newTokensFlags returns a flag set with a --tokens flag only.
+func newTokensFlags(t *testing.T) *flag.FlagSet {
+	t.Helper()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.String("tokens", "", "")
+	return fs
 }
