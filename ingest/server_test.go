@@ -504,7 +504,6 @@ func TestServeTLS(t *testing.T) {
 	}
 }
 
-
 // TestHostileNesting sends the bodies that crashed the service (a stack
 // overflow in the JSON syntax check): deep and unclosed nesting is
 // answered 400 naming the nesting (a record nested too deep inside a
@@ -932,7 +931,7 @@ func TestReadOnlyTokens(t *testing.T) {
 		return resp.StatusCode
 	}
 	for _, tc := range []struct {
-		name, tok                  string
+		name, tok                 string
 		write, decisions, metrics int
 	}{
 		{"write token", "tok", http.StatusOK, http.StatusOK, http.StatusOK},

@@ -70,13 +70,14 @@ func startChaosKafka(t *testing.T) *chaosKafka {
 }
 
 // startChaosNATS starts a nats-server with JetStream (file store) of the
-// test's own and stops it when the test ends; addr is its client URL.
-func startChaosNATS(t *testing.T) *chaosServer {
+// test's own, with nats.sh's environment extended by env, and stops it
+// when the test ends; addr is its client URL.
+func startChaosNATS(t *testing.T, env ...string) *chaosServer {
 	t.Helper()
 	port, http := freePort(t), freePort(t)
 	state := filepath.Join(t.TempDir(), "nats")
 	n := &chaosServer{t: t, script: "nats.sh", pidFile: filepath.Join(state, "nats.pid"), addr: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	n.env = append(os.Environ(), "NATS_PORT="+strconv.Itoa(port), "NATS_HTTP_PORT="+strconv.Itoa(http), "NATS_STATE_DIR="+state)
+	n.env = append(append(os.Environ(), "NATS_PORT="+strconv.Itoa(port), "NATS_HTTP_PORT="+strconv.Itoa(http), "NATS_STATE_DIR="+state), env...)
 	n.run("start")
 	t.Cleanup(func() { n.run("stop") })
 	return n

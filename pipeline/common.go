@@ -235,7 +235,7 @@ func ServeMetrics(ctx context.Context, m MetricsFlags, reg *prometheus.Registry)
 	if m.Addr == "" {
 		return nil
 	}
-	var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if m.TokensFile != "" {
 		toks, err := ReadTokens(m.TokensFile)
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/strata-rl/strata/infra/secret"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -48,11 +51,18 @@ func (e *Embedded) Close() {
 	e.s.WaitForShutdown()
 }
 
-// Connect connects to url with a client name.
+// Connect connects to url with a client name. Credentials come from the
+// URL (nats://user:password@host:port) or, so that they stay off command
+// lines, from the environment: STRATA_NATS_USER and STRATA_NATS_PASSWORD,
+// used when the URL names no user.
 func Connect(url, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if u, p := os.Getenv("STRATA_NATS_USER"), os.Getenv("STRATA_NATS_PASSWORD"); u != "" && !strings.Contains(url, "@") {
+		opts = append(opts, nats.UserInfo(u, p))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to nats at %s: %w", url, err)
+		return nil, fmt.Errorf("connecting to nats at %s: %w", secret.Redact(url), err)
 	}
 	return nc, nil
 }

@@ -9,6 +9,9 @@
 #
 # NATS_PORT, NATS_HTTP_PORT and NATS_STATE_DIR run a second, independent
 # server (the chaos tests SIGKILL and restart one of their own).
+# NATS_USER and NATS_PASS, both set, make clients authenticate with them
+# (written to a config file of mode 600 in the state dir, not on the
+# command line).
 set -euo pipefail
 
 SVC=nats
@@ -98,8 +101,17 @@ do_start() {
 	fi
 	bin=$(nats_bin)
 	mkdir -p "$STORE_DIR" "$LOG_DIR"
+	local auth=()
+	if [[ -n ${NATS_USER:-} && -n ${NATS_PASS:-} ]]; then
+		(
+			umask 077
+			printf 'authorization {\n  user: "%s"\n  password: "%s"\n}\n' "$NATS_USER" "$NATS_PASS" >"$SDIR/auth.conf"
+		)
+		auth=(-c "$SDIR/auth.conf")
+		log "clients must authenticate as $NATS_USER"
+	fi
 	log "starting $("$bin" --version) with JetStream on $NATS_HOST:$NATS_PORT"
-	spawn "$LOG_DIR/nats.log" "$bin" -n strata-test -a "$NATS_HOST" -p "$NATS_PORT" \
+	spawn "$LOG_DIR/nats.log" "$bin" "${auth[@]}" -n strata-test -a "$NATS_HOST" -p "$NATS_PORT" \
 		-m "$NATS_HTTP_PORT" -js -sd "$STORE_DIR"
 	pid=$(<"$PID_FILE")
 	if ! wait_for "${NATS_START_TIMEOUT:-30}" "$pid" nats_ready; then

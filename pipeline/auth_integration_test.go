@@ -1,0 +1,73 @@
+//go:build integration
+
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/strata-rl/strata/pipeline/pipelinetest"
+	"github.com/strata-rl/strata/schemas"
+)
+
+// TestIntegrationNATSCredentials runs the real rows' closed loop against a
+// nats-server of the test's own that requires a user and password: with
+// them in the URL, or in STRATA_NATS_USER and STRATA_NATS_PASSWORD, the run
+// completes with the twin's rows in its store and the password in no log
+// line; with a wrong password it ends with NATS's authorization error,
+// the password not in it, before writing anything.
+func TestIntegrationNATSCredentials(t *testing.T) {
+	const user, pass = "strata", "n4ts-s3cret"
+	n := startChaosNATS(t, "NATS_USER="+user, "NATS_PASS="+pass)
+	host := strings.TrimPrefix(n.addr, "nats://")
+	for _, tc := range []struct {
+		name, pass string
+		env, ok    bool
+	}{{"right password", pass, false, true}, {"from the environment", pass, true, true}, {"wrong password", "not-" + pass, false, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			runID := "nats-auth-" + strings.ReplaceAll(tc.name, " ", "-")
+			o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+			o.NATSURL = fmt.Sprintf("nats://%s:%s@%s", user, tc.pass, host)
+			if tc.env {
+				t.Setenv("STRATA_NATS_USER", user)
+				t.Setenv("STRATA_NATS_PASSWORD", tc.pass)
+				o.NATSURL = "nats://" + host
+			}
+			var logs bytes.Buffer
+			o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			res, st, err := chaosLoop(t, o, 0, nil)
+			if strings.Contains(logs.String(), tc.pass) {
+				t.Errorf("the password is in the run's log")
+			}
+			if !tc.ok {
+				if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+					t.Fatalf("with a wrong password: %v, want NATS's authorization error", err)
+				}
+				if err != nil && strings.Contains(err.Error(), tc.pass) {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				for _, table := range []string{schemas.TableRuns, schemas.TableDecisions, schemas.TableRewards} {
+					_, rows, qerr := st.Query(context.Background(), "SELECT count(*) FROM "+table+" WHERE run_id = '"+runID+"'")
+					if qerr != nil {
+						t.Fatal(qerr)
+					}
+					if got := fmt.Sprint(rows[0][0]); got != "0" {
+						t.Errorf("%s holds %s rows of the refused run", table, got)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("with the right password: %v", err)
+			}
+			want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
+			if got := tableCounts(t, st, runID); got != want || res.Twin.Ticks != 431 {
+				t.Fatalf("%d ticks; decisions and rewards in the store %v, the twin wrote %v", res.Twin.Ticks, got, want)
+			}
+		})
+	}
+}
