@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -69,5 +70,41 @@ func TestIntegrationNATSCredentials(t *testing.T) {
 				t.Fatalf("%d ticks; decisions and rewards in the store %v, the twin wrote %v", res.Twin.Ticks, got, want)
 			}
 		})
+	}
+}
+
+// TestIntegrationClickHouseCredentials writes the real rows' closed loop
+// into a ClickHouse server of the test's own as a user that must give a
+// password: with it in the DSN every decision and reward lands; with a
+// wrong one the store does not open, with ClickHouse's error and without
+// the password in it.
+func TestIntegrationClickHouseCredentials(t *testing.T) {
+	const user, pass = "strata", "ch-s3cret"
+	c := startChaosClickHouse(t, "CH_USER="+user, "CH_PASSWORD="+pass)
+	dsn := func(p string) string {
+		return strings.Replace(c.addr, "clickhouse://", fmt.Sprintf("clickhouse://%s:%s@", user, p), 1)
+	}
+	_, err := store.Open(t.Context(), dsn("not-"+pass))
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "password") {
+		t.Fatalf("a wrong password: %v, want ClickHouse's refusal", err)
+	}
+	if strings.Contains(err.Error(), "not-"+pass) {
+		t.Errorf("the error shows the password: %v", err)
+	}
+	t.Logf("a wrong password: %v", err)
+	st, err := store.Open(t.Context(), dsn(pass))
+	if err != nil {
+		t.Fatalf("the right password: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	const runID = "ch-auth"
+	o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+	res, err := chaosLoopOn(t, o, st, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
+	if got := tableCounts(t, st, runID); got != want {
+		t.Fatalf("decisions and rewards in ClickHouse %v, the twin wrote %v", got, want)
 	}
 }

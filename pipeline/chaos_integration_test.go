@@ -299,13 +299,13 @@ func TestChaosNATSOutageBound(t *testing.T) {
 
 // startChaosClickHouse starts a ClickHouse server of the test's own and
 // stops it when the test ends; addr is its DSN.
-func startChaosClickHouse(t *testing.T) *chaosServer {
+func startChaosClickHouse(t *testing.T, env ...string) *chaosServer {
 	t.Helper()
 	tcp, http := freePort(t), freePort(t)
 	state := filepath.Join(t.TempDir(), "clickhouse")
 	c := &chaosServer{t: t, script: "clickhouse.sh", pidFile: filepath.Join(state, "clickhouse.pid"),
 		addr: fmt.Sprintf("clickhouse://127.0.0.1:%d/default?dial_timeout=5s", tcp)}
-	c.env = append(os.Environ(), "CH_TCP_PORT="+strconv.Itoa(tcp), "CH_HTTP_PORT="+strconv.Itoa(http), "CH_STATE_DIR="+state)
+	c.env = append(append(os.Environ(), "CH_TCP_PORT="+strconv.Itoa(tcp), "CH_HTTP_PORT="+strconv.Itoa(http), "CH_STATE_DIR="+state), env...)
 	c.run("start")
 	t.Cleanup(func() { c.run("stop") })
 	return c

@@ -7,7 +7,10 @@
 #   clickhouse.sh client ARGS...   clickhouse-client against this server
 #
 # CH_TCP_PORT, CH_HTTP_PORT and CH_STATE_DIR run a second, independent
-# server (the chaos tests SIGSTOP one of their own).
+# server (the chaos tests SIGSTOP one of their own). CH_USER and
+# CH_PASSWORD, both set, add a user that must give that password (users.xml
+# of mode 600 in the state dir); "default" stays passwordless, for the
+# script's own checks.
 set -euo pipefail
 
 SVC=clickhouse
@@ -89,7 +92,18 @@ write_conf() {
   <default_session_timeout>60</default_session_timeout>
 </yandex>
 EOF
-	cat >"$CONF_DIR/users.xml" <<'EOF'
+	local extra=""
+	if [[ -n ${CH_USER:-} && -n ${CH_PASSWORD:-} ]]; then
+		extra="    <$CH_USER>
+      <password>$CH_PASSWORD</password>
+      <networks><ip>::1</ip><ip>127.0.0.1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </$CH_USER>"
+	fi
+	(
+		umask 077
+		cat >"$CONF_DIR/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
   <profiles>
@@ -105,6 +119,7 @@ EOF
       <profile>default</profile>
       <quota>default</quota>
     </default>
+$extra
   </users>
   <quotas>
     <default>
@@ -117,6 +132,7 @@ EOF
   </quotas>
 </yandex>
 EOF
+	)
 }
 
 ch_client() {
