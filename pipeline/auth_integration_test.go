@@ -75,9 +75,9 @@ func TestIntegrationNATSCredentials(t *testing.T) {
 
 // TestIntegrationClickHouseCredentials writes the real rows' closed loop
 // into a ClickHouse server of the test's own as a user that must give a
-// password: with it in the DSN every decision and reward lands; with a
-// wrong one the store does not open, with ClickHouse's error and without
-// the password in it.
+// password: with it (from STRATA_CLICKHOUSE_PASSWORD) every decision and
+// reward lands; with a wrong one in the DSN the store does not open, with
+// ClickHouse's error and without the password in it.
 func TestIntegrationClickHouseCredentials(t *testing.T) {
 	const user, pass = "strata", "ch-s3cret"
 	c := startChaosClickHouse(t, "CH_USER="+user, "CH_PASSWORD="+pass)
@@ -92,9 +92,11 @@ func TestIntegrationClickHouseCredentials(t *testing.T) {
 		t.Errorf("the error shows the password: %v", err)
 	}
 	t.Logf("a wrong password: %v", err)
-	st, err := store.Open(t.Context(), dsn(pass))
+	// The password from the environment, the DSN naming only the user.
+	t.Setenv("STRATA_CLICKHOUSE_PASSWORD", pass)
+	st, err := store.Open(t.Context(), strings.Replace(dsn(""), ":@", "@", 1))
 	if err != nil {
-		t.Fatalf("the right password: %v", err)
+		t.Fatalf("the right password from STRATA_CLICKHOUSE_PASSWORD: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	const runID = "ch-auth"

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/strata-rl/strata/infra/secret"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
@@ -27,11 +29,17 @@ var _ Store = (*ClickHouse)(nil)
 
 // OpenClickHouse connects to the server of dsn
 // (clickhouse://user:password@host:9000/database?dial_timeout=5s) and
-// creates the database it names if it does not exist.
+// creates the database it names if it does not exist. A DSN without a
+// password takes STRATA_CLICKHOUSE_PASSWORD's, so that it stays off
+// command lines.
 func OpenClickHouse(ctx context.Context, dsn string, sopts ...Option) (*ClickHouse, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parsing clickhouse dsn: %w", err)
+		// The parser's error may quote the DSN, password and all.
+		return nil, fmt.Errorf("parsing clickhouse dsn %s: %s", secret.Redact(dsn), strings.ReplaceAll(err.Error(), dsn, secret.Redact(dsn)))
+	}
+	if p := os.Getenv("STRATA_CLICKHOUSE_PASSWORD"); opts.Auth.Password == "" && p != "" {
+		opts.Auth.Password = p
 	}
 	db := opts.Auth.Database
 	if db != "" && db != "default" {
