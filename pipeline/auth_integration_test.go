@@ -110,3 +110,52 @@ func TestIntegrationClickHouseCredentials(t *testing.T) {
 		t.Fatalf("decisions and rewards in ClickHouse %v, the twin wrote %v", got, want)
 	}
 }
+
+// TestIntegrationKafkaSCRAM runs the real rows' closed loop on a Kafka
+// broker of the test's own whose listener takes SASL/SCRAM-SHA-256 only:
+// with the user and password in STRATA_KAFKA_USER and
+// STRATA_KAFKA_PASSWORD the run completes with the twin's rows in its
+// store; with a wrong password it ends with Kafka's authentication error,
+// without the password in it, and writes nothing; a client without SASL
+// is refused too.
+func TestIntegrationKafkaSCRAM(t *testing.T) {
+	const user, pass = "strata", "k4fka-s3cret"
+	k := startChaosKafka(t, "KAFKA_SASL_USER="+user, "KAFKA_SASL_PASS="+pass)
+	for _, tc := range []struct {
+		name, pass string
+		ok         bool
+	}{{"right password", pass, true}, {"wrong password", "not-" + pass, false}, {"no credentials", "", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("STRATA_KAFKA_USER", user)
+			if tc.pass == "" {
+				t.Setenv("STRATA_KAFKA_USER", "") // a client without SASL
+			}
+			t.Setenv("STRATA_KAFKA_PASSWORD", tc.pass)
+			runID := "kafka-scram-" + strings.ReplaceAll(tc.name, " ", "-")
+			o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+			o.Brokers, o.Partitions = []string{k.addr}, 1
+			o.KafkaOutage = -1 // a refused login is not an outage to wait out
+			res, st, err := chaosLoop(t, o, 0, nil)
+			if !tc.ok {
+				if err == nil || (tc.pass != "" && !strings.Contains(strings.ToLower(err.Error()), "sasl")) {
+					t.Fatalf("%s: %v, want Kafka's SASL authentication error", tc.name, err)
+				}
+				if tc.pass != "" && strings.Contains(err.Error(), tc.pass) {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				t.Logf("%s: %v", tc.name, err)
+				if got := tableCounts(t, st, runID); got != [2]string{"0", "0"} {
+					t.Errorf("decisions and rewards of the refused run: %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("with the right password: %v", err)
+			}
+			want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
+			if got := tableCounts(t, st, runID); got != want || res.Twin.Ticks != 431 {
+				t.Fatalf("%d ticks; decisions and rewards in the store %v, the twin wrote %v", res.Twin.Ticks, got, want)
+			}
+		})
+	}
+}

@@ -56,14 +56,14 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startChaosKafka starts a broker of the test's own and stops it when the
-// test ends.
-func startChaosKafka(t *testing.T) *chaosKafka {
+// startChaosKafka starts a broker of the test's own, with kafka.sh's
+// environment extended by env, and stops it when the test ends.
+func startChaosKafka(t *testing.T, env ...string) *chaosKafka {
 	t.Helper()
 	port, ctrl := freePort(t), freePort(t)
 	state := filepath.Join(t.TempDir(), "kafka")
 	k := &chaosServer{t: t, script: "kafka.sh", pidFile: filepath.Join(state, "kafka.pid"), addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl), "KAFKA_STATE_DIR="+state)
+	k.env = append(append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl), "KAFKA_STATE_DIR="+state), env...)
 	k.run("start")
 	t.Cleanup(func() { k.run("stop") })
 	return k

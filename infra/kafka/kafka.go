@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/strata-rl/strata/schemas"
@@ -83,10 +86,30 @@ func CommonOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(Partitioner()),
 	}
+	if m := SASLFromEnv(); m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
 	if logger != nil {
 		opts = append(opts, kgo.WithLogger(kslog.New(logger)))
 	}
 	return opts
+}
+
+// SASLFromEnv returns the SASL/SCRAM mechanism the environment asks for,
+// or nil: STRATA_KAFKA_USER and STRATA_KAFKA_PASSWORD, with
+// STRATA_KAFKA_SASL_MECHANISM SCRAM-SHA-256 (the default) or
+// SCRAM-SHA-512. Credentials come from the environment only, so that they
+// stay off command lines and out of the runs table.
+func SASLFromEnv() sasl.Mechanism {
+	user, pass := os.Getenv("STRATA_KAFKA_USER"), os.Getenv("STRATA_KAFKA_PASSWORD")
+	if user == "" {
+		return nil
+	}
+	a := scram.Auth{User: user, Pass: pass}
+	if strings.EqualFold(os.Getenv("STRATA_KAFKA_SASL_MECHANISM"), "SCRAM-SHA-512") {
+		return a.AsSha512Mechanism()
+	}
+	return a.AsSha256Mechanism()
 }
 
 // EnsureTopics creates the given topics with the given partition count and
