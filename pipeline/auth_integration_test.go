@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/infra/store"
+	"github.com/strata-rl/strata/infra/tlstest"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -151,6 +152,45 @@ func TestIntegrationKafkaSCRAM(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("with the right password: %v", err)
+			}
+			want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
+			if got := tableCounts(t, st, runID); got != want || res.Twin.Ticks != 431 {
+				t.Fatalf("%d ticks; decisions and rewards in the store %v, the twin wrote %v", res.Twin.Ticks, got, want)
+			}
+		})
+	}
+}
+
+// TestIntegrationNATSTLS runs the real rows' closed loop against a
+// nats-server of the test's own that requires TLS: with its certificate
+// authority in STRATA_NATS_CA the run completes with the twin's rows in
+// its store; without it the connection is refused for the unknown
+// authority and nothing is written.
+func TestIntegrationNATSTLS(t *testing.T) {
+	cert := tlstest.SelfSigned(t)
+	n := startChaosNATS(t, "NATS_TLS_CERT="+cert.CertFile, "NATS_TLS_KEY="+cert.KeyFile)
+	for _, tc := range []struct {
+		name string
+		ca   string
+	}{{"trusted", cert.CertFile}, {"unknown authority", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("STRATA_NATS_CA", tc.ca)
+			runID := "nats-tls-" + strings.ReplaceAll(tc.name, " ", "-")
+			o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+			o.NATSURL = n.addr
+			res, st, err := chaosLoop(t, o, 0, nil)
+			if tc.ca == "" {
+				if err == nil || !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("without the authority: %v, want a certificate error", err)
+				}
+				t.Logf("without the authority: %v", err)
+				if got := tableCounts(t, st, runID); got != [2]string{"0", "0"} {
+					t.Errorf("decisions and rewards of the refused run: %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("over TLS: %v", err)
 			}
 			want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
 			if got := tableCounts(t, st, runID); got != want || res.Twin.Ticks != 431 {

@@ -54,11 +54,16 @@ func (e *Embedded) Close() {
 // Connect connects to url with a client name. Credentials come from the
 // URL (nats://user:password@host:port) or, so that they stay off command
 // lines, from the environment: STRATA_NATS_USER and STRATA_NATS_PASSWORD,
-// used when the URL names no user.
+// used when the URL names no user. STRATA_NATS_CA names a PEM file of the
+// certificate authorities a server that requires TLS is checked against
+// (otherwise the system's).
 func Connect(url, name string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
 	if u, p := os.Getenv("STRATA_NATS_USER"), os.Getenv("STRATA_NATS_PASSWORD"); u != "" && !strings.Contains(url, "@") {
 		opts = append(opts, nats.UserInfo(u, p))
+	}
+	if ca := os.Getenv("STRATA_NATS_CA"); ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

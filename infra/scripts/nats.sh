@@ -11,7 +11,8 @@
 # server (the chaos tests SIGKILL and restart one of their own).
 # NATS_USER and NATS_PASS, both set, make clients authenticate with them
 # (written to a config file of mode 600 in the state dir, not on the
-# command line).
+# command line). NATS_TLS_CERT and NATS_TLS_KEY, both set, make clients
+# connect over TLS with that certificate.
 set -euo pipefail
 
 SVC=nats
@@ -109,6 +110,10 @@ do_start() {
 		)
 		auth=(-c "$SDIR/auth.conf")
 		log "clients must authenticate as $NATS_USER"
+	fi
+	if [[ -n ${NATS_TLS_CERT:-} && -n ${NATS_TLS_KEY:-} ]]; then
+		auth+=(--tls --tlscert "$NATS_TLS_CERT" --tlskey "$NATS_TLS_KEY")
+		log "clients must connect over TLS"
 	fi
 	log "starting $("$bin" --version) with JetStream on $NATS_HOST:$NATS_PORT"
 	spawn "$LOG_DIR/nats.log" "$bin" "${auth[@]}" -n strata-test -a "$NATS_HOST" -p "$NATS_PORT" \
