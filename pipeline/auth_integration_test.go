@@ -199,3 +199,47 @@ func TestIntegrationNATSTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationKafkaTLSAndSCRAM runs the real rows' closed loop on a
+// Kafka broker of the test's own whose only listener is SASL_SSL
+// (SCRAM-SHA-256 over TLS, a self-signed certificate): with the
+// certificate's authority in STRATA_KAFKA_CA and the credentials the run
+// completes with the twin's rows in its store; without the authority it
+// ends with the certificate error and writes nothing.
+func TestIntegrationKafkaTLSAndSCRAM(t *testing.T) {
+	const user, pass = "strata", "k4fka-tls-s3cret"
+	cert := tlstest.SelfSigned(t)
+	k := startChaosKafka(t, "KAFKA_SASL_USER="+user, "KAFKA_SASL_PASS="+pass,
+		"KAFKA_TLS_KEYSTORE="+cert.KeystoreFile, "KAFKA_TLS_CA="+cert.CertFile)
+	t.Setenv("STRATA_KAFKA_USER", user)
+	t.Setenv("STRATA_KAFKA_PASSWORD", pass)
+	for _, tc := range []struct{ name, ca string }{{"trusted", cert.CertFile}, {"unknown authority", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("STRATA_KAFKA_CA", tc.ca)
+			if tc.ca == "" {
+				t.Setenv("STRATA_KAFKA_TLS", "1") // TLS against the system's authorities
+			}
+			runID := "kafka-tls-" + strings.ReplaceAll(tc.name, " ", "-")
+			o := pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{})
+			o.Brokers, o.Partitions, o.KafkaOutage = []string{k.addr}, 1, -1
+			res, st, err := chaosLoop(t, o, 0, nil)
+			if tc.ca == "" {
+				if err == nil || !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("without the authority: %v, want a certificate error", err)
+				}
+				t.Logf("without the authority: %v", err)
+				if got := tableCounts(t, st, runID); got != [2]string{"0", "0"} {
+					t.Errorf("decisions and rewards of the refused run: %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("over TLS with SCRAM: %v", err)
+			}
+			want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
+			if got := tableCounts(t, st, runID); got != want || res.Twin.Ticks != 431 {
+				t.Fatalf("%d ticks; decisions and rewards in the store %v, the twin wrote %v", res.Twin.Ticks, got, want)
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +91,9 @@ func CommonOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
 	if m := SASLFromEnv(); m != nil {
 		opts = append(opts, kgo.SASL(m))
 	}
+	if c := TLSFromEnv(); c != nil {
+		opts = append(opts, kgo.DialTLSConfig(c))
+	}
 	if logger != nil {
 		opts = append(opts, kgo.WithLogger(kslog.New(logger)))
 	}
@@ -110,6 +115,33 @@ func SASLFromEnv() sasl.Mechanism {
 		return a.AsSha512Mechanism()
 	}
 	return a.AsSha256Mechanism()
+}
+
+// TLSFromEnv returns the TLS configuration the environment asks for, or
+// nil: STRATA_KAFKA_TLS=1 connects over TLS checked against the system's
+// authorities, STRATA_KAFKA_CA (a PEM file) against those. A file that
+// cannot be read fails every connection with the reason.
+func TLSFromEnv() *tls.Config {
+	ca := os.Getenv("STRATA_KAFKA_CA")
+	if ca == "" && os.Getenv("STRATA_KAFKA_TLS") != "1" {
+		return nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca == "" {
+		return c
+	}
+	pool := x509.NewCertPool()
+	b, err := os.ReadFile(ca)
+	if err == nil && !pool.AppendCertsFromPEM(b) {
+		err = fmt.Errorf("%s holds no PEM certificate", ca)
+	}
+	if err != nil {
+		err = fmt.Errorf("reading STRATA_KAFKA_CA: %w", err)
+		c.VerifyConnection = func(tls.ConnectionState) error { return err }
+		return c
+	}
+	c.RootCAs = pool
+	return c
 }
 
 // EnsureTopics creates the given topics with the given partition count and

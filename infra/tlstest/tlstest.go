@@ -19,8 +19,12 @@ import (
 
 // Cert is a self-signed certificate for 127.0.0.1, written as PEM files.
 type Cert struct {
-	// CertFile and KeyFile are the PEM certificate and private key.
+	// CertFile and KeyFile are the PEM certificate and private key
+	// (SEC 1).
 	CertFile, KeyFile string
+	// KeystoreFile holds the PKCS #8 private key and then the certificate,
+	// as a Kafka broker's PEM keystore wants them.
+	KeystoreFile string
 	// Pool trusts the certificate.
 	Pool *x509.CertPool
 }
@@ -50,6 +54,15 @@ func SelfSigned(t testing.TB) Cert {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(c.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.KeystoreFile = filepath.Join(dir, "keystore.pem")
+	ks := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	if err := os.WriteFile(c.KeystoreFile, ks, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	parsed, err := x509.ParseCertificate(der)
