@@ -243,3 +243,35 @@ func TestIntegrationKafkaTLSAndSCRAM(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationClickHouseTLS writes the real rows' closed loop into a
+// ClickHouse server of the test's own over its TLS native port (a
+// self-signed certificate): with the authority in STRATA_CLICKHOUSE_CA
+// every decision and reward lands; without it the store does not open,
+// for the unknown authority.
+func TestIntegrationClickHouseTLS(t *testing.T) {
+	cert := tlstest.SelfSigned(t)
+	port := freePort(t)
+	startChaosClickHouse(t, "CH_TLS_PORT="+fmt.Sprint(port), "CH_TLS_CERT="+cert.CertFile, "CH_TLS_KEY="+cert.KeyFile)
+	dsn := fmt.Sprintf("clickhouse://127.0.0.1:%d/default?dial_timeout=5s&secure=true", port)
+	if _, err := store.Open(t.Context(), dsn); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without the authority: %v, want a certificate error", err)
+	} else {
+		t.Logf("without the authority: %v", err)
+	}
+	t.Setenv("STRATA_CLICKHOUSE_CA", cert.CertFile)
+	st, err := store.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	const runID = "ch-tls"
+	res, err := chaosLoopOn(t, pipelinetest.LoopConfig(t, runID, 0, &pipelinetest.BatchLog{}), st, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [2]string{fmt.Sprint(res.Twin.Decisions), fmt.Sprint(res.Twin.Rewards)}
+	if got := tableCounts(t, st, runID); got != want {
+		t.Fatalf("decisions and rewards in ClickHouse %v, the twin wrote %v", got, want)
+	}
+}

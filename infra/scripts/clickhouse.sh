@@ -10,7 +10,9 @@
 # server (the chaos tests SIGSTOP one of their own). CH_USER and
 # CH_PASSWORD, both set, add a user that must give that password (users.xml
 # of mode 600 in the state dir); "default" stays passwordless, for the
-# script's own checks.
+# script's own checks. CH_TLS_PORT, CH_TLS_CERT and CH_TLS_KEY, all set, add
+# a native port that speaks TLS with that certificate (the plain one stays,
+# for the script's checks).
 set -euo pipefail
 
 SVC=clickhouse
@@ -56,6 +58,21 @@ do_install() {
 
 write_conf() {
 	mkdir -p "$CONF_DIR" "$DATA_DIR" "$LOG_DIR"
+	local tls=""
+	if [[ -n ${CH_TLS_PORT:-} && -n ${CH_TLS_CERT:-} && -n ${CH_TLS_KEY:-} ]]; then
+		tls="  <tcp_port_secure>$CH_TLS_PORT</tcp_port_secure>
+  <openSSL>
+    <server>
+      <certificateFile>$CH_TLS_CERT</certificateFile>
+      <privateKeyFile>$CH_TLS_KEY</privateKeyFile>
+      <verificationMode>none</verificationMode>
+      <loadDefaultCAFile>false</loadDefaultCAFile>
+      <cacheSessions>true</cacheSessions>
+      <disableProtocols>sslv2,sslv3</disableProtocols>
+      <preferServerCiphers>true</preferServerCiphers>
+    </server>
+  </openSSL>"
+	fi
 	# Own minimal config: the packaged /etc/clickhouse-server one points at
 	# /var/lib/clickhouse (owned by the clickhouse user) and sizes caches for
 	# production (8 GiB uncompressed + 5 GiB mark cache).
@@ -73,6 +90,7 @@ write_conf() {
   <listen_host>$CH_HOST</listen_host>
   <http_port>$CH_HTTP_PORT</http_port>
   <tcp_port>$CH_TCP_PORT</tcp_port>
+$tls
   <max_connections>1024</max_connections>
   <keep_alive_timeout>3</keep_alive_timeout>
   <max_concurrent_queries>100</max_concurrent_queries>
