@@ -213,7 +213,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	// Backpressure: the twin holds its next tick while the sink is more
 	// than maxLag rows behind what the twin published (sk is set below).
 	var sk *sink.Sink
-	var gate func(context.Context) error
+	var gate func(context.Context) (bool, error)
 	maxLag := o.SinkMaxLag
 	if maxLag == 0 {
 		maxLag = DefaultSinkMaxLag
@@ -232,7 +232,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 				lag = are.ExistingCollector.(prometheus.Gauge) // a registry shared by runs one after another
 			}
 		}
-		gate = func(ctx context.Context) error {
+		gate = func(ctx context.Context) (bool, error) {
 			p := published()
 			lag.Set(float64(p - sk.WrittenRows()))
 			return SinkGate(ctx, sk, p, maxLag, sinkExited)
@@ -381,16 +381,17 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 // SinkGate returns once sk has written all but maxLag of the published
 // decision, reward and outcome rows, or an error if it stops (exited) or
 // ctx ends first: the twin's gate in a closed loop with a store
-// (LoopConfig.SinkMaxLag). It returns at once while the sink keeps up.
-func SinkGate(ctx context.Context, sk *sink.Sink, published, maxLag int64, exited <-chan struct{}) error {
+// (LoopConfig.SinkMaxLag). It returns at once, held false, while the sink
+// keeps up.
+func SinkGate(ctx context.Context, sk *sink.Sink, published, maxLag int64, exited <-chan struct{}) (held bool, err error) {
 	within := func() bool { return published-sk.WrittenRows() <= maxLag }
 	if within() {
-		return nil
+		return false, nil
 	}
 	if err := notify.Until(ctx, sk.Changed, within, exited); err != nil {
-		return fmt.Errorf("waiting for the sink to come within %d rows of the twin: %w", maxLag, err)
+		return true, fmt.Errorf("waiting for the sink to come within %d rows of the twin: %w", maxLag, err)
 	}
-	return nil
+	return true, nil
 }
 
 // WaitSink waits until the sink has written the twin's decisions and

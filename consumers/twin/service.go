@@ -51,10 +51,11 @@ type ServiceConfig struct {
 	NoDecisions map[schemas.Layer]bool
 	// Gate, if set, is called before each tick is evaluated: it holds the
 	// twin — and so the whole closed loop — while a reader of its output
-	// is too far behind (backpressure), and returns an error only to end
-	// the run. The time it holds is counted in Stats.Held and
+	// is too far behind (backpressure), reports whether it held, and
+	// returns an error only to end the run. The ticks it held and for how
+	// long are counted in Stats.Held, Stats.HeldSeconds and
 	// strata_twin_backpressure_seconds_total.
-	Gate func(ctx context.Context) error
+	Gate func(ctx context.Context) (held bool, err error)
 }
 
 // Service is the replay-synchronous twin: in the closed loop it is the
@@ -69,7 +70,7 @@ type Service struct {
 	*core
 	partitions int
 	record     func(tick int64, batches []*schemas.DecisionBatch)
-	gate       func(ctx context.Context) error
+	gate       func(ctx context.Context) (bool, error)
 }
 
 // NewService returns a replay-synchronous service around eng.
@@ -183,10 +184,12 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 // hold calls the gate before tick k and counts the time it held the twin.
 func (s *Service) hold(ctx context.Context, k int64) error {
 	t0 := time.Now()
-	if err := s.gate(ctx); err != nil {
+	held, err := s.gate(ctx)
+	if err != nil {
 		return fmt.Errorf("holding tick %d for a reader of the twin's output: %w", k, err)
 	}
-	if d := time.Since(t0); d > 50*time.Microsecond {
+	if held {
+		d := time.Since(t0)
 		s.met.held.Add(d.Seconds())
 		s.count(func(st *Stats) {
 			st.Held++
