@@ -22,14 +22,7 @@ import (
 func TestServeMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := freeAddr(t)
 	if err := pipeline.ServeMetrics(ctx, pipeline.MetricsFlags{Addr: addr}, pipeline.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
