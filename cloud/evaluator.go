@@ -166,11 +166,7 @@ func (ev *Evaluator) Placement() Placement { return ev.pl }
 
 // intensity is Model.IntensityGPerKWh at the evaluator's placement.
 func (ev *Evaluator) intensity(traceUS int64) float64 {
-	if ev.carbonCol < 0 {
-		return ev.staticGPerKWh
-	}
-	s := ev.m.cat.Series
-	return s.At(ev.carbonCol, s.hourOf(ev.m.seriesOffsetUS+traceUS))
+	return ev.m.intensity(ev.carbonCol, ev.staticGPerKWh, traceUS)
 }
 
 // prewarmCost bills hold pre-warmed instances over [from, to). AWS bills

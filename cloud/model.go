@@ -139,9 +139,14 @@ func (m *Model) KeepWarmUSDPerHour(pl Placement) float64 {
 // provider p's region in metro mt during the hour containing trace time
 // traceUS (under Config.Epoch), or the static factor in CarbonStatic mode.
 func (m *Model) IntensityGPerKWh(p Provider, mt Metro, traceUS int64) float64 {
-	col := m.carbonCol[p][mt]
+	return m.intensity(m.carbonCol[p][mt], m.cat.Regions[p][mt].StaticGCO2PerKWh.Value, traceUS)
+}
+
+// intensity is IntensityGPerKWh for a region whose series column (−1: the
+// static factor) and static factor are looked up.
+func (m *Model) intensity(col int, static float64, traceUS int64) float64 {
 	if col < 0 {
-		return m.cat.Regions[p][mt].StaticGCO2PerKWh.Value
+		return static
 	}
 	s := m.cat.Series
 	return s.At(col, s.hourOf(m.seriesOffsetUS+traceUS))
