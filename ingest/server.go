@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-rl/strata/infra/bearer"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/ingest/telemetry"
 	"github.com/strata-rl/strata/schemas"
@@ -217,9 +217,8 @@ type Server struct {
 	m      *metrics
 	cl     *kgo.Client
 	nParts int
-	tokens [][32]byte
-	// readTokens are the hashes of Config.ReadTokens.
-	readTokens [][32]byte
+	// tokens and readTokens are Config.Tokens and Config.ReadTokens.
+	tokens, readTokens bearer.Set
 
 	// wmMu orders records before watermarks: a request checks its records
 	// against the watermark and hands them to the client under the read
@@ -290,11 +289,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		slots: make(chan struct{}, cfg.MaxInFlight)}
 	s.pool.New = func() any { return &request{batch: telemetry.Batch{RunID: cfg.RunID}} }
 	s.maxStart.Store(math.MinInt64)
-	for _, t := range cfg.Tokens {
-		if t == "" {
-			return nil, errors.New("configuring ingest: an empty bearer token")
-		}
-		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	if slices.Contains(cfg.Tokens, "") {
+		return nil, errors.New("configuring ingest: an empty bearer token")
 	}
 	for _, t := range cfg.ReadTokens {
 		if t == "" {
@@ -303,8 +299,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		if slices.Contains(cfg.Tokens, t) {
 			return nil, errors.New("configuring ingest: a token is both a write and a read-only token")
 		}
-		s.readTokens = append(s.readTokens, sha256.Sum256([]byte(t)))
 	}
+	s.tokens, s.readTokens = bearer.NewSet(cfg.Tokens), bearer.NewSet(cfg.ReadTokens)
 	// franz-go's producer is idempotent by default (acks from all in-sync
 	// replicas, sequence numbers per partition): a retried produce is
 	// written once, and a record's invocation id makes a retried request
@@ -626,8 +622,8 @@ func (s *Server) auth(endpoint string, write bool, next http.Handler) http.Handl
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := "dev"
 		if !s.cfg.NoAuth || r.Header.Get("Authorization") != "" {
-			tok, ok := bearer(r.Header.Get("Authorization"))
-			if !ok || (!s.validToken(tok) && !validIn(s.readTokens, tok)) {
+			tok, ok := bearer.Parse(r.Header.Get("Authorization"))
+			if !ok || (!s.validToken(tok) && !s.readTokens.Has(tok)) {
 				s.refused.Add(1)
 				s.m.requests.WithLabelValues(endpoint, "401").Inc()
 				w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
@@ -649,31 +645,13 @@ func (s *Server) auth(endpoint string, write bool, next http.Handler) http.Handl
 
 type tokenKey struct{}
 
-func bearer(h string) (string, bool) {
-	const p = "Bearer "
-	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
-		return "", false
-	}
-	return strings.TrimSpace(h[len(p):]), true
-}
-
 // validToken reports whether tok is a write token, comparing it with
 // every configured one in constant time.
 func (s *Server) validToken(tok string) bool {
 	if s.cfg.NoAuth && len(s.tokens) == 0 {
 		return true
 	}
-	return validIn(s.tokens, tok)
-}
-
-// validIn compares tok's hash with every hash of sums in constant time.
-func validIn(sums [][32]byte, tok string) bool {
-	h := sha256.Sum256([]byte(tok))
-	ok := 0
-	for i := range sums {
-		ok |= subtle.ConstantTimeCompare(h[:], sums[i][:])
-	}
-	return ok == 1
+	return s.tokens.Has(tok)
 }
 
 // limiter returns the rate limiter of a token.

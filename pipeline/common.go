@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -25,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/infra/bearer"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/schemas"
@@ -241,7 +240,7 @@ func ServeMetrics(ctx context.Context, m MetricsFlags, reg *prometheus.Registry)
 		if err != nil {
 			return fmt.Errorf("serving metrics on %s: --metrics-tokens-file: %w", m.Addr, err)
 		}
-		h = RequireBearer(toks, h)
+		h = bearer.Require(bearer.NewSet(toks), h)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	if (m.TLSCert == "") != (m.TLSKey == "") {
@@ -288,32 +287,6 @@ func ReadTokens(path string) ([]string, error) {
 		return nil, fmt.Errorf("%s holds no token", path)
 	}
 	return toks, nil
-}
-
-// RequireBearer serves next only to requests that present one of toks as
-// a bearer token (compared in constant time); others get 401.
-func RequireBearer(toks []string, next http.Handler) http.Handler {
-	sums := make([][32]byte, len(toks))
-	for i, t := range toks {
-		sums[i] = sha256.Sum256([]byte(t))
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		const p = "Bearer "
-		ok := 0
-		if len(h) > len(p) && strings.EqualFold(h[:len(p)], p) {
-			got := sha256.Sum256([]byte(strings.TrimSpace(h[len(p):])))
-			for i := range sums {
-				ok |= subtle.ConstantTimeCompare(got[:], sums[i][:])
-			}
-		}
-		if ok != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
-			http.Error(w, "missing or invalid bearer token", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // WriteJSON writes v to path as indented JSON.
