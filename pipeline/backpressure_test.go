@@ -68,13 +68,10 @@ func gaugeMax(reg *prometheus.Registry, name string, stop <-chan struct{}) func(
 		t := time.NewTicker(time.Millisecond)
 		defer t.Stop()
 		for {
-			mfs, _ := reg.Gather()
-			for _, mf := range mfs {
-				if mf.GetName() == name {
-					mu.Lock()
-					peak = max(peak, mf.GetMetric()[0].GetGauge().GetValue())
-					mu.Unlock()
-				}
+			if v, err := metricSum(reg, name); err == nil {
+				mu.Lock()
+				peak = max(peak, v)
+				mu.Unlock()
 			}
 			select {
 			case <-stop:
@@ -211,14 +208,7 @@ func TestBackpressureMemoryCurve(t *testing.T) {
 			defer tk.Stop()
 			for {
 				metrics.Read(sample)
-				lag := 0.0
-				if mfs, err := reg.Gather(); err == nil {
-					for _, mf := range mfs {
-						if mf.GetName() == "strata_loop_sink_lag_rows" {
-							lag = mf.GetMetric()[0].GetGauge().GetValue()
-						}
-					}
-				}
+				lag, _ := metricSum(reg, "strata_loop_sink_lag_rows")
 				fmt.Fprintf(f, "%.0f,%.0f,%.0f,%.0f\n", time.Since(t0).Seconds(), float64(rssKB())/1024,
 					float64(sample[0].Value.Uint64())/(1<<20), lag)
 				select {

@@ -314,17 +314,9 @@ func startChaosClickHouse(t *testing.T, env ...string) *chaosServer {
 // counter sums the samples of the counter name in reg.
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	sum, err := metricSum(reg, name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
 	}
 	return sum
 }

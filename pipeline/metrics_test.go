@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strata-rl/strata/infra/tlstest"
 	"github.com/strata-rl/strata/pipeline"
 )
@@ -149,4 +151,21 @@ func TestServeMetricsTokensAndTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// metricSum sums the counter and gauge samples of the metric name in reg.
+func metricSum(reg *prometheus.Registry, name string) (float64, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum, nil
 }
