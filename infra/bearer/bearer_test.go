@@ -12,7 +12,7 @@ func TestRequire(t *testing.T) {
 		auth string
 		want int
 	}{{"", 401}, {"Bearer c", 401}, {"Basic YTo=", 401}, {"Bearer ", 401}, {"Bearer a", 200}, {"bearer  b ", 200}} {
-		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil)
 		if tc.auth != "" {
 			req.Header.Set("Authorization", tc.auth)
 		}
