@@ -113,12 +113,7 @@ func (p *Pool) insertN(in instance, n int) {
 	if n <= 0 {
 		return
 	}
-	i, _ := slices.BinarySearchFunc(p.inst, in, func(a, b instance) int {
-		if c := cmp.Compare(a.freeAt, b.freeAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.busyFrom, b.busyFrom)
-	})
+	i, _ := slices.BinarySearchFunc(p.inst, in, compareInstances)
 	p.inst = slices.Grow(p.inst, n)
 	tail := len(p.inst)
 	p.inst = p.inst[:tail+n]

@@ -422,25 +422,8 @@ func TestEngineScoresBesideSimulation(t *testing.T) {
 	edit := func(c *Config) {
 		c.Transitions = map[schemas.Layer]bool{schemas.Strategic: true, schemas.Tactical: true, schemas.Operational: true}
 	}
-	// Decisions at the first tick after each interval whose scoring reads
-	// the decision in force: hour 1's and day 0's.
-	decide := func(k int64) []*schemas.DecisionBatch {
-		bs := moveToGCPEUWest(k)
-		switch k {
-		case 2 * grid.TicksPerHour:
-			bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 2, TickStartUS: 2 * grid.TacticalTickUS, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "us-west", MemoryMB: 512, Action: 1*6 + 2, Policy: "test"}}})
-		case grid.TicksPerDay:
-			bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 1, TickStartUS: grid.StrategicTickUS, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Provider: "azure", Action: 1, Policy: "test"}}})
-		}
-		if k%7 == 3 {
-			bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: k, TickStartUS: k * grid.OperationalTickUS, NShards: 1},
-				Rows: []schemas.DecisionRow{{App: "a", Func: "f", Action: 1, Prewarm: int32(k % 3), Policy: "test"}}})
-		}
-		return bs
-	}
 	ticks := int64(grid.TicksPerDay + grid.TicksPerHour)
+	decide := mixedDecisions
 	want := run(t, newEngineWith(t, edit), ticks, decide)
 
 	e := newEngineWith(t, edit)
@@ -502,6 +485,26 @@ func TestEngineScoresBesideSimulation(t *testing.T) {
 	if trs == 0 {
 		t.Fatal("no transitions: the test checks nothing of the decisions in force")
 	}
+}
+
+// mixedDecisions moves app a to gcp/eu-west, then decides at the first tick
+// after each interval whose scoring reads the decision in force (hour 1's
+// and day 0's), and sets a pre-warm count every seventh tick.
+func mixedDecisions(k int64) []*schemas.DecisionBatch {
+	bs := moveToGCPEUWest(k)
+	switch k {
+	case 2 * grid.TicksPerHour:
+		bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Tactical, Tick: 2, TickStartUS: 2 * grid.TacticalTickUS, NShards: 1},
+			Rows: []schemas.DecisionRow{{App: "a", Func: "f", Region: "us-west", MemoryMB: 512, Action: 1*6 + 2, Policy: "test"}}})
+	case grid.TicksPerDay:
+		bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 1, TickStartUS: grid.StrategicTickUS, NShards: 1},
+			Rows: []schemas.DecisionRow{{App: "a", Provider: "azure", Action: 1, Policy: "test"}}})
+	}
+	if k%7 == 3 {
+		bs = append(bs, &schemas.DecisionBatch{Header: schemas.BatchHeader{Layer: schemas.Operational, Tick: k, TickStartUS: k * grid.OperationalTickUS, NShards: 1},
+			Rows: []schemas.DecisionRow{{App: "a", Func: "f", Action: 1, Prewarm: int32(k % 3), Policy: "test"}}})
+	}
+	return bs
 }
 
 // msgs returns ms as proto messages.
