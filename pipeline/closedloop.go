@@ -395,14 +395,21 @@ func SinkGate(ctx context.Context, sk *sink.Sink, published, maxLag int64, exite
 }
 
 // WaitSink waits until the sink has written the twin's decisions and
-// rewards (a redelivered record counts again, so "at least"), woken by the
-// sink after each batch it writes; the twin's counts are only known once
-// the loop's sources have stopped.
+// rewards, woken by the sink after each batch it writes; it is called once
+// the loop's sources have stopped, the twin's records flushed. A
+// redelivered record counts again, and a restarted twin sends again what
+// it sent after its checkpoint, so the twin's counts are a lower bound:
+// the sink must also have written every record its topics held when the
+// wait began (Sink.Mark, Sink.Reached).
 func WaitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
+	mark, err := sk.Mark(ctx)
+	if err != nil {
+		return fmt.Errorf("waiting for the sink to write the run's rows: %w", err)
+	}
 	caughtUp := func() bool {
 		st := sk.Stats()
 		return st.Rows[schemas.TableDecisions] >= ts.Published.Decisions && st.Rows[schemas.TableRewards] >= ts.Published.Rewards &&
-			st.Rows[schemas.TableOutcomes] >= ts.Published.Outcomes && st.Rows[schemas.TableRuns] >= 1
+			st.Rows[schemas.TableOutcomes] >= ts.Published.Outcomes && st.Rows[schemas.TableRuns] >= 1 && sk.Reached(mark)
 	}
 	if err := notify.Until(ctx, sk.Changed, caughtUp, exited); err != nil {
 		return fmt.Errorf("waiting for the sink to write the run's rows: %w", err)

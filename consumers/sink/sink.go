@@ -275,7 +275,10 @@ type Sink struct {
 	// the offset after the last record read (guarded by mu).
 	topics []string
 	read   map[topicPartition]int64
-	b      batch
+	// done holds, per partition, the offset after the last record whose
+	// batch is written (guarded by mu): Reached compares it with a Mark.
+	done map[topicPartition]int64
+	b    batch
 	stats  Stats
 	dlErr  error
 	failed bool
@@ -312,7 +315,7 @@ func New(ctx context.Context, cfg Config, w Writer, logger *slog.Logger, reg pro
 	if cfg.Outcomes {
 		topics = append(topics, cfg.Topics.Outcomes)
 	}
-	s.topics, s.read = topics, map[topicPartition]int64{}
+	s.topics, s.read, s.done = topics, map[topicPartition]int64{}, map[topicPartition]int64{}
 	opts := append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(topics...),
@@ -514,28 +517,62 @@ type topicPartition struct {
 	part  int32
 }
 
-// unread reports whether the sink's topics hold records past the last one
-// it read, its group committed, or each partition starts at, whichever is
-// furthest: records waiting that this sink (or another member of its
-// group) has not read yet. An error in asking counts as nothing unread:
-// the idle stop proceeds as configured.
-func (s *Sink) unread(ctx context.Context) bool {
+// Mark is the end of every partition of the sink's topics at one moment
+// (Sink.Mark): what a producer that has flushed wrote before it.
+type Mark map[topicPartition]int64
+
+// Mark returns the end offset of every partition of the sink's topics,
+// less what the sink need not write there (before the partition's start
+// or its group's committed offset).
+func (s *Sink) Mark(ctx context.Context) (Mark, error) {
+	m := Mark{}
+	err := s.eachEnd(ctx, func(tp topicPartition, end, from int64) {
+		if end > from {
+			m[tp] = end
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the sink's partitions' ends: %w", err)
+	}
+	return m, nil
+}
+
+// Reached reports whether the sink has written every record below m: a
+// caller whose producer flushed before Mark knows its rows are in the
+// store, even when some records came twice (a restarted producer sends
+// again what it sent before), which row counts cannot tell.
+func (s *Sink) Reached(m Mark) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tp, end := range m {
+		if s.done[tp] < end {
+			return false
+		}
+	}
+	return true
+}
+
+// eachEnd calls fn with every partition of the sink's topics, its end
+// offset, and the further of its start offset and the group's committed
+// one.
+func (s *Sink) eachEnd(ctx context.Context, fn func(tp topicPartition, end, from int64)) error {
 	adm := kadm.NewClient(s.cl)
 	starts, err := adm.ListStartOffsets(ctx, s.topics...)
 	if err != nil {
-		return false
+		return err
 	}
 	ends, err := adm.ListEndOffsets(ctx, s.topics...)
 	if err != nil {
-		return false
+		return err
 	}
 	committed, err := adm.FetchOffsets(ctx, s.cfg.Group)
 	if err != nil {
-		return false
+		return err
 	}
-	unread := false
+	var failed error
 	ends.Each(func(e kadm.ListedOffset) {
 		if e.Err != nil {
+			failed = e.Err
 			return
 		}
 		at := int64(0)
@@ -545,13 +582,28 @@ func (s *Sink) unread(ctx context.Context) bool {
 		if c, ok := committed.Lookup(e.Topic, e.Partition); ok && c.Err == nil && c.At > at {
 			at = c.At
 		}
+		fn(topicPartition{e.Topic, e.Partition}, e.Offset, at)
+	})
+	return failed
+}
+
+// unread reports whether the sink's topics hold records past the last one
+// it read, its group committed, or each partition starts at, whichever is
+// furthest: records waiting that this sink (or another member of its
+// group) has not read yet. An error in asking counts as nothing unread:
+// the idle stop proceeds as configured.
+func (s *Sink) unread(ctx context.Context) bool {
+	unread := false
+	if err := s.eachEnd(ctx, func(tp topicPartition, end, from int64) {
 		s.mu.Lock()
-		at = max(at, s.read[topicPartition{e.Topic, e.Partition}])
+		at := max(from, s.read[tp])
 		s.mu.Unlock()
-		if e.Offset > at {
+		if end > at {
 			unread = true
 		}
-	})
+	}); err != nil {
+		return false
+	}
 	return unread
 }
 
@@ -736,6 +788,10 @@ func (s *Sink) flush(ctx context.Context) error {
 		}
 	}
 	s.stats.Batches++
+	for _, r := range b.recs {
+		tp := topicPartition{r.Topic, r.Partition}
+		s.done[tp] = max(s.done[tp], r.Offset+1)
+	}
 	if err := s.cl.CommitRecords(ctx, b.recs...); err != nil {
 		// The rows are written; their records will be read and written
 		// again after a restart, which changes nothing.
