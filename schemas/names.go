@@ -107,6 +107,9 @@ const (
 	// BucketLearner is the JetStream key-value bucket of the learner's
 	// per-run progress and checkpoint index.
 	BucketLearner = "strata_learner"
+	// BucketTwin is the JetStream object store of the replay twin's
+	// checkpoints, one object per run.
+	BucketTwin = "strata_twin"
 )
 
 // StateSubject returns the subject of layer's state batches.

@@ -126,6 +126,15 @@ type core struct {
 	// published counts what Stats.Published counts, summed, for
 	// PublishedRows (which must not wait for mu).
 	published atomic.Int64
+	// floor is the first tick a restored service evaluates: decision
+	// batches of intervals starting before it, read again from the
+	// stream, are dropped.
+	floor atomic.Int64
+	// afterTick, if set, runs after each evaluated tick (a Service's
+	// checkpoints).
+	afterTick func(ctx context.Context, k int64, in *input) error
+	// fault is a Service's ServiceConfig.Fault (nil in a Shadow).
+	fault func(point string, tick int64)
 }
 
 type batchKey struct {
@@ -144,7 +153,7 @@ func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n
 
 // newCore returns the shared part of a service around eng that reads
 // topic (a base name, schemas.Topic…) in consumer group cfg.Group.
-func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*core, error) {
+func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream, logger *slog.Logger, opts ...kgo.Opt) (*core, error) {
 	for l, f := range cfg.FeatureSets {
 		if err := f.Validate(l); err != nil {
 			return nil, fmt.Errorf("creating the twin: %w", err)
@@ -166,9 +175,9 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
 	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(cfg.Brokers, logger),
+	cl, err := kgo.NewClient(append(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(c.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0), kafka.DeliveryTimeout(cfg.OutageBound))...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0), kafka.DeliveryTimeout(cfg.OutageBound)), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating twin kafka client: %w", err)
 	}
@@ -238,8 +247,11 @@ func (c *core) onDecision(data []byte) error {
 	if h.RunID != c.cfg.RunID {
 		return nil
 	}
-	c.mu.Lock()
 	k := batchKey{h.Layer, h.Tick}
+	if firstTick(k) < c.floor.Load() {
+		return nil // evaluated before the checkpoint this service restarted from
+	}
+	c.mu.Lock()
 	p := c.batches[k]
 	if p == nil {
 		p = &pendingBatch{n: h.NShards, shards: map[int]bool{}, merged: &schemas.DecisionBatch{Header: h}}

@@ -53,13 +53,18 @@ type input struct {
 	// nParts is the input topic's partition count, −1 until the first
 	// record.
 	nParts int
+	// offsets holds, per partition, the offset after the last record
+	// read: a record below it (read again after a restart from a
+	// checkpoint or a rejoin of the consumer group) is skipped.
+	offsets map[int32]int64
 }
 
 // newInput returns an empty input; started says whether the first tick is
 // known, ids (nil for none) drops duplicate invocation ids.
 func newInput(started bool, ids *dedup.Set) *input {
 	return &input{started: started, ids: ids, arrivals: map[int64][]Arrival{}, ahead: map[int32]int64{},
-		paused: map[int32]bool{}, wm: map[int32]int64{}, final: map[int32]bool{}, horizon: -1, nParts: -1}
+		paused: map[int32]bool{}, wm: map[int32]int64{}, final: map[int32]bool{}, horizon: -1, nParts: -1,
+		offsets: map[int32]int64{}}
 }
 
 // watermarked reports whether every partition has sent a watermark.
@@ -143,6 +148,11 @@ func (c *core) evaluateReady(ctx, out context.Context, m mode, in *input) (bool,
 			return false, err
 		}
 		in.forget(k)
+		if c.afterTick != nil {
+			if err := c.afterTick(out, k, in); err != nil {
+				return false, err
+			}
+		}
 	}
 	return false, nil
 }
@@ -274,6 +284,10 @@ func (c *core) read(ctx context.Context, in *input, fetches kgo.Fetches, m mode)
 		return err
 	}
 	for r := range fetches.RecordsAll() {
+		if o, ok := in.offsets[r.Partition]; ok && r.Offset < o {
+			continue // read before, and held or evaluated
+		}
+		in.offsets[r.Partition] = r.Offset + 1
 		if in.nParts < 0 {
 			n, err := kafka.PartitionCount(ctx, c.cl, c.topic)
 			if err != nil {

@@ -14,6 +14,10 @@ type serviceMetrics struct {
 	held         prometheus.Counter
 	decisions    *prometheus.CounterVec
 	rewards      *prometheus.CounterVec
+	// checkpoint, checkpointBytes and restores: a replay's checkpoints.
+	checkpoint      prometheus.Histogram
+	checkpointBytes prometheus.Gauge
+	restores        prometheus.Counter
 }
 
 // tickBuckets span 10 µs to ~2.7 s, for per-tick latencies.
@@ -37,9 +41,16 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 			Name: "decisions_total", Help: "Decision records written, by layer."}, []string{"layer"}),
 		rewards: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
 			Name: "rewards_total", Help: "Reward records written, by layer."}, []string{"layer"}),
+		checkpoint: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "checkpoint_seconds", Help: "Replay: writing a checkpoint, from waiting for the scoring and Kafka's acknowledgements to the stored object.", Buckets: prometheus.ExponentialBuckets(1e-3, 2, 16)}),
+		checkpointBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "checkpoint_bytes", Help: "Replay: the size of the last checkpoint written."}),
+		restores: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "strata", Subsystem: "twin",
+			Name: "restores_total", Help: "Replay: starts that restored the run's checkpoint."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ticks, m.evaluate, m.score, m.decisionWait, m.lag, m.held, m.decisions, m.rewards)
+		reg.MustRegister(m.ticks, m.evaluate, m.score, m.decisionWait, m.lag, m.held, m.decisions, m.rewards,
+			m.checkpoint, m.checkpointBytes, m.restores)
 	}
 	return m
 }

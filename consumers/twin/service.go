@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"log/slog"
 	"time"
 
@@ -56,6 +57,23 @@ type ServiceConfig struct {
 	// long are counted in Stats.Held, Stats.HeldSeconds and
 	// strata_twin_backpressure_seconds_total.
 	Gate func(ctx context.Context) (held bool, err error)
+	// Checkpoints, if set, keeps the service's checkpoints: every
+	// CheckpointEvery ticks it waits for the ticks' scoring and Kafka's
+	// acknowledgements and stores its state, and a service started for a
+	// run with a checkpoint goes on from it (docs/twin.md, "Checkpoint and
+	// restart"). Runs that write operational transitions are not covered
+	// yet.
+	Checkpoints Checkpoints
+	// CheckpointEvery is the ticks between two checkpoints (default
+	// grid.TicksPerHour × 6, six hours of trace time).
+	CheckpointEvery int64
+	// OnCheckpoint, if set, is called after each checkpoint is stored,
+	// with the first tick it has not evaluated.
+	OnCheckpoint func(next int64)
+	// Fault, if set, is called at each fault point (FaultTick,
+	// FaultScoring, FaultCheckpointWrite) with its tick: a test kills the
+	// process there to check the restart.
+	Fault func(point string, tick int64)
 }
 
 // Service is the replay-synchronous twin: in the closed loop it is the
@@ -71,6 +89,16 @@ type Service struct {
 	partitions int
 	record     func(tick int64, batches []*schemas.DecisionBatch)
 	gate       func(ctx context.Context) (bool, error)
+	// ckpt, ckptEvery and onCheckpoint are the checkpoints' configuration.
+	ckpt         Checkpoints
+	ckptEvery    int64
+	onCheckpoint func(next int64)
+	// sentUS is the run's telemetry watermark found on Kafka by a
+	// restarted service: the telemetry of the ticks before it is there
+	// already and is not written again.
+	sentUS int64
+	// in is the input Restore returned, nil without it.
+	in *input
 }
 
 // NewService returns a replay-synchronous service around eng.
@@ -81,13 +109,37 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	if cfg.Group == "" {
 		cfg.Group = cfg.Names.Group("strata-twin-" + cfg.RunID)
 	}
-	c, err := newCore(cfg.CommonConfig, schemas.TopicInvocations, eng, js, logger)
+	var opts []kgo.Opt
+	if cfg.Checkpoints != nil {
+		if slices.Contains(cfg.Transitions, schemas.Operational) {
+			return nil, errors.New("configuring twin: checkpoints do not cover operational transitions yet (their sequences are rebuilt from every state batch)")
+		}
+		if cfg.CheckpointEvery <= 0 {
+			cfg.CheckpointEvery = 6 * grid.TicksPerHour
+		}
+		// The group's offsets move with the checkpoints only: committed
+		// as they are read, they could pass arrivals that a restarted
+		// service, going on from its last checkpoint, never saw.
+		opts = append(opts, kgo.DisableAutoCommit())
+	}
+	c, err := newCore(cfg.CommonConfig, schemas.TopicInvocations, eng, js, logger, opts...)
 	if err != nil {
 		return nil, err
 	}
 	c.scoreFrom, c.telemetryOnly, c.keepLatencies = cfg.ScoreFromTick, cfg.TelemetryOnly, true
 	c.publishFrom, c.noDecisions = cfg.PublishFromTick, cfg.NoDecisions
-	return &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate}, nil
+	s := &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate,
+		ckpt: cfg.Checkpoints, ckptEvery: cfg.CheckpointEvery, onCheckpoint: cfg.OnCheckpoint}
+	c.fault = cfg.Fault
+	if s.ckpt != nil {
+		c.afterTick = func(ctx context.Context, k int64, in *input) error {
+			if !s.checkpointDue(k) {
+				return nil
+			}
+			return s.checkpoint(ctx, in)
+		}
+	}
+	return s, nil
 }
 
 // Stats returns a copy of the counters.
@@ -96,20 +148,34 @@ func (s *Service) Stats() Stats { return s.snapshot() }
 // Run serves until the run's arrivals end and the last tick is evaluated,
 // or ctx is done.
 func (s *Service) Run(ctx context.Context) error {
+	in := s.in // from Restore
+	if in == nil {
+		in = newInput(true, dedup.New())
+	}
 	return s.serve(ctx, func(ctx context.Context) error {
-		if err := s.watermark(ctx, 0, false); err != nil {
-			return err
+		if s.eng.NextTick() == 0 { // not restored
+			if err := s.watermark(ctx, 0, false); err != nil {
+				return err
+			}
 		}
 		s.sc = startScorer(s.core)
 		// Arrival ids are deduplicated as in a Shadow: after a broker
 		// outage the consumer group may hand the twin its partitions again
 		// from the last committed offset, and the arrivals read twice
-		// must count once (kafka.Outage).
-		err := s.loop(ctx, ctx, s, newInput(true, dedup.New()))
+		// must count once (kafka.Outage); records below the offsets read
+		// are skipped before.
+		err := s.loop(ctx, ctx, s, in)
 		if err != nil || ctx.Err() != nil {
 			s.sc.abandon() // what is still queued would be cut short anyway
 		}
 		s.sc.stop()
+		if err == nil && ctx.Err() == nil && s.ckpt != nil {
+			// The run is whole on Kafka: a restart would only redo its
+			// last hours.
+			if derr := s.ckpt.Delete(ctx, s.ckptKey()); derr != nil {
+				s.log.Warn("deleting the finished run's twin checkpoint", "run", s.cfg.RunID, "err", derr)
+			}
+		}
 		return err
 	}, nil)
 }
@@ -178,6 +244,9 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	s.evaluatedSince(t0)
 	s.evaluated = time.Now()
+	if s.fault != nil {
+		s.fault(FaultTick, k)
+	}
 	return s.sc.enqueue(ctx, k, out)
 }
 
@@ -202,6 +271,11 @@ func (s *Service) hold(ctx context.Context, k int64) error {
 // writeTelemetry writes tick k's simulated observations and then the
 // watermark at its end.
 func (s *Service) writeTelemetry(ctx context.Context, k int64, out *Output) error {
+	if (k+1)*grid.OperationalTickUS <= s.sentUS {
+		// Written before a restart: on Kafka already, with its watermark.
+		s.count(func(st *Stats) { st.Telemetry += int64(len(out.Telemetry)) })
+		return nil
+	}
 	for _, o := range out.Telemetry {
 		if err := s.produce(ctx, schemas.TopicTelemetry, o.GetArrival().GetApp(), o, nil, true); err != nil {
 			return err

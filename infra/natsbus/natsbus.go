@@ -127,8 +127,8 @@ func racing(createOrUpdate func() error) error {
 	return err
 }
 
-// EnsureStreams creates or updates the state and decision streams and the
-// checkpoint bucket.
+// EnsureStreams creates or updates the state and decision streams, the
+// checkpoint and learner buckets, and the models' and twin's object stores.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
 	cfg.setDefaults()
 	storage := jetstream.FileStorage
@@ -161,8 +161,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 	}); err != nil {
 		return fmt.Errorf("creating key-value bucket %s: %w", n.Bucket(schemas.BucketLearner), err)
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: n.Bucket(schemas.BucketModels), Storage: storage}); err != nil {
-		return fmt.Errorf("creating object store %s: %w", n.Bucket(schemas.BucketModels), err)
+	for _, b := range []string{schemas.BucketModels, schemas.BucketTwin} {
+		if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: n.Bucket(b), Storage: storage}); err != nil {
+			return fmt.Errorf("creating object store %s: %w", n.Bucket(b), err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,235 @@
+package twin_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
+	"github.com/strata-rl/strata/schemas/stratapb"
+)
+
+// restartTicks is the length of the restart tests' run: three hours, so
+// that tactical rewards close inside it.
+const restartTicks = 3 * grid.TicksPerHour
+
+// feedRun writes a run of restartTicks to env: three functions' arrivals
+// (every 20 s, every 45 s, and a burst each hour), the replay's watermarks
+// and its final one, and an operational decision batch for every tick, as
+// a worker would publish them.
+func feedRun(t *testing.T, env *testEnv, run string) (arrivals int) {
+	t.Helper()
+	var rs []*kgo.Record
+	add := func(id, fn string, start int64) {
+		rs = append(rs, record(t, schemas.TopicInvocations, invocation(run, id, fn, start)))
+	}
+	horizon := int64(restartTicks) * grid.OperationalTickUS
+	for s := int64(1_000_000); s < horizon; s += 20_000_000 {
+		add(fmt.Sprintf("f-%d", s), "f", s)
+	}
+	for s := int64(3_000_000); s < horizon; s += 45_000_000 {
+		add(fmt.Sprintf("g-%d", s), "g", s)
+	}
+	for h := range int64(3) {
+		for i := range int64(20) {
+			s := h*grid.TacticalTickUS + 600_000_000 + i*100_000
+			add(fmt.Sprintf("b-%d", s), "b", s)
+		}
+	}
+	arrivals = len(rs)
+	rs = append(rs, watermarksOn(t, schemas.TopicInvocations, run, horizon, true)...)
+	env.produce(t, rs...)
+	for k := range int64(restartTicks) {
+		b := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: run, Layer: schemas.Operational, Tick: k,
+			TickStartUS: k * grid.OperationalTickUS, NShards: 1}}
+		for _, fn := range []string{"b", "f", "g"} {
+			b.Rows = append(b.Rows, schemas.DecisionRow{App: "app", Func: fn, Action: int32(k % 3), Prewarm: int32(k % 3), Policy: "test"})
+		}
+		data, err := schemas.EncodeDecisions(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := b.Header
+		if err := env.pub.Publish(t.Context(), schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return arrivals
+}
+
+// restartService is a replay twin of run on env with checkpoints every
+// 100 ticks; fault, if set, is its fault hook.
+func restartService(t *testing.T, env *testEnv, run string, fault func(string, int64)) *twin.Service {
+	t.Helper()
+	obj, err := env.js.ObjectStore(t.Context(), schemas.BucketTwin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := twin.NewService(twin.ServiceConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
+		Layers: []schemas.Layer{schemas.Operational}}, TelemetryPartitions: testPartitions,
+		Checkpoints: twin.ObjectCheckpoints{Obj: obj}, CheckpointEvery: 100, Fault: fault},
+		testEngine(t, run), env.js, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// TestServiceRestartsFromCheckpoint stops a checkpointing replay twin at
+// three points — after a tick's telemetry, inside a tick's scoring, and
+// half way through writing a checkpoint — with its state, its Kafka
+// client and whatever it had not flushed gone, starts a fresh one on the
+// same run, and checks that it goes on from the last checkpoint to the
+// uninterrupted run's figures and decision and reward digests, that the
+// telemetry topic holds every invocation (each tick's at most twice: the
+// one being written when it stopped), and that the rewards topic holds
+// the uninterrupted run's rewards, some of them twice.
+func TestServiceRestartsFromCheckpoint(t *testing.T) {
+	const run = "restart-1"
+	ref := startTestEnv(t)
+	n := feedRun(t, ref, run)
+	r := newRunning()
+	svc := restartService(t, ref, run, nil)
+	r.start(t, svc)
+	r.wait(t, "after the final watermark")
+	want := svc.Stats()
+	if want.Arrivals != int64(n) || want.Ticks != restartTicks || want.Rewards == 0 {
+		t.Fatalf("uninterrupted run: %d arrivals of %d, %d ticks, %d rewards", want.Arrivals, n, want.Ticks, want.Rewards)
+	}
+	wantRewards := rewardKeys(t, ref.brokers, int(want.Rewards))
+
+	for _, tc := range []struct {
+		point string
+		tick  int64
+		// from is the checkpoint the restart goes on from: the last one
+		// written whole (the one cut short at 400 is not).
+		from int64
+	}{
+		{twin.FaultTick, 250, 200},
+		{twin.FaultScoring, 333, 300},
+		{twin.FaultCheckpointWrite, 400, 300},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			env := startTestEnv(t)
+			feedRun(t, env, run)
+			ctx, cancel := context.WithCancel(t.Context())
+			var hit bool
+			first := restartService(t, env, run, func(point string, tick int64) {
+				if point == tc.point && tick == tc.tick && !hit {
+					hit = true
+					t.Logf("stopping the twin at %s, tick %d", point, tick)
+					cancel()
+				}
+			})
+			done := make(chan error, 1)
+			go func() { done <- first.Run(ctx) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the first twin did not stop")
+			}
+			cancel()
+			if !hit {
+				t.Fatalf("the run ended before %s at tick %d", tc.point, tc.tick)
+			}
+
+			second := restartService(t, env, run, nil)
+			next, err := second.Restore(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next != tc.from {
+				t.Fatalf("restored at tick %d, want the checkpoint of tick %d", next, tc.from)
+			}
+			r := newRunning()
+			r.start(t, second)
+			r.wait(t, "after the final watermark")
+			got := second.Stats()
+			for _, c := range []struct {
+				what      string
+				got, want any
+			}{
+				{"decisions digest", got.DecisionsSHA256, want.DecisionsSHA256},
+				{"rewards digest", got.RewardsSHA256, want.RewardsSHA256},
+				{"ticks", got.Ticks, want.Ticks},
+				{"arrivals", got.Arrivals, want.Arrivals},
+				{"telemetry", got.Telemetry, want.Telemetry},
+				{"decisions", got.Decisions, want.Decisions},
+				{"rewards", got.Rewards, want.Rewards},
+				{"decision batches", got.DecisionBatches, want.DecisionBatches},
+				{"cost", got.CostUSD, want.CostUSD},
+				{"cold starts", got.ColdStarts, want.ColdStarts},
+				{"p95", got.LatencyP95MS, want.LatencyP95MS},
+				{"scored invocations", got.ScoredInvocations, want.ScoredInvocations},
+				{"published", got.Published, want.Published},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s: %v after the restart (from tick %d), %v uninterrupted", c.what, c.got, next, c.want)
+				}
+			}
+			if !reflect.DeepEqual(got.LatencyByDay, want.LatencyByDay) || !reflect.DeepEqual(got.Layers, want.Layers) {
+				t.Errorf("latency histograms or per-layer figures differ after the restart:\n%+v\n%+v", got.Layers, want.Layers)
+			}
+			if got.LateArrivals != 0 {
+				t.Errorf("%d late arrivals after the restart", got.LateArrivals)
+			}
+			// Every invocation observed; a tick's observations at most
+			// twice (the tick being written when the twin stopped).
+			ids := map[string]int{}
+			for _, rec := range readTopic(t, env.brokers, schemas.TopicTelemetry, n) {
+				if kafka.IsWatermark(rec) {
+					continue
+				}
+				var o stratapb.Observation
+				if err := proto.Unmarshal(rec.Value, &o); err != nil {
+					t.Fatal(err)
+				}
+				ids[o.GetArrival().GetInvocationId()]++
+			}
+			var twice int
+			for _, c := range ids {
+				if c > 1 {
+					twice++
+				}
+			}
+			if len(ids) != n || twice > 20 {
+				t.Errorf("telemetry: %d distinct invocations of %d, %d of them twice", len(ids), n, twice)
+			}
+			gotRewards := rewardKeys(t, env.brokers, int(want.Rewards))
+			if len(gotRewards) != len(wantRewards) {
+				t.Errorf("rewards topic: %d distinct rewards, want %d", len(gotRewards), len(wantRewards))
+			}
+			for k, v := range wantRewards {
+				if !proto.Equal(gotRewards[k], v) {
+					t.Fatalf("reward %s differs after the restart: %v, want %v", k, gotRewards[k], v)
+				}
+			}
+		})
+	}
+}
+
+// rewardKeys reads at least want rewards from the rewards topic and
+// returns the last one written per key (layer, tick, app, function).
+func rewardKeys(t *testing.T, brokers []string, want int) map[string]*stratapb.Reward {
+	t.Helper()
+	out := map[string]*stratapb.Reward{}
+	for _, rec := range readTopic(t, brokers, schemas.TopicRewards, want) {
+		var rw stratapb.Reward
+		if err := proto.Unmarshal(rec.Value, &rw); err != nil {
+			t.Fatal(err)
+		}
+		out[fmt.Sprintf("%s/%d/%s/%s", rw.GetLayer(), rw.GetTick(), rw.GetApp(), rw.GetFunc())] = &rw
+	}
+	return out
+}
