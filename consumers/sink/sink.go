@@ -277,8 +277,8 @@ type Sink struct {
 	read   map[topicPartition]int64
 	// done holds, per partition, the offset after the last record whose
 	// batch is written (guarded by mu): Reached compares it with a Mark.
-	done map[topicPartition]int64
-	b    batch
+	done   map[topicPartition]int64
+	b      batch
 	stats  Stats
 	dlErr  error
 	failed bool
