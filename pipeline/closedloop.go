@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +78,24 @@ type LoopConfig struct {
 	// Serving, if it holds guardrails, has every worker project its
 	// decisions onto them (worker.Worker.Guard).
 	Serving *Serving
+	// Checkpoint configures the twin's checkpoints and a run's resumption
+	// from them, on external Kafka and NATS only.
+	Checkpoint TwinCheckpoint
+}
+
+// TwinCheckpoint configures the replay twin's checkpoints
+// (twin.ServiceConfig.Checkpoints) in a closed loop on external Kafka and
+// NATS; on the embedded ones a crash takes the brokers with it, and they
+// are off.
+type TwinCheckpoint struct {
+	// Every is the ticks between two checkpoints; 0 takes none.
+	Every int64
+	// Resume goes on from the run's checkpoint, if there is one: the
+	// twin restores it and the replay leaves out the invocations before
+	// its tick (docs/twin.md, "Checkpoint and restart").
+	Resume bool
+	// Fault, if set, is the twin's fault hook (twin.ServiceConfig.Fault).
+	Fault func(point string, tick int64)
 }
 
 // Learn is a training episode's learner.
@@ -150,7 +169,17 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	if err != nil {
 		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
-	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
+	// A resumable run's group members are static (their instance id the
+	// group's name): restarted after a crash, each takes its partitions
+	// back at once instead of after the dead member's session times out.
+	resumable := o.Checkpoint.Every > 0 && !e.EmbeddedKafka && o.NATSURL != ""
+	static := func(group string) string {
+		if resumable {
+			return group
+		}
+		return ""
+	}
+	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
 		Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
 		o.publisher(e.JS), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
 	if err != nil {
@@ -238,14 +267,47 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			return SinkGate(ctx, sk, p, maxLag, sinkExited)
 		}
 	}
-	tsvc, err := twin.NewService(twin.ServiceConfig{
-		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
+	tcfg := twin.ServiceConfig{
+		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, InstanceID: static(groups.Twin), RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
 			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka,
-		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate},
-		eng, e.JS, o.Logger.With("role", "twin"))
+		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate, Fault: o.Checkpoint.Fault}
+	ckpt := resumable
+	if o.Checkpoint.Resume && !ckpt {
+		return res, errors.New("resuming a run needs external Kafka and NATS (--kafka, --nats) and twin checkpoints (--twin-checkpoint-every)")
+	}
+	if ckpt {
+		obj, err := e.JS.ObjectStore(ctx, nm.Bucket(schemas.BucketTwin))
+		if err != nil {
+			return res, fmt.Errorf("opening the twin's checkpoint store: %w", err)
+		}
+		tcfg.Checkpoints, tcfg.CheckpointEvery = twin.ObjectCheckpoints{Obj: obj}, o.Checkpoint.Every
+	}
+	tsvc, err := twin.NewService(tcfg, eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {
 		return res, err
+	}
+	var fromUS int64
+	if o.Checkpoint.Resume {
+		next, err := tsvc.Restore(ctx)
+		if err != nil {
+			return res, err
+		}
+		// The replay goes on after what it wrote before it stopped (the
+		// newest watermark of the run on every partition): the twin has
+		// those invocations, or reads them from the topic.
+		wms, _, err := kafka.LastWatermarks(ctx, e.Brokers, o.Logger, nm.Topic(schemas.TopicInvocations), o.RunID, 50_000)
+		if err != nil {
+			return res, err
+		}
+		fromUS = next * grid.OperationalTickUS
+		if len(wms) == o.Partitions {
+			fromUS = max(fromUS, slices.Min(slices.Collect(maps.Values(wms))))
+		}
+		o.Logger.Info("resuming the run", "run", o.RunID, "twin_next_tick", next, "replay_from_us", fromUS)
+		if next > 0 {
+			onTick(next - 1)
+		}
 	}
 	published = tsvc.PublishedRows
 	pcl, err := kgo.NewClient(append(kafka.CommonOpts(e.Brokers, o.Logger), kgo.ProducerLinger(2*time.Millisecond), kafka.DeliveryTimeout(o.KafkaOutage))...)
@@ -254,13 +316,14 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	defer pcl.Close()
 	rcfg := producers.ReplayConfig{RunID: o.RunID, AllowedLatenessUS: o.LatenessUS,
-		Speed: o.Speed, Clock: o.Clock, Partitions: o.Partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm, Gate: lead.Wait}
+		Speed: o.Speed, Clock: o.Clock, Partitions: o.Partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm, Gate: lead.Wait,
+		FromUS: fromUS}
 	rep, err := producers.NewReplayer(rcfg, pcl, o.Logger.With("role", "replay"), o.Registerer)
 	if err != nil {
 		return res, err
 	}
 	if o.Store != nil {
-		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
+		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, InstanceID: static(groups.Sink), Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
 			RunID: o.RunID, Names: nm, Retention: o.Retention, OutageBound: o.KafkaOutage},
 			o.Store, o.Logger.With("role", "sink"), o.Registerer); err != nil {
 			return res, err
@@ -301,7 +364,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		// The sink has caught up once it wrote as many decisions and
 		// rewards as the twin produced; then it is stopped (it flushes
 		// and commits on the way out).
-		return WaitSink(ctx, sk, tsvc.Stats(), sinkExited)
+		return WaitSink(ctx, sk, sinkExited)
 	})
 	if sk != nil {
 		sinkStage.Go("sink", func(ctx context.Context) error {
@@ -394,23 +457,19 @@ func SinkGate(ctx context.Context, sk *sink.Sink, published, maxLag int64, exite
 	return true, nil
 }
 
-// WaitSink waits until the sink has written the twin's decisions and
-// rewards, woken by the sink after each batch it writes; it is called once
-// the loop's sources have stopped, the twin's records flushed. A
-// redelivered record counts again, and a restarted twin sends again what
-// it sent after its checkpoint, so the twin's counts are a lower bound:
-// the sink must also have written every record its topics held when the
-// wait began (Sink.Mark, Sink.Reached).
-func WaitSink(ctx context.Context, sk *sink.Sink, ts twin.Stats, exited <-chan struct{}) error {
+// WaitSink waits until the sink has written every record its topics held
+// when the wait began (Sink.Mark, Sink.Reached), woken by the sink after
+// each batch it writes. It is called once the twin has flushed its last
+// records, so they are all below the mark. Row counts would not do: a
+// redelivered record counts twice, a restarted twin sends again what it
+// sent after its checkpoint, and a resumed run's sink writes only what
+// its group had not committed.
+func WaitSink(ctx context.Context, sk *sink.Sink, exited <-chan struct{}) error {
 	mark, err := sk.Mark(ctx)
 	if err != nil {
 		return fmt.Errorf("waiting for the sink to write the run's rows: %w", err)
 	}
-	caughtUp := func() bool {
-		st := sk.Stats()
-		return st.Rows[schemas.TableDecisions] >= ts.Published.Decisions && st.Rows[schemas.TableRewards] >= ts.Published.Rewards &&
-			st.Rows[schemas.TableOutcomes] >= ts.Published.Outcomes && st.Rows[schemas.TableRuns] >= 1 && sk.Reached(mark)
-	}
+	caughtUp := func() bool { return sk.Reached(mark) }
 	if err := notify.Until(ctx, sk.Changed, caughtUp, exited); err != nil {
 		return fmt.Errorf("waiting for the sink to write the run's rows: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // RunRole is `strata run`: a trace replayed through the closed loop in one
@@ -46,6 +47,11 @@ type RunRole struct {
 	// tactical and strategic transitions' states (schemas.ParseFeatureSet).
 	TacticalFeatures  string
 	StrategicFeatures string
+	// TwinCheckpointEvery is the trace time between two of the twin's
+	// checkpoints on external Kafka and NATS (0: none); Resume goes on
+	// from the run's checkpoint (--run-id).
+	TwinCheckpointEvery time.Duration
+	Resume              bool
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration. RunJSON is the run's
 	// config_json before RunConfigJSON completes it.
@@ -57,7 +63,7 @@ type RunRole struct {
 func DefaultRunRole() RunRole {
 	return RunRole{Source: DefaultSource(), Replay: DefaultReplayFlags(), Profiles: Profiles{What: "the run"},
 		Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
-		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical",
+		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical", TwinCheckpointEvery: DefaultTwinCheckpointEvery,
 		TacticalFeatures: DefaultTacticalFeatures, StrategicFeatures: DefaultStrategicFeatures}
 }
 
@@ -84,7 +90,13 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Serve.RegisterFlags(fs, prefix)
 	RegisterTacticalFeatures(fs, prefix, &r.TacticalFeatures, "closed loop: feature set of the tactical transitions' states, for a 'strata learner' of the same set")
 	RegisterStrategicFeatures(fs, prefix, &r.StrategicFeatures, "closed loop: feature set of the strategic transitions' states, for a 'strata learner' of the same set")
+	fs.DurationVar(&r.TwinCheckpointEvery, prefix+"twin-checkpoint-every", r.TwinCheckpointEvery, "closed loop on --kafka and --nats: trace time between two checkpoints of the twin, a multiple of 15s (0: none; docs/twin.md)")
+	fs.BoolVar(&r.Resume, prefix+"resume", r.Resume, "closed loop on --kafka and --nats: go on from the twin's last checkpoint of --run-id after the run was stopped or killed")
 }
+
+// DefaultTwinCheckpointEvery is --twin-checkpoint-every's default: six
+// hours of trace time, 56 checkpoints in a 14-day run.
+const DefaultTwinCheckpointEvery = 6 * time.Hour
 
 // Validate reports a trace file given together with --synth-days and a
 // speed, placement or transition list that does not parse.
@@ -103,6 +115,12 @@ func (r *RunRole) Validate() error {
 	}
 	if _, err := ParsePlacement(r.Placement); err != nil {
 		return err
+	}
+	if d := r.TwinCheckpointEvery; d < 0 || d%(time.Duration(grid.OperationalTickUS)*time.Microsecond) != 0 {
+		return fmt.Errorf("--twin-checkpoint-every %v: want a non-negative multiple of 15s", d)
+	}
+	if r.Resume && r.Replay.RunID == "" {
+		return errors.New("--resume goes on with a run: give its --run-id")
 	}
 	if _, err := ParseLayers(r.Transitions); err != nil {
 		return fmt.Errorf("parsing --transitions: %w", err)
@@ -184,9 +202,15 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		fault, err := FaultFromEnv(logger)
+		if err != nil {
+			return err
+		}
 		return RunLoop(ctx, LoopOptions{Serving: sv, FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
 			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, SinkMaxLag: r.Store.SinkMaxLag, Outcomes: r.Outcomes,
-			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON}, o, src, name, traceLen, stdout)
+			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON,
+			Checkpoint: TwinCheckpoint{Every: int64(r.TwinCheckpointEvery / (time.Duration(grid.OperationalTickUS) * time.Microsecond)), Resume: r.Resume, Fault: fault}},
+			o, src, name, traceLen, stdout)
 	}
 	res, err := OpenLoop(ctx, o, src, name, traceLen)
 	if err != nil {

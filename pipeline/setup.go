@@ -67,6 +67,8 @@ type LoopOptions struct {
 	// Summary, if set, is the file RunLoop writes the run's JSON summary
 	// to.
 	Summary string
+	// Checkpoint configures the twin's checkpoints (LoopConfig.Checkpoint).
+	Checkpoint TwinCheckpoint
 	// Serving, if set, holds the guardrails the workers project every
 	// decision onto and the layers' fallbacks (docs/guardrails.md).
 	Serving *Serving
@@ -224,7 +226,8 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 		l.AgentOpts = agents.Options{Seed: lo.PolicySeed, Model: m, Epoch: o.Epoch}
 		learn = &l
 	}
-	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets, Serving: lo.Serving}, names, nil
+	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets, Serving: lo.Serving,
+		Checkpoint: lo.Checkpoint}, names, nil
 }
 
 // RunRow returns the runs row of a run of lo under o replaying the source

@@ -56,6 +56,10 @@ type ReplayConfig struct {
 	// time and may block: flow control (see Lead). An error stops the
 	// replay.
 	Gate func(ctx context.Context, startUS int64) error
+	// FromUS, if positive, leaves out the invocations that start before
+	// it (ReplayResult.Skipped): a closed loop resumed from its twin's
+	// checkpoint has them already.
+	FromUS int64
 }
 
 // ReplayResult reports what a replay did.
@@ -65,6 +69,7 @@ type ReplayResult struct {
 	DeadLetters   int64   `json:"dead_letters"`
 	BadLines      int64   `json:"bad_lines"`
 	Late          int64   `json:"late"`
+	Skipped       int64   `json:"skipped,omitempty"`
 	HorizonUS     int64   `json:"horizon_us"`
 	WallSeconds   float64 `json:"wall_seconds"`
 	RecordsPerSec float64 `json:"records_per_second"`
@@ -233,6 +238,10 @@ func (r *Replayer) Run(ctx context.Context, src replay.Source) (ReplayResult, er
 }
 
 func (r *Replayer) send(ctx context.Context, pacer *replay.Pacer, in replay.Invocation, res *ReplayResult) error {
+	if in.StartUS() < r.cfg.FromUS {
+		res.Skipped++
+		return nil
+	}
 	if err := pacer.Wait(ctx, in.StartUS()); err != nil {
 		return fmt.Errorf("pacing replay: %w", err)
 	}

@@ -71,6 +71,10 @@ type Config struct {
 	Topic string
 	// Group is the consumer group (default strata-features).
 	Group string
+	// InstanceID, if set, makes the service a static member of its group:
+	// restarted with the same id after a crash, it takes its partitions
+	// back at once instead of after the dead member's session times out.
+	InstanceID string
 	// OutageBound is how long the service polls through a Kafka outage
 	// before it gives up (kafka.Outage; 0 is kafka.DefaultOutageBound).
 	OutageBound time.Duration
@@ -204,6 +208,9 @@ func NewService(ctx context.Context, cfg Config, pub Publisher, ckpt Checkpoints
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating features kafka client: %w", err)

@@ -325,17 +325,7 @@ func (s *Service) restore(ctx context.Context) (*input, error) {
 // watermark on every partition: the telemetry of the ticks before it
 // reached Kafka before the service stopped, and is not written again.
 func (s *Service) findSent(ctx context.Context) error {
-	topic := s.cfg.Names.Topic(schemas.TopicTelemetry)
-	newest := map[int32]int64{}
-	err := kafka.ReadTail(ctx, s.cfg.Brokers, s.log, topic, telemetryTail, func(r *kgo.Record) {
-		if !kafka.IsWatermark(r) {
-			return
-		}
-		var w stratapb.Watermark
-		if proto.Unmarshal(r.Value, &w) == nil && w.RunId == s.cfg.RunID {
-			newest[r.Partition] = max(newest[r.Partition], w.WatermarkUs)
-		}
-	})
+	newest, _, err := kafka.LastWatermarks(ctx, s.cfg.Brokers, s.log, s.cfg.Names.Topic(schemas.TopicTelemetry), s.cfg.RunID, telemetryTail)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,10 @@ type CommonConfig struct {
 	// "strata-twin-"+RunID on strata.invocations.v1 for a Service,
 	// "strata-shadow-"+RunID on strata.telemetry.v1 for a Shadow.
 	Group string
+	// InstanceID, if set, makes the service a static member of its group:
+	// restarted with the same id after a crash, it takes its partitions
+	// back at once instead of after the dead member's session times out.
+	InstanceID string
 	// Names prefixes the topics, default groups, streams and subjects (see
 	// schemas.Names).
 	Names schemas.Names
@@ -175,6 +179,9 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
 	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	cl, err := kgo.NewClient(append(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(0), kafka.DeliveryTimeout(cfg.OutageBound)), opts...)...)

@@ -7,6 +7,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // ReadTail reads up to the last n records of every partition of topic, in
@@ -78,4 +81,24 @@ func ReadTail(ctx context.Context, brokers []string, logger *slog.Logger, topic 
 		}
 	}
 	return nil
+}
+
+// LastWatermarks returns, per partition of topic, the newest watermark of
+// run runID among the last n records (partitions without one are left
+// out), and whether a final watermark was among them: what a producer of
+// the run wrote before it stopped.
+func LastWatermarks(ctx context.Context, brokers []string, logger *slog.Logger, topic, runID string, n int64) (map[int32]int64, bool, error) {
+	newest := map[int32]int64{}
+	final := false
+	err := ReadTail(ctx, brokers, logger, topic, n, func(r *kgo.Record) {
+		if !IsWatermark(r) {
+			return
+		}
+		var w stratapb.Watermark
+		if proto.Unmarshal(r.Value, &w) == nil && w.RunId == runID {
+			newest[r.Partition] = max(newest[r.Partition], w.WatermarkUs)
+			final = final || w.Final
+		}
+	})
+	return newest, final, err
 }

@@ -372,7 +372,7 @@ func (k *sinkBenchKafka) run(ctx context.Context, st sink.Writer, rows *benchRow
 		}
 		firstRecord = time.Since(t0)
 	}()
-	err = pipeline.WaitSink(ctx, sk, twin.Stats{Published: twin.Published{Decisions: int64(len(rows.decisions)), Rewards: int64(len(rows.rewards))}}, exited)
+	err = pipeline.WaitSink(ctx, sk, exited)
 	res.wall = time.Since(t0)
 	stop()
 	<-exited
