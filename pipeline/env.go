@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/replay"
@@ -127,7 +128,9 @@ func StartEnv(ctx context.Context, o *Config) (*Env, error) {
 		closeAll()
 		return nil, fmt.Errorf("creating kafka admin client: %w", err)
 	}
-	e.Partitions, err = kafka.ResolvePartitions(ctx, cl, o.Partitions, o.Names.Topics()...)
+	// The runs topic too: a closed loop without a store of its own writes
+	// its run record there for a `strata sink` elsewhere.
+	e.Partitions, err = kafka.ResolvePartitions(ctx, cl, o.Partitions, append(o.Names.Topics(), o.Names.Topic(sink.TopicRuns))...)
 	cl.Close()
 	if err != nil {
 		closeAll()
