@@ -269,9 +269,9 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	tcfg := twin.ServiceConfig{
 		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, InstanceID: static(groups.Twin), RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
-			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage},
+			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage, Fault: o.Checkpoint.Fault},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka,
-		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate, Fault: o.Checkpoint.Fault}
+		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate}
 	ckpt := resumable
 	if o.Checkpoint.Resume && !ckpt {
 		return res, errors.New("resuming a run needs external Kafka and NATS (--kafka, --nats) and twin checkpoints (--twin-checkpoint-every)")

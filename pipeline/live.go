@@ -75,6 +75,10 @@ type LiveConfig struct {
 	Retention time.Duration
 	// Transitions are the layers whose transitions the shadow twin writes.
 	Transitions []schemas.Layer
+	// ShadowCheckpointEvery is the ticks between two of the shadow twin's
+	// checkpoints on external Kafka and NATS (0: none); a shadow started
+	// on a run with a checkpoint goes on from it (docs/twin.md).
+	ShadowCheckpointEvery int64
 	// DrainTimeout bounds the drain at a stop on the embedded broker
 	// (default 30 s).
 	DrainTimeout time.Duration
@@ -285,8 +289,20 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		if err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.Shadow, err = twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
-			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage}}, eng, e.JS, logger.With("role", "shadow")); err != nil {
+		scfg := twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
+			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage}}
+		if lo.ShadowCheckpointEvery > 0 && !e.EmbeddedKafka && lo.NATSURL != "" {
+			obj, err := e.JS.ObjectStore(ctx, nm.Bucket(schemas.BucketTwin))
+			if err != nil {
+				return errors.Join(fmt.Errorf("opening the twin's checkpoint store: %w", err), stop())
+			}
+			// A static member: restarted after a crash, it takes the
+			// telemetry partitions back at once.
+			scfg.Group = nm.Group("strata-shadow-" + runID)
+			scfg.InstanceID = scfg.Group
+			scfg.Checkpoints, scfg.CheckpointEvery = twin.ObjectCheckpoints{Obj: obj}, lo.ShadowCheckpointEvery
+		}
+		if run.Shadow, err = twin.NewShadow(scfg, eng, e.JS, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.Shadow.Run(bctx) })

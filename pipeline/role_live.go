@@ -11,6 +11,7 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // LiveRole is `strata live`: live mode in one process (Live), configured
@@ -35,6 +36,9 @@ type LiveRole struct {
 	Transitions string
 	// DrainTimeout bounds the drain at a stop on the embedded broker.
 	DrainTimeout time.Duration
+	// ShadowCheckpointEvery is the wall time between two of the shadow
+	// twin's checkpoints on external Kafka and NATS (0: none).
+	ShadowCheckpointEvery time.Duration
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration. RunJSON is the run's
 	// config_json before RunConfigJSON completes it.
@@ -47,10 +51,14 @@ type LiveRole struct {
 	Deployment string
 }
 
+// DefaultShadowCheckpointEvery is --shadow-checkpoint-every's default.
+const DefaultShadowCheckpointEvery = 5 * time.Minute
+
 // DefaultLiveRole is live mode's defaults.
 func DefaultLiveRole() LiveRole {
 	return LiveRole{Ingest: DefaultIngestFlags(), Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
-		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Act: true, Shadow: true, Transitions: "auto", DrainTimeout: 30 * time.Second}
+		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Act: true, Shadow: true, Transitions: "auto", DrainTimeout: 30 * time.Second,
+		ShadowCheckpointEvery: DefaultShadowCheckpointEvery}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -73,6 +81,7 @@ func (r *LiveRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&r.NoStore, prefix+"no-store", r.NoStore, "write no tables (the twin's records stay on Kafka)")
 	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "layers whose transitions the shadow twin writes to strata.transitions.v1 for 'strata learner --run-id <run>': a list, none, or auto (the layers served by dqn or ppo)")
 	r.Serve.RegisterFlags(fs, prefix)
+	fs.DurationVar(&r.ShadowCheckpointEvery, prefix+"shadow-checkpoint-every", r.ShadowCheckpointEvery, "on --kafka and --nats: wall time between two checkpoints of the shadow twin, a multiple of 15s (0: none); restarted on the same --run-id, it goes on from the last one (docs/twin.md)")
 	fs.DurationVar(&r.DrainTimeout, prefix+"drain-timeout", r.DrainTimeout, "on the embedded broker, how long a stop waits for the back end to process every acknowledged record before it gives up and reports how many were left (they are lost)")
 }
 
@@ -90,6 +99,9 @@ func (r *LiveRole) config() (LiveConfig, error) {
 	pl, err := ParsePlacement(r.Placement)
 	if err != nil {
 		return lo, err
+	}
+	if d := r.ShadowCheckpointEvery; d < 0 || d%(time.Duration(grid.OperationalTickUS)*time.Microsecond) != 0 {
+		return lo, fmt.Errorf("--shadow-checkpoint-every %v: want a non-negative multiple of 15s", d)
 	}
 	icfg, err := r.Ingest.Config(nil)
 	if err != nil {
@@ -118,6 +130,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 		Policies: map[schemas.Layer]string{schemas.Strategic: r.Strategic, schemas.Tactical: r.Tactical, schemas.Operational: r.Operational},
 		Models:   r.Models, Placement: pl, Seed: r.PolicySeed, Act: r.Act, Shadow: r.Shadow, Transitions: trLayers,
 		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON, Serving: sv, Deployment: r.Deployment,
+		ShadowCheckpointEvery: int64(r.ShadowCheckpointEvery / (time.Duration(grid.OperationalTickUS) * time.Microsecond)),
 	}
 	if !r.NoStore {
 		lo.Store, lo.Retention = r.Store.Target(), r.Store.Retention

@@ -110,6 +110,20 @@ type serviceSnap struct {
 	NParts   int
 	Offsets  map[int32]int64
 	Written  time.Time
+
+	// A Shadow's own: whether and where it started, the newest interval
+	// applied per layer, the entities decided late per interval.
+	Started   bool
+	StartTick int64
+	Applied   map[schemas.Layer]int64
+	Late      []lateSnap
+}
+
+// lateSnap is a Shadow's entities decided late for one interval.
+type lateSnap struct {
+	Layer schemas.Layer
+	Tick  int64
+	IDs   []FuncID
 }
 
 // stateSnap is one interval's state vectors of a transition layer.
@@ -123,14 +137,15 @@ type stateSnap struct {
 
 // checkpointDue reports whether a checkpoint follows tick k, just
 // evaluated.
-func (s *Service) checkpointDue(k int64) bool {
-	return s.ckpt != nil && (k+1)%s.ckptEvery == 0
+func (c *core) checkpointDue(k int64) bool {
+	return c.cfg.Checkpoints != nil && (k+1)%c.cfg.CheckpointEvery == 0
 }
 
 // checkpoint waits until every evaluated tick is scored and its records
-// are acknowledged, then stores the service's state (serviceSnap) and
-// commits the input offsets it holds to the consumer group.
-func (s *Service) checkpoint(ctx context.Context, in *input) error {
+// are acknowledged, then stores the service's state (serviceSnap, with
+// what extra adds) and commits the input offsets it holds to the consumer
+// group.
+func (s *core) checkpoint(ctx context.Context, in *input, extra func(*serviceSnap)) error {
 	t0 := time.Now()
 	if err := s.drainScoring(); err != nil {
 		return err
@@ -166,6 +181,9 @@ func (s *Service) checkpoint(ctx context.Context, in *input) error {
 	snap.RewardSum, snap.RegretSum = s.rewardSum, s.regretSum
 	snap.InvokedRewardSum, snap.InvokedRegretSum = s.invokedRewardSum, s.invokedRegretSum
 	snap.Published = s.published.Load()
+	if extra != nil {
+		extra(&snap)
+	}
 	snap.TrDone = s.trDone
 	if err == nil {
 		snap.PendingTr, err = encodeTransitions(s.pendingTr)
@@ -187,10 +205,10 @@ func (s *Service) checkpoint(ctx context.Context, in *input) error {
 	}
 	size := buf.Len()
 	var r io.Reader = &buf
-	if s.fault != nil {
-		r = &faultReader{r: r, at: int64(buf.Len() / 2), hit: func() { s.fault(FaultCheckpointWrite, next) }}
+	if s.cfg.Fault != nil {
+		r = &faultReader{r: r, at: int64(buf.Len() / 2), hit: func() { s.cfg.Fault(FaultCheckpointWrite, next) }}
 	}
-	if err := s.ckpt.Put(ctx, s.ckptKey(), r); err != nil {
+	if err := s.cfg.Checkpoints.Put(ctx, s.ckptKey(), r); err != nil {
 		return fmt.Errorf("checkpointing the twin at tick %d: %w", next, err)
 	}
 	// The group's offsets only save the restarted service reading what
@@ -210,14 +228,15 @@ func (s *Service) checkpoint(ctx context.Context, in *input) error {
 	s.met.checkpoint.Observe(time.Since(t0).Seconds())
 	s.met.checkpointBytes.Set(float64(size))
 	s.log.Info("twin checkpoint", "run", s.cfg.RunID, "next_tick", next, "bytes", size, "seconds", time.Since(t0).Seconds())
-	if s.onCheckpoint != nil {
-		s.onCheckpoint(next)
+	if s.cfg.OnCheckpoint != nil {
+		s.cfg.OnCheckpoint(next)
 	}
 	return nil
 }
 
-// ckptKey is the run's checkpoint object.
-func (s *Service) ckptKey() string { return "twin." + s.cfg.RunID }
+// ckptKey is the run's checkpoint object: twin.RUN for a Service,
+// shadow.RUN for a Shadow.
+func (c *core) ckptKey() string { return c.ckptName + "." + c.cfg.RunID }
 
 // Restore makes the service go on from the run's checkpoint, if there is
 // one: its engine, figures, digests and the input it held; call it before
@@ -228,10 +247,10 @@ func (s *Service) ckptKey() string { return "twin." + s.cfg.RunID }
 // key). It returns the first tick the service will evaluate (0 without a
 // checkpoint). Without Restore, Run starts the run afresh.
 func (s *Service) Restore(ctx context.Context) (next int64, err error) {
-	if s.ckpt == nil {
+	if s.cfg.Checkpoints == nil {
 		return 0, errors.New("restoring the twin: no checkpoint store configured")
 	}
-	in, err := s.restore(ctx)
+	in, _, err := s.restore(ctx, true)
 	if err != nil {
 		return 0, err
 	}
@@ -243,36 +262,37 @@ func (s *Service) Restore(ctx context.Context) (next int64, err error) {
 }
 
 // restore loads the run's checkpoint, if there is one, into the service
-// and returns the input it held; without one it returns a fresh input.
-func (s *Service) restore(ctx context.Context) (*input, error) {
-	in := newInput(true, dedup.New())
-	data, err := s.ckpt.Get(ctx, s.ckptKey())
+// and returns the input it held and the checkpoint (nil without one);
+// without one the input is fresh, started as given.
+func (s *core) restore(ctx context.Context, started bool) (*input, *serviceSnap, error) {
+	in := newInput(started, dedup.New())
+	data, err := s.cfg.Checkpoints.Get(ctx, s.ckptKey())
 	if errors.Is(err, ErrNoCheckpoint) {
 		s.log.Info("no twin checkpoint: the run starts from its beginning", "run", s.cfg.RunID)
-		return in, nil
+		return in, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var snap serviceSnap
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
-		return nil, fmt.Errorf("decoding the twin's checkpoint of run %s: %w", s.cfg.RunID, err)
+		return nil, nil, fmt.Errorf("decoding the twin's checkpoint of run %s: %w", s.cfg.RunID, err)
 	}
 	if snap.Version != serviceSnapshotVersion || snap.RunID != s.cfg.RunID {
-		return nil, fmt.Errorf("restoring the twin: checkpoint version %d of run %q, want version %d of run %q",
+		return nil, nil, fmt.Errorf("restoring the twin: checkpoint version %d of run %q, want version %d of run %q",
 			snap.Version, snap.RunID, serviceSnapshotVersion, s.cfg.RunID)
 	}
 	if s.eng.started {
-		return nil, errors.New("restoring the twin: its engine has evaluated ticks already")
+		return nil, nil, errors.New("restoring the twin: its engine has evaluated ticks already")
 	}
 	if err := s.eng.restore(snap.Engine); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := unmarshalHash(s.digests.decisions, snap.DecisionsDigest); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := unmarshalHash(s.digests.rewards, snap.RewardsDigest); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.mu.Lock()
 	s.stats = snap.Stats
@@ -288,7 +308,7 @@ func (s *Service) restore(ctx context.Context) (*input, error) {
 	s.pendingTr, err = decodeTransitions(snap.PendingTr)
 	if err != nil {
 		s.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	for _, st := range snap.States {
 		a := &stateAcc{n: st.N, shards: map[int]bool{}, vec: st.Vec}
@@ -316,9 +336,12 @@ func (s *Service) restore(ctx context.Context) (*input, error) {
 		in.final = snap.Final
 	}
 	in.horizon, in.nParts = snap.Horizon, snap.NParts
+	if snap.Started {
+		in.started, in.startTick = true, snap.StartTick
+	}
 	s.log.Info("twin restored from its checkpoint", "run", s.cfg.RunID, "next_tick", snap.Next, "written", snap.Written, "bytes", len(data))
 	s.met.restores.Inc()
-	return in, nil
+	return in, &snap, nil
 }
 
 // findSent reads the tail of the telemetry topic for the run's newest

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,8 +78,8 @@ func restartService(t *testing.T, env *testEnv, run string, fault func(string, i
 		t.Fatal(err)
 	}
 	svc, err := twin.NewService(twin.ServiceConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
-		Layers: []schemas.Layer{schemas.Operational}}, TelemetryPartitions: testPartitions,
-		Checkpoints: twin.ObjectCheckpoints{Obj: obj}, CheckpointEvery: 100, Fault: fault},
+		Layers: []schemas.Layer{schemas.Operational}, Checkpoints: twin.ObjectCheckpoints{Obj: obj}, CheckpointEvery: 100, Fault: fault},
+		TelemetryPartitions: testPartitions},
 		testEngine(t, run), env.js, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -232,4 +233,102 @@ func rewardKeys(t *testing.T, brokers []string, want int) map[string]*stratapb.R
 		out[fmt.Sprintf("%s/%d/%s/%s", rw.GetLayer(), rw.GetTick(), rw.GetApp(), rw.GetFunc())] = &rw
 	}
 	return out
+}
+
+// TestShadowRestartsFromCheckpoint stops a checkpointing shadow twin in
+// the middle of a live run and starts a fresh one on the same run: it goes
+// on from the last checkpoint, counts every acknowledged observation once,
+// and writes every reward of the uninterrupted shadow's, equal, with
+// those after the checkpoint written twice at most.
+func TestShadowRestartsFromCheckpoint(t *testing.T) {
+	const run, ticks = "live-restart", 60
+	t0 := grid.TickOf(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixMicro(), grid.OperationalTickUS)
+	feed := func(env *testEnv) int {
+		rs := watermarks(t, run, t0*grid.OperationalTickUS) // the shadow starts at t0
+		n := 0
+		for k := t0; k < t0+ticks; k++ {
+			for i := range int64(1 + k%3) {
+				id := fmt.Sprintf("%d-%d", k, i)
+				rs = append(rs, observation(t, run, id, fmt.Sprintf("fn%d", i), k*grid.OperationalTickUS+i*2_000_000+300_000, "live"))
+				n++
+			}
+			if k%7 == 0 { // a retried request
+				rs = append(rs, observation(t, run, fmt.Sprintf("%d-0", k), "fn0", k*grid.OperationalTickUS+300_000, "live"))
+			}
+			rs = append(rs, watermarks(t, run, (k+1)*grid.OperationalTickUS)...)
+		}
+		env.produce(t, rs...)
+		return n
+	}
+	shadow := func(env *testEnv, onTick func(int64), onCheckpoint func(int64)) *twin.Shadow {
+		obj, err := env.js.ObjectStore(t.Context(), schemas.BucketTwin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run, OnTick: onTick,
+			Checkpoints: twin.ObjectCheckpoints{Obj: obj}, CheckpointEvery: 10, OnCheckpoint: onCheckpoint}}, testEngine(t, run), env.js, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	last := t0 + ticks - 2 // the last tick a watermark closes whole
+
+	ref := startTestEnv(t)
+	n := feed(ref)
+	r := newRunning()
+	svc := shadow(ref, r.evaluated.Store, nil)
+	r.start(t, svc)
+	waitFor(t, "the shadow to evaluate the run", func() bool { return r.evaluated.Load() >= last })
+	r.stop(t)
+	want := svc.Stats()
+	if want.Arrivals != int64(n) || want.Rewards == 0 {
+		t.Fatalf("uninterrupted shadow: %d arrivals of %d, %d rewards", want.Arrivals, n, want.Rewards)
+	}
+	wantRewards := rewardKeys(t, ref.brokers, int(want.Rewards))
+
+	env := startTestEnv(t)
+	feed(env)
+	first := newRunning()
+	var checkpointed atomic.Int64
+	stopAt := t0 + 35
+	svc1 := shadow(env, func(k int64) {
+		first.evaluated.Store(k)
+		if k == stopAt {
+			first.cancel()
+		}
+	}, checkpointed.Store)
+	first.start(t, svc1)
+	first.wait(t, "after it was stopped")
+	from := checkpointed.Load()
+	if from == 0 || from > stopAt {
+		t.Fatalf("last checkpoint before the stop at tick %d: %d", stopAt, from)
+	}
+	second := newRunning()
+	var resumed atomic.Int64
+	resumed.Store(-1)
+	svc2 := shadow(env, func(k int64) {
+		resumed.CompareAndSwap(-1, k)
+		second.evaluated.Store(k)
+	}, nil)
+	second.start(t, svc2)
+	waitFor(t, "the restarted shadow to evaluate the run", func() bool { return second.evaluated.Load() >= last })
+	second.stop(t)
+	if resumed.Load() != from {
+		t.Errorf("the restarted shadow's first tick is %d, want %d (the checkpoint's)", resumed.Load(), from)
+	}
+	got := svc2.Stats()
+	if got.Arrivals != want.Arrivals || got.Rewards != want.Rewards || got.DecisionsSHA256 != want.DecisionsSHA256 || got.RewardsSHA256 != want.RewardsSHA256 {
+		t.Errorf("restarted shadow: %d arrivals, %d rewards, digests %s %s; uninterrupted %d, %d, %s %s",
+			got.Arrivals, got.Rewards, got.DecisionsSHA256[:8], got.RewardsSHA256[:8], want.Arrivals, want.Rewards, want.DecisionsSHA256[:8], want.RewardsSHA256[:8])
+	}
+	gotRewards := rewardKeys(t, env.brokers, int(want.Rewards))
+	if len(gotRewards) != len(wantRewards) {
+		t.Errorf("rewards topic: %d distinct rewards, want %d", len(gotRewards), len(wantRewards))
+	}
+	for k, v := range wantRewards {
+		if !proto.Equal(gotRewards[k], v) {
+			t.Fatalf("reward %s differs after the restart: %v, want %v", k, gotRewards[k], v)
+		}
+	}
 }

@@ -64,8 +64,8 @@ func (s *scorer) score(j scoreJob) error {
 	if err != nil {
 		return err
 	}
-	if s.c.fault != nil {
-		s.c.fault(FaultScoring, j.k)
+	if s.c.cfg.Fault != nil {
+		s.c.cfg.Fault(FaultScoring, j.k)
 	}
 	return s.c.write(j.ctx, j.k, j.out, t1)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -57,23 +56,6 @@ type ServiceConfig struct {
 	// long are counted in Stats.Held, Stats.HeldSeconds and
 	// strata_twin_backpressure_seconds_total.
 	Gate func(ctx context.Context) (held bool, err error)
-	// Checkpoints, if set, keeps the service's checkpoints: every
-	// CheckpointEvery ticks it waits for the ticks' scoring and Kafka's
-	// acknowledgements and stores its state, and a service started for a
-	// run with a checkpoint goes on from it (docs/twin.md, "Checkpoint and
-	// restart"). Runs that write operational transitions are not covered
-	// yet.
-	Checkpoints Checkpoints
-	// CheckpointEvery is the ticks between two checkpoints (default
-	// grid.TicksPerHour × 6, six hours of trace time).
-	CheckpointEvery int64
-	// OnCheckpoint, if set, is called after each checkpoint is stored,
-	// with the first tick it has not evaluated.
-	OnCheckpoint func(next int64)
-	// Fault, if set, is called at each fault point (FaultTick,
-	// FaultScoring, FaultCheckpointWrite) with its tick: a test kills the
-	// process there to check the restart.
-	Fault func(point string, tick int64)
 }
 
 // Service is the replay-synchronous twin: in the closed loop it is the
@@ -89,10 +71,6 @@ type Service struct {
 	partitions int
 	record     func(tick int64, batches []*schemas.DecisionBatch)
 	gate       func(ctx context.Context) (bool, error)
-	// ckpt, ckptEvery and onCheckpoint are the checkpoints' configuration.
-	ckpt         Checkpoints
-	ckptEvery    int64
-	onCheckpoint func(next int64)
 	// sentUS is the run's telemetry watermark found on Kafka by a
 	// restarted service: the telemetry of the ticks before it is there
 	// already and is not written again.
@@ -109,34 +87,20 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	if cfg.Group == "" {
 		cfg.Group = cfg.Names.Group("strata-twin-" + cfg.RunID)
 	}
-	var opts []kgo.Opt
-	if cfg.Checkpoints != nil {
-		if slices.Contains(cfg.Transitions, schemas.Operational) {
-			return nil, errors.New("configuring twin: checkpoints do not cover operational transitions yet (their sequences are rebuilt from every state batch)")
-		}
-		if cfg.CheckpointEvery <= 0 {
-			cfg.CheckpointEvery = 6 * grid.TicksPerHour
-		}
-		// The group's offsets move with the checkpoints only: committed
-		// as they are read, they could pass arrivals that a restarted
-		// service, going on from its last checkpoint, never saw.
-		opts = append(opts, kgo.DisableAutoCommit())
-	}
-	c, err := newCore(cfg.CommonConfig, schemas.TopicInvocations, eng, js, logger, opts...)
+	c, err := newCore(cfg.CommonConfig, schemas.TopicInvocations, eng, js, logger)
 	if err != nil {
 		return nil, err
 	}
 	c.scoreFrom, c.telemetryOnly, c.keepLatencies = cfg.ScoreFromTick, cfg.TelemetryOnly, true
 	c.publishFrom, c.noDecisions = cfg.PublishFromTick, cfg.NoDecisions
-	s := &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate,
-		ckpt: cfg.Checkpoints, ckptEvery: cfg.CheckpointEvery, onCheckpoint: cfg.OnCheckpoint}
-	c.fault = cfg.Fault
-	if s.ckpt != nil {
+	s := &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate}
+	c.ckptName = "twin"
+	if cfg.Checkpoints != nil {
 		c.afterTick = func(ctx context.Context, k int64, in *input) error {
 			if !s.checkpointDue(k) {
 				return nil
 			}
-			return s.checkpoint(ctx, in)
+			return s.checkpoint(ctx, in, nil)
 		}
 	}
 	return s, nil
@@ -169,10 +133,10 @@ func (s *Service) Run(ctx context.Context) error {
 			s.sc.abandon() // what is still queued would be cut short anyway
 		}
 		s.sc.stop()
-		if err == nil && ctx.Err() == nil && s.ckpt != nil {
+		if err == nil && ctx.Err() == nil && s.cfg.Checkpoints != nil {
 			// The run is whole on Kafka: a restart would only redo its
 			// last hours.
-			if derr := s.ckpt.Delete(ctx, s.ckptKey()); derr != nil {
+			if derr := s.cfg.Checkpoints.Delete(ctx, s.ckptKey()); derr != nil {
 				s.log.Warn("deleting the finished run's twin checkpoint", "run", s.cfg.RunID, "err", derr)
 			}
 		}
@@ -244,8 +208,8 @@ func (s *Service) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionB
 	}
 	s.evaluatedSince(t0)
 	s.evaluated = time.Now()
-	if s.fault != nil {
-		s.fault(FaultTick, k)
+	if s.cfg.Fault != nil {
+		s.cfg.Fault(FaultTick, k)
 	}
 	return s.sc.enqueue(ctx, k, out)
 }

@@ -58,7 +58,45 @@ func NewShadow(cfg ShadowConfig, eng *Engine, js jetstream.JetStream, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	return &Shadow{core: c, applied: map[schemas.Layer]int64{}, late: map[batchKey]map[FuncID]bool{}}, nil
+	s := &Shadow{core: c, applied: map[schemas.Layer]int64{}, late: map[batchKey]map[FuncID]bool{}}
+	c.ckptName = "shadow"
+	if cfg.Checkpoints != nil {
+		c.afterTick = func(ctx context.Context, k int64, in *input) error {
+			if !s.checkpointDue(k) {
+				return nil
+			}
+			return s.checkpoint(ctx, in, func(snap *serviceSnap) {
+				snap.Started, snap.StartTick, snap.Applied = in.started, in.startTick, s.applied
+				for bk, ids := range s.late {
+					ls := lateSnap{Layer: bk.layer, Tick: bk.tick}
+					for id := range ids {
+						ls.IDs = append(ls.IDs, id)
+					}
+					snap.Late = append(snap.Late, ls)
+				}
+			})
+		}
+	}
+	return s, nil
+}
+
+// restore goes on from the run's checkpoint, if there is one (a live run
+// restarted after a crash): the engine, figures and input it held, the
+// decisions applied and those taken late.
+func (s *Shadow) restore(ctx context.Context) (*input, error) {
+	in, snap, err := s.core.restore(ctx, false)
+	if err != nil || snap == nil {
+		return in, err
+	}
+	if snap.Applied != nil {
+		s.applied = snap.Applied
+	}
+	for _, ls := range snap.Late {
+		for _, id := range ls.IDs {
+			s.markLate(batchKey{ls.Layer, ls.Tick}, id)
+		}
+	}
+	return in, nil
 }
 
 // Stats returns a copy of the counters.
@@ -68,12 +106,21 @@ func (s *Shadow) Stats() Stats { return s.snapshot() }
 // no final watermark; were every partition's final watermark read, Run
 // would end there as a Service does). A tick being evaluated when ctx is
 // done is finished, and what the evaluated ticks produced is flushed to
-// Kafka (30 s at most) before Run returns.
+// Kafka (30 s at most) before Run returns. With checkpoints it first goes
+// on from the run's checkpoint, if there is one.
 func (s *Shadow) Run(ctx context.Context) error {
+	in := newInput(false, dedup.New())
+	if s.cfg.Checkpoints != nil {
+		var err error
+		if in, err = s.restore(ctx); err != nil {
+			s.cl.Close()
+			return err
+		}
+	}
 	return s.serve(ctx, func(ctx context.Context) error {
 		// Records are produced without ctx's cancellation: the tick being
 		// evaluated when it ends still reaches Kafka (flush).
-		return s.loop(ctx, context.WithoutCancel(ctx), s, newInput(false, dedup.New()))
+		return s.loop(ctx, context.WithoutCancel(ctx), s, in)
 	}, s.flush)
 }
 
