@@ -139,6 +139,15 @@ const DefaultSinkMaxLag = 1_000_000
 // batches; on the embedded nats-server they are memory.
 const LoopStateRetention = 32 << 20
 
+// ResumableStateRetention is the closed loop's StateRetention when the run
+// can be resumed (twin checkpoints on external Kafka and NATS): a policy
+// worker restarted with the run follows the state stream from its first
+// batch again and rebuilds what it keeps between ticks (hybrid-histogram's
+// idle times, the LSTM's sequences), which it can only do exactly if the
+// stream still holds the run's first batch. A 14-day synthetic run's
+// operational state is about 530 MB (state contract v6).
+const ResumableStateRetention = 4 << 30
+
 // ClosedLoop replays src as arrivals through the twin, the feature
 // service and the policy workers: the twin runs each tick under the
 // decisions in force and writes telemetry, decisions and rewards; the
@@ -152,6 +161,11 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	if o.StateRetention == 0 {
 		o.StateRetention = LoopStateRetention
+		if o.Checkpoint.Every > 0 && len(o.Brokers) > 0 && o.NATSURL != "" {
+			// A resumable run: restarted workers rebuild their state
+			// from the stream's first batch.
+			o.StateRetention = ResumableStateRetention
+		}
 	}
 	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {

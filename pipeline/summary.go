@@ -76,6 +76,9 @@ type LoopSummary struct {
 	SLAViolationRate      float64 `json:"sla_violation_rate"`
 	RewardsSHA256         string  `json:"rewards_sha256"`
 	DecisionsSHA256       string  `json:"decisions_sha256"`
+	// ResumedReplayed is, in a run resumed from the twin's checkpoint,
+	// the invocations this process replayed (Invocations is the run's).
+	ResumedReplayed int64 `json:"resumed_replayed,omitempty"`
 	// HeldTicks and HeldSeconds are the ticks the twin held, and for how
 	// long, while the sink was too far behind (--sink-max-lag).
 	HeldTicks   int64   `json:"held_ticks,omitempty"`
@@ -89,6 +92,11 @@ func NewLoopSummary(o Config, name string, res LoopResult, names map[string]stri
 	sum := LoopSummary{Summary: NewSummary(o, name, res.Replay, res.Features, res.Wall), Policies: names, Layers: t.Layers, TwinTicks: t.Ticks,
 		LatencyP50MS: t.LatencyP50MS, LatencyP95MS: t.LatencyP95MS, LatencyP99MS: t.LatencyP99MS,
 		RewardsSHA256: t.RewardsSHA256, DecisionsSHA256: t.DecisionsSHA256, HeldTicks: t.Held, HeldSeconds: t.HeldSeconds}
+	if res.Replay.Skipped > 0 {
+		// A resumed run: the replay wrote only what followed what it had
+		// written before; the run's invocations are the twin's.
+		sum.Invocations, sum.ResumedReplayed = t.Arrivals, res.Replay.Invocations
+	}
 	if n := float64(t.ScoredInvocations); n > 0 {
 		sum.CostPerMillionUSD = t.CostUSD / n * 1e6
 		sum.KeepWarmPerMillionUSD = t.PrewarmCostUSD / n * 1e6
@@ -107,6 +115,9 @@ func (s LoopSummary) WriteText(w io.Writer) {
 		s.RunID, p[string(schemas.Strategic)], p[string(schemas.Tactical)], p[string(schemas.Operational)], s.Invocations, s.Source, s.TwinTicks, s.WallSeconds)
 	fmt.Fprintf(w, "  cost %.2f USD per million (keep-warm %.2f), %.0f gCO2e per million, latency p50/p95/p99 %.0f/%.0f/%.0f ms, cold starts %.2f%%, SLA violations %.2f%%\n",
 		s.CostPerMillionUSD, s.KeepWarmPerMillionUSD, s.GCO2ePerMillion, s.LatencyP50MS, s.LatencyP95MS, s.LatencyP99MS, 100*s.ColdStartRate, 100*s.SLAViolationRate)
+	if s.ResumedReplayed > 0 {
+		fmt.Fprintf(w, "  resumed from the twin's checkpoint: this process replayed %d of the invocations\n", s.ResumedReplayed)
+	}
 	for _, l := range schemas.Layers {
 		ls := s.Layers[string(l)]
 		fmt.Fprintf(w, "  %-11s %-16s decisions %8d  rewards %8d  mean reward %.4f  mean regret %.4f\n", l, p[string(l)], ls.Decisions, ls.Rewards, ls.MeanReward, ls.MeanRegret)

@@ -115,7 +115,7 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 				}
 			}
 			got := readSummary(t, sum)
-			for _, k := range []string{"decisions_sha256", "rewards_sha256", "twin_ticks", "layers", "cost_per_million_usd",
+			for _, k := range []string{"decisions_sha256", "rewards_sha256", "twin_ticks", "layers", "invocations", "cost_per_million_usd",
 				"keep_warm_per_million_usd", "gco2e_per_million", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cold_start_rate", "sla_violation_rate"} {
 				if fmt.Sprint(got[k]) != fmt.Sprint(want[k]) {
 					t.Errorf("%s: %v resumed, %v uninterrupted", k, got[k], want[k])
