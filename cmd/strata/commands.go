@@ -59,7 +59,7 @@ func commands() []command {
 		}},
 		{name: "live", summary: "live mode in one process: ingest, features, agents, decisions API, shadow twin, sink", main: liveMain},
 		{name: "bench", group: true, main: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-			defaultMemoryLimit()
+			defaultMemoryLimit(false)
 			return benchMain(ctx, args, stdout, stderr)
 		}, subs: []command{
 			{name: "pipeline", summary: "replay → features → NATS throughput against raw franz-go produce", main: benchPipelineMain},

@@ -92,11 +92,22 @@ const embeddedMemoryLimit = 768 << 20
 // (README, Performance).
 const embeddedGCPercent = 300
 
+// duckDBMemoryLimit is the Go soft memory limit of a `strata run` that
+// writes a DuckDB store in its own process: DuckDB's buffer pool
+// (store.DuckDBMemoryLimit, 320 MB) lives beside the Go heap, and the two
+// together stay under 1 GiB (README, "Backpressure").
+const duckDBMemoryLimit = 640 << 20
+
 // defaultMemoryLimit sets the soft memory limit and GC percentage of
-// `strata run` and `strata bench` that GOMEMLIMIT and GOGC leave unset.
-func defaultMemoryLimit() {
+// `strata run` and `strata bench` that GOMEMLIMIT and GOGC leave unset;
+// withDuckDB lowers the limit for a process that also holds DuckDB.
+func defaultMemoryLimit(withDuckDB bool) {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(embeddedMemoryLimit)
+		limit := int64(embeddedMemoryLimit)
+		if withDuckDB {
+			limit = duckDBMemoryLimit
+		}
+		debug.SetMemoryLimit(limit)
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(embeddedGCPercent)

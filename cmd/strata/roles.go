@@ -56,7 +56,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if r.Observed && conf.HasCloud() {
 		return errors.New("strata run --observed builds no cloud model: its config file cannot hold the reward, model and catalog sections")
 	}
-	defaultMemoryLimit()
+	defaultMemoryLimit(!r.Observed && r.Store.ClickHouse == "" && r.Store.File != "")
 	r.NewModel, r.RunJSON = conf.NewModel, conf.RunJSON(args)
 	return r.Run(ctx, stdout, stderr)
 }
