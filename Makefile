@@ -83,6 +83,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRestorePartition$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/features/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/sink/
 	$(GO) test -run '^$$' -fuzz '^FuzzLiveArrival$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/twin/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestoreCheckpoint$$' -fuzztime 1000000x $(FUZZFLAGS) ./consumers/twin/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeDecisions$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
 	$(GO) test -run '^$$' -fuzz '^FuzzSequencesFill$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/

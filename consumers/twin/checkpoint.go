@@ -274,13 +274,9 @@ func (s *core) restore(ctx context.Context, started bool) (*input, *serviceSnap,
 	if err != nil {
 		return nil, nil, err
 	}
-	var snap serviceSnap
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
-		return nil, nil, fmt.Errorf("decoding the twin's checkpoint of run %s: %w", s.cfg.RunID, err)
-	}
-	if snap.Version != serviceSnapshotVersion || snap.RunID != s.cfg.RunID {
-		return nil, nil, fmt.Errorf("restoring the twin: checkpoint version %d of run %q, want version %d of run %q",
-			snap.Version, snap.RunID, serviceSnapshotVersion, s.cfg.RunID)
+	snap, err := decodeCheckpoint(data, s.cfg.RunID)
+	if err != nil {
+		return nil, nil, err
 	}
 	if s.eng.started {
 		return nil, nil, errors.New("restoring the twin: its engine has evaluated ticks already")
@@ -341,7 +337,20 @@ func (s *core) restore(ctx context.Context, started bool) (*input, *serviceSnap,
 	}
 	s.log.Info("twin restored from its checkpoint", "run", s.cfg.RunID, "next_tick", snap.Next, "written", snap.Written, "bytes", len(data))
 	s.met.restores.Inc()
-	return in, &snap, nil
+	return in, snap, nil
+}
+
+// decodeCheckpoint decodes a checkpoint of run runID (serviceSnap).
+func decodeCheckpoint(data []byte, runID string) (*serviceSnap, error) {
+	var snap serviceSnap
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
+		return nil, fmt.Errorf("decoding the twin's checkpoint of run %s: %w", runID, err)
+	}
+	if snap.Version != serviceSnapshotVersion || snap.RunID != runID {
+		return nil, fmt.Errorf("restoring the twin: checkpoint version %d of run %q, want version %d of run %q",
+			snap.Version, snap.RunID, serviceSnapshotVersion, runID)
+	}
+	return &snap, nil
 }
 
 // findSent reads the tail of the telemetry topic for the run's newest

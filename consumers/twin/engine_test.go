@@ -14,10 +14,10 @@ import (
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
-func newEngine(t *testing.T) *Engine { return newEngineWith(t, nil) }
+func newEngine(t testing.TB) *Engine { return newEngineWith(t, nil) }
 
 // newEngineWith is newEngine with edit applied to the configuration.
-func newEngineWith(t *testing.T, edit func(*Config)) *Engine {
+func newEngineWith(t testing.TB, edit func(*Config)) *Engine {
 	t.Helper()
 	cat, err := cloud.DefaultCatalog()
 	if err != nil {

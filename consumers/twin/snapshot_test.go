@@ -13,7 +13,7 @@ import (
 // runFrom evaluates ticks [from, to) on e with the workload's arrivals and
 // decide's decisions (the oracles see the ticks ahead), scoring each tick;
 // skipFirst leaves out the decisions of tick from (applied before).
-func runFrom(t *testing.T, e *Engine, from, to int64, decide func(int64) []*schemas.DecisionBatch, skipFirst bool) []*Output {
+func runFrom(t testing.TB, e *Engine, from, to int64, decide func(int64) []*schemas.DecisionBatch, skipFirst bool) []*Output {
 	t.Helper()
 	w := workload()
 	var outs []*Output
