@@ -18,7 +18,7 @@ func runFrom(t testing.TB, e *Engine, from, to int64, decide func(int64) []*sche
 	w := workload()
 	var outs []*Output
 	for k := from; k < to; k++ {
-		if !(skipFirst && k == from) {
+		if !skipFirst || k != from {
 			for _, b := range decide(k) {
 				if err := e.Apply(b); err != nil {
 					t.Fatal(err)
