@@ -94,9 +94,9 @@ const embeddedGCPercent = 300
 
 // duckDBMemoryLimit is the Go soft memory limit of a `strata run` that
 // writes a DuckDB store in its own process: DuckDB's buffer pool
-// (store.DuckDBMemoryLimit, 320 MB) lives beside the Go heap, and the two
-// together stay under 1 GiB (README, "Backpressure").
-const duckDBMemoryLimit = 640 << 20
+// (store.DuckDBMemoryLimit, 256 MB) lives beside the Go heap, and the
+// process stays under 1 GiB (README, "Backpressure").
+const duckDBMemoryLimit = 512 << 20
 
 // defaultMemoryLimit sets the soft memory limit and GC percentage of
 // `strata run` and `strata bench` that GOMEMLIMIT and GOGC leave unset;

@@ -64,11 +64,12 @@ func OpenDuckDB(ctx context.Context, path string, opts ...Option) (*DuckDB, erro
 
 // DuckDBMemoryLimit bounds the memory DuckDB's buffer pool may hold in a
 // strata process (a DuckDB size, e.g. "1GB"). With `strata run`'s Go soft
-// limit of 640 MiB beside it the process stays under 1 GiB: a 4-day closed
-// loop into a throttled store peaked at 915 MB (1,266 MB with the 1GB
-// limit this replaced), and a 2-day run at 896–899 MB (1,223–1,234 MB) in
-// the same wall time (README, "Backpressure").
-const DuckDBMemoryLimit = "320MB"
+// limit of 512 MiB beside it the process stays under 1 GiB: a 14-day
+// closed loop into DuckDB peaked at 957 MB (1,073 MB with 320MB and 576
+// MiB, 1,121 MB with 320MB and 640 MiB; 1,579 MB with the 1GB and 768 MiB
+// before), a 2-day run at 899–904 MB (1,203–1,212 MB before), 3–7 %
+// slower (README, "Backpressure").
+const DuckDBMemoryLimit = "256MB"
 
 // DuckDBCheckpointThreshold is the write-ahead log size at which DuckDB
 // writes its tables to the file (DuckDB's default is 16MB). A checkpoint
@@ -76,8 +77,8 @@ const DuckDBMemoryLimit = "320MB"
 // run; a larger threshold checkpoints less often (BenchmarkDuckDBWriteRewards
 // after 1 M rows: 45k rows/s with 16MB, 59k rows/s with 256MB). The rows
 // not yet checkpointed stay in DuckDB's buffer pool, within
-// DuckDBMemoryLimit, so the threshold is a fifth of it.
-const DuckDBCheckpointThreshold = "64MB"
+// DuckDBMemoryLimit, so the threshold is about a fifth of it.
+const DuckDBCheckpointThreshold = "48MB"
 
 // DB returns the underlying database handle.
 func (d *DuckDB) DB() *sql.DB { return d.db }

@@ -200,12 +200,12 @@ func TestDuckDBMemoryLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = d.Close()
-		// DuckDB reports 320MB as 305.1 MiB, 64MB as 61.0 MiB.
-		if limit != "305.1 MiB" {
-			t.Errorf("%s: memory_limit %q, want 320MB (305.1 MiB)", path, limit)
+		// DuckDB reports 256MB as 244.1 MiB, 48MB as 45.7 MiB.
+		if limit != "244.1 MiB" {
+			t.Errorf("%s: memory_limit %q, want 256MB (244.1 MiB)", path, limit)
 		}
-		if checkpoint != "61.0 MiB" {
-			t.Errorf("%s: checkpoint_threshold %q, want 64MB (61.0 MiB)", path, checkpoint)
+		if checkpoint != "45.7 MiB" {
+			t.Errorf("%s: checkpoint_threshold %q, want 48MB (45.7 MiB)", path, checkpoint)
 		}
 	}
 }
