@@ -46,6 +46,14 @@
 // score is the reward, the best one the hindsight oracle, and the difference
 // the regret. An interval with no invocations and no cost emits no reward.
 //
+// # Checkpoints
+//
+// With CommonConfig.Checkpoints either service stores its state every
+// CheckpointEvery ticks (Engine.Snapshot, plus its figures, digests and
+// the input it holds with its offsets) and goes on from it after a crash:
+// a Service after Restore, a Shadow when it starts (docs/twin.md,
+// "Checkpoint and restart").
+//
 // # Metrics
 //
 // With CommonConfig.Registerer either service exports
@@ -55,5 +63,7 @@
 // strata_twin_decision_wait_seconds (Service only: idle from one tick's end
 // until the next one's decisions are complete — the features' and agents'
 // hops not hidden behind scoring), strata_twin_watermark_lag_ticks and
-// strata_twin_decisions_total{layer}, strata_twin_rewards_total{layer}.
+// strata_twin_decisions_total{layer}, strata_twin_rewards_total{layer}; with
+// checkpoints strata_twin_checkpoint_seconds, strata_twin_checkpoint_bytes
+// and strata_twin_restores_total.
 package twin
