@@ -27,22 +27,32 @@ import (
 )
 
 // slowStore is a real DuckDB store whose writes of decisions and rewards
-// each take at least delay longer: a throttled sink.
+// each take at least delay longer: a throttled sink. If stalled is set,
+// its writes also wait until it is closed.
 type slowStore struct {
 	store.Store
-	delay  time.Duration
-	writes atomic.Int64
+	delay   time.Duration
+	stalled chan struct{}
+	writes  atomic.Int64
+}
+
+// wait holds a write for the store's delay, and until it is no longer
+// stalled.
+func (s *slowStore) wait() {
+	s.writes.Add(1)
+	if s.stalled != nil {
+		<-s.stalled
+	}
+	time.Sleep(s.delay)
 }
 
 func (s *slowStore) WriteDecisions(ctx context.Context, rows []*stratapb.Decision) error {
-	s.writes.Add(1)
-	time.Sleep(s.delay)
+	s.wait()
 	return s.Store.WriteDecisions(ctx, rows)
 }
 
 func (s *slowStore) WriteRewards(ctx context.Context, rows []*stratapb.Reward) error {
-	s.writes.Add(1)
-	time.Sleep(s.delay)
+	s.wait()
 	return s.Store.WriteRewards(ctx, rows)
 }
 
@@ -112,9 +122,29 @@ func TestClosedLoopBackpressure(t *testing.T) {
 	o.SinkMaxLag = maxLag
 	reg := prometheus.NewRegistry()
 	o.Registerer = reg
-	slow := &slowStore{Store: open(t), delay: 20 * time.Millisecond}
+	// The store answers no write until the sink is past the bound (so the
+	// twin must hold, however fast the loop runs — under -race it runs
+	// slower than a 20 ms write), then 100 ms later it writes, each batch
+	// 20 ms slower.
+	slow := &slowStore{Store: open(t), delay: 20 * time.Millisecond, stalled: make(chan struct{})}
 	stop := make(chan struct{})
 	peak := gaugeMax(reg, "strata_loop_sink_lag_rows", stop)
+	go func() {
+		defer close(slow.stalled)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := metricSum(reg, "strata_loop_sink_lag_rows"); err == nil && v > maxLag {
+				time.Sleep(100 * time.Millisecond)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	res := pipelinetest.RunLoopInto(t, o, slow)
 	close(stop)
 	if res.Twin.Held == 0 || res.Twin.HeldSeconds <= 0 {
