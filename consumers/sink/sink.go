@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -566,6 +567,9 @@ func (s *Sink) eachEnd(ctx context.Context, fn func(tp topicPartition, end, from
 		return err
 	}
 	committed, err := adm.FetchOffsets(ctx, s.cfg.Group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // a group that has committed nothing yet
+	}
 	if err != nil {
 		return err
 	}
