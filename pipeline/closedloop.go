@@ -282,20 +282,20 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		}
 	}
 	tcfg := twin.ServiceConfig{
-		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, InstanceID: static(groups.Twin), RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
+		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
 			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage, Fault: o.Checkpoint.Fault},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka,
 		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate}
-	ckpt := resumable
-	if o.Checkpoint.Resume && !ckpt {
+	if o.Checkpoint.Resume && !resumable {
 		return res, errors.New("resuming a run needs external Kafka and NATS (--kafka, --nats) and twin checkpoints (--twin-checkpoint-every)")
 	}
-	if ckpt {
-		obj, err := e.JS.ObjectStore(ctx, nm.Bucket(schemas.BucketTwin))
+	if resumable {
+		// The twin is a static member of its group too (it checkpoints).
+		ckpt, err := twin.OpenObjectCheckpoints(ctx, e.JS, nm)
 		if err != nil {
-			return res, fmt.Errorf("opening the twin's checkpoint store: %w", err)
+			return res, err
 		}
-		tcfg.Checkpoints, tcfg.CheckpointEvery = twin.ObjectCheckpoints{Obj: obj}, o.Checkpoint.Every
+		tcfg.Checkpoints, tcfg.CheckpointEvery = ckpt, o.Checkpoint.Every
 	}
 	tsvc, err := twin.NewService(tcfg, eng, e.JS, o.Logger.With("role", "twin"))
 	if err != nil {
@@ -310,7 +310,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		// The replay goes on after what it wrote before it stopped (the
 		// newest watermark of the run on every partition): the twin has
 		// those invocations, or reads them from the topic.
-		wms, _, err := kafka.LastWatermarks(ctx, e.Brokers, o.Logger, nm.Topic(schemas.TopicInvocations), o.RunID, 50_000)
+		wms, err := kafka.LastWatermarks(ctx, e.Brokers, o.Logger, nm.Topic(schemas.TopicInvocations), o.RunID, kafka.WatermarkTail)
 		if err != nil {
 			return res, err
 		}

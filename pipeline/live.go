@@ -292,15 +292,13 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		scfg := twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
 			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage}}
 		if lo.ShadowCheckpointEvery > 0 && !e.EmbeddedKafka && lo.NATSURL != "" {
-			obj, err := e.JS.ObjectStore(ctx, nm.Bucket(schemas.BucketTwin))
+			// With checkpoints the shadow is a static member of its group:
+			// restarted after a crash, it takes its partitions back at once.
+			ckpt, err := twin.OpenObjectCheckpoints(ctx, e.JS, nm)
 			if err != nil {
-				return errors.Join(fmt.Errorf("opening the twin's checkpoint store: %w", err), stop())
+				return errors.Join(err, stop())
 			}
-			// A static member: restarted after a crash, it takes the
-			// telemetry partitions back at once.
-			scfg.Group = nm.Group("strata-shadow-" + runID)
-			scfg.InstanceID = scfg.Group
-			scfg.Checkpoints, scfg.CheckpointEvery = twin.ObjectCheckpoints{Obj: obj}, lo.ShadowCheckpointEvery
+			scfg.Checkpoints, scfg.CheckpointEvery = ckpt, lo.ShadowCheckpointEvery
 		}
 		if run.Shadow, err = twin.NewShadow(scfg, eng, e.JS, logger.With("role", "shadow")); err != nil {
 			return errors.Join(err, stop())

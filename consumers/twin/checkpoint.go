@@ -7,8 +7,8 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
-	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,6 +43,16 @@ var ErrNoCheckpoint = errors.New("no twin checkpoint")
 // schemas.BucketTwin). An object's chunks are written first and its
 // metadata last, so a put cut short leaves the previous object readable.
 type ObjectCheckpoints struct{ Obj jetstream.ObjectStore }
+
+// OpenObjectCheckpoints opens the twin's checkpoint store of a deployment
+// (names' schemas.BucketTwin, which natsbus.EnsureStreams creates).
+func OpenObjectCheckpoints(ctx context.Context, js jetstream.JetStream, names schemas.Names) (ObjectCheckpoints, error) {
+	obj, err := js.ObjectStore(ctx, names.Bucket(schemas.BucketTwin))
+	if err != nil {
+		return ObjectCheckpoints{}, fmt.Errorf("opening the twin's checkpoint store: %w", err)
+	}
+	return ObjectCheckpoints{Obj: obj}, nil
+}
 
 // Get returns the object key, or ErrNoCheckpoint.
 func (o ObjectCheckpoints) Get(ctx context.Context, key string) ([]byte, error) {
@@ -143,52 +153,52 @@ func (c *core) checkpointDue(k int64) bool {
 
 // checkpoint waits until every evaluated tick is scored and its records
 // are acknowledged, then stores the service's state (serviceSnap, with
-// what extra adds) and commits the input offsets it holds to the consumer
-// group.
-func (s *core) checkpoint(ctx context.Context, in *input, extra func(*serviceSnap)) error {
+// what ckptExtra adds) and commits the input offsets it holds to the
+// consumer group.
+func (c *core) checkpoint(ctx context.Context, in *input) error {
 	t0 := time.Now()
-	if err := s.drainScoring(); err != nil {
+	if err := c.drainScoring(); err != nil {
 		return err
 	}
-	if err := s.cl.Flush(ctx); err != nil {
+	if err := c.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("flushing the twin's output before a checkpoint: %w", err)
 	}
-	if err := s.producedErr(); err != nil {
+	if err := c.producedErr(); err != nil {
 		return err
 	}
-	next := s.eng.NextTick()
-	eng, err := s.eng.Snapshot()
+	next := c.eng.NextTick()
+	eng, err := c.eng.Snapshot()
 	if err != nil {
 		return err
 	}
-	snap := serviceSnap{Version: serviceSnapshotVersion, RunID: s.cfg.RunID, Next: next, Engine: eng,
+	snap := serviceSnap{Version: serviceSnapshotVersion, RunID: c.cfg.RunID, Next: next, Engine: eng,
 		Arrivals: in.arrivals, Ahead: in.ahead, WM: in.wm, Final: in.final, Horizon: in.horizon, NParts: in.nParts,
 		Offsets: in.offsets, Written: time.Now().UTC()}
-	s.mu.Lock()
-	snap.Stats = s.stats
+	c.mu.Lock()
+	snap.Stats = c.stats
 	// Decision batches completed ahead of the checkpoint are counted
 	// again when the restarted service reads them again.
-	for k, p := range s.batches {
+	for k, p := range c.batches {
 		if p.complete() && firstTick(k) >= next {
 			snap.Stats.DecisionBatches--
 		}
 	}
-	snap.DecisionsDigest, err = marshalHash(s.digests.decisions)
+	snap.DecisionsDigest, err = marshalHash(c.digests.decisions)
 	if err == nil {
-		snap.RewardsDigest, err = marshalHash(s.digests.rewards)
+		snap.RewardsDigest, err = marshalHash(c.digests.rewards)
 	}
-	snap.Latencies, snap.LatencyDays = s.latencies, s.latencyDays
-	snap.RewardSum, snap.RegretSum = s.rewardSum, s.regretSum
-	snap.InvokedRewardSum, snap.InvokedRegretSum = s.invokedRewardSum, s.invokedRegretSum
-	snap.Published = s.published.Load()
-	if extra != nil {
-		extra(&snap)
+	snap.Latencies, snap.LatencyDays = c.latencies, c.latencyDays
+	snap.RewardSum, snap.RegretSum = c.rewardSum, c.regretSum
+	snap.InvokedRewardSum, snap.InvokedRegretSum = c.invokedRewardSum, c.invokedRegretSum
+	snap.Published = c.published.Load()
+	if c.ckptExtra != nil {
+		c.ckptExtra(in, &snap)
 	}
-	snap.TrDone = s.trDone
+	snap.TrDone = c.trDone
 	if err == nil {
-		snap.PendingTr, err = encodeTransitions(s.pendingTr)
+		snap.PendingTr, err = encodeTransitions(c.pendingTr)
 	}
-	for k, a := range s.states {
+	for k, a := range c.states {
 		st := stateSnap{Layer: k.layer, Tick: k.tick, N: a.n, Vec: a.vec}
 		for sh := range a.shards {
 			st.Shards = append(st.Shards, sh)
@@ -199,16 +209,16 @@ func (s *core) checkpoint(ctx context.Context, in *input, extra func(*serviceSna
 	if err == nil {
 		err = gob.NewEncoder(&buf).Encode(&snap)
 	}
-	s.mu.Unlock()
+	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("encoding the twin's checkpoint at tick %d: %w", next, err)
 	}
 	size := buf.Len()
 	var r io.Reader = &buf
-	if s.cfg.Fault != nil {
-		r = &faultReader{r: r, at: int64(buf.Len() / 2), hit: func() { s.cfg.Fault(FaultCheckpointWrite, next) }}
+	if c.cfg.Fault != nil {
+		r = &faultReader{r: r, at: int64(buf.Len() / 2), hit: func() { c.cfg.Fault(FaultCheckpointWrite, next) }}
 	}
-	if err := s.cfg.Checkpoints.Put(ctx, s.ckptKey(), r); err != nil {
+	if err := c.cfg.Checkpoints.Put(ctx, c.ckptKey(), r); err != nil {
 		return fmt.Errorf("checkpointing the twin at tick %d: %w", next, err)
 	}
 	// The group's offsets only save the restarted service reading what
@@ -219,17 +229,17 @@ func (s *core) checkpoint(ctx context.Context, in *input, extra func(*serviceSna
 		for p, o := range in.offsets {
 			offs[p] = kgo.EpochOffset{Epoch: -1, Offset: o}
 		}
-		s.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{s.topic: offs}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		c.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{c.topic: offs}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
-				s.log.Warn("committing the twin's input offsets after a checkpoint", "tick", next, "err", err)
+				c.log.Warn("committing the twin's input offsets after a checkpoint", "tick", next, "err", err)
 			}
 		})
 	}
-	s.met.checkpoint.Observe(time.Since(t0).Seconds())
-	s.met.checkpointBytes.Set(float64(size))
-	s.log.Info("twin checkpoint", "run", s.cfg.RunID, "next_tick", next, "bytes", size, "seconds", time.Since(t0).Seconds())
-	if s.cfg.OnCheckpoint != nil {
-		s.cfg.OnCheckpoint(next)
+	c.met.checkpoint.Observe(time.Since(t0).Seconds())
+	c.met.checkpointBytes.Set(float64(size))
+	c.log.Info("twin checkpoint", "run", c.cfg.RunID, "next_tick", next, "bytes", size, "seconds", time.Since(t0).Seconds())
+	if c.cfg.OnCheckpoint != nil {
+		c.cfg.OnCheckpoint(next)
 	}
 	return nil
 }
@@ -264,79 +274,67 @@ func (s *Service) Restore(ctx context.Context) (next int64, err error) {
 // restore loads the run's checkpoint, if there is one, into the service
 // and returns the input it held and the checkpoint (nil without one);
 // without one the input is fresh, started as given.
-func (s *core) restore(ctx context.Context, started bool) (*input, *serviceSnap, error) {
+func (c *core) restore(ctx context.Context, started bool) (*input, *serviceSnap, error) {
 	in := newInput(started, dedup.New())
-	data, err := s.cfg.Checkpoints.Get(ctx, s.ckptKey())
+	data, err := c.cfg.Checkpoints.Get(ctx, c.ckptKey())
 	if errors.Is(err, ErrNoCheckpoint) {
-		s.log.Info("no twin checkpoint: the run starts from its beginning", "run", s.cfg.RunID)
+		c.log.Info("no twin checkpoint: the run starts from its beginning", "run", c.cfg.RunID)
 		return in, nil, nil
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	snap, err := decodeCheckpoint(data, s.cfg.RunID)
+	snap, err := decodeCheckpoint(data, c.cfg.RunID)
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.eng.started {
+	if c.eng.started {
 		return nil, nil, errors.New("restoring the twin: its engine has evaluated ticks already")
 	}
-	if err := s.eng.restore(snap.Engine); err != nil {
+	if err := c.eng.restore(snap.Engine); err != nil {
 		return nil, nil, err
 	}
-	if err := unmarshalHash(s.digests.decisions, snap.DecisionsDigest); err != nil {
+	if err := unmarshalHash(c.digests.decisions, snap.DecisionsDigest); err != nil {
 		return nil, nil, err
 	}
-	if err := unmarshalHash(s.digests.rewards, snap.RewardsDigest); err != nil {
+	if err := unmarshalHash(c.digests.rewards, snap.RewardsDigest); err != nil {
 		return nil, nil, err
 	}
-	s.mu.Lock()
-	s.stats = snap.Stats
-	if s.stats.Layers == nil {
-		s.stats.Layers = map[string]LayerStats{}
-	}
-	s.latencies, s.latencyDays = snap.Latencies, snap.LatencyDays
-	s.rewardSum, s.regretSum = orEmpty(snap.RewardSum), orEmpty(snap.RegretSum)
-	s.invokedRewardSum, s.invokedRegretSum = orEmpty(snap.InvokedRewardSum), orEmpty(snap.InvokedRegretSum)
-	if snap.TrDone != nil {
-		s.trDone = snap.TrDone
-	}
-	s.pendingTr, err = decodeTransitions(snap.PendingTr)
+	c.mu.Lock()
+	c.stats = snap.Stats
+	c.stats.Layers = orEmpty(c.stats.Layers)
+	c.latencies, c.latencyDays = snap.Latencies, snap.LatencyDays
+	c.rewardSum, c.regretSum = orEmpty(snap.RewardSum), orEmpty(snap.RegretSum)
+	c.invokedRewardSum, c.invokedRegretSum = orEmpty(snap.InvokedRewardSum), orEmpty(snap.InvokedRegretSum)
+	c.trDone = orEmpty(snap.TrDone)
+	c.pendingTr, err = decodeTransitions(snap.PendingTr)
 	if err != nil {
-		s.mu.Unlock()
+		c.mu.Unlock()
 		return nil, nil, err
 	}
 	for _, st := range snap.States {
-		a := &stateAcc{n: st.N, shards: map[int]bool{}, vec: st.Vec}
-		if a.vec == nil {
-			a.vec = map[FuncID][]float32{}
-		}
+		a := &stateAcc{n: st.N, shards: map[int]bool{}, vec: orEmpty(st.Vec)}
 		for _, sh := range st.Shards {
 			a.shards[sh] = true
 		}
-		s.states[batchKey{st.Layer, st.Tick}] = a
+		c.states[batchKey{st.Layer, st.Tick}] = a
 	}
-	s.mu.Unlock()
-	s.published.Store(snap.Published)
-	s.floor.Store(snap.Next)
-	if snap.Arrivals != nil {
-		in.arrivals = snap.Arrivals
-	}
+	c.mu.Unlock()
+	c.published.Store(snap.Published)
+	c.floor.Store(snap.Next)
+	in.arrivals = orEmpty(snap.Arrivals)
 	for k, as := range in.arrivals {
 		for _, a := range as {
 			in.ids.Add(a.ID, k)
 		}
 	}
-	in.ahead, in.wm, in.offsets = orEmpty32(snap.Ahead), orEmpty32(snap.WM), orEmpty32(snap.Offsets)
-	if snap.Final != nil {
-		in.final = snap.Final
-	}
+	in.ahead, in.wm, in.offsets, in.final = orEmpty(snap.Ahead), orEmpty(snap.WM), orEmpty(snap.Offsets), orEmpty(snap.Final)
 	in.horizon, in.nParts = snap.Horizon, snap.NParts
 	if snap.Started {
 		in.started, in.startTick = true, snap.StartTick
 	}
-	s.log.Info("twin restored from its checkpoint", "run", s.cfg.RunID, "next_tick", snap.Next, "written", snap.Written, "bytes", len(data))
-	s.met.restores.Inc()
+	c.log.Info("twin restored from its checkpoint", "run", c.cfg.RunID, "next_tick", snap.Next, "written", snap.Written, "bytes", len(data))
+	c.met.restores.Inc()
 	return in, snap, nil
 }
 
@@ -357,7 +355,7 @@ func decodeCheckpoint(data []byte, runID string) (*serviceSnap, error) {
 // watermark on every partition: the telemetry of the ticks before it
 // reached Kafka before the service stopped, and is not written again.
 func (s *Service) findSent(ctx context.Context) error {
-	newest, _, err := kafka.LastWatermarks(ctx, s.cfg.Brokers, s.log, s.cfg.Names.Topic(schemas.TopicTelemetry), s.cfg.RunID, telemetryTail)
+	newest, err := kafka.LastWatermarks(ctx, s.cfg.Brokers, s.log, s.cfg.Names.Topic(schemas.TopicTelemetry), s.cfg.RunID, kafka.WatermarkTail)
 	if err != nil {
 		return err
 	}
@@ -368,11 +366,6 @@ func (s *Service) findSent(ctx context.Context) error {
 	s.log.Info("twin telemetry already written", "run", s.cfg.RunID, "until_tick", grid.TickOf(s.sentUS, grid.OperationalTickUS))
 	return nil
 }
-
-// telemetryTail is how many of the newest records of each telemetry
-// partition a restarting twin reads for its last watermark: a tick's
-// records and one watermark per tick come between two of them.
-const telemetryTail = 50_000
 
 // firstTick returns the first operational tick of batch key k's interval.
 func firstTick(k batchKey) int64 { return k.tick * k.layer.OperationalTicks() }
@@ -388,7 +381,7 @@ func (e *Engine) restore(data []byte) error {
 	return nil
 }
 
-func marshalHash(h interface{ Sum([]byte) []byte }) ([]byte, error) {
+func marshalHash(h hash.Hash) ([]byte, error) {
 	m, ok := h.(encoding.BinaryMarshaler)
 	if !ok {
 		return nil, errors.New("the digest's hash cannot be saved")
@@ -396,7 +389,7 @@ func marshalHash(h interface{ Sum([]byte) []byte }) ([]byte, error) {
 	return m.MarshalBinary()
 }
 
-func unmarshalHash(h interface{ Sum([]byte) []byte }, b []byte) error {
+func unmarshalHash(h hash.Hash, b []byte) error {
 	u, ok := h.(encoding.BinaryUnmarshaler)
 	if !ok {
 		return errors.New("the digest's hash cannot be restored")
@@ -407,16 +400,11 @@ func unmarshalHash(h interface{ Sum([]byte) []byte }, b []byte) error {
 	return nil
 }
 
-func orEmpty(m map[string]float64) map[string]float64 {
+// orEmpty returns m, or an empty map for nil (gob decodes an empty map
+// as nil).
+func orEmpty[K comparable, V any](m map[K]V) map[K]V {
 	if m == nil {
-		return map[string]float64{}
-	}
-	return maps.Clone(m)
-}
-
-func orEmpty32(m map[int32]int64) map[int32]int64 {
-	if m == nil {
-		return map[int32]int64{}
+		return map[K]V{}
 	}
 	return m
 }

@@ -39,6 +39,7 @@ type CommonConfig struct {
 	// InstanceID, if set, makes the service a static member of its group:
 	// restarted with the same id after a crash, it takes its partitions
 	// back at once instead of after the dead member's session times out.
+	// A service with Checkpoints is one by default, with its group's name.
 	InstanceID string
 	// Names prefixes the topics, default groups, streams and subjects (see
 	// schemas.Names).
@@ -153,11 +154,10 @@ type core struct {
 	// batches of intervals starting before it, read again from the
 	// stream, are dropped.
 	floor atomic.Int64
-	// afterTick, if set, runs after each evaluated tick (a Service's
-	// checkpoints).
-	afterTick func(ctx context.Context, k int64, in *input) error
-	// ckptName names the service's checkpoint object (ckptKey).
-	ckptName string
+	// ckptName names the service's checkpoint object (ckptKey);
+	// ckptExtra, if set, adds a mode's own state to its checkpoints.
+	ckptName  string
+	ckptExtra func(in *input, snap *serviceSnap)
 }
 
 type batchKey struct {
@@ -176,7 +176,7 @@ func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n
 
 // newCore returns the shared part of a service around eng that reads
 // topic (a base name, schemas.Topic…) in consumer group cfg.Group.
-func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream, logger *slog.Logger, opts ...kgo.Opt) (*core, error) {
+func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream, logger *slog.Logger) (*core, error) {
 	for l, f := range cfg.FeatureSets {
 		if err := f.Validate(l); err != nil {
 			return nil, fmt.Errorf("creating the twin: %w", err)
@@ -198,9 +198,7 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
 	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
-	if cfg.InstanceID != "" {
-		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
-	}
+	var opts []kgo.Opt
 	if cfg.Checkpoints != nil {
 		if slices.Contains(cfg.Transitions, schemas.Operational) {
 			return nil, errors.New("configuring twin: checkpoints do not cover operational transitions yet (their sequences are rebuilt from every state batch)")
@@ -212,6 +210,14 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		// as they are read, they could pass records that a restarted
 		// service, going on from its last checkpoint, never saw.
 		opts = append(opts, kgo.DisableAutoCommit())
+		if cfg.InstanceID == "" {
+			// A service that checkpoints expects to be restarted: as a
+			// static member it takes its partitions back at once.
+			c.cfg.InstanceID = cfg.Group
+		}
+	}
+	if c.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.cfg.InstanceID))
 	}
 	cl, err := kgo.NewClient(append(append(kafka.CommonOpts(cfg.Brokers, logger),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(c.topic),

@@ -148,8 +148,8 @@ func (c *core) evaluateReady(ctx, out context.Context, m mode, in *input) (bool,
 			return false, err
 		}
 		in.forget(k)
-		if c.afterTick != nil {
-			if err := c.afterTick(out, k, in); err != nil {
+		if c.checkpointDue(k) {
+			if err := c.checkpoint(out, in); err != nil {
 				return false, err
 			}
 		}

@@ -93,17 +93,8 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	}
 	c.scoreFrom, c.telemetryOnly, c.keepLatencies = cfg.ScoreFromTick, cfg.TelemetryOnly, true
 	c.publishFrom, c.noDecisions = cfg.PublishFromTick, cfg.NoDecisions
-	s := &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate}
 	c.ckptName = "twin"
-	if cfg.Checkpoints != nil {
-		c.afterTick = func(ctx context.Context, k int64, in *input) error {
-			if !s.checkpointDue(k) {
-				return nil
-			}
-			return s.checkpoint(ctx, in, nil)
-		}
-	}
-	return s, nil
+	return &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate}, nil
 }
 
 // Stats returns a copy of the counters.

@@ -60,21 +60,14 @@ func NewShadow(cfg ShadowConfig, eng *Engine, js jetstream.JetStream, logger *sl
 	}
 	s := &Shadow{core: c, applied: map[schemas.Layer]int64{}, late: map[batchKey]map[FuncID]bool{}}
 	c.ckptName = "shadow"
-	if cfg.Checkpoints != nil {
-		c.afterTick = func(ctx context.Context, k int64, in *input) error {
-			if !s.checkpointDue(k) {
-				return nil
+	c.ckptExtra = func(in *input, snap *serviceSnap) {
+		snap.Started, snap.StartTick, snap.Applied = in.started, in.startTick, s.applied
+		for bk, ids := range s.late {
+			ls := lateSnap{Layer: bk.layer, Tick: bk.tick}
+			for id := range ids {
+				ls.IDs = append(ls.IDs, id)
 			}
-			return s.checkpoint(ctx, in, func(snap *serviceSnap) {
-				snap.Started, snap.StartTick, snap.Applied = in.started, in.startTick, s.applied
-				for bk, ids := range s.late {
-					ls := lateSnap{Layer: bk.layer, Tick: bk.tick}
-					for id := range ids {
-						ls.IDs = append(ls.IDs, id)
-					}
-					snap.Late = append(snap.Late, ls)
-				}
-			})
+			snap.Late = append(snap.Late, ls)
 		}
 	}
 	return s, nil
@@ -88,9 +81,7 @@ func (s *Shadow) restore(ctx context.Context) (*input, error) {
 	if err != nil || snap == nil {
 		return in, err
 	}
-	if snap.Applied != nil {
-		s.applied = snap.Applied
-	}
+	s.applied = orEmpty(snap.Applied)
 	for _, ls := range snap.Late {
 		for _, id := range ls.IDs {
 			s.markLate(batchKey{ls.Layer, ls.Tick}, id)

@@ -83,13 +83,17 @@ func ReadTail(ctx context.Context, brokers []string, logger *slog.Logger, topic 
 	return nil
 }
 
+// WatermarkTail is how many of a partition's newest records LastWatermarks
+// reads by default for the newest watermark: a watermark comes after each
+// tick's records, and a tick of the 14-day synthetic trace holds at most a
+// few hundred.
+const WatermarkTail = 50_000
+
 // LastWatermarks returns, per partition of topic, the newest watermark of
 // run runID among the last n records (partitions without one are left
-// out), and whether a final watermark was among them: what a producer of
-// the run wrote before it stopped.
-func LastWatermarks(ctx context.Context, brokers []string, logger *slog.Logger, topic, runID string, n int64) (map[int32]int64, bool, error) {
+// out): what a producer of the run wrote before it stopped.
+func LastWatermarks(ctx context.Context, brokers []string, logger *slog.Logger, topic, runID string, n int64) (map[int32]int64, error) {
 	newest := map[int32]int64{}
-	final := false
 	err := ReadTail(ctx, brokers, logger, topic, n, func(r *kgo.Record) {
 		if !IsWatermark(r) {
 			return
@@ -97,8 +101,7 @@ func LastWatermarks(ctx context.Context, brokers []string, logger *slog.Logger, 
 		var w stratapb.Watermark
 		if proto.Unmarshal(r.Value, &w) == nil && w.RunId == runID {
 			newest[r.Partition] = max(newest[r.Partition], w.WatermarkUs)
-			final = final || w.Final
 		}
 	})
-	return newest, final, err
+	return newest, err
 }
