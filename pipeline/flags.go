@@ -12,6 +12,7 @@ import (
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // RegisterFlags registers the flags of where a run's Kafka and NATS are
@@ -109,4 +110,16 @@ func registerFeatures(fs *flag.FlagSet, prefix string, l schemas.Layer, v *strin
 		names = append(names, strings.TrimPrefix(n, string(l)+"/"))
 	}
 	fs.StringVar(v, prefix+string(l)+"-features", *v, what+": "+strings.Join(names, " or ")+" (docs/agents.md, feature sets)")
+}
+
+// tickTime is one operational tick as a duration.
+const tickTime = time.Duration(grid.OperationalTickUS) * time.Microsecond
+
+// ticksOf returns d in operational ticks, or an error naming flag when d
+// is negative or not a whole number of ticks (15 s).
+func ticksOf(flag string, d time.Duration) (int64, error) {
+	if d < 0 || d%tickTime != 0 {
+		return 0, fmt.Errorf("--%s %v: want a non-negative multiple of 15s", flag, d)
+	}
+	return int64(d / tickTime), nil
 }

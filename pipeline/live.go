@@ -161,7 +161,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		// The records die with the process: at a stop, ingest's last
 		// watermark closes the tick of every record it accepted, and the
 		// drain waits for the back end to process them.
-		icfg.DrainWindow = time.Duration(grid.OperationalTickUS) * time.Microsecond
+		icfg.DrainWindow = tickTime
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		icfg.Gatherer = g

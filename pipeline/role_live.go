@@ -11,7 +11,6 @@ import (
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/schemas"
-	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // LiveRole is `strata live`: live mode in one process (Live), configured
@@ -100,8 +99,9 @@ func (r *LiveRole) config() (LiveConfig, error) {
 	if err != nil {
 		return lo, err
 	}
-	if d := r.ShadowCheckpointEvery; d < 0 || d%(time.Duration(grid.OperationalTickUS)*time.Microsecond) != 0 {
-		return lo, fmt.Errorf("--shadow-checkpoint-every %v: want a non-negative multiple of 15s", d)
+	shadowEvery, err := ticksOf("shadow-checkpoint-every", r.ShadowCheckpointEvery)
+	if err != nil {
+		return lo, err
 	}
 	icfg, err := r.Ingest.Config(nil)
 	if err != nil {
@@ -130,7 +130,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 		Policies: map[schemas.Layer]string{schemas.Strategic: r.Strategic, schemas.Tactical: r.Tactical, schemas.Operational: r.Operational},
 		Models:   r.Models, Placement: pl, Seed: r.PolicySeed, Act: r.Act, Shadow: r.Shadow, Transitions: trLayers,
 		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON, Serving: sv, Deployment: r.Deployment,
-		ShadowCheckpointEvery: int64(r.ShadowCheckpointEvery / (time.Duration(grid.OperationalTickUS) * time.Microsecond)),
+		ShadowCheckpointEvery: shadowEvery,
 	}
 	if !r.NoStore {
 		lo.Store, lo.Retention = r.Store.Target(), r.Store.Retention

@@ -11,7 +11,6 @@ import (
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/replay"
 	"github.com/strata-rl/strata/schemas"
-	"github.com/strata-rl/strata/schemas/grid"
 )
 
 // RunRole is `strata run`: a trace replayed through the closed loop in one
@@ -116,8 +115,8 @@ func (r *RunRole) Validate() error {
 	if _, err := ParsePlacement(r.Placement); err != nil {
 		return err
 	}
-	if d := r.TwinCheckpointEvery; d < 0 || d%(time.Duration(grid.OperationalTickUS)*time.Microsecond) != 0 {
-		return fmt.Errorf("--twin-checkpoint-every %v: want a non-negative multiple of 15s", d)
+	if _, err := ticksOf("twin-checkpoint-every", r.TwinCheckpointEvery); err != nil {
+		return err
 	}
 	if r.Resume && r.Replay.RunID == "" {
 		return errors.New("--resume goes on with a run: give its --run-id")
@@ -206,10 +205,14 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		every, err := ticksOf("twin-checkpoint-every", r.TwinCheckpointEvery)
+		if err != nil {
+			return err
+		}
 		return RunLoop(ctx, LoopOptions{Serving: sv, FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
 			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, SinkMaxLag: r.Store.SinkMaxLag, Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON,
-			Checkpoint: TwinCheckpoint{Every: int64(r.TwinCheckpointEvery / (time.Duration(grid.OperationalTickUS) * time.Microsecond)), Resume: r.Resume, Fault: fault}},
+			Checkpoint: TwinCheckpoint{Every: every, Resume: r.Resume, Fault: fault}},
 			o, src, name, traceLen, stdout)
 	}
 	res, err := OpenLoop(ctx, o, src, name, traceLen)
