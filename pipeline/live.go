@@ -79,6 +79,9 @@ type LiveConfig struct {
 	// checkpoints on external Kafka and NATS (0: none); a shadow started
 	// on a run with a checkpoint goes on from it (docs/twin.md).
 	ShadowCheckpointEvery int64
+	// ShadowFault, if set, is the shadow twin's fault hook
+	// (twin.CommonConfig.Fault; FaultFromEnv).
+	ShadowFault func(point string, tick int64)
 	// DrainTimeout bounds the drain at a stop on the embedded broker
 	// (default 30 s).
 	DrainTimeout time.Duration
@@ -240,7 +243,17 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	}
 	runID := lo.RunID
 	groups := GroupsOf(nm, runID)
-	if run.Features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features,
+	// On external Kafka the features and the sink are static members of
+	// their groups (one live process per run): restarted after a crash,
+	// each takes its partitions back at once instead of waiting out the
+	// dead member's session.
+	static := func(group string) string {
+		if e.EmbeddedKafka {
+			return ""
+		}
+		return group
+	}
+	if run.Features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
 		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage}, lo.publisher(e.JS), features.KVCheckpoints{KV: kv},
 		logger.With("role", "features"), reg); err != nil {
 		return err
@@ -290,7 +303,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			return errors.Join(err, stop())
 		}
 		scfg := twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
-			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage}}
+			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage, Fault: lo.ShadowFault}}
 		if lo.ShadowCheckpointEvery > 0 && !e.EmbeddedKafka && lo.NATSURL != "" {
 			// With checkpoints the shadow is a static member of its group:
 			// restarted after a crash, it takes its partitions back at once.
@@ -314,7 +327,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		if err := st.EnsureSchema(ctx); err != nil {
 			return errors.Join(err, stop())
 		}
-		if run.Sink, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, Partitions: lo.Partitions,
+		if run.Sink, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, InstanceID: static(groups.Sink), Partitions: lo.Partitions,
 			Outcomes: true, RunID: runID, Names: nm, Retention: lo.Retention, OutageBound: lo.KafkaOutage}, st, logger.With("role", "sink"), reg); err != nil {
 			return errors.Join(err, stop())
 		}

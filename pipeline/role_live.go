@@ -148,6 +148,9 @@ func (r *LiveRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if lo.ShadowFault, err = FaultFromEnv(logger); err != nil {
+		return err
+	}
 	reg := NewRegistry()
 	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err

@@ -439,11 +439,12 @@ func decodeTransitions(m map[schemas.Layer][][]byte) (map[schemas.Layer][]*strat
 	return out, nil
 }
 
-// Fault points: where ServiceConfig.Fault is called, for tests that kill
-// the twin there (docs/twin.md, "Checkpoint and restart").
+// Fault points: where CommonConfig.Fault is called, for tests that kill
+// the twin or the shadow there (docs/twin.md, "Checkpoint and restart").
 const (
-	// FaultTick follows the writing of a tick's telemetry, before its
-	// scoring is queued.
+	// FaultTick follows a tick's simulation: in the replay twin after
+	// its telemetry is written, before its scoring is queued; in the
+	// shadow before the tick is scored.
 	FaultTick = "twin-tick"
 	// FaultScoring comes inside a tick's scoring: its rewards computed,
 	// not yet written.

@@ -340,9 +340,15 @@ func (c *core) evaluatedSince(t0 time.Time) {
 }
 
 // scoreTick scores out; it returns when scoring began.
-func (c *core) scoreTick(out *Output) (time.Time, error) {
+func (c *core) scoreTick(k int64, out *Output) (time.Time, error) {
 	t1 := time.Now()
-	return t1, c.eng.Score(out)
+	if err := c.eng.Score(out); err != nil {
+		return t1, err
+	}
+	if c.cfg.Fault != nil {
+		c.cfg.Fault(FaultScoring, k)
+	}
+	return t1, nil
 }
 
 // drainScoring waits until every tick handed to the scorer, if any, is

@@ -60,12 +60,9 @@ func (s *scorer) run() {
 
 // score scores job j's tick and writes its output.
 func (s *scorer) score(j scoreJob) error {
-	t1, err := s.c.scoreTick(j.out)
+	t1, err := s.c.scoreTick(j.k, j.out)
 	if err != nil {
 		return err
-	}
-	if s.c.cfg.Fault != nil {
-		s.c.cfg.Fault(FaultScoring, j.k)
 	}
 	return s.c.write(j.ctx, j.k, j.out, t1)
 }

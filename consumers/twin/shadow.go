@@ -173,7 +173,10 @@ func (s *Shadow) evaluate(ctx context.Context, k int64, bs []*schemas.DecisionBa
 		return err
 	}
 	s.evaluatedSince(t0)
-	t1, err := s.scoreTick(out)
+	if s.cfg.Fault != nil {
+		s.cfg.Fault(FaultTick, k)
+	}
+	t1, err := s.scoreTick(k, out)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package pipelinetest
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 
@@ -30,19 +31,35 @@ type loadOut struct {
 // "tok", JSON, batches of 100, concurrency requests in flight, 60 retries
 // each) until it has sent them or ctx ends.
 func StartLoad(ctx context.Context, url string, n int64, concurrency int, src replay.Source) *Load {
+	return StartLoadWith(ctx, loadgen.Config{URL: url, Batch: 100, Concurrency: concurrency, Limit: n}, src)
+}
+
+// StartLoadWith runs the load generator with cfg (its Token, Format,
+// MaxRetries and OnAck set as StartLoad sets them) until it has sent
+// cfg.Limit records of src or ctx ends: a paced load is cfg.Rate records
+// a second.
+func StartLoadWith(ctx context.Context, cfg loadgen.Config, src replay.Source) *Load {
 	l := &Load{acked: map[string]bool{}, done: make(chan loadOut, 1)}
+	cfg.Token, cfg.Format, cfg.MaxRetries = "tok", loadgen.FormatJSON, 60
+	cfg.OnAck = func(ids []string) {
+		l.mu.Lock()
+		for _, id := range ids {
+			l.acked[id] = true
+		}
+		l.mu.Unlock()
+	}
 	go func() {
-		res, err := loadgen.Run(ctx, loadgen.Config{URL: url, Token: "tok", Format: loadgen.FormatJSON, Rate: 0,
-			Batch: 100, Concurrency: concurrency, MaxRetries: 60, Limit: n, OnAck: func(ids []string) {
-				l.mu.Lock()
-				for _, id := range ids {
-					l.acked[id] = true
-				}
-				l.mu.Unlock()
-			}}, src, slog.New(slog.DiscardHandler))
+		res, err := loadgen.Run(ctx, cfg, src, slog.New(slog.DiscardHandler))
 		l.done <- loadOut{res, err}
 	}()
 	return l
+}
+
+// AckedIDs returns the distinct ids the server acknowledged so far.
+func (l *Load) AckedIDs() map[string]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.acked)
 }
 
 // Acked returns how many distinct ids the server acknowledged so far.
