@@ -19,11 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
+	"github.com/strata-rl/strata/schemas/stratapb"
 )
 
 // twinRestartSeed seeds the ticks TestIntegrationTwinKilledAndResumed
@@ -58,7 +61,7 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 		t.Helper()
 		args := append([]string{"run", "--kafka", strings.Join(brokers, ","), "--nats", natsURL, "--prefix", names.Prefix,
 			"--clickhouse", dsn, "--run-id", runID, "--trace", pipelinetest.RealTrace, "--twin-checkpoint-every", "15m",
-			"--summary", summary, "--progress=false"}, extra...)
+			"--transitions", "strategic,tactical,operational", "--summary", summary, "--progress=false"}, extra...)
 		cmd := exec.CommandContext(ctx, bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
@@ -75,6 +78,15 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 	}
 	want := readSummary(t, refSum)
 	wantTables := tableDigests(ctx, t, refDSN, runID)
+	wantTr := transitionsOf(ctx, t, brokers, refNames)
+	perLayer := map[string]int{}
+	for k := range wantTr {
+		perLayer[strings.SplitN(k, "/", 2)[0]]++
+	}
+	t.Logf("uninterrupted run: transitions per layer %v", perLayer)
+	if perLayer[string(schemas.Operational)] == 0 {
+		t.Fatal("the uninterrupted run wrote no operational transition")
+	}
 
 	rng := rand.New(rand.NewPCG(twinRestartSeed, 0))
 	points := []struct {
@@ -127,8 +139,50 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 					t.Errorf("%s: %s resumed, %s uninterrupted", table, gotTables[table], w)
 				}
 			}
+			// The transitions of every layer, operational ones too (whose
+			// sequences the restored twin rebuilt from the state stream):
+			// the uninterrupted run's, each once or, after the
+			// checkpoint, twice alike.
+			gotTr := transitionsOf(ctx, t, brokers, names)
+			if len(gotTr) != len(wantTr) {
+				t.Errorf("%d distinct transitions resumed, %d uninterrupted", len(gotTr), len(wantTr))
+			}
+			for k, w := range wantTr {
+				if gotTr[k] != w {
+					t.Errorf("transition %s differs resumed or is missing", k)
+					break
+				}
+			}
 		})
 	}
+}
+
+// transitionsOf reads the transitions topic of names and returns each
+// transition (end-of-interval markers left out) by layer, tick, app and
+// function, as its deterministic encoding; it fails t if one key holds two
+// different transitions.
+func transitionsOf(ctx context.Context, t *testing.T, brokers []string, names schemas.Names) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, r := range pipelinetest.ReadTopics(t, ctx, brokers, names.Topic(schemas.TopicTransitions)) {
+		var tr stratapb.Transition
+		if err := proto.Unmarshal(r.Value, &tr); err != nil {
+			t.Fatal(err)
+		}
+		if tr.GetEndOfInterval() {
+			continue
+		}
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := fmt.Sprintf("%s/%d/%s/%s", tr.GetLayer(), tr.GetTick(), tr.GetApp(), tr.GetFunc())
+		if prev, ok := out[k]; ok && prev != string(b) {
+			t.Fatalf("transition %s written twice, differently", k)
+		}
+		out[k] = string(b)
+	}
+	return out
 }
 
 // readSummary reads a `strata run --summary` file.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,8 +73,9 @@ type CommonConfig struct {
 	// CheckpointEvery ticks it waits for the ticks' scoring and Kafka's
 	// acknowledgements and stores its state; a Service given Restore, or
 	// a Shadow started on a run with a checkpoint, goes on from it
-	// (docs/twin.md, "Checkpoint and restart"). Runs that write
-	// operational transitions are not covered yet.
+	// (docs/twin.md, "Checkpoint and restart"). Operational transitions
+	// are restored exactly while the state stream still holds the run's
+	// first batch: their sequences are rebuilt by reading it from there.
 	Checkpoints Checkpoints
 	// CheckpointEvery is the ticks between two checkpoints (default
 	// grid.TicksPerHour × 6: six hours of trace time in a replay, of wall
@@ -200,9 +200,6 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
 	var opts []kgo.Opt
 	if cfg.Checkpoints != nil {
-		if slices.Contains(cfg.Transitions, schemas.Operational) {
-			return nil, errors.New("configuring twin: checkpoints do not cover operational transitions yet (their sequences are rebuilt from every state batch)")
-		}
 		if cfg.CheckpointEvery <= 0 {
 			c.cfg.CheckpointEvery = 6 * grid.TicksPerHour
 		}

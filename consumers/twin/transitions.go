@@ -30,11 +30,16 @@ func (c *core) onState(data []byte) error {
 		return nil
 	}
 	// Only the operational layer's follower calls this with operational
-	// batches: the sequences are its own.
+	// batches: the sequences are its own. Every batch fills them, in the
+	// stream's order, those of intervals done too: a restored service
+	// reads the stream from its start again and so rebuilds them.
 	c.opSeq.Fill(b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := batchKey{h.Layer, h.Tick}
+	if d, ok := c.trDone[h.Layer]; ok && k.tick <= d {
+		return nil // its transitions are written (or it is read again after a restore)
+	}
 	a := c.states[k]
 	if a == nil {
 		a = &stateAcc{n: h.NShards, shards: map[int]bool{}, vec: map[FuncID][]float32{}}

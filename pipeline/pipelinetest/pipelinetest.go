@@ -241,59 +241,71 @@ func WaitFor(t testing.TB, ctx context.Context, what string, ok func() bool) {
 // and returns the run's observations and ingest dead letters.
 func ReadRun(t testing.TB, ctx context.Context, brokers []string, names schemas.Names, runID string) ([]*stratapb.Observation, []*stratapb.DeadLetter) {
 	t.Helper()
-	topic, deadTopic := names.Topic(schemas.TopicTelemetry), names.Topic(schemas.TopicDeadLetter)
+	deadTopic := names.Topic(schemas.TopicDeadLetter)
+	var obs []*stratapb.Observation
+	var dead []*stratapb.DeadLetter
+	for _, r := range ReadTopics(t, ctx, brokers, names.Topic(schemas.TopicTelemetry), deadTopic) {
+		switch {
+		case r.Topic == deadTopic:
+			var d stratapb.DeadLetter
+			if proto.Unmarshal(r.Value, &d) == nil && d.RunId == runID && d.Component == "ingest" {
+				dead = append(dead, &d)
+			}
+		case kafka.IsWatermark(r):
+		default:
+			var o stratapb.Observation
+			if proto.Unmarshal(r.Value, &o) == nil && o.GetArrival().GetRunId() == runID {
+				obs = append(obs, &o)
+			}
+		}
+	}
+	return obs, dead
+}
+
+// ReadTopics reads topics from their starts to the end offsets they had
+// when it began and returns their records, each partition's in order.
+func ReadTopics(t testing.TB, ctx context.Context, brokers []string, topics ...string) []*kgo.Record {
+	t.Helper()
 	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
-		kgo.ConsumeTopics(topic, deadTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic, deadTopic)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	left := map[string]map[int32]int64{}
+	remaining := 0
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {
 			if left[o.Topic] == nil {
 				left[o.Topic] = map[int32]int64{}
 			}
 			left[o.Topic][o.Partition] = o.Offset
+			remaining++
 		}
 	})
-	var obs []*stratapb.Observation
-	var dead []*stratapb.DeadLetter
-	for n := 0; ; n++ {
-		remaining := 0
-		for _, ps := range left {
-			remaining += len(ps)
-		}
-		if remaining == 0 {
-			return obs, dead
-		}
+	var out []*kgo.Record
+	for remaining > 0 {
 		f := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			t.Fatal("reading the topics: ", ctx.Err())
 		}
 		f.EachRecord(func(r *kgo.Record) {
-			if end, ok := left[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
-				delete(left[r.Topic], r.Partition)
+			end, ok := left[r.Topic][r.Partition]
+			if !ok || r.Offset >= end {
+				return
 			}
-			switch {
-			case r.Topic == deadTopic:
-				var d stratapb.DeadLetter
-				if proto.Unmarshal(r.Value, &d) == nil && d.RunId == runID && d.Component == "ingest" {
-					dead = append(dead, &d)
-				}
-			case kafka.IsWatermark(r):
-			default:
-				var o stratapb.Observation
-				if proto.Unmarshal(r.Value, &o) == nil && o.GetArrival().GetRunId() == runID {
-					obs = append(obs, &o)
-				}
+			out = append(out, r)
+			if r.Offset+1 >= end {
+				delete(left[r.Topic], r.Partition)
+				remaining--
 			}
 		})
 	}
+	return out
 }
 
 // ClickHouseDB returns a DSN of a fresh database on STRATA_CLICKHOUSE (the
