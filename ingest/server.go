@@ -150,9 +150,17 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock (default time.Now); tests move it by hand.
 	Now func() time.Time
-	// NoWatermarks stops this instance from writing watermarks: for a
-	// second instance behind a load balancer (see docs/ingest.md).
+	// NoWatermarks stops this instance from writing watermarks (its
+	// records are then safe only within another instance's lateness).
 	NoWatermarks bool
+	// Writer names this instance in its watermark records
+	// (schemas.HeaderWriter): several instances behind a load balancer
+	// each write their own watermarks, and the readers close a tick at the
+	// minimum over the live writers' (docs/ingest.md). Default: the host
+	// name and the process id; a stable one (`strata ingest` defaults to
+	// the host name and listen address) lets a restarted instance take its
+	// own place back at once.
+	Writer string
 }
 
 // Stats counts what the service did.
@@ -217,6 +225,8 @@ type Server struct {
 	m      *metrics
 	cl     *kgo.Client
 	nParts int
+	// wmHeaders are the headers of this instance's watermark records.
+	wmHeaders []kgo.RecordHeader
 	// tokens and readTokens are Config.Tokens and Config.ReadTokens.
 	tokens, readTokens bearer.Set
 
@@ -262,6 +272,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	if cfg.WatermarkEvery <= 0 {
 		cfg.WatermarkEvery = time.Second
 	}
+	if cfg.Writer == "" {
+		host, _ := os.Hostname()
+		cfg.Writer = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
 	if cfg.MaxFuture <= 0 {
 		cfg.MaxFuture = time.Minute
 	}
@@ -286,7 +300,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		return nil, errors.New("configuring ingest: no bearer tokens; give tokens, or allow unauthenticated requests explicitly for development")
 	}
 	s := &Server{cfg: cfg, log: logger, m: newMetrics(reg), limiters: map[string]*rate.Limiter{},
-		slots: make(chan struct{}, cfg.MaxInFlight)}
+		slots: make(chan struct{}, cfg.MaxInFlight), wmHeaders: kafka.WriterHeaders(cfg.Writer)}
 	s.pool.New = func() any { return &request{batch: telemetry.Batch{RunID: cfg.RunID}} }
 	s.maxStart.Store(math.MinInt64)
 	if slices.Contains(cfg.Tokens, "") {
@@ -476,7 +490,7 @@ func (s *Server) advance(ctx context.Context, target func() int64) error {
 	var pmu sync.Mutex
 	wg.Add(s.nParts)
 	for p := range s.nParts {
-		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Topic, Partition: int32(p), Value: v, Headers: kafka.WatermarkHeaders},
+		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Topic, Partition: int32(p), Value: v, Headers: s.wmHeaders},
 			func(_ *kgo.Record, err error) {
 				if err != nil {
 					pmu.Lock()

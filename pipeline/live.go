@@ -82,6 +82,11 @@ type LiveConfig struct {
 	// ShadowFault, if set, is the shadow twin's fault hook
 	// (twin.CommonConfig.Fault; FaultFromEnv).
 	ShadowFault func(point string, tick int64)
+	// WatermarkIdle is how far, in event time, one of several ingest
+	// instances writing watermarks may fall behind the most advanced one
+	// before the features and the shadow leave it out of the minimum that
+	// closes ticks (schemas.Watermarks; 0: never).
+	WatermarkIdle time.Duration
 	// DrainTimeout bounds the drain at a stop on the embedded broker
 	// (default 30 s).
 	DrainTimeout time.Duration
@@ -254,7 +259,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		return group
 	}
 	if run.Features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
-		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage}, lo.publisher(e.JS), features.KVCheckpoints{KV: kv},
+		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage, WatermarkIdle: lo.WatermarkIdle}, lo.publisher(e.JS), features.KVCheckpoints{KV: kv},
 		logger.With("role", "features"), reg); err != nil {
 		return err
 	}
@@ -303,7 +308,8 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 			return errors.Join(err, stop())
 		}
 		scfg := twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
-			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage, Fault: lo.ShadowFault}}
+			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage, Fault: lo.ShadowFault,
+			WatermarkIdle: lo.WatermarkIdle}}
 		if lo.ShadowCheckpointEvery > 0 && !e.EmbeddedKafka && lo.NATSURL != "" {
 			// With checkpoints the shadow is a static member of its group:
 			// restarted after a crash, it takes its partitions back at once.

@@ -27,10 +27,22 @@ type FeaturesRole struct {
 	StopAfterFinal bool
 	// CheckpointEvery is the wall-clock interval between checkpoints.
 	CheckpointEvery time.Duration
+	// WatermarkIdle is features.Config.WatermarkIdle.
+	WatermarkIdle time.Duration
 }
 
+// DefaultWatermarkIdle is --watermark-idle's default: an ingest instance
+// that stopped holds the ticks for this long, in event time, before the
+// others' watermarks close them.
+const DefaultWatermarkIdle = time.Minute
+
+// watermarkIdleHelp is --watermark-idle's help text.
+const watermarkIdleHelp = "with several ingest instances writing watermarks: how far one may fall behind the most advanced before it leaves the set whose minimum closes ticks (event time; 0: never; docs/ingest.md)"
+
 // DefaultFeaturesRole is the feature role's defaults.
-func DefaultFeaturesRole() FeaturesRole { return FeaturesRole{CheckpointEvery: 5 * time.Second} }
+func DefaultFeaturesRole() FeaturesRole {
+	return FeaturesRole{CheckpointEvery: 5 * time.Second, WatermarkIdle: DefaultWatermarkIdle}
+}
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
 // their defaults are r's values.
@@ -40,6 +52,7 @@ func (r *FeaturesRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "only window this run (default: every run)")
 	fs.BoolVar(&r.StopAfterFinal, prefix+"stop-after-final", r.StopAfterFinal, "exit once every partition has seen its run's final watermark")
 	fs.DurationVar(&r.CheckpointEvery, prefix+"checkpoint-every", r.CheckpointEvery, "wall-clock interval between state checkpoints")
+	fs.DurationVar(&r.WatermarkIdle, prefix+"watermark-idle", r.WatermarkIdle, watermarkIdleHelp)
 }
 
 // Validate reports a missing --kafka or --nats.
@@ -82,7 +95,8 @@ func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error 
 		return fmt.Errorf("opening checkpoint bucket: %w", err)
 	}
 	svc, err := features.NewService(ctx, features.Config{Brokers: r.Brokers, Group: r.Group,
-		Epoch: epoch, StopAfterFinal: r.StopAfterFinal, RunID: r.RunID, CheckpointEvery: r.CheckpointEvery, Names: r.Names, OutageBound: r.KafkaOutage},
+		Epoch: epoch, StopAfterFinal: r.StopAfterFinal, RunID: r.RunID, CheckpointEvery: r.CheckpointEvery, Names: r.Names, OutageBound: r.KafkaOutage,
+		WatermarkIdle: r.WatermarkIdle},
 		r.publisher(js), features.KVCheckpoints{KV: kv}, logger, reg)
 	if err != nil {
 		return err

@@ -35,6 +35,8 @@ type IngestFlags struct {
 	RateBurst       int
 	TLSCert, TLSKey string
 	NoWatermarks    bool
+	// Writer names the instance in its watermarks (ingest.Config.Writer).
+	Writer string
 	// The connection limits (ingest.Config).
 	HeaderTimeout, BodyTimeout, ReadTimeout time.Duration
 	WriteTimeout, IdleTimeout               time.Duration
@@ -70,7 +72,8 @@ func (f *IngestFlags) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.RateBurst, prefix+"rate-burst", f.RateBurst, "rate limiter burst in records (default: one second's worth, at least 1000)")
 	fs.StringVar(&f.TLSCert, prefix+"tls-cert", f.TLSCert, "TLS certificate `FILE` (with --tls-key: serve HTTPS)")
 	fs.StringVar(&f.TLSKey, prefix+"tls-key", f.TLSKey, "TLS key `FILE`")
-	fs.BoolVar(&f.NoWatermarks, prefix+"no-watermarks", f.NoWatermarks, "do not write watermarks (a second ingest instance; see docs/ingest.md)")
+	fs.BoolVar(&f.NoWatermarks, prefix+"no-watermarks", f.NoWatermarks, "do not write watermarks (this instance's records are then safe only within another instance's lateness; docs/ingest.md)")
+	fs.StringVar(&f.Writer, prefix+"writer-id", f.Writer, "`ID` of this instance in its watermarks: behind a load balancer each instance writes its own and a tick closes at the minimum over the live ones (docs/ingest.md); a restarted instance with the same id takes its place back at once (default: host name and --listen address; with port 0, host name and process id)")
 	fs.DurationVar(&f.HeaderTimeout, prefix+"header-timeout", f.HeaderTimeout, "close a connection that has not sent a request's complete headers within this")
 	fs.DurationVar(&f.BodyTimeout, prefix+"body-timeout", f.BodyTimeout, "answer 408 and close the connection when a request's body is not in within this of its headers; nothing of it is written")
 	fs.DurationVar(&f.ReadTimeout, prefix+"read-timeout", f.ReadTimeout, "bound on reading a whole request, headers and body (default: --header-timeout plus --body-timeout); the telemetry and traces bodies have --body-timeout instead")
@@ -127,9 +130,14 @@ func (f *IngestFlags) Config(brokers []string) (ingest.Config, error) {
 	if f.MaxConns < 1 || f.MaxInFlight < 1 {
 		return ingest.Config{}, fmt.Errorf("--max-conns %d, --max-in-flight %d: both must be at least 1", f.MaxConns, f.MaxInFlight)
 	}
+	writer := f.Writer
+	if _, port, err := net.SplitHostPort(f.Listen); writer == "" && err == nil && port != "0" {
+		host, _ := os.Hostname()
+		writer = host + "/" + f.Listen // stable across restarts
+	}
 	return ingest.Config{Brokers: brokers, RunID: f.RunID, Lateness: f.Lateness, WatermarkEvery: f.WMEvery, Tokens: toks, ReadTokens: readToks,
 		NoAuth: f.NoAuth, MaxBodyBytes: f.MaxBody, RatePerToken: f.RatePerToken, RateBurst: f.RateBurst,
-		NoWatermarks: f.NoWatermarks, Topic: f.Topic,
+		NoWatermarks: f.NoWatermarks, Writer: writer, Topic: f.Topic,
 		ReadHeaderTimeout: f.HeaderTimeout, BodyTimeout: f.BodyTimeout, ReadTimeout: f.ReadTimeout,
 		WriteTimeout: f.WriteTimeout, IdleTimeout: f.IdleTimeout, ProduceTimeout: f.ProduceTimeout, MaxConns: f.MaxConns, MaxInFlight: f.MaxInFlight}, nil
 }

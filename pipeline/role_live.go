@@ -38,6 +38,8 @@ type LiveRole struct {
 	// ShadowCheckpointEvery is the wall time between two of the shadow
 	// twin's checkpoints on external Kafka and NATS (0: none).
 	ShadowCheckpointEvery time.Duration
+	// WatermarkIdle is LiveConfig.WatermarkIdle.
+	WatermarkIdle time.Duration
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration. RunJSON is the run's
 	// config_json before RunConfigJSON completes it.
@@ -57,7 +59,7 @@ const DefaultShadowCheckpointEvery = 5 * time.Minute
 func DefaultLiveRole() LiveRole {
 	return LiveRole{Ingest: DefaultIngestFlags(), Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
 		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Act: true, Shadow: true, Transitions: "auto", DrainTimeout: 30 * time.Second,
-		ShadowCheckpointEvery: DefaultShadowCheckpointEvery}
+		ShadowCheckpointEvery: DefaultShadowCheckpointEvery, WatermarkIdle: DefaultWatermarkIdle}
 }
 
 // RegisterFlags registers the role's flags, each name preceded by prefix;
@@ -81,6 +83,7 @@ func (r *LiveRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&r.Transitions, prefix+"transitions", r.Transitions, "layers whose transitions the shadow twin writes to strata.transitions.v1 for 'strata learner --run-id <run>': a list, none, or auto (the layers served by dqn or ppo)")
 	r.Serve.RegisterFlags(fs, prefix)
 	fs.DurationVar(&r.ShadowCheckpointEvery, prefix+"shadow-checkpoint-every", r.ShadowCheckpointEvery, "on --kafka and --nats: wall time between two checkpoints of the shadow twin, a multiple of 15s (0: none); restarted on the same --run-id, it goes on from the last one (docs/twin.md)")
+	fs.DurationVar(&r.WatermarkIdle, prefix+"watermark-idle", r.WatermarkIdle, watermarkIdleHelp)
 	fs.DurationVar(&r.DrainTimeout, prefix+"drain-timeout", r.DrainTimeout, "on the embedded broker, how long a stop waits for the back end to process every acknowledged record before it gives up and reports how many were left (they are lost)")
 }
 
@@ -130,7 +133,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 		Policies: map[schemas.Layer]string{schemas.Strategic: r.Strategic, schemas.Tactical: r.Tactical, schemas.Operational: r.Operational},
 		Models:   r.Models, Placement: pl, Seed: r.PolicySeed, Act: r.Act, Shadow: r.Shadow, Transitions: trLayers,
 		DrainTimeout: r.DrainTimeout, NewModel: r.NewModel, RunJSON: r.RunJSON, Serving: sv, Deployment: r.Deployment,
-		ShadowCheckpointEvery: shadowEvery,
+		ShadowCheckpointEvery: shadowEvery, WatermarkIdle: r.WatermarkIdle,
 	}
 	if !r.NoStore {
 		lo.Store, lo.Retention = r.Store.Target(), r.Store.Retention

@@ -39,6 +39,11 @@ const (
 	// timestamps have millisecond resolution, too coarse for the closed
 	// loop's sub-millisecond hop (strata_features_watermark_delay_seconds).
 	HeaderProducedUS = "strata-produced-us"
+	// HeaderWriter, on a watermark record, names the instance that wrote
+	// it: several `strata ingest` behind a load balancer each write their
+	// own watermarks, and a reader takes the minimum over the live ones
+	// (Watermarks). Absent means the one writer of a replay.
+	HeaderWriter = "strata-writer"
 )
 
 // Layer is one of the three decision layers.

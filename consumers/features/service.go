@@ -96,6 +96,11 @@ type Config struct {
 	// Names prefixes the default topic and group, the state subjects and
 	// the dead-letter topic (see schemas.Names).
 	Names schemas.Names
+	// WatermarkIdle is how far, in event time, a watermark writer (an
+	// ingest instance) may fall behind the most advanced one on a
+	// partition before it leaves the set whose minimum closes ticks
+	// (schemas.Watermarks; 0: never). A replay has one writer.
+	WatermarkIdle time.Duration
 }
 
 // Stats counts what the service did.
@@ -114,6 +119,9 @@ type Stats struct {
 	// published for; Batches counts the batches (one per shard and tick).
 	Ticks   map[string]int64 `json:"ticks"`
 	Batches map[string]int64 `json:"batches"`
+	// Watermarks counts the watermark records of the run applied (one per
+	// partition each time a writer writes one).
+	Watermarks int64 `json:"watermarks"`
 }
 
 type svcMetrics struct {
@@ -248,6 +256,9 @@ func (s *Service) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[s
 			env, err := decodeEnvelope(data)
 			if err == nil {
 				o.part, err = RestorePartition(env.State)
+				if err == nil {
+					o.part.SetWatermarkIdle(s.cfg.WatermarkIdle.Microseconds())
+				}
 			}
 			if err != nil {
 				s.assignErr = fmt.Errorf("restoring partition %d: %w", p, err)
@@ -405,9 +416,10 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 			return nil
 		}
 		part := s.partitionFor(o, r.Partition, wm.RunId)
+		s.stats.Watermarks++
 		t0 := time.Now()
 		s.m.delay.Observe(max(t0.Sub(kafka.ProducedAt(r)), 0).Seconds())
-		if err := part.Advance(wm.WatermarkUs, wm.Final, func(b *schemas.StateBatch) error {
+		if err := part.AdvanceFrom(kafka.Writer(r), wm.WatermarkUs, wm.Final, func(b *schemas.StateBatch) error {
 			return s.publish(ctx, b)
 		}); err != nil {
 			return err
@@ -467,6 +479,7 @@ func (s *Service) partitionFor(o *owned, p int32, runID string) *Partition {
 				"previous", o.part.RunID(), "previous_finished", o.part.Final())
 		}
 		o.part = NewPartition(runID, int(p), s.nShards, s.cfg.Epoch)
+		o.part.SetWatermarkIdle(s.cfg.WatermarkIdle.Microseconds())
 		s.finalSeen[p] = false
 	}
 	return o.part

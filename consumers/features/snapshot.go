@@ -115,6 +115,11 @@ type Snapshot struct {
 	// duplicates rejected and the ids of the open ticks, by tick.
 	Duplicates int64
 	OpenIDs    []snapIDs
+	// Writers, WM and WMStarted are the watermark writers' alignment
+	// (schemas.Watermarks; the idle bound comes from the configuration).
+	Writers   map[string]int64
+	WM        int64
+	WMStarted bool
 }
 
 func snapPeriodOf(pa *periodAcc) snapPeriod {
@@ -157,7 +162,8 @@ func (sp snapPeriod) acc() *periodAcc {
 // MarshalBinary encodes the partition's state.
 func (p *Partition) MarshalBinary() ([]byte, error) {
 	s := Snapshot{RunID: p.runID, Shard: p.shard, NShards: p.nShards, Epoch: p.epoch, Started: p.started,
-		NextTick: p.nextTick, Horizon: p.horizon, Final: p.final, Late: p.late, Duplicates: p.dup}
+		NextTick: p.nextTick, Horizon: p.horizon, Final: p.final, Late: p.late, Duplicates: p.dup,
+		Writers: p.wms.Writers, WM: p.wms.WM, WMStarted: p.wms.Started}
 	for _, t := range p.ids.Ticks() {
 		s.OpenIDs = append(s.OpenIDs, snapIDs{Tick: t, IDs: p.ids.IDs(t)})
 	}
@@ -219,6 +225,7 @@ func RestorePartition(data []byte) (*Partition, error) {
 	}
 	p := NewPartition(s.RunID, s.Shard, s.NShards, s.Epoch)
 	p.started, p.nextTick, p.horizon, p.final, p.late, p.dup = s.Started, s.NextTick, s.Horizon, s.Final, s.Late, s.Duplicates
+	p.wms.Writers, p.wms.WM, p.wms.Started = s.Writers, s.WM, s.WMStarted
 	for _, o := range s.OpenIDs {
 		p.ids.Restore(o.Tick, o.IDs)
 	}

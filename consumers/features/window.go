@@ -3,6 +3,7 @@ package features
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -190,6 +191,8 @@ type Partition struct {
 	nextTick int64 // every tick < nextTick is closed
 	horizon  int64 // watermark seen so far
 	final    bool
+	// wms aligns the watermarks of several writers (AdvanceFrom).
+	wms schemas.Watermarks
 
 	funcs   map[string]*funcState
 	order   []*funcState // sorted by (app, func)
@@ -466,6 +469,23 @@ func (p *Partition) Advance(watermarkUS int64, final bool, emit Emit) error {
 	}
 	return nil
 }
+
+// AdvanceFrom applies a watermark that writer wrote (kafka.Writer: ""
+// for a replay's one writer) and advances the partition to the minimum
+// over its live writers' (schemas.Watermarks): with several `strata
+// ingest` instances a tick closes once each live one has passed it.
+func (p *Partition) AdvanceFrom(writer string, watermarkUS int64, final bool, emit Emit) error {
+	return p.Advance(p.wms.Advance(writer, watermarkUS), final, emit)
+}
+
+// SetWatermarkIdle sets how far, in µs of event time, a writer may fall
+// behind the most advanced one before it leaves the set (0: never;
+// schemas.Watermarks.IdleUS).
+func (p *Partition) SetWatermarkIdle(us int64) { p.wms.IdleUS = us }
+
+// Writers returns the live watermark writers and their latest
+// watermarks.
+func (p *Partition) Writers() map[string]int64 { return maps.Clone(p.wms.Writers) }
 
 func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
 	if err := emit(p.operationalBatch(tick)); err != nil {

@@ -115,6 +115,7 @@ type serviceSnap struct {
 	Arrivals map[int64][]Arrival
 	Ahead    map[int32]int64
 	WM       map[int32]int64
+	Writers  map[int32]*schemas.Watermarks
 	Final    map[int32]bool
 	Horizon  int64
 	NParts   int
@@ -172,7 +173,7 @@ func (c *core) checkpoint(ctx context.Context, in *input) error {
 		return err
 	}
 	snap := serviceSnap{Version: serviceSnapshotVersion, RunID: c.cfg.RunID, Next: next, Engine: eng,
-		Arrivals: in.arrivals, Ahead: in.ahead, WM: in.wm, Final: in.final, Horizon: in.horizon, NParts: in.nParts,
+		Arrivals: in.arrivals, Ahead: in.ahead, WM: in.wm, Writers: in.writers, Final: in.final, Horizon: in.horizon, NParts: in.nParts,
 		Offsets: in.offsets, Written: time.Now().UTC()}
 	c.mu.Lock()
 	snap.Stats = c.stats
@@ -329,6 +330,7 @@ func (c *core) restore(ctx context.Context, started bool) (*input, *serviceSnap,
 		}
 	}
 	in.ahead, in.wm, in.offsets, in.final = orEmpty(snap.Ahead), orEmpty(snap.WM), orEmpty(snap.Offsets), orEmpty(snap.Final)
+	in.writers = orEmpty(snap.Writers)
 	in.horizon, in.nParts = snap.Horizon, snap.NParts
 	if snap.Started {
 		in.started, in.startTick = true, snap.StartTick

@@ -67,6 +67,11 @@ type CommonConfig struct {
 	// OutageBound is how long the service polls through a Kafka outage
 	// before it gives up (kafka.Outage; 0 is kafka.DefaultOutageBound).
 	OutageBound time.Duration
+	// WatermarkIdle is how far, in event time, one of several watermark
+	// writers on a partition (ingest instances) may fall behind the most
+	// advanced one before it leaves the set whose minimum closes ticks
+	// (schemas.Watermarks; 0: never). A replay has one writer.
+	WatermarkIdle time.Duration
 	// OnTick, if set, is called after each evaluated tick.
 	OnTick func(tick int64)
 	// Checkpoints, if set, keeps the service's checkpoints: every

@@ -47,7 +47,10 @@ type input struct {
 	ahead    map[int32]int64 // per partition, the latest tick read
 	paused   map[int32]bool
 	wm       map[int32]int64
-	final    map[int32]bool
+	// writers aligns, per partition, the watermarks of several writers
+	// (ingest instances; schemas.Watermarks): wm is their minimum.
+	writers map[int32]*schemas.Watermarks
+	final   map[int32]bool
 	// horizon is the latest final watermark, −1 before any.
 	horizon int64
 	// nParts is the input topic's partition count, −1 until the first
@@ -63,7 +66,7 @@ type input struct {
 // known, ids (nil for none) drops duplicate invocation ids.
 func newInput(started bool, ids *dedup.Set) *input {
 	return &input{started: started, ids: ids, arrivals: map[int64][]Arrival{}, ahead: map[int32]int64{},
-		paused: map[int32]bool{}, wm: map[int32]int64{}, final: map[int32]bool{}, horizon: -1, nParts: -1,
+		paused: map[int32]bool{}, wm: map[int32]int64{}, writers: map[int32]*schemas.Watermarks{}, final: map[int32]bool{}, horizon: -1, nParts: -1,
 		offsets: map[int32]int64{}}
 }
 
@@ -315,7 +318,13 @@ func (c *core) watermarkRead(in *input, r *kgo.Record) error {
 	if err := proto.Unmarshal(r.Value, &w); err != nil || w.RunId != c.cfg.RunID {
 		return nil
 	}
-	in.wm[r.Partition] = max(in.wm[r.Partition], w.WatermarkUs)
+	ws := in.writers[r.Partition]
+	if ws == nil {
+		ws = &schemas.Watermarks{}
+		in.writers[r.Partition] = ws
+	}
+	ws.IdleUS = c.cfg.WatermarkIdle.Microseconds()
+	in.wm[r.Partition] = max(in.wm[r.Partition], ws.Advance(kafka.Writer(r), w.WatermarkUs))
 	if w.Final {
 		in.final[r.Partition] = true
 		in.horizon = max(in.horizon, w.WatermarkUs)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -164,4 +165,52 @@ func TestShadowFollowsLiveTelemetry(t *testing.T) {
 
 	// Cancelled, the service returns promptly.
 	r.stop(t)
+}
+
+// writerWatermarks is writer's watermark w of run on every partition of
+// the telemetry topic (an ingest instance's, schemas.HeaderWriter).
+func writerWatermarks(t *testing.T, run, writer string, w int64) []*kgo.Record {
+	t.Helper()
+	rs := watermarks(t, run, w)
+	for _, r := range rs {
+		r.Headers = kafka.WriterHeaders(writer)
+	}
+	return rs
+}
+
+// TestShadowAlignsIngestWriters feeds a Shadow the watermarks of two ingest
+// instances, a and b: it evaluates a tick only once both passed it, and
+// once a is more than the idle bound (60 s) past b's last watermark, b
+// leaves the set and a's watermarks alone move the shadow on.
+func TestShadowAlignsIngestWriters(t *testing.T) {
+	const run = "live-writers"
+	env := startTestEnv(t)
+	r := newRunning()
+	svc, err := twin.NewShadow(twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
+		Layers: []schemas.Layer{schemas.Operational}, OnTick: r.evaluated.Store, WatermarkIdle: time.Minute}}, testEngine(t, run), env.js, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start(t, svc)
+	t0 := grid.TickOf(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixMicro(), grid.OperationalTickUS)
+	tick := grid.OperationalTickUS
+	env.produce(t, writerWatermarks(t, run, "a", t0*tick)...)
+	env.produce(t, writerWatermarks(t, run, "b", t0*tick)...)
+	env.produce(t, observation(t, run, "x", "fn", t0*tick+500_000, "live"))
+	// a is two ticks ahead of b: the shadow follows b.
+	env.produce(t, writerWatermarks(t, run, "a", (t0+3)*tick)...)
+	env.produce(t, writerWatermarks(t, run, "b", (t0+1)*tick)...)
+	waitFor(t, "tick t0 to be evaluated", func() bool { return r.evaluated.Load() >= t0 })
+	env.produce(t, writerWatermarks(t, run, "b", (t0+2)*tick)...)
+	waitFor(t, "tick t0+1 to be evaluated", func() bool { return r.evaluated.Load() >= t0+1 })
+	if got := r.evaluated.Load(); got != t0+1 {
+		t.Fatalf("with b at tick t0+2 the shadow evaluated through t0%+d, want t0+1", got-t0)
+	}
+	// b stops; a, 8 ticks (120 s) past it, closes the ticks b held.
+	env.produce(t, writerWatermarks(t, run, "a", (t0+10)*tick)...)
+	waitFor(t, "the ticks b held to be evaluated", func() bool { return r.evaluated.Load() >= t0+9 })
+	r.stop(t)
+	if st := svc.Stats(); st.Arrivals != 1 || st.LateArrivals != 0 {
+		t.Errorf("arrivals %d, late %d; want 1 and 0", st.Arrivals, st.LateArrivals)
+	}
 }

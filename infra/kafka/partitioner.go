@@ -51,6 +51,23 @@ func WatermarkHeadersAt(t time.Time) []kgo.RecordHeader {
 	return []kgo.RecordHeader{WatermarkHeaders[0], {Key: schemas.HeaderProducedUS, Value: strconv.AppendInt(nil, t.UnixMicro(), 10)}}
 }
 
+// WriterHeaders are the headers of a watermark record written by the
+// named writer (an ingest instance; schemas.HeaderWriter).
+func WriterHeaders(writer string) []kgo.RecordHeader {
+	return []kgo.RecordHeader{WatermarkHeaders[0], {Key: schemas.HeaderWriter, Value: []byte(writer)}}
+}
+
+// Writer returns the writer a watermark record names, "" when it names
+// none (the one writer of a replay).
+func Writer(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == schemas.HeaderWriter {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
 // ProducedAt returns when r was produced: its schemas.HeaderProducedUS
 // header, to the microsecond, or else its Kafka timestamp (milliseconds).
 func ProducedAt(r *kgo.Record) time.Time {
