@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,60 +73,122 @@ type fnKey struct{ app, fn string }
 // (layer, tick, shard) batch of the run is there exactly once and every
 // invocation is counted exactly once.
 func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
-	brokers, natsURL := servers(t)
-	names := testNames(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	fr := startFeaturesRun(ctx, t, 8)
+
+	// Start the feature service, kill it once part of the run is out.
+	first := fr.start(ctx, t, nil)
+	fr.waitBatches(ctx, t, fr.total/3)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	// Restart it; it resumes from its checkpoint and finishes the run.
+	second := exec.CommandContext(ctx, fr.bin, fr.args...)
+	second.Stderr = os.Stderr
+	if out, err := second.Output(); err != nil {
+		t.Fatalf("restarted feature service: %v\n%s", err, out)
+	}
+	fr.check(ctx, t)
+}
+
+// TestIntegrationFeaturesScaleOutAndIn runs `strata features` as a group of
+// processes on a replayed synthetic day: one process starts, a second joins
+// the group mid-run (the partitions are rebalanced between them), then the
+// first stops (SIGTERM; the second takes its partitions over from their
+// checkpoints) and the second finishes the run. Every (layer, tick, shard)
+// batch of the run must be on the JetStream stream exactly once and every
+// invocation counted exactly once, and both processes must have published
+// some of them.
+func TestIntegrationFeaturesScaleOutAndIn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	fr := startFeaturesRun(ctx, t, 40)
+	var outA, outB bytes.Buffer
+	a := fr.start(ctx, t, &outA)
+	fr.waitBatches(ctx, t, fr.total/6)
+	b := fr.start(ctx, t, &outB)
+	fr.waitBatches(ctx, t, fr.total/2)
+	if err := a.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Wait(); err != nil {
+		t.Fatalf("the first feature process did not stop cleanly: %v", err)
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatalf("the second feature process: %v", err)
+	}
+	t.Logf("first: %s", strings.TrimSpace(outA.String()))
+	t.Logf("second: %s", strings.TrimSpace(outB.String()))
+	for name, out := range map[string]string{"first": outA.String(), "second": outB.String()} {
+		var inv, late, malformed, batches int64
+		if _, err := fmt.Sscanf(out, "features: %d invocations windowed, %d late, %d malformed, %d state batches", &inv, &late, &malformed, &batches); err != nil {
+			t.Fatalf("%s process printed %q: %v", name, out, err)
+		}
+		if batches == 0 {
+			t.Errorf("the %s process published no state batch: the test did not exercise the group", name)
+		}
+	}
+	fr.check(ctx, t)
+}
+
+// featuresRun is a synthetic day replayed into the telemetry topic of a
+// test's own names, for `strata features` processes to window.
+type featuresRun struct {
+	bin, runID string
+	args       []string
+	names      schemas.Names
+	js         jetstream.JetStream
+	stream     jetstream.Stream
+	startSeq   uint64
+	ins        []replay.Invocation
+	// total is the run's operational batches, all shards.
+	total int
+}
+
+// startFeaturesRun builds strata and replays a synthetic day of apps apps
+// into 3 partitions.
+func startFeaturesRun(ctx context.Context, t *testing.T, apps int) *featuresRun {
+	t.Helper()
+	brokers, natsURL := servers(t)
+	fr := &featuresRun{names: testNames(t), bin: filepath.Join(t.TempDir(), "strata"), runID: fmt.Sprintf("it-features-%d", time.Now().UnixNano())}
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", fr.bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building strata: %v\n%s", err, out)
 	}
-	runID := fmt.Sprintf("it-kill-%d", time.Now().UnixNano())
+	fr.js = jetStreamForTest(ctx, t, natsURL, fr.names)
+	var err error
+	if fr.stream, err = fr.js.Stream(ctx, fr.names.Stream(schemas.StreamState)); err != nil {
+		t.Fatal(err)
+	}
+	info, err := fr.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr.startSeq = info.State.LastSeq + 1 // 1: the stream is the test's own
 
-	js := jetStreamForTest(ctx, t, natsURL, names)
-	streamName := names.Stream(schemas.StreamState)
-	stream, err := js.Stream(ctx, streamName)
+	s, err := replay.NewSynth(replay.SynthConfig{Days: 1, Seed: 11, Apps: apps})
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startSeq := info.State.LastSeq + 1 // 1: the stream is the test's own
-
-	// 1. Replay a synthetic day into the telemetry topic (open loop).
-	s, err := replay.NewSynth(replay.SynthConfig{Days: 1, Seed: 11, Apps: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins := pipelinetest.ReadAll(t, s)
+	fr.ins = pipelinetest.ReadAll(t, s)
 	cl, err := kgo.NewClient(kafka.CommonOpts(brokers, nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	nParts, err := kafka.ResolvePartitions(ctx, cl, 3, names.Topics()...)
+	nParts, err := kafka.ResolvePartitions(ctx, cl, 3, fr.names.Topics()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The horizon is the day's end, whatever the last invocation's tick.
-	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: runID, Observed: true, Partitions: nParts, SourceName: "synthetic",
-		HorizonUS: grid.StrategicTickUS, Names: names}, cl, slog.New(slog.DiscardHandler), nil)
+	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: fr.runID, Observed: true, Partitions: nParts, SourceName: "synthetic",
+		HorizonUS: grid.StrategicTickUS, Names: fr.names}, cl, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rep.Run(ctx, &pipelinetest.SliceSource{Ins: ins}); err != nil {
-		t.Fatal(err)
-	}
-
-	// 2. Start the feature service, kill it once part of the run is out.
-	// Its consumer group is strata-features under the prefix.
-	args := []string{"features", "--kafka", brokers[0], "--nats", natsURL, "--prefix", names.Prefix,
-		"--run-id", runID, "--checkpoint-every", "100ms", "--stop-after-final", "--log-level", "info"}
-	first := exec.CommandContext(ctx, bin, args...)
-	first.Stderr = os.Stderr
-	if err := first.Start(); err != nil {
+	if _, err := rep.Run(ctx, &pipelinetest.SliceSource{Ins: fr.ins}); err != nil {
 		t.Fatal(err)
 	}
 	// The operational batches of the run, all shards: the one-day horizon
@@ -131,45 +196,59 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	// operational ticks, 0 … 5759, and, by the tick contract, the final
 	// watermark at the horizon makes every shard publish one batch more,
 	// for tick T+1 = 5760: 5761 batches per shard.
-	ticks := grid.TicksPerDay + 1
-	total := int(ticks) * nParts
+	fr.total = int(grid.TicksPerDay+1) * nParts
+	// The feature processes' consumer group is strata-features under the
+	// prefix.
+	fr.args = []string{"features", "--kafka", brokers[0], "--nats", natsURL, "--prefix", fr.names.Prefix,
+		"--run-id", fr.runID, "--checkpoint-every", "100ms", "--stop-after-final", "--log-level", "info"}
+	return fr
+}
+
+// start starts a `strata features` process of the run, its standard
+// output to stdout.
+func (fr *featuresRun) start(ctx context.Context, t *testing.T, stdout io.Writer) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, fr.bin, fr.args...)
+	cmd.Stdout, cmd.Stderr = stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// waitBatches waits until the stream holds more than n messages of the test.
+func (fr *featuresRun) waitBatches(ctx context.Context, t *testing.T, n int) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		info, err := stream.Info(ctx)
+		info, err := fr.stream.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := int(info.State.LastSeq + 1 - startSeq); n > total/3 {
-			break
+		if int(info.State.LastSeq+1-fr.startSeq) > n {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("feature service made no progress")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.Wait()
+}
 
-	// 3. Restart it; it resumes from its checkpoint and finishes the run.
-	second := exec.CommandContext(ctx, bin, args...)
-	second.Stderr = os.Stderr
-	if out, err := second.Output(); err != nil {
-		t.Fatalf("restarted feature service: %v\n%s", err, out)
-	}
-
-	// 4. Every batch of the run is in the stream once; every invocation is
-	// counted once.
-	cons, err := js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: startSeq})
+// check reads the run's batches from the stream: each (layer, tick,
+// shard) once, every operational tick of every shard there, and every
+// invocation counted once.
+func (fr *featuresRun) check(ctx context.Context, t *testing.T) {
+	t.Helper()
+	cons, err := fr.js.OrderedConsumer(ctx, fr.names.Stream(schemas.StreamState), jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fr.startSeq})
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[schemas.BatchHeader]int{}
 	counted := map[fnKey]int64{}
 	for {
-		info, _ := stream.Info(ctx)
+		info, _ := fr.stream.Info(ctx)
 		msgs, err := cons.FetchNoWait(500)
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +263,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if b.Header.RunID != runID {
+			if b.Header.RunID != fr.runID {
 				continue
 			}
 			seen[b.Header]++
@@ -197,7 +276,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 		}
 	}
 	want := map[fnKey]int64{}
-	for _, in := range ins {
+	for _, in := range fr.ins {
 		want[fnKey{in.App, in.Func}]++
 	}
 	for k, n := range want {
@@ -214,7 +293,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 			ops++
 		}
 	}
-	if ops != total {
-		t.Errorf("%d operational batches in the stream, want %d", ops, total)
+	if ops != fr.total {
+		t.Errorf("%d operational batches in the stream, want %d", ops, fr.total)
 	}
 }
