@@ -28,6 +28,8 @@ type Source struct {
 	SynthDays int
 	Seed      int64
 	Apps      int
+	// Scale repeats the synthetic population (replay.SynthConfig.Scale).
+	Scale int
 	// SynthSet records that --synth-days was given: --trace excludes it.
 	SynthSet bool
 	// SeedFlag names the synthetic trace's seed flag; "" is "seed".
@@ -55,6 +57,7 @@ func (s *Source) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Var(&daysValue{days: &s.SynthDays, set: &s.SynthSet}, prefix+"synth-days", "generate `N` days of synthetic trace when no --trace is given")
 	fs.Int64Var(&s.Seed, prefix+seedFlag, s.Seed, "seed of the synthetic trace, and of the expansion of an Azure 2019 trace's counts into invocations")
 	fs.IntVar(&s.Apps, prefix+"apps", s.Apps, "keep only this many apps of the synthetic trace (0 = all 119)")
+	fs.IntVar(&s.Scale, prefix+"scale", s.Scale, "generate the synthetic trace's apps `N` times over, each copy under ids of its own (N× the apps, functions and invocations, the same mix; 0 and 1: once; docs/capacity.md)")
 }
 
 // Validate reports a trace file given together with --synth-days, a
@@ -63,6 +66,9 @@ func (s *Source) RegisterFlags(fs *flag.FlagSet, prefix string) {
 func (s *Source) Validate() error {
 	if s.Trace != "" && s.SynthSet {
 		return errors.New("--trace and --synth-days are exclusive")
+	}
+	if s.Trace != "" && s.Scale > 1 {
+		return errors.New("--scale repeats the synthetic trace's apps: it does not apply to --trace")
 	}
 	if err := s.openConfig().Check(); err != nil {
 		return fmt.Errorf("checking --trace-format and --trace-columns: %w", err)
@@ -133,11 +139,15 @@ func (s *Source) Open() (src replay.Source, name string, lenUS int64, closeSrc f
 		return r, name, lenUS, func() { _ = r.Close() }, nil
 	}
 	days := s.SynthDays
-	syn, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: s.Seed, Apps: s.Apps})
+	syn, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: s.Seed, Apps: s.Apps, Scale: s.Scale})
 	if err != nil {
 		return nil, "", 0, nil, fmt.Errorf("creating synthetic trace: %w", err)
 	}
-	return syn, fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d)", days, s.Seed, s.Apps), int64(days) * grid.StrategicTickUS, func() {}, nil
+	name = fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d)", days, s.Seed, s.Apps)
+	if s.Scale > 1 {
+		name = fmt.Sprintf("synthetic(days=%d,seed=%d,apps=%d,scale=%d)", days, s.Seed, s.Apps, s.Scale)
+	}
+	return syn, name, int64(days) * grid.StrategicTickUS, func() {}, nil
 }
 
 // ReplayFlags are the flags of the roles that replay a trace, as the

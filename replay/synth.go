@@ -52,7 +52,16 @@ type SynthConfig struct {
 	// 119-application population; 0 keeps all of them. The subset always
 	// holds the busiest application and, from 2 on, the timer-driven one.
 	Apps int
+	// Scale repeats the population: each application kept is generated
+	// Scale times, copy c > 0 under ids of its own and with a random
+	// stream of its own (0 and 1: once). A trace of Scale× the apps,
+	// functions and invocations with the same mix, for capacity
+	// measurements (docs/capacity.md); copy 0 is the trace without Scale.
+	Scale int
 }
+
+// maxSynthScale bounds SynthConfig.Scale.
+const maxSynthScale = 1000
 
 // Synth is a seeded, deterministic synthetic trace calibrated to the
 // published statistics of the Azure Functions 2021 trace. It implements
@@ -74,21 +83,30 @@ func NewSynth(cfg SynthConfig) (*Synth, error) {
 	if cfg.Apps < 0 || cfg.Apps > SynthPopulationApps {
 		return nil, fmt.Errorf("checking apps %d (want 0..%d): %w", cfg.Apps, SynthPopulationApps, ErrSynthConfig)
 	}
+	if cfg.Scale < 0 || cfg.Scale > maxSynthScale {
+		return nil, fmt.Errorf("checking scale %d (want 0..%d): %w", cfg.Scale, maxSynthScale, ErrSynthConfig)
+	}
 	pop := buildPopulation(cfg.Seed)
 	keep := selectApps(cfg.Apps)
 	s := &Synth{}
-	for _, idx := range keep {
-		spec := pop[idx]
-		g := &appGen{
-			spec: spec,
-			days: cfg.Days,
-			rng:  rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(idx+1)*0x9E3779B97F4A7C15)),
-			hour: 24,
-			day:  -1,
-		}
-		g.initChain()
-		if g.fill() {
-			s.apps = append(s.apps, g)
+	for c := range max(cfg.Scale, 1) {
+		for _, idx := range keep {
+			spec := pop[idx]
+			if c > 0 {
+				spec = spec.copyOf(cfg.Seed, c)
+			}
+			stream := uint64(c*SynthPopulationApps+idx+1) * 0x9E3779B97F4A7C15
+			g := &appGen{
+				spec: spec,
+				days: cfg.Days,
+				rng:  rand.New(rand.NewPCG(uint64(cfg.Seed), stream)),
+				hour: 24,
+				day:  -1,
+			}
+			g.initChain()
+			if g.fill() {
+				s.apps = append(s.apps, g)
+			}
 		}
 	}
 	heap.Init(&s.apps)
@@ -297,6 +315,18 @@ func durQ(u float64) float64 {
 func hexID(parts ...any) string {
 	sum := sha256.Sum256([]byte(fmt.Sprint(parts...)))
 	return hex.EncodeToString(sum[:])
+}
+
+// copyOf returns copy c of the app model sp: the same model under app and
+// function ids of its own.
+func (sp *appSpec) copyOf(seed int64, c int) *appSpec {
+	cp := *sp
+	cp.id = hexID("strata-synth/app/", seed, "/", sp.index, "/copy/", c)
+	cp.funcs = make([]string, len(sp.funcs))
+	for j := range cp.funcs {
+		cp.funcs[j] = hexID("strata-synth/func/", seed, "/", sp.index, "/", j, "/copy/", c)
+	}
+	return &cp
 }
 
 // buildPopulation returns the 119 app models for seed.

@@ -45,6 +45,8 @@ func TestNewSynthRejectsBadConfig(t *testing.T) {
 		{"too many days", SynthConfig{Days: maxSynthDays + 1}},
 		{"negative apps", SynthConfig{Days: 1, Apps: -1}},
 		{"too many apps", SynthConfig{Days: 1, Apps: SynthPopulationApps + 1}},
+		{"negative scale", SynthConfig{Days: 1, Scale: -1}},
+		{"too large a scale", SynthConfig{Days: 1, Scale: maxSynthScale + 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,4 +219,48 @@ func BenchmarkSynth(b *testing.B) {
 			}
 		}
 	}
+}
+
+// TestSynthScale checks that Scale k repeats the population k times: copy
+// 0 is the unscaled trace exactly, the k copies have apps and functions of
+// their own, and each copy carries about as many invocations as the
+// unscaled trace (the same models, random streams of their own).
+func TestSynthScale(t *testing.T) {
+	const k = 3
+	cfg := SynthConfig{Days: 1, Seed: 7, Apps: 12}
+	base := drain(t, mustSynth(t, cfg))
+	cfg.Scale = k
+	scaled := drain(t, mustSynth(t, cfg))
+	if again := drain(t, mustSynth(t, cfg)); !slices.Equal(scaled, again) {
+		t.Fatal("a scaled trace is not deterministic")
+	}
+	baseApps := map[string]bool{}
+	for _, in := range base {
+		baseApps[in.App] = true
+	}
+	var copy0 []Invocation
+	apps, funcs := map[string]int{}, map[[2]string]bool{}
+	for i, in := range scaled {
+		if i > 0 && in.EndUS-in.DurationUS < scaled[i-1].EndUS-scaled[i-1].DurationUS {
+			t.Fatalf("invocation %d starts before the one before it", i+1)
+		}
+		apps[in.App]++
+		funcs[[2]string{in.App, in.Func}] = true
+		if baseApps[in.App] {
+			in.Row = int64(len(copy0) + 1)
+			copy0 = append(copy0, in)
+		}
+	}
+	if !slices.Equal(copy0, base) {
+		t.Fatalf("copy 0 holds %d invocations, not the unscaled trace's %d", len(copy0), len(base))
+	}
+	// An app may have no invocation on a given day: the copies of one
+	// active in the unscaled trace need not be.
+	if len(apps) <= (k-1)*len(baseApps) || len(apps) > k*cfg.Apps {
+		t.Errorf("%d apps active in the scaled trace, want more than %d and at most %d × %d", len(apps), (k-1)*len(baseApps), k, cfg.Apps)
+	}
+	if ratio := float64(len(scaled)) / float64(len(base)); ratio < 0.8*k || ratio > 1.2*k {
+		t.Errorf("%d invocations scaled, %d unscaled: ratio %.2f, want about %d", len(scaled), len(base), ratio, k)
+	}
+	t.Logf("scale %d: %d apps, %d functions, %d invocations (unscaled %d apps, %d invocations)", k, len(apps), len(funcs), len(scaled), len(baseApps), len(base))
 }

@@ -150,7 +150,7 @@ func exportDatasetMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	in := dataset.Input{Src: s, Name: name, LenUS: lenUS}
 	if src.Trace == "" {
-		in.Synthetic = &replay.SynthConfig{Days: src.SynthDays, Seed: src.Seed, Apps: src.Apps}
+		in.Synthetic = &replay.SynthConfig{Days: src.SynthDays, Seed: src.Seed, Apps: src.Apps, Scale: src.Scale}
 	}
 	res, err := dataset.Export(ctx, c, in, model)
 	if err != nil {
