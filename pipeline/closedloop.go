@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +83,36 @@ type LoopConfig struct {
 	// Checkpoint configures the twin's checkpoints and a run's resumption
 	// from them, on external Kafka and NATS only.
 	Checkpoint TwinCheckpoint
+	// Shard, with Count > 1, makes this process one shard of a twin split
+	// across processes on external Kafka and NATS (twin.CommonConfig.Shard):
+	// shard 0 runs the replay, the features and the agents beside its twin
+	// shard; every other shard runs its twin shard alone.
+	Shard TwinShard
+}
+
+// TwinShard is one shard of a twin split across processes: Index of Count.
+type TwinShard struct {
+	Index, Count int
+}
+
+// sharded reports whether the twin is split across processes.
+func (s TwinShard) sharded() bool { return s.Count > 1 }
+
+// twinOnly reports whether this process runs its twin shard alone.
+func (s TwinShard) twinOnly() bool { return s.sharded() && s.Index > 0 }
+
+// ParseTwinShard parses "I/N" (shard I of N, 0 ≤ I < N); "" is no shard.
+func ParseTwinShard(v string) (TwinShard, error) {
+	if v == "" {
+		return TwinShard{}, nil
+	}
+	a, b, ok := strings.Cut(v, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return TwinShard{}, fmt.Errorf("--twin-shard %q: want I/N, shard I of N, 0 ≤ I < N", v)
+	}
+	return TwinShard{Index: i, Count: n}, nil
 }
 
 // TwinCheckpoint configures the replay twin's checkpoints
@@ -167,6 +199,16 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			o.StateRetention = ResumableStateRetention
 		}
 	}
+	if o.Shard.sharded() {
+		switch {
+		case len(o.Brokers) == 0 || o.NATSURL == "":
+			return res, errors.New("a twin split into shards (--twin-shard) needs external Kafka and NATS (--kafka, --nats)")
+		case o.Store != nil:
+			return res, errors.New("a twin split into shards (--twin-shard) writes no tables itself: run `strata sink` for them and give --store \"\"")
+		case o.Learn != nil:
+			return res, errors.New("training runs one twin: a twin split into shards does not train")
+		}
+	}
 	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {
 		return res, err
@@ -193,11 +235,13 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		}
 		return ""
 	}
-	fsvc, err := features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
-		Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
-		o.publisher(e.JS), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
-	if err != nil {
-		return res, err
+	var fsvc *features.Service
+	if !o.Shard.twinOnly() {
+		if fsvc, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
+			Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
+			o.publisher(e.JS), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer); err != nil {
+			return res, err
+		}
 	}
 	if o.Learn != nil {
 		ms, err := natsbus.OpenModelStore(ctx, e.JS, nm)
@@ -283,7 +327,8 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	tcfg := twin.ServiceConfig{
 		CommonConfig: twin.CommonConfig{Brokers: e.Brokers, Group: groups.Twin, RunID: o.RunID, Names: nm, Layers: layers, Transitions: trLayers,
-			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage, Fault: o.Checkpoint.Fault},
+			FeatureSets: o.FeatureSets, OnTick: onTick, Registerer: o.Registerer, OutageBound: o.KafkaOutage, Fault: o.Checkpoint.Fault,
+			Shard: o.Shard.Index, Shards: o.Shard.Count},
 		TelemetryPartitions: o.Partitions, ScoreFromTick: o.ScoreFromTick, Record: o.Record, TelemetryOnly: o.Store == nil && e.EmbeddedKafka,
 		PublishFromTick: o.StoreFromTick, NoDecisions: o.StoreNoDecisions, Gate: gate}
 	if o.Checkpoint.Resume && !resumable {
@@ -345,7 +390,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	// The run record goes wherever a sink may read it: to the in-process
 	// one, or on an external broker to a `strata sink` of its own.
-	if o.Run != nil && (o.Store != nil || !e.EmbeddedKafka) {
+	if o.Run != nil && (o.Store != nil || !e.EmbeddedKafka) && !o.Shard.twinOnly() {
 		v, err := proto.Marshal(o.Run)
 		if err != nil {
 			return res, fmt.Errorf("encoding the run record: %w", err)
@@ -412,6 +457,9 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	}
 	var external []schemas.Layer
 	for _, l := range layers {
+		if o.Shard.twinOnly() {
+			break // shard 0's process runs the agents
+		}
 		if _, ok := o.Policies[l].(ExternalPolicy); ok {
 			external = append(external, l)
 			continue
@@ -436,18 +484,23 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 				func(tr *stratapb.Transition) error { return lrn.Handle(ctx, tr) })
 		})
 	}
-	drivers.Go("features", fsvc.Run)
 	drivers.Go("twin", tsvc.Run)
-	drivers.Go("replay", func(ctx context.Context) error {
-		r, err := rep.Run(ctx, src)
-		res.Replay = r
-		return err
-	})
+	if !o.Shard.twinOnly() {
+		drivers.Go("features", fsvc.Run)
+		drivers.Go("replay", func(ctx context.Context) error {
+			r, err := rep.Run(ctx, src)
+			res.Replay = r
+			return err
+		})
+	}
 	err = run.Wait()
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	res.Features, res.Twin = fsvc.Stats(), tsvc.Stats()
+	res.Twin = tsvc.Stats()
+	if fsvc != nil {
+		res.Features = fsvc.Stats()
+	}
 	if sk != nil {
 		res.Sink = sk.Stats()
 	}

@@ -69,6 +69,8 @@ type LoopOptions struct {
 	Summary string
 	// Checkpoint configures the twin's checkpoints (LoopConfig.Checkpoint).
 	Checkpoint TwinCheckpoint
+	// Shard makes this process one shard of the twin (LoopConfig.Shard).
+	Shard TwinShard
 	// Serving, if set, holds the guardrails the workers project every
 	// decision onto and the layers' fallbacks (docs/guardrails.md).
 	Serving *Serving
@@ -227,7 +229,7 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 		learn = &l
 	}
 	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets, Serving: lo.Serving,
-		Checkpoint: lo.Checkpoint}, names, nil
+		Checkpoint: lo.Checkpoint, Shard: lo.Shard}, names, nil
 }
 
 // RunRow returns the runs row of a run of lo under o replaying the source
@@ -276,7 +278,14 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		}
 	}
 	sum := NewLoopSummary(o, name, res, names)
+	if lc.Shard.sharded() {
+		// The figures are this shard's apps'.
+		sum.TwinShard, sum.Invocations = fmt.Sprintf("%d/%d", lc.Shard.Index, lc.Shard.Count), res.Twin.Arrivals
+	}
 	sum.WriteText(w)
+	if lc.Shard.sharded() {
+		fmt.Fprintf(w, "  twin shard %s: the figures above are this shard's apps' (%d invocations); the tables (strata sink) hold the whole run\n", sum.TwinShard, res.Twin.Arrivals)
+	}
 	if lo.Store != "" {
 		fmt.Fprintf(w, "  tables in %s: %d decisions, %d rewards written (query with: strata sql --store/--clickhouse …)\n",
 			secret.Redact(lo.Store), res.Sink.Rows[schemas.TableDecisions], res.Sink.Rows[schemas.TableRewards])

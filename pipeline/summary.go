@@ -61,10 +61,13 @@ func (s Summary) WriteText(w io.Writer) {
 // plus the twin's figures.
 type LoopSummary struct {
 	Summary
-	Policies          map[string]string          `json:"policies"`
-	Layers            map[string]twin.LayerStats `json:"layers"`
-	TwinTicks         int64                      `json:"twin_ticks"`
-	CostPerMillionUSD float64                    `json:"cost_per_million_usd"`
+	Policies  map[string]string          `json:"policies"`
+	Layers    map[string]twin.LayerStats `json:"layers"`
+	TwinTicks int64                      `json:"twin_ticks"`
+	// TwinShard is "I/N" when this process ran shard I of a twin split into
+	// N: its figures are its apps' only.
+	TwinShard         string  `json:"twin_shard,omitempty"`
+	CostPerMillionUSD float64 `json:"cost_per_million_usd"`
 	// KeepWarmPerMillionUSD is the pre-warm (keep-warm) part of
 	// CostPerMillionUSD.
 	KeepWarmPerMillionUSD float64 `json:"keep_warm_per_million_usd"`

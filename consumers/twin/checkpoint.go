@@ -361,7 +361,12 @@ func (s *Service) findSent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(newest) < s.partitions {
+	for p := range newest {
+		if !s.owns(int(p)) {
+			delete(newest, p) // another shard's
+		}
+	}
+	if len(newest) < s.owned(s.partitions) {
 		return nil // a partition without one: write everything again
 	}
 	s.sentUS = minWM(newest)

@@ -332,3 +332,171 @@ func TestShadowRestartsFromCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceShardsEqualOneTwin runs the same closed-loop input — six
+// apps keyed across the two partitions, the replay's final watermark, an
+// operational decision batch per tick and shard — through one twin and
+// through two twin shards (Shard 0 and 1 of 2), and checks that the shards
+// together wrote what the one twin wrote: every decision, reward and
+// telemetry record equal, the figures adding up, and each telemetry
+// partition's final watermark written by its owner.
+func TestServiceShardsEqualOneTwin(t *testing.T) {
+	const run = "shards"
+	ticks := int64(2 * grid.TicksPerHour)
+	horizon := ticks * grid.OperationalTickUS
+	var apps []string
+	parts := map[int]int{}
+	for i := range 6 {
+		app := fmt.Sprintf("app-%d", i)
+		apps = append(apps, app)
+		parts[kafka.KeyPartition([]byte(app), testPartitions)]++
+	}
+	if len(parts) != testPartitions {
+		t.Fatalf("the apps fall in partitions %v: the test needs every partition", parts)
+	}
+	feed := func(env *testEnv) (arrivals int) {
+		var rs []*kgo.Record
+		for i, app := range apps {
+			every := int64(20+7*i) * 1_000_000
+			for s := int64(1_000_000 + i*300_000); s < horizon; s += every {
+				a := invocation(run, fmt.Sprintf("%s-%d", app, s), "f", s)
+				a.App = app
+				r := record(t, schemas.TopicInvocations, a)
+				r.Key = []byte(app)
+				rs = append(rs, r)
+			}
+		}
+		arrivals = len(rs)
+		rs = append(rs, watermarksOn(t, schemas.TopicInvocations, run, horizon, true)...)
+		env.produce(t, rs...)
+		for k := range ticks {
+			for shard := range testPartitions {
+				b := &schemas.DecisionBatch{Header: schemas.BatchHeader{RunID: run, Layer: schemas.Operational, Tick: k,
+					TickStartUS: k * grid.OperationalTickUS, Shard: shard, NShards: testPartitions}}
+				for i, app := range apps {
+					if kafka.KeyPartition([]byte(app), testPartitions) == shard {
+						b.Rows = append(b.Rows, schemas.DecisionRow{App: app, Func: "f", Action: int32((k + int64(i)) % 3), Prewarm: int32((k + int64(i)) % 3), Policy: "test"})
+					}
+				}
+				data, err := schemas.EncodeDecisions(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := b.Header
+				if err := env.pub.Publish(t.Context(), schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := env.pub.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return arrivals
+	}
+	service := func(env *testEnv, shard, shards int) *twin.Service {
+		svc, err := twin.NewService(twin.ServiceConfig{CommonConfig: twin.CommonConfig{Brokers: env.brokers, RunID: run,
+			Layers: []schemas.Layer{schemas.Operational}, Shard: shard, Shards: shards}, TelemetryPartitions: testPartitions},
+			testEngine(t, run), env.js, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	// byKey reads a topic's records of the run, keyed by layer, tick, app
+	// and function (telemetry: by invocation id), as their encodings.
+	byKey := func(env *testEnv, topic string) map[string]string {
+		out := map[string]string{}
+		for _, rec := range readAll(t, env.brokers, topic) {
+			if kafka.IsWatermark(rec) {
+				continue
+			}
+			var k string
+			switch topic {
+			case schemas.TopicTelemetry:
+				var o stratapb.Observation
+				if err := proto.Unmarshal(rec.Value, &o); err != nil {
+					t.Fatal(err)
+				}
+				k = o.GetArrival().GetInvocationId()
+			case schemas.TopicRewards:
+				var m stratapb.Reward
+				if err := proto.Unmarshal(rec.Value, &m); err != nil {
+					t.Fatal(err)
+				}
+				k = fmt.Sprintf("%s/%d/%s/%s", m.GetLayer(), m.GetTick(), m.GetApp(), m.GetFunc())
+			default:
+				var m stratapb.Decision
+				if err := proto.Unmarshal(rec.Value, &m); err != nil {
+					t.Fatal(err)
+				}
+				k = fmt.Sprintf("%s/%d/%s/%s", m.GetLayer(), m.GetTick(), m.GetApp(), m.GetFunc())
+			}
+			if _, dup := out[k]; dup {
+				t.Fatalf("%s holds %s twice", topic, k)
+			}
+			out[k] = string(rec.Value)
+		}
+		return out
+	}
+
+	ref := startTestEnv(t)
+	n := feed(ref)
+	one := service(ref, 0, 0)
+	r := newRunning()
+	r.start(t, one)
+	r.wait(t, "after the final watermark")
+	want := one.Stats()
+	if want.Arrivals != int64(n) || want.Ticks != ticks || want.Rewards == 0 || want.Decisions == 0 {
+		t.Fatalf("one twin: %d arrivals of %d, %d ticks, %d rewards, %d decisions", want.Arrivals, n, want.Ticks, want.Rewards, want.Decisions)
+	}
+
+	env := startTestEnv(t)
+	feed(env)
+	var got twin.Stats
+	for shard := range 2 {
+		svc := service(env, shard, 2)
+		r := newRunning()
+		r.start(t, svc)
+		r.wait(t, fmt.Sprintf("after the final watermark (shard %d)", shard))
+		st := svc.Stats()
+		if st.Ticks != ticks || st.Arrivals == 0 || st.Arrivals == want.Arrivals {
+			t.Errorf("shard %d: %d ticks, %d arrivals: want every tick and a share of the %d arrivals", shard, st.Ticks, st.Arrivals, want.Arrivals)
+		}
+		got.Arrivals += st.Arrivals
+		got.Rewards += st.Rewards
+		got.Decisions += st.Decisions
+		got.Telemetry += st.Telemetry
+	}
+	if got.Arrivals != want.Arrivals || got.Rewards != want.Rewards || got.Decisions != want.Decisions || got.Telemetry != want.Telemetry {
+		t.Errorf("shards: %d arrivals, %d rewards, %d decisions, %d telemetry; one twin: %d, %d, %d, %d",
+			got.Arrivals, got.Rewards, got.Decisions, got.Telemetry, want.Arrivals, want.Rewards, want.Decisions, want.Telemetry)
+	}
+	for topic, n := range map[string]int64{schemas.TopicRewards: want.Rewards, schemas.TopicDecisions: want.Decisions, schemas.TopicTelemetry: want.Telemetry} {
+		w, g := byKey(ref, topic), byKey(env, topic)
+		if len(w) != int(n) || len(g) != len(w) {
+			t.Errorf("%s: %d records from the shards, %d from one twin, which counted %d", topic, len(g), len(w), n)
+		}
+		for k, v := range w {
+			if g[k] != v {
+				t.Fatalf("%s: %s differs between the shards and one twin", topic, k)
+			}
+		}
+	}
+	// Every telemetry partition ends with its owner's final watermark.
+	final := map[int32]bool{}
+	for _, rec := range readAll(t, env.brokers, schemas.TopicTelemetry) {
+		if !kafka.IsWatermark(rec) {
+			continue
+		}
+		var w stratapb.Watermark
+		if err := proto.Unmarshal(rec.Value, &w); err != nil {
+			t.Fatal(err)
+		}
+		if w.Final && w.WatermarkUs == horizon {
+			final[rec.Partition] = true
+		}
+	}
+	if len(final) != testPartitions {
+		t.Errorf("final watermarks on partitions %v, want all %d", final, testPartitions)
+	}
+}

@@ -67,6 +67,18 @@ type CommonConfig struct {
 	// OutageBound is how long the service polls through a Kafka outage
 	// before it gives up (kafka.Outage; 0 is kafka.DefaultOutageBound).
 	OutageBound time.Duration
+	// Shard and Shards split a replay twin across processes (Shards > 1;
+	// 0 or 1: one twin): this service owns the input partitions p with
+	// p % Shards == Shard — the apps keyed to them and their pools — and
+	// takes the decision and state batches of those shards only, waits
+	// for those partitions' watermarks only (the tick barrier per shard),
+	// and writes its telemetry watermarks to those partitions only. The
+	// input topic, the telemetry topic and the features' shards must have
+	// the same partition count, so that an app's arrivals, telemetry and
+	// rows share a number. Each shard reads the input topic in a group of
+	// its own and skips the partitions it does not own. The shards'
+	// outputs together are a single twin's (docs/twin.md, "Sharding").
+	Shard, Shards int
 	// WatermarkIdle is how far, in event time, one of several watermark
 	// writers on a partition (ingest instances) may fall behind the most
 	// advanced one before it leaves the set whose minimum closes ticks
@@ -155,6 +167,9 @@ type core struct {
 	// published counts what Stats.Published counts, summed, for
 	// PublishedRows (which must not wait for mu).
 	published atomic.Int64
+	// shardParts is, for a sharded Service, the telemetry topic's
+	// partition count, which the input topic's must equal.
+	shardParts int
 	// floor is the first tick a restored service evaluates: decision
 	// batches of intervals starting before it, read again from the
 	// stream, are dropped.
@@ -178,6 +193,25 @@ type pendingBatch struct {
 
 // complete reports whether every shard of the batch is in.
 func (p *pendingBatch) complete() bool { return p != nil && len(p.shards) >= p.n }
+
+// owns reports whether partition (or batch shard) p is this service's:
+// every one unless the twin is sharded (CommonConfig.Shards).
+func (c *core) owns(p int) bool { return c.cfg.Shards <= 1 || p%c.cfg.Shards == c.cfg.Shard }
+
+// owned returns how many of n partitions (or batch shards) are this
+// service's.
+func (c *core) owned(n int) int {
+	if c.cfg.Shards <= 1 {
+		return n
+	}
+	k := 0
+	for p := range n {
+		if c.owns(p) {
+			k++
+		}
+	}
+	return k
+}
 
 // newCore returns the shared part of a service around eng that reads
 // topic (a base name, schemas.Topic…) in consumer group cfg.Group.
@@ -203,6 +237,15 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
 	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
+	if cfg.Shards > 1 {
+		if cfg.Shard < 0 || cfg.Shard >= cfg.Shards {
+			return nil, fmt.Errorf("configuring twin: shard %d of %d: want 0 … %d", cfg.Shard, cfg.Shards, cfg.Shards-1)
+		}
+		// Each shard reads every partition and keeps its own: in one
+		// group, the shards would split the partitions among themselves.
+		cfg.Group = fmt.Sprintf("%s-shard-%d-of-%d", cfg.Group, cfg.Shard, cfg.Shards)
+		c.cfg.Group = cfg.Group
+	}
 	var opts []kgo.Opt
 	if cfg.Checkpoints != nil {
 		if cfg.CheckpointEvery <= 0 {
@@ -297,10 +340,13 @@ func (c *core) onDecision(data []byte) error {
 	if firstTick(k) < c.floor.Load() {
 		return nil // evaluated before the checkpoint this service restarted from
 	}
+	if !c.owns(h.Shard) {
+		return nil // another shard's apps
+	}
 	c.mu.Lock()
 	p := c.batches[k]
 	if p == nil {
-		p = &pendingBatch{n: h.NShards, shards: map[int]bool{}, merged: &schemas.DecisionBatch{Header: h}}
+		p = &pendingBatch{n: c.owned(h.NShards), shards: map[int]bool{}, merged: &schemas.DecisionBatch{Header: h}}
 		p.merged.Header.Shard, p.merged.Header.NShards = 0, 1
 		c.batches[k] = p
 	}

@@ -53,8 +53,8 @@ type input struct {
 	final   map[int32]bool
 	// horizon is the latest final watermark, −1 before any.
 	horizon int64
-	// nParts is the input topic's partition count, −1 until the first
-	// record.
+	// nParts is how many of the input topic's partitions the service
+	// reads (all but a sharded twin's others), −1 until the first record.
 	nParts int
 	// offsets holds, per partition, the offset after the last record
 	// read: a record below it (read again after a restart from a
@@ -287,6 +287,9 @@ func (c *core) read(ctx context.Context, in *input, fetches kgo.Fetches, m mode)
 		return err
 	}
 	for r := range fetches.RecordsAll() {
+		if !c.owns(int(r.Partition)) {
+			continue // another shard's
+		}
 		if o, ok := in.offsets[r.Partition]; ok && r.Offset < o {
 			continue // read before, and held or evaluated
 		}
@@ -296,7 +299,10 @@ func (c *core) read(ctx context.Context, in *input, fetches kgo.Fetches, m mode)
 			if err != nil {
 				return err
 			}
-			in.nParts = n
+			if c.cfg.Shards > 1 && c.shardParts > 0 && n != c.shardParts {
+				return fmt.Errorf("twin shard %d of %d: %s has %d partitions, the telemetry topic %d: a sharded twin needs them equal", c.cfg.Shard, c.cfg.Shards, c.topic, n, c.shardParts)
+			}
+			in.nParts = c.owned(n) // the partitions this service reads
 		}
 		if kafka.IsWatermark(r) {
 			if err := c.watermarkRead(in, r); err != nil {

@@ -94,6 +94,10 @@ func NewService(cfg ServiceConfig, eng *Engine, js jetstream.JetStream, logger *
 	c.scoreFrom, c.telemetryOnly, c.keepLatencies = cfg.ScoreFromTick, cfg.TelemetryOnly, true
 	c.publishFrom, c.noDecisions = cfg.PublishFromTick, cfg.NoDecisions
 	c.ckptName = "twin"
+	if cfg.Shards > 1 {
+		c.ckptName = fmt.Sprintf("twin-shard-%d-of-%d", cfg.Shard, cfg.Shards)
+		c.shardParts = cfg.TelemetryPartitions
+	}
 	return &Service{core: c, partitions: cfg.TelemetryPartitions, record: cfg.Record, gate: cfg.Gate}, nil
 }
 
@@ -257,6 +261,9 @@ func (s *Service) watermark(ctx context.Context, w int64, final bool) error {
 	}
 	hs := kafka.WatermarkHeadersAt(time.Now())
 	for p := range s.partitions {
+		if !s.owns(p) {
+			continue // another shard's apps, and its watermarks
+		}
 		s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.Names.Topic(schemas.TopicTelemetry), Partition: int32(p), Value: v, Headers: hs}, s.produced)
 	}
 	return s.producedErr()

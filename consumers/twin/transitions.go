@@ -26,7 +26,7 @@ func (c *core) onState(data []byte) error {
 		return nil
 	}
 	h := b.Header
-	if h.RunID != c.cfg.RunID {
+	if h.RunID != c.cfg.RunID || !c.owns(h.Shard) {
 		return nil
 	}
 	// Only the operational layer's follower calls this with operational
@@ -42,7 +42,7 @@ func (c *core) onState(data []byte) error {
 	}
 	a := c.states[k]
 	if a == nil {
-		a = &stateAcc{n: h.NShards, shards: map[int]bool{}, vec: map[FuncID][]float32{}}
+		a = &stateAcc{n: c.owned(h.NShards), shards: map[int]bool{}, vec: map[FuncID][]float32{}}
 		c.states[k] = a
 	}
 	if a.shards[h.Shard] {
