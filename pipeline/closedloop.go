@@ -221,9 +221,9 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		o.Run = proto.CloneOf(o.Run)
 		o.Run.ConfigJson = RunConfigJSON(o.Run.GetConfigJson(), o.Partitions, nm)
 	}
-	kv, err := e.JS.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
+	ckpts, err := OpenFeatureCheckpoints(ctx, e.JS, nm)
 	if err != nil {
-		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
+		return res, err
 	}
 	// A resumable run's group members are static (their instance id the
 	// group's name): restarted after a crash, each takes its partitions
@@ -239,7 +239,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 	if !o.Shard.twinOnly() {
 		if fsvc, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
 			Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
-			o.publisher(e.JS), features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer); err != nil {
+			o.publisher(e.JS), ckpts, o.Logger.With("role", "features"), o.Registerer); err != nil {
 			return res, err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/consumers/sink"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
@@ -210,4 +211,19 @@ func (o *Config) Prepare(ctx context.Context) (*Env, func(), error) {
 	}
 	o.Partitions = e.Partitions
 	return e, e.close, nil
+}
+
+// OpenFeatureCheckpoints opens the feature service's checkpoint stores of
+// names: the key-value bucket and, for checkpoints too large for an entry,
+// the object store (features.KVCheckpoints).
+func OpenFeatureCheckpoints(ctx context.Context, js jetstream.JetStream, names schemas.Names) (features.KVCheckpoints, error) {
+	kv, err := js.KeyValue(ctx, names.Bucket(schemas.BucketCheckpoints))
+	if err != nil {
+		return features.KVCheckpoints{}, fmt.Errorf("opening checkpoint bucket: %w", err)
+	}
+	obj, err := js.ObjectStore(ctx, names.Bucket(schemas.BucketFeatures))
+	if err != nil {
+		return features.KVCheckpoints{}, fmt.Errorf("opening the features' checkpoint object store: %w", err)
+	}
+	return features.KVCheckpoints{KV: kv, Obj: obj}, nil
 }

@@ -242,9 +242,9 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 	}
 	prog := newLiveProgress()
 	nm := lo.Names
-	kv, err := e.JS.KeyValue(ctx, nm.Bucket(schemas.BucketCheckpoints))
+	ckpts, err := OpenFeatureCheckpoints(ctx, e.JS, nm)
 	if err != nil {
-		return fmt.Errorf("opening checkpoint bucket: %w", err)
+		return err
 	}
 	runID := lo.RunID
 	groups := GroupsOf(nm, runID)
@@ -259,7 +259,7 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		return group
 	}
 	if run.Features, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
-		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage, WatermarkIdle: lo.WatermarkIdle}, lo.publisher(e.JS), features.KVCheckpoints{KV: kv},
+		Epoch: LiveEpoch, RunID: runID, Names: nm, OnBatch: prog.onBatch, OutageBound: lo.KafkaOutage, WatermarkIdle: lo.WatermarkIdle}, lo.publisher(e.JS), ckpts,
 		logger.With("role", "features"), reg); err != nil {
 		return err
 	}

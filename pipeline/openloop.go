@@ -32,16 +32,16 @@ func OpenLoop(ctx context.Context, o Config, src replay.Source, srcName string, 
 	}
 	defer closeEnv()
 
-	kv, err := e.JS.KeyValue(ctx, o.Names.Bucket(schemas.BucketCheckpoints))
+	ckpts, err := OpenFeatureCheckpoints(ctx, e.JS, o.Names)
 	if err != nil {
-		return res, fmt.Errorf("opening checkpoint bucket: %w", err)
+		return res, err
 	}
 	pub := o.publisher(e.JS)
 	group := GroupsOf(o.Names, o.RunID).Features
 	svc, err := features.NewService(ctx, features.Config{
 		Brokers: e.Brokers, Group: group, Epoch: o.Epoch, Names: o.Names,
 		StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, OutageBound: o.KafkaOutage,
-	}, pub, features.KVCheckpoints{KV: kv}, o.Logger.With("role", "features"), o.Registerer)
+	}, pub, ckpts, o.Logger.With("role", "features"), o.Registerer)
 	if err != nil {
 		return res, err
 	}

@@ -90,14 +90,14 @@ func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, r.Names.Bucket(schemas.BucketCheckpoints))
+	ckpts, err := OpenFeatureCheckpoints(ctx, js, r.Names)
 	if err != nil {
-		return fmt.Errorf("opening checkpoint bucket: %w", err)
+		return err
 	}
 	svc, err := features.NewService(ctx, features.Config{Brokers: r.Brokers, Group: r.Group,
 		Epoch: epoch, StopAfterFinal: r.StopAfterFinal, RunID: r.RunID, CheckpointEvery: r.CheckpointEvery, Names: r.Names, OutageBound: r.KafkaOutage,
 		WatermarkIdle: r.WatermarkIdle},
-		r.publisher(js), features.KVCheckpoints{KV: kv}, logger, reg)
+		r.publisher(js), ckpts, logger, reg)
 	if err != nil {
 		return err
 	}

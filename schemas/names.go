@@ -115,6 +115,11 @@ const (
 	// BucketTwin is the JetStream object store of the replay twin's
 	// checkpoints, one object per run.
 	BucketTwin = "strata_twin"
+	// BucketFeatures is the JetStream object store of the feature
+	// service's checkpoints too large for a key-value entry (NATS's
+	// maximum payload, 1 MiB by default): the entry in BucketCheckpoints
+	// then names the object (features.KVCheckpoints).
+	BucketFeatures = "strata_features"
 )
 
 // StateSubject returns the subject of layer's state batches.

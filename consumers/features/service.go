@@ -2,12 +2,15 @@ package features
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,8 +43,31 @@ type Checkpoints interface {
 // ErrNoCheckpoint is returned by Checkpoints.Get when there is none.
 var ErrNoCheckpoint = errors.New("no checkpoint")
 
-// KVCheckpoints adapts a JetStream key-value bucket to Checkpoints.
-type KVCheckpoints struct{ KV jetstream.KeyValue }
+// KVCheckpoints adapts a JetStream key-value bucket to Checkpoints. A
+// partition's checkpoint grows with its functions, and NATS refuses a
+// message over its maximum payload (1 MiB by default): one was measured
+// over it with 10× the trace's apps on 4 partitions (docs/capacity.md).
+// With Obj set, a value over SpillBytes is stored as an object of Obj
+// under a name of its own, and the entry holds only that name; the object
+// is written whole before the entry points to it, and the one before is
+// deleted after, so a crash between leaves the previous checkpoint.
+type KVCheckpoints struct {
+	KV jetstream.KeyValue
+	// Obj, if set, holds the values over SpillBytes
+	// (schemas.BucketFeatures).
+	Obj jetstream.ObjectStore
+	// SpillBytes is the largest value kept in the entry itself (default
+	// DefaultSpillBytes).
+	SpillBytes int
+}
+
+// DefaultSpillBytes is KVCheckpoints.SpillBytes's default: half of NATS's
+// default maximum payload.
+const DefaultSpillBytes = 512 << 10
+
+// objectRef marks an entry that names the object holding the checkpoint.
+// A snapshot envelope never starts with a zero byte.
+const objectRef = "\x00strata-object\x00"
 
 // Get returns the value of key or ErrNoCheckpoint.
 func (c KVCheckpoints) Get(ctx context.Context, key string) ([]byte, error) {
@@ -52,15 +78,73 @@ func (c KVCheckpoints) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint %s: %w", key, err)
 	}
-	return e.Value(), nil
+	v := e.Value()
+	name, isRef := strings.CutPrefix(string(v), objectRef)
+	if !isRef {
+		return v, nil
+	}
+	if c.Obj == nil {
+		return nil, fmt.Errorf("reading checkpoint %s: it is in object %s, and no object store was given", key, name)
+	}
+	b, err := c.Obj.GetBytes(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint %s from object %s: %w", key, name, err)
+	}
+	return b, nil
 }
 
-// Put stores value under key.
+// Put stores value under key: in the entry itself, or, over SpillBytes
+// with Obj set, as an object the entry names.
 func (c KVCheckpoints) Put(ctx context.Context, key string, value []byte) error {
-	if _, err := c.KV.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("writing checkpoint %s: %w", key, err)
+	limit := c.SpillBytes
+	if limit <= 0 {
+		limit = DefaultSpillBytes
+	}
+	if c.Obj == nil || len(value) <= limit {
+		prev := c.ref(ctx, key)
+		if _, err := c.KV.Put(ctx, key, value); err != nil {
+			return fmt.Errorf("writing checkpoint %s: %w", key, err)
+		}
+		c.dropObject(ctx, prev)
+		return nil
+	}
+	prev := c.ref(ctx, key)
+	sum := sha256.Sum256(value)
+	name := key + "." + hex.EncodeToString(sum[:8])
+	if _, err := c.Obj.PutBytes(ctx, name, value); err != nil {
+		return fmt.Errorf("writing checkpoint %s as object %s: %w", key, name, err)
+	}
+	if _, err := c.KV.Put(ctx, key, []byte(objectRef+name)); err != nil {
+		return fmt.Errorf("writing checkpoint %s (object %s): %w", key, name, err)
+	}
+	if prev != name {
+		c.dropObject(ctx, prev)
 	}
 	return nil
+}
+
+// ref returns the object key's entry names, "" when it names none.
+func (c KVCheckpoints) ref(ctx context.Context, key string) string {
+	if c.Obj == nil {
+		return ""
+	}
+	e, err := c.KV.Get(ctx, key)
+	if err != nil {
+		return ""
+	}
+	name, isRef := strings.CutPrefix(string(e.Value()), objectRef)
+	if !isRef {
+		return ""
+	}
+	return name
+}
+
+// dropObject deletes a checkpoint object no entry names any more; a
+// failure leaves it behind, harmless.
+func (c KVCheckpoints) dropObject(ctx context.Context, name string) {
+	if name != "" {
+		_ = c.Obj.Delete(ctx, name)
+	}
 }
 
 // Config configures the feature service.

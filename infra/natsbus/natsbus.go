@@ -156,6 +156,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		return fmt.Errorf("creating key-value bucket %s: %w", n.Bucket(schemas.BucketCheckpoints), err)
 	}
 	if err := racing(func() error {
+		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: n.Bucket(schemas.BucketFeatures), Storage: jetstream.FileStorage})
+		return err
+	}); err != nil {
+		return fmt.Errorf("creating object store %s: %w", n.Bucket(schemas.BucketFeatures), err)
+	}
+	if err := racing(func() error {
 		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.Bucket(schemas.BucketLearner), Storage: storage})
 		return err
 	}); err != nil {
