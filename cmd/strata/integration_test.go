@@ -75,7 +75,7 @@ type fnKey struct{ app, fn string }
 func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	fr := startFeaturesRun(ctx, t, 8)
+	fr := startFeaturesRun(ctx, t, 8, 1)
 
 	// Start the feature service, kill it once part of the run is out.
 	first := fr.start(ctx, t, nil)
@@ -105,7 +105,7 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 func TestIntegrationFeaturesScaleOutAndIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	fr := startFeaturesRun(ctx, t, 40)
+	fr := startFeaturesRun(ctx, t, 40, 1)
 	var outA, outB bytes.Buffer
 	a := fr.start(ctx, t, &outA)
 	fr.waitBatches(ctx, t, fr.total/6)
@@ -120,9 +120,41 @@ func TestIntegrationFeaturesScaleOutAndIn(t *testing.T) {
 	if err := b.Wait(); err != nil {
 		t.Fatalf("the second feature process: %v", err)
 	}
-	t.Logf("first: %s", strings.TrimSpace(outA.String()))
-	t.Logf("second: %s", strings.TrimSpace(outB.String()))
-	for name, out := range map[string]string{"first": outA.String(), "second": outB.String()} {
+	checkBothPublished(t, outA.String(), outB.String())
+	fr.check(ctx, t)
+}
+
+// TestIntegrationFeaturesGroupFinishes runs two `strata features
+// --stop-after-final` processes in one group on three replayed synthetic
+// days, the second joining once the first has published: each must stop
+// on its own once the partitions it holds are done — a process stopped
+// only after every partition of the topic was done, so two in a group
+// never stopped — and together they must have published every batch once
+// and counted every invocation once. (Which one does the work depends on
+// the rebalance: a partition handed to the second may already be done.)
+func TestIntegrationFeaturesGroupFinishes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	fr := startFeaturesRun(ctx, t, 40, 3)
+	var outA, outB bytes.Buffer
+	a := fr.start(ctx, t, &outA)
+	fr.waitBatches(ctx, t, fr.total/10)
+	b := fr.start(ctx, t, &outB)
+	for name, c := range map[string]*exec.Cmd{"first": a, "second": b} {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("the %s feature process did not stop on its own: %v", name, err)
+		}
+	}
+	t.Logf("first: %s; second: %s", strings.TrimSpace(outA.String()), strings.TrimSpace(outB.String()))
+	fr.check(ctx, t)
+}
+
+// checkBothPublished fails t unless both feature processes' outputs say
+// they published state batches.
+func checkBothPublished(t *testing.T, outA, outB string) {
+	t.Helper()
+	for name, out := range map[string]string{"first": outA, "second": outB} {
+		t.Logf("%s: %s", name, strings.TrimSpace(out))
 		var inv, late, malformed, batches int64
 		if _, err := fmt.Sscanf(out, "features: %d invocations windowed, %d late, %d malformed, %d state batches", &inv, &late, &malformed, &batches); err != nil {
 			t.Fatalf("%s process printed %q: %v", name, out, err)
@@ -131,7 +163,6 @@ func TestIntegrationFeaturesScaleOutAndIn(t *testing.T) {
 			t.Errorf("the %s process published no state batch: the test did not exercise the group", name)
 		}
 	}
-	fr.check(ctx, t)
 }
 
 // featuresRun is a synthetic day replayed into the telemetry topic of a
@@ -148,9 +179,9 @@ type featuresRun struct {
 	total int
 }
 
-// startFeaturesRun builds strata and replays a synthetic day of apps apps
-// into 3 partitions.
-func startFeaturesRun(ctx context.Context, t *testing.T, apps int) *featuresRun {
+// startFeaturesRun builds strata and replays days synthetic days of apps
+// apps into 3 partitions.
+func startFeaturesRun(ctx context.Context, t *testing.T, apps, days int) *featuresRun {
 	t.Helper()
 	brokers, natsURL := servers(t)
 	fr := &featuresRun{names: testNames(t), bin: filepath.Join(t.TempDir(), "strata"), runID: fmt.Sprintf("it-features-%d", time.Now().UnixNano())}
@@ -168,7 +199,7 @@ func startFeaturesRun(ctx context.Context, t *testing.T, apps int) *featuresRun 
 	}
 	fr.startSeq = info.State.LastSeq + 1 // 1: the stream is the test's own
 
-	s, err := replay.NewSynth(replay.SynthConfig{Days: 1, Seed: 11, Apps: apps})
+	s, err := replay.NewSynth(replay.SynthConfig{Days: days, Seed: 11, Apps: apps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,21 +213,22 @@ func startFeaturesRun(ctx context.Context, t *testing.T, apps int) *featuresRun 
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The horizon is the day's end, whatever the last invocation's tick.
+	// The horizon is the last day's end, whatever the last invocation's
+	// tick.
 	rep, err := producers.NewReplayer(producers.ReplayConfig{RunID: fr.runID, Observed: true, Partitions: nParts, SourceName: "synthetic",
-		HorizonUS: grid.StrategicTickUS, Names: fr.names}, cl, slog.New(slog.DiscardHandler), nil)
+		HorizonUS: int64(days) * grid.StrategicTickUS, Names: fr.names}, cl, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rep.Run(ctx, &pipelinetest.SliceSource{Ins: fr.ins}); err != nil {
 		t.Fatal(err)
 	}
-	// The operational batches of the run, all shards: the one-day horizon
-	// holds StrategicTickUS / OperationalTickUS = 86400 s / 15 s = 5760
-	// operational ticks, 0 … 5759, and, by the tick contract, the final
-	// watermark at the horizon makes every shard publish one batch more,
-	// for tick T+1 = 5760: 5761 batches per shard.
-	fr.total = int(grid.TicksPerDay+1) * nParts
+	// The operational batches of the run, all shards: a day holds
+	// StrategicTickUS / OperationalTickUS = 86400 s / 15 s = 5760
+	// operational ticks, and, by the tick contract, the final watermark at
+	// the horizon makes every shard publish one batch more: 5761 batches
+	// per shard for one day.
+	fr.total = int(int64(days)*grid.TicksPerDay+1) * nParts
 	// The feature processes' consumer group is strata-features under the
 	// prefix.
 	fr.args = []string{"features", "--kafka", brokers[0], "--nats", natsURL, "--prefix", fr.names.Prefix,

@@ -168,8 +168,9 @@ type Config struct {
 	// (default 5 s); checkpoints are also written on revocation, at the end
 	// of a run and on shutdown.
 	CheckpointEvery time.Duration
-	// StopAfterFinal makes Run return once every partition has seen the
-	// final watermark of a run and its batches are durable.
+	// StopAfterFinal makes Run return once every partition the service
+	// holds has seen the final watermark of a run and its batches are
+	// durable (in a group of several processes, each once its own are).
 	StopAfterFinal bool
 	// RunID, if set, restricts the service to one run: records of other
 	// runs are skipped and counted.
@@ -428,13 +429,25 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) loop(ctx context.Context) error {
 	for {
-		fetches := s.cl.PollFetches(ctx)
+		// With StopAfterFinal a poll gives up after a second without
+		// records: partitions handed over done by a process that left the
+		// group bring no record, and the service must see that it is done.
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if s.cfg.StopAfterFinal {
+			pctx, cancel = context.WithTimeout(ctx, time.Second)
+		}
+		fetches := s.cl.PollFetches(pctx)
+		idle := pctx.Err() != nil && fetches.NumRecords() == 0
+		cancel()
 		if ctx.Err() != nil {
 			s.cl.AllowRebalance()
 			return nil
 		}
 		if fetches.IsClientClosed() {
 			return nil
+		}
+		if idle {
+			fetches = nil // the poll's own deadline, not an outage
 		}
 		if err := s.outage.After(ctx, fetches); err != nil {
 			s.cl.AllowRebalance()
@@ -449,7 +462,7 @@ func (s *Service) loop(ctx context.Context) error {
 				}
 			})
 		}
-		done := s.cfg.StopAfterFinal && len(s.finalSeen) == s.nShards && s.allFinal()
+		done := s.cfg.StopAfterFinal && s.ownFinal()
 		s.mu.Unlock()
 		if err != nil {
 			s.cl.AllowRebalance()
@@ -468,9 +481,17 @@ func (s *Service) loop(ctx context.Context) error {
 	}
 }
 
-func (s *Service) allFinal() bool {
-	for _, f := range s.finalSeen {
-		if !f {
+// ownFinal reports whether every partition the service holds has seen its
+// run's final watermark (s.mu held). In a group of several processes each
+// stops once its own partitions are done; one that leaves hands them,
+// done, to the others, which restore them from their checkpoints. A
+// service that holds no partition is not done.
+func (s *Service) ownFinal() bool {
+	if len(s.parts) == 0 {
+		return false
+	}
+	for p := range s.parts {
+		if !s.finalSeen[p] {
 			return false
 		}
 	}
