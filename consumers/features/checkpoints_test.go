@@ -2,6 +2,7 @@ package features_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,7 +32,7 @@ func TestKVCheckpointsSpillToObjects(t *testing.T) {
 	objects := func() int {
 		t.Helper()
 		list, err := obj.List(ctx)
-		if err != nil && err != jetstream.ErrNoObjectsFound {
+		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
 			t.Fatal(err)
 		}
 		return len(list)
@@ -73,7 +74,7 @@ func TestKVCheckpointsSpillToObjects(t *testing.T) {
 	if got, err := c.Get(ctx, "p1"); err != nil || string(got) != "plain" {
 		t.Fatalf("an entry written without an object store reads back %q, %v", got, err)
 	}
-	if _, err := c.Get(ctx, "absent"); err != features.ErrNoCheckpoint {
+	if _, err := c.Get(ctx, "absent"); !errors.Is(err, features.ErrNoCheckpoint) {
 		t.Fatalf("a missing checkpoint: %v, want ErrNoCheckpoint", err)
 	}
 }
