@@ -31,10 +31,7 @@ func TestIntegrationAgentsRedundant(t *testing.T) {
 	brokers, natsURL := servers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	bin := buildStrata(ctx, t)
 	const runID = "it-agents-redundant"
 	dir := t.TempDir()
 	run := func(names schemas.Names, summary string, extra ...string) *exec.Cmd {

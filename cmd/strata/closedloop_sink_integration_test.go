@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -131,7 +130,7 @@ func newSinkLoop(t *testing.T, prefix string) *sinkLoop {
 	names := testNames(t)
 	dsn := pipelinetest.ClickHouseDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	sl := &sinkLoop{ctx: ctx, bin: filepath.Join(t.TempDir(), "strata"), runID: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()),
+	sl := &sinkLoop{ctx: ctx, bin: buildStrata(ctx, t), runID: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()),
 		names: names, brokers: brokers, natsURL: natsURL}
 	t.Cleanup(func() {
 		cancel()
@@ -139,9 +138,6 @@ func newSinkLoop(t *testing.T, prefix string) *sinkLoop {
 			<-sl.done
 		}
 	})
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", sl.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
 	st, err := store.OpenClickHouse(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

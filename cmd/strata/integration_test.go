@@ -42,6 +42,23 @@ func servers(t *testing.T) (brokers []string, natsURL string) {
 	return kafka.ParseBrokers(k), n
 }
 
+// buildStrata builds the strata binary once for the package's
+// integration tests (TestMain removes it) and returns its path.
+func buildStrata(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	sharedBin.once.Do(func() {
+		if sharedBin.dir, sharedBin.err = os.MkdirTemp("", "strata-it-"); sharedBin.err != nil {
+			return
+		}
+		sharedBin.path = filepath.Join(sharedBin.dir, "strata")
+		sharedBin.out, sharedBin.err = exec.CommandContext(ctx, "go", "build", "-o", sharedBin.path, ".").CombinedOutput()
+	})
+	if sharedBin.err != nil {
+		t.Fatalf("building strata: %v\n%s", sharedBin.err, sharedBin.out)
+	}
+	return sharedBin.path
+}
+
 // testNames returns the broker-side names of one test: a name prefix of
 // its own, it-<test>-<random> (kafkatest.TestNames), for its Kafka topics
 // and consumer groups and its JetStream streams, subjects and buckets. The
@@ -184,10 +201,7 @@ type featuresRun struct {
 func startFeaturesRun(ctx context.Context, t *testing.T, apps, days int) *featuresRun {
 	t.Helper()
 	brokers, natsURL := servers(t)
-	fr := &featuresRun{names: testNames(t), bin: filepath.Join(t.TempDir(), "strata"), runID: fmt.Sprintf("it-features-%d", time.Now().UnixNano())}
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", fr.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	fr := &featuresRun{names: testNames(t), bin: buildStrata(ctx, t), runID: fmt.Sprintf("it-features-%d", time.Now().UnixNano())}
 	fr.js = jetStreamForTest(ctx, t, natsURL, fr.names)
 	var err error
 	if fr.stream, err = fr.js.Stream(ctx, fr.names.Stream(schemas.StreamState)); err != nil {

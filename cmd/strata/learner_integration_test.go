@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,10 +30,7 @@ func TestIntegrationLearnerKilledAndRestarted(t *testing.T) {
 	names := testNames(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	bin := buildStrata(ctx, t)
 	ms, err := natsbus.OpenModelStore(ctx, jetStreamForTest(ctx, t, natsURL, names), names)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,10 +44,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 	names := testNames(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	bin := buildStrata(ctx, t)
 	runID := fmt.Sprintf("it-ingest-kill-%d", time.Now().UnixNano())
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,10 +183,7 @@ func TestIntegrationLiveShadowKilledAndRestarted(t *testing.T) {
 	brokers, natsURL := servers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	bin := buildStrata(ctx, t)
 	rng := rand.New(rand.NewPCG(shadowRestartSeed, 0))
 	points := []struct {
 		point string

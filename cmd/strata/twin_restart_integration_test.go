@@ -48,10 +48,7 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 	brokers, natsURL := servers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	bin := buildStrata(ctx, t)
 	const runID = "it-twin-restart"
 	dir := t.TempDir()
 	// run runs `strata run` of the real rows under names into dsn with

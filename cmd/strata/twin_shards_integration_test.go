@@ -35,10 +35,7 @@ func TestIntegrationTwinSharded(t *testing.T) {
 	brokers, natsURL := servers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "strata")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building strata: %v\n%s", err, out)
-	}
+	bin := buildStrata(ctx, t)
 	const runID = "it-twin-shards"
 	dir := t.TempDir()
 	cmd := func(names schemas.Names, summary string, extra ...string) (*exec.Cmd, *bytes.Buffer) {
