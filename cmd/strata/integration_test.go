@@ -120,25 +120,8 @@ func TestIntegrationFeaturesKilledAndRestarted(t *testing.T) {
 // invocation counted exactly once, and both processes must have published
 // some of them.
 func TestIntegrationFeaturesScaleOutAndIn(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	fr := startFeaturesRun(ctx, t, 40, 1)
-	var outA, outB bytes.Buffer
-	a := fr.start(ctx, t, &outA)
-	fr.waitBatches(ctx, t, fr.total/6)
-	b := fr.start(ctx, t, &outB)
-	fr.waitBatches(ctx, t, fr.total/2)
-	if err := a.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Wait(); err != nil {
-		t.Fatalf("the first feature process did not stop cleanly: %v", err)
-	}
-	if err := b.Wait(); err != nil {
-		t.Fatalf("the second feature process: %v", err)
-	}
-	checkBothPublished(t, outA.String(), outB.String())
-	fr.check(ctx, t)
+	outA, outB := runFeatureGroup(t, 1, 6, 2)
+	checkBothPublished(t, outA, outB)
 }
 
 // TestIntegrationFeaturesGroupFinishes runs two `strata features
@@ -150,20 +133,38 @@ func TestIntegrationFeaturesScaleOutAndIn(t *testing.T) {
 // and counted every invocation once. (Which one does the work depends on
 // the rebalance: a partition handed to the second may already be done.)
 func TestIntegrationFeaturesGroupFinishes(t *testing.T) {
+	outA, outB := runFeatureGroup(t, 3, 10, 0) // long enough for the second to join while the first works
+	t.Logf("first: %s; second: %s", strings.TrimSpace(outA), strings.TrimSpace(outB))
+}
+
+// runFeatureGroup replays days synthetic days of 40 apps, starts a
+// `strata features` process of the run, a second one once the stream
+// holds 1/joinAt of the run's batches and, with stopFirstAt > 0, stops the
+// first (SIGTERM) once it holds 1/stopFirstAt. It waits for both to end
+// on their own, checks the stream (fr.check) and returns what each
+// printed.
+func runFeatureGroup(t *testing.T, days, joinAt, stopFirstAt int) (outA, outB string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	fr := startFeaturesRun(ctx, t, 40, 3)
-	var outA, outB bytes.Buffer
-	a := fr.start(ctx, t, &outA)
-	fr.waitBatches(ctx, t, fr.total/10)
-	b := fr.start(ctx, t, &outB)
-	for name, c := range map[string]*exec.Cmd{"first": a, "second": b} {
-		if err := c.Wait(); err != nil {
-			t.Fatalf("the %s feature process did not stop on its own: %v", name, err)
+	fr := startFeaturesRun(ctx, t, 40, days)
+	var bufA, bufB bytes.Buffer
+	a := fr.start(ctx, t, &bufA)
+	fr.waitBatches(ctx, t, fr.total/joinAt)
+	b := fr.start(ctx, t, &bufB)
+	if stopFirstAt > 0 {
+		fr.waitBatches(ctx, t, fr.total/stopFirstAt)
+		if err := a.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
 		}
 	}
-	t.Logf("first: %s; second: %s", strings.TrimSpace(outA.String()), strings.TrimSpace(outB.String()))
+	for name, c := range map[string]*exec.Cmd{"first": a, "second": b} {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("the %s feature process: %v", name, err)
+		}
+	}
 	fr.check(ctx, t)
+	return bufA.String(), bufB.String()
 }
 
 // checkBothPublished fails t unless both feature processes' outputs say

@@ -54,14 +54,7 @@ func feedRun(t *testing.T, env *testEnv, run string) (arrivals int) {
 		for _, fn := range []string{"b", "f", "g"} {
 			b.Rows = append(b.Rows, schemas.DecisionRow{App: "app", Func: fn, Action: int32(k % 3), Prewarm: int32(k % 3), Policy: "test"})
 		}
-		data, err := schemas.EncodeDecisions(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := b.Header
-		if err := env.pub.Publish(t.Context(), schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
-			t.Fatal(err)
-		}
+		env.publishBatch(t, b)
 	}
 	if err := env.pub.Flush(t.Context()); err != nil {
 		t.Fatal(err)
@@ -378,14 +371,7 @@ func TestServiceShardsEqualOneTwin(t *testing.T) {
 						b.Rows = append(b.Rows, schemas.DecisionRow{App: app, Func: "f", Action: int32((k + int64(i)) % 3), Prewarm: int32((k + int64(i)) % 3), Policy: "test"})
 					}
 				}
-				data, err := schemas.EncodeDecisions(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				h := b.Header
-				if err := env.pub.Publish(t.Context(), schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
-					t.Fatal(err)
-				}
+				env.publishBatch(t, b)
 			}
 		}
 		if err := env.pub.Flush(t.Context()); err != nil {

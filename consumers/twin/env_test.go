@@ -101,15 +101,22 @@ func (e *testEnv) publishDecisions(t *testing.T, run string, k int64, policy str
 		b.Rows = append(b.Rows, schemas.DecisionRow{App: "app", Func: fn, Action: 1, Prewarm: 1,
 			Policy: policy, PolicyVersion: fmt.Sprint(k)})
 	}
+	e.publishBatch(t, b)
+	if err := e.pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishBatch publishes decision batch b as a worker does (message id and
+// all), without waiting for its acknowledgement.
+func (e *testEnv) publishBatch(t *testing.T, b *schemas.DecisionBatch) {
+	t.Helper()
 	data, err := schemas.EncodeDecisions(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := b.Header
 	if err := e.pub.Publish(t.Context(), schemas.DecisionSubject(h.Layer), schemas.BatchMsgID(h.RunID, h.Layer, h.Tick, h.Shard, h.NShards), data); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.pub.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 }
