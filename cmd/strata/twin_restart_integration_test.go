@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
@@ -161,7 +162,7 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 func transitionsOf(ctx context.Context, t *testing.T, brokers []string, names schemas.Names) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, r := range pipelinetest.ReadTopics(t, ctx, brokers, names.Topic(schemas.TopicTransitions)) {
+	for _, r := range kafkatest.ReadTopics(t, ctx, brokers, names.Topic(schemas.TopicTransitions)) {
 		var tr stratapb.Transition
 		if err := proto.Unmarshal(r.Value, &tr); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -99,7 +100,7 @@ func TestIntegrationTwinSharded(t *testing.T) {
 func keyedRecords(ctx context.Context, t *testing.T, brokers []string, topic, base string) (map[string]string, string) {
 	t.Helper()
 	out := map[string]string{}
-	for _, r := range pipelinetest.ReadTopics(t, ctx, brokers, topic) {
+	for _, r := range kafkatest.ReadTopics(t, ctx, brokers, topic) {
 		var m interface {
 			proto.Message
 			GetLayer() string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -392,7 +393,7 @@ func TestServiceShardsEqualOneTwin(t *testing.T) {
 	// and function (telemetry: by invocation id), as their encodings.
 	byKey := func(env *testEnv, topic string) map[string]string {
 		out := map[string]string{}
-		for _, rec := range readAll(t, env.brokers, topic) {
+		for _, rec := range kafkatest.ReadTopics(t, t.Context(), env.brokers, topic) {
 			if kafka.IsWatermark(rec) {
 				continue
 			}
@@ -470,7 +471,7 @@ func TestServiceShardsEqualOneTwin(t *testing.T) {
 	}
 	// Every telemetry partition ends with its owner's final watermark.
 	final := map[int32]bool{}
-	for _, rec := range readAll(t, env.brokers, schemas.TopicTelemetry) {
+	for _, rec := range kafkatest.ReadTopics(t, t.Context(), env.brokers, schemas.TopicTelemetry) {
 		if !kafka.IsWatermark(rec) {
 			continue
 		}

@@ -10,11 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/strata-rl/strata/infra/kafka"
-	"github.com/strata-rl/strata/infra/kafka/kafkatest"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 	"io"
 	"log/slog"
 	"net/url"
@@ -27,9 +22,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/strata-rl/strata/agents/worker"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
+	"github.com/strata-rl/strata/infra/kafka"
+	"github.com/strata-rl/strata/infra/kafka/kafkatest"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/replay"
@@ -244,7 +243,7 @@ func ReadRun(t testing.TB, ctx context.Context, brokers []string, names schemas.
 	deadTopic := names.Topic(schemas.TopicDeadLetter)
 	var obs []*stratapb.Observation
 	var dead []*stratapb.DeadLetter
-	for _, r := range ReadTopics(t, ctx, brokers, names.Topic(schemas.TopicTelemetry), deadTopic) {
+	for _, r := range kafkatest.ReadTopics(t, ctx, brokers, names.Topic(schemas.TopicTelemetry), deadTopic) {
 		switch {
 		case r.Topic == deadTopic:
 			var d stratapb.DeadLetter
@@ -260,52 +259,6 @@ func ReadRun(t testing.TB, ctx context.Context, brokers []string, names schemas.
 		}
 	}
 	return obs, dead
-}
-
-// ReadTopics reads topics from their starts to the end offsets they had
-// when it began and returns their records, each partition's in order.
-func ReadTopics(t testing.TB, ctx context.Context, brokers []string, topics ...string) []*kgo.Record {
-	t.Helper()
-	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
-		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	left := map[string]map[int32]int64{}
-	remaining := 0
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			if left[o.Topic] == nil {
-				left[o.Topic] = map[int32]int64{}
-			}
-			left[o.Topic][o.Partition] = o.Offset
-			remaining++
-		}
-	})
-	var out []*kgo.Record
-	for remaining > 0 {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatal("reading the topics: ", ctx.Err())
-		}
-		f.EachRecord(func(r *kgo.Record) {
-			end, ok := left[r.Topic][r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			out = append(out, r)
-			if r.Offset+1 >= end {
-				delete(left[r.Topic], r.Partition)
-				remaining--
-			}
-		})
-	}
-	return out
 }
 
 // ClickHouseDB returns a DSN of a fresh database on STRATA_CLICKHOUSE (the

@@ -165,3 +165,49 @@ func DeleteNamed(t testing.TB, brokers []string, names schemas.Names) {
 		t.Logf("cleaning up %s: deleting groups %v: %v %v", names.Prefix, groups, err, resp.Error())
 	}
 }
+
+// ReadTopics reads topics from their starts to the end offsets they had
+// when it began and returns their records, each partition's in order.
+func ReadTopics(t testing.TB, ctx context.Context, brokers []string, topics ...string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(append(kafka.CommonOpts(brokers, nil),
+		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]map[int32]int64{}
+	remaining := 0
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			if left[o.Topic] == nil {
+				left[o.Topic] = map[int32]int64{}
+			}
+			left[o.Topic][o.Partition] = o.Offset
+			remaining++
+		}
+	})
+	var out []*kgo.Record
+	for remaining > 0 {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("reading the topics: ", ctx.Err())
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			end, ok := left[r.Topic][r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			out = append(out, r)
+			if r.Offset+1 >= end {
+				delete(left[r.Topic], r.Partition)
+				remaining--
+			}
+		})
+	}
+	return out
+}
