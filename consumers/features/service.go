@@ -100,15 +100,14 @@ func (c KVCheckpoints) Put(ctx context.Context, key string, value []byte) error 
 	if limit <= 0 {
 		limit = DefaultSpillBytes
 	}
+	prev := c.ref(ctx, key) // the object the entry names now, if any
 	if c.Obj == nil || len(value) <= limit {
-		prev := c.ref(ctx, key)
 		if _, err := c.KV.Put(ctx, key, value); err != nil {
 			return fmt.Errorf("writing checkpoint %s: %w", key, err)
 		}
 		c.dropObject(ctx, prev)
 		return nil
 	}
-	prev := c.ref(ctx, key)
 	sum := sha256.Sum256(value)
 	name := key + "." + hex.EncodeToString(sum[:8])
 	if _, err := c.Obj.PutBytes(ctx, name, value); err != nil {

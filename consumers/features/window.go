@@ -3,7 +3,6 @@ package features
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -482,10 +481,6 @@ func (p *Partition) AdvanceFrom(writer string, watermarkUS int64, final bool, em
 // behind the most advanced one before it leaves the set (0: never;
 // schemas.Watermarks.IdleUS).
 func (p *Partition) SetWatermarkIdle(us int64) { p.wms.IdleUS = us }
-
-// Writers returns the live watermark writers and their latest
-// watermarks.
-func (p *Partition) Writers() map[string]int64 { return maps.Clone(p.wms.Writers) }
 
 func (p *Partition) emitAll(tick int64, hour, day bool, emit Emit) error {
 	if err := emit(p.operationalBatch(tick)); err != nil {
