@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -35,9 +34,7 @@ func TestIntegrationAgentsRedundant(t *testing.T) {
 	const runID = "it-agents-redundant"
 	dir := t.TempDir()
 	run := func(names schemas.Names, summary string, extra ...string) *exec.Cmd {
-		args := append([]string{"run", "--kafka", strings.Join(brokers, ","), "--nats", natsURL, "--prefix", names.Prefix,
-			"--store", "", "--run-id", runID, "--trace", pipelinetest.RealTrace, "--summary", summary, "--progress=false"}, extra...)
-		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd := exec.CommandContext(ctx, bin, realRowsRun(brokers, natsURL, names, runID, summary, append([]string{"--store", ""}, extra...)...)...)
 		cmd.Stderr = os.Stderr
 		return cmd
 	}

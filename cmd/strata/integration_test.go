@@ -59,6 +59,14 @@ func buildStrata(ctx context.Context, t *testing.T) string {
 	return sharedBin.path
 }
 
+// realRowsRun returns the arguments of a `strata run` of the 998 real
+// rows on brokers and natsURL under names, run runID, writing its summary
+// to summary, followed by extra.
+func realRowsRun(brokers []string, natsURL string, names schemas.Names, runID, summary string, extra ...string) []string {
+	return append([]string{"run", "--kafka", strings.Join(brokers, ","), "--nats", natsURL, "--prefix", names.Prefix,
+		"--run-id", runID, "--trace", pipelinetest.RealTrace, "--summary", summary, "--progress=false"}, extra...)
+}
+
 // testNames returns the broker-side names of one test: a name prefix of
 // its own, it-<test>-<random> (kafkatest.TestNames), for its Kafka topics
 // and consumer groups and its JetStream streams, subjects and buckets. The

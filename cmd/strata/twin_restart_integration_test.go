@@ -52,15 +52,13 @@ func TestIntegrationTwinKilledAndResumed(t *testing.T) {
 	bin := buildStrata(ctx, t)
 	const runID = "it-twin-restart"
 	dir := t.TempDir()
-	// run runs `strata run` of the real rows under names into dsn with
-	// extra flags and the environment env; it returns the summary file,
-	// stderr and the error Wait gave.
+	// run runs `strata run` of the real rows under names into dsn, its
+	// summary to summary, with extra flags and the environment env; it
+	// returns stderr and the error Wait gave.
 	run := func(names schemas.Names, dsn, summary string, env []string, extra ...string) (string, error) {
 		t.Helper()
-		args := append([]string{"run", "--kafka", strings.Join(brokers, ","), "--nats", natsURL, "--prefix", names.Prefix,
-			"--clickhouse", dsn, "--run-id", runID, "--trace", pipelinetest.RealTrace, "--twin-checkpoint-every", "15m",
-			"--transitions", "strategic,tactical,operational", "--summary", summary, "--progress=false"}, extra...)
-		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd := exec.CommandContext(ctx, bin, realRowsRun(brokers, natsURL, names, runID, summary, append([]string{"--clickhouse", dsn,
+			"--twin-checkpoint-every", "15m", "--transitions", "strategic,tactical,operational"}, extra...)...)...)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
 		cmd.Env = append(os.Environ(), env...)

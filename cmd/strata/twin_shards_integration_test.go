@@ -12,14 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/infra/kafka/kafkatest"
-	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -40,9 +38,7 @@ func TestIntegrationTwinSharded(t *testing.T) {
 	const runID = "it-twin-shards"
 	dir := t.TempDir()
 	cmd := func(names schemas.Names, summary string, extra ...string) (*exec.Cmd, *bytes.Buffer) {
-		args := append([]string{"run", "--kafka", strings.Join(brokers, ","), "--nats", natsURL, "--prefix", names.Prefix, "--partitions", "4",
-			"--store", "", "--run-id", runID, "--trace", pipelinetest.RealTrace, "--summary", summary, "--progress=false"}, extra...)
-		c := exec.CommandContext(ctx, bin, args...)
+		c := exec.CommandContext(ctx, bin, realRowsRun(brokers, natsURL, names, runID, summary, append([]string{"--partitions", "4", "--store", ""}, extra...)...)...)
 		var out bytes.Buffer
 		c.Stdout, c.Stderr = &out, &out
 		return c, &out
