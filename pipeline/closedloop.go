@@ -374,12 +374,14 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		return res, fmt.Errorf("creating replay kafka client: %w", err)
 	}
 	defer pcl.Close()
-	rcfg := producers.ReplayConfig{RunID: o.RunID, AllowedLatenessUS: o.LatenessUS,
-		Speed: o.Speed, Clock: o.Clock, Partitions: o.Partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm, Gate: lead.Wait,
-		FromUS: fromUS}
-	rep, err := producers.NewReplayer(rcfg, pcl, o.Logger.With("role", "replay"), o.Registerer)
-	if err != nil {
-		return res, err
+	var rep *producers.Replayer
+	if !o.Shard.twinOnly() { // a twin shard's own process replays nothing
+		rcfg := producers.ReplayConfig{RunID: o.RunID, AllowedLatenessUS: o.LatenessUS,
+			Speed: o.Speed, Clock: o.Clock, Partitions: o.Partitions, SourceName: srcName, HorizonUS: traceLenUS, Names: nm, Gate: lead.Wait,
+			FromUS: fromUS}
+		if rep, err = producers.NewReplayer(rcfg, pcl, o.Logger.With("role", "replay"), o.Registerer); err != nil {
+			return res, err
+		}
 	}
 	if o.Store != nil {
 		if sk, err = sink.New(ctx, sink.Config{Brokers: e.Brokers, Group: groups.Sink, InstanceID: static(groups.Sink), Partitions: o.Partitions, Outcomes: o.Engine.Outcomes,
