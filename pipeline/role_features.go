@@ -50,7 +50,7 @@ func (r *FeaturesRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	r.Common.RegisterFlags(fs, prefix)
 	fs.StringVar(&r.Group, prefix+"group", r.Group, "consumer group (default strata-features under --prefix)")
 	fs.StringVar(&r.RunID, prefix+"run-id", r.RunID, "only window this run (default: every run)")
-	fs.BoolVar(&r.StopAfterFinal, prefix+"stop-after-final", r.StopAfterFinal, "exit once every partition has seen its run's final watermark")
+	fs.BoolVar(&r.StopAfterFinal, prefix+"stop-after-final", r.StopAfterFinal, "exit once every partition this process holds has seen its run's final watermark (in a group, each process once its own have)")
 	fs.DurationVar(&r.CheckpointEvery, prefix+"checkpoint-every", r.CheckpointEvery, "wall-clock interval between state checkpoints")
 	fs.DurationVar(&r.WatermarkIdle, prefix+"watermark-idle", r.WatermarkIdle, watermarkIdleHelp)
 }
