@@ -88,6 +88,10 @@ type LoopConfig struct {
 	// shard 0 runs the replay, the features and the agents beside its twin
 	// shard; every other shard runs its twin shard alone.
 	Shard TwinShard
+	// ExternalFeatures leaves the feature service to `strata features`
+	// processes outside this one (a group of them, on external Kafka and
+	// NATS): the twin's telemetry becomes state there.
+	ExternalFeatures bool
 }
 
 // TwinShard is one shard of a twin split across processes: Index of Count.
@@ -209,6 +213,12 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 			return res, errors.New("training runs one twin: a twin split into shards does not train")
 		}
 	}
+	if o.ExternalFeatures && (len(o.Brokers) == 0 || o.NATSURL == "") {
+		return res, errors.New("features outside the process (--external-features) need external Kafka and NATS (--kafka, --nats)")
+	}
+	// This process windows the telemetry unless it is a twin shard of its
+	// own or `strata features` processes do.
+	ownFeatures := !o.Shard.twinOnly() && !o.ExternalFeatures
 	e, closeEnv, err := o.Prepare(ctx)
 	if err != nil {
 		return res, err
@@ -236,7 +246,7 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		return ""
 	}
 	var fsvc *features.Service
-	if !o.Shard.twinOnly() {
+	if ownFeatures {
 		if fsvc, err = features.NewService(ctx, features.Config{Brokers: e.Brokers, Group: groups.Features, InstanceID: static(groups.Features),
 			Epoch: o.Epoch, StopAfterFinal: true, RunID: o.RunID, OnBatch: o.OnBatch, Names: nm, OutageBound: o.KafkaOutage},
 			o.publisher(e.JS), ckpts, o.Logger.With("role", "features"), o.Registerer); err != nil {
@@ -487,8 +497,10 @@ func ClosedLoop(ctx context.Context, o LoopConfig, src replay.Source, srcName st
 		})
 	}
 	drivers.Go("twin", tsvc.Run)
-	if !o.Shard.twinOnly() {
+	if fsvc != nil {
 		drivers.Go("features", fsvc.Run)
+	}
+	if !o.Shard.twinOnly() {
 		drivers.Go("replay", func(ctx context.Context) error {
 			r, err := rep.Run(ctx, src)
 			res.Replay = r

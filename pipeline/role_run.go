@@ -54,6 +54,9 @@ type RunRole struct {
 	// TwinShard is "I/N": this process is shard I of a twin split into N
 	// processes (ParseTwinShard); "" runs one twin.
 	TwinShard string
+	// ExternalFeatures leaves the features to `strata features` processes
+	// (LoopConfig.ExternalFeatures).
+	ExternalFeatures bool
 	// NewModel builds the cloud model with trace time 0 at an epoch; nil
 	// is the default catalog and configuration. RunJSON is the run's
 	// config_json before RunConfigJSON completes it.
@@ -94,6 +97,7 @@ func (r *RunRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	RegisterStrategicFeatures(fs, prefix, &r.StrategicFeatures, "closed loop: feature set of the strategic transitions' states, for a 'strata learner' of the same set")
 	fs.DurationVar(&r.TwinCheckpointEvery, prefix+"twin-checkpoint-every", r.TwinCheckpointEvery, "closed loop on --kafka and --nats: trace time between two checkpoints of the twin, a multiple of 15s (0: none; docs/twin.md)")
 	fs.StringVar(&r.TwinShard, prefix+"twin-shard", r.TwinShard, "closed loop on --kafka and --nats: `I/N`, this process is shard I of a twin split into N processes by partition (each holds its partitions' apps; shard 0 also runs the replay, features and agents; the tables come from a `strata sink`, so --store \"\"; docs/twin.md, \"Sharding\")")
+	fs.BoolVar(&r.ExternalFeatures, prefix+"external-features", r.ExternalFeatures, "closed loop on --kafka and --nats: start no feature service; strata features --run-id ID --stop-after-final processes (one group, any number) turn the twin's telemetry into state (docs/twin.md, \"Sharding\")")
 	fs.BoolVar(&r.Resume, prefix+"resume", r.Resume, "closed loop on --kafka and --nats: go on from the twin's last checkpoint of --run-id after the run was stopped or killed")
 }
 
@@ -114,8 +118,8 @@ func (r *RunRole) Validate() error {
 		if r.Serve != (ServeFlags{}) {
 			return errors.New("strata run --observed decides nothing: --guardrails, --fallback and --use-fallback are for the closed loop")
 		}
-		if r.TwinShard != "" {
-			return errors.New("strata run --observed runs no twin: --twin-shard is for the closed loop")
+		if r.TwinShard != "" || r.ExternalFeatures {
+			return errors.New("strata run --observed runs no twin: --twin-shard and --external-features are for the closed loop")
 		}
 		return nil
 	}
@@ -125,6 +129,12 @@ func (r *RunRole) Validate() error {
 	}
 	if shard.sharded() && (len(r.Brokers) == 0 || r.NATSURL == "") {
 		return errors.New("--twin-shard splits the twin across processes: it needs --kafka and --nats")
+	}
+	if r.ExternalFeatures && (len(r.Brokers) == 0 || r.NATSURL == "") {
+		return errors.New("--external-features leaves the features to `strata features` processes: it needs --kafka and --nats")
+	}
+	if r.ExternalFeatures && r.Replay.RunID == "" {
+		return errors.New("--external-features: the feature processes window one run: give it a --run-id")
 	}
 	if shard.sharded() && r.Replay.RunID == "" {
 		return errors.New("--twin-shard: the shards' processes share a run: give them its --run-id")
@@ -233,7 +243,7 @@ func (r *RunRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return RunLoop(ctx, LoopOptions{Serving: sv, FeatureSets: fsets, Strategic: r.Strategic, Tactical: r.Tactical, Operational: r.Operational, Placement: pl,
 			PolicySeed: r.PolicySeed, Summary: r.Summary, Source: &r.Source, Store: r.Store.Target(), Retention: r.Store.Retention, SinkMaxLag: r.Store.SinkMaxLag, Outcomes: r.Outcomes,
 			Transitions: tl, Models: r.Models, NewModel: r.NewModel, RunJSON: r.RunJSON,
-			Checkpoint: TwinCheckpoint{Every: every, Resume: r.Resume, Fault: fault}, Shard: shard},
+			Checkpoint: TwinCheckpoint{Every: every, Resume: r.Resume, Fault: fault}, Shard: shard, ExternalFeatures: r.ExternalFeatures},
 			o, src, name, traceLen, stdout)
 	}
 	res, err := OpenLoop(ctx, o, src, name, traceLen)

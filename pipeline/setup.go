@@ -71,6 +71,9 @@ type LoopOptions struct {
 	Checkpoint TwinCheckpoint
 	// Shard makes this process one shard of the twin (LoopConfig.Shard).
 	Shard TwinShard
+	// ExternalFeatures leaves the features to other processes
+	// (LoopConfig.ExternalFeatures).
+	ExternalFeatures bool
 	// Serving, if set, holds the guardrails the workers project every
 	// decision onto and the layers' fallbacks (docs/guardrails.md).
 	Serving *Serving
@@ -229,7 +232,7 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 		learn = &l
 	}
 	return LoopConfig{Config: o, Model: m, Policies: policies, Profile: profile, Engine: engCfg, Learn: learn, FeatureSets: lo.FeatureSets, Serving: lo.Serving,
-		Checkpoint: lo.Checkpoint, Shard: lo.Shard}, names, nil
+		Checkpoint: lo.Checkpoint, Shard: lo.Shard, ExternalFeatures: lo.ExternalFeatures}, names, nil
 }
 
 // RunRow returns the runs row of a run of lo under o replaying the source
@@ -283,6 +286,9 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 		sum.TwinShard, sum.Invocations = fmt.Sprintf("%d/%d", lc.Shard.Index, lc.Shard.Count), res.Twin.Arrivals
 	}
 	sum.WriteText(w)
+	if lc.ExternalFeatures {
+		fmt.Fprintf(w, "  features: windowed by `strata features` processes outside this one (their counts are theirs to print)\n")
+	}
 	if lc.Shard.sharded() {
 		fmt.Fprintf(w, "  twin shard %s: the figures above are this shard's apps' (%d invocations); the tables (strata sink) hold the whole run\n", sum.TwinShard, res.Twin.Arrivals)
 	}

@@ -307,7 +307,9 @@ func NewService(ctx context.Context, cfg Config, pub Publisher, ckpt Checkpoints
 	if err != nil {
 		return nil, fmt.Errorf("creating features kafka client: %w", err)
 	}
-	n, err := kafka.PartitionCount(ctx, cl, cfg.Topic)
+	// A feature process may start before the run that writes its input:
+	// it waits for the topic.
+	n, err := kafka.AwaitPartitionCount(ctx, cl, cfg.Topic, logger)
 	if err != nil {
 		cl.Close()
 		return nil, err

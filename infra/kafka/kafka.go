@@ -170,7 +170,7 @@ func PartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, err
 	}
 	t, ok := md[topic]
 	if !ok {
-		return 0, fmt.Errorf("reading metadata of %s: topic missing", topic)
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, errTopicMissing)
 	}
 	if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
 		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
@@ -278,6 +278,34 @@ func metadataNow(ctx context.Context, cl *kgo.Client, topics ...string) (map[str
 	}
 	return out, nil
 }
+
+// AwaitPartitionCount is PartitionCount for a topic that another process
+// creates: while the brokers do not know topic, it waits (logging once
+// that it does) until they do or ctx ends. Any other error is returned.
+func AwaitPartitionCount(ctx context.Context, cl *kgo.Client, topic string, logger *slog.Logger) (int, error) {
+	for logged := false; ; {
+		n, err := PartitionCount(ctx, cl, topic)
+		switch {
+		case err == nil && n > 0:
+			return n, nil
+		case err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, errTopicMissing):
+			return 0, err
+		}
+		if !logged && logger != nil {
+			logger.Info("waiting for the topic to be created", "topic", topic)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("waiting for topic %s to be created: %w", topic, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// errTopicMissing is PartitionCount's error for a topic the metadata
+// response leaves out.
+var errTopicMissing = errors.New("topic missing")
 
 // WaitPartitionCount is PartitionCount for a topic just created: the
 // broker's metadata may not list it, or its partitions, for a moment.

@@ -122,3 +122,28 @@ func all(topics []string, n int32) map[string]int32 {
 	}
 	return m
 }
+
+// TestAwaitPartitionCount waits for a topic that another client creates
+// later, and gives up with ctx, saying which topic it waited for.
+func TestAwaitPartitionCount(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := newFakeCluster(t)
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		created <- EnsureTopics(ctx, cl, 3, "later")
+	}()
+	n, err := AwaitPartitionCount(ctx, cl, "later", nil)
+	if err != nil || n != 3 {
+		t.Fatalf("got %d partitions, %v; want 3", n, err)
+	}
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancelShort()
+	if n, err := AwaitPartitionCount(short, cl, "never", nil); err == nil || !strings.Contains(err.Error(), "never") {
+		t.Fatalf("got %d, %v; want an error naming the topic", n, err)
+	}
+}
