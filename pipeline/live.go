@@ -297,29 +297,8 @@ func Live(ctx context.Context, lo LiveConfig, stdout io.Writer, ready func(*Live
 		})
 	}
 	if lo.Shadow {
-		tr := map[schemas.Layer]bool{}
-		for _, l := range lo.Transitions {
-			tr[l] = true
-		}
-		eng, err := twin.NewEngine(model, twin.Config{RunID: runID, DefaultPlacement: lo.Placement, Reward: model.Config().Reward,
-			Outcomes: true, Internal: map[schemas.Layer]twin.InternalPolicy{}, Transitions: tr},
-			twin.NewProfileBuilder(LiveEpoch).Build(model))
-		if err != nil {
-			return errors.Join(err, stop())
-		}
-		scfg := twin.ShadowConfig{CommonConfig: twin.CommonConfig{Brokers: e.Brokers, RunID: runID, Names: nm, Layers: layers,
-			Transitions: lo.Transitions, OnTick: prog.onTick, Registerer: reg, OutageBound: lo.KafkaOutage, Fault: lo.ShadowFault,
-			WatermarkIdle: lo.WatermarkIdle}}
-		if lo.ShadowCheckpointEvery > 0 && !e.EmbeddedKafka && lo.NATSURL != "" {
-			// With checkpoints the shadow is a static member of its group:
-			// restarted after a crash, it takes its partitions back at once.
-			ckpt, err := twin.OpenObjectCheckpoints(ctx, e.JS, nm)
-			if err != nil {
-				return errors.Join(err, stop())
-			}
-			scfg.Checkpoints, scfg.CheckpointEvery = ckpt, lo.ShadowCheckpointEvery
-		}
-		if run.Shadow, err = twin.NewShadow(scfg, eng, e.JS, logger.With("role", "shadow")); err != nil {
+		if run.Shadow, err = newLiveShadow(ctx, e, lo.Config, model, liveShadow{Placement: lo.Placement, Layers: layers, Transitions: lo.Transitions,
+			CheckpointEvery: lo.ShadowCheckpointEvery, Fault: lo.ShadowFault, WatermarkIdle: lo.WatermarkIdle, OnTick: prog.onTick}); err != nil {
 			return errors.Join(err, stop())
 		}
 		back.Go(func() error { return run.Shadow.Run(bctx) })

@@ -58,6 +58,7 @@ func commands() []command {
 			{name: "load", summary: "send a trace to strata ingest as live telemetry at a target rate", main: roleMain("strata ingest load", pipeline.DefaultLoadRole)},
 		}},
 		{name: "live", summary: "live mode in one process: ingest, features, agents, decisions API, shadow twin, sink", main: liveMain},
+		{name: "shadow", summary: "a live run's shadow twin alone, beside ingest, features and agent processes on external Kafka and NATS", main: shadowMain},
 		{name: "bench", group: true, main: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			defaultMemoryLimit(false)
 			return benchMain(ctx, args, stdout, stderr)

@@ -74,6 +74,19 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return r.Run(ctx, stdout, stderr)
 }
 
+// shadowMain runs `strata shadow`: a live run's shadow twin alone.
+func shadowMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	r := pipeline.DefaultShadowRole()
+	fs := newFlagSet("strata shadow", stderr)
+	r.RegisterFlags(fs, "")
+	conf, err := roleconf.ParseModel(fs, args)
+	if err != nil {
+		return err
+	}
+	r.NewModel = conf.NewModel
+	return r.Run(ctx, stdout, stderr)
+}
+
 // ingestMain runs `strata ingest` (the HTTP service) or `strata ingest load`.
 func ingestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
