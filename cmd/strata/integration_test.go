@@ -295,41 +295,7 @@ func (fr *featuresRun) waitBatches(ctx context.Context, t *testing.T, n int) {
 // invocation counted once.
 func (fr *featuresRun) check(ctx context.Context, t *testing.T) {
 	t.Helper()
-	cons, err := fr.js.OrderedConsumer(ctx, fr.names.Stream(schemas.StreamState), jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fr.startSeq})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[schemas.BatchHeader]int{}
-	counted := map[fnKey]int64{}
-	for {
-		info, _ := fr.stream.Info(ctx)
-		msgs, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		var last uint64
-		for m := range msgs.Messages() {
-			n++
-			md, _ := m.Metadata()
-			last = md.Sequence.Stream
-			b, err := schemas.DecodeState(m.Data())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b.Header.RunID != fr.runID {
-				continue
-			}
-			seen[b.Header]++
-			for _, r := range b.Operational {
-				counted[fnKey{r.App, r.Func}] += r.Invocations
-			}
-		}
-		if n == 0 && last == 0 && info != nil {
-			break
-		}
-	}
+	seen, counted := stateBatches(ctx, t, fr.js, fr.names, fr.startSeq, fr.runID)
 	want := map[fnKey]int64{}
 	for _, in := range fr.ins {
 		want[fnKey{in.App, in.Func}]++
@@ -351,4 +317,52 @@ func (fr *featuresRun) check(ctx context.Context, t *testing.T) {
 	if ops != fr.total {
 		t.Errorf("%d operational batches in the stream, want %d", ops, fr.total)
 	}
+}
+
+// stateBatches reads the state stream of names from sequence startSeq to
+// its end and returns, for run runID, how often each (layer, tick, shard)
+// batch is there and how many invocations its operational rows count per
+// function.
+func stateBatches(ctx context.Context, t *testing.T, js jetstream.JetStream, names schemas.Names, startSeq uint64, runID string) (map[schemas.BatchHeader]int, map[fnKey]int64) {
+	t.Helper()
+	stream, err := js.Stream(ctx, names.Stream(schemas.StreamState))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, names.Stream(schemas.StreamState), jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: startSeq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[schemas.BatchHeader]int{}
+	counted := map[fnKey]int64{}
+	for {
+		info, _ := stream.Info(ctx)
+		msgs, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		var last uint64
+		for m := range msgs.Messages() {
+			n++
+			md, _ := m.Metadata()
+			last = md.Sequence.Stream
+			b, err := schemas.DecodeState(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Header.RunID != runID {
+				continue
+			}
+			seen[b.Header]++
+			for _, r := range b.Operational {
+				counted[fnKey{r.App, r.Func}] += r.Invocations
+			}
+		}
+		if n == 0 && last == 0 && info != nil {
+			break
+		}
+	}
+	return seen, counted
 }
