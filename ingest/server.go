@@ -258,6 +258,18 @@ type Server struct {
 	requests, accepted, rejected, refused, refusedConns, watermarks atomic.Int64
 }
 
+// DefaultWriter is the watermark writer id of an instance that names
+// none: the host name and listen, when listen is an address with a fixed
+// port (the same writer after a restart), else the host name and the
+// process id.
+func DefaultWriter(listen string) string {
+	host, _ := os.Hostname()
+	if _, port, err := net.SplitHostPort(listen); err == nil && port != "0" {
+		return host + "/" + listen
+	}
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
 // New connects to Kafka and returns the service; Serve runs it.
 func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	if cfg.RunID == "" {
@@ -273,8 +285,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		cfg.WatermarkEvery = time.Second
 	}
 	if cfg.Writer == "" {
-		host, _ := os.Hostname()
-		cfg.Writer = fmt.Sprintf("%s/%d", host, os.Getpid())
+		cfg.Writer = DefaultWriter("")
 	}
 	if cfg.MaxFuture <= 0 {
 		cfg.MaxFuture = time.Minute

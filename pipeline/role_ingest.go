@@ -131,9 +131,8 @@ func (f *IngestFlags) Config(brokers []string) (ingest.Config, error) {
 		return ingest.Config{}, fmt.Errorf("--max-conns %d, --max-in-flight %d: both must be at least 1", f.MaxConns, f.MaxInFlight)
 	}
 	writer := f.Writer
-	if _, port, err := net.SplitHostPort(f.Listen); writer == "" && err == nil && port != "0" {
-		host, _ := os.Hostname()
-		writer = host + "/" + f.Listen // stable across restarts
+	if writer == "" {
+		writer = ingest.DefaultWriter(f.Listen)
 	}
 	return ingest.Config{Brokers: brokers, RunID: f.RunID, Lateness: f.Lateness, WatermarkEvery: f.WMEvery, Tokens: toks, ReadTokens: readToks,
 		NoAuth: f.NoAuth, MaxBodyBytes: f.MaxBody, RatePerToken: f.RatePerToken, RateBurst: f.RateBurst,
