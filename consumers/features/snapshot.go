@@ -5,6 +5,8 @@ import (
 	"encoding/gob"
 	"fmt"
 	"time"
+
+	"github.com/strata-rl/strata/consumers/internal/gobsafe"
 )
 
 // The snapshot types mirror Partition's state with exported fields so that
@@ -213,14 +215,11 @@ func b2f(b bool) float64 {
 }
 
 // RestorePartition decodes a state written by MarshalBinary. Corrupt data
-// gives an error; it is first decoded keeping nothing (skimSnapshot), so
-// that what it claims cannot make the decoding allocate without bound.
+// gives an error; what it claims cannot make the decoding allocate without
+// bound (gobsafe).
 func RestorePartition(data []byte) (*Partition, error) {
-	if err := skimSnapshot(data); err != nil {
-		return nil, fmt.Errorf("decoding features snapshot: %w", err)
-	}
 	var s Snapshot
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&s); err != nil {
+	if err := gobsafe.Decode(data, &s, "RunID"); err != nil {
 		return nil, fmt.Errorf("decoding features snapshot: %w", err)
 	}
 	p := NewPartition(s.RunID, s.Shard, s.NShards, s.Epoch)
@@ -264,18 +263,4 @@ func RestorePartition(data []byte) (*Partition, error) {
 		}
 	}
 	return p, nil
-}
-
-// skimSnapshot decodes data into a value that keeps only the run id.
-// encoding/gob sizes a map from the count the stream claims before reading
-// its entries (its decoder "does only basic sanity checking on decoded input
-// sizes"): a corrupt count in one of a snapshot's period maps made
-// RestorePartition allocate a table of billions of entries. A field the
-// destination lacks is skipped instead, element by element, which fails at
-// the end of the data; so once data skims without error every count in it
-// is backed by its elements, and decoding it into a Snapshot allocates in
-// proportion to its length.
-func skimSnapshot(data []byte) error {
-	var skim struct{ RunID string }
-	return gob.NewDecoder(bytes.NewReader(data)).Decode(&skim)
 }

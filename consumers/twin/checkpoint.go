@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-rl/strata/consumers/internal/dedup"
+	"github.com/strata-rl/strata/consumers/internal/gobsafe"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -343,7 +344,7 @@ func (c *core) restore(ctx context.Context, started bool) (*input, *serviceSnap,
 // decodeCheckpoint decodes a checkpoint of run runID (serviceSnap).
 func decodeCheckpoint(data []byte, runID string) (*serviceSnap, error) {
 	var snap serviceSnap
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
+	if err := gobsafe.Decode(data, &snap, "Version"); err != nil {
 		return nil, fmt.Errorf("decoding the twin's checkpoint of run %s: %w", runID, err)
 	}
 	if snap.Version != serviceSnapshotVersion || snap.RunID != runID {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/internal/gobsafe"
 	"github.com/strata-rl/strata/schemas"
 )
 
@@ -108,7 +109,7 @@ func RestoreEngine(m *cloud.Model, cfg Config, profile func(app, fn string) clou
 		return nil, err
 	}
 	var s engineSnap
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&s); err != nil {
+	if err := gobsafe.Decode(data, &s, "Version"); err != nil {
 		return nil, fmt.Errorf("decoding the twin engine's snapshot: %w", err)
 	}
 	if s.Version != engineSnapshotVersion {
