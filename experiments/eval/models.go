@@ -146,7 +146,9 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	if len(me.rows) > 0 {
 		kept := rows[:0]
 		for _, r := range rows {
-			if slices.Contains(me.rows, r.Label) {
+			// A label two sections share (random: the tactical baseline and
+			// the ablation) may be preceded by its section.
+			if slices.Contains(me.rows, r.Label) || slices.Contains(me.rows, r.Section+" "+r.Label) {
 				kept = append(kept, r)
 			}
 		}

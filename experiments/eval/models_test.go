@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -48,5 +49,23 @@ func TestModelsRowsHierarchy(t *testing.T) {
 	got := modelsRows(me, true)
 	if len(got) != 2 || got[0].Label != "hindsight: oracle" || got[1].Label != "DQN+PPO+hazard-prewarm" {
 		t.Errorf("--rows %v kept %+v", me.rows, got)
+	}
+	// random is a tactical baseline and an ablation; its section picks one.
+	for _, c := range []struct {
+		rows []string
+		want []string // sections of the rows kept
+	}{
+		{[]string{"random"}, []string{"tactical", "ablation"}},
+		{[]string{"ablation random"}, []string{"ablation"}},
+		{[]string{"tactical random", "DQN only"}, []string{"tactical", "ablation"}},
+	} {
+		me.rows = c.rows
+		var got []string
+		for _, r := range modelsRows(me, true) {
+			got = append(got, r.Section)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("--rows %q kept rows of sections %v, want %v", c.rows, got, c.want)
+		}
 	}
 }
