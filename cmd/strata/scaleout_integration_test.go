@@ -38,7 +38,7 @@ import (
 )
 
 // TestIntegrationReplayScaledOut runs the 998 real rows' closed loop on real
-// Kafka and NATS as nine processes — two twin shards (`strata run
+// Kafka and NATS as six processes — two twin shards (`strata run
 // --twin-shard I/2 --external-features --operational external`, shard 0
 // with the replay and the strategic and tactical agents), two `strata
 // features` processes in one group and two `strata agent` processes
@@ -176,7 +176,7 @@ func TestIntegrationReplayScaledOut(t *testing.T) {
 	for _, topic := range []string{schemas.TopicDecisions, schemas.TopicRewards} {
 		w, wd := keyedRecords(ctx, t, brokers, refNames.Topic(topic), topic)
 		g, gd := keyedRecords(ctx, t, brokers, names.Topic(topic), topic)
-		t.Logf("%s: %d records, digest %s from one process; %d, digest %s from nine", topic, len(w), wd, len(g), gd)
+		t.Logf("%s: %d records, digest %s from one process; %d, digest %s from six processes", topic, len(w), wd, len(g), gd)
 		if len(w) == 0 || len(g) != len(w) || gd != wd {
 			t.Errorf("%s: the scaled-out run wrote %d records (digest %s), one process %d (%s)", topic, len(g), gd, len(w), wd)
 		}
@@ -258,7 +258,7 @@ func (ps *procSet) kill(t *testing.T) {
 }
 
 // TestIntegrationLiveScaledOut runs a live run on real Kafka and NATS as
-// nine processes behind a round-robin load balancer (a reverse proxy in the
+// eight processes behind a round-robin load balancer (a reverse proxy in the
 // test): three `strata ingest` (each its own watermark writer), two
 // `strata features` in one group, two `strata agent` serving the
 // operational layer and a `strata shadow` twin. Under a paced load over
