@@ -279,16 +279,20 @@ func metadataNow(ctx context.Context, cl *kgo.Client, topics ...string) (map[str
 	return out, nil
 }
 
-// AwaitPartitionCount is PartitionCount for a topic that another process
-// creates: while the brokers do not know topic, it waits (logging once
-// that it does) until they do or ctx ends. Any other error is returned.
+// AwaitPartitionCount is PartitionCount for a topic that is not there
+// yet — one another process creates, or one just created, which a broker
+// may not list, or list without partitions, for a moment: while the
+// brokers do not know topic or are still creating it, it waits (logging
+// once that it does) until they list its partitions or ctx ends. Any other
+// error is returned.
 func AwaitPartitionCount(ctx context.Context, cl *kgo.Client, topic string, logger *slog.Logger) (int, error) {
 	for logged := false; ; {
 		n, err := PartitionCount(ctx, cl, topic)
 		switch {
 		case err == nil && n > 0:
 			return n, nil
-		case err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, errTopicMissing):
+		case err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, kerr.LeaderNotAvailable) &&
+			!errors.Is(err, errTopicMissing):
 			return 0, err
 		}
 		if !logged && logger != nil {
@@ -303,28 +307,15 @@ func AwaitPartitionCount(ctx context.Context, cl *kgo.Client, topic string, logg
 	}
 }
 
+// WaitPartitionCount is PartitionCount for a topic just created: the
+// broker's metadata may not list it, or its partitions, for a moment. It
+// waits as AwaitPartitionCount does, for 5 s at most.
+func WaitPartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return AwaitPartitionCount(ctx, cl, topic, nil)
+}
+
 // errTopicMissing is PartitionCount's error for a topic the metadata
 // response leaves out.
 var errTopicMissing = errors.New("topic missing")
-
-// WaitPartitionCount is PartitionCount for a topic just created: the
-// broker's metadata may not list it, or its partitions, for a moment.
-func WaitPartitionCount(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
-	for attempt := 0; ; attempt++ {
-		n, err := PartitionCount(ctx, cl, topic)
-		if err == nil && n > 0 {
-			return n, nil
-		}
-		if attempt == 50 {
-			if err == nil {
-				err = fmt.Errorf("reading metadata of %s: no partitions listed", topic)
-			}
-			return 0, err
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
