@@ -73,14 +73,7 @@ func TestIntegrationIngestKilledMidLoad(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		pipelinetest.WaitFor(t, ctx, "strata ingest to serve", func() bool {
-			resp, err := http.Get("http://" + addr + "/healthz") //nolint:noctx // a probe
-			if err != nil {
-				return false
-			}
-			_ = resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		waitServing(t, ctx, "strata ingest", addr)
 		return cmd
 	}
 
@@ -227,14 +220,7 @@ func TestIntegrationLiveShadowKilledAndRestarted(t *testing.T) {
 						t.Fatal(err)
 					}
 					go func() { p.exited <- p.cmd.Wait() }()
-					pipelinetest.WaitFor(t, ctx, "strata live to serve", func() bool {
-						resp, err := http.Get("http://" + addr + "/healthz") //nolint:noctx // a probe
-						if err != nil {
-							return false
-						}
-						_ = resp.Body.Close()
-						return resp.StatusCode == http.StatusOK
-					})
+					waitServing(t, ctx, "strata live", addr)
 					return p
 				}
 				k0 := grid.TickOf(time.Now().UnixMicro(), grid.OperationalTickUS)
@@ -335,11 +321,9 @@ func TestIntegrationLiveShadowKilledAndRestarted(t *testing.T) {
 					t.Errorf("the restarted shadow did not go on from a checkpoint\n%s", second.stderr.String())
 				}
 				var ticks, arrivals int64
-				for _, l := range strings.Split(second.stdout.String(), "\n") {
-					if strings.HasPrefix(l, "shadow: ") {
-						if _, err := fmt.Sscanf(l, "shadow: %d ticks, %d arrivals", &ticks, &arrivals); err != nil {
-							t.Fatalf("%q: %v", l, err)
-						}
+				if l := lineOf(second.stdout.String(), "shadow: "); l != "" {
+					if _, err := fmt.Sscanf(l, "shadow: %d ticks, %d arrivals", &ticks, &arrivals); err != nil {
+						t.Fatalf("%q: %v", l, err)
 					}
 				}
 				if arrivals != int64(len(acked)) {
@@ -365,4 +349,18 @@ func (s shortInvocations) Next() (replay.Invocation, error) {
 			return in, err
 		}
 	}
+}
+
+// waitServing waits until the strata HTTP service what at addr answers its
+// health check.
+func waitServing(t *testing.T, ctx context.Context, what, addr string) {
+	t.Helper()
+	pipelinetest.WaitFor(t, ctx, what+" to serve", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz") //nolint:noctx // a probe
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

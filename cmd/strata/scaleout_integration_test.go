@@ -9,7 +9,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -320,14 +319,7 @@ func TestIntegrationLiveScaledOut(t *testing.T) {
 	}
 	startIngest := func(i int, name string) *proc {
 		p := procs.start(ctx, t, name, nil, bin, ingestArgs(i)...)
-		pipelinetest.WaitFor(t, ctx, name+" to serve", func() bool {
-			resp, err := http.Get("http://" + addrs[i] + "/healthz") //nolint:noctx // a probe
-			if err != nil {
-				return false
-			}
-			_ = resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		waitServing(t, ctx, name, addrs[i])
 		return p
 	}
 	ingests := make([]*proc, 3)
