@@ -77,7 +77,8 @@ type Config struct {
 	ScalerFit   int    `json:"scaler_fit"`
 	ScalerLog1p []bool `json:"scaler_log1p,omitempty"`
 	// Backend computes the networks' passes: nn.BackendCPU (the default,
-	// also "") or nn.BackendGorgonia, the reference. It does not change
+	// also ""), nn.BackendGorgonia, the reference, or nn.BackendCUDA (a
+	// binary built with -tags strata_cuda, on a GPU). It does not change
 	// the checkpoint.
 	Backend nn.Backend `json:"backend,omitempty"`
 	// FeatureSet is the strategic state the network reads

@@ -82,8 +82,9 @@ type Config struct {
 	// Select is SelectLoss (also "", the default) or SelectRateVsMA.
 	Select string `json:"select,omitempty"`
 	// Backend computes the network's passes while training: nn.BackendCPU
-	// (the default, also "") or nn.BackendGorgonia, the reference. It does
-	// not change the checkpoint.
+	// (the default, also ""), nn.BackendGorgonia, the reference, or
+	// nn.BackendCUDA (a binary built with -tags strata_cuda, on a GPU). It
+	// does not change the checkpoint.
 	Backend nn.Backend `json:"backend,omitempty"`
 }
 

@@ -23,6 +23,11 @@ const (
 	// BackendGorgonia is the reference: gorgonia graphs with automatic
 	// differentiation.
 	BackendGorgonia Backend = "gorgonia"
+	// BackendCUDA runs the passes on an NVIDIA GPU: cuBLAS products and
+	// kernels compiled with NVRTC for the device at hand (docs/nn.md). It
+	// exists only in a binary built with -tags strata_cuda, and needs a device;
+	// the Adam step stays on the host.
+	BackendCUDA Backend = "cuda"
 	// DefaultBackend is the backend of a network created without
 	// WithBackend.
 	DefaultBackend = BackendCPU
@@ -36,8 +41,16 @@ func ParseBackend(s string) (Backend, error) {
 		return DefaultBackend, nil
 	case BackendCPU, BackendGorgonia:
 		return b, nil
+	case BackendCUDA:
+		if !cudaBuilt {
+			return "", fmt.Errorf("%w: backend %q: this binary was built without CUDA (build it with -tags strata_cuda, docs/nn.md)", ErrConfig, s)
+		}
+		if _, err := cudaInit(); err != nil {
+			return "", fmt.Errorf("%w: backend %q: %w", ErrConfig, s, err)
+		}
+		return b, nil
 	}
-	return "", fmt.Errorf("%w: backend %q (want %q or %q)", ErrConfig, s, BackendCPU, BackendGorgonia)
+	return "", fmt.Errorf("%w: backend %q (want %q, %q or %q)", ErrConfig, s, BackendCPU, BackendGorgonia, BackendCUDA)
 }
 
 // Option adjusts how a network computes (not what it is: options are not

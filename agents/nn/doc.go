@@ -14,8 +14,10 @@
 // its dropout masks. Options choose the backend that computes: BackendCPU
 // (the default: batched float32 kernels, AVX2/FMA assembly with a pure-Go
 // fallback, rows split among threads in fixed shards, bitwise
-// reproducible at a given thread count) or BackendGorgonia (gorgonia
-// graphs, the reference the CPU backend is tested against). Both train the
+// reproducible at a given thread count), BackendGorgonia (gorgonia
+// graphs, the reference the others are tested against) or, in a binary
+// built with -tags strata_cuda, BackendCUDA (cuBLAS and kernels compiled
+// with NVRTC on an NVIDIA GPU, package internal/cudart). All train the
 // same parameters, draw the same dropout masks and write the same
 // checkpoints; SetBackend switches between them. Forward runs in
 // evaluation mode; TrainStep runs one training step — forward with dropout, backward,

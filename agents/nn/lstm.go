@@ -133,9 +133,12 @@ func (n *LSTMNet) SetBackend(b Backend) error {
 // engine returns the backend's implementation, created on first use.
 func (n *LSTMNet) engine() lstmEngine {
 	if n.eng == nil {
-		if n.c.backend == BackendGorgonia {
+		switch n.c.backend {
+		case BackendGorgonia:
 			n.eng = lstmGorgonia{n}
-		} else {
+		case BackendCUDA:
+			n.eng = newLSTMCUDA(n)
+		default:
 			n.eng = &lstmFast{n: n}
 		}
 	}

@@ -109,24 +109,7 @@ func ppoParityCfg(t *testing.T, cfg PPOConfig, opts ...Option) (*core, *TrainSta
 	const batch = 64
 	probe := randn(99, 16*c.Inputs)
 	return n.c, &n.Stats, func(rng *rand.Rand) (float32, error) {
-			b := PPOBatch{States: randnRNG(rng, batch*c.Inputs, 1), Masks: make([]bool, batch*c.Actions),
-				Actions: make([]int, batch), OldLogProbs: make([]float32, batch), Advantages: randnRNG(rng, batch, 1), Returns: randnRNG(rng, batch, 2)}
-			for i := range batch {
-				for j := range c.Actions {
-					b.Masks[i*c.Actions+j] = rng.IntN(4) != 0
-				}
-				b.Actions[i] = rng.IntN(c.Actions)
-				b.Masks[i*c.Actions+b.Actions[i]] = true
-				// Old log-probabilities around the uniform policy's: ratios
-				// inside and outside the clip, a few past the [0.01, 100] bound.
-				b.OldLogProbs[i] = float32(-math.Log(float64(c.Actions)) + rng.NormFloat64()*0.5)
-				if rng.IntN(16) == 0 {
-					b.OldLogProbs[i] -= 6
-				}
-			}
-			if c.CounterfactualCoef > 0 {
-				b.ActionRewards = randnRNG(rng, batch*c.Actions, 1)
-			}
+			b := ppoParityBatch(rng, c, batch)
 			loss, err := n.TrainStep(b)
 			return loss, err
 		}, func() []float32 {
@@ -136,6 +119,29 @@ func ppoParityCfg(t *testing.T, cfg PPOConfig, opts ...Option) (*core, *TrainSta
 			}
 			return append(out.LogProbs, out.Values...)
 		}
+}
+
+// ppoParityBatch draws a PPO minibatch of the parity test from rng.
+func ppoParityBatch(rng *rand.Rand, c PPOConfig, batch int) PPOBatch {
+	b := PPOBatch{States: randnRNG(rng, batch*c.Inputs, 1), Masks: make([]bool, batch*c.Actions),
+		Actions: make([]int, batch), OldLogProbs: make([]float32, batch), Advantages: randnRNG(rng, batch, 1), Returns: randnRNG(rng, batch, 2)}
+	for i := range batch {
+		for j := range c.Actions {
+			b.Masks[i*c.Actions+j] = rng.IntN(4) != 0
+		}
+		b.Actions[i] = rng.IntN(c.Actions)
+		b.Masks[i*c.Actions+b.Actions[i]] = true
+		// Old log-probabilities around the uniform policy's: ratios
+		// inside and outside the clip, a few past the [0.01, 100] bound.
+		b.OldLogProbs[i] = float32(-math.Log(float64(c.Actions)) + rng.NormFloat64()*0.5)
+		if rng.IntN(16) == 0 {
+			b.OldLogProbs[i] -= 6
+		}
+	}
+	if c.CounterfactualCoef > 0 {
+		b.ActionRewards = randnRNG(rng, batch*c.Actions, 1)
+	}
+	return b
 }
 
 func lstmParityCfg(t *testing.T, cfg LSTMConfig, batch int, opts ...Option) (*core, *TrainStats, func(*rand.Rand) (float32, error), func() []float32) {
@@ -193,18 +199,37 @@ func randnRNG(rng *rand.Rand, n int, sd float64) []float32 {
 // random batches, and compares after every step the dropout masks
 // (bitwise), the loss, every gradient and every updated weight, then the
 // evaluation forward pass.
+// parityVariant is one candidate backend configuration of the parity
+// test.
+type parityVariant struct {
+	name    string
+	backend Backend
+	threads int
+	pureGo  bool
+}
+
 func TestBackendParity(t *testing.T) {
-	type variant struct {
-		name    string
-		threads int
-		pureGo  bool
-	}
-	variants := []variant{{"threads=1", 1, false}, {"threads=2", 2, false}}
+	variants := []parityVariant{{"threads=1", BackendCPU, 1, false}, {"threads=2", BackendCPU, 2, false}}
 	if useAVX2 {
-		variants = append(variants, variant{"threads=2/purego", 2, true})
+		variants = append(variants, parityVariant{"threads=2/purego", BackendCPU, 2, true})
 	}
+	runParity(t, variants, 42, nil)
+}
+
+// runParity trains each parity case for 20 steps on the gorgonia
+// reference and on each variant with the same seeds and dropout masks,
+// and requires every loss, gradient and weight, and the final forward
+// pass, within parityTol of the reference's.
+//
+// The batches come from a PCG generator seeded with seed; skip, when not
+// nil, leaves out the cases it names.
+func runParity(t *testing.T, variants []parityVariant, seed uint64, skip map[string]bool) {
+	type variant = parityVariant
 	const steps = 20
 	for _, pc := range parityCases() {
+		if skip[pc.name] {
+			continue
+		}
 		t.Run(pc.name, func(t *testing.T) {
 			refC, refStats, refStep, refFwd := pc.new(t, WithBackend(BackendGorgonia))
 			type candidate struct {
@@ -226,11 +251,11 @@ func TestBackendParity(t *testing.T) {
 			}
 			var cands []*candidate
 			for _, v := range variants {
-				cd := &candidate{variant: v, rng: rand.New(rand.NewPCG(42, 1)), p: &parityTracker{t: t, worst: map[string]float64{}}}
-				cd.c, cd.stats, cd.step, cd.fwd = pc.new(t, WithBackend(BackendCPU), WithThreads(v.threads))
+				cd := &candidate{variant: v, rng: rand.New(rand.NewPCG(seed, 1)), p: &parityTracker{t: t, worst: map[string]float64{}}}
+				cd.c, cd.stats, cd.step, cd.fwd = pc.new(t, WithBackend(v.backend), WithThreads(v.threads))
 				cands = append(cands, cd)
 			}
-			rng := rand.New(rand.NewPCG(42, 1))
+			rng := rand.New(rand.NewPCG(seed, 1))
 			for s := range steps {
 				lr, err := refStep(rng)
 				if err != nil {

@@ -195,9 +195,12 @@ func (n *PPONet) SetBackend(b Backend) error {
 // engine returns the backend's implementation, created on first use.
 func (n *PPONet) engine() ppoEngine {
 	if n.eng == nil {
-		if n.c.backend == BackendGorgonia {
+		switch n.c.backend {
+		case BackendGorgonia:
 			n.eng = ppoGorgonia{n}
-		} else {
+		case BackendCUDA:
+			n.eng = newPPOCUDA(n)
+		default:
 			n.eng = &ppoFast{n: n}
 		}
 	}

@@ -176,9 +176,12 @@ func (n *QNet) SetBackend(b Backend) error {
 // engine returns the backend's implementation, created on first use.
 func (n *QNet) engine() qEngine {
 	if n.eng == nil {
-		if n.c.backend == BackendGorgonia {
+		switch n.c.backend {
+		case BackendGorgonia:
 			n.eng = qGorgonia{n}
-		} else {
+		case BackendCUDA:
+			n.eng = newQCUDA(n)
+		default:
 			n.eng = &qFast{n: n}
 		}
 	}

@@ -99,7 +99,8 @@ type Config struct {
 	// the default, uses every feature.
 	Ablate []string `json:"ablate,omitempty"`
 	// Backend computes the network's passes: nn.BackendCPU (the default,
-	// also "") or nn.BackendGorgonia, the reference. It does not change
+	// also ""), nn.BackendGorgonia, the reference, or nn.BackendCUDA (a
+	// binary built with -tags strata_cuda, on a GPU). It does not change
 	// the checkpoint.
 	Backend nn.Backend `json:"backend,omitempty"`
 }
