@@ -6,7 +6,7 @@ GO ?= go
 GOLANGCI_VERSION ?= v2.15.0
 PKGS := ./...
 
-.PHONY: all build test test-unit test-race test-integration up-test py-env bench lint proto up down fuzz clean
+.PHONY: all build test test-unit test-race test-integration up-test py-env bench lint proto up down fuzz clean check-cuda gpu-binaries
 
 all: build
 
@@ -54,6 +54,30 @@ test-integration: up-test
 up-test:
 	@if [ "$${STRATA_REUSE:-0}" != 1 ]; then infra/scripts/down.sh --purge; fi
 	infra/scripts/up.sh
+
+## check-cuda: builds and tests the CUDA backend of agents/nn (-tags
+## strata_cuda: cgo over the CUDA runtime, cuBLAS and NVRTC) where CUDA 13
+## is installed: the kernels compile, and on a GPU the parity tests against
+## gorgonia, determinism and forward passes run (STRATA_REQUIRE_CUDA turns
+## "no device" into a failure). CUDA_HOME holds include/ and lib64/ (or
+## lib/: bench/cuda-wheels.sh puts the CUDA 13.0 headers and libraries of
+## PyPI's wheels there on a machine without the toolkit). Neither the
+## default build nor make test needs CUDA.
+CUDA_HOME ?= /usr/local/cuda
+CUDA_ENV = CGO_CFLAGS="-I$(CUDA_HOME)/include" CGO_LDFLAGS="-L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib" \
+	LD_LIBRARY_PATH="$(CUDA_HOME)/lib64:$(CUDA_HOME)/lib:$${LD_LIBRARY_PATH:-}"
+check-cuda:
+	$(CUDA_ENV) $(GO) vet -tags strata_cuda ./agents/nn/... ./agents/learner/...
+	$(CUDA_ENV) STRATA_REQUIRE_CUDA=1 $(GO) test -tags strata_cuda -count=1 -timeout 10m -run 'TestCUDA' -v ./agents/nn
+
+## gpu-binaries: the CUDA backend's test binaries (agents/nn, agents/learner)
+## for a GPU machine without Go, xz-compressed in .gpu/; bench/gpu-device.sh
+## runs them there (docs/nn.md, "CUDA backend").
+gpu-binaries:
+	mkdir -p .gpu && rm -f .gpu/*.test .gpu/*.xz
+	$(CUDA_ENV) $(GO) test -tags strata_cuda -c -o .gpu/nn.test ./agents/nn
+	$(CUDA_ENV) $(GO) test -tags strata_cuda -c -ldflags='-s -w' -o .gpu/learner.test ./agents/learner
+	xz -T0 -6 .gpu/nn.test .gpu/learner.test
 
 ## bench: Go benchmarks on hot paths, then the pipeline benchmark on the full
 ## 14-day synthetic trace (its last line is the pipeline/raw ratio), the twin

@@ -2,7 +2,7 @@
 """PyTorch reference for the training-step benchmarks of agents/nn.
 
 Builds the three networks of docs/nn.md (seed §2.4-2.6) in PyTorch on the CPU
-in float32 with the same layers and losses as the Go code: LayerNorm,
+(or, with --device cuda, on the GPU in eager mode, TF32 off) in float32 with the same layers and losses as the Go code: LayerNorm,
 dropout, the Q Huber loss on Q(s, a), the PPO clipped surrogate with the
 log-space ratio bound, value loss and entropy bonus, the LSTM's asymmetric
 squared error; global-norm gradient clipping where the Go defaults have it;
@@ -71,12 +71,12 @@ class LSTMNet(nn.Module):
         return self.head(self.drop(h[:, -1]))
 
 
-def q_case(batch=64):
-    net = QNet()
+def q_case(dev, batch=64):
+    net = QNet().to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x = torch.randn(batch, 14)
-    a = torch.randint(0, 3, (batch,))
-    target = torch.randn(batch)
+    x = torch.randn(batch, 14, device=dev)
+    a = torch.randint(0, 3, (batch,), device=dev)
+    target = torch.randn(batch, device=dev)
 
     def step():
         qa = net(x).gather(1, a[:, None]).squeeze(1)
@@ -89,17 +89,17 @@ def q_case(batch=64):
     return net, step, batch
 
 
-def ppo_case(batch=64):
-    net = PPONet()
+def ppo_case(dev, batch=64):
+    net = PPONet().to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=3e-4)
-    x = torch.randn(batch, 11)
-    mask = torch.zeros(batch, 24)
-    a = torch.arange(batch) % 24
+    x = torch.randn(batch, 11, device=dev)
+    mask = torch.zeros(batch, 24, device=dev)
+    a = torch.arange(batch, device=dev) % 24
     with torch.no_grad():
         net.eval()
         old = net(x, mask)[0].gather(1, a[:, None]).squeeze(1)
         net.train()
-    adv, ret = torch.randn(batch), torch.randn(batch)
+    adv, ret = torch.randn(batch, device=dev), torch.randn(batch, device=dev)
     lo, hi = math.log(0.01), math.log(100.0)
 
     def step():
@@ -117,11 +117,11 @@ def ppo_case(batch=64):
     return net, step, batch
 
 
-def lstm_case(batch=128):
-    net = LSTMNet()
+def lstm_case(dev, batch=128):
+    net = LSTMNet().to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.randn(batch, 12, 5)
-    y = torch.randn(batch, 3)
+    x = torch.randn(batch, 12, 5, device=dev)
+    y = torch.randn(batch, 3, device=dev)
 
     def step():
         e = net(x) - y
@@ -142,26 +142,39 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the steps per run")
     ap.add_argument("--nets", default="Q,PPO,LSTM")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (eager mode, FP32 without TF32)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
     for name in args.nets.split(","):
         make, steps = CASES[name]
         steps = max(1, int(steps * args.scale))
-        net, step, batch = make()
+        net, step, batch = make(dev)
         net.train()
         for _ in range(max(3, steps // 10)):
             step()
+        sync()
         rates, cpu_rates = [], []
         for _ in range(args.runs):
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
+            sync()
             rates.append(steps * batch / (time.perf_counter() - t0))
             cpu_rates.append(steps * batch / max(time.process_time() - c0, 1e-9))
         print(json.dumps({"net": name, "samples_per_s": statistics.median(rates), "runs": rates,
                           "samples_per_cpu_s": statistics.median(cpu_rates),
-                          "batch": batch, "threads": args.threads, "torch": torch.__version__}), flush=True)
+                          "batch": batch, "threads": args.threads, "torch": torch.__version__, "device": args.device,
+                          "gpu": torch.cuda.get_device_name() if cuda else "", "cuda": torch.version.cuda if cuda else ""}), flush=True)
 
 
 if __name__ == "__main__":

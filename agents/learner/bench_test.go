@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
@@ -84,4 +85,52 @@ func allVersion(trs []*stratapb.Transition, v string) []*stratapb.Transition {
 		}
 	}
 	return trs
+}
+
+// BenchmarkLearnerTacticalBackend trains PPO through the learner (the
+// protobuf transitions as they come off the transitions topic, one
+// rollout of 2048, 10 epochs of minibatches of 64, the checkpoint
+// published) on each backend this binary and machine have: cpu always,
+// cuda in a binary built with -tags strata_cuda on a machine with a GPU.
+// transitions/s is the custom metric.
+func BenchmarkLearnerTacticalBackend(b *testing.B) {
+	backends := []nn.Backend{nn.BackendCPU}
+	if _, err := nn.ParseBackend(string(nn.BackendCUDA)); err == nil {
+		backends = append(backends, nn.BackendCUDA)
+	}
+	ctx := context.Background()
+	ms := modelStore(b)
+	const funcs, hours = 256, 8
+	for _, be := range backends {
+		b.Run("backend="+string(be), func(b *testing.B) {
+			n := 0
+			var busy time.Duration
+			for b.Loop() {
+				n++
+				run := fmt.Sprintf("bench-%s-%d", be, n)
+				cfg := learner.DefaultConfig(1, schemas.Tactical)
+				cfg.PPO.Backend = be
+				l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Begin(ctx, run, 0, ms); err != nil {
+					b.Fatal(err)
+				}
+				trs := allVersion(tacticalRun(run, hours, funcs), "v0")
+				t0 := time.Now()
+				for _, tr := range trs {
+					if err := l.Handle(ctx, tr); err != nil {
+						b.Fatal(err)
+					}
+				}
+				busy += time.Since(t0)
+				if st := l.Stats(); st.PPO.Updates != 1 {
+					b.Fatalf("%d updates, want 1", st.PPO.Updates)
+				}
+				l.Close()
+			}
+			b.ReportMetric(float64(n*funcs*hours)/busy.Seconds(), "transitions/s")
+		})
+	}
 }
