@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/infra/kafka"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
@@ -88,6 +89,25 @@ func (v *brokersValue) Set(s string) error {
 	}
 	*v = b
 	return nil
+}
+
+// RegisterDeviceFlag registers --device (name preceded by prefix) into v:
+// where the networks train, cpu or cuda (docs/nn.md).
+func RegisterDeviceFlag(fs *flag.FlagSet, prefix string, v *string) {
+	fs.StringVar(v, prefix+"device", *v, "where the networks train: cpu, or cuda (an NVIDIA GPU; needs a binary built with -tags strata_cuda, docs/nn.md)")
+}
+
+// ParseDevice returns the network backend a --device value stands for:
+// cpu ("" too) or cuda. cuda is refused, with the reason, by a binary
+// built without CUDA or on a machine without a device.
+func ParseDevice(s string) (nn.Backend, error) {
+	switch s {
+	case "", "cpu":
+		return nn.BackendCPU, nil
+	case "cuda":
+		return nn.ParseBackend(string(nn.BackendCUDA))
+	}
+	return "", fmt.Errorf("device %q: want cpu or cuda", s)
 }
 
 // RegisterTacticalFeatures registers --tactical-features (name preceded by

@@ -4,8 +4,10 @@ import (
 	"flag"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -53,5 +55,37 @@ func TestGroupsOfArePrefixedAndDistinct(t *testing.T) {
 	}
 	if g.Features != (schemas.Names{Prefix: "p"}).Group("strata-features-r1") {
 		t.Fatalf("features group %q", g.Features)
+	}
+}
+
+// TestParseDevice maps --device values to network backends: cpu (and the
+// empty default) always, cuda only in a binary built with -tags
+// strata_cuda on a machine with a GPU, where it is refused with the reason
+// otherwise; anything else is refused.
+func TestParseDevice(t *testing.T) {
+	_, noCUDA := nn.CUDADevice()
+	for _, tc := range []struct {
+		in      string
+		want    nn.Backend
+		wantErr bool
+	}{
+		{"", nn.BackendCPU, false},
+		{"cpu", nn.BackendCPU, false},
+		{"cuda", nn.BackendCUDA, noCUDA != nil},
+		{"gpu", "", true},
+		{"CPU", "", true},
+	} {
+		got, err := pipeline.ParseDevice(tc.in)
+		if (err != nil) != tc.wantErr || (err == nil && got != tc.want) {
+			t.Errorf("ParseDevice(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if tc.in == "cuda" && err != nil && !strings.Contains(err.Error(), "cuda") {
+			t.Errorf("ParseDevice(cuda): error %q does not say why", err)
+		}
+	}
+	r := pipeline.DefaultLearnerRole()
+	r.Brokers, r.NATSURL, r.RunID, r.Device = "k:9092", "nats://n:4222", "run", "tpu"
+	if err := r.Validate(); err == nil || !strings.Contains(err.Error(), "--device") {
+		t.Errorf("strata learner --device tpu: Validate() = %v, want an error naming --device", err)
 	}
 }

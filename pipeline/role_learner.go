@@ -47,6 +47,8 @@ type LearnerRole struct {
 	// DQNCounterfactual adds the DQN counterfactual transitions for the
 	// providers not taken (learner.Config.DQNCounterfactual).
 	DQNCounterfactual bool
+	// Device is where the networks train: cpu or cuda (ParseDevice).
+	Device string
 	// DQNSwitchPenalty is the DQN's switching shaping
 	// (learner.Config.DQNSwitchPenalty).
 	DQNSwitchPenalty float64
@@ -83,6 +85,7 @@ func (r *LearnerRole) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Float64Var(&r.Counterfactual, prefix+"counterfactual", r.Counterfactual, "PPO: weight of the all-action term over the transitions' action rewards (0 = the seed's PPO)")
 	fs.BoolVar(&r.DQNCounterfactual, prefix+"dqn-counterfactual", r.DQNCounterfactual, "DQN: beside each strategic transition, add one per other provider with the reward the twin scored for it in hindsight (the transitions' action rewards); off = the seed's DQN")
 	fs.Float64Var(&r.DQNSwitchPenalty, prefix+"dqn-switch-penalty", r.DQNSwitchPenalty, "training-time shaping: lower the reward the DQN learns from by this much when an action moves an app off the provider it ran on (needs --strategic-features placement-v1)")
+	RegisterDeviceFlag(fs, prefix, &r.Device)
 	fs.BoolVar(&r.Fresh, prefix+"fresh", r.Fresh, "delete the run's persisted learner state and train from the run's first transition (default: resume from the persisted state, if any)")
 	fs.IntVar(&r.StateEvery, prefix+"state-every", r.StateEvery, "persist the training state (replay buffer, PPO rollout, optimiser moments, RNG, topic offsets) to JetStream after every `N`-th interval processed; a restart resumes from it (0: never)")
 	fs.StringVar(&r.LogLevel, prefix+"log-level", r.LogLevel, "log level: debug, info, warn, error")
@@ -110,6 +113,9 @@ func (r *LearnerRole) Validate() error {
 	}
 	if r.StateEvery < 0 {
 		return fmt.Errorf("strata learner --state-every %d: want 0 (never) or more", r.StateEvery)
+	}
+	if _, err := ParseDevice(r.Device); err != nil {
+		return fmt.Errorf("strata learner --device: %w", err)
 	}
 	return nil
 }
@@ -144,6 +150,11 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg.DQNCounterfactual = r.DQNCounterfactual
 	cfg.DQNSwitchPenalty = r.DQNSwitchPenalty
 	cfg.Availability = ppo.CatalogAvailability(cat)
+	backend, err := ParseDevice(r.Device)
+	if err != nil {
+		return fmt.Errorf("strata learner --device: %w", err)
+	}
+	cfg.PPO.Backend, cfg.DQN.Backend = backend, backend
 	if r.configure != nil {
 		r.configure(&cfg)
 	}

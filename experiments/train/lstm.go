@@ -17,6 +17,7 @@ import (
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/experiments/sequences"
+	"github.com/strata-rl/strata/pipeline"
 )
 
 // LSTMConfig configures `strata train-lstm`: supervised training of the
@@ -53,6 +54,9 @@ type LSTMConfig struct {
 	// Version is the model version in the checkpoint; "" is
 	// lstm-<loss>-seed<seed>.
 	Version string
+	// Device is where the network trains: cpu or cuda
+	// (pipeline.ParseDevice).
+	Device string
 }
 
 // DefaultLSTMConfig is `strata train-lstm`'s defaults: the LSTM's
@@ -81,6 +85,7 @@ func (c *LSTMConfig) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.Batch, prefix+"batch", c.Batch, "minibatch size")
 	fs.StringVar(&c.Hidden, prefix+"hidden", c.Hidden, "widths of the two LSTM layers")
 	fs.IntVar(&c.DenseHidden, prefix+"dense-hidden", c.DenseHidden, "width of the dense head's hidden layer")
+	pipeline.RegisterDeviceFlag(fs, prefix, &c.Device)
 	fs.StringVar(&c.Version, prefix+"version", c.Version, "model version in the checkpoint (default: lstm-<loss>-seed<seed>, lstm-<loss>-ma5res-seed<seed> for the residual head)")
 }
 
@@ -103,6 +108,11 @@ func (c *LSTMConfig) config() (lstm.Config, error) {
 	}
 	cfg.Net.Optimizer.ClipNorm = c.ClipNorm
 	cfg.Select = c.Select
+	backend, err := pipeline.ParseDevice(c.Device)
+	if err != nil {
+		return cfg, fmt.Errorf("strata train-lstm --device: %w", err)
+	}
+	cfg.Backend = backend
 	h0, h1, ok := strings.Cut(c.Hidden, ",")
 	a, errA := strconv.Atoi(strings.TrimSpace(h0))
 	b, errB := strconv.Atoi(strings.TrimSpace(h1))

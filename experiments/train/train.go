@@ -132,6 +132,9 @@ type Config struct {
 	Record pipeline.RecordFlags
 	// RunJSON is the command's flags as JSON, for the runs rows.
 	RunJSON string
+	// Device is where the networks train: cpu or cuda
+	// (pipeline.ParseDevice).
+	Device string
 }
 
 // DefaultConfig is `strata train`'s defaults.
@@ -187,6 +190,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Float64Var(&c.LSTMClipNorm, prefix+"lstm-clip-norm", c.LSTMClipNorm, "LSTM: bound the gradient's global L2 norm per step (0: no clip, the seed's)")
 	fs.IntVar(&c.LSTMPatience, prefix+"lstm-patience", c.LSTMPatience, "LSTM: stop after this many epochs without a better validation loss (the seed's 5)")
 	fs.StringVar(&c.LSTMHead, prefix+"lstm-head", c.LSTMHead, "what the LSTM's outputs are: direct (the seed's: the next step) or ma5-residual (the next step's difference from the 5-step moving average, added back when predicting)")
+	pipeline.RegisterDeviceFlag(fs, prefix, &c.Device)
 	fs.BoolVar(&c.Progress, prefix+"progress", c.Progress, "print each episode's results and PPO's updates on stderr")
 	c.Record.RegisterFlags(fs, prefix)
 }
@@ -250,6 +254,9 @@ func (c *Config) Validate() error {
 		if !(c.LSTMFlat > 0 && c.LSTMFlat < 1) {
 			return fmt.Errorf("strata train --lstm-flat %v: want a fraction in (0, 1)", c.LSTMFlat)
 		}
+	}
+	if _, err := pipeline.ParseDevice(c.Device); err != nil {
+		return fmt.Errorf("strata train --device: %w", err)
 	}
 	return nil
 }
@@ -331,6 +338,11 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		lcfg.DQNCounterfactual = c.DQNCounterfactual
 		lcfg.DQNSwitchPenalty = c.DQNSwitchPenalty
 		lcfg.PPO.Ablate = c.ablate()
+		backend, err := pipeline.ParseDevice(c.Device)
+		if err != nil {
+			return fmt.Errorf("strata train --device: %w", err)
+		}
+		lcfg.PPO.Backend, lcfg.DQN.Backend = backend, backend
 		// A 10-day episode yields only ~500 strategic transitions (one per
 		// active app and day): the algorithm's defaults (1,000 warm-up, one
 		// step per transition) would leave the DQN untrained for two
@@ -542,7 +554,7 @@ func (c *Config) trainLSTM(ctx context.Context, stdout, stderr io.Writer) error 
 func (c *Config) lstmConfig(data, valid string) LSTMConfig {
 	l := DefaultLSTMConfig()
 	l.Data, l.Valid, l.Out, l.Seed, l.Loss, l.Head, l.Patience, l.ClipNorm = data, valid, c.Out, uint64(c.Seed), c.Loss, c.LSTMHead, c.LSTMPatience, c.LSTMClipNorm
-	l.Select = c.LSTMSelect
+	l.Select, l.Device = c.LSTMSelect, c.Device
 	if c.LSTMEpochs > 0 {
 		l.Epochs = c.LSTMEpochs
 	}
