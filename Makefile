@@ -70,14 +70,19 @@ check-cuda:
 	$(CUDA_ENV) $(GO) vet -tags strata_cuda ./agents/nn/... ./agents/learner/...
 	$(CUDA_ENV) STRATA_REQUIRE_CUDA=1 $(GO) test -tags strata_cuda -count=1 -timeout 10m -run 'TestCUDA' -v ./agents/nn
 
-## gpu-binaries: the CUDA backend's test binaries (agents/nn, agents/learner)
-## for a GPU machine without Go, xz-compressed in .gpu/; bench/gpu-device.sh
-## runs them there (docs/nn.md, "CUDA backend").
+## gpu-binaries: the CUDA backend's test binaries for a GPU machine without
+## Go, xz-compressed in .gpu/: agents/nn (tests, training-step benchmarks)
+## and pipeline (the learner role end to end on the embedded Kafka and
+## NATS); GPU_BINARIES=learner adds agents/learner. bench/gpu-device.sh runs
+## them there (docs/nn.md, "CUDA backend"); a device call carries 64 MiB, so
+## not all three fit with the repository.
+GPU_BINARIES ?= nn pipeline
 gpu-binaries:
 	mkdir -p .gpu && rm -f .gpu/*.test .gpu/*.xz
 	$(CUDA_ENV) $(GO) test -tags strata_cuda -c -o .gpu/nn.test ./agents/nn
-	$(CUDA_ENV) $(GO) test -tags strata_cuda -c -ldflags='-s -w' -o .gpu/learner.test ./agents/learner
-	xz -T0 -6 .gpu/nn.test .gpu/learner.test
+	if [[ " $(GPU_BINARIES) " == *" pipeline "* ]]; then $(CUDA_ENV) $(GO) test -tags strata_cuda -c -ldflags='-s -w' -o .gpu/pipeline.test ./pipeline; fi
+	if [[ " $(GPU_BINARIES) " == *" learner "* ]]; then $(CUDA_ENV) $(GO) test -tags strata_cuda -c -ldflags='-s -w' -o .gpu/learner.test ./agents/learner; fi
+	xz -T0 -6 .gpu/*.test
 
 ## bench: Go benchmarks on hot paths, then the pipeline benchmark on the full
 ## 14-day synthetic trace (its last line is the pipeline/raw ratio), the twin

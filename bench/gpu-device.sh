@@ -2,7 +2,8 @@
 # Runs the CUDA backend's checks on a GPU machine that has CUDA 13 and
 # PyTorch but no Go: the parity, determinism and forward tests, the
 # training-step benchmark against PyTorch CUDA eager (bench/gpu.py) and the
-# learner benchmark on both backends. The test binaries come prebuilt in
+# learner benchmarks on both backends (through learner.Handle with
+# learner.test, through the transitions topic with pipeline.test). The test binaries come prebuilt in
 # .gpu/ (make gpu-binaries, docs/nn.md "CUDA backend"); results go to
 # $OUT (or ./gpu-out).
 set -uo pipefail
@@ -36,7 +37,11 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== training step vs PyTorch" | tee "$OUT/bench.txt"
   timeout ${BENCH_TIMEOUT:-200} python3 bench/gpu.py --binary .gpu/nn.test --runs ${RUNS:-3} 2>&1 | tee -a "$OUT/bench.txt"
 fi
-if [ -z "${SKIP_LEARNER:-}" ]; then
-  echo "== learner" | tee "$OUT/learner.txt"
+if [ -z "${SKIP_LEARNER:-}" ] && [ -x .gpu/learner.test ]; then
+  echo "== learner (learner.Handle)" | tee "$OUT/learner.txt"
   (cd agents/learner && timeout 120 ../../.gpu/learner.test -test.run '^$' -test.bench 'TacticalBackend' -test.benchtime 3x) 2>&1 | tee -a "$OUT/learner.txt"
+fi
+if [ -z "${SKIP_LEARNER:-}" ] && [ -x .gpu/pipeline.test ]; then
+  echo "== learner role on the transitions topic (embedded Kafka and NATS)" | tee "$OUT/learner-topic.txt"
+  (cd pipeline && timeout 180 ../.gpu/pipeline.test -test.run '^$' -test.bench 'LearnerRoleTopic' -test.benchtime 3x) 2>&1 | tee -a "$OUT/learner-topic.txt"
 fi
