@@ -20,32 +20,19 @@ The test binary is built with `go test -tags strata_cuda -c ./agents/nn`
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NETS = ["PPO", "Q", "LSTM"]
-BENCH = re.compile(r"^Benchmark(\w+)TrainStep/backend=(\w+)(?:-\d+)?\s+\d+\s+(\d+) ns/op")
-METRIC = re.compile(r"([\d.]+) ([\w/-]+)")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from compare import NETS  # noqa: E402  (the CPU comparison's parsing of the Go benchmarks)
+from compare import go_bench as compare_go_bench  # noqa: E402
 
 
 def go_bench(binary, backend, benchtime, threads):
-    env = dict(os.environ, GOMAXPROCS=str(threads))
-    out = subprocess.run([binary, "-test.run", "^$", "-test.bench", f"TrainStep/backend={backend}$",
-                          "-test.benchtime", benchtime], cwd=os.path.join(ROOT, "agents", "nn"),
-                         env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"{binary} failed:\n{out.stdout}\n{out.stderr}")
-    res = {}
-    for line in out.stdout.splitlines():
-        m = BENCH.match(line)
-        if m and m.group(2) == backend:
-            metrics = {unit: float(v) for v, unit in METRIC.findall(line[m.end():])}
-            res[m.group(1)] = metrics["samples/s"]
-    return res
+    return compare_go_bench(binary, threads, backend, benchtime)[0]
 
 
 def torch_bench(py, threads, scale):

@@ -10,6 +10,7 @@ import (
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/agents/ppo"
+	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/stratapb"
 )
@@ -22,7 +23,6 @@ import (
 // straight into ppo.Learner. It reports both in samples per second and
 // learner ÷ direct, so one run prints the learner's overhead.
 func BenchmarkLearnerTacticalRatio(b *testing.B) {
-	ctx := context.Background()
 	ms := modelStore(b)
 	const funcs, hours = 256, 8 // 2048 transitions of v0
 	var viaLearner, direct time.Duration
@@ -31,31 +31,14 @@ func BenchmarkLearnerTacticalRatio(b *testing.B) {
 		n++
 		run := fmt.Sprintf("bench-%d", n)
 		cfg := learner.DefaultConfig(1, schemas.Tactical)
-		l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := l.Begin(ctx, run, 0, ms); err != nil {
-			b.Fatal(err)
-		}
 		trs := allVersion(tacticalRun(run, hours, funcs), "v0")
-		t0 := time.Now()
-		for _, tr := range trs {
-			if err := l.Handle(ctx, tr); err != nil {
-				b.Fatal(err)
-			}
-		}
-		viaLearner += time.Since(t0)
-		if st := l.Stats(); st.PPO.Updates != 1 {
-			b.Fatalf("%d updates through the learner, want 1", st.PPO.Updates)
-		}
-		l.Close()
+		viaLearner += rolloutThroughLearner(b, ms, cfg, run, trs)
 
 		p, err := ppo.NewLearner(cfg.PPO, cfg.PPOSeed)
 		if err != nil {
 			b.Fatal(err)
 		}
-		t0 = time.Now()
+		t0 := time.Now()
 		for _, tr := range trs {
 			if tr.EndOfInterval {
 				continue
@@ -75,6 +58,33 @@ func BenchmarkLearnerTacticalRatio(b *testing.B) {
 	b.ReportMetric(samples/viaLearner.Seconds(), "learner-samples/s")
 	b.ReportMetric(samples/direct.Seconds(), "direct-samples/s")
 	b.ReportMetric(direct.Seconds()/viaLearner.Seconds(), "learner/direct")
+}
+
+// rolloutThroughLearner hands one rollout's transitions to a new learner
+// of cfg for run and returns the time Handle took over them; the rollout
+// must make exactly one PPO update.
+func rolloutThroughLearner(b *testing.B, ms *natsbus.ModelStore, cfg learner.Config, run string, trs []*stratapb.Transition) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Begin(ctx, run, 0, ms); err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	for _, tr := range trs {
+		if err := l.Handle(ctx, tr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	d := time.Since(t0)
+	if st := l.Stats(); st.PPO.Updates != 1 {
+		b.Fatalf("%d updates through the learner, want 1", st.PPO.Updates)
+	}
+	return d
 }
 
 // allVersion sets every transition's policy version.
@@ -98,7 +108,6 @@ func BenchmarkLearnerTacticalBackend(b *testing.B) {
 	if _, err := nn.ParseBackend(string(nn.BackendCUDA)); err == nil {
 		backends = append(backends, nn.BackendCUDA)
 	}
-	ctx := context.Background()
 	ms := modelStore(b)
 	const funcs, hours = 256, 8
 	for _, be := range backends {
@@ -110,25 +119,7 @@ func BenchmarkLearnerTacticalBackend(b *testing.B) {
 				run := fmt.Sprintf("bench-%s-%d", be, n)
 				cfg := learner.DefaultConfig(1, schemas.Tactical)
 				cfg.PPO.Backend = be
-				l, err := learner.New(cfg, slog.New(slog.DiscardHandler), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := l.Begin(ctx, run, 0, ms); err != nil {
-					b.Fatal(err)
-				}
-				trs := allVersion(tacticalRun(run, hours, funcs), "v0")
-				t0 := time.Now()
-				for _, tr := range trs {
-					if err := l.Handle(ctx, tr); err != nil {
-						b.Fatal(err)
-					}
-				}
-				busy += time.Since(t0)
-				if st := l.Stats(); st.PPO.Updates != 1 {
-					b.Fatalf("%d updates, want 1", st.PPO.Updates)
-				}
-				l.Close()
+				busy += rolloutThroughLearner(b, ms, cfg, run, allVersion(tacticalRun(run, hours, funcs), "v0"))
 			}
 			b.ReportMetric(float64(n*funcs*hours)/busy.Seconds(), "transitions/s")
 		})

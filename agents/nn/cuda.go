@@ -420,6 +420,40 @@ func (e *cudaBase) finish(grads [][]float32) error {
 	return nil
 }
 
+// evalForward runs an evaluation call of batch rows: it uploads in, runs
+// fwd on its device address and appends the first n values of *out (which
+// fwd sizes) to dst[:0].
+func (e *cudaBase) evalForward(dst []float32, ps *paramSet, segs func() []cudaSeg, batch int, in []float32, fwd func(in uint64), out *dvec, n int) ([]float32, error) {
+	var y []float32
+	err := e.call(func() error {
+		e.begin(ps, segs, graphKey{batch: batch})
+		addr := e.upload(piece{f: in})
+		fwd(addr[0])
+		e.reserve(n)
+		y = e.download(out.p, n)
+		return e.finish(nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(dst[:0], y...), nil
+}
+
+// trainCall runs a training call whose step queues the work and returns
+// the per-row losses; it returns their sum (in float64) once the
+// gradients are in grads.
+func (e *cudaBase) trainCall(grads [][]float32, step func() []float32) (float64, error) {
+	var loss []float32
+	err := e.call(func() error {
+		loss = step()
+		return e.finish(grads)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return sum64(loss), nil
+}
+
 // param returns the device address of a parameter laid out as is, and of
 // its gradient.
 func (e *cudaBase) param(p *param) (w, g uint64) {

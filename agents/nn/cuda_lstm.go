@@ -151,32 +151,12 @@ func (e *lstmCUDA) fwd(R int, seqs uint64, stepMasks, lastMask uint64) {
 }
 
 func (e *lstmCUDA) forward(dst, seqs []float32, batch int) ([]float32, error) {
-	O := e.n.cfg.Outputs
-	var y []float32
-	err := e.call(func() error {
-		e.begin(e.n.c.ps, e.layout, graphKey{batch: batch})
-		in := e.upload(piece{f: seqs})
-		e.fwd(batch, in[0], 0, 0)
-		e.reserve(batch * O)
-		y = e.download(e.y.p, batch*O)
-		return e.finish(nil)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return append(dst[:0], y...), nil
+	return e.evalForward(dst, e.n.c.ps, e.layout, batch, seqs, func(in uint64) { e.fwd(batch, in, 0, 0) }, &e.y, batch*e.n.cfg.Outputs)
 }
 
 func (e *lstmCUDA) lossGrad(b LSTMBatch, batch int, masks [][]float32, grads [][]float32) (float32, error) {
-	var loss []float32
-	err := e.call(func() error {
-		loss = e.trainStep(b, batch, masks)
-		return e.finish(grads)
-	})
-	if err != nil {
-		return 0, err
-	}
-	return float32(sum64(loss) / float64(batch*e.n.cfg.Outputs)), nil
+	loss, err := e.trainCall(grads, func() []float32 { return e.trainStep(b, batch, masks) })
+	return float32(loss / float64(batch*e.n.cfg.Outputs)), err
 }
 
 // trainStep queues one training step and returns the per-value losses

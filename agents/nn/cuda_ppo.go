@@ -83,14 +83,7 @@ func (e *ppoCUDA) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]f
 		entropy -= float64(terms[4*r+2])
 		counterfactual += float64(terms[4*r+3])
 	}
-	fb := float64(batch)
-	policy, value, entropy, counterfactual = policy/fb, value/fb, entropy/fb, counterfactual/fb
-	total := policy + c.ValueCoef*value - c.EntropyCoef*entropy
-	if rewards != nil {
-		total -= c.CounterfactualCoef * counterfactual
-	}
-	return PPOLosses{Total: float32(total), Policy: float32(policy), Value: float32(value), Entropy: float32(entropy),
-		Counterfactual: float32(counterfactual)}, nil
+	return ppoLosses(c, batch, policy, value, entropy, counterfactual, rewards != nil), nil
 }
 
 // trainStep queues one training step and returns the per-row loss terms

@@ -42,32 +42,12 @@ func (e *qCUDA) catParts() []dPart {
 }
 
 func (e *qCUDA) forward(dst, states []float32, batch int) ([]float32, error) {
-	A := e.n.cfg.Actions
-	var q []float32
-	err := e.call(func() error {
-		e.begin(e.n.c.ps, e.layout, graphKey{batch: batch})
-		in := e.upload(piece{f: states})
-		e.fwd(batch, in[0], nil)
-		e.reserve(batch * A)
-		q = e.download(e.q.p, batch*A)
-		return e.finish(nil)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return append(dst[:0], q...), nil
+	return e.evalForward(dst, e.n.c.ps, e.layout, batch, states, func(in uint64) { e.fwd(batch, in, nil) }, &e.q, batch*e.n.cfg.Actions)
 }
 
 func (e *qCUDA) lossGrad(b QBatch, batch int, masks [][]float32, grads [][]float32) (float32, error) {
-	var loss []float32
-	err := e.call(func() error {
-		loss = e.trainStep(b, batch, masks)
-		return e.finish(grads)
-	})
-	if err != nil {
-		return 0, err
-	}
-	return float32(sum64(loss) / float64(batch)), nil
+	loss, err := e.trainCall(grads, func() []float32 { return e.trainStep(b, batch, masks) })
+	return float32(loss / float64(batch)), err
 }
 
 // trainStep queues one training step and returns the per-row losses

@@ -3,7 +3,6 @@
 package nn
 
 import (
-	"bytes"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -143,26 +142,7 @@ func (e *cudaBase) peek(d dvec, n int) []float32 {
 func TestCUDABackendIsDeterministic(t *testing.T) {
 	needCUDA(t)
 	for _, pc := range parityCases() {
-		t.Run(pc.name, func(t *testing.T) {
-			var ckpt [2][]byte
-			for k := range ckpt {
-				c, _, step, _ := pc.new(t, WithBackend(BackendCUDA))
-				rng := rand.New(rand.NewPCG(7, 7))
-				for range 5 {
-					if _, err := step(rng); err != nil {
-						t.Fatal(err)
-					}
-				}
-				var buf bytes.Buffer
-				if err := writeCheckpoint(&buf, map[string]string{}, c.ps); err != nil {
-					t.Fatal(err)
-				}
-				ckpt[k] = buf.Bytes()
-			}
-			if !bytes.Equal(ckpt[0], ckpt[1]) {
-				t.Error("two runs from the same seed gave different checkpoints")
-			}
-		})
+		t.Run(pc.name, func(t *testing.T) { sameTwice(t, pc, WithBackend(BackendCUDA)) })
 	}
 }
 

@@ -205,12 +205,18 @@ func (e *ppoFast) lossGrad(b PPOBatch, addMask []float32, batch int, masks [][]f
 		entropy += sh.entropy
 		counterfactual += sh.counterfactual
 	}
+	return ppoLosses(c, batch, policy, value, entropy, counterfactual, rewards != nil), nil
+}
+
+// ppoLosses turns the batch's summed loss terms into PPOLosses: the
+// means, and the total with the counterfactual term when it is on.
+func ppoLosses(c PPOConfig, batch int, policy, value, entropy, counterfactual float64, withCF bool) PPOLosses {
 	fb := float64(batch)
 	policy, value, entropy, counterfactual = policy/fb, value/fb, entropy/fb, counterfactual/fb
 	total := policy + c.ValueCoef*value - c.EntropyCoef*entropy
-	if rewards != nil {
+	if withCF {
 		total -= c.CounterfactualCoef * counterfactual
 	}
 	return PPOLosses{Total: float32(total), Policy: float32(policy), Value: float32(value), Entropy: float32(entropy),
-		Counterfactual: float32(counterfactual)}, nil
+		Counterfactual: float32(counterfactual)}
 }

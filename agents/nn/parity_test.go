@@ -303,26 +303,33 @@ func TestCPUBackendIsDeterministic(t *testing.T) {
 	for _, threads := range []int{1, 2} {
 		for _, pc := range parityCases() {
 			t.Run(fmt.Sprintf("%s/threads=%d", pc.name, threads), func(t *testing.T) {
-				var ckpt [2][]byte
-				for k := range ckpt {
-					c, _, step, _ := pc.new(t, WithBackend(BackendCPU), WithThreads(threads))
-					rng := rand.New(rand.NewPCG(7, 7))
-					for range 5 {
-						if _, err := step(rng); err != nil {
-							t.Fatal(err)
-						}
-					}
-					var buf bytes.Buffer
-					if err := writeCheckpoint(&buf, map[string]string{}, c.ps); err != nil {
-						t.Fatal(err)
-					}
-					ckpt[k] = buf.Bytes()
-				}
-				if !bytes.Equal(ckpt[0], ckpt[1]) {
-					t.Error("two runs from the same seed gave different checkpoints")
-				}
+				sameTwice(t, pc, WithBackend(BackendCPU), WithThreads(threads))
 			})
 		}
+	}
+}
+
+// sameTwice trains a parity case twice from the same seed with opts, five
+// steps on the same batches, and requires byte-identical checkpoints.
+func sameTwice(t *testing.T, pc parityCase, opts ...Option) {
+	t.Helper()
+	var ckpt [2][]byte
+	for k := range ckpt {
+		c, _, step, _ := pc.new(t, opts...)
+		rng := rand.New(rand.NewPCG(7, 7))
+		for range 5 {
+			if _, err := step(rng); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		if err := writeCheckpoint(&buf, map[string]string{}, c.ps); err != nil {
+			t.Fatal(err)
+		}
+		ckpt[k] = buf.Bytes()
+	}
+	if !bytes.Equal(ckpt[0], ckpt[1]) {
+		t.Error("two runs from the same seed gave different checkpoints")
 	}
 }
 
