@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/pipeline/pipelinetest"
 	"github.com/strata-rl/strata/schemas"
@@ -34,20 +32,8 @@ func BenchmarkLearnerRoleTopic(b *testing.B) {
 		b.Run("device="+dev, func(b *testing.B) {
 			ctx := b.Context()
 			names := schemas.Names{Prefix: "lb"}
-			srv, err := natsbus.StartEmbedded(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
-			env, err := pipeline.StartEnv(ctx, &pipeline.Config{Partitions: 3, Names: names, NATSURL: srv.URL(), Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer env.Close()
-			ms, err := natsbus.OpenModelStore(ctx, env.JS, names)
-			if err != nil {
-				b.Fatal(err)
-			}
+			env, ms, stop := learnerEnv(b, ctx, names)
+			defer stop()
 			n := 0
 			var busy time.Duration
 			for b.Loop() {

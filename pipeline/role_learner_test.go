@@ -36,23 +36,8 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	names := schemas.Names{Prefix: "lr"}
-	// A nats-server of our own: StartEnv's embedded one keeps its streams
-	// in memory, and the role ensures them as a real deployment does, on
-	// file.
-	srv, err := natsbus.StartEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	env, err := pipeline.StartEnv(ctx, &pipeline.Config{Partitions: 3, Names: names, NATSURL: srv.URL(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
-	ms, err := natsbus.OpenModelStore(ctx, env.JS, names)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ms, stop := learnerEnv(t, ctx, names)
+	defer stop()
 	roleRun.ProduceTransitions(t, ctx, env.Brokers, names, "whole", "killed")
 
 	// role starts `strata learner` for run; it returns the role's result
@@ -139,6 +124,35 @@ func TestLearnerRoleKilledAndRestarted(t *testing.T) {
 	if n := pipelinetest.SameCheckpoints(t, ctx, ms, "killed", "whole"); n < 8 {
 		t.Fatalf("the learners published %d checkpoints: too few to compare", n)
 	}
+}
+
+// learnerEnv starts what the learner role runs against: the embedded
+// Kafka of StartEnv (3 partitions) and a nats-server of the test's own —
+// StartEnv's embedded one keeps its streams in memory, and the role
+// ensures them as a real deployment does, on file — with the model store
+// under names. stop closes them (the caller defers it, so that a goleak
+// check deferred earlier runs after).
+func learnerEnv(tb testing.TB, ctx context.Context, names schemas.Names) (*pipeline.Env, *natsbus.ModelStore, func()) {
+	tb.Helper()
+	srv, err := natsbus.StartEmbedded(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env, err := pipeline.StartEnv(ctx, &pipeline.Config{Partitions: 3, Names: names, NATSURL: srv.URL(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		srv.Close()
+		tb.Fatal(err)
+	}
+	stop := func() {
+		env.Close()
+		srv.Close()
+	}
+	ms, err := natsbus.OpenModelStore(ctx, env.JS, names)
+	if err != nil {
+		stop()
+		tb.Fatal(err)
+	}
+	return env, ms, stop
 }
 
 // waitRestored waits until a learner's log says it restored its state,

@@ -171,16 +171,16 @@ func identitySegs(ps *paramSet, skip map[*param]bool) []cudaSeg {
 }
 
 // alloc sizes a device buffer to at least n values (contents are lost when
-// it grows) and returns its address.
-func (e *cudaBase) alloc(d *dvec, n int) uint64 {
+// it grows).
+func (e *cudaBase) alloc(d *dvec, n int) {
 	if e.err != nil || (d.n >= n && d.p != 0) {
-		return d.p
+		return
 	}
 	if d.p != 0 {
 		if e.mode == modeCapture {
 			e.fail(errors.New("device buffer grows while capturing a graph"))
 			e.captureFailed = true
-			return d.p
+			return
 		}
 		e.dropGraphs()
 		e.fail(e.s.Free(d.p))
@@ -190,7 +190,6 @@ func (e *cudaBase) alloc(d *dvec, n int) uint64 {
 	p, err := e.s.Malloc(n)
 	e.fail(err)
 	d.p, d.n = p, max(n, 1)
-	return d.p
 }
 
 // host sizes a pinned host buffer to at least n values.
@@ -521,6 +520,16 @@ func (e *cudaBase) mul(y, x, m uint64, n int) {
 	e.launch("mul", blocks(n, 256), 256, 0, y, x, m, ai(n))
 }
 
+// dropOrCopy writes x ⊙ mask into y, or x itself when there is no mask
+// (mask 0).
+func (e *cudaBase) dropOrCopy(y, x, mask uint64, n int) {
+	if mask != 0 {
+		e.mul(y, x, mask, n)
+	} else {
+		e.copyD(y, x, n)
+	}
+}
+
 func (e *cudaBase) colSums(dst, m uint64, rows, w, ld int) {
 	e.launch("col_sums", blocks(w, 128), 128, 0, dst, m, ai(rows), ai(w), ai(ld))
 }
@@ -584,11 +593,9 @@ func (e *cudaBase) denseBwd(rows int, parts []dPart, dy uint64, d dDense) {
 // activations (the CPU backend's normBlock).
 type dBlock struct {
 	xhat, inv, o, g, d dvec
-	w                  int
 }
 
 func (e *cudaBase) sizeBlock(b *dBlock, rows, w int) {
-	b.w = w
 	e.alloc(&b.xhat, rows*w)
 	e.alloc(&b.inv, rows)
 	e.alloc(&b.o, rows*w)

@@ -45,15 +45,7 @@ func (e *lstmCUDA) layout() []cudaSeg {
 		}
 		join := func(ws [4]*param, rows int) cudaSeg {
 			return cudaSeg{n: rows * G,
-				pack: func(dst []float32) {
-					if rows == 1 {
-						for g, p := range ws {
-							copy(dst[g*H:(g+1)*H], p.data())
-						}
-						return
-					}
-					joinGates(dst, ws, rows, H)
-				},
+				pack: func(dst []float32) { joinGates(dst, ws, rows, H) },
 				unpack: func(src []float32, grads [][]float32) {
 					for g, p := range ws {
 						d := grads[p.idx]
@@ -138,11 +130,7 @@ func (e *lstmCUDA) fwd(R int, seqs uint64, stepMasks, lastMask uint64) {
 	e.layerFwd(1, R, dm{x2, H1, false})
 	last := at(e.layers[1].h.p, T*R*H2)
 	e.alloc(&e.hd, R*H2)
-	if lastMask != 0 {
-		e.mul(e.hd.p, last, lastMask, R*H2)
-	} else {
-		e.copyD(e.hd.p, last, R*H2)
-	}
+	e.dropOrCopy(e.hd.p, last, lastMask, R*H2)
 	e.alloc(&e.d0, R*c.DenseHidden)
 	e.alloc(&e.y, R*c.Outputs)
 	e.denseFwd(R, []dPart{{x: dm{e.hd.p, H2, false}, in: H2}}, e.dense(l.dense[0]), e.d0.p)
@@ -187,12 +175,7 @@ func (e *lstmCUDA) trainStep(b LSTMBatch, batch int, masks [][]float32) []float3
 	a2 := &e.layers[1]
 	e.alloc(&a2.dh, T*R*H2)
 	e.memset(a2.dh.p, (T-1)*R*H2)
-	lastDh := at(a2.dh.p, (T-1)*R*H2)
-	if lastMask != 0 {
-		e.mul(lastDh, e.ghd.p, lastMask, R*H2)
-	} else {
-		e.copyD(lastDh, e.ghd.p, R*H2)
-	}
+	e.dropOrCopy(at(a2.dh.p, (T-1)*R*H2), e.ghd.p, lastMask, R*H2)
 	x2 := at(e.layers[0].h.p, R*H1)
 	if stepMasks != 0 {
 		x2 = e.x2.p
@@ -202,11 +185,7 @@ func (e *lstmCUDA) trainStep(b LSTMBatch, batch int, masks [][]float32) []float3
 	// Layer 1: the gradient with respect to its (dropped) outputs.
 	a1 := &e.layers[0]
 	e.alloc(&a1.dh, T*R*H1)
-	if stepMasks != 0 {
-		e.mul(a1.dh.p, e.dx2.p, stepMasks, T*R*H1)
-	} else {
-		e.copyD(a1.dh.p, e.dx2.p, T*R*H1)
-	}
+	e.dropOrCopy(a1.dh.p, e.dx2.p, stepMasks, T*R*H1)
 	e.layerBwd(0, R, dm{e.x1.p, c.Features, false}, 0)
 	e.reserve(R * O)
 	return e.download(e.loss.p, R*O)

@@ -13,42 +13,13 @@ var errNoCUDA = errors.New("cuda backend: this binary was built without CUDA (bu
 func cudaInit() (struct{}, error) { return struct{}{}, errNoCUDA }
 
 // CUDADevice describes the CUDA device the backend would run on; in a
-// binary built without -tags cuda it returns an error.
+// binary built without -tags strata_cuda it returns an error.
 func CUDADevice() (string, error) { return "", errNoCUDA }
 
-// noCUDA is the engine of every network for BackendCUDA in a binary built
-// without CUDA. ParseBackend refuses the backend there, so no network
-// reaches it; should one, each pass fails with errNoCUDA.
-type noCUDA struct{}
+// Without CUDA no network can hold BackendCUDA: ParseBackend, through
+// which every constructor, loader and SetBackend passes, refuses it, so
+// these are never called.
 
-func (noCUDA) close() {}
-
-func (noCUDA) forward(dst, x []float32, batch int) ([]float32, error) { return nil, errNoCUDA }
-
-func (noCUDA) lossGrad(QBatch, int, [][]float32, [][]float32) (float32, error) { return 0, errNoCUDA }
-
-type noCUDAPPO struct{}
-
-func (noCUDAPPO) close() {}
-
-func (noCUDAPPO) forward(states, addMask []float32, batch int) (logp, values []float32, err error) {
-	return nil, nil, errNoCUDA
-}
-
-func (noCUDAPPO) lossGrad(PPOBatch, []float32, int, [][]float32, [][]float32) (PPOLosses, error) {
-	return PPOLosses{}, errNoCUDA
-}
-
-type noCUDALSTM struct{}
-
-func (noCUDALSTM) close() {}
-
-func (noCUDALSTM) forward(dst, x []float32, batch int) ([]float32, error) { return nil, errNoCUDA }
-
-func (noCUDALSTM) lossGrad(LSTMBatch, int, [][]float32, [][]float32) (float32, error) {
-	return 0, errNoCUDA
-}
-
-func newQCUDA(*QNet) qEngine          { return noCUDA{} }
-func newPPOCUDA(*PPONet) ppoEngine    { return noCUDAPPO{} }
-func newLSTMCUDA(*LSTMNet) lstmEngine { return noCUDALSTM{} }
+func newQCUDA(*QNet) qEngine          { panic(errNoCUDA) }
+func newPPOCUDA(*PPONet) ppoEngine    { panic(errNoCUDA) }
+func newLSTMCUDA(*LSTMNet) lstmEngine { panic(errNoCUDA) }

@@ -50,21 +50,15 @@ func TestCUDAKernelsCompile(t *testing.T) {
 // Adam steps of every parity case against gorgonia with the same dropout
 // masks, every loss, gradient and weight within parityTol. The default
 // PPO case runs on the batches of seed 43 instead of 42: on seed 42's
-// third batch one critic unit's pre-activation lies within 2e-6 of zero,
+// third batch one critic unit's pre-activation lies within 2e-7 of zero,
 // the GPU's FP32 sums put it on the other side of the ReLU than gorgonia's
 // and the CPU backend's, and the two runs part there
 // (TestCUDAPPOReLUTie shows that this, and nothing else, differs).
 func TestCUDABackendParity(t *testing.T) {
 	needCUDA(t)
 	cuda := []parityVariant{{"cuda", BackendCUDA, 0, false}}
-	t.Run("seed=42", func(t *testing.T) { runParity(t, cuda, 42, map[string]bool{"PPO": true}) })
-	t.Run("seed=43", func(t *testing.T) {
-		cases := map[string]bool{}
-		for _, pc := range parityCases() {
-			cases[pc.name] = pc.name != "PPO"
-		}
-		runParity(t, cuda, 43, cases)
-	})
+	t.Run("seed=42", func(t *testing.T) { runParity(t, cuda, 42, func(name string) bool { return name != "PPO" }) })
+	t.Run("seed=43", func(t *testing.T) { runParity(t, cuda, 43, func(name string) bool { return name == "PPO" }) })
 }
 
 // TestCUDAPPOReLUTie trains the default PPO case of the parity test on

@@ -193,12 +193,6 @@ func randnRNG(rng *rand.Rand, n int, sd float64) []float32 {
 	return out
 }
 
-// TestBackendParity trains each network for 20 Adam steps on the gorgonia
-// reference and, in lockstep, on the CPU backend (1 and 2 threads; AVX2
-// and pure-Go kernels) from the same seed, with dropout on, on the same
-// random batches, and compares after every step the dropout masks
-// (bitwise), the loss, every gradient and every updated weight, then the
-// evaluation forward pass.
 // parityVariant is one candidate backend configuration of the parity
 // test.
 type parityVariant struct {
@@ -208,6 +202,12 @@ type parityVariant struct {
 	pureGo  bool
 }
 
+// TestBackendParity trains each network for 20 Adam steps on the gorgonia
+// reference and, in lockstep, on the CPU backend (1 and 2 threads; AVX2
+// and pure-Go kernels) from the same seed, with dropout on, on the same
+// random batches, and compares after every step the dropout masks
+// (bitwise), the loss, every gradient and every updated weight, then the
+// evaluation forward pass.
 func TestBackendParity(t *testing.T) {
 	variants := []parityVariant{{"threads=1", BackendCPU, 1, false}, {"threads=2", BackendCPU, 2, false}}
 	if useAVX2 {
@@ -221,19 +221,18 @@ func TestBackendParity(t *testing.T) {
 // and requires every loss, gradient and weight, and the final forward
 // pass, within parityTol of the reference's.
 //
-// The batches come from a PCG generator seeded with seed; skip, when not
-// nil, leaves out the cases it names.
-func runParity(t *testing.T, variants []parityVariant, seed uint64, skip map[string]bool) {
-	type variant = parityVariant
+// The batches come from a PCG generator seeded with seed; keep, when not
+// nil, selects the cases (by name) that run.
+func runParity(t *testing.T, variants []parityVariant, seed uint64, keep func(name string) bool) {
 	const steps = 20
 	for _, pc := range parityCases() {
-		if skip[pc.name] {
+		if keep != nil && !keep(pc.name) {
 			continue
 		}
 		t.Run(pc.name, func(t *testing.T) {
 			refC, refStats, refStep, refFwd := pc.new(t, WithBackend(BackendGorgonia))
 			type candidate struct {
-				variant
+				parityVariant
 				c     *core
 				stats *TrainStats
 				step  func(*rand.Rand) (float32, error)
@@ -242,7 +241,7 @@ func runParity(t *testing.T, variants []parityVariant, seed uint64, skip map[str
 				p     *parityTracker
 			}
 			// run runs f with the candidate's kernels.
-			run := func(v variant, f func()) {
+			run := func(v parityVariant, f func()) {
 				if v.pureGo && useAVX2 {
 					useAVX2 = false
 					defer func() { useAVX2 = true }()
@@ -251,7 +250,7 @@ func runParity(t *testing.T, variants []parityVariant, seed uint64, skip map[str
 			}
 			var cands []*candidate
 			for _, v := range variants {
-				cd := &candidate{variant: v, rng: rand.New(rand.NewPCG(seed, 1)), p: &parityTracker{t: t, worst: map[string]float64{}}}
+				cd := &candidate{parityVariant: v, rng: rand.New(rand.NewPCG(seed, 1)), p: &parityTracker{t: t, worst: map[string]float64{}}}
 				cd.c, cd.stats, cd.step, cd.fwd = pc.new(t, WithBackend(v.backend), WithThreads(v.threads))
 				cands = append(cands, cd)
 			}
@@ -263,7 +262,7 @@ func runParity(t *testing.T, variants []parityVariant, seed uint64, skip map[str
 				}
 				for _, cd := range cands {
 					var lc float32
-					run(cd.variant, func() { lc, err = cd.step(cd.rng) })
+					run(cd.parityVariant, func() { lc, err = cd.step(cd.rng) })
 					if err != nil {
 						t.Fatalf("step %d: %s: %v", s, cd.name, err)
 					}
@@ -285,7 +284,7 @@ func runParity(t *testing.T, variants []parityVariant, seed uint64, skip map[str
 			want := refFwd()
 			for _, cd := range cands {
 				var got []float32
-				run(cd.variant, func() { got = cd.fwd() })
+				run(cd.parityVariant, func() { got = cd.fwd() })
 				cd.p.check("forward "+cd.name, want, got)
 				if refStats.Clipped != cd.stats.Clipped || refStats.Steps != steps || cd.stats.Steps != steps {
 					t.Errorf("%s: stats: reference %+v, candidate %+v", cd.name, *refStats, *cd.stats)
