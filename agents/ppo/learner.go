@@ -268,6 +268,14 @@ func (l *Learner) Add(t Transition) error {
 	return nil
 }
 
+// minLogProb is the lowest log-probability a transition may carry: the
+// natural log of the smallest positive float32 (math.SmallestNonzeroFloat32,
+// ≈ 1.4e-45), rounded down. An action sampled from a policy had at least
+// that probability; one with less would make the ratio of the updated policy
+// to the rollout's overflow (the update's loss and the rollout's KL
+// divergence become infinite).
+const minLogProb = -103.3
+
 // check reports what is malformed in t.
 func (l *Learner) check(t *Transition) error {
 	in, A := l.cfg.Net.Inputs, l.cfg.Net.Actions
@@ -280,6 +288,8 @@ func (l *Learner) check(t *Transition) error {
 		return fmt.Errorf("action %d outside 0..%d", t.Action, A-1)
 	case t.LogProb > 1e-4:
 		return fmt.Errorf("log-probability %v > 0", t.LogProb)
+	case t.LogProb < minLogProb:
+		return fmt.Errorf("log-probability %v below %v, the log of the smallest positive float32: no policy chose the action with that probability", t.LogProb, minLogProb)
 	}
 	if t.ActionRewards != nil && len(t.ActionRewards) != A {
 		return fmt.Errorf("%d action rewards, want %d", len(t.ActionRewards), A)

@@ -173,6 +173,7 @@ func TestRejectsBadTransitions(t *testing.T) {
 		func(t *Transition) { t.Action = Actions },
 		func(t *Transition) { t.Action = -1 },
 		func(t *Transition) { t.LogProb = 0.5 },
+		func(t *Transition) { t.LogProb = -1e30 }, // finite, but no policy sampled it: the ratio overflows
 		func(t *Transition) { t.Mask = make([]bool, 3) },
 		func(t *Transition) { t.Mask = make([]bool, Actions) }, // action 5 masked
 	}
