@@ -58,7 +58,11 @@ func (e *Embedded) Close() {
 // certificate authorities a server that requires TLS is checked against
 // (otherwise the system's).
 func Connect(url, name string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	// No reconnect buffer: a publish while the connection is down fails
+	// at once instead of being written out blind at the reconnect, when
+	// the server's JetStream may not serve yet (BatchPublisher sends its
+	// unacknowledged batches again, in order, once it does).
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}
 	if u, p := os.Getenv("STRATA_NATS_USER"), os.Getenv("STRATA_NATS_PASSWORD"); u != "" && !strings.Contains(url, "@") {
 		opts = append(opts, nats.UserInfo(u, p))
 	}
@@ -186,7 +190,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 // when a batch's acknowledgement reports a lost connection, a timeout or
 // no stream responding, it sends every unacknowledged batch again, in
 // order, before any new one. The stream's duplicate window drops those
-// stored before the failure, so each batch is stored once. An outage
+// stored before the failure, so each batch is stored once. The first of
+// them is sent alone and its acknowledgement awaited before the rest are
+// pipelined behind it, so that batches are stored in the order they were
+// published even when JetStream refuses publishes for a moment after a
+// server restart. An outage
 // longer than the bound (SetOutageBound) ends it with one error that
 // names the bound.
 //
@@ -316,7 +324,13 @@ func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, dat
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	p.pending = append(p.pending, pendingPub{msg: msg})
-	if err := p.send(ctx, len(p.pending)-1); err != nil {
+	if err := p.send(ctx, len(p.pending)-1); errors.Is(err, errDown) {
+		// The connection went down under the publisher: every batch not
+		// acknowledged is sent again, in order, once it is back.
+		if err := p.deliver(ctx, 0); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	if len(p.pending) < p.maxPend {
@@ -329,10 +343,31 @@ func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, dat
 	return err
 }
 
-// resync waits, at most the bound, while the connection is not connected;
-// if the client reconnected since the pending batches were sent, it sends
-// the unacknowledged ones again, in order.
+// errDown marks a publish the client refused because its connection is
+// down: nothing was sent.
+var errDown = errors.New("the nats connection is down")
+
+// down reports whether the client refused a publish because its
+// connection is down (strata's connections keep no reconnect buffer, see
+// Connect).
+func down(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrReconnectBufExceeded)
+}
+
+// resync returns at once while the connection is up and has not
+// reconnected since the pending batches were sent; otherwise it delivers
+// every unacknowledged batch again (see deliver).
 func (p *BatchPublisher) resync(ctx context.Context) error {
+	nc := p.js.Conn()
+	if nc == nil || nc.Status() == nats.CONNECTED && nc.Stats().Reconnects == p.reconnects {
+		return nil
+	}
+	return p.deliver(ctx, 0)
+}
+
+// awaitConnection waits, at most the bound, while the connection is not
+// connected.
+func (p *BatchPublisher) awaitConnection(ctx context.Context) error {
 	nc := p.js.Conn()
 	if nc == nil {
 		return nil
@@ -354,30 +389,99 @@ func (p *BatchPublisher) resync(ctx context.Context) error {
 			return fmt.Errorf("waiting for nats to reconnect: %w", ctx.Err())
 		}
 	}
-	if r := nc.Stats().Reconnects; r != p.reconnects {
-		p.reconnects = r
-		return p.sendFrom(ctx, 0)
-	}
 	return nil
 }
 
-// sendFrom sends the unacknowledged batches of pending[i:] again, in
-// order.
-func (p *BatchPublisher) sendFrom(ctx context.Context, i int) error {
+// deliver sends the unacknowledged batches of pending[i:] again, in order,
+// once the connection is up. The first of them is settled — sent and its
+// acknowledgement awaited, again while JetStream refuses it — before the
+// others are pipelined behind it: a server that has just started takes
+// connections before JetStream serves its streams, and of batches
+// pipelined into that gap the first can be refused while later ones are
+// stored, out of order. Whenever the connection turns out to be down it
+// waits for it and starts again from the first unacknowledged batch of
+// all: what was in flight on the lost connection may be lost too.
+func (p *BatchPublisher) deliver(ctx context.Context, i int) error {
+	for {
+		if err := p.awaitConnection(ctx); err != nil {
+			return err
+		}
+		p.reconnects = reconnects(p.js)
+		err := p.deliverOnce(ctx, i)
+		if !errors.Is(err, errDown) {
+			return err
+		}
+		i = 0
+	}
+}
+
+// deliverOnce is one attempt of deliver on the current connection.
+func (p *BatchPublisher) deliverOnce(ctx context.Context, i int) error {
+	settled := false
 	for k := i; k < len(p.pending); k++ {
 		if p.pending[k].acked {
 			continue
 		}
-		if err := p.send(ctx, k); err != nil {
+		if settled {
+			if err := p.send(ctx, k); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := p.settle(ctx, k); err != nil {
 			return err
 		}
+		settled = true
 	}
 	return nil
 }
 
+// settle sends pending[k] and waits for its acknowledgement, sending it
+// again, paced, while it fails the way an outage explains, at most the
+// bound. It returns an error wrapping errDown if the connection goes down
+// meanwhile.
+func (p *BatchPublisher) settle(ctx context.Context, k int) error {
+	pp := &p.pending[k]
+	for {
+		if err := p.send(ctx, k); err != nil {
+			return err
+		}
+		select {
+		case <-pp.f.Ok():
+			pp.acked = true
+			return nil
+		case cause := <-pp.f.Err():
+			what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
+			if !retriable(cause) {
+				return fmt.Errorf("%s: %w", what, cause)
+			}
+			if pp.failedAt.IsZero() {
+				pp.failedAt = time.Now()
+			}
+			if d := time.Since(pp.failedAt); d > p.bound {
+				return p.outageError(what, d, cause)
+			}
+			if nc := p.js.Conn(); nc != nil && (nc.Status() != nats.CONNECTED || nc.Stats().Reconnects != p.reconnects) {
+				return fmt.Errorf("%s: %w: %w", what, errDown, cause)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
+		}
+		// JetStream does not serve yet (a server just started): pace the
+		// attempts instead of spinning on its refusals.
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for jetstream to serve: %w", ctx.Err())
+		}
+	}
+}
+
 // send publishes pending[k] (a copy of its message: the client sets the
 // reply subject of what it sends), again with backoff while the client
-// refuses it outright, at most the bound.
+// refuses it for too many unacknowledged publishes, at most the bound. A
+// refusal because the connection is down returns an error wrapping
+// errDown: nothing was sent.
 func (p *BatchPublisher) send(ctx context.Context, k int) error {
 	pp := &p.pending[k]
 	var first time.Time
@@ -388,7 +492,10 @@ func (p *BatchPublisher) send(ctx context.Context, k int) error {
 			return nil
 		}
 		what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
-		if !retriable(err) {
+		switch {
+		case down(err):
+			return fmt.Errorf("%s: %w: %w", what, errDown, err)
+		case !retriable(err):
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		if first.IsZero() {
@@ -405,9 +512,9 @@ func (p *BatchPublisher) send(ctx context.Context, k int) error {
 	}
 }
 
-// failed handles a failed attempt of pending[k]: once the connection is
-// back it sends the unacknowledged batches of pending[k:] again in order
-// (every one, if the client reconnected).
+// failed handles a failed attempt of pending[k]: it delivers the
+// unacknowledged batches of pending[k:] again (every one, if the client
+// reconnected meanwhile; see deliver).
 func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
 	pp := &p.pending[k]
 	what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
@@ -420,12 +527,8 @@ func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
 	if d := time.Since(pp.failedAt); d > p.bound {
 		return p.outageError(what, d, cause)
 	}
-	r := p.reconnects
-	if err := p.resync(ctx); err != nil {
-		return err
-	}
-	if p.reconnects != r {
-		return nil // resync sent every unacknowledged batch
+	if nc := p.js.Conn(); nc != nil && (nc.Status() != nats.CONNECTED || nc.Stats().Reconnects != p.reconnects) {
+		return p.deliver(ctx, 0)
 	}
 	if errors.Is(cause, jetstream.ErrNoStreamResponse) || errors.Is(cause, nats.ErrNoResponders) {
 		// JetStream is not serving yet (a server just started): pace the
@@ -436,7 +539,7 @@ func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		}
 	}
-	return p.sendFrom(ctx, k)
+	return p.deliver(ctx, k)
 }
 
 // wait waits for the acknowledgements of pending[:n], sending failed
