@@ -358,8 +358,7 @@ func down(err error) bool {
 // reconnected since the pending batches were sent; otherwise it delivers
 // every unacknowledged batch again (see deliver).
 func (p *BatchPublisher) resync(ctx context.Context) error {
-	nc := p.js.Conn()
-	if nc == nil || nc.Status() == nats.CONNECTED && nc.Stats().Reconnects == p.reconnects {
+	if !p.moved() {
 		return nil
 	}
 	return p.deliver(ctx, 0)
@@ -451,18 +450,11 @@ func (p *BatchPublisher) settle(ctx context.Context, k int) error {
 			pp.acked = true
 			return nil
 		case cause := <-pp.f.Err():
-			what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
-			if !retriable(cause) {
-				return fmt.Errorf("%s: %w", what, cause)
+			if err := p.attemptFailed(k, cause); err != nil {
+				return err
 			}
-			if pp.failedAt.IsZero() {
-				pp.failedAt = time.Now()
-			}
-			if d := time.Since(pp.failedAt); d > p.bound {
-				return p.outageError(what, d, cause)
-			}
-			if nc := p.js.Conn(); nc != nil && (nc.Status() != nats.CONNECTED || nc.Stats().Reconnects != p.reconnects) {
-				return fmt.Errorf("%s: %w: %w", what, errDown, cause)
+			if p.moved() {
+				return fmt.Errorf("%s: %w: %w", p.what(k), errDown, cause)
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
@@ -491,7 +483,7 @@ func (p *BatchPublisher) send(ctx context.Context, k int) error {
 			pp.f, pp.acked = f, false
 			return nil
 		}
-		what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
+		what := p.what(k)
 		switch {
 		case down(err):
 			return fmt.Errorf("%s: %w: %w", what, errDown, err)
@@ -516,18 +508,10 @@ func (p *BatchPublisher) send(ctx context.Context, k int) error {
 // unacknowledged batches of pending[k:] again (every one, if the client
 // reconnected meanwhile; see deliver).
 func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
-	pp := &p.pending[k]
-	what := fmt.Sprintf("publishing %s to %s", pp.msg.Header.Get(jetstream.MsgIDHeader), pp.msg.Subject)
-	if !retriable(cause) {
-		return fmt.Errorf("%s: %w", what, cause)
+	if err := p.attemptFailed(k, cause); err != nil {
+		return err
 	}
-	if pp.failedAt.IsZero() {
-		pp.failedAt = time.Now()
-	}
-	if d := time.Since(pp.failedAt); d > p.bound {
-		return p.outageError(what, d, cause)
-	}
-	if nc := p.js.Conn(); nc != nil && (nc.Status() != nats.CONNECTED || nc.Stats().Reconnects != p.reconnects) {
+	if p.moved() {
 		return p.deliver(ctx, 0)
 	}
 	if errors.Is(cause, jetstream.ErrNoStreamResponse) || errors.Is(cause, nats.ErrNoResponders) {
@@ -536,10 +520,41 @@ func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
+			return fmt.Errorf("%s: %w", p.what(k), ctx.Err())
 		}
 	}
 	return p.deliver(ctx, k)
+}
+
+// attemptFailed records that an attempt of pending[k] failed with cause
+// and returns an error if the batch is not to be sent again: cause is not
+// one an outage explains, or the batch has been failing for longer than
+// the bound.
+func (p *BatchPublisher) attemptFailed(k int, cause error) error {
+	pp := &p.pending[k]
+	if !retriable(cause) {
+		return fmt.Errorf("%s: %w", p.what(k), cause)
+	}
+	if pp.failedAt.IsZero() {
+		pp.failedAt = time.Now()
+	}
+	if d := time.Since(pp.failedAt); d > p.bound {
+		return p.outageError(p.what(k), d, cause)
+	}
+	return nil
+}
+
+// moved reports whether the connection is down or has reconnected since
+// the pending batches were sent.
+func (p *BatchPublisher) moved() bool {
+	nc := p.js.Conn()
+	return nc != nil && (nc.Status() != nats.CONNECTED || nc.Stats().Reconnects != p.reconnects)
+}
+
+// what names pending[k] in errors.
+func (p *BatchPublisher) what(k int) string {
+	m := p.pending[k].msg
+	return fmt.Sprintf("publishing %s to %s", m.Header.Get(jetstream.MsgIDHeader), m.Subject)
 }
 
 // wait waits for the acknowledgements of pending[:n], sending failed
