@@ -49,6 +49,9 @@ type ConfigSummary struct {
 	Policies map[string]string `json:"policies"`
 	RunIDs   []string          `json:"run_ids"`
 	Models   []string          `json:"models,omitempty"`
+	// PerRun is each run's mean reward per layer, in RunIDs' order: the
+	// values MeanReward and CI95 are computed from.
+	PerRun []RunReward `json:"per_run"`
 	// MeanReward and CI95 are per layer.
 	MeanReward map[string]float64 `json:"mean_reward"`
 	CI95       map[string]float64 `json:"ci95_half_width,omitempty"`
@@ -77,6 +80,14 @@ type ConfigSummary struct {
 
 	hist   schemas.LatencyHistogram
 	regret map[int]int64
+}
+
+// RunReward is one run of a configuration: its id, the model directory it
+// evaluated (none for a baseline) and its mean reward per layer.
+type RunReward struct {
+	RunID      string             `json:"run_id"`
+	Models     string             `json:"models,omitempty"`
+	MeanReward map[string]float64 `json:"mean_reward"`
 }
 
 // Curve is one model directory's learning curve of one layer: the
@@ -120,9 +131,11 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 		if r.revision != "" {
 			revs[r.revision] = true
 		}
+		rr := RunReward{RunID: r.runID, Models: r.job.Models, MeanReward: map[string]float64{}}
 		for l, ls := range rd.layers {
 			if ls.Rows > 0 {
 				perRun[c.Label][l] = append(perRun[c.Label][l], ls.Reward/ls.Rows)
+				rr.MeanReward[l] = ls.Reward / ls.Rows
 			}
 			p := sums[c.Label][l]
 			if p == nil {
@@ -131,6 +144,7 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 			}
 			addSums(p, ls)
 		}
+		c.PerRun = append(c.PerRun, rr)
 		c.hist.Merge(&rd.hist)
 		for dim, vals := range rd.mix {
 			if c.Mix[dim] == nil {
@@ -214,7 +228,11 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 // same rows; a figure within such a difference of a rounding edge can still
 // differ in its 9th digit.
 func (c *ConfigSummary) round() {
-	for _, m := range []map[string]float64{c.MeanReward, c.CI95, c.MeanRegret, c.Terms} {
+	ms := []map[string]float64{c.MeanReward, c.CI95, c.MeanRegret, c.Terms}
+	for _, r := range c.PerRun {
+		ms = append(ms, r.MeanReward)
+	}
+	for _, m := range ms {
 		for k, v := range m {
 			m[k] = sig(v)
 		}

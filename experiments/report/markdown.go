@@ -84,6 +84,8 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 			c.CostPerM, c.KeepWarmPerM, c.GCO2ePerM, c.P50, c.P95, c.P99, 100*c.ColdRate, 100*c.SLARate, yes(c.OnFrontCostP95), yes(c.OnFrontCostCarbon))
 	}
 
+	s.perRunTable(b)
+
 	b.WriteString("\n## The seed's tables, measured\n\n### §4.3 tactical layer: mean tactical reward\n\n")
 	b.WriteString("| configuration | measured R tactical | runs | the seed's row | **claim** |\n|---|---|---|---|---|\n")
 	for _, cl := range tacticalClaims {
@@ -160,6 +162,34 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 	for _, f := range s.Figures() {
 		fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)
 	}
+}
+
+// perRunTable writes each run's mean rewards for the configurations of
+// more than one run: the per-seed values behind their means and intervals.
+func (s *Summary) perRunTable(b *bytes.Buffer) {
+	header := false
+	for _, c := range s.Configs {
+		if len(c.PerRun) < 2 {
+			continue
+		}
+		if !header {
+			b.WriteString("\n### Each run of the configurations with several\n\n")
+			b.WriteString("| configuration | run | models | R strategic | R tactical | R operational |\n|---|---|---|---|---|---|\n")
+			header = true
+		}
+		for _, r := range c.PerRun {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", c.Label, r.RunID, orNone(r.Models),
+				runR(r, "strategic"), runR(r, "tactical"), runR(r, "operational"))
+		}
+	}
+}
+
+func runR(r RunReward, l string) string {
+	m, ok := r.MeanReward[l]
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.4f", m)
 }
 
 // rci formats a layer's mean reward with its interval.

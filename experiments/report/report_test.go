@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/experiments/eval"
 	"github.com/strata-rl/strata/experiments/train"
 	"github.com/strata-rl/strata/infra/store"
 )
@@ -136,7 +137,35 @@ func TestReport(t *testing.T) {
 		return out
 	}
 	p95s, costs := query(store.RunQueries[0]), query(store.RunQueries[2])
+	// Each run's mean tactical reward, read straight from the rewards.
+	_, rows, err := st.Query(t.Context(), "SELECT run_id, avg(reward) FROM rewards FINAL WHERE layer = 'tactical' GROUP BY run_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMeans := map[string]float64{}
+	for _, r := range rows {
+		runMeans[r[0].(string)] = num(r[1])
+	}
 	_ = st.Close()
+	for _, c := range sum.Configs {
+		if len(c.PerRun) != len(c.RunIDs) {
+			t.Fatalf("%s: %d per-run rows for %d runs", c.Label, len(c.PerRun), len(c.RunIDs))
+		}
+		var xs []float64
+		for i, r := range c.PerRun {
+			got, want := r.MeanReward["tactical"], runMeans[r.RunID]
+			if r.RunID != c.RunIDs[i] || math.Abs(got-want) > 1e-8*math.Abs(want) {
+				t.Errorf("%s run %d: %s tactical %v, the store's rewards %s %v", c.Label, i, r.RunID, got, c.RunIDs[i], want)
+			}
+			xs = append(xs, got)
+		}
+		if m, h := eval.MeanCI95(xs); math.Abs(m-c.MeanReward["tactical"]) > 1e-8*math.Abs(m) || math.Abs(h-c.CI95["tactical"]) > 1e-8+1e-8*h {
+			t.Errorf("%s: mean %v ± %v, from its runs %v ± %v", c.Label, c.MeanReward["tactical"], c.CI95["tactical"], m, h)
+		}
+	}
+	if ppo := sum.byLabel("tactical ppo"); ppo != nil && (len(ppo.PerRun) != 2 || ppo.PerRun[0].Models != models[0] || ppo.PerRun[1].Models != models[1]) {
+		t.Errorf("tactical ppo per-run rows %+v, want one per model directory %v", ppo.PerRun, models)
+	}
 	pts := sum.ParetoPoints(func(c *ConfigSummary) float64 { return c.P95 })
 	for _, c := range sum.Configs {
 		pt := pts[c.Label]
