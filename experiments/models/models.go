@@ -317,6 +317,11 @@ func ReadPath(path string) ([]Info, error) {
 		if rel, _ := filepath.Rel(path, f); strings.HasPrefix(rel, "episodes"+string(filepath.Separator)) {
 			info.Episode, _ = strconv.Atoi(filepath.Base(filepath.Dir(f)))
 			episode = true
+		} else if ep := copiedFrom(path, f, eps); ep > 0 {
+			// Without train.json, the directory's own checkpoint is
+			// numbered by the episode it is a copy of (a DQN's own count
+			// is one below `strata train`'s numbering).
+			info.Episode = ep
 		}
 		if sum != nil {
 			l := string(info.Layer)
@@ -334,6 +339,22 @@ func ReadPath(path string) ([]Info, error) {
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// copiedFrom returns the first episode N whose episodes/N/ holds a file
+// byte-identical to the directory's checkpoint f (`strata train` copies
+// the best episode's checkpoint there), or 0 for none.
+func copiedFrom(dir, f string, eps []int) int {
+	top, err := os.ReadFile(f)
+	if err != nil {
+		return 0
+	}
+	for _, ep := range eps {
+		if b, err := os.ReadFile(filepath.Join(dir, "episodes", strconv.Itoa(ep), filepath.Base(f))); err == nil && bytes.Equal(b, top) {
+			return ep
+		}
+	}
+	return 0
 }
 
 func readFile(path string) (Info, error) {

@@ -172,6 +172,32 @@ func TestReadPath(t *testing.T) {
 	if !strings.Contains(out.String(), "reward 0.3000") || !strings.Contains(out.String(), "loss 0.125 (epoch 2 of 3, asymmetric)") {
 		t.Fatalf("table without the validation results:\n%s", out.String())
 	}
+	// Without train.json (a training stopped before its end), a
+	// directory's own checkpoint is numbered by the episode it copies.
+	bare := t.TempDir()
+	for rel, data := range map[string][]byte{"dqn.ckpt": cks[schemas.Strategic], "ppo.ckpt": cks[schemas.Tactical],
+		"episodes/1/ppo.ckpt": cks[schemas.Tactical], "episodes/3/dqn.ckpt": cks[schemas.Strategic], "episodes/3/ppo.ckpt": cks[schemas.Tactical]} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(bare, rel)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bare, rel), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	infos, err = models.ReadPath(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		rel     string
+		episode int
+	}{{"dqn.ckpt", 3}, {"ppo.ckpt", 1}} {
+		for _, in := range infos {
+			if in.Source == filepath.Join(bare, w.rel) && in.Episode != w.episode {
+				t.Errorf("%s without train.json: episode %d, want %d (the episode it is a copy of)", w.rel, in.Episode, w.episode)
+			}
+		}
+	}
 	if _, err := models.ReadPath(t.TempDir()); err == nil || !strings.Contains(err.Error(), "holds none of") {
 		t.Fatalf("an empty directory: %v, want an error saying it holds no checkpoint", err)
 	}
