@@ -307,20 +307,30 @@ func ReadPath(path string) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Info, 0, len(files))
-	for _, f := range files {
+	out := make([]Info, len(files))
+	inEpisode := make([]bool, len(files))
+	copies := map[string]int{} // file name and SHA-256 → the first episode holding it
+	for i, f := range files {
 		info, err := readFile(f)
 		if err != nil {
 			return nil, err
 		}
-		episode := false
 		if rel, _ := filepath.Rel(path, f); strings.HasPrefix(rel, "episodes"+string(filepath.Separator)) {
 			info.Episode, _ = strconv.Atoi(filepath.Base(filepath.Dir(f)))
-			episode = true
-		} else if ep := copiedFrom(path, f, eps); ep > 0 {
+			inEpisode[i] = true
+			if k := filepath.Base(f) + "\x00" + info.SHA256; copies[k] == 0 {
+				copies[k] = info.Episode
+			}
+		}
+		out[i] = info
+	}
+	for i := range out {
+		info := &out[i]
+		if ep := copies[filepath.Base(info.Source)+"\x00"+info.SHA256]; !inEpisode[i] && ep > 0 {
 			// Without train.json, the directory's own checkpoint is
-			// numbered by the episode it is a copy of (a DQN's own count
-			// is one below `strata train`'s numbering).
+			// numbered by the episode it is a byte-identical copy of
+			// (`strata train` copies the best episode's there; a DQN's
+			// own count is one below its numbering).
 			info.Episode = ep
 		}
 		if sum != nil {
@@ -328,7 +338,7 @@ func ReadPath(path string) ([]Info, error) {
 			t := sum.Training
 			t.BestEpisode, t.BestValidationReward = sum.Best[l], sum.BestReward[l]
 			info.Training = &t
-			if _, ok := sum.Best[l]; ok && !episode {
+			if _, ok := sum.Best[l]; ok && !inEpisode[i] {
 				// The directory's own checkpoint is the best episode's.
 				info.Episode = sum.Best[l]
 			}
@@ -336,25 +346,8 @@ func ReadPath(path string) ([]Info, error) {
 				info.ValidationReward = sum.validation(info.Episode, l)
 			}
 		}
-		out = append(out, info)
 	}
 	return out, nil
-}
-
-// copiedFrom returns the first episode N whose episodes/N/ holds a file
-// byte-identical to the directory's checkpoint f (`strata train` copies
-// the best episode's checkpoint there), or 0 for none.
-func copiedFrom(dir, f string, eps []int) int {
-	top, err := os.ReadFile(f)
-	if err != nil {
-		return 0
-	}
-	for _, ep := range eps {
-		if b, err := os.ReadFile(filepath.Join(dir, "episodes", strconv.Itoa(ep), filepath.Base(f))); err == nil && bytes.Equal(b, top) {
-			return ep
-		}
-	}
-	return 0
 }
 
 func readFile(path string) (Info, error) {
