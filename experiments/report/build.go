@@ -104,8 +104,7 @@ type Curve struct {
 func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 	s := &Summary{Window: win}
 	byLabel := map[string]*ConfigSummary{}
-	perRun := map[string]map[string][]float64{} // label → layer → per-run means
-	sums := map[string]map[string]*layerSums{}  // label → layer → pooled sums
+	sums := map[string]map[string]*layerSums{} // label → layer → pooled sums
 	revs := map[string]bool{}
 	for _, r := range refs {
 		rd := d[r.runID]
@@ -119,7 +118,7 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 				Regret: map[string]int64{}, regret: map[int]int64{}}
 			byLabel[r.job.Label] = c
 			s.Configs = append(s.Configs, c)
-			perRun[c.Label], sums[c.Label] = map[string][]float64{}, map[string]*layerSums{}
+			sums[c.Label] = map[string]*layerSums{}
 		}
 		if slices.Contains(c.RunIDs, r.runID) {
 			continue
@@ -134,7 +133,6 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 		rr := RunReward{RunID: r.runID, Models: r.job.Models, MeanReward: map[string]float64{}}
 		for l, ls := range rd.layers {
 			if ls.Rows > 0 {
-				perRun[c.Label][l] = append(perRun[c.Label][l], ls.Reward/ls.Rows)
 				rr.MeanReward[l] = ls.Reward / ls.Rows
 			}
 			p := sums[c.Label][l]
@@ -159,7 +157,13 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 		}
 	}
 	for _, c := range s.Configs {
-		for l, xs := range perRun[c.Label] {
+		perLayer := map[string][]float64{} // layer → the runs' means, in run order
+		for _, r := range c.PerRun {
+			for l, m := range r.MeanReward {
+				perLayer[l] = append(perLayer[l], m)
+			}
+		}
+		for l, xs := range perLayer {
 			c.MeanReward[l], c.CI95[l] = eval.MeanCI95(xs)
 		}
 		for l, p := range sums[c.Label] {
