@@ -459,13 +459,20 @@ func (p *BatchPublisher) settle(ctx context.Context, k int) error {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for jetstream acks: %w", ctx.Err())
 		}
-		// JetStream does not serve yet (a server just started): pace the
-		// attempts instead of spinning on its refusals.
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for jetstream to serve: %w", ctx.Err())
+		if err := p.pace(ctx, k); err != nil {
+			return err
 		}
+	}
+}
+
+// pace waits between two attempts of pending[k] while JetStream does not
+// serve yet (a server just started), instead of spinning on its refusals.
+func (p *BatchPublisher) pace(ctx context.Context, k int) error {
+	select {
+	case <-time.After(100 * time.Millisecond):
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for jetstream to serve: %w", p.what(k), ctx.Err())
 	}
 }
 
@@ -515,12 +522,8 @@ func (p *BatchPublisher) failed(ctx context.Context, k int, cause error) error {
 		return p.deliver(ctx, 0)
 	}
 	if errors.Is(cause, jetstream.ErrNoStreamResponse) || errors.Is(cause, nats.ErrNoResponders) {
-		// JetStream is not serving yet (a server just started): pace the
-		// attempts instead of spinning on its refusals.
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", p.what(k), ctx.Err())
+		if err := p.pace(ctx, k); err != nil {
+			return err
 		}
 	}
 	return p.deliver(ctx, k)
