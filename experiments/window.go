@@ -87,7 +87,9 @@ func RunWindow(ctx context.Context, lo pipeline.LoopOptions, o pipeline.Config, 
 	lc.ScoreFromTick = scoreFromTick
 	var row *stratapb.Run
 	if rec != nil {
-		row = rec.row(lo, o, name, trainEpoch, fromUS, toUS, scoreFromTick)
+		if row, err = rec.row(lo, o, name, trainEpoch, fromUS, toUS, scoreFromTick); err != nil {
+			return pipeline.LoopResult{}, name, o, err
+		}
 		if !rec.RowOnly {
 			rec.Rec.Apply(&lc, row, scoreFromTick)
 		}
@@ -114,8 +116,11 @@ type RunRecord struct {
 
 // row returns the run's row: the window's fields (pipeline.RunRow), the
 // caller's r.Row over them, and the days.
-func (r *RunRecord) row(lo pipeline.LoopOptions, o pipeline.Config, name string, epoch time.Time, fromUS, toUS, scoreFromTick int64) *stratapb.Run {
-	row := pipeline.RunRow(lo, o, name, epoch)
+func (r *RunRecord) row(lo pipeline.LoopOptions, o pipeline.Config, name string, epoch time.Time, fromUS, toUS, scoreFromTick int64) (*stratapb.Run, error) {
+	row, err := pipeline.RunRow(lo, o, name, epoch)
+	if err != nil {
+		return nil, err
+	}
 	if r.Row != nil {
 		proto.Merge(row, r.Row) // the caller's kind, label, models, episode, configuration
 	}
@@ -123,5 +128,5 @@ func (r *RunRecord) row(lo pipeline.LoopOptions, o pipeline.Config, name string,
 	row.FirstDay = first
 	row.ScoredFirstDay = first + int32(scoreFromTick/grid.TicksPerDay)
 	row.ScoredLastDay = int32((toUS + grid.StrategicTickUS - 1) / grid.StrategicTickUS)
-	return row
+	return row, nil
 }

@@ -237,12 +237,19 @@ func SetupLoop(ctx context.Context, lo LoopOptions, o Config, name string, train
 
 // RunRow returns the runs row of a run of lo under o replaying the source
 // named source with trace time 0 at epoch: its id, start (now), source and
-// seeds, policies, placement, epoch and models. The caller adds what only
-// it knows (kind, label, days, configuration).
-func RunRow(lo LoopOptions, o Config, source string, epoch time.Time) *stratapb.Run {
+// seeds, policies, placement, epoch, models and the digest of the
+// checkpoints its learned layers serve (agents.ModelsDigest). The caller
+// adds what only it knows (kind, label, days, configuration).
+func RunRow(lo LoopOptions, o Config, source string, epoch time.Time) (*stratapb.Run, error) {
+	digest, err := agents.ModelsDigest(lo.Models, map[schemas.Layer]string{
+		schemas.Strategic: lo.Strategic, schemas.Tactical: lo.Tactical, schemas.Operational: lo.Operational})
+	if err != nil {
+		return nil, fmt.Errorf("recording run %s: %w", o.RunID, err)
+	}
 	return &stratapb.Run{RunId: o.RunID, StartedUnixMs: time.Now().UnixMilli(), Source: source, Seed: lo.Source.Seed,
 		Speed: o.Speed.String(), StrategicPolicy: lo.Strategic, TacticalPolicy: lo.Tactical, OperationalPolicy: lo.Operational,
-		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: epoch.Format(time.RFC3339), PolicySeed: lo.PolicySeed, Models: lo.Models}
+		DefaultPlacement: FormatPlacement(lo.Placement), TraceEpoch: epoch.Format(time.RFC3339), PolicySeed: lo.PolicySeed, Models: lo.Models,
+		ModelsDigest: digest}, nil
 }
 
 // RunLoop runs `strata run` in the closed loop: it derives the functions'
@@ -255,7 +262,9 @@ func RunLoop(ctx context.Context, lo LoopOptions, o Config, src replay.Source, n
 	if err != nil {
 		return err
 	}
-	lc.Run = RunRow(lo, o, name, o.Epoch)
+	if lc.Run, err = RunRow(lo, o, name, o.Epoch); err != nil {
+		return err
+	}
 	lc.Run.ConfigJson, lc.Run.Kind, lc.Run.FirstDay = WithServing(lo.RunJSON, lo.Serving), "run", 1
 	var rec *Recorder
 	if lo.Store != "" {

@@ -14,7 +14,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/experiments/eval"
+	"github.com/strata-rl/strata/schemas"
 )
 
 // ref is one planned run and the run of the store that answers it.
@@ -26,6 +28,12 @@ type ref struct {
 	// revision and wallMS are the run's, as its runs row has them.
 	revision string
 	wallMS   int64
+	// unchecked says the run found was recorded before runs rows held the
+	// checkpoints' digest, so it was not compared with the model directory.
+	unchecked bool
+	// stale is, for a job not found, the newest run of its configuration
+	// that served other checkpoints than its model directory holds now.
+	stale string
 }
 
 // Run builds the report: it plans the configurations' runs, finds the
@@ -58,7 +66,11 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	var missing []string
 	for _, r := range refs {
 		if !r.found {
-			missing = append(missing, r.job.Label+modelsSuffix(r.job.Models))
+			m := r.job.Label + modelsSuffix(r.job.Models)
+			if r.stale != "" {
+				m += " (run " + r.stale + " served other checkpoints than the directory holds now)"
+			}
+			missing = append(missing, m)
 		}
 	}
 	if c.FromStore && len(missing) > 0 {
@@ -177,10 +189,14 @@ type querier interface {
 }
 
 // resolve returns a ref per job with the newest finished eval run in the
-// store that ran the job's configuration over win (found), if any.
+// store that ran the job's configuration over win (found), if any. For a
+// job with learned layers the run must also have served the checkpoints
+// its model directory holds now (the runs row's models_digest,
+// agents.ModelsDigest): a directory trained again is evaluated again. A
+// run recorded before the digest existed is taken as it was (unchecked).
 func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job) ([]ref, error) {
 	_, rows, err := st.Query(ctx, "SELECT run_id, label, models, policy_seed, strategic_policy, tactical_policy, operational_policy, "+
-		"source, seed, first_day, scored_first_day, scored_last_day, default_placement, revision, wall_ms, started_ms "+
+		"source, seed, first_day, scored_first_day, scored_last_day, default_placement, revision, wall_ms, started_ms, models_digest "+
 		"FROM runs FINAL WHERE kind = 'eval' AND wall_ms > 0 ORDER BY started_ms, run_id")
 	if err != nil {
 		return nil, fmt.Errorf("reading the store's runs: %w", err)
@@ -189,21 +205,38 @@ func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job) 
 		id, rev string
 		wall    int64
 	}
-	newest := map[string]found{}
+	newest := map[string]found{}     // by configuration and digest
+	newestAny := map[string]string{} // by configuration: the newest run's id, whatever its digest
 	for _, r := range rows {
 		if str(r[7]) != win.Source || int64(num(r[8])) != win.Seed || int32(num(r[9])) != win.FirstDay ||
 			int32(num(r[10])) != win.ScoredFirst || int32(num(r[11])) != win.ScoredLast || str(r[12]) != win.Placement {
 			continue
 		}
 		k := runKey(str(r[1]), str(r[2]), int64(num(r[3])), str(r[4]), str(r[5]), str(r[6]))
-		newest[k] = found{id: str(r[0]), rev: str(r[13]), wall: int64(num(r[14]))} // ordered by start: the last is the newest
+		// Ordered by start: the last is the newest.
+		newest[k+"\x00"+str(r[16])] = found{id: str(r[0]), rev: str(r[13]), wall: int64(num(r[14]))}
+		newestAny[k] = str(r[0])
 	}
 	out := make([]ref, len(jobs))
 	for i, j := range jobs {
 		out[i] = ref{job: j}
 		p := j.Policies
-		if f, ok := newest[runKey(j.Label, j.Models, j.PolicySeed, p["strategic"], p["tactical"], p["operational"])]; ok {
+		digest, err := agents.ModelsDigest(j.Models, map[schemas.Layer]string{
+			schemas.Strategic: p["strategic"], schemas.Tactical: p["tactical"], schemas.Operational: p["operational"]})
+		if err != nil {
+			return nil, err
+		}
+		k := runKey(j.Label, j.Models, j.PolicySeed, p["strategic"], p["tactical"], p["operational"])
+		f, ok := newest[k+"\x00"+digest]
+		if !ok && digest != "" {
+			if f, ok = newest[k+"\x00"]; ok {
+				out[i].unchecked = true
+			}
+		}
+		if ok {
 			out[i].runID, out[i].found, out[i].revision, out[i].wallMS = f.id, true, f.rev, f.wall
+		} else if id, seen := newestAny[k]; seen {
+			out[i].stale = id
 		}
 	}
 	return out, nil
@@ -219,8 +252,16 @@ func runMissing(ctx context.Context, s *eval.Session, refs []ref, parallel int, 
 	var todo []int
 	for i, r := range refs {
 		if r.found {
-			fmt.Fprintf(stderr, "report: %s%s: in the store (run %s), not run again\n", r.job.Label, modelsSuffix(r.job.Models), r.runID)
+			note := ""
+			if r.unchecked {
+				note = ", recorded before runs held their checkpoints' digest: not compared with " + r.job.Models
+			}
+			fmt.Fprintf(stderr, "report: %s%s: in the store (run %s%s), not run again\n", r.job.Label, modelsSuffix(r.job.Models), r.runID, note)
 			continue
+		}
+		if r.stale != "" {
+			fmt.Fprintf(stderr, "report: %s%s: run %s in the store served other checkpoints than the directory holds now: run again\n",
+				r.job.Label, modelsSuffix(r.job.Models), r.stale)
 		}
 		todo = append(todo, i)
 	}

@@ -209,6 +209,62 @@ func TestReport(t *testing.T) {
 	if a, b := jsonOf(t, again.Configs), jsonOf(t, sum.Configs); !sameJSON(a, b) {
 		t.Errorf("--from-store configurations differ:\n%v\n%v", a, b)
 	}
+
+	// Seed 1's directory trained again (here: seed 2's checkpoint copied
+	// over it): its stored run served other checkpoints, so --from-store
+	// refuses it and a report runs it again — that run alone — and
+	// scores it as seed 2's (greedy PPO: the same checkpoint decides the
+	// same).
+	ck, err := os.ReadFile(filepath.Join(models[1], "ppo.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(models[0], "ppo.ckpt"), ck, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = reportOutput(append(args, "--from-store", "--out", filepath.Join(dir, "stale")))
+	if err == nil || !strings.Contains(err.Error(), models[0]) || !strings.Contains(err.Error(), "served other checkpoints") {
+		t.Errorf("--from-store after retraining %s: error %v, want it named as served other checkpoints", models[0], err)
+	}
+	stdout, stderr, err := reportOutput(append(args, "--out", filepath.Join(dir, "retrained")))
+	if err != nil {
+		t.Fatalf("report after retraining: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "(1 run now, 3 from the store") || !strings.Contains(stderr, "served other checkpoints than the directory holds now: run again") {
+		t.Errorf("report after retraining %s ran other than its one run:\n%s%s", models[0], stdout, stderr)
+	}
+	var re Summary
+	if b, err := os.ReadFile(filepath.Join(dir, "retrained", "summary.json")); err != nil || json.Unmarshal(b, &re) != nil {
+		t.Fatalf("reading the retrained report's summary: %v", err)
+	}
+	var per []RunReward
+	if ppo := re.byLabel("tactical ppo"); ppo != nil {
+		per = ppo.PerRun
+	}
+	if len(per) != 2 || per[0].MeanReward["tactical"] != per[1].MeanReward["tactical"] {
+		t.Errorf("tactical ppo per run after retraining %+v, want two equal means (one checkpoint)", per)
+	}
+}
+
+// reportConfig parses strata report's flags.
+func reportConfig(args []string) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs, "")
+	return c, fs.Parse(args)
+}
+
+// reportOutput runs strata report with args and returns what it printed
+// and its error.
+func reportOutput(args []string) (stdout, stderr string, err error) {
+	c, err := reportConfig(args)
+	if err != nil {
+		return "", "", err
+	}
+	var o, e bytes.Buffer
+	err = Run(context.Background(), c, &o, &e)
+	return o.String(), e.String(), err
 }
 
 // jsonOf returns v as decoded JSON (maps, slices, numbers, strings).
@@ -263,16 +319,12 @@ func sameJSON(a, b any) bool {
 // runReport runs `strata report` with args and returns its summary.json.
 func runReport(t *testing.T, args []string) *Summary {
 	t.Helper()
-	c := DefaultConfig()
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.RegisterFlags(fs, "")
-	if err := fs.Parse(args); err != nil {
+	c, err := reportConfig(args)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
-	if err := Run(context.Background(), c, &stdout, &stderr); err != nil {
-		t.Fatalf("strata report: %v\n%s", err, &stderr)
+	if _, stderr, err := reportOutput(args); err != nil {
+		t.Fatalf("strata report: %v\n%s", err, stderr)
 	}
 	b, err := os.ReadFile(filepath.Join(c.Out, "summary.json"))
 	if err != nil {

@@ -23,7 +23,7 @@ func runValues(r *stratapb.Run) []any {
 		r.GetSource(), r.GetSeed(), r.GetSpeed(), r.GetStrategicPolicy(), r.GetTacticalPolicy(),
 		r.GetOperationalPolicy(), r.GetDefaultPlacement(), r.GetTraceEpoch(), r.GetConfigJson(),
 		r.GetKind(), r.GetLabel(), r.GetRevision(), r.GetWallMs(), r.GetFirstDay(), r.GetScoredFirstDay(),
-		r.GetScoredLastDay(), r.GetModels(), r.GetEpisode(), r.GetPolicySeed()}
+		r.GetScoredLastDay(), r.GetModels(), r.GetEpisode(), r.GetPolicySeed(), r.GetModelsDigest()}
 }
 
 func latencyValues(b *stratapb.LatencyBucket) []any {

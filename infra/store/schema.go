@@ -61,7 +61,7 @@ var (
 		colStr("default_placement"), colStr("trace_epoch"), colStr("config_json"),
 		colStr("kind"), colStr("label"), colStr("revision"), colI64("wall_ms"), colI32("first_day"),
 		colI32("scored_first_day"), colI32("scored_last_day"), colStr("models"), colI32("episode"),
-		colI64("policy_seed"),
+		colI64("policy_seed"), colStr("models_digest"),
 	}}
 	decisionsTable = table{name: schemas.TableDecisions, retained: true, key: tickKey, span: "tick_ms", cols: []column{
 		colStr("run_id"), colStr("layer"), colI64("tick"), colI64("tick_ms"), colStr("app"), colStr("func"),

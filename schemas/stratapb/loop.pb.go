@@ -852,7 +852,12 @@ type Run struct {
 	// The training episode (train and validation runs), else 0.
 	Episode int32 `protobuf:"varint,20,opt,name=episode,proto3" json:"episode,omitempty"`
 	// The seed of the policies' random choices.
-	PolicySeed    int64 `protobuf:"varint,21,opt,name=policy_seed,json=policySeed,proto3" json:"policy_seed,omitempty"`
+	PolicySeed int64 `protobuf:"varint,21,opt,name=policy_seed,json=policySeed,proto3" json:"policy_seed,omitempty"`
+	// Identifies the checkpoints the run's learned layers served (eval and
+	// run; agents.ModelsDigest): the hex SHA-256 over each learned layer's
+	// name and the SHA-256 of its checkpoint file in models. Empty when no
+	// layer is learned, and in rows written before the field.
+	ModelsDigest  string `protobuf:"bytes,22,opt,name=models_digest,json=modelsDigest,proto3" json:"models_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,6 +1037,13 @@ func (x *Run) GetPolicySeed() int64 {
 		return x.PolicySeed
 	}
 	return 0
+}
+
+func (x *Run) GetModelsDigest() string {
+	if x != nil {
+		return x.ModelsDigest
+	}
+	return ""
 }
 
 // LatencyBucket is one bucket of a run's latency histogram for one trace
@@ -1235,7 +1247,7 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"featureSet\x12%\n" +
 	"\x0eaction_rewards\x18\x12 \x03(\x02R\ractionRewardsB\v\n" +
 	"\t_log_probB\b\n" +
-	"\x06_value\"\x99\x05\n" +
+	"\x06_value\"\xbe\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12&\n" +
 	"\x0fstarted_unix_ms\x18\x02 \x01(\x03R\rstartedUnixMs\x12\x16\n" +
@@ -1261,7 +1273,8 @@ const file_strata_v1_loop_proto_rawDesc = "" +
 	"\x06models\x18\x13 \x01(\tR\x06models\x12\x18\n" +
 	"\aepisode\x18\x14 \x01(\x05R\aepisode\x12\x1f\n" +
 	"\vpolicy_seed\x18\x15 \x01(\x03R\n" +
-	"policySeed\"\xb2\x01\n" +
+	"policySeed\x12#\n" +
+	"\rmodels_digest\x18\x16 \x01(\tR\fmodelsDigest\"\xb2\x01\n" +
 	"\rLatencyBucket\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n" +
 	"\x03day\x18\x02 \x01(\x05R\x03day\x12\x16\n" +
