@@ -56,6 +56,10 @@ const (
 	OperationalSeed FeatureSet = "operational/seed-v1"
 )
 
+// strategicMetrics is the number of strategic metrics that open a
+// strategic vector (StrategicRow.Vector); the app-id embedding follows.
+const strategicMetrics = 10
+
 // StrategicPlacementDim is StrategicPlacement's size.
 const StrategicPlacementDim = StrategicDim + 3 + len(PlacementMetros) + 6
 
@@ -152,12 +156,23 @@ type FeatureGroup struct {
 	From, To int
 }
 
-// FeatureGroups returns the named groups of a tactical set's vector, in
-// order (nil for a set that is not tactical): "seed" (the seed's 11
-// values), then for the placement sets "placement" (metro and tier
-// one-hots) and "descriptors" (durations, peak rate, carbon), then for
-// TacticalPlacementV2 "memory-peak", "users-hour" and "hour".
+// FeatureGroups returns the named groups of a set's vector, in order
+// (nil for an operational set). Tactical: "seed" (the seed's 11 values),
+// then for the placement sets "placement" (metro and tier one-hots) and
+// "descriptors" (durations, peak rate, carbon), then for
+// TacticalPlacementV2 "memory-peak", "users-hour" and "hour". Strategic:
+// "metrics" (the 10 strategic metrics), "app-id" (the app id's hash
+// embedding), "context" (function count, active hours, cold-start rate),
+// then for StrategicPlacement "placement" (its 13 values).
 func FeatureGroups(f FeatureSet) []FeatureGroup {
+	if f.Layer() == Strategic {
+		gs := []FeatureGroup{{"metrics", 0, strategicMetrics}, {"app-id", strategicMetrics, strategicMetrics + 1},
+			{"context", strategicMetrics + 1, StrategicDim}}
+		if f == StrategicPlacement {
+			gs = append(gs, FeatureGroup{"placement", StrategicDim, StrategicPlacementDim})
+		}
+		return gs
+	}
 	if f.Layer() != Tactical {
 		return nil
 	}

@@ -204,10 +204,10 @@ func TestStrategicAppendFeatures(t *testing.T) {
 	}
 }
 
-// TestFeatureGroups checks that each tactical set's groups tile its vector
+// TestFeatureGroups checks that each tactical and strategic set's groups tile its vector
 // in order, and that AblatedIndices maps names to their indices.
 func TestFeatureGroups(t *testing.T) {
-	for _, name := range schemas.FeatureSets(schemas.Tactical) {
+	for _, name := range append(schemas.FeatureSets(schemas.Tactical), schemas.FeatureSets(schemas.Strategic)...) {
 		f := schemas.FeatureSet(name)
 		at := 0
 		for _, g := range schemas.FeatureGroups(f) {
@@ -227,7 +227,13 @@ func TestFeatureGroups(t *testing.T) {
 	if _, err := schemas.AblatedIndices(schemas.TacticalPlacement, []string{"hour"}); err == nil || !strings.Contains(err.Error(), "placement, descriptors") {
 		t.Fatalf("ablating hour of placement-v1: %v, want an error listing its groups", err)
 	}
-	if g := schemas.FeatureGroups(schemas.StrategicSeed); g != nil {
-		t.Fatalf("strategic groups %v, want none", g)
+	if idx, err := schemas.AblatedIndices(schemas.StrategicSeed, []string{"app-id"}); err != nil || !slices.Equal(idx, []int{10}) {
+		t.Fatalf("ablating the strategic app-id: %v, %v; want [10] (after the 10 metrics)", idx, err)
+	}
+	if _, err := schemas.AblatedIndices(schemas.StrategicSeed, []string{"placement"}); err == nil {
+		t.Fatal("ablating placement of strategic/seed-v1 gave no error")
+	}
+	if g := schemas.FeatureGroups(schemas.OperationalSeed); g != nil {
+		t.Fatalf("operational groups %v, want none", g)
 	}
 }

@@ -198,7 +198,7 @@ func LoadPolicy(r io.Reader, seed int64, explore bool) (*Policy, error) {
 	if explore {
 		eps = c.Manifest.Epsilon
 	}
-	p, err := NewPolicy(c.Online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: c.Manifest.Version, Features: c.Manifest.Config.Features()})
+	p, err := NewPolicy(c.Online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: c.Manifest.Version, Features: c.Manifest.Config.Features(), Ablated: c.Manifest.Config.Ablated()})
 	if err != nil {
 		return nil, fmt.Errorf("loading DQN policy: %w", err)
 	}

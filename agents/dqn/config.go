@@ -85,6 +85,19 @@ type Config struct {
 	// (schemas.StrategicSeed when empty: checkpoints written before sets
 	// were named); set it with WithFeatures, which sizes the network.
 	FeatureSet schemas.FeatureSet `json:"feature_set,omitempty"`
+	// Ablate names groups of the feature set (schemas.FeatureGroups:
+	// metrics, app-id, context, placement) the network never sees: their
+	// scaled inputs are 0 in training and in serving, and the checkpoint
+	// records them. It is for ablation studies; empty, the default, uses
+	// every feature.
+	Ablate []string `json:"ablate,omitempty"`
+}
+
+// Ablated returns the input indices Ablate leaves out (nil for none); c
+// must be valid.
+func (c Config) Ablated() []int {
+	idx, _ := schemas.AblatedIndices(c.Features(), c.Ablate)
+	return idx
 }
 
 // WithFeatures returns c reading feature set f: the values past the
@@ -163,6 +176,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: scaler fitted on %d transitions", ErrConfig, c.ScalerFit)
 	case c.ScalerLog1p != nil && len(c.ScalerLog1p) != c.Net.Inputs():
 		return fmt.Errorf("%w: %d log1p flags for %d inputs", ErrConfig, len(c.ScalerLog1p), c.Net.Inputs())
+	}
+	if _, err := schemas.AblatedIndices(c.Features(), c.Ablate); err != nil {
+		return fmt.Errorf("%w: ablation: %w", ErrConfig, err)
 	}
 	return nil
 }

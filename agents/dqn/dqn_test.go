@@ -701,3 +701,62 @@ func TestFeatureSets(t *testing.T) {
 		t.Errorf("a placement-v1 network served with the seed's set: %v, want ErrConfig", err)
 	}
 }
+
+// TestAblatedAppID checks --ablate for the DQN: with the app-id group left
+// out, neither the learner's Q-values nor a policy loaded from its
+// checkpoint change when only the app id changes, while the network of the
+// same seed without ablation tells the ids apart; an unknown group is a
+// configuration error.
+func TestAblatedAppID(t *testing.T) {
+	rows := strategicRows(13, 40)
+	renamed := slices.Clone(rows)
+	for i := range renamed {
+		renamed[i].App = "other-" + renamed[i].App
+	}
+	vectors := func(rs []schemas.StrategicRow) []float32 {
+		var x []float32
+		for i := range rs {
+			x = append(x, rs[i].Vector()...)
+		}
+		return x
+	}
+	for _, tt := range []struct {
+		ablate []string
+		same   bool
+	}{{nil, false}, {[]string{"app-id"}, true}} {
+		cfg := smallConfig()
+		cfg.Ablate = tt.ablate
+		l := mustLearner(t, cfg)
+		fill(t, l, 8, 80)
+		a, err := l.QValues(vectors(rows))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := l.QValues(vectors(renamed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(a, b) != tt.same {
+			t.Errorf("ablate %v: Q-values unchanged by the app ids = %v, want %v", tt.ablate, slices.Equal(a, b), tt.same)
+		}
+		var buf bytes.Buffer
+		if err := l.Save(&buf); err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), 1, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		da, db := decide(t, p, 3, rows), decide(t, p, 3, renamed)
+		for _, r := range rows {
+			if x, y := da[r.App], db["other-"+r.App]; tt.same && (x.Action != y.Action || x.Value != y.Value) {
+				t.Errorf("ablate %v: %s decided %+v, renamed %+v", tt.ablate, r.App, x, y)
+			}
+		}
+	}
+	cfg := smallConfig()
+	cfg.Ablate = []string{"hour"}
+	if _, err := NewLearner(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "app-id") {
+		t.Errorf("ablating an unknown group: %v, want ErrConfig listing the groups", err)
+	}
+}

@@ -58,6 +58,8 @@ type Learner struct {
 
 	batch   Batch
 	targets []float32
+	// ablated are the inputs cfg.Ablate leaves out.
+	ablated []int
 }
 
 // NewLearner returns a learner with freshly initialised networks (the
@@ -95,7 +97,7 @@ func newLearner(cfg Config, online, target *nn.QNet) (*Learner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating DQN learner: %w", err)
 	}
-	l := &Learner{cfg: cfg, online: online, target: target, buf: buf}
+	l := &Learner{cfg: cfg, online: online, target: target, buf: buf, ablated: cfg.Ablated()}
 	if online.Scaler == nil {
 		l.fitRows = make([]float32, 0, min(cfg.ScalerFit, 1<<16)*cfg.Net.Inputs())
 	} else {
@@ -268,6 +270,9 @@ func (l *Learner) TrainStep() (float32, error) {
 	if _, err := sc.Transform(b.Next, b.Next); err != nil {
 		return 0, fmt.Errorf("DQN training step: %w", err)
 	}
+	d := l.cfg.Net.Inputs()
+	zeroInputs(b.States, d, l.ablated)
+	zeroInputs(b.Next, d, l.ablated)
 	qnext, err := l.target.Forward(b.Next)
 	if err != nil {
 		return 0, fmt.Errorf("DQN training step: target Q-values: %w", err)
@@ -304,6 +309,7 @@ func (l *Learner) QValues(states []float32) ([]float32, error) {
 			return nil, fmt.Errorf("DQN Q-values: %w", err)
 		}
 	}
+	zeroInputs(x, l.cfg.Net.Inputs(), l.ablated)
 	q, err := l.online.Forward(x)
 	if err != nil {
 		return nil, fmt.Errorf("DQN Q-values: %w", err)
@@ -320,7 +326,7 @@ func (l *Learner) Policy(seed int64, explore bool) (*Policy, error) {
 	if explore {
 		eps = l.Epsilon()
 	}
-	p, err := NewPolicy(l.online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: l.Version(), Features: l.cfg.Features()})
+	p, err := NewPolicy(l.online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: l.Version(), Features: l.cfg.Features(), Ablated: l.ablated})
 	if err != nil {
 		return nil, fmt.Errorf("DQN learner policy: %w", err)
 	}

@@ -28,6 +28,9 @@ type PolicyConfig struct {
 	// Features is the strategic feature set the network reads (its
 	// checkpoint's; schemas.StrategicSeed when empty).
 	Features schemas.FeatureSet
+	// Ablated are the input indices the network never sees (Config.Ablated
+	// of its training): they are 0 after scaling.
+	Ablated []int
 }
 
 // PolicyStats counts what a policy did.
@@ -78,6 +81,11 @@ func NewPolicy(w *nn.QWeights, cfg PolicyConfig) (*Policy, error) {
 	}
 	if w.Scaler != nil && w.Scaler.Dim != d {
 		return nil, fmt.Errorf("creating DQN policy: %w: scaler of %d features", ErrConfig, w.Scaler.Dim)
+	}
+	for _, j := range cfg.Ablated {
+		if j < 0 || j >= d {
+			return nil, fmt.Errorf("creating DQN policy: %w: ablated input %d of %d", ErrConfig, j, d)
+		}
 	}
 	if !(cfg.Epsilon >= 0 && cfg.Epsilon <= 1) {
 		return nil, fmt.Errorf("creating DQN policy: %w: epsilon %v outside [0, 1]", ErrConfig, cfg.Epsilon)
@@ -131,6 +139,7 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 			return fmt.Errorf("dqn deciding tick %d: %w", state.Header.Tick, err)
 		}
 	}
+	zeroInputs(p.x, d, p.cfg.Ablated)
 	q, err := p.w.Forward(p.q, p.x)
 	if err != nil {
 		return fmt.Errorf("dqn deciding tick %d: %w", state.Header.Tick, err)
@@ -182,4 +191,17 @@ func argmax(q []float32) (int, float64) {
 		return best, math.NaN()
 	}
 	return best, bv
+}
+
+// zeroInputs sets inputs idx of each row of width d in x to 0: the
+// ablated features, after scaling.
+func zeroInputs(x []float32, d int, idx []int) {
+	if len(idx) == 0 {
+		return
+	}
+	for r := 0; r+d <= len(x); r += d {
+		for _, j := range idx {
+			x[r+j] = 0
+		}
+	}
 }

@@ -59,8 +59,8 @@ type Info struct {
 	// none, as before sets were named); the DQN and the LSTM have one set
 	// each, the seed's.
 	FeatureSet schemas.FeatureSet `json:"feature_set"`
-	// Ablated lists the feature groups a PPO network never sees
-	// (ppo.Config.Ablate), empty for none.
+	// Ablated lists the feature groups the network never sees (PPO and
+	// DQN: their Config.Ablate), empty for none.
 	Ablated []string `json:"ablated,omitempty"`
 	// Scaler is the input scaler's kind and dimension; Fitted is false
 	// for a network that never saw a state.
@@ -163,7 +163,7 @@ func inspectArchive(info *Info, data []byte) error {
 		if err := inspectNet(info, entries[dqn.EntryOnline], nn.KindQ); err != nil {
 			return err
 		}
-		info.FeatureSet = m.Config.Features()
+		info.FeatureSet, info.Ablated = m.Config.Features(), m.Config.Ablate
 		return nil
 	case entries[lstm.EntryManifest] != nil:
 		var m lstm.Manifest

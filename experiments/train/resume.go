@@ -71,6 +71,7 @@ func (c *Config) fingerprint() map[string]string {
 		"switch-penalty":     strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
 		"counterfactual":     strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),
 		"ablate":             c.Ablate,
+		"dqn-ablate":         c.DQNAblate,
 		"dqn-counterfactual": strconv.FormatBool(c.DQNCounterfactual),
 		"dqn-switch-penalty": strconv.FormatFloat(c.DQNSwitchPenalty, 'g', -1, 64),
 		"trace-epoch":        c.Epoch,

@@ -116,6 +116,10 @@ type Config struct {
 	// Ablate lists feature groups of the tactical set PPO never sees
 	// (ppo.Config.Ablate; comma-separated), for leave-one-out studies.
 	Ablate string
+	// DQNAblate lists feature groups of the strategic set the DQN never
+	// sees (dqn.Config.Ablate; comma-separated): metrics, app-id, context,
+	// placement.
+	DQNAblate string
 	// Resume continues the training in this directory (its Out) from its
 	// last finished episode (ResumeDir), with the same flags; Episodes may
 	// grow.
@@ -170,6 +174,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Ablate, prefix+"ablate", c.Ablate, "PPO: feature `GROUPS` of the tactical set the network never sees (comma-separated; their inputs are 0 in training and serving), for ablations — seed, placement, descriptors, and for placement-v2 memory-peak, users-hour, hour (docs/agents.md)")
 	fs.Float64Var(&c.Counterfactual, prefix+"counterfactual", c.Counterfactual, "PPO: weight of the all-action term, which credits every placement with the reward the twin scored for it in hindsight (the transitions' action rewards; 0 = the seed's PPO, learning from the taken action only)")
 	fs.BoolVar(&c.DQNCounterfactual, prefix+"dqn-counterfactual", c.DQNCounterfactual, "DQN: beside each strategic transition, add one per other provider with the reward the twin scored for it in hindsight (the transitions' action rewards); off = the seed's DQN")
+	fs.StringVar(&c.DQNAblate, prefix+"dqn-ablate", c.DQNAblate, "DQN: feature `GROUPS` of the strategic set the network never sees (comma-separated; their inputs are 0 in training and serving, the checkpoint records them) — metrics, app-id, context, and for placement-v1 placement (docs/agents.md)")
 	fs.Float64Var(&c.DQNSwitchPenalty, prefix+"dqn-switch-penalty", c.DQNSwitchPenalty, "training-time shaping: lower the reward the DQN learns from by this much when an action moves an app off the provider it ran on (needs --strategic-features placement-v1; the tables' rewards are unchanged)")
 	fs.IntVar(&c.Rollout, prefix+"rollout", c.Rollout, "PPO rollout size (transitions per update)")
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
@@ -235,11 +240,15 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("strata train --tactical-features: %w", err)
 	}
-	if _, err := schemas.ParseFeatureSet(schemas.Strategic, c.StrategicFeatures); err != nil {
+	sf, err := schemas.ParseFeatureSet(schemas.Strategic, c.StrategicFeatures)
+	if err != nil {
 		return fmt.Errorf("strata train --strategic-features: %w", err)
 	}
 	if _, err := schemas.AblatedIndices(tf, c.ablate()); err != nil {
 		return fmt.Errorf("strata train --ablate: %w", err)
+	}
+	if _, err := schemas.AblatedIndices(sf, pipeline.SplitList(c.DQNAblate)); err != nil {
+		return fmt.Errorf("strata train --dqn-ablate: %w", err)
 	}
 	if c.LSTMSample < 1 || c.LSTMValidSample < 1 {
 		return errors.New("strata train: --lstm-sample and --lstm-valid-sample must be positive")
@@ -338,6 +347,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		lcfg.DQNCounterfactual = c.DQNCounterfactual
 		lcfg.DQNSwitchPenalty = c.DQNSwitchPenalty
 		lcfg.PPO.Ablate = c.ablate()
+		lcfg.DQN.Ablate = pipeline.SplitList(c.DQNAblate)
 		backend, err := pipeline.ParseDevice(c.Device)
 		if err != nil {
 			return fmt.Errorf("strata train --device: %w", err)
