@@ -321,6 +321,9 @@ func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, dat
 	if err := p.resync(ctx); err != nil {
 		return err
 	}
+	// A batch whose send fails stays pending without a future (f nil):
+	// Flush, Check and the next Publish send it, so the caller's error
+	// loses nothing and a retry with the same msgID is deduplicated.
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	p.pending = append(p.pending, pendingPub{msg: msg})
@@ -565,6 +568,12 @@ func (p *BatchPublisher) what(k int) string {
 func (p *BatchPublisher) wait(ctx context.Context, n int) error {
 	for k := 0; k < n; k++ {
 		for !p.pending[k].acked {
+			if p.pending[k].f == nil { // never sent: a Publish failed before its send did
+				if err := p.deliver(ctx, k); err != nil {
+					return err
+				}
+				continue
+			}
 			select {
 			case <-p.pending[k].f.Ok():
 				p.pending[k].acked = true
@@ -655,6 +664,12 @@ scan:
 		pp := &p.pending[k]
 		if pp.acked {
 			continue
+		}
+		if pp.f == nil { // never sent: a Publish failed before its send did
+			if err := p.deliver(ctx, k); err != nil {
+				return err
+			}
+			break scan
 		}
 		select {
 		case <-pp.f.Ok():

@@ -208,7 +208,7 @@ func (c *ClickHouse) write(ctx context.Context, t table, n int, row func(i int) 
 
 // WriteRuns writes runs rows.
 func (c *ClickHouse) WriteRuns(ctx context.Context, rows []*stratapb.Run) error {
-	return c.write(ctx, runsTable, len(rows), func(i int) []any { return runValues(rows[i]) })
+	return c.write(ctx, runsTable, len(rows), func(i int) []any { return RunValues(rows[i]) })
 }
 
 // WriteDecisions writes decisions rows.

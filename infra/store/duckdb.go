@@ -289,7 +289,7 @@ func (t table) deleteKeysIn(stage string, lo, hi int64) string {
 // WriteRuns upserts runs rows.
 func (d *DuckDB) WriteRuns(ctx context.Context, rows []*stratapb.Run) error {
 	rows = lastByKey(rows, RunKey)
-	return d.write(ctx, runsTable, len(rows), func(i int) []any { return runValues(rows[i]) })
+	return d.write(ctx, runsTable, len(rows), func(i int) []any { return RunValues(rows[i]) })
 }
 
 // WriteDecisions upserts decisions rows.

@@ -18,7 +18,9 @@ func b2u(b bool) uint8 {
 	return 0
 }
 
-func runValues(r *stratapb.Run) []any {
+// RunValues returns a runs row's values in the order of the runs table's
+// columns (as Columns names them), for a raw insert beside the store's own.
+func RunValues(r *stratapb.Run) []any {
 	return []any{r.GetRunId(), r.GetStartedUnixMs(), time.UnixMilli(r.GetStartedUnixMs()).UTC().Truncate(time.Second),
 		r.GetSource(), r.GetSeed(), r.GetSpeed(), r.GetStrategicPolicy(), r.GetTacticalPolicy(),
 		r.GetOperationalPolicy(), r.GetDefaultPlacement(), r.GetTraceEpoch(), r.GetConfigJson(),

@@ -632,11 +632,7 @@ func duckDBTarget(ctx context.Context, path string) (*sinkTarget, error) {
 func rawInsert(rows *benchRows, insert func(table string, n int, row func(i int) []any) error) error {
 	r := rows.run
 	written := time.Now().UTC().Truncate(time.Second)
-	if err := insert(schemas.TableRuns, 1, func(int) []any {
-		return []any{r.RunId, r.StartedUnixMs, time.UnixMilli(r.StartedUnixMs).UTC().Truncate(time.Second), r.Source, r.Seed,
-			r.Speed, r.StrategicPolicy, r.TacticalPolicy, r.OperationalPolicy, r.DefaultPlacement, r.TraceEpoch, r.ConfigJson,
-			r.Kind, r.Label, r.Revision, r.WallMs, r.FirstDay, r.ScoredFirstDay, r.ScoredLastDay, r.Models, r.Episode, r.PolicySeed}
-	}); err != nil {
+	if err := insert(schemas.TableRuns, 1, func(int) []any { return store.RunValues(r) }); err != nil {
 		return err
 	}
 	if err := insert(schemas.TableDecisions, len(rows.decisions), func(i int) []any {
