@@ -674,14 +674,7 @@ func TestFeatureSets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var buf bytes.Buffer
-	if err := l.Save(&buf); err != nil {
-		t.Fatal(err)
-	}
-	p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), 1, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := reloadGreedy(t, l)
 	q := func(provider string) []float32 {
 		rs := strategicRows(12, 20)
 		for i := range rs {
@@ -739,14 +732,7 @@ func TestAblatedAppID(t *testing.T) {
 		if slices.Equal(a, b) != tt.same {
 			t.Errorf("ablate %v: Q-values unchanged by the app ids = %v, want %v", tt.ablate, slices.Equal(a, b), tt.same)
 		}
-		var buf bytes.Buffer
-		if err := l.Save(&buf); err != nil {
-			t.Fatal(err)
-		}
-		p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), 1, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := reloadGreedy(t, l)
 		da, db := decide(t, p, 3, rows), decide(t, p, 3, renamed)
 		for _, r := range rows {
 			if x, y := da[r.App], db["other-"+r.App]; tt.same && (x.Action != y.Action || x.Value != y.Value) {
@@ -759,4 +745,19 @@ func TestAblatedAppID(t *testing.T) {
 	if _, err := NewLearner(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "app-id") {
 		t.Errorf("ablating an unknown group: %v, want ErrConfig listing the groups", err)
 	}
+}
+
+// reloadGreedy saves l's checkpoint and returns the greedy policy loaded
+// from it.
+func reloadGreedy(t *testing.T, l *Learner) *Policy {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := l.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
