@@ -322,8 +322,9 @@ func (p *BatchPublisher) Publish(ctx context.Context, subject, msgID string, dat
 		return err
 	}
 	// A batch whose send fails stays pending without a future (f nil):
-	// Flush, Check and the next Publish send it, so the caller's error
-	// loses nothing and a retry with the same msgID is deduplicated.
+	// resync sends it, in order, before anything newer (the next Publish,
+	// Check, Flush), so the caller's error loses nothing and a retry with
+	// the same msgID is deduplicated.
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	p.pending = append(p.pending, pendingPub{msg: msg})
@@ -357,14 +358,20 @@ func down(err error) bool {
 	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
-// resync returns at once while the connection is up and has not
-// reconnected since the pending batches were sent; otherwise it delivers
-// every unacknowledged batch again (see deliver).
+// resync returns at once while the connection is up, has not reconnected
+// since the pending batches were sent and every one was sent; otherwise it
+// delivers every unacknowledged batch again (see deliver), or those from
+// the first never sent.
 func (p *BatchPublisher) resync(ctx context.Context) error {
-	if !p.moved() {
-		return nil
+	if p.moved() {
+		return p.deliver(ctx, 0)
 	}
-	return p.deliver(ctx, 0)
+	for k := range p.pending {
+		if p.pending[k].f == nil { // never sent: a Publish failed before its send did
+			return p.deliver(ctx, k)
+		}
+	}
+	return nil
 }
 
 // awaitConnection waits, at most the bound, while the connection is not
@@ -568,12 +575,6 @@ func (p *BatchPublisher) what(k int) string {
 func (p *BatchPublisher) wait(ctx context.Context, n int) error {
 	for k := 0; k < n; k++ {
 		for !p.pending[k].acked {
-			if p.pending[k].f == nil { // never sent: a Publish failed before its send did
-				if err := p.deliver(ctx, k); err != nil {
-					return err
-				}
-				continue
-			}
 			select {
 			case <-p.pending[k].f.Ok():
 				p.pending[k].acked = true
@@ -665,12 +666,6 @@ scan:
 		if pp.acked {
 			continue
 		}
-		if pp.f == nil { // never sent: a Publish failed before its send did
-			if err := p.deliver(ctx, k); err != nil {
-				return err
-			}
-			break scan
-		}
 		select {
 		case <-pp.f.Ok():
 			pp.acked = true
@@ -694,6 +689,9 @@ func (p *BatchPublisher) Flush(ctx context.Context) error {
 	defer p.mu.Unlock()
 	if p.err != nil {
 		return p.err
+	}
+	if err := p.resync(ctx); err != nil {
+		return err
 	}
 	err := p.wait(ctx, len(p.pending))
 	clear(p.pending)
