@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/strata-rl/strata/agents/learner"
+	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/replay"
 )
 
@@ -43,6 +44,10 @@ type progress struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// fingerprintBefore holds, for each fingerprint flag added after resume
+// states were first written, the value a state written before it ran with.
+var fingerprintBefore = map[string]string{"dqn-loss": nn.LossHuber}
+
 // fingerprint is what the episodes' computation depends on, flag by flag:
 // the same on a resumed run or the checkpoints would not be the ones an
 // uninterrupted run writes.
@@ -66,7 +71,7 @@ func (c *Config) fingerprint() map[string]string {
 		"train-days": c.TrainDays, "valid-days": c.ValidDays,
 		"strategic": c.Strategic, "tactical": c.Tactical, "operational": c.Operational,
 		"rollout": strconv.Itoa(c.Rollout), "dqn-warmup": strconv.Itoa(c.DQNWarmUp),
-		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "dqn-gamma": strconv.FormatFloat(c.DQNGamma, 'g', -1, 64), "dqn-reward-clip": strconv.FormatFloat(c.DQNRewardClip, 'g', -1, 64), "default-placement": c.Placement,
+		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "dqn-gamma": strconv.FormatFloat(c.DQNGamma, 'g', -1, 64), "dqn-reward-clip": strconv.FormatFloat(c.DQNRewardClip, 'g', -1, 64), "dqn-loss": c.DQNLoss, "default-placement": c.Placement,
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures, "strategic-features": c.StrategicFeatures,
 		"switch-penalty":     strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
 		"counterfactual":     strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),
@@ -136,8 +141,14 @@ func loadProgress(c *Config, lrn *learner.Learner) (progress, error) {
 	}
 	want := c.fingerprint()
 	for k, v := range want {
-		if p.Fingerprint[k] != v {
-			return p, fmt.Errorf("strata train --resume %s: --%s is %q here but was %q in the interrupted training; resume with the same flags (only --episodes may grow)", c.Out, k, v, p.Fingerprint[k])
+		was, ok := p.Fingerprint[k]
+		if !ok {
+			// A flag added after the interrupted run was written: it ran
+			// with what was then the only behaviour.
+			was = fingerprintBefore[k]
+		}
+		if was != v {
+			return p, fmt.Errorf("strata train --resume %s: --%s is %q here but was %q in the interrupted training; resume with the same flags (only --episodes may grow)", c.Out, k, v, was)
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, p.State))

@@ -16,6 +16,7 @@ import (
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/agents/nn"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/experiments"
@@ -68,6 +69,10 @@ type Config struct {
 	// DQNRewardClip bounds the rewards the DQN learns from
 	// (dqn.Config.RewardClip; the seed's 100).
 	DQNRewardClip float64
+	// DQNLoss is the DQN's regression loss (nn.QConfig.Loss): nn.LossHuber,
+	// the seed's (δ 1), or nn.LossMSE, whose minimiser is the mean target
+	// rather than one that weighs rare large errors linearly.
+	DQNLoss string
 	// Placement is the placement before any decision.
 	Placement string
 	// Lateness is how far out of start order the trace may be.
@@ -146,7 +151,7 @@ func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1, SeedFlag: "trace-seed"},
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
-		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
+		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, DQNLoss: dqn.DefaultConfig().Net.Loss, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
 		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect, LSTMSelect: lstm.SelectLoss, LSTMPatience: lstm.DefaultConfig().EarlyStopPatience,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
 		StrategicFeatures: pipeline.DefaultStrategicFeatures, Record: pipeline.DefaultRecordFlags()}
@@ -180,6 +185,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
 	fs.Float64Var(&c.DQNRewardClip, prefix+"dqn-reward-clip", c.DQNRewardClip, "DQN: clip the rewards it learns from to [-C, C] (the seed's 100, the value bound; 0 = no clip; training only)")
+	fs.StringVar(&c.DQNLoss, prefix+"dqn-loss", c.DQNLoss, "DQN: regression loss on Q(s, a) — huber (the seed's, δ 1) or mse (estimates the mean target; rare large penalties weigh quadratically; docs/agents.md)")
 	fs.Float64Var(&c.DQNGamma, prefix+"dqn-gamma", c.DQNGamma, "DQN: discount factor (the seed's 0.99; 0 learns each day's reward alone, docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
@@ -235,6 +241,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.DQNGamma >= 0 && c.DQNGamma <= 1) {
 		return fmt.Errorf("strata train --dqn-gamma %v: want a discount factor in [0, 1]", c.DQNGamma)
+	}
+	if c.DQNLoss != nn.LossHuber && c.DQNLoss != nn.LossMSE {
+		return fmt.Errorf("strata train --dqn-loss %q: want %s or %s", c.DQNLoss, nn.LossHuber, nn.LossMSE)
 	}
 	tf, err := schemas.ParseFeatureSet(schemas.Tactical, c.TacticalFeatures)
 	if err != nil {
@@ -358,7 +367,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		// step per transition) would leave the DQN untrained for two
 		// episodes and with ~500 steps per episode after (docs/learner.md).
 		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = c.DQNWarmUp, c.DQNWarmUp, c.DQNUpdates
-		lcfg.DQN.Gamma, lcfg.DQN.RewardClip = c.DQNGamma, c.DQNRewardClip
+		lcfg.DQN.Gamma, lcfg.DQN.RewardClip, lcfg.DQN.Net.Loss = c.DQNGamma, c.DQNRewardClip, c.DQNLoss
 		lcfg.Availability = ppo.CatalogAvailability(cat)
 		reg := pipeline.NewRegistry()
 		lrn, err := learner.New(lcfg, logger.With("role", "learner"), reg)
