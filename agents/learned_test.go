@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/strata-rl/strata/agents"
@@ -47,5 +48,54 @@ func TestLearnedPoliciesLoad(t *testing.T) {
 	}
 	if _, err := agents.New("dqn", schemas.Strategic, agents.Options{Models: t.TempDir()}); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing checkpoint: %v", err)
+	}
+}
+
+// TestLearnedPolicyParams checks the learned policies' overrides: the
+// DQN's mask=none|slo-risk (a tiny, cold, short app is then placed on
+// AWS, the only provider whose cold start keeps its SLO), anything else
+// refused with ErrInvalidParam naming the key.
+func TestLearnedPolicyParams(t *testing.T) {
+	dir := t.TempDir()
+	agentstest.WriteCheckpoints(t, dir)
+	m := testModel(t)
+	opts := agents.Options{Seed: 1, Model: m, Models: dir}
+	for _, tc := range []struct {
+		name  string
+		layer schemas.Layer
+		err   string
+	}{
+		{"dqn:mask=slo-risk", schemas.Strategic, ""},
+		{"dqn:mask=none", schemas.Strategic, ""},
+		{"dqn:mask=bogus", schemas.Strategic, "unknown action mask"},
+		{"dqn:epsilon=0.5", schemas.Strategic, `"epsilon"`},
+		{"ppo:mask=slo-risk", schemas.Tactical, "PPO takes no parameters"},
+		{"lstm:window=3", schemas.Operational, "the LSTM takes no parameters"},
+	} {
+		p, err := agents.New(tc.name, tc.layer, opts)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want an error containing %s", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !agents.IsLearned(tc.name, tc.layer) {
+			t.Errorf("IsLearned(%q) = false", tc.name)
+		}
+		st := &schemas.StateBatch{Header: schemas.BatchHeader{Layer: schemas.Strategic, Tick: 1, NShards: 1},
+			Strategic: []schemas.StrategicRow{{App: "a", Functions: 1, Invocations: 2, DurationMeanMS: 80, DurationP95MS: 150, ColdStartRate: schemas.Some(1)}}}
+		out := &schemas.DecisionBatch{Header: st.Header}
+		if err := p.Decide(t.Context(), st, out); err != nil {
+			t.Fatal(err)
+		}
+		if tc.name == "dqn:mask=slo-risk" && out.Rows[0].Provider != "aws" {
+			t.Errorf("%s placed a tiny cold short app on %s", tc.name, out.Rows[0].Provider)
+		}
+	}
+	if _, err := agents.New("dqn:mask=slo-risk", schemas.Strategic, agents.Options{Seed: 1, Models: dir}); err == nil {
+		t.Error("dqn:mask=slo-risk without the cloud model: accepted")
 	}
 }

@@ -73,6 +73,13 @@ func LearnedName(layer schemas.Layer) string {
 	return ""
 }
 
+// IsLearned reports whether name, without its parameter overrides
+// (NAME:key=value), is layer's learned policy.
+func IsLearned(name string, layer schemas.Layer) bool {
+	base, _, _ := strings.Cut(name, ":")
+	return base == LearnedName(layer)
+}
+
 // CheckpointFile returns the file, inside a models directory, that layer's
 // learned policy loads: dqn.ckpt, ppo.ckpt or lstm.ckpt.
 func CheckpointFile(layer schemas.Layer) string { return LearnedName(layer) + ".ckpt" }
@@ -97,7 +104,9 @@ func newLearned(layer schemas.Layer, opts Options) (Policy, error) {
 }
 
 // LoadCheckpoint returns layer's learned policy serving the checkpoint
-// data (the format of CheckpointFile(layer)). With explore unset it
+// data (the format of CheckpointFile(layer)), with opts.Params as its
+// overrides (the DQN's mask=none|slo-risk, dqn.LoadOptions.Mask; the
+// others take none). With explore unset it
 // serves greedily (evaluation); with explore set it acts as in training:
 // the DQN ε-greedy at the checkpoint's ε, PPO sampling from its policy.
 // The LSTM has no exploration.
@@ -105,8 +114,18 @@ func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool
 	r := bytes.NewReader(data)
 	switch layer {
 	case schemas.Strategic:
-		return dqn.LoadPolicy(r, opts.Seed, explore)
+		lo := dqn.LoadOptions{Seed: opts.Seed, Explore: explore, Model: opts.Model}
+		for k, v := range opts.Params {
+			if k != "mask" {
+				return nil, fmt.Errorf("loading the %s checkpoint: %w: %q (the DQN takes mask=%s)", layer, ErrInvalidParam, k, strings.Join(dqn.Masks(), "|"))
+			}
+			lo.Mask = v
+		}
+		return dqn.LoadPolicy(r, lo)
 	case schemas.Tactical:
+		if len(opts.Params) > 0 {
+			return nil, fmt.Errorf("loading the %s checkpoint: %w: PPO takes no parameters", layer, ErrInvalidParam)
+		}
 		m, err := ppo.LoadModel(r)
 		if err != nil {
 			return nil, err
@@ -117,6 +136,9 @@ func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool
 		}
 		return ppo.NewPolicy(m, po)
 	case schemas.Operational:
+		if len(opts.Params) > 0 {
+			return nil, fmt.Errorf("loading the %s checkpoint: %w: the LSTM takes no parameters", layer, ErrInvalidParam)
+		}
 		return lstm.LoadPolicy(r)
 	}
 	return nil, fmt.Errorf("loading a checkpoint: unknown layer %q", layer)

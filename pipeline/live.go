@@ -120,7 +120,7 @@ func (lo LiveConfig) deployments(ctx context.Context, e *Env, opts agents.Option
 	deps := map[schemas.Layer]*Deployment{}
 	for _, l := range schemas.Layers {
 		n := lo.Policies[l]
-		if n != agents.LearnedName(l) {
+		if !agents.IsLearned(n, l) {
 			continue
 		}
 		var start func() (agents.Policy, error)

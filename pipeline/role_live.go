@@ -118,7 +118,7 @@ func (r *LiveRole) config() (LiveConfig, error) {
 	switch r.Transitions {
 	case "auto":
 		for l, n := range map[schemas.Layer]string{schemas.Strategic: r.Strategic, schemas.Tactical: r.Tactical} {
-			if n == agents.LearnedName(l) {
+			if agents.IsLearned(n, l) {
 				trLayers = append(trLayers, l)
 			}
 		}

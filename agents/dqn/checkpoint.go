@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/strata-rl/strata/agents/nn"
+	"github.com/strata-rl/strata/cloud"
 )
 
 // FormatVersion is the checkpoint format this package writes and reads,
@@ -185,20 +186,51 @@ func LoadLearner(r io.Reader) (*Learner, error) {
 	return l, nil
 }
 
-// LoadPolicy reads a checkpoint and returns a policy serving its online
-// network with its version. With explore set the policy is ε-greedy at
-// the checkpoint's ε; otherwise greedy (ε = 0, evaluation).
-func LoadPolicy(r io.Reader, seed int64, explore bool) (*Policy, error) {
+// LoadOptions configures LoadPolicy.
+type LoadOptions struct {
+	// Seed keys the exploration draws.
+	Seed int64
+	// Explore serves ε-greedily at the checkpoint's ε (training); unset,
+	// greedily (evaluation).
+	Explore bool
+	// Model is the cloud model an action mask reads (required when the
+	// mask in force is MaskSLORisk).
+	Model *cloud.Model
+	// Mask overrides the checkpoint's Config.Mask when not empty
+	// (MaskNone serves a masked checkpoint unmasked; MaskSLORisk masks a
+	// checkpoint trained without).
+	Mask string
+}
+
+// LoadPolicy reads a checkpoint (Save's format) and returns a policy
+// serving its online network with its scaler and the action mask it was
+// trained with (or o.Mask): greedy unless o.Explore, which explores at
+// the checkpoint's ε.
+func LoadPolicy(r io.Reader, o LoadOptions) (*Policy, error) {
 	c, err := ReadCheckpoint(r)
 	if err != nil {
 		return nil, fmt.Errorf("loading DQN policy: %w", err)
 	}
 	defer c.Close()
 	eps := 0.0
-	if explore {
+	if o.Explore {
 		eps = c.Manifest.Epsilon
 	}
-	p, err := NewPolicy(c.Online.Export(), PolicyConfig{Seed: seed, Epsilon: eps, Version: c.Manifest.Version, Features: c.Manifest.Config.Features(), Ablated: c.Manifest.Config.Ablated()})
+	mode := c.Manifest.Config.Mask
+	if o.Mask != "" {
+		mode = o.Mask
+	}
+	if mode, err = ParseMask(mode); err != nil {
+		return nil, fmt.Errorf("loading DQN policy: %w", err)
+	}
+	var mask *SLORisk
+	if mode == MaskSLORisk {
+		if mask, err = NewSLORisk(o.Model); err != nil {
+			return nil, fmt.Errorf("loading DQN policy: %w", err)
+		}
+	}
+	p, err := NewPolicy(c.Online.Export(), PolicyConfig{Seed: o.Seed, Epsilon: eps, Version: c.Manifest.Version,
+		Features: c.Manifest.Config.Features(), Ablated: c.Manifest.Config.Ablated(), Mask: mask})
 	if err != nil {
 		return nil, fmt.Errorf("loading DQN policy: %w", err)
 	}

@@ -91,6 +91,11 @@ type Config struct {
 	// records them. It is for ablation studies; empty, the default, uses
 	// every feature.
 	Ablate []string `json:"ablate,omitempty"`
+	// Mask is the action mask the policy applies whenever it acts, in
+	// training (its ε-greedy choice) and in serving: MaskNone (or empty,
+	// the seed's DQN) or MaskSLORisk. The checkpoint records it; serving
+	// may override it (LoadOptions.Mask).
+	Mask string `json:"mask,omitempty"`
 }
 
 // Ablated returns the input indices Ablate leaves out (nil for none); c
@@ -179,6 +184,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := schemas.AblatedIndices(c.Features(), c.Ablate); err != nil {
 		return fmt.Errorf("%w: ablation: %w", ErrConfig, err)
+	}
+	if _, err := ParseMask(c.Mask); err != nil {
+		return err
 	}
 	return nil
 }

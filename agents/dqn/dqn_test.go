@@ -472,7 +472,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	rows := strategicRows(12, 120)
 	for _, explore := range []bool{false, true} {
 		want, _ := l.Policy(9, explore)
-		got, err := LoadPolicy(bytes.NewReader(data), 9, explore)
+		got, err := LoadPolicy(bytes.NewReader(data), LoadOptions{Seed: 9, Explore: explore})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -527,7 +527,7 @@ func TestCheckpointErrors(t *testing.T) {
 		t.Error("garbage accepted")
 	}
 	newer := bytes.Replace(data, []byte(`"format": "strata-dqn/1"`), []byte(`"format": "strata-dqn/9"`), 1)
-	if _, err := LoadPolicy(bytes.NewReader(newer), 1, false); !errors.Is(err, nn.ErrVersion) {
+	if _, err := LoadPolicy(bytes.NewReader(newer), LoadOptions{Seed: 1}); !errors.Is(err, nn.ErrVersion) {
 		t.Errorf("format 9: got %v, want ErrVersion", err)
 	}
 	// A bare nn checkpoint is not a DQN checkpoint.
@@ -755,7 +755,7 @@ func reloadGreedy(t *testing.T, l *Learner) *Policy {
 	if err := l.Save(&buf); err != nil {
 		t.Fatal(err)
 	}
-	p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), 1, false)
+	p, err := LoadPolicy(bytes.NewReader(buf.Bytes()), LoadOptions{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func FuzzLoadLearner(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 1024)) // an empty tar archive
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if p, err := LoadPolicy(bytes.NewReader(data), 1, true); err == nil && p == nil {
+		if p, err := LoadPolicy(bytes.NewReader(data), LoadOptions{Seed: 1, Explore: true}); err == nil && p == nil {
 			t.Fatal("LoadPolicy returned neither a policy nor an error")
 		}
 		l, err := LoadLearner(bytes.NewReader(data))

@@ -31,6 +31,10 @@ type PolicyConfig struct {
 	// Ablated are the input indices the network never sees (Config.Ablated
 	// of its training): they are 0 after scaling.
 	Ablated []int
+	// Mask, when set, rules providers out per row before the greedy and
+	// the random choice (the checkpoint's Config.Mask, or an override);
+	// nil masks nothing.
+	Mask *SLORisk
 }
 
 // PolicyStats counts what a policy did.
@@ -46,6 +50,9 @@ type PolicyStats struct {
 	// decision takes the best finite Q-value (aws when none is) and has no
 	// Value.
 	NonFiniteQ uint64
+	// Masked counts decisions whose row had a provider masked (Mask);
+	// MaskChanged those whose unmasked greedy provider was masked.
+	Masked, MaskChanged uint64
 }
 
 // Policy is the strategic DQN serving policy: one network shared by every
@@ -148,12 +155,19 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	tick := state.Header.Tick
 	for i := range state.Strategic {
 		app := state.Strategic[i].App
-		best, value := argmax(q[i*a : (i+1)*a])
+		allowed := [a]bool{true, true, true}
+		if p.cfg.Mask != nil && p.cfg.Mask.Allow(&state.Strategic[i], &allowed) {
+			p.Stats.Masked++
+		}
+		best, value := argmaxAllowed(q[i*a:(i+1)*a], &allowed)
+		if un, _ := argmax(q[i*a : (i+1)*a]); un != best {
+			p.Stats.MaskChanged++
+		}
 		act := best
 		if p.cfg.Epsilon > 0 {
 			h := draw.Hash(p.cfg.Seed, tick, Name, app) // salted with the name: not the random baseline's draws
 			if draw.Uniform(h) < p.cfg.Epsilon {
-				act = min(int(draw.Uniform(draw.SplitMix(h))*a), a-1)
+				act = pickAllowed(draw.Uniform(draw.SplitMix(h)), &allowed)
 				p.Stats.Explored++
 			}
 		}
@@ -191,6 +205,58 @@ func argmax(q []float32) (int, float64) {
 		return best, math.NaN()
 	}
 	return best, bv
+}
+
+// argmaxAllowed is argmax over the allowed entries of q (over all of
+// them when none is allowed): the allowed index of the largest finite
+// value, the lowest on ties and the first allowed when none is finite,
+// with NaN as its value when some allowed value is not finite.
+func argmaxAllowed(q []float32, allowed *[cloud.NumProviders]bool) (int, float64) {
+	best, first, bv, finite := -1, -1, math.Inf(-1), true
+	for i, v := range q {
+		if !allowed[i] {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			finite = false
+			continue
+		}
+		if best < 0 || f > bv {
+			best, bv = i, f
+		}
+	}
+	switch {
+	case first < 0:
+		return argmax(q)
+	case best < 0:
+		best = first
+	}
+	if !finite {
+		return best, math.NaN()
+	}
+	return best, bv
+}
+
+// pickAllowed maps u in [0, 1) uniformly onto the allowed providers (all
+// of them when none is allowed): with every provider allowed it is
+// min(⌊u·3⌋, 2), the unmasked draw.
+func pickAllowed(u float64, allowed *[cloud.NumProviders]bool) int {
+	var idx [cloud.NumProviders]int
+	n := 0
+	for i, ok := range allowed {
+		if ok {
+			idx[n] = i
+			n++
+		}
+	}
+	if n == 0 {
+		return min(int(u*cloud.NumProviders), cloud.NumProviders-1)
+	}
+	return idx[min(int(u*float64(n)), n-1)]
 }
 
 // zeroInputs sets inputs idx of each row of width d in x to 0: the

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-rl/strata/agents"
+	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/experiments"
@@ -130,6 +131,10 @@ type Config struct {
 	// LSTMModels more directories whose lstm.ckpt is scored; Rows the only
 	// configurations run.
 	Models, TacticalOperational, LSTMTest, LSTMModels, Rows string
+	// DQNMask, when set, overrides the action mask of the DQN checkpoints
+	// evaluated (none or slo-risk; dqn.Config.Mask): their rows serve
+	// "dqn:mask=DQNMask".
+	DQNMask string
 	// Placement is the placement before any decision.
 	Placement string
 	// PolicySeed seeds the policies' random choices.
@@ -181,6 +186,7 @@ func (c *Config) RegisterRunFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Models, prefix+"models", c.Models, "evaluate the learned policies of these model `DIR`s (one per training seed, comma-separated; from strata train): PPO against the tactical baselines, the DQN against the strategic ones, the ablations, the LSTM's metrics")
 	fs.StringVar(&c.TacticalOperational, prefix+"tactical-operational", c.TacticalOperational, "with --models: operational policy of the tactical and strategic comparisons (the one strata train ran; none = no pre-warming)")
 	fs.StringVar(&c.Rows, prefix+"rows", c.Rows, "with --models: run only these configurations (tactical policy names, ppo, \"strategic \" + a strategic policy name, dqn, random, DQN only, DQN+PPO, DQN+PPO+LSTM, or the full hierarchy's: \"baselines: reference\", \"baselines: static-best\", \"baselines: static-best + hazard-prewarm\", \"hindsight: oracle\", DQN+PPO+hybrid-histogram, DQN+PPO+hazard-prewarm; comma-separated; a name two sections share, random, selects both unless preceded by its section: tactical random, ablation random)")
+	fs.StringVar(&c.DQNMask, prefix+"dqn-mask", c.DQNMask, "with --models: serve every DQN checkpoint with this action `MASK` instead of the one it was trained with: none, or slo-risk (rules out a provider whose expected SLA penalty no cost, latency or carbon gain can pay for; docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
@@ -199,6 +205,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := pipeline.ParseLayers(c.Layers); err != nil {
 		return fmt.Errorf("parsing --layers: %w", err)
+	}
+	if c.DQNMask != "" {
+		if _, err := dqn.ParseMask(c.DQNMask); err != nil {
+			return fmt.Errorf("strata eval --dqn-mask: %w", err)
+		}
 	}
 	if c.Parallel < 1 {
 		return fmt.Errorf("strata eval: --parallel %d: at least 1 configuration must run at a time", c.Parallel)

@@ -42,6 +42,10 @@ type modelsEval struct {
 	rows []string
 	// parallel is how many runs go at once.
 	parallel int
+	// dqnMask, when set, overrides the action mask of every DQN
+	// checkpoint served (dqn.LoadOptions.Mask): its rows run the strategic
+	// policy "dqn:mask=<dqnMask>".
+	dqnMask string
 }
 
 // modelsRow is one configuration of the models evaluation, run once per
@@ -92,6 +96,10 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	// The tactical comparison: strategic greedy-cost, the training
 	// operational policy; each baseline once, PPO once per seed.
 	var rows []modelsRow
+	dqnName := "dqn"
+	if me.dqnMask != "" {
+		dqnName += ":mask=" + me.dqnMask
+	}
 	tacticals := append(agents.Names(schemas.Tactical), string(twin.PolicyStaticBest), string(twin.PolicyOracle))
 	for _, n := range tacticals {
 		rows = append(rows, modelsRow{Section: "tactical", Label: n, Runs: []evalRow{{Varied: "tactical", Policy: n,
@@ -115,15 +123,15 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 		rows = append(rows, modelsRow{Section: "strategic", Label: "strategic " + n, Runs: []evalRow{{Varied: "strategic", Policy: n,
 			Policies: map[string]string{"strategic": n, "tactical": refTactical, "operational": me.tacticalOperational}}}})
 	}
-	rows = append(rows, perSeed("strategic", "dqn", "dqn", refTactical, me.tacticalOperational))
+	rows = append(rows, perSeed("strategic", "dqn", dqnName, refTactical, me.tacticalOperational))
 	// The ablations: layers not learned use random, or reactive for the
 	// operational layer.
 	rows = append(rows,
 		perSeed("ablation", "random", "random", "random", "reactive"),
-		perSeed("ablation", "DQN only", "dqn", "random", "reactive"),
-		perSeed("ablation", "DQN+PPO", "dqn", "ppo", "reactive"))
+		perSeed("ablation", "DQN only", dqnName, "random", "reactive"),
+		perSeed("ablation", "DQN+PPO", dqnName, "ppo", "reactive"))
 	if hasLSTM {
-		rows = append(rows, perSeed("ablation", "DQN+PPO+LSTM", "dqn", "ppo", "lstm"))
+		rows = append(rows, perSeed("ablation", "DQN+PPO+LSTM", dqnName, "ppo", "lstm"))
 	}
 	// The full hierarchy against the baselines' combinations: the
 	// reference, the best causal baseline of each placement layer
@@ -141,8 +149,8 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 			Policies: map[string]string{"strategic": b.s, "tactical": b.t, "operational": b.op}}}})
 	}
 	rows = append(rows,
-		perSeed("hierarchy", "DQN+PPO+hybrid-histogram", "dqn", "ppo", refOperational),
-		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", "dqn", "ppo", prewarm.Name))
+		perSeed("hierarchy", "DQN+PPO+hybrid-histogram", dqnName, "ppo", refOperational),
+		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", dqnName, "ppo", prewarm.Name))
 	if len(me.rows) > 0 {
 		kept := rows[:0]
 		for _, r := range rows {
@@ -168,7 +176,8 @@ func runModelsRows(ctx context.Context, me modelsEval, rows []modelsRow, base pi
 		total += len(r.Runs)
 		for _, run := range r.Runs {
 			for _, p := range run.Policies {
-				l, ok := learned[p]
+				name, _, _ := strings.Cut(p, ":")
+				l, ok := learned[name]
 				if !ok || run.Models == "" {
 					continue
 				}

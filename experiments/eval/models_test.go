@@ -2,6 +2,7 @@ package eval
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +68,33 @@ func TestModelsRowsHierarchy(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("--rows %q kept rows of sections %v, want %v", c.rows, got, c.want)
 		}
+	}
+}
+
+// TestModelsRowsDQNMask checks that --dqn-mask serves every row's DQN
+// with the override and leaves the other policies alone, and that a bad
+// mask is refused naming the flag.
+func TestModelsRowsDQNMask(t *testing.T) {
+	me := modelsEval{dirs: []string{"m1"}, tacticalOperational: "hybrid-histogram", dqnMask: "slo-risk"}
+	n := 0
+	for _, r := range modelsRows(me, true) {
+		for _, run := range r.Runs {
+			s := run.Policies["strategic"]
+			if s == "dqn" {
+				t.Errorf("%s %s: the DQN served without the override", r.Section, r.Label)
+			}
+			if s == "dqn:mask=slo-risk" {
+				n++
+			}
+		}
+	}
+	// The strategic comparison, three ablations and two hierarchy rows.
+	if n != 6 {
+		t.Errorf("%d runs serve dqn:mask=slo-risk, want 6", n)
+	}
+	c := DefaultConfig()
+	c.Models, c.DQNMask = "m1", "bogus"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--dqn-mask") {
+		t.Errorf("--dqn-mask bogus: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/nn"
 )
 
@@ -38,22 +39,26 @@ func TestFingerprintTrace(t *testing.T) {
 }
 
 // TestResumeBeforeDQNLoss checks that a resume state written before
-// --dqn-loss existed (its fingerprint has no such key) resumes with the
-// loss it ran with, the seed's Huber, and is refused with --dqn-loss mse.
+// --dqn-loss or --dqn-mask existed (its fingerprint has no such key)
+// resumes with what it ran with, the seed's Huber loss and no mask, and
+// is refused with --dqn-loss mse or --dqn-mask slo-risk.
 func TestResumeBeforeDQNLoss(t *testing.T) {
 	tests := []struct {
-		loss    string
-		refused bool
+		flag, value string
+		set         func(*Config, string)
+		refused     bool
 	}{
-		{nn.LossHuber, false},
-		{nn.LossMSE, true},
+		{"dqn-loss", nn.LossHuber, func(c *Config, v string) { c.DQNLoss = v }, false},
+		{"dqn-loss", nn.LossMSE, func(c *Config, v string) { c.DQNLoss = v }, true},
+		{"dqn-mask", dqn.MaskNone, func(c *Config, v string) { c.DQNMask = v }, false},
+		{"dqn-mask", dqn.MaskSLORisk, func(c *Config, v string) { c.DQNMask = v }, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.loss, func(t *testing.T) {
+		t.Run(tt.flag+"="+tt.value, func(t *testing.T) {
 			c := DefaultConfig()
 			c.Out = t.TempDir()
 			old := c.fingerprint()
-			delete(old, "dqn-loss")
+			delete(old, tt.flag)
 			p := progress{Format: progressFormat, Fingerprint: old, Episodes: 1, State: "missing.state"}
 			b, err := json.Marshal(p)
 			if err != nil {
@@ -65,16 +70,32 @@ func TestResumeBeforeDQNLoss(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(c.Out, ResumeDir, "progress.json"), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			c.DQNLoss = tt.loss
+			tt.set(&c, tt.value)
 			_, err = loadProgress(&c, nil)
 			// Past the fingerprint, the missing state file is what fails.
-			if got := err != nil && strings.Contains(err.Error(), "--dqn-loss"); got != tt.refused {
-				t.Fatalf("loss %s: refused %v (err %v), want %v", tt.loss, got, err, tt.refused)
+			if got := err != nil && strings.Contains(err.Error(), "--"+tt.flag); got != tt.refused {
+				t.Fatalf("%s %s: refused %v (err %v), want %v", tt.flag, tt.value, got, err, tt.refused)
 			}
 			if !tt.refused && (err == nil || !errors.Is(err, fs.ErrNotExist)) {
-				t.Fatalf("loss %s: err %v, want the missing state file's", tt.loss, err)
+				t.Fatalf("%s %s: err %v, want the missing state file's", tt.flag, tt.value, err)
 			}
 		})
+	}
+}
+
+// TestValidateDQNMask checks that --dqn-mask takes none or slo-risk and
+// refuses anything else, naming the flag.
+func TestValidateDQNMask(t *testing.T) {
+	for _, tt := range []struct {
+		mask string
+		ok   bool
+	}{{dqn.MaskNone, true}, {dqn.MaskSLORisk, true}, {"", true}, {"slo", false}} {
+		c := DefaultConfig()
+		c.Out, c.DQNMask = t.TempDir(), tt.mask
+		err := c.Validate()
+		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "--dqn-mask")) {
+			t.Errorf("--dqn-mask %q: %v, want ok %v", tt.mask, err, tt.ok)
+		}
 	}
 }
 

@@ -73,6 +73,10 @@ type Config struct {
 	// the seed's (δ 1), or nn.LossMSE, whose minimiser is the mean target
 	// rather than one that weighs rare large errors linearly.
 	DQNLoss string
+	// DQNMask is the DQN's action mask (dqn.Config.Mask): dqn.MaskNone,
+	// the seed's, or dqn.MaskSLORisk; the checkpoints record it and serve
+	// with it.
+	DQNMask string
 	// Placement is the placement before any decision.
 	Placement string
 	// Lateness is how far out of start order the trace may be.
@@ -151,7 +155,7 @@ func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1, SeedFlag: "trace-seed"},
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
-		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, DQNLoss: dqn.DefaultConfig().Net.Loss, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
+		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, DQNLoss: dqn.DefaultConfig().Net.Loss, DQNMask: dqn.MaskNone, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
 		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect, LSTMSelect: lstm.SelectLoss, LSTMPatience: lstm.DefaultConfig().EarlyStopPatience,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
 		StrategicFeatures: pipeline.DefaultStrategicFeatures, Record: pipeline.DefaultRecordFlags()}
@@ -185,6 +189,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.DQNWarmUp, prefix+"dqn-warmup", c.DQNWarmUp, "DQN: transitions before the first gradient step, and states the input scaler is fitted on")
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
 	fs.Float64Var(&c.DQNRewardClip, prefix+"dqn-reward-clip", c.DQNRewardClip, "DQN: clip the rewards it learns from to [-C, C] (the seed's 100, the value bound; 0 = no clip; training only)")
+	fs.StringVar(&c.DQNMask, prefix+"dqn-mask", c.DQNMask, "DQN: action `MASK` applied whenever it acts, in training and in serving — none (the seed's) or slo-risk (rules out, per app-day, a provider whose expected SLA penalty no cost, latency or carbon gain can pay for; docs/agents.md)")
 	fs.StringVar(&c.DQNLoss, prefix+"dqn-loss", c.DQNLoss, "DQN: regression loss on Q(s, a) — huber (the seed's, δ 1) or mse (estimates the mean target; rare large penalties weigh quadratically; docs/agents.md)")
 	fs.Float64Var(&c.DQNGamma, prefix+"dqn-gamma", c.DQNGamma, "DQN: discount factor (the seed's 0.99; 0 learns each day's reward alone, docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
@@ -242,6 +247,11 @@ func (c *Config) Validate() error {
 	if !(c.DQNGamma >= 0 && c.DQNGamma <= 1) {
 		return fmt.Errorf("strata train --dqn-gamma %v: want a discount factor in [0, 1]", c.DQNGamma)
 	}
+	mask, err := dqn.ParseMask(c.DQNMask)
+	if err != nil {
+		return fmt.Errorf("strata train --dqn-mask: %w", err)
+	}
+	c.DQNMask = mask // "" is none, in the fingerprint too
 	if c.DQNLoss != nn.LossHuber && c.DQNLoss != nn.LossMSE {
 		return fmt.Errorf("strata train --dqn-loss %q: want %s or %s", c.DQNLoss, nn.LossHuber, nn.LossMSE)
 	}
@@ -368,6 +378,9 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		// episodes and with ~500 steps per episode after (docs/learner.md).
 		lcfg.DQN.WarmUp, lcfg.DQN.ScalerFit, lcfg.DQN.UpdatesPerTransition = c.DQNWarmUp, c.DQNWarmUp, c.DQNUpdates
 		lcfg.DQN.Gamma, lcfg.DQN.RewardClip, lcfg.DQN.Net.Loss = c.DQNGamma, c.DQNRewardClip, c.DQNLoss
+		if c.DQNMask != dqn.MaskNone {
+			lcfg.DQN.Mask = c.DQNMask // unmasked checkpoints keep the field empty, as before it existed
+		}
 		lcfg.Availability = ppo.CatalogAvailability(cat)
 		reg := pipeline.NewRegistry()
 		lrn, err := learner.New(lcfg, logger.With("role", "learner"), reg)
