@@ -69,7 +69,9 @@ func TestLearnedPolicyParams(t *testing.T) {
 		{"dqn:mask=none", schemas.Strategic, ""},
 		{"dqn:mask=bogus", schemas.Strategic, "unknown action mask"},
 		{"dqn:epsilon=0.5", schemas.Strategic, `"epsilon"`},
-		{"ppo:mask=slo-risk", schemas.Tactical, "PPO takes no parameters"},
+		{"ppo:mask=slo-risk", schemas.Tactical, "unknown action mask"},
+		{"ppo:greedy=false", schemas.Tactical, `"greedy"`},
+		{"ppo:mask=memory", schemas.Tactical, "lacks"},
 		{"lstm:window=3", schemas.Operational, "the LSTM takes no parameters"},
 	} {
 		p, err := agents.New(tc.name, tc.layer, opts)

@@ -105,8 +105,8 @@ func newLearned(layer schemas.Layer, opts Options) (Policy, error) {
 
 // LoadCheckpoint returns layer's learned policy serving the checkpoint
 // data (the format of CheckpointFile(layer)), with opts.Params as its
-// overrides (the DQN's mask=none|slo-risk, dqn.LoadOptions.Mask; the
-// others take none). With explore unset it
+// overrides (the DQN's mask=none|slo-risk, dqn.LoadOptions.Mask; PPO's
+// mask=none|memory, ppo.PolicyOptions.Mask; the LSTM takes none). With explore unset it
 // serves greedily (evaluation); with explore set it acts as in training:
 // the DQN ε-greedy at the checkpoint's ε, PPO sampling from its policy.
 // The LSTM has no exploration.
@@ -123,14 +123,17 @@ func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool
 		}
 		return dqn.LoadPolicy(r, lo)
 	case schemas.Tactical:
-		if len(opts.Params) > 0 {
-			return nil, fmt.Errorf("loading the %s checkpoint: %w: PPO takes no parameters", layer, ErrInvalidParam)
+		po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: !explore}
+		for k, v := range opts.Params {
+			if k != "mask" {
+				return nil, fmt.Errorf("loading the %s checkpoint: %w: %q (PPO takes mask=%s|%s)", layer, ErrInvalidParam, k, ppo.MaskNone, ppo.MaskMemory)
+			}
+			po.Mask = v
 		}
 		m, err := ppo.LoadModel(r)
 		if err != nil {
 			return nil, err
 		}
-		po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: !explore}
 		if opts.Model != nil {
 			po.Availability = ppo.CatalogAvailability(opts.Model.Catalog())
 		}

@@ -388,6 +388,16 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 			if l.cfg.Availability != nil && len(pt.State) == want.Dim() {
 				pt.Mask = l.cfg.Availability.Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
 			}
+			if l.cfg.PPO.Mask == ppo.MaskMemory {
+				// The mask the policy acted under (ppo.Policy.Decide): the
+				// provider's actions, less the tiers below the memory peak.
+				if peak, ok := ppo.PeakOfState(pt.State, want); ok {
+					if pt.Mask == nil {
+						pt.Mask = ppo.AllAvailable().Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
+					}
+					ppo.MemoryMask(pt.Mask, peak)
+				}
+			}
 			if l.cfg.SwitchPenalty > 0 {
 				if m, t, ok := schemas.PlacementOf(pt.State); ok && pt.Action != m*cloud.NumTiers+t {
 					pt.Reward -= float32(l.cfg.SwitchPenalty)

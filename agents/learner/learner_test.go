@@ -532,6 +532,38 @@ func TestSwitchPenalty(t *testing.T) {
 	}
 }
 
+// TestPPOMemoryMask checks that a learner whose PPO acts under the memory
+// mask rebuilds it from each transition's state: an action below the
+// state's memory peak is refused as invalid (no policy under the mask
+// takes it), one at or above it is trained on.
+func TestPPOMemoryMask(t *testing.T) {
+	ctx := context.Background()
+	cfg := learner.DefaultConfig(7, schemas.Tactical)
+	cfg.PPO = cfg.PPO.WithFeatures(schemas.TacticalPlacementV2)
+	cfg.PPO.Mask = ppo.MaskMemory
+	l := begun(t, cfg, nil, "mem", 0, modelStore(t))
+	row := schemas.TacticalRow{Provider: "aws", RequestRate: 0.1, MemoryPeakMB: 1500}
+	state := row.AppendFeatures(nil, schemas.TacticalPlacementV2)
+	trs := []*stratapb.Transition{
+		{Func: "fits", State: state, Action: 1*6 + 4},      // 2,048 MB
+		{Func: "too-small", State: state, Action: 1*6 + 3}, // 1,024 MB
+		{Func: "largest", State: state, Action: 5},         // 3,008 MB
+	}
+	for _, tr := range trs {
+		tr.RunId, tr.Layer, tr.App, tr.Reward, tr.Done = "mem", string(schemas.Tactical), "a", 0.3, true
+		tr.PolicyVersion, tr.LogProb, tr.Policy, tr.FeatureSet = ppo.FormatVersion(0), ptr(math.Log(1.0/8)), ppo.Name, string(schemas.TacticalPlacementV2)
+		if err := l.Handle(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Handle(ctx, &stratapb.Transition{RunId: "mem", Layer: string(schemas.Tactical), EndOfInterval: true, Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.PPO.Accepted != 2 || st.Rejected["invalid"] != 1 {
+		t.Fatalf("accepted %d, rejected %v; want 2 accepted and the 1,024 MB action refused", st.PPO.Accepted, st.Rejected)
+	}
+}
+
 // TestDQNSwitchPenalty checks the DQN's switching shaping: on a
 // placement-v1 state that names the provider, the taken and the
 // counterfactual transitions whose provider differs are shaped (two of a

@@ -98,6 +98,12 @@ type Config struct {
 	// serving. It is for ablation studies (leave one group out); empty,
 	// the default, uses every feature.
 	Ablate []string `json:"ablate,omitempty"`
+	// Mask is the state-dependent action mask applied beside the
+	// providers' Availability whenever the policy acts, in training and
+	// in serving: MaskNone (or empty, the seed's PPO) or MaskMemory, which
+	// needs a feature set holding the memory peak (placement-v2). The
+	// checkpoint records it; serving may override it.
+	Mask string `json:"mask,omitempty"`
 	// Backend computes the network's passes: nn.BackendCPU (the default,
 	// also ""), nn.BackendGorgonia, the reference, or nn.BackendCUDA (a
 	// binary built with -tags strata_cuda, on a GPU). It does not change
@@ -173,7 +179,7 @@ func (c Config) Validate() error {
 	if _, err := schemas.AblatedIndices(c.Features(), c.Ablate); err != nil {
 		return fmt.Errorf("%w: ablation: %w", ErrConfig, err)
 	}
-	return nil
+	return CheckMask(c.Mask, c.Features())
 }
 
 // ablated returns the input indices Ablate leaves out (nil for none); c

@@ -1,10 +1,94 @@
 package ppo
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/schemas"
 )
+
+// State-dependent action masks of Config.Mask (docs/agents.md, "The
+// memory mask").
+const (
+	// MaskNone masks nothing beyond the providers' Availability (the
+	// seed's PPO, and the meaning of an empty Config.Mask).
+	MaskNone = "none"
+	// MaskMemory also rules out every tier smaller than the memory the
+	// function has been seen using (MemoryMask).
+	MaskMemory = "memory"
+)
+
+// ParseMask returns the mask named s ("" is MaskNone) or an error naming
+// the valid values.
+func ParseMask(s string) (string, error) {
+	switch s {
+	case "", MaskNone:
+		return MaskNone, nil
+	case MaskMemory:
+		return MaskMemory, nil
+	}
+	return "", fmt.Errorf("%w: unknown action mask %q (want %s or %s)", ErrConfig, s, MaskNone, MaskMemory)
+}
+
+// CheckMask reports a mask that is unknown or that feature set f cannot
+// support: MaskMemory reads the memory peak from the state, which only
+// schemas.TacticalPlacementV2 holds.
+func CheckMask(mask string, f schemas.FeatureSet) error {
+	m, err := ParseMask(mask)
+	if err != nil {
+		return err
+	}
+	if m == MaskMemory && f != schemas.TacticalPlacementV2 {
+		return fmt.Errorf("%w: the %s mask reads the memory peak, which feature set %s lacks (use %s)", ErrConfig, MaskMemory, f, schemas.TacticalPlacementV2)
+	}
+	return nil
+}
+
+// MemoryMask clears, in mask (Actions flags, metro·6 + tier), every action
+// whose tier is smaller than peakMB, the largest memory the function has
+// been seen using (TacticalRow.MemoryPeakMB): the twin fails every
+// invocation of a function whose working set exceeds its tier (an
+// out-of-memory failure, an SLA violation), and a function that used
+// peakMB has a working set of at least that. The telemetry caps the
+// reported memory at the tier, so the peak never exceeds the largest tier
+// and never rules out a tier that fits. A peak of 0 (none reported yet)
+// or one that would leave no action allowed changes nothing. It reports
+// whether it cleared any allowed action.
+func MemoryMask(mask []bool, peakMB float64) bool {
+	if !(peakMB > 0) || len(mask) != Actions {
+		return false
+	}
+	small := func(a int) bool { return float64(cloud.Tier(a%cloud.NumTiers).MB()) < peakMB }
+	left, cleared := 0, 0
+	for a, ok := range mask {
+		if ok {
+			if small(a) {
+				cleared++
+			} else {
+				left++
+			}
+		}
+	}
+	if left == 0 || cleared == 0 {
+		return false
+	}
+	for a := range mask {
+		if small(a) {
+			mask[a] = false
+		}
+	}
+	return true
+}
+
+// PeakOfState returns the memory peak of a raw tactical state vector of
+// feature set f (TacticalRow.AppendFeatures), or false when f holds none.
+func PeakOfState(state []float32, f schemas.FeatureSet) (float64, bool) {
+	if f != schemas.TacticalPlacementV2 || len(state) != schemas.TacticalPlacementV2Dim {
+		return 0, false
+	}
+	return float64(state[schemas.TacticalPlacementDim]), true
+}
 
 // Availability marks, per provider, which of the 24 tactical actions
 // (metro·6 + tier) the provider offers. A forbidden action gets

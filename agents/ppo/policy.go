@@ -29,6 +29,9 @@ type PolicyOptions struct {
 	// Availability masks the actions a provider does not offer; nil allows
 	// every action (CatalogAvailability of the embedded catalog does too).
 	Availability *Availability
+	// Mask overrides the served model's Config.Mask when not empty
+	// (MaskNone or MaskMemory).
+	Mask string
 }
 
 // PolicyStats counts what a policy decided.
@@ -40,6 +43,9 @@ type PolicyStats struct {
 	SkippedNonFinite uint64
 	// Uniform counts rows decided by the uniform version-0 policy.
 	Uniform uint64
+	// MemoryMasked counts rows whose tiers below the function's memory
+	// peak were masked (MaskMemory).
+	MemoryMasked uint64
 }
 
 // Policy is the tactical PPO policy: agents.Policy's method set (Name,
@@ -67,6 +73,11 @@ func NewPolicy(m *Model, opts PolicyOptions) (*Policy, error) {
 	if int(opts.DefaultProvider) >= cloud.NumProviders {
 		return nil, fmt.Errorf("creating PPO policy: %w: default provider %d", ErrConfig, opts.DefaultProvider)
 	}
+	if opts.Mask != "" {
+		if _, err := ParseMask(opts.Mask); err != nil {
+			return nil, fmt.Errorf("creating PPO policy: %w", err)
+		}
+	}
 	p := &Policy{opts: opts, avail: opts.Availability}
 	if p.avail == nil {
 		p.avail = AllAvailable()
@@ -87,8 +98,20 @@ func (p *Policy) SetModel(m *Model) error {
 		return fmt.Errorf("switching PPO model: %w: %d inputs and %d actions, want %d (feature set %s) and %d",
 			ErrConfig, m.cfg.Net.Inputs, m.cfg.Net.Actions, f.Dim(), f, Actions)
 	}
+	if err := CheckMask(p.maskOf(m), m.cfg.Features()); err != nil {
+		return fmt.Errorf("switching PPO model: %w", err)
+	}
 	p.model, p.w = m, m.w.Clone()
 	return nil
+}
+
+// maskOf returns the mask the policy applies serving m: the override, or
+// m's own.
+func (p *Policy) maskOf(m *Model) string {
+	if p.opts.Mask != "" {
+		return p.opts.Mask
+	}
+	return m.cfg.Mask
 }
 
 // Model returns the model the policy serves.
@@ -110,7 +133,8 @@ func (p *Policy) Stats() PolicyStats { return p.stats }
 // For each row it builds the raw state in the model's feature set
 // (TacticalRow.AppendFeatures), masks the
 // actions its provider lacks (the row's provider, DefaultProvider when
-// unknown), scales the state and runs the exported actor-critic, then
+// unknown) and, with MaskMemory, the tiers below the function's memory
+// peak (MemoryMask), scales the state and runs the exported actor-critic, then
 // samples the action from a uniform number drawn from hash(seed, tick,
 // app, func) — or takes the argmax when Greedy — so the decision depends
 // neither on row order nor on other rows. The row gets Action, Provider,
@@ -130,6 +154,7 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	}
 	p.raw, p.masks, p.keep, p.prov = p.raw[:0], p.masks[:0], p.keep[:0], p.prov[:0]
 	features := p.model.cfg.Features()
+	memory := p.maskOf(p.model) == MaskMemory
 	for i := range state.Tactical {
 		r := &state.Tactical[i]
 		v := r.AppendFeatures(p.vec[:0], features)
@@ -147,6 +172,9 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 		}
 		p.raw = append(p.raw, v...)
 		p.masks = append(p.masks, p.avail.allowed[pv][:]...)
+		if memory && MemoryMask(p.masks[len(p.masks)-Actions:], r.MemoryPeakMB) {
+			p.stats.MemoryMasked++
+		}
 		p.keep = append(p.keep, i)
 		p.prov = append(p.prov, pv)
 	}
@@ -181,7 +209,12 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 			d.LogProb = schemas.Some(float64(p.out.LogProbs[k*Actions+a]))
 			d.Value = schemas.Some(float64(p.out.Values[k]))
 		} else {
-			n := p.avail.Count(p.prov[k])
+			n := 0
+			for _, ok := range mask {
+				if ok {
+					n++
+				}
+			}
 			a = nthAllowed(mask, min(int(u*float64(n)), n-1))
 			d.LogProb = schemas.Some(-math.Log(float64(n)))
 			p.stats.Uniform++

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/dqn"
+	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/experiments"
@@ -135,6 +136,9 @@ type Config struct {
 	// evaluated (none or slo-risk; dqn.Config.Mask): their rows serve
 	// "dqn:mask=DQNMask".
 	DQNMask string
+	// PPOMask likewise overrides the PPO checkpoints' mask (none or
+	// memory; ppo.Config.Mask): "ppo:mask=PPOMask".
+	PPOMask string
 	// Placement is the placement before any decision.
 	Placement string
 	// PolicySeed seeds the policies' random choices.
@@ -187,6 +191,7 @@ func (c *Config) RegisterRunFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.TacticalOperational, prefix+"tactical-operational", c.TacticalOperational, "with --models: operational policy of the tactical and strategic comparisons (the one strata train ran; none = no pre-warming)")
 	fs.StringVar(&c.Rows, prefix+"rows", c.Rows, "with --models: run only these configurations (tactical policy names, ppo, \"strategic \" + a strategic policy name, dqn, random, DQN only, DQN+PPO, DQN+PPO+LSTM, or the full hierarchy's: \"baselines: reference\", \"baselines: static-best\", \"baselines: static-best + hazard-prewarm\", \"hindsight: oracle\", DQN+PPO+hybrid-histogram, DQN+PPO+hazard-prewarm; comma-separated; a name two sections share, random, selects both unless preceded by its section: tactical random, ablation random)")
 	fs.StringVar(&c.DQNMask, prefix+"dqn-mask", c.DQNMask, "with --models: serve every DQN checkpoint with this action `MASK` instead of the one it was trained with: none, or slo-risk (rules out a provider whose expected SLA penalty no cost, latency or carbon gain can pay for; docs/agents.md)")
+	fs.StringVar(&c.PPOMask, prefix+"ppo-mask", c.PPOMask, "with --models: serve every PPO checkpoint with this state-dependent action `MASK` instead of the one it was trained with: none, or memory (rules out every tier below the memory the function has been seen using; placement-v2 checkpoints; docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
 	fs.Int64Var(&c.PolicySeed, prefix+"policy-seed", c.PolicySeed, "seed of the policies' random choices")
 	fs.DurationVar(&c.Lateness, prefix+"allowed-lateness", c.Lateness, "how far out of start order the trace may be")
@@ -209,6 +214,11 @@ func (c *Config) Validate() error {
 	if c.DQNMask != "" {
 		if _, err := dqn.ParseMask(c.DQNMask); err != nil {
 			return fmt.Errorf("strata eval --dqn-mask: %w", err)
+		}
+	}
+	if c.PPOMask != "" {
+		if _, err := ppo.ParseMask(c.PPOMask); err != nil {
+			return fmt.Errorf("strata eval --ppo-mask: %w", err)
 		}
 	}
 	if c.Parallel < 1 {

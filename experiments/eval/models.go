@@ -46,6 +46,9 @@ type modelsEval struct {
 	// checkpoint served (dqn.LoadOptions.Mask): its rows run the strategic
 	// policy "dqn:mask=<dqnMask>".
 	dqnMask string
+	// ppoMask likewise overrides every PPO checkpoint's mask
+	// (ppo.PolicyOptions.Mask): "ppo:mask=<ppoMask>".
+	ppoMask string
 }
 
 // modelsRow is one configuration of the models evaluation, run once per
@@ -100,6 +103,10 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	if me.dqnMask != "" {
 		dqnName += ":mask=" + me.dqnMask
 	}
+	ppoName := "ppo"
+	if me.ppoMask != "" {
+		ppoName += ":mask=" + me.ppoMask
+	}
 	tacticals := append(agents.Names(schemas.Tactical), string(twin.PolicyStaticBest), string(twin.PolicyOracle))
 	for _, n := range tacticals {
 		rows = append(rows, modelsRow{Section: "tactical", Label: n, Runs: []evalRow{{Varied: "tactical", Policy: n,
@@ -113,7 +120,7 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 		}
 		return r
 	}
-	rows = append(rows, perSeed("tactical", "ppo", refStrategic, "ppo", me.tacticalOperational))
+	rows = append(rows, perSeed("tactical", "ppo", refStrategic, ppoName, me.tacticalOperational))
 	// The strategic comparison: the reference tactical policy, the same
 	// operational policy; each strategic baseline once (labelled
 	// "strategic <name>", as tactical baselines share names), the DQN once
@@ -129,9 +136,9 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	rows = append(rows,
 		perSeed("ablation", "random", "random", "random", "reactive"),
 		perSeed("ablation", "DQN only", dqnName, "random", "reactive"),
-		perSeed("ablation", "DQN+PPO", dqnName, "ppo", "reactive"))
+		perSeed("ablation", "DQN+PPO", dqnName, ppoName, "reactive"))
 	if hasLSTM {
-		rows = append(rows, perSeed("ablation", "DQN+PPO+LSTM", dqnName, "ppo", "lstm"))
+		rows = append(rows, perSeed("ablation", "DQN+PPO+LSTM", dqnName, ppoName, "lstm"))
 	}
 	// The full hierarchy against the baselines' combinations: the
 	// reference, the best causal baseline of each placement layer
@@ -149,8 +156,8 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 			Policies: map[string]string{"strategic": b.s, "tactical": b.t, "operational": b.op}}}})
 	}
 	rows = append(rows,
-		perSeed("hierarchy", "DQN+PPO+hybrid-histogram", dqnName, "ppo", refOperational),
-		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", dqnName, "ppo", prewarm.Name))
+		perSeed("hierarchy", "DQN+PPO+hybrid-histogram", dqnName, ppoName, refOperational),
+		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", dqnName, ppoName, prewarm.Name))
 	if len(me.rows) > 0 {
 		kept := rows[:0]
 		for _, r := range rows {

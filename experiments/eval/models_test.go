@@ -71,30 +71,41 @@ func TestModelsRowsHierarchy(t *testing.T) {
 	}
 }
 
-// TestModelsRowsDQNMask checks that --dqn-mask serves every row's DQN
-// with the override and leaves the other policies alone, and that a bad
-// mask is refused naming the flag.
+// TestModelsRowsDQNMask checks that --dqn-mask and --ppo-mask serve
+// every row's DQN and PPO with the override, and that a bad mask is
+// refused naming the flag.
 func TestModelsRowsDQNMask(t *testing.T) {
-	me := modelsEval{dirs: []string{"m1"}, tacticalOperational: "hybrid-histogram", dqnMask: "slo-risk"}
-	n := 0
+	me := modelsEval{dirs: []string{"m1"}, tacticalOperational: "hybrid-histogram", dqnMask: "slo-risk", ppoMask: "memory"}
+	n, m := 0, 0
 	for _, r := range modelsRows(me, true) {
 		for _, run := range r.Runs {
-			s := run.Policies["strategic"]
-			if s == "dqn" {
-				t.Errorf("%s %s: the DQN served without the override", r.Section, r.Label)
+			s, tac := run.Policies["strategic"], run.Policies["tactical"]
+			if s == "dqn" || tac == "ppo" {
+				t.Errorf("%s %s: a learned policy served without the override (%s, %s)", r.Section, r.Label, s, tac)
 			}
 			if s == "dqn:mask=slo-risk" {
 				n++
 			}
+			if tac == "ppo:mask=memory" {
+				m++
+			}
 		}
 	}
-	// The strategic comparison, three ablations and two hierarchy rows.
-	if n != 6 {
-		t.Errorf("%d runs serve dqn:mask=slo-risk, want 6", n)
+	// DQN: the strategic comparison, three ablations and two hierarchy
+	// rows; PPO: the tactical comparison, two ablations, two hierarchy rows.
+	if n != 6 || m != 5 {
+		t.Errorf("%d runs serve dqn:mask=slo-risk and %d ppo:mask=memory, want 6 and 5", n, m)
 	}
-	c := DefaultConfig()
-	c.Models, c.DQNMask = "m1", "bogus"
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--dqn-mask") {
-		t.Errorf("--dqn-mask bogus: %v", err)
+	for _, flag := range []string{"--dqn-mask", "--ppo-mask"} {
+		c := DefaultConfig()
+		c.Models = "m1"
+		if flag == "--dqn-mask" {
+			c.DQNMask = "bogus"
+		} else {
+			c.PPOMask = "bogus"
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%s bogus: %v", flag, err)
+		}
 	}
 }

@@ -157,7 +157,7 @@ func (s *Session) Run(ctx context.Context, j Job) (string, error) {
 // modelsEval is the models evaluation c asks for.
 func (c Config) modelsEval() modelsEval {
 	return modelsEval{dirs: pipeline.SplitList(c.Models), tacticalOperational: c.TacticalOperational, lstmTest: c.LSTMTest,
-		lstmExtra: pipeline.SplitList(c.LSTMModels), csv: c.CSV, summary: c.Summary, rows: pipeline.SplitList(c.Rows), parallel: c.Parallel, dqnMask: c.DQNMask}
+		lstmExtra: pipeline.SplitList(c.LSTMModels), csv: c.CSV, summary: c.Summary, rows: pipeline.SplitList(c.Rows), parallel: c.Parallel, dqnMask: c.DQNMask, ppoMask: c.PPOMask}
 }
 
 // Window is what the runs table records of the session's runs besides

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/nn"
+	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/replay"
 )
 
@@ -47,7 +48,7 @@ type progress struct {
 
 // fingerprintBefore holds, for each fingerprint flag added after resume
 // states were first written, the value a state written before it ran with.
-var fingerprintBefore = map[string]string{"dqn-loss": nn.LossHuber, "dqn-mask": dqn.MaskNone}
+var fingerprintBefore = map[string]string{"dqn-loss": nn.LossHuber, "dqn-mask": dqn.MaskNone, "ppo-mask": ppo.MaskNone}
 
 // fingerprint is what the episodes' computation depends on, flag by flag:
 // the same on a resumed run or the checkpoints would not be the ones an
@@ -72,7 +73,7 @@ func (c *Config) fingerprint() map[string]string {
 		"train-days": c.TrainDays, "valid-days": c.ValidDays,
 		"strategic": c.Strategic, "tactical": c.Tactical, "operational": c.Operational,
 		"rollout": strconv.Itoa(c.Rollout), "dqn-warmup": strconv.Itoa(c.DQNWarmUp),
-		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "dqn-gamma": strconv.FormatFloat(c.DQNGamma, 'g', -1, 64), "dqn-reward-clip": strconv.FormatFloat(c.DQNRewardClip, 'g', -1, 64), "dqn-loss": c.DQNLoss, "dqn-mask": c.DQNMask, "default-placement": c.Placement,
+		"dqn-updates": strconv.FormatFloat(c.DQNUpdates, 'g', -1, 64), "dqn-gamma": strconv.FormatFloat(c.DQNGamma, 'g', -1, 64), "dqn-reward-clip": strconv.FormatFloat(c.DQNRewardClip, 'g', -1, 64), "dqn-loss": c.DQNLoss, "dqn-mask": c.DQNMask, "ppo-mask": c.PPOMask, "default-placement": c.Placement,
 		"allowed-lateness": c.Lateness.String(), "tactical-features": c.TacticalFeatures, "strategic-features": c.StrategicFeatures,
 		"switch-penalty":     strconv.FormatFloat(c.SwitchPenalty, 'g', -1, 64),
 		"counterfactual":     strconv.FormatFloat(c.Counterfactual, 'g', -1, 64),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/nn"
+	"github.com/strata-rl/strata/agents/ppo"
 )
 
 // TestFingerprintTrace checks the trace part of the resume fingerprint:
@@ -52,6 +53,8 @@ func TestResumeBeforeDQNLoss(t *testing.T) {
 		{"dqn-loss", nn.LossMSE, func(c *Config, v string) { c.DQNLoss = v }, true},
 		{"dqn-mask", dqn.MaskNone, func(c *Config, v string) { c.DQNMask = v }, false},
 		{"dqn-mask", dqn.MaskSLORisk, func(c *Config, v string) { c.DQNMask = v }, true},
+		{"ppo-mask", ppo.MaskNone, func(c *Config, v string) { c.PPOMask = v }, false},
+		{"ppo-mask", ppo.MaskMemory, func(c *Config, v string) { c.PPOMask = v }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag+"="+tt.value, func(t *testing.T) {
@@ -83,18 +86,32 @@ func TestResumeBeforeDQNLoss(t *testing.T) {
 	}
 }
 
-// TestValidateDQNMask checks that --dqn-mask takes none or slo-risk and
-// refuses anything else, naming the flag.
-func TestValidateDQNMask(t *testing.T) {
+// TestValidateMasks checks that --dqn-mask takes none or slo-risk,
+// --ppo-mask none or memory (memory only with placement-v2), and that
+// anything else is refused naming the flag.
+func TestValidateMasks(t *testing.T) {
 	for _, tt := range []struct {
-		mask string
-		ok   bool
-	}{{dqn.MaskNone, true}, {dqn.MaskSLORisk, true}, {"", true}, {"slo", false}} {
+		flag, mask, features string
+		ok                   bool
+	}{
+		{"--dqn-mask", dqn.MaskNone, "", true}, {"--dqn-mask", dqn.MaskSLORisk, "", true},
+		{"--dqn-mask", "", "", true}, {"--dqn-mask", "slo", "", false},
+		{"--ppo-mask", ppo.MaskNone, "", true}, {"--ppo-mask", ppo.MaskMemory, "tactical/placement-v2", true},
+		{"--ppo-mask", ppo.MaskMemory, "tactical/seed-v1", false}, {"--ppo-mask", "ram", "tactical/placement-v2", false},
+	} {
 		c := DefaultConfig()
-		c.Out, c.DQNMask = t.TempDir(), tt.mask
+		c.Out = t.TempDir()
+		if tt.features != "" {
+			c.TacticalFeatures = tt.features
+		}
+		if tt.flag == "--dqn-mask" {
+			c.DQNMask = tt.mask
+		} else {
+			c.PPOMask = tt.mask
+		}
 		err := c.Validate()
-		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "--dqn-mask")) {
-			t.Errorf("--dqn-mask %q: %v, want ok %v", tt.mask, err, tt.ok)
+		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), tt.flag)) {
+			t.Errorf("%s %q (features %q): %v, want ok %v", tt.flag, tt.mask, tt.features, err, tt.ok)
 		}
 	}
 }

@@ -77,6 +77,9 @@ type Config struct {
 	// the seed's, or dqn.MaskSLORisk; the checkpoints record it and serve
 	// with it.
 	DQNMask string
+	// PPOMask is the PPO's state-dependent action mask (ppo.Config.Mask):
+	// ppo.MaskNone, the seed's, or ppo.MaskMemory (placement-v2 only).
+	PPOMask string
 	// Placement is the placement before any decision.
 	Placement string
 	// Lateness is how far out of start order the trace may be.
@@ -155,7 +158,7 @@ func DefaultConfig() Config {
 	return Config{Common: pipeline.DefaultCommon(), Source: pipeline.Source{SynthDays: 14, Seed: 1, SeedFlag: "trace-seed"},
 		Layers: "strategic,tactical,operational", Episodes: 3, Seed: 1, TrainDays: "1-10", ValidDays: "11-12",
 		Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy, Operational: "none",
-		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, DQNLoss: dqn.DefaultConfig().Net.Loss, DQNMask: dqn.MaskNone, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
+		Rollout: ppo.DefaultConfig().Rollout, DQNWarmUp: 256, DQNUpdates: 8, DQNGamma: dqn.DefaultConfig().Gamma, DQNRewardClip: dqn.DefaultConfig().RewardClip, DQNLoss: dqn.DefaultConfig().Net.Loss, DQNMask: dqn.MaskNone, PPOMask: ppo.MaskNone, Placement: pipeline.DefaultPlacement, Lateness: pipeline.DefaultLateness,
 		LSTMSample: DefaultLSTMSample, LSTMValidSample: DefaultLSTMValidSample, LSTMEpochs: lstm.DefaultConfig().MaxEpochs, Loss: lstm.LossAsymmetric, LSTMHead: lstm.HeadDirect, LSTMSelect: lstm.SelectLoss, LSTMPatience: lstm.DefaultConfig().EarlyStopPatience,
 		LSTMFlat: 0.02, Progress: true, TacticalFeatures: pipeline.DefaultTacticalFeatures,
 		StrategicFeatures: pipeline.DefaultStrategicFeatures, Record: pipeline.DefaultRecordFlags()}
@@ -190,6 +193,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.Float64Var(&c.DQNUpdates, prefix+"dqn-updates", c.DQNUpdates, "DQN: gradient steps per transition once warmed up")
 	fs.Float64Var(&c.DQNRewardClip, prefix+"dqn-reward-clip", c.DQNRewardClip, "DQN: clip the rewards it learns from to [-C, C] (the seed's 100, the value bound; 0 = no clip; training only)")
 	fs.StringVar(&c.DQNMask, prefix+"dqn-mask", c.DQNMask, "DQN: action `MASK` applied whenever it acts, in training and in serving — none (the seed's) or slo-risk (rules out, per app-day, a provider whose expected SLA penalty no cost, latency or carbon gain can pay for; docs/agents.md)")
+	fs.StringVar(&c.PPOMask, prefix+"ppo-mask", c.PPOMask, "PPO: state-dependent action `MASK` applied whenever it acts, in training and in serving — none (the seed's) or memory (rules out every tier below the memory the function has been seen using; needs --tactical-features placement-v2; docs/agents.md)")
 	fs.StringVar(&c.DQNLoss, prefix+"dqn-loss", c.DQNLoss, "DQN: regression loss on Q(s, a) — huber (the seed's, δ 1) or mse (estimates the mean target; rare large penalties weigh quadratically; docs/agents.md)")
 	fs.Float64Var(&c.DQNGamma, prefix+"dqn-gamma", c.DQNGamma, "DQN: discount factor (the seed's 0.99; 0 learns each day's reward alone, docs/agents.md)")
 	fs.StringVar(&c.Placement, prefix+"default-placement", c.Placement, "placement before any decision: provider/metro/memory MB")
@@ -252,6 +256,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("strata train --dqn-mask: %w", err)
 	}
 	c.DQNMask = mask // "" is none, in the fingerprint too
+	if c.PPOMask, err = ppo.ParseMask(c.PPOMask); err != nil {
+		return fmt.Errorf("strata train --ppo-mask: %w", err)
+	}
 	if c.DQNLoss != nn.LossHuber && c.DQNLoss != nn.LossMSE {
 		return fmt.Errorf("strata train --dqn-loss %q: want %s or %s", c.DQNLoss, nn.LossHuber, nn.LossMSE)
 	}
@@ -265,6 +272,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := schemas.AblatedIndices(tf, c.ablate()); err != nil {
 		return fmt.Errorf("strata train --ablate: %w", err)
+	}
+	if err := ppo.CheckMask(c.PPOMask, tf); err != nil {
+		return fmt.Errorf("strata train --ppo-mask: %w", err)
 	}
 	if _, err := schemas.AblatedIndices(sf, pipeline.SplitList(c.DQNAblate)); err != nil {
 		return fmt.Errorf("strata train --dqn-ablate: %w", err)
@@ -366,6 +376,9 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		lcfg.DQNCounterfactual = c.DQNCounterfactual
 		lcfg.DQNSwitchPenalty = c.DQNSwitchPenalty
 		lcfg.PPO.Ablate = c.ablate()
+		if c.PPOMask != ppo.MaskNone {
+			lcfg.PPO.Mask = c.PPOMask // unmasked checkpoints keep the field empty, as before it existed
+		}
 		lcfg.DQN.Ablate = pipeline.SplitList(c.DQNAblate)
 		backend, err := pipeline.ParseDevice(c.Device)
 		if err != nil {
