@@ -159,9 +159,9 @@ func StartEnv(ctx context.Context, o *Config) (*Env, error) {
 	}
 	var nc *nats.Conn
 	if embedded != nil {
-		nc, err = embedded.ConnectInProcess("strata")
+		nc, err = embedded.ConnectInProcess("strata", natsbus.WithLogger(o.Logger))
 	} else {
-		nc, err = natsbus.Connect(url, "strata")
+		nc, err = natsbus.Connect(url, "strata", natsbus.WithLogger(o.Logger))
 	}
 	if err != nil {
 		closeAll()

@@ -181,7 +181,7 @@ func (r *AgentRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 	}
 
-	nc, err := natsbus.Connect(r.NATSURL, "strata-agent-"+string(layer))
+	nc, err := natsbus.Connect(r.NATSURL, "strata-agent-"+string(layer), natsbus.WithLogger(logger))
 	if err != nil {
 		return err
 	}

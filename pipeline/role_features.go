@@ -86,7 +86,7 @@ func (r *FeaturesRole) Run(ctx context.Context, stdout, stderr io.Writer) error 
 	if err := schemas.ValidatePrefix(r.Names.Prefix); err != nil {
 		return err
 	}
-	nc, err := natsbus.Connect(r.NATSURL, "strata-features")
+	nc, err := natsbus.Connect(r.NATSURL, "strata-features", natsbus.WithLogger(logger))
 	if err != nil {
 		return err
 	}

@@ -206,7 +206,7 @@ func (r *IngestRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	defer cancel()
 	var g errgroup.Group
 	if r.NATSURL != "" {
-		nc, err := natsbus.Connect(r.NATSURL, "strata-ingest")
+		nc, err := natsbus.Connect(r.NATSURL, "strata-ingest", natsbus.WithLogger(logger))
 		if err != nil {
 			return err
 		}

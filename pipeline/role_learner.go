@@ -167,7 +167,7 @@ func (r *LearnerRole) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := ServeMetrics(ctx, r.Metrics, reg); err != nil {
 		return err
 	}
-	nc, err := natsbus.Connect(r.NATSURL, "strata-learner")
+	nc, err := natsbus.Connect(r.NATSURL, "strata-learner", natsbus.WithLogger(logger))
 	if err != nil {
 		return err
 	}

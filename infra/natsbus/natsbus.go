@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -51,25 +53,68 @@ func (e *Embedded) Close() {
 	e.s.WaitForShutdown()
 }
 
+// ConnectOption configures Connect and ConnectInProcess.
+type ConnectOption func(*connectConfig)
+
+type connectConfig struct {
+	logger *slog.Logger
+}
+
+// WithLogger sends the connection's asynchronous errors (a slow consumer,
+// a permission violation, a write on a connection that is closing) to
+// logger instead of nats.go's default, which writes them to the
+// process's stderr unformatted: warnings, or debug lines while the
+// connection is closing or draining, with the connection and the
+// subscription's subject.
+func WithLogger(logger *slog.Logger) ConnectOption {
+	return func(c *connectConfig) { c.logger = logger }
+}
+
+// connectOptions returns the nats.go options of opts.
+func connectOptions(opts []ConnectOption) []nats.Option {
+	var c connectConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.logger == nil {
+		return nil
+	}
+	logger := c.logger
+	return []nats.Option{nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		attrs := []any{"err", err}
+		if nc != nil {
+			attrs = append(attrs, "connection", nc.Opts.Name)
+		}
+		if sub != nil {
+			attrs = append(attrs, "subject", sub.Subject)
+		}
+		if nc != nil && (nc.IsClosed() || nc.IsDraining()) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, nats.ErrConnectionClosed) {
+			logger.Debug("nats: asynchronous error while the connection closes", attrs...)
+			return
+		}
+		logger.Warn("nats: asynchronous error", attrs...)
+	})}
+}
+
 // Connect connects to url with a client name. Credentials come from the
 // URL (nats://user:password@host:port) or, so that they stay off command
 // lines, from the environment: STRATA_NATS_USER and STRATA_NATS_PASSWORD,
 // used when the URL names no user. STRATA_NATS_CA names a PEM file of the
 // certificate authorities a server that requires TLS is checked against
 // (otherwise the system's).
-func Connect(url, name string) (*nats.Conn, error) {
+func Connect(url, name string, opts ...ConnectOption) (*nats.Conn, error) {
 	// No reconnect buffer: a publish while the connection is down fails
 	// at once instead of being written out blind at the reconnect, when
 	// the server's JetStream may not serve yet (BatchPublisher sends its
 	// unacknowledged batches again, in order, once it does).
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}
+	nopts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}
 	if u, p := os.Getenv("STRATA_NATS_USER"), os.Getenv("STRATA_NATS_PASSWORD"); u != "" && !strings.Contains(url, "@") {
-		opts = append(opts, nats.UserInfo(u, p))
+		nopts = append(nopts, nats.UserInfo(u, p))
 	}
 	if ca := os.Getenv("STRATA_NATS_CA"); ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
+		nopts = append(nopts, nats.RootCAs(ca))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(nopts, connectOptions(opts)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to nats at %s: %w", secret.Redact(url), err)
 	}
@@ -82,8 +127,8 @@ func Connect(url, name string) (*nats.Conn, error) {
 // a goroutine blocked on a socket waits for the runtime's network poller,
 // which a busy scheduler runs late, and the closed loop's round trip pays
 // it at every hop; a pipe wakes its reader directly.
-func (e *Embedded) ConnectInProcess(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.Name(name), nats.InProcessServer(e.s))
+func (e *Embedded) ConnectInProcess(name string, opts ...ConnectOption) (*nats.Conn, error) {
+	nc, err := nats.Connect("", append([]nats.Option{nats.Name(name), nats.InProcessServer(e.s)}, connectOptions(opts)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the embedded nats-server in process: %w", err)
 	}

@@ -2,9 +2,12 @@ package natsbus_test
 
 import (
 	"context"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -119,4 +122,87 @@ func mustJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
+}
+
+// recordHandler keeps every log record's level, message and attributes.
+type recordHandler struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+	h.mu.Lock()
+	h.recs = append(h.recs, b.String())
+	h.mu.Unlock()
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordHandler) lines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.recs)
+}
+
+// TestConnectLogsAsyncErrors checks that WithLogger routes a connection's
+// asynchronous errors to the logger (a slow consumer here, as a warning
+// naming the connection and the subject) instead of nats.go's default
+// handler, which writes them unformatted to the process's stderr.
+func TestConnectLogsAsyncErrors(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv, err := natsbus.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	h := &recordHandler{}
+	for _, c := range []struct {
+		name    string
+		connect func() (*nats.Conn, error)
+	}{
+		{"in process", func() (*nats.Conn, error) { return srv.ConnectInProcess("logged", natsbus.WithLogger(slog.New(h))) }},
+		{"loopback", func() (*nats.Conn, error) {
+			return natsbus.Connect(srv.URL(), "logged", natsbus.WithLogger(slog.New(h)))
+		}},
+	} {
+		h.mu.Lock()
+		h.recs = nil
+		h.mu.Unlock()
+		nc, err := c.connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := make(chan struct{})
+		sub, err := nc.Subscribe("slow", func(*nats.Msg) { <-block })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.SetPendingLimits(2, -1); err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			if err := nc.Publish("slow", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(h.lines()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(block)
+		nc.Close()
+		got := h.lines()
+		if len(got) == 0 || !strings.HasPrefix(got[0], "WARN nats: asynchronous error") ||
+			!strings.Contains(got[0], "slow consumer") || !strings.Contains(got[0], "subject=slow") || !strings.Contains(got[0], "connection=logged") {
+			t.Errorf("%s: logged %q, want a warning about the slow consumer on subject slow", c.name, got)
+		}
+	}
 }
