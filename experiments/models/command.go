@@ -210,10 +210,14 @@ func featureSet(in Info) string {
 	if in.FeatureSet == "" {
 		return "-"
 	}
+	f := string(in.FeatureSet)
 	if len(in.Ablated) > 0 {
-		return string(in.FeatureSet) + " without " + strings.Join(in.Ablated, ",")
+		f += " without " + strings.Join(in.Ablated, ",")
 	}
-	return string(in.FeatureSet)
+	if in.Mask != "" {
+		f += ", mask " + in.Mask
+	}
+	return f
 }
 
 // validation is the LSTM's best validation loss, or for DQN and PPO the

@@ -62,6 +62,9 @@ type Info struct {
 	// Ablated lists the feature groups the network never sees (PPO and
 	// DQN: their Config.Ablate), empty for none.
 	Ablated []string `json:"ablated,omitempty"`
+	// Mask is the action mask the policy acts under (DQN and PPO: their
+	// Config.Mask; dqn.MaskSLORisk, ppo.MaskMemory), empty for none.
+	Mask string `json:"mask,omitempty"`
 	// Scaler is the input scaler's kind and dimension; Fitted is false
 	// for a network that never saw a state.
 	Scaler *Scaler `json:"scaler,omitempty"`
@@ -163,7 +166,7 @@ func inspectArchive(info *Info, data []byte) error {
 		if err := inspectNet(info, entries[dqn.EntryOnline], nn.KindQ); err != nil {
 			return err
 		}
-		info.FeatureSet, info.Ablated = m.Config.Features(), m.Config.Ablate
+		info.FeatureSet, info.Ablated, info.Mask = m.Config.Features(), m.Config.Ablate, maskName(m.Config.Mask)
 		return nil
 	case entries[lstm.EntryManifest] != nil:
 		var m lstm.Manifest
@@ -210,7 +213,7 @@ func inspectPPO(info *Info, data []byte) error {
 	if err := json.Unmarshal([]byte(c.Metadata["ppo.config"]), &cfg); err != nil {
 		return fmt.Errorf("%w: PPO configuration: %w", ErrNotCheckpoint, err)
 	}
-	info.FeatureSet, info.Ablated = cfg.Features(), cfg.Ablate
+	info.FeatureSet, info.Ablated, info.Mask = cfg.Features(), cfg.Ablate, maskName(cfg.Mask)
 	return nil
 }
 
@@ -421,4 +424,12 @@ func readSummary(path string) (*summary, error) {
 		return nil, fmt.Errorf("reading the training summary %s: %w", path, err)
 	}
 	return &s, nil
+}
+
+// maskName is a checkpoint's mask as Info reports it: empty for none.
+func maskName(m string) string {
+	if m == "none" {
+		return ""
+	}
+	return m
 }

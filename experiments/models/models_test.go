@@ -263,10 +263,11 @@ func jsonOf(t *testing.T, v any) string {
 	return string(b)
 }
 
-// TestInspectAblated shows a PPO checkpoint's ablated feature groups.
+// TestInspectAblated shows a PPO checkpoint's ablated feature groups and
+// its action mask.
 func TestInspectAblated(t *testing.T) {
 	cfg := ppo.DefaultConfig().WithFeatures(schemas.TacticalPlacementV2)
-	cfg.Ablate = []string{"hour"}
+	cfg.Ablate, cfg.Mask = []string{"hour"}, ppo.MaskMemory
 	pl, err := ppo.NewLearner(cfg, 7)
 	if err != nil {
 		t.Fatal(err)
@@ -282,6 +283,9 @@ func TestInspectAblated(t *testing.T) {
 	}
 	if in.FeatureSet != schemas.TacticalPlacementV2 || len(in.Ablated) != 1 || in.Ablated[0] != "hour" {
 		t.Fatalf("feature set %s, ablated %v; want placement-v2 without hour", in.FeatureSet, in.Ablated)
+	}
+	if in.Mask != ppo.MaskMemory {
+		t.Fatalf("mask %q, want %s", in.Mask, ppo.MaskMemory)
 	}
 }
 
