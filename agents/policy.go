@@ -114,22 +114,17 @@ func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool
 	r := bytes.NewReader(data)
 	switch layer {
 	case schemas.Strategic:
-		lo := dqn.LoadOptions{Seed: opts.Seed, Explore: explore, Model: opts.Model}
-		for k, v := range opts.Params {
-			if k != "mask" {
-				return nil, fmt.Errorf("loading the %s checkpoint: %w: %q (the DQN takes mask=%s)", layer, ErrInvalidParam, k, strings.Join(dqn.Masks(), "|"))
-			}
-			lo.Mask = v
+		mask, err := maskParam(layer, opts.Params, dqn.Masks())
+		if err != nil {
+			return nil, err
 		}
-		return dqn.LoadPolicy(r, lo)
+		return dqn.LoadPolicy(r, dqn.LoadOptions{Seed: opts.Seed, Explore: explore, Model: opts.Model, Mask: mask})
 	case schemas.Tactical:
-		po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: !explore}
-		for k, v := range opts.Params {
-			if k != "mask" {
-				return nil, fmt.Errorf("loading the %s checkpoint: %w: %q (PPO takes mask=%s|%s)", layer, ErrInvalidParam, k, ppo.MaskNone, ppo.MaskMemory)
-			}
-			po.Mask = v
+		mask, err := maskParam(layer, opts.Params, []string{ppo.MaskNone, ppo.MaskMemory})
+		if err != nil {
+			return nil, err
 		}
+		po := ppo.PolicyOptions{Seed: opts.Seed, Greedy: !explore, Mask: mask}
 		m, err := ppo.LoadModel(r)
 		if err != nil {
 			return nil, err
@@ -145,6 +140,18 @@ func LoadCheckpoint(layer schemas.Layer, data []byte, opts Options, explore bool
 		return lstm.LoadPolicy(r)
 	}
 	return nil, fmt.Errorf("loading a checkpoint: unknown layer %q", layer)
+}
+
+// maskParam returns the mask override among a learned policy's
+// parameters ("" when none is given): mask is the only key the DQN and
+// PPO take; masks lists its values for the error.
+func maskParam(layer schemas.Layer, params map[string]string, masks []string) (string, error) {
+	for k := range params {
+		if k != "mask" {
+			return "", fmt.Errorf("loading the %s checkpoint: %w: %q (%s takes mask=%s)", layer, ErrInvalidParam, k, LearnedName(layer), strings.Join(masks, "|"))
+		}
+	}
+	return params["mask"], nil
 }
 
 // New returns a fresh policy called name for layer. A name may carry

@@ -155,13 +155,15 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	tick := state.Header.Tick
 	for i := range state.Strategic {
 		app := state.Strategic[i].App
+		row := q[i*a : (i+1)*a]
+		best, value := argmax(row)
 		allowed := [a]bool{true, true, true}
 		if p.cfg.Mask != nil && p.cfg.Mask.Allow(&state.Strategic[i], &allowed) {
 			p.Stats.Masked++
-		}
-		best, value := argmaxAllowed(q[i*a:(i+1)*a], &allowed)
-		if un, _ := argmax(q[i*a : (i+1)*a]); un != best {
-			p.Stats.MaskChanged++
+			un := best
+			if best, value = argmaxAllowed(row, &allowed); best != un {
+				p.Stats.MaskChanged++
+			}
 		}
 		act := best
 		if p.cfg.Epsilon > 0 {

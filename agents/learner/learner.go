@@ -385,19 +385,7 @@ func (l *Learner) process(ctx context.Context, layer schemas.Layer, i int64, trs
 				State: tr.GetState(), Action: int(tr.GetAction()), Reward: float32(tr.GetReward()),
 				NextState: tr.GetNextState(), Done: tr.GetDone(), LogProb: float32(tr.GetLogProb()), Value: float32(tr.GetValue()),
 				PolicyVersion: tr.GetPolicyVersion(), ActionRewards: tr.GetActionRewards()}
-			if l.cfg.Availability != nil && len(pt.State) == want.Dim() {
-				pt.Mask = l.cfg.Availability.Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
-			}
-			if l.cfg.PPO.Mask == ppo.MaskMemory {
-				// The mask the policy acted under (ppo.Policy.Decide): the
-				// provider's actions, less the tiers below the memory peak.
-				if peak, ok := ppo.PeakOfState(pt.State, want); ok {
-					if pt.Mask == nil {
-						pt.Mask = ppo.AllAvailable().Mask(ppo.ProviderOfState(pt.State, cloud.AWS))
-					}
-					ppo.MemoryMask(pt.Mask, peak)
-				}
-			}
+			pt.Mask = l.cfg.PPO.ActedMask(l.cfg.Availability, pt.State)
 			if l.cfg.SwitchPenalty > 0 {
 				if m, t, ok := schemas.PlacementOf(pt.State); ok && pt.Action != m*cloud.NumTiers+t {
 					pt.Reward -= float32(l.cfg.SwitchPenalty)

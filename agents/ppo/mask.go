@@ -81,6 +81,29 @@ func MemoryMask(mask []bool, peakMB float64) bool {
 	return true
 }
 
+// ActedMask returns the action mask a policy of c acted under in a raw
+// state of c's feature set (Policy.Decide): avail's flags for the state's
+// provider (none with a nil avail or a state of another width), less,
+// with MaskMemory, the tiers below the state's memory peak; nil when
+// nothing is masked. The learner gives it to each transition, so that
+// PPO's ratio uses the distribution the policy sampled from.
+func (c Config) ActedMask(avail *Availability, state []float32) []bool {
+	f := c.Features()
+	var mask []bool
+	if avail != nil && len(state) == f.Dim() {
+		mask = avail.Mask(ProviderOfState(state, cloud.AWS))
+	}
+	if c.Mask == MaskMemory {
+		if peak, ok := PeakOfState(state, f); ok {
+			if mask == nil {
+				mask = AllAvailable().Mask(ProviderOfState(state, cloud.AWS))
+			}
+			MemoryMask(mask, peak)
+		}
+	}
+	return mask
+}
+
 // PeakOfState returns the memory peak of a raw tactical state vector of
 // feature set f (TacticalRow.AppendFeatures), or false when f holds none.
 func PeakOfState(state []float32, f schemas.FeatureSet) (float64, bool) {
@@ -155,13 +178,7 @@ func (a *Availability) Allowed(p cloud.Provider, action int) bool {
 
 // Count returns how many actions provider p offers.
 func (a *Availability) Count(p cloud.Provider) int {
-	n := 0
-	for _, ok := range a.allowed[p] {
-		if ok {
-			n++
-		}
-	}
-	return n
+	return countAllowed(a.allowed[p][:])
 }
 
 // All reports whether every provider offers every action (no mask is

@@ -209,12 +209,7 @@ func (p *Policy) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 			d.LogProb = schemas.Some(float64(p.out.LogProbs[k*Actions+a]))
 			d.Value = schemas.Some(float64(p.out.Values[k]))
 		} else {
-			n := 0
-			for _, ok := range mask {
-				if ok {
-					n++
-				}
-			}
+			n := countAllowed(mask)
 			a = nthAllowed(mask, min(int(u*float64(n)), n-1))
 			d.LogProb = schemas.Some(-math.Log(float64(n)))
 			p.stats.Uniform++
@@ -258,6 +253,17 @@ func argmax(probs []float32, mask []bool) int {
 		}
 	}
 	return best
+}
+
+// countAllowed returns how many actions mask allows.
+func countAllowed(mask []bool) int {
+	n := 0
+	for _, ok := range mask {
+		if ok {
+			n++
+		}
+	}
+	return n
 }
 
 // nthAllowed returns the index of the n-th (0-based) allowed action.
