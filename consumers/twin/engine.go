@@ -110,9 +110,12 @@ type fnState struct {
 	// arrivals holds the function's arrivals of the tick being simulated
 	// (Simulate), in start order; empty between ticks.
 	arrivals []Arrival
-	// ev evaluates the function under the placement it last ran at
-	// (Simulate's goroutine only; valid when hasEv).
+	// ev evaluates the function under the placement it last ran at, and
+	// pool is that placement's pool in pools (Simulate's goroutine only;
+	// both valid when hasEv): a function mostly stays where it is, and
+	// the map lookup of its pool was 3 % of a closed loop's CPU.
 	ev    cloud.Evaluator
+	pool  *cloud.Pool
 	hasEv bool
 }
 

@@ -155,16 +155,16 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	f.hourSegs = append(f.hourSegs, seg)
 	f.daySegs = append(f.daySegs, seg)
 
-	pool := poolFrom(f.pools, pl, ks)
-	start := pool.Clone()
-	iv := cloud.Interval{StartUS: ks, EndUS: ke}
 	if !f.hasEv || f.ev.Placement() != pl {
 		ev, err := e.m.Evaluator(&f.fn, pl)
 		if err != nil {
 			return nil, fmt.Errorf("evaluating tick %d: %w", k, err)
 		}
-		f.ev, f.hasEv = ev, true
+		f.ev, f.hasEv, f.pool = ev, true, poolFrom(f.pools, pl, ks)
 	}
+	pool := f.pool
+	start := pool.Clone()
+	iv := cloud.Interval{StartUS: ks, EndUS: ke}
 	res := &e.tick
 	if err := f.ev.EvaluateInto(res, pool, iv, []int{pw}, reqs); err != nil {
 		return nil, fmt.Errorf("evaluating tick %d: %w", k, err)
