@@ -162,3 +162,53 @@ func TestTickIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolArena checks that the arena's clones equal Pool.Clone's across
+// its chunks, and that evaluating one of them — which grows its instances
+// — changes neither the source nor the clone beside it in the chunk.
+func TestPoolArena(t *testing.T) {
+	m := newModel(t, nil)
+	fn := m.NewFunction("app", "fn", cloud.EUWest, []int64{100_000})
+	var srcs []*cloud.Pool
+	for i, pl := range []cloud.Placement{
+		{Provider: cloud.AWS, Metro: cloud.EUWest, Tier: tier(t, 512)},
+		{Provider: cloud.GCP, Metro: cloud.USEast, Tier: tier(t, 128)},
+		{Provider: cloud.Azure, Metro: cloud.EUWest, Tier: tier(t, 1024)},
+	} {
+		p := cloud.NewPool(pl, 0)
+		reqs := make([]cloud.Request, 40*(i+1)) // enough at once for a pool bigger than a chunk's spare room
+		for j := range reqs {
+			reqs[j] = cloud.Request{StartUS: sec, DurationUS: 10 * sec}
+		}
+		evaluate(t, m, &fn, p, cloud.Interval{StartUS: 0, EndUS: 15 * sec}, []int{i + 1}, reqs)
+		srcs = append(srcs, p, cloud.NewPool(pl, 15*sec)) // and an empty one
+	}
+	var a cloud.PoolArena
+	var clones, wants []*cloud.Pool
+	for i := range 3000 { // several chunks of pools and instances
+		src := srcs[i%len(srcs)]
+		clones, wants = append(clones, a.Clone(src)), append(wants, src.Clone())
+	}
+	for i := range clones {
+		if !reflect.DeepEqual(clones[i], wants[i]) {
+			t.Fatalf("clone %d: %+v, want %+v", i, clones[i], wants[i])
+		}
+	}
+	before := make([]*cloud.Pool, len(srcs))
+	for i, s := range srcs {
+		before[i] = s.Clone()
+	}
+	many := make([]cloud.Request, 200)
+	for j := range many {
+		many[j] = cloud.Request{StartUS: 16 * sec, DurationUS: sec}
+	}
+	for i := 0; i < len(clones)-1; i += 7 {
+		evaluate(t, m, &fn, clones[i], cloud.Interval{StartUS: 15 * sec, EndUS: 30 * sec}, []int{2}, many)
+		if !reflect.DeepEqual(clones[i+1], wants[i+1]) {
+			t.Fatalf("evaluating clone %d changed clone %d: %+v, want %+v", i, i+1, clones[i+1], wants[i+1])
+		}
+	}
+	if !reflect.DeepEqual(srcs, before) {
+		t.Error("evaluating the clones changed their sources")
+	}
+}

@@ -74,6 +74,50 @@ func (p *Pool) Clone() *Pool {
 	return &Pool{placement: p.placement, now: p.now, inst: slices.Clone(p.inst), pcPaid: slices.Clone(p.pcPaid)}
 }
 
+// PoolArena clones pools into chunks of memory it shares between them: a
+// caller that snapshots many pools which live about as long as each other
+// (the twin keeps every active function's pool at the start of every tick
+// until the tick is scored) makes a few allocations where Clone makes three
+// a pool. A clone's memory is kept while any clone of its chunk is
+// reachable. The zero PoolArena is ready to use; it is not safe for
+// concurrent use, though its clones may be read on other goroutines.
+type PoolArena struct {
+	pools []Pool
+	inst  []instance
+	paid  []int64
+}
+
+// poolArenaChunk is the number of pools, instances and paid units a chunk
+// of a PoolArena holds (a pool with more instances gets a chunk of its own
+// size).
+const poolArenaChunk = 1024
+
+// Clone returns an independent copy of p, as Pool.Clone does, whose memory
+// comes from the arena. The copy must not outlive what the arena's user
+// means it to: it keeps its chunk alive.
+func (a *PoolArena) Clone(p *Pool) *Pool {
+	if len(a.pools) == cap(a.pools) {
+		a.pools = make([]Pool, 0, poolArenaChunk)
+	}
+	a.pools = append(a.pools, Pool{placement: p.placement, now: p.now, inst: arenaCopy(&a.inst, p.inst), pcPaid: arenaCopy(&a.paid, p.pcPaid)})
+	return &a.pools[len(a.pools)-1]
+}
+
+// arenaCopy copies src to the spare room of *chunk (a new chunk when it has
+// too little) and returns the copy, capped at its length so that appending
+// to it never writes into the chunk.
+func arenaCopy[T any](chunk *[]T, src []T) []T {
+	if src == nil {
+		return nil
+	}
+	if cap(*chunk)-len(*chunk) < len(src) {
+		*chunk = make([]T, 0, max(poolArenaChunk, len(src)))
+	}
+	n := len(*chunk)
+	*chunk = append(*chunk, src...)
+	return (*chunk)[n:len(*chunk):len(*chunk)]
+}
+
 // CopyTo makes dst an independent copy of the pool, reusing dst's arrays:
 // a caller evaluating alternatives one after another from the same pool
 // copies it into one scratch pool instead of cloning it for each.

@@ -150,6 +150,10 @@ type Engine struct {
 	sim, score replayScratch
 	// tick is tickFunction's evaluation, reused from function to function.
 	tick cloud.Result
+	// starts holds the pools at the start of each function's tick until
+	// Score has scored the tick's operational alternatives from them
+	// (Simulate's goroutine clones; Score's reads).
+	starts cloud.PoolArena
 }
 
 // replayScratch is the scratch of one goroutine's counterfactual replays.

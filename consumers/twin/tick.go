@@ -163,7 +163,7 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 		f.ev, f.hasEv, f.pool = ev, true, poolFrom(f.pools, pl, ks)
 	}
 	pool := f.pool
-	start := pool.Clone()
+	start := e.starts.Clone(pool)
 	iv := cloud.Interval{StartUS: ks, EndUS: ke}
 	res := &e.tick
 	if err := f.ev.EvaluateInto(res, pool, iv, []int{pw}, reqs); err != nil {
