@@ -128,7 +128,7 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	}
 	// strata eval --models scores the checkpoint on a sequences file
 	// against the moving average.
-	rows, err := lstmTestMetrics(ctx, p1, []string{out})
+	rows, err := LSTMTestMetrics(ctx, p1, []string{out})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,11 +59,16 @@ type modelsRow struct {
 	Runs    []evalRow `json:"runs"`
 }
 
-// lstmRow is one predictor's metrics on the evaluation days' sequences,
-// one entry per checkpoint.
-type lstmRow struct {
-	Predictor string         `json:"predictor"`
-	Metrics   []lstm.Metrics `json:"metrics"`
+// LSTMRow is one predictor's metrics on the evaluation days' sequences,
+// one entry per checkpoint (one for the moving average).
+type LSTMRow struct {
+	// Predictor names the predictor: "lstm (" + the checkpoint's training
+	// configuration + ")", or "moving-average (5 steps)".
+	Predictor string `json:"predictor"`
+	// Dirs are the model directories of the checkpoints, in Metrics'
+	// order (none for the moving average).
+	Dirs    []string       `json:"dirs,omitempty"`
+	Metrics []lstm.Metrics `json:"metrics"`
 }
 
 // evalModels runs `strata eval --models`: the learned policies of each
@@ -225,10 +230,10 @@ func runModelsRows(ctx context.Context, me modelsEval, rows []modelsRow, base pi
 	if err != nil {
 		return err
 	}
-	var lrows []lstmRow
+	var lrows []LSTMRow
 	if me.lstmTest != "" {
 		var err error
-		if lrows, err = lstmTestMetrics(ctx, me.lstmTest, append(append([]string(nil), me.dirs...), me.lstmExtra...)); err != nil {
+		if lrows, err = LSTMTestMetrics(ctx, me.lstmTest, append(append([]string(nil), me.dirs...), me.lstmExtra...)); err != nil {
 			return err
 		}
 	}
@@ -240,10 +245,11 @@ func runModelsRows(ctx context.Context, me modelsEval, rows []modelsRow, base pi
 	return printModelsEval(stdout, me, rows, lrows, first, last, w.warmupDays)
 }
 
-// lstmTestMetrics scores each directory's lstm.ckpt and the 5-step moving
-// average on the sequences in path; predictors are grouped by the
-// checkpoint's training loss.
-func lstmTestMetrics(ctx context.Context, path string, dirs []string) ([]lstmRow, error) {
+// LSTMTestMetrics scores each directory's lstm.ckpt and the 5-step moving
+// average on the sequences in path (strata export sequences) and returns a
+// row per predictor, the moving average last; checkpoints are grouped by
+// their training configuration (Config.Describe), in the order of dirs.
+func LSTMTestMetrics(ctx context.Context, path string, dirs []string) ([]LSTMRow, error) {
 	sf, err := sequences.Read(ctx, path)
 	if err != nil {
 		return nil, err
@@ -253,7 +259,7 @@ func lstmTestMetrics(ctx context.Context, path string, dirs []string) ([]lstmRow
 	if err != nil {
 		return nil, err
 	}
-	byLoss := map[string]*lstmRow{}
+	byLoss := map[string]*LSTMRow{}
 	var order []string
 	for _, d := range dirs {
 		p := filepath.Join(d, agents.CheckpointFile(schemas.Operational))
@@ -278,16 +284,17 @@ func lstmTestMetrics(ctx context.Context, path string, dirs []string) ([]lstmRow
 		}
 		name := "lstm (" + c.Manifest.Config.Describe() + ")"
 		if byLoss[name] == nil {
-			byLoss[name] = &lstmRow{Predictor: name}
+			byLoss[name] = &LSTMRow{Predictor: name}
 			order = append(order, name)
 		}
 		byLoss[name].Metrics = append(byLoss[name].Metrics, m)
+		byLoss[name].Dirs = append(byLoss[name].Dirs, d)
 	}
-	out := []lstmRow{}
+	out := []LSTMRow{}
 	for _, n := range order {
 		out = append(out, *byLoss[n])
 	}
-	return append(out, lstmRow{Predictor: "moving-average (5 steps)", Metrics: []lstm.Metrics{ma}}), nil
+	return append(out, LSTMRow{Predictor: "moving-average (5 steps)", Metrics: []lstm.Metrics{ma}}), nil
 }
 
 // meanStd returns the mean and the sample standard deviation (0 for one
@@ -325,7 +332,7 @@ func pm[T any](items []T, f func(T) float64, verb string) string {
 	return fmt.Sprintf(verb+" ± "+verb, m, s)
 }
 
-func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []lstmRow, first, last, warmup int) error {
+func printModelsEval(w io.Writer, me modelsEval, rows []modelsRow, lrows []LSTMRow, first, last, warmup int) error {
 	var oracle float64
 	for _, r := range rows {
 		if r.Section == "tactical" && r.Label == string(twin.PolicyOracle) {

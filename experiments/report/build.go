@@ -35,6 +35,10 @@ type Summary struct {
 	// variants' configurations (labels tagged with the variant).
 	Sensitivity    []Ranking        `json:"sensitivity,omitempty"`
 	VariantConfigs []*ConfigSummary `json:"variant_configs,omitempty"`
+	// LSTMTest is the sequences file the forecasters were scored on, and
+	// Predictions their metrics (--lstm-test; the seed's §4.4).
+	LSTMTest    string       `json:"lstm_test,omitempty"`
+	Predictions []Prediction `json:"predictions,omitempty"`
 }
 
 // ConfigSummary is one configuration: its runs (one per seed where a

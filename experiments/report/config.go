@@ -49,6 +49,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "`DIR` of report.md, the PNG figures and summary.json")
 	fs.BoolVar(&c.FromStore, prefix+"from-store", c.FromStore, "run nothing: build the report from the runs already in the store (each configuration's newest finished run)")
 	fs.BoolVar(&c.Sensitivity, prefix+"sensitivity", c.Sensitivity, "with --baselines: re-run the baseline comparison with each ASSUMED hidden function property (working-set median and spread, CPU-bound fraction, runtime mix) at a low and a high value, and report which rankings change (8 × the baseline runs)")
+	fs.StringVar(&c.Eval.LSTMTest, prefix+"lstm-test", c.Eval.LSTMTest, "score the LSTMs of --models (the directories holding an lstm.ckpt) and --lstm-models, and the 5-step moving average, on the sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14): the seed's §4.4 table")
+	fs.StringVar(&c.Eval.LSTMModels, prefix+"lstm-models", c.Eval.LSTMModels, "with --lstm-test: more model `DIR`s whose lstm.ckpt is scored (comma-separated; one per training seed of a configuration)")
 	fs.StringVar(&c.KeepAlive, prefix+"keepalive-sweep", c.KeepAlive, "with --baselines and the operational layer: keep-alive windows (durations, comma-separated) run as the keepalive baseline's family on the cold-start/keep-warm figure; \"\" none")
 }
 
@@ -63,6 +65,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.keepAlive(); err != nil {
 		return err
+	}
+	if c.Eval.LSTMModels != "" && c.Eval.LSTMTest == "" {
+		return errors.New("strata report --lstm-models: give the test sequences with --lstm-test FILE")
 	}
 	if c.Sensitivity && !c.Eval.Baselines {
 		return errors.New("strata report --sensitivity re-runs the baseline comparison: give --baselines")

@@ -119,6 +119,7 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 		}
 	}
 	fmt.Fprintf(b, "| **claim** (the seed's DQN) | %.0f %% | %.0f %% | %.0f %% |\n", 100*strategicMixClaim["aws"], 100*strategicMixClaim["azure"], 100*strategicMixClaim["gcp"])
+	s.predictionsMarkdown(b)
 	b.WriteString("\n### §4.5 ablations: the hierarchy level by level\n\n| configuration | measured R strategic | R tactical | R operational | runs | the seed's row | **claim** (its mean reward) |\n|---|---|---|---|---|---|---|\n")
 	for _, cl := range ablationClaims {
 		c := s.byLabel(cl.label)

@@ -45,6 +45,15 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	t0 := time.Now()
+	var preds []Prediction
+	if c.Eval.LSTMTest != "" {
+		// First: a missing checkpoint or sequences file fails before any
+		// run starts.
+		var err error
+		if preds, err = c.predictions(ctx); err != nil {
+			return err
+		}
+	}
 	jobs, err := c.jobs()
 	if err != nil {
 		return err
@@ -102,6 +111,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("creating %s: %w", c.Out, err)
 	}
 	rep := build(d, refs, win)
+	rep.LSTMTest, rep.Predictions = c.Eval.LSTMTest, preds
 	if c.Sensitivity {
 		vs := build(d, vrefs, win)
 		rep.VariantConfigs = vs.Configs

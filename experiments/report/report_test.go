@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"image/png"
 	"io"
@@ -99,13 +100,16 @@ func TestReport(t *testing.T) {
 		}
 		models = append(models, m)
 	}
+	seq, lstms := lstmsAndSequences(t, dir)
 	db, out := filepath.Join(dir, "runs.duckdb"), filepath.Join(dir, "report")
 	args := []string{"--models", strings.Join(models, ","), "--rows", "static-best,oracle,ppo", "--synth-days", "2", "--apps", "5",
-		"--eval-days", "2-2", "--warmup-days", "1", "--parallel", "2", "--store", db, "--out", out}
+		"--eval-days", "2-2", "--warmup-days", "1", "--parallel", "2", "--store", db, "--out", out,
+		"--lstm-test", seq, "--lstm-models", strings.Join(lstms, ",")}
 	sum := runReport(t, args)
 	if len(sum.Configs) != 3 {
 		t.Fatalf("%d configurations, want 3: %+v", len(sum.Configs), sum.Configs)
 	}
+	checkPredictions(t, sum, out, seq, lstms)
 	for _, f := range sum.Figures() {
 		b, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil {
@@ -401,5 +405,99 @@ func TestReportSensitivity(t *testing.T) {
 	again := runReport(t, append(args, "--from-store", "--out", filepath.Join(dir, "again")))
 	if a, b := jsonOf(t, again.Sensitivity), jsonOf(t, sum.Sensitivity); !sameJSON(a, b) {
 		t.Errorf("--from-store rankings differ:\n%v\n%v", a, b)
+	}
+}
+
+// lstmsAndSequences exports test sequences of a 2-day, 5-app trace's
+// second day and trains two tiny LSTMs (seeds 1 and 2) on them, for the
+// report's §4.4 table.
+func lstmsAndSequences(t *testing.T, dir string) (string, []string) {
+	t.Helper()
+	parse := func(c interface {
+		RegisterFlags(fs *flag.FlagSet, prefix string)
+	}, args ...string) {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.RegisterFlags(fs, "")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq := filepath.Join(dir, "seq.parquet")
+	ec := train.DefaultExportConfig()
+	parse(&ec, "--synth-days", "2", "--apps", "5", "--days", "2-2", "--sample", "300", "--seed", "1", "--out", seq)
+	if err := train.Export(t.Context(), ec, io.Discard, io.Discard); err != nil {
+		t.Fatalf("exporting sequences: %v", err)
+	}
+	var dirs []string
+	for s := 1; s <= 2; s++ {
+		d := filepath.Join(dir, "lstm-s"+strconv.Itoa(s))
+		lc := train.DefaultLSTMConfig()
+		parse(&lc, "--data", seq, "--out", d, "--epochs", "1", "--hidden", "8,8", "--dense-hidden", "8", "--seed", strconv.Itoa(s))
+		if err := train.TrainLSTM(t.Context(), lc, io.Discard, io.Discard); err != nil {
+			t.Fatalf("training LSTM seed %d: %v", s, err)
+		}
+		dirs = append(dirs, d)
+	}
+	return seq, dirs
+}
+
+// checkPredictions checks the report's §4.4 rows against the metrics
+// `strata eval --lstm-test` computes for the same checkpoints: one LSTM row
+// of both seeds (their mean and 95 % interval), the moving average last,
+// and the table in report.md.
+func checkPredictions(t *testing.T, sum *Summary, out, seq string, lstms []string) {
+	t.Helper()
+	rows, err := eval.LSTMTestMetrics(t.Context(), seq, lstms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Predictions) != 2 || len(rows) != 2 {
+		t.Fatalf("%d prediction rows (eval: %d), want the LSTM's and the moving average's: %+v", len(sum.Predictions), len(rows), sum.Predictions)
+	}
+	l, ma := sum.Predictions[0], sum.Predictions[1]
+	if !strings.HasPrefix(l.Predictor, "lstm (") || strings.Join(l.Dirs, ",") != strings.Join(lstms, ",") || len(l.PerCheckpoint) != 2 ||
+		ma.Predictor != "moving-average (5 steps)" || len(ma.PerCheckpoint) != 1 || l.Samples == 0 || l.Samples != ma.Samples {
+		t.Fatalf("prediction rows %+v", sum.Predictions)
+	}
+	for i, p := range sum.Predictions {
+		var rmse, r2 []float64
+		for _, m := range rows[i].Metrics {
+			rmse, r2 = append(rmse, m.RMSE[2]), append(r2, m.R2[0])
+		}
+		if m, h := eval.MeanCI95(rmse); m != p.RMSE["request_rate"].Mean || h != p.RMSE["request_rate"].CI95 {
+			t.Errorf("%s request-rate RMSE %+v, from the checkpoints %v ± %v", p.Predictor, p.RMSE["request_rate"], m, h)
+		}
+		if m, _ := eval.MeanCI95(r2); m != p.R2["cpu"].Mean {
+			t.Errorf("%s CPU R² %+v, from the checkpoints %v", p.Predictor, p.R2["cpu"], m)
+		}
+	}
+	if l.RMSE["request_rate"].CI95 <= 0 {
+		t.Errorf("two different seeds gave no interval: %+v", l.RMSE["request_rate"])
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"### §4.4 operational layer: next-step predictions", "| " + l.Predictor + " | 2 | ", "| moving-average (5 steps) | 1 | ", "R² 0.15–0.25"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+}
+
+// TestReportLSTMFlags checks the LSTM flags' errors: test sequences are
+// needed for --lstm-models, and a checkpoint to score for --lstm-test.
+func TestReportLSTMFlags(t *testing.T) {
+	dir := t.TempDir()
+	c := DefaultConfig()
+	c.Eval.Record.Store.File, c.Out, c.Eval.Baselines = filepath.Join(dir, "r.duckdb"), dir, true
+	c.Eval.LSTMModels = dir
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--lstm-test") {
+		t.Errorf("--lstm-models alone: %v, want an error naming --lstm-test", err)
+	}
+	c.Eval.LSTMModels, c.Eval.LSTMTest, c.Eval.Models = "", filepath.Join(dir, "seq.parquet"), dir
+	if _, err := c.lstmDirs(); !errors.Is(err, errNoLSTM) {
+		t.Errorf("--lstm-test with no lstm.ckpt in --models: %v, want errNoLSTM", err)
 	}
 }
