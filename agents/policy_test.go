@@ -13,11 +13,7 @@ import (
 
 func testModel(t *testing.T) *cloud.Model {
 	t.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatalf("loading catalog: %v", err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatalf("building model: %v", err)
 	}

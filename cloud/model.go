@@ -59,6 +59,16 @@ func NewModel(cat *Catalog, cfg Config) (*Model, error) {
 	return m, nil
 }
 
+// DefaultModel returns the model of the default catalog (DefaultCatalog)
+// under the default configuration (DefaultConfig).
+func DefaultModel() (*Model, error) {
+	cat, err := DefaultCatalog()
+	if err != nil {
+		return nil, err
+	}
+	return NewModel(cat, DefaultConfig())
+}
+
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
 

@@ -50,11 +50,7 @@ func TestPromoteAndRollback(t *testing.T) {
 	if _, err := ms.Promote(t.Context(), "prod", schemas.Tactical, natsbus.Served{Run: "train-1", Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,11 +16,7 @@ import (
 // once per process).
 func model(tb testing.TB) *cloud.Model {
 	tb.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		tb.Fatalf("loading catalog: %v", err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		tb.Fatalf("building cloud model: %v", err)
 	}

@@ -12,11 +12,7 @@ import (
 
 func testModel(t testing.TB) *cloud.Model {
 	t.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,11 +20,7 @@ const benchHour = 12
 // built from the whole day, and the number of arrivals.
 func synthHour(b *testing.B, h int64) ([][]Arrival, *cloud.Model, func(app, fn string) cloud.Function, int) {
 	b.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,11 +19,7 @@ func newEngine(t testing.TB) *Engine { return newEngineWith(t, nil) }
 // newEngineWith is newEngine with edit applied to the configuration.
 func newEngineWith(t testing.TB, edit func(*Config)) *Engine {
 	t.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatal(err)
 	}

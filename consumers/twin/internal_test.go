@@ -65,11 +65,7 @@ func runDay(t *testing.T, m *cloud.Model, cfg Config, profile func(app, fn strin
 
 func testModel(t *testing.T) *cloud.Model {
 	t.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,7 @@ import (
 )
 
 func TestProfileBuilderUsesTrainingDaysOnly(t *testing.T) {
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatal(err)
 	}

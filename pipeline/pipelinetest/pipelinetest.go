@@ -157,11 +157,7 @@ func (p FixedPolicy) Decide(_ context.Context, st *schemas.StateBatch, out *sche
 // embedded servers; callers may point them at real ones.
 func LoopConfig(t testing.TB, runID string, speed replay.Speed, log *BatchLog) pipeline.LoopConfig {
 	t.Helper()
-	cat, err := cloud.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cloud.NewModel(cat, cloud.DefaultConfig())
+	m, err := cloud.DefaultModel()
 	if err != nil {
 		t.Fatal(err)
 	}
