@@ -3,6 +3,7 @@ package baselines
 import (
 	"context"
 	"math"
+	"slices"
 
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
@@ -71,6 +72,8 @@ type hybrid struct {
 	unloadMS   int64
 	units      map[entity]*hhUnit
 	order      []int
+	// rowUnits are the units of a batch's rows, by row (Decide).
+	rowUnits []*hhUnit
 }
 
 // hhUnit is one function's (or app's) histogram and current windows.
@@ -139,12 +142,13 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	// Update in (app, func) order so that pooled per-app ITs do not depend
 	// on the order of rows in the batch.
 	p.order = schemas.RowOrder(p.order, rows, p.perApp)
+	p.rowUnits = slices.Grow(p.rowUnits[:0], len(rows))[:len(rows)]
 	for _, i := range p.order {
-		p.update(&rows[i])
+		p.rowUnits[i] = p.update(&rows[i])
 	}
 	for i := range rows {
 		r := &rows[i]
-		u := p.units[p.unitKey(r)]
+		u := p.rowUnits[i]
 		if u.dirty {
 			p.classify(u)
 		}
@@ -156,8 +160,9 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	return nil
 }
 
-// update adds the row's idle times and end estimate to its unit.
-func (p *hybrid) update(r *schemas.OperationalRow) {
+// update adds the row's idle times and end estimate to its unit, and
+// returns the unit.
+func (p *hybrid) update(r *schemas.OperationalRow) *hhUnit {
 	k := p.unitKey(r)
 	u := p.units[k]
 	if u == nil {
@@ -194,6 +199,7 @@ func (p *hybrid) update(r *schemas.OperationalRow) {
 		}
 	}
 	u.endUS = max(u.endUS, r.LastStartUS+int64(math.Round(u.durS*1e6)))
+	return u
 }
 
 // classify recomputes the unit's pattern and windows.

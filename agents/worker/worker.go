@@ -200,8 +200,13 @@ func (w *Worker) changed(rows []schemas.DecisionRow) []schemas.DecisionRow {
 	out := rows[:0]
 	for _, r := range rows {
 		k := entity{r.App, r.Func}
-		if last, ok := w.sent[k]; ok && last == r {
-			continue
+		if last, ok := w.sent[k]; ok {
+			// The map compared App and Func already: compare the rest
+			// (the names are 64 bytes each, in another batch's memory).
+			last.App, last.Func = r.App, r.Func
+			if last == r {
+				continue
+			}
 		}
 		w.sent[k] = r
 		out = append(out, r)
