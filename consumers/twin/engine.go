@@ -117,6 +117,12 @@ type fnState struct {
 	ev    cloud.Evaluator
 	pool  *cloud.Pool
 	hasEv bool
+	// pl is the placement in force as resolved when the engine had taken
+	// plAt strategic and tactical decisions (placement; valid when
+	// plValid).
+	pl      cloud.Placement
+	plAt    uint64
+	plValid bool
 }
 
 type appState struct {
@@ -150,6 +156,9 @@ type Engine struct {
 	sim, score replayScratch
 	// tick is tickFunction's evaluation, reused from function to function.
 	tick cloud.Result
+	// placements counts the strategic and tactical decisions taken: a
+	// function's cached placement is valid while it has not moved.
+	placements uint64
 	// starts holds the pools at the start of each function's tick until
 	// Score has scored the tick's operational alternatives from them
 	// (Simulate's goroutine clones; Score's reads).
@@ -273,7 +282,17 @@ func (e *Engine) app(app string) *appState {
 
 // placement resolves the placement in force for f: the app's strategic
 // provider, the function's tactical metro and tier, the default otherwise.
+// It is kept on f until a strategic or tactical decision is taken.
 func (e *Engine) placement(f *fnState) cloud.Placement {
+	if f.plValid && f.plAt == e.placements {
+		return f.pl
+	}
+	f.pl, f.plAt, f.plValid = e.resolvePlacement(f), e.placements, true
+	return f.pl
+}
+
+// resolvePlacement is placement without the cache.
+func (e *Engine) resolvePlacement(f *fnState) cloud.Placement {
 	pl := e.cfg.DefaultPlacement
 	if a := e.apps[f.key.app]; a != nil && a.hasDecision {
 		if p, err := cloud.ParseProvider(a.strategic.Provider); err == nil {

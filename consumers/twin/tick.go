@@ -69,6 +69,7 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 				}
 				a := e.app(r.App)
 				a.strategic, a.hasDecision, a.strategicTick = r, true, b.Header.Tick
+				e.placements++
 			case schemas.Tactical:
 				if _, err := cloud.ParseMetro(r.Region); err != nil {
 					return fmt.Errorf("applying tactical decision for %s/%s at hour %d: %w", r.App, r.Func, b.Header.Tick, err)
@@ -78,6 +79,7 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 				}
 				f := e.function(r.App, r.Func)
 				f.tactical, f.hasTactical, f.tacticalTick = r, true, b.Header.Tick
+				e.placements++
 			case schemas.Operational:
 				if r.Prewarm < 0 || r.KeepWarmMS < 0 {
 					return fmt.Errorf("applying operational decision for %s/%s at tick %d: negative pre-warm or keep-warm", r.App, r.Func, b.Header.Tick)
