@@ -199,10 +199,7 @@ func rci(c *ConfigSummary, l string) string {
 	if !ok {
 		return "—"
 	}
-	if h := c.CI95[l]; h > 0 {
-		return fmt.Sprintf("%.4f ± %.4f", m, h)
-	}
-	return fmt.Sprintf("%.4f", m)
+	return Stat{Mean: m, CI95: c.CI95[l]}.format("%.4f")
 }
 
 func measured(c *ConfigSummary, l string) string {
