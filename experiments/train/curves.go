@@ -54,6 +54,17 @@ type summary struct {
 	Curves       []curve            `json:"curves"`
 	Learner      learner.Stats      `json:"learner"`
 	WallSeconds  float64            `json:"wall_seconds"`
+	// Frozen are the layers that served a trained checkpoint without
+	// learning (--models), by layer.
+	Frozen map[string]frozenModel `json:"frozen,omitempty"`
+}
+
+// frozenModel is a frozen layer's checkpoint: the policy that served it,
+// the file it was read from and its SHA-256.
+type frozenModel struct {
+	Policy string `json:"policy"`
+	From   string `json:"from"`
+	SHA256 string `json:"sha256"`
 }
 
 func writeCurvesCSV(path string, rows []curve) error {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/learner"
 	"github.com/strata-rl/strata/agents/nn"
@@ -48,7 +49,7 @@ type progress struct {
 
 // fingerprintBefore holds, for each fingerprint flag added after resume
 // states were first written, the value a state written before it ran with.
-var fingerprintBefore = map[string]string{"dqn-loss": nn.LossHuber, "dqn-mask": dqn.MaskNone, "ppo-mask": ppo.MaskNone}
+var fingerprintBefore = map[string]string{"dqn-loss": nn.LossHuber, "dqn-mask": dqn.MaskNone, "ppo-mask": ppo.MaskNone, "models": ""}
 
 // fingerprint is what the episodes' computation depends on, flag by flag:
 // the same on a resumed run or the checkpoints would not be the ones an
@@ -82,7 +83,23 @@ func (c *Config) fingerprint() map[string]string {
 		"dqn-counterfactual": strconv.FormatBool(c.DQNCounterfactual),
 		"dqn-switch-penalty": strconv.FormatFloat(c.DQNSwitchPenalty, 'g', -1, 64),
 		"trace-epoch":        c.Epoch,
+		"models":             c.frozenDigest(),
 	}
+}
+
+// frozenDigest identifies the frozen layers' checkpoints (Config.Models)
+// by content, not by path: "" when there are none or they cannot be read
+// (Validate reports that first).
+func (c *Config) frozenDigest() string {
+	fr := c.frozen()
+	if c.Models == "" || len(fr) == 0 {
+		return ""
+	}
+	d, err := agents.ModelsDigest(c.Models, fr)
+	if err != nil {
+		return ""
+	}
+	return d
 }
 
 // saveProgress records, after episode episodes finished, the learner's
@@ -148,6 +165,9 @@ func loadProgress(c *Config, lrn *learner.Learner) (progress, error) {
 			// A flag added after the interrupted run was written: it ran
 			// with what was then the only behaviour.
 			was = fingerprintBefore[k]
+		}
+		if was != v && k == "models" {
+			return p, fmt.Errorf("strata train --resume %s: the frozen layers' checkpoints in --models (SHA-256 digest %q) are not those the interrupted training served (%q); resume with the same checkpoints", c.Out, v, was)
 		}
 		if was != v {
 			return p, fmt.Errorf("strata train --resume %s: --%s is %q here but was %q in the interrupted training; resume with the same flags (only --episodes may grow)", c.Out, k, v, was)

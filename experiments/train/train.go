@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -132,6 +133,12 @@ type Config struct {
 	// sees (dqn.Config.Ablate; comma-separated): metrics, app-id, context,
 	// placement.
 	DQNAblate string
+	// Models is the directory of trained checkpoints that the layers not
+	// trained serve from when their policy is a learned one (Strategic
+	// dqn, Tactical ppo, Operational lstm): frozen layers beside the ones
+	// that learn. Their checkpoints are copied into Out and into each
+	// episode's directory, so those serve the whole hierarchy.
+	Models string
 	// Resume continues the training in this directory (its Out) from its
 	// last finished episode (ResumeDir), with the same flags; Episodes may
 	// grow.
@@ -180,6 +187,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Strategic, prefix+"strategic", c.Strategic, "strategic policy when the strategic layer is not trained")
 	fs.StringVar(&c.Tactical, prefix+"tactical", c.Tactical, "tactical policy when the tactical layer is not trained")
 	fs.StringVar(&c.Operational, prefix+"operational", c.Operational, "operational policy during the DQN/PPO episodes and their validation (none = no pre-warming, as reactive; moving-average is ~4× slower)")
+	fs.StringVar(&c.Models, prefix+"models", c.Models, "`DIR` of trained checkpoints that the layers not trained serve, frozen, during the episodes and their validation: --strategic dqn (dqn.ckpt), --tactical ppo (ppo.ckpt), --operational lstm (lstm.ckpt); copied into --out and each episode's directory")
 	pipeline.RegisterTacticalFeatures(fs, prefix, &c.TacticalFeatures, "PPO's state feature set")
 	pipeline.RegisterStrategicFeatures(fs, prefix, &c.StrategicFeatures, "the DQN's state feature set")
 	fs.Float64Var(&c.SwitchPenalty, prefix+"switch-penalty", c.SwitchPenalty, "training-time shaping: lower the reward PPO learns from by this much when an action moves a function off the metro and tier it ran in (needs --tactical-features placement-v1 or placement-v2; the tables' rewards are unchanged)")
@@ -296,6 +304,85 @@ func (c *Config) Validate() error {
 	if _, err := pipeline.ParseDevice(c.Device); err != nil {
 		return fmt.Errorf("strata train --device: %w", err)
 	}
+	return c.validateFrozen()
+}
+
+// frozen returns the layers that serve a learned policy without being
+// trained (their checkpoints come from Models), slowest first, with their
+// policy names.
+func (c *Config) frozen() map[schemas.Layer]string {
+	layers, _ := pipeline.ParseLayers(c.Layers)
+	out := map[schemas.Layer]string{}
+	for l, name := range map[schemas.Layer]string{schemas.Strategic: c.Strategic, schemas.Tactical: c.Tactical, schemas.Operational: c.Operational} {
+		if l != schemas.Operational && slices.Contains(layers, l) {
+			continue // trained: its policy name is not used
+		}
+		if agents.IsLearned(name, l) {
+			out[l] = name
+		}
+	}
+	return out
+}
+
+// validateFrozen checks that a learned policy of a layer not trained has
+// its checkpoint in Models, and that Models serves at least one.
+func (c *Config) validateFrozen() error {
+	fr := c.frozen()
+	if c.Models == "" {
+		for _, l := range schemas.Layers {
+			if name, ok := fr[l]; ok {
+				return fmt.Errorf("strata train: the %s policy %q serves a trained checkpoint: give its directory with --models DIR", l, name)
+			}
+		}
+		return nil
+	}
+	if len(fr) == 0 {
+		return fmt.Errorf("strata train --models %s: no layer that is not trained serves a learned policy (--strategic %s, --tactical %s or --operational %s)",
+			c.Models, agents.LearnedName(schemas.Strategic), agents.LearnedName(schemas.Tactical), agents.LearnedName(schemas.Operational))
+	}
+	for _, l := range schemas.Layers {
+		if _, ok := fr[l]; !ok {
+			continue
+		}
+		path := filepath.Join(c.Models, agents.CheckpointFile(l))
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("strata train --models %s: the frozen %s layer's checkpoint: %w", c.Models, l, err)
+		}
+	}
+	return nil
+}
+
+// frozenModels describes the frozen layers' checkpoints for train.json:
+// layer → policy, directory and SHA-256 of the checkpoint (nil when none).
+func (c *Config) frozenModels() (map[string]frozenModel, error) {
+	fr := c.frozen()
+	if c.Models == "" || len(fr) == 0 {
+		return nil, nil
+	}
+	out := map[string]frozenModel{}
+	for l, name := range fr {
+		path := filepath.Join(c.Models, agents.CheckpointFile(l))
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("strata train --models: reading the frozen %s checkpoint: %w", l, err)
+		}
+		out[string(l)] = frozenModel{Policy: name, From: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data))}
+	}
+	return out, nil
+}
+
+// copyFrozen copies the frozen layers' checkpoints from Models into dir
+// (nothing when dir is Models).
+func (c *Config) copyFrozen(dir string) error {
+	if c.Models == "" || filepath.Clean(dir) == filepath.Clean(c.Models) {
+		return nil
+	}
+	for l := range c.frozen() {
+		f := agents.CheckpointFile(l)
+		if err := copyFile(filepath.Join(c.Models, f), filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("copying the frozen %s checkpoint: %w", l, err)
+		}
+	}
 	return nil
 }
 
@@ -318,6 +405,13 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", c.Out, err)
+	}
+	frozen, err := c.frozenModels()
+	if err != nil {
+		return err
+	}
+	if err := c.copyFrozen(c.Out); err != nil {
+		return err
 	}
 	logger, epoch, pl, err := c.LoopBasics(stderr, c.Placement)
 	if err != nil {
@@ -344,7 +438,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	t0 := time.Now()
 	sum := summary{Seed: c.Seed, Episodes: c.Episodes, TrainDays: c.TrainDays, ValidDays: c.ValidDays, Operational: c.Operational,
-		Best: map[string]int{}, BestReward: map[string]float64{}}
+		Best: map[string]int{}, BestReward: map[string]float64{}, Frozen: frozen}
 	for _, l := range layers {
 		sum.Layers = append(sum.Layers, string(l))
 	}
@@ -440,7 +534,7 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			}
 			te := time.Now()
 			lo := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: pl, PolicySeed: c.Seed,
-				Source: &c.Source, Learn: &pipeline.Learn{Learner: lrn, Episode: episode}, NewModel: c.NewModel}
+				Source: &c.Source, Learn: &pipeline.Learn{Learner: lrn, Episode: episode}, Models: c.Models, NewModel: c.NewModel}
 			o := experiments.FullSpeed(c.Config, epoch, c.Lateness.Microseconds(), logger, fmt.Sprintf("train-s%d-e%d-%d", c.Seed, episode+1, time.Now().UnixNano()))
 			trec, err := record("train", episode+1, true)
 			if err != nil {
@@ -464,6 +558,9 @@ func Train(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 				if err := os.WriteFile(filepath.Join(epDir, agents.CheckpointFile(l)), data, 0o644); err != nil {
 					return fmt.Errorf("writing episode %d's %s checkpoint: %w", episode+1, l, err)
 				}
+			}
+			if err := c.copyFrozen(epDir); err != nil { // validation serves them from epDir
+				return err
 			}
 			eps := lcfg.DQN.Epsilon(episode)
 			for _, l := range rl {

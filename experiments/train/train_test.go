@@ -3,9 +3,11 @@ package train_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -190,5 +192,118 @@ func TestTrainPatience(t *testing.T) {
 	case ran < 4 && !bests[ran-1] && sum.Stopped == ran && strings.Contains(errb.String(), "stopping after episode"):
 	default:
 		t.Fatalf("ran %d episodes, stopped after %d, bests %v\n%s", ran, sum.Stopped, bests, &errb)
+	}
+}
+
+// TestTrainFrozenLayer trains the DQN above a PPO trained before and
+// served frozen (--tactical ppo --models DIR): the PPO's checkpoint is
+// copied unchanged beside the DQN's and into the episode's directory,
+// train.json names it, the strategic layer's training reward differs from
+// a training above greedy-cost (the frozen layer decided), and a resume
+// with another checkpoint in --models is refused.
+func TestTrainFrozenLayer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("eight closed-loop runs")
+	}
+	t.Parallel()
+	ppoDir, other, dqnDir, plainDir := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	var errb bytes.Buffer
+	for _, tr := range []struct {
+		dir  string
+		more []string
+	}{
+		{ppoDir, []string{"--layers", "tactical"}},
+		{other, []string{"--layers", "tactical", "--seed", "2"}},
+		{dqnDir, []string{"--layers", "strategic", "--tactical", "ppo", "--models", ppoDir}},
+		{plainDir, []string{"--layers", "strategic"}},
+	} {
+		if err := trainWith(t, &errb, append([]string{"--episodes", "1", "--out", tr.dir}, tr.more...)...); err != nil {
+			t.Fatalf("%v: %v\n%s", tr.more, err, &errb)
+		}
+	}
+	want, err := os.ReadFile(filepath.Join(ppoDir, "ppo.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ppo.ckpt", "episodes/1/ppo.ckpt"} {
+		got, err := os.ReadFile(filepath.Join(dqnDir, f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s in the DQN's directory: %v, not the frozen PPO's checkpoint", f, err)
+		}
+	}
+	type summary struct {
+		Frozen map[string]struct {
+			Policy, From, SHA256 string
+		} `json:"frozen"`
+		Curves []struct {
+			Phase      string  `json:"phase"`
+			Layer      string  `json:"layer"`
+			MeanReward float64 `json:"mean_reward"`
+		} `json:"curves"`
+	}
+	read := func(dir string) summary {
+		data, err := os.ReadFile(filepath.Join(dir, "train.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s summary
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s, plain := read(dqnDir), read(plainDir)
+	fz, ok := s.Frozen["tactical"]
+	if !ok || fz.Policy != "ppo" || fz.From != filepath.Join(ppoDir, "ppo.ckpt") || fz.SHA256 != fmt.Sprintf("%x", sha256.Sum256(want)) || len(s.Frozen) != 1 {
+		t.Fatalf("train.json frozen = %+v, want the tactical PPO of %s", s.Frozen, ppoDir)
+	}
+	if len(plain.Frozen) != 0 {
+		t.Fatalf("a training with no frozen layer records %+v", plain.Frozen)
+	}
+	if len(s.Curves) != 2 || len(plain.Curves) != 2 || s.Curves[0].Phase != "train" || s.Curves[0].MeanReward == plain.Curves[0].MeanReward {
+		t.Fatalf("curves above the frozen PPO %+v, above greedy-cost %+v: want two each, the training rewards differing", s.Curves, plain.Curves)
+	}
+	err = trainIn(t, "--layers", "strategic", "--tactical", "ppo", "--models", other, "--resume", dqnDir, "--episodes", "2")
+	if err == nil || !strings.Contains(err.Error(), "models") {
+		t.Fatalf("resume with another frozen checkpoint: %v, want a refusal naming --models", err)
+	}
+}
+
+// TestTrainFrozenFlags checks the flags of frozen layers: a learned
+// policy of a layer not trained needs --models with its checkpoint, and
+// --models needs such a layer.
+func TestTrainFrozenFlags(t *testing.T) {
+	empty, withPPO := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(withPPO, "ppo.ckpt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string // "" = valid
+	}{
+		{"frozen PPO", []string{"--layers", "strategic", "--tactical", "ppo", "--models", withPPO}, ""},
+		{"frozen PPO without --models", []string{"--layers", "strategic", "--tactical", "ppo"}, "--models DIR"},
+		{"checkpoint missing", []string{"--layers", "strategic", "--tactical", "ppo", "--models", empty}, "frozen tactical layer's checkpoint"},
+		{"--models and nothing frozen", []string{"--layers", "strategic", "--models", withPPO}, "no layer that is not trained"},
+		{"trained layer's policy name ignored", []string{"--layers", "strategic,tactical", "--tactical", "ppo"}, ""},
+		{"frozen LSTM during the episodes", []string{"--layers", "tactical", "--operational", "lstm", "--models", withPPO}, "frozen operational layer's checkpoint"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := train.DefaultConfig()
+			fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			c.RegisterFlags(fs, "")
+			if err := fs.Parse(append([]string{"--out", t.TempDir()}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.want)
+			}
+		})
 	}
 }
