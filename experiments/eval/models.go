@@ -160,9 +160,13 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 		rows = append(rows, modelsRow{Section: "hierarchy", Label: b.label, Runs: []evalRow{{Varied: "hierarchy", Policy: b.label,
 			Policies: map[string]string{"strategic": b.s, "tactical": b.t, "operational": b.op}}}})
 	}
+	// static-best+PPO separates the strategic layer's share of a gap
+	// between DQN+PPO and static-best on both placement layers: the
+	// learned tactical layer under the best causal strategic baseline.
 	rows = append(rows,
 		perSeed("hierarchy", "DQN+PPO+hybrid-histogram", dqnName, ppoName, refOperational),
-		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", dqnName, ppoName, prewarm.Name))
+		perSeed("hierarchy", "DQN+PPO+hazard-prewarm", dqnName, ppoName, prewarm.Name),
+		perSeed("hierarchy", "static-best+PPO+hybrid-histogram", sb, ppoName, refOperational))
 	if len(me.rows) > 0 {
 		kept := rows[:0]
 		for _, r := range rows {

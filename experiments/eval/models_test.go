@@ -21,6 +21,7 @@ func TestModelsRowsHierarchy(t *testing.T) {
 		"hindsight: oracle":                       {1, "oracle", "oracle", "hybrid-histogram"},
 		"DQN+PPO+hybrid-histogram":                {2, "dqn", "ppo", "hybrid-histogram"},
 		"DQN+PPO+hazard-prewarm":                  {2, "dqn", "ppo", "hazard-prewarm"},
+		"static-best+PPO+hybrid-histogram":        {2, "static-best", "ppo", "hybrid-histogram"},
 	}
 	seen := 0
 	for _, r := range modelsRows(me, false) {
@@ -92,9 +93,10 @@ func TestModelsRowsDQNMask(t *testing.T) {
 		}
 	}
 	// DQN: the strategic comparison, three ablations and two hierarchy
-	// rows; PPO: the tactical comparison, two ablations, two hierarchy rows.
-	if n != 6 || m != 5 {
-		t.Errorf("%d runs serve dqn:mask=slo-risk and %d ppo:mask=memory, want 6 and 5", n, m)
+	// rows; PPO: the tactical comparison, two ablations, three hierarchy
+	// rows.
+	if n != 6 || m != 6 {
+		t.Errorf("%d runs serve dqn:mask=slo-risk and %d ppo:mask=memory, want 6 and 6", n, m)
 	}
 	for _, flag := range []string{"--dqn-mask", "--ppo-mask"} {
 		c := DefaultConfig()
