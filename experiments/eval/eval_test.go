@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/experiments/internal/flagtest"
 	"github.com/strata-rl/strata/infra/store"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -23,7 +24,7 @@ import (
 func runEval(t *testing.T, stdout, stderr io.Writer, args []string) error {
 	t.Helper()
 	c := DefaultConfig()
-	parseInto(t, &c, append([]string{"--store", ""}, args...)...)
+	flagtest.Parse(t, &c, append([]string{"--store", ""}, args...)...)
 	return Run(context.Background(), c, stdout, stderr)
 }
 

@@ -3,8 +3,6 @@ package eval
 import (
 	"bytes"
 	"context"
-	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,23 +11,10 @@ import (
 	"time"
 
 	"github.com/strata-rl/strata/agents/lstm"
+	"github.com/strata-rl/strata/experiments/internal/flagtest"
 	"github.com/strata-rl/strata/experiments/sequences"
 	"github.com/strata-rl/strata/experiments/train"
 )
-
-// parseInto registers c's flags on a flag set of its own and parses args
-// into them, as the command would.
-func parseInto(t *testing.T, c interface {
-	RegisterFlags(fs *flag.FlagSet, prefix string)
-}, args ...string) {
-	t.Helper()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.RegisterFlags(fs, "")
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestExportSequencesAndTrainLSTM exports a small synthetic slice twice
 // (same bytes), reads it back, trains a tiny LSTM on it and scores it as
@@ -46,7 +31,7 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 		out := filepath.Join(dir, name)
 		var stdout, stderr bytes.Buffer
 		c := train.DefaultExportConfig()
-		parseInto(t, &c, "--synth-days", "1", "--apps", "2", "--days", "1-1", "--sample", "500", "--seed", "3", "--out", out)
+		flagtest.Parse(t, &c, "--synth-days", "1", "--apps", "2", "--days", "1-1", "--sample", "500", "--seed", "3", "--out", out)
 		if err := train.Export(ctx, c, &stdout, &stderr); err != nil {
 			t.Fatalf("export: %v\n%s", err, stderr.String())
 		}
@@ -98,7 +83,7 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	out := filepath.Join(dir, "model")
 	var stdout, stderr bytes.Buffer
 	lc := train.DefaultLSTMConfig()
-	parseInto(t, &lc, "--data", p1, "--out", out, "--epochs", "2", "--hidden", "8,8", "--dense-hidden", "8")
+	flagtest.Parse(t, &lc, "--data", p1, "--out", out, "--epochs", "2", "--hidden", "8,8", "--dense-hidden", "8")
 	if err := train.TrainLSTM(ctx, lc, &stdout, &stderr); err != nil {
 		t.Fatalf("train-lstm: %v\n%s", err, stderr.String())
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/strata-rl/strata/experiments/eval"
+	"github.com/strata-rl/strata/experiments/internal/flagtest"
 	"github.com/strata-rl/strata/experiments/train"
 	"github.com/strata-rl/strata/infra/store"
 )
@@ -88,7 +89,7 @@ func TestReport(t *testing.T) {
 	for s := 1; s <= 2; s++ {
 		m := filepath.Join(dir, "s"+strconv.Itoa(s))
 		c := train.DefaultConfig()
-		parseFlags(t, &c, "--layers", "tactical", "--episodes", "1", "--synth-days", "2", "--apps", "5", "--train-days", "1-1",
+		flagtest.Parse(t, &c, "--layers", "tactical", "--episodes", "1", "--synth-days", "2", "--apps", "5", "--train-days", "1-1",
 			"--valid-days", "2-2", "--rollout", "64", "--seed", strconv.Itoa(s), "--store", "", "--progress=false", "--out", m)
 		if err := train.Train(context.Background(), c, io.Discard, io.Discard); err != nil {
 			t.Fatalf("training seed %d: %v", s, err)
@@ -403,20 +404,6 @@ func TestReportSensitivity(t *testing.T) {
 	}
 }
 
-// parseFlags registers c's flags on a flag set of its own and parses args
-// into them, as the command would.
-func parseFlags(t *testing.T, c interface {
-	RegisterFlags(fs *flag.FlagSet, prefix string)
-}, args ...string) {
-	t.Helper()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.RegisterFlags(fs, "")
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // lstmsAndSequences exports test sequences of a 2-day, 5-app trace's
 // second day and trains two tiny LSTMs (seeds 1 and 2) on them, for the
 // report's §4.4 table.
@@ -424,7 +411,7 @@ func lstmsAndSequences(t *testing.T, dir string) (string, []string) {
 	t.Helper()
 	seq := filepath.Join(dir, "seq.parquet")
 	ec := train.DefaultExportConfig()
-	parseFlags(t, &ec, "--synth-days", "2", "--apps", "5", "--days", "2-2", "--sample", "300", "--seed", "1", "--out", seq)
+	flagtest.Parse(t, &ec, "--synth-days", "2", "--apps", "5", "--days", "2-2", "--sample", "300", "--seed", "1", "--out", seq)
 	if err := train.Export(t.Context(), ec, io.Discard, io.Discard); err != nil {
 		t.Fatalf("exporting sequences: %v", err)
 	}
@@ -432,7 +419,7 @@ func lstmsAndSequences(t *testing.T, dir string) (string, []string) {
 	for s := 1; s <= 2; s++ {
 		d := filepath.Join(dir, "lstm-s"+strconv.Itoa(s))
 		lc := train.DefaultLSTMConfig()
-		parseFlags(t, &lc, "--data", seq, "--out", d, "--epochs", "1", "--hidden", "8,8", "--dense-hidden", "8", "--seed", strconv.Itoa(s))
+		flagtest.Parse(t, &lc, "--data", seq, "--out", d, "--epochs", "1", "--hidden", "8,8", "--dense-hidden", "8", "--seed", strconv.Itoa(s))
 		if err := train.TrainLSTM(t.Context(), lc, io.Discard, io.Discard); err != nil {
 			t.Fatalf("training LSTM seed %d: %v", s, err)
 		}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"flag"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/experiments/internal/flagtest"
 	"github.com/strata-rl/strata/experiments/sequences"
 	"github.com/strata-rl/strata/experiments/train"
 )
@@ -51,13 +50,8 @@ func TestLSTMCurve(t *testing.T) {
 	writeSineSequences(t, valid, 80, 1000, 11, 12)
 	out := filepath.Join(dir, "curve")
 	c := train.DefaultConfig()
-	fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.RegisterFlags(fs, "")
-	if err := fs.Parse([]string{"--layers", "operational", "--lstm-curve", "400,100,200", "--lstm-data", data, "--lstm-valid", valid,
-		"--lstm-epochs", "2", "--out", out}); err != nil {
-		t.Fatal(err)
-	}
+	flagtest.Parse(t, &c, "--layers", "operational", "--lstm-curve", "400,100,200", "--lstm-data", data, "--lstm-valid", valid,
+		"--lstm-epochs", "2", "--out", out)
 	var stdout, stderr bytes.Buffer
 	if err := train.Train(context.Background(), c, &stdout, &stderr); err != nil {
 		t.Fatalf("%v\n%s", err, &stderr)
@@ -126,12 +120,7 @@ func TestLSTMCurveRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := train.DefaultConfig()
-			fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			c.RegisterFlags(fs, "")
-			if err := fs.Parse(append(tc.args, "--out", t.TempDir())); err != nil {
-				t.Fatal(err)
-			}
+			flagtest.Parse(t, &c, append(tc.args, "--out", t.TempDir())...)
 			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate() = %v, want an error about %q", err, tc.want)
 			}

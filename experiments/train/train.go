@@ -308,8 +308,7 @@ func (c *Config) Validate() error {
 }
 
 // frozen returns the layers that serve a learned policy without being
-// trained (their checkpoints come from Models), slowest first, with their
-// policy names.
+// trained (their checkpoints come from Models), each with its policy name.
 func (c *Config) frozen() map[schemas.Layer]string {
 	layers, _ := pipeline.ParseLayers(c.Layers)
 	out := map[schemas.Layer]string{}

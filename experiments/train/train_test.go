@@ -6,15 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/strata-rl/strata/experiments/internal/flagtest"
 	"github.com/strata-rl/strata/experiments/train"
 )
 
@@ -132,14 +131,8 @@ func trainIn(t *testing.T, more ...string) error {
 func trainWith(t *testing.T, errb *bytes.Buffer, more ...string) error {
 	t.Helper()
 	c := train.DefaultConfig()
-	fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.RegisterFlags(fs, "")
-	args := append([]string{"--store", "", "--layers", "strategic,tactical", "--synth-days", "2", "--apps", "6",
-		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64"}, more...)
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
+	flagtest.Parse(t, &c, append([]string{"--store", "", "--layers", "strategic,tactical", "--synth-days", "2", "--apps", "6",
+		"--train-days", "1-1", "--valid-days", "2-2", "--rollout", "64"}, more...)...)
 	var out bytes.Buffer
 	return train.Train(context.Background(), c, &out, errb)
 }
@@ -291,12 +284,7 @@ func TestTrainFrozenFlags(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := train.DefaultConfig()
-			fs := flag.NewFlagSet("strata train", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			c.RegisterFlags(fs, "")
-			if err := fs.Parse(append([]string{"--out", t.TempDir()}, tt.args...)); err != nil {
-				t.Fatal(err)
-			}
+			flagtest.Parse(t, &c, append([]string{"--out", t.TempDir()}, tt.args...)...)
 			err := c.Validate()
 			switch {
 			case tt.want == "" && err != nil:
