@@ -39,6 +39,12 @@ type Summary struct {
 	// Predictions their metrics (--lstm-test; the seed's §4.4).
 	LSTMTest    string       `json:"lstm_test,omitempty"`
 	Predictions []Prediction `json:"predictions,omitempty"`
+	// Combinations are the combinations of one causal baseline per layer
+	// (--combinations), Standings and Dominance the learned hierarchies
+	// against them.
+	Combinations []*ConfigSummary `json:"combinations,omitempty"`
+	Standings    []Standing       `json:"combination_standings,omitempty"`
+	Dominance    []Dominance      `json:"combination_dominance,omitempty"`
 }
 
 // ConfigSummary is one configuration: its runs (one per seed where a

@@ -28,6 +28,10 @@ type Config struct {
 	// Sensitivity re-runs the baseline comparison under each of Variants
 	// and reports which rankings change.
 	Sensitivity bool
+	// Combinations adds, with the baselines, every combination of a causal
+	// baseline per layer (eval.CombinationJobs, narrowed by --policies),
+	// compared with the learned hierarchies in a section of their own.
+	Combinations bool
 	// VariantModel builds a variant's cloud model: the command's catalog
 	// and configuration with the variant's settings (nil:
 	// DefaultVariantModel).
@@ -49,6 +53,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "`DIR` of report.md, the PNG figures and summary.json")
 	fs.BoolVar(&c.FromStore, prefix+"from-store", c.FromStore, "run nothing: build the report from the runs already in the store (each configuration's newest finished run)")
 	fs.BoolVar(&c.Sensitivity, prefix+"sensitivity", c.Sensitivity, "with --baselines: re-run the baseline comparison with each ASSUMED hidden function property (working-set median and spread, CPU-bound fraction, runtime mix) at a low and a high value, and report which rankings change (8 × the baseline runs)")
+	fs.BoolVar(&c.Combinations, prefix+"combinations", c.Combinations, "with --baselines: also run every combination of one causal baseline per layer (strategic × tactical × operational: 5 × 6 × 7 = 210 closed loops, fewer with --policies; the oracles are bounds, not combined; a combination --baselines runs already is not run twice) and compare the learned hierarchies of --models with them")
 	fs.StringVar(&c.Eval.LSTMTest, prefix+"lstm-test", c.Eval.LSTMTest, "score the LSTMs of --models (the directories holding an lstm.ckpt) and --lstm-models, and the 5-step moving average, on the sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14): the seed's §4.4 table")
 	fs.StringVar(&c.Eval.LSTMModels, prefix+"lstm-models", c.Eval.LSTMModels, "with --lstm-test: more model `DIR`s whose lstm.ckpt is scored (comma-separated; one per training seed of a configuration)")
 	fs.StringVar(&c.KeepAlive, prefix+"keepalive-sweep", c.KeepAlive, "with --baselines and the operational layer: keep-alive windows (durations, comma-separated) run as the keepalive baseline's family on the cold-start/keep-warm figure; \"\" none")
@@ -68,6 +73,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Eval.LSTMModels != "" && c.Eval.LSTMTest == "" {
 		return errors.New("strata report --lstm-models: give the test sequences with --lstm-test FILE")
+	}
+	if c.Combinations && !c.Eval.Baselines {
+		return errors.New("strata report --combinations extends the baseline comparison: give --baselines")
 	}
 	if c.Sensitivity && !c.Eval.Baselines {
 		return errors.New("strata report --sensitivity re-runs the baseline comparison: give --baselines")

@@ -40,11 +40,15 @@ var palette = []color.Color{
 }
 
 // Figures lists the figures a report holds, in the order report.md shows
-// them (the learning curves only when models were evaluated).
+// them (the learning curves only when models were evaluated, the
+// combinations' only with --combinations).
 func (s *Summary) Figures() []string {
 	out := []string{FigParetoP95, FigParetoCarbon, FigOperational, FigMix, FigTerms, FigRegret}
 	if len(s.Curves) > 0 {
 		out = append(out, FigCurves)
+	}
+	if len(s.Combinations) > 0 {
+		out = append(out, FigCombinations)
 	}
 	return out
 }
@@ -58,11 +62,12 @@ func (s *Summary) writeFigures(dir string) error {
 		FigParetoCarbon: func() ([]*plot.Plot, error) {
 			return []*plot.Plot{s.pareto("cost against carbon", "gCO2e per million invocations", func(c *ConfigSummary) (float64, bool) { return c.GCO2ePerM, c.OnFrontCostCarbon })}, nil
 		},
-		FigOperational: s.operational,
-		FigMix:         s.mix,
-		FigTerms:       s.terms,
-		FigRegret:      s.regretPlot,
-		FigCurves:      s.curves,
+		FigOperational:  s.operational,
+		FigMix:          s.mix,
+		FigTerms:        s.terms,
+		FigRegret:       s.regretPlot,
+		FigCurves:       s.curves,
+		FigCombinations: s.combinationsPlots,
 	}
 	for _, name := range s.Figures() {
 		ps, err := draws[name]()

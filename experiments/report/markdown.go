@@ -136,6 +136,7 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 	}
 	b.WriteString("\n**Claims** (the seed, \"across 1000 placement decisions\", latency statistic unstated): cost-optimal $0.00031, 127 ms, 0.68 g; " +
 		"performance-optimal $0.00062, 23 ms, 0.81 g; carbon-optimal $0.00048, 89 ms, 0.31 g; the framework $0.00040, 42 ms, 0.48 g.\n\n")
+	s.combinationsMarkdown(b)
 	if len(s.Sensitivity) > 0 {
 		b.WriteString("## Sensitivity to the ASSUMED hidden function properties\n\n")
 		b.WriteString("The baseline comparison re-run with each hidden property at a low and a high value (docs/report.md, \"Sensitivity\"); " +

@@ -58,6 +58,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	jobs, aliases := c.combinations(jobs)
 	s, err := eval.NewSession(ctx, c.Eval, stderr)
 	if err != nil {
 		return err
@@ -99,7 +100,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		if c.VariantModel == nil {
 			c.VariantModel = DefaultVariantModel
 		}
-		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(jobs), stderr); err != nil {
+		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(withoutCombinations(jobs)), stderr); err != nil {
 			return err
 		}
 	}
@@ -110,8 +111,13 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", c.Out, err)
 	}
-	rep := build(d, refs, win)
+	mainRefs, comboRefs := splitCombinations(refs, aliases)
+	rep := build(d, mainRefs, win)
 	rep.LSTMTest, rep.Predictions = c.Eval.LSTMTest, preds
+	if c.Combinations {
+		rep.Combinations = build(d, comboRefs, win).Configs
+		rep.compareCombinations()
+	}
 	if c.Sensitivity {
 		vs := build(d, vrefs, win)
 		rep.VariantConfigs = vs.Configs
@@ -128,6 +134,12 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "report: %d configurations, %d runs (%d run now, %d from the store %s) in %s: %s/report.md\n",
 		len(rep.Configs), len(refs), len(missing), len(refs)-len(missing), s.Recorder().Target(), time.Since(t0).Round(time.Second), c.Out)
 	return nil
+}
+
+// withoutCombinations returns jobs less the combinations of baselines
+// (the sensitivity study re-runs the baseline comparison only).
+func withoutCombinations(jobs []eval.Job) []eval.Job {
+	return slices.DeleteFunc(slices.Clone(jobs), func(j eval.Job) bool { return j.Section == eval.SectionCombination })
 }
 
 // jobs returns the runs the report needs: the evaluation's, and with
@@ -175,6 +187,72 @@ func (c *Config) jobs() ([]eval.Job, error) {
 		}
 	}
 	return jobs, nil
+}
+
+// alias is a combination of baselines that another job runs already (the
+// reference, a one-layer variation): its figures are that job's run's.
+type alias struct {
+	job eval.Job
+	of  int // the index of the job whose run answers it
+}
+
+// combinations appends to jobs every combination of baselines
+// (eval.CombinationJobs) that no job of jobs runs already, and returns the
+// others as aliases of the job that does.
+func (c *Config) combinations(jobs []eval.Job) ([]eval.Job, []alias) {
+	if !c.Combinations {
+		return jobs, nil
+	}
+	var only []string
+	if c.Eval.Policies != "" {
+		only = eval.SplitPolicies(c.Eval.Policies)
+	}
+	byPolicies := map[string]int{}
+	key := func(j eval.Job) string {
+		p := j.Policies
+		return runKey("", "", j.PolicySeed, p["strategic"], p["tactical"], p["operational"])
+	}
+	for i, j := range jobs {
+		if j.Models == "" {
+			if _, ok := byPolicies[key(j)]; !ok {
+				byPolicies[key(j)] = i
+			}
+		}
+	}
+	var aliases []alias
+	for _, j := range eval.CombinationJobs(only, c.Eval.PolicySeed) {
+		if i, ok := byPolicies[key(j)]; ok {
+			aliases = append(aliases, alias{job: j, of: i})
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, aliases
+}
+
+// splitCombinations separates the combinations' refs from the others',
+// each alias answered by the run of the job it names.
+func splitCombinations(refs []ref, aliases []alias) (main, combos []ref) {
+	for _, r := range refs {
+		if r.job.Section == eval.SectionCombination {
+			combos = append(combos, r)
+		} else {
+			main = append(main, r)
+		}
+	}
+	for _, a := range aliases {
+		r := refs[a.of]
+		r.job = a.job
+		combos = append(combos, r)
+	}
+	// In the planned order of the combinations (strategic, tactical,
+	// operational), wherever their runs came from.
+	order := map[string]int{}
+	for i, j := range eval.CombinationJobs(nil, 0) {
+		order[j.Label] = i
+	}
+	slices.SortStableFunc(combos, func(a, b ref) int { return order[a.job.Label] - order[b.job.Label] })
+	return main, combos
 }
 
 func containsTrim(xs []string, x string) bool {

@@ -1,0 +1,147 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestCompareCombinations checks a learned hierarchy's standing among the
+// combinations on each figure (best, beaten, tied) and which combinations
+// dominate it on cost, p95 and SLA violations.
+func TestCompareCombinations(t *testing.T) {
+	cfg := func(label string, rt, cost, p95, sla float64) *ConfigSummary {
+		return &ConfigSummary{Label: label, MeanReward: map[string]float64{"tactical": rt}, Invocations: 100, CostPerM: cost, P95: p95, SLARate: sla}
+	}
+	h := cfg("hierarchy DQN+PPO", 0.5, 10, 100, 0.02)
+	h.Models, h.Policies = []string{"m1"}, map[string]string{"strategic": "dqn", "tactical": "ppo", "operational": "reactive"}
+	s := &Summary{
+		Configs: []*ConfigSummary{h, {Label: "reference", Policies: map[string]string{"strategic": "greedy-cost", "tactical": "greedy-cost"}}},
+		Combinations: []*ConfigSummary{
+			cfg("combination a", 0.4, 9, 100, 0.02),  // cheaper, same p95 and SLA: dominates
+			cfg("combination b", 0.6, 9, 120, 0.01),  // cheaper and fewer violations, slower: does not
+			cfg("combination c", 0.5, 10, 100, 0.02), // equal: does not
+			cfg("combination d", 0.3, 12, 90, 0.03),
+		},
+	}
+	s.compareCombinations()
+	want := map[string]Standing{
+		"R tactical":  {Value: 0.5, Best: "combination b", BestValue: 0.6, Beats: 2, Ties: 1, N: 4},
+		"USD / M inv": {Value: 10, Best: "combination a", BestValue: 9, Beats: 1, Ties: 1, N: 4},
+		"p95 ms":      {Value: 100, Best: "combination d", BestValue: 90, Beats: 1, Ties: 2, N: 4},
+		"SLA viol %":  {Value: 2, Best: "combination b", BestValue: 1, Beats: 1, Ties: 2, N: 4},
+	}
+	got := map[string]Standing{}
+	for _, st := range s.Standings {
+		if st.Label != h.Label {
+			t.Errorf("standing of %q: only the learned hierarchy is compared", st.Label)
+		}
+		got[st.Figure] = st
+	}
+	if _, ok := got["R strategic"]; ok {
+		t.Error("a standing on R strategic, which no configuration measured")
+	}
+	for f, w := range want {
+		g := got[f]
+		w.Label, w.Figure = h.Label, f
+		if g != w {
+			t.Errorf("%s: %+v, want %+v", f, g, w)
+		}
+	}
+	if len(s.Dominance) != 1 || !slices.Equal(s.Dominance[0].DominatedBy, []string{"combination a"}) {
+		t.Errorf("dominance %+v, want the hierarchy dominated by combination a alone", s.Dominance)
+	}
+	var b bytes.Buffer
+	s.combinationsMarkdown(&b)
+	for _, w := range []string{"| R tactical | combination b | 0.6000 | 0.5000 (beats 2 of 4) |", "dominated on cost, p95 and SLA violations by 1 combination(s): combination a.", "| d | —"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("markdown lacks %q:\n%s", w, b.String())
+		}
+	}
+}
+
+// TestReportCombinations runs a report with --combinations narrowed to
+// two strategic and two tactical baselines: the two combinations the
+// baseline comparison does not run are run, the two it does (the reference
+// and tactical random) are its runs, the combinations stay out of the
+// configurations' table and figures, have a figure of their own, and a
+// second report finds them all in the store.
+func TestReportCombinations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four closed-loop runs of a day")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "report")
+	args := []string{"--baselines", "--layers", "tactical", "--policies", "random,greedy-cost", "--combinations", "--synth-days", "1", "--apps", "3",
+		"--eval-days", "1-1", "--warmup-days", "0", "--parallel", "2", "--store", filepath.Join(dir, "runs.duckdb"), "--out", out}
+	stdout, stderr, err := reportOutput(args)
+	if err != nil {
+		t.Fatalf("strata report: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "2 configurations, 4 runs (4 run now") {
+		t.Errorf("report ran other than the 2 configurations' and the 2 new combinations' runs:\n%s", stdout)
+	}
+	sum := runReport(t, append(args, "--from-store", "--out", filepath.Join(dir, "again")))
+	var labels []string
+	for _, c := range sum.Combinations {
+		labels = append(labels, c.Label)
+	}
+	want := []string{"combination random / random / hybrid-histogram", "combination random / greedy-cost / hybrid-histogram",
+		"combination greedy-cost / random / hybrid-histogram", "combination greedy-cost / greedy-cost / hybrid-histogram"}
+	if !slices.Equal(labels, want) {
+		t.Fatalf("combinations %q, want %q", labels, want)
+	}
+	if len(sum.Configs) != 2 {
+		t.Errorf("%d configurations, want the reference and tactical random (the combinations apart)", len(sum.Configs))
+	}
+	ref, rnd := sum.byLabel("reference"), sum.byLabel("tactical random")
+	if ref == nil || rnd == nil {
+		t.Fatalf("configurations %+v lack the reference or tactical random", sum.Configs)
+	}
+	for i, same := range []*ConfigSummary{nil, nil, rnd, ref} {
+		c := sum.Combinations[i]
+		if len(c.RunIDs) != 1 {
+			t.Fatalf("%s: runs %v, want one", c.Label, c.RunIDs)
+		}
+		switch {
+		case same != nil && (!slices.Equal(c.RunIDs, same.RunIDs) || c.MeanReward["tactical"] != same.MeanReward["tactical"]):
+			t.Errorf("%s: run %v R %v, want %s's run %v R %v", c.Label, c.RunIDs, c.MeanReward["tactical"], same.Label, same.RunIDs, same.MeanReward["tactical"])
+		case same == nil && (slices.Contains(ref.RunIDs, c.RunIDs[0]) || slices.Contains(rnd.RunIDs, c.RunIDs[0])):
+			t.Errorf("%s answered by a baseline's run %v", c.Label, c.RunIDs)
+		}
+		if c.Invocations == 0 || c.P95 <= 0 {
+			t.Errorf("%s: no figures (%d invocations, p95 %v)", c.Label, c.Invocations, c.P95)
+		}
+	}
+	if sum.Combinations[0].MeanReward["strategic"] == ref.MeanReward["strategic"] {
+		t.Error("strategic random scored as the reference's greedy-cost")
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "again", "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"## The full hierarchy against every baseline combination", "No learned hierarchy was evaluated", "| random / random / hybrid-histogram |"} {
+		if !strings.Contains(string(md), w) {
+			t.Errorf("report.md lacks %q", w)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "again", FigCombinations))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+		t.Errorf("%s does not decode as PNG: %v", FigCombinations, err)
+	}
+	var first Summary
+	if b, err := os.ReadFile(filepath.Join(out, "summary.json")); err != nil || json.Unmarshal(b, &first) != nil {
+		t.Fatalf("reading the first report's summary: %v", err)
+	}
+	if a, b := jsonOf(t, first.Combinations), jsonOf(t, sum.Combinations); !sameJSON(a, b) {
+		t.Errorf("the report that ran the combinations and the one from the store differ on them:\n%v\n%v", a, b)
+	}
+}
