@@ -189,10 +189,9 @@ func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
 		}
 		b.WriteString("\n")
 		for _, d := range s.Dominance {
-			switch n := len(d.DominatedBy); {
-			case n == 0:
+			if n := len(d.DominatedBy); n == 0 {
 				fmt.Fprintf(b, "- **%s**: no combination is at least as good on cost, p95 and SLA violations and better on one.\n", d.Label)
-			default:
+			} else {
 				shown := d.DominatedBy[:min(n, 5)]
 				more := ""
 				if n > len(shown) {
