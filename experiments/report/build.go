@@ -19,6 +19,12 @@ import (
 type Summary struct {
 	Command     string  `json:"command"`
 	WallSeconds float64 `json:"wall_seconds"`
+	// Runs counts the distinct closed-loop runs the report reads and
+	// RunSeconds sums their own wall times (runs.wall_ms), whenever and
+	// however many at a time they ran: the machine time the report's
+	// figures cost, where WallSeconds is this invocation's alone.
+	Runs       int     `json:"runs"`
+	RunSeconds float64 `json:"run_seconds"`
 	// Window is the trace and days every run replayed.
 	Window eval.Window `json:"window"`
 	// Configs are the configurations in the order they were planned.
@@ -108,6 +114,21 @@ type Curve struct {
 	Phase  string    `json:"phase"`
 	X      []float64 `json:"episode"`
 	Y      []float64 `json:"mean_reward"`
+}
+
+// runTime returns how many distinct runs refs name and the sum of their
+// wall times in seconds.
+func runTime(refs []ref) (int, float64) {
+	seen := map[string]bool{}
+	var ms int64
+	for _, r := range refs {
+		if r.runID == "" || seen[r.runID] {
+			continue
+		}
+		seen[r.runID] = true
+		ms += r.wallMS
+	}
+	return len(seen), float64(ms) / 1000
 }
 
 // build aggregates the runs into the report's configurations.

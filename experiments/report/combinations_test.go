@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/strata-rl/strata/infra/store"
 )
 
 // TestCompareCombinations checks a learned hierarchy's standing among the
@@ -117,6 +120,20 @@ func TestReportCombinations(t *testing.T) {
 		if c.Invocations == 0 || c.P95 <= 0 {
 			t.Errorf("%s: no figures (%d invocations, p95 %v)", c.Label, c.Invocations, c.P95)
 		}
+	}
+	// The run time: the four distinct runs (aliases counted once), their
+	// runs rows' wall times summed.
+	st, err := store.OpenDuckDB(t.Context(), filepath.Join(dir, "runs.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rows, err := st.Query(t.Context(), "SELECT count(*), sum(wall_ms) FROM runs FINAL WHERE kind = 'eval'")
+	_ = st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ms := num(rows[0][0]), num(rows[0][1]); sum.Runs != 4 || n != 4 || math.Abs(sum.RunSeconds-ms/1000) > 1e-9 || ms <= 0 {
+		t.Errorf("report: %d runs, %v s of run time; the store: %v runs, %v ms", sum.Runs, sum.RunSeconds, n, ms)
 	}
 	if sum.Combinations[0].MeanReward["strategic"] == ref.MeanReward["strategic"] {
 		t.Error("strategic random scored as the reference's greedy-cost")

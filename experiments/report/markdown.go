@@ -65,7 +65,8 @@ func (s *Summary) byLabel(label string) *ConfigSummary {
 func (s *Summary) markdown(b *bytes.Buffer) {
 	w := s.Window
 	fmt.Fprintf(b, "# strata report\n\n")
-	fmt.Fprintf(b, "`%s` — %.0f s wall (runs found in the store are not run again).\n\n", s.Command, s.WallSeconds)
+	fmt.Fprintf(b, "`%s` — %.0f s wall for this invocation (runs found in the store are not run again); its %d closed-loop runs took %.1f h of run time in all "+
+		"(each run's own wall clock, summed, whenever it ran and however many ran at a time).\n\n", s.Command, s.WallSeconds, s.Runs, s.RunSeconds/3600)
 	fmt.Fprintf(b, "Trace `%s` (seed %d); scored days %d–%d after warm-up from day %d; placement before any decision %s. ",
 		w.Source, w.Seed, w.ScoredFirst, w.ScoredLast, w.FirstDay, w.Placement)
 	fmt.Fprintf(b, "Source revision(s) of the runs: %s.\n\n", orNone(strings.Join(s.Revisions, ", ")))

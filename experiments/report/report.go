@@ -126,6 +126,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err := rep.writeFigures(c.Out); err != nil {
 		return err
 	}
+	rep.Runs, rep.RunSeconds = runTime(append(slices.Clone(refs), vrefs...))
 	rep.Command = "strata report " + strings.Join(os.Args[min(2, len(os.Args)):], " ")
 	rep.WallSeconds = time.Since(t0).Seconds()
 	if err := rep.write(c.Out); err != nil {
