@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-rl/strata/infra/store"
 )
@@ -160,5 +161,23 @@ func TestReportCombinations(t *testing.T) {
 	}
 	if a, b := jsonOf(t, first.Combinations), jsonOf(t, sum.Combinations); !sameJSON(a, b) {
 		t.Errorf("the report that ran the combinations and the one from the store differ on them:\n%v\n%v", a, b)
+	}
+}
+
+func TestETA(t *testing.T) {
+	tests := []struct {
+		elapsed     time.Duration
+		done, total int
+		want        string
+	}{
+		{10 * time.Minute, 2, 10, "; 8 left, ~40m0s at this pace"},
+		{90 * time.Second, 1, 3, "; 2 left, ~3m0s at this pace"},
+		{time.Hour, 5, 5, ""},
+		{0, 0, 5, ""},
+	}
+	for _, tt := range tests {
+		if got := eta(tt.elapsed, tt.done, tt.total); got != tt.want {
+			t.Errorf("eta(%v, %d, %d) = %q, want %q", tt.elapsed, tt.done, tt.total, got, tt.want)
+		}
 	}
 }

@@ -137,6 +137,16 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// eta says when the runs left will be done at the pace of the done ones
+// so far (elapsed since the first started), or nothing once all are.
+func eta(elapsed time.Duration, done, total int) string {
+	if done <= 0 || done >= total {
+		return ""
+	}
+	left := time.Duration(float64(elapsed) / float64(done) * float64(total-done))
+	return fmt.Sprintf("; %d left, ~%s at this pace", total-done, left.Round(time.Minute))
+}
+
 // withoutCombinations returns jobs less the combinations of baselines
 // (the sensitivity study re-runs the baseline comparison only).
 func withoutCombinations(jobs []eval.Job) []eval.Job {
@@ -356,6 +366,7 @@ func runMissing(ctx context.Context, s *eval.Session, refs []ref, parallel int, 
 	}
 	var mu sync.Mutex
 	done := 0
+	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(parallel, 1))
 	for _, i := range todo {
@@ -372,7 +383,8 @@ func runMissing(ctx context.Context, s *eval.Session, refs []ref, parallel int, 
 			defer mu.Unlock()
 			refs[i].runID = id
 			done++
-			fmt.Fprintf(stderr, "report %d/%d: %s%s: run %s in %.1f s\n", done, len(todo), refs[i].job.Label, modelsSuffix(refs[i].job.Models), id, time.Since(t0).Seconds())
+			fmt.Fprintf(stderr, "report %d/%d: %s%s: run %s in %.1f s%s\n", done, len(todo), refs[i].job.Label, modelsSuffix(refs[i].job.Models), id,
+				time.Since(t0).Seconds(), eta(time.Since(start), done, len(todo)))
 			return nil
 		})
 	}
