@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-rl/strata/agents"
 	"github.com/strata-rl/strata/agents/lstm"
 	"github.com/strata-rl/strata/experiments/internal/flagtest"
 	"github.com/strata-rl/strata/experiments/sequences"
 	"github.com/strata-rl/strata/experiments/train"
+	"github.com/strata-rl/strata/schemas"
 )
 
 // TestExportSequencesAndTrainLSTM exports a small synthetic slice twice
@@ -120,5 +122,25 @@ func TestExportSequencesAndTrainLSTM(t *testing.T) {
 	if len(rows) != 2 || rows[0].Predictor != "lstm (asymmetric loss)" || rows[1].Predictor != "moving-average (5 steps)" ||
 		rows[0].Metrics[0].N == 0 || rows[0].Metrics[0].N != rows[1].Metrics[0].N {
 		t.Fatalf("LSTM test metrics %+v, want the LSTM and the moving average on the same samples", rows)
+	}
+	// The same checkpoint given again, and a copy of it in another
+	// directory, is scored once.
+	cp := filepath.Join(t.TempDir(), "copy")
+	b, err := os.ReadFile(filepath.Join(out, agents.CheckpointFile(schemas.Operational)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cp, agents.CheckpointFile(schemas.Operational)), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := LSTMTestMetrics(ctx, p1, []string{out, cp, out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 2 || len(again[0].Metrics) != 1 || len(again[0].Dirs) != 1 || again[0].Dirs[0] != out || again[0].Metrics[0] != rows[0].Metrics[0] {
+		t.Errorf("one checkpoint given three times: %+v, want it scored once under %s", again, out)
 	}
 }

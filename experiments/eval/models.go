@@ -1,7 +1,9 @@
 package eval
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -252,7 +254,10 @@ func runModelsRows(ctx context.Context, me modelsEval, rows []modelsRow, base pi
 // LSTMTestMetrics scores each directory's lstm.ckpt and the 5-step moving
 // average on the sequences in path (strata export sequences) and returns a
 // row per predictor, the moving average last; checkpoints are grouped by
-// their training configuration (Config.Describe), in the order of dirs.
+// their training configuration (Config.Describe), in the order of dirs. A
+// checkpoint whose bytes equal one scored already (a hierarchy's directory
+// holding a copy of an LSTM directory's, both given) is scored once, under
+// the first directory: counted twice it would narrow the interval.
 func LSTMTestMetrics(ctx context.Context, path string, dirs []string) ([]LSTMRow, error) {
 	sf, err := sequences.Read(ctx, path)
 	if err != nil {
@@ -265,14 +270,19 @@ func LSTMTestMetrics(ctx context.Context, path string, dirs []string) ([]LSTMRow
 	}
 	byLoss := map[string]*LSTMRow{}
 	var order []string
+	scored := map[[sha256.Size]byte]bool{}
 	for _, d := range dirs {
 		p := filepath.Join(d, agents.CheckpointFile(schemas.Operational))
-		f, err := os.Open(p)
+		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("scoring the LSTM of %s: %w", d, err)
 		}
-		c, err := lstm.ReadCheckpoint(f)
-		_ = f.Close()
+		sum := sha256.Sum256(b)
+		if scored[sum] {
+			continue
+		}
+		scored[sum] = true
+		c, err := lstm.ReadCheckpoint(bytes.NewReader(b))
 		if err != nil {
 			return nil, fmt.Errorf("scoring %s: %w", p, err)
 		}
