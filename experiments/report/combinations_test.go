@@ -170,8 +170,9 @@ func TestETA(t *testing.T) {
 		done, total int
 		want        string
 	}{
-		{10 * time.Minute, 2, 10, "; 8 left, ~40m0s at this pace"},
-		{90 * time.Second, 1, 3, "; 2 left, ~3m0s at this pace"},
+		{10 * time.Minute, 2, 10, "; 8 left, ~40m at this pace"},
+		{90 * time.Second, 1, 3, "; 2 left, ~3m at this pace"},
+		{3 * time.Hour, 1, 2, "; 1 left, ~3h0m at this pace"},
 		{time.Hour, 5, 5, ""},
 		{0, 0, 5, ""},
 	}

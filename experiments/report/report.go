@@ -144,7 +144,7 @@ func eta(elapsed time.Duration, done, total int) string {
 		return ""
 	}
 	left := time.Duration(float64(elapsed) / float64(done) * float64(total-done))
-	return fmt.Sprintf("; %d left, ~%s at this pace", total-done, left.Round(time.Minute))
+	return fmt.Sprintf("; %d left, ~%s at this pace", total-done, strings.TrimSuffix(left.Round(time.Minute).String(), "0s"))
 }
 
 // withoutCombinations returns jobs less the combinations of baselines
