@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-rl/strata/experiments/eval"
 	"github.com/strata-rl/strata/infra/store"
 )
 
@@ -179,6 +180,34 @@ func TestETA(t *testing.T) {
 	for _, tt := range tests {
 		if got := eta(tt.elapsed, tt.done, tt.total); got != tt.want {
 			t.Errorf("eta(%v, %d, %d) = %q, want %q", tt.elapsed, tt.done, tt.total, got, tt.want)
+		}
+	}
+}
+
+// TestVariantJobs checks that the sensitivity study re-runs the baseline
+// comparison alone: not the learned rows, the full hierarchy's baseline
+// rows or the combinations.
+func TestVariantJobs(t *testing.T) {
+	base := []eval.Job{
+		{Section: "reference", Label: "reference"},
+		{Section: "tactical", Label: "tactical random"},
+		{Section: "operational", Label: "operational keepalive-10m:keep_warm_ms=60000"},
+		{Section: "tactical", Label: "tactical ppo", Models: "m1"},
+		{Section: "hierarchy", Label: "hierarchy hindsight: oracle"},
+		{Section: eval.SectionCombination, Label: "combination random / random / reactive"},
+	}
+	got := variantJobs(base)
+	if len(got) != len(Variants) {
+		t.Fatalf("jobs for %d variants, want %d", len(got), len(Variants))
+	}
+	for i, v := range Variants {
+		var labels []string
+		for _, j := range got[i] {
+			labels = append(labels, j.Label)
+		}
+		want := []string{"reference" + v.Tag(), "tactical random" + v.Tag(), "operational keepalive-10m:keep_warm_ms=60000" + v.Tag()}
+		if !slices.Equal(labels, want) {
+			t.Errorf("variant %d: %q, want %q", i, labels, want)
 		}
 	}
 }

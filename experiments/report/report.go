@@ -100,7 +100,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		if c.VariantModel == nil {
 			c.VariantModel = DefaultVariantModel
 		}
-		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(withoutCombinations(jobs)), stderr); err != nil {
+		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(jobs), stderr); err != nil {
 			return err
 		}
 	}
@@ -145,12 +145,6 @@ func eta(elapsed time.Duration, done, total int) string {
 	}
 	left := time.Duration(float64(elapsed) / float64(done) * float64(total-done))
 	return fmt.Sprintf("; %d left, ~%s at this pace", total-done, strings.TrimSuffix(left.Round(time.Minute).String(), "0s"))
-}
-
-// withoutCombinations returns jobs less the combinations of baselines
-// (the sensitivity study re-runs the baseline comparison only).
-func withoutCombinations(jobs []eval.Job) []eval.Job {
-	return slices.DeleteFunc(slices.Clone(jobs), func(j eval.Job) bool { return j.Section == eval.SectionCombination })
 }
 
 // jobs returns the runs the report needs: the evaluation's, and with
