@@ -151,7 +151,7 @@ func dominates(a, b *ConfigSummary) bool {
 // combinationsMarkdown writes the section of the learned hierarchies
 // against every combination of baselines.
 func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
-	if len(s.Combinations) == 0 {
+	if len(s.Combinations) == 0 && s.CombinationsPlanned == 0 {
 		return
 	}
 	hs := s.learnedHierarchies()
@@ -160,6 +160,9 @@ func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
 		"see the hindsight rows above), one run each; a combination the baseline comparison runs already (the reference, a one-layer variation) is that run. "+
 		"The learned hierarchies are the configurations whose strategic and tactical layers are learned, their figures pooled or averaged over their seeds as above. "+
 		"\"beats k\" counts the combinations strictly worse on the figure.\n\n", len(s.Combinations))
+	if s.CombinationsPlanned > len(s.Combinations) {
+		fmt.Fprintf(b, "**Partial**: %d of the %d combinations planned have run; the standings below are among those.\n\n", len(s.Combinations), s.CombinationsPlanned)
+	}
 	if len(hs) == 0 {
 		b.WriteString("No learned hierarchy was evaluated (--models with rows such as DQN+PPO+hybrid-histogram).\n\n")
 	} else {

@@ -156,6 +156,36 @@ func TestReportCombinations(t *testing.T) {
 	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
 		t.Errorf("%s does not decode as PNG: %v", FigCombinations, err)
 	}
+	// A partial report of more combinations than the store has: the
+	// four found; the one-layer variation not run (which answers a
+	// combination too) and the four other combinations listed.
+	if _, _, err := reportOutput(append(slices.Clone(args), "--partial")); err == nil || !strings.Contains(err.Error(), "--from-store") {
+		t.Errorf("--partial without --from-store: %v, want it refused", err)
+	}
+	wider := append(slices.Clone(args), "--from-store", "--policies", "random,greedy-cost,greedy-latency", "--out", filepath.Join(dir, "partial"))
+	if _, _, err := reportOutput(wider); err == nil || !strings.Contains(err.Error(), "have no finished run") {
+		t.Errorf("--from-store with runs missing: %v, want it refused without --partial", err)
+	}
+	part := runReport(t, append(wider, "--partial"))
+	if len(part.Combinations) != 4 || part.CombinationsPlanned != 9 {
+		t.Errorf("partial: %d combinations of %d planned, want 4 of 9", len(part.Combinations), part.CombinationsPlanned)
+	}
+	wantMissing := []string{"tactical greedy-latency", "combination random / greedy-latency / hybrid-histogram",
+		"combination greedy-latency / random / hybrid-histogram", "combination greedy-latency / greedy-latency / hybrid-histogram",
+		"combination greedy-latency / greedy-cost / hybrid-histogram"} // greedy-cost / greedy-latency / … is tactical greedy-latency's run
+	for _, m := range wantMissing {
+		if !slices.Contains(part.Missing, m) {
+			t.Errorf("partial report's missing runs %q lack %q", part.Missing, m)
+		}
+	}
+	if len(part.Missing) != len(wantMissing) {
+		t.Errorf("partial report's missing runs %q, want %d", part.Missing, len(wantMissing))
+	}
+	if pm, err := os.ReadFile(filepath.Join(dir, "partial", "report.md")); err != nil || !strings.Contains(string(pm), "**Partial report**") ||
+		!strings.Contains(string(pm), "4 of the 9 combinations planned have run") {
+		t.Errorf("partial report.md does not say it is partial (%v)", err)
+	}
+
 	var first Summary
 	if b, err := os.ReadFile(filepath.Join(out, "summary.json")); err != nil || json.Unmarshal(b, &first) != nil {
 		t.Fatalf("reading the first report's summary: %v", err)

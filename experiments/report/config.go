@@ -21,6 +21,10 @@ type Config struct {
 	// FromStore builds the report from runs already in the store and runs
 	// nothing (a configuration missing there is an error).
 	FromStore bool
+	// Partial, with FromStore, writes the report from the runs the store
+	// has and lists the configurations that have none yet, instead of
+	// failing on them (a long report seen while it still runs).
+	Partial bool
 	// KeepAlive lists keep-alive windows swept as a family of the
 	// operational baseline keepalive (with --baselines and the operational
 	// layer); "" sweeps none.
@@ -52,6 +56,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	c.Eval.RegisterRunFlags(fs, prefix)
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "`DIR` of report.md, the PNG figures and summary.json")
 	fs.BoolVar(&c.FromStore, prefix+"from-store", c.FromStore, "run nothing: build the report from the runs already in the store (each configuration's newest finished run)")
+	fs.BoolVar(&c.Partial, prefix+"partial", c.Partial, "with --from-store: write the report from the runs the store has, listing at its top the configurations that have no run yet (a long report seen while it still runs), instead of failing on them")
 	fs.BoolVar(&c.Sensitivity, prefix+"sensitivity", c.Sensitivity, "with --baselines: re-run the baseline comparison with each ASSUMED hidden function property (working-set median and spread, CPU-bound fraction, runtime mix) at a low and a high value, and report which rankings change (8 × the baseline runs)")
 	fs.BoolVar(&c.Combinations, prefix+"combinations", c.Combinations, "with --baselines: also run every combination of one causal baseline per layer (strategic × tactical × operational: 5 × 6 × 7 = 210 closed loops, fewer with --policies; the oracles are bounds, not combined; a combination --baselines runs already is not run twice) and compare the learned hierarchies of --models with them")
 	fs.StringVar(&c.Eval.LSTMTest, prefix+"lstm-test", c.Eval.LSTMTest, "score the LSTMs of --models (the directories holding an lstm.ckpt) and --lstm-models, and the 5-step moving average, on the sequences `FILE`.parquet of the evaluation days (strata export sequences --days 13-14): the seed's §4.4 table")
@@ -73,6 +78,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Eval.LSTMModels != "" && c.Eval.LSTMTest == "" {
 		return errors.New("strata report --lstm-models: give the test sequences with --lstm-test FILE")
+	}
+	if c.Partial && !c.FromStore {
+		return errors.New("strata report --partial writes what the store has: give --from-store")
 	}
 	if c.Combinations && !c.Eval.Baselines {
 		return errors.New("strata report --combinations extends the baseline comparison: give --baselines")

@@ -76,6 +76,15 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 		"Cost (keep-warm included), carbon, cold starts and SLA violations pool the runs' operational reward rows (the twin's totals); percentiles come from the runs' merged latency histograms " +
 		"(at most 2 % above the exact value). **Claims** are the seed report's figures, quoted, not measured.\n\n")
 
+	if n := len(s.Missing); n > 0 {
+		shown := s.Missing[:min(n, 30)]
+		more := ""
+		if n > len(shown) {
+			more = fmt.Sprintf(" and %d more", n-len(shown))
+		}
+		fmt.Fprintf(b, "**Partial report** (`--partial`): %d planned run(s) have no run in the store yet and are left out; every figure below is over the runs found. "+
+			"Not run yet: %s%s.\n\n", n, strings.Join(shown, "; "), more)
+	}
 	b.WriteString("## Every configuration\n\n")
 	b.WriteString("| section | configuration | runs | R strategic | R tactical | R operational | USD / M inv | keep-warm USD / M | gCO2e / M | p50 ms | p95 ms | p99 ms | cold % | SLA viol % | Pareto (cost–p95, cost–carbon) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")

@@ -83,17 +83,19 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			missing = append(missing, m)
 		}
 	}
-	if c.FromStore && len(missing) > 0 {
+	if c.FromStore && len(missing) > 0 && !c.Partial {
 		return fmt.Errorf("strata report --from-store: %d configuration(s) have no finished run in %s with these days and trace: %s",
 			len(missing), s.Recorder().Target(), strings.Join(missing, "; "))
 	}
-	if err := runMissing(ctx, s, refs, c.Eval.Parallel, stderr); err != nil {
-		return err
-	}
-	// The rows of runs made now were written with their wall time: read
-	// the refs again so every one has its runs row's revision.
-	if refs, err = resolve(ctx, st, win, jobs); err != nil {
-		return err
+	if !c.FromStore {
+		if err := runMissing(ctx, s, refs, c.Eval.Parallel, stderr); err != nil {
+			return err
+		}
+		// The rows of runs made now were written with their wall time:
+		// read the refs again so every one has its runs row's revision.
+		if refs, err = resolve(ctx, st, win, jobs); err != nil {
+			return err
+		}
 	}
 	var vrefs []ref
 	if c.Sensitivity {
@@ -116,7 +118,13 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	rep.LSTMTest, rep.Predictions = c.Eval.LSTMTest, preds
 	if c.Combinations {
 		rep.Combinations = build(d, comboRefs, win).Configs
+		rep.CombinationsPlanned = len(comboRefs)
 		rep.compareCombinations()
+	}
+	for _, r := range append(slices.Clone(refs), vrefs...) {
+		if !r.found {
+			rep.Missing = append(rep.Missing, r.job.Label+modelsSuffix(r.job.Models))
+		}
 	}
 	if c.Sensitivity {
 		vs := build(d, vrefs, win)

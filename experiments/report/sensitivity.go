@@ -90,10 +90,12 @@ func runVariants(ctx context.Context, c *Config, s *eval.Session, win eval.Windo
 		}
 		if c.FromStore {
 			for _, r := range refs {
-				if !r.found {
+				if !r.found && !c.Partial {
 					return nil, fmt.Errorf("strata report --from-store --sensitivity: %s has no finished run in the store", r.job.Label)
 				}
 			}
+			all = append(all, refs...)
+			continue
 		}
 		vs := s.Variant(c.VariantModel(v.Sets))
 		if err := runMissing(ctx, vs, refs, c.Eval.Parallel, stderr); err != nil {
