@@ -3,7 +3,6 @@ package report
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -19,7 +18,8 @@ const FigCombinations = "combinations.png"
 // every combination of baselines on.
 type combinationFigure struct {
 	name   string
-	higher bool // a higher value is better
+	higher bool   // a higher value is better
+	format string // how report.md prints its values
 	get    func(c *ConfigSummary) (float64, bool)
 }
 
@@ -32,16 +32,16 @@ func always(f func(c *ConfigSummary) float64) func(c *ConfigSummary) (float64, b
 }
 
 var combinationFigures = []combinationFigure{
-	{"R strategic", true, meanReward("strategic")},
-	{"R tactical", true, meanReward("tactical")},
-	{"R operational", true, meanReward("operational")},
-	{"USD / M inv", false, always(func(c *ConfigSummary) float64 { return c.CostPerM })},
-	{"keep-warm USD / M", false, always(func(c *ConfigSummary) float64 { return c.KeepWarmPerM })},
-	{"gCO2e / M", false, always(func(c *ConfigSummary) float64 { return c.GCO2ePerM })},
-	{"p95 ms", false, always(func(c *ConfigSummary) float64 { return c.P95 })},
-	{"p99 ms", false, always(func(c *ConfigSummary) float64 { return c.P99 })},
-	{"cold %", false, always(func(c *ConfigSummary) float64 { return 100 * c.ColdRate })},
-	{"SLA viol %", false, always(func(c *ConfigSummary) float64 { return 100 * c.SLARate })},
+	{"R strategic", true, "%.4f", meanReward("strategic")},
+	{"R tactical", true, "%.4f", meanReward("tactical")},
+	{"R operational", true, "%.4f", meanReward("operational")},
+	{"USD / M inv", false, "%.2f", always(func(c *ConfigSummary) float64 { return c.CostPerM })},
+	{"keep-warm USD / M", false, "%.2f", always(func(c *ConfigSummary) float64 { return c.KeepWarmPerM })},
+	{"gCO2e / M", false, "%.0f", always(func(c *ConfigSummary) float64 { return c.GCO2ePerM })},
+	{"p95 ms", false, "%.0f", always(func(c *ConfigSummary) float64 { return c.P95 })},
+	{"p99 ms", false, "%.0f", always(func(c *ConfigSummary) float64 { return c.P99 })},
+	{"cold %", false, "%.2f", always(func(c *ConfigSummary) float64 { return 100 * c.ColdRate })},
+	{"SLA viol %", false, "%.2f", always(func(c *ConfigSummary) float64 { return 100 * c.SLARate })},
 }
 
 // Standing is where a learned hierarchy stands among the combinations of
@@ -181,14 +181,14 @@ func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
 				for _, st := range s.Standings {
 					if st.Label == h.Label && st.Figure == f.name {
 						best, bv, found = st.Best, st.BestValue, true
-						cells[i] = fmt.Sprintf("%s (beats %d of %d)", figureValue(st.Value), st.Beats, st.N)
+						cells[i] = fmt.Sprintf(f.format+" (beats %d of %d)", st.Value, st.Beats, st.N)
 					}
 				}
 			}
 			if !found {
 				continue
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s |\n", f.name, best, figureValue(bv), strings.Join(cells, " | "))
+			fmt.Fprintf(b, "| %s | %s | "+f.format+" | %s |\n", f.name, best, bv, strings.Join(cells, " | "))
 		}
 		b.WriteString("\n")
 		for _, d := range s.Dominance {
@@ -214,15 +214,6 @@ func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
 			c.CostPerM, c.KeepWarmPerM, c.GCO2ePerM, c.P95, c.P99, 100*c.ColdRate, 100*c.SLARate)
 	}
 	b.WriteString("\n")
-}
-
-// figureValue formats a figure's value: rewards with four decimals, the
-// others with two.
-func figureValue(v float64) string {
-	if math.Abs(v) < 2 {
-		return fmt.Sprintf("%.4f", v)
-	}
-	return fmt.Sprintf("%.2f", v)
 }
 
 // combinationsPlots draws every combination (unlabelled) and the learned

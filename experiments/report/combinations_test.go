@@ -63,7 +63,7 @@ func TestCompareCombinations(t *testing.T) {
 	}
 	var b bytes.Buffer
 	s.combinationsMarkdown(&b)
-	for _, w := range []string{"| R tactical | combination b | 0.6000 | 0.5000 (beats 2 of 4) |", "dominated on cost, p95 and SLA violations by 1 combination(s): combination a.", "| d | —"} {
+	for _, w := range []string{"| R tactical | combination b | 0.6000 | 0.5000 (beats 2 of 4) |", "| SLA viol % | combination b | 1.00 | 2.00 (beats 1 of 4) |", "| p95 ms | combination d | 90 | 100 (beats 1 of 4) |", "dominated on cost, p95 and SLA violations by 1 combination(s): combination a.", "| d | —"} {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("markdown lacks %q:\n%s", w, b.String())
 		}

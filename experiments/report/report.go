@@ -140,8 +140,12 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err := rep.write(c.Out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "report: %d configurations, %d runs (%d run now, %d from the store %s) in %s: %s/report.md\n",
-		len(rep.Configs), len(refs), len(missing), len(refs)-len(missing), s.Recorder().Target(), time.Since(t0).Round(time.Second), c.Out)
+	now := fmt.Sprintf("%d run now", len(missing))
+	if c.FromStore {
+		now = fmt.Sprintf("%d not in the store yet", len(missing))
+	}
+	fmt.Fprintf(stdout, "report: %d configurations, %d runs (%s, %d from the store %s) in %s: %s/report.md\n",
+		len(rep.Configs), len(refs), now, len(refs)-len(missing), s.Recorder().Target(), time.Since(t0).Round(time.Second), c.Out)
 	return nil
 }
 
