@@ -26,6 +26,16 @@ func CausalBaselines(l schemas.Layer) []string {
 	return names
 }
 
+// Baselines returns every baseline of layer l the comparisons run: the
+// causal ones and, for the placement layers, the per-interval oracle.
+func Baselines(l schemas.Layer) []string {
+	names := CausalBaselines(l)
+	if l != schemas.Operational {
+		names = append(names, string(twin.PolicyOracle))
+	}
+	return names
+}
+
 // CombinationJobs returns one job per combination of a causal baseline of
 // each layer (CausalBaselines), strategic outermost, then tactical, then
 // operational, each labelled "combination S / T / O" in section

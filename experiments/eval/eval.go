@@ -20,7 +20,6 @@ import (
 	"github.com/strata-rl/strata/agents/dqn"
 	"github.com/strata-rl/strata/agents/ppo"
 	"github.com/strata-rl/strata/cloud"
-	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/experiments"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
@@ -77,10 +76,7 @@ func evalVariants(layers []schemas.Layer, only []string) []evalRow {
 	ref := map[string]string{string(schemas.Strategic): refStrategic, string(schemas.Tactical): refTactical, string(schemas.Operational): refOperational}
 	out := []evalRow{{Varied: "reference", Policy: "", Policies: ref}}
 	for _, l := range layers {
-		names := agents.Names(l)
-		if l != schemas.Operational {
-			names = append(names, string(twin.PolicyStaticBest), string(twin.PolicyOracle))
-		}
+		names := Baselines(l)
 		if len(only) > 0 {
 			known := append(slices.Clone(names), agents.Own(l)...)
 			names = nil

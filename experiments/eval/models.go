@@ -114,7 +114,7 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	if me.ppoMask != "" {
 		ppoName += ":mask=" + me.ppoMask
 	}
-	tacticals := append(agents.Names(schemas.Tactical), string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+	tacticals := Baselines(schemas.Tactical)
 	for _, n := range tacticals {
 		rows = append(rows, modelsRow{Section: "tactical", Label: n, Runs: []evalRow{{Varied: "tactical", Policy: n,
 			Policies: map[string]string{"strategic": refStrategic, "tactical": n, "operational": me.tacticalOperational}}}})
@@ -132,7 +132,7 @@ func modelsRows(me modelsEval, hasLSTM bool) []modelsRow {
 	// operational policy; each strategic baseline once (labelled
 	// "strategic <name>", as tactical baselines share names), the DQN once
 	// per seed.
-	strategics := append(agents.Names(schemas.Strategic), string(twin.PolicyStaticBest), string(twin.PolicyOracle))
+	strategics := Baselines(schemas.Strategic)
 	for _, n := range strategics {
 		rows = append(rows, modelsRow{Section: "strategic", Label: "strategic " + n, Runs: []evalRow{{Varied: "strategic", Policy: n,
 			Policies: map[string]string{"strategic": n, "tactical": refTactical, "operational": me.tacticalOperational}}}})
