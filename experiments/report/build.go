@@ -49,14 +49,14 @@ type Summary struct {
 	// (--combinations), Standings and Dominance the learned hierarchies
 	// against them.
 	Combinations []*ConfigSummary `json:"combinations,omitempty"`
+	Standings    []Standing       `json:"combination_standings,omitempty"`
+	Dominance    []Dominance      `json:"combination_dominance,omitempty"`
 	// CombinationsPlanned is how many combinations the report asked for:
 	// more than Combinations holds in a partial report.
 	CombinationsPlanned int `json:"combinations_planned,omitempty"`
 	// Missing lists the runs a partial report (--partial) found no run
 	// for, by label and model directory.
-	Missing   []string    `json:"missing,omitempty"`
-	Standings []Standing  `json:"combination_standings,omitempty"`
-	Dominance []Dominance `json:"combination_dominance,omitempty"`
+	Missing []string `json:"missing,omitempty"`
 }
 
 // ConfigSummary is one configuration: its runs (one per seed where a

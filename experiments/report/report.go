@@ -58,7 +58,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jobs, aliases := c.combinations(jobs)
+	jobs, planned := c.combinations(jobs)
 	s, err := eval.NewSession(ctx, c.Eval, stderr)
 	if err != nil {
 		return err
@@ -106,14 +106,15 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	d, err := load(ctx, st, append(slices.Clone(refs), vrefs...), win)
+	all := append(slices.Clone(refs), vrefs...)
+	d, err := load(ctx, st, all, win)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", c.Out, err)
 	}
-	mainRefs, comboRefs := splitCombinations(refs, aliases)
+	mainRefs, comboRefs := splitCombinations(refs, planned)
 	rep := build(d, mainRefs, win)
 	rep.LSTMTest, rep.Predictions = c.Eval.LSTMTest, preds
 	if c.Combinations {
@@ -121,7 +122,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		rep.CombinationsPlanned = len(comboRefs)
 		rep.compareCombinations()
 	}
-	for _, r := range append(slices.Clone(refs), vrefs...) {
+	for _, r := range all {
 		if !r.found {
 			rep.Missing = append(rep.Missing, r.job.Label+modelsSuffix(r.job.Models))
 		}
@@ -134,7 +135,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err := rep.writeFigures(c.Out); err != nil {
 		return err
 	}
-	rep.Runs, rep.RunSeconds = runTime(append(slices.Clone(refs), vrefs...))
+	rep.Runs, rep.RunSeconds = runTime(all)
 	rep.Command = "strata report " + strings.Join(os.Args[min(2, len(os.Args)):], " ")
 	rep.WallSeconds = time.Since(t0).Seconds()
 	if err := rep.write(c.Out); err != nil {
@@ -206,17 +207,18 @@ func (c *Config) jobs() ([]eval.Job, error) {
 	return jobs, nil
 }
 
-// alias is a combination of baselines that another job runs already (the
-// reference, a one-layer variation): its figures are that job's run's.
-type alias struct {
+// combination is a planned combination of baselines and the job whose run
+// answers it: its own, or one another comparison runs already (the
+// reference, a one-layer variation).
+type combination struct {
 	job eval.Job
 	of  int // the index of the job whose run answers it
 }
 
 // combinations appends to jobs every combination of baselines
-// (eval.CombinationJobs) that no job of jobs runs already, and returns the
-// others as aliases of the job that does.
-func (c *Config) combinations(jobs []eval.Job) ([]eval.Job, []alias) {
+// (eval.CombinationJobs) that no job of jobs runs already, and returns
+// every combination, in the planned order, with the job that answers it.
+func (c *Config) combinations(jobs []eval.Job) ([]eval.Job, []combination) {
 	if !c.Combinations {
 		return jobs, nil
 	}
@@ -236,39 +238,31 @@ func (c *Config) combinations(jobs []eval.Job) ([]eval.Job, []alias) {
 			}
 		}
 	}
-	var aliases []alias
+	var planned []combination
 	for _, j := range eval.CombinationJobs(only, c.Eval.PolicySeed) {
-		if i, ok := byPolicies[key(j)]; ok {
-			aliases = append(aliases, alias{job: j, of: i})
-			continue
+		i, ok := byPolicies[key(j)]
+		if !ok {
+			i = len(jobs)
+			jobs = append(jobs, j)
 		}
-		jobs = append(jobs, j)
+		planned = append(planned, combination{job: j, of: i})
 	}
-	return jobs, aliases
+	return jobs, planned
 }
 
-// splitCombinations separates the combinations' refs from the others',
-// each alias answered by the run of the job it names.
-func splitCombinations(refs []ref, aliases []alias) (main, combos []ref) {
+// splitCombinations separates the combinations' refs, in the planned
+// order, each labelled as its combination, from the others'.
+func splitCombinations(refs []ref, planned []combination) (main, combos []ref) {
 	for _, r := range refs {
-		if r.job.Section == eval.SectionCombination {
-			combos = append(combos, r)
-		} else {
+		if r.job.Section != eval.SectionCombination {
 			main = append(main, r)
 		}
 	}
-	for _, a := range aliases {
-		r := refs[a.of]
-		r.job = a.job
+	for _, p := range planned {
+		r := refs[p.of]
+		r.job = p.job
 		combos = append(combos, r)
 	}
-	// In the planned order of the combinations (strategic, tactical,
-	// operational), wherever their runs came from.
-	order := map[string]int{}
-	for i, j := range eval.CombinationJobs(nil, 0) {
-		order[j.Label] = i
-	}
-	slices.SortStableFunc(combos, func(a, b ref) int { return order[a.job.Label] - order[b.job.Label] })
 	return main, combos
 }
 
