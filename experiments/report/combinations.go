@@ -195,12 +195,7 @@ func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
 			if n := len(d.DominatedBy); n == 0 {
 				fmt.Fprintf(b, "- **%s**: no combination is at least as good on cost, p95 and SLA violations and better on one.\n", d.Label)
 			} else {
-				shown := d.DominatedBy[:min(n, 5)]
-				more := ""
-				if n > len(shown) {
-					more = fmt.Sprintf(" and %d more", n-len(shown))
-				}
-				fmt.Fprintf(b, "- **%s** is dominated on cost, p95 and SLA violations by %d combination(s): %s%s.\n", d.Label, n, strings.Join(shown, "; "), more)
+				fmt.Fprintf(b, "- **%s** is dominated on cost, p95 and SLA violations by %d combination(s): %s.\n", d.Label, n, firstOf(d.DominatedBy, 5))
 			}
 		}
 		b.WriteString("\n")

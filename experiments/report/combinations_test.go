@@ -241,3 +241,20 @@ func TestVariantJobs(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstOf(t *testing.T) {
+	tests := []struct {
+		xs   []string
+		k    int
+		want string
+	}{
+		{[]string{"a", "b"}, 5, "a; b"},
+		{[]string{"a", "b", "c"}, 2, "a; b and 1 more"},
+		{nil, 3, ""},
+	}
+	for _, tt := range tests {
+		if got := firstOf(tt.xs, tt.k); got != tt.want {
+			t.Errorf("firstOf(%q, %d) = %q, want %q", tt.xs, tt.k, got, tt.want)
+		}
+	}
+}

@@ -77,13 +77,8 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 		"(at most 2 % above the exact value). **Claims** are the seed report's figures, quoted, not measured.\n\n")
 
 	if n := len(s.Missing); n > 0 {
-		shown := s.Missing[:min(n, 30)]
-		more := ""
-		if n > len(shown) {
-			more = fmt.Sprintf(" and %d more", n-len(shown))
-		}
 		fmt.Fprintf(b, "**Partial report** (`--partial`): %d planned run(s) have no run in the store yet and are left out; every figure below is over the runs found. "+
-			"Not run yet: %s%s.\n\n", n, strings.Join(shown, "; "), more)
+			"Not run yet: %s.\n\n", n, firstOf(s.Missing, 30))
 	}
 	b.WriteString("## Every configuration\n\n")
 	b.WriteString("| section | configuration | runs | R strategic | R tactical | R operational | USD / M inv | keep-warm USD / M | gCO2e / M | p50 ms | p95 ms | p99 ms | cold % | SLA viol % | Pareto (cost–p95, cost–carbon) |\n")
@@ -174,6 +169,16 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 	for _, f := range s.Figures() {
 		fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)
 	}
+}
+
+// firstOf joins the first k of xs with "; " and says how many more there
+// are.
+func firstOf(xs []string, k int) string {
+	out := strings.Join(xs[:min(len(xs), k)], "; ")
+	if len(xs) > k {
+		out += fmt.Sprintf(" and %d more", len(xs)-k)
+	}
+	return out
 }
 
 // perRunTable writes each run's mean rewards for the configurations of
