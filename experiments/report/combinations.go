@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -62,11 +63,31 @@ type Standing struct {
 }
 
 // Dominance lists, for a learned hierarchy, the combinations of baselines
-// at least as good on cost, p95 latency and SLA violations and better on
-// one of them.
+// at least as good on every one of Figures and better on one of them.
 type Dominance struct {
 	Label       string   `json:"label"`
+	Figures     []string `json:"figures"`
 	DominatedBy []string `json:"dominated_by"`
+}
+
+// dominanceSets are the sets of figures dominance is judged on: every
+// figure the hierarchy is measured on at full scale but the rewards and
+// keep-warm cost (cost, carbon, p95, p99, cold starts, SLA violations),
+// and the narrower cost, p95 and SLA violations a user pays and is paid
+// by. The first keeps a combination that is cheaper only by paying more
+// cold starts or carbon from counting as better; the second shows which
+// would be preferred by one who weighs those three alone.
+var dominanceSets = [][]string{
+	{"USD / M inv", "gCO2e / M", "p95 ms", "p99 ms", "cold %", "SLA viol %"},
+	{"USD / M inv", "p95 ms", "SLA viol %"},
+}
+
+// dominanceText names a set of dominanceSets in report.md.
+func dominanceText(figs []string) string {
+	if len(figs) == len(dominanceSets[0]) {
+		return "cost, carbon, p95, p99, cold starts and SLA violations"
+	}
+	return "cost, p95 and SLA violations"
 }
 
 // learnedHierarchies returns the configurations whose strategic and
@@ -112,13 +133,15 @@ func (s *Summary) compareCombinations() {
 				s.Standings = append(s.Standings, st)
 			}
 		}
-		d := Dominance{Label: h.Label}
-		for _, c := range s.Combinations {
-			if dominates(c, h) {
-				d.DominatedBy = append(d.DominatedBy, c.Label)
+		for _, figs := range dominanceSets {
+			d := Dominance{Label: h.Label, Figures: figs}
+			for _, c := range s.Combinations {
+				if dominates(c, h, figs) {
+					d.DominatedBy = append(d.DominatedBy, c.Label)
+				}
 			}
+			s.Dominance = append(s.Dominance, d)
 		}
-		s.Dominance = append(s.Dominance, d)
 	}
 }
 
@@ -130,20 +153,21 @@ func better(a, b float64, higher bool) bool {
 	return a < b
 }
 
-// dominates reports whether a is at least as good as b on cost, p95 and
-// SLA violations and strictly better on one of them (both measured).
-func dominates(a, b *ConfigSummary) bool {
-	if a.Invocations == 0 || b.Invocations == 0 {
-		return false
-	}
-	x := [3]float64{a.CostPerM, a.P95, a.SLARate}
-	y := [3]float64{b.CostPerM, b.P95, b.SLARate}
+// dominates reports whether a is at least as good as b on each of the
+// named combinationFigures and strictly better on one of them (both
+// measured on all of them).
+func dominates(a, b *ConfigSummary, figs []string) bool {
 	strict := false
-	for i := range x {
-		if x[i] > y[i] {
+	for _, f := range combinationFigures {
+		if !slices.Contains(figs, f.name) {
+			continue
+		}
+		x, okA := f.get(a)
+		y, okB := f.get(b)
+		if !okA || !okB || better(y, x, f.higher) {
 			return false
 		}
-		strict = strict || x[i] < y[i]
+		strict = strict || better(x, y, f.higher)
 	}
 	return strict
 }
@@ -193,9 +217,9 @@ func (s *Summary) combinationsMarkdown(b *bytes.Buffer) {
 		b.WriteString("\n")
 		for _, d := range s.Dominance {
 			if n := len(d.DominatedBy); n == 0 {
-				fmt.Fprintf(b, "- **%s**: no combination is at least as good on cost, p95 and SLA violations and better on one.\n", d.Label)
+				fmt.Fprintf(b, "- **%s**: no combination is at least as good on %s and better on one.\n", d.Label, dominanceText(d.Figures))
 			} else {
-				fmt.Fprintf(b, "- **%s** is dominated on cost, p95 and SLA violations by %d combination(s): %s.\n", d.Label, n, firstOf(d.DominatedBy, 5))
+				fmt.Fprintf(b, "- **%s** is dominated on %s by %d combination(s): %s.\n", d.Label, dominanceText(d.Figures), n, firstOf(d.DominatedBy, 5))
 			}
 		}
 		b.WriteString("\n")

@@ -18,7 +18,8 @@ import (
 
 // TestCompareCombinations checks a learned hierarchy's standing among the
 // combinations on each figure (best, beaten, tied) and which combinations
-// dominate it on cost, p95 and SLA violations.
+// dominate it on the six figures of the issue and on cost, p95 and SLA
+// violations alone.
 func TestCompareCombinations(t *testing.T) {
 	cfg := func(label string, rt, cost, p95, sla float64) *ConfigSummary {
 		return &ConfigSummary{Label: label, MeanReward: map[string]float64{"tactical": rt}, Invocations: 100, CostPerM: cost, P95: p95, SLARate: sla}
@@ -32,14 +33,17 @@ func TestCompareCombinations(t *testing.T) {
 			cfg("combination b", 0.6, 9, 120, 0.01),  // cheaper and fewer violations, slower: does not
 			cfg("combination c", 0.5, 10, 100, 0.02), // equal: does not
 			cfg("combination d", 0.3, 12, 90, 0.03),
+			cfg("combination e", 0.3, 8, 100, 0.02), // cheaper, more cold starts: dominates on cost, p95 and SLA alone
 		},
 	}
+	s.Combinations[4].ColdRate = 0.1
 	s.compareCombinations()
 	want := map[string]Standing{
-		"R tactical":  {Value: 0.5, Best: "combination b", BestValue: 0.6, Beats: 2, Ties: 1, N: 4},
-		"USD / M inv": {Value: 10, Best: "combination a", BestValue: 9, Beats: 1, Ties: 1, N: 4},
-		"p95 ms":      {Value: 100, Best: "combination d", BestValue: 90, Beats: 1, Ties: 2, N: 4},
-		"SLA viol %":  {Value: 2, Best: "combination b", BestValue: 1, Beats: 1, Ties: 2, N: 4},
+		"R tactical":  {Value: 0.5, Best: "combination b", BestValue: 0.6, Beats: 3, Ties: 1, N: 5},
+		"USD / M inv": {Value: 10, Best: "combination e", BestValue: 8, Beats: 1, Ties: 1, N: 5},
+		"p95 ms":      {Value: 100, Best: "combination d", BestValue: 90, Beats: 1, Ties: 3, N: 5},
+		"SLA viol %":  {Value: 2, Best: "combination b", BestValue: 1, Beats: 1, Ties: 3, N: 5},
+		"cold %":      {Value: 0, Best: "combination a", BestValue: 0, Beats: 1, Ties: 4, N: 5},
 	}
 	got := map[string]Standing{}
 	for _, st := range s.Standings {
@@ -58,12 +62,15 @@ func TestCompareCombinations(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", f, g, w)
 		}
 	}
-	if len(s.Dominance) != 1 || !slices.Equal(s.Dominance[0].DominatedBy, []string{"combination a"}) {
-		t.Errorf("dominance %+v, want the hierarchy dominated by combination a alone", s.Dominance)
+	if len(s.Dominance) != 2 || !slices.Equal(s.Dominance[0].DominatedBy, []string{"combination a"}) ||
+		!slices.Equal(s.Dominance[1].DominatedBy, []string{"combination a", "combination e"}) {
+		t.Errorf("dominance %+v, want the hierarchy dominated by combination a on the six figures, by a and e on cost, p95 and SLA", s.Dominance)
 	}
 	var b bytes.Buffer
 	s.combinationsMarkdown(&b)
-	for _, w := range []string{"| R tactical | combination b | 0.6000 | 0.5000 (beats 2 of 4) |", "| SLA viol % | combination b | 1.00 | 2.00 (beats 1 of 4) |", "| p95 ms | combination d | 90 | 100 (beats 1 of 4) |", "dominated on cost, p95 and SLA violations by 1 combination(s): combination a.", "| d | —"} {
+	for _, w := range []string{"| R tactical | combination b | 0.6000 | 0.5000 (beats 3 of 5) |", "| SLA viol % | combination b | 1.00 | 2.00 (beats 1 of 5) |", "| p95 ms | combination d | 90 | 100 (beats 1 of 5) |",
+		"dominated on cost, carbon, p95, p99, cold starts and SLA violations by 1 combination(s): combination a.",
+		"dominated on cost, p95 and SLA violations by 2 combination(s): combination a; combination e.", "| d | —"} {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("markdown lacks %q:\n%s", w, b.String())
 		}
