@@ -134,7 +134,7 @@ func (s *Summary) compareCombinations() {
 			}
 		}
 		for _, figs := range dominanceSets {
-			d := Dominance{Label: h.Label, Figures: figs}
+			d := Dominance{Label: h.Label, Figures: figs, DominatedBy: []string{}}
 			for _, c := range s.Combinations {
 				if dominates(c, h, figs) {
 					d.DominatedBy = append(d.DominatedBy, c.Label)
