@@ -70,24 +70,31 @@ type Dominance struct {
 	DominatedBy []string `json:"dominated_by"`
 }
 
-// dominanceSets are the sets of figures dominance is judged on: every
-// figure the hierarchy is measured on at full scale but the rewards and
-// keep-warm cost (cost, carbon, p95, p99, cold starts, SLA violations),
-// and the narrower cost, p95 and SLA violations a user pays and is paid
-// by. The first keeps a combination that is cheaper only by paying more
-// cold starts or carbon from counting as better; the second shows which
-// would be preferred by one who weighs those three alone.
-var dominanceSets = [][]string{
-	{"USD / M inv", "gCO2e / M", "p95 ms", "p99 ms", "cold %", "SLA viol %"},
-	{"USD / M inv", "p95 ms", "SLA viol %"},
+// dominanceSets are the sets of figures dominance is judged on, each with
+// how report.md names it: every figure the hierarchy is measured on at
+// full scale but the rewards and keep-warm cost (cost, carbon, p95, p99,
+// cold starts, SLA violations), and the narrower cost, p95 and SLA
+// violations a user pays and is paid by. The first keeps a combination
+// that is cheaper only by paying more cold starts or carbon from counting
+// as better; the second shows which would be preferred by one who weighs
+// those three alone.
+var dominanceSets = []struct {
+	figures []string
+	text    string
+}{
+	{[]string{"USD / M inv", "gCO2e / M", "p95 ms", "p99 ms", "cold %", "SLA viol %"}, "cost, carbon, p95, p99, cold starts and SLA violations"},
+	{[]string{"USD / M inv", "p95 ms", "SLA viol %"}, "cost, p95 and SLA violations"},
 }
 
-// dominanceText names a set of dominanceSets in report.md.
+// dominanceText names a set of figures in report.md: its dominanceSets
+// text, or the figures themselves for a set not among them.
 func dominanceText(figs []string) string {
-	if len(figs) == len(dominanceSets[0]) {
-		return "cost, carbon, p95, p99, cold starts and SLA violations"
+	for _, d := range dominanceSets {
+		if slices.Equal(d.figures, figs) {
+			return d.text
+		}
 	}
-	return "cost, p95 and SLA violations"
+	return strings.Join(figs, ", ")
 }
 
 // learnedHierarchies returns the configurations whose strategic and
@@ -133,10 +140,10 @@ func (s *Summary) compareCombinations() {
 				s.Standings = append(s.Standings, st)
 			}
 		}
-		for _, figs := range dominanceSets {
-			d := Dominance{Label: h.Label, Figures: figs, DominatedBy: []string{}}
+		for _, set := range dominanceSets {
+			d := Dominance{Label: h.Label, Figures: set.figures, DominatedBy: []string{}}
 			for _, c := range s.Combinations {
-				if dominates(c, h, figs) {
+				if dominates(c, h, set.figures) {
 					d.DominatedBy = append(d.DominatedBy, c.Label)
 				}
 			}
