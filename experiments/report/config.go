@@ -25,6 +25,10 @@ type Config struct {
 	// has and lists the configurations that have none yet, instead of
 	// failing on them (a long report seen while it still runs).
 	Partial bool
+	// FromRuns lists runs files (RunsFile, comma-separated) of earlier
+	// reports: a run found there is taken with its figures as the file
+	// has them and not run again, as if it were in the store.
+	FromRuns string
 	// KeepAlive lists keep-alive windows swept as a family of the
 	// operational baseline keepalive (with --baselines and the operational
 	// layer); "" sweeps none.
@@ -56,6 +60,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	c.Eval.RegisterRunFlags(fs, prefix)
 	fs.StringVar(&c.Out, prefix+"out", c.Out, "`DIR` of report.md, the PNG figures and summary.json")
 	fs.BoolVar(&c.FromStore, prefix+"from-store", c.FromStore, "run nothing: build the report from the runs already in the store (each configuration's newest finished run)")
+	fs.StringVar(&c.FromRuns, prefix+"from-runs", c.FromRuns, "earlier reports' "+RunsFile+" `FILE`s (comma-separated): their runs count as found, with the figures the files hold, as if they were in the store (a study resumed where its store is gone, or put together from several machines' reports); every report writes the runs it used to DIR/"+RunsFile)
 	fs.BoolVar(&c.Partial, prefix+"partial", c.Partial, "with --from-store: write the report from the runs the store has, listing at its top the configurations that have no run yet (a long report seen while it still runs), instead of failing on them")
 	fs.BoolVar(&c.Sensitivity, prefix+"sensitivity", c.Sensitivity, "with --baselines: re-run the baseline comparison with each ASSUMED hidden function property (working-set median and spread, CPU-bound fraction, runtime mix) at a low and a high value, and report which rankings change (8 × the baseline runs)")
 	fs.BoolVar(&c.Combinations, prefix+"combinations", c.Combinations, "with --baselines: also run every combination of one causal baseline per layer (strategic × tactical × operational: 5 × 6 × 7 = 210 closed loops, fewer with --policies; the oracles are bounds, not combined; a combination --baselines runs already is not run twice) and compare the learned hierarchies of --models with them")

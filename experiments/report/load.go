@@ -37,12 +37,20 @@ const regretBins = 20
 
 // load reads the figures of refs' runs from the store: reward sums per
 // layer, the latency histogram over the scored days, the strategic and
-// tactical decision mix and the tactical regret distribution.
-func load(ctx context.Context, st querier, refs []ref, win eval.Window) (map[string]*runData, error) {
+// tactical decision mix and the tactical regret distribution. A run found
+// in a runs file of more has its figures from there.
+func load(ctx context.Context, st querier, refs []ref, win eval.Window, more *carried) (map[string]*runData, error) {
 	d := map[string]*runData{}
 	ids := make([]string, 0, len(refs))
 	for _, r := range refs {
 		if _, ok := d[r.runID]; ok || r.runID == "" {
+			continue
+		}
+		if r.from != "" {
+			// A runs file's run: its figures as the file has them.
+			rd := *more.data[r.runID]
+			rd.ref = r
+			d[r.runID] = &rd
 			continue
 		}
 		if strings.ContainsAny(r.runID, `'\`) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ type ref struct {
 	// stale is, for a job not found, the newest run of its configuration
 	// that served other checkpoints than its model directory holds now.
 	stale string
+	// row is the found run's runs row; from names the runs file it came
+	// from ("" for the store).
+	row  runRow
+	from string
 }
 
 // Run builds the report: it plans the configurations' runs, finds the
@@ -54,6 +59,13 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	var more *carried
+	if c.FromRuns != "" {
+		var err error
+		if more, err = readRuns(c.FromRuns); err != nil {
+			return err
+		}
+	}
 	jobs, err := c.jobs()
 	if err != nil {
 		return err
@@ -69,7 +81,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	st := s.Recorder().Store()
-	refs, err := resolve(ctx, st, win, jobs)
+	refs, err := resolve(ctx, st, win, jobs, more)
 	if err != nil {
 		return err
 	}
@@ -84,8 +96,12 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}
 	}
 	if c.FromStore && len(missing) > 0 && !c.Partial {
+		where := s.Recorder().Target()
+		if c.FromRuns != "" {
+			where += " or " + c.FromRuns
+		}
 		return fmt.Errorf("strata report --from-store: %d configuration(s) have no finished run in %s with these days and trace: %s",
-			len(missing), s.Recorder().Target(), strings.Join(missing, "; "))
+			len(missing), where, strings.Join(missing, "; "))
 	}
 	if !c.FromStore {
 		if err := runMissing(ctx, s, refs, c.Eval.Parallel, stderr); err != nil {
@@ -93,7 +109,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}
 		// The rows of runs made now were written with their wall time:
 		// read the refs again so every one has its runs row's revision.
-		if refs, err = resolve(ctx, st, win, jobs); err != nil {
+		if refs, err = resolve(ctx, st, win, jobs, more); err != nil {
 			return err
 		}
 	}
@@ -102,12 +118,12 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		if c.VariantModel == nil {
 			c.VariantModel = DefaultVariantModel
 		}
-		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(jobs), stderr); err != nil {
+		if vrefs, err = runVariants(ctx, &c, s, win, variantJobs(jobs), more, stderr); err != nil {
 			return err
 		}
 	}
 	all := append(slices.Clone(refs), vrefs...)
-	d, err := load(ctx, st, all, win)
+	d, err := load(ctx, st, all, win, more)
 	if err != nil {
 		return err
 	}
@@ -135,6 +151,9 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err := rep.writeFigures(c.Out); err != nil {
 		return err
 	}
+	if err := writeRuns(c.Out, all, d); err != nil {
+		return err
+	}
 	rep.Runs, rep.RunSeconds = runTime(all)
 	rep.Command = "strata report " + strings.Join(os.Args[min(2, len(os.Args)):], " ")
 	rep.WallSeconds = time.Since(t0).Seconds()
@@ -145,8 +164,18 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if c.FromStore {
 		now = fmt.Sprintf("%d not in the store yet", len(missing))
 	}
-	fmt.Fprintf(stdout, "report: %d configurations, %d runs (%s, %d from the store %s) in %s: %s/report.md\n",
-		len(rep.Configs), len(refs), now, len(refs)-len(missing), s.Recorder().Target(), time.Since(t0).Round(time.Second), c.Out)
+	fromFiles := 0
+	for _, r := range refs {
+		if r.found && r.from != "" {
+			fromFiles++
+		}
+	}
+	files := ""
+	if more != nil {
+		files = fmt.Sprintf(", %d from %s", fromFiles, c.FromRuns)
+	}
+	fmt.Fprintf(stdout, "report: %d configurations, %d runs (%s, %d from the store %s%s) in %s: %s/report.md\n",
+		len(rep.Configs), len(refs), now, len(refs)-len(missing)-fromFiles, s.Recorder().Target(), files, time.Since(t0).Round(time.Second), c.Out)
 	return nil
 }
 
@@ -288,33 +317,55 @@ type querier interface {
 }
 
 // resolve returns a ref per job with the newest finished eval run in the
-// store that ran the job's configuration over win (found), if any. For a
+// store or in the runs files of more (nil: none) that ran the job's configuration over win (found), if any. For a
 // job with learned layers the run must also have served the checkpoints
 // its model directory holds now (the runs row's models_digest,
 // agents.ModelsDigest): a directory trained again is evaluated again. A
 // run recorded before the digest existed is taken as it was (unchecked).
-func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job) ([]ref, error) {
+func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job, more *carried) ([]ref, error) {
 	_, rows, err := st.Query(ctx, "SELECT run_id, label, models, policy_seed, strategic_policy, tactical_policy, operational_policy, "+
 		"source, seed, first_day, scored_first_day, scored_last_day, default_placement, revision, wall_ms, started_ms, models_digest "+
 		"FROM runs FINAL WHERE kind = 'eval' AND wall_ms > 0 ORDER BY started_ms, run_id")
 	if err != nil {
 		return nil, fmt.Errorf("reading the store's runs: %w", err)
 	}
-	type found struct {
-		id, rev string
-		wall    int64
-	}
-	newest := map[string]found{}     // by configuration and digest
-	newestAny := map[string]string{} // by configuration: the newest run's id, whatever its digest
+	all := make([]runRow, 0, len(rows))
 	for _, r := range rows {
-		if str(r[7]) != win.Source || int64(num(r[8])) != win.Seed || int32(num(r[9])) != win.FirstDay ||
-			int32(num(r[10])) != win.ScoredFirst || int32(num(r[11])) != win.ScoredLast || str(r[12]) != win.Placement {
+		all = append(all, runRow{RunID: str(r[0]), Label: str(r[1]), Models: str(r[2]), PolicySeed: int64(num(r[3])),
+			Strategic: str(r[4]), Tactical: str(r[5]), Operational: str(r[6]), Source: str(r[7]), Seed: int64(num(r[8])),
+			FirstDay: int32(num(r[9])), ScoredFirstDay: int32(num(r[10])), ScoredLastDay: int32(num(r[11])), DefaultPlacement: str(r[12]),
+			Revision: str(r[13]), WallMS: int64(num(r[14])), StartedMS: int64(num(r[15])), ModelsDigest: str(r[16])})
+	}
+	if more != nil {
+		// The runs files' runs among the store's, by start: a run in
+		// both (a file written from this store) is one run.
+		have := map[string]bool{}
+		for _, r := range all {
+			have[r.RunID] = true
+		}
+		for _, r := range more.rows {
+			if !have[r.RunID] {
+				all = append(all, r)
+			}
+		}
+		sort.SliceStable(all, func(i, j int) bool {
+			if all[i].StartedMS != all[j].StartedMS {
+				return all[i].StartedMS < all[j].StartedMS
+			}
+			return all[i].RunID < all[j].RunID
+		})
+	}
+	newest := map[string]runRow{}    // by configuration and digest
+	newestAny := map[string]string{} // by configuration: the newest run's id, whatever its digest
+	for _, r := range all {
+		if r.Source != win.Source || r.Seed != win.Seed || r.FirstDay != win.FirstDay ||
+			r.ScoredFirstDay != win.ScoredFirst || r.ScoredLastDay != win.ScoredLast || r.DefaultPlacement != win.Placement {
 			continue
 		}
-		k := runKey(str(r[1]), str(r[2]), int64(num(r[3])), str(r[4]), str(r[5]), str(r[6]))
+		k := runKey(r.Label, r.Models, r.PolicySeed, r.Strategic, r.Tactical, r.Operational)
 		// Ordered by start: the last is the newest.
-		newest[k+"\x00"+str(r[16])] = found{id: str(r[0]), rev: str(r[13]), wall: int64(num(r[14]))}
-		newestAny[k] = str(r[0])
+		newest[k+"\x00"+r.ModelsDigest] = r
+		newestAny[k] = r.RunID
 	}
 	out := make([]ref, len(jobs))
 	for i, j := range jobs {
@@ -333,7 +384,10 @@ func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job) 
 			}
 		}
 		if ok {
-			out[i].runID, out[i].found, out[i].revision, out[i].wallMS = f.id, true, f.rev, f.wall
+			out[i].runID, out[i].found, out[i].revision, out[i].wallMS, out[i].row = f.RunID, true, f.Revision, f.WallMS, f
+			if more != nil {
+				out[i].from = more.from[f.RunID]
+			}
 		} else if id, seen := newestAny[k]; seen {
 			out[i].stale = id
 		}
@@ -355,7 +409,11 @@ func runMissing(ctx context.Context, s *eval.Session, refs []ref, parallel int, 
 			if r.unchecked {
 				note = ", recorded before runs held their checkpoints' digest: not compared with " + r.job.Models
 			}
-			fmt.Fprintf(stderr, "report: %s%s: in the store (run %s%s), not run again\n", r.job.Label, modelsSuffix(r.job.Models), r.runID, note)
+			where := "the store"
+			if r.from != "" {
+				where = r.from
+			}
+			fmt.Fprintf(stderr, "report: %s%s: in %s (run %s%s), not run again\n", r.job.Label, modelsSuffix(r.job.Models), where, r.runID, note)
 			continue
 		}
 		if r.stale != "" {

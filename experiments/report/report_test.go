@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -402,6 +403,50 @@ func TestReportSensitivity(t *testing.T) {
 	if a, b := jsonOf(t, again.Sensitivity), jsonOf(t, sum.Sensitivity); !sameJSON(a, b) {
 		t.Errorf("--from-store rankings differ:\n%v\n%v", a, b)
 	}
+
+	// The store gone: a new, empty store and the first report's runs file
+	// run nothing and give the same report, to the last digit (the
+	// file's sums are the figures the store gave).
+	runs := filepath.Join(dir, "report", RunsFile)
+	carried := append(slices.Clone(args), "--store", filepath.Join(dir, "new.duckdb"), "--from-runs", runs, "--out", filepath.Join(dir, "carried"))
+	stdout, stderr, err := reportOutput(carried)
+	if err != nil {
+		t.Fatalf("report from %s into a new store: %v\n%s", runs, err, stderr)
+	}
+	if strings.Contains(stderr, "report 1/") || !strings.Contains(stdout, "(0 run now, 0 from the store") || !strings.Contains(stderr, "in "+runs+" (run ") {
+		t.Errorf("report from %s ran something or did not say where its runs came from:\n%s%s", runs, stdout, stderr)
+	}
+	var got Summary
+	if b, err := os.ReadFile(filepath.Join(dir, "carried", "summary.json")); err != nil || json.Unmarshal(b, &got) != nil {
+		t.Fatalf("reading the carried report's summary: %v", err)
+	}
+	for _, part := range []struct {
+		name      string
+		got, want any
+	}{
+		{"configurations", got.Configs, sum.Configs},
+		{"variant configurations", got.VariantConfigs, sum.VariantConfigs},
+		{"rankings", got.Sensitivity, sum.Sensitivity},
+	} {
+		if a, b := mustJSON(t, part.got), mustJSON(t, part.want); a != b {
+			t.Errorf("%s from %s differ from the store's:\n%s\n%s", part.name, runs, a, b)
+		}
+	}
+	for _, f := range []string{"report", "carried"} {
+		if b, err := os.ReadFile(filepath.Join(dir, f, RunsFile)); err != nil || len(b) == 0 {
+			t.Errorf("%s/%s: %v", f, RunsFile, err)
+		}
+	}
+}
+
+// mustJSON returns v encoded as JSON.
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // lstmsAndSequences exports test sequences of a 2-day, 5-app trace's

@@ -78,13 +78,14 @@ func variantJobs(base []eval.Job) map[int][]eval.Job {
 	return out
 }
 
-// runVariants finds or runs every variant's jobs (see runMissing), each
-// variant under its own cloud model, and returns their refs.
-func runVariants(ctx context.Context, c *Config, s *eval.Session, win eval.Window, jobs map[int][]eval.Job, stderr io.Writer) ([]ref, error) {
+// runVariants finds (in the store or the runs files of more) or runs every
+// variant's jobs (see runMissing), each variant under its own cloud model,
+// and returns their refs.
+func runVariants(ctx context.Context, c *Config, s *eval.Session, win eval.Window, jobs map[int][]eval.Job, more *carried, stderr io.Writer) ([]ref, error) {
 	st := s.Recorder().Store()
 	var all []ref
 	for i, v := range Variants {
-		refs, err := resolve(ctx, st, win, jobs[i])
+		refs, err := resolve(ctx, st, win, jobs[i], more)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +102,7 @@ func runVariants(ctx context.Context, c *Config, s *eval.Session, win eval.Windo
 		if err := runMissing(ctx, vs, refs, c.Eval.Parallel, stderr); err != nil {
 			return nil, err
 		}
-		if refs, err = resolve(ctx, st, win, jobs[i]); err != nil {
+		if refs, err = resolve(ctx, st, win, jobs[i], more); err != nil {
 			return nil, err
 		}
 		all = append(all, refs...)
