@@ -132,7 +132,7 @@ func runTime(refs []ref) (int, float64) {
 			continue
 		}
 		seen[r.runID] = true
-		ms += r.wallMS
+		ms += r.row.WallMS
 	}
 	return len(seen), float64(ms) / 1000
 }
@@ -164,8 +164,8 @@ func build(d map[string]*runData, refs []ref, win eval.Window) *Summary {
 		if r.job.Models != "" {
 			c.Models = append(c.Models, r.job.Models)
 		}
-		if r.revision != "" {
-			revs[r.revision] = true
+		if r.row.Revision != "" {
+			revs[r.row.Revision] = true
 		}
 		rr := RunReward{RunID: r.runID, Models: r.job.Models, MeanReward: map[string]float64{}}
 		for l, ls := range rd.layers {

@@ -26,17 +26,14 @@ type ref struct {
 	runID string
 	// found says the run was already in the store (not run now).
 	found bool
-	// revision and wallMS are the run's, as its runs row has them.
-	revision string
-	wallMS   int64
 	// unchecked says the run found was recorded before runs rows held the
 	// checkpoints' digest, so it was not compared with the model directory.
 	unchecked bool
 	// stale is, for a job not found, the newest run of its configuration
 	// that served other checkpoints than its model directory holds now.
 	stale string
-	// row is the found run's runs row; from names the runs file it came
-	// from ("" for the store).
+	// row is the found run's runs row (its revision and wall time among
+	// them); from names the runs file it came from ("" for the store).
 	row  runRow
 	from string
 }
@@ -336,15 +333,15 @@ func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job, 
 			FirstDay: int32(num(r[9])), ScoredFirstDay: int32(num(r[10])), ScoredLastDay: int32(num(r[11])), DefaultPlacement: str(r[12]),
 			Revision: str(r[13]), WallMS: int64(num(r[14])), StartedMS: int64(num(r[15])), ModelsDigest: str(r[16])})
 	}
+	inStore := map[string]bool{}
+	for _, r := range all {
+		inStore[r.RunID] = true
+	}
 	if more != nil {
 		// The runs files' runs among the store's, by start: a run in
-		// both (a file written from this store) is one run.
-		have := map[string]bool{}
-		for _, r := range all {
-			have[r.RunID] = true
-		}
+		// both (a file written from this store) is the store's.
 		for _, r := range more.rows {
-			if !have[r.RunID] {
+			if !inStore[r.RunID] {
 				all = append(all, r)
 			}
 		}
@@ -384,8 +381,8 @@ func resolve(ctx context.Context, st querier, win eval.Window, jobs []eval.Job, 
 			}
 		}
 		if ok {
-			out[i].runID, out[i].found, out[i].revision, out[i].wallMS, out[i].row = f.RunID, true, f.Revision, f.WallMS, f
-			if more != nil {
+			out[i].runID, out[i].found, out[i].row = f.RunID, true, f
+			if more != nil && !inStore[f.RunID] {
 				out[i].from = more.from[f.RunID]
 			}
 		} else if id, seen := newestAny[k]; seen {
