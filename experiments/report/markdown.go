@@ -147,15 +147,24 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 		b.WriteString("The baseline comparison re-run with each hidden property at a low and a high value (docs/report.md, \"Sensitivity\"); " +
 			"each section's configurations ranked by that layer's R. τ is Kendall's rank correlation with the default order (1: the same order).\n\n")
 		b.WriteString("| variant | setting | section | order changed | τ | pairs flipped | ranking under the variant (best first) |\n|---|---|---|---|---|---|---|\n")
-		changed := 0
+		changed, incomplete := 0, 0
 		for _, r := range s.Sensitivity {
-			if r.Changed {
+			verdict := map[bool]string{true: "**yes**", false: "no"}[r.Changed]
+			switch {
+			case r.Incomplete:
+				incomplete++
+				verdict = fmt.Sprintf("incomplete (%d of %d configurations run)", len(r.Ranked), len(r.Default))
+			case r.Changed:
 				changed++
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | %s | %s |\n", r.Variant, r.What, r.Section, map[bool]string{true: "**yes**", false: "no"}[r.Changed],
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | %s | %s |\n", r.Variant, r.What, r.Section, verdict,
 				r.KendallTau, orNone(strings.Join(r.Swaps, "; ")), strings.Join(r.Ranked, " > "))
 		}
-		fmt.Fprintf(b, "\n%d of %d rankings change. The default orders: ", changed, len(s.Sensitivity))
+		fmt.Fprintf(b, "\n%d of %d rankings change.", changed, len(s.Sensitivity)-incomplete)
+		if incomplete > 0 {
+			fmt.Fprintf(b, " %d more are incomplete (a partial report: some of their configurations have not run) and not counted; their τ and flipped pairs are over the configurations that ran.", incomplete)
+		}
+		b.WriteString(" The default orders: ")
 		seen := map[string]bool{}
 		for _, r := range s.Sensitivity {
 			if !seen[r.Section] {

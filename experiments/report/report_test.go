@@ -357,6 +357,47 @@ func TestCompareOrders(t *testing.T) {
 	}
 }
 
+// TestRankingsIncomplete checks that a variant section a partial report
+// has not finished is marked incomplete and not counted as changed, while
+// a finished one that reorders is.
+func TestRankingsIncomplete(t *testing.T) {
+	cfg := func(section, label string, r float64) *ConfigSummary {
+		return &ConfigSummary{Section: section, Label: label, MeanReward: map[string]float64{"tactical": r}}
+	}
+	full, part := Variants[0].Tag(), Variants[1].Tag()
+	s := &Summary{Configs: []*ConfigSummary{
+		cfg("reference", "reference", 0.5), cfg("tactical", "tactical a", 0.7), cfg("tactical", "tactical b", 0.6),
+		cfg("reference", "reference"+full, 0.5), cfg("tactical", "tactical a"+full, 0.4), cfg("tactical", "tactical b"+full, 0.6),
+		cfg("reference", "reference"+part, 0.5),
+	}}
+	tests := []struct {
+		variant             string
+		changed, incomplete bool
+		ranked              string
+	}{
+		{Variants[0].Name + " " + Variants[0].Level, true, false, "tactical b > reference > tactical a"},
+		{Variants[1].Name + " " + Variants[1].Level, false, true, "reference"},
+	}
+	got := rankings(s)
+	if len(got) != len(tests) {
+		t.Fatalf("rankings: %d, want %d: %+v", len(got), len(tests), got)
+	}
+	for i, tt := range tests {
+		r := got[i]
+		if r.Variant != tt.variant || r.Changed != tt.changed || r.Incomplete != tt.incomplete || strings.Join(r.Ranked, " > ") != tt.ranked {
+			t.Errorf("ranking %d = %+v; want variant %q changed %v incomplete %v order %q", i, r, tt.variant, tt.changed, tt.incomplete, tt.ranked)
+		}
+	}
+	var b bytes.Buffer
+	s.Sensitivity = got
+	s.markdown(&b)
+	for _, want := range []string{"incomplete (1 of 3 configurations run)", "1 of 1 rankings change. 1 more are incomplete"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+}
+
 // TestReportSensitivity re-runs a two-configuration tactical comparison
 // under every variant of the hidden properties: each variant's runs are
 // recorded under tagged labels with the variant's model, the rankings

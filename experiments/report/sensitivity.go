@@ -146,6 +146,11 @@ type Ranking struct {
 	Changed    bool     `json:"changed"`
 	Swaps      []string `json:"swaps,omitempty"`
 	KendallTau float64  `json:"kendall_tau"`
+	// Incomplete says the variant's order lacks some of the default's
+	// configurations (a --partial report): Swaps and KendallTau are over
+	// the configurations both hold, and Changed is false, since an order
+	// missing a configuration is not a changed order.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // rankings compares, per section of the baseline comparison (strategic,
@@ -192,7 +197,8 @@ func rankings(s *Summary) []Ranking {
 			}
 			r := Ranking{Variant: v.Name + " " + v.Level, What: v.What, Section: sec, Default: def, Ranked: got}
 			r.Swaps, r.KendallTau = compareOrders(def, got)
-			r.Changed = !slices.Equal(def, got)
+			r.Incomplete = len(got) < len(def)
+			r.Changed = !r.Incomplete && !slices.Equal(def, got)
 			out = append(out, r)
 		}
 	}
