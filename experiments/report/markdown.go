@@ -153,7 +153,7 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 			switch {
 			case r.Incomplete:
 				incomplete++
-				verdict = fmt.Sprintf("incomplete (%d of %d configurations run)", len(r.Ranked), len(r.Default))
+				verdict = fmt.Sprintf("incomplete (%d of %d configurations run)", r.ran(), len(r.Default))
 			case r.Changed:
 				changed++
 			}

@@ -368,7 +368,7 @@ func TestRankingsIncomplete(t *testing.T) {
 	s := &Summary{Configs: []*ConfigSummary{
 		cfg("reference", "reference", 0.5), cfg("tactical", "tactical a", 0.7), cfg("tactical", "tactical b", 0.6),
 		cfg("reference", "reference"+full, 0.5), cfg("tactical", "tactical a"+full, 0.4), cfg("tactical", "tactical b"+full, 0.6),
-		cfg("reference", "reference"+part, 0.5),
+		cfg("reference", "reference"+part, 0.5), cfg("tactical", "tactical c"+part, 0.9), cfg("tactical", "tactical d"+part, 0.8),
 	}}
 	tests := []struct {
 		variant             string
@@ -376,7 +376,9 @@ func TestRankingsIncomplete(t *testing.T) {
 		ranked              string
 	}{
 		{Variants[0].Name + " " + Variants[0].Level, true, false, "tactical b > reference > tactical a"},
-		{Variants[1].Name + " " + Variants[1].Level, false, true, "reference"},
+		// As many configurations as the default, but not the default's:
+		// incomplete all the same.
+		{Variants[1].Name + " " + Variants[1].Level, false, true, "tactical c > tactical d > reference"},
 	}
 	got := rankings(s)
 	if len(got) != len(tests) {

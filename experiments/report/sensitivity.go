@@ -153,6 +153,17 @@ type Ranking struct {
 	Incomplete bool `json:"incomplete,omitempty"`
 }
 
+// ran counts the default's configurations the variant's order holds.
+func (r Ranking) ran() int {
+	n := 0
+	for _, c := range r.Default {
+		if slices.Contains(r.Ranked, c) {
+			n++
+		}
+	}
+	return n
+}
+
 // rankings compares, per section of the baseline comparison (strategic,
 // tactical, operational: the configurations varying that layer and the
 // reference, ranked by that layer's R), each variant's order with the
@@ -197,7 +208,7 @@ func rankings(s *Summary) []Ranking {
 			}
 			r := Ranking{Variant: v.Name + " " + v.Level, What: v.What, Section: sec, Default: def, Ranked: got}
 			r.Swaps, r.KendallTau = compareOrders(def, got)
-			r.Incomplete = len(got) < len(def)
+			r.Incomplete = r.ran() < len(def)
 			r.Changed = !r.Incomplete && !slices.Equal(def, got)
 			out = append(out, r)
 		}
