@@ -149,13 +149,14 @@ func (s *Summary) markdown(b *bytes.Buffer) {
 		b.WriteString("| variant | setting | section | order changed | τ | pairs flipped | ranking under the variant (best first) |\n|---|---|---|---|---|---|---|\n")
 		changed, incomplete := 0, 0
 		for _, r := range s.Sensitivity {
-			verdict := map[bool]string{true: "**yes**", false: "no"}[r.Changed]
+			verdict := "no"
 			switch {
 			case r.Incomplete:
 				incomplete++
 				verdict = fmt.Sprintf("incomplete (%d of %d configurations run)", r.ran(), len(r.Default))
 			case r.Changed:
 				changed++
+				verdict = "**yes**"
 			}
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | %s | %s |\n", r.Variant, r.What, r.Section, verdict,
 				r.KendallTau, orNone(strings.Join(r.Swaps, "; ")), strings.Join(r.Ranked, " > "))
