@@ -154,6 +154,10 @@ type core struct {
 	// trDone is, per transition layer, the last interval whose
 	// transitions and end-of-interval marker are written.
 	trDone map[schemas.Layer]int64
+	// trAsked is, per transition layer, the last interval i whose
+	// predecessor's transitions were handed to the scorer
+	// (askTransitions); only the loop's goroutine uses it.
+	trAsked map[schemas.Layer]int64
 	// opSeq rebuilds the operational state's sequences (transitions).
 	opSeq schemas.Sequences
 	// evaluated is when the last tick's evaluation ended (the start of
@@ -234,7 +238,8 @@ func newCore(cfg CommonConfig, topic string, eng *Engine, js jetstream.JetStream
 		batches: map[batchKey]*pendingBatch{}, wake: make(chan struct{}, 1), digests: NewDigests(),
 		rewardSum: map[string]float64{}, regretSum: map[string]float64{},
 		invokedRewardSum: map[string]float64{}, invokedRegretSum: map[string]float64{},
-		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{}}
+		states: map[batchKey]*stateAcc{}, pendingTr: map[schemas.Layer][]*stratapb.Transition{}, trDone: map[schemas.Layer]int64{},
+		trAsked: map[schemas.Layer]int64{}}
 	c.stats.Layers = map[string]LayerStats{}
 	c.outage = kafka.Outage{Bound: cfg.OutageBound, Log: logger, What: c.topic}
 	if cfg.Shards > 1 {
@@ -373,7 +378,7 @@ func (c *core) simulate(ctx context.Context, k int64, bs []*schemas.DecisionBatc
 	}
 	for _, l := range c.cfg.Transitions {
 		if i, ok := interval(l, k); ok && i > 0 {
-			if err := c.completeTransitions(ctx, l, i, false); err != nil {
+			if err := c.askTransitions(ctx, l, i); err != nil {
 				return nil, err
 			}
 		}

@@ -122,8 +122,9 @@ func (e *testEnv) publishBatch(t *testing.T, b *schemas.DecisionBatch) {
 }
 
 // testEngine returns an engine of run on the default cloud model, with the
-// Unix epoch (live times are Unix microseconds).
-func testEngine(t *testing.T, run string) *twin.Engine {
+// Unix epoch (live times are Unix microseconds), whose rewards of the
+// layers transitions also yield transitions.
+func testEngine(t *testing.T, run string, transitions ...schemas.Layer) *twin.Engine {
 	t.Helper()
 	epoch := time.Unix(0, 0).UTC()
 	cat, err := cloud.DefaultCatalog()
@@ -136,9 +137,15 @@ func testEngine(t *testing.T, run string) *twin.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := twin.NewEngine(model, twin.Config{RunID: run, Reward: cloud.DefaultRewardConfig(),
-		DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}},
-		twin.NewProfileBuilder(epoch).Build(model))
+	cfg := twin.Config{RunID: run, Reward: cloud.DefaultRewardConfig(),
+		DefaultPlacement: cloud.Placement{Provider: cloud.AWS, Metro: cloud.USEast, Tier: 3}}
+	for _, l := range transitions {
+		if cfg.Transitions == nil {
+			cfg.Transitions = map[schemas.Layer]bool{}
+		}
+		cfg.Transitions[l] = true
+	}
+	eng, err := twin.NewEngine(model, cfg, twin.NewProfileBuilder(epoch).Build(model))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/strata-rl/strata/schemas"
 )
 
 // scoreQueueTicks bounds how many simulated ticks may wait for their
@@ -11,11 +13,14 @@ import (
 // scorer that falls behind slows the run down instead of growing memory.
 const scoreQueueTicks = 240
 
-// scoreJob is one simulated tick waiting to be scored and written.
+// scoreJob is one simulated tick waiting to be scored and written, or,
+// with out nil, the transitions of layer tr's interval k−1 to complete
+// (core.askTransitions).
 type scoreJob struct {
 	ctx context.Context
 	k   int64
 	out *Output
+	tr  schemas.Layer
 }
 
 // scorer scores a Service's ticks and writes what they produced on a
@@ -58,8 +63,12 @@ func (s *scorer) run() {
 	}
 }
 
-// score scores job j's tick and writes its output.
+// score scores job j's tick and writes its output, or completes its
+// transitions.
 func (s *scorer) score(j scoreJob) error {
+	if j.out == nil {
+		return s.c.writeTransitions(j.ctx, j.tr, j.k, false)
+	}
 	t1, err := s.c.scoreTick(j.k, j.out)
 	if err != nil {
 		return err
@@ -77,17 +86,29 @@ func (s *scorer) failed() error {
 // enqueue hands tick k's simulated output to the scorer (blocking while
 // the queue is full) and returns the first error the scorer met so far.
 func (s *scorer) enqueue(ctx context.Context, k int64, out *Output) error {
+	return s.put(ctx, scoreJob{ctx: ctx, k: k, out: out})
+}
+
+// put queues j, blocking while the queue is full, and returns the first
+// error the scorer met so far.
+func (s *scorer) put(ctx context.Context, j scoreJob) error {
 	if err := s.failed(); err != nil {
 		return err
 	}
 	s.pending.Add(1)
 	select {
-	case s.jobs <- scoreJob{ctx: ctx, k: k, out: out}:
+	case s.jobs <- j:
 		return nil
 	case <-ctx.Done():
 		s.pending.Done()
 		return ctx.Err()
 	}
+}
+
+// enqueueTransitions queues the completion of layer l's interval i−1
+// behind the ticks queued so far, as enqueue queues a tick.
+func (s *scorer) enqueueTransitions(ctx context.Context, l schemas.Layer, i int64) error {
+	return s.put(ctx, scoreJob{ctx: ctx, k: i, tr: l})
 }
 
 // drain waits until every queued tick is scored and written, and returns

@@ -91,6 +91,32 @@ func (c *core) completeTransitions(ctx context.Context, l schemas.Layer, i int64
 	if err := c.drainScoring(); err != nil {
 		return err
 	}
+	return c.writeTransitions(ctx, l, i, end)
+}
+
+// askTransitions has layer l's interval i−1 completed (completeTransitions)
+// once every tick before interval i is scored, without waiting for that
+// here: on a Service the scorer does it in its queue's order — after the
+// ticks handed to it so far, before the next — so that the loop goes on
+// simulating while the scorer works through the interval's last tick (an
+// hour's or day's close, the heaviest scoring); a loop that waited for it
+// stood still at every interval's start. The records keep their order on
+// every topic: the transitions were written between those ticks' rewards
+// before too. Without a scorer (a Shadow) it completes them at once.
+func (c *core) askTransitions(ctx context.Context, l schemas.Layer, i int64) error {
+	if c.sc == nil {
+		return c.completeTransitions(ctx, l, i, false)
+	}
+	if c.trAsked[l] >= i {
+		return nil
+	}
+	c.trAsked[l] = i
+	return c.sc.enqueueTransitions(ctx, l, i)
+}
+
+// writeTransitions is completeTransitions once every tick before interval
+// i is scored.
+func (c *core) writeTransitions(ctx context.Context, l schemas.Layer, i int64, end bool) error {
 	c.mu.Lock()
 	if d, ok := c.trDone[l]; ok && d >= i-1 {
 		c.mu.Unlock()
@@ -191,8 +217,8 @@ func (c *core) completeReady(ctx context.Context, in *input) error {
 		c.mu.Lock()
 		full := c.states[batchKey{l, i}].complete()
 		c.mu.Unlock()
-		if full { // completeTransitions does nothing for an interval already written
-			if err := c.completeTransitions(ctx, l, i, false); err != nil {
+		if full { // nothing is written twice for an interval
+			if err := c.askTransitions(ctx, l, i); err != nil {
 				return err
 			}
 		}
