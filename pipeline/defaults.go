@@ -26,6 +26,11 @@ const (
 	DefaultLateness = 600 * time.Second
 )
 
+// DefaultTransitions is `strata run`'s --transitions default (and `strata
+// bench loop`'s, which runs the loop as `strata run` does): the layers
+// whose learner transitions the twin writes.
+const DefaultTransitions = "strategic,tactical"
+
 // DefaultTacticalFeatures is the --tactical-features default: the seed's
 // tactical state.
 const DefaultTacticalFeatures = "seed-v1"

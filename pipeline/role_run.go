@@ -68,7 +68,7 @@ type RunRole struct {
 func DefaultRunRole() RunRole {
 	return RunRole{Source: DefaultSource(), Replay: DefaultReplayFlags(), Profiles: Profiles{What: "the run"},
 		Strategic: DefaultStrategicPolicy, Tactical: DefaultTacticalPolicy, Operational: DefaultOperationalPolicy,
-		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: "strategic,tactical", TwinCheckpointEvery: DefaultTwinCheckpointEvery,
+		Placement: DefaultPlacement, PolicySeed: DefaultPolicySeed, Transitions: DefaultTransitions, TwinCheckpointEvery: DefaultTwinCheckpointEvery,
 		TacticalFeatures: DefaultTacticalFeatures, StrategicFeatures: DefaultStrategicFeatures}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 
@@ -115,6 +116,7 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Int64Var(&c.PolicySeed, "policy-seed", pipeline.DefaultPolicySeed, "seed of the policies' random choices")
 	fs.IntVar(&c.Runs, "runs", c.Runs, "runs of each side, interleaved (loop, engine, loop, …); each side's best run counts")
 	fs.IntVar(&c.Runs, "engine-runs", c.Runs, "alias of --runs (deprecated)")
+	transitions := fs.String("transitions", pipeline.DefaultTransitions, "layers whose learner transitions the twin writes, as strata run's --transitions (comma-separated, or none)")
 	cf.RegisterBatchFlags(fs, "")
 	c.Source.RegisterFlags(fs, "")
 	c.Profiles.RegisterFlags(fs, "")
@@ -124,6 +126,9 @@ func benchLoopMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if c.Runs < 1 {
 		return errors.New("strata bench loop: --runs must be at least 1")
+	}
+	if c.Transitions, err = pipeline.ParseLayers(*transitions); err != nil {
+		return fmt.Errorf("strata bench loop: parsing --transitions: %w", err)
 	}
 	c.Config = cf.Config
 	if c.Logger, c.Epoch, c.Placement, err = cf.LoopBasics(stderr, placement); err != nil {

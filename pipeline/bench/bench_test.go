@@ -128,10 +128,16 @@ func TestBenchTwinRealRowsAndSyntheticSlice(t *testing.T) {
 }
 
 func TestBenchLoopRealRows(t *testing.T) {
+	// The loop as `strata run` runs it, transitions included.
+	transitions, err := pipeline.ParseLayers(pipeline.DefaultTransitions)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, _ := benchRatio(t, "loop/engine", func(ctx context.Context, logger *slog.Logger, w io.Writer) error {
 		return bench.Loop(ctx, bench.LoopConfig{Config: pipeline.Config{Partitions: 2, Epoch: grid.DefaultEpoch, Logger: logger},
 			Source: bench.Source{Days: 1, Seed: 1, Trace: pipelinetest.RealTrace}, Strategic: pipeline.DefaultStrategicPolicy, Tactical: pipeline.DefaultTacticalPolicy,
-			Operational: pipeline.DefaultOperationalPolicy, Placement: defaultPlacement(t), PolicySeed: pipeline.DefaultPolicySeed, Runs: 2}, w)
+			Operational: pipeline.DefaultOperationalPolicy, Placement: defaultPlacement(t), PolicySeed: pipeline.DefaultPolicySeed,
+			Transitions: transitions, Runs: 2}, w)
 	})
 	if strings.Count(out, "998 invocations") != 2 {
 		t.Errorf("the closed loop did not replay the 998 real rows in each run:\n%s", out)

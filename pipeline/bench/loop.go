@@ -31,6 +31,10 @@ type LoopConfig struct {
 	Placement cloud.Placement
 	// PolicySeed seeds the policies' random choices.
 	PolicySeed int64
+	// Transitions are the layers whose learner transitions the twin
+	// writes (pipeline.DefaultTransitions in `strata bench loop`, as in
+	// `strata run`).
+	Transitions []schemas.Layer
 	// Runs is the number of runs of each side, interleaved.
 	Runs int
 	// Profiles profile the closed loop's first run.
@@ -64,7 +68,7 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 	// The cache keeps static-best's choices (if a layer runs it) from the
 	// first round's setup for the others.
 	lf := pipeline.LoopOptions{Strategic: c.Strategic, Tactical: c.Tactical, Operational: c.Operational, Placement: c.Placement,
-		PolicySeed: c.PolicySeed, Source: sf, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
+		PolicySeed: c.PolicySeed, Transitions: c.Transitions, Source: sf, Cache: &pipeline.LoopCache{}, NewModel: c.NewModel}
 	prof := c.Profiles
 	if prof == nil {
 		prof = &pipeline.Profiles{}
