@@ -197,12 +197,12 @@ func (c *core) stateMissingLocked(k int64) bool {
 	return false
 }
 
-// completeReady writes the transitions of each transition layer's interval
-// that ended at tick k (the engine's next tick) as soon as the next
-// interval's state batch is complete — before that interval's decisions
-// arrive — so that a learner whose checkpoint is to be in force from the
-// next interval can train on them while the workers wait for it
-// (agents/learner). It waits until the arrivals reach past tick k's start,
+// completeReady has the transitions of each transition layer's interval
+// that ended at tick k (the engine's next tick) written (askTransitions) as
+// soon as the next interval's state batch is complete — before that
+// interval's decisions arrive — so that a learner whose checkpoint is to be
+// in force from the next interval can train on them while the workers wait
+// for it (agents/learner). It waits until the arrivals reach past tick k's start,
 // so that the run does not end at k (at the end, the transitions are done).
 func (c *core) completeReady(ctx context.Context, in *input) error {
 	k := c.eng.NextTick()

@@ -1,7 +1,6 @@
 package twin_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -111,27 +110,17 @@ func TestLoopGoesOnWhileTheScorerCompletesTransitions(t *testing.T) {
 			close(passed) // the loop's goroutine
 		}
 	})
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- held.Run(ctx) }()
+	hr := newRunning()
+	hr.start(t, held)
 	select {
 	case <-passed:
 	case <-time.After(20 * time.Second):
 		close(release)
-		cancel()
-		<-done
+		hr.stop(t)
 		t.Fatal("the loop did not simulate tick 8 while the scorer was held in tick 4")
 	}
 	close(release)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the held run did not end")
-	}
+	hr.wait(t, "after the scorer was released")
 	got := held.Stats()
 	if got.Transitions != want.Transitions || got.TransitionsDropped != want.TransitionsDropped {
 		t.Errorf("held run: %d transitions, %d dropped; the run never held: %d, %d",
