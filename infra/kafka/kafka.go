@@ -40,8 +40,10 @@ func ParseBrokers(s string) []string {
 }
 
 // Embedded is an in-process Kafka-protocol broker (franz-go's kfake). It
-// speaks the real wire protocol over loopback, so the same client code runs
-// against it and against a real cluster.
+// speaks the real wire protocol, so the same client code runs against it
+// and against a real cluster: over loopback TCP to other processes, and
+// over in-memory connections to the clients of this process that
+// CommonOpts builds.
 type Embedded struct {
 	c *kfake.Cluster
 }
@@ -57,6 +59,8 @@ func StartEmbedded(partitions int) (*Embedded, error) {
 	}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
+		// TCP for other processes, memory for this one's clients.
+		kfake.ListenFn(listenDual),
 		kfake.SeedTopics(int32(partitions), AllTopics...),
 		kfake.DefaultNumPartitions(partitions),
 		kfake.AllowAutoTopicCreation(),
@@ -82,7 +86,9 @@ func (e *Embedded) Close() { e.c.Close() }
 var AllTopics = schemas.Names{}.Topics()
 
 // CommonOpts returns the client options every strata client uses: seed
-// brokers, slog logging (none when logger is nil) and the app-keyed partitioner.
+// brokers, slog logging (none when logger is nil) and the app-keyed
+// partitioner. A client of an embedded broker of this process connects to
+// it in memory.
 func CommonOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
@@ -93,6 +99,8 @@ func CommonOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
 	}
 	if c := TLSFromEnv(); c != nil {
 		opts = append(opts, kgo.DialTLSConfig(c))
+	} else if d := inProcessDialer(brokers); d != nil {
+		opts = append(opts, d)
 	}
 	if logger != nil {
 		opts = append(opts, kgo.WithLogger(kslog.New(logger)))
