@@ -153,6 +153,13 @@ func (s *Sequences) Fill(b *StateBatch) {
 		}
 		out = append(out, *r)
 		r = &out[len(out)-1]
+		if p != nil {
+			// The same names as the previous row's, whose strings the
+			// reader's maps hold as keys: equal by pointer, a lookup
+			// with them skips comparing 128 bytes (the names decode into
+			// new strings in every batch).
+			r.App, r.Func = p.App, p.Func
+		}
 		if n := r.steps(); n < SeqLen {
 			if p == nil || int64(SeqLen-n-1)+d >= SeqLen {
 				s.Partial++
