@@ -27,7 +27,8 @@ var inProcess sync.Map // string → *dualListener
 // the closed loop — the twin scoring on one core, the tick's hops on the
 // other — every Kafka hop paid that wait: the features read a tick's
 // watermark 0.26–0.29 ms after the twin produced it over loopback TCP,
-// 0.18 ms over a pipe, whose reader is woken directly (docs/twin.md).
+// 0.18 ms over a pipe, whose reader is woken directly (README, "Closed
+// loop", change (25)).
 type dualListener struct {
 	tcp   net.Listener
 	conns chan net.Conn
