@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"runtime"
 	"strings"
 	"time"
@@ -143,6 +144,9 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if err := loopSound(res, ref, i); err != nil {
+			return fmt.Errorf("closed loop, run %d: %w", i+1, err)
+		}
 		rate := float64(res.Twin.Ticks) / res.Wall.Seconds()
 		loopRate = max(loopRate, rate)
 		fmt.Fprintf(stdout, "closed loop (strategic %s, tactical %s, operational %s, no store), run %d: %d invocations, %d ticks, %d decisions, %d rewards in %.2f s = %.1f ticks/s\n",
@@ -178,6 +182,36 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "engine ceiling (best run): %.0f ticks/s; closed loop (best run): %.1f ticks/s\n", engineRate, loopRate)
 	fmt.Fprintf(stdout, "loop/engine ratio: %.4f\n", loopRate/engineRate)
+	return nil
+}
+
+// loopSound checks that round i's closed loop ran the loop `strata run`
+// runs, which the ceiling cannot check: it replays the loop's own
+// decisions, so its digests agree with whatever the loop decided. The
+// feature service must have windowed every observation before its tick
+// closed (the twin writes a tick's telemetry before its watermark), and a
+// round after the first must give the first round's figures (the loop is
+// deterministic; the digests differ with the run id). A change that
+// delayed the twin's observations behind their watermark once made the
+// loop 25 % faster here with wrong states (README, "Closed loop", (25)).
+func loopSound(res pipeline.LoopResult, ref twin.Stats, i int) error {
+	if f := res.Features; f.Late+f.Malformed > 0 {
+		return fmt.Errorf("the feature service read %d observations after their tick closed and %d malformed: its states missed them", f.Late, f.Malformed)
+	}
+	if i == 0 {
+		return nil
+	}
+	type figures struct {
+		Ticks, Arrivals, Decisions, Rewards, Telemetry, ColdStarts int64
+		CostUSD, CarbonG, LatencyP95MS                             float64
+		Layers                                                     map[string]twin.LayerStats
+	}
+	fig := func(s twin.Stats) figures {
+		return figures{s.Ticks, s.Arrivals, s.Decisions, s.Rewards, s.Telemetry, s.ColdStarts, s.CostUSD, s.CarbonG, s.LatencyP95MS, s.Layers}
+	}
+	if got, want := fig(res.Twin), fig(ref); !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("other figures than run 1's (the loop is deterministic):\n%+v\nrun 1:\n%+v", got, want)
+	}
 	return nil
 }
 
