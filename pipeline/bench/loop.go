@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-rl/strata/cloud"
+	"github.com/strata-rl/strata/consumers/features"
 	"github.com/strata-rl/strata/consumers/twin"
 	"github.com/strata-rl/strata/pipeline"
 	"github.com/strata-rl/strata/schemas"
@@ -104,6 +105,7 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 	var (
 		rec                  map[int64][]*schemas.DecisionBatch
 		ref                  twin.Stats
+		refSum               pipeline.LoopSummary
 		refRunID             string
 		engineRate, loopRate float64
 	)
@@ -144,7 +146,11 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := loopSound(res, ref, i); err != nil {
+		sum := pipeline.NewLoopSummary(lo.Config, name, res, names)
+		if i == 0 {
+			refSum = sum
+		}
+		if err := loopSound(res.Features, sum, refSum); err != nil {
 			return fmt.Errorf("closed loop, run %d: %w", i+1, err)
 		}
 		rate := float64(res.Twin.Ticks) / res.Wall.Seconds()
@@ -185,34 +191,32 @@ func Loop(ctx context.Context, c LoopConfig, stdout io.Writer) error {
 	return nil
 }
 
-// loopSound checks that round i's closed loop ran the loop `strata run`
+// loopSound checks that a round's closed loop ran the loop `strata run`
 // runs, which the ceiling cannot check: it replays the loop's own
 // decisions, so its digests agree with whatever the loop decided. The
-// feature service must have windowed every observation before its tick
-// closed (the twin writes a tick's telemetry before its watermark), and a
-// round after the first must give the first round's figures (the loop is
-// deterministic; the digests differ with the run id). A change that
-// delayed the twin's observations behind their watermark once made the
-// loop 25 % faster here with wrong states (README, "Closed loop", (25)).
-func loopSound(res pipeline.LoopResult, ref twin.Stats, i int) error {
-	if f := res.Features; f.Late+f.Malformed > 0 {
+// feature service f must have windowed every observation before its tick
+// closed (the twin writes a tick's telemetry before its watermark), and
+// the round's summary sum — what `strata run --summary` writes — must be
+// the first round's, ref, but for the run id, the digests that hash it and
+// the timings (the loop is deterministic). A change that delayed the
+// twin's observations behind their watermark once made the loop 25 %
+// faster here with wrong states (README, "Closed loop", (25)).
+func loopSound(f features.Stats, sum, ref pipeline.LoopSummary) error {
+	if f.Late+f.Malformed > 0 {
 		return fmt.Errorf("the feature service read %d observations after their tick closed and %d malformed: its states missed them", f.Late, f.Malformed)
 	}
-	if i == 0 {
-		return nil
-	}
-	type figures struct {
-		Ticks, Arrivals, Decisions, Rewards, Telemetry, ColdStarts int64
-		CostUSD, CarbonG, LatencyP95MS                             float64
-		Layers                                                     map[string]twin.LayerStats
-	}
-	fig := func(s twin.Stats) figures {
-		return figures{s.Ticks, s.Arrivals, s.Decisions, s.Rewards, s.Telemetry, s.ColdStarts, s.CostUSD, s.CarbonG, s.LatencyP95MS, s.Layers}
-	}
-	if got, want := fig(res.Twin), fig(ref); !reflect.DeepEqual(got, want) {
-		return fmt.Errorf("other figures than run 1's (the loop is deterministic):\n%+v\nrun 1:\n%+v", got, want)
+	if got, want := roundFigures(sum), roundFigures(ref); !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("another summary than run 1's (the loop is deterministic):\n%+v\nrun 1:\n%+v", got, want)
 	}
 	return nil
+}
+
+// roundFigures is s without what differs between two rounds of the same
+// loop: the run id, the digests (they hash it) and the timings.
+func roundFigures(s pipeline.LoopSummary) pipeline.LoopSummary {
+	s.RunID, s.DecisionsSHA256, s.RewardsSHA256 = "", "", ""
+	s.WallSeconds, s.InvocationsPerSecond, s.HeldTicks, s.HeldSeconds = 0, 0, 0, 0
+	return s
 }
 
 // engineRun times the pure twin Engine once over ticks, with a fresh

@@ -11,27 +11,31 @@ import (
 
 // TestLoopSound checks what the closed-loop benchmark refuses to time: a
 // loop whose feature service missed observations, and a round whose
-// figures differ from the first round's.
+// summary differs from the first round's in more than its run id, digests
+// and timings.
 func TestLoopSound(t *testing.T) {
-	ref := twin.Stats{Ticks: 10, Arrivals: 7, Decisions: 3, Rewards: 9, Telemetry: 7, CostUSD: 1.5,
+	ref := pipeline.LoopSummary{Summary: pipeline.Summary{RunID: "run-1", Invocations: 7, WallSeconds: 2},
+		TwinTicks: 10, CostPerMillionUSD: 1.5, DecisionsSHA256: "d1", RewardsSHA256: "r1",
 		Layers: map[string]twin.LayerStats{"operational": {Decisions: 3, Rewards: 9, MeanReward: 0.5}}}
-	other := ref
+	rerun := ref
+	rerun.RunID, rerun.WallSeconds, rerun.InvocationsPerSecond, rerun.DecisionsSHA256, rerun.RewardsSHA256 = "run-2", 3, 2.3, "d2", "r2"
+	other := rerun
 	other.Layers = map[string]twin.LayerStats{"operational": {Decisions: 3, Rewards: 9, MeanReward: 0.25}}
 	tests := []struct {
 		name    string
-		res     pipeline.LoopResult
-		round   int
+		f       features.Stats
+		sum     pipeline.LoopSummary
 		wantErr string
 	}{
-		{"first round, every observation windowed", pipeline.LoopResult{Twin: ref}, 0, ""},
-		{"first round, observations after their tick closed", pipeline.LoopResult{Twin: ref, Features: features.Stats{Late: 4}}, 0, "4 observations after their tick closed"},
-		{"malformed telemetry", pipeline.LoopResult{Twin: ref, Features: features.Stats{Malformed: 1}}, 2, "1 malformed"},
-		{"a later round with the first round's figures", pipeline.LoopResult{Twin: ref}, 1, ""},
-		{"a later round with another mean reward", pipeline.LoopResult{Twin: other}, 1, "other figures than run 1's"},
+		{"first round, every observation windowed", features.Stats{}, ref, ""},
+		{"first round, observations after their tick closed", features.Stats{Late: 4}, ref, "4 observations after their tick closed"},
+		{"malformed telemetry", features.Stats{Malformed: 1}, rerun, "1 malformed"},
+		{"a later round with the first round's figures", features.Stats{}, rerun, ""},
+		{"a later round with another mean reward", features.Stats{}, other, "another summary than run 1's"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := loopSound(tc.res, ref, tc.round)
+			err := loopSound(tc.f, tc.sum, ref)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("loopSound: %v", err)
