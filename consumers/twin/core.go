@@ -490,11 +490,23 @@ func produceEach[M interface {
 	return published, nil
 }
 
+// rewardSizeHint is the room produce gives a reward's encoding: an
+// operational reward with 64-character names takes about 280 bytes.
+const rewardSizeHint = 320
+
 // produce writes m to topic; digest, if not nil, also takes its bytes
 // (deterministic encoding). topic is the base name (schemas.Topic…); the
-// record goes to its prefixed topic.
+// record goes to its prefixed topic. Rewards, most of the twin's records,
+// are encoded by schemas.AppendReward (the same bytes, without
+// reflection).
 func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, digest hash.Hash, publish bool) error {
-	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	var v []byte
+	var err error
+	if r, ok := m.(*stratapb.Reward); ok {
+		v, err = schemas.AppendReward(make([]byte, 0, rewardSizeHint), r)
+	} else {
+		v, err = proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	}
 	if err != nil {
 		return fmt.Errorf("encoding a record for %s: %w", topic, err)
 	}
