@@ -258,11 +258,15 @@ func (r *Replayer) send(ctx context.Context, pacer *replay.Pacer, in replay.Invo
 		StartUs: in.StartUS(), EndUs: in.EndUS, DurationUs: in.DurationUS,
 		Row: in.Row, RunId: r.cfg.RunID,
 	}
-	var msg proto.Message = arr
+	// The hand encoders write what proto.Marshal writes, without
+	// reflection (schemas.AppendArrival).
+	var val []byte
+	var err error
 	if r.cfg.Observed {
-		msg = &stratapb.Observation{Arrival: arr, Provider: proto.String(r.cfg.Provider), Source: "trace"}
+		val, err = schemas.AppendObservation(nil, &stratapb.Observation{Arrival: arr, Provider: proto.String(r.cfg.Provider), Source: "trace"})
+	} else {
+		val, err = schemas.AppendArrival(nil, arr)
 	}
-	val, err := proto.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encoding invocation row %d: %w", in.Row, err)
 	}

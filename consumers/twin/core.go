@@ -490,21 +490,20 @@ func produceEach[M interface {
 	return published, nil
 }
 
-// rewardSizeHint is the room produce gives a reward's encoding: an
-// operational reward with 64-character names takes about 280 bytes.
-const rewardSizeHint = 320
-
 // produce writes m to topic; digest, if not nil, also takes its bytes
 // (deterministic encoding). topic is the base name (schemas.Topic…); the
-// record goes to its prefixed topic. Rewards, most of the twin's records,
-// are encoded by schemas.AppendReward (the same bytes, without
-// reflection).
+// record goes to its prefixed topic. Rewards and observations, most of the
+// twin's records, are encoded by schemas.AppendReward and
+// AppendObservation (the same bytes, without reflection).
 func (c *core) produce(ctx context.Context, topic, key string, m proto.Message, digest hash.Hash, publish bool) error {
 	var v []byte
 	var err error
-	if r, ok := m.(*stratapb.Reward); ok {
-		v, err = schemas.AppendReward(make([]byte, 0, rewardSizeHint), r)
-	} else {
+	switch m := m.(type) {
+	case *stratapb.Reward:
+		v, err = schemas.AppendReward(nil, m)
+	case *stratapb.Observation:
+		v, err = schemas.AppendObservation(nil, m)
+	default:
 		v, err = proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	}
 	if err != nil {
