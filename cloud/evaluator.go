@@ -380,12 +380,7 @@ func (ev *Evaluator) idleTick(res *Result, pool *Pool, iv Interval, prewarm []in
 	res.Outcomes = res.Outcomes[:0]
 	res.lat = res.lat[:0]
 	t := &res.Ticks[0]
-	*t = TickStats{StartUS: iv.StartUS, Seconds: ev.tickSeconds}
-	for _, in := range pool.inst {
-		if in.freeAt > iv.StartUS {
-			addBusy(res.Ticks, iv, ev.tickUS, max(in.busyFrom, iv.StartUS), in.freeAt)
-		}
-	}
+	*t = TickStats{StartUS: iv.StartUS, Seconds: ev.tickSeconds, BusySeconds: busyIn(pool.inst, iv.StartUS, iv.EndUS)}
 	ev.enterTick(res, pool, iv, prewarm, 0, 0)
 	pool.expire(iv.EndUS, ev.keepUS, 0)
 	pool.now = iv.EndUS
@@ -400,16 +395,43 @@ func (ev *Evaluator) idleTick(res *Result, pool *Pool, iv Interval, prewarm []in
 			t.MemoryUtil = 0 * ev.fn.Profile.WorkingSetMB
 		}
 	}
-	if t.Prewarm > 0 && ev.m.cfg.CarbonPrewarm {
-		idleS := max(float64(t.Prewarm)*t.Seconds-t.BusySeconds, 0)
-		t.PrewarmCarbonG = ev.idleKWhPerS * idleS * ev.pue * ev.intensity(t.StartUS)
+	t.PrewarmCarbonG = ev.idleCarbon(t.Prewarm, t.BusySeconds, t.StartUS)
+	res.Aggregate = idleAggregate(t.PrewarmCostUSD, t.PrewarmCarbonG)
+}
+
+// busyIn is the busy time, in seconds, of the executions running into the
+// whole tick [ks, ke): what addBusy adds to the tick, instance by
+// instance in pool order.
+func busyIn(inst []instance, ks, ke int64) float64 {
+	busy := 0.0
+	for _, in := range inst {
+		if from, to := max(in.busyFrom, ks), min(in.freeAt, ke); in.freeAt > ks && from < to {
+			busy += float64(to-from) / 1e6
+		}
 	}
-	agg := Aggregate{}
-	agg.PrewarmCostUSD += t.PrewarmCostUSD
-	agg.PrewarmCarbonG += t.PrewarmCarbonG
-	agg.CostUSD += agg.PrewarmCostUSD
-	agg.CarbonG += agg.PrewarmCarbonG
-	res.Aggregate = agg
+	return busy
+}
+
+// idleCarbon is the general path's PrewarmCarbonG of a whole tick from ks
+// with hold instances pre-warmed and busy seconds of execution.
+func (ev *Evaluator) idleCarbon(hold int, busy float64, ks int64) float64 {
+	if hold <= 0 || !ev.m.cfg.CarbonPrewarm {
+		return 0
+	}
+	idleS := max(float64(hold)*ev.tickSeconds-busy, 0)
+	return ev.idleKWhPerS * idleS * ev.pue * ev.intensity(ks)
+}
+
+// idleAggregate is the Aggregate of a tick without requests whose
+// pre-warmed instances cost cost and emitted carbon, summed as the general
+// path sums it.
+func idleAggregate(cost, carbon float64) Aggregate {
+	var a Aggregate
+	a.PrewarmCostUSD += cost
+	a.PrewarmCarbonG += carbon
+	a.CostUSD += a.PrewarmCostUSD
+	a.CarbonG += a.PrewarmCarbonG
+	return a
 }
 
 // enterTick starts tick k of an evaluation: the idle instances past their

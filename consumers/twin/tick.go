@@ -447,15 +447,27 @@ func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
 		lat := make([][]float64, n)
 		s0 := j.segs[0]
 		chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
-		for m := range cloud.NumMetros {
-			for t := range cloud.NumTiers {
+		for t := range cloud.NumTiers {
+			// The metros the function has no pool in start alike: one
+			// replay of their instances, priced per metro.
+			var fresh []int
+			for m := range cloud.NumMetros {
 				i := m*cloud.NumTiers + t
 				pl := cloud.Placement{Provider: j.provider, Metro: cloud.Metro(m), Tier: cloud.Tier(t)}
+				if _, ok := j.pools[pl]; !ok {
+					fresh = append(fresh, i)
+					continue
+				}
 				var li *[]float64 // the reward's percentiles are the chosen one's
 				if i == chosen {
 					li = &lat[i]
 				}
 				if err := e.replaySegments(&e.score, j.fn, j.pools, j.segs, func(segment) cloud.Placement { return pl }, &aggs[i], li); err != nil {
+					return fmt.Errorf("scoring hour %d of %s/%s: %w", h, j.key.app, j.key.fn, err)
+				}
+			}
+			if len(fresh) > 0 {
+				if err := e.replayShared(j, fresh, aggs, lat, chosen); err != nil {
 					return fmt.Errorf("scoring hour %d of %s/%s: %w", h, j.key.app, j.key.fn, err)
 				}
 			}
@@ -469,6 +481,49 @@ func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
 			// The alternatives are the actions: metro × tier, in the
 			// order of the tactical action index.
 			e.transition(rw, &j.dec, out, actionRewards(rs))
+		}
+	}
+	return nil
+}
+
+// replayShared replays job j's hour under the placements of the action
+// indices idx (metro × tier, all of j's provider and one tier) in one
+// cloud.SharedReplay — none has a pool in j.pools, so all start empty —
+// folding each one's figures into aggs and the chosen one's latencies into
+// lat: what replaySegments gives each alone, bit for bit
+// (cloud.TestSharedReplayEqualsSeparate; the runs' reward digests agree).
+func (e *Engine) replayShared(j hourJob, idx []int, aggs []cloud.Aggregate, lat [][]float64, chosen int) error {
+	pls := make([]cloud.Placement, len(idx))
+	for k, i := range idx {
+		pls[k] = cloud.Placement{Provider: j.provider, Metro: cloud.Metro(i / cloud.NumTiers), Tier: cloud.Tier(i % cloud.NumTiers)}
+	}
+	sr, err := e.m.NewSharedReplay(j.fn, pls, j.segs[0].tick*grid.OperationalTickUS)
+	if err != nil {
+		return err
+	}
+	fold := func(k int, r *cloud.Result) {
+		i := idx[k]
+		addAggregate(&aggs[i], r.Aggregate)
+		if i == chosen {
+			for _, o := range r.Outcomes {
+				lat[i] = append(lat[i], o.LatencyMS)
+			}
+		}
+	}
+	for _, s := range j.segs {
+		ks := s.tick * grid.OperationalTickUS
+		if len(s.reqs) > 0 {
+			if err := sr.Tick(ks, s.prewarm, s.reqs, fold); err != nil {
+				return err
+			}
+			continue
+		}
+		ta, err := sr.IdleTick(ks, s.prewarm)
+		if err != nil {
+			return err
+		}
+		for k, a := range ta {
+			addAggregate(&aggs[idx[k]], a)
 		}
 	}
 	return nil
