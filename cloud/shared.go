@@ -1,19 +1,22 @@
 package cloud
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
-// SharedReplay replays one function's ticks, from the same time and with
-// no instances, under several placements whose instance dynamics agree:
-// the same provider and tier in other metros have the same keep-alive,
-// cold start and execution times, so every request is served alike under
-// each, and the placements differ only in prices, carbon and latency. The
-// twin scores a function's hour under all 24 metro × tier placements of
-// its provider, most of them new to the function; a SharedReplay keeps one
-// set of instances for a group of them and each placement's own AWS
-// provisioned-concurrency units. A tick without requests — most ticks: a
-// function held warm — is run once for the instances and priced once per
-// placement; a tick with requests is evaluated per placement from the
-// shared instances.
+// SharedReplay replays one function's ticks under several placements whose
+// instance dynamics agree — the same provider and tier in other metros have
+// the same keep-alive, cold start and execution times — from pools holding
+// the same instances (none, most often), so that every request is served
+// alike under each and the placements differ only in prices, carbon and
+// latency. The twin scores a function's hour under all 24 metro × tier
+// placements of its provider, most of them new to the function or long
+// cold; a SharedReplay keeps one set of instances for a group of them and
+// each placement's own AWS provisioned-concurrency units. A tick without
+// requests — most ticks: a function held warm — is run once for the
+// instances and priced once per placement; a tick with requests is
+// evaluated per placement from the shared instances.
 //
 // Each placement's figures are those of replaying it alone on its own
 // pool with EvaluateInto, bit for bit (TestSharedReplayEqualsSeparate).
@@ -31,13 +34,21 @@ type SharedReplay struct {
 }
 
 // NewSharedReplay returns a SharedReplay of function fn under placements
-// pls (at least one), whose pools start empty at startUS. It refuses
-// placements whose instance dynamics differ from the first one's.
-func (m *Model) NewSharedReplay(fn *Function, pls []Placement, startUS int64) (*SharedReplay, error) {
-	if len(pls) == 0 {
-		return nil, fmt.Errorf("sharing a replay: %w: no placements", ErrInvalidInput)
+// pls (at least one), each from its pool in starts — which it copies — or,
+// where starts has nil, from an empty pool at startUS. It refuses
+// placements whose instance dynamics differ from the first one's, and
+// starting pools of another placement or holding other instances than the
+// first one's.
+func (m *Model) NewSharedReplay(fn *Function, pls []Placement, starts []*Pool, startUS int64) (*SharedReplay, error) {
+	if len(pls) == 0 || len(starts) != len(pls) {
+		return nil, fmt.Errorf("sharing a replay: %w: %d placements, %d starting pools", ErrInvalidInput, len(pls), len(starts))
 	}
 	s := &SharedReplay{evs: make([]Evaluator, len(pls)), members: make([]Pool, len(pls)), aggs: make([]Aggregate, len(pls))}
+	var inst []instance
+	if starts[0] != nil {
+		inst = starts[0].inst
+	}
+	now := startUS
 	for i, pl := range pls {
 		ev, err := m.Evaluator(fn, pl)
 		if err != nil {
@@ -48,8 +59,15 @@ func (m *Model) NewSharedReplay(fn *Function, pls []Placement, startUS int64) (*
 		}
 		s.evs[i] = ev
 		s.members[i] = Pool{placement: pl, now: startUS}
+		if st := starts[i]; st != nil {
+			if st.placement != pl || !slices.Equal(st.inst, inst) {
+				return nil, fmt.Errorf("sharing a replay of %s/%s: %w: the pool of %v is not one of its own holding the first pool's instances", fn.App, fn.Func, ErrInvalidInput, pl)
+			}
+			s.members[i] = Pool{placement: pl, now: st.now, pcPaid: slices.Clone(st.pcPaid)}
+			now = max(now, st.now)
+		}
 	}
-	s.inst = Pool{placement: pls[0], now: startUS}
+	s.inst = Pool{placement: pls[0], now: now, inst: slices.Clone(inst)}
 	return s, nil
 }
 

@@ -448,13 +448,13 @@ func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
 		s0 := j.segs[0]
 		chosen := int(s0.metro)*cloud.NumTiers + int(s0.tier)
 		for t := range cloud.NumTiers {
-			// The metros the function has no pool in start alike: one
-			// replay of their instances, priced per metro.
+			// The metros where the function holds no instance start
+			// alike: one replay of their instances, priced per metro.
 			var fresh []int
 			for m := range cloud.NumMetros {
 				i := m*cloud.NumTiers + t
 				pl := cloud.Placement{Provider: j.provider, Metro: cloud.Metro(m), Tier: cloud.Tier(t)}
-				if _, ok := j.pools[pl]; !ok {
+				if p, ok := j.pools[pl]; !ok || p.Len() == 0 {
 					fresh = append(fresh, i)
 					continue
 				}
@@ -488,16 +488,18 @@ func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
 
 // replayShared replays job j's hour under the placements of the action
 // indices idx (metro × tier, all of j's provider and one tier) in one
-// cloud.SharedReplay — none has a pool in j.pools, so all start empty —
-// folding each one's figures into aggs and the chosen one's latencies into
-// lat: what replaySegments gives each alone, bit for bit
+// cloud.SharedReplay — none holds an instance in j.pools, so all start
+// alike — folding each one's figures into aggs and the chosen one's
+// latencies into lat: what replaySegments gives each alone, bit for bit
 // (cloud.TestSharedReplayEqualsSeparate; the runs' reward digests agree).
 func (e *Engine) replayShared(j hourJob, idx []int, aggs []cloud.Aggregate, lat [][]float64, chosen int) error {
 	pls := make([]cloud.Placement, len(idx))
+	starts := make([]*cloud.Pool, len(idx))
 	for k, i := range idx {
 		pls[k] = cloud.Placement{Provider: j.provider, Metro: cloud.Metro(i / cloud.NumTiers), Tier: cloud.Tier(i % cloud.NumTiers)}
+		starts[k] = j.pools[pls[k]] // nil where the function has none
 	}
-	sr, err := e.m.NewSharedReplay(j.fn, pls, j.segs[0].tick*grid.OperationalTickUS)
+	sr, err := e.m.NewSharedReplay(j.fn, pls, starts, j.segs[0].tick*grid.OperationalTickUS)
 	if err != nil {
 		return err
 	}
