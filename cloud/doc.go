@@ -21,6 +21,10 @@
 //     per-invocation outcomes (latency, cold start, cost, carbon, SLA),
 //     per-tick telemetry and aggregates. Evaluate alternatives on
 //     [Pool.Clone]s of the same starting pool for counterfactuals.
+//     [Model.Evaluator] looks a function and placement up once for many
+//     evaluations; [Model.NewSharedReplay] replays placements that differ
+//     only in metro on one set of instances, pricing each (the same
+//     figures as separate replays, at a fraction of the work).
 //   - [Rewards] turns the alternatives' aggregates into the docs/reward.md
 //     reward and names the best one (the per-interval oracle).
 //
