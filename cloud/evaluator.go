@@ -331,8 +331,7 @@ func (ev *Evaluator) evaluate(res *Result, pool *Pool, iv Interval, prewarm []in
 		ti++
 		hold = ev.enterTick(res, pool, iv, prewarm, ti, hold)
 	}
-	pool.expire(iv.EndUS, keep, 0)
-	pool.now = iv.EndUS
+	pool.closeAt(iv.EndUS, keep)
 
 	ws := fn.Profile.WorkingSetMB
 	for k := range res.Ticks {
@@ -382,8 +381,7 @@ func (ev *Evaluator) idleTick(res *Result, pool *Pool, iv Interval, prewarm []in
 	t := &res.Ticks[0]
 	*t = TickStats{StartUS: iv.StartUS, Seconds: ev.tickSeconds, BusySeconds: busyIn(pool.inst, iv.StartUS, iv.EndUS)}
 	ev.enterTick(res, pool, iv, prewarm, 0, 0)
-	pool.expire(iv.EndUS, ev.keepUS, 0)
-	pool.now = iv.EndUS
+	pool.closeAt(iv.EndUS, ev.keepUS)
 
 	if t.Instances > 0 && t.Seconds > 0 {
 		if t.BusySeconds != 0 {
@@ -440,17 +438,28 @@ func idleAggregate(cost, carbon float64) Aggregate {
 // tick's hold.
 func (ev *Evaluator) enterTick(res *Result, pool *Pool, iv Interval, prewarm []int, k, hold int) int {
 	t := &res.Ticks[k]
-	pool.expire(t.StartUS, ev.keepUS, hold)
-	hold = 0
+	n := 0
 	if k < len(prewarm) {
-		hold = min(max(prewarm[k], 0), ev.m.cfg.MaxInstances)
+		n = prewarm[k]
 	}
+	hold = ev.holdWarm(pool, t.StartUS, hold, n)
 	t.Prewarm = hold
-	pool.insertN(instance{freeAt: t.StartUS, busyFrom: t.StartUS}, hold-pool.Len())
 	t.Instances = pool.Len()
 	if hold > 0 {
 		t.PrewarmCostUSD = ev.prewarmCost(pool, hold, t.StartUS, min(t.StartUS+ev.tickUS, iv.EndUS))
 	}
+	return hold
+}
+
+// holdWarm is enterTick's step on the instances of a tick starting at ks:
+// the idle ones past their keep-alive expire (kept of them kept: the
+// previous tick's hold), and the pool is topped up to n pre-warmed
+// instances, n clamped to [0, MaxInstances]. It returns the clamped count,
+// the tick's hold.
+func (ev *Evaluator) holdWarm(pool *Pool, ks int64, kept, n int) int {
+	pool.expire(ks, ev.keepUS, kept)
+	hold := min(max(n, 0), ev.m.cfg.MaxInstances)
+	pool.insertN(instance{freeAt: ks, busyFrom: ks}, hold-pool.Len())
 	return hold
 }
 

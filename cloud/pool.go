@@ -148,6 +148,13 @@ func (p *Pool) expire(t, keepUS int64, hold int) {
 	}
 }
 
+// closeAt ends an evaluation at t: the idle instances whose keep-alive
+// has run out by then expire, and t becomes the pool's time.
+func (p *Pool) closeAt(t, keepUS int64) {
+	p.expire(t, keepUS, 0)
+	p.now = t
+}
+
 // insert adds an instance in sorted position.
 func (p *Pool) insert(in instance) { p.insertN(in, 1) }
 

@@ -83,11 +83,8 @@ func (s *SharedReplay) IdleTick(startUS int64, hold int) ([]Aggregate, error) {
 	}
 	// The instances, once: idleTick's steps.
 	busy := busyIn(s.inst.inst, ks, ke)
-	s.inst.expire(ks, ev0.keepUS, 0)
-	h := min(max(hold, 0), ev0.m.cfg.MaxInstances)
-	s.inst.insertN(instance{freeAt: ks, busyFrom: ks}, h-s.inst.Len())
-	s.inst.expire(ke, ev0.keepUS, 0)
-	s.inst.now = ke
+	h := ev0.holdWarm(&s.inst, ks, 0, hold)
+	s.inst.closeAt(ke, ev0.keepUS)
 	// The prices, per placement.
 	for i := range s.evs {
 		ev, p := &s.evs[i], &s.members[i]
