@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // RewardConfig holds the reward's weights, SLA penalty and clipping bounds
@@ -87,13 +88,21 @@ func sanitize(v, hi float64) float64 {
 // per-interval hindsight oracle; the lowest index wins ties), or −1 when
 // alts is empty. No NaN or Inf is ever returned.
 func Rewards(alts []Aggregate, cfg RewardConfig) ([]Reward, int) {
+	return RewardsInto(nil, alts, cfg)
+}
+
+// RewardsInto is Rewards writing into dst's array when it has room (a
+// caller scoring interval after interval reuses one slice); it returns
+// the slice it wrote, nil when alts is empty.
+func RewardsInto(dst []Reward, alts []Aggregate, cfg RewardConfig) ([]Reward, int) {
 	if len(alts) == 0 {
 		return nil, -1
 	}
-	out := make([]Reward, len(alts))
+	out := slices.Grow(dst[:0], len(alts))[:len(alts)]
 	var maxC, maxL, maxG float64
 	for i, a := range alts {
 		r := &out[i]
+		*r = Reward{}
 		r.Cost = sanitize(a.CostUSD, cfg.MaxCostUSD)
 		r.Latency = sanitize(a.MeanLatencyMS, cfg.MaxLatencyMS)
 		r.Carbon = sanitize(a.CarbonG, cfg.MaxCarbonG)

@@ -69,10 +69,14 @@ type Output struct {
 	// batches; the service fills them in.
 	Transitions []*stratapb.Transition
 
-	// scoring is the work Simulate left to Score, in order. It holds
-	// everything it needs, detached from the engine's live state, so that
-	// Score may run while later ticks are simulated.
-	scoring []func(out *Output) error
+	// ops and closes are the work Simulate left to Score: every
+	// function's operational tick, then the hour's and the day's closes,
+	// in that order. They hold everything they need, detached from the
+	// engine's live state, so that Score may run while later ticks are
+	// simulated. ops are values, not closures: one per active function
+	// and tick, they were two allocations each.
+	ops    []opScore
+	closes []func(out *Output) error
 }
 
 type fnKey struct{ app, fn string }
@@ -94,6 +98,11 @@ type fnState struct {
 	// decisions in force
 	tactical, operational       schemas.DecisionRow
 	hasTactical, hasOperational bool
+	// opRef is a copy of operational taken by the first tick simulated
+	// under it, shared by the scoring of every tick after it (Score reads
+	// it on its own goroutine, so it is never written; a new decision
+	// clears it).
+	opRef *schemas.DecisionRow
 	// the intervals the decisions in force were made for
 	tacticalTick, operationalTick int64
 	// lastEndUS is the end of the function's latest execution (keep-warm).
@@ -163,7 +172,17 @@ type Engine struct {
 	// Score has scored the tick's operational alternatives from them
 	// (Simulate's goroutine clones; Score's reads).
 	starts cloud.PoolArena
+	// freeOps hands Score's emptied ops slices back to Simulate; it holds
+	// as many as Score falls behind in an hour's close (freeOpsCap), and
+	// opsCap sizes a new one from the last tick's count.
+	freeOps chan []opScore
+	opsCap  int
 }
+
+// freeOpsCap bounds the emptied ops slices kept for reuse: Score falls
+// about a hundred ticks behind while it closes an hour, and Simulate,
+// going on meanwhile, would allocate a slice for each.
+const freeOpsCap = 256
 
 // replayScratch is the scratch of one goroutine's counterfactual replays.
 type replayScratch struct {
@@ -176,6 +195,10 @@ type replayScratch struct {
 	alts []int
 	aggs []cloud.Aggregate
 	lat  [][]float64
+	// rewards and ls are reward's: the alternatives' rewards and the
+	// chosen one's latencies.
+	rewards []cloud.Reward
+	ls      []float64
 }
 
 // ErrOutOfOrder is returned by Tick for a tick other than the next one.
@@ -207,7 +230,7 @@ func NewEngine(m *cloud.Model, cfg Config, profile func(app, fn string) cloud.Fu
 		}
 	}
 	return &Engine{m: m, cfg: cfg, funcs: map[fnKey]*fnState{}, apps: map[string]*appState{}, profile: profile,
-		pending: map[schemas.Layer]*schemas.DecisionBatch{}, staticDone: map[schemas.Layer]bool{}}, nil
+		pending: map[schemas.Layer]*schemas.DecisionBatch{}, staticDone: map[schemas.Layer]bool{}, freeOps: make(chan []opScore, freeOpsCap)}, nil
 }
 
 // NextTick returns the tick Tick expects next.
@@ -386,6 +409,12 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 	e.started = true
 	ks, ke := k*grid.OperationalTickUS, (k+1)*grid.OperationalTickUS
 	out := &Output{}
+	select {
+	case ops := <-e.freeOps:
+		out.ops = ops
+	default:
+		out.ops = make([]opScore, 0, e.opsCap)
+	}
 	if err := e.takeDecisions(k, ahead, out); err != nil {
 		return nil, err
 	}
@@ -429,13 +458,14 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 	if (k+1)%grid.TicksPerHour == 0 {
 		h := k / grid.TicksPerHour
 		jobs := e.detachHour(h)
-		out.scoring = append(out.scoring, func(out *Output) error { return e.closeHour(h, jobs, out) })
+		out.closes = append(out.closes, func(out *Output) error { return e.closeHour(h, jobs, out) })
 	}
 	if (k+1)%grid.TicksPerDay == 0 {
 		d := k / grid.TicksPerDay
 		jobs := e.detachDay(d)
-		out.scoring = append(out.scoring, func(out *Output) error { return e.closeDay(d, jobs, out) })
+		out.closes = append(out.closes, func(out *Output) error { return e.closeDay(d, jobs, out) })
 	}
+	e.opsCap = len(out.ops)
 	e.next = k + 1
 	return out, nil
 }
@@ -444,8 +474,18 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 // rewards and transitions to out. Calls must come one at a time and in
 // tick order; they may overlap Simulate calls of later ticks.
 func (e *Engine) Score(out *Output) error {
-	fs := out.scoring
-	out.scoring = nil
+	ops, fs := out.ops, out.closes
+	out.ops, out.closes = nil, nil
+	for i := range ops {
+		if err := e.scoreOperational(&ops[i], out); err != nil {
+			return err
+		}
+	}
+	clear(ops) // the pools, requests and decisions they held
+	select {
+	case e.freeOps <- ops[:0]:
+	default:
+	}
 	for _, f := range fs {
 		if err := f(out); err != nil {
 			return err

@@ -86,7 +86,7 @@ func (e *Engine) takeDecisions(k int64, ahead func(int64) []Arrival, out *Output
 				}
 				f := e.function(r.App, r.Func)
 				same[i] = f.hasOperational && sameOperational(f.operational, r)
-				f.operational, f.hasOperational, f.operationalTick = r, true, b.Header.Tick
+				f.operational, f.hasOperational, f.operationalTick, f.opRef = r, true, b.Header.Tick, nil
 			}
 		}
 		ts = append(ts, taken{l, &schemas.DecisionBatch{Header: b.Header, Rows: rows}, same})
@@ -200,20 +200,38 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 	}
 	// The operational reward is scored later (Score): it needs the
 	// alternatives' counterfactuals, which the telemetry does not.
-	agg, lat0, n := res.Aggregate, latencies(res.Outcomes), len(arr)
-	dec, hasDec, decTick := f.operational, f.hasOperational, f.operationalTick
-	out.scoring = append(out.scoring, func(out *Output) error {
-		return e.scoreOperational(f, k, pw, start, reqs, agg, lat0, n, dec, hasDec && decTick == k, hasDec, out)
-	})
+	if f.hasOperational && f.opRef == nil {
+		d := f.operational
+		f.opRef = &d
+	}
+	out.ops = append(out.ops, opScore{f: f, k: k, pw: pw, n: len(arr), start: start, reqs: reqs, agg: res.Aggregate,
+		lat0: latencies(res.Outcomes), dec: f.opRef, own: f.hasOperational && f.operationalTick == k})
 	return obs, nil
 }
 
-// scoreOperational emits the operational reward of f's tick k: the decided
-// pre-warm count pw against the alternatives, each from the tick's starting
-// pool start; agg and lat0 are what pw gave, n the tick's arrivals, dec the
-// decision in force (hasDec) and decided for this tick (own).
-func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool, reqs []cloud.Request, agg cloud.Aggregate, lat0 []float64, n int,
-	dec schemas.DecisionRow, own, hasDec bool, out *Output) error {
+// opScore is what scoreOperational needs of one function's tick k, taken
+// when it was simulated: the decided pre-warm count pw, the tick's
+// starting pool start (the alternatives are evaluated from it), its
+// requests, agg and lat0 what pw gave, n the tick's arrivals, dec the
+// decision in force (nil without one; never changed once taken) and own
+// whether it was decided for this tick.
+type opScore struct {
+	f     *fnState
+	k     int64
+	pw, n int
+	start *cloud.Pool
+	reqs  []cloud.Request
+	agg   cloud.Aggregate
+	lat0  []float64
+	dec   *schemas.DecisionRow
+	own   bool
+}
+
+// scoreOperational emits the operational reward of o's tick: the decided
+// pre-warm count against the alternatives, each from the tick's starting
+// pool.
+func (e *Engine) scoreOperational(o *opScore, out *Output) error {
+	f, k, pw, start := o.f, o.k, o.pw, o.start
 	ks := k * grid.OperationalTickUS
 	iv := cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}
 	sc := &e.score
@@ -235,27 +253,27 @@ func (e *Engine) scoreOperational(f *fnState, k int64, pw int, start *cloud.Pool
 	}
 	for i, a := range alts {
 		if a == pw {
-			aggs[i], lat[i] = agg, lat0
+			aggs[i], lat[i] = o.agg, o.lat0
 			continue
 		}
 		// Only the chosen count's latencies enter the reward.
 		sc.prewarm[0] = a
 		start.CopyTo(&sc.pool)
-		if err := ev.EvaluateInto(&sc.eval, &sc.pool, iv, sc.prewarm[:], reqs); err != nil {
+		if err := ev.EvaluateInto(&sc.eval, &sc.pool, iv, sc.prewarm[:], o.reqs); err != nil {
 			return fmt.Errorf("evaluating tick %d with pre-warm %d: %w", k, a, err)
 		}
 		aggs[i] = sc.eval.Aggregate
 	}
 	rw := e.reward(schemas.Operational, k, ks, f.key.app, f.key.fn, aggs, lat, chosen)
-	if hasDec && dec.Predicted.Valid {
-		rw.PredError = math.Abs(dec.Predicted.V - float64(n))
+	if o.dec != nil && o.dec.Predicted.Valid {
+		rw.PredError = math.Abs(o.dec.Predicted.V - float64(o.n))
 	}
-	if agg.ColdStarts > 0 {
+	if o.agg.ColdStarts > 0 {
 		rw.Underprovisioned = 1
 	}
 	out.Rewards = append(out.Rewards, rw)
-	if own {
-		e.transition(rw, &dec, out, nil)
+	if o.own {
+		e.transition(rw, o.dec, out, nil)
 	}
 	return nil
 }
@@ -306,27 +324,37 @@ func percentile(xs []float64, q float64) float64 {
 	return xs[min(max(i, 0), len(xs)-1)]
 }
 
-// reward scores the alternatives of one interval and builds the reward row
-// of the chosen one.
+// reward scores the alternatives of one operational tick and builds the
+// reward row of the chosen one, with Score's scratch: nothing of the
+// alternatives outlives the call (no transition carries them).
 func (e *Engine) reward(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) *stratapb.Reward {
-	rw, _ := e.rewards(l, tick, startUS, app, fn, aggs, lat, chosen)
-	return rw
+	sc := &e.score
+	rs, best := cloud.RewardsInto(sc.rewards, aggs, e.cfg.Reward)
+	sc.rewards = rs
+	sc.ls = append(sc.ls[:0], lat[chosen]...)
+	return e.rewardRow(l, tick, startUS, app, fn, aggs[chosen], rs[chosen], rs[best].R, sc.ls)
 }
 
-// rewards is reward that also returns every alternative's reward.
+// rewards scores the alternatives of one interval and returns the reward
+// row of the chosen one and every alternative's reward.
 func (e *Engine) rewards(l schemas.Layer, tick, startUS int64, app, fn string, aggs []cloud.Aggregate, lat [][]float64, chosen int) (*stratapb.Reward, []cloud.Reward) {
 	rs, best := cloud.Rewards(aggs, e.cfg.Reward)
 	if e.cfg.Learn != nil && l != schemas.Operational {
 		e.cfg.Learn.Add(Counterfactual{Layer: l, Tick: tick, App: app, Func: fn, Invocations: int64(aggs[chosen].Invocations), Rewards: rs})
 	}
-	a, r := aggs[chosen], rs[chosen]
-	ls := slices.Clone(lat[chosen])
+	return e.rewardRow(l, tick, startUS, app, fn, aggs[chosen], rs[chosen], rs[best].R, slices.Clone(lat[chosen])), rs
+}
+
+// rewardRow is the reward row of an interval's chosen alternative: a its
+// aggregate, r its reward, oracle the best alternative's and ls its
+// latencies (sorted here).
+func (e *Engine) rewardRow(l schemas.Layer, tick, startUS int64, app, fn string, a cloud.Aggregate, r cloud.Reward, oracle float64, ls []float64) *stratapb.Reward {
 	return &stratapb.Reward{RunId: e.cfg.RunID, Layer: string(l), Tick: tick, TickMs: startUS / 1000, App: app, Func: fn,
 		Reward: r.R, RCost: r.RCost, RPerf: r.RPerf, RCarbon: r.RCarbon, SlaPenalty: e.cfg.Reward.SLAPenalty * r.SLARate,
 		Invocations: int64(a.Invocations), ColdStarts: int64(a.ColdStarts), SlaViolations: int64(a.Violations),
 		CostUsd: a.CostUSD, PrewarmCostUsd: a.PrewarmCostUSD, CarbonG: a.CarbonG,
 		LatencyP50Ms: percentile(ls, 0.5), LatencyP95Ms: percentile(ls, 0.95),
-		OracleReward: rs[best].R, Regret: rs[best].R - r.R}, rs
+		OracleReward: oracle, Regret: oracle - r.R}
 }
 
 // addAggregate folds b into a: counts and totals add, the mean latency is
