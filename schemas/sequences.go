@@ -142,7 +142,10 @@ func (s *Sequences) Fill(b *StateBatch) {
 				if d > 1 {
 					s.Partial++
 				}
-				out = append(out, idleRow(p, b.HourSin, shift))
+				// Built in place: a ~1 KB row returned by value and
+				// copied into out was a quarter of an agent's Fill.
+				out = append(out, OperationalRow{})
+				setIdleRow(&out[len(out)-1], p, b.HourSin, shift)
 			}
 			continue
 		}
@@ -177,20 +180,20 @@ func (s *Sequences) Fill(b *StateBatch) {
 	sh.tick, sh.hasTicked = k, true
 }
 
-// idleRow is the row of a function left out of a batch: prev, its whole
-// row d ticks earlier, moved on to a newest step that is idle — no
-// invocation, nothing in flight, utilisations 0 where prev's newest step
-// had them (null where not), the batch's hour_sin — with the same latest
-// start. The feature service leaves a row out only when it equals this.
-func idleRow(prev *OperationalRow, hourSin float64, d int) OperationalRow {
-	r := OperationalRow{App: prev.App, Func: prev.Func, LastStartUS: prev.LastStartUS}
-	fillOlder(&r, prev, SeqLen-1, d)
+// setIdleRow makes r, a zero row, the row of a function left out of a
+// batch: prev, its whole row d ticks earlier, moved on to a newest step
+// that is idle — no invocation, nothing in flight, utilisations 0 where
+// prev's newest step had them (null where not), the batch's hour_sin —
+// with the same latest start. The feature service leaves a row out only
+// when it equals this.
+func setIdleRow(r, prev *OperationalRow, hourSin float64, d int) {
+	r.App, r.Func, r.LastStartUS = prev.App, prev.Func, prev.LastStartUS
+	fillOlder(r, prev, SeqLen-1, d)
 	last := SeqLen - 1
 	r.HourSin[last] = hourSin
 	r.MemoryUtil[last] = Value{Valid: prev.MemoryUtil[last].Valid}
 	r.CPUUtil[last] = Value{Valid: prev.CPUUtil[last].Valid}
 	r.QueueDepth[last] = Value{Valid: prev.QueueDepth[last].Valid}
-	return r
 }
 
 // IdleNewest reports whether a newest step with these values — request
