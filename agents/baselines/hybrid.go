@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/strata-rl/strata/agents/internal/rowcache"
 	"github.com/strata-rl/strata/schemas"
 	"github.com/strata-rl/strata/schemas/grid"
 )
@@ -71,7 +72,10 @@ type hybrid struct {
 	prewarmKA  bool
 	unloadMS   int64
 	units      map[entity]*hhUnit
-	order      []int
+	// cursors find a row's unit among the shard's previous batch's
+	// before units hashes its names (rowcache).
+	cursors map[int]*rowcache.Cursor[entity, *hhUnit]
+	order   []int
 	// rowUnits are the units of a batch's rows, by row (Decide).
 	rowUnits []*hhUnit
 }
@@ -143,8 +147,17 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	// on the order of rows in the batch.
 	p.order = schemas.RowOrder(p.order, rows, p.perApp)
 	p.rowUnits = slices.Grow(p.rowUnits[:0], len(rows))[:len(rows)]
+	cur := p.cursors[state.Header.Shard]
+	if cur == nil {
+		if p.cursors == nil {
+			p.cursors = map[int]*rowcache.Cursor[entity, *hhUnit]{}
+		}
+		cur = &rowcache.Cursor[entity, *hhUnit]{}
+		p.cursors[state.Header.Shard] = cur
+	}
+	cur.Next()
 	for _, i := range p.order {
-		p.rowUnits[i] = p.update(&rows[i])
+		p.rowUnits[i] = p.update(cur, &rows[i])
 	}
 	for i := range rows {
 		r := &rows[i]
@@ -161,14 +174,18 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 }
 
 // update adds the row's idle times and end estimate to its unit, and
-// returns the unit.
-func (p *hybrid) update(r *schemas.OperationalRow) *hhUnit {
+// returns the unit; cur is the row's shard's cursor.
+func (p *hybrid) update(cur *rowcache.Cursor[entity, *hhUnit], r *schemas.OperationalRow) *hhUnit {
 	k := p.unitKey(r)
-	u := p.units[k]
+	u, ok := cur.Get(k)
+	if !ok {
+		u = p.units[k]
+	}
 	if u == nil {
 		u = &hhUnit{bins: make([]uint32, p.nBins), dirty: true, endUS: math.MinInt64}
 		p.units[k] = u
 	}
+	cur.Put(k, u)
 	for _, it := range r.IdleTimesS {
 		if math.IsNaN(it) || math.IsInf(it, 0) {
 			continue // not an idle time; the features layer never sends one

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-rl/strata/agents/guard"
+	"github.com/strata-rl/strata/agents/internal/rowcache"
 	"github.com/strata-rl/strata/infra/natsbus"
 	"github.com/strata-rl/strata/schemas"
 )
@@ -55,7 +56,10 @@ type Worker struct {
 	Guard *guard.Enforcer
 	// sent is, for the operational layer, the last row published per
 	// function (see Run).
-	sent map[entity]schemas.DecisionRow
+	sent map[entity]*schemas.DecisionRow
+	// cursors find a row's entry of sent among the shard's previous
+	// batch's before sent hashes its names (rowcache).
+	cursors map[int]*rowcache.Cursor[entity, *schemas.DecisionRow]
 	// out is the decision batch of the state batch being served, its rows
 	// reused from tick to tick (they are encoded before the next one).
 	out schemas.DecisionBatch
@@ -193,22 +197,39 @@ func New(js jetstream.JetStream, pub Publisher, layer schemas.Layer, runID strin
 // (docs/state-contract.md), and a function missing from a batch keeps its
 // decision in force. A worker that restarts follows the state stream from
 // its start again, so it publishes the same batches.
-func (w *Worker) changed(rows []schemas.DecisionRow) []schemas.DecisionRow {
+func (w *Worker) changed(shard int, rows []schemas.DecisionRow) []schemas.DecisionRow {
 	if w.sent == nil {
-		w.sent = map[entity]schemas.DecisionRow{}
+		w.sent = map[entity]*schemas.DecisionRow{}
+		w.cursors = map[int]*rowcache.Cursor[entity, *schemas.DecisionRow]{}
 	}
+	cur := w.cursors[shard]
+	if cur == nil {
+		cur = &rowcache.Cursor[entity, *schemas.DecisionRow]{}
+		w.cursors[shard] = cur
+	}
+	cur.Next()
 	out := rows[:0]
 	for _, r := range rows {
 		k := entity{r.App, r.Func}
-		if last, ok := w.sent[k]; ok {
-			// The map compared App and Func already: compare the rest
+		last, ok := cur.Get(k)
+		if !ok {
+			last = w.sent[k]
+		}
+		if last == nil {
+			last = new(schemas.DecisionRow)
+			w.sent[k] = last
+		} else {
+			// The keys compared App and Func already: compare the rest
 			// (the names are 64 bytes each, in another batch's memory).
-			last.App, last.Func = r.App, r.Func
-			if last == r {
+			l := *last
+			l.App, l.Func = r.App, r.Func
+			if l == r {
+				cur.Put(k, last)
 				continue
 			}
 		}
-		w.sent[k] = r
+		cur.Put(k, last)
+		*last = r
 		out = append(out, r)
 	}
 	return out
@@ -246,7 +267,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			met.countProjections(w.Guard.Apply(out))
 		}
 		if h.Layer == schemas.Operational {
-			out.Rows = w.changed(out.Rows)
+			out.Rows = w.changed(h.Shard, out.Rows)
 		}
 		enc, err := schemas.EncodeDecisions(out)
 		if err != nil {

@@ -14,22 +14,29 @@ import (
 
 // TestChangedKeepsOnlyChanges checks the operational layer's delta rule:
 // a row is published when it differs from the last one published for its
-// function, in any field, and the first row of a function always is.
+// function, in any field, and the first row of a function always is —
+// whichever shard's batches come between, and in whatever order.
 func TestChangedKeepsOnlyChanges(t *testing.T) {
 	w := &Worker{}
 	r := func(fn string, prewarm int32, predicted float64) schemas.DecisionRow {
 		return schemas.DecisionRow{App: "a", Func: fn, Prewarm: prewarm, Action: prewarm, Policy: "p", PolicyVersion: "1", Predicted: schemas.Some(predicted)}
 	}
 	for i, tc := range []struct {
+		shard    int
 		in, want []schemas.DecisionRow
 	}{
-		{[]schemas.DecisionRow{r("f", 1, 1), r("g", 0, 0)}, []schemas.DecisionRow{r("f", 1, 1), r("g", 0, 0)}},
-		{[]schemas.DecisionRow{r("f", 1, 1), r("g", 0, 0)}, nil},
-		{[]schemas.DecisionRow{r("f", 1, 2), r("g", 0, 0)}, []schemas.DecisionRow{r("f", 1, 2)}},
-		{[]schemas.DecisionRow{r("g", 3, 0)}, []schemas.DecisionRow{r("g", 3, 0)}},
-		{[]schemas.DecisionRow{r("f", 1, 2), r("h", 0, 0)}, []schemas.DecisionRow{r("h", 0, 0)}},
+		{0, []schemas.DecisionRow{r("f", 1, 1), r("g", 0, 0)}, []schemas.DecisionRow{r("f", 1, 1), r("g", 0, 0)}},
+		{0, []schemas.DecisionRow{r("f", 1, 1), r("g", 0, 0)}, nil},
+		{0, []schemas.DecisionRow{r("f", 1, 2), r("g", 0, 0)}, []schemas.DecisionRow{r("f", 1, 2)}},
+		{0, []schemas.DecisionRow{r("g", 3, 0)}, []schemas.DecisionRow{r("g", 3, 0)}},
+		{0, []schemas.DecisionRow{r("f", 1, 2), r("h", 0, 0)}, []schemas.DecisionRow{r("h", 0, 0)}},
+		{1, []schemas.DecisionRow{r("x", 1, 0), r("y", 1, 0)}, []schemas.DecisionRow{r("x", 1, 0), r("y", 1, 0)}},
+		{0, []schemas.DecisionRow{r("f", 1, 2), r("h", 0, 0)}, nil},
+		{1, []schemas.DecisionRow{r("x", 1, 0), r("y", 2, 0)}, []schemas.DecisionRow{r("y", 2, 0)}},
+		{0, []schemas.DecisionRow{r("h", 0, 0), r("g", 3, 0), r("f", 1, 3)}, []schemas.DecisionRow{r("f", 1, 3)}},
+		{0, []schemas.DecisionRow{r("f", 1, 3), r("g", 3, 0), r("h", 5, 0)}, []schemas.DecisionRow{r("h", 5, 0)}},
 	} {
-		if got := w.changed(slices.Clone(tc.in)); !slices.Equal(got, tc.want) {
+		if got := w.changed(tc.shard, slices.Clone(tc.in)); !slices.Equal(got, tc.want) {
 			t.Errorf("batch %d: published %v, want %v", i, got, tc.want)
 		}
 	}
