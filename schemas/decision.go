@@ -72,11 +72,16 @@ func DecisionFields() []arrow.Field { return decisionFields }
 
 const metaKind = "strata.kind"
 
-func decisionSchema(h BatchHeader) *arrow.Schema {
-	keys, vals := headerMetadata(h, DecisionSchemaVersion)
-	m := arrow.NewMetadata(append(keys, metaKind), append(vals, "decision"))
-	return arrow.NewSchema(decisionFields, &m)
+// decisionMetadata returns the schema metadata of a decision batch's
+// stream.
+func decisionMetadata(h BatchHeader) (keys, vals []string) {
+	keys, vals = headerMetadata(h, DecisionSchemaVersion)
+	return append(keys, metaKind), append(vals, "decision")
 }
+
+// bareDecisionSchema is the decision batches' schema without metadata, which the record
+// batches are built on (writeIPC).
+var bareDecisionSchema = arrow.NewSchema(decisionFields, nil)
 
 // EncodeDecisions serialises a decision batch as an Arrow IPC stream, the
 // header in the schema metadata (as for state batches, plus strata.kind =
@@ -94,13 +99,13 @@ func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
 	}
 	cols := []arrow.Array{stringCol(apps), stringCol(fns), int32Col(act), stringCol(prov), stringCol(reg),
 		int32Col(mem), int32Col(pre), int64Col(keep), stringCol(pol), stringCol(ver), valueCol(lp), valueCol(vl), valueCol(pr)}
-	schema := decisionSchema(b.Header)
-	rec := array.NewRecordBatch(schema, cols, int64(n))
+	rec := array.NewRecordBatch(bareDecisionSchema, cols, int64(n))
 	for _, c := range cols {
 		c.Release()
 	}
 	defer rec.Release()
-	data, err := writeIPC(schema, rec, 2048+n*160, false)
+	keys, vals := decisionMetadata(b.Header)
+	data, err := writeIPC(decisionFields, keys, vals, rec, 2048+n*160, false)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s decision batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
 	}

@@ -368,22 +368,31 @@ func headerMetadata(h BatchHeader, v int) (keys, vals []string) {
 			strconv.FormatInt(h.TickStartUS, 10), strconv.Itoa(h.Shard), strconv.Itoa(h.NShards)}
 }
 
-func stateSchema(b *StateBatch) *arrow.Schema {
+// stateMetadata returns the schema metadata of b's stream: its header, and
+// for an operational batch whether it omits idle rows and its hour_sin.
+func stateMetadata(b *StateBatch) (keys, vals []string) {
 	h := b.Header
-	keys, vals := headerMetadata(h, StateSchemaVersion)
+	keys, vals = headerMetadata(h, StateSchemaVersion)
 	if h.Layer == Operational {
 		keys = append(keys, MetaOmitsIdle, MetaHourSin)
 		vals = append(vals, strconv.FormatBool(b.OmitsIdle), strconv.FormatFloat(b.HourSin, 'g', -1, 64))
 	}
-	md := arrow.NewMetadata(keys, vals)
-	return arrow.NewSchema(StateFields(h.Layer), &md)
+	return keys, vals
+}
+
+// bareSchemas holds each layer's schema without metadata, which the
+// record batches are built on: the metadata travels in the schema message
+// only (writeIPC).
+var bareSchemas = map[Layer]*arrow.Schema{
+	Operational: arrow.NewSchema(operationalFields, nil),
+	Tactical:    arrow.NewSchema(tacticalFields, nil),
+	Strategic:   arrow.NewSchema(strategicFields, nil),
 }
 
 // EncodeState serialises a state batch as an Arrow IPC stream (schema with
 // the header in its metadata, then one record batch). The encoding is
 // deterministic: equal batches give equal bytes.
 func EncodeState(b *StateBatch) ([]byte, error) {
-	schema := stateSchema(b)
 	var cols []arrow.Array
 	switch b.Header.Layer {
 	case Operational:
@@ -395,14 +404,16 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("encoding state batch: unknown layer %q", b.Header.Layer)
 	}
-	rec := array.NewRecordBatch(schema, cols, int64(b.Len()))
+	rec := array.NewRecordBatch(bareSchemas[b.Header.Layer], cols, int64(b.Len()))
 	for _, c := range cols {
 		c.Release()
 	}
 	defer rec.Release()
-	data, err := writeIPC(schema, rec, encodedSize(b), false)
+	fields := StateFields(b.Header.Layer)
+	keys, vals := stateMetadata(b)
+	data, err := writeIPC(fields, keys, vals, rec, encodedSize(b), false)
 	if err == nil && len(data) > CompressAbove {
-		data, err = writeIPC(schema, rec, len(data)/2, true)
+		data, err = writeIPC(fields, keys, vals, rec, len(data)/2, true)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
@@ -417,22 +428,6 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 const CompressAbove = 256 << 10
 
 // writeIPC writes rec as a one-batch Arrow IPC stream.
-func writeIPC(schema *arrow.Schema, rec arrow.RecordBatch, size int, lz4 bool) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	opts := []ipc.Option{ipc.WithSchema(schema)}
-	if lz4 {
-		opts = append(opts, ipc.WithLZ4())
-	}
-	w := ipc.NewWriter(buf, opts...)
-	if err := w.Write(rec); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("closing the stream: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
 // encodedSize estimates b's plain encoding, to size the output once: an
 // operational row carries its steps (7 sequence columns) and idle times
 // besides its names.
