@@ -109,6 +109,11 @@ type periodAcc struct {
 	funcs      map[string]struct{}
 	placement  map[string]int64
 	memPeak    float64 // largest memory_used_mb
+	// lastProv, lastReg and lastMem are the placement of the last event
+	// counted, lastKey its key in placement: a function's events mostly
+	// share one, and formatting the key for each was half of add.
+	lastProv, lastReg, lastKey string
+	lastMem                    int32
 }
 
 type funcState struct {
@@ -347,7 +352,11 @@ func (pa *periodAcc) add(e *Event, sub int64) {
 		pa.tier = e.MemoryMB
 	}
 	if e.Provider != "" || e.Region != "" || e.MemoryMB > 0 {
-		pa.placement[fmt.Sprintf("%s|%s|%d", e.Provider, e.Region, e.MemoryMB)]++
+		if pa.lastKey == "" || e.Provider != pa.lastProv || e.Region != pa.lastReg || e.MemoryMB != pa.lastMem {
+			pa.lastProv, pa.lastReg, pa.lastMem = e.Provider, e.Region, e.MemoryMB
+			pa.lastKey = fmt.Sprintf("%s|%s|%d", e.Provider, e.Region, e.MemoryMB)
+		}
+		pa.placement[pa.lastKey]++
 	}
 }
 
