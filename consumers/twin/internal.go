@@ -415,7 +415,7 @@ func (e *Engine) oracleRows(l schemas.Layer, k, per int64, ahead func(int64) []A
 			aggs := make([]cloud.Aggregate, n)
 			for i := range n { // latencies are not needed: the reward uses the mean
 				pl := cloud.Placement{Provider: prov, Metro: cloud.Metro(i / cloud.NumTiers), Tier: cloud.Tier(i % cloud.NumTiers)}
-				if err := e.replaySegments(&e.sim, &f.fn, f.pools, segs, func(segment) cloud.Placement { return pl }, &aggs[i], nil); err != nil {
+				if err := e.replaySegments(&e.sim, &f.fn, f.pools, [][]segment{segs}, func(segment) cloud.Placement { return pl }, &aggs[i], nil); err != nil {
 					return nil, fmt.Errorf("oracle for hour %d of %s/%s: %w", k/per, key.app, key.fn, err)
 				}
 			}
@@ -441,7 +441,7 @@ func (e *Engine) oracleRows(l schemas.Layer, k, per int64, ahead func(int64) []A
 					place := func(s segment) cloud.Placement {
 						return cloud.Placement{Provider: cloud.Provider(p), Metro: s.metro, Tier: s.tier}
 					}
-					if err := e.replaySegments(&e.sim, &f.fn, f.pools, segs[i], place, &aggs[p], nil); err != nil {
+					if err := e.replaySegments(&e.sim, &f.fn, f.pools, segs[i:i+1], place, &aggs[p], nil); err != nil {
 						return fmt.Errorf("oracle for day %d of %s: %w", k/per, app, err)
 					}
 				}

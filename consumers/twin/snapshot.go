@@ -63,6 +63,10 @@ type segSnap struct {
 	Reqs    []cloud.Request
 }
 
+func sameSegSnap(a, b segSnap) bool {
+	return a.Tick == b.Tick && a.Metro == b.Metro && a.Tier == b.Tier && a.Prewarm == b.Prewarm && slices.Equal(a.Reqs, b.Reqs)
+}
+
 // Snapshot encodes the engine's state between two ticks, for a
 // checkpoint: RestoreEngine gives an engine that evaluates the following
 // ticks exactly as this one would. It must be called after Score has run
@@ -88,7 +92,7 @@ func (e *Engine) Snapshot() ([]byte, error) {
 				TacticalTick: f.tacticalTick, OperationalTick: f.operationalTick, LastEndUS: f.lastEndUS,
 				Hour: f.hour, Day: f.day, HourPools: poolList(f.hourPools), DayPools: poolList(f.dayPools),
 				HasHourPools: f.hourPools != nil, HasDayPools: f.dayPools != nil,
-				HourSegs: segList(f.hourSegs), DaySegs: segList(f.daySegs),
+				HourSegs: segList(f.hourSegs), DaySegs: segList(f.daySoFar()),
 				HourSegsCap: f.hourSegsCap, DaySegsCap: f.daySegsCap, HourProvider: f.hourProvider,
 			})
 		}
@@ -141,8 +145,17 @@ func RestoreEngine(m *cloud.Model, cfg Config, profile func(app, fn string) clou
 				tactical: fs.Tactical, operational: fs.Operational, hasTactical: fs.HasTactical, hasOperational: fs.HasOperational,
 				tacticalTick: fs.TacticalTick, operationalTick: fs.OperationalTick, lastEndUS: fs.LastEndUS,
 				hour: fs.Hour, day: fs.Day, hourPools: poolMap(fs.HourPools, fs.HasHourPools), dayPools: poolMap(fs.DayPools, fs.HasDayPools),
-				hourSegs: segments(fs.HourSegs), daySegs: segments(fs.DaySegs),
+				hourSegs:    segments(fs.HourSegs),
 				hourSegsCap: fs.HourSegsCap, daySegsCap: fs.DaySegsCap, hourProvider: fs.HourProvider}
+			// The day's segments end with the current hour's, which join
+			// the day's hours when the hour is over.
+			past := len(fs.DaySegs) - len(fs.HourSegs)
+			if past < 0 || !slices.EqualFunc(fs.DaySegs[past:], fs.HourSegs, sameSegSnap) {
+				return nil, fmt.Errorf("restoring the twin engine: function %s/%s: the hour's segments are not the end of the day's", as.App, fs.Func)
+			}
+			if past > 0 {
+				f.dayHours = [][]segment{segments(fs.DaySegs[:past])}
+			}
 			e.funcs[k] = f
 			a.funcs = append(a.funcs, f)
 		}

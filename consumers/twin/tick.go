@@ -147,15 +147,14 @@ func (e *Engine) tickFunction(f *fnState, k int64, arr []Arrival, out *Output) (
 		f.hour, f.hourPools, f.hourSegs, f.hourProvider = h, clonePools(f.pools), make([]segment, 0, f.hourSegsCap), pl.Provider
 	}
 	if d := k / grid.TicksPerDay; f.day != d {
-		f.day, f.dayPools, f.daySegs = d, clonePools(f.pools), make([]segment, 0, f.daySegsCap)
+		f.day, f.dayPools, f.dayHours = d, clonePools(f.pools), nil
 	}
 	reqs := make([]cloud.Request, len(arr))
 	for i, a := range arr {
 		reqs[i] = cloud.Request{StartUS: a.StartUS, DurationUS: a.DurationUS}
 	}
 	seg := segment{tick: k, metro: pl.Metro, tier: pl.Tier, prewarm: pw, reqs: reqs}
-	f.hourSegs = append(f.hourSegs, seg)
-	f.daySegs = append(f.daySegs, seg)
+	f.hourSegs = append(f.hourSegs, seg) // the day's too, once the hour is over (detachHour)
 
 	if !f.hasEv || f.ev.Placement() != pl {
 		ev, err := e.m.Evaluator(&f.fn, pl)
@@ -378,46 +377,48 @@ func addAggregate(a *cloud.Aggregate, b cloud.Aggregate) {
 	a.BusySeconds += b.BusySeconds
 }
 
-// replaySegments runs segments of function fn on pools from start (cloned
-// lazily per placement), with place giving each segment's placement, and
-// folds the results into agg and, if lat is not nil, the latencies into
-// lat; sc is the calling goroutine's scratch.
-func (e *Engine) replaySegments(sc *replayScratch, fn *cloud.Function, start map[cloud.Placement]*cloud.Pool, segs []segment, place func(segment) cloud.Placement, agg *cloud.Aggregate, lat *[]float64) error {
+// replaySegments runs segments of function fn — chunks of them, in order —
+// on pools from start (cloned lazily per placement), with place giving each
+// segment's placement, and folds the results into agg and, if lat is not
+// nil, the latencies into lat; sc is the calling goroutine's scratch.
+func (e *Engine) replaySegments(sc *replayScratch, fn *cloud.Function, start map[cloud.Placement]*cloud.Pool, chunks [][]segment, place func(segment) cloud.Placement, agg *cloud.Aggregate, lat *[]float64) error {
 	// The placements of one replay are few (one for an hour's alternative,
 	// one per tactical choice of the day): a list beats a map.
 	pools := sc.placed[:0]
-	for _, s := range segs {
-		pl := place(s)
-		var pp *placedPool
-		for i := range pools {
-			if pools[i].pl == pl {
-				pp = &pools[i]
-				break
+	for _, segs := range chunks {
+		for _, s := range segs {
+			pl := place(s)
+			var pp *placedPool
+			for i := range pools {
+				if pools[i].pl == pl {
+					pp = &pools[i]
+					break
+				}
 			}
-		}
-		if pp == nil {
-			var p *cloud.Pool
-			if sp, ok := start[pl]; ok {
-				p = sp.Clone()
-			} else {
-				p = cloud.NewPool(pl, s.tick*grid.OperationalTickUS)
+			if pp == nil {
+				var p *cloud.Pool
+				if sp, ok := start[pl]; ok {
+					p = sp.Clone()
+				} else {
+					p = cloud.NewPool(pl, s.tick*grid.OperationalTickUS)
+				}
+				ev, err := e.m.Evaluator(fn, pl)
+				if err != nil {
+					return err
+				}
+				pools = append(pools, placedPool{pl, p, ev})
+				pp = &pools[len(pools)-1]
 			}
-			ev, err := e.m.Evaluator(fn, pl)
-			if err != nil {
+			ks := s.tick * grid.OperationalTickUS
+			sc.prewarm[0] = s.prewarm
+			if err := pp.ev.EvaluateInto(&sc.eval, pp.pool, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, sc.prewarm[:], s.reqs); err != nil {
 				return err
 			}
-			pools = append(pools, placedPool{pl, p, ev})
-			pp = &pools[len(pools)-1]
-		}
-		ks := s.tick * grid.OperationalTickUS
-		sc.prewarm[0] = s.prewarm
-		if err := pp.ev.EvaluateInto(&sc.eval, pp.pool, cloud.Interval{StartUS: ks, EndUS: ks + grid.OperationalTickUS}, sc.prewarm[:], s.reqs); err != nil {
-			return err
-		}
-		addAggregate(agg, sc.eval.Aggregate)
-		if lat != nil {
-			for _, o := range sc.eval.Outcomes {
-				*lat = append(*lat, o.LatencyMS)
+			addAggregate(agg, sc.eval.Aggregate)
+			if lat != nil {
+				for _, o := range sc.eval.Outcomes {
+					*lat = append(*lat, o.LatencyMS)
+				}
 			}
 		}
 	}
@@ -458,6 +459,9 @@ func (e *Engine) detachHour(h int64) []hourJob {
 			}
 			jobs = append(jobs, hourJob{key: f.key, fn: &f.fn, pools: f.hourPools, segs: f.hourSegs, provider: f.hourProvider,
 				dec: f.tactical, own: f.hasTactical && f.tacticalTick == h})
+			// The hour's segments are the day's as well: closeHour and
+			// closeDay only read them.
+			f.dayHours = append(f.dayHours, f.hourSegs)
 			f.hourSegsCap = len(f.hourSegs)
 			f.hourSegs, f.hourPools = nil, nil
 		}
@@ -490,7 +494,7 @@ func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
 				if i == chosen {
 					li = &lat[i]
 				}
-				if err := e.replaySegments(&e.score, j.fn, j.pools, j.segs, func(segment) cloud.Placement { return pl }, &aggs[i], li); err != nil {
+				if err := e.replaySegments(&e.score, j.fn, j.pools, [][]segment{j.segs}, func(segment) cloud.Placement { return pl }, &aggs[i], li); err != nil {
 					return fmt.Errorf("scoring hour %d of %s/%s: %w", h, j.key.app, j.key.fn, err)
 				}
 			}
@@ -571,12 +575,33 @@ type dayJob struct {
 	fns    []dayFunc
 }
 
+// daySoFar returns f's segments of the day so far: its past hours' and the
+// current hour's.
+func (f *fnState) daySoFar() []segment {
+	out := make([]segment, 0, daySegments(f.dayHours)+len(f.hourSegs))
+	for _, h := range f.dayHours {
+		out = append(out, h...)
+	}
+	return append(out, f.hourSegs...)
+}
+
+// daySegments counts the segments of a day's hours.
+func daySegments(hours [][]segment) int {
+	n := 0
+	for _, h := range hours {
+		n += len(h)
+	}
+	return n
+}
+
 // dayFunc is one function's day in a dayJob.
 type dayFunc struct {
 	fn    *cloud.Function
 	key   fnKey
 	pools map[cloud.Placement]*cloud.Pool
-	segs  []segment
+	// hours holds the day's segments: the segments of each hour the
+	// function was active in, in order.
+	hours [][]segment
 }
 
 // detachDay takes, in app order, the record of day d of every app active
@@ -592,12 +617,12 @@ func (e *Engine) detachDay(d int64) []dayJob {
 			}
 		}
 		for _, f := range a.funcs {
-			if f.day != d || len(f.daySegs) == 0 {
+			if f.day != d || len(f.dayHours) == 0 {
 				continue
 			}
-			j.fns = append(j.fns, dayFunc{fn: &f.fn, key: f.key, pools: f.dayPools, segs: f.daySegs})
-			f.daySegsCap = len(f.daySegs)
-			f.daySegs, f.dayPools = nil, nil
+			j.fns = append(j.fns, dayFunc{fn: &f.fn, key: f.key, pools: f.dayPools, hours: f.dayHours})
+			f.daySegsCap = daySegments(f.dayHours)
+			f.dayHours, f.dayPools = nil, nil
 		}
 		if len(j.fns) > 0 {
 			jobs = append(jobs, j)
@@ -622,7 +647,7 @@ func (e *Engine) closeDay(d int64, jobs []dayJob, out *Output) error {
 				if p == j.chosen {
 					lp = &lat[p]
 				}
-				if err := e.replaySegments(&e.score, f.fn, f.pools, f.segs, place, &aggs[p], lp); err != nil {
+				if err := e.replaySegments(&e.score, f.fn, f.pools, f.hours, place, &aggs[p], lp); err != nil {
 					return fmt.Errorf("scoring day %d of %s/%s: %w", d, f.key.app, f.key.fn, err)
 				}
 			}
