@@ -152,11 +152,14 @@ type appState struct {
 // use, with one exception: Score may run on one goroutine while Simulate
 // runs the next ticks on another (Simulate).
 type Engine struct {
-	m      *cloud.Model
-	cfg    Config
-	funcs  map[fnKey]*fnState
-	apps   map[string]*appState
-	appIDs []string // sorted
+	m     *cloud.Model
+	cfg   Config
+	funcs map[fnKey]*fnState
+	apps  map[string]*appState
+	// appList holds the apps in name order: Simulate visits every
+	// function each tick, and looking each app up by its 64-character
+	// name was a tenth of that.
+	appList []*appState
 	// profile returns the modelled function (hidden properties, user metro,
 	// SLO) of a function seen for the first time.
 	profile func(app, fn string) cloud.Function
@@ -304,8 +307,8 @@ func (e *Engine) app(app string) *appState {
 	}
 	a := &appState{app: app}
 	e.apps[app] = a
-	i := sort.SearchStrings(e.appIDs, app)
-	e.appIDs = slices.Insert(e.appIDs, i, app)
+	i := sort.Search(len(e.appList), func(i int) bool { return e.appList[i].app >= app })
+	e.appList = slices.Insert(e.appList, i, a)
 	return a
 }
 
@@ -447,8 +450,8 @@ func (e *Engine) Simulate(k int64, arrivals []Arrival, ahead func(tick int64) []
 		f.arrivals = append(f.arrivals, a)
 	}
 	var obs []obsAt
-	for _, app := range e.appIDs {
-		for _, f := range e.apps[app].funcs {
+	for _, a := range e.appList {
+		for _, f := range a.funcs {
 			o, err := e.tickFunction(f, k, f.arrivals, out)
 			f.arrivals = f.arrivals[:0]
 			if err != nil {

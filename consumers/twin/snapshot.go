@@ -82,8 +82,7 @@ func (e *Engine) Snapshot() ([]byte, error) {
 			s.StaticDone = append(s.StaticDone, l)
 		}
 	}
-	for _, id := range e.appIDs {
-		a := e.apps[id]
+	for _, a := range e.appList {
 		as := appSnap{App: a.app, Strategic: a.strategic, HasDecision: a.hasDecision, StrategicTick: a.strategicTick}
 		for _, f := range a.funcs {
 			as.Funcs = append(as.Funcs, fnSnap{

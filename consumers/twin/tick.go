@@ -452,8 +452,8 @@ type hourJob struct {
 // every function active in it, and releases it from the function.
 func (e *Engine) detachHour(h int64) []hourJob {
 	var jobs []hourJob
-	for _, app := range e.appIDs {
-		for _, f := range e.apps[app].funcs {
+	for _, a := range e.appList {
+		for _, f := range a.funcs {
 			if f.hour != h || len(f.hourSegs) == 0 {
 				continue
 			}
@@ -608,9 +608,8 @@ type dayFunc struct {
 // in it, and releases it from the functions.
 func (e *Engine) detachDay(d int64) []dayJob {
 	var jobs []dayJob
-	for _, app := range e.appIDs {
-		a := e.apps[app]
-		j := dayJob{app: app, chosen: int(e.cfg.DefaultPlacement.Provider), dec: a.strategic, own: a.hasDecision && a.strategicTick == d}
+	for _, a := range e.appList {
+		j := dayJob{app: a.app, chosen: int(e.cfg.DefaultPlacement.Provider), dec: a.strategic, own: a.hasDecision && a.strategicTick == d}
 		if a.hasDecision {
 			if p, err := cloud.ParseProvider(a.strategic.Provider); err == nil {
 				j.chosen = int(p)
