@@ -83,10 +83,8 @@ func decisionMetadata(h BatchHeader) (keys, vals []string) {
 // batches are built on (writeIPC).
 var bareDecisionSchema = arrow.NewSchema(decisionFields, nil)
 
-// EncodeDecisions serialises a decision batch as an Arrow IPC stream, the
-// header in the schema metadata (as for state batches, plus strata.kind =
-// decision). Equal batches give equal bytes.
-func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
+// decisionColumns returns the Arrow columns of b's rows.
+func decisionColumns(b *DecisionBatch) []arrow.Array {
 	n := len(b.Rows)
 	apps, fns, prov, reg, pol, ver := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	act, mem, pre := make([]int32, n), make([]int32, n), make([]int32, n)
@@ -97,8 +95,16 @@ func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
 		act[i], mem[i], pre[i], keep[i] = r.Action, r.MemoryMB, r.Prewarm, r.KeepWarmMS
 		lp[i], vl[i], pr[i] = r.LogProb, r.Value, r.Predicted
 	}
-	cols := []arrow.Array{stringCol(apps), stringCol(fns), int32Col(act), stringCol(prov), stringCol(reg),
+	return []arrow.Array{stringCol(apps), stringCol(fns), int32Col(act), stringCol(prov), stringCol(reg),
 		int32Col(mem), int32Col(pre), int64Col(keep), stringCol(pol), stringCol(ver), valueCol(lp), valueCol(vl), valueCol(pr)}
+}
+
+// EncodeDecisions serialises a decision batch as an Arrow IPC stream, the
+// header in the schema metadata (as for state batches, plus strata.kind =
+// decision). Equal batches give equal bytes.
+func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
+	n := len(b.Rows)
+	cols := decisionColumns(b)
 	rec := array.NewRecordBatch(bareDecisionSchema, cols, int64(n))
 	for _, c := range cols {
 		c.Release()

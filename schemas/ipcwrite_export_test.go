@@ -13,14 +13,9 @@ import (
 // with the header in an arrow.Schema's metadata. The tests hold the two
 // to the same bytes.
 func ArrowWriterState(b *StateBatch, lz4 bool) ([]byte, error) {
-	var cols []arrow.Array
-	switch b.Header.Layer {
-	case Operational:
-		cols = operationalColumns(b.Operational)
-	case Tactical:
-		cols = tacticalColumns(b.Tactical)
-	default:
-		cols = strategicColumns(b.Strategic)
+	cols, err := stateColumns(b)
+	if err != nil {
+		return nil, err
 	}
 	keys, vals := stateMetadata(b)
 	md := arrow.NewMetadata(keys, vals)
@@ -29,21 +24,9 @@ func ArrowWriterState(b *StateBatch, lz4 bool) ([]byte, error) {
 
 // ArrowWriterDecisions: see ArrowWriterState.
 func ArrowWriterDecisions(b *DecisionBatch) ([]byte, error) {
-	n := len(b.Rows)
-	apps, fns, prov, reg, pol, ver := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	act, mem, pre := make([]int32, n), make([]int32, n), make([]int32, n)
-	keep := make([]int64, n)
-	lp, vl, pr := make([]Value, n), make([]Value, n), make([]Value, n)
-	for i, r := range b.Rows {
-		apps[i], fns[i], prov[i], reg[i], pol[i], ver[i] = r.App, r.Func, r.Provider, r.Region, r.Policy, r.PolicyVersion
-		act[i], mem[i], pre[i], keep[i] = r.Action, r.MemoryMB, r.Prewarm, r.KeepWarmMS
-		lp[i], vl[i], pr[i] = r.LogProb, r.Value, r.Predicted
-	}
-	cols := []arrow.Array{stringCol(apps), stringCol(fns), int32Col(act), stringCol(prov), stringCol(reg),
-		int32Col(mem), int32Col(pre), int64Col(keep), stringCol(pol), stringCol(ver), valueCol(lp), valueCol(vl), valueCol(pr)}
 	keys, vals := decisionMetadata(b.Header)
 	md := arrow.NewMetadata(keys, vals)
-	return arrowWriter(arrow.NewSchema(decisionFields, &md), cols, n, false)
+	return arrowWriter(arrow.NewSchema(decisionFields, &md), decisionColumns(b), len(b.Rows), false)
 }
 
 func arrowWriter(schema *arrow.Schema, cols []arrow.Array, n int, lz4 bool) ([]byte, error) {

@@ -389,20 +389,26 @@ var bareSchemas = map[Layer]*arrow.Schema{
 	Strategic:   arrow.NewSchema(strategicFields, nil),
 }
 
+// stateColumns returns the Arrow columns of b's rows.
+func stateColumns(b *StateBatch) ([]arrow.Array, error) {
+	switch b.Header.Layer {
+	case Operational:
+		return operationalColumns(b.Operational), nil
+	case Tactical:
+		return tacticalColumns(b.Tactical), nil
+	case Strategic:
+		return strategicColumns(b.Strategic), nil
+	}
+	return nil, fmt.Errorf("encoding state batch: unknown layer %q", b.Header.Layer)
+}
+
 // EncodeState serialises a state batch as an Arrow IPC stream (schema with
 // the header in its metadata, then one record batch). The encoding is
 // deterministic: equal batches give equal bytes.
 func EncodeState(b *StateBatch) ([]byte, error) {
-	var cols []arrow.Array
-	switch b.Header.Layer {
-	case Operational:
-		cols = operationalColumns(b.Operational)
-	case Tactical:
-		cols = tacticalColumns(b.Tactical)
-	case Strategic:
-		cols = strategicColumns(b.Strategic)
-	default:
-		return nil, fmt.Errorf("encoding state batch: unknown layer %q", b.Header.Layer)
+	cols, err := stateColumns(b)
+	if err != nil {
+		return nil, err
 	}
 	rec := array.NewRecordBatch(bareSchemas[b.Header.Layer], cols, int64(b.Len()))
 	for _, c := range cols {
