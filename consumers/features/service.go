@@ -263,7 +263,9 @@ type Service struct {
 	cl      *kgo.Client
 	nShards int
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// obsDec decodes the telemetry's observations (apply, under mu).
+	obsDec    schemas.ObservationDecoder
 	parts     map[int32]*owned
 	stats     Stats
 	lastCkpt  time.Time
@@ -538,8 +540,8 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 		}
 		return nil
 	}
-	var obs stratapb.Observation
-	if err := proto.Unmarshal(r.Value, &obs); err != nil {
+	obs, err := s.obsDec.Decode(r.Value)
+	if err != nil {
 		s.reject(ctx, r, loc(), "malformed observation: "+err.Error(), "malformed")
 		return nil
 	}
@@ -547,7 +549,7 @@ func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
 		s.stats.OtherRuns++
 		return nil
 	}
-	ev, err := EventFromObservation(&obs)
+	ev, err := EventFromObservation(obs)
 	if err != nil {
 		s.reject(ctx, r, loc(), err.Error(), "invalid")
 		return nil
