@@ -71,11 +71,10 @@ type hybrid struct {
 	history    int
 	prewarmKA  bool
 	unloadMS   int64
-	units      map[entity]*hhUnit
-	// cursors find a row's unit among the shard's previous batch's
-	// before units hashes its names (rowcache).
-	cursors map[int]*rowcache.Cursor[entity, *hhUnit]
-	order   []int
+	// units holds the units, found by a row's position in its shard's
+	// previous batch before their names are hashed (rowcache).
+	units rowcache.Table[entity, hhUnit]
+	order []int
 	// rowUnits are the units of a batch's rows, by row (Decide).
 	rowUnits []*hhUnit
 }
@@ -126,7 +125,6 @@ func newHybrid(b base, ps *params) *hybrid {
 		history:    int(ps.int("history", 64, 1, 100_000)),
 		prewarmKA:  ps.bool("prewarm_keepalive_window", true),
 		unloadMS:   ps.int("unload_keep_warm_ms", 1, 1, 86_400_000),
-		units:      map[entity]*hhUnit{},
 	}
 }
 
@@ -147,17 +145,9 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	// on the order of rows in the batch.
 	p.order = schemas.RowOrder(p.order, rows, p.perApp)
 	p.rowUnits = slices.Grow(p.rowUnits[:0], len(rows))[:len(rows)]
-	cur := p.cursors[state.Header.Shard]
-	if cur == nil {
-		if p.cursors == nil {
-			p.cursors = map[int]*rowcache.Cursor[entity, *hhUnit]{}
-		}
-		cur = &rowcache.Cursor[entity, *hhUnit]{}
-		p.cursors[state.Header.Shard] = cur
-	}
-	cur.Next()
+	p.units.Batch(state.Header.Shard)
 	for _, i := range p.order {
-		p.rowUnits[i] = p.update(cur, &rows[i])
+		p.rowUnits[i] = p.update(&rows[i])
 	}
 	for i := range rows {
 		r := &rows[i]
@@ -173,19 +163,16 @@ func (p *hybrid) Decide(ctx context.Context, state *schemas.StateBatch, out *sch
 	return nil
 }
 
+// newUnit returns the unit of a function or app seen for the first time.
+func (p *hybrid) newUnit() *hhUnit {
+	return &hhUnit{bins: make([]uint32, p.nBins), dirty: true, endUS: math.MinInt64}
+}
+
 // update adds the row's idle times and end estimate to its unit, and
-// returns the unit; cur is the row's shard's cursor.
-func (p *hybrid) update(cur *rowcache.Cursor[entity, *hhUnit], r *schemas.OperationalRow) *hhUnit {
-	k := p.unitKey(r)
-	u, ok := cur.Get(k)
-	if !ok {
-		u = p.units[k]
-	}
-	if u == nil {
-		u = &hhUnit{bins: make([]uint32, p.nBins), dirty: true, endUS: math.MinInt64}
-		p.units[k] = u
-	}
-	cur.Put(k, u)
+// returns the unit.
+func (p *hybrid) update(r *schemas.OperationalRow) *hhUnit {
+	u, _ := p.units.Row(p.unitKey(r), p.newUnit)
+
 	for _, it := range r.IdleTimesS {
 		if math.IsNaN(it) || math.IsInf(it, 0) {
 			continue // not an idle time; the features layer never sends one

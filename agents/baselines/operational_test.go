@@ -169,7 +169,7 @@ func TestHybridHistogramTimer(t *testing.T) {
 		if k*step < invs[20].start {
 			continue // learning
 		}
-		u := h.units[key("a", "f")]
+		u := h.units.Lookup(key("a", "f"))
 		if u.mode != hhCertain || math.Abs(u.pw-54) > 1e-9 || math.Abs(u.ka-132) > 1e-9 {
 			t.Fatalf("tick %d: mode %d PW %.3f KA %.3f, want certain, 0.9·60 = 54 s, 1.1·120 = 132 s", k, u.mode, u.pw, u.ka)
 		}
@@ -235,7 +235,7 @@ func TestHybridHistogramPatterns(t *testing.T) {
 			r := schemas.OperationalRow{App: "a", Func: "f", LastStartUS: 990_000_000, IdleTimesS: tt.its}
 			r.RequestRate[11] = 1.0 / 15
 			d := decide(t, p, opBatch(990_000_000/grid.OperationalTickUS, r))[0]
-			u := p.units[key("a", "f")]
+			u := p.units.Lookup(key("a", "f"))
 			if u.mode != tt.mode || math.Abs(u.pw-tt.pw) > 1e-6 || math.Abs(u.ka-tt.ka) > 1e-6 {
 				t.Errorf("mode %d PW %g KA %g, want %d %g %g", u.mode, u.pw, u.ka, tt.mode, tt.pw, tt.ka)
 			}
@@ -278,7 +278,7 @@ func TestHybridHistogramPerApp(t *testing.T) {
 	if len(a) != 2 || a[0].Prewarm != b[1].Prewarm || a[0].KeepWarmMS != b[1].KeepWarmMS || a[0].KeepWarmMS != a[1].KeepWarmMS {
 		t.Fatalf("per-app decisions differ: %+v vs %+v", a, b)
 	}
-	u := p1.(*hybrid).units[key("a", "")]
+	u := p1.(*hybrid).units.Lookup(key("a", ""))
 	if u.inRange != 3 || u.endUS != 20_000_000 || u.pw != 54 {
 		t.Errorf("app unit: %d ITs, end %d, PW %g; want 3, 20 s, 54 s", u.inRange, u.endUS, u.pw)
 	}

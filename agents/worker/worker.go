@@ -55,11 +55,9 @@ type Worker struct {
 	// and see no other batches. Set it before Run.
 	Guard *guard.Enforcer
 	// sent is, for the operational layer, the last row published per
-	// function (see Run).
-	sent map[entity]*schemas.DecisionRow
-	// cursors find a row's entry of sent among the shard's previous
-	// batch's before sent hashes its names (rowcache).
-	cursors map[int]*rowcache.Cursor[entity, *schemas.DecisionRow]
+	// function (see Run), found by a row's position in its shard's
+	// previous batch before its names are hashed (rowcache).
+	sent rowcache.Table[entity, schemas.DecisionRow]
 	// out is the decision batch of the state batch being served, its rows
 	// reused from tick to tick (they are encoded before the next one).
 	out schemas.DecisionBatch
@@ -198,42 +196,26 @@ func New(js jetstream.JetStream, pub Publisher, layer schemas.Layer, runID strin
 // decision in force. A worker that restarts follows the state stream from
 // its start again, so it publishes the same batches.
 func (w *Worker) changed(shard int, rows []schemas.DecisionRow) []schemas.DecisionRow {
-	if w.sent == nil {
-		w.sent = map[entity]*schemas.DecisionRow{}
-		w.cursors = map[int]*rowcache.Cursor[entity, *schemas.DecisionRow]{}
-	}
-	cur := w.cursors[shard]
-	if cur == nil {
-		cur = &rowcache.Cursor[entity, *schemas.DecisionRow]{}
-		w.cursors[shard] = cur
-	}
-	cur.Next()
+	w.sent.Batch(shard)
 	out := rows[:0]
 	for _, r := range rows {
-		k := entity{r.App, r.Func}
-		last, ok := cur.Get(k)
-		if !ok {
-			last = w.sent[k]
-		}
-		if last == nil {
-			last = new(schemas.DecisionRow)
-			w.sent[k] = last
-		} else {
-			// The keys compared App and Func already: compare the rest
+		last, first := w.sent.Row(entity{r.App, r.Func}, newDecisionRow)
+		if !first {
+			// The key compared App and Func already: compare the rest
 			// (the names are 64 bytes each, in another batch's memory).
 			l := *last
 			l.App, l.Func = r.App, r.Func
 			if l == r {
-				cur.Put(k, last)
 				continue
 			}
 		}
-		cur.Put(k, last)
 		*last = r
 		out = append(out, r)
 	}
 	return out
 }
+
+func newDecisionRow() *schemas.DecisionRow { return new(schemas.DecisionRow) }
 
 // Run serves until ctx is done. A state batch that does not decode is
 // logged and skipped; a policy error stops the worker.

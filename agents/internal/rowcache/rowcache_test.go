@@ -25,7 +25,7 @@ func TestCursorAgreesWithMap(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			truth := map[string]*int{}
-			var c Cursor[string, *int]
+			var c cursor[string, *int]
 			keys := make([]string, tc.rows)
 			for i := range keys {
 				keys[i] = fmt.Sprintf("k%05d", i*10)
@@ -76,7 +76,7 @@ func TestCursorAgreesWithMap(t *testing.T) {
 	}
 }
 
-// BenchmarkCursorVersusMap compares a batch's lookups through a Cursor and
+// BenchmarkCursorVersusMap compares a batch's lookups through a cursor and
 // through a map keyed by two 64-byte names, as the agents' tables are.
 func BenchmarkCursorVersusMap(b *testing.B) {
 	type key struct{ app, fn string }
@@ -95,7 +95,7 @@ func BenchmarkCursorVersusMap(b *testing.B) {
 		}
 	})
 	b.Run("cursor", func(b *testing.B) {
-		var c Cursor[key, *int]
+		var c cursor[key, *int]
 		for b.Loop() {
 			c.Next()
 			for _, k := range keys {
@@ -107,4 +107,35 @@ func BenchmarkCursorVersusMap(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestTableRows reads two shards' batches in turn, rows entering and
+// leaving, and checks that Row gives each key one value for good, made
+// once, the first time the key is seen in either shard.
+func TestTableRows(t *testing.T) {
+	var tb Table[string, int]
+	made := map[string]*int{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for tick := range 30 {
+		for shard := range 2 {
+			tb.Batch(shard)
+			for i := range 40 {
+				if rng.IntN(10) == 0 {
+					continue // left this batch
+				}
+				k := fmt.Sprintf("s%d-k%d", shard, i)
+				if i%7 == 0 {
+					k = fmt.Sprintf("shared-%d", i) // in both shards
+				}
+				v, created := tb.Row(k, func() *int { return new(int) })
+				switch want := made[k]; {
+				case want == nil && !created:
+					t.Fatalf("tick %d shard %d: %s seen first without being made", tick, shard, k)
+				case want != nil && (created || v != want):
+					t.Fatalf("tick %d shard %d: %s gave %p (made %v), first made %p", tick, shard, k, v, created, want)
+				}
+				made[k] = v
+			}
+		}
+	}
 }
