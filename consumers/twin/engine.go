@@ -118,10 +118,9 @@ type fnState struct {
 	// of Simulate's time, most of it cache misses.
 	dayHours [][]segment
 	// hourSegsCap sizes an hour's segments from the previous hour's count
-	// (fewer slices grown by appends); daySegsCap is the previous day's
-	// count, kept for the snapshot's format.
-	hourSegsCap, daySegsCap int
-	hourProvider            cloud.Provider
+	// (fewer slices grown by appends).
+	hourSegsCap  int
+	hourProvider cloud.Provider
 	// arrivals holds the function's arrivals of the tick being simulated
 	// (Simulate), in start order; empty between ticks.
 	arrivals []Arrival

@@ -51,7 +51,7 @@ type fnSnap struct {
 	HourPools, DayPools         []*cloud.Pool
 	HasHourPools, HasDayPools   bool
 	HourSegs, DaySegs           []segSnap
-	HourSegsCap, DaySegsCap     int
+	HourSegsCap                 int
 	HourProvider                cloud.Provider
 }
 
@@ -92,7 +92,7 @@ func (e *Engine) Snapshot() ([]byte, error) {
 				Hour: f.hour, Day: f.day, HourPools: poolList(f.hourPools), DayPools: poolList(f.dayPools),
 				HasHourPools: f.hourPools != nil, HasDayPools: f.dayPools != nil,
 				HourSegs: segList(f.hourSegs), DaySegs: segList(f.daySoFar()),
-				HourSegsCap: f.hourSegsCap, DaySegsCap: f.daySegsCap, HourProvider: f.hourProvider,
+				HourSegsCap: f.hourSegsCap, HourProvider: f.hourProvider,
 			})
 		}
 		s.Apps = append(s.Apps, as)
@@ -145,7 +145,7 @@ func RestoreEngine(m *cloud.Model, cfg Config, profile func(app, fn string) clou
 				tacticalTick: fs.TacticalTick, operationalTick: fs.OperationalTick, lastEndUS: fs.LastEndUS,
 				hour: fs.Hour, day: fs.Day, hourPools: poolMap(fs.HourPools, fs.HasHourPools), dayPools: poolMap(fs.DayPools, fs.HasDayPools),
 				hourSegs:    segments(fs.HourSegs),
-				hourSegsCap: fs.HourSegsCap, daySegsCap: fs.DaySegsCap, hourProvider: fs.HourProvider}
+				hourSegsCap: fs.HourSegsCap, hourProvider: fs.HourProvider}
 			// The day's segments end with the current hour's, which join
 			// the day's hours when the hour is over.
 			past := len(fs.DaySegs) - len(fs.HourSegs)

@@ -578,20 +578,7 @@ type dayJob struct {
 // daySoFar returns f's segments of the day so far: its past hours' and the
 // current hour's.
 func (f *fnState) daySoFar() []segment {
-	out := make([]segment, 0, daySegments(f.dayHours)+len(f.hourSegs))
-	for _, h := range f.dayHours {
-		out = append(out, h...)
-	}
-	return append(out, f.hourSegs...)
-}
-
-// daySegments counts the segments of a day's hours.
-func daySegments(hours [][]segment) int {
-	n := 0
-	for _, h := range hours {
-		n += len(h)
-	}
-	return n
+	return slices.Concat(append(slices.Clip(f.dayHours), f.hourSegs)...)
 }
 
 // dayFunc is one function's day in a dayJob.
@@ -620,7 +607,6 @@ func (e *Engine) detachDay(d int64) []dayJob {
 				continue
 			}
 			j.fns = append(j.fns, dayFunc{fn: &f.fn, key: f.key, pools: f.dayPools, hours: f.dayHours})
-			f.daySegsCap = daySegments(f.dayHours)
 			f.dayHours, f.dayPools = nil, nil
 		}
 		if len(j.fns) > 0 {
