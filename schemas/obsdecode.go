@@ -79,7 +79,7 @@ func (d *ObservationDecoder) fast(data []byte) *stratapb.Observation {
 			case 2:
 				d.provider, o.Provider = known(v, "aws", "azure", "gcp"), &d.provider
 			case 3:
-				d.region, o.Region = known(v, "us-east", "us-west", "eu-west", "ap-southeast"), &d.region
+				d.region, o.Region = known(v, PlacementMetros[:]...), &d.region
 			default:
 				o.Source = known(v, "twin", "trace", "live")
 			}
