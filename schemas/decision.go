@@ -79,39 +79,16 @@ func decisionMetadata(h BatchHeader) (keys, vals []string) {
 	return append(keys, metaKind), append(vals, "decision")
 }
 
-// bareDecisionSchema is the decision batches' schema without metadata, which the record
-// batches are built on (writeIPC).
-var bareDecisionSchema = arrow.NewSchema(decisionFields, nil)
-
-// decisionColumns returns the Arrow columns of b's rows.
-func decisionColumns(b *DecisionBatch) []arrow.Array {
-	n := len(b.Rows)
-	apps, fns, prov, reg, pol, ver := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	act, mem, pre := make([]int32, n), make([]int32, n), make([]int32, n)
-	keep := make([]int64, n)
-	lp, vl, pr := make([]Value, n), make([]Value, n), make([]Value, n)
-	for i, r := range b.Rows {
-		apps[i], fns[i], prov[i], reg[i], pol[i], ver[i] = r.App, r.Func, r.Provider, r.Region, r.Policy, r.PolicyVersion
-		act[i], mem[i], pre[i], keep[i] = r.Action, r.MemoryMB, r.Prewarm, r.KeepWarmMS
-		lp[i], vl[i], pr[i] = r.LogProb, r.Value, r.Predicted
-	}
-	return []arrow.Array{stringCol(apps), stringCol(fns), int32Col(act), stringCol(prov), stringCol(reg),
-		int32Col(mem), int32Col(pre), int64Col(keep), stringCol(pol), stringCol(ver), valueCol(lp), valueCol(vl), valueCol(pr)}
-}
-
 // EncodeDecisions serialises a decision batch as an Arrow IPC stream, the
 // header in the schema metadata (as for state batches, plus strata.kind =
 // decision). Equal batches give equal bytes.
 func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
-	n := len(b.Rows)
-	cols := decisionColumns(b)
-	rec := array.NewRecordBatch(bareDecisionSchema, cols, int64(n))
-	for _, c := range cols {
-		c.Release()
-	}
-	defer rec.Release()
+	body := ipcBodies.Get().(*ipcBody)
+	defer ipcBodies.Put(body)
+	body.reset()
+	decisionBody(body, b.Rows)
 	keys, vals := decisionMetadata(b.Header)
-	data, err := writeIPC(decisionFields, keys, vals, rec, 2048+n*160, false)
+	data, err := writeStream(decisionFields, keys, vals, body, len(b.Rows))
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s decision batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
 	}

@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -100,19 +99,7 @@ func writeSchemaMessage(w *bytes.Buffer, fields []arrow.Field, keys, vals []stri
 	b.PrependInt64Slot(3, 0, 0) // body length
 	b.PrependUOffsetTSlot(4, 0, 0)
 	b.Finish(b.EndObject())
-	msg := b.FinishedBytes()
-
-	padded := len(msg) + 8
-	if r := padded % ipcAlignment; r != 0 {
-		padded += ipcAlignment - r
-	}
-	var head [8]byte
-	binary.LittleEndian.PutUint32(head[:4], 0xFFFFFFFF)
-	binary.LittleEndian.PutUint32(head[4:], uint32(padded-8))
-	w.Write(head[:])
-	w.Write(msg)
-	var zeros [ipcAlignment]byte
-	w.Write(zeros[:padded-8-len(msg)])
+	frameMessage(w, b.FinishedBytes())
 	return nil
 }
 

@@ -29,6 +29,22 @@ func ArrowWriterDecisions(b *DecisionBatch) ([]byte, error) {
 	return arrowWriter(arrow.NewSchema(decisionFields, &md), decisionColumns(b), len(b.Rows), false)
 }
 
+// decisionColumns returns the Arrow columns of b's rows.
+func decisionColumns(b *DecisionBatch) []arrow.Array {
+	n := len(b.Rows)
+	apps, fns, prov, reg, pol, ver := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	act, mem, pre := make([]int32, n), make([]int32, n), make([]int32, n)
+	keep := make([]int64, n)
+	lp, vl, pr := make([]Value, n), make([]Value, n), make([]Value, n)
+	for i, r := range b.Rows {
+		apps[i], fns[i], prov[i], reg[i], pol[i], ver[i] = r.App, r.Func, r.Provider, r.Region, r.Policy, r.PolicyVersion
+		act[i], mem[i], pre[i], keep[i] = r.Action, r.MemoryMB, r.Prewarm, r.KeepWarmMS
+		lp[i], vl[i], pr[i] = r.LogProb, r.Value, r.Predicted
+	}
+	return []arrow.Array{stringCol(apps), stringCol(fns), int32Col(act), stringCol(prov), stringCol(reg),
+		int32Col(mem), int32Col(pre), int64Col(keep), stringCol(pol), stringCol(ver), valueCol(lp), valueCol(vl), valueCol(pr)}
+}
+
 func arrowWriter(schema *arrow.Schema, cols []arrow.Array, n int, lz4 bool) ([]byte, error) {
 	rec := array.NewRecordBatch(schema, cols, int64(n))
 	for _, c := range cols {

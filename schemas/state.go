@@ -404,8 +404,33 @@ func stateColumns(b *StateBatch) ([]arrow.Array, error) {
 
 // EncodeState serialises a state batch as an Arrow IPC stream (schema with
 // the header in its metadata, then one record batch). The encoding is
-// deterministic: equal batches give equal bytes.
+// deterministic: equal batches give equal bytes. Operational batches, one
+// per shard and tick, are written from their rows directly (ipcbody.go);
+// the other layers, and batches compressed because they are large, go
+// through Arrow arrays.
 func EncodeState(b *StateBatch) ([]byte, error) {
+	data, err := encodeState(b)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
+	}
+	return data, nil
+}
+
+func encodeState(b *StateBatch) ([]byte, error) {
+	fields := StateFields(b.Header.Layer)
+	keys, vals := stateMetadata(b)
+	size := encodedSize(b)
+	if b.Header.Layer == Operational {
+		body := ipcBodies.Get().(*ipcBody)
+		defer ipcBodies.Put(body)
+		body.reset()
+		operationalBody(body, b.Operational)
+		data, err := writeStream(fields, keys, vals, body, len(b.Operational))
+		if err != nil || len(data) <= CompressAbove {
+			return data, err
+		}
+		size = len(data)
+	}
 	cols, err := stateColumns(b)
 	if err != nil {
 		return nil, err
@@ -415,16 +440,14 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 		c.Release()
 	}
 	defer rec.Release()
-	fields := StateFields(b.Header.Layer)
-	keys, vals := stateMetadata(b)
-	data, err := writeIPC(fields, keys, vals, rec, encodedSize(b), false)
-	if err == nil && len(data) > CompressAbove {
-		data, err = writeIPC(fields, keys, vals, rec, len(data)/2, true)
+	if b.Header.Layer != Operational {
+		data, err := writeIPC(fields, keys, vals, rec, size, false)
+		if err != nil || len(data) <= CompressAbove {
+			return data, err
+		}
+		size = len(data)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("encoding %s state batch for tick %d: %w", b.Header.Layer, b.Header.Tick, err)
-	}
-	return data, nil
+	return writeIPC(fields, keys, vals, rec, size/2, true)
 }
 
 // CompressAbove is the encoded size above which a state batch's buffers
