@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeDecisions$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
 	$(GO) test -run '^$$' -fuzz '^FuzzSequencesFill$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
 	$(GO) test -run '^$$' -fuzz '^FuzzObservationDecoder$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
+	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime 1000000x $(FUZZFLAGS) ./schemas/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCheckpoint$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/nn/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadLearner$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/dqn/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadState$$' -fuzztime 1000000x $(FUZZFLAGS) ./agents/dqn/

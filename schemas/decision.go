@@ -98,7 +98,18 @@ func EncodeDecisions(b *DecisionBatch) ([]byte, error) {
 // DecodeDecisions parses a batch written by EncodeDecisions with the same
 // guarantees as DecodeState: any invalid input gives an error wrapping
 // ErrBadBatch, never a panic or a runaway allocation.
-func DecodeDecisions(data []byte) (out *DecisionBatch, err error) {
+//
+// A batch laid out as EncodeDecisions lays it out is read without
+// arrow-go (ipcread.go), with the same result.
+func DecodeDecisions(data []byte) (*DecisionBatch, error) {
+	if out, ok := fastDecisions(data); ok {
+		return out, nil
+	}
+	return decodeDecisionsArrow(data)
+}
+
+// decodeDecisionsArrow is DecodeDecisions through arrow-go's reader.
+func decodeDecisionsArrow(data []byte) (out *DecisionBatch, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = nil, fmt.Errorf("reading decision batch: %w: %v", ErrBadBatch, p)
@@ -119,7 +130,7 @@ func DecodeDecisions(data []byte) (out *DecisionBatch, err error) {
 	if i := md.FindKey(metaKind); i < 0 || md.Values()[i] != "decision" {
 		return nil, fmt.Errorf("reading decision batch: %w: not a decision batch", ErrBadBatch)
 	}
-	h, err := parseHeader(rd.Schema(), DecisionSchemaVersion)
+	h, err := parseHeader(rd.Schema().Metadata(), DecisionSchemaVersion)
 	if err != nil {
 		return nil, err
 	}

@@ -72,19 +72,10 @@ func writeSchemaMessage(w *bytes.Buffer, fields []arrow.Field, keys, vals []stri
 	b := fbBuilders.Get().(*flatbuffers.Builder)
 	defer fbBuilders.Put(b)
 	b.Reset()
-	fs := make([]flatbuffers.UOffsetT, 0, 32)
-	for _, f := range fields {
-		off, err := fieldFB(b, f)
-		if err != nil {
-			return err
-		}
-		fs = append(fs, off)
+	fieldsVec, err := fieldsFB(b, fields)
+	if err != nil {
+		return err
 	}
-	b.StartVector(4, len(fs), 4)
-	for i := len(fs) - 1; i >= 0; i-- {
-		b.PrependUOffsetT(fs[i])
-	}
-	fieldsVec := b.EndVector(len(fs))
 	meta := metadataFB(b, keys, vals)
 	b.StartObject(4)            // Schema
 	b.PrependInt16Slot(0, 0, 0) // endianness: little
@@ -101,6 +92,26 @@ func writeSchemaMessage(w *bytes.Buffer, fields []arrow.Field, keys, vals []stri
 	b.Finish(b.EndObject())
 	frameMessage(w, b.FinishedBytes())
 	return nil
+}
+
+// fieldsFB builds the vector of fields, first in a fresh builder: a
+// schema message's fields are the tail of its flatbuffer (readFast relies
+// on it).
+func fieldsFB(b *flatbuffers.Builder, fields []arrow.Field) (flatbuffers.UOffsetT, error) {
+	var offs [32]flatbuffers.UOffsetT
+	fs := offs[:0]
+	for _, f := range fields {
+		off, err := fieldFB(b, f)
+		if err != nil {
+			return 0, err
+		}
+		fs = append(fs, off)
+	}
+	b.StartVector(4, len(fs), 4)
+	for i := len(fs) - 1; i >= 0; i-- {
+		b.PrependUOffsetT(fs[i])
+	}
+	return b.EndVector(len(fs)), nil
 }
 
 // metadataFB builds a KeyValue vector of keys and vals (0 when empty).

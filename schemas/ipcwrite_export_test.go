@@ -65,3 +65,13 @@ func arrowWriter(schema *arrow.Schema, cols []arrow.Array, n int, lz4 bool) ([]b
 	}
 	return buf.Bytes(), nil
 }
+
+// ArrowDecodeState and ArrowDecodeDecisions decode through arrow-go's
+// reader only; FastDecodeState and FastDecodeDecisions through the fast
+// path only (ok false where it declines).
+var (
+	ArrowDecodeState     = decodeStateArrow
+	ArrowDecodeDecisions = decodeDecisionsArrow
+	FastDecodeState      = fastOperational
+	FastDecodeDecisions  = fastDecisions
+)

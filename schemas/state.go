@@ -512,7 +512,18 @@ func (a boundedAllocator) Reallocate(n int, b []byte) []byte {
 // batch whose arrays are valid. Any other input, including truncated or
 // corrupted bytes, gives an error wrapping ErrBadBatch; it never panics and
 // never allocates more than maxDecodeAlloc at once.
-func DecodeState(data []byte) (out *StateBatch, err error) {
+//
+// An operational batch laid out as EncodeState lays it out is read
+// without arrow-go (ipcread.go), with the same result.
+func DecodeState(data []byte) (*StateBatch, error) {
+	if out, ok := fastOperational(data); ok {
+		return out, nil
+	}
+	return decodeStateArrow(data)
+}
+
+// decodeStateArrow is DecodeState through arrow-go's reader.
+func decodeStateArrow(data []byte) (out *StateBatch, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = nil, fmt.Errorf("reading state batch: %w: %v", ErrBadBatch, p)
@@ -529,7 +540,7 @@ func DecodeState(data []byte) (out *StateBatch, err error) {
 		return nil, fmt.Errorf("reading state batch: %w: %w", ErrBadBatch, err)
 	}
 	defer rd.Release()
-	h, err := parseHeader(rd.Schema(), StateSchemaVersion)
+	h, err := parseHeader(rd.Schema().Metadata(), StateSchemaVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -558,7 +569,7 @@ func DecodeState(data []byte) (out *StateBatch, err error) {
 	out = &StateBatch{Header: h}
 	switch h.Layer {
 	case Operational:
-		if out.OmitsIdle, out.HourSin, err = parseOperationalMeta(rd.Schema()); err != nil {
+		if out.OmitsIdle, out.HourSin, err = parseOperationalMeta(rd.Schema().Metadata()); err != nil {
 			return nil, fmt.Errorf("reading %s state batch: %w: %w", h.Layer, ErrBadBatch, err)
 		}
 		if out.Operational, err = readOperational(rec, out.OmitsIdle); err != nil {
@@ -661,8 +672,8 @@ func validateFull(a arrow.Array) error {
 	return nil
 }
 
-func parseHeader(s *arrow.Schema, version int) (BatchHeader, error) {
-	md := s.Metadata()
+// parseHeader reads a batch's header from its schema metadata md.
+func parseHeader(md arrow.Metadata, version int) (BatchHeader, error) {
 	get := func(k string) (string, error) {
 		i := md.FindKey(k)
 		if i < 0 {
@@ -745,8 +756,7 @@ func readSeqValues(a *array.List, i int, dst *[SeqLen]Value) {
 }
 
 // parseOperationalMeta reads the metadata only operational batches carry.
-func parseOperationalMeta(schema *arrow.Schema) (omits bool, hourSin float64, err error) {
-	md := schema.Metadata()
+func parseOperationalMeta(md arrow.Metadata) (omits bool, hourSin float64, err error) {
 	o, h := md.FindKey(MetaOmitsIdle), md.FindKey(MetaHourSin)
 	if o < 0 || h < 0 {
 		return false, 0, fmt.Errorf("metadata %s and %s are required on operational batches", MetaOmitsIdle, MetaHourSin)
