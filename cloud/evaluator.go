@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 )
 
 // Evaluator evaluates intervals of one function under one placement. It
@@ -40,6 +41,11 @@ type Evaluator struct {
 	blockUSD       float64 // the price of one block
 	carbonCol      int     // column of the carbon series, -1: static factor
 	staticGPerKWh  float64
+	// The hour of the carbon series intensity last looked up: trace
+	// instants in [hourFrom, hourTo) have intensity hourG. Empty (0, 0) in
+	// a new Evaluator.
+	hourFrom, hourTo int64
+	hourG            float64
 }
 
 // costParams are one placement's per-invocation prices in the form
@@ -168,8 +174,24 @@ func (m *Model) Evaluator(fn *Function, pl Placement) (Evaluator, error) {
 func (ev *Evaluator) Placement() Placement { return ev.pl }
 
 // intensity is Model.IntensityGPerKWh at the evaluator's placement.
+// The scorer asks for the same hour thousands of times in a row, so the
+// last hour's value is kept.
 func (ev *Evaluator) intensity(traceUS int64) float64 {
-	return ev.m.intensity(ev.carbonCol, ev.staticGPerKWh, traceUS)
+	if ev.carbonCol < 0 {
+		return ev.staticGPerKWh
+	}
+	if traceUS >= ev.hourFrom && traceUS < ev.hourTo {
+		return ev.hourG
+	}
+	const hourUS = int64(time.Hour / time.Microsecond)
+	off := ev.m.seriesOffsetUS + traceUS
+	start := off / hourUS * hourUS
+	if off < 0 && off%hourUS != 0 {
+		start -= hourUS // floor, as hourOf
+	}
+	ev.hourFrom, ev.hourTo = start-ev.m.seriesOffsetUS, start-ev.m.seriesOffsetUS+hourUS
+	ev.hourG = ev.m.intensity(ev.carbonCol, ev.staticGPerKWh, traceUS)
+	return ev.hourG
 }
 
 // prewarmCost bills hold pre-warmed instances over [from, to). AWS bills

@@ -126,3 +126,48 @@ func BenchmarkIdleTick(b *testing.B) {
 		}
 	}
 }
+
+// TestIntensityKeepsTheHour checks the Evaluator's kept hour of grid
+// intensity against the Model's lookup at instants around hour boundaries,
+// forward and backward, before the trace epoch and past the series' end,
+// at every placement.
+func TestIntensityKeepsTheHour(t *testing.T) {
+	cat, err := DefaultCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewModel(cat, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hourUS = int64(3_600_000_000)
+	rng := rand.New(rand.NewPCG(3, 4))
+	fn := m.NewFunction("app", "fn", EUWest, []int64{200_000})
+	series := 0
+	for p := range NumProviders {
+		for mt := range NumMetros {
+			pl := Placement{Provider: Provider(p), Metro: Metro(mt), Tier: Tier(0)}
+			ev, err := m.Evaluator(&fn, pl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.carbonCol >= 0 {
+				series++
+			}
+			var h int64
+			for i := range 3000 {
+				if i%3 == 0 { // three instants of each hour: the kept one answers two
+					h = int64(rng.IntN(20_000)) - 10_000
+				}
+				at := h*hourUS + int64(rng.IntN(3)-1) + []int64{0, hourUS / 2, hourUS - 1}[i%3]
+				want := m.intensity(ev.carbonCol, ev.staticGPerKWh, at)
+				if got := ev.intensity(at); got != want {
+					t.Fatalf("%v at %d µs: kept-hour intensity %v, the series %v", pl, at, got, want)
+				}
+			}
+		}
+	}
+	if series == 0 {
+		t.Fatal("no placement has a carbon series: nothing was kept")
+	}
+}
