@@ -3,6 +3,7 @@ package twin
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 
 	"github.com/strata-rl/strata/schemas"
@@ -52,6 +53,7 @@ func startScorer(c *core) *scorer {
 func (s *scorer) run() {
 	defer close(s.stopped)
 	for j := range s.jobs {
+		yield()
 		if s.failed() == nil {
 			if err := s.score(j); err != nil {
 				s.mu.Lock()
@@ -62,6 +64,17 @@ func (s *scorer) run() {
 		s.pending.Done()
 	}
 }
+
+// yield lets other goroutines run before the scorer goes on. The scorer is
+// off the loop's critical path but CPU-bound, for tens of milliseconds at
+// an hour's close and hundreds at a day's: a goroutine that does not block
+// keeps its P until it is preempted (every 10 ms), and on a machine with
+// two cores the tick's chain — replay, features, agents, twin, each woken
+// by the one before — then waits runnable behind it. Yielding between
+// jobs, and between functions and apps at a close, lets the chain run
+// first: 14-day runs took 65.2 and 65.4 s with it against 77.8 s without
+// between them (README, change (28)).
+func yield() { runtime.Gosched() }
 
 // score scores job j's tick and writes its output, or completes its
 // transitions.

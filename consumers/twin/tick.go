@@ -474,6 +474,7 @@ func (e *Engine) detachHour(h int64) []hourJob {
 // the hour's provider.
 func (e *Engine) closeHour(h int64, jobs []hourJob, out *Output) error {
 	for _, j := range jobs {
+		yield()
 		n := cloud.NumMetros * cloud.NumTiers
 		aggs := make([]cloud.Aggregate, n)
 		lat := make([][]float64, n)
@@ -621,6 +622,7 @@ func (e *Engine) detachDay(d int64) []dayJob {
 // hour's metro and tier.
 func (e *Engine) closeDay(d int64, jobs []dayJob, out *Output) error {
 	for _, j := range jobs {
+		yield()
 		aggs := make([]cloud.Aggregate, cloud.NumProviders)
 		lat := make([][]float64, cloud.NumProviders)
 		for _, f := range j.fns {
