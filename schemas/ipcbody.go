@@ -142,26 +142,29 @@ func (b *ipcBody) strings(n int, s func(i int) string) {
 	b.close(off)
 }
 
-// int32s and int64s add an integer column of n values without nulls.
-func (b *ipcBody) int32s(n int, v func(i int) int32) {
+// ints adds an integer column of n values without nulls, width bytes
+// (4 or 8) each.
+func (b *ipcBody) ints(n, width int, v func(i int) int64) {
 	b.node(n, 0)
 	b.empty()
 	off, body := b.open(), b.body
 	for i := range n {
-		body = binary.LittleEndian.AppendUint32(body, uint32(v(i)))
+		if width == 4 {
+			body = binary.LittleEndian.AppendUint32(body, uint32(v(i)))
+		} else {
+			body = binary.LittleEndian.AppendUint64(body, uint64(v(i)))
+		}
 	}
 	b.body = body
 	b.close(off)
 }
 
-func (b *ipcBody) int64s(n int, v func(i int) int64) {
-	b.node(n, 0)
+// floats adds a float64 column (or list child) without nulls.
+func (b *ipcBody) floats(vals []float64) {
+	b.node(len(vals), 0)
 	b.empty()
-	off, body := b.open(), b.body
-	for i := range n {
-		body = binary.LittleEndian.AppendUint64(body, uint64(v(i)))
-	}
-	b.body = body
+	off := b.open()
+	b.putFloat64s(vals)
 	b.close(off)
 }
 
@@ -197,22 +200,7 @@ func (b *ipcBody) message(w *bytes.Buffer, nrows int) {
 	fb := fbBuilders.Get().(*flatbuffers.Builder)
 	defer fbBuilders.Put(fb)
 	fb.Reset()
-	nn := len(b.nodes) / 2
-	fb.StartVector(16, nn, 8)
-	for i := nn - 1; i >= 0; i-- {
-		fb.Prep(8, 16)
-		fb.PrependInt64(b.nodes[2*i+1])
-		fb.PrependInt64(b.nodes[2*i])
-	}
-	nodes := fb.EndVector(nn)
-	nb := len(b.bufs) / 2
-	fb.StartVector(16, nb, 8)
-	for i := nb - 1; i >= 0; i-- {
-		fb.Prep(8, 16)
-		fb.PrependInt64(b.bufs[2*i+1])
-		fb.PrependInt64(b.bufs[2*i])
-	}
-	bufs := fb.EndVector(nb)
+	nodes, bufs := pairsFB(fb, b.nodes), pairsFB(fb, b.bufs)
 	fb.StartObject(5) // RecordBatch
 	fb.PrependInt64Slot(0, int64(nrows), 0)
 	fb.PrependUOffsetTSlot(1, nodes, 0)
@@ -227,6 +215,19 @@ func (b *ipcBody) message(w *bytes.Buffer, nrows int) {
 	fb.Finish(fb.EndObject())
 	frameMessage(w, fb.FinishedBytes())
 	w.Write(b.body)
+}
+
+// pairsFB builds a vector of 16-byte structs of two int64s (FieldNode:
+// length, null count; Buffer: offset, length) from vs, two values each.
+func pairsFB(fb *flatbuffers.Builder, vs []int64) flatbuffers.UOffsetT {
+	n := len(vs) / 2
+	fb.StartVector(16, n, 8)
+	for i := n - 1; i >= 0; i-- {
+		fb.Prep(8, 16)
+		fb.PrependInt64(vs[2*i+1])
+		fb.PrependInt64(vs[2*i])
+	}
+	return fb.EndVector(n)
 }
 
 // frameMessage writes flatbuffer message msg as ipc.Writer frames it:
@@ -263,8 +264,8 @@ func operationalBody(b *ipcBody, rows []OperationalRow) {
 	n := len(rows)
 	b.strings(n, func(i int) string { return rows[i].App })
 	b.strings(n, func(i int) string { return rows[i].Func })
-	b.int64s(n, func(i int) int64 { return rows[i].Invocations })
-	b.int64s(n, func(i int) int64 { return rows[i].LastStartUS })
+	b.ints(n, 8, func(i int) int64 { return rows[i].Invocations })
+	b.ints(n, 8, func(i int) int64 { return rows[i].LastStartUS })
 	steps := b.steps[:0]
 	for i := range rows {
 		steps = append(steps, rows[i].wireSteps())
@@ -277,11 +278,7 @@ func operationalBody(b *ipcBody, rows []OperationalRow) {
 			vals = append(vals, f(&rows[i])[SeqLen-steps[i]:]...)
 		}
 		b.vals = vals
-		b.node(len(b.vals), 0)
-		b.empty()
-		off := b.open()
-		b.putFloat64s(b.vals)
-		b.close(off)
+		b.floats(vals)
 	}
 	seqValues := func(f func(r *OperationalRow) *[SeqLen]Value) {
 		b.list(steps)
@@ -313,11 +310,7 @@ func operationalBody(b *ipcBody, rows []OperationalRow) {
 	}
 	b.steps, b.vals = counts, vals
 	b.list(counts)
-	b.node(len(b.vals), 0)
-	b.empty()
-	off := b.open()
-	b.putFloat64s(b.vals)
-	b.close(off)
+	b.floats(vals)
 }
 
 // decisionBody writes the columns of rows (decisionFields) into b.
@@ -325,12 +318,12 @@ func decisionBody(b *ipcBody, rows []DecisionRow) {
 	n := len(rows)
 	b.strings(n, func(i int) string { return rows[i].App })
 	b.strings(n, func(i int) string { return rows[i].Func })
-	b.int32s(n, func(i int) int32 { return rows[i].Action })
+	b.ints(n, 4, func(i int) int64 { return int64(rows[i].Action) })
 	b.strings(n, func(i int) string { return rows[i].Provider })
 	b.strings(n, func(i int) string { return rows[i].Region })
-	b.int32s(n, func(i int) int32 { return rows[i].MemoryMB })
-	b.int32s(n, func(i int) int32 { return rows[i].Prewarm })
-	b.int64s(n, func(i int) int64 { return rows[i].KeepWarmMS })
+	b.ints(n, 4, func(i int) int64 { return int64(rows[i].MemoryMB) })
+	b.ints(n, 4, func(i int) int64 { return int64(rows[i].Prewarm) })
+	b.ints(n, 8, func(i int) int64 { return rows[i].KeepWarmMS })
 	b.strings(n, func(i int) string { return rows[i].Policy })
 	b.strings(n, func(i int) string { return rows[i].PolicyVersion })
 	b.values(n, func(i int) Value { return rows[i].LogProb })

@@ -111,7 +111,7 @@ func sameState(a, b *schemas.StateBatch) bool {
 }
 
 // TestFastDecodeAgreesWithArrow reads seeded batches, and every one-byte
-// corruption of small ones, with the fast reader and arrow-go's: the fast
+// corruption (two masks) of two small ones, with the fast reader and arrow-go's: the fast
 // reader answers for every batch the encoders write, with arrow-go's
 // result, and for a corrupted batch answers only with arrow-go's result.
 func TestFastDecodeAgreesWithArrow(t *testing.T) {
@@ -137,12 +137,12 @@ func TestFastDecodeAgreesWithArrow(t *testing.T) {
 			t.Fatalf("decision batch %d: the fast reader read %+v, the Arrow reader %+v", i, fd, sd)
 		}
 	}
-	for i := 1; i < 12; i += 5 { // batches 1, 6 and 11
+	for _, i := range []int{1, 6} {
 		sd, _ := schemas.EncodeState(states[i])
 		dd, _ := schemas.EncodeDecisions(decisions[i])
 		for _, data := range [][]byte{sd, dd} {
 			for j := range data {
-				for _, mask := range []byte{0x01, 0x80, 0xff} {
+				for _, mask := range []byte{0x01, 0xff} {
 					bad := bytes.Clone(data)
 					bad[j] ^= mask
 					agreeState(t, bad, false)

@@ -28,22 +28,7 @@ func TestIPCWriterMatchesArrow(t *testing.T) {
 						b.Operational[i].Left = i%11 == 5
 					}
 				}
-				got, err := schemas.EncodeState(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := schemas.ArrowWriterState(b, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(want) > schemas.CompressAbove {
-					if want, err = schemas.ArrowWriterState(b, true); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if !bytes.Equal(got, want) {
-					t.Fatalf("EncodeState wrote %d bytes that differ from ipc.Writer's %d at byte %d", len(got), len(want), firstDiff(got, want))
-				}
+				stateMatchesArrow(t, b, fmt.Sprintf("%s, %d rows", l, n))
 			})
 		}
 	}
@@ -73,62 +58,45 @@ func TestIPCWriterMatchesArrow(t *testing.T) {
 // TestRowWriterMatchesArrow holds the operational state and decision
 // batches written from their rows (ipcbody.go) to ipc.Writer's bytes over
 // seeded random batches whose nullable columns have no nulls, some, or
-// only nulls, including batches of only Left rows and of no rows.
+// only nulls, with Left rows and with no rows.
 func TestRowWriterMatchesArrow(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 12))
-	pick := func(share float64) schemas.Value {
-		if r.Float64() < share {
-			return schemas.Value{}
+	states, decisions := randomBatches(300)
+	for i := range states {
+		what := fmt.Sprintf("batch %d (%d rows)", i, len(states[i].Operational))
+		stateMatchesArrow(t, states[i], what)
+		got, err := schemas.EncodeDecisions(decisions[i])
+		if err != nil {
+			t.Fatal(err)
 		}
-		return schemas.Some(r.NormFloat64())
+		want, err := schemas.ArrowWriterDecisions(decisions[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: EncodeDecisions wrote %d bytes that differ from ipc.Writer's %d at byte %d", what, len(got), len(want), firstDiff(got, want))
+		}
 	}
-	for round := range 300 {
-		n := r.IntN(40)
-		if round%25 == 0 {
-			n = 0
-		}
-		share := []float64{0, 0.5, 1}[round%3]
-		b := testBatch(schemas.Operational, n, uint64(round))
-		b.OmitsIdle, b.HourSin = round%2 == 0, r.Float64()
-		allLeft := round%7 == 3
-		for i := range b.Operational {
-			row := &b.Operational[i]
-			row.Steps = r.IntN(schemas.SeqLen + 2)
-			row.Left = allLeft || r.IntN(6) == 0
-			for j := range schemas.SeqLen {
-				row.MemoryUtil[j], row.CPUUtil[j], row.QueueDepth[j] = pick(share), pick(share), pick(share)
-			}
-		}
-		got, err := schemas.EncodeState(b)
-		if err != nil {
+}
+
+// stateMatchesArrow checks EncodeState's bytes for b against ipc.Writer's
+// (LZ4-compressed where the plain encoding is above CompressAbove).
+func stateMatchesArrow(t *testing.T, b *schemas.StateBatch, what string) {
+	t.Helper()
+	got, err := schemas.EncodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := schemas.ArrowWriterState(b, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) > schemas.CompressAbove {
+		if want, err = schemas.ArrowWriterState(b, true); err != nil {
 			t.Fatal(err)
 		}
-		want, err := schemas.ArrowWriterState(b, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("round %d (%d rows, null share %v): EncodeState wrote %d bytes that differ from ipc.Writer's %d at byte %d",
-				round, n, share, len(got), len(want), firstDiff(got, want))
-		}
-		d := &schemas.DecisionBatch{Header: testHeader(schemas.Operational, int64(round))}
-		for i := range n {
-			d.Rows = append(d.Rows, schemas.DecisionRow{App: fmt.Sprint("app", i%4), Func: fmt.Sprint(i), Action: r.Int32N(9),
-				Provider: []string{"", "aws", "gcp"}[r.IntN(3)], Region: "eu-west", MemoryMB: 128 << r.IntN(5), Prewarm: r.Int32N(4),
-				KeepWarmMS: r.Int64N(1 << 40), Policy: "ppo", PolicyVersion: fmt.Sprint(round),
-				LogProb: pick(share), Value: pick(share), Predicted: pick(1 - share)})
-		}
-		got, err = schemas.EncodeDecisions(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want, err = schemas.ArrowWriterDecisions(d); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("round %d (%d decisions, null share %v): EncodeDecisions wrote %d bytes that differ from ipc.Writer's %d at byte %d",
-				round, n, share, len(got), len(want), firstDiff(got, want))
-		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: EncodeState wrote %d bytes that differ from ipc.Writer's %d at byte %d", what, len(got), len(want), firstDiff(got, want))
 	}
 }
 
