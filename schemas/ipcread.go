@@ -45,6 +45,7 @@ var (
 	decTail   fieldsTail
 )
 
+// tails builds opTail and decTail, once.
 func tails() {
 	build := func(fields []arrow.Field) fieldsTail {
 		b := flatbuffers.NewBuilder(4096)

@@ -18,7 +18,11 @@ import (
 // small batches, and a new arrow.Schema per batch besides. writeIPC
 // builds the same bytes from the fields and the header directly, into a
 // pooled builder (TestIPCWriterMatchesArrow compares them with
-// ipc.Writer's byte for byte), and has arrow-go encode the record batch.
+// ipc.Writer's byte for byte), and has arrow-go encode the record batch —
+// for the tactical, strategic and compressed batches; the operational
+// state batches and the decision batches have their record batch written
+// from their rows too (ipcbody.go), and read back without arrow-go
+// (ipcread.go).
 
 // Values of the Arrow format's flatbuffers schema (format/Schema.fbs,
 // format/Message.fbs) that writeIPC writes.
