@@ -34,18 +34,20 @@ func (in Invocation) StartUS() int64 { return in.EndUS - in.DurationUS }
 // file or produced by the generator, so a retried or replayed record is
 // recognisable downstream.
 func (in Invocation) ID() string {
-	h := sha256.New()
-	h.Write([]byte(in.App))
-	h.Write([]byte{0})
-	h.Write([]byte(in.Func))
-	h.Write([]byte{0})
-	var b [24]byte
-	binary.BigEndian.PutUint64(b[0:], uint64(in.EndUS))
-	binary.BigEndian.PutUint64(b[8:], uint64(in.DurationUS))
-	binary.BigEndian.PutUint64(b[16:], uint64(in.Row))
-	h.Write(b[:])
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:16])
+	// One buffer, hashed at once: names up to 100 bytes each (the trace's
+	// are 64) stay on the stack.
+	var buf [256]byte
+	b := append(buf[:0], in.App...)
+	b = append(b, 0)
+	b = append(b, in.Func...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(in.EndUS))
+	b = binary.BigEndian.AppendUint64(b, uint64(in.DurationUS))
+	b = binary.BigEndian.AppendUint64(b, uint64(in.Row))
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // Source yields invocations one at a time. Next returns io.EOF after the last
