@@ -331,19 +331,28 @@ func (c *fastCols) floatList(nullable bool) (offs []int32, vals []byte, valid []
 		return nil, nil, nil
 	}
 	// The child's length is known only after its node; read it first.
-	childLen := int(c.s.nodes[2*c.node])
-	offs = c.offsets(childLen, true)
+	offs = c.offsets(int(c.s.nodes[2*c.node]), true)
+	_, vals, valid = c.floats(nullable)
+	if !c.ok {
+		return nil, nil, nil
+	}
+	return offs, vals, valid
+}
+
+// floats reads a float64 column or list child: its length, values and
+// validity (nil without nulls); nullable says it may have nulls.
+func (c *fastCols) floats(nullable bool) (n int, vals, valid []byte) {
 	n, nulls, valid := c.next()
 	if !c.ok || (nulls != 0 && !nullable) {
 		c.ok = false
-		return nil, nil, nil
+		return 0, nil, nil
 	}
 	vals = c.s.bufs[c.buf]
 	c.buf++
 	if len(vals) < 8*n {
 		c.ok = false
 	}
-	return offs, vals, valid
+	return n, vals, valid
 }
 
 func f64At(b []byte, i int) float64 {
@@ -466,14 +475,8 @@ func fastDecisions(data []byte) (out *DecisionBatch, ok bool) {
 	pol, ver := c.strings(), c.strings()
 	var vs [3]struct{ vals, valid []byte }
 	for k := range vs {
-		n, _, valid := c.next()
-		if !c.ok || n != s.rows {
-			c.ok = false
-			break
-		}
-		vs[k].valid, vs[k].vals = valid, c.s.bufs[c.buf]
-		c.buf++
-		if len(vs[k].vals) < 8*n {
+		var n int
+		if n, vs[k].vals, vs[k].valid = c.floats(true); n != s.rows {
 			c.ok = false
 		}
 	}

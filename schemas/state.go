@@ -399,7 +399,7 @@ func stateColumns(b *StateBatch) ([]arrow.Array, error) {
 	case Strategic:
 		return strategicColumns(b.Strategic), nil
 	}
-	return nil, fmt.Errorf("encoding state batch: unknown layer %q", b.Header.Layer)
+	return nil, fmt.Errorf("unknown layer %q", b.Header.Layer)
 }
 
 // EncodeState serialises a state batch as an Arrow IPC stream (schema with
@@ -419,7 +419,7 @@ func EncodeState(b *StateBatch) ([]byte, error) {
 func encodeState(b *StateBatch) ([]byte, error) {
 	fields := StateFields(b.Header.Layer)
 	keys, vals := stateMetadata(b)
-	size := encodedSize(b)
+	var size int // of the plain encoding
 	if b.Header.Layer == Operational {
 		body := ipcBodies.Get().(*ipcBody)
 		defer ipcBodies.Put(body)
@@ -441,7 +441,7 @@ func encodeState(b *StateBatch) ([]byte, error) {
 	}
 	defer rec.Release()
 	if b.Header.Layer != Operational {
-		data, err := writeIPC(fields, keys, vals, rec, size, false)
+		data, err := writeIPC(fields, keys, vals, rec, encodedSize(b), false)
 		if err != nil || len(data) <= CompressAbove {
 			return data, err
 		}
@@ -456,24 +456,14 @@ func encodeState(b *StateBatch) ([]byte, error) {
 // or LAN hop; above it, it keeps big batches under the NATS payload limit.
 const CompressAbove = 256 << 10
 
-// writeIPC writes rec as a one-batch Arrow IPC stream.
-// encodedSize estimates b's plain encoding, to size the output once: an
-// operational row carries its steps (7 sequence columns) and idle times
-// besides its names.
+// encodedSize estimates the plain encoding of b, a tactical or strategic
+// batch, to size the output once (operational batches are sized by the
+// row writer).
 func encodedSize(b *StateBatch) int {
-	n := 2048
-	switch b.Header.Layer {
-	case Operational:
-		for i := range b.Operational {
-			r := &b.Operational[i]
-			n += 7*8*r.wireSteps() + 2*SeqLen/8 + 8*len(r.IdleTimesS) + len(r.App) + len(r.Func) + 64
-		}
-	case Tactical:
-		n += len(b.Tactical) * (22*8 + 160)
-	default:
-		n += len(b.Strategic) * (21*8 + 130)
+	if b.Header.Layer == Tactical {
+		return 2048 + len(b.Tactical)*(22*8+160)
 	}
-	return n
+	return 2048 + len(b.Strategic)*(21*8+130)
 }
 
 // ErrBadBatch is wrapped by DecodeState for input that is not a valid state
