@@ -58,16 +58,25 @@ func (s *CarbonSeries) HourIndex(t time.Time) int {
 // hourOf returns the row of the instant offsetUS microseconds after Start,
 // as HourIndex does (floor, wrapped around the series).
 func (s *CarbonSeries) hourOf(offsetUS int64) int {
-	const hourUS = int64(time.Hour / time.Microsecond)
-	h := offsetUS / hourUS
-	if offsetUS < 0 && offsetUS%hourUS != 0 {
-		h--
-	}
+	h := floorHour(offsetUS)
 	n := int64(s.Hours)
 	if h >= 0 && h < n {
 		return int(h) // within the series: no wrapping (and no division)
 	}
 	return int(((h % n) + n) % n)
+}
+
+// hourUS is an hour in microseconds.
+const hourUS = int64(time.Hour / time.Microsecond)
+
+// floorHour returns the hour holding the instant offsetUS microseconds
+// after the series' start: floor, not truncation, before the start.
+func floorHour(offsetUS int64) int64 {
+	h := offsetUS / hourUS
+	if offsetUS < 0 && offsetUS%hourUS != 0 {
+		h--
+	}
+	return h
 }
 
 // At returns the intensity (gCO2e/kWh) of column col in row hour.

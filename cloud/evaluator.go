@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"time"
 )
 
 // Evaluator evaluates intervals of one function under one placement. It
@@ -183,13 +182,8 @@ func (ev *Evaluator) intensity(traceUS int64) float64 {
 	if traceUS >= ev.hourFrom && traceUS < ev.hourTo {
 		return ev.hourG
 	}
-	const hourUS = int64(time.Hour / time.Microsecond)
-	off := ev.m.seriesOffsetUS + traceUS
-	start := off / hourUS * hourUS
-	if off < 0 && off%hourUS != 0 {
-		start -= hourUS // floor, as hourOf
-	}
-	ev.hourFrom, ev.hourTo = start-ev.m.seriesOffsetUS, start-ev.m.seriesOffsetUS+hourUS
+	ev.hourFrom = floorHour(ev.m.seriesOffsetUS+traceUS)*hourUS - ev.m.seriesOffsetUS
+	ev.hourTo = ev.hourFrom + hourUS
 	ev.hourG = ev.m.intensity(ev.carbonCol, ev.staticGPerKWh, traceUS)
 	return ev.hourG
 }

@@ -172,7 +172,6 @@ func (p *hybrid) newUnit() *hhUnit {
 // returns the unit.
 func (p *hybrid) update(r *schemas.OperationalRow) *hhUnit {
 	u, _ := p.units.Row(p.unitKey(r), p.newUnit)
-
 	for _, it := range r.IdleTimesS {
 		if math.IsNaN(it) || math.IsInf(it, 0) {
 			continue // not an idle time; the features layer never sends one
